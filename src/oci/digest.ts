@@ -12,7 +12,8 @@ export function isDigest(s: string): s is Digest {
 
 /** parseDigest returns `s` as a Digest or throws a TypeError naming `what`. */
 export function parseDigest(s: string, what = 'digest'): Digest {
-  if (!isDigest(s)) throw new TypeError(`invalid ${what}: expected sha256:<64 hex>, got "${String(s).slice(0, 80)}"`);
+  if (!isDigest(s))
+    throw new TypeError(`invalid ${what}: expected sha256:<64 hex>, got "${String(s).slice(0, 80)}"`);
   return s;
 }
 
