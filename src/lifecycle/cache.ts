@@ -1,0 +1,298 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
+import { BlobStore, DigestVerifier } from '../layout/blob-store.ts';
+import { type Digest, isDigest } from '../oci/digest.ts';
+import { acquireLock, type LockOptions } from './cache-lock.ts';
+
+// The volume cache: `cache = true` layers of earlier builds, kept as the same compressed blobs the
+// image carries (so a launch+cache layer is stored once and never compressed twice), keyed by
+// diffID, plus the metadata document the reference lifecycle keeps next to them.
+//
+//   <dir>/lock                      exclusive lock (see cache-lock.ts), held only while reading
+//                                   the committed state and while committing a new one
+//   <dir>/cache.json                committed state: metadata + diffID -> blob + fingerprints
+//   <dir>/blobs/sha256/<hex>        layer blobs (content-addressed, never rewritten)
+//
+// Crash safety: a commit first places every new blob, then replaces cache.json by rename, and only
+// then deletes blobs the new state no longer names. Killed at any point, the directory holds either
+// the old state with all its blobs or the new one with all of its blobs; strays are swept by the
+// next commit. Readers open blob files while holding the lock, so a concurrent commit's prune (an
+// unlink) never pulls content from under an extraction.
+
+/** CachedLayer records one stored layer blob. */
+export interface CachedLayer {
+  readonly diffID: Digest;
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
+/** A layer fingerprint entry: what a directory with this fingerprint tarred to last time. */
+export type FingerprintEntry = CachedLayer;
+
+interface CacheState {
+  schemaVersion: 1;
+  metadata: CacheMetadata;
+  /** diffID -> stored blob. */
+  layers: Record<string, Omit<CachedLayer, 'diffID'>>;
+  /** directory fingerprint -> layer it produced (see export's fingerprinting). */
+  fingerprints: Record<string, CachedLayer>;
+}
+
+const STATE_FILE = 'cache.json';
+
+function emptyState(): CacheState {
+  return { schemaVersion: 1, metadata: CacheMetadataSchema.parse({}), layers: {}, fingerprints: {} };
+}
+
+/**
+ * CacheSnapshot is the committed state of a cache at one moment, with its blobs held open: reading
+ * from it stays valid even if another build commits (and prunes) meanwhile. Close it when done.
+ */
+export interface CacheSnapshot {
+  readonly metadata: CacheMetadata;
+  readonly fingerprints: Readonly<Record<string, CachedLayer>>;
+  layer(diffID: string): CachedLayer | undefined;
+  /** The stored (compressed) blob of `diffID`, verified against its digest as it is read. */
+  open(diffID: string): Promise<Readable>;
+  close(): Promise<void>;
+}
+
+/** A layer to keep in the cache at commit. */
+export interface CacheEntry extends CachedLayer {
+  /**
+   * Where the blob can be copied from when the cache does not hold it yet: a file (hard-linked when
+   * on the same file system) or a producer that writes it and returns the file it wrote.
+   */
+  readonly source?: string | (() => Promise<string>);
+}
+
+/** Options of a commit. */
+export interface CommitInput {
+  readonly metadata: CacheMetadata;
+  readonly layers: readonly CacheEntry[];
+  /** Fingerprints to remember (merged over the committed ones, bounded). */
+  readonly fingerprints?: Readonly<Record<string, CachedLayer>>;
+}
+
+/** What a commit did, for the build log. */
+export interface CommitResult {
+  readonly added: number;
+  readonly reused: number;
+  readonly pruned: number;
+}
+
+const MAX_FINGERPRINTS = 512;
+
+/**
+ * VolumeCache is a cache directory shared by builds of one image (or by whoever points at it). All
+ * mutation goes through commit(); all reading through snapshot().
+ */
+export class VolumeCache {
+  readonly dir: string;
+  readonly blobs: BlobStore;
+  readonly #lockOpts: LockOptions;
+
+  constructor(dir: string, lockOpts: LockOptions = {}) {
+    this.dir = path.resolve(dir);
+    this.blobs = new BlobStore(this.dir);
+    this.#lockOpts = lockOpts;
+  }
+
+  /** name is what the log calls this cache. */
+  get name(): string {
+    return this.dir;
+  }
+
+  async #withLock<T>(fn: () => Promise<T>): Promise<T> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const lock = await acquireLock(path.join(this.dir, 'lock'), this.#lockOpts);
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #readState(): Promise<CacheState> {
+    let text: string;
+    try {
+      text = await fs.readFile(path.join(this.dir, STATE_FILE), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+      throw e;
+    }
+    try {
+      const raw = JSON.parse(text) as Partial<CacheState>;
+      const layers: CacheState['layers'] = {};
+      for (const [k, v] of Object.entries(raw.layers ?? {}))
+        if (isDigest(k) && isDigest(v.digest)) layers[k] = v;
+      return {
+        schemaVersion: 1,
+        metadata: parseCacheMetadata(JSON.stringify(raw.metadata ?? {})),
+        layers,
+        fingerprints: raw.fingerprints ?? {},
+      };
+    } catch {
+      // A cache is disposable: an unreadable state means an empty cache, not a failed build.
+      return emptyState();
+    }
+  }
+
+  /**
+   * snapshot reads the committed state and opens every blob it names, under the lock. With
+   * `clear`, the cache reads as empty (`--clear-cache`); the next commit then replaces it.
+   */
+  async snapshot(opts: { clear?: boolean } = {}): Promise<CacheSnapshot> {
+    if (opts.clear) return snapshotOf(emptyState(), new Map());
+    return this.#withLock(async () => {
+      const state = await this.#readState();
+      const handles = new Map<string, FileHandle>();
+      for (const [diffID, l] of Object.entries(state.layers)) {
+        try {
+          handles.set(diffID, await fs.open(this.blobs.path(l.digest), 'r'));
+        } catch {
+          delete state.layers[diffID]; // blob lost (disk cleaner?): treat as not cached
+        }
+      }
+      return snapshotOf(state, handles);
+    });
+  }
+
+  /**
+   * commit makes `input` the cache's state: blobs not yet stored are linked or copied in (or
+   * produced), the state file is replaced atomically, and blobs nothing names any more are pruned.
+   */
+  async commit(input: CommitInput): Promise<CommitResult> {
+    return this.#withLock(async () => {
+      const old = await this.#readState();
+      const next = emptyState();
+      next.metadata = CacheMetadataSchema.parse(input.metadata);
+      let added = 0;
+      let reused = 0;
+      for (const l of input.layers) {
+        if (await this.blobs.has(l.digest)) reused++;
+        else {
+          if (!l.source)
+            throw new Error(
+              `cache layer ${l.diffID}: blob ${l.digest} is not in ${this.dir} and has no source`,
+            );
+          const file = typeof l.source === 'string' ? l.source : await l.source();
+          await this.#place(file, l.digest);
+          added++;
+        }
+        next.layers[l.diffID] = { digest: l.digest, size: l.size, mediaType: l.mediaType };
+      }
+      next.fingerprints = boundedMerge(old.fingerprints, input.fingerprints ?? {});
+      const tmp = path.join(this.dir, `.${STATE_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
+      const fh = await fs.open(tmp, 'w', 0o644);
+      try {
+        await fh.writeFile(JSON.stringify(next));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.rename(tmp, path.join(this.dir, STATE_FILE));
+      const pruned = await this.#prune(next);
+      return { added, reused, pruned };
+    });
+  }
+
+  async #place(file: string, digest: Digest): Promise<void> {
+    const temp = await this.blobs.tempPath();
+    try {
+      await fs.link(file, temp);
+    } catch {
+      await fs.copyFile(file, temp);
+    }
+    // Verify what we keep: a corrupt source must not poison later builds.
+    try {
+      await pipeline(
+        createReadStream(temp),
+        new DigestVerifier(digest, `cache blob from ${file}`),
+        new Writable({ write: (_c, _e, cb) => cb() }),
+      );
+    } catch (e) {
+      await fs.rm(temp, { force: true });
+      throw e;
+    }
+    await this.blobs.commit(temp, digest);
+  }
+
+  /** Deletes blobs and temp files the state does not name (temp files of live writers are kept). */
+  async #prune(state: CacheState): Promise<number> {
+    const keep = new Set(Object.values(state.layers).map((l) => l.digest.slice('sha256:'.length)));
+    const dir = path.join(this.dir, 'blobs', 'sha256');
+    let pruned = 0;
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (keep.has(name)) continue;
+      await fs.rm(path.join(dir, name), { force: true });
+      pruned++;
+    }
+    const tmpDir = path.join(this.dir, 'blobs');
+    for (const name of await fs.readdir(tmpDir).catch(() => [] as string[])) {
+      const m = /^\.tmp-(\d+)-/.exec(name);
+      if (m && !pidAlive(Number(m[1]))) await fs.rm(path.join(tmpDir, name), { force: true });
+    }
+    for (const name of await fs.readdir(this.dir)) {
+      const m = /^\.cache\.json\.(\d+)\./.exec(name);
+      if (m && !pidAlive(Number(m[1]))) await fs.rm(path.join(this.dir, name), { force: true });
+    }
+    return pruned;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function boundedMerge(
+  old: Record<string, CachedLayer>,
+  fresh: Readonly<Record<string, CachedLayer>>,
+): Record<string, CachedLayer> {
+  // Newest last: fresh entries are re-inserted so that trimming drops the oldest.
+  const merged: Record<string, CachedLayer> = {};
+  for (const [k, v] of Object.entries(old)) if (!(k in fresh)) merged[k] = v;
+  for (const [k, v] of Object.entries(fresh)) merged[k] = v;
+  const keys = Object.keys(merged);
+  for (const k of keys.slice(0, Math.max(0, keys.length - MAX_FINGERPRINTS))) delete merged[k];
+  return merged;
+}
+
+function snapshotOf(state: CacheState, handles: Map<string, FileHandle>): CacheSnapshot {
+  const layerOf = (diffID: string): CachedLayer | undefined => {
+    const l = state.layers[diffID];
+    return l && handles.has(diffID) ? { diffID: diffID as Digest, ...l } : undefined;
+  };
+  return {
+    metadata: state.metadata,
+    fingerprints: state.fingerprints,
+    layer: layerOf,
+    async open(diffID: string): Promise<Readable> {
+      const l = layerOf(diffID);
+      const h = handles.get(diffID);
+      if (!l || !h) throw new Error(`layer ${diffID} is not in the cache`);
+      // Each open reads from offset 0 independently of earlier reads of the same handle.
+      const s = h.createReadStream({ start: 0, autoClose: false });
+      const v = new DigestVerifier(l.digest, `cached layer ${diffID}`, l.size);
+      s.on('error', (e) => v.destroy(e));
+      return s.pipe(v);
+    },
+    async close() {
+      for (const h of handles.values()) await h.close().catch(() => {});
+      handles.clear();
+    },
+  };
+}
