@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BlobStore } from '../layout/blob-store.ts';
+import { sha256 } from '../oci/digest.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { imageFrom } from '../oci/memory.ts';
+import { validateImage } from '../oci/validate.ts';
+import { layerFromDirectory, layerFromFile, writeLayer } from './layer-writer.ts';
+import { walk } from './walk.ts';
+
+let tmp: string;
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-lw-'));
+});
+after(async () => {
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+/** makeTree writes the same tree every time: content and modes fixed, mtimes whatever the clock says. */
+async function makeTree(dir: string): Promise<void> {
+  await fs.mkdir(path.join(dir, 'sub/deeper'), { recursive: true });
+  await fs.writeFile(path.join(dir, 'a.txt'), 'alpha\n');
+  await fs.writeFile(path.join(dir, 'sub/b.bin'), Buffer.alloc(70_000, 7));
+  await fs.writeFile(path.join(dir, 'sub/deeper/c'), 'c');
+  await fs.symlink('../a.txt', path.join(dir, 'sub/to-a'));
+  await fs.link(path.join(dir, 'sub/b.bin'), path.join(dir, 'sub/also-b'));
+  await fs.writeFile(path.join(dir, 'run'), '#!/bin/sh\n');
+  for (const [p, m] of [
+    ['.', 0o755],
+    ['sub', 0o750],
+    ['sub/deeper', 0o2755],
+    ['a.txt', 0o644],
+    ['sub/b.bin', 0o600],
+    ['sub/deeper/c', 0o444],
+    ['run', 0o4755],
+  ] as const)
+    await fs.chmod(path.join(dir, p), m);
+}
+
+describe('writeLayer()', () => {
+  test('the same tree under different umasks and clocks gives the same diffID and digest', async () => {
+    const store = new BlobStore(path.join(tmp, 'store'));
+    const results: string[] = [];
+    for (const [i, umask] of [0o022, 0o077].entries()) {
+      const old = process.umask(umask);
+      try {
+        const dir = path.join(tmp, `tree${i}`);
+        await makeTree(dir);
+        const when = new Date(Date.UTC(2001 + i * 20, 1, 2));
+        for (const p of ['a.txt', 'sub', 'sub/b.bin', '.']) await fs.utimes(path.join(dir, p), when, when);
+        for (const compression of ['gzip', 'zstd', 'none'] as const) {
+          const layer = await layerFromDirectory(dir, {
+            store,
+            compression,
+            uid: 1000,
+            gid: 1000,
+            prefix: 'workspace',
+          });
+          results.push(`${compression} ${await layer.digest()} ${await layer.diffID()}`);
+        }
+      } finally {
+        process.umask(old);
+      }
+    }
+    assert.deepEqual(results.slice(0, 3), results.slice(3));
+    assert.equal(new Set(results.map((r) => r.split(' ')[2])).size, 1, 'one diffID whatever the compression');
+  });
+
+  test('sizes and digests agree with the stored bytes; gzip output is what gunzip and tar read', async () => {
+    const store = new BlobStore(path.join(tmp, 'store2'));
+    const dir = path.join(tmp, 'tree-v');
+    await makeTree(dir);
+    const layer = await layerFromDirectory(dir, { store, uid: 0, gid: 0 });
+    assert.equal(layer.mediaType, MediaType.OciLayerGzip);
+    const blob = await fs.readFile(layer.path);
+    assert.equal(sha256(blob), await layer.digest());
+    assert.equal(blob.length, await layer.size());
+    assert.equal(blob[9], 3, 'gzip OS byte fixed (Unix)');
+    assert.equal(blob.readUInt32LE(4), 0, 'gzip mtime fixed at 0');
+    const tar = execFileSync('gzip', ['-dc'], { input: blob });
+    assert.equal(sha256(tar), await layer.diffID());
+    assert.equal(tar.length, layer.uncompressedSize);
+    const list = execFileSync('tar', ['-tv'], { input: tar }).toString();
+    assert.match(list, /hrw------- 0\/0 +0 1980-01-01 00:00 sub\/b.bin link to sub\/also-b/);
+    assert.match(list, /-rwsr-xr-x 0\/0 .* run/);
+    const stat = await fs.stat(layer.path);
+    assert.equal(stat.mode & 0o777, 0o644);
+    const img = imageFrom({ config: { architecture: 'amd64', os: 'linux' }, layers: [layer] });
+    await validateImage(img);
+    // layerFromFile reuses a blob without recompressing and derives the diffID by reading.
+    const again = await layerFromFile(layer.path, layer.mediaType, store, { digest: await layer.digest() });
+    assert.equal(await again.diffID(), await layer.diffID());
+    const other = new BlobStore(path.join(tmp, 'store3'));
+    const copied = await layerFromFile(layer.path, layer.mediaType, other);
+    assert.equal(await copied.digest(), await layer.digest());
+  });
+
+  test('a failing entry leaves no blob and no temp file', async () => {
+    const store = new BlobStore(path.join(tmp, 'store4'));
+    const entries = await walk(path.join(tmp, 'tree-v'));
+    const bad = entries.map((e) => (e.type === 'file' ? { ...e, size: (e.size ?? 0) + 1 } : e));
+    await assert.rejects(writeLayer(bad, { store }), /changed while being archived/);
+    assert.deepEqual(await fs.readdir(path.join(store.root, 'blobs')), []);
+  });
+
+  test('walk() adds prefix parents, filters, and sorts by bytes', async () => {
+    const dir = path.join(tmp, 'tree-w');
+    await makeTree(dir);
+    const entries = await walk(dir, {
+      prefix: 'layers/kiln_x/y',
+      uid: 5,
+      gid: 6,
+      filter: (rel) => rel !== 'sub/deeper',
+    });
+    assert.deepEqual(
+      entries.map((e) => `${e.type} ${e.path} ${e.mode.toString(8)} ${e.uid}:${e.gid}`),
+      [
+        'dir layers 755 5:6',
+        'dir layers/kiln_x 755 5:6',
+        'dir layers/kiln_x/y 755 5:6',
+        'file layers/kiln_x/y/a.txt 644 5:6',
+        'file layers/kiln_x/y/run 4755 5:6',
+        'dir layers/kiln_x/y/sub 750 5:6',
+        'file layers/kiln_x/y/sub/also-b 600 5:6',
+        'link layers/kiln_x/y/sub/b.bin 600 5:6',
+        'symlink layers/kiln_x/y/sub/to-a 777 5:6',
+      ],
+    );
+  });
+});

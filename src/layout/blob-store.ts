@@ -1,0 +1,186 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { algorithmOf, type Digest, hexOf, sha256 } from '../oci/digest.ts';
+
+/** Result of storing a blob. */
+export interface PutResult {
+  readonly digest: Digest;
+  readonly size: number;
+  /** False when the blob was already present (it is never rewritten). */
+  readonly added: boolean;
+}
+
+/**
+ * DigestVerifier passes bytes through while hashing them and fails the stream at its end when
+ * the bytes do not hash to `expected` (or their count differs from `size`), so a consumer never
+ * sees a clean end of a corrupt blob.
+ */
+export class DigestVerifier extends Transform {
+  readonly #hash;
+  readonly #expected: Digest;
+  readonly #size: number | undefined;
+  readonly #what: string;
+  #count = 0;
+  constructor(expected: Digest, what: string, size?: number) {
+    super();
+    this.#hash = createHash(algorithmOf(expected));
+    this.#expected = expected;
+    this.#size = size;
+    this.#what = what;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
+    this.#hash.update(chunk);
+    this.#count += chunk.length;
+    cb(null, chunk);
+  }
+  override _flush(cb: (e?: Error | null) => void): void {
+    const got = `${algorithmOf(this.#expected)}:${this.#hash.digest('hex')}`;
+    if (got !== this.#expected)
+      cb(new Error(`${this.#what}: digest mismatch: expected ${this.#expected}, got ${got}`));
+    else if (this.#size !== undefined && this.#count !== this.#size)
+      cb(new Error(`${this.#what}: size mismatch: expected ${this.#size} bytes, got ${this.#count}`));
+    else cb();
+  }
+}
+
+/**
+ * BlobStore is a content-addressed directory of blobs as an OCI image layout keeps them
+ * (`<root>/blobs/<alg>/<hex>`). Blobs are written to a temp name in the same file system and
+ * renamed into place only once their digest is known and checked; an existing blob is never
+ * rewritten. Files are 0644 and directories 0755 so non-root tools can read them.
+ */
+export class BlobStore {
+  readonly root: string;
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  /** path is where the blob `d` lives (whether or not it exists). */
+  path(d: Digest): string {
+    return path.join(this.root, 'blobs', algorithmOf(d), hexOf(d));
+  }
+
+  /** has tells whether the blob is present. */
+  async has(d: Digest): Promise<boolean> {
+    try {
+      return (await fs.stat(this.path(d))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /** size of a present blob in bytes. */
+  async size(d: Digest): Promise<number> {
+    return (await fs.stat(this.path(d))).size;
+  }
+
+  /** open streams a blob; with `verify` (default) the stream errors at its end on a mismatch. */
+  async open(d: Digest, opts: { verify?: boolean } = {}): Promise<Readable> {
+    const p = this.path(d);
+    await fs.access(p).catch(() => {
+      throw new Error(`blob ${d} not found in ${this.root}`);
+    });
+    const s = createReadStream(p, { highWaterMark: 1 << 20 });
+    if (opts.verify === false) return s;
+    const v = new DigestVerifier(d, `blob ${d} in ${this.root}`);
+    s.on('error', (e) => v.destroy(e));
+    return s.pipe(v);
+  }
+
+  /** readBytes reads a small blob (manifest, config) fully and verifies it. */
+  async readBytes(d: Digest): Promise<Buffer> {
+    const b = await fs.readFile(this.path(d)).catch(() => {
+      throw new Error(`blob ${d} not found in ${this.root}`);
+    });
+    const got = sha256(b);
+    if (got !== d) throw new Error(`blob ${d} in ${this.root}: digest mismatch: got ${got}`);
+    return b;
+  }
+
+  /** tempPath returns a fresh temp file name on the store's file system (not created). */
+  async tempPath(): Promise<string> {
+    const dir = path.join(this.root, 'blobs');
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    return path.join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  }
+
+  /**
+   * commit moves a finished temp file into place as blob `d`. If the blob exists already the temp
+   * file is removed and the existing blob kept. Returns whether the blob was added.
+   */
+  async commit(temp: string, d: Digest): Promise<boolean> {
+    const dest = this.path(d);
+    await fs.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
+    if (await this.has(d)) {
+      await fs.rm(temp, { force: true });
+      return false;
+    }
+    await fs.chmod(temp, 0o644);
+    // link() fails instead of replacing when another writer won the race, so an existing blob
+    // is never rewritten; rename is the fallback for file systems without hard links.
+    try {
+      await fs.link(temp, dest);
+      await fs.rm(temp, { force: true });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        await fs.rm(temp, { force: true });
+        return false;
+      }
+      await fs.rename(temp, dest);
+      return true;
+    }
+  }
+
+  /**
+   * put stores a stream. With `expected`, a mismatch fails and nothing is stored. A blob already
+   * present under `expected` is not read at all.
+   */
+  async put(
+    content: Readable | AsyncIterable<Uint8Array>,
+    expected?: Digest,
+    size?: number,
+  ): Promise<PutResult> {
+    if (expected && (await this.has(expected))) {
+      if (content instanceof Readable) content.destroy();
+      return { digest: expected, size: await this.size(expected), added: false };
+    }
+    const temp = await this.tempPath();
+    const hash = createHash('sha256');
+    let count = 0;
+    try {
+      const tap = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          hash.update(chunk);
+          count += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      await pipeline(content, tap, createWriteStream(temp, { mode: 0o644 }));
+      const digest: Digest = `sha256:${hash.digest('hex')}`;
+      if (expected && expected !== digest)
+        throw new Error(`blob ${expected}: digest mismatch: got ${digest}`);
+      if (size !== undefined && size !== count)
+        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${count}`);
+      const added = await this.commit(temp, digest);
+      return { digest, size: count, added };
+    } catch (e) {
+      await fs.rm(temp, { force: true });
+      throw e;
+    }
+  }
+
+  /** putBytes stores a small blob held in memory. */
+  putBytes(bytes: Uint8Array, expected?: Digest): Promise<PutResult> {
+    return this.put(Readable.from([Buffer.from(bytes)]), expected ?? sha256(bytes), bytes.length);
+  }
+
+  /** remove deletes a blob (used to undo what a failed write added). */
+  async remove(d: Digest): Promise<void> {
+    await fs.rm(this.path(d), { force: true });
+  }
+}

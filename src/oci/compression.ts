@@ -1,0 +1,32 @@
+import type { Transform } from 'node:stream';
+import { PassThrough } from 'node:stream';
+import zlib from 'node:zlib';
+import type { Compression } from './media-types.ts';
+
+/** hasZstd tells whether this Node.js has zstd in node:zlib (>= 22.15 / 23.8). */
+export const hasZstd: boolean =
+  typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';
+
+/**
+ * decompressor returns a Transform that undoes `c` ('none' passes bytes through unchanged).
+ * Layer blobs can be large, so this is always a stream, never a buffer.
+ */
+export function decompressor(c: Compression): Transform {
+  switch (c) {
+    case 'gzip':
+      return zlib.createGunzip();
+    case 'zstd':
+      if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
+      return zlib.createZstdDecompress();
+    case 'none':
+      return new PassThrough();
+  }
+}
+
+/** compressionOfMagic detects gzip or zstd from the first bytes of a blob ('none' otherwise). */
+export function compressionOfMagic(head: Uint8Array): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd)
+    return 'zstd';
+  return 'none';
+}
