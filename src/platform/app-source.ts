@@ -1,0 +1,163 @@
+import { constants } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  lchown,
+  lstat,
+  mkdir,
+  readdir,
+  readlink,
+  realpath,
+  symlink,
+} from 'node:fs/promises';
+import path from 'node:path';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { SourceFilter } from './source-filter.ts';
+
+/** Options of copyAppSource. */
+export interface CopyAppSourceOptions {
+  /** Owner to give every copied entry (the build user, CNB_USER_ID); unchanged when undefined. */
+  readonly uid?: number;
+  readonly gid?: number;
+  /** Files copied at once (default 16): copyFile runs on the thread pool. */
+  readonly concurrency?: number;
+}
+
+/** What copyAppSource did. */
+export interface CopyAppSourceResult {
+  readonly files: number;
+  readonly dirs: number;
+  readonly symlinks: number;
+  readonly bytes: number;
+  /** Relative paths not copied because they are neither file, directory nor symlink (sockets, fifos, devices). */
+  readonly skipped: readonly string[];
+}
+
+const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/**
+ * copyAppSource copies the app directory `src` into `dst` (the build's workspace; created if
+ * needed, expected empty) keeping only what `filter` includes. The walk is sorted by name bytes,
+ * so the result does not depend on the directory order of the host file system. Symlinks are
+ * copied as symlinks (never followed). Modes keep their permission bits (setuid, setgid and sticky
+ * are dropped: app files have no business carrying them); owners become `uid:gid` when given.
+ * A `dst` inside `src` is skipped, so a workspace under the app directory cannot copy into itself.
+ */
+export async function copyAppSource(
+  src: string,
+  dst: string,
+  filter: SourceFilter,
+  opts: CopyAppSourceOptions = {},
+): Promise<CopyAppSourceResult> {
+  let root: string;
+  try {
+    root = await realpath(src);
+    if (!(await lstat(root)).isDirectory())
+      throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new KilnError(
+      `app directory ${src}: ${code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot read (${code})`}`,
+      ExitCode.InvalidArgs,
+      { cause: err },
+    );
+  }
+  await mkdir(dst, { recursive: true });
+  const dstReal = await realpath(dst);
+  const stats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] as string[] };
+  const dirModes: Array<[string, number]> = [];
+  const made = new Set<string>(['']);
+  const pool = new Pool(opts.concurrency ?? 16);
+
+  const own = async (p: string) => {
+    if (opts.uid !== undefined || opts.gid !== undefined) await lchown(p, opts.uid ?? -1, opts.gid ?? -1);
+  };
+  // Directories are made when first needed (include mode creates only the parents of included
+  // files), writable while copying; their real modes are applied at the end, deepest first.
+  const ensureDir = async (rel: string) => {
+    if (made.has(rel)) return;
+    await ensureDir(parentOf(rel));
+    const st = await lstat(path.join(root, rel));
+    const out = path.join(dstReal, rel);
+    await mkdir(out, { mode: 0o700 });
+    await own(out);
+    dirModes.push([out, st.mode & 0o777]);
+    made.add(rel);
+    stats.dirs++;
+  };
+
+  const walk = async (rel: string): Promise<void> => {
+    const abs = path.join(root, rel);
+    const names = (await readdir(abs)).sort(byBytes);
+    for (const name of names) {
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const childAbs = path.join(root, childRel);
+      if (childAbs === dstReal) continue;
+      const st = await lstat(childAbs);
+      if (st.isDirectory()) {
+        if (filter.includes(childRel, true)) await ensureDir(childRel);
+        if (filter.mayContain(childRel)) await walk(childRel);
+        continue;
+      }
+      if (!filter.includes(childRel, false)) continue;
+      await ensureDir(rel);
+      const out = path.join(dstReal, childRel);
+      if (st.isFile()) {
+        stats.files++;
+        stats.bytes += st.size;
+        await pool.run(async () => {
+          await copyFile(childAbs, out, constants.COPYFILE_FICLONE);
+          await chmod(out, st.mode & 0o777);
+          await own(out);
+        });
+      } else if (st.isSymbolicLink()) {
+        stats.symlinks++;
+        await symlink(await readlink(childAbs), out);
+        await own(out);
+      } else {
+        stats.skipped.push(childRel);
+      }
+    }
+  };
+
+  try {
+    await walk('');
+  } finally {
+    await pool.drain();
+  }
+  for (const [dir, mode] of dirModes.reverse()) await chmod(dir, mode);
+  return stats;
+}
+
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+// A bounded set of concurrent tasks: `run` waits for a free slot, `drain` for all of them; the
+// first failure is rethrown by the next run or drain.
+class Pool {
+  readonly #limit: number;
+  readonly #active = new Set<Promise<void>>();
+  #error: unknown;
+
+  constructor(limit: number) {
+    this.#limit = Math.max(1, limit);
+  }
+
+  async run(task: () => Promise<void>): Promise<void> {
+    while (this.#active.size >= this.#limit) await Promise.race(this.#active);
+    if (this.#error) throw this.#error;
+    const p: Promise<void> = task()
+      .catch((err) => {
+        this.#error ??= err;
+      })
+      .finally(() => this.#active.delete(p));
+    this.#active.add(p);
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.#active);
+    if (this.#error) throw this.#error;
+  }
+}
