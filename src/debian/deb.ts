@@ -1,0 +1,181 @@
+import {
+  chmodSync,
+  closeSync,
+  createReadStream,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { posix } from 'node:path';
+import { KilnError } from '../cnb/exit-codes.ts';
+import { type ArMember, readArIndex } from './ar.ts';
+import { type Paragraph, parseDeb822 } from './deb822.ts';
+import { compressionOfName, decompress, type XzDecoder } from './decompress.ts';
+import { readTar } from './tar-reader.ts';
+
+/** DebControl is the control archive of a .deb: the control paragraph and the other files. */
+export interface DebControl {
+  /** The `control` file's text exactly as shipped. */
+  readonly controlText: string;
+  readonly control: Paragraph;
+  /** Other control members by name: conffiles, md5sums, preinst, postinst, triggers, shlibs... */
+  readonly files: ReadonlyMap<string, { data: Buffer; mode: number }>;
+}
+
+async function member(path: string, prefix: string): Promise<ArMember> {
+  const members = await readArIndex(path);
+  if (members[0]?.name !== 'debian-binary')
+    throw new KilnError(`${path}: not a Debian package (no debian-binary member)`);
+  const m = members.find((x) => x.name.startsWith(prefix));
+  if (!m) throw new KilnError(`${path}: no ${prefix}* member`);
+  return m;
+}
+
+function memberStream(path: string, m: ArMember, xz: XzDecoder) {
+  const raw = createReadStream(path, { start: m.offset, end: m.offset + m.size - 1, highWaterMark: 1 << 20 });
+  return decompress(compressionOfName(m.name), raw, xz);
+}
+
+function clean(name: string): string {
+  // Member paths look like "./usr/bin/x"; normalise to "usr/bin/x" ("" for the root).
+  let n = name;
+  while (n.startsWith('./')) n = n.slice(2);
+  if (n === '.') n = '';
+  return n.replace(/\/+$/, '');
+}
+
+/** readDebControl reads the control member of the .deb at `path` into memory (it is small). */
+export async function readDebControl(path: string, xz: XzDecoder = 'process'): Promise<DebControl> {
+  const m = await member(path, 'control.tar');
+  const files = new Map<string, { data: Buffer; mode: number }>();
+  for await (const e of readTar(memberStream(path, m, xz))) {
+    if (e.header.type !== 'file') continue;
+    const chunks: Buffer[] = [];
+    for await (const c of e.body()) chunks.push(Buffer.from(c));
+    files.set(clean(e.header.name), { data: Buffer.concat(chunks), mode: e.header.mode });
+  }
+  const control = files.get('control');
+  if (!control) throw new KilnError(`${path}: control archive has no control file`);
+  files.delete('control');
+  const controlText = control.data.toString('utf8');
+  const para = parseDeb822(controlText)[0];
+  if (!para) throw new KilnError(`${path}: empty control file`);
+  return { controlText, control: para, files };
+}
+
+/** ExtractOptions steer data extraction. */
+export interface ExtractOptions {
+  /** Paths (without leading "/") to leave out; directories are still created when needed. */
+  readonly skip?: (path: string) => boolean;
+  /** Paths to keep in memory (e.g. copyright files read before docs are dropped). */
+  readonly capture?: (path: string) => boolean;
+  /** Maps a package path to where it lands (merged-/usr, `.dpkg-new` conffiles). */
+  readonly rewrite?: (path: string) => string;
+  readonly xz?: XzDecoder;
+}
+
+/** ExtractResult lists what a package's data archive contained. */
+export interface ExtractResult {
+  /** Every path of the archive as the package names it ("/usr/bin/x"; "/." for the root), in order. */
+  readonly paths: readonly string[];
+  readonly captured: ReadonlyMap<string, Buffer>;
+  /** Bytes of regular files written. */
+  readonly bytes: number;
+}
+
+/**
+ * extractDebData unpacks the data member of the .deb at `path` into `root`. It refuses absolute
+ * paths, `..` components, links that point out of the tree through `..`, and writes through a
+ * symlink the archive itself created; it never changes ownership (the layer writer normalises
+ * owners). Regular files get the archive's mode, mtimes are not kept (layers fix them anyway).
+ */
+export async function extractDebData(
+  path: string,
+  root: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const m = await member(path, 'data.tar');
+  const paths: string[] = [];
+  const captured = new Map<string, Buffer>();
+  const symlinks = new Set<string>();
+  let bytes = 0;
+  const fail = (name: string, why: string): never => {
+    throw new KilnError(`${path}: refusing data entry "${name}": ${why}`);
+  };
+  for await (const e of readTar(memberStream(path, m, opts.xz ?? 'process'))) {
+    const h = e.header;
+    const rel = clean(h.name);
+    if (h.name.startsWith('/')) fail(h.name, 'absolute path');
+    if (rel.split('/').includes('..')) fail(h.name, 'path contains ..');
+    paths.push(rel === '' ? '/.' : `/${rel}`);
+    if (rel === '') continue;
+    const target = opts.rewrite ? opts.rewrite(rel) : rel;
+    for (let d = posix.dirname(target); d !== '.' && d !== '/'; d = posix.dirname(d)) {
+      if (symlinks.has(d)) fail(h.name, 'path goes through a symlink');
+    }
+    const captureIt = h.type === 'file' && opts.capture?.(rel) === true;
+    const skipIt = opts.skip?.(rel) === true;
+    const dest = posix.join(root, target);
+    if (skipIt && !captureIt) continue;
+    if (h.type === 'directory') {
+      if (skipIt) continue;
+      mkdirSync(dest, { recursive: true, mode: h.mode });
+      chmodSync(dest, h.mode);
+      continue;
+    }
+    if (skipIt && captureIt) {
+      const chunks: Buffer[] = [];
+      for await (const c of e.body()) chunks.push(Buffer.from(c));
+      captured.set(rel, Buffer.concat(chunks));
+      continue;
+    }
+    mkdirSync(posix.dirname(dest), { recursive: true });
+    if (h.type === 'file') {
+      removeExisting(dest);
+      const fd = openSync(dest, 'w', h.mode);
+      const chunks: Buffer[] | null = captureIt ? [] : null;
+      try {
+        for await (const c of e.body()) {
+          writeSync(fd, c);
+          bytes += c.length;
+          chunks?.push(Buffer.from(c));
+        }
+      } finally {
+        closeSync(fd);
+      }
+      chmodSync(dest, h.mode);
+      if (chunks) captured.set(rel, Buffer.concat(chunks));
+    } else if (h.type === 'symlink') {
+      const resolved = posix.normalize(posix.join(posix.dirname(`/${rel}`), h.linkname));
+      if (!h.linkname.startsWith('/') && resolved.startsWith('/..'))
+        fail(h.name, `symlink target ${h.linkname} leaves the root`);
+      removeExisting(dest);
+      symlinkSync(h.linkname, dest);
+      symlinks.add(target);
+    } else if (h.type === 'link') {
+      const lt = clean(h.linkname);
+      if (h.linkname.startsWith('/') || lt.split('/').includes('..'))
+        fail(h.name, `hard link target ${h.linkname} leaves the root`);
+      removeExisting(dest);
+      linkSync(posix.join(root, opts.rewrite ? opts.rewrite(lt) : lt), dest);
+    } else {
+      fail(h.name, 'device nodes, fifos and other special files are not allowed');
+    }
+  }
+  return { paths, captured, bytes };
+}
+
+function removeExisting(dest: string): void {
+  try {
+    const st = lstatSync(dest);
+    if (st.isDirectory()) throw new KilnError(`cannot replace directory ${dest} with a file`);
+    // Replacing a file shipped by an earlier package (dpkg would divert or complain; last wins).
+    unlinkSync(dest);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}

@@ -1,0 +1,39 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { KilnError } from '../cnb/exit-codes.ts';
+
+/** Fetcher is the HTTP GET seam (globalThis.fetch by default) so callers can pass their own agent. */
+export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;
+
+const RETRIES = 3;
+
+/**
+ * httpGet GETs `url`, retrying connection errors and 5xx/429 answers with backoff. A 404 or other
+ * 4xx throws a KilnError naming the URL at once. The body is returned as a Node stream.
+ */
+export async function httpGet(url: string, fetcher: Fetcher = fetch): Promise<Readable> {
+  let last = '';
+  for (let attempt = 0; attempt <= RETRIES; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+    let res: Response;
+    try {
+      res = await fetcher(url, { redirect: 'follow' });
+    } catch (e) {
+      const cause = (e as Error & { cause?: Error }).cause;
+      last = cause ? `${(e as Error).message}: ${cause.message}` : (e as Error).message;
+      continue;
+    }
+    if (res.ok && res.body) return Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
+    await res.body?.cancel().catch(() => {});
+    last = `HTTP ${res.status} ${res.statusText}`;
+    if (res.status !== 429 && res.status < 500) break;
+  }
+  throw new KilnError(`GET ${url} failed: ${last}`);
+}
+
+/** httpGetText GETs a small text document (InRelease). */
+export async function httpGetText(url: string, fetcher: Fetcher = fetch): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of await httpGet(url, fetcher)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
