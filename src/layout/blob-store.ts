@@ -48,6 +48,20 @@ export class DigestVerifier extends Transform {
 }
 
 /**
+ * mkdirReadable creates `dir` and its missing parents with mode 0755 whatever the umask, so
+ * that non-root readers (podman, skopeo as another user) can traverse what kiln writes.
+ */
+export async function mkdirReadable(dir: string): Promise<void> {
+  const first = await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  if (first === undefined) return;
+  // Only the directories this call created are changed; existing ones keep their modes.
+  for (let d = dir; d.length >= first.length; d = path.dirname(d)) {
+    await fs.chmod(d, 0o755);
+    if (d === first) break;
+  }
+}
+
+/**
  * BlobStore is a content-addressed directory of blobs as an OCI image layout keeps them
  * (`<root>/blobs/<alg>/<hex>`). Blobs are written to a temp name in the same file system and
  * renamed into place only once their digest is known and checked; an existing blob is never
@@ -104,7 +118,7 @@ export class BlobStore {
   /** tempPath returns a fresh temp file name on the store's file system (not created). */
   async tempPath(): Promise<string> {
     const dir = path.join(this.root, 'blobs');
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    await mkdirReadable(dir);
     return path.join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
@@ -114,7 +128,7 @@ export class BlobStore {
    */
   async commit(temp: string, d: Digest): Promise<boolean> {
     const dest = this.path(d);
-    await fs.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
+    await mkdirReadable(path.dirname(dest));
     if (await this.has(d)) {
       await fs.rm(temp, { force: true });
       return false;

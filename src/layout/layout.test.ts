@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import zlib from 'node:zlib';
+import type { Layer } from '../oci/image.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { bytesLayer, emptyImage } from '../oci/memory.ts';
+import { appendLayers, setConfig } from '../oci/mutate.ts';
+import { validateImage } from '../oci/validate.ts';
+import { Layout, listTags, readImage, writeImage } from './layout.ts';
+
+let tmp: string;
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-layout-'));
+});
+after(async () => {
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+function layer(text: string): Layer {
+  const tar = Buffer.from(text.padEnd(2048, '\0'));
+  return bytesLayer({ tar, blob: zlib.gzipSync(tar), mediaType: MediaType.OciLayerGzip });
+}
+
+async function files(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile()) out.push(path.relative(dir, path.join(e.parentPath, e.name)));
+  return out.sort();
+}
+
+describe('Layout', () => {
+  test('two tags share blobs; read back equals written; replacing a tag keeps the other', async () => {
+    const dir = path.join(tmp, 'l1');
+    const shared = layer('shared');
+    const a = appendLayers(emptyImage(), shared, layer('a'));
+    const b = setConfig(appendLayers(emptyImage(), shared), { user: '1000' });
+    const old = process.umask(0o077);
+    try {
+      await writeImage(dir, a, 'a');
+      await writeImage(dir, b, 'b');
+    } finally {
+      process.umask(old);
+    }
+    assert.deepEqual(await listTags(dir), ['a', 'b']);
+    // 2 manifests + 2 configs + 2 layers (the shared one stored once)
+    assert.equal((await fs.readdir(path.join(dir, 'blobs/sha256'))).length, 6);
+    for (const f of await files(dir)) assert.equal((await fs.stat(path.join(dir, f))).mode & 0o777, 0o644, f);
+    assert.equal((await fs.stat(path.join(dir, 'blobs/sha256'))).mode & 0o777, 0o755);
+    const ra = await readImage(dir, 'a');
+    assert.equal(await ra.digest(), await a.digest());
+    await validateImage(ra);
+    const byDigest = await readImage(dir, await b.digest());
+    assert.deepEqual(await byDigest.rawConfig(), await b.rawConfig());
+    const a2 = setConfig(a, { user: 'nobody' });
+    await writeImage(dir, a2, 'a');
+    assert.deepEqual(await listTags(dir), ['b', 'a']);
+    assert.equal(await (await readImage(dir, 'a')).digest(), await a2.digest());
+    await assert.rejects(readImage(dir, 'nope'), /image "nope" not found in layout .* \(tags: b, a\)/);
+  });
+
+  test('a failed write leaves no orphan blob and index.json untouched', async () => {
+    const dir = path.join(tmp, 'l2');
+    const good = layer('good');
+    await writeImage(dir, appendLayers(emptyImage(), good), 'base');
+    const before = await files(dir);
+    const indexBefore = await fs.readFile(path.join(dir, 'index.json'), 'utf8');
+    const fresh = layer('fresh one');
+    const broken: Layer = {
+      ...layer('broken'),
+      compressed: async () =>
+        Readable.from(
+          (async function* () {
+            yield Buffer.from('partial');
+            throw new Error('disk on fire');
+          })(),
+        ),
+    };
+    await assert.rejects(
+      writeImage(dir, appendLayers(emptyImage(), good, fresh, broken), 'x'),
+      /disk on fire/,
+    );
+    assert.deepEqual(await files(dir), before);
+    assert.equal(await fs.readFile(path.join(dir, 'index.json'), 'utf8'), indexBefore);
+  });
+
+  test('a blob that does not match its digest is refused on read', async () => {
+    const dir = path.join(tmp, 'l3');
+    const img = appendLayers(emptyImage(), layer('x'));
+    await writeImage(dir, img, 't');
+    const l = (await img.manifest()).layers[0]!;
+    await fs.writeFile(
+      path.join(dir, 'blobs/sha256', l.digest.slice(7)),
+      zlib.gzipSync(Buffer.alloc(2048, 1)),
+    );
+    const read = await readImage(dir, 't');
+    await assert.rejects(validateImage(read), /digest mismatch: expected sha256:/);
+    await assert.rejects(Layout.open(path.join(tmp, 'nothing')), /not an OCI image layout/);
+  });
+});

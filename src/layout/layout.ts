@@ -1,0 +1,307 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { StoredLayer } from '../layers/blob-layer.ts';
+import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import { isImageMediaType, isIndexMediaType, MediaType } from '../oci/media-types.ts';
+import { StoredImage } from '../oci/memory.ts';
+import {
+  type Descriptor,
+  type Index,
+  IndexSchema,
+  ManifestSchema,
+  type Platform,
+  parseJson,
+} from '../oci/schema.ts';
+import { BlobStore, mkdirReadable } from './blob-store.ts';
+
+/** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+
+const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
+
+/** Writes `data` to `file` atomically (temp name in the same directory, then rename), mode 0644. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const temp = `${path.dirname(file)}/.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await fs.writeFile(temp, data, { mode: 0o644 });
+    await fs.chmod(temp, 0o644);
+    await fs.rename(temp, file);
+  } catch (e) {
+    await fs.rm(temp, { force: true });
+    throw e;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * withLock runs `fn` holding `<file>.lock` (created exclusively; holds the owner's pid). A lock
+ * left by a dead process is taken over, so a killed kiln never wedges a layout.
+ */
+async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${file}.lock`;
+  const deadline = Date.now() + 60_000;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+    try {
+      await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const owner = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
+      if (owner > 0 && owner !== process.pid && !alive(owner)) {
+        await fs.rm(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for lock ${lock} (held by pid ${owner || '?'})`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(lock, { force: true });
+  }
+}
+
+/** Options of Layout.image. */
+export interface ImageSelect {
+  /** Platform to pick when the reference names an index (default linux/amd64). */
+  readonly platform?: Platform;
+}
+
+/**
+ * Layout is an OCI image layout directory: `oci-layout`, `index.json` and `blobs/`. Several
+ * tagged images share blobs; index.json is replaced atomically under a lock; blobs are only
+ * ever added, never rewritten.
+ */
+export class Layout {
+  readonly dir: string;
+  readonly blobs: BlobStore;
+
+  private constructor(dir: string) {
+    this.dir = path.resolve(dir);
+    this.blobs = new BlobStore(this.dir);
+  }
+
+  /** open opens an existing layout (it must have an `oci-layout` file). */
+  static async open(dir: string): Promise<Layout> {
+    const text = await fs.readFile(path.join(dir, 'oci-layout'), 'utf8').catch(() => {
+      throw new Error(`not an OCI image layout: ${dir} (no oci-layout file)`);
+    });
+    let version: unknown;
+    try {
+      version = (JSON.parse(text) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+    } catch {
+      version = undefined;
+    }
+    if (typeof version !== 'string' || !version.startsWith('1.'))
+      throw new Error(
+        `unsupported OCI image layout in ${dir}: imageLayoutVersion ${JSON.stringify(version)}`,
+      );
+    return new Layout(dir);
+  }
+
+  /** init creates the layout when missing (idempotent) and opens it. */
+  static async init(dir: string): Promise<Layout> {
+    await mkdirReadable(path.join(dir, 'blobs', 'sha256'));
+    const marker = path.join(dir, 'oci-layout');
+    if (!(await exists(marker))) await writeFileAtomic(marker, LAYOUT_FILE);
+    const index = path.join(dir, 'index.json');
+    if (!(await exists(index)))
+      await withLock(index, async () => {
+        if (!(await exists(index))) await writeFileAtomic(index, emptyIndexBytes());
+      });
+    return Layout.open(dir);
+  }
+
+  /** index returns the parsed index.json. */
+  async index(): Promise<Index> {
+    const raw = await fs.readFile(path.join(this.dir, 'index.json'));
+    return parseJson(IndexSchema, raw, `index.json of ${this.dir}`);
+  }
+
+  /** tags lists the ref names in index.json in order. */
+  async tags(): Promise<string[]> {
+    return (await this.index()).manifests.flatMap((d) =>
+      d.annotations?.[REF_NAME] ? [d.annotations[REF_NAME]] : [],
+    );
+  }
+
+  /** resolve finds the index.json descriptor of a tag, or of a digest listed there. */
+  async resolve(ref: string): Promise<Descriptor> {
+    const manifests = (await this.index()).manifests;
+    const found = isDigest(ref)
+      ? manifests.find((d) => d.digest === ref)
+      : manifests.find((d) => d.annotations?.[REF_NAME] === ref);
+    if (!found) {
+      const names = manifests.flatMap((d) => d.annotations?.[REF_NAME] ?? []);
+      throw new Error(
+        `image "${ref}" not found in layout ${this.dir}${names.length ? ` (tags: ${names.join(', ')})` : ' (no tags)'}`,
+      );
+    }
+    return found;
+  }
+
+  /** image reads the image a tag or digest names; an index is resolved to one platform. */
+  async image(ref: string, select: ImageSelect = {}): Promise<Image> {
+    let desc = await this.resolve(ref);
+    const what = `${this.dir}:${ref}`;
+    for (let depth = 0; isIndexMediaType(desc.mediaType); depth++) {
+      if (depth > 4) throw new Error(`${what}: image indexes nested too deep`);
+      const index = parseJson(
+        IndexSchema,
+        await this.blobs.readBytes(desc.digest),
+        `index ${desc.digest} of ${what}`,
+      );
+      const want = select.platform ?? { os: 'linux', architecture: 'amd64' };
+      const pick = index.manifests.find(
+        (d) =>
+          d.platform?.os === want.os &&
+          d.platform.architecture === want.architecture &&
+          (!want.variant || d.platform.variant === want.variant),
+      );
+      if (!pick)
+        throw new Error(`${what}: no manifest for platform ${want.os}/${want.architecture} in the index`);
+      desc = pick;
+    }
+    if (desc.mediaType && !isImageMediaType(desc.mediaType))
+      throw new Error(`${what}: ${desc.mediaType} is not an image manifest`);
+    return this.imageByDigest(desc.digest, what);
+  }
+
+  /** imageByDigest reads the image manifest blob `d` (which need not be in index.json). */
+  async imageByDigest(d: Digest, what = `${this.dir}@${d}`): Promise<Image> {
+    const raw = await this.blobs.readBytes(d);
+    const store = this.blobs;
+    return new StoredImage({
+      rawManifest: raw,
+      what,
+      rawConfig: async () =>
+        store.readBytes(parseJson(ManifestSchema, raw, `manifest of ${what}`).config.digest),
+      layers: async (manifest, config) =>
+        manifest.layers.map(
+          (l, i) =>
+            new StoredLayer(
+              store,
+              { mediaType: l.mediaType, digest: l.digest, size: l.size, diffID: config.rootfs.diff_ids[i]! },
+              l.annotations,
+            ),
+        ),
+    });
+  }
+
+  /**
+   * writeImage writes the image's blobs (layers not yet present, then config, then manifest) and
+   * points `tag` at it in index.json, replacing an earlier image of the same tag. If anything
+   * fails, the blobs this call added are removed again, so no orphan is left behind.
+   */
+  async writeImage(image: Image, tag?: string): Promise<Descriptor> {
+    const added: Digest[] = [];
+    try {
+      const [manifest, layers, rawConfig, rawManifest, mediaType] = await Promise.all([
+        image.manifest(),
+        image.layers(),
+        image.rawConfig(),
+        image.rawManifest(),
+        image.mediaType(),
+      ]);
+      await this.#putLayers(
+        manifest.layers.map((d, i) => ({ desc: d, layer: layers[i]! })),
+        added,
+      );
+      if ((await this.blobs.putBytes(rawConfig, manifest.config.digest)).added)
+        added.push(manifest.config.digest);
+      const digest = sha256(rawManifest);
+      if ((await this.blobs.putBytes(rawManifest, digest)).added) added.push(digest);
+      const desc: Descriptor = { mediaType, digest, size: rawManifest.length };
+      if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
+      await this.#updateIndex((manifests) => [
+        ...manifests.filter((m) => tag === undefined || m.annotations?.[REF_NAME] !== tag),
+        desc,
+      ]);
+      return desc;
+    } catch (e) {
+      await Promise.all(added.map((d) => this.blobs.remove(d)));
+      throw e;
+    }
+  }
+
+  async #putLayers(items: { desc: Descriptor; layer: Layer }[], added: Digest[]): Promise<void> {
+    // Two at a time: enough to overlap reading one blob with hashing another on two cores.
+    let next = 0;
+    let failed = false;
+    const worker = async () => {
+      while (!failed) {
+        const item = items[next++];
+        if (!item) return;
+        try {
+          if (await this.blobs.has(item.desc.digest)) continue;
+          const r = await this.blobs.put(await item.layer.compressed(), item.desc.digest, item.desc.size);
+          if (r.added) added.push(r.digest);
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
+      }
+    };
+    // Wait for every worker (not just the first failure) so that cleanup sees all it added.
+    const results = await Promise.allSettled([worker(), worker()]);
+    const bad = results.find((r) => r.status === 'rejected');
+    if (bad) throw (bad as PromiseRejectedResult).reason;
+  }
+
+  /** removeTag drops a tag from index.json (blobs stay; see gc). */
+  async removeTag(tag: string): Promise<void> {
+    await this.#updateIndex((m) => m.filter((d) => d.annotations?.[REF_NAME] !== tag));
+  }
+
+  async #updateIndex(change: (manifests: Descriptor[]) => Descriptor[]): Promise<void> {
+    const file = path.join(this.dir, 'index.json');
+    await withLock(file, async () => {
+      const index = await this.index();
+      const next: Index = {
+        ...index,
+        schemaVersion: 2,
+        mediaType: MediaType.OciIndex,
+        manifests: change([...index.manifests]),
+      };
+      await writeFileAtomic(file, `${JSON.stringify(next)}`);
+    });
+  }
+}
+
+function emptyIndexBytes(): string {
+  return JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] });
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs
+    .access(p)
+    .then(() => true)
+    .catch(() => false);
+}
+
+/** writeImage writes `image` into the layout at `dir` (created when missing) under `tag`. */
+export async function writeImage(dir: string, image: Image, tag?: string): Promise<Descriptor> {
+  return (await Layout.init(dir)).writeImage(image, tag);
+}
+
+/** readImage reads the image a tag or digest names in the layout at `dir`. */
+export async function readImage(dir: string, ref: string, select: ImageSelect = {}): Promise<Image> {
+  return (await Layout.open(dir)).image(ref, select);
+}
+
+/** listTags lists the tags of the layout at `dir`. */
+export async function listTags(dir: string): Promise<string[]> {
+  return (await Layout.open(dir)).tags();
+}
