@@ -1,0 +1,914 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
+import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
+import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';
+import { type Challenge, parseChallenges } from './challenge.ts';
+import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
+import { RegistryError, readErrorBody, readLimited } from './errors.ts';
+import { noProgress, type ProgressSink } from './progress.ts';
+import { addSecret } from './redact.ts';
+import { apiHost, isLoopback, type Repository, repositoryString } from './reference.ts';
+import {
+  DEFAULT_RETRY,
+  isTransient,
+  RetryableStatus,
+  type RetryPolicy,
+  retryAfter,
+  withRetry,
+} from './retry.ts';
+import { Semaphore } from './semaphore.ts';
+import { VerifyingStream, verifyBytes } from './verify.ts';
+
+/** Options of a RegistryClient; the CLI builds them from its settings. */
+export interface ClientOptions {
+  /** Where credentials come from (default: anonymous). */
+  readonly keychain?: Keychain;
+  /** Registries (host[:port]) spoken to over plain HTTP. Loopback hosts always are. */
+  readonly insecure?: readonly string[];
+  readonly retry?: Partial<RetryPolicy>;
+  /** Blobs larger than this are uploaded in PATCH chunks (default 4 MiB). */
+  readonly monolithicMax?: number;
+  /** Size of each PATCH chunk (default 64 MiB); every chunk streams, none is buffered. */
+  readonly chunkSize?: number;
+  /** Parallel blob transfers per client (default 4). */
+  readonly jobs?: number;
+  readonly userAgent?: string;
+  /** Debug lines (retries, auth steps). Never given secrets. */
+  readonly debug?: (msg: string) => void;
+}
+
+/** Result of uploadBlob. */
+export type UploadResult = 'exists' | 'mounted' | 'uploaded';
+
+/** A manifest as fetched: exact bytes, media type and digest. */
+export interface FetchedManifest {
+  readonly bytes: Uint8Array;
+  readonly mediaType: string;
+  readonly digest: Digest;
+}
+
+const MANIFEST_LIMIT = 4 * 1024 * 1024; // distribution's own limit for manifests
+
+interface Token {
+  readonly value: string;
+  readonly expiresAt: number;
+}
+
+// What one registry host needs: its base URL, how it challenges, and tokens by scope set.
+interface HostState {
+  readonly base: string;
+  challenge: Challenge | undefined;
+  credential: Credential | undefined;
+  readonly tokens: Map<string, Promise<Token>>;
+}
+
+/**
+ * RegistryClient speaks the OCI distribution API over fetch: ping and auth (anonymous, basic,
+ * bearer tokens with scopes, cached per registry and scope set), manifests, blobs (verified on
+ * the way in; HEAD, cross-repository mount, monolithic or chunked uploads on the way out),
+ * referrers and tags. Get a `RepositoryClient` per repository with `repository()`.
+ */
+export class RegistryClient {
+  readonly #keychain: Keychain;
+  readonly #insecure: ReadonlySet<string>;
+  readonly #hosts = new Map<string, Promise<HostState>>();
+  readonly retry: RetryPolicy;
+  readonly monolithicMax: number;
+  readonly chunkSize: number;
+  /** Shared bound on parallel blob transfers. */
+  readonly transfers: Semaphore;
+  readonly jobs: number;
+  readonly #ua: string;
+  readonly #debug: (msg: string) => void;
+
+  constructor(opts: ClientOptions = {}) {
+    this.#keychain = opts.keychain ?? anonymousKeychain;
+    this.#insecure = new Set(opts.insecure ?? []);
+    this.retry = { ...DEFAULT_RETRY, ...opts.retry };
+    this.monolithicMax = opts.monolithicMax ?? 4 * 1024 * 1024;
+    this.chunkSize = opts.chunkSize ?? 64 * 1024 * 1024;
+    this.jobs = opts.jobs ?? 4;
+    this.transfers = new Semaphore(this.jobs);
+    this.#ua = opts.userAgent ?? 'kiln/0.1';
+    this.#debug = opts.debug ?? (() => {});
+  }
+
+  /**
+   * repository returns a client for one repository. `push` asks for push rights; `mountFrom`
+   * names repositories of the same registry whose blobs may be mounted (pull rights on them
+   * are requested in the same token).
+   */
+  repository(
+    repo: Repository,
+    opts: { push?: boolean; mountFrom?: readonly Repository[] } = {},
+  ): RepositoryClient {
+    const scopes = [`repository:${repo.repository}:${opts.push ? 'pull,push' : 'pull'}`];
+    for (const m of opts.mountFrom ?? [])
+      if (m.registry === repo.registry && m.repository !== repo.repository)
+        scopes.push(`repository:${m.repository}:pull`);
+    return new RepositoryClient(this, repo, [...new Set(scopes)]);
+  }
+
+  /** scheme tells whether `registry` is spoken to over http (insecure or loopback) or https. */
+  scheme(registry: string): 'http' | 'https' {
+    return this.#insecure.has(registry) || isLoopback(registry) ? 'http' : 'https';
+  }
+
+  /** debugLine reports a debug line (retries, auth) to the caller's sink. */
+  debugLine(msg: string): void {
+    this.#debug(msg);
+  }
+
+  #host(registry: string): Promise<HostState> {
+    let p = this.#hosts.get(registry);
+    if (!p) {
+      p = this.#ping(registry);
+      this.#hosts.set(registry, p);
+      p.catch(() => this.#hosts.delete(registry));
+    }
+    return p;
+  }
+
+  // GET /v2/ tells whether and how the registry wants authentication.
+  async #ping(registry: string): Promise<HostState> {
+    const base = `${this.scheme(registry)}://${apiHost(registry)}`;
+    const res = await withRetry(
+      async () => {
+        let r: Response;
+        try {
+          r = await fetch(`${base}/v2/`, {
+            headers: { 'user-agent': this.#ua },
+            signal: AbortSignal.timeout(30_000),
+          });
+        } catch (e) {
+          if (isTransient(e)) throw e;
+          throw new KilnError(
+            `cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`,
+            ExitCode.Failed,
+            {
+              cause: e,
+            },
+          );
+        }
+        if (r.status !== 200 && r.status !== 401 && isRetryable(r.status))
+          throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
+            errorFrom(`ping registry ${registry}`, r),
+          );
+        return r;
+      },
+      this.retry,
+      (e, n, d) => this.#debug(`ping ${registry}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
+    ).catch((e: unknown) => {
+      if (e instanceof KilnError) throw e;
+      throw new KilnError(
+        `cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`,
+        ExitCode.Failed,
+        {
+          cause: e,
+        },
+      );
+    });
+    let challenge: Challenge | undefined;
+    if (res.status === 401) {
+      const chs = parseChallenges(res.headers.get('www-authenticate') ?? '');
+      challenge = chs.find((c) => c.scheme === 'bearer') ?? chs.find((c) => c.scheme === 'basic');
+      if (!challenge)
+        throw new KilnError(`registry ${registry} wants authentication but sent no usable challenge`);
+      if (challenge.scheme === 'bearer') validateRealm(registry, challenge.params.realm);
+    } else if (res.status !== 200) {
+      throw await errorFrom(`ping registry ${registry}`, res);
+    }
+    await res.body?.cancel();
+    return { base, challenge, credential: undefined, tokens: new Map() };
+  }
+
+  async #credential(registry: string, h: HostState): Promise<Credential> {
+    h.credential ??= await this.#keychain.resolve(registry);
+    return h.credential;
+  }
+
+  /** authorization returns the Authorization header value for `scopes` on `registry`, if any. */
+  async authorization(
+    registry: string,
+    scopes: readonly string[],
+    fresh = false,
+  ): Promise<string | undefined> {
+    const h = await this.#host(registry);
+    if (!h.challenge) return undefined;
+    const cred = await this.#credential(registry, h);
+    if (h.challenge.scheme === 'basic') {
+      if (cred.kind === 'basic')
+        return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+      if (cred.kind === 'registryToken') return `Bearer ${cred.token}`;
+      throw new KilnError(
+        `registry ${registry} requires a user name and password: none found in the docker config`,
+      );
+    }
+    if (cred.kind === 'registryToken') return `Bearer ${cred.token}`;
+    const key = [...scopes].sort().join(' ');
+    let t = h.tokens.get(key);
+    if (t && !fresh) {
+      const tok = await t.catch(() => undefined);
+      if (tok && tok.expiresAt > Date.now()) return `Bearer ${tok.value}`;
+    }
+    t = this.#fetchToken(registry, h.challenge, cred, scopes);
+    h.tokens.set(key, t);
+    t.catch(() => h.tokens.delete(key));
+    return `Bearer ${(await t).value}`;
+  }
+
+  async #fetchToken(
+    registry: string,
+    ch: Challenge,
+    cred: Credential,
+    scopes: readonly string[],
+  ): Promise<Token> {
+    const realm = new URL(ch.params.realm!);
+    const service = ch.params.service;
+    this.#debug(`token for ${registry}: scopes ${scopes.join(' ') || '(none)'}`);
+    const res = await withRetry(
+      async () => {
+        let r: Response;
+        if (cred.kind === 'identityToken') {
+          // OAuth2 refresh-token grant, as docker does for identity tokens.
+          const form = new URLSearchParams({
+            grant_type: 'refresh_token',
+            refresh_token: cred.token,
+            client_id: 'kiln',
+          });
+          if (service) form.set('service', service);
+          if (scopes.length) form.set('scope', scopes.join(' '));
+          r = await fetch(realm, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': this.#ua },
+            body: form,
+            signal: AbortSignal.timeout(30_000),
+          });
+        } else {
+          const u = new URL(realm);
+          if (service) u.searchParams.set('service', service);
+          for (const s of scopes) u.searchParams.append('scope', s);
+          const headers: Record<string, string> = { 'user-agent': this.#ua };
+          if (cred.kind === 'basic')
+            headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+          r = await fetch(u, { headers, signal: AbortSignal.timeout(30_000) });
+        }
+        if (isRetryable(r.status))
+          throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
+            errorFrom(`get token for ${registry}`, r),
+          );
+        return r;
+      },
+      this.retry,
+      (e, n, d) => this.#debug(`token for ${registry}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
+    );
+    if (res.status === 401 || res.status === 403) {
+      await res.body?.cancel();
+      const who =
+        cred.kind === 'anonymous'
+          ? `no credentials found for ${registry} in the docker config`
+          : `the credentials for ${registry} were refused`;
+      throw new KilnError(
+        `authentication to registry ${registry} failed: ${who} (token server answered ${res.status})`,
+      );
+    }
+    if (!res.ok) throw await errorFrom(`get token for ${registry}`, res);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse(await readLimited(res, 1 << 20)) as typeof body;
+    } catch {
+      throw new KilnError(`get token for ${registry}: token server answered something other than JSON`);
+    }
+    const value =
+      typeof body.token === 'string' && body.token
+        ? body.token
+        : typeof body.access_token === 'string'
+          ? body.access_token
+          : '';
+    if (!value) throw new KilnError(`get token for ${registry}: token server answered without a token`);
+    addSecret(value);
+    const ttl = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
+    return { value, expiresAt: Date.now() + Math.max(1, ttl - 10) * 1000 };
+  }
+
+  /**
+   * send makes one authenticated request (no retry). A 401 with a bearer challenge refreshes the
+   * token once (with the scope the registry asked for) when the body can be sent again.
+   */
+  async send(
+    registry: string,
+    scopes: readonly string[],
+    url: string | URL,
+    init: RequestInit & { replayable?: boolean },
+  ): Promise<Response> {
+    const h = await this.#host(registry);
+    const headers = new Headers(init.headers);
+    headers.set('user-agent', this.#ua);
+    const auth = await this.authorization(registry, scopes);
+    if (auth) headers.set('authorization', auth);
+    const go = () =>
+      fetch(url, { ...init, headers, ...(init.body ? { duplex: 'half' } : {}) } as RequestInit);
+    let res = await go();
+    if (res.status === 401 && h.challenge?.scheme === 'bearer' && init.replayable !== false) {
+      const ch = parseChallenges(res.headers.get('www-authenticate') ?? '').find(
+        (c) => c.scheme === 'bearer',
+      );
+      const extra = ch?.params.scope ? ch.params.scope.split(' ') : [];
+      await res.body?.cancel();
+      const fresh = await this.authorization(registry, [...new Set([...scopes, ...extra])], true);
+      if (fresh) headers.set('authorization', fresh);
+      res = await go();
+    }
+    return res;
+  }
+
+  /**
+   * request sends a replayable request with retries on 408/429/5xx and connection resets. Any
+   * status in `ok` is returned; other statuses become a RegistryError naming `action`.
+   */
+  async request(
+    registry: string,
+    scopes: readonly string[],
+    action: string,
+    url: string | URL,
+    init: RequestInit,
+    ok: readonly number[],
+  ): Promise<Response> {
+    return withRetry(
+      async () => {
+        const res = await this.send(registry, scopes, url, init);
+        if (ok.includes(res.status)) return res;
+        if (isRetryable(res.status))
+          throw new RetryableStatus(res.status, retryAfter(res.headers.get('retry-after')), async () =>
+            errorFrom(action, res),
+          );
+        throw await errorFrom(action, res);
+      },
+      this.retry,
+      (e, n, d) => this.#debug(`${action}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
+    ).catch((e: unknown) => {
+      if (e instanceof KilnError) throw e;
+      throw new KilnError(`${action}: ${describeNetError(e)}`, ExitCode.Failed, { cause: e });
+    });
+  }
+}
+
+/**
+ * RepositoryClient is the API of one repository: manifests, blobs, tags and referrers. All its
+ * requests carry the scopes it was created with.
+ */
+export class RepositoryClient {
+  readonly client: RegistryClient;
+  readonly repo: Repository;
+  readonly scopes: readonly string[];
+  readonly #name: string;
+
+  constructor(client: RegistryClient, repo: Repository, scopes: readonly string[]) {
+    this.client = client;
+    this.repo = repo;
+    this.scopes = scopes;
+    this.#name = repositoryString(repo);
+  }
+
+  #url(path: string): string {
+    return `${this.client.scheme(this.repo.registry)}://${apiHost(this.repo.registry)}/v2/${this.repo.repository}/${path}`;
+  }
+
+  #req(action: string, url: string | URL, init: RequestInit, ok: readonly number[]): Promise<Response> {
+    return this.client.request(this.repo.registry, this.scopes, action, url, init, ok);
+  }
+
+  // ---- manifests
+
+  /**
+   * getManifest fetches a manifest or index by tag or digest, with the Accept header listing every
+   * type we understand. When asked by digest, the bytes are verified against it.
+   */
+  async getManifest(ref: string, accept: string = MANIFEST_ACCEPT): Promise<FetchedManifest> {
+    const what = `manifest ${this.#name}${isDigest(ref) ? '@' : ':'}${ref}`;
+    return withRetry(async () => {
+      const res = await this.#req(
+        `get ${what}`,
+        this.#url(`manifests/${ref}`),
+        { headers: { accept } },
+        [200, 404],
+      );
+      if (res.status === 404) {
+        const { errors } = await readErrorBody(res);
+        throw new RegistryError(
+          `get ${what}`,
+          404,
+          errors.length ? errors : [{ code: 'MANIFEST_UNKNOWN', message: '' }],
+        );
+      }
+      const len = Number(res.headers.get('content-length') ?? '0');
+      if (len > MANIFEST_LIMIT) {
+        await res.body?.cancel();
+        throw new KilnError(
+          `get ${what}: ${len} bytes is larger than the ${MANIFEST_LIMIT}-byte manifest limit`,
+        );
+      }
+      const bytes = await readAll(res, MANIFEST_LIMIT, `get ${what}`);
+      const digest = isDigest(ref) ? ref : sha256(bytes);
+      if (isDigest(ref)) verifyBytes(bytes, ref, what);
+      const header = res.headers.get('docker-content-digest');
+      if (!isDigest(ref) && header && isDigest(header) && header !== digest && header.startsWith('sha256:'))
+        throw new KilnError(`get ${what}: registry says ${header} but the content hashes to ${digest}`);
+      return { bytes, mediaType: manifestMediaType(res.headers.get('content-type'), bytes), digest };
+    }, this.client.retry);
+  }
+
+  /** headManifest returns the descriptor of a tag or digest, or undefined when it does not exist. */
+  async headManifest(ref: string, accept: string = MANIFEST_ACCEPT): Promise<Descriptor | undefined> {
+    const res = await this.#req(
+      `check manifest ${this.#name}:${ref}`,
+      this.#url(`manifests/${ref}`),
+      { method: 'HEAD', headers: { accept } },
+      [200, 404],
+    );
+    if (res.status === 404) return undefined;
+    const d = res.headers.get('docker-content-digest');
+    const size = Number(res.headers.get('content-length') ?? '-1');
+    const mediaType = res.headers.get('content-type') ?? '';
+    if (!d || !isDigest(d) || size < 0) {
+      // Some registries omit the digest on HEAD: fall back to GET.
+      const m = await this.getManifest(ref, accept);
+      return { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
+    }
+    return { mediaType: mediaType.split(';')[0]!.trim(), digest: d, size };
+  }
+
+  /** putManifest uploads a manifest or index under a tag or its digest and returns its digest. */
+  async putManifest(ref: string, bytes: Uint8Array, mediaType: string): Promise<Digest> {
+    const digest = sha256(bytes);
+    const res = await this.#req(
+      `put manifest ${this.#name}:${ref}`,
+      this.#url(`manifests/${ref}`),
+      { method: 'PUT', headers: { 'content-type': mediaType }, body: bytes },
+      [200, 201, 202],
+    );
+    await res.body?.cancel();
+    const got = res.headers.get('docker-content-digest');
+    if (got?.startsWith('sha256:') && got !== digest)
+      throw new KilnError(`put manifest ${this.#name}:${ref}: registry stored ${got}, expected ${digest}`);
+    return digest;
+  }
+
+  /** deleteManifest removes a manifest by digest (registries must allow deletes). */
+  async deleteManifest(digest: Digest): Promise<void> {
+    const res = await this.#req(
+      `delete manifest ${this.#name}@${digest}`,
+      this.#url(`manifests/${digest}`),
+      { method: 'DELETE' },
+      [200, 202, 404],
+    );
+    await res.body?.cancel();
+  }
+
+  // ---- blobs
+
+  /** headBlob returns the size of a blob the repository has, or undefined. */
+  async headBlob(digest: Digest): Promise<number | undefined> {
+    const res = await this.#req(
+      `check blob ${this.#name}@${digest}`,
+      this.#url(`blobs/${digest}`),
+      { method: 'HEAD' },
+      [200, 404],
+    );
+    await res.body?.cancel();
+    if (res.status === 404) return undefined;
+    return Number(res.headers.get('content-length') ?? '-1');
+  }
+
+  /**
+   * openBlob streams a blob, verified against its digest (and size, when given) as it is read:
+   * the stream errors at the end on a mismatch. A connection that breaks mid-body is resumed
+   * with a Range request (bounded attempts), so a flaky link costs no restart from zero.
+   */
+  async openBlob(
+    digest: Digest,
+    size?: number,
+    opts: { progress?: ProgressSink; label?: string } = {},
+  ): Promise<Readable> {
+    const what = `blob ${this.#name}@${digest}`;
+    const url = this.#url(`blobs/${digest}`);
+    const first = await this.#req(`get ${what}`, url, {}, [200]);
+    const client = this.client;
+    const progress = opts.progress ?? noProgress;
+    const total = size ?? Number(first.headers.get('content-length') ?? '-1');
+    const label = opts.label;
+    const emit = (done: number, state: 'running' | 'done') =>
+      progress({ id: digest, action: 'download', state, done, total, ...(label ? { label } : {}) });
+    const req = (init: RequestInit, ok: number[]) => this.#req(`get ${what}`, url, init, ok);
+    async function* body(): AsyncGenerator<Uint8Array> {
+      let offset = 0;
+      let res: Response | undefined = first;
+      let failures = 0;
+      for (;;) {
+        if (!res) {
+          res = await req({ headers: { range: `bytes=${offset}-` } }, [200, 206]);
+        }
+        let skip = res.status === 200 ? offset : 0; // server ignored Range: drop what we have
+        try {
+          if (!res.body) throw new KilnError(`get ${what}: empty response body`);
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            let c = chunk;
+            if (skip > 0) {
+              if (c.length <= skip) {
+                skip -= c.length;
+                continue;
+              }
+              c = c.subarray(skip);
+              skip = 0;
+            }
+            offset += c.length;
+            emit(offset, 'running');
+            yield c;
+          }
+          emit(offset, 'done');
+          return;
+        } catch (e) {
+          if (e instanceof KilnError || !isTransient(e) || ++failures >= client.retry.attempts) {
+            throw new KilnError(
+              `get ${what}: connection failed after ${offset} bytes: ${describeNetError(e)}`,
+              ExitCode.Failed,
+              {
+                cause: e,
+              },
+            );
+          }
+          client.debugLine(`get ${what}: ${retryReason(e)} at byte ${offset}; resuming`);
+          await new Promise((r) => setTimeout(r, client.retry.baseDelayMs * 2 ** (failures - 1)));
+          res = undefined;
+        }
+      }
+    }
+    const verifier = new VerifyingStream(digest, size, what);
+    pipeline(Readable.from(body(), { objectMode: false }), verifier).catch(() => {
+      // pipeline destroys `verifier` with the error; the consumer sees it there.
+    });
+    return verifier;
+  }
+
+  /**
+   * uploadBlob makes sure the repository has the blob `desc`: HEAD first (exists), then a
+   * cross-repository mount from `mountFrom` (same registry), else an upload: one PUT for small
+   * blobs, streamed PATCH chunks with Content-Range for big ones. `open` must return a fresh
+   * stream each call: a failed upload is restarted from scratch (bounded retries).
+   */
+  async uploadBlob(
+    desc: { digest: Digest; size: number },
+    open: () => Promise<Readable>,
+    opts: { mountFrom?: readonly Repository[]; progress?: ProgressSink; label?: string } = {},
+  ): Promise<UploadResult> {
+    const progress = opts.progress ?? noProgress;
+    const label = opts.label;
+    const ev = (state: 'running' | 'done' | 'exists' | 'mounted', done: number) =>
+      progress({
+        id: desc.digest,
+        action: 'upload',
+        state,
+        done,
+        total: desc.size,
+        ...(label ? { label } : {}),
+      });
+    const have = await this.headBlob(desc.digest);
+    if (have !== undefined) {
+      ev('exists', desc.size);
+      return 'exists';
+    }
+    const what = `upload blob ${desc.digest} to ${this.#name}`;
+    for (const from of opts.mountFrom ?? []) {
+      if (from.registry !== this.repo.registry || from.repository === this.repo.repository) continue;
+      const u = new URL(this.#url('blobs/uploads/'));
+      u.searchParams.set('mount', desc.digest);
+      u.searchParams.set('from', from.repository);
+      const res = await this.#req(
+        `mount blob ${desc.digest} from ${from.repository}`,
+        u,
+        { method: 'POST' },
+        [201, 202],
+      );
+      await res.body?.cancel();
+      if (res.status === 201) {
+        ev('mounted', desc.size);
+        return 'mounted';
+      }
+      // 202: the registry opened a normal upload instead; cancel it and upload below.
+      const loc = res.headers.get('location');
+      if (loc)
+        await this.client
+          .send(this.repo.registry, this.scopes, new URL(loc, u), { method: 'DELETE' })
+          .then((r) => r.body?.cancel())
+          .catch(() => {});
+    }
+    await withRetry(
+      async () => {
+        const start = await this.#req(what, this.#url('blobs/uploads/'), { method: 'POST' }, [202]);
+        await start.body?.cancel();
+        let location = uploadLocation(start, this.#url('blobs/uploads/'), what);
+        const src = await open();
+        try {
+          if (desc.size <= this.client.monolithicMax) {
+            const bytes = await readStream(src, desc.size, what);
+            location.searchParams.set('digest', desc.digest);
+            const put = await this.client.send(this.repo.registry, this.scopes, location, {
+              method: 'PUT',
+              headers: { 'content-type': 'application/octet-stream' },
+              body: bytes,
+            });
+            await expectStatus(put, [201], what);
+            ev('done', desc.size);
+            return;
+          }
+          const chunks = new ChunkReader(src);
+          let offset = 0;
+          while (offset < desc.size) {
+            const len = Math.min(this.client.chunkSize, desc.size - offset);
+            const startAt = offset;
+            const body = chunks.take(len, (n) => ev('running', startAt + n));
+            const patch = await this.client.send(this.repo.registry, this.scopes, location, {
+              method: 'PATCH',
+              headers: {
+                'content-type': 'application/octet-stream',
+                'content-length': String(len),
+                'content-range': `${offset}-${offset + len - 1}`,
+              },
+              body: body as unknown as RequestInit['body'],
+              replayable: false,
+            });
+            await expectStatus(patch, [202, 204], what);
+            location = uploadLocation(patch, location.href, what);
+            offset += len;
+          }
+          if (!(await chunks.atEnd()))
+            throw new KilnError(`${what}: source has more than ${desc.size} bytes`);
+          location.searchParams.set('digest', desc.digest);
+          const put = await this.client.send(this.repo.registry, this.scopes, location, {
+            method: 'PUT',
+            headers: { 'content-length': '0' },
+          });
+          await expectStatus(put, [201], what);
+          ev('done', desc.size);
+        } finally {
+          src.destroy();
+        }
+      },
+      this.client.retry,
+      (e, n, d) =>
+        this.client.debugLine(`${what}: ${retryReason(e)}; restarting upload (${n}) in ${Math.round(d)} ms`),
+    ).catch((e: unknown) => {
+      if (e instanceof KilnError) throw e;
+      throw new KilnError(`${what}: ${describeNetError(e)}`, ExitCode.Failed, { cause: e });
+    });
+    return 'uploaded';
+  }
+
+  // ---- tags and referrers
+
+  /** listTags returns every tag of the repository, following `Link: <…>; rel="next"` pages. */
+  async listTags(): Promise<string[]> {
+    const tags: string[] = [];
+    let url: URL | undefined = new URL(this.#url('tags/list'));
+    while (url) {
+      const res: Response = await this.#req(`list tags of ${this.#name}`, url, {}, [200, 404]);
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return [];
+      }
+      const j = JSON.parse(await readLimited(res, 16 << 20)) as { tags?: unknown };
+      if (Array.isArray(j.tags)) for (const t of j.tags) if (typeof t === 'string') tags.push(t);
+      const link = res.headers.get('link');
+      const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      url = m ? new URL(m[1]!, url) : undefined;
+    }
+    return tags;
+  }
+
+  /**
+   * referrers lists the manifests whose `subject` is `digest`: the referrers API when the
+   * registry has it, else the tag-schema fallback (an index tagged `sha256-<hex>`).
+   */
+  async referrers(digest: Digest, artifactType?: string): Promise<Index> {
+    const u = new URL(this.#url(`referrers/${digest}`));
+    if (artifactType) u.searchParams.set('artifactType', artifactType);
+    const res = await this.#req(
+      `list referrers of ${this.#name}@${digest}`,
+      u,
+      { headers: { accept: MediaType.OciIndex } },
+      [200, 404],
+    );
+    let index: Index;
+    if (res.status === 200 && (res.headers.get('content-type') ?? '').startsWith(MediaType.OciIndex)) {
+      index = parseJson(
+        IndexSchema,
+        await readAll(res, MANIFEST_LIMIT, 'referrers'),
+        `referrers of ${digest}`,
+      );
+    } else {
+      await res.body?.cancel();
+      index = await this.#fallbackReferrers(digest);
+    }
+    if (artifactType)
+      return { ...index, manifests: index.manifests.filter((m) => m.artifactType === artifactType) };
+    return index;
+  }
+
+  async #fallbackReferrers(digest: Digest): Promise<Index> {
+    const tag = referrersTag(digest);
+    try {
+      const m = await this.getManifest(tag, MediaType.OciIndex);
+      return parseJson(IndexSchema, m.bytes, `referrers index ${this.#name}:${tag}`);
+    } catch (e) {
+      if (e instanceof RegistryError && e.status === 404) return emptyIndex();
+      throw e;
+    }
+  }
+
+  /**
+   * putReferrer uploads an artifact manifest whose `subject` is `subject.digest`. When the registry
+   * does not process subjects itself (no `OCI-Subject` header), the tag-schema index is updated
+   * too. The artifact's blobs must already be uploaded.
+   */
+  async putReferrer(
+    bytes: Uint8Array,
+    mediaType: string,
+    desc: Omit<Descriptor, 'digest' | 'size'>,
+    subject: Digest,
+  ): Promise<Digest> {
+    const digest = sha256(bytes);
+    const res = await this.#req(
+      `put referrer ${this.#name}@${digest}`,
+      this.#url(`manifests/${digest}`),
+      { method: 'PUT', headers: { 'content-type': mediaType }, body: bytes },
+      [200, 201, 202],
+    );
+    await res.body?.cancel();
+    if (res.headers.get('oci-subject')) return digest;
+    const current = await this.#fallbackReferrers(subject);
+    const entry: Descriptor = { ...desc, mediaType, digest, size: bytes.length };
+    const manifests = current.manifests.filter((m) => m.digest !== digest).concat([entry]);
+    const next = JSON.stringify({ ...current, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests });
+    await this.putManifest(referrersTag(subject), Buffer.from(next), MediaType.OciIndex);
+    return digest;
+  }
+}
+
+/** referrersTag is the tag-schema fallback tag for a subject digest: `sha256-<hex>`. */
+export function referrersTag(d: Digest): string {
+  return `${d.slice(0, d.indexOf(':'))}-${hexOf(d)}`;
+}
+
+function emptyIndex(): Index {
+  return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+}
+
+// Reads an upload session URL from Location (absolute or relative to the request URL).
+function uploadLocation(res: Response, base: string, what: string): URL {
+  const loc = res.headers.get('location');
+  if (!loc) throw new KilnError(`${what}: registry answered ${res.status} without a Location header`);
+  return new URL(loc, base);
+}
+
+async function expectStatus(res: Response, ok: number[], action: string): Promise<void> {
+  if (ok.includes(res.status)) {
+    await res.body?.cancel();
+    return;
+  }
+  if (isRetryable(res.status))
+    throw new RetryableStatus(res.status, retryAfter(res.headers.get('retry-after')), async () =>
+      errorFrom(action, res),
+    );
+  throw await errorFrom(action, res);
+}
+
+function isRetryable(status: number): boolean {
+  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
+}
+
+async function errorFrom(action: string, res: Response): Promise<RegistryError> {
+  const { errors, detail } = await readErrorBody(res);
+  return new RegistryError(action, res.status, errors, detail);
+}
+
+function retryReason(e: unknown): string {
+  if (e instanceof RetryableStatus) return `status ${e.status}`;
+  return describeNetError(e);
+}
+
+/** describeNetError turns fetch's nested errors into one line (`ECONNRESET`, `other side closed`). */
+export function describeNetError(e: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = e;
+  for (let i = 0; i < 4 && cur && typeof cur === 'object'; i++) {
+    const o = cur as { message?: unknown; code?: unknown; cause?: unknown };
+    const m = typeof o.message === 'string' ? o.message : '';
+    const c = typeof o.code === 'string' ? o.code : '';
+    const text = c && !m.includes(c) ? `${m} (${c})` : m;
+    if (text && !parts.includes(text)) parts.push(text);
+    cur = o.cause;
+  }
+  return parts.join(': ') || String(e);
+}
+
+function manifestMediaType(contentType: string | null, bytes: Uint8Array): string {
+  const ct = (contentType ?? '').split(';')[0]!.trim();
+  if (ct && ct !== 'application/json' && ct !== 'text/plain' && ct !== 'application/octet-stream') return ct;
+  try {
+    const j = JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown; manifests?: unknown };
+    if (typeof j.mediaType === 'string') return j.mediaType;
+    return Array.isArray(j.manifests) ? MediaType.OciIndex : MediaType.OciManifest;
+  } catch {
+    return ct || MediaType.OciManifest;
+  }
+}
+
+// validateRealm refuses token realms that are not plain http(s) URLs (no file:, no user info),
+// so a hostile registry cannot point kiln's credentials at something else.
+function validateRealm(registry: string, realm: string | undefined): void {
+  if (!realm) throw new KilnError(`registry ${registry} sent a bearer challenge without a realm`);
+  let u: URL;
+  try {
+    u = new URL(realm);
+  } catch {
+    throw new KilnError(`registry ${registry} sent an invalid token realm (not a URL)`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    throw new KilnError(
+      `registry ${registry} sent a token realm with scheme ${u.protocol} (expected http or https)`,
+    );
+  if (u.username || u.password) throw new KilnError(`registry ${registry} sent a token realm with user info`);
+}
+
+async function readAll(res: Response, limit: number, what: string): Promise<Uint8Array> {
+  if (!res.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+    n += c.length;
+    if (n > limit) throw new KilnError(`${what}: response larger than ${limit} bytes`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function readStream(src: Readable, size: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of src) {
+    n += (c as Buffer).length;
+    if (n > size) throw new KilnError(`${what}: source has more than ${size} bytes`);
+    chunks.push(c as Buffer);
+  }
+  if (n !== size) throw new KilnError(`${what}: source has ${n} bytes, expected ${size}`);
+  return Buffer.concat(chunks);
+}
+
+// ChunkReader hands out consecutive exact-length slices of one stream as async iterables, so each
+// PATCH streams its bytes without buffering the chunk.
+class ChunkReader {
+  readonly #it: AsyncIterator<Buffer>;
+  #rest: Buffer | undefined;
+  #done = false;
+
+  constructor(src: Readable) {
+    this.#it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+
+  async *take(n: number, onBytes: (sent: number) => void): AsyncGenerator<Buffer> {
+    let left = n;
+    let sent = 0;
+    while (left > 0) {
+      let c = this.#rest;
+      this.#rest = undefined;
+      if (!c) {
+        const r = await this.#it.next();
+        if (r.done) {
+          this.#done = true;
+          throw new KilnError(`upload: source ended ${left} bytes early`);
+        }
+        c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+      }
+      if (c.length > left) {
+        this.#rest = c.subarray(left);
+        c = c.subarray(0, left);
+      }
+      left -= c.length;
+      sent += c.length;
+      onBytes(sent);
+      yield c;
+    }
+  }
+
+  async atEnd(): Promise<boolean> {
+    if (this.#rest && this.#rest.length > 0) return false;
+    if (this.#done) return true;
+    for (;;) {
+      const r = await this.#it.next();
+      if (r.done) return true;
+      if (r.value.length > 0) return false;
+    }
+  }
+}

@@ -1,0 +1,110 @@
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { redact } from './redact.ts';
+
+/** One entry of a registry's `{"errors":[…]}` body (distribution spec error codes). */
+export interface RegistryErrorEntry {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** How much of an error body is read: enough for any real error, bounded against hostile servers. */
+export const ERROR_BODY_LIMIT = 64 * 1024;
+
+/**
+ * RegistryError is a failed registry request: the action, the registry, the HTTP status and the
+ * registry's own error codes. Its message never contains credentials or tokens.
+ */
+export class RegistryError extends KilnError {
+  readonly status: number;
+  readonly errors: readonly RegistryErrorEntry[];
+  constructor(action: string, status: number, errors: readonly RegistryErrorEntry[], detail?: string) {
+    const codes = errors.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join('; ');
+    const why = codes || detail || statusText(status);
+    super(redact(`${action}: ${status} ${why}`.replace(/\s+/g, ' ').trim()), ExitCode.Failed);
+    this.name = 'RegistryError';
+    this.status = status;
+    this.errors = errors;
+  }
+
+  /** Whether a retry could succeed (throttling, server trouble). */
+  get temporary(): boolean {
+    return isRetryableStatus(this.status);
+  }
+
+  /** Whether the registry named this code (`MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`, …). */
+  has(code: string): boolean {
+    return this.errors.some((e) => e.code === code);
+  }
+}
+
+/** isRetryableStatus: 408, 429 and 5xx other than 501/505 are worth another try. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
+}
+
+/**
+ * readErrorBody reads at most ERROR_BODY_LIMIT bytes of a failed response and parses
+ * `{"errors":[{code,message}]}`; other bodies become a short detail string.
+ */
+export async function readErrorBody(
+  res: Response,
+): Promise<{ errors: RegistryErrorEntry[]; detail: string }> {
+  const text = await readLimited(res, ERROR_BODY_LIMIT);
+  try {
+    const j = JSON.parse(text) as { errors?: unknown; details?: unknown };
+    if (Array.isArray(j.errors)) {
+      const errors = j.errors.flatMap((e: unknown) => {
+        if (typeof e !== 'object' || e === null) return [];
+        const o = e as { code?: unknown; message?: unknown };
+        return [
+          { code: String(o.code ?? 'UNKNOWN'), message: typeof o.message === 'string' ? o.message : '' },
+        ];
+      });
+      return { errors, detail: '' };
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  const detail = text
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 200);
+  return { errors: [], detail };
+}
+
+/** readLimited reads a response body as UTF-8 text, stopping (and cancelling) after `limit` bytes. */
+export async function readLimited(res: Response, limit: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  try {
+    while (n < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      n += value.length;
+    }
+  } catch {
+    // a broken error body still leaves the status to report
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+}
+
+function statusText(status: number): string {
+  switch (status) {
+    case 401:
+      return 'unauthorized';
+    case 403:
+      return 'forbidden';
+    case 404:
+      return 'not found';
+    case 429:
+      return 'too many requests';
+    default:
+      return status >= 500 ? 'server error' : 'unexpected response';
+  }
+}
