@@ -1,0 +1,588 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { escapeId } from '../cnb/ids.ts';
+import { readLayerToml } from '../cnb/layer-toml.ts';
+import {
+  BUILD_METADATA_LABEL,
+  type BuildMetadata as BuildMetadataLabel,
+  type BuildMetadataProcess,
+  type BuildpackLayersMetadata,
+  LIFECYCLE_METADATA_LABEL,
+  type LifecycleMetadata,
+  layerMetadataFor,
+  PROJECT_METADATA_LABEL,
+  type ProjectMetadata,
+  stringifyLabel,
+} from '../cnb/lifecycle-metadata.ts';
+import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
+import { readStoreToml } from '../cnb/store-toml.ts';
+import type { TarEntry } from '../layers/tar-writer.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import { isoOfEpoch } from '../oci/memory.ts';
+import { appendLayers, setConfig } from '../oci/mutate.ts';
+import type { History } from '../oci/schema.ts';
+import type { CachedLayer } from './cache.ts';
+import {
+  dirContent,
+  type LayerContent,
+  type ResolvedLayer,
+  type ReuseContext,
+  resolve,
+  syntheticContent,
+} from './layer-reuse.ts';
+
+// The export phase: the run image plus, in the reference lifecycle's order, each buildpack's
+// launch layers (group order, then layer name order), the launch SBOM layer, the app slices and
+// the rest of the app, the launcher, the config layer (<layers>/config) and the process-types
+// layer; then labels, env, entrypoint and working dir. Everything a layer could reuse is reused
+// (see layer-reuse.ts), so an unchanged layer is never re-tarred, re-compressed or re-uploaded.
+
+/** Where the build's directories sit inside the image (and the build sandbox). */
+export const LAYERS_DIR = '/layers';
+export const APP_DIR = '/workspace';
+export const LAUNCHER_PATH = '/cnb/lifecycle/launcher';
+export const PROCESS_DIR = '/cnb/process';
+
+/** History strings of the reference lifecycle (pack inspect shows them). */
+const CREATED_BY = {
+  buildpackLayer: (name: string, bp: string) => `Layer: '${name}', Created by buildpack: ${bp}`,
+  app: 'Application Layer',
+  slice: (i: number) => `Application Slice: ${i + 1}`,
+  config: 'Buildpacks Launcher Config',
+  launcher: 'Buildpacks Application Launcher',
+  processTypes: 'Buildpacks Process Types',
+  sbom: 'Software Bill-of-Materials',
+} as const;
+
+/** A group element as the exporter needs it. */
+export interface ExportBuildpack {
+  readonly id: string;
+  readonly version: string;
+  readonly api?: string;
+  readonly homepage?: string;
+}
+
+/** The launcher to put in the image. */
+export interface LauncherInput {
+  /** Host path of the static launcher binary. */
+  readonly path: string;
+  /** Host directory holding the launcher's SBOM files (`*.sbom.{cdx,spdx,syft}.json`), if any. */
+  readonly sbomDir?: string;
+  /** For the build metadata label. */
+  readonly version?: string;
+  readonly source?: { readonly repository: string; readonly commit: string };
+}
+
+/** The log lines export writes (the CLI's logger fits). */
+export interface PhaseLog {
+  info(msg: string): void;
+  debug?(msg: string): void;
+  warn?(msg: string): void;
+}
+
+/** Inputs of exportImage. */
+export interface ExportOptions {
+  /** Host path of `<layers>`. */
+  readonly layersDir: string;
+  /** Host path of `<app>`. */
+  readonly appDir: string;
+  readonly group: readonly ExportBuildpack[];
+  /** The run image (base). */
+  readonly runImage: Image;
+  /** `runImage.reference` (a digest reference or image ID) and the name the user gave. */
+  readonly runImageRef: string;
+  readonly runImageName?: string;
+  readonly runImageMirrors?: readonly string[];
+  /** The previous image's lifecycle label (empty metadata on a first build). */
+  readonly previousMetadata: LifecycleMetadata;
+  readonly launcher: LauncherInput;
+  readonly project?: ProjectMetadata;
+  /** `--default-process`. */
+  readonly defaultProcess?: string;
+  readonly platformApi: string;
+  /** Owner of app and buildpack layer content (CNB_USER_ID / CNB_GROUP_ID of the build image). */
+  readonly uid: number;
+  readonly gid: number;
+  /** Blob store, settings, fingerprints, previous layers and counters (see layer-reuse). */
+  readonly reuse: ReuseContext;
+  readonly log: PhaseLog;
+}
+
+/** What exportImage produced. */
+export interface ExportResult {
+  readonly image: Image;
+  readonly metadata: LifecycleMetadata;
+  readonly buildMetadata: BuildMetadataLabel;
+  /** Blob records of every layer exported here, by diffID (the cache phase links from these). */
+  readonly layers: ReadonlyMap<string, CachedLayer>;
+  readonly added: readonly string[];
+  readonly reused: readonly string[];
+}
+
+function sortedNames(names: string[]): string[] {
+  return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs
+    .lstat(p)
+    .then(() => true)
+    .catch(() => false);
+}
+
+/** LayerDir is one `<layers>/<bp>/<name>` with its layer.toml. */
+export interface LayerDir {
+  readonly name: string;
+  readonly path: string;
+  readonly hasContents: boolean;
+  readonly types: { launch: boolean; build: boolean; cache: boolean };
+  readonly metadata: Record<string, unknown>;
+}
+
+/**
+ * readLayerDirs lists a buildpack's layers by their `<name>.toml` files, sorted by name. A
+ * directory without a toml is not a layer; `launch.toml`, `build.toml` and `store.toml` are the
+ * buildpack's own files, not layers.
+ */
+export async function readLayerDirs(bpDir: string): Promise<LayerDir[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(bpDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const out: LayerDir[] = [];
+  for (const file of sortedNames(names.filter((n) => n.endsWith('.toml')))) {
+    const name = file.slice(0, -'.toml'.length);
+    if (name === 'launch' || name === 'build' || name === 'store') continue;
+    const toml = await readLayerToml(path.join(bpDir, file));
+    const dir = path.join(bpDir, name);
+    const st = await fs.stat(dir).catch(() => undefined);
+    out.push({
+      name,
+      path: dir,
+      hasContents: st?.isDirectory() === true,
+      types: { ...toml.types },
+      metadata: toml.metadata,
+    });
+  }
+  return out;
+}
+
+/** Go's filepath.Match for one path segment pattern set (`*`, `?`, `[...]`, `\` escapes). */
+function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '\\' && i + 1 < glob.length) re += escapeRe(glob[++i]!);
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) throw new KilnError(`invalid slice pattern "${glob}": unclosed "["`, ExitCode.ExportError);
+      let cls = glob.slice(i + 1, end);
+      if (cls.startsWith('^')) cls = `^${cls.slice(1)}`;
+      re += `[${cls.replaceAll('\\', '\\\\')}]`;
+      i = end;
+    } else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`);
+}
+
+function escapeRe(c: string): string {
+  return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/**
+ * splitSlices partitions app entries (paths under `workspace/`) into one list per slice and the
+ * rest. A slice takes the files and directories its globs match (a matched directory brings its
+ * whole subtree) plus their parent directories; a path goes to the first slice that matches it.
+ */
+export function splitSlices(
+  entries: readonly TarEntry[],
+  prefix: string,
+  slices: readonly { paths: readonly string[] }[],
+): { slices: TarEntry[][]; rest: TarEntry[] } {
+  const patterns = slices.map((s) =>
+    s.paths.map((p) => {
+      const clean = path.posix.normalize(p).replace(/^\.\//, '').replace(/\/$/, '');
+      if (clean.startsWith('..') || path.posix.isAbsolute(clean))
+        throw new KilnError(`slice path "${p}" escapes the app directory`, ExitCode.ExportError);
+      return globToRegExp(clean);
+    }),
+  );
+  const taken = new Map<string, number>();
+  const rel = (e: TarEntry) => (e.path === prefix ? '' : e.path.slice(prefix.length + 1));
+  for (const e of entries) {
+    const r = rel(e);
+    if (r === '') continue;
+    for (let s = 0; s < patterns.length; s++) {
+      const parts = r.split('/');
+      // The path matches when it, or one of its parent directories, matches a glob.
+      const hit = patterns[s]!.some((re) => parts.some((_, i) => re.test(parts.slice(0, i + 1).join('/'))));
+      if (hit) {
+        taken.set(e.path, s);
+        break;
+      }
+    }
+  }
+  const out: TarEntry[][] = slices.map(() => []);
+  const rest: TarEntry[] = [];
+  const parentsAdded: Set<string>[] = slices.map(() => new Set());
+  for (const e of entries) {
+    const s = taken.get(e.path);
+    if (s === undefined) {
+      // Directories stay in the rest layer too (they are the parents of what it holds).
+      rest.push(e);
+      continue;
+    }
+    if (e.type === 'dir') {
+      parentsAdded[s]!.add(e.path);
+      out[s]!.push(e);
+      continue;
+    }
+    out[s]!.push(e);
+  }
+  // Add every slice's missing parent directories (entries are sorted, so parents come first).
+  const dirs = new Map(entries.filter((e) => e.type === 'dir').map((e) => [e.path, e]));
+  for (let s = 0; s < out.length; s++) {
+    const need = new Set<string>();
+    for (const e of out[s]!) {
+      const parts = e.path.split('/');
+      for (let i = 1; i < parts.length; i++) need.add(parts.slice(0, i).join('/'));
+    }
+    const extra = [...need]
+      .filter((p) => !parentsAdded[s]!.has(p))
+      .map((p) => dirs.get(p)!)
+      .filter(Boolean);
+    out[s] = [...extra, ...out[s]!].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  }
+  // A directory fully moved into a slice still appears in the rest only if something left in it.
+  return { slices: out, rest };
+}
+
+function launcherEntries(launcher: string, size: number): TarEntry[] {
+  return [
+    { path: 'cnb', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+    { path: 'cnb/lifecycle', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+    {
+      path: 'cnb/lifecycle/launcher',
+      type: 'file',
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      size,
+      open: () => createReadStream(launcher),
+    },
+  ];
+}
+
+function processTypesEntries(types: readonly string[]): TarEntry[] {
+  return [
+    { path: 'cnb', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+    { path: 'cnb/process', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+    ...sortedNames([...types]).map(
+      (t): TarEntry => ({
+        path: `cnb/process/${t}`,
+        type: 'symlink',
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        linkname: LAUNCHER_PATH,
+      }),
+    ),
+  ];
+}
+
+/**
+ * copyLauncherSboms puts the launcher's SBOM files where the reference lifecycle does:
+ * `<layers>/sbom/launch/buildpacksio_lifecycle/launcher/sbom.<fmt>.json`.
+ */
+async function copyLauncherSboms(layersDir: string, sbomDir: string | undefined): Promise<void> {
+  if (!sbomDir) return;
+  const names = await fs.readdir(sbomDir).catch(() => [] as string[]);
+  const dst = path.join(layersDir, 'sbom', 'launch', 'buildpacksio_lifecycle', 'launcher');
+  for (const n of names) {
+    const m = /(sbom\.(cdx|spdx|syft)\.json)$/.exec(n);
+    if (!m) continue;
+    await fs.mkdir(dst, { recursive: true });
+    await fs.copyFile(path.join(sbomDir, n), path.join(dst, m[1]!));
+  }
+}
+
+/** entrypointFor picks ENTRYPOINT the way the reference exporter does. */
+export function entrypointFor(md: BuildMetadata, userDefault: string | undefined): string {
+  if (userDefault) {
+    if (!md.processes.some((p) => p.type === userDefault))
+      throw new KilnError(
+        `default process "${userDefault}" is not defined: buildpacks defined ${md.processes.map((p) => `"${p.type}"`).join(', ') || 'no processes'}`,
+        ExitCode.ExportError,
+      );
+    return `${PROCESS_DIR}/${userDefault}`;
+  }
+  const bpDefault = md['buildpack-default-process-type'];
+  return bpDefault ? `${PROCESS_DIR}/${bpDefault}` : LAUNCHER_PATH;
+}
+
+function setEnv(env: readonly string[], name: string, value: string): string[] {
+  const out = [...env];
+  const i = out.findIndex((e) => e.startsWith(`${name}=`));
+  if (i >= 0) out[i] = `${name}=${value}`;
+  else out.push(`${name}=${value}`);
+  return out;
+}
+
+function envValue(env: readonly string[], name: string): string | undefined {
+  const e = env.find((x) => x.startsWith(`${name}=`));
+  return e === undefined ? undefined : e.slice(name.length + 1);
+}
+
+/**
+ * exportImage assembles the app image from the run image and the build's output (layers dir, app
+ * dir, config/metadata.toml). It writes new layer blobs into `opts.reuse.blobs` and returns the
+ * image (not yet written anywhere) with the metadata for the label, the report and the cache.
+ */
+export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
+  const { reuse, log } = opts;
+  const epoch = reuse.settings.epoch;
+  const created = isoOfEpoch(epoch);
+  const added: string[] = [];
+  const reused: string[] = [];
+  const records = new Map<string, CachedLayer>();
+  const appended: { layer: Layer; history: History }[] = [];
+  const prevMd = opts.previousMetadata;
+
+  const md = await readMetadataToml(path.join(opts.layersDir, 'config', 'metadata.toml')).catch((e) => {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT|not found/.test(String(e)))
+      throw new KilnError(
+        `export: ${path.join(opts.layersDir, 'config', 'metadata.toml')} is missing: did the build phase run?`,
+        ExitCode.ExportError,
+      );
+    throw e;
+  });
+
+  const push = (id: string, r: ResolvedLayer, createdBy: string) => {
+    appended.push({ layer: r.layer, history: { created, created_by: createdBy } });
+    if (r.record) records.set(r.diffID, r.record);
+    if (r.how === 'reused') {
+      reused.push(id);
+      log.info(`Reusing layer '${id}'`);
+    } else {
+      added.push(id);
+      log.info(`Adding layer '${id}'`);
+    }
+    log.debug?.(`Layer '${id}' SHA: ${r.diffID}`);
+  };
+
+  const dirLayer = async (dir: string, prefix: string, uid: number, gid: number): Promise<LayerContent> =>
+    dirContent(dir, { prefix, uid, gid }, reuse.settings);
+
+  // 1. Buildpack launch layers.
+  const bpMetadata: BuildpackLayersMetadata[] = [];
+  for (const bp of opts.group) {
+    const bpDir = path.join(opts.layersDir, escapeId(bp.id));
+    const bpMd: BuildpackLayersMetadata = { key: bp.id, version: bp.version, layers: {} };
+    const store = await readStoreToml(path.join(bpDir, 'store.toml'));
+    if (store) bpMd.store = { metadata: store.metadata ?? {} };
+    for (const l of await readLayerDirs(bpDir)) {
+      if (!l.types.launch) continue;
+      const id = `${bp.id}:${l.name}`;
+      const createdBy = CREATED_BY.buildpackLayer(l.name, `${bp.id}@${bp.version}`);
+      const prev = layerMetadataFor(prevMd, bp.id, l.name);
+      let sha: string;
+      if (l.hasContents) {
+        const content = await dirLayer(
+          l.path,
+          `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`,
+          opts.uid,
+          opts.gid,
+        );
+        const r = await resolve(reuse, content, prev?.sha);
+        push(id, r, createdBy);
+        sha = r.diffID;
+      } else {
+        if (l.types.cache)
+          throw new KilnError(`layer '${id}' is cache=true but has no contents`, ExitCode.ExportError);
+        const layer = prev?.sha ? reuse.previous.get(prev.sha) : undefined;
+        if (!prev?.sha || !layer)
+          throw new KilnError(
+            `cannot reuse '${id}': the previous image has no layer '${id}' (launch = true with no directory means "keep the previous layer")`,
+            ExitCode.ExportError,
+          );
+        appended.push({ layer, history: { created, created_by: createdBy } });
+        reused.push(id);
+        log.info(`Reusing layer '${id}'`);
+        sha = prev.sha;
+      }
+      bpMd.layers![l.name] = {
+        sha,
+        data: l.metadata,
+        build: l.types.build,
+        launch: true,
+        cache: l.types.cache,
+      };
+    }
+    bpMetadata.push(bpMd);
+  }
+
+  // 2. The launch SBOM layer (buildpack SBOMs plus the launcher's own).
+  await copyLauncherSboms(opts.layersDir, opts.launcher.sbomDir);
+  let sbomSha: string | undefined;
+  const sbomDir = path.join(opts.layersDir, 'sbom', 'launch');
+  if (await exists(sbomDir)) {
+    const content = await dirLayer(sbomDir, `${LAYERS_DIR.slice(1)}/sbom/launch`, opts.uid, opts.gid);
+    const r = await resolve(reuse, content, prevMd.sbom?.sha);
+    push('buildpacksio/lifecycle:launch.sbom', r, CREATED_BY.sbom);
+    sbomSha = r.diffID;
+  }
+
+  // 3. App slices, then the rest of the app.
+  const appPrefix = APP_DIR.slice(1);
+  const appContent = await dirLayer(opts.appDir, appPrefix, opts.uid, opts.gid);
+  const appShas: { sha: string }[] = [];
+  const appLayers: LayerContent[] = [];
+  if (md.slices.length === 0) appLayers.push(appContent);
+  else {
+    const split = splitSlices(appContent.entries, appPrefix, md.slices);
+    const fp = (entries: readonly TarEntry[], i: number) =>
+      appContent.fingerprint
+        ? syntheticContent(entries, reuse.settings, `${appContent.fingerprint}/${i}`).fingerprint
+        : '';
+    for (const [i, entries] of split.slices.entries())
+      appLayers.push({ entries, fingerprint: fp(entries, i) });
+    appLayers.push({ entries: split.rest, fingerprint: fp(split.rest, -1) });
+  }
+  for (let i = 0; i < appLayers.length; i++) {
+    const isRest = i === appLayers.length - 1;
+    // Any previous app layer is a candidate: hashing is cheap next to compressing.
+    const candidate = prevMd.app[i]?.sha ?? prevMd.app.at(-1)?.sha;
+    const r = await resolve(reuse, appLayers[i]!, candidate);
+    const id = isRest ? 'buildpacksio/lifecycle:app' : `buildpacksio/lifecycle:slice-${i + 1}`;
+    push(id, r, isRest ? CREATED_BY.app : CREATED_BY.slice(i));
+    appShas.push({ sha: r.diffID });
+  }
+
+  // 4. Launcher, config and process types.
+  const launcherStat = await fs.stat(opts.launcher.path).catch(() => {
+    throw new KilnError(
+      `launcher binary ${opts.launcher.path} not found: run the project's build step`,
+      ExitCode.ExportError,
+    );
+  });
+  const launcherContent = syntheticContent(
+    launcherEntries(opts.launcher.path, launcherStat.size),
+    reuse.settings,
+    `${opts.launcher.path}\0${launcherStat.mtimeMs}\0${launcherStat.size}`,
+  );
+  const lr = await resolve(reuse, launcherContent, prevMd.launcher.sha);
+  push('buildpacksio/lifecycle:launcher', lr, CREATED_BY.launcher);
+
+  const configContent = await dirLayer(
+    path.join(opts.layersDir, 'config'),
+    `${LAYERS_DIR.slice(1)}/config`,
+    opts.uid,
+    opts.gid,
+  );
+  const cr = await resolve(reuse, configContent, prevMd.config.sha);
+  push('buildpacksio/lifecycle:config', cr, CREATED_BY.config);
+
+  let processTypesSha = '';
+  if (md.processes.length > 0) {
+    const ptContent = syntheticContent(processTypesEntries(md.processes.map((p) => p.type)), reuse.settings);
+    const pr = await resolve(reuse, ptContent, prevMd['process-types'].sha);
+    push('buildpacksio/lifecycle:process-types', pr, CREATED_BY.processTypes);
+    processTypesSha = pr.diffID;
+  }
+
+  // 5. Metadata labels and the config.
+  const runCfg = await opts.runImage.configFile();
+  const topLayer = runCfg.rootfs.diff_ids.at(-1) ?? '';
+  const runImageForExport: { image?: string; mirrors?: string[] } = {};
+  if (opts.runImageName) runImageForExport.image = opts.runImageName;
+  if (opts.runImageMirrors?.length) runImageForExport.mirrors = [...opts.runImageMirrors];
+  const metadata: LifecycleMetadata = {
+    app: appShas,
+    config: { sha: cr.diffID },
+    launcher: { sha: lr.diffID },
+    'process-types': { sha: processTypesSha },
+    buildpacks: bpMetadata,
+    runImage: { topLayer, reference: opts.runImageRef, ...runImageForExport },
+    stack: { runImage: runImageForExport },
+  };
+  if (sbomSha) metadata.sbom = { sha: sbomSha };
+
+  const buildMetadata: BuildMetadataLabel = {
+    bom: [],
+    buildpacks: md.buildpacks.map((b) => {
+      const out: { id: string; version: string; homepage?: string } = { id: b.id, version: b.version };
+      if (b.homepage) out.homepage = b.homepage;
+      return out;
+    }),
+    launcher: {
+      version: opts.launcher.version ?? '',
+      source: {
+        git: {
+          repository: opts.launcher.source?.repository ?? '',
+          commit: opts.launcher.source?.commit ?? '',
+        },
+      },
+    },
+    processes: md.processes.map((p) => {
+      const out: BuildMetadataProcess = {
+        type: p.type,
+        command: p.command,
+        args: p.args,
+        direct: p.direct,
+        buildpackID: p['buildpack-id'],
+      };
+      if (p['working-dir']) out['working-dir'] = p['working-dir'];
+      if (p['exec-env']) out['exec-env'] = p['exec-env'];
+      return out;
+    }),
+  };
+  if (md['buildpack-default-process-type'])
+    buildMetadata['buildpack-default-process-type'] = md['buildpack-default-process-type'];
+
+  const entrypoint = entrypointFor(md, opts.defaultProcess);
+  const baseEnv = runCfg.config?.Env ?? [];
+  let env = setEnv(baseEnv, 'CNB_LAYERS_DIR', LAYERS_DIR);
+  env = setEnv(env, 'CNB_APP_DIR', APP_DIR);
+  env = setEnv(env, 'CNB_PLATFORM_API', opts.platformApi);
+  env = setEnv(env, 'CNB_DEPRECATION_MODE', 'quiet');
+  const runPath = envValue(baseEnv, 'PATH');
+  env = setEnv(
+    env,
+    'PATH',
+    [PROCESS_DIR, path.posix.dirname(LAUNCHER_PATH), ...(runPath ? [runPath] : [])].join(':'),
+  );
+
+  const labels: Record<string, string> = { ...(runCfg.config?.Labels ?? {}) };
+  labels[LIFECYCLE_METADATA_LABEL] = stringifyLabel(metadata);
+  labels[BUILD_METADATA_LABEL] = stringifyLabel(buildMetadata);
+  labels[PROJECT_METADATA_LABEL] = stringifyLabel(opts.project ?? {});
+  for (const l of md.labels) labels[l.key] = l.value;
+
+  // Keep history entries one per layer: a base without history gets neutral entries first.
+  const base = setConfig(opts.runImage, (cfg) => {
+    const h = cfg.history ?? [];
+    const nonEmpty = h.filter((x) => !x.empty_layer).length;
+    const pad: History[] = Array.from({ length: Math.max(0, cfg.rootfs.diff_ids.length - nonEmpty) }, () => ({
+      created,
+    }));
+    return { ...cfg, history: [...h, ...pad] };
+  });
+  let image = appendLayers(base, ...appended);
+  image = setConfig(image, {
+    env,
+    entrypoint: [entrypoint],
+    cmd: null,
+    workingDir: APP_DIR,
+    labels,
+    created,
+  });
+  log.info(`Setting default process type: ${entrypoint}`);
+  return { image, metadata, buildMetadata, layers: records, added, reused };
+}

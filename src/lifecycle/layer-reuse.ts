@@ -1,0 +1,209 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { StoredLayer } from '../layers/blob-layer.ts';
+import { writeLayer } from '../layers/layer-writer.ts';
+import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
+import { type WalkOptions, walk } from '../layers/walk.ts';
+import type { BlobStore } from '../layout/blob-store.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { Layer } from '../oci/image.ts';
+import type { Compression } from '../oci/media-types.ts';
+import type { CachedLayer } from './cache.ts';
+
+// "Never redo work": deciding, for each layer the exporter or the cache phase needs, whether its
+// bytes already exist somewhere, in increasing order of cost:
+//   1. fingerprint hit: the directory's listing (paths, types, modes, sizes, link targets, file
+//      mtimes in ns) is one we have tarred before (or restored from a known layer) -> its diffID is
+//      known without reading a byte of content;
+//   2. tar-and-hash (no compression) when there is a candidate to match (the previous image's layer
+//      of the same name): equal diffID -> reuse;
+//   3. only then the single-pass tar+compress into the blob store.
+// A no-op rebuild therefore compresses nothing. The fingerprint trusts mtimes the way git's index
+// does: a tool that rewrites a file keeping its size and mtime to the nanosecond is not noticed.
+
+/** A layer's content as tar entries plus a fingerprint of the listing that produced them. */
+export interface LayerContent {
+  readonly entries: readonly TarEntry[];
+  /** sha256 over the listing, the tar options, and file mtimes; '' when not fingerprintable. */
+  readonly fingerprint: string;
+}
+
+/** Tar settings that change a layer's bytes (part of every fingerprint). */
+export interface TarSettings {
+  readonly epoch: number;
+  readonly compression: Compression;
+  readonly level?: number;
+}
+
+function fingerprintOf(
+  entries: readonly TarEntry[],
+  mtimes: ReadonlyMap<string, bigint>,
+  settings: TarSettings,
+): string {
+  const h = createHash('sha256');
+  h.update(`kiln-fp-1\0${settings.epoch}\0${settings.compression}\0${settings.level ?? ''}\n`);
+  for (const e of entries) {
+    h.update(
+      `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\0${mtimes.get(e.path) ?? ''}\n`,
+    );
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * dirContent walks `dir` into tar entries (see layers/walk) and fingerprints the result. The
+ * fingerprint costs one extra lstat per regular file.
+ */
+export async function dirContent(
+  dir: string,
+  walkOpts: WalkOptions,
+  settings: TarSettings,
+): Promise<LayerContent> {
+  const entries = await walk(dir, walkOpts);
+  return { entries, fingerprint: await fingerprintEntries(entries, dir, walkOpts.prefix ?? '', settings) };
+}
+
+/**
+ * fingerprintEntries fingerprints entries produced by walking `dir` under tar prefix `prefix`
+ * (entries outside the prefix, such as made-up parents, count by their header fields only).
+ */
+export async function fingerprintEntries(
+  entries: readonly TarEntry[],
+  dir: string,
+  prefix: string,
+  settings: TarSettings,
+): Promise<string> {
+  const pre = prefix.split('/').filter(Boolean).join('/');
+  const mtimes = new Map<string, bigint>();
+  const files = entries.filter((e) => e.type === 'file');
+  const BATCH = 256;
+  for (let i = 0; i < files.length; i += BATCH) {
+    await Promise.all(
+      files.slice(i, i + BATCH).map(async (e) => {
+        const rel = pre === '' ? e.path : e.path.slice(pre.length + 1);
+        const st = await fs.lstat(path.join(dir, rel), { bigint: true });
+        mtimes.set(e.path, st.mtimeNs);
+      }),
+    );
+  }
+  return fingerprintOf(entries, mtimes, settings);
+}
+
+/** syntheticContent is content made up by kiln (launcher, process types): fingerprinted by listing. */
+export function syntheticContent(
+  entries: readonly TarEntry[],
+  settings: TarSettings,
+  extra = '',
+): LayerContent {
+  const h = createHash('sha256');
+  h.update(fingerprintOf(entries, new Map(), settings));
+  h.update(extra);
+  return { entries, fingerprint: `sha256:${h.digest('hex')}` };
+}
+
+/** diffIDOf tars entries without compressing and returns the tar's digest (the diffID). */
+export async function diffIDOf(entries: readonly TarEntry[], epoch: number): Promise<Digest> {
+  const h = createHash('sha256');
+  for await (const chunk of tarChunks(entries, { epoch })) h.update(chunk);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** Counters of what layer resolution did (the no-op rebuild test and the bench read them). */
+export interface ReuseStats {
+  /** Layers tarred and compressed into the blob store. */
+  compressed: number;
+  /** Layers tarred only to compute a diffID (no compression). */
+  hashed: number;
+  /** Layers whose diffID came from a fingerprint (nothing read). */
+  fingerprinted: number;
+}
+
+/** What resolve() found. */
+export interface ResolvedLayer {
+  readonly layer: Layer;
+  readonly diffID: Digest;
+  /** 'reused': an existing layer of the previous image; 'stored': an existing blob; 'new': compressed now. */
+  readonly how: 'reused' | 'stored' | 'new';
+  /** Blob record for fingerprints and the cache (absent for a previous-image layer not in the store). */
+  readonly record?: CachedLayer;
+}
+
+/** Everything resolve() consults. */
+export interface ReuseContext {
+  readonly blobs: BlobStore;
+  readonly settings: TarSettings;
+  /** Known fingerprints (from the cache, restore, earlier exports). Resolved layers are added. */
+  readonly fingerprints: Map<string, CachedLayer>;
+  /** Layers of the previous image by diffID. */
+  readonly previous: ReadonlyMap<string, Layer>;
+  /** Blobs already in hand by diffID (e.g. the cache's, or layers resolved earlier in this run). */
+  readonly known: Map<string, CachedLayer>;
+  readonly stats: ReuseStats;
+}
+
+/**
+ * resolve turns content into a layer, reusing whatever already holds the same bytes: a layer of
+ * the previous image with that diffID, or a blob in the store. `candidate` is the diffID this
+ * layer had last time, which makes hashing worthwhile when the fingerprint is unknown.
+ */
+export async function resolve(
+  ctx: ReuseContext,
+  content: LayerContent,
+  candidate?: string,
+): Promise<ResolvedLayer> {
+  let diffID: Digest | undefined;
+  const fp = content.fingerprint;
+  const hit = fp ? ctx.fingerprints.get(fp) : undefined;
+  if (hit) {
+    diffID = hit.diffID;
+    ctx.stats.fingerprinted++;
+  } else if (candidate && (ctx.previous.has(candidate) || ctx.known.has(candidate))) {
+    diffID = await diffIDOf(content.entries, ctx.settings.epoch);
+    ctx.stats.hashed++;
+  }
+  if (diffID) {
+    const prev = ctx.previous.get(diffID);
+    const rec = hit ?? ctx.known.get(diffID);
+    const stored = rec && (await ctx.blobs.has(rec.digest)) ? rec : undefined;
+    if (stored) {
+      if (fp) ctx.fingerprints.set(fp, stored);
+      ctx.known.set(diffID, stored);
+      const layer = new StoredLayer(ctx.blobs, stored);
+      return { layer: prev ?? layer, diffID, how: prev ? 'reused' : 'stored', record: stored };
+    }
+    if (prev) {
+      const record = await recordOf(prev, diffID);
+      if (fp && record) ctx.fingerprints.set(fp, record);
+      return record ? { layer: prev, diffID, how: 'reused', record } : { layer: prev, diffID, how: 'reused' };
+    }
+  }
+  const opts: Parameters<typeof writeLayer>[1] = {
+    store: ctx.blobs,
+    compression: ctx.settings.compression,
+    epoch: ctx.settings.epoch,
+  };
+  const layer = await writeLayer(
+    content.entries,
+    ctx.settings.level === undefined ? opts : { ...opts, level: ctx.settings.level },
+  );
+  ctx.stats.compressed++;
+  const info = await layer.info();
+  const record: CachedLayer = {
+    diffID: info.diffID,
+    digest: info.digest,
+    size: info.size,
+    mediaType: info.mediaType,
+  };
+  if (fp) ctx.fingerprints.set(fp, record);
+  ctx.known.set(info.diffID, record);
+  return { layer, diffID: info.diffID, how: 'new', record };
+}
+
+async function recordOf(layer: Layer, diffID: Digest): Promise<CachedLayer | undefined> {
+  try {
+    return { diffID, digest: await layer.digest(), size: await layer.size(), mediaType: layer.mediaType };
+  } catch {
+    return undefined;
+  }
+}
