@@ -1,0 +1,16 @@
+/**
+ * escapeId turns a buildpack ID into its on-disk directory name (`/` becomes `_`). Only paths are
+ * escaped; labels and TOML values keep the real ID.
+ */
+export function escapeId(id: string): string {
+  return id.replaceAll('/', '_');
+}
+
+/** IDs a buildpack may not have, because they name lifecycle directories under `<layers>`. */
+export const RESERVED_BUILDPACK_IDS: readonly string[] = ['app', 'config', 'generated', 'sbom'];
+
+/** Layer names a buildpack may not use, because they name its own output files. */
+export const RESERVED_LAYER_NAMES: readonly string[] = ['launch', 'build', 'store'];
+
+/** BUILDPACK_ID_PATTERN is the character set the buildpack spec allows in IDs. */
+export const BUILDPACK_ID_PATTERN = /^[A-Za-z0-9./-]+$/;

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { readTomlFile, writeTomlFile } from './toml-file.ts';
+
+/** The schema of run.toml (`/cnb/run.toml`): run images and their mirrors. */
+export const RunToml = z
+  .object({
+    images: z
+      .array(z.object({ image: z.string().min(1), mirrors: z.array(z.string()).optional() }).loose())
+      .default([]),
+  })
+  .loose();
+export type RunToml = z.output<typeof RunToml>;
+
+/** readRunToml reads run.toml. */
+export function readRunToml(path: string): Promise<RunToml> {
+  return readTomlFile(path, RunToml);
+}
+
+/** writeRunToml writes run.toml atomically. */
+export function writeRunToml(path: string, value: RunToml): Promise<void> {
+  return writeTomlFile(path, value);
+}
