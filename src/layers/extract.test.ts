@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { BlobStore } from '../layout/blob-store.ts';
+import { extract, UnsafeTarError } from './extract.ts';
+import { layerFromDirectory, writeLayer } from './layer-writer.ts';
+import type { TarEntry } from './tar-writer.ts';
+
+let tmp: string;
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-extract-'));
+});
+after(async () => {
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+// Hostile archives are made with Python's tarfile, which (unlike our writer) will write anything.
+const MAKE = `
+import io, sys, tarfile, json
+spec = json.loads(sys.argv[2])
+with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
+    for e in spec:
+        i = tarfile.TarInfo(e['name'])
+        i.type = {'file': tarfile.REGTYPE, 'dir': tarfile.DIRTYPE, 'sym': tarfile.SYMTYPE,
+                  'link': tarfile.LNKTYPE, 'chr': tarfile.CHRTYPE, 'fifo': tarfile.FIFOTYPE}[e['type']]
+        i.linkname = e.get('link', '')
+        i.mode = e.get('mode', 0o644)
+        data = e.get('data', '').encode()
+        i.size = len(data) if e['type'] == 'file' else 0
+        t.addfile(i, io.BytesIO(data) if e['type'] == 'file' else None)
+`;
+type Spec = { name: string; type: string; link?: string; data?: string; mode?: number }[];
+async function hostile(spec: Spec): Promise<string> {
+  const f = path.join(tmp, `h-${Math.random().toString(36).slice(2)}.tar`);
+  execFileSync('python3', ['-c', MAKE, f, JSON.stringify(spec)]);
+  return f;
+}
+
+/** A fresh sandbox: `root` to extract into, `outside` next to it to prove nothing lands there. */
+async function sandbox(): Promise<{ root: string; outside: string }> {
+  const base = await fs.mkdtemp(path.join(tmp, 'sb-'));
+  const root = path.join(base, 'a', 'root');
+  const outside = path.join(base, 'outside');
+  await fs.mkdir(root, { recursive: true });
+  await fs.mkdir(outside);
+  return { root, outside };
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { recursive: true, withFileTypes: true })) {
+    const p = path.relative(dir, path.join(e.parentPath, e.name));
+    const st = await fs.lstat(path.join(dir, p));
+    out.push(
+      `${p} ${(st.mode & 0o7777).toString(8)}${st.isSymbolicLink() ? ` -> ${await fs.readlink(path.join(dir, p))}` : ''}`,
+    );
+  }
+  return out.sort();
+}
+
+describe('extract()', () => {
+  const cases: [string, Spec, string, RegExp][] = [
+    ['a ../ path', [{ name: '../evil', type: 'file', data: 'x' }], '../evil', /"\.\." in path/],
+    ['an absolute path', [{ name: '/abs-evil', type: 'file', data: 'x' }], '/abs-evil', /absolute path/],
+    [
+      'a symlink that leaves the root, then a file through it',
+      [
+        { name: 'esc', type: 'sym', link: '../../outside' },
+        { name: 'esc/pwned', type: 'file', data: 'x' },
+      ],
+      'esc/pwned',
+      /a symlink on its path leaves the extraction root/,
+    ],
+    [
+      'a chain of symlinks that leaves the root',
+      [
+        { name: 'd', type: 'dir', mode: 0o755 },
+        { name: 'd/up', type: 'sym', link: '..' },
+        { name: 'd/up2', type: 'sym', link: 'up/..' },
+        { name: 'd/up2/outside/pwned', type: 'file', data: 'x' },
+      ],
+      'd/up2/outside/pwned',
+      /leaves the extraction root/,
+    ],
+    ['a device node', [{ name: 'dev/null', type: 'chr' }], 'dev/null', /char device node not allowed/],
+    ['a fifo', [{ name: 'pipe', type: 'fifo' }], 'pipe', /fifo not allowed/],
+    [
+      'a hard link to outside',
+      [{ name: 'h', type: 'link', link: '../../outside/secret' }],
+      'h',
+      /"\.\." in path/,
+    ],
+  ];
+  for (const [title, spec, entry, reason] of cases) {
+    test(`refuses ${title}, naming the entry, writing nothing outside`, async () => {
+      const { root, outside } = await sandbox();
+      await fs.writeFile(path.join(outside, 'secret'), 's');
+      const err = await extract(createReadStream(await hostile(spec)), root).then(
+        () => assert.fail('extract should have refused'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof UnsafeTarError, String(err));
+      assert.equal(err.entry, entry);
+      assert.match(
+        err.message,
+        new RegExp(`^refusing tar entry "${entry.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}": `),
+      );
+      assert.match(err.message, reason);
+      assert.deepEqual(await fs.readdir(outside), ['secret']);
+      assert.deepEqual(await fs.readdir(path.dirname(path.dirname(root))), ['a', 'outside']);
+    });
+  }
+
+  test('absolute symlink targets resolve inside the root (container semantics)', async () => {
+    const { root, outside } = await sandbox();
+    const f = await hostile([
+      { name: 'abs', type: 'sym', link: '/' },
+      { name: 'abs/etc-ish/pwned', type: 'file', data: 'inside' },
+    ]);
+    await extract(createReadStream(f), root);
+    assert.equal(await fs.readFile(path.join(root, 'etc-ish/pwned'), 'utf8'), 'inside');
+    assert.deepEqual(await fs.readdir(outside), []);
+  });
+
+  test('an existing symlink is replaced by a file, never written through', async () => {
+    const { root, outside } = await sandbox();
+    await fs.writeFile(path.join(outside, 'target'), 'original');
+    await fs.symlink(path.join(outside, 'target'), path.join(root, 'f'));
+    await extract(createReadStream(await hostile([{ name: 'f', type: 'file', data: 'new' }])), root);
+    assert.equal(await fs.readFile(path.join(outside, 'target'), 'utf8'), 'original');
+    assert.equal(await fs.readFile(path.join(root, 'f'), 'utf8'), 'new');
+    assert.ok((await fs.lstat(path.join(root, 'f'))).isFile());
+  });
+
+  test('a layer kiln wrote (gzip, zstd, plain) extracts to the same tree', async () => {
+    const src = path.join(tmp, 'src');
+    await fs.mkdir(path.join(src, 'bin'), { recursive: true });
+    await fs.mkdir(path.join(src, 'ro'), { mode: 0o555 });
+    await fs.chmod(path.join(src, 'ro'), 0o755);
+    await fs.writeFile(path.join(src, 'ro', 'f'), 'ro');
+    await fs.chmod(path.join(src, 'ro'), 0o555);
+    await fs.writeFile(path.join(src, 'bin', 'tool'), '#!/bin/sh\n', { mode: 0o4755 });
+    await fs.chmod(path.join(src, 'bin', 'tool'), 0o4755);
+    await fs.writeFile(path.join(src, 'data'), Buffer.alloc(100_000, 3));
+    await fs.link(path.join(src, 'data'), path.join(src, 'data-hard'));
+    await fs.symlink('bin/tool', path.join(src, 'tool'));
+    const store = new BlobStore(path.join(tmp, 'xstore'));
+    const want = await tree(src);
+    for (const compression of ['gzip', 'zstd', 'none'] as const) {
+      const layer = await layerFromDirectory(src, { store, compression });
+      const out = path.join(tmp, `out-${compression}`);
+      const r = await extract(await layer.compressed(), out);
+      assert.deepEqual(await tree(out), want);
+      assert.equal(r.bytes, 100_000 + 2 + 10);
+      const a = await fs.stat(path.join(out, 'data'));
+      const b = await fs.stat(path.join(out, 'data-hard'));
+      assert.equal(a.ino, b.ino);
+      assert.equal((await fs.stat(path.join(out, 'tool'))).mtimeMs, 315532801000);
+      await fs.chmod(path.join(out, 'ro'), 0o755);
+    }
+    await fs.chmod(path.join(src, 'ro'), 0o755);
+  });
+
+  test('whiteouts delete lower files and opaque directories keep only this layer', async () => {
+    const store = new BlobStore(path.join(tmp, 'wstore'));
+    const f = (p: string, c = p): TarEntry => ({
+      path: p,
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: c.length,
+      open: () => Readable.from([Buffer.from(c)]),
+    });
+    const d = (p: string): TarEntry => ({ path: p, type: 'dir', mode: 0o755, uid: 0, gid: 0 });
+    const lower = await writeLayer([d('a'), f('a/keep'), f('a/gone'), d('o'), f('o/old'), f('top')], {
+      store,
+    });
+    const upper = await writeLayer(
+      [d('a'), f('a/.wh.gone'), f('.wh.top'), d('o'), f('o/.wh..wh..opq', ''), f('o/new')],
+      {
+        store,
+      },
+    );
+    const root = path.join(tmp, 'rootfs');
+    await extract(await lower.compressed(), root, { whiteouts: true });
+    await extract(await upper.compressed(), root, { whiteouts: true });
+    assert.deepEqual(await tree(root), ['a 755', 'a/keep 644', 'o 755', 'o/new 644']);
+    // Without the option, whiteout files are just files.
+    const raw = path.join(tmp, 'raw');
+    await extract(await upper.compressed(), raw);
+    assert.ok((await tree(raw)).includes('.wh.top 644'));
+  });
+
+  test('a truncated archive is an error, not a short success', async () => {
+    const f = await hostile([{ name: 'big', type: 'file', data: 'x'.repeat(5000) }]);
+    const bytes = (await fs.readFile(f)).subarray(0, 2048);
+    await assert.rejects(extract(Readable.from([bytes]), path.join(tmp, 'trunc')), /truncated/);
+  });
+});

@@ -1,0 +1,251 @@
+import { createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { compressionOfMagic, decompressor } from '../oci/compression.ts';
+import { readTar, type TarHeader } from './tar-reader.ts';
+
+/** UnsafeTarError is a refusal to extract an entry; `entry` is the offending path as written. */
+export class UnsafeTarError extends Error {
+  readonly entry: string;
+  constructor(entry: string, reason: string) {
+    super(`refusing tar entry "${entry}": ${reason}`);
+    this.name = 'UnsafeTarError';
+    this.entry = entry;
+  }
+}
+
+/** Options of extract. */
+export interface ExtractOptions {
+  /**
+   * Apply OCI whiteouts (`.wh.NAME` deletes NAME, `.wh..wh..opq` empties a directory of what
+   * lower layers put there) instead of writing them as files. Use when stacking layers into a rootfs.
+   */
+  readonly whiteouts?: boolean;
+  /** lchown entries to their uid/gid (needs root; default false: files belong to the caller). */
+  readonly owners?: boolean;
+  /** Device nodes and fifos: 'error' (default) refuses them, 'skip' leaves them out. */
+  readonly special?: 'error' | 'skip';
+  /** Set entries' mtimes from the archive (default true). */
+  readonly times?: boolean;
+}
+
+/** What an extraction did. */
+export interface ExtractResult {
+  readonly entries: number;
+  readonly bytes: number;
+  /** Entries left out because `special: 'skip'`. */
+  readonly skipped: readonly string[];
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+/** Splits an archive path into safe components or refuses it. */
+function components(entry: string): string[] {
+  if (entry.startsWith('/')) throw new UnsafeTarError(entry, 'absolute path');
+  const parts = entry.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new UnsafeTarError(entry, '".." in path');
+  if (entry.includes('\0')) throw new UnsafeTarError(entry, 'NUL in path');
+  return parts;
+}
+
+/**
+ * resolveParent finds the real directory that `parts` (all but the last component) name under
+ * `root`, following symlinks already on disk the way a container would: absolute targets are
+ * taken relative to `root`, relative ones from the link's directory. Resolution that climbs
+ * above `root` is refused. Returns the real path of the parent (which may not exist yet:
+ * `missing` then lists the components still to create).
+ */
+async function resolveParent(
+  root: string,
+  parts: string[],
+  entry: string,
+): Promise<{ dir: string; missing: string[] }> {
+  const stack: string[] = []; // resolved components below root
+  const todo = [...parts];
+  let hops = 0;
+  while (todo.length > 0) {
+    const c = todo.shift()!;
+    if (c === '.' || c === '') continue;
+    if (c === '..') {
+      if (stack.length === 0)
+        throw new UnsafeTarError(entry, 'a symlink on its path leaves the extraction root');
+      stack.pop();
+      continue;
+    }
+    const here = path.join(root, ...stack, c);
+    let st: Awaited<ReturnType<typeof fs.lstat>>;
+    try {
+      st = await fs.lstat(here);
+    } catch {
+      return { dir: path.join(root, ...stack), missing: [c, ...todo.filter((t) => t !== '' && t !== '.')] };
+    }
+    if (st.isSymbolicLink()) {
+      if (++hops > 40) throw new UnsafeTarError(entry, 'too many symlinks on its path');
+      const target = await fs.readlink(here);
+      if (target.startsWith('/')) stack.length = 0;
+      todo.unshift(...target.split('/'));
+      continue;
+    }
+    if (!st.isDirectory())
+      throw new UnsafeTarError(entry, `"${[...stack, c].join('/')}" on its path is not a directory`);
+    stack.push(c);
+  }
+  return { dir: path.join(root, ...stack), missing: [] };
+}
+
+async function removeAny(p: string): Promise<void> {
+  await fs.rm(p, { recursive: true, force: true });
+}
+
+/** Opens `source`, detects gzip/zstd/plain from the magic bytes and returns the tar stream. */
+export async function autoDecompress(source: Readable): Promise<Readable> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head: Buffer = first.done ? Buffer.alloc(0) : Buffer.from(first.value as Buffer);
+  const rest = Readable.from(
+    (async function* () {
+      if (head.length) yield head;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value as Buffer;
+      }
+    })(),
+    { objectMode: false },
+  );
+  const d = decompressor(compressionOfMagic(head));
+  rest.on('error', (e) => d.destroy(e));
+  return rest.pipe(d);
+}
+
+/**
+ * extract unpacks a layer (gzip, zstd or plain tar, detected from its first bytes) into `dest`,
+ * streaming. It refuses absolute paths, `..`, writes through symlinks that lead outside `dest`,
+ * hard links to outside, and device nodes / fifos, with an UnsafeTarError naming the entry.
+ * Existing files are replaced (unlinked first, never written through).
+ */
+export async function extract(
+  source: Readable,
+  dest: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractResult> {
+  await fs.mkdir(dest, { recursive: true });
+  const root = await fs.realpath(dest);
+  const tar = await autoDecompress(source);
+  const dirs: { p: string; h: TarHeader }[] = [];
+  const created = new Set<string>(); // real paths this layer made (opaque whiteouts keep them)
+  const skipped: string[] = [];
+  let entries = 0;
+  let bytes = 0;
+
+  const ensureDir = async (parent: { dir: string; missing: string[] }): Promise<string> => {
+    let d = parent.dir;
+    for (const m of parent.missing) {
+      d = path.join(d, m);
+      await fs.mkdir(d, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
+      created.add(d);
+    }
+    return d;
+  };
+
+  for await (const { header: h, body } of readTar(tar)) {
+    entries++;
+    const parts = components(h.path);
+    if (parts.length === 0) {
+      if (h.type === 'dir') continue; // "./": the root itself
+      throw new UnsafeTarError(h.path, 'empty path');
+    }
+    const name = parts[parts.length - 1]!;
+    if (h.type === 'char' || h.type === 'block' || h.type === 'fifo') {
+      if (opts.special === 'skip') {
+        skipped.push(h.path);
+        continue;
+      }
+      throw new UnsafeTarError(
+        h.path,
+        `${h.type === 'fifo' ? 'fifo' : `${h.type} device node`} not allowed in a layer`,
+      );
+    }
+    if (h.type === 'other') throw new UnsafeTarError(h.path, `unsupported tar entry type "${h.typeflag}"`);
+    const parentDir = await ensureDir(await resolveParent(root, parts.slice(0, -1), h.path));
+    if (opts.whiteouts && name.startsWith(WHITEOUT)) {
+      if (name === OPAQUE) {
+        for (const child of await fs.readdir(parentDir)) {
+          const p = path.join(parentDir, child);
+          if (!created.has(p)) await removeAny(p);
+        }
+      } else {
+        const victim = name.slice(WHITEOUT.length);
+        if (victim === '' || victim === '.' || victim === '..')
+          throw new UnsafeTarError(h.path, 'bad whiteout');
+        await removeAny(path.join(parentDir, victim));
+      }
+      continue;
+    }
+    const target = path.join(parentDir, name);
+    const existing = await fs.lstat(target).catch(() => undefined);
+    switch (h.type) {
+      case 'dir': {
+        if (existing && !existing.isDirectory()) await removeAny(target);
+        if (!existing?.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+        // Modes of directories are applied at the end: a read-only directory must still
+        // receive its children first.
+        dirs.push({ p: target, h });
+        break;
+      }
+      case 'file': {
+        if (existing) await removeAny(target);
+        // 'wx' = O_CREAT|O_EXCL: never follows a symlink someone raced into place.
+        await pipeline(Readable.from(body), createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+        bytes += h.size;
+        await fs.chmod(target, h.mode & 0o7777);
+        break;
+      }
+      case 'symlink': {
+        if (existing) await removeAny(target);
+        await fs.symlink(h.linkname, target);
+        break;
+      }
+      case 'link': {
+        let lparts: string[];
+        try {
+          lparts = components(h.linkname);
+        } catch (e) {
+          throw new UnsafeTarError(
+            h.path,
+            `hard link target "${h.linkname}": ${(e as Error).message.replace(/^.*": /, '')}`,
+          );
+        }
+        if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to "${h.linkname}"`);
+        const ldir = await resolveParent(root, lparts.slice(0, -1), h.path);
+        if (ldir.missing.length > 0)
+          throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
+        const src = path.join(ldir.dir, lparts[lparts.length - 1]!);
+        const st = await fs.lstat(src).catch(() => undefined);
+        if (!st) throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
+        if (st.isDirectory())
+          throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" is a directory`);
+        if (existing) await removeAny(target);
+        await fs.link(src, target);
+        break;
+      }
+    }
+    created.add(target);
+    if (h.type !== 'dir') {
+      if (opts.owners) await fs.lchown(target, h.uid, h.gid);
+      if (opts.times !== false && h.type !== 'link') await fs.lutimes(target, h.mtime, h.mtime);
+    }
+  }
+  // Deepest first, so a parent's mtime is set after its children were written.
+  for (const { p, h } of dirs.reverse()) {
+    if (opts.owners) await fs.lchown(p, h.uid, h.gid);
+    await fs.chmod(p, h.mode & 0o7777);
+    if (opts.times !== false) await fs.utimes(p, h.mtime, h.mtime);
+  }
+  return { entries, bytes, skipped };
+}

@@ -1,0 +1,247 @@
+import type { Readable } from 'node:stream';
+
+// A streaming tar reader for ustar, PAX (x and g records) and GNU long names (L, K), with
+// base-256 numbers. It yields one entry at a time; an entry's body must be consumed (or is
+// skipped) before the next entry is read, so memory stays at one chunk whatever the archive.
+
+/** Kind of a tar entry as read. */
+export type TarReadType = 'file' | 'dir' | 'symlink' | 'link' | 'char' | 'block' | 'fifo' | 'other';
+
+/** A parsed tar header, PAX and GNU extensions applied. */
+export interface TarHeader {
+  /** Path as written in the archive (not normalized, not trusted). */
+  readonly path: string;
+  readonly type: TarReadType;
+  /** The raw type flag, for 'other'. */
+  readonly typeflag: string;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  /** Seconds since the Unix epoch (fraction dropped). */
+  readonly mtime: number;
+  readonly linkname: string;
+  readonly uname: string;
+  readonly gname: string;
+  readonly devmajor: number;
+  readonly devminor: number;
+  /** PAX records that applied to this entry (global and per-entry). */
+  readonly pax: Readonly<Record<string, string>>;
+}
+
+/** One entry: its header and, for files, its content (read it before asking for the next entry). */
+export interface TarReadEntry {
+  readonly header: TarHeader;
+  readonly body: AsyncIterable<Buffer>;
+}
+
+const BLOCK = 512;
+
+class ByteSource {
+  readonly #it: AsyncIterator<Buffer | Uint8Array | string>;
+  #buf: Buffer = Buffer.alloc(0);
+  #done = false;
+  constructor(src: AsyncIterable<Buffer | Uint8Array | string>) {
+    this.#it = src[Symbol.asyncIterator]();
+  }
+  /** Ensures at least n bytes are buffered; false at end of input before n. */
+  async fill(n: number): Promise<boolean> {
+    while (this.#buf.length < n && !this.#done) {
+      const r = await this.#it.next();
+      if (r.done) this.#done = true;
+      else {
+        const c =
+          typeof r.value === 'string'
+            ? Buffer.from(r.value)
+            : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+        this.#buf = this.#buf.length === 0 ? c : Buffer.concat([this.#buf, c]);
+      }
+    }
+    return this.#buf.length >= n;
+  }
+  take(n: number): Buffer {
+    const b = this.#buf.subarray(0, n);
+    this.#buf = this.#buf.subarray(n);
+    return b;
+  }
+  /** Yields exactly n bytes in chunks as they arrive. */
+  async *stream(n: number, what: string): AsyncGenerator<Buffer> {
+    let left = n;
+    while (left > 0) {
+      if (this.#buf.length === 0 && !(await this.fill(1)))
+        throw new Error(`tar archive truncated in ${what}: ${left} of ${n} bytes missing`);
+      const b = this.take(Math.min(left, this.#buf.length));
+      left -= b.length;
+      yield b;
+    }
+  }
+  async skip(n: number, what: string): Promise<void> {
+    for await (const _ of this.stream(n, what)) {
+      // discard
+    }
+  }
+  async return(): Promise<void> {
+    await this.#it.return?.();
+  }
+}
+
+function str(b: Buffer, off: number, len: number): string {
+  const s = b.subarray(off, off + len);
+  const z = s.indexOf(0);
+  return (z === -1 ? s : s.subarray(0, z)).toString('utf8');
+}
+
+function num(b: Buffer, off: number, len: number, field: string): number {
+  const f = b.subarray(off, off + len);
+  if (f[0]! & 0x80) {
+    // GNU base-256: big-endian two's complement with the top bit as the marker.
+    let v = 0n;
+    for (let i = 0; i < f.length; i++) v = (v << 8n) | BigInt(i === 0 ? f[i]! & 0x7f : f[i]!);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`tar header field ${field} too large`);
+    return Number(v);
+  }
+  const t = f.toString('ascii').replace(/\0.*$/s, '').trim();
+  if (t === '') return 0;
+  if (!/^[0-7]+$/.test(t)) throw new Error(`tar header field ${field} is not octal: "${t}"`);
+  return Number.parseInt(t, 8);
+}
+
+function checksumOk(b: Buffer): boolean {
+  const want = num(b, 148, 8, 'chksum');
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const v = i >= 148 && i < 156 ? 0x20 : b[i]!;
+    unsigned += v;
+    signed += v > 127 ? v - 256 : v;
+  }
+  return want === unsigned || want === signed;
+}
+
+function parsePax(data: Buffer, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let off = 0;
+  while (off < data.length) {
+    const sp = data.indexOf(0x20, off);
+    if (sp === -1) break;
+    const len = Number.parseInt(data.subarray(off, sp).toString('ascii'), 10);
+    if (!Number.isInteger(len) || len <= 0 || off + len > data.length)
+      throw new Error(`bad PAX record in ${what}`);
+    const rec = data.subarray(sp + 1, off + len - 1).toString('utf8');
+    const eq = rec.indexOf('=');
+    if (eq === -1) throw new Error(`bad PAX record in ${what}`);
+    out[rec.slice(0, eq)] = rec.slice(eq + 1);
+    off += len;
+  }
+  return out;
+}
+
+const TYPES: Record<string, TarReadType> = {
+  '0': 'file',
+  '\0': 'file',
+  '': 'file',
+  '7': 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+};
+
+/**
+ * readTar parses an uncompressed tar stream. Headers are checked (checksum, octal fields) and
+ * a truncated archive is an error, never a short read that looks like success.
+ */
+export async function* readTar(
+  source: Readable | AsyncIterable<Buffer | Uint8Array>,
+): AsyncGenerator<TarReadEntry> {
+  const src = new ByteSource(source as AsyncIterable<Buffer>);
+  let global: Record<string, string> = {};
+  let local: Record<string, string> = {};
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  let index = 0;
+  try {
+    for (;;) {
+      if (!(await src.fill(BLOCK))) {
+        if (index === 0) return; // empty input: an empty archive
+        throw new Error('tar archive truncated: no end-of-archive marker');
+      }
+      const h = src.take(BLOCK);
+      if (h.every((x) => x === 0)) return;
+      index++;
+      if (!checksumOk(h))
+        throw new Error(`tar header ${index} has a bad checksum (not a tar archive, or corrupt)`);
+      const typeflag = String.fromCharCode(h[156]!);
+      const size = num(h, 124, 12, 'size');
+      const magic = h.subarray(257, 263).toString('latin1');
+      let name = str(h, 0, 100);
+      if (magic.startsWith('ustar')) {
+        const prefix = str(h, 345, 155);
+        if (prefix && magic === 'ustar\0') name = `${prefix}/${name}`;
+      }
+      const what = `tar entry ${index} ("${name}")`;
+      const padded = Math.ceil(size / BLOCK) * BLOCK;
+      if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
+        if (size > 1 << 20) throw new Error(`${what}: extended header of ${size} bytes is too large`);
+        const chunks: Buffer[] = [];
+        for await (const c of src.stream(padded, what)) chunks.push(c);
+        const data = Buffer.concat(chunks).subarray(0, size);
+        if (typeflag === 'x') local = { ...local, ...parsePax(data, what) };
+        else if (typeflag === 'g') global = { ...global, ...parsePax(data, what) };
+        else if (typeflag === 'L') longName = str(data, 0, data.length);
+        else longLink = str(data, 0, data.length);
+        continue;
+      }
+      const pax = { ...global, ...local };
+      const path = pax.path ?? longName ?? name;
+      let type = TYPES[typeflag] ?? 'other';
+      if (type === 'file' && typeflag !== '7' && path.endsWith('/')) type = 'dir';
+      const realSize = pax.size !== undefined ? Number(pax.size) : size;
+      const header: TarHeader = {
+        path,
+        type,
+        typeflag,
+        mode: num(h, 100, 8, 'mode'),
+        uid: pax.uid !== undefined ? Number(pax.uid) : num(h, 108, 8, 'uid'),
+        gid: pax.gid !== undefined ? Number(pax.gid) : num(h, 116, 8, 'gid'),
+        size: realSize,
+        mtime: pax.mtime !== undefined ? Math.floor(Number(pax.mtime)) : num(h, 136, 12, 'mtime'),
+        linkname: pax.linkpath ?? longLink ?? str(h, 157, 100),
+        uname: pax.uname ?? str(h, 265, 32),
+        gname: pax.gname ?? str(h, 297, 32),
+        devmajor: num(h, 329, 8, 'devmajor'),
+        devminor: num(h, 337, 8, 'devminor'),
+        pax,
+      };
+      local = {};
+      longName = undefined;
+      longLink = undefined;
+      // Whatever the type, `size` bytes follow the header (hard links from some archivers carry
+      // a size); they are skipped when not read, so they are never mistaken for a header.
+      const contentSize = realSize;
+      let consumed = false;
+      let remaining = contentSize;
+      const body: AsyncIterable<Buffer> = {
+        [Symbol.asyncIterator]: () => {
+          if (consumed) throw new Error(`${what}: body already read`);
+          consumed = true;
+          const gen = src.stream(contentSize, what);
+          return (async function* () {
+            for await (const c of gen) {
+              remaining -= c.length;
+              yield c;
+            }
+          })();
+        },
+      };
+      yield { header, body };
+      if (remaining > 0) await src.skip(remaining, what);
+      const pad = Math.ceil(contentSize / BLOCK) * BLOCK - contentSize;
+      if (pad > 0) await src.skip(pad, what);
+    }
+  } finally {
+    await src.return();
+  }
+}
