@@ -64,7 +64,8 @@ export function parseChallenges(header: string): Challenge[] {
         }
         i++; // closing quote
       } else {
-        value = token() ?? '';
+        // RFC 7235 wants a token here; servers also send bare URLs, so read up to , or space.
+        while (i < n && header[i] !== ',' && header[i] !== ' ' && header[i] !== '\t') value += header[i++];
       }
       ch.params[name.toLowerCase()] = value;
       skipWs();

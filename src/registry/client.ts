@@ -350,7 +350,9 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`${action}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(`${action}: ${describeNetError(e)}`, ExitCode.Failed, { cause: e });
+      throw new KilnError(`${action}: connection failed: ${describeNetError(e)}`, ExitCode.Failed, {
+        cause: e,
+      });
     });
   }
 }
