@@ -3,7 +3,7 @@ const http = require('node:http');
 
 const port = Number(process.env.PORT || 8080);
 http
-  .createServer((req, res) => {
+  .createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('Hello from kiln: node-procfile\n');
   })
