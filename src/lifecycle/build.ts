@@ -1,0 +1,331 @@
+import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readBuildToml } from '../cnb/build-toml.ts';
+import { writeBuildpackPlan } from '../cnb/buildpack-plan.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { GroupElement } from '../cnb/group-toml.ts';
+import { escapeId, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
+import { type Process, readLaunchToml } from '../cnb/launch-toml.ts';
+import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
+import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
+import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
+import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
+import { BuildEnv } from './env.ts';
+import {
+  buildpackDirInSandbox,
+  chownToUser,
+  cnbEnv,
+  layersPathInSandbox,
+  type PhaseOptions,
+  processEnv,
+  runInSandbox,
+  sandboxPathsOf,
+  scratchDir,
+} from './phase-context.ts';
+
+/** Inputs of the build phase. */
+export interface BuildOptions extends PhaseOptions {
+  /** The group from detect (group.toml), in order. */
+  readonly group: readonly GroupElement[];
+  /** The plan from detect (plan.toml). */
+  readonly plan: PlanToml;
+  /** Where to write metadata.toml; default `<layers>/config/metadata.toml`. */
+  readonly metadataPath?: string;
+}
+
+/** SBOM media types by file extension, and the lifecycle's destination names. */
+const SBOM_TYPES: readonly (readonly [string, string])[] = [
+  ['sbom.cdx.json', 'application/vnd.cyclonedx+json'],
+  ['sbom.spdx.json', 'application/spdx+json'],
+  ['sbom.syft.json', 'application/vnd.syft+json'],
+];
+
+/** One SBOM file a buildpack wrote and where it goes under `<layers>/sbom`. */
+interface SbomFile {
+  readonly path: string;
+  readonly ext: string;
+  readonly layer: string;
+  readonly kind: 'launch' | 'build' | 'cache';
+}
+
+/** BuildOutputs is what one buildpack contributed, for reports and tests. */
+export interface BuildpackOutputs {
+  readonly id: string;
+  readonly layers: ReadonlyMap<string, LayerMetadataFile>;
+  readonly processes: readonly Process[];
+  readonly metRequires: readonly string[];
+}
+
+/**
+ * build runs the build phase: for each buildpack of the group, in order, it writes the
+ * buildpack's plan, runs `bin/build` in the sandbox with the environment built from scratch
+ * (earlier buildpacks' build layers applied), then processes what it wrote: layer tomls (flags
+ * only under `[types]`; all-false layers renamed `<layer>.ignore`), build.toml `unmet`, SBOM
+ * files (declared formats only, copied under `<layers>/sbom/{launch,build,cache}`), launch.toml
+ * processes, labels and slices. Finally it writes `<layers>/config/metadata.toml` and returns it.
+ *
+ * A failing `bin/build` is KilnError exit 51 naming the buildpack; other errors exit 52.
+ */
+export async function build(o: BuildOptions): Promise<BuildMetadata> {
+  if (o.uid === 0) {
+    throw new KilnError(
+      'build: refusing to run buildpacks as root (uid 0): set a non-root build user',
+      ExitCode.BuildError,
+    );
+  }
+  try {
+    return await runBuild(o);
+  } catch (err) {
+    if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) throw err;
+    throw new KilnError(`build: ${(err as Error).message}`, ExitCode.BuildError, { cause: err });
+  } finally {
+    await rm(join(o.layersDir, '.kiln', 'build'), { recursive: true, force: true });
+  }
+}
+
+async function runBuild(o: BuildOptions): Promise<BuildMetadata> {
+  await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
+  const env = BuildEnv.fromBase(o.baseEnv);
+  let plan = o.plan;
+  const sboms: { bp: string; files: SbomFile[] }[] = [];
+  const labels: { key: string; value: string }[] = [];
+  const slices: { paths: string[] }[] = [];
+  const launchBom: unknown[] = [];
+  const buildBom: unknown[] = [];
+  const processes = new Map<string, MetadataProcess>();
+  let defaultType: string | undefined;
+
+  for (const el of o.group) {
+    const bp = await o.buildpackStore.lookup(el.id, el.version);
+    o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
+    const out = await buildOne(o, bp, env, planFor(plan, bp.id));
+    plan = withoutMet(plan, out.metRequires);
+    sboms.push({ bp: bp.id, files: out.sboms });
+    labels.push(...out.labels);
+    slices.push(...out.slices.map((s) => ({ paths: [...s.paths] })));
+    launchBom.push(...out.launchBom);
+    buildBom.push(...out.buildBom);
+    for (const p of out.processes) {
+      if (p.default) {
+        defaultType = p.type;
+      } else if (p.type === defaultType) {
+        defaultType = undefined;
+        o.logger.warn(`redefining the default process type ${p.type} with a process not marked as default`);
+      }
+      processes.set(p.type, {
+        type: p.type,
+        command: [...p.command],
+        args: [...p.args],
+        direct: p.direct,
+        ...(p.workingDir ? { 'working-dir': p.workingDir } : {}),
+        ...(p.execEnv?.length ? { 'exec-env': [...p.execEnv] } : {}),
+        'buildpack-id': bp.id,
+      });
+    }
+  }
+
+  for (const { bp, files } of sboms) {
+    for (const f of files) {
+      const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
+      await mkdir(dir, { recursive: true });
+      await copyFile(f.path, join(dir, f.ext));
+    }
+  }
+  // Legacy `bom` arrays become sbom.legacy.json (Platform 0.9+); only written when a buildpack used them.
+  if (launchBom.length) await writeJson(join(o.layersDir, 'sbom', 'launch', 'sbom.legacy.json'), launchBom);
+  if (buildBom.length) await writeJson(join(o.layersDir, 'sbom', 'build', 'sbom.legacy.json'), buildBom);
+
+  const metadata: BuildMetadata = {
+    ...(defaultType ? { 'buildpack-default-process-type': defaultType } : {}),
+    buildpacks: o.group.map((g) => ({
+      id: g.id,
+      version: g.version,
+      api: g.api,
+      ...(g.homepage ? { homepage: g.homepage } : {}),
+    })),
+    processes: [...processes.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)),
+    slices,
+    labels,
+    bom: [],
+  };
+  await writeMetadataToml(o.metadataPath ?? join(o.layersDir, 'config', 'metadata.toml'), metadata);
+  return metadata;
+}
+
+interface OneOutputs {
+  readonly metRequires: string[];
+  readonly sboms: SbomFile[];
+  readonly processes: readonly Process[];
+  readonly labels: readonly { key: string; value: string }[];
+  readonly slices: readonly { readonly paths: readonly string[] }[];
+  readonly launchBom: readonly unknown[];
+  readonly buildBom: readonly unknown[];
+}
+
+async function buildOne(
+  o: BuildOptions,
+  bp: BuildpackDescriptor,
+  env: BuildEnv,
+  entries: { name: string; metadata?: Record<string, unknown> }[],
+): Promise<OneOutputs> {
+  const key = `${bp.id}@${bp.version}`;
+  const bpLayers = join(o.layersDir, escapeId(bp.id));
+  await mkdir(bpLayers, { recursive: true });
+  await chownToUser(o, bpLayers);
+  const planDir = await scratchDir(o, join('build', escapeId(bp.id)));
+  await chownToUser(o, join(o.layersDir, '.kiln', 'build'));
+  const planPath = join(planDir, 'plan.toml');
+  await writeBuildpackPlan(planPath, { entries });
+  await chownToUser(o, planPath);
+
+  const bin = join(bp.dir, 'bin', 'build');
+  if (!(await isExecutable(bin))) {
+    throw new KilnError(`buildpack ${key}: ${bin} is missing or not executable`, ExitCode.BuildFailed);
+  }
+  const layersSandbox = layersPathInSandbox(o, bpLayers);
+  const planSandbox = layersPathInSandbox(o, planPath);
+  const vars = await processEnv(
+    o,
+    env,
+    bp,
+    cnbEnv(o, bp, { planKey: 'CNB_BP_PLAN_PATH', planPath: planSandbox, layersDir: layersSandbox }),
+  );
+  const argv = [
+    `${buildpackDirInSandbox(o, bp)}/bin/build`,
+    layersSandbox,
+    sandboxPathsOf(o).platform,
+    planSandbox,
+  ];
+  const tail: string[] = [];
+  const result = await runInSandbox(o, argv, vars, true, (line) => {
+    o.logger.info(line);
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+  });
+  if (result.exitCode !== 0 || result.timedOut) {
+    const why = result.timedOut
+      ? 'timed out'
+      : result.signal
+        ? `was killed by ${result.signal}`
+        : `exited with status ${result.exitCode}`;
+    const notes = result.notes.length ? ` (${result.notes.join('; ')})` : '';
+    throw new KilnError(`buildpack ${key} failed: bin/build ${why}${notes}`, ExitCode.BuildFailed);
+  }
+
+  // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
+  const layers = new Map<string, LayerMetadataFile>();
+  for (const name of await layerTomlNames(bpLayers)) {
+    const meta = await readLayerToml(join(bpLayers, `${name}.toml`));
+    if (!meta.types.launch && !meta.types.build && !meta.types.cache) {
+      await rm(join(bpLayers, `${name}.ignore`), { recursive: true, force: true });
+      await rename(join(bpLayers, name), join(bpLayers, `${name}.ignore`)).catch(
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        },
+      );
+    }
+    layers.set(name, meta);
+  }
+  // 2. build layers feed later buildpacks: root dirs, then env/ and env.build/ (no suffix = override).
+  for (const [name, meta] of layers) {
+    if (!meta.types.build) continue;
+    const dir = join(bpLayers, name);
+    await env.addRootDir(dir, layersPathInSandbox(o, dir));
+    await env.addEnvDir(join(dir, 'env'), 'override');
+    await env.addEnvDir(join(dir, 'env.build'), 'override');
+  }
+  // 3. build.toml: every unmet name must be in this buildpack's plan.
+  const buildToml = await readBuildToml(join(bpLayers, 'build.toml'));
+  for (const u of buildToml.unmet ?? []) {
+    if (!entries.some((e) => e.name === u.name)) {
+      throw new KilnError(
+        `buildpack ${key}: ${join(bpLayers, 'build.toml')}: unmet.name '${u.name}' must match a requested dependency`,
+        ExitCode.BuildError,
+      );
+    }
+  }
+  const unmet = new Set((buildToml.unmet ?? []).map((u) => u.name));
+  const metRequires = entries.filter((e) => !unmet.has(e.name)).map((e) => e.name);
+  // 4. SBOM files.
+  const sboms = await sbomFiles(bp, bpLayers, layers);
+  // 5. launch.toml.
+  const launch = await readLaunchToml(join(bpLayers, 'launch.toml'), bp.api);
+  for (const s of launch?.slices ?? []) {
+    for (const p of s.paths) {
+      if (p.startsWith('/') || p.split('/').includes('..')) {
+        throw new KilnError(
+          `buildpack ${key}: ${join(bpLayers, 'launch.toml')}: slices path "${p}" must stay inside the app directory`,
+          ExitCode.BuildError,
+        );
+      }
+    }
+  }
+  return {
+    metRequires,
+    sboms,
+    processes: launch?.processes ?? [],
+    labels: launch?.labels ?? [],
+    slices: launch?.slices ?? [],
+    launchBom: launch?.bom ?? [],
+    buildBom: buildToml.bom ?? [],
+  };
+}
+
+/** layerTomlNames lists `<name>.toml` files of a buildpack's layers dir that describe layers, sorted. */
+async function layerTomlNames(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries
+    .filter((e) => !e.isDirectory() && e.name.endsWith('.toml'))
+    .map((e) => e.name.slice(0, -5))
+    .filter((n) => !RESERVED_LAYER_NAMES.includes(n))
+    .sort();
+}
+
+/**
+ * sbomFiles finds `<layers>/<bp>/*.sbom.*.json` and classifies them as the lifecycle does:
+ * `launch.sbom.*` and `build.sbom.*` belong to the buildpack; `<layer>.sbom.*` follow the layer's
+ * flags (launch, else build; cache in addition). Unknown formats and formats missing from
+ * `sbom-formats` fail the build.
+ */
+async function sbomFiles(
+  bp: BuildpackDescriptor,
+  bpLayers: string,
+  layers: ReadonlyMap<string, LayerMetadataFile>,
+): Promise<SbomFile[]> {
+  const names = (await readdir(bpLayers)).filter((n) => /^[^/]*\.sbom\.[^/]*\.json$/.test(n)).sort();
+  const declared = bp.sbomFormats.map((t) => t.split(';')[0]!.trim().toLowerCase());
+  const out: SbomFile[] = [];
+  for (const name of names) {
+    const path = join(bpLayers, name);
+    const layer = name.slice(0, name.indexOf('.'));
+    const meta = layers.get(layer);
+    // Like the lifecycle: an SBOM of a directory without a layer toml is not an SBOM of anything.
+    if (layer !== 'launch' && layer !== 'build' && !meta) continue;
+    const type = SBOM_TYPES.find(([ext]) => name.endsWith(`.${ext}`));
+    if (!type) {
+      throw new KilnError(
+        `buildpack ${bp.id}@${bp.version}: unsupported SBOM file format: '${path}'`,
+        ExitCode.BuildError,
+      );
+    }
+    if (!declared.includes(type[1])) {
+      throw new KilnError(
+        `buildpack ${bp.id}@${bp.version}: undeclared SBOM media type '${type[1]}' of '${path}': add it to sbom-formats in buildpack.toml`,
+        ExitCode.BuildError,
+      );
+    }
+    const ext = type[0];
+    if (layer === 'launch') out.push({ path, ext, layer: '', kind: 'launch' });
+    else if (layer === 'build') out.push({ path, ext, layer: '', kind: 'build' });
+    else if (meta) {
+      out.push({ path, ext, layer, kind: meta.types.launch ? 'launch' : 'build' });
+      if (meta.types.cache) out.push({ path, ext, layer, kind: 'cache' });
+    }
+  }
+  return out;
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  await writeFile(path, JSON.stringify(value));
+}

@@ -1,0 +1,438 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type DetectPlan, type PlanSections, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
+import type { Order, OrderElement } from '../cnb/buildpack-toml.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
+import { escapeId } from '../cnb/ids.ts';
+import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
+import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
+import { BuildEnv } from './env.ts';
+import {
+  buildpackDirInSandbox,
+  chownToUser,
+  cnbEnv,
+  layersPathInSandbox,
+  type PhaseOptions,
+  processEnv,
+  runInSandbox,
+  sandboxPathsOf,
+  scratchDir,
+} from './phase-context.ts';
+import { targetMatches } from './target.ts';
+
+/** Inputs of the detect phase. */
+export interface DetectOptions extends PhaseOptions {
+  /** The order to resolve (order.toml `[[order]]`). */
+  readonly order: Order;
+  /** Where to write the results; default `<layers>/group.toml` and `<layers>/plan.toml`. */
+  readonly groupPath?: string;
+  readonly planPath?: string;
+  /** How many bin/detect run at once (default 4). */
+  readonly concurrency?: number;
+}
+
+/** What one bin/detect did. `code` -1 means kiln could not run it or its output was invalid. */
+export interface DetectRun {
+  readonly id: string;
+  readonly version: string;
+  readonly code: number;
+  /** Combined stdout and stderr lines. */
+  readonly output: readonly string[];
+  readonly plan?: DetectPlan;
+  readonly error?: string;
+}
+
+/** The detect phase's result: the passing group (written as group.toml) and plan (plan.toml). */
+export interface DetectResult {
+  readonly group: GroupElement[];
+  readonly plan: PlanToml;
+  /** Every bin/detect run of this phase by `id@version`, for reports. */
+  readonly runs: ReadonlyMap<string, DetectRun>;
+}
+
+/** An element that is part of the group being tried. */
+interface DoneElement {
+  readonly id: string;
+  readonly version: string;
+  readonly api: string;
+  readonly homepage?: string;
+  readonly optional: boolean;
+}
+
+// Internal verdicts of a group, as the lifecycle's ErrFailedDetection / ErrBuildpack.
+const FAILED = Symbol('failed detection');
+const BUILDPACK_ERROR = Symbol('buildpack error');
+
+/**
+ * detect runs the detect phase: it expands the order (composite buildpacks depth-first, optional
+ * composites also tried without), runs every `bin/detect` of a group in the sandbox (bounded
+ * parallelism, each id@version once per phase), resolves the build plan (requires backward,
+ * provides forward, `[[or]]` alternatives depth-first, optional buildpacks dropped until stable)
+ * and writes group.toml and plan.toml for the first group that passes.
+ *
+ * Fails with KilnError exit 20 when no group passed, 21 when none passed and a buildpack errored,
+ * 22 for other errors; the message lists what each buildpack reported.
+ */
+export async function detect(o: DetectOptions): Promise<DetectResult> {
+  if (o.uid === 0) {
+    throw new KilnError(
+      'detect: refusing to run buildpacks as root (uid 0): set a non-root build user',
+      ExitCode.DetectError,
+    );
+  }
+  const d = new Detector(o);
+  try {
+    let resolved: { group: DoneElement[]; plan: PlanEntry[] };
+    try {
+      resolved = await d.detectOrder(o.order, [], [], false);
+    } catch (err) {
+      if (err === FAILED || err === BUILDPACK_ERROR) {
+        const runs = await d.settledRuns();
+        throw new KilnError(
+          `${err === FAILED ? 'no buildpack group passed detection' : 'no buildpack group passed detection and a buildpack failed with an error'}: ${summarize(runs)}`,
+          err === FAILED ? ExitCode.DetectNoGroup : ExitCode.DetectFailedWithErrors,
+        );
+      }
+      if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) throw err;
+      throw new KilnError(`detect: ${(err as Error).message}`, ExitCode.DetectError, { cause: err });
+    }
+    const group: GroupElement[] = resolved.group.map((e) => ({
+      id: e.id,
+      version: e.version,
+      api: e.api,
+      ...(e.homepage ? { homepage: e.homepage } : {}),
+    }));
+    const plan: PlanToml = { entries: resolved.plan };
+    await writeGroupToml(o.groupPath ?? join(o.layersDir, 'group.toml'), { group });
+    await writePlanToml(o.planPath ?? join(o.layersDir, 'plan.toml'), plan);
+    return { group, plan, runs: await d.settledRuns() };
+  } finally {
+    await rm(join(o.layersDir, '.kiln', 'detect'), { recursive: true, force: true });
+  }
+}
+
+/** summarize lists, per buildpack that ran, its verdict and the last thing it printed. */
+function summarize(runs: ReadonlyMap<string, DetectRun>): string {
+  const parts: string[] = [];
+  for (const [key, r] of runs) {
+    const last = r.output
+      .filter((l) => l.trim() !== '')
+      .at(-1)
+      ?.trim();
+    if (r.code === 0) parts.push(`${key} passed`);
+    else if (r.code === 100) parts.push(`${key} did not match${last ? ` (${last})` : ''}`);
+    else
+      parts.push(`${key} errored${r.code > 0 ? ` (exit ${r.code})` : ''}: ${r.error ?? last ?? 'no output'}`);
+  }
+  return parts.length ? parts.join('; ') : 'no buildpack was run';
+}
+
+class Detector {
+  readonly #o: DetectOptions;
+  readonly #runs = new Map<string, Promise<DetectRun>>();
+  readonly #limit: <T>(fn: () => Promise<T>) => Promise<T>;
+
+  constructor(o: DetectOptions) {
+    this.#o = o;
+    this.#limit = limiter(o.concurrency ?? 4);
+  }
+
+  async settledRuns(): Promise<Map<string, DetectRun>> {
+    const out = new Map<string, DetectRun>();
+    for (const [k, p] of this.#runs) out.set(k, await p);
+    return out;
+  }
+
+  /** detectOrder tries each group of `order` followed by `next`; optional orders may be skipped. */
+  async detectOrder(
+    order: Order,
+    done: readonly DoneElement[],
+    next: readonly OrderElement[],
+    optional: boolean,
+  ): Promise<{ group: DoneElement[]; plan: PlanEntry[] }> {
+    let buildpackErr = false;
+    for (const g of order) {
+      try {
+        return await this.detectGroup([...g.group, ...next], done);
+      } catch (err) {
+        if (err === BUILDPACK_ERROR) buildpackErr = true;
+        else if (err !== FAILED) throw err;
+      }
+    }
+    if (optional) return this.detectGroup(next, done);
+    throw buildpackErr ? BUILDPACK_ERROR : FAILED;
+  }
+
+  async detectGroup(
+    group: readonly OrderElement[],
+    doneIn: readonly DoneElement[],
+  ): Promise<{ group: DoneElement[]; plan: PlanEntry[] }> {
+    const o = this.#o;
+    const done = [...doneIn];
+    for (const [i, el] of group.entries()) {
+      // An ID already in the expanded group is skipped (lifecycle deduplication).
+      if (done.some((d) => d.id === el.id)) continue;
+      const bp = await o.buildpackStore.lookup(el.id, el.version);
+      if (bp.order) return this.detectOrder(bp.order, done, group.slice(i + 1), el.optional ?? false);
+      const element: DoneElement = {
+        id: bp.id,
+        version: bp.version,
+        api: bp.api.toString(),
+        homepage: bp.homepage,
+        optional: el.optional ?? false,
+      };
+      const key = `${bp.id}@${bp.version}`;
+      if (bp.targets.length > 0 && !bp.targets.some((t) => targetMatches(o.target, t)) && !element.optional) {
+        done.push(element);
+        if (!this.#runs.has(key)) {
+          this.#runs.set(
+            key,
+            Promise.resolve({
+              id: bp.id,
+              version: bp.version,
+              code: -1,
+              output: [],
+              error: `unable to satisfy target os/arch constraints; run image: ${JSON.stringify(o.target)}, buildpack: ${JSON.stringify(bp.targets)}`,
+            }),
+          );
+        }
+        continue;
+      }
+      // Platform 0.15: a buildpack whose exec-env excludes the current one is silently skipped.
+      const execEnv = o.execEnv || 'production';
+      if (bp.execEnv.length > 0 && !bp.execEnv.includes('*') && !bp.execEnv.includes(execEnv)) {
+        o.logger.debug(`skip: ${key} does not support exec-env ${execEnv}`);
+        continue;
+      }
+      done.push(element);
+      if (!this.#runs.has(key))
+        this.#runs.set(
+          key,
+          this.#limit(() => this.#runDetect(bp)),
+        );
+    }
+    return this.#resolve(done);
+  }
+
+  async #resolve(done: readonly DoneElement[]): Promise<{ group: DoneElement[]; plan: PlanEntry[] }> {
+    const log = this.#o.logger;
+    const results: { el: DoneElement; run: DetectRun }[] = [];
+    let detected = true;
+    let anyPassed = false;
+    let buildpackErr = false;
+    for (const el of done) {
+      const run = await this.#runs.get(`${el.id}@${el.version}`)!;
+      const pass = run.code === 0 || run.code === 100;
+      const show = (m: string) => (pass ? log.debug(m) : log.info(m));
+      if (run.output.length > 0) {
+        show(`======== Output: ${el.id}@${el.version} ========`);
+        for (const line of run.output) show(line);
+      }
+      if (run.error) {
+        show(`======== Error: ${el.id}@${el.version} ========`);
+        show(run.error);
+      }
+      if (run.code === 0) {
+        results.push({ el, run });
+        anyPassed = true;
+      } else if (run.code === 100) {
+        log.debug(`${el.optional ? 'skip' : 'fail'}: ${el.id}@${el.version}`);
+        detected &&= el.optional;
+      } else {
+        log.info(`err:  ${el.id}@${el.version}${run.code > 0 ? ` (${run.code})` : ''}`);
+        buildpackErr = true;
+        detected &&= el.optional;
+      }
+    }
+    if (!detected) throw buildpackErr ? BUILDPACK_ERROR : FAILED;
+    if (!anyPassed) {
+      log.debug('fail: no viable buildpacks in group');
+      throw FAILED;
+    }
+    const trial = runTrials(results, [], (t) => runTrial(t, log));
+    if (!trial) throw FAILED;
+    if (trial.trial.length !== done.length)
+      log.info(`${trial.trial.length} of ${done.length} buildpacks participating`);
+    const width = Math.max(...trial.trial.map((t) => t.el.id.length));
+    for (const t of trial.trial) log.info(`${t.el.id.padEnd(width)} ${t.el.version}`);
+    return { group: trial.trial.map((t) => t.el), plan: trial.plan };
+  }
+
+  async #runDetect(bp: BuildpackDescriptor): Promise<DetectRun> {
+    const o = this.#o;
+    const base = { id: bp.id, version: bp.version };
+    const bin = join(bp.dir, 'bin', 'detect');
+    if (!(await isExecutable(bin))) {
+      return { ...base, code: -1, output: [], error: `${bin} is missing or not executable` };
+    }
+    const dir = await scratchDir(o, join('detect', `${escapeId(bp.id)}@${bp.version}`));
+    await chownToUser(o, join(o.layersDir, '.kiln', 'detect'));
+    const planHost = join(dir, 'plan.toml');
+    await writeFile(planHost, '');
+    await chownToUser(o, planHost);
+    const planSandbox = layersPathInSandbox(o, planHost);
+    const output: string[] = [];
+    let code: number;
+    try {
+      const env = await processEnv(
+        o,
+        BuildEnv.fromBase(o.baseEnv),
+        bp,
+        cnbEnv(o, bp, { planKey: 'CNB_BUILD_PLAN_PATH', planPath: planSandbox }),
+      );
+      const argv = [`${buildpackDirInSandbox(o, bp)}/bin/detect`, sandboxPathsOf(o).platform, planSandbox];
+      const result = await runInSandbox(o, argv, env, false, (line) => output.push(line));
+      if (result.timedOut) return { ...base, code: -1, output, error: 'bin/detect timed out' };
+      code = result.exitCode;
+    } catch (err) {
+      return { ...base, code: -1, output, error: (err as Error).message };
+    }
+    if (code !== 0) return { ...base, code, output };
+    let plan: DetectPlan;
+    try {
+      plan = parseDetectPlan(await readFile(planHost, 'utf8'), `build plan of ${bp.id}@${bp.version}`);
+    } catch (err) {
+      return { ...base, code: -1, output, error: (err as Error).message };
+    }
+    const versioned = topLevelVersionOf(plan);
+    if (versioned !== undefined) {
+      return {
+        ...base,
+        code: -1,
+        output,
+        error: `buildpack ${bp.id} has a "version" key (in requires "${versioned}") which is not supported: use "metadata.version" instead`,
+      };
+    }
+    return { ...base, code: 0, output, plan };
+  }
+}
+
+/** An alternative of one element: its main sections or one of its `[[or]]` sections. */
+interface Option {
+  readonly el: DoneElement;
+  readonly sections: PlanSections;
+}
+
+/** options lists an element's alternatives; it only counts as optional in its last one (lifecycle). */
+function optionsOf(r: { el: DoneElement; run: DetectRun }): Option[] {
+  const plan = r.run.plan ?? { provides: [], requires: [], or: [] };
+  const all: PlanSections[] = [{ provides: plan.provides, requires: plan.requires }, ...plan.or];
+  return all.map((sections, i) => ({
+    el: { ...r.el, optional: r.el.optional && i === plan.or.length },
+    sections,
+  }));
+}
+
+/** runTrials tries the alternatives depth-first and returns the first that resolves. */
+function runTrials(
+  results: readonly { el: DoneElement; run: DetectRun }[],
+  prefix: readonly Option[],
+  trial: (t: Option[]) => { trial: Option[]; plan: PlanEntry[] } | undefined,
+): { trial: Option[]; plan: PlanEntry[] } | undefined {
+  if (results.length === 0) return trial([...prefix]);
+  for (const option of optionsOf(results[0]!)) {
+    const r = runTrials(results.slice(1), [...prefix, option], trial);
+    if (r) return r;
+  }
+  return undefined;
+}
+
+interface DepEntry {
+  providers: DoneElement[];
+  requires: { name: string; metadata?: Record<string, unknown> }[];
+  earlyRequires: DoneElement[];
+  extraProvides: DoneElement[];
+}
+
+/** depMap walks a trial in order: provides go forward, requires look backward. */
+function depMap(trial: readonly Option[]): Map<string, DepEntry> {
+  const m = new Map<string, DepEntry>();
+  const entry = (name: string) => {
+    let e = m.get(name);
+    if (!e) {
+      e = { providers: [], requires: [], earlyRequires: [], extraProvides: [] };
+      m.set(name, e);
+    }
+    return e;
+  };
+  for (const { el, sections } of trial) {
+    for (const p of sections.provides) entry(p.name).extraProvides.push(el);
+    for (const r of sections.requires) {
+      const e = entry(r.name);
+      e.providers.push(...e.extraProvides);
+      e.extraProvides = [];
+      if (e.providers.length === 0) e.earlyRequires.push(el);
+      else
+        e.requires.push(r.metadata === undefined ? { name: r.name } : { name: r.name, metadata: r.metadata });
+    }
+  }
+  return m;
+}
+
+/**
+ * runTrial resolves one combination of alternatives: an unmet require or an unused provide fails
+ * it, unless its element is optional, in which case the element is dropped and the trial retried.
+ */
+function runTrial(
+  trialIn: readonly Option[],
+  log: { debug(m: string): void },
+): { trial: Option[]; plan: PlanEntry[] } | undefined {
+  let trial = [...trialIn];
+  for (;;) {
+    const deps = depMap(trial);
+    const drop = new Set<string>();
+    for (const [name, e] of deps) {
+      for (const el of e.earlyRequires) {
+        if (!el.optional) {
+          log.debug(`fail: ${el.id}@${el.version} requires ${name}`);
+          return undefined;
+        }
+        log.debug(`skip: ${el.id}@${el.version} requires ${name}`);
+        drop.add(el.id);
+      }
+    }
+    for (const [name, e] of deps) {
+      for (const el of e.extraProvides) {
+        if (!el.optional) {
+          log.debug(`fail: ${el.id}@${el.version} provides unused ${name}`);
+          return undefined;
+        }
+        log.debug(`skip: ${el.id}@${el.version} provides unused ${name}`);
+        drop.add(el.id);
+      }
+    }
+    if (drop.size === 0) {
+      if (trial.length === 0) {
+        log.debug('fail: no viable buildpacks in group');
+        return undefined;
+      }
+      const plan: PlanEntry[] = [];
+      for (const e of deps.values()) {
+        if (e.requires.length === 0) continue;
+        plan.push({
+          providers: e.providers.map((p) => ({ id: p.id, version: p.version })),
+          requires: e.requires,
+        });
+      }
+      return { trial: trial.map((t) => ({ ...t, el: { ...t.el, optional: false } })), plan };
+    }
+    trial = trial.filter((t) => !drop.has(t.el.id));
+  }
+}
+
+/** limiter runs at most `n` tasks at once. */
+function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((r) => queue.push(r));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      queue.shift()?.();
+    }
+  };
+}

@@ -1,0 +1,159 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { envFiles } from '../cnb/launch-env.ts';
+
+/**
+ * Variables a buildpack inherits from the base environment (the build image's config env plus
+ * the user's proxy settings), exactly the reference lifecycle's allowlist. Everything else is
+ * dropped: the environment is built from scratch.
+ */
+export const BUILD_ENV_ALLOWLIST: readonly string[] = [
+  'CNB_STACK_ID',
+  'HOSTNAME',
+  'HOME',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'NO_PROXY',
+  'no_proxy',
+];
+
+/** Build-time layer root dirs and the path variables they are prepended to (POSIX build env). */
+export const BUILD_ROOT_DIRS: readonly (readonly [string, readonly string[]])[] = [
+  ['bin', ['PATH']],
+  ['include', ['CPATH']],
+  ['lib', ['LD_LIBRARY_PATH', 'LIBRARY_PATH']],
+  ['pkgconfig', ['PKG_CONFIG_PATH']],
+];
+
+const PATH_VARS = new Set(BUILD_ROOT_DIRS.flatMap(([, v]) => v));
+
+/** An env-file action; no suffix takes the caller's default. */
+export type EnvAction = 'override' | 'default' | 'prepend' | 'append';
+
+/**
+ * BuildEnv is the environment buildpacks run with during detect and build, as the reference
+ * lifecycle builds it: an allowlist of the base env, then earlier buildpacks' build layers
+ * (root dirs prepended, then `env/` and `env.build/` files), and, per exec, `<platform>/env`
+ * and `<build-config>/env` on top (see `forExec`).
+ */
+export class BuildEnv {
+  readonly #vars: Map<string, string>;
+
+  constructor(vars: Map<string, string>) {
+    this.#vars = vars;
+  }
+
+  /** fromBase keeps the allowlisted variables and the five path variables of `base`. */
+  static fromBase(base: Readonly<Record<string, string | undefined>>): BuildEnv {
+    const vars = new Map<string, string>();
+    for (const [k, v] of Object.entries(base)) {
+      if (v === undefined) continue;
+      if (BUILD_ENV_ALLOWLIST.includes(k) || PATH_VARS.has(k)) vars.set(k, v);
+    }
+    return new BuildEnv(vars);
+  }
+
+  get(name: string): string {
+    return this.#vars.get(name) ?? '';
+  }
+
+  /** list returns a copy of the variables. */
+  list(): Record<string, string> {
+    return Object.fromEntries([...this.#vars].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  /**
+   * addRootDir prepends a layer's `bin`, `lib`, `include` and `pkgconfig` dirs (when they exist
+   * on the host at `hostDir`) to their variables, using their path inside the sandbox.
+   */
+  async addRootDir(hostDir: string, sandboxDir: string): Promise<void> {
+    for (const [dir, names] of BUILD_ROOT_DIRS) {
+      if (!(await isDir(join(hostDir, dir)))) continue;
+      for (const name of names) {
+        const old = this.get(name);
+        this.#vars.set(name, `${sandboxDir}/${dir}${old === '' ? '' : `:${old}`}`);
+      }
+    }
+  }
+
+  /** addEnvDir applies an env dir (files `NAME[.action]`, raw contents) with the given default action. */
+  async addEnvDir(dir: string, defaultAction: EnvAction): Promise<void> {
+    await applyEnvDir(this.#vars, dir, defaultAction);
+  }
+
+  /**
+   * forExec returns the environment for one buildpack process: these variables, then
+   * `<platformDir>/env/*` unless the buildpack has `clear-env` (path variables prepended with
+   * ":", others overridden; contents never evaluated), then `<buildConfigDir>/env/*` with env-file
+   * rules where no suffix means `default`.
+   */
+  async forExec(
+    platformDir: string | undefined,
+    buildConfigDir: string | undefined,
+  ): Promise<Map<string, string>> {
+    const vars = new Map(this.#vars);
+    if (platformDir) {
+      for (const f of await envFiles(join(platformDir, 'env'))) {
+        if (PATH_VARS.has(f.name)) {
+          const old = vars.get(f.name) ?? '';
+          vars.set(f.name, f.value + (old === '' ? '' : `:${old}`));
+        } else {
+          vars.set(f.name, f.value);
+        }
+      }
+    }
+    if (buildConfigDir) await applyEnvDir(vars, join(buildConfigDir, 'env'), 'default');
+    return vars;
+  }
+}
+
+/**
+ * applyEnvDir applies the env files of one dir, in name order, the way the lifecycle does:
+ * prepend/append use the `NAME.delim` file's raw content as separator, or none at all when
+ * there is no `.delim` file; an empty old value adds no separator; unknown suffixes are ignored.
+ */
+export async function applyEnvDir(
+  vars: Map<string, string>,
+  dir: string,
+  defaultAction: EnvAction,
+): Promise<void> {
+  const files = await envFiles(dir);
+  const delims = new Map(
+    files.filter((f) => f.name.endsWith('.delim')).map((f) => [f.name.slice(0, -6), f.value]),
+  );
+  for (const f of files) {
+    const dot = f.name.indexOf('.');
+    const name = dot < 0 ? f.name : f.name.slice(0, dot);
+    const action = dot < 0 ? defaultAction : f.name.slice(dot + 1);
+    const old = vars.get(name) ?? '';
+    const delim = delims.get(name) ?? '';
+    switch (action) {
+      case 'override':
+        vars.set(name, f.value);
+        break;
+      case 'default':
+        if (old === '') vars.set(name, f.value);
+        break;
+      case 'prepend':
+        vars.set(name, old === '' ? f.value : f.value + delim + old);
+        break;
+      case 'append':
+        vars.set(name, old === '' ? f.value : old + delim + f.value);
+        break;
+      case '':
+        // `NAME.` (empty suffix): the lifecycle's prepend-path action, ":" unless a .delim says otherwise.
+        vars.set(name, old === '' ? f.value : f.value + (delims.get(name) ?? ':') + old);
+        break;
+    }
+  }
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}

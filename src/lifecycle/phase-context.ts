@@ -1,0 +1,167 @@
+import { chown, mkdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { ApiVersion } from '../cnb/api.ts';
+import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
+import type { BuildpackDescriptor, BuildpackStore } from './buildpack-store.ts';
+import type { BuildEnv } from './env.ts';
+import { type RunTarget, targetEnv } from './target.ts';
+
+/** Where the phase directories appear inside the sandbox (the platform spec's defaults). */
+export interface SandboxPaths {
+  readonly app: string;
+  readonly layers: string;
+  readonly platform: string;
+  readonly buildpacks: string;
+}
+
+/** The spec's default sandbox paths. Pass the host paths themselves with the host executor. */
+export const DEFAULT_SANDBOX_PATHS: SandboxPaths = {
+  app: '/workspace',
+  layers: '/layers',
+  platform: '/platform',
+  buildpacks: '/cnb/buildpacks',
+};
+
+/** PhaseLogger is the part of the CLI logger the phases use. */
+export interface PhaseLogger {
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+/** Collaborators and inputs shared by the detect and build phases. */
+export interface PhaseOptions {
+  readonly buildpackStore: BuildpackStore;
+  /** Host directories. */
+  readonly appDir: string;
+  readonly platformDir: string;
+  readonly layersDir: string;
+  /** `/cnb/build-config` on the host, if the builder has one (its env/ applies to every buildpack). */
+  readonly buildConfigDir?: string;
+  readonly executor: Executor;
+  /** The build image's root filesystem on the host (`/` with the host executor). */
+  readonly rootfs: string;
+  readonly network: 'none' | 'host';
+  readonly sandboxPaths?: SandboxPaths;
+  /** The run image target (analyzed.toml `[run-image.target]`), completed by resolveRunTarget. */
+  readonly target: RunTarget;
+  /** CNB_EXEC_ENV (Buildpack API 0.12+); default `production`. */
+  readonly execEnv?: string;
+  readonly platformApi?: ApiVersion;
+  readonly logger: PhaseLogger;
+  /**
+   * The environment buildpacks start from: the build image's config env plus the user's proxy
+   * settings (never kiln's own environment). Only the lifecycle allowlist survives.
+   */
+  readonly baseEnv: Readonly<Record<string, string | undefined>>;
+  /** The build user (CNB_USER_ID/CNB_GROUP_ID); 0 is refused. */
+  readonly uid: number;
+  readonly gid: number;
+  readonly limits?: Limits;
+  readonly timeoutMs?: number;
+  /** Further mounts for every buildpack process (e.g. the host's /usr in tests, bindings, CA bundles). */
+  readonly extraMounts?: readonly Mount[];
+}
+
+/** paths returns the sandbox paths in use. */
+export function sandboxPathsOf(o: PhaseOptions): SandboxPaths {
+  return o.sandboxPaths ?? DEFAULT_SANDBOX_PATHS;
+}
+
+/** toSandbox maps a host path under the layers dir to its path inside the sandbox. */
+export function layersPathInSandbox(o: PhaseOptions, hostPath: string): string {
+  const rel = relative(o.layersDir, hostPath);
+  return rel === '' ? sandboxPathsOf(o).layers : `${sandboxPathsOf(o).layers}/${rel}`;
+}
+
+/** buildpackDirInSandbox is where a buildpack's directory appears in the sandbox. */
+export function buildpackDirInSandbox(o: PhaseOptions, bp: BuildpackDescriptor): string {
+  return `${sandboxPathsOf(o).buildpacks}/${bp.relativeDir}`;
+}
+
+/** mountsFor lists the phase mounts: app (writable only during build), layers, platform, buildpacks. */
+export function mountsFor(o: PhaseOptions, appWritable: boolean): Mount[] {
+  const p = sandboxPathsOf(o);
+  return [
+    ...(o.extraMounts ?? []),
+    { src: o.appDir, dst: p.app, readonly: !appWritable },
+    { src: o.layersDir, dst: p.layers, readonly: false },
+    { src: o.platformDir, dst: p.platform, readonly: true },
+    { src: o.buildpackStore.root, dst: p.buildpacks, readonly: true },
+  ];
+}
+
+/**
+ * cnbEnv returns the CNB_* variables a buildpack process gets on top of its build env, gated by
+ * the buildpack's API as the reference lifecycle gates them.
+ */
+export function cnbEnv(
+  o: PhaseOptions,
+  bp: BuildpackDescriptor,
+  extra: { planKey: 'CNB_BUILD_PLAN_PATH' | 'CNB_BP_PLAN_PATH'; planPath: string; layersDir?: string },
+): Record<string, string> {
+  const env: Record<string, string> = { CNB_BUILDPACK_DIR: buildpackDirInSandbox(o, bp) };
+  if (bp.api.atLeast('0.8')) {
+    env.CNB_PLATFORM_DIR = sandboxPathsOf(o).platform;
+    env[extra.planKey] = extra.planPath;
+    if (extra.layersDir) env.CNB_LAYERS_DIR = extra.layersDir;
+  }
+  if (bp.api.atLeast('0.10')) Object.assign(env, targetEnv(o.target));
+  if (bp.api.atLeast('0.12')) env.CNB_EXEC_ENV = o.execEnv || 'production';
+  return env;
+}
+
+/** processEnv merges the build env (with platform/build-config overrides) and the CNB_* variables. */
+export async function processEnv(
+  o: PhaseOptions,
+  env: BuildEnv,
+  bp: BuildpackDescriptor,
+  cnb: Record<string, string>,
+): Promise<Record<string, string>> {
+  const vars = await env.forExec(bp.clearEnv ? undefined : o.platformDir, o.buildConfigDir);
+  for (const [k, v] of Object.entries(cnb)) vars.set(k, v);
+  return Object.fromEntries(vars);
+}
+
+/** runInSandbox runs one buildpack executable with the phase's mounts, user and limits. */
+export function runInSandbox(
+  o: PhaseOptions,
+  argv: string[],
+  env: Record<string, string>,
+  appWritable: boolean,
+  onLine: (line: string) => void,
+): Promise<RunResult> {
+  return o.executor.run({
+    argv,
+    env,
+    cwd: sandboxPathsOf(o).app,
+    uid: o.uid,
+    gid: o.gid,
+    rootfs: o.rootfs,
+    mounts: mountsFor(o, appWritable),
+    network: o.network,
+    stdout: onLine,
+    stderr: onLine,
+    limits: o.limits,
+    timeoutMs: o.timeoutMs,
+  });
+}
+
+/**
+ * scratchDir makes `<layers>/.kiln/<name>`, owned by the build user, for files a buildpack must
+ * write or read that have no place of their own in the spec (the plans). It lives under the
+ * layers dir because that is the one writable mount both phases share.
+ */
+export async function scratchDir(o: PhaseOptions, name: string): Promise<string> {
+  const dir = join(o.layersDir, '.kiln', name);
+  await mkdir(dir, { recursive: true });
+  await chownToUser(o, join(o.layersDir, '.kiln'));
+  await chownToUser(o, dir);
+  return dir;
+}
+
+/** chownToUser gives a path kiln created to the build user (only possible, and needed, as root). */
+export async function chownToUser(o: PhaseOptions, path: string): Promise<void> {
+  if (process.getuid?.() === 0) await chown(path, o.uid, o.gid);
+}
