@@ -152,16 +152,9 @@ export async function resolve(
   content: LayerContent,
   candidate?: string,
 ): Promise<ResolvedLayer> {
-  let diffID: Digest | undefined;
+  const worthHashing = candidate !== undefined && (ctx.previous.has(candidate) || ctx.known.has(candidate));
+  const { diffID, hit } = await identify(ctx, content, worthHashing);
   const fp = content.fingerprint;
-  const hit = fp ? ctx.fingerprints.get(fp) : undefined;
-  if (hit) {
-    diffID = hit.diffID;
-    ctx.stats.fingerprinted++;
-  } else if (candidate && (ctx.previous.has(candidate) || ctx.known.has(candidate))) {
-    diffID = await diffIDOf(content.entries, ctx.settings.epoch);
-    ctx.stats.hashed++;
-  }
   if (diffID) {
     const prev = ctx.previous.get(diffID);
     const rec = hit ?? ctx.known.get(diffID);
@@ -178,6 +171,30 @@ export async function resolve(
       return record ? { layer: prev, diffID, how: 'reused', record } : { layer: prev, diffID, how: 'reused' };
     }
   }
+  return compress(ctx, content);
+}
+
+/**
+ * identify finds a content's diffID without compressing: from its fingerprint, or (when `hash`)
+ * by tarring it through sha256. Returns no diffID when neither applies.
+ */
+export async function identify(
+  ctx: ReuseContext,
+  content: LayerContent,
+  hash: boolean,
+): Promise<{ diffID?: Digest; hit?: CachedLayer }> {
+  const hit = content.fingerprint ? ctx.fingerprints.get(content.fingerprint) : undefined;
+  if (hit) {
+    ctx.stats.fingerprinted++;
+    return { diffID: hit.diffID, hit };
+  }
+  if (!hash) return {};
+  ctx.stats.hashed++;
+  return { diffID: await diffIDOf(content.entries, ctx.settings.epoch) };
+}
+
+/** compress writes content as a new layer blob (the one expensive path) and records it. */
+export async function compress(ctx: ReuseContext, content: LayerContent): Promise<ResolvedLayer> {
   const opts: Parameters<typeof writeLayer>[1] = {
     store: ctx.blobs,
     compression: ctx.settings.compression,
@@ -195,7 +212,7 @@ export async function resolve(
     size: info.size,
     mediaType: info.mediaType,
   };
-  if (fp) ctx.fingerprints.set(fp, record);
+  if (content.fingerprint) ctx.fingerprints.set(content.fingerprint, record);
   ctx.known.set(info.diffID, record);
   return { layer, diffID: info.diffID, how: 'new', record };
 }

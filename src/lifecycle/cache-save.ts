@@ -1,0 +1,100 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { escapeId } from '../cnb/ids.ts';
+import {
+  type BuildpackLayersMetadata,
+  type CacheMetadata,
+  layerMetadataFor,
+} from '../cnb/lifecycle-metadata.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { CachedLayer, CacheEntry, CacheSnapshot, CommitResult, VolumeCache } from './cache.ts';
+import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
+import { compress, dirContent, identify, type ReuseContext } from './layer-reuse.ts';
+
+// The cache phase (after export): every `cache = true` layer with contents goes into the cache,
+// keyed by diffID. A layer the cache already holds (same diffID, found by fingerprint or by hashing
+// its tar) is kept as is; a launch+cache layer exported a moment ago links the very blob the image
+// got; only a changed cache-only layer is compressed. The commit replaces the cache's state
+// atomically and prunes what the new state no longer names.
+
+/** Inputs of saveCache. */
+export interface SaveCacheOptions {
+  readonly layersDir: string;
+  readonly group: readonly { readonly id: string; readonly version: string }[];
+  readonly cache: VolumeCache;
+  /** The state restore read (its blobs stay readable while we decide). */
+  readonly snapshot: CacheSnapshot;
+  readonly reuse: ReuseContext;
+  /** Layers the exporter just produced, by diffID. */
+  readonly exported: ReadonlyMap<string, CachedLayer>;
+  readonly uid: number;
+  readonly gid: number;
+  readonly log: PhaseLog;
+}
+
+/** saveCache stores the build's cache layers and commits the cache. */
+export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
+  const entries: CacheEntry[] = [];
+  const staged: Digest[] = [];
+  const buildpacks: BuildpackLayersMetadata[] = [];
+  for (const bp of o.group) {
+    const bpDir = path.join(o.layersDir, escapeId(bp.id));
+    const bpMd: BuildpackLayersMetadata = { key: bp.id, version: bp.version, layers: {} };
+    for (const l of await readLayerDirs(bpDir)) {
+      if (!l.types.cache) continue;
+      const id = `${bp.id}:${l.name}`;
+      if (!l.hasContents) {
+        o.log.warn?.(`Failed to cache layer '${id}' because it has no contents`);
+        continue;
+      }
+      const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`;
+      const content = await dirContent(l.path, { prefix: rel, uid: o.uid, gid: o.gid }, o.reuse.settings);
+      const previous = layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha;
+      const worthHashing = previous !== undefined && o.snapshot.layer(previous) !== undefined;
+      const { diffID } = await identify(o.reuse, content, worthHashing);
+      const inCache = diffID ? o.snapshot.layer(diffID) : undefined;
+      const justExported = diffID ? o.exported.get(diffID) : undefined;
+      let entry: CacheEntry;
+      if (inCache) {
+        // Kept as is; should a concurrent build prune it before our commit, write it afresh.
+        entry = {
+          ...inCache,
+          source: async () => {
+            const r = await compress(o.reuse, content);
+            staged.push(r.record!.digest);
+            return o.reuse.blobs.path(r.record!.digest);
+          },
+        };
+        o.log.info(`Reusing cache layer '${id}'`);
+      } else if (justExported && (await o.reuse.blobs.has(justExported.digest))) {
+        entry = { ...justExported, source: o.reuse.blobs.path(justExported.digest) };
+        o.log.info(`Adding cache layer '${id}'`);
+      } else {
+        const r = await compress(o.reuse, content);
+        staged.push(r.record!.digest);
+        entry = { ...r.record!, source: o.reuse.blobs.path(r.record!.digest) };
+        o.log.info(`Adding cache layer '${id}'`);
+      }
+      entries.push(entry);
+      bpMd.layers![l.name] = {
+        sha: entry.diffID,
+        data: l.metadata,
+        build: l.types.build,
+        launch: l.types.launch,
+        cache: true,
+      };
+    }
+    buildpacks.push(bpMd);
+  }
+  const metadata: CacheMetadata = { buildpacks };
+  const result = await o.cache.commit({
+    metadata,
+    layers: entries,
+    fingerprints: Object.fromEntries(o.reuse.fingerprints),
+  });
+  // Cache-only blobs were staged in the image store's blob dir (same file system, so the cache got
+  // hard links); the store does not need them.
+  const keep = new Set([...o.exported.values()].map((l) => l.digest));
+  for (const d of staged) if (!keep.has(d)) await fs.rm(o.reuse.blobs.path(d), { force: true });
+  return result;
+}

@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { readLayerToml, writeLayerToml } from '../cnb/layer-toml.ts';
+import {
+  emptyLifecycleMetadata,
+  type LifecycleMetadata,
+  parseLifecycleMetadata,
+} from '../cnb/lifecycle-metadata.ts';
+import { writeMetadataToml } from '../cnb/metadata.ts';
+import { BlobStore } from '../layout/blob-store.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import { emptyImage } from '../oci/memory.ts';
+import { type CachedLayer, VolumeCache } from './cache.ts';
+import { saveCache } from './cache-save.ts';
+import { exportImage } from './export.ts';
+import type { ReuseContext } from './layer-reuse.ts';
+import { restore } from './restore.ts';
+
+const temps: string[] = [];
+after(async () => {
+  for (const t of temps) await fs.rm(t, { recursive: true, force: true });
+});
+
+const EPOCH = 315532801;
+const GROUP = [{ id: 'test/a', version: '1.0.0' }];
+
+/** What bin/build of a buildpack with three kinds of layer would leave behind. */
+async function build(root: string, layersDir: string, restoredOk: boolean) {
+  const bp = path.join(layersDir, 'test_a');
+  await fs.mkdir(bp, { recursive: true });
+  const mk = async (
+    name: string,
+    types: { launch: boolean; build: boolean; cache: boolean },
+    body: string,
+  ) => {
+    // A real buildpack keeps a restored layer whose metadata says it is current.
+    if (!restoredOk || !(await fs.stat(path.join(bp, name)).catch(() => undefined))) {
+      await fs.mkdir(path.join(bp, name), { recursive: true });
+      await fs.writeFile(path.join(bp, name, 'data'), body);
+    }
+    await writeLayerToml(path.join(bp, `${name}.toml`), { v: body }, types);
+  };
+  await mk('deps', { launch: true, build: false, cache: true }, 'deps-1');
+  await mk('npmcache', { launch: false, build: false, cache: true }, 'cache-1');
+  await mk('runtime', { launch: true, build: false, cache: false }, 'runtime-1');
+  await fs.mkdir(path.join(layersDir, 'config'), { recursive: true });
+  await writeMetadataToml(path.join(layersDir, 'config', 'metadata.toml'), {
+    buildpacks: [{ id: 'test/a', version: '1.0.0', api: '0.12' }],
+    processes: [],
+    slices: [],
+    labels: [],
+    bom: [],
+  });
+  const app = path.join(root, 'app');
+  await fs.mkdir(app, { recursive: true });
+  await fs.writeFile(path.join(app, 'main'), 'app');
+  const launcher = path.join(root, 'launcher');
+  await fs.writeFile(launcher, 'L', { mode: 0o755 });
+  return { app, launcher };
+}
+
+function reuseOf(
+  blobs: BlobStore,
+  previous: Map<string, Layer>,
+  fingerprints: Map<string, CachedLayer>,
+): ReuseContext {
+  return {
+    blobs,
+    settings: { epoch: EPOCH, compression: 'gzip' },
+    fingerprints,
+    previous,
+    known: new Map(),
+    stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
+  };
+}
+
+async function oneBuild(
+  d: string,
+  n: number,
+  cache: VolumeCache,
+  blobs: BlobStore,
+  prev?: { image: Image; md: LifecycleMetadata },
+) {
+  const root = path.join(d, `build${n}`);
+  const layersDir = path.join(root, 'layers');
+  await fs.mkdir(layersDir, { recursive: true });
+  const snapshot = await cache.snapshot();
+  const fingerprints = new Map(Object.entries(snapshot.fingerprints));
+  const previousMetadata = prev?.md ?? emptyLifecycleMetadata();
+  const previous = new Map<string, Layer>();
+  for (const l of (await prev?.image.layers()) ?? []) previous.set(await l.diffID(), l);
+  const reuse = reuseOf(blobs, previous, fingerprints);
+  const log = { info: () => {} };
+  const rr = await restore({
+    layersDir,
+    group: GROUP,
+    previousMetadata,
+    cache: snapshot,
+    uid: 1000,
+    gid: 1000,
+    settings: reuse.settings,
+    fingerprints,
+    log,
+  });
+  const restoredToml = await fs.readFile(path.join(layersDir, 'test_a', 'deps.toml'), 'utf8').catch(() => '');
+  const { app, launcher } = await build(root, layersDir, true);
+  const ex = await exportImage({
+    layersDir,
+    appDir: app,
+    group: GROUP,
+    runImage: emptyImage(),
+    runImageRef: 'run',
+    previousMetadata,
+    launcher: { path: launcher },
+    platformApi: '0.15',
+    uid: 1000,
+    gid: 1000,
+    reuse,
+    log,
+  });
+  const cr = await saveCache({
+    layersDir,
+    group: GROUP,
+    cache,
+    snapshot,
+    reuse,
+    exported: ex.layers,
+    uid: 1000,
+    gid: 1000,
+    log,
+  });
+  await snapshot.close();
+  const md = parseLifecycleMetadata(
+    (await ex.image.configFile()).config!.Labels!['io.buildpacks.lifecycle.metadata']!,
+  );
+  return { rr, ex, cr, md, stats: reuse.stats, layersDir, restoredToml };
+}
+
+test('restore() brings back cache layers and launch metadata; a rebuild then compresses nothing', async () => {
+  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-restore-test-'));
+  temps.push(d);
+  const cache = new VolumeCache(path.join(d, 'cache'));
+  const blobs = new BlobStore(path.join(d, 'store'));
+  const b1 = await oneBuild(d, 1, cache, blobs);
+  assert.deepEqual(b1.rr, { restored: [], metadataOnly: [] });
+  assert.equal(b1.cr.added, 2, 'deps (linked from the image blob) and npmcache');
+  assert.equal(b1.stats.compressed, 3 + 3, 'deps, runtime, app, launcher, config (5) + npmcache');
+
+  const b2 = await oneBuild(d, 2, cache, blobs, { image: b1.ex.image, md: b1.md });
+  assert.deepEqual(b2.rr.restored.sort(), ['test/a:deps', 'test/a:npmcache']);
+  assert.deepEqual(b2.rr.metadataOnly, ['test/a:runtime']);
+  // Restored files are back, restored tomls have no [types].
+  assert.equal(await fs.readFile(path.join(b2.layersDir, 'test_a', 'npmcache', 'data'), 'utf8'), 'cache-1');
+  assert.match(b2.restoredToml, /deps-1/);
+  assert.doesNotMatch(b2.restoredToml, /types/);
+  assert.deepEqual((await readLayerToml(path.join(b2.layersDir, 'test_a', 'deps.toml'))).metadata, {
+    v: 'deps-1',
+  });
+  assert.equal(await b2.ex.image.digest(), await b1.ex.image.digest());
+  assert.equal(b2.stats.compressed, 0, 'no layer compressed on a no-op rebuild');
+  assert.deepEqual({ added: b2.cr.added, pruned: b2.cr.pruned }, { added: 0, pruned: 0 });
+});
