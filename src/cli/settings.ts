@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { configFilePath } from '../config/config-file.ts';
 
 /**
  * Settings are the global flags and environment resolved once at the CLI edge. Library code never
@@ -30,6 +31,8 @@ export interface Settings {
   readonly cacheDir: string;
   /** User configuration (`kiln config`): KILN_HOME/config or $XDG_CONFIG_HOME/kiln (~/.config/kiln). */
   readonly configDir: string;
+  /** kiln's config file: KILN_CONFIG, else `<configDir>/config.toml` (src/config/config-file.ts). */
+  readonly configFile: string;
   /** The environment the settings were resolved from (for commands that pass parts on, explicitly). */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
@@ -55,6 +58,9 @@ export function resolveSettings(
   const quiet = Boolean(flags.quiet) && !verbose;
   const kilnHome = nonEmpty(env.KILN_HOME);
   const xdg = (name: string, fallback: string) => nonEmpty(env[name]) ?? path.join(home, fallback);
+  const configDir = kilnHome
+    ? path.join(kilnHome, 'config')
+    : path.join(xdg('XDG_CONFIG_HOME', '.config'), 'kiln');
   return {
     verbose,
     quiet,
@@ -67,9 +73,8 @@ export function resolveSettings(
     dockerConfigDir: nonEmpty(env.DOCKER_CONFIG) ?? path.join(home, '.docker'),
     dataDir: kilnHome ?? path.join(xdg('XDG_DATA_HOME', '.local/share'), 'kiln'),
     cacheDir: kilnHome ? path.join(kilnHome, 'cache') : path.join(xdg('XDG_CACHE_HOME', '.cache'), 'kiln'),
-    configDir: kilnHome
-      ? path.join(kilnHome, 'config')
-      : path.join(xdg('XDG_CONFIG_HOME', '.config'), 'kiln'),
+    configDir,
+    configFile: configFilePath(env, configDir),
     env,
   };
 }

@@ -1,0 +1,239 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse } from 'smol-toml';
+import { z } from 'zod';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
+
+// kiln's user configuration: one TOML file (`KILN_CONFIG`, else `<config dir>/config.toml`, where
+// the config dir is KILN_HOME/config or $XDG_CONFIG_HOME/kiln or ~/.config/kiln; the CLI's
+// settings resolve it). Written atomically (temp file + rename). Keys kiln does not know are kept
+// when it rewrites the file (comments are not: TOML is re-encoded).
+//
+//   default-builder = "registry.example.com/builders/bookworm:1"
+//   insecure-registries = ["localhost:5000"]
+//   trusted-builders = ["registry.example.com/builders/bookworm"]
+//   trust-host-ca-certs = true
+//   ca-certs = ["/etc/corp/root-ca.pem"]
+//   npm-registry = "https://npm.example.com/"
+//   debian-mirror = "http://deb.example.com/debian"
+//   [[registry-mirrors]]
+//   registry = "index.docker.io"        # or "*" for every registry
+//   mirror = "mirror.example.com:5000"
+
+/** A registry host, optionally with a port: `ghcr.io`, `localhost:5000`, `[::1]:5000`. */
+const HOST =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+const host = z
+  .string()
+  .regex(HOST, { message: 'expected a registry host such as "ghcr.io" or "localhost:5000"' });
+const url = z.string().regex(/^https?:\/\/[^\s]+$/, { message: 'expected an http(s) URL' });
+
+const mirrorEntry = z.strictObject({
+  registry: z.union([z.literal('*'), host]),
+  mirror: host,
+});
+
+const Schema = z.looseObject({
+  'default-builder': z.string().min(1).optional(),
+  // pack writes a table `[registry-mirrors] "index.docker.io" = "mirror"`; both spellings are read.
+  'registry-mirrors': z.union([z.array(mirrorEntry), z.record(z.string(), z.string())]).optional(),
+  'insecure-registries': z.array(host).optional(),
+  'trusted-builders': z.array(z.string().min(1)).optional(),
+  'trust-host-ca-certs': z.boolean().optional(),
+  'ca-certs': z.array(z.string().min(1)).optional(),
+  'npm-registry': url.optional(),
+  'debian-mirror': url.optional(),
+});
+
+/** A registry mirror: pulls from `registry` go to `mirror` (`*` matches every registry). */
+export interface RegistryMirror {
+  readonly registry: string;
+  readonly mirror: string;
+}
+
+/** KilnConfig is the user configuration, with defaults filled in. */
+export interface KilnConfig {
+  readonly defaultBuilder: string | undefined;
+  readonly registryMirrors: readonly RegistryMirror[];
+  readonly insecureRegistries: readonly string[];
+  readonly trustedBuilders: readonly string[];
+  /** Add the host's CA bundle to every build (issue 7.2). */
+  readonly trustHostCaCerts: boolean;
+  /** Extra CA certificate files (absolute paths) for every build, like repeated --ca-certs. */
+  readonly caCerts: readonly string[];
+  /** npm registry for builds (`npm_config_registry`), above the host's npm configuration. */
+  readonly npmRegistry: string | undefined;
+  /** Debian mirror for `kiln stack` (overrides the one the host's apt uses). */
+  readonly debianMirror: string | undefined;
+  /** Keys kiln does not know, kept as they were. */
+  readonly extra: Readonly<Record<string, unknown>>;
+}
+
+const KNOWN = [
+  'default-builder',
+  'registry-mirrors',
+  'insecure-registries',
+  'trusted-builders',
+  'trust-host-ca-certs',
+  'ca-certs',
+  'npm-registry',
+  'debian-mirror',
+];
+
+/** emptyConfig is the configuration of a user who has none. */
+export function emptyConfig(): KilnConfig {
+  return {
+    defaultBuilder: undefined,
+    registryMirrors: [],
+    insecureRegistries: [],
+    trustedBuilders: [],
+    trustHostCaCerts: false,
+    caCerts: [],
+    npmRegistry: undefined,
+    debianMirror: undefined,
+    extra: {},
+  };
+}
+
+/**
+ * configFilePath picks the config file: `KILN_CONFIG` when set, else `config.toml` in the config
+ * directory. Pure: the CLI passes its environment and resolved config directory.
+ */
+export function configFilePath(env: Readonly<Record<string, string | undefined>>, configDir: string): string {
+  const explicit = env.KILN_CONFIG;
+  return explicit !== undefined && explicit !== ''
+    ? path.resolve(explicit)
+    : path.join(configDir, 'config.toml');
+}
+
+/** parseConfig validates config file text; errors name the file and the key. */
+export function parseConfig(text: string, file: string): KilnConfig {
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (err) {
+    throw new CnbFileError(
+      file,
+      `invalid TOML: ${String((err as Error).message).split('\n')[0]}`,
+      ExitCode.InvalidArgs,
+    );
+  }
+  let d: z.output<typeof Schema>;
+  try {
+    d = validate(raw, Schema, file);
+  } catch (err) {
+    if (err instanceof CnbFileError)
+      throw new CnbFileError(file, err.message.slice(file.length + 2), ExitCode.InvalidArgs);
+    throw err;
+  }
+  const mirrorsRaw = d['registry-mirrors'];
+  let registryMirrors: RegistryMirror[] = [];
+  if (Array.isArray(mirrorsRaw))
+    registryMirrors = mirrorsRaw.map((m) => ({ registry: m.registry, mirror: m.mirror }));
+  else if (mirrorsRaw) {
+    for (const [registry, mirror] of Object.entries(mirrorsRaw)) {
+      if (registry !== '*' && !HOST.test(registry))
+        throw new CnbFileError(
+          file,
+          `registry-mirrors: "${registry}" is not a registry host`,
+          ExitCode.InvalidArgs,
+        );
+      if (!HOST.test(mirror))
+        throw new CnbFileError(
+          file,
+          `registry-mirrors.${registry}: "${mirror}" is not a registry host`,
+          ExitCode.InvalidArgs,
+        );
+      registryMirrors.push({ registry, mirror });
+    }
+  }
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(d)) if (!KNOWN.includes(k)) extra[k] = v;
+  return {
+    defaultBuilder: d['default-builder'],
+    registryMirrors,
+    insecureRegistries: d['insecure-registries'] ?? [],
+    trustedBuilders: d['trusted-builders'] ?? [],
+    trustHostCaCerts: d['trust-host-ca-certs'] ?? false,
+    caCerts: d['ca-certs'] ?? [],
+    npmRegistry: d['npm-registry'],
+    debianMirror: d['debian-mirror'],
+    extra,
+  };
+}
+
+/** loadConfig reads the config file; a missing file is the empty configuration. */
+export async function loadConfig(file: string): Promise<KilnConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return emptyConfig();
+    throw new KilnError(`${file}: cannot read kiln config (${code})`, ExitCode.Failed, { cause: err });
+  }
+  return parseConfig(text, file);
+}
+
+/** configToToml encodes a configuration as the file's TOML (defaults left out). */
+export function configToToml(c: KilnConfig): string {
+  const doc: Record<string, unknown> = { ...c.extra };
+  if (c.defaultBuilder !== undefined) doc['default-builder'] = c.defaultBuilder;
+  if (c.insecureRegistries.length) doc['insecure-registries'] = [...c.insecureRegistries];
+  if (c.trustedBuilders.length) doc['trusted-builders'] = [...c.trustedBuilders];
+  if (c.trustHostCaCerts) doc['trust-host-ca-certs'] = true;
+  if (c.caCerts.length) doc['ca-certs'] = [...c.caCerts];
+  if (c.npmRegistry !== undefined) doc['npm-registry'] = c.npmRegistry;
+  if (c.debianMirror !== undefined) doc['debian-mirror'] = c.debianMirror;
+  if (c.registryMirrors.length) doc['registry-mirrors'] = c.registryMirrors.map((m) => ({ ...m }));
+  return toTomlText(doc);
+}
+
+/** saveConfig writes the configuration atomically (temp file in the same directory, then rename). */
+export async function saveConfig(file: string, c: KilnConfig): Promise<void> {
+  // Validate what we are about to write, so a bad value never lands in the file.
+  const text = configToToml(c);
+  parseConfig(text, file);
+  await writeFileAtomic(file, text, 0o644);
+}
+
+/** updateConfig loads, changes and saves the configuration; returns the new one. */
+export async function updateConfig(file: string, change: (c: KilnConfig) => KilnConfig): Promise<KilnConfig> {
+  const next = change(await loadConfig(file));
+  await saveConfig(file, next);
+  return next;
+}
+
+/**
+ * mirrorFor returns the mirror to pull from instead of `registry` (a normalized registry host such
+ * as `index.docker.io`): an exact entry first, then `*`; undefined when none is configured.
+ */
+export function mirrorFor(c: KilnConfig, registry: string): string | undefined {
+  return (
+    c.registryMirrors.find((m) => m.registry === registry)?.mirror ??
+    c.registryMirrors.find((m) => m.registry === '*')?.mirror
+  );
+}
+
+/**
+ * isTrustedBuilder says whether a builder reference is trusted: an entry matches the reference
+ * exactly or is its repository (an entry without tag or digest trusts every tag of it).
+ */
+export function isTrustedBuilder(c: KilnConfig, ref: string): boolean {
+  const repo = repositoryOf(ref);
+  return c.trustedBuilders.some((t) => t === ref || t === repo);
+}
+
+function repositoryOf(ref: string): string {
+  const at = ref.indexOf('@');
+  const noDigest = at >= 0 ? ref.slice(0, at) : ref;
+  const colon = noDigest.lastIndexOf(':');
+  return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+
+/** isHost says whether a string is a registry host[:port] as the config accepts it. */
+export function isHost(s: string): boolean {
+  return HOST.test(s);
+}

@@ -1,0 +1,280 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { toTomlText, writeFileAtomic } from '../cnb/toml-file.ts';
+import type { Mount } from '../sandbox/executor.ts';
+import { type Binding, bindingOf } from './bindings.ts';
+
+// Extra CA certificates for builds (issue 7.2). Builds behind a TLS-intercepting proxy need its CA;
+// kiln makes extra certificates effective three ways, for detect and build only:
+//  1. a `ca-certificates` binding (one file per certificate): buildpacks that know the binding
+//     convention (e.g. Paketo's ca-certificates buildpack) use it;
+//  2. a merged bundle (the build image's own bundle + the extras) bind-mounted read-only over the
+//     build image's standard bundle path, so every OpenSSL/GnuTLS/curl/git inside it trusts them
+//     without knowing anything;
+//  3. environment variables for tools that carry their own trust store (see caEnv below).
+// Nothing reaches the app image unless the user asks (--ca-certs-launch: writeCaLaunchLayer).
+
+/** Where Debian-family images keep their bundle (also Ubuntu, Alpine's ca-certificates). */
+export const STANDARD_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/** One certificate. */
+export interface CaCert {
+  /** PEM text of this certificate alone, ending with a newline. */
+  readonly pem: string;
+  /** SHA-256 of the DER bytes, lowercase hex (dedupes and names files). */
+  readonly fingerprint: string;
+  readonly subject: string;
+  /** The file it came from. */
+  readonly source: string;
+}
+
+const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
+
+/**
+ * parsePemCertificates returns every CERTIFICATE block of a PEM text, each parsed as X.509. Other
+ * block types (keys, CRLs) are skipped. Throws a KilnError naming `source` when there is no
+ * certificate or a block does not parse.
+ */
+export function parsePemCertificates(text: string, source: string): CaCert[] {
+  const out: CaCert[] = [];
+  let n = 0;
+  for (const m of text.matchAll(BLOCK)) {
+    if (m[1] !== 'CERTIFICATE') continue;
+    n++;
+    const body = m[2]!.replace(/\s+/g, '');
+    const pem = `-----BEGIN CERTIFICATE-----\n${body.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch (err) {
+      throw new KilnError(
+        `CA certificate file ${source}: certificate #${n} is not a valid X.509 certificate (${(err as Error).message})`,
+        ExitCode.InvalidArgs,
+      );
+    }
+    out.push({
+      pem,
+      fingerprint: createHash('sha256').update(cert.raw).digest('hex'),
+      subject: cert.subject.replace(/\n/g, ', '),
+      source,
+    });
+  }
+  if (out.length === 0)
+    throw new KilnError(
+      `CA certificate file ${source}: no PEM certificate found (expected a "-----BEGIN CERTIFICATE-----" block)`,
+      ExitCode.InvalidArgs,
+    );
+  return out;
+}
+
+/** readCaCertFile reads and validates a PEM file of one or more certificates. */
+export async function readCaCertFile(file: string): Promise<CaCert[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new KilnError(
+      `CA certificate file ${file}: ${code === 'ENOENT' ? 'does not exist' : `cannot read (${code})`}`,
+      ExitCode.InvalidArgs,
+      { cause: err },
+    );
+  }
+  return parsePemCertificates(text, file);
+}
+
+/** dedupeCerts keeps the first of certificates with the same fingerprint, in order. */
+export function dedupeCerts(certs: readonly CaCert[]): CaCert[] {
+  const seen = new Set<string>();
+  return certs.filter((c) => !seen.has(c.fingerprint) && seen.add(c.fingerprint));
+}
+
+/**
+ * caCertificatesBinding is the `ca-certificates` binding: one file per certificate, named by its
+ * fingerprint so that the set (not the order of flags) decides the content.
+ */
+export function caCertificatesBinding(certs: readonly CaCert[], name = 'ca-certificates'): Binding {
+  const entries: Record<string, string> = {};
+  for (const c of dedupeCerts(certs)) entries[`${c.fingerprint.slice(0, 16)}.pem`] = c.pem;
+  return bindingOf(name, 'ca-certificates', entries, 'kiln');
+}
+
+/**
+ * Build-time environment for tools with their own trust store, all pointing at the merged bundle:
+ * - SSL_CERT_FILE: OpenSSL's default file (Go, Ruby, Python's ssl, OpenSSL-linked curl/git);
+ * - NODE_EXTRA_CA_CERTS: Node.js (npm, yarn, pnpm, corepack) only adds to its built-in Mozilla store;
+ * - REQUESTS_CA_BUNDLE, PIP_CERT: pip and requests use certifi's bundle, not the system's;
+ * - CURL_CA_BUNDLE, GIT_SSL_CAINFO: curl and git binaries from buildpack layers compiled with
+ *   another default path.
+ * These are the variables CI images behind intercepting proxies set (this machine's own
+ * environment sets exactly these). Those that *replace* a store are only set when the bundle also
+ * holds public roots (the image's own bundle or the host's); NODE_EXTRA_CA_CERTS only adds, so it
+ * is always safe. JVM trust stores are out of reach of env vars: the binding serves them.
+ */
+export function caEnv(bundlePath: string, hasPublicRoots: boolean): Record<string, string> {
+  const env: Record<string, string> = { NODE_EXTRA_CA_CERTS: bundlePath };
+  if (hasPublicRoots) {
+    for (const k of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'PIP_CERT', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'])
+      env[k] = bundlePath;
+  }
+  return env;
+}
+
+/** Options of prepareCaTrust. */
+export interface CaTrustOptions {
+  /** Extra certificates (user files, and the host bundle when trusted), in order. */
+  readonly certs: readonly CaCert[];
+  /** Whether `certs` include the host's bundle (which holds public roots). */
+  readonly includesHostBundle: boolean;
+  /** The build image's root filesystem on the host (its own bundle is read from it). */
+  readonly buildRootfs: string;
+  /** A kiln-private directory for the merged bundle (outside anything exported or cached). */
+  readonly stageDir: string;
+  /** Path of the platform directory inside the sandbox (default /platform). */
+  readonly platformMount?: string;
+}
+
+/** What a build needs for extra CA trust: sandbox mounts, process env and a binding. */
+export interface CaTrust {
+  readonly mounts: readonly Mount[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly bindings: readonly Binding[];
+  /** The merged bundle on the host (also staged as `<platform>/kiln/ca-certificates.crt`). */
+  readonly bundleFile: string;
+  /** Number of certificates added on top of the build image's bundle. */
+  readonly added: number;
+}
+
+/**
+ * prepareCaTrust writes the merged bundle (the build image's bundle + the extras not already in
+ * it) and returns how to make it effective: a read-only mount over the image's bundle path when
+ * the image has one, env vars pointing at it, and the ca-certificates binding. When the build
+ * image has no bundle at the standard path, env vars point at the copy in the platform directory
+ * (which H6's platform mount brings along) instead.
+ */
+export async function prepareCaTrust(opts: CaTrustOptions): Promise<CaTrust> {
+  const platformMount = opts.platformMount ?? '/platform';
+  const extras = dedupeCerts(opts.certs);
+  let baseText = '';
+  let baseTarget: string | undefined;
+  const inRootfs = path.join(opts.buildRootfs, STANDARD_BUNDLE);
+  try {
+    // Resolve a symlinked bundle inside the rootfs (e.g. -> /etc/pki/...), so the mount covers the real file.
+    const real = await realpath(inRootfs);
+    const rootReal = await realpath(opts.buildRootfs);
+    if (real.startsWith(rootReal + path.sep)) {
+      baseText = await readFile(real, 'utf8');
+      baseTarget = '/' + path.relative(rootReal, real).split(path.sep).join('/');
+    }
+  } catch {
+    // No bundle in the build image: extras only.
+  }
+  const baseFingerprints = new Set<string>();
+  if (baseText) {
+    try {
+      for (const c of parsePemCertificates(baseText, inRootfs)) baseFingerprints.add(c.fingerprint);
+    } catch {
+      // An unparsable image bundle is still mounted over; we only lose deduplication.
+    }
+  }
+  const added = extras.filter((c) => !baseFingerprints.has(c.fingerprint));
+  let merged = baseText;
+  if (merged && !merged.endsWith('\n')) merged += '\n';
+  for (const c of added) merged += `# kiln: ${c.subject} (from ${path.basename(c.source)})\n${c.pem}`;
+  await mkdir(opts.stageDir, { recursive: true });
+  const bundleFile = path.join(opts.stageDir, 'ca-certificates.crt');
+  await writeFileAtomic(bundleFile, merged, 0o644);
+
+  const hasPublicRoots = baseFingerprints.size > 0 || opts.includesHostBundle;
+  const mounts: Mount[] = [];
+  let inSandbox: string;
+  if (baseTarget) {
+    mounts.push({ src: bundleFile, dst: baseTarget, readonly: true });
+    inSandbox = baseTarget;
+  } else {
+    inSandbox = `${platformMount}/kiln/ca-certificates.crt`;
+  }
+  return {
+    mounts,
+    env: caEnv(inSandbox, hasPublicRoots),
+    bindings: [caCertificatesBinding(extras)],
+    bundleFile,
+    added: added.length,
+  };
+}
+
+/** Options of writeCaLaunchLayer. */
+export interface CaLaunchLayerOptions {
+  readonly certs: readonly CaCert[];
+  /** The layer's path inside the app image, e.g. /layers/kiln_ca-certificates/ca-certificates. */
+  readonly layerPath: string;
+  /**
+   * The run image's own bundle text, when the caller can read it: the layer then carries a merged
+   * bundle and SSL_CERT_FILE points at it. Without it only NODE_EXTRA_CA_CERTS is set, because
+   * replacing the system store with the extras alone would drop the public roots.
+   */
+  readonly runImageBundle?: string;
+}
+
+/**
+ * writeCaLaunchLayer fills `dir` (the layer directory on the host; its `.toml` is written next to
+ * it as `<dir>.toml`) with a launch layer for `--ca-certs-launch`: `ca-certificates.crt`, one
+ * `certs/<fingerprint>.pem` per certificate, `env.launch/` variables, and a CycloneDX SBOM
+ * (`<dir>.sbom.cdx.json`) listing each certificate, so the image says what trust it ships.
+ */
+export async function writeCaLaunchLayer(dir: string, opts: CaLaunchLayerOptions): Promise<void> {
+  const certs = dedupeCerts(opts.certs);
+  await mkdir(path.join(dir, 'certs'), { recursive: true });
+  await mkdir(path.join(dir, 'env.launch'), { recursive: true });
+  for (const c of certs) await writeFile(path.join(dir, 'certs', `${c.fingerprint.slice(0, 16)}.pem`), c.pem);
+  let bundle = opts.runImageBundle ?? '';
+  if (bundle && !bundle.endsWith('\n')) bundle += '\n';
+  bundle += certs.map((c) => c.pem).join('');
+  await writeFile(path.join(dir, 'ca-certificates.crt'), bundle);
+  const bundlePath = `${opts.layerPath}/ca-certificates.crt`;
+  const env = caEnv(bundlePath, opts.runImageBundle !== undefined);
+  for (const [k, v] of Object.entries(env)) {
+    // REQUESTS_CA_BUNDLE etc. only matter to build tools; at launch, the OpenSSL and Node ones do.
+    if (k === 'SSL_CERT_FILE' || k === 'NODE_EXTRA_CA_CERTS')
+      await writeFile(path.join(dir, 'env.launch', `${k}.override`), v);
+  }
+  await writeFile(`${dir}.toml`, toTomlText({ types: { launch: true, build: false, cache: false } }));
+  await writeFile(`${dir}.sbom.cdx.json`, `${JSON.stringify(caSbom(certs), null, 2)}\n`);
+}
+
+/** caSbom is a CycloneDX 1.6 document listing certificates as cryptographic assets. */
+export function caSbom(certs: readonly CaCert[]): object {
+  return {
+    bomFormat: 'CycloneDX',
+    specVersion: '1.6',
+    version: 1,
+    metadata: {
+      component: {
+        type: 'data',
+        name: 'ca-certificates (added by kiln --ca-certs-launch)',
+        description: 'Extra CA certificates the user asked to trust at runtime',
+      },
+    },
+    components: certs.map((c) => ({
+      type: 'cryptographic-asset',
+      'bom-ref': `cert-${c.fingerprint}`,
+      name: c.subject,
+      cryptoProperties: { assetType: 'certificate', certificateProperties: { subjectName: c.subject } },
+      hashes: [{ alg: 'SHA-256', content: c.fingerprint }],
+    })),
+  };
+}
+
+/**
+ * caSecrets lists what of user-supplied certificates to hand to the Redactor: they describe a
+ * private network, so they stay out of logs like other build inputs. Only the base64 body lines,
+ * so that "-----BEGIN CERTIFICATE-----" itself is not redacted everywhere.
+ */
+export function caSecrets(certs: readonly CaCert[]): string[] {
+  const out: string[] = [];
+  for (const c of certs)
+    for (const line of c.pem.split('\n')) if (line.length >= 16 && !line.startsWith('-----')) out.push(line);
+  return out;
+}
