@@ -1,0 +1,216 @@
+import path from 'node:path';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { Layout, REF_NAME } from '../layout/layout.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { Image, ImageIndex } from '../oci/image.ts';
+import type { Platform } from '../oci/schema.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { dockerConfigKeychain } from '../registry/credentials.ts';
+import type { ProgressSink } from '../registry/progress.ts';
+import { parseReference, type Reference, referenceString } from '../registry/reference.ts';
+import { remoteImage, remoteManifest } from '../registry/remote.ts';
+import { writeImage as pushImage, writeIndex as pushIndex } from '../registry/write.ts';
+import { ImageStore, storeNameOf } from '../store/store.ts';
+import type { Logger } from './logger.ts';
+import type { Settings } from './settings.ts';
+
+// The one place where an image argument becomes a source or a sink:
+//   oci:DIR[:TAG]                 an OCI image layout directory (skopeo's syntax; first ':' splits)
+//   docker-archive:FILE[:REF]     a `docker save` tarball
+//   local:NAME                    kiln's local image store (an OCI layout under the data dir)
+//   [docker://]REGISTRY/REPO[:TAG][@DIGEST]   a registry
+// Add new transports here (parse, read, write), not in commands.
+
+/** Where an image lives. */
+export type ImageLocation =
+  | { readonly kind: 'oci'; readonly dir: string; readonly tag: string | undefined }
+  | { readonly kind: 'docker-archive'; readonly file: string; readonly tag: string | undefined }
+  | { readonly kind: 'local'; readonly name: string }
+  | { readonly kind: 'registry'; readonly ref: Reference };
+
+/**
+ * parseImageLocation maps a command-line image argument to its location. Registry references
+ * may carry a `docker://` prefix; other transports need theirs.
+ */
+export function parseImageLocation(arg: string): ImageLocation {
+  const bad = (why: string): never => {
+    throw new KilnError(`invalid image "${arg}": ${why}`, ExitCode.InvalidArgs);
+  };
+  const split = (rest: string): [string, string | undefined] => {
+    const i = rest.indexOf(':');
+    return i < 0 ? [rest, undefined] : [rest.slice(0, i), rest.slice(i + 1) || undefined];
+  };
+  if (arg.startsWith('oci:')) {
+    const [dir, tag] = split(arg.slice(4));
+    if (!dir) bad('oci: needs a directory (oci:DIR[:TAG])');
+    return { kind: 'oci', dir: path.resolve(dir), tag };
+  }
+  if (arg.startsWith('docker-archive:')) {
+    const [file, tag] = split(arg.slice('docker-archive:'.length));
+    if (!file) bad('docker-archive: needs a file (docker-archive:FILE[:TAG])');
+    return { kind: 'docker-archive', file: path.resolve(file), tag };
+  }
+  if (arg.startsWith('local:')) {
+    const name = arg.slice('local:'.length);
+    if (!name) bad('local: needs an image name');
+    try {
+      storeNameOf(name);
+    } catch (e) {
+      bad((e as Error).message);
+    }
+    return { kind: 'local', name };
+  }
+  const m = /^([a-z][a-z0-9+.-]*):\/\//.exec(arg);
+  if (m && m[1] !== 'docker')
+    bad(`unknown transport "${m[1]}://" (use oci:, docker-archive:, local: or docker://)`);
+  try {
+    return { kind: 'registry', ref: parseReference(arg) };
+  } catch (e) {
+    return bad((e as Error).message.replace(/^invalid image reference "[^"]*": /, ''));
+  }
+}
+
+/** describeLocation renders a location for messages. */
+export function describeLocation(loc: ImageLocation): string {
+  switch (loc.kind) {
+    case 'oci':
+      return `oci:${loc.dir}${loc.tag ? `:${loc.tag}` : ''}`;
+    case 'docker-archive':
+      return `docker-archive:${loc.file}${loc.tag ? `:${loc.tag}` : ''}`;
+    case 'local':
+      return `local:${storeNameOf(loc.name)}`;
+    case 'registry':
+      return referenceString(loc.ref);
+  }
+}
+
+/** Collaborators of reading and writing images, built once per command from the settings. */
+export interface ImageIO {
+  readonly client: RegistryClient;
+  /** Directory of kiln's local image store. */
+  readonly storeDir: string;
+  readonly platform?: Platform;
+  readonly progress?: ProgressSink;
+}
+
+/** registryClient builds the registry client the CLI uses: docker config credentials, insecure hosts. */
+export function registryClient(settings: Settings, log: Logger): RegistryClient {
+  return new RegistryClient({
+    keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
+    insecure: settings.insecureRegistries,
+    debug: (m) => log.debug(m),
+  });
+}
+
+/** imageIO builds the collaborators for image commands from the CLI settings. */
+export function imageIO(
+  settings: Settings,
+  log: Logger,
+  extra: { platform?: Platform; progress?: ProgressSink } = {},
+): ImageIO {
+  return {
+    client: registryClient(settings, log),
+    storeDir: ImageStore.defaultDir(settings.dataDir),
+    ...extra,
+  };
+}
+
+/**
+ * readImage opens the single-platform image at `loc` (an index is resolved to `io.platform`,
+ * default linux/amd64). Nothing is downloaded until its layers are read.
+ */
+export async function readImage(loc: ImageLocation, io: ImageIO): Promise<Image> {
+  const select = io.platform ? { platform: io.platform } : {};
+  switch (loc.kind) {
+    case 'oci': {
+      const layout = await openLayout(loc.dir);
+      return layout.image(await layoutRef(layout, loc.tag), select);
+    }
+    case 'local': {
+      const store = await ImageStore.open(io.storeDir);
+      const img = await store.find(loc.name);
+      if (!img)
+        throw new KilnError(`image ${storeNameOf(loc.name)} not found in the local store (${io.storeDir})`);
+      return img;
+    }
+    case 'registry':
+      return remoteImage(io.client, loc.ref, {
+        ...select,
+        ...(io.progress ? { progress: io.progress } : {}),
+      });
+    case 'docker-archive':
+      return readDockerArchive(loc);
+  }
+}
+
+/**
+ * readAny opens what `loc` names, keeping a registry index as an index (for `copy --all` and
+ * `inspect`); other transports give a single image.
+ */
+export async function readAny(loc: ImageLocation, io: ImageIO): Promise<Image | ImageIndex> {
+  if (loc.kind === 'registry') {
+    const found = await remoteManifest(io.client, loc.ref, io.progress ? { progress: io.progress } : {});
+    return found;
+  }
+  return readImage(loc, io);
+}
+
+/** isIndex tells an ImageIndex from an Image. */
+export function isIndex(x: Image | ImageIndex): x is ImageIndex {
+  return 'indexManifest' in x;
+}
+
+/** writeImageTo writes `image` to `loc` and returns the manifest digest written. */
+export async function writeImageTo(
+  loc: ImageLocation,
+  image: Image | ImageIndex,
+  io: ImageIO,
+): Promise<Digest> {
+  if (isIndex(image)) {
+    if (loc.kind !== 'registry')
+      throw new KilnError(`${describeLocation(loc)}: only registries take whole image indexes (drop --all)`);
+    return (await pushIndex(io.client, loc.ref, image, io.progress ? { progress: io.progress } : {})).digest;
+  }
+  switch (loc.kind) {
+    case 'oci': {
+      const layout = await Layout.init(loc.dir);
+      return (await layout.writeImage(image, loc.tag ?? 'latest')).digest as Digest;
+    }
+    case 'local': {
+      const store = await ImageStore.open(io.storeDir);
+      return (await store.write(image, [loc.name])).digest as Digest;
+    }
+    case 'registry':
+      return (await pushImage(io.client, loc.ref, image, io.progress ? { progress: io.progress } : {}))
+        .digest;
+    case 'docker-archive':
+      return writeDockerArchive(loc, image);
+  }
+}
+
+async function openLayout(dir: string): Promise<Layout> {
+  try {
+    return await Layout.open(dir);
+  } catch (e) {
+    throw new KilnError((e as Error).message);
+  }
+}
+
+// Without a tag, a layout holding exactly one image means that image (skopeo's rule); else "latest".
+async function layoutRef(layout: Layout, tag: string | undefined): Promise<string> {
+  if (tag) return tag;
+  const manifests = (await layout.index()).manifests;
+  if (manifests.length === 1) return manifests[0]!.annotations?.[REF_NAME] ?? manifests[0]!.digest;
+  return 'latest';
+}
+
+async function readDockerArchive(loc: Extract<ImageLocation, { kind: 'docker-archive' }>): Promise<Image> {
+  throw new KilnError(`reading ${describeLocation(loc)}: docker-archive sources are not supported yet`);
+}
+
+async function writeDockerArchive(
+  loc: Extract<ImageLocation, { kind: 'docker-archive' }>,
+  _image: Image,
+): Promise<Digest> {
+  throw new KilnError(`writing ${describeLocation(loc)}: docker-archive sinks are not supported yet`);
+}
