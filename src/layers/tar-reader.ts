@@ -33,6 +33,8 @@ export interface TarHeader {
 export interface TarReadEntry {
   readonly header: TarHeader;
   readonly body: AsyncIterable<Buffer>;
+  /** Byte offset of the body in the (uncompressed) archive: lets callers index a tar file. */
+  readonly offset: number;
 }
 
 const BLOCK = 512;
@@ -41,6 +43,8 @@ class ByteSource {
   readonly #it: AsyncIterator<Buffer | Uint8Array | string>;
   #buf: Buffer = Buffer.alloc(0);
   #done = false;
+  /** Bytes handed out so far. */
+  taken = 0;
   constructor(src: AsyncIterable<Buffer | Uint8Array | string>) {
     this.#it = src[Symbol.asyncIterator]();
   }
@@ -62,6 +66,7 @@ class ByteSource {
   take(n: number): Buffer {
     const b = this.#buf.subarray(0, n);
     this.#buf = this.#buf.subarray(n);
+    this.taken += b.length;
     return b;
   }
   /** Yields exactly n bytes in chunks as they arrive. */
@@ -236,7 +241,7 @@ export async function* readTar(
           })();
         },
       };
-      yield { header, body };
+      yield { header, body, offset: src.taken };
       if (remaining > 0) await src.skip(remaining, what);
       const pad = Math.ceil(contentSize / BLOCK) * BLOCK - contentSize;
       if (pad > 0) await src.skip(pad, what);

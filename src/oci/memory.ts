@@ -29,6 +29,8 @@ export interface LazyImageSource {
   /** Media type of the manifest to produce (a function for mutations, which keep the base's). */
   readonly mediaType: string | (() => Promise<string>);
   config(): Promise<ConfigFile>;
+  /** Exact config bytes, when the config comes from elsewhere and must keep its digest. */
+  rawConfig?(): Promise<Uint8Array>;
   layers(): Promise<readonly Layer[]>;
   /** Descriptors of the layers in manifest order (may reuse descriptors of a base manifest). */
   layerDescriptors(): Promise<Descriptor[]>;
@@ -53,7 +55,8 @@ export class LazyImage implements Image {
     this.#mediaType = typeof mt === 'string' ? async () => mt : once(mt);
     this.#config = once(() => src.config());
     this.#layers = once(() => src.layers());
-    this.#rawConfig = once(async () => Buffer.from(JSON.stringify(await this.#config())));
+    const raw = src.rawConfig?.bind(src);
+    this.#rawConfig = once(async () => (raw ? raw() : Buffer.from(JSON.stringify(await this.#config()))));
     this.#manifest = once(async () => {
       const rawConfig = await this.#rawConfig();
       const mediaType = await this.#mediaType();

@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { z } from 'zod';
+import { readTar } from '../layers/tar-reader.ts';
+import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
+import { DigestVerifier } from '../layout/blob-store.ts';
+import { compressionOfMagic, decompressor } from '../oci/compression.ts';
+import { type Digest, hexOf } from '../oci/digest.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import { once } from '../oci/lazy.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { DEFAULT_EPOCH, descriptorOfLayer, LazyImage } from '../oci/memory.ts';
+import { ConfigFileSchema, parseJson } from '../oci/schema.ts';
+import { digestStream } from '../oci/validate.ts';
+
+// docker-archive: the tarball `docker save` writes and `docker load` / `podman load` read:
+// manifest.json ([{Config, RepoTags, Layers}]), a legacy `repositories` file, the config as
+// `<hex>.json` and each layer as an uncompressed tar `<diffID hex>.tar` (the layout skopeo
+// writes). Layers are uncompressed because old loaders accept nothing else.
+
+const ArchiveManifestSchema = z.array(
+  z.looseObject({
+    Config: z.string(),
+    RepoTags: z.array(z.string()).nullable().optional(),
+    Layers: z.array(z.string()),
+  }),
+);
+
+/** One image to put in an archive and the names (`name:tag`) it is loaded under. */
+export interface ArchiveImage {
+  readonly image: Image;
+  readonly tags: readonly string[];
+}
+
+async function uncompressedSize(layer: Layer): Promise<number> {
+  const known = (layer as { uncompressedSize?: number }).uncompressedSize;
+  if (typeof known === 'number') return known;
+  return (await digestStream(await layer.uncompressed())).size;
+}
+
+function splitTag(ref: string): { repo: string; tag: string } {
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  if (colon > slash) return { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+  return { repo: ref, tag: 'latest' };
+}
+
+/**
+ * writeDockerArchive writes `images` as one docker-archive tarball at `file` (temp + rename, so a
+ * failure leaves nothing). Layers shared between images are stored once. Deterministic: same
+ * images and tags, same bytes.
+ */
+export async function writeDockerArchive(
+  file: string,
+  images: readonly ArchiveImage[] | ArchiveImage,
+): Promise<void> {
+  const list = Array.isArray(images) ? images : [images as ArchiveImage];
+  const entries: TarEntry[] = [];
+  const seen = new Set<string>();
+  const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
+  const repositories: Record<string, Record<string, string>> = {};
+  const own = { mode: 0o644, uid: 0, gid: 0 } as const;
+  for (const { image, tags } of list) {
+    const [cfg, rawConfig, layers] = await Promise.all([
+      image.configFile(),
+      image.rawConfig(),
+      image.layers(),
+    ]);
+    const configName = `${hexOf((await image.manifest()).config.digest)}.json`;
+    if (!seen.has(configName)) {
+      seen.add(configName);
+      const bytes = Buffer.from(rawConfig);
+      entries.push({
+        path: configName,
+        type: 'file',
+        size: bytes.length,
+        open: () => Readable.from([bytes]),
+        ...own,
+      });
+    }
+    const names: string[] = [];
+    for (const [i, layer] of layers.entries()) {
+      const diffID = cfg.rootfs.diff_ids[i]!;
+      const name = `${hexOf(diffID)}.tar`;
+      names.push(name);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const size = await uncompressedSize(layer);
+      entries.push({
+        path: name,
+        type: 'file',
+        size,
+        // The diffID is verified while the layer is copied in: an archive never holds a layer
+        // that disagrees with its config.
+        open: async () => {
+          const s = await layer.uncompressed();
+          const v = new DigestVerifier(diffID, `layer ${diffID}`, size);
+          s.on('error', (e: Error) => v.destroy(e));
+          return s.pipe(v);
+        },
+        ...own,
+      });
+    }
+    manifest.push({ Config: configName, RepoTags: [...tags], Layers: names });
+    const top = names[names.length - 1];
+    for (const t of tags) {
+      const { repo, tag } = splitTag(t);
+      if (!top) continue;
+      repositories[repo] = { ...(repositories[repo] ?? {}), [tag]: top.replace(/\.tar$/, '') };
+    }
+  }
+  const meta = (name: string, value: unknown): TarEntry => {
+    const bytes = Buffer.from(JSON.stringify(value));
+    return { path: name, type: 'file', size: bytes.length, open: () => Readable.from([bytes]), ...own };
+  };
+  entries.push(meta('manifest.json', manifest), meta('repositories', repositories));
+  const temp = path.join(
+    path.dirname(path.resolve(file)),
+    `.${path.basename(file)}.tmp-${randomBytes(4).toString('hex')}`,
+  );
+  try {
+    await pipeline(
+      Readable.from(tarChunks(entries, { epoch: DEFAULT_EPOCH })),
+      createWriteStream(temp, { mode: 0o644 }),
+    );
+    await fs.rename(temp, file);
+  } catch (e) {
+    await fs.rm(temp, { force: true });
+    throw e;
+  }
+}
+
+/** Where each member of an uncompressed tar file sits. */
+async function indexTar(file: string): Promise<Map<string, { offset: number; size: number }>> {
+  const head = Buffer.alloc(4);
+  const fh = await fs.open(file, 'r');
+  try {
+    await fh.read(head, 0, 4, 0);
+  } finally {
+    await fh.close();
+  }
+  if (compressionOfMagic(head) !== 'none')
+    throw new Error(`docker-archive ${file} is compressed: decompress it first (e.g. gunzip)`);
+  const index = new Map<string, { offset: number; size: number }>();
+  for await (const { header, offset } of readTar(createReadStream(file, { highWaterMark: 1 << 20 }))) {
+    if (header.type === 'file') index.set(header.path.replace(/^\.\//, ''), { offset, size: header.size });
+  }
+  return index;
+}
+
+/** Options of readDockerArchive. */
+export interface ReadArchiveOptions {
+  /** Pick the image loaded under this `name:tag` (default: the first image of the archive). */
+  readonly tag?: string;
+}
+
+/**
+ * readDockerArchive reads one image from a docker-archive tarball. Layers come out as they are
+ * stored (usually uncompressed tars, media type `application/vnd.oci.image.layer.v1.tar`); their
+ * digests are computed lazily by reading the archive, never trusted from names.
+ */
+export async function readDockerArchive(file: string, opts: ReadArchiveOptions = {}): Promise<Image> {
+  const index = await indexTar(file);
+  const member = async (name: string): Promise<Buffer> => {
+    const m = index.get(name);
+    if (!m) throw new Error(`docker-archive ${file}: member "${name}" is missing`);
+    const fh = await fs.open(file, 'r');
+    try {
+      const b = Buffer.alloc(m.size);
+      await fh.read(b, 0, m.size, m.offset);
+      return b;
+    } finally {
+      await fh.close();
+    }
+  };
+  const manifests = parseJson(
+    ArchiveManifestSchema,
+    await member('manifest.json'),
+    `manifest.json of ${file}`,
+  );
+  const entry = opts.tag
+    ? manifests.find(
+        (m) => m.RepoTags?.includes(opts.tag!) || m.RepoTags?.some((t) => t.endsWith(`/${opts.tag}`)),
+      )
+    : manifests[0];
+  if (!entry) throw new Error(`docker-archive ${file}: no image${opts.tag ? ` tagged "${opts.tag}"` : ''}`);
+  const rawConfig = await member(entry.Config);
+  const config = parseJson(ConfigFileSchema, rawConfig, `config ${entry.Config} of ${file}`);
+  if (config.rootfs.diff_ids.length !== entry.Layers.length)
+    throw new Error(
+      `docker-archive ${file}: ${entry.Layers.length} layers but ${config.rootfs.diff_ids.length} diff_ids`,
+    );
+  const layers: Layer[] = [];
+  for (const [i, name] of entry.Layers.entries()) {
+    const m = index.get(name);
+    if (!m) throw new Error(`docker-archive ${file}: layer "${name}" is missing`);
+    const head = Buffer.alloc(4);
+    const fh = await fs.open(file, 'r');
+    await fh.read(head, 0, Math.min(4, m.size), m.offset).finally(() => fh.close());
+    layers.push(archiveLayer(file, m, compressionOfMagic(head), config.rootfs.diff_ids[i]!));
+  }
+  return new LazyImage({
+    mediaType: MediaType.OciManifest,
+    rawConfig: async () => rawConfig,
+    config: async () => config,
+    layers: async () => layers,
+    layerDescriptors: () => Promise.all(layers.map(descriptorOfLayer)),
+  });
+}
+
+function archiveLayer(
+  file: string,
+  m: { offset: number; size: number },
+  compression: 'none' | 'gzip' | 'zstd',
+  diffID: Digest,
+): Layer {
+  const range = () =>
+    m.size === 0
+      ? Readable.from([])
+      : createReadStream(file, { start: m.offset, end: m.offset + m.size - 1 });
+  const digest = once(async () => (await digestStream(range())).digest);
+  const mediaType =
+    compression === 'gzip'
+      ? MediaType.OciLayerGzip
+      : compression === 'zstd'
+        ? MediaType.OciLayerZstd
+        : MediaType.OciLayer;
+  return {
+    mediaType,
+    digest,
+    diffID: async () => (compression === 'none' ? digest() : diffID),
+    size: async () => m.size,
+    compressed: async () => range(),
+    uncompressed: async () => {
+      const d = decompressor(compression);
+      const r = range();
+      r.on('error', (e: Error) => d.destroy(e));
+      return r.pipe(d);
+    },
+  };
+}

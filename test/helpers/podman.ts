@@ -1,0 +1,129 @@
+// Test helper: podman as a real consumer of the images kiln writes. Each Podman instance has
+// its own throw-away storage (--root/--runroot), so tests never share or leak images.
+// Machine workarounds (see shared/machine-notes.md): crun refuses the hybrid cgroup layout, so
+// every podman call runs in a private mount namespace with /sys/fs/cgroup/unified unmounted;
+// the missing CAP_SYS_RESOURCE needs low default ulimits, set through a containers.conf.
+
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** Result of a podman command. */
+export interface PodmanResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Options of Podman.run. */
+export interface PodmanRunOptions {
+  /** `--user` (default: the image's). */
+  readonly user?: string;
+  readonly env?: Readonly<Record<string, string>>;
+  /** `--network` (default 'none'). */
+  readonly network?: string;
+  /** Override the entrypoint (`--entrypoint`). */
+  readonly entrypoint?: string;
+  /** Extra flags placed before the image reference (e.g. ['-p', '8080:8080']). */
+  readonly flags?: readonly string[];
+  /** Milliseconds before the command is killed (default 120 s). */
+  readonly timeoutMs?: number;
+}
+
+/** A podman with private storage. Call cleanup() when done. */
+export interface Podman {
+  readonly dir: string;
+  /** Runs any podman subcommand: `podman(['images'])`. Never throws on a non-zero exit. */
+  exec(args: readonly string[], timeoutMs?: number): Promise<PodmanResult>;
+  /** `podman run --rm` of `image` (e.g. `oci:/layout:tag`, `docker-archive:/f.tar`, a loaded name). */
+  run(image: string, args?: readonly string[], opts?: PodmanRunOptions): Promise<PodmanResult>;
+  /** `podman load -i file`; returns the names it loaded. */
+  load(file: string): Promise<PodmanResult>;
+  cleanup(): Promise<void>;
+}
+
+function sh(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** startPodman makes a podman with private storage under a temp directory. */
+export async function startPodman(): Promise<Podman> {
+  // Lower case only: podman names an image pulled from `oci:PATH` after PATH, and a
+  // reference with upper case letters is invalid ("repository name must be lowercase").
+  const dir = path.join(tmpdir(), `kiln-podman-${randomBytes(6).toString('hex')}`);
+  await mkdir(dir, { mode: 0o755 });
+  let links = 0;
+  const lowerRef = async (image: string): Promise<string> => {
+    const m = /^(oci|oci-archive|docker-archive):([^:]+)(:.*)?$/.exec(image);
+    if (!m || m[2] === m[2]!.toLowerCase()) return image;
+    const link = path.join(dir, `ref${links++}`);
+    await symlink(path.resolve(m[2]!), link);
+    return `${m[1]}:${link}${m[3] ?? ''}`;
+  };
+  const conf = path.join(dir, 'containers.conf');
+  await writeFile(conf, '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n');
+  const base = ['podman', '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot')];
+  const exec = (args: readonly string[], timeoutMs = 120_000): Promise<PodmanResult> =>
+    new Promise((resolve) => {
+      const script = `umount /sys/fs/cgroup/unified 2>/dev/null; exec ${[...base, ...args].map(sh).join(' ')}`;
+      execFile(
+        'unshare',
+        ['-m', 'sh', '-c', script],
+        { env: { ...process.env, CONTAINERS_CONF: conf }, timeout: timeoutMs, maxBuffer: 64 << 20 },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+          resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
+        },
+      );
+    });
+  return {
+    dir,
+    exec,
+    async run(image, args = [], opts = {}) {
+      const flags = ['run', '--rm', '--network', opts.network ?? 'none'];
+      if (opts.user) flags.push('--user', opts.user);
+      if (opts.entrypoint !== undefined) flags.push('--entrypoint', opts.entrypoint);
+      for (const [k, v] of Object.entries(opts.env ?? {})) flags.push('--env', `${k}=${v}`);
+      return exec([...flags, ...(opts.flags ?? []), await lowerRef(image), ...args], opts.timeoutMs);
+    },
+    load(file) {
+      return exec(['load', '-i', file]);
+    },
+    async cleanup() {
+      await exec(['system', 'reset', '--force'], 60_000).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** podmanRun runs one image once in a throw-away podman (`oci:DIR:TAG` or any podman reference). */
+export async function podmanRun(
+  image: string,
+  args: readonly string[] = [],
+  opts: PodmanRunOptions = {},
+): Promise<PodmanResult> {
+  const p = await startPodman();
+  try {
+    return await p.run(image, args, opts);
+  } finally {
+    await p.cleanup();
+  }
+}
+
+/** buildStaticHello compiles a static binary printing "hello uid=U gid=G ARGS..." (musl-gcc). */
+export async function buildStaticHello(outFile: string): Promise<void> {
+  const src = `${outFile}.c`;
+  await writeFile(
+    src,
+    '#include <stdio.h>\n#include <unistd.h>\nint main(int c,char**v){printf("hello uid=%d gid=%d",(int)getuid(),(int)getgid());' +
+      'for(int i=1;i<c;i++)printf(" %s",v[i]);printf("\\n");return 0;}\n',
+  );
+  await new Promise<void>((resolve, reject) =>
+    execFile('musl-gcc', ['-static', '-Os', '-o', outFile, src], (err, _o, stderr) =>
+      err ? reject(new Error(`musl-gcc failed: ${stderr}`)) : resolve(),
+    ),
+  );
+  await rm(src, { force: true });
+}
