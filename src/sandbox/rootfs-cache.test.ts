@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { after, before, describe, test } from 'node:test';
+import { extract } from '../layers/extract.ts';
+import { type TarEntry, tarStream } from '../layers/tar-writer.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { bytesLayer, imageFrom } from '../oci/memory.ts';
+import { BubblewrapExecutor } from './bubblewrap.ts';
+import { RootfsCache } from './rootfs-cache.ts';
+
+const DIGEST = `sha256:${'1'.repeat(64)}` as const;
+
+function fileEntry(p: string, text: string, mode = 0o644): TarEntry {
+  const data = Buffer.from(text);
+  return {
+    path: p,
+    type: 'file',
+    mode,
+    uid: 0,
+    gid: 0,
+    size: data.length,
+    open: () => Readable.from([data]),
+  };
+}
+
+async function tarLayer(entries: TarEntry[]) {
+  const tar = await buffer(tarStream(entries));
+  return bytesLayer({ blob: tar, tar, mediaType: MediaType.OciLayer });
+}
+
+describe('RootfsCache', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'kiln-rootfs-'));
+    await chmod(dir, 0o755);
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('ensure() unpacks once per digest and creates the sandbox mount points', async () => {
+    const cache = new RootfsCache(path.join(dir, 'c1'));
+    let calls = 0;
+    const unpack = async (dest: string) => {
+      calls++;
+      await writeFile(path.join(dest, 'marker'), 'x');
+    };
+    const [a, b] = await Promise.all([cache.ensure(DIGEST, unpack), cache.ensure(DIGEST, unpack)]);
+    const c = await cache.ensure(DIGEST, unpack);
+    assert.equal(calls, 1);
+    assert.equal(a, b);
+    assert.equal(a, c);
+    assert.equal(path.basename(a), `sha256-${'1'.repeat(64)}`);
+    for (const mp of ['workspace', 'layers', 'cnb', 'platform', 'tmp', 'proc', 'dev']) {
+      assert.ok((await lstat(path.join(a, mp))).isDirectory(), mp);
+    }
+    assert.equal((await lstat(path.join(a, 'tmp'))).mode & 0o7777, 0o1777);
+    assert.deepEqual((await readdir(cache.dir)).sort(), [path.basename(a)]);
+  });
+
+  test('a failed unpack leaves nothing that is used, and the next call unpacks again', async () => {
+    const cache = new RootfsCache(path.join(dir, 'c2'));
+    await assert.rejects(
+      cache.ensure(DIGEST, async (dest) => {
+        await writeFile(path.join(dest, 'half'), 'x');
+        throw new Error('network went away');
+      }),
+      /network went away/,
+    );
+    assert.deepEqual(await readdir(cache.dir), []);
+    const p = await cache.ensure(DIGEST, async (dest) => writeFile(path.join(dest, 'whole'), 'x'));
+    assert.deepEqual((await readdir(p)).includes('half'), false);
+    assert.equal(await readFile(path.join(p, 'whole'), 'utf8'), 'x');
+  });
+
+  test('a lock and temp dir left by a killed process are taken over and swept', async () => {
+    const cache = new RootfsCache(path.join(dir, 'c3'));
+    await mkdir(cache.dir, { recursive: true });
+    const dead = spawnSync('true').pid as number; // exited: its pid is not alive
+    const final = cache.pathFor(DIGEST);
+    await writeFile(`${final}.lock`, String(dead));
+    await mkdir(`${final}.tmp-${dead}-abcdef01`);
+    await writeFile(path.join(`${final}.tmp-${dead}-abcdef01`, 'partial'), 'x');
+    const p = await cache.ensure(DIGEST, async (dest) => writeFile(path.join(dest, 'ok'), 'x'));
+    assert.deepEqual((await readdir(cache.dir)).sort(), [path.basename(p)]);
+  });
+
+  test('ensureImage() stacks real layers with whiteouts; the result runs in the sandbox', async (t) => {
+    const bottom = await tarLayer([
+      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      fileEntry('etc/os-release', 'ID=kiln-test\n'),
+      fileEntry('etc/gone', 'deleted by the upper layer\n'),
+      { path: 'opt', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      { path: 'opt/old', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      fileEntry('opt/old/file', 'hidden by an opaque whiteout'),
+      { path: 'usr', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      { path: 'lib', type: 'symlink', mode: 0o777, uid: 0, gid: 0, linkname: 'usr/lib' },
+      { path: 'lib64', type: 'symlink', mode: 0o777, uid: 0, gid: 0, linkname: 'usr/lib64' },
+    ]);
+    const top = await tarLayer([
+      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      fileEntry('etc/.wh.gone', ''),
+      { path: 'opt', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      { path: 'opt/old', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      fileEntry('opt/old/.wh..wh..opq', ''),
+      fileEntry('opt/old/new', 'fresh'),
+    ]);
+    const image = imageFrom({ config: { architecture: 'amd64', os: 'linux' }, layers: [bottom, top] });
+    const cache = new RootfsCache(path.join(dir, 'c4'));
+    const rootfs = await cache.ensureImage(image, async (tar, dest) => {
+      await extract(tar, dest, { whiteouts: true, special: 'skip' });
+    });
+    assert.equal(rootfs, cache.pathFor(await image.digest()));
+    assert.equal(await readFile(path.join(rootfs, 'etc/os-release'), 'utf8'), 'ID=kiln-test\n');
+    assert.deepEqual(await readdir(path.join(rootfs, 'opt/old')), ['new']);
+    await assert.rejects(lstat(path.join(rootfs, 'etc/gone')));
+
+    const hostUid = process.getuid?.() ?? 0;
+    if (hostUid !== 0) return t.skip('sandbox part needs root');
+    const out: string[] = [];
+    const r = await new BubblewrapExecutor({ hostUid }).run({
+      argv: ['/usr/bin/cat', '/etc/os-release'],
+      env: {},
+      cwd: '/',
+      uid: 1000,
+      gid: 1000,
+      rootfs,
+      mounts: [{ src: '/usr', dst: '/usr', readonly: true }],
+      network: 'none',
+      stdout: (l) => out.push(l),
+    });
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(out, ['ID=kiln-test']);
+  });
+});

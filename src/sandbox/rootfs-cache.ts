@@ -1,0 +1,169 @@
+/**
+ * RootfsCache keeps one unpacked root filesystem per image manifest digest under
+ * `<dir>/<algorithm>-<hex>/`, shared read-only by every build that uses that image (the sandbox
+ * mounts it with --ro-bind; nothing ever writes into it after it is published).
+ *
+ * Publication is atomic: layers are unpacked into a temporary sibling, the sandbox mount points are
+ * created, and only then is it renamed into place — a directory at the final name is always
+ * complete, and an interrupted unpack leaves only a temporary directory that is never used (and is
+ * swept on a later call once its owner is gone). Concurrent callers for the same digest serialise
+ * on a lock file (`O_EXCL`, holding the owner's pid; a lock whose pid is dead is taken over), so
+ * the image is unpacked once.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
+import type { Image } from '../oci/image.ts';
+import { MOUNT_POINTS } from './executor.ts';
+
+/** Unpacks an image's layers, bottom first, into an empty directory (whiteouts applied). */
+export type Unpacker = (dest: string) => Promise<void>;
+
+/** Options of RootfsCache. */
+export interface RootfsCacheOptions {
+  /** How long to wait for another process unpacking the same image (default 10 minutes). */
+  readonly lockTimeoutMs?: number;
+  /** Extra mount points to create besides MOUNT_POINTS. */
+  readonly mountPoints?: readonly string[];
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The content-addressed cache of unpacked root filesystems. */
+export class RootfsCache {
+  readonly dir: string;
+  readonly #opts: RootfsCacheOptions;
+
+  constructor(dir: string, opts: RootfsCacheOptions = {}) {
+    this.dir = dir;
+    this.#opts = opts;
+  }
+
+  /** The directory an image's rootfs lives in once unpacked. */
+  pathFor(digest: Digest | string): string {
+    const d = parseDigest(String(digest), 'image digest');
+    return path.join(this.dir, `${algorithmOf(d)}-${hexOf(d)}`);
+  }
+
+  /**
+   * ensure returns the rootfs directory for `digest`, calling `unpack` (once, across processes)
+   * when it is not cached yet.
+   */
+  async ensure(digest: Digest | string, unpack: Unpacker): Promise<string> {
+    const final = this.pathFor(digest);
+    if (await exists(final)) return final;
+    // The sandbox user must be able to reach the cache (bwrap runs as the build uid).
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const lock = `${final}.lock`;
+    const deadline = Date.now() + (this.#opts.lockTimeoutMs ?? 10 * 60_000);
+    for (;;) {
+      const handle = await open(lock, 'wx').catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST') return undefined;
+        throw e;
+      });
+      if (handle) {
+        try {
+          await handle.writeFile(String(process.pid));
+          await handle.close();
+          if (await exists(final)) return final; // another process finished meanwhile
+          await this.#sweep();
+          await this.#unpackInto(final, unpack);
+          return final;
+        } finally {
+          await rm(lock, { force: true });
+        }
+      }
+      if (await exists(final)) return final;
+      const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
+      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
+        // Its owner died mid-unpack: the lock is stale (its temp dir is swept by whoever takes over).
+        await rm(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new KilnError(
+          `rootfs cache: timed out waiting for process ${owner} to unpack ${path.basename(final)} (lock ${lock})`,
+          ExitCode.Failed,
+        );
+      }
+      await sleep(100);
+    }
+  }
+
+  /** ensureImage: ensure() for an Image, unpacking its layers with `extractLayer`. */
+  async ensureImage(
+    image: Image,
+    extractLayer: (tar: Readable, dest: string) => Promise<void>,
+  ): Promise<string> {
+    const digest = await image.digest();
+    return this.ensure(digest, async (dest) => {
+      for (const layer of await image.layers()) await extractLayer(await layer.uncompressed(), dest);
+    });
+  }
+
+  async #unpackInto(final: string, unpack: Unpacker): Promise<void> {
+    const temp = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await mkdir(temp, { mode: 0o755 });
+    try {
+      await unpack(temp);
+      await this.#ensureMountPoints(temp);
+      // The root of the tree: readable and searchable by the sandbox user whatever the layers said.
+      await chmod(temp, 0o755);
+      await rename(temp, final);
+    } catch (e) {
+      await rm(temp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async #ensureMountPoints(root: string): Promise<void> {
+    for (const p of [...MOUNT_POINTS, ...(this.#opts.mountPoints ?? [])]) {
+      const parts = p.split('/').filter(Boolean);
+      let cur = root;
+      for (const part of parts) {
+        cur = path.join(cur, part);
+        const st = await lstat(cur).catch(() => undefined);
+        if (st?.isSymbolicLink()) {
+          // e.g. /tmp -> /var/tmp in some images: bwrap follows it inside the rootfs; leave it.
+          break;
+        }
+        if (!st) {
+          await mkdir(cur);
+          // Explicit chmod: mkdir's mode is filtered by the umask.
+          await chmod(cur, p === '/tmp' && part === 'tmp' ? 0o1777 : 0o755);
+        } else if (!st.isDirectory()) {
+          throw new KilnError(
+            `rootfs: ${p} is not a directory in the image, so the sandbox cannot mount on it`,
+          );
+        }
+      }
+    }
+  }
+
+  /** Removes temp dirs of unpacks whose process is gone. */
+  async #sweep(): Promise<void> {
+    for (const name of await readdir(this.dir)) {
+      const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
+      if (m && !pidAlive(Number(m[1]))) await rm(path.join(this.dir, name), { recursive: true, force: true });
+    }
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(
+    () => true,
+    () => false,
+  );
+}
