@@ -1,0 +1,240 @@
+// `kiln image copy` and `kiln image inspect` end to end against a real registry, with skopeo as
+// the independent oracle: a layout kiln wrote goes into the registry with skopeo and back, and
+// every hop keeps the manifest digest.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { main } from '../../src/cli/main.ts';
+import { writeLayer } from '../../src/layers/layer-writer.ts';
+import type { TarEntry } from '../../src/layers/tar-writer.ts';
+import { Layout } from '../../src/layout/layout.ts';
+import { imageFrom } from '../../src/oci/memory.ts';
+import {
+  type ProxyHandle,
+  type RegistryHandle,
+  startCountingProxy,
+  startRegistry,
+} from '../helpers/registry.ts';
+
+const execFileP = promisify(execFile);
+
+class Collect extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString('utf8');
+    cb();
+  }
+}
+
+async function kiln(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new Collect();
+  const stderr = new Collect();
+  const code = await main(args, {
+    stdout,
+    stderr,
+    env: { HOME: process.env.HOME, PATH: process.env.PATH, ...env },
+    isTTY: false,
+  });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+function file(p: string, content: Buffer, mode = 0o644): TarEntry {
+  return {
+    path: p,
+    type: 'file',
+    mode,
+    uid: 0,
+    gid: 0,
+    size: content.length,
+    open: () => Readable.from([content]),
+  };
+}
+
+describe('kiln image copy / inspect', () => {
+  let reg: RegistryHandle;
+  let proxy: ProxyHandle;
+  let work: string;
+  let layoutDigest: string;
+  let home: Record<string, string>;
+
+  before(async () => {
+    reg = await startRegistry();
+    proxy = await startCountingProxy(reg.host);
+    work = await mkdtemp(path.join(tmpdir(), 'kiln-imgcli-'));
+    home = { HOME: work, DOCKER_CONFIG: path.join(work, 'docker'), KILN_HOME: path.join(work, 'kiln') };
+    const layout = await Layout.init(path.join(work, 'src'));
+    const base = await writeLayer(
+      [
+        { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+        file('etc/os-release', Buffer.from('ID=test\n')),
+      ],
+      { store: layout.blobs },
+    );
+    const app = await writeLayer(
+      [
+        { path: 'app', type: 'dir', mode: 0o755, uid: 1000, gid: 1000 },
+        file('app/blob.bin', randomBytes(2 << 20)),
+        file('app/run', Buffer.from('#!/bin/true\n'), 0o755),
+      ],
+      { store: layout.blobs, compression: 'zstd' },
+    );
+    const img = imageFrom({
+      config: {
+        architecture: 'amd64',
+        os: 'linux',
+        config: {
+          User: '1000:1000',
+          Entrypoint: ['/app/run'],
+          Cmd: ['--serve'],
+          Env: ['PATH=/usr/bin', 'PORT=8080'],
+          WorkingDir: '/app',
+          Labels: { 'io.buildpacks.rebasable': 'true' },
+        },
+      },
+      layers: [base, app],
+    });
+    layoutDigest = (await layout.writeImage(img, 'v1')).digest;
+  });
+  after(async () => {
+    await proxy.stop();
+    await reg.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('layout -> registry -> layout keeps the digest; the second copy uploads nothing', async () => {
+    const dst = `${proxy.host}/cli/app:v1`;
+    const r = await kiln(['image', 'copy', `oci:${work}/src:v1`, dst], home);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), layoutDigest);
+    assert.match(r.stderr, /^Copying oci:.*src:v1 to 127\.0\.0\.1:\d+\/cli\/app:v1$/m);
+    assert.match(r.stderr, /layer 2\/2 sha256:[0-9a-f]{12}: pushed 2\.0 MiB/);
+    assert.ok(proxy.stats.uploadBytes > 2 << 20);
+
+    proxy.reset();
+    const again = await kiln(['image', 'copy', `oci:${work}/src:v1`, `docker://${dst}`], home);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(proxy.stats.uploadBytes, 0, 'second push uploads zero blob bytes');
+    assert.match(again.stderr, /already present/);
+
+    const back = await kiln(['image', 'copy', dst, `oci:${work}/back:w`], home);
+    assert.equal(back.code, 0, back.stderr);
+    const idx = JSON.parse(await readFile(path.join(work, 'back', 'index.json'), 'utf8'));
+    assert.equal(idx.manifests[0].digest, layoutDigest);
+    assert.equal(idx.manifests[0].annotations['org.opencontainers.image.ref.name'], 'w');
+  });
+
+  test('skopeo copies the layout kiln wrote into the registry and back with the same digest', async () => {
+    const tls = '--dest-tls-verify=false';
+    await execFileP('skopeo', ['copy', '-q', tls, `oci:${work}/src:v1`, `docker://${reg.host}/sk/app:v1`]);
+    const viaKiln = await kiln(['image', 'inspect', '--json', `${reg.host}/sk/app:v1`], home);
+    assert.equal(viaKiln.code, 0, viaKiln.stderr);
+    assert.equal(JSON.parse(viaKiln.stdout).digest, layoutDigest);
+
+    await execFileP('skopeo', [
+      'copy',
+      '-q',
+      '--src-tls-verify=false',
+      `docker://${reg.host}/sk/app:v1`,
+      `oci:${work}/sk:v1`,
+    ]);
+    const skIdx = JSON.parse(await readFile(path.join(work, 'sk', 'index.json'), 'utf8'));
+    assert.equal(skIdx.manifests[0].digest, layoutDigest);
+    // kiln reads the layout skopeo wrote and pushes it: still the same digest.
+    const r = await kiln(['image', 'copy', `oci:${work}/sk:v1`, `${reg.host}/sk/again:v1`], home);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), layoutDigest);
+    const { stdout } = await execFileP('skopeo', [
+      'inspect',
+      '--tls-verify=false',
+      `docker://${reg.host}/sk/again:v1`,
+    ]);
+    assert.equal(JSON.parse(stdout).Digest, layoutDigest);
+  });
+
+  test('local store as a source and a sink', async () => {
+    const r = await kiln(['image', 'copy', `oci:${work}/src:v1`, 'local:my-app'], home);
+    assert.equal(r.code, 0, r.stderr);
+    const i = await kiln(['image', 'inspect', '--json', 'local:my-app:latest'], home);
+    assert.equal(i.code, 0, i.stderr);
+    assert.equal(JSON.parse(i.stdout).digest, layoutDigest);
+  });
+
+  test('inspect prints digest, platform, layers and the config summary', async () => {
+    const j = await kiln(['image', 'inspect', '--json', `oci:${work}/src:v1`], home);
+    assert.equal(j.code, 0, j.stderr);
+    const o = JSON.parse(j.stdout);
+    assert.equal(o.digest, layoutDigest);
+    assert.equal(o.platform, 'linux/amd64');
+    assert.equal(o.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+    assert.deepEqual(o.config.entrypoint, ['/app/run']);
+    assert.deepEqual(o.config.cmd, ['--serve']);
+    assert.equal(o.config.user, '1000:1000');
+    assert.equal(o.config.workingDir, '/app');
+    assert.deepEqual(o.config.env, ['PATH=/usr/bin', 'PORT=8080']);
+    assert.deepEqual(o.config.labels, { 'io.buildpacks.rebasable': 'true' });
+    assert.equal(o.layers.length, 2);
+    assert.equal(o.layers[1].mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    assert.match(o.layers[0].diffID, /^sha256:[0-9a-f]{64}$/);
+
+    const h = await kiln(['image', 'inspect', `oci:${work}/src:v1`], home);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, new RegExp(`^Digest: +${layoutDigest}$`, 'm'));
+    assert.match(h.stdout, /^Entrypoint: +\["\/app\/run"\]$/m);
+    assert.match(h.stdout, /^Layers \(2, 2\.0 MiB total\):$/m);
+  });
+
+  test('errors are one line with the right exit code', async () => {
+    const missing = await kiln(['image', 'inspect', `${reg.host}/nope/app:v1`], home);
+    assert.equal(missing.code, 1);
+    assert.match(
+      missing.stderr,
+      /^ERROR: get manifest 127\.0\.0\.1:\d+\/nope\/app:v1: 404 MANIFEST_UNKNOWN.*\n$/,
+    );
+    assert.equal(missing.stderr.split('\n').length, 2);
+
+    const bad = await kiln(['image', 'copy', 'oci:', 'x'], home);
+    assert.equal(bad.code, 3);
+    assert.match(bad.stderr, /^ERROR: invalid image "oci:": oci: needs a directory/);
+
+    const transport = await kiln(['image', 'inspect', 'ftp://host/x'], home);
+    assert.equal(transport.code, 3);
+    assert.match(transport.stderr, /unknown transport "ftp:\/\/"/);
+
+    const usage = await kiln(['image', 'copy', 'only-one'], home);
+    assert.equal(usage.code, 3);
+    assert.match(usage.stderr, /^ERROR: missing required argument 'dst'/);
+
+    const noLayout = await kiln(['image', 'inspect', `oci:${work}/does-not-exist`], home);
+    assert.equal(noLayout.code, 1);
+    assert.match(noLayout.stderr, /^ERROR: not an OCI image layout: /);
+  });
+
+  test('bin/kiln exits with the code and prints a stack only with --verbose', async () => {
+    const bin = path.resolve(import.meta.dirname, '../../bin/kiln');
+    const run = (args: string[]) =>
+      execFileP(bin, args, { env: { ...process.env, ...home } }).then(
+        (r) => ({ code: 0, ...r }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    const plain = await run(['image', 'inspect', `${reg.host}/nope/app:v1`]);
+    assert.equal(plain.code, 1);
+    assert.doesNotMatch(plain.stderr, /\n\s+at /);
+    const verbose = await run(['--verbose', 'image', 'inspect', `${reg.host}/nope/app:v1`]);
+    assert.equal(verbose.code, 1);
+    assert.match(verbose.stderr, /\n\s+at /);
+    const help = await run(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--insecure-registry <host>/);
+    assert.match(help.stdout, /image/);
+  });
+});
