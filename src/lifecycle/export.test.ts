@@ -33,6 +33,19 @@ async function tempDir(): Promise<string> {
 
 const EPOCH = 315532801;
 
+/** A launcher record for a test binary (the exporter only reads path, sha256 and version). */
+function launcherAt(file: string) {
+  return {
+    name: 'launcher',
+    version: '0.0.0-test',
+    sha256: 'test',
+    size: 1,
+    arch: 'amd64',
+    musl: { package: 'musl-dev', source: 'musl', version: '1', arch: 'amd64', distro: 'debian-12' },
+    path: file,
+  };
+}
+
 async function runImage(blobs: BlobStore): Promise<Image> {
   const base = await writeLayer(
     [
@@ -150,7 +163,7 @@ async function doExport(
     runImageRef: 'run@sha256:' + 'a'.repeat(64),
     runImageName: 'example.com/run',
     previousMetadata: prev?.md ?? emptyLifecycleMetadata(),
-    launcher: { path: out.launcher, version: '0.1.0' },
+    launcher: launcherAt(out.launcher),
     platformApi: '0.15',
     uid: 1000,
     gid: 1000,
@@ -175,12 +188,13 @@ describe('exportImage()', () => {
     const ids = cfg.rootfs.diff_ids;
     assert.equal(
       ids.length,
-      1 + 2 + 1 + 1 + 1 + 1,
-      'run + 2 launch layers + app + launcher + config + process-types',
+      1 + 2 + 1 + 1 + 1 + 1 + 1,
+      'run + 2 launch layers + sbom + app + launcher + config + process-types',
     );
     assert.deepEqual(r.added, [
       'test/a:deps',
       'test/b:runtime',
+      'buildpacksio/lifecycle:launch.sbom',
       'buildpacksio/lifecycle:app',
       'buildpacksio/lifecycle:launcher',
       'buildpacksio/lifecycle:config',
@@ -191,10 +205,11 @@ describe('exportImage()', () => {
     assert.deepEqual(md.buildpacks?.[0]?.layers?.deps?.data, { lock: 'abc' });
     assert.equal(md.buildpacks?.[0]?.layers?.buildonly, undefined, 'build-only layers are not exported');
     assert.deepEqual(md.buildpacks?.[0]?.store, { metadata: { n: 1 } });
-    assert.equal(md.app[0]?.sha, ids[3]);
-    assert.equal(md.launcher.sha, ids[4]);
-    assert.equal(md.config.sha, ids[5]);
-    assert.equal(md['process-types'].sha, ids[6]);
+    assert.equal(md.sbom?.sha, ids[3]);
+    assert.equal(md.app[0]?.sha, ids[4]);
+    assert.equal(md.launcher.sha, ids[5]);
+    assert.equal(md.config.sha, ids[6]);
+    assert.equal(md['process-types'].sha, ids[7]);
     const c = cfg.config!;
     assert.deepEqual(c.Entrypoint, ['/cnb/process/web']);
     assert.equal(c.WorkingDir, '/workspace');
@@ -215,7 +230,7 @@ describe('exportImage()', () => {
     assert.equal(cfg.history?.length, ids.length);
     assert.equal(cfg.history?.[1]?.created_by, "Layer: 'deps', Created by buildpack: test/a@1.0.0");
     // App content is owned by the cnb user; /cnb by root.
-    const appLayer = (await r.image.layers())[3]!;
+    const appLayer = (await r.image.layers())[4]!;
     const tar = Buffer.concat(await (await appLayer.uncompressed()).toArray());
     assert.ok(tar.includes(Buffer.from('workspace/index.js')));
     // uid field of the first entry (offset 108, octal) is the cnb user's.
@@ -256,7 +271,7 @@ describe('exportImage()', () => {
     assert.equal(await third.r.image.digest(), firstDigest);
     assert.equal(third.stats.compressed, 0);
     assert.equal(third.stats.hashed, 0);
-    assert.ok(third.stats.fingerprinted >= 6);
+    assert.ok(third.stats.fingerprinted >= 7);
   });
 
   test('changing one app file changes only the app layer', async () => {
@@ -273,7 +288,7 @@ describe('exportImage()', () => {
     assert.equal(second.stats.compressed, 1);
     assert.deepEqual(
       a.map((x, i) => x === b[i]),
-      [true, true, true, false, true, true, true],
+      [true, true, true, true, false, true, true, true],
     );
   });
 

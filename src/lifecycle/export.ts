@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -18,7 +17,18 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
 import { readStoreToml } from '../cnb/store-toml.ts';
+import {
+  encodeLaunchConfig,
+  LAUNCH_FILE,
+  LAUNCHER_SBOM_DIR,
+  type LauncherInfo,
+  type LaunchProcess,
+  launcherLayerEntries,
+  launcherSbom,
+  processTypesLayerEntries,
+} from '../launcher/index.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
+import { writeFileAtomic } from '../layout/layout.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
@@ -64,17 +74,6 @@ export interface ExportBuildpack {
   readonly homepage?: string;
 }
 
-/** The launcher to put in the image. */
-export interface LauncherInput {
-  /** Host path of the static launcher binary. */
-  readonly path: string;
-  /** Host directory holding the launcher's SBOM files (`*.sbom.{cdx,spdx,syft}.json`), if any. */
-  readonly sbomDir?: string;
-  /** For the build metadata label. */
-  readonly version?: string;
-  readonly source?: { readonly repository: string; readonly commit: string };
-}
-
 /** The log lines export writes (the CLI's logger fits). */
 export interface PhaseLog {
   info(msg: string): void;
@@ -97,7 +96,10 @@ export interface ExportOptions {
   readonly runImageMirrors?: readonly string[];
   /** The previous image's lifecycle label (empty metadata on a first build). */
   readonly previousMetadata: LifecycleMetadata;
-  readonly launcher: LauncherInput;
+  /** The launcher binary (src/launcher loadLauncher). */
+  readonly launcher: LauncherInfo;
+  /** For the build metadata label: where the launcher's source lives. */
+  readonly launcherSource?: { readonly repository: string; readonly commit: string };
   readonly project?: ProjectMetadata;
   /** `--default-process`. */
   readonly defaultProcess?: string;
@@ -264,53 +266,16 @@ export function splitSlices(
   return { slices: out, rest };
 }
 
-function launcherEntries(launcher: string, size: number): TarEntry[] {
-  return [
-    { path: 'cnb', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-    { path: 'cnb/lifecycle', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-    {
-      path: 'cnb/lifecycle/launcher',
-      type: 'file',
-      mode: 0o755,
-      uid: 0,
-      gid: 0,
-      size,
-      open: () => createReadStream(launcher),
-    },
-  ];
-}
-
-function processTypesEntries(types: readonly string[]): TarEntry[] {
-  return [
-    { path: 'cnb', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-    { path: 'cnb/process', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-    ...sortedNames([...types]).map(
-      (t): TarEntry => ({
-        path: `cnb/process/${t}`,
-        type: 'symlink',
-        mode: 0o777,
-        uid: 0,
-        gid: 0,
-        linkname: LAUNCHER_PATH,
-      }),
-    ),
-  ];
-}
-
 /**
- * copyLauncherSboms puts the launcher's SBOM files where the reference lifecycle does:
- * `<layers>/sbom/launch/buildpacksio_lifecycle/launcher/sbom.<fmt>.json`.
+ * writeIfChanged writes a file only when its content differs, so that a file kiln regenerates on
+ * every build keeps its mtime (and the layer holding it its fingerprint) when nothing changed.
  */
-async function copyLauncherSboms(layersDir: string, sbomDir: string | undefined): Promise<void> {
-  if (!sbomDir) return;
-  const names = await fs.readdir(sbomDir).catch(() => [] as string[]);
-  const dst = path.join(layersDir, 'sbom', 'launch', 'buildpacksio_lifecycle', 'launcher');
-  for (const n of names) {
-    const m = /(sbom\.(cdx|spdx|syft)\.json)$/.exec(n);
-    if (!m) continue;
-    await fs.mkdir(dst, { recursive: true });
-    await fs.copyFile(path.join(sbomDir, n), path.join(dst, m[1]!));
-  }
+async function writeIfChanged(file: string, body: string | Uint8Array): Promise<void> {
+  const want = Buffer.from(body);
+  const have = await fs.readFile(file).catch(() => undefined);
+  if (have?.equals(want)) return;
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, want);
 }
 
 /** entrypointFor picks ENTRYPOINT the way the reference exporter does. */
@@ -429,7 +394,9 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   }
 
   // 2. The launch SBOM layer (buildpack SBOMs plus the launcher's own).
-  await copyLauncherSboms(opts.layersDir, opts.launcher.sbomDir);
+  const sboms = launcherSbom(opts.launcher);
+  for (const [ext, body] of Object.entries(sboms))
+    await writeIfChanged(path.join(opts.layersDir, LAUNCHER_SBOM_DIR, `sbom.${ext}.json`), body);
   let sbomSha: string | undefined;
   const sbomDir = path.join(opts.layersDir, 'sbom', 'launch');
   if (await exists(sbomDir)) {
@@ -466,20 +433,37 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   }
 
   // 4. Launcher, config and process types.
-  const launcherStat = await fs.stat(opts.launcher.path).catch(() => {
-    throw new KilnError(
-      `launcher binary ${opts.launcher.path} not found: run the project's build step`,
-      ExitCode.ExportError,
-    );
-  });
   const launcherContent = syntheticContent(
-    launcherEntries(opts.launcher.path, launcherStat.size),
+    await launcherLayerEntries(opts.launcher),
     reuse.settings,
-    `${opts.launcher.path}\0${launcherStat.mtimeMs}\0${launcherStat.size}`,
+    `launcher\0${opts.launcher.sha256}`,
   );
   const lr = await resolve(reuse, launcherContent, prevMd.launcher.sha);
   push('buildpacksio/lifecycle:launcher', lr, CREATED_BY.launcher);
 
+  // The launcher's own input (processes and buildpack APIs, precomputed) ships in the config layer.
+  await writeIfChanged(
+    path.join(opts.layersDir, LAUNCH_FILE),
+    encodeLaunchConfig({
+      buildpacks: md.buildpacks.map((b) => ({ id: b.id, api: b.api })),
+      processes: md.processes.map((p) => {
+        const lp: LaunchProcess = {
+          type: p.type,
+          command: p.command,
+          args: p.args,
+          buildpackId: p['buildpack-id'],
+        };
+        return {
+          ...lp,
+          ...(p['working-dir'] ? { workingDir: p['working-dir'] } : {}),
+          ...(p['exec-env'] ? { execEnv: p['exec-env'] } : {}),
+        };
+      }),
+      ...((opts.defaultProcess ?? md['buildpack-default-process-type'])
+        ? { defaultProcessType: opts.defaultProcess ?? md['buildpack-default-process-type'] }
+        : {}),
+    }),
+  );
   const configContent = await dirLayer(
     path.join(opts.layersDir, 'config'),
     `${LAYERS_DIR.slice(1)}/config`,
@@ -491,7 +475,10 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
 
   let processTypesSha = '';
   if (md.processes.length > 0) {
-    const ptContent = syntheticContent(processTypesEntries(md.processes.map((p) => p.type)), reuse.settings);
+    const ptContent = syntheticContent(
+      processTypesLayerEntries(md.processes.map((p) => p.type)),
+      reuse.settings,
+    );
     const pr = await resolve(reuse, ptContent, prevMd['process-types'].sha);
     push('buildpacksio/lifecycle:process-types', pr, CREATED_BY.processTypes);
     processTypesSha = pr.diffID;
@@ -522,11 +509,11 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
       return out;
     }),
     launcher: {
-      version: opts.launcher.version ?? '',
+      version: opts.launcher.version,
       source: {
         git: {
-          repository: opts.launcher.source?.repository ?? '',
-          commit: opts.launcher.source?.commit ?? '',
+          repository: opts.launcherSource?.repository ?? '',
+          commit: opts.launcherSource?.commit ?? '',
         },
       },
     },

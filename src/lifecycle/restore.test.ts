@@ -25,6 +25,19 @@ after(async () => {
 });
 
 const EPOCH = 315532801;
+
+/** A launcher record for a test binary (the exporter only reads path, sha256 and version). */
+function launcherAt(file: string) {
+  return {
+    name: 'launcher',
+    version: '0.0.0-test',
+    sha256: 'test',
+    size: 1,
+    arch: 'amd64',
+    musl: { package: 'musl-dev', source: 'musl', version: '1', arch: 'amd64', distro: 'debian-12' },
+    path: file,
+  };
+}
 const GROUP = [{ id: 'test/a', version: '1.0.0' }];
 
 /** What bin/build of a buildpack with three kinds of layer would leave behind. */
@@ -114,7 +127,7 @@ async function oneBuild(
     runImage: emptyImage(),
     runImageRef: 'run',
     previousMetadata,
-    launcher: { path: launcher },
+    launcher: launcherAt(launcher),
     platformApi: '0.15',
     uid: 1000,
     gid: 1000,
@@ -147,7 +160,7 @@ test('restore() brings back cache layers and launch metadata; a rebuild then com
   const b1 = await oneBuild(d, 1, cache, blobs);
   assert.deepEqual(b1.rr, { restored: [], metadataOnly: [] });
   assert.equal(b1.cr.added, 2, 'deps (linked from the image blob) and npmcache');
-  assert.equal(b1.stats.compressed, 3 + 3, 'deps, runtime, app, launcher, config (5) + npmcache');
+  assert.equal(b1.stats.compressed, 6 + 1, 'deps, runtime, sbom, app, launcher, config + npmcache');
 
   const b2 = await oneBuild(d, 2, cache, blobs, { image: b1.ex.image, md: b1.md });
   assert.deepEqual(b2.rr.restored.sort(), ['test/a:deps', 'test/a:npmcache']);
