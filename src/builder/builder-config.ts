@@ -1,0 +1,131 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { Order } from '../cnb/buildpack-toml.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { parseTomlText } from '../cnb/toml-file.ts';
+
+const ImageEntry = z.object({ image: z.string().min(1), mirrors: z.array(z.string()).optional() }).loose();
+
+/** The schema of pack's builder.toml, as far as kiln reads it. */
+export const BuilderToml = z
+  .object({
+    description: z.string().optional(),
+    buildpacks: z
+      .array(
+        z
+          .object({ id: z.string().optional(), version: z.string().optional(), uri: z.string().min(1) })
+          .loose(),
+      )
+      .default([]),
+    order: Order.default([]),
+    build: z
+      .object({
+        image: z.string().optional(),
+        env: z
+          .array(
+            z
+              .object({
+                name: z.string().regex(/^[^=.\s/]+$/, 'name must be a plain variable name'),
+                value: z.string(),
+                suffix: z.enum(['default', 'override', 'append', 'prepend']).optional(),
+                delim: z.string().optional(),
+              })
+              .loose(),
+          )
+          .optional(),
+      })
+      .loose()
+      .optional(),
+    run: z
+      .object({ images: z.array(ImageEntry).default([]) })
+      .loose()
+      .optional(),
+    stack: z
+      .object({
+        id: z.string().optional(),
+        'build-image': z.string().optional(),
+        'run-image': z.string().optional(),
+        'run-image-mirrors': z.array(z.string()).optional(),
+      })
+      .loose()
+      .optional(),
+    lifecycle: z.object({ version: z.string().optional(), uri: z.string().optional() }).loose().optional(),
+  })
+  .loose();
+export type BuilderToml = z.output<typeof BuilderToml>;
+
+/** BuilderConfig is a parsed builder.toml with buildpack uris resolved to directories. */
+export interface BuilderConfig {
+  /** The file it was read from (for messages). */
+  readonly file: string;
+  readonly description: string;
+  /** Buildpack directories, absolute, with the id/version the file expects (if given). */
+  readonly buildpacks: readonly { readonly dir: string; readonly id?: string; readonly version?: string }[];
+  readonly order: Order;
+  readonly buildImage: string | undefined;
+  readonly buildEnv: NonNullable<NonNullable<BuilderToml['build']>['env']>;
+  readonly runImages: readonly { readonly image: string; readonly mirrors: readonly string[] }[];
+  readonly stackId: string | undefined;
+  readonly lifecycleVersion: string | undefined;
+  /** The raw text (part of the default builder's cache key). */
+  readonly text: string;
+}
+
+/** resolveUri turns a buildpack uri (relative path, absolute path or file://) into a directory. */
+function resolveUri(uri: string, base: string, file: string): string {
+  if (uri.startsWith('file://')) return fileURLToPath(uri);
+  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
+  if (m || uri.startsWith('docker:') || uri.startsWith('urn:')) {
+    throw new KilnError(
+      `${file}: buildpack uri "${uri}": only buildpack directories (relative, absolute or file://) are supported`,
+      ExitCode.InvalidArgs,
+    );
+  }
+  return path.resolve(base, uri);
+}
+
+/** parseBuilderConfig validates builder.toml text; `file` names it in errors and anchors relative uris. */
+export function parseBuilderConfig(text: string, file: string): BuilderConfig {
+  const doc = parseTomlText(text, BuilderToml, file);
+  const base = path.dirname(path.resolve(file));
+  const runImages = (doc.run?.images ?? []).map((i) => ({ image: i.image, mirrors: i.mirrors ?? [] }));
+  if (runImages.length === 0 && doc.stack?.['run-image']) {
+    runImages.push({ image: doc.stack['run-image'], mirrors: doc.stack['run-image-mirrors'] ?? [] });
+  }
+  if (runImages.length === 0) {
+    throw new KilnError(`${file}: run image missing: expected [[run.images]] image (or [stack] run-image)`);
+  }
+  if (doc.order.length === 0)
+    throw new KilnError(`${file}: order missing: expected at least one [[order]] group`);
+  return {
+    file,
+    description: doc.description ?? '',
+    buildpacks: doc.buildpacks.map((b) => ({
+      dir: resolveUri(b.uri, base, file),
+      ...(b.id ? { id: b.id } : {}),
+      ...(b.version ? { version: b.version } : {}),
+    })),
+    order: doc.order,
+    buildImage: doc.build?.image ?? doc.stack?.['build-image'],
+    buildEnv: doc.build?.env ?? [],
+    runImages,
+    stackId: doc.stack?.id,
+    lifecycleVersion: doc.lifecycle?.version,
+    text,
+  };
+}
+
+/** readBuilderConfig reads and validates a builder.toml file. */
+export async function readBuilderConfig(file: string): Promise<BuilderConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new KilnError(
+      `cannot read builder config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+  return parseBuilderConfig(text, file);
+}

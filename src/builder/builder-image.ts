@@ -1,0 +1,303 @@
+import { Readable } from 'node:stream';
+import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
+import type { Order } from '../cnb/buildpack-toml.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { toTomlText } from '../cnb/toml-file.ts';
+import { writeLayer } from '../layers/layer-writer.ts';
+import type { TarEntry } from '../layers/tar-writer.ts';
+import type { BlobStore } from '../layout/blob-store.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import type { Compression } from '../oci/media-types.ts';
+import { isoOfEpoch } from '../oci/memory.ts';
+import { appendLayers, setConfig } from '../oci/mutate.ts';
+import type { BuilderConfig } from './builder-config.ts';
+import {
+  type BuildpackSource,
+  buildpackLayer,
+  layerLabelEntry,
+  readBuildpackSource,
+} from './buildpack-source.ts';
+
+/** Label keys of a builder image. */
+export const BuilderLabel = {
+  Metadata: 'io.buildpacks.builder.metadata',
+  Layers: 'io.buildpacks.buildpack.layers',
+  Order: 'io.buildpacks.buildpack.order',
+  StackId: 'io.buildpacks.stack.id',
+  BaseId: 'io.buildpacks.base.id',
+  /** kiln: the default builder's input digest (see default-builder.ts). */
+  Key: 'io.kiln.builder.key',
+} as const;
+
+/** Options of createBuilder. */
+export interface CreateBuilderOptions {
+  /** The stack's build image (the builder's base). */
+  readonly buildImage: Image;
+  /** Where the new layers are written (the store or layout the builder is saved to). */
+  readonly store: BlobStore;
+  /** SOURCE_DATE_EPOCH (seconds); default 1980-01-01T00:00:01Z. */
+  readonly epoch?: number;
+  readonly compression?: Compression;
+  /** Version of kiln, recorded as createdBy and lifecycle version. */
+  readonly kilnVersion: string;
+  /** Extra labels (e.g. the default builder's key). */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** Builder is a created builder image with what went into it. */
+export interface Builder {
+  readonly image: Image;
+  readonly buildpacks: readonly BuildpackSource[];
+  readonly order: Order;
+}
+
+const FILE_MODE = 0o644;
+
+function fileEntry(path: string, text: string, mode = FILE_MODE): TarEntry {
+  const bytes = Buffer.from(text);
+  return { path, type: 'file', mode, uid: 0, gid: 0, size: bytes.length, open: () => Readable.from([bytes]) };
+}
+
+function dirEntry(path: string, uid = 0, gid = 0, mode = 0o755): TarEntry {
+  return { path, type: 'dir', mode, uid, gid };
+}
+
+function envValue(env: readonly string[] | undefined, name: string): string | undefined {
+  const hit = env?.find((e) => e.startsWith(`${name}=`));
+  return hit?.slice(name.length + 1);
+}
+
+/**
+ * resolveOrder fills in versions the builder config left out (a buildpack present in one
+ * version only) and rejects references to buildpacks the builder does not carry.
+ */
+export function resolveOrder(order: Order, buildpacks: readonly BuildpackSource[], file: string): Order {
+  return order.map((g, gi) => ({
+    ...g,
+    group: g.group.map((e, ei) => {
+      const candidates = buildpacks.filter((b) => b.id === e.id && (!e.version || b.version === e.version));
+      if (candidates.length === 0) {
+        throw new KilnError(
+          `${file}: order[${gi}].group[${ei}]: buildpack ${e.id}${e.version ? `@${e.version}` : ''} is not in [[buildpacks]]`,
+          ExitCode.InvalidArgs,
+        );
+      }
+      if (!e.version && candidates.length > 1) {
+        throw new KilnError(
+          `${file}: order[${gi}].group[${ei}]: buildpack ${e.id} has several versions; name one`,
+          ExitCode.InvalidArgs,
+        );
+      }
+      return {
+        id: e.id,
+        version: e.version ?? candidates[0]!.version,
+        ...(e.optional ? { optional: true } : {}),
+      };
+    }),
+  }));
+}
+
+/**
+ * configEntries are the builder's own files: order.toml, run.toml, stack.toml, the build-config
+ * env, and the /workspace, /layers (build user) and /platform directories.
+ */
+export function configEntries(
+  config: BuilderConfig,
+  order: Order,
+  user: { uid: number; gid: number },
+): TarEntry[] {
+  const run = config.runImages[0]!;
+  const entries: TarEntry[] = [
+    dirEntry('cnb'),
+    fileEntry('cnb/order.toml', toTomlText({ order })),
+    fileEntry(
+      'cnb/run.toml',
+      toTomlText({ images: config.runImages.map((i) => ({ image: i.image, mirrors: [...i.mirrors] })) }),
+    ),
+    fileEntry('cnb/stack.toml', toTomlText({ 'run-image': { image: run.image, mirrors: [...run.mirrors] } })),
+    dirEntry('layers', user.uid, user.gid),
+    dirEntry('platform'),
+    dirEntry('workspace', user.uid, user.gid),
+  ];
+  if (config.buildEnv.length > 0) {
+    entries.push(dirEntry('cnb/build-config'), dirEntry('cnb/build-config/env'));
+    for (const e of config.buildEnv) {
+      const name = e.suffix ? `${e.name}.${e.suffix}` : e.name;
+      entries.push(fileEntry(`cnb/build-config/env/${name}`, e.value));
+      if (e.delim !== undefined) entries.push(fileEntry(`cnb/build-config/env/${e.name}.delim`, e.delim));
+    }
+  }
+  return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * createBuilder makes a builder image: the build image plus one layer per buildpack
+ * (/cnb/buildpacks/<escaped id>/<version>), one layer with the builder's own files, and the
+ * builder labels of the CNB distribution spec (see README.md). Nothing is pulled or pushed: the
+ * result is a lazy Image whose new layers are already in `opts.store`.
+ */
+export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOptions): Promise<Builder> {
+  const sources: BuildpackSource[] = [];
+  for (const b of config.buildpacks) {
+    const src = await readBuildpackSource(b.dir, b);
+    if (sources.some((s) => s.id === src.id && s.version === src.version)) {
+      throw new KilnError(
+        `${config.file}: buildpack ${src.id}@${src.version} is listed twice`,
+        ExitCode.InvalidArgs,
+      );
+    }
+    sources.push(src);
+  }
+  sources.sort((a, b) => (a.id === b.id ? (a.version < b.version ? -1 : 1) : a.id < b.id ? -1 : 1));
+  const order = resolveOrder(config.order, sources, config.file);
+
+  const base = await opts.buildImage.configFile();
+  const baseEnv = base.config?.Env ?? [];
+  const uid = Number(envValue(baseEnv, 'CNB_USER_ID') ?? 1000);
+  const gid = Number(envValue(baseEnv, 'CNB_GROUP_ID') ?? 1000);
+  const baseLabels = base.config?.Labels ?? {};
+  const stackId = config.stackId ?? baseLabels[BuilderLabel.StackId] ?? baseLabels[BuilderLabel.BaseId];
+
+  const write = {
+    store: opts.store,
+    ...(opts.epoch === undefined ? {} : { epoch: opts.epoch }),
+    ...(opts.compression ? { compression: opts.compression } : {}),
+  };
+  const created = isoOfEpoch(opts.epoch ?? 315532801);
+  const layers: { layer: Layer; history: { created: string; created_by: string } }[] = [];
+  const layerLabel: Record<string, Record<string, unknown>> = {};
+  for (const src of sources) {
+    const layer = await buildpackLayer(src, write);
+    layers.push({
+      layer,
+      history: { created, created_by: `kiln builder create: buildpack ${src.id}@${src.version}` },
+    });
+    layerLabel[src.id] ??= {};
+    layerLabel[src.id]![src.version] = layerLabelEntry(
+      src,
+      await layer.diffID(),
+      !src.descriptor.order?.length,
+    );
+  }
+  const configLayer = await writeLayer(configEntries(config, order, { uid, gid }), write);
+  layers.push({
+    layer: configLayer,
+    history: { created, created_by: 'kiln builder create: order, run images, build config' },
+  });
+
+  const run = config.runImages[0]!;
+  const metadata = {
+    description: config.description,
+    buildpacks: sources.map((s) => ({
+      id: s.id,
+      version: s.version,
+      ...(s.descriptor.buildpack.homepage ? { homepage: s.descriptor.buildpack.homepage } : {}),
+      ...(s.descriptor.buildpack.name ? { name: s.descriptor.buildpack.name } : {}),
+    })),
+    extensions: [],
+    stack: { runImage: { image: run.image, mirrors: [...run.mirrors] } },
+    images: config.runImages.map((i) => ({ image: i.image, mirrors: [...i.mirrors] })),
+    lifecycle: {
+      version: config.lifecycleVersion ?? opts.kilnVersion,
+      api: { buildpack: '0.12', platform: '0.15' },
+      apis: {
+        buildpack: { deprecated: [], supported: [...SUPPORTED_BUILDPACK_APIS] },
+        platform: { deprecated: [], supported: [...SUPPORTED_PLATFORM_APIS] },
+      },
+    },
+    createdBy: { name: 'kiln', version: opts.kilnVersion },
+  };
+  const env = [...baseEnv];
+  if (envValue(env, 'CNB_USER_ID') === undefined) env.push(`CNB_USER_ID=${uid}`);
+  if (envValue(env, 'CNB_GROUP_ID') === undefined) env.push(`CNB_GROUP_ID=${gid}`);
+  const labels: Record<string, string> = {
+    ...baseLabels,
+    [BuilderLabel.Metadata]: JSON.stringify(metadata),
+    [BuilderLabel.Layers]: JSON.stringify(layerLabel),
+    [BuilderLabel.Order]: JSON.stringify(order),
+    ...(stackId ? { [BuilderLabel.StackId]: stackId } : {}),
+    ...(opts.labels ?? {}),
+  };
+  const image = setConfig(appendLayers(opts.buildImage, ...layers), (cfg) => ({
+    ...cfg,
+    created,
+    config: {
+      ...cfg.config,
+      Env: env,
+      User: cfg.config?.User || `${uid}:${gid}`,
+      WorkingDir: '/layers',
+      Labels: labels,
+    },
+  }));
+  return { image, buildpacks: sources, order };
+}
+
+/** BuilderInfo is what a builder image's labels say (for `kiln builder inspect` and platforms). */
+export interface BuilderInfo {
+  readonly description: string;
+  readonly stackId: string | undefined;
+  readonly buildImageUser: string | undefined;
+  readonly runImages: readonly { readonly image: string; readonly mirrors: readonly string[] }[];
+  readonly buildpacks: readonly {
+    readonly id: string;
+    readonly version: string;
+    readonly homepage?: string;
+    readonly name?: string;
+  }[];
+  readonly order: Order;
+  readonly lifecycle: {
+    readonly version: string;
+    readonly buildpackApis: readonly string[];
+    readonly platformApis: readonly string[];
+  };
+  readonly createdBy: { readonly name: string; readonly version: string };
+  readonly key: string | undefined;
+}
+
+function parseLabel<T>(labels: Record<string, string>, key: string, what: string): T {
+  const raw = labels[key];
+  if (raw === undefined) throw new KilnError(`${what}: not a builder: label ${key} missing`);
+  try {
+    return JSON.parse(raw) as T;
+  } catch {
+    throw new KilnError(`${what}: label ${key} is not valid JSON`);
+  }
+}
+
+/** readBuilder reads a builder image's labels; `what` names the image in errors. */
+export async function readBuilder(image: Image, what: string): Promise<BuilderInfo> {
+  const cfg = await image.configFile();
+  const labels = cfg.config?.Labels ?? {};
+  const meta = parseLabel<{
+    description?: string;
+    buildpacks?: { id: string; version: string; homepage?: string; name?: string }[];
+    stack?: { runImage?: { image?: string; mirrors?: string[] } };
+    images?: { image: string; mirrors?: string[] }[];
+    lifecycle?: {
+      version?: string;
+      apis?: { buildpack?: { supported?: string[] }; platform?: { supported?: string[] } };
+    };
+    createdBy?: { name?: string; version?: string };
+  }>(labels, BuilderLabel.Metadata, what);
+  const order = labels[BuilderLabel.Order] ? parseLabel<Order>(labels, BuilderLabel.Order, what) : [];
+  const runImages =
+    meta.images?.map((i) => ({ image: i.image, mirrors: i.mirrors ?? [] })) ??
+    (meta.stack?.runImage?.image
+      ? [{ image: meta.stack.runImage.image, mirrors: meta.stack.runImage.mirrors ?? [] }]
+      : []);
+  return {
+    description: meta.description ?? '',
+    stackId: labels[BuilderLabel.StackId] ?? labels[BuilderLabel.BaseId],
+    buildImageUser: cfg.config?.User,
+    runImages,
+    buildpacks: meta.buildpacks ?? [],
+    order,
+    lifecycle: {
+      version: meta.lifecycle?.version ?? '',
+      buildpackApis: meta.lifecycle?.apis?.buildpack?.supported ?? [],
+      platformApis: meta.lifecycle?.apis?.platform?.supported ?? [],
+    },
+    createdBy: { name: meta.createdBy?.name ?? '', version: meta.createdBy?.version ?? '' },
+    key: labels[BuilderLabel.Key],
+  };
+}
