@@ -77,9 +77,7 @@ export async function ensureDefaultBuilder(opts: DefaultBuilderOptions): Promise
     const info = await readBuilder(existing, name).catch(() => undefined);
     if (info?.key === key) return { image: existing, name, key, created: false };
   }
-  opts.log?.(
-    `Creating the default builder ${name} from ${path.relative(process.cwd(), configFile) || configFile}`,
-  );
+  opts.log?.(`Creating the default builder ${name} from ${configFile}`);
   const config = await readBuilderConfig(configFile);
   const { image } = await createBuilder(config, {
     buildImage,
