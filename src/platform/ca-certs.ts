@@ -164,9 +164,10 @@ export async function prepareCaTrust(opts: CaTrustOptions): Promise<CaTrust> {
     // Resolve a symlinked bundle inside the rootfs (e.g. -> /etc/pki/...), so the mount covers the real file.
     const real = await realpath(inRootfs);
     const rootReal = await realpath(opts.buildRootfs);
-    if (real.startsWith(rootReal + path.sep)) {
+    const rel = path.relative(rootReal, real);
+    if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel)) {
       baseText = await readFile(real, 'utf8');
-      baseTarget = '/' + path.relative(rootReal, real).split(path.sep).join('/');
+      baseTarget = '/' + rel.split(path.sep).join('/');
     }
   } catch {
     // No bundle in the build image: extras only.
