@@ -18,6 +18,7 @@ import {
   layersPathInSandbox,
   type PhaseOptions,
   processEnv,
+  removeScratch,
   runInSandbox,
   sandboxPathsOf,
   scratchDir,
@@ -79,7 +80,7 @@ export async function build(o: BuildOptions): Promise<BuildMetadata> {
     if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) throw err;
     throw new KilnError(`build: ${(err as Error).message}`, ExitCode.BuildError, { cause: err });
   } finally {
-    await rm(join(o.layersDir, '.kiln', 'build'), { recursive: true, force: true });
+    await removeScratch(o, 'build');
   }
 }
 

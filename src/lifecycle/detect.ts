@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DetectPlan, type PlanSections, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
 import type { Order, OrderElement } from '../cnb/buildpack-toml.ts';
@@ -15,6 +15,7 @@ import {
   layersPathInSandbox,
   type PhaseOptions,
   processEnv,
+  removeScratch,
   runInSandbox,
   sandboxPathsOf,
   scratchDir,
@@ -108,7 +109,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
     await writePlanToml(o.planPath ?? join(o.layersDir, 'plan.toml'), plan);
     return { group, plan, runs: await d.settledRuns() };
   } finally {
-    await rm(join(o.layersDir, '.kiln', 'detect'), { recursive: true, force: true });
+    await removeScratch(o, 'detect');
   }
 }
 

@@ -1,4 +1,4 @@
-import { chown, mkdir } from 'node:fs/promises';
+import { chown, mkdir, rm, rmdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
 import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
@@ -164,4 +164,10 @@ export async function scratchDir(o: PhaseOptions, name: string): Promise<string>
 /** chownToUser gives a path kiln created to the build user (only possible, and needed, as root). */
 export async function chownToUser(o: PhaseOptions, path: string): Promise<void> {
   if (process.getuid?.() === 0) await chown(path, o.uid, o.gid);
+}
+
+/** removeScratch deletes a phase's scratch dir, and `<layers>/.kiln` once nothing else uses it. */
+export async function removeScratch(o: PhaseOptions, name: string): Promise<void> {
+  await rm(join(o.layersDir, '.kiln', name), { recursive: true, force: true });
+  await rmdir(join(o.layersDir, '.kiln')).catch(() => {});
 }

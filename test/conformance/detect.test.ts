@@ -105,6 +105,7 @@ describe('detect: inputs', () => {
       await f.inline({
         id: 'clear',
         info: 'clear-env = true',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash expansion
         detect: 'echo "FROM_PLATFORM=${FROM_PLATFORM:-unset}"; exit 0',
       });
       const r = await f.detect(['conformance/probe', 'clear']);
