@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { readDockerArchive, writeDockerArchive } from '../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { parseConfig } from '../config/config-file.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
@@ -16,7 +19,7 @@ import type { Settings } from './settings.ts';
 
 // The one place where an image argument becomes a source or a sink:
 //   oci:DIR[:TAG]                 an OCI image layout directory (skopeo's syntax; first ':' splits)
-//   docker-archive:FILE[:REF]     a `docker save` tarball
+//   docker-archive:FILE[:NAME:TAG] a `docker save` tarball (the name it is loaded under)
 //   local:NAME                    kiln's local image store (an OCI layout under the data dir)
 //   [docker://]REGISTRY/REPO[:TAG][@DIGEST]   a registry
 // Add new transports here (parse, read, write), not in commands.
@@ -93,13 +96,29 @@ export interface ImageIO {
   readonly progress?: ProgressSink;
 }
 
-/** registryClient builds the registry client the CLI uses: docker config credentials, insecure hosts. */
+/**
+ * registryClient builds the registry client the CLI uses: docker config credentials, insecure
+ * hosts from --insecure-registry and the kiln config file.
+ */
 export function registryClient(settings: Settings, log: Logger): RegistryClient {
   return new RegistryClient({
     keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
-    insecure: settings.insecureRegistries,
+    insecure: [...settings.insecureRegistries, ...configuredInsecure(settings.configFile)],
     debug: (m) => log.debug(m),
   });
+}
+
+// The config file is a few lines of TOML read once per command; reading it synchronously keeps
+// registryClient usable where a client is built synchronously.
+function configuredInsecure(file: string): readonly string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new KilnError(`${file}: cannot read kiln config (${(e as NodeJS.ErrnoException).code})`);
+  }
+  return parseConfig(text, file).insecureRegistries;
 }
 
 /** imageIO builds the collaborators for image commands from the CLI settings. */
@@ -139,7 +158,9 @@ export async function readImage(loc: ImageLocation, io: ImageIO): Promise<Image>
         ...(io.progress ? { progress: io.progress } : {}),
       });
     case 'docker-archive':
-      return readDockerArchive(loc);
+      return readDockerArchive(loc.file, loc.tag ? { tag: loc.tag } : {}).catch((e: unknown) => {
+        throw e instanceof KilnError ? e : new KilnError((e as Error).message, ExitCode.Failed, { cause: e });
+      });
   }
 }
 
@@ -184,7 +205,8 @@ export async function writeImageTo(
       return (await pushImage(io.client, loc.ref, image, io.progress ? { progress: io.progress } : {}))
         .digest;
     case 'docker-archive':
-      return writeDockerArchive(loc, image);
+      await writeDockerArchive(loc.file, { image, tags: loc.tag ? [loc.tag] : [] });
+      return image.digest();
   }
 }
 
@@ -202,15 +224,4 @@ async function layoutRef(layout: Layout, tag: string | undefined): Promise<strin
   const manifests = (await layout.index()).manifests;
   if (manifests.length === 1) return manifests[0]!.annotations?.[REF_NAME] ?? manifests[0]!.digest;
   return 'latest';
-}
-
-async function readDockerArchive(loc: Extract<ImageLocation, { kind: 'docker-archive' }>): Promise<Image> {
-  throw new KilnError(`reading ${describeLocation(loc)}: docker-archive sources are not supported yet`);
-}
-
-async function writeDockerArchive(
-  loc: Extract<ImageLocation, { kind: 'docker-archive' }>,
-  _image: Image,
-): Promise<Digest> {
-  throw new KilnError(`writing ${describeLocation(loc)}: docker-archive sinks are not supported yet`);
 }

@@ -169,6 +169,32 @@ describe('kiln image copy / inspect', () => {
     assert.equal(JSON.parse(i.stdout).digest, layoutDigest);
   });
 
+  test('docker-archive as a sink and a source; the config survives unchanged', async () => {
+    const tar = path.join(work, 'app.tar');
+    const w = await kiln(
+      ['image', 'copy', `oci:${work}/src:v1`, `docker-archive:${tar}:example/app:v1`],
+      home,
+    );
+    assert.equal(w.code, 0, w.stderr);
+    const src = JSON.parse((await kiln(['image', 'inspect', '--json', `oci:${work}/src:v1`], home)).stdout);
+    const r = await kiln(['image', 'inspect', '--json', `docker-archive:${tar}:example/app:v1`], home);
+    assert.equal(r.code, 0, r.stderr);
+    const arch = JSON.parse(r.stdout);
+    assert.deepEqual(
+      arch.layers.map((l: { diffID: string }) => l.diffID),
+      src.layers.map((l: { diffID: string }) => l.diffID),
+    );
+    assert.deepEqual(arch.config, src.config);
+    const p = await kiln(['image', 'copy', `docker-archive:${tar}`, `${reg.host}/arch/app:v1`], home);
+    assert.equal(p.code, 0, p.stderr);
+    const { stdout } = await execFileP('skopeo', [
+      'inspect',
+      '--tls-verify=false',
+      `docker://${reg.host}/arch/app:v1`,
+    ]);
+    assert.equal(JSON.parse(stdout).Digest, p.stdout.trim());
+  });
+
   test('inspect prints digest, platform, layers and the config summary', async () => {
     const j = await kiln(['image', 'inspect', '--json', `oci:${work}/src:v1`], home);
     assert.equal(j.code, 0, j.stderr);
