@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { redact } from '../registry/redact.ts';
+import * as builderCommand from './commands/builder.ts';
 import * as configCommand from './commands/config.ts';
 import * as imageCommand from './commands/image.ts';
 import { type CliIO, createContext, type MutableContext } from './context.ts';
@@ -11,6 +12,7 @@ import type { GlobalFlags } from './settings.ts';
 /** Each command module exports `register(program, ctx)`; add new ones to this list. */
 const COMMANDS: ReadonlyArray<{ register(program: Command, ctx: MutableContext): void }> = [
   imageCommand,
+  builderCommand,
   configCommand,
 ];
 

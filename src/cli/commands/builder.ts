@@ -1,0 +1,144 @@
+import type { Command } from 'commander';
+import { readBuilderConfig } from '../../builder/builder-config.ts';
+import { type BuilderInfo, createBuilder, readBuilder } from '../../builder/builder-image.ts';
+import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import type { Image } from '../../oci/image.ts';
+import { ImageStore } from '../../store/store.ts';
+import type { CliContext } from '../context.ts';
+import {
+  describeLocation,
+  type ImageIO,
+  type ImageLocation,
+  imageIO,
+  parseImageLocation,
+  readImage,
+  writeImageTo,
+} from '../image-ref.ts';
+
+const KILN_VERSION = '0.1.0';
+
+/**
+ * resolveImage opens an image named in a config or on the command line: an explicit transport
+ * (oci:, local:, docker-archive:, docker://) is used as given; a bare name is looked up in the
+ * local store first (where `kiln stack create` puts the stack images), then in its registry.
+ */
+async function resolveImage(ref: string, io: ImageIO): Promise<{ image: Image; where: string }> {
+  const loc = parseImageLocation(ref);
+  if (loc.kind === 'registry' && !ref.startsWith('docker://')) {
+    const store = await ImageStore.open(io.storeDir);
+    const found = await store.find(ref).catch(() => undefined);
+    if (found) return { image: found, where: describeLocation({ kind: 'local', name: ref }) };
+  }
+  return { image: await readImage(loc, io), where: describeLocation(loc) };
+}
+
+/** register adds `kiln builder create` and `kiln builder inspect`. */
+export function register(program: Command, ctx: CliContext): void {
+  const builder = program.command('builder').description('create and inspect builder images');
+
+  builder
+    .command('create')
+    .description('create a builder image from a builder.toml (build image + buildpacks + order)')
+    .argument('[name]', 'save the builder in the local store under this name')
+    .requiredOption('-c, --config <file>', 'builder configuration (pack builder.toml format)')
+    .option('--publish <ref>', 'push the builder to this registry reference')
+    .option('--output <location>', 'write the builder to oci:DIR[:TAG] (or another image location)')
+    .action(async (name: string | undefined, opts: { config: string; publish?: string; output?: string }) => {
+      const dests: ImageLocation[] = [];
+      if (name) dests.push({ kind: 'local', name });
+      if (opts.publish) dests.push(parseImageLocation(opts.publish));
+      if (opts.output) dests.push(parseImageLocation(opts.output));
+      if (dests.length === 0) {
+        throw new KilnError(
+          'builder create: name a destination: NAME (local store), --publish REF or --output oci:DIR',
+          ExitCode.InvalidArgs,
+        );
+      }
+      const log = ctx.log;
+      const config = await readBuilderConfig(opts.config);
+      if (!config.buildImage)
+        throw new KilnError(
+          `${opts.config}: build image missing: expected [build] image`,
+          ExitCode.InvalidArgs,
+        );
+      const progress = log.progress();
+      const io = imageIO(ctx.settings, log, { progress });
+      try {
+        const { image: buildImage, where } = await resolveImage(config.buildImage, io);
+        log.info(`Creating builder from ${opts.config} on build image ${where}`);
+        // New layers are written to the local store first; it doubles as the staging area for pushes.
+        const store = await ImageStore.open(io.storeDir);
+        const epoch = ctx.settings.sourceDateEpoch;
+        const created = await createBuilder(config, {
+          buildImage,
+          store: store.blobs,
+          kilnVersion: KILN_VERSION,
+          ...(epoch === undefined ? {} : { epoch }),
+        });
+        for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
+        for (const dest of dests) {
+          const digest = await writeImageTo(dest, created.image, io);
+          log.info(`Wrote builder ${describeLocation(dest)}@${digest}`);
+          ctx.stdout.write(`${digest}\n`);
+        }
+      } finally {
+        progress.end();
+      }
+    });
+
+  builder
+    .command('inspect')
+    .description('show a builder: run images, buildpacks, detection order, lifecycle APIs')
+    .argument(
+      '[ref]',
+      'builder image (local store name, registry reference, oci:DIR[:TAG])',
+      DEFAULT_BUILDER_NAME,
+    )
+    .option('-o, --output <format>', 'human or json', 'human')
+    .action(async (ref: string, opts: { output: string }) => {
+      if (opts.output !== 'human' && opts.output !== 'json') {
+        throw new KilnError(
+          `invalid --output "${opts.output}": expected human or json`,
+          ExitCode.InvalidArgs,
+        );
+      }
+      const io = imageIO(ctx.settings, ctx.log);
+      const { image, where } = await resolveImage(ref, io);
+      const info = await readBuilder(image, where);
+      const digest = await image.digest();
+      ctx.stdout.write(
+        opts.output === 'json'
+          ? `${JSON.stringify({ reference: where, digest, ...info }, null, 2)}\n`
+          : humanBuilder(where, digest, info),
+      );
+    });
+}
+
+/** humanBuilder renders `kiln builder inspect` for people (pack's section layout). */
+export function humanBuilder(where: string, digest: string, info: BuilderInfo): string {
+  const lines = [
+    `Builder: ${where}`,
+    `Digest: ${digest}`,
+    `Description: ${info.description || '(none)'}`,
+    `Created By: ${info.createdBy.name} ${info.createdBy.version}`,
+    `Stack: ${info.stackId ?? '(none)'}`,
+    `Lifecycle: version ${info.lifecycle.version || '(unknown)'}; Buildpack APIs ${info.lifecycle.buildpackApis.join(', ')}; Platform APIs ${info.lifecycle.platformApis.join(', ')}`,
+    '',
+    'Run Images:',
+    ...info.runImages.flatMap((r) => [`  ${r.image}`, ...r.mirrors.map((m) => `  ${m} (mirror)`)]),
+    '',
+    'Buildpacks:',
+  ];
+  const width = Math.max(2, ...info.buildpacks.map((b) => b.id.length));
+  lines.push(`  ${'ID'.padEnd(width)}  VERSION  NAME`);
+  for (const b of info.buildpacks)
+    lines.push(`  ${b.id.padEnd(width)}  ${b.version.padEnd(7)}  ${b.name ?? ''}`.trimEnd());
+  lines.push('', 'Detection Order:');
+  info.order.forEach((g, i) => {
+    lines.push(`  Group #${i + 1}:`);
+    for (const e of g.group)
+      lines.push(`    ${e.id}${e.version ? `@${e.version}` : ''}${e.optional ? '    (optional)' : ''}`);
+  });
+  return `${lines.join('\n')}\n`;
+}
