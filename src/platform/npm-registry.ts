@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stripCredentials } from './project-metadata.ts';
@@ -124,4 +125,26 @@ async function readText(file: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * hostNpmConfigGet returns an `npmConfigGet` for resolveNpmRegistry that runs
+ * `npm config get registry` on the host, outside any project (cwd `/`), with a time limit;
+ * undefined when npm is missing or fails. `env` is kiln's environment (npm reads its
+ * `npm_config_*` and HOME from it).
+ */
+export function hostNpmConfigGet(
+  env: Readonly<Record<string, string | undefined>>,
+  npm = 'npm',
+  timeoutMs = 10_000,
+): () => Promise<string | undefined> {
+  return () =>
+    new Promise((resolve) => {
+      execFile(
+        npm,
+        ['config', 'get', 'registry'],
+        { cwd: '/', env: env as NodeJS.ProcessEnv, timeout: timeoutMs, encoding: 'utf8' },
+        (err, stdout) => resolve(err ? undefined : stdout.trim() || undefined),
+      );
+    });
 }

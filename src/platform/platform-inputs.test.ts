@@ -9,7 +9,7 @@ import { Logger } from '../cli/logger.ts';
 import { addSecret } from '../registry/redact.ts';
 import { parseBindingFlag, readBindingDir } from './bindings.ts';
 import { caSbom, parsePemCertificates, readCaCertFile, writeCaLaunchLayer } from './ca-certs.ts';
-import { registryFromNpmrc, resolveNpmRegistry } from './npm-registry.ts';
+import { hostNpmConfigGet, registryFromNpmrc, resolveNpmRegistry } from './npm-registry.ts';
 import { hostCaBundlePath, preparePlatformInputs } from './platform-inputs.ts';
 import { proxyEnv, proxySecrets } from './proxy.ts';
 import { Redactor } from './redactor.ts';
@@ -196,6 +196,15 @@ describe('npm registry', () => {
       npmConfigGet: host,
     });
     assert.deepEqual([r2.source, r2.env], ['project', {}]);
+  });
+
+  test('hostNpmConfigGet() asks the real npm, with the environment it is given', async () => {
+    const home = path.join(dir, 'npm-home');
+    await mkdir(home, { recursive: true });
+    await writeFile(path.join(home, '.npmrc'), 'registry=https://from-user-npmrc.example.com/\n');
+    const get = hostNpmConfigGet({ PATH: process.env.PATH, HOME: home });
+    assert.equal(await get(), 'https://from-user-npmrc.example.com/');
+    assert.equal(await hostNpmConfigGet({ PATH: '/nonexistent' })(), undefined);
   });
 
   test('without npm, ~/.npmrc is parsed and its auth token never crosses over', async () => {
