@@ -6,6 +6,8 @@ import { redact } from '../registry/redact.ts';
 import * as builderCommand from './commands/builder.ts';
 import * as configCommand from './commands/config.ts';
 import * as imageCommand from './commands/image.ts';
+import * as runCommand from './commands/run.ts';
+import { ProcessExit } from './commands/run.ts';
 import { type CliIO, createContext, type MutableContext } from './context.ts';
 import type { GlobalFlags } from './settings.ts';
 
@@ -14,6 +16,7 @@ const COMMANDS: ReadonlyArray<{ register(program: Command, ctx: MutableContext):
   imageCommand,
   builderCommand,
   configCommand,
+  runCommand,
 ];
 
 /** buildProgram creates the commander program with global flags and every command registered. */
@@ -59,6 +62,7 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
 }
 
 function reportError(e: unknown, ctx: MutableContext, argv: readonly string[], io: CliIO): number {
+  if (e instanceof ProcessExit) return e.exitCode; // `kiln run`: the app's own exit code, no ERROR line
   if (e instanceof CommanderError) {
     if (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
     io.stderr.write(`ERROR: ${redact(e.message.replace(/^error: /, ''))} (see kiln --help)\n`);

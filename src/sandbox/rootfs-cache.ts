@@ -11,7 +11,7 @@
  * the image is unpacked once.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -166,4 +166,27 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * sandboxCacheDir picks where the rootfs cache lives: `<cacheDir>/rootfs`, unless kiln runs as
+ * root and that path is not searchable by other users (e.g. under /root, mode 0700) — bwrap is
+ * started as the sandbox uid and must reach the rootfs — then `/var/cache/kiln/rootfs`.
+ */
+export async function sandboxCacheDir(cacheDir: string, hostUid: number): Promise<string> {
+  const preferred = path.join(cacheDir, 'rootfs');
+  if (hostUid !== 0 || (await searchableByOthers(preferred))) return preferred;
+  return '/var/cache/kiln/rootfs';
+}
+
+/** True when every existing ancestor of `dir` (and `dir`) is searchable by any user (o+x). */
+export async function searchableByOthers(dir: string): Promise<boolean> {
+  let cur = path.resolve(dir);
+  for (;;) {
+    const st = await stat(cur).catch(() => undefined);
+    if (st && (st.mode & 0o001) === 0) return false;
+    const parent = path.dirname(cur);
+    if (parent === cur) return true;
+    cur = parent;
+  }
 }

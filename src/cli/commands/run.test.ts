@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { encodeLaunchConfig, loadLauncher } from '../../launcher/index.ts';
+import { type TarEntry, tarStream } from '../../layers/tar-writer.ts';
+import { Layout } from '../../layout/layout.ts';
+import { MediaType } from '../../oci/media-types.ts';
+import { bytesLayer, imageFrom } from '../../oci/memory.ts';
+import { resolveUser } from './run.ts';
+
+const execFileP = promisify(execFile);
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const kiln = path.join(root, 'bin/kiln');
+
+// The app: a static program that reports what it sees and, with `wait`, waits for a signal.
+const APP_C = `#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static volatile sig_atomic_t got = 0;
+static void on(int s) { got = s; }
+int main(int argc, char **argv) {
+  char cwd[256];
+  const char *port = getenv("PORT"), *g = getenv("GREETING");
+  printf("uid=%d gid=%d\\n", (int)getuid(), (int)getgid());
+  printf("port=%s greeting=%s\\n", port ? port : "", g ? g : "");
+  for (int i = 1; i < argc; i++) printf("arg=%s\\n", argv[i]);
+  printf("cwd=%s\\n", getcwd(cwd, sizeof cwd) ? cwd : "?");
+  printf("rootfs-writable=%s\\n", fopen("/etc/probe", "w") ? "yes" : "no");
+  printf("tmp-writable=%s\\n", fopen("/tmp/probe", "w") ? "yes" : "no");
+  fflush(stdout);
+  if (argc > 1 && strcmp(argv[1], "wait") == 0) {
+    signal(SIGINT, on);
+    signal(SIGTERM, on);
+    printf("ready\\n");
+    fflush(stdout);
+    while (!got) pause();
+    printf("got signal %d\\n", (int)got);
+    return 0;
+  }
+  if (argc > 2 && strcmp(argv[1], "exit") == 0) return atoi(argv[2]);
+  return 0;
+}
+`;
+
+const dir0 = (p: string): TarEntry => ({ path: p, type: 'dir', mode: 0o755, uid: 0, gid: 0 });
+function file(p: string, data: Buffer | string, mode = 0o644): TarEntry {
+  const b = Buffer.from(data);
+  return { path: p, type: 'file', mode, uid: 0, gid: 0, size: b.length, open: () => Readable.from([b]) };
+}
+
+describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (sandbox as uid 1000)' }, () => {
+  let dir: string;
+  let home: string;
+  let ref: string;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'kiln-run-'));
+    await chmod(dir, 0o755);
+    home = path.join(dir, 'home');
+    await execFileP('bash', [path.join(root, 'scripts/build.d/launcher.sh')]);
+    const launcher = await loadLauncher();
+    await writeFile(path.join(dir, 'app.c'), APP_C);
+    await execFileP('musl-gcc', ['-static', '-Os', '-o', path.join(dir, 'app'), path.join(dir, 'app.c')]);
+
+    const launch = encodeLaunchConfig({
+      buildpacks: [{ id: 'test/bp', api: '0.12' }],
+      defaultProcessType: 'web',
+      processes: [
+        { type: 'web', command: ['/app/app'], args: ['web-default'], buildpackId: 'test/bp' },
+        { type: 'worker', command: ['/app/app', 'worker'], args: ['w1'], buildpackId: 'test/bp' },
+      ],
+    });
+    const entries: TarEntry[] = [
+      dir0('app'),
+      file('app/app', await readFile(path.join(dir, 'app')), 0o755),
+      dir0('cnb'),
+      dir0('cnb/lifecycle'),
+      file('cnb/lifecycle/launcher', await readFile(launcher.path), 0o755),
+      dir0('cnb/process'),
+      {
+        path: 'cnb/process/web',
+        type: 'symlink',
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        linkname: '/cnb/lifecycle/launcher',
+      },
+      {
+        path: 'cnb/process/worker',
+        type: 'symlink',
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        linkname: '/cnb/lifecycle/launcher',
+      },
+      dir0('etc'),
+      file('etc/passwd', 'root:x:0:0:root:/root:/nonexistent\ncnb:x:1000:1000::/home/cnb:/nonexistent\n'),
+      file('etc/group', 'root:x:0:\ncnb:x:1000:\n'),
+      dir0('layers'),
+      dir0('layers/config'),
+      file('layers/config/kiln-launch', launch),
+      dir0('layers/test_bp'),
+      dir0('layers/test_bp/l'),
+      dir0('layers/test_bp/l/env.launch'),
+      file('layers/test_bp/l/env.launch/GREETING.default', 'hello-from-layer'),
+      { path: 'tmp', type: 'dir', mode: 0o1777, uid: 0, gid: 0 },
+      { path: 'workspace', type: 'dir', mode: 0o755, uid: 1000, gid: 1000 },
+    ];
+    const tar = await buffer(tarStream(entries));
+    const image = imageFrom({
+      config: {
+        architecture: 'amd64',
+        os: 'linux',
+        config: {
+          User: 'cnb',
+          Entrypoint: ['/cnb/process/web'],
+          Env: [
+            'CNB_LAYERS_DIR=/layers',
+            'CNB_APP_DIR=/workspace',
+            'PATH=/cnb/process:/cnb/lifecycle:/usr/bin',
+          ],
+          WorkingDir: '/workspace',
+        },
+      },
+      layers: [bytesLayer({ blob: tar, tar, mediaType: MediaType.OciLayer })],
+    });
+    const layout = await Layout.init(path.join(dir, 'layout'));
+    await layout.writeImage(image, 'app');
+    ref = `oci:${path.join(dir, 'layout')}:app`;
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  function kilnRun(
+    args: string[],
+    onLine?: (line: string, child: ReturnType<typeof spawn>) => void,
+  ): Promise<{ code: number | null; out: string; err: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(kiln, ['run', ...args], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', KILN_HOME: home, HOME: home, LEAKY: 'from-kiln' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (b: Buffer) => {
+        const s = b.toString();
+        out += s;
+        for (const l of s.split('\n')) if (l) onLine?.(l, child);
+      });
+      child.stderr.on('data', (b: Buffer) => {
+        err += b.toString();
+      });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, out, err }));
+    });
+  }
+
+  test('runs the default process as the image user on a read-only root with a writable /tmp', async () => {
+    const r = await kilnRun([ref, '-p', '8123', '-e', 'EXTRA=1']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^uid=1000 gid=1000$/m);
+    assert.match(r.out, /^port=8123 greeting=hello-from-layer$/m);
+    assert.match(r.out, /^arg=web-default$/m);
+    assert.match(r.out, /^cwd=\/workspace$/m);
+    assert.match(r.out, /^rootfs-writable=no$/m);
+    assert.match(r.out, /^tmp-writable=yes$/m);
+    assert.match(r.err, /http:\/\/127\.0\.0\.1:8123\//);
+  });
+
+  test('--process selects another type; args after -- replace the process args', async () => {
+    const r = await kilnRun([ref, '--process', 'worker', '--', 'extra']);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(
+      r.out.split('\n').filter((l) => l.startsWith('arg=')),
+      ['arg=worker', 'arg=extra'],
+    );
+    const bad = await kilnRun([ref, '--process', 'nope']);
+    assert.equal(bad.code, 3);
+    assert.match(bad.err, /process type "nope" not found in the image: it has web, worker/);
+  });
+
+  test('exits with the process exit code, without an error line', async () => {
+    const r = await kilnRun([ref, '--', 'exit', '7']);
+    assert.equal(r.code, 7);
+    assert.doesNotMatch(r.err, /ERROR/);
+  });
+
+  test('Ctrl-C (SIGINT to kiln) reaches the app, which stops cleanly', async () => {
+    const t0 = Date.now();
+    const r = await kilnRun([ref, '--', 'wait'], (line, child) => {
+      if (line === 'ready') child.kill('SIGINT');
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^got signal 2$/m);
+    assert.ok(Date.now() - t0 < 8000);
+  });
+
+  test('resolveUser() reads names and ids from the image', async () => {
+    const rootfs = path.join(dir, 'fakeroot');
+    await execFileP('mkdir', ['-p', path.join(rootfs, 'etc')]);
+    await writeFile(path.join(rootfs, 'etc/passwd'), 'cnb:x:1000:1001::/home/cnb:/bin/false\n');
+    await writeFile(path.join(rootfs, 'etc/group'), 'staff:x:50:\n');
+    assert.deepEqual(await resolveUser('cnb', rootfs), { uid: 1000, gid: 1001, home: '/home/cnb' });
+    assert.deepEqual(await resolveUser('1000:staff', rootfs), { uid: 1000, gid: 50, home: '/home/cnb' });
+    assert.deepEqual(await resolveUser('2000', rootfs), { uid: 2000, gid: 2000, home: '/' });
+    assert.deepEqual(await resolveUser('', rootfs), { uid: 0, gid: 0, home: '/' });
+    await assert.rejects(
+      resolveUser('ghost', rootfs),
+      /image user "ghost" is not in the image's \/etc\/passwd/,
+    );
+  });
+});

@@ -1,0 +1,265 @@
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { extract } from '../../layers/extract.ts';
+import type { Image } from '../../oci/image.ts';
+import type { ConfigFile } from '../../oci/schema.ts';
+import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
+import type { RunSpec } from '../../sandbox/executor.ts';
+import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
+import { ImageStore } from '../../store/store.ts';
+import type { CliContext } from '../context.ts';
+import {
+  describeLocation,
+  type ImageLocation,
+  imageIO,
+  parseImageLocation,
+  readImage,
+} from '../image-ref.ts';
+
+/**
+ * ProcessExit ends the CLI with the exit code of the process `kiln run` ran, without an error
+ * line (the process already said what it had to say).
+ */
+export class ProcessExit extends Error {
+  readonly exitCode: number;
+  constructor(exitCode: number) {
+    super(`process exited with ${exitCode}`);
+    this.name = 'ProcessExit';
+    this.exitCode = exitCode;
+  }
+}
+
+interface RunOptions {
+  process?: string;
+  port?: string;
+  env: string[];
+}
+
+/**
+ * register adds `kiln run IMAGE [--process TYPE] [-p PORT] [-e K=V] [-- ARGS]`: the image's
+ * entrypoint and cmd in the bubblewrap sandbox, as the image's user, on a read-only root with a
+ * tmpfs /tmp, sharing the host network (so the app's port is reachable as is).
+ */
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('run')
+    .description('run an image here in the sandbox (no container engine needed); Ctrl-C stops it')
+    .argument(
+      '<image>',
+      'image: a name in the local store, a registry reference, oci:DIR[:TAG], docker-archive:FILE',
+    )
+    .argument('[args...]', 'arguments for the process (after --); they replace the image Cmd')
+    .option('--process <type>', 'process type to run (/cnb/process/<type>) instead of the default')
+    .option('-p, --port <port>', 'port the app should listen on: sets PORT unless the image or -e sets it')
+    .option(
+      '-e, --env <K=V>',
+      'environment variable for the process (repeatable; K alone passes kiln’s own value)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .action(async (imageArg: string, args: string[], opts: RunOptions) => {
+      const log = ctx.log;
+      const settings = ctx.settings;
+      const io = await imageIO(settings, log, { progress: log.progress() });
+      const loc = await preferLocal(parseImageLocation(imageArg), io.storeDir);
+      log.info(`Resolving ${describeLocation(loc)}`);
+      const image = await readImage(loc, io);
+      const config = await image.configFile();
+      const hostUid = process.getuid?.() ?? 0;
+
+      const cache = new RootfsCache(await sandboxCacheDir(settings.cacheDir, hostUid));
+      const started = Date.now();
+      const rootfs = await unpackRootfs(cache, image, hostUid);
+      log.debug(`rootfs ${rootfs} ready in ${Date.now() - started} ms`);
+
+      const spec = await runSpecFor(config.config ?? {}, rootfs, {
+        args,
+        process: opts.process,
+        port: opts.port,
+        env: opts.env,
+        hostEnv: settings.env,
+      });
+      if (opts.port)
+        log.info(`The app shares this machine's network: http://127.0.0.1:${spec.env.PORT ?? opts.port}/`);
+      log.info(`Running ${spec.argv.join(' ')} as ${spec.uid}:${spec.gid}`);
+
+      // Ctrl-C / SIGTERM go to the app (it runs in its own session); a second one kills it.
+      const ac = new AbortController();
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals++;
+        if (signals === 1) ac.abort(sig);
+        else ac.abort('SIGKILL');
+      };
+      const forward = { SIGINT: () => onSignal('SIGINT'), SIGTERM: () => onSignal('SIGTERM') };
+      process.on('SIGINT', forward.SIGINT);
+      process.on('SIGTERM', forward.SIGTERM);
+      try {
+        const result = await new BubblewrapExecutor({ hostUid }).run({
+          ...spec,
+          signal: ac.signal,
+          graceMs: 10_000,
+        });
+        for (const note of result.notes) log.warn(note);
+        if (result.exitCode !== 0) throw new ProcessExit(result.exitCode);
+      } finally {
+        process.off('SIGINT', forward.SIGINT);
+        process.off('SIGTERM', forward.SIGTERM);
+      }
+    });
+}
+
+/** A bare name that the local store knows is the local image (what `kiln build NAME` wrote). */
+async function preferLocal(loc: ImageLocation, storeDir: string): Promise<ImageLocation> {
+  if (loc.kind !== 'registry') return loc;
+  try {
+    const store = await ImageStore.open(storeDir);
+    const name = describeLocation(loc);
+    if (await store.find(name)) return { kind: 'local', name };
+  } catch {
+    // No store yet: it is a registry image.
+  }
+  return loc;
+}
+
+/** Unpacks `image` once into the rootfs cache (whiteouts applied; owners kept when kiln is root). */
+export function unpackRootfs(cache: RootfsCache, image: Image, hostUid: number): Promise<string> {
+  return cache.ensureImage(image, async (tar, dest) => {
+    await extract(tar, dest, { whiteouts: true, owners: hostUid === 0, special: 'skip' });
+  });
+}
+
+/** Inputs of runSpecFor besides the image config. */
+export interface RunRequest {
+  readonly args: readonly string[];
+  readonly process?: string | undefined;
+  readonly port?: string | undefined;
+  readonly env: readonly string[];
+  /** kiln's own environment, only for `-e NAME` without a value. */
+  readonly hostEnv: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * runSpecFor turns an image config into the sandbox run: entrypoint (or /cnb/process/<type>)
+ * + cmd (replaced by user args), env from the config then -e then PORT, the config's user
+ * (names resolved in the image's /etc/passwd and /etc/group) and working directory.
+ */
+export async function runSpecFor(
+  cfg: NonNullable<ConfigFile['config']>,
+  rootfs: string,
+  req: RunRequest,
+): Promise<RunSpec> {
+  let entrypoint = [...(cfg.Entrypoint ?? [])];
+  let cmd = [...(cfg.Cmd ?? [])];
+  if (req.process !== undefined) {
+    if (!/^[A-Za-z0-9._-]+$/.test(req.process)) {
+      throw new KilnError(`invalid process type "${req.process}"`, ExitCode.InvalidArgs);
+    }
+    const link = path.join(rootfs, 'cnb/process', req.process);
+    if (!(await lstat(link).catch(() => undefined))) {
+      const types = await listProcessTypes(rootfs);
+      throw new KilnError(
+        `process type "${req.process}" not found in the image: it has ${types.length > 0 ? types.join(', ') : 'no /cnb/process entries'}`,
+        ExitCode.InvalidArgs,
+      );
+    }
+    entrypoint = [`/cnb/process/${req.process}`];
+    cmd = [];
+  }
+  if (req.args.length > 0) cmd = [...req.args];
+  const argv = [...entrypoint, ...cmd];
+  if (argv.length === 0) {
+    throw new KilnError(
+      'the image has no Entrypoint or Cmd: pass the command after --',
+      ExitCode.InvalidArgs,
+    );
+  }
+
+  const env: Record<string, string> = {};
+  for (const kv of cfg.Env ?? []) {
+    const i = kv.indexOf('=');
+    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  for (const e of req.env) {
+    const i = e.indexOf('=');
+    if (i === 0) throw new KilnError(`invalid -e "${e}": expected NAME=VALUE or NAME`, ExitCode.InvalidArgs);
+    if (i < 0) {
+      const v = req.hostEnv[e];
+      if (v !== undefined) env[e] = v;
+    } else env[e.slice(0, i)] = e.slice(i + 1);
+  }
+  if (req.port !== undefined) {
+    if (!/^\d{1,5}$/.test(req.port) || Number(req.port) > 65535 || Number(req.port) === 0) {
+      throw new KilnError(`invalid port "${req.port}": expected 1-65535`, ExitCode.InvalidArgs);
+    }
+    env.PORT ??= req.port;
+  }
+  env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+  const user = await resolveUser(cfg.User ?? '', rootfs);
+  env.HOME ??= user.home;
+  return {
+    argv,
+    env,
+    cwd: cfg.WorkingDir || '/',
+    uid: user.uid,
+    gid: user.gid,
+    rootfs,
+    mounts: [],
+    network: 'host',
+    tmpfs: ['/tmp'],
+    stdin: 'inherit',
+    stdout: 'inherit',
+    stderr: 'inherit',
+    // The image's own user, even root: uid 0 inside maps to an unprivileged uid outside.
+    allowRoot: true,
+  };
+}
+
+async function listProcessTypes(rootfs: string): Promise<string[]> {
+  return (await readdir(path.join(rootfs, 'cnb/process')).catch(() => [] as string[])).sort();
+}
+
+/** Resolves an image `User` (`name`, `uid`, `name:group`, `uid:gid`) against the image's files. */
+export async function resolveUser(
+  user: string,
+  rootfs: string,
+): Promise<{ uid: number; gid: number; home: string }> {
+  const passwd = await readColonFile(path.join(rootfs, 'etc/passwd'));
+  const group = await readColonFile(path.join(rootfs, 'etc/group'));
+  const [u = '', g] = user.split(':');
+  let uid: number;
+  let gid: number | undefined;
+  let home = '/';
+  if (u === '') uid = 0;
+  else if (/^\d+$/.test(u)) uid = Number(u);
+  else {
+    const row = passwd.find((r) => r[0] === u);
+    if (!row) throw new KilnError(`image user "${u}" is not in the image's /etc/passwd`, ExitCode.Failed);
+    uid = Number(row[2]);
+  }
+  const prow = passwd.find((r) => Number(r[2]) === uid);
+  if (prow) {
+    gid = Number(prow[3]);
+    home = prow[5] || '/';
+  }
+  if (g !== undefined && g !== '') {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const row = group.find((r) => r[0] === g);
+      if (!row) throw new KilnError(`image group "${g}" is not in the image's /etc/group`, ExitCode.Failed);
+      gid = Number(row[2]);
+    }
+  }
+  return { uid, gid: gid ?? uid, home };
+}
+
+async function readColonFile(file: string): Promise<string[][]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => l.split(':'));
+}
