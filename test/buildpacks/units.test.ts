@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { splitCommand } from '../../buildpacks/_shared/command.ts';
+import { proxyFor } from '../../buildpacks/_shared/http.ts';
+import { npmRegistry, parseNpmrc } from '../../buildpacks/_shared/npm-registry.ts';
+import { cycloneDx, integrityHex, npmPurl, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
+import {
+  defaultVersion,
+  newestForNode,
+  normalizeRange,
+  resolveVersion,
+} from '../../buildpacks/nodejs-engine/src/version.ts';
+import { installedPackages } from '../../buildpacks/npm-install/src/sbom.ts';
+import { parseProcfile, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
+
+let tmp: string;
+before(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'kiln-bp-units-'));
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('splitCommand()', () => {
+  test('splits plain commands into argv, honouring quotes and escapes', () => {
+    assert.deepEqual(splitCommand('node server.js'), ['node', 'server.js']);
+    assert.deepEqual(splitCommand('  ./hello-server  --port 8080 '), ['./hello-server', '--port', '8080']);
+    assert.deepEqual(splitCommand(`node -e 'console.log(1)'`), ['node', '-e', 'console.log(1)']);
+    assert.deepEqual(splitCommand('echo "a b" c\\ d'), ['echo', 'a b', 'c d']);
+    assert.deepEqual(splitCommand('node --title=web app.js'), ['node', '--title=web', 'app.js']);
+  });
+  test('returns undefined for shell syntax that needs a shell', () => {
+    for (const line of [
+      'node a.js && node b.js',
+      'node a.js | tee log',
+      'node a.js > out',
+      'node $MAIN',
+      'PORT=3000 node a.js',
+      'node "$HOME/a.js"',
+      'node *.js',
+      'cd x; node a.js',
+      'node `which x`',
+      "node 'unterminated",
+    ]) {
+      assert.equal(splitCommand(line), undefined, line);
+    }
+  });
+});
+
+describe('Procfile', () => {
+  test('parseProcfile() reads types and commands; web is the default', () => {
+    const entries = parseProcfile('# comment\nworker: node worker.js\n\nweb: node server.js\n');
+    assert.deepEqual(entries, [
+      { type: 'worker', line: 'node worker.js' },
+      { type: 'web', line: 'node server.js' },
+    ]);
+    const { processes, shellTypes } = toProcesses(entries);
+    assert.deepEqual(processes, [
+      { type: 'worker', command: ['node', 'worker.js'], default: false },
+      { type: 'web', command: ['node', 'server.js'], default: true },
+    ]);
+    assert.deepEqual(shellTypes, []);
+  });
+  test('the first process is the default without web; shell syntax runs through /bin/sh -c', () => {
+    const { processes, shellTypes } = toProcesses(parseProcfile('job: ./run.sh && echo done\n'));
+    assert.deepEqual(processes, [
+      { type: 'job', command: ['/bin/sh', '-c', './run.sh && echo done'], default: true },
+    ]);
+    assert.deepEqual(shellTypes, ['job']);
+  });
+  test('bad lines and duplicate types are errors naming the line', () => {
+    assert.throws(() => parseProcfile('web node x'), /cannot read line "web node x"/);
+    assert.throws(() => parseProcfile('web: a\nweb: b'), /"web" is declared twice/);
+  });
+});
+
+describe('Node.js versions', () => {
+  const versions = ['18.20.4', '20.19.0', '21.7.3', '22.1.0', '22.23.3', '24.21.0', '25.9.0', '26.0.0-rc.1'];
+  test('normalizeRange() reads nvm-style values', () => {
+    assert.equal(normalizeRange('v20.1.0\n'), '20.1.0');
+    assert.equal(normalizeRange('lts/*'), undefined);
+    assert.equal(normalizeRange('lts/iron'), '20');
+    assert.equal(normalizeRange('node'), '*');
+    assert.equal(normalizeRange('>=18 <23'), '>=18 <23');
+  });
+  test('resolveVersion() picks the newest stable match; default is the newest even major', () => {
+    assert.equal(resolveVersion(versions, { range: '22.x', source: 't' }), '22.23.3');
+    assert.equal(resolveVersion(versions, { range: '^20 || ^22.0.0', source: 't' }), '22.23.3');
+    assert.equal(resolveVersion(versions, { range: '*', source: 't' }), '25.9.0');
+    assert.equal(resolveVersion(versions, { range: undefined, source: 't' }), '24.21.0');
+    assert.equal(defaultVersion(versions), '24.21.0');
+    assert.equal(resolveVersion(versions, { range: '^99', source: 't' }), undefined);
+    assert.throws(
+      () => resolveVersion(versions, { range: 'not a range!', source: 'package.json engines.node' }),
+      /package.json engines.node: "not a range!" is not a valid semver range/,
+    );
+  });
+  test('newestForNode() respects engines.node of npm releases', () => {
+    const npm = [
+      { version: '10.9.2', engines: { node: '^18.17.0 || >=20.5.0' } },
+      { version: '11.6.0', engines: { node: '^20.17.0 || >=22.9.0' } },
+      { version: '12.0.0-pre.1', engines: { node: '>=22' } },
+    ];
+    assert.equal(newestForNode(npm, '18.20.4'), '10.9.2');
+    assert.equal(newestForNode(npm, '22.23.3'), '11.6.0');
+  });
+});
+
+describe('SBOM documents', () => {
+  const components = [
+    {
+      name: '@types/node',
+      version: '24.1.0',
+      purl: npmPurl('@types/node', '24.1.0'),
+      type: 'library' as const,
+      ecosystem: 'npm',
+      license: 'MIT',
+      sha512: 'ab',
+    },
+    {
+      name: 'x',
+      version: '1.0.0',
+      purl: npmPurl('x', '1.0.0'),
+      type: 'library' as const,
+      ecosystem: 'npm',
+      license: 'SEE LICENSE IN LICENSE',
+    },
+  ];
+  const tool = { name: 'kiln/test', version: '0.1.0' };
+  test('npmPurl() encodes scopes', () => {
+    assert.equal(npmPurl('@types/node', '1.0.0'), 'pkg:npm/%40types/node@1.0.0');
+    assert.equal(integrityHex('sha512-qw=='), 'ab');
+  });
+  test('CycloneDX 1.6, SPDX 2.3 and Syft documents list every component, deterministically', () => {
+    const cdx = cycloneDx(components, tool) as {
+      specVersion: string;
+      components: { purl: string; licenses?: unknown }[];
+    };
+    assert.equal(cdx.specVersion, '1.6');
+    assert.deepEqual(
+      cdx.components.map((c) => c.purl),
+      ['pkg:npm/%40types/node@24.1.0', 'pkg:npm/x@1.0.0'],
+    );
+    assert.equal(
+      cdx.components[1]!.licenses,
+      undefined,
+      'free-text licences are not passed off as SPDX expressions',
+    );
+    assert.deepEqual(cycloneDx([...components].reverse(), tool), cdx);
+    const doc = spdx(components, tool, {}, 'kiln/test') as {
+      spdxVersion: string;
+      creationInfo: { created: string };
+      packages: { licenseDeclared: string; externalRefs: { referenceLocator: string }[] }[];
+    };
+    assert.equal(doc.spdxVersion, 'SPDX-2.3');
+    assert.equal(doc.creationInfo.created, '1980-01-01T00:00:01Z');
+    assert.equal(doc.packages[0]!.externalRefs[0]!.referenceLocator, 'pkg:npm/%40types/node@24.1.0');
+    assert.equal(doc.packages[1]!.licenseDeclared, 'NOASSERTION');
+    assert.equal(
+      (spdx(components, tool, { SOURCE_DATE_EPOCH: '0' }, 'n') as { creationInfo: { created: string } })
+        .creationInfo.created,
+      '1970-01-01T00:00:00Z',
+    );
+    const s = syft(components, tool) as {
+      artifacts: { type: string; purl: string }[];
+      schema: { version: string };
+    };
+    assert.equal(s.artifacts.length, 2);
+    assert.equal(s.artifacts[0]!.type, 'npm');
+  });
+  test('installedPackages() lists the installed tree without dev dependencies', async () => {
+    const nm = path.join(tmp, 'nm', 'node_modules');
+    await mkdir(nm, { recursive: true });
+    await writeFile(
+      path.join(nm, '.package-lock.json'),
+      JSON.stringify({
+        packages: {
+          '': { name: 'app' },
+          'node_modules/express': { version: '4.21.2', license: 'MIT', integrity: 'sha512-qw==' },
+          'node_modules/express/node_modules/debug': { version: '2.6.9' },
+          'node_modules/is-number': { version: '7.0.0', dev: true },
+          'node_modules/alias': { name: 'real-name', version: '1.0.0' },
+          'packages/local': { version: '1.0.0' },
+        },
+      }),
+    );
+    const found = await installedPackages(nm, undefined);
+    assert.deepEqual(
+      found.map((c) => c.purl),
+      ['pkg:npm/express@4.21.2', 'pkg:npm/debug@2.6.9', 'pkg:npm/real-name@1.0.0'],
+    );
+    assert.equal(found[0]!.sha512, 'ab');
+  });
+});
+
+describe('npm registry configuration', () => {
+  test('npm_config_registry wins; a binding of type npmrc supplies the registry and its token', async () => {
+    const platform = path.join(tmp, 'platform');
+    const binding = path.join(platform, 'bindings', 'my-npmrc');
+    await mkdir(binding, { recursive: true });
+    await writeFile(path.join(binding, 'type'), 'npmrc\n');
+    await writeFile(
+      path.join(binding, '.npmrc'),
+      'registry=https://npm.example.test/repo\n//npm.example.test/repo/:_authToken=s3cret\n',
+    );
+    assert.deepEqual(await npmRegistry({}, platform), {
+      url: 'https://npm.example.test/repo/',
+      token: 's3cret',
+      npmrc: path.join(binding, '.npmrc'),
+    });
+    const env = await npmRegistry({ npm_config_registry: 'https://other.example.test' }, platform);
+    assert.equal(env?.url, 'https://other.example.test/');
+    assert.equal(env?.token, undefined, 'a token is only sent to the registry it was issued for');
+    assert.equal(await npmRegistry({}, path.join(tmp, 'nowhere')), undefined);
+    assert.equal(parseNpmrc('# c\n a = b \n').get('a'), 'b');
+  });
+  test('proxyFor() honours HTTPS_PROXY and NO_PROXY (either case)', () => {
+    const url = new URL('https://registry.example.test/x');
+    assert.equal(proxyFor(url, {})?.href, undefined);
+    assert.equal(proxyFor(url, { HTTPS_PROXY: 'http://proxy:3128' })?.host, 'proxy:3128');
+    assert.equal(proxyFor(url, { https_proxy: 'proxy:3128' })?.host, 'proxy:3128');
+    assert.equal(proxyFor(url, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: '.example.test' }), undefined);
+    assert.equal(proxyFor(url, { HTTPS_PROXY: 'http://proxy:3128', no_proxy: 'other.test,*' }), undefined);
+  });
+});
