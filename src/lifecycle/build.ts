@@ -227,6 +227,7 @@ async function buildOne(
     }
     layers.set(name, meta);
   }
+  await checkLaunchScripts(o, bp, bpLayers, layers);
   // 2. build layers feed later buildpacks: root dirs, then env/ and env.build/ (no suffix = override).
   for (const [name, meta] of layers) {
     if (!meta.types.build) continue;
@@ -329,4 +330,44 @@ async function sbomFiles(
 async function writeJson(path: string, value: unknown): Promise<void> {
   await mkdir(join(path, '..'), { recursive: true });
   await writeFile(path, JSON.stringify(value));
+}
+
+/**
+ * checkLaunchScripts checks what the launcher will run from launch layers: every `exec.d/*` and
+ * `exec.d/<process>/*` file must be executable (else the image would only fail at launch), and
+ * `profile.d` from Buildpack API 0.9+ gets a warning, since kiln launches processes directly and
+ * never sources it.
+ */
+async function checkLaunchScripts(
+  o: BuildOptions,
+  bp: BuildpackDescriptor,
+  bpLayers: string,
+  layers: ReadonlyMap<string, LayerMetadataFile>,
+): Promise<void> {
+  for (const [name, meta] of layers) {
+    if (!meta.types.launch) continue;
+    const dir = join(bpLayers, name);
+    for (const sub of ['exec.d', ...(await subdirs(join(dir, 'exec.d'))).map((d) => join('exec.d', d))]) {
+      for (const e of await readdir(join(dir, sub), { withFileTypes: true }).catch(() => [])) {
+        if (e.isDirectory()) continue;
+        const path = join(dir, sub, e.name);
+        if (!(await isExecutable(path))) {
+          throw new KilnError(
+            `buildpack ${bp.id}@${bp.version}: ${path} is not executable: exec.d programs are run by the launcher`,
+            ExitCode.BuildError,
+          );
+        }
+      }
+    }
+    if (bp.api.atLeast('0.9') && (await subdirs(dir)).includes('profile.d')) {
+      o.logger.warn(
+        `buildpack ${bp.id}@${bp.version}: ${join(dir, 'profile.d')} has no effect: processes are launched directly (use exec.d or env files)`,
+      );
+    }
+  }
+}
+
+async function subdirs(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isDirectory()).map((e) => e.name);
 }

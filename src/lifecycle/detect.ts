@@ -1,11 +1,13 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PLATFORM_API } from '../cnb/api.ts';
 import { type DetectPlan, type PlanSections, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
 import type { Order, OrderElement } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
+import { type SystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -29,6 +31,8 @@ export interface DetectOptions extends PhaseOptions {
   /** Where to write the results; default `<layers>/group.toml` and `<layers>/plan.toml`. */
   readonly groupPath?: string;
   readonly planPath?: string;
+  /** system.toml: buildpacks placed before and after every group (Platform API 0.15). */
+  readonly system?: SystemToml;
   /** How many bin/detect run at once (default 4). */
   readonly concurrency?: number;
 }
@@ -86,7 +90,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
   try {
     let resolved: { group: DoneElement[]; plan: PlanEntry[] };
     try {
-      resolved = await d.detectOrder(o.order, [], [], false);
+      resolved = await d.detectOrder(withSystemBuildpacks(o.order, o.system), [], [], false);
     } catch (err) {
       if (err === FAILED || err === BUILDPACK_ERROR) {
         const runs = await d.settledRuns();
@@ -184,7 +188,13 @@ class Detector {
         optional: el.optional ?? false,
       };
       const key = `${bp.id}@${bp.version}`;
-      if (bp.targets.length > 0 && !bp.targets.some((t) => targetMatches(o.target, t)) && !element.optional) {
+      const platformApi = o.platformApi ?? PLATFORM_API;
+      if (
+        platformApi.atLeast('0.12') &&
+        bp.targets.length > 0 &&
+        !bp.targets.some((t) => targetMatches(o.target, t)) &&
+        !element.optional
+      ) {
         done.push(element);
         if (!this.#runs.has(key)) {
           this.#runs.set(
@@ -202,7 +212,12 @@ class Detector {
       }
       // Platform 0.15: a buildpack whose exec-env excludes the current one is silently skipped.
       const execEnv = o.execEnv || 'production';
-      if (bp.execEnv.length > 0 && !bp.execEnv.includes('*') && !bp.execEnv.includes(execEnv)) {
+      if (
+        platformApi.atLeast('0.15') &&
+        bp.execEnv.length > 0 &&
+        !bp.execEnv.includes('*') &&
+        !bp.execEnv.includes(execEnv)
+      ) {
         o.logger.debug(`skip: ${key} does not support exec-env ${execEnv}`);
         continue;
       }

@@ -455,6 +455,20 @@ describe('build: outputs', () => {
       );
     }));
 
+  test('exec.d programs of launch layers must be executable; profile.d from API 0.9+ is warned about', () =>
+    withFixture(async (f) => {
+      const layer =
+        'mkdir -p "$1/l/exec.d/web" "$1/l/profile.d"; printf "[types]\\nlaunch = true\\n" > "$1/l.toml"';
+      await f.inline({
+        id: 'execd',
+        build: `${layer}; printf '#!/bin/sh\\n' > "$1/l/exec.d/web/setup"; chmod +x "$1/l/exec.d/web/setup"`,
+      });
+      await f.detectAndBuild(['execd']);
+      assert.ok(f.log.lines.some((l) => l.level === 'warn' && /profile.d has no effect/.test(l.msg)));
+      await f.inline({ id: 'noexec', build: `${layer}; printf 'X=1' > "$1/l/exec.d/plain"` });
+      await rejectsWith(f.detectAndBuild(['noexec']), 52, /exec.d\/plain is not executable/);
+    }));
+
   test('metadata.toml lists the whole group even when buildpacks contribute nothing', () =>
     withFixture(async (f) => {
       await f.inline({ id: 'quiet/one' });

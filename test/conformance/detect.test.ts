@@ -301,6 +301,25 @@ describe('detect: order resolution', () => {
       assert.equal(r.group[0]!.id, 'deb');
     }));
 
+  test('system.toml pre and post buildpacks surround every group, skipping ids already present', () =>
+    withFixture(async (f) => {
+      await f.inline({ id: 'sys/pre' });
+      await f.inline({ id: 'sys/post', detect: 'exit 100' });
+      await f.inline({ id: 'main' });
+      const system = {
+        system: {
+          pre: { buildpacks: [{ id: 'sys/pre', version: '0.0.1' }] },
+          post: { buildpacks: [{ id: 'sys/post', version: '0.0.1', optional: true }, { id: 'main' }] },
+        },
+      };
+      const { detect } = await import('../../src/lifecycle/detect.ts');
+      const r = await detect({ ...f.options(), order: [{ group: [{ id: 'main' }] }], system });
+      assert.deepEqual(
+        r.group.map((g) => g.id),
+        ['sys/pre', 'main'],
+      );
+    }));
+
   test('a buildpack whose exec-env excludes the current one is skipped (Platform 0.15)', () =>
     withFixture(async (f) => {
       await f.inline({ id: 'testonly', info: 'exec-env = ["test"]' });
