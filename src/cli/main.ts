@@ -3,9 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { redact } from '../registry/redact.ts';
+import * as buildCommand from './commands/build.ts';
 import * as builderCommand from './commands/builder.ts';
 import * as configCommand from './commands/config.ts';
 import * as imageCommand from './commands/image.ts';
+import * as inspectCommand from './commands/inspect.ts';
 import * as runCommand from './commands/run.ts';
 import { ProcessExit } from './commands/run.ts';
 import { type CliIO, createContext, type MutableContext } from './context.ts';
@@ -14,9 +16,11 @@ import type { GlobalFlags } from './settings.ts';
 /** Each command module exports `register(program, ctx)`; add new ones to this list. */
 const COMMANDS: ReadonlyArray<{ register(program: Command, ctx: MutableContext): void }> = [
   imageCommand,
+  buildCommand,
   builderCommand,
   configCommand,
   runCommand,
+  inspectCommand,
 ];
 
 /** buildProgram creates the commander program with global flags and every command registered. */

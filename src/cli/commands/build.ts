@@ -1,0 +1,358 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type Command, Option } from 'commander';
+import { writeDockerArchive } from '../../archive/docker-archive.ts';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { loadLauncher } from '../../launcher/index.ts';
+import { Layout } from '../../layout/layout.ts';
+import { runBuild } from '../../lifecycle/platform/orchestration.ts';
+import type { Digest } from '../../oci/digest.ts';
+import type { Image } from '../../oci/image.ts';
+import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import { readProjectDescriptor } from '../../platform/project-descriptor.ts';
+import { projectMetadata } from '../../platform/project-metadata.ts';
+import { RegistryError } from '../../registry/errors.ts';
+import { repositoryString } from '../../registry/reference.ts';
+import { remoteImage } from '../../registry/remote.ts';
+import { writeImage as pushImage } from '../../registry/write.ts';
+import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
+import type { Executor } from '../../sandbox/executor.ts';
+import { HostExecutor } from '../../sandbox/host.ts';
+import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
+import { ImageStore, storeNameOf } from '../../store/store.ts';
+import type { CliContext } from '../context.ts';
+import {
+  describeLocation,
+  type ImageIO,
+  type ImageLocation,
+  imageIO,
+  parseImageLocation,
+  readImage,
+} from '../image-ref.ts';
+
+/** Flags of `kiln build`, as commander parses them. */
+export interface BuildFlags {
+  path: string;
+  builder?: string;
+  buildpack: string[];
+  runImage?: string;
+  env: string[];
+  envFile: string[];
+  cacheDir?: string;
+  cacheImage?: string;
+  clearCache?: boolean;
+  publish?: boolean;
+  previousImage?: string;
+  tag: string[];
+  defaultProcess?: string;
+  network: 'none' | 'host';
+  sbomOutputDir?: string;
+  reportOutputDir?: string;
+  executor: 'bwrap' | 'host';
+  descriptor?: string;
+  compression: 'gzip' | 'zstd';
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/**
+ * parseEnvFlags turns `--env K=V` / `--env K` (value from kiln's environment, as pack does) and
+ * `--env-file` contents (one K=V per line, # comments) into a map; --env wins over files.
+ */
+export async function parseEnvFlags(
+  env: readonly string[],
+  envFiles: readonly string[],
+  kilnEnv: Readonly<Record<string, string | undefined>>,
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const put = (item: string, where: string) => {
+    const eq = item.indexOf('=');
+    const name = eq < 0 ? item : item.slice(0, eq);
+    if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(name))
+      throw new KilnError(`${where}: "${item}" is not NAME=VALUE`, ExitCode.InvalidArgs);
+    if (eq >= 0) out[name] = item.slice(eq + 1);
+    else if (kilnEnv[name] !== undefined) out[name] = kilnEnv[name]!;
+  };
+  for (const f of envFiles) {
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (e) {
+      throw new KilnError(`--env-file ${f}: ${(e as Error).message}`, ExitCode.InvalidArgs);
+    }
+    for (const line of text.split(/\r?\n/)) {
+      const l = line.trim();
+      if (l === '' || l.startsWith('#')) continue;
+      put(l, `--env-file ${f}`);
+    }
+  }
+  for (const e of env) put(e, '--env');
+  return out;
+}
+
+/** defaultCacheDir is the per-image volume cache under kiln's cache directory. */
+export function defaultCacheDir(cacheDir: string, image: string): string {
+  const name = image.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
+  const h = createHash('sha256').update(image).digest('hex').slice(0, 12);
+  return path.join(cacheDir, 'build-cache', `${name}-${h}`);
+}
+
+/** Where the app image goes: IMAGE itself names the transport; plain names go to the store or, with --publish, the registry. */
+export function destinationOf(image: string, publish: boolean): ImageLocation {
+  const loc = parseImageLocation(image);
+  if (loc.kind === 'registry' && !publish && !image.startsWith('docker://'))
+    return { kind: 'local', name: image };
+  return loc;
+}
+
+/**
+ * openNamed reads a run image or builder named by the user or a builder: an explicit transport is
+ * used as given; a bare name is looked up in the local store first (where `kiln stack create` and
+ * `kiln builder create` put images), then in its registry. Returns the image and a digest reference.
+ */
+async function openNamed(ref: string, io: ImageIO): Promise<{ image: Image; reference: string }> {
+  const loc = parseImageLocation(ref);
+  if (loc.kind === 'registry' && !ref.startsWith('docker://')) {
+    const store = await ImageStore.open(io.storeDir);
+    const found = await store.find(ref).catch(() => undefined);
+    if (found) return { image: found, reference: `${storeNameOf(ref)}@${await found.digest()}` };
+  }
+  const image = await readImage(loc, io);
+  const reference =
+    loc.kind === 'registry'
+      ? `${repositoryString(loc.ref)}@${await image.digest()}`
+      : `${describeLocation(loc)}@${await image.digest()}`;
+  return { image, reference };
+}
+
+/** findPrevious reads the image at `loc`, or undefined when it does not exist (a first build). */
+async function findPrevious(
+  loc: ImageLocation,
+  io: ImageIO,
+): Promise<{ image: Image; reference: string } | undefined> {
+  switch (loc.kind) {
+    case 'local': {
+      const store = await ImageStore.open(io.storeDir);
+      const img = await store.find(loc.name);
+      return img ? { image: img, reference: `${storeNameOf(loc.name)}@${await img.digest()}` } : undefined;
+    }
+    case 'registry':
+      try {
+        const img = await remoteImage(io.client, loc.ref);
+        return { image: img, reference: `${repositoryString(loc.ref)}@${await img.digest()}` };
+      } catch (e) {
+        if (e instanceof RegistryError && (e.status === 404 || e.status === 401 || e.status === 403))
+          return undefined;
+        throw e;
+      }
+    case 'oci': {
+      const layout = await Layout.open(loc.dir).catch(() => undefined);
+      if (!layout) return undefined;
+      const img = await layout.image(loc.tag ?? 'latest').catch(() => undefined);
+      return img ? { image: img, reference: `oci:${loc.dir}@${await img.digest()}` } : undefined;
+    }
+    case 'docker-archive':
+      // An archive is rewritten whole; its previous content is not read for reuse.
+      return undefined;
+  }
+}
+
+async function writeTo(
+  loc: ImageLocation,
+  tags: readonly ImageLocation[],
+  image: Image,
+  io: ImageIO,
+): Promise<{ digest: Digest; names: string[] }> {
+  const names: string[] = [];
+  let digest: Digest | undefined;
+  for (const l of [loc, ...tags]) {
+    switch (l.kind) {
+      case 'local': {
+        const store = await ImageStore.open(io.storeDir);
+        digest = (await store.write(image, [l.name])).digest as Digest;
+        names.push(storeNameOf(l.name));
+        break;
+      }
+      case 'registry': {
+        const r = await pushImage(io.client, l.ref, image, io.progress ? { progress: io.progress } : {});
+        digest = r.digest;
+        names.push(describeLocation(l));
+        break;
+      }
+      case 'oci': {
+        const layout = await Layout.init(l.dir);
+        digest = (await layout.writeImage(image, l.tag ?? 'latest')).digest as Digest;
+        names.push(describeLocation(l));
+        break;
+      }
+      case 'docker-archive': {
+        await writeDockerArchive(l.file, { image, tags: l.tag ? [l.tag] : [] });
+        digest = await image.digest();
+        names.push(describeLocation(l));
+        break;
+      }
+    }
+  }
+  return { digest: digest!, names };
+}
+
+/** register adds `kiln build`. */
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('build')
+    .description('build an app image from source with Cloud Native Buildpacks')
+    .argument(
+      '<image>',
+      'image name (local store; with --publish a registry), oci:DIR[:TAG] or docker-archive:FILE',
+    )
+    .option('-p, --path <dir>', 'app directory', '.')
+    .option(
+      '-B, --builder <image>',
+      'builder image (default: kiln config default-builder, else the embedded bookworm builder)',
+    )
+    .option(
+      '-b, --buildpack <id[@version]>',
+      'buildpack to run instead of the builder order (repeatable)',
+      collect,
+      [],
+    )
+    .option('-r, --run-image <image>', "run image (default: the builder's)")
+    .option('-e, --env <NAME=VALUE>', 'build-time environment variable (repeatable)', collect, [])
+    .option('--env-file <file>', 'file of NAME=VALUE lines (repeatable)', collect, [])
+    .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
+    .option('--cache-image <ref>', 'layer cache image in a registry (not supported yet: use --cache-dir)')
+    .option('--clear-cache', 'ignore the cache for this build (it is replaced afterwards)')
+    .option('--publish', 'push the image to its registry instead of the local store')
+    .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
+    .option('-t, --tag <image>', 'additional name for the image (repeatable)', collect, [])
+    .option('-D, --default-process <type>', 'process type the image runs by default')
+    .addOption(
+      new Option('--network <mode>', 'network of buildpacks').choices(['none', 'host']).default('host'),
+    )
+    .option('--sbom-output-dir <dir>', "copy the build's SBOM files here")
+    .option('--report-output-dir <dir>', 'write report.toml here')
+    .addOption(
+      new Option('--executor <name>', 'sandbox for buildpacks').choices(['bwrap', 'host']).default('bwrap'),
+    )
+    .option('-d, --descriptor <file>', 'project descriptor (default: <path>/project.toml)')
+    .addOption(new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'))
+    .action(async (imageArg: string, flags: BuildFlags) => {
+      const { settings, log } = ctx;
+      if (flags.cacheImage)
+        throw new KilnError('--cache-image is not supported yet: use --cache-dir', ExitCode.InvalidArgs);
+      const progress = log.progress();
+      const io = imageIO(settings, log, { progress });
+      const started = performance.now();
+      try {
+        const dest = destinationOf(imageArg, Boolean(flags.publish));
+        const tags = flags.tag.map((t) => destinationOf(t, Boolean(flags.publish)));
+        const appDir = path.resolve(flags.path);
+        const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
+        for (const w of descriptor.warnings) log.warn(w);
+        const userEnv = await parseEnvFlags(flags.env, flags.envFile, settings.env);
+        const env = { ...descriptor.env, ...userEnv };
+
+        const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
+        const builder = builderRef
+          ? { ...(await openNamed(builderRef, io)), name: builderRef }
+          : await embeddedBuilder(settings, log, io);
+
+        const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
+        const hostUid = process.getuid?.() ?? 0;
+        const executor: Executor =
+          flags.executor === 'host' ? new HostExecutor({ hostUid }) : new BubblewrapExecutor({ hostUid });
+        const previousLoc = flags.previousImage
+          ? destinationOf(flags.previousImage, Boolean(flags.publish))
+          : dest;
+        const runCache = new Map<string, Promise<{ image: Image; reference: string }>>();
+        const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
+        log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
+        const outcome = await runBuild({
+          imageName: name,
+          appDir,
+          filter: descriptor.filter,
+          builder: { image: builder.image, name: builder.name },
+          ...(flags.buildpack.length ? { buildpacks: flags.buildpack } : {}),
+          ...(flags.runImage ? { runImage: flags.runImage } : {}),
+          env,
+          cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
+          clearCache: Boolean(flags.clearCache),
+          ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+          network: flags.network,
+          ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
+          ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
+          project: await projectMetadata(descriptor, appDir),
+          executor,
+          rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
+          launcher: await loadLauncher(),
+          store,
+          images: {
+            findImage: () => findPrevious(previousLoc, io),
+            runImage: (n) => {
+              let p = runCache.get(n);
+              if (!p) {
+                p = openNamed(n, io);
+                runCache.set(n, p);
+              }
+              return p;
+            },
+            writeImage: (image) => writeTo(dest, tags, image, io),
+          },
+          epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+          compression: flags.compression,
+          tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
+          log,
+        });
+        progress.end();
+        log.info(
+          `Successfully built image ${outcome.names[0]} in ${((performance.now() - started) / 1000).toFixed(2)} s`,
+        );
+        ctx.stdout.write(`${outcome.digest}\n`);
+      } finally {
+        progress.end();
+      }
+    });
+}
+
+async function configuredBuilder(settings: CliContext['settings']): Promise<string | undefined> {
+  try {
+    const { configFilePath, loadConfig } = await import('../../config/config-file.ts');
+    return (await loadConfig(configFilePath(settings.env, settings.configDir))).defaultBuilder;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The embedded default builder: made locally from builders/bookworm on first use (needs the stack). */
+async function embeddedBuilder(
+  settings: CliContext['settings'],
+  log: CliContext['log'],
+  io: ImageIO,
+): Promise<{ image: Image; reference: string; name: string }> {
+  const { ensureDefaultBuilder } = await import('../../builder/default-builder.ts');
+  const { readBuilderConfig } = await import('../../builder/builder-config.ts');
+  const { DEFAULT_BUILDER_CONFIG } = await import('../../builder/default-builder.ts');
+  const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
+  const cfg = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
+  const buildName = cfg.buildImage;
+  const b = await ensureDefaultBuilder({
+    store,
+    kilnVersion: '0.1.0',
+    ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
+    log: (m) => log.info(m),
+    buildImage: async () => {
+      if (!buildName) throw new KilnError(`${DEFAULT_BUILDER_CONFIG}: no [build] image`);
+      try {
+        return (await openNamed(buildName, io)).image;
+      } catch {
+        throw new KilnError(
+          `the default builder needs the stack's build image ${buildName}: run \`kiln stack create\` first (or pass --builder)`,
+          ExitCode.InvalidArgs,
+        );
+      }
+    },
+  });
+  return { image: b.image, reference: `${storeNameOf(b.name)}@${await b.image.digest()}`, name: b.name };
+}

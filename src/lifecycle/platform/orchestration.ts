@@ -1,0 +1,416 @@
+import { chmod, chown, cp, lchown, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Order } from '../../cnb/buildpack-toml.ts';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import type { GroupElement } from '../../cnb/group-toml.ts';
+import type { ProjectMetadata } from '../../cnb/lifecycle-metadata.ts';
+import { readOrderToml } from '../../cnb/order-toml.ts';
+import { writeReportToml } from '../../cnb/report-toml.ts';
+import { readRunToml } from '../../cnb/run-toml.ts';
+import type { LauncherInfo } from '../../launcher/index.ts';
+import { extract } from '../../layers/extract.ts';
+import { type Digest, sha256 } from '../../oci/digest.ts';
+import type { Image } from '../../oci/image.ts';
+import { copyAppSource } from '../../platform/app-source.ts';
+import { writePlatformDir } from '../../platform/platform-dir.ts';
+import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts';
+import type { Executor, Mount } from '../../sandbox/executor.ts';
+import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
+import type { ImageStore } from '../../store/store.ts';
+import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from '../analyze.ts';
+import { build } from '../build.ts';
+import { BuildpackStore } from '../buildpack-store.ts';
+import { type CacheSnapshot, VolumeCache } from '../cache.ts';
+import { saveCache } from '../cache-save.ts';
+import { detect } from '../detect.ts';
+import { exportImage } from '../export.ts';
+import type { ReuseContext, ReuseStats } from '../layer-reuse.ts';
+import type { PhaseLogger, PhaseOptions } from '../phase-context.ts';
+import { restore } from '../restore.ts';
+import { resolveRunTarget } from '../target.ts';
+
+// The platform: one `kiln build` from source to image. It runs the phases in the order of
+// Platform API 0.7+ (analyze, detect, restore, build, export, cache) in-process, with buildpacks in
+// the sandbox, and owns everything around them: the temp workspace (removed at the end whatever
+// happens), ownership of the directories the build user writes, the cache lock, and the order of
+// writes that keeps the previous image and the cache intact when a build fails or is killed (the
+// image is tagged only after all its blobs are written; the cache commits by rename).
+
+/** The log a build writes (the CLI's Logger fits). */
+export interface BuildLog extends PhaseLogger {
+  phase(name: string): void;
+}
+
+/** Where images come from and go to: implemented by the CLI over its transports. */
+export interface ImageAccess {
+  /** Reads an image; undefined when it does not exist (first build). */
+  findImage(name: string): Promise<{ image: Image; reference: string } | undefined>;
+  /** Reads the run image (store first, then registry). Throws when it cannot be read. */
+  runImage(name: string): Promise<{ image: Image; reference: string }>;
+  /** Writes the app image to the destination and every extra tag; returns the names written. */
+  writeImage(image: Image): Promise<{ digest: Digest; names: readonly string[] }>;
+}
+
+/** The builder to build with. */
+export interface BuilderInput {
+  readonly image: Image;
+  readonly name: string;
+}
+
+/** Everything one build needs, resolved by the CLI. */
+export interface BuildRequest {
+  /** The image name (for the previous image lookup and messages). */
+  readonly imageName: string;
+  /** `--previous-image`, default the image itself. */
+  readonly previousImage?: string;
+  readonly appDir: string;
+  /** Which app files go into the build (project.toml include/exclude); default all. */
+  readonly filter?: SourceFilter;
+  readonly builder: BuilderInput;
+  /** `--buildpack` ids (`id` or `id@version`): the group to run instead of the builder's order. */
+  readonly buildpacks?: readonly string[];
+  /** Extra buildpack directories laid out as `<escaped id>/<version>/` (e.g. --buildpack DIR). */
+  readonly extraBuildpacksDir?: string;
+  /** `--run-image`, else the builder's first run image. */
+  readonly runImage?: string;
+  /** `<platform>/env` files (project.toml env, --env-file, --env). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Extra process env for detect and build (proxies, CA variables) and mounts (bindings, CA). */
+  readonly processEnv?: Readonly<Record<string, string>>;
+  readonly extraMounts?: readonly Mount[];
+  /** Prepares `<platform>` itself (bindings, CA) when given; default: env files only. */
+  readonly preparePlatform?: (platformDir: string, uid: number, gid: number, rootfs: string) => Promise<void>;
+  readonly cacheDir: string;
+  readonly clearCache: boolean;
+  readonly defaultProcess?: string;
+  readonly network: 'none' | 'host';
+  readonly sbomOutputDir?: string;
+  readonly reportOutputDir?: string;
+  readonly project?: ProjectMetadata;
+  readonly executor: Executor;
+  /** kiln's cache of unpacked build rootfs trees. */
+  readonly rootfsCacheDir: string;
+  readonly launcher: LauncherInfo;
+  /** Where new layer blobs are written (the local store's blobs). */
+  readonly store: ImageStore;
+  readonly images: ImageAccess;
+  /** SOURCE_DATE_EPOCH or the default. */
+  readonly epoch: number;
+  readonly compression: 'gzip' | 'zstd';
+  /** Parent of the temp build directory. */
+  readonly tmpDir: string;
+  readonly log: BuildLog;
+  /** Test hook: called after each phase (e.g. to kill the process mid-export). */
+  readonly onPhase?: (name: string) => void | Promise<void>;
+}
+
+/** What a build produced. */
+export interface BuildOutcome {
+  readonly digest: Digest;
+  readonly names: readonly string[];
+  readonly stats: ReuseStats;
+  readonly reused: readonly string[];
+  readonly added: readonly string[];
+  /** Milliseconds per phase, and the buildpacks' own time (detect + build processes). */
+  readonly timings: Readonly<Record<string, number>>;
+}
+
+function envOf(env: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of env ?? []) {
+    const i = e.indexOf('=');
+    if (i > 0) out[e.slice(0, i)] = e.slice(i + 1);
+  }
+  return out;
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  await lchown(dir, uid, gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else await lchown(p, uid, gid);
+  }
+}
+
+function parseBuildpackRef(ref: string): { id: string; version?: string } {
+  const at = ref.lastIndexOf('@');
+  return at > 0 ? { id: ref.slice(0, at), version: ref.slice(at + 1) } : { id: ref };
+}
+
+/** unpackBuilder unpacks the builder image once per digest (shared, read-only) and returns its root. */
+export async function unpackBuilder(image: Image, cacheDir: string): Promise<string> {
+  return new RootfsCache(cacheDir).ensureImage(image, async (tar, dest) => {
+    await extract(tar, dest, { whiteouts: true, special: 'skip' });
+  });
+}
+
+/** runBuild runs one build from source to image. */
+export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
+  const { log } = r;
+  const timings: Record<string, number> = {};
+  const time = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = (timings[name] ?? 0) + performance.now() - t0;
+    }
+  };
+  const phaseDone = async (name: string) => r.onPhase?.(name);
+
+  const builderCfg = (await r.builder.image.configFile()).config ?? {};
+  const builderEnv = envOf(builderCfg.Env);
+  const uid = Number(builderEnv.CNB_USER_ID ?? '1000');
+  const gid = Number(builderEnv.CNB_GROUP_ID ?? '1000');
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0)
+    throw new KilnError(
+      `builder ${r.builder.name}: CNB_USER_ID/CNB_GROUP_ID must name a non-root build user (got ${builderEnv.CNB_USER_ID}:${builderEnv.CNB_GROUP_ID})`,
+      ExitCode.InvalidArgs,
+    );
+  const rootfs = await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir));
+
+  await mkdir(r.tmpDir, { recursive: true });
+  const work = await mkdtemp(path.join(r.tmpDir, 'kiln-build-'));
+  let snapshot: CacheSnapshot | undefined;
+  try {
+    // Explicit modes: the umask must not leak into layers (and the build user must reach them).
+    await chmod(work, 0o755);
+    const layersDir = path.join(work, 'layers');
+    const appDir = path.join(work, 'workspace');
+    const platformDir = path.join(work, 'platform');
+    for (const d of [layersDir, appDir, platformDir]) {
+      await mkdir(d, { mode: 0o755 });
+      await chmod(d, 0o755);
+    }
+    await time('copy-app', async () => {
+      const root = process.getuid?.() === 0;
+      await copyAppSource(
+        r.appDir,
+        appDir,
+        r.filter ?? sourceFilter(undefined, undefined),
+        root ? { uid, gid } : {},
+      );
+      await chmod(appDir, 0o755);
+      if (root) await chown(appDir, uid, gid);
+    });
+    if (process.getuid?.() === 0) await chown(layersDir, uid, gid);
+    if (r.preparePlatform) await r.preparePlatform(platformDir, uid, gid, rootfs);
+    else await writePlatformDir(platformDir, { env: r.env, bindings: [] });
+
+    // ANALYZING
+    log.phase('ANALYZING');
+    const analysis: Analysis = await time('analyze', async () => {
+      const prevName = r.previousImage ?? r.imageName;
+      let previous: PreviousImage | undefined;
+      try {
+        previous = await r.images.findImage(prevName);
+      } catch (e) {
+        log.warn(
+          `Previous image ${prevName} could not be read (${(e as Error).message}): building without it`,
+        );
+      }
+      const runName = r.runImage ?? (await defaultRunImage(rootfs, r.builder));
+      let run: { image: Image; reference: string };
+      try {
+        run = await r.images.runImage(runName);
+      } catch (e) {
+        throw new KilnError(`run image ${runName}: ${(e as Error).message}`, ExitCode.AnalyzeError, {
+          cause: e,
+        });
+      }
+      return analyze({
+        ...(previous ? { previous } : {}),
+        runImage: { image: run.image, reference: run.reference, name: runName },
+        analyzedPath: analyzedPathIn(layersDir),
+        log,
+      });
+    });
+    await phaseDone('analyze');
+
+    const buildpackStore = new BuildpackStore(r.extraBuildpacksDir ?? path.join(rootfs, 'cnb', 'buildpacks'));
+    const target = await resolveRunTarget(analysis.target, rootfs);
+    const phase: PhaseOptions = {
+      buildpackStore,
+      appDir,
+      platformDir,
+      layersDir,
+      ...((await hasDir(path.join(rootfs, 'cnb', 'build-config')))
+        ? { buildConfigDir: path.join(rootfs, 'cnb', 'build-config') }
+        : {}),
+      executor: r.executor,
+      rootfs,
+      network: r.network,
+      target,
+      logger: log,
+      baseEnv: { ...builderEnv, ...(r.processEnv ?? {}) },
+      uid,
+      gid,
+      ...(r.extraMounts?.length ? { extraMounts: r.extraMounts } : {}),
+    } as PhaseOptions;
+
+    // DETECTING
+    log.phase('DETECTING');
+    const order: Order = r.buildpacks?.length
+      ? [{ group: r.buildpacks.map((b) => ({ ...parseBuildpackRef(b), optional: false })) }]
+      : (await readOrderToml(path.join(rootfs, 'cnb', 'order.toml'))).order;
+    const detected = await time('detect', () => detect({ ...phase, order }));
+    const group: GroupElement[] = detected.group;
+    for (const g of group) log.info(`${g.id} ${g.version}`);
+    await phaseDone('detect');
+
+    // RESTORING
+    log.phase('RESTORING');
+    const cache = new VolumeCache(r.cacheDir, {
+      onWait: (owner) => log.info(`Waiting for the cache ${r.cacheDir}: in use by ${owner}`),
+    });
+    const settings = { epoch: r.epoch, compression: r.compression } as const;
+    const reuse: ReuseContext = {
+      blobs: r.store.blobs,
+      settings,
+      fingerprints: new Map(),
+      previous: analysis.previousLayers,
+      known: new Map(),
+      stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
+    };
+    await time('restore', async () => {
+      snapshot = await cache.snapshot({ clear: r.clearCache });
+      if (r.clearCache) log.info('Clearing the cache (--clear-cache)');
+      for (const [k, v] of Object.entries(snapshot.fingerprints)) reuse.fingerprints.set(k, v);
+      await restore({
+        layersDir,
+        group,
+        previousMetadata: analysis.previousMetadata,
+        cache: snapshot,
+        uid,
+        gid,
+        settings,
+        fingerprints: reuse.fingerprints,
+        log,
+      });
+      // Everything under <layers> must be the build user's: restored files were written by kiln.
+      await chownTree(layersDir, uid, gid);
+    });
+    await phaseDone('restore');
+
+    // BUILDING
+    log.phase('BUILDING');
+    await time('build', () => build({ ...phase, group, plan: detected.plan }));
+    await phaseDone('build');
+
+    // EXPORTING
+    log.phase('EXPORTING');
+    const exported = await time('export', async () => {
+      try {
+        return await exportImage({
+          layersDir,
+          appDir,
+          group,
+          runImage: (await r.images.runImage(analysis.analyzed['run-image']!.image!)).image,
+          runImageRef: analysis.analyzed['run-image']!.reference!,
+          runImageName: analysis.analyzed['run-image']!.image!,
+          previousMetadata: analysis.previousMetadata,
+          launcher: r.launcher,
+          ...(r.project ? { project: r.project } : {}),
+          ...(r.defaultProcess ? { defaultProcess: r.defaultProcess } : {}),
+          platformApi: '0.15',
+          uid,
+          gid,
+          reuse,
+          log,
+        });
+      } catch (e) {
+        if (e instanceof KilnError) throw e;
+        throw new KilnError(`export: ${(e as Error).message}`, ExitCode.ExportError, { cause: e });
+      }
+    });
+    await phaseDone('export-layers');
+    const written = await time('write', async () => {
+      try {
+        return await r.images.writeImage(exported.image);
+      } catch (e) {
+        if (e instanceof KilnError) throw e;
+        throw new KilnError(`export: writing the image: ${(e as Error).message}`, ExitCode.ExportError, {
+          cause: e,
+        });
+      }
+    });
+    const rawManifest = await exported.image.rawManifest();
+    const manifest = await exported.image.manifest();
+    const report = {
+      image: {
+        tags: [...written.names],
+        digest: written.digest,
+        'image-id': manifest.config.digest,
+        'manifest-size': rawManifest.length,
+      },
+    };
+    await writeReportToml(path.join(layersDir, 'report.toml'), report);
+    for (const n of written.names) log.info(`Saved image ${n}`);
+    log.info(`*** Digest: ${written.digest}`);
+    if (sha256(rawManifest) !== written.digest) log.debug('the destination re-encoded the manifest');
+    await phaseDone('export');
+
+    // Cache (after the image: a failed cache save never loses a finished image).
+    await time('cache', async () => {
+      try {
+        const c = await saveCache({
+          layersDir,
+          group,
+          cache,
+          snapshot: snapshot!,
+          reuse,
+          exported: exported.layers,
+          uid,
+          gid,
+          log,
+        });
+        log.info(`Cache ${r.cacheDir}: ${c.added} layer(s) added, ${c.reused} reused, ${c.pruned} pruned`);
+      } catch (e) {
+        // The lifecycle treats a failed cache save as a warning: the image is done.
+        log.warn(`Failed to save the cache: ${(e as Error).message}`);
+      }
+    });
+    await phaseDone('cache');
+
+    if (r.reportOutputDir) {
+      await mkdir(r.reportOutputDir, { recursive: true });
+      await writeReportToml(path.join(r.reportOutputDir, 'report.toml'), report);
+    }
+    if (r.sbomOutputDir && (await hasDir(path.join(layersDir, 'sbom')))) {
+      await rm(r.sbomOutputDir, { recursive: true, force: true });
+      await cp(path.join(layersDir, 'sbom'), r.sbomOutputDir, { recursive: true });
+    }
+    log.info(
+      `Layers: ${exported.added.length} added, ${exported.reused.length} reused; ${reuse.stats.compressed} compressed`,
+    );
+    return {
+      digest: written.digest,
+      names: written.names,
+      stats: reuse.stats,
+      reused: exported.reused,
+      added: exported.added,
+      timings,
+    };
+  } finally {
+    await snapshot?.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function hasDir(p: string): Promise<boolean> {
+  return stat(p)
+    .then((s) => s.isDirectory())
+    .catch(() => false);
+}
+
+async function defaultRunImage(rootfs: string, builder: BuilderInput): Promise<string> {
+  const run = await readRunToml(path.join(rootfs, 'cnb', 'run.toml')).catch(() => undefined);
+  const first = run?.images?.[0]?.image;
+  if (first) return first;
+  throw new KilnError(
+    `builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`,
+    ExitCode.InvalidArgs,
+  );
+}
