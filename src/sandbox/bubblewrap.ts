@@ -3,8 +3,9 @@
  * pid, ipc, uts, cgroup, mount and (for `network: 'none'`) network namespaces, with no
  * capabilities, NoNewPrivs, a read-only root filesystem and only the mounts the spec names.
  *
- * Identity (decided; see README.md): when kiln runs as root, bwrap is started through
- * `setpriv --reuid=U --regid=G --clear-groups`, so the user namespace maps inside-U to outside-U
+ * Identity (decided; see README.md): when kiln runs as root, bwrap is started as U:G with no
+ * supplementary groups (node's spawn uid/gid, i.e. what `setpriv --reuid=U --regid=G
+ * --clear-groups` does), so the user namespace maps inside-U to outside-U
  * and everything the process writes is really owned by U on the host. Running bwrap as root with
  * `--uid U` instead would map inside-U to outside-0: files would be root-owned and the sandboxed
  * process would own every root-owned file it can see. Consequence: every mount source and the
@@ -18,9 +19,8 @@ import type { Executor, RunResult, RunSpec } from './executor.ts';
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
   readonly bwrap?: string;
-  readonly setpriv?: string;
   readonly prlimit?: string;
-  /** kiln's own uid (process.getuid()); decides whether setpriv can be used. */
+  /** kiln's own uid (process.getuid()); as root, kiln switches to the sandbox uid before bwrap. */
   readonly hostUid: number;
   /** Host uid that sandbox uid 0 maps to when kiln is root and `allowRoot` is set (default 65534, nobody). */
   readonly rootMapsTo?: number;
@@ -53,18 +53,12 @@ export class BubblewrapExecutor implements Executor {
       rl.push(`--fsize=${limits.fileSizeBytes}:${limits.fileSizeBytes}`);
     if (rl.length > 0) prefix.push(o.prlimit ?? 'prlimit', ...rl, '--');
 
-    let outerUid = o.hostUid;
-    let outerGid: number | undefined;
+    // As root, drop to the sandbox uid before bwrap starts: node's spawn does setgid, setgroups([])
+    // and setuid (what `setpriv --reuid --regid --clear-groups` does, without an extra exec).
+    let outer: { uid: number; gid: number } | undefined;
     if (o.hostUid === 0) {
-      outerUid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
-      outerGid = spec.uid === 0 ? outerUid : spec.gid;
-      prefix.push(
-        o.setpriv ?? 'setpriv',
-        `--reuid=${outerUid}`,
-        `--regid=${outerGid}`,
-        '--clear-groups',
-        '--',
-      );
+      const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
+      outer = { uid, gid: spec.uid === 0 ? uid : spec.gid };
     }
 
     const args: string[] = [
@@ -106,7 +100,7 @@ export class BubblewrapExecutor implements Executor {
     const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
     // The helpers themselves get a minimal PATH only; bwrap --clearenv empties it for the command.
-    return { file, args: rest, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, infoFd: true };
+    return { file, args: rest, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, infoFd: true, ...outer };
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
