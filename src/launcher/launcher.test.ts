@@ -218,6 +218,22 @@ echo "exec.d stdout is the launcher's"
     assert.equal(r.cwd, app);
   });
 
+  test('launcher CMD ARGS (no --) goes through bash: tokens evaluated, profile.d sourced', async () => {
+    const pd = path.join(layers, 'acme_old', 'a', 'profile.d');
+    await mkdir(pd, { recursive: true });
+    await writeFile(path.join(pd, 'p.sh'), 'export FROM_PROFILE=sourced\n');
+    try {
+      const r = await run('/cnb/lifecycle/launcher', [printer, '$KEEP', '$FROM_PROFILE']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.argv, [printer, 'kept', 'sourced']);
+      // profile.d is for shell mode only
+      const direct = await run('/cnb/lifecycle/launcher', ['--', printer]);
+      assert.equal(direct.env.has('FROM_PROFILE'), false);
+    } finally {
+      await rm(pd, { recursive: true });
+    }
+  });
+
   test('an unknown process type exits 82 with one clear line', async () => {
     const r = await run('/cnb/process/nope', []);
     assert.equal(r.code, 82);
