@@ -12,6 +12,8 @@ import { StoredLayer } from './blob-layer.ts';
 import { type TarEntry, tarChunks } from './tar-writer.ts';
 import { type WalkOptions, walk } from './walk.ts';
 
+const COALESCE = 1 << 20;
+
 /** Options of writeLayer. */
 export interface WriteLayerOptions {
   /** Where the blob goes (temp file + rename). */
@@ -35,7 +37,7 @@ export function layerMediaType(c: Compression): string {
 
 function compressor(c: Compression, level: number | undefined): Transform | undefined {
   // Big chunks keep the per-call overhead of the thread pool small.
-  const chunkSize = 256 * 1024;
+  const chunkSize = 1 << 20;
   if (c === 'gzip') return zlib.createGzip({ level: level ?? 6, chunkSize }); // header: mtime 0, OS 3, fixed
   if (c === 'zstd') {
     if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
@@ -67,12 +69,28 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
   const tarHash = createHash('sha256');
   let tarSize = 0;
   const tar = tarChunks(entries, opts.epoch === undefined ? {} : { epoch: opts.epoch });
+  // The tar comes in many small pieces (headers, padding, small files). Each write to a
+  // compressor is a round trip to the thread pool, so pieces are gathered into ~1 MiB chunks
+  // first: for zstd this alone is a several-fold speed-up.
   async function* hashed(): AsyncGenerator<Buffer> {
+    let parts: Buffer[] = [];
+    let held = 0;
     for await (const b of tar) {
       tarHash.update(b);
       tarSize += b.length;
-      yield b;
+      if (held === 0 && b.length >= COALESCE) {
+        yield b;
+        continue;
+      }
+      parts.push(b);
+      held += b.length;
+      if (held >= COALESCE) {
+        yield Buffer.concat(parts, held);
+        parts = [];
+        held = 0;
+      }
     }
+    if (held > 0) yield Buffer.concat(parts, held);
   }
   const comp = compressor(compression, opts.level);
   const out = new Counter();

@@ -26,6 +26,11 @@ export interface TarEntry {
   readonly linkname?: string;
   /** Opens the content of a 'file' entry; called once, when the entry is written. */
   readonly open?: () => Readable | Promise<Readable>;
+  /**
+   * Reads a small file's whole content at once. When present the writer reads a few entries
+   * ahead with it, so that many small files do not each cost a round of open/read/close waits.
+   */
+  readonly read?: () => Promise<Buffer>;
   /** Extra PAX records (e.g. `SCHILY.xattr.*`), written sorted by key. */
   readonly pax?: Readonly<Record<string, string>>;
 }
@@ -241,30 +246,64 @@ export async function* tarChunks(entries: Iterable<TarEntry>, opts: TarOptions =
   const epoch = opts.epoch ?? DEFAULT_EPOCH;
   if (!Number.isInteger(epoch) || epoch < 0 || epoch > MAX_OCTAL11)
     throw new RangeError(`invalid tar epoch ${epoch}`);
-  for (const { entry, path } of sortEntries(entries)) {
-    yield entryHeader(entry, path, epoch);
-    if (entry.type !== 'file') continue;
-    const size = entry.size!;
-    let read = 0;
-    if (size > 0 || entry.open) {
-      const stream = await entry.open!();
-      try {
-        for await (const chunk of stream) {
-          const b = chunk as Buffer;
-          read += b.length;
-          if (read > size) break;
-          yield b;
-        }
-      } finally {
-        stream.destroy();
+  const sorted = sortEntries(entries);
+  // Read-ahead of small files: up to AHEAD entries / AHEAD_BYTES in flight.
+  const AHEAD = 32;
+  const AHEAD_BYTES = 16 << 20;
+  const pending = new Map<number, Promise<Buffer>>();
+  let nextAhead = 0;
+  let aheadBytes = 0;
+  const fill = (from: number) => {
+    if (nextAhead < from) nextAhead = from;
+    while (nextAhead < sorted.length && nextAhead < from + AHEAD) {
+      const e = sorted[nextAhead]!.entry;
+      if (e.type === 'file' && e.read) {
+        if (aheadBytes + (e.size ?? 0) > AHEAD_BYTES && pending.size > 0) break;
+        const p = e.read();
+        p.catch(() => {}); // surfaced when awaited in order
+        pending.set(nextAhead, p);
+        aheadBytes += e.size ?? 0;
       }
+      nextAhead++;
     }
-    if (read !== size)
-      throw new Error(
-        `file "${path}" changed while being archived: expected ${size} bytes, read ${read > size ? 'more' : read}`,
-      );
-    const pad = padding(size);
-    if (pad) yield pad;
+  };
+  try {
+    for (let i = 0; i < sorted.length; i++) {
+      const { entry, path } = sorted[i]!;
+      fill(i);
+      yield entryHeader(entry, path, epoch);
+      if (entry.type !== 'file') continue;
+      const size = entry.size!;
+      let read = 0;
+      const ahead = pending.get(i);
+      if (ahead) {
+        pending.delete(i);
+        aheadBytes -= size;
+        const b = await ahead;
+        read = b.length;
+        if (read === size && read > 0) yield b;
+      } else if (size > 0 || entry.open) {
+        const stream = await entry.open!();
+        try {
+          for await (const chunk of stream) {
+            const b = chunk as Buffer;
+            read += b.length;
+            if (read > size) break;
+            yield b;
+          }
+        } finally {
+          stream.destroy();
+        }
+      }
+      if (read !== size)
+        throw new Error(
+          `file "${path}" changed while being archived: expected ${size} bytes, read ${read > size ? 'more' : read}`,
+        );
+      const pad = padding(size);
+      if (pad) yield pad;
+    }
+  } finally {
+    pending.clear();
   }
   yield ZERO;
 }

@@ -4,6 +4,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { normalizeTarPath, sortEntries, type TarEntry } from './tar-writer.ts';
 
+/** Files up to this size are read whole (and ahead) by the tar writer. */
+const SMALL_FILE = 256 * 1024;
+
 /** Options of walk. */
 export interface WalkOptions {
   /** Path of the walked directory inside the tar (e.g. `layers/kiln_node/node`); default: its children sit at the top. */
@@ -80,7 +83,11 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
           type: 'file',
           mode: st.mode & 0o7777,
           size: st.size,
-          open: () => createReadStream(full, { highWaterMark: 1 << 20 }),
+          // Buffers sized to the file: a stream allocates highWaterMark bytes per read, and
+          // 1 MiB buffers for thousands of small files keep the garbage collector busy.
+          open: () =>
+            createReadStream(full, { highWaterMark: Math.max(16384, Math.min(st.size + 1, 1 << 20)) }),
+          ...(st.size <= SMALL_FILE ? { read: () => fs.readFile(full) } : {}),
           ...own(st),
         };
         files.push({ entry, st });
