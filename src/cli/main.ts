@@ -3,28 +3,48 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { redact } from '../registry/redact.ts';
-import * as buildCommand from './commands/build.ts';
-import * as builderCommand from './commands/builder.ts';
-import * as configCommand from './commands/config.ts';
-import * as imageCommand from './commands/image.ts';
-import * as inspectCommand from './commands/inspect.ts';
-import * as runCommand from './commands/run.ts';
-import { ProcessExit } from './commands/run.ts';
 import { type CliIO, createContext, type MutableContext } from './context.ts';
 import type { GlobalFlags } from './settings.ts';
 
-/** Each command module exports `register(program, ctx)`; add new ones to this list. */
-const COMMANDS: ReadonlyArray<{ register(program: Command, ctx: MutableContext): void }> = [
-  imageCommand,
-  buildCommand,
-  builderCommand,
-  configCommand,
-  runCommand,
-  inspectCommand,
-];
+/** A command module: `register(program, ctx)` adds its command(s) to the program. */
+export interface CommandModule {
+  register(program: Command, ctx: MutableContext): void;
+}
 
-/** buildProgram creates the commander program with global flags and every command registered. */
-export function buildProgram(ctx: MutableContext): Command {
+/**
+ * Command modules by the top-level command they register, imported only when that command runs
+ * (all of them for help): start-up stays fast, and a module that fails to load breaks only its
+ * own command. Add a command with one line: `name: () => import('./commands/name.ts')`.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
+  image: () => import('./commands/image.ts'),
+  build: () => import('./commands/build.ts'),
+  builder: () => import('./commands/builder.ts'),
+  config: () => import('./commands/config.ts'),
+  run: () => import('./commands/run.ts'),
+  inspect: () => import('./commands/inspect.ts'),
+};
+
+// The first word of argv that is not a global option (or its value): the command to load.
+function commandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return undefined;
+    if (a === '--insecure-registry') {
+      i++;
+      continue;
+    }
+    if (a.startsWith('-')) continue;
+    return a;
+  }
+  return undefined;
+}
+
+/**
+ * buildProgram creates the commander program with global flags and the commands `argv` needs
+ * registered (every command when argv names none, as for help).
+ */
+export async function buildProgram(ctx: MutableContext, argv: readonly string[] = []): Promise<Command> {
   const program = new Command('kiln')
     .description('Cloud Native Buildpacks without a daemon: source to OCI image, rebase, inspect')
     .version(VERSION, '--version')
@@ -43,7 +63,20 @@ export function buildProgram(ctx: MutableContext): Command {
       outputError: () => {}, // reported by main() as one ERROR line
     });
   program.hook('preAction', (_this, action) => ctx.init(action.optsWithGlobals() as GlobalFlags));
-  for (const c of COMMANDS) c.register(program, ctx);
+  const name = commandOf(argv);
+  if (name !== undefined && Object.hasOwn(COMMANDS, name)) {
+    (await COMMANDS[name]!()).register(program, ctx);
+    return program;
+  }
+  for (const [n, load] of Object.entries(COMMANDS)) {
+    try {
+      (await load()).register(program, ctx);
+    } catch (e) {
+      // Help must still work when one command's module is broken; that command reports it when run.
+      if (argv.includes('--verbose') || argv.includes('-v'))
+        ctx.stderr.write(`kiln: command "${n}" failed to load: ${(e as Error).message}\n`);
+    }
+  }
   return program;
 }
 
@@ -56,8 +89,8 @@ const VERSION = '0.1.0';
  */
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
   const ctx = createContext(io);
-  const program = buildProgram(ctx);
   try {
+    const program = await buildProgram(ctx, argv);
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (e) {
@@ -66,7 +99,13 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
 }
 
 function reportError(e: unknown, ctx: MutableContext, argv: readonly string[], io: CliIO): number {
-  if (e instanceof ProcessExit) return e.exitCode; // `kiln run`: the app's own exit code, no ERROR line
+  // `kiln run` ends with the app's own exit code (ProcessExit in commands/run.ts), no ERROR line.
+  if (
+    e instanceof Error &&
+    e.name === 'ProcessExit' &&
+    typeof (e as { exitCode?: unknown }).exitCode === 'number'
+  )
+    return (e as Error & { exitCode: number }).exitCode;
   if (e instanceof CommanderError) {
     if (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
     io.stderr.write(`ERROR: ${redact(e.message.replace(/^error: /, ''))} (see kiln --help)\n`);

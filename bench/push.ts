@@ -1,0 +1,175 @@
+// Push benchmark (issue 2, performance): push a ~300 MB OCI layout to a local docker-registry with
+// `kiln image copy oci:… host/…` and with `skopeo copy --dest-tls-verify=false oci:… docker://…`,
+// side by side in one run, each into a fresh registry (so neither can mount or skip), alternating
+// the order. Then a second kiln push of the same image through a counting proxy: blob bytes
+// uploaded must be 0. Also reports kiln's peak RSS (GNU time) during the push.
+// Run: `node bench/push.ts [--size-mb 300] [--rounds 3] [--keep]`.
+
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { writeLayer } from '../src/layers/layer-writer.ts';
+import type { TarEntry } from '../src/layers/tar-writer.ts';
+import { Layout } from '../src/layout/layout.ts';
+import { imageFrom } from '../src/oci/memory.ts';
+import { startCountingProxy, startRegistry } from '../test/helpers/registry.ts';
+
+const run = promisify(execFile);
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1]! : def;
+};
+const sizeMB = Number(opt('--size-mb', '300'));
+const rounds = Number(opt('--rounds', '3'));
+const keep = args.includes('--keep');
+const root = path.resolve(import.meta.dirname, '..');
+const kilnBin = path.join(root, 'bin', 'kiln');
+
+// Layers of mostly incompressible data (like real binaries and assets), a few files each.
+async function makeLayout(dir: string): Promise<{ digest: string; bytes: number }> {
+  const layout = await Layout.init(dir);
+  const layerCount = 6;
+  const perLayer = Math.floor((sizeMB * 1024 * 1024) / layerCount);
+  const layers = [];
+  for (let l = 0; l < layerCount; l++) {
+    const files = 8;
+    const entries: TarEntry[] = [{ path: `l${l}`, type: 'dir', mode: 0o755, uid: 0, gid: 0 }];
+    for (let f = 0; f < files; f++) {
+      const size = Math.floor(perLayer / files);
+      entries.push({
+        path: `l${l}/f${f}.bin`,
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size,
+        open: () =>
+          Readable.from(
+            (function* () {
+              for (let left = size; left > 0; left -= 1 << 20) yield randomBytes(Math.min(left, 1 << 20));
+            })(),
+          ),
+      });
+    }
+    layers.push(await writeLayer(entries, { store: layout.blobs, level: 1 }));
+  }
+  const img = imageFrom({
+    config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/true'] } },
+    layers,
+  });
+  const desc = await layout.writeImage(img, 'v1');
+  const manifest = await img.manifest();
+  return { digest: desc.digest, bytes: manifest.layers.reduce((n, d) => n + d.size, 0) };
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+const work = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-bench-push-'));
+try {
+  console.log(`building a ~${sizeMB} MB layout in ${work} ...`);
+  const { digest, bytes } = await makeLayout(path.join(work, 'layout'));
+  const src = `oci:${path.join(work, 'layout')}:v1`;
+  console.log(`layout: ${(bytes / 1048576).toFixed(1)} MiB of layer blobs, manifest ${digest}`);
+  const env = { ...process.env, KILN_HOME: path.join(work, 'kiln-home'), CI: '1' };
+
+  const kilnTimes: number[] = [];
+  const skopeoTimes: number[] = [];
+  let rss = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (const tool of r % 2 === 0 ? ['kiln', 'skopeo'] : ['skopeo', 'kiln']) {
+      const reg = await startRegistry();
+      try {
+        if (tool === 'kiln') {
+          let out = '';
+          const t = await timed(async () => {
+            const res = await run(
+              '/usr/bin/time',
+              ['-f', 'MAXRSS_KB=%M', kilnBin, '-q', 'image', 'copy', src, `${reg.host}/bench/app:v1`],
+              {
+                env,
+              },
+            );
+            out = res.stdout + res.stderr;
+          });
+          if (!out.includes(digest)) throw new Error(`kiln pushed something else: ${out}`);
+          rss = Math.max(rss, Number(/MAXRSS_KB=(\d+)/.exec(out)?.[1] ?? 0));
+          kilnTimes.push(t);
+        } else {
+          const t = await timed(() =>
+            run('skopeo', [
+              'copy',
+              '-q',
+              '--dest-tls-verify=false',
+              src,
+              `docker://${reg.host}/bench/app:v1`,
+            ]),
+          );
+          const { stdout } = await run('skopeo', [
+            'inspect',
+            '--tls-verify=false',
+            `docker://${reg.host}/bench/app:v1`,
+          ]);
+          if (JSON.parse(stdout).Digest !== digest) throw new Error('skopeo pushed another digest');
+          skopeoTimes.push(t);
+        }
+      } finally {
+        await reg.stop();
+      }
+    }
+  }
+
+  // Second push of the same image: every blob exists, nothing is uploaded.
+  const reg = await startRegistry();
+  const proxy = await startCountingProxy(reg.host);
+  let second = 0;
+  let secondBytes = -1;
+  let firstBytes = -1;
+  try {
+    await run(kilnBin, ['-q', 'image', 'copy', src, `${proxy.host}/bench/app:v1`], { env });
+    firstBytes = proxy.stats.uploadBytes;
+    proxy.reset();
+    second = await timed(() =>
+      run(kilnBin, ['-q', 'image', 'copy', src, `${proxy.host}/bench/app:v1`], { env }),
+    );
+    secondBytes = proxy.stats.uploadBytes;
+  } finally {
+    await proxy.stop();
+    await reg.stop();
+  }
+
+  const k = median(kilnTimes);
+  const s = median(skopeoTimes);
+  const mbps = (t: number) => (bytes / 1048576 / t).toFixed(0);
+  console.log(
+    '\npush of a fresh registry, median of',
+    rounds,
+    'rounds (wall clock, including process start):',
+  );
+  console.log(
+    `  kiln   ${k.toFixed(2)} s  (${mbps(k)} MiB/s)  runs: ${kilnTimes.map((x) => x.toFixed(2)).join(', ')}`,
+  );
+  console.log(
+    `  skopeo ${s.toFixed(2)} s  (${mbps(s)} MiB/s)  runs: ${skopeoTimes.map((x) => x.toFixed(2)).join(', ')}`,
+  );
+  console.log(`  ratio kiln/skopeo: ${(k / s).toFixed(2)}x  (target <= 1.0)`);
+  console.log(`  kiln peak RSS: ${(rss / 1024).toFixed(0)} MiB`);
+  console.log(`first push blob bytes uploaded: ${firstBytes}`);
+  console.log(`second push: ${second.toFixed(2)} s, blob bytes uploaded: ${secondBytes} (target 0)`);
+} finally {
+  if (!keep) await fs.rm(work, { recursive: true, force: true });
+  else console.log(`kept ${work}`);
+}
