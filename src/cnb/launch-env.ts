@@ -89,8 +89,15 @@ export async function envDirOps(dir: string, defaultOp: LaunchEnvOp['op']): Prom
   return ops;
 }
 
-/** envFiles lists the regular files (or symlinks to files) of an env dir, sorted by name, with raw contents. */
-export async function envFiles(dir: string): Promise<{ name: string; value: string }[]> {
+/**
+ * envFiles lists the regular files (or symlinks to files) of an env dir, sorted by name, with raw
+ * contents. `check`, when given, is called on each file before it is read (kiln uses it to refuse
+ * symlinks that leave the layers directory).
+ */
+export async function envFiles(
+  dir: string,
+  check?: (path: string) => Promise<void>,
+): Promise<{ name: string; value: string }[]> {
   let entries: import('node:fs').Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -105,6 +112,7 @@ export async function envFiles(dir: string): Promise<{ name: string; value: stri
     if (e.isDirectory()) continue;
     const path = join(dir, e.name);
     if (e.isSymbolicLink() && (await isDir(path))) continue;
+    if (check) await check(path);
     out.push({ name: e.name, value: await readFile(path, 'utf8') });
   }
   return out;

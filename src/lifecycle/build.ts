@@ -9,6 +9,7 @@ import { type Process, readLaunchToml } from '../cnb/launch-toml.ts';
 import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
 import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
 import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
+import type { Mount } from '../sandbox/executor.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -16,13 +17,14 @@ import {
   chownToUser,
   cnbEnv,
   layersPathInSandbox,
+  makeScratch,
   type PhaseOptions,
   processEnv,
   removeScratch,
   runInSandbox,
   sandboxPathsOf,
-  scratchDir,
 } from './phase-context.ts';
+import { assertInside, isSymlink } from './safe-fs.ts';
 
 /** Inputs of the build phase. */
 export interface BuildOptions extends PhaseOptions {
@@ -74,17 +76,18 @@ export async function build(o: BuildOptions): Promise<BuildMetadata> {
       ExitCode.BuildError,
     );
   }
+  const scratch = await makeScratch(o, 'build');
   try {
-    return await runBuild(o);
+    return await runBuild(o, scratch);
   } catch (err) {
     if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) throw err;
     throw new KilnError(`build: ${(err as Error).message}`, ExitCode.BuildError, { cause: err });
   } finally {
-    await removeScratch(o, 'build');
+    await removeScratch(scratch.dir);
   }
 }
 
-async function runBuild(o: BuildOptions): Promise<BuildMetadata> {
+async function runBuild(o: BuildOptions, scratch: { dir: string; mount: Mount }): Promise<BuildMetadata> {
   await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
   const env = BuildEnv.fromBase(o.baseEnv);
   let plan = o.plan;
@@ -99,7 +102,7 @@ async function runBuild(o: BuildOptions): Promise<BuildMetadata> {
   for (const el of o.group) {
     const bp = await o.buildpackStore.lookup(el.id, el.version);
     o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
-    const out = await buildOne(o, bp, env, planFor(plan, bp.id));
+    const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch);
     plan = withoutMet(plan, out.metRequires);
     sboms.push({ bp: bp.id, files: out.sboms });
     labels.push(...out.labels);
@@ -125,8 +128,14 @@ async function runBuild(o: BuildOptions): Promise<BuildMetadata> {
     }
   }
 
+  // Buildpacks have no business in <layers>/sbom or <layers>/config: whatever they left there
+  // (maybe a symlink out of the layers dir) goes before kiln writes.
+  await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
+  await rm(join(o.layersDir, 'config'), { recursive: true, force: true });
   for (const { bp, files } of sboms) {
     for (const f of files) {
+      // Checked now, with every buildpack finished: a later buildpack may have swapped the file.
+      await assertInside(join(o.layersDir, escapeId(bp)), f.path);
       const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
       await mkdir(dir, { recursive: true });
       await copyFile(f.path, join(dir, f.ext));
@@ -168,23 +177,30 @@ async function buildOne(
   bp: BuildpackDescriptor,
   env: BuildEnv,
   entries: { name: string; metadata?: Record<string, unknown> }[],
+  scratch: { dir: string; mount: Mount },
 ): Promise<OneOutputs> {
   const key = `${bp.id}@${bp.version}`;
   const bpLayers = join(o.layersDir, escapeId(bp.id));
+  // An earlier buildpack may have planted a symlink here; kiln must not chown through it.
+  if (await isSymlink(bpLayers)) {
+    throw new KilnError(
+      `${bpLayers} is a symlink: the layers dir of ${key} must be a directory`,
+      ExitCode.BuildError,
+    );
+  }
   await mkdir(bpLayers, { recursive: true });
   await chownToUser(o, bpLayers);
-  const planDir = await scratchDir(o, join('build', escapeId(bp.id)));
-  await chownToUser(o, join(o.layersDir, '.kiln', 'build'));
-  const planPath = join(planDir, 'plan.toml');
+  // The Buildpack Plan is read-only input: root-owned, in a dir only kiln writes, mounted read-only.
+  const planPath = join(scratch.dir, escapeId(bp.id), 'plan.toml');
   await writeBuildpackPlan(planPath, { entries });
-  await chownToUser(o, planPath);
+  const inside = (path: string) => assertInside(bpLayers, path);
 
   const bin = join(bp.dir, 'bin', 'build');
   if (!(await isExecutable(bin))) {
     throw new KilnError(`buildpack ${key}: ${bin} is missing or not executable`, ExitCode.BuildFailed);
   }
   const layersSandbox = layersPathInSandbox(o, bpLayers);
-  const planSandbox = layersPathInSandbox(o, planPath);
+  const planSandbox = planPath;
   const vars = await processEnv(
     o,
     env,
@@ -198,11 +214,18 @@ async function buildOne(
     planSandbox,
   ];
   const tail: string[] = [];
-  const result = await runInSandbox(o, argv, vars, true, (line) => {
-    o.logger.info(line);
-    tail.push(line);
-    if (tail.length > 20) tail.shift();
-  });
+  const result = await runInSandbox(
+    o,
+    argv,
+    vars,
+    true,
+    (line) => {
+      o.logger.info(line);
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+    },
+    scratch.mount,
+  );
   if (result.exitCode !== 0 || result.timedOut) {
     const why = result.timedOut
       ? 'timed out'
@@ -215,7 +238,9 @@ async function buildOne(
 
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = new Map<string, LayerMetadataFile>();
+  await assertInside(o.layersDir, bpLayers);
   for (const name of await layerTomlNames(bpLayers)) {
+    await inside(join(bpLayers, `${name}.toml`));
     const meta = await readLayerToml(join(bpLayers, `${name}.toml`));
     if (!meta.types.launch && !meta.types.build && !meta.types.cache) {
       await rm(join(bpLayers, `${name}.ignore`), { recursive: true, force: true });
@@ -233,10 +258,11 @@ async function buildOne(
     if (!meta.types.build) continue;
     const dir = join(bpLayers, name);
     await env.addRootDir(dir, layersPathInSandbox(o, dir));
-    await env.addEnvDir(join(dir, 'env'), 'override');
-    await env.addEnvDir(join(dir, 'env.build'), 'override');
+    await env.addEnvDir(join(dir, 'env'), 'override', inside);
+    await env.addEnvDir(join(dir, 'env.build'), 'override', inside);
   }
   // 3. build.toml: every unmet name must be in this buildpack's plan.
+  await inside(join(bpLayers, 'build.toml'));
   const buildToml = await readBuildToml(join(bpLayers, 'build.toml'));
   for (const u of buildToml.unmet ?? []) {
     if (!entries.some((e) => e.name === u.name)) {
@@ -251,6 +277,7 @@ async function buildOne(
   // 4. SBOM files.
   const sboms = await sbomFiles(bp, bpLayers, layers);
   // 5. launch.toml.
+  await inside(join(bpLayers, 'launch.toml'));
   const launch = await readLaunchToml(join(bpLayers, 'launch.toml'), bp.api);
   for (const s of launch?.slices ?? []) {
     for (const p of s.paths) {

@@ -8,19 +8,19 @@ import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
 import { type SystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
+import type { Mount } from '../sandbox/executor.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
   buildpackDirInSandbox,
   chownToUser,
   cnbEnv,
-  layersPathInSandbox,
+  makeScratch,
   type PhaseOptions,
   processEnv,
   removeScratch,
   runInSandbox,
   sandboxPathsOf,
-  scratchDir,
 } from './phase-context.ts';
 import { targetMatches } from './target.ts';
 
@@ -86,7 +86,8 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
       ExitCode.DetectError,
     );
   }
-  const d = new Detector(o);
+  const scratch = await makeScratch(o, 'detect');
+  const d = new Detector(o, scratch);
   try {
     let resolved: { group: DoneElement[]; plan: PlanEntry[] };
     try {
@@ -113,7 +114,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
     await writePlanToml(o.planPath ?? join(o.layersDir, 'plan.toml'), plan);
     return { group, plan, runs: await d.settledRuns() };
   } finally {
-    await removeScratch(o, 'detect');
+    await removeScratch(scratch.dir);
   }
 }
 
@@ -137,9 +138,11 @@ class Detector {
   readonly #o: DetectOptions;
   readonly #runs = new Map<string, Promise<DetectRun>>();
   readonly #limit: <T>(fn: () => Promise<T>) => Promise<T>;
+  readonly #scratch: { dir: string; mount: Mount };
 
-  constructor(o: DetectOptions) {
+  constructor(o: DetectOptions, scratch: { dir: string; mount: Mount }) {
     this.#o = o;
+    this.#scratch = scratch;
     this.#limit = limiter(o.concurrency ?? 4);
   }
 
@@ -282,12 +285,11 @@ class Detector {
     if (!(await isExecutable(bin))) {
       return { ...base, code: -1, output: [], error: `${bin} is missing or not executable` };
     }
-    const dir = await scratchDir(o, join('detect', `${escapeId(bp.id)}@${bp.version}`));
-    await chownToUser(o, join(o.layersDir, '.kiln', 'detect'));
-    const planHost = join(dir, 'plan.toml');
-    await writeFile(planHost, '');
+    // An empty plan file per buildpack, owned by the build user, in a dir only kiln can write.
+    const planHost = join(this.#scratch.dir, `${escapeId(bp.id)}@${bp.version}.toml`);
+    await writeFile(planHost, '', { mode: 0o644 });
     await chownToUser(o, planHost);
-    const planSandbox = layersPathInSandbox(o, planHost);
+    const planSandbox = planHost;
     const output: string[] = [];
     let code: number;
     try {
@@ -298,7 +300,14 @@ class Detector {
         cnbEnv(o, bp, { planKey: 'CNB_BUILD_PLAN_PATH', planPath: planSandbox }),
       );
       const argv = [`${buildpackDirInSandbox(o, bp)}/bin/detect`, sandboxPathsOf(o).platform, planSandbox];
-      const result = await runInSandbox(o, argv, env, false, (line) => output.push(line));
+      const result = await runInSandbox(
+        o,
+        argv,
+        env,
+        false,
+        (line) => output.push(line),
+        this.#scratch.mount,
+      );
       if (result.timedOut) return { ...base, code: -1, output, error: 'bin/detect timed out' };
       code = result.exitCode;
     } catch (err) {

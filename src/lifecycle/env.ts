@@ -78,9 +78,16 @@ export class BuildEnv {
     }
   }
 
-  /** addEnvDir applies an env dir (files `NAME[.action]`, raw contents) with the given default action. */
-  async addEnvDir(dir: string, defaultAction: EnvAction): Promise<void> {
-    await applyEnvDir(this.#vars, dir, defaultAction);
+  /**
+   * addEnvDir applies an env dir (files `NAME[.action]`, raw contents) with the given default
+   * action; `check` vets each file before it is read.
+   */
+  async addEnvDir(
+    dir: string,
+    defaultAction: EnvAction,
+    check?: (path: string) => Promise<void>,
+  ): Promise<void> {
+    await applyEnvDir(this.#vars, dir, defaultAction, check);
   }
 
   /**
@@ -118,8 +125,9 @@ export async function applyEnvDir(
   vars: Map<string, string>,
   dir: string,
   defaultAction: EnvAction,
+  check?: (path: string) => Promise<void>,
 ): Promise<void> {
-  const files = await envFiles(dir);
+  const files = await envFiles(dir, check);
   const delims = new Map(
     files.filter((f) => f.name.endsWith('.delim')).map((f) => [f.name.slice(0, -6), f.value]),
   );

@@ -1,4 +1,5 @@
-import { chown, mkdir, rm, rmdir } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
 import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
@@ -62,6 +63,12 @@ export interface PhaseOptions {
   readonly timeoutMs?: number;
   /** Further mounts for every buildpack process (e.g. the host's /usr in tests, bindings, CA bundles). */
   readonly extraMounts?: readonly Mount[];
+  /**
+   * Host directory for the phase's scratch files (the plans), default the OS temp dir. It must be
+   * reachable by the build user; the scratch dir is mounted at the same path inside the sandbox
+   * (under its tmpfs /tmp with the default), so it works with both executors.
+   */
+  readonly scratchRoot?: string;
 }
 
 /** paths returns the sandbox paths in use. */
@@ -80,8 +87,8 @@ export function buildpackDirInSandbox(o: PhaseOptions, bp: BuildpackDescriptor):
   return `${sandboxPathsOf(o).buildpacks}/${bp.relativeDir}`;
 }
 
-/** mountsFor lists the phase mounts: app (writable only during build), layers, platform, buildpacks. */
-export function mountsFor(o: PhaseOptions, appWritable: boolean): Mount[] {
+/** mountsFor lists the phase mounts: app (writable only during build), layers, platform, buildpacks, scratch. */
+export function mountsFor(o: PhaseOptions, appWritable: boolean, scratch?: Mount): Mount[] {
   const p = sandboxPathsOf(o);
   return [
     ...(o.extraMounts ?? []),
@@ -89,6 +96,7 @@ export function mountsFor(o: PhaseOptions, appWritable: boolean): Mount[] {
     { src: o.layersDir, dst: p.layers, readonly: false },
     { src: o.platformDir, dst: p.platform, readonly: true },
     { src: o.buildpackStore.root, dst: p.buildpacks, readonly: true },
+    ...(scratch ? [scratch] : []),
   ];
 }
 
@@ -131,6 +139,7 @@ export function runInSandbox(
   env: Record<string, string>,
   appWritable: boolean,
   onLine: (line: string) => void,
+  scratch?: Mount,
 ): Promise<RunResult> {
   return o.executor.run({
     argv,
@@ -139,7 +148,7 @@ export function runInSandbox(
     uid: o.uid,
     gid: o.gid,
     rootfs: o.rootfs,
-    mounts: mountsFor(o, appWritable),
+    mounts: mountsFor(o, appWritable, scratch),
     network: o.network,
     stdout: onLine,
     stderr: onLine,
@@ -149,25 +158,22 @@ export function runInSandbox(
 }
 
 /**
- * scratchDir makes `<layers>/.kiln/<name>`, owned by the build user, for files a buildpack must
- * write or read that have no place of their own in the spec (the plans). It lives under the
- * layers dir because that is the one writable mount both phases share.
+ * makeScratch creates a root-owned (when kiln is root), world-readable scratch dir outside the
+ * layers dir for the phase's plan files. Buildpacks cannot create, rename or replace entries in
+ * it, so kiln never writes through a symlink a buildpack planted. It is mounted at its own path.
  */
-export async function scratchDir(o: PhaseOptions, name: string): Promise<string> {
-  const dir = join(o.layersDir, '.kiln', name);
-  await mkdir(dir, { recursive: true });
-  await chownToUser(o, join(o.layersDir, '.kiln'));
-  await chownToUser(o, dir);
-  return dir;
+export async function makeScratch(o: PhaseOptions, phase: string): Promise<{ dir: string; mount: Mount }> {
+  const dir = await mkdtemp(join(o.scratchRoot ?? tmpdir(), `kiln-${phase}-`));
+  await chmod(dir, 0o755);
+  return { dir, mount: { src: dir, dst: dir, readonly: phase !== 'detect' } };
+}
+
+/** removeScratch deletes a scratch dir. */
+export async function removeScratch(dir: string | undefined): Promise<void> {
+  if (dir) await rm(dir, { recursive: true, force: true });
 }
 
 /** chownToUser gives a path kiln created to the build user (only possible, and needed, as root). */
 export async function chownToUser(o: PhaseOptions, path: string): Promise<void> {
   if (process.getuid?.() === 0) await chown(path, o.uid, o.gid);
-}
-
-/** removeScratch deletes a phase's scratch dir, and `<layers>/.kiln` once nothing else uses it. */
-export async function removeScratch(o: PhaseOptions, name: string): Promise<void> {
-  await rm(join(o.layersDir, '.kiln', name), { recursive: true, force: true });
-  await rmdir(join(o.layersDir, '.kiln')).catch(() => {});
 }

@@ -1,7 +1,7 @@
 // Conformance: the build phase, one case per rule (CNB Buildpack API 0.10–0.12, Platform 0.15),
 // run through the real bubblewrap sandbox as uid 1000.
 import assert from 'node:assert/strict';
-import { access, readdir, readFile } from 'node:fs/promises';
+import { access, chown, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
@@ -44,11 +44,10 @@ describe('build: inputs', () => {
         await f.detectAndBuild([id]);
         const args = parseArgsDump(await f.layerFile(id, 'probe.build.args'));
         const env = await probeEnv(f, id);
-        assert.deepEqual(args, [
-          `/layers/conformance_probe-${api}`,
-          '/platform',
-          `/layers/.kiln/build/conformance_probe-${api}/plan.toml`,
-        ]);
+        assert.equal(args.length, 3);
+        assert.equal(args[0], `/layers/conformance_probe-${api}`);
+        assert.equal(args[1], '/platform');
+        assert.match(args[2]!, new RegExp(`^/tmp/kiln-build-[^/]+/conformance_probe-${api}/plan.toml$`));
         assert.equal(env.get('CNB_LAYERS_DIR'), args[0]);
         assert.equal(env.get('CNB_PLATFORM_DIR'), '/platform');
         assert.equal(env.get('CNB_BP_PLAN_PATH'), args[2]);
@@ -64,7 +63,8 @@ describe('build: inputs', () => {
       await f.install('probe');
       await f.detectAndBuild(['conformance/probe']);
       assert.ok(await exists(join(f.app, 'probe-was-here')));
-      assert.equal(await exists(join(f.layers, '.kiln')), false);
+      const plan = parseArgsDump(await f.layerFile('conformance/probe', 'probe.build.args'))[2]!;
+      assert.equal(await exists(plan), false);
     }));
 
   test('CNB_TARGET_* and CNB_EXEC_ENV values follow the run image target and exec env', () =>
@@ -236,6 +236,79 @@ describe('build: environment', () => {
       } finally {
         delete process.env.KILN_CONFORMANCE_LEAK;
       }
+    }));
+});
+
+describe('build: hostile outputs', () => {
+  // A file only root can read, outside the layers dir: what a buildpack would love kiln to copy.
+  async function secret(f: Fixture): Promise<string> {
+    const p = join(f.dir, 'secret.json');
+    await writeFile(p, '{"auths":{"registry":{"auth":"c2VjcmV0"}}}', { mode: 0o600 });
+    return p;
+  }
+
+  test('a launch.toml symlinked out of the layers dir is refused, not read', () =>
+    withFixture(async (f) => {
+      const s = await secret(f);
+      await f.inline({ id: 'sneaky', build: `ln -s ${s} "$1/launch.toml"` });
+      await rejectsWith(f.detectAndBuild(['sneaky']), 52, /launch.toml resolves to .*secret.json, outside/);
+    }));
+
+  test('an env file symlinked out of the layers dir is refused', () =>
+    withFixture(async (f) => {
+      const s = await secret(f);
+      await f.inline({
+        id: 'sneaky',
+        build: `mkdir -p "$1/l/env"; printf '[types]\\nbuild = true\\n' > "$1/l.toml"; ln -s ${s} "$1/l/env/CREDS"`,
+      });
+      await f.install('probe');
+      await rejectsWith(f.detectAndBuild(['sneaky', 'conformance/probe']), 52, /CREDS resolves to .*outside/);
+    }));
+
+  test('an SBOM symlinked out of the layers dir, even swapped in by a later buildpack, is refused', () =>
+    withFixture(async (f) => {
+      const s = await secret(f);
+      await f.install('sbom');
+      await f.inline({ id: 'swapper', build: `ln -sf ${s} /layers/conformance_sbom/launch.sbom.cdx.json` });
+      await rejectsWith(
+        f.detectAndBuild(['conformance/sbom', 'swapper']),
+        52,
+        /launch.sbom.cdx.json resolves to/,
+      );
+    }));
+
+  test('a planted <layers>/sbom or <layers>/config symlink is removed, not written through', () =>
+    withFixture(async (f) => {
+      const outside = join(f.dir, 'outside');
+      await mkdir(outside);
+      await chown(outside, 1000, 1000);
+      await f.install('sbom');
+      await f.inline({
+        id: 'planter',
+        build: `ln -s ${outside} /layers/sbom; ln -s ${outside} /layers/config`,
+      });
+      await f.detectAndBuild(['conformance/sbom', 'planter']);
+      assert.deepEqual(await readdir(outside), []);
+      assert.ok((await lstat(join(f.layers, 'sbom'))).isDirectory());
+      assert.ok((await lstat(join(f.layers, 'config', 'metadata.toml'))).isFile());
+    }));
+
+  test('a later buildpack’s layers dir planted as a symlink is refused before kiln touches it', () =>
+    withFixture(async (f) => {
+      const outside = join(f.dir, 'outside');
+      await mkdir(outside);
+      await f.inline({ id: 'planter', build: `ln -s ${outside} /layers/victim` });
+      await f.inline({ id: 'victim' });
+      await rejectsWith(f.detectAndBuild(['planter', 'victim']), 52, /layers\/victim is a symlink/);
+      assert.equal((await stat(outside)).uid, 0);
+    }));
+
+  test('detect cannot replace its plan file with a symlink (kiln-owned scratch dir)', () =>
+    withFixture(async (f) => {
+      const s = await secret(f);
+      await f.inline({ id: 'swap', detect: `rm -f "$2"; ln -s ${s} "$2"` });
+      await rejectsWith(f.detect(['swap']), 21);
+      assert.match(await readFile(s, 'utf8'), /c2VjcmV0/);
     }));
 });
 

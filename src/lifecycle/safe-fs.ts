@@ -1,0 +1,44 @@
+import { lstat, realpath } from 'node:fs/promises';
+import { sep } from 'node:path';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+
+/**
+ * assertInside throws unless `path` (after resolving every symlink) lies inside `root`. kiln reads
+ * buildpack outputs as root on the host, where a buildpack's symlink (`launch.toml ->
+ * /root/.docker/config.json`) would otherwise make kiln copy secrets into labels, SBOMs or the
+ * next buildpack's environment. A path that does not exist passes (there is nothing to read).
+ * Only call it while no buildpack process runs (the sandbox's pid namespace ends with the run),
+ * so nothing can swap the path between the check and the read.
+ */
+export async function assertInside(
+  root: string,
+  path: string,
+  exitCode: number = ExitCode.BuildError,
+): Promise<void> {
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const realRoot = await realpath(root);
+  if (real !== realRoot && !real.startsWith(realRoot + sep)) {
+    throw new KilnError(
+      `${path} resolves to ${real}, outside ${root}: symlinks must stay inside the layers directory`,
+      exitCode,
+    );
+  }
+}
+
+/**
+ * ensureRealDir makes sure `path` is a real directory, not a symlink a buildpack planted where
+ * kiln is about to write: anything else at that path is an error.
+ */
+export async function isSymlink(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
