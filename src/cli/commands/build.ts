@@ -7,7 +7,7 @@ import { writeDockerArchive } from '../../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
-import { runBuild } from '../../lifecycle/platform/orchestration.ts';
+import { type ImageAccess, runBuild } from '../../lifecycle/platform/orchestration.ts';
 import type { Digest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
@@ -198,6 +198,32 @@ async function writeTo(
   return { digest: digest!, names };
 }
 
+/**
+ * imageAccess is how a build reads and writes images: the previous image at `previous` (absent
+ * is a first build), run images by name (store first, then registry; read once each), and the
+ * result to `dest` plus every extra tag.
+ */
+export function imageAccess(
+  dest: ImageLocation,
+  tags: readonly ImageLocation[],
+  previous: ImageLocation,
+  io: ImageIO,
+): ImageAccess {
+  const runCache = new Map<string, Promise<{ image: Image; reference: string }>>();
+  return {
+    findImage: () => findPrevious(previous, io),
+    runImage: (n) => {
+      let p = runCache.get(n);
+      if (!p) {
+        p = openNamed(n, io);
+        runCache.set(n, p);
+      }
+      return p;
+    },
+    writeImage: (image) => writeTo(dest, tags, image, io),
+  };
+}
+
 /** register adds `kiln build`. */
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -266,7 +292,6 @@ export function register(program: Command, ctx: CliContext): void {
         const previousLoc = flags.previousImage
           ? destinationOf(flags.previousImage, Boolean(flags.publish))
           : dest;
-        const runCache = new Map<string, Promise<{ image: Image; reference: string }>>();
         const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
         log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
         const outcome = await runBuild({
@@ -288,18 +313,7 @@ export function register(program: Command, ctx: CliContext): void {
           rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
           launcher: await loadLauncher(),
           store,
-          images: {
-            findImage: () => findPrevious(previousLoc, io),
-            runImage: (n) => {
-              let p = runCache.get(n);
-              if (!p) {
-                p = openNamed(n, io);
-                runCache.set(n, p);
-              }
-              return p;
-            },
-            writeImage: (image) => writeTo(dest, tags, image, io),
-          },
+          images: imageAccess(dest, tags, previousLoc, io),
           epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
           compression: flags.compression,
           tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),

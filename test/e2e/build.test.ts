@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Layout } from '../../src/layout/layout.ts';
+import { type Podman, startPodman } from '../helpers/podman.ts';
+import { type E2E, makeE2E } from './build-fixture.ts';
+
+let w: E2E;
+let podman: Podman;
+before(async () => {
+  w = await makeE2E();
+  podman = await startPodman();
+});
+after(async () => {
+  await podman?.cleanup();
+  await w?.cleanup();
+});
+
+async function layerDigests(name: string): Promise<string[]> {
+  const img = await w.store.find(name);
+  assert.ok(img, `${name} is in the store`);
+  return (await img.manifest()).layers.map((l) => l.digest);
+}
+
+/** Copies a stored image into its own layout so podman can run it as oci:DIR:app. */
+async function runWithPodman(name: string, args: string[] = [], entrypoint?: string): Promise<string> {
+  const img = (await w.store.find(name))!;
+  const dir = path.join(w.root, 'podman-layouts', name.replace(/[^a-z0-9]+/g, '-'));
+  await (await Layout.init(dir)).writeImage(img, 'app');
+  const r = await podman.run(`oci:${dir}:app`, args, {
+    user: '1000:1000',
+    ...(entrypoint ? { entrypoint } : {}),
+  });
+  assert.equal(r.code, 0, `podman run failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+describe('kiln build end to end', () => {
+  test('builds an app with a 3-buildpack test builder; the image runs with podman as uid 1000', async () => {
+    const app = await w.app('first', 'hello from the first build');
+    const b = await w.build(app, 'e2e-app');
+    const text = b.log.lines.join('\n');
+    for (const p of ['ANALYZING', 'DETECTING', 'RESTORING', 'BUILDING', 'EXPORTING'])
+      assert.match(text, new RegExp(`===> ${p}`));
+    assert.match(text, /runtime: installing hello/);
+    assert.match(text, /Adding layer 'e2e\/runtime:runtime'/);
+    assert.match(text, /Adding cache layer 'e2e\/deps:downloads'/);
+    assert.equal(await w.store.digestOf('e2e-app'), b.digest);
+    const out = await runWithPodman('e2e-app');
+    assert.equal(out, 'GREETING=hi uid=1000 message=hello from the first build\n');
+    // Another process type through its /cnb/process symlink (the launcher picks it by argv[0]).
+    const worker = await runWithPodman('e2e-app', [], '/cnb/process/worker');
+    assert.equal(worker, 'arg=worker GREETING=hi uid=1000 message=\n');
+  });
+
+  test('a no-op rebuild gives the same digest, restores from the cache and compresses nothing', async () => {
+    const app = await w.app('noop', 'unchanged');
+    const first = await w.build(app, 'e2e-noop');
+    const second = await w.build(app, 'e2e-noop');
+    assert.equal(second.digest, first.digest);
+    assert.equal(second.stats.compressed, 0, 'no layer compressed');
+    const text = second.log.lines.join('\n');
+    assert.match(text, /runtime: reusing cached layer/);
+    assert.match(text, /deps: download cache hit/);
+    assert.match(text, /Reusing layer 'e2e\/runtime:runtime'/);
+    assert.match(text, /Reusing cache layer 'e2e\/deps:downloads'/);
+  });
+
+  test('changing one app file changes only the app layer', async () => {
+    const app = await w.app('edit', 'version one');
+    await w.build(app, 'e2e-edit');
+    const before = await layerDigests('e2e-edit');
+    await fs.writeFile(path.join(app, 'message.txt'), 'version two\n');
+    const b = await w.build(app, 'e2e-edit');
+    const after = await layerDigests('e2e-edit');
+    assert.equal(before.length, after.length);
+    const changed = after.map((d, i) => (d === before[i] ? '' : String(i))).filter(Boolean);
+    assert.equal(changed.length, 1, `only one layer changed (${changed})`);
+    assert.equal(b.stats.compressed, 1);
+    assert.equal(await runWithPodman('e2e-edit'), 'GREETING=hi uid=1000 message=version two\n');
+  });
+
+  test('the same source built in two directories at different times gives the same digest', async () => {
+    const a = await w.app('repro-a', 'same');
+    const b = await w.app('repro-b', 'same');
+    await fs.utimes(path.join(b, 'message.txt'), new Date('2011-01-01'), new Date('2011-01-01'));
+    const x = await w.build(a, 'e2e-repro-a');
+    const y = await w.build(b, 'e2e-repro-b');
+    assert.equal(x.digest, y.digest);
+  });
+});
