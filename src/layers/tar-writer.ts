@@ -249,7 +249,7 @@ export async function* tarChunks(entries: Iterable<TarEntry>, opts: TarOptions =
   const sorted = sortEntries(entries);
   // Read-ahead of small files: up to AHEAD entries / AHEAD_BYTES in flight.
   const AHEAD = 32;
-  const AHEAD_BYTES = 16 << 20;
+  const AHEAD_BYTES = 8 << 20;
   const pending = new Map<number, Promise<Buffer>>();
   let nextAhead = 0;
   let aheadBytes = 0;

@@ -87,6 +87,30 @@ describe('Layout', () => {
     assert.equal(await fs.readFile(path.join(dir, 'index.json'), 'utf8'), indexBefore);
   });
 
+  test('gc() removes only unreachable blobs older than the grace period', async () => {
+    const dir = path.join(tmp, 'l4');
+    const keep = appendLayers(emptyImage(), layer('keep'));
+    const drop = appendLayers(emptyImage(), layer('drop'));
+    await writeImage(dir, keep, 'keep');
+    await writeImage(dir, drop, 'drop');
+    const l = await Layout.open(dir);
+    // An untagged image (a referrer, say) written twice is listed once and kept by gc.
+    const untagged = setConfig(keep, { user: 'ref' });
+    await l.writeImage(untagged);
+    await l.writeImage(untagged);
+    assert.equal((await l.index()).manifests.length, 3);
+    await l.removeTag('drop');
+    assert.deepEqual(await l.gc(), [], 'nothing is old enough yet');
+    const removed = await l.gc({ graceMs: -1 });
+    const dropM = await drop.manifest();
+    assert.deepEqual(
+      removed.sort(),
+      [await drop.digest(), dropM.config.digest, dropM.layers[0]!.digest].sort(),
+    );
+    await validateImage(await l.image('keep'));
+    await validateImage(await l.image(await untagged.digest()));
+  });
+
   test('a blob that does not match its digest is refused on read', async () => {
     const dir = path.join(tmp, 'l3');
     const img = appendLayers(emptyImage(), layer('x'));

@@ -225,8 +225,13 @@ export class Layout {
       if ((await this.blobs.putBytes(rawManifest, digest)).added) added.push(digest);
       const desc: Descriptor = { mediaType, digest, size: rawManifest.length };
       if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
+      // A tag moves to the new image; an untagged image (e.g. a referrer) is listed once.
       await this.#updateIndex((manifests) => [
-        ...manifests.filter((m) => tag === undefined || m.annotations?.[REF_NAME] !== tag),
+        ...manifests.filter((m) =>
+          tag === undefined
+            ? m.digest !== digest || m.annotations?.[REF_NAME] !== undefined
+            : m.annotations?.[REF_NAME] !== tag,
+        ),
         desc,
       ]);
       return desc;
@@ -258,6 +263,57 @@ export class Layout {
     const results = await Promise.allSettled([worker(), worker()]);
     const bad = results.find((r) => r.status === 'rejected');
     if (bad) throw (bad as PromiseRejectedResult).reason;
+  }
+
+  /**
+   * gc removes blobs that nothing listed in index.json reaches (manifests, indexes, configs,
+   * layers, subjects), and temp files left by killed writers. Only files older than
+   * `graceMs` (default 1 hour) are touched, so blobs a concurrent build wrote but has not tagged
+   * yet survive. Returns the digests removed.
+   */
+  async gc(opts: { graceMs?: number } = {}): Promise<string[]> {
+    const grace = opts.graceMs ?? 3_600_000;
+    const keep = new Set<string>();
+    const visit = async (d: Descriptor): Promise<void> => {
+      if (keep.has(d.digest)) return;
+      keep.add(d.digest);
+      if (!(isIndexMediaType(d.mediaType) || isImageMediaType(d.mediaType))) return;
+      const raw = await this.blobs.readBytes(d.digest).catch(() => undefined);
+      if (!raw) return;
+      const doc = JSON.parse(raw.toString('utf8')) as {
+        manifests?: Descriptor[];
+        config?: Descriptor;
+        layers?: Descriptor[];
+        subject?: Descriptor;
+      };
+      for (const c of [...(doc.manifests ?? []), ...(doc.layers ?? [])]) await visit(c);
+      if (doc.config) keep.add(doc.config.digest);
+      if (doc.subject) keep.add(doc.subject.digest);
+    };
+    const removed: string[] = [];
+    await withLock(path.join(this.dir, 'index.json'), async () => {
+      for (const d of (await this.index()).manifests) await visit(d);
+      const now = Date.now();
+      const blobsDir = path.join(this.dir, 'blobs');
+      for (const alg of await fs.readdir(blobsDir)) {
+        const p = path.join(blobsDir, alg);
+        const st = await fs.lstat(p);
+        if (!st.isDirectory()) {
+          if (alg.startsWith('.tmp-') && now - st.mtimeMs > grace) await fs.rm(p, { force: true });
+          continue;
+        }
+        for (const hex of await fs.readdir(p)) {
+          const digest = `${alg}:${hex}`;
+          if (keep.has(digest)) continue;
+          const f = path.join(p, hex);
+          const fst = await fs.lstat(f).catch(() => undefined);
+          if (!fst || now - fst.mtimeMs <= grace) continue;
+          await fs.rm(f, { force: true });
+          removed.push(digest);
+        }
+      }
+    });
+    return removed;
   }
 
   /** removeTag drops a tag from index.json (blobs stay; see gc). */
