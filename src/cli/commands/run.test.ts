@@ -8,6 +8,7 @@ import { buffer } from 'node:stream/consumers';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { podmanRun } from '../../../test/helpers/podman.ts';
 import { encodeLaunchConfig, loadLauncher } from '../../launcher/index.ts';
 import { type TarEntry, tarStream } from '../../layers/tar-writer.ts';
 import { Layout } from '../../layout/layout.ts';
@@ -201,6 +202,15 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^got signal 2$/m);
     assert.ok(Date.now() - t0 < 8000);
+  });
+
+  test('the same image runs under podman (a real container engine) with the same launcher behaviour', async () => {
+    const r = await podmanRun(ref, ['podman-arg'], { env: { PORT: '9000' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^uid=1000 gid=1000$/m);
+    assert.match(r.stdout, /^port=9000 greeting=hello-from-layer$/m);
+    assert.match(r.stdout, /^arg=podman-arg$/m);
+    assert.match(r.stdout, /^cwd=\/workspace$/m);
   });
 
   test('resolveUser() reads names and ids from the image', async () => {
