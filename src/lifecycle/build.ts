@@ -89,7 +89,7 @@ export async function build(o: BuildOptions): Promise<BuildMetadata> {
 
 async function runBuild(o: BuildOptions, scratch: { dir: string; mount: Mount }): Promise<BuildMetadata> {
   await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
-  const env = BuildEnv.fromBase(o.baseEnv);
+  const env = BuildEnv.fromBase(o.baseEnv, o.extraEnv);
   let plan = o.plan;
   const sboms: { bp: string; files: SbomFile[] }[] = [];
   const labels: { key: string; value: string }[] = [];

@@ -295,7 +295,7 @@ class Detector {
     try {
       const env = await processEnv(
         o,
-        BuildEnv.fromBase(o.baseEnv),
+        BuildEnv.fromBase(o.baseEnv, o.extraEnv),
         bp,
         cnbEnv(o, bp, { planKey: 'CNB_BUILD_PLAN_PATH', planPath: planSandbox }),
       );

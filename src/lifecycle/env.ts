@@ -45,13 +45,21 @@ export class BuildEnv {
     this.#vars = vars;
   }
 
-  /** fromBase keeps the allowlisted variables and the five path variables of `base`. */
-  static fromBase(base: Readonly<Record<string, string | undefined>>): BuildEnv {
+  /**
+   * fromBase keeps the allowlisted variables and the five path variables of `base`, then sets
+   * `extra` unfiltered: variables the platform itself decided every buildpack gets (e.g.
+   * `SSL_CERT_FILE` for extra CA certificates), which layers and platform env may still change.
+   */
+  static fromBase(
+    base: Readonly<Record<string, string | undefined>>,
+    extra?: Readonly<Record<string, string>>,
+  ): BuildEnv {
     const vars = new Map<string, string>();
     for (const [k, v] of Object.entries(base)) {
       if (v === undefined) continue;
       if (BUILD_ENV_ALLOWLIST.includes(k) || PATH_VARS.has(k)) vars.set(k, v);
     }
+    for (const [k, v] of Object.entries(extra ?? {})) vars.set(k, v);
     return new BuildEnv(vars);
   }
 

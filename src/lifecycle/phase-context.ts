@@ -56,6 +56,11 @@ export interface PhaseOptions {
    * settings (never kiln's own environment). Only the lifecycle allowlist survives.
    */
   readonly baseEnv: Readonly<Record<string, string | undefined>>;
+  /**
+   * Variables every buildpack process gets on top of the filtered base env, unfiltered (CA
+   * bundle variables, `SERVICE_BINDING_ROOT`). Never put credentials here: buildpacks see them.
+   */
+  readonly extraEnv?: Readonly<Record<string, string>>;
   /** The build user (CNB_USER_ID/CNB_GROUP_ID); 0 is refused. */
   readonly uid: number;
   readonly gid: number;

@@ -224,6 +224,20 @@ describe('build: environment', () => {
       assert.equal(env.get('BC_FORCE'), 'forced');
     }));
 
+  test('extraEnv reaches every buildpack, clear-env ones included, unfiltered', () =>
+    withFixture(async (f) => {
+      await f.install('probe');
+      await f.inline({ id: 'clear', info: 'clear-env = true', build: 'env -0 > "$1/env.dump"' });
+      await f.detectAndBuild(['conformance/probe', 'clear'], {
+        extraEnv: { SSL_CERT_FILE: '/platform/ca.pem' },
+      });
+      assert.equal((await probeEnv(f)).get('SSL_CERT_FILE'), '/platform/ca.pem');
+      assert.equal(
+        parseEnvDump(await f.layerFile('clear', 'env.dump')).get('SSL_CERT_FILE'),
+        '/platform/ca.pem',
+      );
+    }));
+
   test('kiln’s own environment never reaches buildpacks', () =>
     withFixture(async (f) => {
       process.env.KILN_CONFORMANCE_LEAK = 'leaked';

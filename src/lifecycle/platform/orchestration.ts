@@ -172,7 +172,9 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
   const rootfs = await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir));
 
   await mkdir(r.tmpDir, { recursive: true });
-  const work = await mkdtemp(path.join(r.tmpDir, 'kiln-build-'));
+  await sweepDeadWorkDirs(r.tmpDir);
+  // The pid in the name lets a later build remove what a killed one left behind.
+  const work = await mkdtemp(path.join(r.tmpDir, `kiln-build-${process.pid}-`));
   let snapshot: CacheSnapshot | undefined;
   try {
     // Explicit modes: the umask must not leak into layers (and the build user must reach them).
@@ -244,7 +246,9 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       network: r.network,
       target,
       logger: log,
-      baseEnv: { ...builderEnv, ...(r.processEnv ?? {}) },
+      baseEnv: builderEnv,
+      // Not through baseEnv: the lifecycle allowlist would drop the CA variables.
+      ...(r.processEnv ? { extraEnv: r.processEnv } : {}),
       uid,
       gid,
       ...(r.extraMounts?.length ? { extraMounts: r.extraMounts } : {}),
@@ -262,9 +266,11 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
 
     // RESTORING
     log.phase('RESTORING');
-    const cache = new VolumeCache(r.cacheDir, {
-      onWait: (owner) => log.info(`Waiting for the cache ${r.cacheDir}: in use by ${owner}`),
-    });
+    const cache = new VolumeCache(
+      r.cacheDir,
+      { onWait: (owner) => log.info(`Waiting for the cache ${r.cacheDir}: in use by ${owner}`) },
+      { beforeCommit: () => phaseDone('cache-commit') },
+    );
     const settings = { epoch: r.epoch, compression: r.compression } as const;
     const reuse: ReuseContext = {
       blobs: r.store.blobs,
@@ -396,6 +402,19 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
   } finally {
     await snapshot?.close();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Removes temp build dirs of builds whose process is gone (SIGKILL leaves them behind). */
+async function sweepDeadWorkDirs(tmpDir: string): Promise<void> {
+  for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
+    const m = /^kiln-build-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') await rm(path.join(tmpDir, name), { recursive: true, force: true });
+    }
   }
 }
 
