@@ -23,6 +23,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   config: () => import('./commands/config.ts'),
   run: () => import('./commands/run.ts'),
   inspect: () => import('./commands/inspect.ts'),
+  rebase: () => import('./commands/rebase.ts'),
 };
 
 // The first word of argv that is not a global option (or its value): the command to load.

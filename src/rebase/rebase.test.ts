@@ -168,5 +168,6 @@ describe('rebase()', () => {
     assert.equal(repositoryOf('reg:5000/a/b:tag@sha256:abc'), 'reg:5000/a/b');
     assert.equal(repositoryOf('reg:5000/a/b'), 'reg:5000/a/b');
     assert.equal(repositoryOf('oci:/tmp/x:run'), 'oci:/tmp/x');
+    assert.equal(repositoryOf('alpine'), repositoryOf('docker.io/library/alpine:3'));
   });
 });

@@ -8,6 +8,7 @@ import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { replaceBaseLayers, setConfig } from '../oci/mutate.ts';
 import type { ConfigFile, History } from '../oci/schema.ts';
+import { parseReference, repositoryString } from '../registry/reference.ts';
 
 // Rebase (CNB platform spec, rebaser): put an app image on a new run image without rebuilding.
 // The layers up to `runImage.topLayer` (from the io.buildpacks.lifecycle.metadata label) are the
@@ -54,8 +55,20 @@ export interface RebaseResult {
 
 const BASE_LABEL_PREFIXES = ['io.buildpacks.base.', 'io.buildpacks.stack.'];
 
-/** repositoryOf drops a tag and a digest from an image name: `reg/repo:tag@sha256:..` -> `reg/repo`. */
+/**
+ * repositoryOf drops a tag and a digest from an image name: `reg/repo:tag@sha256:..` -> `reg/repo`.
+ * Registry references are normalised first (`alpine` -> `index.docker.io/library/alpine`), so two
+ * spellings of one repository compare equal.
+ */
 export function repositoryOf(name: string): string {
+  if (!/^(oci|local|docker-archive):/.test(name)) {
+    try {
+      const r = parseReference(name);
+      return repositoryString(r);
+    } catch {
+      // Not a registry reference: fall back to cutting the tag and digest off the string.
+    }
+  }
   const at = name.indexOf('@');
   const noDigest = at >= 0 ? name.slice(0, at) : name;
   const colon = noDigest.lastIndexOf(':');

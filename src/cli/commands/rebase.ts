@@ -1,0 +1,159 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
+import { writeReportToml } from '../../cnb/report-toml.ts';
+import { loadConfig, mirrorFor } from '../../config/config-file.ts';
+import type { Image } from '../../oci/image.ts';
+import { rebase, repositoryOf } from '../../rebase/rebase.ts';
+import type { CliContext } from '../context.ts';
+import {
+  describeLocation,
+  type ImageIO,
+  type ImageLocation,
+  imageIO,
+  parseImageLocation,
+  readImage,
+  writeImageTo,
+} from '../image-ref.ts';
+import { preferLocal } from './inspect.ts';
+
+/** register adds `kiln rebase IMAGE`. */
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('rebase')
+    .description('put an app image on a newer run image without rebuilding (app layers untouched)')
+    .argument(
+      '<image>',
+      'app image to rebase and write (local store name, registry reference, oci:DIR[:TAG])',
+    )
+    .option('--run-image <ref>', 'run image to rebase onto (default: the one recorded in the image, newest)')
+    .option('--previous-image <ref>', 'read the app image from here instead of IMAGE')
+    .option('--publish', 'IMAGE is a registry reference (never the local store)')
+    .option('-t, --tag <ref>', 'also write the result here (repeatable)', (v: string, p: string[] = []) => [
+      ...p,
+      v,
+    ])
+    .option('--force', 'rebase even when the safety checks fail (another base, platform, distribution)')
+    .option('--report-output-dir <dir>', 'write report.toml here')
+    .action(
+      async (
+        arg: string,
+        opts: {
+          runImage?: string;
+          previousImage?: string;
+          publish?: boolean;
+          tag?: string[];
+          force?: boolean;
+          reportOutputDir?: string;
+        },
+      ) => {
+        const log = ctx.log;
+        const started = Date.now();
+        const io0 = imageIO(ctx.settings, log);
+        const locate = async (s: string) => {
+          const loc = parseImageLocation(s);
+          return opts.publish ? loc : preferLocal(loc, io0.storeDir);
+        };
+        const target = await locate(arg);
+        if (opts.publish && target.kind !== 'registry')
+          throw new KilnError(
+            `--publish needs a registry reference, not ${describeLocation(target)}`,
+            ExitCode.InvalidArgs,
+          );
+        const source = opts.previousImage ? await locate(opts.previousImage) : target;
+        const app = await readImage(source, io0);
+        const appCfg = await app.configFile();
+        const platform = {
+          os: appCfg.os,
+          architecture: appCfg.architecture,
+          ...(appCfg.variant ? { variant: appCfg.variant } : {}),
+        };
+        const io = imageIO(ctx.settings, log, { platform });
+
+        const chosen = opts.runImage ?? (await recordedRunImage(app, target, describeLocation(source)));
+        const config = await loadConfig(ctx.settings.configFile);
+        let runLoc = await locate(chosen);
+        if (runLoc.kind === 'registry') {
+          // Pull through a configured registry mirror; the name recorded stays the real one.
+          const mirror = mirrorFor(config, runLoc.ref.registry);
+          if (mirror) {
+            log.debug(`run image: pulling ${runLoc.ref.registry} through mirror ${mirror}`);
+            runLoc = { kind: 'registry', ref: { ...runLoc.ref, registry: mirror } };
+          }
+        }
+        log.info(`Rebasing ${describeLocation(source)} onto ${chosen}`);
+        const run = await readImage(runLoc, io);
+        const runDigest = await run.digest();
+        const result = await rebase({
+          image: app,
+          imageName: describeLocation(source),
+          runImage: run,
+          runImageName: chosen,
+          runImageReference: recordedReference(chosen, runDigest),
+          explicitRunImage: opts.runImage !== undefined,
+          force: opts.force ?? false,
+        });
+        for (const o of result.overridden) log.warn(`--force: ${o}`);
+        const progress = log.progress();
+        let digest: string;
+        try {
+          const wio: ImageIO = { ...io, progress };
+          digest = await writeImageTo(target, result.image, wio);
+          for (const t of opts.tag ?? []) await writeImageTo(await locate(t), result.image, wio);
+        } finally {
+          progress.end();
+        }
+        log.info(
+          `Rebased ${describeLocation(target)}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept, in ${((Date.now() - started) / 1000).toFixed(2)} s`,
+        );
+        if (opts.reportOutputDir) {
+          const raw = await result.image.rawManifest();
+          await writeReportToml(path.join(path.resolve(opts.reportOutputDir), 'report.toml'), {
+            image: {
+              tags: [describeLocation(target), ...(opts.tag ?? [])],
+              digest,
+              'manifest-size': raw.length,
+            },
+          });
+        }
+        ctx.stdout.write(`${digest}\n`);
+      },
+    );
+}
+
+// The run image the app was built on: runImage.image (or the deprecated stack.runImage), with a
+// mirror on the app image's own registry preferred, as the platform spec resolves run images.
+async function recordedRunImage(app: Image, target: ImageLocation, what: string): Promise<string> {
+  const raw = (await app.configFile()).config?.Labels?.[LIFECYCLE_METADATA_LABEL];
+  if (raw === undefined)
+    throw new KilnError(
+      `cannot rebase ${what}: not a buildpacks app image (no ${LIFECYCLE_METADATA_LABEL} label)`,
+      ExitCode.RebaseError,
+    );
+  const md = parseLifecycleMetadata(raw);
+  const image = md.runImage.image ?? md.stack?.runImage?.image;
+  if (!image)
+    throw new KilnError(
+      `cannot rebase ${what}: it records no run image name; pass --run-image`,
+      ExitCode.InvalidArgs,
+    );
+  const candidates = [image, ...(md.runImage.mirrors ?? md.stack?.runImage?.mirrors ?? [])];
+  if (target.kind === 'registry') {
+    const same = candidates.find((c) => {
+      try {
+        const l = parseImageLocation(c);
+        return l.kind === 'registry' && l.ref.registry === target.ref.registry;
+      } catch {
+        return false;
+      }
+    });
+    if (same) return same;
+  }
+  return image;
+}
+
+// runImage.reference: the repository as the user names it (not a pull-through mirror) at the digest.
+function recordedReference(chosen: string, digest: string): string {
+  return `${repositoryOf(describeLocation(parseImageLocation(chosen)))}@${digest}`;
+}
