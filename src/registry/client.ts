@@ -18,7 +18,6 @@ import {
   retryAfter,
   withRetry,
 } from './retry.ts';
-import { Semaphore } from './semaphore.ts';
 import { VerifyingStream, verifyBytes } from './verify.ts';
 
 /** Options of a RegistryClient; the CLI builds them from its settings. */
@@ -32,7 +31,7 @@ export interface ClientOptions {
   readonly monolithicMax?: number;
   /** Size of each PATCH chunk (default 64 MiB); every chunk streams, none is buffered. */
   readonly chunkSize?: number;
-  /** Parallel blob transfers per client (default 4). */
+  /** Parallel blob transfers per image write (default 4). */
   readonly jobs?: number;
   readonly userAgent?: string;
   /** Debug lines (retries, auth steps). Never given secrets. */
@@ -77,8 +76,6 @@ export class RegistryClient {
   readonly retry: RetryPolicy;
   readonly monolithicMax: number;
   readonly chunkSize: number;
-  /** Shared bound on parallel blob transfers. */
-  readonly transfers: Semaphore;
   readonly jobs: number;
   readonly #ua: string;
   readonly #debug: (msg: string) => void;
@@ -90,7 +87,6 @@ export class RegistryClient {
     this.monolithicMax = opts.monolithicMax ?? 4 * 1024 * 1024;
     this.chunkSize = opts.chunkSize ?? 64 * 1024 * 1024;
     this.jobs = opts.jobs ?? 4;
-    this.transfers = new Semaphore(this.jobs);
     this.#ua = opts.userAgent ?? 'kiln/0.1';
     this.#debug = opts.debug ?? (() => {});
   }

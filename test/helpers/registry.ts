@@ -31,6 +31,8 @@ export interface RegistryHandle {
 }
 
 export interface StartRegistryOptions {
+  /** Refresh (identity) tokens the token server accepts, by user (token auth only). */
+  refreshTokens?: Readonly<Record<string, string>>;
   /** 'none' (default): anonymous push and pull. 'token': bearer tokens from a token server. */
   auth?: 'none' | 'token';
   /** Users accepted by the token server when `auth` is 'token'. Default `{ kiln: 'secret' }`. */
@@ -65,6 +67,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     if (opts.auth === 'token') {
       tokenServer = await startTokenServer({
         users: opts.users ?? { kiln: 'secret' },
+        ...(opts.refreshTokens ? { refreshTokens: opts.refreshTokens } : {}),
         anonymousPull: opts.anonymousPull ?? false,
       });
     }
@@ -192,6 +195,8 @@ export interface TokenServerHandle {
 
 export interface TokenServerOptions {
   users: Readonly<Record<string, string>>;
+  /** OAuth2 refresh tokens (docker's identity tokens) accepted by `POST /token`, by user. */
+  refreshTokens?: Readonly<Record<string, string>>;
   anonymousPull?: boolean;
   service?: string;
   /** Token lifetime in seconds (default 300). */
@@ -234,16 +239,31 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const requests: TokenRequest[] = [];
 
   const server = http.createServer((req, res) => {
+    let form = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => {
+      form += d;
+    });
+    req.on('end', () => answer(req, res, form));
+  });
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse, form: string) => {
     const u = new URL(req.url ?? '/', 'http://x');
     if (u.pathname !== '/token') {
       res.writeHead(404).end();
       return;
     }
-    const scopes = u.searchParams.getAll('scope').flatMap((s) => s.split(' ').filter(Boolean));
+    // GET: docker token flow with basic auth. POST: OAuth2 refresh-token grant (identity tokens).
+    const q = req.method === 'POST' ? new URLSearchParams(form) : u.searchParams;
+    const scopes = q.getAll('scope').flatMap((s) => s.split(' ').filter(Boolean));
     let user: string | undefined;
     let ok = false;
     const authz = req.headers.authorization;
-    if (authz?.startsWith('Basic ')) {
+    if (req.method === 'POST') {
+      const rt = q.get('refresh_token') ?? '';
+      const found = Object.entries(opts.refreshTokens ?? {}).find(([, t]) => t === rt);
+      ok = q.get('grant_type') === 'refresh_token' && found !== undefined;
+      user = found?.[0];
+    } else if (authz?.startsWith('Basic ')) {
       const decoded = Buffer.from(authz.slice(6), 'base64').toString('utf8');
       const i = decoded.indexOf(':');
       user = decoded.slice(0, i);
@@ -252,7 +272,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       ok = true;
     }
     if (!ok) {
-      requests.push({ user, service: u.searchParams.get('service'), scopes, status: 401 });
+      requests.push({ user, service: q.get('service'), scopes, status: 401 });
       res.writeHead(401, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
       return;
@@ -272,7 +292,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     const claims = {
       iss: issuer,
       sub: user ?? '',
-      aud: u.searchParams.get('service') ?? service,
+      aud: q.get('service') ?? service,
       exp: now + expiresIn,
       nbf: now - 10,
       iat: now,
@@ -282,17 +302,14 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const sig = createSign('RSA-SHA256').update(signingInput).sign(keyPem);
     const token = `${signingInput}.${b64url(sig)}`;
-    requests.push({ user, service: u.searchParams.get('service'), scopes, status: 200 });
+    requests.push({ user, service: q.get('service'), scopes, status: 200 });
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        token,
-        access_token: token,
-        expires_in: expiresIn,
-        issued_at: new Date().toISOString(),
-      }),
-    );
-  });
+    const body =
+      req.method === 'POST'
+        ? { access_token: token, expires_in: expiresIn }
+        : { token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() };
+    res.end(JSON.stringify(body));
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -33,7 +33,11 @@ describe('bearer token auth', () => {
   let dir: string;
 
   before(async () => {
-    reg = await startRegistry({ auth: 'token', users: { alice: PASSWORD } });
+    reg = await startRegistry({
+      auth: 'token',
+      users: { alice: PASSWORD },
+      refreshTokens: { alice: 'refresh-token-for-alice' },
+    });
     dir = await mkdtemp(path.join(tmpdir(), 'kiln-auth-'));
   });
   after(async () => {
@@ -131,6 +135,33 @@ describe('bearer token auth', () => {
     const img = image('h');
     const { digest } = await writeImage(client, ref, img);
     assert.equal((await remoteImage(client, ref)).reference.digest, digest);
+  });
+
+  test('an identity token from docker config.json is exchanged with the refresh-token grant', async () => {
+    const cfgDir = path.join(dir, 'docker-idt');
+    await mkdir(cfgDir, { recursive: true });
+    await writeFile(
+      path.join(cfgDir, 'config.json'),
+      JSON.stringify({
+        auths: {
+          [reg.host]: {
+            auth: Buffer.from('alice:').toString('base64'),
+            identitytoken: 'refresh-token-for-alice',
+          },
+        },
+      }),
+    );
+    const tk = reg.tokenServer!;
+    tk.requests.length = 0;
+    const client = new RegistryClient({ keychain: dockerConfigKeychain({ dir: cfgDir }) });
+    const ref = parseReference(`${reg.host}/idt/app:v1`);
+    await writeImage(client, ref, image('idt'));
+    assert.deepEqual(tk.requests[0], {
+      user: 'alice',
+      service: tk.service,
+      scopes: ['repository:idt/app:pull,push'],
+      status: 200,
+    });
   });
 
   test('docker config.json auths with base64 user:password', async () => {

@@ -18,8 +18,8 @@ import { validateImage } from '../../src/oci/validate.ts';
 import { RegistryClient, referrersTag } from '../../src/registry/client.ts';
 import { RegistryError } from '../../src/registry/errors.ts';
 import { parseReference } from '../../src/registry/reference.ts';
-import { remoteImage } from '../../src/registry/remote.ts';
-import { writeImage } from '../../src/registry/write.ts';
+import { RemoteIndex, remoteImage, remoteManifest } from '../../src/registry/remote.ts';
+import { writeImage, writeIndex } from '../../src/registry/write.ts';
 import { type ProxyHandle, type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
 
 const FAST = { baseDelayMs: 5, maxDelayMs: 50 };
@@ -130,6 +130,85 @@ describe('registry client against docker-registry', () => {
     } finally {
       proxy.setFault(undefined);
     }
+  });
+
+  test('a connection reset mid-upload restarts the upload; 429 with Retry-After is waited out', async () => {
+    const img = smallImage('reset', [rawLayer(randomBytes(6 << 20))]);
+    const ref = parseReference(`${proxy.host}/reset/app:v1`);
+    let resets = 0;
+    let throttled = 0;
+    proxy.setFault((r) => {
+      if (r.method === 'PATCH' && resets < 1) {
+        resets++;
+        return { reset: true };
+      }
+      if (r.method === 'HEAD' && throttled < 1) {
+        throttled++;
+        return { status: 429, headers: { 'retry-after': '0' } };
+      }
+      return undefined;
+    });
+    proxy.reset();
+    try {
+      const { digest } = await writeImage(client, ref, img);
+      assert.equal(digest, await img.digest());
+      assert.equal(resets, 1);
+      assert.equal(throttled, 1);
+      const posts = proxy.stats.requests.filter(
+        (r) => r.method === 'POST' && r.path.endsWith('/blobs/uploads/'),
+      );
+      assert.equal(posts.length, 5, 'four blobs, one of them started twice');
+      await validateImage(await remoteImage(client, ref));
+    } finally {
+      proxy.setFault(undefined);
+    }
+  });
+
+  test('multi-platform index: written whole, read per platform, copied to another repository', async () => {
+    const amd = smallImage('amd64');
+    const arm = imageFrom({
+      config: { architecture: 'arm64', os: 'linux', config: {} },
+      layers: [gzLayer(Buffer.from('arm layer'))],
+    });
+    const src = parseReference(`${proxy.host}/multi/app:v1`);
+    const repo = client.repository(src, { push: true });
+    const children = [];
+    for (const [img, arch] of [
+      [amd, 'amd64'],
+      [arm, 'arm64'],
+    ] as const) {
+      const { digest } = await writeImage(client, { ...src, tag: undefined }, img);
+      children.push({
+        mediaType: MediaType.OciManifest,
+        digest,
+        size: (await img.rawManifest()).length,
+        platform: { os: 'linux', architecture: arch },
+      });
+    }
+    const indexBytes = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: children }),
+    );
+    const indexDigest = await repo.putManifest('v1', indexBytes, MediaType.OciIndex);
+    const pickedArm = await remoteImage(client, src, { platform: { os: 'linux', architecture: 'arm64' } });
+    assert.equal(await pickedArm.digest(), await arm.digest());
+    assert.equal(
+      await (await remoteImage(client, src)).digest(),
+      await amd.digest(),
+      'linux/amd64 by default',
+    );
+    await assert.rejects(
+      remoteImage(client, src, { platform: { os: 'linux', architecture: 's390x' } }),
+      /no image for linux\/s390x in the index \(has linux\/amd64, linux\/arm64\)/,
+    );
+    const idx = await remoteManifest(client, src);
+    assert.ok(idx instanceof RemoteIndex);
+    const dst = parseReference(`${proxy.host}/multi-copy/app:v1`);
+    proxy.reset();
+    const r = await writeIndex(client, dst, idx);
+    assert.equal(r.digest, indexDigest);
+    assert.equal(proxy.stats.uploadBytes, 0, 'every blob mounted from the source repository');
+    const back = await client.repository(dst).getManifest('v1');
+    assert.deepEqual(Buffer.from(back.bytes), indexBytes);
   });
 
   test('a registry that keeps failing gives a clear error after bounded retries', async () => {
