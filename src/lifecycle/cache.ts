@@ -90,6 +90,12 @@ export interface CommitResult {
 
 const MAX_FINGERPRINTS = 512;
 
+/** Test seams of a cache (fault-injection tests kill the process at these points). */
+export interface CacheHooks {
+  /** Called under the lock once new blobs are placed and the new state is written, before it replaces the old one. */
+  readonly beforeCommit?: () => void | Promise<void>;
+}
+
 /**
  * VolumeCache is a cache directory shared by builds of one image (or by whoever points at it). All
  * mutation goes through commit(); all reading through snapshot().
@@ -99,10 +105,13 @@ export class VolumeCache {
   readonly blobs: BlobStore;
   readonly #lockOpts: LockOptions;
 
-  constructor(dir: string, lockOpts: LockOptions = {}) {
+  readonly #hooks: CacheHooks;
+
+  constructor(dir: string, lockOpts: LockOptions = {}, hooks: CacheHooks = {}) {
     this.dir = path.resolve(dir);
     this.blobs = new BlobStore(this.dir);
     this.#lockOpts = lockOpts;
+    this.#hooks = hooks;
   }
 
   /** name is what the log calls this cache. */
@@ -198,6 +207,7 @@ export class VolumeCache {
       } finally {
         await fh.close();
       }
+      await this.#hooks.beforeCommit?.();
       await fs.rename(tmp, path.join(this.dir, STATE_FILE));
       const pruned = await this.#prune(next);
       return { added, reused, pruned };

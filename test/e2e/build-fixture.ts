@@ -214,6 +214,19 @@ image = "e2e/run"
     kilnVersion: '0.1.0-e2e',
   });
   await store.write(created.image, ['e2e/builder']);
+  return openE2E(root);
+}
+
+/**
+ * openE2E opens a fixture made by makeE2E (in this or another process: the fault tests run builds
+ * in child processes over the same root).
+ */
+export async function openE2E(root: string): Promise<E2E> {
+  const store = await ImageStore.open(path.join(root, 'store'));
+  const hello = path.join(root, 'hello');
+  const builder = await store.find('e2e/builder');
+  if (!builder) throw new Error(`${root}: no e2e/builder in the fixture store`);
+  const created = { image: builder };
   const launcher = await loadLauncher();
   const io: ImageIO = { client: new RegistryClient({}), storeDir: store.dir };
   const executor = new BubblewrapExecutor({ hostUid: process.getuid?.() ?? 0 });

@@ -413,7 +413,8 @@ async function sweepDeadWorkDirs(tmpDir: string): Promise<void> {
     try {
       process.kill(Number(m[1]), 0);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ESRCH') await rm(path.join(tmpDir, name), { recursive: true, force: true });
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH')
+        await rm(path.join(tmpDir, name), { recursive: true, force: true });
     }
   }
 }
