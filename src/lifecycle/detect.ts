@@ -95,6 +95,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
     } catch (err) {
       if (err === FAILED || err === BUILDPACK_ERROR) {
         const runs = await d.settledRuns();
+        reportFailure(runs, o.logger);
         throw new KilnError(
           `${err === FAILED ? 'no buildpack group passed detection' : 'no buildpack group passed detection and a buildpack failed with an error'}: ${summarize(runs)}`,
           err === FAILED ? ExitCode.DetectNoGroup : ExitCode.DetectFailedWithErrors,
@@ -115,6 +116,19 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
     return { group, plan, runs: await d.settledRuns() };
   } finally {
     await removeScratch(scratch.dir);
+  }
+}
+
+/**
+ * reportFailure shows, when no group passed, what every buildpack printed: output of passing and
+ * non-matching buildpacks was only logged at debug level while groups were tried (errors already
+ * went to info).
+ */
+function reportFailure(runs: ReadonlyMap<string, DetectRun>, log: DetectOptions['logger']): void {
+  log.info('======== Results ========');
+  for (const [key, r] of runs) {
+    log.info(`${r.code === 0 ? 'pass' : r.code === 100 ? 'fail' : 'err '}: ${key}`);
+    if (r.code === 0 || r.code === 100) for (const line of r.output) log.info(`  ${line}`);
   }
 }
 

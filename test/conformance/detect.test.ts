@@ -125,6 +125,7 @@ describe('detect: exit codes', () => {
         20,
         /a@0.0.1 did not match \(no package.json found\).*b@0.0.1 did not match \(no Procfile\)/,
       );
+      assert.match(f.log.text(), /fail: a@0.0.1\n {2}no package.json found\nfail: b@0.0.1\n {2}no Procfile/);
     }));
 
   test('another exit code is an error → 21 when nothing passed', () =>
