@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import type { Layer } from '../oci/image.ts';
+import { indexFrom } from '../oci/index.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { bytesLayer, emptyImage } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
@@ -109,6 +110,37 @@ describe('Layout', () => {
     );
     await validateImage(await l.image('keep'));
     await validateImage(await l.image(await untagged.digest()));
+  });
+
+  test('writeIndex() stores a multi-platform index; image() picks the platform', async () => {
+    const dir = path.join(tmp, 'l5');
+    const amd = appendLayers(emptyImage(), layer('amd64'));
+    const arm = appendLayers(
+      emptyImage({ os: 'linux', architecture: 'arm64', variant: 'v8' }),
+      layer('arm64'),
+    );
+    const idx = indexFrom([{ image: amd }, { image: arm, annotations: { a: 'b' } }]);
+    const l = await Layout.init(dir);
+    const desc = await l.writeIndex(idx, 'multi');
+    assert.equal(desc.digest, await idx.digest());
+    const m = await (await l.imageIndex('multi')).indexManifest();
+    assert.deepEqual(
+      m.manifests.map((d) => d.platform),
+      [
+        { architecture: 'amd64', os: 'linux' },
+        { architecture: 'arm64', os: 'linux', variant: 'v8' },
+      ],
+    );
+    const picked = await l.image('multi', { platform: { os: 'linux', architecture: 'arm64' } });
+    assert.equal(await picked.digest(), await arm.digest());
+    await validateImage(picked);
+    assert.equal(await (await l.image('multi')).digest(), await amd.digest());
+    const child = await (await l.imageIndex('multi')).image(await arm.digest());
+    await validateImage(child);
+    await assert.rejects(
+      l.image('multi', { platform: { os: 'linux', architecture: 's390x' } }),
+      /no manifest for platform/,
+    );
   });
 
   test('a blob that does not match its digest is refused on read', async () => {

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
-import type { Image, Layer } from '../oci/image.ts';
+import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isImageMediaType, isIndexMediaType, MediaType } from '../oci/media-types.ts';
 import { StoredImage } from '../oci/memory.ts';
 import {
@@ -179,6 +179,76 @@ export class Layout {
     return this.imageByDigest(desc.digest, what);
   }
 
+  /** imageIndex reads the index a tag or digest names (a multi-platform image). */
+  async imageIndex(ref: string): Promise<ImageIndex> {
+    const desc = await this.resolve(ref);
+    if (!isIndexMediaType(desc.mediaType))
+      throw new Error(`${this.dir}:${ref}: ${desc.mediaType} is not an image index`);
+    return this.indexByDigest(desc.digest, `${this.dir}:${ref}`);
+  }
+
+  /** indexByDigest reads the index blob `d`. */
+  async indexByDigest(d: Digest, what = `${this.dir}@${d}`): Promise<ImageIndex> {
+    const raw = await this.blobs.readBytes(d);
+    const parsed = parseJson(IndexSchema, raw, `index ${what}`);
+    const listed = (c: Digest) => {
+      if (!parsed.manifests.some((m) => m.digest === c))
+        throw new Error(`${what}: the index has no manifest ${c}`);
+    };
+    return {
+      mediaType: async () => parsed.mediaType ?? MediaType.OciIndex,
+      rawManifest: async () => raw,
+      indexManifest: async () => parsed,
+      digest: async () => d,
+      image: async (c) => {
+        listed(c);
+        return this.imageByDigest(c, `${what}@${c}`);
+      },
+      index: async (c) => {
+        listed(c);
+        return this.indexByDigest(c, `${what}@${c}`);
+      },
+    };
+  }
+
+  /**
+   * writeIndex writes every image of `index` (recursively), then the index itself, and tags it.
+   * As with writeImage, a failure removes the blobs this call added.
+   */
+  async writeIndex(index: ImageIndex, tag?: string): Promise<Descriptor> {
+    const added: Digest[] = [];
+    try {
+      const digest = await this.#writeIndexBlobs(index, added);
+      const raw = await index.rawManifest();
+      const desc: Descriptor = { mediaType: await index.mediaType(), digest, size: raw.length };
+      if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
+      await this.#updateIndex((manifests) => [
+        ...manifests.filter((m) =>
+          tag === undefined
+            ? m.digest !== digest || m.annotations?.[REF_NAME] !== undefined
+            : m.annotations?.[REF_NAME] !== tag,
+        ),
+        desc,
+      ]);
+      return desc;
+    } catch (e) {
+      await Promise.all(added.map((d) => this.blobs.remove(d)));
+      throw e;
+    }
+  }
+
+  async #writeIndexBlobs(index: ImageIndex, added: Digest[]): Promise<Digest> {
+    for (const m of (await index.indexManifest()).manifests) {
+      if (await this.blobs.has(m.digest)) continue;
+      if (isIndexMediaType(m.mediaType)) await this.#writeIndexBlobs(await index.index(m.digest), added);
+      else await this.#writeImageBlobs(await index.image(m.digest), added);
+    }
+    const raw = await index.rawManifest();
+    const digest = sha256(raw);
+    if ((await this.blobs.putBytes(raw, digest)).added) added.push(digest);
+    return digest;
+  }
+
   /** imageByDigest reads the image manifest blob `d` (which need not be in index.json). */
   async imageByDigest(d: Digest, what = `${this.dir}@${d}`): Promise<Image> {
     const raw = await this.blobs.readBytes(d);
@@ -208,21 +278,8 @@ export class Layout {
   async writeImage(image: Image, tag?: string): Promise<Descriptor> {
     const added: Digest[] = [];
     try {
-      const [manifest, layers, rawConfig, rawManifest, mediaType] = await Promise.all([
-        image.manifest(),
-        image.layers(),
-        image.rawConfig(),
-        image.rawManifest(),
-        image.mediaType(),
-      ]);
-      await this.#putLayers(
-        manifest.layers.map((d, i) => ({ desc: d, layer: layers[i]! })),
-        added,
-      );
-      if ((await this.blobs.putBytes(rawConfig, manifest.config.digest)).added)
-        added.push(manifest.config.digest);
-      const digest = sha256(rawManifest);
-      if ((await this.blobs.putBytes(rawManifest, digest)).added) added.push(digest);
+      const digest = await this.#writeImageBlobs(image, added);
+      const [rawManifest, mediaType] = await Promise.all([image.rawManifest(), image.mediaType()]);
       const desc: Descriptor = { mediaType, digest, size: rawManifest.length };
       if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
       // A tag moves to the new image; an untagged image (e.g. a referrer) is listed once.
@@ -239,6 +296,25 @@ export class Layout {
       await Promise.all(added.map((d) => this.blobs.remove(d)));
       throw e;
     }
+  }
+
+  /** Writes layers not yet present, then config, then manifest; returns the manifest digest. */
+  async #writeImageBlobs(image: Image, added: Digest[]): Promise<Digest> {
+    const [manifest, layers, rawConfig, rawManifest] = await Promise.all([
+      image.manifest(),
+      image.layers(),
+      image.rawConfig(),
+      image.rawManifest(),
+    ]);
+    await this.#putLayers(
+      manifest.layers.map((d, i) => ({ desc: d, layer: layers[i]! })),
+      added,
+    );
+    if ((await this.blobs.putBytes(rawConfig, manifest.config.digest)).added)
+      added.push(manifest.config.digest);
+    const digest = sha256(rawManifest);
+    if ((await this.blobs.putBytes(rawManifest, digest)).added) added.push(digest);
+    return digest;
   }
 
   async #putLayers(items: { desc: Descriptor; layer: Layer }[], added: Digest[]): Promise<void> {

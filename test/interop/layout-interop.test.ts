@@ -10,6 +10,7 @@ import { readDockerArchive, writeDockerArchive } from '../../src/archive/docker-
 import { layerFromDirectory } from '../../src/layers/layer-writer.ts';
 import { Layout, readImage, writeImage } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
+import { indexFrom } from '../../src/oci/index.ts';
 import { emptyImage, isoOfEpoch } from '../../src/oci/memory.ts';
 import { appendLayers, setConfig } from '../../src/oci/mutate.ts';
 import { validateImage } from '../../src/oci/validate.ts';
@@ -82,6 +83,19 @@ describe('OCI layout interop', () => {
     const fromArchive = await readDockerArchive(archive);
     await validateImage(fromArchive);
     assert.deepEqual((await fromArchive.configFile()).config?.Entrypoint, ['/app/hello']);
+  });
+
+  test('skopeo copies a kiln multi-platform index with --all keeping its digest', async () => {
+    const arm = setConfig(hello, (c) => ({ ...c, architecture: 'arm64' }));
+    const idx = indexFrom([{ image: hello }, { image: arm }]);
+    const l = await Layout.open(kiln);
+    await l.writeIndex(idx, 'multi');
+    const other = path.join(tmp, 'skopeo-index');
+    await run('skopeo', ['copy', '--quiet', '--all', `oci:${kiln}:multi`, `oci:${other}:multi`]);
+    assert.equal(await indexDigest(other, 'multi'), await idx.digest());
+    const back = await (await Layout.open(other)).imageIndex('multi');
+    assert.equal((await back.indexManifest()).manifests.length, 2);
+    await validateImage(await back.image(await arm.digest()));
   });
 
   test('umoci unpacks a kiln layout', async () => {
