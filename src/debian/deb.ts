@@ -75,6 +75,12 @@ export interface ExtractOptions {
   readonly capture?: (path: string) => boolean;
   /** Maps a package path to where it lands (merged-/usr, `.dpkg-new` conffiles). */
   readonly rewrite?: (path: string) => string;
+  /**
+   * Asked before writing each non-directory (and before setting a directory's mode) at its
+   * target path; false leaves the path to another package. Lets several packages unpack into one
+   * tree concurrently while a fixed package order decides who wins a shared path.
+   */
+  readonly claim?: (target: string) => boolean;
   readonly xz?: XzDecoder;
 }
 
@@ -102,6 +108,12 @@ export async function extractDebData(
   const paths: string[] = [];
   const captured = new Map<string, Buffer>();
   const symlinks = new Set<string>();
+  const dirs = new Set<string>();
+  const ensureDir = (d: string) => {
+    if (dirs.has(d)) return;
+    mkdirSync(d, { recursive: true });
+    dirs.add(d);
+  };
   let bytes = 0;
   const fail = (name: string, why: string): never => {
     throw new KilnError(`${path}: refusing data entry "${name}": ${why}`);
@@ -123,8 +135,8 @@ export async function extractDebData(
     if (skipIt && !captureIt) continue;
     if (h.type === 'directory') {
       if (skipIt) continue;
-      mkdirSync(dest, { recursive: true, mode: h.mode });
-      chmodSync(dest, h.mode);
+      ensureDir(dest);
+      if (opts.claim?.(target) !== false && h.mode !== (0o777 & ~UMASK)) chmodSync(dest, h.mode);
       continue;
     }
     if (skipIt && captureIt) {
@@ -133,7 +145,15 @@ export async function extractDebData(
       captured.set(rel, Buffer.concat(chunks));
       continue;
     }
-    mkdirSync(posix.dirname(dest), { recursive: true });
+    ensureDir(posix.dirname(dest));
+    if (opts.claim?.(target) === false) {
+      if (captureIt) {
+        const chunks: Buffer[] = [];
+        for await (const c of e.body()) chunks.push(Buffer.from(c));
+        captured.set(rel, Buffer.concat(chunks));
+      }
+      continue;
+    }
     if (h.type === 'file') {
       removeExisting(dest);
       const fd = openSync(dest, 'w', h.mode);
@@ -147,7 +167,8 @@ export async function extractDebData(
       } finally {
         closeSync(fd);
       }
-      chmodSync(dest, h.mode);
+      // open() applied the umask; set the exact mode only when the umask took something away.
+      if ((h.mode & UMASK) !== 0 || h.mode > 0o777) chmodSync(dest, h.mode);
       if (chunks) captured.set(rel, Buffer.concat(chunks));
     } else if (h.type === 'symlink') {
       const resolved = posix.normalize(posix.join(posix.dirname(`/${rel}`), h.linkname));
@@ -170,12 +191,18 @@ export async function extractDebData(
 }
 
 function removeExisting(dest: string): void {
-  try {
-    const st = lstatSync(dest);
-    if (st.isDirectory()) throw new KilnError(`cannot replace directory ${dest} with a file`);
-    // Replacing a file shipped by an earlier package (dpkg would divert or complain; last wins).
-    unlinkSync(dest);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
+  const st = lstatSync(dest, { throwIfNoEntry: false });
+  if (!st) return;
+  if (st.isDirectory()) throw new KilnError(`cannot replace directory ${dest} with a file`);
+  // Replacing a file shipped by an earlier package (dpkg would divert or complain; the fixed
+  // package order decides who wins).
+  unlinkSync(dest);
 }
+
+// The process umask, read once: files are created with the archive's mode and fixed up with
+// chmod only when the umask removed bits from it.
+const UMASK = (() => {
+  const m = process.umask(0o022);
+  process.umask(m);
+  return m;
+})();

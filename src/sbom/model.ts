@@ -1,0 +1,61 @@
+import { PackageURL } from 'packageurl-js';
+
+/**
+ * SbomComponent is one software package in an SBOM, independent of the output format. The stack
+ * makes them from Debian packages; the lifecycle and buildpacks can make them from npm packages
+ * or anything with a purl, and the writers below render either.
+ */
+export interface SbomComponent {
+  readonly name: string;
+  readonly version: string;
+  readonly purl: string;
+  /** Licence names: SPDX ids where known, otherwise the name the package uses. */
+  readonly licenses: readonly string[];
+  readonly supplier?: string;
+  readonly description?: string;
+  /** sha256 of the package file (a .deb, a tarball), hex. */
+  readonly sha256?: string;
+  /** Extra name/value facts (e.g. the Debian source package). */
+  readonly properties?: Readonly<Record<string, string>>;
+}
+
+/** SbomSubject is what the document describes (an image), with the values that name it. */
+export interface SbomSubject {
+  readonly name: string;
+  readonly version?: string;
+  /** Image manifest digest, when known. */
+  readonly digest?: string;
+}
+
+/** SbomMeta are the document-level values: all deterministic (no wall clock). */
+export interface SbomMeta {
+  readonly subject: SbomSubject;
+  /** SOURCE_DATE_EPOCH in seconds: the document's timestamp. */
+  readonly epoch: number;
+  readonly tool: { readonly name: string; readonly version: string };
+}
+
+/** debPurl is the purl of a Debian binary package: pkg:deb/debian/NAME@VERSION?arch=A&distro=D. */
+export function debPurl(
+  name: string,
+  version: string,
+  arch: string,
+  distro: string,
+  namespace = 'debian',
+): string {
+  return new PackageURL('deb', namespace, name, version, { arch, distro }, undefined).toString();
+}
+
+/** uuidFromHex formats 32 hex digits as an RFC 4122 version-5-style UUID (stable for the same input). */
+export function uuidFromHex(hex: string): string {
+  const h = hex.slice(0, 32).split('');
+  h[12] = '5';
+  h[16] = ((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
+  const s = h.join('');
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
+}
+
+/** sortComponents orders components by purl (the writers' output order). */
+export function sortComponents(c: readonly SbomComponent[]): SbomComponent[] {
+  return [...c].sort((a, b) => (a.purl < b.purl ? -1 : a.purl > b.purl ? 1 : 0));
+}

@@ -1,0 +1,77 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+
+const pkgName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9+.-]*(=[^\s]+)?$/, 'expected a Debian package name (optionally name=version)');
+
+const ImageSpecSchema = z.strictObject({
+  /** Repository-style name of the image in kiln's local store. */
+  name: z.string().min(1),
+  packages: z.array(pkgName).min(1),
+  exclude: z.array(pkgName).default([]),
+  /** Also install every `Essential: yes` package. */
+  essential: z.boolean().default(false),
+});
+
+/** StackConfigSchema is the zod schema of stack.toml. */
+export const StackConfigSchema = z.strictObject({
+  id: z.string().min(1),
+  distro: z.strictObject({ name: z.string().min(1), version: z.string().min(1) }),
+  archive: z.strictObject({
+    arch: z.string().min(1),
+    components: z.array(z.string().min(1)).min(1).default(['main']),
+    suites: z.array(z.string().min(1)).min(1),
+    mirror: z.url().optional(),
+    'security-mirror': z.url().optional(),
+    keyring: z.string().min(1).default('/usr/share/keyrings/debian-archive-keyring.gpg'),
+  }),
+  user: z.strictObject({
+    name: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
+    uid: z.number().int().min(1),
+    gid: z.number().int().min(1),
+  }),
+  labels: z.record(z.string(), z.string()).default({}),
+  run: ImageSpecSchema,
+  build: ImageSpecSchema,
+});
+
+/** StackConfig is a parsed stack.toml. */
+export type StackConfig = z.infer<typeof StackConfigSchema>;
+/** ImageSpec is the [run] or [build] table. */
+export type ImageSpec = z.infer<typeof ImageSpecSchema>;
+
+/** parseStackConfig validates TOML text; errors name the file and the offending key. */
+export function parseStackConfig(text: string, file: string): StackConfig {
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (e) {
+    throw new KilnError(
+      `invalid stack file ${file}: ${(e as Error).message.split('\n')[0]}`,
+      ExitCode.InvalidArgs,
+    );
+  }
+  const r = StackConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const key = issue.path.length ? issue.path.join('.') : '(document)';
+    const msg =
+      issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
+    throw new KilnError(`invalid stack file ${file}: key "${key}": ${msg}`, ExitCode.InvalidArgs);
+  }
+  return r.data;
+}
+
+/** readStackConfig reads and validates a stack.toml file. */
+export async function readStackConfig(file: string): Promise<StackConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new KilnError(`cannot read stack file ${file}: ${(e as Error).message}`, ExitCode.InvalidArgs);
+  }
+  return parseStackConfig(text, file);
+}

@@ -1,0 +1,83 @@
+import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { StackConfig } from './config.ts';
+
+/** exists tells whether a path exists (without following a final symlink). */
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * caBundle concatenates `/usr/share/ca-certificates/mozilla/*.crt` in byte order: what
+ * update-ca-certificates would write to /etc/ssl/certs/ca-certificates.crt with the default
+ * selection, made without running it (the run image has no shell).
+ */
+export async function caBundle(root: string): Promise<string> {
+  const dir = join(root, 'usr/share/ca-certificates/mozilla');
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.crt'));
+  names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  let out = '';
+  for (const n of names) {
+    const pem = await readFile(join(dir, n), 'utf8');
+    out += pem.endsWith('\n') ? pem : `${pem}\n`;
+  }
+  return out;
+}
+
+/** passwdFiles renders /etc/passwd and /etc/group with root, the stack user and nobody. */
+export function passwdFiles(config: StackConfig, shell: string): { passwd: string; group: string } {
+  const u = config.user;
+  return {
+    passwd:
+      `root:x:0:0:root:/root:${shell}\n` +
+      `${u.name}:x:${u.uid}:${u.gid}:${u.name}:/home/${u.name}:${shell}\n` +
+      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
+    group: `root:x:0:\n${u.name}:x:${u.gid}:\nnogroup:x:65534:\n`,
+  };
+}
+
+/**
+ * finishRunRoot turns the unpacked run packages into a distroless-like root: the CA bundle and
+ * OpenSSL's default paths pointing at it, users, a UTC timezone, /tmp (1777), the user's home,
+ * and nsswitch.conf. No maintainer script runs; this is what they would have done.
+ */
+export async function finishRunRoot(root: string, config: StackConfig): Promise<void> {
+  const etc = join(root, 'etc');
+  await mkdir(join(etc, 'ssl/certs'), { recursive: true, mode: 0o755 });
+  const bundle = await caBundle(root);
+  if (bundle) {
+    await writeFile(join(etc, 'ssl/certs/ca-certificates.crt'), bundle, { mode: 0o644 });
+    await mkdir(join(root, 'usr/lib/ssl'), { recursive: true, mode: 0o755 });
+    if (!(await exists(join(root, 'usr/lib/ssl/certs'))))
+      await symlink('/etc/ssl/certs', join(root, 'usr/lib/ssl/certs'));
+    if (!(await exists(join(root, 'usr/lib/ssl/cert.pem'))))
+      await symlink('/etc/ssl/certs/ca-certificates.crt', join(root, 'usr/lib/ssl/cert.pem'));
+  }
+  const { passwd, group } = passwdFiles(config, '/usr/sbin/nologin');
+  await writeFile(join(etc, 'passwd'), passwd, { mode: 0o644 });
+  await writeFile(join(etc, 'group'), group, { mode: 0o644 });
+  await writeFile(
+    join(etc, 'nsswitch.conf'),
+    'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n',
+    { mode: 0o644 },
+  );
+  if (await exists(join(root, 'usr/share/zoneinfo/Etc/UTC'))) {
+    await rm(join(etc, 'localtime'), { force: true });
+    await symlink('/usr/share/zoneinfo/Etc/UTC', join(etc, 'localtime'));
+    await writeFile(join(etc, 'timezone'), 'Etc/UTC\n', { mode: 0o644 });
+  }
+  await homeAndTmp(root, config);
+}
+
+/** homeAndTmp creates /tmp (1777), /root (0700) and the stack user's home (0755). */
+export async function homeAndTmp(root: string, config: StackConfig): Promise<void> {
+  await mkdir(join(root, 'tmp'), { recursive: true });
+  await chmod(join(root, 'tmp'), 0o1777);
+  await mkdir(join(root, 'root'), { recursive: true });
+  await chmod(join(root, 'root'), 0o700);
+  await mkdir(join(root, 'home', config.user.name), { recursive: true });
+  await chmod(join(root, 'home', config.user.name), 0o755);
+}

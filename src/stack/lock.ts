@@ -1,0 +1,153 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
+import { z } from 'zod';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { PackageRecord } from '../debian/package.ts';
+import { compareVersions } from '../debian/version.ts';
+import { writeFileAtomic } from '../layout/layout.ts';
+import { sha256 } from '../oci/digest.ts';
+import type { ImageSpec, StackConfig } from './config.ts';
+
+const LockedPackageSchema = z.strictObject({
+  name: z.string(),
+  version: z.string(),
+  arch: z.string(),
+  source: z.string(),
+  suite: z.string(),
+  filename: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+/** LockedPackage is one exact package of an image in stack.lock. */
+export type LockedPackage = z.infer<typeof LockedPackageSchema>;
+
+const LockSchema = z.strictObject({
+  version: z.literal(1),
+  /** Digest of the resolution inputs (suites, arch, package lists): a changed config makes the lock stale. */
+  inputs: z.string(),
+  run: z.strictObject({ packages: z.array(LockedPackageSchema) }),
+  build: z.strictObject({ packages: z.array(LockedPackageSchema) }),
+});
+/** StackLock is a parsed stack.lock. */
+export type StackLock = z.infer<typeof LockSchema>;
+
+/** inputsDigest is the digest of what resolution depends on in `config` (not the mirror). */
+export function inputsDigest(config: StackConfig): string {
+  const spec = (s: ImageSpec) => ({ packages: s.packages, exclude: s.exclude, essential: s.essential });
+  const a = config.archive;
+  return sha256(
+    JSON.stringify({
+      arch: a.arch,
+      components: a.components,
+      suites: a.suites,
+      run: spec(config.run),
+      build: spec(config.build),
+    }),
+  );
+}
+
+/** lockedFrom turns resolved records into lock entries. */
+export function lockedFrom(pkgs: readonly PackageRecord[]): LockedPackage[] {
+  return pkgs.map((p) => ({
+    name: p.name,
+    version: p.version,
+    arch: p.arch,
+    source: p.source,
+    suite: p.suite,
+    filename: p.filename,
+    size: p.size,
+    sha256: p.sha256,
+  }));
+}
+
+/** formatLock renders a lock as TOML, packages sorted by name (stable diffs). */
+export function formatLock(lock: StackLock): string {
+  const sorted = (l: readonly LockedPackage[]) =>
+    [...l].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const body = stringifyToml({
+    version: lock.version,
+    inputs: lock.inputs,
+    run: { packages: sorted(lock.run.packages) },
+    build: { packages: sorted(lock.build.packages) },
+  });
+  return `# stack.lock: exact Debian packages of the stack's images. Written by \`kiln stack update\`; do not edit.\n${body}\n`;
+}
+
+/** parseLock validates lock text; errors name the file and key. */
+export function parseLock(text: string, file: string): StackLock {
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (e) {
+    throw new KilnError(
+      `invalid lock file ${file}: ${(e as Error).message.split('\n')[0]}`,
+      ExitCode.InvalidArgs,
+    );
+  }
+  const r = LockSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new KilnError(
+      `invalid lock file ${file}: key "${issue.path.join('.')}": ${issue.message}`,
+      ExitCode.InvalidArgs,
+    );
+  }
+  return r.data;
+}
+
+/** readLock reads a lock file; undefined when it does not exist. */
+export async function readLock(file: string): Promise<StackLock | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  return parseLock(text, file);
+}
+
+/** writeLock writes a lock file atomically (temp + rename). */
+export async function writeLock(file: string, lock: StackLock): Promise<void> {
+  await writeFileAtomic(file, formatLock(lock));
+}
+
+/** lockDigest is the digest of a lock's canonical text: it names a set of exact packages. */
+export function lockDigest(lock: StackLock): string {
+  return sha256(formatLock(lock));
+}
+
+/** LockChange is one line of `kiln stack update`'s report. */
+export interface LockChange {
+  readonly image: 'run' | 'build';
+  readonly kind: 'added' | 'removed' | 'upgraded' | 'downgraded';
+  readonly name: string;
+  readonly from?: string;
+  readonly to?: string;
+}
+
+/** diffLocks lists what changed from `before` (possibly absent) to `after`, by image and name. */
+export function diffLocks(before: StackLock | undefined, after: StackLock): LockChange[] {
+  const out: LockChange[] = [];
+  for (const image of ['run', 'build'] as const) {
+    const old = new Map((before?.[image].packages ?? []).map((p) => [p.name, p]));
+    const now = new Map(after[image].packages.map((p) => [p.name, p]));
+    const names = [...new Set([...old.keys(), ...now.keys()])].sort();
+    for (const name of names) {
+      const a = old.get(name);
+      const b = now.get(name);
+      if (!a && b) out.push({ image, kind: 'added', name, to: b.version });
+      else if (a && !b) out.push({ image, kind: 'removed', name, from: a.version });
+      else if (a && b && a.version !== b.version) {
+        out.push({
+          image,
+          kind: compareVersions(b.version, a.version) > 0 ? 'upgraded' : 'downgraded',
+          name,
+          from: a.version,
+          to: b.version,
+        });
+      }
+    }
+  }
+  return out;
+}
