@@ -87,6 +87,15 @@ describe('extract()', () => {
       'd/up2/outside/pwned',
       /leaves the extraction root/,
     ],
+    [
+      'a symlink through a missing directory that climbs out',
+      [
+        { name: 'l', type: 'sym', link: 'nothere/../../../outside' },
+        { name: 'l/pwned', type: 'file', data: 'x' },
+      ],
+      'l/pwned',
+      /leaves the extraction root/,
+    ],
     ['a device node', [{ name: 'dev/null', type: 'chr' }], 'dev/null', /char device node not allowed/],
     ['a fifo', [{ name: 'pipe', type: 'fifo' }], 'pipe', /fifo not allowed/],
     [

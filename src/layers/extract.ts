@@ -76,11 +76,12 @@ async function resolveParent(
       continue;
     }
     const here = path.join(root, ...stack, c);
-    let st: Awaited<ReturnType<typeof fs.lstat>>;
-    try {
-      st = await fs.lstat(here);
-    } catch {
-      return { dir: path.join(root, ...stack), missing: [c, ...todo.filter((t) => t !== '' && t !== '.')] };
+    const st = await fs.lstat(here).catch(() => undefined);
+    if (!st) {
+      // Not there yet (it will be created as a directory); keep resolving, since a later ".."
+      // from a symlink target may climb back into existing directories.
+      stack.push(c);
+      continue;
     }
     if (st.isSymbolicLink()) {
       if (++hops > 40) throw new UnsafeTarError(entry, 'too many symlinks on its path');
@@ -92,6 +93,11 @@ async function resolveParent(
     if (!st.isDirectory())
       throw new UnsafeTarError(entry, `"${[...stack, c].join('/')}" on its path is not a directory`);
     stack.push(c);
+  }
+  // The first component that does not exist starts the part still to be created.
+  for (let i = 0; i < stack.length; i++) {
+    if (!(await fs.lstat(path.join(root, ...stack.slice(0, i + 1))).catch(() => undefined)))
+      return { dir: path.join(root, ...stack.slice(0, i)), missing: stack.slice(i) };
   }
   return { dir: path.join(root, ...stack), missing: [] };
 }
