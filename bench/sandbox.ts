@@ -58,6 +58,24 @@ try {
     run(new HostExecutor({ hostUid }), { ...hostSpec, uid: hostUid === 0 ? 1000 : hostUid }),
   );
   const bw = new BubblewrapExecutor({ hostUid });
+  // Peer figure: the same bwrap command line run N times by a shell loop (no node, no prlimit).
+  const cmd = bw.commandFor(spec('none'));
+  const bwrapArgs =
+    cmd.file === 'prlimit' ? cmd.args.slice(cmd.args.indexOf('--') + 1) : [cmd.file, ...cmd.args];
+  const quoted = bwrapArgs
+    .filter((a, i, all) => !(a === '--info-fd' || all[i - 1] === '--info-fd'))
+    .map((a) => `'${a}'`);
+  const drop = hostUid === 0 ? 'setpriv --reuid=1000 --regid=1000 --clear-groups ' : '';
+  const loop = `for i in $(seq ${N}); do ${drop}${quoted.join(' ')} || exit 1; done`;
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    const c = spawn('/bin/sh', ['-c', loop], { stdio: 'inherit' });
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bwrap loop exited ${code}`))));
+  });
+  const raw = Number(process.hrtime.bigint() - t0) / 1e6 / N;
+  console.log(
+    `${'bwrap from a shell loop (peer, no node)'.padEnd(44)} ${raw.toFixed(2).padStart(7)} ms/process`,
+  );
   const shared = await time('BubblewrapExecutor, network host', run(bw, spec('host')));
   const none = await time('BubblewrapExecutor, network none', run(bw, spec('none')));
   console.log(
