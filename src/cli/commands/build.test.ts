@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+import { main } from '../main.ts';
+import { defaultCacheDir, destinationOf, parseEnvFlags } from './build.ts';
+
+const temps: string[] = [];
+after(async () => {
+  for (const t of temps) await fs.rm(t, { recursive: true, force: true });
+});
+
+describe('kiln build flags', () => {
+  test("parseEnvFlags() reads --env-file lines and lets --env win; NAME alone comes from kiln's env", async () => {
+    const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-build-flags-'));
+    temps.push(d);
+    const f = path.join(d, 'env');
+    await fs.writeFile(f, '# comment\nA=1\nB=from file\n\nC=x=y\n');
+    const env = await parseEnvFlags(['B=from flag', 'HOMEY', 'MISSING'], [f], { HOMEY: '/h' });
+    assert.deepEqual(env, { A: '1', B: 'from flag', C: 'x=y', HOMEY: '/h' });
+    await assert.rejects(parseEnvFlags(['1BAD=x'], [], {}), /--env: "1BAD=x" is not NAME=VALUE/);
+    await assert.rejects(parseEnvFlags([], [path.join(d, 'nope')], {}), /--env-file .*nope/);
+  });
+
+  test('destinationOf() sends plain names to the local store unless --publish', () => {
+    assert.deepEqual(destinationOf('my-app', false), { kind: 'local', name: 'my-app' });
+    assert.equal(destinationOf('localhost:5000/app', true).kind, 'registry');
+    assert.equal(destinationOf('oci:/tmp/x:app', false).kind, 'oci');
+    assert.equal(destinationOf('docker-archive:/tmp/x.tar', false).kind, 'docker-archive');
+  });
+
+  test('defaultCacheDir() is per image and safe as a file name', () => {
+    const a = defaultCacheDir('/c', 'docker.io/library/a:latest');
+    const b = defaultCacheDir('/c', 'docker.io/library/b:latest');
+    assert.notEqual(a, b);
+    assert.match(path.basename(a), /^docker\.io_library_a_latest-[0-9a-f]{12}$/);
+  });
+
+  test('kiln build rejects bad flags with exit code 3 before doing any work', async () => {
+    const err: string[] = [];
+    const sink = new Writable({ write: (c, _e, cb) => (err.push(String(c)), cb()) });
+    const io = { stdout: sink, stderr: sink, env: { KILN_HOME: '/nonexistent-kiln-home' }, isTTY: false };
+    assert.equal(await main(['build', 'app', '--network', 'maybe'], io), 3);
+    assert.match(err.join(''), /network/);
+    assert.equal(await main(['build', 'app', '--cache-image', 'r/c'], io), 3);
+    assert.match(err.join(''), /--cache-image/);
+  });
+});
