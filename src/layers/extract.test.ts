@@ -136,6 +136,20 @@ describe('extract()', () => {
     assert.deepEqual(await fs.readdir(outside), []);
   });
 
+  test('a directory later replaced by a symlink does not get its mode applied through the link', async () => {
+    const { root, outside } = await sandbox();
+    const victim = path.join(outside, 'victim');
+    await fs.writeFile(victim, 'v', { mode: 0o600 });
+    await fs.chmod(victim, 0o600);
+    const f = await hostile([
+      { name: 'x', type: 'dir', mode: 0o777 },
+      { name: 'x', type: 'sym', link: victim },
+    ]);
+    await extract(createReadStream(f), root);
+    assert.equal((await fs.stat(victim)).mode & 0o777, 0o600);
+    assert.equal(await fs.readlink(path.join(root, 'x')), victim);
+  });
+
   test('an existing symlink is replaced by a file, never written through', async () => {
     const { root, outside } = await sandbox();
     await fs.writeFile(path.join(outside, 'target'), 'original');

@@ -249,6 +249,10 @@ export async function extract(
   }
   // Deepest first, so a parent's mtime is set after its children were written.
   for (const { p, h } of dirs.reverse()) {
+    // A later entry may have replaced the directory (say, with a symlink to a host file):
+    // chmod/utimes follow symlinks, so only a directory still in place is touched.
+    const st = await fs.lstat(p).catch(() => undefined);
+    if (!st?.isDirectory()) continue;
     if (opts.owners) await fs.lchown(p, h.uid, h.gid);
     await fs.chmod(p, h.mode & 0o7777);
     if (opts.times !== false) await fs.utimes(p, h.mtime, h.mtime);
