@@ -14,6 +14,7 @@ import { type TarEntry, tarStream } from '../../layers/tar-writer.ts';
 import { Layout } from '../../layout/layout.ts';
 import { MediaType } from '../../oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../oci/memory.ts';
+import { ImageStore } from '../../store/store.ts';
 import { resolveUser } from './run.ts';
 
 const execFileP = promisify(execFile);
@@ -136,6 +137,9 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     });
     const layout = await Layout.init(path.join(dir, 'layout'));
     await layout.writeImage(image, 'app');
+    // The same image in kiln's local store, as `kiln build my-app` leaves it.
+    const store = await ImageStore.open(ImageStore.defaultDir(home));
+    await store.write(image, ['my-app']);
     ref = `oci:${path.join(dir, 'layout')}:app`;
   });
   after(() => rm(dir, { recursive: true, force: true }));
@@ -174,6 +178,13 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.match(r.out, /^rootfs-writable=no$/m);
     assert.match(r.out, /^tmp-writable=yes$/m);
     assert.match(r.err, /http:\/\/127\.0\.0\.1:8123\//);
+  });
+
+  test('a bare name is looked up in the local store first', async () => {
+    const r = await kilnRun(['my-app', '--', 'from-store']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^arg=from-store$/m);
+    assert.match(r.err, /local:docker\.io\/library\/my-app:latest/);
   });
 
   test('--process selects another type; args after -- replace the process args', async () => {
