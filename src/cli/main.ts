@@ -24,6 +24,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   run: () => import('./commands/run.ts'),
   inspect: () => import('./commands/inspect.ts'),
   rebase: () => import('./commands/rebase.ts'),
+  stack: () => import('./commands/stack.ts'),
 };
 
 // The first word of argv that is not a global option (or its value): the command to load.

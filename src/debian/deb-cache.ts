@@ -15,7 +15,7 @@ export interface DebRef {
 
 /** DownloadProgress reports bytes as they arrive and packages as they complete. */
 export interface DownloadProgress {
-  onBytes?(n: number): void;
+  onBytes?(n: number, ref: DebRef): void;
   onDone?(ref: DebRef, cached: boolean): void;
 }
 
@@ -61,12 +61,13 @@ export class DebCache {
           continue;
         }
         try {
+          const onBytes = opts.progress?.onBytes;
           await downloadVerified(
             ref.url,
             ref.sha256,
             this.pathOf(ref.sha256),
             opts.fetcher,
-            opts.progress?.onBytes,
+            onBytes ? (n) => onBytes(n, ref) : undefined,
           );
         } catch (e) {
           if (e instanceof KilnError && e.message.includes('sha256 mismatch')) {

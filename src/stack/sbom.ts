@@ -1,10 +1,11 @@
 import { mkdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { KilnError } from '../cnb/exit-codes.ts';
 import type { Layout } from '../layout/layout.ts';
 import { writeFileAtomic } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
-import type { Descriptor } from '../oci/schema.ts';
-import { ManifestSchema, parseJson } from '../oci/schema.ts';
+import type { Image } from '../oci/image.ts';
+import { type Descriptor, type Manifest, ManifestSchema, parseJson } from '../oci/schema.ts';
 import { artifactImage } from '../sbom/artifact.ts';
 import { CYCLONEDX_MEDIA_TYPE, cyclonedxDocument } from '../sbom/cyclonedx.ts';
 import { licensesFromCopyright } from '../sbom/dep5.ts';
@@ -120,8 +121,58 @@ export async function attachSbom(layout: Layout, subject: Descriptor, docs: Sbom
   return out;
 }
 
+/** referrersOf lists the manifests in a layout whose `subject` is `digest` (with their manifests). */
+export async function referrersOf(
+  layout: Layout,
+  digest: Digest,
+): Promise<{ descriptor: Descriptor; manifest: Manifest }[]> {
+  const out: { descriptor: Descriptor; manifest: Manifest }[] = [];
+  for (const d of (await layout.index()).manifests) {
+    if (d.annotations?.['org.opencontainers.image.ref.name']) continue;
+    let m: Manifest;
+    try {
+      m = parseJson(ManifestSchema, await layout.blobs.readBytes(d.digest), `manifest ${d.digest}`);
+    } catch {
+      continue;
+    }
+    if (m.subject?.digest === digest) out.push({ descriptor: d, manifest: m });
+  }
+  return out;
+}
+
 /**
- * sbomOfImage finds the SBOM referrers of the image `digest` in a layout and returns the document
+ * readArtifact rebuilds a referrer artifact stored in a layout as an Image (artifact manifests
+ * have no image config, so the layout's image reader does not apply); the result has the same
+ * digest, which is checked.
+ */
+export async function readArtifact(
+  layout: Layout,
+  r: { descriptor: Descriptor; manifest: Manifest },
+): Promise<Image> {
+  const m = r.manifest;
+  if (!m.subject || !m.artifactType)
+    throw new KilnError(`manifest ${r.descriptor.digest} is not an artifact with a subject`);
+  const files = [];
+  for (const l of m.layers) {
+    files.push({
+      mediaType: l.mediaType,
+      data: new Uint8Array(await layout.blobs.readBytes(l.digest)),
+      title: l.annotations?.['org.opencontainers.image.title'] ?? '',
+    });
+  }
+  const art = artifactImage({
+    artifactType: m.artifactType,
+    subject: m.subject,
+    files,
+    ...(m.annotations ? { annotations: m.annotations } : {}),
+  });
+  if ((await art.digest()) !== r.descriptor.digest)
+    throw new KilnError(`artifact ${r.descriptor.digest} in ${layout.dir} cannot be rebuilt byte for byte`);
+  return art;
+}
+
+/**
+ * sbomOfImage finds the SBOM referrer of the image `digest` in a layout and returns the document
  * of `mediaType` (CycloneDX or SPDX JSON), or undefined. The lifecycle calls this to carry the
  * base image's OS packages into an app image's SBOM.
  */
@@ -130,19 +181,9 @@ export async function sbomOfImage(
   digest: Digest,
   mediaType: typeof CYCLONEDX_MEDIA_TYPE | typeof SPDX_MEDIA_TYPE,
 ): Promise<Record<string, unknown> | undefined> {
-  const index = await layout.index();
-  for (const d of index.manifests) {
-    if (d.artifactType !== undefined && d.artifactType !== mediaType) continue;
-    if (d.annotations?.['org.opencontainers.image.ref.name']) continue;
-    const raw = await layout.blobs.readBytes(d.digest);
-    let m: ReturnType<typeof parseJson<import('../oci/schema.ts').Manifest>>;
-    try {
-      m = parseJson(ManifestSchema, raw, `manifest ${d.digest}`);
-    } catch {
-      continue;
-    }
-    if (m.subject?.digest !== digest || m.artifactType !== mediaType) continue;
-    const blob = m.layers.find((l) => l.mediaType === mediaType);
+  for (const { manifest } of await referrersOf(layout, digest)) {
+    if (manifest.artifactType !== mediaType) continue;
+    const blob = manifest.layers.find((l) => l.mediaType === mediaType);
     if (!blob) continue;
     return JSON.parse((await layout.blobs.readBytes(blob.digest)).toString('utf8')) as Record<
       string,

@@ -1,0 +1,315 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import type { DebRef } from '../../debian/deb-cache.ts';
+import { readAptSources } from '../../debian/sources.ts';
+import { Layout } from '../../layout/layout.ts';
+import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import { parseReference } from '../../registry/reference.ts';
+import { writeImage as pushImage } from '../../registry/write.ts';
+import { type AccessOptions, mirrorsOf, resolveStack } from '../../stack/archive-access.ts';
+import { readStackConfig, type StackConfig } from '../../stack/config.ts';
+import { createStack, type Role } from '../../stack/create.ts';
+import { StackLabel } from '../../stack/image.ts';
+import { diffLocks, inputsDigest, readLock, type StackLock, writeLock } from '../../stack/lock.ts';
+import { readArtifact, referrersOf } from '../../stack/sbom.ts';
+import { ImageStore, storeNameOf } from '../../store/store.ts';
+import type { CliContext } from '../context.ts';
+import { registryClient } from '../image-ref.ts';
+import { formatBytes } from '../logger.ts';
+
+/** The stack kiln ships: stacks/bookworm/stack.toml of this installation. */
+export const DEFAULT_STACK_FILE = fileURLToPath(
+  new URL('../../../stacks/bookworm/stack.toml', import.meta.url),
+);
+
+interface CommonFlags {
+  config?: string;
+  lock?: string;
+  mirror?: string;
+  securityMirror?: string;
+  keyring?: string;
+}
+
+interface CreateFlags extends CommonFlags {
+  locked?: boolean;
+  publish?: string;
+  output?: string;
+  only?: Role;
+  sbomDir?: string;
+  force?: boolean;
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'stack file', DEFAULT_STACK_FILE)
+    .option('--lock <file>', 'lock file (default: stack.lock next to the stack file)')
+    .option(
+      '--mirror <url>',
+      'Debian mirror for the non-security suites (env KILN_DEBIAN_MIRROR; default: apt sources)',
+    )
+    .option(
+      '--security-mirror <url>',
+      'Debian mirror for *-security suites (env KILN_DEBIAN_SECURITY_MIRROR; default: apt sources)',
+    )
+    .option('--keyring <file>', "OpenPGP keyring that signs the archive (default: the stack file's)");
+}
+
+/** register adds `kiln stack create|update|inspect`. */
+export function register(program: Command, ctx: CliContext): void {
+  const stack = program
+    .command('stack')
+    .description('make the build and run base images from Debian packages');
+
+  common(
+    stack
+      .command('create')
+      .description('create the run and build images of a stack (resolving and locking packages when needed)'),
+  )
+    .option('--locked', 'use only stack.lock (fail when it is missing or stale)')
+    .option('--publish <repo>', 'also push the images to REPO/run:latest and REPO/build:latest')
+    .option(
+      '--output <oci:DIR>',
+      'write to an OCI layout (tags "run" and "build") instead of the local store',
+    )
+    .option('--only <role>', 'make only the "run" or the "build" image')
+    .option('--sbom-dir <dir>', 'write the SBOM files here (default: <layout>/sbom)')
+    .option('--force', 'rebuild even when the images are up to date')
+    .action(async (flags: CreateFlags) => {
+      await create(ctx, flags);
+    });
+
+  common(
+    stack
+      .command('update')
+      .description('re-resolve the packages to their newest versions and rewrite stack.lock'),
+  )
+    .option('--dry-run', 'print what would change without writing the lock')
+    .action(async (flags: CommonFlags & { dryRun?: boolean }) => {
+      const s = await setup(ctx, flags);
+      const before = await readLock(s.lockFile);
+      ctx.log.info(
+        `Resolving ${path.basename(s.configFile)} against ${[...s.access.mirrors.values()].join(', ')}`,
+      );
+      const after = await resolveStack(s.config, s.access);
+      const changes = diffLocks(before, after);
+      for (const c of changes) {
+        const what =
+          c.kind === 'added'
+            ? `+ ${c.name} ${c.to}`
+            : c.kind === 'removed'
+              ? `- ${c.name} ${c.from}`
+              : `${c.kind === 'upgraded' ? '↑' : '↓'} ${c.name} ${c.from} -> ${c.to}`;
+        ctx.stdout.write(`${c.image}\t${c.kind}\t${what}\n`);
+      }
+      if (changes.length === 0 && before && before.inputs === after.inputs)
+        ctx.log.info('stack.lock is up to date');
+      else if (!flags.dryRun) {
+        await writeLock(s.lockFile, after);
+        ctx.log.info(`Wrote ${s.lockFile} (${changes.length} change(s))`);
+      }
+    });
+
+  stack
+    .command('inspect')
+    .description('show the stack images in the local store or a layout: digests, labels, packages')
+    .option('--config <file>', 'stack file', DEFAULT_STACK_FILE)
+    .option('--output <oci:DIR>', 'read from an OCI layout instead of the local store')
+    .option('--json', 'print JSON')
+    .action(async (flags: { config: string; output?: string; json?: boolean }) => {
+      const config = await readStackConfig(flags.config);
+      const { layout, tags } = await target(ctx, config, flags.output);
+      const rows: Record<string, unknown>[] = [];
+      for (const role of ['run', 'build'] as const) {
+        try {
+          const desc = await layout.resolve(tags[role]);
+          const img = await layout.image(tags[role]);
+          const cfg = await img.configFile();
+          const layers = await img.layers();
+          let size = 0;
+          for (const l of layers) size += await l.size();
+          rows.push({
+            role,
+            tag: tags[role],
+            digest: desc.digest,
+            size,
+            user: cfg.config?.User,
+            labels: cfg.config?.Labels ?? {},
+          });
+        } catch {
+          rows.push({ role, tag: tags[role], missing: true });
+        }
+      }
+      if (flags.json) {
+        ctx.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      for (const r of rows) {
+        if (r.missing) {
+          ctx.stdout.write(`${r.role}: ${r.tag} not created yet (kiln stack create)\n`);
+          continue;
+        }
+        const labels = r.labels as Record<string, string>;
+        ctx.stdout.write(
+          `${r.role}: ${r.tag}\n  digest   ${r.digest}\n  size     ${formatBytes(r.size as number)} (compressed)\n  user     ${r.user}\n` +
+            `  base id  ${labels['io.buildpacks.base.id']}  distro ${labels['io.buildpacks.base.distro.name']} ${labels['io.buildpacks.base.distro.version']}\n` +
+            `  lock     ${labels[StackLabel.Lock]}\n`,
+        );
+      }
+    });
+}
+
+interface Setup {
+  readonly config: StackConfig;
+  readonly configFile: string;
+  readonly lockFile: string;
+  readonly access: AccessOptions;
+}
+
+async function setup(
+  ctx: CliContext,
+  flags: CommonFlags,
+  progress?: AccessOptions['progress'],
+): Promise<Setup> {
+  const configFile = path.resolve(flags.config ?? DEFAULT_STACK_FILE);
+  const config = await readStackConfig(configFile);
+  const env = ctx.settings.env;
+  const mirror = flags.mirror ?? nonEmpty(env.KILN_DEBIAN_MIRROR);
+  const securityMirror = flags.securityMirror ?? nonEmpty(env.KILN_DEBIAN_SECURITY_MIRROR);
+  const mirrors = mirrorsOf(config, {
+    apt: await readAptSources(),
+    ...(mirror ? { mirror } : {}),
+    ...(securityMirror ? { securityMirror } : {}),
+  });
+  return {
+    config,
+    configFile,
+    lockFile: path.resolve(flags.lock ?? path.join(path.dirname(configFile), 'stack.lock')),
+    access: {
+      mirrors,
+      keyring: flags.keyring ?? config.archive.keyring,
+      cacheDir: ctx.settings.cacheDir,
+      ...(progress ? { progress } : {}),
+    },
+  };
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === '' ? undefined : s;
+}
+
+/** target is where images go: an `oci:DIR` layout (tags run/build) or the local store. */
+async function target(
+  ctx: CliContext,
+  config: StackConfig,
+  output: string | undefined,
+): Promise<{ layout: Layout; tags: Record<Role, string> }> {
+  if (output !== undefined) {
+    if (!output.startsWith('oci:') || output.length <= 4)
+      throw new KilnError(`invalid --output "${output}": expected oci:DIR`, ExitCode.InvalidArgs);
+    return { layout: await Layout.init(path.resolve(output.slice(4))), tags: { run: 'run', build: 'build' } };
+  }
+  const store = await ImageStore.open(ImageStore.defaultDir(ctx.settings.dataDir));
+  return {
+    layout: store.layout,
+    tags: { run: storeNameOf(config.run.name), build: storeNameOf(config.build.name) },
+  };
+}
+
+async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
+  const log = ctx.log;
+  if (flags.only !== undefined && flags.only !== 'run' && flags.only !== 'build')
+    throw new KilnError(`invalid --only "${flags.only}": expected run or build`, ExitCode.InvalidArgs);
+  if (flags.publish !== undefined && flags.output !== undefined)
+    throw new KilnError('--publish and --output exclude each other', ExitCode.InvalidArgs);
+  const sink = log.progress();
+  const seen = new Map<string, number>();
+  const progress = {
+    onBytes: (n: number, ref: DebRef) => {
+      const done = (seen.get(ref.sha256) ?? 0) + n;
+      seen.set(ref.sha256, done);
+      sink({
+        id: ref.sha256,
+        action: 'download' as const,
+        state: done >= ref.size ? 'done' : 'running',
+        done,
+        total: ref.size,
+        label: ref.name,
+      });
+    },
+  };
+  try {
+    const s = await setup(ctx, flags, progress);
+    let lock: StackLock | undefined = await readLock(s.lockFile);
+    const fresh = lock !== undefined && lock.inputs === inputsDigest(s.config);
+    if (flags.locked) {
+      if (!lock) throw new KilnError(`--locked: no lock file ${s.lockFile} (run kiln stack update)`);
+      if (!fresh)
+        throw new KilnError(
+          `--locked: ${s.lockFile} is stale: the stack file's packages or suites changed (run kiln stack update)`,
+        );
+    } else if (!fresh) {
+      log.info(`Resolving packages (${lock ? 'the lock is stale' : 'no lock yet'})`);
+      lock = await resolveStack(s.config, s.access);
+      await writeLock(s.lockFile, lock);
+      log.info(`Wrote ${s.lockFile}`);
+    }
+    const { layout, tags } = await target(ctx, s.config, flags.output);
+    const started = Date.now();
+    const made = await createStack(s.config, {
+      lock: lock!,
+      access: s.access,
+      layout,
+      tags,
+      epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+      ...(flags.only ? { roles: [flags.only] } : {}),
+      ...(flags.force ? { force: true } : {}),
+      sbomDir: flags.sbomDir ?? path.join(layout.dir, 'sbom'),
+      sandbox: { onOutput: (l) => log.debug(l) },
+      log: (l) => log.info(l),
+    });
+    sink.end();
+    for (const img of [made.run, made.build]) {
+      if (!img) continue;
+      log.info(`${img.role} image ${img.tag}@${img.descriptor.digest}${img.reused ? ' (up to date)' : ''}`);
+      ctx.stdout.write(`${img.role}\t${img.tag}\t${img.descriptor.digest}\n`);
+    }
+    log.info(`Done in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+    if (flags.publish) await publish(ctx, layout, made, flags.publish);
+  } finally {
+    sink.end();
+  }
+}
+
+async function publish(
+  ctx: CliContext,
+  layout: Layout,
+  made: Awaited<ReturnType<typeof createStack>>,
+  repo: string,
+): Promise<void> {
+  const client = registryClient(ctx.settings, ctx.log);
+  const progress = ctx.log.progress();
+  try {
+    for (const img of [made.run, made.build]) {
+      if (!img) continue;
+      const ref = parseReference(`${repo.replace(/\/+$/, '')}/${img.role}:latest`);
+      const r = await pushImage(client, ref, img.image, { progress });
+      ctx.log.info(`Published ${img.role} image ${repo}/${img.role}:latest@${r.digest}`);
+      // SBOM referrers: the same artifacts as in the layout, pushed by digest.
+      for (const r of await referrersOf(layout, img.descriptor.digest)) {
+        const art = await readArtifact(layout, r);
+        await pushImage(
+          client,
+          parseReference(`${repo.replace(/\/+$/, '')}/${img.role}@${r.descriptor.digest}`),
+          art,
+          {
+            progress,
+          },
+        );
+      }
+    }
+  } finally {
+    progress.end();
+  }
+}
