@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -86,6 +86,27 @@ describe('RootfsCache', () => {
     await writeFile(path.join(`${final}.tmp-${dead}-abcdef01`, 'partial'), 'x');
     const p = await cache.ensure(DIGEST, async (dest) => writeFile(path.join(dest, 'ok'), 'x'));
     assert.deepEqual((await readdir(cache.dir)).sort(), [path.basename(p)]);
+  });
+
+  test('prune() removes the least recently used entries that are idle long enough', async () => {
+    const cache = new RootfsCache(path.join(dir, 'c5'));
+    const digests = ['a', 'b', 'c'].map((c) => `sha256:${c.repeat(64)}`);
+    for (const d of digests) await cache.ensure(d, async () => {});
+    const old = new Date(Date.now() - 3 * 3600_000);
+    await utimes(cache.pathFor(digests[0] as string), old, old);
+    await utimes(
+      cache.pathFor(digests[1] as string),
+      new Date(old.getTime() + 1000),
+      new Date(old.getTime() + 1000),
+    );
+    // keep 1: c is newest; b and a are idle for hours -> removed
+    assert.deepEqual(await cache.prune(1), [
+      cache.pathFor(digests[1] as string),
+      cache.pathFor(digests[0] as string),
+    ]);
+    assert.deepEqual(await readdir(cache.dir), [path.basename(cache.pathFor(digests[2] as string))]);
+    // a recently used entry is kept even beyond `keep`
+    assert.deepEqual(await cache.prune(0), []);
   });
 
   test('ensureImage() stacks real layers with whiteouts; the result runs in the sandbox', async (t) => {

@@ -11,7 +11,7 @@
  * the image is unpacked once.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -63,7 +63,7 @@ export class RootfsCache {
    */
   async ensure(digest: Digest | string, unpack: Unpacker): Promise<string> {
     const final = this.pathFor(digest);
-    if (await exists(final)) return final;
+    if (await exists(final)) return this.#touch(final);
     // The sandbox user must be able to reach the cache (bwrap runs as the build uid).
     await mkdir(this.dir, { recursive: true, mode: 0o755 });
     const lock = `${final}.lock`;
@@ -77,15 +77,15 @@ export class RootfsCache {
         try {
           await handle.writeFile(String(process.pid));
           await handle.close();
-          if (await exists(final)) return final; // another process finished meanwhile
+          if (await exists(final)) return this.#touch(final); // another process finished meanwhile
           await this.#sweep();
           await this.#unpackInto(final, unpack);
-          return final;
+          return this.#touch(final);
         } finally {
           await rm(lock, { force: true });
         }
       }
-      if (await exists(final)) return final;
+      if (await exists(final)) return this.#touch(final);
       const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
       if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
         // Its owner died mid-unpack: the lock is stale (its temp dir is swept by whoever takes over).
@@ -111,6 +111,38 @@ export class RootfsCache {
     return this.ensure(digest, async (dest) => {
       for (const layer of await image.layers()) await extractLayer(await layer.uncompressed(), dest);
     });
+  }
+
+  /**
+   * prune removes the least recently used root filesystems beyond `keep`, never one used within
+   * `minIdleMs` (default 1 hour: a build may still have it mounted). Returns the removed paths.
+   */
+  async prune(keep: number, minIdleMs = 60 * 60_000): Promise<string[]> {
+    const entries: { path: string; used: number }[] = [];
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      if (!/^sha(256|512)-[0-9a-f]+$/.test(name)) continue;
+      const p = path.join(this.dir, name);
+      const st = await stat(p).catch(() => undefined);
+      if (st?.isDirectory()) entries.push({ path: p, used: st.mtimeMs });
+    }
+    entries.sort((a, b) => b.used - a.used);
+    const removed: string[] = [];
+    for (const e of entries.slice(Math.max(0, keep))) {
+      if (Date.now() - e.used < minIdleMs) continue;
+      // Rename first so a concurrent ensure() never sees a half-deleted tree at the final name.
+      const doomed = `${e.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      await rename(e.path, doomed);
+      await rm(doomed, { recursive: true, force: true });
+      removed.push(e.path);
+    }
+    return removed;
+  }
+
+  /** Marks a rootfs as used now (its directory mtime), for prune(). */
+  async #touch(final: string): Promise<string> {
+    const now = new Date();
+    await utimes(final, now, now).catch(() => {});
+    return final;
   }
 
   async #unpackInto(final: string, unpack: Unpacker): Promise<void> {

@@ -31,6 +31,9 @@ export class ProcessExit extends Error {
   }
 }
 
+/** Unpacked images kept in the rootfs cache (older, idle ones are pruned). */
+const KEEP_ROOTFS = 10;
+
 interface RunOptions {
   process?: string;
   port?: string;
@@ -73,6 +76,7 @@ export function register(program: Command, ctx: CliContext): void {
       const started = Date.now();
       const rootfs = await unpackRootfs(cache, image, hostUid);
       log.debug(`rootfs ${rootfs} ready in ${Date.now() - started} ms`);
+      for (const gone of await cache.prune(KEEP_ROOTFS)) log.debug(`pruned unused rootfs ${gone}`);
 
       const spec = await runSpecFor(config.config ?? {}, rootfs, {
         args,
