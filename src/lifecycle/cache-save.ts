@@ -7,7 +7,7 @@ import {
   layerMetadataFor,
 } from '../cnb/lifecycle-metadata.ts';
 import type { Digest } from '../oci/digest.ts';
-import type { CachedLayer, CacheEntry, CacheSnapshot, CommitResult, VolumeCache } from './cache.ts';
+import type { CachedLayer, CacheEntry, CacheSnapshot, CommitResult, LayerCache } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
 import { compress, dirContent, identify, type ReuseContext } from './layer-reuse.ts';
 
@@ -21,7 +21,7 @@ import { compress, dirContent, identify, type ReuseContext } from './layer-reuse
 export interface SaveCacheOptions {
   readonly layersDir: string;
   readonly group: readonly { readonly id: string; readonly version: string }[];
-  readonly cache: VolumeCache;
+  readonly cache: LayerCache;
   /** The state restore read (its blobs stay readable while we decide). */
   readonly snapshot: CacheSnapshot;
   readonly reuse: ReuseContext;

@@ -96,11 +96,21 @@ export interface CacheHooks {
   readonly beforeCommit?: () => void | Promise<void>;
 }
 
+/** LayerCache is where `cache = true` layers live between builds: a directory or a registry image. */
+export interface LayerCache {
+  /** What the log calls it. */
+  readonly name: string;
+  /** The committed state (empty with `clear`). */
+  snapshot(opts?: { clear?: boolean }): Promise<CacheSnapshot>;
+  /** Replaces the state with `input`. */
+  commit(input: CommitInput): Promise<CommitResult>;
+}
+
 /**
  * VolumeCache is a cache directory shared by builds of one image (or by whoever points at it). All
  * mutation goes through commit(); all reading through snapshot().
  */
-export class VolumeCache {
+export class VolumeCache implements LayerCache {
   readonly dir: string;
   readonly blobs: BlobStore;
   readonly #lockOpts: LockOptions;

@@ -40,11 +40,16 @@ describe('kiln build flags', () => {
 
   test('kiln build rejects bad flags with exit code 3 before doing any work', async () => {
     const err: string[] = [];
-    const sink = new Writable({ write: (c, _e, cb) => (err.push(String(c)), cb()) });
+    const sink = new Writable({
+      write: (c, _e, cb) => {
+        err.push(String(c));
+        cb();
+      },
+    });
     const io = { stdout: sink, stderr: sink, env: { KILN_HOME: '/nonexistent-kiln-home' }, isTTY: false };
     assert.equal(await main(['build', 'app', '--network', 'maybe'], io), 3);
     assert.match(err.join(''), /network/);
-    assert.equal(await main(['build', 'app', '--cache-image', 'r/c'], io), 3);
-    assert.match(err.join(''), /--cache-image/);
+    assert.equal(await main(['build', 'app', '--cache-image', 'oci:/x', '--cache-dir', '/c'], io), 3);
+    assert.match(err.join(''), /--cache-image and --cache-dir exclude each other/);
   });
 });

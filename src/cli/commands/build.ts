@@ -7,6 +7,7 @@ import { writeDockerArchive } from '../../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
+import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { type ImageAccess, runBuild } from '../../lifecycle/platform/orchestration.ts';
 import type { Digest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
@@ -14,7 +15,7 @@ import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { readProjectDescriptor } from '../../platform/project-descriptor.ts';
 import { projectMetadata } from '../../platform/project-metadata.ts';
 import { RegistryError } from '../../registry/errors.ts';
-import { repositoryString } from '../../registry/reference.ts';
+import { type Reference, repositoryString } from '../../registry/reference.ts';
 import { remoteImage } from '../../registry/remote.ts';
 import { writeImage as pushImage } from '../../registry/write.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
@@ -248,7 +249,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-e, --env <NAME=VALUE>', 'build-time environment variable (repeatable)', collect, [])
     .option('--env-file <file>', 'file of NAME=VALUE lines (repeatable)', collect, [])
     .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
-    .option('--cache-image <ref>', 'layer cache image in a registry (not supported yet: use --cache-dir)')
+    .option('--cache-image <ref>', 'keep the layer cache as an image in a registry instead of a directory')
     .option('--clear-cache', 'ignore the cache for this build (it is replaced afterwards)')
     .option('--publish', 'push the image to its registry instead of the local store')
     .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
@@ -266,8 +267,11 @@ export function register(program: Command, ctx: CliContext): void {
     .addOption(new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'))
     .action(async (imageArg: string, flags: BuildFlags) => {
       const { settings, log } = ctx;
-      if (flags.cacheImage)
-        throw new KilnError('--cache-image is not supported yet: use --cache-dir', ExitCode.InvalidArgs);
+      if (flags.cacheImage && flags.cacheDir)
+        throw new KilnError(
+          '--cache-image and --cache-dir exclude each other: pick one',
+          ExitCode.InvalidArgs,
+        );
       const progress = log.progress();
       const io = imageIO(settings, log, { progress });
       const started = performance.now();
@@ -303,6 +307,15 @@ export function register(program: Command, ctx: CliContext): void {
           ...(flags.runImage ? { runImage: flags.runImage } : {}),
           env,
           cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
+          ...(flags.cacheImage
+            ? {
+                layerCache: new ImageCache({
+                  ref: cacheImageRef(flags.cacheImage),
+                  client: io.client,
+                  blobs: store.blobs,
+                }),
+              }
+            : {}),
           clearCache: Boolean(flags.clearCache),
           ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
           network: flags.network,
@@ -328,6 +341,13 @@ export function register(program: Command, ctx: CliContext): void {
         progress.end();
       }
     });
+}
+
+function cacheImageRef(ref: string): Reference {
+  const loc = parseImageLocation(ref);
+  if (loc.kind !== 'registry')
+    throw new KilnError(`--cache-image ${ref}: must be a registry reference`, ExitCode.InvalidArgs);
+  return loc.ref;
 }
 
 async function configuredBuilder(settings: CliContext['settings']): Promise<string | undefined> {

@@ -20,7 +20,7 @@ import type { ImageStore } from '../../store/store.ts';
 import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from '../analyze.ts';
 import { build } from '../build.ts';
 import { BuildpackStore } from '../buildpack-store.ts';
-import { type CacheSnapshot, VolumeCache } from '../cache.ts';
+import { type CacheSnapshot, type LayerCache, VolumeCache } from '../cache.ts';
 import { saveCache } from '../cache-save.ts';
 import { detect } from '../detect.ts';
 import { exportImage } from '../export.ts';
@@ -81,6 +81,8 @@ export interface BuildRequest {
   /** Prepares `<platform>` itself (bindings, CA) when given; default: env files only. */
   readonly preparePlatform?: (platformDir: string, uid: number, gid: number, rootfs: string) => Promise<void>;
   readonly cacheDir: string;
+  /** A cache to use instead of the directory (e.g. `--cache-image`'s ImageCache). */
+  readonly layerCache?: LayerCache;
   readonly clearCache: boolean;
   readonly defaultProcess?: string;
   readonly network: 'none' | 'host';
@@ -266,11 +268,13 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
 
     // RESTORING
     log.phase('RESTORING');
-    const cache = new VolumeCache(
-      r.cacheDir,
-      { onWait: (owner) => log.info(`Waiting for the cache ${r.cacheDir}: in use by ${owner}`) },
-      { beforeCommit: () => phaseDone('cache-commit') },
-    );
+    const cache: LayerCache =
+      r.layerCache ??
+      new VolumeCache(
+        r.cacheDir,
+        { onWait: (owner) => log.info(`Waiting for the cache ${r.cacheDir}: in use by ${owner}`) },
+        { beforeCommit: () => phaseDone('cache-commit') },
+      );
     const settings = { epoch: r.epoch, compression: r.compression } as const;
     const reuse: ReuseContext = {
       blobs: r.store.blobs,
@@ -372,7 +376,7 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
           gid,
           log,
         });
-        log.info(`Cache ${r.cacheDir}: ${c.added} layer(s) added, ${c.reused} reused, ${c.pruned} pruned`);
+        log.info(`Cache ${cache.name}: ${c.added} layer(s) added, ${c.reused} reused, ${c.pruned} pruned`);
       } catch (e) {
         // The lifecycle treats a failed cache save as a warning: the image is done.
         log.warn(`Failed to save the cache: ${(e as Error).message}`);
