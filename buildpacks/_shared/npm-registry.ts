@@ -71,7 +71,10 @@ export async function npmRegistry(
     if (npmrcPath) break;
   }
   const fromEnv = env.npm_config_registry || env.NPM_CONFIG_REGISTRY;
-  const url = fromEnv || npmrc.get('registry');
+  const appNpmrc = appDir
+    ? parseNpmrc((await readTextIfExists(join(appDir, '.npmrc'))) ?? '')
+    : new Map<string, string>();
+  const url = fromEnv || npmrc.get('registry') || appNpmrc.get('registry');
   if (!url) return undefined;
   const normal = withSlash(url);
   const token = tokenFor(npmrc, normal);

@@ -1,4 +1,6 @@
-import { readToml, writeToml } from './toml.ts';
+import { writeFile } from 'node:fs/promises';
+import { stringify } from 'smol-toml';
+import { readToml } from './toml.ts';
 
 /** Require is one `[[requires]]` entry of a Build Plan. */
 export interface Require {
@@ -16,9 +18,12 @@ export interface BuildPlan {
   }[];
 }
 
-/** writeBuildPlan writes the detect output to CNB_BUILD_PLAN_PATH. */
+/**
+ * writeBuildPlan writes the detect output to CNB_BUILD_PLAN_PATH. In place, not through a temp
+ * file: the platform hands over one writable file in a directory the buildpack may not write.
+ */
 export async function writeBuildPlan(path: string, plan: BuildPlan): Promise<void> {
-  await writeToml(path, plan as Record<string, unknown>);
+  await writeFile(path, `${stringify(plan as Record<string, unknown>)}\n`);
 }
 
 /** PlanEntry is one `[[entries]]` entry of the Buildpack Plan given to `bin/build`. */

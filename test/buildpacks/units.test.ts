@@ -226,3 +226,19 @@ describe('npm registry configuration', () => {
     assert.equal(proxyFor(url, { HTTPS_PROXY: 'http://proxy:3128', no_proxy: 'other.test,*' }), undefined);
   });
 });
+
+describe('npm registry from the app', () => {
+  test("the app's own .npmrc registry is used when the platform passes none", async () => {
+    const app = path.join(tmp, 'app-npmrc');
+    await mkdir(app, { recursive: true });
+    await writeFile(path.join(app, '.npmrc'), 'registry = https://mirror.example.test/npm\n');
+    assert.equal(
+      (await npmRegistry({}, path.join(tmp, 'nowhere'), app))?.url,
+      'https://mirror.example.test/npm/',
+    );
+    assert.equal(
+      (await npmRegistry({ npm_config_registry: 'https://env.example.test/' }, tmp, app))?.url,
+      'https://env.example.test/',
+    );
+  });
+});

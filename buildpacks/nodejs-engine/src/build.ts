@@ -28,7 +28,7 @@ main(async () => {
   const plan = await readBuildpackPlan(ctx.planPath);
   const wantsNpm = plan.some((e) => e.name === 'npm');
 
-  const registry = await npmRegistry(ctx.env, ctx.platformDir);
+  const registry = await npmRegistry(ctx.env, ctx.platformDir, ctx.appDir);
   if (!registry) throw new BuildpackFailure(NO_REGISTRY);
 
   const sources = await readVersionSources(ctx.appDir, ctx.env);

@@ -65,7 +65,7 @@ main(async () => {
   const ctx = buildContext(process.argv.slice(2), process.env, process.cwd());
   const project = await readProject(ctx.appDir);
   if (!project) throw new BuildpackFailure('package.json not found');
-  const registry = await npmRegistry(ctx.env, ctx.platformDir);
+  const registry = await npmRegistry(ctx.env, ctx.platformDir, ctx.appDir);
 
   const cache = layerDir(ctx.layersDir, 'npm-cache');
   await mkdir(cache, { recursive: true });
