@@ -295,8 +295,8 @@ async function buildOne(
     processes: launch?.processes ?? [],
     labels: launch?.labels ?? [],
     slices: launch?.slices ?? [],
-    launchBom: launch?.bom ?? [],
-    buildBom: buildToml.bom ?? [],
+    launchBom: legacyBom(o, bp, launch?.bom ?? [], sboms.length > 0),
+    buildBom: legacyBom(o, bp, buildToml.bom ?? [], sboms.length > 0),
   };
 }
 
@@ -397,4 +397,33 @@ async function checkLaunchScripts(
 async function subdirs(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+}
+
+/**
+ * legacyBom checks a deprecated `[[bom]]` table the way the lifecycle does (a top-level `version`
+ * is an error, use `metadata.version`; a warning unless SBOM files are written too) and tags each
+ * entry with the buildpack, as sbom.legacy.json carries it.
+ */
+function legacyBom(
+  o: BuildOptions,
+  bp: BuildpackDescriptor,
+  bom: readonly unknown[],
+  hasSbom: boolean,
+): unknown[] {
+  if (bom.length === 0) return [];
+  if (!hasSbom) {
+    o.logger.warn(
+      `buildpack ${bp.id}@${bp.version}: the [[bom]] table is deprecated: write <layer>.sbom.<ext>, launch.sbom.<ext> or build.sbom.<ext> files`,
+    );
+  }
+  return bom.map((entry, i) => {
+    const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    if (e.version !== undefined && e.version !== '') {
+      throw new KilnError(
+        `buildpack ${bp.id}@${bp.version}: bom[${i}] '${String(e.name)}' has a top level version which is not allowed: set metadata.version`,
+        ExitCode.BuildError,
+      );
+    }
+    return { ...e, buildpack: { id: bp.id, version: bp.version } };
+  });
 }

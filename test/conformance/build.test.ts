@@ -556,6 +556,25 @@ describe('build: outputs', () => {
       await rejectsWith(f.detectAndBuild(['noexec']), 52, /exec.d\/plain is not executable/);
     }));
 
+  test('a legacy [[bom]] goes to sbom.legacy.json tagged with the buildpack; a top-level version is an error', () =>
+    withFixture(async (f) => {
+      await f.inline({
+        id: 'legacy/bom',
+        build: `printf '[[bom]]\\nname = "openssl"\\n[bom.metadata]\\nversion = "3"\\n' > "$1/launch.toml"`,
+      });
+      await f.detectAndBuild(['legacy/bom']);
+      const legacy = JSON.parse(await readFile(join(f.layers, 'sbom', 'launch', 'sbom.legacy.json'), 'utf8'));
+      assert.deepEqual(legacy, [
+        { name: 'openssl', metadata: { version: '3' }, buildpack: { id: 'legacy/bom', version: '0.0.1' } },
+      ]);
+      assert.ok(f.log.lines.some((l) => l.level === 'warn' && /\[\[bom\]\] table is deprecated/.test(l.msg)));
+      await f.inline({
+        id: 'legacy/bad',
+        build: `printf '[[bom]]\\nname = "openssl"\\nversion = "3"\\n' > "$1/build.toml"`,
+      });
+      await rejectsWith(f.detectAndBuild(['legacy/bad']), 52, /bom\[0\] 'openssl' has a top level version/);
+    }));
+
   test('metadata.toml lists the whole group even when buildpacks contribute nothing', () =>
     withFixture(async (f) => {
       await f.inline({ id: 'quiet/one' });
