@@ -52,10 +52,15 @@ function withSlash(url: string): string {
   return url.endsWith('/') ? url : `${url}/`;
 }
 
-/** npmRegistry resolves the registry from the environment and npmrc bindings; undefined when none. */
+/**
+ * npmRegistry resolves the registry: `npm_config_registry` in the environment, then an npmrc
+ * binding's `registry`, then the app's own `.npmrc` (which npm itself reads too); undefined when
+ * none says.
+ */
 export async function npmRegistry(
   env: NodeJS.ProcessEnv,
   platformDir: string,
+  appDir?: string,
 ): Promise<NpmRegistry | undefined> {
   let npmrcPath: string | undefined;
   let npmrc = new Map<string, string>();
