@@ -87,6 +87,44 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
     buildpacks.push(bpMd);
   }
   const metadata: CacheMetadata = { buildpacks };
+  // The SBOM files of cache layers travel as one more cache layer (`sbom` in the metadata).
+  const sbomDir = path.join(o.layersDir, 'sbom', 'cache');
+  if (
+    await fs
+      .stat(sbomDir)
+      .then((s) => s.isDirectory())
+      .catch(() => false)
+  ) {
+    const content = await dirContent(
+      sbomDir,
+      { prefix: `${LAYERS_DIR.slice(1)}/sbom/cache`, uid: o.uid, gid: o.gid },
+      o.reuse.settings,
+    );
+    const previous = o.snapshot.metadata.sbom?.sha;
+    const { diffID } = await identify(
+      o.reuse,
+      content,
+      previous !== undefined && o.snapshot.layer(previous) !== undefined,
+    );
+    const inCache = diffID ? o.snapshot.layer(diffID) : undefined;
+    let entry: CacheEntry;
+    if (inCache)
+      entry = {
+        ...inCache,
+        source: async () => {
+          const r = await compress(o.reuse, content);
+          staged.push(r.record!.digest);
+          return o.reuse.blobs.path(r.record!.digest);
+        },
+      };
+    else {
+      const r = await compress(o.reuse, content);
+      staged.push(r.record!.digest);
+      entry = { ...r.record!, source: o.reuse.blobs.path(r.record!.digest) };
+    }
+    entries.push(entry);
+    metadata.sbom = { sha: entry.diffID };
+  }
   const result = await o.cache.commit({
     metadata,
     layers: entries,

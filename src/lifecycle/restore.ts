@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -11,6 +12,7 @@ import {
 import { writeStoreToml } from '../cnb/store-toml.ts';
 import { extract } from '../layers/extract.ts';
 import { walk } from '../layers/walk.ts';
+import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
 import { fingerprintEntries, type TarSettings } from './layer-reuse.ts';
@@ -50,6 +52,8 @@ export interface RestoreOptions {
   readonly settings: TarSettings;
   /** Filled with fingerprints of restored layer dirs -> their cached layer. */
   readonly fingerprints: Map<string, CachedLayer>;
+  /** Layers of the previous image by diffID (its launch SBOM layer is read from here). */
+  readonly previousLayers?: ReadonlyMap<string, Layer>;
   readonly log: PhaseLog;
 }
 
@@ -107,10 +111,53 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
         }
       }
     }
+    await restoreSboms(o, [...restored, ...metadataOnly], scratch);
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
   }
   return { restored, metadataOnly };
+}
+
+/**
+ * restoreSboms gives restored layers their SBOM files back, as the reference restorer does: the
+ * previous image's launch SBOM layer and the cache's SBOM layer are unpacked aside, and each
+ * `sbom/{launch,cache}/<bp>/<layer>/sbom.<fmt>.json` becomes `<layers>/<bp>/<layer>.sbom.<fmt>.json`
+ * for the layers that came back. A missing or unreadable SBOM layer only costs the SBOM files.
+ */
+async function restoreSboms(o: RestoreOptions, layerIds: readonly string[], scratch: string): Promise<void> {
+  if (layerIds.length === 0) return;
+  const wanted = new Set(
+    layerIds.map((id) => {
+      const i = id.lastIndexOf(':');
+      return `${escapeId(id.slice(0, i))}/${id.slice(i + 1)}`;
+    }),
+  );
+  const sources: { kind: 'launch' | 'cache'; open: () => Promise<Readable> }[] = [];
+  const launchSha = o.previousMetadata.sbom?.sha;
+  const launchLayer = launchSha ? o.previousLayers?.get(launchSha) : undefined;
+  if (launchLayer) sources.push({ kind: 'launch', open: () => launchLayer.compressed() });
+  const cacheSha = o.cache?.metadata.sbom?.sha;
+  if (cacheSha && o.cache?.layer(cacheSha))
+    sources.push({ kind: 'cache', open: () => o.cache!.open(cacheSha) });
+  for (const src of sources) {
+    const tmp = path.join(scratch, `sbom-${src.kind}`);
+    try {
+      await extract(await src.open(), tmp);
+      const base = path.join(tmp, LAYERS_DIR.slice(1), 'sbom', src.kind);
+      for (const bp of await fs.readdir(base).catch(() => [] as string[])) {
+        for (const layer of await fs.readdir(path.join(base, bp)).catch(() => [] as string[])) {
+          if (!wanted.has(`${bp}/${layer}`)) continue;
+          const dir = path.join(base, bp, layer);
+          for (const f of await fs.readdir(dir).catch(() => [] as string[])) {
+            if (!/^sbom\.(cdx|spdx|syft)\.json$/.test(f)) continue;
+            await fs.copyFile(path.join(dir, f), path.join(o.layersDir, bp, `${layer}.${f}`));
+          }
+        }
+      }
+    } catch (e) {
+      o.log.warn?.(`Skipping restore of ${src.kind} SBOM files: ${(e as Error).message}`);
+    }
+  }
 }
 
 async function restoreContents(

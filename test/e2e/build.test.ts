@@ -65,6 +65,13 @@ describe('kiln build end to end', () => {
     assert.match(text, /deps: download cache hit/);
     assert.match(text, /Reusing layer 'e2e\/runtime:runtime'/);
     assert.match(text, /Reusing cache layer 'e2e\/deps:downloads'/);
+    // The runtime layer's SBOM (written by the buildpack only when it made the layer) came back.
+    const img = (await w.store.find('e2e-noop'))!;
+    const md = JSON.parse((await img.configFile()).config!.Labels!['io.buildpacks.lifecycle.metadata']!);
+    const layers = await img.layers();
+    const diffIDs = (await img.configFile()).rootfs.diff_ids;
+    const tar = Buffer.concat(await (await layers[diffIDs.indexOf(md.sbom.sha)]!.uncompressed()).toArray());
+    assert.ok(tar.includes(Buffer.from('layers/sbom/launch/e2e_runtime/runtime/sbom.cdx.json')));
   });
 
   test('changing one app file changes only the app layer', async () => {

@@ -297,6 +297,7 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
         gid,
         settings,
         fingerprints: reuse.fingerprints,
+        previousLayers: analysis.previousLayers,
         log,
       });
       // Everything under <layers> must be the build user's: restored files were written by kiln.
