@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import type { Redactor } from './redactor.ts';
+import { type Redactor, secretFragments } from './redactor.ts';
 
 // Service bindings (CNB platform spec `<platform>/bindings/<name>/`, and the Kubernetes
 // service-binding convention): a directory holding a `type` file, an optional `provider` file and
@@ -9,8 +9,13 @@ import type { Redactor } from './redactor.ts';
 // platform-dir.ts), which only detect and build see, read-only. Binding content never goes to a
 // layer, the cache, the image config or a log line: its values are registered with the Redactor.
 
-/** Binding and entry names: one path component, no hidden or parent names. */
+/** Binding names: one path component, not hidden. */
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+/**
+ * Entry names: Kubernetes secret keys (`[-._a-zA-Z0-9]+`), so `.npmrc` and `.dockerconfigjson`
+ * are fine; `.` and `..` are not, and `..`-prefixed names are Kubernetes' own (skipped).
+ */
+const ENTRY = /^[A-Za-z0-9._-]+$/;
 /** A binding is for credentials and certificates: a few KiB. The caps stop `--binding x=/` mistakes. */
 const MAX_ENTRY_BYTES = 1 << 20;
 const MAX_BINDING_BYTES = 16 << 20;
@@ -49,6 +54,14 @@ function checkName(name: string, what: string): void {
     );
 }
 
+function checkEntry(name: string, what: string): void {
+  if (!ENTRY.test(name) || name.startsWith('..') || name === '.' || name.length > 253)
+    throw new KilnError(
+      `${what}: expected letters, digits, ".", "_" and "-" (not "." or "..")`,
+      ExitCode.InvalidArgs,
+    );
+}
+
 /**
  * readBindingDir reads and validates a binding directory: a non-empty `type` file is required,
  * every entry must be a file (or a symlink to one, as Kubernetes projects secrets) with a safe
@@ -72,7 +85,7 @@ export async function readBindingDir(name: string, dir: string): Promise<Binding
   let total = 0;
   for (const entry of names.sort()) {
     if (entry.startsWith('..')) continue; // Kubernetes' atomic-writer internals
-    checkName(entry, `${what}: entry "${entry}"`);
+    checkEntry(entry, `${what}: entry "${entry}"`);
     const file = path.join(dir, entry);
     const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
       throw new KilnError(`${what}: entry "${entry}" cannot be read (${err.code})`, ExitCode.InvalidArgs);
@@ -102,7 +115,7 @@ export function bindingOf(
   const list: BindingEntry[] = [{ name: 'type', content: Buffer.from(type) }];
   if (provider !== undefined) list.push({ name: 'provider', content: Buffer.from(provider) });
   for (const [k, v] of Object.entries(entries)) {
-    checkName(k, `binding "${name}": entry "${k}"`);
+    checkEntry(k, `binding "${name}": entry "${k}"`);
     if (METADATA_ENTRIES.includes(k)) throw new TypeError(`bindingOf: entry name "${k}" is reserved`);
     list.push({ name: k, content: Buffer.isBuffer(v) ? v : Buffer.from(v) });
   }
@@ -126,8 +139,12 @@ function makeBinding(name: string, entries: BindingEntry[], what: string): Bindi
 
 /** registerBindingSecrets gives every secret entry of a binding (all but type/provider) to the redactor. */
 export function registerBindingSecrets(binding: Binding, redactor: Redactor): void {
-  for (const e of binding.entries)
-    if (!METADATA_ENTRIES.includes(e.name)) redactor.add(e.content.toString('utf8'));
+  for (const e of binding.entries) {
+    if (METADATA_ENTRIES.includes(e.name)) continue;
+    const text = e.content.toString('utf8');
+    redactor.add(text);
+    for (const f of secretFragments(text)) redactor.add(f);
+  }
 }
 
 /** checkUniqueNames refuses two bindings of one name (they would share a directory). */

@@ -12,7 +12,7 @@ import { caSbom, parsePemCertificates, readCaCertFile, writeCaLaunchLayer } from
 import { hostNpmConfigGet, registryFromNpmrc, resolveNpmRegistry } from './npm-registry.ts';
 import { hostCaBundlePath, preparePlatformInputs } from './platform-inputs.ts';
 import { proxyEnv, proxySecrets } from './proxy.ts';
-import { Redactor } from './redactor.ts';
+import { Redactor, secretFragments } from './redactor.ts';
 
 let dir: string;
 let ca: TestCa;
@@ -47,6 +47,12 @@ describe('Redactor', () => {
     assert.equal(r.redact('http://u:p%40ss%20word@proxy'), 'http://u:[REDACTED]@proxy');
     assert.equal(r.redact('no problem'), 'no problem');
     const lines: string[] = [];
+    assert.deepEqual(
+      secretFragments(
+        '//reg/:_authToken=npm_tok3n_value\nalways-auth=true\n{"auths":{"h":{"auth":"dXNlcjpwYXNz"}}}',
+      ),
+      ['npm_tok3n_value', 'dXNlcjpwYXNz'],
+    );
     r.lineFilter((l) => lines.push(l))('x s3cr3t-value y');
     assert.deepEqual(lines, ['x [REDACTED] y']);
   });
@@ -95,6 +101,12 @@ describe('bindings', () => {
   });
 
   test('readBindingDir() refuses a missing type, a sub-directory and a missing dir, naming them', async () => {
+    const dotted = await readBindingDir('npm', await bindingDir('npmrc', { type: 'npmrc', '.npmrc': 'x' }));
+    assert.deepEqual(
+      dotted.entries.map((e) => e.name),
+      ['.npmrc', 'type'],
+      'Paketo npmrc bindings use the key .npmrc',
+    );
     const noType = await bindingDir('notype', { username: 'u' });
     await assert.rejects(
       readBindingDir('x', noType),

@@ -65,6 +65,22 @@ export class Redactor {
   }
 }
 
+/**
+ * secretFragments finds values inside structured secret files, which logs may show alone: the
+ * value of each `key=value` line (npmrc, .env, properties) and of each `"key": "value"` pair
+ * (docker config.json, JSON credentials). Only values of 8 characters or more: shorter ones are
+ * more likely flags than secrets.
+ */
+export function secretFragments(text: string): string[] {
+  const out = new Set<string>();
+  for (const line of text.split(/\r?\n/)) {
+    const kv = /^[^=#;\s][^=]*=\s*(.+?)\s*$/.exec(line);
+    if (kv) out.add(kv[1]!.replace(/^(["'])(.*)\1$/, '$2'));
+  }
+  for (const m of text.matchAll(/"[^"\\]*"\s*:\s*"((?:[^"\\]|\\.)*)"/g)) out.add(m[1]!);
+  return [...out].filter((v) => v.length >= 8);
+}
+
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

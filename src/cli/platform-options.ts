@@ -1,0 +1,150 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../config/config-file.ts';
+import { type Binding, checkUniqueNames, parseBindingFlag, readBindingDir } from '../platform/bindings.ts';
+import { readCaCertFile, writeCaLaunchLayer } from '../platform/ca-certs.ts';
+import { hostNpmConfigGet, type NpmRegistry, resolveNpmRegistry } from '../platform/npm-registry.ts';
+import { hostCaBundlePath, type PlatformInputs, preparePlatformInputs } from '../platform/platform-inputs.ts';
+import { Redactor } from '../platform/redactor.ts';
+import { addSecret } from '../registry/redact.ts';
+import type { Logger } from './logger.ts';
+import type { Settings } from './settings.ts';
+
+// The `kiln build` flags of issue 7 (service bindings, extra CA certificates) and their
+// resolution with kiln's config and environment into the platform inputs of one build. For H6's
+// build command: `addPlatformOptions(cmd)`, then `platformSetup(...)` before the build starts
+// (flag and file errors surface before any phase runs), then `setup.prepare(...)` where the
+// orchestration fills `<platform>`; merge its `env` into the detect/build process env and its
+// `mounts` into the sandbox mounts.
+
+/** The flags addPlatformOptions adds, as commander parses them. */
+export interface PlatformFlags {
+  readonly binding?: readonly string[];
+  readonly caCerts?: readonly string[];
+  readonly caCertsLaunch?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** addPlatformOptions adds --binding, --ca-certs and --ca-certs-launch to a command. */
+export function addPlatformOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--binding <NAME=DIR>',
+      'service binding for detect and build: DIR holds type, provider?, one file per secret (repeatable)',
+      collect,
+    )
+    .option(
+      '--ca-certs <file>',
+      'extra CA certificates (PEM) trusted by detect and build, not by the image (repeatable)',
+      collect,
+    )
+    .option(
+      '--ca-certs-launch',
+      'also trust the extra CA certificates at runtime: adds a launch layer (listed in the SBOM)',
+    );
+}
+
+/** One build's platform inputs, validated up front. */
+export interface PlatformSetup {
+  /** Every secret of this build; `addSecret` is fed too, so the Logger redacts them. */
+  readonly redactor: Redactor;
+  readonly bindings: readonly Binding[];
+  readonly npmRegistry: NpmRegistry;
+  /** Whether --ca-certs-launch was given (H6: then call `launchLayer`). */
+  readonly caCertsLaunch: boolean;
+  /**
+   * prepare fills `platformDir` (env files, bindings, ca-certificates binding) and returns the
+   * process env and sandbox mounts for detect and build. `rootfs` is the build image's root
+   * filesystem (its CA bundle is merged with the extra certificates).
+   */
+  prepare(platformDir: string, uid: number, gid: number, rootfs: string): Promise<PlatformInputs>;
+  /**
+   * launchLayer writes the --ca-certs-launch layer at `<layersDir>/kiln_ca-certificates/ca-certificates`
+   * (+ .toml, + .sbom.cdx.json) after prepare; the exporter adds it as a launch layer.
+   */
+  launchLayer(layersDir: string, layersMount?: string): Promise<string | undefined>;
+}
+
+/** Inputs of platformSetup. */
+export interface PlatformSetupOptions {
+  readonly flags: PlatformFlags;
+  readonly settings: Settings;
+  readonly log: Logger;
+  /** The app directory (its `.npmrc` is honoured). */
+  readonly appDir: string;
+  /** `<platform>/env` values (project.toml env, --env-file, --env; later wins). */
+  readonly env: Readonly<Record<string, string>>;
+  /** The user's --env / --env-file values alone. */
+  readonly userEnv: Readonly<Record<string, string>>;
+}
+
+/** platformSetup resolves flags, config and environment; bad bindings or CA files fail here. */
+export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSetup> {
+  const redactor = new Redactor({ onSecret: addSecret });
+  const config = await loadConfig(o.settings.configFile);
+  const cwd = process.cwd();
+  const bindings: Binding[] = [];
+  for (const f of o.flags.binding ?? []) {
+    const b = parseBindingFlag(f, cwd);
+    bindings.push(await readBindingDir(b.name, b.dir));
+  }
+  checkUniqueNames(bindings);
+  const caCertFiles = [...config.caCerts, ...(o.flags.caCerts ?? []).map((f) => path.resolve(cwd, f))];
+  for (const f of caCertFiles) await readCaCertFile(f); // fail before the build, naming the file
+  const hostCaBundle = config.trustHostCaCerts ? hostCaBundlePath(o.settings.env) : undefined;
+  const home = o.settings.env.HOME ?? '';
+  const npmRegistry = await resolveNpmRegistry({
+    userEnv: o.userEnv,
+    kilnEnv: o.settings.env,
+    configured: config.npmRegistry,
+    appDir: o.appDir,
+    home,
+    npmConfigGet: hostNpmConfigGet(o.settings.env),
+  });
+  if (npmRegistry.env.npm_config_registry)
+    o.log.debug(`npm registry for builds: ${npmRegistry.registry} (from ${npmRegistry.source})`);
+  if (bindings.length) o.log.debug(`bindings: ${bindings.map((b) => `${b.name} (${b.type})`).join(', ')}`);
+  let inputs: PlatformInputs | undefined;
+  return {
+    redactor,
+    bindings,
+    npmRegistry,
+    caCertsLaunch: o.flags.caCertsLaunch ?? false,
+    async prepare(platformDir, uid, gid, rootfs) {
+      inputs = await preparePlatformInputs({
+        platformDir,
+        stageDir: path.join(path.dirname(platformDir), 'platform-stage'),
+        buildRootfs: rootfs,
+        env: o.env,
+        userEnv: o.userEnv,
+        kilnEnv: o.settings.env,
+        bindings,
+        caCertFiles,
+        ...(hostCaBundle !== undefined && { hostCaBundle }),
+        npmRegistry,
+        redactor,
+        ...(process.getuid?.() === 0 && { uid, gid }),
+      });
+      if (inputs.caCerts.length)
+        o.log.info(`Trusting ${inputs.caCerts.length} extra CA certificate(s) during the build`);
+      return inputs;
+    },
+    async launchLayer(layersDir, layersMount = '/layers') {
+      if (!(o.flags.caCertsLaunch ?? false)) return undefined;
+      if (!inputs) throw new Error('launchLayer called before prepare');
+      if (inputs.caCerts.length === 0) {
+        o.log.warn(
+          '--ca-certs-launch: no extra CA certificates given (--ca-certs or kiln config); no layer added',
+        );
+        return undefined;
+      }
+      const dir = path.join(layersDir, 'kiln_ca-certificates', 'ca-certificates');
+      await writeCaLaunchLayer(dir, {
+        certs: inputs.caCerts,
+        layerPath: `${layersMount}/kiln_ca-certificates/ca-certificates`,
+      });
+      return dir;
+    },
+  };
+}
