@@ -76,12 +76,12 @@ export interface PhaseOptions {
   readonly scratchRoot?: string;
 }
 
-/** paths returns the sandbox paths in use. */
+/** sandboxPathsOf returns the sandbox paths in use. */
 export function sandboxPathsOf(o: PhaseOptions): SandboxPaths {
   return o.sandboxPaths ?? DEFAULT_SANDBOX_PATHS;
 }
 
-/** toSandbox maps a host path under the layers dir to its path inside the sandbox. */
+/** layersPathInSandbox maps a host path under the layers dir to its path inside the sandbox. */
 export function layersPathInSandbox(o: PhaseOptions, hostPath: string): string {
   const rel = relative(o.layersDir, hostPath);
   return rel === '' ? sandboxPathsOf(o).layers : `${sandboxPathsOf(o).layers}/${rel}`;

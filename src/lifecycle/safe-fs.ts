@@ -31,10 +31,7 @@ export async function assertInside(
   }
 }
 
-/**
- * ensureRealDir makes sure `path` is a real directory, not a symlink a buildpack planted where
- * kiln is about to write: anything else at that path is an error.
- */
+/** isSymlink tells whether `path` itself is a symlink (e.g. one a buildpack planted where kiln writes). */
 export async function isSymlink(path: string): Promise<boolean> {
   try {
     return (await lstat(path)).isSymbolicLink();

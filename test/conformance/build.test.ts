@@ -58,6 +58,25 @@ describe('build: inputs', () => {
       }));
   }
 
+  test('Buildpack API 0.7: positional args only, no CNB_PLATFORM_DIR/CNB_BP_PLAN_PATH/CNB_LAYERS_DIR', () =>
+    withFixture(async (f) => {
+      const { id } = await f.install('probe', { api: '0.7', id: 'conformance/probe-0.7' });
+      await f.detectAndBuild([id]);
+      const args = parseArgsDump(await f.layerFile(id, 'probe.build.args'));
+      const env = await probeEnv(f, id);
+      assert.equal(args[0], '/layers/conformance_probe-0.7');
+      assert.equal(env.get('CNB_BUILDPACK_DIR'), '/cnb/buildpacks/conformance_probe-0.7/0.0.1');
+      for (const k of [
+        'CNB_PLATFORM_DIR',
+        'CNB_BP_PLAN_PATH',
+        'CNB_LAYERS_DIR',
+        'CNB_TARGET_OS',
+        'CNB_EXEC_ENV',
+      ]) {
+        assert.equal(env.has(k), false, k);
+      }
+    }));
+
   test('the app dir is writable during build and the plan scratch dir is removed afterwards', () =>
     withFixture(async (f) => {
       await f.install('probe');
