@@ -20,6 +20,7 @@ import {
   preparePlatformInputs,
 } from '../../src/platform/platform-inputs.ts';
 import { Redactor } from '../../src/platform/redactor.ts';
+import { TlsFailureDetector } from '../../src/platform/tls-hint.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import type { Mount, RunSpec } from '../../src/sandbox/executor.ts';
 import { type HostRootfs, makeHostRootfs } from '../helpers/sandbox-rootfs.ts';
@@ -147,6 +148,18 @@ describe('extra CA certificates in the sandbox', () => {
     assert.match(c0.out, /certificate/i);
     const n0 = await run(spec(without.platformDir, without.r, node, 'host'));
     assert.notEqual(n0.code, 0);
+    // The failures are recognised and explained (issue 7.6), for each tool's own wording.
+    const git = ['/usr/bin/git', '-c', 'http.lowSpeedTime=10', 'ls-remote', url];
+    const g0 = await run({
+      ...spec(without.platformDir, without.r, git, 'host'),
+      env: { PATH: '/usr/bin:/bin', HOME: '/tmp' },
+    });
+    assert.notEqual(g0.code, 0);
+    for (const res of [c0, n0, g0]) {
+      const d = new TlsFailureDetector();
+      for (const line of res.out.split('\n')) d.observe(line);
+      assert.match(d.hint() ?? `no hint for: ${res.out}`, /^certificate not trusted: .*--ca-certs/);
+    }
 
     const withCa = await inputs('ca', { caCertFiles: [ca.caFile] });
     const c1 = await run(spec(withCa.platformDir, withCa.r, curl, 'host'));
