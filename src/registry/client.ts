@@ -7,6 +7,7 @@ import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/sche
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
 import { RegistryError, readErrorBody, readLimited } from './errors.ts';
+import { streamRequest } from './http.ts';
 import { noProgress, type ProgressSink } from './progress.ts';
 import { addSecret } from './redact.ts';
 import { apiHost, isLoopback, type Repository, repositoryString } from './reference.ts';
@@ -304,8 +305,12 @@ export class RegistryClient {
     headers.set('user-agent', this.#ua);
     const auth = await this.authorization(registry, scopes);
     if (auth) headers.set('authorization', auth);
+    const body = init.body as unknown;
+    const streamed = typeof body === 'object' && body !== null && Symbol.asyncIterator in body;
     const go = () =>
-      fetch(url, { ...init, headers, ...(init.body ? { duplex: 'half' } : {}) } as RequestInit);
+      streamed
+        ? streamRequest(new URL(url), init.method ?? 'GET', headers, body as AsyncIterable<Uint8Array>)
+        : fetch(url, { ...init, headers } as RequestInit);
     let res = await go();
     if (res.status === 401 && h.challenge?.scheme === 'bearer' && init.replayable !== false) {
       const ch = parseChallenges(res.headers.get('www-authenticate') ?? '').find(
