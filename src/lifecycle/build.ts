@@ -16,6 +16,7 @@ import {
   buildpackDirInSandbox,
   chownToUser,
   cnbEnv,
+  execEnvOf,
   layersPathInSandbox,
   makeScratch,
   type PhaseOptions,
@@ -76,6 +77,7 @@ export async function build(o: BuildOptions): Promise<BuildMetadata> {
       ExitCode.BuildError,
     );
   }
+  execEnvOf(o);
   const scratch = await makeScratch(o, 'build');
   try {
     return await runBuild(o, scratch);

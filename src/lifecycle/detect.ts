@@ -15,6 +15,7 @@ import {
   buildpackDirInSandbox,
   chownToUser,
   cnbEnv,
+  execEnvOf,
   makeScratch,
   type PhaseOptions,
   processEnv,
@@ -86,6 +87,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
       ExitCode.DetectError,
     );
   }
+  execEnvOf(o);
   const scratch = await makeScratch(o, 'detect');
   const d = new Detector(o, scratch);
   try {
@@ -228,7 +230,7 @@ class Detector {
         continue;
       }
       // Platform 0.15: a buildpack whose exec-env excludes the current one is silently skipped.
-      const execEnv = o.execEnv || 'production';
+      const execEnv = execEnvOf(o);
       if (
         platformApi.atLeast('0.15') &&
         bp.execEnv.length > 0 &&

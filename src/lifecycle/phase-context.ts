@@ -2,6 +2,7 @@ import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
 import type { BuildpackDescriptor, BuildpackStore } from './buildpack-store.ts';
 import type { BuildEnv } from './env.ts';
@@ -121,7 +122,7 @@ export function cnbEnv(
     if (extra.layersDir) env.CNB_LAYERS_DIR = extra.layersDir;
   }
   if (bp.api.atLeast('0.10')) Object.assign(env, targetEnv(o.target));
-  if (bp.api.atLeast('0.12')) env.CNB_EXEC_ENV = o.execEnv || 'production';
+  if (bp.api.atLeast('0.12')) env.CNB_EXEC_ENV = execEnvOf(o);
   return env;
 }
 
@@ -181,4 +182,11 @@ export async function removeScratch(dir: string | undefined): Promise<void> {
 /** chownToUser gives a path kiln created to the build user (only possible, and needed, as root). */
 export async function chownToUser(o: PhaseOptions, path: string): Promise<void> {
   if (process.getuid?.() === 0) await chown(path, o.uid, o.gid);
+}
+
+/** execEnvOf returns CNB_EXEC_ENV (default `production`); a `/` in it is an invalid argument (exit 3). */
+export function execEnvOf(o: PhaseOptions): string {
+  const v = o.execEnv || 'production';
+  if (v.includes('/')) throw new KilnError(`exec-env "${v}" must not contain "/"`, ExitCode.InvalidArgs);
+  return v;
 }

@@ -162,6 +162,12 @@ describe('detect: exit codes', () => {
       await rejectsWith(f.detect(['ancient']), 12, /buildpack API 0.2 is not supported/);
     }));
 
+  test('an exec-env with "/" is an invalid argument (→ 3)', () =>
+    withFixture(async (f) => {
+      await f.inline({ id: 'a' });
+      await rejectsWith(f.detect(['a'], { execEnv: 'a/b' }), 3, /must not contain/);
+    }));
+
   test('buildpacks never run as root', () =>
     withFixture(async (f) => {
       await f.inline({ id: 'a' });
