@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { readDockerArchive } from '../../src/archive/docker-archive.ts';
+import { imageAccess } from '../../src/cli/commands/build.ts';
+import type { ImageIO } from '../../src/cli/image-ref.ts';
+import { parseImageLocation } from '../../src/cli/image-ref.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
+import { parseReference } from '../../src/registry/reference.ts';
+import { remoteImage } from '../../src/registry/remote.ts';
+import { type Podman, startPodman } from '../helpers/podman.ts';
+import { type ProxyHandle, type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
+import { type E2E, makeE2E } from './build-fixture.ts';
+
+let w: E2E;
+let reg: RegistryHandle;
+let proxy: ProxyHandle;
+let podman: Podman;
+before(async () => {
+  [w, reg, podman] = await Promise.all([makeE2E(), startRegistry(), startPodman()]);
+  proxy = await startProxy(reg.host);
+});
+after(async () => {
+  await proxy?.stop();
+  await reg?.stop();
+  await podman?.cleanup();
+  await w?.cleanup();
+});
+
+function io(): ImageIO {
+  return { client: new RegistryClient({}), storeDir: w.store.dir };
+}
+
+test('--publish pushes to a registry; the rebuild reuses the remote previous image and uploads no layer bytes', async () => {
+  const name = `${proxy.host}/e2e/published:v1`;
+  const dest = parseImageLocation(name);
+  const tag = parseImageLocation(`${proxy.host}/e2e/published:extra`);
+  const app = await w.app('publish', 'published');
+  const access = () => imageAccess(dest, [tag], dest, io());
+  const first = await w.build(app, name, { images: access() });
+  assert.ok(proxy.stats.uploadBytes > 0);
+  const remote = await remoteImage(new RegistryClient({}), parseReference(name));
+  assert.equal(await remote.digest(), first.digest);
+  const extra = await remoteImage(
+    new RegistryClient({}),
+    parseReference(`${proxy.host}/e2e/published:extra`),
+  );
+  assert.equal(await extra.digest(), first.digest, '--tag points at the same image');
+
+  proxy.reset();
+  const second = await w.build(app, name, { images: access() });
+  assert.equal(second.digest, first.digest);
+  assert.equal(second.stats.compressed, 0);
+  assert.equal(proxy.stats.uploadBytes, 0, 'no blob uploaded for a no-op rebuild');
+
+  await fs.writeFile(path.join(app, 'message.txt'), 'published again\n');
+  proxy.reset();
+  const third = await w.build(app, name, { images: access() });
+  assert.notEqual(third.digest, first.digest);
+  const uploads = proxy.stats.requests.filter(
+    (r) => r.method === 'POST' && r.path.includes('/blobs/uploads'),
+  );
+  // Only the app layer and the config are new.
+  assert.ok(uploads.length <= 2, `uploads: ${uploads.map((u) => u.path).join(', ')}`);
+  const run = await podman.run(`${proxy.host}/e2e/published:v1`, [], { flags: ['--tls-verify=false'] });
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'GREETING=hi uid=1000 message=published again\n');
+});
+
+test('oci: and docker-archive: destinations', async () => {
+  const app = await w.app('dests', 'to a layout');
+  const layout = path.join(w.root, 'out-layout');
+  const b = await w.build(app, 'e2e-dest', { dest: `oci:${layout}:app` });
+  const r = await podman.run(`oci:${layout}:app`, [], {});
+  assert.equal(r.stdout, 'GREETING=hi uid=1000 message=to a layout\n');
+  // The layout's image is the previous image of the next build into it.
+  const again = await w.build(app, 'e2e-dest', { dest: `oci:${layout}:app` });
+  assert.equal(again.digest, b.digest);
+  assert.equal(again.stats.compressed, 0);
+  const archive = path.join(w.root, 'out.tar');
+  const c = await w.build(app, 'e2e-dest-archive', { dest: `docker-archive:${archive}:e2e/dest:latest` });
+  assert.equal(c.digest, b.digest, 'same image whatever the destination');
+  const loaded = await readDockerArchive(archive);
+  await w.build(app, 'e2e-dest');
+  const stored = (await w.store.find('e2e-dest'))!;
+  assert.deepEqual((await loaded.configFile()).rootfs.diff_ids, (await stored.configFile()).rootfs.diff_ids);
+  const l = await podman.load(archive);
+  assert.equal(l.code, 0, l.stderr);
+  const r2 = await podman.run('e2e/dest:latest', []);
+  assert.equal(r2.stdout, 'GREETING=hi uid=1000 message=to a layout\n');
+});
