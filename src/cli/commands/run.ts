@@ -44,6 +44,11 @@ interface RunOptions {
  * register adds `kiln run IMAGE [--process TYPE] [-p PORT] [-e K=V] [-- ARGS]`: the image's
  * entrypoint and cmd in the bubblewrap sandbox, as the image's user, on a read-only root with a
  * tmpfs /tmp, sharing the host network (so the app's port is reachable as is).
+ *
+ * `-p PORT` maps nothing: the sandbox shares this machine's network namespace, so whatever port
+ * the app listens on is already reachable. It sets `PORT` (unless the image or `-e` sets it — the
+ * kiln/node-start convention) and prints the URL. Two apps cannot use the same port at once.
+ * The rootfs comes from the content-addressed rootfs cache (one unpack per image digest).
  */
 export function register(program: Command, ctx: CliContext): void {
   program
