@@ -9,7 +9,6 @@ import { type Process, readLaunchToml } from '../cnb/launch-toml.ts';
 import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
 import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
 import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
-import type { Mount } from '../sandbox/executor.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -23,6 +22,7 @@ import {
   processEnv,
   removeScratch,
   runInSandbox,
+  type Scratch,
   sandboxPathsOf,
 } from './phase-context.ts';
 import { assertInside, isSymlink } from './safe-fs.ts';
@@ -89,7 +89,7 @@ export async function build(o: BuildOptions): Promise<BuildMetadata> {
   }
 }
 
-async function runBuild(o: BuildOptions, scratch: { dir: string; mount: Mount }): Promise<BuildMetadata> {
+async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadata> {
   await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
   const env = BuildEnv.fromBase(o.baseEnv, o.extraEnv);
   let plan = o.plan;
@@ -179,7 +179,7 @@ async function buildOne(
   bp: BuildpackDescriptor,
   env: BuildEnv,
   entries: { name: string; metadata?: Record<string, unknown> }[],
-  scratch: { dir: string; mount: Mount },
+  scratch: Scratch,
 ): Promise<OneOutputs> {
   const key = `${bp.id}@${bp.version}`;
   const bpLayers = join(o.layersDir, escapeId(bp.id));
@@ -202,7 +202,7 @@ async function buildOne(
     throw new KilnError(`buildpack ${key}: ${bin} is missing or not executable`, ExitCode.BuildFailed);
   }
   const layersSandbox = layersPathInSandbox(o, bpLayers);
-  const planSandbox = planPath;
+  const planSandbox = join(scratch.sandboxDir, escapeId(bp.id), 'plan.toml');
   const vars = await processEnv(
     o,
     env,

@@ -8,7 +8,6 @@ import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
 import { type SystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
-import type { Mount } from '../sandbox/executor.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -21,6 +20,7 @@ import {
   processEnv,
   removeScratch,
   runInSandbox,
+  type Scratch,
   sandboxPathsOf,
 } from './phase-context.ts';
 import { targetMatches } from './target.ts';
@@ -154,9 +154,9 @@ class Detector {
   readonly #o: DetectOptions;
   readonly #runs = new Map<string, Promise<DetectRun>>();
   readonly #limit: <T>(fn: () => Promise<T>) => Promise<T>;
-  readonly #scratch: { dir: string; mount: Mount };
+  readonly #scratch: Scratch;
 
-  constructor(o: DetectOptions, scratch: { dir: string; mount: Mount }) {
+  constructor(o: DetectOptions, scratch: Scratch) {
     this.#o = o;
     this.#scratch = scratch;
     this.#limit = limiter(o.concurrency ?? 4);
@@ -302,10 +302,11 @@ class Detector {
       return { ...base, code: -1, output: [], error: `${bin} is missing or not executable` };
     }
     // An empty plan file per buildpack, owned by the build user, in a dir only kiln can write.
-    const planHost = join(this.#scratch.dir, `${escapeId(bp.id)}@${bp.version}.toml`);
+    const planName = `${escapeId(bp.id)}@${bp.version}.toml`;
+    const planHost = join(this.#scratch.dir, planName);
     await writeFile(planHost, '', { mode: 0o644 });
     await chownToUser(o, planHost);
-    const planSandbox = planHost;
+    const planSandbox = join(this.#scratch.sandboxDir, planName);
     const output: string[] = [];
     let code: number;
     try {

@@ -1,6 +1,6 @@
 import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
@@ -163,15 +163,25 @@ export function runInSandbox(
   });
 }
 
+/** A phase's scratch dir on the host and where the sandbox sees it. */
+export interface Scratch {
+  readonly dir: string;
+  readonly sandboxDir: string;
+  readonly mount: Mount;
+}
+
 /**
  * makeScratch creates a root-owned (when kiln is root), world-readable scratch dir outside the
  * layers dir for the phase's plan files. Buildpacks cannot create, rename or replace entries in
- * it, so kiln never writes through a symlink a buildpack planted. It is mounted at its own path.
+ * it, so kiln never writes through a symlink a buildpack planted. The sandbox sees it under /tmp
+ * (its tmpfs, where a mount point can always be made); with the default scratch root that is
+ * the host path itself, as the host executor requires.
  */
-export async function makeScratch(o: PhaseOptions, phase: string): Promise<{ dir: string; mount: Mount }> {
+export async function makeScratch(o: PhaseOptions, phase: string): Promise<Scratch> {
   const dir = await mkdtemp(join(o.scratchRoot ?? tmpdir(), `kiln-${phase}-`));
   await chmod(dir, 0o755);
-  return { dir, mount: { src: dir, dst: dir, readonly: phase !== 'detect' } };
+  const sandboxDir = join('/tmp', basename(dir));
+  return { dir, sandboxDir, mount: { src: dir, dst: sandboxDir, readonly: phase !== 'detect' } };
 }
 
 /** removeScratch deletes a scratch dir. */

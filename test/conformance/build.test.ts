@@ -77,6 +77,26 @@ describe('build: inputs', () => {
       }
     }));
 
+  test('a scratch root outside /tmp is still seen by buildpacks under /tmp', () =>
+    withFixture(async (f) => {
+      const root = join(f.dir, 'scratch');
+      await mkdir(root);
+      await f.install('probe');
+      await f.inline({ id: 'wants', detect: `printf '[[requires]]\\nname = "p"\\n' >> "$2"` });
+      await f.inline({
+        id: 'gives',
+        detect: `printf '[[provides]]\\nname = "p"\\n' >> "$2"`,
+        build: 'cat "$3" > "$1/plan.copy"',
+      });
+      await f.detectAndBuild(['gives', 'wants', 'conformance/probe'], { scratchRoot: root });
+      assert.match(
+        parseArgsDump(await f.layerFile('conformance/probe', 'probe.build.args'))[2]!,
+        /^\/tmp\/kiln-build-/,
+      );
+      assert.match(await f.layerFile('gives', 'plan.copy'), /name = "p"/);
+      assert.deepEqual(await readdir(root), []);
+    }));
+
   test('the app dir is writable during build and the plan scratch dir is removed afterwards', () =>
     withFixture(async (f) => {
       await f.install('probe');
