@@ -11,7 +11,7 @@ say() { printf '==> %s\n' "$*"; }
 # consume our output in tests (podman, skopeo, umoci, crun/runc), a real registry, xz and a C
 # compiler for the static launcher (musl makes it small and static).
 pkgs=(bubblewrap podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
-      ca-certificates git jq)
+      ca-certificates git jq apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -33,9 +33,12 @@ export interface RegistryHandle {
 export interface StartRegistryOptions {
   /** Refresh (identity) tokens the token server accepts, by user (token auth only). */
   refreshTokens?: Readonly<Record<string, string>>;
-  /** 'none' (default): anonymous push and pull. 'token': bearer tokens from a token server. */
-  auth?: 'none' | 'token';
-  /** Users accepted by the token server when `auth` is 'token'. Default `{ kiln: 'secret' }`. */
+  /**
+   * 'none' (default): anonymous push and pull. 'token': bearer tokens from a token server.
+   * 'basic': HTTP basic auth against an htpasswd file made from `users` (htpasswd -B).
+   */
+  auth?: 'none' | 'token' | 'basic';
+  /** Users accepted with 'token' or 'basic' auth. Default `{ kiln: 'secret' }`. */
   users?: Readonly<Record<string, string>>;
   /** Let anonymous callers get pull tokens (token auth only). Default false. */
   anonymousPull?: boolean;
@@ -71,9 +74,19 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         anonymousPull: opts.anonymousPull ?? false,
       });
     }
+    let htpasswd: string | undefined;
+    if (opts.auth === 'basic') {
+      htpasswd = path.join(dir, 'htpasswd');
+      const lines: string[] = [];
+      for (const [u, p] of Object.entries(opts.users ?? { kiln: 'secret' })) {
+        const { stdout } = await execFileP('htpasswd', ['-nbB', u, p]);
+        lines.push(stdout.trim());
+      }
+      await writeFile(htpasswd, lines.join('\n') + '\n');
+    }
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
-      const config = registryConfig(dir, port, tokenServer);
+      const config = registryConfig(dir, port, tokenServer, htpasswd);
       await writeFile(path.join(dir, 'config.yml'), config);
       const child = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], {
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -116,7 +129,12 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
   }
 }
 
-function registryConfig(dir: string, port: number, tk: TokenServerHandle | undefined): string {
+function registryConfig(
+  dir: string,
+  port: number,
+  tk: TokenServerHandle | undefined,
+  htpasswd: string | undefined,
+): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -144,6 +162,7 @@ function registryConfig(dir: string, port: number, tk: TokenServerHandle | undef
       `    rootcertbundle: ${tk.certFile}`,
     );
   }
+  if (htpasswd) lines.push('auth:', '  htpasswd:', '    realm: kiln-test', `    path: ${htpasswd}`);
   return lines.join('\n') + '\n';
 }
 

@@ -179,3 +179,36 @@ describe('bearer token auth', () => {
     assert.deepEqual(await client.repository(ref).listTags(), ['v1']);
   });
 });
+
+describe('basic auth (htpasswd)', () => {
+  test('basic challenge: credentials sent on every request; wrong password is a clear 401', async () => {
+    const reg = await startRegistry({ auth: 'basic', users: { bob: PASSWORD } });
+    try {
+      const client = new RegistryClient({
+        keychain: staticKeychain({ [reg.host]: { kind: 'basic', username: 'bob', password: PASSWORD } }),
+      });
+      const ref = parseReference(`${reg.host}/basic/app:v1`);
+      const img = image('basic');
+      const { digest } = await writeImage(client, ref, img);
+      assert.equal((await remoteImage(client, ref)).reference.digest, digest);
+
+      const wrong = new RegistryClient({
+        keychain: staticKeychain({
+          [reg.host]: { kind: 'basic', username: 'bob', password: 'not-it-at-all' },
+        }),
+        retry: { baseDelayMs: 5 },
+      });
+      await assert.rejects(remoteImage(wrong, ref), (e: Error) => {
+        assert.match(e.message, /^get manifest 127\.0\.0\.1:\d+\/basic\/app:v1: 401 UNAUTHORIZED/);
+        assert.ok(!e.message.includes('not-it-at-all'));
+        return true;
+      });
+      await assert.rejects(
+        remoteImage(new RegistryClient(), ref),
+        /registry 127\.0\.0\.1:\d+ requires a user name and password: none found in the docker config/,
+      );
+    } finally {
+      await reg.stop();
+    }
+  });
+});
