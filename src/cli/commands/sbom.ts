@@ -1,0 +1,110 @@
+import { buffer } from 'node:stream/consumers';
+import type { Command } from 'commander';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
+import { downloadSbom, SBOM_FORMATS, type SbomFormat } from '../../inspect/sbom-download.ts';
+import { isDigest } from '../../oci/digest.ts';
+import type { Image } from '../../oci/image.ts';
+import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import { ManifestSchema, parseJson } from '../../oci/schema.ts';
+import { parseReference } from '../../registry/reference.ts';
+import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
+import { sbomOfImage } from '../../stack/sbom.ts';
+import { ImageStore } from '../../store/store.ts';
+import type { CliContext } from '../context.ts';
+import { describeLocation, type ImageIO, imageIO, parseImageLocation, readImage } from '../image-ref.ts';
+import { parsePlatform } from './image.ts';
+import { preferLocal } from './inspect.ts';
+
+/** register adds `kiln sbom download`. */
+export function register(program: Command, ctx: CliContext): void {
+  const sbom = program.command('sbom').description('software bills of materials of app images');
+  sbom
+    .command('download')
+    .description('write the per-layer SBOM files and merged CycloneDX and SPDX documents of an image')
+    .argument('<image>', 'app image (local store name, registry reference, oci:DIR[:TAG])')
+    .requiredOption(
+      '-o, --output-dir <dir>',
+      'where to write (layers/sbom/... and sbom.cdx.json, sbom.spdx.json)',
+    )
+    .option(
+      '--format <list>',
+      `formats to write: ${SBOM_FORMATS.join(',')} (comma-separated)`,
+      SBOM_FORMATS.join(','),
+    )
+    .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform index')
+    .action(async (arg: string, opts: { outputDir: string; format: string; platform?: string }) => {
+      const formats = opts.format.split(',').map((f) => f.trim()) as SbomFormat[];
+      for (const f of formats)
+        if (!SBOM_FORMATS.includes(f))
+          throw new KilnError(
+            `--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`,
+            ExitCode.InvalidArgs,
+          );
+      const io = imageIO(
+        ctx.settings,
+        ctx.log,
+        opts.platform ? { platform: parsePlatform(opts.platform) } : {},
+      );
+      const loc = await preferLocal(parseImageLocation(arg), io.storeDir);
+      const image = await readImage(loc, io);
+      const baseSbom = await runImageSbom(image, io, (m) => ctx.log.debug(m));
+      if (!baseSbom)
+        ctx.log.warn(
+          'the run image SBOM was not found (local store or registry referrers): OS packages are not listed',
+        );
+      const r = await downloadSbom({
+        image,
+        name: describeLocation(loc),
+        outputDir: opts.outputDir,
+        formats,
+        ...(baseSbom ? { baseSbom } : {}),
+        epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+        tool: { name: 'kiln', version: '0.1.0' },
+      });
+      ctx.log.info(
+        `Wrote ${r.files.length} SBOM files and ${r.merged.join(', ') || 'no merged document'} to ${opts.outputDir}: ${r.components} packages (${r.osPackages} from the run image)`,
+      );
+      for (const f of [...r.files, ...r.merged]) ctx.stdout.write(`${f}\n`);
+    });
+}
+
+/**
+ * runImageSbom finds the CycloneDX SBOM of the run image an app image was built on (its
+ * runImage.reference `name@digest`): a referrer in kiln's local store (where `kiln stack create`
+ * attaches it), else the registry's referrers of that digest.
+ */
+async function runImageSbom(
+  image: Image,
+  io: ImageIO,
+  debug: (m: string) => void,
+): Promise<Record<string, unknown> | undefined> {
+  const raw = (await image.configFile()).config?.Labels?.[LIFECYCLE_METADATA_LABEL];
+  if (!raw) return undefined;
+  const ref = parseLifecycleMetadata(raw).runImage.reference;
+  const at = ref.lastIndexOf('@');
+  const digest = at >= 0 ? ref.slice(at + 1) : '';
+  if (!isDigest(digest)) return undefined;
+  try {
+    const store = await ImageStore.open(io.storeDir);
+    const doc = await sbomOfImage(store.layout, digest, CYCLONEDX_MEDIA_TYPE);
+    if (doc) return doc;
+  } catch (e) {
+    debug(`run image SBOM: local store: ${(e as Error).message}`);
+  }
+  try {
+    const r = parseReference(ref);
+    const repo = io.client.repository(r);
+    const found = (await repo.referrers(digest, CYCLONEDX_MEDIA_TYPE)).manifests[0];
+    if (!found) return undefined;
+    const m = await repo.getManifest(found.digest);
+    const manifest = parseJson(ManifestSchema, m.bytes, `SBOM artifact ${found.digest}`);
+    const blob = manifest.layers.find((l) => l.mediaType === CYCLONEDX_MEDIA_TYPE);
+    if (!blob) return undefined;
+    const bytes = await buffer(await repo.openBlob(blob.digest, blob.size));
+    return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+  } catch (e) {
+    debug(`run image SBOM: registry: ${(e as Error).message}`);
+    return undefined;
+  }
+}

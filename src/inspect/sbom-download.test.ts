@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { appImage, runImage } from '../../test/helpers/cnb-images.ts';
+import { main } from '../cli/main.ts';
+import { debPurl, type SbomComponent } from '../sbom/model.ts';
+import { attachSbom, KILN_TOOL, sbomDocuments } from '../stack/sbom.ts';
+import { ImageStore } from '../store/store.ts';
+import { downloadSbom } from './sbom-download.ts';
+
+const require = createRequire(import.meta.url);
+
+// CycloneDX 1.6 JSON schema (shipped by @cyclonedx/cyclonedx-library) through ajv.
+function cyclonedxValidator(): (doc: unknown) => string[] {
+  const Ajv = require('ajv').default;
+  const addFormats = require('ajv-formats').default ?? require('ajv-formats');
+  const dir = path.join(import.meta.dirname, '../../node_modules/@cyclonedx/cyclonedx-library/res/schema');
+  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: true });
+  addFormats(ajv);
+  // bom-1.6 refers to its siblings by their file names; register them under those names.
+  for (const f of ['spdx.SNAPSHOT.schema.json', 'jsf-0.82.SNAPSHOT.schema.json']) {
+    const schema = JSON.parse(readFileSync(path.join(dir, f), 'utf8'));
+    schema.$id = `http://cyclonedx.org/schema/${f}`;
+    ajv.addSchema(schema);
+  }
+  const validate = ajv.compile(
+    JSON.parse(readFileSync(path.join(dir, 'bom-1.6.SNAPSHOT.schema.json'), 'utf8')),
+  );
+  return (doc) =>
+    validate(doc)
+      ? []
+      : (validate.errors ?? []).map(
+          (e: { instancePath: string; message: string }) => `${e.instancePath} ${e.message}`,
+        );
+}
+
+// SPDX 2.3 required structure (no SPDX JSON schema is available offline here): the fields the
+// schema requires at document and package level, and purls on every non-root package.
+function spdxProblems(doc: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const k of ['spdxVersion', 'dataLicense', 'SPDXID', 'name', 'documentNamespace', 'creationInfo'])
+    if (!(k in doc)) out.push(`missing ${k}`);
+  if (doc.spdxVersion !== 'SPDX-2.3') out.push('spdxVersion');
+  for (const p of doc.packages as Array<Record<string, unknown>>) {
+    for (const k of ['SPDXID', 'name', 'downloadLocation']) if (!(k in p)) out.push(`package missing ${k}`);
+  }
+  return out;
+}
+
+const debs: SbomComponent[] = ['libc6', 'openssl', 'tzdata'].map((n) => ({
+  name: n,
+  version: '1.0',
+  purl: debPurl(n, '1.0', 'amd64', 'debian-12'),
+  licenses: ['MIT'],
+}));
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'kiln-sbomdl-'));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+describe('downloadSbom()', () => {
+  test('writes the per-layer files in the standard layout and merged documents that validate', async () => {
+    const run = await runImage({ patch: '1' });
+    const app = await appImage({ run, runImageName: 'r', runImageReference: `r@${await run.digest()}` });
+    const base = sbomDocuments(debs, {
+      subject: { name: 'run' },
+      epoch: 315532801,
+      tool: KILN_TOOL,
+    }).cyclonedx;
+    const out = path.join(dir, 'out');
+    const r = await downloadSbom({
+      image: app,
+      name: 'my-app',
+      outputDir: out,
+      baseSbom: base,
+      epoch: 315532801,
+      tool: KILN_TOOL,
+    });
+    assert.deepEqual(r.files, [
+      'layers/sbom/launch/kiln_nodejs-engine/node/sbom.cdx.json',
+      'layers/sbom/launch/kiln_npm-install/node_modules/sbom.cdx.json',
+      'layers/sbom/launch/kiln_npm-install/node_modules/sbom.spdx.json',
+    ]);
+    assert.deepEqual(r.merged, ['sbom.cdx.json', 'sbom.spdx.json']);
+    assert.deepEqual([r.components, r.osPackages], [6, 3]); // 3 debs + express, accepts, node
+    const cdx = JSON.parse(await readFile(path.join(out, 'sbom.cdx.json'), 'utf8'));
+    const validate = cyclonedxValidator();
+    assert.deepEqual(validate(cdx), []);
+    assert.notDeepEqual(
+      validate({ ...cdx, components: [{ ...cdx.components[0], type: 'bogus' }] }),
+      [],
+      'the validator bites',
+    );
+    const purls = (cdx.components as Array<{ purl: string }>).map((c) => c.purl);
+    assert.ok(purls.includes('pkg:npm/express@4.21.2'));
+    assert.ok(purls.includes(debs[0]!.purl));
+    const spdx = JSON.parse(await readFile(path.join(out, 'sbom.spdx.json'), 'utf8'));
+    assert.deepEqual(spdxProblems(spdx), []);
+    assert.equal((spdx.packages as unknown[]).length, 7); // the image + 6
+    // The per-layer file is the layer's own bytes.
+    assert.match(
+      await readFile(path.join(out, 'layers/sbom/launch/kiln_nodejs-engine/node/sbom.cdx.json'), 'utf8'),
+      /node/,
+    );
+  });
+
+  test('--format limits files and merged documents', async () => {
+    const run = await runImage({ patch: '1' });
+    const app = await appImage({ run, runImageName: 'r', runImageReference: 'r@x' });
+    const r = await downloadSbom({
+      image: app,
+      name: 'a',
+      outputDir: path.join(dir, 'spdx-only'),
+      formats: ['spdx'],
+      epoch: 1,
+      tool: KILN_TOOL,
+    });
+    assert.deepEqual(r.files, ['layers/sbom/launch/kiln_npm-install/node_modules/sbom.spdx.json']);
+    assert.deepEqual(r.merged, ['sbom.spdx.json']);
+  });
+});
+
+test('kiln sbom download finds the run image SBOM attached in the local store', async () => {
+  const home = path.join(dir, 'home');
+  const store = await ImageStore.open(ImageStore.defaultDir(home));
+  const run = await runImage({ patch: '1' });
+  const desc = await store.write(run, ['kiln/run:1']);
+  await attachSbom(
+    store.layout,
+    desc,
+    sbomDocuments(debs, { subject: { name: 'run' }, epoch: 1, tool: KILN_TOOL }),
+  );
+  const app = await appImage({
+    run,
+    runImageName: 'kiln/run:1',
+    runImageReference: `kiln/run@${await run.digest()}`,
+  });
+  await store.write(app, ['my-app']);
+  const out: string[] = [];
+  const err: string[] = [];
+  const sink = (into: string[]) =>
+    new Writable({
+      write(c, _e, cb) {
+        into.push(String(c));
+        cb();
+      },
+    });
+  const code = await main(['sbom', 'download', 'my-app', '-o', path.join(dir, 'cli')], {
+    stdout: sink(out),
+    stderr: sink(err),
+    env: { HOME: dir, KILN_HOME: home },
+    isTTY: false,
+  });
+  assert.equal(code, 0, err.join(''));
+  assert.match(err.join(''), /6 packages \(3 from the run image\)/);
+  assert.ok(out.join('').includes('sbom.cdx.json\n'));
+});
