@@ -55,6 +55,9 @@ export const APP_DIR = '/workspace';
 export const LAUNCHER_PATH = '/cnb/lifecycle/launcher';
 export const PROCESS_DIR = '/cnb/process';
 
+/** Where the run image's OS SBOM goes under `<layers>` (next to the launcher's, in the lifecycle's namespace). */
+export const RUN_IMAGE_SBOM_DIR = 'sbom/launch/buildpacksio_lifecycle/run-image';
+
 /** History strings of the reference lifecycle (pack inspect shows them). */
 const CREATED_BY = {
   buildpackLayer: (name: string, bp: string) => `Layer: '${name}', Created by buildpack: ${bp}`,
@@ -98,6 +101,11 @@ export interface ExportOptions {
   readonly previousMetadata: LifecycleMetadata;
   /** The launcher binary (src/launcher loadLauncher). */
   readonly launcher: LauncherInfo;
+  /**
+   * The run image's OS-package SBOM documents (from its referrers, when the stack provides them),
+   * shipped at `<layers>/sbom/launch/buildpacksio_lifecycle/run-image/sbom.<fmt>.json`.
+   */
+  readonly runImageSboms?: { readonly cdx?: Uint8Array; readonly spdx?: Uint8Array };
   /** For the build metadata label: where the launcher's source lives. */
   readonly launcherSource?: { readonly repository: string; readonly commit: string };
   readonly project?: ProjectMetadata;
@@ -394,6 +402,8 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   }
 
   // 2. The launch SBOM layer (buildpack SBOMs plus the launcher's own).
+  for (const [ext, body] of Object.entries(opts.runImageSboms ?? {}))
+    if (body) await writeIfChanged(path.join(opts.layersDir, RUN_IMAGE_SBOM_DIR, `sbom.${ext}.json`), body);
   const sboms = launcherSbom(opts.launcher);
   for (const [ext, body] of Object.entries(sboms))
     await writeIfChanged(path.join(opts.layersDir, LAUNCHER_SBOM_DIR, `sbom.${ext}.json`), body);

@@ -28,6 +28,7 @@ import { DEFAULT_EPOCH, imageFrom } from '../../src/oci/memory.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import { MOUNT_POINTS } from '../../src/sandbox/executor.ts';
+import { attachSbom } from '../../src/stack/sbom.ts';
 import { ImageStore } from '../../src/store/store.ts';
 
 const execFileP = promisify(execFile);
@@ -183,7 +184,20 @@ export async function makeE2E(): Promise<E2E> {
     },
     layers: [runBase],
   });
-  await store.write(runImage, ['e2e/run']);
+  const runDesc = await store.write(runImage, ['e2e/run']);
+  // The OS-package SBOM a stack attaches to its run image (as OCI referrers), which builds ship.
+  await attachSbom(
+    store.layout,
+    { mediaType: runDesc.mediaType, digest: runDesc.digest, size: runDesc.size },
+    {
+      cyclonedx: {
+        bomFormat: 'CycloneDX',
+        specVersion: '1.6',
+        components: [{ type: 'library', name: 'e2e-base-files' }],
+      },
+      spdx: { spdxVersion: 'SPDX-2.3', name: 'e2e-run', packages: [{ name: 'e2e-base-files' }] },
+    },
+  );
 
   const builderToml = path.join(root, 'builder.toml');
   await writeFile(

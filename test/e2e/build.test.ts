@@ -72,6 +72,10 @@ describe('kiln build end to end', () => {
     const diffIDs = (await img.configFile()).rootfs.diff_ids;
     const tar = Buffer.concat(await (await layers[diffIDs.indexOf(md.sbom.sha)]!.uncompressed()).toArray());
     assert.ok(tar.includes(Buffer.from('layers/sbom/launch/e2e_runtime/runtime/sbom.cdx.json')));
+    // The launcher's SBOM and the run image's OS SBOM ship in the same layer.
+    assert.ok(tar.includes(Buffer.from('layers/sbom/launch/buildpacksio_lifecycle/launcher/sbom.spdx.json')));
+    assert.ok(tar.includes(Buffer.from('layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json')));
+    assert.ok(tar.includes(Buffer.from('e2e-base-files')));
   });
 
   test('changing one app file changes only the app layer', async () => {

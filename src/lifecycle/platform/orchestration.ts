@@ -16,6 +16,9 @@ import { writePlatformDir } from '../../platform/platform-dir.ts';
 import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts';
 import type { Executor, Mount } from '../../sandbox/executor.ts';
 import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
+import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
+import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
+import { sbomOfImage } from '../../stack/sbom.ts';
 import type { ImageStore } from '../../store/store.ts';
 import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from '../analyze.ts';
 import { build } from '../build.ts';
@@ -312,13 +315,16 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
 
     // EXPORTING
     log.phase('EXPORTING');
+    const runImage = await r.images.runImage(analysis.analyzed['run-image']!.image!);
+    const runImageSboms = await runImageSbomsOf(r.store, runImage.image);
     const exported = await time('export', async () => {
       try {
         return await exportImage({
+          ...(runImageSboms ? { runImageSboms } : {}),
           layersDir,
           appDir,
           group,
-          runImage: (await r.images.runImage(analysis.analyzed['run-image']!.image!)).image,
+          runImage: runImage.image,
           runImageRef: analysis.analyzed['run-image']!.reference!,
           runImageName: analysis.analyzed['run-image']!.image!,
           previousMetadata: analysis.previousMetadata,
@@ -407,6 +413,27 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
   } finally {
     await snapshot?.close();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * runImageSbomsOf reads the OS-package SBOM documents `kiln stack create` attached to the run image
+ * as referrers in the local store; undefined when there are none (e.g. a registry run image).
+ */
+async function runImageSbomsOf(
+  store: ImageStore,
+  image: Image,
+): Promise<{ cdx?: Uint8Array; spdx?: Uint8Array } | undefined> {
+  try {
+    const digest = await image.digest();
+    const out: { cdx?: Uint8Array; spdx?: Uint8Array } = {};
+    const cdx = await sbomOfImage(store.layout, digest, CYCLONEDX_MEDIA_TYPE);
+    if (cdx) out.cdx = Buffer.from(`${JSON.stringify(cdx, null, 2)}\n`);
+    const spdx = await sbomOfImage(store.layout, digest, SPDX_MEDIA_TYPE);
+    if (spdx) out.spdx = Buffer.from(`${JSON.stringify(spdx, null, 2)}\n`);
+    return out.cdx || out.spdx ? out : undefined;
+  } catch {
+    return undefined;
   }
 }
 

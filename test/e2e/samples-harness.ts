@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ImageStore } from '../../src/store/store.ts';
+
+// Shared by the samples end-to-end tests: the kiln CLI as a user runs it, with its own KILN_HOME.
+// The home persists under .kiln-test/ (git-ignored) so the stack (about 2 minutes to create) and
+// the default builder are made once per machine, like a user's first `kiln build`; every image a
+// test builds gets a unique name and is run from that home's store.
+
+export const ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const KILN_HOME = process.env.KILN_E2E_HOME ?? path.join(ROOT, '.kiln-test', 'e2e-home');
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** kiln runs the CLI (bin/kiln) with the e2e home. */
+export function kiln(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(ROOT, 'bin', 'kiln'), [...args], {
+      env: { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+/** kilnOk runs the CLI and fails with its output when it exits non-zero. */
+export async function kilnOk(args: readonly string[]): Promise<CliResult> {
+  const res = await kiln(args);
+  if (res.code !== 0)
+    throw new Error(`kiln ${args.join(' ')} exited ${res.code}\n${res.stdout}\n${res.stderr}`);
+  return res;
+}
+
+/**
+ * prepareHome makes sure the e2e home has the stack (`kiln stack create --locked`, a no-op when
+ * up to date) and trusts the host CA bundle (machines behind TLS-intercepting proxies need it;
+ * elsewhere it changes nothing).
+ */
+export async function prepareHome(): Promise<void> {
+  await mkdir(KILN_HOME, { recursive: true });
+  await kilnOk(['config', 'trust-host-ca-certs', 'true']);
+  await kilnOk(['stack', 'create', '--locked']);
+}
+
+/** copySample copies samples/<name> into a fresh temp dir (tests edit their copy). */
+export async function copySample(name: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const parent = await mkdtemp(path.join(tmpdir(), `kiln-e2e-${name}-`));
+  const dir = path.join(parent, name);
+  await cp(path.join(ROOT, 'samples', name), dir, {
+    recursive: true,
+    filter: (src) => !src.includes('node_modules'),
+  });
+  return { dir, cleanup: () => rm(parent, { recursive: true, force: true }) };
+}
+
+/** freePort asks the kernel for an unused TCP port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** httpGet polls http://127.0.0.1:port/ until something answers (or gives up after `ms`). */
+export async function httpGet(port: number, ms = 20_000): Promise<string> {
+  const until = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+      return await res.text();
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  throw new Error(`nothing answered on port ${port}: ${String(last)}`);
+}
+
+/**
+ * runKiln starts `kiln run IMAGE ...` in the background; stop() sends Ctrl-C (SIGINT) and
+ * resolves with everything it printed.
+ */
+export function runKiln(args: readonly string[]): { stop: () => Promise<CliResult>; output: () => string } {
+  const child = spawn(path.join(ROOT, 'bin', 'kiln'), ['run', ...args], {
+    env: { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const done = new Promise<CliResult>((resolve) =>
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr })),
+  );
+  return {
+    output: () => stdout + stderr,
+    stop: async () => {
+      child.kill('SIGINT');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const r = await done;
+      clearTimeout(t);
+      return r;
+    },
+  };
+}
+
+/** storedImage opens an image of the e2e home's local store. */
+export async function storedImage(name: string) {
+  const store = await ImageStore.open(path.join(KILN_HOME, 'images'));
+  const image = await store.find(name);
+  if (!image) throw new Error(`image ${name} not in the store`);
+  return image;
+}
+
+/** layerShas returns `<buildpack>:<layer>` → diffID from an app image's lifecycle metadata label. */
+export async function layerShas(
+  name: string,
+): Promise<{ layers: Map<string, string>; app: string[]; metadata: Map<string, unknown> }> {
+  const cfg = await (await storedImage(name)).configFile();
+  const meta = JSON.parse(cfg.config?.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as {
+    app?: { sha: string }[];
+    buildpacks?: { key: string; layers?: Record<string, { sha: string; data?: unknown }> }[];
+  };
+  const layers = new Map<string, string>();
+  const metadata = new Map<string, unknown>();
+  for (const bp of meta.buildpacks ?? []) {
+    for (const [name, l] of Object.entries(bp.layers ?? {})) {
+      layers.set(`${bp.key}:${name}`, l.sha);
+      metadata.set(`${bp.key}:${name}`, l.data);
+    }
+  }
+  return { layers, app: (meta.app ?? []).map((a) => a.sha), metadata };
+}
