@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PLATFORM_API } from '../cnb/api.ts';
-import { type DetectPlan, type PlanSections, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
+import { type DetectPlan, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
 import type { Order, OrderElement } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
@@ -23,6 +23,7 @@ import {
   type Scratch,
   sandboxPathsOf,
 } from './phase-context.ts';
+import { resolvePlan } from './plan-resolver.ts';
 import { targetMatches } from './target.ts';
 
 /** Inputs of the detect phase. */
@@ -285,13 +286,17 @@ class Detector {
       log.debug('fail: no viable buildpacks in group');
       throw FAILED;
     }
-    const trial = runTrials(results, [], (t) => runTrial(t, log));
-    if (!trial) throw FAILED;
-    if (trial.trial.length !== done.length)
-      log.info(`${trial.trial.length} of ${done.length} buildpacks participating`);
-    const width = Math.max(...trial.trial.map((t) => t.el.id.length));
-    for (const t of trial.trial) log.info(`${t.el.id.padEnd(width)} ${t.el.version}`);
-    return { group: trial.trial.map((t) => t.el), plan: trial.plan };
+    const resolved = resolvePlan(
+      results.map((r) => ({ el: r.el, plan: r.run.plan ?? { provides: [], requires: [], or: [] } })),
+      log,
+    );
+    if (!resolved) throw FAILED;
+    if (resolved.group.length !== done.length) {
+      log.info(`${resolved.group.length} of ${done.length} buildpacks participating`);
+    }
+    const width = Math.max(...resolved.group.map((e) => e.id.length));
+    for (const e of resolved.group) log.info(`${e.id.padEnd(width)} ${e.version}`);
+    return { group: resolved.group, plan: resolved.plan };
   }
 
   async #runDetect(bp: BuildpackDescriptor): Promise<DetectRun> {
@@ -347,119 +352,6 @@ class Detector {
       };
     }
     return { ...base, code: 0, output, plan };
-  }
-}
-
-/** An alternative of one element: its main sections or one of its `[[or]]` sections. */
-interface Option {
-  readonly el: DoneElement;
-  readonly sections: PlanSections;
-}
-
-/** options lists an element's alternatives; it only counts as optional in its last one (lifecycle). */
-function optionsOf(r: { el: DoneElement; run: DetectRun }): Option[] {
-  const plan = r.run.plan ?? { provides: [], requires: [], or: [] };
-  const all: PlanSections[] = [{ provides: plan.provides, requires: plan.requires }, ...plan.or];
-  return all.map((sections, i) => ({
-    el: { ...r.el, optional: r.el.optional && i === plan.or.length },
-    sections,
-  }));
-}
-
-/** runTrials tries the alternatives depth-first and returns the first that resolves. */
-function runTrials(
-  results: readonly { el: DoneElement; run: DetectRun }[],
-  prefix: readonly Option[],
-  trial: (t: Option[]) => { trial: Option[]; plan: PlanEntry[] } | undefined,
-): { trial: Option[]; plan: PlanEntry[] } | undefined {
-  if (results.length === 0) return trial([...prefix]);
-  for (const option of optionsOf(results[0]!)) {
-    const r = runTrials(results.slice(1), [...prefix, option], trial);
-    if (r) return r;
-  }
-  return undefined;
-}
-
-interface DepEntry {
-  providers: DoneElement[];
-  requires: { name: string; metadata?: Record<string, unknown> }[];
-  earlyRequires: DoneElement[];
-  extraProvides: DoneElement[];
-}
-
-/** depMap walks a trial in order: provides go forward, requires look backward. */
-function depMap(trial: readonly Option[]): Map<string, DepEntry> {
-  const m = new Map<string, DepEntry>();
-  const entry = (name: string) => {
-    let e = m.get(name);
-    if (!e) {
-      e = { providers: [], requires: [], earlyRequires: [], extraProvides: [] };
-      m.set(name, e);
-    }
-    return e;
-  };
-  for (const { el, sections } of trial) {
-    for (const p of sections.provides) entry(p.name).extraProvides.push(el);
-    for (const r of sections.requires) {
-      const e = entry(r.name);
-      e.providers.push(...e.extraProvides);
-      e.extraProvides = [];
-      if (e.providers.length === 0) e.earlyRequires.push(el);
-      else
-        e.requires.push(r.metadata === undefined ? { name: r.name } : { name: r.name, metadata: r.metadata });
-    }
-  }
-  return m;
-}
-
-/**
- * runTrial resolves one combination of alternatives: an unmet require or an unused provide fails
- * it, unless its element is optional, in which case the element is dropped and the trial retried.
- */
-function runTrial(
-  trialIn: readonly Option[],
-  log: { debug(m: string): void },
-): { trial: Option[]; plan: PlanEntry[] } | undefined {
-  let trial = [...trialIn];
-  for (;;) {
-    const deps = depMap(trial);
-    const drop = new Set<string>();
-    for (const [name, e] of deps) {
-      for (const el of e.earlyRequires) {
-        if (!el.optional) {
-          log.debug(`fail: ${el.id}@${el.version} requires ${name}`);
-          return undefined;
-        }
-        log.debug(`skip: ${el.id}@${el.version} requires ${name}`);
-        drop.add(el.id);
-      }
-    }
-    for (const [name, e] of deps) {
-      for (const el of e.extraProvides) {
-        if (!el.optional) {
-          log.debug(`fail: ${el.id}@${el.version} provides unused ${name}`);
-          return undefined;
-        }
-        log.debug(`skip: ${el.id}@${el.version} provides unused ${name}`);
-        drop.add(el.id);
-      }
-    }
-    if (drop.size === 0) {
-      if (trial.length === 0) {
-        log.debug('fail: no viable buildpacks in group');
-        return undefined;
-      }
-      const plan: PlanEntry[] = [];
-      for (const e of deps.values()) {
-        if (e.requires.length === 0) continue;
-        plan.push({
-          providers: e.providers.map((p) => ({ id: p.id, version: p.version })),
-          requires: e.requires,
-        });
-      }
-      return { trial: trial.map((t) => ({ ...t, el: { ...t.el, optional: false } })), plan };
-    }
-    trial = trial.filter((t) => !drop.has(t.el.id));
   }
 }
 
