@@ -321,6 +321,10 @@ export class RegistryClient {
       const fresh = await this.authorization(registry, [...new Set([...scopes, ...extra])], true);
       if (fresh) headers.set('authorization', fresh);
       res = await go();
+    } else if (res.status === 401 && h.challenge?.scheme === 'bearer') {
+      // A streamed body cannot be sent again here; forget the token so that the caller's restart
+      // (uploadBlob restarts the whole upload) fetches a fresh one.
+      h.tokens.delete([...scopes].sort().join(' '));
     }
     return res;
   }
@@ -622,7 +626,7 @@ export class RepositoryClient {
               headers: { 'content-type': 'application/octet-stream' },
               body: bytes,
             });
-            await expectStatus(put, [201], what);
+            await expectStatus(put, [201], what, true);
             ev('done', desc.size);
             return;
           }
@@ -642,7 +646,7 @@ export class RepositoryClient {
               body: body as unknown as RequestInit['body'],
               replayable: false,
             });
-            await expectStatus(patch, [202, 204], what);
+            await expectStatus(patch, [202, 204], what, true);
             location = uploadLocation(patch, location.href, what);
             offset += len;
           }
@@ -653,7 +657,7 @@ export class RepositoryClient {
             method: 'PUT',
             headers: { 'content-length': '0' },
           });
-          await expectStatus(put, [201], what);
+          await expectStatus(put, [201], what, true);
           ev('done', desc.size);
         } finally {
           src.destroy();
@@ -775,12 +779,18 @@ function uploadLocation(res: Response, base: string, what: string): URL {
   return new URL(loc, base);
 }
 
-async function expectStatus(res: Response, ok: number[], action: string): Promise<void> {
+// restartOn401: an upload whose token expired mid-way is restarted (with a fresh token).
+async function expectStatus(
+  res: Response,
+  ok: number[],
+  action: string,
+  restartOn401 = false,
+): Promise<void> {
   if (ok.includes(res.status)) {
     await res.body?.cancel();
     return;
   }
-  if (isRetryable(res.status))
+  if (isRetryable(res.status) || (restartOn401 && res.status === 401))
     throw new RetryableStatus(res.status, retryAfter(res.headers.get('retry-after')), async () =>
       errorFrom(action, res),
     );

@@ -16,7 +16,7 @@ import { dockerConfigKeychain, staticKeychain } from '../../src/registry/credent
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { writeImage } from '../../src/registry/write.ts';
-import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
+import { type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
 
 const PASSWORD = 'pa55-w0rd-never-printed';
 
@@ -85,6 +85,40 @@ describe('bearer token auth', () => {
     assert.ok([...r.blobs.values()].every((x) => x === 'mounted'));
     const push = tk.requests.find((q) => q.scopes.includes('repository:team/derived:pull,push'));
     assert.ok(push?.scopes.includes('repository:team/base:pull'));
+  });
+
+  test('a token that expires during a streamed upload: the upload restarts with a fresh token', async () => {
+    const proxy = await startProxy(reg.host);
+    let rejected = 0;
+    proxy.setFault((r) => {
+      if (r.method === 'PATCH' && rejected < 1) {
+        rejected++;
+        return {
+          status: 401,
+          body: '{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}',
+          headers: {
+            'www-authenticate': `Bearer realm="${reg.tokenServer!.url}/token",service="${reg.tokenServer!.service}"`,
+          },
+        };
+      }
+      return undefined;
+    });
+    try {
+      const tk = reg.tokenServer!;
+      const client = new RegistryClient({
+        keychain: staticKeychain({ [proxy.host]: { kind: 'basic', username: 'alice', password: PASSWORD } }),
+        monolithicMax: 16,
+        retry: { baseDelayMs: 5 },
+      });
+      tk.requests.length = 0;
+      const img = image('expiring');
+      const { digest } = await writeImage(client, parseReference(`${proxy.host}/team/expiring:v1`), img);
+      assert.equal(digest, await img.digest());
+      assert.equal(rejected, 1);
+      assert.equal(tk.requests.length, 2, 'a second token after the 401');
+    } finally {
+      await proxy.stop();
+    }
   });
 
   test('a wrong password gives a clear error that does not contain the password', async () => {
