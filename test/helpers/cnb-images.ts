@@ -9,8 +9,11 @@ import type { Image, Layer } from '../../src/oci/image.ts';
 import { MediaType } from '../../src/oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../src/oci/memory.ts';
 
-/** tarLayer makes a gzip layer holding `files` (path -> content) under parent dirs. */
-export async function tarLayer(files: Readonly<Record<string, string>>): Promise<Layer> {
+/**
+ * tarLayer makes a gzip layer holding `files` (path -> content) under parent dirs; Buffer
+ * contents are written executable (0755), strings 0644.
+ */
+export async function tarLayer(files: Readonly<Record<string, string | Buffer>>): Promise<Layer> {
   const entries = [];
   const dirs = new Set<string>();
   for (const p of Object.keys(files)) {
@@ -19,11 +22,11 @@ export async function tarLayer(files: Readonly<Record<string, string>>): Promise
   }
   for (const d of dirs) entries.push({ path: d, type: 'dir' as const, mode: 0o755, uid: 0, gid: 0 });
   for (const [p, body] of Object.entries(files)) {
-    const buf = Buffer.from(body);
+    const buf = Buffer.isBuffer(body) ? body : Buffer.from(body);
     entries.push({
       path: p,
       type: 'file' as const,
-      mode: 0o644,
+      mode: Buffer.isBuffer(body) ? 0o755 : 0o644,
       uid: 0,
       gid: 0,
       size: buf.length,
