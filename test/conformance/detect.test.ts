@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { ApiVersion } from '../../src/cnb/api.ts';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readGroupToml } from '../../src/cnb/group-toml.ts';
 import { readPlanToml } from '../../src/cnb/plan-toml.ts';
@@ -306,6 +307,16 @@ describe('detect: order resolution', () => {
       await rejectsWith(f.detect(['arm']), 21, /unable to satisfy target os\/arch constraints/);
       const r = await f.detect(['deb']);
       assert.equal(r.group[0]!.id, 'deb');
+    }));
+
+  test('before Platform API 0.15 exec-env does not filter buildpacks', () =>
+    withFixture(async (f) => {
+      await f.inline({ id: 'testonly', info: 'exec-env = ["test"]' });
+      const r = await f.detect(['testonly'], { platformApi: ApiVersion.parse('0.14') });
+      assert.deepEqual(
+        r.group.map((g) => g.id),
+        ['testonly'],
+      );
     }));
 
   test('system.toml pre and post buildpacks surround every group, skipping ids already present', () =>
