@@ -91,6 +91,8 @@ export interface ExportOptions {
   /** Host path of `<app>`. */
   readonly appDir: string;
   readonly group: readonly ExportBuildpack[];
+  /** Layers kiln contributes itself (e.g. trusted CA certificates), exported after the group's. */
+  readonly extraBuildpacks?: readonly (ExportBuildpack & { readonly api: string })[];
   /** The run image (base). */
   readonly runImage: Image;
   /** `runImage.reference` (a digest reference or image ID) and the name the user gave. */
@@ -355,7 +357,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
 
   // 1. Buildpack launch layers.
   const bpMetadata: BuildpackLayersMetadata[] = [];
-  for (const bp of opts.group) {
+  for (const bp of [...opts.group, ...(opts.extraBuildpacks ?? [])]) {
     const bpDir = path.join(opts.layersDir, escapeId(bp.id));
     const bpMd: BuildpackLayersMetadata = { key: bp.id, version: bp.version, layers: {} };
     const store = await readStoreToml(path.join(bpDir, 'store.toml'));
@@ -455,7 +457,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   await writeIfChanged(
     path.join(opts.layersDir, LAUNCH_FILE),
     encodeLaunchConfig({
-      buildpacks: md.buildpacks.map((b) => ({ id: b.id, api: b.api })),
+      buildpacks: [...md.buildpacks, ...(opts.extraBuildpacks ?? [])].map((b) => ({ id: b.id, api: b.api })),
       processes: md.processes.map((p) => {
         const lp: LaunchProcess = {
           type: p.type,

@@ -32,9 +32,10 @@ import {
   parseImageLocation,
   readImage,
 } from '../image-ref.ts';
+import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 
 /** Flags of `kiln build`, as commander parses them. */
-export interface BuildFlags {
+export interface BuildFlags extends PlatformFlags {
   path: string;
   builder?: string;
   buildpack: string[];
@@ -227,7 +228,7 @@ export function imageAccess(
 
 /** register adds `kiln build`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
+  const cmd = program
     .command('build')
     .description('build an app image from source with Cloud Native Buildpacks')
     .argument(
@@ -264,83 +265,89 @@ export function register(program: Command, ctx: CliContext): void {
       new Option('--executor <name>', 'sandbox for buildpacks').choices(['bwrap', 'host']).default('bwrap'),
     )
     .option('-d, --descriptor <file>', 'project descriptor (default: <path>/project.toml)')
-    .addOption(new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'))
-    .action(async (imageArg: string, flags: BuildFlags) => {
-      const { settings, log } = ctx;
-      if (flags.cacheImage && flags.cacheDir)
-        throw new KilnError(
-          '--cache-image and --cache-dir exclude each other: pick one',
-          ExitCode.InvalidArgs,
-        );
-      const progress = log.progress();
-      const io = imageIO(settings, log, { progress });
-      const started = performance.now();
-      try {
-        const dest = destinationOf(imageArg, Boolean(flags.publish));
-        const tags = flags.tag.map((t) => destinationOf(t, Boolean(flags.publish)));
-        const appDir = path.resolve(flags.path);
-        const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
-        for (const w of descriptor.warnings) log.warn(w);
-        const userEnv = await parseEnvFlags(flags.env, flags.envFile, settings.env);
-        const env = { ...descriptor.env, ...userEnv };
+    .addOption(
+      new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'),
+    );
+  addPlatformOptions(cmd);
+  cmd.action(async (imageArg: string, flags: BuildFlags) => {
+    const { settings, log } = ctx;
+    if (flags.cacheImage && flags.cacheDir)
+      throw new KilnError('--cache-image and --cache-dir exclude each other: pick one', ExitCode.InvalidArgs);
+    const progress = log.progress();
+    const io = imageIO(settings, log, { progress });
+    const started = performance.now();
+    try {
+      const dest = destinationOf(imageArg, Boolean(flags.publish));
+      const tags = flags.tag.map((t) => destinationOf(t, Boolean(flags.publish)));
+      const appDir = path.resolve(flags.path);
+      const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
+      for (const w of descriptor.warnings) log.warn(w);
+      const userEnv = await parseEnvFlags(flags.env, flags.envFile, settings.env);
+      const env = { ...descriptor.env, ...userEnv };
+      // Bindings, extra CA certificates, proxies and the npm registry (issue 7): resolved and
+      // checked before any phase runs.
+      const platform = await platformSetup({ flags, settings, log, appDir, env, userEnv });
 
-        const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
-        const builder = builderRef
-          ? { ...(await openNamed(builderRef, io)), name: builderRef }
-          : await embeddedBuilder(settings, log, io);
+      const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
+      const builder = builderRef
+        ? { ...(await openNamed(builderRef, io)), name: builderRef }
+        : await embeddedBuilder(settings, log, io);
 
-        const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
-        const hostUid = process.getuid?.() ?? 0;
-        const executor: Executor =
-          flags.executor === 'host' ? new HostExecutor({ hostUid }) : new BubblewrapExecutor({ hostUid });
-        const previousLoc = flags.previousImage
-          ? destinationOf(flags.previousImage, Boolean(flags.publish))
-          : dest;
-        const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
-        log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
-        const outcome = await runBuild({
-          imageName: name,
-          appDir,
-          filter: descriptor.filter,
-          builder: { image: builder.image, name: builder.name },
-          ...(flags.buildpack.length ? { buildpacks: flags.buildpack } : {}),
-          ...(flags.runImage ? { runImage: flags.runImage } : {}),
-          env,
-          cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
-          ...(flags.cacheImage
-            ? {
-                layerCache: new ImageCache({
-                  ref: cacheImageRef(flags.cacheImage),
-                  client: io.client,
-                  blobs: store.blobs,
-                }),
-              }
-            : {}),
-          clearCache: Boolean(flags.clearCache),
-          ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
-          network: flags.network,
-          ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
-          ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
-          project: await projectMetadata(descriptor, appDir),
-          executor,
-          rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
-          launcher: await loadLauncher(),
-          store,
-          images: imageAccess(dest, tags, previousLoc, io),
-          epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-          compression: flags.compression,
-          tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
-          log,
-        });
-        progress.end();
-        log.info(
-          `Successfully built image ${outcome.names[0]} in ${((performance.now() - started) / 1000).toFixed(2)} s`,
-        );
-        ctx.stdout.write(`${outcome.digest}\n`);
-      } finally {
-        progress.end();
-      }
-    });
+      const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
+      const hostUid = process.getuid?.() ?? 0;
+      const executor: Executor =
+        flags.executor === 'host' ? new HostExecutor({ hostUid }) : new BubblewrapExecutor({ hostUid });
+      const previousLoc = flags.previousImage
+        ? destinationOf(flags.previousImage, Boolean(flags.publish))
+        : dest;
+      const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
+      log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
+      const outcome = await runBuild({
+        imageName: name,
+        appDir,
+        filter: descriptor.filter,
+        builder: { image: builder.image, name: builder.name },
+        ...(flags.buildpack.length ? { buildpacks: flags.buildpack } : {}),
+        ...(flags.runImage ? { runImage: flags.runImage } : {}),
+        env,
+        preparePlatform: (dir, uid, gid, rootfs) => platform.prepare(dir, uid, gid, rootfs),
+        launchLayer: async (layersDir) =>
+          (await platform.launchLayer(layersDir)) ? { id: 'kiln/ca-certificates' } : undefined,
+        cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
+        ...(flags.cacheImage
+          ? {
+              layerCache: new ImageCache({
+                ref: cacheImageRef(flags.cacheImage),
+                client: io.client,
+                blobs: store.blobs,
+              }),
+            }
+          : {}),
+        clearCache: Boolean(flags.clearCache),
+        ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+        network: flags.network,
+        ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
+        ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
+        project: await projectMetadata(descriptor, appDir),
+        executor,
+        rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
+        launcher: await loadLauncher(),
+        store,
+        images: imageAccess(dest, tags, previousLoc, io),
+        epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+        compression: flags.compression,
+        tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
+        log,
+      });
+      progress.end();
+      log.info(
+        `Successfully built image ${outcome.names[0]} in ${((performance.now() - started) / 1000).toFixed(2)} s`,
+      );
+      ctx.stdout.write(`${outcome.digest}\n`);
+    } finally {
+      progress.end();
+    }
+  });
 }
 
 function cacheImageRef(ref: string): Reference {

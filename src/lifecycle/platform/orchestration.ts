@@ -82,7 +82,20 @@ export interface BuildRequest {
   readonly processEnv?: Readonly<Record<string, string>>;
   readonly extraMounts?: readonly Mount[];
   /** Prepares `<platform>` itself (bindings, CA) when given; default: env files only. */
-  readonly preparePlatform?: (platformDir: string, uid: number, gid: number, rootfs: string) => Promise<void>;
+  readonly preparePlatform?: (
+    platformDir: string,
+    uid: number,
+    gid: number,
+    rootfs: string,
+  ) => Promise<
+    { readonly env: Readonly<Record<string, string>>; readonly mounts: readonly Mount[] } | undefined
+  >;
+  /**
+   * Called after the build phase: writes an extra launch layer kiln itself contributes (e.g.
+   * `--ca-certs-launch`), laid out like a buildpack's (`<layers>/<escaped id>/<layer>` + toml),
+   * and returns that pseudo-buildpack's id; undefined when there is none.
+   */
+  readonly launchLayer?: (layersDir: string) => Promise<{ readonly id: string } | undefined>;
   readonly cacheDir: string;
   /** A cache to use instead of the directory (e.g. `--cache-image`'s ImageCache). */
   readonly layerCache?: LayerCache;
@@ -203,8 +216,15 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       if (root) await chown(appDir, uid, gid);
     });
     if (process.getuid?.() === 0) await chown(layersDir, uid, gid);
-    if (r.preparePlatform) await r.preparePlatform(platformDir, uid, gid, rootfs);
-    else await writePlatformDir(platformDir, { env: r.env, bindings: [] });
+    let platformEnv: Readonly<Record<string, string>> = {};
+    let platformMounts: readonly Mount[] = [];
+    if (r.preparePlatform) {
+      const inputs = await r.preparePlatform(platformDir, uid, gid, rootfs);
+      platformEnv = inputs?.env ?? {};
+      platformMounts = inputs?.mounts ?? [];
+    } else await writePlatformDir(platformDir, { env: r.env, bindings: [] });
+    const extraEnv = { ...platformEnv, ...(r.processEnv ?? {}) };
+    const extraMounts = [...(r.extraMounts ?? []), ...platformMounts];
 
     // ANALYZING
     log.phase('ANALYZING');
@@ -253,10 +273,10 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       logger: log,
       baseEnv: builderEnv,
       // Not through baseEnv: the lifecycle allowlist would drop the CA variables.
-      ...(r.processEnv ? { extraEnv: r.processEnv } : {}),
+      ...(Object.keys(extraEnv).length ? { extraEnv } : {}),
       uid,
       gid,
-      ...(r.extraMounts?.length ? { extraMounts: r.extraMounts } : {}),
+      ...(extraMounts.length ? { extraMounts } : {}),
     } as PhaseOptions;
 
     // DETECTING
@@ -311,6 +331,9 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
     // BUILDING
     log.phase('BUILDING');
     await time('build', () => build({ ...phase, group, plan: detected.plan }));
+    const kilnLayer = await r.launchLayer?.(layersDir);
+    // kiln's own launch layer is exported (and launched) like a buildpack's.
+    const extraBuildpacks = kilnLayer ? [{ id: kilnLayer.id, version: '0.0.0', api: '0.12' }] : [];
     await phaseDone('build');
 
     // EXPORTING
@@ -324,6 +347,7 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
           layersDir,
           appDir,
           group,
+          ...(extraBuildpacks.length ? { extraBuildpacks } : {}),
           runImage: runImage.image,
           runImageRef: analysis.analyzed['run-image']!.reference!,
           runImageName: analysis.analyzed['run-image']!.image!,
