@@ -1,9 +1,10 @@
-import { lstat, realpath } from 'node:fs/promises';
+import { lstat, realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 
 /**
- * assertInside throws unless `path` (after resolving every symlink) lies inside `root`. kiln reads
+ * assertInside throws unless `path` (after resolving every symlink) lies inside `root` and is a
+ * regular file or a directory. kiln reads
  * buildpack outputs as root on the host, where a buildpack's symlink (`launch.toml ->
  * /root/.docker/config.json`) would otherwise make kiln copy secrets into labels, SBOMs or the
  * next buildpack's environment. A path that does not exist passes (there is nothing to read).
@@ -28,6 +29,11 @@ export async function assertInside(
       `${path} resolves to ${real}, outside ${root}: symlinks must stay inside the layers directory`,
       exitCode,
     );
+  }
+  // A FIFO or device would block kiln's read forever (or read a device): only files and dirs.
+  const st = await stat(real);
+  if (!st.isFile() && !st.isDirectory()) {
+    throw new KilnError(`${path} is not a regular file or directory`, exitCode);
   }
 }
 

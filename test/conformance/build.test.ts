@@ -330,6 +330,17 @@ describe('build: hostile outputs', () => {
       );
     }));
 
+  test('a FIFO where kiln reads (launch.toml, an env file) is refused instead of blocking the build', () =>
+    withFixture(async (f) => {
+      await f.inline({ id: 'fifo', build: 'mkfifo "$1/launch.toml"' });
+      await rejectsWith(f.detectAndBuild(['fifo']), 52, /launch.toml is not a regular file/);
+      await f.inline({
+        id: 'fifoenv',
+        build: `mkdir -p "$1/l/env"; printf '[types]\\nbuild = true\\n' > "$1/l.toml"; mkfifo "$1/l/env/X"`,
+      });
+      await rejectsWith(f.detectAndBuild(['fifoenv']), 52, /env\/X is not a regular file/);
+    }));
+
   test('a planted <layers>/sbom or <layers>/config symlink is removed, not written through', () =>
     withFixture(async (f) => {
       const outside = join(f.dir, 'outside');
