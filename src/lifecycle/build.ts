@@ -137,7 +137,13 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   for (const { bp, files } of sboms) {
     for (const f of files) {
       // Checked now, with every buildpack finished: a later buildpack may have swapped the file.
-      await assertInside(join(o.layersDir, escapeId(bp)), f.path);
+      // Copied as a stream, so no size limit.
+      await assertInside(
+        join(o.layersDir, escapeId(bp)),
+        f.path,
+        ExitCode.BuildError,
+        Number.POSITIVE_INFINITY,
+      );
       const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
       await mkdir(dir, { recursive: true });
       await copyFile(f.path, join(dir, f.ext));

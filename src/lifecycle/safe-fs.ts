@@ -15,6 +15,7 @@ export async function assertInside(
   root: string,
   path: string,
   exitCode: number = ExitCode.BuildError,
+  maxBytes: number = MAX_READ_BYTES,
 ): Promise<void> {
   let real: string;
   try {
@@ -35,7 +36,13 @@ export async function assertInside(
   if (!st.isFile() && !st.isDirectory()) {
     throw new KilnError(`${path} is not a regular file or directory`, exitCode);
   }
+  if (st.isFile() && st.size > maxBytes) {
+    throw new KilnError(`${path} is ${st.size} bytes, more than the ${maxBytes} kiln reads`, exitCode);
+  }
 }
+
+/** Largest buildpack output file (TOML, env file) kiln reads into memory. */
+export const MAX_READ_BYTES = 16 * 1024 * 1024;
 
 /** isSymlink tells whether `path` itself is a symlink (e.g. one a buildpack planted where kiln writes). */
 export async function isSymlink(path: string): Promise<boolean> {
