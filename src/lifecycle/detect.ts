@@ -67,6 +67,9 @@ interface DoneElement {
   readonly optional: boolean;
 }
 
+/** Lines of bin/detect output kept per buildpack. */
+const MAX_OUTPUT_LINES = 1000;
+
 // Internal verdicts of a group, as the lifecycle's ErrFailedDetection / ErrBuildpack.
 const FAILED = Symbol('failed detection');
 const BUILDPACK_ERROR = Symbol('buildpack error');
@@ -327,7 +330,12 @@ class Detector {
         argv,
         env,
         false,
-        (line) => output.push(line),
+        (line) => {
+          // Keep the first lines of a runaway detect; its output is only shown, never parsed.
+          if (output.length < MAX_OUTPUT_LINES)
+            output.push(line.length > 4096 ? `${line.slice(0, 4096)}…` : line);
+          else if (output.length === MAX_OUTPUT_LINES) output.push('… (further output dropped)');
+        },
         this.#scratch.mount,
       );
       if (result.timedOut) return { ...base, code: -1, output, error: 'bin/detect timed out' };

@@ -152,6 +152,15 @@ describe('detect: exit codes', () => {
       );
     }));
 
+  test('runaway detect output is capped', () =>
+    withFixture(async (f) => {
+      await f.inline({ id: 'chatty', detect: 'yes line | head -n 5000; exit 0' });
+      const r = await f.detect(['chatty']);
+      const out = r.runs.get('chatty@0.0.1')!.output;
+      assert.equal(out.length, 1001);
+      assert.equal(out.at(-1), '… (further output dropped)');
+    }));
+
   test('a buildpack missing from the store → 22', () =>
     withFixture(async (f) => {
       await rejectsWith(f.detect(['nope/missing']), 22, /nope\/missing not found/);
