@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Layout } from '../../src/layout/layout.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
-import { type E2E, makeE2E } from './build-fixture.ts';
+import { type E2E, E2E_BUILDPACKS, makeE2E } from './build-fixture.ts';
 
 let w: E2E;
 let podman: Podman;
@@ -90,6 +90,18 @@ describe('kiln build end to end', () => {
     assert.equal(changed.length, 1, `only one layer changed (${changed})`);
     assert.equal(b.stats.compressed, 1);
     assert.equal(await runWithPodman('e2e-edit'), 'GREETING=hi uid=1000 message=version two\n');
+  });
+
+  test('--buildpack takes a buildpack directory next to builder buildpack ids', async () => {
+    const app = await w.app('extra-bp', 'with an extra buildpack');
+    const b = await w.build(app, 'e2e-extra-bp', {
+      buildpacks: ['e2e/runtime', path.join(E2E_BUILDPACKS, 'greeting'), 'e2e/process@0.0.1'],
+    });
+    assert.match(b.log.lines.join('\n'), /e2e\/greeting 1\.2\.3/);
+    assert.equal(
+      await runWithPodman('e2e-extra-bp'),
+      'GREETING=bonjour uid=1000 message=with an extra buildpack\n',
+    );
   });
 
   test('the same source built in two directories at different times gives the same digest', async () => {

@@ -1,8 +1,10 @@
 import { chmod, chown, cp, lchown, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Order } from '../../cnb/buildpack-toml.ts';
+import { readBuildpackToml } from '../../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import type { GroupElement } from '../../cnb/group-toml.ts';
+import { escapeId } from '../../cnb/ids.ts';
 import type { ProjectMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { readOrderToml } from '../../cnb/order-toml.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
@@ -70,10 +72,16 @@ export interface BuildRequest {
   /** Which app files go into the build (project.toml include/exclude); default all. */
   readonly filter?: SourceFilter;
   readonly builder: BuilderInput;
-  /** `--buildpack` ids (`id` or `id@version`): the group to run instead of the builder's order. */
+  /**
+   * `--buildpack` values, the group to run instead of the builder's order: `id[@version]` of a
+   * buildpack the builder has, a buildpack directory, or (through `openBuildpackage`) a
+   * buildpackage image whose layers hold `/cnb/buildpacks/...`.
+   */
   readonly buildpacks?: readonly string[];
-  /** Extra buildpack directories laid out as `<escaped id>/<version>/` (e.g. --buildpack DIR). */
+  /** A buildpacks directory (`<escaped id>/<version>/`) to use instead of the builder's /cnb/buildpacks. */
   readonly extraBuildpacksDir?: string;
+  /** Opens a buildpackage image named by a `--buildpack` value (undefined: not an image). */
+  readonly openBuildpackage?: (ref: string) => Promise<Image | undefined>;
   /** `--run-image`, else the builder's first run image. */
   readonly runImage?: string;
   /** `<platform>/env` files (project.toml env, --env-file, --env). */
@@ -155,6 +163,81 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
 function parseBuildpackRef(ref: string): { id: string; version?: string } {
   const at = ref.lastIndexOf('@');
   return at > 0 ? { id: ref.slice(0, at), version: ref.slice(at + 1) } : { id: ref };
+}
+
+/**
+ * resolveBuildpacks turns `--buildpack` values into a group. Ids name the builder's buildpacks;
+ * directories and buildpackage images are added to a private copy of the builder's buildpacks
+ * (the sandbox mounts one directory at /cnb/buildpacks), so the builder's rootfs stays untouched.
+ */
+async function resolveBuildpacks(
+  r: BuildRequest,
+  rootfs: string,
+  work: string,
+): Promise<{ root: string; group?: { id: string; version?: string }[] }> {
+  const builderRoot = r.extraBuildpacksDir ?? path.join(rootfs, 'cnb', 'buildpacks');
+  if (!r.buildpacks?.length) return { root: builderRoot };
+  let root = builderRoot;
+  const own = async () => {
+    if (root !== builderRoot) return root;
+    root = path.join(work, 'buildpacks');
+    await mkdir(root, { mode: 0o755 });
+    if (await hasDir(builderRoot)) await cp(builderRoot, root, { recursive: true, verbatimSymlinks: true });
+    return root;
+  };
+  const group: { id: string; version?: string }[] = [];
+  for (const ref of r.buildpacks) {
+    if (
+      await stat(path.join(ref, 'buildpack.toml')).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      const toml = await readBuildpackToml(path.join(ref, 'buildpack.toml'));
+      const dst = path.join(await own(), escapeId(toml.buildpack.id), toml.buildpack.version);
+      await rm(dst, { recursive: true, force: true });
+      await cp(path.resolve(ref), dst, { recursive: true, verbatimSymlinks: true });
+      await chmodTree(dst);
+      group.push({ id: toml.buildpack.id, version: toml.buildpack.version });
+      continue;
+    }
+    // After a directory: a buildpack the builder has, then a buildpackage image.
+    const asId = parseBuildpackRef(ref);
+    if (await hasDir(path.join(builderRoot, escapeId(asId.id)))) {
+      group.push(asId);
+      continue;
+    }
+    const image = await r.openBuildpackage?.(ref);
+    if (image) {
+      const tmp = path.join(work, `bp-image-${group.length}`);
+      for (const layer of await image.layers())
+        await extract(await layer.uncompressed(), tmp, { special: 'skip' });
+      const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
+      const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
+      if (!md.id)
+        throw new KilnError(
+          `--buildpack ${ref}: not a buildpackage (no io.buildpacks.buildpackage.metadata label)`,
+          ExitCode.InvalidArgs,
+        );
+      await cp(path.join(tmp, 'cnb', 'buildpacks'), await own(), { recursive: true, verbatimSymlinks: true });
+      await chmodTree(root);
+      group.push({ id: md.id, ...(md.version ? { version: md.version } : {}) });
+      continue;
+    }
+    group.push(asId); // detect reports it as not found, naming it
+  }
+  return { root, group };
+}
+
+/** Buildpack files must be readable (and their dirs searchable) by the build user. */
+async function chmodTree(dir: string): Promise<void> {
+  const st = await stat(dir);
+  await chmod(dir, st.isDirectory() || (st.mode & 0o111) !== 0 ? 0o755 : 0o644);
+  if (!st.isDirectory()) return;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isSymbolicLink()) continue;
+    await chmodTree(path.join(dir, e.name));
+  }
 }
 
 /** unpackBuilder unpacks the builder image once per digest (shared, read-only) and returns its root. */
@@ -256,7 +339,8 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
     });
     await phaseDone('analyze');
 
-    const buildpackStore = new BuildpackStore(r.extraBuildpacksDir ?? path.join(rootfs, 'cnb', 'buildpacks'));
+    const resolved = await resolveBuildpacks(r, rootfs, work);
+    const buildpackStore = new BuildpackStore(resolved.root);
     const target = await resolveRunTarget(analysis.target, rootfs);
     const phase: PhaseOptions = {
       buildpackStore,
@@ -281,8 +365,8 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
 
     // DETECTING
     log.phase('DETECTING');
-    const order: Order = r.buildpacks?.length
-      ? [{ group: r.buildpacks.map((b) => ({ ...parseBuildpackRef(b), optional: false })) }]
+    const order: Order = resolved.group
+      ? [{ group: resolved.group.map((b) => ({ ...b, optional: false })) }]
       : (await readOrderToml(path.join(rootfs, 'cnb', 'order.toml'))).order;
     const detected = await time('detect', () => detect({ ...phase, order }));
     const group: GroupElement[] = detected.group;
