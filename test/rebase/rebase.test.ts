@@ -154,3 +154,29 @@ describe('kiln rebase on OCI layouts', () => {
     assert.deepEqual((await out.manifest()).layers.slice(2), (await app.manifest()).layers.slice(2));
   });
 });
+
+describe('kiln rebase in the local store', () => {
+  test('bare names resolve to the store; the result replaces the stored image', async () => {
+    const { ImageStore } = await import('../../src/store/store.ts');
+    const store = await ImageStore.open(ImageStore.defaultDir(env.KILN_HOME!));
+    const v1 = await runImage({ patch: '1' });
+    const v2 = await runImage({ patch: '2' });
+    await store.write(v1, ['kiln/run:1']);
+    await store.write(v2, ['kiln/run:2']);
+    const app = await appImage({
+      run: v1,
+      runImageName: 'kiln/run:1',
+      runImageReference: `kiln/run@${await v1.digest()}`,
+    });
+    await store.write(app, ['my-app']);
+    const r = await kiln(env, 'rebase', 'my-app', '--run-image', 'kiln/run:2');
+    assert.equal(r.code, 0, r.err);
+    const out = (await store.find('my-app'))!;
+    assert.equal(await out.digest(), r.out.trim());
+    assert.deepEqual((await out.manifest()).layers.slice(0, 2), (await v2.manifest()).layers);
+    const md = parseLifecycleMetadata(
+      (await out.configFile()).config!.Labels!['io.buildpacks.lifecycle.metadata']!,
+    );
+    assert.equal(md.runImage.image, 'kiln/run:1', 'same repository: the recorded name stays');
+  });
+});
