@@ -142,3 +142,49 @@ try {
   await reg.stop();
   if (!keep) await fs.rm(work, { recursive: true, force: true });
 }
+
+// Rebase vs rebuild after a run-image change (issue 6): the e2e fixture's app (a 3-buildpack
+// test builder) built on e2e/run, then a patched e2e/run: a rebuild onto it against a rebase.
+{
+  const { makeE2E } = await import('../test/e2e/build-fixture.ts');
+  const { appendLayers, addLabels } = await import('../src/oci/mutate.ts');
+  const { rebase } = await import('../src/rebase/rebase.ts');
+  const { tarLayer } = await import('../test/helpers/cnb-images.ts');
+  const w = await makeE2E();
+  try {
+    const app = await w.app('bench', 'rebase vs rebuild');
+    await w.build(app, 'bench-app');
+    const rebuilds: number[] = [];
+    const rebases: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const run = (await w.store.find('e2e/run'))!;
+      const patched = addLabels(appendLayers(run, await tarLayer({ [`etc/patch-${r}`]: `patch ${r}\n` })), {
+        'org.opencontainers.image.version': `patch-${r}`,
+      });
+      await w.store.write(patched, [`e2e/run-patched-${r}`]);
+      let t = process.hrtime.bigint();
+      await w.build(app, `bench-rebuilt-${r}`, {
+        runImage: `e2e/run-patched-${r}`,
+        previousImage: 'bench-app',
+      });
+      rebuilds.push(Number(process.hrtime.bigint() - t) / 1e6);
+      t = process.hrtime.bigint();
+      const res = await rebase({
+        image: (await w.store.find('bench-app'))!,
+        imageName: 'bench-app',
+        runImage: patched,
+        runImageName: `e2e/run-patched-${r}`,
+        runImageReference: `e2e/run-patched-${r}@${await patched.digest()}`,
+        explicitRunImage: true,
+        force: true,
+      });
+      await w.store.write(res.image, [`bench-rebased-${r}`]);
+      rebases.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    console.log(
+      `after a run-image change (e2e 3-buildpack app, local store): rebuild median ${median(rebuilds).toFixed(0)} ms, rebase median ${median(rebases).toFixed(0)} ms, ratio ${(median(rebuilds) / median(rebases)).toFixed(1)}x`,
+    );
+  } finally {
+    await w.cleanup();
+  }
+}
