@@ -32,7 +32,7 @@ export interface ClientOptions {
   readonly monolithicMax?: number;
   /** Size of each PATCH chunk (default 64 MiB); every chunk streams, none is buffered. */
   readonly chunkSize?: number;
-  /** Parallel blob transfers per image write (default 4). */
+  /** Parallel blob transfers per image write (default 6, as containers/image). */
   readonly jobs?: number;
   readonly userAgent?: string;
   /** Debug lines (retries, auth steps). Never given secrets. */
@@ -87,7 +87,7 @@ export class RegistryClient {
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.monolithicMax = opts.monolithicMax ?? 4 * 1024 * 1024;
     this.chunkSize = opts.chunkSize ?? 64 * 1024 * 1024;
-    this.jobs = opts.jobs ?? 4;
+    this.jobs = opts.jobs ?? 6;
     this.#ua = opts.userAgent ?? 'kiln/0.1';
     this.#debug = opts.debug ?? (() => {});
   }
