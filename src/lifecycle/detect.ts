@@ -121,6 +121,8 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
     await writePlanToml(o.planPath ?? join(o.layersDir, 'plan.toml'), plan);
     return { group, plan, runs: await d.settledRuns() };
   } finally {
+    // Runs of other groups may still be going when an error ends the phase early.
+    await d.settledRuns();
     await removeScratch(scratch.dir);
   }
 }
@@ -245,11 +247,18 @@ class Detector {
         continue;
       }
       done.push(element);
-      if (!this.#runs.has(key))
-        this.#runs.set(
-          key,
-          this.#limit(() => this.#runDetect(bp)),
+      if (!this.#runs.has(key)) {
+        const run = this.#limit(() => this.#runDetect(bp)).catch(
+          (err: unknown): DetectRun => ({
+            id: bp.id,
+            version: bp.version,
+            code: -1,
+            output: [],
+            error: String(err),
+          }),
         );
+        this.#runs.set(key, run);
+      }
     }
     return this.#resolve(done);
   }
