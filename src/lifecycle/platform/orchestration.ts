@@ -370,7 +370,6 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       : (await readOrderToml(path.join(rootfs, 'cnb', 'order.toml'))).order;
     const detected = await time('detect', () => detect({ ...phase, order }));
     const group: GroupElement[] = detected.group;
-    for (const g of group) log.info(`${g.id} ${g.version}`);
     await phaseDone('detect');
 
     // RESTORING
@@ -507,6 +506,11 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       await rm(r.sbomOutputDir, { recursive: true, force: true });
       await cp(path.join(layersDir, 'sbom'), r.sbomOutputDir, { recursive: true });
     }
+    log.debug(
+      `Timings (ms): ${Object.entries(timings)
+        .map(([k, v]) => `${k}=${v.toFixed(0)}`)
+        .join(' ')}`,
+    );
     log.info(
       `Layers: ${exported.added.length} added, ${exported.reused.length} reused; ${reuse.stats.compressed} compressed`,
     );
