@@ -2,6 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { loadConfig } from '../../config/config-file.ts';
 import type { DebRef } from '../../debian/deb-cache.ts';
 import { readAptSources } from '../../debian/sources.ts';
 import { Layout } from '../../layout/layout.ts';
@@ -175,7 +176,11 @@ async function setup(
   const configFile = path.resolve(flags.config ?? DEFAULT_STACK_FILE);
   const config = await readStackConfig(configFile);
   const env = ctx.settings.env;
-  const mirror = flags.mirror ?? nonEmpty(env.KILN_DEBIAN_MIRROR);
+  // flag > env > kiln config `debian-mirror` (kiln config debian-mirror URL) > stack.toml > apt.
+  const mirror =
+    flags.mirror ??
+    nonEmpty(env.KILN_DEBIAN_MIRROR) ??
+    (await loadConfig(ctx.settings.configFile)).debianMirror;
   const securityMirror = flags.securityMirror ?? nonEmpty(env.KILN_DEBIAN_SECURITY_MIRROR);
   const mirrors = mirrorsOf(config, {
     apt: await readAptSources(),
