@@ -46,6 +46,8 @@ export interface LaunchTomlData {
   readonly processes: readonly Process[];
   readonly slices: readonly { readonly paths: readonly string[] }[];
   readonly bom: readonly unknown[];
+  /** Things the API version makes kiln ignore, for the caller to log. */
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -58,7 +60,13 @@ export async function readLaunchToml(path: string, api: ApiVersion): Promise<Lau
   if (!raw) return undefined;
   const processes: Process[] = [];
   let defaultType: string | undefined;
+  const warnings: string[] = [];
   for (const [i, p] of (raw.processes ?? []).entries()) {
+    if (p['working-dir'] !== undefined && api.lessThan('0.8')) {
+      warnings.push(
+        `process working directory isn't supported in buildpack API ${api}: ignoring it for process '${p.type}'`,
+      );
+    }
     let command: string[];
     let direct: boolean;
     if (api.lessThan('0.9')) {
@@ -92,7 +100,7 @@ export async function readLaunchToml(path: string, api: ApiVersion): Promise<Lau
       args: p.args ?? [],
       direct,
       default: p.default ?? false,
-      // working-dir arrived with API 0.8; the lifecycle ignores it before.
+      // working-dir arrived with API 0.8; the lifecycle ignores it before, with a warning.
       workingDir: api.atLeast('0.8') ? p['working-dir'] : undefined,
       execEnv: api.atLeast('0.12') ? p['exec-env'] : undefined,
     });
@@ -102,6 +110,7 @@ export async function readLaunchToml(path: string, api: ApiVersion): Promise<Lau
     processes,
     slices: (raw.slices ?? []).map((s) => ({ paths: s.paths })),
     bom: raw.bom ?? [],
+    warnings,
   };
 }
 

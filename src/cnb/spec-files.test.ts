@@ -161,6 +161,10 @@ describe('launch.toml', () => {
     const l = (await readLaunchToml(p, ApiVersion.parse('0.8')))!;
     assert.deepEqual(l.processes[0]!.command, ['node s.js']);
     assert.equal(l.processes[0]!.direct, false);
+    const w = await file('launch6.toml', '[[processes]]\ntype = "web"\ncommand = "x"\nworking-dir = "/w"\n');
+    const old = (await readLaunchToml(w, ApiVersion.parse('0.7')))!;
+    assert.equal(old.processes[0]!.workingDir, undefined);
+    assert.match(old.warnings[0]!, /working directory isn't supported in buildpack API 0.7/);
   });
 
   test('two defaults in one buildpack is an error; absent file is undefined', async () => {

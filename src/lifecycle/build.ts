@@ -287,6 +287,7 @@ async function buildOne(
   // 5. launch.toml.
   await inside(join(bpLayers, 'launch.toml'));
   const launch = await readLaunchToml(join(bpLayers, 'launch.toml'), bp.api);
+  for (const w of launch?.warnings ?? []) o.logger.warn(`buildpack ${key}: ${w}`);
   for (const s of launch?.slices ?? []) {
     for (const p of s.paths) {
       if (p.startsWith('/') || p.split('/').includes('..')) {
