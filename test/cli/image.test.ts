@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -262,5 +262,58 @@ describe('kiln image copy / inspect', () => {
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--insecure-registry <host>/);
     assert.match(help.stdout, /image/);
+  });
+});
+
+describe('kiln image copy with credentials from DOCKER_CONFIG', () => {
+  test('a credential helper on PATH authenticates against a token registry; the secret is never printed', async () => {
+    const secret = 'cli-helper-secret-value';
+    const reg = await startRegistry({ auth: 'token', users: { carol: secret } });
+    const work = await mkdtemp(path.join(tmpdir(), 'kiln-imgcli-auth-'));
+    try {
+      const bin = path.join(work, 'bin');
+      await mkdir(bin);
+      await writeFile(
+        path.join(bin, 'docker-credential-kilntest'),
+        `#!/bin/sh\nread server\necho '{"ServerURL":"'"$server"'","Username":"carol","Secret":"${secret}"}'\n`,
+        { mode: 0o755 },
+      );
+      const docker = path.join(work, 'docker');
+      await mkdir(docker);
+      await writeFile(path.join(docker, 'config.json'), JSON.stringify({ credsStore: 'kilntest' }));
+      const layout = await Layout.init(path.join(work, 'src'));
+      const layer = await writeLayer([file('hello.txt', Buffer.from('hello'))], { store: layout.blobs });
+      const digest = (
+        await layout.writeImage(
+          imageFrom({ config: { architecture: 'amd64', os: 'linux', config: {} }, layers: [layer] }),
+          'v1',
+        )
+      ).digest;
+      const env = {
+        HOME: work,
+        KILN_HOME: path.join(work, 'kiln'),
+        DOCKER_CONFIG: docker,
+        PATH: `${bin}:${process.env.PATH}`,
+      };
+      const r = await kiln(
+        ['--verbose', 'image', 'copy', `oci:${work}/src:v1`, `${reg.host}/private/app:v1`],
+        env,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), digest);
+      assert.ok(!(r.stdout + r.stderr).includes(secret));
+      const denied = await kiln(['image', 'inspect', `${reg.host}/private/app:v1`], {
+        ...env,
+        DOCKER_CONFIG: work,
+      });
+      assert.equal(denied.code, 1);
+      assert.match(
+        denied.stderr,
+        /^ERROR: authentication to registry 127\.0\.0\.1:\d+ failed: no credentials found/,
+      );
+    } finally {
+      await reg.stop();
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });
