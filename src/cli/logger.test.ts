@@ -51,6 +51,10 @@ test('bars redraw in place on a terminal and end with final lines', () => {
   log.info('a line in between');
   p({ id: D, action: 'download', state: 'done', done: 100, total: 100 });
   p.end();
+  const before = out.text;
+  p.end();
+  p({ id: D, action: 'download', state: 'done', done: 100, total: 100 });
+  assert.equal(out.text, before, 'end() is final and idempotent');
   assert.match(out.text, /\[=+> *\] 50 B\/100 B/);
   assert.match(out.text, /\x1b\[1A\x1b\[0J/);
   assert.match(out.text, /pulled 100 B\n$/);

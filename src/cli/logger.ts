@@ -134,6 +134,7 @@ class BarRenderer {
   #drawn = 0;
   #last = 0;
   #timer: NodeJS.Timeout | undefined;
+  #finished = false;
 
   constructor(out: Writable, color: boolean) {
     this.#out = out;
@@ -141,6 +142,7 @@ class BarRenderer {
   }
 
   update(e: ProgressEvent): void {
+    if (this.#finished) return;
     this.#rows.set(e.id, e);
     const now = Date.now();
     if (e.state !== 'running' || now - this.#last >= 100) {
@@ -168,6 +170,8 @@ class BarRenderer {
   }
 
   finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#redraw();
