@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { KilnError } from '../cnb/exit-codes.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
-import { isIndexMediaType } from '../oci/media-types.ts';
+import { isIndexMediaType, MediaType } from '../oci/media-types.ts';
 import type { RegistryClient, RepositoryClient, UploadResult } from './client.ts';
 import type { ProgressSink } from './progress.ts';
 import { type Reference, type Repository, referenceString } from './reference.ts';
@@ -106,7 +106,8 @@ async function pushImage(
   const seen = new Set<string>();
   const work: Array<{ layer: Layer; digest: Digest; size: number; label: string }> = [];
   manifest.layers.forEach((d, i) => {
-    if (seen.has(d.digest)) return;
+    // Foreign (non-distributable) layers are fetched by consumers from their URLs, never pushed.
+    if (seen.has(d.digest) || isForeign(d.mediaType)) return;
     seen.add(d.digest);
     work.push({
       layer: layers[i]!,
@@ -169,4 +170,8 @@ async function mountSources(
     if ('layers' in v) for (const l of await v.layers()) if (hasOrigin(l)) add(l.origin);
   }
   return out;
+}
+
+function isForeign(mediaType: string): boolean {
+  return mediaType === MediaType.DockerForeignLayer || mediaType.includes('.nondistributable.');
 }
