@@ -311,6 +311,7 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
 
     // ANALYZING
     log.phase('ANALYZING');
+    let runMirrors: string[] = [];
     const analysis: Analysis = await time('analyze', async () => {
       const prevName = r.previousImage ?? r.imageName;
       let previous: PreviousImage | undefined;
@@ -321,7 +322,9 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
           `Previous image ${prevName} could not be read (${(e as Error).message}): building without it`,
         );
       }
-      const runName = r.runImage ?? (await defaultRunImage(rootfs, r.builder));
+      const fromBuilder = r.runImage ? undefined : await defaultRunImage(rootfs, r.builder);
+      const runName = r.runImage ?? fromBuilder!.image;
+      runMirrors = await mirrorsOf(rootfs, runName);
       let run: { image: Image; reference: string };
       try {
         run = await r.images.runImage(runName);
@@ -391,7 +394,13 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
     };
     await time('restore', async () => {
-      snapshot = await cache.snapshot({ clear: r.clearCache });
+      try {
+        snapshot = await cache.snapshot({ clear: r.clearCache });
+      } catch (e) {
+        // The cache is an accelerator: an unreadable one means a cold build, not a failed one.
+        log.warn(`Cache ${cache.name} unreadable (${(e as Error).message}): building without it`);
+        snapshot = await cache.snapshot({ clear: true });
+      }
       if (r.clearCache) log.info('Clearing the cache (--clear-cache)');
       for (const [k, v] of Object.entries(snapshot.fingerprints)) reuse.fingerprints.set(k, v);
       await restore({
@@ -408,6 +417,9 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       });
       // Everything under <layers> must be the build user's: restored files were written by kiln.
       await chownTree(layersDir, uid, gid);
+    }).catch((e: unknown) => {
+      if (e instanceof KilnError) throw e;
+      throw new KilnError(`restore: ${(e as Error).message}`, ExitCode.RestoreError, { cause: e });
     });
     await phaseDone('restore');
 
@@ -434,6 +446,7 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
           runImage: runImage.image,
           runImageRef: analysis.analyzed['run-image']!.reference!,
           runImageName: analysis.analyzed['run-image']!.image!,
+          ...(runMirrors.length ? { runImageMirrors: runMirrors } : {}),
           previousMetadata: analysis.previousMetadata,
           launcher: r.launcher,
           ...(r.project ? { project: r.project } : {}),
@@ -569,10 +582,20 @@ async function hasDir(p: string): Promise<boolean> {
     .catch(() => false);
 }
 
-async function defaultRunImage(rootfs: string, builder: BuilderInput): Promise<string> {
+/**
+ * mirrorsOf returns the mirrors run.toml lists for `image` (the first entry naming it), recorded
+ * in the label so rebase can accept them.
+ */
+async function mirrorsOf(rootfs: string, image: string): Promise<string[]> {
+  const run = await readRunToml(path.join(rootfs, 'cnb', 'run.toml')).catch(() => undefined);
+  const entry = run?.images?.find((i) => i.image === image || (i.mirrors ?? []).includes(image));
+  return entry ? [...(entry.mirrors ?? [])] : [];
+}
+
+async function defaultRunImage(rootfs: string, builder: BuilderInput): Promise<{ image: string }> {
   const run = await readRunToml(path.join(rootfs, 'cnb', 'run.toml')).catch(() => undefined);
   const first = run?.images?.[0]?.image;
-  if (first) return first;
+  if (first) return { image: first };
   throw new KilnError(
     `builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`,
     ExitCode.InvalidArgs,
