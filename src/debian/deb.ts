@@ -108,10 +108,18 @@ export async function extractDebData(
   const paths: string[] = [];
   const captured = new Map<string, Buffer>();
   const symlinks = new Set<string>();
+  const UMASK = currentUmask();
   const dirs = new Set<string>();
   const ensureDir = (d: string) => {
     if (dirs.has(d)) return;
-    mkdirSync(d, { recursive: true });
+    const first = mkdirSync(d, { recursive: true });
+    // Directories the archive does not list get 0755 whatever the umask.
+    if (first !== undefined && (UMASK & 0o755) !== 0) {
+      for (let x = d; ; x = posix.dirname(x)) {
+        chmodSync(x, 0o755);
+        if (x === first || x === posix.dirname(x)) break;
+      }
+    }
     dirs.add(d);
   };
   let bytes = 0;
@@ -199,10 +207,10 @@ function removeExisting(dest: string): void {
   unlinkSync(dest);
 }
 
-// The process umask, read once: files are created with the archive's mode and fixed up with
-// chmod only when the umask removed bits from it.
-const UMASK = (() => {
+// The process umask, read for each extraction (callers and tests change it): files are created
+// with the archive's mode and fixed up with chmod only when the umask removed bits from it.
+function currentUmask(): number {
   const m = process.umask(0o022);
   process.umask(m);
   return m;
-})();
+}

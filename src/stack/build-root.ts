@@ -5,6 +5,7 @@ import { KilnError } from '../cnb/exit-codes.ts';
 import type { StackConfig } from './config.ts';
 import { infoName, writeDpkgDatabase } from './dpkg-db.ts';
 import { homeAndTmp } from './finish.ts';
+import { writeFileExact } from './fsx.ts';
 import type { UnpackedPackage } from './rootfs.ts';
 
 /** SandboxOptions say how to run maintainer scripts inside the staged root. */
@@ -24,6 +25,8 @@ export interface SandboxOptions {
 export function configureScript(pkgs: readonly UnpackedPackage[], arch: string): string {
   const lines = [
     'set -e',
+    // The caller's umask must not leak into modes of files the scripts create.
+    'umask 022',
     'export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8 LANG=C.UTF-8',
     'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root',
   ];
@@ -55,11 +58,9 @@ export async function finishBuildRoot(
   opts: SandboxOptions = {},
 ): Promise<void> {
   await writeDpkgDatabase(root, pkgs, config.archive.arch);
-  await writeFile(join(root, 'kiln-configure.sh'), configureScript(pkgs, config.archive.arch), {
-    mode: 0o755,
-  });
+  await writeFileExact(join(root, 'kiln-configure.sh'), configureScript(pkgs, config.archive.arch), 0o755);
   // policy-rc.d forbids starting services while configuring (no init system here anyway).
-  await writeFile(join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  await writeFileExact(join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', 0o755);
   const bwrapArgs = [
     '--unshare-pid',
     '--unshare-ipc',

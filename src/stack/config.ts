@@ -14,6 +14,8 @@ const ImageSpecSchema = z.strictObject({
   exclude: z.array(pkgName).default([]),
   /** Also install every `Essential: yes` package. */
   essential: z.boolean().default(false),
+  /** Layer compression: gzip (every tool reads it) or zstd (several times faster to write). */
+  compression: z.enum(['gzip', 'zstd']).default('gzip'),
 });
 
 /** StackConfigSchema is the zod schema of stack.toml. */

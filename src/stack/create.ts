@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
 import type { Layout } from '../layout/layout.ts';
@@ -119,7 +119,8 @@ async function createImage(
   const stage = await mkdtemp(join(parent, `${role}-`));
   try {
     const root = join(stage, 'root');
-    await mkdir(root, { mode: 0o755 });
+    await mkdir(root);
+    await chmod(root, 0o755);
     await prepareRoot(root);
     const t1 = Date.now();
     const unpacked = await unpackPackages(
@@ -138,7 +139,11 @@ async function createImage(
     }
     const components = await packageComponents(root, unpacked, config);
     const t3 = Date.now();
-    const layer = await rootLayer(root, config, { store: opts.layout.blobs, epoch: opts.epoch });
+    const layer = await rootLayer(root, config, {
+      store: opts.layout.blobs,
+      epoch: opts.epoch,
+      compression: config[role].compression,
+    });
     const labels = stackLabels(config, role, {
       epoch: opts.epoch,
       lockDigest: lockDigest(opts.lock),

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { canonicalName } from '../debian/deb822.ts';
+import { mkdirExact, writeFileExact } from './fsx.ts';
 import { mergedUsr, type UnpackedPackage } from './rootfs.ts';
 
 /** statusParagraph is the package's control paragraph with `Status:` (and optional extra fields). */
@@ -32,11 +32,11 @@ export function statusParagraph(
  */
 export async function writeStatusD(root: string, pkgs: readonly UnpackedPackage[]): Promise<void> {
   const dir = join(root, 'var/lib/dpkg/status.d');
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdirExact(dir);
   for (const u of pkgs) {
-    await writeFile(join(dir, u.pkg.name), statusParagraph(u, 'install ok installed'), { mode: 0o644 });
+    await writeFileExact(join(dir, u.pkg.name), statusParagraph(u, 'install ok installed'), 0o644);
     const md5 = u.control.files.get('md5sums');
-    if (md5) await writeFile(join(dir, `${u.pkg.name}.md5sums`), md5.data, { mode: 0o644 });
+    if (md5) await writeFileExact(join(dir, `${u.pkg.name}.md5sums`), md5.data, 0o644);
   }
 }
 
@@ -72,13 +72,13 @@ export async function writeDpkgDatabase(
 ): Promise<void> {
   const db = join(root, 'var/lib/dpkg');
   for (const d of ['info', 'updates', 'triggers', 'alternatives', 'parts']) {
-    await mkdir(join(db, d), { recursive: true, mode: 0o755 });
+    await mkdirExact(join(db, d));
   }
-  await writeFile(join(db, 'info/format'), '1\n');
-  await writeFile(join(db, 'arch'), `${arch}\n`);
-  await writeFile(join(db, 'available'), '');
-  await writeFile(join(db, 'diversions'), '');
-  await writeFile(join(db, 'statoverride'), '');
+  await writeFileExact(join(db, 'info/format'), '1\n');
+  await writeFileExact(join(db, 'arch'), `${arch}\n`);
+  await writeFileExact(join(db, 'available'), '');
+  await writeFileExact(join(db, 'diversions'), '');
+  await writeFileExact(join(db, 'statoverride'), '');
   const status: string[] = [];
   for (const u of pkgs) {
     const name = infoName(u);
@@ -104,14 +104,13 @@ export async function writeDpkgDatabase(
       extra.push(['Conffiles', `\n${lines.join('\n')}`]);
     }
     status.push(statusParagraph(u, 'install ok unpacked', extra));
-    await writeFile(join(db, 'info', `${name}.list`), `${u.paths.join('\n')}\n`);
+    await writeFileExact(join(db, 'info', `${name}.list`), `${u.paths.join('\n')}\n`);
     for (const m of INFO_MEMBERS) {
       const f = u.control.files.get(m);
       if (!f) continue;
       const p = join(db, 'info', `${name}.${m}`);
-      await writeFile(p, f.data);
-      await chmod(p, f.mode);
+      await writeFileExact(p, f.data, f.mode);
     }
   }
-  await writeFile(join(db, 'status'), status.join('\n'));
+  await writeFileExact(join(db, 'status'), status.join('\n'));
 }

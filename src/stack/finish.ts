@@ -1,6 +1,7 @@
-import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StackConfig } from './config.ts';
+import { mkdirExact, writeFileExact } from './fsx.ts';
 
 /** exists tells whether a path exists (without following a final symlink). */
 async function exists(p: string): Promise<boolean> {
@@ -46,38 +47,37 @@ export function passwdFiles(config: StackConfig, shell: string): { passwd: strin
  */
 export async function finishRunRoot(root: string, config: StackConfig): Promise<void> {
   const etc = join(root, 'etc');
-  await mkdir(join(etc, 'ssl/certs'), { recursive: true, mode: 0o755 });
+  await mkdirExact(join(etc, 'ssl/certs'));
   const bundle = await caBundle(root);
   if (bundle) {
-    await writeFile(join(etc, 'ssl/certs/ca-certificates.crt'), bundle, { mode: 0o644 });
-    await mkdir(join(root, 'usr/lib/ssl'), { recursive: true, mode: 0o755 });
+    await writeFileExact(join(etc, 'ssl/certs/ca-certificates.crt'), bundle, 0o644);
+    await mkdirExact(join(root, 'usr/lib/ssl'));
     if (!(await exists(join(root, 'usr/lib/ssl/certs'))))
       await symlink('/etc/ssl/certs', join(root, 'usr/lib/ssl/certs'));
     if (!(await exists(join(root, 'usr/lib/ssl/cert.pem'))))
       await symlink('/etc/ssl/certs/ca-certificates.crt', join(root, 'usr/lib/ssl/cert.pem'));
   }
   const { passwd, group } = passwdFiles(config, '/usr/sbin/nologin');
-  await writeFile(join(etc, 'passwd'), passwd, { mode: 0o644 });
-  await writeFile(join(etc, 'group'), group, { mode: 0o644 });
-  await writeFile(
+  await writeFileExact(join(etc, 'passwd'), passwd, 0o644);
+  await writeFileExact(join(etc, 'group'), group, 0o644);
+  await writeFileExact(
     join(etc, 'nsswitch.conf'),
     'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n',
-    { mode: 0o644 },
   );
   if (await exists(join(root, 'usr/share/zoneinfo/Etc/UTC'))) {
     await rm(join(etc, 'localtime'), { force: true });
     await symlink('/usr/share/zoneinfo/Etc/UTC', join(etc, 'localtime'));
-    await writeFile(join(etc, 'timezone'), 'Etc/UTC\n', { mode: 0o644 });
+    await writeFileExact(join(etc, 'timezone'), 'Etc/UTC\n', 0o644);
   }
   await homeAndTmp(root, config);
 }
 
 /** homeAndTmp creates /tmp (1777), /root (0700) and the stack user's home (0755). */
 export async function homeAndTmp(root: string, config: StackConfig): Promise<void> {
-  await mkdir(join(root, 'tmp'), { recursive: true });
+  await mkdirExact(join(root, 'tmp'));
   await chmod(join(root, 'tmp'), 0o1777);
-  await mkdir(join(root, 'root'), { recursive: true });
+  await mkdirExact(join(root, 'root'));
   await chmod(join(root, 'root'), 0o700);
-  await mkdir(join(root, 'home', config.user.name), { recursive: true });
+  await mkdirExact(join(root, 'home', config.user.name));
   await chmod(join(root, 'home', config.user.name), 0o755);
 }

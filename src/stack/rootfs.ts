@@ -1,7 +1,8 @@
-import { mkdir, symlink } from 'node:fs/promises';
+import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DebControl, extractDebData, readDebControl } from '../debian/deb.ts';
 import type { XzDecoder } from '../debian/decompress.ts';
+import { mkdirExact } from './fsx.ts';
 import type { LockedPackage } from './lock.ts';
 
 /** Profile selects what of each package lands in the tree. */
@@ -59,7 +60,7 @@ export function skipperOf(profile: Profile): (p: string) => boolean {
 /** prepareRoot creates the merged-/usr skeleton (`/bin -> usr/bin` and so on) in an empty dir. */
 export async function prepareRoot(root: string): Promise<void> {
   for (const d of ['bin', 'sbin', 'lib', 'lib64']) {
-    await mkdir(join(root, 'usr', d), { recursive: true, mode: 0o755 });
+    await mkdirExact(join(root, 'usr', d));
     await symlink(`usr/${d}`, join(root, d));
   }
 }

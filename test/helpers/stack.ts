@@ -1,0 +1,176 @@
+// Test helper: kiln's real stack images (stacks/bookworm), built once per stack.lock and reused
+// by every test file and every later run.
+//
+//   const stack = await ensureTestStack();            // both images (build: ~1-2 min the first time)
+//   const stack = await ensureTestStack({ roles: ['run'] });   // only the run image (~5 s)
+//   stack.layoutDir, stack.tags.run / .build          // an OCI layout: oci:DIR:run, oci:DIR:build
+//   const image = await stack.image('run');            // an Image value (src/oci/image.ts)
+//   const rootfs = await stack.rootfs('build');        // the image unpacked (read-only use, shared)
+//
+// Images live in ~/.cache/kiln/test-stack/<lock digest>/ (KILN_TEST_STACK_DIR overrides the
+// parent), .debs in ~/.cache/kiln/debs (KILN_TEST_CACHE_DIR overrides ~/.cache/kiln). The
+// committed stacks/bookworm/stack.lock decides the packages, so every run makes the same
+// digests; a changed lock gets a new directory. Concurrent test files wait on a lock directory.
+// The first build needs the Debian mirror (the machine's apt sources); later ones need nothing.
+
+import { createReadStream } from 'node:fs';
+import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readAptSources } from '../../src/debian/sources.ts';
+import { extract } from '../../src/layers/extract.ts';
+import { Layout } from '../../src/layout/layout.ts';
+import type { Image } from '../../src/oci/image.ts';
+import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
+import { mirrorsOf } from '../../src/stack/archive-access.ts';
+import { readStackConfig, type StackConfig } from '../../src/stack/config.ts';
+import { createStack, type Role } from '../../src/stack/create.ts';
+import { lockDigest, readLock, type StackLock } from '../../src/stack/lock.ts';
+
+/** The stack file and lock the tests use (the ones kiln ships). */
+export const TEST_STACK_FILE = fileURLToPath(new URL('../../stacks/bookworm/stack.toml', import.meta.url));
+export const TEST_STACK_LOCK = fileURLToPath(new URL('../../stacks/bookworm/stack.lock', import.meta.url));
+
+/** TestStack is a built stack in a shared OCI layout. */
+export interface TestStack {
+  readonly config: StackConfig;
+  readonly lock: StackLock;
+  readonly layoutDir: string;
+  readonly tags: Readonly<Record<Role, string>>;
+  /** Directory of the SBOM files (`run.sbom.cdx.json`, ...). */
+  readonly sbomDir: string;
+  image(role: Role): Promise<Image>;
+  /**
+   * The image unpacked into a shared directory under the system temp dir, keyed by the image
+   * digest (owners not applied: everything belongs to the test runner; do not modify it).
+   */
+  rootfs(role: Role): Promise<string>;
+}
+
+/** testCacheDir is where test .debs and indexes are cached (shared with kiln's own cache). */
+export function testCacheDir(): string {
+  return process.env.KILN_TEST_CACHE_DIR || path.join(homedir(), '.cache', 'kiln');
+}
+
+async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${dir}.lock`;
+  await mkdir(path.dirname(lock), { recursive: true });
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // A lock older than 15 minutes belongs to a killed run.
+      const st = await stat(lock).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 15 * 60_000) await rm(lock, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+/**
+ * ensureTestStack returns the stack images, creating the missing ones (from the committed lock,
+ * with SOURCE_DATE_EPOCH = kiln's default) the first time.
+ */
+export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): Promise<TestStack> {
+  const config = await readStackConfig(TEST_STACK_FILE);
+  const lock = await readLock(TEST_STACK_LOCK);
+  if (!lock) throw new Error(`${TEST_STACK_LOCK} is missing (run kiln stack update)`);
+  const parent = process.env.KILN_TEST_STACK_DIR || path.join(testCacheDir(), 'test-stack');
+  const dir = path.join(parent, lockDigest(lock).slice('sha256:'.length, 'sha256:'.length + 16));
+  const layoutDir = path.join(dir, 'layout');
+  const sbomDir = path.join(dir, 'sbom');
+  const tags = { run: 'run', build: 'build' } as const;
+  const roles = opts.roles ?? (['run', 'build'] as const);
+  await withDirLock(dir, async () => {
+    const layout = await Layout.init(layoutDir);
+    await createStack(config, {
+      lock,
+      access: {
+        mirrors: mirrorsOf(config, { apt: await readAptSources() }),
+        keyring: config.archive.keyring,
+        cacheDir: testCacheDir(),
+      },
+      layout,
+      tags,
+      epoch: DEFAULT_EPOCH,
+      roles,
+      sbomDir,
+    });
+  });
+  const rootfsCache = new Map<Role, Promise<string>>();
+  return {
+    config,
+    lock,
+    layoutDir,
+    tags,
+    sbomDir,
+    image: async (role) => (await Layout.open(layoutDir)).image(tags[role]),
+    rootfs(role) {
+      let p = rootfsCache.get(role);
+      if (!p) {
+        p = unpacked(layoutDir, tags[role]);
+        rootfsCache.set(role, p);
+      }
+      return p;
+    },
+  };
+}
+
+// Unpacked root filesystems live under the system temp dir, not ~/.cache: bubblewrap started as
+// uid 1000 must be able to reach them, and root's home is not traversable for other users.
+async function unpacked(layoutDir: string, tag: string): Promise<string> {
+  const layout = await Layout.open(layoutDir);
+  const desc = await layout.resolve(tag);
+  const parent = path.join(tmpdir(), 'kiln-test-rootfs');
+  await mkdir(parent, { recursive: true, mode: 0o755 });
+  await chmod(parent, 0o755);
+  const target = path.join(parent, desc.digest.slice(7, 23));
+  if (
+    await stat(target).then(
+      () => true,
+      () => false,
+    )
+  )
+    return target;
+  return withDirLock(target, async () => {
+    if (
+      await stat(target).then(
+        () => true,
+        () => false,
+      )
+    )
+      return target;
+    const image = await layout.image(tag);
+    const tmp = `${target}.tmp-${process.pid}`;
+    await rm(tmp, { recursive: true, force: true });
+    for (const l of await image.layers()) {
+      await extract(await l.compressed(), tmp, { whiteouts: true, times: false });
+    }
+    await chmod(tmp, 0o755);
+    await rename(tmp, target);
+    return target;
+  });
+}
+
+/** layerFile is the path of an image's single layer blob (for tar-level checks). */
+export async function layerFile(stack: TestStack, role: Role): Promise<string> {
+  const image = await stack.image(role);
+  const [layer] = await image.layers();
+  const d = await layer!.digest();
+  return path.join(stack.layoutDir, 'blobs', 'sha256', d.slice(7));
+}
+
+/** openLayer streams the compressed layer blob. */
+export async function openLayer(stack: TestStack, role: Role) {
+  return createReadStream(await layerFile(stack, role));
+}
