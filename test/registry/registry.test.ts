@@ -344,6 +344,32 @@ describe('registry client against docker-registry', () => {
     assert.deepEqual(none.manifests, []);
   });
 
+  test('copy between two registries streams every blob across (no mount possible)', async () => {
+    const other = await startRegistry();
+    try {
+      const img = smallImage('x-reg', [rawLayer(randomBytes(5 << 20))]);
+      const a = parseReference(`${reg.host}/xr/app:v1`);
+      await writeImage(client, a, img);
+      const events: string[] = [];
+      const r = await writeImage(
+        client,
+        parseReference(`${other.host}/xr/app:v1`),
+        await remoteImage(client, a),
+        {
+          progress: (e) => {
+            if (e.state !== 'running') events.push(`${e.action}:${e.state}:${e.label}`);
+          },
+        },
+      );
+      assert.equal(r.digest, await img.digest());
+      assert.ok([...r.blobs.values()].every((x) => x === 'uploaded'));
+      assert.ok(events.includes('upload:done:layer 3/3'));
+      await validateImage(await remoteImage(client, parseReference(`${other.host}/xr/app:v1`)));
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('a missing image gives a one-line error naming it', async () => {
     await assert.rejects(remoteImage(client, parseReference(`${reg.host}/nope/app:v9`)), (e: Error) => {
       assert.ok(e instanceof RegistryError);
