@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readDockerArchive, writeDockerArchive } from '../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { parseConfig } from '../config/config-file.ts';
+import { emptyConfig, type KilnConfig, mirrorFor, parseConfig } from '../config/config-file.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
@@ -94,6 +94,13 @@ export interface ImageIO {
   readonly storeDir: string;
   readonly platform?: Platform;
   readonly progress?: ProgressSink;
+  /**
+   * The pull mirror of a registry (kiln config registry-mirrors): reads try it first and fall
+   * back to the registry itself. Writes never use mirrors.
+   */
+  readonly mirrorFor?: (registry: string) => string | undefined;
+  /** Debug lines (e.g. a mirror that failed). */
+  readonly debug?: (msg: string) => void;
 }
 
 /**
@@ -103,22 +110,22 @@ export interface ImageIO {
 export function registryClient(settings: Settings, log: Logger): RegistryClient {
   return new RegistryClient({
     keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
-    insecure: [...settings.insecureRegistries, ...configuredInsecure(settings.configFile)],
+    insecure: [...settings.insecureRegistries, ...configured(settings.configFile).insecureRegistries],
     debug: (m) => log.debug(m),
   });
 }
 
 // The config file is a few lines of TOML read once per command; reading it synchronously keeps
 // registryClient usable where a client is built synchronously.
-function configuredInsecure(file: string): readonly string[] {
+function configured(file: string): KilnConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyConfig();
     throw new KilnError(`${file}: cannot read kiln config (${(e as NodeJS.ErrnoException).code})`);
   }
-  return parseConfig(text, file).insecureRegistries;
+  return parseConfig(text, file);
 }
 
 /** imageIO builds the collaborators for image commands from the CLI settings. */
@@ -127,9 +134,12 @@ export function imageIO(
   log: Logger,
   extra: { platform?: Platform; progress?: ProgressSink } = {},
 ): ImageIO {
+  const config = configured(settings.configFile);
   return {
     client: registryClient(settings, log),
     storeDir: ImageStore.defaultDir(settings.dataDir),
+    ...(config.registryMirrors.length ? { mirrorFor: (r: string) => mirrorFor(config, r) } : {}),
+    debug: (m) => log.debug(m),
     ...extra,
   };
 }
@@ -152,11 +162,20 @@ export async function readImage(loc: ImageLocation, io: ImageIO): Promise<Image>
         throw new KilnError(`image ${storeNameOf(loc.name)} not found in the local store (${io.storeDir})`);
       return img;
     }
-    case 'registry':
-      return remoteImage(io.client, loc.ref, {
-        ...select,
-        ...(io.progress ? { progress: io.progress } : {}),
-      });
+    case 'registry': {
+      const opts = { ...select, ...(io.progress ? { progress: io.progress } : {}) };
+      const mirror = io.mirrorFor?.(loc.ref.registry);
+      if (mirror && mirror !== loc.ref.registry) {
+        try {
+          return await remoteImage(io.client, { ...loc.ref, registry: mirror }, opts);
+        } catch (e) {
+          io.debug?.(
+            `mirror ${mirror} of ${loc.ref.registry}: ${(e as Error).message}; using the registry itself`,
+          );
+        }
+      }
+      return remoteImage(io.client, loc.ref, opts);
+    }
     case 'docker-archive':
       return readDockerArchive(loc.file, loc.tag ? { tag: loc.tag } : {}).catch((e: unknown) => {
         throw e instanceof KilnError ? e : new KilnError((e as Error).message, ExitCode.Failed, { cause: e });

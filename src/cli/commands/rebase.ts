@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
-import { loadConfig, mirrorFor } from '../../config/config-file.ts';
 import type { Image } from '../../oci/image.ts';
 import { rebase, repositoryOf } from '../../rebase/rebase.ts';
 import type { CliContext } from '../context.ts';
@@ -72,16 +71,9 @@ export function register(program: Command, ctx: CliContext): void {
         const io = imageIO(ctx.settings, log, { platform });
 
         const chosen = opts.runImage ?? (await recordedRunImage(app, target, describeLocation(source)));
-        const config = await loadConfig(ctx.settings.configFile);
-        let runLoc = await locate(chosen);
-        if (runLoc.kind === 'registry') {
-          // Pull through a configured registry mirror; the name recorded stays the real one.
-          const mirror = mirrorFor(config, runLoc.ref.registry);
-          if (mirror) {
-            log.debug(`run image: pulling ${runLoc.ref.registry} through mirror ${mirror}`);
-            runLoc = { kind: 'registry', ref: { ...runLoc.ref, registry: mirror } };
-          }
-        }
+        // Registry mirrors (kiln config registry-mirrors) apply in readImage; the name recorded
+        // in the image stays the real one.
+        const runLoc = await locate(chosen);
         log.info(`Rebasing ${describeLocation(source)} onto ${chosen}`);
         const run = await readImage(runLoc, io);
         const runDigest = await run.digest();
