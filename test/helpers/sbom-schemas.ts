@@ -15,7 +15,7 @@ const schemaDir = join(dirname(require.resolve('@cyclonedx/cyclonedx-library/pac
 
 /** cyclonedxValidator compiles the official CycloneDX 1.6 JSON schema (shipped by the CycloneDX library). */
 export function cyclonedxValidator(): (doc: unknown) => string[] {
-  const ajv = new Ajv({ strict: false, allErrors: true });
+  const ajv = new Ajv({ strict: false, allErrors: true, logger: false });
   (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
   const load = (f: string) => JSON.parse(readFileSync(join(schemaDir, f), 'utf8')) as Record<string, unknown>;
   ajv.addSchema(load('spdx.SNAPSHOT.schema.json'), 'http://cyclonedx.org/schema/spdx.SNAPSHOT.schema.json');
