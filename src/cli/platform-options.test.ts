@@ -105,5 +105,15 @@ describe('addPlatformOptions() / platformSetup()', () => {
     const layer = await s.launchLayer(path.join(work, 'layers'));
     assert.equal(layer, path.join(work, 'layers', 'kiln_ca-certificates', 'ca-certificates'));
     assert.match(await readFile(`${layer}.toml`, 'utf8'), /launch = true/);
+    const sbom = path.join(
+      work,
+      'layers',
+      'sbom',
+      'launch',
+      'kiln_ca-certificates',
+      'ca-certificates',
+      'sbom.cdx.json',
+    );
+    assert.equal(JSON.parse(await readFile(sbom, 'utf8')).components.length, 1);
   });
 });

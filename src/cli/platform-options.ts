@@ -1,3 +1,4 @@
+import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config-file.ts';
@@ -144,6 +145,11 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
         certs: inputs.caCerts,
         layerPath: `${layersMount}/kiln_ca-certificates/ca-certificates`,
       });
+      // The build phase copies buildpacks' <layer>.sbom.* into <layers>/sbom/launch/... while it
+      // runs; this layer comes after it, so its SBOM goes there directly (the SBOM layer ships it).
+      const sbomDir = path.join(layersDir, 'sbom', 'launch', 'kiln_ca-certificates', 'ca-certificates');
+      await mkdir(sbomDir, { recursive: true });
+      await copyFile(`${dir}.sbom.cdx.json`, path.join(sbomDir, 'sbom.cdx.json'));
       return dir;
     },
   };

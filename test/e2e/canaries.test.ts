@@ -141,3 +141,80 @@ test('binding secrets, CA files and proxy passwords reach buildpacks but no laye
   }
   assert.ok(scanned > 5, `scanned the cache and every blob of the store (${scanned} files)`);
 });
+
+test('--ca-certs-launch adds a launch layer with the certificates, launch env and an SBOM entry', async () => {
+  const app = await w.app('ca-launch', 'runtime trust');
+  const bps = path.join(w.root, 'canary-buildpacks-2');
+  await cp(
+    path.join(import.meta.dirname, 'buildpacks-canary', 'leaky'),
+    path.join(bps, 'test_leaky', '0.0.1'),
+    {
+      recursive: true,
+    },
+  );
+  const bindingDir = path.join(w.root, 'binding-canary-2');
+  await mkdir(bindingDir);
+  await writeFile(path.join(bindingDir, 'type'), 'secret-store');
+  await writeFile(path.join(bindingDir, 'secret'), 'x');
+  const settings = resolveSettings(
+    {},
+    { HOME: w.root, KILN_CONFIG: path.join(w.root, 'none.toml') },
+    { isTTY: false },
+  );
+  const log = new Logger({
+    out: new Writable({ write: (_c, _e, cb) => cb() }),
+    level: 'info',
+    color: false,
+    bars: false,
+  });
+  const setup = await platformSetup({
+    flags: { binding: [`canary=${bindingDir}`], caCerts: [ca.caFile], caCertsLaunch: true },
+    settings,
+    log,
+    appDir: app,
+    env: {},
+    userEnv: {},
+  });
+  await w.build(app, 'ca-launch-app', {
+    log,
+    buildpacks: ['test/leaky@0.0.1'],
+    extraBuildpacksDir: bps,
+    cacheDir: path.join(w.root, 'cache', 'ca-launch'),
+    preparePlatform: (dir, uid, gid, rootfs) => setup.prepare(dir, uid, gid, rootfs),
+    launchLayer: async (layersDir) =>
+      (await setup.launchLayer(layersDir)) ? { id: 'kiln/ca-certificates' } : undefined,
+  });
+  const image = (await w.store.find('ca-launch-app'))!;
+  const md = JSON.parse((await image.configFile()).config!.Labels!['io.buildpacks.lifecycle.metadata']!);
+  const entry = md.buildpacks.find((b: { key: string }) => b.key === 'kiln/ca-certificates');
+  assert.ok(
+    entry?.layers?.['ca-certificates']?.launch,
+    'the CA layer is a launch layer of kiln/ca-certificates',
+  );
+  const contents = new Map<string, string>();
+  const { readTar } = await import('../../src/layers/tar-reader.ts');
+  for (const layer of await image.layers()) {
+    for await (const e of readTar(await layer.uncompressed())) {
+      const chunks: Buffer[] = [];
+      for await (const c of e.body) chunks.push(c);
+      if (e.header.type === 'file')
+        contents.set(e.header.path.replace(/^\/+/, ''), Buffer.concat(chunks).toString('utf8'));
+    }
+  }
+  const base = 'layers/kiln_ca-certificates/ca-certificates';
+  assert.ok(
+    contents.get(`${base}/ca-certificates.crt`)?.includes(caBodyOf(ca.caPem)),
+    'the bundle holds the certificate',
+  );
+  assert.equal(
+    contents.get(`${base}/env.launch/NODE_EXTRA_CA_CERTS.override`),
+    `/${base}/ca-certificates.crt`,
+  );
+  const sbom = contents.get('layers/sbom/launch/kiln_ca-certificates/ca-certificates/sbom.cdx.json');
+  assert.ok(sbom, 'the SBOM layer lists the certificates');
+  assert.equal(JSON.parse(sbom).components[0].cryptoProperties.assetType, 'certificate');
+});
+
+function caBodyOf(pem: string): string {
+  return pem.split('\n')[1]!;
+}
