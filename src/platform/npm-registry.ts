@@ -18,7 +18,7 @@ import { stripCredentials } from './project-metadata.ts';
 //  5. the host npm configuration: `npm config get registry` run outside any project (user,
 //     global and built-in npmrc), or when npm is not installed, `$NPM_CONFIG_USERCONFIG` or
 //     `~/.npmrc`, then `/etc/npmrc`.
-// The npm default (https://registry.npmjs.org/) is not passed: it changes nothing.
+// The npm default is passed too: kiln's Node.js buildpacks never assume a registry host.
 
 export const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
 
@@ -82,7 +82,9 @@ export async function resolveNpmRegistry(i: NpmRegistryInputs): Promise<NpmRegis
     const registry = normalize(stripCredentials(raw));
     const userinfo = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/@]*)@/.exec(raw)?.[1];
     const secrets = userinfo ? [userinfo, userinfo.slice(userinfo.indexOf(':') + 1)] : [];
-    if (registry === DEFAULT_NPM_REGISTRY) return { env: {}, registry, source: 'default', secrets };
+    // Passed even when it is npm's default: kiln's Node.js buildpacks never assume a registry host.
+    if (registry === DEFAULT_NPM_REGISTRY)
+      return { env: { npm_config_registry: registry }, registry, source: 'default', secrets };
     return { env: { npm_config_registry: registry }, registry, source, secrets };
   }
   return { env: {}, registry: undefined, source: 'default', secrets: [] };

@@ -199,7 +199,10 @@ describe('npm registry', () => {
       appDir: app,
       npmConfigGet: async () => 'https://registry.npmjs.org/',
     });
-    assert.deepEqual([r6.source, r6.env], ['default', {}]);
+    assert.deepEqual(
+      [r6.source, r6.env],
+      ['default', { npm_config_registry: 'https://registry.npmjs.org/' }],
+    );
     await writeFile(path.join(app, '.npmrc'), 'registry=https://project.example.com/\n');
     const r2 = await resolveNpmRegistry({
       ...base,
