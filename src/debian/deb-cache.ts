@@ -54,8 +54,9 @@ export class DebCache {
   ): Promise<string[]> {
     await mkdir(this.dir, { recursive: true });
     const todo = [...refs];
+    let failed = false;
     const worker = async () => {
-      for (let ref = todo.shift(); ref; ref = todo.shift()) {
+      for (let ref = todo.shift(); ref && !failed; ref = todo.shift()) {
         if (await this.has(ref.sha256)) {
           opts.progress?.onDone?.(ref, true);
           continue;
@@ -70,6 +71,7 @@ export class DebCache {
             onBytes ? (n) => onBytes(n, ref) : undefined,
           );
         } catch (e) {
+          failed = true;
           if (e instanceof KilnError && e.message.includes('sha256 mismatch')) {
             throw new KilnError(`package ${ref.name} ${ref.version}: ${e.message}`, e.exitCode);
           }
@@ -78,7 +80,11 @@ export class DebCache {
         opts.progress?.onDone?.(ref, false);
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 6) }, worker));
+    // Wait for every worker, not just the first failure, so that no download is still writing
+    // (or renaming into the cache) when the caller sees the error.
+    const results = await Promise.allSettled(Array.from({ length: Math.max(1, opts.parallel ?? 6) }, worker));
+    const bad = results.find((r) => r.status === 'rejected');
+    if (bad) throw (bad as PromiseRejectedResult).reason;
     return refs.map((r) => this.pathOf(r.sha256));
   }
 }

@@ -1,0 +1,217 @@
+// `kiln stack` end to end through the CLI: create --locked into a layout, the no-op re-run,
+// stale and missing locks, and the refusals (tampered .deb, bad InRelease signature, a package
+// that cannot be resolved) that must leave nothing behind.
+import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { main } from '../../src/cli/main.ts';
+import { Layout } from '../../src/layout/layout.ts';
+import { readLock } from '../../src/stack/lock.ts';
+import {
+  ensureTestStack,
+  TEST_STACK_FILE,
+  TEST_STACK_LOCK,
+  type TestStack,
+  testCacheDir,
+} from '../helpers/stack.ts';
+
+const FIXTURES = fileURLToPath(new URL('../../src/debian/testdata/', import.meta.url));
+
+let work = '';
+let stack: TestStack;
+let server: Server;
+let mirror = '';
+/** Which package the fake mirror corrupts (by name), and every .deb it served. */
+let tamper = '';
+const served: string[] = [];
+
+async function kiln(args: string[], env: Record<string, string> = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const sink = (into: string[]) =>
+    new Writable({
+      write(c, _e, cb) {
+        into.push(String(c));
+        cb();
+      },
+    });
+  const code = await main(args, {
+    stdout: sink(out),
+    stderr: sink(err),
+    env: { HOME: work, KILN_HOME: path.join(work, 'kiln'), ...env },
+    isTTY: false,
+  });
+  return { code, stdout: out.join(''), stderr: err.join('') };
+}
+
+before(async () => {
+  stack = await ensureTestStack({ roles: ['run'] });
+  work = await mkdtemp(path.join(tmpdir(), 'kiln-stack-cli-'));
+  // A mirror on loopback that serves the locked .debs from the shared cache (optionally with
+  // one byte flipped) and a tampered InRelease for the security suite.
+  const byFile = new Map(stack.lock.run.packages.map((p) => [p.filename, p]));
+  const debs = path.join(testCacheDir(), 'debs');
+  server = createServer(async (req, res) => {
+    const url = decodeURIComponent(req.url ?? '');
+    try {
+      if (url.endsWith('/InRelease')) {
+        const text = await readFile(path.join(FIXTURES, 'bookworm-security_InRelease'), 'utf8');
+        res.end(text.replace(/^Origin: Debian$/m, 'Origin: Evil'));
+        return;
+      }
+      const p = byFile.get(url.replace(/^\/+/, ''));
+      if (!p) {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      served.push(p.name);
+      const data = await readFile(path.join(debs, `${p.sha256}.deb`));
+      if (p.name === tamper) data[data.length - 100]! ^= 0x55;
+      res.end(data);
+    } catch {
+      res.statusCode = 500;
+      res.end();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+after(async () => {
+  server?.close();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('kiln stack', () => {
+  test('create --locked writes the run image, its SBOM files and referrers; a re-run is a no-op', async () => {
+    const out = path.join(work, 'out');
+    const r = await kiln(['stack', 'create', '--locked', '--only', 'run', '--output', `oci:${out}`], {
+      // The shared test cache (XDG_CACHE_HOME/kiln) so the .debs are not downloaded again.
+      KILN_HOME: '',
+      XDG_CACHE_HOME: path.dirname(testCacheDir()),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const expected = await (await Layout.open(stack.layoutDir)).resolve('run');
+    assert.match(r.stdout, new RegExp(`^run\\trun\\t${expected.digest}$`, 'm'));
+    assert.deepEqual((await readdir(path.join(out, 'sbom'))).sort(), [
+      'run.sbom.cdx.json',
+      'run.sbom.spdx.json',
+    ]);
+    const again = await kiln(['stack', 'create', '--locked', '--only', 'run', '--output', `oci:${out}`]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /up to date/);
+    assert.match(again.stdout, new RegExp(expected.digest));
+    const inspect = await kiln(['stack', 'inspect', '--output', `oci:${out}`, '--json']);
+    const rows = JSON.parse(inspect.stdout) as { role: string; digest?: string; missing?: boolean }[];
+    assert.equal(rows.find((x) => x.role === 'run')!.digest, expected.digest);
+    assert.equal(rows.find((x) => x.role === 'build')!.missing, true);
+  });
+
+  test('--locked refuses a missing or stale lock, naming the file', async () => {
+    const dir = path.join(work, 'stale');
+    await rm(dir, { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.mkdir(dir));
+    const cfg = path.join(dir, 'stack.toml');
+    await copyFile(TEST_STACK_FILE, cfg);
+    const missing = await kiln([
+      'stack',
+      'create',
+      '--locked',
+      '--config',
+      cfg,
+      '--output',
+      `oci:${dir}/out`,
+    ]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /--locked: no lock file .*stale\/stack\.lock/);
+    await copyFile(TEST_STACK_LOCK, path.join(dir, 'stack.lock'));
+    await writeFile(cfg, (await readFile(cfg, 'utf8')).replace('"zlib1g",', '"zlib1g",\n  "libzstd1",'));
+    const stale = await kiln(['stack', 'create', '--locked', '--config', cfg, '--output', `oci:${dir}/out`]);
+    assert.equal(stale.code, 1);
+    assert.match(stale.stderr, /stack\.lock is stale/);
+    assert.equal((await readLock(path.join(dir, 'stack.lock')))!.inputs, stack.lock.inputs);
+  });
+
+  test('a tampered .deb is refused naming the package; nothing is written or cached', async () => {
+    tamper = 'tzdata';
+    const out = path.join(work, 'tampered');
+    const home = path.join(work, 'fresh-home');
+    const r = await kiln(
+      [
+        'stack',
+        'create',
+        '--locked',
+        '--only',
+        'run',
+        '--output',
+        `oci:${out}`,
+        '--mirror',
+        mirror,
+        '--security-mirror',
+        mirror,
+      ],
+      { KILN_HOME: home },
+    );
+    tamper = '';
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /package tzdata .*: .*sha256 mismatch/);
+    assert.ok(served.includes('tzdata'));
+    const cached = await readdir(path.join(home, 'cache', 'debs'));
+    const tz = stack.lock.run.packages.find((p) => p.name === 'tzdata')!;
+    assert.equal(cached.includes(`${tz.sha256}.deb`), false);
+    assert.equal(
+      cached.some((n) => n.includes('.tmp-')),
+      false,
+    );
+    const manifests = JSON.parse(
+      await readFile(path.join(out, 'index.json'), 'utf8').catch(() => '{"manifests":[]}'),
+    );
+    assert.deepEqual(manifests.manifests, []);
+  });
+
+  test('an InRelease whose signature does not check out is refused before anything is resolved', async () => {
+    const dir = path.join(work, 'badsig');
+    const r = await kiln([
+      'stack',
+      'update',
+      '--lock',
+      path.join(dir, 'stack.lock'),
+      '--mirror',
+      mirror,
+      '--security-mirror',
+      mirror,
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /InRelease http:\/\/127\.0\.0\.1:\d+\/dists\/bookworm[-a-z]*\/InRelease: no valid signature by a key in/,
+    );
+    await assert.rejects(readFile(path.join(dir, 'stack.lock')), /ENOENT/);
+  });
+
+  test('a package that does not exist is refused by name', async () => {
+    const dir = await mkdtemp(path.join(work, 'unsat-'));
+    const cfg = path.join(dir, 'stack.toml');
+    await writeFile(
+      cfg,
+      (await readFile(TEST_STACK_FILE, 'utf8')).replace('"zlib1g",', '"zlib1g",\n  "kiln-no-such-package",'),
+    );
+    const r = await kiln(['stack', 'update', '--config', cfg], {
+      XDG_CACHE_HOME: path.dirname(testCacheDir()),
+      KILN_HOME: '',
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /cannot resolve package kiln-no-such-package: no such package in suites bookworm, bookworm-updates, bookworm-security/,
+    );
+    await assert.rejects(readFile(path.join(dir, 'stack.lock')), /ENOENT/);
+  });
+});
