@@ -160,6 +160,33 @@ describe('build: inputs', () => {
     }));
 });
 
+describe('build: host executor (kiln already inside the build image)', () => {
+  test('detect and build run with host paths as sandbox paths', () =>
+    withFixture(async (f) => {
+      const { HostExecutor } = await import('../../src/sandbox/host.ts');
+      await f.install('probe');
+      await f.install('env-writer');
+      const paths = { app: f.app, layers: f.layers, platform: f.platform, buildpacks: f.store.root };
+      await f.platformEnv('PROBE_OUT', f.layers);
+      const md = await f.detectAndBuild(['conformance/env-writer', 'conformance/probe'], {
+        executor: new HostExecutor({ hostUid: process.getuid?.() ?? 0 }),
+        rootfs: '/',
+        network: 'host',
+        sandboxPaths: paths,
+      });
+      assert.equal(md.buildpacks.length, 2);
+      const args = parseArgsDump(await f.layerFile('conformance/probe', 'probe.build.args'));
+      assert.equal(args[0], join(f.layers, 'conformance_probe'));
+      assert.equal(args[1], f.platform);
+      const env = await probeEnv(f);
+      assert.equal(
+        env.get('PATH'),
+        `${join(f.layers, 'conformance_env-writer', 'envl', 'bin')}:/usr/bin:/bin`,
+      );
+      assert.equal((await f.layerFile('conformance/probe', 'probe.build.pwd')).trim(), f.app);
+    }));
+});
+
 describe('build: environment', () => {
   test('env files: no suffix and .override set, .default only if empty, raw contents, unknown suffix ignored', () =>
     withFixture(async (f) => {
