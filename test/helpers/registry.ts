@@ -366,11 +366,13 @@ export interface ProxiedRequest {
  * - `status`: answer with this status (and an optional body) without contacting the registry;
  * - `truncateAfter`: forward, but cut the response body after this many bytes and drop the socket;
  * - `corrupt`: forward, but flip one byte of the response body (length unchanged);
- * - `reset`: drop the client connection without an answer.
+ * - `reset`: drop the client connection without an answer;
+ * - `relativeLocation`: forward, but make the Location header relative (path and query only).
  */
 export type Fault =
   | { status: number; body?: string; headers?: Record<string, string> }
   | { truncateAfter: number }
+  | { relativeLocation: true }
   | { corrupt: true }
   | { reset: true };
 
@@ -449,7 +451,12 @@ export async function startProxy(
           upRes.on('end', () => res.socket?.destroy());
           return;
         }
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        const headers = { ...upRes.headers };
+        if (f && 'relativeLocation' in f && typeof headers.location === 'string') {
+          const u = new URL(headers.location, 'http://x');
+          headers.location = u.pathname + u.search;
+        }
+        res.writeHead(upRes.statusCode ?? 502, headers);
         if (f && 'corrupt' in f) {
           let flipped = false;
           upRes.on('data', (chunk: Buffer) => {

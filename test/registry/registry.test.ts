@@ -211,6 +211,19 @@ describe('registry client against docker-registry', () => {
     assert.deepEqual(Buffer.from(back.bytes), indexBytes);
   });
 
+  test('relative Location headers are resolved against the request URL', async () => {
+    proxy.setFault((r) => (r.path.includes('/blobs/uploads/') ? { relativeLocation: true } : undefined));
+    try {
+      const img = smallImage('relative', [rawLayer(randomBytes(9 << 20))]);
+      const ref = parseReference(`${proxy.host}/relative/app:v1`);
+      const { digest } = await writeImage(client, ref, img);
+      assert.equal(digest, await img.digest());
+      await validateImage(await remoteImage(client, ref));
+    } finally {
+      proxy.setFault(undefined);
+    }
+  });
+
   test('a registry that keeps failing gives a clear error after bounded retries', async () => {
     proxy.setFault((r) =>
       r.path.includes('/manifests/')
