@@ -125,11 +125,9 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
     entries.push(entry);
     metadata.sbom = { sha: entry.diffID };
   }
-  const result = await o.cache.commit({
-    metadata,
-    layers: entries,
-    fingerprints: Object.fromEntries(o.reuse.fingerprints),
-  });
+  // Fingerprints are not persisted: they name files on disk (ctime, inode), which the next build
+  // will not have.
+  const result = await o.cache.commit({ metadata, layers: entries });
   // Cache-only blobs were staged in the image store's blob dir (same file system, so the cache got
   // hard links); the store does not need them.
   const keep = new Set([...o.exported.values()].map((l) => l.digest));

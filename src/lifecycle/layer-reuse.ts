@@ -14,18 +14,21 @@ import type { CachedLayer } from './cache.ts';
 // "Never redo work": deciding, for each layer the exporter or the cache phase needs, whether its
 // bytes already exist somewhere, in increasing order of cost:
 //   1. fingerprint hit: the directory's listing (paths, types, modes, sizes, link targets, file
-//      mtimes in ns) is one we have tarred before (or restored from a known layer) -> its diffID is
+//      mtimes, ctimes and inodes) is one we have tarred before (or restored from a known layer) -> its diffID is
 //      known without reading a byte of content;
 //   2. tar-and-hash (no compression) when there is a candidate to match (the previous image's layer
 //      of the same name): equal diffID -> reuse;
 //   3. only then the single-pass tar+compress into the blob store.
-// A no-op rebuild therefore compresses nothing. The fingerprint trusts mtimes the way git's index
-// does: a tool that rewrites a file keeping its size and mtime to the nanosecond is not noticed.
+// A no-op rebuild therefore compresses nothing. The fingerprint is git's index check: besides the
+// listing it covers each file's mtime, ctime and inode. A buildpack can set mtimes (tar does when
+// it unpacks) but not ctimes: any write, chmod or replacement of a file changes its ctime, so a
+// changed file is never taken for the one fingerprinted. The flip side: fingerprints only match the
+// same files on disk, i.e. within one build (restore -> export -> cache) or an untouched directory.
 
 /** A layer's content as tar entries plus a fingerprint of the listing that produced them. */
 export interface LayerContent {
   readonly entries: readonly TarEntry[];
-  /** sha256 over the listing, the tar options, and file mtimes; '' when not fingerprintable. */
+  /** sha256 over the listing, the tar options, and file stat data; '' when not fingerprintable. */
   readonly fingerprint: string;
 }
 
@@ -38,14 +41,14 @@ export interface TarSettings {
 
 function fingerprintOf(
   entries: readonly TarEntry[],
-  mtimes: ReadonlyMap<string, bigint>,
+  stamps: ReadonlyMap<string, string>,
   settings: TarSettings,
 ): string {
   const h = createHash('sha256');
   h.update(`kiln-fp-1\0${settings.epoch}\0${settings.compression}\0${settings.level ?? ''}\n`);
   for (const e of entries) {
     h.update(
-      `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\0${mtimes.get(e.path) ?? ''}\n`,
+      `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\0${stamps.get(e.path) ?? ''}\n`,
     );
   }
   return `sha256:${h.digest('hex')}`;
@@ -75,7 +78,7 @@ export async function fingerprintEntries(
   settings: TarSettings,
 ): Promise<string> {
   const pre = prefix.split('/').filter(Boolean).join('/');
-  const mtimes = new Map<string, bigint>();
+  const stamps = new Map<string, string>();
   const files = entries.filter((e) => e.type === 'file');
   const BATCH = 256;
   for (let i = 0; i < files.length; i += BATCH) {
@@ -83,11 +86,11 @@ export async function fingerprintEntries(
       files.slice(i, i + BATCH).map(async (e) => {
         const rel = pre === '' ? e.path : e.path.slice(pre.length + 1);
         const st = await fs.lstat(path.join(dir, rel), { bigint: true });
-        mtimes.set(e.path, st.mtimeNs);
+        stamps.set(e.path, `${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}`);
       }),
     );
   }
-  return fingerprintOf(entries, mtimes, settings);
+  return fingerprintOf(entries, stamps, settings);
 }
 
 /** syntheticContent is content made up by kiln (launcher, process types): fingerprinted by listing. */

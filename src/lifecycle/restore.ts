@@ -65,6 +65,18 @@ export interface RestoreResult {
   readonly metadataOnly: string[];
 }
 
+/**
+ * chownTree gives `dir` and everything below to uid:gid (when kiln runs as root), touching only
+ * entries with another owner: a chown changes the ctime that layer fingerprints cover.
+ */
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const st = await fs.lstat(dir);
+  if (st.uid !== uid || st.gid !== gid) await fs.lchown(dir, uid, gid);
+  if (!st.isDirectory()) return;
+  for (const name of await fs.readdir(dir)) await chownTree(path.join(dir, name), uid, gid);
+}
+
 /** restore writes layer metadata, store.toml and cached layer contents into `<layers>`. */
 export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   const restored: string[] = [];
@@ -179,6 +191,8 @@ async function restoreContents(
   await fs.rm(dst, { recursive: true, force: true });
   await fs.mkdir(src, { recursive: true });
   await fs.rename(src, dst);
+  // The build user owns its layers; owners are set before fingerprinting (chown changes ctimes).
+  await chownTree(dst, o.uid, o.gid);
   // Remember what this directory is, so export and cache recognise it untouched without tarring.
   const entries = await walk(dst, { prefix: rel, uid: o.uid, gid: o.gid });
   const fp = await fingerprintEntries(entries, dst, rel, o.settings);

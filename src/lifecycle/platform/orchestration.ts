@@ -1,4 +1,4 @@
-import { chmod, chown, cp, lchown, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Order } from '../../cnb/buildpack-toml.ts';
 import { readBuildpackToml } from '../../cnb/buildpack-toml.ts';
@@ -31,7 +31,7 @@ import { detect } from '../detect.ts';
 import { exportImage } from '../export.ts';
 import type { ReuseContext, ReuseStats } from '../layer-reuse.ts';
 import type { PhaseLogger, PhaseOptions } from '../phase-context.ts';
-import { restore } from '../restore.ts';
+import { chownTree, restore } from '../restore.ts';
 import { resolveRunTarget } from '../target.ts';
 
 // The platform: one `kiln build` from source to image. It runs the phases in the order of
@@ -148,16 +148,6 @@ function envOf(env: readonly string[] | undefined): Record<string, string> {
     if (i > 0) out[e.slice(0, i)] = e.slice(i + 1);
   }
   return out;
-}
-
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  await lchown(dir, uid, gid);
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) await chownTree(p, uid, gid);
-    else await lchown(p, uid, gid);
-  }
 }
 
 function parseBuildpackRef(ref: string): { id: string; version?: string } {
