@@ -12,9 +12,11 @@
  * rootfs must be reachable (searchable directories) by uid U, e.g. not under /root.
  * When kiln is not root it cannot switch users: inside-U then maps to kiln's own uid.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type HostCommand, runChild, validateSpec } from './_child.ts';
-import type { Executor, RunResult, RunSpec } from './executor.ts';
+import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -91,6 +93,13 @@ export class BubblewrapExecutor implements Executor {
     }
     // bwrap's /dev is itself a writable tmpfs: make it read-only (device nodes still work).
     args.push('--remount-ro', '/dev');
+    // With the host network, name resolution is the host's: bind its resolv.conf and hosts over
+    // the empty mount points the rootfs cache creates (skipped for rootfs without them).
+    if (spec.network !== 'none') {
+      for (const f of NETWORK_FILES) {
+        if (existsSync(f) && existsSync(path.join(spec.rootfs, f))) args.push('--ro-bind', f, f);
+      }
+    }
     for (const m of spec.mounts) args.push(m.readonly ? '--ro-bind' : '--bind', m.src, m.dst);
     if (spec.hostname !== undefined) args.push('--hostname', spec.hostname);
     args.push('--uid', String(spec.uid), '--gid', String(spec.gid), '--chdir', spec.cwd);

@@ -79,6 +79,12 @@ export interface Executor {
   run(spec: RunSpec): Promise<RunResult>;
 }
 
+/**
+ * Files a rootfs gets as empty mount points so that, with the host network, the sandbox can bind
+ * the host's name resolution over them (images do not carry them; container runtimes add them).
+ */
+export const NETWORK_FILES: readonly string[] = ['/etc/resolv.conf', '/etc/hosts'];
+
 /** The sandbox paths the CNB phases use; a rootfs must have these as directories to mount on. */
 export const MOUNT_POINTS: readonly string[] = [
   '/workspace',

@@ -11,13 +11,25 @@
  * the image is unpacked once.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
-import { MOUNT_POINTS } from './executor.ts';
+import { MOUNT_POINTS, NETWORK_FILES } from './executor.ts';
 
 /** Unpacks an image's layers, bottom first, into an empty directory (whiteouts applied). */
 export type Unpacker = (dest: string) => Promise<void>;
@@ -161,6 +173,14 @@ export class RootfsCache {
   }
 
   async #ensureMountPoints(root: string): Promise<void> {
+    for (const f of NETWORK_FILES) {
+      const file = path.join(root, f);
+      const dir = await lstat(path.dirname(file)).catch(() => undefined);
+      if (dir?.isDirectory() && !(await exists(file))) {
+        await writeFile(file, '');
+        await chmod(file, 0o644);
+      }
+    }
     for (const p of [...MOUNT_POINTS, ...(this.#opts.mountPoints ?? [])]) {
       const parts = p.split('/').filter(Boolean);
       let cur = root;
