@@ -2,7 +2,7 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
 import { readLimited } from './errors.ts';
-import { streamRequest } from './http.ts';
+import { type HttpResponse, httpRequest } from './http.ts';
 import { addSecret } from './redact.ts';
 import { apiHost, isLoopback, type Repository } from './reference.ts';
 import { RepositoryClient } from './repository.ts';
@@ -19,6 +19,13 @@ import {
 // Kept here so that callers importing from client.ts keep working after the split.
 export { type FetchedManifest, RepositoryClient, referrersTag, type UploadResult } from './repository.ts';
 export { describeNetError } from './response.ts';
+
+/** One registry request: method, extra headers and a body (streamed bodies are sent once). */
+export interface SendInit {
+  readonly method?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: Uint8Array | string | AsyncIterable<Uint8Array>;
+}
 
 /** Options of a RegistryClient; the CLI builds them from its settings. */
 export interface ClientOptions {
@@ -52,7 +59,7 @@ interface HostState {
 }
 
 /**
- * RegistryClient speaks the OCI distribution API over fetch: ping and auth (anonymous, basic,
+ * RegistryClient speaks the OCI distribution API over HTTP (http.ts): ping and auth (anonymous, basic,
  * bearer tokens with scopes, cached per registry and scope set), manifests, blobs (verified on
  * the way in; HEAD, cross-repository mount, monolithic or chunked uploads on the way out),
  * referrers and tags. Get a `RepositoryClient` per repository with `repository()`.
@@ -120,12 +127,9 @@ export class RegistryClient {
     const base = `${this.scheme(registry)}://${apiHost(registry)}`;
     const res = await withRetry(
       async () => {
-        let r: Response;
+        let r: HttpResponse;
         try {
-          r = await fetch(`${base}/v2/`, {
-            headers: { 'user-agent': this.#ua },
-            signal: AbortSignal.timeout(30_000),
-          });
+          r = await httpRequest(`${base}/v2/`, { headers: { 'user-agent': this.#ua }, timeoutMs: 30_000 });
         } catch (e) {
           if (isTransient(e)) throw e;
           throw new KilnError(
@@ -164,7 +168,7 @@ export class RegistryClient {
     } else if (res.status !== 200) {
       throw await errorFrom(`ping registry ${registry}`, res);
     }
-    await res.body?.cancel();
+    await res.discard();
     return { base, challenge, credential: undefined, tokens: new Map() };
   }
 
@@ -214,7 +218,7 @@ export class RegistryClient {
     this.#debug(`token for ${registry}: scopes ${scopes.join(' ') || '(none)'}`);
     const res = await withRetry(
       async () => {
-        let r: Response;
+        let r: HttpResponse;
         if (cred.kind === 'identityToken') {
           // OAuth2 refresh-token grant, as docker does for identity tokens.
           const form = new URLSearchParams({
@@ -224,11 +228,11 @@ export class RegistryClient {
           });
           if (service) form.set('service', service);
           if (scopes.length) form.set('scope', scopes.join(' '));
-          r = await fetch(realm, {
+          r = await httpRequest(realm, {
             method: 'POST',
             headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': this.#ua },
-            body: form,
-            signal: AbortSignal.timeout(30_000),
+            body: form.toString(),
+            timeoutMs: 30_000,
           });
         } else {
           const u = new URL(realm);
@@ -237,7 +241,7 @@ export class RegistryClient {
           const headers: Record<string, string> = { 'user-agent': this.#ua };
           if (cred.kind === 'basic')
             headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
-          r = await fetch(u, { headers, signal: AbortSignal.timeout(30_000) });
+          r = await httpRequest(u, { headers, timeoutMs: 30_000 });
         }
         if (isRetryable(r.status))
           throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
@@ -249,7 +253,7 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`token for ${registry}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     );
     if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
+      await res.discard();
       const who =
         cred.kind === 'anonymous'
           ? `no credentials found for ${registry} in the docker config`
@@ -285,28 +289,28 @@ export class RegistryClient {
     registry: string,
     scopes: readonly string[],
     url: string | URL,
-    init: RequestInit & { replayable?: boolean },
-  ): Promise<Response> {
+    init: SendInit,
+  ): Promise<HttpResponse> {
     const h = await this.#host(registry);
-    const headers = new Headers(init.headers);
-    headers.set('user-agent', this.#ua);
+    const headers: Record<string, string> = { ...init.headers, 'user-agent': this.#ua };
     const auth = await this.authorization(registry, scopes);
-    if (auth) headers.set('authorization', auth);
-    const body = init.body as unknown;
-    const streamed = typeof body === 'object' && body !== null && Symbol.asyncIterator in body;
+    if (auth) headers.authorization = auth;
+    const streamed = typeof init.body === 'object' && Symbol.asyncIterator in init.body;
     const go = () =>
-      streamed
-        ? streamRequest(new URL(url), init.method ?? 'GET', headers, body as AsyncIterable<Uint8Array>)
-        : fetch(url, { ...init, headers } as RequestInit);
+      httpRequest(url, {
+        ...(init.method ? { method: init.method } : {}),
+        headers,
+        ...(init.body !== undefined ? { body: init.body } : {}),
+      });
     let res = await go();
-    if (res.status === 401 && h.challenge?.scheme === 'bearer' && init.replayable !== false) {
+    if (res.status === 401 && h.challenge?.scheme === 'bearer' && !streamed) {
       const ch = parseChallenges(res.headers.get('www-authenticate') ?? '').find(
         (c) => c.scheme === 'bearer',
       );
       const extra = ch?.params.scope ? ch.params.scope.split(' ') : [];
-      await res.body?.cancel();
+      await res.discard();
       const fresh = await this.authorization(registry, [...new Set([...scopes, ...extra])], true);
-      if (fresh) headers.set('authorization', fresh);
+      if (fresh) headers.authorization = fresh;
       res = await go();
     } else if (res.status === 401 && h.challenge?.scheme === 'bearer') {
       // A streamed body cannot be sent again here; forget the token so that the caller's restart
@@ -325,9 +329,9 @@ export class RegistryClient {
     scopes: readonly string[],
     action: string,
     url: string | URL,
-    init: RequestInit,
+    init: SendInit,
     ok: readonly number[],
-  ): Promise<Response> {
+  ): Promise<HttpResponse> {
     return withRetry(
       async () => {
         const res = await this.send(registry, scopes, url, init);

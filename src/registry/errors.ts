@@ -1,4 +1,5 @@
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { HttpResponse } from './http.ts';
 import { redact } from './redact.ts';
 
 /** One entry of a registry's `{"errors":[…]}` body (distribution spec error codes). */
@@ -47,7 +48,7 @@ export function isRetryableStatus(status: number): boolean {
  * `{"errors":[{code,message}]}`; other bodies become a short detail string.
  */
 export async function readErrorBody(
-  res: Response,
+  res: HttpResponse,
 ): Promise<{ errors: RegistryErrorEntry[]; detail: string }> {
   const text = await readLimited(res, ERROR_BODY_LIMIT);
   try {
@@ -73,23 +74,20 @@ export async function readErrorBody(
   return { errors: [], detail };
 }
 
-/** readLimited reads a response body as UTF-8 text, stopping (and cancelling) after `limit` bytes. */
-export async function readLimited(res: Response, limit: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
+/** readLimited reads a response body as UTF-8 text, stopping (and dropping the rest) after `limit` bytes. */
+export async function readLimited(res: HttpResponse, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
   let n = 0;
   try {
-    while (n < limit) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      n += value.length;
+    for await (const c of res.body) {
+      chunks.push(c as Buffer);
+      n += (c as Buffer).length;
+      if (n >= limit) break;
     }
   } catch {
     // a broken error body still leaves the status to report
   } finally {
-    await reader.cancel().catch(() => {});
+    await res.discard();
   }
   return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
 }

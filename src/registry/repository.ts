@@ -4,8 +4,9 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
 import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';
-import type { RegistryClient } from './client.ts';
+import type { RegistryClient, SendInit } from './client.ts';
 import { RegistryError, readErrorBody, readLimited } from './errors.ts';
+import type { HttpResponse } from './http.ts';
 import { noProgress, type ProgressSink } from './progress.ts';
 import { apiHost, type Repository, repositoryString } from './reference.ts';
 import { describeNetError, expectStatus, retryReason } from './response.ts';
@@ -45,7 +46,7 @@ export class RepositoryClient {
     return `${this.client.scheme(this.repo.registry)}://${apiHost(this.repo.registry)}/v2/${this.repo.repository}/${path}`;
   }
 
-  #req(action: string, url: string | URL, init: RequestInit, ok: readonly number[]): Promise<Response> {
+  #req(action: string, url: string | URL, init: SendInit, ok: readonly number[]): Promise<HttpResponse> {
     return this.client.request(this.repo.registry, this.scopes, action, url, init, ok);
   }
 
@@ -74,7 +75,7 @@ export class RepositoryClient {
       }
       const len = Number(res.headers.get('content-length') ?? '0');
       if (len > MANIFEST_LIMIT) {
-        await res.body?.cancel();
+        await res.discard();
         throw new KilnError(
           `get ${what}: ${len} bytes is larger than the ${MANIFEST_LIMIT}-byte manifest limit`,
         );
@@ -118,7 +119,7 @@ export class RepositoryClient {
       { method: 'PUT', headers: { 'content-type': mediaType }, body: bytes },
       [200, 201, 202],
     );
-    await res.body?.cancel();
+    await res.discard();
     const got = res.headers.get('docker-content-digest');
     if (got?.startsWith('sha256:') && got !== digest)
       throw new KilnError(`put manifest ${this.#name}:${ref}: registry stored ${got}, expected ${digest}`);
@@ -133,7 +134,7 @@ export class RepositoryClient {
       { method: 'DELETE' },
       [200, 202, 404],
     );
-    await res.body?.cancel();
+    await res.discard();
   }
 
   // ---- blobs
@@ -146,7 +147,7 @@ export class RepositoryClient {
       { method: 'HEAD' },
       [200, 404],
     );
-    await res.body?.cancel();
+    await res.discard();
     if (res.status === 404) return undefined;
     return Number(res.headers.get('content-length') ?? '-1');
   }
@@ -170,10 +171,10 @@ export class RepositoryClient {
     const label = opts.label;
     const emit = (done: number, state: 'running' | 'done') =>
       progress({ id: digest, action: 'download', state, done, total, ...(label ? { label } : {}) });
-    const req = (init: RequestInit, ok: number[]) => this.#req(`get ${what}`, url, init, ok);
+    const req = (init: SendInit, ok: number[]) => this.#req(`get ${what}`, url, init, ok);
     async function* body(): AsyncGenerator<Uint8Array> {
       let offset = 0;
-      let res: Response | undefined = first;
+      let res: HttpResponse | undefined = first;
       let failures = 0;
       for (;;) {
         if (!res) {
@@ -181,8 +182,7 @@ export class RepositoryClient {
         }
         let skip = res.status === 200 ? offset : 0; // server ignored Range: drop what we have
         try {
-          if (!res.body) throw new KilnError(`get ${what}: empty response body`);
-          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          for await (const chunk of res.body as AsyncIterable<Buffer>) {
             let c = chunk;
             if (skip > 0) {
               if (c.length <= skip) {
@@ -260,7 +260,7 @@ export class RepositoryClient {
         { method: 'POST' },
         [201, 202],
       );
-      await res.body?.cancel();
+      await res.discard();
       if (res.status === 201) {
         ev('mounted', desc.size);
         return 'mounted';
@@ -270,13 +270,13 @@ export class RepositoryClient {
       if (loc)
         await this.client
           .send(this.repo.registry, this.scopes, new URL(loc, u), { method: 'DELETE' })
-          .then((r) => r.body?.cancel())
+          .then((r) => r.discard())
           .catch(() => {});
     }
     await withRetry(
       async () => {
         const start = await this.#req(what, this.#url('blobs/uploads/'), { method: 'POST' }, [202]);
-        await start.body?.cancel();
+        await start.discard();
         let location = uploadLocation(start, this.#url('blobs/uploads/'), what);
         const src = await open();
         try {
@@ -305,8 +305,7 @@ export class RepositoryClient {
                 'content-length': String(len),
                 'content-range': `${offset}-${offset + len - 1}`,
               },
-              body: body as unknown as RequestInit['body'],
-              replayable: false,
+              body,
             });
             await expectStatus(patch, [202, 204], what, true);
             location = uploadLocation(patch, location.href, what);
@@ -342,9 +341,9 @@ export class RepositoryClient {
     const tags: string[] = [];
     let url: URL | undefined = new URL(this.#url('tags/list'));
     while (url) {
-      const res: Response = await this.#req(`list tags of ${this.#name}`, url, {}, [200, 404]);
+      const res: HttpResponse = await this.#req(`list tags of ${this.#name}`, url, {}, [200, 404]);
       if (res.status === 404) {
-        await res.body?.cancel();
+        await res.discard();
         return [];
       }
       const j = JSON.parse(await readLimited(res, 16 << 20)) as { tags?: unknown };
@@ -377,7 +376,7 @@ export class RepositoryClient {
         `referrers of ${digest}`,
       );
     } else {
-      await res.body?.cancel();
+      await res.discard();
       index = await this.#fallbackReferrers(digest);
     }
     if (artifactType)
@@ -414,7 +413,7 @@ export class RepositoryClient {
       { method: 'PUT', headers: { 'content-type': mediaType }, body: bytes },
       [200, 201, 202],
     );
-    await res.body?.cancel();
+    await res.discard();
     if (res.headers.get('oci-subject')) return digest;
     const current = await this.#fallbackReferrers(subject);
     const entry: Descriptor = { ...desc, mediaType, digest, size: bytes.length };
@@ -435,7 +434,7 @@ function emptyIndex(): Index {
 }
 
 // Reads an upload session URL from Location (absolute or relative to the request URL).
-function uploadLocation(res: Response, base: string, what: string): URL {
+function uploadLocation(res: HttpResponse, base: string, what: string): URL {
   const loc = res.headers.get('location');
   if (!loc) throw new KilnError(`${what}: registry answered ${res.status} without a Location header`);
   return new URL(loc, base);
@@ -453,11 +452,10 @@ function manifestMediaType(contentType: string | null, bytes: Uint8Array): strin
   }
 }
 
-async function readAll(res: Response, limit: number, what: string): Promise<Uint8Array> {
-  if (!res.body) return new Uint8Array();
+async function readAll(res: HttpResponse, limit: number, what: string): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let n = 0;
-  for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const c of res.body as AsyncIterable<Buffer>) {
     n += c.length;
     if (n > limit) throw new KilnError(`${what}: response larger than ${limit} bytes`);
     chunks.push(c);

@@ -1,4 +1,5 @@
 import { isRetryableStatus, RegistryError, readErrorBody } from './errors.ts';
+import type { HttpResponse } from './http.ts';
 import { RetryableStatus, retryAfter } from './retry.ts';
 
 // Turning registry responses and network failures into retries or one-line errors; shared by
@@ -10,13 +11,13 @@ import { RetryableStatus, retryAfter } from './retry.ts';
  * restarted (with a fresh token).
  */
 export async function expectStatus(
-  res: Response,
+  res: HttpResponse,
   ok: number[],
   action: string,
   restartOn401 = false,
 ): Promise<void> {
   if (ok.includes(res.status)) {
-    await res.body?.cancel();
+    await res.discard();
     return;
   }
   if (isRetryable(res.status) || (restartOn401 && res.status === 401))
@@ -30,7 +31,7 @@ export async function expectStatus(
 export const isRetryable = isRetryableStatus;
 
 /** errorFrom reads a failed response's body (bounded) into a RegistryError naming `action`. */
-export async function errorFrom(action: string, res: Response): Promise<RegistryError> {
+export async function errorFrom(action: string, res: HttpResponse): Promise<RegistryError> {
   const { errors, detail } = await readErrorBody(res);
   return new RegistryError(action, res.status, errors, detail);
 }
