@@ -224,6 +224,25 @@ describe('registry client against docker-registry', () => {
     }
   });
 
+  test('blob downloads follow redirects to another origin (as registries do to storage)', async () => {
+    const img = smallImage('redirect', [rawLayer(randomBytes(1 << 20))]);
+    const ref = parseReference(`${proxy.host}/redirect/app:v1`);
+    await writeImage(client, ref, img);
+    proxy.setFault((r) =>
+      r.method === 'GET' && r.path.includes('/blobs/sha256:')
+        ? { status: 307, headers: { location: `${reg.url}${r.path}` } }
+        : undefined,
+    );
+    proxy.reset();
+    try {
+      const back = await remoteImage(client, ref);
+      await validateImage(back);
+      assert.ok(proxy.stats.requests.some((q) => q.status === 307));
+    } finally {
+      proxy.setFault(undefined);
+    }
+  });
+
   test('a registry that keeps failing gives a clear error after bounded retries', async () => {
     proxy.setFault((r) =>
       r.path.includes('/manifests/')
