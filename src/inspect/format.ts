@@ -132,6 +132,12 @@ function human(r: ImageReport): string {
     if (eco.length === 0) out.push('  (no components)');
     for (const [k, n] of eco) out.push(`  ${k}: ${n}`);
     out.push(`  files: ${r.sbom.files.length}`);
+    // --bom: every file with its packages.
+    for (const f of r.sbom.files) {
+      if (!f.packages) continue;
+      out.push(`  ${f.path} (${f.format}):`);
+      for (const p of f.packages) out.push(`    ${p || '(no purl)'}`);
+    }
   }
   out.push('', 'Labels:');
   const labels = Object.entries(r.labels);

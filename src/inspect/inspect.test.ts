@@ -66,6 +66,11 @@ describe('inspectImage()', () => {
     const r = await inspectImage(app, { reference: 'my-app', bom: true });
     const npm = r.sbom!.files.find((f) => f.path.endsWith('node_modules/sbom.cdx.json'))!;
     assert.deepEqual(npm.packages, ['pkg:npm/express@4.21.2', 'pkg:npm/accepts@1.3.8']);
+    const human = formatReport(r, 'human');
+    assert.match(
+      human,
+      /node_modules\/sbom\.cdx\.json \(cyclonedx\):\n {4}pkg:npm\/express@4\.21\.2\n {4}pkg:npm\/accepts@1\.3\.8\n/,
+    );
   });
 
   test('an image without CNB labels is refused clearly', async () => {
