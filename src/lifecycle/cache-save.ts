@@ -7,7 +7,7 @@ import {
   layerMetadataFor,
 } from '../cnb/lifecycle-metadata.ts';
 import type { Digest } from '../oci/digest.ts';
-import type { CachedLayer, CacheEntry, CacheSnapshot, CommitResult, LayerCache } from './cache.ts';
+import type { CachedLayer, CacheEntry, CacheSnapshot, CommitResult, LayerCache, WarmDir } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
 import { compress, dirContent, identify, type ReuseContext } from './layer-reuse.ts';
 
@@ -27,6 +27,8 @@ export interface SaveCacheOptions {
   readonly reuse: ReuseContext;
   /** Layers the exporter just produced, by diffID. */
   readonly exported: ReadonlyMap<string, CachedLayer>;
+  /** Hand the unpacked cache layer dirs to the cache for the next build (they are moved away). */
+  readonly keepWarm?: boolean;
   readonly uid: number;
   readonly gid: number;
   readonly log: PhaseLog;
@@ -35,6 +37,7 @@ export interface SaveCacheOptions {
 /** saveCache stores the build's cache layers and commits the cache. */
 export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   const entries: CacheEntry[] = [];
+  const warm: WarmDir[] = [];
   const staged: Digest[] = [];
   const buildpacks: BuildpackLayersMetadata[] = [];
   for (const bp of o.group) {
@@ -76,6 +79,8 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
         o.log.info(`Adding cache layer '${id}'`);
       }
       entries.push(entry);
+      if (content.fingerprint)
+        warm.push({ diffID: entry.diffID, dir: l.path, fingerprint: content.fingerprint });
       bpMd.layers![l.name] = {
         sha: entry.diffID,
         data: l.metadata,
@@ -127,7 +132,8 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   }
   // Fingerprints are not persisted: they name files on disk (ctime, inode), which the next build
   // will not have.
-  const result = await o.cache.commit({ metadata, layers: entries });
+  // The unpacked layer dirs go with it (moved): the build is over, its work dir is deleted next.
+  const result = await o.cache.commit({ metadata, layers: entries, ...(o.keepWarm ? { warm } : {}) });
   // Cache-only blobs were staged in the image store's blob dir (same file system, so the cache got
   // hard links); the store does not need them.
   const keep = new Set([...o.exported.values()].map((l) => l.digest));

@@ -18,6 +18,8 @@ import { acquireLock, type LockOptions } from './cache-lock.ts';
 //                                   the committed state and while committing a new one
 //   <dir>/cache.json                committed state: metadata + diffID -> blob + fingerprints
 //   <dir>/blobs/sha256/<hex>        layer blobs (content-addressed, never rewritten)
+//   <dir>/warm/<hex>/ + <hex>.json  the last build's unpacked copy of a layer (by diffID) and its
+//                                   fingerprint: an accelerator, claimed by rename, never shared
 //
 // Crash safety: a commit first places every new blob, then replaces cache.json by rename, and only
 // then deletes blobs the new state no longer names. Killed at any point, the directory holds either
@@ -61,7 +63,21 @@ export interface CacheSnapshot {
   layer(diffID: string): CachedLayer | undefined;
   /** The stored (compressed) blob of `diffID`, verified against its digest as it is read. */
   open(diffID: string): Promise<Readable>;
+  /**
+   * claimWarm moves the unpacked directory of `diffID` kept by an earlier build to `dest`, when
+   * there is one and `fingerprint(dir)` still gives what it had when kept (nothing touched it).
+   * Returns false otherwise (then extract from the blob). Optional: only a volume cache has it.
+   */
+  claimWarm?(diffID: string, dest: string, fingerprint: (dir: string) => Promise<string>): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** An unpacked layer directory a build hands to the cache to keep for the next build. */
+export interface WarmDir {
+  readonly diffID: string;
+  readonly dir: string;
+  /** Its fingerprint now (see layer-reuse), checked again before it is handed out. */
+  readonly fingerprint: string;
 }
 
 /** A layer to keep in the cache at commit. */
@@ -77,6 +93,11 @@ export interface CacheEntry extends CachedLayer {
 export interface CommitInput {
   readonly metadata: CacheMetadata;
   readonly layers: readonly CacheEntry[];
+  /**
+   * Unpacked layer dirs to keep next to the blobs (moved, never copied; skipped when on another
+   * file system), so the next build renames them into place instead of extracting.
+   */
+  readonly warm?: readonly WarmDir[];
   /** Fingerprints to remember (merged over the committed ones, bounded). */
   readonly fingerprints?: Readonly<Record<string, CachedLayer>>;
 }
@@ -169,7 +190,7 @@ export class VolumeCache implements LayerCache {
    * `clear`, the cache reads as empty (`--clear-cache`); the next commit then replaces it.
    */
   async snapshot(opts: { clear?: boolean } = {}): Promise<CacheSnapshot> {
-    if (opts.clear) return snapshotOf(emptyState(), new Map());
+    if (opts.clear) return snapshotOf(emptyState(), new Map(), undefined);
     return this.#withLock(async () => {
       const state = await this.#readState();
       const handles = new Map<string, FileHandle>();
@@ -180,7 +201,7 @@ export class VolumeCache implements LayerCache {
           delete state.layers[diffID]; // blob lost (disk cleaner?): treat as not cached
         }
       }
-      return snapshotOf(state, handles);
+      return snapshotOf(state, handles, path.join(this.dir, 'warm'));
     });
   }
 
@@ -219,9 +240,25 @@ export class VolumeCache implements LayerCache {
       }
       await this.#hooks.beforeCommit?.();
       await fs.rename(tmp, path.join(this.dir, STATE_FILE));
+      for (const w of input.warm ?? []) if (next.layers[w.diffID]) await this.#keepWarm(w);
       const pruned = await this.#prune(next);
       return { added, reused, pruned };
     });
+  }
+
+  async #keepWarm(w: WarmDir): Promise<void> {
+    const warm = path.join(this.dir, 'warm');
+    const hex = w.diffID.slice(w.diffID.indexOf(':') + 1);
+    await fs.mkdir(warm, { recursive: true, mode: 0o755 });
+    await fs.rm(path.join(warm, hex), { recursive: true, force: true });
+    try {
+      // The json first: a dir without one is never handed out (and is pruned).
+      await fs.writeFile(path.join(warm, `${hex}.json`), JSON.stringify({ fingerprint: w.fingerprint }));
+      await fs.rename(w.dir, path.join(warm, hex));
+    } catch {
+      // Another file system (EXDEV) or a race: the next build extracts from the blob instead.
+      await fs.rm(path.join(warm, `${hex}.json`), { force: true });
+    }
   }
 
   async #place(file: string, digest: Digest): Promise<void> {
@@ -264,6 +301,14 @@ export class VolumeCache implements LayerCache {
       const m = /^\.cache\.json\.(\d+)\./.exec(name);
       if (m && !pidAlive(Number(m[1]))) await fs.rm(path.join(this.dir, name), { force: true });
     }
+    const warm = path.join(this.dir, 'warm');
+    const keepDiffs = new Set(Object.keys(state.layers).map((d) => d.slice(d.indexOf(':') + 1)));
+    for (const name of await fs.readdir(warm).catch(() => [] as string[])) {
+      const hex = name.replace(/\.json$/, '');
+      const claimed = /^\.claimed-(\d+)-/.exec(name);
+      if (claimed ? !pidAlive(Number(claimed[1])) : !keepDiffs.has(hex))
+        await fs.rm(path.join(warm, name), { recursive: true, force: true });
+    }
     return pruned;
   }
 }
@@ -291,7 +336,11 @@ function boundedMerge(
   return merged;
 }
 
-function snapshotOf(state: CacheState, handles: Map<string, FileHandle>): CacheSnapshot {
+function snapshotOf(
+  state: CacheState,
+  handles: Map<string, FileHandle>,
+  warmDir: string | undefined,
+): CacheSnapshot {
   const layerOf = (diffID: string): CachedLayer | undefined => {
     const l = state.layers[diffID];
     return l && handles.has(diffID) ? { diffID: diffID as Digest, ...l } : undefined;
@@ -310,6 +359,36 @@ function snapshotOf(state: CacheState, handles: Map<string, FileHandle>): CacheS
       s.on('error', (e) => v.destroy(e));
       return s.pipe(v);
     },
+    ...(warmDir
+      ? {
+          async claimWarm(diffID: string, dest: string, fingerprint: (dir: string) => Promise<string>) {
+            if (!layerOf(diffID)) return false;
+            const hex = diffID.slice(diffID.indexOf(':') + 1);
+            const claimed = path.join(warmDir, `.claimed-${process.pid}-${randomBytes(4).toString('hex')}`);
+            let expected: string;
+            try {
+              expected = (
+                JSON.parse(await fs.readFile(path.join(warmDir, `${hex}.json`), 'utf8')) as {
+                  fingerprint: string;
+                }
+              ).fingerprint;
+              // rename is the claim: of two builds, one gets the directory, the other ENOENT.
+              await fs.rename(path.join(warmDir, hex), claimed);
+            } catch {
+              return false;
+            }
+            try {
+              if ((await fingerprint(claimed)) !== expected) return false;
+              await fs.rename(claimed, dest);
+              return true;
+            } catch {
+              return false;
+            } finally {
+              await fs.rm(claimed, { recursive: true, force: true });
+            }
+          },
+        }
+      : {}),
     async close() {
       for (const h of handles.values()) await h.close().catch(() => {});
       handles.clear();

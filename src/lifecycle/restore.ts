@@ -113,10 +113,10 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
           continue;
         }
         try {
-          await restoreContents(o, bp, name, md.sha, scratch);
+          const how = await restoreContents(o, bp, name, md.sha, scratch);
           await writeLayerToml(path.join(bpDir, `${name}.toml`), data);
           restored.push(id);
-          o.log.info(`Restoring data for '${id}' from cache`);
+          o.log.info(`Restoring data for '${id}' from cache${how === 'warm' ? ' (kept unpacked)' : ''}`);
         } catch (e) {
           await fs.rm(path.join(bpDir, name), { recursive: true, force: true });
           o.log.warn?.(`Skipping restore of '${id}': ${(e as Error).message}`);
@@ -178,23 +178,30 @@ async function restoreContents(
   name: string,
   diffID: string,
   scratch: string,
-): Promise<void> {
+): Promise<'warm' | 'extracted'> {
   const cached = o.cache!.layer(diffID)!;
+  const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${name}`;
+  const dst = path.join(o.layersDir, escapeId(bp.id), name);
+  const fingerprint = async (dir: string) =>
+    fingerprintEntries(await walk(dir, { prefix: rel, uid: o.uid, gid: o.gid }), dir, rel, o.settings);
+  await fs.rm(dst, { recursive: true, force: true });
+  // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
+  if (await o.cache!.claimWarm?.(diffID, dst, fingerprint)) {
+    o.fingerprints.set(await fingerprint(dst), cached);
+    return 'warm';
+  }
   // The cached tar holds `layers/<bp>/<name>/...` (the exporter's paths): unpack it aside and move
   // the layer directory into place, so nothing half-extracted is ever seen at the real path.
   const tmp = path.join(scratch, `${escapeId(bp.id)}-${name}`);
   await fs.rm(tmp, { recursive: true, force: true });
   await extract(await o.cache!.open(diffID), tmp);
-  const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${name}`;
   const src = path.join(tmp, ...rel.split('/'));
-  const dst = path.join(o.layersDir, escapeId(bp.id), name);
-  await fs.rm(dst, { recursive: true, force: true });
   await fs.mkdir(src, { recursive: true });
   await fs.rename(src, dst);
   // The build user owns its layers; owners are set before fingerprinting (chown changes ctimes).
   await chownTree(dst, o.uid, o.gid);
   // Remember what this directory is, so export and cache recognise it untouched without tarring.
-  const entries = await walk(dst, { prefix: rel, uid: o.uid, gid: o.gid });
-  const fp = await fingerprintEntries(entries, dst, rel, o.settings);
+  const fp = await fingerprint(dst);
   o.fingerprints.set(fp, cached);
+  return 'extracted';
 }

@@ -63,6 +63,8 @@ describe('kiln build end to end', () => {
     const text = second.log.lines.join('\n');
     assert.match(text, /runtime: reusing cached layer/);
     assert.match(text, /deps: download cache hit/);
+    // The previous build's unpacked copies were renamed into place, not extracted.
+    assert.match(text, /Restoring data for 'e2e\/runtime:runtime' from cache \(kept unpacked\)/);
     assert.match(text, /Reusing layer 'e2e\/runtime:runtime'/);
     assert.match(text, /Reusing cache layer 'e2e\/deps:downloads'/);
     // The runtime layer's SBOM (written by the buildpack only when it made the layer) came back.
@@ -76,6 +78,31 @@ describe('kiln build end to end', () => {
     assert.ok(tar.includes(Buffer.from('layers/sbom/launch/buildpacksio_lifecycle/launcher/sbom.spdx.json')));
     assert.ok(tar.includes(Buffer.from('layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json')));
     assert.ok(tar.includes(Buffer.from('e2e-base-files')));
+  });
+
+  test('a kept unpacked layer that was tampered with is not used: the layer comes from its blob', async () => {
+    const app = await w.app('tamper', 'tamper');
+    const first = await w.build(app, 'e2e-tamper');
+    const warm = path.join(w.root, 'cache', 'e2e_tamper', 'warm');
+    const dirs = (await fs.readdir(warm)).filter((n) => !n.endsWith('.json'));
+    assert.equal(dirs.length, 2, 'runtime and downloads kept unpacked');
+    for (const d of dirs) {
+      const f = (await fs.readdir(path.join(warm, d), { recursive: true })).find(
+        (x) => x.endsWith('hello') || x.endsWith('archive'),
+      )!;
+      const p = path.join(warm, d, f);
+      const st = await fs.stat(p);
+      const body = await fs.readFile(p);
+      body[0] = body[0]! ^ 1; // same size, same mtime: only the ctime tells
+      await fs.writeFile(p, body);
+      await fs.utimes(p, st.atime, st.mtime);
+    }
+    const second = await w.build(app, 'e2e-tamper');
+    const text = second.log.lines.join('\n');
+    assert.doesNotMatch(text, /kept unpacked/);
+    assert.match(text, /Restoring data for 'e2e\/runtime:runtime' from cache/);
+    assert.equal(second.digest, first.digest);
+    assert.equal(second.stats.compressed, 0);
   });
 
   test('changing one app file changes only the app layer', async () => {

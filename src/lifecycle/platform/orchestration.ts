@@ -489,6 +489,7 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
           snapshot: snapshot!,
           reuse,
           exported: exported.layers,
+          keepWarm: true,
           uid,
           gid,
           log,
