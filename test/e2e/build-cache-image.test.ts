@@ -36,11 +36,12 @@ test('--cache-image keeps the layer cache in a registry: a rebuild restores from
   assert.equal(second.digest, first.digest);
   assert.equal(second.stats.compressed, 0);
 
-  // A changed dependency replaces the cache layer; the unchanged one is kept (not uploaded again).
+  // A changed dependency replaces its cache layer; the unchanged one and the SBOM layer are kept
+  // (not uploaded again).
   await fs.writeFile(path.join(app, 'deps.txt'), 'left-pad@2');
   const third = await w.build(app, 'e2e-cache-image', { layerCache: cache() });
   assert.match(
     third.log.lines.join('\n'),
-    /Cache .*e2e\/cache:build: 1 layer\(s\) added, 1 reused, 1 pruned/,
+    /Cache .*e2e\/cache:build: 1 layer\(s\) added, 2 reused, 1 pruned/,
   );
 });
