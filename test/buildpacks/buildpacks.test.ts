@@ -226,6 +226,26 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
     assert.deepEqual([(await stat(nodeBin)).ino, (await stat(marker)).ino], before);
   });
 
+  test('offline (registry unreachable), the cached Node.js, npm and node_modules are used', async () => {
+    const offline = { npm_config_registry: 'http://127.0.0.1:9/' };
+    const engine = await build('nodejs-engine', { ...o, env: offline, plan: ['node', 'npm'] });
+    assert.equal(engine.code, 0, engine.stdout + engine.stderr);
+    assert.match(
+      engine.stdout,
+      /the registry is unreachable \(.*ECONNREFUSED.*\); reusing the cached Node\.js 22\./,
+    );
+    const npm = await build('npm-install', { ...o, env: offline, path: buildPath(o), plan: ['node', 'npm'] });
+    assert.equal(npm.code, 0, npm.stdout + npm.stderr);
+    assert.deepEqual(
+      plain(await readFile(path.join(o.layers, 'kiln_nodejs-engine', 'node.toml'), 'utf8')).types,
+      {
+        build: true,
+        cache: true,
+        launch: true,
+      },
+    );
+  });
+
   test('a lock file change rebuilds node_modules only', async () => {
     const nodeBin = path.join(o.layers, 'kiln_nodejs-engine', 'node', 'bin', 'node');
     const nodeIno = (await stat(nodeBin)).ino;

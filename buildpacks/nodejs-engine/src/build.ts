@@ -1,5 +1,6 @@
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import semver from 'semver';
 import { buildContext } from '../../_shared/context.ts';
 import { exists } from '../../_shared/fsutil.ts';
 import { previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
@@ -37,6 +38,8 @@ main(async () => {
   try {
     packument = await fetchPackument(registry, nodePackage, ctx.env);
   } catch (err) {
+    // Offline (e.g. --network none): a cached Node.js that still satisfies the request is used.
+    if (await reuseOffline(ctx.layersDir, request, wantsNpm, (err as Error).message)) return 0;
     throw new BuildpackFailure(`reading the Node.js versions (${nodePackage}): ${(err as Error).message}`);
   }
   let version: string | undefined;
@@ -58,6 +61,31 @@ main(async () => {
   return 0;
 });
 
+const NODE_TYPES = { build: true, launch: true, cache: true };
+const HEADER_TYPES = { build: true, cache: true, launch: false };
+const NPM_TYPES = { build: true, cache: true, launch: false };
+
+/** reuseOffline keeps the cached layers when the registry is unreachable and they still fit. */
+async function reuseOffline(
+  layersDir: string,
+  request: VersionRequest,
+  wantsNpm: boolean,
+  why: string,
+): Promise<boolean> {
+  const node = await previousLayer(layersDir, 'node');
+  const headers = await previousLayer(layersDir, 'node-headers');
+  const npm = await previousLayer(layersDir, 'npm');
+  const version = String(node?.metadata.version ?? '');
+  if (!node?.hasContents || !headers?.hasContents || !version) return false;
+  if (request.range !== undefined && !semver.satisfies(version, request.range)) return false;
+  if (wantsNpm && !npm?.hasContents) return false;
+  log(`  the registry is unreachable (${why}); reusing the cached Node.js ${version}`);
+  await writeLayerToml(layersDir, 'node', NODE_TYPES, node.metadata);
+  await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, headers.metadata);
+  if (wantsNpm && npm) await writeLayerToml(layersDir, 'npm', NPM_TYPES, npm.metadata);
+  return true;
+}
+
 async function contributeNode(
   layersDir: string,
   registry: NonNullable<Awaited<ReturnType<typeof npmRegistry>>>,
@@ -66,10 +94,10 @@ async function contributeNode(
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   const metadata = { version: meta.version, integrity: meta.dist.integrity ?? '' };
-  const types = { build: true, launch: true, cache: true };
+  const types = NODE_TYPES;
   // The headers (include/, 65 MB, mostly OpenSSL) are only needed to compile native addons: they
   // live in a build + cache layer that node-gyp finds through npm_config_nodedir.
-  const headerTypes = { build: true, cache: true, launch: false };
+  const headerTypes = HEADER_TYPES;
   const prev = await previousLayer(layersDir, 'node');
   const prevHeaders = await previousLayer(layersDir, 'node-headers');
   const same = (p: typeof prev) =>
@@ -112,13 +140,21 @@ async function contributeNpm(
   nodeVersion: string,
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
+  const pinned = env.BP_NPM_VERSION;
+  // npm only runs the build: the cached one is kept while the Node.js version is the same, which
+  // spares a download of npm's (large) registry document on every build.
+  const cached = await previousLayer(layersDir, 'npm');
+  if (!pinned && cached?.hasContents && cached.metadata.node === nodeVersion && cached.metadata.version) {
+    log(`  reusing the cached npm ${String(cached.metadata.version)} layer`);
+    await writeLayerToml(layersDir, 'npm', NPM_TYPES, cached.metadata);
+    return;
+  }
   let packument: Awaited<ReturnType<typeof fetchPackument>>;
   try {
     packument = await fetchPackument(registry, 'npm', env);
   } catch (err) {
     throw new BuildpackFailure(`reading the npm versions: ${(err as Error).message}`);
   }
-  const pinned = env.BP_NPM_VERSION;
   const version = pinned
     ? resolveVersion(Object.keys(packument.versions), { range: pinned, source: 'BP_NPM_VERSION' })
     : newestForNode(Object.values(packument.versions), nodeVersion);
@@ -128,8 +164,8 @@ async function contributeNpm(
     );
   const meta = packument.versions[version]!;
   // npm is needed to build, not to run: a build + cache layer keeps it out of the app image.
-  const metadata = { version, integrity: meta.dist.integrity ?? '' };
-  const types = { build: true, cache: true, launch: false };
+  const metadata = { version, integrity: meta.dist.integrity ?? '', node: nodeVersion };
+  const types = NPM_TYPES;
   const prev = await previousLayer(layersDir, 'npm');
   if (
     prev?.hasContents &&
