@@ -19,6 +19,7 @@ export interface CommandModule {
 const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   image: () => import('./commands/image.ts'),
   build: () => import('./commands/build.ts'),
+  buildpack: () => import('./commands/buildpack.ts'),
   builder: () => import('./commands/builder.ts'),
   config: () => import('./commands/config.ts'),
   run: () => import('./commands/run.ts'),

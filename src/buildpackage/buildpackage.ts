@@ -1,0 +1,336 @@
+import { createReadStream } from 'node:fs';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  type BuildpackSource,
+  buildpackLayer,
+  buildpackPath,
+  layerLabelEntry,
+  readBuildpackSource,
+} from '../builder/buildpack-source.ts';
+import type { Order } from '../cnb/buildpack-toml.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { extract } from '../layers/extract.ts';
+import type { BlobStore } from '../layout/blob-store.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import type { Compression } from '../oci/media-types.ts';
+import { DEFAULT_EPOCH, imageFrom, isoOfEpoch } from '../oci/memory.ts';
+import type { History } from '../oci/schema.ts';
+import type { BuildpackUri, PackageConfig } from './package-config.ts';
+
+/** Label keys of a buildpackage (CNB distribution spec). */
+export const BuildpackageLabel = {
+  Metadata: 'io.buildpacks.buildpackage.metadata',
+  Layers: 'io.buildpacks.buildpack.layers',
+} as const;
+
+/** An entry of `io.buildpacks.buildpack.layers`: `{id: {version: LayerEntry}}`. */
+export interface LayerEntry {
+  readonly api?: string;
+  readonly stacks?: readonly { id: string; mixins?: string[] }[];
+  readonly targets?: readonly unknown[];
+  readonly order?: Order;
+  readonly layerDiffID: string;
+  readonly homepage?: string;
+  readonly name?: string;
+}
+export type LayersLabel = Record<string, Record<string, LayerEntry>>;
+
+/** What `io.buildpacks.buildpackage.metadata` says: the entry buildpack. */
+export interface BuildpackageMetadata {
+  readonly id: string;
+  readonly version: string;
+  readonly name?: string;
+  readonly homepage?: string;
+  readonly stacks?: readonly { id: string; mixins?: string[] }[];
+  readonly targets?: readonly unknown[];
+}
+
+/** One buildpack inside a package: its layer and its label entry. */
+interface Module {
+  readonly id: string;
+  readonly version: string;
+  readonly layer: Layer;
+  readonly entry: LayerEntry;
+}
+
+/** Options of createBuildpackage. */
+export interface CreateBuildpackageOptions {
+  /** Where new buildpack layers are written (the store or layout the package is saved to). */
+  readonly store: BlobStore;
+  /** Opens a buildpackage image named by a uri (`docker://`, `oci:`, a `.cnb` file, a name). */
+  readonly openImage: (uri: BuildpackUri & { kind: 'image' | 'cnb' }) => Promise<Image>;
+  /** Scratch space for unpacking .tgz buildpacks (removed before returning). */
+  readonly tmpDir: string;
+  /** SOURCE_DATE_EPOCH (seconds); default 1980-01-01T00:00:01Z. */
+  readonly epoch?: number;
+  readonly compression?: Compression;
+  /** Architecture of the config when the buildpack does not pin one (default amd64). */
+  readonly arch?: string;
+}
+
+/** Buildpackage is a created buildpackage image and what it holds. */
+export interface Buildpackage {
+  readonly image: Image;
+  readonly metadata: BuildpackageMetadata;
+  /** Every buildpack in the package, sorted by id then version. */
+  readonly buildpacks: readonly { readonly id: string; readonly version: string }[];
+}
+
+const byIdVersion = (a: { id: string; version: string }, b: { id: string; version: string }) =>
+  a.id === b.id ? (a.version < b.version ? -1 : a.version > b.version ? 1 : 0) : a.id < b.id ? -1 : 1;
+
+/**
+ * readBuildpackageLabels reads the two buildpackage labels of `image`; `what` names it in errors.
+ * An image without them is not a buildpackage.
+ */
+export async function readBuildpackageLabels(
+  image: Image,
+  what: string,
+): Promise<{ metadata: BuildpackageMetadata; layers: LayersLabel }> {
+  const labels = (await image.configFile()).config?.Labels ?? {};
+  const parse = <T>(key: string): T => {
+    const raw = labels[key];
+    if (raw === undefined)
+      throw new KilnError(`${what}: not a buildpackage: label ${key} missing`, ExitCode.InvalidArgs);
+    try {
+      return JSON.parse(raw) as T;
+    } catch {
+      throw new KilnError(`${what}: label ${key} is not valid JSON`, ExitCode.InvalidArgs);
+    }
+  };
+  const metadata = parse<BuildpackageMetadata>(BuildpackageLabel.Metadata);
+  if (typeof metadata.id !== 'string' || typeof metadata.version !== 'string')
+    throw new KilnError(
+      `${what}: label ${BuildpackageLabel.Metadata} has no id and version`,
+      ExitCode.InvalidArgs,
+    );
+  return { metadata, layers: parse<LayersLabel>(BuildpackageLabel.Layers) };
+}
+
+/** modulesOfImage lists the buildpacks of a buildpackage (or builder) with their layers. */
+async function modulesOfImage(
+  image: Image,
+  what: string,
+): Promise<{ entry: BuildpackageMetadata; modules: Module[] }> {
+  const { metadata, layers: label } = await readBuildpackageLabels(image, what);
+  const layers = await image.layers();
+  const byDiffID = new Map<string, Layer>();
+  for (const l of layers) byDiffID.set(await l.diffID(), l);
+  const modules: Module[] = [];
+  for (const [id, versions] of Object.entries(label)) {
+    for (const [version, entry] of Object.entries(versions)) {
+      const layer = byDiffID.get(entry.layerDiffID);
+      if (!layer)
+        throw new KilnError(
+          `${what}: buildpack ${id}@${version}: layer ${entry.layerDiffID} is not in the image`,
+        );
+      modules.push({ id, version, layer, entry });
+    }
+  }
+  return { entry: metadata, modules };
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * createBuildpackage makes a buildpackage image from a package.toml (CNB distribution spec):
+ * one layer per buildpack holding `/cnb/buildpacks/<escaped id>/<version>/` (the builder's
+ * layer shape, src/builder/buildpack-source.ts), sorted by id then version; labels
+ * `io.buildpacks.buildpackage.metadata` (the entry buildpack) and `io.buildpacks.buildpack.layers`.
+ * Buildpacks from other buildpackages keep their layers as they are (never re-tarred). A composite
+ * buildpack's order must be satisfied by the package. Same inputs, same digest.
+ */
+export async function createBuildpackage(
+  config: PackageConfig,
+  opts: CreateBuildpackageOptions,
+): Promise<Buildpackage> {
+  const epoch = opts.epoch ?? DEFAULT_EPOCH;
+  const write = { store: opts.store, epoch, compression: opts.compression ?? 'gzip' } as const;
+  const modules = new Map<string, Module>();
+  const add = (m: Module, where: string) => {
+    const key = `${m.id}@${m.version}`;
+    const have = modules.get(key);
+    if (have && have.entry.layerDiffID !== m.entry.layerDiffID)
+      throw new KilnError(
+        `${config.file}: ${where}: buildpack ${key} is already in the package with different content`,
+        ExitCode.InvalidArgs,
+      );
+    if (!have) modules.set(key, m);
+  };
+  let scratch: string | undefined;
+  const unpackTgz = async (file: string, where: string): Promise<string> => {
+    scratch ??= await mkdtemp(path.join(opts.tmpDir, 'kiln-buildpackage-'));
+    const dir = await mkdtemp(path.join(scratch, 'bp-'));
+    try {
+      await extract(createReadStream(file), dir, { special: 'skip' });
+    } catch (e) {
+      throw new KilnError(
+        `${config.file}: ${where}: cannot unpack ${file}: ${(e as Error).message}`,
+        ExitCode.InvalidArgs,
+      );
+    }
+    return dir;
+  };
+  // Reads one uri: a buildpack source (directory, .tgz) or a buildpackage (image, .cnb).
+  const load = async (
+    uri: BuildpackUri,
+    where: string,
+  ): Promise<{ source: BuildpackSource } | { entry: BuildpackageMetadata; modules: Module[] }> => {
+    if (uri.kind === 'dir' || uri.kind === 'tgz') {
+      const dir = uri.kind === 'dir' ? uri.dir : await unpackTgz(uri.file, where);
+      if (uri.kind === 'dir' && !(await exists(uri.dir)))
+        throw new KilnError(`${config.file}: ${where}: ${uri.dir} does not exist`, ExitCode.InvalidArgs);
+      return { source: await readBuildpackSource(dir) };
+    }
+    if (uri.kind === 'cnb' && !(await exists(uri.file)))
+      throw new KilnError(`${config.file}: ${where}: ${uri.file} does not exist`, ExitCode.InvalidArgs);
+    const what = uri.kind === 'cnb' ? uri.file : uri.ref;
+    return modulesOfImage(await opts.openImage(uri), `${config.file}: ${where}: ${what}`);
+  };
+  const moduleOf = async (src: BuildpackSource): Promise<Module> => {
+    const layer = await buildpackLayer(src, write);
+    const isComposite = Boolean(src.descriptor.order?.length);
+    const entry = layerLabelEntry(src, await layer.diffID(), !isComposite) as unknown as LayerEntry;
+    return { id: src.id, version: src.version, layer, entry };
+  };
+
+  try {
+    let entry: BuildpackageMetadata;
+    const main = await load(config.buildpack, 'buildpack.uri');
+    if ('source' in main) {
+      const d = main.source.descriptor;
+      add(await moduleOf(main.source), 'buildpack.uri');
+      entry = {
+        id: d.buildpack.id,
+        version: d.buildpack.version,
+        ...(d.buildpack.name ? { name: d.buildpack.name } : {}),
+        ...(d.buildpack.homepage ? { homepage: d.buildpack.homepage } : {}),
+      };
+    } else {
+      for (const m of main.modules) add(m, 'buildpack.uri');
+      entry = main.entry;
+    }
+    for (const [i, dep] of config.dependencies.entries()) {
+      const where = `dependencies[${i}]`;
+      const got = await load(dep, where);
+      if ('source' in got) add(await moduleOf(got.source), where);
+      else for (const m of got.modules) add(m, where);
+    }
+
+    const top = modules.get(`${entry.id}@${entry.version}`)!;
+    checkOrder(top, modules, config.file);
+    const stacks = top.entry.stacks ?? (top.entry.order ? compositeStacks(top, modules) : undefined);
+    const metadata: BuildpackageMetadata = {
+      ...entry,
+      ...(stacks?.length ? { stacks } : {}),
+      ...(top.entry.targets?.length ? { targets: top.entry.targets } : {}),
+    };
+    const sorted = [...modules.values()].sort(byIdVersion);
+    const label: LayersLabel = {};
+    for (const m of sorted) {
+      label[m.id] ??= {};
+      label[m.id]![m.version] = m.entry;
+    }
+    const created = isoOfEpoch(epoch);
+    const history: History[] = sorted.map((m) => ({
+      created,
+      created_by: `kiln buildpack package: buildpack ${m.id}@${m.version}`,
+    }));
+    const image = imageFrom({
+      config: {
+        architecture: archOf(top.entry.targets) ?? opts.arch ?? 'amd64',
+        os: config.os,
+        created,
+        config: {
+          Labels: {
+            [BuildpackageLabel.Metadata]: JSON.stringify(metadata),
+            [BuildpackageLabel.Layers]: JSON.stringify(label),
+          },
+        },
+        history,
+      },
+      layers: sorted.map((m) => m.layer),
+    });
+    return { image, metadata, buildpacks: sorted.map((m) => ({ id: m.id, version: m.version })) };
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+// The config architecture: the one every declared target names, if they agree.
+function archOf(targets: readonly unknown[] | undefined): string | undefined {
+  const arches = new Set((targets ?? []).map((t) => (t as { arch?: string }).arch));
+  if (arches.size !== 1) return undefined;
+  return [...arches][0] || undefined;
+}
+
+/** A composite's order must name buildpacks the package carries (as pack checks). */
+function checkOrder(top: Module, modules: ReadonlyMap<string, Module>, file: string): void {
+  for (const [gi, g] of (top.entry.order ?? []).entries()) {
+    for (const [ei, e] of g.group.entries()) {
+      const found = e.version
+        ? modules.has(`${e.id}@${e.version}`)
+        : [...modules.values()].some((m) => m.id === e.id);
+      if (!found)
+        throw new KilnError(
+          `${file}: buildpack ${top.id}@${top.version}: order[${gi}].group[${ei}]: ${e.id}${e.version ? `@${e.version}` : ''} is not in the package: add it to [[dependencies]]`,
+          ExitCode.InvalidArgs,
+        );
+    }
+  }
+}
+
+/**
+ * compositeStacks is what pack records for a composite without stacks of its own: the stack ids
+ * every component supports ("*" matches any). Components declaring targets instead leave it empty.
+ */
+function compositeStacks(top: Module, modules: ReadonlyMap<string, Module>): { id: string }[] | undefined {
+  let ids: Set<string> | undefined;
+  for (const g of top.entry.order ?? []) {
+    for (const e of g.group) {
+      const m = e.version
+        ? modules.get(`${e.id}@${e.version}`)
+        : [...modules.values()].find((x) => x.id === e.id);
+      if (!m?.entry.stacks?.length) return undefined;
+      const own = new Set(m.entry.stacks.map((s) => s.id));
+      if (!ids) ids = own;
+      else if (own.has('*')) continue;
+      else if (ids.has('*')) ids = own;
+      else ids = new Set([...ids].filter((i) => own.has(i)));
+    }
+  }
+  return ids ? [...ids].sort().map((id) => ({ id })) : undefined;
+}
+
+/**
+ * extractBuildpackage unpacks the buildpack layers of a buildpackage into `dest` and returns the
+ * directory of each buildpack (`dest/cnb/buildpacks/<escaped id>/<version>`), entry first.
+ * Files belong to the caller; modes are kept.
+ */
+export async function extractBuildpackage(
+  image: Image,
+  dest: string,
+  what: string,
+): Promise<{ metadata: BuildpackageMetadata; dirs: string[] }> {
+  const { entry, modules } = await modulesOfImage(image, what);
+  for (const m of modules) await extract(await m.layer.uncompressed(), dest, { special: 'skip' });
+  const dirs = modules
+    .sort((a, b) =>
+      a.id === entry.id && a.version === entry.version
+        ? -1
+        : b.id === entry.id && b.version === entry.version
+          ? 1
+          : byIdVersion(a, b),
+    )
+    .map((m) => path.join(dest, buildpackPath(m.id, m.version)));
+  for (const d of dirs)
+    if (!(await exists(path.join(d, 'buildpack.toml'))))
+      throw new KilnError(`${what}: ${path.relative(dest, d)}/buildpack.toml is not in its layer`);
+  return { metadata: entry, dirs };
+}

@@ -1,0 +1,213 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { readTar } from '../layers/tar-reader.ts';
+import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
+import { DigestVerifier } from '../layout/blob-store.ts';
+import { REF_NAME } from '../layout/layout.ts';
+import { compressionOfMagic, decompressor } from '../oci/compression.ts';
+import { type Digest, hexOf } from '../oci/digest.ts';
+import type { Image, Layer } from '../oci/image.ts';
+import { compressionOf, isIndexMediaType, MediaType } from '../oci/media-types.ts';
+import { DEFAULT_EPOCH, StoredImage } from '../oci/memory.ts';
+import { type Descriptor, IndexSchema, type Platform, parseJson } from '../oci/schema.ts';
+
+// An OCI image layout in one uncompressed tar: `oci-layout`, `index.json`, `blobs/sha256/…`.
+// It is what `pack buildpack package --format file` writes as a `.cnb` file and what skopeo
+// calls `oci-archive:`. Written in one streaming pass (no layout directory in between) with the
+// normalizing tar writer, so the same image gives the same bytes; read in place, by offset.
+
+const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
+
+function bytesEntry(p: string, bytes: Uint8Array): TarEntry {
+  const b = Buffer.from(bytes);
+  return {
+    path: p,
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: b.length,
+    open: () => Readable.from([b]),
+  };
+}
+
+const dirEntry = (p: string): TarEntry => ({ path: p, type: 'dir', mode: 0o755, uid: 0, gid: 0 });
+
+/**
+ * writeOciArchive writes `image` as an OCI layout tar at `file` (temp name + rename: a failure
+ * leaves nothing). `tag`, when given, becomes the manifest's ref name in index.json.
+ */
+export async function writeOciArchive(file: string, image: Image, tag?: string): Promise<Digest> {
+  const cfg = await image.configFile();
+  const rawManifest = await image.rawManifest();
+  const digest = await image.digest();
+  const platform: Platform = { os: cfg.os, architecture: cfg.architecture };
+  if (cfg.variant) platform.variant = cfg.variant;
+  const desc: Descriptor = {
+    mediaType: await image.mediaType(),
+    digest,
+    size: rawManifest.length,
+    platform,
+    ...(tag ? { annotations: { [REF_NAME]: tag } } : {}),
+  };
+  const index = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [desc] };
+  const blob = (d: string) => `blobs/sha256/${hexOf(d as Digest)}`;
+  const entries = new Map<string, TarEntry>();
+  for (const e of [
+    dirEntry('blobs'),
+    dirEntry('blobs/sha256'),
+    bytesEntry('oci-layout', Buffer.from(LAYOUT_FILE)),
+    bytesEntry('index.json', Buffer.from(JSON.stringify(index))),
+    bytesEntry(blob(digest), rawManifest),
+    bytesEntry(blob((await image.manifest()).config.digest), await image.rawConfig()),
+  ])
+    entries.set(e.path, e);
+  for (const layer of await image.layers()) {
+    const p = blob(await layer.digest());
+    if (entries.has(p)) continue; // the same layer twice is stored once
+    entries.set(p, {
+      path: p,
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: await layer.size(),
+      open: () => layer.compressed(),
+    });
+  }
+  const abs = path.resolve(file);
+  const temp = path.join(path.dirname(abs), `.${path.basename(abs)}.tmp-${randomBytes(4).toString('hex')}`);
+  try {
+    await pipeline(
+      Readable.from(tarChunks(entries.values(), { epoch: DEFAULT_EPOCH })),
+      createWriteStream(temp, { mode: 0o644 }),
+    );
+    await fs.rename(temp, abs);
+  } catch (e) {
+    await fs.rm(temp, { force: true });
+    throw e;
+  }
+  return digest;
+}
+
+interface Member {
+  readonly offset: number;
+  readonly size: number;
+}
+
+async function indexTar(file: string): Promise<Map<string, Member>> {
+  const head = Buffer.alloc(4);
+  const fh = await fs.open(file, 'r');
+  try {
+    await fh.read(head, 0, 4, 0);
+  } finally {
+    await fh.close();
+  }
+  if (compressionOfMagic(head) !== 'none')
+    throw new KilnError(`${file}: compressed; expected an uncompressed OCI layout tar`, ExitCode.InvalidArgs);
+  const members = new Map<string, Member>();
+  for await (const { header, offset } of readTar(createReadStream(file, { highWaterMark: 1 << 20 }))) {
+    if (header.type === 'file') members.set(header.path.replace(/^\.\//, ''), { offset, size: header.size });
+  }
+  return members;
+}
+
+/**
+ * readOciArchive opens the image in an OCI layout tar (a `.cnb` file) without unpacking it: the
+ * manifest is the only one in index.json, or the one tagged `tag`; an index is resolved to
+ * `platform` (default linux/amd64). Blobs are read by offset and verified against their digests.
+ */
+export async function readOciArchive(
+  file: string,
+  opts: { tag?: string; platform?: Platform } = {},
+): Promise<Image> {
+  let members: Map<string, Member>;
+  try {
+    members = await indexTar(file);
+  } catch (e) {
+    if (e instanceof KilnError) throw e;
+    throw new KilnError(`${file}: not a readable tar (${(e as Error).message})`, ExitCode.InvalidArgs);
+  }
+  const range = (m: Member): Readable =>
+    m.size === 0
+      ? Readable.from([])
+      : createReadStream(file, { start: m.offset, end: m.offset + m.size - 1 });
+  const member = (d: string): Member => {
+    const m = members.get(`blobs/sha256/${hexOf(d as Digest)}`);
+    if (!m) throw new KilnError(`${file}: blob ${d} is missing`, ExitCode.InvalidArgs);
+    return m;
+  };
+  const readBytes = async (m: Member): Promise<Buffer> => {
+    const chunks: Buffer[] = [];
+    for await (const c of range(m)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  };
+  const indexMember = members.get('index.json');
+  if (!indexMember || !members.has('oci-layout'))
+    throw new KilnError(
+      `${file}: not an OCI layout archive (no oci-layout or index.json)`,
+      ExitCode.InvalidArgs,
+    );
+  let index = parseJson(IndexSchema, await readBytes(indexMember), `index.json of ${file}`);
+  let desc: Descriptor | undefined =
+    opts.tag !== undefined
+      ? index.manifests.find((d) => d.annotations?.[REF_NAME] === opts.tag)
+      : index.manifests.length === 1
+        ? index.manifests[0]
+        : index.manifests.find((d) => d.annotations?.[REF_NAME] === 'latest');
+  if (!desc)
+    throw new KilnError(
+      `${file}: ${opts.tag !== undefined ? `no image tagged "${opts.tag}"` : `${index.manifests.length} images and none tagged "latest"`}`,
+      ExitCode.InvalidArgs,
+    );
+  const want = opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  for (let depth = 0; isIndexMediaType(desc.mediaType); depth++) {
+    if (depth > 4) throw new KilnError(`${file}: image indexes nested too deep`);
+    index = parseJson(IndexSchema, await readBytes(member(desc.digest)), `index ${desc.digest} of ${file}`);
+    desc = index.manifests.find(
+      (d) => d.platform?.os === want.os && d.platform.architecture === want.architecture,
+    );
+    if (!desc) throw new KilnError(`${file}: no image for ${want.os}/${want.architecture}`);
+  }
+  const rawManifest = await readBytes(member(desc.digest));
+  return new StoredImage({
+    rawManifest,
+    what: file,
+    rawConfig: async () => readBytes(member(configDigestOf(rawManifest))),
+    layers: async (manifest, config) =>
+      manifest.layers.map((d, i): Layer => {
+        const m = member(d.digest);
+        const compression = compressionOf(d.mediaType);
+        const verified = (): Readable => {
+          const r = range(m);
+          const v = new DigestVerifier(d.digest as Digest, `${file}: layer ${d.digest}`, d.size);
+          r.on('error', (e: Error) => v.destroy(e));
+          return r.pipe(v);
+        };
+        return {
+          mediaType: d.mediaType,
+          digest: async () => d.digest as Digest,
+          diffID: async () => config.rootfs.diff_ids[i]! as Digest,
+          size: async () => d.size,
+          compressed: async () => verified(),
+          uncompressed: async () => {
+            const z = decompressor(compression);
+            const r = verified();
+            r.on('error', (e: Error) => z.destroy(e));
+            return r.pipe(z);
+          },
+          ...(d.annotations ? { annotations: d.annotations } : {}),
+        };
+      }),
+  });
+}
+
+// StoredImage parses and checks the manifest; the config digest is needed before that.
+function configDigestOf(raw: Uint8Array): string {
+  return (JSON.parse(Buffer.from(raw).toString('utf8')) as { config: { digest: string } }).config.digest;
+}

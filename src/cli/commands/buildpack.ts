@@ -1,0 +1,206 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type Command, Option } from 'commander';
+import { createBuildpackage } from '../../buildpackage/buildpackage.ts';
+import { readOciArchive } from '../../buildpackage/oci-archive.ts';
+import {
+  type BuildpackUri,
+  type PackageConfig,
+  parseBuildpackUri,
+  readPackageConfig,
+} from '../../buildpackage/package-config.ts';
+import { parseTarget, scaffoldBuildpack } from '../../buildpackage/scaffold.ts';
+import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { BlobStore } from '../../layout/blob-store.ts';
+import { Layout } from '../../layout/layout.ts';
+import type { Image } from '../../oci/image.ts';
+import { ImageStore, storeNameOf } from '../../store/store.ts';
+import type { CliContext } from '../context.ts';
+import {
+  describeLocation,
+  type ImageIO,
+  type ImageLocation,
+  imageIO,
+  parseImageLocation,
+  readImage,
+  writeImageTo,
+} from '../image-ref.ts';
+
+// `kiln buildpack package` and `kiln buildpack new`, plus the one place where a buildpackage
+// named by a user (`--buildpack`, builder.toml `uri`, package.toml dependencies) is opened.
+
+/**
+ * openBuildpackageImage opens a buildpackage an argument names, or returns undefined when it
+ * names no image (then it is a buildpack id): an existing file is a `.cnb` (OCI layout tar);
+ * `oci:`, `docker://`, `docker-archive:` and `local:` are read as given; a bare name is the local
+ * store's image, else a registry image when its first part is a registry host (has a dot or a
+ * port, or is localhost) — pack's rule for telling images from ids.
+ */
+export async function openBuildpackageImage(ref: string, io: ImageIO): Promise<Image | undefined> {
+  const st = await stat(ref).catch(() => undefined);
+  if (st?.isFile()) return readOciArchive(path.resolve(ref), io.platform ? { platform: io.platform } : {});
+  if (st?.isDirectory()) return undefined;
+  if (/^(oci|docker-archive|local):/.test(ref) || ref.startsWith('docker://'))
+    return readImage(parseImageLocation(ref), io);
+  if (/^[A-Za-z0-9./-]+@[^@/]+$/.test(ref) && !ref.includes(':')) return undefined; // id@version
+  let loc: ImageLocation;
+  try {
+    loc = parseImageLocation(ref);
+  } catch {
+    return undefined;
+  }
+  if (loc.kind !== 'registry') return undefined;
+  const store = await ImageStore.open(io.storeDir);
+  const found = await store.find(ref).catch(() => undefined);
+  if (found) return found;
+  const first = ref.split('/')[0]!;
+  const hasRegistry =
+    ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  return hasRegistry ? readImage(loc, io) : undefined;
+}
+
+/** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
+async function openPackageUri(uri: BuildpackUri & { kind: 'image' | 'cnb' }, io: ImageIO): Promise<Image> {
+  if (uri.kind === 'cnb') return readOciArchive(uri.file);
+  const img = await openBuildpackageImage(uri.ref, io);
+  if (img) return img;
+  return readImage(parseImageLocation(uri.ref), io); // names its failure
+}
+
+interface PackageFlags {
+  config?: string;
+  path?: string;
+  publish?: boolean;
+  format: 'image' | 'file';
+  pathToOutput?: string;
+  target?: string;
+}
+
+/** archOf maps Node's process.arch to an OCI architecture. */
+function hostArch(): string {
+  return process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
+}
+
+/** register adds `kiln buildpack package` and `kiln buildpack new`. */
+export function register(program: Command, ctx: CliContext): void {
+  const bp = program.command('buildpack').description('package and scaffold buildpacks');
+
+  bp.command('package')
+    .description('package a buildpack (and a composite with its components) as a buildpackage')
+    .argument(
+      '<name>',
+      'image name (local store; with --publish a registry), oci:DIR[:TAG], or with --format file a .cnb file',
+    )
+    .option(
+      '-c, --config <file>',
+      'package.toml ([buildpack] uri, [[dependencies]] uri|image, [platform] os)',
+    )
+    .option('-p, --path <dir>', 'package the buildpack in this directory (instead of --config)')
+    .option('--publish', 'push the buildpackage to its registry')
+    .addOption(
+      new Option('-f, --format <format>', 'image or file (an OCI layout tar, .cnb)')
+        .choices(['image', 'file'])
+        .default('image'),
+    )
+    .option('--path-to-output <file>', 'with --format file: where to write the .cnb (default: NAME)')
+    .option('--target <os/arch>', 'architecture of the package config when the buildpack does not pin one')
+    .action(async (name: string, flags: PackageFlags) => {
+      const { settings, log } = ctx;
+      if (flags.config && flags.path)
+        throw new KilnError('--config and --path exclude each other: pick one', ExitCode.InvalidArgs);
+      if (flags.publish && flags.format === 'file')
+        throw new KilnError('--publish and --format file exclude each other', ExitCode.InvalidArgs);
+      if (flags.pathToOutput && flags.format !== 'file')
+        throw new KilnError('--path-to-output needs --format file', ExitCode.InvalidArgs);
+      const config: PackageConfig = flags.config
+        ? await readPackageConfig(path.resolve(flags.config))
+        : {
+            file: '--path',
+            buildpack: parseBuildpackUri(path.resolve(flags.path ?? '.'), process.cwd(), '--path'),
+            dependencies: [],
+            os: 'linux',
+          };
+      const arch = flags.target ? (parseTarget(flags.target).arch ?? hostArch()) : hostArch();
+      const progress = log.progress();
+      const io = imageIO(settings, log, { progress });
+      const tmp = await mkdtemp(path.join(settings.env.TMPDIR ?? tmpdir(), 'kiln-package-'));
+      try {
+        // Where new layers are written: straight into the destination's blobs when it has some.
+        let dest: ImageLocation | { kind: 'file'; file: string };
+        if (flags.format === 'file') {
+          const out = path.resolve(flags.pathToOutput ?? (path.extname(name) ? name : `${name}.cnb`));
+          dest = { kind: 'file', file: out };
+        } else {
+          const loc = parseImageLocation(name);
+          dest =
+            loc.kind === 'registry' && !flags.publish && !name.startsWith('docker://')
+              ? { kind: 'local', name }
+              : loc;
+        }
+        const blobs =
+          dest.kind === 'local'
+            ? (await ImageStore.open(io.storeDir)).blobs
+            : dest.kind === 'oci'
+              ? (await Layout.init(dest.dir)).blobs
+              : new BlobStore(path.join(tmp, 'blobs-root'));
+        const pkg = await createBuildpackage(config, {
+          store: blobs,
+          openImage: (uri) => openPackageUri(uri, io),
+          tmpDir: tmp,
+          arch,
+          ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
+        });
+        let digest: string;
+        let where: string;
+        if (dest.kind === 'file') {
+          const { writeOciArchive } = await import('../../buildpackage/oci-archive.ts');
+          digest = await writeOciArchive(dest.file, pkg.image);
+          where = dest.file;
+        } else {
+          digest = await writeImageTo(dest, pkg.image, io);
+          where = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
+        }
+        progress.end();
+        log.info(
+          `Successfully created buildpackage ${where}: ${pkg.metadata.id}@${pkg.metadata.version} (${pkg.buildpacks
+            .map((b) => `${b.id}@${b.version}`)
+            .join(', ')})`,
+        );
+        ctx.stdout.write(`${digest}\n`);
+      } finally {
+        progress.end();
+        await rm(tmp, { recursive: true, force: true });
+      }
+    });
+
+  bp.command('new')
+    .description('scaffold a bash buildpack (buildpack.toml, bin/detect, bin/build, README.md, package.toml)')
+    .argument('<id>', 'buildpack id, e.g. example/hello')
+    .option('--path <dir>', 'directory to create (default: ./<id with / replaced by _>)')
+    .option('-a, --api <version>', 'Buildpack API', '0.12')
+    .option('-V, --buildpack-version <version>', "buildpack version (--version is kiln's own)", '0.0.1')
+    .option(
+      '-t, --targets <os/arch>',
+      'target the buildpack supports (repeatable; default linux/amd64)',
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
+    .action(
+      async (
+        id: string,
+        flags: { path?: string; api: string; buildpackVersion: string; targets: string[] },
+      ) => {
+        const dir = path.resolve(flags.path ?? id.replaceAll('/', '_'));
+        const targets = (flags.targets.length ? flags.targets : ['linux/amd64']).map(parseTarget);
+        const files = await scaffoldBuildpack({
+          id,
+          dir,
+          api: flags.api,
+          version: flags.buildpackVersion,
+          targets,
+        });
+        ctx.log.info(`Created buildpack ${id} in ${dir}: ${files.join(', ')}`);
+      },
+    );
+}
