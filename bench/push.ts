@@ -88,7 +88,16 @@ try {
 
   const kilnTimes: number[] = [];
   const skopeoTimes: number[] = [];
+  const kilnCpu: number[] = [];
+  const skopeoCpu: number[] = [];
   let rss = 0;
+  let skopeoRss = 0;
+  // GNU time's figures: CPU seconds (user + sys) and peak RSS, printed on stderr.
+  const usage = (out: string) => {
+    const m = /CPU=([\d.]+)\+([\d.]+) MAXRSS_KB=(\d+)/.exec(out);
+    return m ? { cpu: Number(m[1]) + Number(m[2]), rss: Number(m[3]) } : { cpu: Number.NaN, rss: 0 };
+  };
+  const TIME_FMT = 'CPU=%U+%S MAXRSS_KB=%M';
   for (let r = 0; r < rounds; r++) {
     for (const tool of r % 2 === 0 ? ['kiln', 'skopeo'] : ['skopeo', 'kiln']) {
       const reg = await startRegistry();
@@ -98,26 +107,34 @@ try {
           const t = await timed(async () => {
             const res = await run(
               '/usr/bin/time',
-              ['-f', 'MAXRSS_KB=%M', kilnBin, '-q', 'image', 'copy', src, `${reg.host}/bench/app:v1`],
-              {
-                env,
-              },
+              ['-f', TIME_FMT, kilnBin, '-q', 'image', 'copy', src, `${reg.host}/bench/app:v1`],
+              { env },
             );
             out = res.stdout + res.stderr;
           });
           if (!out.includes(digest)) throw new Error(`kiln pushed something else: ${out}`);
-          rss = Math.max(rss, Number(/MAXRSS_KB=(\d+)/.exec(out)?.[1] ?? 0));
+          const u = usage(out);
+          rss = Math.max(rss, u.rss);
+          kilnCpu.push(u.cpu);
           kilnTimes.push(t);
         } else {
-          const t = await timed(() =>
-            run('skopeo', [
+          let out = '';
+          const t = await timed(async () => {
+            const res = await run('/usr/bin/time', [
+              '-f',
+              TIME_FMT,
+              'skopeo',
               'copy',
               '-q',
               '--dest-tls-verify=false',
               src,
               `docker://${reg.host}/bench/app:v1`,
-            ]),
-          );
+            ]);
+            out = res.stdout + res.stderr;
+          });
+          const u = usage(out);
+          skopeoRss = Math.max(skopeoRss, u.rss);
+          skopeoCpu.push(u.cpu);
           const { stdout } = await run('skopeo', [
             'inspect',
             '--tls-verify=false',
@@ -166,7 +183,18 @@ try {
     `  skopeo ${s.toFixed(2)} s  (${mbps(s)} MiB/s)  runs: ${skopeoTimes.map((x) => x.toFixed(2)).join(', ')}`,
   );
   console.log(`  ratio kiln/skopeo: ${(k / s).toFixed(2)}x  (target <= 1.0)`);
-  console.log(`  kiln peak RSS: ${(rss / 1024).toFixed(0)} MiB`);
+  const kc = median(kilnCpu);
+  const sc = median(skopeoCpu);
+  console.log(
+    `  CPU seconds (user+sys, median): kiln ${kc.toFixed(2)}, skopeo ${sc.toFixed(2)}, ratio ${(kc / sc).toFixed(2)}x`,
+  );
+  console.log(`  peak RSS: kiln ${(rss / 1024).toFixed(0)} MiB, skopeo ${(skopeoRss / 1024).toFixed(0)} MiB`);
+  console.log(
+    `  machine load average at the end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   console.log(`first push blob bytes uploaded: ${firstBytes}`);
   console.log(`second push: ${second.toFixed(2)} s, blob bytes uploaded: ${secondBytes} (target 0)`);
 } finally {
