@@ -241,8 +241,8 @@ export function register(program: Command, ctx: CliContext): void {
       'builder image (default: kiln config default-builder, else the embedded bookworm builder)',
     )
     .option(
-      '-b, --buildpack <id[@version]>',
-      'buildpack to run instead of the builder order (repeatable)',
+      '-b, --buildpack <ref>',
+      'buildpack to run instead of the builder order (repeatable): id[@version], a directory, a .cnb file or a buildpackage image',
       collect,
       [],
     )
@@ -308,6 +308,8 @@ export function register(program: Command, ctx: CliContext): void {
         filter: descriptor.filter,
         builder: { image: builder.image, name: builder.name },
         ...(flags.buildpack.length ? { buildpacks: flags.buildpack } : {}),
+        // buildpackages by reference or .cnb path (H9, src/cli/commands/buildpack.ts)
+        openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, io),
         ...(flags.runImage ? { runImage: flags.runImage } : {}),
         env,
         preparePlatform: (dir, uid, gid, rootfs) => platform.prepare(dir, uid, gid, rootfs),
