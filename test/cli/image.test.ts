@@ -16,6 +16,9 @@ import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
+import { parseReference } from '../../src/registry/reference.ts';
+import { writeImage } from '../../src/registry/write.ts';
 import {
   type ProxyHandle,
   type RegistryHandle,
@@ -217,6 +220,61 @@ describe('kiln image copy / inspect', () => {
     assert.match(h.stdout, new RegExp(`^Digest: +${layoutDigest}$`, 'm'));
     assert.match(h.stdout, /^Entrypoint: +\["\/app\/run"\]$/m);
     assert.match(h.stdout, /^Layers \(2, 2\.0 MiB total\):$/m);
+  });
+
+  test('an index: inspect lists platforms; copy --all keeps the index digest, --platform picks one', async () => {
+    const client = new RegistryClient();
+    const src = parseReference(`${reg.host}/multi/app:v1`);
+    const img = await (await Layout.open(path.join(work, 'src'))).image('v1');
+    const { digest: child } = await writeImage(client, { ...src, tag: undefined }, img);
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: child,
+            size: (await img.rawManifest()).length,
+            platform: { os: 'linux', architecture: 'amd64' },
+          },
+        ],
+      }),
+    );
+    const indexDigest = await client
+      .repository(src, { push: true })
+      .putManifest('v1', index, 'application/vnd.oci.image.index.v1+json');
+    const i = await kiln(['image', 'inspect', '--json', `${reg.host}/multi/app:v1`], home);
+    assert.equal(i.code, 0, i.stderr);
+    const o = JSON.parse(i.stdout);
+    assert.equal(o.index.digest, indexDigest);
+    assert.deepEqual(
+      o.index.manifests.map((m: { platform: string }) => m.platform),
+      ['linux/amd64'],
+    );
+    assert.equal(o.digest, child);
+    const all = await kiln(
+      ['image', 'copy', '--all', `${reg.host}/multi/app:v1`, `${reg.host}/multi/copy:v1`],
+      home,
+    );
+    assert.equal(all.code, 0, all.stderr);
+    assert.equal(all.stdout.trim(), indexDigest);
+    const one = await kiln(
+      ['image', 'copy', '--platform', 'linux/amd64', `${reg.host}/multi/app:v1`, `${reg.host}/multi/one:v1`],
+      home,
+    );
+    assert.equal(one.stdout.trim(), child);
+    const none = await kiln(
+      ['image', 'copy', '--platform', 'linux/arm64', `${reg.host}/multi/app:v1`, `${reg.host}/multi/x:v1`],
+      home,
+    );
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no image for linux\/arm64 in the index \(has linux\/amd64\)/);
+    const bad = await kiln(
+      ['image', 'copy', '--platform', 'linux', `${reg.host}/multi/app:v1`, `oci:${work}/x`],
+      home,
+    );
+    assert.equal(bad.code, 3);
   });
 
   test('errors are one line with the right exit code', async () => {
