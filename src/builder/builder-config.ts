@@ -61,8 +61,17 @@ export interface BuilderConfig {
   /** The file it was read from (for messages). */
   readonly file: string;
   readonly description: string;
-  /** Buildpack directories, absolute, with the id/version the file expects (if given). */
-  readonly buildpacks: readonly { readonly dir: string; readonly id?: string; readonly version?: string }[];
+  /**
+   * Buildpack directories, absolute, with the id/version the file expects (if given). A
+   * buildpackage uri (`docker://REF`, `oci:DIR[:TAG]`, a `.cnb` file) sets `image` (the uri, a
+   * `.cnb` path made absolute) and `dir` to the same text; createBuilder's `buildpackages` opens it.
+   */
+  readonly buildpacks: readonly {
+    readonly dir: string;
+    readonly id?: string;
+    readonly version?: string;
+    readonly image?: string;
+  }[];
   readonly order: Order;
   readonly buildImage: string | undefined;
   readonly buildEnv: NonNullable<NonNullable<BuilderToml['build']>['env']>;
@@ -73,17 +82,28 @@ export interface BuilderConfig {
   readonly text: string;
 }
 
-/** resolveUri turns a buildpack uri (relative path, absolute path or file://) into a directory. */
-function resolveUri(uri: string, base: string, file: string): string {
-  if (uri.startsWith('file://')) return fileURLToPath(uri);
-  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
-  if (m || uri.startsWith('docker:') || uri.startsWith('urn:')) {
+/**
+ * resolveUri turns a buildpack uri (relative path, absolute path or file://) into a directory, or
+ * a buildpackage uri (docker://, oci:, a .cnb file; H9) into `image`.
+ */
+function resolveUri(uri: string, base: string, file: string): { dir: string; image?: string } {
+  if (uri.startsWith('docker://')) return { dir: uri, image: uri };
+  if (uri.startsWith('oci:')) {
+    const i = uri.indexOf(':', 4); // oci:DIR[:TAG], DIR relative to this file
+    const dir = path.resolve(base, i < 0 ? uri.slice(4) : uri.slice(4, i));
+    const ref = `oci:${dir}${i < 0 ? '' : uri.slice(i)}`;
+    return { dir: ref, image: ref };
+  }
+  const local = uri.startsWith('file://') ? fileURLToPath(uri) : uri;
+  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(local);
+  if (m || local.startsWith('docker:') || local.startsWith('urn:')) {
     throw new KilnError(
-      `${file}: buildpack uri "${uri}": only buildpack directories (relative, absolute or file://) are supported`,
+      `${file}: buildpack uri "${uri}": expected a buildpack directory (relative, absolute or file://), a .cnb file, docker://REF or oci:DIR[:TAG]`,
       ExitCode.InvalidArgs,
     );
   }
-  return path.resolve(base, uri);
+  const abs = path.resolve(base, local);
+  return /\.cnb$/i.test(abs) ? { dir: abs, image: abs } : { dir: abs };
 }
 
 /** parseBuilderConfig validates builder.toml text; `file` names it in errors and anchors relative uris. */
@@ -103,7 +123,7 @@ export function parseBuilderConfig(text: string, file: string): BuilderConfig {
     file,
     description: doc.description ?? '',
     buildpacks: doc.buildpacks.map((b) => ({
-      dir: resolveUri(b.uri, base, file),
+      ...resolveUri(b.uri, base, file),
       ...(b.id ? { id: b.id } : {}),
       ...(b.version ? { version: b.version } : {}),
     })),

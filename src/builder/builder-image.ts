@@ -42,6 +42,12 @@ export interface CreateBuilderOptions {
   readonly kilnVersion: string;
   /** Extra labels (e.g. the default builder's key). */
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * Unpacks a buildpackage uri of the config (`image` of a buildpacks entry) and returns the
+   * directory of each buildpack it holds (H9: src/cli/commands/buildpack.ts provides it). Their
+   * layers come out identical to the package's, as both are made by buildpackLayer.
+   */
+  readonly buildpackages?: (uri: string) => Promise<readonly string[]>;
 }
 
 /** Builder is a created builder image with what went into it. */
@@ -139,6 +145,21 @@ export function configEntries(
 export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOptions): Promise<Builder> {
   const sources: BuildpackSource[] = [];
   for (const b of config.buildpacks) {
+    if (b.image) {
+      if (!opts.buildpackages)
+        throw new KilnError(`${config.file}: buildpack uri ${b.image}: buildpackages cannot be opened here`);
+      const found: BuildpackSource[] = [];
+      for (const dir of await opts.buildpackages(b.image)) found.push(await readBuildpackSource(dir));
+      if (b.id && !found.some((s) => s.id === b.id && (!b.version || s.version === b.version)))
+        throw new KilnError(
+          `${config.file}: buildpackage ${b.image} holds no ${b.id}${b.version ? `@${b.version}` : ''}`,
+          ExitCode.InvalidArgs,
+        );
+      // Components a composite package shares with another entry are the same buildpack: keep one.
+      for (const s of found)
+        if (!sources.some((x) => x.id === s.id && x.version === s.version)) sources.push(s);
+      continue;
+    }
     const src = await readBuildpackSource(b.dir, b);
     if (sources.some((s) => s.id === src.id && s.version === src.version)) {
       throw new KilnError(

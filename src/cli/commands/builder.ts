@@ -64,6 +64,8 @@ export function register(program: Command, ctx: CliContext): void {
         );
       const progress = log.progress();
       const io = imageIO(ctx.settings, log, { progress });
+      // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (H9)
+      const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(io, ctx.settings.env.TMPDIR);
       try {
         const { image: buildImage, where } = await resolveImage(config.buildImage, io);
         log.info(`Creating builder from ${opts.config} on build image ${where}`);
@@ -75,6 +77,7 @@ export function register(program: Command, ctx: CliContext): void {
           store: store.blobs,
           kilnVersion: KILN_VERSION,
           ...(epoch === undefined ? {} : { epoch }),
+          buildpackages: (uri) => unpacker.open(uri),
         });
         for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
         for (const dest of dests) {
@@ -84,6 +87,7 @@ export function register(program: Command, ctx: CliContext): void {
         }
       } finally {
         progress.end();
+        await unpacker.dispose();
       }
     });
 

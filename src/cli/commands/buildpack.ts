@@ -204,3 +204,32 @@ export function register(program: Command, ctx: CliContext): void {
       },
     );
 }
+
+/**
+ * buildpackageUnpacker opens buildpackage uris of a builder config (`docker://`, `oci:`, `.cnb`)
+ * and unpacks their buildpacks into a private temp directory for createBuilder's `buildpackages`;
+ * `dispose` removes it (after the builder's layers are written).
+ */
+export function buildpackageUnpacker(
+  io: ImageIO,
+  tmpParent: string = tmpdir(),
+): { open(uri: string): Promise<readonly string[]>; dispose(): Promise<void> } {
+  let root: string | undefined;
+  let n = 0;
+  return {
+    async open(uri) {
+      root ??= await mkdtemp(path.join(tmpParent, 'kiln-buildpackages-'));
+      const image = await openBuildpackageImage(uri, io);
+      if (!image)
+        throw new KilnError(
+          `buildpack uri ${uri}: not a buildpackage image or .cnb file`,
+          ExitCode.InvalidArgs,
+        );
+      const { extractBuildpackage } = await import('../../buildpackage/buildpackage.ts');
+      return (await extractBuildpackage(image, path.join(root, String(n++)), uri)).dirs;
+    },
+    async dispose() {
+      if (root) await rm(root, { recursive: true, force: true });
+    },
+  };
+}
