@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { readDockerArchive, writeDockerArchive } from '../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { emptyConfig, type KilnConfig, mirrorFor, parseConfig } from '../config/config-file.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
@@ -177,9 +176,14 @@ export async function readImage(loc: ImageLocation, io: ImageIO): Promise<Image>
       return remoteImage(io.client, loc.ref, opts);
     }
     case 'docker-archive':
-      return readDockerArchive(loc.file, loc.tag ? { tag: loc.tag } : {}).catch((e: unknown) => {
-        throw e instanceof KilnError ? e : new KilnError((e as Error).message, ExitCode.Failed, { cause: e });
-      });
+      // Loaded on demand: the archive code (a tar reader and writer) is not needed by registry work.
+      return (await import('../archive/docker-archive.ts'))
+        .readDockerArchive(loc.file, loc.tag ? { tag: loc.tag } : {})
+        .catch((e: unknown) => {
+          throw e instanceof KilnError
+            ? e
+            : new KilnError((e as Error).message, ExitCode.Failed, { cause: e });
+        });
   }
 }
 
@@ -224,7 +228,10 @@ export async function writeImageTo(
       return (await pushImage(io.client, loc.ref, image, io.progress ? { progress: io.progress } : {}))
         .digest;
     case 'docker-archive':
-      await writeDockerArchive(loc.file, { image, tags: loc.tag ? [loc.tag] : [] });
+      await (await import('../archive/docker-archive.ts')).writeDockerArchive(loc.file, {
+        image,
+        tags: loc.tag ? [loc.tag] : [],
+      });
       return image.digest();
   }
 }
