@@ -80,7 +80,7 @@ export class HostExecutor implements Executor {
     };
   }
 
-  run(spec: RunSpec): Promise<RunResult> {
+  async run(spec: RunSpec): Promise<RunResult> {
     return runChild(this.commandFor(spec), spec);
   }
 }
