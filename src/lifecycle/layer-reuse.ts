@@ -163,6 +163,10 @@ export async function resolve(
     const rec = hit ?? ctx.known.get(diffID);
     const stored = rec && (await ctx.blobs.has(rec.digest)) ? rec : undefined;
     if (stored) {
+      // Refresh the blob's mtime: a store gc spares blobs younger than its grace period, and this
+      // one is about to be referenced by an image that is not tagged yet.
+      const now = new Date();
+      await fs.utimes(ctx.blobs.path(stored.digest), now, now).catch(() => {});
       if (fp) ctx.fingerprints.set(fp, stored);
       ctx.known.set(diffID, stored);
       const layer = new StoredLayer(ctx.blobs, stored);

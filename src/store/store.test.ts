@@ -37,3 +37,21 @@ test('ImageStore stores images under canonical names that any spelling finds', a
   await store.remove('my-app');
   assert.equal(await store.find('my-app'), undefined);
 });
+
+test('ImageStore.maybeGc() drops blobs of replaced images, at most once per interval', async () => {
+  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-store-gc-'));
+  temps.push(d);
+  const store = await ImageStore.open(path.join(d, 'images'));
+  const old = addLabels(emptyImage(), { v: 'old' });
+  await store.write(old, ['app']);
+  const oldConfig = (await old.manifest()).config.digest;
+  await store.write(addLabels(emptyImage(), { v: 'new' }), ['app']);
+  // Age every blob past the grace period.
+  const blobs = path.join(store.dir, 'blobs', 'sha256');
+  const past = new Date(Date.now() - 2 * 3_600_000);
+  for (const f of await fs.readdir(blobs)) await fs.utimes(path.join(blobs, f), past, past);
+  const removed = await store.maybeGc();
+  assert.ok(removed?.includes(oldConfig), 'the replaced image config is gone');
+  assert.ok(await store.find('app'), 'the current image is intact');
+  assert.equal(await store.maybeGc(), undefined, 'not again within the interval');
+});

@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
@@ -80,6 +81,19 @@ export class ImageStore {
     return (await this.layout.index()).manifests.flatMap((d) =>
       d.annotations?.[REF_NAME] ? [{ name: d.annotations[REF_NAME], digest: d.digest }] : [],
     );
+  }
+
+  /**
+   * maybeGc removes blobs no stored image reaches (older than the layout's grace period, so blobs
+   * of builds in flight survive), at most once per `intervalMs` (default 1 hour) across processes:
+   * builds call it after writing, so the store does not grow with every rebuild.
+   */
+  async maybeGc(intervalMs = 3_600_000): Promise<string[] | undefined> {
+    const marker = path.join(this.dir, '.kiln-gc');
+    const st = await fs.stat(marker).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs < intervalMs) return undefined;
+    await fs.writeFile(marker, `${process.pid}\n`);
+    return this.layout.gc();
   }
 
   /** remove drops `name` from the store (its blobs stay until a gc). */

@@ -175,6 +175,8 @@ async function writeTo(
         const store = await ImageStore.open(io.storeDir);
         digest = (await store.write(image, [l.name])).digest as Digest;
         names.push(storeNameOf(l.name));
+        // Old layers of rebuilt images go away (hourly at most; in-flight blobs are spared).
+        await store.maybeGc().catch(() => undefined);
         break;
       }
       case 'registry': {
