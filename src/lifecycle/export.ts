@@ -41,6 +41,7 @@ import {
   type ReuseContext,
   resolve,
   syntheticContent,
+  touchBlob,
 } from './layer-reuse.ts';
 
 // The export phase: the run image plus, in the reference lifecycle's order, each buildpack's
@@ -387,6 +388,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
             `cannot reuse '${id}': the previous image has no layer '${id}' (launch = true with no directory means "keep the previous layer")`,
             ExitCode.ExportError,
           );
+        await touchBlob(reuse.blobs, await layer.digest());
         appended.push({ layer, history: { created, created_by: createdBy } });
         reused.push(id);
         log.info(`Reusing layer '${id}'`);

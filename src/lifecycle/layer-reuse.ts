@@ -163,10 +163,7 @@ export async function resolve(
     const rec = hit ?? ctx.known.get(diffID);
     const stored = rec && (await ctx.blobs.has(rec.digest)) ? rec : undefined;
     if (stored) {
-      // Refresh the blob's mtime: a store gc spares blobs younger than its grace period, and this
-      // one is about to be referenced by an image that is not tagged yet.
-      const now = new Date();
-      await fs.utimes(ctx.blobs.path(stored.digest), now, now).catch(() => {});
+      await touchBlob(ctx.blobs, stored.digest);
       if (fp) ctx.fingerprints.set(fp, stored);
       ctx.known.set(diffID, stored);
       const layer = new StoredLayer(ctx.blobs, stored);
@@ -174,11 +171,22 @@ export async function resolve(
     }
     if (prev) {
       const record = await recordOf(prev, diffID);
+      if (record) await touchBlob(ctx.blobs, record.digest);
       if (fp && record) ctx.fingerprints.set(fp, record);
       return record ? { layer: prev, diffID, how: 'reused', record } : { layer: prev, diffID, how: 'reused' };
     }
   }
   return compress(ctx, content);
+}
+
+/**
+ * touchBlob refreshes a store blob's mtime (when the store has it): a store gc spares blobs
+ * younger than its grace period, and this one is about to be referenced by an image that is not
+ * tagged yet.
+ */
+export async function touchBlob(blobs: BlobStore, digest: string): Promise<void> {
+  const now = new Date();
+  await fs.utimes(blobs.path(digest as Digest), now, now).catch(() => {});
 }
 
 /**
