@@ -39,7 +39,21 @@ async function runWithPodman(name: string, args: string[] = [], entrypoint?: str
 describe('kiln build end to end', () => {
   test('builds an app with a 3-buildpack test builder; the image runs with podman as uid 1000', async () => {
     const app = await w.app('first', 'hello from the first build');
-    const b = await w.build(app, 'e2e-app');
+    const sbomOut = path.join(w.root, 'out', 'sbom');
+    const reportOut = path.join(w.root, 'out', 'report');
+    const b = await w.build(app, 'e2e-app', { sbomOutputDir: sbomOut, reportOutputDir: reportOut });
+    const report = await fs.readFile(path.join(reportOut, 'report.toml'), 'utf8');
+    assert.match(report, new RegExp(`digest = "${b.digest}"`));
+    assert.match(
+      report,
+      /tags = \[ "docker\.io\/library\/e2e-app:latest" \]|tags = \["docker\.io\/library\/e2e-app:latest"\]/,
+    );
+    assert.match(report, /manifest-size = \d+/);
+    const sbom = await fs.readFile(
+      path.join(sbomOut, 'launch', 'e2e_runtime', 'runtime', 'sbom.cdx.json'),
+      'utf8',
+    );
+    assert.match(sbom, /CycloneDX/);
     const text = b.log.lines.join('\n');
     for (const p of ['ANALYZING', 'DETECTING', 'RESTORING', 'BUILDING', 'EXPORTING'])
       assert.match(text, new RegExp(`===> ${p}`));
