@@ -68,6 +68,14 @@ describe('BubblewrapExecutor', () => {
     assert.ok(Number(r.out[7]) <= 4, `only the sandbox's processes are visible, saw ${r.out[7]}`);
   });
 
+  test('no nested user namespaces (bwrap >= 0.8); older bwrap gets a command line without the flag', async () => {
+    const r = await output(['/bin/sh', '-c', 'unshare -U /bin/true && echo NESTED-USERNS']);
+    assert.doesNotMatch(r.out.join('\n'), /NESTED-USERNS/);
+    const old = new BubblewrapExecutor({ hostUid, disableUserns: false }).commandFor(spec(['/bin/true']));
+    assert.equal(old.args.includes('--disable-userns'), false);
+    assert.ok(exec.commandFor(spec(['/bin/true'])).args.includes('--disable-userns'));
+  });
+
   test('files written to /workspace are owned by the sandbox uid on the host', async () => {
     const r = await output(['/bin/sh', '-c', 'echo hi > /workspace/owned && mkdir /layers/l1']);
     assert.equal(r.exitCode, 0, r.err.join('\n'));

@@ -12,6 +12,8 @@
  * rootfs must be reachable (searchable directories) by uid U, e.g. not under /root.
  * When kiln is not root it cannot switch users: inside-U then maps to kiln's own uid.
  */
+
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -26,6 +28,28 @@ export interface BubblewrapOptions {
   readonly hostUid: number;
   /** Host uid that sandbox uid 0 maps to when kiln is root and `allowRoot` is set (default 65534, nobody). */
   readonly rootMapsTo?: number;
+  /**
+   * Whether bwrap knows `--disable-userns` (bubblewrap >= 0.8; Ubuntu 22.04 ships 0.6). Default:
+   * probed once with `bwrap --version`.
+   */
+  readonly disableUserns?: boolean;
+}
+
+const probed = new Map<string, boolean>();
+
+/** True when `bwrap --version` reports 0.8 or newer (cached per binary). */
+export function bwrapSupportsDisableUserns(bwrap = 'bwrap'): boolean {
+  let ok = probed.get(bwrap);
+  if (ok === undefined) {
+    const out = spawnSync(bwrap, ['--version'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    const m = /(\d+)\.(\d+)/.exec(out.stdout ?? '');
+    ok = m !== null && (Number(m[1]) > 0 || Number(m[2]) >= 8);
+    probed.set(bwrap, ok);
+  }
+  return ok;
 }
 
 /** Default limits applied when a spec sets none: enough for npm and compilers, not for fork bombs. */
@@ -71,7 +95,7 @@ export class BubblewrapExecutor implements Executor {
       '--unshare-cgroup-try',
       ...(spec.network === 'none' ? ['--unshare-net'] : []),
       // No user namespaces inside: closes the usual route to regaining capabilities.
-      '--disable-userns',
+      ...((o.disableUserns ?? bwrapSupportsDisableUserns(o.bwrap)) ? ['--disable-userns'] : []),
       '--die-with-parent',
       '--new-session',
       '--clearenv',
