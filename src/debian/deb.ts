@@ -8,6 +8,7 @@ import {
   openSync,
   symlinkSync,
   unlinkSync,
+  utimesSync,
   writeSync,
 } from 'node:fs';
 import { posix } from 'node:path';
@@ -81,6 +82,11 @@ export interface ExtractOptions {
    * tree concurrently while a fixed package order decides who wins a shared path.
    */
   readonly claim?: (target: string) => boolean;
+  /**
+   * Give regular files the archive's mtime, as dpkg does. Needed where something later embeds
+   * mtimes (Python's .pyc files record their source's), so that the tree is the same every run.
+   */
+  readonly times?: boolean;
   readonly xz?: XzDecoder;
 }
 
@@ -144,7 +150,8 @@ export async function extractDebData(
     if (h.type === 'directory') {
       if (skipIt) continue;
       ensureDir(dest);
-      if (opts.claim?.(target) !== false && h.mode !== (0o777 & ~UMASK)) chmodSync(dest, h.mode);
+      // Always set the mode: the directory may exist already, made as the parent of an earlier entry.
+      if (opts.claim?.(target) !== false) chmodSync(dest, h.mode);
       continue;
     }
     if (skipIt && captureIt) {
@@ -177,6 +184,7 @@ export async function extractDebData(
       }
       // open() applied the umask; set the exact mode only when the umask took something away.
       if ((h.mode & UMASK) !== 0 || h.mode > 0o777) chmodSync(dest, h.mode);
+      if (opts.times) utimesSync(dest, h.mtime, h.mtime);
       if (chunks) captured.set(rel, Buffer.concat(chunks));
     } else if (h.type === 'symlink') {
       const resolved = posix.normalize(posix.join(posix.dirname(`/${rel}`), h.linkname));

@@ -22,13 +22,16 @@ export interface SandboxOptions {
  * during unpack, which kiln did itself), then `dpkg --configure -a`, which orders the postinsts
  * by dependencies and runs triggers.
  */
-export function configureScript(pkgs: readonly UnpackedPackage[], arch: string): string {
+export function configureScript(pkgs: readonly UnpackedPackage[], arch: string, epoch: number): string {
   const lines = [
     'set -e',
     // The caller's umask must not leak into modes of files the scripts create.
     'umask 022',
     'export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8 LANG=C.UTF-8',
     'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root',
+    // SOURCE_DATE_EPOCH makes py3compile write hash-checked .pyc files (PEP 552) instead of
+    // ones that embed the unpack time of their sources; other tools honour it too.
+    `export SOURCE_DATE_EPOCH=${epoch}`,
   ];
   // base-passwd's preinst must come first: it creates /etc/passwd and /etc/group that the
   // others' scripts (chown, adduser) need.
@@ -55,10 +58,14 @@ export async function finishBuildRoot(
   root: string,
   pkgs: readonly UnpackedPackage[],
   config: StackConfig,
-  opts: SandboxOptions = {},
+  opts: SandboxOptions & { epoch: number },
 ): Promise<void> {
   await writeDpkgDatabase(root, pkgs, config.archive.arch);
-  await writeFileExact(join(root, 'kiln-configure.sh'), configureScript(pkgs, config.archive.arch), 0o755);
+  await writeFileExact(
+    join(root, 'kiln-configure.sh'),
+    configureScript(pkgs, config.archive.arch, opts.epoch),
+    0o755,
+  );
   // policy-rc.d forbids starting services while configuring (no init system here anyway).
   await writeFileExact(join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', 0o755);
   const bwrapArgs = [
@@ -138,6 +145,8 @@ export async function finishBuildRoot(
     'var/lib/dpkg/diversions-old',
     'var/log/dpkg.log',
     'var/log/alternatives.log',
+    // ldconfig's cache of inode numbers and mtimes: different on every run, rebuilt on demand.
+    'var/cache/ldconfig/aux-cache',
     'var/lib/dpkg/available-old',
   ]) {
     await rm(join(root, p), { force: true });
@@ -157,21 +166,23 @@ async function mapIds(pid: number): Promise<void> {
   await writeFile(`/proc/${pid}/gid_map`, '0 0 65536\n');
 }
 
-/** addUser appends the stack user and group to passwd, group, shadow and gshadow. */
+/**
+ * addUser appends the stack user and group to passwd and group, and to shadow and gshadow where
+ * the image has them (the `passwd` package makes them; kiln does not invent them).
+ */
 async function addUser(root: string, config: StackConfig): Promise<void> {
   const u = config.user;
-  const has = async (file: string, prefix: string) =>
-    (await readFile(join(root, file), 'utf8').catch(() => '')).split('\n').some((l) => l.startsWith(prefix));
-  if (!(await has('etc/group', `${u.name}:`)))
-    await appendFile(join(root, 'etc/group'), `${u.name}:x:${u.gid}:\n`);
-  if (!(await has('etc/passwd', `${u.name}:`)))
-    await appendFile(
-      join(root, 'etc/passwd'),
-      `${u.name}:x:${u.uid}:${u.gid}:${u.name}:/home/${u.name}:/bin/bash\n`,
-    );
-  // Day 0 of the password change date keeps the file independent of the clock.
-  if (!(await has('etc/shadow', `${u.name}:`)))
-    await appendFile(join(root, 'etc/shadow'), `${u.name}:*:0:0:99999:7:::\n`);
-  if (!(await has('etc/gshadow', `${u.name}:`)))
-    await appendFile(join(root, 'etc/gshadow'), `${u.name}:!::\n`);
+  const lines = async (file: string) =>
+    (await readFile(join(root, file), 'utf8').catch(() => undefined))?.split('\n');
+  const add = async (file: string, line: string, create: boolean) => {
+    const have = await lines(file);
+    if (have === undefined && !create) return;
+    if (have?.some((l) => l.startsWith(`${u.name}:`))) return;
+    await appendFile(join(root, file), line);
+  };
+  await add('etc/group', `${u.name}:x:${u.gid}:\n`, true);
+  await add('etc/passwd', `${u.name}:x:${u.uid}:${u.gid}:${u.name}:/home/${u.name}:/bin/bash\n`, true);
+  // Day 0 as the password change date keeps the file independent of the clock.
+  await add('etc/shadow', `${u.name}:*:0:0:99999:7:::\n`, false);
+  await add('etc/gshadow', `${u.name}:!::\n`, false);
 }

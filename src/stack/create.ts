@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
 import type { Layout } from '../layout/layout.ts';
@@ -17,7 +17,7 @@ import { prepareRoot, unpackPackages } from './rootfs.ts';
 import { attachSbom, KILN_TOOL, packageComponents, sbomDocuments, writeSbomFiles } from './sbom.ts';
 
 /** Bumped whenever assembly changes what it writes: part of every image's recipe digest. */
-export const ASSEMBLY_VERSION = '1';
+export const ASSEMBLY_VERSION = '3';
 
 /** Role names the two images of a stack. */
 export type Role = 'run' | 'build';
@@ -103,6 +103,21 @@ export async function createStack(
   return out;
 }
 
+/** removeAbandoned deletes staging dirs of runs that were killed (their pid is gone). */
+async function removeAbandoned(parent: string): Promise<void> {
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const pid = Number(/^(?:run|build)-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) await rm(join(parent, name), { recursive: true, force: true });
+  }
+}
+
 async function createImage(
   config: StackConfig,
   role: Role,
@@ -116,7 +131,8 @@ async function createImage(
   opts.log?.(`${role}: ${pkgs.length} packages ready in the cache (${Date.now() - t0} ms)`);
   const parent = opts.workDir ?? join(opts.access.cacheDir, 'stack-staging');
   await mkdir(parent, { recursive: true });
-  const stage = await mkdtemp(join(parent, `${role}-`));
+  await removeAbandoned(parent);
+  const stage = await mkdtemp(join(parent, `${role}-${process.pid}-`));
   try {
     const root = join(stage, 'root');
     await mkdir(root);
@@ -134,7 +150,7 @@ async function createImage(
       await finishRunRoot(root, config);
       await writeStatusD(root, unpacked);
     } else {
-      await finishBuildRoot(root, unpacked, config, opts.sandbox);
+      await finishBuildRoot(root, unpacked, config, { ...opts.sandbox, epoch: opts.epoch });
       opts.log?.(`build: maintainer scripts configured (${Date.now() - t2} ms)`);
     }
     const components = await packageComponents(root, unpacked, config);

@@ -86,6 +86,8 @@ export async function unpackPackages(
       const res = await extractDebData(deb, root, {
         rewrite: mergedUsr,
         skip,
+        // Maintainer scripts of the build image compile Python files whose .pyc embed mtimes.
+        times: opts.profile === 'build',
         capture: (p) => p.startsWith('usr/share/doc/') && p.endsWith('/copyright'),
         claim: (target) => {
           const o = owner.get(target);

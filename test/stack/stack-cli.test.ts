@@ -12,7 +12,10 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/main.ts';
 import { Layout } from '../../src/layout/layout.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
+import { parseReference } from '../../src/registry/reference.ts';
 import { readLock } from '../../src/stack/lock.ts';
+import { startRegistry } from '../helpers/registry.ts';
 import {
   ensureTestStack,
   TEST_STACK_FILE,
@@ -112,6 +115,39 @@ describe('kiln stack', () => {
     const rows = JSON.parse(inspect.stdout) as { role: string; digest?: string; missing?: boolean }[];
     assert.equal(rows.find((x) => x.role === 'run')!.digest, expected.digest);
     assert.equal(rows.find((x) => x.role === 'build')!.missing, true);
+  });
+
+  test('--publish pushes the image and its SBOM referrers to a registry', async () => {
+    const reg = await startRegistry();
+    try {
+      const r = await kiln(
+        [
+          '--insecure-registry',
+          reg.host,
+          'stack',
+          'create',
+          '--locked',
+          '--only',
+          'run',
+          '--publish',
+          `${reg.host}/kiln/bookworm`,
+        ],
+        { KILN_HOME: '', XDG_CACHE_HOME: path.dirname(testCacheDir()) },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const expected = (await (await Layout.open(stack.layoutDir)).resolve('run')).digest;
+      const client = new RegistryClient({ insecure: [reg.host] });
+      const repo = client.repository(parseReference(`${reg.host}/kiln/bookworm/run:latest`));
+      const got = await repo.getManifest('latest');
+      assert.equal(got.digest, expected);
+      const refs = await repo.referrers(expected);
+      assert.deepEqual(refs.manifests.map((m) => m.artifactType).sort(), [
+        'application/spdx+json',
+        'application/vnd.cyclonedx+json',
+      ]);
+    } finally {
+      await reg.stop();
+    }
   });
 
   test('--locked refuses a missing or stale lock, naming the file', async () => {

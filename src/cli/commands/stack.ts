@@ -295,23 +295,28 @@ async function publish(
 ): Promise<void> {
   const client = registryClient(ctx.settings, ctx.log);
   const progress = ctx.log.progress();
+  const base = repo.replace(/\/+$/, '');
   try {
     for (const img of [made.run, made.build]) {
       if (!img) continue;
-      const ref = parseReference(`${repo.replace(/\/+$/, '')}/${img.role}:latest`);
+      const ref = parseReference(`${base}/${img.role}:latest`);
       const r = await pushImage(client, ref, img.image, { progress });
-      ctx.log.info(`Published ${img.role} image ${repo}/${img.role}:latest@${r.digest}`);
-      // SBOM referrers: the same artifacts as in the layout, pushed by digest.
-      for (const r of await referrersOf(layout, img.descriptor.digest)) {
-        const art = await readArtifact(layout, r);
-        await pushImage(
-          client,
-          parseReference(`${repo.replace(/\/+$/, '')}/${img.role}@${r.descriptor.digest}`),
-          art,
-          {
-            progress,
-          },
-        );
+      ctx.log.info(`Published ${img.role} image ${base}/${img.role}:latest@${r.digest}`);
+      // SBOM referrers: the same artifacts as in the layout, pushed by digest and registered as
+      // referrers of the image (the referrers API, or the tag-schema index where the registry
+      // has no such API).
+      for (const ref of await referrersOf(layout, img.descriptor.digest)) {
+        const art = await readArtifact(layout, ref);
+        const artRef = parseReference(`${base}/${img.role}@${ref.descriptor.digest}`);
+        await pushImage(client, artRef, art, { progress });
+        await client
+          .repository(artRef, { push: true })
+          .putReferrer(
+            await art.rawManifest(),
+            await art.mediaType(),
+            ref.manifest.artifactType ? { artifactType: ref.manifest.artifactType } : {},
+            img.descriptor.digest,
+          );
       }
     }
   } finally {
