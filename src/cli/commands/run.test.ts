@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { podmanRun } from '../../../test/helpers/podman.ts';
+import { startRegistry } from '../../../test/helpers/registry.ts';
 import { encodeLaunchConfig, loadLauncher } from '../../launcher/index.ts';
 import { type TarEntry, tarStream } from '../../layers/tar-writer.ts';
 import { Layout } from '../../layout/layout.ts';
@@ -147,9 +148,10 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
   function kilnRun(
     args: string[],
     onLine?: (line: string, child: ReturnType<typeof spawn>) => void,
+    globalFlags: string[] = [],
   ): Promise<{ code: number | null; out: string; err: string }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(kiln, ['run', ...args], {
+      const child = spawn(kiln, [...globalFlags, 'run', ...args], {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', KILN_HOME: home, HOME: home, LEAKY: 'from-kiln' },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -185,6 +187,26 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^arg=from-store$/m);
     assert.match(r.err, /local:docker\.io\/library\/my-app:latest/);
+  });
+
+  test('an image in a registry is pulled, unpacked once and run', async () => {
+    const reg = await startRegistry();
+    try {
+      await execFileP('skopeo', [
+        'copy',
+        '--dest-tls-verify=false',
+        ref,
+        `docker://${reg.host}/kiln-test/app:latest`,
+      ]);
+      const r = await kilnRun([`${reg.host}/kiln-test/app:latest`, '--', 'from-registry'], undefined, [
+        '--insecure-registry',
+        reg.host,
+      ]);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /^arg=from-registry$/m);
+    } finally {
+      await reg.stop();
+    }
   });
 
   test('--process selects another type; args after -- replace the process args', async () => {
