@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { cyclonedxValidator, validateSpdx } from '../../test/helpers/sbom-schemas.ts';
 import {
   encodeLaunchConfig,
   type LauncherInfo,
@@ -53,6 +54,12 @@ test('writeLauncherSbom() writes CycloneDX, SPDX and Syft files at the lifecycle
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('launcherSbom() documents validate: CycloneDX 1.6 JSON schema, SPDX 2.3', () => {
+  const docs = launcherSbom(info);
+  assert.deepEqual(cyclonedxValidator()(JSON.parse(docs.cdx)), []);
+  assert.deepEqual(validateSpdx(JSON.parse(docs.spdx)), []);
 });
 
 test('launcherSbom() is deterministic (no clock values)', () => {
