@@ -10,12 +10,24 @@ import { CnbFileError, parseTomlText } from '../cnb/toml-file.ts';
 // (`docker://REF`, `oci:DIR[:TAG]`); an `image` is an image reference. Relative paths are
 // anchored at the package.toml's directory, as pack does.
 
-const Uri = z.string().min(1, 'must not be empty');
+const Uri = z
+  .string({
+    error: (iss) =>
+      iss.input === undefined
+        ? 'missing: expected a buildpack directory, a .tgz or .cnb file, docker://REF or oci:DIR[:TAG]'
+        : 'expected a string',
+  })
+  .min(1, 'must not be empty');
 
 /** The schema of package.toml (pack's buildpackage config). */
 export const PackageToml = z
   .object({
-    buildpack: z.object({ uri: Uri }).loose(),
+    buildpack: z
+      .object(
+        { uri: Uri },
+        { error: (iss) => (iss.input === undefined ? 'missing: expected [buildpack] uri = "…"' : undefined) },
+      )
+      .loose(),
     dependencies: z
       .array(
         z
