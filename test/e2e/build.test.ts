@@ -145,12 +145,19 @@ describe('kiln build end to end', () => {
     );
   });
 
-  test('the same source built in two directories at different times gives the same digest', async () => {
+  test('the same source built in two directories, at different times, under different umasks gives the same digest', async () => {
     const a = await w.app('repro-a', 'same');
     const b = await w.app('repro-b', 'same');
     await fs.utimes(path.join(b, 'message.txt'), new Date('2011-01-01'), new Date('2011-01-01'));
     const x = await w.build(a, 'e2e-repro-a');
-    const y = await w.build(b, 'e2e-repro-b');
+    // kiln's umask must not reach the layers (buildpacks create files under their own).
+    const umask = process.umask(0o077);
+    let y: Awaited<ReturnType<E2E['build']>>;
+    try {
+      y = await w.build(b, 'e2e-repro-b');
+    } finally {
+      process.umask(umask);
+    }
     assert.equal(x.digest, y.digest);
   });
 });

@@ -239,7 +239,6 @@ export async function unpackBuilder(image: Image, cacheDir: string): Promise<str
 
 /** runBuild runs one build from source to image. */
 export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
-  const { log } = r;
   const timings: Record<string, number> = {};
   const time = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -260,6 +259,26 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       `builder ${r.builder.name}: CNB_USER_ID/CNB_GROUP_ID must name a non-root build user (got ${builderEnv.CNB_USER_ID}:${builderEnv.CNB_GROUP_ID})`,
       ExitCode.InvalidArgs,
     );
+  // Buildpacks create their layers under the umask they inherit. Like the lifecycle's containers,
+  // the build runs under 022 whatever the user's umask is: the same source must give the same image.
+  const userUmask = process.umask(0o022);
+  try {
+    return await buildWith(r, uid, gid, builderEnv, time, phaseDone, timings);
+  } finally {
+    process.umask(userUmask);
+  }
+}
+
+async function buildWith(
+  r: BuildRequest,
+  uid: number,
+  gid: number,
+  builderEnv: Record<string, string>,
+  time: <T>(name: string, fn: () => Promise<T>) => Promise<T>,
+  phaseDone: (name: string) => Promise<void>,
+  timings: Record<string, number>,
+): Promise<BuildOutcome> {
+  const { log } = r;
   const rootfs = await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir));
 
   await mkdir(r.tmpDir, { recursive: true });
