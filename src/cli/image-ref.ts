@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { emptyConfig, type KilnConfig, mirrorFor, parseConfig } from '../config/config-file.ts';
@@ -70,6 +70,20 @@ export function parseImageLocation(arg: string): ImageLocation {
   } catch (e) {
     return bad((e as Error).message.replace(/^invalid image reference "[^"]*": /, ''));
   }
+}
+
+/**
+ * locateImage resolves an image argument the way commands that read images name them: an
+ * explicit transport (`oci:`, `docker-archive:`, `local:`, `docker://`) is used as given; a bare
+ * name that kiln's local store holds (what `kiln build NAME` or `kiln stack create` wrote) is the
+ * local image; anything else is a registry reference. Never creates the store.
+ */
+export async function locateImage(arg: string, storeDir: string): Promise<ImageLocation> {
+  const loc = parseImageLocation(arg);
+  if (loc.kind !== 'registry' || arg.startsWith('docker://')) return loc;
+  if (!existsSync(path.join(storeDir, 'index.json'))) return loc;
+  const store = await ImageStore.open(storeDir);
+  return (await store.digestOf(arg)) ? { kind: 'local', name: arg } : loc;
 }
 
 /** describeLocation renders a location for messages. */

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { locateImage } from '../../src/cli/image-ref.ts';
 import { main } from '../../src/cli/main.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
@@ -196,6 +197,18 @@ describe('kiln image copy / inspect', () => {
       `docker://${reg.host}/arch/app:v1`,
     ]);
     assert.equal(JSON.parse(stdout).Digest, p.stdout.trim());
+  });
+
+  test('locateImage: bare names the store holds are local, explicit transports win', async () => {
+    const storeDir = path.join(home.KILN_HOME!, 'images');
+    assert.deepEqual(await locateImage('my-app', storeDir), { kind: 'local', name: 'my-app' });
+    const reg1 = await locateImage('docker://my-app', storeDir);
+    assert.equal(reg1.kind, 'registry');
+    const other = await locateImage('other-app:v2', storeDir);
+    assert.equal(other.kind, 'registry');
+    const none = await locateImage('my-app', path.join(work, 'no-store'));
+    assert.equal(none.kind, 'registry');
+    assert.equal((await locateImage(`oci:${work}/src:v1`, storeDir)).kind, 'oci');
   });
 
   test('inspect prints digest, platform, layers and the config summary', async () => {
