@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -59,6 +59,39 @@ describe('RootfsCache', () => {
     }
     assert.equal((await lstat(path.join(a, 'tmp'))).mode & 0o7777, 0o1777);
     assert.deepEqual((await readdir(cache.dir)).sort(), [path.basename(a)]);
+  });
+
+  test('two processes asking for the same image at once unpack it once and share it', async () => {
+    const cacheDir = path.join(dir, 'c6');
+    const counter = path.join(dir, 'c6-unpacks');
+    const script = `
+      import { appendFile, writeFile } from 'node:fs/promises';
+      import path from 'node:path';
+      import { RootfsCache } from ${JSON.stringify(new URL('./rootfs-cache.ts', import.meta.url).href)};
+      const p = await new RootfsCache(${JSON.stringify(cacheDir)}).ensure(${JSON.stringify(DIGEST)}, async (dest) => {
+        await appendFile(${JSON.stringify(counter)}, 'x');
+        await new Promise((r) => setTimeout(r, 400));
+        await writeFile(path.join(dest, 'done'), 'y');
+      });
+      console.log(p);`;
+    const run = () =>
+      new Promise<string>((resolve, reject) => {
+        const c = spawn(process.execPath, ['--input-type=module', '-e', script], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let out = '';
+        c.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+        });
+        c.on('error', reject);
+        c.on('exit', (code) =>
+          code === 0 ? resolve(out.trim()) : reject(new Error(`child exited ${code}`)),
+        );
+      });
+    const [a, b] = await Promise.all([run(), run()]);
+    assert.equal(a, b);
+    assert.equal(await readFile(counter, 'utf8'), 'x');
+    assert.equal(await readFile(path.join(a, 'done'), 'utf8'), 'y');
   });
 
   test('a failed unpack leaves nothing that is used, and the next call unpacks again', async () => {
