@@ -12,10 +12,8 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parseBuilderConfig } from '../../src/builder/builder-config.ts';
-import { createBuilder } from '../../src/builder/builder-image.ts';
 import { readBuildpackageLabels } from '../../src/buildpackage/buildpackage.ts';
 import { readOciArchive } from '../../src/buildpackage/oci-archive.ts';
-import { buildpackageUnpacker } from '../../src/cli/commands/buildpack.ts';
 import { main } from '../../src/cli/main.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
@@ -366,61 +364,74 @@ describe('kiln buildpack package', () => {
 });
 
 describe('builder configs take buildpackages', () => {
-  test('[[buildpacks]] uri = a .cnb file and oci:DIR:TAG: the builder carries their layers unchanged', async () => {
+  test('kiln builder create with [[buildpacks]] uri = a .cnb file, oci:DIR:TAG and docker://: their layers unchanged', async () => {
     const cnbA = path.join(root, 'builder-a.cnb');
     await ok(['buildpack', 'package', cnbA, '--format', 'file', '-p', path.join(root, 'bp-a')]);
-    const aDiffID = await (await (await readOciArchive(cnbA)).layers())[0]!.diffID();
+    const aLayer = (await (await readOciArchive(cnbA)).layers())[0]!;
     const layoutB = path.join(root, 'layout-builder-b');
     await ok(['buildpack', 'package', `oci:${layoutB}:b`, '-p', path.join(root, 'bp-b')]);
     const bDiffID = await (await (await (await Layout.open(layoutB)).image('b')).layers())[0]!.diffID();
-    const config = parseBuilderConfig(
+    const compRef = `${registry.host}/buildpacks/composite:1`; // published by an earlier test
+    const store = await ImageStore.open(ImageStore.defaultDir(home));
+    await store.write(
+      imageFrom({
+        config: {
+          os: 'linux',
+          architecture: 'amd64',
+          config: { Env: ['CNB_USER_ID=1000', 'CNB_GROUP_ID=1000'] },
+        },
+      }),
+      ['example/build'],
+    );
+    await writeFile(
+      path.join(root, 'builder.toml'),
       `[[buildpacks]]
 uri = "builder-a.cnb"
 [[buildpacks]]
 uri = "oci:layout-builder-b:b"
 id = "test/b"
+[[buildpacks]]
+uri = "docker://${compRef}"
+[[order]]
+  [[order.group]]
+  id = "test/composite"
 [[order]]
   [[order.group]]
   id = "test/a"
   [[order.group]]
   id = "test/b"
+[build]
+image = "example/build"
 [[run.images]]
 image = "example/run"
 `,
-      path.join(root, 'builder.toml'),
     );
-    const store = await ImageStore.open(path.join(root, 'builder-store'));
-    const buildImage = imageFrom({
-      config: {
-        os: 'linux',
-        architecture: 'amd64',
-        config: { Env: ['CNB_USER_ID=1000', 'CNB_GROUP_ID=1000'] },
+    const digest = await ok([
+      '--insecure-registry',
+      registry.host,
+      'builder',
+      'create',
+      'example/builder',
+      '--config',
+      path.join(root, 'builder.toml'),
+    ]);
+    const builder = (await store.find('example/builder'))!;
+    assert.equal(await builder.digest(), digest);
+    const labels = (await builder.configFile()).config!.Labels!;
+    const layers = JSON.parse(labels['io.buildpacks.buildpack.layers']!);
+    assert.equal(layers['test/a']['1.0.0'].layerDiffID, await aLayer.diffID());
+    assert.equal(layers['test/b']['2.0.0'].layerDiffID, bDiffID);
+    assert.deepEqual(layers['test/composite']['0.1.0'].order, [
+      {
+        group: [
+          { id: 'test/a', version: '1.0.0' },
+          { id: 'test/b', optional: true },
+        ],
       },
-    });
-    const unpacker = buildpackageUnpacker({ client: new RegistryClient({}), storeDir: store.dir }, root);
-    try {
-      const b = await createBuilder(config, {
-        buildImage,
-        store: store.blobs,
-        kilnVersion: 'test',
-        buildpackages: (uri) => unpacker.open(uri),
-      });
-      const layers = JSON.parse(
-        (await b.image.configFile()).config!.Labels!['io.buildpacks.buildpack.layers']!,
-      );
-      assert.equal(layers['test/a']['1.0.0'].layerDiffID, aDiffID);
-      assert.equal(layers['test/b']['2.0.0'].layerDiffID, bDiffID);
-      assert.deepEqual(b.order, [
-        {
-          group: [
-            { id: 'test/a', version: '1.0.0' },
-            { id: 'test/b', version: '2.0.0' },
-          ],
-        },
-      ]);
-    } finally {
-      await unpacker.dispose();
-    }
+    ]);
+    // Same compression, same bytes: the builder's blob for test/a is the package's blob.
+    const aDigest = await aLayer.digest();
+    assert.ok((await builder.manifest()).layers.some((l) => l.digest === aDigest));
     assert.throws(
       () =>
         parseBuilderConfig(
