@@ -165,7 +165,17 @@ export class RootfsCache {
       await this.#ensureMountPoints(temp);
       // The root of the tree: readable and searchable by the sandbox user whatever the layers said.
       await chmod(temp, 0o755);
-      await rename(temp, final);
+      try {
+        await rename(temp, final);
+      } catch (e) {
+        // Someone else published it first (two takers of one stale lock): theirs is complete too.
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await exists(final))) {
+          await rm(temp, { recursive: true, force: true });
+          return;
+        }
+        throw e;
+      }
     } catch (e) {
       await rm(temp, { recursive: true, force: true });
       throw e;
