@@ -303,6 +303,19 @@ export class RegistryClient {
         ...(init.body !== undefined ? { body: init.body } : {}),
       });
     let res = await go();
+    if (res.status === 401 && !h.challenge && !streamed) {
+      // Some registries answer /v2/ anonymously but challenge per repository: adopt it and retry.
+      const chs = parseChallenges(res.headers.get('www-authenticate') ?? '');
+      const ch = chs.find((c) => c.scheme === 'bearer') ?? chs.find((c) => c.scheme === 'basic');
+      if (ch) {
+        if (ch.scheme === 'bearer') validateRealm(registry, ch.params.realm);
+        h.challenge = ch;
+        await res.discard();
+        const a = await this.authorization(registry, scopes);
+        if (a) headers.authorization = a;
+        res = await go();
+      }
+    }
     if (res.status === 401 && h.challenge?.scheme === 'bearer' && !streamed) {
       const ch = parseChallenges(res.headers.get('www-authenticate') ?? '').find(
         (c) => c.scheme === 'bearer',

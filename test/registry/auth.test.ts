@@ -121,6 +121,23 @@ describe('bearer token auth', () => {
     }
   });
 
+  test('a registry whose /v2/ answers anonymously but challenges per repository', async () => {
+    const proxy = await startProxy(reg.host, (r) =>
+      r.path === '/v2/' ? { status: 200, body: '{}' } : undefined,
+    );
+    try {
+      const client = new RegistryClient({
+        keychain: staticKeychain({ [proxy.host]: { kind: 'basic', username: 'alice', password: PASSWORD } }),
+      });
+      const ref = parseReference(`${proxy.host}/team/lazy-auth:v1`);
+      const img = image('lazy');
+      const { digest } = await writeImage(client, ref, img);
+      assert.equal((await remoteImage(client, ref)).reference.digest, digest);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('a wrong password gives a clear error that does not contain the password', async () => {
     const client = new RegistryClient({
       keychain: staticKeychain({
