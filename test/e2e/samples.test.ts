@@ -19,7 +19,6 @@ import {
 // Issue 5: each sample builds with no flags (the embedded default builder), runs with `kiln run`
 // and with podman as uid 1000 on the shell-free run image, and answers on its port.
 
-const id = randomBytes(4).toString('hex');
 let podman: Podman;
 /** The e2e store as podman sees it: a symlink without dots in its path (podman names images after it). */
 let podmanStore: string;
@@ -57,7 +56,8 @@ async function sample(name: string, answer: string, prepare?: (dir: string) => v
   const { dir, cleanup } = await copySample(name);
   try {
     prepare?.(dir);
-    const image = `kiln-e2e-${name}-${id}`;
+    // A stable name per sample: later runs of this file build warm, with the cache of earlier ones.
+    const image = `kiln-e2e-${name}`;
     await kilnOk(['build', image, '--path', dir]);
 
     const port = await freePort();
@@ -98,7 +98,7 @@ describe('samples build with no flags and answer on their port', () => {
   });
 
   test('node-procfile worker runs with --process worker', async () => {
-    const image = `kiln-e2e-node-procfile-${id}`;
+    const image = 'kiln-e2e-node-procfile';
     const run = runKiln([image, '--process', 'worker']);
     const until = Date.now() + 20_000;
     while (!run.output().includes('node-procfile worker started') && Date.now() < until) {
