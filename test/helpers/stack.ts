@@ -12,21 +12,29 @@
 // committed stacks/bookworm/stack.lock decides the packages, so every run makes the same
 // digests; a changed lock gets a new directory. Concurrent test files wait on a lock directory.
 // The first build needs the Debian mirror (the machine's apt sources); later ones need nothing.
+// Should the committed lock name .debs the live mirror no longer has (and that are not cached),
+// the helper resolves a fresh lock of its own instead (see usableLock).
 
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readAptSources } from '../../src/debian/sources.ts';
 import { extract } from '../../src/layers/extract.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
-import { mirrorsOf } from '../../src/stack/archive-access.ts';
+import {
+  type AccessOptions,
+  fetchPackages,
+  mirrorsOf,
+  resolveStack,
+} from '../../src/stack/archive-access.ts';
 import { readStackConfig, type StackConfig } from '../../src/stack/config.ts';
 import { createStack, type Role } from '../../src/stack/create.ts';
-import { lockDigest, readLock, type StackLock } from '../../src/stack/lock.ts';
+import { inputsDigest, lockDigest, readLock, type StackLock, writeLock } from '../../src/stack/lock.ts';
 
 /** The stack file and lock the tests use (the ones kiln ships). */
 export const TEST_STACK_FILE = fileURLToPath(new URL('../../stacks/bookworm/stack.toml', import.meta.url));
@@ -36,6 +44,8 @@ export const TEST_STACK_LOCK = fileURLToPath(new URL('../../stacks/bookworm/stac
 export interface TestStack {
   readonly config: StackConfig;
   readonly lock: StackLock;
+  /** The lock file `lock` came from (the committed one unless it could not be used). */
+  readonly lockFile: string;
   readonly layoutDir: string;
   readonly tags: Readonly<Record<Role, string>>;
   /** Directory of the SBOM files (`run.sbom.cdx.json`, ...). */
@@ -51,6 +61,33 @@ export interface TestStack {
 /** testCacheDir is where test .debs and indexes are cached (shared with kiln's own cache). */
 export function testCacheDir(): string {
   return process.env.KILN_TEST_CACHE_DIR || path.join(homedir(), '.cache', 'kiln');
+}
+
+/**
+ * usableLock is the committed stack.lock when it is fresh and its .debs can be had (cached, or
+ * still on the mirror). The Debian mirror is live: superseded security updates disappear from it,
+ * so on a machine without the cached .debs an old lock may point at files that are gone. Then the
+ * tests re-resolve into a lock of their own (next to the test images; the committed one is left
+ * alone) rather than fail for a reason that is not theirs.
+ */
+async function usableLock(
+  config: StackConfig,
+  access: AccessOptions,
+): Promise<{ lock: StackLock; file: string }> {
+  const committed = await readLock(TEST_STACK_LOCK);
+  if (committed && committed.inputs === inputsDigest(config)) {
+    try {
+      await fetchPackages([...committed.run.packages, ...committed.build.packages], access);
+      return { lock: committed, file: TEST_STACK_LOCK };
+    } catch (e) {
+      if (!(e instanceof KilnError) || !/HTTP 404|HTTP 410/.test(e.message)) throw e;
+    }
+  }
+  const own = path.join(testCacheDir(), 'test-stack', 'stack.lock');
+  const fresh = await resolveStack(config, access);
+  await mkdir(path.dirname(own), { recursive: true });
+  await writeLock(own, fresh);
+  return { lock: fresh, file: own };
 }
 
 async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
@@ -83,8 +120,12 @@ async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
  */
 export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): Promise<TestStack> {
   const config = await readStackConfig(TEST_STACK_FILE);
-  const lock = await readLock(TEST_STACK_LOCK);
-  if (!lock) throw new Error(`${TEST_STACK_LOCK} is missing (run kiln stack update)`);
+  const access = {
+    mirrors: mirrorsOf(config, { apt: await readAptSources() }),
+    keyring: config.archive.keyring,
+    cacheDir: testCacheDir(),
+  };
+  const { lock, file: lockFile } = await usableLock(config, access);
   const parent = process.env.KILN_TEST_STACK_DIR || path.join(testCacheDir(), 'test-stack');
   const dir = path.join(parent, lockDigest(lock).slice('sha256:'.length, 'sha256:'.length + 16));
   const layoutDir = path.join(dir, 'layout');
@@ -95,11 +136,7 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
     const layout = await Layout.init(layoutDir);
     await createStack(config, {
       lock,
-      access: {
-        mirrors: mirrorsOf(config, { apt: await readAptSources() }),
-        keyring: config.archive.keyring,
-        cacheDir: testCacheDir(),
-      },
+      access,
       layout,
       tags,
       epoch: DEFAULT_EPOCH,
@@ -111,6 +148,7 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
   return {
     config,
     lock,
+    lockFile,
     layoutDir,
     tags,
     sbomDir,

@@ -16,13 +16,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { readLock } from '../../src/stack/lock.ts';
 import { startRegistry } from '../helpers/registry.ts';
-import {
-  ensureTestStack,
-  TEST_STACK_FILE,
-  TEST_STACK_LOCK,
-  type TestStack,
-  testCacheDir,
-} from '../helpers/stack.ts';
+import { ensureTestStack, TEST_STACK_FILE, type TestStack, testCacheDir } from '../helpers/stack.ts';
 
 const FIXTURES = fileURLToPath(new URL('../../src/debian/testdata/', import.meta.url));
 
@@ -95,11 +89,14 @@ after(async () => {
 describe('kiln stack', () => {
   test('create --locked writes the run image, its SBOM files and referrers; a re-run is a no-op', async () => {
     const out = path.join(work, 'out');
-    const r = await kiln(['stack', 'create', '--locked', '--only', 'run', '--output', `oci:${out}`], {
-      // The shared test cache (XDG_CACHE_HOME/kiln) so the .debs are not downloaded again.
-      KILN_HOME: '',
-      XDG_CACHE_HOME: path.dirname(testCacheDir()),
-    });
+    const r = await kiln(
+      ['stack', 'create', '--locked', '--lock', stack.lockFile, '--only', 'run', '--output', `oci:${out}`],
+      {
+        // The shared test cache (XDG_CACHE_HOME/kiln) so the .debs are not downloaded again.
+        KILN_HOME: '',
+        XDG_CACHE_HOME: path.dirname(testCacheDir()),
+      },
+    );
     assert.equal(r.code, 0, r.stderr);
     const expected = await (await Layout.open(stack.layoutDir)).resolve('run');
     assert.match(r.stdout, new RegExp(`^run\\trun\\t${expected.digest}$`, 'm'));
@@ -107,7 +104,17 @@ describe('kiln stack', () => {
       'run.sbom.cdx.json',
       'run.sbom.spdx.json',
     ]);
-    const again = await kiln(['stack', 'create', '--locked', '--only', 'run', '--output', `oci:${out}`]);
+    const again = await kiln([
+      'stack',
+      'create',
+      '--locked',
+      '--lock',
+      stack.lockFile,
+      '--only',
+      'run',
+      '--output',
+      `oci:${out}`,
+    ]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /up to date/);
     assert.match(again.stdout, new RegExp(expected.digest));
@@ -167,7 +174,7 @@ describe('kiln stack', () => {
     ]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /--locked: no lock file .*stale\/stack\.lock/);
-    await copyFile(TEST_STACK_LOCK, path.join(dir, 'stack.lock'));
+    await copyFile(stack.lockFile, path.join(dir, 'stack.lock'));
     await writeFile(cfg, (await readFile(cfg, 'utf8')).replace('"zlib1g",', '"zlib1g",\n  "libzstd1",'));
     const stale = await kiln(['stack', 'create', '--locked', '--config', cfg, '--output', `oci:${dir}/out`]);
     assert.equal(stale.code, 1);
