@@ -145,6 +145,16 @@ describe('kiln build end to end', () => {
     );
   });
 
+  test('project.toml pre groups go in front of every group of the builder order', async () => {
+    const app = await w.app('pre-group', 'with a pre group');
+    const b = await w.build(app, 'e2e-pre-group', { preBuildpacks: [path.join(E2E_BUILDPACKS, 'greeting')] });
+    assert.match(b.log.lines.join('\n'), /e2e\/greeting\s+1\.2\.3\s+e2e\/runtime/);
+    assert.equal(
+      await runWithPodman('e2e-pre-group'),
+      'GREETING=bonjour uid=1000 message=with a pre group\n',
+    );
+  });
+
   test('the same source built in two directories, at different times, under different umasks gives the same digest', async () => {
     const a = await w.app('repro-a', 'same');
     const b = await w.app('repro-b', 'same');

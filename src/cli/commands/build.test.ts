@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { main } from '../main.ts';
-import { defaultCacheDir, destinationOf, parseEnvFlags } from './build.ts';
+import { defaultCacheDir, destinationOf, parseEnvFlags, projectRefs } from './build.ts';
 
 const temps: string[] = [];
 after(async () => {
@@ -36,6 +36,29 @@ describe('kiln build flags', () => {
     const b = defaultCacheDir('/c', 'docker.io/library/b:latest');
     assert.notEqual(a, b);
     assert.match(path.basename(a), /^docker\.io_library_a_latest-[0-9a-f]{12}$/);
+  });
+
+  test('projectRefs() maps project.toml group entries to --buildpack values', async () => {
+    const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-build-refs-'));
+    temps.push(d);
+    const refs = await projectRefs(
+      [
+        { id: 'a/b', version: '1.0.0' },
+        { id: 'c/d' },
+        { uri: 'docker://reg/bp:1', resolvedUri: 'docker://reg/bp:1' },
+        { uri: './bps/x', resolvedUri: '/proj/bps/x' },
+        { id: 'me/inline', script: { api: '0.10', inline: 'echo hi', shell: '/bin/bash' } },
+      ],
+      d,
+    );
+    assert.deepEqual(refs.slice(0, 4), ['a/b@1.0.0', 'c/d', 'reg/bp:1', '/proj/bps/x']);
+    const toml = await fs.readFile(path.join(refs[4]!, 'buildpack.toml'), 'utf8');
+    assert.match(toml, /id = "me\/inline"/);
+    assert.match(await fs.readFile(path.join(refs[4]!, 'bin', 'build'), 'utf8'), /echo hi/);
+    await assert.rejects(
+      projectRefs([{ uri: 'urn:cnb:registry:x', resolvedUri: 'urn:cnb:registry:x' }], d),
+      /unsupported scheme/,
+    );
   });
 
   test('kiln build rejects bad flags with exit code 3 before doing any work', async () => {

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { writeDockerArchive } from '../../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
@@ -12,7 +14,8 @@ import { type ImageAccess, runBuild } from '../../lifecycle/platform/orchestrati
 import type { Digest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
-import { readProjectDescriptor } from '../../platform/project-descriptor.ts';
+import { writeInlineBuildpack } from '../../platform/inline-buildpack.ts';
+import { type GroupEntry, readProjectDescriptor } from '../../platform/project-descriptor.ts';
 import { projectMetadata } from '../../platform/project-metadata.ts';
 import { RegistryError } from '../../registry/errors.ts';
 import { type Reference, repositoryString } from '../../registry/reference.ts';
@@ -278,11 +281,21 @@ export function register(program: Command, ctx: CliContext): void {
     const progress = log.progress();
     const io = imageIO(settings, log, { progress });
     const started = performance.now();
+    const cleanups: (() => Promise<void>)[] = [];
     try {
       const dest = destinationOf(imageArg, Boolean(flags.publish));
       const tags = flags.tag.map((t) => destinationOf(t, Boolean(flags.publish)));
       const appDir = path.resolve(flags.path);
       const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
+      // Inline buildpacks (project.toml scripts) are written to a private dir removed at the end.
+      let scratchDir: string | undefined;
+      const scratch = () => {
+        scratchDir ??= mkdtempSync(path.join(tmpdir(), 'kiln-inline-'));
+        return scratchDir;
+      };
+      cleanups.push(async () => {
+        if (scratchDir) await rm(scratchDir, { recursive: true, force: true });
+      });
       for (const w of descriptor.warnings) log.warn(w);
       const userEnv = await parseEnvFlags(flags.env, flags.envFile, settings.env);
       const env = { ...descriptor.env, ...userEnv };
@@ -309,7 +322,14 @@ export function register(program: Command, ctx: CliContext): void {
         appDir,
         filter: descriptor.filter,
         builder: { image: builder.image, name: builder.name },
-        ...(flags.buildpack.length ? { buildpacks: flags.buildpack } : {}),
+        // --buildpack wins over project.toml's group; pre/post groups apply either way.
+        ...(flags.buildpack.length
+          ? { buildpacks: flags.buildpack }
+          : descriptor.group.length
+            ? { buildpacks: await projectRefs(descriptor.group, scratch()) }
+            : {}),
+        ...(descriptor.pre.length ? { preBuildpacks: await projectRefs(descriptor.pre, scratch()) } : {}),
+        ...(descriptor.post.length ? { postBuildpacks: await projectRefs(descriptor.post, scratch()) } : {}),
         // buildpackages by reference or .cnb path (H9, src/cli/commands/buildpack.ts)
         openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, io),
         ...(flags.runImage ? { runImage: flags.runImage } : {}),
@@ -350,6 +370,7 @@ export function register(program: Command, ctx: CliContext): void {
       ctx.stdout.write(`${outcome.digest}\n`);
     } finally {
       progress.end();
+      for (const c of cleanups) await c();
     }
   });
 }
@@ -359,6 +380,37 @@ function cacheImageRef(ref: string): Reference {
   if (loc.kind !== 'registry')
     throw new KilnError(`--cache-image ${ref}: must be a registry reference`, ExitCode.InvalidArgs);
   return loc.ref;
+}
+
+/**
+ * projectRefs turns project.toml group entries into `--buildpack` values: `id@version`, a
+ * directory (a relative uri is already resolved against the project), a `docker://` image, or an
+ * inline script written out as a buildpack under `scratch`.
+ */
+export async function projectRefs(entries: readonly GroupEntry[], scratch: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const [i, e] of entries.entries()) {
+    if (e.script) {
+      out.push(await writeInlineBuildpack(e, path.join(scratch, `inline-${out.length}-${i}`)));
+      continue;
+    }
+    const uri = e.resolvedUri;
+    if (uri) {
+      if (uri.startsWith('docker://')) out.push(uri.slice('docker://'.length));
+      else if (uri.startsWith('file://')) out.push(fileURLToPath(uri));
+      else if (/^[a-z][a-z0-9+.-]*:/.test(uri))
+        throw new KilnError(
+          `project.toml buildpack uri "${e.uri}": unsupported scheme`,
+          ExitCode.InvalidArgs,
+        );
+      else out.push(uri);
+      continue;
+    }
+    if (!e.id)
+      throw new KilnError('project.toml group entry without id, uri or script', ExitCode.InvalidArgs);
+    out.push(e.version ? `${e.id}@${e.version}` : e.id);
+  }
+  return out;
 }
 
 async function configuredBuilder(settings: CliContext['settings']): Promise<string | undefined> {

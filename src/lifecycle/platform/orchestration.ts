@@ -80,6 +80,9 @@ export interface BuildRequest {
   readonly buildpacks?: readonly string[];
   /** A buildpacks directory (`<escaped id>/<version>/`) to use instead of the builder's /cnb/buildpacks. */
   readonly extraBuildpacksDir?: string;
+  /** project.toml `io.buildpacks.pre.group` / `post.group`: refs as for `buildpacks`, around every group. */
+  readonly preBuildpacks?: readonly string[];
+  readonly postBuildpacks?: readonly string[];
   /** Opens a buildpackage image named by a `--buildpack` value (undefined: not an image). */
   readonly openBuildpackage?: (ref: string) => Promise<Image | undefined>;
   /** `--run-image`, else the builder's first run image. */
@@ -164,9 +167,13 @@ async function resolveBuildpacks(
   r: BuildRequest,
   rootfs: string,
   work: string,
-): Promise<{ root: string; group?: { id: string; version?: string }[] }> {
+): Promise<{
+  root: string;
+  group?: { id: string; version?: string }[];
+  pre: { id: string; version?: string }[];
+  post: { id: string; version?: string }[];
+}> {
   const builderRoot = r.extraBuildpacksDir ?? path.join(rootfs, 'cnb', 'buildpacks');
-  if (!r.buildpacks?.length) return { root: builderRoot };
   let root = builderRoot;
   const own = async () => {
     if (root !== builderRoot) return root;
@@ -175,8 +182,8 @@ async function resolveBuildpacks(
     if (await hasDir(builderRoot)) await cp(builderRoot, root, { recursive: true, verbatimSymlinks: true });
     return root;
   };
-  const group: { id: string; version?: string }[] = [];
-  for (const ref of r.buildpacks) {
+  let images = 0;
+  const one = async (ref: string): Promise<{ id: string; version?: string }> => {
     if (
       await stat(path.join(ref, 'buildpack.toml')).then(
         () => true,
@@ -188,18 +195,14 @@ async function resolveBuildpacks(
       await rm(dst, { recursive: true, force: true });
       await cp(path.resolve(ref), dst, { recursive: true, verbatimSymlinks: true });
       await chmodTree(dst);
-      group.push({ id: toml.buildpack.id, version: toml.buildpack.version });
-      continue;
+      return { id: toml.buildpack.id, version: toml.buildpack.version };
     }
     // After a directory: a buildpack the builder has, then a buildpackage image.
     const asId = parseBuildpackRef(ref);
-    if (await hasDir(path.join(builderRoot, escapeId(asId.id)))) {
-      group.push(asId);
-      continue;
-    }
+    if (await hasDir(path.join(builderRoot, escapeId(asId.id)))) return asId;
     const image = await r.openBuildpackage?.(ref);
     if (image) {
-      const tmp = path.join(work, `bp-image-${group.length}`);
+      const tmp = path.join(work, `bp-image-${images++}`);
       for (const layer of await image.layers())
         await extract(await layer.uncompressed(), tmp, { special: 'skip' });
       const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
@@ -211,12 +214,20 @@ async function resolveBuildpacks(
         );
       await cp(path.join(tmp, 'cnb', 'buildpacks'), await own(), { recursive: true, verbatimSymlinks: true });
       await chmodTree(root);
-      group.push({ id: md.id, ...(md.version ? { version: md.version } : {}) });
-      continue;
+      return { id: md.id, ...(md.version ? { version: md.version } : {}) };
     }
-    group.push(asId); // detect reports it as not found, naming it
-  }
-  return { root, group };
+    return asId; // detect reports it as not found, naming it
+  };
+  const all = async (refs: readonly string[] | undefined) => {
+    const out: { id: string; version?: string }[] = [];
+    for (const ref of refs ?? []) out.push(await one(ref));
+    return out;
+  };
+  const group = r.buildpacks?.length ? await all(r.buildpacks) : undefined;
+  const pre = await all(r.preBuildpacks);
+  const post = await all(r.postBuildpacks);
+  // `root` last: resolving may have switched it to the private copy.
+  return { root, ...(group ? { group } : {}), pre, post };
 }
 
 /** Buildpack files must be readable (and their dirs searchable) by the build user. */
@@ -377,9 +388,14 @@ async function buildWith(
 
     // DETECTING
     log.phase('DETECTING');
-    const order: Order = resolved.group
+    const baseOrder: Order = resolved.group
       ? [{ group: resolved.group.map((b) => ({ ...b, optional: false })) }]
       : (await readOrderToml(path.join(rootfs, 'cnb', 'order.toml'))).order;
+    // project.toml pre/post groups go around every group of the order.
+    const order: Order =
+      resolved.pre.length || resolved.post.length
+        ? baseOrder.map((g) => ({ ...g, group: [...resolved.pre, ...g.group, ...resolved.post] }))
+        : baseOrder;
     const detected = await time('detect', () => detect({ ...phase, order }));
     const group: GroupElement[] = detected.group;
     await phaseDone('detect');
