@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { BlobStore } from '../layout/blob-store.ts';
 import { sha256 } from '../oci/digest.ts';
@@ -10,6 +11,7 @@ import { MediaType } from '../oci/media-types.ts';
 import { imageFrom } from '../oci/memory.ts';
 import { validateImage } from '../oci/validate.ts';
 import { layerFromDirectory, layerFromFile, writeLayer } from './layer-writer.ts';
+import { type TarEntry, tarChunks } from './tar-writer.ts';
 import { walk } from './walk.ts';
 
 let tmp: string;
@@ -97,6 +99,37 @@ describe('writeLayer()', () => {
     const other = new BlobStore(path.join(tmp, 'store3'));
     const copied = await layerFromFile(layer.path, layer.mediaType, other);
     assert.equal(await copied.digest(), await layer.digest());
+  });
+
+  test('the packing hot path writes exactly the bytes of tarChunks() (buffer and arena wrap-arounds)', async () => {
+    const dir = path.join(tmp, 'tree-big');
+    await fs.mkdir(path.join(dir, 'small'), { recursive: true });
+    // ~12 MB of small files (more than the read-ahead arena) and files straddling 1 MiB buffers.
+    for (let i = 0; i < 60; i++)
+      await fs.writeFile(path.join(dir, 'small', `f${i}`), Buffer.alloc(200_000 + i * 997, i));
+    await fs.writeFile(path.join(dir, 'big'), Buffer.alloc(3 * 1024 * 1024 + 123, 9));
+    await fs.writeFile(path.join(dir, 'empty'), '');
+    const entries = await walk(dir, { uid: 1, gid: 2 });
+    const synthetic: TarEntry = {
+      path: 'synthetic',
+      type: 'file',
+      mode: 0o600,
+      uid: 0,
+      gid: 0,
+      size: 5,
+      open: () => Readable.from([Buffer.from('ab'), Buffer.from('cde')]),
+    };
+    const chunks: Buffer[] = [];
+    for await (const c of tarChunks([...entries, synthetic])) chunks.push(c);
+    const want = Buffer.concat(chunks);
+    const store = new BlobStore(path.join(tmp, 'store-big'));
+    const layer = await writeLayer([...entries, synthetic], { store, compression: 'none' });
+    assert.equal(await layer.diffID(), sha256(want));
+    assert.equal(layer.uncompressedSize, want.length);
+    assert.deepEqual(await fs.readFile(layer.path), want);
+    const gz = await writeLayer([...entries, synthetic], { store, compression: 'gzip', level: 1 });
+    assert.equal(await gz.diffID(), sha256(want));
+    await validateImage(imageFrom({ config: { architecture: 'amd64', os: 'linux' }, layers: [gz, layer] }));
   });
 
   test('a failing entry leaves no blob and no temp file', async () => {

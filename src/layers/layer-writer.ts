@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
+import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { BlobStore } from '../layout/blob-store.ts';
@@ -9,10 +9,9 @@ import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type Compression, MediaType } from '../oci/media-types.ts';
 import { StoredLayer } from './blob-layer.ts';
-import { type TarEntry, tarChunks } from './tar-writer.ts';
+import { packTar } from './tar-packer.ts';
+import type { TarEntry } from './tar-writer.ts';
 import { type WalkOptions, walk } from './walk.ts';
-
-const COALESCE = 1 << 20;
 
 /** Options of writeLayer. */
 export interface WriteLayerOptions {
@@ -66,49 +65,61 @@ class Counter extends Transform {
  */
 export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOptions): Promise<StoredLayer> {
   const compression = opts.compression ?? 'gzip';
-  const tarHash = createHash('sha256');
-  let tarSize = 0;
-  const tar = tarChunks(entries, opts.epoch === undefined ? {} : { epoch: opts.epoch });
-  // The tar comes in many small pieces (headers, padding, small files). Each write to a
-  // compressor is a round trip to the thread pool, so pieces are gathered into ~1 MiB chunks
-  // first: for zstd this alone is a several-fold speed-up.
-  async function* hashed(): AsyncGenerator<Buffer> {
-    let parts: Buffer[] = [];
-    let held = 0;
-    for await (const b of tar) {
-      tarHash.update(b);
-      tarSize += b.length;
-      if (held === 0 && b.length >= COALESCE) {
-        yield b;
-        continue;
-      }
-      parts.push(b);
-      held += b.length;
-      if (held >= COALESCE) {
-        yield Buffer.concat(parts, held);
-        parts = [];
-        held = 0;
-      }
-    }
-    if (held > 0) yield Buffer.concat(parts, held);
-  }
   const comp = compressor(compression, opts.level);
-  const out = new Counter();
   const temp = await opts.store.tempPath();
+  const sink = createWriteStream(temp, { mode: 0o644, highWaterMark: 1 << 20 });
+  const outHash = createHash('sha256');
+  let outSize = 0;
+  let digestHex = '';
+  // packTar reuses each buffer once `write` resolves, so `write` must resolve only when the
+  // bytes are no longer referenced: a compressor's write callback fires once it consumed its
+  // input (its output is fresh memory); a file stream's fires once the bytes are written.
+  let done: Promise<void>;
+  let head: Writable;
+  if (comp) {
+    const out = new Counter();
+    done = pipeline(comp, out, sink).then(() => {
+      digestHex = out.hash.digest('hex');
+      outSize = out.count;
+    });
+    head = comp;
+  } else {
+    done = new Promise<void>((resolve, reject) => {
+      sink.on('finish', resolve);
+      sink.on('error', reject);
+    });
+    head = sink;
+  }
+  done.catch(() => {});
+  const pass = !comp;
+  const write = (b: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      if (pass) {
+        outHash.update(b);
+        outSize += b.length;
+      }
+      head.write(b, (e?: Error | null) => (e ? reject(e) : resolve()));
+    });
   try {
-    const source = Readable.from(hashed(), { objectMode: false, highWaterMark: 1 << 20 });
-    const sink = createWriteStream(temp, { mode: 0o644, highWaterMark: 1 << 20 });
-    if (comp) await pipeline(source, comp, out, sink);
-    else await pipeline(source, out, sink);
-    const digest: Digest = `sha256:${out.hash.digest('hex')}`;
-    const diffID: Digest = `sha256:${tarHash.digest('hex')}`;
+    const tar = await packTar(entries, write, opts.epoch === undefined ? {} : { epoch: opts.epoch });
+    head.end();
+    await done;
+    const digest: Digest = `sha256:${comp ? digestHex : outHash.digest('hex')}`;
     await opts.store.commit(temp, digest);
     return new StoredLayer(
       opts.store,
-      { mediaType: layerMediaType(compression), digest, size: out.count, diffID, uncompressedSize: tarSize },
+      {
+        mediaType: layerMediaType(compression),
+        digest,
+        size: outSize,
+        diffID: tar.diffID,
+        uncompressedSize: tar.size,
+      },
       opts.annotations,
     );
   } catch (e) {
+    head.destroy(e as Error);
+    await done.catch(() => {});
     await fs.rm(temp, { force: true });
     throw e;
   }

@@ -1,3 +1,5 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
 import { DEFAULT_EPOCH } from '../oci/memory.ts';
@@ -31,8 +33,38 @@ export interface TarEntry {
    * ahead with it, so that many small files do not each cost a round of open/read/close waits.
    */
   readonly read?: () => Promise<Buffer>;
+  /**
+   * Absolute path of the regular file holding the content. When present, the layer writer reads
+   * it directly into its own buffers (preferred over open/read; those remain for other readers).
+   */
+  readonly source?: string;
   /** Extra PAX records (e.g. `SCHILY.xattr.*`), written sorted by key. */
   readonly pax?: Readonly<Record<string, string>>;
+}
+
+const SMALL_FILE = 256 * 1024;
+
+/** How to read a small file's whole content at once, if the entry allows it. */
+function readerOf(e: TarEntry): (() => Promise<Buffer>) | undefined {
+  if (e.read) return e.read;
+  const src = e.source;
+  if (src && !e.open && (e.size ?? 0) <= SMALL_FILE) return () => fs.readFile(src);
+  return undefined;
+}
+
+/** How to stream an entry's content. */
+function openerOf(e: TarEntry): (() => Readable | Promise<Readable>) | undefined {
+  if (e.open) return e.open;
+  const src = e.source;
+  const size = e.size ?? 0;
+  // Buffers sized to the file: a stream allocates highWaterMark bytes per read.
+  if (src)
+    return () => createReadStream(src, { highWaterMark: Math.max(16384, Math.min(size + 1, 1 << 20)) });
+  if (e.read) {
+    const read = e.read;
+    return async () => ReadableStream.from([await read()]);
+  }
+  return undefined;
 }
 
 /** Options of the tar writer. */
@@ -214,8 +246,8 @@ export function sortEntries(entries: Iterable<TarEntry>): { entry: TarEntry; pat
   const out: { entry: TarEntry; path: string; key: Buffer }[] = [];
   for (const entry of entries) {
     const path = normalizeTarPath(entry.path);
-    if (entry.type === 'file' && (entry.size === undefined || !entry.open))
-      throw new TypeError(`tar entry "${path}": a file needs size and open()`);
+    if (entry.type === 'file' && (entry.size === undefined || !(entry.open || entry.read || entry.source)))
+      throw new TypeError(`tar entry "${path}": a file needs size and one of source, open() or read()`);
     if ((entry.type === 'symlink' || entry.type === 'link') && !entry.linkname)
       throw new TypeError(`tar entry "${path}": a ${entry.type} needs a linkname`);
     if (!Number.isInteger(entry.uid) || entry.uid < 0 || !Number.isInteger(entry.gid) || entry.gid < 0)
@@ -257,9 +289,10 @@ export async function* tarChunks(entries: Iterable<TarEntry>, opts: TarOptions =
     if (nextAhead < from) nextAhead = from;
     while (nextAhead < sorted.length && nextAhead < from + AHEAD) {
       const e = sorted[nextAhead]!.entry;
-      if (e.type === 'file' && e.read) {
+      const reader = readerOf(e);
+      if (e.type === 'file' && reader) {
         if (aheadBytes + (e.size ?? 0) > AHEAD_BYTES && pending.size > 0) break;
-        const p = e.read();
+        const p = reader();
         p.catch(() => {}); // surfaced when awaited in order
         pending.set(nextAhead, p);
         aheadBytes += e.size ?? 0;
@@ -282,8 +315,8 @@ export async function* tarChunks(entries: Iterable<TarEntry>, opts: TarOptions =
         const b = await ahead;
         read = b.length;
         if (read === size && read > 0) yield b;
-      } else if (size > 0 || entry.open) {
-        const stream = await entry.open!();
+      } else if (size > 0) {
+        const stream = await openerOf(entry)!();
         try {
           for await (const chunk of stream) {
             const b = chunk as Buffer;

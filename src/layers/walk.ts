@@ -1,11 +1,21 @@
 import type { Stats } from 'node:fs';
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { normalizeTarPath, sortEntries, type TarEntry } from './tar-writer.ts';
 
-/** Files up to this size are read whole (and ahead) by the tar writer. */
-const SMALL_FILE = 256 * 1024;
+/**
+ * A file entry: plain data, no closures (trees of many files keep thousands of these). The tar
+ * writers read the content from `source`.
+ */
+function fileEntry(
+  p: string,
+  full: string,
+  mode: number,
+  size: number,
+  owner: { uid: number; gid: number },
+): TarEntry {
+  return { path: p, type: 'file', mode, size, uid: owner.uid, gid: owner.gid, source: full };
+}
 
 /** Options of walk. */
 export interface WalkOptions {
@@ -37,7 +47,9 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
   const prefix = opts.prefix === undefined ? '' : normalizeTarPath(opts.prefix);
   const out: TarEntry[] = [];
   const inodes = new Map<string, string>();
-  const files: { entry: TarEntry; st: Stats }[] = [];
+  // Only what hard-link detection needs is kept: holding Stats objects (or closures over a
+  // directory's whole lstat result) costs kilobytes per entry on trees of many files.
+  const inodeOf = new Map<TarEntry, string>();
 
   const own = (st: Stats) => ({ uid: opts.uid ?? st.uid, gid: opts.gid ?? st.gid });
   const join = (rel: string) => (prefix === '' ? rel : rel === '' ? prefix : `${prefix}/${rel}`);
@@ -57,8 +69,12 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
 
   async function visit(abs: string, rel: string): Promise<void> {
     const names = await fs.readdir(abs);
-    const stats = await Promise.all(names.map((n) => fs.lstat(path.join(abs, n))));
-    const subdirs: Promise<void>[] = [];
+    // lstat in small batches and one directory at a time: thousands of requests in flight
+    // cost tens of MB on big trees for no speed gained on a thread pool of four.
+    const stats: Stats[] = [];
+    for (let i = 0; i < names.length; i += 32)
+      stats.push(...(await Promise.all(names.slice(i, i + 32).map((n) => fs.lstat(path.join(abs, n))))));
+    const subdirs: [string, string][] = [];
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       const st = stats[i]!;
@@ -68,7 +84,7 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
       const full = path.join(abs, name);
       if (st.isDirectory()) {
         out.push({ path: p, type: 'dir', mode: st.mode & 0o7777, ...own(st) });
-        subdirs.push(visit(full, r));
+        subdirs.push([full, r]);
       } else if (st.isSymbolicLink()) {
         out.push({
           path: p,
@@ -78,37 +94,23 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
           ...own(st),
         });
       } else if (st.isFile()) {
-        const entry: TarEntry = {
-          path: p,
-          type: 'file',
-          mode: st.mode & 0o7777,
-          size: st.size,
-          // Buffers sized to the file: a stream allocates highWaterMark bytes per read, and
-          // 1 MiB buffers for thousands of small files keep the garbage collector busy.
-          open: () =>
-            createReadStream(full, { highWaterMark: Math.max(16384, Math.min(st.size + 1, 1 << 20)) }),
-          ...(st.size <= SMALL_FILE ? { read: () => fs.readFile(full) } : {}),
-          ...own(st),
-        };
-        files.push({ entry, st });
+        const entry = fileEntry(p, full, st.mode & 0o7777, st.size, own(st));
+        if (st.nlink > 1) inodeOf.set(entry, `${st.dev}:${st.ino}`);
         out.push(entry);
       } else {
         opts.onSkip?.(r, st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device node');
       }
     }
-    await Promise.all(subdirs);
+    for (const [full, r] of subdirs) await visit(full, r);
   }
   await visit(root, '');
 
   // Hard links: decide which path holds the content only after sorting, so it is the same
   // one every time regardless of readdir order.
   const sorted = sortEntries(out).map((s) => s.entry);
-  const multi = new Set(files.filter((f) => f.st.nlink > 1).map((f) => f.entry));
-  const byEntry = new Map(files.map((f) => [f.entry, f.st]));
   return sorted.map((e) => {
-    if (!multi.has(e)) return e;
-    const st = byEntry.get(e)!;
-    const key = `${st.dev}:${st.ino}`;
+    const key = inodeOf.get(e);
+    if (key === undefined) return e;
     const first = inodes.get(key);
     if (first === undefined) {
       inodes.set(key, normalizeTarPath(e.path));
