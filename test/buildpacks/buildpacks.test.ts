@@ -149,7 +149,10 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
       launch: false,
     });
     assert.equal(
-      await readFile(path.join(bp, 'node-headers', 'env.build', 'npm_config_nodedir.override'), 'utf8'),
+      await readFile(
+        path.join(bp, 'npm', 'env.build', 'npm_package_config_node_gyp_nodedir.override'),
+        'utf8',
+      ),
       path.join(bp, 'node-headers'),
     );
     const nodeSbom = JSON.parse(await readFile(path.join(bp, 'node.sbom.cdx.json'), 'utf8')) as {

@@ -96,7 +96,7 @@ async function contributeNode(
   const metadata = { version: meta.version, integrity: meta.dist.integrity ?? '' };
   const types = NODE_TYPES;
   // The headers (include/, 65 MB, mostly OpenSSL) are only needed to compile native addons: they
-  // live in a build + cache layer that node-gyp finds through npm_config_nodedir.
+  // live in a build + cache layer that node-gyp finds through the npm layer's env (see there).
   const headerTypes = HEADER_TYPES;
   const prev = await previousLayer(layersDir, 'node');
   const prevHeaders = await previousLayer(layersDir, 'node-headers');
@@ -113,7 +113,6 @@ async function contributeNode(
   const headers = await resetLayer(layersDir, 'node-headers');
   await installNode(registry, nodePackage, meta, dir, env);
   if (await exists(join(dir, 'include'))) await rename(join(dir, 'include'), join(headers, 'include'));
-  await writeEnv(headers, 'env.build', 'npm_config_nodedir', 'override', headers);
   await writeLayerToml(layersDir, 'node-headers', headerTypes, metadata);
   await writeSboms(
     join(layersDir, 'node'),
@@ -179,5 +178,10 @@ async function contributeNpm(
   log(`  downloading npm@${version}`);
   const dir = await resetLayer(layersDir, 'npm');
   await installNpm(registry, meta, dir, env);
+  // node-gyp (run by npm for native addons) must use the node-headers layer: without a nodedir it
+  // downloads headers from the Node.js website. npm 11+ warns about unknown npm_config_* variables,
+  // and its node-gyp reads npm_package_config_node_gyp_* instead.
+  const nodedir = semver.major(version) >= 11 ? 'npm_package_config_node_gyp_nodedir' : 'npm_config_nodedir';
+  await writeEnv(dir, 'env.build', nodedir, 'override', join(layersDir, 'node-headers'));
   await writeLayerToml(layersDir, 'npm', types, metadata);
 }
