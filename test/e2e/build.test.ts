@@ -94,6 +94,22 @@ describe('kiln build end to end', () => {
     assert.ok(tar.includes(Buffer.from('e2e-base-files')));
   });
 
+  test('--clear-cache ignores the cache for one build (then replaces it); the image is the same', async () => {
+    const app = await w.app('clear', 'clear');
+    const first = await w.build(app, 'e2e-clear');
+    const cleared = await w.build(app, 'e2e-clear', { clearCache: true });
+    const text = cleared.log.lines.join('\n');
+    assert.match(text, /Clearing the cache/);
+    assert.match(text, /runtime: installing hello/);
+    assert.match(text, /deps: downloading/);
+    assert.equal(cleared.digest, first.digest);
+    assert.deepEqual(cleared.added, [], 'same content: every image layer reused from the previous image');
+    // Only the cache itself is refilled (the download layer and the cache SBOM layer).
+    assert.equal(cleared.stats.compressed, 2);
+    const after = await w.build(app, 'e2e-clear');
+    assert.match(after.log.lines.join('\n'), /runtime: reusing cached layer/);
+  });
+
   test('a kept unpacked layer that was tampered with is not used: the layer comes from its blob', async () => {
     const app = await w.app('tamper', 'tamper');
     const first = await w.build(app, 'e2e-tamper');
