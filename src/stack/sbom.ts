@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { type Descriptor, type Manifest, ManifestSchema, parseJson } from '../oci/schema.ts';
+import type { RepositoryClient } from '../registry/client.ts';
 import { artifactImage } from '../sbom/artifact.ts';
 import { CYCLONEDX_MEDIA_TYPE, cyclonedxDocument } from '../sbom/cyclonedx.ts';
 import { licensesFromCopyright } from '../sbom/dep5.ts';
@@ -189,6 +190,29 @@ export async function sbomOfImage(
       string,
       unknown
     >;
+  }
+  return undefined;
+}
+
+/**
+ * sbomOfRemoteImage is sbomOfImage for an image in a registry: it asks the repository for the
+ * image's referrers of `mediaType` (the referrers API or the tag-schema fallback) and returns the
+ * first such document, or undefined.
+ */
+export async function sbomOfRemoteImage(
+  repo: RepositoryClient,
+  digest: Digest,
+  mediaType: typeof CYCLONEDX_MEDIA_TYPE | typeof SPDX_MEDIA_TYPE,
+): Promise<Record<string, unknown> | undefined> {
+  const index = await repo.referrers(digest, mediaType);
+  for (const d of index.manifests) {
+    if (d.artifactType !== mediaType) continue;
+    const m = parseJson(ManifestSchema, (await repo.getManifest(d.digest)).bytes, `referrer ${d.digest}`);
+    const blob = m.layers.find((l) => l.mediaType === mediaType);
+    if (!blob) continue;
+    const chunks: Buffer[] = [];
+    for await (const c of await repo.openBlob(blob.digest, blob.size)) chunks.push(c as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
   }
   return undefined;
 }

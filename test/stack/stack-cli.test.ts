@@ -14,7 +14,9 @@ import { main } from '../../src/cli/main.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
+import { CYCLONEDX_MEDIA_TYPE } from '../../src/sbom/cyclonedx.ts';
 import { readLock } from '../../src/stack/lock.ts';
+import { sbomOfRemoteImage } from '../../src/stack/sbom.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import { ensureTestStack, TEST_STACK_FILE, type TestStack, testCacheDir } from '../helpers/stack.ts';
 
@@ -152,6 +154,11 @@ describe('kiln stack', () => {
         'application/spdx+json',
         'application/vnd.cyclonedx+json',
       ]);
+      const cdx = await sbomOfRemoteImage(repo, expected, CYCLONEDX_MEDIA_TYPE);
+      assert.deepEqual(
+        (cdx?.components as { name: string }[]).map((c) => c.name).sort(),
+        stack.lock.run.packages.map((p) => p.name).sort(),
+      );
     } finally {
       await reg.stop();
     }
