@@ -1,5 +1,4 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
@@ -172,52 +171,75 @@ export class RepositoryClient {
     const emit = (done: number, state: 'running' | 'done') =>
       progress({ id: digest, action: 'download', state, done, total, ...(label ? { label } : {}) });
     const req = (init: SendInit, ok: number[]) => this.#req(`get ${what}`, url, init, ok);
-    async function* body(): AsyncGenerator<Uint8Array> {
-      let offset = 0;
-      let res: HttpResponse | undefined = first;
-      let failures = 0;
-      for (;;) {
-        if (!res) {
-          res = await req({ headers: { range: `bytes=${offset}-` } }, [200, 206]);
-        }
-        let skip = res.status === 200 ? offset : 0; // server ignored Range: drop what we have
-        try {
-          for await (const chunk of res.body as AsyncIterable<Buffer>) {
-            let c = chunk;
-            if (skip > 0) {
-              if (c.length <= skip) {
-                skip -= c.length;
-                continue;
-              }
-              c = c.subarray(skip);
-              skip = 0;
-            }
-            offset += c.length;
-            emit(offset, 'running');
-            yield c;
-          }
-          emit(offset, 'done');
-          return;
-        } catch (e) {
-          if (e instanceof KilnError || !isTransient(e) || ++failures >= client.retry.attempts) {
-            throw new KilnError(
+    const verifier = new VerifyingStream(digest, size, what);
+    // Bytes flow from each response straight into the verifier (no generator in between: this is
+    // the hot path of every pull). A response that breaks mid-body is replaced by a Range request
+    // for the rest, so the verifier sees one continuous stream.
+    let offset = 0;
+    let failures = 0;
+    let current: Readable | undefined;
+    let closed = false;
+    const fail = (e: unknown) => {
+      if (closed) return;
+      closed = true;
+      verifier.destroy(
+        e instanceof KilnError
+          ? e
+          : new KilnError(
               `get ${what}: connection failed after ${offset} bytes: ${describeNetError(e)}`,
               ExitCode.Failed,
               {
                 cause: e,
               },
-            );
-          }
-          client.debugLine(`get ${what}: ${retryReason(e)} at byte ${offset}; resuming`);
-          await new Promise((r) => setTimeout(r, client.retry.baseDelayMs * 2 ** (failures - 1)));
-          res = undefined;
-        }
-      }
-    }
-    const verifier = new VerifyingStream(digest, size, what);
-    pipeline(Readable.from(body(), { objectMode: false }), verifier).catch(() => {
-      // pipeline destroys `verifier` with the error; the consumer sees it there.
+            ),
+      );
+    };
+    verifier.on('drain', () => current?.resume());
+    verifier.on('close', () => {
+      closed = true;
+      current?.destroy();
     });
+    const attach = (res: HttpResponse) => {
+      let skip = res.status === 200 ? offset : 0; // server ignored Range: drop what we have
+      const body = res.body;
+      current = body;
+      body.on('data', (chunk: Buffer) => {
+        let c = chunk;
+        if (skip > 0) {
+          if (c.length <= skip) {
+            skip -= c.length;
+            return;
+          }
+          c = c.subarray(skip);
+          skip = 0;
+        }
+        offset += c.length;
+        emit(offset, 'running');
+        if (!verifier.write(c)) body.pause();
+      });
+      body.on('end', () => {
+        if (closed) return;
+        emit(offset, 'done');
+        verifier.end();
+      });
+      body.on('error', (e) => {
+        if (closed || current !== body) return;
+        current = undefined;
+        if (!isTransient(e) || ++failures >= client.retry.attempts) return fail(e);
+        client.debugLine(`get ${what}: ${retryReason(e)} at byte ${offset}; resuming`);
+        setTimeout(
+          () => {
+            if (closed) return;
+            req({ headers: { range: `bytes=${offset}-` } }, [200, 206]).then((r) => {
+              if (closed) void r.discard();
+              else attach(r);
+            }, fail);
+          },
+          client.retry.baseDelayMs * 2 ** (failures - 1),
+        );
+      });
+    };
+    attach(first);
     return verifier;
   }
 

@@ -292,6 +292,22 @@ describe('registry client against docker-registry', () => {
     }
   });
 
+  test('a blob stream dropped by its reader early frees the connection', async () => {
+    const big = randomBytes(4 << 20);
+    const img = smallImage('early', [rawLayer(big)]);
+    const ref = parseReference(`${reg.host}/early/app:v1`);
+    await writeImage(client, ref, img);
+    const repo = client.repository(ref);
+    for (let i = 0; i < 20; i++) {
+      const s = await repo.openBlob(sha256(big), big.length);
+      await new Promise<void>((resolve) => s.once('data', () => resolve()));
+      s.destroy();
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of await repo.openBlob(sha256(big), big.length)) chunks.push(c as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(big));
+  });
+
   test('a blob whose content does not match its digest is refused and nothing is left in the layout', async () => {
     const big = randomBytes(1 << 20);
     const img = smallImage('corrupt', [rawLayer(big)]);
