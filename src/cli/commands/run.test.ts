@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,10 +16,28 @@ import { type TarEntry, tarStream } from '../../layers/tar-writer.ts';
 import { Layout } from '../../layout/layout.ts';
 import { MediaType } from '../../oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../oci/memory.ts';
+import { setConfig } from '../../oci/mutate.ts';
 import { ImageStore } from '../../store/store.ts';
 import { resolveUser } from './run.ts';
 
 const execFileP = promisify(execFile);
+
+/** Processes on the host with their real uid and command line. */
+function listProcs(): { pid: number; uid: number; cmd: string }[] {
+  const out: { pid: number; uid: number; cmd: string }[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const status = readFileSync(`/proc/${name}/status`, 'utf8');
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+      out.push({ pid: Number(name), uid, cmd });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const kiln = path.join(root, 'bin/kiln');
 
@@ -138,6 +157,9 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     });
     const layout = await Layout.init(path.join(dir, 'layout'));
     await layout.writeImage(image, 'app');
+    // The same image with no User: root inside the sandbox, never root outside.
+    const rootImage = setConfig(image, (c) => ({ ...c, config: { ...c.config, User: '' } }));
+    await layout.writeImage(rootImage, 'as-root');
     // The same image in kiln's local store, as `kiln build my-app` leaves it.
     const store = await ImageStore.open(ImageStore.defaultDir(home));
     await store.write(image, ['my-app']);
@@ -219,6 +241,21 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     const bad = await kilnRun([ref, '--process', 'nope']);
     assert.equal(bad.code, 3);
     assert.match(bad.err, /process type "nope" not found in the image: it has web, worker/);
+  });
+
+  test('an image without a user runs as root inside the sandbox, mapped to nobody outside', async () => {
+    const owners: number[] = [];
+    const r = await kilnRun([`oci:${path.join(dir, 'layout')}:as-root`, '--', 'wait'], (line, child) => {
+      if (line !== 'ready') return;
+      // The app's host process: owned by 65534, not by root.
+      const pids = listProcs().filter((p) => p.cmd === '/app/app wait');
+      owners.push(...pids.map((p) => p.uid));
+      child.kill('SIGTERM');
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^uid=0 gid=0$/m);
+    assert.match(r.out, /^rootfs-writable=no$/m);
+    assert.ok(owners.length > 0 && owners.every((u) => u === 65534), `host owners: ${owners.join(',')}`);
   });
 
   test('exits with the process exit code, without an error line', async () => {
