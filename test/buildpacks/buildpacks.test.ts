@@ -325,6 +325,40 @@ describe('npm-install with a build script', () => {
   });
 });
 
+describe('npm-install with pnpm and yarn (through corepack)', () => {
+  for (const [name, lock] of [
+    ['pnpm-app', 'pnpm-lock.yaml'],
+    ['yarn-app', 'yarn.lock'],
+  ] as const) {
+    test(`${name}: installs production dependencies from ${lock}`, async () => {
+      const o = await workdir(name);
+      await cp(path.join(import.meta.dirname, 'testdata', name), o.app, { recursive: true });
+      assert.equal((await detect('npm-install', o)).code, 0);
+      const engine = await build('nodejs-engine', { ...o, env: registryEnv, plan: ['node', 'npm'] });
+      assert.equal(engine.code, 0, engine.stderr);
+      const npm = await build('npm-install', {
+        ...o,
+        env: registryEnv,
+        path: buildPath(o),
+        plan: ['node', 'npm'],
+      });
+      assert.equal(npm.code, 0, npm.stdout + npm.stderr);
+      const modules = path.join(o.layers, 'kiln_npm-install', 'modules', 'node_modules');
+      await stat(path.join(modules, 'ms', 'package.json'));
+      await assert.rejects(stat(path.join(modules, 'is-number')), 'dev dependencies are not shipped');
+      const sbom = JSON.parse(
+        await readFile(path.join(o.layers, 'kiln_npm-install', 'modules.sbom.cdx.json'), 'utf8'),
+      ) as {
+        components: { purl: string }[];
+      };
+      assert.deepEqual(
+        sbom.components.map((c) => c.purl),
+        ['pkg:npm/ms@2.1.3'],
+      );
+    });
+  }
+});
+
 describe('procfile', () => {
   test('node-procfile: web (default) and worker as direct argv', async () => {
     const o = await workdir('procfile-node', 'node-procfile');

@@ -80,6 +80,13 @@ main(async () => {
     COREPACK_HOME: join(cache, 'corepack'),
     ...(registry ? { COREPACK_NPM_REGISTRY: registry.url.replace(/\/$/, '') } : {}),
     COREPACK_ENABLE_DOWNLOAD_PROMPT: '0',
+    YARN_NODE_LINKER: ctx.env.YARN_NODE_LINKER ?? 'node-modules',
+    YARN_CACHE_FOLDER: join(cache, 'yarn'),
+    YARN_ENABLE_GLOBAL_CACHE: 'false',
+    // Corepack checks registry signatures of the package manager itself, which fails against the
+    // registry metadata seen here ("No compatible signature found"); the dependencies themselves are
+    // still verified by pnpm/yarn against the lock file's integrity hashes.
+    COREPACK_INTEGRITY_KEYS: ctx.env.COREPACK_INTEGRITY_KEYS ?? '0',
   };
   const node = nodeVersion(env);
   const lockHash = project.lockFile
@@ -189,6 +196,9 @@ async function ensureModules(
   return dest;
 }
 
+/** Files the package managers read besides the lock file (copied next to a tree to prune it). */
+const PROJECT_FILES = ['package.json', '.npmrc', '.yarnrc', '.yarnrc.yml'];
+
 /** Installer runs the package manager in the app directory. */
 class Installer {
   readonly #project: Project;
@@ -212,6 +222,14 @@ class Installer {
     if (res.code !== 0) throw new BuildpackFailure(explain(step, res.tail), res.code);
   }
 
+  /**
+   * The yarn corepack runs: the version package.json pins in `packageManager` (corepack reads it),
+   * else for a classic (v1) lock file the last Yarn 1 release, since corepack's default is Yarn 2+.
+   */
+  #yarn(): string {
+    return this.#project.yarnClassic && !this.#project.packageManager ? 'yarn@1.22.22' : 'yarn';
+  }
+
   /** install installs dependencies from the lock file (production only when `omitDev`). */
   async install(omitDev: boolean): Promise<void> {
     const { manager, lockFile } = this.#project;
@@ -223,8 +241,26 @@ class Installer {
       const args = ['pnpm', 'install', '--frozen-lockfile', '--config.node-linker=hoisted'];
       if (omitDev) args.push('--prod');
       await this.#run('pnpm install', 'corepack', args);
+    } else if (this.#project.yarnClassic) {
+      const args = [
+        this.#yarn(),
+        'install',
+        '--frozen-lockfile',
+        '--non-interactive',
+        `--production=${omitDev}`,
+      ];
+      await this.#run('yarn install', 'corepack', args);
     } else {
+      // Yarn 2+: node_modules instead of Plug'n'Play, so the app and node-start find packages.
       await this.#run('yarn install', 'corepack', ['yarn', 'install', '--immutable']);
+      if (omitDev)
+        await this.#run('yarn workspaces focus', 'corepack', [
+          'yarn',
+          'workspaces',
+          'focus',
+          '--all',
+          '--production',
+        ]);
     }
   }
 
@@ -240,9 +276,8 @@ class Installer {
   /** prune removes dev dependencies from a copy of the full tree in `dir` (which holds node_modules). */
   async prune(dir: string): Promise<void> {
     const { lockFile } = this.#project;
-    for (const file of ['package.json', lockFile ?? '', '.npmrc']) {
-      if (file && (await exists(join(this.#appDir, file))))
-        await copyFile(join(this.#appDir, file), join(dir, file));
+    for (const file of PROJECT_FILES.concat(lockFile ?? [])) {
+      if (await exists(join(this.#appDir, file))) await copyFile(join(this.#appDir, file), join(dir, file));
     }
     if (this.#project.manager === 'npm') {
       await this.#run('npm prune', 'npm', ['prune', '--omit=dev', '--no-audit', '--no-fund'], dir);
@@ -253,16 +288,15 @@ class Installer {
         ['pnpm', 'prune', '--prod', '--config.node-linker=hoisted'],
         dir,
       );
+    } else if (this.#project.yarnClassic) {
+      const args = [this.#yarn(), 'install', '--frozen-lockfile', '--non-interactive', '--production=true'];
+      await this.#run('yarn install --production', 'corepack', args, dir);
     } else {
-      await this.#run(
-        'yarn workspaces focus',
-        'corepack',
-        ['yarn', 'workspaces', 'focus', '--all', '--production'],
-        dir,
-      );
+      const args = ['yarn', 'workspaces', 'focus', '--all', '--production'];
+      await this.#run('yarn workspaces focus', 'corepack', args, dir);
     }
-    for (const file of ['package.json', lockFile ?? '', '.npmrc']) {
-      if (file) await rm(join(dir, file), { force: true });
+    for (const file of PROJECT_FILES.concat(lockFile ?? [])) {
+      await rm(join(dir, file), { force: true });
     }
   }
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { exists, readJsonIfExists } from '../../_shared/fsutil.ts';
+import { exists, readJsonIfExists, readTextIfExists } from '../../_shared/fsutil.ts';
 
 /** PackageManager is the tool that installs the app's dependencies. */
 export type PackageManager = 'npm' | 'pnpm' | 'yarn';
@@ -11,6 +11,10 @@ export interface Project {
   readonly lockFile: string | undefined;
   readonly buildScript: string | undefined;
   readonly dependencyCount: number;
+  /** Yarn 1 (classic), told by `packageManager` or the lock file's header. */
+  readonly yarnClassic: boolean;
+  /** package.json `packageManager` (e.g. `pnpm@9.15.0`), if set. */
+  readonly packageManager: string | undefined;
 }
 
 /** PackageJson is the part of package.json kiln's Node.js buildpacks read. */
@@ -42,11 +46,19 @@ export async function readProject(appDir: string): Promise<Project | undefined> 
     }
   }
   const build = pkg.scripts?.build;
+  let yarnClassic = false;
+  if (found?.[1] === 'yarn') {
+    const pm = /^yarn@(\d+)/.exec(pkg.packageManager ?? '');
+    const head = (await readTextIfExists(join(appDir, 'yarn.lock')))?.slice(0, 200) ?? '';
+    yarnClassic = pm ? pm[1] === '1' : head.includes('yarn lockfile v1');
+  }
   return {
     manager: found?.[1] ?? 'npm',
     lockFile: found?.[0],
     buildScript: typeof build === 'string' && build.trim() ? build : undefined,
     dependencyCount:
       Object.keys(pkg.dependencies ?? {}).length + Object.keys(pkg.devDependencies ?? {}).length,
+    yarnClassic,
+    packageManager: typeof pkg.packageManager === 'string' ? pkg.packageManager : undefined,
   };
 }
