@@ -246,6 +246,30 @@ describe('kiln stack', () => {
     await assert.rejects(readFile(path.join(dir, 'stack.lock')), /ENOENT/);
   });
 
+  test('update prints what changed against the current lock (dry run leaves it alone)', async () => {
+    const dir = await mkdtemp(path.join(work, 'update-'));
+    const lockFile = path.join(dir, 'stack.lock');
+    const text = await readFile(stack.lockFile, 'utf8');
+    const tz = stack.lock.run.packages.find((p) => p.name === 'tzdata')!;
+    // Pretend the lock was made before the current tzdata and before netbase was wanted.
+    const edited = text
+      .replace(`version = "${tz.version}"`, 'version = "2020a-0+deb10u1"')
+      .replace(/\[\[run\.packages\]\]\nname = "netbase"\n(?:[a-z0-9]+ = [^\n]+\n)+/, '');
+    assert.notEqual(edited, text);
+    await writeFile(lockFile, edited);
+    const r = await kiln(['stack', 'update', '--dry-run', '--lock', lockFile], {
+      XDG_CACHE_HOME: path.dirname(testCacheDir()),
+      KILN_HOME: '',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(
+      r.stdout.split('\n').includes(`run\tupgraded\t↑ tzdata 2020a-0+deb10u1 -> ${tz.version}`),
+      r.stdout,
+    );
+    assert.match(r.stdout, /^run\tadded\t\+ netbase /m);
+    assert.equal(await readFile(lockFile, 'utf8'), edited);
+  });
+
   test('a package that does not exist is refused by name', async () => {
     const dir = await mkdtemp(path.join(work, 'unsat-'));
     const cfg = path.join(dir, 'stack.toml');
