@@ -100,7 +100,7 @@ describe('createBuilder()', () => {
     await layout.writeImage(image, 'builder');
 
     const layers = await image.layers();
-    assert.equal(layers.length, 1 + 4 + 1);
+    assert.equal(layers.length, 1 + 5 + 1);
     const cfg = await image.configFile();
     assert.equal(cfg.config?.WorkingDir, '/layers');
     assert.equal(cfg.config?.User, '1000:1000');
@@ -109,7 +109,7 @@ describe('createBuilder()', () => {
     assert.equal(labels[BuilderLabel.StackId], 'io.kiln.stacks.bookworm');
 
     // Buildpack layers, sorted by id: node-start, nodejs-engine, npm-install, procfile.
-    const ids = ['kiln/node-start', 'kiln/nodejs-engine', 'kiln/npm-install', 'kiln/procfile'];
+    const ids = ['kiln/node-start', 'kiln/nodejs-engine', 'kiln/npm-install', 'kiln/procfile', 'kiln/python'];
     const layersLabel = JSON.parse(labels[BuilderLabel.Layers]!) as Record<
       string,
       Record<string, { api: string; layerDiffID: string }>
@@ -127,7 +127,7 @@ describe('createBuilder()', () => {
       assert.equal(layersLabel[id]?.['0.1.0']?.layerDiffID, await layer.diffID());
     }
 
-    const own = await entriesOf(layers[5]!);
+    const own = await entriesOf(layers[6]!);
     const order = parse(own.get('cnb/order.toml')!.text!) as {
       order: { group: { id: string; optional?: boolean }[] }[];
     };
@@ -136,6 +136,7 @@ describe('createBuilder()', () => {
       [
         ['kiln/nodejs-engine', 'kiln/npm-install', 'kiln/node-start?', 'kiln/procfile?'],
         ['kiln/nodejs-engine', 'kiln/node-start?', 'kiln/procfile?'],
+        ['kiln/python', 'kiln/procfile?'],
         ['kiln/procfile'],
       ],
     );
@@ -156,7 +157,7 @@ describe('createBuilder()', () => {
     assert.deepEqual(info.runImages, [{ image: 'kiln/stacks/bookworm/run', mirrors: [] }]);
     assert.equal(info.createdBy.name, 'kiln');
     assert.ok(info.lifecycle.buildpackApis.includes('0.12'));
-    assert.equal(info.order.length, 3);
+    assert.equal(info.order.length, 4);
 
     // Another tool reads it: skopeo sees the labels in the layout kiln wrote.
     const inspected = JSON.parse(
@@ -165,7 +166,7 @@ describe('createBuilder()', () => {
       Labels: Record<string, string>;
       Layers: string[];
     };
-    assert.equal(inspected.Layers.length, 6);
+    assert.equal(inspected.Layers.length, 7);
     assert.ok(inspected.Labels[BuilderLabel.Metadata]);
   });
 

@@ -386,6 +386,40 @@ describe('procfile', () => {
   });
 });
 
+describe('python', () => {
+  test("ships the build machine's python3 with its standard library and shared libraries; web from app.py", async () => {
+    const o = await workdir('python');
+    await cp(path.join(import.meta.dirname, 'testdata', 'python-app'), o.app, { recursive: true });
+    assert.equal((await detect('python', o)).code, 0);
+    const res = await build('python', o);
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    const layer = path.join(o.layers, 'kiln_python', 'python');
+    assert.deepEqual(plain(await readFile(`${layer}.toml`, 'utf8')).types, {
+      build: true,
+      cache: true,
+      launch: true,
+    });
+    assert.deepEqual(
+      plain(await readFile(path.join(o.layers, 'kiln_python', 'launch.toml'), 'utf8')).processes,
+      [{ type: 'web', command: ['python', 'app.py'], args: [], default: true }],
+    );
+    // It runs from the layer alone: the launcher puts bin on PATH and lib on LD_LIBRARY_PATH.
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const app = spawn(path.join(layer, 'bin', 'python'), ['app.py'], {
+      cwd: o.app,
+      env: { PORT: String(port), LD_LIBRARY_PATH: path.join(layer, 'lib') },
+      stdio: 'ignore',
+    });
+    try {
+      assert.equal(await get(port), 'Hello from kiln: python\n');
+    } finally {
+      app.kill();
+    }
+    const again = await build('python', o);
+    assert.match(again.stdout, /reusing the Python 3\.\d+\.\d+ layer/);
+  });
+});
+
 describe('failures are explained', () => {
   test('no registry configured', async () => {
     const o = await workdir('no-registry', 'node-express');
