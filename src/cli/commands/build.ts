@@ -306,7 +306,7 @@ export function register(program: Command, ctx: CliContext): void {
       const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
       const builder = builderRef
         ? { ...(await openNamed(builderRef, io)), name: builderRef }
-        : await embeddedBuilder(settings, log, io);
+        : await embeddedBuilder(settings, log, io, ctx);
 
       const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
       const hostUid = process.getuid?.() ?? 0;
@@ -427,6 +427,7 @@ async function embeddedBuilder(
   settings: CliContext['settings'],
   log: CliContext['log'],
   io: ImageIO,
+  ctx: CliContext,
 ): Promise<{ image: Image; reference: string; name: string }> {
   const { ensureDefaultBuilder } = await import('../../builder/default-builder.ts');
   const { readBuilderConfig } = await import('../../builder/builder-config.ts');
@@ -444,10 +445,13 @@ async function embeddedBuilder(
       try {
         return (await openNamed(buildName, io)).image;
       } catch {
-        throw new KilnError(
-          `the default builder needs the stack's build image ${buildName}: run \`kiln stack create\` first (or pass --builder)`,
-          ExitCode.InvalidArgs,
+        // First use: make the stack (both images, from stacks/bookworm/stack.lock) locally.
+        log.info(
+          `The default builder needs the stack's build image ${buildName}: creating the stack (kiln stack create --locked)`,
         );
+        const { createDefaultStack } = await import('./stack.ts');
+        await createDefaultStack(ctx);
+        return (await openNamed(buildName, io)).image;
       }
     },
   });

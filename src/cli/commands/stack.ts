@@ -222,6 +222,19 @@ async function target(
   };
 }
 
+/**
+ * createDefaultStack makes the default stack's images in the local store from its lock, as
+ * `kiln stack create --locked` does (a no-op when they are up to date). `kiln build` calls it when
+ * the embedded default builder needs the stack on first use; its report lines go to stderr so
+ * that build's stdout stays the image digest.
+ */
+export async function createDefaultStack(ctx: CliContext): Promise<void> {
+  await create(
+    { settings: ctx.settings, log: ctx.log, stdout: ctx.stderr, stderr: ctx.stderr },
+    { locked: true },
+  );
+}
+
 async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
   const log = ctx.log;
   if (flags.only !== undefined && flags.only !== 'run' && flags.only !== 'build')
