@@ -1,8 +1,6 @@
-import { createWriteStream } from 'node:fs';
-import fs from 'node:fs/promises';
+import fsSync from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { compressionOfMagic, decompressor } from '../oci/compression.ts';
 import { readTar, type TarHeader } from './tar-reader.ts';
 
@@ -58,11 +56,7 @@ function components(entry: string): string[] {
  * above `root` is refused. Returns the real path of the parent (which may not exist yet:
  * `missing` then lists the components still to create).
  */
-async function resolveParent(
-  root: string,
-  parts: string[],
-  entry: string,
-): Promise<{ dir: string; missing: string[] }> {
+function resolveParent(root: string, parts: string[], entry: string): { dir: string; missing: string[] } {
   const stack: string[] = []; // resolved components below root
   const todo = [...parts];
   let hops = 0;
@@ -76,7 +70,7 @@ async function resolveParent(
       continue;
     }
     const here = path.join(root, ...stack, c);
-    const st = await fs.lstat(here).catch(() => undefined);
+    const st = lstatOrUndefined(here);
     if (!st) {
       // Not there yet (it will be created as a directory); keep resolving, since a later ".."
       // from a symlink target may climb back into existing directories.
@@ -85,7 +79,7 @@ async function resolveParent(
     }
     if (st.isSymbolicLink()) {
       if (++hops > 40) throw new UnsafeTarError(entry, 'too many symlinks on its path');
-      const target = await fs.readlink(here);
+      const target = fsSync.readlinkSync(here);
       if (target.startsWith('/')) stack.length = 0;
       todo.unshift(...target.split('/'));
       continue;
@@ -96,14 +90,18 @@ async function resolveParent(
   }
   // The first component that does not exist starts the part still to be created.
   for (let i = 0; i < stack.length; i++) {
-    if (!(await fs.lstat(path.join(root, ...stack.slice(0, i + 1))).catch(() => undefined)))
+    if (!lstatOrUndefined(path.join(root, ...stack.slice(0, i + 1))))
       return { dir: path.join(root, ...stack.slice(0, i)), missing: stack.slice(i) };
   }
   return { dir: path.join(root, ...stack), missing: [] };
 }
 
-async function removeAny(p: string): Promise<void> {
-  await fs.rm(p, { recursive: true, force: true });
+function lstatOrUndefined(p: string): fsSync.Stats | undefined {
+  return fsSync.lstatSync(p, { throwIfNoEntry: false });
+}
+
+function removeAny(p: string): void {
+  fsSync.rmSync(p, { recursive: true, force: true });
 }
 
 /** Opens `source`, detects gzip/zstd/plain from the magic bytes and returns the tar stream. */
@@ -138,25 +136,41 @@ export async function extract(
   dest: string,
   opts: ExtractOptions = {},
 ): Promise<ExtractResult> {
-  await fs.mkdir(dest, { recursive: true });
-  const root = await fs.realpath(dest);
+  // File system calls are synchronous on purpose (as tar's are): a layer has thousands of small
+  // entries, and a thread-pool round trip per lstat/open/chmod/close costs more than the calls.
+  fsSync.mkdirSync(dest, { recursive: true });
+  const root = fsSync.realpathSync(dest);
   const tar = await autoDecompress(source);
   const dirs: { p: string; h: TarHeader }[] = [];
   const created = new Set<string>(); // real paths this layer made (opaque whiteouts keep them)
   const skipped: string[] = [];
+  // Parent directories already resolved to real, symlink-free directories. Anything that can
+  // change a resolution (a symlink made, something removed) clears it.
+  const resolved = new Map<string, string>();
   let entries = 0;
   let bytes = 0;
 
-  const ensureDir = async (parent: { dir: string; missing: string[] }): Promise<string> => {
+  const parentOf = (parts: string[], entry: string): string => {
+    const key = parts.join('/');
+    const hit = resolved.get(key);
+    if (hit !== undefined) return hit;
+    const parent = resolveParent(root, parts, entry);
     let d = parent.dir;
     for (const m of parent.missing) {
       d = path.join(d, m);
-      await fs.mkdir(d, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
+      try {
+        fsSync.mkdirSync(d, { mode: 0o755 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
       created.add(d);
     }
+    resolved.set(key, d);
     return d;
+  };
+  const remove = (p: string) => {
+    removeAny(p);
+    resolved.clear();
   };
 
   for await (const { header: h, body } of readTar(tar)) {
@@ -178,43 +192,54 @@ export async function extract(
       );
     }
     if (h.type === 'other') throw new UnsafeTarError(h.path, `unsupported tar entry type "${h.typeflag}"`);
-    const parentDir = await ensureDir(await resolveParent(root, parts.slice(0, -1), h.path));
+    const parentDir = parentOf(parts.slice(0, -1), h.path);
     if (opts.whiteouts && name.startsWith(WHITEOUT)) {
       if (name === OPAQUE) {
-        for (const child of await fs.readdir(parentDir)) {
+        for (const child of fsSync.readdirSync(parentDir)) {
           const p = path.join(parentDir, child);
-          if (!created.has(p)) await removeAny(p);
+          if (!created.has(p)) remove(p);
         }
       } else {
         const victim = name.slice(WHITEOUT.length);
         if (victim === '' || victim === '.' || victim === '..')
           throw new UnsafeTarError(h.path, 'bad whiteout');
-        await removeAny(path.join(parentDir, victim));
+        remove(path.join(parentDir, victim));
       }
       continue;
     }
     const target = path.join(parentDir, name);
-    const existing = await fs.lstat(target).catch(() => undefined);
+    const existing = lstatOrUndefined(target);
     switch (h.type) {
       case 'dir': {
-        if (existing && !existing.isDirectory()) await removeAny(target);
-        if (!existing?.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+        if (existing && !existing.isDirectory()) remove(target);
+        if (!existing?.isDirectory()) fsSync.mkdirSync(target, { mode: 0o700 });
         // Modes of directories are applied at the end: a read-only directory must still
         // receive its children first.
         dirs.push({ p: target, h });
         break;
       }
       case 'file': {
-        if (existing) await removeAny(target);
+        if (existing) remove(target);
         // 'wx' = O_CREAT|O_EXCL: never follows a symlink someone raced into place.
-        await pipeline(Readable.from(body), createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+        const fd = fsSync.openSync(target, 'wx', 0o600);
+        try {
+          for await (const chunk of body) {
+            for (let off = 0; off < chunk.length; )
+              off += fsSync.writeSync(fd, chunk, off, chunk.length - off);
+          }
+          if (opts.owners) fsSync.fchownSync(fd, h.uid, h.gid);
+          fsSync.fchmodSync(fd, h.mode & 0o7777);
+          if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
+        } finally {
+          fsSync.closeSync(fd);
+        }
         bytes += h.size;
-        await fs.chmod(target, h.mode & 0o7777);
         break;
       }
       case 'symlink': {
-        if (existing) await removeAny(target);
-        await fs.symlink(h.linkname, target);
+        if (existing) remove(target);
+        fsSync.symlinkSync(h.linkname, target);
+        resolved.clear();
         break;
       }
       case 'link': {
@@ -228,34 +253,33 @@ export async function extract(
           );
         }
         if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to "${h.linkname}"`);
-        const ldir = await resolveParent(root, lparts.slice(0, -1), h.path);
+        const ldir = resolveParent(root, lparts.slice(0, -1), h.path);
         if (ldir.missing.length > 0)
           throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
         const src = path.join(ldir.dir, lparts[lparts.length - 1]!);
-        const st = await fs.lstat(src).catch(() => undefined);
+        const st = lstatOrUndefined(src);
         if (!st) throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
         if (st.isDirectory())
           throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" is a directory`);
-        if (existing) await removeAny(target);
-        await fs.link(src, target);
+        if (existing) remove(target);
+        fsSync.linkSync(src, target);
         break;
       }
     }
     created.add(target);
-    if (h.type !== 'dir') {
-      if (opts.owners) await fs.lchown(target, h.uid, h.gid);
-      if (opts.times !== false && h.type !== 'link') await fs.lutimes(target, h.mtime, h.mtime);
-    }
+    if (h.type === 'symlink') {
+      if (opts.owners) fsSync.lchownSync(target, h.uid, h.gid);
+      if (opts.times !== false) fsSync.lutimesSync(target, h.mtime, h.mtime);
+    } else if (h.type === 'link' && opts.owners) fsSync.lchownSync(target, h.uid, h.gid);
   }
   // Deepest first, so a parent's mtime is set after its children were written.
   for (const { p, h } of dirs.reverse()) {
     // A later entry may have replaced the directory (say, with a symlink to a host file):
     // chmod/utimes follow symlinks, so only a directory still in place is touched.
-    const st = await fs.lstat(p).catch(() => undefined);
-    if (!st?.isDirectory()) continue;
-    if (opts.owners) await fs.lchown(p, h.uid, h.gid);
-    await fs.chmod(p, h.mode & 0o7777);
-    if (opts.times !== false) await fs.utimes(p, h.mtime, h.mtime);
+    if (!lstatOrUndefined(p)?.isDirectory()) continue;
+    if (opts.owners) fsSync.lchownSync(p, h.uid, h.gid);
+    fsSync.chmodSync(p, h.mode & 0o7777);
+    if (opts.times !== false) fsSync.utimesSync(p, h.mtime, h.mtime);
   }
   return { entries, bytes, skipped };
 }

@@ -12,12 +12,14 @@ export const hasZstd: boolean =
  * Layer blobs can be large, so this is always a stream, never a buffer.
  */
 export function decompressor(c: Compression): Transform {
+  // 256 KiB output chunks (zlib's default is 16 KiB): each chunk is a thread-pool round trip.
+  const chunkSize = 256 * 1024;
   switch (c) {
     case 'gzip':
-      return zlib.createGunzip();
+      return zlib.createGunzip({ chunkSize });
     case 'zstd':
       if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
-      return zlib.createZstdDecompress();
+      return zlib.createZstdDecompress({ chunkSize });
     case 'none':
       return new PassThrough();
   }
