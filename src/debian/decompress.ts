@@ -2,9 +2,6 @@ import { spawn } from 'node:child_process';
 import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import xzDecompress from 'xz-decompress';
-
-const { XzReadableStream } = xzDecompress;
 
 /** Compression of a Debian archive member or index file, from its name's suffix. */
 export type DebCompression = 'xz' | 'gz' | 'zst' | 'none';
@@ -44,8 +41,20 @@ function pipeWithErrors(input: Readable, t: NodeJS.ReadWriteStream & Readable): 
 }
 
 function xzWasm(input: Readable): Readable {
-  const web = Readable.toWeb(input) as unknown as ReadableStream<Uint8Array>;
-  return Readable.fromWeb(new XzReadableStream(web) as unknown as WebReadableStream<Uint8Array>);
+  // The wasm decoder is loaded on first use only (it is the fallback, not the default).
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  import('xz-decompress').then(
+    ({ default: xz }) => {
+      const web = Readable.toWeb(input) as unknown as ReadableStream<Uint8Array>;
+      const decoded = Readable.fromWeb(
+        new xz.XzReadableStream(web) as unknown as WebReadableStream<Uint8Array>,
+      );
+      decoded.on('error', (e) => out.destroy(e));
+      decoded.pipe(out);
+    },
+    (e: Error) => out.destroy(e),
+  );
+  return out;
 }
 
 function xzProcess(input: Readable): Readable {

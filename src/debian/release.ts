@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import * as openpgp from 'openpgp';
+import type * as OpenPgp from 'openpgp';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { field, parseDeb822 } from './deb822.ts';
 
@@ -24,7 +24,7 @@ export interface Release {
 
 /** Keyring is a set of OpenPGP public keys, read once and reused for every suite. */
 export interface Keyring {
-  readonly keys: readonly openpgp.PublicKey[];
+  readonly keys: readonly OpenPgp.PublicKey[];
   readonly source: string;
 }
 
@@ -36,6 +36,8 @@ export async function readKeyring(path: string): Promise<Keyring> {
   } catch (e) {
     throw new KilnError(`cannot read Debian archive keyring ${path}: ${(e as Error).message}`);
   }
+  // openpgp is large: loaded only when a signature is actually checked (not for --locked runs).
+  const openpgp = await import('openpgp');
   try {
     const text = bytes.subarray(0, 64).toString('latin1');
     const keys = text.includes('-----BEGIN PGP')
@@ -54,7 +56,8 @@ export async function readKeyring(path: string): Promise<Keyring> {
  * KilnError naming `what` (the URL or suite), and nothing of the unsigned text is ever returned.
  */
 export async function verifyInRelease(text: string, keyring: Keyring, what: string): Promise<Release> {
-  let message: openpgp.CleartextMessage;
+  const openpgp = await import('openpgp');
+  let message: OpenPgp.CleartextMessage;
   try {
     message = await openpgp.readCleartextMessage({ cleartextMessage: text });
   } catch (e) {
