@@ -220,6 +220,30 @@ describe('extract()', () => {
     assert.ok((await tree(raw)).includes('.wh.top 644'));
   });
 
+  for (const format of ['gnu', 'pax', 'ustar'] as const) {
+    test(`extracts what GNU tar --format=${format} writes (./ prefixes, long names, links)`, async () => {
+      const src = path.join(tmp, `gnu-src-${format}`);
+      const deep = path.join(
+        src,
+        ...Array.from({ length: format === 'ustar' ? 8 : 20 }, (_, i) => `dir${i}`),
+      );
+      await fs.mkdir(deep, { recursive: true });
+      await fs.writeFile(path.join(deep, format === 'ustar' ? 'f' : `${'n'.repeat(120)}.txt`), 'deep');
+      await fs.writeFile(path.join(src, 'a'), 'a');
+      await fs.link(path.join(src, 'a'), path.join(src, 'a-link'));
+      await fs.symlink('a', path.join(src, 's'));
+      const archive = path.join(tmp, `gnu-${format}.tar`);
+      execFileSync('tar', [`--format=${format}`, '-cf', archive, '-C', src, '.']);
+      const out = path.join(tmp, `gnu-out-${format}`);
+      await extract(createReadStream(archive), out);
+      assert.deepEqual(
+        (await tree(out)).map((l) => l.replace(/ \d+/, '')),
+        (await tree(src)).map((l) => l.replace(/ \d+/, '')),
+      );
+      assert.equal((await fs.stat(path.join(out, 'a'))).ino, (await fs.stat(path.join(out, 'a-link'))).ino);
+    });
+  }
+
   test('a truncated archive is an error, not a short success', async () => {
     const f = await hostile([{ name: 'big', type: 'file', data: 'x'.repeat(5000) }]);
     const bytes = (await fs.readFile(f)).subarray(0, 2048);
