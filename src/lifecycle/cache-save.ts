@@ -9,7 +9,7 @@ import {
 import type { Digest } from '../oci/digest.ts';
 import type { CachedLayer, CacheEntry, CacheSnapshot, CommitResult, LayerCache, WarmDir } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
-import { compress, dirContent, identify, type ReuseContext } from './layer-reuse.ts';
+import { compress, dirContent, identify, type LayerContent, type ReuseContext } from './layer-reuse.ts';
 
 // The cache phase (after export): every `cache = true` layer with contents goes into the cache,
 // keyed by diffID. A layer the cache already holds (same diffID, found by fingerprint or by hashing
@@ -27,6 +27,8 @@ export interface SaveCacheOptions {
   readonly reuse: ReuseContext;
   /** Layers the exporter just produced, by diffID. */
   readonly exported: ReadonlyMap<string, CachedLayer>;
+  /** Layer dir listings the exporter made (host path -> content), reused instead of walking again. */
+  readonly contents?: ReadonlyMap<string, LayerContent>;
   /** Hand the unpacked cache layer dirs to the cache for the next build (they are moved away). */
   readonly keepWarm?: boolean;
   readonly uid: number;
@@ -51,7 +53,10 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
         continue;
       }
       const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`;
-      const content = await dirContent(l.path, { prefix: rel, uid: o.uid, gid: o.gid }, o.reuse.settings);
+      // The exporter walked launch layers moments ago and nothing ran since: reuse its listing.
+      const content =
+        o.contents?.get(l.path) ??
+        (await dirContent(l.path, { prefix: rel, uid: o.uid, gid: o.gid }, o.reuse.settings));
       const previous = layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha;
       const worthHashing = previous !== undefined && o.snapshot.layer(previous) !== undefined;
       const { diffID } = await identify(o.reuse, content, worthHashing);

@@ -65,10 +65,15 @@ export interface CacheSnapshot {
   open(diffID: string): Promise<Readable>;
   /**
    * claimWarm moves the unpacked directory of `diffID` kept by an earlier build to `dest`, when
-   * there is one and `fingerprint(dir)` still gives what it had when kept (nothing touched it).
-   * Returns false otherwise (then extract from the blob). Optional: only a volume cache has it.
+   * there is one and `fingerprint(dir)` still gives what it had when kept (nothing touched it),
+   * and returns that fingerprint (a rename of the directory keeps it). Returns undefined otherwise
+   * (then extract from the blob). Optional: only a volume cache has it.
    */
-  claimWarm?(diffID: string, dest: string, fingerprint: (dir: string) => Promise<string>): Promise<boolean>;
+  claimWarm?(
+    diffID: string,
+    dest: string,
+    fingerprint: (dir: string) => Promise<string>,
+  ): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -361,8 +366,12 @@ function snapshotOf(
     },
     ...(warmDir
       ? {
-          async claimWarm(diffID: string, dest: string, fingerprint: (dir: string) => Promise<string>) {
-            if (!layerOf(diffID)) return false;
+          async claimWarm(
+            diffID: string,
+            dest: string,
+            fingerprint: (dir: string) => Promise<string>,
+          ): Promise<string | undefined> {
+            if (!layerOf(diffID)) return undefined;
             const hex = diffID.slice(diffID.indexOf(':') + 1);
             const claimed = path.join(warmDir, `.claimed-${process.pid}-${randomBytes(4).toString('hex')}`);
             let expected: string;
@@ -375,14 +384,14 @@ function snapshotOf(
               // rename is the claim: of two builds, one gets the directory, the other ENOENT.
               await fs.rename(path.join(warmDir, hex), claimed);
             } catch {
-              return false;
+              return undefined;
             }
             try {
-              if ((await fingerprint(claimed)) !== expected) return false;
+              if ((await fingerprint(claimed)) !== expected) return undefined;
               await fs.rename(claimed, dest);
-              return true;
+              return expected;
             } catch {
-              return false;
+              return undefined;
             } finally {
               await fs.rm(claimed, { recursive: true, force: true });
             }

@@ -130,6 +130,8 @@ export interface ExportResult {
   readonly buildMetadata: BuildMetadataLabel;
   /** Blob records of every layer exported here, by diffID (the cache phase links from these). */
   readonly layers: ReadonlyMap<string, CachedLayer>;
+  /** The walked content of each buildpack layer dir (host path), so the cache phase walks none twice. */
+  readonly contents: ReadonlyMap<string, LayerContent>;
   readonly added: readonly string[];
   readonly reused: readonly string[];
 }
@@ -328,6 +330,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   const added: string[] = [];
   const reused: string[] = [];
   const records = new Map<string, CachedLayer>();
+  const contents = new Map<string, LayerContent>();
   const appended: { layer: Layer; history: History }[] = [];
   const prevMd = opts.previousMetadata;
 
@@ -376,6 +379,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
           opts.uid,
           opts.gid,
         );
+        contents.set(l.path, content);
         const r = await resolve(reuse, content, prev?.sha);
         push(id, r, createdBy);
         sha = r.diffID;
@@ -585,5 +589,5 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     created,
   });
   log.info(`Setting default process type: ${entrypoint}`);
-  return { image, metadata, buildMetadata, layers: records, added, reused };
+  return { image, metadata, buildMetadata, layers: records, contents, added, reused };
 }

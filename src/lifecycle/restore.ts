@@ -186,8 +186,9 @@ async function restoreContents(
     fingerprintEntries(await walk(dir, { prefix: rel, uid: o.uid, gid: o.gid }), dir, rel, o.settings);
   await fs.rm(dst, { recursive: true, force: true });
   // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
-  if (await o.cache!.claimWarm?.(diffID, dst, fingerprint)) {
-    o.fingerprints.set(await fingerprint(dst), cached);
+  const warm = await o.cache!.claimWarm?.(diffID, dst, fingerprint);
+  if (warm) {
+    o.fingerprints.set(warm, cached);
     return 'warm';
   }
   // The cached tar holds `layers/<bp>/<name>/...` (the exporter's paths): unpack it aside and move

@@ -1,4 +1,4 @@
-import { chmod, chown, cp, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Order } from '../../cnb/buildpack-toml.ts';
 import { readBuildpackToml } from '../../cnb/buildpack-toml.ts';
@@ -31,7 +31,7 @@ import { detect } from '../detect.ts';
 import { exportImage } from '../export.ts';
 import type { ReuseContext, ReuseStats } from '../layer-reuse.ts';
 import type { PhaseLogger, PhaseOptions } from '../phase-context.ts';
-import { chownTree, restore } from '../restore.ts';
+import { restore } from '../restore.ts';
 import { resolveRunTarget } from '../target.ts';
 
 // The platform: one `kiln build` from source to image. It runs the phases in the order of
@@ -440,8 +440,9 @@ async function buildWith(
         previousLayers: analysis.previousLayers,
         log,
       });
-      // Everything under <layers> must be the build user's: restored files were written by kiln.
-      await chownTree(layersDir, uid, gid);
+      // Everything under <layers> must be the build user's. Restore chowned the layer dirs it
+      // brought back; what else kiln wrote (buildpack dirs, tomls) sits in the top two levels.
+      await chownShallow(layersDir, uid, gid, 2);
     }).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
       throw new KilnError(`restore: ${(e as Error).message}`, ExitCode.RestoreError, { cause: e });
@@ -524,6 +525,7 @@ async function buildWith(
           snapshot: snapshot!,
           reuse,
           exported: exported.layers,
+          contents: exported.contents,
           keepWarm: true,
           uid,
           gid,
@@ -586,6 +588,15 @@ async function runImageSbomsOf(
   } catch {
     return undefined;
   }
+}
+
+/** chownShallow gives `dir` and its entries down to `depth` levels to uid:gid (as root), where not already. */
+async function chownShallow(dir: string, uid: number, gid: number, depth: number): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const st = await lstat(dir);
+  if (st.uid !== uid || st.gid !== gid) await lchown(dir, uid, gid);
+  if (!st.isDirectory() || depth === 0) return;
+  for (const name of await readdir(dir)) await chownShallow(path.join(dir, name), uid, gid, depth - 1);
 }
 
 /** Removes temp build dirs of builds whose process is gone (SIGKILL leaves them behind). */
