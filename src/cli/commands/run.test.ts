@@ -260,7 +260,7 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
 
   test('exits with the process exit code, without an error line', async () => {
     const r = await kilnRun([ref, '--', 'exit', '7']);
-    assert.equal(r.code, 7);
+    assert.equal(r.code, 7, `${r.err}\n${r.out}`);
     assert.doesNotMatch(r.err, /ERROR/);
   });
 
