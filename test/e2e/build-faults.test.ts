@@ -101,6 +101,33 @@ describe('kiln build under faults', () => {
     assert.match(JSON.stringify(after.metadata), /deps-b/);
   });
 
+  test('a failing buildpack exits 51 and leaves the previous image, the cache and no temp dir behind', async () => {
+    const app = await w.app('fails', 'fine first', 'deps-ok');
+    const first = await w.build(app, 'e2e-fails');
+    const cacheBefore = await fs.readFile(path.join(cacheOf('e2e-fails'), 'cache.json'), 'utf8');
+    const bad = path.join(w.root, 'bad-bp');
+    await fs.mkdir(path.join(bad, 'bin'), { recursive: true });
+    await fs.writeFile(
+      path.join(bad, 'buildpack.toml'),
+      'api = "0.12"\n[buildpack]\nid = "e2e/bad"\nversion = "0.0.1"\n',
+    );
+    await fs.writeFile(path.join(bad, 'bin', 'detect'), '#!/usr/bin/env bash\nexit 0\n', { mode: 0o755 });
+    await fs.writeFile(
+      path.join(bad, 'bin', 'build'),
+      '#!/usr/bin/env bash\necho "bad: giving up" >&2\nexit 7\n',
+      {
+        mode: 0o755,
+      },
+    );
+    await assert.rejects(
+      w.build(app, 'e2e-fails', { buildpacks: ['e2e/runtime', bad, 'e2e/process'] }),
+      (e: unknown) => (e as { exitCode?: number }).exitCode === 51 && /e2e\/bad/.test(String(e)),
+    );
+    assert.equal(await w.store.digestOf('e2e-fails'), first.digest);
+    assert.equal(await fs.readFile(path.join(cacheOf('e2e-fails'), 'cache.json'), 'utf8'), cacheBefore);
+    assert.deepEqual(await fs.readdir(path.join(w.root, 'tmp')), []);
+  });
+
   test('two builds sharing one cache at the same time both succeed and leave it consistent', async () => {
     const shared = path.join(w.root, 'shared-cache');
     const a = await w.app('conc-a', 'a', 'deps-a');

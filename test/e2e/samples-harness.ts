@@ -63,10 +63,13 @@ export async function prepareHome(): Promise<void> {
 }
 
 /** copySample copies samples/<name> into a fresh temp dir (tests edit their copy). */
-export async function copySample(name: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+export async function copySample(
+  name: string,
+  from = path.join(ROOT, 'samples', name),
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const parent = await mkdtemp(path.join(tmpdir(), `kiln-e2e-${name}-`));
   const dir = path.join(parent, name);
-  await cp(path.join(ROOT, 'samples', name), dir, {
+  await cp(from, dir, {
     recursive: true,
     filter: (src) => !src.includes('node_modules'),
   });

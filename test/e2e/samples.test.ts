@@ -12,6 +12,7 @@ import {
   KILN_HOME,
   kilnOk,
   prepareHome,
+  ROOT,
   runKiln,
   storedImage,
 } from './samples-harness.ts';
@@ -52,8 +53,13 @@ async function podmanServe(name: string, port: number, check: () => Promise<void
   return res.stdout + res.stderr;
 }
 
-async function sample(name: string, answer: string, prepare?: (dir: string) => void): Promise<void> {
-  const { dir, cleanup } = await copySample(name);
+async function sample(
+  name: string,
+  answer: string,
+  prepare?: (dir: string) => void,
+  from?: string,
+): Promise<void> {
+  const { dir, cleanup } = await copySample(name, from);
   try {
     prepare?.(dir);
     // A stable name per sample: later runs of this file build warm, with the cache of earlier ones.
@@ -106,6 +112,15 @@ describe('samples build with no flags and answer on their port', () => {
     }
     const res = await run.stop();
     assert.match(res.stdout + res.stderr, /node-procfile worker started/);
+  });
+
+  test("python (kiln/python: the build image's python3 shipped as a launch layer)", async () => {
+    await sample(
+      'python-app',
+      'Hello from kiln: python\n',
+      undefined,
+      path.join(ROOT, 'test/buildpacks/testdata/python-app'),
+    );
   });
 
   test('node-express (Express with a lock file)', async () => {
