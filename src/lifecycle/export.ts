@@ -114,6 +114,8 @@ export interface ExportOptions {
   readonly project?: ProjectMetadata;
   /** `--default-process`. */
   readonly defaultProcess?: string;
+  /** CNB_EXEC_ENV the build ran with, recorded as `io.buildpacks.exec-env` (Platform 0.15). */
+  readonly execEnv?: string;
   readonly platformApi: string;
   /** Owner of app and buildpack layer content (CNB_USER_ID / CNB_GROUP_ID of the build image). */
   readonly uid: number;
@@ -569,6 +571,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   labels[BUILD_METADATA_LABEL] = stringifyLabel(buildMetadata);
   labels[PROJECT_METADATA_LABEL] = stringifyLabel(opts.project ?? {});
   for (const l of md.labels) labels[l.key] = l.value;
+  if (opts.execEnv) labels['io.buildpacks.exec-env'] = opts.execEnv;
 
   // Keep history entries one per layer: a base without history gets neutral entries first.
   const base = setConfig(opts.runImage, (cfg) => {

@@ -163,7 +163,12 @@ describe('kiln build end to end', () => {
 
   test('project.toml pre groups go in front of every group of the builder order', async () => {
     const app = await w.app('pre-group', 'with a pre group');
-    const b = await w.build(app, 'e2e-pre-group', { preBuildpacks: [path.join(E2E_BUILDPACKS, 'greeting')] });
+    const b = await w.build(app, 'e2e-pre-group', {
+      preBuildpacks: [path.join(E2E_BUILDPACKS, 'greeting')],
+      execEnv: 'test',
+    });
+    const cfg = await (await w.store.find('e2e-pre-group'))!.configFile();
+    assert.equal(cfg.config?.Labels?.['io.buildpacks.exec-env'], 'test', '--exec-env is recorded');
     assert.match(b.log.lines.join('\n'), /e2e\/greeting\s+1\.2\.3\s+e2e\/runtime/);
     assert.equal(
       await runWithPodman('e2e-pre-group'),

@@ -52,6 +52,7 @@ export interface BuildFlags extends PlatformFlags {
   previousImage?: string;
   tag: string[];
   defaultProcess?: string;
+  execEnv?: string;
   network: 'none' | 'host';
   sbomOutputDir?: string;
   reportOutputDir?: string;
@@ -261,6 +262,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
     .option('-t, --tag <image>', 'additional name for the image (repeatable)', collect, [])
     .option('-D, --default-process <type>', 'process type the image runs by default')
+    .option('--exec-env <name>', 'execution environment (CNB_EXEC_ENV) to build for (default production)')
     .addOption(
       new Option('--network <mode>', 'network of buildpacks').choices(['none', 'host']).default('host'),
     )
@@ -349,6 +351,7 @@ export function register(program: Command, ctx: CliContext): void {
           : {}),
         clearCache: Boolean(flags.clearCache),
         ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+        ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
         network: flags.network,
         ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),

@@ -112,6 +112,8 @@ export interface BuildRequest {
   readonly layerCache?: LayerCache;
   readonly clearCache: boolean;
   readonly defaultProcess?: string;
+  /** CNB_EXEC_ENV (`--exec-env`, Platform 0.15); default `production`. */
+  readonly execEnv?: string;
   readonly network: 'none' | 'host';
   readonly sbomOutputDir?: string;
   readonly reportOutputDir?: string;
@@ -377,6 +379,7 @@ async function buildWith(
       rootfs,
       network: r.network,
       target,
+      ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       logger: log,
       baseEnv: builderEnv,
       // Not through baseEnv: the lifecycle allowlist would drop the CA variables.
@@ -477,6 +480,7 @@ async function buildWith(
           launcher: r.launcher,
           ...(r.project ? { project: r.project } : {}),
           ...(r.defaultProcess ? { defaultProcess: r.defaultProcess } : {}),
+          ...(r.execEnv ? { execEnv: r.execEnv } : {}),
           platformApi: '0.15',
           uid,
           gid,
