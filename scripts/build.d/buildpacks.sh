@@ -9,11 +9,15 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 out="${KILN_BUILDPACKS_OUT:-dist/buildpacks}"
 stamp="$out/.inputs.sha256"
-inputs=$( (find buildpacks -type f -not -name '*.test.ts' | LC_ALL=C sort | xargs sha256sum; sha256sum package-lock.json scripts/build.d/buildpacks.sh) | sha256sum | cut -d' ' -f1)
+mkdir -p "${out%/*}"
+# One bundler at a time (test files run this concurrently); the others then find it up to date.
+exec 9>"${out%/*}/.buildpacks.lock"
+flock 9
+inputs=$( (find buildpacks -type f -not -name '*.test.ts' -not -name '*.md' | LC_ALL=C sort | xargs sha256sum; sha256sum package-lock.json scripts/build.d/buildpacks.sh) | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
   exit 0
 fi
-tmp="$(mktemp -d "${out%/*}/.buildpacks.XXXXXX" 2>/dev/null || { mkdir -p "${out%/*}"; mktemp -d "${out%/*}/.buildpacks.XXXXXX"; })"
+tmp="$(mktemp -d "${out%/*}/.buildpacks.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 for dir in buildpacks/*/; do
   name="$(basename "$dir")"
@@ -31,8 +35,10 @@ for dir in buildpacks/*/; do
   done
 done
 echo "$inputs" > "$tmp/.inputs.sha256"
+# Swap in with one rename where possible: readers (a builder being created) never see a
+# half-written tree; an old tree is moved aside first, which leaves a short window without one.
 rm -rf "$out.old"
-[ -d "$out" ] && mv "$out" "$out.old"
+if [ -d "$out" ]; then mv "$out" "$out.old"; fi
 mv "$tmp" "$out"
 rm -rf "$out.old"
 trap - EXIT
