@@ -29,6 +29,7 @@ import {
 } from '../launcher/index.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { writeFileAtomic } from '../layout/layout.ts';
+import type { Digest } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
@@ -293,6 +294,22 @@ async function writeIfChanged(file: string, body: string | Uint8Array): Promise<
   await writeFileAtomic(file, want);
 }
 
+/** limiter runs at most `n` of the functions given to it at once, in the order given. */
+function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((r) => waiting.push(r));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
 /** entrypointFor picks ENTRYPOINT the way the reference exporter does. */
 export function entrypointFor(md: BuildMetadata, userDefault: string | undefined): string {
   if (userDefault) {
@@ -345,6 +362,22 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     throw e;
   });
 
+  // Layers are resolved two at a time (compression runs on the thread pool, one core each), but
+  // stacked, logged and recorded strictly in order.
+  const limit = limiter(2);
+  const slots: { id: string; createdBy: string; run: Promise<ResolvedLayer> }[] = [];
+  const enqueue = (
+    id: string,
+    createdBy: string,
+    fn: () => Promise<ResolvedLayer>,
+    onDone?: (r: ResolvedLayer) => void,
+  ): Promise<ResolvedLayer> => {
+    const run = limit(fn);
+    // Failures are awaited (and thrown) in order below, not here.
+    run.then(onDone, () => {});
+    slots.push({ id, createdBy, run });
+    return run;
+  };
   const push = (id: string, r: ResolvedLayer, createdBy: string) => {
     appended.push({ layer: r.layer, history: { created, created_by: createdBy } });
     if (r.record) records.set(r.diffID, r.record);
@@ -382,9 +415,17 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
           opts.gid,
         );
         contents.set(l.path, content);
-        const r = await resolve(reuse, content, prev?.sha);
-        push(id, r, createdBy);
-        sha = r.diffID;
+        const entry = { sha: '', data: l.metadata, build: l.types.build, launch: true, cache: l.types.cache };
+        bpMd.layers![l.name] = entry;
+        enqueue(
+          id,
+          createdBy,
+          () => resolve(reuse, content, prev?.sha),
+          (r) => {
+            entry.sha = r.diffID;
+          },
+        );
+        continue;
       } else {
         if (l.types.cache)
           throw new KilnError(`layer '${id}' is cache=true but has no contents`, ExitCode.ExportError);
@@ -395,9 +436,8 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
             ExitCode.ExportError,
           );
         await touchBlob(reuse.blobs, await layer.digest());
-        appended.push({ layer, history: { created, created_by: createdBy } });
-        reused.push(id);
-        log.info(`Reusing layer '${id}'`);
+        const diffID = prev.sha as Digest;
+        enqueue(id, createdBy, async () => ({ layer, diffID, how: 'reused' }));
         sha = prev.sha;
       }
       bpMd.layers![l.name] = {
@@ -421,9 +461,14 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   const sbomDir = path.join(opts.layersDir, 'sbom', 'launch');
   if (await exists(sbomDir)) {
     const content = await dirLayer(sbomDir, `${LAYERS_DIR.slice(1)}/sbom/launch`, opts.uid, opts.gid);
-    const r = await resolve(reuse, content, prevMd.sbom?.sha);
-    push('buildpacksio/lifecycle:launch.sbom', r, CREATED_BY.sbom);
-    sbomSha = r.diffID;
+    enqueue(
+      'buildpacksio/lifecycle:launch.sbom',
+      CREATED_BY.sbom,
+      () => resolve(reuse, content, prevMd.sbom?.sha),
+      (r) => {
+        sbomSha = r.diffID;
+      },
+    );
   }
 
   // 3. App slices, then the rest of the app.
@@ -446,10 +491,18 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     const isRest = i === appLayers.length - 1;
     // Any previous app layer is a candidate: hashing is cheap next to compressing.
     const candidate = prevMd.app[i]?.sha ?? prevMd.app.at(-1)?.sha;
-    const r = await resolve(reuse, appLayers[i]!, candidate);
     const id = isRest ? 'buildpacksio/lifecycle:app' : `buildpacksio/lifecycle:slice-${i + 1}`;
-    push(id, r, isRest ? CREATED_BY.app : CREATED_BY.slice(i));
-    appShas.push({ sha: r.diffID });
+    const slot = { sha: '' };
+    appShas.push(slot);
+    const content = appLayers[i]!;
+    enqueue(
+      id,
+      isRest ? CREATED_BY.app : CREATED_BY.slice(i),
+      () => resolve(reuse, content, candidate),
+      (r) => {
+        slot.sha = r.diffID;
+      },
+    );
   }
 
   // 4. Launcher, config and process types.
@@ -458,8 +511,9 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     reuse.settings,
     `launcher\0${opts.launcher.sha256}`,
   );
-  const lr = await resolve(reuse, launcherContent, prevMd.launcher.sha);
-  push('buildpacksio/lifecycle:launcher', lr, CREATED_BY.launcher);
+  const lrun = enqueue('buildpacksio/lifecycle:launcher', CREATED_BY.launcher, () =>
+    resolve(reuse, launcherContent, prevMd.launcher.sha),
+  );
 
   // The launcher's own input (processes and buildpack APIs, precomputed) ships in the config layer.
   await writeIfChanged(
@@ -490,8 +544,9 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     opts.uid,
     opts.gid,
   );
-  const cr = await resolve(reuse, configContent, prevMd.config.sha);
-  push('buildpacksio/lifecycle:config', cr, CREATED_BY.config);
+  const crun = enqueue('buildpacksio/lifecycle:config', CREATED_BY.config, () =>
+    resolve(reuse, configContent, prevMd.config.sha),
+  );
 
   let processTypesSha = '';
   if (md.processes.length > 0) {
@@ -499,10 +554,20 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
       processTypesLayerEntries(md.processes.map((p) => p.type)),
       reuse.settings,
     );
-    const pr = await resolve(reuse, ptContent, prevMd['process-types'].sha);
-    push('buildpacksio/lifecycle:process-types', pr, CREATED_BY.processTypes);
-    processTypesSha = pr.diffID;
+    enqueue(
+      'buildpacksio/lifecycle:process-types',
+      CREATED_BY.processTypes,
+      () => resolve(reuse, ptContent, prevMd['process-types'].sha),
+      (r) => {
+        processTypesSha = r.diffID;
+      },
+    );
   }
+
+  // Every layer in order: the first failure (in stacking order) fails the export.
+  for (const slot of slots) push(slot.id, await slot.run, slot.createdBy);
+  const lr = await lrun;
+  const cr = await crun;
 
   // 5. Metadata labels and the config.
   const runCfg = await opts.runImage.configFile();

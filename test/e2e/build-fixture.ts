@@ -30,6 +30,7 @@ import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import { MOUNT_POINTS } from '../../src/sandbox/executor.ts';
 import { attachSbom } from '../../src/stack/sbom.ts';
 import { ImageStore } from '../../src/store/store.ts';
+import type { Podman, PodmanResult } from '../helpers/podman.ts';
 
 const execFileP = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -72,6 +73,20 @@ const link = (p: string, target: string): TarEntry => ({
   gid: 0,
   linkname: target,
 });
+
+/**
+ * podmanRunRetrying is podman.run, retried when podman 4.3 loses the container's exit code
+ * ("no such exit code (container in state stopped)"), a conmon race it shows under heavy load.
+ */
+export async function podmanRunRetrying(
+  podman: Podman,
+  ...args: Parameters<Podman['run']>
+): Promise<PodmanResult> {
+  let r = await podman.run(...args);
+  for (let i = 0; i < 2 && r.code !== 0 && /no such exit code/.test(r.stderr); i++)
+    r = await podman.run(...args);
+  return r;
+}
 
 /** A log that keeps every line (and echoes nothing). */
 export interface CapturedLog {

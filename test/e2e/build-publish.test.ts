@@ -11,7 +11,7 @@ import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
 import { type ProxyHandle, type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
-import { type E2E, makeE2E } from './build-fixture.ts';
+import { type E2E, makeE2E, podmanRunRetrying } from './build-fixture.ts';
 
 let w: E2E;
 let reg: RegistryHandle;
@@ -63,7 +63,9 @@ test('--publish pushes to a registry; the rebuild reuses the remote previous ima
   );
   // Only the app layer and the config are new.
   assert.ok(uploads.length <= 2, `uploads: ${uploads.map((u) => u.path).join(', ')}`);
-  const run = await podman.run(`${proxy.host}/e2e/published:v1`, [], { flags: ['--tls-verify=false'] });
+  const run = await podmanRunRetrying(podman, `${proxy.host}/e2e/published:v1`, [], {
+    flags: ['--tls-verify=false'],
+  });
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout, 'GREETING=hi uid=1000 message=published again\n');
 });
@@ -72,7 +74,7 @@ test('oci: and docker-archive: destinations', async () => {
   const app = await w.app('dests', 'to a layout');
   const layout = path.join(w.root, 'out-layout');
   const b = await w.build(app, 'e2e-dest', { dest: `oci:${layout}:app` });
-  const r = await podman.run(`oci:${layout}:app`, [], {});
+  const r = await podmanRunRetrying(podman, `oci:${layout}:app`, [], {});
   assert.equal(r.stdout, 'GREETING=hi uid=1000 message=to a layout\n');
   // The layout's image is the previous image of the next build into it.
   const again = await w.build(app, 'e2e-dest', { dest: `oci:${layout}:app` });
@@ -87,6 +89,6 @@ test('oci: and docker-archive: destinations', async () => {
   assert.deepEqual((await loaded.configFile()).rootfs.diff_ids, (await stored.configFile()).rootfs.diff_ids);
   const l = await podman.load(archive);
   assert.equal(l.code, 0, l.stderr);
-  const r2 = await podman.run('e2e/dest:latest', []);
+  const r2 = await podmanRunRetrying(podman, 'e2e/dest:latest', []);
   assert.equal(r2.stdout, 'GREETING=hi uid=1000 message=to a layout\n');
 });

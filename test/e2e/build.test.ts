@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Layout } from '../../src/layout/layout.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
-import { type E2E, E2E_BUILDPACKS, makeE2E } from './build-fixture.ts';
+import { type E2E, E2E_BUILDPACKS, makeE2E, podmanRunRetrying } from './build-fixture.ts';
 
 let w: E2E;
 let podman: Podman;
@@ -28,7 +28,7 @@ async function runWithPodman(name: string, args: string[] = [], entrypoint?: str
   const img = (await w.store.find(name))!;
   const dir = path.join(w.root, 'podman-layouts', name.replace(/[^a-z0-9]+/g, '-'));
   await (await Layout.init(dir)).writeImage(img, 'app');
-  const r = await podman.run(`oci:${dir}:app`, args, {
+  const r = await podmanRunRetrying(podman, `oci:${dir}:app`, args, {
     user: '1000:1000',
     ...(entrypoint ? { entrypoint } : {}),
   });
