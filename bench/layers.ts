@@ -168,9 +168,10 @@ async function main(): Promise<void> {
       );
       await kiln('kiln zstd-3', 'zstd', 3);
     }
-    console.log(
-      `\nlayer of ${u.toFixed(0)} MB uncompressed tar (${os.cpus().length} cores, node ${process.version}, best of ${runs}, load ${os.loadavg()[0]!.toFixed(1)})`,
-    );
+    if (u > 0)
+      console.log(
+        `\nlayer of ${u.toFixed(0)} MB uncompressed tar (${os.cpus().length} cores, node ${process.version}, best of ${runs}, load ${os.loadavg()[0]!.toFixed(1)})`,
+      );
     for (const r of u > 0 ? best.values() : [])
       console.log(
         `  ${r.name.padEnd(28)} wall ${r.wall.toFixed(2).padStart(6)} s ${(u / r.wall).toFixed(1).padStart(6)} MB/s   cpu ${r.cpu.toFixed(2).padStart(6)} s ${(u / r.cpu).toFixed(1).padStart(6)} MB/cpu-s  -> ${r.out.toFixed(1)} MB`,
