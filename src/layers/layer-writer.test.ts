@@ -140,6 +140,32 @@ describe('writeLayer()', () => {
     assert.deepEqual(await fs.readdir(path.join(store.root, 'blobs')), []);
   });
 
+  test('walk() skips fifos and sockets, prunes filtered directories, never follows symlinks', async () => {
+    const dir = path.join(tmp, 'tree-s');
+    await fs.mkdir(path.join(dir, 'node_modules/x'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'node_modules/x/i.js'), '');
+    await fs.mkdir(path.join(dir, 'real'));
+    await fs.writeFile(path.join(dir, 'real/f'), 'f');
+    await fs.symlink('real', path.join(dir, 'dirlink'));
+    await fs.symlink('/etc', path.join(dir, 'etc'));
+    execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+    const skipped: string[] = [];
+    const seen: string[] = [];
+    const entries = await walk(dir, {
+      filter: (rel) => {
+        seen.push(rel);
+        return rel !== 'node_modules';
+      },
+      onSkip: (rel, why) => skipped.push(`${rel} ${why}`),
+    });
+    assert.deepEqual(
+      entries.map((e) => `${e.type} ${e.path}`),
+      ['symlink dirlink', 'symlink etc', 'dir real', 'file real/f'],
+    );
+    assert.deepEqual(skipped, ['fifo fifo']);
+    assert.ok(!seen.includes('node_modules/x'), 'an excluded directory is not descended into');
+  });
+
   test('walk() adds prefix parents, filters, and sorts by bytes', async () => {
     const dir = path.join(tmp, 'tree-w');
     await makeTree(dir);
