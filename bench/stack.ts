@@ -157,7 +157,7 @@ async function main(): Promise<void> {
     const runT: number[] = [];
     for (let i = 0; i < rounds; i++) runT.push(await kiln('run', true));
     say(
-      `kiln run image (cached .debs):   ${median(runT).toFixed(2)} s  [${await sizeOf(out, 'run')}]  target <= 5 s`,
+      `kiln run image (cached .debs):   ${median(runT).toFixed(2)} s, ${cpu()}  [${await sizeOf(out, 'run')}]  target <= 5 s`,
     );
     const noop: number[] = [];
     for (let i = 0; i < Math.max(3, rounds); i++) noop.push(await kiln('run', false));
@@ -194,7 +194,7 @@ async function main(): Promise<void> {
       mmRun = median(mm);
       const st = await fs.stat(path.join(work, 'mm-run.tar'));
       say(
-        `mmdebstrap run (extract):        ${mmRun.toFixed(2)} s  [${(st.size / 1e6).toFixed(1)} MB tar]  kiln/mmdebstrap = ${(median(runT) / mmRun).toFixed(2)}`,
+        `mmdebstrap run (extract):        ${mmRun.toFixed(2)} s, ${cpu()}  [${(st.size / 1e6).toFixed(1)} MB tar]  kiln/mmdebstrap = ${(median(runT) / mmRun).toFixed(2)}`,
       );
     }
 
@@ -202,7 +202,7 @@ async function main(): Promise<void> {
       const buildT: number[] = [];
       for (let i = 0; i < rounds; i++) buildT.push(await kiln('build', true));
       say(
-        `kiln build image (cached .debs): ${median(buildT).toFixed(2)} s  [${await sizeOf(out, 'build')}]  target <= 60 s`,
+        `kiln build image (cached .debs): ${median(buildT).toFixed(2)} s, ${cpu()}  [${await sizeOf(out, 'build')}]  target <= 60 s`,
       );
       if (!args.includes('--skip-mmdebstrap')) {
         const apt = path.join(work, 'apt-build');
@@ -232,7 +232,7 @@ async function main(): Promise<void> {
         }
         const st = await fs.stat(path.join(work, 'mm-build.tar'));
         say(
-          `mmdebstrap build (custom):       ${median(mm).toFixed(2)} s  [${(st.size / 1e6).toFixed(1)} MB tar, uncompressed]  kiln/mmdebstrap = ${(median(buildT) / median(mm)).toFixed(2)}`,
+          `mmdebstrap build (custom):       ${median(mm).toFixed(2)} s, ${cpu()}  [${(st.size / 1e6).toFixed(1)} MB tar, uncompressed]  kiln/mmdebstrap = ${(median(buildT) / median(mm)).toFixed(2)}`,
         );
       }
     }
