@@ -64,14 +64,29 @@ export async function startPodman(): Promise<Podman> {
   };
   const conf = path.join(dir, 'containers.conf');
   await writeFile(conf, '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n');
-  const base = ['podman', '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot')];
+  // Everything private: storage, run state, and libpod's tmpdir (default /run/libpod, shared by
+  // every podman on the machine: one test's cleanup must not disturb another's podman).
+  const base = [
+    'podman',
+    '--root',
+    path.join(dir, 'root'),
+    '--runroot',
+    path.join(dir, 'runroot'),
+    '--tmpdir',
+    path.join(dir, 'libpod-tmp'),
+  ];
+  await mkdir(path.join(dir, 'tmp'));
   const exec = (args: readonly string[], timeoutMs = 120_000): Promise<PodmanResult> =>
     new Promise((resolve) => {
       const script = `umount /sys/fs/cgroup/unified 2>/dev/null; exec ${[...base, ...args].map(sh).join(' ')}`;
       execFile(
         'unshare',
         ['-m', 'sh', '-c', script],
-        { env: { ...process.env, CONTAINERS_CONF: conf }, timeout: timeoutMs, maxBuffer: 64 << 20 },
+        {
+          env: { ...process.env, CONTAINERS_CONF: conf, TMPDIR: path.join(dir, 'tmp') },
+          timeout: timeoutMs,
+          maxBuffer: 64 << 20,
+        },
         (err, stdout, stderr) => {
           const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
           resolve({ code, stdout: stdout.toString(), stderr: stderr.toString() });
@@ -92,7 +107,8 @@ export async function startPodman(): Promise<Podman> {
       return exec(['load', '-i', file]);
     },
     async cleanup() {
-      await exec(['system', 'reset', '--force'], 60_000).catch(() => undefined);
+      // No `podman system reset`: the storage is private and every mount lived in the
+      // command's own mount namespace, so removing the directory is all there is to do.
       await rm(dir, { recursive: true, force: true });
     },
   };
