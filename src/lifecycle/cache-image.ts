@@ -113,12 +113,14 @@ export class ImageCache implements LayerCache {
         reused++;
         continue;
       }
+      let blob: CachedLayer = e;
       if (!(await this.#o.blobs.has(e.digest))) {
         if (typeof e.source !== 'function')
           throw new Error(`cache layer ${e.diffID}: blob ${e.digest} is not in the blob store`);
-        await e.source();
+        const produced = await e.source();
+        if (typeof produced !== 'string') blob = produced;
       }
-      added.push(new StoredLayer(this.#o.blobs, e));
+      added.push(new StoredLayer(this.#o.blobs, blob));
       fresh++;
     }
     let image = appendLayers(emptyImage(), ...added);

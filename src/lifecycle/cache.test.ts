@@ -92,6 +92,22 @@ describe('VolumeCache', () => {
     await snap.close();
   });
 
+  test('commit() keeps what a producer actually wrote when it differs from the entry (recompressed)', async () => {
+    const d = await tempDir();
+    const cache = new VolumeCache(path.join(d, 'cache'));
+    const a = await blobFile(d, 'alpha');
+    const other = await blobFile(d, 'alpha, recompressed');
+    const r = await cache.commit({
+      metadata: metadataNaming([a]),
+      layers: [{ ...a, source: async () => ({ ...other, diffID: a.diffID, file: other.source as string }) }],
+    });
+    assert.equal(r.added, 1);
+    const snap = await cache.snapshot();
+    assert.equal(snap.layer(a.diffID)?.digest, other.digest);
+    assert.equal(await text(await snap.open(a.diffID)), 'alpha, recompressed');
+    await snap.close();
+  });
+
   test('a corrupted blob fails the read instead of restoring wrong content', async () => {
     const d = await tempDir();
     const cache = new VolumeCache(path.join(d, 'cache'));

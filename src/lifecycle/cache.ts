@@ -85,13 +85,20 @@ export interface WarmDir {
   readonly fingerprint: string;
 }
 
+/** A blob a CacheEntry producer wrote. */
+export interface ProducedBlob extends CachedLayer {
+  readonly file: string;
+}
+
 /** A layer to keep in the cache at commit. */
 export interface CacheEntry extends CachedLayer {
   /**
    * Where the blob can be copied from when the cache does not hold it yet: a file (hard-linked when
-   * on the same file system) or a producer that writes it and returns the file it wrote.
+   * on the same file system) or a producer that writes it and returns the file it wrote — or, when
+   * it may produce other bytes than `digest` names (same content, other compression), the file and
+   * the record of what it wrote, which the cache then keeps instead.
    */
-  readonly source?: string | (() => Promise<string>);
+  readonly source?: string | (() => Promise<string | ProducedBlob>);
 }
 
 /** Options of a commit. */
@@ -228,9 +235,12 @@ export class VolumeCache implements LayerCache {
             throw new Error(
               `cache layer ${l.diffID}: blob ${l.digest} is not in ${this.dir} and has no source`,
             );
-          const file = typeof l.source === 'string' ? l.source : await l.source();
-          await this.#place(file, l.digest);
+          const produced = typeof l.source === 'string' ? l.source : await l.source();
+          const blob = typeof produced === 'string' ? { ...l, file: produced } : produced;
+          await this.#place(blob.file, blob.digest);
+          next.layers[l.diffID] = { digest: blob.digest, size: blob.size, mediaType: blob.mediaType };
           added++;
+          continue;
         }
         next.layers[l.diffID] = { digest: l.digest, size: l.size, mediaType: l.mediaType };
       }
@@ -268,12 +278,20 @@ export class VolumeCache implements LayerCache {
 
   async #place(file: string, digest: Digest): Promise<void> {
     const temp = await this.blobs.tempPath();
+    let linked = false;
     try {
       await fs.link(file, temp);
+      linked = true;
     } catch {
       await fs.copyFile(file, temp);
     }
-    // Verify what we keep: a corrupt source must not poison later builds.
+    // A hard link to a blob-store file named by this very digest shares bytes whose digest was
+    // computed as they were written; anything else is verified: a corrupt source must not poison
+    // later builds.
+    if (linked && path.basename(file) === digest.slice(digest.indexOf(':') + 1)) {
+      await this.blobs.commit(temp, digest);
+      return;
+    }
     try {
       await pipeline(
         createReadStream(temp),
