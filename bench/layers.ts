@@ -1,7 +1,7 @@
 // Layer creation benchmark (issue 2, performance): kiln's layer writer against
 // `tar --sort=name -c | gzip -6` on the same ~500 MB tree of mixed files, kiln zstd-3 against
 // kiln gzip-6, and kiln's peak RSS while writing a 1 GB layer (measured in a child process
-// through getrusage maxRSS). Run: `node bench/layers.ts [--size-mb 500] [--keep]`.
+// through getrusage maxRSS), and kiln's extractor against `zstd -dc | tar -x`. Run: `node bench/layers.ts [--size-mb 500] [--keep]`.
 // Peers run side by side in one run; figures are MB of uncompressed tar per second.
 
 import { execFile, spawn } from 'node:child_process';
@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { extract } from '../src/layers/extract.ts';
 import { layerFromDirectory, writeLayer } from '../src/layers/layer-writer.ts';
 import { walk } from '../src/layers/walk.ts';
 import { BlobStore } from '../src/layout/blob-store.ts';
@@ -185,6 +186,41 @@ async function main(): Promise<void> {
       console.log(
         `  kiln zstd-3 vs kiln gzip-6 speed: wall ${(g('kiln gzip-6').wall / g('kiln zstd-3').wall).toFixed(2)}x, cpu ${(g('kiln gzip-6').cpu / g('kiln zstd-3').cpu).toFixed(2)}x (target >= 2)`,
       );
+    // Extraction (the sandbox unpacks build images with it): kiln extract vs `zstd -dc | tar -x`
+    // of the same zstd layer.
+    if (u > 0) {
+      const layer = await layerFromDirectory(tree, { store, compression: 'zstd', level: 3, uid: 0, gid: 0 });
+      const xs: Row[] = [];
+      for (let i = 0; i < runs; i++) {
+        const out = path.join(work, 'x-peer');
+        await fs.mkdir(out);
+        const t = await time(() =>
+          run('/usr/bin/time', ['-f', '%U %S', 'bash', '-c', `zstd -dc ${layer.path} | tar -x -C ${out}`]),
+        );
+        const [user, sys] = t.v.stderr.trim().split('\n').pop()!.split(' ').map(Number);
+        xs.push({ name: 'zstd -dc | tar -x', wall: t.s, cpu: user! + sys!, out: 0 });
+        await fs.rm(out, { recursive: true, force: true });
+        const c0 = process.cpuUsage();
+        const k = await time(async () => extract(await layer.compressed(), path.join(work, 'x-kiln')));
+        const c = process.cpuUsage(c0);
+        xs.push({ name: 'kiln extract', wall: k.s, cpu: (c.user + c.system) / 1e6, out: 0 });
+        await fs.rm(path.join(work, 'x-kiln'), { recursive: true, force: true });
+      }
+      const bestOf = (n: string) => {
+        const rows = xs.filter((x) => x.name === n);
+        return { wall: Math.min(...rows.map((r) => r.wall)), cpu: Math.min(...rows.map((r) => r.cpu)) };
+      };
+      console.log(`\nextraction of that layer (zstd), best of ${runs}`);
+      for (const n of ['zstd -dc | tar -x', 'kiln extract']) {
+        const r = bestOf(n);
+        console.log(
+          `  ${n.padEnd(28)} wall ${r.wall.toFixed(2).padStart(6)} s ${(u / r.wall).toFixed(1).padStart(6)} MB/s   cpu ${r.cpu.toFixed(2).padStart(6)} s`,
+        );
+      }
+      console.log(
+        `  kiln extract vs tar -x: wall ${(bestOf('zstd -dc | tar -x').wall / bestOf('kiln extract').wall).toFixed(2)}x, cpu ${(bestOf('zstd -dc | tar -x').cpu / bestOf('kiln extract').cpu).toFixed(2)}x`,
+      );
+    }
     await fs.rm(path.join(work, 'store'), { recursive: true, force: true });
     await fs.rm(`${work}/peer.tar.gz`, { force: true });
     await fs.rm(`${work}/peer.tar.zst`, { force: true });

@@ -39,9 +39,15 @@ export interface TarReadEntry {
 
 const BLOCK = 512;
 
+/**
+ * ByteSource serves exact byte counts from a stream of chunks. Chunks are queued, not
+ * concatenated: bodies are yielded as views of the chunks as they arrived (no copy), and only
+ * a header that straddles two chunks is copied.
+ */
 class ByteSource {
   readonly #it: AsyncIterator<Buffer | Uint8Array | string>;
-  #buf: Buffer = Buffer.alloc(0);
+  readonly #chunks: Buffer[] = [];
+  #len = 0;
   #done = false;
   /** Bytes handed out so far. */
   taken = 0;
@@ -50,7 +56,7 @@ class ByteSource {
   }
   /** Ensures at least n bytes are buffered; false at end of input before n. */
   async fill(n: number): Promise<boolean> {
-    while (this.#buf.length < n && !this.#done) {
+    while (this.#len < n && !this.#done) {
       const r = await this.#it.next();
       if (r.done) this.#done = true;
       else {
@@ -58,24 +64,45 @@ class ByteSource {
           typeof r.value === 'string'
             ? Buffer.from(r.value)
             : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-        this.#buf = this.#buf.length === 0 ? c : Buffer.concat([this.#buf, c]);
+        if (c.length === 0) continue;
+        this.#chunks.push(c);
+        this.#len += c.length;
       }
     }
-    return this.#buf.length >= n;
+    return this.#len >= n;
   }
+  /** Up to n bytes from the first buffered chunk, without copying. */
+  #head(n: number): Buffer {
+    const c = this.#chunks[0]!;
+    if (c.length <= n) {
+      this.#chunks.shift();
+      this.#len -= c.length;
+      this.taken += c.length;
+      return c;
+    }
+    this.#chunks[0] = c.subarray(n);
+    this.#len -= n;
+    this.taken += n;
+    return c.subarray(0, n);
+  }
+  /** Exactly n buffered bytes (call fill(n) first). */
   take(n: number): Buffer {
-    const b = this.#buf.subarray(0, n);
-    this.#buf = this.#buf.subarray(n);
-    this.taken += b.length;
-    return b;
+    if (this.#chunks[0]!.length >= n) return this.#head(n);
+    const out = Buffer.allocUnsafe(n);
+    for (let o = 0; o < n; ) {
+      const b = this.#head(n - o);
+      b.copy(out, o);
+      o += b.length;
+    }
+    return out;
   }
   /** Yields exactly n bytes in chunks as they arrive. */
   async *stream(n: number, what: string): AsyncGenerator<Buffer> {
     let left = n;
     while (left > 0) {
-      if (this.#buf.length === 0 && !(await this.fill(1)))
+      if (this.#len === 0 && !(await this.fill(1)))
         throw new Error(`tar archive truncated in ${what}: ${left} of ${n} bytes missing`);
-      const b = this.take(Math.min(left, this.#buf.length));
+      const b = this.#head(left);
       left -= b.length;
       yield b;
     }
