@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Order } from '../../cnb/buildpack-toml.ts';
 import { readBuildpackToml } from '../../cnb/buildpack-toml.ts';
@@ -297,7 +299,7 @@ async function buildWith(
   await mkdir(r.tmpDir, { recursive: true });
   await sweepDeadWorkDirs(r.tmpDir);
   // The pid in the name lets a later build remove what a killed one left behind.
-  const work = await mkdtemp(path.join(r.tmpDir, `kiln-build-${process.pid}-`));
+  const work = await mkdtemp(path.join(r.tmpDir, `kiln-build-${HOST_TAG}-${process.pid}-`));
   let snapshot: CacheSnapshot | undefined;
   try {
     // Explicit modes: the umask must not leak into layers (and the build user must reach them).
@@ -603,13 +605,17 @@ async function chownShallow(dir: string, uid: number, gid: number, depth: number
   for (const name of await readdir(dir)) await chownShallow(path.join(dir, name), uid, gid, depth - 1);
 }
 
+/** A short tag of this host, so temp dirs of builds on other hosts sharing the dir are left alone. */
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
 /** Removes temp build dirs of builds whose process is gone (SIGKILL leaves them behind). */
 async function sweepDeadWorkDirs(tmpDir: string): Promise<void> {
   for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
-    const m = /^kiln-build-(\d+)-/.exec(name);
-    if (!m || Number(m[1]) === process.pid) continue;
+    // Only this host's (pid namespace's) builds: another container's pids mean nothing here.
+    const m = /^kiln-build-([0-9a-f]{8})-(\d+)-/.exec(name);
+    if (!m || m[1] !== HOST_TAG || Number(m[2]) === process.pid) continue;
     try {
-      process.kill(Number(m[1]), 0);
+      process.kill(Number(m[2]), 0);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ESRCH')
         await rm(path.join(tmpDir, name), { recursive: true, force: true });
