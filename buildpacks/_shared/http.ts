@@ -123,8 +123,14 @@ function tunnel(proxy: URL, host: string, port: number): Promise<Socket> {
 function once(url: URL, options: HttpOptions): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const proxy = proxyFor(url, options.env);
-    const headers = { 'user-agent': 'kiln-buildpack', ...(options.headers ?? {}) };
-    const onResponse = (res: http.IncomingMessage) => resolve(res);
+    // One request per connection: nothing is reused, and no idle socket keeps the process alive.
+    const headers = { 'user-agent': 'kiln-buildpack', connection: 'close', ...(options.headers ?? {}) };
+    let tunnelSocket: Socket | undefined;
+    const onResponse = (res: http.IncomingMessage) => {
+      // A tunnel's raw socket is ours, not an agent's: close it with the response.
+      if (tunnelSocket) res.on('close', () => tunnelSocket?.destroy());
+      resolve(res);
+    };
     const start = async () => {
       if (url.protocol === 'http:') {
         // Plain HTTP through a proxy: absolute-form request to the proxy.
@@ -147,6 +153,7 @@ function once(url: URL, options: HttpOptions): Promise<http.IncomingMessage> {
       }
       const port = Number(url.port || 443);
       const socket = proxy ? await tunnel(proxy, url.hostname, port) : undefined;
+      tunnelSocket = socket;
       const ca = trustedCas(options.env);
       const req = https.request(
         {

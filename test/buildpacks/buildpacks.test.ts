@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { cp, lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -429,6 +431,78 @@ describe('failures are explained', () => {
       res.stderr,
       /^ERROR: no npm registry configured: set the build variable npm_config_registry/m,
     );
+  });
+
+  test('HTTPS_PROXY: requests go through a CONNECT tunnel (NO_PROXY bypasses it)', async () => {
+    const dir = path.join(tmp, 'proxy-tls');
+    await mkdir(dir, { recursive: true });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const registry = createServer(
+      { key: await readFile(path.join(dir, 'key.pem')), cert: await readFile(path.join(dir, 'cert.pem')) },
+      (_req, res) => {
+        res.writeHead(404).end('not here');
+      },
+    );
+    await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
+    const registryPort = (registry.address() as { port: number }).port;
+    // A real forward proxy: CONNECT host:port, then bytes both ways.
+    const tunnels: string[] = [];
+    const proxy = createHttpServer();
+    proxy.on('connect', (req, client, head) => {
+      tunnels.push(req.url ?? '');
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxyPort = (proxy.address() as { port: number }).port;
+    try {
+      const o = await workdir('proxy-app', 'node-express');
+      const env = {
+        npm_config_registry: `https://127.0.0.1:${registryPort}/`,
+        SSL_CERT_FILE: path.join(dir, 'cert.pem'),
+        HTTPS_PROXY: `http://127.0.0.1:${proxyPort}`,
+      };
+      const through = await build('nodejs-engine', { ...o, env, plan: ['node'] });
+      assert.match(through.stderr, /HTTP 404/, 'the request reached the registry');
+      assert.deepEqual(tunnels, [`127.0.0.1:${registryPort}`]);
+      const bypass = await build('nodejs-engine', {
+        ...o,
+        env: { ...env, NO_PROXY: '127.0.0.1' },
+        plan: ['node'],
+      });
+      assert.match(bypass.stderr, /HTTP 404/);
+      assert.equal(tunnels.length, 1, 'NO_PROXY skips the proxy');
+    } finally {
+      proxy.close();
+      registry.close();
+    }
   });
 
   test('an untrusted certificate says how to trust it; trusting it through SSL_CERT_FILE works', async () => {
