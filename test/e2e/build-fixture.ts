@@ -131,6 +131,15 @@ export interface E2E {
 /** makeE2E builds the fixture (about a second: one static compile and three small images). */
 export async function makeE2E(): Promise<E2E> {
   const root = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-'));
+  try {
+    return await setUp(root);
+  } catch (e) {
+    await rm(root, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function setUp(root: string): Promise<E2E> {
   await chmod(root, 0o755);
   const store = await ImageStore.open(path.join(root, 'store'));
   const hello = path.join(root, 'hello');
