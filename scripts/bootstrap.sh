@@ -42,7 +42,10 @@ say "node $(node --version)"
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
-  npm ci --silent --no-fund --no-audit >/dev/null
+  # `npm install` rather than `npm ci`: the registry reachable here does not serve every optional
+  # platform package some tools list (Biome's non-Linux CLIs), which `npm ci` treats as a lock
+  # mismatch; install still follows the lock file for everything it can fetch.
+  npm install --loglevel=error --no-fund --no-audit
 fi
 
 bash "$root/scripts/build.sh"
