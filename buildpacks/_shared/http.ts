@@ -51,6 +51,22 @@ export function explainNetworkError(what: string, err: unknown): Error {
   return new Error(`${what}: ${(err as Error).message}`);
 }
 
+const contexts = new Map<string, tls.SecureContext>();
+
+/**
+ * secureContext is built once per CA configuration: parsing a few hundred certificates for every
+ * request would cost more than the requests of a warm build.
+ */
+function secureContext(env: NodeJS.ProcessEnv): tls.SecureContext {
+  const key = `${env.SSL_CERT_FILE ?? ''}\0${env.NODE_EXTRA_CA_CERTS ?? ''}`;
+  let ctx = contexts.get(key);
+  if (!ctx) {
+    ctx = tls.createSecureContext({ ca: trustedCas(env) });
+    contexts.set(key, ctx);
+  }
+  return ctx;
+}
+
 /** trustedCas is Node's bundled roots plus the PEM files named by SSL_CERT_FILE and NODE_EXTRA_CA_CERTS. */
 function trustedCas(env: NodeJS.ProcessEnv): string[] {
   const cas = [...tls.rootCertificates];
@@ -154,21 +170,24 @@ function once(url: URL, options: HttpOptions): Promise<http.IncomingMessage> {
       const port = Number(url.port || 443);
       const socket = proxy ? await tunnel(proxy, url.hostname, port) : undefined;
       tunnelSocket = socket;
-      const ca = trustedCas(options.env);
-      const req = https.request(
-        {
-          host: url.hostname,
-          port,
-          path: `${url.pathname}${url.search}`,
-          headers,
-          ca,
-          servername: url.hostname,
-          ...(socket
-            ? { agent: false, createConnection: () => tls.connect({ socket, servername: url.hostname, ca }) }
-            : {}),
-        },
-        onResponse,
-      );
+      const context = secureContext(options.env);
+      // secureContext is a tls.connect option the https agent passes through.
+      const requestOptions: https.RequestOptions & { secureContext: tls.SecureContext } = {
+        host: url.hostname,
+        port,
+        path: `${url.pathname}${url.search}`,
+        headers,
+        secureContext: context,
+        servername: url.hostname,
+        ...(socket
+          ? {
+              agent: false,
+              createConnection: () =>
+                tls.connect({ socket, servername: url.hostname, secureContext: context }),
+            }
+          : {}),
+      };
+      const req = https.request(requestOptions, onResponse);
       req.setTimeout(60_000, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
       req.end();

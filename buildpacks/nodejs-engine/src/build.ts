@@ -39,7 +39,10 @@ main(async () => {
     packument = await fetchPackument(registry, nodePackage, ctx.env);
   } catch (err) {
     // Offline (e.g. --network none): a cached Node.js that still satisfies the request is used.
-    if (await reuseOffline(ctx.layersDir, request, wantsNpm, (err as Error).message)) return 0;
+    // Not on TLS failures: those are reported (an untrusted certificate needs the user's attention).
+    const why = (err as Error).message;
+    if (why.includes('network unavailable') && (await reuseOffline(ctx.layersDir, request, wantsNpm, why)))
+      return 0;
     throw new BuildpackFailure(`reading the Node.js versions (${nodePackage}): ${(err as Error).message}`);
   }
   let version: string | undefined;
