@@ -100,6 +100,7 @@ for n in "${order[@]}"; do
   echo
   echo "--- $n"
   # The lines that carry the figures: ratios, targets, medians, peak memory, bytes uploaded.
-  grep -E 'target|ratio|[0-9.]+x\b|median|RSS|bytes|uploaded|digest' "$out/$n.txt" | grep -v '^\s*at ' | head -25
+  grep -E 'target|ratio|[0-9.]+x\b|median|RSS|bytes|uploaded|digest|kiln/|own work|difference|overhead' "$out/$n.txt" |
+    grep -v '^\s*at ' | head -25
 done
 exit $failed

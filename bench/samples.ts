@@ -126,7 +126,8 @@ const id = randomBytes(4).toString('hex');
 const work = path.join(os.tmpdir(), `kiln-bench-samples-${id}`);
 await fs.mkdir(work);
 const image = `kiln-bench-express-${id}`;
-const warmupImage = `kiln-bench-warmup-${id}`;
+// A fixed name: its build cache directory under the bench home is reused, not piled up.
+const warmupImage = 'kiln-bench-warmup';
 const buildahRoot = path.join(work, 'buildah');
 let buildahEnv: NodeJS.ProcessEnv = process.env;
 const buildah = (argv: readonly string[]) =>
@@ -435,7 +436,11 @@ CMD ["node", "server.js"]
     `kiln/Dockerfile: ${(kilnSize.bytes / dockerSize.bytes).toFixed(3)}x total (target <= 1.05x), ${((kilnSize.bytes - runSize.bytes) / (dockerSize.bytes - runSize.bytes)).toFixed(3)}x above the run image`,
   );
 } finally {
-  if (store) await store.remove(image).catch(() => undefined);
+  if (store) {
+    await store.remove(image).catch(() => undefined);
+    // The bench home is private: drop the blobs of this run's images (untagged above).
+    await store.layout.gc().catch(() => undefined);
+  }
   if (!keep) {
     await buildah(['rm', '--all']).catch(() => undefined);
     await buildah(['rmi', '--all', '--force']).catch(() => undefined);
