@@ -13,13 +13,15 @@ export const hasZstd: boolean =
  */
 export function decompressor(c: Compression): Transform {
   // 256 KiB output chunks (zlib's default is 16 KiB): each chunk is a thread-pool round trip.
-  const chunkSize = 256 * 1024;
+  // A 4 MiB readable buffer lets decompression run ahead while the consumer writes files
+  // (node:zlib passes stream options through; its types do not list them).
+  const opts = { chunkSize: 256 * 1024, readableHighWaterMark: 4 << 20 };
   switch (c) {
     case 'gzip':
-      return zlib.createGunzip({ chunkSize });
+      return zlib.createGunzip(opts);
     case 'zstd':
       if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
-      return zlib.createZstdDecompress({ chunkSize });
+      return zlib.createZstdDecompress(opts);
     case 'none':
       return new PassThrough();
   }
