@@ -112,9 +112,23 @@ export async function fetchPackages(pkgs: readonly LockedPackage[], opts: Access
       size: p.size,
     };
   });
-  return debCacheOf(opts.cacheDir).fetchAll(refs, {
-    parallel: opts.parallel ?? 6,
-    ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
-    ...(opts.progress ? { progress: opts.progress } : {}),
-  });
+  try {
+    return await debCacheOf(opts.cacheDir).fetchAll(refs, {
+      parallel: opts.parallel ?? 6,
+      ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
+      ...(opts.progress ? { progress: opts.progress } : {}),
+    });
+  } catch (e) {
+    // The archive is live: superseded versions (security updates above all) leave the mirror.
+    const m = e instanceof KilnError ? /GET (\S+) failed: HTTP (404|410)/.exec(e.message) : null;
+    const p = m ? pkgs.find((x) => m[1]!.endsWith(`/${x.filename}`)) : undefined;
+    if (p) {
+      throw new KilnError(
+        `package ${p.name} ${p.version} of the lock is no longer on the mirror (${m![1]}): run kiln stack update`,
+        (e as KilnError).exitCode,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
 }

@@ -28,6 +28,8 @@ let server: Server;
 let mirror = '';
 /** Which package the fake mirror corrupts (by name), and every .deb it served. */
 let tamper = '';
+/** Which package the fake mirror no longer has. */
+let gone = '';
 const served: string[] = [];
 
 async function kiln(args: string[], env: Record<string, string> = {}) {
@@ -65,7 +67,7 @@ before(async () => {
         return;
       }
       const p = byFile.get(url.replace(/^\/+/, ''));
-      if (!p) {
+      if (!p || p.name === gone) {
         res.statusCode = 404;
         res.end();
         return;
@@ -224,6 +226,35 @@ describe('kiln stack', () => {
       await readFile(path.join(out, 'index.json'), 'utf8').catch(() => '{"manifests":[]}'),
     );
     assert.deepEqual(manifests.manifests, []);
+  });
+
+  test('a locked package the mirror no longer has gets a message that says to update the lock', async () => {
+    gone = 'netbase';
+    const home = path.join(work, 'gone-home');
+    const r = await kiln(
+      [
+        'stack',
+        'create',
+        '--locked',
+        '--lock',
+        stack.lockFile,
+        '--only',
+        'run',
+        '--output',
+        `oci:${path.join(work, 'gone')}`,
+        '--mirror',
+        mirror,
+        '--security-mirror',
+        mirror,
+      ],
+      { KILN_HOME: home },
+    );
+    gone = '';
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /package netbase \S+ of the lock is no longer on the mirror \(http:\/\/127\.0\.0\.1:\d+\/pool\/\S+\): run kiln stack update/,
+    );
   });
 
   test('an InRelease whose signature does not check out is refused before anything is resolved', async () => {

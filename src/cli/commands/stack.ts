@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -35,6 +36,11 @@ interface CommonFlags {
 
 interface CreateFlags extends CommonFlags {
   locked?: boolean;
+  /**
+   * Not a flag: where the embedded default stack keeps a lock of its own when the shipped lock
+   * names .debs the (live) mirror no longer has. Used first when present and fresh.
+   */
+  fallbackLock?: string;
   publish?: string;
   output?: string;
   only?: Role;
@@ -231,7 +237,7 @@ async function target(
 export async function createDefaultStack(ctx: CliContext): Promise<void> {
   await create(
     { settings: ctx.settings, log: ctx.log, stdout: ctx.stderr, stderr: ctx.stderr },
-    { locked: true },
+    { locked: true, fallbackLock: path.join(ctx.settings.cacheDir, 'stacks', 'bookworm', 'stack.lock') },
   );
 }
 
@@ -258,7 +264,11 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
     },
   };
   try {
-    const s = await setup(ctx, flags, progress);
+    let s = await setup(ctx, flags, progress);
+    if (flags.fallbackLock) {
+      const own = await readLock(flags.fallbackLock);
+      if (own && own.inputs === inputsDigest(s.config)) s = { ...s, lockFile: flags.fallbackLock };
+    }
     let lock: StackLock | undefined = await readLock(s.lockFile);
     const fresh = lock !== undefined && lock.inputs === inputsDigest(s.config);
     if (flags.locked) {
@@ -275,7 +285,7 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
     }
     const { layout, tags } = await target(ctx, s.config, flags.output);
     const started = Date.now();
-    const made = await createStack(s.config, {
+    const options = {
       lock: lock!,
       access: s.access,
       layout,
@@ -284,9 +294,21 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
       ...(flags.only ? { roles: [flags.only] } : {}),
       ...(flags.force ? { force: true } : {}),
       sbomDir: flags.sbomDir ?? path.join(layout.dir, 'sbom'),
-      sandbox: { onOutput: (l) => log.debug(l) },
-      log: (l) => log.info(l),
-    });
+      sandbox: { onOutput: (l: string) => log.debug(l) },
+      log: (l: string) => log.info(l),
+    };
+    let made: Awaited<ReturnType<typeof createStack>>;
+    try {
+      made = await createStack(s.config, options);
+    } catch (e) {
+      if (!flags.fallbackLock || !(e instanceof KilnError) || !/no longer on the mirror/.test(e.message))
+        throw e;
+      log.warn(`${e.message}; resolving the stack anew into ${flags.fallbackLock}`);
+      const fresh = await resolveStack(s.config, s.access);
+      await mkdir(path.dirname(flags.fallbackLock), { recursive: true });
+      await writeLock(flags.fallbackLock, fresh);
+      made = await createStack(s.config, { ...options, lock: fresh });
+    }
     sink.end();
     for (const img of [made.run, made.build]) {
       if (!img) continue;
