@@ -244,6 +244,37 @@ describe('extract()', () => {
     });
   }
 
+  test('owners: true applies uid/gid (as root) and keeps setuid bits; default leaves files to the caller', async () => {
+    const store = new BlobStore(path.join(tmp, 'ostore'));
+    const entries: TarEntry[] = [
+      { path: 'd', type: 'dir', mode: 0o750, uid: 1000, gid: 1001 },
+      {
+        path: 'd/suid',
+        type: 'file',
+        mode: 0o4755,
+        uid: 1000,
+        gid: 1001,
+        size: 1,
+        open: () => Readable.from([Buffer.from('x')]),
+      },
+      { path: 'd/ln', type: 'symlink', mode: 0o777, uid: 1000, gid: 1001, linkname: 'suid' },
+    ];
+    const layer = await writeLayer(entries, { store });
+    const withOwners = path.join(tmp, 'owners');
+    await extract(await layer.compressed(), withOwners, { owners: process.getuid?.() === 0 });
+    const st = await fs.stat(path.join(withOwners, 'd/suid'));
+    assert.equal(st.mode & 0o7777, 0o4755);
+    if (process.getuid?.() === 0) {
+      assert.deepEqual([st.uid, st.gid], [1000, 1001]);
+      const l = await fs.lstat(path.join(withOwners, 'd/ln'));
+      assert.deepEqual([l.uid, l.gid], [1000, 1001]);
+      assert.equal((await fs.stat(path.join(withOwners, 'd'))).uid, 1000);
+    }
+    const plain = path.join(tmp, 'no-owners');
+    await extract(await layer.compressed(), plain);
+    assert.equal((await fs.stat(path.join(plain, 'd/suid'))).uid, process.getuid?.() ?? 0);
+  });
+
   test('a truncated archive is an error, not a short success', async () => {
     const f = await hostile([{ name: 'big', type: 'file', data: 'x'.repeat(5000) }]);
     const bytes = (await fs.readFile(f)).subarray(0, 2048);
