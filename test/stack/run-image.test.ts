@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +17,7 @@ import { SPDX_MEDIA_TYPE } from '../../src/sbom/spdx.ts';
 import { mirrorsOf } from '../../src/stack/archive-access.ts';
 import { createStack } from '../../src/stack/create.ts';
 import { sbomOfImage } from '../../src/stack/sbom.ts';
+import { buildStaticHello, podmanRun } from '../helpers/podman.ts';
 import { cyclonedxValidator, validateSpdx } from '../helpers/sbom-schemas.ts';
 import { ensureTestStack, layerFile, type TestStack, testCacheDir } from '../helpers/stack.ts';
 
@@ -225,5 +226,21 @@ describe('run image', () => {
 
     const sh = sandbox([], ['/bin/sh', '-c', 'true']);
     assert.notEqual(sh.status, 0, 'there is no shell to run');
+  });
+
+  test('podman runs the run image from the layout as its user (1000)', {
+    skip: !canRunSandbox && 'needs root',
+  }, async () => {
+    const bin = path.join(work, 'hello-podman');
+    await buildStaticHello(bin);
+    // podman names the image after the layout's path, which must then be a valid reference
+    // (the cache path has a ".cache" component): go through a plain symlink.
+    const link = path.join(work, 'layoutlink');
+    await symlink(stack.layoutDir, link);
+    const r = await podmanRun(`oci:${link}:${stack.tags.run}`, ['/hello', 'from', 'podman'], {
+      flags: ['-v', `${bin}:/hello:ro`],
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'hello uid=1000 gid=1000 from podman');
   });
 });
