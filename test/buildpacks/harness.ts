@@ -61,8 +61,12 @@ export interface PhaseOptions {
 }
 
 function exec(node: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<PhaseResult> {
+  return execFile(node, args, cwd, env);
+}
+
+function execFile(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(node, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -95,13 +99,14 @@ export async function detect(name: string, o: PhaseOptions): Promise<PhaseResult
   const planPath = path.join(o.layers, `plan-${name}.toml`);
   await mkdir(o.layers, { recursive: true });
   await writeFile(planPath, '');
-  const env = { ...baseEnv(o, bpDir), CNB_BUILD_PLAN_PATH: planPath };
-  const res = await exec(
-    o.node ?? process.execPath,
-    [path.join(bpDir, 'bin', 'detect'), o.platform, planPath],
-    o.app,
-    env,
-  );
+  // bin/detect is executed itself (a shell precheck, then `node`), as a platform does; the Node.js
+  // to use goes first on PATH.
+  const node = o.node ?? process.execPath;
+  const env = {
+    ...baseEnv({ ...o, path: [path.dirname(node), ...(o.path ?? [])] }, bpDir),
+    CNB_BUILD_PLAN_PATH: planPath,
+  };
+  const res = await execFile(path.join(bpDir, 'bin', 'detect'), [o.platform, planPath], o.app, env);
   const { readFile } = await import('node:fs/promises');
   return { ...res, plan: await readFile(planPath, 'utf8') };
 }
