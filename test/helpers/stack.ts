@@ -16,7 +16,7 @@
 // the helper resolves a fresh lock of its own instead (see usableLock).
 
 import { createReadStream } from 'node:fs';
-import { chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,13 +173,24 @@ async function unpacked(layoutDir: string, tag: string): Promise<string> {
   await mkdir(parent, { recursive: true, mode: 0o755 });
   await chmod(parent, 0o755);
   const target = path.join(parent, desc.digest.slice(7, 23));
+  // Root filesystems of older stack images (a changed lock or assembly) are hundreds of MB each:
+  // drop the ones nobody has unpacked for a day.
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const p = path.join(parent, name);
+    if (p === target || name.endsWith('.lock')) continue;
+    const st = await stat(p).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > 24 * 3600_000) await rm(p, { recursive: true, force: true });
+  }
   if (
     await stat(target).then(
       () => true,
       () => false,
     )
-  )
+  ) {
+    // Mark it used, so that the clean-up above keeps it.
+    await utimes(target, new Date(), new Date());
     return target;
+  }
   return withDirLock(target, async () => {
     if (
       await stat(target).then(
