@@ -157,8 +157,9 @@ describe('kiln stack', () => {
         'application/vnd.cyclonedx+json',
       ]);
       const cdx = await sbomOfRemoteImage(repo, expected, CYCLONEDX_MEDIA_TYPE);
+      assert.ok(cdx, 'the CycloneDX SBOM is a referrer of the pushed image');
       assert.deepEqual(
-        (cdx?.components as { name: string }[]).map((c) => c.name).sort(),
+        (cdx.components as { name: string }[]).map((c) => c.name).sort(),
         stack.lock.run.packages.map((p) => p.name).sort(),
       );
     } finally {
