@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../cnb/lifecycle-metadata.ts';
 import { readTar } from '../layers/tar-reader.ts';
+import { RUN_IMAGE_SBOM_DIR } from '../lifecycle/export.ts';
 import type { Image } from '../oci/image.ts';
 import { cyclonedxDocument } from '../sbom/cyclonedx.ts';
 import type { SbomComponent } from '../sbom/model.ts';
@@ -44,6 +45,11 @@ export interface SbomDownloadResult {
   readonly components: number;
   /** Of which from the run image. */
   readonly osPackages: number;
+  /**
+   * The SBOM layer's run image document describes another run image than the one the image now
+   * sits on (it was rebased) and no current run image SBOM was given: it was left out of the merge.
+   */
+  readonly staleRunImageSbom: boolean;
 }
 
 /** downloadSbom writes the image's SBOM files and the merged documents into outputDir. */
@@ -103,10 +109,27 @@ export async function downloadSbom(o: SbomDownloadOptions): Promise<SbomDownload
       add(c);
     }
   }
-  for (const [, docs] of [...byDir].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  // The run image's SBOM the build put into the SBOM layer describes the run image of the build.
+  // A rebase leaves that layer as it was, so the document is stale once the image sits on another
+  // run image: the found run image SBOM (baseSbom) replaces it, and a stale one is left out of the
+  // merged documents rather than listing OS package versions the image no longer contains.
+  const at = md.runImage.reference.lastIndexOf('@');
+  const currentRun = at >= 0 ? md.runImage.reference.slice(at + 1) : undefined;
+  let staleRunImageSbom = false;
+  for (const [dir, docs] of [...byDir].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (dir === `layers/${RUN_IMAGE_SBOM_DIR}`) {
+      if (o.baseSbom) continue;
+      const described = describedDigest(docs);
+      if (described !== undefined && currentRun !== undefined && described !== currentRun) {
+        staleRunImageSbom = true;
+        continue;
+      }
+    }
+    const before = components.size;
     if (docs.has('cyclonedx')) fromCycloneDx(docs.get('cyclonedx')).forEach(add);
     else if (docs.has('spdx')) fromSpdx(docs.get('spdx')).forEach(add);
     else if (docs.has('syft')) fromSyft(docs.get('syft')).forEach(add);
+    if (dir === `layers/${RUN_IMAGE_SBOM_DIR}`) osPackages += components.size - before;
   }
   const meta = {
     subject: { name: o.name, digest: await o.image.digest() },
@@ -130,7 +153,23 @@ export async function downloadSbom(o: SbomDownloadOptions): Promise<SbomDownload
     );
     merged.push('sbom.spdx.json');
   }
-  return { files: files.sort(), merged, components: all.length, osPackages };
+  return { files: files.sort(), merged, components: all.length, osPackages, staleRunImageSbom };
+}
+
+// The image digest a run image SBOM document describes (CycloneDX metadata.component hashes,
+// else the SPDX container package's checksum), when it says.
+function describedDigest(docs: Map<SbomFormat, unknown>): string | undefined {
+  const cdx = docs.get('cyclonedx') as Obj | undefined;
+  const meta = (cdx?.metadata as Obj | undefined)?.component as Obj | undefined;
+  for (const h of (Array.isArray(meta?.hashes) ? meta.hashes : []) as Obj[])
+    if (h.alg === 'SHA-256' && str(h.content)) return `sha256:${h.content}`;
+  const spdx = docs.get('spdx') as Obj | undefined;
+  for (const p of (Array.isArray(spdx?.packages) ? spdx.packages : []) as Obj[]) {
+    if (p.primaryPackagePurpose !== 'CONTAINER') continue;
+    for (const c of (Array.isArray(p.checksums) ? p.checksums : []) as Obj[])
+      if (c.algorithm === 'SHA256' && str(c.checksumValue)) return `sha256:${c.checksumValue}`;
+  }
+  return undefined;
 }
 
 // Only `layers/sbom/...` paths, relative and without `..`: the layer is untrusted input.

@@ -49,10 +49,6 @@ export function register(program: Command, ctx: CliContext): void {
       const loc = await preferLocal(parseImageLocation(arg), io.storeDir);
       const image = await readImage(loc, io);
       const baseSbom = await runImageSbom(image, io, (m) => ctx.log.debug(m));
-      if (!baseSbom)
-        ctx.log.warn(
-          'the run image SBOM was not found (local store or registry referrers): OS packages are not listed',
-        );
       const r = await downloadSbom({
         image,
         name: describeLocation(loc),
@@ -62,6 +58,14 @@ export function register(program: Command, ctx: CliContext): void {
         epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
         tool: { name: 'kiln', version: '0.1.0' },
       });
+      if (r.staleRunImageSbom)
+        ctx.log.warn(
+          "the image was rebased and its new run image's SBOM was not found (local store or registry referrers): OS packages are not listed (the SBOM layer's run image document describes the previous run image)",
+        );
+      else if (!baseSbom && r.osPackages === 0)
+        ctx.log.warn(
+          'the run image SBOM was not found (local store or registry referrers): OS packages are not listed',
+        );
       ctx.log.info(
         `Wrote ${r.files.length} SBOM files and ${r.merged.join(', ') || 'no merged document'} to ${opts.outputDir}: ${r.components} packages (${r.osPackages} from the run image)`,
       );
