@@ -47,7 +47,10 @@ async function podmanServe(name: string, port: number, check: () => Promise<void
   try {
     await check();
   } finally {
-    await podman.exec(['stop', '-t', '2', container]);
+    // The app is PID 1 in the container and may ignore SIGTERM: stop, then make sure it is gone.
+    const stopped = await podman.exec(['stop', '-t', '2', container]);
+    if (stopped.code !== 0) await podman.exec(['kill', container]);
+    await podman.exec(['rm', '-f', container]);
   }
   const res = await running;
   return res.stdout + res.stderr;
