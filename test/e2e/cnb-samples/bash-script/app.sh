@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+echo "=== bash-script app ==="
+ls -alHR
