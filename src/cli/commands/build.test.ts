@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -74,5 +75,17 @@ describe('kiln build flags', () => {
     assert.match(err.join(''), /network/);
     assert.equal(await main(['build', 'app', '--cache-image', 'oci:/x', '--cache-dir', '/c'], io), 3);
     assert.match(err.join(''), /--cache-image and --cache-dir exclude each other/);
+  });
+
+  test('bin/kiln build --env-file with a missing file: kiln’s one error line and exit 3 (node does not intercept it)', () => {
+    const kiln = path.resolve(import.meta.dirname, '..', '..', '..', 'bin', 'kiln');
+    const r = spawnSync(kiln, ['build', 'app', '--env-file', '/nonexistent/build.env'], {
+      env: { ...process.env, KILN_HOME: '/nonexistent-kiln-home', NO_COLOR: '1' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /^ERROR: --env-file \/nonexistent\/build\.env: .*no such file/m);
+    assert.doesNotMatch(r.stderr, /^node:/m);
   });
 });
