@@ -123,9 +123,28 @@ describe('kiln stack', () => {
     assert.match(again.stderr, /up to date/);
     assert.match(again.stdout, new RegExp(expected.digest));
     const inspect = await kiln(['stack', 'inspect', '--output', `oci:${out}`, '--json']);
-    const rows = JSON.parse(inspect.stdout) as { role: string; digest?: string; missing?: boolean }[];
-    assert.equal(rows.find((x) => x.role === 'run')!.digest, expected.digest);
+    const rows = JSON.parse(inspect.stdout) as {
+      role: string;
+      digest?: string;
+      missing?: boolean;
+      packages?: { name: string; version: string }[];
+    }[];
+    const run = rows.find((x) => x.role === 'run')!;
+    assert.equal(run.digest, expected.digest);
+    // The packages shown are the locked ones (read from the attached SBOM).
+    assert.deepEqual(
+      run.packages!.map((p) => `${p.name}=${p.version}`).sort(),
+      stack.lock.run.packages.map((p) => `${p.name}=${p.version}`).sort(),
+    );
     assert.equal(rows.find((x) => x.role === 'build')!.missing, true);
+    const human = await kiln(['stack', 'inspect', '--output', `oci:${out}`]);
+    assert.match(human.stdout, new RegExp(`packages ${stack.lock.run.packages.length}: `));
+    // Inspecting a directory that is not a layout is a one-line error and creates nothing.
+    const none = path.join(work, 'not-a-layout');
+    const bad = await kiln(['stack', 'inspect', '--output', `oci:${none}`]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /not an OCI image layout/);
+    await assert.rejects(readdir(none), /ENOENT/);
   });
 
   test('--publish pushes the image and its SBOM referrers to a registry', async () => {

@@ -10,12 +10,13 @@ import { Layout } from '../../layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { writeImage as pushImage } from '../../registry/write.ts';
+import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { type AccessOptions, mirrorsOf, resolveStack } from '../../stack/archive-access.ts';
 import { readStackConfig, type StackConfig } from '../../stack/config.ts';
 import { createStack, type Role } from '../../stack/create.ts';
 import { StackLabel } from '../../stack/image.ts';
 import { diffLocks, inputsDigest, readLock, type StackLock, writeLock } from '../../stack/lock.ts';
-import { readArtifact, referrersOf } from '../../stack/sbom.ts';
+import { readArtifact, referrersOf, sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import { registryClient } from '../image-ref.ts';
@@ -126,27 +127,33 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--json', 'print JSON')
     .action(async (flags: { config: string; output?: string; json?: boolean }) => {
       const config = await readStackConfig(flags.config);
-      const { layout, tags } = await target(ctx, config, flags.output);
+      // Inspecting must not create anything: a layout is opened, never initialised.
+      const { layout, tags } = await target(ctx, config, flags.output, { open: true });
       const rows: Record<string, unknown>[] = [];
+      const known = new Set(await layout.tags());
       for (const role of ['run', 'build'] as const) {
-        try {
-          const desc = await layout.resolve(tags[role]);
-          const img = await layout.image(tags[role]);
-          const cfg = await img.configFile();
-          const layers = await img.layers();
-          let size = 0;
-          for (const l of layers) size += await l.size();
-          rows.push({
-            role,
-            tag: tags[role],
-            digest: desc.digest,
-            size,
-            user: cfg.config?.User,
-            labels: cfg.config?.Labels ?? {},
-          });
-        } catch {
+        if (!known.has(tags[role])) {
           rows.push({ role, tag: tags[role], missing: true });
+          continue;
         }
+        const desc = await layout.resolve(tags[role]);
+        const img = await layout.image(tags[role]);
+        const cfg = await img.configFile();
+        const layers = await img.layers();
+        let size = 0;
+        for (const l of layers) size += await l.size();
+        // The packages come from the SBOM that `stack create` attaches as a referrer.
+        const sbom = await sbomOfImage(layout, desc.digest, CYCLONEDX_MEDIA_TYPE);
+        const components = (sbom?.components ?? []) as { name?: string; version?: string }[];
+        rows.push({
+          role,
+          tag: tags[role],
+          digest: desc.digest,
+          size,
+          user: cfg.config?.User,
+          labels: cfg.config?.Labels ?? {},
+          packages: components.map((c) => ({ name: c.name ?? '', version: c.version ?? '' })),
+        });
       }
       if (flags.json) {
         ctx.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
@@ -161,7 +168,8 @@ export function register(program: Command, ctx: CliContext): void {
         ctx.stdout.write(
           `${r.role}: ${r.tag}\n  digest   ${r.digest}\n  size     ${formatBytes(r.size as number)} (compressed)\n  user     ${r.user}\n` +
             `  base id  ${labels['io.buildpacks.base.id']}  distro ${labels['io.buildpacks.base.distro.name']} ${labels['io.buildpacks.base.distro.version']}\n` +
-            `  lock     ${labels[StackLabel.Lock]}\n`,
+            `  lock     ${labels[StackLabel.Lock]}\n` +
+            `  packages ${packagesLine(r.packages as { name: string; version: string }[])}\n`,
         );
       }
     });
@@ -215,11 +223,16 @@ async function target(
   ctx: CliContext,
   config: StackConfig,
   output: string | undefined,
+  opts: { open?: boolean } = {},
 ): Promise<{ layout: Layout; tags: Record<Role, string> }> {
   if (output !== undefined) {
     if (!output.startsWith('oci:') || output.length <= 4)
       throw new KilnError(`invalid --output "${output}": expected oci:DIR`, ExitCode.InvalidArgs);
-    return { layout: await Layout.init(path.resolve(output.slice(4))), tags: { run: 'run', build: 'build' } };
+    const dir = path.resolve(output.slice(4));
+    return {
+      layout: await (opts.open ? Layout.open(dir) : Layout.init(dir)),
+      tags: { run: 'run', build: 'build' },
+    };
   }
   const store = await ImageStore.open(ImageStore.defaultDir(ctx.settings.dataDir));
   return {
@@ -357,4 +370,11 @@ async function publish(
   } finally {
     progress.end();
   }
+}
+
+/** packagesLine summarises an image's packages for `stack inspect`: the count and the first few. */
+function packagesLine(pkgs: readonly { name: string; version: string }[]): string {
+  if (pkgs.length === 0) return '(no SBOM attached)';
+  const shown = pkgs.slice(0, 6).map((p) => `${p.name} ${p.version}`);
+  return `${pkgs.length}: ${shown.join(', ')}${pkgs.length > shown.length ? ', ... (all with --json)' : ''}`;
 }
