@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,8 +58,26 @@ export async function kilnOk(args: readonly string[]): Promise<CliResult> {
  */
 export async function prepareHome(): Promise<void> {
   await mkdir(KILN_HOME, { recursive: true });
-  await kilnOk(['config', 'trust-host-ca-certs', 'true']);
-  await kilnOk(['stack', 'create', '--locked']);
+  // The samples test files run in parallel: one makes the stack, the other waits for it.
+  const lock = `${KILN_HOME}.lock`;
+  const until = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch {
+      const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if (age > 20 * 60_000) await rm(lock, { recursive: true, force: true }); // left by a killed run
+      if (Date.now() > until) throw new Error(`timed out waiting for ${lock}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    await kilnOk(['config', 'trust-host-ca-certs', 'true']);
+    await kilnOk(['stack', 'create', '--locked']);
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
 }
 
 /** copySample copies samples/<name> into a fresh temp dir (tests edit their copy). */
