@@ -103,7 +103,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
         const runs = await d.settledRuns();
         reportFailure(runs, o.logger);
         throw new KilnError(
-          `${err === FAILED ? 'no buildpack group passed detection' : 'no buildpack group passed detection and a buildpack failed with an error'}: ${summarize(runs)}`,
+          `${err === FAILED ? 'no buildpack group passed detection' : 'no buildpack group passed detection and a buildpack failed with an error'}: ${summarize(runs)}${planFailures(d.planFailures)}`,
           err === FAILED ? ExitCode.DetectNoGroup : ExitCode.DetectFailedWithErrors,
         );
       }
@@ -140,6 +140,16 @@ function reportFailure(runs: ReadonlyMap<string, DetectRun>, log: DetectOptions[
   }
 }
 
+/**
+ * planFailures names why the build plan of groups whose buildpacks all passed did not resolve
+ * (otherwise "X passed" would be the only, puzzling, explanation of a failed detection).
+ */
+function planFailures(reasons: readonly string[]): string {
+  if (reasons.length === 0) return '';
+  const shown = reasons.slice(0, 3).join('; ');
+  return `; build plan: ${shown}${reasons.length > 3 ? `; and ${reasons.length - 3} more` : ''}`;
+}
+
 /** summarize lists, per buildpack that ran, its verdict and the last thing it printed. */
 function summarize(runs: ReadonlyMap<string, DetectRun>): string {
   const parts: string[] = [];
@@ -161,6 +171,8 @@ class Detector {
   readonly #runs = new Map<string, Promise<DetectRun>>();
   readonly #limit: <T>(fn: () => Promise<T>) => Promise<T>;
   readonly #scratch: Scratch;
+  /** Distinct reasons why plan resolution failed for groups whose buildpacks passed. */
+  readonly planFailures: string[] = [];
 
   constructor(o: DetectOptions, scratch: Scratch) {
     this.#o = o;
@@ -298,11 +310,20 @@ class Detector {
       log.debug('fail: no viable buildpacks in group');
       throw FAILED;
     }
+    let reason: string | undefined;
     const resolved = resolvePlan(
       results.map((r) => ({ el: r.el, plan: r.run.plan ?? { provides: [], requires: [], or: [] } })),
-      log,
+      {
+        debug: (m) => {
+          log.debug(m);
+          if (m.startsWith('fail: ')) reason = m.slice('fail: '.length);
+        },
+      },
     );
-    if (!resolved) throw FAILED;
+    if (!resolved) {
+      if (reason && !this.planFailures.includes(reason)) this.planFailures.push(reason);
+      throw FAILED;
+    }
     if (resolved.group.length !== done.length) {
       log.info(`${resolved.group.length} of ${done.length} buildpacks participating`);
     }
