@@ -116,4 +116,39 @@ describe('addPlatformOptions() / platformSetup()', () => {
     );
     assert.equal(JSON.parse(await readFile(sbom, 'utf8')).components.length, 1);
   });
+
+  test("the host's CA bundle is trusted by default, not with trust-host-ca-certs false; a missing bundle is skipped", async () => {
+    const trusted = async (env: Record<string, string>, name: string) => {
+      const s = await platformSetup({
+        settings: resolveSettings({}, { HOME: dir, PATH: process.env.PATH, ...env }, { isTTY: false }),
+        log,
+        appDir: path.join(dir, 'app'),
+        env: {},
+        userEnv: {},
+        flags: { caCertsLaunch: true },
+      });
+      const platform = path.join(dir, name, 'platform');
+      await mkdir(platform, { recursive: true });
+      const inputs = await s.prepare(platform, 1000, 1000, path.join(dir, 'rootfs'));
+      // The host bundle is build-only: --ca-certs-launch alone adds no layer.
+      assert.equal(await s.launchLayer(path.join(dir, name, 'layers')), undefined);
+      return inputs;
+    };
+    const byDefault = await trusted(
+      { SSL_CERT_FILE: ca.caFile, KILN_CONFIG: path.join(dir, 'none.toml') },
+      'host-default',
+    );
+    assert.equal(byDefault.caCerts.length, 1);
+    assert.equal(byDefault.env.NODE_EXTRA_CA_CERTS, '/platform/kiln/ca-certificates.crt');
+    const off = path.join(dir, 'off.toml');
+    await writeFile(off, 'trust-host-ca-certs = false\n');
+    const optedOut = await trusted({ SSL_CERT_FILE: ca.caFile, KILN_CONFIG: off }, 'host-off');
+    assert.equal(optedOut.caCerts.length, 0);
+    assert.equal(optedOut.env.NODE_EXTRA_CA_CERTS, undefined);
+    const missing = await trusted(
+      { SSL_CERT_FILE: path.join(dir, 'missing.pem'), KILN_CONFIG: path.join(dir, 'none.toml') },
+      'host-missing',
+    );
+    assert.equal(missing.caCerts.length, 0);
+  });
 });

@@ -1,9 +1,9 @@
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config-file.ts';
 import { type Binding, checkUniqueNames, parseBindingFlag, readBindingDir } from '../platform/bindings.ts';
-import { readCaCertFile, writeCaLaunchLayer } from '../platform/ca-certs.ts';
+import { type CaCert, readCaCertFile, writeCaLaunchLayer } from '../platform/ca-certs.ts';
 import { hostNpmConfigGet, type NpmRegistry, resolveNpmRegistry } from '../platform/npm-registry.ts';
 import { hostCaBundlePath, type PlatformInputs, preparePlatformInputs } from '../platform/platform-inputs.ts';
 import { Redactor } from '../platform/redactor.ts';
@@ -42,7 +42,7 @@ export function addPlatformOptions(cmd: Command): Command {
     )
     .option(
       '--ca-certs-launch',
-      'also trust the extra CA certificates at runtime: adds a launch layer (listed in the SBOM)',
+      'also trust the --ca-certs certificates at runtime: adds a launch layer (listed in the SBOM); the host bundle stays build-only',
     );
 }
 
@@ -92,8 +92,17 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
   }
   checkUniqueNames(bindings);
   const caCertFiles = [...config.caCerts, ...(o.flags.caCerts ?? []).map((f) => path.resolve(cwd, f))];
-  for (const f of caCertFiles) await readCaCertFile(f); // fail before the build, naming the file
-  const hostCaBundle = config.trustHostCaCerts ? hostCaBundlePath(o.settings.env) : undefined;
+  // Parsed now so a bad file fails before the build, naming it; these (not the host bundle, which
+  // is trusted by default and stays build-only) are what --ca-certs-launch ships.
+  const userCerts: CaCert[] = [];
+  for (const f of caCertFiles) userCerts.push(...(await readCaCertFile(f)));
+  // Host trust is on by default; a machine without a bundle (no ca-certificates package, an
+  // SSL_CERT_FILE that points nowhere) builds with the build image's own bundle instead of failing.
+  let hostCaBundle = config.trustHostCaCerts ? hostCaBundlePath(o.settings.env) : undefined;
+  if (hostCaBundle !== undefined && !(await isFile(hostCaBundle))) {
+    o.log.debug(`host CA bundle ${hostCaBundle} not found: builds trust the build image's bundle only`);
+    hostCaBundle = undefined;
+  }
   const home = o.settings.env.HOME ?? '';
   const npmRegistry = await resolveNpmRegistry({
     userEnv: o.userEnv,
@@ -128,21 +137,28 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
         ...(process.getuid?.() === 0 && { uid, gid }),
       });
       if (inputs.caCerts.length)
-        o.log.info(`Trusting ${inputs.caCerts.length} extra CA certificate(s) during the build`);
+        o.log.info(
+          `Trusting ${[
+            caCertFiles.length ? `${caCertFiles.length} CA file(s) from --ca-certs/config` : '',
+            hostCaBundle ? `the host's CA bundle ${hostCaBundle}` : '',
+          ]
+            .filter(Boolean)
+            .join(' and ')} during the build, not in the image (${inputs.caCerts.length} certificates)`,
+        );
       return inputs;
     },
     async launchLayer(layersDir, layersMount = '/layers') {
       if (!(o.flags.caCertsLaunch ?? false)) return undefined;
       if (!inputs) throw new Error('launchLayer called before prepare');
-      if (inputs.caCerts.length === 0) {
+      if (userCerts.length === 0) {
         o.log.warn(
-          '--ca-certs-launch: no extra CA certificates given (--ca-certs or kiln config); no layer added',
+          '--ca-certs-launch: no extra CA certificates given (--ca-certs or kiln config ca-certs); no layer added',
         );
         return undefined;
       }
       const dir = path.join(layersDir, 'kiln_ca-certificates', 'ca-certificates');
       await writeCaLaunchLayer(dir, {
-        certs: inputs.caCerts,
+        certs: userCerts,
         layerPath: `${layersMount}/kiln_ca-certificates/ca-certificates`,
       });
       // The build phase copies buildpacks' <layer>.sbom.* into <layers>/sbom/launch/... while it
@@ -153,4 +169,12 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
       return dir;
     },
   };
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
 }

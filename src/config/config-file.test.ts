@@ -87,6 +87,15 @@ describe('loadConfig() / saveConfig() / updateConfig()', () => {
     assert.deepEqual(await loadConfig(path.join(dir, 'none.toml')), emptyConfig());
   });
 
+  test('host CA trust is on by default; false is written and read back', async () => {
+    assert.equal(emptyConfig().trustHostCaCerts, true);
+    assert.equal(parseConfig('', '/c.toml').trustHostCaCerts, true);
+    const file = path.join(dir, 'trust', 'config.toml');
+    await saveConfig(file, { ...emptyConfig(), trustHostCaCerts: false });
+    assert.equal(await readFile(file, 'utf8'), 'trust-host-ca-certs = false\n');
+    assert.equal((await loadConfig(file)).trustHostCaCerts, false);
+  });
+
   test('round-trips, keeps unknown keys and leaves no temp file', async () => {
     const file = path.join(dir, 'sub', 'config.toml');
     await saveConfig(file, {

@@ -13,7 +13,7 @@ import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml
 //   default-builder = "registry.example.com/builders/bookworm:1"
 //   insecure-registries = ["localhost:5000"]
 //   trusted-builders = ["registry.example.com/builders/bookworm"]
-//   trust-host-ca-certs = true
+//   trust-host-ca-certs = false       # default true: builds trust the host's CA bundle
 //   ca-certs = ["/etc/corp/root-ca.pem"]
 //   npm-registry = "https://npm.example.com/"
 //   debian-mirror = "http://deb.example.com/debian"
@@ -59,7 +59,11 @@ export interface KilnConfig {
   readonly registryMirrors: readonly RegistryMirror[];
   readonly insecureRegistries: readonly string[];
   readonly trustedBuilders: readonly string[];
-  /** Add the host's CA bundle to every build (issue 7.2). */
+  /**
+   * Add the host's CA bundle to every build (issue 7.2); default true. kiln runs on the host, so
+   * builds trust what the user's own npm, curl and git already trust (behind a TLS-intercepting
+   * proxy `kiln build` works with no flags); only detect and build see it, never the image.
+   */
   readonly trustHostCaCerts: boolean;
   /** Extra CA certificate files (absolute paths) for every build, like repeated --ca-certs. */
   readonly caCerts: readonly string[];
@@ -89,7 +93,7 @@ export function emptyConfig(): KilnConfig {
     registryMirrors: [],
     insecureRegistries: [],
     trustedBuilders: [],
-    trustHostCaCerts: false,
+    trustHostCaCerts: true,
     caCerts: [],
     npmRegistry: undefined,
     debianMirror: undefined,
@@ -156,7 +160,7 @@ export function parseConfig(text: string, file: string): KilnConfig {
     registryMirrors,
     insecureRegistries: d['insecure-registries'] ?? [],
     trustedBuilders: d['trusted-builders'] ?? [],
-    trustHostCaCerts: d['trust-host-ca-certs'] ?? false,
+    trustHostCaCerts: d['trust-host-ca-certs'] ?? true,
     caCerts: d['ca-certs'] ?? [],
     npmRegistry: d['npm-registry'],
     debianMirror: d['debian-mirror'],
@@ -183,7 +187,7 @@ export function configToToml(c: KilnConfig): string {
   if (c.defaultBuilder !== undefined) doc['default-builder'] = c.defaultBuilder;
   if (c.insecureRegistries.length) doc['insecure-registries'] = [...c.insecureRegistries];
   if (c.trustedBuilders.length) doc['trusted-builders'] = [...c.trustedBuilders];
-  if (c.trustHostCaCerts) doc['trust-host-ca-certs'] = true;
+  if (!c.trustHostCaCerts) doc['trust-host-ca-certs'] = false;
   if (c.caCerts.length) doc['ca-certs'] = [...c.caCerts];
   if (c.npmRegistry !== undefined) doc['npm-registry'] = c.npmRegistry;
   if (c.debianMirror !== undefined) doc['debian-mirror'] = c.debianMirror;

@@ -17,6 +17,7 @@ import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { writeInlineBuildpack } from '../../platform/inline-buildpack.ts';
 import { type GroupEntry, readProjectDescriptor } from '../../platform/project-descriptor.ts';
 import { projectMetadata } from '../../platform/project-metadata.ts';
+import { TlsFailureDetector } from '../../platform/tls-hint.ts';
 import { RegistryError } from '../../registry/errors.ts';
 import { type Reference, repositoryString } from '../../registry/reference.ts';
 import { remoteImage } from '../../registry/remote.ts';
@@ -319,6 +320,16 @@ export function register(program: Command, ctx: CliContext): void {
         : dest;
       const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
       log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
+      // Issue 7.6: every line the phases log (buildpack output included) is watched for a
+      // certificate-verification failure; a failed build then says how to trust the CA.
+      const tls = new TlsFailureDetector();
+      const buildLog = {
+        phase: (n: string) => log.phase(n),
+        debug: (m: string) => log.debug(m),
+        info: tls.tee((m) => log.info(m)),
+        warn: tls.tee((m) => log.warn(m)),
+        error: tls.tee((m) => log.error(m)),
+      };
       const outcome = await runBuild({
         imageName: name,
         appDir,
@@ -364,7 +375,11 @@ export function register(program: Command, ctx: CliContext): void {
         epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
         compression: flags.compression,
         tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
-        log,
+        log: buildLog,
+      }).catch((e: unknown) => {
+        const hint = tls.hint();
+        if (hint === undefined || !(e instanceof KilnError)) throw e;
+        throw new KilnError(`${e.message}: ${hint}`, e.exitCode, { cause: e });
       });
       progress.end();
       log.info(

@@ -87,7 +87,11 @@ describe('kiln config', () => {
   });
 
   test('trust-host-ca-certs and ca-certs (validated PEM, stored absolute)', async () => {
+    // On by default (builds trust what the host trusts); false is written out and read back.
+    assert.equal((await kiln('config', 'trust-host-ca-certs')).out, 'true\n');
+    assert.equal((await kiln('config', 'trust-host-ca-certs', 'false')).code, 0);
     assert.equal((await kiln('config', 'trust-host-ca-certs')).out, 'false\n');
+    assert.match(await readFile(file, 'utf8'), /^trust-host-ca-certs = false$/m);
     assert.equal((await kiln('config', 'trust-host-ca-certs', 'true')).code, 0);
     assert.equal((await kiln('config', 'trust-host-ca-certs')).out, 'true\n');
     assert.equal((await kiln('config', 'trust-host-ca-certs', 'yes')).code, 3);
