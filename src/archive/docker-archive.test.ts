@@ -79,5 +79,13 @@ describe('docker-archive', () => {
       [],
       'no temp file left',
     );
+    await assert.rejects(
+      readDockerArchive(path.join(tmp, 'absent.tar')),
+      /^Error: cannot read docker-archive .*absent\.tar: no such file$/,
+    );
+    await assert.rejects(
+      writeDockerArchive(path.join(tmp, 'no', 'dir', 'x.tar'), { image: img, tags: ['x:1'] }),
+      /^Error: cannot write docker-archive .*x\.tar: directory .*no\/dir does not exist$/,
+    );
   });
 });

@@ -130,6 +130,12 @@ export async function writeDockerArchive(
     await fs.rename(temp, file);
   } catch (e) {
     await fs.rm(temp, { force: true });
+    // Name the archive, not the temp file the failing call saw.
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOSPC' || code === 'EROFS')
+      throw new Error(
+        `cannot write docker-archive ${file}: ${code === 'ENOENT' ? `directory ${path.dirname(path.resolve(file))} does not exist` : (e as Error).message}`,
+      );
     throw e;
   }
 }
@@ -137,7 +143,11 @@ export async function writeDockerArchive(
 /** Where each member of an uncompressed tar file sits. */
 async function indexTar(file: string): Promise<Map<string, { offset: number; size: number }>> {
   const head = Buffer.alloc(4);
-  const fh = await fs.open(file, 'r');
+  const fh = await fs.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw new Error(
+      `cannot read docker-archive ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`,
+    );
+  });
   try {
     await fh.read(head, 0, 4, 0);
   } finally {
