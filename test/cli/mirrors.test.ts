@@ -1,8 +1,11 @@
 // kiln config registry-mirrors (issue 7.4): image reads go to the mirror of a registry first and
-// fall back to the registry itself; against a real docker-registry.
+// fall back to the registry itself; against a real docker-registry. kiln config debian-mirror is
+// the archive `kiln stack` reads.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -59,4 +62,24 @@ test('a mirror that fails falls back to the registry itself', async () => {
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.trim(), digest);
   assert.match(r.err, /mirror 127\.0\.0\.1:9 of 127\.0\.0\.1:\d+: .*using the registry itself/);
+});
+
+test('kiln config debian-mirror is the archive kiln stack resolves against', async () => {
+  const seen: string[] = [];
+  const srv = createServer((req, res) => {
+    seen.push(req.url ?? '');
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  try {
+    const mirror = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/debian`;
+    assert.equal((await kiln('config', 'debian-mirror', mirror)).code, 0);
+    const r = await kiln('stack', 'update', '--dry-run');
+    assert.notEqual(r.code, 0, 'the stand-in mirror has no archive');
+    assert.match(r.err, new RegExp(`Resolving .* against ${mirror}`));
+    assert.ok(seen.includes('/debian/dists/bookworm/InRelease'), `requests: ${seen.join(', ')}`);
+  } finally {
+    srv.closeAllConnections();
+    await new Promise((r) => srv.close(r));
+  }
 });
