@@ -161,6 +161,18 @@ describe('kiln build end to end', () => {
     );
   });
 
+  test('--buildpack with a path that holds no buildpack is an invalid argument (3) naming it', async () => {
+    const app = await w.app('bad-bp-path', 'never built');
+    for (const ref of [path.join(w.root, 'no-such-dir'), w.root]) {
+      await assert.rejects(
+        w.build(app, 'e2e-bad-bp-path', { buildpacks: [ref] }),
+        (e: unknown) =>
+          (e as { exitCode?: number }).exitCode === 3 && String(e).includes(`--buildpack ${ref}: no `),
+      );
+    }
+    assert.equal(await w.store.find('e2e-bad-bp-path'), undefined);
+  });
+
   test('project.toml pre groups go in front of every group of the builder order', async () => {
     const app = await w.app('pre-group', 'with a pre group');
     const b = await w.build(app, 'e2e-pre-group', {

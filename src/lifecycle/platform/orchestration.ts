@@ -220,6 +220,14 @@ async function resolveBuildpacks(
       await chmodTree(root);
       return { id: md.id, ...(md.version ? { version: md.version } : {}) };
     }
+    // A path (not an id) that holds no buildpack: say so now, not as a missing id during detect.
+    if (/^(\.{0,2}\/|~)/.test(ref) || (await hasDir(ref))) {
+      const what = (await hasDir(ref)) ? `no buildpack.toml in ${ref}` : 'no such directory or buildpackage';
+      throw new KilnError(
+        `--buildpack ${ref}: ${what} (expected a buildpack directory, id[@version], a .cnb file or a buildpackage image)`,
+        ExitCode.InvalidArgs,
+      );
+    }
     return asId; // detect reports it as not found, naming it
   };
   const all = async (refs: readonly string[] | undefined) => {
