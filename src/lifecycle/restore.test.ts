@@ -176,3 +176,47 @@ test('restore() brings back cache layers and launch metadata; a rebuild then com
   assert.equal(b2.stats.compressed, 0, 'no layer compressed on a no-op rebuild');
   assert.deepEqual({ added: b2.cr.added, pruned: b2.cr.pruned }, { added: 0, pruned: 0 });
 });
+
+test('restore() without a cache follows the spec matrix: store.toml and launch-only metadata come back, nothing else', async () => {
+  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-restore-matrix-'));
+  temps.push(d);
+  const layersDir = path.join(d, 'layers');
+  await fs.mkdir(layersDir);
+  const sha = (n: string) => `sha256:${n.repeat(64)}`;
+  const previousMetadata = parseLifecycleMetadata(
+    JSON.stringify({
+      buildpacks: [
+        {
+          key: 'test/a',
+          version: '1.0.0',
+          store: { metadata: { visits: 3 } },
+          layers: {
+            // launch only: metadata restored (from the image label), contents not
+            runtime: { sha: sha('1'), data: { v: 'r' }, launch: true },
+            // build + launch, no cache: neither
+            tools: { sha: sha('2'), data: { v: 't' }, launch: true, build: true },
+            // launch + cache, but there is no cache: neither
+            deps: { sha: sha('3'), data: { v: 'd' }, launch: true, cache: true },
+          },
+        },
+      ],
+    }),
+  );
+  const rr = await restore({
+    layersDir,
+    group: GROUP,
+    previousMetadata,
+    uid: 1000,
+    gid: 1000,
+    settings: { epoch: EPOCH, compression: 'gzip' },
+    fingerprints: new Map(),
+    log: { info: () => {} },
+  });
+  assert.deepEqual(rr, { restored: [], metadataOnly: ['test/a:runtime'] });
+  const bp = path.join(layersDir, 'test_a');
+  assert.deepEqual((await fs.readdir(bp)).sort(), ['runtime.toml', 'store.toml']);
+  assert.match(await fs.readFile(path.join(bp, 'store.toml'), 'utf8'), /visits = 3/);
+  const runtime = await fs.readFile(path.join(bp, 'runtime.toml'), 'utf8');
+  assert.match(runtime, /v = "r"/);
+  assert.doesNotMatch(runtime, /types|launch/);
+});
