@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { accessSync, constants, realpathSync } from 'node:fs';
 import { copyFile, lstat, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildContext } from '../../_shared/context.ts';
@@ -39,7 +40,25 @@ function explain(step: string, tail: string): string {
   return `${step} failed (see npm's output above)`;
 }
 
+/** nodeOnPath is the first executable `node` on PATH, resolved through symlinks. */
+function nodeOnPath(pathVar: string | undefined): string | undefined {
+  for (const dir of (pathVar ?? '').split(':')) {
+    if (!dir) continue;
+    try {
+      const file = join(dir, 'node');
+      accessSync(file, constants.X_OK);
+      return realpathSync(file);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
 function nodeVersion(env: NodeJS.ProcessEnv): string {
+  // This bundle runs on the `node` found on PATH (`#!/usr/bin/env node`): when that is the node
+  // npm will use, its version is known without starting another Node.js.
+  if (nodeOnPath(env.PATH) === realpathSync(process.execPath)) return process.version;
   const res = spawnSync('node', ['--version'], { env, encoding: 'utf8' });
   if (res.status !== 0) {
     throw new BuildpackFailure(
