@@ -76,7 +76,9 @@ export function register(program: Command, ctx: CliContext): void {
 
   config
     .command('trust-host-ca-certs')
-    .description("trust the host's CA bundle in every build (print the value without an argument)")
+    .description(
+      "trust the host's CA bundle in every build, never in the image (default true; print the value without an argument)",
+    )
     .argument('[value]', 'true or false')
     .action(async (value: string | undefined) => {
       if (value === undefined) {
