@@ -271,7 +271,9 @@ CMD ["node", "server.js"]
   const kilnBuild = async (cacheDir: string, before?: () => Promise<void>): Promise<Timed> => {
     for (;;) {
       await before?.();
+      // -v: the phase timings (debug level) go into the report.
       const r = await kiln([
+        '-v',
         'build',
         image,
         '--path',
@@ -415,9 +417,13 @@ CMD ["node", "server.js"]
     console.log(`builder re-created (dist/buildpacks changed) in ${recreated} kiln run(s): run again`);
   const noopSame = digests.noop.every((d) => d === digests.warm);
   const noopUnder1 = rows[2]!.kiln.every((t) => t.ms < 1000);
+  // kiln prints "Layers: N added, M reused; K compressed": a no-op must compress nothing.
+  const compressed = rows[2]!.kiln.map((t) => /; (\d+) compressed/.exec(t.out)?.[1] ?? '?');
+  const phases = rows[2]!.kiln.map((t) => /Timings \(ms\): (.*)/.exec(t.out)?.[1]).filter(Boolean);
   console.log(
-    `kiln no-op: same digest as the warm build: ${noopSame ? 'yes' : 'NO'} (${digests.warm.slice(0, 19)}); every run < 1 s: ${noopUnder1 ? 'yes' : 'NO'}`,
+    `kiln no-op: same digest as the warm build: ${noopSame ? 'yes' : 'NO'} (${digests.warm.slice(0, 19)}); every run < 1 s: ${noopUnder1 ? 'yes' : 'NO'}; layers compressed: ${compressed.join(', ')}`,
   );
+  for (const p of phases) console.log(`kiln no-op phases (ms): ${p}`);
   console.log(
     `buildah no-op: same image ID: ${digests.buildahNoop.every((d) => d === digests.buildahWarm) ? 'yes' : 'no'}`,
   );
