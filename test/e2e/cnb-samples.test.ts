@@ -6,7 +6,7 @@
 // the stack's build image, because these processes are bash scripts and the run image has no shell.
 
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -70,7 +70,8 @@ describe('bash sample buildpacks run unmodified', () => {
     assert.match(log, /world = "Earth-616"/);
     // hello-moon provided nothing, so its plan is empty; it still got its positional args.
     assert.match(log, /layers: \/layers\/samples_hello-moon platform: \/platform\n/);
-    assert.match(log, /Adding layer 'samples\/hello-processes:sys-info'/);
+    // A stable image name: a later run of this file reuses the layer from the previous image.
+    assert.match(log, /(Adding|Reusing) layer 'samples\/hello-processes:sys-info'/);
 
     const l = await labels(image);
     const meta = JSON.parse(l['io.buildpacks.lifecycle.metadata']!) as {
@@ -112,6 +113,24 @@ describe('bash sample buildpacks run unmodified', () => {
     assert.equal(res.code, 20, res.stdout + res.stderr);
     assert.match(res.stderr, /ERROR: no buildpack group passed detection/);
     assert.equal((res.stderr.match(/ERROR/g) ?? []).length, 1, 'one error line');
+  });
+
+  test('HOME is the build user’s home from /etc/passwd (the image sets none) and writable, as in a build container', async () => {
+    const bpDir = path.join(tmp, 'home-bp');
+    await mkdir(path.join(bpDir, 'bin'), { recursive: true });
+    await writeFile(
+      path.join(bpDir, 'buildpack.toml'),
+      'api = "0.12"\n\n[buildpack]\nid = "audit/home"\nversion = "0.0.1"\n',
+    );
+    await writeFile(path.join(bpDir, 'bin', 'detect'), '#!/usr/bin/env bash\nmkdir -p ~/.config && exit 0\n');
+    await writeFile(
+      path.join(bpDir, 'bin', 'build'),
+      '#!/usr/bin/env bash\nset -eo pipefail\n[[ -d ~/.config ]] || echo "detect left nothing"\nmkdir -p "$HOME/.m2" && echo kept > "$HOME/.m2/settings"\necho "home=$HOME content=$(cat ~/.m2/settings)"\n',
+    );
+    await chmod(path.join(bpDir, 'bin', 'detect'), 0o755);
+    await chmod(path.join(bpDir, 'bin', 'build'), 0o755);
+    const res = await kilnOk(['build', 'kiln-e2e-cnb-home', '--path', tmp, '--buildpack', bpDir]);
+    assert.match(res.stdout + res.stderr, /home=\/home\/cnb content=kept\n/);
   });
 
   test('bash-script app: project.toml 0.1 with a local buildpack uri and excludes; web is the default process', async () => {

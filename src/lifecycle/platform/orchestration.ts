@@ -1,5 +1,18 @@
 import { createHash } from 'node:crypto';
-import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  cp,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rm,
+  stat,
+} from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Order } from '../../cnb/buildpack-toml.ts';
@@ -19,6 +32,7 @@ import { copyAppSource } from '../../platform/app-source.ts';
 import { writePlatformDir } from '../../platform/platform-dir.ts';
 import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts';
 import type { Executor, Mount } from '../../sandbox/executor.ts';
+import { HostExecutor } from '../../sandbox/host.ts';
 import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
@@ -155,6 +169,47 @@ function envOf(env: readonly string[] | undefined): Record<string, string> {
     if (i > 0) out[e.slice(0, i)] = e.slice(i + 1);
   }
   return out;
+}
+
+/**
+ * buildHome gives buildpacks the build user's HOME as a container runtime (and so the reference
+ * lifecycle's build container) does: the image's HOME, else the user's /etc/passwd entry. The spec
+ * requires a writable HOME of build images, and buildpacks keep settings and caches under `~`;
+ * in the sandbox the image is read-only, so an empty per-build directory owned by the build user
+ * is bound over it (discarded with the build, never exported). Paths that leave the rootfs
+ * through symlinks are ignored.
+ */
+async function buildHome(
+  rootfs: string,
+  env: Readonly<Record<string, string>>,
+  uid: number,
+  gid: number,
+  work: string,
+  mount: boolean,
+): Promise<{ home?: string; mount?: Mount }> {
+  const inRootfs = async (p: string, kind: 'dir' | 'file'): Promise<string | undefined> => {
+    const host = path.join(rootfs, p);
+    if (!host.startsWith(`${rootfs}/`)) return undefined;
+    const real = await realpath(host).catch(() => undefined);
+    if (real !== host) return undefined;
+    const st = await lstat(host);
+    return (kind === 'dir' ? st.isDirectory() : st.isFile()) ? host : undefined;
+  };
+  let home = env.HOME;
+  if (home === undefined) {
+    const passwd = await inRootfs('/etc/passwd', 'file');
+    const line = passwd
+      ? (await readFile(passwd, 'utf8')).split('\n').find((l) => l.split(':')[2] === String(uid))
+      : undefined;
+    home = line?.split(':')[5] || '/';
+  }
+  if (!mount || !home.startsWith('/') || path.normalize(home) === '/' || !(await inRootfs(home, 'dir')))
+    return { home };
+  const dir = path.join(work, 'home');
+  await mkdir(dir, { mode: 0o755 });
+  await chmod(dir, 0o755);
+  if (process.getuid?.() === 0) await chown(dir, uid, gid);
+  return { home, mount: { src: dir, dst: path.normalize(home), readonly: false } };
 }
 
 function parseBuildpackRef(ref: string): { id: string; version?: string } {
@@ -339,7 +394,8 @@ async function buildWith(
       platformMounts = inputs?.mounts ?? [];
     } else await writePlatformDir(platformDir, { env: r.env, bindings: [] });
     const extraEnv = { ...platformEnv, ...(r.processEnv ?? {}) };
-    const extraMounts = [...(r.extraMounts ?? []), ...platformMounts];
+    const home = await buildHome(rootfs, builderEnv, uid, gid, work, !(r.executor instanceof HostExecutor));
+    const extraMounts = [...(r.extraMounts ?? []), ...platformMounts, ...(home.mount ? [home.mount] : [])];
 
     // ANALYZING
     log.phase('ANALYZING');
@@ -391,7 +447,7 @@ async function buildWith(
       target,
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       logger: log,
-      baseEnv: builderEnv,
+      baseEnv: home.home ? { ...builderEnv, HOME: home.home } : builderEnv,
       // Not through baseEnv: the lifecycle allowlist would drop the CA variables.
       ...(Object.keys(extraEnv).length ? { extraEnv } : {}),
       uid,
