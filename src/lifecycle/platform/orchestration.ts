@@ -187,9 +187,10 @@ async function buildHome(
   work: string,
   mount: boolean,
 ): Promise<{ home?: string; mount?: Mount }> {
+  const root = await realpath(rootfs);
   const inRootfs = async (p: string, kind: 'dir' | 'file'): Promise<string | undefined> => {
-    const host = path.join(rootfs, p);
-    if (!host.startsWith(`${rootfs}/`)) return undefined;
+    const host = path.join(root, p);
+    if (!host.startsWith(`${root}/`)) return undefined;
     const real = await realpath(host).catch(() => undefined);
     if (real !== host) return undefined;
     const st = await lstat(host);
