@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { appImage, runImage } from '../../test/helpers/cnb-images.ts';
+import { appImage, runImage, tarLayer } from '../../test/helpers/cnb-images.ts';
 import { main } from '../cli/main.ts';
+import { imageFrom } from '../oci/memory.ts';
 import { debPurl, type SbomComponent } from '../sbom/model.ts';
 import { attachSbom, KILN_TOOL, sbomDocuments } from '../stack/sbom.ts';
 import { ImageStore } from '../store/store.ts';
@@ -124,6 +125,78 @@ describe('downloadSbom()', () => {
     });
     assert.deepEqual(r.files, ['layers/sbom/launch/kiln_npm-install/node_modules/sbom.spdx.json']);
     assert.deepEqual(r.merged, ['sbom.spdx.json']);
+  });
+});
+
+describe("the SBOM layer's run image document", () => {
+  // The build writes the run image's SBOM into the SBOM layer; a rebase leaves that layer alone.
+  const OLD = `sha256:${'1'.repeat(64)}`;
+  const NEW = `sha256:${'2'.repeat(64)}`;
+  const runDoc = (version: string) => {
+    const comps = debs.map((d) => ({ ...d, version, purl: debPurl(d.name, version, 'amd64', 'debian-12') }));
+    return sbomDocuments(comps, { subject: { name: 'run', digest: OLD }, epoch: 1, tool: KILN_TOOL })
+      .cyclonedx;
+  };
+  async function imageOn(runReference: string) {
+    const run = await runImage({ patch: '1' });
+    const sbom = await tarLayer({
+      'layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json': JSON.stringify(runDoc('1.0')),
+    });
+    const cfg = await run.configFile();
+    return imageFrom({
+      config: {
+        ...cfg,
+        config: {
+          Labels: {
+            'io.buildpacks.lifecycle.metadata': JSON.stringify({
+              runImage: { topLayer: cfg.rootfs.diff_ids.at(-1), reference: runReference },
+              sbom: { sha: await sbom.diffID() },
+            }),
+          },
+        },
+      },
+      layers: [...(await run.layers()), sbom],
+    });
+  }
+  const purls = async (dir: string) =>
+    (JSON.parse(await readFile(path.join(dir, 'sbom.cdx.json'), 'utf8')).components as { purl: string }[])
+      .map((c) => c.purl)
+      .sort();
+
+  test('describes the current run image: its packages are the OS packages', async () => {
+    const out = path.join(dir, 'run-doc-current');
+    const r = await downloadSbom({
+      image: await imageOn(`r@${OLD}`),
+      name: 'a',
+      outputDir: out,
+      epoch: 1,
+      tool: KILN_TOOL,
+    });
+    assert.deepEqual([r.osPackages, r.staleRunImageSbom], [3, false]);
+    assert.deepEqual(await purls(out), debs.map((d) => d.purl).sort());
+  });
+
+  test('after a rebase: the found run image SBOM replaces it; without one it is left out', async () => {
+    const image = await imageOn(`r@${NEW}`);
+    const found = path.join(dir, 'run-doc-rebased');
+    const r = await downloadSbom({
+      image,
+      name: 'a',
+      outputDir: found,
+      baseSbom: runDoc('2.0'),
+      epoch: 1,
+      tool: KILN_TOOL,
+    });
+    assert.deepEqual([r.osPackages, r.staleRunImageSbom], [3, false]);
+    assert.ok(
+      (await purls(found)).every((p) => p.includes('@2.0?')),
+      'no package versions of the previous run image',
+    );
+    const none = path.join(dir, 'run-doc-stale');
+    const s = await downloadSbom({ image, name: 'a', outputDir: none, epoch: 1, tool: KILN_TOOL });
+    assert.deepEqual([s.osPackages, s.staleRunImageSbom, s.components], [0, true, 0]);
+    // The layer's file itself is still written as the image holds it.
+    assert.ok(s.files.includes('layers/sbom/launch/buildpacksio_lifecycle/run-image/sbom.cdx.json'));
   });
 });
 
