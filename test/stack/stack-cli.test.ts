@@ -211,7 +211,7 @@ describe('kiln stack', () => {
     assert.equal((await readLock(path.join(dir, 'stack.lock')))!.inputs, stack.lock.inputs);
   });
 
-  test('a tampered .deb is refused naming the package; nothing is written or cached', async () => {
+  test('a tampered .deb is refused naming the package; nothing is written, cached or published', async () => {
     tamper = 'tzdata';
     const out = path.join(work, 'tampered');
     const home = path.join(work, 'fresh-home');
@@ -231,7 +231,38 @@ describe('kiln stack', () => {
       ],
       { KILN_HOME: home },
     );
+    // The same refusal with --publish: nothing reaches the registry.
+    const reg = await startRegistry();
+    let published: string[];
+    let pub: Awaited<ReturnType<typeof kiln>>;
+    try {
+      pub = await kiln(
+        [
+          '--insecure-registry',
+          reg.host,
+          'stack',
+          'create',
+          '--locked',
+          '--only',
+          'run',
+          '--publish',
+          `${reg.host}/kiln/tampered`,
+          '--mirror',
+          mirror,
+          '--security-mirror',
+          mirror,
+        ],
+        { KILN_HOME: path.join(work, 'fresh-home-publish') },
+      );
+      const client = new RegistryClient({ insecure: [reg.host] });
+      published = await client.repository(parseReference(`${reg.host}/kiln/tampered/run:latest`)).listTags();
+    } finally {
+      await reg.stop();
+    }
     tamper = '';
+    assert.equal(pub.code, 1, pub.stderr);
+    assert.match(pub.stderr, /package tzdata .*: .*sha256 mismatch/);
+    assert.deepEqual(published, []);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /package tzdata .*: .*sha256 mismatch/);
     assert.ok(served.includes('tzdata'));
