@@ -173,6 +173,15 @@ describe('kiln build end to end', () => {
     assert.equal(await w.store.find('e2e-bad-bp-path'), undefined);
   });
 
+  test('--executor host is refused up front with exit 3 (the build cannot lay out the spec paths for it)', async () => {
+    const { HostExecutor } = await import('../../src/sandbox/host.ts');
+    const app = await w.app('host-executor', 'never built');
+    await assert.rejects(
+      w.build(app, 'e2e-host-executor', { executor: new HostExecutor({ hostUid: process.getuid?.() ?? 0 }) }),
+      (e: unknown) => (e as { exitCode?: number }).exitCode === 3 && /--executor host/.test(String(e)),
+    );
+  });
+
   test('project.toml pre groups go in front of every group of the builder order', async () => {
     const app = await w.app('pre-group', 'with a pre group');
     const b = await w.build(app, 'e2e-pre-group', {

@@ -318,6 +318,14 @@ export async function unpackBuilder(image: Image, cacheDir: string): Promise<str
 
 /** runBuild runs one build from source to image. */
 export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
+  // The host executor needs the phase directories at their spec paths in the real root (it
+  // mounts nothing), while a build lays them out in a temp dir that only the bubblewrap sandbox
+  // maps to /workspace and /layers: say so up front, not as a detect error of every buildpack.
+  if (r.executor instanceof HostExecutor)
+    throw new KilnError(
+      'kiln build --executor host: not supported yet (the build lays out /workspace and /layers in a temp dir that only the bubblewrap sandbox maps to their spec paths); use --executor bwrap',
+      ExitCode.InvalidArgs,
+    );
   const timings: Record<string, number> = {};
   const time = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
