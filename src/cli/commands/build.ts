@@ -270,7 +270,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--sbom-output-dir <dir>', "copy the build's SBOM files here")
     .option('--report-output-dir <dir>', 'write report.toml here')
     .addOption(
-      new Option('--executor <name>', 'sandbox for buildpacks').choices(['bwrap', 'host']).default('bwrap'),
+      new Option('--executor <name>', 'sandbox for buildpacks (host: not supported by kiln build yet)')
+        .choices(['bwrap', 'host'])
+        .default('bwrap'),
     )
     .option('-d, --descriptor <file>', 'project descriptor (default: <path>/project.toml)')
     .addOption(
