@@ -63,7 +63,9 @@ value = "from project.toml"
 uri = "${bp}"
 `,
   );
-  const r = await kilnOk(['build', IMAGE, '--path', sample.dir]);
+  // The cache goes with the sample's temp dir (the image name is new every run).
+  const cache = path.join(path.dirname(sample.dir), 'cache');
+  const r = await kilnOk(['build', IMAGE, '--path', sample.dir, '--cache-dir', cache]);
   const out = r.stdout + r.stderr;
   assert.match(out, /post: PROJECT_ENV=from project\.toml secret=absent/);
   assert.match(out, /kiln\/procfile\s+\S+\s*\n\s*e2e\/post\s+0\.0\.1/, 'the post group runs after the order');

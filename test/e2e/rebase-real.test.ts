@@ -94,7 +94,7 @@ before(async () => {
   store = await ImageStore.open(path.join(KILN_HOME, 'images'));
   sample = await copySample('static-binary');
   execFileSync('sh', [path.join(sample.dir, 'build.sh')]);
-  await kilnOk(['build', APP, '--path', sample.dir]);
+  await kilnOk(['build', APP, '--path', sample.dir, '--cache-dir', path.join(work, 'cache')]);
   built = (await store.find(APP))!;
   const md = parseLifecycleMetadata(
     (await built.configFile()).config!.Labels!['io.buildpacks.lifecycle.metadata']!,
@@ -299,7 +299,17 @@ describe('kiln rebase of a kiln-built image in a registry', () => {
     const runRef = `${proxy.host}/kiln/run:bookworm`;
     const appRef = `${proxy.host}/apps/static-${tag}:latest`;
     await kilnOk(['image', 'copy', `local:${runRepo}`, runRef]);
-    await kilnOk(['build', appRef, '--path', sample.dir, '--publish', '--run-image', runRef]);
+    await kilnOk([
+      'build',
+      appRef,
+      '--path',
+      sample.dir,
+      '--publish',
+      '--run-image',
+      runRef,
+      '--cache-dir',
+      path.join(work, 'cache-published'),
+    ]);
     const client = new RegistryClient({});
     const app = await remoteImage(client, parseReference(appRef));
     await kilnOk(['image', 'copy', `local:${patchedTag}`, runRef]);
