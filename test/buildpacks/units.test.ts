@@ -7,6 +7,7 @@ import { splitCommand } from '../../buildpacks/_shared/command.ts';
 import { proxyFor } from '../../buildpacks/_shared/http.ts';
 import { npmRegistry, parseNpmrc } from '../../buildpacks/_shared/npm-registry.ts';
 import { cycloneDx, integrityHex, npmPurl, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
+import { startCommand } from '../../buildpacks/node-start/src/start.ts';
 import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.ts';
 import {
   defaultVersion,
@@ -266,5 +267,27 @@ describe('Node.js version sources', () => {
         ['.node-version', '20.19.0'],
       ],
     );
+  });
+});
+
+describe('node-start', () => {
+  test('startCommand(): the start script, else main (also when start needs a shell), else an entry file', async () => {
+    const app = path.join(tmp, 'start-command');
+    await mkdir(app, { recursive: true });
+    const pkg = (p: object) => writeFile(path.join(app, 'package.json'), JSON.stringify(p));
+    assert.equal(await startCommand(app), undefined);
+    await pkg({ scripts: { start: 'node server.js --port 1' }, main: 'lib/main.js' });
+    assert.deepEqual(await startCommand(app), {
+      command: ['node', 'server.js', '--port', '1'],
+      source: 'package.json scripts.start',
+    });
+    await pkg({ scripts: { start: 'cd lib && node main.js' }, main: 'lib/main.js' });
+    const fallback = await startCommand(app);
+    assert.deepEqual(fallback?.command, ['node', 'lib/main.js']);
+    assert.equal(fallback?.source, 'package.json main');
+    assert.match(String(fallback?.warning), /needs a shell/);
+    await pkg({});
+    await writeFile(path.join(app, 'index.js'), '');
+    assert.deepEqual(await startCommand(app), { command: ['node', 'index.js'], source: 'index.js' });
   });
 });
