@@ -158,11 +158,17 @@ describe('Layout', () => {
     // A tampered manifest or config blob is refused when read.
     const manifestFile = path.join(dir, 'blobs/sha256', (await img.digest()).slice(7));
     const original = await fs.readFile(manifestFile);
-    await fs.writeFile(manifestFile, Buffer.from(original.toString().replace('"schemaVersion":2', '"schemaVersion": 2')));
+    await fs.writeFile(
+      manifestFile,
+      Buffer.from(original.toString().replace('"schemaVersion":2', '"schemaVersion": 2')),
+    );
     await assert.rejects(readImage(dir, 't'), /blob sha256:[0-9a-f]+ in .*: digest mismatch/);
     await fs.writeFile(manifestFile, original);
     const configFile = path.join(dir, 'blobs/sha256', (await img.manifest()).config.digest.slice(7));
-    await fs.writeFile(configFile, '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+    await fs.writeFile(
+      configFile,
+      '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
+    );
     await assert.rejects((await readImage(dir, 't')).configFile(), /digest mismatch/);
   });
 });
