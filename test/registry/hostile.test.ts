@@ -4,12 +4,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
-import { RegistryClient } from '../../src/registry/client.ts';
+import { sha256 } from '../../src/oci/digest.ts';
+import { MediaType } from '../../src/oci/media-types.ts';
+import { RegistryClient, referrersTag } from '../../src/registry/client.ts';
 import { staticKeychain } from '../../src/registry/credentials.ts';
 import { RegistryError } from '../../src/registry/errors.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
-import { type ProxyHandle, type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
+import {
+  type Fault,
+  type ProxyHandle,
+  type RegistryHandle,
+  startProxy,
+  startRegistry,
+} from '../helpers/registry.ts';
 
 const FAST = { baseDelayMs: 2, maxDelayMs: 10 };
 
@@ -109,6 +117,65 @@ describe('hostile registry answers', () => {
         remoteImage(client, parseReference(`${proxy.host}/a/b:c`)),
         /larger than the 4194304-byte manifest limit|response larger than 4194304 bytes/,
       );
+    } finally {
+      proxy.setFault(undefined);
+    }
+  });
+
+  test('a registry with the referrers API: its answer is used and no fallback tag is touched', async () => {
+    // docker-registry 2.8 has no referrers API; the proxy answers for it, as newer registries do.
+    const subject = sha256('subject manifest');
+    const cdx = 'application/vnd.cyclonedx+json';
+    const spdx = 'application/spdx+json';
+    const listed = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciIndex,
+      manifests: [
+        { mediaType: MediaType.OciManifest, digest: sha256('a'), size: 10, artifactType: cdx },
+        { mediaType: MediaType.OciManifest, digest: sha256('b'), size: 11, artifactType: spdx },
+      ],
+    };
+    const artifact = Buffer.from(JSON.stringify({ schemaVersion: 2, artifactType: cdx, subject }));
+    proxy.reset();
+    proxy.setFault((r): Fault | undefined => {
+      if (r.method === 'GET' && r.path.startsWith(`/v2/ref/api/referrers/${subject}`))
+        return { status: 200, body: JSON.stringify(listed), headers: { 'content-type': MediaType.OciIndex } };
+      // A registry that processes subjects says so with OCI-Subject on the manifest PUT.
+      if (r.method === 'PUT' && r.path === `/v2/ref/api/manifests/${sha256(artifact)}`)
+        return {
+          status: 201,
+          headers: { 'oci-subject': subject, 'docker-content-digest': sha256(artifact) },
+        };
+      return undefined;
+    });
+    try {
+      const repo = new RegistryClient({ retry: FAST }).repository(
+        parseReference(`${proxy.host}/ref/api:v1`),
+        {
+          push: true,
+        },
+      );
+      const all = await repo.referrers(subject);
+      assert.deepEqual(
+        all.manifests.map((m) => m.artifactType),
+        [cdx, spdx],
+      );
+      const only = await repo.referrers(subject, spdx);
+      assert.deepEqual(
+        only.manifests.map((m) => m.digest),
+        [sha256('b')],
+      );
+      const put = await repo.putReferrer(
+        artifact,
+        MediaType.OciManifest,
+        { mediaType: MediaType.OciManifest, artifactType: cdx },
+        subject,
+      );
+      assert.equal(put, sha256(artifact));
+      const fallback = proxy.stats.requests.filter((r) =>
+        r.path.includes(`/manifests/${referrersTag(subject)}`),
+      );
+      assert.deepEqual(fallback, [], 'the tag-schema index is neither read nor written');
     } finally {
       proxy.setFault(undefined);
     }
