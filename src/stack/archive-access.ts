@@ -32,7 +32,7 @@ export function mirrorsOf(config: StackConfig, choice: MirrorChoice): Map<string
       mirrorForSuite(choice.apt, suite);
     if (!m) {
       throw new KilnError(
-        `no Debian mirror for suite ${suite}: none of the machine's apt sources serves it; pass --mirror${security ? ' / --security-mirror' : ''} or set it in the stack file`,
+        `no Debian mirror for suite ${suite}: none of the machine's apt sources serves it; pass --mirror${security ? ' / --security-mirror' : ''} (or set KILN_DEBIAN_MIRROR${security ? ' / KILN_DEBIAN_SECURITY_MIRROR' : ''}), or set it in the stack file`,
       );
     }
     out.set(suite, m);

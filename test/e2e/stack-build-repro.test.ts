@@ -6,12 +6,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { readAptSources } from '../../src/debian/sources.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
-import { mirrorsOf } from '../../src/stack/archive-access.ts';
 import { createStack } from '../../src/stack/create.ts';
-import { ensureTestStack, testCacheDir } from '../helpers/stack.ts';
+import { ensureTestStack, testCacheDir, testMirrors } from '../helpers/stack.ts';
 
 let work = '';
 after(async () => {
@@ -31,7 +29,7 @@ test('two creations of the build image from one lock give the same digest', {
     const made = await createStack(stack.config, {
       lock: stack.lock,
       access: {
-        mirrors: mirrorsOf(stack.config, { apt: await readAptSources() }),
+        mirrors: await testMirrors(stack.config),
         keyring: stack.config.archive.keyring,
         cacheDir: testCacheDir(),
       },

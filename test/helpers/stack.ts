@@ -115,13 +115,26 @@ async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
 }
 
 /**
+ * testMirrors picks the Debian mirrors for tests as the CLI does: KILN_DEBIAN_MIRROR /
+ * KILN_DEBIAN_SECURITY_MIRROR when set (an Ubuntu machine's apt names no Debian mirror), else apt.
+ */
+export async function testMirrors(config: StackConfig): Promise<Map<string, string>> {
+  const env = process.env;
+  return mirrorsOf(config, {
+    apt: await readAptSources(),
+    ...(env.KILN_DEBIAN_MIRROR ? { mirror: env.KILN_DEBIAN_MIRROR } : {}),
+    ...(env.KILN_DEBIAN_SECURITY_MIRROR ? { securityMirror: env.KILN_DEBIAN_SECURITY_MIRROR } : {}),
+  });
+}
+
+/**
  * ensureTestStack returns the stack images, creating the missing ones (from the committed lock,
  * with SOURCE_DATE_EPOCH = kiln's default) the first time.
  */
 export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): Promise<TestStack> {
   const config = await readStackConfig(TEST_STACK_FILE);
   const access = {
-    mirrors: mirrorsOf(config, { apt: await readAptSources() }),
+    mirrors: await testMirrors(config),
     keyring: config.archive.keyring,
     cacheDir: testCacheDir(),
   };

@@ -8,18 +8,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createGunzip } from 'node:zlib';
-import { readAptSources } from '../../src/debian/sources.ts';
 import { readTar, type TarEntryHeader } from '../../src/debian/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../src/sbom/cyclonedx.ts';
 import { SPDX_MEDIA_TYPE } from '../../src/sbom/spdx.ts';
-import { mirrorsOf } from '../../src/stack/archive-access.ts';
 import { createStack } from '../../src/stack/create.ts';
 import { sbomOfImage } from '../../src/stack/sbom.ts';
 import { buildStaticHello, podmanRun } from '../helpers/podman.ts';
 import { cyclonedxValidator, validateSpdx } from '../helpers/sbom-schemas.ts';
-import { ensureTestStack, layerFile, type TestStack, testCacheDir } from '../helpers/stack.ts';
+import { ensureTestStack, layerFile, type TestStack, testCacheDir, testMirrors } from '../helpers/stack.ts';
 
 let stack: TestStack;
 const entries = new Map<string, TarEntryHeader>();
@@ -149,7 +147,7 @@ describe('run image', () => {
       const made = await createStack(stack.config, {
         lock: stack.lock,
         access: {
-          mirrors: mirrorsOf(stack.config, { apt: await readAptSources() }),
+          mirrors: await testMirrors(stack.config),
           keyring: stack.config.archive.keyring,
           cacheDir: testCacheDir(),
         },
