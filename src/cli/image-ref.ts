@@ -9,7 +9,7 @@ import type { Platform } from '../oci/schema.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { dockerConfigKeychain } from '../registry/credentials.ts';
 import type { ProgressSink } from '../registry/progress.ts';
-import { parseReference, type Reference, referenceString } from '../registry/reference.ts';
+import { parseReference, type Reference, referenceString, repositoryString } from '../registry/reference.ts';
 import { remoteImage, remoteManifest } from '../registry/remote.ts';
 import { writeImage as pushImage, writeIndex as pushIndex } from '../registry/write.ts';
 import { ImageStore, storeNameOf } from '../store/store.ts';
@@ -84,6 +84,66 @@ export async function locateImage(arg: string, storeDir: string): Promise<ImageL
   if (!existsSync(path.join(storeDir, 'index.json'))) return loc;
   const store = await ImageStore.open(storeDir);
   return (await store.digestOf(arg)) ? { kind: 'local', name: arg } : loc;
+}
+
+/**
+ * openImage locates `arg` (locateImage) and opens it as a single-platform image (readImage); a
+ * bare name found neither in the local store nor in an unreachable registry says both.
+ */
+export async function openImage(arg: string, io: ImageIO): Promise<{ loc: ImageLocation; image: Image }> {
+  const loc = await locateImage(arg, io.storeDir);
+  try {
+    return { loc, image: await readImage(loc, io) };
+  } catch (e) {
+    throw explainUnreachable(arg, loc, io.storeDir, e);
+  }
+}
+
+/**
+ * explainUnreachable turns the failure to read a bare name (no registry host: `my-app`,
+ * `team/app:v1`) that locateImage sent to its registry because the local store does not hold
+ * it into one line naming both places looked in; the registry's error alone hides that the
+ * local store was searched. Any other error is returned as it is.
+ */
+export function explainUnreachable(arg: string, loc: ImageLocation, storeDir: string, e: unknown): unknown {
+  if (loc.kind !== 'registry' || !isBareName(arg)) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = /^cannot reach registry \S+ (?:at )?(.*)$/s.exec(msg);
+  if (!m) return e;
+  return new KilnError(
+    `image ${arg} not found in the local store (${storeDir}) and registry ${loc.ref.registry} unreachable: ${m[1]}`,
+    ExitCode.Failed,
+    { cause: e },
+  );
+}
+
+// A name without a registry host: no transport and a first path part without '.', ':' or
+// "localhost" (the distribution reference rule), so Docker Hub is only the default.
+function isBareName(arg: string): boolean {
+  if (arg.startsWith('docker://')) return false;
+  if (!arg.includes('/')) return true;
+  const first = arg.split('/')[0]!;
+  return !(first.includes('.') || first.includes(':') || first === 'localhost');
+}
+
+/**
+ * digestReference is the digest reference kiln records for an image it read from `loc`
+ * (lifecycle label `runImage.reference`, analyzed.toml): the repository without its tag at the
+ * manifest digest, `docker.io/library/run@sha256:…`, as the reference lifecycle and pack write
+ * it, for a local store image too (its name is a registry name); layouts and archives as
+ * `oci:DIR@sha256:…` and `docker-archive:FILE@sha256:…`. Build and rebase both record this.
+ */
+export function digestReference(loc: ImageLocation, digest: string): string {
+  switch (loc.kind) {
+    case 'registry':
+      return `${repositoryString(loc.ref)}@${digest}`;
+    case 'local':
+      return `${repositoryString(parseReference(loc.name))}@${digest}`;
+    case 'oci':
+      return `oci:${loc.dir}@${digest}`;
+    case 'docker-archive':
+      return `docker-archive:${loc.file}@${digest}`;
+  }
 }
 
 /** describeLocation renders a location for messages. */

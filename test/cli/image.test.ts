@@ -171,6 +171,13 @@ describe('kiln image copy / inspect', () => {
     const i = await kiln(['image', 'inspect', '--json', 'local:my-app:latest'], home);
     assert.equal(i.code, 0, i.stderr);
     assert.equal(JSON.parse(i.stdout).digest, layoutDigest);
+    // A bare name the store holds is the local image for copy and inspect too (no `local:`).
+    const c = await kiln(['image', 'copy', 'my-app', `oci:${work}/from-store:v1`], home);
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(c.stdout.trim(), layoutDigest);
+    const b = await kiln(['image', 'inspect', '--json', 'my-app'], home);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(JSON.parse(b.stdout).reference, 'local:docker.io/library/my-app:latest');
   });
 
   test('docker-archive as a sink and a source; the config survives unchanged', async () => {

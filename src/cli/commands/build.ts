@@ -19,7 +19,7 @@ import { type GroupEntry, readProjectDescriptor } from '../../platform/project-d
 import { projectMetadata } from '../../platform/project-metadata.ts';
 import { TlsFailureDetector } from '../../platform/tls-hint.ts';
 import { RegistryError } from '../../registry/errors.ts';
-import { type Reference, repositoryString } from '../../registry/reference.ts';
+import type { Reference } from '../../registry/reference.ts';
 import { remoteImage } from '../../registry/remote.ts';
 import { writeImage as pushImage } from '../../registry/write.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
@@ -30,11 +30,12 @@ import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import {
   describeLocation,
+  digestReference,
   type ImageIO,
   type ImageLocation,
   imageIO,
+  openImage,
   parseImageLocation,
-  readImage,
 } from '../image-ref.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 
@@ -120,18 +121,8 @@ export function destinationOf(image: string, publish: boolean): ImageLocation {
  * `kiln builder create` put images), then in its registry. Returns the image and a digest reference.
  */
 async function openNamed(ref: string, io: ImageIO): Promise<{ image: Image; reference: string }> {
-  const loc = parseImageLocation(ref);
-  if (loc.kind === 'registry' && !ref.startsWith('docker://')) {
-    const store = await ImageStore.open(io.storeDir);
-    const found = await store.find(ref).catch(() => undefined);
-    if (found) return { image: found, reference: `${storeNameOf(ref)}@${await found.digest()}` };
-  }
-  const image = await readImage(loc, io);
-  const reference =
-    loc.kind === 'registry'
-      ? `${repositoryString(loc.ref)}@${await image.digest()}`
-      : `${describeLocation(loc)}@${await image.digest()}`;
-  return { image, reference };
+  const { loc, image } = await openImage(ref, io);
+  return { image, reference: digestReference(loc, await image.digest()) };
 }
 
 /** findPrevious reads the image at `loc`, or undefined when it does not exist (a first build). */
@@ -143,12 +134,12 @@ async function findPrevious(
     case 'local': {
       const store = await ImageStore.open(io.storeDir);
       const img = await store.find(loc.name);
-      return img ? { image: img, reference: `${storeNameOf(loc.name)}@${await img.digest()}` } : undefined;
+      return img ? { image: img, reference: digestReference(loc, await img.digest()) } : undefined;
     }
     case 'registry':
       try {
         const img = await remoteImage(io.client, loc.ref);
-        return { image: img, reference: `${repositoryString(loc.ref)}@${await img.digest()}` };
+        return { image: img, reference: digestReference(loc, await img.digest()) };
       } catch (e) {
         if (e instanceof RegistryError && (e.status === 404 || e.status === 401 || e.status === 403))
           return undefined;
@@ -158,7 +149,7 @@ async function findPrevious(
       const layout = await Layout.open(loc.dir).catch(() => undefined);
       if (!layout) return undefined;
       const img = await layout.image(loc.tag ?? 'latest').catch(() => undefined);
-      return img ? { image: img, reference: `oci:${loc.dir}@${await img.digest()}` } : undefined;
+      return img ? { image: img, reference: digestReference(loc, await img.digest()) } : undefined;
     }
     case 'docker-archive':
       // An archive is rewritten whole; its previous content is not read for reuse.
@@ -475,5 +466,6 @@ async function embeddedBuilder(
       }
     },
   });
-  return { image: b.image, reference: `${storeNameOf(b.name)}@${await b.image.digest()}`, name: b.name };
+  const reference = digestReference({ kind: 'local', name: b.name }, await b.image.digest());
+  return { image: b.image, reference, name: b.name };
 }

@@ -11,8 +11,8 @@ import {
   type ImageIO,
   type ImageLocation,
   imageIO,
+  openImage,
   parseImageLocation,
-  readImage,
   writeImageTo,
 } from '../image-ref.ts';
 
@@ -24,13 +24,8 @@ const KILN_VERSION = '0.1.0';
  * local store first (where `kiln stack create` puts the stack images), then in its registry.
  */
 async function resolveImage(ref: string, io: ImageIO): Promise<{ image: Image; where: string }> {
-  const loc = parseImageLocation(ref);
-  if (loc.kind === 'registry' && !ref.startsWith('docker://')) {
-    const store = await ImageStore.open(io.storeDir);
-    const found = await store.find(ref).catch(() => undefined);
-    if (found) return { image: found, where: describeLocation({ kind: 'local', name: ref }) };
-  }
-  return { image: await readImage(loc, io), where: describeLocation(loc) };
+  const { loc, image } = await openImage(ref, io);
+  return { image, where: describeLocation(loc) };
 }
 
 /** register adds `kiln builder create` and `kiln builder inspect`. */

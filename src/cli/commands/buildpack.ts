@@ -22,6 +22,7 @@ import {
   type ImageIO,
   type ImageLocation,
   imageIO,
+  locateImage,
   parseImageLocation,
   readImage,
   writeImageTo,
@@ -46,14 +47,12 @@ export async function openBuildpackageImage(ref: string, io: ImageIO): Promise<I
   if (/^[A-Za-z0-9./-]+@[^@/]+$/.test(ref) && !ref.includes(':')) return undefined; // id@version
   let loc: ImageLocation;
   try {
-    loc = parseImageLocation(ref);
+    loc = await locateImage(ref, io.storeDir);
   } catch {
     return undefined;
   }
+  if (loc.kind === 'local') return readImage(loc, io);
   if (loc.kind !== 'registry') return undefined;
-  const store = await ImageStore.open(io.storeDir);
-  const found = await store.find(ref).catch(() => undefined);
-  if (found) return found;
   const first = ref.split('/')[0]!;
   const hasRegistry =
     ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');

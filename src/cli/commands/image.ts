@@ -5,8 +5,10 @@ import type { Platform } from '../../oci/schema.ts';
 import type { CliContext } from '../context.ts';
 import {
   describeLocation,
+  explainUnreachable,
   imageIO,
   isIndex,
+  locateImage,
   parseImageLocation,
   readAny,
   readImage,
@@ -23,21 +25,25 @@ export function register(program: Command, ctx: CliContext): void {
   image
     .command('copy')
     .description('copy an image between oci:DIR[:TAG], docker-archive:FILE[:TAG], local:NAME and registries')
-    .argument('<src>', 'source image')
+    .argument('<src>', 'source image (a bare name the local store holds is that image)')
     .argument('<dst>', 'destination image')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform source')
     .option('--all', 'copy a whole multi-platform index (registry to registry)')
     .action(async (src: string, dst: string, opts: { platform?: string; all?: boolean }) => {
-      const from = parseImageLocation(src);
       const to = parseImageLocation(dst);
       const log = ctx.log;
-      const progress = log.progress();
       const platform = opts.platform ? parsePlatform(opts.platform) : undefined;
+      const progress = log.progress();
       const io = imageIO(ctx.settings, log, { progress, ...(platform ? { platform } : {}) });
+      const from = await locateImage(src, io.storeDir);
       log.info(`Copying ${describeLocation(from)} to ${describeLocation(to)}`);
       const started = Date.now();
       try {
-        const value: Image | ImageIndex = opts.all ? await readAny(from, io) : await readImage(from, io);
+        const value: Image | ImageIndex = await (opts.all ? readAny(from, io) : readImage(from, io)).catch(
+          (e: unknown) => {
+            throw explainUnreachable(src, from, io.storeDir, e);
+          },
+        );
         const digest = await writeImageTo(to, value, io);
         progress.end();
         log.info(
@@ -56,10 +62,12 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--json', 'print JSON')
     .option('--platform <os/arch[/variant]>', 'platform to show from a multi-platform index')
     .action(async (ref: string, opts: { json?: boolean; platform?: string }) => {
-      const loc = parseImageLocation(ref);
       const platform = opts.platform ? parsePlatform(opts.platform) : undefined;
       const io = imageIO(ctx.settings, ctx.log, platform ? { platform } : {});
-      const top = await readAny(loc, io);
+      const loc = await locateImage(ref, io.storeDir);
+      const top = await readAny(loc, io).catch((e: unknown) => {
+        throw explainUnreachable(ref, loc, io.storeDir, e);
+      });
       let index: Awaited<ReturnType<typeof summariseIndex>> | undefined;
       let img: Image;
       if (isIndex(top)) {

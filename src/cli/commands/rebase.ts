@@ -4,18 +4,20 @@ import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
 import type { Image } from '../../oci/image.ts';
-import { rebase, repositoryOf } from '../../rebase/rebase.ts';
+import { rebase } from '../../rebase/rebase.ts';
 import type { CliContext } from '../context.ts';
 import {
   describeLocation,
+  digestReference,
+  explainUnreachable,
   type ImageIO,
   type ImageLocation,
   imageIO,
+  locateImage,
   parseImageLocation,
   readImage,
   writeImageTo,
 } from '../image-ref.ts';
-import { preferLocal } from './inspect.ts';
 
 /** register adds `kiln rebase IMAGE`. */
 export function register(program: Command, ctx: CliContext): void {
@@ -50,10 +52,13 @@ export function register(program: Command, ctx: CliContext): void {
         const log = ctx.log;
         const started = Date.now();
         const io0 = imageIO(ctx.settings, log);
-        const locate = async (s: string) => {
-          const loc = parseImageLocation(s);
-          return opts.publish ? loc : preferLocal(loc, io0.storeDir);
-        };
+        const locate = async (s: string) =>
+          opts.publish ? parseImageLocation(s) : locateImage(s, io0.storeDir);
+        // A bare name locateImage sent to its registry: a failure says the local store was searched too.
+        const read = (s: string, loc: ImageLocation, io: ImageIO) =>
+          readImage(loc, io).catch((e: unknown) => {
+            throw opts.publish ? e : explainUnreachable(s, loc, io.storeDir, e);
+          });
         const target = await locate(arg);
         if (opts.publish && target.kind !== 'registry')
           throw new KilnError(
@@ -61,7 +66,7 @@ export function register(program: Command, ctx: CliContext): void {
             ExitCode.InvalidArgs,
           );
         const source = opts.previousImage ? await locate(opts.previousImage) : target;
-        const app = await readImage(source, io0);
+        const app = await read(opts.previousImage ?? arg, source, io0);
         const appCfg = await app.configFile();
         const platform = {
           os: appCfg.os,
@@ -75,14 +80,15 @@ export function register(program: Command, ctx: CliContext): void {
         // in the image stays the real one.
         const runLoc = await locate(chosen);
         log.info(`Rebasing ${describeLocation(source)} onto ${chosen}`);
-        const run = await readImage(runLoc, io);
+        const run = await read(chosen, runLoc, io);
         const runDigest = await run.digest();
         const result = await rebase({
           image: app,
           imageName: describeLocation(source),
           runImage: run,
           runImageName: chosen,
-          runImageReference: recordedReference(chosen, runDigest),
+          // The repository as the user names it (never a pull-through mirror) at the digest.
+          runImageReference: digestReference(runLoc, runDigest),
           explicitRunImage: opts.runImage !== undefined,
           force: opts.force ?? false,
         });
@@ -143,9 +149,4 @@ async function recordedRunImage(app: Image, target: ImageLocation, what: string)
     if (same) return same;
   }
   return image;
-}
-
-// runImage.reference: the repository as the user names it (not a pull-through mirror) at the digest.
-function recordedReference(chosen: string, digest: string): string {
-  return `${repositoryOf(describeLocation(parseImageLocation(chosen)))}@${digest}`;
 }

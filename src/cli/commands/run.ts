@@ -8,15 +8,8 @@ import type { ConfigFile } from '../../oci/schema.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../sandbox/executor.ts';
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
-import { ImageStore } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
-import {
-  describeLocation,
-  type ImageLocation,
-  imageIO,
-  parseImageLocation,
-  readImage,
-} from '../image-ref.ts';
+import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
 
 /**
  * ProcessExit ends the CLI with the exit code of the process `kiln run` ran, without an error
@@ -71,9 +64,11 @@ export function register(program: Command, ctx: CliContext): void {
       const log = ctx.log;
       const settings = ctx.settings;
       const io = await imageIO(settings, log, { progress: log.progress() });
-      const loc = await preferLocal(parseImageLocation(imageArg), io.storeDir);
+      const loc = await locateImage(imageArg, io.storeDir);
       log.info(`Resolving ${describeLocation(loc)}`);
-      const image = await readImage(loc, io);
+      const image = await readImage(loc, io).catch((e: unknown) => {
+        throw explainUnreachable(imageArg, loc, io.storeDir, e);
+      });
       const config = await image.configFile();
       const hostUid = process.getuid?.() ?? 0;
 
@@ -118,19 +113,6 @@ export function register(program: Command, ctx: CliContext): void {
         process.off('SIGTERM', forward.SIGTERM);
       }
     });
-}
-
-/** A bare name that the local store knows is the local image (what `kiln build NAME` wrote). */
-async function preferLocal(loc: ImageLocation, storeDir: string): Promise<ImageLocation> {
-  if (loc.kind !== 'registry') return loc;
-  try {
-    const store = await ImageStore.open(storeDir);
-    const name = describeLocation(loc);
-    if (await store.find(name)) return { kind: 'local', name };
-  } catch {
-    // No store yet: it is a registry image.
-  }
-  return loc;
 }
 
 /** Unpacks `image` once into the rootfs cache (whiteouts applied; owners kept when kiln is root). */

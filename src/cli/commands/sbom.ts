@@ -12,9 +12,8 @@ import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
-import { describeLocation, type ImageIO, imageIO, parseImageLocation, readImage } from '../image-ref.ts';
+import { describeLocation, type ImageIO, imageIO, openImage } from '../image-ref.ts';
 import { parsePlatform } from './image.ts';
-import { preferLocal } from './inspect.ts';
 
 /** register adds `kiln sbom download`. */
 export function register(program: Command, ctx: CliContext): void {
@@ -46,8 +45,7 @@ export function register(program: Command, ctx: CliContext): void {
         ctx.log,
         opts.platform ? { platform: parsePlatform(opts.platform) } : {},
       );
-      const loc = await preferLocal(parseImageLocation(arg), io.storeDir);
-      const image = await readImage(loc, io);
+      const { loc, image } = await openImage(arg, io);
       const baseSbom = await runImageSbom(image, io, (m) => ctx.log.debug(m));
       const r = await downloadSbom({
         image,
