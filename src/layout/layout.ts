@@ -216,25 +216,7 @@ export class Layout {
    * As with writeImage, a failure removes the blobs this call added.
    */
   async writeIndex(index: ImageIndex, tag?: string): Promise<Descriptor> {
-    const added: Digest[] = [];
-    try {
-      const digest = await this.#writeIndexBlobs(index, added);
-      const raw = await index.rawManifest();
-      const desc: Descriptor = { mediaType: await index.mediaType(), digest, size: raw.length };
-      if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
-      await this.#updateIndex((manifests) => [
-        ...manifests.filter((m) =>
-          tag === undefined
-            ? m.digest !== digest || m.annotations?.[REF_NAME] !== undefined
-            : m.annotations?.[REF_NAME] !== tag,
-        ),
-        desc,
-      ]);
-      return desc;
-    } catch (e) {
-      await Promise.all(added.map((d) => this.blobs.remove(d)));
-      throw e;
-    }
+    return this.#writeTagged(index, (added) => this.#writeIndexBlobs(index, added), tag);
   }
 
   async #writeIndexBlobs(index: ImageIndex, added: Digest[]): Promise<Digest> {
@@ -276,10 +258,20 @@ export class Layout {
    * fails, the blobs this call added are removed again, so no orphan is left behind.
    */
   async writeImage(image: Image, tag?: string): Promise<Descriptor> {
+    return this.#writeTagged(image, (added) => this.#writeImageBlobs(image, added), tag);
+  }
+
+  // writeImage and writeIndex: write the blobs (recording the ones added), then point `tag` at
+  // the manifest in index.json; on failure the blobs this call added are removed again.
+  async #writeTagged(
+    top: Image | ImageIndex,
+    writeBlobs: (added: Digest[]) => Promise<Digest>,
+    tag: string | undefined,
+  ): Promise<Descriptor> {
     const added: Digest[] = [];
     try {
-      const digest = await this.#writeImageBlobs(image, added);
-      const [rawManifest, mediaType] = await Promise.all([image.rawManifest(), image.mediaType()]);
+      const digest = await writeBlobs(added);
+      const [rawManifest, mediaType] = await Promise.all([top.rawManifest(), top.mediaType()]);
       const desc: Descriptor = { mediaType, digest, size: rawManifest.length };
       if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
       // A tag moves to the new image; an untagged image (e.g. a referrer) is listed once.
