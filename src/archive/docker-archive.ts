@@ -1,21 +1,25 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
-import { readTar } from '../layers/tar-reader.ts';
-import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
+import type { TarEntry } from '../layers/tar-writer.ts';
 import { DigestVerifier } from '../layout/blob-store.ts';
-import { compressionOfMagic, decompressor } from '../oci/compression.ts';
+import { decompressor } from '../oci/compression.ts';
 import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
 import { MediaType } from '../oci/media-types.ts';
-import { DEFAULT_EPOCH, descriptorOfLayer, LazyImage } from '../oci/memory.ts';
+import { descriptorOfLayer, LazyImage } from '../oci/memory.ts';
 import { ConfigFileSchema, parseJson } from '../oci/schema.ts';
 import { digestStream } from '../oci/validate.ts';
+import {
+  bytesEntry,
+  compressionAt,
+  memberStream,
+  piped,
+  type TarMember,
+  tarMembers,
+  writeTarFile,
+} from './tar-file.ts';
 
 // docker-archive: the tarball `docker save` writes and `docker load` / `podman load` read:
 // manifest.json ([{Config, RepoTags, Layers}]), a legacy `repositories` file, the config as
@@ -73,14 +77,7 @@ export async function writeDockerArchive(
     const configName = `${hexOf((await image.manifest()).config.digest)}.json`;
     if (!seen.has(configName)) {
       seen.add(configName);
-      const bytes = Buffer.from(rawConfig);
-      entries.push({
-        path: configName,
-        type: 'file',
-        size: bytes.length,
-        open: () => Readable.from([bytes]),
-        ...own,
-      });
+      entries.push(bytesEntry(configName, rawConfig));
     }
     const names: string[] = [];
     for (const [i, layer] of layers.entries()) {
@@ -96,12 +93,8 @@ export async function writeDockerArchive(
         size,
         // The diffID is verified while the layer is copied in: an archive never holds a layer
         // that disagrees with its config.
-        open: async () => {
-          const s = await layer.uncompressed();
-          const v = new DigestVerifier(diffID, `layer ${diffID}`, size);
-          s.on('error', (e: Error) => v.destroy(e));
-          return s.pipe(v);
-        },
+        open: async () =>
+          piped(await layer.uncompressed(), new DigestVerifier(diffID, `layer ${diffID}`, size)),
         ...own,
       });
     }
@@ -113,23 +106,12 @@ export async function writeDockerArchive(
       repositories[repo] = { ...(repositories[repo] ?? {}), [tag]: top.replace(/\.tar$/, '') };
     }
   }
-  const meta = (name: string, value: unknown): TarEntry => {
-    const bytes = Buffer.from(JSON.stringify(value));
-    return { path: name, type: 'file', size: bytes.length, open: () => Readable.from([bytes]), ...own };
-  };
+  const meta = (name: string, value: unknown): TarEntry =>
+    bytesEntry(name, Buffer.from(JSON.stringify(value)));
   entries.push(meta('manifest.json', manifest), meta('repositories', repositories));
-  const temp = path.join(
-    path.dirname(path.resolve(file)),
-    `.${path.basename(file)}.tmp-${randomBytes(4).toString('hex')}`,
-  );
   try {
-    await pipeline(
-      Readable.from(tarChunks(entries, { epoch: DEFAULT_EPOCH })),
-      createWriteStream(temp, { mode: 0o644 }),
-    );
-    await fs.rename(temp, file);
+    await writeTarFile(file, entries);
   } catch (e) {
-    await fs.rm(temp, { force: true });
     // Name the archive, not the temp file the failing call saw.
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOSPC' || code === 'EROFS')
@@ -141,25 +123,15 @@ export async function writeDockerArchive(
 }
 
 /** Where each member of an uncompressed tar file sits. */
-async function indexTar(file: string): Promise<Map<string, { offset: number; size: number }>> {
-  const head = Buffer.alloc(4);
-  const fh = await fs.open(file, 'r').catch((e: NodeJS.ErrnoException) => {
+async function indexTar(file: string): Promise<Map<string, TarMember>> {
+  const compression = await compressionAt(file).catch((e: NodeJS.ErrnoException) => {
     throw new Error(
       `cannot read docker-archive ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`,
     );
   });
-  try {
-    await fh.read(head, 0, 4, 0);
-  } finally {
-    await fh.close();
-  }
-  if (compressionOfMagic(head) !== 'none')
+  if (compression !== 'none')
     throw new Error(`docker-archive ${file} is compressed: decompress it first (e.g. gunzip)`);
-  const index = new Map<string, { offset: number; size: number }>();
-  for await (const { header, offset } of readTar(createReadStream(file, { highWaterMark: 1 << 20 }))) {
-    if (header.type === 'file') index.set(header.path.replace(/^\.\//, ''), { offset, size: header.size });
-  }
-  return index;
+  return tarMembers(file);
 }
 
 /** Options of readDockerArchive. */
@@ -208,10 +180,9 @@ export async function readDockerArchive(file: string, opts: ReadArchiveOptions =
   for (const [i, name] of entry.Layers.entries()) {
     const m = index.get(name);
     if (!m) throw new Error(`docker-archive ${file}: layer "${name}" is missing`);
-    const head = Buffer.alloc(4);
-    const fh = await fs.open(file, 'r');
-    await fh.read(head, 0, Math.min(4, m.size), m.offset).finally(() => fh.close());
-    layers.push(archiveLayer(file, m, compressionOfMagic(head), config.rootfs.diff_ids[i]!));
+    layers.push(
+      archiveLayer(file, m, await compressionAt(file, m.offset, m.size), config.rootfs.diff_ids[i]!),
+    );
   }
   return new LazyImage({
     mediaType: MediaType.OciManifest,
@@ -224,14 +195,11 @@ export async function readDockerArchive(file: string, opts: ReadArchiveOptions =
 
 function archiveLayer(
   file: string,
-  m: { offset: number; size: number },
+  m: TarMember,
   compression: 'none' | 'gzip' | 'zstd',
   diffID: Digest,
 ): Layer {
-  const range = () =>
-    m.size === 0
-      ? Readable.from([])
-      : createReadStream(file, { start: m.offset, end: m.offset + m.size - 1 });
+  const range = () => memberStream(file, m);
   const digest = once(async () => (await digestStream(range())).digest);
   const mediaType =
     compression === 'gzip'
@@ -245,11 +213,6 @@ function archiveLayer(
     diffID: async () => (compression === 'none' ? digest() : diffID),
     size: async () => m.size,
     compressed: async () => range(),
-    uncompressed: async () => {
-      const d = decompressor(compression);
-      const r = range();
-      r.on('error', (e: Error) => d.destroy(e));
-      return r.pipe(d);
-    },
+    uncompressed: async () => piped(range(), decompressor(compression)),
   };
 }

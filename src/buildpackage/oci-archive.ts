@@ -1,19 +1,22 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import {
+  bytesEntry,
+  compressionAt,
+  memberStream,
+  piped,
+  type TarMember,
+  tarMembers,
+  writeTarFile,
+} from '../archive/tar-file.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { readTar } from '../layers/tar-reader.ts';
-import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
+import type { TarEntry } from '../layers/tar-writer.ts';
 import { DigestVerifier } from '../layout/blob-store.ts';
 import { REF_NAME } from '../layout/layout.ts';
-import { compressionOfMagic, decompressor } from '../oci/compression.ts';
+import { decompressor } from '../oci/compression.ts';
 import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { compressionOf, isIndexMediaType, MediaType } from '../oci/media-types.ts';
-import { DEFAULT_EPOCH, StoredImage } from '../oci/memory.ts';
+import { StoredImage } from '../oci/memory.ts';
 import { type Descriptor, IndexSchema, type Platform, parseJson } from '../oci/schema.ts';
 
 // An OCI image layout in one uncompressed tar: `oci-layout`, `index.json`, `blobs/sha256/…`.
@@ -22,19 +25,6 @@ import { type Descriptor, IndexSchema, type Platform, parseJson } from '../oci/s
 // normalizing tar writer, so the same image gives the same bytes; read in place, by offset.
 
 const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
-
-function bytesEntry(p: string, bytes: Uint8Array): TarEntry {
-  const b = Buffer.from(bytes);
-  return {
-    path: p,
-    type: 'file',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: b.length,
-    open: () => Readable.from([b]),
-  };
-}
 
 const dirEntry = (p: string): TarEntry => ({ path: p, type: 'dir', mode: 0o755, uid: 0, gid: 0 });
 
@@ -80,41 +70,14 @@ export async function writeOciArchive(file: string, image: Image, tag?: string):
       open: () => layer.compressed(),
     });
   }
-  const abs = path.resolve(file);
-  const temp = path.join(path.dirname(abs), `.${path.basename(abs)}.tmp-${randomBytes(4).toString('hex')}`);
-  try {
-    await pipeline(
-      Readable.from(tarChunks(entries.values(), { epoch: DEFAULT_EPOCH })),
-      createWriteStream(temp, { mode: 0o644 }),
-    );
-    await fs.rename(temp, abs);
-  } catch (e) {
-    await fs.rm(temp, { force: true });
-    throw e;
-  }
+  await writeTarFile(file, entries.values());
   return digest;
 }
 
-interface Member {
-  readonly offset: number;
-  readonly size: number;
-}
-
-async function indexTar(file: string): Promise<Map<string, Member>> {
-  const head = Buffer.alloc(4);
-  const fh = await fs.open(file, 'r');
-  try {
-    await fh.read(head, 0, 4, 0);
-  } finally {
-    await fh.close();
-  }
-  if (compressionOfMagic(head) !== 'none')
+async function indexTar(file: string): Promise<Map<string, TarMember>> {
+  if ((await compressionAt(file)) !== 'none')
     throw new KilnError(`${file}: compressed; expected an uncompressed OCI layout tar`, ExitCode.InvalidArgs);
-  const members = new Map<string, Member>();
-  for await (const { header, offset } of readTar(createReadStream(file, { highWaterMark: 1 << 20 }))) {
-    if (header.type === 'file') members.set(header.path.replace(/^\.\//, ''), { offset, size: header.size });
-  }
-  return members;
+  return tarMembers(file);
 }
 
 /**
@@ -126,23 +89,20 @@ export async function readOciArchive(
   file: string,
   opts: { tag?: string; platform?: Platform } = {},
 ): Promise<Image> {
-  let members: Map<string, Member>;
+  let members: Map<string, TarMember>;
   try {
     members = await indexTar(file);
   } catch (e) {
     if (e instanceof KilnError) throw e;
     throw new KilnError(`${file}: not a readable tar (${(e as Error).message})`, ExitCode.InvalidArgs);
   }
-  const range = (m: Member): Readable =>
-    m.size === 0
-      ? Readable.from([])
-      : createReadStream(file, { start: m.offset, end: m.offset + m.size - 1 });
-  const member = (d: string): Member => {
+  const range = (m: TarMember): Readable => memberStream(file, m);
+  const member = (d: string): TarMember => {
     const m = members.get(`blobs/sha256/${hexOf(d as Digest)}`);
     if (!m) throw new KilnError(`${file}: blob ${d} is missing`, ExitCode.InvalidArgs);
     return m;
   };
-  const readBytes = async (m: Member): Promise<Buffer> => {
+  const readBytes = async (m: TarMember): Promise<Buffer> => {
     const chunks: Buffer[] = [];
     for await (const c of range(m)) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
@@ -183,24 +143,15 @@ export async function readOciArchive(
       manifest.layers.map((d, i): Layer => {
         const m = member(d.digest);
         const compression = compressionOf(d.mediaType);
-        const verified = (): Readable => {
-          const r = range(m);
-          const v = new DigestVerifier(d.digest as Digest, `${file}: layer ${d.digest}`, d.size);
-          r.on('error', (e: Error) => v.destroy(e));
-          return r.pipe(v);
-        };
+        const verified = (): Readable =>
+          piped(range(m), new DigestVerifier(d.digest as Digest, `${file}: layer ${d.digest}`, d.size));
         return {
           mediaType: d.mediaType,
           digest: async () => d.digest as Digest,
           diffID: async () => config.rootfs.diff_ids[i]! as Digest,
           size: async () => d.size,
           compressed: async () => verified(),
-          uncompressed: async () => {
-            const z = decompressor(compression);
-            const r = verified();
-            r.on('error', (e: Error) => z.destroy(e));
-            return r.pipe(z);
-          },
+          uncompressed: async () => piped(verified(), decompressor(compression)),
           ...(d.annotations ? { annotations: d.annotations } : {}),
         };
       }),
