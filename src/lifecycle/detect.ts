@@ -8,6 +8,7 @@ import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
 import { type SystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
+import { Semaphore } from '../registry/semaphore.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -169,7 +170,7 @@ function summarize(runs: ReadonlyMap<string, DetectRun>): string {
 class Detector {
   readonly #o: DetectOptions;
   readonly #runs = new Map<string, Promise<DetectRun>>();
-  readonly #limit: <T>(fn: () => Promise<T>) => Promise<T>;
+  readonly #limit: Semaphore;
   readonly #scratch: Scratch;
   /** Distinct reasons why plan resolution failed for groups whose buildpacks passed. */
   readonly planFailures: string[] = [];
@@ -177,7 +178,7 @@ class Detector {
   constructor(o: DetectOptions, scratch: Scratch) {
     this.#o = o;
     this.#scratch = scratch;
-    this.#limit = limiter(o.concurrency ?? 4);
+    this.#limit = new Semaphore(o.concurrency ?? 4);
   }
 
   async settledRuns(): Promise<Map<string, DetectRun>> {
@@ -260,15 +261,17 @@ class Detector {
       }
       done.push(element);
       if (!this.#runs.has(key)) {
-        const run = this.#limit(() => this.#runDetect(bp)).catch(
-          (err: unknown): DetectRun => ({
-            id: bp.id,
-            version: bp.version,
-            code: -1,
-            output: [],
-            error: String(err),
-          }),
-        );
+        const run = this.#limit
+          .run(() => this.#runDetect(bp))
+          .catch(
+            (err: unknown): DetectRun => ({
+              id: bp.id,
+              version: bp.version,
+              code: -1,
+              output: [],
+              error: String(err),
+            }),
+          );
         this.#runs.set(key, run);
       }
     }
@@ -391,20 +394,4 @@ class Detector {
     }
     return { ...base, code: 0, output, plan };
   }
-}
-
-/** limiter runs at most `n` tasks at once. */
-function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const queue: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((r) => queue.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      queue.shift()?.();
-    }
-  };
 }

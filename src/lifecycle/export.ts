@@ -34,6 +34,7 @@ import type { Image, Layer } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
 import type { History } from '../oci/schema.ts';
+import { Semaphore } from '../registry/semaphore.ts';
 import type { CachedLayer } from './cache.ts';
 import {
   dirContent,
@@ -294,22 +295,6 @@ async function writeIfChanged(file: string, body: string | Uint8Array): Promise<
   await writeFileAtomic(file, want);
 }
 
-/** limiter runs at most `n` of the functions given to it at once, in the order given. */
-function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
-
 /** entrypointFor picks ENTRYPOINT the way the reference exporter does. */
 export function entrypointFor(md: BuildMetadata, userDefault: string | undefined): string {
   if (userDefault) {
@@ -364,7 +349,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
 
   // Layers are resolved two at a time (compression runs on the thread pool, one core each), but
   // stacked, logged and recorded strictly in order.
-  const limit = limiter(2);
+  const limit = new Semaphore(2);
   const slots: { id: string; createdBy: string; run: Promise<ResolvedLayer> }[] = [];
   const enqueue = (
     id: string,
@@ -372,7 +357,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     fn: () => Promise<ResolvedLayer>,
     onDone?: (r: ResolvedLayer) => void,
   ): Promise<ResolvedLayer> => {
-    const run = limit(fn);
+    const run = limit.run(fn);
     // Failures are awaited (and thrown) in order below, not here.
     run.then(onDone, () => {});
     slots.push({ id, createdBy, run });
