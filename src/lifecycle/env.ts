@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { envFiles } from '../cnb/launch-env.ts';
+import { applyEnvOp, envFiles } from '../cnb/launch-env.ts';
 
 /**
  * Variables a buildpack inherits from the base environment (the build image's config env plus
@@ -143,25 +143,19 @@ export async function applyEnvDir(
     const dot = f.name.indexOf('.');
     const name = dot < 0 ? f.name : f.name.slice(0, dot);
     const action = dot < 0 ? defaultAction : f.name.slice(dot + 1);
-    const old = vars.get(name) ?? '';
-    const delim = delims.get(name) ?? '';
     switch (action) {
       case 'override':
-        vars.set(name, f.value);
-        break;
       case 'default':
-        if (old === '') vars.set(name, f.value);
-        break;
       case 'prepend':
-        vars.set(name, old === '' ? f.value : f.value + delim + old);
-        break;
       case 'append':
-        vars.set(name, old === '' ? f.value : old + delim + f.value);
+        applyEnvOp(vars, { name, op: action, value: f.value, delim: delims.get(name) ?? '' });
         break;
-      case '':
+      case '': {
         // `NAME.` (empty suffix): the lifecycle's prepend-path action, ":" unless a .delim says otherwise.
+        const old = vars.get(name) ?? '';
         vars.set(name, old === '' ? f.value : f.value + (delims.get(name) ?? ':') + old);
         break;
+      }
     }
   }
 }
