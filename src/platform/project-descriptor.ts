@@ -53,16 +53,21 @@ const license = z
 
 const patterns = z.array(z.string());
 
+// The project's own keys: [_] in 0.2, [project] in 0.1.
+const projectFields = {
+  id: z.string().optional(),
+  name: z.string().optional(),
+  version: z.string().optional(),
+  authors: z.array(z.string()).optional(),
+  'documentation-url': z.string().optional(),
+  'source-url': z.string().optional(),
+  licenses: z.array(license).optional(),
+};
+
 const V02Schema = z.looseObject({
   _: z.looseObject({
     'schema-version': z.string(),
-    id: z.string().optional(),
-    name: z.string().optional(),
-    version: z.string().optional(),
-    authors: z.array(z.string()).optional(),
-    'documentation-url': z.string().optional(),
-    'source-url': z.string().optional(),
-    licenses: z.array(license).optional(),
+    ...projectFields,
     metadata: z.record(z.string(), z.unknown()).optional(),
   }),
   io: z
@@ -85,17 +90,7 @@ const V02Schema = z.looseObject({
 });
 
 const V01Schema = z.looseObject({
-  project: z
-    .looseObject({
-      id: z.string().optional(),
-      name: z.string().optional(),
-      version: z.string().optional(),
-      authors: z.array(z.string()).optional(),
-      'documentation-url': z.string().optional(),
-      'source-url': z.string().optional(),
-      licenses: z.array(license).optional(),
-    })
-    .optional(),
+  project: z.looseObject(projectFields).optional(),
   build: z
     .looseObject({
       include: patterns.optional(),
