@@ -14,6 +14,7 @@ import { digestStream } from '../oci/validate.ts';
 import {
   bytesEntry,
   compressionAt,
+  fileEntry,
   memberStream,
   piped,
   type TarMember,
@@ -67,7 +68,6 @@ export async function writeDockerArchive(
   const seen = new Set<string>();
   const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
   const repositories: Record<string, Record<string, string>> = {};
-  const own = { mode: 0o644, uid: 0, gid: 0 } as const;
   for (const { image, tags } of list) {
     const [cfg, rawConfig, layers] = await Promise.all([
       image.configFile(),
@@ -87,16 +87,13 @@ export async function writeDockerArchive(
       if (seen.has(name)) continue;
       seen.add(name);
       const size = await uncompressedSize(layer);
-      entries.push({
-        path: name,
-        type: 'file',
-        size,
-        // The diffID is verified while the layer is copied in: an archive never holds a layer
-        // that disagrees with its config.
-        open: async () =>
+      // The diffID is verified while the layer is copied in: an archive never holds a layer
+      // that disagrees with its config.
+      entries.push(
+        fileEntry(name, size, async () =>
           piped(await layer.uncompressed(), new DigestVerifier(diffID, `layer ${diffID}`, size)),
-        ...own,
-      });
+        ),
+      );
     }
     manifest.push({ Config: configName, RepoTags: [...tags], Layers: names });
     const top = names[names.length - 1];

@@ -20,18 +20,15 @@ export interface TarMember {
   readonly size: number;
 }
 
-/** bytesEntry is a tar file member holding `bytes` (root-owned, 0644). */
+/** fileEntry is a tar file member of `size` bytes that `open` streams (root-owned, 0644). */
+export function fileEntry(p: string, size: number, open: () => Readable | Promise<Readable>): TarEntry {
+  return { path: p, type: 'file', mode: 0o644, uid: 0, gid: 0, size, open };
+}
+
+/** bytesEntry is a tar file member holding `bytes`. */
 export function bytesEntry(p: string, bytes: Uint8Array): TarEntry {
   const b = Buffer.from(bytes);
-  return {
-    path: p,
-    type: 'file',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: b.length,
-    open: () => Readable.from([b]),
-  };
+  return fileEntry(p, b.length, () => Readable.from([b]));
 }
 
 /** compressionAt sniffs the compression of the bytes at `offset` of `file` (`size` at most 4 bytes read). */

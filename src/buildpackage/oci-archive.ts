@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import {
   bytesEntry,
   compressionAt,
+  fileEntry,
   memberStream,
   piped,
   type TarMember,
@@ -60,15 +61,10 @@ export async function writeOciArchive(file: string, image: Image, tag?: string):
   for (const layer of await image.layers()) {
     const p = blob(await layer.digest());
     if (entries.has(p)) continue; // the same layer twice is stored once
-    entries.set(p, {
-      path: p,
-      type: 'file',
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      size: await layer.size(),
-      open: () => layer.compressed(),
-    });
+    entries.set(
+      p,
+      fileEntry(p, await layer.size(), () => layer.compressed()),
+    );
   }
   await writeTarFile(file, entries.values());
   return digest;
