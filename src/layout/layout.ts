@@ -15,6 +15,7 @@ import {
   parseJson,
 } from '../oci/schema.ts';
 import { BlobStore, mkdirReadable } from './blob-store.ts';
+import { pidAlive } from './pid.ts';
 
 /** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -34,15 +35,6 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * withLock runs `fn` holding `<file>.lock` (created exclusively; holds the owner's pid). A lock
  * left by a dead process is taken over, so a killed kiln never wedges a layout.
@@ -57,7 +49,7 @@ async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const owner = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
-      if (owner > 0 && owner !== process.pid && !alive(owner)) {
+      if (owner > 0 && owner !== process.pid && !pidAlive(owner)) {
         await fs.rm(lock, { force: true });
         continue;
       }

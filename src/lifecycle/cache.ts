@@ -7,6 +7,7 @@ import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
 import { BlobStore, DigestVerifier } from '../layout/blob-store.ts';
+import { pidAlive } from '../layout/pid.ts';
 import { type Digest, isDigest } from '../oci/digest.ts';
 import { acquireLock, type LockOptions } from './cache-lock.ts';
 
@@ -333,16 +334,6 @@ export class VolumeCache implements LayerCache {
         await fs.rm(path.join(warm, name), { recursive: true, force: true });
     }
     return pruned;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -27,6 +27,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { pidAlive } from '../layout/pid.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { MOUNT_POINTS, NETWORK_FILES } from './executor.ts';
@@ -40,15 +41,6 @@ export interface RootfsCacheOptions {
   readonly lockTimeoutMs?: number;
   /** Extra mount points to create besides MOUNT_POINTS. */
   readonly mountPoints?: readonly string[];
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,6 +2,7 @@ import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
 import type { Layout } from '../layout/layout.ts';
+import { pidAlive } from '../layout/pid.ts';
 import { sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
@@ -108,13 +109,7 @@ async function removeAbandoned(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [] as string[])) {
     const pid = Number(/^(?:run|build)-(\d+)-/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (!alive) await rm(join(parent, name), { recursive: true, force: true });
+    if (!pidAlive(pid)) await rm(join(parent, name), { recursive: true, force: true });
   }
 }
 
