@@ -87,6 +87,18 @@ export async function locateImage(arg: string, storeDir: string): Promise<ImageL
 }
 
 /**
+ * destinationOf is where a command writes the image it makes (`kiln build IMAGE`, `kiln buildpack
+ * package NAME`): an explicit transport is used as given; a plain name goes to the local store,
+ * or with `--publish` (`publish`) to its registry.
+ */
+export function destinationOf(arg: string, publish: boolean): ImageLocation {
+  const loc = parseImageLocation(arg);
+  if (loc.kind === 'registry' && !publish && !arg.startsWith('docker://'))
+    return { kind: 'local', name: arg };
+  return loc;
+}
+
+/**
  * openImage locates `arg` (locateImage) and opens it as a single-platform image (readImage); a
  * bare name found neither in the local store nor in an unreachable registry says both.
  */

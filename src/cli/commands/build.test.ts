@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
+import { destinationOf } from '../image-ref.ts';
 import { main } from '../main.ts';
-import { defaultCacheDir, destinationOf, parseEnvFlags, projectRefs } from './build.ts';
+import { defaultCacheDir, parseEnvFlags, projectRefs } from './build.ts';
 
 const temps: string[] = [];
 after(async () => {

@@ -30,6 +30,7 @@ import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import {
   describeLocation,
+  destinationOf,
   digestReference,
   type ImageIO,
   type ImageLocation,
@@ -105,14 +106,6 @@ export function defaultCacheDir(cacheDir: string, image: string): string {
   const name = image.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
   const h = createHash('sha256').update(image).digest('hex').slice(0, 12);
   return path.join(cacheDir, 'build-cache', `${name}-${h}`);
-}
-
-/** Where the app image goes: IMAGE itself names the transport; plain names go to the store or, with --publish, the registry. */
-export function destinationOf(image: string, publish: boolean): ImageLocation {
-  const loc = parseImageLocation(image);
-  if (loc.kind === 'registry' && !publish && !image.startsWith('docker://'))
-    return { kind: 'local', name: image };
-  return loc;
 }
 
 /**

@@ -19,6 +19,7 @@ import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import {
   describeLocation,
+  destinationOf,
   type ImageIO,
   type ImageLocation,
   imageIO,
@@ -130,13 +131,7 @@ export function register(program: Command, ctx: CliContext): void {
         if (flags.format === 'file') {
           const out = path.resolve(flags.pathToOutput ?? (path.extname(name) ? name : `${name}.cnb`));
           dest = { kind: 'file', file: out };
-        } else {
-          const loc = parseImageLocation(name);
-          dest =
-            loc.kind === 'registry' && !flags.publish && !name.startsWith('docker://')
-              ? { kind: 'local', name }
-              : loc;
-        }
+        } else dest = destinationOf(name, Boolean(flags.publish));
         const blobs =
           dest.kind === 'local'
             ? (await ImageStore.open(io.storeDir)).blobs
