@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
-import { writeDockerArchive } from '../../archive/docker-archive.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
@@ -21,7 +20,6 @@ import { TlsFailureDetector } from '../../platform/tls-hint.ts';
 import { RegistryError } from '../../registry/errors.ts';
 import type { Reference } from '../../registry/reference.ts';
 import { remoteImage } from '../../registry/remote.ts';
-import { writeImage as pushImage } from '../../registry/write.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
@@ -37,6 +35,7 @@ import {
   imageIO,
   openImage,
   parseImageLocation,
+  writeImageTo,
 } from '../image-ref.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 
@@ -159,34 +158,10 @@ async function writeTo(
   const names: string[] = [];
   let digest: Digest | undefined;
   for (const l of [loc, ...tags]) {
-    switch (l.kind) {
-      case 'local': {
-        const store = await ImageStore.open(io.storeDir);
-        digest = (await store.write(image, [l.name])).digest as Digest;
-        names.push(storeNameOf(l.name));
-        // Old layers of rebuilt images go away (hourly at most; in-flight blobs are spared).
-        await store.maybeGc().catch(() => undefined);
-        break;
-      }
-      case 'registry': {
-        const r = await pushImage(io.client, l.ref, image, io.progress ? { progress: io.progress } : {});
-        digest = r.digest;
-        names.push(describeLocation(l));
-        break;
-      }
-      case 'oci': {
-        const layout = await Layout.init(l.dir);
-        digest = (await layout.writeImage(image, l.tag ?? 'latest')).digest as Digest;
-        names.push(describeLocation(l));
-        break;
-      }
-      case 'docker-archive': {
-        await writeDockerArchive(l.file, { image, tags: l.tag ? [l.tag] : [] });
-        digest = await image.digest();
-        names.push(describeLocation(l));
-        break;
-      }
-    }
+    digest = await writeImageTo(l, image, io);
+    names.push(l.kind === 'local' ? storeNameOf(l.name) : describeLocation(l));
+    // Old layers of rebuilt images go away (hourly at most; in-flight blobs are spared).
+    if (l.kind === 'local') await (await ImageStore.open(io.storeDir)).maybeGc().catch(() => undefined);
   }
   return { digest: digest!, names };
 }
