@@ -15,15 +15,15 @@ import {
   buildpackDirInSandbox,
   chownToUser,
   cnbEnv,
-  execEnvOf,
   layersPathInSandbox,
-  makeScratch,
   type PhaseOptions,
+  phaseError,
   processEnv,
   removeScratch,
   runInSandbox,
   type Scratch,
   sandboxPathsOf,
+  startPhase,
 } from './phase-context.ts';
 import { assertInside, isSymlink } from './safe-fs.ts';
 
@@ -71,19 +71,11 @@ export interface BuildpackOutputs {
  * A failing `bin/build` is KilnError exit 51 naming the buildpack; other errors exit 52.
  */
 export async function build(o: BuildOptions): Promise<BuildMetadata> {
-  if (o.uid === 0) {
-    throw new KilnError(
-      'build: refusing to run buildpacks as root (uid 0): set a non-root build user',
-      ExitCode.BuildError,
-    );
-  }
-  execEnvOf(o);
-  const scratch = await makeScratch(o, 'build');
+  const scratch = await startPhase(o, 'build', ExitCode.BuildError);
   try {
     return await runBuild(o, scratch);
   } catch (err) {
-    if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) throw err;
-    throw new KilnError(`build: ${(err as Error).message}`, ExitCode.BuildError, { cause: err });
+    throw phaseError('build', ExitCode.BuildError, err);
   } finally {
     await removeScratch(scratch.dir);
   }

@@ -16,13 +16,14 @@ import {
   chownToUser,
   cnbEnv,
   execEnvOf,
-  makeScratch,
   type PhaseOptions,
+  phaseError,
   processEnv,
   removeScratch,
   runInSandbox,
   type Scratch,
   sandboxPathsOf,
+  startPhase,
 } from './phase-context.ts';
 import { resolvePlan } from './plan-resolver.ts';
 import { targetMatches } from './target.ts';
@@ -86,14 +87,7 @@ const BUILDPACK_ERROR = Symbol('buildpack error');
  * 22 for other errors; the message lists what each buildpack reported.
  */
 export async function detect(o: DetectOptions): Promise<DetectResult> {
-  if (o.uid === 0) {
-    throw new KilnError(
-      'detect: refusing to run buildpacks as root (uid 0): set a non-root build user',
-      ExitCode.DetectError,
-    );
-  }
-  execEnvOf(o);
-  const scratch = await makeScratch(o, 'detect');
+  const scratch = await startPhase(o, 'detect', ExitCode.DetectError);
   const d = new Detector(o, scratch);
   try {
     let resolved: { group: DoneElement[]; plan: PlanEntry[] };
@@ -108,8 +102,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
           err === FAILED ? ExitCode.DetectNoGroup : ExitCode.DetectFailedWithErrors,
         );
       }
-      if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) throw err;
-      throw new KilnError(`detect: ${(err as Error).message}`, ExitCode.DetectError, { cause: err });
+      throw phaseError('detect', ExitCode.DetectError, err);
     }
     const group: GroupElement[] = resolved.group.map((e) => ({
       id: e.id,

@@ -184,6 +184,33 @@ export async function makeScratch(o: PhaseOptions, phase: string): Promise<Scrat
   return { dir, sandboxDir, mount: { src: dir, dst: sandboxDir, readonly: phase !== 'detect' } };
 }
 
+/**
+ * startPhase begins detect or build: it refuses a root build user (exit `exitCode`) and an
+ * invalid CNB_EXEC_ENV (exit 3) before anything runs, then makes the phase's scratch dir.
+ */
+export async function startPhase(
+  o: PhaseOptions,
+  phase: 'detect' | 'build',
+  exitCode: number,
+): Promise<Scratch> {
+  if (o.uid === 0)
+    throw new KilnError(
+      `${phase}: refusing to run buildpacks as root (uid 0): set a non-root build user`,
+      exitCode,
+    );
+  execEnvOf(o);
+  return makeScratch(o, phase);
+}
+
+/**
+ * phaseError is what an unexpected failure of a phase becomes: a KilnError that already carries
+ * its own exit code stays as it is; anything else gets the phase's exit code and name.
+ */
+export function phaseError(phase: string, exitCode: number, err: unknown): KilnError {
+  if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) return err;
+  return new KilnError(`${phase}: ${(err as Error).message}`, exitCode, { cause: err });
+}
+
 /** removeScratch deletes a scratch dir. */
 export async function removeScratch(dir: string | undefined): Promise<void> {
   if (dir) await rm(dir, { recursive: true, force: true });
