@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { DigestVerifier } from '../layout/blob-store.ts';
-import { decompressor } from '../oci/compression.ts';
+import { decompress } from '../oci/compression.ts';
 import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
@@ -210,6 +210,6 @@ function archiveLayer(
     diffID: async () => (compression === 'none' ? digest() : diffID),
     size: async () => m.size,
     compressed: async () => range(),
-    uncompressed: async () => piped(range(), decompressor(compression)),
+    uncompressed: async () => decompress(range(), compression),
   };
 }

@@ -13,7 +13,7 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { DigestVerifier } from '../layout/blob-store.ts';
 import { REF_NAME } from '../layout/layout.ts';
-import { decompressor } from '../oci/compression.ts';
+import { decompress } from '../oci/compression.ts';
 import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { compressionOf, isIndexMediaType, MediaType } from '../oci/media-types.ts';
@@ -147,7 +147,7 @@ export async function readOciArchive(
           diffID: async () => config.rootfs.diff_ids[i]! as Digest,
           size: async () => d.size,
           compressed: async () => verified(),
-          uncompressed: async () => piped(verified(), decompressor(compression)),
+          uncompressed: async () => decompress(verified(), compression),
           ...(d.annotations ? { annotations: d.annotations } : {}),
         };
       }),

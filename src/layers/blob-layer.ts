@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from '../layout/blob-store.ts';
-import { decompressor } from '../oci/compression.ts';
+import { decompress } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
@@ -63,10 +63,7 @@ export class StoredLayer implements Layer {
     return this.store.open(this.#digest);
   }
   async uncompressed(): Promise<Readable> {
-    const c = await this.compressed();
-    const d = decompressor(compressionOf(this.mediaType));
-    c.on('error', (e) => d.destroy(e));
-    return c.pipe(d);
+    return decompress(await this.compressed(), compressionOf(this.mediaType));
   }
   /** path of the blob on disk. */
   get path(): string {

@@ -1,7 +1,7 @@
 import fsSync from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { compressionOfMagic, decompressor } from '../oci/compression.ts';
+import { compressionOfMagic, decompress } from '../oci/compression.ts';
 import { readTar, type TarHeader } from './tar-reader.ts';
 
 /** UnsafeTarError is a refusal to extract an entry; `entry` is the offending path as written. */
@@ -120,9 +120,7 @@ export async function autoDecompress(source: Readable): Promise<Readable> {
     })(),
     { objectMode: false },
   );
-  const d = decompressor(compressionOfMagic(head));
-  rest.on('error', (e) => d.destroy(e));
-  return rest.pipe(d);
+  return decompress(rest, compressionOfMagic(head));
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Compression } from './media-types.ts';
@@ -25,6 +25,16 @@ export function decompressor(c: Compression): Transform {
     case 'none':
       return new PassThrough();
   }
+}
+
+/**
+ * decompress streams `src` through decompressor(`c`). A failing `src` fails the result too
+ * (pipe alone would leave the reader waiting forever).
+ */
+export function decompress(src: Readable, c: Compression): Readable {
+  const d = decompressor(c);
+  src.on('error', (e: Error) => d.destroy(e));
+  return src.pipe(d);
 }
 
 /** compressionOfMagic detects gzip or zstd from the first bytes of a blob ('none' otherwise). */

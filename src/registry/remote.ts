@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { KilnError } from '../cnb/exit-codes.ts';
-import { decompressor } from '../oci/compression.ts';
+import { decompress } from '../oci/compression.ts';
 import { type Digest, sha256 } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
@@ -96,10 +96,7 @@ export class RemoteLayer implements Layer, HasOrigin {
     });
   }
   async uncompressed(): Promise<Readable> {
-    const c = await this.compressed();
-    const d = decompressor(compressionOf(this.mediaType));
-    c.on('error', (e) => d.destroy(e));
-    return c.pipe(d);
+    return decompress(await this.compressed(), compressionOf(this.mediaType));
   }
 }
 
