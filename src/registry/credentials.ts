@@ -51,13 +51,7 @@ const DockerConfigShape = {
     const o = raw as Record<string, unknown>;
     const auths = (typeof o.auths === 'object' && o.auths !== null ? o.auths : {}) as Record<
       string,
-      {
-        auth?: unknown;
-        username?: unknown;
-        password?: unknown;
-        identitytoken?: unknown;
-        registrytoken?: unknown;
-      }
+      AuthEntry
     >;
     const credHelpers = (
       typeof o.credHelpers === 'object' && o.credHelpers !== null ? o.credHelpers : {}
@@ -148,17 +142,16 @@ function serverUrlFor(registry: string): string {
   return registry === DOCKER_HUB ? 'https://index.docker.io/v1/' : registry;
 }
 
-function fromAuthEntry(
-  entry: {
-    auth?: unknown;
-    username?: unknown;
-    password?: unknown;
-    identitytoken?: unknown;
-    registrytoken?: unknown;
-  },
-  file: string,
-  key: string,
-): Credential {
+// One `auths` entry of a docker config.json, as written (every field unchecked).
+interface AuthEntry {
+  auth?: unknown;
+  username?: unknown;
+  password?: unknown;
+  identitytoken?: unknown;
+  registrytoken?: unknown;
+}
+
+function fromAuthEntry(entry: AuthEntry, file: string, key: string): Credential {
   let username = typeof entry.username === 'string' ? entry.username : '';
   let password = typeof entry.password === 'string' ? entry.password : '';
   if (typeof entry.auth === 'string' && entry.auth !== '') {
