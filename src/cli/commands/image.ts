@@ -32,9 +32,9 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (src: string, dst: string, opts: { platform?: string; all?: boolean }) => {
       const to = parseImageLocation(dst);
       const log = ctx.log;
-      const platform = opts.platform ? parsePlatform(opts.platform) : undefined;
+      const platform = platformOption(opts.platform);
       const progress = log.progress();
-      const io = imageIO(ctx.settings, log, { progress, ...(platform ? { platform } : {}) });
+      const io = imageIO(ctx.settings, log, { progress, ...platform });
       const from = await locateImage(src, io.storeDir);
       log.info(`Copying ${describeLocation(from)} to ${describeLocation(to)}`);
       const started = Date.now();
@@ -62,8 +62,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--json', 'print JSON')
     .option('--platform <os/arch[/variant]>', 'platform to show from a multi-platform index')
     .action(async (ref: string, opts: { json?: boolean; platform?: string }) => {
-      const platform = opts.platform ? parsePlatform(opts.platform) : undefined;
-      const io = imageIO(ctx.settings, ctx.log, platform ? { platform } : {});
+      const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
       const loc = await locateImage(ref, io.storeDir);
       const top = await readAny(loc, io).catch((e: unknown) => {
         throw explainUnreachable(ref, loc, io.storeDir, e);
@@ -78,6 +77,11 @@ export function register(program: Command, ctx: CliContext): void {
       const out = { reference: describeLocation(loc), ...(index ? { index } : {}), ...summary };
       ctx.stdout.write(opts.json ? `${JSON.stringify(out, null, 2)}\n` : humanInspect(out));
     });
+}
+
+/** platformOption is imageIO's platform for a `--platform` value (nothing when not given). */
+export function platformOption(value: string | undefined): { platform?: Platform } {
+  return value ? { platform: parsePlatform(value) } : {};
 }
 
 /** parsePlatform parses `os/arch[/variant]`. */

@@ -3,7 +3,7 @@ import { formatReport, OUTPUT_FORMATS, type OutputFormat } from '../../inspect/f
 import { inspectImage } from '../../inspect/inspect.ts';
 import type { CliContext } from '../context.ts';
 import { imageIO, openImage } from '../image-ref.ts';
-import { parsePlatform } from './image.ts';
+import { platformOption } from './image.ts';
 
 /** register adds `kiln inspect IMAGE`. */
 export function register(program: Command, ctx: CliContext): void {
@@ -25,11 +25,7 @@ export function register(program: Command, ctx: CliContext): void {
         arg: string,
         opts: { output: OutputFormat; bom?: boolean; sbom: boolean; platform?: string },
       ) => {
-        const io = imageIO(
-          ctx.settings,
-          ctx.log,
-          opts.platform ? { platform: parsePlatform(opts.platform) } : {},
-        );
+        const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
         const { image } = await openImage(arg, io);
         const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: opts.bom ?? false });
         ctx.stdout.write(formatReport(report, opts.output));

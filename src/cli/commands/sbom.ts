@@ -13,7 +13,7 @@ import { sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, type ImageIO, imageIO, openImage } from '../image-ref.ts';
-import { parsePlatform } from './image.ts';
+import { platformOption } from './image.ts';
 
 /** register adds `kiln sbom download`. */
 export function register(program: Command, ctx: CliContext): void {
@@ -40,11 +40,7 @@ export function register(program: Command, ctx: CliContext): void {
             `--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`,
             ExitCode.InvalidArgs,
           );
-      const io = imageIO(
-        ctx.settings,
-        ctx.log,
-        opts.platform ? { platform: parsePlatform(opts.platform) } : {},
-      );
+      const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
       const { loc, image } = await openImage(arg, io);
       const baseSbom = await runImageSbom(image, io, (m) => ctx.log.debug(m));
       const r = await downloadSbom({
