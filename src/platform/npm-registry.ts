@@ -18,12 +18,11 @@ import { stripCredentials } from './project-metadata.ts';
 //  5. the host npm configuration: `npm config get registry` run outside any project (user,
 //     global and built-in npmrc), or when npm is not installed, `$NPM_CONFIG_USERCONFIG` or
 //     `~/.npmrc`, then `/etc/npmrc`.
-// The npm default is passed too: kiln's Node.js buildpacks never assume a registry host.
-
-export const DEFAULT_NPM_REGISTRY = 'https://registry.npmjs.org/';
+// Whatever the host answers is passed, npm's own default included: kiln's Node.js buildpacks never
+// assume a registry host, and kiln names none either.
 
 /** Where the registry for builds came from (for a debug line). */
-export type NpmRegistrySource = 'flag' | 'project' | 'env' | 'config' | 'host-npm' | 'npmrc' | 'default';
+export type NpmRegistrySource = 'flag' | 'project' | 'env' | 'config' | 'host-npm' | 'npmrc' | 'none';
 
 /** Inputs of resolveNpmRegistry; the CLI resolves them (library code reads no environment). */
 export interface NpmRegistryInputs {
@@ -82,12 +81,9 @@ export async function resolveNpmRegistry(i: NpmRegistryInputs): Promise<NpmRegis
     const registry = normalize(stripCredentials(raw));
     const userinfo = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/@]*)@/.exec(raw)?.[1];
     const secrets = userinfo ? [userinfo, userinfo.slice(userinfo.indexOf(':') + 1)] : [];
-    // Passed even when it is npm's default: kiln's Node.js buildpacks never assume a registry host.
-    if (registry === DEFAULT_NPM_REGISTRY)
-      return { env: { npm_config_registry: registry }, registry, source: 'default', secrets };
     return { env: { npm_config_registry: registry }, registry, source, secrets };
   }
-  return { env: {}, registry: undefined, source: 'default', secrets: [] };
+  return { env: {}, registry: undefined, source: 'none', secrets: [] };
 }
 
 /**

@@ -194,14 +194,15 @@ describe('npm registry', () => {
       ['host-npm', { npm_config_registry: 'https://host.example.com/npm/' }],
     );
     assert.ok(r5.secrets.includes('t0ken-canary'));
+    // npm's answer is passed as it is (npm's built-in default included): no host is assumed.
     const r6 = await resolveNpmRegistry({
       ...base,
       appDir: app,
-      npmConfigGet: async () => 'https://registry.npmjs.org/',
+      npmConfigGet: async () => 'https://npm-default.example.com',
     });
     assert.deepEqual(
       [r6.source, r6.env],
-      ['default', { npm_config_registry: 'https://registry.npmjs.org/' }],
+      ['host-npm', { npm_config_registry: 'https://npm-default.example.com/' }],
     );
     await writeFile(path.join(app, '.npmrc'), 'registry=https://project.example.com/\n');
     const r2 = await resolveNpmRegistry({

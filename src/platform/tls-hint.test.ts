@@ -5,7 +5,7 @@ import { TlsFailureDetector } from './tls-hint.ts';
 test('TlsFailureDetector recognises certificate failures of npm, pip, Go and Java, and nothing else', () => {
   const failures = [
     'npm error code SELF_SIGNED_CERT_IN_CHAIN',
-    'npm ERR! request to https://registry.npmjs.org/express failed, reason: self-signed certificate in certificate chain',
+    'npm ERR! request to https://registry.example.com/express failed, reason: self-signed certificate in certificate chain',
     'pip._vendor.urllib3.exceptions.SSLError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)',
     'go: github.com/x/y@v1: Get "https://proxy.golang.org/...": x509: certificate signed by unknown authority',
     'sun.security.validator.ValidatorException: PKIX path building failed',
