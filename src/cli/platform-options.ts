@@ -59,7 +59,14 @@ export interface PlatformSetup {
    * process env and sandbox mounts for detect and build. `rootfs` is the build image's root
    * filesystem (its CA bundle is merged with the extra certificates).
    */
-  prepare(platformDir: string, uid: number, gid: number, rootfs: string): Promise<PlatformInputs>;
+  /** `stageDir` is kiln-private scratch for the merged CA bundle (default: `platform-stage` beside `platformDir`). */
+  prepare(
+    platformDir: string,
+    uid: number,
+    gid: number,
+    rootfs: string,
+    stageDir?: string,
+  ): Promise<PlatformInputs>;
   /**
    * launchLayer writes the --ca-certs-launch layer at `<layersDir>/kiln_ca-certificates/ca-certificates`
    * (+ .toml, + .sbom.cdx.json) after prepare; the exporter adds it as a launch layer.
@@ -121,10 +128,16 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
     bindings,
     npmRegistry,
     caCertsLaunch: o.flags.caCertsLaunch ?? false,
-    async prepare(platformDir, uid, gid, rootfs) {
+    async prepare(
+      platformDir,
+      uid,
+      gid,
+      rootfs,
+      stageDir = path.join(path.dirname(platformDir), 'platform-stage'),
+    ) {
       inputs = await preparePlatformInputs({
         platformDir,
-        stageDir: path.join(path.dirname(platformDir), 'platform-stage'),
+        stageDir,
         buildRootfs: rootfs,
         env: o.env,
         userEnv: o.userEnv,

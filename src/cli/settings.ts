@@ -33,8 +33,21 @@ export interface Settings {
   readonly configDir: string;
   /** kiln's config file: KILN_CONFIG, else `<configDir>/config.toml` (src/config/config-file.ts). */
   readonly configFile: string;
+  /**
+   * The CNB directories a build uses in place with `--executor host` (kiln inside the build image):
+   * CNB_APP_DIR, CNB_LAYERS_DIR, CNB_PLATFORM_DIR, CNB_BUILDPACKS_DIR, else the spec's defaults.
+   */
+  readonly cnbDirs: CnbDirs;
   /** The environment the settings were resolved from (for commands that pass parts on, explicitly). */
   readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** The platform's directories (the spec's `/workspace`, `/layers`, `/platform`, `/cnb/buildpacks`). */
+export interface CnbDirs {
+  readonly app: string;
+  readonly layers: string;
+  readonly platform: string;
+  readonly buildpacks: string;
 }
 
 /** Global flags as commander parses them. */
@@ -75,6 +88,12 @@ export function resolveSettings(
     cacheDir: kilnHome ? path.join(kilnHome, 'cache') : path.join(xdg('XDG_CACHE_HOME', '.cache'), 'kiln'),
     configDir,
     configFile: configFilePath(env, configDir),
+    cnbDirs: {
+      app: path.resolve(nonEmpty(env.CNB_APP_DIR) ?? '/workspace'),
+      layers: path.resolve(nonEmpty(env.CNB_LAYERS_DIR) ?? '/layers'),
+      platform: path.resolve(nonEmpty(env.CNB_PLATFORM_DIR) ?? '/platform'),
+      buildpacks: path.resolve(nonEmpty(env.CNB_BUILDPACKS_DIR) ?? '/cnb/buildpacks'),
+    },
     env,
   };
 }

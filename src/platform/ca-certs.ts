@@ -192,7 +192,9 @@ export async function prepareCaTrust(opts: CaTrustOptions): Promise<CaTrust> {
   const mounts: Mount[] = [];
   let inSandbox: string;
   if (baseTarget) {
-    mounts.push({ src: bundleFile, dst: baseTarget, readonly: true });
+    // Nothing added: the image's own bundle already says it all, so nothing is mounted over it
+    // (which also lets the host executor, that mounts nothing, build with trusted-but-present CAs).
+    if (added.length > 0) mounts.push({ src: bundleFile, dst: baseTarget, readonly: true });
     inSandbox = baseTarget;
   } else {
     inSandbox = `${platformMount}/kiln/ca-certificates.crt`;

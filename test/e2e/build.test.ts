@@ -173,13 +173,23 @@ describe('kiln build end to end', () => {
     assert.equal(await w.store.find('e2e-bad-bp-path'), undefined);
   });
 
-  test('--executor host is refused up front with exit 3 (the build cannot lay out the spec paths for it)', async () => {
+  test('the host executor is refused up front with exit 3 without the real CNB dirs, or when one is unusable (naming it)', async () => {
     const { HostExecutor } = await import('../../src/sandbox/host.ts');
+    const executor = new HostExecutor({ hostUid: process.getuid?.() ?? 0 });
     const app = await w.app('host-executor', 'never built');
     await assert.rejects(
-      w.build(app, 'e2e-host-executor', { executor: new HostExecutor({ hostUid: process.getuid?.() ?? 0 }) }),
-      (e: unknown) => (e as { exitCode?: number }).exitCode === 3 && /--executor host/.test(String(e)),
+      w.build(app, 'e2e-host-executor', { executor }),
+      (e: unknown) => (e as { exitCode?: number }).exitCode === 3 && /host executor/.test(String(e)),
     );
+    const missing = path.join(w.root, 'no-such-layers');
+    const hostDirs = { app: w.root, layers: missing, platform: w.root, buildpacks: w.root };
+    await assert.rejects(
+      w.build(app, 'e2e-host-executor', { executor, hostDirs }),
+      (e: unknown) =>
+        (e as { exitCode?: number }).exitCode === 3 &&
+        String(e).includes(`--executor host: ${missing} (CNB_LAYERS_DIR) does not exist`),
+    );
+    assert.equal(await w.store.find('e2e-host-executor'), undefined);
   });
 
   test('project.toml pre groups go in front of every group of the builder order', async () => {

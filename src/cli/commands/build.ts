@@ -229,7 +229,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--sbom-output-dir <dir>', "copy the build's SBOM files here")
     .option('--report-output-dir <dir>', 'write report.toml here')
     .addOption(
-      new Option('--executor <name>', 'sandbox for buildpacks (host: not supported by kiln build yet)')
+      new Option(
+        '--executor <name>',
+        'sandbox for buildpacks (host: kiln already runs inside the build image, e.g. a CI job; builds in CNB_APP_DIR, CNB_LAYERS_DIR, CNB_PLATFORM_DIR with CNB_BUILDPACKS_DIR, default /workspace, /layers, /platform, /cnb/buildpacks)',
+      )
         .choices(['bwrap', 'host'])
         .default('bwrap'),
     )
@@ -308,7 +311,7 @@ export function register(program: Command, ctx: CliContext): void {
         openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, io),
         ...(flags.runImage ? { runImage: flags.runImage } : {}),
         env,
-        preparePlatform: (dir, uid, gid, rootfs) => platform.prepare(dir, uid, gid, rootfs),
+        preparePlatform: (dir, uid, gid, rootfs, stage) => platform.prepare(dir, uid, gid, rootfs, stage),
         launchLayer: async (layersDir) =>
           (await platform.launchLayer(layersDir)) ? { id: 'kiln/ca-certificates' } : undefined,
         cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
@@ -329,6 +332,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
         project: await projectMetadata(descriptor, appDir),
         executor,
+        ...(flags.executor === 'host' ? { hostDirs: settings.cnbDirs } : {}),
         rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
         launcher: await loadLauncher(),
         store,

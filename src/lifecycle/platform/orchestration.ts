@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
 import {
+  access,
   chmod,
   chown,
   cp,
@@ -108,12 +110,16 @@ export interface BuildRequest {
   /** Extra process env for detect and build (proxies, CA variables) and mounts (bindings, CA). */
   readonly processEnv?: Readonly<Record<string, string>>;
   readonly extraMounts?: readonly Mount[];
-  /** Prepares `<platform>` itself (bindings, CA) when given; default: env files only. */
+  /**
+   * Prepares `<platform>` itself (bindings, CA) when given; default: env files only. `stageDir`
+   * is a kiln-private dir of this build (outside anything buildpacks see, exported or cached).
+   */
   readonly preparePlatform?: (
     platformDir: string,
     uid: number,
     gid: number,
     rootfs: string,
+    stageDir: string,
   ) => Promise<
     { readonly env: Readonly<Record<string, string>>; readonly mounts: readonly Mount[] } | undefined
   >;
@@ -135,6 +141,12 @@ export interface BuildRequest {
   readonly reportOutputDir?: string;
   readonly project?: ProjectMetadata;
   readonly executor: Executor;
+  /**
+   * The real CNB directories to build in, in place, with the host executor (kiln runs inside the
+   * build image: `/` is the build image, nothing is mounted and sandbox paths are these paths).
+   * Undefined: a temp layout that the sandbox maps to the spec's paths.
+   */
+  readonly hostDirs?: HostDirs;
   /** kiln's cache of unpacked build rootfs trees. */
   readonly rootfsCacheDir: string;
   readonly launcher: LauncherInfo;
@@ -149,6 +161,14 @@ export interface BuildRequest {
   readonly log: BuildLog;
   /** Test hook: called after each phase (e.g. to kill the process mid-export). */
   readonly onPhase?: (name: string) => void | Promise<void>;
+}
+
+/** The platform's directories on the host (the spec's `/workspace`, `/layers`, `/platform`, `/cnb/buildpacks`). */
+export interface HostDirs {
+  readonly app: string;
+  readonly layers: string;
+  readonly platform: string;
+  readonly buildpacks: string;
 }
 
 /** What a build produced. */
@@ -318,14 +338,14 @@ export async function unpackBuilder(image: Image, cacheDir: string): Promise<str
 
 /** runBuild runs one build from source to image. */
 export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
-  // The host executor needs the phase directories at their spec paths in the real root (it
-  // mounts nothing), while a build lays them out in a temp dir that only the bubblewrap sandbox
-  // maps to /workspace and /layers: say so up front, not as a detect error of every buildpack.
-  if (r.executor instanceof HostExecutor)
+  // The host executor mounts nothing: the phase directories must be the real ones, in place.
+  // Say so up front, not as a detect error of every buildpack.
+  if (r.executor instanceof HostExecutor && !r.hostDirs)
     throw new KilnError(
-      'kiln build --executor host: not supported yet (the build lays out /workspace and /layers in a temp dir that only the bubblewrap sandbox maps to their spec paths); use --executor bwrap',
+      'kiln build with the host executor needs the real CNB directories (hostDirs): the temp layout exists only for the bubblewrap sandbox',
       ExitCode.InvalidArgs,
     );
+  if (r.hostDirs) await checkHostDirs(r.hostDirs);
   const timings: Record<string, number> = {};
   const time = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -366,7 +386,11 @@ async function buildWith(
   timings: Record<string, number>,
 ): Promise<BuildOutcome> {
   const { log } = r;
-  const rootfs = await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir));
+  const hostDirs = r.hostDirs;
+  // In place, kiln runs inside the build image: its root is the build rootfs.
+  const rootfs = hostDirs
+    ? '/'
+    : await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir));
 
   await mkdir(r.tmpDir, { recursive: true });
   await sweepDeadWorkDirs(r.tmpDir);
@@ -376,15 +400,21 @@ async function buildWith(
   try {
     // Explicit modes: the umask must not leak into layers (and the build user must reach them).
     await chmod(work, 0o755);
-    const layersDir = path.join(work, 'layers');
-    const appDir = path.join(work, 'workspace');
-    const platformDir = path.join(work, 'platform');
-    for (const d of [layersDir, appDir, platformDir]) {
-      await mkdir(d, { mode: 0o755 });
-      await chmod(d, 0o755);
-    }
+    const layersDir = hostDirs?.layers ?? path.join(work, 'layers');
+    const appDir = hostDirs?.app ?? path.join(work, 'workspace');
+    const platformDir = hostDirs?.platform ?? path.join(work, 'platform');
+    if (!hostDirs)
+      for (const d of [layersDir, appDir, platformDir]) {
+        await mkdir(d, { mode: 0o755 });
+        await chmod(d, 0o755);
+      }
     await time('copy-app', async () => {
       const root = process.getuid?.() === 0;
+      // `--path` already the app dir (a CI job checked out into /workspace): build it in place.
+      if (hostDirs && (await realpath(r.appDir)) === (await realpath(appDir))) {
+        if (root) await chown(appDir, uid, gid);
+        return;
+      }
       await copyAppSource(
         r.appDir,
         appDir,
@@ -398,13 +428,25 @@ async function buildWith(
     let platformEnv: Readonly<Record<string, string>> = {};
     let platformMounts: readonly Mount[] = [];
     if (r.preparePlatform) {
-      const inputs = await r.preparePlatform(platformDir, uid, gid, rootfs);
+      const inputs = await r.preparePlatform(
+        platformDir,
+        uid,
+        gid,
+        rootfs,
+        path.join(work, 'platform-stage'),
+      );
       platformEnv = inputs?.env ?? {};
       platformMounts = inputs?.mounts ?? [];
     } else await writePlatformDir(platformDir, { env: r.env, bindings: [] });
     const extraEnv = { ...platformEnv, ...(r.processEnv ?? {}) };
     const home = await buildHome(rootfs, builderEnv, uid, gid, work, !(r.executor instanceof HostExecutor));
     const extraMounts = [...(r.extraMounts ?? []), ...platformMounts, ...(home.mount ? [home.mount] : [])];
+    const moved = hostDirs ? extraMounts.find((m) => m.src !== m.dst) : undefined;
+    if (moved)
+      throw new KilnError(
+        `--executor host: ${moved.dst} would need ${moved.src} mounted over it (extra CA certificates, bindings) and in place kiln mounts nothing: put it in the build image, or use --executor bwrap`,
+        ExitCode.InvalidArgs,
+      );
 
     // ANALYZING
     log.phase('ANALYZING');
@@ -439,7 +481,16 @@ async function buildWith(
     });
     await phaseDone('analyze');
 
-    const resolved = await resolveBuildpacks(r, rootfs, work);
+    const resolved = await resolveBuildpacks(
+      hostDirs ? { ...r, extraBuildpacksDir: hostDirs.buildpacks } : r,
+      rootfs,
+      work,
+    );
+    if (hostDirs && resolved.root !== hostDirs.buildpacks)
+      throw new KilnError(
+        `--executor host: buildpacks run from ${hostDirs.buildpacks} in place, so --buildpack directories, buildpackages and inline buildpacks cannot be added; use buildpacks the build image has (by id)`,
+        ExitCode.InvalidArgs,
+      );
     const buildpackStore = new BuildpackStore(resolved.root);
     const target = await resolveRunTarget(analysis.target, rootfs);
     const phase: PhaseOptions = {
@@ -452,6 +503,8 @@ async function buildWith(
         : {}),
       executor: r.executor,
       rootfs,
+      // In place, sandbox paths are the host paths and the plans go under the real /tmp.
+      ...(hostDirs ? { sandboxPaths: hostDirs, scratchRoot: '/tmp' } : {}),
       network: r.network,
       target,
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
@@ -645,6 +698,36 @@ async function buildWith(
   } finally {
     await snapshot?.close();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * checkHostDirs refuses, in one line naming the directory, CNB directories the in-place build
+ * cannot use: app, layers and platform must be writable directories, buildpacks a directory.
+ */
+async function checkHostDirs(d: HostDirs): Promise<void> {
+  const dirs = [
+    [d.app, 'CNB_APP_DIR', true],
+    [d.layers, 'CNB_LAYERS_DIR', true],
+    [d.platform, 'CNB_PLATFORM_DIR', true],
+    [d.buildpacks, 'CNB_BUILDPACKS_DIR', false],
+  ] as const;
+  for (const [dir, name, writable] of dirs) {
+    let why: string | undefined;
+    try {
+      if (!(await stat(dir)).isDirectory()) why = 'not a directory';
+      else if (writable) await access(dir, constants.W_OK);
+    } catch (e) {
+      why =
+        (e as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'does not exist'
+          : `not writable (${(e as NodeJS.ErrnoException).code})`;
+    }
+    if (why)
+      throw new KilnError(
+        `--executor host: ${dir} (${name}) ${why}: kiln builds in place inside the build image and needs ${writable ? 'a writable directory' : "the builder's buildpacks"} there (set ${name} to another one)`,
+        ExitCode.InvalidArgs,
+      );
   }
 }
 
