@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, execSync } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -188,6 +188,28 @@ describe('kiln build --executor host (kiln inside the build image)', { timeout: 
     const run = await podmanRunRetrying(podman, `oci:${layout}:app`, [], { user: '1000:1000' });
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'GREETING=hi uid=1000 message=built by the build user\n');
+  });
+
+  test('--path /workspace builds the checked-out app in place, owned by the build user', async () => {
+    const ws = path.join(w.root, 'jobs', 'inplace', 'workspace');
+    await mkdir(path.dirname(ws), { recursive: true });
+    await cp(await w.app('host-inplace', 'checked out in place'), ws, { recursive: true });
+    const r = await kilnInside(
+      'inplace',
+      ['oci:/tmp/out:app', '--executor', 'host', '--path', '/workspace', '--builder', 'e2e/builder'],
+      ['workspace', 'layers', 'platform'],
+    );
+    assert.equal(r.code, 0, r.out);
+    assert.equal(
+      execSync(`stat -c %u:%g ${path.join(ws, 'message.txt')}`)
+        .toString()
+        .trim(),
+      '1000:1000',
+    );
+    const layout = path.join(w.root, 'jobs', 'inplace', 'out');
+    const run = await podmanRunRetrying(podman, `oci:${layout}:app`, [], { user: '1000:1000' });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'GREETING=hi uid=1000 message=checked out in place\n');
   });
 
   test('refuses in one line naming the dir when a CNB dir is missing', async () => {

@@ -411,8 +411,9 @@ async function buildWith(
     await time('copy-app', async () => {
       const root = process.getuid?.() === 0;
       // `--path` already the app dir (a CI job checked out into /workspace): build it in place.
+      // The build user must own it, as it owns a copied app (the CNB prepare step does the same).
       if (hostDirs && (await realpath(r.appDir)) === (await realpath(appDir))) {
-        if (root) await chown(appDir, uid, gid);
+        if (root) await chownShallow(appDir, uid, gid, Number.POSITIVE_INFINITY);
         return;
       }
       await copyAppSource(
