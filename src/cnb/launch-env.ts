@@ -138,7 +138,8 @@ export function applyEnvOp(vars: Map<string, string>, op: LaunchEnvOp): void {
   }
 }
 
-async function isDir(path: string): Promise<boolean> {
+/** isDir tells whether `path` is a directory (following symlinks); a missing path is not one. */
+export async function isDir(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isDirectory();
   } catch {

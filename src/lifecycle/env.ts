@@ -1,6 +1,5 @@
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { applyEnvOp, envFiles } from '../cnb/launch-env.ts';
+import { applyEnvOp, envFiles, isDir } from '../cnb/launch-env.ts';
 
 /**
  * Variables a buildpack inherits from the base environment (the build image's config env plus
@@ -157,13 +156,5 @@ export async function applyEnvDir(
         break;
       }
     }
-  }
-}
-
-async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
   }
 }
