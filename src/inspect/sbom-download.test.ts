@@ -4,10 +4,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { runMain } from '../../test/helpers/cli.ts';
 import { appImage, runImage, tarLayer } from '../../test/helpers/cnb-images.ts';
-import { main } from '../cli/main.ts';
 import { imageFrom } from '../oci/memory.ts';
 import { debPurl, type SbomComponent } from '../sbom/model.ts';
 import { attachSbom, KILN_TOOL, sbomDocuments } from '../stack/sbom.ts';
@@ -216,22 +215,11 @@ test('kiln sbom download finds the run image SBOM attached in the local store', 
     runImageReference: `kiln/run@${await run.digest()}`,
   });
   await store.write(app, ['my-app']);
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (into: string[]) =>
-    new Writable({
-      write(c, _e, cb) {
-        into.push(String(c));
-        cb();
-      },
-    });
-  const code = await main(['sbom', 'download', 'my-app', '-o', path.join(dir, 'cli')], {
-    stdout: sink(out),
-    stderr: sink(err),
-    env: { HOME: dir, KILN_HOME: home },
-    isTTY: false,
+  const { code, out, err } = await runMain(['sbom', 'download', 'my-app', '-o', path.join(dir, 'cli')], {
+    HOME: dir,
+    KILN_HOME: home,
   });
-  assert.equal(code, 0, err.join(''));
-  assert.match(err.join(''), /6 packages \(3 from the run image\)/);
-  assert.ok(out.join('').includes('sbom.cdx.json\n'));
+  assert.equal(code, 0, err);
+  assert.match(err, /6 packages \(3 from the run image\)/);
+  assert.ok(out.includes('sbom.cdx.json\n'));
 });

@@ -8,12 +8,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { main } from '../../src/cli/main.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { runMain } from '../helpers/cli.ts';
 import { runImage } from '../helpers/cnb-images.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 
@@ -34,18 +33,8 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function kiln(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (into: string[]) =>
-    new Writable({
-      write(c, _e, cb) {
-        into.push(String(c));
-        cb();
-      },
-    });
-  const code = await main(argv, { stdout: sink(out), stderr: sink(err), env, isTTY: false });
-  return { code, out: out.join(''), err: err.join('') };
+function kiln(...argv: string[]) {
+  return runMain(argv, env);
 }
 
 test('an image of an unreachable registry is read from its configured mirror', async () => {

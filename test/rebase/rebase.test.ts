@@ -6,9 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { main } from '../../src/cli/main.ts';
 import { parseLifecycleMetadata } from '../../src/cnb/lifecycle-metadata.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
@@ -17,6 +15,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { runMain } from '../helpers/cli.ts';
 import { appImage, runImage } from '../helpers/cnb-images.ts';
 import {
   type ProxyHandle,
@@ -25,18 +24,8 @@ import {
   startRegistry,
 } from '../helpers/registry.ts';
 
-async function kiln(env: Record<string, string>, ...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (into: string[]) =>
-    new Writable({
-      write(c, _e, cb) {
-        into.push(String(c));
-        cb();
-      },
-    });
-  const code = await main(argv, { stdout: sink(out), stderr: sink(err), env, isTTY: false });
-  return { code, out: out.join(''), err: err.join('') };
+function kiln(env: Record<string, string>, ...argv: string[]) {
+  return runMain(argv, env);
 }
 
 let work: string;

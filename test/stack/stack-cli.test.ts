@@ -7,16 +7,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli/main.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../src/sbom/cyclonedx.ts';
 import { readLock } from '../../src/stack/lock.ts';
 import { sbomOfRemoteImage } from '../../src/stack/sbom.ts';
+import { runMain } from '../helpers/cli.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import { ensureTestStack, TEST_STACK_FILE, type TestStack, testCacheDir } from '../helpers/stack.ts';
 
@@ -33,22 +32,8 @@ let gone = '';
 const served: string[] = [];
 
 async function kiln(args: string[], env: Record<string, string> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (into: string[]) =>
-    new Writable({
-      write(c, _e, cb) {
-        into.push(String(c));
-        cb();
-      },
-    });
-  const code = await main(args, {
-    stdout: sink(out),
-    stderr: sink(err),
-    env: { HOME: work, KILN_HOME: path.join(work, 'kiln'), ...env },
-    isTTY: false,
-  });
-  return { code, stdout: out.join(''), stderr: err.join('') };
+  const r = await runMain(args, { HOME: work, KILN_HOME: path.join(work, 'kiln'), ...env });
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 before(async () => {

@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { runMain } from '../../../test/helpers/cli.ts';
 import { appImage, runImage } from '../../../test/helpers/cnb-images.ts';
 import { Layout } from '../../layout/layout.ts';
-import { main } from '../main.ts';
 
 let dir: string;
 before(async () => {
@@ -22,23 +21,8 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function kiln(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (into: string[]) =>
-    new Writable({
-      write(c, _e, cb) {
-        into.push(String(c));
-        cb();
-      },
-    });
-  const code = await main(argv, {
-    stdout: sink(out),
-    stderr: sink(err),
-    env: { HOME: dir, KILN_HOME: dir },
-    isTTY: false,
-  });
-  return { code, out: out.join(''), err: err.join('') };
+function kiln(...argv: string[]) {
+  return runMain(argv, { HOME: dir, KILN_HOME: dir });
 }
 
 test('kiln inspect reads an OCI layout image in every format', async () => {
