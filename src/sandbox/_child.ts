@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import type { OutputSink, RunResult, RunSpec } from './executor.ts';
+import type { Limits, OutputSink, RunResult, RunSpec } from './executor.ts';
 
 /** What to spawn on the host and how to find the process to signal. */
 export interface HostCommand {
@@ -19,6 +19,18 @@ export interface HostCommand {
   readonly gid?: number;
   /** bwrap writes `{"child-pid": N}` to fd 3 when asked with --info-fd 3. */
   readonly infoFd: boolean;
+}
+
+/**
+ * prlimitArgs gives the prlimit options that lower `limits` (soft = hard) for the process it
+ * starts; empty when there is nothing to lower, so the caller can skip prlimit altogether.
+ */
+export function prlimitArgs(limits: Limits): string[] {
+  const rl: string[] = [];
+  if (limits.processes !== undefined) rl.push(`--nproc=${limits.processes}:${limits.processes}`);
+  if (limits.openFiles !== undefined) rl.push(`--nofile=${limits.openFiles}:${limits.openFiles}`);
+  if (limits.fileSizeBytes !== undefined) rl.push(`--fsize=${limits.fileSizeBytes}:${limits.fileSizeBytes}`);
+  return rl;
 }
 
 /** Rejects specs that cannot be honoured exactly, before anything starts. */

@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type HostCommand, runChild, validateSpec } from './_child.ts';
+import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
@@ -72,11 +72,7 @@ export class BubblewrapExecutor implements Executor {
     const prefix: string[] = [];
 
     // Limits first (lowering needs no capability), then identity, then the namespaces.
-    const rl: string[] = [];
-    if (limits.processes !== undefined) rl.push(`--nproc=${limits.processes}:${limits.processes}`);
-    if (limits.openFiles !== undefined) rl.push(`--nofile=${limits.openFiles}:${limits.openFiles}`);
-    if (limits.fileSizeBytes !== undefined)
-      rl.push(`--fsize=${limits.fileSizeBytes}:${limits.fileSizeBytes}`);
+    const rl = prlimitArgs(limits);
     if (rl.length > 0) prefix.push(o.prlimit ?? 'prlimit', ...rl, '--');
 
     // As root, drop to the sandbox uid before bwrap starts: node's spawn does setgid, setgroups([])

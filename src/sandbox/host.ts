@@ -11,7 +11,7 @@
  */
 import { existsSync } from 'node:fs';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type HostCommand, runChild, validateSpec } from './_child.ts';
+import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import type { Executor, RunResult, RunSpec } from './executor.ts';
 
 /** Who kiln runs as, and where prlimit is (resolved once by the CLI). */
@@ -61,11 +61,7 @@ export class HostExecutor implements Executor {
       );
     }
     const limits = spec.limits ?? {};
-    const rl: string[] = [];
-    if (limits.processes !== undefined) rl.push(`--nproc=${limits.processes}:${limits.processes}`);
-    if (limits.openFiles !== undefined) rl.push(`--nofile=${limits.openFiles}:${limits.openFiles}`);
-    if (limits.fileSizeBytes !== undefined)
-      rl.push(`--fsize=${limits.fileSizeBytes}:${limits.fileSizeBytes}`);
+    const rl = prlimitArgs(limits);
     const [file, ...args] = (
       rl.length > 0 ? [o.prlimit ?? '/usr/bin/prlimit', ...rl, '--', ...spec.argv] : spec.argv
     ) as [string, ...string[]];
