@@ -322,6 +322,14 @@ static char *escape_id(const char *id) {
 	return s;
 }
 
+/* <layers>/<escaped id>: where a buildpack's layers are (the caller frees it). */
+static char *buildpack_dir(const char *layers_dir, const char *id) {
+	char *esc = escape_id(id);
+	char *dir = path_join(layers_dir, esc);
+	free(esc);
+	return dir;
+}
+
 /* Prepends <layer>/bin to PATH and <layer>/lib to LD_LIBRARY_PATH when they exist. */
 static void add_root_dir(const char *layer) {
 	static const char *map[][2] = {{"bin", "PATH"}, {"lib", "LD_LIBRARY_PATH"}};
@@ -697,9 +705,7 @@ int main(int argc, char **argv) {
 	/* Environment: per buildpack, first every layer's bin/lib, then every layer's env files. */
 	struct vec profiles = {0};
 	for (size_t b = 0; b < nbps; b++) {
-		char *esc = escape_id(bps[b].id);
-		char *bpdir = path_join(layers_dir, esc);
-		free(esc);
+		char *bpdir = buildpack_dir(layers_dir, bps[b].id);
 		struct vec layers = list_dir(bpdir, WANT_DIRS);
 		for (size_t l = 0; l < layers.n; l++) {
 			char *ld = path_join(bpdir, layers.v[l]);
@@ -731,9 +737,7 @@ int main(int argc, char **argv) {
 
 	/* exec.d: per buildpack and layer, the files of exec.d, then of exec.d/<type>; output overrides env. */
 	for (size_t b = 0; b < nbps; b++) {
-		char *esc = escape_id(bps[b].id);
-		char *bpdir = path_join(layers_dir, esc);
-		free(esc);
+		char *bpdir = buildpack_dir(layers_dir, bps[b].id);
 		struct vec layers = list_dir(bpdir, WANT_DIRS);
 		for (size_t l = 0; l < layers.n; l++) {
 			char *ed = join3(bpdir, "/", layers.v[l]);
