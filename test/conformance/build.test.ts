@@ -4,27 +4,15 @@ import assert from 'node:assert/strict';
 import { access, chown, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readMetadataToml } from '../../src/cnb/metadata.ts';
-import { type Fixture, makeFixture, parseArgsDump, parseEnvDump } from './harness.ts';
-
-async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
-  const f = await makeFixture();
-  try {
-    await fn(f);
-  } finally {
-    await f.cleanup();
-  }
-}
-
-function rejectsWith(p: Promise<unknown>, code: number, re?: RegExp): Promise<void> {
-  return assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof KilnError, `expected KilnError, got ${e}`);
-    assert.equal(e.exitCode, code, `exit code of: ${e.message}`);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+import {
+  type Fixture,
+  makeFixture,
+  parseArgsDump,
+  parseEnvDump,
+  rejectsWith,
+  withFixture,
+} from './harness.ts';
 
 async function exists(p: string): Promise<boolean> {
   return access(p).then(

@@ -5,28 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ApiVersion } from '../../src/cnb/api.ts';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readGroupToml } from '../../src/cnb/group-toml.ts';
 import { readPlanToml } from '../../src/cnb/plan-toml.ts';
-import { type Fixture, makeFixture, parseArgsDump, parseEnvDump } from './harness.ts';
-
-async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
-  const f = await makeFixture();
-  try {
-    await fn(f);
-  } finally {
-    await f.cleanup();
-  }
-}
-
-function rejectsWith(p: Promise<unknown>, code: number, re?: RegExp): Promise<void> {
-  return assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof KilnError, `expected KilnError, got ${e}`);
-    assert.equal(e.exitCode, code, `exit code of: ${e.message}`);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+import { parseArgsDump, parseEnvDump, rejectsWith, withFixture } from './harness.ts';
 
 const pass = 'exit 0';
 const provide = (name: string) => `printf '[[provides]]\\nname = "${name}"\\n' >> "$2"`;

@@ -3,10 +3,12 @@
 // as uid 1000 on a host-derived rootfs (test/helpers/sandbox-rootfs.ts). Nothing is mocked: each
 // fixture is a fresh set of directories that the sandbox user owns.
 
+import assert from 'node:assert/strict';
 import { chmod, chown, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Order } from '../../src/cnb/buildpack-toml.ts';
+import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { escapeId } from '../../src/cnb/ids.ts';
 import { build } from '../../src/lifecycle/build.ts';
 import { BuildpackStore } from '../../src/lifecycle/buildpack-store.ts';
@@ -197,4 +199,24 @@ export function parseEnvDump(text: string): Map<string, string> {
 /** parseArgsDump reads `printf '%s\0' "$@"` output. */
 export function parseArgsDump(text: string): string[] {
   return text.split('\0').slice(0, -1);
+}
+
+/** withFixture runs one conformance case in a fresh fixture and always cleans it up. */
+export async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
+  const f = await makeFixture();
+  try {
+    await fn(f);
+  } finally {
+    await f.cleanup();
+  }
+}
+
+/** rejectsWith asserts that `p` rejects with a KilnError of exit code `code` (and message `re`). */
+export function rejectsWith(p: Promise<unknown>, code: number, re?: RegExp): Promise<void> {
+  return assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof KilnError, `expected KilnError, got ${e}`);
+    assert.equal(e.exitCode, code, `exit code of: ${e.message}`);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
 }
