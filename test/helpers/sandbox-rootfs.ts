@@ -3,6 +3,7 @@
 // bound read-only into it (extraMounts), so /bin/sh, bash, coreutils and friends work inside.
 // The host's /root, /home, /tmp and /work are NOT in it: what a test plants there stays invisible.
 
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { chmod, chown, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -61,4 +62,40 @@ export async function makeHostRootfs(uid = 1000, gid = 1000): Promise<HostRootfs
     ],
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * bwrapAsUid1000 runs `cmd` in `rootfs` (read-only, fresh /proc, /dev and /tmp, every namespace
+ * unshared: no network) as uid:gid 1000:1000 with no supplementary groups, through setpriv and
+ * bubblewrap (needs root). `extra` are bwrap arguments placed before the command.
+ */
+export function bwrapAsUid1000(
+  rootfs: string,
+  extra: readonly string[],
+  cmd: readonly string[],
+  timeoutMs: number,
+): SpawnSyncReturns<string> {
+  return spawnSync(
+    'setpriv',
+    [
+      '--reuid=1000',
+      '--regid=1000',
+      '--clear-groups',
+      'bwrap',
+      '--unshare-all',
+      '--die-with-parent',
+      '--ro-bind',
+      rootfs,
+      '/',
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--tmpfs',
+      '/tmp',
+      ...extra,
+      ...cmd,
+    ],
+    { encoding: 'utf8', timeout: timeoutMs },
+  );
 }

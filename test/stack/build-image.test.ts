@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { parseDeb822 } from '../../src/debian/deb822.ts';
+import { bwrapAsUid1000 } from '../helpers/sandbox-rootfs.ts';
 import { cyclonedxValidator, validateSpdx } from '../helpers/sbom-schemas.ts';
 import { ensureTestStack, type TestStack } from '../helpers/stack.ts';
 
@@ -20,24 +21,9 @@ before(async () => {
 
 /** asCnb runs a bash script in the build image as uid 1000 inside bubblewrap, no network. */
 function asCnb(script: string) {
-  return spawnSync(
-    'setpriv',
+  return bwrapAsUid1000(
+    rootfs,
     [
-      '--reuid=1000',
-      '--regid=1000',
-      '--clear-groups',
-      'bwrap',
-      '--unshare-all',
-      '--die-with-parent',
-      '--ro-bind',
-      rootfs,
-      '/',
-      '--proc',
-      '/proc',
-      '--dev',
-      '/dev',
-      '--tmpfs',
-      '/tmp',
       '--clearenv',
       '--setenv',
       'PATH',
@@ -45,11 +31,9 @@ function asCnb(script: string) {
       '--setenv',
       'HOME',
       '/home/cnb',
-      '/bin/bash',
-      '-c',
-      script,
     ],
-    { encoding: 'utf8', timeout: 120_000 },
+    ['/bin/bash', '-c', script],
+    120_000,
   );
 }
 

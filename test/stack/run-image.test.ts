@@ -16,6 +16,7 @@ import { SPDX_MEDIA_TYPE } from '../../src/sbom/spdx.ts';
 import { createStack } from '../../src/stack/create.ts';
 import { sbomOfImage } from '../../src/stack/sbom.ts';
 import { buildStaticHello, podmanRun } from '../helpers/podman.ts';
+import { bwrapAsUid1000 } from '../helpers/sandbox-rootfs.ts';
 import { cyclonedxValidator, validateSpdx } from '../helpers/sbom-schemas.ts';
 import { ensureTestStack, layerFile, type TestStack, testCacheDir, testMirrors } from '../helpers/stack.ts';
 
@@ -181,30 +182,7 @@ describe('run image', () => {
     );
     const bin = path.join(work, 'hello');
     execFileSync('musl-gcc', ['-static', '-O2', '-o', bin, src]);
-    const sandbox = (extra: string[], cmd: string[]) =>
-      spawnSync(
-        'setpriv',
-        [
-          '--reuid=1000',
-          '--regid=1000',
-          '--clear-groups',
-          'bwrap',
-          '--unshare-all',
-          '--die-with-parent',
-          '--ro-bind',
-          rootfs,
-          '/',
-          '--proc',
-          '/proc',
-          '--dev',
-          '/dev',
-          '--tmpfs',
-          '/tmp',
-          ...extra,
-          ...cmd,
-        ],
-        { encoding: 'utf8', timeout: 60_000 },
-      );
+    const sandbox = (extra: string[], cmd: string[]) => bwrapAsUid1000(rootfs, extra, cmd, 60_000);
     const hello = sandbox(['--ro-bind', bin, '/tmp/hello'], ['/tmp/hello']);
     assert.equal(hello.status, 0, hello.stderr);
     assert.equal(hello.stdout, 'uid=1000 gid=1000\n');
