@@ -5,16 +5,16 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { type Fixture, makeFixture } from '../conformance/harness.ts';
+import { listenLoopback, plantSetuidEuidProbe } from './hostile-harness.ts';
 
-const execFileP = promisify(execFile);
+const _execFileP = promisify(execFile);
 const asRoot = (process.getuid?.() ?? 0) === 0;
 const DETECT = 'exit 0';
 
@@ -78,12 +78,9 @@ describe('hostile buildpacks in a build', { skip: !asRoot && 'needs root (build 
 
   test('a loopback server on the host is unreachable with network none', async () => {
     let connections = 0;
-    const server = net.createServer((s) => {
+    const { server, port } = await listenLoopback(() => {
       connections++;
-      s.end();
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as net.AddressInfo).port;
     try {
       const bp = await f.inline({
         id: 'hostile/net',
@@ -102,14 +99,8 @@ describe('hostile buildpacks in a build', { skip: !asRoot && 'needs root (build 
 
   test('a setuid-root program gives the buildpack no privilege', async () => {
     const src = path.join(f.dir, 'euid.c');
-    await writeFile(
-      src,
-      '#include <stdio.h>\n#include <unistd.h>\nint main(void){printf("euid=%d\\n",(int)geteuid());return 0;}\n',
-    );
     const bin = path.join(f.app, 'euid');
-    await execFileP('musl-gcc', ['-static', '-Os', '-o', bin, src]);
-    await chown(bin, 0, 0);
-    await chmod(bin, 0o4755);
+    await plantSetuidEuidProbe(src, bin);
     const bp = await f.inline({
       id: 'hostile/setuid',
       detect: DETECT,

@@ -5,8 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +13,7 @@ import { promisify } from 'node:util';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../src/sandbox/executor.ts';
 import { type HostRootfs, makeHostRootfs } from '../helpers/sandbox-rootfs.ts';
+import { listenLoopback, plantSetuidEuidProbe } from './hostile-harness.ts';
 
 const execFileP = promisify(execFile);
 const hostUid = process.getuid?.() ?? 0;
@@ -97,12 +97,9 @@ describe('hostile buildpacks are contained', {
 
   test('cannot reach a loopback server on the host with network none', async () => {
     let connections = 0;
-    const server = net.createServer((s) => {
+    const { server, port } = await listenLoopback(() => {
       connections++;
-      s.end();
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as net.AddressInfo).port;
     try {
       const probe = `exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
       const blocked = await run(probe);
@@ -123,14 +120,8 @@ describe('hostile buildpacks are contained', {
   test('a setuid file gives no privilege', async () => {
     // A static probe that prints its effective uid, planted setuid-root as a hostile image layer would.
     const src = path.join(fs.dir, 'euid.c');
-    await writeFile(
-      src,
-      '#include <stdio.h>\n#include <unistd.h>\nint main(void){printf("euid=%d\\n",(int)geteuid());return 0;}\n',
-    );
     const bin = path.join(fs.workspace, 'euid');
-    await execFileP('musl-gcc', ['-static', '-Os', '-o', bin, src]);
-    await chown(bin, 0, 0);
-    await chmod(bin, 0o4755);
+    await plantSetuidEuidProbe(src, bin);
     // Control: outside the sandbox, as the same uid, the setuid bit does work.
     const control = await execFileP('setpriv', [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', bin]);
     assert.equal(control.stdout.trim(), 'euid=0');
