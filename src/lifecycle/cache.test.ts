@@ -2,26 +2,18 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { CacheMetadataSchema } from '../cnb/lifecycle-metadata.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type CacheEntry, VolumeCache } from './cache.ts';
 import { acquireLock } from './cache-lock.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const temps: string[] = [];
-after(async () => {
-  for (const t of temps) await fs.rm(t, { recursive: true, force: true });
-});
-async function tempDir(): Promise<string> {
-  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-cache-test-'));
-  temps.push(d);
-  return d;
-}
+const tempDir = tempDirs('kiln-cache-test-');
 
 const sha = (b: string | Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { launcherAt } from '../../test/helpers/lifecycle.ts';
+import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
   emptyLifecycleMetadata,
@@ -21,30 +22,9 @@ import type { CachedLayer } from './cache.ts';
 import { exportImage, splitSlices } from './export.ts';
 import type { ReuseContext } from './layer-reuse.ts';
 
-const temps: string[] = [];
-after(async () => {
-  for (const t of temps) await fs.rm(t, { recursive: true, force: true });
-});
-async function tempDir(): Promise<string> {
-  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-export-test-'));
-  temps.push(d);
-  return d;
-}
+const tempDir = tempDirs('kiln-export-test-');
 
 const EPOCH = 315532801;
-
-/** A launcher record for a test binary (the exporter only reads path, sha256 and version). */
-function launcherAt(file: string) {
-  return {
-    name: 'launcher',
-    version: '0.0.0-test',
-    sha256: 'test',
-    size: 1,
-    arch: 'amd64',
-    musl: { package: 'musl-dev', source: 'musl', version: '1', arch: 'amd64', distro: 'debian-12' },
-    path: file,
-  };
-}
 
 async function runImage(blobs: BlobStore): Promise<Image> {
   const base = await writeLayer(

@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { CachedLayer } from './cache.ts';
 import { dirContent, type ReuseContext, resolve } from './layer-reuse.ts';
 
-const temps: string[] = [];
-after(async () => {
-  for (const t of temps) await fs.rm(t, { recursive: true, force: true });
-});
-async function tempDir(): Promise<string> {
-  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-reuse-test-'));
-  temps.push(d);
-  return d;
-}
+const tempDir = tempDirs('kiln-reuse-test-');
 
 const SETTINGS = { epoch: 315532801, compression: 'gzip' } as const;
 const walkOpts = { prefix: 'layers/bp/l', uid: 1000, gid: 1000 };

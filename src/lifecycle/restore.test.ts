@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { launcherAt } from '../../test/helpers/lifecycle.ts';
+import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { readLayerToml, writeLayerToml } from '../cnb/layer-toml.ts';
 import {
   emptyLifecycleMetadata,
@@ -19,25 +20,10 @@ import { exportImage } from './export.ts';
 import type { ReuseContext } from './layer-reuse.ts';
 import { restore } from './restore.ts';
 
-const temps: string[] = [];
-after(async () => {
-  for (const t of temps) await fs.rm(t, { recursive: true, force: true });
-});
+const tempDir = tempDirs('kiln-restore-test-');
 
 const EPOCH = 315532801;
 
-/** A launcher record for a test binary (the exporter only reads path, sha256 and version). */
-function launcherAt(file: string) {
-  return {
-    name: 'launcher',
-    version: '0.0.0-test',
-    sha256: 'test',
-    size: 1,
-    arch: 'amd64',
-    musl: { package: 'musl-dev', source: 'musl', version: '1', arch: 'amd64', distro: 'debian-12' },
-    path: file,
-  };
-}
 const GROUP = [{ id: 'test/a', version: '1.0.0' }];
 
 /** What bin/build of a buildpack with three kinds of layer would leave behind. */
@@ -153,8 +139,7 @@ async function oneBuild(
 }
 
 test('restore() brings back cache layers and launch metadata; a rebuild then compresses nothing', async () => {
-  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-restore-test-'));
-  temps.push(d);
+  const d = await tempDir('kiln-restore-test-');
   const cache = new VolumeCache(path.join(d, 'cache'));
   const blobs = new BlobStore(path.join(d, 'store'));
   const b1 = await oneBuild(d, 1, cache, blobs);
@@ -178,8 +163,7 @@ test('restore() brings back cache layers and launch metadata; a rebuild then com
 });
 
 test('restore() without a cache follows the spec matrix: store.toml and launch-only metadata come back, nothing else', async () => {
-  const d = await fs.mkdtemp(path.join(tmpdir(), 'kiln-restore-matrix-'));
-  temps.push(d);
+  const d = await tempDir('kiln-restore-matrix-');
   const layersDir = path.join(d, 'layers');
   await fs.mkdir(layersDir);
   const sha = (n: string) => `sha256:${n.repeat(64)}`;
