@@ -15,6 +15,7 @@ import path from 'node:path';
 import { BubblewrapExecutor } from '../src/sandbox/bubblewrap.ts';
 import type { Executor } from '../src/sandbox/executor.ts';
 import { makeE2E } from '../test/e2e/build-fixture.ts';
+import { median } from './lib/stats.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const inner = new BubblewrapExecutor({ hostUid: process.getuid?.() ?? 0 });
@@ -68,7 +69,6 @@ try {
       `${x.label.padEnd(22)} ${fmt(x.total)}   ${fmt(x.sandbox)} (${x.processes} procs)   ${fmt(x.overhead)} ${fmt(x.cpu)}   ${String(x.r.stats.compressed).padStart(6)}      ${phases}`,
     );
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const warm = rows.slice(1);
   console.log(
     `\nwarm rebuild: median total ${median(warm.map((x) => x.total)).toFixed(0)} ms, kiln overhead ${median(warm.map((x) => x.overhead)).toFixed(0)} ms wall, ${median(warm.map((x) => x.cpu)).toFixed(0)} ms CPU (target <= 300 ms)`,

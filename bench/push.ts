@@ -6,17 +6,17 @@
 // Run: `node bench/push.ts [--size-mb 300] [--rounds 3] [--keep]`.
 
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { writeLayer } from '../src/layers/layer-writer.ts';
 import type { TarEntry } from '../src/layers/tar-writer.ts';
 import { Layout } from '../src/layout/layout.ts';
 import { imageFrom } from '../src/oci/memory.ts';
 import { startCountingProxy, startRegistry } from '../test/helpers/registry.ts';
+import { randomStream } from './lib/random-data.ts';
+import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 const args = process.argv.slice(2);
@@ -48,12 +48,7 @@ async function makeLayout(dir: string): Promise<{ digest: string; bytes: number 
         uid: 0,
         gid: 0,
         size,
-        open: () =>
-          Readable.from(
-            (function* () {
-              for (let left = size; left > 0; left -= 1 << 20) yield randomBytes(Math.min(left, 1 << 20));
-            })(),
-          ),
+        open: () => randomStream(size),
       });
     }
     layers.push(await writeLayer(entries, { store: layout.blobs, level: 1 }));
@@ -71,11 +66,6 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t = process.hrtime.bigint();
   await fn();
   return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const work = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-bench-push-'));

@@ -7,11 +7,10 @@
 // Run: `node bench/rebase.ts [--big-mb 500] [--rounds 5] [--keep]`.
 
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { main } from '../src/cli/main.ts';
 import { writeLayer } from '../src/layers/layer-writer.ts';
@@ -24,6 +23,8 @@ import { parseReference } from '../src/registry/reference.ts';
 import { writeImage } from '../src/registry/write.ts';
 import { appImage, runImage } from '../test/helpers/cnb-images.ts';
 import { startCountingProxy, startRegistry } from '../test/helpers/registry.ts';
+import { randomStream } from './lib/random-data.ts';
+import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 const args = process.argv.slice(2);
@@ -50,22 +51,12 @@ async function randomLayers(layout: Layout, totalMB: number, count: number): Pro
         uid: 1000,
         gid: 1000,
         size: per,
-        open: () =>
-          Readable.from(
-            (function* () {
-              for (let left = per; left > 0; left -= 1 << 20) yield randomBytes(Math.min(left, 1 << 20));
-            })(),
-          ),
+        open: () => randomStream(per),
       },
     ];
     out.push(await writeLayer(entries, { store: layout.blobs, level: 1 }));
   }
   return out;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const quiet = () =>

@@ -41,6 +41,7 @@ import semver from 'semver';
 import { readImage } from '../src/layout/layout.ts';
 import type { Image } from '../src/oci/image.ts';
 import { ImageStore } from '../src/store/store.ts';
+import { median } from './lib/stats.ts';
 
 const exec = promisify(execFile);
 const args = process.argv.slice(2);
@@ -394,7 +395,6 @@ CMD ["node", "server.js"]
   const dockerRunShared = await sharedPrefix(dockerImage, runImage);
 
   // ---- Report --------------------------------------------------------------------------------
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const s = (ms: number) => `${(ms / 1000).toFixed(2).padStart(7)} s`;
   const targets = ['<= 1.5x (wall)', '<= 1.0x (wall)', '<= 1.0x, kiln < 1 s'];
   console.log(

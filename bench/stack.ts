@@ -23,6 +23,7 @@ import { fetchPackages, mirrorsOf } from '../src/stack/archive-access.ts';
 import { readStackConfig } from '../src/stack/config.ts';
 import type { LockedPackage } from '../src/stack/lock.ts';
 import { readLock } from '../src/stack/lock.ts';
+import { median } from './lib/stats.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -73,11 +74,6 @@ async function timed(cmd: string, argv: string[], env: Record<string, string> = 
 
 const cpu = () => `cpu ${lastCpu.toFixed(2)} s`;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 async function sizeOf(dir: string, tag: string): Promise<string> {
   const index = JSON.parse(await fs.readFile(path.join(dir, 'index.json'), 'utf8'));
   const d = index.manifests.find(
@@ -114,6 +110,42 @@ async function main(): Promise<void> {
   const say = (s: string) => {
     lines.push(s);
     console.log(s);
+  };
+  /**
+   * mmdebstrap times the peer building `name`'s rootfs tar from the same locked packages, their
+   * .debs seeded into apt's cache as kiln's are cached: `rounds` times with `options`; it gives
+   * the times and the tar's size.
+   */
+  const mmdebstrap = async (
+    name: string,
+    packages: readonly LockedPackage[],
+    options: readonly string[],
+  ): Promise<{ seconds: number[]; bytes: number }> => {
+    const apt = path.join(work, `apt-${name}`);
+    await seedAptCache(packages, apt);
+    const mirror = mirrors.get('bookworm')!;
+    const sec = mirrors.get('bookworm-security')!;
+    const tar = path.join(work, `mm-${name}.tar`);
+    const seconds: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      seconds.push(
+        await timed(
+          'mmdebstrap',
+          [
+            '--quiet',
+            ...options,
+            `--include=${packages.map((p) => p.name).join(',')}`,
+            `--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp ${apt}/*.deb "$1/var/cache/apt/archives/"`,
+            'bookworm',
+            tar,
+            `deb ${mirror} bookworm bookworm-updates main`,
+            `deb ${sec} bookworm-security main`,
+          ],
+          { SOURCE_DATE_EPOCH: '315532801' },
+        ),
+      );
+    }
+    return { seconds, bytes: (await fs.stat(tar)).size };
   };
   say(
     `# kiln stack bench (${os.cpus().length} cores, load ${os
@@ -167,34 +199,10 @@ async function main(): Promise<void> {
 
     let mmRun: number | undefined;
     if (!args.includes('--skip-mmdebstrap')) {
-      const apt = path.join(work, 'apt-run');
-      await seedAptCache(lock.run.packages, apt);
-      const mirror = mirrors.get('bookworm')!;
-      const sec = mirrors.get('bookworm-security')!;
-      const mm: number[] = [];
-      for (let i = 0; i < rounds; i++) {
-        mm.push(
-          await timed(
-            'mmdebstrap',
-            [
-              '--quiet',
-              '--variant=extract',
-              `--include=${lock.run.packages.map((p) => p.name).join(',')}`,
-              '--skip=output/dev',
-              `--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp ${apt}/*.deb "$1/var/cache/apt/archives/"`,
-              'bookworm',
-              path.join(work, 'mm-run.tar'),
-              `deb ${mirror} bookworm bookworm-updates main`,
-              `deb ${sec} bookworm-security main`,
-            ],
-            { SOURCE_DATE_EPOCH: '315532801' },
-          ),
-        );
-      }
-      mmRun = median(mm);
-      const st = await fs.stat(path.join(work, 'mm-run.tar'));
+      const mm = await mmdebstrap('run', lock.run.packages, ['--variant=extract', '--skip=output/dev']);
+      mmRun = median(mm.seconds);
       say(
-        `mmdebstrap run (extract):        ${mmRun.toFixed(2)} s, ${cpu()}  [${(st.size / 1e6).toFixed(1)} MB tar]  kiln/mmdebstrap = ${(median(runT) / mmRun).toFixed(2)}`,
+        `mmdebstrap run (extract):        ${mmRun.toFixed(2)} s, ${cpu()}  [${(mm.bytes / 1e6).toFixed(1)} MB tar]  kiln/mmdebstrap = ${(median(runT) / mmRun).toFixed(2)}`,
       );
     }
 
@@ -205,34 +213,13 @@ async function main(): Promise<void> {
         `kiln build image (cached .debs): ${median(buildT).toFixed(2)} s, ${cpu()}  [${await sizeOf(out, 'build')}]  target <= 60 s`,
       );
       if (!args.includes('--skip-mmdebstrap')) {
-        const apt = path.join(work, 'apt-build');
-        await seedAptCache(lock.build.packages, apt);
-        const mirror = mirrors.get('bookworm')!;
-        const sec = mirrors.get('bookworm-security')!;
-        const mm: number[] = [];
-        for (let i = 0; i < rounds; i++) {
-          mm.push(
-            await timed(
-              'mmdebstrap',
-              [
-                '--quiet',
-                '--variant=custom',
-                '--mode=root',
-                '--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr',
-                `--include=${lock.build.packages.map((p) => p.name).join(',')}`,
-                `--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp ${apt}/*.deb "$1/var/cache/apt/archives/"`,
-                'bookworm',
-                path.join(work, 'mm-build.tar'),
-                `deb ${mirror} bookworm bookworm-updates main`,
-                `deb ${sec} bookworm-security main`,
-              ],
-              { SOURCE_DATE_EPOCH: '315532801' },
-            ),
-          );
-        }
-        const st = await fs.stat(path.join(work, 'mm-build.tar'));
+        const mm = await mmdebstrap('build', lock.build.packages, [
+          '--variant=custom',
+          '--mode=root',
+          '--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr',
+        ]);
         say(
-          `mmdebstrap build (custom):       ${median(mm).toFixed(2)} s, ${cpu()}  [${(st.size / 1e6).toFixed(1)} MB tar, uncompressed]  kiln/mmdebstrap = ${(median(buildT) / median(mm)).toFixed(2)}`,
+          `mmdebstrap build (custom):       ${median(mm.seconds).toFixed(2)} s, ${cpu()}  [${(mm.bytes / 1e6).toFixed(1)} MB tar, uncompressed]  kiln/mmdebstrap = ${(median(buildT) / median(mm.seconds)).toFixed(2)}`,
         );
       }
     }
