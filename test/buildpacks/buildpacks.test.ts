@@ -14,7 +14,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:https';
+import { createServer, type Server } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -55,6 +55,43 @@ function buildPath(o: PhaseOptions): string[] {
     path.join(o.layers, 'kiln_nodejs-engine', 'npm', 'bin'),
     path.join(o.layers, 'kiln_nodejs-engine', 'node', 'bin'),
   ];
+}
+
+/**
+ * startTls404 makes a self-signed 127.0.0.1 certificate in `dir` (key.pem, cert.pem) and starts an
+ * HTTPS server with it on a random loopback port that answers 404 to everything.
+ */
+async function startTls404(dir: string): Promise<{ server: Server; port: number }> {
+  await mkdir(dir, { recursive: true });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  const server = createServer(
+    { key: await readFile(path.join(dir, 'key.pem')), cert: await readFile(path.join(dir, 'cert.pem')) },
+    (_req, res) => {
+      res.writeHead(404).end('not here');
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as { port: number }).port };
 }
 
 async function get(port: number): Promise<string> {
@@ -447,36 +484,7 @@ describe('failures are explained', () => {
 
   test('HTTPS_PROXY: requests go through a CONNECT tunnel (NO_PROXY bypasses it)', async () => {
     const dir = path.join(tmp, 'proxy-tls');
-    await mkdir(dir, { recursive: true });
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    const registry = createServer(
-      { key: await readFile(path.join(dir, 'key.pem')), cert: await readFile(path.join(dir, 'cert.pem')) },
-      (_req, res) => {
-        res.writeHead(404).end('not here');
-      },
-    );
-    await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
-    const registryPort = (registry.address() as { port: number }).port;
+    const { server: registry, port: registryPort } = await startTls404(dir);
     // A real forward proxy: CONNECT host:port, then bytes both ways.
     const tunnels: string[] = [];
     const proxy = createHttpServer();
@@ -519,36 +527,7 @@ describe('failures are explained', () => {
 
   test('an untrusted certificate says how to trust it; trusting it through SSL_CERT_FILE works', async () => {
     const dir = path.join(tmp, 'tls');
-    await mkdir(dir, { recursive: true });
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    const server = createServer(
-      { key: await readFile(path.join(dir, 'key.pem')), cert: await readFile(path.join(dir, 'cert.pem')) },
-      (_req, res) => {
-        res.writeHead(404).end('not here');
-      },
-    );
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as { port: number }).port;
+    const { server, port } = await startTls404(dir);
     try {
       const o = await workdir('tls-app', 'node-express');
       const registry = { npm_config_registry: `https://127.0.0.1:${port}/` };
