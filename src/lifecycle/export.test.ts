@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { launcherAt } from '../../test/helpers/lifecycle.ts';
+import { etcFileLayer, launcherAt } from '../../test/helpers/lifecycle.ts';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -13,7 +13,6 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeMetadataToml } from '../cnb/metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
-import { writeLayer } from '../layers/layer-writer.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { imageFrom } from '../oci/memory.ts';
@@ -27,21 +26,7 @@ const tempDir = tempDirs('kiln-export-test-');
 const EPOCH = 315532801;
 
 async function runImage(blobs: BlobStore): Promise<Image> {
-  const base = await writeLayer(
-    [
-      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-      {
-        path: 'etc/os-release',
-        type: 'file',
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: 3,
-        open: () => fsStream('ID\n'),
-      },
-    ],
-    { store: blobs, epoch: EPOCH },
-  );
+  const base = await etcFileLayer(blobs, 'os-release', 'ID\n', EPOCH);
   return imageFrom({
     config: {
       architecture: 'amd64',
@@ -54,11 +39,6 @@ async function runImage(blobs: BlobStore): Promise<Image> {
     },
     layers: [base],
   });
-}
-
-async function fsStream(s: string) {
-  const { Readable } = await import('node:stream');
-  return Readable.from([Buffer.from(s)]);
 }
 
 /** A build's output as the build phase leaves it, under `root`. */

@@ -3,12 +3,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { main } from '../../src/cli/main.ts';
-import { writeLayer } from '../../src/layers/layer-writer.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
+import { etcFileLayer } from '../helpers/lifecycle.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 
 // `kiln builder create` and `kiln builder inspect` through the CLI: a build image in an OCI
@@ -47,21 +47,7 @@ before(async () => {
   // A small build image in an OCI layout (the builder's base).
   const layout = await Layout.init(path.join(work, 'base'));
   const passwd = Buffer.from('cnb:x:1000:1000::/home/cnb:/bin/bash\n');
-  const layer = await writeLayer(
-    [
-      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-      {
-        path: 'etc/passwd',
-        type: 'file',
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: passwd.length,
-        open: () => Readable.from([passwd]),
-      },
-    ],
-    { store: layout.blobs },
-  );
+  const layer = await etcFileLayer(layout.blobs, 'passwd', passwd);
   const base = imageFrom({
     config: {
       architecture: 'amd64',

@@ -3,19 +3,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'smol-toml';
 import { parseBuilderConfig, readBuilderConfig } from '../../src/builder/builder-config.ts';
 import { BuilderLabel, createBuilder, readBuilder } from '../../src/builder/builder-image.ts';
 import { DEFAULT_BUILDER_CONFIG, ensureDefaultBuilder } from '../../src/builder/default-builder.ts';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
-import { writeLayer } from '../../src/layers/layer-writer.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image, Layer } from '../../src/oci/image.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
 import { ImageStore } from '../../src/store/store.ts';
+import { etcFileLayer } from '../helpers/lifecycle.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 let tmp: string;
@@ -36,21 +35,7 @@ after(async () => {
 /** A small but real build image: an /etc/passwd layer and the stack's config and labels. */
 async function buildImage(layout: Layout): Promise<Image> {
   const passwd = Buffer.from('root:x:0:0:root:/root:/bin/bash\ncnb:x:1000:1000::/home/cnb:/bin/bash\n');
-  const layer = await writeLayer(
-    [
-      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-      {
-        path: 'etc/passwd',
-        type: 'file',
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: passwd.length,
-        open: () => Readable.from([passwd]),
-      },
-    ],
-    { store: layout.blobs },
-  );
+  const layer = await etcFileLayer(layout.blobs, 'passwd', passwd);
   return imageFrom({
     config: {
       architecture: 'amd64',

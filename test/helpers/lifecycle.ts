@@ -1,4 +1,9 @@
-// Test inputs for the lifecycle phases that are not images (see cnb-images.ts for those).
+// Test inputs for the lifecycle and builder tests: a launcher record and a stored /etc layer
+// (see cnb-images.ts for whole in-memory CNB images).
+import { Readable } from 'node:stream';
+import type { StoredLayer } from '../../src/layers/blob-layer.ts';
+import { writeLayer } from '../../src/layers/layer-writer.ts';
+import type { BlobStore } from '../../src/layout/blob-store.ts';
 
 /** A launcher record for a test binary (the exporter only reads path, sha256 and version). */
 export function launcherAt(file: string) {
@@ -11,4 +16,32 @@ export function launcherAt(file: string) {
     musl: { package: 'musl-dev', source: 'musl', version: '1', arch: 'amd64', distro: 'debian-12' },
     path: file,
   };
+}
+
+/**
+ * etcFileLayer writes to `store` a gzip layer holding only /etc (0755) and /etc/`name` (0644)
+ * with `content`, both root-owned; `epoch` is every entry's mtime (the writer's default if unset).
+ */
+export function etcFileLayer(
+  store: BlobStore,
+  name: string,
+  content: string | Buffer,
+  epoch?: number,
+): Promise<StoredLayer> {
+  const bytes = Buffer.from(content);
+  return writeLayer(
+    [
+      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+      {
+        path: `etc/${name}`,
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: bytes.length,
+        open: () => Readable.from([bytes]),
+      },
+    ],
+    epoch === undefined ? { store } : { store, epoch },
+  );
 }
