@@ -3,11 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { main } from '../../src/cli/main.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
+import { runMain } from '../helpers/cli.ts';
 import { etcFileLayer } from '../helpers/lifecycle.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 
@@ -17,27 +16,16 @@ import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString('utf8');
-    cb();
-  }
-}
-
 let work: string;
 let reg: RegistryHandle;
 
 async function kiln(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Collect();
-  const stderr = new Collect();
-  const code = await main(args, {
-    stdout,
-    stderr,
-    env: { HOME: work, PATH: process.env.PATH, KILN_HOME: path.join(work, 'kiln-home') },
-    isTTY: false,
+  const r = await runMain(args, {
+    HOME: work,
+    PATH: process.env.PATH,
+    KILN_HOME: path.join(work, 'kiln-home'),
   });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 before(async () => {

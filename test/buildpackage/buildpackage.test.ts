@@ -8,13 +8,11 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parseBuilderConfig } from '../../src/builder/builder-config.ts';
 import { readBuildpackageLabels } from '../../src/buildpackage/buildpackage.ts';
 import { readOciArchive } from '../../src/buildpackage/oci-archive.ts';
-import { main } from '../../src/cli/main.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
@@ -23,35 +21,21 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { ImageStore } from '../../src/store/store.ts';
+import { runMain } from '../helpers/cli.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 
 const execFileP = promisify(execFile);
-
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString('utf8');
-    cb();
-  }
-}
 
 let root: string;
 let home: string;
 let registry: RegistryHandle;
 
 async function kiln(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Collect();
-  const stderr = new Collect();
   const before = process.cwd();
   if (cwd) process.chdir(cwd);
   try {
-    const code = await main(args, {
-      stdout,
-      stderr,
-      env: { HOME: home, PATH: process.env.PATH, KILN_HOME: home, TMPDIR: root },
-      isTTY: false,
-    });
-    return { code, stdout: stdout.text, stderr: stderr.text };
+    const r = await runMain(args, { HOME: home, PATH: process.env.PATH, KILN_HOME: home, TMPDIR: root });
+    return { code: r.code, stdout: r.out, stderr: r.err };
   } finally {
     if (cwd) process.chdir(before);
   }

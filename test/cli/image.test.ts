@@ -8,11 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { locateImage } from '../../src/cli/image-ref.ts';
-import { main } from '../../src/cli/main.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
 import { Layout } from '../../src/layout/layout.ts';
@@ -20,6 +19,7 @@ import { imageFrom } from '../../src/oci/memory.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { runMain } from '../helpers/cli.ts';
 import {
   type ProxyHandle,
   type RegistryHandle,
@@ -29,27 +29,12 @@ import {
 
 const execFileP = promisify(execFile);
 
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString('utf8');
-    cb();
-  }
-}
-
 async function kiln(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Collect();
-  const stderr = new Collect();
-  const code = await main(args, {
-    stdout,
-    stderr,
-    env: { HOME: process.env.HOME, PATH: process.env.PATH, ...env },
-    isTTY: false,
-  });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+  const r = await runMain(args, { HOME: process.env.HOME, PATH: process.env.PATH, ...env });
+  return { code: r.code, stdout: r.out, stderr: r.err };
 }
 
 function file(p: string, content: Buffer, mode = 0o644): TarEntry {

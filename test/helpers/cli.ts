@@ -22,11 +22,11 @@ function collect(into: string[]): Writable {
 
 /**
  * runMain runs `kiln <argv>` in process with exactly `env` (the test's HOME, KILN_HOME,
- * KILN_CONFIG, ...: nothing is inherited) and no TTY.
+ * KILN_CONFIG, ...: nothing is inherited; an undefined value is an unset variable) and no TTY.
  */
 export async function runMain(
   argv: readonly string[],
-  env: Readonly<Record<string, string>>,
+  env: Readonly<Record<string, string | undefined>>,
 ): Promise<MainResult> {
   const out: string[] = [];
   const err: string[] = [];

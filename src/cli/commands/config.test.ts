@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { runMain } from '../../../test/helpers/cli.ts';
 import { makeTestCa, type TestCa } from '../../../test/helpers/test-ca.ts';
-import { main } from '../main.ts';
 
 let dir: string;
 let file: string;
@@ -20,25 +19,8 @@ after(async () => {
   await ca.cleanup();
 });
 
-function sink(into: string[]): Writable {
-  return new Writable({
-    write(c, _e, cb) {
-      into.push(String(c));
-      cb();
-    },
-  });
-}
-
-async function kiln(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, {
-    stdout: sink(out),
-    stderr: sink(err),
-    env: { KILN_CONFIG: file, HOME: dir },
-    isTTY: false,
-  });
-  return { code, out: out.join(''), err: err.join('') };
+function kiln(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runMain(argv, { KILN_CONFIG: file, HOME: dir });
 }
 
 describe('kiln config', () => {
