@@ -7,9 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { main } from '../../src/cli/main.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Layer } from '../../src/oci/image.ts';
@@ -18,6 +17,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { runMain } from '../helpers/cli.ts';
 import { appImage, runImage } from '../helpers/cnb-images.ts';
 import {
   type ProxyHandle,
@@ -98,21 +98,14 @@ test(`rebase of an image with ~${APP_MB} MB of app layers uploads zero layer byt
   await writeImage(client, parseReference(runRef), await runImage({ patch: '2', layers: 3 }));
 
   proxy.reset();
-  const err: string[] = [];
   const started = process.hrtime.bigint();
-  const code = await main(['rebase', appRef, '--publish'], {
-    stdout: new Writable({ write: (_c, _e, cb) => cb() }),
-    stderr: new Writable({
-      write(c, _e, cb) {
-        err.push(String(c));
-        cb();
-      },
-    }),
-    env: { HOME: work, KILN_HOME: path.join(work, 'kiln'), DOCKER_CONFIG: path.join(work, 'docker') },
-    isTTY: false,
+  const { code, err } = await runMain(['rebase', appRef, '--publish'], {
+    HOME: work,
+    KILN_HOME: path.join(work, 'kiln'),
+    DOCKER_CONFIG: path.join(work, 'docker'),
   });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  assert.equal(code, 0, err.join(''));
+  assert.equal(code, 0, err);
   const rebased = await remoteImage(client, parseReference(appRef));
   assert.equal(
     proxy.stats.uploadBytes,

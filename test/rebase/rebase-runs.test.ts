@@ -7,13 +7,12 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { main } from '../../src/cli/main.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
+import { runMain } from '../helpers/cli.ts';
 import { tarLayer } from '../helpers/cnb-images.ts';
 import { startPodman } from '../helpers/podman.ts';
 
@@ -84,19 +83,14 @@ test('kiln rebase output runs with podman on the new base, app layer intact', as
     layers: [...(await v1.layers()), appLayer],
   });
   await layout.writeImage(app, 'app');
-  const err: string[] = [];
-  const code = await main(['rebase', `oci:${layoutDir}:app`, '--run-image', `oci:${layoutDir}:run-2`], {
-    stdout: new Writable({ write: (_c, _e, cb) => cb() }),
-    stderr: new Writable({
-      write(c, _e, cb) {
-        err.push(String(c));
-        cb();
-      },
-    }),
-    env: { HOME: dir, KILN_HOME: path.join(dir, 'kiln') },
-    isTTY: false,
-  });
-  assert.equal(code, 0, err.join(''));
+  const { code, err } = await runMain(
+    ['rebase', `oci:${layoutDir}:app`, '--run-image', `oci:${layoutDir}:run-2`],
+    {
+      HOME: dir,
+      KILN_HOME: path.join(dir, 'kiln'),
+    },
+  );
+  assert.equal(code, 0, err);
   const podman = await startPodman();
   try {
     const r = await podman.run(`oci:${layoutDir}:app`);
