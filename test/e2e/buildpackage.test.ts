@@ -7,26 +7,17 @@
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { openBuildpackageImage } from '../../src/cli/commands/buildpack.ts';
 import type { ImageIO } from '../../src/cli/image-ref.ts';
-import { main } from '../../src/cli/main.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { ImageStore } from '../../src/store/store.ts';
+import { runMain } from '../helpers/cli.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 import { type E2E, E2E_BUILDPACKS, makeE2E } from './build-fixture.ts';
-
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString('utf8');
-    cb();
-  }
-}
 
 let w: E2E;
 let podman: Podman;
@@ -52,16 +43,14 @@ after(async () => {
 });
 
 async function kiln(args: string[]): Promise<string> {
-  const stdout = new Collect();
-  const stderr = new Collect();
-  const code = await main(['--insecure-registry', registry.host, ...args], {
-    stdout,
-    stderr,
-    env: { HOME: home, PATH: process.env.PATH, KILN_HOME: home, TMPDIR: w.root },
-    isTTY: false,
+  const { code, out, err } = await runMain(['--insecure-registry', registry.host, ...args], {
+    HOME: home,
+    PATH: process.env.PATH,
+    KILN_HOME: home,
+    TMPDIR: w.root,
   });
-  assert.equal(code, 0, `kiln ${args.join(' ')}: ${stderr.text}`);
-  return stdout.text.trim();
+  assert.equal(code, 0, `kiln ${args.join(' ')}: ${err}`);
+  return out.trim();
 }
 
 async function runWithPodman(name: string): Promise<string> {
