@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, rootCertificates } from 'node:tls';
 import { ExitCode } from '../../src/cnb/exit-codes.ts';
-import { type CliResult, copySample, KILN_HOME, layerShas, prepareHome, ROOT } from './samples-harness.ts';
+import { type CliResult, copySample, kiln, layerShas, prepareHome } from './samples-harness.ts';
 
 // Issue 7 through the real network of the machine: the README's first command
 // (`kiln build my-app --path samples/node-express`) works with no flags and no kiln config, because
@@ -31,26 +31,7 @@ after(async () => {
 
 /** kilnWith runs the CLI on the e2e home with its own config file (the home's config is not read). */
 function kilnWith(config: string, args: readonly string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, 'bin', 'kiln'), [...args], {
-      env: { ...process.env, KILN_HOME, KILN_CONFIG: config, NO_COLOR: '1', CI: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-  });
+  return kiln(args, { env: { KILN_CONFIG: config } });
 }
 
 /** The npm registry host as the machine's npm is configured (never written into the project). */

@@ -19,28 +19,42 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** kiln runs the CLI (bin/kiln) with the e2e home. */
-export function kiln(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, 'bin', 'kiln'), [...args], {
-      env: { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
+/**
+ * spawnKiln starts the CLI (bin/kiln) with the e2e home (plus `env`) and collects its output:
+ * `done` resolves when it exits, `output` is what it printed so far.
+ */
+function spawnKiln(args: readonly string[], env: Readonly<Record<string, string>> = {}) {
+  const child = spawn(path.join(ROOT, 'bin', 'kiln'), [...args], {
+    env: { ...process.env, KILN_HOME, ...env, NO_COLOR: '1', CI: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+  return { child, done, output: () => stdout + stderr };
+}
+
+/** kiln runs the CLI (bin/kiln) with the e2e home; `env` adds variables (e.g. KILN_CONFIG). */
+export async function kiln(
+  args: readonly string[],
+  opts: { timeoutMs?: number; env?: Readonly<Record<string, string>> } = {},
+): Promise<CliResult> {
+  const { child, done } = spawnKiln(args, opts.env);
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** kilnOk runs the CLI and fails with its output when it exits non-zero. */
@@ -127,23 +141,9 @@ export async function httpGet(port: number, ms = 20_000): Promise<string> {
  * resolves with everything it printed.
  */
 export function runKiln(args: readonly string[]): { stop: () => Promise<CliResult>; output: () => string } {
-  const child = spawn(path.join(ROOT, 'bin', 'kiln'), ['run', ...args], {
-    env: { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const done = new Promise<CliResult>((resolve) =>
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr })),
-  );
+  const { child, done, output } = spawnKiln(['run', ...args]);
   return {
-    output: () => stdout + stderr,
+    output,
     stop: async () => {
       child.kill('SIGINT');
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
