@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { Layout } from '../../src/layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
 import { createStack } from '../../src/stack/create.ts';
-import { ensureTestStack, testCacheDir, testMirrors } from '../helpers/stack.ts';
+import { ensureTestStack, testAccess } from '../helpers/stack.ts';
 
 let work = '';
 after(async () => {
@@ -28,11 +28,7 @@ test('two creations of the build image from one lock give the same digest', {
   try {
     const made = await createStack(stack.config, {
       lock: stack.lock,
-      access: {
-        mirrors: await testMirrors(stack.config),
-        keyring: stack.config.archive.keyring,
-        cacheDir: testCacheDir(),
-      },
+      access: await testAccess(stack.config),
       layout: await Layout.init(path.join(work, 'layout')),
       tags: stack.tags,
       epoch: DEFAULT_EPOCH,

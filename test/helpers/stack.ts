@@ -127,17 +127,22 @@ export async function testMirrors(config: StackConfig): Promise<Map<string, stri
   });
 }
 
+/** testAccess is how tests reach the Debian archive: testMirrors, the stack's keyring, the shared cache. */
+export async function testAccess(config: StackConfig): Promise<AccessOptions> {
+  return {
+    mirrors: await testMirrors(config),
+    keyring: config.archive.keyring,
+    cacheDir: testCacheDir(),
+  };
+}
+
 /**
  * ensureTestStack returns the stack images, creating the missing ones (from the committed lock,
  * with SOURCE_DATE_EPOCH = kiln's default) the first time.
  */
 export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): Promise<TestStack> {
   const config = await readStackConfig(TEST_STACK_FILE);
-  const access = {
-    mirrors: await testMirrors(config),
-    keyring: config.archive.keyring,
-    cacheDir: testCacheDir(),
-  };
+  const access = await testAccess(config);
   const { lock, file: lockFile } = await usableLock(config, access);
   const parent = process.env.KILN_TEST_STACK_DIR || path.join(testCacheDir(), 'test-stack');
   const dir = path.join(parent, lockDigest(lock).slice('sha256:'.length, 'sha256:'.length + 16));

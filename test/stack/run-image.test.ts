@@ -18,7 +18,7 @@ import { sbomOfImage } from '../../src/stack/sbom.ts';
 import { buildStaticHello, podmanRun } from '../helpers/podman.ts';
 import { bwrapAsUid1000 } from '../helpers/sandbox-rootfs.ts';
 import { cyclonedxValidator, validateSpdx } from '../helpers/sbom-schemas.ts';
-import { ensureTestStack, layerFile, type TestStack, testCacheDir, testMirrors } from '../helpers/stack.ts';
+import { ensureTestStack, layerFile, type TestStack, testAccess } from '../helpers/stack.ts';
 
 let stack: TestStack;
 const entries = new Map<string, TarEntryHeader>();
@@ -147,11 +147,7 @@ describe('run image', () => {
     try {
       const made = await createStack(stack.config, {
         lock: stack.lock,
-        access: {
-          mirrors: await testMirrors(stack.config),
-          keyring: stack.config.archive.keyring,
-          cacheDir: testCacheDir(),
-        },
+        access: await testAccess(stack.config),
         layout: await Layout.init(layoutDir),
         tags: { run: 'run', build: 'build' },
         epoch: DEFAULT_EPOCH,
