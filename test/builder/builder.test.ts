@@ -71,17 +71,22 @@ async function entriesOf(
   return out;
 }
 
+/** The default builder (DEFAULT_BUILDER_CONFIG) on a fresh build image in `layout`. */
+async function defaultBuilder(layout: Layout) {
+  const base = await buildImage(layout);
+  const config = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
+  return createBuilder(config, {
+    buildImage: base,
+    store: layout.blobs,
+    kilnVersion: '0.1.0',
+  });
+}
+
 describe('createBuilder()', () => {
   test('makes the default builder: one layer per buildpack, a config layer, the spec labels', async () => {
     const dir = path.join(tmp, 'layout-a');
     const layout = await Layout.init(dir);
-    const base = await buildImage(layout);
-    const config = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
-    const { image } = await createBuilder(config, {
-      buildImage: base,
-      store: layout.blobs,
-      kilnVersion: '0.1.0',
-    });
+    const { image } = await defaultBuilder(layout);
     await layout.writeImage(image, 'builder');
 
     const layers = await image.layers();
@@ -159,13 +164,7 @@ describe('createBuilder()', () => {
     const digests: string[] = [];
     for (const name of ['repro-1', 'repro-2']) {
       const layout = await Layout.init(path.join(tmp, name));
-      const base = await buildImage(layout);
-      const config = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
-      const { image } = await createBuilder(config, {
-        buildImage: base,
-        store: layout.blobs,
-        kilnVersion: '0.1.0',
-      });
+      const { image } = await defaultBuilder(layout);
       digests.push(await image.digest());
     }
     assert.equal(digests[0], digests[1]);
