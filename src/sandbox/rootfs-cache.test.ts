@@ -3,9 +3,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, test } from 'node:test';
+import { fileEntry } from '../../test/helpers/tar-entries.ts';
 import { extract } from '../layers/extract.ts';
 import { type TarEntry, tarStream } from '../layers/tar-writer.ts';
 import { MediaType } from '../oci/media-types.ts';
@@ -14,19 +14,6 @@ import { BubblewrapExecutor } from './bubblewrap.ts';
 import { RootfsCache } from './rootfs-cache.ts';
 
 const DIGEST = `sha256:${'1'.repeat(64)}` as const;
-
-function fileEntry(p: string, text: string, mode = 0o644): TarEntry {
-  const data = Buffer.from(text);
-  return {
-    path: p,
-    type: 'file',
-    mode,
-    uid: 0,
-    gid: 0,
-    size: data.length,
-    open: () => Readable.from([data]),
-  };
-}
 
 async function tarLayer(entries: TarEntry[]) {
   const tar = await buffer(tarStream(entries));

@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { locateImage } from '../../src/cli/image-ref.ts';
@@ -26,6 +25,7 @@ import {
   startCountingProxy,
   startRegistry,
 } from '../helpers/registry.ts';
+import { fileEntry } from '../helpers/tar-entries.ts';
 
 const execFileP = promisify(execFile);
 
@@ -38,15 +38,7 @@ async function kiln(
 }
 
 function file(p: string, content: Buffer, mode = 0o644): TarEntry {
-  return {
-    path: p,
-    type: 'file',
-    mode,
-    uid: 0,
-    gid: 0,
-    size: content.length,
-    open: () => Readable.from([content]),
-  };
+  return fileEntry(p, content, mode);
 }
 
 describe('kiln image copy / inspect', () => {

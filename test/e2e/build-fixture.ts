@@ -8,7 +8,6 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readBuilderConfig } from '../../src/builder/builder-config.ts';
@@ -31,6 +30,7 @@ import { MOUNT_POINTS } from '../../src/sandbox/executor.ts';
 import { attachSbom } from '../../src/stack/sbom.ts';
 import { ImageStore } from '../../src/store/store.ts';
 import type { Podman, PodmanResult } from '../helpers/podman.ts';
+import { fileEntry } from '../helpers/tar-entries.ts';
 
 const execFileP = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -54,10 +54,7 @@ int main(int c, char **v) {
 }
 `;
 
-function file(p: string, body: string | Buffer, mode = 0o644, uid = 0, gid = 0): TarEntry {
-  const b = Buffer.from(body);
-  return { path: p, type: 'file', mode, uid, gid, size: b.length, open: () => Readable.from([b]) };
-}
+const file = fileEntry;
 const dir = (p: string, mode = 0o755, uid = 0, gid = 0): TarEntry => ({
   path: p,
   type: 'dir',

@@ -4,13 +4,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { podmanRun } from '../../../test/helpers/podman.ts';
 import { startRegistry } from '../../../test/helpers/registry.ts';
+import { fileEntry } from '../../../test/helpers/tar-entries.ts';
 import { encodeLaunchConfig, loadLauncher } from '../../launcher/index.ts';
 import { type TarEntry, tarStream } from '../../layers/tar-writer.ts';
 import { Layout } from '../../layout/layout.ts';
@@ -74,10 +74,7 @@ int main(int argc, char **argv) {
 `;
 
 const dir0 = (p: string): TarEntry => ({ path: p, type: 'dir', mode: 0o755, uid: 0, gid: 0 });
-function file(p: string, data: Buffer | string, mode = 0o644): TarEntry {
-  const b = Buffer.from(data);
-  return { path: p, type: 'file', mode, uid: 0, gid: 0, size: b.length, open: () => Readable.from([b]) };
-}
+const file = (p: string, data: Buffer | string, mode = 0o644): TarEntry => fileEntry(p, data, mode);
 
 describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (sandbox as uid 1000)' }, () => {
   let dir: string;
