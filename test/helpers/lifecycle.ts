@@ -1,9 +1,9 @@
 // Test inputs for the lifecycle and builder tests: a launcher record and a stored /etc layer
 // (see cnb-images.ts for whole in-memory CNB images).
-import { Readable } from 'node:stream';
 import type { StoredLayer } from '../../src/layers/blob-layer.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { BlobStore } from '../../src/layout/blob-store.ts';
+import { fileEntry } from './tar-entries.ts';
 
 /** A launcher record for a test binary (the exporter only reads path, sha256 and version). */
 export function launcherAt(file: string) {
@@ -28,20 +28,8 @@ export function etcFileLayer(
   content: string | Buffer,
   epoch?: number,
 ): Promise<StoredLayer> {
-  const bytes = Buffer.from(content);
   return writeLayer(
-    [
-      { path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
-      {
-        path: `etc/${name}`,
-        type: 'file',
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: bytes.length,
-        open: () => Readable.from([bytes]),
-      },
-    ],
+    [{ path: 'etc', type: 'dir', mode: 0o755, uid: 0, gid: 0 }, fileEntry(`etc/${name}`, content)],
     epoch === undefined ? { store } : { store, epoch },
   );
 }
