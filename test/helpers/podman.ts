@@ -108,8 +108,11 @@ export async function startPodman(): Promise<Podman> {
     },
     async cleanup() {
       // No `podman system reset`: the storage is private and every mount lived in the
-      // command's own mount namespace, so removing the directory is all there is to do.
-      await rm(dir, { recursive: true, force: true });
+      // command's own mount namespace. A container a test started detached may still be exiting
+      // (its conmon writes into the overlay store), so remove what is left first and let rm retry
+      // the directories that are still being emptied (ENOTEMPTY/EBUSY) instead of failing the file.
+      await exec(['rm', '--all', '--force', '--time', '0'], 30_000);
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
 }
