@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/config-file.ts';
 import { type Binding, checkUniqueNames, parseBindingFlag, readBindingDir } from '../platform/bindings.ts';
 import { type CaCert, readCaCertFile, writeCaLaunchLayer } from '../platform/ca-certs.ts';
-import { hostNpmConfigGet, type NpmRegistry, resolveNpmRegistry } from '../platform/npm-registry.ts';
+import { type NpmRegistry, resolveNpmRegistry } from '../platform/npm-registry.ts';
+import { cachedHostNpmConfigGet } from '../platform/npm-registry-cache.ts';
 import { hostCaBundlePath, type PlatformInputs, preparePlatformInputs } from '../platform/platform-inputs.ts';
 import { Redactor } from '../platform/redactor.ts';
 import { addSecret } from '../registry/redact.ts';
@@ -117,7 +118,11 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
     configured: config.npmRegistry,
     appDir: o.appDir,
     home,
-    npmConfigGet: hostNpmConfigGet(o.settings.env),
+    // npm's answer is cached in kiln's cache dir, keyed on every input npm derives it from.
+    npmConfigGet: cachedHostNpmConfigGet({
+      env: o.settings.env,
+      cacheFile: path.join(o.settings.cacheDir, 'npm-registry.json'),
+    }),
   });
   if (npmRegistry.env.npm_config_registry)
     o.log.debug(`npm registry for builds: ${npmRegistry.registry} (from ${npmRegistry.source})`);
