@@ -1,7 +1,6 @@
-import type { Stats } from 'node:fs';
-import fs from 'node:fs/promises';
+import { type BigIntStats, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { normalizeTarPath, sortEntries, type TarEntry } from './tar-writer.ts';
+import { normalizeTarPath, type TarEntry } from './tar-writer.ts';
 
 /**
  * A file entry: plain data, no closures (trees of many files keep thousands of these). The tar
@@ -28,31 +27,54 @@ export interface WalkOptions {
    * Returns false to leave a path out (a directory is then not descended into). `rel` is the
    * slash-separated path relative to the walked directory.
    */
-  readonly filter?: (rel: string, stat: Stats) => boolean;
+  readonly filter?: (rel: string, stat: BigIntStats) => boolean;
   /** Mode of the parent directories made up for `prefix` (default 0o755). */
   readonly parentMode?: number;
   /** Told about sockets, fifos and device nodes, which layers never carry. */
   readonly onSkip?: (rel: string, reason: string) => void;
+  /**
+   * Told about every regular file with the lstat the walk made of it (before hard links are
+   * resolved, so each path of a multiply-linked file is reported), so callers needing more of the
+   * stat than the tar header (layer fingerprints: times, inode) need not stat the file again.
+   */
+  readonly onFile?: (entry: TarEntry, stat: BigIntStats) => void;
 }
+
+/** Entries stat'ed between two yields to the event loop (see walk): a few milliseconds' worth. */
+const ENTRIES_PER_YIELD = 1024;
+
+/** True for strings whose UTF-16 order may differ from their UTF-8 byte order. */
+const ASTRAL_OR_HIGH = /[\ud800-\uffff]/;
 
 /**
  * walk lists a directory tree as tar entries, sorted by path bytes (the order the tar writer
  * writes). Symlinks are recorded, never followed; files sharing an inode become one file plus
  * hard links to it (the first in sorted order holds the content). Modes are kept as on disk.
+ *
+ * One lstat per entry, made synchronously: a few microseconds each against tens through the thread
+ * pool and a promise apiece (trees of thousands of files are walked on every no-op rebuild). The
+ * walk yields to the event loop every thousand entries or so, so that work running alongside (a
+ * compression stream) is not starved. Only the entries are kept, never Stats objects, so trees of
+ * 100k files cost their entries and nothing more.
  */
 export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntry[]> {
   const root = path.resolve(dir);
-  const rootStat = await fs.lstat(root);
+  const rootStat = lstatSync(root, { bigint: true });
   if (!rootStat.isDirectory()) throw new Error(`cannot walk "${dir}": not a directory`);
   const prefix = opts.prefix === undefined ? '' : normalizeTarPath(opts.prefix);
   const out: TarEntry[] = [];
-  const inodes = new Map<string, string>();
-  // Only what hard-link detection needs is kept: holding Stats objects (or closures over a
-  // directory's whole lstat result) costs kilobytes per entry on trees of many files.
+  // Only what hard-link detection needs is kept: dev:ino of files with more than one link.
   const inodeOf = new Map<TarEntry, string>();
-
-  const own = (st: Stats) => ({ uid: opts.uid ?? st.uid, gid: opts.gid ?? st.gid });
+  const fixedOwner =
+    opts.uid !== undefined && opts.gid !== undefined ? { uid: opts.uid, gid: opts.gid } : undefined;
+  const own = (st: BigIntStats) =>
+    fixedOwner ?? { uid: opts.uid ?? Number(st.uid), gid: opts.gid ?? Number(st.gid) };
+  const modeOf = (st: BigIntStats) => Number(st.mode & 0o7777n);
   const join = (rel: string) => (prefix === '' ? rel : rel === '' ? prefix : `${prefix}/${rel}`);
+  // Paths are built from readdir names (never empty, ".", ".." or containing "/") under a
+  // normalized prefix, so they need no normalizing; and unless a name holds a character at or
+  // above U+D800, JavaScript's string order is the UTF-8 byte order the tar writer sorts by.
+  let byteOrder = ASTRAL_OR_HIGH.test(prefix);
 
   if (prefix !== '') {
     const parts = prefix.split('/');
@@ -64,56 +86,54 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
         uid: opts.uid ?? 0,
         gid: opts.gid ?? 0,
       });
-    out.push({ path: prefix, type: 'dir', mode: rootStat.mode & 0o7777, ...own(rootStat) });
+    out.push({ path: prefix, type: 'dir', mode: modeOf(rootStat), ...own(rootStat) });
   }
 
-  async function visit(abs: string, rel: string): Promise<void> {
-    const names = await fs.readdir(abs);
-    // lstat in small batches and one directory at a time: thousands of requests in flight
-    // cost tens of MB on big trees for no speed gained on a thread pool of four.
-    const stats: Stats[] = [];
-    for (let i = 0; i < names.length; i += 32)
-      stats.push(...(await Promise.all(names.slice(i, i + 32).map((n) => fs.lstat(path.join(abs, n))))));
-    const subdirs: [string, string][] = [];
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i]!;
-      const st = stats[i]!;
+  // Depth-first with an explicit stack: no recursion depth limit, no closure per directory.
+  const pending: [abs: string, rel: string][] = [[root, '']];
+  let seen = 0;
+  while (pending.length > 0) {
+    const [abs, rel] = pending.pop()!;
+    const base = abs.endsWith('/') ? abs : `${abs}/`;
+    for (const name of readdirSync(abs)) {
+      if (++seen % ENTRIES_PER_YIELD === 0) await new Promise<void>((r) => setImmediate(r));
+      const full = base + name;
+      const st = lstatSync(full, { bigint: true });
       const r = rel === '' ? name : `${rel}/${name}`;
       if (opts.filter && !opts.filter(r, st)) continue;
+      if (!byteOrder && ASTRAL_OR_HIGH.test(name)) byteOrder = true;
       const p = join(r);
-      const full = path.join(abs, name);
       if (st.isDirectory()) {
-        out.push({ path: p, type: 'dir', mode: st.mode & 0o7777, ...own(st) });
-        subdirs.push([full, r]);
+        out.push({ path: p, type: 'dir', mode: modeOf(st), ...own(st) });
+        pending.push([full, r]);
       } else if (st.isSymbolicLink()) {
-        out.push({
-          path: p,
-          type: 'symlink',
-          mode: st.mode & 0o7777,
-          linkname: await fs.readlink(full),
-          ...own(st),
-        });
+        out.push({ path: p, type: 'symlink', mode: modeOf(st), linkname: readlinkSync(full), ...own(st) });
       } else if (st.isFile()) {
-        const entry = fileEntry(p, full, st.mode & 0o7777, st.size, own(st));
-        if (st.nlink > 1) inodeOf.set(entry, `${st.dev}:${st.ino}`);
+        const entry = fileEntry(p, full, modeOf(st), Number(st.size), own(st));
+        if (st.nlink > 1n) inodeOf.set(entry, `${st.dev}:${st.ino}`);
+        opts.onFile?.(entry, st);
         out.push(entry);
       } else {
         opts.onSkip?.(r, st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device node');
       }
     }
-    for (const [full, r] of subdirs) await visit(full, r);
   }
-  await visit(root, '');
+
+  if (byteOrder) {
+    const keys = new Map(out.map((e) => [e, Buffer.from(e.path, 'utf8')]));
+    out.sort((a, b) => Buffer.compare(keys.get(a)!, keys.get(b)!));
+  } else out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
   // Hard links: decide which path holds the content only after sorting, so it is the same
   // one every time regardless of readdir order.
-  const sorted = sortEntries(out).map((s) => s.entry);
-  return sorted.map((e) => {
+  if (inodeOf.size === 0) return out;
+  const inodes = new Map<string, string>();
+  return out.map((e) => {
     const key = inodeOf.get(e);
     if (key === undefined) return e;
     const first = inodes.get(key);
     if (first === undefined) {
-      inodes.set(key, normalizeTarPath(e.path));
+      inodes.set(key, e.path);
       return e;
     }
     return { path: e.path, type: 'link', mode: e.mode, uid: e.uid, gid: e.gid, linkname: first };

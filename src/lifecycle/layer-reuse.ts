@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
@@ -39,58 +39,59 @@ export interface TarSettings {
   readonly level?: number;
 }
 
+/**
+ * Version of the fingerprint format: fingerprints are persisted next to warm layer dirs in the
+ * cache (warm/<hex>.json), so a format change must change this, which makes old warm dirs simply
+ * fail their check (and get extracted from their blobs) instead of matching by accident.
+ */
+const FINGERPRINT_VERSION = 'kiln-fp-2';
+
 function fingerprintOf(
   entries: readonly TarEntry[],
   stamps: ReadonlyMap<string, string>,
   settings: TarSettings,
 ): string {
   const h = createHash('sha256');
-  h.update(`kiln-fp-1\0${settings.epoch}\0${settings.compression}\0${settings.level ?? ''}\n`);
+  // Hashed in chunks of a few dozen kB: one update per entry costs more than the hashing.
+  let chunk = `${FINGERPRINT_VERSION}\0${settings.epoch}\0${settings.compression}\0${settings.level ?? ''}\n`;
   for (const e of entries) {
-    h.update(
-      `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\0${stamps.get(e.path) ?? ''}\n`,
-    );
+    chunk += `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\0${stamps.get(e.path) ?? ''}\n`;
+    if (chunk.length > 65536) {
+      h.update(chunk);
+      chunk = '';
+    }
   }
+  h.update(chunk);
   return `sha256:${h.digest('hex')}`;
 }
 
 /**
- * dirContent walks `dir` into tar entries (see layers/walk) and fingerprints the result. The
- * fingerprint costs one extra lstat per regular file.
+ * stampOf is what a file's fingerprint covers beyond its tar header (path, type, mode, size, link
+ * target): git's index check. mtime and ctime in nanoseconds, device and inode. A buildpack can
+ * set an mtime back, never a ctime: any write, chmod, chown or replacement changes it.
+ */
+function stampOf(st: BigIntStats): string {
+  return `${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}`;
+}
+
+/**
+ * dirContent walks `dir` into tar entries (see layers/walk) and fingerprints the result from the
+ * same lstat of each file that gave its tar header (so what is fingerprinted is what is tarred).
  */
 export async function dirContent(
   dir: string,
   walkOpts: WalkOptions,
   settings: TarSettings,
 ): Promise<LayerContent> {
-  const entries = await walk(dir, walkOpts);
-  return { entries, fingerprint: await fingerprintEntries(entries, dir, walkOpts.prefix ?? '', settings) };
-}
-
-/**
- * fingerprintEntries fingerprints entries produced by walking `dir` under tar prefix `prefix`
- * (entries outside the prefix, such as made-up parents, count by their header fields only).
- */
-export async function fingerprintEntries(
-  entries: readonly TarEntry[],
-  dir: string,
-  prefix: string,
-  settings: TarSettings,
-): Promise<string> {
-  const pre = prefix.split('/').filter(Boolean).join('/');
   const stamps = new Map<string, string>();
-  const files = entries.filter((e) => e.type === 'file');
-  const BATCH = 256;
-  for (let i = 0; i < files.length; i += BATCH) {
-    await Promise.all(
-      files.slice(i, i + BATCH).map(async (e) => {
-        const rel = pre === '' ? e.path : e.path.slice(pre.length + 1);
-        const st = await fs.lstat(path.join(dir, rel), { bigint: true });
-        stamps.set(e.path, `${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}`);
-      }),
-    );
-  }
-  return fingerprintOf(entries, stamps, settings);
+  const entries = await walk(dir, {
+    ...walkOpts,
+    onFile: (e, st) => {
+      stamps.set(e.path, stampOf(st));
+      walkOpts.onFile?.(e, st);
+    },
+  });
+  return { entries, fingerprint: fingerprintOf(entries, stamps, settings) };
 }
 
 /** syntheticContent is content made up by kiln (launcher, process types): fingerprinted by listing. */

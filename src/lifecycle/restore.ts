@@ -11,11 +11,10 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
 import { extract } from '../layers/extract.ts';
-import { walk } from '../layers/walk.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
-import { fingerprintEntries, type TarSettings } from './layer-reuse.ts';
+import { dirContent, type TarSettings } from './layer-reuse.ts';
 
 // The restore phase: before build, give each buildpack back what the spec says survives a build
 // (the "restore matrix" of the buildpack spec):
@@ -183,7 +182,7 @@ async function restoreContents(
   const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${name}`;
   const dst = path.join(o.layersDir, escapeId(bp.id), name);
   const fingerprint = async (dir: string) =>
-    fingerprintEntries(await walk(dir, { prefix: rel, uid: o.uid, gid: o.gid }), dir, rel, o.settings);
+    (await dirContent(dir, { prefix: rel, uid: o.uid, gid: o.gid }, o.settings)).fingerprint;
   await fs.rm(dst, { recursive: true, force: true });
   // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
   const warm = await o.cache!.claimWarm?.(diffID, dst, fingerprint);
