@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
+import { tarChunks } from '../layers/tar-writer.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { CachedLayer } from './cache.ts';
-import { dirContent, type ReuseContext, resolve } from './layer-reuse.ts';
+import { diffIDOf, dirContent, type ReuseContext, resolve } from './layer-reuse.ts';
 
 const tempDir = tempDirs('kiln-reuse-test-');
 
@@ -75,5 +77,57 @@ describe('resolve()', () => {
     assert.equal(changed.how, 'new');
     assert.notEqual(changed.diffID, first.diffID);
     assert.deepEqual(c.stats, { compressed: 2, hashed: 2, fingerprinted: 1 });
+  });
+});
+
+describe('layer fingerprints (git index check)', () => {
+  test('change when a file is replaced by one of the same size and mtime, chmodded, or gains a hard link', async () => {
+    const d = await tempDir();
+    const f = path.join(d, 'sub', 'file');
+    await fs.mkdir(path.dirname(f));
+    await fs.writeFile(f, 'aaaa');
+    const T = new Date('2020-01-01T00:00:00Z');
+    await fs.utimes(f, T, T);
+    const seen = new Set([(await dirContent(d, walkOpts, SETTINGS)).fingerprint]);
+    const changed = async (what: string) => {
+      const fp = (await dirContent(d, walkOpts, SETTINGS)).fingerprint;
+      assert.ok(!seen.has(fp), `${what} is detected`);
+      seen.add(fp);
+    };
+    // Replaced by rename: same bytes count, same mtime, another inode.
+    await fs.writeFile(`${f}.new`, 'bbbb');
+    await fs.utimes(`${f}.new`, T, T);
+    await fs.rename(`${f}.new`, f);
+    await changed('a replacement with the same size and mtime');
+    await fs.chmod(f, 0o600);
+    await fs.chmod(f, 0o644);
+    await changed('a chmod and back (the ctime moved)');
+    await fs.link(f, path.join(d, 'twin'));
+    await changed('a new hard link');
+  });
+});
+
+describe('diffIDOf()', () => {
+  test('is the sha256 of the tar the writer produces (small files read at once, big ones streamed, links)', async () => {
+    const d = await tempDir();
+    await fs.mkdir(path.join(d, 'a/b'), { recursive: true });
+    for (let i = 0; i < 40; i++) await fs.writeFile(path.join(d, 'a', `f${i}`), `file ${i}\n`.repeat(i));
+    await fs.writeFile(path.join(d, 'a/b/big'), Buffer.alloc(700_000, 7));
+    await fs.writeFile(path.join(d, 'a/b/edge'), Buffer.alloc(256 * 1024, 1));
+    await fs.writeFile(path.join(d, 'empty'), '');
+    await fs.link(path.join(d, 'a/f3'), path.join(d, 'hard'));
+    await fs.symlink('a/f1', path.join(d, 'soft'));
+    const { entries } = await dirContent(d, walkOpts, SETTINGS);
+    const h = createHash('sha256');
+    for await (const c of tarChunks(entries, { epoch: SETTINGS.epoch })) h.update(c);
+    assert.equal(await diffIDOf(entries, SETTINGS.epoch), `sha256:${h.digest('hex')}`);
+  });
+
+  test('fails when a file changed size since it was listed', async () => {
+    const d = await tempDir();
+    await fs.writeFile(path.join(d, 'f'), 'short');
+    const { entries } = await dirContent(d, walkOpts, SETTINGS);
+    await fs.writeFile(path.join(d, 'f'), 'much longer now');
+    await assert.rejects(diffIDOf(entries, SETTINGS.epoch), /changed while being archived/);
   });
 });

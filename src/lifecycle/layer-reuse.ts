@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
+import { type BigIntStats, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
@@ -106,10 +106,22 @@ export function syntheticContent(
   return { entries, fingerprint: `sha256:${h.digest('hex')}` };
 }
 
-/** diffIDOf tars entries without compressing and returns the tar's digest (the diffID). */
+/** Files up to this size are read with one synchronous call when hashing (see diffIDOf). */
+const SYNC_READ_MAX = 256 * 1024;
+
+/**
+ * diffIDOf tars entries without compressing and returns the tar's digest (the diffID). Small
+ * files are read synchronously (microseconds each, against four thread-pool round trips through
+ * fs.promises): a layer of a thousand small files hashes in a fraction of the time.
+ */
 export async function diffIDOf(entries: readonly TarEntry[], epoch: number): Promise<Digest> {
   const h = createHash('sha256');
-  for await (const chunk of tarChunks(entries, { epoch })) h.update(chunk);
+  const fast = entries.map((e): TarEntry => {
+    const src = e.source;
+    if (e.type !== 'file' || !src || e.open || e.read || (e.size ?? 0) > SYNC_READ_MAX) return e;
+    return { ...e, read: async () => readFileSync(src) };
+  });
+  for await (const chunk of tarChunks(fast, { epoch })) h.update(chunk);
   return `sha256:${h.digest('hex')}`;
 }
 
