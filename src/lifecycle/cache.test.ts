@@ -72,6 +72,47 @@ describe('VolumeCache', () => {
     assert.deepEqual(cleared.metadata.buildpacks, []);
   });
 
+  test('commit() of the committed state leaves cache.json untouched, keeps warm dirs and reads back the same', async () => {
+    const d = await tempDir();
+    let commits = 0;
+    const cache = new VolumeCache(path.join(d, 'cache'), {}, { beforeCommit: () => void commits++ });
+    const a = await blobFile(d, 'alpha');
+    const b = await blobFile(d, 'beta');
+    await cache.commit({ metadata: metadataNaming([a, b]), layers: [a, b] });
+    assert.equal(commits, 1);
+    const state = path.join(d, 'cache', 'cache.json');
+    const before = await fs.stat(state);
+    const text0 = await fs.readFile(state, 'utf8');
+    // The same state again (blobs already there), with an unpacked dir to keep warm.
+    const warmDir = path.join(d, 'unpacked');
+    await fs.mkdir(warmDir);
+    await fs.writeFile(path.join(warmDir, 'f'), 'x');
+    const r = await cache.commit({
+      metadata: metadataNaming([a, b]),
+      layers: [{ ...a, source: undefined }, b],
+      warm: [{ diffID: a.diffID, dir: warmDir, fingerprint: 'sha256:fp' }],
+    });
+    assert.deepEqual(r, { added: 0, reused: 2, pruned: 0 });
+    assert.equal(commits, 1, 'nothing was replaced');
+    const after = await fs.stat(state);
+    assert.equal(after.ino, before.ino, 'cache.json was not rewritten');
+    assert.equal(after.mtimeMs, before.mtimeMs);
+    assert.equal(await fs.readFile(state, 'utf8'), text0);
+    const warm = await fs.readdir(path.join(d, 'cache', 'warm'));
+    assert.deepEqual(warm.sort(), [a.diffID.slice(7), `${a.diffID.slice(7)}.json`]);
+    const snap = await cache.snapshot();
+    assert.equal(await text(await snap.open(b.diffID)), 'beta');
+    assert.equal(
+      await snap.claimWarm?.(a.diffID, path.join(d, 'claimed'), async () => 'sha256:fp'),
+      'sha256:fp',
+    );
+    await snap.close();
+    // A changed state is written (and the hook runs).
+    await cache.commit({ metadata: metadataNaming([b]), layers: [b] });
+    assert.equal(commits, 2);
+    assert.notEqual(await fs.readFile(state, 'utf8'), text0);
+  });
+
   test('commit() refuses a source whose bytes do not match the digest and keeps the old state', async () => {
     const d = await tempDir();
     const cache = new VolumeCache(path.join(d, 'cache'));

@@ -126,7 +126,10 @@ const MAX_FINGERPRINTS = 512;
 
 /** Test seams of a cache (fault-injection tests kill the process at these points). */
 export interface CacheHooks {
-  /** Called under the lock once new blobs are placed and the new state is written, before it replaces the old one. */
+  /**
+   * Called under the lock once new blobs are placed and the new state is written, before it
+   * replaces the old one (not called when the new state is the committed one: nothing is replaced).
+   */
   readonly beforeCommit?: () => void | Promise<void>;
 }
 
@@ -174,11 +177,16 @@ export class VolumeCache implements LayerCache {
   }
 
   async #readState(): Promise<CacheState> {
+    return (await this.#readStateText()).state;
+  }
+
+  /** The committed state and the text it was parsed from ('' when there is none). */
+  async #readStateText(): Promise<{ state: CacheState; text: string }> {
     let text: string;
     try {
       text = await fs.readFile(path.join(this.dir, STATE_FILE), 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { state: emptyState(), text: '' };
       throw e;
     }
     try {
@@ -186,15 +194,16 @@ export class VolumeCache implements LayerCache {
       const layers: CacheState['layers'] = {};
       for (const [k, v] of Object.entries(raw.layers ?? {}))
         if (isDigest(k) && isDigest(v.digest)) layers[k] = v;
-      return {
+      const state: CacheState = {
         schemaVersion: 1,
         metadata: parseCacheMetadata(JSON.stringify(raw.metadata ?? {})),
         layers,
         fingerprints: raw.fingerprints ?? {},
       };
+      return { state, text };
     } catch {
       // A cache is disposable: an unreadable state means an empty cache, not a failed build.
-      return emptyState();
+      return { state: emptyState(), text: '' };
     }
   }
 
@@ -224,7 +233,7 @@ export class VolumeCache implements LayerCache {
    */
   async commit(input: CommitInput): Promise<CommitResult> {
     return this.#withLock(async () => {
-      const old = await this.#readState();
+      const { state: old, text: oldText } = await this.#readStateText();
       const next = emptyState();
       next.metadata = CacheMetadataSchema.parse(input.metadata);
       let added = 0;
@@ -246,16 +255,21 @@ export class VolumeCache implements LayerCache {
         next.layers[l.diffID] = { digest: l.digest, size: l.size, mediaType: l.mediaType };
       }
       next.fingerprints = boundedMerge(old.fingerprints, input.fingerprints ?? {});
-      const tmp = path.join(this.dir, `.${STATE_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
-      const fh = await fs.open(tmp, 'w', 0o644);
-      try {
-        await fh.writeFile(JSON.stringify(next));
-        await fh.sync();
-      } finally {
-        await fh.close();
+      const body = JSON.stringify(next);
+      // A no-op rebuild commits the very state it read, all of whose blobs are present: leave the
+      // file alone (no rewrite, no fsync), the directory then stays exactly as committed.
+      if (added > 0 || body !== oldText) {
+        const tmp = path.join(this.dir, `.${STATE_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
+        const fh = await fs.open(tmp, 'w', 0o644);
+        try {
+          await fh.writeFile(body);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await this.#hooks.beforeCommit?.();
+        await fs.rename(tmp, path.join(this.dir, STATE_FILE));
       }
-      await this.#hooks.beforeCommit?.();
-      await fs.rename(tmp, path.join(this.dir, STATE_FILE));
       for (const w of input.warm ?? []) if (next.layers[w.diffID]) await this.#keepWarm(w);
       const pruned = await this.#prune(next);
       return { added, reused, pruned };
