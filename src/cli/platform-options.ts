@@ -149,6 +149,7 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
         kilnEnv: o.settings.env,
         bindings,
         caCertFiles,
+        userCerts,
         ...(hostCaBundle !== undefined && { hostCaBundle }),
         npmRegistry,
         redactor,

@@ -8,7 +8,15 @@ import { makeTestCa, type TestCa } from '../../test/helpers/test-ca.ts';
 import { Logger } from '../cli/logger.ts';
 import { addSecret } from '../registry/redact.ts';
 import { parseBindingFlag, readBindingDir } from './bindings.ts';
-import { caSbom, parsePemCertificates, readCaCertFile, writeCaLaunchLayer } from './ca-certs.ts';
+import {
+  caSbom,
+  caSecrets,
+  parsePemCertificates,
+  readCaCertFile,
+  readSystemCaBundle,
+  splitPemCertificates,
+  writeCaLaunchLayer,
+} from './ca-certs.ts';
 import { hostNpmConfigGet, registryFromNpmrc, resolveNpmRegistry } from './npm-registry.ts';
 import { hostCaBundlePath, preparePlatformInputs } from './platform-inputs.ts';
 import { proxyEnv, proxySecrets } from './proxy.ts';
@@ -242,6 +250,31 @@ describe('CA certificates', () => {
     assert.equal(certs.length, 2);
     assert.match(certs[0]!.subject, /CN=kiln unit CA one/);
     assert.match(certs[0]!.fingerprint, /^[0-9a-f]{64}$/);
+  });
+
+  test('splitPemCertificates() fingerprints like X.509 parsing, and parses subjects only on demand', async () => {
+    const full = parsePemCertificates(ca.caPem + ca2.caPem, 'both.pem');
+    const split = splitPemCertificates(`junk\n${ca.caPem}\n${ca2.caPem}`, 'both.pem');
+    assert.deepEqual(
+      split.map((c) => [c.fingerprint, c.pem, c.subject, c.source]),
+      full.map((c) => [c.fingerprint, c.pem, c.subject, c.source]),
+    );
+    // A system bundle is not validated: an odd block passes through, an empty file gives nothing.
+    const odd = path.join(dir, 'odd-bundle.pem');
+    await writeFile(odd, `${ca.caPem}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n`);
+    const sys = await readSystemCaBundle(odd);
+    assert.equal(sys.length, 2);
+    assert.equal(sys[1]!.subject, 'unparsable certificate');
+    assert.deepEqual(splitPemCertificates('', 'empty.pem'), []);
+    await assert.rejects(readSystemCaBundle(path.join(dir, 'missing.pem')), /missing\.pem: does not exist/);
+  });
+
+  test('caSecrets() leaves out certificates the public (system) bundle holds', () => {
+    const certs = parsePemCertificates(ca.caPem + ca2.caPem, 'both.pem');
+    const all = caSecrets(certs);
+    assert.ok(all.length > 2);
+    const onlySecond = caSecrets(certs, new Set([certs[0]!.fingerprint]));
+    assert.deepEqual(onlySecond, caSecrets([certs[1]!]));
   });
 
   test('invalid files are refused with the file named', async () => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Mount } from '../sandbox/executor.ts';
 import { type Binding, checkUniqueNames, registerBindingSecrets } from './bindings.ts';
-import { type CaCert, caSecrets, prepareCaTrust, readCaCertFile } from './ca-certs.ts';
+import { type CaCert, caSecrets, prepareCaTrust, readCaCertFile, readSystemCaBundle } from './ca-certs.ts';
 import type { NpmRegistry } from './npm-registry.ts';
 import { writePlatformDir } from './platform-dir.ts';
 import { PROXY_VARS, proxyEnv, registerProxySecrets } from './proxy.ts';
@@ -25,6 +25,8 @@ export interface PlatformInputsOptions {
   readonly bindings: readonly Binding[];
   /** --ca-certs files plus kiln config `ca-certs`. */
   readonly caCertFiles: readonly string[];
+  /** The certificates of `caCertFiles` when the caller already read them (readCaCertFile): not read again. */
+  readonly userCerts?: readonly CaCert[];
   /** The host bundle path when trusted (kiln config trust-host-ca-certs; SSL_CERT_FILE or the standard path). */
   readonly hostCaBundle?: string;
   /** From resolveNpmRegistry. */
@@ -67,10 +69,12 @@ export async function preparePlatformInputs(o: PlatformInputsOptions): Promise<P
   registerProxySecrets(proxies, o.redactor);
   for (const s of o.npmRegistry?.secrets ?? []) o.redactor.add(s);
 
-  const userCerts: CaCert[] = [];
-  for (const f of o.caCertFiles) userCerts.push(...(await readCaCertFile(f)));
-  for (const line of caSecrets(userCerts)) o.redactor.add(line);
-  const hostCerts = o.hostCaBundle ? await readCaCertFile(o.hostCaBundle) : [];
+  const userCerts: CaCert[] = [...(o.userCerts ?? [])];
+  if (o.userCerts === undefined) for (const f of o.caCertFiles) userCerts.push(...(await readCaCertFile(f)));
+  // The host bundle is a system file (validated by its package manager): split, not X.509-parsed.
+  const hostCerts = o.hostCaBundle ? await readSystemCaBundle(o.hostCaBundle) : [];
+  const publicCerts = new Set(hostCerts.map((c) => c.fingerprint));
+  for (const line of caSecrets(userCerts, publicCerts)) o.redactor.add(line);
   const certs = [...userCerts, ...hostCerts];
 
   const env: Record<string, string> = { ...proxies, ...(o.npmRegistry?.env ?? {}) };
