@@ -45,6 +45,15 @@ async function build(root: string, layersDir: string, restoredOk: boolean) {
   await mk('deps', { launch: true, build: false, cache: true }, 'deps-1');
   await mk('npmcache', { launch: false, build: false, cache: true }, 'cache-1');
   await mk('runtime', { launch: true, build: false, cache: false }, 'runtime-1');
+  // Layer SBOMs as the build phase leaves them (restore hands them back as <layer>.sbom.<fmt>.json).
+  const sbom = async (rel: string, body: string) => {
+    await fs.mkdir(path.join(layersDir, 'sbom', path.dirname(rel)), { recursive: true });
+    await fs.writeFile(path.join(layersDir, 'sbom', rel), body);
+  };
+  await sbom('launch/test_a/deps/sbom.cdx.json', '{"of":"deps"}');
+  await sbom('launch/test_a/runtime/sbom.spdx.json', '{"of":"runtime"}');
+  await sbom('launch/test_a/runtime/not-an-sbom.json', '{}');
+  await sbom('cache/test_a/npmcache/sbom.syft.json', '{"of":"npmcache"}');
   await fs.mkdir(path.join(layersDir, 'config'), { recursive: true });
   await writeMetadataToml(path.join(layersDir, 'config', 'metadata.toml'), {
     buildpacks: [{ id: 'test/a', version: '1.0.0', api: '0.12' }],
@@ -102,8 +111,12 @@ async function oneBuild(
     gid: 1000,
     settings: reuse.settings,
     fingerprints,
+    previousLayers: previous,
     log,
   });
+  const sboms: Record<string, string> = {};
+  for (const f of (await fs.readdir(path.join(layersDir, 'test_a')).catch(() => [])).sort())
+    if (f.includes('.sbom.')) sboms[f] = await fs.readFile(path.join(layersDir, 'test_a', f), 'utf8');
   const restoredToml = await fs.readFile(path.join(layersDir, 'test_a', 'deps.toml'), 'utf8').catch(() => '');
   const { app, launcher } = await build(root, layersDir, true);
   const ex = await exportImage({
@@ -135,7 +148,7 @@ async function oneBuild(
   const md = parseLifecycleMetadata(
     (await ex.image.configFile()).config!.Labels!['io.buildpacks.lifecycle.metadata']!,
   );
-  return { rr, ex, cr, md, stats: reuse.stats, layersDir, restoredToml };
+  return { rr, ex, cr, md, stats: reuse.stats, layersDir, restoredToml, sboms };
 }
 
 test('restore() brings back cache layers and launch metadata; a rebuild then compresses nothing', async () => {
@@ -144,12 +157,23 @@ test('restore() brings back cache layers and launch metadata; a rebuild then com
   const blobs = new BlobStore(path.join(d, 'store'));
   const b1 = await oneBuild(d, 1, cache, blobs);
   assert.deepEqual(b1.rr, { restored: [], metadataOnly: [] });
-  assert.equal(b1.cr.added, 2, 'deps (linked from the image blob) and npmcache');
-  assert.equal(b1.stats.compressed, 6 + 1, 'deps, runtime, sbom, app, launcher, config + npmcache');
+  assert.deepEqual(b1.sboms, {});
+  assert.equal(b1.cr.added, 3, 'deps (linked from the image blob), npmcache and the cache SBOM layer');
+  assert.equal(
+    b1.stats.compressed,
+    6 + 2,
+    'deps, runtime, sbom, app, launcher, config + npmcache, cache sbom',
+  );
 
   const b2 = await oneBuild(d, 2, cache, blobs, { image: b1.ex.image, md: b1.md });
   assert.deepEqual(b2.rr.restored.sort(), ['test/a:deps', 'test/a:npmcache']);
   assert.deepEqual(b2.rr.metadataOnly, ['test/a:runtime']);
+  // SBOM files of what came back, from the image's launch SBOM layer and the cache's SBOM layer.
+  assert.deepEqual(b2.sboms, {
+    'deps.sbom.cdx.json': '{"of":"deps"}',
+    'npmcache.sbom.syft.json': '{"of":"npmcache"}',
+    'runtime.sbom.spdx.json': '{"of":"runtime"}',
+  });
   // Restored files are back, restored tomls have no [types].
   assert.equal(await fs.readFile(path.join(b2.layersDir, 'test_a', 'npmcache', 'data'), 'utf8'), 'cache-1');
   assert.match(b2.restoredToml, /deps-1/);

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -10,7 +12,8 @@ import {
   type LifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
-import { extract } from '../layers/extract.ts';
+import { autoDecompress, extract } from '../layers/extract.ts';
+import { readTar } from '../layers/tar-reader.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
@@ -130,10 +133,11 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
 }
 
 /**
- * restoreSboms gives restored layers their SBOM files back, as the reference restorer does: the
- * previous image's launch SBOM layer and the cache's SBOM layer are unpacked aside, and each
+ * restoreSboms gives restored layers their SBOM files back, as the reference restorer does: from
+ * the previous image's launch SBOM layer and the cache's SBOM layer, each
  * `sbom/{launch,cache}/<bp>/<layer>/sbom.<fmt>.json` becomes `<layers>/<bp>/<layer>.sbom.<fmt>.json`
- * for the layers that came back. A missing or unreadable SBOM layer only costs the SBOM files.
+ * for the layers that came back. The layers are read as a stream and only those files written
+ * (nothing is unpacked aside). A missing or unreadable SBOM layer only costs the SBOM files.
  */
 async function restoreSboms(o: RestoreOptions, layerIds: readonly string[], scratch: string): Promise<void> {
   if (layerIds.length === 0) return;
@@ -150,20 +154,29 @@ async function restoreSboms(o: RestoreOptions, layerIds: readonly string[], scra
   const cacheSha = o.cache?.metadata.sbom?.sha;
   if (cacheSha && o.cache?.layer(cacheSha))
     sources.push({ kind: 'cache', open: () => o.cache!.open(cacheSha) });
+  await fs.mkdir(scratch, { recursive: true });
+  // In order: a layer's cache SBOM replaces its launch SBOM, as unpacking one after the other would.
   for (const src of sources) {
-    const tmp = path.join(scratch, `sbom-${src.kind}`);
+    const base = `${LAYERS_DIR.slice(1)}/sbom/${src.kind}/`;
+    const written = new Map<string, string>();
     try {
-      await extract(await src.open(), tmp);
-      const base = path.join(tmp, LAYERS_DIR.slice(1), 'sbom', src.kind);
-      for (const bp of await fs.readdir(base).catch(() => [] as string[])) {
-        for (const layer of await fs.readdir(path.join(base, bp)).catch(() => [] as string[])) {
-          if (!wanted.has(`${bp}/${layer}`)) continue;
-          const dir = path.join(base, bp, layer);
-          for (const f of await fs.readdir(dir).catch(() => [] as string[])) {
-            if (!/^sbom\.(cdx|spdx|syft)\.json$/.test(f)) continue;
-            await fs.copyFile(path.join(dir, f), path.join(o.layersDir, bp, `${layer}.${f}`));
-          }
-        }
+      for await (const { header, body } of readTar(await autoDecompress(await src.open()))) {
+        const p = header.path.replace(/^(\.?\/)+/, '');
+        if (!p.startsWith(base)) continue;
+        // <bp>/<layer>/sbom.<fmt>.json, with <bp>/<layer> one of the layers restored (so no name
+        // from the tar ever becomes a path of its own).
+        const m = /^([^/]+\/[^/]+)\/(sbom\.(?:cdx|spdx|syft)\.json)$/.exec(p.slice(base.length));
+        if (!m || !wanted.has(m[1]!)) continue;
+        const dest = path.join(o.layersDir, ...`${m[1]}.${m[2]}`.split('/'));
+        const linked =
+          header.type === 'link' ? written.get(header.linkname.replace(/^(\.?\/)+/, '')) : undefined;
+        if (header.type !== 'file' && !linked) continue;
+        // Through a temp file on the same file system: never a half-written SBOM at the real name.
+        const tmp = path.join(scratch, `sbom-${randomBytes(6).toString('hex')}`);
+        if (linked) await fs.copyFile(linked, tmp);
+        else await pipeline(body, createWriteStream(tmp, { mode: 0o644 }));
+        await fs.rename(tmp, dest);
+        written.set(p, dest);
       }
     } catch (e) {
       o.log.warn?.(`Skipping restore of ${src.kind} SBOM files: ${(e as Error).message}`);
