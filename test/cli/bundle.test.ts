@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { appendFile, cp, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+// bin/kiln runs the bundled CLI (dist/cli/main.js, scripts/build.d/cli.sh) only while nothing it
+// is built from is newer; otherwise the sources. Checked on a copy of the tree (bin, scripts, src,
+// package files; node_modules and .tools linked) so the real dist/ and src/ stay untouched.
+
+const execFileP = promisify(execFile);
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+let root: string;
+let home: string;
+
+before(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'kiln-bundle-'));
+  home = path.join(root, 'home');
+  for (const d of ['bin', 'scripts', 'src', 'package.json', 'package-lock.json'])
+    await cp(path.join(repo, d), path.join(root, d), { recursive: true, preserveTimestamps: true });
+  for (const d of ['node_modules', '.tools']) await symlink(path.join(repo, d), path.join(root, d));
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** touchTree sets the times of a directory tree (files and directories) to `t`. */
+async function touchTree(dir: string, t: Date): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true }))
+    if (e.isDirectory()) await touchTree(path.join(dir, e.name), t);
+    else await utimes(path.join(dir, e.name), t, t);
+  await utimes(dir, t, t);
+}
+
+async function kiln(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return execFileP(path.join(root, 'bin', 'kiln'), args, {
+    env: { PATH: process.env.PATH, HOME: home, KILN_HOME: path.join(home, 'kiln') },
+  });
+}
+
+describe('bin/kiln and the bundled CLI', () => {
+  test('runs the bundle while it is fresh, the sources once one is newer', async () => {
+    await execFileP('bash', [path.join(root, 'scripts', 'build.d', 'cli.sh')]);
+    const bundle = path.join(root, 'dist', 'cli', 'main.js');
+    const chunks = await readdir(path.dirname(bundle));
+    assert.ok(
+      chunks.some((f) => f.startsWith('chunk-')),
+      'code splitting keeps lazy imports in chunks',
+    );
+    // Mark the bundle (keeping its time stamp): the mark shows which of the two ran.
+    const { mtime } = await stat(bundle);
+    await appendFile(bundle, "\nprocess.stderr.write('kiln-from-bundle\\n');\n");
+    await utimes(bundle, mtime, mtime);
+    const fromBundle = await kiln('--version');
+    assert.equal(fromBundle.stdout.trim(), '0.1.0');
+    assert.match(fromBundle.stderr, /kiln-from-bundle/);
+    const help = await kiln('build', '--help');
+    assert.match(help.stdout, /--ca-certs <file>/);
+
+    // A source edited after the bundle was built: the sources run.
+    const later = new Date(mtime.getTime() + 2000);
+    const edited = path.join(root, 'src', 'cli', 'platform-options.ts');
+    await utimes(edited, later, later);
+    const fromSource = await kiln('--version');
+    assert.equal(fromSource.stdout.trim(), '0.1.0');
+    assert.doesNotMatch(fromSource.stderr, /kiln-from-bundle/);
+
+    // Rebuilt: fresh again; a new source file (its directory changes) makes it stale too.
+    await execFileP('bash', [path.join(root, 'scripts', 'build.d', 'cli.sh')]);
+    await appendFile(bundle, "\nprocess.stderr.write('kiln-from-bundle\\n');\n");
+    const old = new Date(Date.now() - 60_000);
+    await touchTree(path.join(root, 'src'), old);
+    await utimes(edited, old, old);
+    const newer = new Date(old.getTime() + 1000);
+    await utimes(bundle, newer, newer);
+    assert.match((await kiln('--version')).stderr, /kiln-from-bundle/);
+    await writeFile(path.join(root, 'src', 'cli', 'new-module.ts'), 'export {};\n');
+    assert.doesNotMatch((await kiln('--version')).stderr, /kiln-from-bundle/);
+  });
+
+  test('the bundle resolves kiln files relative to the sources (launcher, stack, default builder)', async () => {
+    // import.meta.url is rewritten per source file: DEFAULT_LAUNCHER_DIR etc. must not move.
+    const bundleDir = path.join(root, 'dist', 'cli');
+    const { stdout } = await execFileP(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `const fs = await import('node:fs');
+       const dir = ${JSON.stringify(bundleDir)};
+       let found = 0;
+       for (const f of fs.readdirSync(dir)) {
+         const t = fs.readFileSync(dir + '/' + f, 'utf8');
+         for (const m of t.matchAll(/new URL\\("([^"]+\\.ts)", import\\.meta\\.url\\)/g)) {
+           found++;
+           const p = new URL(m[1], 'file://' + dir + '/' + f).pathname;
+           if (!fs.existsSync(p)) throw new Error(f + ': ' + m[1] + ' does not exist');
+         }
+       }
+       console.log(found);`,
+    ]);
+    assert.ok(Number(stdout) >= 4, `expected the four import.meta.url uses rewritten, got ${stdout}`);
+  });
+});
