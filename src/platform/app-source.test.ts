@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -128,6 +139,37 @@ describe('copyAppSource()', () => {
       copyAppSource(path.join(base, 'nope'), path.join(base, 'x'), sourceFilter(undefined, undefined)),
       /app directory .*nope: does not exist/,
     );
+  });
+
+  test('the listing: the same for an untouched source, another after any change; fresh files are "recent"', async () => {
+    const src = path.join(base, 'listed');
+    await mkdir(path.join(src, 'lib'), { recursive: true });
+    await writeFile(path.join(src, 'a.js'), 'a\n');
+    await writeFile(path.join(src, 'lib', 'b.js'), 'b\n');
+    const copy = async (filter = sourceFilter(undefined, undefined)) => {
+      const dst = await mkdtemp(path.join(base, 'listed-copy-'));
+      return (await copyAppSource(src, dst, filter)).listing;
+    };
+    const first = await copy();
+    assert.deepEqual([...first.recent].sort(), ['a.js', 'lib/b.js'], 'files written a moment ago');
+    assert.match(first.fingerprint, /^sha256:[0-9a-f]{64}$/);
+    await new Promise((r) => setTimeout(r, 1100));
+    const settled = await copy();
+    assert.equal(settled.fingerprint, first.fingerprint, 'nothing changed');
+    assert.deepEqual(settled.recent, []);
+    // Same size, same mtime: the ctime still tells.
+    const st = await lstat(path.join(src, 'a.js'));
+    await writeFile(path.join(src, 'a.js'), 'A\n');
+    await utimes(path.join(src, 'a.js'), st.atime, st.mtime);
+    const rewritten = await copy();
+    assert.notEqual(rewritten.fingerprint, first.fingerprint);
+    assert.deepEqual(rewritten.recent, ['a.js']);
+    // Only what is copied counts: an excluded file changes nothing.
+    const filter = sourceFilter(undefined, ['*.log']);
+    const withoutLog = await copy(filter);
+    await writeFile(path.join(src, 'debug.log'), 'x\n');
+    assert.equal((await copy(filter)).fingerprint, withoutLog.fingerprint);
+    assert.notEqual((await copy()).fingerprint, withoutLog.fingerprint);
   });
 });
 

@@ -1,4 +1,5 @@
-import { constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
 import {
   chmod,
   copyFile,
@@ -31,7 +32,26 @@ export interface CopyAppSourceResult {
   readonly bytes: number;
   /** Relative paths not copied because they are neither file, directory nor symlink (sockets, fifos, devices). */
   readonly skipped: readonly string[];
+  /** What was copied, as git's index sees it (see SourceListing). */
+  readonly listing: SourceListing;
 }
+
+/**
+ * SourceListing identifies the copied source without reading its content, as git's index does:
+ * `fingerprint` covers every copied entry's path, type, mode, size, link target, mtime, ctime and
+ * inode. Any write, chmod or replacement of a file changes its ctime, so an equal fingerprint later
+ * means the same content — except for a file written twice within one timestamp tick, the first
+ * time just before it was copied ("racily clean" in git). Such files are listed in `recent` (those
+ * changed less than RECENT_MS before the copy began): whoever relies on the fingerprint must also
+ * compare their content.
+ */
+export interface SourceListing {
+  readonly fingerprint: string;
+  readonly recent: readonly string[];
+}
+
+/** How long before the copy a change makes a file "recent" (far above any timestamp tick). */
+const RECENT_MS = 1000;
 
 const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
@@ -68,6 +88,18 @@ export async function copyAppSource(
   const dirModes: Array<[string, number]> = [];
   const made = new Set<string>(['']);
   const pool = new Pool(opts.concurrency ?? 16);
+  const started = Date.now();
+  const listing = createHash('sha256').update('kiln-source-listing-1\n');
+  const recent: string[] = [];
+  // Directories count by name and mode only: entries coming and going change their times, and
+  // the listing already shows what was copied.
+  const list = (rel: string, st: Stats, link = '') => {
+    if (st.isDirectory()) return void listing.update(`${rel}/\0${st.mode}\n`);
+    listing.update(
+      `${rel}\0${st.mode}\0${st.size}\0${link}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.dev}\0${st.ino}\n`,
+    );
+    if (Math.max(st.mtimeMs, st.ctimeMs) > started - RECENT_MS) recent.push(rel);
+  };
 
   const own = async (p: string) => {
     if (opts.uid !== undefined || opts.gid !== undefined) await lchown(p, opts.uid ?? -1, opts.gid ?? -1);
@@ -95,7 +127,10 @@ export async function copyAppSource(
       if (childAbs === dstReal) continue;
       const st = await lstat(childAbs);
       if (st.isDirectory()) {
-        if (filter.includes(childRel, true)) await ensureDir(childRel);
+        if (filter.includes(childRel, true)) {
+          await ensureDir(childRel);
+          list(childRel, st);
+        }
         if (filter.mayContain(childRel)) await walk(childRel);
         continue;
       }
@@ -103,6 +138,7 @@ export async function copyAppSource(
       await ensureDir(rel);
       const out = path.join(dstReal, childRel);
       if (st.isFile()) {
+        list(childRel, st);
         stats.files++;
         stats.bytes += st.size;
         await pool.run(async () => {
@@ -112,7 +148,9 @@ export async function copyAppSource(
         });
       } else if (st.isSymbolicLink()) {
         stats.symlinks++;
-        await symlink(await readlink(childAbs), out);
+        const target = await readlink(childAbs);
+        list(childRel, st, target);
+        await symlink(target, out);
         await own(out);
       } else {
         stats.skipped.push(childRel);
@@ -126,7 +164,7 @@ export async function copyAppSource(
     await pool.drain();
   }
   for (const [dir, mode] of dirModes.reverse()) await chmod(dir, mode);
-  return stats;
+  return { ...stats, listing: { fingerprint: `sha256:${listing.digest('hex')}`, recent } };
 }
 
 function parentOf(rel: string): string {

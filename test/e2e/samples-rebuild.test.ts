@@ -65,6 +65,22 @@ describe('node-express rebuilds', () => {
     first = second;
   });
 
+  test('a no-op rebuild gives the same image without running detection again; an edit detects afresh', async () => {
+    const digestOf = async () => (await storedImage(IMAGE)).digest();
+    const before = await digestOf();
+    const noop = await kilnOk(['build', IMAGE, '--path', app.dir]);
+    const out = noop.stdout + noop.stderr;
+    assert.match(out, /Reusing the previous build's detection/);
+    assert.doesNotMatch(out, /Running detect|======== Output/);
+    assert.equal(await digestOf(), before);
+    assert.match(out, /Layers: 0 added, \d+ reused; 0 compressed/);
+    // A new file nothing reads still counts: detection runs again.
+    await writeFile(path.join(app.dir, 'NOTES.md'), 'x\n');
+    const edited = await kilnOk(['build', IMAGE, '--path', app.dir]);
+    assert.doesNotMatch(edited.stdout + edited.stderr, /Reusing the previous build's detection/);
+    await rm(path.join(app.dir, 'NOTES.md'));
+  });
+
   test('--network none: a rebuild succeeds from the cache; a first build says which download needs the network', async () => {
     const offline = await kilnOk(['build', IMAGE, '--path', app.dir, '--network', 'none']);
     assert.match(

@@ -46,6 +46,7 @@ import { BuildpackStore } from '../buildpack-store.ts';
 import { type CacheSnapshot, type LayerCache, VolumeCache } from '../cache.ts';
 import { saveCache } from '../cache-save.ts';
 import { detect } from '../detect.ts';
+import { DetectMemo } from '../detect-memo.ts';
 import { exportImage } from '../export.ts';
 import type { ReuseContext, ReuseStats } from '../layer-reuse.ts';
 import type { PhaseLogger, PhaseOptions } from '../phase-context.ts';
@@ -408,15 +409,16 @@ async function buildWith(
         await mkdir(d, { mode: 0o755 });
         await chmod(d, 0o755);
       }
-    await time('copy-app', async () => {
+    // The copied source's listing (undefined when built in place), for the detect memo.
+    const appListing = await time('copy-app', async () => {
       const root = process.getuid?.() === 0;
       // `--path` already the app dir (a CI job checked out into /workspace): build it in place.
       // The build user must own it, as it owns a copied app (the CNB prepare step does the same).
       if (hostDirs && (await realpath(r.appDir)) === (await realpath(appDir))) {
         if (root) await chownShallow(appDir, uid, gid, Number.POSITIVE_INFINITY);
-        return;
+        return undefined;
       }
-      await copyAppSource(
+      const copied = await copyAppSource(
         r.appDir,
         appDir,
         r.filter ?? sourceFilter(undefined, undefined),
@@ -424,6 +426,7 @@ async function buildWith(
       );
       await chmod(appDir, 0o755);
       if (root) await chown(appDir, uid, gid);
+      return copied.listing;
     });
     if (process.getuid?.() === 0) await chown(layersDir, uid, gid);
     let platformEnv: Readonly<Record<string, string>> = {};
@@ -528,7 +531,21 @@ async function buildWith(
       resolved.pre.length || resolved.post.length
         ? baseOrder.map((g) => ({ ...g, group: [...resolved.pre, ...g.group, ...resolved.post] }))
         : baseOrder;
-    const detected = await time('detect', () => detect({ ...phase, order }));
+    // A volume cache also remembers the last detection (see detect-memo.ts); only with the
+    // builder's own buildpacks, whose content the builder digest names.
+    const memo =
+      appListing && !r.layerCache && resolved.root === path.join(rootfs, 'cnb', 'buildpacks')
+        ? new DetectMemo(path.join(r.cacheDir, 'detect.json'))
+        : undefined;
+    const detected = await time('detect', async () =>
+      memo
+        ? memo.detect(
+            { builderDigest: await r.builder.image.digest(), order, phase, app: appListing! },
+            { fresh: r.clearCache, log },
+            () => detect({ ...phase, order }),
+          )
+        : detect({ ...phase, order }),
+    );
     const group: GroupElement[] = detected.group;
     await phaseDone('detect');
 
