@@ -1,11 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /** writeFileAtomic writes through a temporary name in the same directory, then renames. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode?: number): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+  // Unique enough among the processes writing one directory; not a secret, so node:crypto (slow to
+  // load at start) is not needed.
+  const tmp = join(dirname(path), `.${process.pid}-${Math.random().toString(36).slice(2)}.tmp`);
   try {
     await writeFile(tmp, data, mode === undefined ? {} : { mode });
     await rename(tmp, path);

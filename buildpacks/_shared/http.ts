@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tls from 'node:tls';
+import { TRUST_HINT } from './hints.ts';
 
 /**
  * Networking for buildpacks running on Node 18+ inside a build sandbox. Node's fetch ignores proxy
@@ -37,9 +38,6 @@ const NETWORK_CODES = new Set([
   'ECONNRESET',
   'ETIMEDOUT',
 ]);
-
-/** TRUST_HINT is the advice shown for certificate failures (kiln's flags; other platforms have their own). */
-export const TRUST_HINT = 'certificate not trusted: pass --ca-certs or trust the host bundle';
 
 /** explainNetworkError turns a TLS or connection failure into one line that says what to do. */
 export function explainNetworkError(what: string, err: unknown): Error {
@@ -207,8 +205,15 @@ async function readBody(res: http.IncomingMessage, limit: number): Promise<strin
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** get performs a GET, following up to 5 redirects; non-2xx answers become errors naming the URL. */
-export async function get(href: string, options: HttpOptions): Promise<http.IncomingMessage> {
+/**
+ * get performs a GET, following up to 5 redirects; non-2xx answers become errors naming the URL,
+ * except 304 Not Modified when `notModified` is set (the answer to a conditional request).
+ */
+export async function get(
+  href: string,
+  options: HttpOptions,
+  notModified = false,
+): Promise<http.IncomingMessage> {
   let url = new URL(href);
   for (let hop = 0; hop < 6; hop++) {
     let res: http.IncomingMessage;
@@ -218,6 +223,10 @@ export async function get(href: string, options: HttpOptions): Promise<http.Inco
       throw explainNetworkError(`GET ${url.origin}${url.pathname}`, err);
     }
     const status = res.statusCode ?? 0;
+    if (status === 304 && notModified) {
+      res.resume();
+      return res;
+    }
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
       url = new URL(res.headers.location, url);
@@ -232,15 +241,26 @@ export async function get(href: string, options: HttpOptions): Promise<http.Inco
   throw new Error(`GET ${href}: too many redirects`);
 }
 
-/** getJson fetches and parses a JSON document (bounded to 64 MiB). */
-export async function getJson(href: string, options: HttpOptions): Promise<unknown> {
-  const res = await get(href, {
-    ...options,
-    headers: { accept: 'application/json', ...(options.headers ?? {}) },
-  });
+/** JsonAnswer is a parsed JSON document with its response headers, or a 304 (no body). */
+export type JsonAnswer =
+  | { readonly status: 200; readonly headers: http.IncomingHttpHeaders; readonly body: unknown }
+  | { readonly status: 304; readonly headers: http.IncomingHttpHeaders };
+
+/**
+ * getJsonConditional fetches a JSON document (bounded to 64 MiB) and keeps the response headers,
+ * for HTTP caches: a 304 to a conditional request (If-None-Match / If-Modified-Since in
+ * `options.headers`) is returned as such, without a body.
+ */
+export async function getJsonConditional(href: string, options: HttpOptions): Promise<JsonAnswer> {
+  const res = await get(
+    href,
+    { ...options, headers: { accept: 'application/json', ...(options.headers ?? {}) } },
+    true,
+  );
+  if (res.statusCode === 304) return { status: 304, headers: res.headers };
   const text = await readBody(res, 64 * 1024 * 1024);
   try {
-    return JSON.parse(text);
+    return { status: 200, headers: res.headers, body: JSON.parse(text) };
   } catch {
     throw new Error(`GET ${href}: answer is not JSON`);
   }

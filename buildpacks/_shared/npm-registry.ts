@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { bindingRoot, bindingsOfType } from './bindings.ts';
 import { exists, readTextIfExists } from './fsutil.ts';
-import { getJson } from './http.ts';
+import type { JsonAnswer } from './http.ts';
 
 /**
  * NpmRegistry is the npm registry the user configured. kiln never assumes a registry host: the
@@ -98,24 +98,80 @@ export interface PackumentVersion {
   readonly dist: { readonly tarball: string; readonly integrity?: string; readonly shasum?: string };
 }
 
-/** fetchPackument reads a package's (abbreviated) metadata from the registry. */
-export async function fetchPackument(
+/** Packument is the part of a package's registry document kiln's buildpacks read. */
+export interface Packument {
+  readonly versions: Readonly<Record<string, PackumentVersion>>;
+  readonly 'dist-tags'?: Readonly<Record<string, string>>;
+}
+
+/** packumentUrl is where the registry serves the document of package `name`. */
+export function packumentUrl(registry: NpmRegistry, name: string): string {
+  return `${registry.url}${name.replace('/', '%2F')}`;
+}
+
+/**
+ * slimPackument keeps what the buildpacks read (per version: version, engines, dist tarball,
+ * integrity and shasum; the dist-tags) and checks the shape, so a cached copy stays small.
+ */
+export function slimPackument(doc: unknown, url: string): Packument {
+  const versions = (doc as { versions?: unknown } | null)?.versions;
+  if (!doc || typeof doc !== 'object' || !versions || typeof versions !== 'object') {
+    throw new Error(`${url}: registry answer has no versions`);
+  }
+  const out: Record<string, PackumentVersion> = {};
+  for (const [key, raw] of Object.entries(versions as Record<string, unknown>)) {
+    const v = raw as { version?: unknown; engines?: unknown; dist?: Record<string, unknown> } | null;
+    const dist = v?.dist;
+    if (!dist || typeof dist.tarball !== 'string') continue;
+    const engines =
+      v.engines && typeof v.engines === 'object' && !Array.isArray(v.engines)
+        ? Object.fromEntries(
+            Object.entries(v.engines as Record<string, unknown>).filter(([, r]) => typeof r === 'string'),
+          )
+        : undefined;
+    out[key] = {
+      version: typeof v.version === 'string' ? v.version : key,
+      ...(engines && Object.keys(engines).length ? { engines: engines as Record<string, string> } : {}),
+      dist: {
+        tarball: dist.tarball,
+        ...(typeof dist.integrity === 'string' ? { integrity: dist.integrity } : {}),
+        ...(typeof dist.shasum === 'string' ? { shasum: dist.shasum } : {}),
+      },
+    };
+  }
+  const tags = (doc as { 'dist-tags'?: unknown })['dist-tags'];
+  return {
+    versions: out,
+    ...(tags && typeof tags === 'object'
+      ? {
+          'dist-tags': Object.fromEntries(
+            Object.entries(tags as Record<string, unknown>).filter(([, t]) => typeof t === 'string'),
+          ) as Record<string, string>,
+        }
+      : {}),
+  };
+}
+
+/**
+ * requestPackument asks the registry for a package's (abbreviated) metadata; `validators` are the
+ * conditional request headers (If-None-Match, If-Modified-Since) of a cached copy. The HTTP client
+ * (and with it TLS) is loaded only here, so a build answered from the cache never loads it.
+ */
+export async function requestPackument(
   registry: NpmRegistry,
   name: string,
   env: NodeJS.ProcessEnv,
-): Promise<{ versions: Record<string, PackumentVersion>; 'dist-tags'?: Record<string, string> }> {
-  const url = `${registry.url}${name.replace('/', '%2F')}`;
-  const doc = (await getJson(url, {
+  validators: Readonly<Record<string, string>> = {},
+): Promise<JsonAnswer> {
+  const { getJsonConditional } = await import('./http.ts');
+  return getJsonConditional(packumentUrl(registry, name), {
     env,
     headers: {
       accept: 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8',
-      ...(registry.token ? { authorization: `Bearer ${registry.token}` } : {}),
+      ...validators,
+      ...authHeaders(registry),
     },
-  })) as { versions?: Record<string, PackumentVersion> };
-  if (!doc || typeof doc !== 'object' || !doc.versions) {
-    throw new Error(`${url}: registry answer has no versions for package ${name}`);
-  }
-  return doc as { versions: Record<string, PackumentVersion> };
+  });
 }
 
 /** authHeaders are the request headers for downloads from the registry. */

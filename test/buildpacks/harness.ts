@@ -60,10 +60,6 @@ export interface PhaseOptions {
   readonly plan?: readonly string[];
 }
 
-function exec(node: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<PhaseResult> {
-  return execFile(node, args, cwd, env);
-}
-
 function execFile(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -111,18 +107,21 @@ export async function detect(name: string, o: PhaseOptions): Promise<PhaseResult
   return { ...res, plan: await readFile(planPath, 'utf8') };
 }
 
-/** build runs `bin/build <layers>/<bp> <platform> <plan>`. */
+/**
+ * build runs `bin/build <layers>/<bp> <platform> <plan>`, executed itself (a launcher script or
+ * `#!/usr/bin/env node`), as a platform does; the Node.js to use goes first on PATH.
+ */
 export async function build(name: string, o: PhaseOptions): Promise<PhaseResult> {
   const bpDir = path.join(DIST, name);
   const layersDir = path.join(o.layers, `kiln_${name}`);
   await mkdir(layersDir, { recursive: true });
   const planPath = path.join(o.layers, `bpplan-${name}.toml`);
   await writeFile(planPath, (o.plan ?? []).map((n) => `[[entries]]\nname = "${n}"\n`).join('\n'));
-  const env = { ...baseEnv(o, bpDir), CNB_LAYERS_DIR: layersDir, CNB_BP_PLAN_PATH: planPath };
-  return exec(
-    o.node ?? process.execPath,
-    [path.join(bpDir, 'bin', 'build'), layersDir, o.platform, planPath],
-    o.app,
-    env,
-  );
+  const node = o.node ?? process.execPath;
+  const env = {
+    ...baseEnv({ ...o, path: [...(o.path ?? []), path.dirname(node)] }, bpDir),
+    CNB_LAYERS_DIR: layersDir,
+    CNB_BP_PLAN_PATH: planPath,
+  };
+  return execFile(path.join(bpDir, 'bin', 'build'), [layersDir, o.platform, planPath], o.app, env);
 }

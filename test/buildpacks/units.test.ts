@@ -8,13 +8,9 @@ import { proxyFor } from '../../buildpacks/_shared/http.ts';
 import { npmRegistry, parseNpmrc } from '../../buildpacks/_shared/npm-registry.ts';
 import { cycloneDx, integrityHex, npmPurl, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
 import { startCommand } from '../../buildpacks/node-start/src/start.ts';
+import { normalizeRange } from '../../buildpacks/nodejs-engine/src/request.ts';
 import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.ts';
-import {
-  defaultVersion,
-  newestForNode,
-  normalizeRange,
-  resolveVersion,
-} from '../../buildpacks/nodejs-engine/src/version.ts';
+import { defaultVersion, newestForNode, resolveVersion } from '../../buildpacks/nodejs-engine/src/version.ts';
 import { installedPackages } from '../../buildpacks/npm-install/src/sbom.ts';
 import { parseProcfile, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
 

@@ -3,20 +3,26 @@ import { join } from 'node:path';
 import semver from 'semver';
 import { buildContext } from '../../_shared/context.ts';
 import { exists } from '../../_shared/fsutil.ts';
-import { previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
+import { layerDir, previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import {
-  fetchPackument,
   NO_REGISTRY,
+  type NpmRegistry,
   npmRegistry,
+  type Packument,
   type PackumentVersion,
 } from '../../_shared/npm-registry.ts';
+import {
+  type CachedPackument,
+  cachedPackument,
+  describeSource,
+  type Verdict,
+} from '../../_shared/packument-cache.ts';
 import { readBuildpackPlan } from '../../_shared/plan.ts';
-import { integrityHex, writeSboms } from '../../_shared/sbom.ts';
 import { readToml } from '../../_shared/toml.ts';
-import { installNode, installNpm } from './install.ts';
+import type { VersionRequest } from './request.ts';
 import { readVersionSources } from './sources.ts';
-import { newestForNode, resolveVersion, type VersionRequest } from './version.ts';
+import { newestForNode, pinnedVersion, resolveVersion } from './version.ts';
 
 const TOOL = { name: 'kiln/nodejs-engine', version: '0.1.0' };
 
@@ -34,35 +40,88 @@ main(async () => {
 
   const sources = await readVersionSources(ctx.appDir, ctx.env);
   const request: VersionRequest = sources.requests[0] ?? { range: undefined, source: 'default (newest LTS)' };
-  let packument: Awaited<ReturnType<typeof fetchPackument>>;
+  // An invalid range is the user's mistake, said before any request.
   try {
-    packument = await fetchPackument(registry, nodePackage, ctx.env);
+    resolveVersion([], request);
+  } catch (err) {
+    throw new BuildpackFailure((err as Error).message);
+  }
+  // Resolved once per document: the cache's verdict and the build use the same answer.
+  const resolved = new Map<Packument, string | undefined>();
+  const resolveIn = (p: Packument): string | undefined => {
+    if (!resolved.has(p)) resolved.set(p, resolveVersion(Object.keys(p.versions), request));
+    return resolved.get(p);
+  };
+  const pinned = pinnedVersion(request);
+  const metadata = new MetadataCache(ctx.layersDir, registry, ctx.env);
+  let found: CachedPackument;
+  try {
+    found = await metadata.packument(nodePackage, (p) => {
+      // A pinned version the copy has is final (a published version never changes); otherwise the
+      // copy serves only while fresh, and a request it cannot meet asks the registry (a newer
+      // release may have come out since).
+      const version = resolveIn(p);
+      if (version === undefined) return 'refresh';
+      return version === pinned ? 'use' : 'if-fresh';
+    });
   } catch (err) {
     // Offline (e.g. --network none): a cached Node.js that still satisfies the request is used.
     // Not on TLS failures: those are reported (an untrusted certificate needs the user's attention).
     const why = (err as Error).message;
-    if (why.includes('network unavailable') && (await reuseOffline(ctx.layersDir, request, wantsNpm, why)))
+    if (why.includes('network unavailable') && (await reuseOffline(ctx.layersDir, request, wantsNpm, why))) {
+      await metadata.keep();
       return 0;
+    }
     throw new BuildpackFailure(`reading the Node.js versions (${nodePackage}): ${(err as Error).message}`);
   }
-  let version: string | undefined;
-  try {
-    version = resolveVersion(Object.keys(packument.versions), request);
-  } catch (err) {
-    throw new BuildpackFailure((err as Error).message);
-  }
+  log(`Node.js versions (${nodePackage}) ${describeSource(found)}`);
+  const version = resolveIn(found.packument);
   if (!version) {
     throw new BuildpackFailure(
       `no Node.js version in ${nodePackage} satisfies "${request.range}" from ${request.source}`,
     );
   }
-  const meta = packument.versions[version]!;
+  const meta = found.packument.versions[version]!;
   log(`Node.js ${version} (${request.source}: ${request.range ?? 'newest LTS'})`);
 
   await contributeNode(ctx.layersDir, registry, nodePackage, meta, ctx.env);
-  if (wantsNpm) await contributeNpm(ctx.layersDir, registry, version, ctx.env);
+  if (wantsNpm) await contributeNpm(ctx.layersDir, registry, version, metadata, ctx.env);
+  await metadata.keep();
   return 0;
 });
+
+/** METADATA_LAYER caches registry metadata between builds: cache only, never in the image. */
+const METADATA_LAYER = 'registry-metadata';
+const METADATA_TYPES = { build: false, cache: true, launch: false };
+
+/** MetadataCache reads registry documents through the cache layer and keeps that layer. */
+class MetadataCache {
+  readonly #layersDir: string;
+  readonly #registry: NpmRegistry;
+  readonly #env: NodeJS.ProcessEnv;
+  constructor(layersDir: string, registry: NpmRegistry, env: NodeJS.ProcessEnv) {
+    this.#layersDir = layersDir;
+    this.#registry = registry;
+    this.#env = env;
+  }
+
+  /** packument reads a package's document through the cache (see cachedPackument). */
+  packument(name: string, verdict: (p: Packument) => Verdict): Promise<CachedPackument> {
+    return cachedPackument(this.#registry, name, {
+      env: this.#env,
+      dir: layerDir(this.#layersDir, METADATA_LAYER),
+      now: Date.now,
+      verdict,
+    });
+  }
+
+  /** keep declares the layer again (an undeclared cache layer is dropped after the build). */
+  async keep(): Promise<void> {
+    if (await exists(layerDir(this.#layersDir, METADATA_LAYER))) {
+      await writeLayerToml(this.#layersDir, METADATA_LAYER, METADATA_TYPES, { format: 1 });
+    }
+  }
+}
 
 const NODE_TYPES = { build: true, launch: true, cache: true };
 const HEADER_TYPES = { build: true, cache: true, launch: false };
@@ -91,7 +150,7 @@ async function reuseOffline(
 
 async function contributeNode(
   layersDir: string,
-  registry: NonNullable<Awaited<ReturnType<typeof npmRegistry>>>,
+  registry: NpmRegistry,
   nodePackage: string,
   meta: PackumentVersion,
   env: NodeJS.ProcessEnv,
@@ -112,6 +171,9 @@ async function contributeNode(
     return;
   }
   log(`  downloading ${nodePackage}@${meta.version}`);
+  // Loaded only to download: a rebuild that reuses the layers never loads the HTTP client.
+  const { installNode } = await import('./install.ts');
+  const { integrityHex, writeSboms } = await import('../../_shared/sbom.ts');
   const dir = await resetLayer(layersDir, 'node');
   const headers = await resetLayer(layersDir, 'node-headers');
   await installNode(registry, nodePackage, meta, dir, env);
@@ -138,22 +200,28 @@ async function contributeNode(
 
 async function contributeNpm(
   layersDir: string,
-  registry: NonNullable<Awaited<ReturnType<typeof npmRegistry>>>,
+  registry: NpmRegistry,
   nodeVersion: string,
+  registryCache: MetadataCache,
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   const pinned = env.BP_NPM_VERSION;
   // npm only runs the build: the cached one is kept while the Node.js version is the same, which
-  // spares a download of npm's (large) registry document on every build.
+  // spares reading npm's (large) registry document on every build.
   const cached = await previousLayer(layersDir, 'npm');
   if (!pinned && cached?.hasContents && cached.metadata.node === nodeVersion && cached.metadata.version) {
     log(`  reusing the cached npm ${String(cached.metadata.version)} layer`);
     await writeLayerToml(layersDir, 'npm', NPM_TYPES, cached.metadata);
     return;
   }
-  let packument: Awaited<ReturnType<typeof fetchPackument>>;
+  const exact = pinned ? semver.valid(pinned) : null;
+  let packument: Packument;
   try {
-    packument = await fetchPackument(registry, 'npm', env);
+    const found = await registryCache.packument('npm', (p) =>
+      exact && p.versions[exact] ? 'use' : 'if-fresh',
+    );
+    log(`  npm versions ${describeSource(found)}`);
+    packument = found.packument;
   } catch (err) {
     throw new BuildpackFailure(`reading the npm versions: ${(err as Error).message}`);
   }
@@ -179,6 +247,7 @@ async function contributeNpm(
     return;
   }
   log(`  downloading npm@${version}`);
+  const { installNpm } = await import('./install.ts');
   const dir = await resetLayer(layersDir, 'npm');
   await installNpm(registry, meta, dir, env);
   // node-gyp (run by npm for native addons) must use the node-headers layer: without a nodedir it

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { readJsonIfExists, readTextIfExists } from '../../_shared/fsutil.ts';
-import { normalizeRange, type VersionRequest } from './version.ts';
+import { normalizeRange, type VersionRequest } from './request.ts';
 
 /** VersionSources is what the app declares about its Node.js version, highest priority first. */
 export interface VersionSources {

@@ -1,12 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, realpathSync } from 'node:fs';
 import { copyFile, lstat, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildContext } from '../../_shared/context.ts';
-import { run } from '../../_shared/exec.ts';
 import { exists } from '../../_shared/fsutil.ts';
-import { TRUST_HINT } from '../../_shared/http.ts';
+import { TRUST_HINT } from '../../_shared/hints.ts';
 import {
   layerDir,
   prependPath,
@@ -55,11 +53,25 @@ function nodeOnPath(pathVar: string | undefined): string | undefined {
   return undefined;
 }
 
-function nodeVersion(env: NodeJS.ProcessEnv): string {
+/**
+ * spawnCaptured runs a program to its end, capturing its output. node:child_process is loaded on
+ * first use only: a rebuild that reuses node_modules starts no process, and loading the module
+ * (with net and streams) is a good part of this bundle's start-up.
+ */
+async function spawnCaptured(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv },
+): Promise<{ status: number | null; stdout: string; stderr: string; error?: Error }> {
+  const child = await import('node:child_process');
+  return child.spawnSync(command, args, { ...options, encoding: 'utf8' });
+}
+
+async function nodeVersion(env: NodeJS.ProcessEnv): Promise<string> {
   // This bundle runs on the `node` found on PATH (`#!/usr/bin/env node`): when that is the node
   // npm will use, its version is known without starting another Node.js.
   if (nodeOnPath(env.PATH) === realpathSync(process.execPath)) return process.version;
-  const res = spawnSync('node', ['--version'], { env, encoding: 'utf8' });
+  const res = await spawnCaptured('node', ['--version'], { env });
   if (res.status !== 0) {
     throw new BuildpackFailure(
       'node not found on PATH: kiln/npm-install needs a Node.js buildpack (kiln/nodejs-engine) before it',
@@ -74,7 +86,7 @@ async function moveDir(from: string, to: string): Promise<void> {
     await rename(from, to);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    const res = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
+    const res = await spawnCaptured('cp', ['-a', from, to], {});
     if (res.status !== 0) throw new BuildpackFailure(`copying ${from} to ${to}: ${res.stderr.trim()}`);
     await rm(from, { recursive: true, force: true });
   }
@@ -107,7 +119,7 @@ main(async () => {
     // still verified by pnpm/yarn against the lock file's integrity hashes.
     COREPACK_INTEGRITY_KEYS: ctx.env.COREPACK_INTEGRITY_KEYS ?? '0',
   };
-  const node = nodeVersion(env);
+  const node = await nodeVersion(env);
   const lockHash = project.lockFile
     ? createHash('sha256')
         .update(await readFile(join(ctx.appDir, project.lockFile)))
@@ -184,7 +196,7 @@ async function isRealDir(path: string): Promise<boolean> {
 }
 
 async function copyTree(from: string, to: string): Promise<void> {
-  const res = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
+  const res = await spawnCaptured('cp', ['-a', from, to], {});
   if (res.status !== 0) throw new BuildpackFailure(`copying ${from} to ${to}: ${res.stderr.trim()}`);
 }
 
@@ -237,6 +249,7 @@ class Installer {
       command = 'npx';
     }
     log(`  $ ${command} ${args.join(' ')}`);
+    const { run } = await import('../../_shared/exec.ts');
     const res = await run(command, args, { cwd, env: this.#env });
     if (res.code !== 0) throw new BuildpackFailure(explain(step, res.tail), res.code);
   }
