@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { comparePaths } from './tar-writer.ts';
-import { walk } from './walk.ts';
+import { type DirListings, walk } from './walk.ts';
 
 const tempDir = tempDirs('kiln-walk-test-');
 
@@ -51,5 +51,42 @@ describe('walk()', () => {
     clearInterval(timer);
     assert.equal(entries.length, 3030);
     assert.ok(ticks > 0, 'timers fired during the walk');
+  });
+
+  test('a kept listing stands in for a directory only while its stamp holds', async () => {
+    const d = await tempDir();
+    await fs.mkdir(path.join(d, 'sub/deep'), { recursive: true });
+    await fs.writeFile(path.join(d, 'sub/a'), 'a');
+    await fs.writeFile(path.join(d, 'sub/deep/b'), 'b');
+    const dirs: DirListings = new Map();
+    const first = (await walk(d, { recordDirs: dirs })).map((e) => e.path);
+    assert.deepEqual([...dirs.keys()].sort(), ['sub', 'sub/deep']);
+    // Unchanged stamps: the kept names are used as they are (here: one left out on purpose, which
+    // proves the directory was not read again).
+    const doctored: DirListings = new Map(
+      [...dirs].map(([k, v]) => [k, { ...v, names: v.names.filter((n) => n !== 'a') }]),
+    );
+    assert.deepEqual(
+      (await walk(d, { knownDirs: doctored })).map((e) => e.path),
+      first.filter((p) => p !== 'sub/a'),
+    );
+    // A file created in a directory changes its stamp: that directory is read again.
+    await fs.writeFile(path.join(d, 'sub/deep/new'), 'n');
+    const again = (await walk(d, { knownDirs: dirs })).map((e) => e.path);
+    assert.deepEqual(again, [...first, 'sub/deep/new'].sort());
+    // So does a removal, even with the directory's mtime put back.
+    const st = await fs.stat(path.join(d, 'sub'));
+    await fs.rm(path.join(d, 'sub/a'));
+    await fs.utimes(path.join(d, 'sub'), st.atime, st.mtime);
+    assert.ok(!(await walk(d, { knownDirs: dirs })).some((e) => e.path === 'sub/a'));
+  });
+
+  test('a kept listing naming anything but a plain name is refused', async () => {
+    const d = await tempDir();
+    await fs.mkdir(path.join(d, 'sub'));
+    const dirs: DirListings = new Map();
+    await walk(d, { recordDirs: dirs });
+    const evil: DirListings = new Map([['sub', { stamp: dirs.get('sub')!.stamp, names: ['../../etc'] }]]);
+    await assert.rejects(walk(d, { knownDirs: evil }), /not a file name/);
   });
 });

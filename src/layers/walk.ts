@@ -16,6 +16,31 @@ function fileEntry(
   return { path: p, type: 'file', mode, size, uid: owner.uid, gid: owner.gid, source: full };
 }
 
+/** The names a directory held and its stamp then (see dirStamp). */
+export interface DirListing {
+  readonly stamp: string;
+  readonly names: readonly string[];
+}
+
+/** Directory listings of a walk, by slash-separated path relative to the walked directory. */
+export type DirListings = Map<string, DirListing>;
+
+/**
+ * dirStamp identifies a directory's listing, as git's untracked cache does: creating, removing or
+ * renaming an entry changes the directory's mtime and ctime, and a ctime cannot be set back.
+ */
+export function dirStamp(st: BigIntStats): string {
+  return `${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}`;
+}
+
+/** Names from a kept listing must be what readdir could return: nothing may lead out of the tree. */
+function checkedNames(rel: string, names: readonly string[]): readonly string[] {
+  for (const n of names)
+    if (n === '' || n === '.' || n === '..' || n.includes('/') || n.includes('\0'))
+      throw new Error(`kept listing of "${rel}" names "${n}", which is not a file name`);
+  return names;
+}
+
 /** Options of walk. */
 export interface WalkOptions {
   /** Path of the walked directory inside the tar (e.g. `layers/kiln_node/node`); default: its children sit at the top. */
@@ -38,6 +63,14 @@ export interface WalkOptions {
    * stat than the tar header (layer fingerprints: times, inode) need not stat the file again.
    */
   readonly onFile?: (entry: TarEntry, stat: BigIntStats) => void;
+  /**
+   * Listings of an earlier walk of this tree: a directory below the root whose stamp is the one
+   * recorded still holds those names, so it is not read again (its entries are still lstat'ed).
+   * The root is always read (moving a tree into place changes its own stamp).
+   */
+  readonly knownDirs?: ReadonlyMap<string, DirListing>;
+  /** Filled with this walk's listings (every directory below the root), for a later walk. */
+  readonly recordDirs?: DirListings;
 }
 
 /** Entries stat'ed between two yields to the event loop (see walk): a few milliseconds' worth. */
@@ -90,12 +123,16 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
   }
 
   // Depth-first with an explicit stack: no recursion depth limit, no closure per directory.
-  const pending: [abs: string, rel: string][] = [[root, '']];
+  const pending: [abs: string, rel: string, stamp: string][] = [[root, '', '']];
+  const { knownDirs, recordDirs } = opts;
   let seen = 0;
   while (pending.length > 0) {
-    const [abs, rel] = pending.pop()!;
+    const [abs, rel, stamp] = pending.pop()!;
     const base = abs.endsWith('/') ? abs : `${abs}/`;
-    for (const name of readdirSync(abs)) {
+    const known = rel === '' ? undefined : knownDirs?.get(rel);
+    const names = known?.stamp === stamp ? checkedNames(rel, known.names) : readdirSync(abs);
+    if (recordDirs && rel !== '') recordDirs.set(rel, { stamp, names });
+    for (const name of names) {
       if (++seen % ENTRIES_PER_YIELD === 0) await new Promise<void>((r) => setImmediate(r));
       const full = base + name;
       const st = lstatSync(full, { bigint: true });
@@ -105,7 +142,7 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
       const p = join(r);
       if (st.isDirectory()) {
         out.push({ path: p, type: 'dir', mode: modeOf(st), ...own(st) });
-        pending.push([full, r]);
+        pending.push([full, r, knownDirs || recordDirs ? dirStamp(st) : '']);
       } else if (st.isSymbolicLink()) {
         out.push({ path: p, type: 'symlink', mode: modeOf(st), linkname: readlinkSync(full), ...own(st) });
       } else if (st.isFile()) {

@@ -74,9 +74,12 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       }
       const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`;
       // The exporter walked launch layers moments ago and nothing ran since: reuse its listing.
+      // Otherwise walk it, reading only the directories that changed since restore walked it.
+      const known = o.reuse.listings?.get(l.path);
+      const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid };
       const content =
         o.contents?.get(l.path) ??
-        (await dirContent(l.path, { prefix: rel, uid: o.uid, gid: o.gid }, o.reuse.settings));
+        (await dirContent(l.path, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.reuse.settings));
       const previous = layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha;
       const worthHashing = previous !== undefined && o.snapshot.layer(previous) !== undefined;
       const { diffID } = await identify(o.reuse, content, worthHashing);
@@ -101,7 +104,12 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       }
       entries.push(entry);
       if (content.fingerprint)
-        warm.push({ diffID: entry.diffID, dir: l.path, fingerprint: content.fingerprint });
+        warm.push({
+          diffID: entry.diffID,
+          dir: l.path,
+          fingerprint: content.fingerprint,
+          ...(content.dirs ? { dirs: content.dirs } : {}),
+        });
       bpMd.layers![l.name] = {
         sha: entry.diffID,
         data: l.metadata,

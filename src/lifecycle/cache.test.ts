@@ -8,9 +8,11 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { CacheMetadataSchema } from '../cnb/lifecycle-metadata.ts';
+import type { DirListings } from '../layers/walk.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type CacheEntry, VolumeCache } from './cache.ts';
 import { acquireLock } from './cache-lock.ts';
+import { dirContent } from './layer-reuse.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tempDir = tempDirs('kiln-cache-test-');
@@ -111,6 +113,57 @@ describe('VolumeCache', () => {
     await cache.commit({ metadata: metadataNaming([b]), layers: [b] });
     assert.equal(commits, 2);
     assert.notEqual(await fs.readFile(state, 'utf8'), text0);
+  });
+
+  test('a warm dir comes back with its kept listings; touched after it was kept, it is never handed out', async () => {
+    const d = await tempDir();
+    const cache = new VolumeCache(path.join(d, 'cache'));
+    const a = await blobFile(d, 'alpha');
+    const S = { epoch: 1, compression: 'gzip' } as const;
+    const opts = { prefix: 'layers/bp/l', uid: 1000, gid: 1000 };
+    const keep = async (n: number) => {
+      const dir = path.join(d, `unpacked${n}`);
+      await fs.mkdir(path.join(dir, 'sub'), { recursive: true });
+      await fs.writeFile(path.join(dir, 'sub', 'f'), 'x');
+      const c = await dirContent(dir, opts, S);
+      await cache.commit({
+        metadata: metadataNaming([a]),
+        layers: [a],
+        warm: [{ diffID: a.diffID, dir, fingerprint: c.fingerprint, ...(c.dirs ? { dirs: c.dirs } : {}) }],
+      });
+    };
+    const claim = async (dest: string) => {
+      const snap = await cache.snapshot();
+      let kept: DirListings | undefined;
+      try {
+        return {
+          fp: await snap.claimWarm?.(a.diffID, dest, async (dir, known) => {
+            kept = known;
+            return (await dirContent(dir, known ? { ...opts, knownDirs: known } : opts, S)).fingerprint;
+          }),
+          kept,
+        };
+      } finally {
+        await snap.close();
+      }
+    };
+    const hex = a.diffID.slice(7);
+    await keep(1);
+    const ok = await claim(path.join(d, 'claimed1'));
+    assert.ok(ok.fp, 'an untouched warm dir is handed out');
+    assert.deepEqual(ok.kept?.get('sub')?.names, ['f']);
+    assert.equal(await fs.readFile(path.join(d, 'claimed1', 'sub', 'f'), 'utf8'), 'x');
+    // Tampered with while kept: a file added below, or one rewritten in place.
+    for (const [i, tamper] of [
+      (w: string) => fs.writeFile(path.join(w, 'sub', 'extra'), ''),
+      (w: string) => fs.writeFile(path.join(w, 'sub', 'f'), 'y'),
+    ].entries()) {
+      await keep(i + 2);
+      await tamper(path.join(d, 'cache', 'warm', hex));
+      const bad = await claim(path.join(d, `claimed-bad${i}`));
+      assert.equal(bad.fp, undefined, `tampered warm dir ${i} is not handed out`);
+      assert.equal(await fs.stat(path.join(d, `claimed-bad${i}`)).catch(() => undefined), undefined);
+    }
   });
 
   test('commit() refuses a source whose bytes do not match the digest and keeps the old state', async () => {

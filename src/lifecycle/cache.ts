@@ -6,6 +6,7 @@ import path from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
+import type { DirListings } from '../layers/walk.ts';
 import { BlobStore, DigestVerifier } from '../layout/blob-store.ts';
 import { pidAlive } from '../layout/pid.ts';
 import { type Digest, isDigest } from '../oci/digest.ts';
@@ -68,12 +69,14 @@ export interface CacheSnapshot {
    * claimWarm moves the unpacked directory of `diffID` kept by an earlier build to `dest`, when
    * there is one and `fingerprint(dir)` still gives what it had when kept (nothing touched it),
    * and returns that fingerprint (a rename of the directory keeps it). Returns undefined otherwise
-   * (then extract from the blob). Optional: only a volume cache has it.
+   * (then extract from the blob). `known` is the directory's listings as kept with it, which spare
+   * the check reading unchanged directories (see walk's knownDirs). Optional: only a volume cache
+   * has it.
    */
   claimWarm?(
     diffID: string,
     dest: string,
-    fingerprint: (dir: string) => Promise<string>,
+    fingerprint: (dir: string, known?: DirListings) => Promise<string>,
   ): Promise<string | undefined>;
   close(): Promise<void>;
 }
@@ -84,6 +87,8 @@ export interface WarmDir {
   readonly dir: string;
   /** Its fingerprint now (see layer-reuse), checked again before it is handed out. */
   readonly fingerprint: string;
+  /** Its directory listings now (kept with it, see claimWarm's `known`). */
+  readonly dirs?: DirListings;
 }
 
 /** A blob a CacheEntry producer wrote. */
@@ -283,7 +288,11 @@ export class VolumeCache implements LayerCache {
     await fs.rm(path.join(warm, hex), { recursive: true, force: true });
     try {
       // The json first: a dir without one is never handed out (and is pruned).
-      await fs.writeFile(path.join(warm, `${hex}.json`), JSON.stringify({ fingerprint: w.fingerprint }));
+      const dirs = w.dirs ? Object.fromEntries([...w.dirs].map(([k, v]) => [k, [v.stamp, ...v.names]])) : {};
+      await fs.writeFile(
+        path.join(warm, `${hex}.json`),
+        JSON.stringify({ fingerprint: w.fingerprint, dirs }),
+      );
       await fs.rename(w.dir, path.join(warm, hex));
     } catch {
       // Another file system (EXDEV) or a race: the next build extracts from the blob instead.
@@ -364,6 +373,18 @@ function boundedMerge(
   return merged;
 }
 
+/** Kept listings as written by keepWarm (`{ rel: [stamp, ...names] }`); anything else: none. */
+function listingsOf(raw: unknown): DirListings | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const out: DirListings = new Map();
+  for (const [rel, v] of Object.entries(raw)) {
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string')) return undefined;
+    const [stamp, ...names] = v as string[];
+    out.set(rel, { stamp: stamp!, names });
+  }
+  return out;
+}
+
 function snapshotOf(
   state: CacheState,
   handles: Map<string, FileHandle>,
@@ -392,25 +413,27 @@ function snapshotOf(
           async claimWarm(
             diffID: string,
             dest: string,
-            fingerprint: (dir: string) => Promise<string>,
+            fingerprint: (dir: string, known?: DirListings) => Promise<string>,
           ): Promise<string | undefined> {
             if (!layerOf(diffID)) return undefined;
             const hex = diffID.slice(diffID.indexOf(':') + 1);
             const claimed = path.join(warmDir, `.claimed-${process.pid}-${randomBytes(4).toString('hex')}`);
             let expected: string;
+            let known: DirListings | undefined;
             try {
-              expected = (
-                JSON.parse(await fs.readFile(path.join(warmDir, `${hex}.json`), 'utf8')) as {
-                  fingerprint: string;
-                }
-              ).fingerprint;
+              const kept = JSON.parse(await fs.readFile(path.join(warmDir, `${hex}.json`), 'utf8')) as {
+                fingerprint: string;
+                dirs?: unknown;
+              };
+              expected = kept.fingerprint;
+              known = listingsOf(kept.dirs);
               // rename is the claim: of two builds, one gets the directory, the other ENOENT.
               await fs.rename(path.join(warmDir, hex), claimed);
             } catch {
               return undefined;
             }
             try {
-              if ((await fingerprint(claimed)) !== expected) return undefined;
+              if ((await fingerprint(claimed, known)) !== expected) return undefined;
               await fs.rename(claimed, dest);
               return expected;
             } catch {

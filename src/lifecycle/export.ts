@@ -376,8 +376,16 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     log.debug?.(`Layer '${id}' SHA: ${r.diffID}`);
   };
 
-  const dirLayer = async (dir: string, prefix: string, uid: number, gid: number): Promise<LayerContent> =>
-    dirContent(dir, { prefix, uid, gid }, reuse.settings);
+  // A layer dir restore walked is walked again (buildpacks ran since), reading only the
+  // directories that changed.
+  const dirLayer = async (dir: string, prefix: string, uid: number, gid: number): Promise<LayerContent> => {
+    const known = reuse.listings?.get(dir);
+    return dirContent(
+      dir,
+      known ? { prefix, uid, gid, knownDirs: known } : { prefix, uid, gid },
+      reuse.settings,
+    );
+  };
 
   // 1. Buildpack launch layers.
   const bpMetadata: BuildpackLayersMetadata[] = [];

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
-import { type WalkOptions, walk } from '../layers/walk.ts';
+import { type DirListings, type WalkOptions, walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
@@ -30,6 +30,8 @@ export interface LayerContent {
   readonly entries: readonly TarEntry[];
   /** sha256 over the listing, the tar options, and file stat data; '' when not fingerprintable. */
   readonly fingerprint: string;
+  /** The directory listings the walk read or confirmed (for a later walk of the same tree). */
+  readonly dirs?: DirListings;
 }
 
 /** Tar settings that change a layer's bytes (part of every fingerprint). */
@@ -77,6 +79,8 @@ function stampOf(st: BigIntStats): string {
 /**
  * dirContent walks `dir` into tar entries (see layers/walk) and fingerprints the result from the
  * same lstat of each file that gave its tar header (so what is fingerprinted is what is tarred).
+ * `walkOpts.knownDirs` (listings of an earlier walk of the tree) spares reading unchanged
+ * directories; the result's `dirs` are this walk's listings.
  */
 export async function dirContent(
   dir: string,
@@ -84,14 +88,16 @@ export async function dirContent(
   settings: TarSettings,
 ): Promise<LayerContent> {
   const stamps = new Map<string, string>();
+  const dirs: DirListings = new Map();
   const entries = await walk(dir, {
     ...walkOpts,
+    recordDirs: dirs,
     onFile: (e, st) => {
       stamps.set(e.path, stampOf(st));
       walkOpts.onFile?.(e, st);
     },
   });
-  return { entries, fingerprint: fingerprintOf(entries, stamps, settings) };
+  return { entries, fingerprint: fingerprintOf(entries, stamps, settings), dirs };
 }
 
 /** syntheticContent is content made up by kiln (launcher, process types): fingerprinted by listing. */
@@ -155,6 +161,11 @@ export interface ReuseContext {
   readonly previous: ReadonlyMap<string, Layer>;
   /** Blobs already in hand by diffID (e.g. the cache's, or layers resolved earlier in this run). */
   readonly known: Map<string, CachedLayer>;
+  /**
+   * Directory listings of layer dirs walked earlier in this build (host path -> listings; restore
+   * fills it), so walking them again reads only directories that changed since.
+   */
+  readonly listings?: Map<string, DirListings>;
   readonly stats: ReuseStats;
 }
 

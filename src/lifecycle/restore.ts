@@ -14,6 +14,7 @@ import {
 import { writeStoreToml } from '../cnb/store-toml.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
 import { readTar } from '../layers/tar-reader.ts';
+import type { DirListings } from '../layers/walk.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
@@ -54,6 +55,8 @@ export interface RestoreOptions {
   readonly settings: TarSettings;
   /** Filled with fingerprints of restored layer dirs -> their cached layer. */
   readonly fingerprints: Map<string, CachedLayer>;
+  /** Filled with the directory listings of restored layer dirs (host path), for export and cache. */
+  readonly listings?: Map<string, DirListings>;
   /** Layers of the previous image by diffID (its launch SBOM layer is read from here). */
   readonly previousLayers?: ReadonlyMap<string, Layer>;
   readonly log: PhaseLog;
@@ -194,13 +197,19 @@ async function restoreContents(
   const cached = o.cache!.layer(diffID)!;
   const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${name}`;
   const dst = path.join(o.layersDir, escapeId(bp.id), name);
-  const fingerprint = async (dir: string) =>
-    (await dirContent(dir, { prefix: rel, uid: o.uid, gid: o.gid }, o.settings)).fingerprint;
+  let dirs: DirListings | undefined;
+  const fingerprint = async (dir: string, known?: DirListings) => {
+    const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid };
+    const c = await dirContent(dir, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.settings);
+    dirs = c.dirs;
+    return c.fingerprint;
+  };
   await fs.rm(dst, { recursive: true, force: true });
   // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
   const warm = await o.cache!.claimWarm?.(diffID, dst, fingerprint);
   if (warm) {
     o.fingerprints.set(warm, cached);
+    if (dirs) o.listings?.set(dst, dirs);
     return 'warm';
   }
   // The cached tar holds `layers/<bp>/<name>/...` (the exporter's paths): unpack it aside and move
@@ -216,5 +225,6 @@ async function restoreContents(
   // Remember what this directory is, so export and cache recognise it untouched without tarring.
   const fp = await fingerprint(dst);
   o.fingerprints.set(fp, cached);
+  if (dirs) o.listings?.set(dst, dirs);
   return 'extracted';
 }

@@ -563,6 +563,7 @@ async function buildWith(
       blobs: r.store.blobs,
       settings,
       fingerprints: new Map(),
+      listings: new Map(),
       previous: analysis.previousLayers,
       known: new Map(),
       stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
@@ -586,6 +587,7 @@ async function buildWith(
         gid,
         settings,
         fingerprints: reuse.fingerprints,
+        ...(reuse.listings ? { listings: reuse.listings } : {}),
         previousLayers: analysis.previousLayers,
         log,
       });
