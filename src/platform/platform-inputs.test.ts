@@ -337,7 +337,8 @@ describe('preparePlatformInputs()', () => {
       userEnv: {},
       kilnEnv: { HTTPS_PROXY: 'http://me:proxy-canary-55@proxy:3128', SECRET_OF_KILN: 'nope' },
       bindings: [await readBindingDir('creds', creds)],
-      caCertFiles: [ca.caFile, ca.caFile],
+      // CA two is in the image's bundle already: trusted, but no binding entry of its own.
+      caCertFiles: [ca.caFile, ca2.caFile, ca.caFile],
       redactor,
       ...(process.getuid?.() === 0 && { uid: 1000, gid: 1000 }),
     });
@@ -382,7 +383,7 @@ describe('preparePlatformInputs()', () => {
       'type',
     ]);
     const caBinding = await readdir(path.join(platformDir, 'bindings', 'ca-certificates'));
-    assert.equal(caBinding.length, 3); // type, provider, one certificate
+    assert.equal(caBinding.length, 3); // type, provider, one certificate (CA one; two is the image's)
     assert.equal(
       await readFile(path.join(platformDir, 'bindings', 'ca-certificates', 'type'), 'utf8'),
       'ca-certificates',
