@@ -6,6 +6,7 @@
 //
 // Usage: node scripts/build.d/cli-bundle.ts <outdir> <start time in ms>
 import { readFile, utimes } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -38,6 +39,27 @@ const sourceUrls: Plugin = {
   },
 };
 
+/**
+ * Node.js built-ins are loaded with require() rather than import: an ESM import builds a facade
+ * that reads every export, and some exports are lazy getters (node:http's pulls in undici, ~25 ms).
+ * A CommonJS shim (`module.exports = require(...)`) lets esbuild read properties at use instead.
+ */
+const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+const builtinsByRequire: Plugin = {
+  name: 'builtins-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
+      builtins.has(args.path) && args.namespace !== 'builtin'
+        ? { path: args.path, namespace: 'builtin' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
 // The entry: what main.ts does when it is run as a script.
 const entry = `import { main } from './src/cli/main.ts';
 process.exitCode = await main(process.argv.slice(2), {
@@ -64,7 +86,7 @@ await build({
   },
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [sourceUrls],
+  plugins: [sourceUrls, builtinsByRequire],
 });
 // Stamp the entry with the time the build started: a source saved while esbuild ran is then
 // newer than the bundle, and bin/kiln falls back to the sources.

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config-file.ts';
 import { type Binding, checkUniqueNames, parseBindingFlag, readBindingDir } from '../platform/bindings.ts';
-import { type CaCert, readCaCertFile, writeCaLaunchLayer } from '../platform/ca-certs.ts';
+import { type CaCert, readCaCertFile, readSystemCaBundle, writeCaLaunchLayer } from '../platform/ca-certs.ts';
 import { type NpmRegistry, resolveNpmRegistry } from '../platform/npm-registry.ts';
 import { cachedHostNpmConfigGet } from '../platform/npm-registry-cache.ts';
 import { hostCaBundlePath, type PlatformInputs, preparePlatformInputs } from '../platform/platform-inputs.ts';
@@ -100,10 +100,6 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
   }
   checkUniqueNames(bindings);
   const caCertFiles = [...config.caCerts, ...(o.flags.caCerts ?? []).map((f) => path.resolve(cwd, f))];
-  // Parsed now so a bad file fails before the build, naming it; these (not the host bundle, which
-  // is trusted by default and stays build-only) are what --ca-certs-launch ships.
-  const userCerts: CaCert[] = [];
-  for (const f of caCertFiles) userCerts.push(...(await readCaCertFile(f)));
   // Host trust is on by default; a machine without a bundle (no ca-certificates package, an
   // SSL_CERT_FILE that points nowhere) builds with the build image's own bundle instead of failing.
   let hostCaBundle = config.trustHostCaCerts ? hostCaBundlePath(o.settings.env) : undefined;
@@ -111,6 +107,12 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
     o.log.debug(`host CA bundle ${hostCaBundle} not found: builds trust the build image's bundle only`);
     hostCaBundle = undefined;
   }
+  const hostCerts = hostCaBundle !== undefined ? await readSystemCaBundle(hostCaBundle) : [];
+  const known = new Set(hostCerts.map((c) => c.fingerprint));
+  // Parsed now so a bad file fails before the build, naming it; these (not the host bundle, which
+  // is trusted by default and stays build-only) are what --ca-certs-launch ships.
+  const userCerts: CaCert[] = [];
+  for (const f of caCertFiles) userCerts.push(...(await readCaCertFile(f, known)));
   const home = o.settings.env.HOME ?? '';
   const npmRegistry = await resolveNpmRegistry({
     userEnv: o.userEnv,
@@ -150,7 +152,7 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
         bindings,
         caCertFiles,
         userCerts,
-        ...(hostCaBundle !== undefined && { hostCaBundle }),
+        ...(hostCaBundle !== undefined && { hostCaBundle, hostCerts }),
         npmRegistry,
         redactor,
         ...(process.getuid?.() === 0 && { uid, gid }),

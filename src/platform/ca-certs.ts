@@ -45,13 +45,23 @@ function* certificateBlocks(text: string): Generator<{ readonly body: string; re
 /**
  * parsePemCertificates returns every CERTIFICATE block of a PEM text, each parsed as X.509. Other
  * block types (keys, CRLs) are skipped. Throws a KilnError naming `source` when there is no
- * certificate or a block does not parse.
+ * certificate or a block does not parse. A block whose DER fingerprint is in `known` (the host's
+ * system bundle) is that very certificate, already vouched for: it is not parsed again (its
+ * subject is, when asked for), which spares ~0.05 ms per certificate of a file that repeats the
+ * system bundle.
  */
-export function parsePemCertificates(text: string, source: string): CaCert[] {
+export function parsePemCertificates(text: string, source: string, known?: ReadonlySet<string>): CaCert[] {
   const out: CaCert[] = [];
   let n = 0;
-  for (const { pem } of certificateBlocks(text)) {
+  for (const { body, pem } of certificateBlocks(text)) {
     n++;
+    if (known !== undefined && known.size > 0) {
+      const light = lightCert(body, pem, source);
+      if (light !== undefined && known.has(light.fingerprint)) {
+        out.push(light);
+        continue;
+      }
+    }
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(pem);
@@ -85,20 +95,26 @@ export function parsePemCertificates(text: string, source: string): CaCert[] {
 export function splitPemCertificates(text: string, source: string): CaCert[] {
   const out: CaCert[] = [];
   for (const { body, pem } of certificateBlocks(text)) {
-    const der = Buffer.from(body, 'base64');
-    if (der.length === 0) continue;
-    let subject: string | undefined;
-    out.push({
-      pem,
-      fingerprint: createHash('sha256').update(der).digest('hex'),
-      get subject() {
-        subject ??= subjectOf(pem);
-        return subject;
-      },
-      source,
-    });
+    const c = lightCert(body, pem, source);
+    if (c !== undefined) out.push(c);
   }
   return out;
+}
+
+/** lightCert fingerprints a block without parsing it; the subject is parsed on first use. */
+function lightCert(body: string, pem: string, source: string): CaCert | undefined {
+  const der = Buffer.from(body, 'base64');
+  if (der.length === 0) return undefined;
+  let subject: string | undefined;
+  return {
+    pem,
+    fingerprint: createHash('sha256').update(der).digest('hex'),
+    get subject() {
+      subject ??= subjectOf(pem);
+      return subject;
+    },
+    source,
+  };
 }
 
 function subjectOf(pem: string): string {
@@ -109,9 +125,12 @@ function subjectOf(pem: string): string {
   }
 }
 
-/** readCaCertFile reads and validates a PEM file of one or more certificates. */
-export async function readCaCertFile(file: string): Promise<CaCert[]> {
-  return parsePemCertificates(await readCaText(file), file);
+/**
+ * readCaCertFile reads and validates a PEM file of one or more certificates (`known`: fingerprints
+ * of the host's system bundle, see parsePemCertificates).
+ */
+export async function readCaCertFile(file: string, known?: ReadonlySet<string>): Promise<CaCert[]> {
+  return parsePemCertificates(await readCaText(file), file, known);
 }
 
 /**

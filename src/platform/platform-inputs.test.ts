@@ -269,6 +269,25 @@ describe('CA certificates', () => {
     await assert.rejects(readSystemCaBundle(path.join(dir, 'missing.pem')), /missing\.pem: does not exist/);
   });
 
+  test('parsePemCertificates() takes certificates of the known (system) bundle as they are', () => {
+    const odd = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+    assert.throws(
+      () => parsePemCertificates(ca.caPem + odd, 'u.pem'),
+      /certificate #2 is not a valid X\.509/,
+    );
+    // The same bytes are in the host's bundle: the system vouches for them, no second validation.
+    const known = new Set(splitPemCertificates(odd + ca2.caPem, 'host.pem').map((c) => c.fingerprint));
+    const certs = parsePemCertificates(ca.caPem + odd, 'u.pem', known);
+    assert.deepEqual(
+      certs.map((c) => c.subject),
+      ['CN=kiln unit CA one', 'unparsable certificate'],
+    );
+    assert.deepEqual(
+      parsePemCertificates(ca2.caPem, 'u.pem', known).map((c) => c.fingerprint),
+      parsePemCertificates(ca2.caPem, 'u.pem').map((c) => c.fingerprint),
+    );
+  });
+
   test('caSecrets() leaves out certificates the public (system) bundle holds', () => {
     const certs = parsePemCertificates(ca.caPem + ca2.caPem, 'both.pem');
     const all = caSecrets(certs);

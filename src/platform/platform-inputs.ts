@@ -29,6 +29,8 @@ export interface PlatformInputsOptions {
   readonly userCerts?: readonly CaCert[];
   /** The host bundle path when trusted (kiln config trust-host-ca-certs; SSL_CERT_FILE or the standard path). */
   readonly hostCaBundle?: string;
+  /** The certificates of `hostCaBundle` when the caller already read them (readSystemCaBundle). */
+  readonly hostCerts?: readonly CaCert[];
   /** From resolveNpmRegistry. */
   readonly npmRegistry?: NpmRegistry;
   readonly redactor: Redactor;
@@ -69,11 +71,12 @@ export async function preparePlatformInputs(o: PlatformInputsOptions): Promise<P
   registerProxySecrets(proxies, o.redactor);
   for (const s of o.npmRegistry?.secrets ?? []) o.redactor.add(s);
 
-  const userCerts: CaCert[] = [...(o.userCerts ?? [])];
-  if (o.userCerts === undefined) for (const f of o.caCertFiles) userCerts.push(...(await readCaCertFile(f)));
   // The host bundle is a system file (validated by its package manager): split, not X.509-parsed.
-  const hostCerts = o.hostCaBundle ? await readSystemCaBundle(o.hostCaBundle) : [];
+  const hostCerts = o.hostCaBundle ? (o.hostCerts ?? (await readSystemCaBundle(o.hostCaBundle))) : [];
   const publicCerts = new Set(hostCerts.map((c) => c.fingerprint));
+  const userCerts: CaCert[] = [...(o.userCerts ?? [])];
+  if (o.userCerts === undefined)
+    for (const f of o.caCertFiles) userCerts.push(...(await readCaCertFile(f, publicCerts)));
   for (const line of caSecrets(userCerts, publicCerts)) o.redactor.add(line);
   const certs = [...userCerts, ...hostCerts];
 
