@@ -73,9 +73,15 @@ describe('bin/kiln and the bundled CLI', () => {
     await appendFile(bundle, "\nprocess.stderr.write('kiln-from-bundle\\n');\n");
     const old = new Date(Date.now() - 60_000);
     await touchTree(path.join(root, 'src'), old);
-    await utimes(edited, old, old);
-    const newer = new Date(old.getTime() + 1000);
-    await utimes(bundle, newer, newer);
+    for (const f of [
+      'package.json',
+      'package-lock.json',
+      'scripts/build.d/cli.sh',
+      'scripts/build.d/cli-bundle.ts',
+    ])
+      await utimes(path.join(root, f), old, old);
+    const now = new Date();
+    await utimes(bundle, now, now);
     assert.match((await kiln('--version')).stderr, /kiln-from-bundle/);
     await writeFile(path.join(root, 'src', 'cli', 'new-module.ts'), 'export {};\n');
     assert.doesNotMatch((await kiln('--version')).stderr, /kiln-from-bundle/);
