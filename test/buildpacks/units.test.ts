@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,9 +9,11 @@ import { proxyFor } from '../../buildpacks/_shared/http.ts';
 import { npmRegistry, parseNpmrc } from '../../buildpacks/_shared/npm-registry.ts';
 import { cycloneDx, integrityHex, npmPurl, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
 import { startCommand } from '../../buildpacks/node-start/src/start.ts';
+import { quickForm, quickPinned, quickResolve } from '../../buildpacks/nodejs-engine/src/quick-version.ts';
 import { normalizeRange } from '../../buildpacks/nodejs-engine/src/request.ts';
 import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.ts';
 import { defaultVersion, newestForNode, resolveVersion } from '../../buildpacks/nodejs-engine/src/version.ts';
+import { lockDigest } from '../../buildpacks/npm-install/src/lock-digest.ts';
 import { installedPackages } from '../../buildpacks/npm-install/src/sbom.ts';
 import { parseProcfile, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
 
@@ -95,6 +98,40 @@ describe('Node.js versions', () => {
       () => resolveVersion(versions, { range: 'not a range!', source: 'package.json engines.node' }),
       /package.json engines.node: "not a range!" is not a valid semver range/,
     );
+  });
+  test('quickResolve() answers plain requests exactly as resolveVersion() does, and leaves the rest to it', () => {
+    const keys = [...versions, '0.12.18', '22.10.0', '22.9.9', '23.0.0-nightly.1', '24.0.0-rc.2', '20.20.1'];
+    for (const range of [
+      undefined,
+      '22',
+      '22.x',
+      '22.X',
+      '22.*',
+      '20',
+      '19',
+      '0',
+      '22.10.0',
+      '22.1.0',
+      '22.4.4',
+    ]) {
+      const request = { range, source: 't' };
+      assert.ok(quickForm(request), String(range));
+      assert.deepEqual(
+        quickResolve(keys, request),
+        { version: resolveVersion(keys, request) },
+        String(range),
+      );
+    }
+    assert.equal(quickResolve(keys, { range: '22.x', source: 't' })?.version, '22.23.3');
+    assert.equal(quickPinned({ range: '22.1.0', source: 't' }), '22.1.0');
+    assert.equal(quickPinned({ range: '22', source: 't' }), undefined);
+    for (const range of ['^22.1.0', '>=20', '22.x.x', '*', '022', '=22.1.0', '20 || 22']) {
+      assert.ok(!quickForm({ range, source: 't' }), range);
+      assert.equal(quickResolve(keys, { range, source: 't' }), undefined, range);
+    }
+    // Keys semver reads differently from plain releases (a build suffix, a v prefix): semver decides.
+    assert.equal(quickResolve([...keys, '22.99.0+build'], { range: '22', source: 't' }), undefined);
+    assert.equal(quickResolve([...keys, 'v22.99.0'], { range: undefined, source: 't' }), undefined);
   });
   test('newestForNode() respects engines.node of npm releases', () => {
     const npm = [
@@ -285,5 +322,21 @@ describe('node-start', () => {
     await pkg({});
     await writeFile(path.join(app, 'index.js'), '');
     assert.deepEqual(await startCommand(app), { command: ['node', 'index.js'], source: 'index.js' });
+  });
+});
+
+describe('npm-install lock digest', () => {
+  test('lockDigest() is the sha256 of the lock file, remembered next to its bytes; other bytes or a damaged memo are hashed again', async () => {
+    const memo = path.join(tmp, 'lock-memo', 'kiln-lock-digest');
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const lock = Buffer.from('{"lockfileVersion":3}\n');
+    assert.equal(await lockDigest(memo, lock), sha(lock));
+    assert.equal((await readFile(memo, 'latin1')).slice(0, 72), `sha256:${sha(lock)}\n`);
+    assert.equal(await lockDigest(memo, lock), sha(lock));
+    const changed = Buffer.from('{"lockfileVersion":3, "x":1}\n');
+    assert.equal(await lockDigest(memo, changed), sha(changed));
+    // A memo claiming another digest for these bytes is not believed blindly: its header is checked.
+    await writeFile(memo, Buffer.concat([Buffer.from(`sha256:${'z'.repeat(64)}\n`), changed]));
+    assert.equal(await lockDigest(memo, changed), sha(changed));
   });
 });

@@ -1,6 +1,5 @@
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import semver from 'semver';
 import { buildContext } from '../../_shared/context.ts';
 import { exists } from '../../_shared/fsutil.ts';
 import { layerDir, previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
@@ -20,9 +19,9 @@ import {
 } from '../../_shared/packument-cache.ts';
 import { readBuildpackPlan } from '../../_shared/plan.ts';
 import { readToml } from '../../_shared/toml.ts';
+import { quickForm, quickPinned, quickResolve } from './quick-version.ts';
 import type { VersionRequest } from './request.ts';
 import { readVersionSources } from './sources.ts';
-import { newestForNode, pinnedVersion, resolveVersion } from './version.ts';
 
 const TOOL = { name: 'kiln/nodejs-engine', version: '0.1.0' };
 
@@ -40,27 +39,35 @@ main(async () => {
 
   const sources = await readVersionSources(ctx.appDir, ctx.env);
   const request: VersionRequest = sources.requests[0] ?? { range: undefined, source: 'default (newest LTS)' };
-  // An invalid range is the user's mistake, said before any request.
-  try {
-    resolveVersion([], request);
-  } catch (err) {
-    throw new BuildpackFailure((err as Error).message);
+  // Plain requests (none, a major, an exact version) resolve without semver; other ranges load it
+  // (and an invalid one is the user's mistake, said before any request).
+  const semverTools = () => import('./version.ts');
+  if (!quickForm(request)) {
+    try {
+      (await semverTools()).resolveVersion([], request);
+    } catch (err) {
+      throw new BuildpackFailure((err as Error).message);
+    }
   }
   // Resolved once per document: the cache's verdict and the build use the same answer.
   const resolved = new Map<Packument, string | undefined>();
-  const resolveIn = (p: Packument): string | undefined => {
-    if (!resolved.has(p)) resolved.set(p, resolveVersion(Object.keys(p.versions), request));
+  const resolveIn = async (p: Packument): Promise<string | undefined> => {
+    if (!resolved.has(p)) {
+      const keys = Object.keys(p.versions);
+      const quick = quickResolve(keys, request);
+      resolved.set(p, quick ? quick.version : (await semverTools()).resolveVersion(keys, request));
+    }
     return resolved.get(p);
   };
-  const pinned = pinnedVersion(request);
+  const pinned = quickForm(request) ? quickPinned(request) : (await semverTools()).pinnedVersion(request);
   const metadata = new MetadataCache(ctx.layersDir, registry, ctx.env);
   let found: CachedPackument;
   try {
-    found = await metadata.packument(nodePackage, (p) => {
+    found = await metadata.packument(nodePackage, async (p) => {
       // A pinned version the copy has is final (a published version never changes); otherwise the
       // copy serves only while fresh, and a request it cannot meet asks the registry (a newer
       // release may have come out since).
-      const version = resolveIn(p);
+      const version = await resolveIn(p);
       if (version === undefined) return 'refresh';
       return version === pinned ? 'use' : 'if-fresh';
     });
@@ -75,7 +82,7 @@ main(async () => {
     throw new BuildpackFailure(`reading the Node.js versions (${nodePackage}): ${(err as Error).message}`);
   }
   log(`Node.js versions (${nodePackage}) ${describeSource(found)}`);
-  const version = resolveIn(found.packument);
+  const version = await resolveIn(found.packument);
   if (!version) {
     throw new BuildpackFailure(
       `no Node.js version in ${nodePackage} satisfies "${request.range}" from ${request.source}`,
@@ -106,7 +113,7 @@ class MetadataCache {
   }
 
   /** packument reads a package's document through the cache (see cachedPackument). */
-  packument(name: string, verdict: (p: Packument) => Verdict): Promise<CachedPackument> {
+  packument(name: string, verdict: (p: Packument) => Verdict | Promise<Verdict>): Promise<CachedPackument> {
     return cachedPackument(this.#registry, name, {
       env: this.#env,
       dir: layerDir(this.#layersDir, METADATA_LAYER),
@@ -139,7 +146,10 @@ async function reuseOffline(
   const npm = await previousLayer(layersDir, 'npm');
   const version = String(node?.metadata.version ?? '');
   if (!node?.hasContents || !headers?.hasContents || !version) return false;
-  if (request.range !== undefined && !semver.satisfies(version, request.range)) return false;
+  if (request.range !== undefined) {
+    const { default: semver } = await import('semver');
+    if (!semver.satisfies(version, request.range)) return false;
+  }
   if (wantsNpm && !npm?.hasContents) return false;
   log(`  the registry is unreachable (${why}); reusing the cached Node.js ${version}`);
   await writeLayerToml(layersDir, 'node', NODE_TYPES, node.metadata);
@@ -214,6 +224,8 @@ async function contributeNpm(
     await writeLayerToml(layersDir, 'npm', NPM_TYPES, cached.metadata);
     return;
   }
+  const { default: semver } = await import('semver');
+  const { newestForNode, resolveVersion } = await import('./version.ts');
   const exact = pinned ? semver.valid(pinned) : null;
   let packument: Packument;
   try {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { accessSync, constants, realpathSync } from 'node:fs';
 import { copyFile, lstat, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,9 +14,8 @@ import {
 } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import { npmRegistry } from '../../_shared/npm-registry.ts';
-import { writeSboms } from '../../_shared/sbom.ts';
+import { lockDigest } from './lock-digest.ts';
 import { type Project, readProject } from './project.ts';
-import { installedPackages } from './sbom.ts';
 
 const TOOL = { name: 'kiln/npm-install', version: '0.1.0' };
 
@@ -121,9 +119,7 @@ main(async () => {
   };
   const node = await nodeVersion(env);
   const lockHash = project.lockFile
-    ? createHash('sha256')
-        .update(await readFile(join(ctx.appDir, project.lockFile)))
-        .digest('hex')
+    ? await lockDigest(join(cache, LOCK_MEMO), await readFile(join(ctx.appDir, project.lockFile)))
     : undefined;
   const appModules = join(ctx.appDir, 'node_modules');
   if (await isRealDir(appModules)) {
@@ -139,7 +135,7 @@ main(async () => {
 
   let full: string | undefined;
   if (project.buildScript) {
-    full = await ensureModules(
+    ({ dest: full } = await ensureModules(
       ctx.layersDir,
       'build-modules',
       fullKey,
@@ -149,13 +145,13 @@ main(async () => {
         await installer.install(false);
         await moveDir(appModules, dest);
       },
-    );
+    ));
     await replaceWithSymlink(appModules, full);
     log(`  running the build script: ${project.buildScript}`);
     await installer.runBuild();
   }
 
-  const prod = await ensureModules(
+  const { dest: prod, previous } = await ensureModules(
     ctx.layersDir,
     'modules',
     prodKey,
@@ -175,17 +171,52 @@ main(async () => {
   const modulesLayer = layerDir(ctx.layersDir, 'modules');
   await prependPath(modulesLayer, 'env.launch', 'PATH', join(prod, '.bin'));
 
-  const components = await installedPackages(
-    prod,
-    project.lockFile ? join(ctx.appDir, project.lockFile) : undefined,
-  );
-  await writeSboms(modulesLayer, components, TOOL, ctx.env);
-  log(`  ${components.length} production packages in node_modules`);
+  const sbom = await layerSboms(modulesLayer, previous, project, ctx);
+  log(`  ${sbom.packages} production packages in node_modules`);
   // Written last: the layer TOML re-declares the types even for a reused layer.
-  await writeLayerToml(ctx.layersDir, 'modules', { launch: true, cache: true }, prodKey);
+  await writeLayerToml(ctx.layersDir, 'modules', { launch: true, cache: true }, { ...prodKey, ...sbom });
   await writeLayerToml(ctx.layersDir, 'npm-cache', { cache: true }, {});
   return 0;
 });
+
+/** SBOM_FILES are the SBOM documents of a layer, `<layer>.sbom.<ext>`. */
+const SBOM_FILES = ['cdx', 'spdx', 'syft'].map((ext) => `.sbom.${ext}.json`);
+
+/** LOCK_MEMO is where lockDigest keeps its memo, in the npm cache layer (never shipped). */
+const LOCK_MEMO = 'kiln-lock-digest';
+
+/**
+ * layerSboms writes the modules layer's SBOM documents, unless the layer was reused and the
+ * restored documents were written for it with the same inputs (the same layer gives the same
+ * documents): then reading the installed tree and rendering three documents is skipped.
+ * Returns what the layer metadata records about them.
+ */
+async function layerSboms(
+  modulesLayer: string,
+  previous: Record<string, unknown> | undefined,
+  project: Project,
+  ctx: { appDir: string; env: NodeJS.ProcessEnv },
+): Promise<{ sbom: string; packages: number }> {
+  // The documents depend on the buildpack version and SOURCE_DATE_EPOCH besides the layer itself.
+  const sbom = `${TOOL.version} ${ctx.env.SOURCE_DATE_EPOCH ?? ''}`.trim();
+  if (
+    previous &&
+    previous.sbom === sbom &&
+    typeof previous.packages === 'number' &&
+    (await Promise.all(SBOM_FILES.map((f) => exists(`${modulesLayer}${f}`)))).every(Boolean)
+  ) {
+    return { sbom, packages: previous.packages };
+  }
+  // Loaded only here: SBOM rendering needs node:crypto, which a no-op rebuild does not load.
+  const { installedPackages } = await import('./sbom.ts');
+  const { writeSboms } = await import('../../_shared/sbom.ts');
+  const components = await installedPackages(
+    join(modulesLayer, 'node_modules'),
+    project.lockFile ? join(ctx.appDir, project.lockFile) : undefined,
+  );
+  await writeSboms(modulesLayer, components, TOOL, ctx.env);
+  return { sbom, packages: components.length };
+}
 
 async function isRealDir(path: string): Promise<boolean> {
   try {
@@ -202,7 +233,7 @@ async function copyTree(from: string, to: string): Promise<void> {
 
 /**
  * ensureModules returns `<layer>/node_modules`, reusing the restored layer untouched when its key
- * matches, otherwise emptying it and calling `fill`.
+ * matches (then `previous` is the restored metadata), otherwise emptying it and calling `fill`.
  */
 async function ensureModules(
   layersDir: string,
@@ -211,20 +242,21 @@ async function ensureModules(
   canReuse: boolean,
   types: { launch?: boolean; cache?: boolean },
   fill: (dest: string) => Promise<void>,
-): Promise<string> {
+): Promise<{ dest: string; previous?: Record<string, unknown> }> {
   const dir = layerDir(layersDir, name);
   const dest = join(dir, 'node_modules');
   const prev = await previousLayer(layersDir, name);
   const same = prev?.hasContents && Object.entries(key).every(([k, v]) => prev.metadata[k] === v);
-  if (canReuse && same && (await exists(dest))) {
+  if (canReuse && same && prev && (await exists(dest))) {
     log(`  reusing the ${name} layer (lock file unchanged)`);
-  } else {
-    await resetLayer(layersDir, name);
-    await fill(dest);
-    if (!(await exists(dest))) await mkdir(dest, { recursive: true });
+    await writeLayerToml(layersDir, name, types, { ...prev.metadata, ...key });
+    return { dest, previous: prev.metadata };
   }
+  await resetLayer(layersDir, name);
+  await fill(dest);
+  if (!(await exists(dest))) await mkdir(dest, { recursive: true });
   await writeLayerToml(layersDir, name, types, key);
-  return dest;
+  return { dest };
 }
 
 /** Files the package managers read besides the lock file (copied next to a tree to prune it). */
