@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'smol-toml';
 import { parseBuilderConfig, readBuilderConfig } from '../../src/builder/builder-config.ts';
 import { BuilderLabel, createBuilder, readBuilder } from '../../src/builder/builder-image.ts';
-import { DEFAULT_BUILDER_CONFIG, ensureDefaultBuilder } from '../../src/builder/default-builder.ts';
+import {
+  builderKey,
+  cachedBuilderKey,
+  DEFAULT_BUILDER_CONFIG,
+  ensureDefaultBuilder,
+} from '../../src/builder/default-builder.ts';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
@@ -249,5 +254,42 @@ describe('ensureDefaultBuilder()', () => {
     const third = await ensureDefaultBuilder({ ...opts, configFile: path.join(copy, 'builder.toml') });
     assert.equal(third.created, true);
     assert.notEqual(third.key, first.key);
+  });
+
+  test('cachedBuilderKey() remembers the key until the config, a buildpack file or the build image changes', async () => {
+    const store = await ImageStore.open(path.join(tmp, 'store-key'));
+    const base = await buildImage(store.layout);
+    // A config of its own whose buildpacks are the bundled ones, one of them copied (to edit it).
+    const dir = path.join(tmp, 'key-cache');
+    await mkdir(dir, { recursive: true });
+    const config = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
+    const first = config.buildpacks[0]!.dir;
+    const copied = path.join(dir, 'bp');
+    execFileSync('cp', ['-a', first, copied]);
+    let text = config.text.replaceAll('../../dist', path.join(ROOT, 'dist'));
+    text = text.replace(path.join(ROOT, 'dist', path.relative(path.join(ROOT, 'dist'), first)), copied);
+    const cfg = path.join(dir, 'builder.toml');
+    await writeFile(cfg, text);
+    assert.equal((await readBuilderConfig(cfg)).buildpacks[0]!.dir, copied);
+    const memo = path.join(dir, 'cache', 'key.json');
+    const tamper = async () => {
+      const m = JSON.parse(await readFile(memo, 'utf8'));
+      await writeFile(memo, JSON.stringify({ ...m, key: 'sha256:remembered' }));
+    };
+
+    const k1 = await cachedBuilderKey(cfg, base, undefined, memo);
+    assert.equal(k1, await builderKey(cfg, base, undefined));
+    await tamper();
+    assert.equal(await cachedBuilderKey(cfg, base, undefined, memo), 'sha256:remembered');
+    // Another epoch, an edited buildpack file, an edited config: computed afresh.
+    assert.equal(await cachedBuilderKey(cfg, base, 5, memo), await builderKey(cfg, base, 5));
+    await tamper();
+    await appendFile(path.join(copied, 'buildpack.toml'), '\n# edited\n');
+    const k2 = await cachedBuilderKey(cfg, base, 5, memo);
+    assert.equal(k2, await builderKey(cfg, base, 5));
+    assert.notEqual(k2, 'sha256:remembered');
+    await tamper();
+    await appendFile(cfg, '\n# edited\n');
+    assert.equal(await cachedBuilderKey(cfg, base, 5, memo), await builderKey(cfg, base, 5));
   });
 });

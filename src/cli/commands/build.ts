@@ -421,6 +421,7 @@ async function embeddedBuilder(
   const b = await ensureDefaultBuilder({
     store,
     kilnVersion: '0.1.0',
+    keyCacheFile: path.join(settings.cacheDir, 'default-builder-key.json'),
     ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
     log: (m) => log.info(m),
     buildImage: async () => {
