@@ -1,4 +1,4 @@
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exists } from './fsutil.ts';
 import { readToml, writeToml } from './toml.ts';
@@ -72,7 +72,11 @@ export async function writeEnv(
   value: string,
 ): Promise<void> {
   await mkdir(join(dir, scope), { recursive: true });
-  await writeFile(join(dir, scope, `${name}.${action}`), value);
+  const file = join(dir, scope, `${name}.${action}`);
+  // An unchanged file is left alone: a kept layer whose files were not rewritten is recognised by
+  // the platform without re-reading it (kiln's layer fingerprints cover mtimes and ctimes).
+  if ((await readFile(file, 'utf8').catch(() => undefined)) === value) return;
+  await writeFile(file, value);
 }
 
 /** prependPath writes `NAME.prepend` + `NAME.delim=:` so `value` goes in front of a path list. */
