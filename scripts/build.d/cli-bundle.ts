@@ -6,7 +6,6 @@
 //
 // Usage: node scripts/build.d/cli-bundle.ts <outdir> <start time in ms>
 import { readFile, utimes } from 'node:fs/promises';
-import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -40,16 +39,18 @@ const sourceUrls: Plugin = {
 };
 
 /**
- * Node.js built-ins are loaded with require() rather than import: an ESM import builds a facade
- * that reads every export, and some exports are lazy getters (node:http's pulls in undici, ~25 ms).
- * A CommonJS shim (`module.exports = require(...)`) lets esbuild read properties at use instead.
+ * node:http and node:https are loaded with require() rather than import: an ESM import builds a
+ * facade that reads every export, and node:http's lazy getters then pull in undici (~25 ms). A
+ * CommonJS shim (`module.exports = require(...)`) lets esbuild read properties at use instead.
+ * (Not for every built-in: esbuild's CommonJS interop copies each export's accessor, which costs
+ * more than the facade of built-ins without lazy getters.)
  */
-const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+const BY_REQUIRE = new Set(['http', 'https', 'node:http', 'node:https']);
 const builtinsByRequire: Plugin = {
   name: 'builtins-by-require',
   setup(b) {
-    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
-      builtins.has(args.path) && args.namespace !== 'builtin'
+    b.onResolve({ filter: /^(node:)?https?$/ }, (args) =>
+      BY_REQUIRE.has(args.path) && args.namespace !== 'builtin'
         ? { path: args.path, namespace: 'builtin' }
         : undefined,
     );

@@ -1,4 +1,11 @@
-import { PackageURL } from 'packageurl-js';
+import { createRequire } from 'node:module';
+
+// packageurl-js sets up an Intl.Collator (and sorts with it) as it loads, ~20 ms: loaded on the
+// first purl instead of with every command that imports this module (issue 5: kiln build's start).
+type PackageUrlModule = typeof import('packageurl-js');
+let packageUrl: PackageUrlModule | undefined;
+const loadPackageUrl = (): PackageUrlModule =>
+  (packageUrl ??= createRequire(import.meta.url)('packageurl-js') as PackageUrlModule);
 
 /**
  * SbomComponent is one software package in an SBOM, independent of the output format. The stack
@@ -43,6 +50,7 @@ export function debPurl(
   distro: string,
   namespace = 'debian',
 ): string {
+  const { PackageURL } = loadPackageUrl();
   return new PackageURL('deb', namespace, name, version, { arch, distro }, undefined).toString();
 }
 
