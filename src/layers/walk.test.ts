@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { comparePaths } from './tar-writer.ts';
-import { type DirListings, walk } from './walk.ts';
+import { type DirListings, scan, walk } from './walk.ts';
 
 const tempDir = tempDirs('kiln-walk-test-');
 
@@ -23,18 +23,31 @@ describe('walk()', () => {
     assert.deepEqual(ascii, ['a', 'a-b', 'a.d', 'a.d/x', 'z']);
   });
 
-  test('reports each regular file once with the stat that gave its header (hard links included)', async () => {
+  test('reports every entry with its stat in an order fixed by the tree (hard links as files)', async () => {
     const d = await tempDir();
-    await fs.writeFile(path.join(d, 'one'), 'x');
-    await fs.link(path.join(d, 'one'), path.join(d, 'two'));
-    await fs.symlink('one', path.join(d, 'sym'));
-    const seen = new Map<string, bigint>();
-    const entries = await walk(d, { onFile: (e, st) => seen.set(e.path, st.ino) });
-    assert.deepEqual([...seen.keys()].sort(), ['one', 'two']);
-    assert.equal(seen.get('one'), seen.get('two'));
+    await fs.mkdir(path.join(d, 'b'));
+    await fs.writeFile(path.join(d, 'b', 'one'), 'x');
+    await fs.link(path.join(d, 'b', 'one'), path.join(d, 'two'));
+    await fs.symlink('b/one', path.join(d, 'sym'));
+    const seen: string[] = [];
+    const inodes = new Map<string, bigint>();
+    const entries = await walk(d, {
+      onEntry: (rel, kind, st, linkname) => {
+        seen.push(`${kind} ${rel}${linkname ? ` -> ${linkname}` : ''}`);
+        inodes.set(rel, st.ino);
+      },
+    });
+    assert.deepEqual(seen, ['dir ', 'dir b', 'symlink sym -> b/one', 'file two', 'file b/one']);
+    assert.equal(inodes.get('two'), inodes.get('b/one'));
     assert.deepEqual(
       entries.map((e) => `${e.type} ${e.path}`),
-      ['file one', 'symlink sym', 'link two'],
+      ['dir b', 'file b/one', 'symlink sym', 'link two'],
+    );
+    const scanned: string[] = [];
+    await scan(d, { onEntry: (rel, kind) => scanned.push(`${kind} ${rel}`) });
+    assert.deepEqual(
+      scanned,
+      seen.map((s) => s.replace(/ -> .*/, '')),
     );
   });
 

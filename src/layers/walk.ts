@@ -58,11 +58,17 @@ export interface WalkOptions {
   /** Told about sockets, fifos and device nodes, which layers never carry. */
   readonly onSkip?: (rel: string, reason: string) => void;
   /**
-   * Told about every regular file with the lstat the walk made of it (before hard links are
-   * resolved, so each path of a multiply-linked file is reported), so callers needing more of the
-   * stat than the tar header (layer fingerprints: times, inode) need not stat the file again.
+   * Told about every entry the walk keeps (the root as `''` first, then files, directories and
+   * symlinks, hard-linked paths each as a file) with the lstat the walk made of it, in an order
+   * that depends only on the tree: depth first, names sorted within each directory. Layer
+   * fingerprints are made from it without a second stat or a sort.
    */
-  readonly onFile?: (entry: TarEntry, stat: BigIntStats) => void;
+  readonly onEntry?: (
+    rel: string,
+    kind: 'file' | 'dir' | 'symlink',
+    stat: BigIntStats,
+    linkname?: string,
+  ) => void;
   /**
    * Listings of an earlier walk of this tree: a directory below the root whose stamp is the one
    * recorded still holds those names, so it is not read again (its entries are still lstat'ed).
@@ -80,20 +86,78 @@ const ENTRIES_PER_YIELD = 1024;
 const ASTRAL_OR_HIGH = /[\ud800-\uffff]/;
 
 /**
- * walk lists a directory tree as tar entries, sorted by path bytes (the order the tar writer
- * writes). Symlinks are recorded, never followed; files sharing an inode become one file plus
- * hard links to it (the first in sorted order holds the content). Modes are kept as on disk.
- *
- * One lstat per entry, made synchronously: a few microseconds each against tens through the thread
- * pool and a promise apiece (trees of thousands of files are walked on every no-op rebuild). The
- * walk yields to the event loop every thousand entries or so, so that work running alongside (a
- * compression stream) is not starved. Only the entries are kept, never Stats objects, so trees of
- * 100k files cost their entries and nothing more.
+ * traverse visits every entry below `root` (see WalkOptions.onEntry for the order), one lstat per
+ * entry, made synchronously: a few microseconds each against tens through the thread pool and a
+ * promise apiece (trees of thousands of files are walked on every no-op rebuild). It yields to the
+ * event loop every thousand entries or so, so that work running alongside (a compression stream)
+ * is not starved, and keeps nothing but what `visit` keeps.
  */
-export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntry[]> {
+async function traverse(
+  root: string,
+  rootStat: BigIntStats,
+  opts: WalkOptions,
+  visit: (rel: string, name: string, full: string, st: BigIntStats, linkname?: string) => void,
+): Promise<void> {
+  const { knownDirs, recordDirs, onEntry } = opts;
+  onEntry?.('', 'dir', rootStat);
+  // Depth-first with an explicit stack: no recursion depth limit, no closure per directory.
+  const pending: [abs: string, rel: string, stamp: string][] = [[root, '', '']];
+  let seen = 0;
+  while (pending.length > 0) {
+    const [abs, rel, stamp] = pending.pop()!;
+    const base = abs.endsWith('/') ? abs : `${abs}/`;
+    const known = rel === '' ? undefined : knownDirs?.get(rel);
+    const names = known?.stamp === stamp ? checkedNames(rel, known.names).slice() : readdirSync(abs);
+    names.sort();
+    if (recordDirs && rel !== '') recordDirs.set(rel, { stamp, names });
+    for (const name of names) {
+      if (++seen % ENTRIES_PER_YIELD === 0) await new Promise<void>((r) => setImmediate(r));
+      const full = base + name;
+      const st = lstatSync(full, { bigint: true });
+      const r = rel === '' ? name : `${rel}/${name}`;
+      if (opts.filter && !opts.filter(r, st)) continue;
+      let linkname: string | undefined;
+      if (st.isDirectory()) {
+        onEntry?.(r, 'dir', st);
+        pending.push([full, r, knownDirs || recordDirs ? dirStamp(st) : '']);
+      } else if (st.isSymbolicLink()) {
+        linkname = readlinkSync(full);
+        onEntry?.(r, 'symlink', st, linkname);
+      } else if (st.isFile()) {
+        onEntry?.(r, 'file', st);
+      } else {
+        opts.onSkip?.(r, st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device node');
+        continue;
+      }
+      visit(r, name, full, st, linkname);
+    }
+  }
+}
+
+function rootOf(dir: string): { root: string; rootStat: BigIntStats } {
   const root = path.resolve(dir);
   const rootStat = lstatSync(root, { bigint: true });
   if (!rootStat.isDirectory()) throw new Error(`cannot walk "${dir}": not a directory`);
+  return { root, rootStat };
+}
+
+/**
+ * scan visits a directory tree as walk does (same options, same onEntry calls) without building
+ * its entries: for callers that only need what onEntry sees (a fingerprint check).
+ */
+export async function scan(dir: string, opts: WalkOptions): Promise<void> {
+  const { root, rootStat } = rootOf(dir);
+  await traverse(root, rootStat, opts, () => {});
+}
+
+/**
+ * walk lists a directory tree as tar entries, sorted by path bytes (the order the tar writer
+ * writes). Symlinks are recorded, never followed; files sharing an inode become one file plus
+ * hard links to it (the first in sorted order holds the content). Modes are kept as on disk.
+ * Only the entries are kept, never Stats objects, so trees of 100k files cost their entries.
+ */
+export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntry[]> {
+  const { root, rootStat } = rootOf(dir);
   const prefix = opts.prefix === undefined ? '' : normalizeTarPath(opts.prefix);
   const out: TarEntry[] = [];
   // Only what hard-link detection needs is kept: dev:ino of files with more than one link.
@@ -122,39 +186,18 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
     out.push({ path: prefix, type: 'dir', mode: modeOf(rootStat), ...own(rootStat) });
   }
 
-  // Depth-first with an explicit stack: no recursion depth limit, no closure per directory.
-  const pending: [abs: string, rel: string, stamp: string][] = [[root, '', '']];
-  const { knownDirs, recordDirs } = opts;
-  let seen = 0;
-  while (pending.length > 0) {
-    const [abs, rel, stamp] = pending.pop()!;
-    const base = abs.endsWith('/') ? abs : `${abs}/`;
-    const known = rel === '' ? undefined : knownDirs?.get(rel);
-    const names = known?.stamp === stamp ? checkedNames(rel, known.names) : readdirSync(abs);
-    if (recordDirs && rel !== '') recordDirs.set(rel, { stamp, names });
-    for (const name of names) {
-      if (++seen % ENTRIES_PER_YIELD === 0) await new Promise<void>((r) => setImmediate(r));
-      const full = base + name;
-      const st = lstatSync(full, { bigint: true });
-      const r = rel === '' ? name : `${rel}/${name}`;
-      if (opts.filter && !opts.filter(r, st)) continue;
-      if (!byteOrder && ASTRAL_OR_HIGH.test(name)) byteOrder = true;
-      const p = join(r);
-      if (st.isDirectory()) {
-        out.push({ path: p, type: 'dir', mode: modeOf(st), ...own(st) });
-        pending.push([full, r, knownDirs || recordDirs ? dirStamp(st) : '']);
-      } else if (st.isSymbolicLink()) {
-        out.push({ path: p, type: 'symlink', mode: modeOf(st), linkname: readlinkSync(full), ...own(st) });
-      } else if (st.isFile()) {
-        const entry = fileEntry(p, full, modeOf(st), Number(st.size), own(st));
-        if (st.nlink > 1n) inodeOf.set(entry, `${st.dev}:${st.ino}`);
-        opts.onFile?.(entry, st);
-        out.push(entry);
-      } else {
-        opts.onSkip?.(r, st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device node');
-      }
+  await traverse(root, rootStat, opts, (r, name, full, st, linkname) => {
+    if (!byteOrder && ASTRAL_OR_HIGH.test(name)) byteOrder = true;
+    const p = join(r);
+    if (st.isDirectory()) out.push({ path: p, type: 'dir', mode: modeOf(st), ...own(st) });
+    else if (st.isSymbolicLink())
+      out.push({ path: p, type: 'symlink', mode: modeOf(st), linkname: linkname!, ...own(st) });
+    else {
+      const entry = fileEntry(p, full, modeOf(st), Number(st.size), own(st));
+      if (st.nlink > 1n) inodeOf.set(entry, `${st.dev}:${st.ino}`);
+      out.push(entry);
     }
-  }
+  });
 
   if (byteOrder) {
     const keys = new Map(out.map((e) => [e, Buffer.from(e.path, 'utf8')]));

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { type BigIntStats, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
-import { type DirListings, type WalkOptions, walk } from '../layers/walk.ts';
+import { type DirListings, scan, type WalkOptions, walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
@@ -46,39 +46,58 @@ export interface TarSettings {
  * cache (warm/<hex>.json), so a format change must change this, which makes old warm dirs simply
  * fail their check (and get extracted from their blobs) instead of matching by accident.
  */
-const FINGERPRINT_VERSION = 'kiln-fp-2';
+const FINGERPRINT_VERSION = 'kiln-fp-3';
 
-function fingerprintOf(
-  entries: readonly TarEntry[],
-  stamps: ReadonlyMap<string, string>,
-  settings: TarSettings,
-): string {
-  const h = createHash('sha256');
-  // Hashed in chunks of a few dozen kB: one update per entry costs more than the hashing.
-  let chunk = `${FINGERPRINT_VERSION}\0${settings.epoch}\0${settings.compression}\0${settings.level ?? ''}\n`;
-  for (const e of entries) {
-    chunk += `${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\0${stamps.get(e.path) ?? ''}\n`;
-    if (chunk.length > 65536) {
-      h.update(chunk);
-      chunk = '';
+/**
+ * A sha256 fed in chunks of a few dozen kB: one update per entry costs more than the hashing, and
+ * nothing per entry outlives the chunk (trees of thousands of files are fingerprinted on every
+ * no-op rebuild, with a small young generation).
+ */
+class ChunkedHash {
+  readonly #h = createHash('sha256');
+  #chunk = '';
+  add(s: string): void {
+    this.#chunk += s;
+    if (this.#chunk.length > 65536) {
+      this.#h.update(this.#chunk);
+      this.#chunk = '';
     }
   }
-  h.update(chunk);
-  return `sha256:${h.digest('hex')}`;
+  digest(): string {
+    this.#h.update(this.#chunk);
+    return `sha256:${this.#h.digest('hex')}`;
+  }
+}
+
+function settingsLine(settings: TarSettings): string {
+  return `${FINGERPRINT_VERSION}\0${settings.epoch}\0${settings.compression}\0${settings.level ?? ''}\n`;
 }
 
 /**
- * stampOf is what a file's fingerprint covers beyond its tar header (path, type, mode, size, link
- * target): git's index check. mtime and ctime in nanoseconds, device and inode. A buildpack can
- * set an mtime back, never a ctime: any write, chmod, chown or replacement changes it.
+ * dirFingerprinter hashes what a walk of a layer dir reports (see walk's onEntry): everything the
+ * tar is made of, plus, per file, git's index check: mtime and ctime in nanoseconds, device and
+ * inode. A buildpack can set an mtime back, never a ctime: any write, chmod, chown or replacement
+ * of a file changes it, so a changed file is never taken for the one fingerprinted. The entries
+ * come in an order fixed by the tree (not the tar's), and hard links show as files sharing dev and
+ * inode, from which the tar's choice of link and target follows.
  */
-function stampOf(st: BigIntStats): string {
-  return `${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}`;
+function dirFingerprinter(walkOpts: WalkOptions, settings: TarSettings) {
+  const h = new ChunkedHash();
+  h.add(settingsLine(settings));
+  h.add(
+    `${walkOpts.prefix ?? ''}\0${walkOpts.uid ?? ''}\0${walkOpts.gid ?? ''}\0${walkOpts.parentMode ?? ''}\n`,
+  );
+  const onEntry: NonNullable<WalkOptions['onEntry']> = (rel, kind, st, linkname) => {
+    const stamp = kind === 'file' ? `${st.size}\0${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}` : '';
+    h.add(`${rel}\0${kind}\0${st.mode}\0${st.uid}\0${st.gid}\0${linkname ?? ''}\0${stamp}\n`);
+    walkOpts.onEntry?.(rel, kind, st, linkname);
+  };
+  return { onEntry, digest: () => h.digest() };
 }
 
 /**
- * dirContent walks `dir` into tar entries (see layers/walk) and fingerprints the result from the
- * same lstat of each file that gave its tar header (so what is fingerprinted is what is tarred).
+ * dirContent walks `dir` into tar entries (see layers/walk) and fingerprints them from the same
+ * lstat of each entry that gave its tar header (so what is fingerprinted is what is tarred).
  * `walkOpts.knownDirs` (listings of an earlier walk of the tree) spares reading unchanged
  * directories; the result's `dirs` are this walk's listings.
  */
@@ -87,17 +106,25 @@ export async function dirContent(
   walkOpts: WalkOptions,
   settings: TarSettings,
 ): Promise<LayerContent> {
-  const stamps = new Map<string, string>();
+  const fp = dirFingerprinter(walkOpts, settings);
   const dirs: DirListings = new Map();
-  const entries = await walk(dir, {
-    ...walkOpts,
-    recordDirs: dirs,
-    onFile: (e, st) => {
-      stamps.set(e.path, stampOf(st));
-      walkOpts.onFile?.(e, st);
-    },
-  });
-  return { entries, fingerprint: fingerprintOf(entries, stamps, settings), dirs };
+  const entries = await walk(dir, { ...walkOpts, recordDirs: dirs, onEntry: fp.onEntry });
+  return { entries, fingerprint: fp.digest(), dirs };
+}
+
+/**
+ * dirFingerprint is dirContent's fingerprint and listings without the entries (a warm dir's check
+ * before it is handed out needs nothing else).
+ */
+export async function dirFingerprint(
+  dir: string,
+  walkOpts: WalkOptions,
+  settings: TarSettings,
+): Promise<{ fingerprint: string; dirs: DirListings }> {
+  const fp = dirFingerprinter(walkOpts, settings);
+  const dirs: DirListings = new Map();
+  await scan(dir, { ...walkOpts, recordDirs: dirs, onEntry: fp.onEntry });
+  return { fingerprint: fp.digest(), dirs };
 }
 
 /** syntheticContent is content made up by kiln (launcher, process types): fingerprinted by listing. */
@@ -106,10 +133,12 @@ export function syntheticContent(
   settings: TarSettings,
   extra = '',
 ): LayerContent {
-  const h = createHash('sha256');
-  h.update(fingerprintOf(entries, new Map(), settings));
-  h.update(extra);
-  return { entries, fingerprint: `sha256:${h.digest('hex')}` };
+  const h = new ChunkedHash();
+  h.add(`synthetic\0${settingsLine(settings)}`);
+  for (const e of entries)
+    h.add(`${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\n`);
+  h.add(`\0${extra}`);
+  return { entries, fingerprint: h.digest() };
 }
 
 /** Files up to this size are read with one synchronous call when hashing (see diffIDOf). */

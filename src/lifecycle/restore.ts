@@ -18,7 +18,7 @@ import type { DirListings } from '../layers/walk.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
-import { dirContent, type TarSettings } from './layer-reuse.ts';
+import { dirFingerprint, type TarSettings } from './layer-reuse.ts';
 
 // The restore phase: before build, give each buildpack back what the spec says survives a build
 // (the "restore matrix" of the buildpack spec):
@@ -200,7 +200,7 @@ async function restoreContents(
   let dirs: DirListings | undefined;
   const fingerprint = async (dir: string, known?: DirListings) => {
     const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid };
-    const c = await dirContent(dir, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.settings);
+    const c = await dirFingerprint(dir, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.settings);
     dirs = c.dirs;
     return c.fingerprint;
   };
