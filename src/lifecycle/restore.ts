@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -88,14 +87,10 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   const metadataOnly: string[] = [];
   const scratch = path.join(o.layersDir, `.kiln-restore-${randomBytes(4).toString('hex')}`);
   try {
-    for (const bp of o.group) {
-      const bpDir = path.join(o.layersDir, escapeId(bp.id));
+    // What comes back, per buildpack (the restore matrix above).
+    const plans = o.group.map((bp) => {
       const fromImage = buildpackMetadataFor(o.previousMetadata, bp.id);
       const fromCache = o.cache ? buildpackMetadataFor(o.cache.metadata, bp.id) : undefined;
-      await fs.mkdir(bpDir, { recursive: true, mode: 0o755 });
-      if (fromImage?.store)
-        await writeStoreToml(path.join(bpDir, 'store.toml'), { metadata: fromImage.store.metadata ?? {} });
-
       const plan = new Map<string, { md: BuildpackLayerMetadata; contents: boolean }>();
       for (const [name, md] of Object.entries(fromImage?.layers ?? {})) {
         if (md.cache) {
@@ -108,8 +103,20 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
         if (o.cache?.layer(md.sha)) plan.set(name, { md, contents: true });
         else o.log.debug?.(`Cached layer '${bp.id}:${name}' is missing from the cache; not restoring it`);
       }
-
-      for (const [name, { md, contents }] of [...plan].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      return { bp, fromImage, plan: [...plan].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+    });
+    // The SBOM layers are read while the layer contents are restored (their reads and inflating
+    // run on the thread pool while the walks checking warm dirs run here).
+    const sboms = readSboms(
+      o,
+      plans.flatMap(({ bp, plan }) => plan.map(([name]) => `${escapeId(bp.id)}/${name}`)),
+    );
+    for (const { bp, fromImage, plan } of plans) {
+      const bpDir = path.join(o.layersDir, escapeId(bp.id));
+      await fs.mkdir(bpDir, { recursive: true, mode: 0o755 });
+      if (fromImage?.store)
+        await writeStoreToml(path.join(bpDir, 'store.toml'), { metadata: fromImage.store.metadata ?? {} });
+      for (const [name, { md, contents }] of plan) {
         const id = `${bp.id}:${name}`;
         const data = (md.data ?? {}) as Record<string, unknown>;
         if (!contents) {
@@ -128,28 +135,30 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
         }
       }
     }
-    await restoreSboms(o, [...restored, ...metadataOnly], scratch);
+    await writeSboms(o, await sboms, [...restored, ...metadataOnly], scratch);
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
   }
   return { restored, metadataOnly };
 }
 
+/** `<bp>/<layer>` (escaped buildpack id) of a `<bp id>:<layer>`. */
+function layerKey(id: string): string {
+  const i = id.lastIndexOf(':');
+  return `${escapeId(id.slice(0, i))}/${id.slice(i + 1)}`;
+}
+
 /**
- * restoreSboms gives restored layers their SBOM files back, as the reference restorer does: from
- * the previous image's launch SBOM layer and the cache's SBOM layer, each
- * `sbom/{launch,cache}/<bp>/<layer>/sbom.<fmt>.json` becomes `<layers>/<bp>/<layer>.sbom.<fmt>.json`
- * for the layers that came back. The layers are read as a stream and only those files written
- * (nothing is unpacked aside). A missing or unreadable SBOM layer only costs the SBOM files.
+ * readSboms reads the SBOM files of the layers `keys` (`<bp>/<layer>`) that may come back: from
+ * the previous image's launch SBOM layer, then the cache's SBOM layer (whose files replace the
+ * launch ones, as unpacking one after the other would), each
+ * `sbom/{launch,cache}/<bp>/<layer>/sbom.<fmt>.json` as `<bp>/<layer>.sbom.<fmt>.json`. The layers
+ * are read as streams, nothing unpacked. A missing or unreadable SBOM layer only costs its files.
  */
-async function restoreSboms(o: RestoreOptions, layerIds: readonly string[], scratch: string): Promise<void> {
-  if (layerIds.length === 0) return;
-  const wanted = new Set(
-    layerIds.map((id) => {
-      const i = id.lastIndexOf(':');
-      return `${escapeId(id.slice(0, i))}/${id.slice(i + 1)}`;
-    }),
-  );
+async function readSboms(o: RestoreOptions, keys: readonly string[]): Promise<Map<string, Buffer>> {
+  const docs = new Map<string, Buffer>();
+  if (keys.length === 0) return docs;
+  const wanted = new Set(keys);
   const sources: { kind: 'launch' | 'cache'; open: () => Promise<Readable> }[] = [];
   const launchSha = o.previousMetadata.sbom?.sha;
   const launchLayer = launchSha ? o.previousLayers?.get(launchSha) : undefined;
@@ -157,11 +166,9 @@ async function restoreSboms(o: RestoreOptions, layerIds: readonly string[], scra
   const cacheSha = o.cache?.metadata.sbom?.sha;
   if (cacheSha && o.cache?.layer(cacheSha))
     sources.push({ kind: 'cache', open: () => o.cache!.open(cacheSha) });
-  await fs.mkdir(scratch, { recursive: true });
-  // In order: a layer's cache SBOM replaces its launch SBOM, as unpacking one after the other would.
   for (const src of sources) {
     const base = `${LAYERS_DIR.slice(1)}/sbom/${src.kind}/`;
-    const written = new Map<string, string>();
+    const read = new Map<string, Buffer>();
     try {
       for await (const { header, body } of readTar(await autoDecompress(await src.open()))) {
         const p = header.path.replace(/^(\.?\/)+/, '');
@@ -170,20 +177,44 @@ async function restoreSboms(o: RestoreOptions, layerIds: readonly string[], scra
         // from the tar ever becomes a path of its own).
         const m = /^([^/]+\/[^/]+)\/(sbom\.(?:cdx|spdx|syft)\.json)$/.exec(p.slice(base.length));
         if (!m || !wanted.has(m[1]!)) continue;
-        const dest = path.join(o.layersDir, ...`${m[1]}.${m[2]}`.split('/'));
-        const linked =
-          header.type === 'link' ? written.get(header.linkname.replace(/^(\.?\/)+/, '')) : undefined;
-        if (header.type !== 'file' && !linked) continue;
-        // Through a temp file on the same file system: never a half-written SBOM at the real name.
-        const tmp = path.join(scratch, `sbom-${randomBytes(6).toString('hex')}`);
-        if (linked) await fs.copyFile(linked, tmp);
-        else await pipeline(body, createWriteStream(tmp, { mode: 0o644 }));
-        await fs.rename(tmp, dest);
-        written.set(p, dest);
+        let doc: Buffer | undefined;
+        if (header.type === 'link') doc = read.get(header.linkname.replace(/^(\.?\/)+/, ''));
+        else if (header.type === 'file') {
+          const chunks: Buffer[] = [];
+          for await (const c of body) chunks.push(c);
+          doc = Buffer.concat(chunks);
+        }
+        if (!doc) continue;
+        read.set(p, doc);
+        docs.set(`${m[1]}.${m[2]}`, doc);
       }
     } catch (e) {
       o.log.warn?.(`Skipping restore of ${src.kind} SBOM files: ${(e as Error).message}`);
     }
+  }
+  return docs;
+}
+
+/**
+ * writeSboms gives the layers that came back (`layerIds`) their SBOM files, as the reference
+ * restorer does: `<layers>/<bp>/<layer>.sbom.<fmt>.json`. Each through a temp file on the same file
+ * system (never a half-written SBOM at the real name), with synchronous calls: a handful of small
+ * files, for which four thread-pool round trips each cost more than the writing.
+ */
+async function writeSboms(
+  o: RestoreOptions,
+  docs: ReadonlyMap<string, Buffer>,
+  layerIds: readonly string[],
+  scratch: string,
+): Promise<void> {
+  if (docs.size === 0) return;
+  const back = new Set(layerIds.map(layerKey));
+  await fs.mkdir(scratch, { recursive: true });
+  for (const [rel, doc] of docs) {
+    if (!back.has(rel.slice(0, rel.lastIndexOf('.sbom.')))) continue;
+    const tmp = path.join(scratch, `sbom-${randomBytes(6).toString('hex')}`);
+    writeFileSync(tmp, doc, { mode: 0o644 });
+    renameSync(tmp, path.join(o.layersDir, ...rel.split('/')));
   }
 }
 
