@@ -18,7 +18,14 @@ import type {
   WarmDir,
 } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
-import { compress, dirContent, identify, type LayerContent, type ReuseContext } from './layer-reuse.ts';
+import {
+  compress,
+  dirCheck,
+  dirContent,
+  identify,
+  type LayerContent,
+  type ReuseContext,
+} from './layer-reuse.ts';
 
 // The cache phase (after export): every `cache = true` layer with contents goes into the cache,
 // keyed by diffID. A layer the cache already holds (same diffID, found by fingerprint or by hashing
@@ -74,12 +81,15 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       }
       const rel = `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`;
       // The exporter walked launch layers moments ago and nothing ran since: reuse its listing.
-      // Otherwise walk it, reading only the directories that changed since restore walked it.
+      // Otherwise a layer restore brought back is checked by fingerprint, reading only the
+      // directories that changed since restore walked it (and listed only if it changed).
       const known = o.reuse.listings?.get(l.path);
       const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid };
       const content =
         o.contents?.get(l.path) ??
-        (await dirContent(l.path, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.reuse.settings));
+        (known
+          ? await dirCheck(l.path, { ...walkOpts, knownDirs: known }, o.reuse.settings)
+          : await dirContent(l.path, walkOpts, o.reuse.settings));
       const previous = layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha;
       const worthHashing = previous !== undefined && o.snapshot.layer(previous) !== undefined;
       const { diffID } = await identify(o.reuse, content, worthHashing);

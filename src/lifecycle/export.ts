@@ -37,6 +37,7 @@ import type { History } from '../oci/schema.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import type { CachedLayer } from './cache.ts';
 import {
+  dirCheck,
   dirContent,
   type LayerContent,
   type ResolvedLayer,
@@ -376,15 +377,13 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     log.debug?.(`Layer '${id}' SHA: ${r.diffID}`);
   };
 
-  // A layer dir restore walked is walked again (buildpacks ran since), reading only the
-  // directories that changed.
+  // A layer dir restore brought back is checked again (buildpacks ran since), reading only the
+  // directories that changed, and listed for the tar only if its fingerprint is unknown.
   const dirLayer = async (dir: string, prefix: string, uid: number, gid: number): Promise<LayerContent> => {
     const known = reuse.listings?.get(dir);
-    return dirContent(
-      dir,
-      known ? { prefix, uid, gid, knownDirs: known } : { prefix, uid, gid },
-      reuse.settings,
-    );
+    return known
+      ? dirCheck(dir, { prefix, uid, gid, knownDirs: known }, reuse.settings)
+      : dirContent(dir, { prefix, uid, gid }, reuse.settings);
   };
 
   // 1. Buildpack launch layers.
@@ -471,14 +470,14 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   const appLayers: LayerContent[] = [];
   if (md.slices.length === 0) appLayers.push(appContent);
   else {
-    const split = splitSlices(appContent.entries, appPrefix, md.slices);
+    const split = splitSlices(await appContent.entries(), appPrefix, md.slices);
     const fp = (entries: readonly TarEntry[], i: number) =>
       appContent.fingerprint
         ? syntheticContent(entries, reuse.settings, `${appContent.fingerprint}/${i}`).fingerprint
         : '';
     for (const [i, entries] of split.slices.entries())
-      appLayers.push({ entries, fingerprint: fp(entries, i) });
-    appLayers.push({ entries: split.rest, fingerprint: fp(split.rest, -1) });
+      appLayers.push({ entries: async () => entries, fingerprint: fp(entries, i) });
+    appLayers.push({ entries: async () => split.rest, fingerprint: fp(split.rest, -1) });
   }
   for (let i = 0; i < appLayers.length; i++) {
     const isRest = i === appLayers.length - 1;

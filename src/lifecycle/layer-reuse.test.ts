@@ -7,7 +7,7 @@ import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { tarChunks } from '../layers/tar-writer.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { CachedLayer } from './cache.ts';
-import { diffIDOf, dirContent, type ReuseContext, resolve } from './layer-reuse.ts';
+import { diffIDOf, dirCheck, dirContent, type ReuseContext, resolve } from './layer-reuse.ts';
 
 const tempDir = tempDirs('kiln-reuse-test-');
 
@@ -117,7 +117,7 @@ describe('diffIDOf()', () => {
     await fs.writeFile(path.join(d, 'empty'), '');
     await fs.link(path.join(d, 'a/f3'), path.join(d, 'hard'));
     await fs.symlink('a/f1', path.join(d, 'soft'));
-    const { entries } = await dirContent(d, walkOpts, SETTINGS);
+    const entries = await (await dirContent(d, walkOpts, SETTINGS)).entries();
     const h = createHash('sha256');
     for await (const c of tarChunks(entries, { epoch: SETTINGS.epoch })) h.update(c);
     assert.equal(await diffIDOf(entries, SETTINGS.epoch), `sha256:${h.digest('hex')}`);
@@ -126,8 +126,24 @@ describe('diffIDOf()', () => {
   test('fails when a file changed size since it was listed', async () => {
     const d = await tempDir();
     await fs.writeFile(path.join(d, 'f'), 'short');
-    const { entries } = await dirContent(d, walkOpts, SETTINGS);
+    const entries = await (await dirContent(d, walkOpts, SETTINGS)).entries();
     await fs.writeFile(path.join(d, 'f'), 'much longer now');
     await assert.rejects(diffIDOf(entries, SETTINGS.epoch), /changed while being archived/);
+  });
+});
+
+describe('dirCheck()', () => {
+  test('has dirContent’s fingerprint, lists the same entries when asked, and refuses a dir changed since', async () => {
+    const d = await tempDir();
+    await fs.mkdir(path.join(d, 'sub'));
+    await fs.writeFile(path.join(d, 'sub', 'f'), 'one');
+    await fs.symlink('sub/f', path.join(d, 'link'));
+    const full = await dirContent(d, walkOpts, SETTINGS);
+    const checked = await dirCheck(d, { ...walkOpts, knownDirs: full.dirs! }, SETTINGS);
+    assert.equal(checked.fingerprint, full.fingerprint);
+    assert.deepEqual(await checked.entries(), await full.entries());
+    const stale = await dirCheck(d, walkOpts, SETTINGS);
+    await fs.writeFile(path.join(d, 'sub', 'f'), 'two');
+    await assert.rejects(stale.entries(), /changed while being exported/);
   });
 });

@@ -27,7 +27,11 @@ import type { CachedLayer } from './cache.ts';
 
 /** A layer's content as tar entries plus a fingerprint of the listing that produced them. */
 export interface LayerContent {
-  readonly entries: readonly TarEntry[];
+  /**
+   * Its tar entries. Content known by fingerprint (see dirCheck) lists them only when asked: a
+   * layer found by its fingerprint never needs them.
+   */
+  entries(): Promise<readonly TarEntry[]>;
   /** sha256 over the listing, the tar options, and file stat data; '' when not fingerprintable. */
   readonly fingerprint: string;
   /** The directory listings the walk read or confirmed (for a later walk of the same tree). */
@@ -109,7 +113,35 @@ export async function dirContent(
   const fp = dirFingerprinter(walkOpts, settings);
   const dirs: DirListings = new Map();
   const entries = await walk(dir, { ...walkOpts, recordDirs: dirs, onEntry: fp.onEntry });
-  return { entries, fingerprint: fp.digest(), dirs };
+  return { entries: async () => entries, fingerprint: fp.digest(), dirs };
+}
+
+/**
+ * dirCheck is dirContent for a directory that is probably known by its fingerprint (a layer a
+ * buildpack kept): it fingerprints it now and lists its entries only when asked (a second walk,
+ * which reads no directory the first did not, and fails should the fingerprint have changed since:
+ * a layer is never made of other files than the fingerprint names).
+ */
+export async function dirCheck(
+  dir: string,
+  walkOpts: WalkOptions,
+  settings: TarSettings,
+): Promise<LayerContent> {
+  const { fingerprint, dirs } = await dirFingerprint(dir, walkOpts, settings);
+  let listed: Promise<readonly TarEntry[]> | undefined;
+  const list = async () => {
+    const c = await dirContent(dir, { ...walkOpts, knownDirs: dirs }, settings);
+    if (c.fingerprint !== fingerprint) throw new Error(`layer directory ${dir} changed while being exported`);
+    return c.entries();
+  };
+  return {
+    entries: () => {
+      listed ??= list();
+      return listed;
+    },
+    fingerprint,
+    dirs,
+  };
 }
 
 /**
@@ -138,7 +170,7 @@ export function syntheticContent(
   for (const e of entries)
     h.add(`${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size ?? ''}\0${e.linkname ?? ''}\n`);
   h.add(`\0${extra}`);
-  return { entries, fingerprint: h.digest() };
+  return { entries: async () => entries, fingerprint: h.digest() };
 }
 
 /** Files up to this size are read with one synchronous call when hashing (see diffIDOf). */
@@ -258,7 +290,7 @@ export async function identify(
   }
   if (!hash) return {};
   ctx.stats.hashed++;
-  return { diffID: await diffIDOf(content.entries, ctx.settings.epoch) };
+  return { diffID: await diffIDOf(await content.entries(), ctx.settings.epoch) };
 }
 
 /** compress writes content as a new layer blob (the one expensive path) and records it. */
@@ -269,7 +301,7 @@ export async function compress(ctx: ReuseContext, content: LayerContent): Promis
     epoch: ctx.settings.epoch,
   };
   const layer = await writeLayer(
-    content.entries,
+    await content.entries(),
     ctx.settings.level === undefined ? opts : { ...opts, level: ctx.settings.level },
   );
   ctx.stats.compressed++;
