@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -282,21 +282,27 @@ export class VolumeCache implements LayerCache {
   }
 
   async #keepWarm(w: WarmDir): Promise<void> {
+    // Synchronous calls: a few renames and one small file per layer, for which thread-pool round
+    // trips cost more than the work (this runs on every build, no-op rebuilds included).
     const warm = path.join(this.dir, 'warm');
     const hex = w.diffID.slice(w.diffID.indexOf(':') + 1);
-    await fs.mkdir(warm, { recursive: true, mode: 0o755 });
-    await fs.rm(path.join(warm, hex), { recursive: true, force: true });
+    const json = path.join(warm, `${hex}.json`);
+    mkdirSync(warm, { recursive: true, mode: 0o755 });
+    rmSync(path.join(warm, hex), { recursive: true, force: true });
     try {
-      // The json first: a dir without one is never handed out (and is pruned).
+      // The json first: a dir without one is never handed out (and is pruned). A dir that comes
+      // back as it was claimed finds its json (which a claim leaves in place) already right.
       const dirs = w.dirs ? Object.fromEntries([...w.dirs].map(([k, v]) => [k, [v.stamp, ...v.names]])) : {};
-      await fs.writeFile(
-        path.join(warm, `${hex}.json`),
-        JSON.stringify({ fingerprint: w.fingerprint, dirs }),
-      );
-      await fs.rename(w.dir, path.join(warm, hex));
+      const body = JSON.stringify({ fingerprint: w.fingerprint, dirs });
+      let kept: string | undefined;
+      try {
+        kept = readFileSync(json, 'utf8');
+      } catch {}
+      if (kept !== body) writeFileSync(json, body);
+      renameSync(w.dir, path.join(warm, hex));
     } catch {
       // Another file system (EXDEV) or a race: the next build extracts from the blob instead.
-      await fs.rm(path.join(warm, `${hex}.json`), { force: true });
+      rmSync(json, { force: true });
     }
   }
 
@@ -420,26 +426,29 @@ function snapshotOf(
             const claimed = path.join(warmDir, `.claimed-${process.pid}-${randomBytes(4).toString('hex')}`);
             let expected: string;
             let known: DirListings | undefined;
+            // Synchronous calls for the json and the renames (small, and on every build).
             try {
-              const kept = JSON.parse(await fs.readFile(path.join(warmDir, `${hex}.json`), 'utf8')) as {
+              const kept = JSON.parse(readFileSync(path.join(warmDir, `${hex}.json`), 'utf8')) as {
                 fingerprint: string;
                 dirs?: unknown;
               };
               expected = kept.fingerprint;
               known = listingsOf(kept.dirs);
               // rename is the claim: of two builds, one gets the directory, the other ENOENT.
-              await fs.rename(path.join(warmDir, hex), claimed);
+              renameSync(path.join(warmDir, hex), claimed);
             } catch {
               return undefined;
             }
+            let handedOut = false;
             try {
               if ((await fingerprint(claimed, known)) !== expected) return undefined;
-              await fs.rename(claimed, dest);
+              renameSync(claimed, dest);
+              handedOut = true;
               return expected;
             } catch {
               return undefined;
             } finally {
-              await fs.rm(claimed, { recursive: true, force: true });
+              if (!handedOut) await fs.rm(claimed, { recursive: true, force: true });
             }
           },
         }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -235,7 +235,7 @@ async function restoreContents(
     dirs = c.dirs;
     return c.fingerprint;
   };
-  await fs.rm(dst, { recursive: true, force: true });
+  if (lstatSync(dst, { throwIfNoEntry: false })) await fs.rm(dst, { recursive: true, force: true });
   // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
   const warm = await o.cache!.claimWarm?.(diffID, dst, fingerprint);
   if (warm) {
