@@ -83,7 +83,7 @@ export function freshnessOf(headers: Headers): Freshness {
 /** CacheEntry is what is stored for one package: the slim document, its validators and freshness. */
 interface CacheEntry {
   readonly format: number;
-  /** The document's URL (the registry's, which never carries the token). */
+  /** The document's URL, without any `user:password@` (the token is never part of it). */
   readonly url: string;
   /** When the answer arrived, in ms since the epoch (this machine's clock). */
   readonly receivedAt: number;
@@ -119,6 +119,19 @@ export interface PackumentCacheOptions {
    * `refresh` when it cannot answer it (a version newer than the copy may exist).
    */
   readonly verdict?: (packument: Packument) => Verdict | Promise<Verdict>;
+}
+
+/** withoutCredentials drops `user:password@` from a URL: the cache keys on the registry, not the login. */
+function withoutCredentials(href: string): string {
+  try {
+    const url = new URL(href);
+    if (!url.username && !url.password) return href;
+    url.username = '';
+    url.password = '';
+    return url.href;
+  } catch {
+    return href;
+  }
 }
 
 function entryPath(dir: string, name: string): string {
@@ -169,7 +182,7 @@ export async function cachedPackument(
   name: string,
   options: PackumentCacheOptions,
 ): Promise<CachedPackument> {
-  const url = packumentUrl(registry, name);
+  const url = withoutCredentials(packumentUrl(registry, name));
   const entry = await readEntry(options.dir, name, url);
   if (entry) {
     const verdict = (await options.verdict?.(entry.packument)) ?? 'if-fresh';

