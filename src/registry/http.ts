@@ -1,5 +1,5 @@
-import http from 'node:http';
-import https from 'node:https';
+import type { Agent, IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 
@@ -10,10 +10,25 @@ import { finished, pipeline } from 'node:stream/promises';
 // - the first fetch in a process costs 150-250 ms (loading undici), a large part of a CLI
 //   command that only checks a few blobs (a second push, a rebase).
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
-};
+// node:http and node:https (with TLS) take ~25 ms to load: only commands that make a request pay
+// it, not every `kiln build` that finds everything local (issue 5).
+interface HttpLib {
+  readonly lib: typeof import('node:http') | typeof import('node:https');
+  readonly agent: Agent;
+}
+let libs: Record<'http:' | 'https:', HttpLib> | undefined;
+function libOf(protocol: string): HttpLib {
+  if (libs === undefined) {
+    const load = createRequire(import.meta.url);
+    const http = load('node:http') as typeof import('node:http');
+    const https = load('node:https') as typeof import('node:https');
+    libs = {
+      'http:': { lib: http, agent: new http.Agent({ keepAlive: true, maxSockets: 16 }) },
+      'https:': { lib: https, agent: new https.Agent({ keepAlive: true, maxSockets: 16 }) },
+    };
+  }
+  return protocol === 'https:' ? libs['https:'] : libs['http:'];
+}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -74,8 +89,7 @@ function once(
   body: HttpRequestInit['body'],
   timeoutMs: number,
 ): Promise<HttpResponse> {
-  const lib = url.protocol === 'https:' ? https : http;
-  const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
+  const { lib, agent } = libOf(url.protocol);
   const hdrs = { ...headers };
   const buffered = typeof body === 'string' || body instanceof Uint8Array;
   if (buffered && hdrs['content-length'] === undefined)
@@ -110,7 +124,7 @@ function once(
   });
 }
 
-function wrap(m: http.IncomingMessage, url: URL): HttpResponse {
+function wrap(m: IncomingMessage, url: URL): HttpResponse {
   const status = m.statusCode ?? 0;
   return {
     status,
