@@ -138,8 +138,11 @@ export async function processEnv(
   return Object.fromEntries(vars);
 }
 
-/** runInSandbox runs one buildpack executable with the phase's mounts, user and limits. */
-export function runInSandbox(
+/**
+ * runInSandbox runs one buildpack executable with the phase's mounts, user and limits, and says at
+ * debug level how long it took (where a slow build's time goes, `kiln -v build`).
+ */
+export async function runInSandbox(
   o: PhaseOptions,
   argv: string[],
   env: Record<string, string>,
@@ -147,7 +150,8 @@ export function runInSandbox(
   onLine: (line: string) => void,
   scratch?: Mount,
 ): Promise<RunResult> {
-  return o.executor.run({
+  const t0 = performance.now();
+  const r = await o.executor.run({
     argv,
     env,
     cwd: sandboxPathsOf(o).app,
@@ -161,6 +165,8 @@ export function runInSandbox(
     limits: o.limits,
     timeoutMs: o.timeoutMs,
   });
+  o.logger.debug(`${argv[0]}: exit ${r.exitCode} after ${(performance.now() - t0).toFixed(0)} ms`);
+  return r;
 }
 
 /** A phase's scratch dir on the host and where the sandbox sees it. */
