@@ -111,6 +111,14 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
       o,
       plans.flatMap(({ bp, plan }) => plan.map(([name]) => `${escapeId(bp.id)}/${name}`)),
     );
+    // Layer tomls are written (on the thread pool) while the next layers are checked (here), and
+    // awaited at the end; a layer whose toml cannot be written is left out as before.
+    const tomls: { id: string; dir?: string; error: Promise<Error | undefined> }[] = [];
+    const writing = (p: Promise<void>) =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
     for (const { bp, fromImage, plan } of plans) {
       const bpDir = path.join(o.layersDir, escapeId(bp.id));
       await fs.mkdir(bpDir, { recursive: true, mode: 0o755 });
@@ -118,15 +126,16 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
         await writeStoreToml(path.join(bpDir, 'store.toml'), { metadata: fromImage.store.metadata ?? {} });
       for (const [name, { md, contents }] of plan) {
         const id = `${bp.id}:${name}`;
-        const data = (md.data ?? {}) as Record<string, unknown>;
+        const toml = () =>
+          writeLayerToml(path.join(bpDir, `${name}.toml`), (md.data ?? {}) as Record<string, unknown>);
         if (!contents) {
-          await writeLayerToml(path.join(bpDir, `${name}.toml`), data);
+          tomls.push({ id, error: writing(toml()) });
           metadataOnly.push(id);
           continue;
         }
         try {
           const how = await restoreContents(o, bp, name, md.sha, scratch);
-          await writeLayerToml(path.join(bpDir, `${name}.toml`), data);
+          tomls.push({ id, dir: path.join(bpDir, name), error: writing(toml()) });
           restored.push(id);
           o.log.info(`Restoring data for '${id}' from cache${how === 'warm' ? ' (kept unpacked)' : ''}`);
         } catch (e) {
@@ -134,6 +143,14 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
           o.log.warn?.(`Skipping restore of '${id}': ${(e as Error).message}`);
         }
       }
+    }
+    for (const t of tomls) {
+      const e = await t.error;
+      if (!e) continue;
+      if (!t.dir) throw e;
+      restored.splice(restored.indexOf(t.id), 1);
+      await fs.rm(t.dir, { recursive: true, force: true });
+      o.log.warn?.(`Skipping restore of '${t.id}': ${e.message}`);
     }
     await writeSboms(o, await sboms, [...restored, ...metadataOnly], scratch);
   } finally {
