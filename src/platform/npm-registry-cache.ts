@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { access, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../cnb/toml-file.ts';
+import { readText } from './npm-registry.ts';
 
 // `npm config get registry` costs a Node.js start plus npm's config loading (~0.15-0.3 s) on every
 // build, for an answer that almost never changes. cachedHostNpmConfigGet remembers the answer
@@ -209,14 +210,6 @@ async function realpathOf(p: string | undefined): Promise<string | undefined> {
   if (p === undefined) return undefined;
   try {
     return await realpath(p);
-  } catch {
-    return undefined;
-  }
-}
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
   } catch {
     return undefined;
   }

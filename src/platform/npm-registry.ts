@@ -117,7 +117,8 @@ function lookupCaseless(env: Readonly<Record<string, string | undefined>>, name:
   return undefined;
 }
 
-async function readText(file: string): Promise<string | undefined> {
+/** readText is a file's text, or undefined when it cannot be read (absent, unreadable). */
+export async function readText(file: string): Promise<string | undefined> {
   try {
     return await readFile(file, 'utf8');
   } catch {
