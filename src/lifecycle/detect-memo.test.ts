@@ -78,6 +78,21 @@ describe('DetectMemo', () => {
     assert.notEqual(await DetectMemo.key(inputs(d)), base, 'mounted file content');
   });
 
+  test('a mount too large to hash (a host directory) turns the memo off', async () => {
+    const d = await dirs();
+    const i = inputs(d);
+    const usr = { src: '/usr', dst: '/usr', readonly: true };
+    const t0 = performance.now();
+    assert.equal(
+      await DetectMemo.key({
+        ...i,
+        phase: { ...i.phase, extraMounts: [...(i.phase.extraMounts ?? []), usr] },
+      }),
+      undefined,
+    );
+    assert.ok(performance.now() - t0 < 2000, 'found out by listing, not by reading /usr');
+  });
+
   test('reuse gives back the recorded group and plan (files written into layers) only under the same key', async () => {
     const d = await dirs();
     const memo = new DetectMemo(path.join(d.base, 'cache', 'detect.json'));

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -30,6 +30,7 @@ const FORMAT = 'kiln-detect-memo-1';
 
 /** Mounted trees larger than this are not hashed: such builds always run detect. */
 const MAX_HASHED_BYTES = 64 * 1024 * 1024;
+const MAX_HASHED_ENTRIES = 4096;
 
 /** What decides a detection, besides the app (which is compared separately, see above). */
 export interface DetectMemoInputs {
@@ -189,28 +190,32 @@ async function fileDigest(file: string): Promise<string | undefined> {
 
 /**
  * treeDigest hashes a file or directory tree by names, modes, link targets and content; undefined
- * when it holds more than MAX_HASHED_BYTES or cannot be read.
+ * when it cannot be read or is larger than MAX_HASHED_ENTRIES / MAX_HASHED_BYTES (e.g. a host
+ * directory mounted into the sandbox), found out by listing before any content is read.
  */
 async function treeDigest(root: string): Promise<string | undefined> {
-  const h = createHash('sha256');
-  let budget = MAX_HASHED_BYTES;
-  const visit = async (abs: string, rel: string): Promise<boolean> => {
+  const entries: { abs: string; rel: string; st: Stats }[] = [];
+  let bytes = 0;
+  const list = async (abs: string, rel: string): Promise<boolean> => {
     const st = await lstat(abs);
-    h.update(`${rel}\0${st.mode}\0`);
-    if (st.isSymbolicLink()) h.update(await readlink(abs));
-    else if (st.isFile()) {
-      budget -= st.size;
-      if (budget < 0) return false;
-      h.update(await readFile(abs));
-    } else if (st.isDirectory()) {
+    entries.push({ abs, rel, st });
+    if (st.isFile()) bytes += st.size;
+    if (entries.length > MAX_HASHED_ENTRIES || bytes > MAX_HASHED_BYTES) return false;
+    if (st.isDirectory())
       for (const name of (await readdir(abs)).sort())
-        if (!(await visit(path.join(abs, name), `${rel}/${name}`))) return false;
-    }
-    h.update('\n');
+        if (!(await list(path.join(abs, name), `${rel}/${name}`))) return false;
     return true;
   };
   try {
-    return (await visit(root, '')) ? h.digest('hex') : undefined;
+    if (!(await list(root, ''))) return undefined;
+    const h = createHash('sha256');
+    for (const { abs, rel, st } of entries) {
+      h.update(`${rel}\0${st.mode}\0`);
+      if (st.isSymbolicLink()) h.update(await readlink(abs));
+      else if (st.isFile()) h.update(await readFile(abs));
+      h.update('\n');
+    }
+    return h.digest('hex');
   } catch {
     return undefined;
   }
