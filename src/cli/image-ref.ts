@@ -190,12 +190,17 @@ export interface ImageIO {
 
 /**
  * registryClient builds the registry client the CLI uses: docker config credentials, insecure
- * hosts from --insecure-registry and the kiln config file.
+ * hosts from --insecure-registry and the kiln config file (`config`, read from the settings'
+ * file when not given).
  */
-export function registryClient(settings: Settings, log: Logger): RegistryClient {
+export function registryClient(
+  settings: Settings,
+  log: Logger,
+  config: KilnConfig = configured(settings.configFile),
+): RegistryClient {
   return new RegistryClient({
     keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
-    insecure: [...settings.insecureRegistries, ...configured(settings.configFile).insecureRegistries],
+    insecure: [...settings.insecureRegistries, ...config.insecureRegistries],
     debug: (m) => log.debug(m),
   });
 }
@@ -221,7 +226,7 @@ export function imageIO(
 ): ImageIO {
   const config = configured(settings.configFile);
   return {
-    client: registryClient(settings, log),
+    client: registryClient(settings, log, config),
     storeDir: ImageStore.defaultDir(settings.dataDir),
     ...(config.registryMirrors.length ? { mirrorFor: (r: string) => mirrorFor(config, r) } : {}),
     debug: (m) => log.debug(m),
