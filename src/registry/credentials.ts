@@ -31,19 +31,6 @@ export function staticKeychain(byRegistry: Readonly<Record<string, Credential>>)
   return { resolve: async (r) => byRegistry[r] ?? ANONYMOUS };
 }
 
-/** multiKeychain asks each keychain in turn and returns the first non-anonymous answer. */
-export function multiKeychain(...chains: Keychain[]): Keychain {
-  return {
-    async resolve(r) {
-      for (const k of chains) {
-        const c = await k.resolve(r);
-        if (c.kind !== 'anonymous') return c;
-      }
-      return ANONYMOUS;
-    },
-  };
-}
-
 const DockerConfigShape = {
   parse(raw: unknown, file: string) {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw))

@@ -108,11 +108,6 @@ export function identifier(r: Reference): string {
   return r.digest ?? r.tag ?? 'latest';
 }
 
-/** withDigest returns `r` pinned to `d` (keeping its tag for display). */
-export function withDigest(r: Reference, d: Digest): Reference {
-  return { ...r, digest: d };
-}
-
 /** isLoopback tells whether a registry host is this machine (spoken to over plain HTTP by default). */
 export function isLoopback(registry: string): boolean {
   const host = registry.startsWith('[')

@@ -1,4 +1,4 @@
-import { isRetryableStatus, RegistryError } from './errors.ts';
+import { RegistryError } from './errors.ts';
 
 /** Retry policy: bounded attempts with exponential, jittered backoff. */
 export interface RetryPolicy {
@@ -66,9 +66,6 @@ export function retryAfter(h: string | null): number | undefined {
   const t = Date.parse(h);
   return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
 }
-
-/** shouldRetryStatus is the status rule used by callers that turn responses into RetryableStatus. */
-export const shouldRetryStatus = isRetryableStatus;
 
 /**
  * withRetry runs `step` until it succeeds, fails with a non-transient error, or runs out of
