@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import type { z } from 'zod';
@@ -117,12 +117,17 @@ export async function writeTomlFile(path: string, value: object, mode = 0o644): 
   await writeFileAtomic(path, toTomlText(value), mode);
 }
 
-/** writeFileAtomic writes text to a temp name next to `path` and renames it into place. */
-export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
+/**
+ * writeFileAtomic writes `data` to a temp name next to `path` (creating the directory) and renames
+ * it into place, so readers never see half a file. The mode is set explicitly, not left to the
+ * umask, so files other users (e.g. the sandbox's build user) must read stay readable.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(tmp, text, { mode });
+    await writeFile(tmp, data, { mode });
+    await chmod(tmp, mode);
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../cnb/toml-file.ts';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
@@ -20,20 +20,10 @@ import { pidAlive } from './pid.ts';
 /** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
-const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
+// Re-exported for the modules that import it from here.
+export { writeFileAtomic };
 
-/** Writes `data` to `file` atomically (temp name in the same directory, then rename), mode 0644. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const temp = `${path.dirname(file)}/.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await fs.writeFile(temp, data, { mode: 0o644 });
-    await fs.chmod(temp, 0o644);
-    await fs.rename(temp, file);
-  } catch (e) {
-    await fs.rm(temp, { force: true });
-    throw e;
-  }
-}
+const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
 
 /**
  * withLock runs `fn` holding `<file>.lock` (created exclusively; holds the owner's pid). A lock
