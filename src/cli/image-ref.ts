@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { emptyConfig, type KilnConfig, mirrorFor, parseConfig } from '../config/config-file.ts';
+import { type KilnConfig, loadConfigSync, mirrorFor } from '../config/config-file.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
@@ -196,7 +196,7 @@ export interface ImageIO {
 export function registryClient(
   settings: Settings,
   log: Logger,
-  config: KilnConfig = configured(settings.configFile),
+  config: KilnConfig = loadConfigSync(settings.configFile),
 ): RegistryClient {
   return new RegistryClient({
     keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
@@ -205,26 +205,13 @@ export function registryClient(
   });
 }
 
-// The config file is a few lines of TOML read once per command; reading it synchronously keeps
-// registryClient usable where a client is built synchronously.
-function configured(file: string): KilnConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyConfig();
-    throw new KilnError(`${file}: cannot read kiln config (${(e as NodeJS.ErrnoException).code})`);
-  }
-  return parseConfig(text, file);
-}
-
 /** imageIO builds the collaborators for image commands from the CLI settings. */
 export function imageIO(
   settings: Settings,
   log: Logger,
   extra: { platform?: Platform; progress?: ProgressSink } = {},
 ): ImageIO {
-  const config = configured(settings.configFile);
+  const config = loadConfigSync(settings.configFile);
   return {
     client: registryClient(settings, log, config),
     storeDir: ImageStore.defaultDir(settings.dataDir),

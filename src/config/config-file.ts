@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'smol-toml';
@@ -174,11 +175,30 @@ export async function loadConfig(file: string): Promise<KilnConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return emptyConfig();
-    throw new KilnError(`${file}: cannot read kiln config (${code})`, ExitCode.Failed, { cause: err });
+    return missingConfig(file, err);
   }
   return parseConfig(text, file);
+}
+
+/**
+ * loadConfigSync is loadConfig for code that builds its collaborators synchronously (the CLI's
+ * registry client); the file is a few lines of TOML.
+ */
+export function loadConfigSync(file: string): KilnConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return missingConfig(file, err);
+  }
+  return parseConfig(text, file);
+}
+
+// A missing file is the empty configuration; any other read failure names the file.
+function missingConfig(file: string, err: unknown): KilnConfig {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return emptyConfig();
+  throw new KilnError(`${file}: cannot read kiln config (${code})`, ExitCode.Failed, { cause: err });
 }
 
 /** configToToml encodes a configuration as the file's TOML (defaults left out). */
