@@ -70,15 +70,21 @@ export interface RestoreResult {
 }
 
 /**
- * chownTree gives `dir` and everything below to uid:gid (when kiln runs as root), touching only
- * entries with another owner: a chown changes the ctime that layer fingerprints cover.
+ * chownTree gives `dir` and everything below (down to `depth` levels) to uid:gid (when kiln runs
+ * as root), touching only entries with another owner: a chown changes the ctime that layer
+ * fingerprints cover.
  */
-export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+export async function chownTree(
+  dir: string,
+  uid: number,
+  gid: number,
+  depth = Number.POSITIVE_INFINITY,
+): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const st = await fs.lstat(dir);
   if (st.uid !== uid || st.gid !== gid) await fs.lchown(dir, uid, gid);
-  if (!st.isDirectory()) return;
-  for (const name of await fs.readdir(dir)) await chownTree(path.join(dir, name), uid, gid);
+  if (!st.isDirectory() || depth === 0) return;
+  for (const name of await fs.readdir(dir)) await chownTree(path.join(dir, name), uid, gid, depth - 1);
 }
 
 /** restore writes layer metadata, store.toml and cached layer contents into `<layers>`. */

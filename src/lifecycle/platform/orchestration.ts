@@ -5,7 +5,6 @@ import {
   chmod,
   chown,
   cp,
-  lchown,
   lstat,
   mkdir,
   mkdtemp,
@@ -50,7 +49,7 @@ import { DetectMemo } from '../detect-memo.ts';
 import { exportImage } from '../export.ts';
 import type { ReuseContext, ReuseStats } from '../layer-reuse.ts';
 import type { PhaseLogger, PhaseOptions } from '../phase-context.ts';
-import { restore } from '../restore.ts';
+import { chownTree, restore } from '../restore.ts';
 import { resolveRunTarget } from '../target.ts';
 
 // The platform: one `kiln build` from source to image. It runs the phases in the order of
@@ -415,7 +414,7 @@ async function buildWith(
       // `--path` already the app dir (a CI job checked out into /workspace): build it in place.
       // The build user must own it, as it owns a copied app (the CNB prepare step does the same).
       if (hostDirs && (await realpath(r.appDir)) === (await realpath(appDir))) {
-        if (root) await chownShallow(appDir, uid, gid, Number.POSITIVE_INFINITY);
+        if (root) await chownTree(appDir, uid, gid);
         return undefined;
       }
       const copied = await copyAppSource(
@@ -593,7 +592,7 @@ async function buildWith(
       });
       // Everything under <layers> must be the build user's. Restore chowned the layer dirs it
       // brought back; what else kiln wrote (buildpack dirs, tomls) sits in the top two levels.
-      await chownShallow(layersDir, uid, gid, 2);
+      await chownTree(layersDir, uid, gid, 2);
     }).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
       throw new KilnError(`restore: ${(e as Error).message}`, ExitCode.RestoreError, { cause: e });
@@ -770,15 +769,6 @@ async function runImageSbomsOf(
   } catch {
     return undefined;
   }
-}
-
-/** chownShallow gives `dir` and its entries down to `depth` levels to uid:gid (as root), where not already. */
-async function chownShallow(dir: string, uid: number, gid: number, depth: number): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  const st = await lstat(dir);
-  if (st.uid !== uid || st.gid !== gid) await lchown(dir, uid, gid);
-  if (!st.isDirectory() || depth === 0) return;
-  for (const name of await readdir(dir)) await chownShallow(path.join(dir, name), uid, gid, depth - 1);
 }
 
 /** A short tag of this host, so temp dirs of builds on other hosts sharing the dir are left alone. */
