@@ -8,13 +8,12 @@
 // registry, behind a counting proxy, uploads only the new config.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { parseLifecycleMetadata } from '../../src/cnb/lifecycle-metadata.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import type { Image } from '../../src/oci/image.ts';
@@ -27,7 +26,7 @@ import type { SbomComponent } from '../../src/sbom/model.ts';
 import { attachSbom, KILN_TOOL, sbomDocuments, sbomOfImage } from '../../src/stack/sbom.ts';
 import { ImageStore } from '../../src/store/store.ts';
 import { tarLayer } from '../helpers/cnb-images.ts';
-import { type Podman, startPodman } from '../helpers/podman.ts';
+import { buildStaticCat, type Podman, startPodman } from '../helpers/podman.ts';
 import {
   type ProxyHandle,
   type RegistryHandle,
@@ -111,13 +110,7 @@ before(async () => {
 
   // The patch: tzdata "upgraded" (its status entry rewritten) and a static cat to look inside.
   const tz = (await readStatus(run, 'tzdata')).replace(/^Version: .+$/m, `Version: ${PATCHED_TZDATA}`);
-  const src = path.join(work, 'kcat.c');
-  await writeFile(
-    src,
-    '#include <stdio.h>\nint main(int c,char**v){for(int i=1;i<c;i++){FILE*f=fopen(v[i],"r");if(!f){perror(v[i]);return 1;}' +
-      'int ch;while((ch=fgetc(f))!=EOF)putchar(ch);fclose(f);}return 0;}\n',
-  );
-  await promisify(execFile)('musl-gcc', ['-static', '-Os', '-o', path.join(work, 'kcat'), src]);
+  await buildStaticCat(path.join(work, 'kcat'));
   patched = appendLayers(
     run,
     await tarLayer({

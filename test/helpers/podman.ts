@@ -131,18 +131,32 @@ export async function podmanRun(
   }
 }
 
-/** buildStaticHello compiles a static binary printing "hello uid=U gid=G ARGS..." (musl-gcc). */
-export async function buildStaticHello(outFile: string): Promise<void> {
+/** muslStatic compiles the C program `source` into the static binary `outFile` (musl-gcc). */
+async function muslStatic(outFile: string, source: string): Promise<void> {
   const src = `${outFile}.c`;
-  await writeFile(
-    src,
-    '#include <stdio.h>\n#include <unistd.h>\nint main(int c,char**v){printf("hello uid=%d gid=%d",(int)getuid(),(int)getgid());' +
-      'for(int i=1;i<c;i++)printf(" %s",v[i]);printf("\\n");return 0;}\n',
-  );
+  await writeFile(src, source);
   await new Promise<void>((resolve, reject) =>
     execFile('musl-gcc', ['-static', '-Os', '-o', outFile, src], (err, _o, stderr) =>
       err ? reject(new Error(`musl-gcc failed: ${stderr}`)) : resolve(),
     ),
   );
   await rm(src, { force: true });
+}
+
+/** buildStaticHello compiles a static binary printing "hello uid=U gid=G ARGS..." (musl-gcc). */
+export function buildStaticHello(outFile: string): Promise<void> {
+  return muslStatic(
+    outFile,
+    '#include <stdio.h>\n#include <unistd.h>\nint main(int c,char**v){printf("hello uid=%d gid=%d",(int)getuid(),(int)getgid());' +
+      'for(int i=1;i<c;i++)printf(" %s",v[i]);printf("\\n");return 0;}\n',
+  );
+}
+
+/** buildStaticCat compiles a static `cat` (prints each file argument in turn) for looking inside images. */
+export function buildStaticCat(outFile: string): Promise<void> {
+  return muslStatic(
+    outFile,
+    '#include <stdio.h>\nint main(int c,char**v){for(int i=1;i<c;i++){FILE*f=fopen(v[i],"r");if(!f){perror(v[i]);return 1;}' +
+      'int ch;while((ch=fgetc(f))!=EOF)putchar(ch);fclose(f);}return 0;}\n',
+  );
 }

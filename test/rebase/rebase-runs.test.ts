@@ -3,30 +3,22 @@
 // file and the untouched app layer's file.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
 import { runMain } from '../helpers/cli.ts';
 import { tarLayer } from '../helpers/cnb-images.ts';
-import { startPodman } from '../helpers/podman.ts';
+import { buildStaticCat, startPodman } from '../helpers/podman.ts';
 
 let dir: string;
 let kcat: Buffer;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'kiln-rebase-run-'));
-  const src = path.join(dir, 'kcat.c');
-  await writeFile(
-    src,
-    '#include <stdio.h>\nint main(int c,char**v){for(int i=1;i<c;i++){FILE*f=fopen(v[i],"r");if(!f){perror(v[i]);return 1;}' +
-      'int ch;while((ch=fgetc(f))!=EOF)putchar(ch);fclose(f);}return 0;}\n',
-  );
-  await promisify(execFile)('musl-gcc', ['-static', '-Os', '-o', path.join(dir, 'kcat'), src]);
+  await buildStaticCat(path.join(dir, 'kcat'));
   kcat = await readFile(path.join(dir, 'kcat'));
 });
 after(() => rm(dir, { recursive: true, force: true }));
