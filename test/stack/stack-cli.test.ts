@@ -2,7 +2,7 @@
 // stale and missing locks, and the refusals (tampered .deb, bad InRelease signature, a package
 // that cannot be resolved) that must leave nothing behind.
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,6 +30,9 @@ let tamper = '';
 /** Which package the fake mirror no longer has. */
 let gone = '';
 const served: string[] = [];
+
+/** The shared test cache (XDG_CACHE_HOME/kiln), so the .debs are not downloaded again. */
+const SHARED_CACHE = { KILN_HOME: '', XDG_CACHE_HOME: path.dirname(testCacheDir()) };
 
 async function kiln(args: string[], env: Record<string, string> = {}) {
   const r = await runMain(args, { HOME: work, KILN_HOME: path.join(work, 'kiln'), ...env });
@@ -80,11 +83,7 @@ describe('kiln stack', () => {
     const out = path.join(work, 'out');
     const r = await kiln(
       ['stack', 'create', '--locked', '--lock', stack.lockFile, '--only', 'run', '--output', `oci:${out}`],
-      {
-        // The shared test cache (XDG_CACHE_HOME/kiln) so the .debs are not downloaded again.
-        KILN_HOME: '',
-        XDG_CACHE_HOME: path.dirname(testCacheDir()),
-      },
+      SHARED_CACHE,
     );
     assert.equal(r.code, 0, r.stderr);
     const expected = await (await Layout.open(stack.layoutDir)).resolve('run');
@@ -147,7 +146,7 @@ describe('kiln stack', () => {
           '--publish',
           `${reg.host}/kiln/bookworm`,
         ],
-        { KILN_HOME: '', XDG_CACHE_HOME: path.dirname(testCacheDir()) },
+        SHARED_CACHE,
       );
       assert.equal(r.code, 0, r.stderr);
       const expected = (await (await Layout.open(stack.layoutDir)).resolve('run')).digest;
@@ -173,8 +172,7 @@ describe('kiln stack', () => {
 
   test('--locked refuses a missing or stale lock, naming the file', async () => {
     const dir = path.join(work, 'stale');
-    await rm(dir, { recursive: true, force: true });
-    await import('node:fs/promises').then((fs) => fs.mkdir(dir));
+    await mkdir(dir);
     const cfg = path.join(dir, 'stack.toml');
     await copyFile(TEST_STACK_FILE, cfg);
     const missing = await kiln([
@@ -324,10 +322,7 @@ describe('kiln stack', () => {
       .replace(/\[\[run\.packages\]\]\nname = "netbase"\n(?:[a-z0-9]+ = [^\n]+\n)+/, '');
     assert.notEqual(edited, text);
     await writeFile(lockFile, edited);
-    const r = await kiln(['stack', 'update', '--dry-run', '--lock', lockFile], {
-      XDG_CACHE_HOME: path.dirname(testCacheDir()),
-      KILN_HOME: '',
-    });
+    const r = await kiln(['stack', 'update', '--dry-run', '--lock', lockFile], SHARED_CACHE);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(
       r.stdout.split('\n').includes(`run\tupgraded\t↑ tzdata 2020a-0+deb10u1 -> ${tz.version}`),
@@ -344,10 +339,7 @@ describe('kiln stack', () => {
       cfg,
       (await readFile(TEST_STACK_FILE, 'utf8')).replace('"zlib1g",', '"zlib1g",\n  "kiln-no-such-package",'),
     );
-    const r = await kiln(['stack', 'update', '--config', cfg], {
-      XDG_CACHE_HOME: path.dirname(testCacheDir()),
-      KILN_HOME: '',
-    });
+    const r = await kiln(['stack', 'update', '--config', cfg], SHARED_CACHE);
     assert.equal(r.code, 1, r.stderr);
     assert.match(
       r.stderr,
