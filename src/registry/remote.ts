@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { decompress } from '../oci/compression.ts';
-import { type Digest, sha256 } from '../oci/digest.ts';
+import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
 import { compressionOf, isImageMediaType, isIndexMediaType } from '../oci/media-types.ts';
@@ -245,14 +246,9 @@ export function platformMatches(have: Platform | undefined, want: Platform): boo
   );
 }
 
-// Reads a small blob (a config) fully, verified.
+// Reads a small blob (a config) fully; openBlob verifies its digest and size as it streams.
 async function readBlob(repo: RepositoryClient, d: Digest, size: number): Promise<Uint8Array> {
   if (size > 32 * 1024 * 1024)
     throw new KilnError(`config blob ${d} is ${size} bytes; refusing more than 32 MiB`);
-  const s = await repo.openBlob(d, size);
-  const chunks: Buffer[] = [];
-  for await (const c of s) chunks.push(c as Buffer);
-  const bytes = Buffer.concat(chunks);
-  if (sha256(bytes) !== d) throw new KilnError(`config blob ${d}: content does not match its digest`);
-  return bytes;
+  return buffer(await repo.openBlob(d, size));
 }
