@@ -73,7 +73,8 @@ export function register(program: Command, ctx: CliContext): void {
           architecture: appCfg.architecture,
           ...(appCfg.variant ? { variant: appCfg.variant } : {}),
         };
-        const io = imageIO(ctx.settings, log, { platform });
+        // The same client (its token cache) and config, now choosing the app's platform in indexes.
+        const io: ImageIO = { ...io0, platform };
 
         const chosen = opts.runImage ?? (await recordedRunImage(app, target, describeLocation(source)));
         // Registry mirrors (kiln config registry-mirrors) apply in readImage; the name recorded
