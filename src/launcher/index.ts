@@ -3,13 +3,14 @@
  * scripts/build.d/launcher.sh), its identity, the tar entries of the launcher and process-types
  * layers, the per-image launch file, and the launcher's own SBOM files.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
+import { hexOf } from '../oci/digest.ts';
+import { digestStream } from '../oci/validate.ts';
 
 export {
   encodeLaunchConfig,
@@ -62,7 +63,7 @@ export async function loadLauncher(dir: string = DEFAULT_LAUNCHER_DIR): Promise<
     throw new KilnError(`launcher not built: ${bin} is missing (run scripts/build.sh)`, ExitCode.ExportError);
   }
   const info = JSON.parse(raw) as Omit<LauncherInfo, 'path'>;
-  const actual = await sha256File(bin);
+  const actual = hexOf((await digestStream(createReadStream(bin))).digest);
   if (actual !== info.sha256) {
     throw new KilnError(
       `launcher ${bin} has sha256 ${actual}, expected ${info.sha256} from build-info.json: rebuild it`,
@@ -70,13 +71,6 @@ export async function loadLauncher(dir: string = DEFAULT_LAUNCHER_DIR): Promise<
     );
   }
   return { ...info, path: bin };
-}
-
-/** sha256File hashes a file by streaming it. */
-export async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /**
