@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { bytesEntry } from '../archive/tar-file.ts';
 import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -57,15 +57,12 @@ export interface Builder {
   readonly order: Order;
 }
 
-const FILE_MODE = 0o644;
-
-function fileEntry(path: string, text: string, mode = FILE_MODE): TarEntry {
-  const bytes = Buffer.from(text);
-  return { path, type: 'file', mode, uid: 0, gid: 0, size: bytes.length, open: () => Readable.from([bytes]) };
+function fileEntry(path: string, text: string): TarEntry {
+  return bytesEntry(path, Buffer.from(text));
 }
 
-function dirEntry(path: string, uid = 0, gid = 0, mode = 0o755): TarEntry {
-  return { path, type: 'dir', mode, uid, gid };
+function dirEntry(path: string, uid = 0, gid = 0): TarEntry {
+  return { path, type: 'dir', mode: 0o755, uid, gid };
 }
 
 function envValue(env: readonly string[] | undefined, name: string): string | undefined {
