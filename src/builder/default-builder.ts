@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../cnb/toml-file.ts';
 import type { Image } from '../oci/image.ts';
 import type { ImageStore } from '../store/store.ts';
-import { readBuilderConfig } from './builder-config.ts';
+import { type BuilderConfig, readBuilderConfig } from './builder-config.ts';
 import { BuilderLabel, createBuilder, readBuilder } from './builder-image.ts';
 import { contentDigest, readBuildpackSource } from './buildpack-source.ts';
 
@@ -60,7 +60,11 @@ export async function builderKey(
   buildImage: Image,
   epoch: number | undefined,
 ): Promise<string> {
-  const config = await readBuilderConfig(configFile);
+  return keyOf(await readBuilderConfig(configFile), buildImage, epoch);
+}
+
+/** keyOf is builderKey of a config already read. */
+async function keyOf(config: BuilderConfig, buildImage: Image, epoch: number | undefined): Promise<string> {
   const hash = createHash('sha256');
   hash.update(`kiln builder key v1\nbuild ${await buildImage.digest()}\nepoch ${epoch ?? ''}\n`);
   hash.update(config.text);
@@ -133,7 +137,7 @@ export async function cachedBuilderKey(
   const paths = [configFile, ...config.buildpacks.map((b) => b.dir)];
   // Stamped before and after hashing: an input edited meanwhile leaves the key unremembered.
   const before = inputStamp(paths, digest, epoch);
-  const key = await builderKey(configFile, buildImage, epoch);
+  const key = await keyOf(config, buildImage, epoch);
   if (config.buildpacks.every((b) => b.image === undefined) && inputStamp(paths, digest, epoch) === before) {
     const text = JSON.stringify({ version: KEY_CACHE_VERSION, stamp: before, key, paths });
     await writeFileAtomic(cacheFile, `${text}\n`).catch(() => {});
