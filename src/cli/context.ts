@@ -2,6 +2,9 @@ import type { Writable } from 'node:stream';
 import { Logger } from './logger.ts';
 import { type GlobalFlags, resolveSettings, type Settings } from './settings.ts';
 
+/** kiln's version (`kiln --version`, builder metadata, SBOM tool entries). */
+export const KILN_VERSION = '0.1.0';
+
 /**
  * CliContext is what every command's `register(program, ctx)` receives. `settings` and `log` are
  * resolved once from the global flags just before a command's action runs (a commander

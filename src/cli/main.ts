@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { redact } from '../registry/redact.ts';
-import { type CliIO, createContext, type MutableContext } from './context.ts';
+import { type CliIO, createContext, KILN_VERSION, type MutableContext } from './context.ts';
 import type { GlobalFlags } from './settings.ts';
 
 /** A command module: `register(program, ctx)` adds its command(s) to the program. */
@@ -51,7 +51,7 @@ function commandOf(argv: readonly string[]): string | undefined {
 export async function buildProgram(ctx: MutableContext, argv: readonly string[] = []): Promise<Command> {
   const program = new Command('kiln')
     .description('Cloud Native Buildpacks without a daemon: source to OCI image, rebase, inspect')
-    .version(VERSION, '--version')
+    .version(KILN_VERSION, '--version')
     .option('-v, --verbose', 'show debug output and stacks of unexpected errors')
     .option('-q, --quiet', 'show only warnings and errors')
     .option('--no-color', 'disable colours (NO_COLOR is respected too)')
@@ -83,8 +83,6 @@ export async function buildProgram(ctx: MutableContext, argv: readonly string[] 
   }
   return program;
 }
-
-const VERSION = '0.1.0';
 
 /**
  * main runs the CLI over `argv` (without node and script) and returns the exit code: a KilnError

@@ -25,7 +25,7 @@ import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
-import type { CliContext } from '../context.ts';
+import { type CliContext, KILN_VERSION } from '../context.ts';
 import {
   describeLocation,
   destinationOf,
@@ -420,7 +420,7 @@ async function embeddedBuilder(
   const buildName = cfg.buildImage;
   const b = await ensureDefaultBuilder({
     store,
-    kilnVersion: '0.1.0',
+    kilnVersion: KILN_VERSION,
     keyCacheFile: path.join(settings.cacheDir, 'default-builder-key.json'),
     ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
     log: (m) => log.info(m),

@@ -5,7 +5,7 @@ import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import type { Image } from '../../oci/image.ts';
 import { ImageStore } from '../../store/store.ts';
-import type { CliContext } from '../context.ts';
+import { type CliContext, KILN_VERSION } from '../context.ts';
 import {
   describeLocation,
   type ImageIO,
@@ -15,8 +15,6 @@ import {
   parseImageLocation,
   writeImageTo,
 } from '../image-ref.ts';
-
-const KILN_VERSION = '0.1.0';
 
 /**
  * resolveImage opens an image named in a config or on the command line: an explicit transport

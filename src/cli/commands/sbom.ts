@@ -9,7 +9,7 @@ import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { ManifestSchema, parseJson } from '../../oci/schema.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
-import { sbomOfImage } from '../../stack/sbom.ts';
+import { KILN_TOOL, sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, type ImageIO, imageIO, openImage } from '../image-ref.ts';
@@ -50,7 +50,7 @@ export function register(program: Command, ctx: CliContext): void {
         formats,
         ...(baseSbom ? { baseSbom } : {}),
         epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-        tool: { name: 'kiln', version: '0.1.0' },
+        tool: KILN_TOOL,
       });
       if (r.staleRunImageSbom)
         ctx.log.warn(
