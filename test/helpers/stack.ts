@@ -15,7 +15,6 @@
 // Should the committed lock name .debs the live mirror no longer has (and that are not cached),
 // the helper resolves a fresh lock of its own instead (see usableLock).
 
-import { createReadStream } from 'node:fs';
 import { chmod, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -235,9 +234,4 @@ export async function layerFile(stack: TestStack, role: Role): Promise<string> {
   const [layer] = await image.layers();
   const d = await layer!.digest();
   return path.join(stack.layoutDir, 'blobs', 'sha256', d.slice(7));
-}
-
-/** openLayer streams the compressed layer blob. */
-export async function openLayer(stack: TestStack, role: Role) {
-  return createReadStream(await layerFile(stack, role));
 }
