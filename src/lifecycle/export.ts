@@ -398,7 +398,8 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
       const id = `${bp.id}:${l.name}`;
       const createdBy = CREATED_BY.buildpackLayer(l.name, `${bp.id}@${bp.version}`);
       const prev = layerMetadataFor(prevMd, bp.id, l.name);
-      let sha: string;
+      // The sha is the diffID the layer resolves to (known once its slot has run).
+      const entry = { sha: '', data: l.metadata, build: l.types.build, launch: true, cache: l.types.cache };
       if (l.hasContents) {
         const content = await dirLayer(
           l.path,
@@ -407,8 +408,6 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
           opts.gid,
         );
         contents.set(l.path, content);
-        const entry = { sha: '', data: l.metadata, build: l.types.build, launch: true, cache: l.types.cache };
-        bpMd.layers![l.name] = entry;
         enqueue(
           id,
           createdBy,
@@ -417,7 +416,6 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
             entry.sha = r.diffID;
           },
         );
-        continue;
       } else {
         if (l.types.cache)
           throw new KilnError(`layer '${id}' is cache=true but has no contents`, ExitCode.ExportError);
@@ -430,15 +428,9 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
         await touchBlob(reuse.blobs, await layer.digest());
         const diffID = prev.sha as Digest;
         enqueue(id, createdBy, async () => ({ layer, diffID, how: 'reused' }));
-        sha = prev.sha;
+        entry.sha = prev.sha;
       }
-      bpMd.layers![l.name] = {
-        sha,
-        data: l.metadata,
-        build: l.types.build,
-        launch: true,
-        cache: l.types.cache,
-      };
+      bpMd.layers![l.name] = entry;
     }
     bpMetadata.push(bpMd);
   }
