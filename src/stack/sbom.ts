@@ -1,8 +1,9 @@
 import { mkdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { json } from 'node:stream/consumers';
 import { KilnError } from '../cnb/exit-codes.ts';
 import type { Layout } from '../layout/layout.ts';
-import { writeFileAtomic } from '../layout/layout.ts';
+import { REF_NAME, writeFileAtomic } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { type Descriptor, type Manifest, ManifestSchema, parseJson } from '../oci/schema.ts';
@@ -129,7 +130,7 @@ export async function referrersOf(
 ): Promise<{ descriptor: Descriptor; manifest: Manifest }[]> {
   const out: { descriptor: Descriptor; manifest: Manifest }[] = [];
   for (const d of (await layout.index()).manifests) {
-    if (d.annotations?.['org.opencontainers.image.ref.name']) continue;
+    if (d.annotations?.[REF_NAME]) continue;
     let m: Manifest;
     try {
       m = parseJson(ManifestSchema, await layout.blobs.readBytes(d.digest), `manifest ${d.digest}`);
@@ -210,9 +211,7 @@ export async function sbomOfRemoteImage(
     const m = parseJson(ManifestSchema, (await repo.getManifest(d.digest)).bytes, `referrer ${d.digest}`);
     const blob = m.layers.find((l) => l.mediaType === mediaType);
     if (!blob) continue;
-    const chunks: Buffer[] = [];
-    for await (const c of await repo.openBlob(blob.digest, blob.size)) chunks.push(c as Buffer);
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    return (await json(await repo.openBlob(blob.digest, blob.size))) as Record<string, unknown>;
   }
   return undefined;
 }
