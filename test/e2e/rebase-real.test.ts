@@ -87,6 +87,16 @@ function debs(cdx: { components?: { name: string; version: string; purl?: string
     .sort();
 }
 
+/** readSboms reads what `kiln sbom download` wrote to `out`: the image's CycloneDX and SPDX, and the launcher's CycloneDX. */
+async function readSboms(out: string) {
+  const read = async (file: string) => JSON.parse(await readFile(path.join(out, file), 'utf8'));
+  return {
+    cdx: await read('sbom.cdx.json'),
+    spdx: await read('sbom.spdx.json'),
+    launcher: await read('layers/sbom/launch/buildpacksio_lifecycle/launcher/sbom.cdx.json'),
+  };
+}
+
 before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-rebase-'));
   await prepareHome();
@@ -173,15 +183,9 @@ describe('kiln rebase of a kiln-built image onto a patched stack run image', () 
   test('the fresh build: sbom download validates and lists the packages the image holds', async () => {
     const out = path.join(work, 'sbom-built');
     await kilnOk(['sbom', 'download', APP, '--output-dir', out]);
-    const cdx = JSON.parse(await readFile(path.join(out, 'sbom.cdx.json'), 'utf8'));
+    const { cdx, spdx, launcher } = await readSboms(out);
     assert.deepEqual(cyclonedxValidator()(cdx), []);
-    assert.deepEqual(validateSpdx(JSON.parse(await readFile(path.join(out, 'sbom.spdx.json'), 'utf8'))), []);
-    const launcher = JSON.parse(
-      await readFile(
-        path.join(out, 'layers/sbom/launch/buildpacksio_lifecycle/launcher/sbom.cdx.json'),
-        'utf8',
-      ),
-    );
+    assert.deepEqual(validateSpdx(spdx), []);
     const expected = [...new Set([...(await installed(built)), ...debs(launcher)])].sort();
     assert.deepEqual(debs(cdx), expected);
   });
@@ -248,15 +252,9 @@ describe('kiln rebase of a kiln-built image onto a patched stack run image', () 
     const out = path.join(work, 'sbom-rebased');
     const r = await kilnOk(['sbom', 'download', APP, '--output-dir', out]);
     assert.doesNotMatch(r.stderr, /not found/);
-    const cdx = JSON.parse(await readFile(path.join(out, 'sbom.cdx.json'), 'utf8'));
+    const { cdx, spdx, launcher } = await readSboms(out);
     assert.deepEqual(cyclonedxValidator()(cdx), []);
-    assert.deepEqual(validateSpdx(JSON.parse(await readFile(path.join(out, 'sbom.spdx.json'), 'utf8'))), []);
-    const launcher = JSON.parse(
-      await readFile(
-        path.join(out, 'layers/sbom/launch/buildpacksio_lifecycle/launcher/sbom.cdx.json'),
-        'utf8',
-      ),
-    );
+    assert.deepEqual(validateSpdx(spdx), []);
     const holds = await installed(rebased);
     assert.ok(holds.includes(`tzdata@${PATCHED_TZDATA}`));
     assert.deepEqual(debs(cdx), [...new Set([...holds, ...debs(launcher)])].sort());
