@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ImageStore } from '../../src/store/store.ts';
@@ -9,6 +8,9 @@ import { ImageStore } from '../../src/store/store.ts';
 // The home persists under .kiln-test/ (git-ignored) so the stack (about 2 minutes to create) and
 // the default builder are made once per machine, like a user's first `kiln build`; every image a
 // test builds gets a unique name and is run from that home's store.
+
+/** freePort asks the kernel for an unused port on 127.0.0.1 (the registry helper's). */
+export { freePort } from '../helpers/registry.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const KILN_HOME = process.env.KILN_E2E_HOME ?? path.join(ROOT, '.kiln-test', 'e2e-home');
@@ -106,18 +108,6 @@ export async function copySample(
     filter: (src) => !src.includes('node_modules'),
   });
   return { dir, cleanup: () => rm(parent, { recursive: true, force: true }) };
-}
-
-/** freePort asks the kernel for an unused TCP port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 /** httpGet polls http://127.0.0.1:port/ until something answers (or gives up after `ms`). */
