@@ -14,13 +14,9 @@ import { extract } from '../src/layers/extract.ts';
 import { layerFromDirectory, writeLayer } from '../src/layers/layer-writer.ts';
 import { walk } from '../src/layers/walk.ts';
 import { BlobStore } from '../src/layout/blob-store.ts';
+import { args, opt } from './lib/args.ts';
 
 const run = promisify(execFile);
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 
 /** Deterministic pseudo-random bytes (sha256 counter mode): incompressible, reproducible. */
 function randomish(n: number, seed: number): Buffer {

@@ -15,15 +15,11 @@ import type { TarEntry } from '../src/layers/tar-writer.ts';
 import { Layout } from '../src/layout/layout.ts';
 import { imageFrom } from '../src/oci/memory.ts';
 import { startCountingProxy, startRegistry } from '../test/helpers/registry.ts';
+import { args, opt } from './lib/args.ts';
 import { randomStream } from './lib/random-data.ts';
 import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const sizeMB = Number(opt('--size-mb', '300'));
 const rounds = Number(opt('--rounds', '3'));
 const keep = args.includes('--keep');

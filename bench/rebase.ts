@@ -23,15 +23,11 @@ import { parseReference } from '../src/registry/reference.ts';
 import { writeImage } from '../src/registry/write.ts';
 import { appImage, runImage } from '../test/helpers/cnb-images.ts';
 import { startCountingProxy, startRegistry } from '../test/helpers/registry.ts';
+import { args, opt } from './lib/args.ts';
 import { randomStream } from './lib/random-data.ts';
 import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const bigMB = Number(opt('--big-mb', '500'));
 const rounds = Number(opt('--rounds', '5'));
 const keep = args.includes('--keep');

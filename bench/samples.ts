@@ -41,14 +41,10 @@ import semver from 'semver';
 import { readImage } from '../src/layout/layout.ts';
 import type { Image } from '../src/oci/image.ts';
 import { ImageStore } from '../src/store/store.ts';
+import { args, opt } from './lib/args.ts';
 import { median } from './lib/stats.ts';
 
 const exec = promisify(execFile);
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const rounds = Number(opt('--rounds', '3'));
 const coldRounds = Number(opt('--cold-rounds', '1'));
 const keep = args.includes('--keep');

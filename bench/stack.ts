@@ -23,13 +23,9 @@ import { fetchPackages, mirrorsOf } from '../src/stack/archive-access.ts';
 import { readStackConfig } from '../src/stack/config.ts';
 import type { LockedPackage } from '../src/stack/lock.ts';
 import { readLock } from '../src/stack/lock.ts';
+import { args, opt } from './lib/args.ts';
 import { median } from './lib/stats.ts';
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const rounds = Number(opt('--rounds', '1'));
 const root = path.resolve(import.meta.dirname, '..');
 const kilnBin = path.join(root, 'bin', 'kiln');
