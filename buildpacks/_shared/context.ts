@@ -1,4 +1,4 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 
 /** DetectContext is what the buildpack spec hands to `bin/detect` (API 0.12, plus positional args). */
 export interface DetectContext {
@@ -56,9 +56,4 @@ export function buildContext(argv: readonly string[], env: NodeJS.ProcessEnv, cw
     execEnv: env.CNB_EXEC_ENV || 'production',
     env,
   };
-}
-
-/** platformEnv reads `<platform>/env/<NAME>` (user-provided build variables; values are raw). */
-export function platformEnvPath(platformDir: string, name: string): string {
-  return join(platformDir, 'env', name);
 }

@@ -29,13 +29,6 @@ export interface Tool {
   readonly version: string;
 }
 
-/** SBOM_MEDIA_TYPES are the `sbom-formats` kiln's buildpacks declare. */
-export const SBOM_MEDIA_TYPES = [
-  'application/vnd.cyclonedx+json',
-  'application/spdx+json',
-  'application/vnd.syft+json',
-] as const;
-
 function created(env: NodeJS.ProcessEnv): string {
   const epoch = Number(env.SOURCE_DATE_EPOCH);
   const ms = Number.isFinite(epoch) && env.SOURCE_DATE_EPOCH ? epoch * 1000 : Date.UTC(1980, 0, 1, 0, 0, 1);
