@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { bindingRoot, bindingsOfType } from './bindings.ts';
-import { exists, readTextIfExists } from './fsutil.ts';
+import { readTextIfExists } from './fsutil.ts';
 import type { JsonAnswer } from './http.ts';
 
 /**
@@ -67,9 +67,10 @@ export async function npmRegistry(
   for (const binding of await bindingsOfType(bindingRoot(env, platformDir), 'npmrc')) {
     for (const file of ['.npmrc', 'npmrc']) {
       const path = join(binding.path, file);
-      if (await exists(path)) {
+      const text = await readTextIfExists(path);
+      if (text !== undefined) {
         npmrcPath = path;
-        npmrc = parseNpmrc((await readTextIfExists(path)) ?? '');
+        npmrc = parseNpmrc(text);
         break;
       }
     }
