@@ -247,15 +247,13 @@ async function contributeNpm(
   const meta = packument.versions[version]!;
   // npm is needed to build, not to run: a build + cache layer keeps it out of the app image.
   const metadata = { version, integrity: meta.dist.integrity ?? '', node: nodeVersion };
-  const types = NPM_TYPES;
-  const prev = await previousLayer(layersDir, 'npm');
   if (
-    prev?.hasContents &&
-    prev.metadata.version === version &&
-    prev.metadata.integrity === metadata.integrity
+    cached?.hasContents &&
+    cached.metadata.version === version &&
+    cached.metadata.integrity === metadata.integrity
   ) {
     log(`  reusing the cached npm ${version} layer`);
-    await writeLayerToml(layersDir, 'npm', types, metadata);
+    await writeLayerToml(layersDir, 'npm', NPM_TYPES, metadata);
     return;
   }
   log(`  downloading npm@${version}`);
@@ -267,5 +265,5 @@ async function contributeNpm(
   // and its node-gyp reads npm_package_config_node_gyp_* instead.
   const nodedir = semver.major(version) >= 11 ? 'npm_package_config_node_gyp_nodedir' : 'npm_config_nodedir';
   await writeEnv(dir, 'env.build', nodedir, 'override', join(layersDir, 'node-headers'));
-  await writeLayerToml(layersDir, 'npm', types, metadata);
+  await writeLayerToml(layersDir, 'npm', NPM_TYPES, metadata);
 }
