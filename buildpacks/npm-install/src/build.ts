@@ -84,8 +84,7 @@ async function moveDir(from: string, to: string): Promise<void> {
     await rename(from, to);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    const res = await spawnCaptured('cp', ['-a', from, to], {});
-    if (res.status !== 0) throw new BuildpackFailure(`copying ${from} to ${to}: ${res.stderr.trim()}`);
+    await copyTree(from, to);
     await rm(from, { recursive: true, force: true });
   }
 }
