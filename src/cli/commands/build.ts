@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { loadConfig } from '../../config/config-file.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
@@ -398,8 +399,7 @@ export async function projectRefs(entries: readonly GroupEntry[], scratch: strin
 
 async function configuredBuilder(settings: CliContext['settings']): Promise<string | undefined> {
   try {
-    const { configFilePath, loadConfig } = await import('../../config/config-file.ts');
-    return (await loadConfig(configFilePath(settings.env, settings.configDir))).defaultBuilder;
+    return (await loadConfig(settings.configFile)).defaultBuilder;
   } catch {
     return undefined;
   }
