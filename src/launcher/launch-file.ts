@@ -4,7 +4,6 @@
  * never parses TOML: it reads NUL-terminated fields. It lives in `<layers>/config`, so it ships in
  * the image's config layer next to metadata.toml.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ApiVersion } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -95,7 +94,6 @@ export function encodeLaunchConfig(cfg: LaunchConfig): Buffer {
 /** writeLaunchConfig writes `<layersDir>/config/kiln-launch` atomically. Returns its path. */
 export async function writeLaunchConfig(layersDir: string, cfg: LaunchConfig): Promise<string> {
   const file = path.join(layersDir, LAUNCH_FILE);
-  await mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomic(file, encodeLaunchConfig(cfg));
   return file;
 }

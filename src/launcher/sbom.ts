@@ -6,7 +6,6 @@
  * statically (the Debian package version recorded at build time). Documents carry no clock
  * values, so the SBOM layer stays reproducible.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../layout/layout.ts';
 import type { LauncherInfo } from './index.ts';
@@ -189,7 +188,6 @@ export const LAUNCHER_SBOM_DIR = 'sbom/launch/buildpacksio_lifecycle/launcher';
 /** writeLauncherSbom writes the three files under `<layersDir>/sbom/launch/buildpacksio_lifecycle/launcher/`. */
 export async function writeLauncherSbom(layersDir: string, launcher: LauncherInfo): Promise<string[]> {
   const dir = path.join(layersDir, LAUNCHER_SBOM_DIR);
-  await mkdir(dir, { recursive: true });
   const docs = launcherSbom(launcher);
   const written: string[] = [];
   for (const [ext, body] of [
