@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -197,7 +197,6 @@ describe('kiln buildpack package', () => {
     assert.equal(await img.digest(), d1);
     assert.equal((await layerEntries(img, 0)).has('cnb/buildpacks/test_a/1.0.0/bin/detect'), true);
     // no temp file is left next to it
-    const { readdir } = await import('node:fs/promises');
     assert.deepEqual(
       (await readdir(root)).filter((f) => f.includes('.tmp-')),
       [],

@@ -15,6 +15,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { ImageStore } from '../../src/store/store.ts';
 import { runMain } from '../helpers/cli.ts';
 import { appImage, runImage } from '../helpers/cnb-images.ts';
 import {
@@ -146,7 +147,6 @@ describe('kiln rebase on OCI layouts', () => {
 
 describe('kiln rebase in the local store', () => {
   test('bare names resolve to the store; the result replaces the stored image', async () => {
-    const { ImageStore } = await import('../../src/store/store.ts');
     const store = await ImageStore.open(ImageStore.defaultDir(env.KILN_HOME!));
     const v1 = await runImage({ patch: '1' });
     const v2 = await runImage({ patch: '2' });

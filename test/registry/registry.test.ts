@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Layout } from '../../src/layout/layout.ts';
@@ -352,15 +353,9 @@ describe('registry client against docker-registry', () => {
     const { digest: subject } = await writeImage(client, ref, img);
     const repo = client.repository(ref, { push: true });
     const sbom = Buffer.from('{"bomFormat":"CycloneDX"}');
-    await repo.uploadBlob({ digest: sha256(sbom), size: sbom.length }, async () => {
-      const { Readable } = await import('node:stream');
-      return Readable.from([sbom]);
-    });
+    await repo.uploadBlob({ digest: sha256(sbom), size: sbom.length }, async () => Readable.from([sbom]));
     const empty = Buffer.from('{}');
-    await repo.uploadBlob({ digest: sha256(empty), size: 2 }, async () => {
-      const { Readable } = await import('node:stream');
-      return Readable.from([empty]);
-    });
+    await repo.uploadBlob({ digest: sha256(empty), size: 2 }, async () => Readable.from([empty]));
     const artifact = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
