@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { escapeId } from '../cnb/ids.ts';
+import { escapeId, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
 import { readLayerToml } from '../cnb/layer-toml.ts';
 import {
   BUILD_METADATA_LABEL,
@@ -141,10 +141,6 @@ export interface ExportResult {
   readonly reused: readonly string[];
 }
 
-function sortedNames(names: string[]): string[] {
-  return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-}
-
 async function exists(p: string): Promise<boolean> {
   return fs
     .lstat(p)
@@ -175,9 +171,9 @@ export async function readLayerDirs(bpDir: string): Promise<LayerDir[]> {
     throw e;
   }
   const out: LayerDir[] = [];
-  for (const file of sortedNames(names.filter((n) => n.endsWith('.toml')))) {
+  for (const file of names.filter((n) => n.endsWith('.toml')).sort()) {
     const name = file.slice(0, -'.toml'.length);
-    if (name === 'launch' || name === 'build' || name === 'store') continue;
+    if (RESERVED_LAYER_NAMES.includes(name)) continue;
     const toml = await readLayerToml(path.join(bpDir, file));
     const dir = path.join(bpDir, name);
     const st = await fs.stat(dir).catch(() => undefined);
