@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseTomlText, toTomlText } from './toml-file.ts';
+import { parseTomlText } from './toml-file.ts';
 
 /** A requirement of a detect build plan; `version` at the top level is only kept to reject it. */
 export const Require = z
@@ -48,9 +48,4 @@ export function topLevelVersionOf(plan: DetectPlan): string | undefined {
     for (const r of section.requires) if (r.version !== undefined) return r.name;
   }
   return undefined;
-}
-
-/** detectPlanText encodes a detect plan (for tests and kiln's own buildpacks). */
-export function detectPlanText(plan: Partial<DetectPlan>): string {
-  return toTomlText(plan);
 }

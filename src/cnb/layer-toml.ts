@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { parseTomlText, readTomlFile, toTomlText, writeFileAtomic } from './toml-file.ts';
+import { parseTomlText, toTomlText, writeFileAtomic } from './toml-file.ts';
 
 /** LayerTypes are the three flags of `[types]`; all default to false. */
 export interface LayerTypes {
@@ -75,10 +75,4 @@ export async function writeLayerToml(
   if (types) value.types = { launch: types.launch, build: types.build, cache: types.cache };
   value.metadata = metadata;
   await writeFileAtomic(path, toTomlText(value));
-}
-
-/** readLayerTomlStrict is readLayerToml that requires the file to exist. */
-export async function readLayerTomlStrict(path: string): Promise<LayerMetadataFile> {
-  const v = await readTomlFile(path, LayerToml);
-  return { types: v.types ?? noTypes, metadata: v.metadata ?? {} };
 }

@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { decompress } from '../oci/compression.ts';
@@ -75,12 +74,4 @@ export class StoredLayer implements Layer {
     const i: LayerInfo = { mediaType: this.mediaType, digest: this.#digest, size, diffID };
     return this.uncompressedSize !== undefined ? { ...i, uncompressedSize: this.uncompressedSize } : i;
   }
-}
-
-/** blobExists is a small helper for callers that keep layers by digest. */
-export async function blobExists(store: BlobStore, d: Digest): Promise<boolean> {
-  return fs
-    .stat(store.path(d))
-    .then((s) => s.isFile())
-    .catch(() => false);
 }

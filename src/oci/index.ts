@@ -1,7 +1,7 @@
 import { type Digest, sha256 } from './digest.ts';
 import type { Image, ImageIndex } from './image.ts';
 import { once } from './lazy.ts';
-import { isIndexMediaType, MediaType } from './media-types.ts';
+import { MediaType } from './media-types.ts';
 import type { Descriptor, Index, Platform } from './schema.ts';
 
 /** One manifest of an index: an image (platform taken from its config unless given) or a nested index. */
@@ -71,14 +71,4 @@ export function indexFrom(
       return e.index;
     },
   };
-}
-
-/** isImageIndex tells an ImageIndex from an Image. */
-export function isImageIndex(x: Image | ImageIndex): x is ImageIndex {
-  return typeof (x as ImageIndex).indexManifest === 'function';
-}
-
-/** childMediaTypeIsIndex tells whether a descriptor of an index points to a nested index. */
-export function isIndexDescriptor(d: Descriptor): boolean {
-  return isIndexMediaType(d.mediaType);
 }

@@ -136,21 +136,6 @@ export function setManifestAnnotations(
   });
 }
 
-/** setAnnotations is setManifestAnnotations (ggcr's name for it). */
-export const setAnnotations = setManifestAnnotations;
-
-/** setSubject returns `image` with a manifest `subject` (OCI 1.1 referrers). */
-export function setSubject(image: Image, subject: Descriptor | undefined): Image {
-  return new LazyImage({
-    mediaType: () => image.mediaType(),
-    layers: () => image.layers(),
-    layerDescriptors: async () => (await image.manifest()).layers,
-    config: () => image.configFile(),
-    annotations: () => baseAnnotations(image),
-    subject: async () => subject,
-  });
-}
-
 /** withLayerAnnotations returns a Layer identical to `layer` whose descriptor carries `annotations`. */
 export function withLayerAnnotations(layer: Layer, annotations: Readonly<Record<string, string>>): Layer {
   return {
