@@ -274,7 +274,7 @@ export function register(program: Command, ctx: CliContext): void {
       const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
       const builder = builderRef
         ? { ...(await openNamed(builderRef, io)), name: builderRef }
-        : await embeddedBuilder(settings, log, io, ctx);
+        : await embeddedBuilder(ctx, io);
 
       const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
       const hostUid = process.getuid?.() ?? 0;
@@ -407,14 +407,12 @@ async function configuredBuilder(settings: CliContext['settings']): Promise<stri
 
 /** The embedded default builder: made locally from builders/bookworm on first use (needs the stack). */
 async function embeddedBuilder(
-  settings: CliContext['settings'],
-  log: CliContext['log'],
-  io: ImageIO,
   ctx: CliContext,
+  io: ImageIO,
 ): Promise<{ image: Image; reference: string; name: string }> {
-  const { ensureDefaultBuilder } = await import('../../builder/default-builder.ts');
+  const { settings, log } = ctx;
+  const { ensureDefaultBuilder, DEFAULT_BUILDER_CONFIG } = await import('../../builder/default-builder.ts');
   const { readBuilderConfig } = await import('../../builder/builder-config.ts');
-  const { DEFAULT_BUILDER_CONFIG } = await import('../../builder/default-builder.ts');
   const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
   const cfg = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
   const buildName = cfg.buildImage;
