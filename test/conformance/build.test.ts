@@ -5,6 +5,8 @@ import { access, chown, lstat, mkdir, readdir, readFile, stat, writeFile } from 
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { readMetadataToml } from '../../src/cnb/metadata.ts';
+import { build } from '../../src/lifecycle/build.ts';
+import { HostExecutor } from '../../src/sandbox/host.ts';
 import {
   type Fixture,
   makeFixture,
@@ -139,7 +141,6 @@ describe('build: inputs', () => {
     withFixture(async (f) => {
       await f.install('probe');
       const r = await f.detect(['conformance/probe']);
-      const { build } = await import('../../src/lifecycle/build.ts');
       await rejectsWith(
         build({ ...f.options({ uid: 0, gid: 0 }), group: r.group, plan: r.plan }),
         52,
@@ -151,7 +152,6 @@ describe('build: inputs', () => {
 describe('build: host executor (kiln already inside the build image)', () => {
   test('detect and build run with host paths as sandbox paths', () =>
     withFixture(async (f) => {
-      const { HostExecutor } = await import('../../src/sandbox/host.ts');
       await f.install('probe');
       await f.install('env-writer');
       const paths = { app: f.app, layers: f.layers, platform: f.platform, buildpacks: f.store.root };
