@@ -3,6 +3,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { parseDeb822 } from './deb822.ts';
@@ -58,10 +59,8 @@ export async function loadSuite(src: SuiteSource, opts: ArchiveOptions): Promise
       entry.sha256,
       opts,
     );
-    const chunks: Buffer[] = [];
-    for await (const c of decompress(compressionOfName(entry.path), createReadStream(file)))
-      chunks.push(c as Buffer);
-    for (const p of parseDeb822(Buffer.concat(chunks).toString('utf8'))) {
+    const index = await streamText(decompress(compressionOfName(entry.path), createReadStream(file)));
+    for (const p of parseDeb822(index)) {
       const rec = packageFromParagraph(p, src.suite);
       if (rec.arch === opts.arch || rec.arch === 'all') packages.push(rec);
     }

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { KilnError } from '../cnb/exit-codes.ts';
 
@@ -33,7 +34,5 @@ export async function httpGet(url: string, fetcher: Fetcher = fetch): Promise<Re
 
 /** httpGetText GETs a small text document (InRelease). */
 export async function httpGetText(url: string, fetcher: Fetcher = fetch): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of await httpGet(url, fetcher)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  return text(await httpGet(url, fetcher));
 }
