@@ -21,6 +21,7 @@ import { readBuildpackToml } from '../../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import type { GroupElement } from '../../cnb/group-toml.ts';
 import { escapeId } from '../../cnb/ids.ts';
+import { isDir } from '../../cnb/launch-env.ts';
 import type { ProjectMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { readOrderToml } from '../../cnb/order-toml.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
@@ -259,7 +260,7 @@ async function resolveBuildpacks(
     if (root !== builderRoot) return root;
     root = path.join(work, 'buildpacks');
     await mkdir(root, { mode: 0o755 });
-    if (await hasDir(builderRoot)) await cp(builderRoot, root, { recursive: true, verbatimSymlinks: true });
+    if (await isDir(builderRoot)) await cp(builderRoot, root, { recursive: true, verbatimSymlinks: true });
     return root;
   };
   let images = 0;
@@ -279,7 +280,7 @@ async function resolveBuildpacks(
     }
     // After a directory: a buildpack the builder has, then a buildpackage image.
     const asId = parseBuildpackRef(ref);
-    if (await hasDir(path.join(builderRoot, escapeId(asId.id)))) return asId;
+    if (await isDir(path.join(builderRoot, escapeId(asId.id)))) return asId;
     const image = await r.openBuildpackage?.(ref);
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
@@ -297,8 +298,9 @@ async function resolveBuildpacks(
       return { id: md.id, ...(md.version ? { version: md.version } : {}) };
     }
     // A path (not an id) that holds no buildpack: say so now, not as a missing id during detect.
-    if (/^(\.{0,2}\/|~)/.test(ref) || (await hasDir(ref))) {
-      const what = (await hasDir(ref)) ? `no buildpack.toml in ${ref}` : 'no such directory or buildpackage';
+    const isRefDir = await isDir(ref);
+    if (isRefDir || /^(\.{0,2}\/|~)/.test(ref)) {
+      const what = isRefDir ? `no buildpack.toml in ${ref}` : 'no such directory or buildpackage';
       throw new KilnError(
         `--buildpack ${ref}: ${what} (expected a buildpack directory, id[@version], a .cnb file or a buildpackage image)`,
         ExitCode.InvalidArgs,
@@ -501,7 +503,7 @@ async function buildWith(
       appDir,
       platformDir,
       layersDir,
-      ...((await hasDir(path.join(rootfs, 'cnb', 'build-config')))
+      ...((await isDir(path.join(rootfs, 'cnb', 'build-config')))
         ? { buildConfigDir: path.join(rootfs, 'cnb', 'build-config') }
         : {}),
       executor: r.executor,
@@ -694,7 +696,7 @@ async function buildWith(
       await mkdir(r.reportOutputDir, { recursive: true });
       await writeReportToml(path.join(r.reportOutputDir, 'report.toml'), report);
     }
-    if (r.sbomOutputDir && (await hasDir(path.join(layersDir, 'sbom')))) {
+    if (r.sbomOutputDir && (await isDir(path.join(layersDir, 'sbom')))) {
       await rm(r.sbomOutputDir, { recursive: true, force: true });
       await cp(path.join(layersDir, 'sbom'), r.sbomOutputDir, { recursive: true });
     }
@@ -787,12 +789,6 @@ async function sweepDeadWorkDirs(tmpDir: string): Promise<void> {
         await rm(path.join(tmpDir, name), { recursive: true, force: true });
     }
   }
-}
-
-async function hasDir(p: string): Promise<boolean> {
-  return stat(p)
-    .then((s) => s.isDirectory())
-    .catch(() => false);
 }
 
 /**
