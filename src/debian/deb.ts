@@ -13,10 +13,10 @@ import {
 } from 'node:fs';
 import { posix } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
+import { readTar } from '../layers/tar-reader.ts';
 import { type ArMember, readArIndex } from './ar.ts';
 import { type Paragraph, parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress, type XzDecoder } from './decompress.ts';
-import { readTar } from './tar-reader.ts';
 
 /** DebControl is the control archive of a .deb: the control paragraph and the other files. */
 export interface DebControl {
@@ -56,8 +56,8 @@ export async function readDebControl(path: string, xz: XzDecoder = 'process'): P
   for await (const e of readTar(memberStream(path, m, xz))) {
     if (e.header.type !== 'file') continue;
     const chunks: Buffer[] = [];
-    for await (const c of e.body()) chunks.push(Buffer.from(c));
-    files.set(clean(e.header.name), { data: Buffer.concat(chunks), mode: e.header.mode });
+    for await (const c of e.body) chunks.push(Buffer.from(c));
+    files.set(clean(e.header.path), { data: Buffer.concat(chunks), mode: e.header.mode & 0o7777 });
   }
   const control = files.get('control');
   if (!control) throw new KilnError(`${path}: control archive has no control file`);
@@ -134,29 +134,30 @@ export async function extractDebData(
   };
   for await (const e of readTar(memberStream(path, m, opts.xz ?? 'process'))) {
     const h = e.header;
-    const rel = clean(h.name);
-    if (h.name.startsWith('/')) fail(h.name, 'absolute path');
-    if (rel.split('/').includes('..')) fail(h.name, 'path contains ..');
+    const mode = h.mode & 0o7777;
+    const rel = clean(h.path);
+    if (h.path.startsWith('/')) fail(h.path, 'absolute path');
+    if (rel.split('/').includes('..')) fail(h.path, 'path contains ..');
     paths.push(rel === '' ? '/.' : `/${rel}`);
     if (rel === '') continue;
     const target = opts.rewrite ? opts.rewrite(rel) : rel;
     for (let d = posix.dirname(target); d !== '.' && d !== '/'; d = posix.dirname(d)) {
-      if (symlinks.has(d)) fail(h.name, 'path goes through a symlink');
+      if (symlinks.has(d)) fail(h.path, 'path goes through a symlink');
     }
     const captureIt = h.type === 'file' && opts.capture?.(rel) === true;
     const skipIt = opts.skip?.(rel) === true;
     const dest = posix.join(root, target);
     if (skipIt && !captureIt) continue;
-    if (h.type === 'directory') {
+    if (h.type === 'dir') {
       if (skipIt) continue;
       ensureDir(dest);
       // Always set the mode: the directory may exist already, made as the parent of an earlier entry.
-      if (opts.claim?.(target) !== false) chmodSync(dest, h.mode);
+      if (opts.claim?.(target) !== false) chmodSync(dest, mode);
       continue;
     }
     if (skipIt && captureIt) {
       const chunks: Buffer[] = [];
-      for await (const c of e.body()) chunks.push(Buffer.from(c));
+      for await (const c of e.body) chunks.push(Buffer.from(c));
       captured.set(rel, Buffer.concat(chunks));
       continue;
     }
@@ -164,17 +165,17 @@ export async function extractDebData(
     if (opts.claim?.(target) === false) {
       if (captureIt) {
         const chunks: Buffer[] = [];
-        for await (const c of e.body()) chunks.push(Buffer.from(c));
+        for await (const c of e.body) chunks.push(Buffer.from(c));
         captured.set(rel, Buffer.concat(chunks));
       }
       continue;
     }
     if (h.type === 'file') {
       removeExisting(dest);
-      const fd = openSync(dest, 'w', h.mode);
+      const fd = openSync(dest, 'w', mode);
       const chunks: Buffer[] | null = captureIt ? [] : null;
       try {
-        for await (const c of e.body()) {
+        for await (const c of e.body) {
           writeSync(fd, c);
           bytes += c.length;
           chunks?.push(Buffer.from(c));
@@ -183,24 +184,24 @@ export async function extractDebData(
         closeSync(fd);
       }
       // open() applied the umask; set the exact mode only when the umask took something away.
-      if ((h.mode & UMASK) !== 0 || h.mode > 0o777) chmodSync(dest, h.mode);
+      if ((mode & UMASK) !== 0 || mode > 0o777) chmodSync(dest, mode);
       if (opts.times) utimesSync(dest, h.mtime, h.mtime);
       if (chunks) captured.set(rel, Buffer.concat(chunks));
     } else if (h.type === 'symlink') {
       const resolved = posix.normalize(posix.join(posix.dirname(`/${rel}`), h.linkname));
       if (!h.linkname.startsWith('/') && resolved.startsWith('/..'))
-        fail(h.name, `symlink target ${h.linkname} leaves the root`);
+        fail(h.path, `symlink target ${h.linkname} leaves the root`);
       removeExisting(dest);
       symlinkSync(h.linkname, dest);
       symlinks.add(target);
     } else if (h.type === 'link') {
       const lt = clean(h.linkname);
       if (h.linkname.startsWith('/') || lt.split('/').includes('..'))
-        fail(h.name, `hard link target ${h.linkname} leaves the root`);
+        fail(h.path, `hard link target ${h.linkname} leaves the root`);
       removeExisting(dest);
       linkSync(posix.join(root, opts.rewrite ? opts.rewrite(lt) : lt), dest);
     } else {
-      fail(h.name, 'device nodes, fifos and other special files are not allowed');
+      fail(h.path, 'device nodes, fifos and other special files are not allowed');
     }
   }
   return { paths, captured, bytes };

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createGunzip } from 'node:zlib';
-import { readTar, type TarEntryHeader } from '../../src/debian/tar-reader.ts';
+import { readTar, type TarHeader } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../src/sbom/cyclonedx.ts';
@@ -21,7 +21,7 @@ import { cyclonedxValidator, validateSpdx } from '../helpers/sbom-schemas.ts';
 import { ensureTestStack, layerFile, type TestStack, testAccess } from '../helpers/stack.ts';
 
 let stack: TestStack;
-const entries = new Map<string, TarEntryHeader>();
+const entries = new Map<string, TarHeader>();
 let tarBytes = 0;
 let work = '';
 
@@ -33,7 +33,7 @@ before(async () => {
   gunzip.on('data', (c: Buffer) => {
     tarBytes += c.length;
   });
-  for await (const e of readTar(gunzip)) entries.set(e.header.name.replace(/\/$/, ''), e.header);
+  for await (const e of readTar(gunzip)) entries.set(e.header.path.replace(/\/$/, ''), e.header);
 });
 
 after(async () => {
