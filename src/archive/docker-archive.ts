@@ -7,7 +7,7 @@ import { decompress } from '../oci/compression.ts';
 import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
-import { MediaType } from '../oci/media-types.ts';
+import { type Compression, layerMediaType, MediaType } from '../oci/media-types.ts';
 import { descriptorOfLayer, LazyImage } from '../oci/memory.ts';
 import { ConfigFileSchema, parseJson } from '../oci/schema.ts';
 import { digestStream } from '../oci/validate.ts';
@@ -190,22 +190,11 @@ export async function readDockerArchive(file: string, opts: ReadArchiveOptions =
   });
 }
 
-function archiveLayer(
-  file: string,
-  m: TarMember,
-  compression: 'none' | 'gzip' | 'zstd',
-  diffID: Digest,
-): Layer {
+function archiveLayer(file: string, m: TarMember, compression: Compression, diffID: Digest): Layer {
   const range = () => memberStream(file, m);
   const digest = once(async () => (await digestStream(range())).digest);
-  const mediaType =
-    compression === 'gzip'
-      ? MediaType.OciLayerGzip
-      : compression === 'zstd'
-        ? MediaType.OciLayerZstd
-        : MediaType.OciLayer;
   return {
-    mediaType,
+    mediaType: layerMediaType(compression),
     digest,
     diffID: async () => (compression === 'none' ? digest() : diffID),
     size: async () => m.size,

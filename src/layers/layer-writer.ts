@@ -7,7 +7,7 @@ import zlib from 'node:zlib';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
-import { type Compression, MediaType } from '../oci/media-types.ts';
+import { type Compression, layerMediaType } from '../oci/media-types.ts';
 import { StoredLayer } from './blob-layer.ts';
 import { packTar } from './tar-packer.ts';
 import type { TarEntry } from './tar-writer.ts';
@@ -25,13 +25,6 @@ export interface WriteLayerOptions {
   readonly epoch?: number;
   /** Annotations for the layer's manifest descriptor. */
   readonly annotations?: Readonly<Record<string, string>>;
-}
-
-/** layerMediaType is the OCI media type of a layer compressed with `c`. */
-export function layerMediaType(c: Compression): string {
-  if (c === 'gzip') return MediaType.OciLayerGzip;
-  if (c === 'zstd') return MediaType.OciLayerZstd;
-  return MediaType.OciLayer;
 }
 
 function compressor(c: Compression, level: number | undefined): Transform | undefined {

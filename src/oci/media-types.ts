@@ -36,6 +36,13 @@ export function compressionOf(mt: string): Compression {
   return 'none';
 }
 
+/** layerMediaType is the OCI media type of a layer compressed with `c`. */
+export function layerMediaType(c: Compression): string {
+  if (c === 'gzip') return MediaType.OciLayerGzip;
+  if (c === 'zstd') return MediaType.OciLayerZstd;
+  return MediaType.OciLayer;
+}
+
 /** Accept header for manifest requests: every manifest and index type we understand. */
 export const MANIFEST_ACCEPT = [
   MediaType.OciManifest,
