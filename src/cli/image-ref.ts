@@ -129,9 +129,12 @@ export function explainUnreachable(arg: string, loc: ImageLocation, storeDir: st
   );
 }
 
-// A name without a registry host: no transport and a first path part without '.', ':' or
-// "localhost" (the distribution reference rule), so Docker Hub is only the default.
-function isBareName(arg: string): boolean {
+/**
+ * isBareName says whether an image argument names no registry host: no transport and a first
+ * path part without '.', ':' or "localhost" (the distribution reference rule), so Docker Hub is
+ * only the default.
+ */
+export function isBareName(arg: string): boolean {
   if (arg.startsWith('docker://')) return false;
   if (!arg.includes('/')) return true;
   const first = arg.split('/')[0]!;

@@ -23,6 +23,7 @@ import {
   type ImageIO,
   type ImageLocation,
   imageIO,
+  isBareName,
   locateImage,
   parseImageLocation,
   readImage,
@@ -54,10 +55,7 @@ export async function openBuildpackageImage(ref: string, io: ImageIO): Promise<I
   }
   if (loc.kind === 'local') return readImage(loc, io);
   if (loc.kind !== 'registry') return undefined;
-  const first = ref.split('/')[0]!;
-  const hasRegistry =
-    ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
-  return hasRegistry ? readImage(loc, io) : undefined;
+  return isBareName(ref) ? undefined : readImage(loc, io);
 }
 
 /** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
