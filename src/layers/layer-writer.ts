@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import { Transform, type Writable } from 'node:stream';
+import type { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import type { BlobStore } from '../layout/blob-store.ts';
+import { type BlobStore, HashCounter } from '../layout/blob-store.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type Compression, layerMediaType } from '../oci/media-types.ts';
@@ -41,16 +41,6 @@ function compressor(c: Compression, level: number | undefined): Transform | unde
   return undefined;
 }
 
-class Counter extends Transform {
-  readonly hash = createHash('sha256');
-  count = 0;
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
-    this.hash.update(chunk);
-    this.count += chunk.length;
-    cb(null, chunk);
-  }
-}
-
 /**
  * writeLayer streams `entries` through the normalizing tar writer and the compressor into the
  * blob store, hashing the tar (diffID) and the blob (digest) and counting both sizes in the same
@@ -70,7 +60,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
   let done: Promise<void>;
   let head: Writable;
   if (comp) {
-    const out = new Counter();
+    const out = new HashCounter();
     done = pipeline(comp, out, sink).then(() => {
       digestHex = out.hash.digest('hex');
       outSize = out.count;

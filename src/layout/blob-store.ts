@@ -14,6 +14,17 @@ export interface PutResult {
   readonly added: boolean;
 }
 
+/** HashCounter passes bytes through while hashing them (sha256) and counting them. */
+export class HashCounter extends Transform {
+  readonly hash = createHash('sha256');
+  count = 0;
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
+    this.hash.update(chunk);
+    this.count += chunk.length;
+    cb(null, chunk);
+  }
+}
+
 /**
  * DigestVerifier passes bytes through while hashing them and fails the stream at its end when
  * the bytes do not hash to `expected` (or their count differs from `size`), so a consumer never
@@ -164,24 +175,16 @@ export class BlobStore {
       return { digest: expected, size: await this.size(expected), added: false };
     }
     const temp = await this.tempPath();
-    const hash = createHash('sha256');
-    let count = 0;
     try {
-      const tap = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          hash.update(chunk);
-          count += chunk.length;
-          cb(null, chunk);
-        },
-      });
+      const tap = new HashCounter();
       await pipeline(content, tap, createWriteStream(temp, { mode: 0o644 }));
-      const digest: Digest = `sha256:${hash.digest('hex')}`;
+      const digest: Digest = `sha256:${tap.hash.digest('hex')}`;
       if (expected && expected !== digest)
         throw new Error(`blob ${expected}: digest mismatch: got ${digest}`);
-      if (size !== undefined && size !== count)
-        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${count}`);
+      if (size !== undefined && size !== tap.count)
+        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${tap.count}`);
       const added = await this.commit(temp, digest);
-      return { digest, size: count, added };
+      return { digest, size: tap.count, added };
     } catch (e) {
       await fs.rm(temp, { force: true });
       throw e;
