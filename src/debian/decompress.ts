@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { createGunzip, createZstdDecompress } from 'node:zlib';
+import { decompress as decompressLayer } from '../oci/compression.ts';
 
 /** Compression of a Debian archive member or index file, from its name's suffix. */
 export type DebCompression = 'xz' | 'gz' | 'zst' | 'none';
@@ -27,17 +27,12 @@ export function decompress(kind: DebCompression, input: Readable, xz: XzDecoder 
     case 'none':
       return input;
     case 'gz':
-      return pipeWithErrors(input, createGunzip());
+      return decompressLayer(input, 'gzip');
     case 'zst':
-      return pipeWithErrors(input, createZstdDecompress());
+      return decompressLayer(input, 'zstd');
     case 'xz':
       return xz === 'wasm' ? xzWasm(input) : xzProcess(input);
   }
-}
-
-function pipeWithErrors(input: Readable, t: NodeJS.ReadWriteStream & Readable): Readable {
-  input.on('error', (e) => t.destroy(e));
-  return input.pipe(t);
 }
 
 function xzWasm(input: Readable): Readable {
