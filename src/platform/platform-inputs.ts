@@ -1,7 +1,14 @@
 import path from 'node:path';
 import type { Mount } from '../sandbox/executor.ts';
 import { type Binding, checkUniqueNames, registerBindingSecrets } from './bindings.ts';
-import { type CaCert, caSecrets, prepareCaTrust, readCaCertFile, readSystemCaBundle } from './ca-certs.ts';
+import {
+  type CaCert,
+  caSecrets,
+  prepareCaTrust,
+  readCaCertFile,
+  readSystemCaBundle,
+  STANDARD_BUNDLE,
+} from './ca-certs.ts';
 import type { NpmRegistry } from './npm-registry.ts';
 import { writePlatformDir } from './platform-dir.ts';
 import { PROXY_VARS, proxyEnv, registerProxySecrets } from './proxy.ts';
@@ -118,5 +125,5 @@ export async function preparePlatformInputs(o: PlatformInputsOptions): Promise<P
  */
 export function hostCaBundlePath(kilnEnv: Readonly<Record<string, string | undefined>>): string {
   const f = kilnEnv.SSL_CERT_FILE;
-  return f !== undefined && f !== '' ? path.resolve(f) : '/etc/ssl/certs/ca-certificates.crt';
+  return f !== undefined && f !== '' ? path.resolve(f) : STANDARD_BUNDLE;
 }
