@@ -184,12 +184,8 @@ async function summarizeSbom(image: Image, diffID: string, bom: boolean): Promis
   for await (const e of readTar(await layer.uncompressed())) {
     const p = e.header.path.replace(/^\.?\/+/, '');
     const m = /^(.*)\/([^/]*\.(cdx|spdx|syft)\.json)$/.exec(p);
-    if (e.header.type !== 'file' || !m || e.header.size > MAX_SBOM_FILE) {
-      for await (const _ of e.body) {
-        // skip
-      }
-      continue;
-    }
+    // An unread body is skipped by readTar.
+    if (e.header.type !== 'file' || !m || e.header.size > MAX_SBOM_FILE) continue;
     const chunks: Buffer[] = [];
     for await (const c of e.body) chunks.push(c);
     let doc: unknown;

@@ -74,12 +74,8 @@ export async function downloadSbom(o: SbomDownloadOptions): Promise<SbomDownload
       const rel = safeSbomPath(e.header.path);
       const m = rel ? /\/sbom\.(cdx|spdx|syft)\.json$/.exec(rel) : null;
       const format = m ? EXT[m[1]!] : undefined;
-      if (e.header.type !== 'file' || !rel || !format || !formats.has(format)) {
-        for await (const _ of e.body) {
-          // skip
-        }
-        continue;
-      }
+      // An unread body is skipped by readTar.
+      if (e.header.type !== 'file' || !rel || !format || !formats.has(format)) continue;
       const chunks: Buffer[] = [];
       for await (const c of e.body) chunks.push(c);
       const body = Buffer.concat(chunks);
