@@ -1,6 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
+import { mapBounded } from '../registry/semaphore.ts';
 import { downloadVerified } from './archive.ts';
 import type { Fetcher } from './http.ts';
 
@@ -53,38 +54,30 @@ export class DebCache {
     opts: { parallel?: number; fetcher?: Fetcher; progress?: DownloadProgress } = {},
   ): Promise<string[]> {
     await mkdir(this.dir, { recursive: true });
-    const todo = [...refs];
-    let failed = false;
-    const worker = async () => {
-      for (let ref = todo.shift(); ref && !failed; ref = todo.shift()) {
-        if (await this.has(ref.sha256)) {
-          opts.progress?.onDone?.(ref, true);
-          continue;
-        }
-        try {
-          const onBytes = opts.progress?.onBytes;
-          await downloadVerified(
-            ref.url,
-            ref.sha256,
-            this.pathOf(ref.sha256),
-            opts.fetcher,
-            onBytes ? (n) => onBytes(n, ref) : undefined,
-          );
-        } catch (e) {
-          failed = true;
-          if (e instanceof KilnError && e.message.includes('sha256 mismatch')) {
-            throw new KilnError(`package ${ref.name} ${ref.version}: ${e.message}`, e.exitCode);
-          }
-          throw e;
-        }
-        opts.progress?.onDone?.(ref, false);
+    // mapBounded waits for every running download, not just the first failure, so that none is
+    // still writing (or renaming into the cache) when the caller sees the error.
+    await mapBounded(refs, Math.max(1, opts.parallel ?? 6), async (ref) => {
+      if (await this.has(ref.sha256)) {
+        opts.progress?.onDone?.(ref, true);
+        return;
       }
-    };
-    // Wait for every worker, not just the first failure, so that no download is still writing
-    // (or renaming into the cache) when the caller sees the error.
-    const results = await Promise.allSettled(Array.from({ length: Math.max(1, opts.parallel ?? 6) }, worker));
-    const bad = results.find((r) => r.status === 'rejected');
-    if (bad) throw (bad as PromiseRejectedResult).reason;
+      try {
+        const onBytes = opts.progress?.onBytes;
+        await downloadVerified(
+          ref.url,
+          ref.sha256,
+          this.pathOf(ref.sha256),
+          opts.fetcher,
+          onBytes ? (n) => onBytes(n, ref) : undefined,
+        );
+      } catch (e) {
+        if (e instanceof KilnError && e.message.includes('sha256 mismatch')) {
+          throw new KilnError(`package ${ref.name} ${ref.version}: ${e.message}`, e.exitCode);
+        }
+        throw e;
+      }
+      opts.progress?.onDone?.(ref, false);
+    });
     return refs.map((r) => this.pathOf(r.sha256));
   }
 }
