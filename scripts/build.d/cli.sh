@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Bundles the CLI into dist/cli/ (main.js + chunks; see cli-bundle.ts): bin/kiln starts ~0.15 s
-# faster from it. Skipped while the bundle is fresh: nothing it is built from (src/, the package
-# and lock files, the bundler) is newer than dist/cli/main.js — the test bin/kiln makes before
-# using it (keep the two lists alike).
+# faster from it. Skipped while the bundle is fresh: nothing it is built from (cli-inputs.bash:
+# src/, the package and lock files, the bundler) is newer than dist/cli/main.js — the test bin/kiln
+# makes before using it, from the same list.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$root/scripts/node.sh"
@@ -12,8 +12,9 @@ mkdir -p "${out%/*}"
 # One bundler at a time; the others then find it fresh.
 exec 9>"${out%/*}/.cli.lock"
 flock 9
-if [ -f "$out/main.js" ] && [ -z "$(find src package.json package-lock.json node_modules/.package-lock.json \
-  scripts/build.d/cli-bundle.ts scripts/build.d/cli.sh -newer "$out/main.js" -print -quit 2>/dev/null)" ]; then
+# shellcheck source=cli-inputs.bash
+. scripts/build.d/cli-inputs.bash
+if [ -f "$out/main.js" ] && [ -z "$(find "${kiln_cli_inputs[@]}" -newer "$out/main.js" -print -quit 2>/dev/null)" ]; then
   exit 0
 fi
 started="$(date +%s%3N)"
