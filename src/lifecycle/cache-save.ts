@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { escapeId } from '../cnb/ids.ts';
+import { isDir } from '../cnb/launch-env.ts';
 import {
   type BuildpackLayersMetadata,
   type CacheMetadata,
@@ -59,11 +60,25 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   const cacheOnly: ReuseContext = hasZstd
     ? { ...o.reuse, settings: { ...o.reuse.settings, compression: 'zstd', level: 1 } }
     : o.reuse;
-  // Writes a layer's blob afresh (when a concurrent build pruned the one the cache had).
+  // Writes a layer's blob afresh (a changed layer, or one a concurrent build pruned from the cache).
   const produce = async (content: LayerContent): Promise<ProducedBlob> => {
     const r = await compress(cacheOnly, content);
     staged.push(r.record!.digest);
     return { ...r.record!, file: o.reuse.blobs.path(r.record!.digest) };
+  };
+  const fresh = async (content: LayerContent): Promise<CacheEntry> => {
+    const { file, ...blob } = await produce(content);
+    return { ...blob, source: file };
+  };
+  // The diffID of `content`, hashed only when the cache holds the layer it had last time.
+  const diffIdOf = async (content: LayerContent, previous: string | undefined) =>
+    (await identify(o.reuse, content, previous !== undefined && o.snapshot.layer(previous) !== undefined))
+      .diffID;
+  // The cache's own blob of `diffID`, kept as is; should a concurrent build prune it before our
+  // commit, it is written afresh.
+  const kept = (diffID: Digest | undefined, content: LayerContent): CacheEntry | undefined => {
+    const inCache = diffID ? o.snapshot.layer(diffID) : undefined;
+    return inCache && { ...inCache, source: () => produce(content) };
   };
   const entries: CacheEntry[] = [];
   const warm: WarmDir[] = [];
@@ -90,26 +105,18 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
         (known
           ? await dirCheck(l.path, { ...walkOpts, knownDirs: known }, o.reuse.settings)
           : await dirContent(l.path, walkOpts, o.reuse.settings));
-      const previous = layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha;
-      const worthHashing = previous !== undefined && o.snapshot.layer(previous) !== undefined;
-      const { diffID } = await identify(o.reuse, content, worthHashing);
-      const inCache = diffID ? o.snapshot.layer(diffID) : undefined;
+      const diffID = await diffIdOf(content, layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha);
+      const inCache = kept(diffID, content);
       const justExported = diffID ? o.exported.get(diffID) : undefined;
       let entry: CacheEntry;
       if (inCache) {
-        // Kept as is; should a concurrent build prune it before our commit, write it afresh.
-        entry = {
-          ...inCache,
-          source: () => produce(content),
-        };
+        entry = inCache;
         o.log.info(`Reusing cache layer '${id}'`);
       } else if (justExported && (await o.reuse.blobs.has(justExported.digest))) {
         entry = { ...justExported, source: o.reuse.blobs.path(justExported.digest) };
         o.log.info(`Adding cache layer '${id}'`);
       } else {
-        const r = await compress(cacheOnly, content);
-        staged.push(r.record!.digest);
-        entry = { ...r.record!, source: o.reuse.blobs.path(r.record!.digest) };
+        entry = await fresh(content);
         o.log.info(`Adding cache layer '${id}'`);
       }
       entries.push(entry);
@@ -133,35 +140,14 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   const metadata: CacheMetadata = { buildpacks };
   // The SBOM files of cache layers travel as one more cache layer (`sbom` in the metadata).
   const sbomDir = path.join(o.layersDir, 'sbom', 'cache');
-  if (
-    await fs
-      .stat(sbomDir)
-      .then((s) => s.isDirectory())
-      .catch(() => false)
-  ) {
+  if (await isDir(sbomDir)) {
     const content = await dirContent(
       sbomDir,
       { prefix: `${LAYERS_DIR.slice(1)}/sbom/cache`, uid: o.uid, gid: o.gid },
       o.reuse.settings,
     );
-    const previous = o.snapshot.metadata.sbom?.sha;
-    const { diffID } = await identify(
-      o.reuse,
-      content,
-      previous !== undefined && o.snapshot.layer(previous) !== undefined,
-    );
-    const inCache = diffID ? o.snapshot.layer(diffID) : undefined;
-    let entry: CacheEntry;
-    if (inCache)
-      entry = {
-        ...inCache,
-        source: () => produce(content),
-      };
-    else {
-      const r = await compress(cacheOnly, content);
-      staged.push(r.record!.digest);
-      entry = { ...r.record!, source: o.reuse.blobs.path(r.record!.digest) };
-    }
+    const diffID = await diffIdOf(content, o.snapshot.metadata.sbom?.sha);
+    const entry = kept(diffID, content) ?? (await fresh(content));
     entries.push(entry);
     metadata.sbom = { sha: entry.diffID };
   }
