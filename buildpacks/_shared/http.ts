@@ -145,24 +145,26 @@ function once(url: URL, options: HttpOptions): Promise<http.IncomingMessage> {
       if (tunnelSocket) res.on('close', () => tunnelSocket?.destroy());
       resolve(res);
     };
+    const send = (req: http.ClientRequest) => {
+      req.setTimeout(60_000, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end();
+    };
     const start = async () => {
       if (url.protocol === 'http:') {
         // Plain HTTP through a proxy: absolute-form request to the proxy.
         const target = proxy ?? url;
-        const req = http.request(
-          {
-            host: target.hostname,
-            port: Number(target.port || 80),
-            path: proxy ? url.href : `${url.pathname}${url.search}`,
-            headers: { ...headers, ...(proxy ? proxyAuth(proxy) : {}), host: url.host },
-          },
-          onResponse,
+        send(
+          http.request(
+            {
+              host: target.hostname,
+              port: Number(target.port || 80),
+              path: proxy ? url.href : `${url.pathname}${url.search}`,
+              headers: { ...headers, ...(proxy ? proxyAuth(proxy) : {}), host: url.host },
+            },
+            onResponse,
+          ),
         );
-        req.setTimeout(60_000, () =>
-          req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
-        );
-        req.on('error', reject);
-        req.end();
         return;
       }
       const port = Number(url.port || 443);
@@ -185,10 +187,7 @@ function once(url: URL, options: HttpOptions): Promise<http.IncomingMessage> {
             }
           : {}),
       };
-      const req = https.request(requestOptions, onResponse);
-      req.setTimeout(60_000, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
-      req.end();
+      send(https.request(requestOptions, onResponse));
     };
     start().catch(reject);
   });
