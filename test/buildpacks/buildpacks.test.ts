@@ -57,6 +57,13 @@ function buildPath(o: PhaseOptions): string[] {
   ];
 }
 
+/** nodeAndModules runs nodejs-engine, then npm-install on its node and npm, both with `env`. */
+async function nodeAndModules(o: PhaseOptions, env: Record<string, string> = registryEnv) {
+  const engine = await build('nodejs-engine', { ...o, env, plan: ['node', 'npm'] });
+  const npm = await build('npm-install', { ...o, env, path: buildPath(o), plan: ['node', 'npm'] });
+  return { engine, npm };
+}
+
 /**
  * startTls404 makes a self-signed 127.0.0.1 certificate in `dir` (key.pem, cert.pem) and starts an
  * HTTPS server with it on a random loopback port that answers 404 to everything.
@@ -162,14 +169,8 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
   });
 
   async function buildAll(): Promise<{ engine: string; npm: string }> {
-    const engine = await build('nodejs-engine', { ...o, env: registryEnv, plan: ['node', 'npm'] });
+    const { engine, npm } = await nodeAndModules(o);
     assert.equal(engine.code, 0, engine.stdout + engine.stderr);
-    const npm = await build('npm-install', {
-      ...o,
-      env: registryEnv,
-      path: buildPath(o),
-      plan: ['node', 'npm'],
-    });
     assert.equal(npm.code, 0, npm.stdout + npm.stderr);
     const start = await build('node-start', { ...o, plan: ['node'] });
     assert.equal(start.code, 0, start.stdout + start.stderr);
@@ -299,13 +300,12 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
 
   test('offline (registry unreachable), the cached Node.js, npm and node_modules are used', async () => {
     const offline = { npm_config_registry: 'http://127.0.0.1:9/' };
-    const engine = await build('nodejs-engine', { ...o, env: offline, plan: ['node', 'npm'] });
+    const { engine, npm } = await nodeAndModules(o, offline);
     assert.equal(engine.code, 0, engine.stdout + engine.stderr);
     assert.match(
       engine.stdout,
       /the registry is unreachable \(.*ECONNREFUSED.*\); reusing the cached Node\.js 22\./,
     );
-    const npm = await build('npm-install', { ...o, env: offline, path: buildPath(o), plan: ['node', 'npm'] });
     assert.equal(npm.code, 0, npm.stdout + npm.stderr);
     assert.deepEqual(
       plain(await readFile(path.join(o.layers, 'kiln_nodejs-engine', 'node.toml'), 'utf8')).types,
@@ -366,14 +366,8 @@ describe('npm-install with a build script', () => {
       path.join(o.app, 'build.js'),
       "require('fs').writeFileSync('built.txt', String(require('is-number')(5)));\n",
     );
-    const engine = await build('nodejs-engine', { ...o, env: registryEnv, plan: ['node', 'npm'] });
+    const { engine, npm } = await nodeAndModules(o);
     assert.equal(engine.code, 0, engine.stderr);
-    const npm = await build('npm-install', {
-      ...o,
-      env: registryEnv,
-      path: buildPath(o),
-      plan: ['node', 'npm'],
-    });
     assert.equal(npm.code, 0, npm.stdout + npm.stderr);
     assert.equal(await readFile(path.join(o.app, 'built.txt'), 'utf8'), 'true');
     const np = path.join(o.layers, 'kiln_npm-install');
@@ -402,14 +396,8 @@ describe('npm-install with pnpm and yarn (through corepack)', () => {
       const o = await workdir(name);
       await cp(path.join(import.meta.dirname, 'testdata', name), o.app, { recursive: true });
       assert.equal((await detect('npm-install', o)).code, 0);
-      const engine = await build('nodejs-engine', { ...o, env: registryEnv, plan: ['node', 'npm'] });
+      const { engine, npm } = await nodeAndModules(o);
       assert.equal(engine.code, 0, engine.stderr);
-      const npm = await build('npm-install', {
-        ...o,
-        env: registryEnv,
-        path: buildPath(o),
-        plan: ['node', 'npm'],
-      });
       assert.equal(npm.code, 0, npm.stdout + npm.stderr);
       const modules = path.join(o.layers, 'kiln_npm-install', 'modules', 'node_modules');
       await stat(path.join(modules, 'ms', 'package.json'));

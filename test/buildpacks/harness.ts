@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -103,7 +103,6 @@ export async function detect(name: string, o: PhaseOptions): Promise<PhaseResult
     CNB_BUILD_PLAN_PATH: planPath,
   };
   const res = await execFile(path.join(bpDir, 'bin', 'detect'), [o.platform, planPath], o.app, env);
-  const { readFile } = await import('node:fs/promises');
   return { ...res, plan: await readFile(planPath, 'utf8') };
 }
 
