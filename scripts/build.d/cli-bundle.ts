@@ -62,13 +62,8 @@ const builtinsByRequire: Plugin = {
 };
 
 // The entry: what main.ts does when it is run as a script.
-const entry = `import { main } from './src/cli/main.ts';
-process.exitCode = await main(process.argv.slice(2), {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  isTTY: Boolean(process.stderr.isTTY),
-});
+const entry = `import { runProcess } from './src/cli/main.ts';
+await runProcess();
 `;
 
 await build({

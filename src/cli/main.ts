@@ -139,12 +139,17 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
-  const code = await main(process.argv.slice(2), {
+/**
+ * runProcess runs the CLI over this process's argv, streams and environment and sets its exit
+ * code: what running main.ts (or the bundled CLI, scripts/build.d/cli-bundle.ts) does.
+ */
+export async function runProcess(): Promise<void> {
+  process.exitCode = await main(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
     isTTY: Boolean(process.stderr.isTTY),
   });
-  process.exitCode = code;
 }
+
+if (isEntryPoint()) await runProcess();
