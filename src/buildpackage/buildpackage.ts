@@ -270,14 +270,19 @@ function archOf(targets: readonly unknown[] | undefined): string | undefined {
   return [...arches][0] || undefined;
 }
 
+/** findModule is the package's buildpack an order entry names (any version when it names none). */
+function findModule(
+  modules: ReadonlyMap<string, Module>,
+  e: { id: string; version?: string | undefined },
+): Module | undefined {
+  return e.version ? modules.get(`${e.id}@${e.version}`) : [...modules.values()].find((m) => m.id === e.id);
+}
+
 /** A composite's order must name buildpacks the package carries (as pack checks). */
 function checkOrder(top: Module, modules: ReadonlyMap<string, Module>, file: string): void {
   for (const [gi, g] of (top.entry.order ?? []).entries()) {
     for (const [ei, e] of g.group.entries()) {
-      const found = e.version
-        ? modules.has(`${e.id}@${e.version}`)
-        : [...modules.values()].some((m) => m.id === e.id);
-      if (!found)
+      if (!findModule(modules, e))
         throw new KilnError(
           `${file}: buildpack ${top.id}@${top.version}: order[${gi}].group[${ei}]: ${e.id}${e.version ? `@${e.version}` : ''} is not in the package: add it to [[dependencies]]`,
           ExitCode.InvalidArgs,
@@ -294,9 +299,7 @@ function compositeStacks(top: Module, modules: ReadonlyMap<string, Module>): { i
   let ids: Set<string> | undefined;
   for (const g of top.entry.order ?? []) {
     for (const e of g.group) {
-      const m = e.version
-        ? modules.get(`${e.id}@${e.version}`)
-        : [...modules.values()].find((x) => x.id === e.id);
+      const m = findModule(modules, e);
       if (!m?.entry.stacks?.length) return undefined;
       const own = new Set(m.entry.stacks.map((s) => s.id));
       if (!ids) ids = own;
