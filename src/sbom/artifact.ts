@@ -1,7 +1,7 @@
-import { Readable } from 'node:stream';
 import { type Digest, sha256 } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
+import { bytesLayer } from '../oci/memory.ts';
 import type { ConfigFile, Descriptor, Manifest } from '../oci/schema.ts';
 
 const EMPTY_CONFIG = new TextEncoder().encode('{}');
@@ -17,18 +17,15 @@ export function artifactImage(opts: {
   files: readonly { mediaType: string; data: Uint8Array; title: string }[];
   annotations?: Readonly<Record<string, string>>;
 }): Image {
-  const layers: Layer[] = opts.files.map((f) => {
-    const d = sha256(f.data);
-    return {
+  // Artifact blobs are stored as they are: the blob is its own uncompressed form.
+  const layers: Layer[] = opts.files.map((f) =>
+    bytesLayer({
+      blob: f.data,
+      tar: f.data,
       mediaType: f.mediaType,
-      digest: async () => d,
-      diffID: async () => d,
-      size: async () => f.data.length,
-      compressed: async () => Readable.from([Buffer.from(f.data)]),
-      uncompressed: async () => Readable.from([Buffer.from(f.data)]),
       annotations: { 'org.opencontainers.image.title': f.title },
-    };
-  });
+    }),
+  );
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MediaType.OciManifest,
