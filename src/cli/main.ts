@@ -114,15 +114,10 @@ function reportError(e: unknown, ctx: MutableContext, argv: readonly string[], i
     return e.exitCode === 1 ? 3 : e.exitCode; // usage errors are invalid arguments
   }
   const debug = argv.includes('--verbose') || argv.includes('-v') || (io.env.KILN_DEBUG ?? '') !== '';
-  if (e instanceof KilnError) {
-    ctx.log.error(oneLine(e.message));
-    if (debug && e.stack) io.stderr.write(redact(e.stack) + '\n');
-    return e.exitCode;
-  }
   const err = e instanceof Error ? e : new Error(String(e));
   ctx.log.error(oneLine(err.message));
   if (debug && err.stack) io.stderr.write(redact(err.stack) + '\n');
-  return 1;
+  return err instanceof KilnError ? err.exitCode : 1;
 }
 
 function oneLine(s: string): string {
