@@ -21,10 +21,10 @@ import type {
 import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
 import {
   compress,
-  dirCheck,
   dirContent,
   identify,
   type LayerContent,
+  layerDirContent,
   type ReuseContext,
 } from './layer-reuse.ts';
 
@@ -98,13 +98,9 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       // The exporter walked launch layers moments ago and nothing ran since: reuse its listing.
       // Otherwise a layer restore brought back is checked by fingerprint, reading only the
       // directories that changed since restore walked it (and listed only if it changed).
-      const known = o.reuse.listings?.get(l.path);
-      const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid };
       const content =
         o.contents?.get(l.path) ??
-        (known
-          ? await dirCheck(l.path, { ...walkOpts, knownDirs: known }, o.reuse.settings)
-          : await dirContent(l.path, walkOpts, o.reuse.settings));
+        (await layerDirContent(o.reuse, l.path, { prefix: rel, uid: o.uid, gid: o.gid }));
       const diffID = await diffIdOf(content, layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha);
       const inCache = kept(diffID, content);
       const justExported = diffID ? o.exported.get(diffID) : undefined;

@@ -37,9 +37,8 @@ import type { History } from '../oci/schema.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import type { CachedLayer } from './cache.ts';
 import {
-  dirCheck,
-  dirContent,
   type LayerContent,
+  layerDirContent,
   type ResolvedLayer,
   type ReuseContext,
   resolve,
@@ -375,12 +374,8 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
 
   // A layer dir restore brought back is checked again (buildpacks ran since), reading only the
   // directories that changed, and listed for the tar only if its fingerprint is unknown.
-  const dirLayer = async (dir: string, prefix: string, uid: number, gid: number): Promise<LayerContent> => {
-    const known = reuse.listings?.get(dir);
-    return known
-      ? dirCheck(dir, { prefix, uid, gid, knownDirs: known }, reuse.settings)
-      : dirContent(dir, { prefix, uid, gid }, reuse.settings);
-  };
+  const dirLayer = (dir: string, prefix: string): Promise<LayerContent> =>
+    layerDirContent(reuse, dir, { prefix, uid: opts.uid, gid: opts.gid });
 
   // 1. Buildpack launch layers.
   const bpMetadata: BuildpackLayersMetadata[] = [];
@@ -397,12 +392,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
       // The sha is the diffID the layer resolves to (known once its slot has run).
       const entry = { sha: '', data: l.metadata, build: l.types.build, launch: true, cache: l.types.cache };
       if (l.hasContents) {
-        const content = await dirLayer(
-          l.path,
-          `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`,
-          opts.uid,
-          opts.gid,
-        );
+        const content = await dirLayer(l.path, `${LAYERS_DIR.slice(1)}/${escapeId(bp.id)}/${l.name}`);
         contents.set(l.path, content);
         enqueue(
           id,
@@ -440,7 +430,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   let sbomSha: string | undefined;
   const sbomDir = path.join(opts.layersDir, 'sbom', 'launch');
   if (await exists(sbomDir)) {
-    const content = await dirLayer(sbomDir, `${LAYERS_DIR.slice(1)}/sbom/launch`, opts.uid, opts.gid);
+    const content = await dirLayer(sbomDir, `${LAYERS_DIR.slice(1)}/sbom/launch`);
     enqueue(
       'buildpacksio/lifecycle:launch.sbom',
       CREATED_BY.sbom,
@@ -453,7 +443,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
 
   // 3. App slices, then the rest of the app.
   const appPrefix = APP_DIR.slice(1);
-  const appContent = await dirLayer(opts.appDir, appPrefix, opts.uid, opts.gid);
+  const appContent = await dirLayer(opts.appDir, appPrefix);
   const appShas: { sha: string }[] = [];
   const appLayers: LayerContent[] = [];
   if (md.slices.length === 0) appLayers.push(appContent);
@@ -518,12 +508,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
         : {}),
     }),
   );
-  const configContent = await dirLayer(
-    path.join(opts.layersDir, 'config'),
-    `${LAYERS_DIR.slice(1)}/config`,
-    opts.uid,
-    opts.gid,
-  );
+  const configContent = await dirLayer(path.join(opts.layersDir, 'config'), `${LAYERS_DIR.slice(1)}/config`);
   const crun = enqueue('buildpacksio/lifecycle:config', CREATED_BY.config, () =>
     resolve(reuse, configContent, prevMd.config.sha),
   );

@@ -145,6 +145,22 @@ export async function dirCheck(
 }
 
 /**
+ * layerDirContent is a layer dir's content in this build: checked by fingerprint (dirCheck),
+ * reading only the directories that changed, when an earlier walk of this build listed it
+ * (`ctx.listings`, filled by restore); walked (dirContent) otherwise.
+ */
+export async function layerDirContent(
+  ctx: ReuseContext,
+  dir: string,
+  walkOpts: WalkOptions,
+): Promise<LayerContent> {
+  const known = ctx.listings?.get(dir);
+  return known
+    ? dirCheck(dir, { ...walkOpts, knownDirs: known }, ctx.settings)
+    : dirContent(dir, walkOpts, ctx.settings);
+}
+
+/**
  * dirFingerprint is dirContent's fingerprint and listings without the entries (a warm dir's check
  * before it is handed out needs nothing else).
  */
