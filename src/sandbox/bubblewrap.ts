@@ -136,18 +136,19 @@ export class BubblewrapExecutor implements Executor {
     const cmd = this.commandFor(spec);
     // bwrap's own setup errors ("bwrap: Can't ...") come before the command runs; catch them to explain.
     const setupErrors: string[] = [];
+    const collect = (line: string) => {
+      if (line.startsWith('bwrap: ')) setupErrors.push(line);
+    };
     const userErr = spec.stderr;
     const stderr =
       typeof userErr === 'function'
         ? (line: string) => {
-            if (line.startsWith('bwrap: ')) setupErrors.push(line);
+            collect(line);
             userErr(line);
           }
         : userErr === 'inherit'
           ? 'inherit'
-          : (line: string) => {
-              if (line.startsWith('bwrap: ')) setupErrors.push(line);
-            };
+          : collect;
     const result = await runChild(cmd, { ...spec, stderr });
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
