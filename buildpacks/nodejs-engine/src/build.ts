@@ -166,18 +166,16 @@ async function contributeNode(
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   const metadata = { version: meta.version, integrity: meta.dist.integrity ?? '' };
-  const types = NODE_TYPES;
   // The headers (include/, 65 MB, mostly OpenSSL) are only needed to compile native addons: they
-  // live in a build + cache layer that node-gyp finds through the npm layer's env (see there).
-  const headerTypes = HEADER_TYPES;
+  // live in a build + cache layer (HEADER_TYPES) that node-gyp finds through the npm layer's env.
   const prev = await previousLayer(layersDir, 'node');
   const prevHeaders = await previousLayer(layersDir, 'node-headers');
   const same = (p: typeof prev) =>
     p?.hasContents && p.metadata.version === metadata.version && p.metadata.integrity === metadata.integrity;
   if (same(prev) && same(prevHeaders)) {
     log(`  reusing the cached Node.js ${meta.version} layer`);
-    await writeLayerToml(layersDir, 'node', types, metadata);
-    await writeLayerToml(layersDir, 'node-headers', headerTypes, metadata);
+    await writeLayerToml(layersDir, 'node', NODE_TYPES, metadata);
+    await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, metadata);
     return;
   }
   log(`  downloading ${nodePackage}@${meta.version}`);
@@ -188,7 +186,8 @@ async function contributeNode(
   const headers = await resetLayer(layersDir, 'node-headers');
   await installNode(registry, nodePackage, meta, dir, env);
   if (await exists(join(dir, 'include'))) await rename(join(dir, 'include'), join(headers, 'include'));
-  await writeLayerToml(layersDir, 'node-headers', headerTypes, metadata);
+  await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, metadata);
+  const sha512 = integrityHex(meta.dist.integrity);
   await writeSboms(
     join(layersDir, 'node'),
     [
@@ -199,13 +198,13 @@ async function contributeNode(
         type: 'application',
         ecosystem: 'binary',
         license: 'MIT',
-        ...(integrityHex(meta.dist.integrity) ? { sha512: integrityHex(meta.dist.integrity)! } : {}),
+        ...(sha512 ? { sha512 } : {}),
       },
     ],
     TOOL,
     env,
   );
-  await writeLayerToml(layersDir, 'node', types, metadata);
+  await writeLayerToml(layersDir, 'node', NODE_TYPES, metadata);
 }
 
 async function contributeNpm(
