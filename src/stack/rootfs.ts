@@ -2,6 +2,7 @@ import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DebControl, extractDebData, readDebControl } from '../debian/deb.ts';
 import type { XzDecoder } from '../debian/decompress.ts';
+import { mapBounded } from '../registry/semaphore.ts';
 import { mkdirExact } from './fsx.ts';
 import type { LockedPackage } from './lock.ts';
 
@@ -77,31 +78,24 @@ export async function unpackPackages(
 ): Promise<UnpackedPackage[]> {
   const owner = new Map<string, number>();
   const skip = skipperOf(opts.profile);
-  const out: UnpackedPackage[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) {
-      const { pkg, deb } = items[i]!;
-      const control = await readDebControl(deb, opts.xz);
-      const res = await extractDebData(deb, root, {
-        rewrite: mergedUsr,
-        skip,
-        // Maintainer scripts of the build image compile Python files whose .pyc embed mtimes.
-        times: opts.profile === 'build',
-        capture: (p) => p.startsWith('usr/share/doc/') && p.endsWith('/copyright'),
-        claim: (target) => {
-          const o = owner.get(target);
-          if (o !== undefined && o > i) return false;
-          owner.set(target, i);
-          return true;
-        },
-        ...(opts.xz ? { xz: opts.xz } : {}),
-      });
-      const copyrights = new Map([...res.captured].map(([k, v]) => [k, v.toString('utf8')]));
-      out[i] = { pkg, control, paths: res.paths, copyrights };
-      opts.onDone?.(pkg);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 3) }, worker));
-  return out;
+  return mapBounded(items, Math.max(1, opts.parallel ?? 3), async ({ pkg, deb }, i) => {
+    const control = await readDebControl(deb, opts.xz);
+    const res = await extractDebData(deb, root, {
+      rewrite: mergedUsr,
+      skip,
+      // Maintainer scripts of the build image compile Python files whose .pyc embed mtimes.
+      times: opts.profile === 'build',
+      capture: (p) => p.startsWith('usr/share/doc/') && p.endsWith('/copyright'),
+      claim: (target) => {
+        const o = owner.get(target);
+        if (o !== undefined && o > i) return false;
+        owner.set(target, i);
+        return true;
+      },
+      ...(opts.xz ? { xz: opts.xz } : {}),
+    });
+    const copyrights = new Map([...res.captured].map(([k, v]) => [k, v.toString('utf8')]));
+    opts.onDone?.(pkg);
+    return { pkg, control, paths: res.paths, copyrights };
+  });
 }
