@@ -6,6 +6,7 @@ import type { StackConfig } from './config.ts';
 import { infoName, writeDpkgDatabase } from './dpkg-db.ts';
 import { homeAndTmp } from './finish.ts';
 import { writeFileExact } from './fsx.ts';
+import { STACK_PATH } from './image.ts';
 import type { UnpackedPackage } from './rootfs.ts';
 
 /** SandboxOptions say how to run maintainer scripts inside the staged root. */
@@ -28,7 +29,7 @@ export function configureScript(pkgs: readonly UnpackedPackage[], arch: string, 
     // The caller's umask must not leak into modes of files the scripts create.
     'umask 022',
     'export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8 LANG=C.UTF-8',
-    'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root',
+    `export PATH=${STACK_PATH} HOME=/root`,
     // SOURCE_DATE_EPOCH makes py3compile write hash-checked .pyc files (PEP 552) instead of
     // ones that embed the unpack time of their sources; other tools honour it too.
     `export SOURCE_DATE_EPOCH=${epoch}`,
