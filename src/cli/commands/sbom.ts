@@ -1,4 +1,3 @@
-import { buffer } from 'node:stream/consumers';
 import type { Command } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
@@ -6,10 +5,9 @@ import { downloadSbom, SBOM_FORMATS, type SbomFormat } from '../../inspect/sbom-
 import { isDigest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
-import { ManifestSchema, parseJson } from '../../oci/schema.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
-import { KILN_TOOL, sbomOfImage } from '../../stack/sbom.ts';
+import { KILN_TOOL, sbomOfImage, sbomOfRemoteImage } from '../../stack/sbom.ts';
 import { ImageStore } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, type ImageIO, imageIO, openImage } from '../image-ref.ts';
@@ -92,15 +90,7 @@ async function runImageSbom(
   }
   try {
     const r = parseReference(ref);
-    const repo = io.client.repository(r);
-    const found = (await repo.referrers(digest, CYCLONEDX_MEDIA_TYPE)).manifests[0];
-    if (!found) return undefined;
-    const m = await repo.getManifest(found.digest);
-    const manifest = parseJson(ManifestSchema, m.bytes, `SBOM artifact ${found.digest}`);
-    const blob = manifest.layers.find((l) => l.mediaType === CYCLONEDX_MEDIA_TYPE);
-    if (!blob) return undefined;
-    const bytes = await buffer(await repo.openBlob(blob.digest, blob.size));
-    return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+    return await sbomOfRemoteImage(io.client.repository(r), digest, CYCLONEDX_MEDIA_TYPE);
   } catch (e) {
     debug(`run image SBOM: registry: ${(e as Error).message}`);
     return undefined;
