@@ -173,26 +173,38 @@ export async function readArtifact(
   return art;
 }
 
+/** The SBOM document formats kiln attaches as referrers. */
+export type SbomMediaType = typeof CYCLONEDX_MEDIA_TYPE | typeof SPDX_MEDIA_TYPE;
+
 /**
- * sbomOfImage finds the SBOM referrer of the image `digest` in a layout and returns the document
- * of `mediaType` (CycloneDX or SPDX JSON), or undefined. The lifecycle calls this to carry the
- * base image's OS packages into an app image's SBOM.
+ * sbomsOfImage finds the SBOM referrers of the image `digest` in a layout (one pass over the
+ * layout's manifests) and returns the first document of each of `mediaTypes` (CycloneDX or SPDX
+ * JSON) it holds. The lifecycle calls this to carry the base image's OS packages into an app
+ * image's SBOM.
  */
+export async function sbomsOfImage(
+  layout: Layout,
+  digest: Digest,
+  mediaTypes: readonly SbomMediaType[],
+): Promise<Map<SbomMediaType, Record<string, unknown>>> {
+  const out = new Map<SbomMediaType, Record<string, unknown>>();
+  for (const { manifest } of await referrersOf(layout, digest)) {
+    const type = mediaTypes.find((t) => t === manifest.artifactType);
+    if (!type || out.has(type)) continue;
+    const blob = manifest.layers.find((l) => l.mediaType === type);
+    if (!blob) continue;
+    out.set(type, JSON.parse((await layout.blobs.readBytes(blob.digest)).toString('utf8')));
+  }
+  return out;
+}
+
+/** sbomOfImage is sbomsOfImage for one format: its document, or undefined. */
 export async function sbomOfImage(
   layout: Layout,
   digest: Digest,
-  mediaType: typeof CYCLONEDX_MEDIA_TYPE | typeof SPDX_MEDIA_TYPE,
+  mediaType: SbomMediaType,
 ): Promise<Record<string, unknown> | undefined> {
-  for (const { manifest } of await referrersOf(layout, digest)) {
-    if (manifest.artifactType !== mediaType) continue;
-    const blob = manifest.layers.find((l) => l.mediaType === mediaType);
-    if (!blob) continue;
-    return JSON.parse((await layout.blobs.readBytes(blob.digest)).toString('utf8')) as Record<
-      string,
-      unknown
-    >;
-  }
-  return undefined;
+  return (await sbomsOfImage(layout, digest, [mediaType])).get(mediaType);
 }
 
 /**
@@ -203,7 +215,7 @@ export async function sbomOfImage(
 export async function sbomOfRemoteImage(
   repo: RepositoryClient,
   digest: Digest,
-  mediaType: typeof CYCLONEDX_MEDIA_TYPE | typeof SPDX_MEDIA_TYPE,
+  mediaType: SbomMediaType,
 ): Promise<Record<string, unknown> | undefined> {
   const index = await repo.referrers(digest, mediaType);
   for (const d of index.manifests) {

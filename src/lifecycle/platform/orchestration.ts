@@ -38,7 +38,7 @@ import { HostExecutor } from '../../sandbox/host.ts';
 import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
-import { sbomOfImage } from '../../stack/sbom.ts';
+import { sbomBytes, sbomsOfImage } from '../../stack/sbom.ts';
 import type { ImageStore } from '../../store/store.ts';
 import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from '../analyze.ts';
 import { build } from '../build.ts';
@@ -762,12 +762,11 @@ async function runImageSbomsOf(
 ): Promise<{ cdx?: Uint8Array; spdx?: Uint8Array } | undefined> {
   try {
     const digest = await image.digest();
-    const out: { cdx?: Uint8Array; spdx?: Uint8Array } = {};
-    const cdx = await sbomOfImage(store.layout, digest, CYCLONEDX_MEDIA_TYPE);
-    if (cdx) out.cdx = Buffer.from(`${JSON.stringify(cdx, null, 2)}\n`);
-    const spdx = await sbomOfImage(store.layout, digest, SPDX_MEDIA_TYPE);
-    if (spdx) out.spdx = Buffer.from(`${JSON.stringify(spdx, null, 2)}\n`);
-    return out.cdx || out.spdx ? out : undefined;
+    const docs = await sbomsOfImage(store.layout, digest, [CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE]);
+    const cdx = docs.get(CYCLONEDX_MEDIA_TYPE);
+    const spdx = docs.get(SPDX_MEDIA_TYPE);
+    if (!cdx && !spdx) return undefined;
+    return { ...(cdx ? { cdx: sbomBytes(cdx) } : {}), ...(spdx ? { spdx: sbomBytes(spdx) } : {}) };
   } catch {
     return undefined;
   }
