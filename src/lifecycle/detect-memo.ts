@@ -9,7 +9,7 @@ import { readGroupToml } from '../cnb/group-toml.ts';
 import { readPlanToml } from '../cnb/plan-toml.ts';
 import { writeFileAtomic } from '../cnb/toml-file.ts';
 import type { SourceListing } from '../platform/app-source.ts';
-import type { DetectResult } from './detect.ts';
+import { type DetectResult, logGroup } from './detect.ts';
 import type { PhaseLogger, PhaseOptions } from './phase-context.ts';
 
 // Detection as a function of its inputs. bin/detect is specified to decide from the app, the
@@ -77,8 +77,7 @@ export class DetectMemo {
         "Reusing the previous build's detection: app, builder, platform and environment unchanged (--clear-cache detects afresh)",
       );
       opts.log.info(`${reused.group.length} buildpacks participating`);
-      const width = Math.max(...reused.group.map((e) => e.id.length));
-      for (const e of reused.group) opts.log.info(`${e.id.padEnd(width)} ${e.version}`);
+      logGroup(opts.log, reused.group);
       return reused;
     }
     const result = await run();

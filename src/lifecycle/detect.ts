@@ -121,6 +121,15 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
   }
 }
 
+/** logGroup lists the participating buildpacks, ids aligned, as the reference detector does. */
+export function logGroup(
+  log: DetectOptions['logger'],
+  group: readonly { readonly id: string; readonly version: string }[],
+): void {
+  const width = Math.max(...group.map((e) => e.id.length));
+  for (const e of group) log.info(`${e.id.padEnd(width)} ${e.version}`);
+}
+
 /**
  * reportFailure shows, when no group passed, what every buildpack printed: output of passing and
  * non-matching buildpacks was only logged at debug level while groups were tried (errors already
@@ -323,8 +332,7 @@ class Detector {
     if (resolved.group.length !== done.length) {
       log.info(`${resolved.group.length} of ${done.length} buildpacks participating`);
     }
-    const width = Math.max(...resolved.group.map((e) => e.id.length));
-    for (const e of resolved.group) log.info(`${e.id.padEnd(width)} ${e.version}`);
+    logGroup(log, resolved.group);
     return { group: resolved.group, plan: resolved.plan };
   }
 
