@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readBuildToml } from '../cnb/build-toml.ts';
 import { writeBuildpackPlan } from '../cnb/buildpack-plan.ts';
@@ -9,6 +9,7 @@ import { type Process, readLaunchToml } from '../cnb/launch-toml.ts';
 import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
 import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
 import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
+import { writeFileAtomic } from '../cnb/toml-file.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -356,8 +357,7 @@ async function sbomFiles(
 }
 
 async function writeJson(path: string, value: unknown): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true });
-  await writeFile(path, JSON.stringify(value));
+  await writeFileAtomic(path, JSON.stringify(value));
 }
 
 /**
