@@ -7,12 +7,13 @@ cd "$root"
 
 say() { printf '==> %s\n' "$*"; }
 
-# System packages the project and its tests use: the sandbox (bubblewrap), image tools that
+# System packages the project and its tests use: the sandbox (bubblewrap; slirp4netns and iptables for
+# its isolated network; libseccomp-dev to compile its seccomp filter), image tools that
 # consume our output in tests (podman, skopeo, umoci, crun/runc), a real registry, xz and a C
 # compiler for the static launcher (musl makes it small and static), the Debian archive keyring
 # that `kiln stack create` verifies InRelease with (not preinstalled on Ubuntu), and openssl, curl
 # and python3, which tests call (absent from minimal images).
-pkgs=(bubblewrap podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
+pkgs=(bubblewrap slirp4netns iptables libseccomp-dev podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
       ca-certificates debian-archive-keyring git jq apache2-utils openssl curl python3)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
