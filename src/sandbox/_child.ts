@@ -19,7 +19,15 @@ export interface HostCommand {
   readonly gid?: number;
   /** bwrap writes `{"child-pid": N}` to fd 3 when asked with --info-fd 3. */
   readonly infoFd: boolean;
+  /**
+   * Open host file descriptors handed to the child as fds 4, 5, … in this order (e.g. a seccomp
+   * program for `bwrap --seccomp 4`). The caller owns them and closes them after the run.
+   */
+  readonly extraFds?: readonly number[];
 }
+
+/** The child's fd number for `cmd.extraFds[i]`. */
+export const EXTRA_FD_BASE = 4;
 
 /**
  * prlimitArgs gives the prlimit options that lower `limits` (soft = hard) for the process it
@@ -153,7 +161,8 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
   const outMode = stdioFor(spec.stdout);
   const errMode = stdioFor(spec.stderr);
   const stdio: StdioOptions = [spec.stdin === 'inherit' ? 'inherit' : 'ignore', outMode, errMode];
-  if (cmd.infoFd) stdio.push('pipe');
+  stdio.push(cmd.infoFd ? 'pipe' : 'ignore');
+  for (const fd of cmd.extraFds ?? []) stdio.push(fd);
   const recent: string[] = [];
   const remember = (line: string): void => {
     recent.push(line);
