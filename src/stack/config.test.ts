@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { KilnError } from '../cnb/exit-codes.ts';
-import { parseStackConfig, readStackConfig } from './config.ts';
+import { parseStackConfig, readStackConfig, userOf } from './config.ts';
 import { diffLocks, formatLock, inputsDigest, parseLock, type StackLock } from './lock.ts';
 
 const BOOKWORM = fileURLToPath(new URL('../../stacks/bookworm/stack.toml', import.meta.url));
@@ -33,6 +33,10 @@ describe('stack config', () => {
     assert.equal(c.id, 'io.kiln.stacks.bookworm');
     assert.equal(c.archive.suites.at(-1), 'bookworm-security');
     assert.deepEqual(c.user, { name: 'cnb', uid: 1000, gid: 1000 });
+    // The run user: another uid in the build user's group (CNB platform spec, Paketo's stacks).
+    assert.deepEqual(c['run-user'], { name: 'cnb', uid: 1001, gid: 1000 });
+    assert.deepEqual(userOf(c, 'run'), { name: 'cnb', uid: 1001, gid: 1000 });
+    assert.deepEqual(userOf(c, 'build'), c.user);
     assert.ok(c.run.exclude.includes('dpkg'));
     assert.equal(c.build.essential, true);
   });
@@ -43,6 +47,26 @@ describe('stack config', () => {
     assert.equal(c.archive.keyring, '/usr/share/keyrings/debian-archive-keyring.gpg');
     assert.deepEqual(c.run.exclude, []);
     assert.equal(c.run.compression, 'gzip');
+  });
+
+  test('without [run-user] the run image uses the build user', () => {
+    const c = parseStackConfig(minimal, 's.toml');
+    assert.equal(c['run-user'], undefined);
+    assert.deepEqual(userOf(c, 'run'), c.user);
+  });
+
+  test('the run user is checked like the build user: never root, a plain name', () => {
+    const check = (table: string, re: RegExp) =>
+      assert.throws(
+        () => parseStackConfig(`${minimal}[run-user]\n${table}`, 's.toml'),
+        (e: Error) => e instanceof KilnError && re.test(e.message),
+      );
+    check('name = "cnb"\nuid = 0\ngid = 1000\n', /key "run-user\.uid": /);
+    check('name = "cnb"\nuid = 1001\ngid = 0\n', /key "run-user\.gid": /);
+    check('name = "../x"\nuid = 1001\ngid = 1000\n', /key "run-user\.name": expected a lower-case user name/);
+    check('name = "cnb"\nuid = 1001\ngid = 1000\nshell = "/bin/sh"\n', /unknown key\(s\) shell/);
+    const ok = parseStackConfig(`${minimal}[run-user]\nname = "app"\nuid = 2000\ngid = 1000\n`, 's.toml');
+    assert.deepEqual(userOf(ok, 'run'), { name: 'app', uid: 2000, gid: 1000 });
   });
 
   test('errors name the file and the key', () => {

@@ -18,6 +18,13 @@ const ImageSpecSchema = z.strictObject({
   compression: z.enum(['gzip', 'zstd']).default('gzip'),
 });
 
+const UserSchema = z.strictObject({
+  name: z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'expected a lower-case user name'),
+  // Root is never a stack user: neither buildpacks nor apps may run as uid 0.
+  uid: z.number().int().min(1).max(65533),
+  gid: z.number().int().min(1).max(65533),
+});
+
 /** StackConfigSchema is the zod schema of stack.toml. */
 export const StackConfigSchema = z.strictObject({
   id: z.string().min(1),
@@ -30,11 +37,14 @@ export const StackConfigSchema = z.strictObject({
     'security-mirror': z.url().optional(),
     keyring: z.string().min(1).default('/usr/share/keyrings/debian-archive-keyring.gpg'),
   }),
-  user: z.strictObject({
-    name: z.string().regex(/^[a-z_][a-z0-9_-]*$/),
-    uid: z.number().int().min(1),
-    gid: z.number().int().min(1),
-  }),
+  /** The build user: buildpacks run as it (CNB_USER_ID/CNB_GROUP_ID and User of the build image). */
+  user: UserSchema,
+  /**
+   * The run user: apps run as it (User of the run image). The CNB platform spec says it SHOULD
+   * differ from the build user, so an app cannot rewrite what buildpacks wrote; absent, the run
+   * image uses the build user (kiln's behaviour before the two were separated).
+   */
+  'run-user': UserSchema.optional(),
   labels: z.record(z.string(), z.string()).default({}),
   run: ImageSpecSchema,
   build: ImageSpecSchema,
@@ -42,6 +52,13 @@ export const StackConfigSchema = z.strictObject({
 
 /** StackConfig is a parsed stack.toml. */
 export type StackConfig = z.infer<typeof StackConfigSchema>;
+/** StackUser is the [user] (build) or [run-user] table. */
+export type StackUser = z.infer<typeof UserSchema>;
+
+/** userOf is the user an image of the stack runs as: the build user, or the run user. */
+export function userOf(config: StackConfig, role: 'run' | 'build'): StackUser {
+  return role === 'run' ? (config['run-user'] ?? config.user) : config.user;
+}
 /** ImageSpec is the [run] or [build] table. */
 export type ImageSpec = z.infer<typeof ImageSpecSchema>;
 

@@ -154,6 +154,7 @@ async function createImage(
       store: opts.layout.blobs,
       epoch: opts.epoch,
       compression: config[role].compression,
+      role,
     });
     const labels = stackLabels(config, role, {
       epoch: opts.epoch,

@@ -1,6 +1,6 @@
 import { chmod, lstat, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { StackConfig } from './config.ts';
+import { type StackConfig, type StackUser, userOf } from './config.ts';
 import { mkdirExact, writeFileExact } from './fsx.ts';
 
 /** exists tells whether a path exists (without following a final symlink). */
@@ -28,9 +28,17 @@ export async function caBundle(root: string): Promise<string> {
   return out;
 }
 
-/** passwdFiles renders /etc/passwd and /etc/group with root, the stack user and nobody. */
-export function passwdFiles(config: StackConfig, shell: string): { passwd: string; group: string } {
-  const u = config.user;
+/**
+ * passwdFiles renders /etc/passwd and /etc/group with root, the image's user (the run user in the
+ * run image, the build user in the build image) and nobody. The run image does not list the build
+ * user: it owns the app's layers, but nothing ever runs as it there.
+ */
+export function passwdFiles(
+  config: StackConfig,
+  shell: string,
+  role: 'run' | 'build' = 'build',
+): { passwd: string; group: string } {
+  const u = userOf(config, role);
   return {
     passwd:
       `root:x:0:0:root:/root:${shell}\n` +
@@ -57,7 +65,7 @@ export async function finishRunRoot(root: string, config: StackConfig): Promise<
     if (!(await exists(join(root, 'usr/lib/ssl/cert.pem'))))
       await symlink('/etc/ssl/certs/ca-certificates.crt', join(root, 'usr/lib/ssl/cert.pem'));
   }
-  const { passwd, group } = passwdFiles(config, '/usr/sbin/nologin');
+  const { passwd, group } = passwdFiles(config, '/usr/sbin/nologin', 'run');
   await writeFileExact(join(etc, 'passwd'), passwd, 0o644);
   await writeFileExact(join(etc, 'group'), group, 0o644);
   await writeFileExact(
@@ -69,15 +77,19 @@ export async function finishRunRoot(root: string, config: StackConfig): Promise<
     await symlink('/usr/share/zoneinfo/Etc/UTC', join(etc, 'localtime'));
     await writeFileExact(join(etc, 'timezone'), 'Etc/UTC\n', 0o644);
   }
-  await homeAndTmp(root, config);
+  await homeAndTmp(root, config, userOf(config, 'run'));
 }
 
-/** homeAndTmp creates /tmp (1777), /root (0700) and the stack user's home (0755). */
-export async function homeAndTmp(root: string, config: StackConfig): Promise<void> {
+/** homeAndTmp creates /tmp (1777), /root (0700) and the image user's home (0755). */
+export async function homeAndTmp(
+  root: string,
+  config: StackConfig,
+  user: StackUser = config.user,
+): Promise<void> {
   await mkdirExact(join(root, 'tmp'));
   await chmod(join(root, 'tmp'), 0o1777);
   await mkdirExact(join(root, 'root'));
   await chmod(join(root, 'root'), 0o700);
-  await mkdirExact(join(root, 'home', config.user.name));
-  await chmod(join(root, 'home', config.user.name), 0o755);
+  await mkdirExact(join(root, 'home', user.name));
+  await chmod(join(root, 'home', user.name), 0o755);
 }

@@ -4,7 +4,7 @@ import { walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { imageFrom, isoOfEpoch } from '../oci/memory.ts';
-import type { StackConfig } from './config.ts';
+import { type StackConfig, userOf } from './config.ts';
 
 /** PATH of both images (Debian's default for root, which covers every user's tools). */
 export const STACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -21,19 +21,19 @@ export const StackLabel = {
 
 /**
  * rootLayer writes the tree at `root` as one deterministic layer: every entry owned by root
- * except the stack user's home, which the user owns (the build user must be able to write it).
+ * except the image user's home, which that user owns (the build user, or the run user in the run
+ * image, must be able to write its HOME).
  */
 export async function rootLayer(
   root: string,
   config: StackConfig,
-  opts: { store: BlobStore; epoch: number; compression?: 'gzip' | 'zstd' },
+  opts: { store: BlobStore; epoch: number; compression?: 'gzip' | 'zstd'; role?: 'run' | 'build' },
 ): Promise<Layer> {
-  const home = `home/${config.user.name}`;
+  const u = userOf(config, opts.role ?? 'build');
+  const home = `home/${u.name}`;
   const entries = (await walk(root, { uid: 0, gid: 0 })).map(
     (e): TarEntry =>
-      e.path === home || e.path.startsWith(`${home}/`)
-        ? { ...e, uid: config.user.uid, gid: config.user.gid }
-        : e,
+      e.path === home || e.path.startsWith(`${home}/`) ? { ...e, uid: u.uid, gid: u.gid } : e,
   );
   return writeLayer(entries, {
     store: opts.store,
@@ -76,7 +76,9 @@ export function stackImage(
   epoch: number,
   packages: number,
 ): Image {
-  const u = config.user;
+  // The build image names its user in CNB_USER_ID/CNB_GROUP_ID (platform spec); the run image only
+  // in User: CNB_USER_ID there would tell a platform the wrong owner of the app's layers.
+  const u = userOf(config, role);
   const env = [`PATH=${STACK_PATH}`];
   if (role === 'build')
     env.push(`CNB_USER_ID=${u.uid}`, `CNB_GROUP_ID=${u.gid}`, `CNB_STACK_ID=${config.id}`);

@@ -1,4 +1,5 @@
-// The run image of kiln's bookworm stack: distroless (no shell, no package manager), user 1000,
+// The run image of kiln's bookworm stack: distroless (no shell, no package manager), run user 1001
+// (not the build user 1000),
 // scanners' dpkg entries, a valid OS-package SBOM, reproducible, and real programs run in it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -43,9 +44,14 @@ after(async () => {
 const canRunSandbox = spawnSync('bwrap', ['--version']).status === 0 && process.getuid?.() === 0;
 
 describe('run image', () => {
-  test('config: user 1000:1000, PATH, CNB base image labels, fixed creation time', async () => {
+  test('config: run user 1001:1000 (not the build user), PATH, CNB base image labels, fixed creation time', async () => {
     const cfg = await (await stack.image('run')).configFile();
-    assert.equal(cfg.config?.User, '1000:1000');
+    assert.equal(cfg.config?.User, '1001:1000');
+    assert.equal(stack.config['run-user']?.uid, 1001);
+    assert.notEqual(stack.config['run-user']?.uid, stack.config.user.uid);
+    assert.equal(cfg.config?.WorkingDir, '/home/cnb');
+    // CNB_USER_ID names the build user, which only the build image declares.
+    assert.ok(!cfg.config?.Env?.some((e) => e.startsWith('CNB_USER_ID=') || e.startsWith('CNB_GROUP_ID=')));
     assert.ok(cfg.config?.Env?.some((e) => e.startsWith('PATH=/usr/local/sbin:')));
     assert.equal(cfg.created, '1980-01-01T00:00:01Z');
     assert.equal(cfg.os, 'linux');
@@ -82,18 +88,21 @@ describe('run image', () => {
     assert.ok(tarBytes <= 25 * 1024 * 1024, `uncompressed size ${tarBytes} bytes`);
   });
 
-  test('owners are root except the cnb home; /tmp is 1777; users and CA bundle are there', async () => {
+  test("owners are root except the run user's home; /tmp is 1777; users and CA bundle are there", async () => {
     for (const [p, h] of entries) {
       const home = p === 'home/cnb' || p.startsWith('home/cnb/');
-      assert.equal(h.uid, home ? 1000 : 0, p);
+      assert.equal(h.uid, home ? 1001 : 0, p);
       assert.equal(h.gid, home ? 1000 : 0, p);
     }
+    assert.equal(entries.get('home/cnb')!.mode, 0o755);
     assert.equal(entries.get('tmp')!.mode, 0o1777);
     const rootfs = await stack.rootfs('run');
     const passwd = await readFile(path.join(rootfs, 'etc/passwd'), 'utf8');
     assert.match(passwd, /^root:x:0:0:/m);
-    assert.match(passwd, /^cnb:x:1000:1000:/m);
+    assert.match(passwd, /^cnb:x:1001:1000:cnb:\/home\/cnb:\/usr\/sbin\/nologin$/m);
     assert.match(passwd, /^nobody:x:65534:65534:/m);
+    // The build user owns the app's layers but never runs here: it is not listed.
+    assert.doesNotMatch(passwd, /^[^:]*:x:1000:/m);
     assert.match(await readFile(path.join(rootfs, 'etc/group'), 'utf8'), /^cnb:x:1000:$/m);
     const bundle = await readFile(path.join(rootfs, 'etc/ssl/certs/ca-certificates.crt'), 'utf8');
     assert.ok((bundle.match(/BEGIN CERTIFICATE/g) ?? []).length > 100);
@@ -200,7 +209,7 @@ describe('run image', () => {
     assert.notEqual(sh.status, 0, 'there is no shell to run');
   });
 
-  test('podman runs the run image from the layout as its user (1000)', {
+  test('podman runs the run image from the layout as its run user (1001:1000)', {
     skip: !canRunSandbox && 'needs root',
   }, async () => {
     const bin = path.join(work, 'hello-podman');
@@ -213,6 +222,6 @@ describe('run image', () => {
       flags: ['-v', `${bin}:/hello:ro`],
     });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'hello uid=1000 gid=1000 from podman');
+    assert.equal(r.stdout.trim(), 'hello uid=1001 gid=1000 from podman');
   });
 });
