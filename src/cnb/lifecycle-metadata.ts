@@ -14,6 +14,12 @@ export const BUILD_METADATA_LABEL = 'io.buildpacks.build.metadata';
 export const PROJECT_METADATA_LABEL = 'io.buildpacks.project.metadata';
 /** Label on a cache image; also the name of the volume cache's metadata file. */
 export const CACHE_METADATA_LABEL = 'io.buildpacks.lifecycle.cache.metadata';
+/**
+ * The build user (`uid:gid`, CNB_USER_ID:CNB_GROUP_ID of the builder) that owns the app's layers.
+ * kiln's own label: the lifecycle records it nowhere but in the layer tars' owners, and the image's
+ * `User` is the run user, which should differ (see kiln inspect).
+ */
+export const BUILD_USER_LABEL = 'io.kiln.build.user';
 
 const sha = z.string();
 

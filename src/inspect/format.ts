@@ -98,6 +98,11 @@ function human(r: ImageReport): string {
   if (r.runImages.length === 0) out.push('  (none recorded)');
   for (const ri of r.runImages) out.push(`  ${ri.image}${ri.mirror ? ' (mirror)' : ''}`);
   out.push('', `Rebasable: ${r.rebasable === undefined ? '(not set)' : String(r.rebasable)}`);
+  out.push('', 'Users:');
+  out.push(`  Build: ${r.users.build ?? '(unknown)'}`);
+  out.push(
+    `  Run: ${r.users.run || '(root)'}${r.users.sameUid ? ' (the build uid: the app can rewrite its layers)' : ''}`,
+  );
   out.push('', 'Buildpacks:');
   if (r.buildpacks.length === 0) out.push('  (none)');
   else

@@ -4,6 +4,9 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { appImage, runImage } from '../../test/helpers/cnb-images.ts';
+import { BUILD_USER_LABEL } from '../cnb/lifecycle-metadata.ts';
+import type { Image } from '../oci/image.ts';
+import { setConfig } from '../oci/mutate.ts';
 import { formatReport, OUTPUT_FORMATS } from './format.ts';
 import { inspectImage } from './inspect.ts';
 
@@ -33,6 +36,10 @@ async function sample() {
     mirrors: ['mirror.example.com/kiln/run:bookworm'],
   });
   return { run, app };
+}
+
+async function labelsOf(image: Image): Promise<Record<string, string>> {
+  return (await image.configFile()).config?.Labels ?? {};
 }
 
 describe('inspectImage()', () => {
@@ -71,6 +78,30 @@ describe('inspectImage()', () => {
       human,
       /node_modules\/sbom\.cdx\.json \(cyclonedx\):\n {4}pkg:npm\/express@4\.21\.2\n {4}pkg:npm\/accepts@1\.3\.8\n/,
     );
+  });
+
+  test('users: the build user from io.kiln.build.user, else the config layer owner; the run user from User', async () => {
+    const { app } = await sample();
+    // Without kiln's label (an image by pack), the lifecycle's config layer names the build user.
+    const fallback = await inspectImage(app, { reference: 'my-app' });
+    assert.deepEqual(fallback.users, { build: '0:0', run: '1001:1001', sameUid: false });
+    const split = setConfig(app, {
+      user: '1001:1000',
+      labels: { ...(await labelsOf(app)), [BUILD_USER_LABEL]: '1000:1000' },
+    });
+    const r = await inspectImage(split, { reference: 'my-app' });
+    assert.deepEqual(r.users, { build: '1000:1000', run: '1001:1000', sameUid: false });
+    assert.match(formatReport(r, 'human'), /\nUsers:\n {2}Build: 1000:1000\n {2}Run: 1001:1000\n/);
+    // One user for both (kiln's stacks before the run user): said plainly.
+    const same = await inspectImage(setConfig(split, { user: '1000:1000' }), { reference: 'my-app' });
+    assert.equal(same.users.sameUid, true);
+    assert.match(
+      formatReport(same, 'human'),
+      /Run: 1000:1000 \(the build uid: the app can rewrite its layers\)/,
+    );
+    // A label that is not uid:gid is not shown (labels are the image author's).
+    const bad = setConfig(app, { labels: { ...(await labelsOf(app)), [BUILD_USER_LABEL]: 'x\u001b[2J' } });
+    assert.equal((await inspectImage(bad, { reference: 'my-app' })).users.build, '0:0');
   });
 
   test('an image without CNB labels is refused clearly', async () => {

@@ -2,6 +2,7 @@ import { gunzipSync } from 'node:zlib';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   BUILD_METADATA_LABEL,
+  BUILD_USER_LABEL,
   LIFECYCLE_METADATA_LABEL,
   PROJECT_METADATA_LABEL,
   parseBuildMetadata,
@@ -31,6 +32,22 @@ export interface InspectProcess {
   readonly default: boolean;
   readonly workingDir?: string;
   readonly buildpackId?: string;
+}
+
+/**
+ * Who wrote the image and who runs it. The CNB platform spec recommends a run user other than the
+ * build user, so that the app cannot rewrite what buildpacks wrote.
+ */
+export interface InspectUsers {
+  /**
+   * The build user (`uid:gid`) that owns the app's layers: kiln's io.kiln.build.user label, else
+   * the owner of the lifecycle's config layer (images built by pack or kpack); absent if neither.
+   */
+  readonly build?: string;
+  /** The image's `User`: what the app runs as ('' means root). */
+  readonly run: string;
+  /** The run user's uid is the build user's: the app can rewrite its own layers. */
+  readonly sameUid?: boolean;
 }
 
 /** One SBOM file of the SBOM layer. */
@@ -65,6 +82,7 @@ export interface ImageReport {
   };
   readonly runImages: ReadonlyArray<{ readonly image: string; readonly mirror: boolean }>;
   readonly rebasable: boolean | undefined;
+  readonly users: InspectUsers;
   readonly buildpacks: readonly InspectBuildpack[];
   readonly processes: readonly InspectProcess[];
   readonly project?: Readonly<Record<string, unknown>>;
@@ -139,6 +157,9 @@ export async function inspectImage(image: Image, opts: InspectOptions): Promise<
 
   let sbom: InspectSbom | undefined;
   if (opts.sbom !== false && md.sbom?.sha) sbom = await summarizeSbom(image, md.sbom.sha, opts.bom ?? false);
+  const buildUser = validUser(labels[BUILD_USER_LABEL]) ?? (await configLayerOwner(image, md.config.sha));
+  const runUser = cfg.config?.User ?? '';
+  const uidOf = (u: string) => /^(\d+)(?::\d+)?$/.exec(u)?.[1];
 
   return {
     image: {
@@ -155,6 +176,12 @@ export async function inspectImage(image: Image, opts: InspectOptions): Promise<
     },
     runImages,
     rebasable: rebasableLabel === undefined ? undefined : rebasableLabel === 'true',
+    users: {
+      ...(buildUser !== undefined && { build: buildUser }),
+      run: runUser,
+      ...(buildUser !== undefined &&
+        uidOf(runUser) !== undefined && { sameUid: uidOf(runUser) === uidOf(buildUser) }),
+    },
     buildpacks: (build?.buildpacks ?? []).map((b) => ({
       id: b.id,
       version: b.version,
@@ -172,6 +199,37 @@ async function layerByDiffID(image: Image, diffID: string): Promise<Layer | unde
   const i = cfg.rootfs.diff_ids.indexOf(diffID as (typeof cfg.rootfs.diff_ids)[number]);
   if (i < 0) return undefined;
   return (await image.layers())[i];
+}
+
+/** Largest config layer read for its owner (the lifecycle's is under a few KiB). */
+const MAX_CONFIG_LAYER = 1 << 20;
+
+/** validUser keeps a `uid:gid` value (labels are the image author's: nothing else is shown). */
+function validUser(v: string | undefined): string | undefined {
+  return v !== undefined && /^\d{1,10}:\d{1,10}$/.test(v) ? v : undefined;
+}
+
+/**
+ * configLayerOwner is the owner of `layers/config/metadata.toml` in the lifecycle's config layer
+ * (a few hundred bytes): the lifecycle writes it as CNB_USER_ID:CNB_GROUP_ID, so it names the build
+ * user of images that carry no io.kiln.build.user label. Undefined when the layer is absent or
+ * unreadable (the report is informational).
+ */
+async function configLayerOwner(image: Image, diffID: string): Promise<string | undefined> {
+  if (!diffID) return undefined;
+  try {
+    const layer = await layerByDiffID(image, diffID);
+    // The label names the layer: a big one is not the lifecycle's config layer, and is not read.
+    if (!layer || (await layer.size()) > MAX_CONFIG_LAYER) return undefined;
+    for await (const e of readTar(await layer.uncompressed())) {
+      const p = e.header.path.replace(/^\.?\/+/, '');
+      if (p === 'layers/config/metadata.toml' && e.header.type === 'file')
+        return `${e.header.uid}:${e.header.gid}`;
+    }
+  } catch {
+    // A missing blob or a bad tar: the build user is just not known.
+  }
+  return undefined;
 }
 
 /** Largest SBOM file read into memory; bigger ones are counted as present but not parsed. */

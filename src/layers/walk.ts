@@ -55,6 +55,13 @@ export interface WalkOptions {
   readonly filter?: (rel: string, stat: BigIntStats) => boolean;
   /** Mode of the parent directories made up for `prefix` (default 0o755). */
   readonly parentMode?: number;
+  /**
+   * Modes for a layer the build user owns and a run user of its group runs: the group gets the
+   * owner's read and execute bits (never write), so what a buildpack wrote stays readable and
+   * runnable whatever modes it chose; setuid and setgid bits are dropped (a setuid file of the
+   * build user would let the app become it and rewrite its own layers).
+   */
+  readonly runUserModes?: boolean;
   /** Told about sockets, fifos and device nodes, which layers never carry. */
   readonly onSkip?: (rel: string, reason: string) => void;
   /**
@@ -166,7 +173,12 @@ export async function walk(dir: string, opts: WalkOptions = {}): Promise<TarEntr
     opts.uid !== undefined && opts.gid !== undefined ? { uid: opts.uid, gid: opts.gid } : undefined;
   const own = (st: BigIntStats) =>
     fixedOwner ?? { uid: opts.uid ?? Number(st.uid), gid: opts.gid ?? Number(st.gid) };
-  const modeOf = (st: BigIntStats) => Number(st.mode & 0o7777n);
+  const modeOf = opts.runUserModes
+    ? (st: BigIntStats) => {
+        const m = Number(st.mode & 0o1777n);
+        return m | ((m & 0o500) >> 3);
+      }
+    : (st: BigIntStats) => Number(st.mode & 0o7777n);
   const join = (rel: string) => (prefix === '' ? rel : rel === '' ? prefix : `${prefix}/${rel}`);
   // Paths are built from readdir names (never empty, ".", ".." or containing "/") under a
   // normalized prefix, so they need no normalizing; and unless a name holds a character at or

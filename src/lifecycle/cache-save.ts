@@ -100,7 +100,7 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       // directories that changed since restore walked it (and listed only if it changed).
       const content =
         o.contents?.get(l.path) ??
-        (await layerDirContent(o.reuse, l.path, { prefix: rel, uid: o.uid, gid: o.gid }));
+        (await layerDirContent(o.reuse, l.path, { prefix: rel, uid: o.uid, gid: o.gid, runUserModes: true }));
       const diffID = await diffIdOf(content, layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha);
       const inCache = kept(diffID, content);
       const justExported = diffID ? o.exported.get(diffID) : undefined;
@@ -139,7 +139,7 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   if (await isDir(sbomDir)) {
     const content = await dirContent(
       sbomDir,
-      { prefix: `${LAYERS_DIR.slice(1)}/sbom/cache`, uid: o.uid, gid: o.gid },
+      { prefix: `${LAYERS_DIR.slice(1)}/sbom/cache`, uid: o.uid, gid: o.gid, runUserModes: true },
       o.reuse.settings,
     );
     const diffID = await diffIdOf(content, o.snapshot.metadata.sbom?.sha);

@@ -5,6 +5,7 @@ import { escapeId, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
 import { readLayerToml } from '../cnb/layer-toml.ts';
 import {
   BUILD_METADATA_LABEL,
+  BUILD_USER_LABEL,
   type BuildMetadata as BuildMetadataLabel,
   type BuildMetadataProcess,
   type BuildpackLayersMetadata,
@@ -374,8 +375,10 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
 
   // A layer dir restore brought back is checked again (buildpacks ran since), reading only the
   // directories that changed, and listed for the tar only if its fingerprint is unknown.
+  // Everything the build user wrote stays readable and runnable, never writable, for a run user
+  // of its group (see walk's runUserModes); restore and the cache walk with the same options.
   const dirLayer = (dir: string, prefix: string): Promise<LayerContent> =>
-    layerDirContent(reuse, dir, { prefix, uid: opts.uid, gid: opts.gid });
+    layerDirContent(reuse, dir, { prefix, uid: opts.uid, gid: opts.gid, runUserModes: true });
 
   // 1. Buildpack launch layers.
   const bpMetadata: BuildpackLayersMetadata[] = [];
@@ -602,6 +605,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   labels[PROJECT_METADATA_LABEL] = stringifyLabel(opts.project ?? {});
   for (const l of md.labels) labels[l.key] = l.value;
   if (opts.execEnv) labels['io.buildpacks.exec-env'] = opts.execEnv;
+  labels[BUILD_USER_LABEL] = `${opts.uid}:${opts.gid}`;
 
   // Keep history entries one per layer: a base without history gets neutral entries first.
   const base = setConfig(opts.runImage, (cfg) => {

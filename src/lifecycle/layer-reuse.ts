@@ -89,7 +89,7 @@ function dirFingerprinter(walkOpts: WalkOptions, settings: TarSettings) {
   const h = new ChunkedHash();
   h.add(settingsLine(settings));
   h.add(
-    `${walkOpts.prefix ?? ''}\0${walkOpts.uid ?? ''}\0${walkOpts.gid ?? ''}\0${walkOpts.parentMode ?? ''}\n`,
+    `${walkOpts.prefix ?? ''}\0${walkOpts.uid ?? ''}\0${walkOpts.gid ?? ''}\0${walkOpts.parentMode ?? ''}${walkOpts.runUserModes ? '\0run-user-modes' : ''}\n`,
   );
   const onEntry: NonNullable<WalkOptions['onEntry']> = (rel, kind, st, linkname) => {
     const stamp = kind === 'file' ? `${st.size}\0${st.mtimeNs}/${st.ctimeNs}/${st.dev}/${st.ino}` : '';

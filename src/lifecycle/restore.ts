@@ -253,7 +253,8 @@ async function restoreContents(
   const dst = path.join(o.layersDir, escapeId(bp.id), name);
   let dirs: DirListings | undefined;
   const fingerprint = async (dir: string, known?: DirListings) => {
-    const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid };
+    // The exporter's and cache's walk options: a fingerprint taken here must match theirs.
+    const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid, runUserModes: true };
     const c = await dirFingerprint(dir, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.settings);
     dirs = c.dirs;
     return c.fingerprint;

@@ -17,6 +17,13 @@ import { parseReference, repositoryString } from '../registry/reference.ts';
 // manifest). The config is the app's, with the new base's platform fields and history, the
 // io.buildpacks.base.* / io.buildpacks.stack.* labels synced from the new base, and runImage
 // (topLayer, reference, and image when the user chose another run image) rewritten.
+//
+// The config's User stays the app's, as the reference lifecycle does (imgutil's Rebase keeps the
+// config and copies only os/architecture from the new base): the user an app runs as is decided
+// when it is built, and a rebase swaps OS layers without changing how the app behaves. An app built
+// on a run image whose user was the build user keeps running as that uid on a run image with a
+// separate run user (owning its layers, as before), and an app built with a separate run user keeps
+// it on an older run image (its layers are group-readable); a rebuild adopts the run image's user.
 
 /** Inputs of rebase. */
 export interface RebaseOptions {
@@ -51,6 +58,8 @@ export interface RebaseResult {
   readonly appLayers: number;
   /** Checks --force skipped (empty without --force). */
   readonly overridden: readonly string[];
+  /** The User the rebased image keeps (the app's) and the new run image's User ('' = root). */
+  readonly user: { readonly kept: string; readonly runImage: string };
 }
 
 const BASE_LABEL_PREFIXES = ['io.buildpacks.base.', 'io.buildpacks.stack.'];
@@ -174,6 +183,7 @@ export async function rebase(o: RebaseOptions): Promise<RebaseResult> {
     addedBaseLayers: newDiffIDs.length,
     appLayers: diffIDs.length - cut - 1,
     overridden: o.force ? problems : [],
+    user: { kept: appCfg.config?.User ?? '', runImage: runCfg.config?.User ?? '' },
   };
 }
 

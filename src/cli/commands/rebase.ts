@@ -94,6 +94,10 @@ export function register(program: Command, ctx: CliContext): void {
           force: opts.force ?? false,
         });
         for (const o of result.overridden) log.warn(`--force: ${o}`);
+        if (result.user.kept !== result.user.runImage)
+          log.info(
+            `The image keeps running as user ${result.user.kept || 'root'} (chosen when it was built); the run image's user is ${result.user.runImage || 'root'}: rebuild to adopt it`,
+          );
         const progress = log.progress();
         let digest: string;
         try {
