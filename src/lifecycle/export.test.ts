@@ -13,6 +13,7 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeMetadataToml } from '../cnb/metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
+import { readTar } from '../layers/tar-reader.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { imageFrom } from '../oci/memory.ts';
@@ -25,14 +26,14 @@ const tempDir = tempDirs('kiln-export-test-');
 
 const EPOCH = 315532801;
 
-async function runImage(blobs: BlobStore): Promise<Image> {
+async function runImage(blobs: BlobStore, user = '1000:1000'): Promise<Image> {
   const base = await etcFileLayer(blobs, 'os-release', 'ID\n', EPOCH);
   return imageFrom({
     config: {
       architecture: 'amd64',
       os: 'linux',
       config: {
-        User: '1000:1000',
+        User: user,
         Env: ['PATH=/usr/bin:/bin'],
         Labels: { 'io.buildpacks.base.distro.name': 'debian', 'io.buildpacks.rebasable': 'true' },
       },
@@ -137,7 +138,61 @@ async function doExport(
   return { r, md, stats: reuse.stats, logs };
 }
 
+/** The tar headers (path -> mode, uid, gid) of every layer of an image. */
+async function headersOf(image: Image): Promise<Map<string, { mode: number; uid: number; gid: number }>> {
+  const out = new Map<string, { mode: number; uid: number; gid: number }>();
+  for (const l of await image.layers())
+    for await (const e of readTar(await l.uncompressed()))
+      out.set(e.header.path.replace(/\/$/, ''), {
+        mode: e.header.mode,
+        uid: e.header.uid,
+        gid: e.header.gid,
+      });
+  return out;
+}
+
 describe('exportImage()', () => {
+  test("with a separate run user: User is the run image's, files the build user wrote are readable and runnable by its group, never writable, never setuid", async () => {
+    const root = await tempDir();
+    const blobs = new BlobStore(path.join(root, 'blobs'));
+    const out = await buildOutput(path.join(root, 'b'));
+    // Modes a careless (or hostile) buildpack or app source may leave.
+    const deps = path.join(out.layers, 'test_a', 'deps');
+    await fs.writeFile(path.join(deps, 'secret.json'), '{}', { mode: 0o600 });
+    await fs.mkdir(path.join(deps, 'private'), { mode: 0o700 });
+    await fs.writeFile(path.join(deps, 'bin', 'su-build'), 'x', { mode: 0o755 });
+    await fs.chmod(path.join(deps, 'bin', 'su-build'), 0o6755);
+    await fs.chmod(path.join(deps, 'private'), 0o700);
+    await fs.chmod(path.join(deps, 'secret.json'), 0o600);
+    await fs.writeFile(path.join(out.app, 'only-owner.js'), 'x');
+    await fs.chmod(path.join(out.app, 'only-owner.js'), 0o600);
+    await fs.chmod(path.join(out.app, 'lib'), 0o700);
+    const { r } = await doExport(out, blobs, await runImage(blobs, '1001:1000'));
+    const cfg = await r.image.configFile();
+    assert.equal(cfg.config?.User, '1001:1000', "the app image runs as the run image's user");
+    assert.equal(cfg.config?.Labels?.['io.kiln.build.user'], '1000:1000');
+    const h = await headersOf(r.image);
+    const expect = (p: string, mode: number) => {
+      const e = h.get(p);
+      assert.ok(e, `${p} is in the image`);
+      assert.equal(e.mode.toString(8), mode.toString(8), p);
+      assert.deepEqual([e.uid, e.gid], [1000, 1000], p);
+    };
+    expect('layers/test_a/deps/secret.json', 0o640);
+    expect('layers/test_a/deps/private', 0o750);
+    expect('layers/test_a/deps/bin/su-build', 0o755);
+    expect('layers/test_a/deps/bin/tool', 0o755);
+    expect('workspace/only-owner.js', 0o640);
+    expect('workspace/lib', 0o750);
+    expect('layers/config/metadata.toml', 0o644);
+    for (const [p, e] of h) {
+      if (p.startsWith('workspace') || p.startsWith('layers')) {
+        assert.equal(e.mode & 0o6000, 0, `${p}: no setuid/setgid`);
+        assert.equal(e.mode & 0o020, 0, `${p}: the run user's group cannot write`);
+      }
+    }
+  });
+
   test('stacks layers in the reference order and writes labels, env and entrypoint', async () => {
     const d = await tempDir();
     const blobs = new BlobStore(path.join(d, 'store'));
