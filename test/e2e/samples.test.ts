@@ -18,7 +18,7 @@ import {
 } from './samples-harness.ts';
 
 // Issue 5: each sample builds with no flags (the embedded default builder), runs with `kiln run`
-// and with podman as uid 1000 on the shell-free run image, and answers on its port.
+// and with podman as the run user (uid 1001) on the shell-free run image, and answers on its port.
 
 let podman: Podman;
 /** The e2e store as podman sees it: a symlink without dots in its path (podman names images after it). */
@@ -82,9 +82,10 @@ async function sample(
       assert.equal(await httpGet(port2, 60_000), answer);
     });
     assert.doesNotMatch(out, /Error/);
-    // It runs as the image's user, uid 1000, on the run image, which has no shell.
+    // It runs as the image's user, the stack's run user 1001 (not the build user 1000), on the
+    // run image, which has no shell.
     const cfg = await (await storedImage(image)).configFile();
-    assert.equal(cfg.config?.User, '1000:1000');
+    assert.equal(cfg.config?.User, '1001:1000');
     const sh = await podman.run(`oci:${podmanStore}:docker.io/library/${image}:latest`, ['-c', 'true'], {
       entrypoint: '/bin/sh',
     });
