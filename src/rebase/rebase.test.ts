@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { appImage, runImage } from '../../test/helpers/cnb-images.ts';
 import { parseLifecycleMetadata } from '../cnb/lifecycle-metadata.ts';
 import type { Image } from '../oci/image.ts';
+import { setConfig } from '../oci/mutate.ts';
 import { validateImage } from '../oci/validate.ts';
 import { rebase, repositoryOf } from './rebase.ts';
 
@@ -89,6 +90,23 @@ describe('rebase()', () => {
     // Rebasing back onto v1 gives the original image's layers again.
     const back = await onto(out, v1);
     assert.deepEqual((await back.image.manifest()).layers, appManifest.layers);
+  });
+
+  test("keeps the app's User onto a run image with another user, and back (as lifecycle does)", async () => {
+    const { app } = await built();
+    // Built on a run image whose user is the build user; the new one has a run user of its own.
+    const onBuildUser = setConfig(app, { user: '1000:1000' });
+    const withRunUser = setConfig(await runImage({ patch: '2' }), { user: '1001:1000' });
+    const up = await onto(onBuildUser, withRunUser);
+    assert.equal((await up.image.configFile()).config?.User, '1000:1000');
+    assert.deepEqual(up.user, { kept: '1000:1000', runImage: '1001:1000' });
+    // And an image built with the run user, rebased onto a run image with the build user.
+    const onRunUser = setConfig(app, { user: '1001:1000' });
+    const withBuildUser = setConfig(await runImage({ patch: '3' }), { user: '1000:1000' });
+    const down = await onto(onRunUser, withBuildUser);
+    assert.equal((await down.image.configFile()).config?.User, '1001:1000');
+    assert.deepEqual(down.user, { kept: '1001:1000', runImage: '1000:1000' });
+    await validateImage(down.image);
   });
 
   test('is deterministic: the same inputs give the same digest', async () => {
