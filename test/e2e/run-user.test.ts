@@ -134,8 +134,12 @@ async function kilnProbe(image: string): Promise<Probe> {
   return probeOf(r.stdout + r.stderr);
 }
 
-/** The app ran as the run user and could read, but not rewrite, what the build user wrote. */
-function assertConfined(p: Probe, how: string): void {
+/**
+ * The app ran as the run user and could read, but not rewrite, what the build user wrote. Under
+ * podman the image's root is writable by root, so only permissions refuse (EACCES); `kiln run`
+ * also mounts it read-only (EROFS), a second wall.
+ */
+function assertConfined(p: Probe, how: string, refused: readonly string[] = ['EACCES']): void {
   assert.deepEqual([p.uid, p.gid], [1001, 1000], `${how}: runs as the run user`);
   assert.match(p.node, /^\/layers\//, `${how}: node comes from a buildpack layer`);
   assert.equal(p.readOwnerOnly, 'ok', `${how}: reads a file the source left 0600`);
@@ -148,7 +152,7 @@ function assertConfined(p: Probe, how: string): void {
     'rewriteSource',
     'plantInApp',
   ] as const)
-    assert.equal(p[k], 'EACCES', `${how}: ${k} is refused`);
+    assert.ok(refused.includes(p[k]), `${how}: ${k} is refused (got ${p[k]})`);
   assert.equal(p.writeTmp, 'ok');
 }
 
@@ -164,7 +168,7 @@ describe('separate build and run users (default builder)', () => {
     assertConfined(viaPodman, 'podman');
     assert.equal(viaPodman.home, '/home/cnb');
     assert.equal(viaPodman.writeHome, 'ok', "HOME is the run user's own");
-    assertConfined(await kilnProbe(image), 'kiln run');
+    assertConfined(await kilnProbe(image), 'kiln run', ['EACCES', 'EROFS']);
 
     const shown = await kilnOk(['inspect', image]);
     assert.match(shown.stdout, /\nUsers:\n {2}Build: 1000:1000\n {2}Run: 1001:1000\n/);
@@ -209,7 +213,7 @@ describe('separate build and run users (default builder)', () => {
     // As before the split: the build user owns (and can rewrite) its layers; it still runs.
     assert.deepEqual([p.uid, p.gid], [1000, 1000]);
     assert.equal(p.readOwnerOnly, 'ok');
-    assert.equal(p.rewriteNode, 'ok');
+    assert.equal(p.plantInLayer, 'ok');
     const shown = JSON.parse((await kilnOk(['inspect', image, '--output', 'json'])).stdout);
     assert.deepEqual(shown.users, { build: BUILD_USER, run: BUILD_USER, sameUid: true });
   });

@@ -7,7 +7,7 @@
 //   const image = await stack.image('run');            // an Image value (src/oci/image.ts)
 //   const rootfs = await stack.rootfs('build');        // the image unpacked (read-only use, shared)
 //
-// Images live in ~/.cache/kiln/test-stack/<lock digest>/ (KILN_TEST_STACK_DIR overrides the
+// Images live in ~/.cache/kiln/test-stack/<lock digest>-<stack file digest>/ (KILN_TEST_STACK_DIR overrides the
 // parent), .debs in ~/.cache/kiln/debs (KILN_TEST_CACHE_DIR overrides ~/.cache/kiln). The
 // committed stacks/bookworm/stack.lock decides the packages, so every run makes the same
 // digests; a changed lock gets a new directory. Concurrent test files wait on a lock directory.
@@ -15,6 +15,7 @@
 // Should the committed lock name .debs the live mirror no longer has (and that are not cached),
 // the helper resolves a fresh lock of its own instead (see usableLock).
 
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -144,7 +145,13 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
   const access = await testAccess(config);
   const { lock, file: lockFile } = await usableLock(config, access);
   const parent = process.env.KILN_TEST_STACK_DIR || path.join(testCacheDir(), 'test-stack');
-  const dir = path.join(parent, lockDigest(lock).slice('sha256:'.length, 'sha256:'.length + 16));
+  // Keyed by the stack file too (users, labels): branches with different stack files sharing one
+  // cache must not rebuild each other's images back and forth.
+  const configKey = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 8);
+  const dir = path.join(
+    parent,
+    `${lockDigest(lock).slice('sha256:'.length, 'sha256:'.length + 16)}-${configKey}`,
+  );
   const layoutDir = path.join(dir, 'layout');
   const sbomDir = path.join(dir, 'sbom');
   const tags = { run: 'run', build: 'build' } as const;
