@@ -234,16 +234,15 @@ function resolveExpecting(root: string, rel: string, o: InRootOptions, want: Wan
 }
 
 /**
- * readFileInRootIfExists reads a regular file inside `root`; undefined when it does not exist.
- * Links, FIFOs, sockets and devices are refused without being opened (the entry is named by an
- * O_PATH fd; only a regular file is reopened for reading), and more than `maxBytes` is refused.
- * Synchronous on purpose: a few microsecond syscalls per component, where a thread-pool hop each
- * would cost more than the work on the no-op rebuild path.
+ * openFileInRootIfExists opens a regular file inside `root` for reading and returns its fd (the
+ * caller closes it), or undefined when it does not exist. Links, FIFOs, sockets and devices are
+ * refused without being opened: the entry is first named by an O_PATH fd, and only a regular file
+ * is reopened for reading. Synchronous on purpose: a few microsecond syscalls per component,
+ * where a thread-pool hop each would cost more than the work on the no-op rebuild path.
  */
-export function readFileInRootIfExists(root: string, rel: string, o: InRootOptions = {}): Buffer | undefined {
+export function openFileInRootIfExists(root: string, rel: string, o: InRootOptions = {}): number | undefined {
   const r = resolveExpecting(root, rel, o, 'file');
   if (!r) return undefined;
-  const max = o.maxBytes ?? DEFAULT_MAX_BYTES;
   let fd: number;
   try {
     // Reopening the O_PATH fd through its magic link opens exactly the inode checked above (the
@@ -254,15 +253,28 @@ export function readFileInRootIfExists(root: string, rel: string, o: InRootOptio
   } finally {
     closeQuietly(r.fd);
   }
+  const st = fstatSync(fd);
+  if (!st.isFile() || st.ino !== r.st.ino || st.dev !== r.st.dev) {
+    closeQuietly(fd);
+    refuse(rel, o, 'not-regular', `is ${kindOf(st)}`, 'file');
+  }
+  return fd;
+}
+
+/**
+ * readFileInRootIfExists reads a regular file inside `root` (see openFileInRootIfExists);
+ * undefined when it does not exist. More than `maxBytes` is refused, counted while reading.
+ */
+export function readFileInRootIfExists(root: string, rel: string, o: InRootOptions = {}): Buffer | undefined {
+  const fd = openFileInRootIfExists(root, rel, o);
+  if (fd === undefined) return undefined;
+  const max = o.maxBytes ?? DEFAULT_MAX_BYTES;
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.ino !== r.st.ino || st.dev !== r.st.dev)
-      refuse(rel, o, 'not-regular', `is ${kindOf(st)}`, 'file');
     const chunks: Buffer[] = [];
     let total = 0;
     // Never trust st.size: read until EOF, stopping one byte past the cap.
     for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(64 * 1024, st.size + 1), max + 1 - total));
+      const buf = Buffer.allocUnsafe(Math.min(64 * 1024, max + 1 - total));
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
       chunks.push(n === buf.length ? buf : buf.subarray(0, n));
@@ -383,4 +395,25 @@ export function readdirInRoot(root: string, rel: string, o: InRootOptions = {}):
   const d = readdirInRootIfExists(root, rel, o);
   if (d === undefined) refuse(rel, o, 'missing', 'does not exist', 'dir');
   return d;
+}
+
+/** InRootFile names a file inside an untrusted tree, with how to read it and how to name it. */
+export interface InRootFile extends InRootOptions {
+  readonly root: string;
+  readonly rel: string;
+}
+
+/** inRoot makes an InRootFile: `rel` inside `root`, read with `o`. */
+export function inRoot(root: string, rel: string, o: InRootOptions = {}): InRootFile {
+  return { ...o, root, rel };
+}
+
+/** childOf names `name` (one or more components) below an InRootFile. */
+export function childOf(f: InRootFile, name: string): InRootFile {
+  return { ...f, rel: f.rel === '' ? name : `${f.rel}/${name}` };
+}
+
+/** shownPath is how messages name an InRootFile (`layers/bp/store.toml`, `/cnb/order.toml`). */
+export function shownPath(f: InRootFile): string {
+  return display(f.rel, f);
 }
