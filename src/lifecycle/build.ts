@@ -211,7 +211,7 @@ async function buildOne(
   await writeBuildpackPlan(planPath, { entries });
 
   const bin = join(bp.dir, 'bin', 'build');
-  if (!(await isExecutable(bin))) {
+  if (!isExecutable(bp, 'build')) {
     throw new KilnError(`buildpack ${key}: ${bin} is missing or not executable`, ExitCode.BuildFailed);
   }
   const layersSandbox = layersPathInSandbox(o, bpLayers);
