@@ -369,7 +369,10 @@ export function existsInRoot(root: string, rel: string, o: InRootOptions = {}): 
 
 /** isDirInRoot tells whether `rel` is a directory; a link there is refused (or resolved in-root). */
 export function isDirInRoot(root: string, rel: string, o: InRootOptions = {}): boolean {
-  return statInRoot(root, rel, o)?.isDirectory() ?? false;
+  const r = resolve(root, rel, o, 'dir', true);
+  if (!r) return false;
+  closeQuietly(r.fd);
+  return r.st.isDirectory();
 }
 
 /**
