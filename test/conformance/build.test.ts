@@ -319,7 +319,11 @@ describe('build: hostile outputs', () => {
     withFixture(async (f) => {
       const s = await secret(f);
       await f.inline({ id: 'sneaky', build: `ln -s ${s} "$1/launch.toml"` });
-      await rejectsWith(f.detectAndBuild(['sneaky']), 52, /^layers\/sneaky\/launch\.toml is a symbolic link: expected a regular file inside the layers directory$/);
+      await rejectsWith(
+        f.detectAndBuild(['sneaky']),
+        52,
+        /^layers\/sneaky\/launch\.toml is a symbolic link: expected a regular file inside the layers directory$/,
+      );
     }));
 
   test('an env file symlinked out of the layers dir is refused', () =>
@@ -330,7 +334,11 @@ describe('build: hostile outputs', () => {
         build: `mkdir -p "$1/l/env"; printf '[types]\\nbuild = true\\n' > "$1/l.toml"; ln -s ${s} "$1/l/env/CREDS"`,
       });
       await f.install('probe');
-      await rejectsWith(f.detectAndBuild(['sneaky', 'conformance/probe']), 52, /^layers\/sneaky\/l\/env\/CREDS is a symbolic link: expected a regular file/);
+      await rejectsWith(
+        f.detectAndBuild(['sneaky', 'conformance/probe']),
+        52,
+        /^layers\/sneaky\/l\/env\/CREDS is a symbolic link: expected a regular file/,
+      );
     }));
 
   test('an SBOM symlinked out of the layers dir, even swapped in by a later buildpack, is refused', () =>
@@ -378,7 +386,11 @@ describe('build: hostile outputs', () => {
       await mkdir(outside);
       await f.inline({ id: 'planter', build: `ln -s ${outside} /layers/victim` });
       await f.inline({ id: 'victim' });
-      await rejectsWith(f.detectAndBuild(['planter', 'victim']), 52, /layers\/victim is a symbolic link: expected a directory/);
+      await rejectsWith(
+        f.detectAndBuild(['planter', 'victim']),
+        52,
+        /layers\/victim is a symbolic link: expected a directory/,
+      );
       assert.equal((await stat(outside)).uid, 0);
     }));
 

@@ -290,7 +290,8 @@ async function resolveBuildpacks(
     }
     // After a directory: a buildpack the builder has, then a buildpackage image.
     const asId = parseBuildpackRef(ref);
-    if (lstatInRoot(builderRoot, escapeId(asId.id), BUILDER)?.isDirectory()) return asId;
+    if (!/^\.\.?$/.test(asId.id) && lstatInRoot(builderRoot, escapeId(asId.id), BUILDER)?.isDirectory())
+      return asId;
     const image = await r.openBuildpackage?.(ref);
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
