@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 const Distro = z.object({ name: z.string().optional(), version: z.string().optional() }).loose();
 
@@ -40,7 +40,7 @@ export const AnalyzedToml = z
 export type AnalyzedToml = z.output<typeof AnalyzedToml>;
 
 /** readAnalyzedToml reads analyzed.toml. */
-export function readAnalyzedToml(path: string): Promise<AnalyzedToml> {
+export function readAnalyzedToml(path: TomlSource): Promise<AnalyzedToml> {
   return readTomlFile(path, AnalyzedToml);
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFileIfExists, writeTomlFile } from './toml-file.ts';
+import { readTomlFileIfExists, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** The schema of `<layers>/<bp>/build.toml`: entries the buildpack did not meet, and a legacy BOM. */
 export const BuildToml = z
@@ -11,7 +11,7 @@ export const BuildToml = z
 export type BuildToml = z.output<typeof BuildToml>;
 
 /** readBuildToml reads build.toml; an absent file reads as empty. */
-export async function readBuildToml(path: string): Promise<BuildToml> {
+export async function readBuildToml(path: TomlSource): Promise<BuildToml> {
   return (await readTomlFileIfExists(path, BuildToml)) ?? {};
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFileIfExists, writeTomlFile } from './toml-file.ts';
+import { readTomlFileIfExists, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** One entry of a Buildpack Plan: a requirement this buildpack is expected to meet. */
 export const BuildpackPlanEntry = z
@@ -12,7 +12,7 @@ export const BuildpackPlan = z.object({ entries: z.array(BuildpackPlanEntry).def
 export type BuildpackPlan = z.output<typeof BuildpackPlan>;
 
 /** readBuildpackPlan reads a Buildpack Plan; absent reads as empty. */
-export async function readBuildpackPlan(path: string): Promise<BuildpackPlan> {
+export async function readBuildpackPlan(path: TomlSource): Promise<BuildpackPlan> {
   return (await readTomlFileIfExists(path, BuildpackPlan)) ?? { entries: [] };
 }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BUILDPACK_ID_PATTERN, RESERVED_BUILDPACK_IDS } from './ids.ts';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 const Distro = z.object({ name: z.string().optional(), version: z.string().optional() }).loose();
 
@@ -87,7 +87,7 @@ export interface Target {
 }
 
 /** readBuildpackToml reads and validates a buildpack descriptor. */
-export function readBuildpackToml(path: string): Promise<BuildpackToml> {
+export function readBuildpackToml(path: TomlSource): Promise<BuildpackToml> {
   return readTomlFile(path, BuildpackToml);
 }
 

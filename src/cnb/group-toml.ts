@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** An element of group.toml: a buildpack that passed detection, with its API. */
 export const GroupElement = z
@@ -21,7 +21,7 @@ export const GroupToml = z
 export type GroupToml = z.output<typeof GroupToml>;
 
 /** readGroupToml reads group.toml. */
-export function readGroupToml(path: string): Promise<GroupToml> {
+export function readGroupToml(path: TomlSource): Promise<GroupToml> {
   return readTomlFile(path, GroupToml);
 }
 

@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { childOf, type InRootFile, readdirInRootIfExists, readTextInRoot } from '../layers/safe-read.ts';
 import type { ApiVersion } from './api.ts';
 
 /**
@@ -90,14 +91,27 @@ export async function envDirOps(dir: string, defaultOp: LaunchEnvOp['op']): Prom
 }
 
 /**
- * envFiles lists the regular files (or symlinks to files) of an env dir, sorted by name, with raw
- * contents. `check`, when given, is called on each file before it is read (kiln uses it to refuse
- * symlinks that leave the layers directory).
+ * envFiles lists the regular files of an env dir, sorted by name, with raw contents. A host path
+ * (kiln's own `<platform>/env`) is read as it is; an env dir inside an untrusted tree (a
+ * buildpack's layer, a builder's `/cnb/build-config/env`) is read through layers/safe-read, so a
+ * symlinked dir or file (to `/etc/shadow`, say) is refused without being followed. `check`, when
+ * given, is called on each host-path file before it is read.
  */
 export async function envFiles(
-  dir: string,
+  dir: string | InRootFile,
   check?: (path: string) => Promise<void>,
 ): Promise<{ name: string; value: string }[]> {
+  if (typeof dir !== 'string') {
+    const entries = readdirInRootIfExists(dir.root, dir.rel, dir) ?? [];
+    return entries
+      .filter((e) => !e.isDirectory())
+      .map((e) => e.name)
+      .sort(byName)
+      .map((name) => {
+        const f = childOf(dir, name);
+        return { name, value: readTextInRoot(f.root, f.rel, f) };
+      });
+  }
   let entries: import('node:fs').Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -106,7 +120,7 @@ export async function envFiles(
       return [];
     throw err;
   }
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  entries.sort((a, b) => byName(a.name, b.name));
   const out: { name: string; value: string }[] = [];
   for (const e of entries) {
     if (e.isDirectory()) continue;
@@ -116,6 +130,10 @@ export async function envFiles(
     out.push({ name: e.name, value: await readFile(path, 'utf8') });
   }
   return out;
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** applyEnvOp applies one op to a variable map exactly as the lifecycle's env package does. */

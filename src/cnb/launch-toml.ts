@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ApiVersion } from './api.ts';
-import { CnbFileError, readTomlFileIfExists, writeTomlFile } from './toml-file.ts';
+import { CnbFileError, nameOf, readTomlFileIfExists, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 const ProcessType = z
   .string()
@@ -55,7 +55,7 @@ export interface LaunchTomlData {
  * command is a string and `direct` defaults to false; from 0.9 it is an array and `direct` is an
  * error. More than one default process is an error. Returns undefined when the file is absent.
  */
-export async function readLaunchToml(path: string, api: ApiVersion): Promise<LaunchTomlData | undefined> {
+export async function readLaunchToml(path: TomlSource, api: ApiVersion): Promise<LaunchTomlData | undefined> {
   const raw = await readTomlFileIfExists(path, LaunchToml);
   if (!raw) return undefined;
   const processes: Process[] = [];
@@ -71,16 +71,25 @@ export async function readLaunchToml(path: string, api: ApiVersion): Promise<Lau
     let direct: boolean;
     if (api.lessThan('0.9')) {
       if (typeof p.command !== 'string') {
-        throw new CnbFileError(path, `processes[${i}].command: must be a string for buildpack API ${api}`);
+        throw new CnbFileError(
+          nameOf(path),
+          `processes[${i}].command: must be a string for buildpack API ${api}`,
+        );
       }
       command = [p.command];
       direct = p.direct ?? false;
     } else {
       if (p.direct !== undefined) {
-        throw new CnbFileError(path, `processes[${i}].direct: not supported for buildpack API ${api}`);
+        throw new CnbFileError(
+          nameOf(path),
+          `processes[${i}].direct: not supported for buildpack API ${api}`,
+        );
       }
       if (typeof p.command === 'string') {
-        throw new CnbFileError(path, `processes[${i}].command: must be an array for buildpack API ${api}`);
+        throw new CnbFileError(
+          nameOf(path),
+          `processes[${i}].command: must be an array for buildpack API ${api}`,
+        );
       }
       command = p.command;
       direct = true;
@@ -88,7 +97,7 @@ export async function readLaunchToml(path: string, api: ApiVersion): Promise<Lau
     if (p.default) {
       if (defaultType !== undefined) {
         throw new CnbFileError(
-          path,
+          nameOf(path),
           `processes[${i}].default: multiple default process types aren't allowed`,
         );
       }

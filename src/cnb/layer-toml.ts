@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { parseTomlText, toTomlText, writeFileAtomic } from './toml-file.ts';
+import { readTomlFileIfExists, type TomlSource, toTomlText, writeFileAtomic } from './toml-file.ts';
 
 /** LayerTypes are the three flags of `[types]`; all default to false. */
 export interface LayerTypes {
@@ -43,17 +42,9 @@ export interface LayerMetadataFile {
 }
 
 /** readLayerToml reads `<layer>.toml`; a missing file reads as all-false with no metadata. */
-export async function readLayerToml(path: string): Promise<LayerMetadataFile> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      return { types: { launch: false, build: false, cache: false }, metadata: {} };
-    }
-    throw err;
-  }
-  const v = parseTomlText(text, LayerToml, path);
+export async function readLayerToml(path: TomlSource): Promise<LayerMetadataFile> {
+  const v = await readTomlFileIfExists(path, LayerToml);
+  if (v === undefined) return { types: { launch: false, build: false, cache: false }, metadata: {} };
   return {
     types: v.types ? { launch: v.types.launch, build: v.types.build, cache: v.types.cache } : noTypes,
     metadata: v.metadata ?? {},

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /**
  * `<layers>/config/metadata.toml`, written by the build phase and consumed by the exporter and
@@ -59,7 +59,7 @@ export const MetadataToml = z
 export type BuildMetadata = z.output<typeof MetadataToml>;
 
 /** readMetadataToml reads `<layers>/config/metadata.toml`. */
-export function readMetadataToml(path: string): Promise<BuildMetadata> {
+export function readMetadataToml(path: TomlSource): Promise<BuildMetadata> {
   return readTomlFile(path, MetadataToml);
 }
 

@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { Order } from './buildpack-toml.ts';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** The schema of order.toml (`<layers>/order.toml` or `/cnb/order.toml`). */
 export const OrderToml = z.object({ order: Order.default([]), 'order-extensions': Order.optional() }).loose();
 export type OrderToml = z.output<typeof OrderToml>;
 
 /** readOrderToml reads order.toml. */
-export function readOrderToml(path: string): Promise<OrderToml> {
+export function readOrderToml(path: TomlSource): Promise<OrderToml> {
   return readTomlFile(path, OrderToml);
 }
 

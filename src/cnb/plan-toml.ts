@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 const Provider = z.object({ id: z.string(), version: z.string(), extension: z.boolean().optional() }).loose();
 const PlanRequire = z
@@ -20,7 +20,7 @@ export const PlanToml = z.object({ entries: z.array(PlanEntry).default([]) }).lo
 export type PlanToml = z.output<typeof PlanToml>;
 
 /** readPlanToml reads plan.toml. */
-export function readPlanToml(path: string): Promise<PlanToml> {
+export function readPlanToml(path: TomlSource): Promise<PlanToml> {
   return readTomlFile(path, PlanToml);
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFileIfExists, writeTomlFile } from './toml-file.ts';
+import { readTomlFileIfExists, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** The schema of project-metadata.toml: free-form source information. */
 export const ProjectMetadataToml = z
@@ -17,7 +17,7 @@ export const ProjectMetadataToml = z
 export type ProjectMetadataToml = z.output<typeof ProjectMetadataToml>;
 
 /** readProjectMetadataToml reads project-metadata.toml; absent reads as undefined. */
-export function readProjectMetadataToml(path: string): Promise<ProjectMetadataToml | undefined> {
+export function readProjectMetadataToml(path: TomlSource): Promise<ProjectMetadataToml | undefined> {
   return readTomlFileIfExists(path, ProjectMetadataToml);
 }
 

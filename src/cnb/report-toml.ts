@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** The schema of report.toml, written by the exporter. `manifest-size` is an integer as in the lifecycle. */
 export const ReportToml = z
@@ -21,7 +21,7 @@ export const ReportToml = z
 export type ReportToml = z.output<typeof ReportToml>;
 
 /** readReportToml reads report.toml. */
-export function readReportToml(path: string): Promise<ReportToml> {
+export function readReportToml(path: TomlSource): Promise<ReportToml> {
   return readTomlFile(path, ReportToml);
 }
 

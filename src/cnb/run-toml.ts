@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { readTomlFile, writeTomlFile } from './toml-file.ts';
+import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** The schema of run.toml (`/cnb/run.toml`): run images and their mirrors. */
 export const RunToml = z
@@ -12,7 +12,7 @@ export const RunToml = z
 export type RunToml = z.output<typeof RunToml>;
 
 /** readRunToml reads run.toml. */
-export function readRunToml(path: string): Promise<RunToml> {
+export function readRunToml(path: TomlSource): Promise<RunToml> {
   return readTomlFile(path, RunToml);
 }
 

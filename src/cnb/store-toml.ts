@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { readTomlFileIfExists, writeTomlFile } from './toml-file.ts';
+import { readTomlFileIfExists, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 /** The schema of `<layers>/<bp>/store.toml`: free-form metadata carried between builds. */
 export const StoreToml = z.object({ metadata: z.record(z.string(), z.unknown()).optional() }).loose();
 export type StoreToml = z.output<typeof StoreToml>;
 
 /** readStoreToml reads store.toml; absent reads as undefined. */
-export function readStoreToml(path: string): Promise<StoreToml | undefined> {
+export function readStoreToml(path: TomlSource): Promise<StoreToml | undefined> {
   return readTomlFileIfExists(path, StoreToml);
 }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type Order, OrderElement } from './buildpack-toml.ts';
-import { readTomlFileIfExists, writeTomlFile } from './toml-file.ts';
+import { readTomlFileIfExists, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 const SystemBuildpacks = z.object({ buildpacks: z.array(OrderElement).default([]) }).loose();
 
@@ -16,7 +16,7 @@ export const SystemToml = z
 export type SystemToml = z.output<typeof SystemToml>;
 
 /** readSystemToml reads system.toml; absent reads as undefined. */
-export function readSystemToml(path: string): Promise<SystemToml | undefined> {
+export function readSystemToml(path: TomlSource): Promise<SystemToml | undefined> {
   return readTomlFileIfExists(path, SystemToml);
 }
 

@@ -3,7 +3,20 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import type { z } from 'zod';
+import { type InRootFile, readTextInRootIfExists, shownPath } from '../layers/safe-read.ts';
 import { ExitCode, KilnError } from './exit-codes.ts';
+
+/**
+ * TomlSource is where a spec file is read from: a host path kiln itself owns, or a file inside an
+ * untrusted tree (buildpack output, a builder's root filesystem), read through layers/safe-read
+ * so that a link out of the tree is refused, never followed.
+ */
+export type TomlSource = string | InRootFile;
+
+/** nameOf is how errors name a TomlSource. */
+export function nameOf(src: TomlSource): string {
+  return typeof src === 'string' ? src : shownPath(src);
+}
 
 /**
  * CnbFileError is a spec file that could not be read or did not match its schema. The message
@@ -55,7 +68,13 @@ export function validate<S extends z.ZodType>(raw: unknown, schema: S, path: str
 }
 
 /** readTomlFile reads and validates a TOML file; a missing file is an error naming it. */
-export async function readTomlFile<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S>> {
+export async function readTomlFile<S extends z.ZodType>(path: TomlSource, schema: S): Promise<z.output<S>> {
+  if (typeof path !== 'string') {
+    const text = readTextInRootIfExists(path.root, path.rel, path);
+    if (text === undefined)
+      throw new CnbFileError(nameOf(path), 'file not found', path.exitCode ?? ExitCode.Failed);
+    return parseTomlText(text, schema, nameOf(path));
+  }
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -75,9 +94,13 @@ export async function readTomlFile<S extends z.ZodType>(path: string, schema: S)
 
 /** readTomlFileIfExists is readTomlFile that returns undefined when the file does not exist. */
 export async function readTomlFileIfExists<S extends z.ZodType>(
-  path: string,
+  path: TomlSource,
   schema: S,
 ): Promise<z.output<S> | undefined> {
+  if (typeof path !== 'string') {
+    const text = readTextInRootIfExists(path.root, path.rel, path);
+    return text === undefined ? undefined : parseTomlText(text, schema, nameOf(path));
+  }
   let text: string;
   try {
     text = await readFile(path, 'utf8');

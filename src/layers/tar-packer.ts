@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Digest } from '../oci/digest.ts';
 import { DEFAULT_EPOCH } from '../oci/memory.ts';
-import { entryHeader, sortEntries, type TarEntry, type TarOptions } from './tar-writer.ts';
+import { entryHeader, SOURCE_OPEN_FLAGS, sortEntries, type TarEntry, type TarOptions } from './tar-writer.ts';
 
 // The layer writer's hot path. It writes the same bytes as tarChunks() (same sorting, same
 // headers) but with almost no garbage: the tar is assembled in a ring of a few 1 MiB buffers
@@ -58,8 +58,10 @@ function changed(path: string, size: number, got: number | string): Error {
 
 // Plain fd calls rather than FileHandle: thousands of small files make FileHandle objects
 // (and their finalizers) a measurable share of the garbage collector's work.
+// The walk lstat'ed each entry as a regular file; opening with O_NOFOLLOW|O_NONBLOCK keeps a
+// file swapped for a link (or a FIFO) since then from being followed (or blocking) on the host.
 const openFd = (p: string) =>
-  new Promise<number>((res, rej) => fs.open(p, 'r', (e, fd) => (e ? rej(e) : res(fd))));
+  new Promise<number>((res, rej) => fs.open(p, SOURCE_OPEN_FLAGS, (e, fd) => (e ? rej(e) : res(fd))));
 const sizeOfFd = (fd: number) =>
   new Promise<number>((res, rej) => fs.fstat(fd, (e, st) => (e ? rej(e) : res(st.size))));
 const readFd = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>

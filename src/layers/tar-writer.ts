@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
@@ -44,11 +44,18 @@ export interface TarEntry {
 
 const SMALL_FILE = 256 * 1024;
 
+/**
+ * How a file entry's `source` is opened: never through a link (the walk saw a regular file; a
+ * link swapped in since must not be followed on the host) and never blocking on a FIFO.
+ */
+export const SOURCE_OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+
 /** How to read a small file's whole content at once, if the entry allows it. */
 function readerOf(e: TarEntry): (() => Promise<Buffer>) | undefined {
   if (e.read) return e.read;
   const src = e.source;
-  if (src && !e.open && (e.size ?? 0) <= SMALL_FILE) return () => fs.readFile(src);
+  if (src && !e.open && (e.size ?? 0) <= SMALL_FILE)
+    return () => fs.readFile(src, { flag: SOURCE_OPEN_FLAGS });
   return undefined;
 }
 
@@ -59,7 +66,10 @@ function openerOf(e: TarEntry): (() => Readable | Promise<Readable>) | undefined
   const size = e.size ?? 0;
   // Buffers sized to the file: a stream allocates highWaterMark bytes per read.
   if (src)
-    return () => createReadStream(src, { highWaterMark: Math.max(16384, Math.min(size + 1, 1 << 20)) });
+    return async () =>
+      (await fs.open(src, SOURCE_OPEN_FLAGS)).createReadStream({
+        highWaterMark: Math.max(16384, Math.min(size + 1, 1 << 20)),
+      });
   if (e.read) {
     const read = e.read;
     return async () => ReadableStream.from([await read()]);

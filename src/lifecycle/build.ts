@@ -1,5 +1,7 @@
-import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { readBuildToml } from '../cnb/build-toml.ts';
 import { writeBuildpackPlan } from '../cnb/buildpack-plan.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -10,6 +12,16 @@ import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
 import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
 import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
 import { writeFileAtomic } from '../cnb/toml-file.ts';
+import {
+  childOf,
+  type InRootFile,
+  inRoot,
+  lstatInRoot,
+  openFileInRootIfExists,
+  readdirInRoot,
+  readdirInRootIfExists,
+  shownPath,
+} from '../layers/safe-read.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -26,7 +38,9 @@ import {
   sandboxPathsOf,
   startPhase,
 } from './phase-context.ts';
-import { assertInside, isSymlink } from './safe-fs.ts';
+
+/** How a buildpack's outputs are named in errors: `layers/<bp>/store.toml`. */
+const LAYERS = { what: 'the layers directory', shown: 'layers', exitCode: ExitCode.BuildError } as const;
 
 /** Inputs of the build phase. */
 export interface BuildOptions extends PhaseOptions {
@@ -47,7 +61,7 @@ const SBOM_TYPES: readonly (readonly [string, string])[] = [
 
 /** One SBOM file a buildpack wrote and where it goes under `<layers>/sbom`. */
 interface SbomFile {
-  readonly path: string;
+  readonly file: InRootFile;
   readonly ext: string;
   readonly layer: string;
   readonly kind: 'launch' | 'build' | 'cache';
@@ -129,17 +143,14 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   await rm(join(o.layersDir, 'config'), { recursive: true, force: true });
   for (const { bp, files } of sboms) {
     for (const f of files) {
-      // Checked now, with every buildpack finished: a later buildpack may have swapped the file.
-      // Copied as a stream, so no size limit.
-      await assertInside(
-        join(o.layersDir, escapeId(bp)),
-        f.path,
-        ExitCode.BuildError,
-        Number.POSITIVE_INFINITY,
-      );
+      // Opened now, with every buildpack finished (a later buildpack may have swapped the file),
+      // through safe-read: a link is refused, never followed. Copied as a stream, no size limit.
+      const fd = openFileInRootIfExists(f.file.root, f.file.rel, f.file);
+      if (fd === undefined)
+        throw new KilnError(`${shownPath(f.file)} disappeared during the build`, ExitCode.BuildError);
       const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
       await mkdir(dir, { recursive: true });
-      await copyFile(f.path, join(dir, f.ext));
+      await pipeline(createReadStream('', { fd }), createWriteStream(join(dir, f.ext), { mode: 0o644 }));
     }
   }
   // Legacy `bom` arrays become sbom.legacy.json (Platform 0.9+); only written when a buildpack used them.
@@ -182,10 +193,14 @@ async function buildOne(
 ): Promise<OneOutputs> {
   const key = `${bp.id}@${bp.version}`;
   const bpLayers = join(o.layersDir, escapeId(bp.id));
+  // Everything the buildpack leaves in its layers dir is read through safe-read, inside the
+  // layers dir: a link out of it is refused, never followed.
+  const out = inRoot(o.layersDir, escapeId(bp.id), LAYERS);
+  const at = (name: string) => childOf(out, name);
   // An earlier buildpack may have planted a symlink here; kiln must not chown through it.
-  if (await isSymlink(bpLayers)) {
+  if (lstatInRoot(o.layersDir, escapeId(bp.id), LAYERS)?.isSymbolicLink()) {
     throw new KilnError(
-      `${bpLayers} is a symlink: the layers dir of ${key} must be a directory`,
+      `${shownPath(out)} is a symbolic link: expected a directory for the layers of ${key}`,
       ExitCode.BuildError,
     );
   }
@@ -194,10 +209,9 @@ async function buildOne(
   // The Buildpack Plan is read-only input: root-owned, in a dir only kiln writes, mounted read-only.
   const planPath = join(scratch.dir, escapeId(bp.id), 'plan.toml');
   await writeBuildpackPlan(planPath, { entries });
-  const inside = (path: string) => assertInside(bpLayers, path);
 
   const bin = join(bp.dir, 'bin', 'build');
-  if (!(await isExecutable(bin))) {
+  if (!isExecutable(bp, 'build')) {
     throw new KilnError(`buildpack ${key}: ${bin} is missing or not executable`, ExitCode.BuildFailed);
   }
   const layersSandbox = layersPathInSandbox(o, bpLayers);
@@ -239,10 +253,8 @@ async function buildOne(
 
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = new Map<string, LayerMetadataFile>();
-  await assertInside(o.layersDir, bpLayers);
-  for (const name of await layerTomlNames(bpLayers)) {
-    await inside(join(bpLayers, `${name}.toml`));
-    const meta = await readLayerToml(join(bpLayers, `${name}.toml`));
+  for (const name of layerTomlNames(out)) {
+    const meta = await readLayerToml(at(`${name}.toml`));
     if (!meta.types.launch && !meta.types.build && !meta.types.cache) {
       await rm(join(bpLayers, `${name}.ignore`), { recursive: true, force: true });
       await rename(join(bpLayers, name), join(bpLayers, `${name}.ignore`)).catch(
@@ -253,22 +265,20 @@ async function buildOne(
     }
     layers.set(name, meta);
   }
-  await checkLaunchScripts(o, bp, bpLayers, layers);
+  checkLaunchScripts(o, bp, out, layers);
   // 2. build layers feed later buildpacks: root dirs, then env/ and env.build/ (no suffix = override).
   for (const [name, meta] of layers) {
     if (!meta.types.build) continue;
-    const dir = join(bpLayers, name);
-    await env.addRootDir(dir, layersPathInSandbox(o, dir));
-    await env.addEnvDir(join(dir, 'env'), 'override', inside);
-    await env.addEnvDir(join(dir, 'env.build'), 'override', inside);
+    await env.addRootDir(at(name), layersPathInSandbox(o, join(bpLayers, name)));
+    await env.addEnvDir(at(`${name}/env`), 'override');
+    await env.addEnvDir(at(`${name}/env.build`), 'override');
   }
   // 3. build.toml: every unmet name must be in this buildpack's plan.
-  await inside(join(bpLayers, 'build.toml'));
-  const buildToml = await readBuildToml(join(bpLayers, 'build.toml'));
+  const buildToml = await readBuildToml(at('build.toml'));
   for (const u of buildToml.unmet ?? []) {
     if (!entries.some((e) => e.name === u.name)) {
       throw new KilnError(
-        `buildpack ${key}: ${join(bpLayers, 'build.toml')}: unmet.name '${u.name}' must match a requested dependency`,
+        `buildpack ${key}: ${shownPath(at('build.toml'))}: unmet.name '${u.name}' must match a requested dependency`,
         ExitCode.BuildError,
       );
     }
@@ -276,16 +286,15 @@ async function buildOne(
   const unmet = new Set((buildToml.unmet ?? []).map((u) => u.name));
   const metRequires = entries.filter((e) => !unmet.has(e.name)).map((e) => e.name);
   // 4. SBOM files.
-  const sboms = await sbomFiles(bp, bpLayers, layers);
+  const sboms = sbomFiles(bp, out, layers);
   // 5. launch.toml.
-  await inside(join(bpLayers, 'launch.toml'));
-  const launch = await readLaunchToml(join(bpLayers, 'launch.toml'), bp.api);
+  const launch = await readLaunchToml(at('launch.toml'), bp.api);
   for (const w of launch?.warnings ?? []) o.logger.warn(`buildpack ${key}: ${w}`);
   for (const s of launch?.slices ?? []) {
     for (const p of s.paths) {
       if (p.startsWith('/') || p.split('/').includes('..')) {
         throw new KilnError(
-          `buildpack ${key}: ${join(bpLayers, 'launch.toml')}: slices path "${p}" must stay inside the app directory`,
+          `buildpack ${key}: ${shownPath(at('launch.toml'))}: slices path "${p}" must stay inside the app directory`,
           ExitCode.BuildError,
         );
       }
@@ -303,8 +312,8 @@ async function buildOne(
 }
 
 /** layerTomlNames lists `<name>.toml` files of a buildpack's layers dir that describe layers, sorted. */
-async function layerTomlNames(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
+function layerTomlNames(dir: InRootFile): string[] {
+  const entries = readdirInRoot(dir.root, dir.rel, dir);
   return entries
     .filter((e) => !e.isDirectory() && e.name.endsWith('.toml'))
     .map((e) => e.name.slice(0, -5))
@@ -318,16 +327,20 @@ async function layerTomlNames(dir: string): Promise<string[]> {
  * flags (launch, else build; cache in addition). Unknown formats and formats missing from
  * `sbom-formats` fail the build.
  */
-async function sbomFiles(
+function sbomFiles(
   bp: BuildpackDescriptor,
-  bpLayers: string,
+  bpLayers: InRootFile,
   layers: ReadonlyMap<string, LayerMetadataFile>,
-): Promise<SbomFile[]> {
-  const names = (await readdir(bpLayers)).filter((n) => /^[^/]*\.sbom\.[^/]*\.json$/.test(n)).sort();
+): SbomFile[] {
+  const names = readdirInRoot(bpLayers.root, bpLayers.rel, bpLayers)
+    .map((e) => e.name)
+    .filter((n) => /^[^/]*\.sbom\.[^/]*\.json$/.test(n))
+    .sort();
   const declared = bp.sbomFormats.map((t) => t.split(';')[0]!.trim().toLowerCase());
   const out: SbomFile[] = [];
   for (const name of names) {
-    const path = join(bpLayers, name);
+    const file = childOf(bpLayers, name);
+    const path = shownPath(file);
     const layer = name.slice(0, name.indexOf('.'));
     const meta = layers.get(layer);
     // Like the lifecycle: an SBOM of a directory without a layer toml is not an SBOM of anything.
@@ -346,11 +359,11 @@ async function sbomFiles(
       );
     }
     const ext = type[0];
-    if (layer === 'launch') out.push({ path, ext, layer: '', kind: 'launch' });
-    else if (layer === 'build') out.push({ path, ext, layer: '', kind: 'build' });
+    if (layer === 'launch') out.push({ file, ext, layer: '', kind: 'launch' });
+    else if (layer === 'build') out.push({ file, ext, layer: '', kind: 'build' });
     else if (meta) {
-      out.push({ path, ext, layer, kind: meta.types.launch ? 'launch' : 'build' });
-      if (meta.types.cache) out.push({ path, ext, layer, kind: 'cache' });
+      out.push({ file, ext, layer, kind: meta.types.launch ? 'launch' : 'build' });
+      if (meta.types.cache) out.push({ file, ext, layer, kind: 'cache' });
     }
   }
   return out;
@@ -366,37 +379,40 @@ async function writeJson(path: string, value: unknown): Promise<void> {
  * `profile.d` from Buildpack API 0.9+ gets a warning, since kiln launches processes directly and
  * never sources it.
  */
-async function checkLaunchScripts(
+function checkLaunchScripts(
   o: BuildOptions,
   bp: BuildpackDescriptor,
-  bpLayers: string,
+  bpLayers: InRootFile,
   layers: ReadonlyMap<string, LayerMetadataFile>,
-): Promise<void> {
+): void {
   for (const [name, meta] of layers) {
     if (!meta.types.launch) continue;
-    const dir = join(bpLayers, name);
-    for (const sub of ['exec.d', ...(await subdirs(join(dir, 'exec.d'))).map((d) => join('exec.d', d))]) {
-      for (const e of await readdir(join(dir, sub), { withFileTypes: true }).catch(() => [])) {
+    const dir = childOf(bpLayers, name);
+    const execD = childOf(dir, 'exec.d');
+    for (const sub of [execD, ...subdirs(execD).map((d) => childOf(execD, d))]) {
+      for (const e of readdirInRootIfExists(sub.root, sub.rel, sub) ?? []) {
         if (e.isDirectory()) continue;
-        const path = join(dir, sub, e.name);
-        if (!(await isExecutable(path))) {
+        const f = childOf(sub, e.name);
+        // A link is the launcher's to resolve inside the image; kiln does not follow it here.
+        const st = lstatInRoot(f.root, f.rel, f);
+        if (st && !st.isSymbolicLink() && (!st.isFile() || (st.mode & 0o111) === 0)) {
           throw new KilnError(
-            `buildpack ${bp.id}@${bp.version}: ${path} is not executable: exec.d programs are run by the launcher`,
+            `buildpack ${bp.id}@${bp.version}: ${shownPath(f)} is not executable: exec.d programs are run by the launcher`,
             ExitCode.BuildError,
           );
         }
       }
     }
-    if (bp.api.atLeast('0.9') && (await subdirs(dir)).includes('profile.d')) {
+    if (bp.api.atLeast('0.9') && subdirs(dir).includes('profile.d')) {
       o.logger.warn(
-        `buildpack ${bp.id}@${bp.version}: ${join(dir, 'profile.d')} has no effect: processes are launched directly (use exec.d or env files)`,
+        `buildpack ${bp.id}@${bp.version}: ${shownPath(childOf(dir, 'profile.d'))} has no effect: processes are launched directly (use exec.d or env files)`,
       );
     }
   }
 }
 
-async function subdirs(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+function subdirs(dir: InRootFile): string[] {
+  const entries = readdirInRootIfExists(dir.root, dir.rel, dir) ?? [];
   return entries.filter((e) => e.isDirectory()).map((e) => e.name);
 }
 

@@ -1,4 +1,3 @@
-import { access, constants, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ApiVersion, buildpackApi } from '../cnb/api.ts';
 import {
@@ -10,6 +9,13 @@ import {
 } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
+import { existsInRoot, inRoot, lstatInRoot, readdirInRootIfExists, shownPath } from '../layers/safe-read.ts';
+
+/**
+ * How the store's files are named in errors: its content is a builder's or a buildpackage's,
+ * untrusted, so it is read through safe-read (a symlinked buildpack.toml is refused).
+ */
+const STORE = { what: 'the buildpacks directory', shown: '/cnb/buildpacks' } as const;
 
 /** BuildpackDescriptor is a buildpack found in the store, with its descriptor decoded once. */
 export interface BuildpackDescriptor {
@@ -59,16 +65,11 @@ export class BuildpackStore {
   }
 
   async #load(id: string, version: string | undefined): Promise<BuildpackDescriptor> {
-    const idDir = join(this.root, escapeId(id));
     if (!version) {
       let versions: string[];
-      try {
-        versions = (await readdir(idDir, { withFileTypes: true }))
-          .filter((e) => e.isDirectory())
-          .map((e) => e.name);
-      } catch {
-        versions = [];
-      }
+      versions = (readdirInRootIfExists(this.root, escapeId(id), STORE) ?? [])
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name);
       if (versions.length !== 1) {
         throw new KilnError(
           versions.length === 0
@@ -80,13 +81,11 @@ export class BuildpackStore {
     }
     const relativeDir = join(escapeId(id), version);
     const dir = join(this.root, relativeDir);
-    const path = join(dir, 'buildpack.toml');
-    try {
-      await access(path);
-    } catch {
+    const file = inRoot(this.root, `${relativeDir}/buildpack.toml`, STORE);
+    const path = shownPath(file);
+    if (!existsInRoot(file.root, file.rel, file))
       throw new KilnError(`buildpack ${id}@${version} not found: expected ${path}`);
-    }
-    const toml = await readBuildpackToml(path);
+    const toml = await readBuildpackToml(file);
     const api = buildpackApi(toml.api, path);
     if (toml.buildpack.id !== id || toml.buildpack.version !== version) {
       throw new KilnError(
@@ -94,7 +93,7 @@ export class BuildpackStore {
         ExitCode.Failed,
       );
     }
-    const hasBinBuild = await exists(join(dir, 'bin', 'build'));
+    const hasBinBuild = existsInRoot(this.root, `${relativeDir}/bin/build`, STORE);
     return {
       id,
       version,
@@ -113,21 +112,13 @@ export class BuildpackStore {
   }
 }
 
-/** isExecutable tells whether `path` is a file kiln may ask the sandbox to execute. */
-export async function isExecutable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * isExecutable tells whether `bin/<name>` of a buildpack is something kiln may ask the sandbox to
+ * execute: an executable regular file, or a link (`bin/build -> main`, common in libcnb
+ * buildpacks), which only the sandbox resolves, in its own root; kiln never follows it here.
+ */
+export function isExecutable(bp: BuildpackDescriptor, name: 'build' | 'detect'): boolean {
+  const root = bp.dir.slice(0, bp.dir.length - bp.relativeDir.length);
+  const st = lstatInRoot(root, `${bp.relativeDir}/bin/${name}`, STORE);
+  return st !== undefined && (st.isSymbolicLink() || (st.isFile() && (st.mode & 0o111) !== 0));
 }

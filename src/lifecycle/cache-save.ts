@@ -85,9 +85,8 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   const staged: Digest[] = [];
   const buildpacks: BuildpackLayersMetadata[] = [];
   for (const bp of o.group) {
-    const bpDir = path.join(o.layersDir, escapeId(bp.id));
     const bpMd: BuildpackLayersMetadata = { key: bp.id, version: bp.version, layers: {} };
-    for (const l of await readLayerDirs(bpDir)) {
+    for (const l of await readLayerDirs(o.layersDir, escapeId(bp.id))) {
       if (!l.types.cache) continue;
       const id = `${bp.id}:${l.name}`;
       if (!l.hasContents) {

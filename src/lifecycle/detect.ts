@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PLATFORM_API } from '../cnb/api.ts';
 import { type DetectPlan, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
@@ -8,6 +8,7 @@ import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
 import { type SystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
+import { readTextInRoot } from '../layers/safe-read.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
@@ -340,7 +341,7 @@ class Detector {
     const o = this.#o;
     const base = { id: bp.id, version: bp.version };
     const bin = join(bp.dir, 'bin', 'detect');
-    if (!(await isExecutable(bin))) {
+    if (!isExecutable(bp, 'detect')) {
       return { ...base, code: -1, output: [], error: `${bin} is missing or not executable` };
     }
     // An empty plan file per buildpack, owned by the build user, in a dir only kiln can write.
@@ -380,7 +381,9 @@ class Detector {
     if (code !== 0) return { ...base, code, output };
     let plan: DetectPlan;
     try {
-      plan = parseDetectPlan(await readFile(planHost, 'utf8'), `build plan of ${bp.id}@${bp.version}`);
+      // The file is the buildpack's (in kiln's scratch dir): read it as untrusted, size-capped.
+      const text = readTextInRoot(this.#scratch.dir, planName, { what: "kiln's scratch directory" });
+      plan = parseDetectPlan(text, `build plan of ${bp.id}@${bp.version}`);
     } catch (err) {
       return { ...base, code: -1, output, error: (err as Error).message };
     }

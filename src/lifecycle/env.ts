@@ -1,5 +1,12 @@
 import { join } from 'node:path';
 import { applyEnvOp, envFiles, isDir } from '../cnb/launch-env.ts';
+import { childOf, type InRootFile, inRoot, lstatInRoot } from '../layers/safe-read.ts';
+
+/** How `/cnb/build-config` of a builder is named in errors; its files are the builder's, untrusted. */
+const BUILD_CONFIG = {
+  what: "the builder's /cnb/build-config directory",
+  shown: '/cnb/build-config',
+} as const;
 
 /**
  * Variables a buildpack inherits from the base environment (the build image's config env plus
@@ -75,9 +82,17 @@ export class BuildEnv {
    * addRootDir prepends a layer's `bin`, `lib`, `include` and `pkgconfig` dirs (when they exist
    * on the host at `hostDir`) to their variables, using their path inside the sandbox.
    */
-  async addRootDir(hostDir: string, sandboxDir: string): Promise<void> {
+  async addRootDir(hostDir: string | InRootFile, sandboxDir: string): Promise<void> {
     for (const [dir, names] of BUILD_ROOT_DIRS) {
-      if (!(await isDir(join(hostDir, dir)))) continue;
+      if (typeof hostDir === 'string') {
+        if (!(await isDir(join(hostDir, dir)))) continue;
+      } else {
+        // A link (`bin -> node/bin`) is the buildpack's to resolve inside the sandbox: the variable
+        // only names the sandbox path, so kiln never follows it on the host to decide.
+        const f = childOf(hostDir, dir);
+        const st = lstatInRoot(f.root, f.rel, f);
+        if (!st?.isDirectory() && !st?.isSymbolicLink()) continue;
+      }
       for (const name of names) {
         const old = this.get(name);
         this.#vars.set(name, `${sandboxDir}/${dir}${old === '' ? '' : `:${old}`}`);
@@ -90,7 +105,7 @@ export class BuildEnv {
    * action; `check` vets each file before it is read.
    */
   async addEnvDir(
-    dir: string,
+    dir: string | InRootFile,
     defaultAction: EnvAction,
     check?: (path: string) => Promise<void>,
   ): Promise<void> {
@@ -118,7 +133,7 @@ export class BuildEnv {
         }
       }
     }
-    if (buildConfigDir) await applyEnvDir(vars, join(buildConfigDir, 'env'), 'default');
+    if (buildConfigDir) await applyEnvDir(vars, inRoot(buildConfigDir, 'env', BUILD_CONFIG), 'default');
     return vars;
   }
 }
@@ -130,7 +145,7 @@ export class BuildEnv {
  */
 export async function applyEnvDir(
   vars: Map<string, string>,
-  dir: string,
+  dir: string | InRootFile,
   defaultAction: EnvAction,
   check?: (path: string) => Promise<void>,
 ): Promise<void> {

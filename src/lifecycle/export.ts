@@ -28,6 +28,7 @@ import {
   launcherSbom,
   processTypesLayerEntries,
 } from '../launcher/index.ts';
+import { inRoot, readdirInRootIfExists, statInRoot } from '../layers/safe-read.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { writeFileAtomic } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
@@ -157,29 +158,26 @@ export interface LayerDir {
   readonly metadata: Record<string, unknown>;
 }
 
+/** How buildpack outputs are named in the exporter's errors (`layers/<bp>/<layer>.toml`). */
+const LAYERS = { what: 'the layers directory', shown: 'layers', exitCode: ExitCode.ExportError } as const;
+
 /**
- * readLayerDirs lists a buildpack's layers by their `<name>.toml` files, sorted by name. A
- * directory without a toml is not a layer; `launch.toml`, `build.toml` and `store.toml` are the
- * buildpack's own files, not layers.
+ * readLayerDirs lists a buildpack's layers (`<layersDir>/<bpDir>`) by their `<name>.toml` files,
+ * sorted by name. A directory without a toml is not a layer; `launch.toml`, `build.toml` and
+ * `store.toml` are the buildpack's own files, not layers. Everything is read through safe-read
+ * inside the layers dir: a symlinked toml or layer dir is refused, never followed.
  */
-export async function readLayerDirs(bpDir: string): Promise<LayerDir[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(bpDir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+export async function readLayerDirs(layersDir: string, bpDir: string): Promise<LayerDir[]> {
+  const names = (readdirInRootIfExists(layersDir, bpDir, LAYERS) ?? []).map((e) => e.name);
   const out: LayerDir[] = [];
   for (const file of names.filter((n) => n.endsWith('.toml')).sort()) {
     const name = file.slice(0, -'.toml'.length);
     if (RESERVED_LAYER_NAMES.includes(name)) continue;
-    const toml = await readLayerToml(path.join(bpDir, file));
-    const dir = path.join(bpDir, name);
-    const st = await fs.stat(dir).catch(() => undefined);
+    const toml = await readLayerToml(inRoot(layersDir, `${bpDir}/${file}`, LAYERS));
+    const st = statInRoot(layersDir, `${bpDir}/${name}`, LAYERS);
     out.push({
       name,
-      path: dir,
+      path: path.join(layersDir, bpDir, name),
       hasContents: st?.isDirectory() === true,
       types: { ...toml.types },
       metadata: toml.metadata,
@@ -383,11 +381,10 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   // 1. Buildpack launch layers.
   const bpMetadata: BuildpackLayersMetadata[] = [];
   for (const bp of [...opts.group, ...(opts.extraBuildpacks ?? [])]) {
-    const bpDir = path.join(opts.layersDir, escapeId(bp.id));
     const bpMd: BuildpackLayersMetadata = { key: bp.id, version: bp.version, layers: {} };
-    const store = await readStoreToml(path.join(bpDir, 'store.toml'));
+    const store = await readStoreToml(inRoot(opts.layersDir, `${escapeId(bp.id)}/store.toml`, LAYERS));
     if (store) bpMd.store = { metadata: store.metadata ?? {} };
-    for (const l of await readLayerDirs(bpDir)) {
+    for (const l of await readLayerDirs(opts.layersDir, escapeId(bp.id))) {
       if (!l.types.launch) continue;
       const id = `${bp.id}:${l.name}`;
       const createdBy = CREATED_BY.buildpackLayer(l.name, `${bp.id}@${bp.version}`);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
-import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
+import { SOURCE_OPEN_FLAGS, type TarEntry, tarChunks } from '../layers/tar-writer.ts';
 import { type DirListings, scan, type WalkOptions, walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
@@ -202,7 +202,7 @@ export async function diffIDOf(entries: readonly TarEntry[], epoch: number): Pro
   const fast = entries.map((e): TarEntry => {
     const src = e.source;
     if (e.type !== 'file' || !src || e.open || e.read || (e.size ?? 0) > SYNC_READ_MAX) return e;
-    return { ...e, read: async () => readFileSync(src) };
+    return { ...e, read: async () => readFileSync(src, { flag: SOURCE_OPEN_FLAGS }) };
   });
   for await (const chunk of tarChunks(fast, { epoch })) h.update(chunk);
   return `sha256:${h.digest('hex')}`;

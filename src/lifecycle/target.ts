@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { TargetMetadata } from '../cnb/analyzed-toml.ts';
 import type { Target } from '../cnb/buildpack-toml.ts';
+import { readTextInRootIfExists, UntrustedFileError } from '../layers/safe-read.ts';
 
 /** RunTarget is the run image's target as the detect and build phases use it. */
 export interface RunTarget {
@@ -56,16 +55,18 @@ export function targetMatches(run: RunTarget, bp: Target): boolean {
 }
 
 async function osRelease(rootfs: string): Promise<{ name: string; version: string } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(rootfs, 'etc/os-release'), 'utf8');
-  } catch {
+  // /etc/os-release is usually a link to ../usr/lib/os-release: links resolve inside the rootfs.
+  const image = { what: "the build image's root filesystem", shown: '/', follow: 'in-root' } as const;
+  const read = (rel: string) => {
     try {
-      text = await readFile(join(rootfs, 'usr/lib/os-release'), 'utf8');
-    } catch {
-      return undefined;
+      return readTextInRootIfExists(rootfs, rel, image);
+    } catch (e) {
+      if (e instanceof UntrustedFileError) return undefined;
+      throw e;
     }
-  }
+  };
+  const text = read('etc/os-release') ?? read('usr/lib/os-release');
+  if (text === undefined) return undefined;
   const get = (k: string) => {
     const m = new RegExp(`^${k}=(.*)$`, 'm').exec(text);
     return m ? m[1]!.trim().replace(/^["']|["']$/g, '') : '';

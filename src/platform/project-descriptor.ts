@@ -4,6 +4,7 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode } from '../cnb/exit-codes.ts';
 import { CnbFileError, validate } from '../cnb/toml-file.ts';
+import { readTextInRootIfExists } from '../layers/safe-read.ts';
 import { type SourceFilter, sourceFilter } from './source-filter.ts';
 
 // project.toml, the project descriptor (spec: buildpacks/spec extensions/project-descriptor.md,
@@ -197,6 +198,15 @@ export function emptyProjectDescriptor(): ProjectDescriptor {
 export async function readProjectDescriptor(appDir: string, file?: string): Promise<ProjectDescriptor> {
   const explicit = file !== undefined;
   const target = path.resolve(appDir, file ?? 'project.toml');
+  if (!explicit) {
+    // The app's own project.toml comes with the source (a cloned repository may hold a symlink
+    // named project.toml): read inside the app dir, a link refused. A --descriptor is the user's.
+    const text = readTextInRootIfExists(appDir, 'project.toml', {
+      what: 'the app directory',
+      exitCode: ExitCode.InvalidArgs,
+    });
+    return text === undefined ? emptyProjectDescriptor() : parseProjectDescriptor(text, target);
+  }
   let text: string;
   try {
     text = await readFile(target, 'utf8');

@@ -1,8 +1,7 @@
-import { lstat, readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Command } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { extract } from '../../layers/extract.ts';
+import { lstatInRoot, readdirInRootIfExists, readTextInRootIfExists } from '../../layers/safe-read.ts';
 import type { Image } from '../../oci/image.ts';
 import type { ConfigFile } from '../../oci/schema.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
@@ -148,9 +147,8 @@ export async function runSpecFor(
     if (!/^[A-Za-z0-9._-]+$/.test(req.process)) {
       throw new KilnError(`invalid process type "${req.process}"`, ExitCode.InvalidArgs);
     }
-    const link = path.join(rootfs, 'cnb/process', req.process);
-    if (!(await lstat(link).catch(() => undefined))) {
-      const types = await listProcessTypes(rootfs);
+    if (!lstatInRoot(rootfs, `cnb/process/${req.process}`, IMAGE)) {
+      const types = listProcessTypes(rootfs);
       throw new KilnError(
         `process type "${req.process}" not found in the image: it has ${types.length > 0 ? types.join(', ') : 'no /cnb/process entries'}`,
         ExitCode.InvalidArgs,
@@ -209,8 +207,15 @@ export async function runSpecFor(
   };
 }
 
-async function listProcessTypes(rootfs: string): Promise<string[]> {
-  return (await readdir(path.join(rootfs, 'cnb/process')).catch(() => [] as string[])).sort();
+/**
+ * How the image's files are read: inside its unpacked rootfs, links resolved against that root
+ * (as the container will), never on the host. The image is untrusted (pulled, or built from an
+ * untrusted builder).
+ */
+const IMAGE = { what: "the image's root filesystem", shown: '/', follow: 'in-root' } as const;
+
+function listProcessTypes(rootfs: string): string[] {
+  return (readdirInRootIfExists(rootfs, 'cnb/process', IMAGE) ?? []).map((e) => e.name).sort();
 }
 
 /** Resolves an image `User` (`name`, `uid`, `name:group`, `uid:gid`) against the image's files. */
@@ -218,8 +223,8 @@ export async function resolveUser(
   user: string,
   rootfs: string,
 ): Promise<{ uid: number; gid: number; home: string }> {
-  const passwd = await readColonFile(path.join(rootfs, 'etc/passwd'));
-  const group = await readColonFile(path.join(rootfs, 'etc/group'));
+  const passwd = readColonFile(rootfs, 'etc/passwd');
+  const group = readColonFile(rootfs, 'etc/group');
   const [u = '', g] = user.split(':');
   let uid: number;
   let gid: number | undefined;
@@ -247,8 +252,8 @@ export async function resolveUser(
   return { uid, gid: gid ?? uid, home };
 }
 
-async function readColonFile(file: string): Promise<string[][]> {
-  const text = await readFile(file, 'utf8').catch(() => '');
+function readColonFile(rootfs: string, rel: string): string[][] {
+  const text = readTextInRootIfExists(rootfs, rel, IMAGE) ?? '';
   return text
     .split('\n')
     .filter((l) => l !== '' && !l.startsWith('#'))

@@ -1,19 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import {
-  access,
-  chmod,
-  chown,
-  cp,
-  lstat,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  realpath,
-  rm,
-  stat,
-} from 'node:fs/promises';
+import { access, chmod, chown, cp, mkdir, mkdtemp, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Order } from '../../cnb/buildpack-toml.ts';
@@ -28,6 +15,14 @@ import { writeReportToml } from '../../cnb/report-toml.ts';
 import { readRunToml } from '../../cnb/run-toml.ts';
 import type { LauncherInfo } from '../../launcher/index.ts';
 import { extract } from '../../layers/extract.ts';
+import {
+  inRoot,
+  isDirInRoot,
+  lstatInRoot,
+  readTextInRootIfExists,
+  statInRoot,
+  UntrustedFileError,
+} from '../../layers/safe-read.ts';
 import { type Digest, sha256 } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { copyAppSource } from '../../platform/app-source.ts';
@@ -208,30 +203,42 @@ async function buildHome(
   work: string,
   mount: boolean,
 ): Promise<{ home?: string; mount?: Mount }> {
-  const root = await realpath(rootfs);
-  const inRootfs = async (p: string, kind: 'dir' | 'file'): Promise<string | undefined> => {
-    const host = path.join(root, p);
-    if (!host.startsWith(`${root}/`)) return undefined;
-    const real = await realpath(host).catch(() => undefined);
-    if (real !== host) return undefined;
-    const st = await lstat(host);
-    return (kind === 'dir' ? st.isDirectory() : st.isFile()) ? host : undefined;
-  };
+  // The image's files are the builder's: /etc/passwd is read inside the rootfs with in-root link
+  // resolution (images link it legitimately), and HOME must be a directory inside the rootfs.
+  const image = { what: "the build image's root filesystem", shown: '/', follow: 'in-root' } as const;
   let home = env.HOME;
   if (home === undefined) {
-    const passwd = await inRootfs('/etc/passwd', 'file');
-    const line = passwd
-      ? (await readFile(passwd, 'utf8')).split('\n').find((l) => l.split(':')[2] === String(uid))
-      : undefined;
+    const passwd = readTextInRootIfExists(rootfs, 'etc/passwd', image);
+    const line = passwd?.split('\n').find((l) => l.split(':')[2] === String(uid));
     home = line?.split(':')[5] || '/';
   }
-  if (!mount || !home.startsWith('/') || path.normalize(home) === '/' || !(await inRootfs(home, 'dir')))
-    return { home };
+  // A HOME reached through a link is not bound over (as before): the bind would land elsewhere.
+  const homeIsDir = () => {
+    try {
+      return isDirInRoot(rootfs, home, BUILDER);
+    } catch (e) {
+      if (e instanceof UntrustedFileError) return false;
+      throw e;
+    }
+  };
+  if (!mount || !home.startsWith('/') || path.normalize(home) === '/' || !homeIsDir()) return { home };
   const dir = path.join(work, 'home');
   await mkdir(dir, { mode: 0o755 });
   await chmod(dir, 0o755);
   if (process.getuid?.() === 0) await chown(dir, uid, gid);
   return { home, mount: { src: dir, dst: path.normalize(home), readonly: false } };
+}
+
+/**
+ * How a builder's own files are named in errors (`/cnb/order.toml`). They are read through
+ * layers/safe-read inside the unpacked rootfs: a symlink there is refused, never followed.
+ */
+const BUILDER = { what: "the builder's root filesystem", shown: '/', exitCode: ExitCode.Failed } as const;
+
+/** rethrowUntrusted lets a refused builder file fail the build; other read errors read as absent. */
+function rethrowUntrusted(e: unknown): undefined {
+  if (e instanceof UntrustedFileError) throw e;
+  return undefined;
 }
 
 function parseBuildpackRef(ref: string): { id: string; version?: string } {
@@ -255,6 +262,9 @@ async function resolveBuildpacks(
   post: { id: string; version?: string }[];
 }> {
   const builderRoot = r.extraBuildpacksDir ?? path.join(rootfs, 'cnb', 'buildpacks');
+  // The builder's /cnb/buildpacks is mounted and copied below by path: it must be a directory
+  // of the rootfs, not a link (to a host directory) that both would follow.
+  if (!r.extraBuildpacksDir) statInRoot(rootfs, 'cnb/buildpacks', BUILDER);
   let root = builderRoot;
   const own = async () => {
     if (root !== builderRoot) return root;
@@ -280,7 +290,8 @@ async function resolveBuildpacks(
     }
     // After a directory: a buildpack the builder has, then a buildpackage image.
     const asId = parseBuildpackRef(ref);
-    if (await isDir(path.join(builderRoot, escapeId(asId.id)))) return asId;
+    if (!/^\.\.?$/.test(asId.id) && lstatInRoot(builderRoot, escapeId(asId.id), BUILDER)?.isDirectory())
+      return asId;
     const image = await r.openBuildpackage?.(ref);
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
@@ -503,7 +514,7 @@ async function buildWith(
       appDir,
       platformDir,
       layersDir,
-      ...((await isDir(path.join(rootfs, 'cnb', 'build-config')))
+      ...(isDirInRoot(rootfs, 'cnb/build-config', BUILDER)
         ? { buildConfigDir: path.join(rootfs, 'cnb', 'build-config') }
         : {}),
       executor: r.executor,
@@ -526,7 +537,7 @@ async function buildWith(
     log.phase('DETECTING');
     const baseOrder: Order = resolved.group
       ? [{ group: resolved.group.map((b) => ({ ...b, optional: false })) }]
-      : (await readOrderToml(path.join(rootfs, 'cnb', 'order.toml'))).order;
+      : (await readOrderToml(inRoot(rootfs, 'cnb/order.toml', BUILDER))).order;
     // project.toml pre/post groups go around every group of the order.
     const order: Order =
       resolved.pre.length || resolved.post.length
@@ -795,13 +806,13 @@ async function sweepDeadWorkDirs(tmpDir: string): Promise<void> {
  * in the label so rebase can accept them.
  */
 async function mirrorsOf(rootfs: string, image: string): Promise<string[]> {
-  const run = await readRunToml(path.join(rootfs, 'cnb', 'run.toml')).catch(() => undefined);
+  const run = await readRunToml(inRoot(rootfs, 'cnb/run.toml', BUILDER)).catch(rethrowUntrusted);
   const entry = run?.images?.find((i) => i.image === image || (i.mirrors ?? []).includes(image));
   return entry ? [...(entry.mirrors ?? [])] : [];
 }
 
 async function defaultRunImage(rootfs: string, builder: BuilderInput): Promise<{ image: string }> {
-  const run = await readRunToml(path.join(rootfs, 'cnb', 'run.toml')).catch(() => undefined);
+  const run = await readRunToml(inRoot(rootfs, 'cnb/run.toml', BUILDER)).catch(rethrowUntrusted);
   const first = run?.images?.[0]?.image;
   if (first) return { image: first };
   throw new KilnError(
