@@ -177,10 +177,16 @@ export async function runInSandbox(
     ...(byDeadline ? { timeoutMs: left, graceMs: 0 } : { timeoutMs: o.timeoutMs }),
   });
   o.logger.debug(`${argv[0]}: exit ${r.exitCode} after ${(performance.now() - t0).toFixed(0)} ms`);
-  if (r.timedOut && byDeadline && o.deadline) throw o.deadline.stopped(who);
+  // Other limits it ran into on the way (e.g. a fork bomb's process limit) go on the same line.
+  const also = r.notes.filter((n) => !n.startsWith('stopped after'));
+  const more = also.length > 0 ? ` (${also.join('; ')})` : '';
+  if (r.timedOut && byDeadline && o.deadline) {
+    const e = o.deadline.stopped(who);
+    throw new LimitError(`${e.message}${more}`, e.exitCode);
+  }
   if (r.limit !== undefined)
     throw new LimitError(
-      `buildpack ${who.buildpack} (${who.phase}) was stopped: ${r.limit}`,
+      `buildpack ${who.buildpack} (${who.phase}) was stopped: ${r.limit}${more}`,
       limitExitCode(who.phase),
     );
   return r;

@@ -110,7 +110,7 @@ export function formatBytes(n: number): string {
 export function formatDuration(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  if (ms % 100 === 0) return `${ms / 1000}s`;
   return `${ms}ms`;
 }
 
