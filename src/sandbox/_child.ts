@@ -232,6 +232,7 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
     let killTimer: NodeJS.Timeout | undefined;
     let exited = false;
     const killAll = (): void => {
+      guard.kill();
       // SIGKILL to the namespace's init takes every process in the sandbox with it.
       for (const pid of [initPid, child.pid !== undefined ? -child.pid : undefined]) {
         if (pid === undefined) continue;

@@ -119,6 +119,11 @@ export class RunGuard {
     }
   }
 
+  /** kill SIGKILLs every process of the run's cgroup (stopped ones too), if it has one. */
+  kill(): void {
+    this.#cgroup?.kill();
+  }
+
   /**
    * finished is called once the process has ended: stops the watch (with a last check of the
    * trees), reads the cgroup's counters and removes it. Returns the limit that ended the run and
