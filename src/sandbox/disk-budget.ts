@@ -14,7 +14,7 @@
  * growth of the filesystem that could put the trees over budget triggers a walk at the next poll.
  */
 import { type Stats, statfsSync } from 'node:fs';
-import { lstat, readdir, statfs } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { limitMessages } from './limits.ts';
 
@@ -158,7 +158,8 @@ export function watch(o: DiskBudgetOptions, onExceeded: (why: string) => void): 
   const check = async (final: boolean): Promise<string | undefined> => {
     for (const r of o.roots) {
       try {
-        const s = await statfs(r.host);
+        // statfs is a few microseconds: sync, so a busy threadpool cannot delay the check.
+        const s = statfsSync(r.host);
         const free = s.bavail * s.bsize;
         if (o.reserveBytes !== undefined && free < o.reserveBytes)
           return limitMessages.reserve(r.name, free, o.reserveBytes);
