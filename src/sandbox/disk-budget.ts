@@ -36,8 +36,11 @@ export interface DiskBudgetOptions {
 export const POLL_MS = 250;
 /** A walk may take this share of the time at most (interval = walk time / share). */
 const WALK_SHARE = 0.1;
-/** Walks stop counting after this many entries: a tree that large is over any sane budget. */
-const MAX_ENTRIES = 5_000_000;
+/**
+ * Entries the trees may hold: far above real builds (a large node_modules has ~100k), low enough
+ * that a walk stays seconds, not minutes; a build that makes more is stopped like a disk filler.
+ */
+export const MAX_ENTRIES = 2_000_000;
 
 /**
  * treeBytes sums the allocated bytes (st_blocks × 512) of everything under `roots`, counting a
@@ -45,6 +48,11 @@ const MAX_ENTRIES = 5_000_000;
  * (a directory swapped for a mount or a link mid-walk cannot send the walk across the host).
  */
 export async function treeBytes(roots: readonly string[]): Promise<number> {
+  return (await treeUsage(roots)).bytes;
+}
+
+/** treeUsage is treeBytes plus the number of entries; the walk stops past MAX_ENTRIES. */
+export async function treeUsage(roots: readonly string[]): Promise<{ bytes: number; entries: number }> {
   const seen = new Set<string>();
   let total = 0;
   let entries = 0;
@@ -72,7 +80,7 @@ export async function treeBytes(roots: readonly string[]): Promise<number> {
       for (let i = 0; i < names.length; i++) {
         const s = stats[i];
         if (!s || s.dev !== dev) continue;
-        if (++entries > MAX_ENTRIES) return Number.MAX_SAFE_INTEGER;
+        if (++entries > MAX_ENTRIES) return { bytes: total, entries };
         if (s.isDirectory() || s.nlink > 1) {
           const key = `${s.dev}:${s.ino}`;
           if (seen.has(key)) continue;
@@ -83,7 +91,7 @@ export async function treeBytes(roots: readonly string[]): Promise<number> {
       }
     }
   }
-  return total;
+  return { bytes: total, entries };
 }
 
 /** freeBytes is the space an unprivileged user can still allocate on the filesystem of `p`. */
@@ -173,12 +181,14 @@ export function watch(o: DiskBudgetOptions, onExceeded: (why: string) => void): 
     const mayBeOver = (m.tree ?? 0) + (usedNow - m.usedAtWalk) > o.budgetBytes;
     if (!mayBeOver && (final || Date.now() - m.lastWalkAt < walkEvery)) return undefined;
     const t0 = performance.now();
-    const used = await treeBytes(hosts);
+    const { bytes: used, entries } = await treeUsage(hosts);
     const took = performance.now() - t0;
     m.tree = used;
     m.usedAtWalk = usedNow;
     m.lastWalkAt = Date.now();
     walkEvery = Math.max(SAFETY_WALK_MS, took / WALK_SHARE);
+    const names = o.roots.map((r) => r.name);
+    if (entries > MAX_ENTRIES) return limitMessages.entries(MAX_ENTRIES, names);
     return used > o.budgetBytes
       ? limitMessages.disk(
           used,

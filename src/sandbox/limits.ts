@@ -120,6 +120,8 @@ export const limitMessages = {
     `the build's disk budget of ${formatBytes(budget)} for ${roots.join(' and ')} was exceeded (${formatBytes(used)} written); raise it with ${RAISE.disk}`,
   reserve: (path: string, free: number, reserve: number) =>
     `the host filesystem of ${path} has only ${formatBytes(free)} free, below the ${formatBytes(reserve)} kiln keeps free; ${RAISE.reserve}`,
+  entries: (max: number, roots: readonly string[]) =>
+    `the build created more than ${max} files and directories in ${roots.join(' and ')}; that many is not a real build`,
   inodes: (path: string, free: number) =>
     `the host filesystem of ${path} is running out of inodes (${free} left); the build created too many files`,
   memory: (limit: number) =>

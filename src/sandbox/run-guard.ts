@@ -15,6 +15,7 @@
  * limit and how to raise it) plus notes.
  */
 import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { HostCommand } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
@@ -96,6 +97,15 @@ export class RunGuard {
       this.#cgroup?.kill();
       kill();
     };
+    // Whatever else holds memory (kiln, the host), the OOM killer picks the sandbox first; children
+    // inherit it. Before the gate opens, so nothing escapes it (without a gate: right after spawn).
+    if (child.pid !== undefined) {
+      try {
+        writeFileSync(`/proc/${child.pid}/oom_score_adj`, '1000');
+      } catch {
+        // Gone already, or not permitted: the cgroup/rlimit still bound it.
+      }
+    }
     if (this.#cgroup && this.gateFd !== undefined) {
       const gate = child.stdio[this.gateFd] as Writable | null | undefined;
       try {

@@ -145,6 +145,16 @@ describe('build limits', { skip: !asRoot && 'needs root (build as uid 1000, cgro
     assertNoCgroupsLeft();
   });
 
+  test("buildpack processes are the OOM killer's first choice, not kiln or the host", async () => {
+    const bp = await f.inline({
+      id: 'limits/oom-score',
+      detect: 'exit 0',
+      build: 'cat /proc/self/oom_score_adj > "$CNB_LAYERS_DIR/oom"',
+    });
+    await f.detectAndBuild([bp.id]);
+    assert.equal((await f.layerFile(bp.id, 'oom')).trim(), '1000');
+  });
+
   test('a hung buildpack is killed at the build timeout with one line naming it', async () => {
     const bp = await f.inline({ id: 'limits/slow', version: '1.0', detect: 'exit 0', build: 'sleep 600' });
     const t0 = Date.now();
