@@ -17,6 +17,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { HostCommand } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
 import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';
@@ -54,10 +55,18 @@ export class RunGuard {
       this.#cgroup = undefined;
       return;
     }
-    this.#cgroup = SandboxCgroup.create({
-      ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
-      ...(l.processes !== undefined ? { processes: l.processes } : {}),
-    });
+    try {
+      this.#cgroup = SandboxCgroup.create({
+        ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
+        ...(l.processes !== undefined ? { processes: l.processes } : {}),
+      });
+    } catch (e) {
+      // The hierarchy is usable but refused this cgroup: fail rather than run unbounded.
+      throw new KilnError(
+        `sandbox: cannot create the cgroup that bounds memory and processes (${(e as Error).message})`,
+        ExitCode.Failed,
+      );
+    }
     let wrapped = cmd;
     if (l.memoryBytes !== undefined && !this.#cgroup?.boundsMemory) {
       // No memory cgroup: RLIMIT_DATA bounds each process's heap and private writable mappings
