@@ -166,8 +166,15 @@ export class SandboxCgroup {
     this.limits = limits;
   }
 
+  /**
+   * Set to stop using cgroups in this process (the rlimit fallback then applies everywhere): for
+   * hosts whose cgroups kiln must not touch, and for tests of the fallback.
+   */
+  static disabled = false;
+
   /** Which controllers kiln can use on this host (memory, pids). */
   static available(): { memory: boolean; pids: boolean } {
+    if (SandboxCgroup.disabled) return { memory: false, pids: false };
     const h = hierarchies();
     return { memory: h.has('memory'), pids: h.has('pids') };
   }
@@ -178,6 +185,7 @@ export class SandboxCgroup {
    * Throws when a controller that is available refuses the limit (never silently unbounded).
    */
   static create(limits: CgroupLimits): SandboxCgroup | undefined {
+    if (SandboxCgroup.disabled) return undefined;
     const h = hierarchies();
     const wanted: Controller[] = [];
     if (limits.memoryBytes !== undefined && h.has('memory')) wanted.push('memory');

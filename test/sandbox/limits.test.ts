@@ -145,6 +145,47 @@ describe('build limits', { skip: !asRoot && 'needs root (build as uid 1000, cgro
     assertNoCgroupsLeft();
   });
 
+  test('a memory hog in detect ends the detect phase with exit 22', async () => {
+    const bp = await f.inline({
+      id: 'limits/detect-hog',
+      detect: '/usr/bin/python3 -c "b = bytearray(512 << 20)"',
+    });
+    const { message, exitCode } = await failure(f.detect([bp.id], { limits: { memoryBytes: 96 * MiB } }));
+    assert.equal(exitCode, ExitCode.DetectError);
+    if (SandboxCgroup.available().memory)
+      assert.match(
+        message,
+        /^buildpack limits\/detect-hog@0\.0\.1 \(detect\) was stopped: it ran out of memory/,
+      );
+  });
+
+  test('without cgroups, RLIMIT_DATA bounds memory: Node.js and npm still run, a hog fails naming the limit', async () => {
+    SandboxCgroup.disabled = true;
+    try {
+      const ok = await f.inline({
+        id: 'limits/node-ok',
+        detect: 'exit 0',
+        build:
+          "node -e \"const {Worker}=require('worker_threads'); new Worker('1',{eval:true}).on('exit',()=>console.log('node ok'))\" > \"$CNB_LAYERS_DIR/node\"; HOME=/tmp npm --version > \"$CNB_LAYERS_DIR/npm\"",
+      });
+      await f.detectAndBuild([ok.id], { limits: { memoryBytes: 512 * MiB } });
+      assert.equal((await f.layerFile(ok.id, 'node')).trim(), 'node ok');
+      assert.match(await f.layerFile(ok.id, 'npm'), /^\d+\.\d+\.\d+/);
+      const hog = await f.inline({
+        id: 'limits/hog-rlimit',
+        detect: 'exit 0',
+        build: '/usr/bin/python3 -c "b = bytearray(768 << 20)"',
+      });
+      const { message, exitCode } = await failure(
+        f.detectAndBuild([hog.id], { limits: { memoryBytes: 512 * MiB } }),
+      );
+      assert.equal(exitCode, ExitCode.BuildFailed);
+      assert.match(message, /memory ran out \(the limit is 512 MiB\); raise it with --memory-limit/);
+    } finally {
+      SandboxCgroup.disabled = false;
+    }
+  });
+
   test("buildpack processes are the OOM killer's first choice, not kiln or the host", async () => {
     const bp = await f.inline({
       id: 'limits/oom-score',
