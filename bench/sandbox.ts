@@ -4,6 +4,7 @@
 //   HostExecutor           same env discipline, no namespaces
 //   BubblewrapExecutor     the default sandbox: prlimit + setpriv (as root) + bwrap with all namespaces
 //   BubblewrapExecutor     with --unshare-net (network none)
+//   BubblewrapExecutor     network none without the limits' cgroup, gate and disk watch
 // Usage: node bench/sandbox.ts [N]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -95,6 +96,15 @@ try {
   );
   const shared = await time('BubblewrapExecutor, network host', run(bw, spec('host')));
   const none = await time('BubblewrapExecutor, network none', run(bw, spec('none')));
+  // The same without the per-run memory/pids cgroup and disk watch (what the limits cost).
+  const unguarded = {
+    limits: { memoryBytes: undefined, diskBytes: undefined, diskReserveBytes: undefined },
+  } as unknown as Partial<RunSpec>;
+  const bare = await time(
+    'BubblewrapExecutor, none, no cgroup/disk watch',
+    run(bw, { ...spec('none'), ...unguarded }),
+  );
+  console.log(`limits (cgroup + gate + disk watch) cost: ${(none - bare).toFixed(2)} ms per process`);
   console.log(
     `sandbox overhead over plain spawn: ${(shared - plain).toFixed(2)} ms (host net), ${(none - plain).toFixed(2)} ms (no net); target <= 30 ms per process`,
   );

@@ -5,6 +5,7 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
+import { parseDuration, parseSize } from '../sandbox/limits.ts';
 
 // kiln's user configuration: one TOML file (`KILN_CONFIG`, else `<config dir>/config.toml`, where
 // the config dir is KILN_HOME/config or $XDG_CONFIG_HOME/kiln or ~/.config/kiln; the CLI's
@@ -18,6 +19,12 @@ import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml
 //   ca-certs = ["/etc/corp/root-ca.pem"]
 //   npm-registry = "https://npm.example.com/"
 //   debian-mirror = "http://deb.example.com/debian"
+//   disk-budget = "20GiB"              # limits of `kiln build` (flags override; README of src/sandbox)
+//   disk-reserve = "4GiB"
+//   file-size-limit = "8GiB"
+//   memory-limit = "6GiB"
+//   process-limit = 8192
+//   timeout = "45m"                    # "none": no build timeout even in CI
 //   [[registry-mirrors]]
 //   registry = "index.docker.io"        # or "*" for every registry
 //   mirror = "mirror.example.com:5000"
@@ -46,6 +53,12 @@ const Schema = z.looseObject({
   'ca-certs': z.array(z.string().min(1)).optional(),
   'npm-registry': url.optional(),
   'debian-mirror': url.optional(),
+  'disk-budget': z.string().optional(),
+  'disk-reserve': z.string().optional(),
+  'file-size-limit': z.string().optional(),
+  'memory-limit': z.string().optional(),
+  'process-limit': z.number().int().positive().optional(),
+  timeout: z.string().optional(),
 });
 
 /** A registry mirror: pulls from `registry` go to `mirror` (`*` matches every registry). */
@@ -72,6 +85,13 @@ export interface KilnConfig {
   readonly npmRegistry: string | undefined;
   /** Debian mirror for `kiln stack` (overrides the one the host's apt uses). */
   readonly debianMirror: string | undefined;
+  /** Build limits as written (`10GiB`, `30m`; checked when read); the flags of `kiln build` win. */
+  readonly diskBudget: string | undefined;
+  readonly diskReserve: string | undefined;
+  readonly fileSizeLimit: string | undefined;
+  readonly memoryLimit: string | undefined;
+  readonly processLimit: number | undefined;
+  readonly timeout: string | undefined;
   /** Keys kiln does not know, kept as they were. */
   readonly extra: Readonly<Record<string, unknown>>;
 }
@@ -85,6 +105,12 @@ const KNOWN = [
   'ca-certs',
   'npm-registry',
   'debian-mirror',
+  'disk-budget',
+  'disk-reserve',
+  'file-size-limit',
+  'memory-limit',
+  'process-limit',
+  'timeout',
 ];
 
 /** emptyConfig is the configuration of a user who has none. */
@@ -98,6 +124,12 @@ export function emptyConfig(): KilnConfig {
     caCerts: [],
     npmRegistry: undefined,
     debianMirror: undefined,
+    diskBudget: undefined,
+    diskReserve: undefined,
+    fileSizeLimit: undefined,
+    memoryLimit: undefined,
+    processLimit: undefined,
+    timeout: undefined,
     extra: {},
   };
 }
@@ -154,6 +186,19 @@ export function parseConfig(text: string, file: string): KilnConfig {
       registryMirrors.push({ registry, mirror });
     }
   }
+  // Limits are kept as written, but a value that does not parse is an error now, naming the key.
+  const checked = <T>(key: string, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw new CnbFileError(file, `${key}: ${(err as Error).message}`, ExitCode.InvalidArgs);
+    }
+  };
+  for (const key of ['disk-budget', 'disk-reserve', 'file-size-limit', 'memory-limit'] as const) {
+    const v = d[key];
+    if (v !== undefined) checked(key, () => parseSize(v, key));
+  }
+  if (d.timeout !== undefined) checked('timeout', () => parseDuration(d.timeout!, 'timeout'));
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(d)) if (!KNOWN.includes(k)) extra[k] = v;
   return {
@@ -165,6 +210,12 @@ export function parseConfig(text: string, file: string): KilnConfig {
     caCerts: d['ca-certs'] ?? [],
     npmRegistry: d['npm-registry'],
     debianMirror: d['debian-mirror'],
+    diskBudget: d['disk-budget'],
+    diskReserve: d['disk-reserve'],
+    fileSizeLimit: d['file-size-limit'],
+    memoryLimit: d['memory-limit'],
+    processLimit: d['process-limit'],
+    timeout: d.timeout,
     extra,
   };
 }
@@ -211,6 +262,12 @@ export function configToToml(c: KilnConfig): string {
   if (c.caCerts.length) doc['ca-certs'] = [...c.caCerts];
   if (c.npmRegistry !== undefined) doc['npm-registry'] = c.npmRegistry;
   if (c.debianMirror !== undefined) doc['debian-mirror'] = c.debianMirror;
+  if (c.diskBudget !== undefined) doc['disk-budget'] = c.diskBudget;
+  if (c.diskReserve !== undefined) doc['disk-reserve'] = c.diskReserve;
+  if (c.fileSizeLimit !== undefined) doc['file-size-limit'] = c.fileSizeLimit;
+  if (c.memoryLimit !== undefined) doc['memory-limit'] = c.memoryLimit;
+  if (c.processLimit !== undefined) doc['process-limit'] = c.processLimit;
+  if (c.timeout !== undefined) doc.timeout = c.timeout;
   if (c.registryMirrors.length) doc['registry-mirrors'] = c.registryMirrors.map((m) => ({ ...m }));
   return toTomlText(doc);
 }

@@ -240,6 +240,7 @@ async function buildOne(
       if (tail.length > 20) tail.shift();
     },
     scratch.mount,
+    { buildpack: key, phase: 'build' },
   );
   if (result.exitCode !== 0 || result.timedOut) {
     const why = result.timedOut

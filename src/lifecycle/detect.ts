@@ -11,6 +11,7 @@ import { type SystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
 import { readTextInRoot } from '../layers/safe-read.ts';
 import { Semaphore } from '../registry/semaphore.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
+import { LimitError } from './deadline.ts';
 import { BuildEnv } from './env.ts';
 import {
   buildpackDirInSandbox,
@@ -95,6 +96,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
     try {
       resolved = await d.detectOrder(withSystemBuildpacks(o.order, o.system), [], [], false);
     } catch (err) {
+      if (d.fatal) throw d.fatal;
       if (err === FAILED || err === BUILDPACK_ERROR) {
         const runs = await d.settledRuns();
         reportFailure(runs, o.logger);
@@ -105,6 +107,7 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
       }
       throw phaseError('detect', ExitCode.DetectError, err);
     }
+    if (d.fatal) throw d.fatal;
     const group: GroupElement[] = resolved.group.map((e) => ({
       id: e.id,
       version: e.version,
@@ -175,6 +178,8 @@ class Detector {
   readonly #runs = new Map<string, Promise<DetectRun>>();
   readonly #limit: Semaphore;
   readonly #scratch: Scratch;
+  /** The first limit hit of a detect process; it fails the phase (exit 22). */
+  fatal: LimitError | undefined;
   /** Distinct reasons why plan resolution failed for groups whose buildpacks passed. */
   readonly planFailures: string[] = [];
 
@@ -372,10 +377,15 @@ class Detector {
           else if (output.length === MAX_OUTPUT_LINES) output.push('… (further output dropped)');
         },
         this.#scratch.mount,
+        { buildpack: `${bp.id}@${bp.version}`, phase: 'detect' },
       );
       if (result.timedOut) return { ...base, code: -1, output, error: 'bin/detect timed out' };
       code = result.exitCode;
+      if (code !== 0 && code !== 100 && result.notes.length > 0)
+        return { ...base, code, output, error: result.notes.join('; ') };
     } catch (err) {
+      // A limit hit (memory, disk, the build's deadline) ends the phase, whatever other groups do.
+      if (err instanceof LimitError) this.fatal ??= err;
       return { ...base, code: -1, output, error: (err as Error).message };
     }
     if (code !== 0) return { ...base, code, output };

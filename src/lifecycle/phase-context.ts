@@ -5,6 +5,7 @@ import type { ApiVersion } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
 import type { BuildpackDescriptor, BuildpackStore } from './buildpack-store.ts';
+import { type Deadline, LimitError, limitExitCode, type ProcessLabel } from './deadline.ts';
 import type { BuildEnv } from './env.ts';
 import { type RunTarget, targetEnv } from './target.ts';
 
@@ -67,6 +68,8 @@ export interface PhaseOptions {
   readonly gid: number;
   readonly limits?: Limits;
   readonly timeoutMs?: number;
+  /** The whole build's time limit (`--timeout`): every process gets what is left of it. */
+  readonly deadline?: Deadline;
   /** Further mounts for every buildpack process (e.g. the host's /usr in tests, bindings, CA bundles). */
   readonly extraMounts?: readonly Mount[];
   /**
@@ -140,7 +143,8 @@ export async function processEnv(
 
 /**
  * runInSandbox runs one buildpack executable with the phase's mounts, user and limits, and says at
- * debug level how long it took (where a slow build's time goes, `kiln -v build`).
+ * debug level how long it took (where a slow build's time goes, `kiln -v build`). A limit that
+ * stopped the process (memory, disk, the build's deadline) throws a LimitError naming `label`.
  */
 export async function runInSandbox(
   o: PhaseOptions,
@@ -149,8 +153,15 @@ export async function runInSandbox(
   appWritable: boolean,
   onLine: (line: string) => void,
   scratch?: Mount,
+  label?: ProcessLabel,
 ): Promise<RunResult> {
   const t0 = performance.now();
+  const who = label ?? { buildpack: argv[0] ?? '?', phase: appWritable ? 'build' : 'detect' };
+  // The deadline binds when it leaves less time than the per-process timeout; then there is no
+  // grace period: the build is over, and a stopped process would never honour SIGTERM anyway.
+  const left = o.deadline?.remainingMs();
+  if (o.deadline && left === 0) throw o.deadline.stopped(who);
+  const byDeadline = left !== undefined && (o.timeoutMs === undefined || left < o.timeoutMs);
   const r = await o.executor.run({
     argv,
     env,
@@ -163,9 +174,21 @@ export async function runInSandbox(
     stdout: onLine,
     stderr: onLine,
     limits: o.limits,
-    timeoutMs: o.timeoutMs,
+    ...(byDeadline ? { timeoutMs: left, graceMs: 0 } : { timeoutMs: o.timeoutMs }),
   });
   o.logger.debug(`${argv[0]}: exit ${r.exitCode} after ${(performance.now() - t0).toFixed(0)} ms`);
+  // Other limits it ran into on the way (e.g. a fork bomb's process limit) go on the same line.
+  const also = r.notes.filter((n) => !n.startsWith('stopped after'));
+  const more = also.length > 0 ? ` (${also.join('; ')})` : '';
+  if (r.timedOut && byDeadline && o.deadline) {
+    const e = o.deadline.stopped(who);
+    throw new LimitError(`${e.message}${more}`, e.exitCode);
+  }
+  if (r.limit !== undefined)
+    throw new LimitError(
+      `buildpack ${who.buildpack} (${who.phase}) was stopped: ${r.limit}${more}`,
+      limitExitCode(who.phase),
+    );
   return r;
 }
 

@@ -8,6 +8,8 @@ import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { Limits, OutputSink, RunResult, RunSpec } from './executor.ts';
+import { formatBytes, limitMessages, RAISE } from './limits.ts';
+import { RunGuard } from './run-guard.ts';
 
 /** What to spawn on the host and how to find the process to signal. */
 export interface HostCommand {
@@ -103,10 +105,11 @@ function stdioFor(sink: OutputSink | undefined): 'pipe' | 'inherit' | 'ignore' {
 }
 
 /** Error strings the kernel turns into; a match becomes a note naming the limit in plain words. */
-function notesFrom(lines: readonly string[], spec: RunSpec): string[] {
+function notesFrom(lines: readonly string[], spec: RunSpec, signal: NodeJS.Signals | null): string[] {
   const notes = new Set<string>();
   const tmpfs = (spec.tmpfs ?? ['/tmp']).join(', ');
-  const size = spec.limits?.tmpfsBytes;
+  const l = spec.limits ?? {};
+  const size = l.tmpfsBytes;
   for (const line of lines) {
     if (/No space left on device|ENOSPC/.test(line)) {
       notes.add(
@@ -116,27 +119,31 @@ function notesFrom(lines: readonly string[], spec: RunSpec): string[] {
       );
     }
     if (/Resource temporarily unavailable|EAGAIN|fork: retry|Cannot fork/i.test(line)) {
-      const n = spec.limits?.processes;
       notes.add(
-        n !== undefined
-          ? `the process limit was reached (at most ${n} processes for uid ${spec.uid})`
+        l.processes !== undefined
+          ? limitMessages.processes(l.processes)
           : 'process creation failed (Resource temporarily unavailable)',
       );
     }
-    if (/File too large|EFBIG/.test(line) && spec.limits?.fileSizeBytes !== undefined) {
-      notes.add(`a file exceeded the ${formatBytes(spec.limits.fileSizeBytes)} file size limit`);
+    if (/File too large|EFBIG|File size limit exceeded/.test(line) && l.fileSizeBytes !== undefined) {
+      notes.add(limitMessages.fileSize(l.fileSizeBytes));
+    }
+    // Only meaningful where memory is an rlimit (no cgroup): allocations fail instead of an OOM kill.
+    if (
+      /Cannot allocate memory|ENOMEM|MemoryError|heap out of memory|std::bad_alloc|out of memory/i.test(
+        line,
+      ) &&
+      l.memoryBytes !== undefined
+    ) {
+      notes.add(`memory ran out (the limit is ${formatBytes(l.memoryBytes)}); raise it with ${RAISE.memory}`);
     }
     if (/Read-only file system|EROFS/.test(line)) {
       notes.add('a write outside the writable directories was refused (read-only file system)');
     }
   }
+  if (signal === 'SIGXFSZ' && l.fileSizeBytes !== undefined)
+    notes.add(limitMessages.fileSize(l.fileSizeBytes));
   return [...notes];
-}
-
-function formatBytes(n: number): string {
-  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(1).replace(/\.0$/, '')} GiB`;
-  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1).replace(/\.0$/, '')} MiB`;
-  return `${n} bytes`;
 }
 
 /** The host pid of the sandboxed command: the child of bwrap's pid-namespace init, if it exists yet. */
@@ -157,12 +164,18 @@ const KEEP_LINES = 200;
  * Spawns `cmd` for `spec` and resolves when it has ended and all output has been delivered.
  * Abort/timeout: the sandboxed command gets the polite signal first, then everything SIGKILL.
  */
-export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
+export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResult> {
+  // Memory/process cgroup, disk budget and free-space reserve (run-guard.ts).
+  const guard = new RunGuard(unguarded, spec);
+  if (guard.refused !== undefined)
+    return Promise.resolve({ exitCode: 125, signal: null, timedOut: false, notes: [], limit: guard.refused });
+  const cmd = guard.cmd;
   const outMode = stdioFor(spec.stdout);
   const errMode = stdioFor(spec.stderr);
   const stdio: StdioOptions = [spec.stdin === 'inherit' ? 'inherit' : 'ignore', outMode, errMode];
   stdio.push(cmd.infoFd ? 'pipe' : 'ignore');
   for (const fd of cmd.extraFds ?? []) stdio.push(fd);
+  if (guard.gateFd !== undefined) stdio[guard.gateFd] = 'pipe';
   const recent: string[] = [];
   const remember = (line: string): void => {
     recent.push(line);
@@ -218,6 +231,19 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
     let timedOut = false;
     let killTimer: NodeJS.Timeout | undefined;
     let exited = false;
+    const killAll = (): void => {
+      guard.kill();
+      // SIGKILL to the namespace's init takes every process in the sandbox with it.
+      for (const pid of [initPid, child.pid !== undefined ? -child.pid : undefined]) {
+        if (pid === undefined) continue;
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    };
+    guard.started(child, killAll);
     const stop = (politeSignal: NodeJS.Signals): void => {
       if (exited) return;
       const target = initPid !== undefined ? commandPid(initPid) : undefined;
@@ -227,17 +253,7 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
       } catch {
         // Already gone.
       }
-      killTimer ??= setTimeout(() => {
-        // SIGKILL to the namespace's init takes every process in the sandbox with it.
-        for (const pid of [initPid, child.pid !== undefined ? -child.pid : undefined]) {
-          if (pid === undefined) continue;
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // Already gone.
-          }
-        }
-      }, spec.graceMs ?? 5000);
+      killTimer ??= setTimeout(killAll, spec.graceMs ?? 5000);
       killTimer.unref();
     };
 
@@ -261,6 +277,7 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
       exited = true;
       if (timeout) clearTimeout(timeout);
       spec.signal?.removeEventListener('abort', onAbort);
+      void guard.finished({ signal: null });
       reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${err.message}`, ExitCode.Failed));
     });
     child.on('exit', (code, signal) => {
@@ -268,18 +285,24 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
       if (timeout) clearTimeout(timeout);
       if (killTimer) clearTimeout(killTimer);
       spec.signal?.removeEventListener('abort', onAbort);
-      void outputsDone.then(() => {
-        // bwrap reports a command killed by signal N as exit status 128+N, as shells do.
-        let sig: NodeJS.Signals | null = signal;
-        let exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
-        if (sig === null && exitCode > 128 && exitCode < 128 + 65) {
-          const name = Object.entries(constants.signals).find(([, n]) => n === exitCode - 128)?.[0];
-          if (name) sig = name as NodeJS.Signals;
-        }
-        if (signal) exitCode = 128 + (constants.signals[signal] ?? 0);
-        const notes = notesFrom(recent, spec);
+      // bwrap reports a command killed by signal N as exit status 128+N, as shells do.
+      let sig: NodeJS.Signals | null = signal;
+      let exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+      if (sig === null && exitCode > 128 && exitCode < 128 + 65) {
+        const name = Object.entries(constants.signals).find(([, n]) => n === exitCode - 128)?.[0];
+        if (name) sig = name as NodeJS.Signals;
+      }
+      if (signal) exitCode = 128 + (constants.signals[signal] ?? 0);
+      void Promise.all([outputsDone, guard.finished({ signal: sig })]).then(([, guarded]) => {
+        const notes = [...new Set([...guarded.notes, ...notesFrom(recent, spec, sig)])];
         if (timedOut) notes.unshift(`stopped after the ${spec.timeoutMs} ms time limit`);
-        resolve({ exitCode, signal: sig, timedOut, notes });
+        resolve({
+          exitCode,
+          signal: sig,
+          timedOut,
+          notes,
+          ...(guarded.limit ? { limit: guarded.limit } : {}),
+        });
       });
     });
   });

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
+import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -52,8 +53,19 @@ export function bwrapSupportsDisableUserns(bwrap = 'bwrap'): boolean {
   return ok;
 }
 
-/** Default limits applied when a spec sets none: enough for npm and compilers, not for fork bombs. */
-export const DEFAULT_LIMITS = { processes: 4096, openFiles: 20000, tmpfsBytes: 1 << 30 } as const;
+/**
+ * Default limits applied when a spec sets none: enough for npm and compilers, not for fork bombs,
+ * memory hogs or disk fillers (sizes: limits.ts BUILD_LIMIT_DEFAULTS; `kiln build` flags override).
+ */
+export const DEFAULT_LIMITS = {
+  processes: 4096,
+  openFiles: 20000,
+  tmpfsBytes: 1 << 30,
+  fileSizeBytes: BUILD_LIMIT_DEFAULTS.fileSizeBytes,
+  memoryBytes: BUILD_LIMIT_DEFAULTS.memoryBytes,
+  diskBytes: BUILD_LIMIT_DEFAULTS.diskBytes,
+  diskReserveBytes: BUILD_LIMIT_DEFAULTS.diskReserveBytes,
+} as const;
 
 /** The Executor used by default: bubblewrap from the Debian package `bubblewrap`. */
 export class BubblewrapExecutor implements Executor {
@@ -149,7 +161,7 @@ export class BubblewrapExecutor implements Executor {
         : userErr === 'inherit'
           ? 'inherit'
           : collect;
-    const result = await runChild(cmd, { ...spec, stderr });
+    const result = await runChild(cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)

@@ -26,6 +26,12 @@ export interface Limits {
   readonly fileSizeBytes?: number;
   /** Size of each tmpfs (e.g. /tmp); writing past it fails with ENOSPC instead of filling host memory. */
   readonly tmpfsBytes?: number;
+  /** Memory (swap included) of the whole process tree: a cgroup where kiln can make one, else RLIMIT_DATA per process. */
+  readonly memoryBytes?: number;
+  /** Bytes the writable host mounts (`/layers`, `/workspace`, …) may hold together; watched, the run is stopped past it. */
+  readonly diskBytes?: number;
+  /** Free space kept on the host filesystem of the writable mounts: a run is refused or stopped below it. */
+  readonly diskReserveBytes?: number;
 }
 
 /** One process to run in the sandbox. */
@@ -71,6 +77,11 @@ export interface RunResult {
   readonly timedOut: boolean;
   /** e.g. "/tmp is full (64 MiB tmpfs): No space left on device" — for the build report. */
   readonly notes: readonly string[];
+  /**
+   * Set when kiln or the kernel stopped the process because a limit was hit (memory, disk budget,
+   * host free-space reserve): one line naming the limit and how to raise it. The caller fails.
+   */
+  readonly limit?: string;
 }
 
 /** Runs processes in some kind of isolation. */

@@ -10,6 +10,7 @@ import { loadConfig } from '../../config/config-file.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
+import { Deadline } from '../../lifecycle/deadline.ts';
 import { type ImageAccess, runBuild } from '../../lifecycle/platform/orchestration.ts';
 import type { Digest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
@@ -26,6 +27,7 @@ import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
+import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import {
   describeLocation,
@@ -41,7 +43,7 @@ import {
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 
 /** Flags of `kiln build`, as commander parses them. */
-export interface BuildFlags extends PlatformFlags {
+export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   path: string;
   builder?: string;
   buildpack: string[];
@@ -238,14 +240,27 @@ export function register(program: Command, ctx: CliContext): void {
         .default('bwrap'),
     )
     .option('-d, --descriptor <file>', 'project descriptor (default: <path>/project.toml)')
-    .addOption(
-      new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'),
-    );
+    .addOption(new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'))
+    .option(
+      '--timeout <duration>',
+      'time limit of the whole build, e.g. 90s, 30m, 1h (0 or none: no limit); default: none on a terminal, 1h in CI or when output is not a terminal',
+    )
+    .option('--memory-limit <size>', 'memory of each buildpack process tree, e.g. 2GiB (default 4GiB)')
+    .option(
+      '--disk-budget <size>',
+      'bytes /layers and /workspace may hold together, e.g. 20GiB (default 10GiB)',
+    )
+    .option('--disk-reserve <size>', 'free space kept on the host filesystem of the build (default 2GiB)')
+    .option('--file-size-limit <size>', 'largest single file a buildpack may write (default 4GiB)')
+    .option('--process-limit <n>', 'processes of each buildpack process tree (default 4096)');
   addPlatformOptions(cmd);
   cmd.action(async (imageArg: string, flags: BuildFlags) => {
     const { settings, log } = ctx;
     if (flags.cacheImage && flags.cacheDir)
       throw new KilnError('--cache-image and --cache-dir exclude each other: pick one', ExitCode.InvalidArgs);
+    // Limits first: a bad value fails before anything is pulled. The deadline starts now.
+    const bounds = resolveBuildLimits(flags, await loadConfig(settings.configFile), settings);
+    const deadline = bounds.timeoutMs !== undefined ? Deadline.after(bounds.timeoutMs) : undefined;
     const progress = log.progress();
     const io = imageIO(settings, log, { progress });
     const started = performance.now();
@@ -333,6 +348,8 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
         project: await projectMetadata(descriptor, appDir),
         executor,
+        limits: bounds.limits,
+        ...(deadline ? { deadline } : {}),
         ...(flags.executor === 'host' ? { hostDirs: settings.cnbDirs } : {}),
         rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
         launcher: await loadLauncher(),

@@ -10,6 +10,7 @@ import {
   updateConfig,
 } from '../../config/config-file.ts';
 import { readCaCertFile } from '../../platform/ca-certs.ts';
+import { parseDuration, parseSize } from '../../sandbox/limits.ts';
 import type { CliContext } from '../context.ts';
 
 // `kiln config`: reads and changes kiln's config file (src/config/config-file.ts), like
@@ -73,6 +74,28 @@ export function register(program: Command, ctx: CliContext): void {
     change,
     check: checkUrl,
   });
+
+  // Build limits (src/sandbox/limits.ts); `kiln build` flags of the same names win.
+  for (const [name, key, what] of [
+    ['disk-budget', 'diskBudget', 'the bytes /layers and /workspace of a build may hold (default 10GiB)'],
+    ['disk-reserve', 'diskReserve', 'the free space builds keep on the host filesystem (default 2GiB)'],
+    ['file-size-limit', 'fileSizeLimit', 'the largest file a buildpack may write (default 4GiB)'],
+    ['memory-limit', 'memoryLimit', 'the memory of each buildpack process tree (default 4GiB)'],
+  ] as const)
+    scalar(config, name, 'SIZE', what, key, { file, out, change, check: (v) => void parseSize(v, name) });
+  scalar(
+    config,
+    'timeout',
+    'DURATION',
+    'the build timeout, e.g. 30m or none (default: 1h unattended)',
+    'timeout',
+    {
+      file,
+      out,
+      change,
+      check: (v) => void parseDuration(v, 'timeout'),
+    },
+  );
 
   config
     .command('trust-host-ca-certs')
@@ -175,7 +198,15 @@ interface Io {
   change(fn: (c: KilnConfig) => KilnConfig, done: string): Promise<void>;
 }
 
-type ScalarKey = 'defaultBuilder' | 'npmRegistry' | 'debianMirror';
+type ScalarKey =
+  | 'defaultBuilder'
+  | 'npmRegistry'
+  | 'debianMirror'
+  | 'diskBudget'
+  | 'diskReserve'
+  | 'fileSizeLimit'
+  | 'memoryLimit'
+  | 'timeout';
 type ListKey = 'insecureRegistries' | 'trustedBuilders' | 'caCerts';
 
 function scalar(

@@ -28,7 +28,7 @@ import type { Image } from '../../oci/image.ts';
 import { copyAppSource } from '../../platform/app-source.ts';
 import { writePlatformDir } from '../../platform/platform-dir.ts';
 import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts';
-import type { Executor, Mount } from '../../sandbox/executor.ts';
+import type { Executor, Limits, Mount } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
@@ -40,6 +40,7 @@ import { build } from '../build.ts';
 import { BuildpackStore } from '../buildpack-store.ts';
 import { type CacheSnapshot, type LayerCache, VolumeCache } from '../cache.ts';
 import { saveCache } from '../cache-save.ts';
+import type { Deadline } from '../deadline.ts';
 import { detect } from '../detect.ts';
 import { DetectMemo } from '../detect-memo.ts';
 import { exportImage } from '../export.ts';
@@ -137,6 +138,10 @@ export interface BuildRequest {
   readonly reportOutputDir?: string;
   readonly project?: ProjectMetadata;
   readonly executor: Executor;
+  /** Limits of every buildpack process (memory, disk budget, file size, processes); executor defaults otherwise. */
+  readonly limits?: Limits;
+  /** The whole build's time limit (`--timeout`), started by the caller; checked between phases too. */
+  readonly deadline?: Deadline;
   /**
    * The real CNB directories to build in, in place, with the host executor (kiln runs inside the
    * build image: `/` is the build image, nothing is mounted and sandbox paths are these paths).
@@ -368,7 +373,12 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       timings[name] = (timings[name] ?? 0) + performance.now() - t0;
     }
   };
-  const phaseDone = async (name: string) => r.onPhase?.(name);
+  const phaseDone = async (name: string) => {
+    // The deadline spans every phase: kiln's own steps end the build too once it has passed.
+    const code = DEADLINE_EXIT[name];
+    if (code !== undefined) r.deadline?.check(name.replace('-layers', ''), code);
+    return r.onPhase?.(name);
+  };
 
   const builderCfg = (await r.builder.image.configFile()).config ?? {};
   const builderEnv = envOf(builderCfg.Env);
@@ -531,6 +541,8 @@ async function buildWith(
       uid,
       gid,
       ...(extraMounts.length ? { extraMounts } : {}),
+      ...(r.limits ? { limits: r.limits } : {}),
+      ...(r.deadline ? { deadline: r.deadline } : {}),
     } as PhaseOptions;
 
     // DETECTING
@@ -782,6 +794,15 @@ async function runImageSbomsOf(
     return undefined;
   }
 }
+
+/** The exit code a passed deadline ends the build with, after each phase (image writing is never cut short). */
+const DEADLINE_EXIT: Readonly<Record<string, number>> = {
+  analyze: ExitCode.AnalyzeError,
+  detect: ExitCode.DetectError,
+  restore: ExitCode.RestoreError,
+  build: ExitCode.BuildFailed,
+  'export-layers': ExitCode.ExportError,
+};
 
 /** A short tag of this host, so temp dirs of builds on other hosts sharing the dir are left alone. */
 const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);

@@ -1,0 +1,166 @@
+/**
+ * RunGuard applies the limits that need kiln's help while a sandboxed process runs (those the
+ * kernel enforces on its own, RLIMIT_*, are prlimit's job in _child.ts):
+ *
+ * - memory and process count: a cgroup per run (cgroup.ts). The process must be inside before the
+ *   command can fork, so the command is started behind a gate, `/bin/sh -c 'read <&N; exec …'`:
+ *   kiln writes its pid to cgroup.procs, then opens the gate; everything that follows (prlimit,
+ *   bwrap, the buildpack) inherits the cgroup. Where no cgroup can be made, memory falls back to
+ *   RLIMIT_DATA (prlimit --data) and processes to RLIMIT_NPROC alone.
+ * - disk: the writable host directories are watched (disk-budget.ts); a run over the budget or
+ *   below the host's free-space reserve is SIGKILLed, and a run is refused when the host is below
+ *   the reserve before it starts.
+ *
+ * The guard reports at most one `limit` (the reason kiln stopped the run, one line naming the
+ * limit and how to raise it) plus notes.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { HostCommand } from './_child.ts';
+import { SandboxCgroup } from './cgroup.ts';
+import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';
+import type { RunSpec } from './executor.ts';
+import { limitMessages } from './limits.ts';
+
+/** The first fd number the gate may use: after stdio, bwrap's info fd and the extra fds. */
+function gateFdOf(cmd: HostCommand): number {
+  return 4 + (cmd.extraFds?.length ?? 0);
+}
+
+export class RunGuard {
+  /** The command to spawn (wrapped with the gate and/or prlimit --data when needed). */
+  readonly cmd: HostCommand;
+  /** stdio index of the gate pipe, when the command waits behind one. */
+  readonly gateFd: number | undefined;
+  /** Why the run must not start at all (host disk below the reserve). */
+  readonly refused: string | undefined;
+  readonly #spec: RunSpec;
+  readonly #cgroup: SandboxCgroup | undefined;
+  readonly #roots: readonly WatchedRoot[];
+  #watch: DiskWatch | undefined;
+  #limit: string | undefined;
+
+  constructor(cmd: HostCommand, spec: RunSpec) {
+    this.#spec = spec;
+    const l = spec.limits ?? {};
+    // Writable host directories: what the sandbox can make grow on the host.
+    this.#roots = spec.mounts.filter((m) => !m.readonly).map((m) => ({ host: m.src, name: m.dst }));
+    const disk = { roots: this.#roots, budgetBytes: l.diskBytes, reserveBytes: l.diskReserveBytes };
+    this.refused = this.#roots.length > 0 ? preflight(disk) : undefined;
+    if (this.refused !== undefined) {
+      this.cmd = cmd;
+      this.gateFd = undefined;
+      this.#cgroup = undefined;
+      return;
+    }
+    try {
+      this.#cgroup = SandboxCgroup.create({
+        ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
+        ...(l.processes !== undefined ? { processes: l.processes } : {}),
+      });
+    } catch (e) {
+      // The hierarchy is usable but refused this cgroup: fail rather than run unbounded.
+      throw new KilnError(
+        `sandbox: cannot create the cgroup that bounds memory and processes (${(e as Error).message})`,
+        ExitCode.Failed,
+      );
+    }
+    let wrapped = cmd;
+    if (l.memoryBytes !== undefined && !this.#cgroup?.boundsMemory) {
+      // No memory cgroup: RLIMIT_DATA bounds each process's heap and private writable mappings
+      // (not V8's PROT_NONE reservations, so Node.js still starts; RLIMIT_AS would not).
+      wrapped = {
+        ...wrapped,
+        file: '/usr/bin/prlimit',
+        args: [`--data=${l.memoryBytes}:${l.memoryBytes}`, '--', wrapped.file, ...wrapped.args],
+      };
+    }
+    if (this.#cgroup) {
+      const fd = gateFdOf(cmd);
+      this.gateFd = fd;
+      // dash takes single-digit fds in redirections; the gate fd stays below 10.
+      wrapped = {
+        ...wrapped,
+        file: '/bin/sh',
+        args: [
+          '-c',
+          `read -r _ <&${fd} || exit 125; exec ${fd}<&-; exec "$@"`,
+          'kiln-gate',
+          wrapped.file,
+          ...wrapped.args,
+        ],
+      };
+    } else this.gateFd = undefined;
+    this.cmd = wrapped;
+  }
+
+  /**
+   * started is called right after spawn: joins the cgroup, opens the gate and starts the disk
+   * watch. `kill` must end the whole sandbox at once (SIGKILL).
+   */
+  started(child: ChildProcess, kill: () => void): void {
+    const stopAll = (why: string) => {
+      this.#limit ??= why;
+      this.#cgroup?.kill();
+      kill();
+    };
+    // Whatever else holds memory (kiln, the host), the OOM killer picks the sandbox first; children
+    // inherit it. Before the gate opens, so nothing escapes it (without a gate: right after spawn).
+    if (child.pid !== undefined) {
+      try {
+        writeFileSync(`/proc/${child.pid}/oom_score_adj`, '1000');
+      } catch {
+        // Gone already, or not permitted: the cgroup/rlimit still bound it.
+      }
+    }
+    if (this.#cgroup && this.gateFd !== undefined) {
+      const gate = child.stdio[this.gateFd] as Writable | null | undefined;
+      try {
+        if (child.pid === undefined) throw new Error('no pid');
+        this.#cgroup.join(child.pid);
+        gate?.on('error', () => {});
+        gate?.end('\n');
+      } catch (e) {
+        // Never run unbounded: a process that could not be placed does not start.
+        gate?.destroy();
+        stopAll(`the sandbox could not be placed in its cgroup (${(e as Error).message})`);
+        return;
+      }
+    }
+    const l = this.#spec.limits ?? {};
+    if (this.#roots.length > 0 && (l.diskBytes !== undefined || l.diskReserveBytes !== undefined)) {
+      this.#watch = watch(
+        { roots: this.#roots, budgetBytes: l.diskBytes, reserveBytes: l.diskReserveBytes },
+        stopAll,
+      );
+    }
+  }
+
+  /** kill SIGKILLs every process of the run's cgroup (stopped ones too), if it has one. */
+  kill(): void {
+    this.#cgroup?.kill();
+  }
+
+  /**
+   * finished is called once the process has ended: stops the watch (with a last check of the
+   * trees), reads the cgroup's counters and removes it. Returns the limit that ended the run and
+   * notes on limits it ran into.
+   */
+  async finished(how: { signal: NodeJS.Signals | null }): Promise<{ limit?: string; notes: string[] }> {
+    const notes: string[] = [];
+    const overBudget = await this.#watch?.stop();
+    this.#limit ??= overBudget;
+    const l = this.#spec.limits ?? {};
+    if (this.#cgroup) {
+      const r = this.#cgroup.report();
+      if (r.oomKilled && l.memoryBytes !== undefined) this.#limit ??= limitMessages.memory(l.memoryBytes);
+      if (r.processLimitHit && l.processes !== undefined) notes.push(limitMessages.processes(l.processes));
+      await this.#cgroup.remove();
+    }
+    if (how.signal === 'SIGXFSZ' && l.fileSizeBytes !== undefined)
+      notes.push(limitMessages.fileSize(l.fileSizeBytes));
+    return { ...(this.#limit !== undefined ? { limit: this.#limit } : {}), notes };
+  }
+}
