@@ -51,6 +51,12 @@ export function validateSpec(spec: RunSpec): void {
       `sandbox: uid/gid ${spec.uid}:${spec.gid} is invalid: expected non-negative integers`,
     );
   }
+  const h = spec.hostIds;
+  if (h && (!Number.isInteger(h.uid) || h.uid < 1 || !Number.isInteger(h.gid) || h.gid < 1)) {
+    throw new KilnError(
+      `sandbox: host ids ${h.uid}:${h.gid} are invalid: expected positive integers (never host root)`,
+    );
+  }
   if (spec.uid === 0 && !spec.allowRoot) {
     throw new KilnError(
       `sandbox: refusing to run ${spec.argv[0]} as uid 0: buildpack code must run as the non-root build user (CNB_USER_ID)`,
@@ -187,13 +193,19 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
     }
 
     let initPid: number | undefined;
+    // A signal asked for before bwrap reported its child pid (the info fd and stdout are separate
+    // pipes: a line the command printed can arrive first) waits for it instead of hitting bwrap.
+    let pendingSignal: NodeJS.Signals | undefined;
     if (cmd.infoFd) {
       const info = child.stdio[3];
       let text = '';
       info?.on('data', (b: Buffer) => {
         text += b.toString('utf8');
         const m = /"child-pid":\s*(\d+)/.exec(text);
-        if (m?.[1]) initPid = Number(m[1]);
+        if (m?.[1] && initPid === undefined) {
+          initPid = Number(m[1]);
+          if (pendingSignal !== undefined) signalCommand(pendingSignal);
+        }
       });
       info?.on('error', () => {});
     }
@@ -218,15 +230,28 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
     let timedOut = false;
     let killTimer: NodeJS.Timeout | undefined;
     let exited = false;
-    const stop = (politeSignal: NodeJS.Signals): void => {
+    const signalCommand = (sig: NodeJS.Signals, tries = 0): void => {
       if (exited) return;
+      if (cmd.infoFd && initPid === undefined) {
+        pendingSignal = sig;
+        return;
+      }
       const target = initPid !== undefined ? commandPid(initPid) : undefined;
+      // bwrap's init may not have forked the command yet: look again shortly before hitting bwrap.
+      if (initPid !== undefined && target === undefined && tries < 20) {
+        setTimeout(() => signalCommand(sig, tries + 1), 10).unref();
+        return;
+      }
       try {
-        if (target !== undefined) process.kill(target, politeSignal);
-        else if (child.pid !== undefined) process.kill(-child.pid, politeSignal);
+        if (target !== undefined) process.kill(target, sig);
+        else if (child.pid !== undefined) process.kill(-child.pid, sig);
       } catch {
         // Already gone.
       }
+    };
+    const stop = (politeSignal: NodeJS.Signals): void => {
+      if (exited) return;
+      signalCommand(politeSignal);
       killTimer ??= setTimeout(() => {
         // SIGKILL to the namespace's init takes every process in the sandbox with it.
         for (const pid of [initPid, child.pid !== undefined ? -child.pid : undefined]) {

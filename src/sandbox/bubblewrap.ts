@@ -3,13 +3,14 @@
  * pid, ipc, uts, cgroup, mount and (for `network: 'none'`) network namespaces, with no
  * capabilities, NoNewPrivs, a read-only root filesystem and only the mounts the spec names.
  *
- * Identity (decided; see README.md): when kiln runs as root, bwrap is started as U:G with no
- * supplementary groups (node's spawn uid/gid, i.e. what `setpriv --reuid=U --regid=G
- * --clear-groups` does), so the user namespace maps inside-U to outside-U
- * and everything the process writes is really owned by U on the host. Running bwrap as root with
+ * Identity (decided; see README.md): when kiln runs as root, bwrap is started as the host ids
+ * H:HG (spec.hostIds, leased from kiln's subordinate range for builds and `kiln run`; U:G when
+ * absent) with no supplementary groups (node's spawn uid/gid, i.e. what `setpriv --reuid=H
+ * --regid=HG --clear-groups` does), so the user namespace maps inside-U to outside-H and
+ * everything the process writes is really owned by H on the host. Running bwrap as root with
  * `--uid U` instead would map inside-U to outside-0: files would be root-owned and the sandboxed
  * process would own every root-owned file it can see. Consequence: every mount source and the
- * rootfs must be reachable (searchable directories) by uid U, e.g. not under /root.
+ * rootfs must be reachable (searchable directories) by uid H, e.g. not under /root.
  * When kiln is not root it cannot switch users: inside-U then maps to kiln's own uid.
  */
 
@@ -77,10 +78,11 @@ export class BubblewrapExecutor implements Executor {
 
     // As root, drop to the sandbox uid before bwrap starts: node's spawn does setgid, setgroups([])
     // and setuid (what `setpriv --reuid --regid --clear-groups` does, without an extra exec).
+    // The host ids are leased ones (spec.hostIds) for builds and `kiln run`: no real account's.
     let outer: { uid: number; gid: number } | undefined;
     if (o.hostUid === 0) {
       const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
-      outer = { uid, gid: spec.uid === 0 ? uid : spec.gid };
+      outer = spec.hostIds ? { ...spec.hostIds } : { uid, gid: spec.uid === 0 ? uid : spec.gid };
     }
 
     const args: string[] = [
@@ -153,7 +155,7 @@ export class BubblewrapExecutor implements Executor {
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)
-        ? ` (every directory above a mount source and the rootfs must be searchable by uid ${spec.uid}; kiln drops root before starting bwrap)`
+        ? ` (every directory above a mount source and the rootfs must be searchable by host uid ${cmd.uid ?? spec.uid}; kiln drops root before starting bwrap)`
         : '';
       throw new KilnError(
         `sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`,

@@ -56,6 +56,15 @@ export interface RunSpec {
   /** How long a stopped process gets between the polite signal and SIGKILL (default 5000). */
   readonly graceMs?: number;
   readonly limits?: Limits;
+  /**
+   * The host ids the sandbox user (`uid`:`gid`) is on the host when kiln runs as root: what it
+   * writes is owned by them, and they are the ids host users would need to signal or ptrace it.
+   * Builds and `kiln run` pass ids leased from kiln's subordinate range (sandbox/identity.ts), so
+   * no real account shares them. Absent: `uid`:`gid` themselves (`nobody` for uid 0), the
+   * behaviour callers that prepared mounts owned by `uid` rely on. Ignored when kiln is not root
+   * (it cannot switch ids: the sandbox user is kiln's own uid on the host).
+   */
+  readonly hostIds?: { readonly uid: number; readonly gid: number };
   /** uid 0 is refused unless this is set (buildpacks must never run as root). */
   readonly allowRoot?: boolean;
   /** Hostname inside the sandbox's UTS namespace. */
