@@ -51,6 +51,8 @@ export interface RestoreOptions {
   /** Walk settings the exporter will use, so restored layers are fingerprinted exactly as it will. */
   readonly uid: number;
   readonly gid: number;
+  /** Who owns restored layer dirs on the host (the build user's host ids); default uid:gid. */
+  readonly owner?: { readonly uid: number; readonly gid: number };
   readonly settings: TarSettings;
   /** Filled with fingerprints of restored layer dirs -> their cached layer. */
   readonly fingerprints: Map<string, CachedLayer>;
@@ -275,7 +277,7 @@ async function restoreContents(
   await fs.mkdir(src, { recursive: true });
   await fs.rename(src, dst);
   // The build user owns its layers; owners are set before fingerprinting (chown changes ctimes).
-  await chownTree(dst, o.uid, o.gid);
+  await chownTree(dst, o.owner?.uid ?? o.uid, o.owner?.gid ?? o.gid);
   // Remember what this directory is, so export and cache recognise it untouched without tarring.
   const fp = await fingerprint(dst);
   o.fingerprints.set(fp, cached);
