@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -24,6 +25,16 @@ export interface HostCommand {
    * program for `bwrap --seccomp 4`). The caller owns them and closes them after the run.
    */
   readonly extraFds?: readonly number[];
+  /**
+   * uid_map/gid_map lines kiln (root) writes for bwrap's user namespace while bwrap waits on its
+   * `--userns-block-fd` (fd usernsBlockFd(cmd), a pipe runChild adds after the extra fds).
+   */
+  readonly idMap?: { readonly uidMap: string; readonly gidMap: string };
+}
+
+/** The child's fd that bwrap's `--userns-block-fd` reads (after infoFd and the extra fds). */
+export function usernsBlockFd(cmd: Pick<HostCommand, 'extraFds'>): number {
+  return EXTRA_FD_BASE + (cmd.extraFds?.length ?? 0);
 }
 
 /** The child's fd number for `cmd.extraFds[i]`. */
@@ -56,6 +67,25 @@ export function validateSpec(spec: RunSpec): void {
     throw new KilnError(
       `sandbox: host ids ${h.uid}:${h.gid} are invalid: expected positive integers (never host root)`,
     );
+  }
+  const r = spec.idRange;
+  if (r) {
+    const ok = (n: number, min: number) => Number.isInteger(n) && n >= min;
+    if (!ok(r.count, 1) || r.count > 65536 || !ok(r.hostUid, 1) || !ok(r.hostGid, 1)) {
+      throw new KilnError(
+        `sandbox: id range ${r.count}@${r.hostUid}:${r.hostGid} is invalid: expected 1-65536 ids at positive host ids`,
+      );
+    }
+    if (spec.uid >= r.count || spec.gid >= r.count) {
+      throw new KilnError(`sandbox: ${spec.uid}:${spec.gid} is outside the id range 0-${r.count - 1}`);
+    }
+  }
+  for (const c of spec.capabilities ?? []) {
+    if (!r || !/^CAP_[A-Z_]+$/.test(c)) {
+      throw new KilnError(
+        `sandbox: capability "${c}" refused: expected CAP_NAME values, and only with an id range (capabilities of the sandbox's own user namespace)`,
+      );
+    }
   }
   if (spec.uid === 0 && !spec.allowRoot) {
     throw new KilnError(
@@ -169,6 +199,7 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
   const stdio: StdioOptions = [spec.stdin === 'inherit' ? 'inherit' : 'ignore', outMode, errMode];
   stdio.push(cmd.infoFd ? 'pipe' : 'ignore');
   for (const fd of cmd.extraFds ?? []) stdio.push(fd);
+  const blockFd = cmd.idMap ? stdio.push('pipe') - 1 : undefined;
   const recent: string[] = [];
   const remember = (line: string): void => {
     recent.push(line);
@@ -204,11 +235,31 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
         const m = /"child-pid":\s*(\d+)/.exec(text);
         if (m?.[1] && initPid === undefined) {
           initPid = Number(m[1]);
+          if (cmd.idMap && blockFd !== undefined) void mapIds(initPid, cmd.idMap, blockFd);
           if (pendingSignal !== undefined) signalCommand(pendingSignal);
         }
       });
       info?.on('error', () => {});
     }
+
+    // bwrap's sandbox waits in its new user namespace until kiln, root outside, has written the
+    // range's maps (a range needs CAP_SETUID in the parent namespace: bwrap cannot write it).
+    let mapError: Error | undefined;
+    const mapIds = async (pid: number, map: NonNullable<HostCommand['idMap']>, fd: number) => {
+      try {
+        await writeFile(`/proc/${pid}/uid_map`, map.uidMap);
+        await writeFile(`/proc/${pid}/gid_map`, map.gidMap);
+        (child.stdio[fd] as NodeJS.WritableStream | null)?.end('1');
+      } catch (e) {
+        mapError = e as Error;
+        // A sandbox blocked before its maps ignores SIGTERM.
+        for (const p of [pid, child.pid !== undefined ? -child.pid : undefined]) {
+          try {
+            if (p !== undefined) process.kill(p, 'SIGKILL');
+          } catch {}
+        }
+      }
+    };
 
     const pipeOut = (stream: NodeJS.ReadableStream | null, sink: OutputSink | undefined): Promise<void> => {
       if (!stream || typeof sink !== 'function') return Promise.resolve();
@@ -294,6 +345,10 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
       if (killTimer) clearTimeout(killTimer);
       spec.signal?.removeEventListener('abort', onAbort);
       void outputsDone.then(() => {
+        if (mapError) {
+          reject(new KilnError(`sandbox: cannot map the id range: ${mapError.message}`, ExitCode.Failed));
+          return;
+        }
         // bwrap reports a command killed by signal N as exit status 128+N, as shells do.
         let sig: NodeJS.Signals | null = signal;
         let exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);

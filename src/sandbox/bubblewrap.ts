@@ -18,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
+import { type HostCommand, prlimitArgs, runChild, usernsBlockFd, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
@@ -56,6 +56,21 @@ export function bwrapSupportsDisableUserns(bwrap = 'bwrap'): boolean {
 /** Default limits applied when a spec sets none: enough for npm and compilers, not for fork bombs. */
 export const DEFAULT_LIMITS = { processes: 4096, openFiles: 20000, tmpfsBytes: 1 << 30 } as const;
 
+/**
+ * withIdRange makes bwrap wait in its new user namespace (`--userns-block-fd`, right after the
+ * bwrap argument) until runChild has mapped inside 0..count-1 onto the leased host block.
+ */
+function withIdRange(cmd: HostCommand, bwrap: string, range: NonNullable<RunSpec['idRange']>): HostCommand {
+  const args = [...cmd.args];
+  const at = cmd.file === bwrap ? 0 : args.indexOf(bwrap) + 1;
+  args.splice(at, 0, '--userns-block-fd', String(usernsBlockFd(cmd)));
+  return {
+    ...cmd,
+    args,
+    idMap: { uidMap: `0 ${range.hostUid} ${range.count}\n`, gidMap: `0 ${range.hostGid} ${range.count}\n` },
+  };
+}
+
 /** The Executor used by default: bubblewrap from the Debian package `bubblewrap`. */
 export class BubblewrapExecutor implements Executor {
   readonly name = 'bubblewrap';
@@ -80,7 +95,15 @@ export class BubblewrapExecutor implements Executor {
     // and setuid (what `setpriv --reuid --regid --clear-groups` does, without an extra exec).
     // The host ids are leased ones (spec.hostIds) for builds and `kiln run`: no real account's.
     let outer: { uid: number; gid: number } | undefined;
-    if (o.hostUid === 0) {
+    const range = spec.idRange;
+    if (range && o.hostUid !== 0) {
+      throw new KilnError(
+        'sandbox: an id range needs kiln to run as root (only root can map a range of host ids)',
+        ExitCode.Failed,
+      );
+    }
+    if (range) outer = { uid: range.hostUid, gid: range.hostGid };
+    else if (o.hostUid === 0) {
       const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
       outer = spec.hostIds ? { ...spec.hostIds } : { uid, gid: spec.uid === 0 ? uid : spec.gid };
     }
@@ -92,14 +115,16 @@ export class BubblewrapExecutor implements Executor {
       '--unshare-uts',
       '--unshare-cgroup-try',
       ...(spec.network === 'none' ? ['--unshare-net'] : []),
-      // No user namespaces inside: closes the usual route to regaining capabilities.
-      ...((o.disableUserns ?? bwrapSupportsDisableUserns(o.bwrap)) ? ['--disable-userns'] : []),
+      // No user namespaces inside: closes the usual route to regaining capabilities. (bwrap
+      // refuses it with --userns-block-fd, which an id range needs: seccomp denies them there.)
+      ...(!range && (o.disableUserns ?? bwrapSupportsDisableUserns(o.bwrap)) ? ['--disable-userns'] : []),
       '--die-with-parent',
       '--new-session',
       '--clearenv',
       '--cap-drop',
       'ALL',
-      '--ro-bind',
+      ...(spec.capabilities ?? []).flatMap((c) => ['--cap-add', c]),
+      spec.writableRootfs ? '--bind' : '--ro-bind',
       spec.rootfs,
       '/',
       '--proc',
@@ -131,7 +156,14 @@ export class BubblewrapExecutor implements Executor {
     const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
     // The helpers themselves get a minimal PATH only; bwrap --clearenv empties it for the command.
-    return { file, args: rest, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, infoFd: true, ...outer };
+    const cmd: HostCommand = {
+      file,
+      args: rest,
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      infoFd: true,
+      ...outer,
+    };
+    return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range) : cmd;
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
