@@ -26,7 +26,7 @@ import {
   sandboxPathsOf,
   startPhase,
 } from './phase-context.ts';
-import { assertInside, isSymlink } from './safe-fs.ts';
+import { assertInside, assertNoLinks, isSymlink } from './safe-fs.ts';
 
 /** Inputs of the build phase. */
 export interface BuildOptions extends PhaseOptions {
@@ -240,6 +240,8 @@ async function buildOne(
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = new Map<string, LayerMetadataFile>();
   await assertInside(o.layersDir, bpLayers);
+  // kiln renames, removes and chowns below it: the buildpack may not have swapped it for a link.
+  await assertNoLinks(o.layersDir, bpLayers, ExitCode.BuildError);
   for (const name of await layerTomlNames(bpLayers)) {
     await inside(join(bpLayers, `${name}.toml`));
     const meta = await readLayerToml(join(bpLayers, `${name}.toml`));

@@ -3,6 +3,7 @@ import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { ExitCode } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -18,6 +19,7 @@ import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
 import { dirFingerprint, type TarSettings } from './layer-reuse.ts';
+import { assertNoLinks } from './safe-fs.ts';
 
 // The restore phase: before build, give each buildpack back what the spec says survives a build
 // (the "restore matrix" of the buildpack spec):
@@ -129,6 +131,8 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
       );
     for (const { bp, fromImage, plan } of plans) {
       const bpDir = path.join(o.layersDir, escapeId(bp.id));
+      // Root writes below it (tomls, extracted layers, rm of stale ones): never through a link.
+      await assertNoLinks(o.layersDir, bpDir, ExitCode.RestoreError);
       await fs.mkdir(bpDir, { recursive: true, mode: 0o755 });
       if (fromImage?.store)
         await writeStoreToml(path.join(bpDir, 'store.toml'), { metadata: fromImage.store.metadata ?? {} });

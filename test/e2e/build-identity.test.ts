@@ -96,6 +96,47 @@ describe('build identity', { skip: !root && 'needs root (leases host ids)' }, ()
     }
   });
 
+  /** A buildpack with the given detect and build scripts (bash bodies). */
+  async function scriptedBuildpack(name: string, detect: string, build: string): Promise<string> {
+    const dir = path.join(w.root, 'bps', name);
+    await mkdir(path.join(dir, 'bin'), { recursive: true });
+    await writeFile(
+      path.join(dir, 'buildpack.toml'),
+      `api = "0.10"\n[buildpack]\nid = "test/${name}"\nversion = "0.0.1"\n`,
+    );
+    await writeFile(path.join(dir, 'bin', 'detect'), `#!/usr/bin/env bash\n${detect}\nexit 0\n`);
+    await writeFile(path.join(dir, 'bin', 'build'), `#!/usr/bin/env bash\n${build}\n`);
+    for (const f of ['detect', 'build']) await chmod(path.join(dir, 'bin', f), 0o755);
+    for (const d of [path.join(w.root, 'bps'), dir, path.join(dir, 'bin')]) await chmod(d, 0o755);
+    return dir;
+  }
+
+  test('a link bin/detect plants as a buildpack layers dir is refused before restore writes through it', async () => {
+    const bp = await scriptedBuildpack('planter', 'ln -s /etc /layers/test_planter', 'echo built');
+    const app = await w.app('planter', 'detect plants');
+    await assert.rejects(
+      w.build(app, 'e2e-planter', { buildpacks: ['e2e/runtime', bp, 'e2e/process@0.0.1'] }),
+      (e: unknown) => {
+        assert.match(String(e), /layers\/test_planter is a symlink: kiln writes below it/);
+        assert.equal((e as { exitCode?: number }).exitCode, 42, 'the restore phase exit code');
+        return true;
+      },
+    );
+  });
+
+  test("a buildpack that swaps its layers dir for a link to another buildpack's is refused, naming it", async () => {
+    const bp = await scriptedBuildpack(
+      'swapper',
+      '',
+      'set -eu; mkdir -p /layers/e2e_runtime/stolen; printf "[types]\\n" > /layers/e2e_runtime/stolen.toml; rmdir "$1" 2>/dev/null || mv "$1" "$1.old"; ln -s /layers/e2e_runtime "$1"',
+    );
+    const app = await w.app('swapper', 'swaps its dir');
+    await assert.rejects(
+      w.build(app, 'e2e-swapper', { buildpacks: ['e2e/runtime', bp, 'e2e/process@0.0.1'] }),
+      /layers\/test_swapper is a symlink: kiln writes below it/,
+    );
+  });
+
   test('the image is byte-identical whatever host ids the build ran as', async () => {
     const app = await w.app('same-image', 'same bytes');
     // Legacy identity (the build user is host 1000) against a leased one; separate caches, so
