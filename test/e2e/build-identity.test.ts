@@ -8,10 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { kilnIdRange } from '../../src/sandbox/identity.ts';
 import { type E2E, makeE2E } from './build-fixture.ts';
 
 const root = process.getuid?.() === 0;
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** Host pid and uid of the process whose command line contains `marker` (polls up to 10 s). */
 async function findProcess(marker: string): Promise<{ pid: number; uid: number }> {
@@ -135,6 +137,26 @@ describe('build identity', { skip: !root && 'needs root (leases host ids)' }, ()
       w.build(app, 'e2e-swapper', { buildpacks: ['e2e/runtime', bp, 'e2e/process@0.0.1'] }),
       /layers\/test_swapper is a symlink: kiln writes below it/,
     );
+  });
+
+  test('kiln run runs the app as a leased identity and releases it', async () => {
+    const app = await w.app('run-identity', 'run me');
+    const layout = path.join(w.root, 'run-layout');
+    await w.build(app, 'e2e-run-identity', { dest: `oci:${layout}:app` });
+    await chmod(w.root, 0o755);
+    const r = spawnSync(path.join(here, '..', '..', 'bin', 'kiln'), ['run', `oci:${layout}:app`], {
+      encoding: 'utf8',
+      env: { ...process.env, KILN_HOME: path.join(w.root, 'kiln-home'), NO_COLOR: '1', CI: '1' },
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    // The image's user is 1000 inside, whatever host id it ran as.
+    assert.match(r.stdout, /GREETING=hi uid=1000 message=run me/);
+    const leases = await readdir('/run/kiln/id-leases').catch(() => [] as string[]);
+    const mine = await Promise.all(
+      leases.map((f) => readFile(path.join('/run/kiln/id-leases', f), 'utf8').catch(() => '')),
+    );
+    assert.ok(!mine.some((t) => t.includes(`"pid":${r.pid}`)), 'the run released its lease');
   });
 
   test('the image is byte-identical whatever host ids the build ran as', async () => {
