@@ -149,7 +149,8 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await mkdir(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(tmp, data, { mode });
+    // 'wx' (O_EXCL): a link planted at the temp name is refused, never written through.
+    await writeFile(tmp, data, { mode, flag: 'wx' });
     await chmod(tmp, mode);
     await rename(tmp, path);
   } catch (err) {

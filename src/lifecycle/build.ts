@@ -38,6 +38,7 @@ import {
   sandboxPathsOf,
   startPhase,
 } from './phase-context.ts';
+import { assertNoLinks } from './safe-fs.ts';
 
 /** How a buildpack's outputs are named in errors: `layers/<bp>/store.toml`. */
 const LAYERS = { what: 'the layers directory', shown: 'layers', exitCode: ExitCode.BuildError } as const;
@@ -254,6 +255,8 @@ async function buildOne(
 
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = new Map<string, LayerMetadataFile>();
+  // kiln renames, removes and chowns below it: the buildpack may not have swapped it for a link.
+  await assertNoLinks(o.layersDir, bpLayers, ExitCode.BuildError);
   for (const name of layerTomlNames(out)) {
     const meta = await readLayerToml(at(`${name}.toml`));
     if (!meta.types.launch && !meta.types.build && !meta.types.cache) {

@@ -114,17 +114,12 @@ async function breakStale(file: string): Promise<void> {
 }
 
 /**
- * acquireLock takes the exclusive lock file `file`, waiting (polling with backoff) while another
- * live process holds it and breaking it when its owner is gone. Throws a KilnError after the
- * timeout naming the owner.
+ * tryLock takes the lock file `file` if it is free or its owner is gone (breaking the stale lock),
+ * and returns undefined without waiting when a live process holds it.
  */
-export async function acquireLock(file: string, opts: LockOptions = {}): Promise<HeldLock> {
-  const timeoutMs = opts.timeoutMs ?? 600_000;
+export async function tryLock(file: string): Promise<HeldLock | undefined> {
   const me = JSON.stringify({ pid: process.pid, start: processStart(process.pid), host: hostname() });
-  const deadline = Date.now() + timeoutMs;
-  let delay = 10;
-  let told = false;
-  for (;;) {
+  for (let attempt = 0; attempt < 3; attempt++) {
     if (await tryCreate(file, me)) {
       let released = false;
       return {
@@ -136,10 +131,25 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
         },
       };
     }
-    if (await isStale(file)) {
-      await breakStale(file);
-      continue;
-    }
+    if (!(await isStale(file))) return undefined;
+    await breakStale(file);
+  }
+  return undefined;
+}
+
+/**
+ * acquireLock takes the exclusive lock file `file`, waiting (polling with backoff) while another
+ * live process holds it and breaking it when its owner is gone. Throws a KilnError after the
+ * timeout naming the owner.
+ */
+export async function acquireLock(file: string, opts: LockOptions = {}): Promise<HeldLock> {
+  const timeoutMs = opts.timeoutMs ?? 600_000;
+  const deadline = Date.now() + timeoutMs;
+  let delay = 10;
+  let told = false;
+  for (;;) {
+    const held = await tryLock(file);
+    if (held) return held;
     if (Date.now() > deadline) {
       const owner = await readFile(file, 'utf8').catch(() => '?');
       throw new KilnError(`timed out waiting for lock ${file}: held by ${owner}`, ExitCode.Failed);

@@ -66,6 +66,11 @@ export interface PhaseOptions {
   /** The build user (CNB_USER_ID/CNB_GROUP_ID); 0 is refused. */
   readonly uid: number;
   readonly gid: number;
+  /**
+   * The build user's ids on the host (sandbox RunSpec.hostIds; owner of what kiln hands it):
+   * leased by the platform for a build. Default uid:gid.
+   */
+  readonly hostIds?: { readonly uid: number; readonly gid: number };
   readonly limits?: Limits;
   readonly timeoutMs?: number;
   /** The whole build's time limit (`--timeout`): every process gets what is left of it. */
@@ -168,6 +173,7 @@ export async function runInSandbox(
     cwd: sandboxPathsOf(o).app,
     uid: o.uid,
     gid: o.gid,
+    ...(o.hostIds ? { hostIds: o.hostIds } : {}),
     rootfs: o.rootfs,
     mounts: mountsFor(o, appWritable, scratch),
     network: o.network,
@@ -245,9 +251,9 @@ export async function removeScratch(dir: string | undefined): Promise<void> {
   if (dir) await rm(dir, { recursive: true, force: true });
 }
 
-/** chownToUser gives a path kiln created to the build user (only possible, and needed, as root). */
+/** chownToUser gives a path kiln created to the build user's host ids (only possible, and needed, as root). */
 export async function chownToUser(o: PhaseOptions, path: string): Promise<void> {
-  if (process.getuid?.() === 0) await chown(path, o.uid, o.gid);
+  if (process.getuid?.() === 0) await chown(path, o.hostIds?.uid ?? o.uid, o.hostIds?.gid ?? o.gid);
 }
 
 /** execEnvOf returns CNB_EXEC_ENV (default `production`); a `/` in it is an invalid argument (exit 3). */

@@ -3,6 +3,7 @@ import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { ExitCode } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -18,6 +19,7 @@ import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
 import { dirFingerprint, type TarSettings } from './layer-reuse.ts';
+import { assertNoLinks } from './safe-fs.ts';
 
 // The restore phase: before build, give each buildpack back what the spec says survives a build
 // (the "restore matrix" of the buildpack spec):
@@ -51,6 +53,8 @@ export interface RestoreOptions {
   /** Walk settings the exporter will use, so restored layers are fingerprinted exactly as it will. */
   readonly uid: number;
   readonly gid: number;
+  /** Who owns restored layer dirs on the host (the build user's host ids); default uid:gid. */
+  readonly owner?: { readonly uid: number; readonly gid: number };
   readonly settings: TarSettings;
   /** Filled with fingerprints of restored layer dirs -> their cached layer. */
   readonly fingerprints: Map<string, CachedLayer>;
@@ -127,6 +131,8 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
       );
     for (const { bp, fromImage, plan } of plans) {
       const bpDir = path.join(o.layersDir, escapeId(bp.id));
+      // Root writes below it (tomls, extracted layers, rm of stale ones): never through a link.
+      await assertNoLinks(o.layersDir, bpDir, ExitCode.RestoreError);
       await fs.mkdir(bpDir, { recursive: true, mode: 0o755 });
       if (fromImage?.store)
         await writeStoreToml(path.join(bpDir, 'store.toml'), { metadata: fromImage.store.metadata ?? {} });
@@ -276,7 +282,7 @@ async function restoreContents(
   await fs.mkdir(src, { recursive: true });
   await fs.rename(src, dst);
   // The build user owns its layers; owners are set before fingerprinting (chown changes ctimes).
-  await chownTree(dst, o.uid, o.gid);
+  await chownTree(dst, o.owner?.uid ?? o.uid, o.owner?.gid ?? o.gid);
   // Remember what this directory is, so export and cache recognise it untouched without tarring.
   const fp = await fingerprint(dst);
   o.fingerprints.set(fp, cached);

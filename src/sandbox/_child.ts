@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
@@ -26,6 +27,16 @@ export interface HostCommand {
    * program for `bwrap --seccomp 4`). The caller owns them and closes them after the run.
    */
   readonly extraFds?: readonly number[];
+  /**
+   * uid_map/gid_map lines kiln (root) writes for bwrap's user namespace while bwrap waits on its
+   * `--userns-block-fd` (fd usernsBlockFd(cmd), a pipe runChild adds after the extra fds).
+   */
+  readonly idMap?: { readonly uidMap: string; readonly gidMap: string };
+}
+
+/** The child's fd that bwrap's `--userns-block-fd` reads (after infoFd and the extra fds). */
+export function usernsBlockFd(cmd: Pick<HostCommand, 'extraFds'>): number {
+  return EXTRA_FD_BASE + (cmd.extraFds?.length ?? 0);
 }
 
 /** The child's fd number for `cmd.extraFds[i]`. */
@@ -52,6 +63,31 @@ export function validateSpec(spec: RunSpec): void {
     throw new KilnError(
       `sandbox: uid/gid ${spec.uid}:${spec.gid} is invalid: expected non-negative integers`,
     );
+  }
+  const h = spec.hostIds;
+  if (h && (!Number.isInteger(h.uid) || h.uid < 1 || !Number.isInteger(h.gid) || h.gid < 1)) {
+    throw new KilnError(
+      `sandbox: host ids ${h.uid}:${h.gid} are invalid: expected positive integers (never host root)`,
+    );
+  }
+  const r = spec.idRange;
+  if (r) {
+    const ok = (n: number, min: number) => Number.isInteger(n) && n >= min;
+    if (!ok(r.count, 1) || r.count > 65536 || !ok(r.hostUid, 1) || !ok(r.hostGid, 1)) {
+      throw new KilnError(
+        `sandbox: id range ${r.count}@${r.hostUid}:${r.hostGid} is invalid: expected 1-65536 ids at positive host ids`,
+      );
+    }
+    if (spec.uid >= r.count || spec.gid >= r.count) {
+      throw new KilnError(`sandbox: ${spec.uid}:${spec.gid} is outside the id range 0-${r.count - 1}`);
+    }
+  }
+  for (const c of spec.capabilities ?? []) {
+    if (!r || !/^CAP_[A-Z_]+$/.test(c)) {
+      throw new KilnError(
+        `sandbox: capability "${c}" refused: expected CAP_NAME values, and only with an id range (capabilities of the sandbox's own user namespace)`,
+      );
+    }
   }
   if (spec.uid === 0 && !spec.allowRoot) {
     throw new KilnError(
@@ -175,6 +211,7 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
   const stdio: StdioOptions = [spec.stdin === 'inherit' ? 'inherit' : 'ignore', outMode, errMode];
   stdio.push(cmd.infoFd ? 'pipe' : 'ignore');
   for (const fd of cmd.extraFds ?? []) stdio.push(fd);
+  const blockFd = cmd.idMap ? stdio.push('pipe') - 1 : undefined;
   if (guard.gateFd !== undefined) stdio[guard.gateFd] = 'pipe';
   const recent: string[] = [];
   const remember = (line: string): void => {
@@ -200,16 +237,42 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
     }
 
     let initPid: number | undefined;
+    // A signal asked for before bwrap reported its child pid (the info fd and stdout are separate
+    // pipes: a line the command printed can arrive first) waits for it instead of hitting bwrap.
+    let pendingSignal: NodeJS.Signals | undefined;
     if (cmd.infoFd) {
       const info = child.stdio[3];
       let text = '';
       info?.on('data', (b: Buffer) => {
         text += b.toString('utf8');
         const m = /"child-pid":\s*(\d+)/.exec(text);
-        if (m?.[1]) initPid = Number(m[1]);
+        if (m?.[1] && initPid === undefined) {
+          initPid = Number(m[1]);
+          if (cmd.idMap && blockFd !== undefined) void mapIds(initPid, cmd.idMap, blockFd);
+          if (pendingSignal !== undefined) signalCommand(pendingSignal);
+        }
       });
       info?.on('error', () => {});
     }
+
+    // bwrap's sandbox waits in its new user namespace until kiln, root outside, has written the
+    // range's maps (a range needs CAP_SETUID in the parent namespace: bwrap cannot write it).
+    let mapError: Error | undefined;
+    const mapIds = async (pid: number, map: NonNullable<HostCommand['idMap']>, fd: number) => {
+      try {
+        await writeFile(`/proc/${pid}/uid_map`, map.uidMap);
+        await writeFile(`/proc/${pid}/gid_map`, map.gidMap);
+        (child.stdio[fd] as NodeJS.WritableStream | null)?.end('1');
+      } catch (e) {
+        mapError = e as Error;
+        // A sandbox blocked before its maps ignores SIGTERM.
+        for (const p of [pid, child.pid !== undefined ? -child.pid : undefined]) {
+          try {
+            if (p !== undefined) process.kill(p, 'SIGKILL');
+          } catch {}
+        }
+      }
+    };
 
     const pipeOut = (stream: NodeJS.ReadableStream | null, sink: OutputSink | undefined): Promise<void> => {
       if (!stream || typeof sink !== 'function') return Promise.resolve();
@@ -244,15 +307,28 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       }
     };
     guard.started(child, killAll);
-    const stop = (politeSignal: NodeJS.Signals): void => {
+    const signalCommand = (sig: NodeJS.Signals, tries = 0): void => {
       if (exited) return;
+      if (cmd.infoFd && initPid === undefined) {
+        pendingSignal = sig;
+        return;
+      }
       const target = initPid !== undefined ? commandPid(initPid) : undefined;
+      // bwrap's init may not have forked the command yet: look again shortly before hitting bwrap.
+      if (initPid !== undefined && target === undefined && tries < 20) {
+        setTimeout(() => signalCommand(sig, tries + 1), 10).unref();
+        return;
+      }
       try {
-        if (target !== undefined) process.kill(target, politeSignal);
-        else if (child.pid !== undefined) process.kill(-child.pid, politeSignal);
+        if (target !== undefined) process.kill(target, sig);
+        else if (child.pid !== undefined) process.kill(-child.pid, sig);
       } catch {
         // Already gone.
       }
+    };
+    const stop = (politeSignal: NodeJS.Signals): void => {
+      if (exited) return;
+      signalCommand(politeSignal);
       killTimer ??= setTimeout(killAll, spec.graceMs ?? 5000);
       killTimer.unref();
     };
@@ -294,6 +370,10 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       }
       if (signal) exitCode = 128 + (constants.signals[signal] ?? 0);
       void Promise.all([outputsDone, guard.finished({ signal: sig })]).then(([, guarded]) => {
+        if (mapError) {
+          reject(new KilnError(`sandbox: cannot map the id range: ${mapError.message}`, ExitCode.Failed));
+          return;
+        }
         const notes = [...new Set([...guarded.notes, ...notesFrom(recent, spec, sig)])];
         if (timedOut) notes.unshift(`stopped after the ${spec.timeoutMs} ms time limit`);
         resolve({

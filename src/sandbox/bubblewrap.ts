@@ -3,13 +3,14 @@
  * pid, ipc, uts, cgroup, mount and (for `network: 'none'`) network namespaces, with no
  * capabilities, NoNewPrivs, a read-only root filesystem and only the mounts the spec names.
  *
- * Identity (decided; see README.md): when kiln runs as root, bwrap is started as U:G with no
- * supplementary groups (node's spawn uid/gid, i.e. what `setpriv --reuid=U --regid=G
- * --clear-groups` does), so the user namespace maps inside-U to outside-U
- * and everything the process writes is really owned by U on the host. Running bwrap as root with
+ * Identity (decided; see README.md): when kiln runs as root, bwrap is started as the host ids
+ * H:HG (spec.hostIds, leased from kiln's subordinate range for builds and `kiln run`; U:G when
+ * absent) with no supplementary groups (node's spawn uid/gid, i.e. what `setpriv --reuid=H
+ * --regid=HG --clear-groups` does), so the user namespace maps inside-U to outside-H and
+ * everything the process writes is really owned by H on the host. Running bwrap as root with
  * `--uid U` instead would map inside-U to outside-0: files would be root-owned and the sandboxed
  * process would own every root-owned file it can see. Consequence: every mount source and the
- * rootfs must be reachable (searchable directories) by uid U, e.g. not under /root.
+ * rootfs must be reachable (searchable directories) by uid H, e.g. not under /root.
  * When kiln is not root it cannot switch users: inside-U then maps to kiln's own uid.
  */
 
@@ -17,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
+import { type HostCommand, prlimitArgs, runChild, usernsBlockFd, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
 
@@ -67,6 +68,21 @@ export const DEFAULT_LIMITS = {
   diskReserveBytes: BUILD_LIMIT_DEFAULTS.diskReserveBytes,
 } as const;
 
+/**
+ * withIdRange makes bwrap wait in its new user namespace (`--userns-block-fd`, right after the
+ * bwrap argument) until runChild has mapped inside 0..count-1 onto the leased host block.
+ */
+function withIdRange(cmd: HostCommand, bwrap: string, range: NonNullable<RunSpec['idRange']>): HostCommand {
+  const args = [...cmd.args];
+  const at = cmd.file === bwrap ? 0 : args.indexOf(bwrap) + 1;
+  args.splice(at, 0, '--userns-block-fd', String(usernsBlockFd(cmd)));
+  return {
+    ...cmd,
+    args,
+    idMap: { uidMap: `0 ${range.hostUid} ${range.count}\n`, gidMap: `0 ${range.hostGid} ${range.count}\n` },
+  };
+}
+
 /** The Executor used by default: bubblewrap from the Debian package `bubblewrap`. */
 export class BubblewrapExecutor implements Executor {
   readonly name = 'bubblewrap';
@@ -89,10 +105,19 @@ export class BubblewrapExecutor implements Executor {
 
     // As root, drop to the sandbox uid before bwrap starts: node's spawn does setgid, setgroups([])
     // and setuid (what `setpriv --reuid --regid --clear-groups` does, without an extra exec).
+    // The host ids are leased ones (spec.hostIds) for builds and `kiln run`: no real account's.
     let outer: { uid: number; gid: number } | undefined;
-    if (o.hostUid === 0) {
+    const range = spec.idRange;
+    if (range && o.hostUid !== 0) {
+      throw new KilnError(
+        'sandbox: an id range needs kiln to run as root (only root can map a range of host ids)',
+        ExitCode.Failed,
+      );
+    }
+    if (range) outer = { uid: range.hostUid, gid: range.hostGid };
+    else if (o.hostUid === 0) {
       const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
-      outer = { uid, gid: spec.uid === 0 ? uid : spec.gid };
+      outer = spec.hostIds ? { ...spec.hostIds } : { uid, gid: spec.uid === 0 ? uid : spec.gid };
     }
 
     const args: string[] = [
@@ -102,14 +127,16 @@ export class BubblewrapExecutor implements Executor {
       '--unshare-uts',
       '--unshare-cgroup-try',
       ...(spec.network === 'none' ? ['--unshare-net'] : []),
-      // No user namespaces inside: closes the usual route to regaining capabilities.
-      ...((o.disableUserns ?? bwrapSupportsDisableUserns(o.bwrap)) ? ['--disable-userns'] : []),
+      // No user namespaces inside: closes the usual route to regaining capabilities. (bwrap
+      // refuses it with --userns-block-fd, which an id range needs: seccomp denies them there.)
+      ...(!range && (o.disableUserns ?? bwrapSupportsDisableUserns(o.bwrap)) ? ['--disable-userns'] : []),
       '--die-with-parent',
       '--new-session',
       '--clearenv',
       '--cap-drop',
       'ALL',
-      '--ro-bind',
+      ...(spec.capabilities ?? []).flatMap((c) => ['--cap-add', c]),
+      spec.writableRootfs ? '--bind' : '--ro-bind',
       spec.rootfs,
       '/',
       '--proc',
@@ -141,7 +168,14 @@ export class BubblewrapExecutor implements Executor {
     const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
     // The helpers themselves get a minimal PATH only; bwrap --clearenv empties it for the command.
-    return { file, args: rest, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, infoFd: true, ...outer };
+    const cmd: HostCommand = {
+      file,
+      args: rest,
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      infoFd: true,
+      ...outer,
+    };
+    return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range) : cmd;
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
@@ -165,7 +199,7 @@ export class BubblewrapExecutor implements Executor {
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)
-        ? ` (every directory above a mount source and the rootfs must be searchable by uid ${spec.uid}; kiln drops root before starting bwrap)`
+        ? ` (every directory above a mount source and the rootfs must be searchable by host uid ${cmd.uid ?? spec.uid}; kiln drops root before starting bwrap)`
         : '';
       throw new KilnError(
         `sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`,

@@ -62,6 +62,29 @@ export interface RunSpec {
   /** How long a stopped process gets between the polite signal and SIGKILL (default 5000). */
   readonly graceMs?: number;
   readonly limits?: Limits;
+  /**
+   * The host ids the sandbox user (`uid`:`gid`) is on the host when kiln runs as root: what it
+   * writes is owned by them, and they are the ids host users would need to signal or ptrace it.
+   * Builds and `kiln run` pass ids leased from kiln's subordinate range (sandbox/identity.ts), so
+   * no real account shares them. Absent: `uid`:`gid` themselves (`nobody` for uid 0), the
+   * behaviour callers that prepared mounts owned by `uid` rely on. Ignored when kiln is not root
+   * (it cannot switch ids: the sandbox user is kiln's own uid on the host).
+   */
+  readonly hostIds?: { readonly uid: number; readonly gid: number };
+  /**
+   * A range of ids instead of one: inside ids 0..count-1 are host ids hostUid..hostUid+count-1
+   * (gids likewise), a block the caller leased (sandbox/identity.ts `leaseIdBlock`), never real
+   * host ids. For dpkg's maintainer scripts, whose root chowns files to system users. Needs kiln
+   * to run as root (it writes the maps while bwrap waits); `uid`/`gid` are inside ids below count.
+   */
+  readonly idRange?: { readonly count: number; readonly hostUid: number; readonly hostGid: number };
+  /**
+   * Capabilities (e.g. `CAP_CHOWN`) the process keeps, inside its own user namespace only: they
+   * act on files whose owners the namespace maps. Only with `idRange`; default none.
+   */
+  readonly capabilities?: readonly string[];
+  /** Mount the rootfs writable (a staged root filesystem being configured); default read-only. */
+  readonly writableRootfs?: boolean;
   /** uid 0 is refused unless this is set (buildpacks must never run as root). */
   readonly allowRoot?: boolean;
   /** Hostname inside the sandbox's UTS namespace. */

@@ -53,6 +53,12 @@ export class HostExecutor implements Executor {
         ExitCode.Failed,
       );
     }
+    if (spec.idRange || spec.capabilities?.length) {
+      throw new KilnError(
+        'host executor: an id range and namespace capabilities need a user namespace: use the bubblewrap executor',
+        ExitCode.Failed,
+      );
+    }
     const o = this.#opts;
     if (o.hostUid !== 0 && o.hostUid !== spec.uid) {
       throw new KilnError(

@@ -18,15 +18,15 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import type { HostCommand } from './_child.ts';
+import { type HostCommand, usernsBlockFd } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
 import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';
 import type { RunSpec } from './executor.ts';
 import { limitMessages } from './limits.ts';
 
-/** The first fd number the gate may use: after stdio, bwrap's info fd and the extra fds. */
+/** The gate's fd: after stdio, bwrap's info fd, the extra fds and the user-namespace block fd. */
 function gateFdOf(cmd: HostCommand): number {
-  return 4 + (cmd.extraFds?.length ?? 0);
+  return usernsBlockFd(cmd) + (cmd.idMap ? 1 : 0);
 }
 
 export class RunGuard {

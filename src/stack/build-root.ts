@@ -1,7 +1,10 @@
-import { spawn } from 'node:child_process';
-import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmodSync, constants, lchownSync, lstatSync, readdirSync } from 'node:fs';
+import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
+import { BubblewrapExecutor } from '../sandbox/bubblewrap.ts';
+import type { Executor, RunResult } from '../sandbox/executor.ts';
+import { leaseIdBlock } from '../sandbox/identity.ts';
 import type { StackConfig } from './config.ts';
 import { infoName, writeDpkgDatabase } from './dpkg-db.ts';
 import { homeAndTmp } from './finish.ts';
@@ -15,6 +18,8 @@ export interface SandboxOptions {
   readonly bwrap?: string;
   /** Called with each line the scripts print (dpkg's progress), for --verbose logs. */
   readonly onOutput?: (line: string) => void;
+  /** The sandbox to run them in (default: bubblewrap with the executor's policy). */
+  readonly executor?: Executor;
 }
 
 /**
@@ -52,8 +57,10 @@ export function configureScript(pkgs: readonly UnpackedPackage[], arch: string, 
 
 /**
  * finishBuildRoot makes the unpacked build packages a configured Debian system: it writes the
- * dpkg database in the unpacked state, runs the maintainer scripts as root inside a user
- * namespace with the staged tree as `/` (bubblewrap), then adds the stack user and home.
+ * dpkg database in the unpacked state, runs the maintainer scripts through the sandbox executor
+ * (no host network, no capabilities but the file ones of MAINTAINER_SCRIPT_CAPABILITIES, limits,
+ * its own session) as root of a user namespace whose ids are a leased block of kiln's range, with
+ * the staged tree as `/`, then adds the stack user and home.
  */
 export async function finishBuildRoot(
   root: string,
@@ -69,71 +76,141 @@ export async function finishBuildRoot(
   );
   // policy-rc.d forbids starting services while configuring (no init system here anyway).
   await writeFileExact(join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', 0o755);
-  const bwrapArgs = [
-    '--unshare-pid',
-    '--unshare-ipc',
-    '--unshare-uts',
-    '--unshare-net',
-    '--hostname',
-    'kiln',
-    '--bind',
-    root,
-    '/',
-    '--proc',
-    '/proc',
-    '--dev',
-    '/dev',
-    '--tmpfs',
-    '/tmp',
-    '--die-with-parent',
-    '--clearenv',
-    '/bin/sh',
-    '/kiln-configure.sh',
-  ];
   const out: string[] = [];
-  const bwrap = opts.bwrap ?? 'bwrap';
-  // As root, a user namespace mapping ids 0-65535 onto themselves lets maintainer scripts chown
-  // to system groups (mail, shadow, ...), which a single-id mapping refuses. unshare(1) can only
-  // map ranges through newuidmap and /etc/subuid, so kiln writes the maps itself while the
-  // child waits on stdin. Without root, bubblewrap maps just uid 0 (such chowns then fail).
-  const ranged = process.getuid?.() === 0;
-  const cmd = ranged ? 'unshare' : bwrap;
-  const args = ranged
-    ? ['--user', '--', '/bin/sh', '-c', 'read -r go && exec "$@"', 'sh', bwrap, ...bwrapArgs]
-    : ['--unshare-user', '--uid', '0', '--gid', '0', ...bwrapArgs];
-  const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    if (ranged) {
-      mapIds(child.pid!).then(
-        () => child.stdin.end('go\n'),
-        (e: Error) => {
-          child.kill();
-          reject(
-            new KilnError(`cannot set up the user namespace to configure the build image: ${e.message}`),
-          );
-        },
+  const onLine = (l: string) => {
+    if (l === '') return;
+    out.push(l);
+    if (out.length > 200) out.shift();
+    opts.onOutput?.(l);
+  };
+  // As root, the scripts' root is no host id: inside ids 0-65535 are a block of kiln's range
+  // (sandbox/identity.ts), so they can chown to system groups (mail, shadow, ...) and cannot touch
+  // a host file. The staged tree is given to that block first (host 0 -> block+0): capabilities
+  // in a user namespace only act on files whose owners it maps. Owners in the image do not come
+  // from these files (rootLayer writes 0), so the image is the same. Without root, bubblewrap
+  // maps just inside-0 to kiln's uid (chowns to other ids then fail).
+  const asRoot = process.getuid?.() === 0;
+  const block = asRoot ? await leaseIdBlock(ID_BLOCK) : undefined;
+  try {
+    if (block) shiftOwners(root, block.uid, block.gid, ID_BLOCK);
+    const executor =
+      opts.executor ??
+      new BubblewrapExecutor({
+        hostUid: asRoot ? 0 : (process.getuid?.() ?? 1),
+        ...(opts.bwrap ? { bwrap: opts.bwrap } : {}),
+      });
+    let result: RunResult;
+    try {
+      result = await executor.run({
+        argv: ['/bin/sh', '/kiln-configure.sh'],
+        env: {},
+        cwd: '/',
+        uid: 0,
+        gid: 0,
+        allowRoot: true,
+        rootfs: root,
+        writableRootfs: true,
+        mounts: [],
+        network: 'none',
+        hostname: 'kiln',
+        ...(block
+          ? {
+              idRange: { count: ID_BLOCK, hostUid: block.uid, hostGid: block.gid },
+              capabilities: MAINTAINER_SCRIPT_CAPABILITIES,
+            }
+          : {}),
+        stdout: onLine,
+        stderr: onLine,
+        timeoutMs: CONFIGURE_TIMEOUT_MS,
+      });
+    } catch (e) {
+      throw new KilnError(
+        `cannot run the maintainer scripts to configure the build image: ${(e as Error).message}`,
       );
-    } else child.stdin.end();
-    const onData = (d: Buffer) => {
-      for (const l of d.toString('utf8').split('\n')) {
-        if (l === '') continue;
-        out.push(l);
-        if (out.length > 200) out.shift();
-        opts.onOutput?.(l);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('error', (e) =>
-      reject(new KilnError(`cannot start bubblewrap to configure the build image: ${e.message}`)),
-    );
-    child.on('close', (c) => resolve(c ?? 1));
-  });
-  if (code !== 0) {
-    throw new KilnError(
-      `configuring the build image failed (maintainer scripts, exit ${code}): ${out.slice(-8).join(' | ')}`,
-    );
+    }
+    if (result.exitCode !== 0) {
+      const why = result.timedOut
+        ? `timed out after ${CONFIGURE_TIMEOUT_MS / 60_000} min`
+        : `exit ${result.exitCode}`;
+      const notes = result.notes.length ? ` [${result.notes.join('; ')}]` : '';
+      throw new KilnError(
+        `configuring the build image failed (maintainer scripts, ${why})${notes}: ${out.slice(-8).join(' | ')}`,
+      );
+    }
+    // The scripts ran as the block's ids: what kiln writes next must not follow a link they left.
+    await finishAfterScripts(root, config);
+  } finally {
+    await block?.release();
   }
+}
+
+/** Inside ids of the maintainer scripts' namespace (0-65535: every Debian system and user id). */
+const ID_BLOCK = 65536;
+
+/**
+ * What dpkg's maintainer scripts may do as root of their namespace (the file half of Docker's
+ * default set): chown/chgrp to system ids, write and chmod files of other owners, keep setgid
+ * bits on group-owned dirs (base-files' `chmod 2775` on root:staff). No CAP_SYS_ADMIN, no
+ * CAP_SETUID/SETGID (no script of the stack's packages switches users), no network.
+ */
+export const MAINTAINER_SCRIPT_CAPABILITIES: readonly string[] = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+];
+
+/** A bound on `dpkg --configure -a` (about 80 s for the full build image on a 2-core machine). */
+const CONFIGURE_TIMEOUT_MS = 30 * 60_000;
+
+/**
+ * shiftOwners gives every entry of the staged tree owned by a host id below `count` the matching
+ * id of the block (host 0 -> block+0), keeping set-id bits (chown clears them, even as root).
+ */
+function shiftOwners(root: string, uid: number, gid: number, count: number): void {
+  const visit = (p: string): void => {
+    const st = lstatSync(p);
+    if (st.uid < count && st.gid < count) {
+      lchownSync(p, uid + st.uid, gid + st.gid);
+      if (!st.isSymbolicLink() && (st.mode & 0o6000) !== 0) chmodSync(p, st.mode & 0o7777);
+    }
+    if (st.isDirectory()) for (const name of readdirSync(p)) visit(join(p, name));
+  };
+  visit(root);
+}
+
+/**
+ * A path of the staged root, checked: every component below `root` exists as a real directory
+ * (or is missing), never a symlink, so a root-side write cannot be led out of the tree by a link
+ * the scripts planted. Nothing runs as the scripts' ids while kiln checks and writes.
+ */
+function stagedPath(root: string, rel: string): string {
+  let p = root;
+  const parts = rel.split('/').filter((x) => x !== '');
+  for (const [i, part] of parts.entries()) {
+    p = join(p, part);
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (st === undefined) break;
+    if (st.isSymbolicLink() || (i < parts.length - 1 && !st.isDirectory())) {
+      throw new KilnError(
+        `configuring the build image: /${parts.slice(0, i + 1).join('/')} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'} after the maintainer scripts: expected a directory or file of the image`,
+      );
+    }
+  }
+  return join(root, ...parts);
+}
+
+async function finishAfterScripts(root: string, config: StackConfig): Promise<void> {
+  for (const p of [
+    'kiln-configure.sh',
+    'usr/sbin/policy-rc.d',
+    'etc',
+    'tmp',
+    'root',
+    'home',
+    `home/${config.user.name}`,
+  ])
+    stagedPath(root, p);
   await rm(join(root, 'kiln-configure.sh'), { force: true });
   await rm(join(root, 'usr/sbin/policy-rc.d'), { force: true });
   await addUser(root, config);
@@ -150,21 +227,8 @@ export async function finishBuildRoot(
     'var/cache/ldconfig/aux-cache',
     'var/lib/dpkg/available-old',
   ]) {
-    await rm(join(root, p), { force: true });
+    await rm(stagedPath(root, p), { force: true });
   }
-}
-
-/** mapIds waits until `pid` is in its own user namespace, then maps ids 0-65535 onto themselves. */
-async function mapIds(pid: number): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const cur = await readFile(`/proc/${pid}/uid_map`, 'utf8');
-    if (cur.trim() === '') break;
-    if (Date.now() > deadline) throw new Error('child did not enter a new user namespace');
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  await writeFile(`/proc/${pid}/uid_map`, '0 0 65536\n');
-  await writeFile(`/proc/${pid}/gid_map`, '0 0 65536\n');
 }
 
 /**
@@ -174,12 +238,22 @@ async function mapIds(pid: number): Promise<void> {
 async function addUser(root: string, config: StackConfig): Promise<void> {
   const u = config.user;
   const lines = async (file: string) =>
-    (await readFile(join(root, file), 'utf8').catch(() => undefined))?.split('\n');
+    (await readFile(stagedPath(root, file), 'utf8').catch(() => undefined))?.split('\n');
   const add = async (file: string, line: string, create: boolean) => {
     const have = await lines(file);
     if (have === undefined && !create) return;
     if (have?.some((l) => l.startsWith(`${u.name}:`))) return;
-    await appendFile(join(root, file), line);
+    // O_NOFOLLOW: the file itself is no link either (stagedPath checked the dirs above it).
+    const fh = await open(
+      stagedPath(root, file),
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o644,
+    );
+    try {
+      await fh.appendFile(line);
+    } finally {
+      await fh.close();
+    }
   };
   await add('etc/group', `${u.name}:x:${u.gid}:\n`, true);
   await add('etc/passwd', `${u.name}:x:${u.uid}:${u.gid}:${u.name}:/home/${u.name}:/bin/bash\n`, true);

@@ -1,11 +1,12 @@
 import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
 import type { Layout } from '../layout/layout.ts';
 import { pidAlive } from '../layout/pid.ts';
 import { sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
+import { searchableByOthers } from '../sandbox/rootfs-cache.ts';
 import type { SbomComponent } from '../sbom/model.ts';
 import { type AccessOptions, fetchPackages } from './archive-access.ts';
 import { finishBuildRoot, type SandboxOptions } from './build-root.ts';
@@ -113,6 +114,9 @@ async function removeAbandoned(parent: string): Promise<void> {
   }
 }
 
+/** Where root stages the build image when its cache dir is out of an unprivileged id's reach. */
+const STAGING_FOR_ROOT = '/var/cache/kiln/stack-staging';
+
 async function createImage(
   config: StackConfig,
   role: Role,
@@ -124,10 +128,21 @@ async function createImage(
   const t0 = Date.now();
   const debs = await fetchPackages(pkgs, opts.access);
   opts.log?.(`${role}: ${pkgs.length} packages ready in the cache (${Date.now() - t0} ms)`);
-  const parent = opts.workDir ?? join(opts.access.cacheDir, 'stack-staging');
+  let parent = opts.workDir ?? join(opts.access.cacheDir, 'stack-staging');
+  // As root, the maintainer scripts' sandbox starts as a leased unprivileged id that must reach
+  // the staged root (as for the rootfs cache, see sandboxCacheDir): not under /root, say.
+  const sandboxed = role === 'build' && process.getuid?.() === 0;
   await mkdir(parent, { recursive: true });
+  if (sandboxed && !(await searchableByOthers(parent))) {
+    parent = STAGING_FOR_ROOT;
+    // Explicit modes: the umask must not make it unreachable.
+    await mkdir(parent, { recursive: true });
+    for (const d of [dirname(parent), parent]) await chmod(d, 0o755);
+  }
   await removeAbandoned(parent);
   const stage = await mkdtemp(join(parent, `${role}-${process.pid}-`));
+  // Searchable, not listable: the sandbox reaches root/ inside without seeing other stages.
+  if (sandboxed) await chmod(stage, 0o711);
   try {
     const root = join(stage, 'root');
     await mkdir(root);

@@ -6,6 +6,7 @@ import type { Image } from '../../oci/image.ts';
 import type { ConfigFile } from '../../oci/schema.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../sandbox/executor.ts';
+import { leaseHostIds } from '../../sandbox/identity.ts';
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
@@ -99,15 +100,20 @@ export function register(program: Command, ctx: CliContext): void {
       const forward = { SIGINT: () => onSignal('SIGINT'), SIGTERM: () => onSignal('SIGTERM') };
       process.on('SIGINT', forward.SIGINT);
       process.on('SIGTERM', forward.SIGTERM);
+      // As root, the app runs as host ids leased for this run: no real account's, and no other
+      // build's or run's (each has its own process budget and cannot be signalled by the others).
+      const lease = hostUid === 0 ? await leaseHostIds() : undefined;
       try {
         const result = await new BubblewrapExecutor({ hostUid }).run({
           ...spec,
+          ...(lease ? { hostIds: { uid: lease.uid, gid: lease.gid } } : {}),
           signal: ac.signal,
           graceMs: 10_000,
         });
         for (const note of result.notes) log.warn(note);
         if (result.exitCode !== 0) throw new ProcessExit(result.exitCode);
       } finally {
+        await lease?.release();
         process.off('SIGINT', forward.SIGINT);
         process.off('SIGTERM', forward.SIGTERM);
       }

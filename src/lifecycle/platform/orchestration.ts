@@ -30,6 +30,7 @@ import { writePlatformDir } from '../../platform/platform-dir.ts';
 import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts';
 import type { Executor, Limits, Mount } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
+import { type HostIds, type IdLease, leaseHostIds } from '../../sandbox/identity.ts';
 import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
@@ -143,6 +144,13 @@ export interface BuildRequest {
   /** The whole build's time limit (`--timeout`), started by the caller; checked between phases too. */
   readonly deadline?: Deadline;
   /**
+   * The host ids the build user is on the host (owner of the app, layers, platform and HOME dirs;
+   * what its processes run as). Default, when kiln is root and sandboxes with bubblewrap: one
+   * leased from kiln's subordinate range for this build (sandbox/identity.ts), so no real account
+   * shares it. Otherwise CNB_USER_ID:CNB_GROUP_ID themselves.
+   */
+  readonly hostIds?: HostIds;
+  /**
    * The real CNB directories to build in, in place, with the host executor (kiln runs inside the
    * build image: `/` is the build image, nothing is mounted and sandbox paths are these paths).
    * Undefined: a temp layout that the sandbox maps to the spec's paths.
@@ -204,7 +212,7 @@ async function buildHome(
   rootfs: string,
   env: Readonly<Record<string, string>>,
   uid: number,
-  gid: number,
+  owner: HostIds,
   work: string,
   mount: boolean,
 ): Promise<{ home?: string; mount?: Mount }> {
@@ -230,7 +238,7 @@ async function buildHome(
   const dir = path.join(work, 'home');
   await mkdir(dir, { mode: 0o755 });
   await chmod(dir, 0o755);
-  if (process.getuid?.() === 0) await chown(dir, uid, gid);
+  if (process.getuid?.() === 0) await chown(dir, owner.uid, owner.gid);
   return { home, mount: { src: dir, dst: path.normalize(home), readonly: false } };
 }
 
@@ -392,10 +400,16 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
   // Buildpacks create their layers under the umask they inherit. Like the lifecycle's containers,
   // the build runs under 022 whatever the user's umask is: the same source must give the same image.
   const userUmask = process.umask(0o022);
+  // The build user's host identity: leased for this build when kiln is root and sandboxes it.
+  let lease: IdLease | undefined;
   try {
-    return await buildWith(r, uid, gid, builderEnv, time, phaseDone, timings);
+    if (!r.hostIds && process.getuid?.() === 0 && !(r.executor instanceof HostExecutor))
+      lease = await leaseHostIds();
+    const owner: HostIds = r.hostIds ?? lease ?? { uid, gid };
+    return await buildWith(r, uid, gid, owner, builderEnv, time, phaseDone, timings);
   } finally {
     process.umask(userUmask);
+    await lease?.release();
   }
 }
 
@@ -403,6 +417,7 @@ async function buildWith(
   r: BuildRequest,
   uid: number,
   gid: number,
+  owner: HostIds,
   builderEnv: Record<string, string>,
   time: <T>(name: string, fn: () => Promise<T>) => Promise<T>,
   phaseDone: (name: string) => Promise<void>,
@@ -437,27 +452,27 @@ async function buildWith(
       // `--path` already the app dir (a CI job checked out into /workspace): build it in place.
       // The build user must own it, as it owns a copied app (the CNB prepare step does the same).
       if (hostDirs && (await realpath(r.appDir)) === (await realpath(appDir))) {
-        if (root) await chownTree(appDir, uid, gid);
+        if (root) await chownTree(appDir, owner.uid, owner.gid);
         return undefined;
       }
       const copied = await copyAppSource(
         r.appDir,
         appDir,
         r.filter ?? sourceFilter(undefined, undefined),
-        root ? { uid, gid } : {},
+        root ? { uid: owner.uid, gid: owner.gid } : {},
       );
       await chmod(appDir, 0o755);
-      if (root) await chown(appDir, uid, gid);
+      if (root) await chown(appDir, owner.uid, owner.gid);
       return copied.listing;
     });
-    if (process.getuid?.() === 0) await chown(layersDir, uid, gid);
+    if (process.getuid?.() === 0) await chown(layersDir, owner.uid, owner.gid);
     let platformEnv: Readonly<Record<string, string>> = {};
     let platformMounts: readonly Mount[] = [];
     if (r.preparePlatform) {
       const inputs = await r.preparePlatform(
         platformDir,
-        uid,
-        gid,
+        owner.uid,
+        owner.gid,
         rootfs,
         path.join(work, 'platform-stage'),
       );
@@ -465,7 +480,7 @@ async function buildWith(
       platformMounts = inputs?.mounts ?? [];
     } else await writePlatformDir(platformDir, { env: r.env, bindings: [] });
     const extraEnv = { ...platformEnv, ...(r.processEnv ?? {}) };
-    const home = await buildHome(rootfs, builderEnv, uid, gid, work, !(r.executor instanceof HostExecutor));
+    const home = await buildHome(rootfs, builderEnv, uid, owner, work, !(r.executor instanceof HostExecutor));
     const extraMounts = [...(r.extraMounts ?? []), ...platformMounts, ...(home.mount ? [home.mount] : [])];
     const moved = hostDirs ? extraMounts.find((m) => m.src !== m.dst) : undefined;
     if (moved)
@@ -540,6 +555,7 @@ async function buildWith(
       ...(Object.keys(extraEnv).length ? { extraEnv } : {}),
       uid,
       gid,
+      hostIds: owner,
       ...(extraMounts.length ? { extraMounts } : {}),
       ...(r.limits ? { limits: r.limits } : {}),
       ...(r.deadline ? { deadline: r.deadline } : {}),
@@ -609,6 +625,7 @@ async function buildWith(
         cache: snapshot,
         uid,
         gid,
+        owner,
         settings,
         fingerprints: reuse.fingerprints,
         ...(reuse.listings ? { listings: reuse.listings } : {}),
@@ -617,7 +634,7 @@ async function buildWith(
       });
       // Everything under <layers> must be the build user's. Restore chowned the layer dirs it
       // brought back; what else kiln wrote (buildpack dirs, tomls) sits in the top two levels.
-      await chownTree(layersDir, uid, gid, 2);
+      await chownTree(layersDir, owner.uid, owner.gid, 2);
     }).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
       throw new KilnError(`restore: ${(e as Error).message}`, ExitCode.RestoreError, { cause: e });
