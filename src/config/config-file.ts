@@ -5,6 +5,7 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
+import { parseByteSize, parseDuration } from './units.ts';
 
 // kiln's user configuration: one TOML file (`KILN_CONFIG`, else `<config dir>/config.toml`, where
 // the config dir is KILN_HOME/config or $XDG_CONFIG_HOME/kiln or ~/.config/kiln; the CLI's
@@ -18,6 +19,9 @@ import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml
 //   ca-certs = ["/etc/corp/root-ca.pem"]
 //   npm-registry = "https://npm.example.com/"
 //   debian-mirror = "http://deb.example.com/debian"
+//   [rootfs-cache]                      # unpacked builder and run-image roots (kiln cache prune)
+//   max-size = "8GiB"                   # least recently used go first beyond this
+//   max-age = "30d"                     # entries unused for longer are removed
 //   [[registry-mirrors]]
 //   registry = "index.docker.io"        # or "*" for every registry
 //   mirror = "mirror.example.com:5000"
@@ -46,6 +50,18 @@ const Schema = z.looseObject({
   'ca-certs': z.array(z.string().min(1)).optional(),
   'npm-registry': url.optional(),
   'debian-mirror': url.optional(),
+  'rootfs-cache': z
+    .strictObject({
+      'max-size': z
+        .string()
+        .refine((v) => parseByteSize(v) !== undefined, { message: 'expected a size such as "8GiB"' })
+        .optional(),
+      'max-age': z
+        .string()
+        .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "30d"' })
+        .optional(),
+    })
+    .optional(),
 });
 
 /** A registry mirror: pulls from `registry` go to `mirror` (`*` matches every registry). */
@@ -72,6 +88,8 @@ export interface KilnConfig {
   readonly npmRegistry: string | undefined;
   /** Debian mirror for `kiln stack` (overrides the one the host's apt uses). */
   readonly debianMirror: string | undefined;
+  /** Bound of the rootfs cache, applied after a build unpacks a new root (undefined: the default). */
+  readonly rootfsCache: { readonly maxBytes?: number; readonly maxAgeMs?: number };
   /** Keys kiln does not know, kept as they were. */
   readonly extra: Readonly<Record<string, unknown>>;
 }
@@ -85,6 +103,7 @@ const KNOWN = [
   'ca-certs',
   'npm-registry',
   'debian-mirror',
+  'rootfs-cache',
 ];
 
 /** emptyConfig is the configuration of a user who has none. */
@@ -98,6 +117,7 @@ export function emptyConfig(): KilnConfig {
     caCerts: [],
     npmRegistry: undefined,
     debianMirror: undefined,
+    rootfsCache: {},
     extra: {},
   };
 }
@@ -165,8 +185,17 @@ export function parseConfig(text: string, file: string): KilnConfig {
     caCerts: d['ca-certs'] ?? [],
     npmRegistry: d['npm-registry'],
     debianMirror: d['debian-mirror'],
+    rootfsCache: rootfsCacheOf(d['rootfs-cache']),
     extra,
   };
+}
+
+function rootfsCacheOf(
+  t: { 'max-size'?: string; 'max-age'?: string } | undefined,
+): KilnConfig['rootfsCache'] {
+  const maxBytes = t?.['max-size'] !== undefined ? parseByteSize(t['max-size']) : undefined;
+  const maxAgeMs = t?.['max-age'] !== undefined ? parseDuration(t['max-age']) : undefined;
+  return { ...(maxBytes !== undefined ? { maxBytes } : {}), ...(maxAgeMs !== undefined ? { maxAgeMs } : {}) };
 }
 
 /** loadConfig reads the config file; a missing file is the empty configuration. */
@@ -211,6 +240,12 @@ export function configToToml(c: KilnConfig): string {
   if (c.caCerts.length) doc['ca-certs'] = [...c.caCerts];
   if (c.npmRegistry !== undefined) doc['npm-registry'] = c.npmRegistry;
   if (c.debianMirror !== undefined) doc['debian-mirror'] = c.debianMirror;
+  const rc = c.rootfsCache;
+  if (rc.maxBytes !== undefined || rc.maxAgeMs !== undefined)
+    doc['rootfs-cache'] = {
+      ...(rc.maxBytes !== undefined ? { 'max-size': String(rc.maxBytes) } : {}),
+      ...(rc.maxAgeMs !== undefined ? { 'max-age': `${Math.round(rc.maxAgeMs / 1000)}s` } : {}),
+    };
   if (c.registryMirrors.length) doc['registry-mirrors'] = c.registryMirrors.map((m) => ({ ...m }));
   return toTomlText(doc);
 }

@@ -39,6 +39,7 @@ import {
   writeImageTo,
 } from '../image-ref.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
+import { rootfsBound } from './cache.ts';
 
 /** Flags of `kiln build`, as commander parses them. */
 export interface BuildFlags extends PlatformFlags {
@@ -335,6 +336,7 @@ export function register(program: Command, ctx: CliContext): void {
         executor,
         ...(flags.executor === 'host' ? { hostDirs: settings.cnbDirs } : {}),
         rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
+        rootfsCacheBound: await rootfsBound(settings),
         launcher: await loadLauncher(),
         store,
         images: imageAccess(dest, tags, previousLoc, io),
