@@ -128,6 +128,9 @@ async function createImage(
   await mkdir(parent, { recursive: true });
   await removeAbandoned(parent);
   const stage = await mkdtemp(join(parent, `${role}-${process.pid}-`));
+  // The staged root keeps the packages' setuid-root files (su, mount, passwd: the image needs
+  // them) and dpkg's device-free /dev; only kiln's user may reach it (mkdtemp's 0700, made explicit).
+  await chmod(stage, 0o700);
   try {
     const root = join(stage, 'root');
     await mkdir(root);

@@ -287,7 +287,8 @@ async function resolveBuildpacks(
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
       for (const layer of await image.layers())
-        await extract(await layer.uncompressed(), tmp, { special: 'skip' });
+        // Inert: the work dir is reachable by the build user; no setuid file may appear there.
+        await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip' });
       const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
       const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
       if (!md.id)
