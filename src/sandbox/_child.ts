@@ -24,6 +24,11 @@ export interface HostCommand {
    * program for `bwrap --seccomp 4`). The caller owns them and closes them after the run.
    */
   readonly extraFds?: readonly number[];
+  /**
+   * Bytes the child reads from pipes at the fds after `extraFds` (e.g. bwrap's `--args FD`, so its
+   * options never show in /proc/PID/cmdline inside the sandbox). Written and closed at spawn.
+   */
+  readonly dataFds?: readonly Buffer[];
 }
 
 /** The child's fd number for `cmd.extraFds[i]`. */
@@ -163,6 +168,7 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
   const stdio: StdioOptions = [spec.stdin === 'inherit' ? 'inherit' : 'ignore', outMode, errMode];
   stdio.push(cmd.infoFd ? 'pipe' : 'ignore');
   for (const fd of cmd.extraFds ?? []) stdio.push(fd);
+  for (const _ of cmd.dataFds ?? []) stdio.push('pipe');
   const recent: string[] = [];
   const remember = (line: string): void => {
     recent.push(line);
@@ -185,6 +191,15 @@ export function runChild(cmd: HostCommand, spec: RunSpec): Promise<RunResult> {
       reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${(err as Error).message}`, ExitCode.Failed));
       return;
     }
+
+    (cmd.dataFds ?? []).forEach((data, i) => {
+      const pipe = child.stdio[
+        EXTRA_FD_BASE + (cmd.extraFds?.length ?? 0) + i
+      ] as NodeJS.WritableStream | null;
+      // A child that exits before reading is reported by its exit status, not as EPIPE here.
+      (pipe as unknown as { on(e: 'error', f: () => void): void } | null)?.on('error', () => {});
+      pipe?.end(data);
+    });
 
     let initPid: number | undefined;
     if (cmd.infoFd) {
