@@ -4,6 +4,7 @@
 //   HostExecutor           same env discipline, no namespaces
 //   BubblewrapExecutor     the default sandbox: prlimit + setpriv (as root) + bwrap with all namespaces
 //   BubblewrapExecutor     with --unshare-net (network none)
+//   BubblewrapExecutor     network none without the neutral view (host paths visible in mountinfo)
 // Usage: node bench/sandbox.ts [N]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -95,6 +96,13 @@ try {
   );
   const shared = await time('BubblewrapExecutor, network host', run(bw, spec('host')));
   const none = await time('BubblewrapExecutor, network none', run(bw, spec('none')));
+  // The neutral view (mount-view.ts: overlay roots, bwrap options through --args) side by side.
+  const plainView = new BubblewrapExecutor({ hostUid, neutralView: false });
+  const noView = await time(
+    'BubblewrapExecutor, network none, no neutral view',
+    run(plainView, spec('none')),
+  );
+  console.log(`neutral view (no host paths in mountinfo): +${(none - noView).toFixed(2)} ms per process`);
   console.log(
     `sandbox overhead over plain spawn: ${(shared - plain).toFixed(2)} ms (host net), ${(none - plain).toFixed(2)} ms (no net); target <= 30 ms per process`,
   );

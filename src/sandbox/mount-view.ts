@@ -26,7 +26,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EXTRA_FD_BASE, type HostCommand } from './_child.ts';
+import { searchableByOthers } from './rootfs-cache.ts';
 
 /** bwrap options by how many values follow them (bubblewrap 0.8); anything else: left as is. */
 const ARITY: Readonly<Record<string, number>> = Object.fromEntries([
@@ -135,7 +137,13 @@ const SCRIPT = [
  */
 export async function neutralView(
   cmd: HostCommand,
-  opts: { bwrap: string; owner?: { uid: number; gid: number }; unshare?: string },
+  opts: {
+    bwrap: string;
+    owner?: { uid: number; gid: number };
+    unshare?: string;
+    /** The compiled helper (default: dist/mountview/kiln-mountview when usable); null: the shell script. */
+    helper?: string | null;
+  },
 ): Promise<ViewPlan> {
   const line = [cmd.file, ...cmd.args];
   const at = line.indexOf(opts.bwrap);
@@ -192,24 +200,27 @@ export async function neutralView(
   if (argsFd >= 9) triples.length = 0;
   const data = Buffer.from(options.map((a) => `${a}\0`).join(''));
   const bwrapLine = [opts.bwrap, '--args', String(argsFd), '--', ...command];
+  const helper = opts.helper === undefined ? await defaultHelper() : opts.helper;
   const wrapped =
-    triples.length > 0
-      ? [
-          opts.unshare ?? 'unshare',
-          '--user',
-          '--map-root-user',
-          '--mount',
-          '--',
-          '/bin/sh',
-          '-c',
-          SCRIPT,
-          'sh',
-          emptyAt ?? '/',
-          String(triples.length / 3),
-          ...triples,
-          ...bwrapLine,
-        ]
-      : bwrapLine;
+    triples.length === 0
+      ? bwrapLine
+      : helper
+        ? [helper, emptyAt ?? '/', String(triples.length / 3), ...triples, ...bwrapLine]
+        : [
+            opts.unshare ?? 'unshare',
+            '--user',
+            '--map-root-user',
+            '--mount',
+            '--',
+            '/bin/sh',
+            '-c',
+            SCRIPT,
+            'sh',
+            emptyAt ?? '/',
+            String(triples.length / 3),
+            ...triples,
+            ...bwrapLine,
+          ];
   const all = [...line.slice(0, at), ...wrapped];
   return {
     cmd: {
@@ -222,6 +233,24 @@ export async function neutralView(
       for (const d of workDirs) await rm(d, { recursive: true, force: true }).catch(() => {});
     },
   };
+}
+
+/** The repository's build of src/sandbox/mountview/mountview.c (scripts/build.d/mountview.sh). */
+export const DEFAULT_HELPER = fileURLToPath(new URL('../../dist/mountview/kiln-mountview', import.meta.url));
+
+let helperProbe: Promise<string | null> | undefined;
+
+/**
+ * The helper when it exists and the sandbox's host uid can run it (it is started as that uid, so
+ * every directory above it must be searchable by others); else null (the shell script is used).
+ */
+function defaultHelper(): Promise<string | null> {
+  helperProbe ??= (async () => {
+    const st = await stat(DEFAULT_HELPER).catch(() => undefined);
+    if (!st?.isFile() || (st.mode & 0o001) === 0) return null;
+    return (await searchableByOthers(path.dirname(DEFAULT_HELPER))) ? DEFAULT_HELPER : null;
+  })();
+  return helperProbe;
 }
 
 /** Index of the `--` ending bwrap's options, or undefined when an option is not known. */
