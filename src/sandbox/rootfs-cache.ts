@@ -259,6 +259,7 @@ export class RootfsCache {
   async #lease(final: string): Promise<void> {
     if (leased.has(final)) return;
     await writeFile(`${final}.use-${process.pid}`, '', { mode: 0o644 });
+    if (leased.size === 0) process.once('exit', dropLeases);
     leased.add(final);
   }
 
@@ -429,6 +430,11 @@ export function makeInert(root: string): { bytes: number; removed: string[] } {
   };
   visit(root);
   return { bytes, removed };
+}
+
+/** Removes this process's lease files as it exits (one killed outright leaves them to prune()). */
+function dropLeases(): void {
+  for (const final of leased) fsSync.rmSync(`${final}.use-${process.pid}`, { force: true });
 }
 
 /** A published entry: the directory and its stamp. */
