@@ -286,8 +286,8 @@ async function resolveBuildpacks(
     const image = await r.openBuildpackage?.(ref);
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
+      // Inert: the work dir is reachable by the build user; no setuid file may appear there.
       for (const layer of await image.layers())
-        // Inert: the work dir is reachable by the build user; no setuid file may appear there.
         await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip' });
       const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
       const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
