@@ -5,6 +5,7 @@
 //   BubblewrapExecutor     the default sandbox: prlimit + setpriv (as root) + bwrap with all namespaces
 //   BubblewrapExecutor     with --unshare-net (network none)
 //   BubblewrapExecutor     network none without the limits' cgroup, gate and disk watch
+//   BubblewrapExecutor     network none without the neutral view (host paths visible in mountinfo)
 // Usage: node bench/sandbox.ts [N]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -105,6 +106,13 @@ try {
     run(bw, { ...spec('none'), ...unguarded }),
   );
   console.log(`limits (cgroup + gate + disk watch) cost: ${(none - bare).toFixed(2)} ms per process`);
+  // The neutral view (mount-view.ts: overlay roots, bwrap options through --args) side by side.
+  const plainView = new BubblewrapExecutor({ hostUid, neutralView: false });
+  const noView = await time(
+    'BubblewrapExecutor, network none, no neutral view',
+    run(plainView, spec('none')),
+  );
+  console.log(`neutral view (no host paths in mountinfo): +${(none - noView).toFixed(2)} ms per process`);
   console.log(
     `sandbox overhead over plain spawn: ${(shared - plain).toFixed(2)} ms (host net), ${(none - plain).toFixed(2)} ms (no net); target <= 30 ms per process`,
   );

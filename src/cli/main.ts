@@ -21,6 +21,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   build: () => import('./commands/build.ts'),
   buildpack: () => import('./commands/buildpack.ts'),
   builder: () => import('./commands/builder.ts'),
+  cache: () => import('./commands/cache.ts'),
   config: () => import('./commands/config.ts'),
   run: () => import('./commands/run.ts'),
   inspect: () => import('./commands/inspect.ts'),

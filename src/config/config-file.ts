@@ -5,7 +5,8 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
-import { parseDuration, parseSize } from '../sandbox/limits.ts';
+import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
+import { parseByteSize, parseDuration } from './units.ts';
 
 // kiln's user configuration: one TOML file (`KILN_CONFIG`, else `<config dir>/config.toml`, where
 // the config dir is KILN_HOME/config or $XDG_CONFIG_HOME/kiln or ~/.config/kiln; the CLI's
@@ -25,6 +26,9 @@ import { parseDuration, parseSize } from '../sandbox/limits.ts';
 //   memory-limit = "6GiB"
 //   process-limit = 8192
 //   timeout = "45m"                    # "none": no build timeout even in CI
+//   [rootfs-cache]                      # unpacked builder and run-image roots (kiln cache prune)
+//   max-size = "8GiB"                   # least recently used go first beyond this
+//   max-age = "30d"                     # entries unused for longer are removed
 //   [[registry-mirrors]]
 //   registry = "index.docker.io"        # or "*" for every registry
 //   mirror = "mirror.example.com:5000"
@@ -59,6 +63,18 @@ const Schema = z.looseObject({
   'memory-limit': z.string().optional(),
   'process-limit': z.number().int().positive().optional(),
   timeout: z.string().optional(),
+  'rootfs-cache': z
+    .strictObject({
+      'max-size': z
+        .string()
+        .refine((v) => parseByteSize(v) !== undefined, { message: 'expected a size such as "8GiB"' })
+        .optional(),
+      'max-age': z
+        .string()
+        .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "30d"' })
+        .optional(),
+    })
+    .optional(),
 });
 
 /** A registry mirror: pulls from `registry` go to `mirror` (`*` matches every registry). */
@@ -92,6 +108,8 @@ export interface KilnConfig {
   readonly memoryLimit: string | undefined;
   readonly processLimit: number | undefined;
   readonly timeout: string | undefined;
+  /** Bound of the rootfs cache, applied after a build unpacks a new root (undefined: the default). */
+  readonly rootfsCache: { readonly maxBytes?: number; readonly maxAgeMs?: number };
   /** Keys kiln does not know, kept as they were. */
   readonly extra: Readonly<Record<string, unknown>>;
 }
@@ -111,6 +129,7 @@ const KNOWN = [
   'memory-limit',
   'process-limit',
   'timeout',
+  'rootfs-cache',
 ];
 
 /** emptyConfig is the configuration of a user who has none. */
@@ -130,6 +149,7 @@ export function emptyConfig(): KilnConfig {
     memoryLimit: undefined,
     processLimit: undefined,
     timeout: undefined,
+    rootfsCache: {},
     extra: {},
   };
 }
@@ -198,7 +218,7 @@ export function parseConfig(text: string, file: string): KilnConfig {
     const v = d[key];
     if (v !== undefined) checked(key, () => parseSize(v, key));
   }
-  if (d.timeout !== undefined) checked('timeout', () => parseDuration(d.timeout!, 'timeout'));
+  if (d.timeout !== undefined) checked('timeout', () => parseLimitDuration(d.timeout!, 'timeout'));
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(d)) if (!KNOWN.includes(k)) extra[k] = v;
   return {
@@ -216,8 +236,17 @@ export function parseConfig(text: string, file: string): KilnConfig {
     memoryLimit: d['memory-limit'],
     processLimit: d['process-limit'],
     timeout: d.timeout,
+    rootfsCache: rootfsCacheOf(d['rootfs-cache']),
     extra,
   };
+}
+
+function rootfsCacheOf(
+  t: { 'max-size'?: string; 'max-age'?: string } | undefined,
+): KilnConfig['rootfsCache'] {
+  const maxBytes = t?.['max-size'] !== undefined ? parseByteSize(t['max-size']) : undefined;
+  const maxAgeMs = t?.['max-age'] !== undefined ? parseDuration(t['max-age']) : undefined;
+  return { ...(maxBytes !== undefined ? { maxBytes } : {}), ...(maxAgeMs !== undefined ? { maxAgeMs } : {}) };
 }
 
 /** loadConfig reads the config file; a missing file is the empty configuration. */
@@ -268,6 +297,12 @@ export function configToToml(c: KilnConfig): string {
   if (c.memoryLimit !== undefined) doc['memory-limit'] = c.memoryLimit;
   if (c.processLimit !== undefined) doc['process-limit'] = c.processLimit;
   if (c.timeout !== undefined) doc.timeout = c.timeout;
+  const rc = c.rootfsCache;
+  if (rc.maxBytes !== undefined || rc.maxAgeMs !== undefined)
+    doc['rootfs-cache'] = {
+      ...(rc.maxBytes !== undefined ? { 'max-size': String(rc.maxBytes) } : {}),
+      ...(rc.maxAgeMs !== undefined ? { 'max-age': `${Math.round(rc.maxAgeMs / 1000)}s` } : {}),
+    };
   if (c.registryMirrors.length) doc['registry-mirrors'] = c.registryMirrors.map((m) => ({ ...m }));
   return toTomlText(doc);
 }

@@ -27,6 +27,31 @@ export interface ExtractOptions {
   readonly special?: 'error' | 'skip';
   /** Set entries' mtimes from the archive (default true). */
   readonly times?: boolean;
+  /**
+   * Unpack without privilege, for trees other host users can reach (rootfs caches): setuid and
+   * setgid bits and group/other write bits are dropped, owners are never kept (`owners` is
+   * ignored), and what the archive let a non-root owner read or run stays readable and runnable
+   * by everyone (the files now belong to the extracting user). Device nodes and fifos are never
+   * created in any mode; combine with `special: 'skip'` to leave them out instead of failing.
+   */
+  readonly inert?: boolean;
+}
+
+/** Mode bits no inert tree keeps: setuid, setgid, and write access for group and others. */
+const PRIVILEGED_BITS = 0o6022;
+
+/**
+ * inertMode is the mode an entry gets in an inert tree: privileged bits dropped and, for an
+ * entry a non-root user owned in the archive, its owner's read and execute bits granted to
+ * group and others (ownership is not kept, and the image's users must still read their files).
+ */
+export function inertMode(mode: number, archiveUid: number): number {
+  let m = mode & 0o7777 & ~PRIVILEGED_BITS;
+  if (archiveUid !== 0) {
+    const rx = m & 0o500;
+    m |= (rx >> 3) | (rx >> 6);
+  }
+  return m;
 }
 
 /** What an extraction did. */
@@ -170,6 +195,8 @@ export async function extract(
     removeAny(p);
     resolved.clear();
   };
+  const owners = opts.owners === true && opts.inert !== true;
+  const modeOf = (h: TarHeader) => (opts.inert ? inertMode(h.mode, h.uid) : h.mode & 0o7777);
 
   for await (const { header: h, body } of readTar(tar)) {
     entries++;
@@ -225,8 +252,8 @@ export async function extract(
             for (let off = 0; off < chunk.length; )
               off += fsSync.writeSync(fd, chunk, off, chunk.length - off);
           }
-          if (opts.owners) fsSync.fchownSync(fd, h.uid, h.gid);
-          fsSync.fchmodSync(fd, h.mode & 0o7777);
+          if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
+          fsSync.fchmodSync(fd, modeOf(h));
           if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
         } finally {
           fsSync.closeSync(fd);
@@ -266,17 +293,17 @@ export async function extract(
     }
     created.add(target);
     if (h.type === 'symlink') {
-      if (opts.owners) fsSync.lchownSync(target, h.uid, h.gid);
+      if (owners) fsSync.lchownSync(target, h.uid, h.gid);
       if (opts.times !== false) fsSync.lutimesSync(target, h.mtime, h.mtime);
-    } else if (h.type === 'link' && opts.owners) fsSync.lchownSync(target, h.uid, h.gid);
+    } else if (h.type === 'link' && owners) fsSync.lchownSync(target, h.uid, h.gid);
   }
   // Deepest first, so a parent's mtime is set after its children were written.
   for (const { p, h } of dirs.reverse()) {
     // A later entry may have replaced the directory (say, with a symlink to a host file):
     // chmod/utimes follow symlinks, so only a directory still in place is touched.
     if (!lstatOrUndefined(p)?.isDirectory()) continue;
-    if (opts.owners) fsSync.lchownSync(p, h.uid, h.gid);
-    fsSync.chmodSync(p, h.mode & 0o7777);
+    if (owners) fsSync.lchownSync(p, h.uid, h.gid);
+    fsSync.chmodSync(p, modeOf(h));
     if (opts.times !== false) fsSync.utimesSync(p, h.mtime, h.mtime);
   }
   return { entries, bytes, skipped };

@@ -32,11 +32,26 @@ export interface HostCommand {
    * `--userns-block-fd` (fd usernsBlockFd(cmd), a pipe runChild adds after the extra fds).
    */
   readonly idMap?: { readonly uidMap: string; readonly gidMap: string };
+  /**
+   * Bytes the child reads from pipes at the fds after the block fd (e.g. bwrap's `--args FD`, so
+   * its options never show in /proc/PID/cmdline inside the sandbox). Written and closed at spawn.
+   */
+  readonly dataFds?: readonly Buffer[];
 }
+
+/*
+ * The child's fds: 0-2 stdio, 3 bwrap's info fd, then `extraFds`, then the user-namespace block
+ * fd (with `idMap`), then `dataFds`, then the limits' gate (run-guard.ts).
+ */
 
 /** The child's fd that bwrap's `--userns-block-fd` reads (after infoFd and the extra fds). */
 export function usernsBlockFd(cmd: Pick<HostCommand, 'extraFds'>): number {
   return EXTRA_FD_BASE + (cmd.extraFds?.length ?? 0);
+}
+
+/** The first child fd after everything `cmd` already places (where the next pipe goes). */
+export function nextFd(cmd: Pick<HostCommand, 'extraFds' | 'idMap' | 'dataFds'>): number {
+  return usernsBlockFd(cmd) + (cmd.idMap ? 1 : 0) + (cmd.dataFds?.length ?? 0);
 }
 
 /** The child's fd number for `cmd.extraFds[i]`. */
@@ -212,6 +227,7 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
   stdio.push(cmd.infoFd ? 'pipe' : 'ignore');
   for (const fd of cmd.extraFds ?? []) stdio.push(fd);
   const blockFd = cmd.idMap ? stdio.push('pipe') - 1 : undefined;
+  for (const _ of cmd.dataFds ?? []) stdio.push('pipe');
   if (guard.gateFd !== undefined) stdio[guard.gateFd] = 'pipe';
   const recent: string[] = [];
   const remember = (line: string): void => {
@@ -235,6 +251,14 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${(err as Error).message}`, ExitCode.Failed));
       return;
     }
+
+    const dataBase = usernsBlockFd(cmd) + (cmd.idMap ? 1 : 0);
+    (cmd.dataFds ?? []).forEach((data, i) => {
+      const pipe = child.stdio[dataBase + i] as NodeJS.WritableStream | null;
+      // A child that exits before reading is reported by its exit status, not as EPIPE here.
+      (pipe as unknown as { on(e: 'error', f: () => void): void } | null)?.on('error', () => {});
+      pipe?.end(data);
+    });
 
     let initPid: number | undefined;
     // A signal asked for before bwrap reported its child pid (the info fd and stdout are separate

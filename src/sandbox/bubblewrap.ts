@@ -21,6 +21,7 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type HostCommand, prlimitArgs, runChild, usernsBlockFd, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
+import { neutralView } from './mount-view.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -35,6 +36,11 @@ export interface BubblewrapOptions {
    * probed once with `bwrap --version`.
    */
   readonly disableUserns?: boolean;
+  /**
+   * Hide host paths from the sandbox (mount-view.ts): overlay roots instead of bind sources in
+   * /proc/self/mountinfo, bwrap's options through `--args` (not in /proc/1/cmdline). Default true.
+   */
+  readonly neutralView?: boolean;
 }
 
 const probed = new Map<string, boolean>();
@@ -195,7 +201,21 @@ export class BubblewrapExecutor implements Executor {
         : userErr === 'inherit'
           ? 'inherit'
           : collect;
-    const result = await runChild(cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
+    // The neutral view's own user namespace would be the parent of bwrap's, where an id range
+    // (mapped by root onto host ids) cannot be written: id-range runs keep plain binds.
+    const view =
+      this.#opts.neutralView === false || cmd.idMap !== undefined
+        ? { cmd, cleanup: async () => {} }
+        : await neutralView(cmd, {
+            bwrap: this.#opts.bwrap ?? 'bwrap',
+            ...(cmd.uid !== undefined ? { owner: { uid: cmd.uid, gid: cmd.gid ?? cmd.uid } } : {}),
+          });
+    let result: RunResult;
+    try {
+      result = await runChild(view.cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
+    } finally {
+      await view.cleanup();
+    }
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)

@@ -15,6 +15,11 @@ import { RootfsCache } from './rootfs-cache.ts';
 
 const DIGEST = `sha256:${'1'.repeat(64)}` as const;
 
+/** The cache directory's names, this process's pid written as PID. */
+async function listing(dir: string): Promise<string[]> {
+  return (await readdir(dir)).map((n) => n.replace(`.use-${process.pid}`, '.use-PID')).sort();
+}
+
 async function tarLayer(entries: TarEntry[]) {
   const tar = await buffer(tarStream(entries));
   return bytesLayer({ blob: tar, tar, mediaType: MediaType.OciLayer });
@@ -44,8 +49,14 @@ describe('RootfsCache', () => {
     for (const mp of ['workspace', 'layers', 'cnb', 'platform', 'tmp', 'proc', 'dev']) {
       assert.ok((await lstat(path.join(a, mp))).isDirectory(), mp);
     }
-    assert.equal((await lstat(path.join(a, 'tmp'))).mode & 0o7777, 0o1777);
-    assert.deepEqual((await readdir(cache.dir)).sort(), [path.basename(a)]);
+    // Not world-writable in the cache: the sandbox mounts a tmpfs (mode 1777) over it.
+    assert.equal((await lstat(path.join(a, 'tmp'))).mode & 0o7777, 0o755);
+    // The entry, its stamp (inert, size) and this process's lease on it.
+    assert.deepEqual(await listing(cache.dir), [
+      path.basename(a),
+      `${path.basename(a)}.json`,
+      `${path.basename(a)}.use-PID`,
+    ]);
   });
 
   test('two processes asking for the same image at once unpack it once and share it', async () => {
@@ -105,28 +116,86 @@ describe('RootfsCache', () => {
     await mkdir(`${final}.tmp-${dead}-abcdef01`);
     await writeFile(path.join(`${final}.tmp-${dead}-abcdef01`, 'partial'), 'x');
     const p = await cache.ensure(DIGEST, async (dest) => writeFile(path.join(dest, 'ok'), 'x'));
-    assert.deepEqual((await readdir(cache.dir)).sort(), [path.basename(p)]);
+    assert.deepEqual(await listing(cache.dir), [
+      path.basename(p),
+      `${path.basename(p)}.json`,
+      `${path.basename(p)}.use-PID`,
+    ]);
   });
 
-  test('prune() removes the least recently used entries that are idle long enough', async () => {
-    const cache = new RootfsCache(path.join(dir, 'c5'));
+  test('prune() by size keeps the most recently used entries that fit, by age removes old ones', async () => {
+    const cache = new RootfsCache(path.join(dir, 'c5'), { bound: {} });
     const digests = ['a', 'b', 'c'].map((c) => `sha256:${c.repeat(64)}`);
-    for (const d of digests) await cache.ensure(d, async () => {});
-    const old = new Date(Date.now() - 3 * 3600_000);
-    await utimes(cache.pathFor(digests[0] as string), old, old);
-    await utimes(
-      cache.pathFor(digests[1] as string),
-      new Date(old.getTime() + 1000),
-      new Date(old.getTime() + 1000),
+    const sizes = [1000, 2000, 3000];
+    for (const [i, d] of digests.entries()) {
+      await cache.ensure(d, (dest) => writeFile(path.join(dest, 'blob'), Buffer.alloc(sizes[i]!)));
+      await cache.release(d);
+    }
+    const at = (d: string, hoursAgo: number) => {
+      const t = new Date(Date.now() - hoursAgo * 3600_000);
+      return utimes(cache.pathFor(d), t, t);
+    };
+    await at(digests[0]!, 3); // a: oldest
+    await at(digests[1]!, 2);
+    await at(digests[2]!, 0); // c: newest
+    // 4500 bytes, counted from the most recently used: c (3000) fits, b (2000) would make 5000
+    // and goes, a (1000) fits after all (4000).
+    const dry = await cache.prune({ maxBytes: 4500, dryRun: true });
+    assert.deepEqual(
+      dry.removed.map((e) => [path.basename(e.path), e.reason]),
+      [[path.basename(cache.pathFor(digests[1]!)), 'size']],
     );
-    // keep 1: c is newest; b and a are idle for hours -> removed
-    assert.deepEqual(await cache.prune(1), [
-      cache.pathFor(digests[1] as string),
-      cache.pathFor(digests[0] as string),
-    ]);
-    assert.deepEqual(await readdir(cache.dir), [path.basename(cache.pathFor(digests[2] as string))]);
-    // a recently used entry is kept even beyond `keep`
-    assert.deepEqual(await cache.prune(0), []);
+    assert.equal((await readdir(cache.dir)).filter((n) => /^sha256-[0-9a-f]+$/.test(n)).length, 3);
+    const bySize = await cache.prune({ maxBytes: 4500 });
+    assert.deepEqual(
+      bySize.removed.map((e) => e.path),
+      [cache.pathFor(digests[1]!)],
+    );
+    assert.equal(bySize.keptBytes, 4000);
+    const byAge = await cache.prune({ maxAgeMs: 3600_000 });
+    assert.deepEqual(
+      byAge.removed.map((e) => [e.path, e.reason]),
+      [[cache.pathFor(digests[0]!), 'age']],
+    );
+    const all = await cache.prune({ all: true });
+    assert.deepEqual(
+      all.removed.map((e) => e.path),
+      [cache.pathFor(digests[2]!)],
+    );
+    assert.deepEqual(await readdir(cache.dir), []);
+  });
+
+  test('prune() never removes an entry a live process uses; after that process exits, it does', async () => {
+    const cacheDir = path.join(dir, 'c7');
+    const script = `
+      import { RootfsCache } from ${JSON.stringify(new URL('./rootfs-cache.ts', import.meta.url).href)};
+      const p = await new RootfsCache(${JSON.stringify(cacheDir)}).ensure(${JSON.stringify(DIGEST)}, async () => {});
+      console.log(p);
+      process.stdin.resume();
+      process.stdin.on('end', () => process.exit(0));`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const used = await new Promise<string>((resolve, reject) => {
+      child.stdout.once('data', (b: Buffer) => resolve(b.toString().trim()));
+      child.on('error', reject);
+      child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+    });
+    const cache = new RootfsCache(cacheDir);
+    const held = await cache.prune({ all: true });
+    assert.deepEqual(held.removed, []);
+    assert.deepEqual(held.inUse, [used]);
+    assert.ok((await lstat(used)).isDirectory());
+    const exited = new Promise((r) => child.once('exit', r));
+    child.stdin.end();
+    await exited;
+    const freed = await cache.prune({ all: true });
+    assert.deepEqual(
+      freed.removed.map((e) => e.path),
+      [used],
+    );
+    // The dead process's lease is swept too.
+    assert.deepEqual(await readdir(cacheDir), []);
   });
 
   test('ensureImage() stacks real layers with whiteouts; the result runs in the sandbox', async (t) => {

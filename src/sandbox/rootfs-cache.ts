@@ -3,14 +3,32 @@
  * `<dir>/<algorithm>-<hex>/`, shared read-only by every build that uses that image (the sandbox
  * mounts it with --ro-bind; nothing ever writes into it after it is published).
  *
- * Publication is atomic: layers are unpacked into a temporary sibling, the sandbox mount points are
- * created, and only then is it renamed into place — a directory at the final name is always
- * complete, and an interrupted unpack leaves only a temporary directory that is never used (and is
- * swept on a later call once its owner is gone). Concurrent callers for the same digest serialise
- * on a lock file (`O_EXCL`, holding the owner's pid; a lock whose pid is dead is taken over), so
- * the image is unpacked once.
+ * Publication is atomic: layers are unpacked into a temporary sibling (mode 0700: no other user
+ * reaches a half-made tree), the tree is made inert, the sandbox mount points are created, and
+ * only then is it renamed into place — a directory at the final name is always complete, and an
+ * interrupted unpack leaves only a temporary directory that is never used (and is swept on a later
+ * call once its owner is gone). Concurrent callers for the same digest serialise on a lock file
+ * (`O_EXCL`, holding the owner's pid; a lock whose pid is dead is taken over), so the image is
+ * unpacked once.
+ *
+ * Inert: the cache must be reachable by the sandbox's host uids, so it is searchable by every host
+ * user; what a hostile image puts in it must therefore grant nothing on the host. Whatever the
+ * unpacker did, makeInert() then removes device nodes, fifos and sockets, drops setuid/setgid bits
+ * and group/other write bits, and (kiln as root) gives every entry to root — a non-root owner's
+ * read/execute bits go to everyone instead, so the image's users still read their files. No host
+ * user can run a setuid file from it, open a device through it, or change a tree later builds use.
+ * A stamp `<entry>.json` (written before the rename) records the tree's size and that it is inert;
+ * an entry without one (unpacked by an older kiln, which kept those bits) is never handed out: it
+ * is replaced, and prune() removes it.
+ *
+ * Pruning: prune() removes entries by age (last use: the entry's mtime, set by every ensure()) and
+ * by total size (least recently used first), or all of them; an entry in use is never removed.
+ * In use means a live process holds a lease (`<entry>.use-<pid>`, written by ensure() before it
+ * looks for the entry, so a concurrent prune always sees it) or the entry's lock (being unpacked
+ * or pruned). ensure() applies the cache's bound after each new unpack.
  */
 import { randomBytes } from 'node:crypto';
+import fsSync from 'node:fs';
 import {
   chmod,
   lstat,
@@ -27,6 +45,7 @@ import {
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { inertMode } from '../layers/extract.ts';
 import { pidAlive } from '../layout/pid.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
@@ -35,13 +54,56 @@ import { MOUNT_POINTS, NETWORK_FILES } from './executor.ts';
 /** Unpacks an image's layers, bottom first, into an empty directory (whiteouts applied). */
 export type Unpacker = (dest: string) => Promise<void>;
 
+/** Which entries prune() removes (entries in use are always kept). */
+export interface PrunePolicy {
+  /** Remove every entry not in use. */
+  readonly all?: boolean;
+  /** Keep at most this many bytes, least recently used removed first (docker's --keep-storage). */
+  readonly maxBytes?: number;
+  /** Remove entries not used for longer than this (docker's --filter until=). */
+  readonly maxAgeMs?: number;
+  /** Only report what would be removed. */
+  readonly dryRun?: boolean;
+}
+
+/** Default bound of the rootfs cache: about 15 builders of 530 MB; a month unused. */
+export const DEFAULT_ROOTFS_BOUND: PrunePolicy = { maxBytes: 8 * 1024 ** 3, maxAgeMs: 30 * 86_400_000 };
+
+/** One entry prune() removed (or would remove, with dryRun). */
+export interface PrunedEntry {
+  readonly path: string;
+  readonly bytes: number;
+  readonly lastUsed: Date;
+  /** Why: every entry asked for, unused too long, over the size bound, or made by an older kiln. */
+  readonly reason: 'all' | 'age' | 'size' | 'legacy';
+}
+
+/** What prune() did. */
+export interface PruneReport {
+  readonly removed: readonly PrunedEntry[];
+  /** Entries prune() would have removed but that are in use. */
+  readonly inUse: readonly string[];
+  /** Bytes of the entries left in the cache. */
+  readonly keptBytes: number;
+}
+
 /** Options of RootfsCache. */
 export interface RootfsCacheOptions {
   /** How long to wait for another process unpacking the same image (default 10 minutes). */
   readonly lockTimeoutMs?: number;
   /** Extra mount points to create besides MOUNT_POINTS. */
   readonly mountPoints?: readonly string[];
+  /** Applied with prune() after each new unpack (default DEFAULT_ROOTFS_BOUND). */
+  readonly bound?: PrunePolicy;
+  /** Told about each entry the automatic bound removed. */
+  readonly onPruned?: (e: PrunedEntry) => void;
 }
+
+const ENTRY = /^sha(256|512)-[0-9a-f]+$/;
+const LEASE = /^(sha(?:256|512)-[0-9a-f]+)\.use-(\d+)$/;
+
+/** Entries this process holds a lease on (a lease lasts as long as the process, or until release()). */
+const leased = new Set<string>();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -63,15 +125,27 @@ export class RootfsCache {
 
   /**
    * ensure returns the rootfs directory for `digest`, calling `unpack` (once, across processes)
-   * when it is not cached yet.
+   * when it is not cached yet. The calling process holds a lease on it from then on: prune()
+   * leaves it alone while the process lives.
    */
   async ensure(digest: Digest | string, unpack: Unpacker): Promise<string> {
     const final = this.pathFor(digest);
-    if (await exists(final)) return this.#touch(final);
     // The sandbox user must be able to reach the cache (bwrap runs as the build uid).
     await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    await this.#lease(final);
+    if (await isReady(final)) return this.#touch(final);
+    try {
+      return await this.#ensureLocked(final, unpack);
+    } catch (e) {
+      await this.release(digest);
+      throw e;
+    }
+  }
+
+  async #ensureLocked(final: string, unpack: Unpacker): Promise<string> {
     const lock = `${final}.lock`;
     const deadline = Date.now() + (this.#opts.lockTimeoutMs ?? 10 * 60_000);
+    let unpacked = false;
     for (;;) {
       const handle = await open(lock, 'wx').catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'EEXIST') return undefined;
@@ -81,15 +155,19 @@ export class RootfsCache {
         try {
           await handle.writeFile(String(process.pid));
           await handle.close();
-          if (await exists(final)) return this.#touch(final); // another process finished meanwhile
-          await this.#sweep();
-          await this.#unpackInto(final, unpack);
-          return this.#touch(final);
+          if (!(await isReady(final))) {
+            // An entry without a stamp was unpacked by an older kiln that kept setuid bits: replace it.
+            if (await exists(final)) await discard(final);
+            await this.#sweep();
+            await this.#unpackInto(final, unpack);
+            unpacked = true;
+          }
         } finally {
           await rm(lock, { force: true });
         }
+        break;
       }
-      if (await exists(final)) return this.#touch(final);
+      if (await isReady(final)) break;
       const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
       if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
         // Its owner died mid-unpack: the lock is stale (its temp dir is swept by whoever takes over).
@@ -104,6 +182,20 @@ export class RootfsCache {
       }
       await sleep(100);
     }
+    await this.#touch(final);
+    if (unpacked) {
+      // The new entry is leased by this process, so the bound never removes it.
+      const report = await this.prune({ ...(this.#opts.bound ?? DEFAULT_ROOTFS_BOUND), dryRun: false });
+      for (const e of report.removed) this.#opts.onPruned?.(e);
+    }
+    return final;
+  }
+
+  /** release ends this process's lease on an entry (a lease otherwise lasts until the process exits). */
+  async release(digest: Digest | string): Promise<void> {
+    const final = this.pathFor(digest);
+    await rm(`${final}.use-${process.pid}`, { force: true });
+    leased.delete(final);
   }
 
   /** ensureImage: ensure() for an Image, unpacking its layers with `extractLayer`. */
@@ -118,28 +210,93 @@ export class RootfsCache {
   }
 
   /**
-   * prune removes the least recently used root filesystems beyond `keep`, never one used within
-   * `minIdleMs` (default 1 hour: a build may still have it mounted). Returns the removed paths.
+   * prune removes entries the policy names (everything with `all`; unused longer than `maxAgeMs`;
+   * beyond `maxBytes` counting from the most recently used) and entries made by an older kiln,
+   * skipping those in use. It also sweeps what dead processes left (temp dirs, leases).
    */
-  async prune(keep: number, minIdleMs = 60 * 60_000): Promise<string[]> {
-    const entries: { path: string; used: number }[] = [];
-    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      if (!/^sha(256|512)-[0-9a-f]+$/.test(name)) continue;
+  async prune(policy: PrunePolicy): Promise<PruneReport> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    if (!policy.dryRun) await this.#sweep(names);
+    const entries: { path: string; used: number; bytes: number; legacy: boolean }[] = [];
+    for (const name of names) {
+      if (!ENTRY.test(name)) continue;
       const p = path.join(this.dir, name);
-      const st = await stat(p).catch(() => undefined);
-      if (st?.isDirectory()) entries.push({ path: p, used: st.mtimeMs });
+      const st = await lstat(p).catch(() => undefined);
+      if (!st?.isDirectory()) continue;
+      const stamp = await readStamp(p);
+      entries.push({ path: p, used: st.mtimeMs, bytes: stamp?.bytes ?? treeBytes(p), legacy: !stamp });
     }
     entries.sort((a, b) => b.used - a.used);
-    const removed: string[] = [];
-    for (const e of entries.slice(Math.max(0, keep))) {
-      if (Date.now() - e.used < minIdleMs) continue;
-      // Rename first so a concurrent ensure() never sees a half-deleted tree at the final name.
-      const doomed = `${e.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-      await rename(e.path, doomed);
-      await rm(doomed, { recursive: true, force: true });
-      removed.push(e.path);
+    const now = Date.now();
+    const removed: PrunedEntry[] = [];
+    const inUse: string[] = [];
+    let kept = 0;
+    for (const e of entries) {
+      const reason: PrunedEntry['reason'] | undefined = policy.all
+        ? 'all'
+        : e.legacy
+          ? 'legacy'
+          : policy.maxAgeMs !== undefined && now - e.used > policy.maxAgeMs
+            ? 'age'
+            : policy.maxBytes !== undefined && kept + e.bytes > policy.maxBytes
+              ? 'size'
+              : undefined;
+      const gone = { path: e.path, bytes: e.bytes, lastUsed: new Date(e.used) };
+      if (reason === undefined) kept += e.bytes;
+      else if (await this.#inUse(e.path)) {
+        inUse.push(e.path);
+        kept += e.bytes;
+      } else if (policy.dryRun || (await this.#remove(e.path))) removed.push({ ...gone, reason });
+      else {
+        inUse.push(e.path);
+        kept += e.bytes;
+      }
     }
-    return removed;
+    return { removed, inUse, keptBytes: kept };
+  }
+
+  /** Records that this process uses `final` (before it is looked up, so prune() sees it first). */
+  async #lease(final: string): Promise<void> {
+    if (leased.has(final)) return;
+    await writeFile(`${final}.use-${process.pid}`, '', { mode: 0o644 });
+    if (leased.size === 0) process.once('exit', dropLeases);
+    leased.add(final);
+  }
+
+  /** True when a live process holds a lease on `final` or its lock (unpacking or pruning it). */
+  async #inUse(final: string): Promise<boolean> {
+    const base = path.basename(final);
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      const m = LEASE.exec(name);
+      if (m?.[1] === base && pidAlive(Number(m[2]))) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Removes one entry under its lock (busy: kept). It is renamed aside first, so an ensure() never
+   * sees a half-deleted tree, and put back if a lease appeared meanwhile.
+   */
+  async #remove(final: string): Promise<boolean> {
+    const lock = `${final}.lock`;
+    const handle = await open(lock, 'wx').catch(() => undefined);
+    if (!handle) return false;
+    try {
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      if (await this.#inUse(final)) return false;
+      const doomed = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      await rename(final, doomed);
+      if (await this.#inUse(final)) {
+        await rename(doomed, final);
+        return false;
+      }
+      await rm(`${final}.json`, { force: true });
+      await rm(doomed, { recursive: true, force: true });
+      return true;
+    } finally {
+      await rm(lock, { force: true });
+    }
   }
 
   /** Marks a rootfs as used now (its directory mtime), for prune(). */
@@ -151,10 +308,13 @@ export class RootfsCache {
 
   async #unpackInto(final: string, unpack: Unpacker): Promise<void> {
     const temp = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-    await mkdir(temp, { mode: 0o755 });
+    // 0700 until published: no other host user reaches a tree that is not inert yet.
+    await mkdir(temp, { mode: 0o700 });
     try {
       await unpack(temp);
+      const { bytes } = makeInert(temp);
       await this.#ensureMountPoints(temp);
+      await writeFile(`${final}.json`, `${JSON.stringify({ inert: true, bytes })}\n`, { mode: 0o644 });
       // The root of the tree: readable and searchable by the sandbox user whatever the layers said.
       await chmod(temp, 0o755);
       try {
@@ -195,8 +355,10 @@ export class RootfsCache {
         }
         if (!st) {
           await mkdir(cur);
-          // Explicit chmod: mkdir's mode is filtered by the umask.
-          await chmod(cur, p === '/tmp' && part === 'tmp' ? 0o1777 : 0o755);
+          // Explicit chmod: mkdir's mode is filtered by the umask. 0755 for /tmp too: the sandbox
+          // mounts its own tmpfs there, and a world-writable directory in the cache would let any
+          // host user plant files in it.
+          await chmod(cur, 0o755);
         } else if (!st.isDirectory()) {
           throw new KilnError(
             `rootfs: ${p} is not a directory in the image, so the sandbox cannot mount on it`,
@@ -206,13 +368,118 @@ export class RootfsCache {
     }
   }
 
-  /** Removes temp dirs of unpacks whose process is gone. */
-  async #sweep(): Promise<void> {
-    for (const name of await readdir(this.dir)) {
-      const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
-      if (m && !pidAlive(Number(m[1]))) await rm(path.join(this.dir, name), { recursive: true, force: true });
+  /** Removes temp dirs of unpacks and leases whose process is gone, and stamps of removed entries. */
+  async #sweep(names?: readonly string[]): Promise<void> {
+    const all = names ?? (await readdir(this.dir));
+    const present = new Set(all);
+    for (const name of all) {
+      const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name) ?? /\.use-(\d+)$/.exec(name);
+      const p = path.join(this.dir, name);
+      if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1])))
+        await rm(p, { recursive: true, force: true });
+      const stamp = /^(.+)\.json$/.exec(name);
+      if (stamp && ENTRY.test(stamp[1]!) && !present.has(stamp[1]!) && !present.has(`${stamp[1]}.lock`))
+        await rm(p, { force: true });
     }
   }
+}
+
+/**
+ * makeInert makes the tree at `root` safe to leave where other host users can reach it (see the
+ * module comment): device nodes, fifos and sockets removed, setuid/setgid and group/other write
+ * bits dropped, and (as root) every entry given to root. Never follows a symlink. Returns the
+ * bytes of its regular files (each hard-linked file once) and what it removed (relative paths).
+ */
+export function makeInert(root: string): { bytes: number; removed: string[] } {
+  const asRoot = process.getuid?.() === 0;
+  const removed: string[] = [];
+  const seen = new Set<number>();
+  let bytes = 0;
+  // Synchronous on purpose, like extract: tens of thousands of small calls.
+  const visit = (dir: string): void => {
+    for (const name of fsSync.readdirSync(dir)) {
+      const p = path.join(dir, name);
+      const st = fsSync.lstatSync(p);
+      if (st.isSymbolicLink()) {
+        if (asRoot && (st.uid !== 0 || st.gid !== 0)) fsSync.lchownSync(p, 0, 0);
+        continue;
+      }
+      if (!st.isFile() && !st.isDirectory()) {
+        fsSync.unlinkSync(p);
+        removed.push(path.relative(root, p));
+        continue;
+      }
+      const owner = asRoot ? st.uid : 0;
+      if (asRoot && (st.uid !== 0 || st.gid !== 0)) fsSync.lchownSync(p, 0, 0);
+      const mode = inertMode(st.mode, owner);
+      if (st.isDirectory()) {
+        // Not root: the owner needs rwx to look inside and remove entries; the mode is set after.
+        if (!asRoot && (st.mode & 0o700) !== 0o700) fsSync.chmodSync(p, (st.mode & 0o7777) | 0o700);
+        visit(p);
+        if (mode !== (st.mode & 0o7777) || !asRoot) fsSync.chmodSync(p, mode);
+        continue;
+      }
+      // chown by root clears setuid bits already; chmod anyway when anything is left to drop.
+      if (mode !== (st.mode & 0o7777) || (asRoot && owner !== 0)) fsSync.chmodSync(p, mode);
+      if (st.nlink > 1) {
+        if (seen.has(st.ino)) continue;
+        seen.add(st.ino);
+      }
+      bytes += st.size;
+    }
+  };
+  visit(root);
+  return { bytes, removed };
+}
+
+/** Removes this process's lease files as it exits (one killed outright leaves them to prune()). */
+function dropLeases(): void {
+  for (const final of leased) fsSync.rmSync(`${final}.use-${process.pid}`, { force: true });
+}
+
+/** A published entry: the directory and its stamp. */
+async function isReady(final: string): Promise<boolean> {
+  const [dir, stamp] = await Promise.all([
+    lstat(final).catch(() => undefined),
+    lstat(`${final}.json`).catch(() => undefined),
+  ]);
+  return dir?.isDirectory() === true && stamp?.isFile() === true;
+}
+
+async function readStamp(final: string): Promise<{ bytes: number } | undefined> {
+  const text = await readFile(`${final}.json`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  try {
+    const v = JSON.parse(text) as { inert?: unknown; bytes?: unknown };
+    return v.inert === true && typeof v.bytes === 'number' ? { bytes: v.bytes } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes of the regular files under `dir` (for entries without a stamp). */
+function treeBytes(dir: string): number {
+  let n = 0;
+  const visit = (d: string): void => {
+    for (const e of fsSync.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) visit(p);
+      else if (e.isFile()) n += fsSync.lstatSync(p).size;
+    }
+  };
+  try {
+    visit(dir);
+  } catch {
+    // Unreadable parts count as nothing: the entry is removed anyway.
+  }
+  return n;
+}
+
+/** Renames an entry aside and deletes it (an ensure() never sees a half-deleted tree). */
+async function discard(final: string): Promise<void> {
+  const doomed = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await rename(final, doomed);
+  await rm(doomed, { recursive: true, force: true });
 }
 
 async function exists(p: string): Promise<boolean> {

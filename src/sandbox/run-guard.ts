@@ -18,15 +18,15 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type HostCommand, usernsBlockFd } from './_child.ts';
+import { type HostCommand, nextFd } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
 import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';
 import type { RunSpec } from './executor.ts';
 import { limitMessages } from './limits.ts';
 
-/** The gate's fd: after stdio, bwrap's info fd, the extra fds and the user-namespace block fd. */
+/** The gate's fd: after everything else the command places (see _child.ts). */
 function gateFdOf(cmd: HostCommand): number {
-  return usernsBlockFd(cmd) + (cmd.idMap ? 1 : 0);
+  return nextFd(cmd);
 }
 
 export class RunGuard {

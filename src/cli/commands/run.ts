@@ -10,6 +10,7 @@ import { leaseHostIds } from '../../sandbox/identity.ts';
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
+import { rootfsBound } from './cache.ts';
 
 /**
  * ProcessExit ends the CLI with the exit code of the process `kiln run` ran, without an error
@@ -23,9 +24,6 @@ export class ProcessExit extends Error {
     this.exitCode = exitCode;
   }
 }
-
-/** Unpacked images kept in the rootfs cache (older, idle ones are pruned). */
-const KEEP_ROOTFS = 10;
 
 interface RunOptions {
   process?: string;
@@ -72,11 +70,13 @@ export function register(program: Command, ctx: CliContext): void {
       const config = await image.configFile();
       const hostUid = process.getuid?.() ?? 0;
 
-      const cache = new RootfsCache(await sandboxCacheDir(settings.cacheDir, hostUid));
+      const cache = new RootfsCache(await sandboxCacheDir(settings.cacheDir, hostUid), {
+        bound: await rootfsBound(settings),
+        onPruned: (e) => log.debug(`pruned unused rootfs ${e.path} (${e.reason})`),
+      });
       const started = Date.now();
-      const rootfs = await unpackRootfs(cache, image, hostUid);
+      const rootfs = await unpackRootfs(cache, image);
       log.debug(`rootfs ${rootfs} ready in ${Date.now() - started} ms`);
-      for (const gone of await cache.prune(KEEP_ROOTFS)) log.debug(`pruned unused rootfs ${gone}`);
 
       const spec = await runSpecFor(config.config ?? {}, rootfs, {
         args,
@@ -120,10 +120,14 @@ export function register(program: Command, ctx: CliContext): void {
     });
 }
 
-/** Unpacks `image` once into the rootfs cache (whiteouts applied; owners kept when kiln is root). */
-export function unpackRootfs(cache: RootfsCache, image: Image, hostUid: number): Promise<string> {
+/**
+ * Unpacks `image` once into the rootfs cache (whiteouts applied), inert: no setuid/setgid bits,
+ * device nodes or group/other-writable entries, owned by kiln's user (the image's non-root users
+ * keep read access through the other-bits; the rootfs is read-only in the sandbox anyway).
+ */
+export function unpackRootfs(cache: RootfsCache, image: Image): Promise<string> {
   return cache.ensureImage(image, async (tar, dest) => {
-    await extract(tar, dest, { whiteouts: true, owners: hostUid === 0, special: 'skip' });
+    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip' });
   });
 }
 

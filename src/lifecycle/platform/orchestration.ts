@@ -31,7 +31,7 @@ import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts
 import type { Executor, Limits, Mount } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import { type HostIds, type IdLease, leaseHostIds } from '../../sandbox/identity.ts';
-import { RootfsCache } from '../../sandbox/rootfs-cache.ts';
+import { type PrunePolicy, RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
 import { sbomBytes, sbomsOfImage } from '../../stack/sbom.ts';
@@ -158,6 +158,8 @@ export interface BuildRequest {
   readonly hostDirs?: HostDirs;
   /** kiln's cache of unpacked build rootfs trees. */
   readonly rootfsCacheDir: string;
+  /** Bound applied to the rootfs cache after the builder is unpacked anew (default DEFAULT_ROOTFS_BOUND). */
+  readonly rootfsCacheBound?: PrunePolicy;
   readonly launcher: LauncherInfo;
   /** Where new layer blobs are written (the local store's blobs). */
   readonly store: ImageStore;
@@ -308,8 +310,9 @@ async function resolveBuildpacks(
     const image = await r.openBuildpackage?.(ref);
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
+      // Inert: the work dir is reachable by the build user; no setuid file may appear there.
       for (const layer of await image.layers())
-        await extract(await layer.uncompressed(), tmp, { special: 'skip' });
+        await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip' });
       const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
       const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
       if (!md.id)
@@ -355,10 +358,14 @@ async function chmodTree(dir: string): Promise<void> {
   }
 }
 
-/** unpackBuilder unpacks the builder image once per digest (shared, read-only) and returns its root. */
-export async function unpackBuilder(image: Image, cacheDir: string): Promise<string> {
-  return new RootfsCache(cacheDir).ensureImage(image, async (tar, dest) => {
-    await extract(tar, dest, { whiteouts: true, special: 'skip' });
+/**
+ * unpackBuilder unpacks the builder image once per digest (shared, read-only, inert: no setuid
+ * bits or device nodes from the builder reach the host) and returns its root; a new unpack
+ * applies the cache's bound (`bound`, default DEFAULT_ROOTFS_BOUND).
+ */
+export async function unpackBuilder(image: Image, cacheDir: string, bound?: PrunePolicy): Promise<string> {
+  return new RootfsCache(cacheDir, bound ? { bound } : {}).ensureImage(image, async (tar, dest) => {
+    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip' });
   });
 }
 
@@ -428,7 +435,7 @@ async function buildWith(
   // In place, kiln runs inside the build image: its root is the build rootfs.
   const rootfs = hostDirs
     ? '/'
-    : await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir));
+    : await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir, r.rootfsCacheBound));
 
   await mkdir(r.tmpDir, { recursive: true });
   await sweepDeadWorkDirs(r.tmpDir);

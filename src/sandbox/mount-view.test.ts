@@ -1,0 +1,141 @@
+// Nothing of the host's layout is visible inside a real sandbox: /proc/self/mountinfo shows
+// overlay roots (no rootfs cache path, no temp dir, no worktree, no /root), /proc/1/cmdline is
+// bwrap's argv without its options, /proc lists only the sandbox's own processes, and writes to a
+// writable mount still land in the real host directory, owned by the build user.
+
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { tempDirs } from '../../test/helpers/temp-dirs.ts';
+import { runChild } from './_child.ts';
+import { BubblewrapExecutor } from './bubblewrap.ts';
+import type { Mount, RunResult, RunSpec } from './executor.ts';
+import { DEFAULT_HELPER, neutralView } from './mount-view.ts';
+import { RootfsCache } from './rootfs-cache.ts';
+
+const temp = tempDirs('kiln-view-');
+const asRoot = process.getuid?.() === 0;
+
+// Prints everything a buildpack could learn about mounts and processes, NUL-free.
+const PROBE = [
+  'echo "== mountinfo"; cat /proc/self/mountinfo',
+  'echo "== cmdline"; for f in /proc/[0-9]*/cmdline; do echo "$f: $(tr "\\0" " " < $f)"; done',
+  'echo "== pids"; ls /proc | grep -E "^[0-9]+$" | tr "\\n" " "; echo',
+  'echo "== environ"; for f in /proc/[0-9]*/environ; do tr "\\0" "\\n" < $f; done',
+  'echo written > /layers/out.txt && mkdir -p /workspace/d/e && mv /workspace/d /workspace/moved',
+].join('\n');
+
+async function setup() {
+  const base = await temp();
+  await chmod(base, 0o755);
+  const cache = new RootfsCache(path.join(base, 'rootfs-cache'));
+  const rootfs = await cache.ensure(`sha256:${'9'.repeat(64)}`, async (dest) => {
+    for (const d of ['usr', 'etc', 'cnb/buildpacks/bp']) await mkdir(path.join(dest, d), { recursive: true });
+    for (const [n, t] of [
+      ['bin', 'usr/bin'],
+      ['lib', 'usr/lib'],
+      ['lib64', 'usr/lib64'],
+    ] as const)
+      await symlink(t, path.join(dest, n));
+  });
+  const work = path.join(base, `kiln-build-${process.pid}`);
+  const mounts: Mount[] = [
+    { src: '/usr', dst: '/usr', readonly: true },
+    { src: '/etc', dst: '/etc', readonly: true },
+    { src: path.join(rootfs, 'cnb/buildpacks'), dst: '/cnb/buildpacks', readonly: true },
+  ];
+  for (const d of ['workspace', 'layers', 'platform']) {
+    await mkdir(path.join(work, d), { recursive: true });
+    await chown(path.join(work, d), 1000, 1000);
+    mounts.push({ src: path.join(work, d), dst: `/${d}`, readonly: d === 'platform' });
+  }
+  await chmod(work, 0o755);
+  return { base, rootfs, cacheDir: cache.dir, work, mounts };
+}
+
+async function probe(spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' | 'network'>, helper?: null) {
+  const out: string[] = [];
+  const full: RunSpec = {
+    ...spec,
+    argv: ['/usr/bin/sh', '-c', PROBE, 'probe'],
+    env: { PATH: '/usr/bin' },
+    cwd: '/workspace',
+    uid: 1000,
+    gid: 1000,
+    network: 'none',
+    stdout: (l) => out.push(l),
+    stderr: (l) => out.push(l),
+  };
+  let r: RunResult;
+  if (helper === null) {
+    // The shell fallback (no compiled helper), driven the way BubblewrapExecutor.run drives it.
+    const cmd = new BubblewrapExecutor({ hostUid: 0 }).commandFor(full);
+    const view = await neutralView(cmd, { bwrap: 'bwrap', owner: { uid: 1000, gid: 1000 }, helper: null });
+    assert.equal(view.cmd.file, 'prlimit');
+    assert.ok(view.cmd.args.includes('unshare'));
+    try {
+      r = await runChild(view.cmd, full);
+    } finally {
+      await view.cleanup();
+    }
+  } else r = await new BubblewrapExecutor({ hostUid: 0 }).run(full);
+  assert.equal(r.exitCode, 0, out.join('\n'));
+  const text = out.join('\n');
+  const section = (name: string) => text.split(`== ${name}\n`)[1]?.split('\n== ')[0] ?? '';
+  return { text, mountinfo: section('mountinfo'), cmdline: section('cmdline'), pids: section('pids') };
+}
+
+describe('the sandbox shows no host paths', () => {
+  for (const [name, helper] of [
+    ['compiled helper', undefined],
+    ['shell fallback', null],
+  ] as const)
+    test(`mountinfo, /proc/*/cmdline and environ name no host directory; /proc has only the sandbox (${name})`, async (t) => {
+      if (!asRoot) return t.skip('needs root (bwrap is started as the build uid)');
+      if (helper === undefined && !existsSync(DEFAULT_HELPER)) return t.skip('dist/mountview not built');
+      const s = await setup();
+      const seen = await probe({ rootfs: s.rootfs, mounts: s.mounts }, helper);
+      const hostPaths = [s.base, s.cacheDir, s.rootfs, s.work, process.cwd(), homedir(), '/root', '/tmp/'];
+      for (const p of hostPaths) {
+        assert.ok(!seen.text.includes(p), `host path ${p} visible in the sandbox:\n${seen.text}`);
+      }
+      // Every bind source became the root of its own overlay (or a path inside the rootfs).
+      for (const l of seen.mountinfo.split('\n').filter((x) => / - overlay /.test(x))) {
+        const root = l.split(' ')[3]!;
+        assert.ok(root === '/' || root === '/cnb/buildpacks', l);
+        assert.match(l.split(' - ')[0]!, /nosuid/, `mounted without nosuid: ${l}`);
+      }
+      assert.ok((seen.mountinfo.match(/ - overlay /g) ?? []).length >= 6, seen.mountinfo);
+      // pid 1 is bwrap, with its options read from a pipe; the rest are the probe's own processes.
+      assert.match(seen.cmdline, /^\/proc\/1\/cmdline: bwrap --args \d+ -- \/usr\/bin\/sh -c /m);
+      const pids = seen.pids.trim().split(' ').map(Number);
+      assert.ok(pids.length <= 6 && Math.max(...pids) < 100, `host processes visible: ${seen.pids}`);
+
+      // Writes went to the real directories, as the build user; the overlay work dirs are gone.
+      assert.equal(await readFile(path.join(s.work, 'layers/out.txt'), 'utf8'), 'written\n');
+      assert.equal((await lstat(path.join(s.work, 'layers/out.txt'))).uid, 1000);
+      assert.ok((await lstat(path.join(s.work, 'workspace/moved/e'))).isDirectory());
+      assert.deepEqual((await readdir(s.work)).sort(), ['layers', 'platform', 'workspace']);
+    });
+
+  test('without the neutral view the same probe does see host paths (the test can fail)', async (t) => {
+    if (!asRoot) return t.skip('needs root (bwrap is started as the build uid)');
+    const s = await setup();
+    const out: string[] = [];
+    await new BubblewrapExecutor({ hostUid: 0, neutralView: false }).run({
+      argv: ['/usr/bin/cat', '/proc/self/mountinfo', '/proc/1/cmdline'],
+      env: {},
+      cwd: '/',
+      uid: 1000,
+      gid: 1000,
+      rootfs: s.rootfs,
+      mounts: s.mounts,
+      network: 'none',
+      stdout: (l) => out.push(l),
+    });
+    assert.ok(out.join('\n').includes(s.cacheDir));
+  });
+});
