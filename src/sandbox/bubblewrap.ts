@@ -174,10 +174,13 @@ export class BubblewrapExecutor implements Executor {
     const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
     // The helpers themselves get a minimal PATH only; bwrap --clearenv empties it for the command.
+    // They start in / so that no shell among them exports kiln's working directory as PWD into
+    // what the sandbox can read (/proc/1/environ is bwrap's environment).
     const cmd: HostCommand = {
       file,
       args: rest,
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      cwd: '/',
       infoFd: true,
       ...outer,
     };
