@@ -19,6 +19,7 @@ import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
+import { enterPrefix } from './network.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -114,10 +115,13 @@ export class BubblewrapExecutor implements Executor {
     // bwrap's /dev is itself a writable tmpfs: make it read-only (device nodes still work).
     args.push('--remount-ro', '/dev');
     // With the host network, name resolution is the host's: bind its resolv.conf and hosts over
-    // the empty mount points the rootfs cache creates (skipped for rootfs without them).
+    // the empty mount points the rootfs cache creates (skipped for rootfs without them). An
+    // isolated network brings its own (slirp's DNS forwarder, a localhost-only hosts file).
+    const net = typeof spec.network === 'object' ? spec.network : undefined;
     if (spec.network !== 'none') {
       for (const f of NETWORK_FILES) {
-        if (existsSync(f) && existsSync(path.join(spec.rootfs, f))) args.push('--ro-bind', f, f);
+        const src = net ? (f === '/etc/resolv.conf' ? net.resolvConf : net.hosts) : f;
+        if (existsSync(src) && existsSync(path.join(spec.rootfs, f))) args.push('--ro-bind', src, f);
       }
     }
     for (const m of spec.mounts) args.push(m.readonly ? '--ro-bind' : '--bind', m.src, m.dst);
@@ -126,7 +130,11 @@ export class BubblewrapExecutor implements Executor {
     for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
     args.push('--info-fd', '3', '--', ...spec.argv);
 
-    const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
+    // An isolated network: bwrap joins the build's namespace (root enters it, then drops to the
+    // sandbox uid in the same exec, see network.ts) instead of unsharing one.
+    const enter = net ? enterPrefix(net, outer) : [];
+    if (net) outer = undefined;
+    const all = [...enter, ...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
     // The helpers themselves get a minimal PATH only; bwrap --clearenv empties it for the command.
     return { file, args: rest, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, infoFd: true, ...outer };
