@@ -58,6 +58,8 @@ export interface IsolatedNetwork {
   /** Generated files bound over /etc/resolv.conf and /etc/hosts. */
   readonly resolvConf: string;
   readonly hosts: string;
+  /** The host ports it may reach, as `HOST:PORT` (what decides a build besides the mode). */
+  readonly allowed: readonly string[];
 }
 
 /** A host port the sandbox may reach (`--allow-host HOST:PORT`), TCP. */
@@ -368,7 +370,14 @@ export class SandboxNetwork {
       for (const s of [child.stdio[2], child.stdio[3], child.stdio[4]])
         (s as { unref?: () => void } | null)?.unref?.();
       return new SandboxNetwork(
-        { mode: 'isolated', netns, ...(userns ? { userns } : {}), resolvConf, hosts },
+        {
+          mode: 'isolated',
+          netns,
+          ...(userns ? { userns } : {}),
+          resolvConf,
+          hosts,
+          allowed: allow.map((a) => `${a.loopback ? '127.0.0.1' : a.address}:${a.port}`).sort(),
+        },
         allow,
         dir,
         fds,
@@ -505,4 +514,61 @@ export function enterPrefix(net: IsolatedNetwork, outer: { uid: number; gid: num
     ...(outer ? ['-S', String(outer.uid), '-G', String(outer.gid)] : []),
     '--',
   ];
+}
+
+/** The network a build or run uses, ready for RunSpec.network, and how to end it. */
+export interface OpenNetwork {
+  readonly network: 'none' | 'host' | IsolatedNetwork;
+  /** `env` with proxy variables that named the host's loopback rewritten to slirp's gateway. */
+  readonly env: Record<string, string>;
+  /** One line for the build log (what the sandbox can reach). */
+  readonly description: string;
+  /** The isolated network itself (for `publish`); undefined for `none` and `host`. */
+  readonly sandbox?: SandboxNetwork;
+  close(): Promise<void>;
+}
+
+/**
+ * openNetwork sets up `mode` for one build or run: `isolated` creates a SandboxNetwork allowing
+ * `allow` plus the port of any proxy on the host's loopback found in `env` (whose variables are
+ * rewritten to reach it); `none` and `host` need nothing.
+ */
+export async function openNetwork(
+  mode: NetworkMode,
+  o: {
+    readonly allow?: readonly AllowedHostPort[];
+    readonly env?: Readonly<Record<string, string>>;
+    readonly hostUid: number;
+    readonly tmpDir?: string;
+  },
+): Promise<OpenNetwork> {
+  const env = { ...(o.env ?? {}) };
+  if (mode !== 'isolated') {
+    if ((o.allow ?? []).length > 0)
+      throw new KilnError(
+        `--allow-host applies to --network isolated only (the network is "${mode}")`,
+        ExitCode.InvalidArgs,
+      );
+    return {
+      network: mode,
+      env,
+      description:
+        mode === 'none' ? 'none (loopback only)' : "host (shares this machine's network; not isolated)",
+      close: async () => {},
+    };
+  }
+  const proxies = loopbackProxies(env);
+  const sandbox = await SandboxNetwork.create({
+    allow: [...(o.allow ?? []), ...proxies.allow],
+    hostUid: o.hostUid,
+    ...(o.tmpDir !== undefined ? { tmpDir: o.tmpDir } : {}),
+  });
+  const reach = sandbox.allow.map((a) => `${a.host}:${a.port}`);
+  return {
+    network: sandbox.attachment,
+    env: { ...env, ...proxies.env },
+    description: `isolated (own network namespace, outbound through slirp4netns; host reachable ${reach.length ? `only at ${reach.join(', ')}` : 'nowhere'})`,
+    sandbox,
+    close: () => sandbox.close(),
+  };
 }
