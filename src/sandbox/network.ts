@@ -46,7 +46,7 @@ export const NETWORK_MODES: readonly NetworkMode[] = ['isolated', 'none', 'host'
 
 /** The one-line warning `--network host` prints. */
 export const HOST_NETWORK_WARNING =
-  '--network host: buildpacks share this machine\'s network (its loopback services, abstract sockets, metadata endpoint and ports); use the default "isolated" unless the build needs that';
+  "--network host: the sandbox shares this machine's network (its loopback services, abstract sockets, metadata endpoint and ports); use the default isolated network unless that is needed";
 
 /** What a RunSpec names to run a process in a SandboxNetwork (see executor.ts RunSpec.network). */
 export interface IsolatedNetwork {
@@ -178,6 +178,8 @@ export function firewallRules(allow: readonly AllowedHostPort[], ownAddresses: r
     ':FORWARD DROP [0:0]',
     ':OUTPUT ACCEPT [0:0]',
     '-A OUTPUT -o lo -j ACCEPT',
+    // Replies of connections that came in (published ports: slirp connects from the gateway).
+    '-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
     `-A OUTPUT -d ${SLIRP.dns}/32 -p udp -m udp --dport 53 -j ACCEPT`,
     `-A OUTPUT -d ${SLIRP.dns}/32 -p tcp -m tcp --dport 53 -j ACCEPT`,
   ];
@@ -198,8 +200,14 @@ export function firewallRules(allow: readonly AllowedHostPort[], ownAddresses: r
     }
   }
   if (allow.some((a) => a.loopback)) nat.push(`-A POSTROUTING -s 127.0.0.0/8 -o ${SLIRP.tap} -j MASQUERADE`);
-  filter.push(`-A OUTPUT -d ${SLIRP.cidr} -j REJECT`, '-A OUTPUT -d 169.254.0.0/16 -j REJECT');
-  for (const addr of ownAddresses) filter.push(`-A OUTPUT -d ${addr}/32 -j REJECT`);
+  // TCP gets a reset (immediate ECONNREFUSED; ICMP errors are rate-limited by the kernel, which
+  // would slow down a build probing several blocked addresses), everything else an ICMP error.
+  for (const dst of [SLIRP.cidr, '169.254.0.0/16', ...ownAddresses.map((a) => `${a}/32`)]) {
+    filter.push(
+      `-A OUTPUT -d ${dst} -p tcp -j REJECT --reject-with tcp-reset`,
+      `-A OUTPUT -d ${dst} -j REJECT`,
+    );
+  }
   filter.push('COMMIT');
   nat.push('COMMIT');
   return `${filter.join('\n')}\n${nat.join('\n')}\n`;
