@@ -33,8 +33,8 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { closeSync, constants, openSync } from 'node:fs';
+import { access, chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -245,6 +245,8 @@ function runHelper(file: string, args: string[], input?: string): Promise<void> 
           ),
         );
     });
+    // A helper that fails early closes its stdin: the exit code and stderr tell why.
+    child.stdin.on('error', () => {});
     child.stdin.end(input ?? '');
   });
 }
@@ -303,11 +305,28 @@ export class SandboxNetwork {
       });
 
       const root = o.hostUid === 0;
+      // Not root, slirp4netns opens the tap device as kiln's user: say so before anything starts.
+      if (
+        !root &&
+        !(await access('/dev/net/tun', constants.R_OK | constants.W_OK).then(
+          () => true,
+          () => false,
+        ))
+      )
+        throw new KilnError(
+          `--network isolated: kiln is not root and /dev/net/tun is not usable by uid ${o.hostUid} (slirp4netns needs it): run kiln as root, make /dev/net/tun mode 0666 (Debian's udev default), or pass --network none`,
+          ExitCode.Failed,
+        );
       const ns = await newNamespace(root);
       fds.push(...ns.fds);
       const netns = `/proc/${process.pid}/fd/${ns.netFd}`;
       const userns = ns.userFd !== undefined ? `/proc/${process.pid}/fd/${ns.userFd}` : undefined;
-      const enter = ['nsenter', ...(userns ? [`--user=${userns}`] : []), `--net=${netns}`, '--'];
+      const enter = [
+        'nsenter',
+        ...(userns ? [`--user=${userns}`, '--preserve-credentials'] : []),
+        `--net=${netns}`,
+        '--',
+      ];
 
       // Rules before anything else runs in the namespace. route_localnet lets the DNAT of
       // 127.0.0.1:PORT (allowed loopback ports) leave through the tap device.
@@ -334,7 +353,10 @@ export class SandboxNetwork {
         // The gateway reaches the host's 127.0.0.1 only when a loopback port is allowed (and
         // then the rules above restrict it to those ports).
         ...(loopback ? [] : ['--disable-host-loopback']),
-        '--enable-sandbox',
+        // Root: drop every capability but NET_BIND_SERVICE and pivot into its own mount namespace.
+        // (Not root it already runs as kiln's user; its sandbox fails entering a userns made by
+        // another process: "setegid(0)".)
+        ...(root ? ['--enable-sandbox'] : []),
         '--enable-seccomp',
         `--api-socket=${apiSocket}`,
         '--ready-fd=3',
@@ -366,7 +388,7 @@ export class SandboxNetwork {
         child.once('exit', (code) =>
           reject(
             new KilnError(
-              `isolated network: slirp4netns exited (${code}) before it was ready: ${lastLine(err)}`,
+              `isolated network: slirp4netns exited (${code}) before it was ready: ${err.trim().split('\n').slice(-3).join(' / ')}`,
               ExitCode.Failed,
             ),
           ),
@@ -515,7 +537,8 @@ async function newNamespace(root: boolean): Promise<{ netFd: number; userFd?: nu
  * user namespace as well.
  */
 export function enterPrefix(net: IsolatedNetwork, outer: { uid: number; gid: number } | undefined): string[] {
-  if (net.userns !== undefined) return ['nsenter', `--user=${net.userns}`, `--net=${net.netns}`, '--'];
+  if (net.userns !== undefined)
+    return ['nsenter', `--user=${net.userns}`, '--preserve-credentials', `--net=${net.netns}`, '--'];
   return [
     'nsenter',
     `--net=${net.netns}`,

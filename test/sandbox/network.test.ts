@@ -408,6 +408,69 @@ describe('isolated network (real netns, slirp4netns, bwrap)', {
   });
 });
 
+describe('isolated network when kiln is not root (best effort: a user-owned network namespace)', {
+  skip: hostUid !== 0 && 'needs root to start the non-root kiln stand-in',
+}, () => {
+  // A stand-in for a non-root kiln: opens an isolated network as uid 1000 and runs a probe in it.
+  const script = `
+    import { SandboxNetwork } from ${JSON.stringify(new URL('../../src/sandbox/network.ts', import.meta.url).href)};
+    import { BubblewrapExecutor } from ${JSON.stringify(new URL('../../src/sandbox/bubblewrap.ts', import.meta.url).href)};
+    const uid = process.getuid();
+    try {
+      const net = await SandboxNetwork.create({ hostUid: uid, tmpDir: '/tmp' });
+      const r = await new BubblewrapExecutor({ hostUid: uid }).run({
+        argv: ['/bin/bash', '-c', 'cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " " | sort | tr "\\n" " "; echo; timeout 3 bash -c "exec 3<>/dev/tcp/10.0.2.2/' + process.argv[1] + ' && echo CONNECTED" 2>/dev/null || echo REFUSED; iptables -F 2>&1 | head -1'],
+        env: { PATH: '/usr/bin:/bin:/usr/sbin' }, cwd: '/', uid, gid: uid, rootfs: '/', mounts: [],
+        network: net.attachment, stdout: (l) => console.log(l), stderr: (l) => console.log(l),
+      });
+      await net.close();
+      console.log('exit', r.exitCode);
+    } catch (e) { console.log('ERROR', e.message); }`;
+  const asUser = (port: number, tunMode: string) =>
+    new Promise<string>((resolve) => {
+      // /dev/net/tun is replaced in a private mount namespace only (this machine's stays as it is).
+      const tun = path.join(tmpdir(), `kiln-test-tun-${process.pid}`);
+      const sh = `rm -f ${tun}; mknod ${tun} c 10 200 && chmod ${tunMode} ${tun} && mount --bind ${tun} /dev/net/tun && rm -f ${tun} && exec setpriv --reuid=1000 --regid=1000 --clear-groups env HOME=/tmp "$0" --input-type=module -e "$1" ${port}`;
+      const c = spawn(
+        'unshare',
+        ['-m', '--propagation', 'private', 'sh', '-c', sh, process.execPath, script],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let out = '';
+      c.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      c.stderr.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      c.on('close', () => resolve(out));
+    });
+
+  test("with a usable /dev/net/tun: same isolation, rules out of the sandbox's reach", async () => {
+    const l = await tcpListener('127.0.0.1');
+    try {
+      const out = await asUser(l.port, '0666');
+      assert.match(out, /^lo tap0 $/m);
+      assert.match(out, /REFUSED/);
+      assert.match(out, /Permission denied/);
+      assert.match(out, /exit 0/);
+      assert.equal(l.hits(), 0);
+    } finally {
+      l.server.close();
+    }
+  });
+
+  test('without one: one clear line naming /dev/net/tun', async () => {
+    const out = await asUser(1, '0600');
+    assert.match(
+      out,
+      /ERROR --network isolated: kiln is not root and \/dev\/net\/tun is not usable by uid 1000/,
+    );
+  });
+});
+
 describe('network settings parsing', () => {
   test('--allow-host takes the host loopback or one of its addresses, with a port', () => {
     assert.deepEqual(parseAllowHost('127.0.0.1:4873', []), {
