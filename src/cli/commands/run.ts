@@ -134,6 +134,7 @@ export function register(program: Command, ctx: CliContext): void {
             log.info(`The app's port ${port} is published at http://127.0.0.1:${opts.port}/`);
           } else if (opts.network === 'host')
             log.info(`The app shares this machine's network: http://127.0.0.1:${port}/`);
+          else log.warn(`-p ${opts.port}: nothing is published with --network none`);
         }
         log.info(`Running ${spec.argv.join(' ')} as ${spec.uid}:${spec.gid}`);
         const result = await new BubblewrapExecutor({ hostUid }).run({
