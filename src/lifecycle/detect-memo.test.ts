@@ -71,6 +71,28 @@ describe('DetectMemo', () => {
       inputs(d, { app: { fingerprint: 'sha256:app2', recent: [] } }),
     ];
     for (const v of variants) assert.notEqual(await DetectMemo.key(v), base);
+    // Isolated networks: the mode and the allowed host ports count, not the per-build paths.
+    const isolated = (allowed: string[], n: number) =>
+      inputs(d, {
+        phase: {
+          ...i.phase,
+          network: {
+            mode: 'isolated',
+            netns: `/proc/${n}/fd/20`,
+            resolvConf: `/tmp/kiln-net-${n}/resolv.conf`,
+            hosts: `/tmp/kiln-net-${n}/hosts`,
+            allowed,
+          },
+        },
+      });
+    const iso = await DetectMemo.key(isolated([], 1));
+    assert.notEqual(iso, base);
+    assert.equal(await DetectMemo.key(isolated([], 2)), iso, 'a new build namespace is the same network');
+    assert.notEqual(await DetectMemo.key(isolated(['127.0.0.1:4873'], 1)), iso, '--allow-host');
+    assert.notEqual(
+      await DetectMemo.key(isolated(['127.0.0.1:4874'], 1)),
+      await DetectMemo.key(isolated(['127.0.0.1:4873'], 1)),
+    );
     await writeFile(path.join(d.platform, 'env', 'FOO'), 'baz');
     assert.notEqual(await DetectMemo.key(inputs(d)), base, 'platform env file content');
     await writeFile(path.join(d.platform, 'env', 'FOO'), 'bar');

@@ -111,7 +111,8 @@ export class DetectMemo {
       extraEnv: sorted(o.extraEnv ?? {}),
       target: o.target,
       execEnv: o.execEnv ?? null,
-      network: o.network,
+      // The mode and the allowed host ports, not the per-build namespace paths.
+      network: typeof o.network === 'object' ? { mode: o.network.mode, allow: o.network.allowed } : o.network,
       user: [o.uid, o.gid],
       limits: o.limits ?? null,
       timeoutMs: o.timeoutMs ?? null,

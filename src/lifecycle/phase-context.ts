@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import type { Executor, Limits, Mount, RunResult } from '../sandbox/executor.ts';
+import type { Executor, Limits, Mount, RunResult, RunSpec } from '../sandbox/executor.ts';
 import type { BuildpackDescriptor, BuildpackStore } from './buildpack-store.ts';
 import { type Deadline, LimitError, limitExitCode, type ProcessLabel } from './deadline.ts';
 import type { BuildEnv } from './env.ts';
@@ -45,7 +45,8 @@ export interface PhaseOptions {
   readonly executor: Executor;
   /** The build image's root filesystem on the host (`/` with the host executor). */
   readonly rootfs: string;
-  readonly network: 'none' | 'host';
+  /** `none`, `host`, or the build's isolated network (SandboxNetwork.attachment). */
+  readonly network: RunSpec['network'];
   readonly sandboxPaths?: SandboxPaths;
   /** The run image target (analyzed.toml `[run-image.target]`), completed by resolveRunTarget. */
   readonly target: RunTarget;

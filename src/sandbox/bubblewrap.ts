@@ -22,6 +22,7 @@ import { type HostCommand, prlimitArgs, runChild, usernsBlockFd, validateSpec } 
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
 import { neutralView } from './mount-view.ts';
+import { enterPrefix } from './network.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -112,19 +113,8 @@ export class BubblewrapExecutor implements Executor {
     // As root, drop to the sandbox uid before bwrap starts: node's spawn does setgid, setgroups([])
     // and setuid (what `setpriv --reuid --regid --clear-groups` does, without an extra exec).
     // The host ids are leased ones (spec.hostIds) for builds and `kiln run`: no real account's.
-    let outer: { uid: number; gid: number } | undefined;
     const range = spec.idRange;
-    if (range && o.hostUid !== 0) {
-      throw new KilnError(
-        'sandbox: an id range needs kiln to run as root (only root can map a range of host ids)',
-        ExitCode.Failed,
-      );
-    }
-    if (range) outer = { uid: range.hostUid, gid: range.hostGid };
-    else if (o.hostUid === 0) {
-      const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
-      outer = spec.hostIds ? { ...spec.hostIds } : { uid, gid: spec.uid === 0 ? uid : spec.gid };
-    }
+    let outer = this.#hostIdsOf(spec);
 
     const args: string[] = [
       '--unshare-user',
@@ -159,10 +149,13 @@ export class BubblewrapExecutor implements Executor {
     // bwrap's /dev is itself a writable tmpfs: make it read-only (device nodes still work).
     args.push('--remount-ro', '/dev');
     // With the host network, name resolution is the host's: bind its resolv.conf and hosts over
-    // the empty mount points the rootfs cache creates (skipped for rootfs without them).
+    // the empty mount points the rootfs cache creates (skipped for rootfs without them). An
+    // isolated network brings its own (slirp's DNS forwarder, a localhost-only hosts file).
+    const net = typeof spec.network === 'object' ? spec.network : undefined;
     if (spec.network !== 'none') {
       for (const f of NETWORK_FILES) {
-        if (existsSync(f) && existsSync(path.join(spec.rootfs, f))) args.push('--ro-bind', f, f);
+        const src = net ? (f === '/etc/resolv.conf' ? net.resolvConf : net.hosts) : f;
+        if (existsSync(src) && existsSync(path.join(spec.rootfs, f))) args.push('--ro-bind', src, f);
       }
     }
     for (const m of spec.mounts) args.push(m.readonly ? '--ro-bind' : '--bind', m.src, m.dst);
@@ -171,7 +164,11 @@ export class BubblewrapExecutor implements Executor {
     for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
     args.push('--info-fd', '3', '--', ...spec.argv);
 
-    const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
+    // An isolated network: bwrap joins the build's namespace (root enters it, then drops to the
+    // sandbox uid in the same exec, see network.ts) instead of unsharing one.
+    const enter = net ? enterPrefix(net, outer) : [];
+    if (net) outer = undefined;
+    const all = [...enter, ...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
     // The helpers themselves get a minimal PATH only; bwrap --clearenv empties it for the command.
     // They start in / so that no shell among them exports kiln's working directory as PWD into
@@ -187,8 +184,26 @@ export class BubblewrapExecutor implements Executor {
     return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range) : cmd;
   }
 
+  /** The host ids the sandbox runs as (undefined: kiln's own, when kiln is not root). */
+  #hostIdsOf(spec: RunSpec): { uid: number; gid: number } | undefined {
+    const o = this.#opts;
+    const range = spec.idRange;
+    if (range && o.hostUid !== 0) {
+      throw new KilnError(
+        'sandbox: an id range needs kiln to run as root (only root can map a range of host ids)',
+        ExitCode.Failed,
+      );
+    }
+    if (range) return { uid: range.hostUid, gid: range.hostGid };
+    if (o.hostUid !== 0) return undefined;
+    if (spec.hostIds) return { ...spec.hostIds };
+    const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
+    return { uid, gid: spec.uid === 0 ? uid : spec.gid };
+  }
+
   async run(spec: RunSpec): Promise<RunResult> {
     const cmd = this.commandFor(spec);
+    const owner = this.#hostIdsOf(spec);
     // bwrap's own setup errors ("bwrap: Can't ...") come before the command runs; catch them to explain.
     const setupErrors: string[] = [];
     const collect = (line: string) => {
@@ -211,7 +226,9 @@ export class BubblewrapExecutor implements Executor {
         ? { cmd, cleanup: async () => {} }
         : await neutralView(cmd, {
             bwrap: this.#opts.bwrap ?? 'bwrap',
-            ...(cmd.uid !== undefined ? { owner: { uid: cmd.uid, gid: cmd.gid ?? cmd.uid } } : {}),
+            // The overlays' work dirs belong to whoever mounts them: the sandbox's host ids (the
+            // spawn uid, or nsenter's -S/-G with an isolated network).
+            ...(owner !== undefined ? { owner } : {}),
           });
     let result: RunResult;
     try {

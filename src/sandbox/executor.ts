@@ -6,6 +6,8 @@
  * the build image) without the callers changing.
  */
 
+import type { IsolatedNetwork } from './network.ts';
+
 /** A host directory (or file) made visible inside the sandbox at `dst`. */
 export interface Mount {
   readonly src: string;
@@ -47,8 +49,12 @@ export interface RunSpec {
   /** Root filesystem (a directory on the host), mounted read-only at `/`. */
   readonly rootfs: string;
   readonly mounts: readonly Mount[];
-  /** `none` leaves only a loopback interface of the sandbox's own; `host` shares kiln's network. */
-  readonly network: 'none' | 'host';
+  /**
+   * `none` leaves only a loopback interface of the sandbox's own; `host` shares kiln's network;
+   * an IsolatedNetwork (SandboxNetwork.attachment, see network.ts) runs the process in that
+   * network namespace: outbound access through slirp4netns, nothing of the host.
+   */
+  readonly network: 'none' | 'host' | IsolatedNetwork;
   /** Writable in-memory directories (default `['/tmp']`). */
   readonly tmpfs?: readonly string[];
   /** Stdin: a file descriptor or stream kiln owns, `inherit`, or nothing (default). */

@@ -74,6 +74,10 @@ describe('kiln build flags', () => {
     const io = { stdout: sink, stderr: sink, env: { KILN_HOME: '/nonexistent-kiln-home' }, isTTY: false };
     assert.equal(await main(['build', 'app', '--network', 'maybe'], io), 3);
     assert.match(err.join(''), /network/);
+    assert.equal(await main(['build', 'app', '--allow-host', '127.0.0.1'], io), 3);
+    assert.match(err.join(''), /--allow-host "127.0.0.1": expected HOST:PORT/);
+    assert.equal(await main(['build', 'app', '--network', 'none', '--allow-host', '127.0.0.1:4873'], io), 3);
+    assert.match(err.join(''), /--allow-host applies to --network isolated only \(the network is "none"\)/);
     assert.equal(await main(['build', 'app', '--cache-image', 'oci:/x', '--cache-dir', '/c'], io), 3);
     assert.match(err.join(''), /--cache-image and --cache-dir exclude each other/);
   });

@@ -25,6 +25,12 @@ import { remoteImage } from '../../registry/remote.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
+import {
+  HOST_NETWORK_WARNING,
+  NETWORK_MODES,
+  type NetworkMode,
+  parseAllowHost,
+} from '../../sandbox/network.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
 import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
@@ -59,7 +65,9 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   tag: string[];
   defaultProcess?: string;
   execEnv?: string;
-  network: 'none' | 'host';
+  /** Undefined: `isolated`, or `host` with `--executor host` (which cannot isolate). */
+  network?: NetworkMode;
+  allowHost: string[];
   sbomOutputDir?: string;
   reportOutputDir?: string;
   executor: 'bwrap' | 'host';
@@ -228,7 +236,16 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-D, --default-process <type>', 'process type the image runs by default')
     .option('--exec-env <name>', 'execution environment (CNB_EXEC_ENV) to build for (default production)')
     .addOption(
-      new Option('--network <mode>', 'network of buildpacks').choices(['none', 'host']).default('host'),
+      new Option(
+        '--network <mode>',
+        "network of buildpacks: isolated (default: own network namespace, outbound through slirp4netns, nothing of this host reachable), none, or host (this machine's network; only when needed)",
+      ).choices([...NETWORK_MODES]),
+    )
+    .option(
+      '--allow-host <host:port>',
+      'with --network isolated: let buildpacks reach this port of this host, e.g. a local mirror at 127.0.0.1:4873 (repeatable)',
+      collect,
+      [],
     )
     .option('--sbom-output-dir <dir>', "copy the build's SBOM files here")
     .option('--report-output-dir <dir>', 'write report.toml here')
@@ -262,6 +279,16 @@ export function register(program: Command, ctx: CliContext): void {
     // Limits first: a bad value fails before anything is pulled. The deadline starts now.
     const bounds = resolveBuildLimits(flags, await loadConfig(settings.configFile), settings);
     const deadline = bounds.timeoutMs !== undefined ? Deadline.after(bounds.timeoutMs) : undefined;
+    // In place (--executor host) kiln already runs inside the build's container: its network is
+    // the container's, nothing kiln can isolate further.
+    const network: NetworkMode = flags.network ?? (flags.executor === 'host' ? 'host' : 'isolated');
+    const allowHosts = flags.allowHost.map((h) => parseAllowHost(h));
+    if (allowHosts.length > 0 && network !== 'isolated')
+      throw new KilnError(
+        `--allow-host applies to --network isolated only (the network is "${network}")`,
+        ExitCode.InvalidArgs,
+      );
+    if (flags.network === 'host') log.warn(HOST_NETWORK_WARNING);
     const progress = log.progress();
     const io = imageIO(settings, log, { progress });
     const started = performance.now();
@@ -344,7 +371,8 @@ export function register(program: Command, ctx: CliContext): void {
         clearCache: Boolean(flags.clearCache),
         ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
         ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
-        network: flags.network,
+        network,
+        ...(allowHosts.length ? { allowHosts } : {}),
         ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
         project: await projectMetadata(descriptor, appDir),

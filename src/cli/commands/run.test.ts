@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -42,10 +43,13 @@ const root = fileURLToPath(new URL('../../../', import.meta.url));
 const kiln = path.join(root, 'bin/kiln');
 
 // The app: a static program that reports what it sees and, with `wait`, waits for a signal.
-const APP_C = `#include <signal.h>
+const APP_C = `#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 static volatile sig_atomic_t got = 0;
 static void on(int s) { got = s; }
@@ -69,6 +73,22 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc > 2 && strcmp(argv[1], "exit") == 0) return atoi(argv[2]);
+  if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+    /* One HTTP-ish reply on 0.0.0.0:PORT, then exit (for the -p publishing test). */
+    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {0};
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(port ? port : "8080"));
+    if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 4)) { perror("listen"); return 1; }
+    printf("listening\\n");
+    fflush(stdout);
+    int c = accept(s, 0, 0);
+    const char *msg = "hello from the app\\n";
+    write(c, msg, strlen(msg));
+    close(c);
+    return 0;
+  }
   return 0;
 }
 `;
@@ -269,6 +289,44 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^got signal 2$/m);
     assert.ok(Date.now() - t0 < 8000);
+  });
+
+  test('-p publishes the app port on the host 127.0.0.1 under the isolated network; no helper is left', async () => {
+    const free = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const slirpBefore = new Set(
+      listProcs()
+        .filter((p) => p.cmd.startsWith('slirp4netns'))
+        .map((p) => p.pid),
+    );
+    let reply = '';
+    const r = await kilnRun([ref, '-p', String(free), '--', 'serve'], (line) => {
+      if (line !== 'listening') return;
+      const c = connect(free, '127.0.0.1');
+      c.on('data', (b: Buffer) => {
+        reply += b.toString();
+      });
+      c.on('error', (e) => {
+        reply = `error ${e.message}`;
+      });
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.equal(reply, 'hello from the app\n');
+    assert.match(r.err, new RegExp(`published at http://127\\.0\\.0\\.1:${free}/`));
+    const left = listProcs().filter((p) => p.cmd.startsWith('slirp4netns') && !slirpBefore.has(p.pid));
+    assert.deepEqual(left, [], 'no slirp4netns left behind');
+  });
+
+  test('--network host is taken only when asked, with a warning', async () => {
+    const r = await kilnRun([ref, '--network', 'host']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /--network host: the sandbox shares this machine's network/);
+    const quiet = await kilnRun([ref]);
+    assert.doesNotMatch(quiet.err, /--network host/);
   });
 
   test('the same image runs under podman (a real container engine) with the same launcher behaviour', async () => {

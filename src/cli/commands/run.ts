@@ -1,4 +1,6 @@
-import type { Command } from 'commander';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type Command, Option } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { extract } from '../../layers/extract.ts';
 import { lstatInRoot, readdirInRootIfExists, readTextInRootIfExists } from '../../layers/safe-read.ts';
@@ -7,6 +9,13 @@ import type { ConfigFile } from '../../oci/schema.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../sandbox/executor.ts';
 import { leaseHostIds } from '../../sandbox/identity.ts';
+import {
+  HOST_NETWORK_WARNING,
+  NETWORK_MODES,
+  type NetworkMode,
+  openNetwork,
+  parseAllowHost,
+} from '../../sandbox/network.ts';
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
@@ -29,16 +38,20 @@ interface RunOptions {
   process?: string;
   port?: string;
   env: string[];
+  network: NetworkMode;
+  allowHost: string[];
 }
 
 /**
- * register adds `kiln run IMAGE [--process TYPE] [-p PORT] [-e K=V] [-- ARGS]`: the image's
- * entrypoint and cmd in the bubblewrap sandbox, as the image's user, on a read-only root with a
- * tmpfs /tmp, sharing the host network (so the app's port is reachable as is).
+ * register adds `kiln run IMAGE [--process TYPE] [-p PORT] [-e K=V] [--network MODE] [-- ARGS]`:
+ * the image's entrypoint and cmd in the bubblewrap sandbox, as the image's user, on a read-only
+ * root with a tmpfs /tmp, in an isolated network by default (as `kiln build`: own namespace,
+ * outbound through slirp4netns, nothing of this host reachable).
  *
- * `-p PORT` maps nothing: the sandbox shares this machine's network namespace, so whatever port
- * the app listens on is already reachable. It sets `PORT` (unless the image or `-e` sets it — the
- * kiln/node-start convention) and prints the URL. Two apps cannot use the same port at once.
+ * `-p PORT` publishes the app's PORT on this host's 127.0.0.1:PORT (only there, like Docker's
+ * `-p 127.0.0.1:PORT:PORT`; the app must listen on 0.0.0.0 inside), and sets `PORT` (unless the
+ * image or `-e` sets it — the kiln/node-start convention) and prints the URL. With `--network
+ * host` nothing is mapped: the app's ports are this machine's.
  * The rootfs comes from the content-addressed rootfs cache (one unpack per image digest).
  */
 export function register(program: Command, ctx: CliContext): void {
@@ -52,6 +65,20 @@ export function register(program: Command, ctx: CliContext): void {
     .argument('[args...]', 'arguments for the process (after --); they replace the image Cmd')
     .option('--process <type>', 'process type to run (/cnb/process/<type>) instead of the default')
     .option('-p, --port <port>', 'port the app should listen on: sets PORT unless the image or -e sets it')
+    .addOption(
+      new Option(
+        '--network <mode>',
+        "network of the app: isolated (default: own network namespace, outbound through slirp4netns, -p publishes on 127.0.0.1), none, or host (this machine's network)",
+      )
+        .choices([...NETWORK_MODES])
+        .default('isolated'),
+    )
+    .option(
+      '--allow-host <host:port>',
+      'with --network isolated: let the app reach this port of this host (repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .option(
       '-e, --env <K=V>',
       'environment variable for the process (repeatable; K alone passes kiln’s own value)',
@@ -85,9 +112,10 @@ export function register(program: Command, ctx: CliContext): void {
         env: opts.env,
         hostEnv: settings.env,
       });
-      if (opts.port)
-        log.info(`The app shares this machine's network: http://127.0.0.1:${spec.env.PORT ?? opts.port}/`);
-      log.info(`Running ${spec.argv.join(' ')} as ${spec.uid}:${spec.gid}`);
+      const allow = opts.allowHost.map((h) => parseAllowHost(h));
+      if (opts.network === 'host') log.warn(HOST_NETWORK_WARNING);
+      const net = await openNetwork(opts.network, { allow, env: spec.env, hostUid });
+      log.debug(`Network: ${net.description}`);
 
       // Ctrl-C / SIGTERM go to the app (it runs in its own session); a second one kills it.
       const ac = new AbortController();
@@ -104,9 +132,21 @@ export function register(program: Command, ctx: CliContext): void {
       // build's or run's (each has its own process budget and cannot be signalled by the others).
       const lease = hostUid === 0 ? await leaseHostIds() : undefined;
       try {
+        if (opts.port) {
+          const port = Number(spec.env.PORT ?? opts.port);
+          if (net.sandbox) {
+            await net.sandbox.publish(Number(opts.port), port);
+            log.info(`The app's port ${port} is published at http://127.0.0.1:${opts.port}/`);
+          } else if (opts.network === 'host')
+            log.info(`The app shares this machine's network: http://127.0.0.1:${port}/`);
+          else log.warn(`-p ${opts.port}: nothing is published with --network none`);
+        }
+        log.info(`Running ${spec.argv.join(' ')} as ${spec.uid}:${spec.gid}`);
         const result = await new BubblewrapExecutor({ hostUid }).run({
           ...spec,
           ...(lease ? { hostIds: { uid: lease.uid, gid: lease.gid } } : {}),
+          env: net.env,
+          network: net.network,
           signal: ac.signal,
           graceMs: 10_000,
         });
@@ -116,6 +156,7 @@ export function register(program: Command, ctx: CliContext): void {
         await lease?.release();
         process.off('SIGINT', forward.SIGINT);
         process.off('SIGTERM', forward.SIGTERM);
+        await net.close();
       }
     });
 }

@@ -31,6 +31,12 @@ import { type SourceFilter, sourceFilter } from '../../platform/source-filter.ts
 import type { Executor, Limits, Mount } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import { type HostIds, type IdLease, leaseHostIds } from '../../sandbox/identity.ts';
+import {
+  type AllowedHostPort,
+  type NetworkMode,
+  type OpenNetwork,
+  openNetwork,
+} from '../../sandbox/network.ts';
 import { type PrunePolicy, RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
@@ -134,7 +140,10 @@ export interface BuildRequest {
   readonly defaultProcess?: string;
   /** CNB_EXEC_ENV (`--exec-env`, Platform 0.15); default `production`. */
   readonly execEnv?: string;
-  readonly network: 'none' | 'host';
+  /** `isolated` (the default of the CLI), `none`, or `host`; see sandbox/network.ts. */
+  readonly network: NetworkMode;
+  /** `--allow-host`: host ports an isolated build may reach (nothing else of the host). */
+  readonly allowHosts?: readonly AllowedHostPort[];
   readonly sbomOutputDir?: string;
   readonly reportOutputDir?: string;
   readonly project?: ProjectMetadata;
@@ -379,6 +388,11 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
       ExitCode.InvalidArgs,
     );
   if (r.hostDirs) await checkHostDirs(r.hostDirs);
+  if (r.executor instanceof HostExecutor && r.network === 'isolated')
+    throw new KilnError(
+      'the host executor cannot isolate the network (kiln already runs inside the build image): use --network host there, or --executor bwrap',
+      ExitCode.InvalidArgs,
+    );
   const timings: Record<string, number> = {};
   const time = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
@@ -442,6 +456,7 @@ async function buildWith(
   // The pid in the name lets a later build remove what a killed one left behind.
   const work = await mkdtemp(path.join(r.tmpDir, `kiln-build-${HOST_TAG}-${process.pid}-`));
   let snapshot: CacheSnapshot | undefined;
+  let net: OpenNetwork | undefined;
   try {
     // Explicit modes: the umask must not leak into layers (and the build user must reach them).
     await chmod(work, 0o755);
@@ -540,6 +555,14 @@ async function buildWith(
         ExitCode.InvalidArgs,
       );
     const buildpackStore = new BuildpackStore(resolved.root);
+    // One network for every buildpack process of this build (detect and build), torn down below.
+    net = await openNetwork(r.network, {
+      allow: r.allowHosts ?? [],
+      env: extraEnv,
+      hostUid: process.getuid?.() ?? 0,
+      tmpDir: work,
+    });
+    log.info(`Network: ${net.description}`);
     const target = await resolveRunTarget(analysis.target, rootfs);
     const phase: PhaseOptions = {
       buildpackStore,
@@ -553,13 +576,13 @@ async function buildWith(
       rootfs,
       // In place, sandbox paths are the host paths and the plans go under the real /tmp.
       ...(hostDirs ? { sandboxPaths: hostDirs, scratchRoot: '/tmp' } : {}),
-      network: r.network,
+      network: net.network,
       target,
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       logger: log,
       baseEnv: home.home ? { ...builderEnv, HOME: home.home } : builderEnv,
       // Not through baseEnv: the lifecycle allowlist would drop the CA variables.
-      ...(Object.keys(extraEnv).length ? { extraEnv } : {}),
+      ...(Object.keys(net.env).length ? { extraEnv: net.env } : {}),
       uid,
       gid,
       hostIds: owner,
@@ -764,6 +787,7 @@ async function buildWith(
       timings,
     };
   } finally {
+    await net?.close();
     await snapshot?.close();
     await rm(work, { recursive: true, force: true });
   }
