@@ -260,11 +260,11 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.match(bad.err, /process type "nope" not found in the image: it has web, worker/);
   });
 
-  test('an image without a user runs as root inside the sandbox, mapped to nobody outside', async () => {
+  test('an image without a user runs as root inside the sandbox, mapped to a leased unprivileged id outside', async () => {
     const owners: number[] = [];
     const r = await kilnRun([`oci:${path.join(dir, 'layout')}:as-root`, '--', 'wait'], (line, child) => {
       if (line !== 'ready') return;
-      // The app's host process: owned by 65534, not by root.
+      // The app's host process: owned by the id kiln leased for this run, never by root or an account.
       const pids = listProcs().filter((p) => p.cmd === '/app/app wait');
       owners.push(...pids.map((p) => p.uid));
       child.kill('SIGTERM');
@@ -272,7 +272,15 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^uid=0 gid=0$/m);
     assert.match(r.out, /^rootfs-writable=no$/m);
-    assert.ok(owners.length > 0 && owners.every((u) => u === 65534), `host owners: ${owners.join(',')}`);
+    const accounts = new Set(
+      readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .map((l) => Number(l.split(':')[2])),
+    );
+    assert.ok(
+      owners.length > 0 && owners.every((u) => u !== 0 && u !== 65534 && !accounts.has(u)),
+      `host owners: ${owners.join(',')}`,
+    );
   });
 
   test('exits with the process exit code, without an error line', async () => {
