@@ -19,6 +19,7 @@ import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
+import { type SeccompSetting, seccompArgs, seccompFilterOf, withSeccompFilter } from './seccomp.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -33,6 +34,12 @@ export interface BubblewrapOptions {
    * probed once with `bwrap --version`.
    */
   readonly disableUserns?: boolean;
+  /**
+   * The seccomp BPF program every sandboxed process runs under (seccomp.ts). Default: the build
+   * step's dist/seccomp/default.bpf, required (a missing file refuses to start the sandbox) unless
+   * `KILN_SECCOMP=off`. `false` turns the filter off explicitly.
+   */
+  readonly seccomp?: SeccompSetting;
 }
 
 const probed = new Map<string, boolean>();
@@ -59,9 +66,11 @@ export const DEFAULT_LIMITS = { processes: 4096, openFiles: 20000, tmpfsBytes: 1
 export class BubblewrapExecutor implements Executor {
   readonly name = 'bubblewrap';
   readonly #opts: BubblewrapOptions;
+  readonly #seccomp: SeccompSetting;
 
   constructor(opts: BubblewrapOptions) {
     this.#opts = opts;
+    this.#seccomp = seccompFilterOf(opts.seccomp);
   }
 
   /** The host command line for `spec` (exposed for tests and `--dry-run` style diagnostics). */
@@ -124,7 +133,7 @@ export class BubblewrapExecutor implements Executor {
     if (spec.hostname !== undefined) args.push('--hostname', spec.hostname);
     args.push('--uid', String(spec.uid), '--gid', String(spec.gid), '--chdir', spec.cwd);
     for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
-    args.push('--info-fd', '3', '--', ...spec.argv);
+    args.push(...seccompArgs(this.#seccomp), '--info-fd', '3', '--', ...spec.argv);
 
     const all = [...prefix, o.bwrap ?? 'bwrap', ...args];
     const [file, ...rest] = all as [string, ...string[]];
@@ -149,7 +158,7 @@ export class BubblewrapExecutor implements Executor {
         : userErr === 'inherit'
           ? 'inherit'
           : collect;
-    const result = await runChild(cmd, { ...spec, stderr });
+    const result = await withSeccompFilter(this.#seccomp, cmd, (c) => runChild(c, { ...spec, stderr }));
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)
