@@ -17,6 +17,7 @@ import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../src/sandbox/executor.ts';
 import { DEFAULT_SECCOMP_FILTER, SECCOMP_FD, seccompFilterOf } from '../../src/sandbox/seccomp.ts';
+import { makeFixture } from '../conformance/harness.ts';
 import { type HostRootfs, makeHostRootfs } from '../helpers/sandbox-rootfs.ts';
 
 const execFileP = promisify(execFile);
@@ -264,6 +265,36 @@ describe('seccomp filter in the bubblewrap sandbox', {
       );
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('buildpack detect and build run under the filter', {
+  skip: hostUid !== 0 && 'needs root (build as uid 1000)',
+}, () => {
+  test('detect passes only with the filter on; build cannot ptrace pid 1 or make a user namespace', async () => {
+    const f = await makeFixture();
+    try {
+      await execFileP('musl-gcc', [
+        '-static',
+        '-O2',
+        '-o',
+        path.join(f.app, 'probe'),
+        path.join(root, 'test/sandbox/seccomp-probe.c'),
+      ]);
+      const bp = await f.inline({
+        id: 'hostile/seccomp',
+        detect: 'grep -q "^Seccomp:[[:space:]]*2$" /proc/self/status || exit 100',
+        build:
+          'layers="$1"; { grep "^Seccomp:" /proc/self/status; /workspace/probe calls | grep -E "^(ptrace_attach_pid1|ptrace|clone_newuser|unshare|clone3) "; } > "$layers/seccomp.txt"',
+      });
+      await f.detectAndBuild([bp.id]);
+      assert.equal(
+        await f.layerFile(bp.id, 'seccomp.txt'),
+        `Seccomp:\t2\nptrace_attach_pid1 ${EPERM}\nptrace ${EPERM}\nunshare ${EPERM}\nclone_newuser ${EPERM}\nclone3 ${ENOSYS}\n`,
+      );
+    } finally {
+      await f.cleanup();
     }
   });
 });
