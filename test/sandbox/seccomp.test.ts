@@ -331,6 +331,35 @@ describe('seccomp filter setting and build step', () => {
     assert.equal(off.includes('--seccomp'), false);
   });
 
+  test('without libseccomp-dev the build step stops with one line saying what to install', {
+    skip: hostUid !== 0 && 'needs root (hides the header in a private mount namespace)',
+  }, async () => {
+    const out = await mkdtemp(path.join(tmpdir(), 'kiln-seccomp-nodev-'));
+    try {
+      // /dev/null bound over the header: to this build step, libseccomp-dev is not installed.
+      const r = await execFileP(
+        'unshare',
+        [
+          '-m',
+          '--propagation',
+          'private',
+          'bash',
+          '-c',
+          'mount --bind /dev/null /usr/include/seccomp.h && bash scripts/build.d/seccomp.sh; echo "exit=$?"',
+        ],
+        { cwd: root, env: { ...process.env, KILN_SECCOMP_OUT: out } },
+      );
+      assert.match(r.stdout, /^exit=1$/m);
+      assert.equal(
+        r.stderr.trim(),
+        "error: libseccomp-dev is not installed; the sandbox's seccomp filter needs it: apt-get install libseccomp-dev (or run scripts/bootstrap.sh)",
+      );
+      assert.equal(existsSync(path.join(out, 'default.bpf')), false);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
   test('the build step writes the same bytes every time (different umask and time zone)', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'kiln-seccomp-build-'));
     try {
