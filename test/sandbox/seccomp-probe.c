@@ -178,7 +178,14 @@ static int calls(int with_ptrace) {
 	TRY("personality_bits_2_3", SYS_personality, 0x000000c);
 	TRY("personality_bits_16_17", SYS_personality, 0x0030000);
 
+	/* Numbers from 457 on (statmount, Linux 6.8, and later) were not reviewed: ENOSYS. */
+	TRY("unreviewed_statmount", 457, NULL, NULL, 0, 0);
+	TRY("unreviewed_mseal", 462, NULL, 0, 0);
+	TRY("unreviewed_open_tree_attr", 467, -1, NULL, 0, NULL, 0);
+	TRY("unreviewed_600", 600, 0);
+
 	/* Allowed: these must not be EPERM. */
+	TRY("ok_futex_requeue", 456, NULL, 0, 0, 0);
 	try_clone("ok_fork", 0);
 	TRY("ok_personality_query", SYS_personality, 0xffffffff);
 	TRY("ok_personality_linux32", SYS_personality, 0x8);

@@ -20,6 +20,13 @@
  * clone3 fails with ENOSYS instead: its flags live in memory a filter cannot read, and ENOSYS
  * makes glibc and others fall back to clone, whose flags are checked.
  *
+ * System calls newer than this list (numbered FIRST_UNREVIEWED or higher: statmount, Linux 6.8,
+ * and everything added since) fail with ENOSYS, as runc does for calls newer than a profile: a
+ * deny list must not let new kernel attack surface in by default, and ENOSYS is what programs
+ * already handle on older kernels. Those numbers are the same on both architectures (every
+ * architecture shares one table from 424 on). A short hand-written BPF prefix does this, because
+ * libseccomp only takes rules for calls it knows by name.
+ *
  * Architectures: x86_64 and aarch64 in one program (the exported BPF checks AUDIT_ARCH first).
  * Any other ABI reaching the kernel — i386 through int 0x80, x32 on x86_64, arm32 on aarch64 —
  * kills the process: none of the rules above would apply to its syscall numbers.
@@ -27,7 +34,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +56,10 @@
 #define KILN_TIOCSTI 0x5412u
 #define KILN_TIOCLINUX 0x541Cu
 #define KILN_AF_VSOCK 40u
+/* The first system call number not reviewed for this filter (statmount, Linux 6.8). */
+#define FIRST_UNREVIEWED 457u
+/* x32 system calls on x86_64 carry this bit; libseccomp's program kills them. */
+#define X32_SYSCALL_BIT 0x40000000u
 
 static const char *const denied[] = {
 	/* another process's memory, fds and state */
@@ -117,6 +132,34 @@ static void deny_personality(scmp_filter_ctx ctx) {
 	}
 }
 
+/*
+ * The prefix run before libseccomp's program: x86_64 or aarch64 system calls numbered from
+ * FIRST_UNREVIEWED up (below the x32 range) return ENOSYS; everything else falls through to
+ * libseccomp's program, which checks the architecture again. Jumps are relative to the next
+ * instruction, so prepending leaves libseccomp's own jumps intact.
+ */
+static const struct sock_filter unreviewed_prefix[] = {
+	/* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	/* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+	/* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_AARCH64, 0, 4),
+	/* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	/* 4 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 2, 0),
+	/* 5 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, FIRST_UNREVIEWED, 0, 1),
+	/* 6 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+	/* 7: libseccomp's program */
+};
+
+static void write_all(int fd, const void *buf, size_t n, const char *what) {
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR) continue;
+		if (w <= 0) fail(what, w < 0 ? errno : EIO);
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
 int main(int argc, char **argv) {
 	if (argc < 2 || argc > 3) {
 		fprintf(stderr, "usage: kiln-seccomp OUT.bpf [OUT.txt]\n");
@@ -165,12 +208,19 @@ int main(int argc, char **argv) {
 
 	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) fail(argv[1], errno);
+	write_all(fd, unreviewed_prefix, sizeof unreviewed_prefix, argv[1]);
 	rc = seccomp_export_bpf(ctx, fd);
 	if (rc != 0) fail("seccomp_export_bpf", rc);
 	if (close(fd) != 0) fail(argv[1], errno);
 	if (argc == 3) {
 		fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0) fail(argv[2], errno);
+		char head[256];
+		int n = snprintf(head, sizeof head,
+		                 "# kiln prefix (before the program below): x86_64 and aarch64 system calls\n"
+		                 "# numbered %u to %u return ERRNO(%d) (ENOSYS)\n",
+		                 FIRST_UNREVIEWED, X32_SYSCALL_BIT - 1, ENOSYS);
+		write_all(fd, head, (size_t)n, argv[2]);
 		rc = seccomp_export_pfc(ctx, fd);
 		if (rc != 0) fail("seccomp_export_pfc", rc);
 		if (close(fd) != 0) fail(argv[2], errno);
