@@ -6,12 +6,15 @@
 //   BubblewrapExecutor     with --unshare-net (network none)
 //   BubblewrapExecutor     network none without the limits' cgroup, gate and disk watch
 //   BubblewrapExecutor     network none without the neutral view (host paths visible in mountinfo)
+//   BubblewrapExecutor     network none without the seccomp filter (its cost, side by side)
+// plus a system-call-heavy run (dd, 1 byte per read/write) with and without the filter.
 // Usage: node bench/sandbox.ts [N]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { BubblewrapExecutor } from '../src/sandbox/bubblewrap.ts';
 import type { Executor, RunSpec } from '../src/sandbox/executor.ts';
 import { HostExecutor } from '../src/sandbox/host.ts';
+import { DEFAULT_SECCOMP_FILTER, SECCOMP_FD } from '../src/sandbox/seccomp.ts';
 import { makeHostRootfs } from '../test/helpers/sandbox-rootfs.ts';
 
 const N = Number(process.argv[2] ?? 50);
@@ -83,7 +86,8 @@ try {
     .filter((a, i, all) => !(a === '--info-fd' || all[i - 1] === '--info-fd'))
     .map((a) => `'${a}'`);
   const drop = hostUid === 0 ? 'setpriv --reuid=1000 --regid=1000 --clear-groups ' : '';
-  const loop = `for i in $(seq ${N}); do ${drop}${quoted.join(' ')} || exit 1; done`;
+  // The filter goes in on the fd the executor would hand it through.
+  const loop = `for i in $(seq ${N}); do ${drop}${quoted.join(' ')} ${SECCOMP_FD}<'${DEFAULT_SECCOMP_FILTER}' || exit 1; done`;
   const cpu0 = childCpuMs();
   const t0 = process.hrtime.bigint();
   await new Promise<void>((resolve, reject) => {
@@ -113,9 +117,36 @@ try {
     run(plainView, spec('none')),
   );
   console.log(`neutral view (no host paths in mountinfo): +${(none - noView).toFixed(2)} ms per process`);
+  const noFilter = await time(
+    'BubblewrapExecutor, network none, no seccomp',
+    run(new BubblewrapExecutor({ hostUid, seccomp: false }), spec('none')),
+  );
   console.log(
     `sandbox overhead over plain spawn: ${(shared - plain).toFixed(2)} ms (host net), ${(none - plain).toFixed(2)} ms (no net); target <= 30 ms per process`,
   );
+  console.log(`seccomp filter start cost: ${(none - noFilter).toFixed(2)} ms per process`);
+  // 2 x 1M system calls each, interleaved, best of 7 (other work shares the cores): what the
+  // filter costs a syscall-bound process.
+  const dd = { ...spec('none'), argv: ['/bin/dd', 'if=/dev/zero', 'of=/dev/null', 'bs=1', 'count=1000000'] };
+  const ddRuns = [
+    { label: 'dd 2M syscalls, seccomp', e: bw, best: Infinity },
+    {
+      label: 'dd 2M syscalls, no seccomp',
+      e: new BubblewrapExecutor({ hostUid, seccomp: false }),
+      best: Infinity,
+    },
+  ];
+  for (let i = 0; i < 7; i++) {
+    for (const r of ddRuns) {
+      const t0 = process.hrtime.bigint();
+      await run(r.e, dd)();
+      r.best = Math.min(r.best, Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  }
+  for (const r of ddRuns)
+    console.log(`${r.label.padEnd(44)} ${r.best.toFixed(1).padStart(7)} ms (best of 7)`);
+  const [withF, withoutF] = ddRuns.map((r) => r.best) as [number, number];
+  console.log(`seccomp cost per system call: ${(((withF - withoutF) / 2e6) * 1e6).toFixed(0)} ns`);
 } finally {
   await fs.cleanup();
 }

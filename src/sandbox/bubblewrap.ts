@@ -18,11 +18,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type HostCommand, prlimitArgs, runChild, usernsBlockFd, validateSpec } from './_child.ts';
+import { EXTRA_FD_BASE, type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
 import { neutralView } from './mount-view.ts';
 import { enterPrefix } from './network.ts';
+import { type SeccompSetting, seccompArgs, seccompFilterOf, withSeccompFilter } from './seccomp.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 export interface BubblewrapOptions {
@@ -42,6 +43,12 @@ export interface BubblewrapOptions {
    * /proc/self/mountinfo, bwrap's options through `--args` (not in /proc/1/cmdline). Default true.
    */
   readonly neutralView?: boolean;
+  /**
+   * The seccomp BPF program every sandboxed process runs under (seccomp.ts). Default: the build
+   * step's dist/seccomp/default.bpf, required (a missing file refuses to start the sandbox) unless
+   * `KILN_SECCOMP=off`. `false` turns the filter off explicitly.
+   */
+  readonly seccomp?: SeccompSetting;
 }
 
 const probed = new Map<string, boolean>();
@@ -79,10 +86,16 @@ export const DEFAULT_LIMITS = {
  * withIdRange makes bwrap wait in its new user namespace (`--userns-block-fd`, right after the
  * bwrap argument) until runChild has mapped inside 0..count-1 onto the leased host block.
  */
-function withIdRange(cmd: HostCommand, bwrap: string, range: NonNullable<RunSpec['idRange']>): HostCommand {
+function withIdRange(
+  cmd: HostCommand,
+  bwrap: string,
+  range: NonNullable<RunSpec['idRange']>,
+  extraFds: number,
+): HostCommand {
   const args = [...cmd.args];
   const at = cmd.file === bwrap ? 0 : args.indexOf(bwrap) + 1;
-  args.splice(at, 0, '--userns-block-fd', String(usernsBlockFd(cmd)));
+  // run() hands the extra fds (the seccomp filter) over first: the block fd comes after them.
+  args.splice(at, 0, '--userns-block-fd', String(EXTRA_FD_BASE + extraFds));
   return {
     ...cmd,
     args,
@@ -94,9 +107,11 @@ function withIdRange(cmd: HostCommand, bwrap: string, range: NonNullable<RunSpec
 export class BubblewrapExecutor implements Executor {
   readonly name = 'bubblewrap';
   readonly #opts: BubblewrapOptions;
+  readonly #seccomp: SeccompSetting;
 
   constructor(opts: BubblewrapOptions) {
     this.#opts = opts;
+    this.#seccomp = seccompFilterOf(opts.seccomp);
   }
 
   /** The host command line for `spec` (exposed for tests and `--dry-run` style diagnostics). */
@@ -162,7 +177,7 @@ export class BubblewrapExecutor implements Executor {
     if (spec.hostname !== undefined) args.push('--hostname', spec.hostname);
     args.push('--uid', String(spec.uid), '--gid', String(spec.gid), '--chdir', spec.cwd);
     for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
-    args.push('--info-fd', '3', '--', ...spec.argv);
+    args.push(...seccompArgs(this.#seccomp), '--info-fd', '3', '--', ...spec.argv);
 
     // An isolated network: bwrap joins the build's namespace (root enters it, then drops to the
     // sandbox uid in the same exec, see network.ts) instead of unsharing one.
@@ -181,7 +196,7 @@ export class BubblewrapExecutor implements Executor {
       infoFd: true,
       ...outer,
     };
-    return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range) : cmd;
+    return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range, this.#seccomp === false ? 0 : 1) : cmd;
   }
 
   /** The host ids the sandbox runs as (undefined: kiln's own, when kiln is not root). */
@@ -219,23 +234,26 @@ export class BubblewrapExecutor implements Executor {
         : userErr === 'inherit'
           ? 'inherit'
           : collect;
+    // The filter's fd first (extraFds[0] is what `--seccomp 4` names), then the neutral view,
+    // whose `--args` pipe goes after every fd already placed.
     // The neutral view's own user namespace would be the parent of bwrap's, where an id range
     // (mapped by root onto host ids) cannot be written: id-range runs keep plain binds.
-    const view =
-      this.#opts.neutralView === false || cmd.idMap !== undefined
-        ? { cmd, cleanup: async () => {} }
-        : await neutralView(cmd, {
-            bwrap: this.#opts.bwrap ?? 'bwrap',
-            // The overlays' work dirs belong to whoever mounts them: the sandbox's host ids (the
-            // spawn uid, or nsenter's -S/-G with an isolated network).
-            ...(owner !== undefined ? { owner } : {}),
-          });
-    let result: RunResult;
-    try {
-      result = await runChild(view.cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
-    } finally {
-      await view.cleanup();
-    }
+    const result = await withSeccompFilter(this.#seccomp, cmd, async (filtered) => {
+      const view =
+        this.#opts.neutralView === false || filtered.idMap !== undefined
+          ? { cmd: filtered, cleanup: async () => {} }
+          : await neutralView(filtered, {
+              bwrap: this.#opts.bwrap ?? 'bwrap',
+              // The overlays' work dirs belong to whoever mounts them: the sandbox's host ids (the
+              // spawn uid, or nsenter's -S/-G with an isolated network).
+              ...(owner !== undefined ? { owner } : {}),
+            });
+      try {
+        return await runChild(view.cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
+      } finally {
+        await view.cleanup();
+      }
+    });
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)

@@ -62,6 +62,10 @@ int main(int argc, char **argv) {
   printf("cwd=%s\\n", getcwd(cwd, sizeof cwd) ? cwd : "?");
   printf("rootfs-writable=%s\\n", fopen("/etc/probe", "w") ? "yes" : "no");
   printf("tmp-writable=%s\\n", fopen("/tmp/probe", "w") ? "yes" : "no");
+  char line[256];
+  FILE *st = fopen("/proc/self/status", "r");
+  while (st && fgets(line, sizeof line, st))
+    if (strncmp(line, "Seccomp:", 8) == 0) printf("seccomp=%d\\n", atoi(line + 8));
   fflush(stdout);
   if (argc > 1 && strcmp(argv[1], "wait") == 0) {
     signal(SIGINT, on);
@@ -218,6 +222,7 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.match(r.out, /^cwd=\/workspace$/m);
     assert.match(r.out, /^rootfs-writable=no$/m);
     assert.match(r.out, /^tmp-writable=yes$/m);
+    assert.match(r.out, /^seccomp=2$/m, 'the app runs under the seccomp filter');
     assert.match(r.err, /http:\/\/127\.0\.0\.1:8123\//);
   });
 
