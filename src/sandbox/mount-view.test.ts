@@ -71,8 +71,9 @@ async function probe(spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' 
   };
   let r: RunResult;
   if (helper === null) {
-    // The shell fallback (no compiled helper), driven the way BubblewrapExecutor.run drives it.
-    const cmd = new BubblewrapExecutor({ hostUid: 0 }).commandFor(full);
+    // The shell fallback (no compiled helper), driven the way BubblewrapExecutor.run drives it
+    // (without the seccomp filter, whose fd run() would open: seccomp.test.ts covers it).
+    const cmd = new BubblewrapExecutor({ hostUid: 0, seccomp: false }).commandFor(full);
     const view = await neutralView(cmd, { bwrap: 'bwrap', owner: { uid: 1000, gid: 1000 }, helper: null });
     assert.equal(view.cmd.file, 'prlimit');
     assert.ok(view.cmd.args.includes('unshare'));
