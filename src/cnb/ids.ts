@@ -9,6 +9,16 @@ export function escapeId(id: string): string {
 /** IDs a buildpack may not have, because they name lifecycle directories under `<layers>`. */
 export const RESERVED_BUILDPACK_IDS: readonly string[] = ['app', 'config', 'generated', 'sbom'];
 
+/**
+ * LAYER_NAME_PATTERN: a layer name is one path component (`<layers>/<bp>/<name>`, `<name>.toml`),
+ * also when it comes back from an image label or a cache: no "/", "\\" or control characters,
+ * not "." or "..".
+ */
+export const LAYER_NAME_PATTERN = /^(?!\.\.?$)[^/\\\p{Cc}]+$/u;
+
+/** What LAYER_NAME_PATTERN asks for, for error messages. */
+export const LAYER_NAME_EXPECTED = 'one path component: no "/", "\\" or control characters, not "." or ".."';
+
 /** Layer names a buildpack may not use, because they name its own output files. */
 export const RESERVED_LAYER_NAMES: readonly string[] = ['launch', 'build', 'store'];
 

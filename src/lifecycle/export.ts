@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { escapeId, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
+import { escapeId, LAYER_NAME_EXPECTED, LAYER_NAME_PATTERN, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
 import { readLayerToml } from '../cnb/layer-toml.ts';
 import {
   BUILD_METADATA_LABEL,
@@ -173,6 +173,12 @@ export async function readLayerDirs(layersDir: string, bpDir: string): Promise<L
   for (const file of names.filter((n) => n.endsWith('.toml')).sort()) {
     const name = file.slice(0, -'.toml'.length);
     if (RESERVED_LAYER_NAMES.includes(name)) continue;
+    // `..toml` names the layer ".", the buildpack's own directory; the name also goes in a label.
+    if (!LAYER_NAME_PATTERN.test(name))
+      throw new KilnError(
+        `layers/${bpDir}/${file}: layer name ${JSON.stringify(name)}: expected ${LAYER_NAME_EXPECTED}`,
+        ExitCode.ExportError,
+      );
     const toml = await readLayerToml(inRoot(layersDir, `${bpDir}/${file}`, LAYERS));
     const st = statInRoot(layersDir, `${bpDir}/${name}`, LAYERS);
     out.push({
