@@ -606,7 +606,17 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   labels[LIFECYCLE_METADATA_LABEL] = stringifyLabel(metadata);
   labels[BUILD_METADATA_LABEL] = stringifyLabel(buildMetadata);
   labels[PROJECT_METADATA_LABEL] = stringifyLabel(opts.project ?? {});
-  for (const l of md.labels) labels[l.key] = l.value;
+  for (const l of md.labels) {
+    // io.buildpacks.* and io.kiln.* are the platform's: a buildpack rewriting the lifecycle
+    // metadata would steer the next build's restore and rebase, a base id or rebasable flag rebase.
+    if (/^io\.(buildpacks|kiln)\./.test(l.key)) {
+      log.warn?.(
+        `Ignoring label ${JSON.stringify(l.key)} from launch.toml: io.buildpacks.* and io.kiln.* labels are set by kiln`,
+      );
+      continue;
+    }
+    labels[l.key] = l.value;
+  }
   if (opts.execEnv) labels['io.buildpacks.exec-env'] = opts.execEnv;
   labels[BUILD_USER_LABEL] = `${opts.uid}:${opts.gid}`;
 
