@@ -6,6 +6,8 @@
 // a buildpack cannot make a layer named "." either.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -64,6 +66,53 @@ describe('hostile cache and layer names', { skip: !asRoot && 'needs root' }, () 
     assert.equal(st.mode & 0o777, 0o700);
     assert.ok(!(await readdir(e.root)).includes('victim.toml'), 'no layer toml written next to it');
     assert.ok(!r.log.lines.some((l) => l.includes('Restoring data')), r.log.lines.join('\n'));
+  });
+
+  test('a cached layer tar whose layers/<bp> is a link to a host directory does not move or chown it', async () => {
+    // The victim's parent plays root's home: a name in it (".ssh") is a valid layer name.
+    const home = path.join(e.root, 'home-of-root');
+    await mkdir(path.join(home, '.ssh'), { recursive: true, mode: 0o700 });
+    await writeFile(path.join(home, '.ssh', 'id_ed25519'), 'PRIVATE KEY');
+    const bp = await buildpack(
+      'hostile/linkcache',
+      'mkdir -p "$1/c"; echo cached > "$1/c/f"; printf "[types]\\ncache = true\\n" > "$1/c.toml"',
+    );
+    const app = await e.app('linkcache-app', 'hi');
+    const image = 'hostile/linkcache-app';
+    await e.build(app, image, { buildpacks: [bp] });
+    const cacheDir = path.join(e.root, 'cache', image.replace(/[^a-z0-9]+/g, '_'));
+    // A plain tar: layers/ and layers/hostile_linkcache -> the host directory.
+    const tar = execFileSync('python3', [
+      '-c',
+      `import io, sys, tarfile
+b = io.BytesIO()
+with tarfile.open(fileobj=b, mode='w') as t:
+    d = tarfile.TarInfo('layers'); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
+    l = tarfile.TarInfo('layers/hostile_linkcache'); l.type = tarfile.SYMTYPE; l.linkname = sys.argv[1]; t.addfile(l)
+sys.stdout.buffer.write(b.getvalue())`,
+      home,
+    ]);
+    const digest = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
+    await writeFile(path.join(cacheDir, 'blobs', 'sha256', digest.slice(7)), tar);
+    const file = path.join(cacheDir, 'cache.json');
+    const state = JSON.parse(await readFile(file, 'utf8'));
+    state.layers[digest] = { digest, size: tar.length, mediaType: 'application/vnd.oci.image.layer.v1.tar' };
+    state.metadata.buildpacks[0].layers = { '.ssh': { sha: digest, cache: true } };
+    await writeFile(file, JSON.stringify(state));
+    const r = await e.build(app, image, { buildpacks: [bp] });
+    assert.deepEqual(
+      await readdir(path.join(home, '.ssh')),
+      ['id_ed25519'],
+      'the host directory is still there',
+    );
+    const st = await stat(path.join(home, '.ssh'));
+    assert.equal(st.uid, 0, 'and still root-owned');
+    assert.ok(
+      r.log.lines.some((l) =>
+        /^Warning: Skipping restore of 'hostile\/linkcache:\.ssh': .*is a symbolic link/.test(l),
+      ),
+      r.log.lines.join('\n'),
+    );
   });
 
   test('a cache or image label naming a layer with ".." or "/" is refused in one line naming the field', () => {
