@@ -10,6 +10,7 @@ import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { readOciArchive } from '../../src/buildpackage/oci-archive.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { hexOf } from '../../src/oci/digest.ts';
 import { runMain } from '../helpers/cli.ts';
@@ -94,5 +95,48 @@ describe('hostile OCI layout', () => {
       );
       assert.ok(!r.err.includes(secret) && !r.out.includes(secret));
     }
+  });
+
+  /** A .cnb (OCI layout tar) from `members` (name → text; `@spaces:N` is N spaces), by Python's tarfile. */
+  function cnb(members: Record<string, string>): string {
+    const file = path.join(dir, `x-${n++}.cnb`);
+    execFileSync(
+      'python3',
+      [
+        '-c',
+        `import io, sys, json, tarfile
+m = json.loads(sys.argv[2])
+with tarfile.open(sys.argv[1], 'w') as t:
+    for name, body in m.items():
+        b = b' ' * int(body[8:]) if body.startswith('@spaces:') else body.encode(); i = tarfile.TarInfo(name); i.size = len(b); t.addfile(i, io.BytesIO(b))`,
+        file,
+        JSON.stringify(members),
+      ],
+      { maxBuffer: 1 << 20 },
+    );
+    return file;
+  }
+
+  test('a .cnb whose manifest does not match the digest naming it is refused', async () => {
+    const named = 'a'.repeat(64);
+    const file = cnb({
+      'oci-layout': '{"imageLayoutVersion":"1.0.0"}',
+      'index.json': JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${named}`, size: 2 },
+        ],
+      }),
+      [`blobs/sha256/${named}`]: '{"schemaVersion":2,"config":{},"layers":[]}',
+    });
+    await assert.rejects(readOciArchive(file), /: manifest sha256:a{64}: content does not match its digest/);
+  });
+
+  test('a .cnb with a 40 MB index.json is refused before it is read', async () => {
+    const file = cnb({ 'oci-layout': '{"imageLayoutVersion":"1.0.0"}', 'index.json': `@spaces:${40 << 20}` });
+    await assert.rejects(
+      readOciArchive(file),
+      /: index\.json is 41943040 bytes; refusing more than 33554432$/,
+    );
   });
 });
