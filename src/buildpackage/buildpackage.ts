@@ -17,6 +17,7 @@ import {
   BUILDPACK_VERSION_PATTERN,
 } from '../cnb/ids.ts';
 import { extract } from '../layers/extract.ts';
+import { lstatInRoot } from '../layers/safe-read.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
@@ -349,8 +350,15 @@ export async function extractBuildpackage(
           : byIdVersion(a, b),
     )
     .map((m) => path.join(dest, buildpackPath(m.id, m.version)));
+  // Checked inside `dest` without following links: a layer may make cnb/buildpacks/<id> a link to
+  // a host directory, which would then be read (and copied) as the buildpack.
   for (const d of dirs)
-    if (!(await exists(path.join(d, 'buildpack.toml'))))
+    if (
+      !lstatInRoot(dest, `${path.relative(dest, d)}/buildpack.toml`, {
+        what: 'the buildpackage',
+        shown: what,
+      })?.isFile()
+    )
       throw new KilnError(`${what}: ${path.relative(dest, d)}/buildpack.toml is not in its layer`);
   return { metadata: entry, dirs };
 }

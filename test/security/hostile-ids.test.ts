@@ -115,4 +115,43 @@ describe('hostile buildpack ids and versions', { skip: !asRoot && 'needs root' }
       /^hostile\/package: label io\.buildpacks\.buildpack\.layers: buildpack a version "\.\.\/.*": expected no "\/"/,
     );
   });
+
+  test('a buildpackage layer making cnb/buildpacks/<id> a link to a host directory is refused, not read', async () => {
+    // A host directory laid out like a buildpack: followed, it would be read and copied as one.
+    const host = path.join(e.root, `host-bp-${n++}`);
+    await mkdir(path.join(host, '1'), { recursive: true });
+    await writeFile(
+      path.join(host, '1', 'buildpack.toml'),
+      'api = "0.12"\n[buildpack]\nid = "a"\nversion = "1"\n',
+    );
+    const layer = await writeLayer(
+      [
+        { path: 'cnb', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+        { path: 'cnb/buildpacks', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+        { path: 'cnb/buildpacks/a', type: 'symlink', mode: 0o777, uid: 0, gid: 0, linkname: host },
+      ],
+      { store: e.store.blobs },
+    );
+    const diffID = await layer.diffID();
+    const image = imageFrom({
+      config: {
+        architecture: 'amd64',
+        os: 'linux',
+        config: {
+          Labels: {
+            'io.buildpacks.buildpackage.metadata': JSON.stringify({ id: 'a', version: '1' }),
+            'io.buildpacks.buildpack.layers': JSON.stringify({
+              a: { '1': { api: '0.12', layerDiffID: diffID } },
+            }),
+          },
+        },
+        rootfs: { type: 'layers', diff_ids: [diffID] },
+      },
+      layers: [layer],
+    });
+    await refused(
+      extractBuildpackage(image, path.join(e.root, `bpkg-${n++}`), 'hostile/package'),
+      /^hostile\/package\/cnb\/buildpacks\/a\/1\/buildpack\.toml: hostile\/package\/cnb\/buildpacks\/a is a symbolic link: expected a directory inside the buildpackage$/,
+    );
+  });
 });
