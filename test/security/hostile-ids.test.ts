@@ -154,4 +154,36 @@ describe('hostile buildpack ids and versions', { skip: !asRoot && 'needs root' }
       /^hostile\/package\/cnb\/buildpacks\/a\/1\/buildpack\.toml: hostile\/package\/cnb\/buildpacks\/a is a symbolic link: expected a directory inside the buildpackage$/,
     );
   });
+
+  test('--buildpack IMAGE whose layer makes cnb a link to a host directory is refused before the copy', async () => {
+    const host = path.join(e.root, `host-cnb-${n++}`);
+    await mkdir(path.join(host, 'buildpacks', 'x', '1'), { recursive: true });
+    await writeFile(path.join(host, 'buildpacks', 'x', '1', 'secret'), 'HOST-ONLY');
+    const layer = await writeLayer(
+      [{ path: 'cnb', type: 'symlink', mode: 0o777, uid: 0, gid: 0, linkname: host }],
+      {
+        store: e.store.blobs,
+      },
+    );
+    const diffID = await layer.diffID();
+    const image = imageFrom({
+      config: {
+        architecture: 'amd64',
+        os: 'linux',
+        config: {
+          Labels: { 'io.buildpacks.buildpackage.metadata': JSON.stringify({ id: 'x', version: '1' }) },
+        },
+        rootfs: { type: 'layers', diff_ids: [diffID] },
+      },
+      layers: [layer],
+    });
+    const app = await e.app(`ids-${n}`, 'hi');
+    await refused(
+      e.build(app, `hostile/ids-${n++}`, {
+        buildpacks: ['hostile/pkg:1'],
+        openBuildpackage: async () => image,
+      }),
+      /^hostile\/pkg:1\/cnb\/buildpacks: hostile\/pkg:1\/cnb is a symbolic link: expected a directory inside the buildpackage$/,
+    );
+  });
 });
