@@ -10,7 +10,14 @@ import {
 } from '../builder/buildpack-source.ts';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import {
+  BUILDPACK_ID_EXPECTED,
+  BUILDPACK_ID_PATTERN,
+  BUILDPACK_VERSION_EXPECTED,
+  BUILDPACK_VERSION_PATTERN,
+} from '../cnb/ids.ts';
 import { extract } from '../layers/extract.ts';
+import { lstatInRoot } from '../layers/safe-read.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
@@ -119,11 +126,22 @@ async function modulesOfImage(
   for (const l of layers) byDiffID.set(await l.diffID(), l);
   const modules: Module[] = [];
   for (const [id, versions] of Object.entries(label)) {
-    for (const [version, entry] of Object.entries(versions)) {
-      const layer = byDiffID.get(entry.layerDiffID);
+    // Ids and versions become directories (`/cnb/buildpacks/<id>/<version>`) on the host.
+    if (!BUILDPACK_ID_PATTERN.test(id))
+      throw new KilnError(
+        `${what}: label ${BuildpackageLabel.Layers}: buildpack id ${JSON.stringify(id)}: expected ${BUILDPACK_ID_EXPECTED}`,
+        ExitCode.InvalidArgs,
+      );
+    for (const [version, entry] of Object.entries(versions ?? {})) {
+      if (!BUILDPACK_VERSION_PATTERN.test(version))
+        throw new KilnError(
+          `${what}: label ${BuildpackageLabel.Layers}: buildpack ${id} version ${JSON.stringify(version)}: expected ${BUILDPACK_VERSION_EXPECTED}`,
+          ExitCode.InvalidArgs,
+        );
+      const layer = byDiffID.get(entry?.layerDiffID);
       if (!layer)
         throw new KilnError(
-          `${what}: buildpack ${id}@${version}: layer ${entry.layerDiffID} is not in the image`,
+          `${what}: buildpack ${id}@${version}: layer ${entry?.layerDiffID} is not in the image`,
         );
       modules.push({ id, version, layer, entry });
     }
@@ -332,8 +350,15 @@ export async function extractBuildpackage(
           : byIdVersion(a, b),
     )
     .map((m) => path.join(dest, buildpackPath(m.id, m.version)));
+  // Checked inside `dest` without following links: a layer may make cnb/buildpacks/<id> a link to
+  // a host directory, which would then be read (and copied) as the buildpack.
   for (const d of dirs)
-    if (!(await exists(path.join(d, 'buildpack.toml'))))
+    if (
+      !lstatInRoot(dest, `${path.relative(dest, d)}/buildpack.toml`, {
+        what: 'the buildpackage',
+        shown: what,
+      })?.isFile()
+    )
       throw new KilnError(`${what}: ${path.relative(dest, d)}/buildpack.toml is not in its layer`);
   return { metadata: entry, dirs };
 }

@@ -19,6 +19,7 @@ import type { Image, Layer } from '../oci/image.ts';
 import { compressionOf, isIndexMediaType, MediaType } from '../oci/media-types.ts';
 import { StoredImage } from '../oci/memory.ts';
 import { type Descriptor, IndexSchema, type Platform, parseJson } from '../oci/schema.ts';
+import { verifyBytes } from '../registry/verify.ts';
 
 // An OCI image layout in one uncompressed tar: `oci-layout`, `index.json`, `blobs/sha256/…`.
 // It is what `pack buildpack package --format file` writes as a `.cnb` file and what skopeo
@@ -81,6 +82,9 @@ async function indexTar(file: string): Promise<Map<string, TarMember>> {
  * manifest is the only one in index.json, or the one tagged `tag`; an index is resolved to
  * `platform` (default linux/amd64). Blobs are read by offset and verified against their digests.
  */
+/** Largest index, manifest or config read into memory (as the registry client and layouts). */
+const MAX_METADATA_BYTES = 32 * 1024 * 1024;
+
 export async function readOciArchive(
   file: string,
   opts: { tag?: string; platform?: Platform } = {},
@@ -98,10 +102,19 @@ export async function readOciArchive(
     if (!m) throw new KilnError(`${file}: blob ${d} is missing`, ExitCode.InvalidArgs);
     return m;
   };
-  const readBytes = async (m: TarMember): Promise<Buffer> => {
+  // index.json, manifests and configs are read whole: bounded, and checked against the digest
+  // that named them (the layers are verified as they stream).
+  const readBytes = async (m: TarMember, what: string, digest?: string): Promise<Buffer> => {
+    if (m.size > MAX_METADATA_BYTES)
+      throw new KilnError(
+        `${file}: ${what} is ${m.size} bytes; refusing more than ${MAX_METADATA_BYTES}`,
+        ExitCode.InvalidArgs,
+      );
     const chunks: Buffer[] = [];
     for await (const c of range(m)) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+    const b = Buffer.concat(chunks);
+    if (digest !== undefined) verifyBytes(b, digest as Digest, `${file}: ${what}`);
+    return b;
   };
   const indexMember = members.get('index.json');
   if (!indexMember || !members.has('oci-layout'))
@@ -109,7 +122,7 @@ export async function readOciArchive(
       `${file}: not an OCI layout archive (no oci-layout or index.json)`,
       ExitCode.InvalidArgs,
     );
-  let index = parseJson(IndexSchema, await readBytes(indexMember), `index.json of ${file}`);
+  let index = parseJson(IndexSchema, await readBytes(indexMember, 'index.json'), `index.json of ${file}`);
   let desc: Descriptor | undefined =
     opts.tag !== undefined
       ? index.manifests.find((d) => d.annotations?.[REF_NAME] === opts.tag)
@@ -124,17 +137,21 @@ export async function readOciArchive(
   const want = opts.platform ?? { os: 'linux', architecture: 'amd64' };
   for (let depth = 0; isIndexMediaType(desc.mediaType); depth++) {
     if (depth > 4) throw new KilnError(`${file}: image indexes nested too deep`);
-    index = parseJson(IndexSchema, await readBytes(member(desc.digest)), `index ${desc.digest} of ${file}`);
+    index = parseJson(
+      IndexSchema,
+      await readBytes(member(desc.digest), `index ${desc.digest}`, desc.digest),
+      `index ${desc.digest} of ${file}`,
+    );
     desc = index.manifests.find(
       (d) => d.platform?.os === want.os && d.platform.architecture === want.architecture,
     );
     if (!desc) throw new KilnError(`${file}: no image for ${want.os}/${want.architecture}`);
   }
-  const rawManifest = await readBytes(member(desc.digest));
+  const rawManifest = await readBytes(member(desc.digest), `manifest ${desc.digest}`, desc.digest);
   return new StoredImage({
     rawManifest,
     what: file,
-    rawConfig: async () => readBytes(member(configDigestOf(rawManifest))),
+    rawConfig: async () => readBytes(member(configDigestOf(rawManifest)), 'config'),
     layers: async (manifest, config) =>
       manifest.layers.map((d, i): Layer => {
         const m = member(d.digest);

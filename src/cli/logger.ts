@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import type { ProgressEvent, ProgressSink } from '../registry/progress.ts';
 import { redact } from '../registry/redact.ts';
+import { terminalSafe } from './terminal-text.ts';
 
 /** Log levels, most verbose first. `quiet` shows warnings and errors only. */
 export type Level = 'debug' | 'info' | 'warn' | 'error';
@@ -36,17 +37,18 @@ export class Logger {
     return ORDER[level] >= ORDER[this.#o.level];
   }
 
+  // Messages carry untrusted text (ids, labels, buildpack output): neutralised before kiln paints.
   debug(msg: string): void {
-    this.#line('debug', msg);
+    this.#line('debug', terminalSafe(msg, true));
   }
   info(msg: string): void {
-    this.#line('info', msg);
+    this.#line('info', terminalSafe(msg, true));
   }
   warn(msg: string): void {
-    this.#line('warn', `${this.#paint('33', 'Warning:')} ${msg}`);
+    this.#line('warn', `${this.#paint('33', 'Warning:')} ${terminalSafe(msg, true)}`);
   }
   error(msg: string): void {
-    this.#line('error', `${this.#paint('31', 'ERROR:')} ${msg}`);
+    this.#line('error', `${this.#paint('31', 'ERROR:')} ${terminalSafe(msg, true)}`);
   }
 
   /** phase prints a lifecycle phase header: `===> DETECTING`. */

@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { BUILDPACK_ID_PATTERN, RESERVED_BUILDPACK_IDS } from './ids.ts';
+import {
+  BUILDPACK_ID_EXPECTED,
+  BUILDPACK_ID_PATTERN,
+  BUILDPACK_VERSION_EXPECTED,
+  BUILDPACK_VERSION_PATTERN,
+  RESERVED_BUILDPACK_IDS,
+} from './ids.ts';
 import { readTomlFile, type TomlSource, writeTomlFile } from './toml-file.ts';
 
 const Distro = z.object({ name: z.string().optional(), version: z.string().optional() }).loose();
@@ -22,8 +28,8 @@ const TargetEntry = z
 /** An element of a composite buildpack's `[[order.group]]` (also used by order.toml). */
 export const OrderElement = z
   .object({
-    id: z.string().min(1, 'id must not be empty'),
-    version: z.string().optional(),
+    id: z.string().regex(BUILDPACK_ID_PATTERN, `expected ${BUILDPACK_ID_EXPECTED}`),
+    version: z.string().regex(BUILDPACK_VERSION_PATTERN, `expected ${BUILDPACK_VERSION_EXPECTED}`).optional(),
     optional: z.boolean().optional(),
     'exec-env': z.array(z.string()).optional(),
   })
@@ -43,11 +49,11 @@ const BuildpackInfo = z
   .object({
     id: z
       .string()
-      .regex(BUILDPACK_ID_PATTERN, 'id may only contain letters, digits, ".", "/" and "-"')
+      .regex(BUILDPACK_ID_PATTERN, `expected ${BUILDPACK_ID_EXPECTED}`)
       .refine((id) => !RESERVED_BUILDPACK_IDS.includes(id.toLowerCase()), {
         message: `id must not be one of ${RESERVED_BUILDPACK_IDS.join(', ')}`,
       }),
-    version: z.string().min(1, 'version must not be empty'),
+    version: z.string().regex(BUILDPACK_VERSION_PATTERN, `expected ${BUILDPACK_VERSION_EXPECTED}`),
     name: z.string().optional(),
     homepage: z.string().optional(),
     description: z.string().optional(),

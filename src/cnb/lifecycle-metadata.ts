@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LAYER_NAME_EXPECTED, LAYER_NAME_PATTERN } from './ids.ts';
 
 // The three JSON labels the exporter writes on an app image, and the cache metadata document
 // (same shape as the lifecycle label's buildpack list). Key names follow the reference lifecycle
@@ -41,7 +42,19 @@ export type BuildpackLayerMetadata = z.infer<typeof BuildpackLayerMetadataSchema
 export const BuildpackLayersMetadataSchema = z.looseObject({
   key: z.string(),
   version: z.string().default(''),
-  layers: z.record(z.string(), BuildpackLayerMetadataSchema).nullable().default({}),
+  // Names come back from a previous image or a cache and become paths on restore.
+  layers: z
+    .record(z.string(), BuildpackLayerMetadataSchema)
+    .nullable()
+    .default({})
+    .superRefine((layers, ctx) => {
+      for (const name of Object.keys(layers ?? {}))
+        if (!LAYER_NAME_PATTERN.test(name))
+          ctx.addIssue({
+            code: 'custom',
+            message: `layer name ${JSON.stringify(name)}: expected ${LAYER_NAME_EXPECTED}`,
+          });
+    }),
   store: z.looseObject({ metadata: z.record(z.string(), z.unknown()).nullable().optional() }).optional(),
 });
 export type BuildpackLayersMetadata = z.infer<typeof BuildpackLayersMetadataSchema>;

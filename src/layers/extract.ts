@@ -125,6 +125,23 @@ function lstatOrUndefined(p: string): fsSync.Stats | undefined {
   return fsSync.lstatSync(p, { throwIfNoEntry: false });
 }
 
+/** openDirInPlace opens directory `p` (a real path) unless it or a parent is now a link, or it is gone. */
+function openDirInPlace(p: string): number | undefined {
+  let real: string;
+  try {
+    real = fsSync.realpathSync.native(p);
+  } catch {
+    return undefined;
+  }
+  if (real !== p) return undefined;
+  try {
+    const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fsSync.constants;
+    return fsSync.openSync(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+}
+
 function removeAny(p: string): void {
   fsSync.rmSync(p, { recursive: true, force: true });
 }
@@ -299,12 +316,18 @@ export async function extract(
   }
   // Deepest first, so a parent's mtime is set after its children were written.
   for (const { p, h } of dirs.reverse()) {
-    // A later entry may have replaced the directory (say, with a symlink to a host file):
-    // chmod/utimes follow symlinks, so only a directory still in place is touched.
-    if (!lstatOrUndefined(p)?.isDirectory()) continue;
-    if (owners) fsSync.lchownSync(p, h.uid, h.gid);
-    fsSync.chmodSync(p, modeOf(h));
-    if (opts.times !== false) fsSync.utimesSync(p, h.mtime, h.mtime);
+    // A later entry may have replaced the directory, or one of its parents, with a symlink (to a
+    // host directory): `p` was built from real, link-free components, so it is only touched when
+    // it still resolves to itself, and then through a descriptor opened without following links.
+    const fd = openDirInPlace(p);
+    if (fd === undefined) continue;
+    try {
+      if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
+      fsSync.fchmodSync(fd, modeOf(h));
+      if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
+    } finally {
+      fsSync.closeSync(fd);
+    }
   }
   return { entries, bytes, skipped };
 }

@@ -4,7 +4,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { lstatInRoot, openFileInRootIfExists, readFileInRootIfExists } from '../layers/safe-read.ts';
 import { algorithmOf, type Digest, hexOf, sha256 } from '../oci/digest.ts';
+
+/** Largest manifest, index or config read into memory (the registry client allows 32 MiB configs). */
+const MAX_METADATA_BLOB = 32 * 1024 * 1024;
 
 /** Result of storing a blob. */
 export interface PutResult {
@@ -89,10 +93,16 @@ export class BlobStore {
     return path.join(this.root, 'blobs', algorithmOf(d), hexOf(d));
   }
 
-  /** has tells whether the blob is present. */
+  // A layout may be someone else's (oci:DIR): a blob that is a link (to a host file, to
+  // /dev/zero) or a FIFO is never opened, and so neither read, sized nor waited on.
+  #rel(d: Digest): string {
+    return `blobs/${algorithmOf(d)}/${hexOf(d)}`;
+  }
+
+  /** has tells whether the blob is present (a regular file, not a link). */
   async has(d: Digest): Promise<boolean> {
     try {
-      return (await fs.stat(this.path(d))).isFile();
+      return (await fs.lstat(this.path(d))).isFile();
     } catch {
       return false;
     }
@@ -100,16 +110,16 @@ export class BlobStore {
 
   /** size of a present blob in bytes. */
   async size(d: Digest): Promise<number> {
-    return (await fs.stat(this.path(d))).size;
+    const st = lstatInRoot(this.root, this.#rel(d), { what: 'the blob store', shown: this.root });
+    if (!st?.isFile()) throw new Error(`blob ${d} not found in ${this.root}`);
+    return st.size;
   }
 
   /** open streams a blob; with `verify` (default) the stream errors at its end on a mismatch. */
   async open(d: Digest, opts: { verify?: boolean } = {}): Promise<Readable> {
-    const p = this.path(d);
-    await fs.access(p).catch(() => {
-      throw new Error(`blob ${d} not found in ${this.root}`);
-    });
-    const s = createReadStream(p, { highWaterMark: 1 << 20 });
+    const fd = openFileInRootIfExists(this.root, this.#rel(d), { what: 'the blob store', shown: this.root });
+    if (fd === undefined) throw new Error(`blob ${d} not found in ${this.root}`);
+    const s = createReadStream('', { fd, highWaterMark: 1 << 20 });
     if (opts.verify === false) return s;
     const v = new DigestVerifier(d, `blob ${d} in ${this.root}`);
     s.on('error', (e) => v.destroy(e));
@@ -118,9 +128,12 @@ export class BlobStore {
 
   /** readBytes reads a small blob (manifest, config) fully and verifies it. */
   async readBytes(d: Digest): Promise<Buffer> {
-    const b = await fs.readFile(this.path(d)).catch(() => {
-      throw new Error(`blob ${d} not found in ${this.root}`);
+    const b = readFileInRootIfExists(this.root, this.#rel(d), {
+      what: 'the blob store',
+      shown: this.root,
+      maxBytes: MAX_METADATA_BLOB,
     });
+    if (b === undefined) throw new Error(`blob ${d} not found in ${this.root}`);
     const got = sha256(b);
     if (got !== d) throw new Error(`blob ${d} in ${this.root}: digest mismatch: got ${got}`);
     return b;

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../cnb/toml-file.ts';
 import { StoredLayer } from '../layers/blob-layer.ts';
+import { readFileInRoot, readTextInRootIfExists } from '../layers/safe-read.ts';
 import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isImageMediaType, isIndexMediaType, MediaType } from '../oci/media-types.ts';
@@ -77,9 +78,13 @@ export class Layout {
 
   /** open opens an existing layout (it must have an `oci-layout` file). */
   static async open(dir: string): Promise<Layout> {
-    const text = await fs.readFile(path.join(dir, 'oci-layout'), 'utf8').catch(() => {
-      throw new Error(`not an OCI image layout: ${dir} (no oci-layout file)`);
-    });
+    let text: string | undefined;
+    try {
+      text = readTextInRootIfExists(dir, 'oci-layout', { maxBytes: 64 * 1024 });
+    } catch {
+      text = undefined; // a link, a FIFO, a huge file: not a layout
+    }
+    if (text === undefined) throw new Error(`not an OCI image layout: ${dir} (no oci-layout file)`);
     let version: unknown;
     try {
       version = (JSON.parse(text) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
@@ -108,7 +113,12 @@ export class Layout {
 
   /** index returns the parsed index.json. */
   async index(): Promise<Index> {
-    const raw = await fs.readFile(path.join(this.dir, 'index.json'));
+    // Not through a link, not a FIFO, not unbounded: an oci:DIR layout may be anyone's.
+    const raw = readFileInRoot(this.dir, 'index.json', {
+      what: 'the OCI layout',
+      shown: this.dir,
+      maxBytes: 32 << 20,
+    });
     return parseJson(IndexSchema, raw, `index.json of ${this.dir}`);
   }
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { escapeId, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
+import { escapeId, LAYER_NAME_EXPECTED, LAYER_NAME_PATTERN, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
 import { readLayerToml } from '../cnb/layer-toml.ts';
 import {
   BUILD_METADATA_LABEL,
@@ -173,6 +173,12 @@ export async function readLayerDirs(layersDir: string, bpDir: string): Promise<L
   for (const file of names.filter((n) => n.endsWith('.toml')).sort()) {
     const name = file.slice(0, -'.toml'.length);
     if (RESERVED_LAYER_NAMES.includes(name)) continue;
+    // `..toml` names the layer ".", the buildpack's own directory; the name also goes in a label.
+    if (!LAYER_NAME_PATTERN.test(name))
+      throw new KilnError(
+        `layers/${bpDir}/${file}: layer name ${JSON.stringify(name)}: expected ${LAYER_NAME_EXPECTED}`,
+        ExitCode.ExportError,
+      );
     const toml = await readLayerToml(inRoot(layersDir, `${bpDir}/${file}`, LAYERS));
     const st = statInRoot(layersDir, `${bpDir}/${name}`, LAYERS);
     out.push({
@@ -600,7 +606,17 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   labels[LIFECYCLE_METADATA_LABEL] = stringifyLabel(metadata);
   labels[BUILD_METADATA_LABEL] = stringifyLabel(buildMetadata);
   labels[PROJECT_METADATA_LABEL] = stringifyLabel(opts.project ?? {});
-  for (const l of md.labels) labels[l.key] = l.value;
+  for (const l of md.labels) {
+    // io.buildpacks.* and io.kiln.* are the platform's: a buildpack rewriting the lifecycle
+    // metadata would steer the next build's restore and rebase, a base id or rebasable flag rebase.
+    if (/^io\.(buildpacks|kiln)\./.test(l.key)) {
+      log.warn?.(
+        `Ignoring label ${JSON.stringify(l.key)} from launch.toml: io.buildpacks.* and io.kiln.* labels are set by kiln`,
+      );
+      continue;
+    }
+    labels[l.key] = l.value;
+  }
   if (opts.execEnv) labels['io.buildpacks.exec-env'] = opts.execEnv;
   labels[BUILD_USER_LABEL] = `${opts.uid}:${opts.gid}`;
 

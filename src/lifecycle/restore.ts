@@ -3,7 +3,7 @@ import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { ExitCode } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -13,6 +13,7 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
+import { lstatInRoot } from '../layers/safe-read.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
 import type { Layer } from '../oci/image.ts';
@@ -279,7 +280,14 @@ async function restoreContents(
   await fs.rm(tmp, { recursive: true, force: true });
   await extract(await o.cache!.open(diffID), tmp);
   const src = path.join(tmp, ...rel.split('/'));
-  await fs.mkdir(src, { recursive: true });
+  // The tar is the cache's: `layers/<bp>/<name>` must be directories of its own, not a link that
+  // mkdir, rename and chown would follow to a host directory.
+  const st = lstatInRoot(tmp, rel, { what: 'the cached layer', shown: 'cache' });
+  if (st && !st.isDirectory())
+    throw new KilnError(
+      `cache/${rel} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: expected a directory inside the cached layer`,
+    );
+  if (!st) await fs.mkdir(src, { recursive: true });
   await fs.rename(src, dst);
   // The build user owns its layers; owners are set before fingerprinting (chown changes ctimes).
   await chownTree(dst, o.owner?.uid ?? o.uid, o.owner?.gid ?? o.gid);

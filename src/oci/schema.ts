@@ -92,7 +92,9 @@ export function parseJson<T>(schema: z.ZodType<T>, bytes: Uint8Array | string, w
   try {
     raw = JSON.parse(typeof bytes === 'string' ? bytes : Buffer.from(bytes).toString('utf8'));
   } catch (e) {
-    throw new TypeError(`invalid ${what}: not JSON: ${(e as Error).message}`);
+    // V8's message quotes the start of the input, which may be a file kiln should never echo.
+    const at = /position (\d+)/.exec((e as Error).message)?.[1];
+    throw new TypeError(`invalid ${what}: not JSON${at === undefined ? '' : ` (at byte ${at})`}`);
   }
   const r = schema.safeParse(raw);
   if (!r.success) {

@@ -6,6 +6,7 @@ import {
   lchown,
   lstat,
   mkdir,
+  open,
   readdir,
   readlink,
   realpath,
@@ -123,6 +124,12 @@ export async function copyAppSource(
     const names = (await readdir(abs)).sort(byBytes);
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}/${name}`;
+      // Linux paths stop at PATH_MAX: say so in one line instead of an ENAMETOOLONG with the path.
+      if (Buffer.byteLength(childRel) > MAX_REL_PATH)
+        throw new KilnError(
+          `app directory ${src}: ${JSON.stringify(`${childRel.slice(0, 60)}…`)} is nested deeper than kiln copies (paths up to ${MAX_REL_PATH} bytes)`,
+          ExitCode.InvalidArgs,
+        );
       const childAbs = path.join(root, childRel);
       if (childAbs === dstReal) continue;
       const st = await lstat(childAbs);
@@ -142,7 +149,21 @@ export async function copyAppSource(
         stats.files++;
         stats.bytes += st.size;
         await pool.run(async () => {
-          await copyFile(childAbs, out, constants.COPYFILE_FICLONE);
+          // Opened without following a link and without blocking, then checked to be the file
+          // listed: a file swapped for a link to a host file, or for a FIFO, is never read.
+          const fh = await open(
+            childAbs,
+            constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+          ).catch((e: NodeJS.ErrnoException) => {
+            throw changed(childRel, e.code);
+          });
+          try {
+            const now = await fh.stat();
+            if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw changed(childRel);
+            await copyFile(`/proc/self/fd/${fh.fd}`, out, constants.COPYFILE_FICLONE);
+          } finally {
+            await fh.close();
+          }
           await chmod(out, st.mode & 0o777);
           await own(out);
         });
@@ -165,6 +186,16 @@ export async function copyAppSource(
   }
   for (const [dir, mode] of dirModes.reverse()) await chmod(dir, mode);
   return { ...stats, listing: { fingerprint: `sha256:${listing.digest('hex')}`, recent } };
+}
+
+/** Longest app-relative path copied: the copy lives a few hundred bytes deep, PATH_MAX is 4096. */
+const MAX_REL_PATH = 3072;
+
+function changed(rel: string, code?: string): KilnError {
+  return new KilnError(
+    `app directory: ${JSON.stringify(rel)} changed while it was copied${code ? ` (${code})` : ''}: expected the regular file listed`,
+    ExitCode.InvalidArgs,
+  );
 }
 
 function parentOf(rel: string): string {

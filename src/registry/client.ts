@@ -215,6 +215,13 @@ export class RegistryClient {
   ): Promise<Token> {
     const realm = new URL(ch.params.realm!);
     const service = ch.params.service;
+    // A realm elsewhere gets the token request without the registry's credentials.
+    const withheld =
+      cred.kind !== 'anonymous' && !realmMayGetCredentials(registry, this.scheme(registry), realm);
+    if (withheld) {
+      this.#debug(`token for ${registry}: credentials not sent to token realm host ${realm.host}`);
+      cred = { kind: 'anonymous' };
+    }
     this.#debug(`token for ${registry}: scopes ${scopes.join(' ') || '(none)'}`);
     const res = await withRetry(
       async () => {
@@ -254,8 +261,9 @@ export class RegistryClient {
     );
     if (res.status === 401 || res.status === 403) {
       await res.discard();
-      const who =
-        cred.kind === 'anonymous'
+      const who = withheld
+        ? `its token realm ${realm.host} is not the registry's host or domain (or not https), so kiln did not send it the credentials for ${registry}`
+        : cred.kind === 'anonymous'
           ? `no credentials found for ${registry} in the docker config`
           : `the credentials for ${registry} were refused`;
       throw new KilnError(
@@ -364,6 +372,23 @@ export class RegistryClient {
       });
     });
   }
+}
+
+/**
+ * realmMayGetCredentials: a registry's credentials go to its token realm only when the realm is
+ * the registry's own host (any port) or in its parent domain (registry-1.docker.io →
+ * auth.docker.io, registry.gitlab.com → gitlab.com), and never in clear text to an https registry.
+ * IP addresses and single-label hosts must match exactly.
+ */
+export function realmMayGetCredentials(registry: string, registryScheme: string, realm: URL): boolean {
+  if (realm.protocol === 'http:' && registryScheme === 'https') return false;
+  const host = new URL(`http://${apiHost(registry)}`).hostname.toLowerCase();
+  const other = realm.hostname.toLowerCase();
+  if (other === host) return true;
+  const labels = host.split('.');
+  if (labels.length < 2 || /^[\d.]+$/.test(host) || host.startsWith('[')) return false;
+  const parent = labels.length > 2 ? labels.slice(1).join('.') : host;
+  return other === parent || other.endsWith(`.${parent}`);
 }
 
 // validateRealm refuses token realms that are not plain http(s) URLs (no file:, no user info),

@@ -15,6 +15,7 @@ import {
   parseImageLocation,
   writeImageTo,
 } from '../image-ref.ts';
+import { terminalSafe } from '../terminal-text.ts';
 
 /**
  * resolveImage opens an image named in a config or on the command line: an explicit transport
@@ -107,7 +108,7 @@ export function register(program: Command, ctx: CliContext): void {
       ctx.stdout.write(
         opts.output === 'json'
           ? `${JSON.stringify({ reference: where, digest, ...info }, null, 2)}\n`
-          : humanBuilder(where, digest, info),
+          : terminalSafe(humanBuilder(where, digest, info)),
       );
     });
 }

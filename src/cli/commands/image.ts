@@ -15,6 +15,7 @@ import {
   writeImageTo,
 } from '../image-ref.ts';
 import { formatBytes } from '../logger.ts';
+import { terminalSafe } from '../terminal-text.ts';
 
 /** register adds `kiln image copy` and `kiln image inspect`. */
 export function register(program: Command, ctx: CliContext): void {
@@ -75,7 +76,7 @@ export function register(program: Command, ctx: CliContext): void {
       } else img = top;
       const summary = await summariseImage(img);
       const out = { reference: describeLocation(loc), ...(index ? { index } : {}), ...summary };
-      ctx.stdout.write(opts.json ? `${JSON.stringify(out, null, 2)}\n` : humanInspect(out));
+      ctx.stdout.write(opts.json ? `${JSON.stringify(out, null, 2)}\n` : terminalSafe(humanInspect(out)));
     });
 }
 

@@ -3,6 +3,7 @@ import { formatReport, OUTPUT_FORMATS, type OutputFormat } from '../../inspect/f
 import { inspectImage } from '../../inspect/inspect.ts';
 import type { CliContext } from '../context.ts';
 import { imageIO, openImage } from '../image-ref.ts';
+import { terminalSafe } from '../terminal-text.ts';
 import { platformOption } from './image.ts';
 
 /** register adds `kiln inspect IMAGE`. */
@@ -28,7 +29,7 @@ export function register(program: Command, ctx: CliContext): void {
         const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
         const { image } = await openImage(arg, io);
         const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: opts.bom ?? false });
-        ctx.stdout.write(formatReport(report, opts.output));
+        ctx.stdout.write(terminalSafe(formatReport(report, opts.output)));
       },
     );
 }

@@ -329,6 +329,13 @@ async function resolveBuildpacks(
           `--buildpack ${ref}: not a buildpackage (no io.buildpacks.buildpackage.metadata label)`,
           ExitCode.InvalidArgs,
         );
+      // cp follows links on the way to its source: cnb/ or cnb/buildpacks of the package's layers
+      // must be directories of the package, not links to a host directory.
+      statInRoot(tmp, 'cnb/buildpacks', {
+        what: 'the buildpackage',
+        shown: ref,
+        exitCode: ExitCode.InvalidArgs,
+      });
       await cp(path.join(tmp, 'cnb', 'buildpacks'), await own(), { recursive: true, verbatimSymlinks: true });
       await chmodTree(root);
       return { id: md.id, ...(md.version ? { version: md.version } : {}) };
