@@ -131,7 +131,7 @@ describe('bin/kiln and the bundled CLI', () => {
     const notices = await readFile(path.join(dir, 'THIRD-PARTY-NOTICES'), 'utf8');
     // Every package a legal-comment block names (`<package>/<file>:` lines) is in the notices.
     const named = new Set(
-      [...code.matchAll(/^((?:@[\w.-]+\/)?[\w.-]+)\/[\w./-]+\.[cm]?js:$/gm)].map((m) => m[1]),
+      [...code.matchAll(/^((?:@[\w.-]+\/)?[\w.-]+)\/[\w./-]+\.[cm]?js:$/gm)].map((m) => m[1] ?? ''),
     );
     assert.ok(named.has('openpgp') && named.has('smol-toml'), `legal comments name ${[...named]}`);
     for (const name of ['commander', 'openpgp', 'smol-toml', 'zod', ...named]) {
