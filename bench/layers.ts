@@ -1,4 +1,4 @@
-// Layer creation benchmark (issue 2, performance): kiln's layer writer against
+// Layer creation benchmark: kiln's layer writer against
 // `tar --sort=name -c | gzip -6` on the same ~500 MB tree of mixed files, kiln zstd-3 against
 // kiln gzip-6, and kiln's peak RSS while writing a 1 GB layer (measured in a child process
 // through getrusage maxRSS), and kiln's extractor against `zstd -dc | tar -x`. Run: `node bench/layers.ts [--size-mb 500] [--keep]`.

@@ -1,4 +1,4 @@
-// kiln's own lifecycle overhead (issue 4 targets): for a 3-buildpack group with a warm cache,
+// kiln's own lifecycle overhead: for a 3-buildpack group with a warm cache,
 // everything except the buildpacks' own processes must take <= 300 ms; a no-op rebuild must give
 // the same digest without compressing any layer.
 //

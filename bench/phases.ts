@@ -1,4 +1,4 @@
-// Detect + build phase overhead for a 3-buildpack group (issue 4: kiln's own overhead <= 300 ms).
+// Detect + build phase overhead for a 3-buildpack group (target: kiln's own overhead <= 300 ms).
 // Side by side in one run:
 //   sandbox only   the six bin/detect + bin/build processes run directly through the executor
 //   phases         kiln's detect() and build() on the same buildpacks (env assembly, plan

@@ -1,4 +1,4 @@
-// Push benchmark (issue 2, performance): push a ~300 MB OCI layout to a local docker-registry with
+// Push benchmark: push a ~300 MB OCI layout to a local docker-registry with
 // `kiln image copy oci:… host/…` and with `skopeo copy --dest-tls-verify=false oci:… docker://…`,
 // side by side in one run, each into a fresh registry (so neither can mount or skip), alternating
 // the order. Then a second kiln push of the same image through a counting proxy: blob bytes

@@ -1,4 +1,4 @@
-// Rebase benchmark (issue 6, performance): `kiln rebase REF --publish` against a local
+// Rebase benchmark: `kiln rebase REF --publish` against a local
 // docker-registry for an app image with ~1 MB of app layers and one with ~500 MB, side by side,
 // alternating, rebasing back and forth between two run images of the same repository (a routine
 // patch each time). Reports the median wall time of the whole CLI process and of the rebase in
@@ -130,7 +130,7 @@ try {
   if (!keep) await fs.rm(work, { recursive: true, force: true });
 }
 
-// Rebase vs rebuild after a run-image change (issue 6): the e2e fixture's app (a 3-buildpack
+// Rebase vs rebuild after a run-image change (a patched run image): the e2e fixture's app (a 3-buildpack
 // test builder) built on e2e/run, then a patched e2e/run: a rebuild onto it against a rebase.
 {
   const { makeE2E } = await import('../test/e2e/build-fixture.ts');

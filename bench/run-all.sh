@@ -39,7 +39,7 @@ for tool in mmdebstrap buildah skopeo docker-registry bwrap; do
   command -v "$tool" >/dev/null || echo "note: $tool is not installed (apt-get install -y $tool); the bench that compares with it will fail" >&2
 done
 
-# Default arguments: the sizes the issues name; --quick: sizes that finish in a few minutes each
+# Default arguments: the sizes the targets are set for; --quick: sizes that finish in a few minutes each
 # on a loaded 2-core machine.
 declare -A full=(
   [layers]="--size-mb 500 --runs 2"

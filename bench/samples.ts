@@ -1,4 +1,4 @@
-// Samples benchmark (issue 5, performance): `kiln build` of samples/node-express against buildah
+// Samples benchmark: `kiln build` of samples/node-express against buildah
 // building a best-practice two-stage Dockerfile, side by side in one run, alternating.
 // Targets: cold build <= 1.5x buildah; warm rebuild after a one-line change <= 1.0x buildah;
 // no-op rebuild <= 1.0x buildah and under one second (same digest); image size within 5% of the

@@ -1,4 +1,4 @@
-// Sandbox start per buildpack process with the isolated network (issue 11 target: isolated <= 40 ms
+// Sandbox start per buildpack process with the isolated network (target: isolated <= 40 ms
 // over plain spawn). N x /bin/true, side by side in one run, interleaved in rounds (best round kept):
 //   plain spawn              node's child_process, no isolation (the floor)
 //   bwrap, no netns          the BubblewrapExecutor sharing kiln's network (`--network host`)

@@ -1,4 +1,4 @@
-// Sandbox start cost per process (issue 4 target: <= 30 ms per buildpack process).
+// Sandbox start cost per process (target: <= 30 ms per buildpack process).
 // 50x /bin/true, side by side in one run:
 //   plain spawn            node's child_process, no isolation (the floor)
 //   HostExecutor           same env discipline, no namespaces

@@ -1,4 +1,4 @@
-// Stack benchmark (issue 3, performance): kiln's run and build images from cached packages, the
+// Stack benchmark: kiln's run and build images from cached packages, the
 // no-op `stack create --locked`, and mmdebstrap making the same package sets, side by side.
 // Targets: run image <= 5 s, build image <= 60 s, no-op <= 1 s, no slower than mmdebstrap.
 //

@@ -52,10 +52,13 @@ say "node $(node --version)"
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
-  # `npm install` rather than `npm ci`: the registry reachable here does not serve every optional
-  # platform package some tools list (Biome's non-Linux CLIs), which `npm ci` treats as a lock
-  # mismatch; install still follows the lock file for everything it can fetch.
-  npm install --loglevel=error --no-fund --no-audit
+  # `npm ci`: exactly the versions and checksums package-lock.json records, and it never writes the
+  # lock file (`npm install` rewrites it whenever the local npm formats it differently, e.g. npm 9
+  # drops the `libc` fields npm 11 records, which left every fresh checkout modified). It fails
+  # when package.json and the lock disagree: run `npm install` deliberately and commit the lock.
+  # The lock lists every platform's optional packages (esbuild's and Biome's native binaries); npm
+  # fetches only this machine's.
+  npm ci --loglevel=error --no-fund --no-audit
 fi
 
 bash "$root/scripts/build.sh"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Bundles kiln's own buildpacks (buildpacks/<name>/src/{detect,build}.ts) into self-contained
 # JavaScript that Debian's Node.js 18 in the build image runs: dist/buildpacks/<name>/ holds
-# buildpack.toml and bin/detect, bin/build. The builder picks the buildpacks up from there.
+# buildpack.toml, bin/detect, bin/build and THIRD-PARTY-NOTICES (the npm packages bundled into the
+# two, with their license texts: they travel in every builder image). The builder picks the
+# buildpacks up from there.
 # Skipped when nothing under buildpacks/ (or the lock file) changed since the last bundle.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -13,7 +15,7 @@ mkdir -p "${out%/*}"
 # One bundler at a time (test files run this concurrently); the others then find it up to date.
 exec 9>"${out%/*}/.buildpacks.lock"
 flock 9
-inputs=$( (find buildpacks -type f -not -name '*.test.ts' -not -name '*.md' | LC_ALL=C sort | xargs sha256sum; sha256sum package-lock.json scripts/build.d/buildpacks.sh) | sha256sum | cut -d' ' -f1)
+inputs=$( (find buildpacks -type f -not -name '*.test.ts' -not -name '*.md' | LC_ALL=C sort | xargs sha256sum; sha256sum package-lock.json scripts/build.d/buildpacks.sh scripts/build.d/third-party-notices.ts) | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
   exit 0
 fi
@@ -29,10 +31,13 @@ for dir in buildpacks/*/; do
   printf '{"type":"commonjs","private":true}\n' > "$tmp/$name/package.json"
   for phase in detect build; do
     esbuild "$dir/src/$phase.ts" --bundle --platform=node --target=node18 --format=cjs \
-      --banner:js='#!/usr/bin/env node' --legal-comments=none --log-level=warning \
-      --outfile="$tmp/$name/bin/$phase"
+      --banner:js='#!/usr/bin/env node' --legal-comments=eof --log-level=warning \
+      --metafile="$tmp/.meta-$name-$phase.json" --outfile="$tmp/$name/bin/$phase"
     chmod 0755 "$tmp/$name/bin/$phase"
   done
+  node scripts/build.d/third-party-notices.ts "$tmp/$name/THIRD-PARTY-NOTICES" "the $name buildpack" \
+    "$tmp/.meta-$name-detect.json" "$tmp/.meta-$name-build.json"
+  rm "$tmp/.meta-$name-detect.json" "$tmp/.meta-$name-build.json"
   # A shell precheck answers "does not apply" (exit 100) without starting Node.js, which costs
   # ~0.2 s per buildpack in the sandbox; only when the marker files are there does Node run.
   if [ -f "$dir/src/detect-precheck.sh" ]; then

@@ -4,11 +4,16 @@
 // fraction of that. Code splitting keeps dynamically imported commands and libraries lazy.
 // bin/kiln runs dist/cli/main.js only while nothing it was built from is newer than it.
 //
+// Bundled npm packages keep their legal comments (at the end of each chunk), and
+// THIRD-PARTY-NOTICES beside main.js lists each of them with its license text: the bundle is a copy
+// of that code (openpgp's LGPL among it), and its licenses travel with it.
+//
 // Usage: node scripts/build.d/cli-bundle.ts <outdir> <start time in ms>
 import { readFile, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { writeNotices } from './third-party-notices.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const [outdir, startedArg] = process.argv.slice(2);
@@ -66,7 +71,7 @@ const entry = `import { runProcess } from './src/cli/main.ts';
 await runProcess();
 `;
 
-await build({
+const result = await build({
   stdin: { contents: entry, resolveDir: root, sourcefile: 'main.ts', loader: 'ts' },
   bundle: true,
   splitting: true,
@@ -80,10 +85,17 @@ await build({
   banner: {
     js: "import { createRequire as __kilnRequire } from 'node:module';\nconst require = __kilnRequire(import.meta.url);",
   },
-  legalComments: 'none',
+  legalComments: 'eof',
+  metafile: true,
   logLevel: 'warning',
   plugins: [sourceUrls, builtinsByRequire],
 });
+await writeNotices(
+  path.join(out, 'THIRD-PARTY-NOTICES'),
+  "kiln's CLI bundle (dist/cli)",
+  Object.keys(result.metafile.inputs),
+  process.cwd(),
+);
 // Stamp the entry with the time the build started: a source saved while esbuild ran is then
 // newer than the bundle, and bin/kiln falls back to the sources.
 const started = Number(startedArg) / 1000;

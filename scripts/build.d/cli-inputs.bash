@@ -3,4 +3,4 @@
 # stale once any of these is newer than dist/cli/main.js.
 # shellcheck disable=SC2034 # used by the scripts that source this
 kiln_cli_inputs=(src package.json package-lock.json node_modules/.package-lock.json
-  scripts/build.d/cli-bundle.ts scripts/build.d/cli.sh)
+  scripts/build.d/cli-bundle.ts scripts/build.d/third-party-notices.ts scripts/build.d/cli.sh)

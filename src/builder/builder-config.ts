@@ -84,7 +84,7 @@ export interface BuilderConfig {
 
 /**
  * resolveUri turns a buildpack uri (relative path, absolute path or file://) into a directory, or
- * a buildpackage uri (docker://, oci:, a .cnb file; H9) into `image`.
+ * a buildpackage uri (docker://, oci:, a .cnb file) into `image`.
  */
 function resolveUri(uri: string, base: string, file: string): { dir: string; image?: string } {
   if (uri.startsWith('docker://')) return { dir: uri, image: uri };

@@ -44,7 +44,7 @@ export interface CreateBuilderOptions {
   readonly labels?: Readonly<Record<string, string>>;
   /**
    * Unpacks a buildpackage uri of the config (`image` of a buildpacks entry) and returns the
-   * directory of each buildpack it holds (H9: src/cli/commands/buildpack.ts provides it). Their
+   * directory of each buildpack it holds (src/cli/commands/buildpack.ts provides it). Their
    * layers come out identical to the package's, as both are made by buildpackLayer.
    */
   readonly buildpackages?: (uri: string) => Promise<readonly string[]>;

@@ -12,9 +12,9 @@ import { addSecret } from '../registry/redact.ts';
 import type { Logger } from './logger.ts';
 import type { Settings } from './settings.ts';
 
-// The `kiln build` flags of issue 7 (service bindings, extra CA certificates) and their
-// resolution with kiln's config and environment into the platform inputs of one build. For H6's
-// build command: `addPlatformOptions(cmd)`, then `platformSetup(...)` before the build starts
+// The `kiln build` platform flags (service bindings, extra CA certificates, proxies, the npm
+// registry) and their resolution with kiln's config and environment into the platform inputs of
+// one build. For the build command: `addPlatformOptions(cmd)`, then `platformSetup(...)` before the build starts
 // (flag and file errors surface before any phase runs), then `setup.prepare(...)` where the
 // orchestration fills `<platform>`; merge its `env` into the detect/build process env and its
 // `mounts` into the sandbox mounts.
@@ -53,7 +53,7 @@ export interface PlatformSetup {
   readonly redactor: Redactor;
   readonly bindings: readonly Binding[];
   readonly npmRegistry: NpmRegistry;
-  /** Whether --ca-certs-launch was given (H6: then call `launchLayer`). */
+  /** Whether --ca-certs-launch was given (the orchestration then calls `launchLayer`). */
   readonly caCertsLaunch: boolean;
   /**
    * prepare fills `platformDir` (env files, bindings, ca-certificates binding) and returns the

@@ -90,7 +90,7 @@ export interface KilnConfig {
   readonly insecureRegistries: readonly string[];
   readonly trustedBuilders: readonly string[];
   /**
-   * Add the host's CA bundle to every build (issue 7.2); default true. kiln runs on the host, so
+   * Add the host's CA bundle to every build; default true. kiln runs on the host, so
    * builds trust what the user's own npm, curl and git already trust (behind a TLS-intercepting
    * proxy `kiln build` works with no flags); only detect and build see it, never the image.
    */

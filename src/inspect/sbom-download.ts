@@ -9,7 +9,7 @@ import { cyclonedxDocument } from '../sbom/cyclonedx.ts';
 import type { SbomComponent } from '../sbom/model.ts';
 import { spdxDocument } from '../sbom/spdx.ts';
 
-// `kiln sbom download IMAGE --output-dir DIR` (issue 6.3): the SBOM layer of an app image written
+// `kiln sbom download IMAGE --output-dir DIR`: the SBOM layer of an app image written
 // out in the standard `layers/sbom/<launch|build|cache>/<buildpack>/<layer>/sbom.<ext>.json`
 // layout, plus one merged CycloneDX and one merged SPDX document for the whole image: the run
 // image's OS packages (its SBOM referrer, when the caller finds it), every buildpack's packages

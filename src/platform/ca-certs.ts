@@ -6,7 +6,7 @@ import { toTomlText, writeFileAtomic } from '../cnb/toml-file.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import { type Binding, bindingOf } from './bindings.ts';
 
-// Extra CA certificates for builds (issue 7.2). Builds behind a TLS-intercepting proxy need its CA;
+// Extra CA certificates for builds. Builds behind a TLS-intercepting proxy need its CA;
 // kiln makes extra certificates effective three ways, for detect and build only:
 //  1. a `ca-certificates` binding (one file per certificate): buildpacks that know the binding
 //     convention (e.g. Paketo's ca-certificates buildpack) use it;
@@ -222,7 +222,7 @@ export interface CaTrust {
  * it) and returns how to make it effective: a read-only mount over the image's bundle path when
  * the image has one, env vars pointing at it, and the ca-certificates binding. When the build
  * image has no bundle at the standard path, env vars point at the copy in the platform directory
- * (which H6's platform mount brings along) instead.
+ * (which the /platform mount of detect and build brings along) instead.
  */
 export async function prepareCaTrust(opts: CaTrustOptions): Promise<CaTrust> {
   const platformMount = opts.platformMount ?? '/platform';

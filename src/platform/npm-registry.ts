@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stripCredentials } from './project-metadata.ts';
 
-// The npm registry builds use (issue 7.4). kiln's Node.js buildpacks run npm inside the sandbox,
+// The npm registry builds use. kiln's Node.js buildpacks run npm inside the sandbox,
 // where the host's npm configuration does not exist; a user whose host npm points at a mirror
 // expects builds to use it too. kiln passes it as `npm_config_registry` in the build environment.
 // Only the registry URL crosses over: auth tokens (`_authToken`, `_auth`, passwords) never come from

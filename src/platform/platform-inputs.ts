@@ -53,7 +53,7 @@ export interface PlatformInputs {
   /** Extra read-only mounts for the sandbox (the platform dir itself is not included). */
   readonly mounts: readonly Mount[];
   /**
-   * Variables to add to the detect and build process environment (H5's base env): proxies,
+   * Variables to add to the detect and build process environment (on top of their base env): proxies,
    * SERVICE_BINDING_ROOT, CA variables, npm_config_registry. Never exported to the image.
    */
   readonly env: Readonly<Record<string, string>>;

@@ -1,6 +1,6 @@
 import type { Redactor } from './redactor.ts';
 
-// Proxies (issue 7.3). The buildpack spec lets the lifecycle pass HTTP_PROXY, HTTPS_PROXY and
+// Proxies. The buildpack spec lets the lifecycle pass HTTP_PROXY, HTTPS_PROXY and
 // NO_PROXY (either case) from its own environment to buildpacks. kiln takes them from its
 // environment, overridden by the user's --env, and gives them to detect and build only: they go
 // into the process environment of the sandbox, never into `<platform>/env` files that the

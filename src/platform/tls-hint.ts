@@ -1,4 +1,4 @@
-// Issue 7.6: a TLS failure inside a buildpack (npm, curl, git, pip behind an intercepting proxy)
+// A TLS failure inside a buildpack (npm, curl, git, pip behind an intercepting proxy)
 // surfaces as a tool-specific stack trace. TlsFailureDetector watches the buildpack output lines
 // that kiln logs anyway and, when the build fails, turns what it saw into one actionable line.
 

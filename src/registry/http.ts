@@ -11,7 +11,7 @@ import { finished, pipeline } from 'node:stream/promises';
 //   command that only checks a few blobs (a second push, a rebase).
 
 // node:http and node:https (with TLS) take ~25 ms to load: only commands that make a request pay
-// it, not every `kiln build` that finds everything local (issue 5).
+// it, not every `kiln build` that finds everything local (kiln build's start-up time).
 interface HttpLib {
   readonly lib: typeof import('node:http') | typeof import('node:https');
   readonly agent: Agent;

@@ -137,7 +137,7 @@ describe('seccomp program (interpreted)', {
   });
   const denied = deniedNames();
 
-  test('filter.c lists the calls the issue names', () => {
+  test('filter.c denies the calls that reach other processes or the kernel', () => {
     for (const n of [
       'ptrace',
       'process_vm_readv',

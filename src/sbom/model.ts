@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 
 // packageurl-js sets up an Intl.Collator (and sorts with it) as it loads, ~20 ms: loaded on the
-// first purl instead of with every command that imports this module (issue 5: kiln build's start).
+// first purl instead of with every command that imports this module (kiln build's start-up time).
 type PackageUrlModule = typeof import('packageurl-js');
 let packageUrl: PackageUrlModule | undefined;
 const loadPackageUrl = (): PackageUrlModule =>

@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { appendFile, cp, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  cp,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -78,6 +89,7 @@ describe('bin/kiln and the bundled CLI', () => {
       'package-lock.json',
       'scripts/build.d/cli.sh',
       'scripts/build.d/cli-bundle.ts',
+      'scripts/build.d/third-party-notices.ts',
     ])
       await utimes(path.join(root, f), old, old);
     const now = new Date();
@@ -107,5 +119,31 @@ describe('bin/kiln and the bundled CLI', () => {
        console.log(found);`,
     ]);
     assert.ok(Number(stdout) >= 4, `expected the four import.meta.url uses rewritten, got ${stdout}`);
+  });
+
+  test('the bundle keeps legal comments and ships THIRD-PARTY-NOTICES with each bundled package', async () => {
+    const dir = path.join(root, 'dist', 'cli');
+    const chunks = (await readdir(dir)).filter((f) => f.endsWith('.js'));
+    const code = (await Promise.all(chunks.map((f) => readFile(path.join(dir, f), 'utf8')))).join('\n');
+    // esbuild gathers legal comments at the end of each chunk under this header, per source file.
+    assert.match(code, /Bundled license information/);
+    assert.match(code, /OpenPGP\.js v[\d.]+ .*LGPL licensed/);
+    const notices = await readFile(path.join(dir, 'THIRD-PARTY-NOTICES'), 'utf8');
+    // Every package a legal-comment block names (`<package>/<file>:` lines) is in the notices.
+    const named = new Set(
+      [...code.matchAll(/^((?:@[\w.-]+\/)?[\w.-]+)\/[\w./-]+\.[cm]?js:$/gm)].map((m) => m[1] ?? ''),
+    );
+    assert.ok(named.has('openpgp') && named.has('smol-toml'), `legal comments name ${[...named]}`);
+    for (const name of ['commander', 'openpgp', 'smol-toml', 'zod', ...named]) {
+      const { version, license } = JSON.parse(
+        await readFile(path.join(repo, 'node_modules', name, 'package.json'), 'utf8'),
+      );
+      assert.ok(notices.includes(`\n${name} ${version}\nLicense: ${license}\n`), `${name} ${version} listed`);
+    }
+    assert.match(notices, /GNU LESSER GENERAL PUBLIC LICENSE/);
+    assert.match(notices, /Redistribution and use in source and binary forms/);
+    // Only what the bundle holds: test-only and build-only packages are not listed.
+    for (const absent of ['fast-check', 'esbuild', 'typescript', 'ajv'])
+      assert.ok(!notices.includes(`\n${absent} `));
   });
 });

@@ -1,4 +1,4 @@
-// kiln config registry-mirrors (issue 7.4): image reads go to the mirror of a registry first and
+// kiln config registry-mirrors: image reads go to the mirror of a registry first and
 // fall back to the registry itself; against a real docker-registry. kiln config debian-mirror is
 // the archive `kiln stack` reads.
 

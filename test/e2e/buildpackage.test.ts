@@ -1,4 +1,4 @@
-// Buildpackages made by `kiln buildpack package` used by real builds (issue 6.4): `--buildpack`
+// Buildpackages made by `kiln buildpack package` used by real builds: `--buildpack`
 // by path (.cnb file) and by reference (oci:DIR:TAG, the local store, a real registry), a
 // composite buildpackage, and a buildpack scaffolded by `kiln buildpack new` through detect and
 // build in the real sandbox. Builds run through the CLI's orchestration with the e2e test builder

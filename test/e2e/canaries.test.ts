@@ -1,4 +1,4 @@
-// Issue 7 canaries: a binding secret, a user CA certificate and a proxy password planted by the
+// Platform-input canaries: a binding secret, a user CA certificate and a proxy password planted by the
 // test reach the buildpacks (through the real platform inputs: bindings, CA trust, proxy env) but
 // appear in no layer blob (decompressed), no image config, no cache file and no log line, even
 // though a buildpack prints them all. Logging goes through the CLI's own Logger, whose redaction

@@ -1,4 +1,4 @@
-// Issue 4: buildpacks written for other CNB platforms work unmodified through `kiln build`.
+// Buildpacks written for other CNB platforms work unmodified through `kiln build`.
 // test/e2e/cnb-samples/ holds small bash buildpacks written for this test in the style of the
 // buildpacks/samples repository (hello-world, hello-moon, hello-processes and the bash-script app
 // with its inline buildpack; see ../shared/cnb-samples-notes.md): they read their inputs only from

@@ -8,7 +8,7 @@ import { connect, rootCertificates } from 'node:tls';
 import { ExitCode } from '../../src/cnb/exit-codes.ts';
 import { type CliResult, copySample, kiln, layerShas, prepareHome } from './samples-harness.ts';
 
-// Issue 7 through the real network of the machine: the README's first command
+// The host's CA trust through the real network of the machine: the README's first command
 // (`kiln build my-app --path samples/node-express`) works with no flags and no kiln config, because
 // builds trust the host's CA bundle by default; with `trust-host-ca-certs = false` the build fails
 // with the one-line explanation instead of only npm's or the buildpack's error. The second half

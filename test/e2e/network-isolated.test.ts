@@ -1,4 +1,4 @@
-// Network isolation by default (issue 11, item 2) through the CLI as a user runs it: `kiln build`
+// Network isolation by default through the CLI as a user runs it: `kiln build`
 // with no network flag gives buildpacks their own network namespace (slirp4netns for outbound),
 // so a hostile buildpack reaches none of the host's listeners the test starts on random ports;
 // `--allow-host` opens exactly one port; the Express sample still installs its packages through

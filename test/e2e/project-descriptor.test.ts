@@ -1,4 +1,4 @@
-// Issue 6.5 through the CLI with the real default builder: a project.toml (descriptor 0.2) naming
+// project.toml through the CLI with the real default builder: a project.toml (descriptor 0.2) naming
 // the builder, a build env var, excludes (gitignore syntax), a post group with a local buildpack
 // made by `kiln buildpack new`, and project version -> io.buildpacks.project.metadata.
 // An invalid descriptor is refused naming the key.

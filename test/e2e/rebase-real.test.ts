@@ -1,4 +1,4 @@
-// Issue 6 on a REAL image: a sample built by `kiln build` with the default builder on kiln's own
+// Rebase on a REAL image: a sample built by `kiln build` with the default builder on kiln's own
 // stack, then a test-made security patch of that stack's run image (the real run image plus a
 // layer that upgrades tzdata's dpkg status entry and adds a static `kcat`), with its own SBOM
 // attached as `kiln stack create` does. `kiln rebase` (no --force: same repository) must keep

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { copySample, kiln, kilnOk, layerShas, prepareHome, storedImage } from './samples-harness.ts';
 
-// Issue 5: rebuilds keep what did not change (node, node_modules), ship what did (a new lock,
+// Rebuilds keep what did not change (node, node_modules), ship what did (a new lock,
 // another Node.js), and the final image carries no compiler, no npm cache, no dev dependencies;
 // a project nothing detects gets a clear error listing what each buildpack looked for.
 

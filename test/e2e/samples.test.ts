@@ -17,7 +17,7 @@ import {
   storedImage,
 } from './samples-harness.ts';
 
-// Issue 5: each sample builds with no flags (the embedded default builder), runs with `kiln run`
+// Each sample builds with no flags (the embedded default builder), runs with `kiln run`
 // and with podman as the run user (uid 1001) on the shell-free run image, and answers on its port.
 
 let podman: Podman;

@@ -1,4 +1,4 @@
-// Integration: the platform inputs of issue 7 inside the real bubblewrap sandbox. A test CA and an
+// Integration: the platform inputs (bindings, CA certificates, proxies, npm registry) inside the real bubblewrap sandbox. A test CA and an
 // HTTPS server on 127.0.0.1 stand in for a TLS-intercepting proxy; tools in the sandbox (curl,
 // Node.js) must fail without the extra CA and succeed with it, without any change to the build
 // image; bindings must be readable by the build user, read-only, and redacted from output.
@@ -148,7 +148,7 @@ describe('extra CA certificates in the sandbox', () => {
     assert.match(c0.out, /certificate/i);
     const n0 = await run(spec(without.platformDir, without.r, node, 'host'));
     assert.notEqual(n0.code, 0);
-    // The failures are recognised and explained (issue 7.6), for each tool's own wording.
+    // The failures are recognised and explained (one line saying how to trust the CA), for each tool's own wording.
     const git = ['/usr/bin/git', '-c', 'http.lowSpeedTime=10', 'ls-remote', url];
     const g0 = await run({
       ...spec(without.platformDir, without.r, git, 'host'),

@@ -1,4 +1,4 @@
-// Issue 6 test at the size the issue names: `kiln rebase --publish` of an image with ~500 MB of
+// Rebase at the size of a real app: `kiln rebase --publish` of an image with ~500 MB of
 // app layers (incompressible, stored uncompressed so the set-up does not spend a minute in gzip)
 // uploads zero layer bytes, counted by a proxy in front of a real registry: only the new config.
 

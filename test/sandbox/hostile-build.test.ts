@@ -1,4 +1,4 @@
-// Hostile buildpacks through the real build phase (issue 4, "Hostile buildpacks"): each one tries
+// Hostile buildpacks through the real build phase (SECURITY.md, the sandbox boundary): each one tries
 // something a malicious buildpack would; each is contained and the build reports it clearly.
 // Runs kiln's detect + build phases (src/lifecycle) on the bubblewrap executor via the conformance
 // harness, as uid 1000 with network none.

@@ -1,4 +1,4 @@
-// Hostile buildpack behaviour against the bubblewrap sandbox (issue 4): each case is something a
+// Hostile buildpack behaviour against the bubblewrap sandbox (SECURITY.md, the sandbox boundary): each case is something a
 // malicious or broken buildpack would try; each must be contained and reported clearly. Every
 // attack is paired with a control that shows the same probe succeeds without the sandbox's
 // protection, so the test cannot pass by accident.

@@ -1,4 +1,4 @@
-// Limits with clear errors (issue 11, item 5), through the real detect and build phases on the
+// Limits with clear errors, through the real detect and build phases on the
 // bubblewrap executor (conformance harness, uid 1000, network none): a fork bomb, a disk filler,
 // a file over the per-file limit, a memory hog, a hung and a stopped buildpack. Each is contained,
 // the host stays healthy (it still forks; nothing of the sandbox is left running), and the build

@@ -1,4 +1,4 @@
-// The isolated network (issue 11, item 2) against real parts: a real network namespace, real
+// The isolated network against real parts: a real network namespace, real
 // slirp4netns, real bubblewrap sandboxes and real listeners this test starts on the host on
 // random ports. Every "unreachable" probe has a control showing the same probe does reach the
 // listener with the host network, so a test cannot pass because the probe itself is broken.

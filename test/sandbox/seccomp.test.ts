@@ -26,7 +26,7 @@ const hostUid = process.getuid?.() ?? 0;
 const EPERM = 1;
 const ENOSYS = 38;
 
-// The calls the issue and Docker's default profile name; the probe must report each one, so a
+// The calls the deny list must cover (SECURITY.md, seccomp) and Docker's default profile denies; the probe must report each one, so a
 // probe that skips a call fails the test instead of shrinking it.
 const REQUIRED = [
   'ptrace',
@@ -161,7 +161,7 @@ describe('seccomp filter in the bubblewrap sandbox', {
   });
 
   test('control: without the filter the same probes get through', async () => {
-    // ptrace is left out: unfiltered, it stops the sandbox's pid 1 (the hang the issue reports).
+    // ptrace is left out: unfiltered, it stops the sandbox's pid 1 (the sandbox then hangs instead of failing).
     const got = await probeCalls(unfiltered, 'calls-without-ptrace');
     assert.equal(got.get('process_vm_readv'), 0);
     assert.equal(got.get('unshare'), 0, 'unshare(0) is a no-op that succeeds');

@@ -310,7 +310,7 @@ export function register(program: Command, ctx: CliContext): void {
       for (const w of descriptor.warnings) log.warn(w);
       const userEnv = await parseEnvFlags(flags.env, flags.envFile, settings.env);
       const env = { ...descriptor.env, ...userEnv };
-      // Bindings, extra CA certificates, proxies and the npm registry (issue 7): resolved and
+      // Bindings, extra CA certificates, proxies and the npm registry: resolved and
       // checked before any phase runs.
       const platform = await platformSetup({ flags, settings, log, appDir, env, userEnv });
 
@@ -328,7 +328,7 @@ export function register(program: Command, ctx: CliContext): void {
         : dest;
       const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
       log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
-      // Issue 7.6: every line the phases log (buildpack output included) is watched for a
+      // Every line the phases log (buildpack output included) is watched for a
       // certificate-verification failure; a failed build then says how to trust the CA.
       const tls = new TlsFailureDetector();
       const buildLog = {
@@ -351,7 +351,7 @@ export function register(program: Command, ctx: CliContext): void {
             : {}),
         ...(descriptor.pre.length ? { preBuildpacks: await projectRefs(descriptor.pre, scratch()) } : {}),
         ...(descriptor.post.length ? { postBuildpacks: await projectRefs(descriptor.post, scratch()) } : {}),
-        // buildpackages by reference or .cnb path (H9, src/cli/commands/buildpack.ts)
+        // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
         openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, io),
         ...(flags.runImage ? { runImage: flags.runImage } : {}),
         env,

@@ -58,7 +58,7 @@ export function register(program: Command, ctx: CliContext): void {
         );
       const progress = log.progress();
       const io = imageIO(ctx.settings, log, { progress });
-      // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (H9)
+      // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
       const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(io, ctx.settings.env.TMPDIR);
       try {
         const { image: buildImage, where } = await resolveImage(config.buildImage, io);
