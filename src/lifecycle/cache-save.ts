@@ -19,14 +19,8 @@ import type {
   WarmDir,
 } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
-import {
-  compress,
-  dirContent,
-  identify,
-  type LayerContent,
-  layerDirContent,
-  type ReuseContext,
-} from './layer-reuse.ts';
+import type { LayerResolver } from './layer-resolver.ts';
+import { dirContent, type LayerContent } from './layer-reuse.ts';
 
 // The cache phase (after export): every `cache = true` layer with contents goes into the cache,
 // keyed by diffID. A layer the cache already holds (same diffID, found by fingerprint or by hashing
@@ -41,7 +35,7 @@ export interface SaveCacheOptions {
   readonly cache: LayerCache;
   /** The state restore read (its blobs stay readable while we decide). */
   readonly snapshot: CacheSnapshot;
-  readonly reuse: ReuseContext;
+  readonly resolver: LayerResolver;
   /** Layers the exporter just produced, by diffID. */
   readonly exported: ReadonlyMap<string, CachedLayer>;
   /** Layer dir listings the exporter made (host path -> content), reused instead of walking again. */
@@ -57,14 +51,14 @@ export interface SaveCacheOptions {
 export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   // Cache-only layers never reach an image: compress them for speed (zstd level 1, about five
   // times faster than gzip -6) rather than for the widest compatibility.
-  const cacheOnly: ReuseContext = hasZstd
-    ? { ...o.reuse, settings: { ...o.reuse.settings, compression: 'zstd', level: 1 } }
-    : o.reuse;
+  const cacheOnly = hasZstd
+    ? o.resolver.withSettings({ ...o.resolver.settings, compression: 'zstd', level: 1 })
+    : o.resolver;
   // Writes a layer's blob afresh (a changed layer, or one a concurrent build pruned from the cache).
   const produce = async (content: LayerContent): Promise<ProducedBlob> => {
-    const r = await compress(cacheOnly, content);
+    const r = await cacheOnly.compress(content);
     staged.push(r.record!.digest);
-    return { ...r.record!, file: o.reuse.blobs.path(r.record!.digest) };
+    return { ...r.record!, file: o.resolver.blobs.path(r.record!.digest) };
   };
   const fresh = async (content: LayerContent): Promise<CacheEntry> => {
     const { file, ...blob } = await produce(content);
@@ -72,7 +66,7 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   };
   // The diffID of `content`, hashed only when the cache holds the layer it had last time.
   const diffIdOf = async (content: LayerContent, previous: string | undefined) =>
-    (await identify(o.reuse, content, previous !== undefined && o.snapshot.layer(previous) !== undefined))
+    (await o.resolver.identify(content, previous !== undefined && o.snapshot.layer(previous) !== undefined))
       .diffID;
   // The cache's own blob of `diffID`, kept as is; should a concurrent build prune it before our
   // commit, it is written afresh.
@@ -99,7 +93,7 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       // directories that changed since restore walked it (and listed only if it changed).
       const content =
         o.contents?.get(l.path) ??
-        (await layerDirContent(o.reuse, l.path, { prefix: rel, uid: o.uid, gid: o.gid, runUserModes: true }));
+        (await o.resolver.dirContent(l.path, { prefix: rel, uid: o.uid, gid: o.gid, runUserModes: true }));
       const diffID = await diffIdOf(content, layerMetadataFor(o.snapshot.metadata, bp.id, l.name)?.sha);
       const inCache = kept(diffID, content);
       const justExported = diffID ? o.exported.get(diffID) : undefined;
@@ -107,8 +101,8 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
       if (inCache) {
         entry = inCache;
         o.log.info(`Reusing cache layer '${id}'`);
-      } else if (justExported && (await o.reuse.blobs.has(justExported.digest))) {
-        entry = { ...justExported, source: o.reuse.blobs.path(justExported.digest) };
+      } else if (justExported && (await o.resolver.blobs.has(justExported.digest))) {
+        entry = { ...justExported, source: o.resolver.blobs.path(justExported.digest) };
         o.log.info(`Adding cache layer '${id}'`);
       } else {
         entry = await fresh(content);
@@ -139,7 +133,7 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
     const content = await dirContent(
       sbomDir,
       { prefix: `${LAYERS_DIR.slice(1)}/sbom/cache`, uid: o.uid, gid: o.gid, runUserModes: true },
-      o.reuse.settings,
+      o.resolver.settings,
     );
     const diffID = await diffIdOf(content, o.snapshot.metadata.sbom?.sha);
     const entry = kept(diffID, content) ?? (await fresh(content));
@@ -153,6 +147,6 @@ export async function saveCache(o: SaveCacheOptions): Promise<CommitResult> {
   // Cache-only blobs were staged in the image store's blob dir (same file system, so the cache got
   // hard links); the store does not need them.
   const keep = new Set([...o.exported.values()].map((l) => l.digest));
-  for (const d of staged) if (!keep.has(d)) await fs.rm(o.reuse.blobs.path(d), { force: true });
+  for (const d of staged) if (!keep.has(d)) await fs.rm(o.resolver.blobs.path(d), { force: true });
   return result;
 }
