@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { readBuildToml } from '../cnb/build-toml.ts';
@@ -154,6 +154,8 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
       // 0755 whatever kiln's umask: these directories are tarred into the SBOM layers.
       await mkdirReadable(dir);
       await pipeline(createReadStream('', { fd }), createWriteStream(join(dir, f.ext), { mode: 0o644 }));
+      // open() applied kiln's umask to the mode: the SBOM layer must not depend on it.
+      await chmod(join(dir, f.ext), 0o644);
     }
   }
   // Legacy `bom` arrays become sbom.legacy.json (Platform 0.9+); only written when a buildpack used them.
