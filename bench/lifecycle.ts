@@ -23,6 +23,7 @@ let sandboxMs = 0;
 let processes = 0;
 const timed: Executor = {
   name: 'timed-bubblewrap',
+  capabilities: inner.capabilities,
   async run(spec) {
     const t0 = performance.now();
     try {

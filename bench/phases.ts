@@ -58,6 +58,7 @@ async function sandboxOnly(): Promise<void> {
 let inRun = 0;
 const timed = {
   name: 'timed-bubblewrap',
+  capabilities: executor.capabilities,
   async run(spec: Parameters<typeof executor.run>[0]) {
     const t0 = process.hrtime.bigint();
     try {

@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { readBuildToml } from '../cnb/build-toml.ts';
 import { writeBuildpackPlan } from '../cnb/buildpack-plan.ts';
@@ -22,6 +22,7 @@ import {
   readdirInRootIfExists,
   shownPath,
 } from '../layers/safe-read.ts';
+import { mkdirReadable } from '../layout/blob-store.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
 import {
@@ -150,8 +151,11 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
       if (fd === undefined)
         throw new KilnError(`${shownPath(f.file)} disappeared during the build`, ExitCode.BuildError);
       const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
-      await mkdir(dir, { recursive: true });
+      // 0755 whatever kiln's umask: these directories are tarred into the SBOM layers.
+      await mkdirReadable(dir);
       await pipeline(createReadStream('', { fd }), createWriteStream(join(dir, f.ext), { mode: 0o644 }));
+      // open() applied kiln's umask to the mode: the SBOM layer must not depend on it.
+      await chmod(join(dir, f.ext), 0o644);
     }
   }
   // Legacy `bom` arrays become sbom.legacy.json (Platform 0.9+); only written when a buildpack used them.
@@ -171,7 +175,10 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
     labels,
     bom: [],
   };
-  await writeMetadataToml(o.metadataPath ?? join(o.layersDir, 'config', 'metadata.toml'), metadata);
+  const metadataPath = o.metadataPath ?? join(o.layersDir, 'config', 'metadata.toml');
+  // 0755 whatever kiln's umask: <layers>/config is the root of the config layer.
+  await mkdirReadable(dirname(metadataPath));
+  await writeMetadataToml(metadataPath, metadata);
   return metadata;
 }
 

@@ -20,7 +20,7 @@ import { imageFrom } from '../oci/memory.ts';
 import { validateImage } from '../oci/validate.ts';
 import type { CachedLayer } from './cache.ts';
 import { exportImage, splitSlices } from './export.ts';
-import type { ReuseContext } from './layer-reuse.ts';
+import { LayerResolver } from './layer-resolver.ts';
 
 const tempDir = tempDirs('kiln-export-test-');
 
@@ -104,14 +104,12 @@ async function doExport(
   prev?: { image: Image; md: LifecycleMetadata },
   fps = new Map<string, CachedLayer>(),
 ) {
-  const reuse: ReuseContext = {
+  const reuse = new LayerResolver({
     blobs,
     settings: { epoch: EPOCH, compression: 'gzip' },
     fingerprints: fps,
     previous: prev ? await previousLayers(prev.image) : new Map(),
-    known: new Map(),
-    stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
-  };
+  });
   const logs: string[] = [];
   const r = await exportImage({
     layersDir: out.layers,
@@ -128,7 +126,7 @@ async function doExport(
     platformApi: '0.15',
     uid: 1000,
     gid: 1000,
-    reuse,
+    resolver: reuse,
     log: { info: (m) => logs.push(m) },
   });
   await validateImage(r.image);

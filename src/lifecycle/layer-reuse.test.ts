@@ -6,23 +6,16 @@ import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { tarChunks } from '../layers/tar-writer.ts';
 import { BlobStore } from '../layout/blob-store.ts';
-import type { CachedLayer } from './cache.ts';
-import { diffIDOf, dirCheck, dirContent, type ReuseContext, resolve } from './layer-reuse.ts';
+import { LayerResolver } from './layer-resolver.ts';
+import { diffIDOf, dirCheck, dirContent } from './layer-reuse.ts';
 
 const tempDir = tempDirs('kiln-reuse-test-');
 
 const SETTINGS = { epoch: 315532801, compression: 'gzip' } as const;
 const walkOpts = { prefix: 'layers/bp/l', uid: 1000, gid: 1000 };
 
-function ctx(blobs: BlobStore): ReuseContext {
-  return {
-    blobs,
-    settings: SETTINGS,
-    fingerprints: new Map<string, CachedLayer>(),
-    previous: new Map(),
-    known: new Map(),
-    stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
-  };
+function ctx(blobs: BlobStore): LayerResolver {
+  return new LayerResolver({ blobs, settings: SETTINGS });
 }
 
 describe('layer fingerprints', () => {
@@ -58,22 +51,22 @@ describe('resolve()', () => {
     await fs.mkdir(layerDir);
     await fs.writeFile(path.join(layerDir, 'f'), 'content');
     const c = ctx(new BlobStore(path.join(d, 'blobs')));
-    const first = await resolve(c, await dirContent(layerDir, walkOpts, SETTINGS));
+    const first = await c.resolve(await dirContent(layerDir, walkOpts, SETTINGS));
     assert.equal(first.how, 'new');
     assert.deepEqual(c.stats, { compressed: 1, hashed: 0, fingerprinted: 0 });
-    const again = await resolve(c, await dirContent(layerDir, walkOpts, SETTINGS), first.diffID);
+    const again = await c.resolve(await dirContent(layerDir, walkOpts, SETTINGS), first.diffID);
     assert.equal(again.how, 'stored');
     assert.equal(again.diffID, first.diffID);
     assert.equal(c.stats.fingerprinted, 1);
     // Same bytes in a new directory: no fingerprint, but the candidate makes hashing worth it.
     const other = path.join(d, 'other');
     await fs.cp(layerDir, other, { recursive: true });
-    const copy = await resolve(c, await dirContent(other, walkOpts, SETTINGS), first.diffID);
+    const copy = await c.resolve(await dirContent(other, walkOpts, SETTINGS), first.diffID);
     assert.equal(copy.diffID, first.diffID);
     assert.deepEqual(c.stats, { compressed: 1, hashed: 1, fingerprinted: 1 });
     // Changed bytes: hashed, then compressed.
     await fs.writeFile(path.join(other, 'f'), 'changed');
-    const changed = await resolve(c, await dirContent(other, walkOpts, SETTINGS), first.diffID);
+    const changed = await c.resolve(await dirContent(other, walkOpts, SETTINGS), first.diffID);
     assert.equal(changed.how, 'new');
     assert.notEqual(changed.diffID, first.diffID);
     assert.deepEqual(c.stats, { compressed: 2, hashed: 2, fingerprinted: 1 });

@@ -1,15 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import { StoredLayer } from '../layers/blob-layer.ts';
-import { writeLayer } from '../layers/layer-writer.ts';
 import { SOURCE_OPEN_FLAGS, type TarEntry, tarChunks } from '../layers/tar-writer.ts';
 import { type DirListings, scan, type WalkOptions, walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
-import type { Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
-import type { CachedLayer } from './cache.ts';
 
 // "Never redo work": deciding, for each layer the exporter or the cache phase needs, whether its
 // bytes already exist somewhere, in increasing order of cost:
@@ -145,22 +141,6 @@ export async function dirCheck(
 }
 
 /**
- * layerDirContent is a layer dir's content in this build: checked by fingerprint (dirCheck),
- * reading only the directories that changed, when an earlier walk of this build listed it
- * (`ctx.listings`, filled by restore); walked (dirContent) otherwise.
- */
-export async function layerDirContent(
-  ctx: ReuseContext,
-  dir: string,
-  walkOpts: WalkOptions,
-): Promise<LayerContent> {
-  const known = ctx.listings?.get(dir);
-  return known
-    ? dirCheck(dir, { ...walkOpts, knownDirs: known }, ctx.settings)
-    : dirContent(dir, walkOpts, ctx.settings);
-}
-
-/**
  * dirFingerprint is dirContent's fingerprint and listings without the entries (a warm dir's check
  * before it is handed out needs nothing else).
  */
@@ -208,78 +188,6 @@ export async function diffIDOf(entries: readonly TarEntry[], epoch: number): Pro
   return `sha256:${h.digest('hex')}`;
 }
 
-/** Counters of what layer resolution did (the no-op rebuild test and the bench read them). */
-export interface ReuseStats {
-  /** Layers tarred and compressed into the blob store. */
-  compressed: number;
-  /** Layers tarred only to compute a diffID (no compression). */
-  hashed: number;
-  /** Layers whose diffID came from a fingerprint (nothing read). */
-  fingerprinted: number;
-}
-
-/** What resolve() found. */
-export interface ResolvedLayer {
-  readonly layer: Layer;
-  readonly diffID: Digest;
-  /** 'reused': an existing layer of the previous image; 'stored': an existing blob; 'new': compressed now. */
-  readonly how: 'reused' | 'stored' | 'new';
-  /** Blob record for fingerprints and the cache (absent for a previous-image layer not in the store). */
-  readonly record?: CachedLayer;
-}
-
-/** Everything resolve() consults. */
-export interface ReuseContext {
-  readonly blobs: BlobStore;
-  readonly settings: TarSettings;
-  /** Known fingerprints (from the cache, restore, earlier exports). Resolved layers are added. */
-  readonly fingerprints: Map<string, CachedLayer>;
-  /** Layers of the previous image by diffID. */
-  readonly previous: ReadonlyMap<string, Layer>;
-  /** Blobs already in hand by diffID (e.g. the cache's, or layers resolved earlier in this run). */
-  readonly known: Map<string, CachedLayer>;
-  /**
-   * Directory listings of layer dirs walked earlier in this build (host path -> listings; restore
-   * fills it), so walking them again reads only directories that changed since.
-   */
-  readonly listings?: Map<string, DirListings>;
-  readonly stats: ReuseStats;
-}
-
-/**
- * resolve turns content into a layer, reusing whatever already holds the same bytes: a layer of
- * the previous image with that diffID, or a blob in the store. `candidate` is the diffID this
- * layer had last time, which makes hashing worthwhile when the fingerprint is unknown.
- */
-export async function resolve(
-  ctx: ReuseContext,
-  content: LayerContent,
-  candidate?: string,
-): Promise<ResolvedLayer> {
-  const worthHashing = candidate !== undefined && (ctx.previous.has(candidate) || ctx.known.has(candidate));
-  const { diffID, hit } = await identify(ctx, content, worthHashing);
-  const fp = content.fingerprint;
-  if (diffID) {
-    const prev = ctx.previous.get(diffID);
-    const rec = hit ?? ctx.known.get(diffID);
-    const stored = rec && (await ctx.blobs.has(rec.digest)) ? rec : undefined;
-    if (stored) {
-      await touchBlob(ctx.blobs, stored.digest);
-      if (fp) ctx.fingerprints.set(fp, stored);
-      ctx.known.set(diffID, stored);
-      const layer = new StoredLayer(ctx.blobs, stored);
-      return { layer: prev ?? layer, diffID, how: prev ? 'reused' : 'stored', record: stored };
-    }
-    if (prev) {
-      const record = await recordOf(prev, diffID);
-      if (record) await touchBlob(ctx.blobs, record.digest);
-      if (fp && record) ctx.fingerprints.set(fp, record);
-      return record ? { layer: prev, diffID, how: 'reused', record } : { layer: prev, diffID, how: 'reused' };
-    }
-  }
-  return compress(ctx, content);
-}
-
 /**
  * touchBlob refreshes a store blob's mtime (when the store has it): a store gc spares blobs
  * younger than its grace period, and this one is about to be referenced by an image that is not
@@ -288,55 +196,4 @@ export async function resolve(
 export async function touchBlob(blobs: BlobStore, digest: string): Promise<void> {
   const now = new Date();
   await fs.utimes(blobs.path(digest as Digest), now, now).catch(() => {});
-}
-
-/**
- * identify finds a content's diffID without compressing: from its fingerprint, or (when `hash`)
- * by tarring it through sha256. Returns no diffID when neither applies.
- */
-export async function identify(
-  ctx: ReuseContext,
-  content: LayerContent,
-  hash: boolean,
-): Promise<{ diffID?: Digest; hit?: CachedLayer }> {
-  const hit = content.fingerprint ? ctx.fingerprints.get(content.fingerprint) : undefined;
-  if (hit) {
-    ctx.stats.fingerprinted++;
-    return { diffID: hit.diffID, hit };
-  }
-  if (!hash) return {};
-  ctx.stats.hashed++;
-  return { diffID: await diffIDOf(await content.entries(), ctx.settings.epoch) };
-}
-
-/** compress writes content as a new layer blob (the one expensive path) and records it. */
-export async function compress(ctx: ReuseContext, content: LayerContent): Promise<ResolvedLayer> {
-  const opts: Parameters<typeof writeLayer>[1] = {
-    store: ctx.blobs,
-    compression: ctx.settings.compression,
-    epoch: ctx.settings.epoch,
-  };
-  const layer = await writeLayer(
-    await content.entries(),
-    ctx.settings.level === undefined ? opts : { ...opts, level: ctx.settings.level },
-  );
-  ctx.stats.compressed++;
-  const info = await layer.info();
-  const record: CachedLayer = {
-    diffID: info.diffID,
-    digest: info.digest,
-    size: info.size,
-    mediaType: info.mediaType,
-  };
-  if (content.fingerprint) ctx.fingerprints.set(content.fingerprint, record);
-  ctx.known.set(info.diffID, record);
-  return { layer, diffID: info.diffID, how: 'new', record };
-}
-
-async function recordOf(layer: Layer, diffID: Digest): Promise<CachedLayer | undefined> {
-  try {
-    return { diffID, digest: await layer.digest(), size: await layer.size(), mediaType: layer.mediaType };
-  } catch {
-    return undefined;
-  }
 }

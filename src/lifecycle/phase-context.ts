@@ -84,6 +84,11 @@ export interface PhaseOptions {
    * (under its tmpfs /tmp with the default), so it works with both executors.
    */
   readonly scratchRoot?: string;
+  /**
+   * The umask buildpack processes start with (the reference lifecycle's containers use 022): the
+   * same source must give the same layers whatever kiln's own umask is. Default kiln's.
+   */
+  readonly umask?: number;
 }
 
 /** sandboxPathsOf returns the sandbox paths in use. */
@@ -178,6 +183,7 @@ export async function runInSandbox(
     rootfs: o.rootfs,
     mounts: mountsFor(o, appWritable, scratch),
     network: o.network,
+    ...(o.umask !== undefined ? { umask: o.umask } : {}),
     stdout: onLine,
     stderr: onLine,
     limits: o.limits,

@@ -17,7 +17,7 @@ import { emptyImage } from '../oci/memory.ts';
 import { type CachedLayer, VolumeCache } from './cache.ts';
 import { saveCache } from './cache-save.ts';
 import { exportImage } from './export.ts';
-import type { ReuseContext } from './layer-reuse.ts';
+import { LayerResolver } from './layer-resolver.ts';
 import { restore } from './restore.ts';
 
 const tempDir = tempDirs('kiln-restore-test-');
@@ -74,15 +74,13 @@ function reuseOf(
   blobs: BlobStore,
   previous: Map<string, Layer>,
   fingerprints: Map<string, CachedLayer>,
-): ReuseContext {
-  return {
+): LayerResolver {
+  return new LayerResolver({
     blobs,
     settings: { epoch: EPOCH, compression: 'gzip' },
-    fingerprints,
     previous,
-    known: new Map(),
-    stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
-  };
+    fingerprints,
+  });
 }
 
 async function oneBuild(
@@ -109,8 +107,7 @@ async function oneBuild(
     cache: snapshot,
     uid: 1000,
     gid: 1000,
-    settings: reuse.settings,
-    fingerprints,
+    resolver: reuse,
     previousLayers: previous,
     log,
   });
@@ -130,7 +127,7 @@ async function oneBuild(
     platformApi: '0.15',
     uid: 1000,
     gid: 1000,
-    reuse,
+    resolver: reuse,
     log,
   });
   const cr = await saveCache({
@@ -138,7 +135,7 @@ async function oneBuild(
     group: GROUP,
     cache,
     snapshot,
-    reuse,
+    resolver: reuse,
     exported: ex.layers,
     uid: 1000,
     gid: 1000,
@@ -216,8 +213,10 @@ test('restore() without a cache follows the spec matrix: store.toml and launch-o
     previousMetadata,
     uid: 1000,
     gid: 1000,
-    settings: { epoch: EPOCH, compression: 'gzip' },
-    fingerprints: new Map(),
+    resolver: new LayerResolver({
+      blobs: new BlobStore(path.join(d, 'blobs')),
+      settings: { epoch: EPOCH, compression: 'gzip' },
+    }),
     log: { info: () => {} },
   });
   assert.deepEqual(rr, { restored: [], metadataOnly: ['test/a:runtime'] });

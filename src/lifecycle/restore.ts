@@ -16,10 +16,12 @@ import { autoDecompress, extract } from '../layers/extract.ts';
 import { lstatInRoot } from '../layers/safe-read.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
+import { mkdirReadable } from '../layout/blob-store.ts';
 import type { Layer } from '../oci/image.ts';
-import type { CachedLayer, CacheSnapshot } from './cache.ts';
+import type { CacheSnapshot } from './cache.ts';
 import { LAYERS_DIR, type PhaseLog } from './export.ts';
-import { dirFingerprint, type TarSettings } from './layer-reuse.ts';
+import type { LayerResolver } from './layer-resolver.ts';
+import { dirFingerprint } from './layer-reuse.ts';
 import { assertNoLinks } from './safe-fs.ts';
 
 // The restore phase: before build, give each buildpack back what the spec says survives a build
@@ -51,16 +53,15 @@ export interface RestoreOptions {
   readonly previousMetadata: LifecycleMetadata;
   /** The cache's committed state, or undefined without a cache. */
   readonly cache?: CacheSnapshot;
-  /** Walk settings the exporter will use, so restored layers are fingerprinted exactly as it will. */
   readonly uid: number;
   readonly gid: number;
   /** Who owns restored layer dirs on the host (the build user's host ids); default uid:gid. */
   readonly owner?: { readonly uid: number; readonly gid: number };
-  readonly settings: TarSettings;
-  /** Filled with fingerprints of restored layer dirs -> their cached layer. */
-  readonly fingerprints: Map<string, CachedLayer>;
-  /** Filled with the directory listings of restored layer dirs (host path), for export and cache. */
-  readonly listings?: Map<string, DirListings>;
+  /**
+   * The build's layer reuse: told the fingerprint and listings of every restored layer dir, so
+   * export and cache recognise it untouched; its tar settings are the exporter's.
+   */
+  readonly resolver: LayerResolver;
   /** Layers of the previous image by diffID (its launch SBOM layer is read from here). */
   readonly previousLayers?: ReadonlyMap<string, Layer>;
   readonly log: PhaseLog;
@@ -262,7 +263,11 @@ async function restoreContents(
   const fingerprint = async (dir: string, known?: DirListings) => {
     // The exporter's and cache's walk options: a fingerprint taken here must match theirs.
     const walkOpts = { prefix: rel, uid: o.uid, gid: o.gid, runUserModes: true };
-    const c = await dirFingerprint(dir, known ? { ...walkOpts, knownDirs: known } : walkOpts, o.settings);
+    const c = await dirFingerprint(
+      dir,
+      known ? { ...walkOpts, knownDirs: known } : walkOpts,
+      o.resolver.settings,
+    );
     dirs = c.dirs;
     return c.fingerprint;
   };
@@ -270,8 +275,7 @@ async function restoreContents(
   // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
   const warm = await o.cache!.claimWarm?.(diffID, dst, fingerprint);
   if (warm) {
-    o.fingerprints.set(warm, cached);
-    if (dirs) o.listings?.set(dst, dirs);
+    o.resolver.remember(warm, cached, dst, dirs);
     return 'warm';
   }
   // The cached tar holds `layers/<bp>/<name>/...` (the exporter's paths): unpack it aside and move
@@ -287,13 +291,12 @@ async function restoreContents(
     throw new KilnError(
       `cache/${rel} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: expected a directory inside the cached layer`,
     );
-  if (!st) await fs.mkdir(src, { recursive: true });
+  if (!st) await mkdirReadable(src);
   await fs.rename(src, dst);
   // The build user owns its layers; owners are set before fingerprinting (chown changes ctimes).
   await chownTree(dst, o.owner?.uid ?? o.uid, o.owner?.gid ?? o.gid);
   // Remember what this directory is, so export and cache recognise it untouched without tarring.
   const fp = await fingerprint(dst);
-  o.fingerprints.set(fp, cached);
-  if (dirs) o.listings?.set(dst, dirs);
+  o.resolver.remember(fp, cached, dst, dirs);
   return 'extracted';
 }

@@ -54,6 +54,33 @@ export function nextFd(cmd: Pick<HostCommand, 'extraFds' | 'idMap' | 'dataFds'>)
   return usernsBlockFd(cmd) + (cmd.idMap ? 1 : 0) + (cmd.dataFds?.length ?? 0);
 }
 
+/**
+ * ownUmask is kiln's umask, read from /proc (process.umask() without an argument is deprecated,
+ * and setting it to read it would change it for every thread of kiln meanwhile).
+ */
+function ownUmask(): number | undefined {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number.parseInt(m[1]!, 8) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * withUmask starts `cmd` under `umask` (through the host's /bin/sh, which the run gate uses too)
+ * when it differs from kiln's own; the mask is inherited through bwrap and exec.
+ */
+export function withUmask(cmd: HostCommand, umask: number | undefined): HostCommand {
+  if (umask === undefined || ownUmask() === umask) return cmd;
+  const mask = (umask & 0o777).toString(8).padStart(3, '0');
+  return {
+    ...cmd,
+    file: '/bin/sh',
+    args: ['-c', `umask ${mask}; exec "$@"`, 'kiln-umask', cmd.file, ...cmd.args],
+  };
+}
+
 /** The child's fd number for `cmd.extraFds[i]`. */
 export const EXTRA_FD_BASE = 4;
 
@@ -217,7 +244,7 @@ const KEEP_LINES = 200;
  */
 export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResult> {
   // Memory/process cgroup, disk budget and free-space reserve (run-guard.ts).
-  const guard = new RunGuard(unguarded, spec);
+  const guard = new RunGuard(withUmask(unguarded, spec.umask), spec);
   if (guard.refused !== undefined)
     return Promise.resolve({ exitCode: 125, signal: null, timedOut: false, notes: [], limit: guard.refused });
   const cmd = guard.cmd;

@@ -106,6 +106,7 @@ function withIdRange(
 /** The Executor used by default: bubblewrap from the Debian package `bubblewrap`. */
 export class BubblewrapExecutor implements Executor {
   readonly name = 'bubblewrap';
+  readonly capabilities = { mounts: true, isolatesNetwork: true } as const;
   readonly #opts: BubblewrapOptions;
   readonly #seccomp: SeccompSetting;
 

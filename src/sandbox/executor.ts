@@ -95,6 +95,11 @@ export interface RunSpec {
   readonly allowRoot?: boolean;
   /** Hostname inside the sandbox's UTS namespace. */
   readonly hostname?: string;
+  /**
+   * The file-mode creation mask the process starts with (e.g. 0o022), whatever kiln's own is: what
+   * it creates must not depend on the umask of whoever started kiln. Absent: kiln's own.
+   */
+  readonly umask?: number;
 }
 
 /** How the process ended, plus plain-language notes on limits it ran into. */
@@ -113,9 +118,19 @@ export interface RunResult {
   readonly limit?: string;
 }
 
+/** What an executor can provide. */
+export interface ExecutorCapabilities {
+  /** Mounts (`RunSpec.mounts`, a separate rootfs) are honoured: paths inside may differ from the host's. */
+  readonly mounts: boolean;
+  /** The process can get a network of its own (`none` or isolated) instead of kiln's. */
+  readonly isolatesNetwork: boolean;
+}
+
 /** Runs processes in some kind of isolation. */
 export interface Executor {
   readonly name: string;
+  /** What this executor can do for a run; callers ask here, never by the executor's class. */
+  readonly capabilities: ExecutorCapabilities;
   run(spec: RunSpec): Promise<RunResult>;
 }
 

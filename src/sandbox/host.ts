@@ -23,6 +23,8 @@ export interface HostExecutorOptions {
 /** The Executor for kiln running inside the build image itself. */
 export class HostExecutor implements Executor {
   readonly name = 'host';
+  // kiln already runs inside the build's container: nothing is mounted, the network is the container's.
+  readonly capabilities = { mounts: false, isolatesNetwork: false } as const;
   readonly #opts: HostExecutorOptions;
 
   constructor(opts: HostExecutorOptions) {

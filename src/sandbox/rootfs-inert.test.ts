@@ -12,9 +12,9 @@ import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { unpackRootfs } from '../cli/commands/run.ts';
 import { extract } from '../layers/extract.ts';
-import { unpackBuilder } from '../lifecycle/platform/orchestration.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../oci/memory.ts';
+import { unpackBuilder } from '../platform/builder-facts.ts';
 import { BubblewrapExecutor } from './bubblewrap.ts';
 import { makeInert, RootfsCache } from './rootfs-cache.ts';
 

@@ -17,13 +17,9 @@ import type { ImageIO } from '../../src/cli/image-ref.ts';
 import { type LauncherInfo, loadLauncher } from '../../src/launcher/index.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
-import {
-  type BuildOutcome,
-  type BuildRequest,
-  runBuild,
-} from '../../src/lifecycle/platform/orchestration.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { DEFAULT_EPOCH, imageFrom } from '../../src/oci/memory.ts';
+import { type BuildOutcome, type BuildRequest, runBuild } from '../../src/platform/build.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import { MOUNT_POINTS } from '../../src/sandbox/executor.ts';

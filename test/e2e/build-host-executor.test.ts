@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { unpackBuilder } from '../../src/lifecycle/platform/orchestration.ts';
+import { unpackBuilder } from '../../src/platform/builder-facts.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
 import { type E2E, makeE2E, podmanRunRetrying } from './build-fixture.ts';
 

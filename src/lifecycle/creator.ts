@@ -1,0 +1,385 @@
+import path from 'node:path';
+import type { Order } from '../cnb/buildpack-toml.ts';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
+import { type ReportToml, writeReportToml } from '../cnb/report-toml.ts';
+import type { LauncherInfo } from '../launcher/index.ts';
+import { type Digest, sha256 } from '../oci/digest.ts';
+import type { Image } from '../oci/image.ts';
+import type { HostIds } from '../sandbox/identity.ts';
+import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from './analyze.ts';
+import { build } from './build.ts';
+import { BuildpackStore } from './buildpack-store.ts';
+import type { CacheSnapshot, LayerCache } from './cache.ts';
+import { saveCache } from './cache-save.ts';
+import type { Deadline } from './deadline.ts';
+import { type DetectResult, detect } from './detect.ts';
+import type { DetectMemo, DetectMemoInputs } from './detect-memo.ts';
+import { type ExportResult, exportImage, type RunImageSboms } from './export.ts';
+import type { LayerResolver, ReuseStats } from './layer-resolver.ts';
+import { Phases, STEPS } from './phase.ts';
+import type { PhaseLogger, PhaseOptions, SandboxPaths } from './phase-context.ts';
+import { chownTree, restore } from './restore.ts';
+import { resolveRunTarget } from './target.ts';
+
+// The creator: Platform API 0.15's phase order (analyze, detect, restore, build, export, cache)
+// in-process, over collaborators the platform passes in. It reads no flag or environment variable
+// and opens no store: where images come from and go to, the cache, the sandbox and the workspace
+// are all given. The image is written only after all its blobs exist; the cache is saved after
+// the image, so a failed cache save never loses a finished image.
+
+/** An image and the digest reference it was read as. */
+export interface ImageRef {
+  readonly image: Image;
+  readonly reference: string;
+}
+
+/** Where the creator reads images from (the platform implements it over its transports). */
+export interface ImageSource {
+  /** The previous image's name (for messages). */
+  readonly previousName: string;
+  /** The previous image; undefined when it does not exist (a first build). */
+  previous(): Promise<ImageRef | undefined>;
+  /** A run image by name. Throws when it cannot be read. */
+  runImage(name: string): Promise<ImageRef>;
+  /** The run image's OS-package SBOM documents; undefined when it has none. */
+  runImageSboms(image: Image): Promise<RunImageSboms | undefined>;
+}
+
+/** Where the creator writes the app image (the destination and every extra tag). */
+export interface ImageSink {
+  write(image: Image): Promise<{ digest: Digest; names: readonly string[] }>;
+}
+
+/** The build's directories on the host (made by the platform). */
+export interface CreatorWorkspace {
+  readonly appDir: string;
+  readonly layersDir: string;
+  readonly platformDir: string;
+  /** The copied app's listing (for the detect memo); undefined when built in place. */
+  readonly appListing?: DetectMemoInputs['app'];
+  /** Where the sandbox sees the directories (default the spec's paths). */
+  readonly sandboxPaths?: SandboxPaths;
+  /** Host directory for the phases' scratch files (default the OS temp dir). */
+  readonly scratchRoot?: string;
+}
+
+/** What the platform read from the builder, once. */
+export interface BuilderFacts {
+  /** The build image's root filesystem on the host. */
+  readonly rootfs: string;
+  /** The builder image's digest (the detect memo's key). */
+  digest(): Promise<string>;
+  /** The buildpacks directory the sandbox mounts at /cnb/buildpacks. */
+  readonly buildpacksDir: string;
+  /** The order to detect (the builder's, or `--buildpack`'s group, with project pre/post groups). */
+  order(): Promise<Order>;
+  /** The run image to build on and the mirrors run.toml lists for it. */
+  runImage(): Promise<{ readonly name: string; readonly mirrors: readonly string[] }>;
+  /** `/cnb/build-config` of the rootfs, when it has one. */
+  readonly buildConfigDir?: string;
+  /** The environment buildpacks start from (the build image's, HOME set). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Who buildpacks run as: the build user, and its ids on the host. */
+export interface BuildIdentity {
+  readonly uid: number;
+  readonly gid: number;
+  readonly hostIds: HostIds;
+}
+
+/** How buildpack processes run. */
+export interface SandboxSetup {
+  readonly executor: PhaseOptions['executor'];
+  readonly network: PhaseOptions['network'];
+  /** Unfiltered variables every buildpack process gets (CA bundle, proxies, bindings root). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly mounts: PhaseOptions['extraMounts'];
+  readonly limits?: PhaseOptions['limits'];
+  /** The umask buildpack processes start with, whatever kiln's own is. */
+  readonly umask?: number;
+}
+
+/** What goes into the image besides the build's output. */
+export interface ExportInputs {
+  readonly launcher: LauncherInfo;
+  readonly project?: ProjectMetadata;
+  readonly defaultProcess?: string;
+  readonly execEnv?: string;
+  /**
+   * Called after the build phase: writes a launch layer kiln itself contributes, laid out like a
+   * buildpack's, and returns that pseudo-buildpack's id; undefined when there is none.
+   */
+  readonly launchLayer?: (layersDir: string) => Promise<{ readonly id: string } | undefined>;
+}
+
+/** Everything one run of the creator works with. */
+export interface CreatorOptions {
+  readonly workspace: CreatorWorkspace;
+  readonly builder: BuilderFacts;
+  readonly user: BuildIdentity;
+  readonly sandbox: SandboxSetup;
+  readonly source: ImageSource;
+  readonly sink: ImageSink;
+  readonly cache: LayerCache;
+  /** Start from an empty cache (`--clear-cache`); it is replaced afterwards. */
+  readonly clearCache: boolean;
+  /** The last detection of a volume cache, reused when nothing it depends on changed. */
+  readonly detectMemo?: DetectMemo;
+  readonly resolver: LayerResolver;
+  readonly export: ExportInputs;
+  readonly deadline?: Deadline;
+  readonly log: PhaseLogger & { phase(name: string): void };
+  /** Test hook: called after each step (e.g. to kill the process mid-export). */
+  readonly onPhase?: (name: string) => void | Promise<void>;
+  /** The timings of the platform's own steps so far, continued here. */
+  readonly phases?: Phases;
+}
+
+/** report.toml (its `[image]` table). */
+export type ImageReport = ReportToml & { readonly image: { readonly digest: string } };
+
+/** What a run of the creator produced. */
+export interface CreatorOutcome {
+  readonly digest: Digest;
+  readonly names: readonly string[];
+  readonly stats: ReuseStats;
+  readonly reused: readonly string[];
+  readonly added: readonly string[];
+  readonly report: ImageReport;
+  /** Milliseconds per step, and the buildpacks' own time. */
+  readonly timings: Readonly<Record<string, number>>;
+}
+
+/** create runs analyze → detect → restore → build → export → cache. */
+export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
+  const phases = o.phases ?? new Phases({ log: o.log, ...deadlineAndHook(o) });
+  let snapshot: CacheSnapshot | undefined;
+  try {
+    const { analysis, runMirrors } = await phases.phase(STEPS.analyze, () => analyzeStep(o));
+    o.resolver.usePrevious(analysis.previousLayers);
+    const phase = await phaseOptions(o, analysis);
+    const detected = await phases.phase(STEPS.detect, () => detectStep(o, phase));
+    snapshot = await phases.phase(STEPS.restore, () => restoreStep(o, analysis, detected));
+    const kilnLayer = await phases.phase(STEPS.build, () => buildStep(o, phase, detected));
+    const exported = await phases.phase(STEPS.exportLayers, () =>
+      exportStep(o, analysis, detected, kilnLayer, runMirrors),
+    );
+    const report = await phases.phase(STEPS.write, () => writeStep(o, exported));
+    await phases.phase(STEPS.cache, () => cacheStep(o, detected, snapshot!, exported));
+    const stats = o.resolver.stats;
+    o.log.info(
+      `Layers: ${exported.added.length} added, ${exported.reused.length} reused; ${stats.compressed} compressed`,
+    );
+    const { digest, tags } = report.image;
+    const { reused, added } = exported;
+    return { digest: digest as Digest, names: tags, stats, reused, added, report, timings: phases.timings };
+  } finally {
+    await snapshot?.close();
+  }
+}
+
+function deadlineAndHook(o: CreatorOptions) {
+  return { ...(o.deadline ? { deadline: o.deadline } : {}), ...(o.onPhase ? { onPhase: o.onPhase } : {}) };
+}
+
+/** analyzeStep reads the previous image (unreadable: a first build) and the run image. */
+async function analyzeStep(
+  o: CreatorOptions,
+): Promise<{ analysis: Analysis; runMirrors: readonly string[] }> {
+  let previous: PreviousImage | undefined;
+  try {
+    previous = await o.source.previous();
+  } catch (e) {
+    o.log.warn(
+      `Previous image ${o.source.previousName} could not be read (${(e as Error).message}): building without it`,
+    );
+  }
+  const run = await o.builder.runImage();
+  let image: ImageRef;
+  try {
+    image = await o.source.runImage(run.name);
+  } catch (e) {
+    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, ExitCode.AnalyzeError, {
+      cause: e,
+    });
+  }
+  const analysis = await analyze({
+    ...(previous ? { previous } : {}),
+    runImage: { image: image.image, reference: image.reference, name: run.name },
+    analyzedPath: analyzedPathIn(o.workspace.layersDir),
+    log: o.log,
+  });
+  return { analysis, runMirrors: run.mirrors };
+}
+
+/** phaseOptions is what detect and build run with (the target comes from analyze). */
+async function phaseOptions(o: CreatorOptions, analysis: Analysis): Promise<PhaseOptions> {
+  const w = o.workspace;
+  const s = o.sandbox;
+  return {
+    buildpackStore: new BuildpackStore(o.builder.buildpacksDir),
+    appDir: w.appDir,
+    platformDir: w.platformDir,
+    layersDir: w.layersDir,
+    ...(o.builder.buildConfigDir ? { buildConfigDir: o.builder.buildConfigDir } : {}),
+    executor: s.executor,
+    rootfs: o.builder.rootfs,
+    ...(w.sandboxPaths ? { sandboxPaths: w.sandboxPaths } : {}),
+    ...(w.scratchRoot ? { scratchRoot: w.scratchRoot } : {}),
+    network: s.network,
+    target: await resolveRunTarget(analysis.target, o.builder.rootfs),
+    ...(o.export.execEnv ? { execEnv: o.export.execEnv } : {}),
+    logger: o.log,
+    baseEnv: o.builder.env,
+    // Not through baseEnv: the lifecycle allowlist would drop the CA variables.
+    ...(Object.keys(s.env).length ? { extraEnv: s.env } : {}),
+    uid: o.user.uid,
+    gid: o.user.gid,
+    hostIds: o.user.hostIds,
+    ...(s.mounts?.length ? { extraMounts: s.mounts } : {}),
+    ...(s.limits ? { limits: s.limits } : {}),
+    ...(s.umask !== undefined ? { umask: s.umask } : {}),
+    ...(o.deadline ? { deadline: o.deadline } : {}),
+  };
+}
+
+/** detectStep runs detection over the builder's order, or replays the memo's. */
+async function detectStep(o: CreatorOptions, phase: PhaseOptions): Promise<DetectResult> {
+  const order = await o.builder.order();
+  const app = o.workspace.appListing;
+  if (!o.detectMemo || app === undefined) return detect({ ...phase, order });
+  const inputs = { builderDigest: await o.builder.digest(), order, phase, app };
+  return o.detectMemo.detect(inputs, { fresh: o.clearCache, log: o.log }, () => detect({ ...phase, order }));
+}
+
+/** restoreStep reads the cache (unreadable: a cold build) and restores layers and metadata. */
+async function restoreStep(
+  o: CreatorOptions,
+  analysis: Analysis,
+  detected: DetectResult,
+): Promise<CacheSnapshot> {
+  let snapshot: CacheSnapshot;
+  try {
+    snapshot = await o.cache.snapshot({ clear: o.clearCache });
+  } catch (e) {
+    // The cache is an accelerator: an unreadable one means a cold build, not a failed one.
+    o.log.warn(`Cache ${o.cache.name} unreadable (${(e as Error).message}): building without it`);
+    snapshot = await o.cache.snapshot({ clear: true });
+  }
+  if (o.clearCache) o.log.info('Clearing the cache (--clear-cache)');
+  for (const [fp, layer] of Object.entries(snapshot.fingerprints)) o.resolver.remember(fp, layer);
+  const { uid, gid, hostIds } = o.user;
+  const layersDir = o.workspace.layersDir;
+  await restore({
+    layersDir,
+    group: detected.group,
+    previousMetadata: analysis.previousMetadata,
+    cache: snapshot,
+    uid,
+    gid,
+    owner: hostIds,
+    resolver: o.resolver,
+    previousLayers: analysis.previousLayers,
+    log: o.log,
+  });
+  // Everything under <layers> must be the build user's. Restore chowned the layer dirs it
+  // brought back; what else kiln wrote (buildpack dirs, tomls) sits in the top two levels.
+  await chownTree(layersDir, hostIds.uid, hostIds.gid, 2);
+  return snapshot;
+}
+
+/** buildStep runs the buildpacks, then lets the platform add its own launch layer. */
+async function buildStep(
+  o: CreatorOptions,
+  phase: PhaseOptions,
+  detected: DetectResult,
+): Promise<{ readonly id: string } | undefined> {
+  await build({ ...phase, group: detected.group, plan: detected.plan });
+  return o.export.launchLayer?.(o.workspace.layersDir);
+}
+
+/** exportStep assembles the app image (not yet written). */
+async function exportStep(
+  o: CreatorOptions,
+  analysis: Analysis,
+  detected: DetectResult,
+  kilnLayer: { readonly id: string } | undefined,
+  runMirrors: readonly string[],
+): Promise<ExportResult> {
+  const run = analysis.analyzed['run-image']!;
+  const runImage = await o.source.runImage(run.image!);
+  const runImageSboms = await o.source.runImageSboms(runImage.image);
+  // kiln's own launch layer is exported (and launched) like a buildpack's.
+  const extra = kilnLayer ? [{ id: kilnLayer.id, version: '0.0.0', api: '0.12' }] : [];
+  const x = o.export;
+  return exportImage({
+    ...(runImageSboms ? { runImageSboms } : {}),
+    layersDir: o.workspace.layersDir,
+    appDir: o.workspace.appDir,
+    group: detected.group,
+    ...(extra.length ? { extraBuildpacks: extra } : {}),
+    runImage: runImage.image,
+    runImageRef: run.reference!,
+    runImageName: run.image!,
+    ...(runMirrors.length ? { runImageMirrors: runMirrors } : {}),
+    previousMetadata: analysis.previousMetadata,
+    launcher: x.launcher,
+    ...(x.project ? { project: x.project } : {}),
+    ...(x.defaultProcess ? { defaultProcess: x.defaultProcess } : {}),
+    ...(x.execEnv ? { execEnv: x.execEnv } : {}),
+    platformApi: '0.15',
+    uid: o.user.uid,
+    gid: o.user.gid,
+    resolver: o.resolver,
+    log: o.log,
+  });
+}
+
+/** writeStep writes the image to the sink, then `<layers>/report.toml`. */
+async function writeStep(o: CreatorOptions, exported: ExportResult): Promise<ImageReport> {
+  const written = await o.sink.write(exported.image);
+  const rawManifest = await exported.image.rawManifest();
+  const manifest = await exported.image.manifest();
+  const report: ImageReport = {
+    image: {
+      tags: [...written.names],
+      digest: written.digest,
+      'image-id': manifest.config.digest,
+      'manifest-size': rawManifest.length,
+    },
+  };
+  await writeReportToml(path.join(o.workspace.layersDir, 'report.toml'), report);
+  for (const n of written.names) o.log.info(`Saved image ${n}`);
+  o.log.info(`*** Digest: ${written.digest}`);
+  if (sha256(rawManifest) !== written.digest) o.log.debug('the destination re-encoded the manifest');
+  return report;
+}
+
+/** cacheStep saves the cache; a failure is a warning (the image is done), as in the lifecycle. */
+async function cacheStep(
+  o: CreatorOptions,
+  detected: DetectResult,
+  snapshot: CacheSnapshot,
+  exported: ExportResult,
+): Promise<void> {
+  try {
+    const c = await saveCache({
+      layersDir: o.workspace.layersDir,
+      group: detected.group,
+      cache: o.cache,
+      snapshot,
+      resolver: o.resolver,
+      exported: exported.layers,
+      contents: exported.contents,
+      keepWarm: true,
+      uid: o.user.uid,
+      gid: o.user.gid,
+      log: o.log,
+    });
+    o.log.info(`Cache ${o.cache.name}: ${c.added} layer(s) added, ${c.reused} reused, ${c.pruned} pruned`);
+  } catch (e) {
+    o.log.warn(`Failed to save the cache: ${(e as Error).message}`);
+  }
+}
