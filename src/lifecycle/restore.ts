@@ -275,7 +275,15 @@ async function restoreContents(
   // Fastest: the previous build's own unpacked copy, untouched since (a rename, no extraction).
   const warm = await o.cache!.claimWarm?.(diffID, dst, fingerprint);
   if (warm) {
-    o.resolver.remember(warm, cached, dst, dirs);
+    // The warm copy belongs to the host ids of the build that left it; this build may hold another
+    // lease (a concurrent build took that slot): give it to this build's user, then fingerprint
+    // it again (a chown changes ctimes).
+    const owner = o.owner ?? { uid: o.uid, gid: o.gid };
+    const top = lstatSync(dst);
+    if (process.getuid?.() === 0 && (top.uid !== owner.uid || top.gid !== owner.gid)) {
+      await chownTree(dst, owner.uid, owner.gid);
+      o.resolver.remember(await fingerprint(dst), cached, dst, dirs);
+    } else o.resolver.remember(warm, cached, dst, dirs);
     return 'warm';
   }
   // The cached tar holds `layers/<bp>/<name>/...` (the exporter's paths): unpack it aside and move

@@ -177,4 +177,56 @@ describe('build identity', { skip: !root && 'needs root (leases host ids)' }, ()
       false,
     );
   });
+
+  test('a rebuild under another slot can rewrite the cached layers a build under the first slot left', async () => {
+    // Concurrent builds take other slots: the next build of an app may run as other host ids than
+    // the one that left its cached layers. Its buildpacks must still own (and so replace) them,
+    // however deep (kept cache dirs come back by rename, with the first slot's owners).
+    const dir = path.join(w.root, 'bps', 'nested-cache');
+    await mkdir(path.join(dir, 'bin'), { recursive: true });
+    await writeFile(
+      path.join(dir, 'buildpack.toml'),
+      'api = "0.10"\n[buildpack]\nid = "test/nested-cache"\nversion = "0.0.1"\n',
+    );
+    await writeFile(path.join(dir, 'bin', 'detect'), '#!/usr/bin/env bash\nexit 0\n', { mode: 0o755 });
+    await writeFile(
+      path.join(dir, 'bin', 'build'),
+      [
+        '#!/usr/bin/env bash',
+        'set -eu',
+        'want=$(cat deps.txt)',
+        'if ! grep -q "want = "$want"" "$1/deps.toml" 2>/dev/null; then',
+        '  echo "nested: installing $want"',
+        '  rm -rf "$1/deps"',
+        '  mkdir -p "$1/deps/pkg/bin"',
+        '  echo "$want" > "$1/deps/pkg/bin/tool"',
+        'fi',
+        'cat > "$1/deps.toml" <<TOML',
+        '[types]',
+        'cache = true',
+        '[metadata]',
+        'want = "$want"',
+        'TOML',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    for (const d of [path.join(w.root, 'bps'), dir, path.join(dir, 'bin')]) await chmod(d, 0o755);
+    for (const f of ['detect', 'build']) await chmod(path.join(dir, 'bin', f), 0o755);
+    const range = await kilnIdRange();
+    const first = { uid: range.uidStart + 4301, gid: range.gidStart + 4301 };
+    const second = { uid: range.uidStart + 4302, gid: range.gidStart + 4302 };
+    const app = await w.app('slot-change', 'slots', 'left-pad@1');
+    const bps = ['e2e/runtime', dir, 'e2e/process@0.0.1'];
+    const a = await w.build(app, 'e2e-slot-change', { hostIds: first, buildpacks: bps });
+    assert.equal(a.log.lines.filter((l) => l.startsWith('ERROR')).join('\n'), '');
+    // A dependency change makes the buildpack remove and re-make its restored cache layer.
+    await writeFile(path.join(app, 'deps.txt'), 'right-pad@2');
+    const b = await w.build(app, 'e2e-slot-change', { hostIds: second, buildpacks: bps });
+    assert.equal(b.log.lines.filter((l) => l.startsWith('ERROR')).join('\n'), '');
+    assert.ok(
+      b.log.lines.some((l) => l.includes('nested: installing right-pad@2')),
+      b.log.lines.join('\n'),
+    );
+  });
 });
