@@ -4,13 +4,28 @@ import { Readable } from 'node:stream';
 import { compressionOfMagic, decompress } from '../oci/compression.ts';
 import { readTar, type TarHeader } from './tar-reader.ts';
 
+/**
+ * quoteName renders a name from an archive for a one-line message: quoted, with control and
+ * line-separator characters escaped (a name may hold anything but "/" and NUL, newlines included)
+ * and cut after 200 characters (a name may also be 4 KiB long).
+ */
+export function quoteName(name: string): string {
+  const short = name.length > 200 ? `${name.slice(0, 200)}…` : name;
+  return JSON.stringify(short).replace(
+    /[\u0085\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** UnsafeTarError is a refusal to extract an entry; `entry` is the offending path as written. */
 export class UnsafeTarError extends Error {
   readonly entry: string;
+  readonly reason: string;
   constructor(entry: string, reason: string) {
-    super(`refusing tar entry "${entry}": ${reason}`);
+    super(`refusing tar entry ${quoteName(entry)}: ${reason}`);
     this.name = 'UnsafeTarError';
     this.entry = entry;
+    this.reason = reason;
   }
 }
 
@@ -46,7 +61,20 @@ function components(entry: string): string[] {
   const parts = entry.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new UnsafeTarError(entry, '".." in path');
   if (entry.includes('\0')) throw new UnsafeTarError(entry, 'NUL in path');
+  if (parts.some((p) => Buffer.byteLength(p) > NAME_MAX))
+    throw new UnsafeTarError(entry, `a path component is longer than ${NAME_MAX} bytes`);
   return parts;
+}
+
+// Linux's limits (NAME_MAX, PATH_MAX less the NUL): longer names fail with ENAMETOOLONG, which
+// is refused up front so that a layer gets one clear line rather than a bare errno.
+const NAME_MAX = 255;
+const PATH_MAX = 4095;
+
+/** checkLength refuses `p` (a host path an entry resolves to) when the kernel would refuse it. */
+function checkLength(p: string, entry: string): string {
+  if (Buffer.byteLength(p) > PATH_MAX) throw new UnsafeTarError(entry, `path longer than ${PATH_MAX} bytes`);
+  return p;
 }
 
 /**
@@ -69,7 +97,7 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
       stack.pop();
       continue;
     }
-    const here = path.join(root, ...stack, c);
+    const here = checkLength(path.join(root, ...stack, c), entry);
     const st = lstatOrUndefined(here);
     if (!st) {
       // Not there yet (it will be created as a directory); keep resolving, since a later ".."
@@ -85,7 +113,7 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
       continue;
     }
     if (!st.isDirectory())
-      throw new UnsafeTarError(entry, `"${[...stack, c].join('/')}" on its path is not a directory`);
+      throw new UnsafeTarError(entry, `${quoteName([...stack, c].join('/'))} on its path is not a directory`);
     stack.push(c);
   }
   // The first component that does not exist starts the part still to be created.
@@ -97,7 +125,13 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
 }
 
 function lstatOrUndefined(p: string): fsSync.Stats | undefined {
-  return fsSync.lstatSync(p, { throwIfNoEntry: false });
+  try {
+    return fsSync.lstatSync(p, { throwIfNoEntry: false });
+  } catch (e) {
+    // A later entry may have replaced a parent directory with a file: the path is gone.
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw e;
+  }
 }
 
 function removeAny(p: string): void {
@@ -189,7 +223,8 @@ export async function extract(
         `${h.type === 'fifo' ? 'fifo' : `${h.type} device node`} not allowed in a layer`,
       );
     }
-    if (h.type === 'other') throw new UnsafeTarError(h.path, `unsupported tar entry type "${h.typeflag}"`);
+    if (h.type === 'other')
+      throw new UnsafeTarError(h.path, `unsupported tar entry type ${quoteName(h.typeflag)}`);
     const parentDir = parentOf(parts.slice(0, -1), h.path);
     if (opts.whiteouts && name.startsWith(WHITEOUT)) {
       if (name === OPAQUE) {
@@ -205,7 +240,7 @@ export async function extract(
       }
       continue;
     }
-    const target = path.join(parentDir, name);
+    const target = checkLength(path.join(parentDir, name), h.path);
     const existing = lstatOrUndefined(target);
     switch (h.type) {
       case 'dir': {
@@ -235,6 +270,12 @@ export async function extract(
         break;
       }
       case 'symlink': {
+        // symlink(2) refuses these; say so instead of failing with a bare errno or TypeError.
+        if (h.linkname === '' || h.linkname.includes('\0') || Buffer.byteLength(h.linkname) > PATH_MAX)
+          throw new UnsafeTarError(
+            h.path,
+            `symlink target ${quoteName(h.linkname)} is empty, too long or holds NUL`,
+          );
         if (existing) remove(target);
         fsSync.symlinkSync(h.linkname, target);
         resolved.clear();
@@ -247,19 +288,27 @@ export async function extract(
         } catch (e) {
           throw new UnsafeTarError(
             h.path,
-            `hard link target "${h.linkname}": ${(e as Error).message.replace(/^.*": /, '')}`,
+            `hard link target ${quoteName(h.linkname)}: ${e instanceof UnsafeTarError ? e.reason : (e as Error).message}`,
           );
         }
-        if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to "${h.linkname}"`);
+        if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to ${quoteName(h.linkname)}`);
         const ldir = resolveParent(root, lparts.slice(0, -1), h.path);
         if (ldir.missing.length > 0)
-          throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
-        const src = path.join(ldir.dir, lparts[lparts.length - 1]!);
+          throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
+        const src = checkLength(path.join(ldir.dir, lparts[lparts.length - 1]!), h.path);
         const st = lstatOrUndefined(src);
-        if (!st) throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
+        if (!st) throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
         if (st.isDirectory())
-          throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" is a directory`);
+          throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} is a directory`);
+        // Already that file (a link to itself, or through a symlinked parent): removing the
+        // target first would remove the source too.
+        if (existing && existing.ino === st.ino && existing.dev === st.dev) break;
         if (existing) remove(target);
+        if (!lstatOrUndefined(src))
+          throw new UnsafeTarError(
+            h.path,
+            `hard link target ${quoteName(h.linkname)} was inside the entry it replaces`,
+          );
         fsSync.linkSync(src, target);
         break;
       }
