@@ -18,6 +18,17 @@ export class CnbFileError extends KilnError {
   }
 }
 
+/**
+ * oneLine escapes control and line-separator characters: keys and values in a message come from
+ * the file, and a newline in a key must not split the one-line error (or forge a log line).
+ */
+export function oneLine(s: string): string {
+  return s.replace(
+    /[\u0000-\u001f\u007f\u0085\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** formatKey renders a zod issue path as `a.b[0].c`. */
 export function formatKey(path: readonly PropertyKey[]): string {
   let out = '';
@@ -37,8 +48,8 @@ export function parseTomlText<S extends z.ZodType>(text: string, schema: S, path
   try {
     raw = parse(text);
   } catch (err) {
-    const first = String((err as Error).message).split('\n')[0];
-    throw new CnbFileError(path, `invalid TOML: ${first}`, ExitCode.Failed, { cause: err });
+    const first = String((err as Error).message).split('\n')[0]!;
+    throw new CnbFileError(path, `invalid TOML: ${oneLine(first)}`, ExitCode.Failed, { cause: err });
   }
   return validate(raw, schema, path);
 }
@@ -49,7 +60,7 @@ export function validate<S extends z.ZodType>(raw: unknown, schema: S, path: str
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = formatKey(issue.path);
-    throw new CnbFileError(path, `${key === '' ? '' : `${key}: `}${issue.message}`);
+    throw new CnbFileError(path, oneLine(`${key === '' ? '' : `${key}: `}${issue.message}`));
   }
   return result.data;
 }
@@ -97,7 +108,13 @@ function stripUndefined(value: unknown): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       if (v === undefined) continue;
-      out[k] = stripUndefined(v);
+      // defineProperty, not assignment: a `__proto__` key from a file is data, not a prototype.
+      Object.defineProperty(out, k, {
+        value: stripUndefined(v),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }
