@@ -3,6 +3,7 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import type { z } from 'zod';
+import { oneLine } from '../oci/schema.ts';
 import { ExitCode, KilnError } from './exit-codes.ts';
 
 /**
@@ -16,17 +17,6 @@ export class CnbFileError extends KilnError {
     this.name = 'CnbFileError';
     this.path = path;
   }
-}
-
-/**
- * oneLine escapes control and line-separator characters: keys and values in a message come from
- * the file, and a newline in a key must not split the one-line error (or forge a log line).
- */
-export function oneLine(s: string): string {
-  return s.replace(
-    /[\u0000-\u001f\u007f\u0085\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
 }
 
 /** formatKey renders a zod issue path as `a.b[0].c`. */
