@@ -89,3 +89,45 @@ export const nastyJson: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     fc.dictionary(nastyString(12), tie('value'), { maxKeys: 5 }),
   ),
 })).value;
+
+/** All paths to values inside `v` (objects and arrays), including the root. */
+export function pathsOf(v: unknown, at: (string | number)[] = []): (string | number)[][] {
+  const out = [at];
+  if (Array.isArray(v)) for (const [i, x] of v.entries()) out.push(...pathsOf(x, [...at, i]));
+  else if (v !== null && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) out.push(...pathsOf(x, [...at, k]));
+  return out;
+}
+
+/** setAt returns a copy of `v` with the value at `path` replaced (own properties, `__proto__` included). */
+export function setAt(v: unknown, path: readonly (string | number)[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const [head, ...rest] = path;
+  if (Array.isArray(v)) return v.map((x, i) => (i === head ? setAt(x, rest, value) : x));
+  const o = { ...(typeof v === 'object' && v !== null ? v : {}) } as Record<string, unknown>;
+  Object.defineProperty(o, head as string, {
+    value: setAt(o[head as string], rest, value),
+    enumerable: true,
+    configurable: true,
+    writable: true,
+  });
+  return o;
+}
+
+/** mutatedJson is `example` with values replaced or keys added at random places, as JSON text. */
+export function mutatedJson(example: unknown): fc.Arbitrary<string> {
+  const paths = pathsOf(example);
+  return fc
+    .array(fc.tuple(fc.nat({ max: paths.length - 1 }), nastyJson, fc.option(nastyString(10), { freq: 3 })), {
+      minLength: 1,
+      maxLength: 3,
+    })
+    .map((edits) => {
+      let d = example;
+      for (const [i, value, key] of edits) {
+        const p = paths[i]!;
+        d = key === null ? setAt(d, p, value) : setAt(d, [...p.slice(0, -1), key], value);
+      }
+      return JSON.stringify(d);
+    });
+}

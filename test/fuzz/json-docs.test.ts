@@ -16,7 +16,7 @@ import {
   ManifestSchema,
   parseJson,
 } from '../../src/oci/schema.ts';
-import { expectCleanError, nastyJson, nastyString, params } from './fuzz.ts';
+import { expectCleanError, mutatedJson, nastyString, params } from './fuzz.ts';
 
 // Property-based fuzzing of the JSON documents a registry, an image or a cache hands kiln: OCI
 // manifests, indexes and image configs, and the lifecycle's metadata labels. Each parser gives a
@@ -128,45 +128,7 @@ const LABELS: readonly { what: string; parse: (raw: string) => unknown; example:
 
 // ---- generators ----
 
-function pathsOf(v: unknown, at: (string | number)[] = []): (string | number)[][] {
-  const out = [at];
-  if (Array.isArray(v)) for (const [i, x] of v.entries()) out.push(...pathsOf(x, [...at, i]));
-  else if (v !== null && typeof v === 'object')
-    for (const [k, x] of Object.entries(v)) out.push(...pathsOf(x, [...at, k]));
-  return out;
-}
-
-function setAt(v: unknown, path: readonly (string | number)[], value: unknown): unknown {
-  if (path.length === 0) return value;
-  const [head, ...rest] = path;
-  if (Array.isArray(v)) return v.map((x, i) => (i === head ? setAt(x, rest, value) : x));
-  const o = { ...(typeof v === 'object' && v !== null ? v : {}) } as Record<string, unknown>;
-  Object.defineProperty(o, head as string, {
-    value: setAt(o[head as string], rest, value),
-    enumerable: true,
-    configurable: true,
-    writable: true,
-  });
-  return o;
-}
-
-/** The example with values replaced or keys added at random places, serialised as JSON. */
-function mutated(example: unknown): fc.Arbitrary<string> {
-  const paths = pathsOf(example);
-  return fc
-    .array(fc.tuple(fc.nat({ max: paths.length - 1 }), nastyJson, fc.option(nastyString(10), { freq: 3 })), {
-      minLength: 1,
-      maxLength: 3,
-    })
-    .map((edits) => {
-      let d = example;
-      for (const [i, value, key] of edits) {
-        const p = paths[i]!;
-        d = key === null ? setAt(d, p, value) : setAt(d, [...p.slice(0, -1), key], value);
-      }
-      return JSON.stringify(d);
-    });
-}
+const mutated = mutatedJson;
 
 /** JSON text damaged at the character level, raw bytes, and pathological nesting. */
 function damaged(example: unknown): fc.Arbitrary<string> {
