@@ -108,7 +108,7 @@ function paxBody(records: readonly (readonly [string, string])[]): Uint8Array {
 // relatively and absolutely, plus long and odd names.
 function component(outside: string): fc.Arbitrary<string> {
   return fc.oneof(
-    { weight: 40, arbitrary: fc.constantFrom('a', 'b', 'c', 'ln', 'd/e', '.', '') },
+    { weight: 40, arbitrary: fc.constantFrom('a', 'b', 'c', 'ln', 'd/e', '.', '', 'canary', 'dir', 'link') },
     { weight: 2, arbitrary: fc.constantFrom('..', '../outside', outside) },
     {
       weight: 1,
