@@ -201,7 +201,9 @@ export async function remoteManifest(
   const m = await repo.getManifest(identifier(ref));
   if (isIndexMediaType(m.mediaType)) return new RemoteIndex(repo, ref, m, opts);
   if (isImageMediaType(m.mediaType)) return new RemoteImage(repo, ref, m, opts);
-  throw new KilnError(`${referenceString(ref)}: unsupported manifest media type ${m.mediaType}`);
+  throw new KilnError(
+    `${referenceString(ref)}: unsupported manifest media type ${JSON.stringify(m.mediaType)}`,
+  );
 }
 
 /**
