@@ -97,6 +97,12 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
       stack.pop();
       continue;
     }
+    // Components of the entry were checked; those a symlink target brings in were not.
+    if (Buffer.byteLength(c) > NAME_MAX)
+      throw new UnsafeTarError(
+        entry,
+        `a symlink on its path names a component longer than ${NAME_MAX} bytes`,
+      );
     const here = checkLength(path.join(root, ...stack, c), entry);
     const st = lstatOrUndefined(here);
     if (!st) {

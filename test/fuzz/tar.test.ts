@@ -589,6 +589,13 @@ describe('fuzz regressions: tar', () => {
     });
   };
 
+  test('a symlink whose target has a component over 255 bytes, then an entry through it, is refused (was ENAMETOOLONG)', async () => {
+    await refuses(
+      [pax([['linkpath', 'y'.repeat(300)]]), raw({ name: 'ln', typeflag: '2' }), raw({ name: 'ln/f' })],
+      UnsafeTarError,
+      /names a component longer than 255 bytes$/,
+    );
+  });
   test('a symlink with an empty target is refused (was a bare ENOENT from symlink(2))', async () => {
     await refuses(
       [raw({ name: 'a', typeflag: '2', linkname: '' })],
