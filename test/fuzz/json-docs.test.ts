@@ -9,6 +9,7 @@ import {
   parseProjectMetadata,
   stringifyLabel,
 } from '../../src/cnb/lifecycle-metadata.ts';
+import { parseFingerprints } from '../../src/lifecycle/cache-image.ts';
 import {
   ConfigFileSchema,
   DescriptorSchema,
@@ -210,6 +211,29 @@ describe('fuzz: lifecycle metadata labels', () => {
       );
     });
   }
+});
+
+describe('fuzz: cache image fingerprint label', () => {
+  const entry = { diffID: D, digest: D, size: 10, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+  test('only well-formed entries, never a throw, whatever the label holds', () => {
+    fc.assert(
+      fc.property(input({ 'fp-1': entry, 'fp-2': entry }), (text) => {
+        const fps = parseFingerprints(text);
+        assert.equal(Object.getPrototypeOf(fps), Object.prototype);
+        for (const e of Object.values(fps)) {
+          assert.match(e.diffID, /^sha256:[0-9a-f]{64}$/);
+          assert.match(e.digest, /^sha256:[0-9a-f]{64}$/);
+          assert.ok(Number.isSafeInteger(e.size) && e.size >= 0);
+          assert.equal(typeof e.mediaType, 'string');
+        }
+      }),
+      params(400),
+    );
+  });
+  test('regression: a label of null, or an entry of null, reads as no fingerprints (null reached layer reuse)', () => {
+    assert.deepEqual(parseFingerprints('null'), {});
+    assert.deepEqual(parseFingerprints(JSON.stringify({ a: null, b: entry })), { b: entry });
+  });
 });
 
 // Shrunk counterexamples the fuzzer found, kept as explicit cases.
