@@ -179,7 +179,7 @@ export async function extract(
   fsSync.mkdirSync(dest, { recursive: true });
   const root = fsSync.realpathSync(dest);
   const tar = await autoDecompress(source);
-  const dirs: { p: string; h: TarHeader }[] = [];
+  const dirs: { p: string; h: TarHeader; st: fsSync.Stats }[] = [];
   const created = new Set<string>(); // real paths this layer made (opaque whiteouts keep them)
   const skipped: string[] = [];
   // Parent directories already resolved to real, symlink-free directories. Anything that can
@@ -253,8 +253,8 @@ export async function extract(
         if (existing && !existing.isDirectory()) remove(target);
         if (!existing?.isDirectory()) fsSync.mkdirSync(target, { mode: 0o700 });
         // Modes of directories are applied at the end: a read-only directory must still
-        // receive its children first.
-        dirs.push({ p: target, h });
+        // receive its children first. Its inode is kept to find the same directory then.
+        dirs.push({ p: target, h, st: fsSync.lstatSync(target) });
         break;
       }
       case 'file': {
@@ -326,13 +326,30 @@ export async function extract(
     } else if (h.type === 'link' && opts.owners) fsSync.lchownSync(target, h.uid, h.gid);
   }
   // Deepest first, so a parent's mtime is set after its children were written.
-  for (const { p, h } of dirs.reverse()) {
-    // A later entry may have replaced the directory (say, with a symlink to a host file):
-    // chmod/utimes follow symlinks, so only a directory still in place is touched.
-    if (!lstatOrUndefined(p)?.isDirectory()) continue;
-    if (opts.owners) fsSync.lchownSync(p, h.uid, h.gid);
-    fsSync.chmodSync(p, h.mode & 0o7777);
-    if (opts.times !== false) fsSync.utimesSync(p, h.mtime, h.mtime);
+  for (const { p, h, st } of dirs.reverse()) {
+    // A later entry may have replaced the directory, or one of its parents, with a symlink (to a
+    // host directory, say), and chmod/chown/utimes would follow it. So only the directory this
+    // extraction made is touched: its path must still be free of symlinks, and it is opened
+    // without following one and checked to be the same inode before anything is changed.
+    let fd: number;
+    try {
+      if (fsSync.realpathSync.native(p) !== p) continue;
+      fd = fsSync.openSync(
+        p,
+        fsSync.constants.O_RDONLY | fsSync.constants.O_DIRECTORY | fsSync.constants.O_NOFOLLOW,
+      );
+    } catch {
+      continue; // gone, or no longer reachable as a directory
+    }
+    try {
+      const now = fsSync.fstatSync(fd);
+      if (now.ino !== st.ino || now.dev !== st.dev) continue;
+      if (opts.owners) fsSync.fchownSync(fd, h.uid, h.gid);
+      fsSync.fchmodSync(fd, h.mode & 0o7777);
+      if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
+    } finally {
+      fsSync.closeSync(fd);
+    }
   }
   return { entries, bytes, skipped };
 }
