@@ -226,4 +226,22 @@ describe('fuzz regressions: registry responses', () => {
     });
     answers.link = undefined;
   });
+  test('an index whose platforms hold newlines gives one line (found after 2728 cases)', async () => {
+    const idx = {
+      ...index,
+      manifests: [{ ...index.manifests[0]!, platform: { os: 'a\nb', architecture: 'amd64' } }],
+    };
+    answers = {
+      ...answers,
+      manifest: JSON.stringify(idx),
+      contentType: 'application/vnd.oci.image.index.v1+json',
+    };
+    await assert.rejects(
+      remoteImage(new RegistryClient({ retry: { attempts: 1 } }), parseReference(`${host}/r:x`)),
+      (e: Error) => {
+        expectCleanError(e, [KilnError], /in the index \(has a\\u000ab\/amd64\)$/);
+        return true;
+      },
+    );
+  });
 });
