@@ -66,7 +66,7 @@ describe('fuzz: builder and buildpackage labels', () => {
         ])
           assert.equal(typeof v, 'string');
       }),
-      params(300),
+      params(1000),
     );
   });
 
@@ -90,7 +90,7 @@ describe('fuzz: builder and buildpackage labels', () => {
             for (const g of e.order ?? []) for (const x of g.group) assert.equal(typeof x.id, 'string');
           }
       }),
-      params(300),
+      params(1000),
     );
   });
 });

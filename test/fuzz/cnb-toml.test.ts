@@ -469,7 +469,7 @@ describe('fuzz: CNB TOML files', () => {
           const again = parseTomlText(toTomlText(v as object), f.schema, where);
           assert.deepEqual(again, v);
         }),
-        params(250),
+        params(500),
       );
     });
   }
@@ -483,7 +483,7 @@ describe('fuzz: CNB TOML files', () => {
           expectCleanError(e, [CnbFileError], /^plan\.toml: /);
         }
       }),
-      params(150),
+      params(300),
     );
   });
 
@@ -503,7 +503,7 @@ describe('fuzz: CNB TOML files', () => {
           }
         },
       ),
-      params(300),
+      params(600),
     );
   });
 
@@ -523,7 +523,7 @@ describe('fuzz: CNB TOML files', () => {
           expectCleanError(e, [KilnError], /^\/src\/package\.toml: /);
         }
       }),
-      params(200),
+      params(400),
     );
   });
 });

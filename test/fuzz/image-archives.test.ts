@@ -127,7 +127,7 @@ describe('fuzz: .cnb (OCI layout tar)', () => {
           expectRefusal(e);
         }
       }),
-      params(150),
+      params(300),
     );
   });
 });
@@ -160,7 +160,7 @@ describe('fuzz: docker-archive', () => {
           expectRefusal(e);
         }
       }),
-      params(150),
+      params(300),
     );
   });
 });

@@ -413,7 +413,7 @@ describe('fuzz: tar reader', () => {
           }
         },
       ),
-      params(300),
+      params(1000),
     );
   });
 
@@ -431,7 +431,7 @@ describe('fuzz: tar reader', () => {
           }
         },
       ),
-      params(300),
+      params(1000),
     );
   });
 
@@ -540,7 +540,7 @@ describe('fuzz: tar reader', () => {
           for (const w of want) assert.deepEqual(byPath.get(w.path), w);
         },
       ),
-      params(150),
+      params(400),
     );
   });
 });
@@ -576,7 +576,7 @@ describe('fuzz: extract', () => {
           }
         },
       ),
-      params(600),
+      params(400),
     );
     fs.rmSync(base, { recursive: true, force: true });
   });
