@@ -3,15 +3,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { readDockerArchive } from '../../src/archive/docker-archive.ts';
 import { bytesEntry, writeTarFile } from '../../src/archive/tar-file.ts';
 import { readOciArchive } from '../../src/buildpackage/oci-archive.ts';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { LIFECYCLE_METADATA_LABEL } from '../../src/cnb/lifecycle-metadata.ts';
+import { inspectImage } from '../../src/inspect/inspect.ts';
 import { TarFormatError } from '../../src/layers/tar-reader.ts';
-import type { TarEntry } from '../../src/layers/tar-writer.ts';
+import { type TarEntry, tarChunks } from '../../src/layers/tar-writer.ts';
 import { sha256 } from '../../src/oci/digest.ts';
 import type { Image } from '../../src/oci/image.ts';
+import { bytesLayer, imageFrom } from '../../src/oci/memory.ts';
 import { mutatedJson, nastyString, params } from './fuzz.ts';
 
 // Property-based fuzzing of image archives kiln opens: a `.cnb` buildpackage (an OCI layout tar,
@@ -178,5 +182,40 @@ describe('fuzz regressions: image archives', () => {
       assert.match(e.message, /layer "a\\nb" is missing$/);
       return true;
     });
+  });
+});
+
+describe('regressions: SBOM files in an image are bounded', () => {
+  test('a gzip bomb in the SBOM layer is not expanded past the SBOM size limit (inspect)', async () => {
+    // 65 MiB of JSON in 64 KiB of gzip: valid once expanded, so only the bound tells them apart.
+    const big = Buffer.alloc(65 << 20, 0x61);
+    big.write('{"a":"', 0);
+    big.write('"}', big.length - 2);
+    const bomb = gzipSync(big, { level: 1 });
+    const chunks: Buffer[] = [];
+    for await (const c of tarChunks([
+      {
+        path: 'layers/sbom/launch/a/sbom.cdx.json',
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: bomb.length,
+        read: async () => bomb,
+      },
+    ]))
+      chunks.push(c);
+    const tar = Buffer.concat(chunks);
+    const layer = bytesLayer({ blob: tar, tar, mediaType: 'application/vnd.oci.image.layer.v1.tar' });
+    const image = imageFrom({
+      config: {
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Labels: { [LIFECYCLE_METADATA_LABEL]: JSON.stringify({ sbom: { sha: sha256(tar) } }) } },
+      },
+      layers: [layer],
+    });
+    const r = await inspectImage(image, { reference: 'bomb' });
+    assert.equal(r.sbom?.files[0]?.format, 'other');
   });
 });
