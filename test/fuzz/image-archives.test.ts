@@ -131,7 +131,7 @@ describe('fuzz: .cnb (OCI layout tar)', () => {
           expectRefusal(e);
         }
       }),
-      params(300),
+      params(200),
     );
   });
 });
@@ -164,7 +164,7 @@ describe('fuzz: docker-archive', () => {
           expectRefusal(e);
         }
       }),
-      params(300),
+      params(200),
     );
   });
 });

@@ -186,7 +186,7 @@ describe('fuzz: OCI documents (parseJson)', () => {
           }
           assert.deepEqual(parseJson(d.schema, JSON.stringify(v), d.what), v);
         }),
-        params(1000),
+        params(600),
       );
     });
   }
@@ -207,7 +207,7 @@ describe('fuzz: lifecycle metadata labels', () => {
           }
           assert.deepEqual(l.parse(stringifyLabel(v)), v);
         }),
-        params(1000),
+        params(600),
       );
     });
   }
@@ -227,7 +227,7 @@ describe('fuzz: cache image fingerprint label', () => {
           assert.equal(typeof e.mediaType, 'string');
         }
       }),
-      params(1000),
+      params(600),
     );
   });
   test('regression: a label of null, or an entry of null, reads as no fingerprints (null reached layer reuse)', () => {
