@@ -146,7 +146,7 @@ export async function readDockerArchive(file: string, opts: ReadArchiveOptions =
   const index = await indexTar(file);
   const member = async (name: string): Promise<Buffer> => {
     const m = index.get(name);
-    if (!m) throw new Error(`docker-archive ${file}: member "${name}" is missing`);
+    if (!m) throw new Error(`docker-archive ${file}: member ${JSON.stringify(name)} is missing`);
     const fh = await fs.open(file, 'r');
     try {
       const b = Buffer.alloc(m.size);
@@ -166,7 +166,10 @@ export async function readDockerArchive(file: string, opts: ReadArchiveOptions =
         (m) => m.RepoTags?.includes(opts.tag!) || m.RepoTags?.some((t) => t.endsWith(`/${opts.tag}`)),
       )
     : manifests[0];
-  if (!entry) throw new Error(`docker-archive ${file}: no image${opts.tag ? ` tagged "${opts.tag}"` : ''}`);
+  if (!entry)
+    throw new Error(
+      `docker-archive ${file}: no image${opts.tag ? ` tagged ${JSON.stringify(opts.tag)}` : ''}`,
+    );
   const rawConfig = await member(entry.Config);
   const config = parseJson(ConfigFileSchema, rawConfig, `config ${entry.Config} of ${file}`);
   if (config.rootfs.diff_ids.length !== entry.Layers.length)
@@ -176,7 +179,7 @@ export async function readDockerArchive(file: string, opts: ReadArchiveOptions =
   const layers: Layer[] = [];
   for (const [i, name] of entry.Layers.entries()) {
     const m = index.get(name);
-    if (!m) throw new Error(`docker-archive ${file}: layer "${name}" is missing`);
+    if (!m) throw new Error(`docker-archive ${file}: layer ${JSON.stringify(name)} is missing`);
     layers.push(
       archiveLayer(file, m, await compressionAt(file, m.offset, m.size), config.rootfs.diff_ids[i]!),
     );

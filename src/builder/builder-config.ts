@@ -98,7 +98,7 @@ function resolveUri(uri: string, base: string, file: string): { dir: string; ima
   const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(local);
   if (m || local.startsWith('docker:') || local.startsWith('urn:')) {
     throw new KilnError(
-      `${file}: buildpack uri "${uri}": expected a buildpack directory (relative, absolute or file://), a .cnb file, docker://REF or oci:DIR[:TAG]`,
+      `${file}: buildpack uri ${JSON.stringify(uri)}: expected a buildpack directory (relative, absolute or file://), a .cnb file, docker://REF or oci:DIR[:TAG]`,
       ExitCode.InvalidArgs,
     );
   }

@@ -1,8 +1,9 @@
+import { z } from 'zod';
 import { bytesEntry } from '../archive/tar-file.ts';
 import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
-import type { Order } from '../cnb/buildpack-toml.ts';
+import { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { toTomlText } from '../cnb/toml-file.ts';
+import { formatKey, toTomlText } from '../cnb/toml-file.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
@@ -10,6 +11,7 @@ import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
+import { jsonTooDeep, oneLine } from '../oci/schema.ts';
 import type { BuilderConfig } from './builder-config.ts';
 import {
   type BuildpackSource,
@@ -272,32 +274,71 @@ export interface BuilderInfo {
   readonly key: string | undefined;
 }
 
-function parseLabel<T>(labels: Record<string, string>, key: string, what: string): T {
+// The builder metadata label as pack and kiln write it. Every field is optional and may be null
+// (Go writes nil slices as null); what kiln reads must have the right type, since the label
+// comes from whoever published the builder.
+const strings = z.array(z.string()).nullish();
+const BuilderMetadataLabel = z.looseObject({
+  description: z.string().nullish(),
+  buildpacks: z
+    .array(
+      z.looseObject({
+        id: z.string(),
+        version: z.string(),
+        homepage: z.string().optional(),
+        name: z.string().optional(),
+      }),
+    )
+    .nullish(),
+  stack: z
+    .looseObject({ runImage: z.looseObject({ image: z.string().nullish(), mirrors: strings }).nullish() })
+    .nullish(),
+  images: z.array(z.looseObject({ image: z.string(), mirrors: strings })).nullish(),
+  lifecycle: z
+    .looseObject({
+      version: z.string().nullish(),
+      apis: z
+        .looseObject({
+          buildpack: z.looseObject({ supported: strings }).nullish(),
+          platform: z.looseObject({ supported: strings }).nullish(),
+        })
+        .nullish(),
+    })
+    .nullish(),
+  createdBy: z.looseObject({ name: z.string().nullish(), version: z.string().nullish() }).nullish(),
+});
+
+function parseLabel<S extends z.ZodType>(
+  labels: Record<string, string>,
+  key: string,
+  what: string,
+  schema: S,
+): z.output<S> {
   const raw = labels[key];
   if (raw === undefined) throw new KilnError(`${what}: not a builder: label ${key} missing`);
+  let value: unknown;
   try {
-    return JSON.parse(raw) as T;
+    value = JSON.parse(raw);
   } catch {
     throw new KilnError(`${what}: label ${key} is not valid JSON`);
   }
+  if (value !== null && typeof value === 'object' && jsonTooDeep(value))
+    throw new KilnError(`${what}: label ${key} is nested too deep`);
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const field = formatKey(issue.path) || '(document)';
+    throw new KilnError(oneLine(`${what}: label ${key}: ${field}: ${issue.message}`));
+  }
+  return r.data;
 }
 
 /** readBuilder reads a builder image's labels; `what` names the image in errors. */
 export async function readBuilder(image: Image, what: string): Promise<BuilderInfo> {
   const cfg = await image.configFile();
   const labels = cfg.config?.Labels ?? {};
-  const meta = parseLabel<{
-    description?: string;
-    buildpacks?: { id: string; version: string; homepage?: string; name?: string }[];
-    stack?: { runImage?: { image?: string; mirrors?: string[] } };
-    images?: { image: string; mirrors?: string[] }[];
-    lifecycle?: {
-      version?: string;
-      apis?: { buildpack?: { supported?: string[] }; platform?: { supported?: string[] } };
-    };
-    createdBy?: { name?: string; version?: string };
-  }>(labels, BuilderLabel.Metadata, what);
-  const order = labels[BuilderLabel.Order] ? parseLabel<Order>(labels, BuilderLabel.Order, what) : [];
+  const meta = parseLabel(labels, BuilderLabel.Metadata, what, BuilderMetadataLabel);
+  const order = labels[BuilderLabel.Order] ? parseLabel(labels, BuilderLabel.Order, what, Order) : [];
   const runImages =
     meta.images?.map((i) => ({ image: i.image, mirrors: i.mirrors ?? [] })) ??
     (meta.stack?.runImage?.image

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import {
   type BuildpackSource,
   buildpackLayer,
@@ -8,7 +9,7 @@ import {
   layerLabelEntry,
   readBuildpackSource,
 } from '../builder/buildpack-source.ts';
-import type { Order } from '../cnb/buildpack-toml.ts';
+import { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   BUILDPACK_ID_EXPECTED,
@@ -16,13 +17,14 @@ import {
   BUILDPACK_VERSION_EXPECTED,
   BUILDPACK_VERSION_PATTERN,
 } from '../cnb/ids.ts';
+import { formatKey } from '../cnb/toml-file.ts';
 import { extract } from '../layers/extract.ts';
 import { lstatInRoot } from '../layers/safe-read.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
 import { DEFAULT_EPOCH, imageFrom, isoOfEpoch } from '../oci/memory.ts';
-import type { History } from '../oci/schema.ts';
+import { type History, oneLine } from '../oci/schema.ts';
 import type { BuildpackUri, PackageConfig } from './package-config.ts';
 
 /** Label keys of a buildpackage (CNB distribution spec). */
@@ -42,6 +44,22 @@ export interface LayerEntry {
   readonly name?: string;
 }
 export type LayersLabel = Record<string, Record<string, LayerEntry>>;
+
+// The layers label comes from whoever published the package: these are the shapes kiln relies on
+// (pack writes `api` as null when unknown).
+const LayerEntrySchema = z.looseObject({
+  api: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? undefined),
+  stacks: z.array(z.looseObject({ id: z.string(), mixins: z.array(z.string()).optional() })).optional(),
+  targets: z.array(z.unknown()).optional(),
+  order: Order.optional(),
+  layerDiffID: z.string(),
+  homepage: z.string().optional(),
+  name: z.string().optional(),
+});
+const LayersLabelSchema = z.record(z.string(), z.record(z.string(), LayerEntrySchema));
 
 /** What `io.buildpacks.buildpackage.metadata` says: the entry buildpack. */
 export interface BuildpackageMetadata {
@@ -96,23 +114,34 @@ export async function readBuildpackageLabels(
   what: string,
 ): Promise<{ metadata: BuildpackageMetadata; layers: LayersLabel }> {
   const labels = (await image.configFile()).config?.Labels ?? {};
-  const parse = <T>(key: string): T => {
+  const parse = (key: string): unknown => {
     const raw = labels[key];
     if (raw === undefined)
       throw new KilnError(`${what}: not a buildpackage: label ${key} missing`, ExitCode.InvalidArgs);
     try {
-      return JSON.parse(raw) as T;
+      return JSON.parse(raw);
     } catch {
       throw new KilnError(`${what}: label ${key} is not valid JSON`, ExitCode.InvalidArgs);
     }
   };
-  const metadata = parse<BuildpackageMetadata>(BuildpackageLabel.Metadata);
-  if (typeof metadata.id !== 'string' || typeof metadata.version !== 'string')
+  // Both labels come from whoever published the package: check the shapes kiln relies on.
+  const metadata = parse(BuildpackageLabel.Metadata) as BuildpackageMetadata | null;
+  if (typeof metadata?.id !== 'string' || typeof metadata.version !== 'string')
     throw new KilnError(
       `${what}: label ${BuildpackageLabel.Metadata} has no id and version`,
       ExitCode.InvalidArgs,
     );
-  return { metadata, layers: parse<LayersLabel>(BuildpackageLabel.Layers) };
+  const r = LayersLabelSchema.safeParse(parse(BuildpackageLabel.Layers));
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new KilnError(
+      oneLine(
+        `${what}: label ${BuildpackageLabel.Layers}: ${formatKey(issue.path) || '(document)'}: ${issue.message}`,
+      ),
+      ExitCode.InvalidArgs,
+    );
+  }
+  return { metadata, layers: r.data };
 }
 
 /** modulesOfImage lists the buildpacks of a buildpackage (or builder) with their layers. */

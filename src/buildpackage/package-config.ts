@@ -70,14 +70,14 @@ export function parseBuildpackUri(uri: string, base: string, where: string): Bui
   if (uri.startsWith('docker://') || uri.startsWith('oci:')) return { kind: 'image', ref: uri };
   if (uri.startsWith('urn:cnb:registry:'))
     throw new KilnError(
-      `${where}: "${uri}": buildpack registry urns are not supported`,
+      `${where}: ${JSON.stringify(uri)}: buildpack registry urns are not supported`,
       ExitCode.InvalidArgs,
     );
   let p = uri;
   if (uri.startsWith('file://')) p = fileURLToPath(uri);
   else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri))
     throw new KilnError(
-      `${where}: "${uri}": expected a directory, a .tgz or .cnb file, docker://REF or oci:DIR[:TAG]`,
+      `${where}: ${JSON.stringify(uri)}: expected a directory, a .tgz or .cnb file, docker://REF or oci:DIR[:TAG]`,
       ExitCode.InvalidArgs,
     );
   const abs = path.resolve(base, p);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jsonTooDeep, MAX_JSON_DEPTH, oneLine } from '../oci/schema.ts';
 import { LAYER_NAME_EXPECTED, LAYER_NAME_PATTERN } from './ids.ts';
 
 // The three JSON labels the exporter writes on an app image, and the cache metadata document
@@ -154,13 +155,15 @@ function parseLabel<T>(schema: z.ZodType<T>, raw: string, what: string): T {
   try {
     value = JSON.parse(raw);
   } catch (e) {
-    throw new TypeError(`invalid ${what} label: not JSON: ${(e as Error).message}`);
+    throw new TypeError(`invalid ${what} label: not JSON: ${oneLine((e as Error).message)}`);
   }
+  if (value !== null && typeof value === 'object' && jsonTooDeep(value))
+    throw new TypeError(`invalid ${what} label: nested deeper than ${MAX_JSON_DEPTH} levels`);
   const r = schema.safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0]!;
     const field = issue.path.length ? issue.path.join('.') : '(document)';
-    throw new TypeError(`invalid ${what} label: field "${field}": ${issue.message}`);
+    throw new TypeError(oneLine(`invalid ${what} label: field "${field}": ${issue.message}`));
   }
   return r.data;
 }
@@ -225,7 +228,14 @@ function sortKeys(v: unknown): unknown {
     const out: Record<string, unknown> = {};
     for (const k of Object.keys(v).sort()) {
       const x = (v as Record<string, unknown>)[k];
-      if (x !== undefined) out[k] = sortKeys(x);
+      // defineProperty, not assignment: a `__proto__` key in a label is data, not a prototype.
+      if (x !== undefined)
+        Object.defineProperty(out, k, {
+          value: sortKeys(x),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
     }
     return out;
   }

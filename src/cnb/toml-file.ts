@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import type { z } from 'zod';
 import { type InRootFile, readTextInRootIfExists, shownPath } from '../layers/safe-read.ts';
+import { oneLine } from '../oci/schema.ts';
 import { ExitCode, KilnError } from './exit-codes.ts';
 
 /**
@@ -50,8 +51,8 @@ export function parseTomlText<S extends z.ZodType>(text: string, schema: S, path
   try {
     raw = parse(text);
   } catch (err) {
-    const first = String((err as Error).message).split('\n')[0];
-    throw new CnbFileError(path, `invalid TOML: ${first}`, ExitCode.Failed, { cause: err });
+    const first = String((err as Error).message).split('\n')[0]!;
+    throw new CnbFileError(path, `invalid TOML: ${oneLine(first)}`, ExitCode.Failed, { cause: err });
   }
   return validate(raw, schema, path);
 }
@@ -62,7 +63,7 @@ export function validate<S extends z.ZodType>(raw: unknown, schema: S, path: str
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = formatKey(issue.path);
-    throw new CnbFileError(path, `${key === '' ? '' : `${key}: `}${issue.message}`);
+    throw new CnbFileError(path, oneLine(`${key === '' ? '' : `${key}: `}${issue.message}`));
   }
   return result.data;
 }
@@ -120,7 +121,13 @@ function stripUndefined(value: unknown): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       if (v === undefined) continue;
-      out[k] = stripUndefined(v);
+      // defineProperty, not assignment: a `__proto__` key from a file is data, not a prototype.
+      Object.defineProperty(out, k, {
+        value: stripUndefined(v),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }

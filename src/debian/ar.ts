@@ -34,10 +34,10 @@ export async function readArIndex(path: string): Promise<ArMember[]> {
       if (name.endsWith('/')) name = name.slice(0, -1);
       const size = Number(head.subarray(48, 58).toString('latin1').trim());
       if (!Number.isSafeInteger(size) || size < 0)
-        throw new KilnError(`${path}: bad ar member size for ${name}`);
+        throw new KilnError(`${path}: bad ar member size for ${JSON.stringify(name)}`);
       const offset = pos + 60;
       if (offset + size > total)
-        throw new KilnError(`${path}: ar member ${name} runs past the end of the file`);
+        throw new KilnError(`${path}: ar member ${JSON.stringify(name)} runs past the end of the file`);
       out.push({ name, offset, size });
       pos = offset + size + (size % 2);
     }

@@ -44,7 +44,9 @@ export function parseDeb822(text: string): Paragraph[] {
     }
     const colon = line.indexOf(':');
     if (colon <= 0)
-      throw new SyntaxError(`deb822: line ${lineNo}: expected "Field: value", got "${line.slice(0, 60)}"`);
+      throw new SyntaxError(
+        `deb822: line ${lineNo}: expected "Field: value", got ${JSON.stringify(line.slice(0, 60))}`,
+      );
     key = line.slice(0, colon).toLowerCase();
     if (!cur) cur = new Map();
     cur.set(key, line.slice(colon + 1).trim());
@@ -121,5 +123,7 @@ const CANONICAL: Record<string, string> = {
 
 /** canonicalName turns a lower-cased field name back into Debian's usual Capitalised-Form. */
 export function canonicalName(key: string): string {
-  return CANONICAL[key] ?? key.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
+  // hasOwn: a field named "constructor" or "__proto__" must not find Object.prototype's members.
+  if (Object.hasOwn(CANONICAL, key)) return CANONICAL[key]!;
+  return key.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
 }

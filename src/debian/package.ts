@@ -1,4 +1,5 @@
 import { type Paragraph, requireField } from './deb822.ts';
+import { parseVersion } from './version.ts';
 
 /** PackageRecord is one binary package offered by a Packages index (the fields kiln needs). */
 export interface PackageRecord {
@@ -23,12 +24,23 @@ export interface PackageRecord {
 /** packageFromParagraph picks a PackageRecord out of a Packages paragraph. */
 export function packageFromParagraph(p: Paragraph, suite: string): PackageRecord {
   const name = requireField(p, 'Package', `Packages index of ${suite}`);
+  // Names and architectures become file names (dpkg's info/<name>[:<arch>].md5sums): only
+  // what Debian policy allows, never "/" or "..".
+  if (!NAME_RE.test(name))
+    throw new TypeError(
+      `Packages index of ${suite}: Package ${JSON.stringify(name.slice(0, 80))} is not a Debian package name`,
+    );
   const what = `Packages index of ${suite}, package ${name}`;
+  const arch = requireField(p, 'Architecture', what);
+  if (!ARCH_RE.test(arch))
+    throw new TypeError(
+      `${what}: Architecture ${JSON.stringify(arch.slice(0, 40))} is not an architecture name`,
+    );
   const src = p.get('source') ?? name;
   return {
     name,
-    version: requireField(p, 'Version', what),
-    arch: requireField(p, 'Architecture', what),
+    version: versionOf(requireField(p, 'Version', what)),
+    arch,
     multiArch: p.get('multi-arch') ?? 'no',
     essential: (p.get('essential') ?? '').toLowerCase() === 'yes',
     priority: p.get('priority') ?? 'optional',
@@ -38,10 +50,35 @@ export function packageFromParagraph(p: Paragraph, suite: string): PackageRecord
     depends: p.get('depends') ?? '',
     provides: p.get('provides') ?? '',
     filename: requireField(p, 'Filename', what),
-    size: Number(requireField(p, 'Size', what)),
-    sha256: requireField(p, 'SHA256', what),
+    size: sizeOf(requireField(p, 'Size', what), what),
+    sha256: sha256Of(requireField(p, 'SHA256', what), what),
     suite,
   };
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9+.-]+$/;
+const ARCH_RE = /^[a-z0-9][a-z0-9-]*$/;
+
+function versionOf(text: string): string {
+  parseVersion(text); // throws a TypeError naming the version
+  return text;
+}
+
+// Size and SHA256 decide what is downloaded and what it is checked against: a NaN size or a
+// malformed digest must stop here, not reach the download.
+function sizeOf(text: string, what: string): number {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(n))
+    throw new TypeError(`${what}: Size ${JSON.stringify(text.slice(0, 40))} is not a byte count`);
+  return n;
+}
+
+function sha256Of(text: string, what: string): string {
+  if (!/^[0-9a-f]{64}$/.test(text))
+    throw new TypeError(
+      `${what}: SHA256 ${JSON.stringify(text.slice(0, 80))} is not 64 lowercase hex digits`,
+    );
+  return text;
 }
 
 /** Atom is one alternative of a dependency: `name[:arch] [(op version)]`. */
@@ -62,7 +99,7 @@ const ATOM_RE =
 /** parseAtom parses one alternative; throws a TypeError naming the field text on bad syntax. */
 export function parseAtom(text: string): Atom {
   const m = ATOM_RE.exec(text.trim());
-  if (!m) throw new TypeError(`invalid dependency "${text.trim()}"`);
+  if (!m) throw new TypeError(`invalid dependency ${JSON.stringify(text.trim())}`);
   let op = m[3] as Atom['op'] | '<' | '>' | undefined;
   // `<` and `>` are the obsolete spellings of <= and >= (deb-control(5)).
   if (op === '<') op = '<=';

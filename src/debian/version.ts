@@ -21,17 +21,20 @@ export function parseVersion(v: string): DebVersion {
   const colon = s.indexOf(':');
   if (colon >= 0) {
     const e = s.slice(0, colon);
-    if (!/^\d+$/.test(e)) throw new TypeError(`invalid Debian version "${v}": epoch is not a number`);
+    if (!/^\d+$/.test(e))
+      throw new TypeError(`invalid Debian version ${JSON.stringify(v)}: epoch is not a number`);
     epoch = Number(e);
     rest = s.slice(colon + 1);
   }
   const dash = rest.lastIndexOf('-');
   const upstream = dash >= 0 ? rest.slice(0, dash) : rest;
   const revision = dash >= 0 ? rest.slice(dash + 1) : '';
-  if (upstream === '') throw new TypeError(`invalid Debian version "${v}": empty upstream version`);
-  if (/[^A-Za-z0-9.+~:-]/.test(upstream)) throw new TypeError(`invalid Debian version "${v}": bad character`);
+  if (upstream === '')
+    throw new TypeError(`invalid Debian version ${JSON.stringify(v)}: empty upstream version`);
+  if (/[^A-Za-z0-9.+~:-]/.test(upstream))
+    throw new TypeError(`invalid Debian version ${JSON.stringify(v)}: bad character`);
   if (/[^A-Za-z0-9.+~]/.test(revision))
-    throw new TypeError(`invalid Debian version "${v}": bad character in revision`);
+    throw new TypeError(`invalid Debian version ${JSON.stringify(v)}: bad character in revision`);
   return { epoch, upstream, revision };
 }
 

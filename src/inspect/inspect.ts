@@ -249,7 +249,9 @@ async function summarizeSbom(image: Image, diffID: string, bom: boolean): Promis
     let doc: unknown;
     try {
       let buf = Buffer.concat(chunks);
-      if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipSync(buf);
+      // Bounded: a small gzip bomb must not expand into gigabytes (over the bound it throws,
+      // and the file counts as 'other').
+      if (buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipSync(buf, { maxOutputLength: MAX_SBOM_FILE });
       doc = JSON.parse(buf.toString('utf8'));
     } catch {
       files.push({ path: p, dir: m[1]!, format: 'other', components: 0, purls: [] });

@@ -76,6 +76,11 @@ export async function downloadSbom(o: SbomDownloadOptions): Promise<SbomDownload
       const format = m ? EXT[m[1]!] : undefined;
       // An unread body is skipped by readTar.
       if (e.header.type !== 'file' || !rel || !format || !formats.has(format)) continue;
+      // The image is untrusted: an SBOM file is held in memory, so its size is bounded.
+      if (e.header.size > MAX_SBOM_FILE)
+        throw new KilnError(
+          `${o.name}: SBOM file ${JSON.stringify(rel)} is ${e.header.size} bytes, over the ${MAX_SBOM_FILE}-byte limit`,
+        );
       const chunks: Buffer[] = [];
       for await (const c of e.body) chunks.push(c);
       const body = Buffer.concat(chunks);
@@ -169,10 +174,13 @@ function describedDigest(docs: Map<SbomFormat, unknown>): string | undefined {
 }
 
 // Only `layers/sbom/...` paths, relative and without `..`: the layer is untrusted input.
+/** Largest SBOM file downloaded (read into memory to merge). */
+const MAX_SBOM_FILE = 64 << 20;
+
 function safeSbomPath(p: string): string | undefined {
   const rel = p.replace(/^\.?\/+/, '');
   const parts = rel.split('/');
-  if (parts.some((x) => x === '..' || x === '' || x === '.')) return undefined;
+  if (parts.some((x) => x === '..' || x === '' || x === '.' || x.includes('\0'))) return undefined;
   if (parts[0] !== 'layers' || parts[1] !== 'sbom' || parts.length < 4) return undefined;
   return rel;
 }

@@ -4,13 +4,28 @@ import { Readable } from 'node:stream';
 import { compressionOfMagic, decompress } from '../oci/compression.ts';
 import { readTar, type TarHeader } from './tar-reader.ts';
 
+/**
+ * quoteName renders a name from an archive for a one-line message: quoted, with control and
+ * line-separator characters escaped (a name may hold anything but "/" and NUL, newlines included)
+ * and cut after 200 characters (a name may also be 4 KiB long).
+ */
+export function quoteName(name: string): string {
+  const short = name.length > 200 ? `${name.slice(0, 200)}…` : name;
+  return JSON.stringify(short).replace(
+    /[\u0085\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** UnsafeTarError is a refusal to extract an entry; `entry` is the offending path as written. */
 export class UnsafeTarError extends Error {
   readonly entry: string;
+  readonly reason: string;
   constructor(entry: string, reason: string) {
-    super(`refusing tar entry "${entry}": ${reason}`);
+    super(`refusing tar entry ${quoteName(entry)}: ${reason}`);
     this.name = 'UnsafeTarError';
     this.entry = entry;
+    this.reason = reason;
   }
 }
 
@@ -71,7 +86,20 @@ function components(entry: string): string[] {
   const parts = entry.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new UnsafeTarError(entry, '".." in path');
   if (entry.includes('\0')) throw new UnsafeTarError(entry, 'NUL in path');
+  if (parts.some((p) => Buffer.byteLength(p) > NAME_MAX))
+    throw new UnsafeTarError(entry, `a path component is longer than ${NAME_MAX} bytes`);
   return parts;
+}
+
+// Linux's limits (NAME_MAX, PATH_MAX less the NUL): longer names fail with ENAMETOOLONG, which
+// is refused up front so that a layer gets one clear line rather than a bare errno.
+const NAME_MAX = 255;
+const PATH_MAX = 4095;
+
+/** checkLength refuses `p` (a host path an entry resolves to) when the kernel would refuse it. */
+function checkLength(p: string, entry: string): string {
+  if (Buffer.byteLength(p) > PATH_MAX) throw new UnsafeTarError(entry, `path longer than ${PATH_MAX} bytes`);
+  return p;
 }
 
 /**
@@ -94,7 +122,13 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
       stack.pop();
       continue;
     }
-    const here = path.join(root, ...stack, c);
+    // Components of the entry were checked; those a symlink target brings in were not.
+    if (Buffer.byteLength(c) > NAME_MAX)
+      throw new UnsafeTarError(
+        entry,
+        `a symlink on its path names a component longer than ${NAME_MAX} bytes`,
+      );
+    const here = checkLength(path.join(root, ...stack, c), entry);
     const st = lstatOrUndefined(here);
     if (!st) {
       // Not there yet (it will be created as a directory); keep resolving, since a later ".."
@@ -110,7 +144,7 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
       continue;
     }
     if (!st.isDirectory())
-      throw new UnsafeTarError(entry, `"${[...stack, c].join('/')}" on its path is not a directory`);
+      throw new UnsafeTarError(entry, `${quoteName([...stack, c].join('/'))} on its path is not a directory`);
     stack.push(c);
   }
   // The first component that does not exist starts the part still to be created.
@@ -122,23 +156,23 @@ function resolveParent(root: string, parts: string[], entry: string): { dir: str
 }
 
 function lstatOrUndefined(p: string): fsSync.Stats | undefined {
-  return fsSync.lstatSync(p, { throwIfNoEntry: false });
+  try {
+    return fsSync.lstatSync(p, { throwIfNoEntry: false });
+  } catch (e) {
+    // A later entry may have replaced a parent directory with a file: the path is gone.
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw e;
+  }
 }
 
 /** openDirInPlace opens directory `p` (a real path) unless it or a parent is now a link, or it is gone. */
 function openDirInPlace(p: string): number | undefined {
-  let real: string;
   try {
-    real = fsSync.realpathSync.native(p);
-  } catch {
-    return undefined;
-  }
-  if (real !== p) return undefined;
-  try {
+    if (fsSync.realpathSync.native(p) !== p) return undefined;
     const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fsSync.constants;
     return fsSync.openSync(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   } catch {
-    return undefined;
+    return undefined; // gone, or no longer reachable as a directory
   }
 }
 
@@ -181,7 +215,7 @@ export async function extract(
   fsSync.mkdirSync(dest, { recursive: true });
   const root = fsSync.realpathSync(dest);
   const tar = await autoDecompress(source);
-  const dirs: { p: string; h: TarHeader }[] = [];
+  const dirs: { p: string; h: TarHeader; st: fsSync.Stats }[] = [];
   const created = new Set<string>(); // real paths this layer made (opaque whiteouts keep them)
   const skipped: string[] = [];
   // Parent directories already resolved to real, symlink-free directories. Anything that can
@@ -233,7 +267,8 @@ export async function extract(
         `${h.type === 'fifo' ? 'fifo' : `${h.type} device node`} not allowed in a layer`,
       );
     }
-    if (h.type === 'other') throw new UnsafeTarError(h.path, `unsupported tar entry type "${h.typeflag}"`);
+    if (h.type === 'other')
+      throw new UnsafeTarError(h.path, `unsupported tar entry type ${quoteName(h.typeflag)}`);
     const parentDir = parentOf(parts.slice(0, -1), h.path);
     if (opts.whiteouts && name.startsWith(WHITEOUT)) {
       if (name === OPAQUE) {
@@ -249,15 +284,15 @@ export async function extract(
       }
       continue;
     }
-    const target = path.join(parentDir, name);
+    const target = checkLength(path.join(parentDir, name), h.path);
     const existing = lstatOrUndefined(target);
     switch (h.type) {
       case 'dir': {
         if (existing && !existing.isDirectory()) remove(target);
         if (!existing?.isDirectory()) fsSync.mkdirSync(target, { mode: 0o700 });
         // Modes of directories are applied at the end: a read-only directory must still
-        // receive its children first.
-        dirs.push({ p: target, h });
+        // receive its children first. Its inode is kept to find the same directory then.
+        dirs.push({ p: target, h, st: fsSync.lstatSync(target) });
         break;
       }
       case 'file': {
@@ -279,6 +314,12 @@ export async function extract(
         break;
       }
       case 'symlink': {
+        // symlink(2) refuses these; say so instead of failing with a bare errno or TypeError.
+        if (h.linkname === '' || h.linkname.includes('\0') || Buffer.byteLength(h.linkname) > PATH_MAX)
+          throw new UnsafeTarError(
+            h.path,
+            `symlink target ${quoteName(h.linkname)} is empty, too long or holds NUL`,
+          );
         if (existing) remove(target);
         fsSync.symlinkSync(h.linkname, target);
         resolved.clear();
@@ -291,19 +332,27 @@ export async function extract(
         } catch (e) {
           throw new UnsafeTarError(
             h.path,
-            `hard link target "${h.linkname}": ${(e as Error).message.replace(/^.*": /, '')}`,
+            `hard link target ${quoteName(h.linkname)}: ${e instanceof UnsafeTarError ? e.reason : (e as Error).message}`,
           );
         }
-        if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to "${h.linkname}"`);
+        if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to ${quoteName(h.linkname)}`);
         const ldir = resolveParent(root, lparts.slice(0, -1), h.path);
         if (ldir.missing.length > 0)
-          throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
-        const src = path.join(ldir.dir, lparts[lparts.length - 1]!);
+          throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
+        const src = checkLength(path.join(ldir.dir, lparts[lparts.length - 1]!), h.path);
         const st = lstatOrUndefined(src);
-        if (!st) throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
+        if (!st) throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
         if (st.isDirectory())
-          throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" is a directory`);
+          throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} is a directory`);
+        // Already that file (a link to itself, or through a symlinked parent): removing the
+        // target first would remove the source too.
+        if (existing && existing.ino === st.ino && existing.dev === st.dev) break;
         if (existing) remove(target);
+        if (!lstatOrUndefined(src))
+          throw new UnsafeTarError(
+            h.path,
+            `hard link target ${quoteName(h.linkname)} was inside the entry it replaces`,
+          );
         fsSync.linkSync(src, target);
         break;
       }
@@ -315,13 +364,16 @@ export async function extract(
     } else if (h.type === 'link' && owners) fsSync.lchownSync(target, h.uid, h.gid);
   }
   // Deepest first, so a parent's mtime is set after its children were written.
-  for (const { p, h } of dirs.reverse()) {
+  for (const { p, h, st } of dirs.reverse()) {
     // A later entry may have replaced the directory, or one of its parents, with a symlink (to a
-    // host directory): `p` was built from real, link-free components, so it is only touched when
-    // it still resolves to itself, and then through a descriptor opened without following links.
+    // host directory, say), and chmod/chown/utimes would follow it. So only the directory this
+    // extraction made is touched: its path must still be free of symlinks, and it is opened
+    // without following one and checked to be the same inode before anything is changed.
     const fd = openDirInPlace(p);
     if (fd === undefined) continue;
     try {
+      const now = fsSync.fstatSync(fd);
+      if (now.ino !== st.ino || now.dev !== st.dev) continue;
       if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
       fsSync.fchmodSync(fd, modeOf(h));
       if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);

@@ -37,6 +37,14 @@ export interface TarReadEntry {
   readonly offset: number;
 }
 
+/** TarFormatError is an archive that is not a well-formed tar stream (truncated, corrupt or malformed). */
+export class TarFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TarFormatError';
+  }
+}
+
 const BLOCK = 512;
 
 /**
@@ -101,7 +109,7 @@ class ByteSource {
     let left = n;
     while (left > 0) {
       if (this.#len === 0 && !(await this.fill(1)))
-        throw new Error(`tar archive truncated in ${what}: ${left} of ${n} bytes missing`);
+        throw new TarFormatError(`tar archive truncated in ${what}: ${left} of ${n} bytes missing`);
       const b = this.#head(left);
       left -= b.length;
       yield b;
@@ -129,12 +137,13 @@ function num(b: Buffer, off: number, len: number, field: string): number {
     // GNU base-256: big-endian two's complement with the top bit as the marker.
     let v = 0n;
     for (let i = 0; i < f.length; i++) v = (v << 8n) | BigInt(i === 0 ? f[i]! & 0x7f : f[i]!);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`tar header field ${field} too large`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new TarFormatError(`tar header field ${field} too large`);
     return Number(v);
   }
   const t = f.toString('ascii').replace(/\0.*$/s, '').trim();
   if (t === '') return 0;
-  if (!/^[0-7]+$/.test(t)) throw new Error(`tar header field ${field} is not octal: "${t}"`);
+  if (!/^[0-7]+$/.test(t))
+    throw new TarFormatError(`tar header field ${field} is not octal: ${JSON.stringify(t)}`);
   return Number.parseInt(t, 8);
 }
 
@@ -158,14 +167,39 @@ function parsePax(data: Buffer, what: string): Record<string, string> {
     if (sp === -1) break;
     const len = Number.parseInt(data.subarray(off, sp).toString('ascii'), 10);
     if (!Number.isInteger(len) || len <= 0 || off + len > data.length)
-      throw new Error(`bad PAX record in ${what}`);
+      throw new TarFormatError(`bad PAX record in ${what}`);
     const rec = data.subarray(sp + 1, off + len - 1).toString('utf8');
     const eq = rec.indexOf('=');
-    if (eq === -1) throw new Error(`bad PAX record in ${what}`);
+    if (eq === -1) throw new TarFormatError(`bad PAX record in ${what}`);
     out[rec.slice(0, eq)] = rec.slice(eq + 1);
     off += len;
   }
   return out;
+}
+
+// Timestamps beyond year 10000 are clamped (utimes refuses some, and no real archive has them).
+const MAX_MTIME = 253402300799;
+// uid/gid 2^32-1 is "no owner" to chown(2); larger ids do not exist.
+const MAX_ID = 0xfffffffe;
+
+/**
+ * paxNumber reads a numeric PAX record: decimal digits (a fraction only where `fraction`), a safe
+ * integer, at most `max`. Anything else is a TarFormatError, never a NaN that reaches a syscall.
+ */
+function paxNumber(value: string, key: string, what: string, max: number, fraction = false): number {
+  const re = fraction ? /^-?[0-9]+(\.[0-9]*)?$/ : /^[0-9]+$/;
+  const n = re.test(value) ? Math.floor(Number(value)) : Number.NaN;
+  if (!Number.isSafeInteger(n) || Math.abs(n) > max)
+    throw new TarFormatError(
+      `${what}: PAX record ${key}=${JSON.stringify(value.slice(0, 40))} is not a number in range`,
+    );
+  return n;
+}
+
+function idField(b: Buffer, off: number, field: string): number {
+  const n = num(b, off, 8, field);
+  if (n > MAX_ID) throw new TarFormatError(`tar header field ${field} too large`);
+  return n;
 }
 
 const TYPES: Record<string, TarReadType> = {
@@ -198,13 +232,13 @@ export async function* readTar(
     for (;;) {
       if (!(await src.fill(BLOCK))) {
         if (index === 0) return; // empty input: an empty archive
-        throw new Error('tar archive truncated: no end-of-archive marker');
+        throw new TarFormatError('tar archive truncated: no end-of-archive marker');
       }
       const h = src.take(BLOCK);
       if (h.every((x) => x === 0)) return;
       index++;
       if (!checksumOk(h))
-        throw new Error(`tar header ${index} has a bad checksum (not a tar archive, or corrupt)`);
+        throw new TarFormatError(`tar header ${index} has a bad checksum (not a tar archive, or corrupt)`);
       const typeflag = String.fromCharCode(h[156]!);
       const size = num(h, 124, 12, 'size');
       const magic = h.subarray(257, 263).toString('latin1');
@@ -213,10 +247,11 @@ export async function* readTar(
         const prefix = str(h, 345, 155);
         if (prefix && magic === 'ustar\0') name = `${prefix}/${name}`;
       }
-      const what = `tar entry ${index} ("${name}")`;
+      const what = `tar entry ${index} (${JSON.stringify(name)})`;
       const padded = Math.ceil(size / BLOCK) * BLOCK;
       if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-        if (size > 1 << 20) throw new Error(`${what}: extended header of ${size} bytes is too large`);
+        if (size > 1 << 20)
+          throw new TarFormatError(`${what}: extended header of ${size} bytes is too large`);
         const chunks: Buffer[] = [];
         for await (const c of src.stream(padded, what)) chunks.push(c);
         const data = Buffer.concat(chunks).subarray(0, size);
@@ -230,16 +265,20 @@ export async function* readTar(
       const path = pax.path ?? longName ?? name;
       let type = TYPES[typeflag] ?? 'other';
       if (type === 'file' && typeflag !== '7' && path.endsWith('/')) type = 'dir';
-      const realSize = pax.size !== undefined ? Number(pax.size) : size;
+      const realSize =
+        pax.size !== undefined ? paxNumber(pax.size, 'size', what, Number.MAX_SAFE_INTEGER) : size;
       const header: TarHeader = {
         path,
         type,
         typeflag,
         mode: num(h, 100, 8, 'mode'),
-        uid: pax.uid !== undefined ? Number(pax.uid) : num(h, 108, 8, 'uid'),
-        gid: pax.gid !== undefined ? Number(pax.gid) : num(h, 116, 8, 'gid'),
+        uid: pax.uid !== undefined ? paxNumber(pax.uid, 'uid', what, MAX_ID) : idField(h, 108, 'uid'),
+        gid: pax.gid !== undefined ? paxNumber(pax.gid, 'gid', what, MAX_ID) : idField(h, 116, 'gid'),
         size: realSize,
-        mtime: pax.mtime !== undefined ? Math.floor(Number(pax.mtime)) : num(h, 136, 12, 'mtime'),
+        mtime:
+          pax.mtime !== undefined
+            ? paxNumber(pax.mtime, 'mtime', what, MAX_MTIME, true)
+            : Math.min(num(h, 136, 12, 'mtime'), MAX_MTIME),
         linkname: pax.linkpath ?? longLink ?? str(h, 157, 100),
         uname: pax.uname ?? str(h, 265, 32),
         gname: pax.gname ?? str(h, 297, 32),

@@ -28,6 +28,45 @@ import type { CachedLayer, CacheSnapshot, CommitInput, CommitResult, LayerCache 
 /** Label of kiln's fingerprint index on a cache image (see layer-reuse.ts). */
 export const CACHE_FINGERPRINTS_LABEL = 'io.kiln.cache.fingerprints';
 
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * parseFingerprints reads the fingerprint label of a cache image, keeping only well-formed
+ * entries: the image comes from a registry, and a `null` or a non-object entry must not reach
+ * layer reuse (a cache is disposable, so a bad label reads as no fingerprints, never an error).
+ */
+export function parseFingerprints(raw: string): Record<string, CachedLayer> {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return {};
+  }
+  const out: Record<string, CachedLayer> = {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return out;
+  for (const [k, e] of Object.entries(v)) {
+    const c = e as Partial<Record<keyof CachedLayer, unknown>> | null;
+    if (
+      typeof c === 'object' &&
+      c !== null &&
+      typeof c.diffID === 'string' &&
+      DIGEST.test(c.diffID) &&
+      typeof c.digest === 'string' &&
+      DIGEST.test(c.digest) &&
+      Number.isSafeInteger(c.size) &&
+      (c.size as number) >= 0 &&
+      typeof c.mediaType === 'string'
+    )
+      Object.defineProperty(out, k, {
+        value: { diffID: c.diffID, digest: c.digest, size: c.size, mediaType: c.mediaType },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+  }
+  return out;
+}
+
 /** Options of ImageCache. */
 export interface ImageCacheOptions {
   readonly ref: Reference;
@@ -69,7 +108,8 @@ export class ImageCache implements LayerCache {
       const labels = cfg.config?.Labels ?? {};
       try {
         if (labels[CACHE_METADATA_LABEL]) metadata = parseCacheMetadata(labels[CACHE_METADATA_LABEL]);
-        if (labels[CACHE_FINGERPRINTS_LABEL]) fingerprints = JSON.parse(labels[CACHE_FINGERPRINTS_LABEL]);
+        if (labels[CACHE_FINGERPRINTS_LABEL])
+          fingerprints = parseFingerprints(labels[CACHE_FINGERPRINTS_LABEL]);
       } catch {
         metadata = CacheMetadataSchema.parse({}); // a cache is disposable
       }

@@ -84,6 +84,37 @@ export const ConfigFileSchema = z.looseObject({
 export type ConfigFile = z.infer<typeof ConfigFileSchema>;
 
 /**
+ * oneLine escapes control and line-separator characters in an error message: names, keys and
+ * quoted input in it come from outside (a file, a registry, an archive), and a newline there must
+ * not split the one-line error or forge a log line.
+ */
+export function oneLine(s: string): string {
+  return s.replace(
+    /[\u0000-\u001f\u007f\u0085\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/**
+ * MAX_JSON_DEPTH bounds the nesting of a JSON document from outside: JSON.parse takes any depth,
+ * but JSON.stringify, deep comparison and the TOML writer (which stops at 1000) later overflow
+ * the stack or throw on a value nested tens of thousands deep.
+ */
+export const MAX_JSON_DEPTH = 1000;
+
+/** jsonTooDeep tells whether a decoded JSON value nests deeper than `max` (walked without recursion). */
+export function jsonTooDeep(value: unknown, max = MAX_JSON_DEPTH): boolean {
+  const todo: [unknown, number][] = [[value, 0]];
+  while (todo.length > 0) {
+    const [v, depth] = todo.pop()!;
+    if (depth > max) return true;
+    for (const c of Object.values(v as object))
+      if (c !== null && typeof c === 'object') todo.push([c, depth + 1]);
+  }
+  return false;
+}
+
+/**
  * parseJson parses `bytes` as JSON and validates it with `schema`, throwing one TypeError line
  * that names the document (`what`) and the first offending field.
  */
@@ -96,11 +127,13 @@ export function parseJson<T>(schema: z.ZodType<T>, bytes: Uint8Array | string, w
     const at = /position (\d+)/.exec((e as Error).message)?.[1];
     throw new TypeError(`invalid ${what}: not JSON${at === undefined ? '' : ` (at byte ${at})`}`);
   }
+  if (raw !== null && typeof raw === 'object' && jsonTooDeep(raw))
+    throw new TypeError(`invalid ${what}: nested deeper than ${MAX_JSON_DEPTH} levels`);
   const r = schema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
     const field = issue.path.length ? issue.path.join('.') : '(document)';
-    throw new TypeError(`invalid ${what}: field "${field}": ${issue.message}`);
+    throw new TypeError(oneLine(`invalid ${what}: field "${field}": ${issue.message}`));
   }
   return r.data;
 }

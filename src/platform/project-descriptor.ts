@@ -255,7 +255,7 @@ export function parseProjectDescriptor(text: string, file: string): ProjectDescr
   if (!SUPPORTED.includes(version))
     throw new CnbFileError(
       file,
-      `_.schema-version: unsupported project descriptor schema "${version}" (supported: ${SUPPORTED.join(', ')})`,
+      `_.schema-version: unsupported project descriptor schema ${JSON.stringify(version)} (supported: ${SUPPORTED.join(', ')})`,
       ExitCode.InvalidArgs,
     );
   const projectDir = path.dirname(file);

@@ -160,6 +160,9 @@ export class RegistryClient {
     });
     let challenge: Challenge | undefined;
     if (res.status === 401) {
+      // Drop the body first: a refusal below must not keep the connection out of the pool (a
+      // registry sending bad challenges would otherwise use up every socket and stall kiln).
+      await res.discard();
       const chs = parseChallenges(res.headers.get('www-authenticate') ?? '');
       challenge = chs.find((c) => c.scheme === 'bearer') ?? chs.find((c) => c.scheme === 'basic');
       if (!challenge)
@@ -167,8 +170,7 @@ export class RegistryClient {
       if (challenge.scheme === 'bearer') validateRealm(registry, challenge.params.realm);
     } else if (res.status !== 200) {
       throw await errorFrom(`ping registry ${registry}`, res);
-    }
-    await res.discard();
+    } else await res.discard();
     return { base, challenge, credential: undefined, tokens: new Map() };
   }
 
@@ -277,6 +279,8 @@ export class RegistryClient {
     } catch {
       throw new KilnError(`get token for ${registry}: token server answered something other than JSON`);
     }
+    if (typeof body !== 'object' || body === null)
+      throw new KilnError(`get token for ${registry}: token server answered JSON that is not an object`);
     const value =
       typeof body.token === 'string' && body.token
         ? body.token

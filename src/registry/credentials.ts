@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
+import { oneLine } from '../oci/schema.ts';
 import { addSecret } from './redact.ts';
 import { DOCKER_HUB } from './reference.ts';
 
@@ -72,7 +73,7 @@ export function dockerConfigKeychain(opts: DockerConfigKeychainOptions): Keychai
         try {
           raw = JSON.parse(text);
         } catch (e) {
-          throw new KilnError(`invalid docker config ${file}: not JSON: ${(e as Error).message}`);
+          throw new KilnError(`invalid docker config ${file}: not JSON: ${oneLine((e as Error).message)}`);
         }
         return DockerConfigShape.parse(raw, file);
       },
@@ -138,7 +139,13 @@ interface AuthEntry {
   registrytoken?: unknown;
 }
 
-function fromAuthEntry(entry: AuthEntry, file: string, key: string): Credential {
+function fromAuthEntry(entry: AuthEntry | null, file: string, key: string): Credential {
+  // As docker's own decoder does: null is an empty entry, anything but an object is an error.
+  if (entry === null) return ANONYMOUS;
+  if (typeof entry !== 'object' || Array.isArray(entry))
+    throw new KilnError(
+      `invalid docker config ${file}: auths[${oneLine(JSON.stringify(key))}] is not an object`,
+    );
   let username = typeof entry.username === 'string' ? entry.username : '';
   let password = typeof entry.password === 'string' ? entry.password : '';
   if (typeof entry.auth === 'string' && entry.auth !== '') {
@@ -146,7 +153,7 @@ function fromAuthEntry(entry: AuthEntry, file: string, key: string): Credential 
     const i = decoded.indexOf(':');
     if (i < 0)
       throw new KilnError(
-        `invalid docker config ${file}: auths["${key}"].auth is not base64 of user:password`,
+        `invalid docker config ${file}: auths[${oneLine(JSON.stringify(key))}].auth is not base64 of user:password`,
       );
     username = decoded.slice(0, i);
     password = decoded.slice(i + 1);
@@ -176,7 +183,8 @@ async function runHelper(
   serverUrl: string,
   env: Readonly<Record<string, string | undefined>> | undefined,
 ): Promise<Credential> {
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new KilnError(`invalid credential helper name "${name}"`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new KilnError(`invalid credential helper name ${oneLine(JSON.stringify(name))}`);
   const program = `docker-credential-${name}`;
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {

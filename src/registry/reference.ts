@@ -1,4 +1,5 @@
 import { type Digest, isDigest } from '../oci/digest.ts';
+import { oneLine } from '../oci/schema.ts';
 
 // Image references as Docker's distribution/reference grammar defines them, with Docker Hub
 // normalisation: `alpine` → `index.docker.io/library/alpine:latest`.
@@ -37,7 +38,7 @@ const DOMAIN_RE =
  */
 export function parseReference(input: string): Reference {
   const fail = (why: string): never => {
-    throw new TypeError(`invalid image reference "${input}": ${why}`);
+    throw new TypeError(oneLine(`invalid image reference "${input}": ${why}`));
   };
   let s = input.startsWith('docker://') ? input.slice('docker://'.length) : input;
   if (s === '') fail('empty');

@@ -13,6 +13,7 @@ import {
   type Index,
   IndexSchema,
   ManifestSchema,
+  oneLine,
   type Platform,
   parseJson,
 } from '../oci/schema.ts';
@@ -201,7 +202,9 @@ export async function remoteManifest(
   const m = await repo.getManifest(identifier(ref));
   if (isIndexMediaType(m.mediaType)) return new RemoteIndex(repo, ref, m, opts);
   if (isImageMediaType(m.mediaType)) return new RemoteImage(repo, ref, m, opts);
-  throw new KilnError(`${referenceString(ref)}: unsupported manifest media type ${m.mediaType}`);
+  throw new KilnError(
+    `${referenceString(ref)}: unsupported manifest media type ${JSON.stringify(m.mediaType)}`,
+  );
 }
 
 /**
@@ -220,11 +223,13 @@ export async function remoteImage(
     const idx = await found.indexManifest();
     const pick = idx.manifests.find((d) => platformMatches(d.platform, want));
     if (!pick) {
-      const have = idx.manifests.map((d) =>
-        d.platform ? `${d.platform.os}/${d.platform.architecture}` : '?',
-      );
+      const have = idx.manifests
+        .slice(0, 10)
+        .map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}` : '?'));
       throw new KilnError(
-        `${referenceString(ref)}: no image for ${want.os}/${want.architecture} in the index (has ${have.join(', ') || 'none'})`,
+        oneLine(
+          `${referenceString(ref)}: no image for ${want.os}/${want.architecture} in the index (has ${have.join(', ') || 'none'})`,
+        ),
       );
     }
     const repo = client.repository(ref);

@@ -368,11 +368,21 @@ export class RepositoryClient {
         await res.discard();
         return [];
       }
-      const j = JSON.parse(await readLimited(res, 16 << 20)) as { tags?: unknown };
-      if (Array.isArray(j.tags)) for (const t of j.tags) if (typeof t === 'string') tags.push(t);
+      let j: { tags?: unknown } | null;
+      try {
+        j = JSON.parse(await readLimited(res, 16 << 20)) as typeof j;
+      } catch {
+        throw new KilnError(`list tags of ${this.#name}: the registry answered something other than JSON`);
+      }
+      const list = j?.tags;
+      if (Array.isArray(list)) for (const t of list) if (typeof t === 'string') tags.push(t);
       const link = res.headers.get('link');
       const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
-      url = m ? new URL(m[1]!, url) : undefined;
+      // The next page stays on this registry: a Link elsewhere would take the credentials along.
+      const next: URL | null = m ? URL.parse(m[1]!, url.href) : null;
+      if (m && next?.origin !== url.origin)
+        throw new KilnError(`list tags of ${this.#name}: the registry's next-page link leaves the registry`);
+      url = next ?? undefined;
     }
     return tags;
   }
