@@ -56,7 +56,8 @@ export function stackLabels(
   const created = isoOfEpoch(extra.epoch);
   const flavour = role === 'run' ? (extra.flavour ?? DEFAULT_FLAVOUR) : undefined;
   const name = flavour !== undefined ? flavourOf(config, flavour).name : config.build.name;
-  const what = flavour !== undefined && flavour !== DEFAULT_FLAVOUR ? `run image, ${flavour} flavour` : `${role} image`;
+  const what =
+    flavour !== undefined && flavour !== DEFAULT_FLAVOUR ? `run image, ${flavour} flavour` : `${role} image`;
   return {
     ...config.labels,
     'io.buildpacks.base.distro.name': config.distro.name,

@@ -5,11 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
-import {
-  isFlavourName,
-  type RunImageChoice,
-  resolveRunImageChoice,
-} from '../../builder/run-flavour.ts';
+import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../../builder/run-flavour.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { loadLauncher } from '../../launcher/index.ts';

@@ -322,8 +322,7 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
     const started = Date.now();
     // --only <flavour>: the run role with that flavour only (the default run image is always made
     // alongside: it is what the flavour extends, and a no-op when up to date).
-    const roles: Role[] | undefined =
-      only === undefined ? undefined : only === 'build' ? ['build'] : ['run'];
+    const roles: Role[] | undefined = only === undefined ? undefined : only === 'build' ? ['build'] : ['run'];
     const flavours = only !== undefined && only !== 'run' && only !== 'build' ? [only] : undefined;
     const options = {
       lock: lock!,
