@@ -42,17 +42,26 @@ const FlavourSchema = z.strictObject({
 });
 
 /** Flavour names: what `kiln build --run-image <flavour>` and project.toml accept. */
-const flavourName = z
-  .string()
-  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected a flavour name (lower-case letters, digits, "-")');
+const FLAVOUR_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
 /** The [run] table: the default flavour, and the other flavours under [run.flavours.<name>]. */
 const RunSpecSchema = ImageSpecSchema.extend({
   flavours: z
-    .record(flavourName, FlavourSchema)
+    .record(z.string(), FlavourSchema)
     .default({})
-    .refine((f) => !(DEFAULT_FLAVOUR in f), {
-      message: `"${DEFAULT_FLAVOUR}" names the [run] image itself, not a flavour`,
+    .superRefine((f, ctx) => {
+      for (const key of Object.keys(f)) {
+        if (key === DEFAULT_FLAVOUR)
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${DEFAULT_FLAVOUR}" names the [run] image itself, not a flavour`,
+          });
+        else if (!FLAVOUR_NAME.test(key))
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${key}": expected a flavour name (lower-case letters, digits, "-", at most 32)`,
+          });
+      }
     }),
 });
 
