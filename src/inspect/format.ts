@@ -94,6 +94,7 @@ function human(r: ImageReport): string {
   );
   if (r.base.id) out.push(`  ID: ${r.base.id}`);
   if (r.base.distro) out.push(`  Distro: ${r.base.distro}`);
+  if (r.base.flavour) out.push(`  Flavour: ${r.base.flavour}`);
   out.push('', 'Run Images:');
   if (r.runImages.length === 0) out.push('  (none recorded)');
   for (const ri of r.runImages) out.push(`  ${ri.image}${ri.mirror ? ' (mirror)' : ''}`);

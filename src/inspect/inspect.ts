@@ -1,4 +1,5 @@
 import { gunzipSync } from 'node:zlib';
+import { FLAVOUR_LABEL } from '../builder/run-flavour.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   BUILD_METADATA_LABEL,
@@ -79,6 +80,8 @@ export interface ImageReport {
     readonly topLayer: string;
     readonly id?: string;
     readonly distro?: string;
+    /** The run-image flavour (label io.kiln.stack.flavour, inherited from kiln's run images). */
+    readonly flavour?: string;
   };
   readonly runImages: ReadonlyArray<{ readonly image: string; readonly mirror: boolean }>;
   readonly rebasable: boolean | undefined;
@@ -159,6 +162,9 @@ export async function inspectImage(image: Image, opts: InspectOptions): Promise<
   if (opts.sbom !== false && md.sbom?.sha) sbom = await summarizeSbom(image, md.sbom.sha, opts.bom ?? false);
   const buildUser = validUser(labels[BUILD_USER_LABEL]) ?? (await configLayerOwner(image, md.config.sha));
   const runUser = cfg.config?.User ?? '';
+  const flavourLabel = /^[a-z][a-z0-9-]{0,31}$/.test(labels[FLAVOUR_LABEL] ?? '')
+    ? labels[FLAVOUR_LABEL]
+    : undefined;
   const uidOf = (u: string) => /^(\d+)(?::\d+)?$/.exec(u)?.[1];
 
   return {
@@ -173,6 +179,7 @@ export async function inspectImage(image: Image, opts: InspectOptions): Promise<
       topLayer: md.runImage.topLayer,
       ...(baseId !== undefined && { id: baseId }),
       ...(distroName !== undefined && { distro: [distroName, distroVersion].filter(Boolean).join(' ') }),
+      ...(flavourLabel !== undefined && { flavour: flavourLabel }),
     },
     runImages,
     rebasable: rebasableLabel === undefined ? undefined : rebasableLabel === 'true',

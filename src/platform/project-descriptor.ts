@@ -84,8 +84,13 @@ const V02Schema = z.looseObject({
           build: z.looseObject({ env: z.array(envEntry).optional() }).optional(),
           // Deprecated spelling pack still reads (buildpacks/pack#1479).
           env: z.looseObject({ build: z.array(envEntry).optional() }).optional(),
+          // Not in pack's schema: read as [io.kiln] run-image (below), kiln's own table.
+          'run-image': z.string().min(1).optional(),
         })
         .optional(),
+      // kiln's own table (the spec gives other tools reverse-domain tables): the run image or
+      // run-image flavour to build on when no --run-image is given.
+      kiln: z.looseObject({ 'run-image': z.string().min(1).optional() }).optional(),
     })
     .optional(),
 });
@@ -152,6 +157,11 @@ export interface ProjectDescriptor {
   readonly metadata: Readonly<Record<string, unknown>>;
   /** `io.buildpacks.builder`: the builder to use when no --builder flag is given. */
   readonly builder: string | undefined;
+  /**
+   * `[io.kiln] run-image` (also read as `io.buildpacks.run-image`): the run image or run-image
+   * flavour (`shell`) when no --run-image flag is given.
+   */
+  readonly runImage: string | undefined;
   readonly include: readonly string[] | undefined;
   readonly exclude: readonly string[] | undefined;
   /** Which app files go into the build (include/exclude in gitignore syntax). */
@@ -178,6 +188,7 @@ export function emptyProjectDescriptor(): ProjectDescriptor {
     project: { authors: [], licenses: [] },
     metadata: {},
     builder: undefined,
+    runImage: undefined,
     include: undefined,
     exclude: undefined,
     filter: sourceFilter(undefined, undefined),
@@ -295,7 +306,7 @@ function fromV02(
   ];
   for (const k of Object.keys(d._)) if (!knownUnderscore.includes(k)) warnings.push(`_.${k}`);
   if (bp) {
-    const known = ['builder', 'include', 'exclude', 'group', 'pre', 'post', 'build', 'env'];
+    const known = ['builder', 'include', 'exclude', 'group', 'pre', 'post', 'build', 'env', 'run-image'];
     for (const k of Object.keys(bp)) if (!known.includes(k)) warnings.push(`io.buildpacks.${k}`);
     if (bp.env !== undefined)
       warnings.push('io.buildpacks.env.build (deprecated: use [[io.buildpacks.build.env]])');
@@ -318,6 +329,7 @@ function fromV02(
     },
     metadata: d._.metadata ?? {},
     builder: bp?.builder,
+    runImage: d.io?.kiln?.['run-image'] ?? bp?.['run-image'],
     include: bp?.include,
     exclude: bp?.exclude,
     envEntries: envs,
@@ -346,6 +358,7 @@ function fromV01(raw: Record<string, unknown>, file: string, projectDir: string)
     },
     metadata: d.metadata ?? {},
     builder: d.build?.builder,
+    runImage: undefined,
     include: d.build?.include,
     exclude: d.build?.exclude,
     envEntries: d.build?.env ?? [],
@@ -361,6 +374,7 @@ interface Parts {
   project: ProjectInfo;
   metadata: Record<string, unknown>;
   builder: string | undefined;
+  runImage: string | undefined;
   include: string[] | undefined;
   exclude: string[] | undefined;
   envEntries: ReadonlyArray<{ name: string; value: string }>;
@@ -382,6 +396,7 @@ function finish(file: string, p: Parts): ProjectDescriptor {
     project: p.project,
     metadata: p.metadata,
     builder: p.builder,
+    runImage: p.runImage,
     include: p.include,
     exclude: p.exclude,
     filter: sourceFilter(p.include, p.exclude),

@@ -62,7 +62,9 @@ export interface RebaseResult {
   readonly user: { readonly kept: string; readonly runImage: string };
 }
 
-const BASE_LABEL_PREFIXES = ['io.buildpacks.base.', 'io.buildpacks.stack.'];
+// io.kiln.stack.* (the run-image flavour above all) describe the base too: a rebase onto another
+// flavour must not leave the old one's name on the app.
+const BASE_LABEL_PREFIXES = ['io.buildpacks.base.', 'io.buildpacks.stack.', 'io.kiln.stack.'];
 
 /**
  * repositoryOf drops a tag and a digest from an image name: `reg/repo:tag@sha256:..` -> `reg/repo`.

@@ -5,7 +5,7 @@ import type { Fetcher } from '../debian/http.ts';
 import { readKeyring } from '../debian/release.ts';
 import { resolve, Universe } from '../debian/resolver.ts';
 import { type AptSource, mirrorForSuite } from '../debian/sources.ts';
-import type { StackConfig } from './config.ts';
+import { runFlavours, type StackConfig } from './config.ts';
 import { inputsDigest, type LockedPackage, lockedFrom, type StackLock } from './lock.ts';
 
 /** MirrorChoice is what the CLI resolved from --mirror / KILN_DEBIAN_MIRROR and friends. */
@@ -77,10 +77,12 @@ export async function resolveStack(config: StackConfig, opts: AccessOptions): Pr
     indexes.map((i) => i.packages),
     config.archive.suites,
   );
-  const run = resolve(universe, config.run.packages, {
-    essential: config.run.essential,
-    exclude: config.run.exclude,
-  });
+  const [main, ...others] = runFlavours(config).map((f) => ({
+    flavour: f.flavour,
+    packages: lockedFrom(
+      resolve(universe, f.packages, { essential: config.run.essential, exclude: f.exclude }).packages,
+    ),
+  }));
   const build = resolve(universe, config.build.packages, {
     essential: config.build.essential,
     exclude: config.build.exclude,
@@ -88,8 +90,11 @@ export async function resolveStack(config: StackConfig, opts: AccessOptions): Pr
   return {
     version: 1,
     inputs: inputsDigest(config),
-    run: { packages: lockedFrom(run.packages) },
+    run: { packages: main!.packages },
     build: { packages: lockedFrom(build.packages) },
+    ...(others.length
+      ? { flavours: Object.fromEntries(others.map((f) => [f.flavour, { packages: f.packages }])) }
+      : {}),
   };
 }
 

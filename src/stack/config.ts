@@ -25,6 +25,46 @@ const UserSchema = z.strictObject({
   gid: z.number().int().min(1).max(65533),
 });
 
+/** DEFAULT_FLAVOUR names the [run] image among the run-image flavours. */
+export const DEFAULT_FLAVOUR = 'default';
+
+/**
+ * A run-image flavour: the [run] image plus packages (a shell, say). Its exclusions are [run]'s
+ * minus what the flavour asks for, so a flavour can bring back what the default leaves out.
+ */
+const FlavourSchema = z.strictObject({
+  /** Repository-style name of the flavour's image in kiln's local store. */
+  name: z.string().min(1),
+  description: z.string().default(''),
+  packages: z.array(pkgName).min(1),
+  /** Further exclusions (on top of [run]'s, minus the flavour's packages). */
+  exclude: z.array(pkgName).default([]),
+});
+
+/** Flavour names: what `kiln build --run-image <flavour>` and project.toml accept. */
+const FLAVOUR_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+/** The [run] table: the default flavour, and the other flavours under [run.flavours.<name>]. */
+const RunSpecSchema = ImageSpecSchema.extend({
+  flavours: z
+    .record(z.string(), FlavourSchema)
+    .default({})
+    .superRefine((f, ctx) => {
+      for (const key of Object.keys(f)) {
+        if (key === DEFAULT_FLAVOUR)
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${DEFAULT_FLAVOUR}" names the [run] image itself, not a flavour`,
+          });
+        else if (!FLAVOUR_NAME.test(key))
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${key}": expected a flavour name (lower-case letters, digits, "-", at most 32)`,
+          });
+      }
+    }),
+});
+
 /** StackConfigSchema is the zod schema of stack.toml. */
 export const StackConfigSchema = z.strictObject({
   id: z.string().min(1),
@@ -46,7 +86,7 @@ export const StackConfigSchema = z.strictObject({
    */
   'run-user': UserSchema.optional(),
   labels: z.record(z.string(), z.string()).default({}),
-  run: ImageSpecSchema,
+  run: RunSpecSchema,
   build: ImageSpecSchema,
 });
 
@@ -61,6 +101,61 @@ export function userOf(config: StackConfig, role: 'run' | 'build'): StackUser {
 }
 /** ImageSpec is the [run] or [build] table. */
 export type ImageSpec = z.infer<typeof ImageSpecSchema>;
+/** FlavourSpec is one [run.flavours.<name>] table. */
+export type FlavourSpec = z.infer<typeof FlavourSchema>;
+
+/** RunFlavour is one run image of the stack with what it is resolved from. */
+export interface RunFlavour {
+  /** DEFAULT_FLAVOUR for [run], else the key under [run.flavours]. */
+  readonly flavour: string;
+  readonly name: string;
+  readonly packages: readonly string[];
+  readonly exclude: readonly string[];
+}
+
+/** bareName is a package entry without its `=version`. */
+function bareName(p: string): string {
+  const i = p.indexOf('=');
+  return i < 0 ? p : p.slice(0, i);
+}
+
+/**
+ * runFlavours lists the stack's run images, the default ([run]) first, then the flavours in name
+ * order (a stable order: lock sections, builder lists and reports follow it).
+ */
+export function runFlavours(config: StackConfig): RunFlavour[] {
+  const out: RunFlavour[] = [
+    {
+      flavour: DEFAULT_FLAVOUR,
+      name: config.run.name,
+      packages: config.run.packages,
+      exclude: config.run.exclude,
+    },
+  ];
+  for (const key of Object.keys(config.run.flavours).sort()) {
+    const f = config.run.flavours[key]!;
+    const wanted = new Set(f.packages.map(bareName));
+    out.push({
+      flavour: key,
+      name: f.name,
+      packages: [...config.run.packages, ...f.packages],
+      exclude: [...config.run.exclude.filter((e) => !wanted.has(bareName(e))), ...f.exclude],
+    });
+  }
+  return out;
+}
+
+/** flavourOf finds a run flavour by name; the error lists the ones there are. */
+export function flavourOf(config: StackConfig, flavour: string): RunFlavour {
+  const all = runFlavours(config);
+  const f = all.find((x) => x.flavour === flavour);
+  if (!f)
+    throw new KilnError(
+      `stack ${config.id} has no run-image flavour "${flavour}" (flavours: ${all.map((x) => x.flavour).join(', ')})`,
+      ExitCode.InvalidArgs,
+    );
+  return f;
+}
 
 /** parseStackConfig validates TOML text; errors name the file and the offending key. */
 export function parseStackConfig(text: string, file: string): StackConfig {

@@ -10,11 +10,11 @@ import { searchableByOthers } from '../sandbox/rootfs-cache.ts';
 import type { SbomComponent } from '../sbom/model.ts';
 import { type AccessOptions, fetchPackages } from './archive-access.ts';
 import { finishBuildRoot, type SandboxOptions } from './build-root.ts';
-import type { StackConfig } from './config.ts';
+import { DEFAULT_FLAVOUR, runFlavours, type StackConfig } from './config.ts';
 import { writeStatusD } from './dpkg-db.ts';
 import { finishRunRoot } from './finish.ts';
 import { rootLayer, StackLabel, stackImage, stackLabels } from './image.ts';
-import { type LockedPackage, lockDigest, type StackLock } from './lock.ts';
+import { type LockedPackage, lockDigest, lockedFlavour, type StackLock } from './lock.ts';
 import { prepareRoot, unpackPackages } from './rootfs.ts';
 import { attachSbom, KILN_TOOL, packageComponents, sbomDocuments, writeSbomFiles } from './sbom.ts';
 
@@ -27,6 +27,8 @@ export type Role = 'run' | 'build';
 /** CreatedImage is one stack image written to the layout. */
 export interface CreatedImage {
   readonly role: Role;
+  /** The run-image flavour (DEFAULT_FLAVOUR for [run]); absent for the build image. */
+  readonly flavour?: string;
   readonly image: Image;
   readonly descriptor: Descriptor;
   readonly tag: string;
@@ -49,6 +51,13 @@ export interface CreateOptions {
   readonly epoch: number;
   /** Which images to make (default both). */
   readonly roles?: readonly Role[];
+  /**
+   * Which run-image flavours other than the default to make when the run role is made (default:
+   * all of the stack's).
+   */
+  readonly flavours?: readonly string[];
+  /** Tag of each flavour's image (default: `<run tag>-<flavour>`). */
+  readonly flavourTags?: Readonly<Record<string, string>>;
   /** Parent of the staging directories (default: `<cacheDir>/stack-staging`). */
   readonly workDir?: string;
   /** Rebuild even when an image with the same recipe exists. */
@@ -60,8 +69,30 @@ export interface CreateOptions {
 }
 
 /** recipeOf digests everything a stack image is made from: same recipe, same image. */
-export function recipeOf(config: StackConfig, lock: StackLock, role: Role, epoch: number): string {
-  return sha256(JSON.stringify({ v: ASSEMBLY_VERSION, role, config, lock: lockDigest(lock), epoch }));
+export function recipeOf(
+  config: StackConfig,
+  lock: StackLock,
+  role: Role,
+  epoch: number,
+  flavour: string = DEFAULT_FLAVOUR,
+): string {
+  // The default flavour's recipe is the run image's as before flavours existed.
+  const which = role === 'run' && flavour !== DEFAULT_FLAVOUR ? `run:${flavour}` : role;
+  return sha256(JSON.stringify({ v: ASSEMBLY_VERSION, role: which, config, lock: lockDigest(lock), epoch }));
+}
+
+/** flavourTag is the tag of a run-image flavour's image in `opts`' layout. */
+export function flavourTag(opts: Pick<CreateOptions, 'tags' | 'flavourTags'>, flavour: string): string {
+  if (flavour === DEFAULT_FLAVOUR) return opts.tags.run;
+  return opts.flavourTags?.[flavour] ?? `${opts.tags.run}-${flavour}`;
+}
+
+/** StackImages are what createStack made: the build image, the run image and its flavours. */
+export interface StackImages {
+  readonly run: CreatedImage | undefined;
+  readonly build: CreatedImage | undefined;
+  /** The run-image flavours other than the default, by name. */
+  readonly flavours: Readonly<Record<string, CreatedImage>>;
 }
 
 async function existingRecipe(
@@ -79,36 +110,63 @@ async function existingRecipe(
 }
 
 /**
- * createStack makes the run and build images of `config` from exactly the packages of `lock`
- * and writes them to the layout under their tags. An image whose recipe (lock, config, epoch,
- * assembly version) matches the one already tagged is reused without unpacking anything.
+ * createStack makes the run and build images of `config` (and the run image's flavours) from
+ * exactly the packages of `lock` and writes them to the layout under their tags. An image whose
+ * recipe (lock, config, epoch, assembly version) matches the one already tagged is reused without
+ * unpacking anything.
  */
-export async function createStack(
-  config: StackConfig,
-  opts: CreateOptions,
-): Promise<Record<Role, CreatedImage | undefined>> {
-  const out: Record<Role, CreatedImage | undefined> = { run: undefined, build: undefined };
-  for (const role of opts.roles ?? (['run', 'build'] as const)) {
-    const tag = opts.tags[role];
-    const recipe = recipeOf(config, opts.lock, role, opts.epoch);
+export async function createStack(config: StackConfig, opts: CreateOptions): Promise<StackImages> {
+  const out: {
+    run: CreatedImage | undefined;
+    build: CreatedImage | undefined;
+    flavours: Record<string, CreatedImage>;
+  } = { run: undefined, build: undefined, flavours: {} };
+  const roles = opts.roles ?? (['run', 'build'] as const);
+  const jobs: { role: Role; flavour?: string }[] = [];
+  for (const role of roles) {
+    if (role === 'build') jobs.push({ role });
+    else {
+      const wanted = opts.flavours ? new Set([DEFAULT_FLAVOUR, ...opts.flavours]) : undefined;
+      for (const f of runFlavours(config))
+        if (!wanted || wanted.has(f.flavour)) jobs.push({ role, flavour: f.flavour });
+    }
+  }
+  for (const { role, flavour } of jobs) {
+    const tag = flavour === undefined ? opts.tags[role] : flavourTag(opts, flavour);
+    const recipe = recipeOf(config, opts.lock, role, opts.epoch, flavour);
+    let made: CreatedImage | undefined;
     if (!opts.force) {
       const have = await existingRecipe(opts.layout, tag);
       if (have && have.recipe === recipe) {
         const descriptor = await opts.layout.resolve(tag);
-        opts.log?.(`${role} image ${tag} is up to date (${descriptor.digest})`);
-        out[role] = { role, image: have.image, descriptor, tag, reused: true };
-        continue;
+        opts.log?.(`${label(role, flavour)} image ${tag} is up to date (${descriptor.digest})`);
+        made = {
+          role,
+          ...(flavour !== undefined ? { flavour } : {}),
+          image: have.image,
+          descriptor,
+          tag,
+          reused: true,
+        };
       }
     }
-    out[role] = await createImage(config, role, recipe, opts);
+    made ??= await createImage(config, role, recipe, opts, flavour);
+    if (role === 'build') out.build = made;
+    else if (flavour === DEFAULT_FLAVOUR) out.run = made;
+    else out.flavours[flavour!] = made;
   }
   return out;
+}
+
+/** label names an image in log lines: `run`, `build`, or `run (shell)`. */
+function label(role: Role, flavour: string | undefined): string {
+  return flavour === undefined || flavour === DEFAULT_FLAVOUR ? role : `${role} (${flavour})`;
 }
 
 /** removeAbandoned deletes staging dirs of runs that were killed (their pid is gone). */
 async function removeAbandoned(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [] as string[])) {
-    const pid = Number(/^(?:run|build)-(\d+)-/.exec(name)?.[1]);
+    const pid = Number(/^(?:run|build)(?:_[a-z0-9-]+)?-(\d+)-/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;
     if (!pidAlive(pid)) await rm(join(parent, name), { recursive: true, force: true });
   }
@@ -122,12 +180,16 @@ async function createImage(
   role: Role,
   recipe: string,
   opts: CreateOptions,
+  flavour: string | undefined,
 ): Promise<CreatedImage> {
-  const pkgs: readonly LockedPackage[] = opts.lock[role].packages;
-  if (pkgs.length === 0) throw new KilnError(`stack lock has no packages for the ${role} image`);
+  const pkgs: readonly LockedPackage[] =
+    role === 'run' ? lockedFlavour(opts.lock, flavour ?? DEFAULT_FLAVOUR) : opts.lock.build.packages;
+  const what = label(role, flavour);
+  const tag = role === 'run' ? flavourTag(opts, flavour ?? DEFAULT_FLAVOUR) : opts.tags.build;
+  if (pkgs.length === 0) throw new KilnError(`stack lock has no packages for the ${what} image`);
   const t0 = Date.now();
   const debs = await fetchPackages(pkgs, opts.access);
-  opts.log?.(`${role}: ${pkgs.length} packages ready in the cache (${Date.now() - t0} ms)`);
+  opts.log?.(`${what}: ${pkgs.length} packages ready in the cache (${Date.now() - t0} ms)`);
   let parent = opts.workDir ?? join(opts.access.cacheDir, 'stack-staging');
   // As root, the maintainer scripts' sandbox starts as a leased unprivileged id that must reach
   // the staged root (as for the rootfs cache, see sandboxCacheDir): not under /root, say.
@@ -140,7 +202,8 @@ async function createImage(
     for (const d of [dirname(parent), parent]) await chmod(d, 0o755);
   }
   await removeAbandoned(parent);
-  const stage = await mkdtemp(join(parent, `${role}-${process.pid}-`));
+  const stageName = flavour && flavour !== DEFAULT_FLAVOUR ? `${role}_${flavour}` : role;
+  const stage = await mkdtemp(join(parent, `${stageName}-${process.pid}-`));
   // Searchable, not listable: the sandbox reaches root/ inside without seeing other stages.
   if (sandboxed) await chmod(stage, 0o711);
   try {
@@ -154,7 +217,7 @@ async function createImage(
       root,
       { profile: role },
     );
-    opts.log?.(`${role}: unpacked ${unpacked.length} packages (${Date.now() - t1} ms)`);
+    opts.log?.(`${what}: unpacked ${unpacked.length} packages (${Date.now() - t1} ms)`);
     const t2 = Date.now();
     if (role === 'run') {
       await finishRunRoot(root, config);
@@ -176,19 +239,31 @@ async function createImage(
       lockDigest: lockDigest(opts.lock),
       recipe,
       packages: pkgs.length,
+      ...(flavour !== undefined ? { flavour } : {}),
     });
     const image = stackImage(layer, config, role, labels, opts.epoch, pkgs.length);
-    const descriptor = await opts.layout.writeImage(image, opts.tags[role]);
-    opts.log?.(`${role}: layer written (${Date.now() - t3} ms): ${opts.tags[role]} ${descriptor.digest}`);
+    const descriptor = await opts.layout.writeImage(image, tag);
+    opts.log?.(`${what}: layer written (${Date.now() - t3} ms): ${tag} ${descriptor.digest}`);
     // The SBOM names the image by digest, so it is made after the image and attached to it.
     const docs = sbomDocuments(components, {
-      subject: { name: opts.tags[role], digest: descriptor.digest },
+      subject: { name: tag, digest: descriptor.digest },
       epoch: opts.epoch,
       tool: KILN_TOOL,
     });
     await attachSbom(opts.layout, descriptor, docs);
-    const sbomFiles = opts.sbomDir ? await writeSbomFiles(opts.sbomDir, role, docs) : [];
-    return { role, image, descriptor, tag: opts.tags[role], reused: false, components, sbomFiles };
+    // run.sbom.*, build.sbom.*, and run-<flavour>.sbom.* for the other flavours.
+    const base = flavour && flavour !== DEFAULT_FLAVOUR ? `run-${flavour}` : role;
+    const sbomFiles = opts.sbomDir ? await writeSbomFiles(opts.sbomDir, base, docs) : [];
+    return {
+      role,
+      ...(flavour !== undefined ? { flavour } : {}),
+      image,
+      descriptor,
+      tag,
+      reused: false,
+      components,
+      sbomFiles,
+    };
   } finally {
     await rm(stage, { recursive: true, force: true });
   }

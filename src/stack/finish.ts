@@ -54,6 +54,9 @@ export function passwdFiles(
  * and nsswitch.conf. No maintainer script runs; this is what they would have done.
  */
 export async function finishRunRoot(root: string, config: StackConfig): Promise<void> {
+  // A flavour with dash gets /bin/sh (dash's postinst would make it; maintainer scripts never run).
+  if ((await exists(join(root, 'usr/bin/dash'))) && !(await exists(join(root, 'usr/bin/sh'))))
+    await symlink('dash', join(root, 'usr/bin/sh'));
   const etc = join(root, 'etc');
   await mkdirExact(join(etc, 'ssl/certs'));
   const bundle = await caBundle(root);

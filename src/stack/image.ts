@@ -4,7 +4,7 @@ import { walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { imageFrom, isoOfEpoch } from '../oci/memory.ts';
-import { type StackConfig, userOf } from './config.ts';
+import { DEFAULT_FLAVOUR, flavourOf, type StackConfig, userOf } from './config.ts';
 
 /** PATH of both images (Debian's default for root, which covers every user's tools). */
 export const STACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -17,6 +17,11 @@ export const StackLabel = {
   Recipe: 'io.kiln.stack.recipe',
   /** Which of the pair: "run" or "build". */
   Role: 'io.kiln.stack.role',
+  /**
+   * The run-image flavour ("default", "shell", ...; run images only). App images inherit it from
+   * their run image: `kiln inspect` shows it, `kiln build --run-image <flavour>` selects by it.
+   */
+  Flavour: 'io.kiln.stack.flavour',
 } as const;
 
 /**
@@ -46,10 +51,13 @@ export async function rootLayer(
 export function stackLabels(
   config: StackConfig,
   role: 'run' | 'build',
-  extra: { epoch: number; lockDigest: string; recipe: string; packages: number },
+  extra: { epoch: number; lockDigest: string; recipe: string; packages: number; flavour?: string },
 ): Record<string, string> {
   const created = isoOfEpoch(extra.epoch);
-  const name = role === 'run' ? config.run.name : config.build.name;
+  const flavour = role === 'run' ? (extra.flavour ?? DEFAULT_FLAVOUR) : undefined;
+  const name = flavour !== undefined ? flavourOf(config, flavour).name : config.build.name;
+  const what =
+    flavour !== undefined && flavour !== DEFAULT_FLAVOUR ? `run image, ${flavour} flavour` : `${role} image`;
   return {
     ...config.labels,
     'io.buildpacks.base.distro.name': config.distro.name,
@@ -60,10 +68,11 @@ export function stackLabels(
     ...(role === 'run' ? { 'io.buildpacks.rebasable': 'true' } : {}),
     'org.opencontainers.image.title': name,
     'org.opencontainers.image.created': created,
-    'org.opencontainers.image.description': `${config.distro.name} ${config.distro.version} ${role} image (${extra.packages} packages)`,
+    'org.opencontainers.image.description': `${config.distro.name} ${config.distro.version} ${what} (${extra.packages} packages)`,
     [StackLabel.Lock]: extra.lockDigest,
     [StackLabel.Recipe]: extra.recipe,
     [StackLabel.Role]: role,
+    ...(flavour !== undefined ? { [StackLabel.Flavour]: flavour } : {}),
   };
 }
 

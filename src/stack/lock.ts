@@ -6,7 +6,7 @@ import type { PackageRecord } from '../debian/package.ts';
 import { compareVersions } from '../debian/version.ts';
 import { writeFileAtomic } from '../layout/layout.ts';
 import { sha256 } from '../oci/digest.ts';
-import type { ImageSpec, StackConfig } from './config.ts';
+import { DEFAULT_FLAVOUR, type ImageSpec, runFlavours, type StackConfig } from './config.ts';
 
 const LockedPackageSchema = z.strictObject({
   name: z.string(),
@@ -27,6 +27,8 @@ const LockSchema = z.strictObject({
   inputs: z.string(),
   run: z.strictObject({ packages: z.array(LockedPackageSchema) }),
   build: z.strictObject({ packages: z.array(LockedPackageSchema) }),
+  /** One section per run-image flavour other than the default (`[[flavours.<name>.packages]]`). */
+  flavours: z.record(z.string(), z.strictObject({ packages: z.array(LockedPackageSchema) })).optional(),
 });
 /** StackLock is a parsed stack.lock. */
 export type StackLock = z.infer<typeof LockSchema>;
@@ -35,6 +37,10 @@ export type StackLock = z.infer<typeof LockSchema>;
 export function inputsDigest(config: StackConfig): string {
   const spec = (s: ImageSpec) => ({ packages: s.packages, exclude: s.exclude, essential: s.essential });
   const a = config.archive;
+  // Flavours join the digest only when there are some: a stack without them keeps its lock.
+  const flavours = runFlavours(config)
+    .slice(1)
+    .map((f) => ({ flavour: f.flavour, packages: f.packages, exclude: f.exclude }));
   return sha256(
     JSON.stringify({
       arch: a.arch,
@@ -42,8 +48,32 @@ export function inputsDigest(config: StackConfig): string {
       suites: a.suites,
       run: spec(config.run),
       build: spec(config.build),
+      ...(flavours.length ? { flavours } : {}),
     }),
   );
+}
+
+/**
+ * lockedFlavour is the locked package list of a run-image flavour (DEFAULT_FLAVOUR: `run`); a
+ * flavour the lock does not know is an error saying to update it.
+ */
+export function lockedFlavour(lock: StackLock, flavour: string): readonly LockedPackage[] {
+  if (flavour === DEFAULT_FLAVOUR) return lock.run.packages;
+  const f = lock.flavours?.[flavour];
+  if (!f)
+    throw new KilnError(
+      `stack lock has no packages for the run-image flavour "${flavour}" (run kiln stack update)`,
+    );
+  return f.packages;
+}
+
+/** allLocked is every package of every image of the lock (for prefetching). */
+export function allLocked(lock: StackLock): LockedPackage[] {
+  return [
+    ...lock.run.packages,
+    ...lock.build.packages,
+    ...Object.values(lock.flavours ?? {}).flatMap((f) => f.packages),
+  ];
 }
 
 /** lockedFrom turns resolved records into lock entries. */
@@ -69,6 +99,15 @@ export function formatLock(lock: StackLock): string {
     inputs: lock.inputs,
     run: { packages: sorted(lock.run.packages) },
     build: { packages: sorted(lock.build.packages) },
+    ...(lock.flavours && Object.keys(lock.flavours).length
+      ? {
+          flavours: Object.fromEntries(
+            Object.keys(lock.flavours)
+              .sort()
+              .map((k) => [k, { packages: sorted(lock.flavours![k]!.packages) }]),
+          ),
+        }
+      : {}),
   });
   return `# stack.lock: exact Debian packages of the stack's images. Written by \`kiln stack update\`; do not edit.\n${body}\n`;
 }
@@ -119,7 +158,8 @@ export function lockDigest(lock: StackLock): string {
 
 /** LockChange is one line of `kiln stack update`'s report. */
 export interface LockChange {
-  readonly image: 'run' | 'build';
+  /** `run`, `build`, or `run-<flavour>`. */
+  readonly image: string;
   readonly kind: 'added' | 'removed' | 'upgraded' | 'downgraded';
   readonly name: string;
   readonly from?: string;
@@ -129,9 +169,16 @@ export interface LockChange {
 /** diffLocks lists what changed from `before` (possibly absent) to `after`, by image and name. */
 export function diffLocks(before: StackLock | undefined, after: StackLock): LockChange[] {
   const out: LockChange[] = [];
-  for (const image of ['run', 'build'] as const) {
-    const old = new Map((before?.[image].packages ?? []).map((p) => [p.name, p]));
-    const now = new Map(after[image].packages.map((p) => [p.name, p]));
+  const images: [string, readonly LockedPackage[] | undefined, readonly LockedPackage[]][] = [
+    ['run', before?.run.packages, after.run.packages],
+    ['build', before?.build.packages, after.build.packages],
+  ];
+  const flavours = new Set([...Object.keys(before?.flavours ?? {}), ...Object.keys(after.flavours ?? {})]);
+  for (const f of [...flavours].sort())
+    images.push([`run-${f}`, before?.flavours?.[f]?.packages, after.flavours?.[f]?.packages ?? []]);
+  for (const [image, was, is] of images) {
+    const old = new Map((was ?? []).map((p) => [p.name, p]));
+    const now = new Map(is.map((p) => [p.name, p]));
     const names = [...new Set([...old.keys(), ...now.keys()])].sort();
     for (const name of names) {
       const a = old.get(name);

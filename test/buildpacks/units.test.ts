@@ -15,7 +15,7 @@ import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.t
 import { defaultVersion, newestForNode, resolveVersion } from '../../buildpacks/nodejs-engine/src/version.ts';
 import { lockDigest } from '../../buildpacks/npm-install/src/lock-digest.ts';
 import { installedPackages } from '../../buildpacks/npm-install/src/sbom.ts';
-import { parseProcfile, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
+import { parseProcfile, runsNode, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
 
 let tmp: string;
 before(async () => {
@@ -338,5 +338,20 @@ describe('npm-install lock digest', () => {
     // A memo claiming another digest for these bytes is not believed blindly: its header is checked.
     await writeFile(memo, Buffer.concat([Buffer.from(`sha256:${'z'.repeat(64)}\n`), changed]));
     assert.equal(await lockDigest(memo, changed), sha(changed));
+  });
+});
+
+describe('procfile: which processes start Node.js', () => {
+  test('node as the program (also after exec/env/VAR=) or as a command word of a shell line', () => {
+    const yes = [
+      'node web.js',
+      'exec node web.js',
+      'env NODE_ENV=production node web.js',
+      '/usr/bin/node x.js',
+      'cd app && node web.js',
+    ];
+    const no = ['./server', 'npm start', 'python app.py', 'nodemon web.js', 'echo node'];
+    for (const line of yes) assert.ok(runsNode({ type: 'web', line }), line);
+    for (const line of no) assert.ok(!runsNode({ type: 'web', line }), line);
   });
 });

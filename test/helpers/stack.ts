@@ -6,6 +6,7 @@
 //   stack.layoutDir, stack.tags.run / .build          // an OCI layout: oci:DIR:run, oci:DIR:build
 //   const image = await stack.image('run');            // an Image value (src/oci/image.ts)
 //   const rootfs = await stack.rootfs('build');        // the image unpacked (read-only use, shared)
+//   stack.tags['run-shell'], stack.image('run-shell')  // run-image flavours: tag run-<flavour>
 //
 // Images live in ~/.cache/kiln/test-stack/<lock digest>-<stack file digest>/ (KILN_TEST_STACK_DIR overrides the
 // parent), .debs in ~/.cache/kiln/debs (KILN_TEST_CACHE_DIR overrides ~/.cache/kiln). The
@@ -34,7 +35,17 @@ import {
 } from '../../src/stack/archive-access.ts';
 import { readStackConfig, type StackConfig } from '../../src/stack/config.ts';
 import { createStack, type Role } from '../../src/stack/create.ts';
-import { inputsDigest, lockDigest, readLock, type StackLock, writeLock } from '../../src/stack/lock.ts';
+import {
+  allLocked,
+  inputsDigest,
+  lockDigest,
+  readLock,
+  type StackLock,
+  writeLock,
+} from '../../src/stack/lock.ts';
+
+/** StackImageKey names an image of the test stack: its role, or `run-<flavour>` (its tag too). */
+export type StackImageKey = Role | `run-${string}`;
 
 /** The stack file and lock the tests use (the ones kiln ships). */
 export const TEST_STACK_FILE = fileURLToPath(new URL('../../stacks/bookworm/stack.toml', import.meta.url));
@@ -47,15 +58,16 @@ export interface TestStack {
   /** The lock file `lock` came from (the committed one unless it could not be used). */
   readonly lockFile: string;
   readonly layoutDir: string;
-  readonly tags: Readonly<Record<Role, string>>;
+  /** Tags in the layout: `run`, `build`, and `run-<flavour>` for every other run-image flavour. */
+  readonly tags: Readonly<Record<Role, string>> & Readonly<Record<string, string>>;
   /** Directory of the SBOM files (`run.sbom.cdx.json`, ...). */
   readonly sbomDir: string;
-  image(role: Role): Promise<Image>;
+  image(role: StackImageKey): Promise<Image>;
   /**
    * The image unpacked into a shared directory under the system temp dir, keyed by the image
    * digest (owners not applied: everything belongs to the test runner; do not modify it).
    */
-  rootfs(role: Role): Promise<string>;
+  rootfs(role: StackImageKey): Promise<string>;
 }
 
 /** testCacheDir is where test .debs and indexes are cached (shared with kiln's own cache). */
@@ -77,7 +89,7 @@ async function usableLock(
   const committed = await readLock(TEST_STACK_LOCK);
   if (committed && committed.inputs === inputsDigest(config)) {
     try {
-      await fetchPackages([...committed.run.packages, ...committed.build.packages], access);
+      await fetchPackages(allLocked(committed), access);
       return { lock: committed, file: TEST_STACK_LOCK };
     } catch (e) {
       if (!(e instanceof KilnError) || !/HTTP 404|HTTP 410/.test(e.message)) throw e;
@@ -154,7 +166,8 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
   );
   const layoutDir = path.join(dir, 'layout');
   const sbomDir = path.join(dir, 'sbom');
-  const tags = { run: 'run', build: 'build' } as const;
+  const tags: Record<string, string> & Record<Role, string> = { run: 'run', build: 'build' };
+  for (const f of Object.keys(config.run.flavours)) tags[`run-${f}`] = `run-${f}`;
   const roles = opts.roles ?? (['run', 'build'] as const);
   await withDirLock(dir, async () => {
     const layout = await Layout.init(layoutDir);
@@ -168,7 +181,12 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
       sbomDir,
     });
   });
-  const rootfsCache = new Map<Role, Promise<string>>();
+  const rootfsCache = new Map<string, Promise<string>>();
+  const tagOf = (key: StackImageKey): string => {
+    const t = tags[key];
+    if (!t) throw new Error(`the test stack has no image ${key} (images: ${Object.keys(tags).join(', ')})`);
+    return t;
+  };
   return {
     config,
     lock,
@@ -176,11 +194,11 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
     layoutDir,
     tags,
     sbomDir,
-    image: async (role) => (await Layout.open(layoutDir)).image(tags[role]),
+    image: async (role) => (await Layout.open(layoutDir)).image(tagOf(role)),
     rootfs(role) {
       let p = rootfsCache.get(role);
       if (!p) {
-        p = unpacked(layoutDir, tags[role]);
+        p = unpacked(layoutDir, tagOf(role));
         rootfsCache.set(role, p);
       }
       return p;
@@ -236,7 +254,7 @@ async function unpacked(layoutDir: string, tag: string): Promise<string> {
 }
 
 /** layerFile is the path of an image's single layer blob (for tar-level checks). */
-export async function layerFile(stack: TestStack, role: Role): Promise<string> {
+export async function layerFile(stack: TestStack, role: StackImageKey): Promise<string> {
   const image = await stack.image(role);
   const [layer] = await image.layers();
   const d = await layer!.digest();

@@ -79,6 +79,13 @@ main(async () => {
       await metadata.keep();
       return 0;
     }
+    // Nothing cached fits: the build image's Node.js, when it meets the request (else a clear error).
+    if (why.includes('network unavailable')) {
+      const { useBuilderNode } = await import('./builder-node.ts');
+      await useBuilderNode(ctx.layersDir, request, wantsNpm, why, ctx.env);
+      await metadata.keep();
+      return 0;
+    }
     throw new BuildpackFailure(`reading the Node.js versions (${nodePackage}): ${(err as Error).message}`);
   }
   log(`Node.js versions (${nodePackage}) ${describeSource(found)}`);

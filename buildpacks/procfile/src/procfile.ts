@@ -51,3 +51,23 @@ export function toProcesses(entries: readonly ProcfileEntry[]): {
   });
   return { processes, shellTypes };
 }
+
+/** Programs that are Node.js: a process starting one needs the `node` a Node.js buildpack provides. */
+const NODE_PROGRAMS = new Set(['node', 'nodejs']);
+
+/**
+ * runsNode tells whether a Procfile entry starts Node.js: its program (the first word, after
+ * `exec` or `env NAME=value` words) is `node`; in a line with shell syntax, `node` as a command
+ * word anywhere (`cd app && node web.js`).
+ */
+export function runsNode(entry: ProcfileEntry): boolean {
+  const argv = splitCommand(entry.line);
+  if (argv) {
+    let i = 0;
+    while (i < argv.length && (argv[i] === 'exec' || argv[i] === 'env' || /^[A-Za-z_]\w*=/.test(argv[i]!)))
+      i++;
+    const prog = argv[i];
+    return prog !== undefined && NODE_PROGRAMS.has(prog.slice(prog.lastIndexOf('/') + 1));
+  }
+  return /(^|[\s;&|(`])(exec\s+)?(\S*\/)?(node|nodejs)(\s|$)/.test(entry.line);
+}

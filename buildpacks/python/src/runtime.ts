@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, realpath, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { BuildpackFailure } from '../../_shared/main.ts';
+import { sharedLibraries } from '../../_shared/shared-libs.ts';
 
 /** PythonInfo is what the build image's python3 says about itself. */
 export interface PythonInfo {
@@ -49,22 +50,6 @@ export async function fileSha256(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-// glibc itself is on every run image; everything else the interpreter links is copied.
-const SYSTEM = /^(libc|libm|libpthread|libdl|librt|libutil|libresolv|ld-linux-x86-64)\.so/;
-
-/** sharedLibraries lists the libraries (outside glibc) that the given ELF files load, via ldd. */
-export function sharedLibraries(files: readonly string[]): string[] {
-  const out = new Set<string>();
-  for (let i = 0; i < files.length; i += 64) {
-    const res = spawnSync('ldd', files.slice(i, i + 64), { encoding: 'utf8' });
-    for (const line of (res.stdout ?? '').split('\n')) {
-      const m = /^\s*(\S+) => (\/\S+) \(/.exec(line);
-      if (m && !SYSTEM.test(m[1]!)) out.add(m[2]!);
-    }
-  }
-  return [...out].sort();
 }
 
 function cp(args: string[]): void {

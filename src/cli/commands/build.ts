@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
+import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../../builder/run-flavour.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { loadLauncher } from '../../launcher/index.ts';
@@ -224,7 +225,10 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
       [],
     )
-    .option('-r, --run-image <image>', "run image (default: the builder's)")
+    .option(
+      '-r, --run-image <image>',
+      "run image, or a run-image flavour of the builder (e.g. shell: the run image with a POSIX shell, bash and coreutils); default: project.toml [io.kiln] run-image, else the builder's first",
+    )
     .option('-e, --env <NAME=VALUE>', 'build-time environment variable (repeatable)', collect, [])
     .option('--env-file <file>', 'file of NAME=VALUE lines (repeatable)', collect, [])
     .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
@@ -319,6 +323,19 @@ export function register(program: Command, ctx: CliContext): void {
         ? { ...(await openNamed(builderRef, io)), name: builderRef }
         : await embeddedBuilder(ctx, io);
 
+      // --run-image, else project.toml's: an image, or a flavour name of the builder's run images.
+      const runChoice = flags.runImage ?? descriptor.runImage;
+      const runImage =
+        runChoice === undefined
+          ? undefined
+          : await chooseRunImage(
+              runChoice,
+              flags.runImage !== undefined ? '--run-image' : `${descriptor.file}: run-image`,
+              builder,
+              io,
+            );
+      if (runImage?.flavour) log.info(`Run image ${runImage.image} (flavour ${runImage.flavour})`);
+
       const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
       const hostUid = process.getuid?.() ?? 0;
       const executor: Executor =
@@ -353,7 +370,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(descriptor.post.length ? { postBuildpacks: await projectRefs(descriptor.post, scratch()) } : {}),
         // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
         openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, io),
-        ...(flags.runImage ? { runImage: flags.runImage } : {}),
+        ...(runImage ? { runImage: runImage.image } : {}),
         env,
         preparePlatform: (dir, uid, gid, rootfs, stage) => platform.prepare(dir, uid, gid, rootfs, stage),
         launchLayer: async (layersDir) =>
@@ -453,6 +470,23 @@ async function configuredBuilder(settings: CliContext['settings']): Promise<stri
 }
 
 /** The embedded default builder: made locally from builders/bookworm on first use (needs the stack). */
+/** chooseRunImage resolves a run-image choice: a flavour name of the builder's run images, else an image. */
+async function chooseRunImage(
+  choice: string,
+  source: string,
+  builder: { image: Image; name: string },
+  io: ImageIO,
+): Promise<RunImageChoice> {
+  if (!isFlavourName(choice)) return { image: choice };
+  const { readBuilder } = await import('../../builder/builder-image.ts');
+  const info = await readBuilder(builder.image, builder.name);
+  const names = info.runImages.flatMap((r) => [r.image, ...r.mirrors]);
+  return resolveRunImageChoice(choice, names, async (n) => (await openNamed(n, io)).image, {
+    source,
+    builder: builder.name,
+  });
+}
+
 async function embeddedBuilder(
   ctx: CliContext,
   io: ImageIO,
@@ -472,11 +506,15 @@ async function embeddedBuilder(
     buildImage: async () => {
       if (!buildName) throw new KilnError(`${DEFAULT_BUILDER_CONFIG}: no [build] image`);
       try {
-        return (await openNamed(buildName, io)).image;
+        const build = (await openNamed(buildName, io)).image;
+        // Every run image the builder lists (the flavours too) must be there: a store made before
+        // a flavour was added to the stack gets it now (the images already there are no-ops).
+        for (const r of cfg.runImages) if (!(await store.find(r.image))) throw new Error('missing');
+        return build;
       } catch {
         // First use: make the stack (both images, from stacks/bookworm/stack.lock) locally.
         log.info(
-          `The default builder needs the stack's build image ${buildName}: creating the stack (kiln stack create --locked)`,
+          `The default builder needs the stack's images (${[buildName, ...cfg.runImages.map((r) => r.image)].join(', ')}): creating the stack (kiln stack create --locked)`,
         );
         const { createDefaultStack } = await import('./stack.ts');
         await createDefaultStack(ctx);

@@ -12,8 +12,8 @@ import { parseReference } from '../../registry/reference.ts';
 import { writeImage as pushImage } from '../../registry/write.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { type AccessOptions, mirrorsOf, resolveStack } from '../../stack/archive-access.ts';
-import { readStackConfig, type StackConfig } from '../../stack/config.ts';
-import { createStack, type Role } from '../../stack/create.ts';
+import { DEFAULT_FLAVOUR, readStackConfig, runFlavours, type StackConfig } from '../../stack/config.ts';
+import { type CreatedImage, createStack, type Role } from '../../stack/create.ts';
 import { StackLabel } from '../../stack/image.ts';
 import { diffLocks, inputsDigest, readLock, type StackLock, writeLock } from '../../stack/lock.ts';
 import { readArtifact, referrersOf, sbomOfImage } from '../../stack/sbom.ts';
@@ -44,7 +44,7 @@ interface CreateFlags extends CommonFlags {
   fallbackLock?: string;
   publish?: string;
   output?: string;
-  only?: Role;
+  only?: string;
   sbomDir?: string;
   force?: boolean;
 }
@@ -81,7 +81,10 @@ export function register(program: Command, ctx: CliContext): void {
       '--output <oci:DIR>',
       'write to an OCI layout (tags "run" and "build") instead of the local store',
     )
-    .option('--only <role>', 'make only the "run" or the "build" image')
+    .option(
+      '--only <image>',
+      'make only the "run" image (with its flavours), the "build" image, or one run-image flavour by name',
+    )
     .option('--sbom-dir <dir>', 'write the SBOM files here (default: <layout>/sbom)')
     .option('--force', 'rebuild even when the images are up to date')
     .action(async (flags: CreateFlags) => {
@@ -128,16 +131,25 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (flags: { config: string; output?: string; json?: boolean }) => {
       const config = await readStackConfig(flags.config);
       // Inspecting must not create anything: a layout is opened, never initialised.
-      const { layout, tags } = await target(ctx, config, flags.output, { open: true });
+      const { layout, tags, flavourTags } = await target(ctx, config, flags.output, { open: true });
       const rows: Record<string, unknown>[] = [];
       const known = new Set(await layout.tags());
-      for (const role of ['run', 'build'] as const) {
-        if (!known.has(tags[role])) {
-          rows.push({ role, tag: tags[role], missing: true });
+      const images: { role: Role; flavour?: string; tag: string }[] = [
+        ...runFlavours(config).map((f) => ({
+          role: 'run' as const,
+          flavour: f.flavour,
+          tag: f.flavour === DEFAULT_FLAVOUR ? tags.run : flavourTags[f.flavour]!,
+        })),
+        { role: 'build', tag: tags.build },
+      ];
+      for (const { role, flavour, tag } of images) {
+        const which = flavour !== undefined ? { role, flavour } : { role };
+        if (!known.has(tag)) {
+          rows.push({ ...which, tag, missing: true });
           continue;
         }
-        const desc = await layout.resolve(tags[role]);
-        const img = await layout.image(tags[role]);
+        const desc = await layout.resolve(tag);
+        const img = await layout.image(tag);
         const cfg = await img.configFile();
         const layers = await img.layers();
         let size = 0;
@@ -146,8 +158,8 @@ export function register(program: Command, ctx: CliContext): void {
         const sbom = await sbomOfImage(layout, desc.digest, CYCLONEDX_MEDIA_TYPE);
         const components = (sbom?.components ?? []) as { name?: string; version?: string }[];
         rows.push({
-          role,
-          tag: tags[role],
+          ...which,
+          tag,
           digest: desc.digest,
           size,
           user: cfg.config?.User,
@@ -160,13 +172,14 @@ export function register(program: Command, ctx: CliContext): void {
         return;
       }
       for (const r of rows) {
+        const head = r.flavour !== undefined ? `${r.role} (flavour ${r.flavour})` : `${r.role}`;
         if (r.missing) {
-          ctx.stdout.write(`${r.role}: ${r.tag} not created yet (kiln stack create)\n`);
+          ctx.stdout.write(`${head}: ${r.tag} not created yet (kiln stack create)\n`);
           continue;
         }
         const labels = r.labels as Record<string, string>;
         ctx.stdout.write(
-          `${r.role}: ${r.tag}\n  digest   ${r.digest}\n  size     ${formatBytes(r.size as number)} (compressed)\n  user     ${r.user}\n` +
+          `${head}: ${r.tag}\n  digest   ${r.digest}\n  size     ${formatBytes(r.size as number)} (compressed)\n  user     ${r.user}\n` +
             `  base id  ${labels['io.buildpacks.base.id']}  distro ${labels['io.buildpacks.base.distro.name']} ${labels['io.buildpacks.base.distro.version']}\n` +
             `  lock     ${labels[StackLabel.Lock]}\n` +
             `  packages ${packagesLine(r.packages as { name: string; version: string }[])}\n`,
@@ -224,7 +237,8 @@ async function target(
   config: StackConfig,
   output: string | undefined,
   opts: { open?: boolean } = {},
-): Promise<{ layout: Layout; tags: Record<Role, string> }> {
+): Promise<{ layout: Layout; tags: Record<Role, string>; flavourTags: Record<string, string> }> {
+  const flavours = runFlavours(config).slice(1);
   if (output !== undefined) {
     if (!output.startsWith('oci:') || output.length <= 4)
       throw new KilnError(`invalid --output "${output}": expected oci:DIR`, ExitCode.InvalidArgs);
@@ -232,12 +246,14 @@ async function target(
     return {
       layout: await (opts.open ? Layout.open(dir) : Layout.init(dir)),
       tags: { run: 'run', build: 'build' },
+      flavourTags: Object.fromEntries(flavours.map((f) => [f.flavour, `run-${f.flavour}`])),
     };
   }
   const store = await ImageStore.open(ImageStore.defaultDir(ctx.settings.dataDir));
   return {
     layout: store.layout,
     tags: { run: storeNameOf(config.run.name), build: storeNameOf(config.build.name) },
+    flavourTags: Object.fromEntries(flavours.map((f) => [f.flavour, storeNameOf(f.name)])),
   };
 }
 
@@ -256,8 +272,7 @@ export async function createDefaultStack(ctx: CliContext): Promise<void> {
 
 async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
   const log = ctx.log;
-  if (flags.only !== undefined && flags.only !== 'run' && flags.only !== 'build')
-    throw new KilnError(`invalid --only "${flags.only}": expected run or build`, ExitCode.InvalidArgs);
+
   if (flags.publish !== undefined && flags.output !== undefined)
     throw new KilnError('--publish and --output exclude each other', ExitCode.InvalidArgs);
   const sink = log.progress();
@@ -278,6 +293,13 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
   };
   try {
     let s = await setup(ctx, flags, progress);
+    const flavourNames = runFlavours(s.config).map((f) => f.flavour);
+    const only = flags.only;
+    if (only !== undefined && only !== 'run' && only !== 'build' && !flavourNames.includes(only))
+      throw new KilnError(
+        `invalid --only "${only}": expected run, build or a run-image flavour (${flavourNames.join(', ')})`,
+        ExitCode.InvalidArgs,
+      );
     if (flags.fallbackLock) {
       const own = await readLock(flags.fallbackLock);
       if (own && own.inputs === inputsDigest(s.config)) s = { ...s, lockFile: flags.fallbackLock };
@@ -296,15 +318,21 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
       await writeLock(s.lockFile, lock);
       log.info(`Wrote ${s.lockFile}`);
     }
-    const { layout, tags } = await target(ctx, s.config, flags.output);
+    const { layout, tags, flavourTags } = await target(ctx, s.config, flags.output);
     const started = Date.now();
+    // --only <flavour>: the run role with that flavour only (the default run image is always made
+    // alongside: it is what the flavour extends, and a no-op when up to date).
+    const roles: Role[] | undefined = only === undefined ? undefined : only === 'build' ? ['build'] : ['run'];
+    const flavours = only !== undefined && only !== 'run' && only !== 'build' ? [only] : undefined;
     const options = {
       lock: lock!,
       access: s.access,
       layout,
       tags,
+      flavourTags,
       epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-      ...(flags.only ? { roles: [flags.only] } : {}),
+      ...(roles ? { roles } : {}),
+      ...(flavours ? { flavours } : {}),
       ...(flags.force ? { force: true } : {}),
       sbomDir: flags.sbomDir ?? path.join(layout.dir, 'sbom'),
       sandbox: { onOutput: (l: string) => log.debug(l) },
@@ -323,10 +351,10 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
       made = await createStack(s.config, { ...options, lock: fresh });
     }
     sink.end();
-    for (const img of [made.run, made.build]) {
-      if (!img) continue;
-      log.info(`${img.role} image ${img.tag}@${img.descriptor.digest}${img.reused ? ' (up to date)' : ''}`);
-      ctx.stdout.write(`${img.role}\t${img.tag}\t${img.descriptor.digest}\n`);
+    for (const img of imagesOf(made)) {
+      const what = img.flavour && img.flavour !== DEFAULT_FLAVOUR ? `run-${img.flavour}` : img.role;
+      log.info(`${what} image ${img.tag}@${img.descriptor.digest}${img.reused ? ' (up to date)' : ''}`);
+      ctx.stdout.write(`${what}\t${img.tag}\t${img.descriptor.digest}\n`);
     }
     log.info(`Done in ${((Date.now() - started) / 1000).toFixed(2)} s`);
     if (flags.publish) await publish(ctx, layout, made, flags.publish);
@@ -345,17 +373,18 @@ async function publish(
   const progress = ctx.log.progress();
   const base = repo.replace(/\/+$/, '');
   try {
-    for (const img of [made.run, made.build]) {
-      if (!img) continue;
-      const ref = parseReference(`${base}/${img.role}:latest`);
+    for (const img of imagesOf(made)) {
+      // Flavours go to REPO/run-<flavour>:latest next to REPO/run:latest.
+      const repoName = img.flavour && img.flavour !== DEFAULT_FLAVOUR ? `run-${img.flavour}` : img.role;
+      const ref = parseReference(`${base}/${repoName}:latest`);
       const r = await pushImage(client, ref, img.image, { progress });
-      ctx.log.info(`Published ${img.role} image ${base}/${img.role}:latest@${r.digest}`);
+      ctx.log.info(`Published ${repoName} image ${base}/${repoName}:latest@${r.digest}`);
       // SBOM referrers: the same artifacts as in the layout, pushed by digest and registered as
       // referrers of the image (the referrers API, or the tag-schema index where the registry
       // has no such API).
       for (const ref of await referrersOf(layout, img.descriptor.digest)) {
         const art = await readArtifact(layout, ref);
-        const artRef = parseReference(`${base}/${img.role}@${ref.descriptor.digest}`);
+        const artRef = parseReference(`${base}/${repoName}@${ref.descriptor.digest}`);
         await pushImage(client, artRef, art, { progress });
         await client
           .repository(artRef, { push: true })
@@ -370,6 +399,15 @@ async function publish(
   } finally {
     progress.end();
   }
+}
+
+/** imagesOf lists what createStack made: run, its flavours (by name), build. */
+function imagesOf(made: Awaited<ReturnType<typeof createStack>>): CreatedImage[] {
+  const out: CreatedImage[] = [];
+  if (made.run) out.push(made.run);
+  for (const k of Object.keys(made.flavours).sort()) out.push(made.flavours[k]!);
+  if (made.build) out.push(made.build);
+  return out;
 }
 
 /** packagesLine summarises an image's packages for `stack inspect`: the count and the first few. */

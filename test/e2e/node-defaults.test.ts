@@ -1,0 +1,150 @@
+// Node.js without surprises, through `kiln build` on the default (shell-free) run image: an app
+// with no `engines` gets the newest LTS and it launches (libatomic1 is in the run image); a
+// Procfile-only app (`web: node web.js`, no start script, no main, no dependencies) gets Node.js,
+// online and offline (`--network none`, empty cache: the build image's Node.js with one warning);
+// offline, a range that Node.js cannot meet fails naming the range and the version there is.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Podman, startPodman } from '../helpers/podman.ts';
+import {
+  copySample,
+  freePort,
+  httpGet,
+  KILN_HOME,
+  kiln,
+  kilnOk,
+  prepareHome,
+  runKiln,
+} from './samples-harness.ts';
+
+let podman: Podman;
+let podmanStore: string;
+let tmp: string;
+
+before(async () => {
+  await prepareHome();
+  podman = await startPodman();
+  podmanStore = path.join(podman.dir, 'store');
+  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  tmp = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-node-defaults-'));
+});
+after(async () => {
+  await podman?.cleanup();
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+/** serveBoth checks the image answers on its port with kiln run, then with podman; returns both bodies. */
+async function serveBoth(image: string): Promise<[string, string]> {
+  const port = await freePort();
+  const run = runKiln([image, '-p', String(port)]);
+  let viaKiln: string;
+  try {
+    viaKiln = await httpGet(port, 30_000);
+  } finally {
+    const out = await run.stop();
+    assert.doesNotMatch(out.stdout + out.stderr, /error while loading shared libraries|not found/);
+  }
+  const port2 = await freePort();
+  const ref = `oci:${podmanStore}:docker.io/library/${image}:latest`;
+  const running = podman.run(ref, [], {
+    network: 'host',
+    env: { PORT: String(port2) },
+    flags: ['--name', `${image}-${port2}`],
+    timeoutMs: 60_000,
+  });
+  let viaPodman: string;
+  try {
+    viaPodman = await httpGet(port2, 30_000);
+  } finally {
+    await podman.exec(['rm', '-f', `${image}-${port2}`]);
+    await running;
+  }
+  return [viaKiln, viaPodman];
+}
+
+/** procfileApp writes a dependency-free app started only by its Procfile. */
+async function procfileApp(dir: string, pkg: Record<string, unknown>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    path.join(dir, 'package.json'),
+    `${JSON.stringify({ name: 'p', private: true, ...pkg })}\n`,
+  );
+  await writeFile(
+    path.join(dir, 'web.js'),
+    "require('node:http').createServer((q, s) => s.end(`web.js on ${process.version}\\n`)).listen(Number(process.env.PORT || 8080));\n",
+  );
+  await writeFile(path.join(dir, 'Procfile'), 'web: node web.js\n');
+}
+
+describe('Node.js apps on the default run image', () => {
+  test('node-express with no engines: the newest LTS, and it launches (kiln run, podman)', async () => {
+    const { dir, cleanup } = await copySample('node-express');
+    try {
+      const pkgFile = path.join(dir, 'package.json');
+      const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as Record<string, unknown>;
+      delete pkg.engines;
+      await writeFile(pkgFile, `${JSON.stringify(pkg, null, 2)}\n`);
+      const image = 'kiln-e2e-node-no-engines';
+      const res = await kilnOk(['build', image, '--path', dir]);
+      const version = /Node\.js (\d+)\.\d+\.\d+ \(default/.exec(res.stdout + res.stderr)?.[1];
+      assert.ok(version && Number(version) >= 24 && Number(version) % 2 === 0, res.stderr);
+      const [a, b] = await serveBoth(image);
+      assert.match(a, /express/i);
+      assert.equal(a, b);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('a Procfile-only app (web: node web.js, no deps) gets Node.js online', async () => {
+    const app = path.join(tmp, 'procfile-online');
+    await procfileApp(app, {});
+    const image = 'kiln-e2e-node-procfile-online';
+    const res = await kilnOk(['build', image, '--path', app]);
+    assert.match(res.stdout + res.stderr, /kiln\/nodejs-engine/);
+    const [a, b] = await serveBoth(image);
+    assert.match(a, /^web\.js on v\d+\./);
+    assert.equal(a, b);
+  });
+
+  test('offline with an empty cache: the build image’s Node.js, one warning line, and it launches', async () => {
+    const app = path.join(tmp, 'procfile-offline');
+    await procfileApp(app, {});
+    const image = 'kiln-e2e-node-procfile-offline';
+    const cache = path.join(tmp, 'empty-cache');
+    const res = await kilnOk(['build', image, '--path', app, '--network', 'none', '--cache-dir', cache]);
+    const out = res.stdout + res.stderr;
+    const warnings = out.split('\n').filter((l) => /using the build image's Node\.js/.test(l));
+    assert.equal(warnings.length, 1, out);
+    assert.match(
+      warnings[0]!,
+      /warning: using the build image's Node\.js 18\.\d+\.\d+ .*instead of the newest LTS: the npm registry is unreachable/,
+    );
+    const [a, b] = await serveBoth(image);
+    assert.match(a, /^web\.js on v18\./);
+    assert.equal(a, b);
+  });
+
+  test('offline, a range the build image’s Node.js cannot meet fails naming the range and the version', async () => {
+    const app = path.join(tmp, 'procfile-offline-range');
+    await procfileApp(app, { engines: { node: '>=22' } });
+    const res = await kiln([
+      'build',
+      'kiln-e2e-node-offline-range',
+      '--path',
+      app,
+      '--network',
+      'none',
+      '--cache-dir',
+      path.join(tmp, 'empty-cache-2'),
+    ]);
+    assert.notEqual(res.code, 0);
+    assert.match(
+      res.stdout + res.stderr,
+      /package\.json engines\.node asks for Node\.js ">=22", which cannot be downloaded offline .*the build image's Node\.js is 18\.\d+\.\d+, which does not satisfy it/,
+    );
+  });
+});
