@@ -132,7 +132,7 @@ describe('lock', () => {
     const workers = await startWorkers(5, dir);
     try {
       // Worker 0 dies holding the lock on its 3rd turn; the others run 20 turns each.
-      workers.forEach((w, i) => w.send(`acquire ${file} ${log} 20 ${i === 0 ? 2 : -1}`));
+      for (const [i, w] of workers.entries()) w.send(`acquire ${file} ${log} 20 ${i === 0 ? 2 : -1}`);
       const dead = new Promise((r) => workers[0]!.child.once('exit', r));
       const done = await Promise.all(workers.slice(1).map((w) => w.next()));
       await dead;
