@@ -1,8 +1,8 @@
 import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
+import { pidAlive } from '../internal/process.ts';
 import type { Layout } from '../layout/layout.ts';
-import { pidAlive } from '../layout/pid.ts';
 import { sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
