@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type BuildpackSource,
@@ -10,6 +10,7 @@ import {
 } from '../builder/buildpack-source.ts';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { exists } from '../internal/fs.ts';
 import { extract } from '../layers/extract.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
@@ -129,13 +130,6 @@ async function modulesOfImage(
     }
   }
   return { entry: metadata, modules };
-}
-
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

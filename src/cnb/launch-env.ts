@@ -1,5 +1,6 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isDir } from '../internal/fs.ts';
 import { childOf, type InRootFile, readdirInRootIfExists, readTextInRoot } from '../layers/safe-read.ts';
 import type { ApiVersion } from './api.ts';
 
@@ -153,14 +154,5 @@ export function applyEnvOp(vars: Map<string, string>, op: LaunchEnvOp): void {
     case 'append':
       vars.set(op.name, old === '' ? op.value : old + delim + op.value);
       break;
-  }
-}
-
-/** isDir tells whether `path` is a directory (following symlinks); a missing path is not one. */
-export async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
   }
 }

@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'smol-toml';
 import type { z } from 'zod';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { type InRootFile, readTextInRootIfExists, shownPath } from '../layers/safe-read.ts';
 import { ExitCode, KilnError } from './exit-codes.ts';
 
@@ -138,23 +137,4 @@ export function toTomlText(value: object): string {
  */
 export async function writeTomlFile(path: string, value: object, mode = 0o644): Promise<void> {
   await writeFileAtomic(path, toTomlText(value), mode);
-}
-
-/**
- * writeFileAtomic writes `data` to a temp name next to `path` (creating the directory) and renames
- * it into place, so readers never see half a file. The mode is set explicitly, not left to the
- * umask, so files other users (e.g. the sandbox's build user) must read stay readable.
- */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    // 'wx' (O_EXCL): a link planted at the temp name is refused, never written through.
-    await writeFile(tmp, data, { mode, flag: 'wx' });
-    await chmod(tmp, mode);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }

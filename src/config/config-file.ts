@@ -4,7 +4,8 @@ import path from 'node:path';
 import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
+import { CnbFileError, toTomlText, validate } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
 import { parseByteSize, parseDuration } from './units.ts';
 

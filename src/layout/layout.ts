@@ -21,9 +21,6 @@ import { BlobStore, mkdirReadable } from './blob-store.ts';
 /** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
-// Re-exported for the modules that import it from here.
-export { writeFileAtomic };
-
 const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
 
 /**

@@ -1,12 +1,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { escapeId } from '../cnb/ids.ts';
-import { isDir } from '../cnb/launch-env.ts';
 import {
   type BuildpackLayersMetadata,
   type CacheMetadata,
   layerMetadataFor,
 } from '../cnb/lifecycle-metadata.ts';
+import { isDir } from '../internal/fs.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import type {

@@ -7,7 +7,7 @@ import { PLATFORM_API } from '../cnb/api.ts';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { readGroupToml } from '../cnb/group-toml.ts';
 import { readPlanToml } from '../cnb/plan-toml.ts';
-import { writeFileAtomic } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import type { SourceListing } from '../platform/app-source.ts';
 import { type DetectResult, logGroup } from './detect.ts';
 import type { PhaseLogger, PhaseOptions } from './phase-context.ts';

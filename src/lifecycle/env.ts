@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { applyEnvOp, envFiles, isDir } from '../cnb/launch-env.ts';
+import { applyEnvOp, envFiles } from '../cnb/launch-env.ts';
+import { isDir } from '../internal/fs.ts';
 import { childOf, type InRootFile, inRoot, lstatInRoot } from '../layers/safe-read.ts';
 
 /** How `/cnb/build-config` of a builder is named in errors; its files are the builder's, untrusted. */

@@ -18,6 +18,8 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
 import { readStoreToml } from '../cnb/store-toml.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { exists } from '../internal/fs.ts';
 import {
   encodeLaunchConfig,
   LAUNCH_FILE,
@@ -30,7 +32,6 @@ import {
 } from '../launcher/index.ts';
 import { inRoot, readdirInRootIfExists, statInRoot } from '../layers/safe-read.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
-import { writeFileAtomic } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
@@ -140,13 +141,6 @@ export interface ExportResult {
   readonly contents: ReadonlyMap<string, LayerContent>;
   readonly added: readonly string[];
   readonly reused: readonly string[];
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs
-    .lstat(p)
-    .then(() => true)
-    .catch(() => false);
 }
 
 /** LayerDir is one `<layers>/<bp>/<name>` with its layer.toml. */

@@ -1,7 +1,8 @@
-import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { pidAlive } from '../internal/process.ts';
+import { tempOwner, tempSibling } from '../internal/temp-name.ts';
 import type { Layout } from '../layout/layout.ts';
 import { sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
@@ -108,7 +109,8 @@ export async function createStack(
 /** removeAbandoned deletes staging dirs of runs that were killed (their pid is gone). */
 async function removeAbandoned(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [] as string[])) {
-    const pid = Number(/^(?:run|build)-(\d+)-/.exec(name)?.[1]);
+    // `run-<pid>-…`/`build-<pid>-…` is what older versions named a stage.
+    const pid = tempOwner(name) ?? Number(/^(?:run|build)-(\d+)-/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;
     if (!pidAlive(pid)) await rm(join(parent, name), { recursive: true, force: true });
   }
@@ -140,7 +142,8 @@ async function createImage(
     for (const d of [dirname(parent), parent]) await chmod(d, 0o755);
   }
   await removeAbandoned(parent);
-  const stage = await mkdtemp(join(parent, `${role}-${process.pid}-`));
+  const stage = tempSibling(join(parent, role));
+  await mkdir(stage, { mode: 0o700 });
   // Searchable, not listable: the sandbox reaches root/ inside without seeing other stages.
   if (sandboxed) await chmod(stage, 0o711);
   try {

@@ -8,11 +8,11 @@ import { readBuildpackToml } from '../../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import type { GroupElement } from '../../cnb/group-toml.ts';
 import { escapeId } from '../../cnb/ids.ts';
-import { isDir } from '../../cnb/launch-env.ts';
 import type { ProjectMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { readOrderToml } from '../../cnb/order-toml.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
 import { readRunToml } from '../../cnb/run-toml.ts';
+import { isDir } from '../../internal/fs.ts';
 import type { LauncherInfo } from '../../launcher/index.ts';
 import { extract } from '../../layers/extract.ts';
 import {
