@@ -19,6 +19,7 @@ import {
 import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
 import { readStoreToml } from '../cnb/store-toml.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { Semaphore } from '../internal/bounded.ts';
 import { exists } from '../internal/fs.ts';
 import {
   encodeLaunchConfig,
@@ -37,7 +38,6 @@ import type { Image, Layer } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
 import type { History } from '../oci/schema.ts';
-import { Semaphore } from '../registry/semaphore.ts';
 import type { CachedLayer } from './cache.ts';
 import {
   type LayerContent,
