@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 import { tempSibling } from '../internal/temp-name.ts';
 import { parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress } from './decompress.ts';

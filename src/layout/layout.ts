@@ -3,7 +3,6 @@ import path from 'node:path';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { exists } from '../internal/fs.ts';
 import { withLock as withFileLock } from '../internal/lock.ts';
-import { StoredLayer } from '../layers/blob-layer.ts';
 import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isImageMediaType, isIndexMediaType, MediaType } from '../oci/media-types.ts';
@@ -16,6 +15,7 @@ import {
   type Platform,
   parseJson,
 } from '../oci/schema.ts';
+import { StoredLayer } from './blob-layer.ts';
 import { BlobStore, mkdirReadable } from './blob-store.ts';
 
 /** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */

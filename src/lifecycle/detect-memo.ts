@@ -8,7 +8,7 @@ import type { Order } from '../cnb/buildpack-toml.ts';
 import { readGroupToml } from '../cnb/group-toml.ts';
 import { readPlanToml } from '../cnb/plan-toml.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
-import type { SourceListing } from '../platform/app-source.ts';
+import type { SourceListing } from '../layers/source-listing.ts';
 import { type DetectResult, logGroup } from './detect.ts';
 import type { PhaseLogger, PhaseOptions } from './phase-context.ts';
 

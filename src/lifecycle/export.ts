@@ -14,6 +14,7 @@ import {
   layerMetadataFor,
   PROJECT_METADATA_LABEL,
   type ProjectMetadata,
+  RUN_IMAGE_SBOM_DIR,
   stringifyLabel,
 } from '../cnb/lifecycle-metadata.ts';
 import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
@@ -61,8 +62,7 @@ export const APP_DIR = '/workspace';
 export const LAUNCHER_PATH = '/cnb/lifecycle/launcher';
 export const PROCESS_DIR = '/cnb/process';
 
-/** Where the run image's OS SBOM goes under `<layers>` (next to the launcher's, in the lifecycle's namespace). */
-export const RUN_IMAGE_SBOM_DIR = 'sbom/launch/buildpacksio_lifecycle/run-image';
+export { RUN_IMAGE_SBOM_DIR };
 
 /** History strings of the reference lifecycle (pack inspect shows them). */
 const CREATED_BY = {

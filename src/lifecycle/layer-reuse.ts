@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import { SOURCE_OPEN_FLAGS, type TarEntry, tarChunks } from '../layers/tar-writer.ts';
 import { type DirListings, scan, type WalkOptions, walk } from '../layers/walk.ts';
+import { StoredLayer } from '../layout/blob-layer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';

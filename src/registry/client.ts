@@ -1,4 +1,4 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
 import { readLimited } from './errors.ts';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 import { addSecret } from './redact.ts';
 import { DOCKER_HUB } from './reference.ts';
 

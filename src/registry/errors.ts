@@ -1,4 +1,4 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import type { HttpResponse } from './http.ts';
 import { redact } from './redact.ts';
 

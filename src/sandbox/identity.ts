@@ -21,7 +21,7 @@
 
 import { lstat, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { tryLock } from '../internal/lock.ts';
 
 /** Host user and group ids. */

@@ -39,8 +39,8 @@ import {
 } from '../../sandbox/network.ts';
 import { type PrunePolicy, RootfsCache } from '../../sandbox/rootfs-cache.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
+import { sbomBytes, sbomsOfImage } from '../../sbom/referrers.ts';
 import { SPDX_MEDIA_TYPE } from '../../sbom/spdx.ts';
-import { sbomBytes, sbomsOfImage } from '../../stack/sbom.ts';
 import type { ImageStore } from '../../store/store.ts';
 import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from '../analyze.ts';
 import { build } from '../build.ts';
