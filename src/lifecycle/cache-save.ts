@@ -7,6 +7,7 @@ import {
   layerMetadataFor,
 } from '../cnb/lifecycle-metadata.ts';
 import { isDir } from '../internal/fs.ts';
+import type { Logger } from '../internal/log.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import type {
@@ -18,7 +19,7 @@ import type {
   ProducedBlob,
   WarmDir,
 } from './cache.ts';
-import { LAYERS_DIR, type PhaseLog, readLayerDirs } from './export.ts';
+import { LAYERS_DIR, readLayerDirs } from './export.ts';
 import {
   compress,
   dirContent,
@@ -50,7 +51,7 @@ export interface SaveCacheOptions {
   readonly keepWarm?: boolean;
   readonly uid: number;
   readonly gid: number;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** saveCache stores the build's cache layers and commits the cache. */

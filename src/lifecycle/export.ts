@@ -22,6 +22,7 @@ import { readStoreToml } from '../cnb/store-toml.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { Semaphore } from '../internal/bounded.ts';
 import { exists } from '../internal/fs.ts';
+import type { Logger } from '../internal/log.ts';
 import {
   encodeLaunchConfig,
   LAUNCH_FILE,
@@ -83,13 +84,6 @@ export interface ExportBuildpack {
   readonly homepage?: string;
 }
 
-/** The log lines export writes (the CLI's logger fits). */
-export interface PhaseLog {
-  info(msg: string): void;
-  debug?(msg: string): void;
-  warn?(msg: string): void;
-}
-
 /** Inputs of exportImage. */
 export interface ExportOptions {
   /** Host path of `<layers>`. */
@@ -127,7 +121,7 @@ export interface ExportOptions {
   readonly gid: number;
   /** Blob store, settings, fingerprints, previous layers and counters (see layer-reuse). */
   readonly reuse: ReuseContext;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** What exportImage produced. */

@@ -11,6 +11,7 @@ import {
   parseLifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { writeMetadataToml } from '../cnb/metadata.ts';
+import { loggerFrom } from '../internal/log.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { emptyImage } from '../oci/memory.ts';
@@ -101,7 +102,7 @@ async function oneBuild(
   const previous = new Map<string, Layer>();
   for (const l of (await prev?.image.layers()) ?? []) previous.set(await l.diffID(), l);
   const reuse = reuseOf(blobs, previous, fingerprints);
-  const log = { info: () => {} };
+  const log = loggerFrom({});
   const rr = await restore({
     layersDir,
     group: GROUP,
@@ -218,7 +219,7 @@ test('restore() without a cache follows the spec matrix: store.toml and launch-o
     gid: 1000,
     settings: { epoch: EPOCH, compression: 'gzip' },
     fingerprints: new Map(),
-    log: { info: () => {} },
+    log: loggerFrom({}),
   });
   assert.deepEqual(rr, { restored: [], metadataOnly: ['test/a:runtime'] });
   const bp = path.join(layersDir, 'test_a');

@@ -12,12 +12,13 @@ import {
   type LifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
+import type { Logger } from '../internal/log.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer, CacheSnapshot } from './cache.ts';
-import { LAYERS_DIR, type PhaseLog } from './export.ts';
+import { LAYERS_DIR } from './export.ts';
 import { dirFingerprint, type TarSettings } from './layer-reuse.ts';
 import { assertNoLinks } from './safe-fs.ts';
 
@@ -62,7 +63,7 @@ export interface RestoreOptions {
   readonly listings?: Map<string, DirListings>;
   /** Layers of the previous image by diffID (its launch SBOM layer is read from here). */
   readonly previousLayers?: ReadonlyMap<string, Layer>;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** What restore did, for the log and tests. */

@@ -13,6 +13,7 @@ import { readOrderToml } from '../../cnb/order-toml.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
 import { readRunToml } from '../../cnb/run-toml.ts';
 import { isDir } from '../../internal/fs.ts';
+import type { Logger } from '../../internal/log.ts';
 import type { LauncherInfo } from '../../launcher/index.ts';
 import { extract } from '../../layers/extract.ts';
 import {
@@ -52,7 +53,7 @@ import { detect } from '../detect.ts';
 import { DetectMemo } from '../detect-memo.ts';
 import { exportImage } from '../export.ts';
 import type { ReuseContext, ReuseStats } from '../layer-reuse.ts';
-import type { PhaseLogger, PhaseOptions } from '../phase-context.ts';
+import type { PhaseOptions } from '../phase-context.ts';
 import { chownTree, restore } from '../restore.ts';
 import { resolveRunTarget } from '../target.ts';
 
@@ -62,11 +63,6 @@ import { resolveRunTarget } from '../target.ts';
 // happens), ownership of the directories the build user writes, the cache lock, and the order of
 // writes that keeps the previous image and the cache intact when a build fails or is killed (the
 // image is tagged only after all its blobs are written; the cache commits by rename).
-
-/** The log a build writes (the CLI's Logger fits). */
-export interface BuildLog extends PhaseLogger {
-  phase(name: string): void;
-}
 
 /** Where images come from and go to: implemented by the CLI over its transports. */
 export interface ImageAccess {
@@ -178,7 +174,7 @@ export interface BuildRequest {
   readonly compression: 'gzip' | 'zstd';
   /** Parent of the temp build directory. */
   readonly tmpDir: string;
-  readonly log: BuildLog;
+  readonly log: Logger;
   /** Test hook: called after each phase (e.g. to kill the process mid-export). */
   readonly onPhase?: (name: string) => void | Promise<void>;
 }
