@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -13,6 +12,7 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
 import type { Logger } from '../internal/log.ts';
+import { tempIn, tempSibling } from '../internal/temp-name.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
@@ -96,7 +96,7 @@ export async function chownTree(
 export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   const restored: string[] = [];
   const metadataOnly: string[] = [];
-  const scratch = path.join(o.layersDir, `.kiln-restore-${randomBytes(4).toString('hex')}`);
+  const scratch = tempSibling(path.join(o.layersDir, 'kiln-restore'));
   try {
     // What comes back, per buildpack (the restore matrix above).
     const plans = o.group.map((bp) => {
@@ -242,7 +242,7 @@ async function writeSboms(
   await fs.mkdir(scratch, { recursive: true });
   for (const [rel, doc] of docs) {
     if (!back.has(rel.slice(0, rel.lastIndexOf('.sbom.')))) continue;
-    const tmp = path.join(scratch, `sbom-${randomBytes(6).toString('hex')}`);
+    const tmp = tempIn(scratch);
     writeFileSync(tmp, doc, { mode: 0o644 });
     renameSync(tmp, path.join(o.layersDir, ...rel.split('/')));
   }
