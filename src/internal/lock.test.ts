@@ -171,6 +171,11 @@ describe('lock', () => {
     assert.equal(await tryLock(file), undefined);
     await held.release();
     await held.release();
+    // A lock recorded by an earlier process that had our pid (another start time) is stale.
+    await fs.writeFile(file, JSON.stringify({ pid: process.pid, start: '1', host: hostname() }));
+    const mine = await tryLock(file);
+    assert.ok(mine);
+    await mine.release();
     // A lock file that is not ours (replaced behind our back) is left to its owner.
     const again = await tryLock(file);
     assert.ok(again);

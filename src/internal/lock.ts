@@ -82,7 +82,8 @@ function parseOwner(text: string): Owner | undefined {
 
 function ownerAlive(o: Owner): boolean {
   if (o.host !== hostname()) return true; // another machine's process: cannot tell, so assume alive
-  if (o.pid === process.pid) return true;
+  // Our own pid counts too: with the start time, a lock left by an earlier process that had this
+  // pid (pid 1 in a container, say) is seen as stale rather than as held by us forever.
   return o.start === '' ? pidAlive(o.pid) : sameProcessAlive(o.pid, o.start);
 }
 
