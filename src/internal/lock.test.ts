@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -200,6 +200,23 @@ describe('lock', () => {
       new RegExp(`timed out waiting for lock ${file}: held by pid ${process.pid} `),
     );
     await l2.release();
+  });
+
+  test('a link or a FIFO at the lock path is refused with a clear error, never followed or waited on', async () => {
+    const dir = await tempDir();
+    const target = path.join(dir, 'elsewhere');
+    await fs.writeFile(target, String(DEAD_PID));
+    await fs.symlink(target, path.join(dir, 'linked'));
+    await assert.rejects(
+      tryLock(path.join(dir, 'linked')),
+      /lock .*linked: expected a lock file, found a symbolic link/,
+    );
+    assert.equal(await fs.readFile(target, 'utf8'), String(DEAD_PID));
+    spawnSync('mkfifo', [path.join(dir, 'fifo')]);
+    await assert.rejects(
+      tryLock(path.join(dir, 'fifo')),
+      /lock .*fifo: expected a lock file, found something else/,
+    );
   });
 
   test('a break name left by a breaker that died mid-break is cleared once old', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { link, lstat, open, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,13 +102,17 @@ function describe(seen: Seen | undefined): string {
 async function look(file: string): Promise<Seen | undefined> {
   let fh: Awaited<ReturnType<typeof open>>;
   try {
-    fh = await open(file, 'r');
+    // No link is followed and no FIFO blocks the open: a lock is a regular file kiln wrote.
+    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw new KilnError(`lock ${file}: expected a lock file, found a symbolic link`);
     throw e;
   }
   try {
     const st = await fh.stat({ bigint: true });
+    if (!st.isFile()) throw new KilnError(`lock ${file}: expected a lock file, found something else`);
     // A record is a few hundred bytes; never read more from a planted big file.
     const buf = Buffer.alloc(4096);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
