@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { tempSibling } from '../internal/temp-name.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
 import { compressionOfMagic } from '../oci/compression.ts';
@@ -71,7 +71,7 @@ export function piped<T extends Duplex>(src: Readable, dst: T): T {
  */
 export async function writeTarFile(file: string, entries: Iterable<TarEntry>): Promise<void> {
   const abs = path.resolve(file);
-  const temp = path.join(path.dirname(abs), `.${path.basename(abs)}.tmp-${randomBytes(4).toString('hex')}`);
+  const temp = tempSibling(abs);
   try {
     await pipeline(
       Readable.from(tarChunks(entries, { epoch: DEFAULT_EPOCH })),

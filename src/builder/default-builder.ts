@@ -3,7 +3,7 @@ import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import type { Image } from '../oci/image.ts';
 import type { ImageStore } from '../store/store.ts';
 import { type BuilderConfig, readBuilderConfig } from './builder-config.ts';

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import {
@@ -18,8 +18,9 @@ import {
   BUILDPACK_VERSION_PATTERN,
 } from '../cnb/ids.ts';
 import { formatKey } from '../cnb/toml-file.ts';
+import { exists } from '../internal/fs.ts';
+import { lstatInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
-import { lstatInRoot } from '../layers/safe-read.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
@@ -176,13 +177,6 @@ async function modulesOfImage(
     }
   }
   return { entry: metadata, modules };
-}
-
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

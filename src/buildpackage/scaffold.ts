@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SUPPORTED_BUILDPACK_APIS } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { BUILDPACK_ID_PATTERN, escapeId, RESERVED_BUILDPACK_IDS } from '../cnb/ids.ts';
 import { toTomlText } from '../cnb/toml-file.ts';
+import { tempSibling } from '../internal/temp-name.ts';
 
 /** A target of a new buildpack: `os/arch[/variant]`. */
 export interface ScaffoldTarget {
@@ -121,7 +121,7 @@ export async function scaffoldBuildpack(opts: ScaffoldOptions): Promise<string[]
     ['package.toml', '[buildpack]\nuri = "."\n', 0o644],
   ];
   await mkdir(path.dirname(dir), { recursive: true });
-  const temp = path.join(path.dirname(dir), `.${path.basename(dir)}.tmp-${randomBytes(4).toString('hex')}`);
+  const temp = tempSibling(dir);
   try {
     await mkdir(path.join(temp, 'bin'), { recursive: true, mode: 0o755 });
     await chmod(temp, 0o755);

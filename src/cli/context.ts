@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { Redactor } from '../internal/redactor.ts';
 import { Logger } from './logger.ts';
 import { type GlobalFlags, resolveSettings, type Settings } from './settings.ts';
 
@@ -13,6 +14,8 @@ export const KILN_VERSION = '0.1.0';
 export interface CliContext {
   readonly settings: Settings;
   readonly log: Logger;
+  /** The run's one redactor (the logger's): secrets learnt anywhere are added to it. */
+  readonly redactor: Redactor;
   /** Where command output (data such as --json) goes. Logs go to `log` (stderr). */
   readonly stdout: Writable;
   readonly stderr: Writable;
@@ -35,9 +38,11 @@ export interface MutableContext extends CliContext {
 export function createContext(io: CliIO): MutableContext {
   let settings: Settings | undefined;
   let log: Logger | undefined;
+  const redactor = new Redactor();
   return {
     stdout: io.stdout,
     stderr: io.stderr,
+    redactor,
     get settings(): Settings {
       if (!settings) throw new Error('CLI settings read before flags were parsed');
       return settings;
@@ -45,7 +50,7 @@ export function createContext(io: CliIO): MutableContext {
     get log(): Logger {
       if (!log) {
         // Errors raised before flag parsing still need a logger: plain, info level.
-        log = new Logger({ out: io.stderr, level: 'info', color: false, bars: false });
+        log = new Logger({ out: io.stderr, level: 'info', color: false, bars: false, redactor });
       }
       return log;
     },
@@ -56,6 +61,7 @@ export function createContext(io: CliIO): MutableContext {
         level: settings.verbose ? 'debug' : settings.quiet ? 'warn' : 'info',
         color: settings.color,
         bars: settings.tty && !settings.ci,
+        redactor,
       });
     },
   };

@@ -205,6 +205,7 @@ export function registryClient(
     keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
     insecure: [...settings.insecureRegistries, ...config.insecureRegistries],
     debug: (m) => log.debug(m),
+    redactor: log.redactor,
   });
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { addSecret } from '../registry/redact.ts';
+import { Redactor } from '../internal/redactor.ts';
 import { formatBytes, Logger } from './logger.ts';
 
 class Collect extends Writable {
@@ -61,9 +61,10 @@ test('bars redraw in place on a terminal and end with final lines', () => {
 });
 
 test('credentials never reach the output', () => {
-  addSecret('s3cr3t-value');
+  const redactor = new Redactor();
+  redactor.add('s3cr3t-value');
   const out = new Collect();
-  const log = new Logger({ out, level: 'debug', color: false, bars: false });
+  const log = new Logger({ out, level: 'debug', color: false, bars: false, redactor });
   log.info('login with s3cr3t-value and Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.x.y');
   assert.doesNotMatch(out.text, /s3cr3t-value|eyJhbGci/);
 });

@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
+import type { Logger as LoggerInterface } from '../internal/log.ts';
+import { Redactor } from '../internal/redactor.ts';
 import type { ProgressEvent, ProgressSink } from '../registry/progress.ts';
-import { redact } from '../registry/redact.ts';
 import { terminalSafe } from './terminal-text.ts';
 
 /** Log levels, most verbose first. `quiet` shows warnings and errors only. */
@@ -17,19 +18,24 @@ export interface LoggerOptions {
   readonly color: boolean;
   /** Redraw progress bars in place (a terminal, not CI); otherwise one plain line per finished blob. */
   readonly bars: boolean;
+  /** The run's one redactor (default: a fresh one, which removes credential patterns only). */
+  readonly redactor?: Redactor;
 }
 
 /**
  * Logger prints one line per step, `===> PHASE` headers for lifecycle phases, and transfer
- * progress. Every line passes through `redact`, so a credential that slipped into a message is
- * never printed.
+ * progress. Every line passes through the run's redactor, so a credential that slipped into a
+ * message is never printed.
  */
-export class Logger {
+export class Logger implements LoggerInterface {
   readonly #o: LoggerOptions;
   #bars: BarRenderer | undefined;
+  /** The redactor every line passes through; whoever learns a secret adds it here. */
+  readonly redactor: Redactor;
 
   constructor(opts: LoggerOptions) {
     this.#o = opts;
+    this.redactor = opts.redactor ?? new Redactor();
   }
 
   /** Whether a level would be printed (to skip building expensive debug messages). */
@@ -89,7 +95,7 @@ export class Logger {
 
   #line(level: Level, msg: string): void {
     if (!this.enabled(level)) return;
-    const text = redact(msg);
+    const text = this.redactor.redact(msg);
     this.#bars?.clear();
     this.#o.out.write(text.endsWith('\n') ? text : text + '\n');
     this.#bars?.draw();

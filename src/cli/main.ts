@@ -2,7 +2,6 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { KilnError } from '../cnb/exit-codes.ts';
-import { redact } from '../registry/redact.ts';
 import { type CliIO, createContext, KILN_VERSION, type MutableContext } from './context.ts';
 import type { GlobalFlags } from './settings.ts';
 
@@ -111,13 +110,13 @@ function reportError(e: unknown, ctx: MutableContext, argv: readonly string[], i
     return (e as Error & { exitCode: number }).exitCode;
   if (e instanceof CommanderError) {
     if (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
-    io.stderr.write(`ERROR: ${redact(e.message.replace(/^error: /, ''))} (see kiln --help)\n`);
+    io.stderr.write(`ERROR: ${ctx.redactor.redact(e.message.replace(/^error: /, ''))} (see kiln --help)\n`);
     return e.exitCode === 1 ? 3 : e.exitCode; // usage errors are invalid arguments
   }
   const debug = argv.includes('--verbose') || argv.includes('-v') || (io.env.KILN_DEBUG ?? '') !== '';
   const err = e instanceof Error ? e : new Error(String(e));
   ctx.log.error(oneLine(err.message));
-  if (debug && err.stack) io.stderr.write(redact(err.stack) + '\n');
+  if (debug && err.stack) io.stderr.write(ctx.redactor.redact(err.stack) + '\n');
   return err instanceof KilnError ? err.exitCode : 1;
 }
 

@@ -2,13 +2,12 @@ import { copyFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config-file.ts';
+import type { Redactor } from '../internal/redactor.ts';
 import { type Binding, checkUniqueNames, parseBindingFlag, readBindingDir } from '../platform/bindings.ts';
 import { type CaCert, readCaCertFile, readSystemCaBundle, writeCaLaunchLayer } from '../platform/ca-certs.ts';
 import { type NpmRegistry, resolveNpmRegistry } from '../platform/npm-registry.ts';
 import { cachedHostNpmConfigGet } from '../platform/npm-registry-cache.ts';
 import { hostCaBundlePath, type PlatformInputs, preparePlatformInputs } from '../platform/platform-inputs.ts';
-import { Redactor } from '../platform/redactor.ts';
-import { addSecret } from '../registry/redact.ts';
 import type { Logger } from './logger.ts';
 import type { Settings } from './settings.ts';
 
@@ -49,7 +48,7 @@ export function addPlatformOptions(cmd: Command): Command {
 
 /** One build's platform inputs, validated up front. */
 export interface PlatformSetup {
-  /** Every secret of this build; `addSecret` is fed too, so the Logger redacts them. */
+  /** The run's redactor (the Logger's), holding every secret of this build. */
   readonly redactor: Redactor;
   readonly bindings: readonly Binding[];
   readonly npmRegistry: NpmRegistry;
@@ -90,7 +89,7 @@ export interface PlatformSetupOptions {
 
 /** platformSetup resolves flags, config and environment; bad bindings or CA files fail here. */
 export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSetup> {
-  const redactor = new Redactor({ onSecret: addSecret });
+  const redactor = o.log.redactor;
   const config = await loadConfig(o.settings.configFile);
   const cwd = process.cwd();
   const bindings: Binding[] = [];

@@ -1,6 +1,7 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { childOf, type InRootFile, readdirInRootIfExists, readTextInRoot } from '../layers/safe-read.ts';
+import { isDir } from '../internal/fs.ts';
+import { childOf, type InRootFile, readdirInRootIfExists, readTextInRoot } from '../internal/safe-read.ts';
 import type { ApiVersion } from './api.ts';
 
 /**
@@ -93,7 +94,7 @@ export async function envDirOps(dir: string, defaultOp: LaunchEnvOp['op']): Prom
 /**
  * envFiles lists the regular files of an env dir, sorted by name, with raw contents. A host path
  * (kiln's own `<platform>/env`) is read as it is; an env dir inside an untrusted tree (a
- * buildpack's layer, a builder's `/cnb/build-config/env`) is read through layers/safe-read, so a
+ * buildpack's layer, a builder's `/cnb/build-config/env`) is read through internal/safe-read, so a
  * symlinked dir or file (to `/etc/shadow`, say) is refused without being followed. `check`, when
  * given, is called on each host-path file before it is read.
  */
@@ -153,14 +154,5 @@ export function applyEnvOp(vars: Map<string, string>, op: LaunchEnvOp): void {
     case 'append':
       vars.set(op.name, old === '' ? op.value : old + delim + op.value);
       break;
-  }
-}
-
-/** isDir tells whether `path` is a directory (following symlinks); a missing path is not one. */
-export async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
   }
 }

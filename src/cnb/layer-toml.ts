@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { readTomlFileIfExists, type TomlSource, toTomlText, writeFileAtomic } from './toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { readTomlFileIfExists, type TomlSource, toTomlText } from './toml-file.ts';
 
 /** LayerTypes are the three flags of `[types]`; all default to false. */
 export interface LayerTypes {

@@ -22,6 +22,11 @@ export const CACHE_METADATA_LABEL = 'io.buildpacks.lifecycle.cache.metadata';
  * `User` is the run user, which should differ (see kiln inspect).
  */
 export const BUILD_USER_LABEL = 'io.kiln.build.user';
+/**
+ * Where the run image's OS SBOM goes under `<layers>` (next to the launcher's, in the lifecycle's
+ * namespace); readers of an image's SBOM layer find it there.
+ */
+export const RUN_IMAGE_SBOM_DIR = 'sbom/launch/buildpacksio_lifecycle/run-image';
 
 const sha = z.string();
 

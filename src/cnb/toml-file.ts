@@ -1,15 +1,21 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { parse, stringify } from 'smol-toml';
 import type { z } from 'zod';
-import { type InRootFile, readTextInRootIfExists, shownPath } from '../layers/safe-read.ts';
-import { oneLine } from '../oci/schema.ts';
-import { ExitCode, KilnError } from './exit-codes.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import {
+  DataFileError,
+  type FileErrorOf,
+  formatKey,
+  parseTomlData,
+  readDataFile,
+  readDataFileIfExists,
+  toTomlText,
+  validateData,
+} from '../internal/data-file.ts';
+import { type InRootFile, readTextInRootIfExists, shownPath } from '../internal/safe-read.ts';
+import { ExitCode } from './exit-codes.ts';
 
 /**
  * TomlSource is where a spec file is read from: a host path kiln itself owns, or a file inside an
- * untrusted tree (buildpack output, a builder's root filesystem), read through layers/safe-read
+ * untrusted tree (buildpack output, a builder's root filesystem), read through internal/safe-read
  * so that a link out of the tree is refused, never followed.
  */
 export type TomlSource = string | InRootFile;
@@ -23,49 +29,29 @@ export function nameOf(src: TomlSource): string {
  * CnbFileError is a spec file that could not be read or did not match its schema. The message
  * names the file and the offending key, e.g. `layers/a/launch.toml: processes[0].command: expected array`.
  */
-export class CnbFileError extends KilnError {
-  readonly path: string;
+export class CnbFileError extends DataFileError {
   constructor(path: string, message: string, exitCode: number = ExitCode.Failed, options?: ErrorOptions) {
-    super(`${path}: ${message}`, exitCode, options);
+    super(path, message, exitCode, options);
     this.name = 'CnbFileError';
-    this.path = path;
   }
 }
 
-/** formatKey renders a zod issue path as `a.b[0].c`. */
-export function formatKey(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out;
-}
+const cnbFileError: FileErrorOf = (path, message, options) =>
+  new CnbFileError(path, message, ExitCode.Failed, options);
+
+export { formatKey, toTomlText };
 
 /**
  * parseTomlText parses TOML text and validates it against a zod schema; `path` is only used to
  * name the file in errors.
  */
 export function parseTomlText<S extends z.ZodType>(text: string, schema: S, path: string): z.output<S> {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (err) {
-    const first = String((err as Error).message).split('\n')[0]!;
-    throw new CnbFileError(path, `invalid TOML: ${oneLine(first)}`, ExitCode.Failed, { cause: err });
-  }
-  return validate(raw, schema, path);
+  return parseTomlData(text, schema, path, cnbFileError);
 }
 
 /** validate checks an already-decoded value against a schema, naming the key in the error. */
 export function validate<S extends z.ZodType>(raw: unknown, schema: S, path: string): z.output<S> {
-  const result = schema.safeParse(raw);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const key = formatKey(issue.path);
-    throw new CnbFileError(path, oneLine(`${key === '' ? '' : `${key}: `}${issue.message}`));
-  }
-  return result.data;
+  return validateData(raw, schema, path, cnbFileError);
 }
 
 /** readTomlFile reads and validates a TOML file; a missing file is an error naming it. */
@@ -76,21 +62,7 @@ export async function readTomlFile<S extends z.ZodType>(path: TomlSource, schema
       throw new CnbFileError(nameOf(path), 'file not found', path.exitCode ?? ExitCode.Failed);
     return parseTomlText(text, schema, nameOf(path));
   }
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new CnbFileError(
-      path,
-      code === 'ENOENT' ? 'file not found' : `cannot read: ${code}`,
-      ExitCode.Failed,
-      {
-        cause: err,
-      },
-    );
-  }
-  return parseTomlText(text, schema, path);
+  return readDataFile(path, schema, cnbFileError);
 }
 
 /** readTomlFileIfExists is readTomlFile that returns undefined when the file does not exist. */
@@ -102,41 +74,7 @@ export async function readTomlFileIfExists<S extends z.ZodType>(
     const text = readTextInRootIfExists(path.root, path.rel, path);
     return text === undefined ? undefined : parseTomlText(text, schema, nameOf(path));
   }
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CnbFileError(path, `cannot read: ${(err as NodeJS.ErrnoException).code}`, ExitCode.Failed, {
-      cause: err,
-    });
-  }
-  return parseTomlText(text, schema, path);
-}
-
-/** stripUndefined drops undefined values (and empty optional tables) so that TOML can encode the value. */
-function stripUndefined(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(stripUndefined);
-  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      if (v === undefined) continue;
-      // defineProperty, not assignment: a `__proto__` key from a file is data, not a prototype.
-      Object.defineProperty(out, k, {
-        value: stripUndefined(v),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    }
-    return out;
-  }
-  return value;
-}
-
-/** toTomlText encodes a value as TOML (undefined fields are left out). */
-export function toTomlText(value: object): string {
-  return stringify(stripUndefined(value));
+  return readDataFileIfExists(path, schema, cnbFileError);
 }
 
 /**
@@ -145,23 +83,4 @@ export function toTomlText(value: object): string {
  */
 export async function writeTomlFile(path: string, value: object, mode = 0o644): Promise<void> {
   await writeFileAtomic(path, toTomlText(value), mode);
-}
-
-/**
- * writeFileAtomic writes `data` to a temp name next to `path` (creating the directory) and renames
- * it into place, so readers never see half a file. The mode is set explicitly, not left to the
- * umask, so files other users (e.g. the sandbox's build user) must read stay readable.
- */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    // 'wx' (O_EXCL): a link planted at the temp name is refused, never written through.
-    await writeFile(tmp, data, { mode, flag: 'wx' });
-    await chmod(tmp, mode);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
+import { CnbFileError, toTomlText } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { type FileErrorOf, parseTomlData } from '../internal/data-file.ts';
 import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
 import { parseByteSize, parseDuration } from './units.ts';
 
@@ -167,24 +168,10 @@ export function configFilePath(env: Readonly<Record<string, string | undefined>>
 
 /** parseConfig validates config file text; errors name the file and the key. */
 export function parseConfig(text: string, file: string): KilnConfig {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (err) {
-    throw new CnbFileError(
-      file,
-      `invalid TOML: ${String((err as Error).message).split('\n')[0]}`,
-      ExitCode.InvalidArgs,
-    );
-  }
-  let d: z.output<typeof Schema>;
-  try {
-    d = validate(raw, Schema, file);
-  } catch (err) {
-    if (err instanceof CnbFileError)
-      throw new CnbFileError(file, err.message.slice(file.length + 2), ExitCode.InvalidArgs);
-    throw err;
-  }
+  // Every error about the config file is a usage error (exit 3), naming the file and the key.
+  const configError: FileErrorOf = (f, message, options) =>
+    new CnbFileError(f, message, ExitCode.InvalidArgs, options);
+  const d = parseTomlData(text, Schema, file, configError);
   const mirrorsRaw = d['registry-mirrors'];
   let registryMirrors: RegistryMirror[] = [];
   if (Array.isArray(mirrorsRaw))

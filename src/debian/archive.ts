@@ -1,11 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/kiln-error.ts';
+import { tempSibling } from '../internal/temp-name.ts';
 import { parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress } from './decompress.ts';
 import { type Fetcher, httpGet, httpGetText } from './http.ts';
@@ -96,7 +97,7 @@ export async function downloadVerified(
   fetcher?: Fetcher,
   onBytes?: (n: number) => void,
 ): Promise<number> {
-  const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempSibling(dest);
   try {
     const hash = createHash('sha256');
     let size = 0;

@@ -1,7 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KilnError } from '../cnb/exit-codes.ts';
-import { mapBounded } from '../registry/semaphore.ts';
+import { mapBounded } from '../internal/bounded.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 import { downloadVerified } from './archive.ts';
 import type { Fetcher } from './http.ts';
 

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 
 /** Fetcher is the HTTP GET seam (globalThis.fetch by default) so callers can pass their own agent. */
 export type Fetcher = (url: string, init?: RequestInit) => Promise<Response>;

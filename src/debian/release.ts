@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type * as OpenPgp from 'openpgp';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { field, parseDeb822 } from './deb822.ts';
 
 /** IndexFile is one entry of a Release file's SHA256 list: a path under dists/<suite>/. */

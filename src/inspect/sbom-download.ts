@@ -1,9 +1,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../cnb/lifecycle-metadata.ts';
+import {
+  LIFECYCLE_METADATA_LABEL,
+  parseLifecycleMetadata,
+  RUN_IMAGE_SBOM_DIR,
+} from '../cnb/lifecycle-metadata.ts';
 import { readTar } from '../layers/tar-reader.ts';
-import { RUN_IMAGE_SBOM_DIR } from '../lifecycle/export.ts';
 import type { Image } from '../oci/image.ts';
 import { cyclonedxDocument } from '../sbom/cyclonedx.ts';
 import type { SbomComponent } from '../sbom/model.ts';

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { ApiVersion } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { writeFileAtomic } from '../layout/layout.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 
 /** The first field of the file; bump the number on incompatible changes (the launcher checks it). */
 export const LAUNCH_FILE_MAGIC = 'kiln-launch 1';

@@ -7,7 +7,7 @@
  * values, so the SBOM layer stays reproducible.
  */
 import path from 'node:path';
-import { writeFileAtomic } from '../layout/layout.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import type { LauncherInfo } from './index.ts';
 
 /** The three documents, as JSON text. */

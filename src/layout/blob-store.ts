@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { lstatInRoot, openFileInRootIfExists, readFileInRootIfExists } from '../layers/safe-read.ts';
+import { lstatInRoot, openFileInRootIfExists, readFileInRootIfExists } from '../internal/safe-read.ts';
+import { tempIn } from '../internal/temp-name.ts';
 import { algorithmOf, type Digest, hexOf, sha256 } from '../oci/digest.ts';
 
 /** Largest manifest, index or config read into memory (the registry client allows 32 MiB configs). */
@@ -143,7 +144,7 @@ export class BlobStore {
   async tempPath(): Promise<string> {
     const dir = path.join(this.root, 'blobs');
     await mkdirReadable(dir);
-    return path.join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    return tempIn(dir);
   }
 
   /**

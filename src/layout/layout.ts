@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../cnb/toml-file.ts';
-import { StoredLayer } from '../layers/blob-layer.ts';
-import { readFileInRoot, readTextInRootIfExists } from '../layers/safe-read.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { exists } from '../internal/fs.ts';
+import { withLock as withFileLock } from '../internal/lock.ts';
+import { readFileInRoot, readTextInRootIfExists } from '../internal/safe-read.ts';
 import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isImageMediaType, isIndexMediaType, MediaType } from '../oci/media-types.ts';
@@ -15,45 +16,20 @@ import {
   type Platform,
   parseJson,
 } from '../oci/schema.ts';
+import { StoredLayer } from './blob-layer.ts';
 import { BlobStore, mkdirReadable } from './blob-store.ts';
-import { pidAlive } from './pid.ts';
 
 /** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 
-// Re-exported for the modules that import it from here.
-export { writeFileAtomic };
-
 const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
 
 /**
- * withLock runs `fn` holding `<file>.lock` (created exclusively; holds the owner's pid). A lock
- * left by a dead process is taken over, so a killed kiln never wedges a layout.
+ * withLock runs `fn` holding `<file>.lock`. A lock left by a dead process is taken over, so a
+ * killed kiln never wedges a layout.
  */
-async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`;
-  const deadline = Date.now() + 60_000;
-  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
-    try {
-      await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const owner = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
-      if (owner > 0 && owner !== process.pid && !pidAlive(owner)) {
-        await fs.rm(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline)
-        throw new Error(`timed out waiting for lock ${lock} (held by pid ${owner || '?'})`);
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await fs.rm(lock, { force: true });
-  }
+function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  return withFileLock(`${file}.lock`, fn, { timeoutMs: 60_000 });
 }
 
 /** Options of Layout.image. */
@@ -398,13 +374,6 @@ export class Layout {
 
 function emptyIndexBytes(): string {
   return JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] });
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs
-    .access(p)
-    .then(() => true)
-    .catch(() => false);
 }
 
 /** writeImage writes `image` into the layout at `dir` (created when missing) under `tag`. */

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { readAnalyzedToml } from '../cnb/analyzed-toml.ts';
+import { loggerFrom } from '../internal/log.ts';
 import { emptyImage } from '../oci/memory.ts';
 import { addLabels } from '../oci/mutate.ts';
 import { analyze } from './analyze.ts';
@@ -26,7 +27,7 @@ test('analyze() without a previous image is a first build and records the run im
   const a = await analyze({
     runImage: { image: run, reference: 'r@sha256:' + '1'.repeat(64), name: 'example.com/run' },
     analyzedPath: path.join(d, 'analyzed.toml'),
-    log: { info: (m) => lines.push(m) },
+    log: loggerFrom({ info: (m) => lines.push(m) }),
   });
   assert.deepEqual(a.previousMetadata.buildpacks, []);
   assert.match(lines.join('\n'), /first build/);
@@ -55,7 +56,7 @@ test('analyze() reads the previous image label into analyzed.toml [metadata] wit
     previous: { image: prev, reference: 'app@sha256:' + '2'.repeat(64) },
     runImage: { image: run, reference: 'r', name: 'run' },
     analyzedPath: path.join(d, 'analyzed.toml'),
-    log: { info: () => {} },
+    log: loggerFrom({}),
   });
   assert.equal(a.previousMetadata.buildpacks?.[0]?.layers?.l?.sha, 'sha256:x');
   const onDisk = await readAnalyzedToml(path.join(d, 'analyzed.toml'));
@@ -70,7 +71,7 @@ test('analyze() reads the previous image label into analyzed.toml [metadata] wit
   const b = await analyze({
     previous: { image: broken, reference: 'x' },
     runImage: { image: run, reference: 'r', name: 'run' },
-    log: { info: () => {}, warn: (m) => warns.push(m) },
+    log: loggerFrom({ warn: (m) => warns.push(m) }),
   });
   assert.deepEqual(b.previousMetadata.buildpacks, []);
   assert.match(warns.join('\n'), /Ignoring previous image x/);

@@ -7,8 +7,8 @@ import {
   type LifecycleMetadata,
   parseLifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
+import type { Logger } from '../internal/log.ts';
 import type { Image, Layer } from '../oci/image.ts';
-import type { PhaseLog } from './export.ts';
 
 // The analyze phase: what the previous image left (its lifecycle label, for layer reuse and
 // restore) and which run image this build targets (its digest reference and its target:
@@ -38,7 +38,7 @@ export interface AnalyzeOptions {
   readonly runImage: RunImageInput;
   /** Where to write analyzed.toml (default `<layersDir>/analyzed.toml` when layersDir is set). */
   readonly analyzedPath?: string;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** What analyze found. */

@@ -11,7 +11,7 @@ import { type Process, readLaunchToml } from '../cnb/launch-toml.ts';
 import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
 import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
 import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
-import { writeFileAtomic } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import {
   childOf,
   type InRootFile,
@@ -21,7 +21,7 @@ import {
   readdirInRoot,
   readdirInRootIfExists,
   shownPath,
-} from '../layers/safe-read.ts';
+} from '../internal/safe-read.ts';
 import { mkdirReadable } from '../layout/blob-store.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';

@@ -9,7 +9,13 @@ import {
 } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
-import { existsInRoot, inRoot, lstatInRoot, readdirInRootIfExists, shownPath } from '../layers/safe-read.ts';
+import {
+  existsInRoot,
+  inRoot,
+  lstatInRoot,
+  readdirInRootIfExists,
+  shownPath,
+} from '../internal/safe-read.ts';
 
 /**
  * How the store's files are named in errors: its content is a builder's or a buildpackage's,

@@ -5,7 +5,7 @@ import {
   parseCacheMetadata,
   stringifyLabel,
 } from '../cnb/lifecycle-metadata.ts';
-import { StoredLayer } from '../layers/blob-layer.ts';
+import { StoredLayer } from '../layout/blob-layer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';

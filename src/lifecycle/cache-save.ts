@@ -1,12 +1,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { escapeId } from '../cnb/ids.ts';
-import { isDir } from '../cnb/launch-env.ts';
 import {
   type BuildpackLayersMetadata,
   type CacheMetadata,
   layerMetadataFor,
 } from '../cnb/lifecycle-metadata.ts';
+import { isDir } from '../internal/fs.ts';
+import type { Logger } from '../internal/log.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import type {
@@ -18,7 +19,7 @@ import type {
   ProducedBlob,
   WarmDir,
 } from './cache.ts';
-import { LAYERS_DIR, type LayerDir, type PhaseLog, readLayerDirs } from './export.ts';
+import { LAYERS_DIR, type LayerDir, readLayerDirs } from './export.ts';
 import type { LayerResolver } from './layer-resolver.ts';
 import { dirContent, type LayerContent } from './layer-reuse.ts';
 
@@ -44,7 +45,7 @@ export interface SaveCacheOptions {
   readonly keepWarm?: boolean;
   readonly uid: number;
   readonly gid: number;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** saveCache stores the build's cache layers and commits the cache. */

@@ -8,10 +8,10 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { CacheMetadataSchema } from '../cnb/lifecycle-metadata.ts';
+import { acquireLock } from '../internal/lock.ts';
 import type { DirListings } from '../layers/walk.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type CacheEntry, VolumeCache } from './cache.ts';
-import { acquireLock } from './cache-lock.ts';
 import { dirContent } from './layer-reuse.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -222,7 +222,7 @@ describe('acquireLock()', () => {
     let waited = '';
     const second = acquireLock(file, { timeoutMs: 5000, onWait: (o) => (waited = o) });
     await new Promise((r) => setTimeout(r, 100));
-    assert.match(waited, new RegExp(`"pid":${process.pid}`));
+    assert.match(waited, new RegExp(`^pid ${process.pid}\\b`));
     await l1.release();
     const l2 = await second;
     await l2.release();

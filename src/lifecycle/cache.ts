@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
@@ -6,17 +5,18 @@ import path from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
+import { acquireLock, type LockOptions } from '../internal/lock.ts';
+import { pidAlive } from '../internal/process.ts';
+import { isAbandonedTemp, tempOwner, tempSibling } from '../internal/temp-name.ts';
 import type { DirListings } from '../layers/walk.ts';
 import { BlobStore, DigestVerifier } from '../layout/blob-store.ts';
-import { pidAlive } from '../layout/pid.ts';
 import { type Digest, isDigest } from '../oci/digest.ts';
-import { acquireLock, type LockOptions } from './cache-lock.ts';
 
 // The volume cache: `cache = true` layers of earlier builds, kept as the same compressed blobs the
 // image carries (so a launch+cache layer is stored once and never compressed twice), keyed by
 // diffID, plus the metadata document the reference lifecycle keeps next to them.
 //
-//   <dir>/lock                      exclusive lock (see cache-lock.ts), held only while reading
+//   <dir>/lock                      exclusive lock (see src/internal/lock.ts), held only while reading
 //                                   the committed state and while committing a new one
 //   <dir>/cache.json                committed state: metadata + diffID -> blob + fingerprints
 //   <dir>/blobs/sha256/<hex>        layer blobs (content-addressed, never rewritten)
@@ -264,7 +264,7 @@ export class VolumeCache implements LayerCache {
       // A no-op rebuild commits the very state it read, all of whose blobs are present: leave the
       // file alone (no rewrite, no fsync), the directory then stays exactly as committed.
       if (added > 0 || body !== oldText) {
-        const tmp = path.join(this.dir, `.${STATE_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
+        const tmp = tempSibling(path.join(this.dir, STATE_FILE));
         const fh = await fs.open(tmp, 'w', 0o644);
         try {
           await fh.writeFile(body);
@@ -347,19 +347,21 @@ export class VolumeCache implements LayerCache {
     }
     const tmpDir = path.join(this.dir, 'blobs');
     for (const name of await fs.readdir(tmpDir).catch(() => [] as string[])) {
-      const m = /^\.tmp-(\d+)-/.exec(name);
-      if (m && !pidAlive(Number(m[1]))) await fs.rm(path.join(tmpDir, name), { force: true });
+      if (isAbandonedTemp(name)) await fs.rm(path.join(tmpDir, name), { force: true });
     }
     for (const name of await fs.readdir(this.dir)) {
+      // `.cache.json.<pid>.<hex>` is what older versions named the temp state file.
       const m = /^\.cache\.json\.(\d+)\./.exec(name);
-      if (m && !pidAlive(Number(m[1]))) await fs.rm(path.join(this.dir, name), { force: true });
+      if (isAbandonedTemp(name) || (m && !pidAlive(Number(m[1]))))
+        await fs.rm(path.join(this.dir, name), { force: true });
     }
     const warm = path.join(this.dir, 'warm');
     const keepDiffs = new Set(Object.keys(state.layers).map((d) => d.slice(d.indexOf(':') + 1)));
     for (const name of await fs.readdir(warm).catch(() => [] as string[])) {
       const hex = name.replace(/\.json$/, '');
-      const claimed = /^\.claimed-(\d+)-/.exec(name);
-      if (claimed ? !pidAlive(Number(claimed[1])) : !keepDiffs.has(hex))
+      // A claimed directory is a temp name (kept while its process lives); `.claimed-<pid>-` is an older version's.
+      const claimed = tempOwner(name) ?? /^\.claimed-(\d+)-/.exec(name)?.[1];
+      if (claimed !== undefined ? !pidAlive(Number(claimed)) : !keepDiffs.has(hex))
         await fs.rm(path.join(warm, name), { recursive: true, force: true });
     }
     return pruned;
@@ -423,7 +425,7 @@ function snapshotOf(
           ): Promise<string | undefined> {
             if (!layerOf(diffID)) return undefined;
             const hex = diffID.slice(diffID.indexOf(':') + 1);
-            const claimed = path.join(warmDir, `.claimed-${process.pid}-${randomBytes(4).toString('hex')}`);
+            const claimed = tempSibling(path.join(warmDir, hex));
             let expected: string;
             let known: DirListings | undefined;
             // Synchronous calls for the json and the renames (small, and on every build).

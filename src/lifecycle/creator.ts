@@ -3,6 +3,7 @@ import type { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
 import { type ReportToml, writeReportToml } from '../cnb/report-toml.ts';
+import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import { type Digest, sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
@@ -18,7 +19,7 @@ import type { DetectMemo, DetectMemoInputs } from './detect-memo.ts';
 import { type ExportResult, exportImage, type RunImageSboms } from './export.ts';
 import type { LayerResolver, ReuseStats } from './layer-resolver.ts';
 import { Phases, STEPS } from './phase.ts';
-import type { PhaseLogger, PhaseOptions, SandboxPaths } from './phase-context.ts';
+import type { PhaseOptions, SandboxPaths } from './phase-context.ts';
 import { chownTree, restore } from './restore.ts';
 import { resolveRunTarget } from './target.ts';
 
@@ -130,7 +131,7 @@ export interface CreatorOptions {
   readonly resolver: LayerResolver;
   readonly export: ExportInputs;
   readonly deadline?: Deadline;
-  readonly log: PhaseLogger & { phase(name: string): void };
+  readonly log: Logger;
   /** Test hook: called after each step (e.g. to kill the process mid-export). */
   readonly onPhase?: (name: string) => void | Promise<void>;
   /** The timings of the platform's own steps so far, continued here. */

@@ -3,6 +3,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
+import { loggerFrom } from '../internal/log.ts';
 import { DetectMemo, type DetectMemoInputs } from './detect-memo.ts';
 import type { PhaseOptions } from './phase-context.ts';
 
@@ -157,7 +158,7 @@ describe('DetectMemo', () => {
     const d = await dirs();
     const memo = new DetectMemo(path.join(d.base, 'detect.json'));
     const lines: string[] = [];
-    const log = { debug: () => {}, info: (m: string) => lines.push(m), warn: () => {}, error: () => {} };
+    const log = loggerFrom({ info: (m: string) => lines.push(m) });
     let runs = 0;
     const run = async () => {
       runs++;

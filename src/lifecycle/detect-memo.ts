@@ -7,10 +7,11 @@ import { PLATFORM_API } from '../cnb/api.ts';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { readGroupToml } from '../cnb/group-toml.ts';
 import { readPlanToml } from '../cnb/plan-toml.ts';
-import { writeFileAtomic } from '../cnb/toml-file.ts';
-import type { SourceListing } from '../platform/app-source.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import type { Logger } from '../internal/log.ts';
+import type { SourceListing } from '../layers/source-listing.ts';
 import { type DetectResult, logGroup } from './detect.ts';
-import type { PhaseLogger, PhaseOptions } from './phase-context.ts';
+import type { PhaseOptions } from './phase-context.ts';
 
 // Detection as a function of its inputs. bin/detect is specified to decide from the app, the
 // platform directory and its environment alone (it writes nothing but its plan), so when none of
@@ -66,7 +67,7 @@ export class DetectMemo {
    */
   async detect(
     inputs: DetectMemoInputs,
-    opts: { readonly fresh: boolean; readonly log: PhaseLogger },
+    opts: { readonly fresh: boolean; readonly log: Logger },
     run: () => Promise<DetectResult>,
   ): Promise<DetectResult> {
     const { appDir, layersDir } = inputs.phase;

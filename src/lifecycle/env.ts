@@ -1,6 +1,7 @@
 import { join } from 'node:path';
-import { applyEnvOp, envFiles, isDir } from '../cnb/launch-env.ts';
-import { childOf, type InRootFile, inRoot, lstatInRoot } from '../layers/safe-read.ts';
+import { applyEnvOp, envFiles } from '../cnb/launch-env.ts';
+import { isDir } from '../internal/fs.ts';
+import { childOf, type InRootFile, inRoot, lstatInRoot } from '../internal/safe-read.ts';
 
 /** How `/cnb/build-config` of a builder is named in errors; its files are the builder's, untrusted. */
 const BUILD_CONFIG = {

@@ -10,6 +10,9 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import type { BuildMetadata } from '../cnb/metadata.ts';
 import { readStoreToml } from '../cnb/store-toml.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { Semaphore } from '../internal/bounded.ts';
+import { inRoot, readdirInRootIfExists, statInRoot } from '../internal/safe-read.ts';
 import {
   encodeLaunchConfig,
   LAUNCH_FILE,
@@ -19,14 +22,11 @@ import {
   launcherSbom,
   processTypesLayerEntries,
 } from '../launcher/index.ts';
-import { inRoot, readdirInRootIfExists, statInRoot } from '../layers/safe-read.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { mkdirReadable } from '../layout/blob-store.ts';
-import { writeFileAtomic } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
 import type { History } from '../oci/schema.ts';
-import { Semaphore } from '../registry/semaphore.ts';
 import type { CachedLayer } from './cache.ts';
 import { APP_DIR, LAYERS_DIR } from './export-config.ts';
 import { splitSlices } from './export-slices.ts';

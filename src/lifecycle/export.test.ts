@@ -13,6 +13,7 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeMetadataToml } from '../cnb/metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
+import { loggerFrom } from '../internal/log.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
@@ -127,7 +128,7 @@ async function doExport(
     uid: 1000,
     gid: 1000,
     resolver: reuse,
-    log: { info: (m) => logs.push(m) },
+    log: loggerFrom({ info: (m) => logs.push(m) }),
   });
   await validateImage(r.image);
   const md = parseLifecycleMetadata(

@@ -6,6 +6,7 @@ import type {
   ProjectMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
+import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import type { Image } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
@@ -40,13 +41,6 @@ export {
   readLayerDirs,
 } from './export-plan.ts';
 export { splitSlices } from './export-slices.ts';
-
-/** The log lines export writes (the CLI's logger fits). */
-export interface PhaseLog {
-  info(msg: string): void;
-  debug?(msg: string): void;
-  warn?(msg: string): void;
-}
 
 /** Inputs of exportImage. */
 export interface ExportOptions {
@@ -85,7 +79,7 @@ export interface ExportOptions {
   readonly gid: number;
   /** The build's layer reuse: blob store, tar settings, what earlier phases learnt. */
   readonly resolver: LayerResolver;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** What exportImage produced. */

@@ -1,6 +1,6 @@
-import { StoredLayer } from '../layers/blob-layer.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { DirListings, WalkOptions } from '../layers/walk.ts';
+import { StoredLayer } from '../layout/blob-layer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';

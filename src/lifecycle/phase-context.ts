@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { Logger } from '../internal/log.ts';
 import type { Executor, Limits, Mount, RunResult, RunSpec } from '../sandbox/executor.ts';
 import type { BuildpackDescriptor, BuildpackStore } from './buildpack-store.ts';
 import { type Deadline, LimitError, limitExitCode, type ProcessLabel } from './deadline.ts';
@@ -25,14 +26,6 @@ export const DEFAULT_SANDBOX_PATHS: SandboxPaths = {
   buildpacks: '/cnb/buildpacks',
 };
 
-/** PhaseLogger is the part of the CLI logger the phases use. */
-export interface PhaseLogger {
-  debug(msg: string): void;
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
-
 /** Collaborators and inputs shared by the detect and build phases. */
 export interface PhaseOptions {
   readonly buildpackStore: BuildpackStore;
@@ -53,7 +46,7 @@ export interface PhaseOptions {
   /** CNB_EXEC_ENV (Buildpack API 0.12+); default `production`. */
   readonly execEnv?: string;
   readonly platformApi?: ApiVersion;
-  readonly logger: PhaseLogger;
+  readonly logger: Logger;
   /**
    * The environment buildpacks start from: the build image's config env plus the user's proxy
    * settings (never kiln's own environment). Only the lifecycle allowlist survives.

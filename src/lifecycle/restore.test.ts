@@ -11,6 +11,7 @@ import {
   parseLifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { writeMetadataToml } from '../cnb/metadata.ts';
+import { loggerFrom } from '../internal/log.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { emptyImage } from '../oci/memory.ts';
@@ -99,7 +100,7 @@ async function oneBuild(
   const previous = new Map<string, Layer>();
   for (const l of (await prev?.image.layers()) ?? []) previous.set(await l.diffID(), l);
   const reuse = reuseOf(blobs, previous, fingerprints);
-  const log = { info: () => {} };
+  const log = loggerFrom({});
   const rr = await restore({
     layersDir,
     group: GROUP,
@@ -217,7 +218,7 @@ test('restore() without a cache follows the spec matrix: store.toml and launch-o
       blobs: new BlobStore(path.join(d, 'blobs')),
       settings: { epoch: EPOCH, compression: 'gzip' },
     }),
-    log: { info: () => {} },
+    log: loggerFrom({}),
   });
   assert.deepEqual(rr, { restored: [], metadataOnly: ['test/a:runtime'] });
   const bp = path.join(layersDir, 'test_a');

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -12,14 +11,16 @@ import {
   type LifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
+import type { Logger } from '../internal/log.ts';
+import { lstatInRoot } from '../internal/safe-read.ts';
+import { tempIn, tempSibling } from '../internal/temp-name.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
-import { lstatInRoot } from '../layers/safe-read.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
 import { mkdirReadable } from '../layout/blob-store.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CacheSnapshot } from './cache.ts';
-import { LAYERS_DIR, type PhaseLog } from './export.ts';
+import { LAYERS_DIR } from './export.ts';
 import type { LayerResolver } from './layer-resolver.ts';
 import { dirFingerprint } from './layer-reuse.ts';
 import { assertNoLinks } from './safe-fs.ts';
@@ -64,7 +65,7 @@ export interface RestoreOptions {
   readonly resolver: LayerResolver;
   /** Layers of the previous image by diffID (its launch SBOM layer is read from here). */
   readonly previousLayers?: ReadonlyMap<string, Layer>;
-  readonly log: PhaseLog;
+  readonly log: Logger;
 }
 
 /** What restore did, for the log and tests. */
@@ -97,7 +98,7 @@ export async function chownTree(
 export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   const restored: string[] = [];
   const metadataOnly: string[] = [];
-  const scratch = path.join(o.layersDir, `.kiln-restore-${randomBytes(4).toString('hex')}`);
+  const scratch = tempSibling(path.join(o.layersDir, 'kiln-restore'));
   try {
     // What comes back, per buildpack (the restore matrix above).
     const plans = o.group.map((bp) => {
@@ -243,7 +244,7 @@ async function writeSboms(
   await fs.mkdir(scratch, { recursive: true });
   for (const [rel, doc] of docs) {
     if (!back.has(rel.slice(0, rel.lastIndexOf('.sbom.')))) continue;
-    const tmp = path.join(scratch, `sbom-${randomBytes(6).toString('hex')}`);
+    const tmp = tempIn(scratch);
     writeFileSync(tmp, doc, { mode: 0o644 });
     renameSync(tmp, path.join(o.layersDir, ...rel.split('/')));
   }

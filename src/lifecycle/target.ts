@@ -1,6 +1,6 @@
 import type { TargetMetadata } from '../cnb/analyzed-toml.ts';
 import type { Target } from '../cnb/buildpack-toml.ts';
-import { readTextInRootIfExists, UntrustedFileError } from '../layers/safe-read.ts';
+import { readTextInRootIfExists, UntrustedFileError } from '../internal/safe-read.ts';
 
 /** RunTarget is the run image's target as the detect and build phases use it. */
 export interface RunTarget {

@@ -14,6 +14,7 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import type { SourceListing } from '../layers/source-listing.ts';
 import type { SourceFilter } from './source-filter.ts';
 
 /** Options of copyAppSource. */
@@ -35,20 +36,6 @@ export interface CopyAppSourceResult {
   readonly skipped: readonly string[];
   /** What was copied, as git's index sees it (see SourceListing). */
   readonly listing: SourceListing;
-}
-
-/**
- * SourceListing identifies the copied source without reading its content, as git's index does:
- * `fingerprint` covers every copied entry's path, type, mode, size, link target, mtime, ctime and
- * inode. Any write, chmod or replacement of a file changes its ctime, so an equal fingerprint later
- * means the same content — except for a file written twice within one timestamp tick, the first
- * time just before it was copied ("racily clean" in git). Such files are listed in `recent` (those
- * changed less than RECENT_MS before the copy began): whoever relies on the fingerprint must also
- * compare their content.
- */
-export interface SourceListing {
-  readonly fingerprint: string;
-  readonly recent: readonly string[];
 }
 
 /** How long before the copy a change makes a file "recent" (far above any timestamp tick). */

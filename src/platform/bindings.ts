@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { type Redactor, secretFragments } from './redactor.ts';
+import type { Redactor } from '../internal/redactor.ts';
 
 // Service bindings (CNB platform spec `<platform>/bindings/<name>/`, and the Kubernetes
 // service-binding convention): a directory holding a `type` file, an optional `provider` file and
@@ -154,4 +154,20 @@ export function checkUniqueNames(bindings: readonly Binding[]): void {
     if (seen.has(b.name)) throw new KilnError(`binding "${b.name}" is given twice`, ExitCode.InvalidArgs);
     seen.add(b.name);
   }
+}
+
+/**
+ * secretFragments finds values inside structured secret files, which logs may show alone: the
+ * value of each `key=value` line (npmrc, .env, properties) and of each `"key": "value"` pair
+ * (docker config.json, JSON credentials). Only values of 8 characters or more: shorter ones are
+ * more likely flags than secrets.
+ */
+export function secretFragments(text: string): string[] {
+  const out = new Set<string>();
+  for (const line of text.split(/\r?\n/)) {
+    const kv = /^[^=#;\s][^=]*=\s*(.+?)\s*$/.exec(line);
+    if (kv) out.add(kv[1]!.replace(/^(["'])(.*)\1$/, '$2'));
+  }
+  for (const m of text.matchAll(/"[^"\\]*"\s*:\s*"((?:[^"\\]|\\.)*)"/g)) out.add(m[1]!);
+  return [...out].filter((v) => v.length >= 8);
 }

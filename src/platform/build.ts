@@ -2,10 +2,12 @@ import { chown, cp, mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { isDir } from '../cnb/launch-env.ts';
 import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../cnb/report-toml.ts';
+import { isDir } from '../internal/fs.ts';
+import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
+import type { SourceListing } from '../layers/source-listing.ts';
 import type { LayerCache } from '../lifecycle/cache.ts';
 import { VolumeCache } from '../lifecycle/cache.ts';
 import { type BuilderFacts, type CreatorOutcome, create, type ImageReport } from '../lifecycle/creator.ts';
@@ -13,14 +15,12 @@ import type { Deadline } from '../lifecycle/deadline.ts';
 import { DetectMemo } from '../lifecycle/detect-memo.ts';
 import { LayerResolver, type ReuseStats } from '../lifecycle/layer-resolver.ts';
 import { Phases } from '../lifecycle/phase.ts';
-import type { PhaseLogger } from '../lifecycle/phase-context.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Executor, Limits, Mount } from '../sandbox/executor.ts';
 import { type HostIds, type IdLease, leaseHostIds } from '../sandbox/identity.ts';
 import { type AllowedHostPort, type NetworkMode, type OpenNetwork, openNetwork } from '../sandbox/network.ts';
 import type { PrunePolicy } from '../sandbox/rootfs-cache.ts';
 import type { ImageStore } from '../store/store.ts';
-import type { SourceListing } from './app-source.ts';
 import {
   type BuilderConfig,
   type BuilderInput,
@@ -53,11 +53,6 @@ export type { BuilderInput } from './builder-facts.ts';
 export { unpackBuilder } from './builder-facts.ts';
 export type { ImageAccess } from './image-access.ts';
 export type { HostDirs } from './workspace.ts';
-
-/** The log a build writes (the CLI's Logger fits). */
-export interface BuildLog extends PhaseLogger {
-  phase(name: string): void;
-}
 
 /** The host kiln runs on, as a build needs to know it. */
 export interface HostFacts {
@@ -143,7 +138,7 @@ export interface BuildRequest extends BuildpackRefs {
   readonly tmpDir: string;
   /** kiln's uid and host name; default this process's. */
   readonly host?: HostFacts;
-  readonly log: BuildLog;
+  readonly log: Logger;
   /** Test hook: called after each phase (e.g. to kill the process mid-export). */
   readonly onPhase?: (name: string) => void | Promise<void>;
 }

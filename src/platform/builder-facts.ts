@@ -3,8 +3,8 @@ import type { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { readOrderToml } from '../cnb/order-toml.ts';
 import { readRunToml } from '../cnb/run-toml.ts';
+import { inRoot, isDirInRoot, UntrustedFileError } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
-import { inRoot, isDirInRoot, UntrustedFileError } from '../layers/safe-read.ts';
 import type { Image } from '../oci/image.ts';
 import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 
@@ -14,7 +14,7 @@ import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 
 /**
  * How a builder's own files are named in errors (`/cnb/order.toml`). They are read through
- * layers/safe-read inside the unpacked rootfs: a symlink there is refused, never followed.
+ * internal/safe-read inside the unpacked rootfs: a symlink there is refused, never followed.
  */
 export const BUILDER = {
   what: "the builder's root filesystem",

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { readBuildpackToml } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
-import { isDir } from '../cnb/launch-env.ts';
+import { isDir } from '../internal/fs.ts';
+import { lstatInRoot, statInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
-import { lstatInRoot, statInRoot } from '../layers/safe-read.ts';
 import type { Image } from '../oci/image.ts';
 import { BUILDER } from './builder-facts.ts';
 

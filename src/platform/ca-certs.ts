@@ -2,7 +2,8 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { toTomlText, writeFileAtomic } from '../cnb/toml-file.ts';
+import { toTomlText } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import { type Binding, bindingOf } from './bindings.ts';
 

@@ -3,8 +3,8 @@ import type { RunImageSboms } from '../lifecycle/export.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
+import { sbomBytes, sbomsOfImage } from '../sbom/referrers.ts';
 import { SPDX_MEDIA_TYPE } from '../sbom/spdx.ts';
-import { sbomBytes, sbomsOfImage } from '../stack/sbom.ts';
 import type { ImageStore } from '../store/store.ts';
 
 // The creator's image source and sink over what the CLI resolved (ImageAccess, the local store).

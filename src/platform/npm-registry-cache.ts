@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../cnb/toml-file.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { readText } from './npm-registry.ts';
 
 // `npm config get registry` costs a Node.js start plus npm's config loading (~0.15-0.3 s) on every

@@ -6,8 +6,8 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { makeTestCa, type TestCa } from '../../test/helpers/test-ca.ts';
 import { Logger } from '../cli/logger.ts';
-import { addSecret } from '../registry/redact.ts';
-import { parseBindingFlag, readBindingDir } from './bindings.ts';
+import { Redactor } from '../internal/redactor.ts';
+import { parseBindingFlag, readBindingDir, secretFragments } from './bindings.ts';
 import {
   caSbom,
   caSecrets,
@@ -20,7 +20,6 @@ import {
 import { hostNpmConfigGet, registryFromNpmrc, resolveNpmRegistry } from './npm-registry.ts';
 import { hostCaBundlePath, preparePlatformInputs } from './platform-inputs.ts';
 import { proxyEnv, proxySecrets } from './proxy.ts';
-import { Redactor, secretFragments } from './redactor.ts';
 
 let dir: string;
 let ca: TestCa;
@@ -52,7 +51,7 @@ describe('Redactor', () => {
     r.add('no');
     assert.equal(r.redact('token=s3cr3t-value.'), 'token=[REDACTED].');
     assert.equal(r.redact('got line-two-secret here'), 'got [REDACTED] here');
-    assert.equal(r.redact('http://u:p%40ss%20word@proxy'), 'http://u:[REDACTED]@proxy');
+    assert.equal(r.redact('http://u:p%40ss%20word@proxy'), 'http://[REDACTED]@proxy');
     assert.equal(r.redact('no problem'), 'no problem');
     const lines: string[] = [];
     assert.deepEqual(
@@ -65,7 +64,7 @@ describe('Redactor', () => {
     assert.deepEqual(lines, ['x [REDACTED] y']);
   });
 
-  test('forwards secrets to the Logger redaction (onSecret: addSecret)', () => {
+  test('the Logger redacts what was added to the redactor it was given', () => {
     const chunks: string[] = [];
     const out = new Writable({
       write(c, _e, cb) {
@@ -73,8 +72,8 @@ describe('Redactor', () => {
         cb();
       },
     });
-    const log = new Logger({ out, level: 'debug', color: false, bars: false });
-    const r = new Redactor({ onSecret: addSecret });
+    const r = new Redactor();
+    const log = new Logger({ out, level: 'debug', color: false, bars: false, redactor: r });
     r.add('canary-logger-7f3a9');
     log.info('buildpack said: canary-logger-7f3a9');
     assert.equal(chunks.join(''), 'buildpack said: [REDACTED]\n');

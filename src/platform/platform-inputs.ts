@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { Redactor } from '../internal/redactor.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import { type Binding, checkUniqueNames, registerBindingSecrets } from './bindings.ts';
 import {
@@ -12,7 +13,6 @@ import {
 import type { NpmRegistry } from './npm-registry.ts';
 import { writePlatformDir } from './platform-dir.ts';
 import { PROXY_VARS, proxyEnv, registerProxySecrets } from './proxy.ts';
-import type { Redactor } from './redactor.ts';
 
 /** Inputs of preparePlatformInputs: everything already resolved by the CLI (flags, env, config). */
 export interface PlatformInputsOptions {

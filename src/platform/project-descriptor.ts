@@ -4,7 +4,7 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode } from '../cnb/exit-codes.ts';
 import { CnbFileError, validate } from '../cnb/toml-file.ts';
-import { readTextInRootIfExists } from '../layers/safe-read.ts';
+import { readTextInRootIfExists } from '../internal/safe-read.ts';
 import { type SourceFilter, sourceFilter } from './source-filter.ts';
 
 // project.toml, the project descriptor (spec: buildpacks/spec extensions/project-descriptor.md,

@@ -1,4 +1,4 @@
-import type { Redactor } from './redactor.ts';
+import type { Redactor } from '../internal/redactor.ts';
 
 // Proxies. The buildpack spec lets the lifecycle pass HTTP_PROXY, HTTPS_PROXY and
 // NO_PROXY (either case) from its own environment to buildpacks. kiln takes them from its

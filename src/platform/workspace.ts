@@ -3,11 +3,12 @@ import { constants } from 'node:fs';
 import { access, chmod, chown, mkdir, mkdtemp, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { isDirInRoot, readTextInRootIfExists, UntrustedFileError } from '../layers/safe-read.ts';
+import { isDirInRoot, readTextInRootIfExists, UntrustedFileError } from '../internal/safe-read.ts';
+import type { SourceListing } from '../layers/source-listing.ts';
 import { chownTree } from '../lifecycle/restore.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import type { HostIds } from '../sandbox/identity.ts';
-import { copyAppSource, type SourceListing } from './app-source.ts';
+import { copyAppSource } from './app-source.ts';
 import { BUILDER } from './builder-facts.ts';
 import { type SourceFilter, sourceFilter } from './source-filter.ts';
 

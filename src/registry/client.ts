@@ -1,9 +1,9 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import type { Redactor } from '../internal/redactor.ts';
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
 import { readLimited } from './errors.ts';
 import { type HttpResponse, httpRequest } from './http.ts';
-import { addSecret } from './redact.ts';
 import { apiHost, isLoopback, type Repository } from './reference.ts';
 import { RepositoryClient } from './repository.ts';
 import { describeNetError, errorFrom, isRetryable, retryReason } from './response.ts';
@@ -43,6 +43,8 @@ export interface ClientOptions {
   readonly userAgent?: string;
   /** Debug lines (retries, auth steps). Never given secrets. */
   readonly debug?: (msg: string) => void;
+  /** Learns every credential the keychain resolves and every token received, so output never shows them. */
+  readonly redactor?: Redactor;
 }
 
 interface Token {
@@ -74,9 +76,11 @@ export class RegistryClient {
   readonly jobs: number;
   readonly #ua: string;
   readonly #debug: (msg: string) => void;
+  readonly #redactor: Redactor | undefined;
 
   constructor(opts: ClientOptions = {}) {
     this.#keychain = opts.keychain ?? anonymousKeychain;
+    this.#redactor = opts.redactor;
     this.#insecure = new Set(opts.insecure ?? []);
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.monolithicMax = opts.monolithicMax ?? 4 * 1024 * 1024;
@@ -175,7 +179,12 @@ export class RegistryClient {
   }
 
   async #credential(registry: string, h: HostState): Promise<Credential> {
-    h.credential ??= await this.#keychain.resolve(registry);
+    if (!h.credential) {
+      const c = await this.#keychain.resolve(registry);
+      if (c.kind === 'basic') this.#redactor?.add(c.password);
+      else if (c.kind === 'identityToken' || c.kind === 'registryToken') this.#redactor?.add(c.token);
+      h.credential = c;
+    }
     return h.credential;
   }
 
@@ -288,7 +297,7 @@ export class RegistryClient {
           ? body.access_token
           : '';
     if (!value) throw new KilnError(`get token for ${registry}: token server answered without a token`);
-    addSecret(value);
+    this.#redactor?.add(value);
     const ttl = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
     return { value, expiresAt: Date.now() + Math.max(1, ttl - 10) * 1000 };
   }

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 import { oneLine } from '../oci/schema.ts';
-import { addSecret } from './redact.ts';
 import { DOCKER_HUB } from './reference.ts';
 
 /**
@@ -28,7 +27,6 @@ export const anonymousKeychain: Keychain = { resolve: async () => ANONYMOUS };
 
 /** staticKeychain serves fixed credentials per registry host (tests, flags). */
 export function staticKeychain(byRegistry: Readonly<Record<string, Credential>>): Keychain {
-  for (const c of Object.values(byRegistry)) registerSecrets(c);
   return { resolve: async (r) => byRegistry[r] ?? ANONYMOUS };
 }
 
@@ -164,13 +162,7 @@ function fromAuthEntry(entry: AuthEntry | null, file: string, key: string): Cred
   else if (typeof entry.registrytoken === 'string' && entry.registrytoken !== '')
     c = { kind: 'registryToken', token: entry.registrytoken };
   else if (username !== '' || password !== '') c = { kind: 'basic', username, password };
-  registerSecrets(c);
   return c;
-}
-
-function registerSecrets(c: Credential): void {
-  if (c.kind === 'basic') addSecret(c.password);
-  else if (c.kind === 'identityToken' || c.kind === 'registryToken') addSecret(c.token);
 }
 
 /**
@@ -226,7 +218,6 @@ async function runHelper(
   }
   const username = typeof parsed.Username === 'string' ? parsed.Username : '';
   const secret = typeof parsed.Secret === 'string' ? parsed.Secret : '';
-  addSecret(secret);
   if (secret === '' && username === '') return ANONYMOUS;
   // Docker's convention: the user `<token>` means the secret is an identity (refresh) token.
   if (username === '<token>') return { kind: 'identityToken', username, token: secret };

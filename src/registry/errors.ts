@@ -1,6 +1,6 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { redactPatterns } from '../internal/redactor.ts';
 import type { HttpResponse } from './http.ts';
-import { redact } from './redact.ts';
 
 /** One entry of a registry's `{"errors":[…]}` body (distribution spec error codes). */
 export interface RegistryErrorEntry {
@@ -21,7 +21,7 @@ export class RegistryError extends KilnError {
   constructor(action: string, status: number, errors: readonly RegistryErrorEntry[], detail?: string) {
     const codes = errors.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join('; ');
     const why = codes || detail || statusText(status);
-    super(redact(`${action}: ${status} ${why}`.replace(/\s+/g, ' ').trim()), ExitCode.Failed);
+    super(redactPatterns(`${action}: ${status} ${why}`.replace(/\s+/g, ' ').trim()), ExitCode.Failed);
     this.name = 'RegistryError';
     this.status = status;
     this.errors = errors;

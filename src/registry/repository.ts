@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
 import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';

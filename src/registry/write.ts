@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { mapBounded } from '../internal/bounded.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isIndexMediaType, MediaType } from '../oci/media-types.ts';
@@ -7,7 +8,6 @@ import type { RegistryClient, RepositoryClient, UploadResult } from './client.ts
 import type { ProgressSink } from './progress.ts';
 import { type Reference, type Repository, referenceString } from './reference.ts';
 import { hasOrigin } from './remote.ts';
-import { mapBounded } from './semaphore.ts';
 
 /** Options of writeImage / writeIndex. */
 export interface WriteOptions {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import type { Limits, OutputSink, RunResult, RunSpec } from './executor.ts';
 import { formatBytes, limitMessages, RAISE } from './limits.ts';
 import { RunGuard } from './run-guard.ts';

@@ -17,7 +17,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { EXTRA_FD_BASE, type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';

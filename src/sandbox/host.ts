@@ -10,7 +10,7 @@
  * silently ignored.
  */
 import { existsSync } from 'node:fs';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import type { Executor, RunResult, RunSpec } from './executor.ts';
 

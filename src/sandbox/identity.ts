@@ -14,15 +14,15 @@
  *
  * Layout of a range: its first block of BLOCK_SIZE ids holds the single-id slots (slot s is
  * start+s, uid and gid alike); the blocks after it are the blocks leased whole. Leases are lock
- * files in a root-only directory (cache-lock: O_EXCL, owner pid and start time inside, a lock
+ * files in a root-only directory (src/internal/lock.ts: owner pid and start time inside, a lock
  * whose owner is gone is taken over), released when the build ends. The lowest free slot is taken,
  * so consecutive builds get the same ids (layer fingerprints cover owners).
  */
 
 import { lstat, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { tryLock } from '../lifecycle/cache-lock.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { tryLock } from '../internal/lock.ts';
 
 /** Host user and group ids. */
 export interface HostIds {

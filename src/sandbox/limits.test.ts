@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/kiln-error.ts';
 import { formatBytes, formatDuration, parseDuration, parseSize } from './limits.ts';
 
 describe('limits: sizes and durations as users write them', () => {

@@ -4,7 +4,7 @@
  * hit and how to raise it. The enforcement lives elsewhere (cgroup.ts, disk-budget.ts,
  * run-guard.ts, prlimit in _child.ts); this module only names things consistently.
  */
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -38,7 +38,7 @@ import { access, chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 /** How buildpacks and `kiln run` reach the network. */
 export type NetworkMode = 'isolated' | 'none' | 'host';

@@ -8,8 +8,7 @@
  * only then is it renamed into place — a directory at the final name is always complete, and an
  * interrupted unpack leaves only a temporary directory that is never used (and is swept on a later
  * call once its owner is gone). Concurrent callers for the same digest serialise on a lock file
- * (`O_EXCL`, holding the owner's pid; a lock whose pid is dead is taken over), so the image is
- * unpacked once.
+ * (src/internal/lock.ts: a lock whose owner is gone is taken over), so the image is unpacked once.
  *
  * Inert: the cache must be reachable by the sandbox's host uids, so it is searchable by every host
  * user; what a hostile image puts in it must therefore grant nothing on the host. Whatever the
@@ -27,13 +26,11 @@
  * looks for the entry, so a concurrent prune always sees it) or the entry's lock (being unpacked
  * or pruned). ensure() applies the cache's bound after each new unpack.
  */
-import { randomBytes } from 'node:crypto';
 import fsSync from 'node:fs';
 import {
   chmod,
   lstat,
   mkdir,
-  open,
   readdir,
   readFile,
   rename,
@@ -44,9 +41,12 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { exists } from '../internal/fs.ts';
+import { KilnError } from '../internal/kiln-error.ts';
+import { acquireLock, tryLock } from '../internal/lock.ts';
+import { pidAlive } from '../internal/process.ts';
+import { tempSibling } from '../internal/temp-name.ts';
 import { inertMode } from '../layers/extract.ts';
-import { pidAlive } from '../layout/pid.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { MOUNT_POINTS, NETWORK_FILES } from './executor.ts';
@@ -105,8 +105,6 @@ const LEASE = /^(sha(?:256|512)-[0-9a-f]+)\.use-(\d+)$/;
 /** Entries this process holds a lease on (a lease lasts as long as the process, or until release()). */
 const leased = new Set<string>();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** The content-addressed cache of unpacked root filesystems. */
 export class RootfsCache {
   readonly dir: string;
@@ -143,44 +141,21 @@ export class RootfsCache {
   }
 
   async #ensureLocked(final: string, unpack: Unpacker): Promise<string> {
-    const lock = `${final}.lock`;
-    const deadline = Date.now() + (this.#opts.lockTimeoutMs ?? 10 * 60_000);
+    // Concurrent callers for one digest wait here; the first unpacks, the others find it ready.
+    const held = await acquireLock(`${final}.lock`, {
+      timeoutMs: this.#opts.lockTimeoutMs ?? 10 * 60_000,
+    });
     let unpacked = false;
-    for (;;) {
-      const handle = await open(lock, 'wx').catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'EEXIST') return undefined;
-        throw e;
-      });
-      if (handle) {
-        try {
-          await handle.writeFile(String(process.pid));
-          await handle.close();
-          if (!(await isReady(final))) {
-            // An entry without a stamp was unpacked by an older kiln that kept setuid bits: replace it.
-            if (await exists(final)) await discard(final);
-            await this.#sweep();
-            await this.#unpackInto(final, unpack);
-            unpacked = true;
-          }
-        } finally {
-          await rm(lock, { force: true });
-        }
-        break;
+    try {
+      if (!(await isReady(final))) {
+        // An entry without a stamp was unpacked by an older kiln that kept setuid bits: replace it.
+        if (await exists(final)) await discard(final);
+        await this.#sweep();
+        await this.#unpackInto(final, unpack);
+        unpacked = true;
       }
-      if (await isReady(final)) break;
-      const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
-      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
-        // Its owner died mid-unpack: the lock is stale (its temp dir is swept by whoever takes over).
-        await rm(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new KilnError(
-          `rootfs cache: timed out waiting for process ${owner} to unpack ${path.basename(final)} (lock ${lock})`,
-          ExitCode.Failed,
-        );
-      }
-      await sleep(100);
+    } finally {
+      await held.release();
     }
     await this.#touch(final);
     if (unpacked) {
@@ -278,14 +253,11 @@ export class RootfsCache {
    * sees a half-deleted tree, and put back if a lease appeared meanwhile.
    */
   async #remove(final: string): Promise<boolean> {
-    const lock = `${final}.lock`;
-    const handle = await open(lock, 'wx').catch(() => undefined);
-    if (!handle) return false;
+    const held = await tryLock(`${final}.lock`);
+    if (!held) return false;
     try {
-      await handle.writeFile(String(process.pid));
-      await handle.close();
       if (await this.#inUse(final)) return false;
-      const doomed = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      const doomed = tempSibling(final);
       await rename(final, doomed);
       if (await this.#inUse(final)) {
         await rename(doomed, final);
@@ -295,7 +267,7 @@ export class RootfsCache {
       await rm(doomed, { recursive: true, force: true });
       return true;
     } finally {
-      await rm(lock, { force: true });
+      await held.release();
     }
   }
 
@@ -307,7 +279,7 @@ export class RootfsCache {
   }
 
   async #unpackInto(final: string, unpack: Unpacker): Promise<void> {
-    const temp = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const temp = tempSibling(final);
     // 0700 until published: no other host user reaches a tree that is not inert yet.
     await mkdir(temp, { mode: 0o700 });
     try {
@@ -477,16 +449,9 @@ function treeBytes(dir: string): number {
 
 /** Renames an entry aside and deletes it (an ensure() never sees a half-deleted tree). */
 async function discard(final: string): Promise<void> {
-  const doomed = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const doomed = tempSibling(final);
   await rename(final, doomed);
   await rm(doomed, { recursive: true, force: true });
-}
-
-async function exists(p: string): Promise<boolean> {
-  return lstat(p).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

@@ -17,7 +17,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { type HostCommand, nextFd } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
 import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';

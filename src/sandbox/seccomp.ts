@@ -10,7 +10,7 @@
  */
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { EXTRA_FD_BASE, type HostCommand } from './_child.ts';
 
 /** The build step's output (scripts/build.d/seccomp.sh). */

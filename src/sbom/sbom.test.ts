@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { cyclonedxValidator } from '../../test/helpers/sbom-schemas.ts';
+import { licensesFromCopyright } from '../debian/copyright.ts';
 import { cyclonedxDocument } from './cyclonedx.ts';
-import { licensesFromCopyright, spdxIdOf } from './dep5.ts';
+import { spdxIdOf } from './dep5.ts';
 import { debPurl, type SbomComponent } from './model.ts';
 import { spdxDocument } from './spdx.ts';
 import { validateSpdx } from './spdx-schema.ts';

@@ -1,8 +1,9 @@
-import { chmod, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../cnb/exit-codes.ts';
+import { pidAlive } from '../internal/process.ts';
+import { tempOwner, tempSibling } from '../internal/temp-name.ts';
 import type { Layout } from '../layout/layout.ts';
-import { pidAlive } from '../layout/pid.ts';
 import { sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
@@ -166,7 +167,8 @@ function label(role: Role, flavour: string | undefined): string {
 /** removeAbandoned deletes staging dirs of runs that were killed (their pid is gone). */
 async function removeAbandoned(parent: string): Promise<void> {
   for (const name of await readdir(parent).catch(() => [] as string[])) {
-    const pid = Number(/^(?:run|build)(?:_[a-z0-9-]+)?-(\d+)-/.exec(name)?.[1]);
+    // `run-<pid>-…`/`build-<pid>-…` (optionally `_<flavour>`) is what older versions named a stage.
+    const pid = tempOwner(name) ?? Number(/^(?:run|build)(?:_[a-z0-9-]+)?-(\d+)-/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;
     if (!pidAlive(pid)) await rm(join(parent, name), { recursive: true, force: true });
   }
@@ -203,7 +205,8 @@ async function createImage(
   }
   await removeAbandoned(parent);
   const stageName = flavour && flavour !== DEFAULT_FLAVOUR ? `${role}_${flavour}` : role;
-  const stage = await mkdtemp(join(parent, `${stageName}-${process.pid}-`));
+  const stage = tempSibling(join(parent, stageName));
+  await mkdir(stage, { mode: 0o700 });
   // Searchable, not listable: the sandbox reaches root/ inside without seeing other stages.
   if (sandboxed) await chmod(stage, 0o711);
   try {

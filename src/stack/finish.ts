@@ -1,15 +1,8 @@
-import { chmod, lstat, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { exists } from '../internal/fs.ts';
 import { type StackConfig, type StackUser, userOf } from './config.ts';
 import { mkdirExact, writeFileExact } from './fsx.ts';
-
-/** exists tells whether a path exists (without following a final symlink). */
-async function exists(p: string): Promise<boolean> {
-  return lstat(p).then(
-    () => true,
-    () => false,
-  );
-}
 
 /**
  * caBundle concatenates `/usr/share/ca-certificates/mozilla/*.crt` in byte order: what

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { PackageRecord } from '../debian/package.ts';
 import { compareVersions } from '../debian/version.ts';
-import { writeFileAtomic } from '../layout/layout.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { sha256 } from '../oci/digest.ts';
 import { DEFAULT_FLAVOUR, type ImageSpec, runFlavours, type StackConfig } from './config.ts';
 

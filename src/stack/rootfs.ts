@@ -2,7 +2,7 @@ import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DebControl, extractDebData, readDebControl } from '../debian/deb.ts';
 import type { XzDecoder } from '../debian/decompress.ts';
-import { mapBounded } from '../registry/semaphore.ts';
+import { mapBounded } from '../internal/bounded.ts';
 import { mkdirExact } from './fsx.ts';
 import type { LockedPackage } from './lock.ts';
 

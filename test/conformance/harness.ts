@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Order } from '../../src/cnb/buildpack-toml.ts';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { escapeId } from '../../src/cnb/ids.ts';
+import { loggerFrom } from '../../src/internal/log.ts';
 import { build } from '../../src/lifecycle/build.ts';
 import { BuildpackStore } from '../../src/lifecycle/buildpack-store.ts';
 import { type DetectResult, detect } from '../../src/lifecycle/detect.ts';
@@ -87,12 +88,12 @@ export async function makeFixture(): Promise<Fixture> {
   }
   const store = new BuildpackStore(storeDir);
   const lines: { level: string; msg: string }[] = [];
-  const logger = {
+  const logger = loggerFrom({
     debug: (msg: string) => lines.push({ level: 'debug', msg }),
     info: (msg: string) => lines.push({ level: 'info', msg }),
     warn: (msg: string) => lines.push({ level: 'warn', msg }),
     error: (msg: string) => lines.push({ level: 'error', msg }),
-  };
+  });
   const log: CapturedLog = { lines, text: () => lines.map((l) => l.msg).join('\n') };
 
   const toOrder = (order: Order | string[]): Order =>

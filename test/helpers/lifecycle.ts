@@ -1,7 +1,8 @@
 // Test inputs for the lifecycle and builder tests: a launcher record and a stored /etc layer
 // (see cnb-images.ts for whole in-memory CNB images).
-import type { StoredLayer } from '../../src/layers/blob-layer.ts';
+
 import { writeLayer } from '../../src/layers/layer-writer.ts';
+import type { StoredLayer } from '../../src/layout/blob-layer.ts';
 import type { BlobStore } from '../../src/layout/blob-store.ts';
 import { fileEntry } from './tar-entries.ts';
 

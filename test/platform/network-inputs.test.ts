@@ -13,13 +13,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Redactor } from '../../src/internal/redactor.ts';
 import { readBindingDir } from '../../src/platform/bindings.ts';
 import {
   hostCaBundlePath,
   type PlatformInputs,
   preparePlatformInputs,
 } from '../../src/platform/platform-inputs.ts';
-import { Redactor } from '../../src/platform/redactor.ts';
 import { TlsFailureDetector } from '../../src/platform/tls-hint.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import type { Mount, RunSpec } from '../../src/sandbox/executor.ts';

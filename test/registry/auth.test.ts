@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { Redactor } from '../../src/internal/redactor.ts';
 import { MediaType } from '../../src/oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../src/oci/memory.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
@@ -48,14 +49,19 @@ describe('bearer token auth', () => {
   test('401 challenge, token with the push scope, push and pull succeed; tokens are cached', async () => {
     const tk = reg.tokenServer!;
     tk.requests.length = 0;
+    const redactor = new Redactor();
     const client = new RegistryClient({
       keychain: staticKeychain({ [reg.host]: { kind: 'basic', username: 'alice', password: PASSWORD } }),
+      redactor,
     });
     const ref = parseReference(`${reg.host}/team/app:v1`);
     const img = image('a');
     const { digest } = await writeImage(client, ref, img);
     assert.equal(digest, await img.digest());
     assert.equal(tk.requests.length, 1, 'one token for the whole push');
+    // The run's redactor learnt the password the keychain gave and the token the server issued.
+    assert.equal(redactor.redact(`pw ${PASSWORD}`), 'pw [REDACTED]');
+    assert.ok(redactor.size >= 2, `password and token registered (${redactor.size} forms)`);
     assert.deepEqual(tk.requests[0], {
       user: 'alice',
       service: tk.service,

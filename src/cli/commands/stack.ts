@@ -265,7 +265,7 @@ async function target(
  */
 export async function createDefaultStack(ctx: CliContext): Promise<void> {
   await create(
-    { settings: ctx.settings, log: ctx.log, stdout: ctx.stderr, stderr: ctx.stderr },
+    { settings: ctx.settings, log: ctx.log, redactor: ctx.redactor, stdout: ctx.stderr, stderr: ctx.stderr },
     { locked: true, fallbackLock: path.join(ctx.settings.cacheDir, 'stacks', 'bookworm', 'stack.lock') },
   );
 }

@@ -1,6 +1,6 @@
 /**
- * Semaphore bounds how many transfers run at once. `run` waits for a slot, runs the task and
- * frees the slot whatever happens.
+ * Semaphore bounds how many tasks run at once. `run` waits for a slot, runs the task and frees the
+ * slot whatever happens.
  */
 export class Semaphore {
   #free: number;

@@ -10,7 +10,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { parse } from 'smol-toml';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 // The one way kiln (running as root on the host) reads a tree that untrusted parties wrote or
 // shipped: a buildpack's layers, the app directory, an unpacked builder or stack root filesystem,

@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
-import type { BlobStore } from '../layout/blob-store.ts';
 import { decompress } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
 import { compressionOf } from '../oci/media-types.ts';
 import { digestStream } from '../oci/validate.ts';
+import type { BlobStore } from './blob-store.ts';
 
 /** Everything known about a stored layer blob. */
 export interface LayerInfo {
