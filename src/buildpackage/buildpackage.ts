@@ -17,6 +17,7 @@ import {
   BUILDPACK_VERSION_PATTERN,
 } from '../cnb/ids.ts';
 import { extract } from '../layers/extract.ts';
+import { BUILDPACKAGE_LIMITS, ExtractBudget } from '../layers/extract-limits.ts';
 import { lstatInRoot } from '../layers/safe-read.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
@@ -186,8 +187,12 @@ export async function createBuildpackage(
     scratch ??= await mkdtemp(path.join(opts.tmpDir, 'kiln-buildpackage-'));
     const dir = await mkdtemp(path.join(scratch, 'bp-'));
     try {
-      await extract(createReadStream(file), dir, { special: 'skip' });
+      await extract(createReadStream(file), dir, {
+        special: 'skip',
+        limits: new ExtractBudget(file, BUILDPACKAGE_LIMITS),
+      });
     } catch (e) {
+      await rm(dir, { recursive: true, force: true });
       throw new KilnError(
         `${config.file}: ${where}: cannot unpack ${file}: ${(e as Error).message}`,
         ExitCode.InvalidArgs,
@@ -340,7 +345,17 @@ export async function extractBuildpackage(
   what: string,
 ): Promise<{ metadata: BuildpackageMetadata; dirs: string[] }> {
   const { entry, modules } = await modulesOfImage(image, what);
-  for (const m of modules) await extract(await m.layer.uncompressed(), dest, { special: 'skip' });
+  // One bound for the whole package; on a hit nothing half-written stays behind.
+  const limits = new ExtractBudget(what, BUILDPACKAGE_LIMITS);
+  try {
+    for (const m of modules) {
+      limits.layer = String(await m.layer.digest());
+      await extract(await m.layer.uncompressed(), dest, { special: 'skip', limits });
+    }
+  } catch (e) {
+    await rm(dest, { recursive: true, force: true });
+    throw e;
+  }
   const dirs = modules
     .sort((a, b) =>
       a.id === entry.id && a.version === entry.version

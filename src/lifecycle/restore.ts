@@ -13,6 +13,7 @@ import {
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
+import { CACHE_LAYER_LIMITS, ExtractBudget } from '../layers/extract-limits.ts';
 import { lstatInRoot } from '../layers/safe-read.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
@@ -278,7 +279,13 @@ async function restoreContents(
   // the layer directory into place, so nothing half-extracted is ever seen at the real path.
   const tmp = path.join(scratch, `${escapeId(bp.id)}-${name}`);
   await fs.rm(tmp, { recursive: true, force: true });
-  await extract(await o.cache!.open(diffID), tmp);
+  await extract(await o.cache!.open(diffID), tmp, {
+    limits: new ExtractBudget(`cached layer ${diffID}`, CACHE_LAYER_LIMITS),
+  }).catch(async (e: unknown) => {
+    // Skipped with a warning by the caller: a bomb must not stay in the layers dir meanwhile.
+    await fs.rm(tmp, { recursive: true, force: true });
+    throw e;
+  });
   const src = path.join(tmp, ...rel.split('/'));
   // The tar is the cache's: `layers/<bp>/<name>` must be directories of its own, not a link that
   // mkdir, rename and chown would follow to a host directory.

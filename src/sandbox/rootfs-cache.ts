@@ -46,6 +46,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { inertMode } from '../layers/extract.ts';
+import { ExtractBudget, type ExtractLimits, ROOTFS_LIMITS } from '../layers/extract-limits.ts';
 import { pidAlive } from '../layout/pid.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
@@ -97,6 +98,8 @@ export interface RootfsCacheOptions {
   readonly bound?: PrunePolicy;
   /** Told about each entry the automatic bound removed. */
   readonly onPruned?: (e: PrunedEntry) => void;
+  /** What one image may unpack to, all layers together (default ROOTFS_LIMITS). */
+  readonly limits?: ExtractLimits;
 }
 
 const ENTRY = /^sha(256|512)-[0-9a-f]+$/;
@@ -198,14 +201,26 @@ export class RootfsCache {
     leased.delete(final);
   }
 
-  /** ensureImage: ensure() for an Image, unpacking its layers with `extractLayer`. */
+  /**
+   * ensureImage: ensure() for an Image, unpacking its layers with `extractLayer`, which must pass
+   * `limits` to extract(): one budget for all the image's layers (a hit leaves nothing behind:
+   * the unpack directory is removed).
+   */
   async ensureImage(
     image: Image,
-    extractLayer: (tar: Readable, dest: string) => Promise<void>,
+    extractLayer: (tar: Readable, dest: string, limits: ExtractBudget) => Promise<void>,
   ): Promise<string> {
     const digest = await image.digest();
     return this.ensure(digest, async (dest) => {
-      for (const layer of await image.layers()) await extractLayer(await layer.uncompressed(), dest);
+      const budget = new ExtractBudget(
+        `image ${digest}`,
+        this.#opts.limits ?? ROOTFS_LIMITS,
+        'max-image-size / max-image-entries in [rootfs-cache] of the kiln config',
+      );
+      for (const layer of await image.layers()) {
+        budget.layer = String(await layer.digest());
+        await extractLayer(await layer.uncompressed(), dest, budget);
+      }
     });
   }
 

@@ -15,6 +15,7 @@ import { writeReportToml } from '../../cnb/report-toml.ts';
 import { readRunToml } from '../../cnb/run-toml.ts';
 import type { LauncherInfo } from '../../launcher/index.ts';
 import { extract } from '../../layers/extract.ts';
+import { BUILDPACKAGE_LIMITS, ExtractBudget, type ExtractLimits } from '../../layers/extract-limits.ts';
 import {
   inRoot,
   isDirInRoot,
@@ -169,6 +170,8 @@ export interface BuildRequest {
   readonly rootfsCacheDir: string;
   /** Bound applied to the rootfs cache after the builder is unpacked anew (default DEFAULT_ROOTFS_BOUND). */
   readonly rootfsCacheBound?: PrunePolicy;
+  /** What the builder may unpack to (default ROOTFS_LIMITS: 20 GiB, 2M entries). */
+  readonly rootfsLimits?: ExtractLimits;
   readonly launcher: LauncherInfo;
   /** Where new layer blobs are written (the local store's blobs). */
   readonly store: ImageStore;
@@ -320,8 +323,16 @@ async function resolveBuildpacks(
     if (image) {
       const tmp = path.join(work, `bp-image-${images++}`);
       // Inert: the work dir is reachable by the build user; no setuid file may appear there.
-      for (const layer of await image.layers())
-        await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip' });
+      const limits = new ExtractBudget(`--buildpack ${ref}`, BUILDPACKAGE_LIMITS);
+      for (const layer of await image.layers()) {
+        limits.layer = String(await layer.digest());
+        await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip', limits }).catch(
+          async (e: unknown) => {
+            await rm(tmp, { recursive: true, force: true });
+            throw e;
+          },
+        );
+      }
       const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
       const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
       if (!md.id)
@@ -379,9 +390,17 @@ async function chmodTree(dir: string): Promise<void> {
  * bits or device nodes from the builder reach the host) and returns its root; a new unpack
  * applies the cache's bound (`bound`, default DEFAULT_ROOTFS_BOUND).
  */
-export async function unpackBuilder(image: Image, cacheDir: string, bound?: PrunePolicy): Promise<string> {
-  return new RootfsCache(cacheDir, bound ? { bound } : {}).ensureImage(image, async (tar, dest) => {
-    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip' });
+export async function unpackBuilder(
+  image: Image,
+  cacheDir: string,
+  bound?: PrunePolicy,
+  limits?: ExtractLimits,
+): Promise<string> {
+  return new RootfsCache(cacheDir, {
+    ...(bound ? { bound } : {}),
+    ...(limits ? { limits } : {}),
+  }).ensureImage(image, async (tar, dest, budget) => {
+    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip', limits: budget });
   });
 }
 
@@ -456,7 +475,9 @@ async function buildWith(
   // In place, kiln runs inside the build image: its root is the build rootfs.
   const rootfs = hostDirs
     ? '/'
-    : await time('builder', () => unpackBuilder(r.builder.image, r.rootfsCacheDir, r.rootfsCacheBound));
+    : await time('builder', () =>
+        unpackBuilder(r.builder.image, r.rootfsCacheDir, r.rootfsCacheBound, r.rootfsLimits),
+      );
 
   await mkdir(r.tmpDir, { recursive: true });
   await sweepDeadWorkDirs(r.tmpDir);
