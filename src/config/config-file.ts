@@ -5,6 +5,7 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, toTomlText, validate, writeFileAtomic } from '../cnb/toml-file.ts';
+import { checkOwnedFile, ensureOwnedDir } from '../layout/owned-dir.ts';
 import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
 import { parseByteSize, parseDuration } from './units.ts';
 
@@ -273,6 +274,7 @@ function rootfsCacheOf(
 
 /** loadConfig reads the config file; a missing file is the empty configuration. */
 export async function loadConfig(file: string): Promise<KilnConfig> {
+  checkOwnedFile(file, { what: 'the kiln config' });
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -287,6 +289,7 @@ export async function loadConfig(file: string): Promise<KilnConfig> {
  * registry client); the file is a few lines of TOML.
  */
 export function loadConfigSync(file: string): KilnConfig {
+  checkOwnedFile(file, { what: 'the kiln config' });
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -336,6 +339,7 @@ export async function saveConfig(file: string, c: KilnConfig): Promise<void> {
   // Validate what we are about to write, so a bad value never lands in the file.
   const text = configToToml(c);
   parseConfig(text, file);
+  ensureOwnedDir(path.dirname(file), { what: "kiln's config directory", mode: 0o755 });
   await writeFileAtomic(file, text, 0o644);
 }
 

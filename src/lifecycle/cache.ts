@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
 import type { DirListings } from '../layers/walk.ts';
 import { BlobStore, DigestVerifier } from '../layout/blob-store.ts';
+import { ensureOwnedDir } from '../layout/owned-dir.ts';
 import { pidAlive } from '../layout/pid.ts';
 import { type Digest, isDigest } from '../oci/digest.ts';
 import { acquireLock, type LockOptions } from './cache-lock.ts';
@@ -172,7 +173,8 @@ export class VolumeCache implements LayerCache {
   }
 
   async #withLock<T>(fn: () => Promise<T>): Promise<T> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
+    // kiln trusts what it finds here (warm directories by fingerprint): no other user may write it.
+    ensureOwnedDir(this.dir, { what: 'the build cache' });
     const lock = await acquireLock(path.join(this.dir, 'lock'), this.#lockOpts);
     try {
       return await fn();
@@ -287,7 +289,7 @@ export class VolumeCache implements LayerCache {
     const warm = path.join(this.dir, 'warm');
     const hex = w.diffID.slice(w.diffID.indexOf(':') + 1);
     const json = path.join(warm, `${hex}.json`);
-    mkdirSync(warm, { recursive: true, mode: 0o755 });
+    mkdirSync(warm, { recursive: true, mode: 0o700 });
     rmSync(path.join(warm, hex), { recursive: true, force: true });
     try {
       // The json first: a dir without one is never handed out (and is pruned). A dir that comes

@@ -47,6 +47,7 @@ import type { Readable } from 'node:stream';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { inertMode } from '../layers/extract.ts';
 import { ExtractBudget, type ExtractLimits, ROOTFS_LIMITS } from '../layers/extract-limits.ts';
+import { ensureOwnedDir } from '../layout/owned-dir.ts';
 import { pidAlive } from '../layout/pid.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
@@ -133,8 +134,9 @@ export class RootfsCache {
    */
   async ensure(digest: Digest | string, unpack: Unpacker): Promise<string> {
     const final = this.pathFor(digest);
-    // The sandbox user must be able to reach the cache (bwrap runs as the build uid).
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    // The sandbox user must be able to reach the cache (bwrap runs as the build uid); no other
+    // user may write it (a planted entry would be mounted as a builder's root).
+    ensureOwnedDir(this.dir, { what: 'the rootfs cache', mode: 0o755 });
     await this.#lease(final);
     if (await isReady(final)) return this.#touch(final);
     try {

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
+import { ensureOwnedDir } from '../layout/owned-dir.ts';
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
 import { parseReference, referenceString } from '../registry/reference.ts';
@@ -38,6 +39,8 @@ export class ImageStore {
 
   /** open opens the store at `dir`, creating it when missing. */
   static async open(dir: string): Promise<ImageStore> {
+    // Builders and run images are taken from here by name: no other user may write it.
+    ensureOwnedDir(dir, { what: 'the image store', mode: 0o755 });
     return new ImageStore(await Layout.init(dir));
   }
 
