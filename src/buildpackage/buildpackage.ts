@@ -21,6 +21,7 @@ import { formatKey } from '../cnb/toml-file.ts';
 import { exists } from '../internal/fs.ts';
 import { lstatInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
+import { BUILDPACKAGE_LIMITS, ExtractBudget } from '../layers/extract-limits.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
@@ -209,8 +210,12 @@ export async function createBuildpackage(
     scratch ??= await mkdtemp(path.join(opts.tmpDir, 'kiln-buildpackage-'));
     const dir = await mkdtemp(path.join(scratch, 'bp-'));
     try {
-      await extract(createReadStream(file), dir, { special: 'skip' });
+      await extract(createReadStream(file), dir, {
+        special: 'skip',
+        limits: new ExtractBudget(file, BUILDPACKAGE_LIMITS),
+      });
     } catch (e) {
+      await rm(dir, { recursive: true, force: true });
       throw new KilnError(
         `${config.file}: ${where}: cannot unpack ${file}: ${(e as Error).message}`,
         ExitCode.InvalidArgs,
@@ -363,7 +368,17 @@ export async function extractBuildpackage(
   what: string,
 ): Promise<{ metadata: BuildpackageMetadata; dirs: string[] }> {
   const { entry, modules } = await modulesOfImage(image, what);
-  for (const m of modules) await extract(await m.layer.uncompressed(), dest, { special: 'skip' });
+  // One bound for the whole package; on a hit nothing half-written stays behind.
+  const limits = new ExtractBudget(what, BUILDPACKAGE_LIMITS);
+  try {
+    for (const m of modules) {
+      limits.layer = String(await m.layer.digest());
+      await extract(await m.layer.uncompressed(), dest, { special: 'skip', limits });
+    }
+  } catch (e) {
+    await rm(dest, { recursive: true, force: true });
+    throw e;
+  }
   const dirs = modules
     .sort((a, b) =>
       a.id === entry.id && a.version === entry.version

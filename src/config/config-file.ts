@@ -6,6 +6,7 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, toTomlText } from '../cnb/toml-file.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { type FileErrorOf, parseTomlData } from '../internal/data-file.ts';
+import { checkOwnedFile, ensureOwnedDir } from '../internal/owned-dir.ts';
 import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
 import { parseByteSize, parseDuration } from './units.ts';
 
@@ -30,6 +31,8 @@ import { parseByteSize, parseDuration } from './units.ts';
 //   [rootfs-cache]                      # unpacked builder and run-image roots (kiln cache prune)
 //   max-size = "8GiB"                   # least recently used go first beyond this
 //   max-age = "30d"                     # entries unused for longer are removed
+//   max-image-size = "20GiB"            # what one image may unpack to (gzip bombs, layers/README)
+//   max-image-entries = 2000000         # files, dirs and links of one image
 //   [[registry-mirrors]]
 //   registry = "index.docker.io"        # or "*" for every registry
 //   mirror = "mirror.example.com:5000"
@@ -74,6 +77,11 @@ const Schema = z.looseObject({
         .string()
         .refine((v) => parseDuration(v) !== undefined, { message: 'expected a duration such as "30d"' })
         .optional(),
+      'max-image-size': z
+        .string()
+        .refine((v) => parseByteSize(v) !== undefined, { message: 'expected a size such as "20GiB"' })
+        .optional(),
+      'max-image-entries': z.number().int().positive().optional(),
     })
     .optional(),
 });
@@ -110,7 +118,13 @@ export interface KilnConfig {
   readonly processLimit: number | undefined;
   readonly timeout: string | undefined;
   /** Bound of the rootfs cache, applied after a build unpacks a new root (undefined: the default). */
-  readonly rootfsCache: { readonly maxBytes?: number; readonly maxAgeMs?: number };
+  readonly rootfsCache: {
+    readonly maxBytes?: number;
+    readonly maxAgeMs?: number;
+    /** What one image may unpack to (undefined: ROOTFS_LIMITS of layers/extract-limits.ts). */
+    readonly maxImageBytes?: number;
+    readonly maxImageEntries?: number;
+  };
   /** Keys kiln does not know, kept as they were. */
   readonly extra: Readonly<Record<string, unknown>>;
 }
@@ -229,15 +243,25 @@ export function parseConfig(text: string, file: string): KilnConfig {
 }
 
 function rootfsCacheOf(
-  t: { 'max-size'?: string; 'max-age'?: string } | undefined,
+  t:
+    | { 'max-size'?: string; 'max-age'?: string; 'max-image-size'?: string; 'max-image-entries'?: number }
+    | undefined,
 ): KilnConfig['rootfsCache'] {
   const maxBytes = t?.['max-size'] !== undefined ? parseByteSize(t['max-size']) : undefined;
   const maxAgeMs = t?.['max-age'] !== undefined ? parseDuration(t['max-age']) : undefined;
-  return { ...(maxBytes !== undefined ? { maxBytes } : {}), ...(maxAgeMs !== undefined ? { maxAgeMs } : {}) };
+  const maxImageBytes = t?.['max-image-size'] !== undefined ? parseByteSize(t['max-image-size']) : undefined;
+  const maxImageEntries = t?.['max-image-entries'];
+  return {
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+    ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+    ...(maxImageBytes !== undefined ? { maxImageBytes } : {}),
+    ...(maxImageEntries !== undefined ? { maxImageEntries } : {}),
+  };
 }
 
 /** loadConfig reads the config file; a missing file is the empty configuration. */
 export async function loadConfig(file: string): Promise<KilnConfig> {
+  checkOwnedFile(file, { what: 'the kiln config' });
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -252,6 +276,7 @@ export async function loadConfig(file: string): Promise<KilnConfig> {
  * registry client); the file is a few lines of TOML.
  */
 export function loadConfigSync(file: string): KilnConfig {
+  checkOwnedFile(file, { what: 'the kiln config' });
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -285,10 +310,12 @@ export function configToToml(c: KilnConfig): string {
   if (c.processLimit !== undefined) doc['process-limit'] = c.processLimit;
   if (c.timeout !== undefined) doc.timeout = c.timeout;
   const rc = c.rootfsCache;
-  if (rc.maxBytes !== undefined || rc.maxAgeMs !== undefined)
+  if (Object.values(rc).some((v) => v !== undefined))
     doc['rootfs-cache'] = {
       ...(rc.maxBytes !== undefined ? { 'max-size': String(rc.maxBytes) } : {}),
       ...(rc.maxAgeMs !== undefined ? { 'max-age': `${Math.round(rc.maxAgeMs / 1000)}s` } : {}),
+      ...(rc.maxImageBytes !== undefined ? { 'max-image-size': String(rc.maxImageBytes) } : {}),
+      ...(rc.maxImageEntries !== undefined ? { 'max-image-entries': rc.maxImageEntries } : {}),
     };
   if (c.registryMirrors.length) doc['registry-mirrors'] = c.registryMirrors.map((m) => ({ ...m }));
   return toTomlText(doc);
@@ -299,6 +326,7 @@ export async function saveConfig(file: string, c: KilnConfig): Promise<void> {
   // Validate what we are about to write, so a bad value never lands in the file.
   const text = configToToml(c);
   parseConfig(text, file);
+  ensureOwnedDir(path.dirname(file), { what: "kiln's config directory", mode: 0o755 });
   await writeFileAtomic(file, text, 0o644);
 }
 

@@ -2,6 +2,7 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { compressionOfMagic, decompress } from '../oci/compression.ts';
+import { ExtractBudget, type ExtractLimits } from './extract-limits.ts';
 import { readTar, type TarHeader } from './tar-reader.ts';
 
 /**
@@ -50,6 +51,12 @@ export interface ExtractOptions {
    * created in any mode; combine with `special: 'skip'` to leave them out instead of failing.
    */
   readonly inert?: boolean;
+  /**
+   * Bounds on what is written (entries, bytes of content, the host's free-space reserve), for
+   * untrusted layers: an ExtractBudget to share one bound across the layers of an image. A hit
+   * throws an ExtractLimitError; what was written stays for the caller to remove.
+   */
+  readonly limits?: ExtractLimits | ExtractBudget;
 }
 
 /** Mode bits no inert tree keeps: setuid, setgid, and write access for group and others. */
@@ -223,6 +230,10 @@ export async function extract(
   const resolved = new Map<string, string>();
   let entries = 0;
   let bytes = 0;
+  const budget =
+    opts.limits === undefined || opts.limits instanceof ExtractBudget
+      ? opts.limits
+      : new ExtractBudget(`layer unpacked into ${dest}`, opts.limits);
 
   const parentOf = (parts: string[], entry: string): string => {
     const key = parts.join('/');
@@ -251,6 +262,7 @@ export async function extract(
 
   for await (const { header: h, body } of readTar(tar)) {
     entries++;
+    budget?.entry(root);
     const parts = components(h.path);
     if (parts.length === 0) {
       if (h.type === 'dir') continue; // "./": the root itself
@@ -297,10 +309,12 @@ export async function extract(
       }
       case 'file': {
         if (existing) remove(target);
+        budget?.expect(h.size);
         // 'wx' = O_CREAT|O_EXCL: never follows a symlink someone raced into place.
         const fd = fsSync.openSync(target, 'wx', 0o600);
         try {
           for await (const chunk of body) {
+            budget?.write(chunk.length, root);
             for (let off = 0; off < chunk.length; )
               off += fsSync.writeSync(fd, chunk, off, chunk.length - off);
           }

@@ -6,6 +6,7 @@ import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
 import { acquireLock, type LockOptions } from '../internal/lock.ts';
+import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import { pidAlive } from '../internal/process.ts';
 import { isAbandonedTemp, tempOwner, tempSibling } from '../internal/temp-name.ts';
 import type { DirListings } from '../layers/walk.ts';
@@ -172,7 +173,8 @@ export class VolumeCache implements LayerCache {
   }
 
   async #withLock<T>(fn: () => Promise<T>): Promise<T> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
+    // kiln trusts what it finds here (warm directories by fingerprint): no other user may write it.
+    ensureOwnedDir(this.dir, { what: 'the build cache' });
     const lock = await acquireLock(path.join(this.dir, 'lock'), this.#lockOpts);
     try {
       return await fn();
@@ -287,7 +289,7 @@ export class VolumeCache implements LayerCache {
     const warm = path.join(this.dir, 'warm');
     const hex = w.diffID.slice(w.diffID.indexOf(':') + 1);
     const json = path.join(warm, `${hex}.json`);
-    mkdirSync(warm, { recursive: true, mode: 0o755 });
+    mkdirSync(warm, { recursive: true, mode: 0o700 });
     rmSync(path.join(warm, hex), { recursive: true, force: true });
     try {
       // The json first: a dir without one is never handed out (and is pruned). A dir that comes

@@ -15,6 +15,7 @@ import type { Logger } from '../internal/log.ts';
 import { lstatInRoot } from '../internal/safe-read.ts';
 import { tempIn, tempSibling } from '../internal/temp-name.ts';
 import { autoDecompress, extract } from '../layers/extract.ts';
+import { CACHE_LAYER_LIMITS, ExtractBudget } from '../layers/extract-limits.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { DirListings } from '../layers/walk.ts';
 import { mkdirReadable } from '../layout/blob-store.ts';
@@ -291,7 +292,13 @@ async function restoreContents(
   // the layer directory into place, so nothing half-extracted is ever seen at the real path.
   const tmp = path.join(scratch, `${escapeId(bp.id)}-${name}`);
   await fs.rm(tmp, { recursive: true, force: true });
-  await extract(await o.cache!.open(diffID), tmp);
+  await extract(await o.cache!.open(diffID), tmp, {
+    limits: new ExtractBudget(`cached layer ${diffID}`, CACHE_LAYER_LIMITS),
+  }).catch(async (e: unknown) => {
+    // Skipped with a warning by the caller: a bomb must not stay in the layers dir meanwhile.
+    await fs.rm(tmp, { recursive: true, force: true });
+    throw e;
+  });
   const src = path.join(tmp, ...rel.split('/'));
   // The tar is the cache's: `layers/<bp>/<name>` must be directories of its own, not a link that
   // mkdir, rename and chown would follow to a host directory.

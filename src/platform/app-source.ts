@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, type Stats } from 'node:fs';
 import {
   chmod,
   copyFile,
   lchown,
   lstat,
   mkdir,
-  open,
   readdir,
   readlink,
   realpath,
+  stat,
   symlink,
 } from 'node:fs/promises';
 import path from 'node:path';
@@ -72,6 +72,7 @@ export async function copyAppSource(
   }
   await mkdir(dst, { recursive: true });
   const dstReal = await realpath(dst);
+  const dstStat = await stat(dstReal);
   const stats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] as string[] };
   const dirModes: Array<[string, number]> = [];
   const made = new Set<string>(['']);
@@ -94,21 +95,26 @@ export async function copyAppSource(
   };
   // Directories are made when first needed (include mode creates only the parents of included
   // files), writable while copying; their real modes are applied at the end, deepest first.
+  // (The modes are those listed by the walk, which reaches a directory before its children.)
+  const modes = new Map<string, number>();
   const ensureDir = async (rel: string) => {
     if (made.has(rel)) return;
     await ensureDir(parentOf(rel));
-    const st = await lstat(path.join(root, rel));
     const out = path.join(dstReal, rel);
     await mkdir(out, { mode: 0o700 });
     await own(out);
-    dirModes.push([out, st.mode & 0o777]);
+    dirModes.push([out, modes.get(rel) ?? 0o755]);
     made.add(rel);
     stats.dirs++;
   };
 
-  const walk = async (rel: string): Promise<void> => {
-    const abs = path.join(root, rel);
-    const names = (await readdir(abs)).sort(byBytes);
+  // The walk is descriptor-relative, as safe-read.ts resolves paths: each directory is opened
+  // through its parent's fd (`/proc/self/fd/<fd>/<name>`, O_NOFOLLOW|O_DIRECTORY) and checked to
+  // be the directory listed, and every entry is listed, read and opened through the fd of its
+  // directory. A directory (or any parent) swapped for a link to a host directory while the copy
+  // runs is therefore never followed: the swap is seen as a link (copied as a link) or refused.
+  const walk = async (rel: string, dirFd: number): Promise<void> => {
+    const names = (await readdir(at(dirFd))).sort(byBytes);
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}/${name}`;
       // Linux paths stop at PATH_MAX: say so in one line instead of an ENAMETOOLONG with the path.
@@ -117,15 +123,25 @@ export async function copyAppSource(
           `app directory ${src}: ${JSON.stringify(`${childRel.slice(0, 60)}…`)} is nested deeper than kiln copies (paths up to ${MAX_REL_PATH} bytes)`,
           ExitCode.InvalidArgs,
         );
-      const childAbs = path.join(root, childRel);
-      if (childAbs === dstReal) continue;
-      const st = await lstat(childAbs);
+      const childAt = at(dirFd, name);
+      const st = await lstat(childAt).catch((e: NodeJS.ErrnoException) => {
+        throw changed(childRel, e.code, 'the entry listed');
+      });
       if (st.isDirectory()) {
+        if (st.dev === dstStat.dev && st.ino === dstStat.ino) continue;
+        modes.set(childRel, st.mode & 0o777);
         if (filter.includes(childRel, true)) {
           await ensureDir(childRel);
           list(childRel, st);
         }
-        if (filter.mayContain(childRel)) await walk(childRel);
+        if (filter.mayContain(childRel)) {
+          const fd = openDirAt(dirFd, name, st, childRel);
+          try {
+            await walk(childRel, fd);
+          } finally {
+            closeSync(fd);
+          }
+        }
         continue;
       }
       if (!filter.includes(childRel, false)) continue;
@@ -136,27 +152,30 @@ export async function copyAppSource(
         stats.files++;
         stats.bytes += st.size;
         await pool.run(async () => {
-          // Opened without following a link and without blocking, then checked to be the file
-          // listed: a file swapped for a link to a host file, or for a FIFO, is never read.
-          const fh = await open(
-            childAbs,
-            constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-          ).catch((e: NodeJS.ErrnoException) => {
-            throw changed(childRel, e.code);
-          });
+          // Opened through the directory's fd (synchronously: before the walk closes it), without
+          // following a link and without blocking, then checked to be the file listed: a file
+          // swapped for a link to a host file, or for a FIFO, is never read.
+          let fd: number;
           try {
-            const now = await fh.stat();
+            fd = openSync(childAt, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+          } catch (e) {
+            throw changed(childRel, (e as NodeJS.ErrnoException).code);
+          }
+          try {
+            const now = fstatSync(fd);
             if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw changed(childRel);
-            await copyFile(`/proc/self/fd/${fh.fd}`, out, constants.COPYFILE_FICLONE);
+            await copyFile(at(fd), out, constants.COPYFILE_FICLONE);
           } finally {
-            await fh.close();
+            closeSync(fd);
           }
           await chmod(out, st.mode & 0o777);
           await own(out);
         });
       } else if (st.isSymbolicLink()) {
         stats.symlinks++;
-        const target = await readlink(childAbs);
+        const target = await readlink(childAt).catch((e: NodeJS.ErrnoException) => {
+          throw changed(childRel, e.code, 'the symbolic link listed');
+        });
         list(childRel, st, target);
         await symlink(target, out);
         await own(out);
@@ -166,10 +185,13 @@ export async function copyAppSource(
     }
   };
 
+  // The root is the user's choice of directory: opened by its real path.
+  const rootFd = openSync(root, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    await walk('');
+    await walk('', rootFd);
   } finally {
     await pool.drain();
+    closeSync(rootFd);
   }
   for (const [dir, mode] of dirModes.reverse()) await chmod(dir, mode);
   return { ...stats, listing: { fingerprint: `sha256:${listing.digest('hex')}`, recent } };
@@ -178,9 +200,41 @@ export async function copyAppSource(
 /** Longest app-relative path copied: the copy lives a few hundred bytes deep, PATH_MAX is 4096. */
 const MAX_REL_PATH = 3072;
 
-function changed(rel: string, code?: string): KilnError {
+function changed(rel: string, code?: string, expected = 'the regular file listed'): KilnError {
   return new KilnError(
-    `app directory: ${JSON.stringify(rel)} changed while it was copied${code ? ` (${code})` : ''}: expected the regular file listed`,
+    `app directory: ${JSON.stringify(rel)} changed while it was copied${code ? ` (${code})` : ''}: expected ${expected}`,
+    ExitCode.InvalidArgs,
+  );
+}
+
+/** The path of `name` inside the directory open as `fd` (or of the fd itself): openat semantics. */
+function at(fd: number, name?: string): string {
+  return name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`;
+}
+
+/**
+ * openDirAt opens directory `name` of the directory open as `dirFd`, never following a link, and
+ * checks it is the directory listed (`st`): a directory swapped for a link or another directory
+ * since it was listed is refused.
+ */
+function openDirAt(dirFd: number, name: string, st: Stats, rel: string): number {
+  let fd: number;
+  try {
+    fd = openSync(at(dirFd, name), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (e) {
+    throw changedDir(rel, (e as NodeJS.ErrnoException).code);
+  }
+  const now = fstatSync(fd);
+  if (now.ino !== st.ino || now.dev !== st.dev) {
+    closeSync(fd);
+    throw changedDir(rel);
+  }
+  return fd;
+}
+
+function changedDir(rel: string, code?: string): KilnError {
+  return new KilnError(
+    `app directory: ${JSON.stringify(rel)} changed while it was copied${code ? ` (${code})` : ''}: expected the directory listed`,
     ExitCode.InvalidArgs,
   );
 }

@@ -7,6 +7,7 @@ import { writeReportToml } from '../cnb/report-toml.ts';
 import { isDir } from '../internal/fs.ts';
 import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
+import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { SourceListing } from '../layers/source-listing.ts';
 import type { LayerCache } from '../lifecycle/cache.ts';
 import { VolumeCache } from '../lifecycle/cache.ts';
@@ -125,6 +126,8 @@ export interface BuildRequest extends BuildpackRefs {
   /** kiln's cache of unpacked build rootfs trees. */
   readonly rootfsCacheDir: string;
   readonly rootfsCacheBound?: PrunePolicy;
+  /** What the builder may unpack to (default ROOTFS_LIMITS: 20 GiB, 2M entries). */
+  readonly rootfsLimits?: ExtractLimits;
   readonly launcher: LauncherInfo;
   /** Where new layer blobs are written (the local store's blobs). */
   readonly store: ImageStore;
@@ -204,7 +207,7 @@ async function buildWith(
   const rootfs = r.hostDirs
     ? '/'
     : await phases.time('builder', () =>
-        unpackBuilder(r.builder.image, r.rootfsCacheDir, r.rootfsCacheBound),
+        unpackBuilder(r.builder.image, r.rootfsCacheDir, r.rootfsCacheBound, r.rootfsLimits),
       );
   const ws = await openWorkspace(r.tmpDir, host.name, r.hostDirs);
   let net: OpenNetwork | undefined;

@@ -5,6 +5,7 @@ import { readOrderToml } from '../cnb/order-toml.ts';
 import { readRunToml } from '../cnb/run-toml.ts';
 import { inRoot, isDirInRoot, UntrustedFileError } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
+import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { Image } from '../oci/image.ts';
 import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 
@@ -64,9 +65,17 @@ export async function readBuilderConfig(builder: BuilderInput): Promise<BuilderC
  * bits or device nodes from the builder reach the host) and returns its root; a new unpack
  * applies the cache's bound (`bound`, default DEFAULT_ROOTFS_BOUND).
  */
-export async function unpackBuilder(image: Image, cacheDir: string, bound?: PrunePolicy): Promise<string> {
-  return new RootfsCache(cacheDir, bound ? { bound } : {}).ensureImage(image, async (tar, dest) => {
-    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip' });
+export async function unpackBuilder(
+  image: Image,
+  cacheDir: string,
+  bound?: PrunePolicy,
+  limits?: ExtractLimits,
+): Promise<string> {
+  return new RootfsCache(cacheDir, {
+    ...(bound ? { bound } : {}),
+    ...(limits ? { limits } : {}),
+  }).ensureImage(image, async (tar, dest, budget) => {
+    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip', limits: budget });
   });
 }
 

@@ -6,6 +6,7 @@ import { escapeId } from '../cnb/ids.ts';
 import { isDir } from '../internal/fs.ts';
 import { lstatInRoot, statInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
+import { BUILDPACKAGE_LIMITS, ExtractBudget } from '../layers/extract-limits.ts';
 import type { Image } from '../oci/image.ts';
 import { BUILDER } from './builder-facts.ts';
 
@@ -136,8 +137,16 @@ class BuildpacksDir {
   async #addImage(ref: string, image: Image): Promise<BuildpackRef> {
     const tmp = path.join(this.#work, `bp-image-${this.#images++}`);
     // Inert: the work dir is reachable by the build user; no setuid file may appear there.
-    for (const layer of await image.layers())
-      await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip' });
+    const limits = new ExtractBudget(`--buildpack ${ref}`, BUILDPACKAGE_LIMITS);
+    for (const layer of await image.layers()) {
+      limits.layer = String(await layer.digest());
+      await extract(await layer.uncompressed(), tmp, { inert: true, special: 'skip', limits }).catch(
+        async (e: unknown) => {
+          await rm(tmp, { recursive: true, force: true });
+          throw e;
+        },
+      );
+    }
     const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
     const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
     if (!md.id)

@@ -15,7 +15,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { EXTRA_FD_BASE, type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
@@ -23,6 +23,7 @@ import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './ex
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
 import { neutralView } from './mount-view.ts';
 import { enterPrefix } from './network.ts';
+import { DEFAULT_INIT, INIT_PATH, type InitSetting, initArgs, openInitFor, withFd } from './sandbox-init.ts';
 import { type SeccompSetting, seccompArgs, seccompFilterOf, withSeccompFilter } from './seccomp.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
@@ -49,6 +50,11 @@ export interface BubblewrapOptions {
    * `KILN_SECCOMP=off`. `false` turns the filter off explicitly.
    */
   readonly seccomp?: SeccompSetting;
+  /**
+   * The sandbox's pid 1 (sandbox-init.ts): default the build step's dist/init/kiln-init,
+   * non-dumpable so /proc/1/mem cannot be opened from inside; `false`: bwrap's own init.
+   */
+  readonly init?: InitSetting;
 }
 
 const probed = new Map<string, boolean>();
@@ -109,10 +115,12 @@ export class BubblewrapExecutor implements Executor {
   readonly capabilities = { mounts: true, isolatesNetwork: true } as const;
   readonly #opts: BubblewrapOptions;
   readonly #seccomp: SeccompSetting;
+  readonly #init: InitSetting;
 
   constructor(opts: BubblewrapOptions) {
     this.#opts = opts;
     this.#seccomp = seccompFilterOf(opts.seccomp);
+    this.#init = opts.init ?? DEFAULT_INIT;
   }
 
   /** The host command line for `spec` (exposed for tests and `--dry-run` style diagnostics). */
@@ -162,6 +170,9 @@ export class BubblewrapExecutor implements Executor {
       if (limits.tmpfsBytes !== undefined) args.push('--size', String(limits.tmpfsBytes));
       args.push('--tmpfs', dir);
     }
+    // kiln-init as pid 1, copied into /dev before it turns read-only; its fd follows the filter's.
+    const withInitFd = this.#init === false ? undefined : EXTRA_FD_BASE + (this.#seccomp === false ? 0 : 1);
+    if (withInitFd !== undefined) args.push(...initArgs(withInitFd));
     // bwrap's /dev is itself a writable tmpfs: make it read-only (device nodes still work).
     args.push('--remount-ro', '/dev');
     // With the host network, name resolution is the host's: bind its resolv.conf and hosts over
@@ -178,7 +189,8 @@ export class BubblewrapExecutor implements Executor {
     if (spec.hostname !== undefined) args.push('--hostname', spec.hostname);
     args.push('--uid', String(spec.uid), '--gid', String(spec.gid), '--chdir', spec.cwd);
     for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
-    args.push(...seccompArgs(this.#seccomp), '--info-fd', '3', '--', ...spec.argv);
+    args.push(...seccompArgs(this.#seccomp), '--info-fd', '3', '--');
+    args.push(...(withInitFd === undefined ? [] : [INIT_PATH]), ...spec.argv);
 
     // An isolated network: bwrap joins the build's namespace (root enters it, then drops to the
     // sandbox uid in the same exec, see network.ts) instead of unsharing one.
@@ -197,7 +209,8 @@ export class BubblewrapExecutor implements Executor {
       infoFd: true,
       ...outer,
     };
-    return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range, this.#seccomp === false ? 0 : 1) : cmd;
+    const extraFds = (this.#seccomp === false ? 0 : 1) + (withInitFd === undefined ? 0 : 1);
+    return range ? withIdRange(cmd, o.bwrap ?? 'bwrap', range, extraFds) : cmd;
   }
 
   /** The host ids the sandbox runs as (undefined: kiln's own, when kiln is not root). */
@@ -239,7 +252,9 @@ export class BubblewrapExecutor implements Executor {
     // whose `--args` pipe goes after every fd already placed.
     // The neutral view's own user namespace would be the parent of bwrap's, where an id range
     // (mapped by root onto host ids) cannot be written: id-range runs keep plain binds.
-    const result = await withSeccompFilter(this.#seccomp, cmd, async (filtered) => {
+    // The init's fd goes right after the filter's (withSeccompFilter puts the filter first).
+    const init = openInitFor(this.#init);
+    const result = await withSeccompFilter(this.#seccomp, withFd(cmd, init), async (filtered) => {
       const view =
         this.#opts.neutralView === false || filtered.idMap !== undefined
           ? { cmd: filtered, cleanup: async () => {} }
@@ -254,7 +269,7 @@ export class BubblewrapExecutor implements Executor {
       } finally {
         await view.cleanup();
       }
-    });
+    }).finally(() => init !== undefined && closeSync(init));
     if (result.exitCode === 1 && setupErrors.length > 0) {
       const msg = setupErrors[0] ?? '';
       const hint = /Permission denied/.test(msg)

@@ -16,6 +16,7 @@
 import { type Stats, statfsSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { freeSpace, inodeReserve } from '../internal/disk-space.ts';
 import { limitMessages } from './limits.ts';
 
 /** One watched tree: the host directory and what the sandbox calls it (for messages). */
@@ -92,17 +93,6 @@ export async function treeUsage(roots: readonly string[]): Promise<{ bytes: numb
     }
   }
   return { bytes: total, entries };
-}
-
-/** freeBytes is the space an unprivileged user can still allocate on the filesystem of `p`. */
-export function freeSpace(p: string): { bytes: number; inodes: number; totalInodes: number } {
-  const s = statfsSync(p);
-  return { bytes: s.bavail * s.bsize, inodes: s.ffree, totalInodes: s.files };
-}
-
-/** The inode reserve: 1% of the filesystem's inodes, at least 1000 (0 for filesystems without any). */
-function inodeReserve(total: number): number {
-  return total === 0 ? 0 : Math.max(1000, Math.floor(total / 100));
 }
 
 /**

@@ -19,10 +19,11 @@
  * so consecutive builds get the same ids (layer fingerprints cover owners).
  */
 
-import { lstat, mkdir, readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { tryLock } from '../internal/lock.ts';
+import { ensureOwnedDir } from '../internal/owned-dir.ts';
 
 /** Host user and group ids. */
 export interface HostIds {
@@ -186,7 +187,8 @@ export interface IdBlockLease extends IdLease {
 
 /** The lease directory: created root-only; anything else there (a link, another owner) is refused. */
 async function leaseDir(dir: string): Promise<string> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // /run/kiln and everything above it too: whoever can rename them can swap the leases.
+  ensureOwnedDir(dir, { what: "kiln's id leases" });
   const st = await lstat(dir);
   if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
     throw new KilnError(

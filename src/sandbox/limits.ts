@@ -4,6 +4,8 @@
  * hit and how to raise it. The enforcement lives elsewhere (cgroup.ts, disk-budget.ts,
  * run-guard.ts, prlimit in _child.ts); this module only names things consistently.
  */
+
+import { DEFAULT_DISK_RESERVE_BYTES, formatBytes } from '../internal/disk-space.ts';
 import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 const KiB = 1024;
@@ -21,7 +23,7 @@ export const BUILD_LIMIT_DEFAULTS = {
   fileSizeBytes: 4 * GiB,
   memoryBytes: 4 * GiB,
   /** Kept free on the host filesystem of /layers and /workspace whatever the budget says. */
-  diskReserveBytes: 2 * GiB,
+  diskReserveBytes: DEFAULT_DISK_RESERVE_BYTES,
   /** Default `--timeout` where nobody watches the build (CI set, or output not a terminal). */
   unattendedTimeoutMs: 60 * 60 * 1000,
 } as const;
@@ -97,14 +99,7 @@ export function parseDuration(text: string, what: string): number | undefined {
   return Math.round(total);
 }
 
-/** formatBytes writes a size the way parseSize reads it back (`64 MiB`, `4 GiB`, `1.5 GiB`). */
-export function formatBytes(n: number): string {
-  const fmt = (v: number, unit: string) => `${v.toFixed(1).replace(/\.0$/, '')} ${unit}`;
-  if (n >= GiB) return fmt(n / GiB, 'GiB');
-  if (n >= MiB) return fmt(n / MiB, 'MiB');
-  if (n >= KiB) return fmt(n / KiB, 'KiB');
-  return `${n} bytes`;
-}
+export { formatBytes };
 
 /** formatDuration writes milliseconds as the user would have typed them: `30s`, `90s`, `30m`, `1h`. */
 export function formatDuration(ms: number): string {

@@ -72,8 +72,9 @@ async function probe(spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' 
   let r: RunResult;
   if (helper === null) {
     // The shell fallback (no compiled helper), driven the way BubblewrapExecutor.run drives it
-    // (without the seccomp filter, whose fd run() would open: seccomp.test.ts covers it).
-    const cmd = new BubblewrapExecutor({ hostUid: 0, seccomp: false }).commandFor(full);
+    // (without the seccomp filter and kiln-init, whose fds run() would open: seccomp.test.ts and
+    // test/sandbox/pid1.test.ts cover them).
+    const cmd = new BubblewrapExecutor({ hostUid: 0, seccomp: false, init: false }).commandFor(full);
     const view = await neutralView(cmd, { bwrap: 'bwrap', owner: { uid: 1000, gid: 1000 }, helper: null });
     assert.equal(view.cmd.file, 'prlimit');
     assert.ok(view.cmd.args.includes('unshare'));
@@ -110,8 +111,14 @@ describe('the sandbox shows no host paths', () => {
         assert.match(l.split(' - ')[0]!, /nosuid/, `mounted without nosuid: ${l}`);
       }
       assert.ok((seen.mountinfo.match(/ - overlay /g) ?? []).length >= 6, seen.mountinfo);
-      // pid 1 is bwrap, with its options read from a pipe; the rest are the probe's own processes.
-      assert.match(seen.cmdline, /^\/proc\/1\/cmdline: bwrap --args \d+ -- \/usr\/bin\/sh -c /m);
+      // pid 1 is kiln-init (from the sandbox's /dev), or bwrap with its options read from a pipe
+      // where run() is bypassed; the rest are the probe's own processes.
+      assert.match(
+        seen.cmdline,
+        helper === null
+          ? /^\/proc\/1\/cmdline: bwrap --args \d+ -- \/usr\/bin\/sh -c /m
+          : /^\/proc\/1\/cmdline: \/dev\/\.kiln-init \/usr\/bin\/sh -c /m,
+      );
       const pids = seen.pids.trim().split(' ').map(Number);
       assert.ok(pids.length <= 6 && Math.max(...pids) < 100, `host processes visible: ${seen.pids}`);
 

@@ -44,9 +44,11 @@ import type { Readable } from 'node:stream';
 import { exists } from '../internal/fs.ts';
 import { KilnError } from '../internal/kiln-error.ts';
 import { acquireLock, tryLock } from '../internal/lock.ts';
+import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import { pidAlive } from '../internal/process.ts';
 import { tempSibling } from '../internal/temp-name.ts';
 import { inertMode } from '../layers/extract.ts';
+import { ExtractBudget, type ExtractLimits, ROOTFS_LIMITS } from '../layers/extract-limits.ts';
 import { algorithmOf, type Digest, hexOf, parseDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { MOUNT_POINTS, NETWORK_FILES } from './executor.ts';
@@ -97,6 +99,8 @@ export interface RootfsCacheOptions {
   readonly bound?: PrunePolicy;
   /** Told about each entry the automatic bound removed. */
   readonly onPruned?: (e: PrunedEntry) => void;
+  /** What one image may unpack to, all layers together (default ROOTFS_LIMITS). */
+  readonly limits?: ExtractLimits;
 }
 
 const ENTRY = /^sha(256|512)-[0-9a-f]+$/;
@@ -128,8 +132,9 @@ export class RootfsCache {
    */
   async ensure(digest: Digest | string, unpack: Unpacker): Promise<string> {
     const final = this.pathFor(digest);
-    // The sandbox user must be able to reach the cache (bwrap runs as the build uid).
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    // The sandbox user must be able to reach the cache (bwrap runs as the build uid); no other
+    // user may write it (a planted entry would be mounted as a builder's root).
+    ensureOwnedDir(this.dir, { what: 'the rootfs cache', mode: 0o755 });
     await this.#lease(final);
     if (await isReady(final)) return this.#touch(final);
     try {
@@ -173,14 +178,26 @@ export class RootfsCache {
     leased.delete(final);
   }
 
-  /** ensureImage: ensure() for an Image, unpacking its layers with `extractLayer`. */
+  /**
+   * ensureImage: ensure() for an Image, unpacking its layers with `extractLayer`, which must pass
+   * `limits` to extract(): one budget for all the image's layers (a hit leaves nothing behind:
+   * the unpack directory is removed).
+   */
   async ensureImage(
     image: Image,
-    extractLayer: (tar: Readable, dest: string) => Promise<void>,
+    extractLayer: (tar: Readable, dest: string, limits: ExtractBudget) => Promise<void>,
   ): Promise<string> {
     const digest = await image.digest();
     return this.ensure(digest, async (dest) => {
-      for (const layer of await image.layers()) await extractLayer(await layer.uncompressed(), dest);
+      const budget = new ExtractBudget(
+        `image ${digest}`,
+        this.#opts.limits ?? ROOTFS_LIMITS,
+        'max-image-size / max-image-entries in [rootfs-cache] of the kiln config',
+      );
+      for (const layer of await image.layers()) {
+        budget.layer = String(await layer.digest());
+        await extractLayer(await layer.uncompressed(), dest, budget);
+      }
     });
   }
 

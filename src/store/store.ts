@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Image } from '../oci/image.ts';
@@ -38,6 +39,8 @@ export class ImageStore {
 
   /** open opens the store at `dir`, creating it when missing. */
   static async open(dir: string): Promise<ImageStore> {
+    // Builders and run images are taken from here by name: no other user may write it.
+    ensureOwnedDir(dir, { what: 'the image store', mode: 0o755 });
     return new ImageStore(await Layout.init(dir));
   }
 

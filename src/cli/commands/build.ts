@@ -48,7 +48,7 @@ import {
   writeImageTo,
 } from '../image-ref.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
-import { rootfsBound } from './cache.ts';
+import { rootfsBound, rootfsLimits } from './cache.ts';
 
 /** Flags of `kiln build`, as commander parses them. */
 export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
@@ -399,6 +399,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.executor === 'host' ? { hostDirs: settings.cnbDirs } : {}),
         rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
         rootfsCacheBound: await rootfsBound(settings),
+        rootfsLimits: await rootfsLimits(settings),
         launcher: await loadLauncher(),
         store,
         images: imageAccess(dest, tags, previousLoc, io),

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { formatBytes, parseByteSize, parseDuration } from '../../config/units.ts';
+import { type ExtractLimits, ROOTFS_LIMITS } from '../../layers/extract-limits.ts';
 import {
   DEFAULT_ROOTFS_BOUND,
   type PrunePolicy,
@@ -34,6 +35,16 @@ export async function rootfsBound(settings: Settings): Promise<PrunePolicy> {
     ...(c.maxAgeMs !== undefined || c.maxBytes === undefined
       ? { maxAgeMs: c.maxAgeMs ?? DEFAULT_ROOTFS_BOUND.maxAgeMs }
       : {}),
+  };
+}
+
+/** rootfsLimits is what one image may unpack to in the rootfs cache: the config file's, else the default. */
+export async function rootfsLimits(settings: Settings): Promise<ExtractLimits> {
+  const c = (await loadConfig(settings.configFile)).rootfsCache;
+  return {
+    ...ROOTFS_LIMITS,
+    ...(c.maxImageBytes !== undefined ? { maxBytes: c.maxImageBytes } : {}),
+    ...(c.maxImageEntries !== undefined ? { maxEntries: c.maxImageEntries } : {}),
   };
 }
 

@@ -19,7 +19,7 @@ import {
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { CliContext } from '../context.ts';
 import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
-import { rootfsBound } from './cache.ts';
+import { rootfsBound, rootfsLimits } from './cache.ts';
 
 /**
  * ProcessExit ends the CLI with the exit code of the process `kiln run` ran, without an error
@@ -99,6 +99,7 @@ export function register(program: Command, ctx: CliContext): void {
 
       const cache = new RootfsCache(await sandboxCacheDir(settings.cacheDir, hostUid), {
         bound: await rootfsBound(settings),
+        limits: await rootfsLimits(settings),
         onPruned: (e) => log.debug(`pruned unused rootfs ${e.path} (${e.reason})`),
       });
       const started = Date.now();
@@ -167,8 +168,8 @@ export function register(program: Command, ctx: CliContext): void {
  * keep read access through the other-bits; the rootfs is read-only in the sandbox anyway).
  */
 export function unpackRootfs(cache: RootfsCache, image: Image): Promise<string> {
-  return cache.ensureImage(image, async (tar, dest) => {
-    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip' });
+  return cache.ensureImage(image, async (tar, dest, limits) => {
+    await extract(tar, dest, { whiteouts: true, inert: true, special: 'skip', limits });
   });
 }
 
