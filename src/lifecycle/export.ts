@@ -69,6 +69,8 @@ export interface ExportOptions {
   /** For the build metadata label: where the launcher's source lives. */
   readonly launcherSource?: { readonly repository: string; readonly commit: string };
   readonly project?: ProjectMetadata;
+  /** VCS metadata / junk names to export anyway (project.toml `include` names them; app-export-filter.ts). */
+  readonly appKeep?: readonly string[];
   /** `--default-process`. */
   readonly defaultProcess?: string;
   /** CNB_EXEC_ENV the build ran with, recorded as `io.buildpacks.exec-env` (Platform 0.15). */
@@ -123,6 +125,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     previous: opts.previousMetadata,
     queue: new LayerQueue(),
     contents: new Map(),
+    ...(opts.appKeep ? { appKeep: opts.appKeep } : {}),
   };
   const buildpacks = await planBuildpackLayers(c, [...opts.group, ...extra]);
   const sbom = await planSbomLayer(c, opts.launcher, opts.runImageSboms);

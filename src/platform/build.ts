@@ -109,6 +109,8 @@ export interface BuildRequest extends BuildpackRefs {
   readonly sbomOutputDir?: string;
   readonly reportOutputDir?: string;
   readonly project?: ProjectMetadata;
+  /** VCS metadata / junk names project.toml `include` names: exported (all others never are). */
+  readonly appKeep?: readonly string[];
   readonly executor: Executor;
   /** Limits of every buildpack process; executor defaults otherwise. */
   readonly limits?: Limits;
@@ -345,6 +347,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
     export: {
       launcher: r.launcher,
       ...(r.project ? { project: r.project } : {}),
+      ...(r.appKeep?.length ? { appKeep: r.appKeep } : {}),
       ...(r.defaultProcess ? { defaultProcess: r.defaultProcess } : {}),
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       ...(r.launchLayer ? { launchLayer: r.launchLayer } : {}),

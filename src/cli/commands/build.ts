@@ -10,6 +10,7 @@ import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
+import { keptByInclude } from '../../lifecycle/app-export-filter.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
 import type { Digest } from '../../oci/digest.ts';
@@ -393,6 +394,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
         project: await projectMetadata(descriptor, appDir),
+        appKeep: keptByInclude(descriptor.include),
         executor,
         limits: bounds.limits,
         ...(deadline ? { deadline } : {}),
