@@ -335,6 +335,7 @@ function launchConfig(
       command: p.command,
       args: p.args,
       buildpackId: p['buildpack-id'],
+      direct: p.direct,
       ...(p['working-dir'] ? { workingDir: p['working-dir'] } : {}),
       ...(p['exec-env'] ? { execEnv: p['exec-env'] } : {}),
     })),
