@@ -62,6 +62,7 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   cacheDir?: string;
   cacheImage?: string;
   clearCache?: boolean;
+  skipExtensions?: boolean;
   publish?: boolean;
   previousImage?: string;
   tag: string[];
@@ -235,6 +236,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
     .option('--cache-image <ref>', 'keep the layer cache as an image in a registry instead of a directory')
     .option('--clear-cache', 'ignore the cache for this build (it is replaced afterwards)')
+    .option(
+      '--skip-extensions',
+      "build without the builder's image extensions ([[order-extensions]]: Dockerfiles kiln does not run); without it such a builder fails detection",
+    )
     .option('--publish', 'push the image to its registry instead of the local store')
     .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
     .option('-t, --tag <image>', 'additional name for the image (repeatable)', collect, [])
@@ -387,6 +392,7 @@ export function register(program: Command, ctx: CliContext): void {
             }
           : {}),
         clearCache: Boolean(flags.clearCache),
+        ...(flags.skipExtensions ? { skipExtensions: true } : {}),
         ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
         ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
         network,
