@@ -119,6 +119,13 @@ export function parseBuilderConfig(text: string, file: string): BuilderConfig {
   }
   if (doc.order.length === 0)
     throw new KilnError(`${file}: order missing: expected at least one [[order]] group`);
+  // A builder made without its extensions would build other images than its author meant.
+  for (const key of ['extensions', 'order-extensions'])
+    if ((doc as Record<string, unknown>)[key] !== undefined)
+      throw new KilnError(
+        `${file}: [[${key}]]: kiln does not run Dockerfile image extensions, so it does not make builders with them (remove the extensions)`,
+        ExitCode.InvalidArgs,
+      );
   return {
     file,
     description: doc.description ?? '',

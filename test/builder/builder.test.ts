@@ -201,6 +201,22 @@ describe('createBuilder()', () => {
     );
   });
 
+  test('refuses [[extensions]] / [[order-extensions]]: kiln does not run Dockerfile extensions', () => {
+    const base = '[[run.images]]\nimage = "r"\n[[order]]\n[[order.group]]\nid = "a"\n';
+    assert.throws(
+      () =>
+        parseBuilderConfig(
+          `${base}[[order-extensions]]\n[[order-extensions.group]]\nid = "samples/curl"\n`,
+          'x/builder.toml',
+        ),
+      /x\/builder.toml: \[\[order-extensions\]\]: kiln does not run Dockerfile image extensions/,
+    );
+    assert.throws(
+      () => parseBuilderConfig(`${base}[[extensions]]\nuri = "ext/curl"\n`, 'x/builder.toml'),
+      /\[\[extensions\]\]: kiln does not run/,
+    );
+  });
+
   test('writes [[build.env]] into /cnb/build-config/env', async () => {
     const layout = await Layout.init(path.join(tmp, 'env'));
     const bpDir = path.join(ROOT, 'dist', 'buildpacks', 'procfile');
