@@ -3,20 +3,17 @@
 //   data and editor junk: buildpacks read .git during the build, but no layer of the image holds
 //   any of it (every layer's tar entries listed); the commit is in io.buildpacks.project.metadata;
 //   project.toml `include` naming .git exports it.
-// - a builder image with [[order-extensions]] (and /cnb/extensions) fails detection with one line
-//   naming the extensions; --skip-extensions builds with a warning naming them.
+// - a builder made by `kiln builder create` from a builder.toml with [[extensions]] and
+//   [[order-extensions]] carries them (/cnb/extensions, /cnb/order.toml) but fails detection with
+//   one line naming them (22); --skip-extensions builds with a warning naming them.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DEFAULT_BUILDER_NAME } from '../../src/builder/default-builder.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
-import { appendLayers } from '../../src/oci/mutate.ts';
-import { ImageStore } from '../../src/store/store.ts';
-import { tarLayer } from '../helpers/cnb-images.ts';
-import { KILN_HOME, kiln, kilnOk, prepareHome, storedImage } from './samples-harness.ts';
+import { kiln, kilnOk, prepareHome, storedImage } from './samples-harness.ts';
 
 let tmp: string;
 let bp: string;
@@ -132,42 +129,70 @@ describe('no VCS data in images', () => {
 describe('image extensions are refused, or skipped when asked', () => {
   const builderName = 'kiln-e2e-ext-builder';
 
+  // The builder is made as a user makes one: builder.toml with [[extensions]] and [[order-extensions]].
   before(async () => {
-    const store = await ImageStore.open(path.join(KILN_HOME, 'images'));
-    const base = await store.find(DEFAULT_BUILDER_NAME);
-    assert.ok(base, `${DEFAULT_BUILDER_NAME} is in the store (made by the builds above)`);
-    const exe = (s: string) => Buffer.from(s);
-    const extension = (id: string) => ({
-      [`cnb/extensions/samples_${id}/0.0.1/extension.toml`]: `api = "0.10"\n[extension]\nid = "samples/${id}"\nversion = "0.0.1"\n`,
-      [`cnb/extensions/samples_${id}/0.0.1/bin/detect`]: exe('#!/bin/sh\nexit 0\n'),
-      [`cnb/extensions/samples_${id}/0.0.1/bin/generate`]: exe(
+    const dir = path.join(tmp, 'ext-builder');
+    const exe = async (file: string, text: string) => {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, text);
+      await chmod(file, 0o755);
+    };
+    for (const id of ['curl', 'cowsay']) {
+      const x = path.join(dir, id);
+      await mkdir(x, { recursive: true });
+      await writeFile(
+        path.join(x, 'extension.toml'),
+        `api = "0.10"\n[extension]\nid = "samples/${id}"\nversion = "0.0.1"\n`,
+      );
+      await exe(path.join(x, 'bin', 'detect'), '#!/bin/sh\nexit 0\n');
+      await exe(
+        path.join(x, 'bin', 'generate'),
         '#!/bin/sh\nprintf "FROM scratch\\n" > "$CNB_OUTPUT_DIR/run.Dockerfile"\n',
-      ),
-    });
-    const layer = await tarLayer({
-      'cnb/order.toml': `[[order]]
+      );
+    }
+    const noop = path.join(dir, 'noop');
+    await mkdir(noop, { recursive: true });
+    await writeFile(
+      path.join(noop, 'buildpack.toml'),
+      'api = "0.10"\n[buildpack]\nid = "test/noop"\nversion = "0.0.1"\n[[stacks]]\nid = "*"\n',
+    );
+    await exe(path.join(noop, 'bin', 'detect'), '#!/bin/sh\nexit 0\n');
+    await exe(path.join(noop, 'bin', 'build'), '#!/bin/sh\necho "noop buildpack ran"\n');
+    await writeFile(
+      path.join(dir, 'builder.toml'),
+      `[[buildpacks]]
+uri = "noop"
+
+[[extensions]]
+uri = "curl"
+
+[[extensions]]
+uri = "cowsay"
+
+[[order]]
   [[order.group]]
   id = "test/noop"
-  version = "0.0.1"
 
 [[order-extensions]]
   [[order-extensions.group]]
   id = "samples/curl"
-  version = "0.0.1"
   optional = true
   [[order-extensions.group]]
   id = "samples/cowsay"
-  version = "0.0.1"
   optional = true
+
+[build]
+image = "kiln/stacks/bookworm/build"
+
+[[run.images]]
+image = "kiln/stacks/bookworm/run"
 `,
-      'cnb/buildpacks/test_noop/0.0.1/buildpack.toml':
-        'api = "0.10"\n[buildpack]\nid = "test/noop"\nversion = "0.0.1"\n[[stacks]]\nid = "*"\n',
-      'cnb/buildpacks/test_noop/0.0.1/bin/detect': exe('#!/bin/sh\nexit 0\n'),
-      'cnb/buildpacks/test_noop/0.0.1/bin/build': exe('#!/bin/sh\necho "noop buildpack ran"\n'),
-      ...extension('curl'),
-      ...extension('cowsay'),
-    });
-    await store.write(appendLayers(base, layer), [builderName]);
+    );
+    await kilnOk(['builder', 'create', builderName, '--config', path.join(dir, 'builder.toml')]);
+    // What the builder carries, as a platform that runs extensions would find it.
+    const paths = await layerPaths(builderName);
+    assert.ok(paths.includes('cnb/extensions/samples_curl/0.0.1/bin/generate'));
+    assert.ok(paths.includes('cnb/extensions/samples_cowsay/0.0.1/extension.toml'));
   });
 
   test('a builder with order-extensions fails detection with one line naming them (exit 22)', async () => {
