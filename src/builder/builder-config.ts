@@ -20,6 +20,15 @@ export const BuilderToml = z
       )
       .default([]),
     order: Order.default([]),
+    // Image extensions: carried into the builder, never run by kiln (src/builder/extension-source.ts).
+    extensions: z
+      .array(
+        z
+          .object({ id: z.string().optional(), version: z.string().optional(), uri: z.string().min(1) })
+          .loose(),
+      )
+      .default([]),
+    'order-extensions': Order.default([]),
     build: z
       .object({
         image: z.string().optional(),
@@ -73,6 +82,10 @@ export interface BuilderConfig {
     readonly image?: string;
   }[];
   readonly order: Order;
+  /** Image extension directories (`[[extensions]]`), absolute, with the id/version expected. */
+  readonly extensions: readonly { readonly dir: string; readonly id?: string; readonly version?: string }[];
+  /** `[[order-extensions]]`: written to /cnb/order.toml (builds with kiln refuse it). */
+  readonly orderExtensions: Order;
   readonly buildImage: string | undefined;
   readonly buildEnv: NonNullable<NonNullable<BuilderToml['build']>['env']>;
   readonly runImages: readonly { readonly image: string; readonly mirrors: readonly string[] }[];
@@ -119,6 +132,15 @@ export function parseBuilderConfig(text: string, file: string): BuilderConfig {
   }
   if (doc.order.length === 0)
     throw new KilnError(`${file}: order missing: expected at least one [[order]] group`);
+  const extensions = doc.extensions.map((x) => {
+    const r = resolveUri(x.uri, base, file);
+    if (r.image)
+      throw new KilnError(
+        `${file}: extension uri ${JSON.stringify(x.uri)}: expected an extension directory (relative, absolute or file://)`,
+        ExitCode.InvalidArgs,
+      );
+    return { dir: r.dir, ...(x.id ? { id: x.id } : {}), ...(x.version ? { version: x.version } : {}) };
+  });
   return {
     file,
     description: doc.description ?? '',
@@ -128,6 +150,8 @@ export function parseBuilderConfig(text: string, file: string): BuilderConfig {
       ...(b.version ? { version: b.version } : {}),
     })),
     order: doc.order,
+    extensions,
+    orderExtensions: doc['order-extensions'],
     buildImage: doc.build?.image ?? doc.stack?.['build-image'],
     buildEnv: doc.build?.env ?? [],
     runImages,

@@ -19,12 +19,16 @@ import {
   layerLabelEntry,
   readBuildpackSource,
 } from './buildpack-source.ts';
+import { type ExtensionSource, extensionLayer, readExtensionSource } from './extension-source.ts';
 
 /** Label keys of a builder image. */
 export const BuilderLabel = {
   Metadata: 'io.buildpacks.builder.metadata',
   Layers: 'io.buildpacks.buildpack.layers',
   Order: 'io.buildpacks.buildpack.order',
+  /** Image extensions, as pack labels them (a builder kiln makes carries them; kiln never runs them). */
+  ExtensionLayers: 'io.buildpacks.extension.layers',
+  OrderExtensions: 'io.buildpacks.buildpack.order-extensions',
   StackId: 'io.buildpacks.stack.id',
   BaseId: 'io.buildpacks.base.id',
   /** kiln: the default builder's input digest (see default-builder.ts). */
@@ -76,20 +80,27 @@ function envValue(env: readonly string[] | undefined, name: string): string | un
  * resolveOrder fills in versions the builder config left out (a buildpack present in one
  * version only) and rejects references to buildpacks the builder does not carry.
  */
-export function resolveOrder(order: Order, buildpacks: readonly BuildpackSource[], file: string): Order {
+export function resolveOrder(
+  order: Order,
+  buildpacks: readonly { readonly id: string; readonly version: string }[],
+  file: string,
+  kind: 'buildpack' | 'extension' = 'buildpack',
+): Order {
+  const [key, list] =
+    kind === 'buildpack' ? ['order', '[[buildpacks]]'] : ['order-extensions', '[[extensions]]'];
   return order.map((g, gi) => ({
     ...g,
     group: g.group.map((e, ei) => {
       const candidates = buildpacks.filter((b) => b.id === e.id && (!e.version || b.version === e.version));
       if (candidates.length === 0) {
         throw new KilnError(
-          `${file}: order[${gi}].group[${ei}]: buildpack ${e.id}${e.version ? `@${e.version}` : ''} is not in [[buildpacks]]`,
+          `${file}: ${key}[${gi}].group[${ei}]: ${kind} ${e.id}${e.version ? `@${e.version}` : ''} is not in ${list}`,
           ExitCode.InvalidArgs,
         );
       }
       if (!e.version && candidates.length > 1) {
         throw new KilnError(
-          `${file}: order[${gi}].group[${ei}]: buildpack ${e.id} has several versions; name one`,
+          `${file}: ${key}[${gi}].group[${ei}]: ${kind} ${e.id} has several versions; name one`,
           ExitCode.InvalidArgs,
         );
       }
@@ -110,11 +121,15 @@ export function configEntries(
   config: BuilderConfig,
   order: Order,
   user: { uid: number; gid: number },
+  orderExtensions: Order = [],
 ): TarEntry[] {
   const run = config.runImages[0]!;
   const entries: TarEntry[] = [
     dirEntry('cnb'),
-    fileEntry('cnb/order.toml', toTomlText({ order })),
+    fileEntry(
+      'cnb/order.toml',
+      toTomlText(orderExtensions.length ? { order, 'order-extensions': orderExtensions } : { order }),
+    ),
     fileEntry(
       'cnb/run.toml',
       toTomlText({ images: config.runImages.map((i) => ({ image: i.image, mirrors: [...i.mirrors] })) }),
@@ -170,6 +185,18 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
   }
   sources.sort((a, b) => (a.id === b.id ? (a.version < b.version ? -1 : 1) : a.id < b.id ? -1 : 1));
   const order = resolveOrder(config.order, sources, config.file);
+  const extensions: ExtensionSource[] = [];
+  for (const x of config.extensions) {
+    const src = await readExtensionSource(x.dir, x);
+    if (extensions.some((e) => e.id === src.id && e.version === src.version))
+      throw new KilnError(
+        `${config.file}: extension ${src.id}@${src.version} is listed twice`,
+        ExitCode.InvalidArgs,
+      );
+    extensions.push(src);
+  }
+  extensions.sort((a, b) => (a.id === b.id ? (a.version < b.version ? -1 : 1) : a.id < b.id ? -1 : 1));
+  const orderExtensions = resolveOrder(config.orderExtensions, extensions, config.file, 'extension');
 
   const base = await opts.buildImage.configFile();
   const baseEnv = base.config?.Env ?? [];
@@ -199,7 +226,22 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
       !src.descriptor.order?.length,
     );
   }
-  const configLayer = await writeLayer(configEntries(config, order, { uid, gid }), write);
+  const extLabel: Record<string, Record<string, unknown>> = {};
+  for (const src of extensions) {
+    const layer = await extensionLayer(src, write);
+    layers.push({
+      layer,
+      history: { created, created_by: `kiln builder create: extension ${src.id}@${src.version}` },
+    });
+    extLabel[src.id] ??= {};
+    extLabel[src.id]![src.version] = {
+      api: src.descriptor.api,
+      layerDiffID: await layer.diffID(),
+      ...(src.descriptor.extension.homepage ? { homepage: src.descriptor.extension.homepage } : {}),
+      ...(src.descriptor.extension.name ? { name: src.descriptor.extension.name } : {}),
+    };
+  }
+  const configLayer = await writeLayer(configEntries(config, order, { uid, gid }, orderExtensions), write);
   layers.push({
     layer: configLayer,
     history: { created, created_by: 'kiln builder create: order, run images, build config' },
@@ -214,7 +256,7 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
       ...(s.descriptor.buildpack.homepage ? { homepage: s.descriptor.buildpack.homepage } : {}),
       ...(s.descriptor.buildpack.name ? { name: s.descriptor.buildpack.name } : {}),
     })),
-    extensions: [],
+    extensions: extensions.map((x) => ({ id: x.id, version: x.version })),
     stack: { runImage: { image: run.image, mirrors: [...run.mirrors] } },
     images: config.runImages.map((i) => ({ image: i.image, mirrors: [...i.mirrors] })),
     lifecycle: {
@@ -235,6 +277,12 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
     [BuilderLabel.Metadata]: JSON.stringify(metadata),
     [BuilderLabel.Layers]: JSON.stringify(layerLabel),
     [BuilderLabel.Order]: JSON.stringify(order),
+    ...(extensions.length
+      ? {
+          [BuilderLabel.ExtensionLayers]: JSON.stringify(extLabel),
+          [BuilderLabel.OrderExtensions]: JSON.stringify(orderExtensions),
+        }
+      : {}),
     ...(stackId ? { [BuilderLabel.StackId]: stackId } : {}),
     ...(opts.labels ?? {}),
   };

@@ -16,9 +16,11 @@ export {
   encodeLaunchConfig,
   LAUNCH_FILE,
   LAUNCH_FILE_MAGIC,
+  LAUNCH_SHELLS,
   type LaunchBuildpack,
   type LaunchConfig,
   type LaunchProcess,
+  processNeedsShell,
   writeLaunchConfig,
 } from './launch-file.ts';
 export { LAUNCHER_SBOM_DIR, type LauncherSbomFiles, launcherSbom, writeLauncherSbom } from './sbom.ts';

@@ -10,7 +10,7 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 
 /** The first field of the file; bump the number on incompatible changes (the launcher checks it). */
-export const LAUNCH_FILE_MAGIC = 'kiln-launch 1';
+export const LAUNCH_FILE_MAGIC = 'kiln-launch 2';
 /** Path of the file relative to the layers directory. */
 export const LAUNCH_FILE = 'config/kiln-launch';
 
@@ -29,6 +29,27 @@ export interface LaunchProcess {
   readonly workingDir?: string;
   /** Execution environments the process is for (Buildpack API 0.12); empty or absent: all. */
   readonly execEnv?: readonly string[];
+  /**
+   * `direct = false` (Buildpack API < 0.9 only): the launcher runs the command through a shell,
+   * sourcing profile.d scripts and `<app>/.profile` first. Absent: true.
+   */
+  readonly direct?: boolean;
+}
+
+/**
+ * The shells the launcher runs a `direct = false` process with, in order: bash (the reference
+ * launcher's, which profile.d scripts are written for), else a POSIX sh. A run image needs one of
+ * them for such a process (the export checks it: src/lifecycle/launch-shell-check.ts).
+ */
+export const LAUNCH_SHELLS: readonly string[] = ['/bin/bash', '/bin/sh'];
+
+/**
+ * processNeedsShell is the "needs a shell" property of a process as metadata.toml (and the
+ * `io.buildpacks.build.metadata` label) records it: `direct = false` processes run through a
+ * shell (one of LAUNCH_SHELLS) at launch; every other process is exec'd directly.
+ */
+export function processNeedsShell(p: { readonly direct?: boolean }): boolean {
+  return p.direct === false;
 }
 
 /** Everything the launcher needs to choose and start a process. */
@@ -80,6 +101,7 @@ export function encodeLaunchConfig(cfg: LaunchConfig): Buffer {
     const api = apis.get(p.buildpackId);
     const append = api !== undefined && ApiVersion.parse(api).lessThan('0.9');
     out += `proc\0${field('type', p.type)}${field('working-dir', p.workingDir ?? '')}${append ? 'append' : 'replace'}\0`;
+    out += `${processNeedsShell(p) ? 'shell' : 'direct'}\0`;
     for (const e of p.execEnv ?? []) {
       if (e.includes(','))
         throw new KilnError(`launch config: exec-env "${e}" contains a comma`, ExitCode.ExportError);

@@ -3,8 +3,10 @@
  * /cnb/process/<type> symlinks to it). It follows the launcher rules of Platform API 0.15 and
  * Buildpack API 0.12 (see README.md in this folder): choose the process, build the environment
  * from the buildpacks' launch layers on top of the container's, run exec.d programs, change to the
- * working directory and execve the command. No shell and no interpreter is needed in the image;
- * the only input besides the layers is <layers>/config/kiln-launch, written by the exporter.
+ * working directory and execve the command. No shell and no interpreter is needed in the image,
+ * except for `direct = false` processes of Buildpack API < 0.9, which run through /bin/bash (else
+ * /bin/sh) as the spec says; the only input besides the layers is <layers>/config/kiln-launch,
+ * written by the exporter.
  *
  * Any failure before execve exits with 82 and one line on stderr.
  */
@@ -22,7 +24,7 @@
 #include <unistd.h>
 
 #define LAUNCH_ERROR 82
-#define FILE_MAGIC "kiln-launch 1"
+#define FILE_MAGIC "kiln-launch 2"
 
 extern char **environ;
 
@@ -220,6 +222,7 @@ struct process {
 	const char *type;
 	const char *working_dir; /* "" = app dir */
 	int append_args;          /* buildpack API < 0.9: user args are appended, not replacing */
+	int shell;                /* direct = false (buildpack API < 0.9): run through a shell */
 	const char *exec_env;     /* comma-separated; "" = every execution environment */
 	struct vec command, args;
 };
@@ -283,6 +286,11 @@ static void load_launch_file(const char *layers_dir) {
 				p->append_args = 1;
 			else if (strcmp(mode, "replace") != 0)
 				die("read %s: bad args mode \"%s\"", path, mode);
+			const char *how = next_field(&c);
+			if (strcmp(how, "shell") == 0)
+				p->shell = 1;
+			else if (strcmp(how, "direct") != 0)
+				die("read %s: bad launch mode \"%s\"", path, how);
 			p->exec_env = next_field(&c);
 			for (size_t n = next_count(&c); n > 0; n--) vec_push(&p->command, (char *)next_field(&c));
 			for (size_t n = next_count(&c); n > 0; n--) vec_push(&p->args, (char *)next_field(&c));
@@ -665,11 +673,13 @@ int main(int argc, char **argv) {
 
 	struct vec cmd = {0}, args = {0};
 	const char *ptype = "";
-	int direct = 1;
+	int direct = 1, proc_shell = 0;
 	const char *wd = app_dir;
 	if (proc) {
 		ptype = proc->type;
 		if (proc->working_dir[0]) wd = proc->working_dir;
+		direct = !proc->shell;
+		proc_shell = proc->shell;
 		vec_push(&cmd, proc->command.v[0]);
 		int user = argc > 1;
 		if (proc->command.n > 1) {
@@ -723,9 +733,16 @@ int main(int argc, char **argv) {
 				free(d3);
 			}
 			if (!direct) {
+				/* Shell mode sources the files of profile.d, then of profile.d/<type>, of every layer. */
 				char *pd = path_join(ld, "profile.d");
 				struct vec pf = list_dir(pd, WANT_FILES);
 				for (size_t i = 0; i < pf.n; i++) vec_push(&profiles, path_join(pd, pf.v[i]));
+				if (ptype[0]) {
+					char *pdt = path_join(pd, ptype);
+					struct vec pt = list_dir(pdt, WANT_FILES);
+					for (size_t i = 0; i < pt.n; i++) vec_push(&profiles, path_join(pdt, pt.v[i]));
+					free(pdt);
+				}
 				free(pd);
 			}
 			free(d1);
@@ -766,20 +783,56 @@ int main(int argc, char **argv) {
 		if (need > cap) script = xrealloc(script, cap = need * 2);                                                   \
 		strcat(script, s_);                                                                                          \
 	} while (0)
+		/* `.` rather than bash's `source`: a direct = false process may get a POSIX sh. */
+		const char *sh = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+		if (proc_shell && access(sh, X_OK) != 0)
+			die("process \"%s\" has direct = false and needs a shell (/bin/bash or /bin/sh), which this image does not "
+			    "have: build it with a run image that has one (kiln build --run-image shell)",
+			    ptype);
 		for (size_t i = 0; i < profiles.n; i++) {
-			APPEND("source ");
+			APPEND(". ");
 			APPEND(shell_quote(profiles.v[i]));
 			APPEND("\n");
 		}
 		char *appprof = path_join(app_dir, ".profile");
 		if (access(appprof, R_OK) == 0) {
-			APPEND("source ");
+			APPEND(". ");
 			APPEND(shell_quote(appprof));
 			APPEND("\n");
 		}
 		APPEND("cd ");
 		APPEND(shell_quote(wd));
 		APPEND(" || exit 82\nexec");
+		if (proc_shell) {
+			/*
+			 * A direct = false process, as the reference launcher runs it: the command and args
+			 * are this script's positional parameters. Without args the command is itself a
+			 * script for a nested shell (`bundle exec rackup -p $PORT`); with args each token is
+			 * shell-evaluated on its own (`"$(eval echo \"$0\")" ...`) and the result exec'd.
+			 */
+			APPEND(" ");
+			APPEND(shell_quote(sh));
+			if (args.n == 0) {
+				APPEND(" -c \"$@\"");
+			} else {
+				APPEND(" -c '\"$(eval echo \\\"$0\\\")\"");
+				char tok[64];
+				for (size_t i = 1; i <= args.n; i++) {
+					snprintf(tok, sizeof tok, " \"$(eval echo \\\"${%zu}\\\")\"", i);
+					APPEND(tok);
+				}
+				APPEND("' \"$@\"");
+			}
+			struct vec sargv = {0};
+			vec_push(&sargv, (char *)(strrchr(sh, '/') + 1));
+			vec_push(&sargv, "-c");
+			vec_push(&sargv, script);
+			vec_push(&sargv, (char *)self);
+			vec_push(&sargv, cmd.v[0]);
+			for (size_t i = 0; i < args.n; i++) vec_push(&sargv, args.v[i]);
+			execve(sh, sargv.v, env.v);
+			die("exec %s: %s", sh, strerror(errno));
+		}
 		/* Tokens are shell-evaluated, as the spec's shell mode says. */
 		APPEND(" ");
 		APPEND(cmd.v[0]);

@@ -93,6 +93,21 @@ describe('launcher', () => {
         { type: 'legacy', command: [printer], args: ['l1'], buildpackId: 'acme/old' },
         { type: 'bypath', command: ['printer'], args: [], buildpackId: 'acme/new' },
         { type: 'testonly', command: [printer], args: [], buildpackId: 'acme/new', execEnv: ['test'] },
+        // Buildpack API < 0.9 `direct = false`: a command line for a shell, and tokens evaluated one by one.
+        {
+          type: 'shscript',
+          command: [`${printer} -p "$PORT" 'a  b' $FROM_PROFILE $FROM_TYPE_PROFILE`],
+          args: [],
+          buildpackId: 'acme/old',
+          direct: false,
+        },
+        {
+          type: 'shtokens',
+          command: [printer],
+          args: ['-p', '$PORT'],
+          buildpackId: 'acme/old',
+          direct: false,
+        },
       ],
     };
     await writeLaunchConfig(layers, cfg);
@@ -234,6 +249,34 @@ echo "exec.d stdout is the launcher's"
     }
   });
 
+  test('direct = false (API < 0.9): through a shell, profile.d and <app>/.profile sourced, $VARS expanded', async () => {
+    const pd = path.join(layers, 'acme_old', 'a', 'profile.d');
+    await mkdir(path.join(pd, 'shscript'), { recursive: true });
+    await writeFile(path.join(pd, 'p.sh'), 'export FROM_PROFILE=sourced\n');
+    await writeFile(path.join(pd, 'shscript', 't.sh'), 'export FROM_TYPE_PROFILE=typed\n');
+    await writeFile(path.join(app, '.profile'), 'export APP_PROFILE="from app"\n');
+    try {
+      const r = await run('/cnb/process/shscript', [], { PORT: '8080' });
+      assert.equal(r.code, 0, r.stderr);
+      // No args: the command is a script for the shell (quotes and $VARS are the shell's).
+      assert.deepEqual(r.argv, [printer, '-p', '8080', 'a  b', 'sourced', 'typed']);
+      assert.equal(r.env.get('APP_PROFILE'), 'from app');
+      assert.equal(r.cwd, app);
+      // With args: each token is evaluated on its own; user args are appended (API < 0.9).
+      const t = await run('/cnb/process/shtokens', ['x y', '$PORT'], { PORT: '9090' });
+      assert.equal(t.code, 0, t.stderr);
+      assert.deepEqual(t.argv, [printer, '-p', '9090', 'x y', '9090']);
+      assert.equal(t.env.get('FROM_PROFILE'), 'sourced');
+      // profile.d/<type> is for that type only.
+      assert.equal(t.env.has('FROM_TYPE_PROFILE'), false);
+      // A direct process sources nothing.
+      assert.equal((await run('/cnb/process/legacy', [])).env.has('FROM_PROFILE'), false);
+    } finally {
+      await rm(pd, { recursive: true });
+      await rm(path.join(app, '.profile'));
+    }
+  });
+
   test('an unknown process type exits 82 with one clear line', async () => {
     const r = await run('/cnb/process/nope', []);
     assert.equal(r.code, 82);
@@ -335,8 +378,12 @@ echo "exec.d stdout is the launcher's"
     await writeLaunchConfig(img, {
       buildpacks: [{ id: 'acme/new', api: '0.12' }],
       defaultProcessType: 'web',
-      processes: [{ type: 'web', command: ['printer', 'hello'], args: [], buildpackId: 'acme/new' }],
+      processes: [
+        { type: 'web', command: ['printer', 'hello'], args: [], buildpackId: 'acme/new' },
+        { type: 'old', command: ['printer $PORT'], args: [], buildpackId: 'acme/new', direct: false },
+      ],
     });
+    await symlink('/cnb/lifecycle/launcher', path.join(rootfs, 'cnb/process/old'));
     await mkdir(path.join(img, 'acme_new', 'l', 'env.launch'), { recursive: true });
     await writeFile(path.join(img, 'acme_new', 'l', 'env.launch', 'GREETING'), 'from-layer');
     await chown(img, 1000, 1000);
@@ -368,5 +415,24 @@ echo "exec.d stdout is the launcher's"
     assert.equal(r.env.get('GREETING'), 'from-layer');
     assert.equal(r.env.get('PATH'), '/usr/bin');
     assert.equal(r.cwd, '/workspace');
+    // A direct = false process cannot run here: 82 and one line saying what it needs.
+    const err2: string[] = [];
+    const res2 = await new BubblewrapExecutor({ hostUid }).run({
+      argv: ['/cnb/process/old'],
+      env: { PATH: '/usr/bin', CNB_LAYERS_DIR: '/layers', CNB_APP_DIR: '/workspace' },
+      cwd: '/workspace',
+      uid: 1000,
+      gid: 1000,
+      rootfs,
+      mounts: [{ src: img, dst: '/layers', readonly: true }],
+      network: 'none',
+      stdout: () => {},
+      stderr: (l) => err2.push(l),
+    });
+    assert.equal(res2.exitCode, 82);
+    assert.match(
+      err2.join('\n'),
+      /^kiln-launcher: process "old" has direct = false and needs a shell .*--run-image shell\)$/,
+    );
   });
 });

@@ -106,6 +106,8 @@ export interface SandboxSetup {
 export interface ExportInputs {
   readonly launcher: LauncherInfo;
   readonly project?: ProjectMetadata;
+  /** VCS metadata / junk names project.toml includes explicitly (exported; all others never are). */
+  readonly appKeep?: readonly string[];
   readonly defaultProcess?: string;
   readonly execEnv?: string;
   /**
@@ -328,6 +330,7 @@ async function exportStep(
     previousMetadata: analysis.previousMetadata,
     launcher: x.launcher,
     ...(x.project ? { project: x.project } : {}),
+    ...(x.appKeep?.length ? { appKeep: x.appKeep } : {}),
     ...(x.defaultProcess ? { defaultProcess: x.defaultProcess } : {}),
     ...(x.execEnv ? { execEnv: x.execEnv } : {}),
     platformApi: '0.15',

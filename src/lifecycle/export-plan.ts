@@ -27,6 +27,7 @@ import { mkdirReadable } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
 import type { History } from '../oci/schema.ts';
+import { appExportFilter } from './app-export-filter.ts';
 import type { CachedLayer } from './cache.ts';
 import { APP_DIR, LAYERS_DIR } from './export-config.ts';
 import { splitSlices } from './export-slices.ts';
@@ -142,6 +143,8 @@ export interface PlanContext {
   readonly queue: LayerQueue;
   /** Filled with the walked content of each buildpack layer dir (for the cache phase). */
   readonly contents: Map<string, LayerContent>;
+  /** VCS metadata / junk names project.toml includes explicitly (app-export-filter.ts); others stay out. */
+  readonly appKeep?: readonly string[];
 }
 
 /**
@@ -273,7 +276,14 @@ export async function planSbomLayer(
 /** appContents is the app dir as one layer, or as its slices plus the rest. */
 async function appContents(c: PlanContext, slices: BuildMetadata['slices']): Promise<LayerContent[]> {
   const prefix = APP_DIR.slice(1);
-  const app = await dirLayer(c, c.appDir, prefix);
+  // VCS data and editor junk stay in <app> for buildpacks but never reach the image.
+  const app = await c.resolver.dirContent(c.appDir, {
+    prefix,
+    uid: c.uid,
+    gid: c.gid,
+    runUserModes: true,
+    filter: appExportFilter(c.appKeep),
+  });
   if (slices.length === 0) return [app];
   const split = splitSlices(await app.entries(), prefix, slices);
   const fp = (entries: readonly TarEntry[], i: number) =>
@@ -325,6 +335,7 @@ function launchConfig(
       command: p.command,
       args: p.args,
       buildpackId: p['buildpack-id'],
+      direct: p.direct,
       ...(p['working-dir'] ? { workingDir: p['working-dir'] } : {}),
       ...(p['exec-env'] ? { execEnv: p['exec-env'] } : {}),
     })),

@@ -25,6 +25,7 @@ import {
   type RunImageSboms,
   stackLayers,
 } from './export-plan.ts';
+import { checkLaunchShell } from './launch-shell-check.ts';
 import type { LayerResolver } from './layer-resolver.ts';
 import type { LayerContent } from './layer-reuse.ts';
 
@@ -69,6 +70,8 @@ export interface ExportOptions {
   /** For the build metadata label: where the launcher's source lives. */
   readonly launcherSource?: { readonly repository: string; readonly commit: string };
   readonly project?: ProjectMetadata;
+  /** VCS metadata / junk names to export anyway (project.toml `include` names them; app-export-filter.ts). */
+  readonly appKeep?: readonly string[];
   /** `--default-process`. */
   readonly defaultProcess?: string;
   /** CNB_EXEC_ENV the build ran with, recorded as `io.buildpacks.exec-env` (Platform 0.15). */
@@ -113,6 +116,7 @@ async function readBuildMetadata(layersDir: string): Promise<BuildMetadata> {
 export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   const created = isoOfEpoch(opts.resolver.settings.epoch);
   const md = await readBuildMetadata(opts.layersDir);
+  await checkLaunchShell(md.processes, opts.runImage, opts.runImageName);
   const extra = opts.extraBuildpacks ?? [];
   const c: PlanContext = {
     layersDir: opts.layersDir,
@@ -123,6 +127,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     previous: opts.previousMetadata,
     queue: new LayerQueue(),
     contents: new Map(),
+    ...(opts.appKeep ? { appKeep: opts.appKeep } : {}),
   };
   const buildpacks = await planBuildpackLayers(c, [...opts.group, ...extra]);
   const sbom = await planSbomLayer(c, opts.launcher, opts.runImageSboms);

@@ -229,7 +229,11 @@ describe('projectMetadata()', () => {
       source: {
         type: 'git',
         version: { commit, describe: 'v1.0.0' },
-        metadata: { refs: ['main', 'v1.0.0', 'v1.0.1'], url: 'https://git.example.com/app.git' },
+        metadata: {
+          refs: ['main', 'v1.0.0', 'v1.0.1'],
+          url: 'https://git.example.com/app.git',
+          repository: 'https://git.example.com/app.git',
+        },
       },
     });
     // Packed refs are read as well.
@@ -238,6 +242,36 @@ describe('projectMetadata()', () => {
     assert.deepEqual(packed.source!.metadata!.refs, ['main', 'v1.0.0', 'v1.0.1']);
     assert.equal(packed.source!.version!.commit, commit);
     assert.ok(!JSON.stringify(packed).includes('tok3n'));
+  });
+
+  test('the app dir is untrusted: a link in .git is never followed, a .git file pointing outside is ignored', {
+    skip: !hasGit,
+  }, async () => {
+    const repo = path.join(base, 'hostile-repo');
+    await mkdir(repo);
+    execFileSync('git', ['init', '-q', '-b', 'main'], { cwd: repo });
+    await writeFile(path.join(repo, 'f'), 'x');
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@e', 'add', 'f'], { cwd: repo });
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@e', 'commit', '-q', '-m', 'one'], {
+      cwd: repo,
+    });
+    // A host "config" with a remote the app points its .git/config at: never read.
+    const canary = path.join(base, 'host-config');
+    await writeFile(canary, '[remote "origin"]\n  url = https://host-canary.example/secret\n');
+    await rm(path.join(repo, '.git', 'config'));
+    await symlink(canary, path.join(repo, '.git', 'config'));
+    const d = parseProjectDescriptor('[_]\nschema-version="0.2"\n', '/p/project.toml');
+    const md = await projectMetadata(d, repo);
+    assert.ok(!JSON.stringify(md).includes('host-canary'), JSON.stringify(md));
+    // HEAD as a link: no git metadata at all (and no error).
+    await rm(path.join(repo, '.git', 'HEAD'));
+    await symlink(path.join(base, 'elsewhere-HEAD'), path.join(repo, '.git', 'HEAD'));
+    assert.deepEqual(await projectMetadata(d, repo), {});
+    // A `.git` file naming a git dir outside the app dir is not followed.
+    const wt = path.join(base, 'worktree-app');
+    await mkdir(wt);
+    await writeFile(path.join(wt, '.git'), `gitdir: ${path.join(repo, '.git')}\n`);
+    assert.deepEqual(await projectMetadata(d, wt), {});
   });
 
   test('stripCredentials()', () => {

@@ -76,6 +76,8 @@ export interface BuildRequest extends BuildpackRefs {
   readonly builder: BuilderInput;
   /** `--run-image`, else the builder's first run image. */
   readonly runImage?: string;
+  /** `--skip-extensions`: build without the builder's image extensions (else they fail detect). */
+  readonly skipExtensions?: boolean;
   /** `<platform>/env` files (project.toml env, --env-file, --env). */
   readonly env: Readonly<Record<string, string>>;
   /** Extra process env for detect and build (proxies, CA variables) and mounts (bindings, CA). */
@@ -110,6 +112,8 @@ export interface BuildRequest extends BuildpackRefs {
   readonly sbomOutputDir?: string;
   readonly reportOutputDir?: string;
   readonly project?: ProjectMetadata;
+  /** VCS metadata / junk names project.toml `include` names: exported (all others never are). */
+  readonly appKeep?: readonly string[];
   readonly executor: Executor;
   /** Limits of every buildpack process; executor defaults otherwise. */
   readonly limits?: Limits;
@@ -299,7 +303,12 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
     rootfs: p.rootfs,
     digest: () => r.builder.image.digest(),
     buildpacksDir: p.refs.root,
-    order: () => orderOf(p.rootfs, p.refs),
+    order: () =>
+      orderOf(p.rootfs, p.refs, {
+        builder: r.builder.name,
+        skip: r.skipExtensions === true,
+        warn: (line) => r.log.warn(line),
+      }),
     runImage: () => runImageOf(p.rootfs, r.builder, r.runImage),
     ...(buildConfigDirOf(p.rootfs) ? { buildConfigDir: buildConfigDirOf(p.rootfs)! } : {}),
     env: p.sandbox.baseEnv,
@@ -348,6 +357,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
     export: {
       launcher: r.launcher,
       ...(r.project ? { project: r.project } : {}),
+      ...(r.appKeep?.length ? { appKeep: r.appKeep } : {}),
       ...(r.defaultProcess ? { defaultProcess: r.defaultProcess } : {}),
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       ...(r.launchLayer ? { launchLayer: r.launchLayer } : {}),

@@ -1,8 +1,9 @@
 import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import { readOrderToml } from '../cnb/order-toml.ts';
+import { OrderToml, readOrderToml } from '../cnb/order-toml.ts';
 import { readRunToml } from '../cnb/run-toml.ts';
+import { readTomlFileIfExists } from '../cnb/toml-file.ts';
 import { inRoot, isDirInRoot, UntrustedFileError } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { ExtractLimits } from '../layers/extract-limits.ts';
@@ -105,6 +106,39 @@ export async function runImageOf(
   return { name, mirrors: entry ? [...(entry.mirrors ?? [])] : [] };
 }
 
+/** What to do about the builder's image extensions (`[[order-extensions]]` in /cnb/order.toml). */
+export interface ExtensionPolicy {
+  /** The builder's name, for the message. */
+  readonly builder: string;
+  /** `--skip-extensions`: build without them (with a warning) instead of failing. */
+  readonly skip: boolean;
+  readonly warn: (line: string) => void;
+}
+
+/**
+ * checkExtensions refuses a builder whose order has image extensions: they are Dockerfiles that
+ * extend or switch the build and run images, which kiln does not run, and building as if they were
+ * not there would give an image other than the builder's author meant. One line (exit 22, a detect
+ * error in the spec's table) names them; `--skip-extensions` builds without them, with a warning.
+ */
+function checkExtensions(orderExtensions: Order | undefined, policy: ExtensionPolicy): void {
+  const ids = [
+    ...new Set(
+      (orderExtensions ?? []).flatMap((g) => g.group.map((e) => (e.version ? `${e.id}@${e.version}` : e.id))),
+    ),
+  ];
+  if (ids.length === 0) return;
+  const what = `image extensions ${ids.join(', ')} ([[order-extensions]] in /cnb/order.toml)`;
+  if (!policy.skip)
+    throw new KilnError(
+      `builder ${policy.builder} has ${what}: kiln does not run Dockerfile extensions; pass --skip-extensions to build without them`,
+      ExitCode.DetectError,
+    );
+  policy.warn(
+    `skipping ${what} of builder ${policy.builder}: kiln does not run Dockerfile extensions (--skip-extensions)`,
+  );
+}
+
 /** The order to detect: `--buildpack`'s group or the builder's order, with pre/post groups around each. */
 export async function orderOf(
   rootfs: string,
@@ -113,10 +147,15 @@ export async function orderOf(
     readonly pre: readonly { id: string; version?: string }[];
     readonly post: readonly { id: string; version?: string }[];
   },
+  extensions?: ExtensionPolicy,
 ): Promise<Order> {
+  // The builder's order.toml is read even for a --buildpack group: its extensions would apply too.
+  const file = inRoot(rootfs, 'cnb/order.toml', BUILDER);
+  const toml = refs.group ? await readTomlFileIfExists(file, OrderToml) : await readOrderToml(file);
+  if (extensions) checkExtensions(toml?.['order-extensions'], extensions);
   const base: Order = refs.group
     ? [{ group: refs.group.map((b) => ({ ...b, optional: false })) }]
-    : (await readOrderToml(inRoot(rootfs, 'cnb/order.toml', BUILDER))).order;
+    : (toml?.order ?? []);
   // project.toml pre/post groups go around every group of the order.
   return refs.pre.length || refs.post.length
     ? base.map((g) => ({ ...g, group: [...refs.pre, ...g.group, ...refs.post] }))

@@ -201,6 +201,54 @@ describe('createBuilder()', () => {
     );
   });
 
+  test('carries [[extensions]] into /cnb/extensions and [[order-extensions]] into /cnb/order.toml', async () => {
+    const layout = await Layout.init(path.join(tmp, 'ext'));
+    const ext = path.join(tmp, 'ext-curl');
+    await mkdir(path.join(ext, 'bin'), { recursive: true });
+    await writeFile(
+      path.join(ext, 'extension.toml'),
+      'api = "0.10"\n[extension]\nid = "samples/curl"\nversion = "0.0.1"\n',
+    );
+    await writeFile(path.join(ext, 'bin', 'generate'), '#!/bin/sh\n', { mode: 0o755 });
+    const bpDir = path.join(ROOT, 'dist', 'buildpacks', 'procfile');
+    const toml = (extOrder: string) =>
+      `[[buildpacks]]\nuri = "${bpDir}"\n[[extensions]]\nuri = "${ext}"\n[[order]]\n[[order.group]]\nid = "kiln/procfile"\n[[run.images]]\nimage = "r"\n${extOrder}`;
+    const config = parseBuilderConfig(
+      toml('[[order-extensions]]\n[[order-extensions.group]]\nid = "samples/curl"\noptional = true\n'),
+      path.join(tmp, 'builder.toml'),
+    );
+    const { image } = await createBuilder(config, {
+      buildImage: await buildImage(layout),
+      store: layout.blobs,
+      kilnVersion: '0.1.0',
+    });
+    const layers = await image.layers();
+    const extEntries = await entriesOf(layers[layers.length - 2]!);
+    assert.equal(extEntries.get('cnb/extensions/samples_curl/0.0.1/bin/generate')?.mode, 0o755);
+    assert.match(
+      extEntries.get('cnb/extensions/samples_curl/0.0.1/extension.toml')?.text ?? '',
+      /samples\/curl/,
+    );
+    const own = await entriesOf(layers[layers.length - 1]!);
+    assert.deepEqual(
+      (plain(own.get('cnb/order.toml')!.text!) as Record<string, unknown>)['order-extensions'],
+      [{ group: [{ id: 'samples/curl', version: '0.0.1', optional: true }] }],
+    );
+    const labels = (await image.configFile()).config?.Labels ?? {};
+    assert.ok(JSON.parse(labels[BuilderLabel.ExtensionLayers]!)['samples/curl']['0.0.1'].layerDiffID);
+    // An order-extensions entry the builder does not carry is named.
+    await assert.rejects(
+      createBuilder(
+        parseBuilderConfig(
+          toml('[[order-extensions]]\n[[order-extensions.group]]\nid = "samples/vim"\n'),
+          path.join(tmp, 'builder.toml'),
+        ),
+        { buildImage: await buildImage(layout), store: layout.blobs, kilnVersion: '0.1.0' },
+      ),
+      /order-extensions\[0\]\.group\[0\]: extension samples\/vim is not in \[\[extensions\]\]/,
+    );
+  });
+
   test('writes [[build.env]] into /cnb/build-config/env', async () => {
     const layout = await Layout.init(path.join(tmp, 'env'));
     const bpDir = path.join(ROOT, 'dist', 'buildpacks', 'procfile');

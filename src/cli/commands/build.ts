@@ -10,6 +10,7 @@ import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
+import { keptByInclude } from '../../lifecycle/app-export-filter.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
 import type { Digest } from '../../oci/digest.ts';
@@ -61,6 +62,7 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   cacheDir?: string;
   cacheImage?: string;
   clearCache?: boolean;
+  skipExtensions?: boolean;
   publish?: boolean;
   previousImage?: string;
   tag: string[];
@@ -234,6 +236,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
     .option('--cache-image <ref>', 'keep the layer cache as an image in a registry instead of a directory')
     .option('--clear-cache', 'ignore the cache for this build (it is replaced afterwards)')
+    .option(
+      '--skip-extensions',
+      "build without the builder's image extensions ([[order-extensions]]: Dockerfiles kiln does not run); without it such a builder fails detection",
+    )
     .option('--publish', 'push the image to its registry instead of the local store')
     .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
     .option('-t, --tag <image>', 'additional name for the image (repeatable)', collect, [])
@@ -386,6 +392,7 @@ export function register(program: Command, ctx: CliContext): void {
             }
           : {}),
         clearCache: Boolean(flags.clearCache),
+        ...(flags.skipExtensions ? { skipExtensions: true } : {}),
         ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
         ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
         network,
@@ -393,6 +400,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
         project: await projectMetadata(descriptor, appDir),
+        appKeep: keptByInclude(descriptor.include),
         executor,
         limits: bounds.limits,
         ...(deadline ? { deadline } : {}),
