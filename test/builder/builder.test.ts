@@ -135,8 +135,12 @@ describe('createBuilder()', () => {
         ['kiln/procfile'],
       ],
     );
+    // Every run-image flavour, the default first (the stack.toml run image is the default's).
     assert.deepEqual(plain(own.get('cnb/run.toml')!.text!), {
-      images: [{ image: 'kiln/stacks/bookworm/run', mirrors: [] }],
+      images: [
+        { image: 'kiln/stacks/bookworm/run', mirrors: [] },
+        { image: 'kiln/stacks/bookworm/run-shell', mirrors: [] },
+      ],
     });
     assert.deepEqual(plain(own.get('cnb/stack.toml')!.text!), {
       'run-image': { image: 'kiln/stacks/bookworm/run', mirrors: [] },
@@ -149,7 +153,10 @@ describe('createBuilder()', () => {
       info.buildpacks.map((b) => b.id),
       ids,
     );
-    assert.deepEqual(info.runImages, [{ image: 'kiln/stacks/bookworm/run', mirrors: [] }]);
+    assert.deepEqual(info.runImages, [
+      { image: 'kiln/stacks/bookworm/run', mirrors: [] },
+      { image: 'kiln/stacks/bookworm/run-shell', mirrors: [] },
+    ]);
     assert.equal(info.createdBy.name, 'kiln');
     assert.ok(info.lifecycle.buildpackApis.includes('0.12'));
     assert.equal(info.order.length, 4);
