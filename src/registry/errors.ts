@@ -1,5 +1,6 @@
 import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
-import type { HttpResponse } from './http.ts';
+import type { HttpResponse } from '../internal/http/client.ts';
+import { isRetryableStatus } from '../internal/http/retry.ts';
 import { redact } from './redact.ts';
 
 /** One entry of a registry's `{"errors":[…]}` body (distribution spec error codes). */
@@ -38,10 +39,7 @@ export class RegistryError extends KilnError {
   }
 }
 
-/** isRetryableStatus: 408, 429 and 5xx other than 501/505 are worth another try. */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
-}
+export { isRetryableStatus };
 
 /**
  * readErrorBody reads at most ERROR_BODY_LIMIT bytes of a failed response and parses

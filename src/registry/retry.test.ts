@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { isTransient, RetryableStatus, retryAfter, withRetry } from '../internal/http/retry.ts';
 import { RegistryError } from './errors.ts';
-import { isTransient, RetryableStatus, retryAfter, withRetry } from './retry.ts';
 import { mapBounded, Semaphore } from './semaphore.ts';
 
 const FAST = { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 };

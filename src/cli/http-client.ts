@@ -1,0 +1,38 @@
+import { existsSync } from 'node:fs';
+import type { KilnConfig } from '../config/config-file.ts';
+import { HttpClient } from '../internal/http/client.ts';
+import { hostCaBundlePath } from '../platform/platform-inputs.ts';
+import { proxySecrets } from '../platform/proxy.ts';
+import { addSecret, redact } from '../registry/redact.ts';
+import type { Settings } from './settings.ts';
+
+// kiln's own HTTP traffic (registries, Debian archives) goes the way the user's proxy variables
+// say and trusts what builds trust: the host's CA bundle (unless `trust-host-ca-certs = false`) and
+// the config's `ca-certs`, plus a command's --ca-certs. One client per process, so connections
+// are pooled across the registry client, mirrors and archive downloads.
+
+const clients = new Map<string, HttpClient>();
+
+/** httpClient returns the process's HTTP client for these settings, config and extra CA files. */
+export function httpClient(
+  settings: Settings,
+  config: KilnConfig,
+  extraCaFiles: readonly string[] = [],
+): HttpClient {
+  const caFiles: string[] = [];
+  if (config.trustHostCaCerts) {
+    // A machine without a bundle trusts Node's own roots, as builds then trust the image's.
+    const host = hostCaBundlePath(settings.env);
+    if (existsSync(host)) caFiles.push(host);
+  }
+  caFiles.push(...config.caCerts, ...extraCaFiles);
+  const key = JSON.stringify(caFiles);
+  let c = clients.get(key);
+  if (c === undefined) {
+    // Proxy passwords never reach an error message or a debug line.
+    for (const s of proxySecrets(settings.env as Record<string, string>)) addSecret(s);
+    c = new HttpClient({ env: settings.env, caFiles, redact });
+    clients.set(key, c);
+  }
+  return c;
+}

@@ -1,0 +1,323 @@
+import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { getCACertificates, rootCertificates } from 'node:tls';
+import type { Dispatcher } from 'undici';
+import { type ProxyEnv, ProxySettings } from './proxy-env.ts';
+import {
+  DEFAULT_RETRY,
+  isRetryableStatus,
+  RetryableStatus,
+  type RetryPolicy,
+  retryAfter,
+  withRetry,
+} from './retry.ts';
+
+// The one HTTP client for what kiln itself fetches (registries, Debian archives), on undici's
+// dispatchers: an Agent per route (direct, or a ProxyAgent per proxy) with keep-alive pools.
+// undici's request API, unlike fetch, pipes a streamed request body with backpressure (a PATCH
+// chunk is never held in memory) and hands the response body over as a Node stream. undici is
+// loaded on the first request only: commands that find everything local do not pay for it.
+// Buildpacks fetch with their own client inside the sandbox (buildpacks/_shared/http.ts).
+
+/** Response headers, looked up case-insensitively. */
+export interface HttpHeaders {
+  get(name: string): string | null;
+}
+
+/** An HTTP response whose body is a Node stream: read it (bounded), or call `discard()`. */
+export interface HttpResponse {
+  readonly status: number;
+  readonly ok: boolean;
+  readonly headers: HttpHeaders;
+  /** The URL that answered (after redirects). */
+  readonly url: URL;
+  readonly body: Readable;
+  /** Drops the body (drains a small one so the connection is reused, destroys a large one). */
+  discard(): Promise<void>;
+}
+
+/** A request. Bodies are bytes, a string, or an async iterable streamed with backpressure. */
+export interface HttpRequestInit {
+  readonly method?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: Uint8Array | string | AsyncIterable<Uint8Array>;
+  /** Idle timeout: the request fails when no byte arrives for this long (default: the client's). */
+  readonly timeoutMs?: number;
+}
+
+/** Options of an HttpClient; the CLI builds them from kiln's environment and config. */
+export interface HttpClientOptions {
+  /** The proxy variables (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, either case); none: direct. */
+  readonly env?: ProxyEnv;
+  /**
+   * PEM files of extra CA certificates (the host bundle, --ca-certs), trusted next to Node's own
+   * roots for servers and HTTPS proxies alike. Read at the first request.
+   */
+  readonly caFiles?: readonly string[];
+  /** How long a TCP + TLS connection may take (default 30 s). */
+  readonly connectTimeoutMs?: number;
+  /** How long a response may go without a byte, headers or body (default 60 s). */
+  readonly idleTimeoutMs?: number;
+  /** Connections per origin (default 16). */
+  readonly connections?: number;
+  /** Removes secrets from text put into errors (default: user info of URLs only). */
+  readonly redact?: (text: string) => string;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+type Undici = typeof import('undici');
+
+/**
+ * HttpClient sends requests through the route the proxy variables choose, trusting the extra CAs.
+ * `request` makes one attempt (GET and HEAD follow up to 5 redirects, dropping Authorization when
+ * the origin changes); `get` retries an idempotent GET on network failures and 408/429/5xx.
+ * Network failures reject with undici's error (`ECONNRESET`, `UND_ERR_CONNECT_TIMEOUT`, ...).
+ */
+export class HttpClient {
+  readonly #proxies: ProxySettings;
+  readonly #opts: HttpClientOptions;
+  readonly redact: (text: string) => string;
+  #routes: Promise<Routes> | undefined;
+
+  constructor(opts: HttpClientOptions = {}) {
+    this.#opts = opts;
+    this.#proxies = new ProxySettings(opts.env ?? {});
+    this.redact = opts.redact ?? stripUserInfo;
+  }
+
+  /** proxyFor tells which proxy a request to `url` goes through (undefined: direct). */
+  proxyFor(url: URL | string): URL | undefined {
+    return this.#proxies.proxyFor(new URL(url));
+  }
+
+  /** request sends one request (no retry); see the class comment for redirects. */
+  async request(input: URL | string, init: HttpRequestInit = {}): Promise<HttpResponse> {
+    let url = new URL(input);
+    const method = init.method ?? 'GET';
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(init.headers ?? {})) headers[k.toLowerCase()] = v;
+    for (let hop = 0; ; hop++) {
+      const res = await this.#once(url, method, headers, init.body, init.timeoutMs);
+      if (!REDIRECTS.has(res.status) || (method !== 'GET' && method !== 'HEAD') || hop >= 5) return res;
+      const loc = res.headers.get('location');
+      if (!loc) return res;
+      await res.discard();
+      const next = new URL(loc, url);
+      if (next.protocol !== 'http:' && next.protocol !== 'https:')
+        throw new Error(`redirect to unsupported scheme ${next.protocol}`);
+      if (next.origin !== url.origin) delete headers.authorization;
+      url = next;
+    }
+  }
+
+  /**
+   * get GETs `url`, retrying network failures and temporary statuses (408, 429, 5xx) per
+   * `retry`. Returns the first response with another status (2xx, 404, ...); the caller reads
+   * or discards it. Only for idempotent requests: that is why there is no `post` with retries.
+   */
+  async get(
+    url: URL | string,
+    opts: {
+      readonly headers?: Readonly<Record<string, string>>;
+      readonly retry?: RetryPolicy;
+      readonly onRetry?: (e: unknown, attempt: number, delayMs: number) => void;
+    } = {},
+  ): Promise<HttpResponse> {
+    return withRetry(
+      async () => {
+        const res = await this.request(url, opts.headers ? { headers: opts.headers } : {});
+        if (isRetryableStatus(res.status)) {
+          const status = res.status;
+          throw new RetryableStatus(status, retryAfter(res.headers.get('retry-after')), async () => {
+            await res.discard();
+            return new HttpStatusError(status, this.redact(String(url)));
+          });
+        }
+        return res;
+      },
+      opts.retry ?? DEFAULT_RETRY,
+      opts.onRetry,
+    );
+  }
+
+  /** close ends every pooled connection (tests, and the end of a long-lived process). */
+  async close(): Promise<void> {
+    const r = this.#routes;
+    this.#routes = undefined;
+    if (r) await (await r).close();
+  }
+
+  #routesOnce(): Promise<Routes> {
+    this.#routes ??= makeRoutes(this.#opts);
+    return this.#routes;
+  }
+
+  async #once(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: HttpRequestInit['body'],
+    timeoutMs: number | undefined,
+  ): Promise<HttpResponse> {
+    const routes = await this.#routesOnce();
+    const dispatcher = routes.dispatcherFor(this.#proxies.proxyFor(url));
+    const idle = timeoutMs ?? this.#opts.idleTimeoutMs ?? 60_000;
+    const hdrs = { ...headers };
+    if ((typeof body === 'string' || body instanceof Uint8Array) && hdrs['content-length'] === undefined)
+      hdrs['content-length'] = String(Buffer.byteLength(body));
+    const res = await dispatcher.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: method as Dispatcher.HttpMethod,
+      headers: hdrs,
+      // A string or bytes go as they are; an async iterable is pulled one chunk per drained
+      // socket write, so a streamed upload holds a few socket buffers at most.
+      body: body as Dispatcher.DispatchOptions['body'],
+      headersTimeout: idle,
+      bodyTimeout: idle,
+    });
+    return wrap(res, url);
+  }
+}
+
+/** HttpStatusError is a GET that still answered a temporary status after the last retry. */
+export class HttpStatusError extends Error {
+  readonly status: number;
+  constructor(status: number, url: string) {
+    super(`GET ${url}: ${status}`);
+    this.name = 'HttpStatusError';
+    this.status = status;
+  }
+}
+
+/** BodyTooLarge is a response body longer than the reader allowed. */
+export class BodyTooLarge extends Error {
+  readonly limit: number;
+  constructor(what: string, limit: number) {
+    super(`${what}: response body larger than ${limit} bytes`);
+    this.name = 'BodyTooLarge';
+    this.limit = limit;
+  }
+}
+
+/**
+ * readBody reads a whole response body, refusing (BodyTooLarge, body dropped) one longer than
+ * `maxBytes`: for manifests, indexes, tokens, never for a layer, which is streamed.
+ */
+export async function readBody(res: HttpResponse, maxBytes: number, what: string): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? '-1');
+  if (declared > maxBytes) {
+    await res.discard();
+    throw new BodyTooLarge(what, maxBytes);
+  }
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const c of res.body as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > maxBytes) throw new BodyTooLarge(what, maxBytes);
+      chunks.push(c);
+    }
+  } finally {
+    await res.discard();
+  }
+  return Buffer.concat(chunks, n);
+}
+
+/** limitBody passes a streamed body through, failing it once more than `maxBytes` went by. */
+export async function* limitBody(
+  body: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+  what: string,
+): AsyncGenerator<Uint8Array> {
+  let n = 0;
+  for await (const c of body) {
+    n += c.length;
+    if (n > maxBytes) throw new BodyTooLarge(what, maxBytes);
+    yield c;
+  }
+}
+
+/** stripUserInfo removes `user:password@` from URLs in a text. */
+export function stripUserInfo(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s@]+@/gi, '$1[REDACTED]@');
+}
+
+interface Routes {
+  dispatcherFor(proxy: URL | undefined): Dispatcher;
+  close(): Promise<void>;
+}
+
+async function makeRoutes(o: HttpClientOptions): Promise<Routes> {
+  const undici: Undici = await import('undici');
+  const ca = await trustedCas(o.caFiles ?? []);
+  const tls = ca === undefined ? {} : { ca };
+  const timeout = o.connectTimeoutMs ?? 30_000;
+  const pool = {
+    connections: o.connections ?? 16,
+    keepAliveTimeout: 30_000,
+    // Idle timeouts are set per request (headersTimeout/bodyTimeout), not here.
+  };
+  const direct = new undici.Agent({ ...pool, connect: { ...tls, timeout } });
+  const proxied = new Map<string, Dispatcher>();
+  return {
+    dispatcherFor(proxy) {
+      if (proxy === undefined) return direct;
+      let d = proxied.get(proxy.href);
+      if (d === undefined) {
+        d = new undici.ProxyAgent({
+          ...pool,
+          uri: proxy.href,
+          connectTimeout: timeout,
+          requestTls: { ...tls },
+          proxyTls: { ...tls },
+        });
+        proxied.set(proxy.href, d);
+      }
+      return d;
+    },
+    async close() {
+      await Promise.all([direct.close(), ...[...proxied.values()].map((d) => d.close())]);
+    },
+  };
+}
+
+// Extra CAs are added to what Node trusts by default (its bundled roots, NODE_EXTRA_CA_CERTS, the
+// system store under --use-system-ca): `ca` replaces the default list, so it is passed whole.
+async function trustedCas(files: readonly string[]): Promise<string[] | undefined> {
+  if (files.length === 0) return undefined;
+  const extra: string[] = [];
+  for (const f of files) {
+    try {
+      extra.push(await readFile(f, 'utf8'));
+    } catch (e) {
+      throw new Error(`CA certificate file ${f}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
+    }
+  }
+  const defaults = typeof getCACertificates === 'function' ? getCACertificates('default') : rootCertificates;
+  return [...defaults, ...extra];
+}
+
+function wrap(res: Dispatcher.ResponseData, url: URL): HttpResponse {
+  const status = res.statusCode;
+  const body = res.body;
+  return {
+    status,
+    ok: status >= 200 && status < 300,
+    url,
+    body,
+    headers: {
+      get(name: string): string | null {
+        const v = res.headers[name.toLowerCase()];
+        if (v === undefined) return null;
+        return Array.isArray(v) ? v.join(', ') : v;
+      },
+    },
+    async discard() {
+      if (body.readableEnded || body.destroyed) return;
+      // dump() reads up to 64 KiB so the connection goes back to the pool, else destroys it.
+      await body.dump({ limit: 64 * 1024 }).catch(() => {});
+    },
+  };
+}
