@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { KilnConfig } from '../config/config-file.ts';
 import { HttpClient } from '../internal/http/client.ts';
 import { hostCaBundlePath } from '../platform/platform-inputs.ts';
@@ -31,7 +32,12 @@ export function httpClient(
   if (c === undefined) {
     // Proxy passwords never reach an error message or a debug line.
     for (const s of proxySecrets(settings.env as Record<string, string>)) addSecret(s);
-    c = new HttpClient({ env: settings.env, caFiles, redact });
+    try {
+      c = new HttpClient({ env: settings.env, caFiles, redact });
+    } catch (e) {
+      // A proxy variable that is not a URL: the message names the variable, never its value.
+      throw new KilnError((e as Error).message, ExitCode.InvalidArgs);
+    }
     clients.set(key, c);
   }
   return c;
