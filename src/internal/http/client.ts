@@ -250,7 +250,9 @@ interface Routes {
 }
 
 async function makeRoutes(o: HttpClientOptions): Promise<Routes> {
-  const undici: Undici = await import('undici');
+  // Bundled (the CLI), a CommonJS package's named exports sit under `default`.
+  const mod = (await import('undici')) as Undici & { default?: Undici };
+  const undici = typeof mod.Agent === 'function' ? mod : mod.default!;
   const ca = await trustedCas(o.caFiles ?? []);
   const tls = ca === undefined ? {} : { ca };
   const timeout = o.connectTimeoutMs ?? 30_000;
