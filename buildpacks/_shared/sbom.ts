@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { contentUuid } from '../../src/sbom/uuid.ts';
 import { writeFileAtomic } from './fsutil.ts';
 
 /**
@@ -35,13 +36,9 @@ function created(env: NodeJS.ProcessEnv): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** uuidFrom derives a stable RFC 4122 (v5-style) UUID from content, so documents are reproducible. */
+/** uuidFrom derives a stable UUID from content (SHA-1, as the documents have always used). */
 function uuidFrom(text: string): string {
-  const h = createHash('sha1').update(text).digest();
-  h[6] = (h[6]! & 0x0f) | 0x50;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  const hex = h.subarray(0, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  return contentUuid(createHash('sha1').update(text).digest('hex'));
 }
 
 // A licence is only passed on as an SPDX expression when it looks like one (npm allows free text

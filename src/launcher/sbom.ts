@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { writeFileAtomic } from '../layout/layout.ts';
+import { contentUuid } from '../sbom/uuid.ts';
 import type { LauncherInfo } from './index.ts';
 
 /** The three documents, as JSON text. */
@@ -28,14 +29,6 @@ function muslPurl(i: LauncherInfo): string {
   return `pkg:deb/debian/${m.source}@${encodeURIComponent(m.version)}?arch=${m.arch}&distro=${m.distro}`;
 }
 
-/** A UUID (v4 layout) derived from the binary's hash, so the serial number is stable. */
-function stableUuid(hex: string): string {
-  const h = hex.padEnd(32, '0');
-  const v = `4${h.slice(13, 16)}`;
-  const r = ((Number.parseInt(h[16] ?? '0', 16) & 0x3) | 0x8).toString(16) + h.slice(17, 20);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${v}-${r}-${h.slice(20, 32)}`;
-}
-
 /** launcherSbom renders the CycloneDX 1.6, SPDX 2.3 and Syft JSON documents for `launcher`. */
 export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
   const lp = launcherPurl(launcher);
@@ -43,7 +36,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
   const cdx = {
     bomFormat: 'CycloneDX',
     specVersion: '1.6',
-    serialNumber: `urn:uuid:${stableUuid(launcher.sha256)}`,
+    serialNumber: `urn:uuid:${contentUuid(launcher.sha256, 4)}`,
     version: 1,
     metadata: {
       tools: { components: [{ type: 'application', name: 'kiln', version: launcher.version }] },

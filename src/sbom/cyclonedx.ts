@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { spdxIdOf } from './dep5.ts';
-import { type SbomComponent, type SbomMeta, sortComponents, uuidFromHex } from './model.ts';
+import { type SbomComponent, type SbomMeta, sortComponents } from './model.ts';
+import { contentUuid } from './uuid.ts';
 
 /** CycloneDX media type, used for files and OCI referrer artifacts. */
 export const CYCLONEDX_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
@@ -60,6 +61,6 @@ export function cyclonedxDocument(
     components: comps,
     dependencies: [{ ref: subject['bom-ref'], dependsOn: comps.map((c) => c['bom-ref'] as string) }],
   };
-  const serial = `urn:uuid:${uuidFromHex(createHash('sha256').update(JSON.stringify(body)).digest('hex'))}`;
+  const serial = `urn:uuid:${contentUuid(createHash('sha256').update(JSON.stringify(body)).digest('hex'))}`;
   return { bomFormat: 'CycloneDX', specVersion: '1.6', serialNumber: serial, version: 1, ...body };
 }

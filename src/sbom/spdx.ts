@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { spdxIdOf } from './dep5.ts';
-import { type SbomComponent, type SbomMeta, sortComponents, uuidFromHex } from './model.ts';
+import { type SbomComponent, type SbomMeta, sortComponents } from './model.ts';
+import { contentUuid } from './uuid.ts';
 
 /** SPDX JSON media type, used for files and OCI referrer artifacts. */
 export const SPDX_MEDIA_TYPE = 'application/spdx+json';
@@ -104,6 +105,6 @@ export function spdxDocument(components: readonly SbomComponent[], meta: SbomMet
         extractedText: `Licence "${name}" as named in the package's debian/copyright file`,
       }));
   }
-  const ns = uuidFromHex(createHash('sha256').update(JSON.stringify(body)).digest('hex'));
+  const ns = contentUuid(createHash('sha256').update(JSON.stringify(body)).digest('hex'));
   return { ...body, documentNamespace: `urn:uuid:${ns}`, documentDescribes: [rootId] };
 }
