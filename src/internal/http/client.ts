@@ -161,7 +161,7 @@ export class HttpClient {
     timeoutMs: number | undefined,
   ): Promise<HttpResponse> {
     const routes = await this.#routesOnce();
-    const dispatcher = routes.dispatcherFor(this.#proxies.proxyFor(url));
+    const dispatcher = await routes.dispatcherFor(url, this.#proxies.proxyFor(url));
     const idle = timeoutMs ?? this.#opts.idleTimeoutMs ?? 60_000;
     const hdrs = { ...headers };
     if ((typeof body === 'string' || body instanceof Uint8Array) && hdrs['content-length'] === undefined)
@@ -245,7 +245,7 @@ export function stripUserInfo(text: string): string {
 }
 
 interface Routes {
-  dispatcherFor(proxy: URL | undefined): Dispatcher;
+  dispatcherFor(url: URL, proxy: URL | undefined): Promise<Dispatcher>;
   close(): Promise<void>;
 }
 
@@ -253,34 +253,41 @@ async function makeRoutes(o: HttpClientOptions): Promise<Routes> {
   // Bundled (the CLI), a CommonJS package's named exports sit under `default`.
   const mod = (await import('undici')) as Undici & { default?: Undici };
   const undici = typeof mod.Agent === 'function' ? mod : mod.default!;
-  const ca = await trustedCas(o.caFiles ?? []);
-  const tls = ca === undefined ? {} : { ca };
   const timeout = o.connectTimeoutMs ?? 30_000;
-  const pool = {
-    connections: o.connections ?? 16,
-    keepAliveTimeout: 30_000,
-    // Idle timeouts are set per request (headersTimeout/bodyTimeout), not here.
+  const pool = { connections: o.connections ?? 16, keepAliveTimeout: 30_000 };
+  // The CA list (Node's roots plus the extras, a few hundred certificates) costs ~20 MB and some
+  // CPU to build: only routes that speak TLS (an https target or an https proxy) get it, when
+  // first used. Idle timeouts are set per request (headersTimeout/bodyTimeout), not here.
+  let ca: Promise<string[] | undefined> | undefined;
+  const made = new Map<string, Promise<Dispatcher>>();
+  const make = async (proxy: URL | undefined, secure: boolean): Promise<Dispatcher> => {
+    if (secure && ca === undefined) ca = trustedCas(o.caFiles ?? []);
+    const list = secure ? await ca : undefined;
+    const tls = list === undefined ? {} : { ca: list };
+    if (proxy === undefined) return new undici.Agent({ ...pool, connect: { ...tls, timeout } });
+    return new undici.ProxyAgent({
+      ...pool,
+      uri: proxy.href,
+      connectTimeout: timeout,
+      requestTls: { ...tls },
+      proxyTls: { ...tls },
+    });
   };
-  const direct = new undici.Agent({ ...pool, connect: { ...tls, timeout } });
-  const proxied = new Map<string, Dispatcher>();
   return {
-    dispatcherFor(proxy) {
-      if (proxy === undefined) return direct;
-      let d = proxied.get(proxy.href);
+    dispatcherFor(url, proxy) {
+      const secure = url.protocol === 'https:' || proxy?.protocol === 'https:';
+      const key = `${secure ? 'tls' : 'plain'} ${proxy?.href ?? 'direct'}`;
+      let d = made.get(key);
       if (d === undefined) {
-        d = new undici.ProxyAgent({
-          ...pool,
-          uri: proxy.href,
-          connectTimeout: timeout,
-          requestTls: { ...tls },
-          proxyTls: { ...tls },
-        });
-        proxied.set(proxy.href, d);
+        d = make(proxy, secure);
+        made.set(key, d);
+        d.catch(() => made.delete(key));
       }
       return d;
     },
     async close() {
-      await Promise.all([direct.close(), ...[...proxied.values()].map((d) => d.close())]);
+      const all = await Promise.allSettled(made.values());
+      await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
     },
   };
 }
