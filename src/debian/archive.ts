@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { STATUS_CODES } from 'node:http';
 import { join } from 'node:path';
 import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { KilnError } from '../cnb/exit-codes.ts';
 import { HttpClient, type HttpResponse, limitBody, readBody } from '../internal/http/client.ts';
 import { describeNetError } from '../internal/http/errors.ts';
+import { statusText } from '../internal/http/node-net.ts';
 import { parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress } from './decompress.ts';
 import { type PackageRecord, packageFromParagraph } from './package.ts';
@@ -59,15 +59,13 @@ export async function archiveGet(url: string, http?: HttpClient): Promise<HttpRe
   } catch (e) {
     const status = (e as { status?: unknown }).status;
     const why =
-      typeof status === 'number'
-        ? `HTTP ${status} ${STATUS_CODES[status] ?? ''}`.trim()
-        : describeNetError(e);
+      typeof status === 'number' ? `HTTP ${status} ${statusText(status)}`.trim() : describeNetError(e);
     throw new KilnError(client.redact(`GET ${url} failed: ${why}`), undefined, { cause: e });
   }
   if (!res.ok) {
     await res.discard();
     throw new KilnError(
-      client.redact(`GET ${url} failed: HTTP ${res.status} ${STATUS_CODES[res.status] ?? ''}`.trim()),
+      client.redact(`GET ${url} failed: HTTP ${res.status} ${statusText(res.status)}`.trim()),
     );
   }
   return res;

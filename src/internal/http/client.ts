@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { getCACertificates, rootCertificates } from 'node:tls';
-import type { Dispatcher } from 'undici';
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { type ProxyEnv, ProxySettings } from './proxy-env.ts';
 import {
   DEFAULT_RETRY,
@@ -11,13 +10,13 @@ import {
   retryAfter,
   withRetry,
 } from './retry.ts';
+import { Transport } from './transport.ts';
 
-// The one HTTP client for what kiln itself fetches (registries, Debian archives), on undici's
-// dispatchers: an Agent per route (direct, or a ProxyAgent per proxy) with keep-alive pools.
-// undici's request API, unlike fetch, pipes a streamed request body with backpressure (a PATCH
-// chunk is never held in memory) and hands the response body over as a Node stream. undici is
-// loaded on the first request only: commands that find everything local do not pay for it.
-// Buildpacks fetch with their own client inside the sandbox (buildpacks/_shared/http.ts).
+// The one HTTP client for what kiln itself fetches (registries, Debian archives), on node:http and
+// node:https (transport.ts says why, and how requests reach a server through a proxy). Nothing of
+// node:http/https/tls is loaded before the first request: commands that find everything local do
+// not pay for it. Buildpacks fetch with their own client inside the sandbox
+// (buildpacks/_shared/http.ts).
 
 /** Response headers, looked up case-insensitively. */
 export interface HttpHeaders {
@@ -66,19 +65,18 @@ export interface HttpClientOptions {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-type Undici = typeof import('undici');
-
 /**
  * HttpClient sends requests through the route the proxy variables choose, trusting the extra CAs.
  * `request` makes one attempt (GET and HEAD follow up to 5 redirects, dropping Authorization when
  * the origin changes); `get` retries an idempotent GET on network failures and 408/429/5xx.
- * Network failures reject with undici's error (`ECONNRESET`, `UND_ERR_CONNECT_TIMEOUT`, ...).
+ * Network failures reject with the socket's error (`ECONNRESET`, `ECONNREFUSED`, `ETIMEDOUT`, a
+ * certificate error) or ProxyRefused (a proxy's answer other than 200 to CONNECT).
  */
 export class HttpClient {
   readonly #proxies: ProxySettings;
   readonly #opts: HttpClientOptions;
   readonly redact: (text: string) => string;
-  #routes: Promise<Routes> | undefined;
+  #transport: Transport | undefined;
 
   constructor(opts: HttpClientOptions = {}) {
     this.#opts = opts;
@@ -143,14 +141,8 @@ export class HttpClient {
 
   /** close ends every pooled connection (tests, and the end of a long-lived process). */
   async close(): Promise<void> {
-    const r = this.#routes;
-    this.#routes = undefined;
-    if (r) await (await r).close();
-  }
-
-  #routesOnce(): Promise<Routes> {
-    this.#routes ??= makeRoutes(this.#opts);
-    return this.#routes;
+    this.#transport?.close();
+    this.#transport = undefined;
   }
 
   async #once(
@@ -160,24 +152,51 @@ export class HttpClient {
     body: HttpRequestInit['body'],
     timeoutMs: number | undefined,
   ): Promise<HttpResponse> {
-    const routes = await this.#routesOnce();
-    const dispatcher = await routes.dispatcherFor(url, this.#proxies.proxyFor(url));
+    this.#transport ??= new Transport({
+      caFiles: this.#opts.caFiles ?? [],
+      connectTimeoutMs: this.#opts.connectTimeoutMs ?? 30_000,
+      connections: this.#opts.connections ?? 16,
+    });
     const idle = timeoutMs ?? this.#opts.idleTimeoutMs ?? 60_000;
     const hdrs = { ...headers };
-    if ((typeof body === 'string' || body instanceof Uint8Array) && hdrs['content-length'] === undefined)
+    const buffered = typeof body === 'string' || body instanceof Uint8Array;
+    if (buffered && hdrs['content-length'] === undefined)
       hdrs['content-length'] = String(Buffer.byteLength(body));
-    const res = await dispatcher.request({
-      origin: url.origin,
-      path: `${url.pathname}${url.search}`,
-      method: method as Dispatcher.HttpMethod,
+    const req = await this.#transport.open({
+      url,
+      proxy: this.#proxies.proxyFor(url),
+      method,
       headers: hdrs,
-      // A string or bytes go as they are; an async iterable is pulled one chunk per drained
-      // socket write, so a streamed upload holds a few socket buffers at most.
-      body: body as Dispatcher.DispatchOptions['body'],
-      headersTimeout: idle,
-      bodyTimeout: idle,
     });
-    return wrap(res, url);
+    return new Promise<HttpResponse>((resolve, reject) => {
+      let settled = false;
+      req.setTimeout(idle, () =>
+        req.destroy(Object.assign(new Error(`no data for ${idle} ms`), { code: 'ETIMEDOUT' })),
+      );
+      req.on('response', (m) => {
+        settled = true;
+        resolve(wrap(m, url));
+      });
+      req.on('error', (e) => {
+        if (!settled) {
+          settled = true;
+          reject(e);
+        }
+      });
+      if (body === undefined) req.end();
+      else if (buffered) req.end(body);
+      // A pipe writes the next chunk only when the socket drained the last one: a streamed upload
+      // holds a few socket buffers, never a whole PATCH chunk.
+      else
+        pipeline(Readable.from(body, { objectMode: false }), req).catch((e: unknown) => {
+          // An early answer (401, 413) ends the request side; anything else fails the request.
+          if (!settled) {
+            settled = true;
+            req.destroy();
+            reject(e);
+          }
+        });
+    });
   }
 }
 
@@ -244,89 +263,29 @@ export function stripUserInfo(text: string): string {
   return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s@]+@/gi, '$1[REDACTED]@');
 }
 
-interface Routes {
-  dispatcherFor(url: URL, proxy: URL | undefined): Promise<Dispatcher>;
-  close(): Promise<void>;
-}
-
-async function makeRoutes(o: HttpClientOptions): Promise<Routes> {
-  // Bundled (the CLI), a CommonJS package's named exports sit under `default`.
-  const mod = (await import('undici')) as Undici & { default?: Undici };
-  const undici = typeof mod.Agent === 'function' ? mod : mod.default!;
-  const timeout = o.connectTimeoutMs ?? 30_000;
-  const pool = { connections: o.connections ?? 16, keepAliveTimeout: 30_000 };
-  // The CA list (Node's roots plus the extras, a few hundred certificates) costs ~20 MB and some
-  // CPU to build: only routes that speak TLS (an https target or an https proxy) get it, when
-  // first used. Idle timeouts are set per request (headersTimeout/bodyTimeout), not here.
-  let ca: Promise<string[] | undefined> | undefined;
-  const made = new Map<string, Promise<Dispatcher>>();
-  const make = async (proxy: URL | undefined, secure: boolean): Promise<Dispatcher> => {
-    if (secure && ca === undefined) ca = trustedCas(o.caFiles ?? []);
-    const list = secure ? await ca : undefined;
-    const tls = list === undefined ? {} : { ca: list };
-    if (proxy === undefined) return new undici.Agent({ ...pool, connect: { ...tls, timeout } });
-    return new undici.ProxyAgent({
-      ...pool,
-      uri: proxy.href,
-      connectTimeout: timeout,
-      requestTls: { ...tls },
-      proxyTls: { ...tls },
-    });
-  };
-  return {
-    dispatcherFor(url, proxy) {
-      const secure = url.protocol === 'https:' || proxy?.protocol === 'https:';
-      const key = `${secure ? 'tls' : 'plain'} ${proxy?.href ?? 'direct'}`;
-      let d = made.get(key);
-      if (d === undefined) {
-        d = make(proxy, secure);
-        made.set(key, d);
-        d.catch(() => made.delete(key));
-      }
-      return d;
-    },
-    async close() {
-      const all = await Promise.allSettled(made.values());
-      await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
-    },
-  };
-}
-
-// Extra CAs are added to what Node trusts by default (its bundled roots, NODE_EXTRA_CA_CERTS, the
-// system store under --use-system-ca): `ca` replaces the default list, so it is passed whole.
-async function trustedCas(files: readonly string[]): Promise<string[] | undefined> {
-  if (files.length === 0) return undefined;
-  const extra: string[] = [];
-  for (const f of files) {
-    try {
-      extra.push(await readFile(f, 'utf8'));
-    } catch (e) {
-      throw new Error(`CA certificate file ${f}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`);
-    }
-  }
-  const defaults = typeof getCACertificates === 'function' ? getCACertificates('default') : rootCertificates;
-  return [...defaults, ...extra];
-}
-
-function wrap(res: Dispatcher.ResponseData, url: URL): HttpResponse {
-  const status = res.statusCode;
-  const body = res.body;
+function wrap(m: IncomingMessage, url: URL): HttpResponse {
+  const status = m.statusCode ?? 0;
   return {
     status,
     ok: status >= 200 && status < 300,
     url,
-    body,
+    body: m,
     headers: {
       get(name: string): string | null {
-        const v = res.headers[name.toLowerCase()];
+        const v = m.headers[name.toLowerCase()];
         if (v === undefined) return null;
         return Array.isArray(v) ? v.join(', ') : v;
       },
     },
     async discard() {
-      if (body.readableEnded || body.destroyed) return;
-      // dump() reads up to 64 KiB so the connection goes back to the pool, else destroys it.
-      await body.dump({ limit: 64 * 1024 }).catch(() => {});
+      if (m.readableEnded || m.destroyed) return;
+      // A small body is read so the connection goes back to the pool; a large one costs more to
+      // read than a new connection does.
+      const len = Number(m.headers['content-length'] ?? '-1');
+      if (len >= 0 && len <= 64 * 1024) {
+        m.resume();
+        await finished(m).catch(() => {});
+      } else m.destroy();
     },
   };
 }

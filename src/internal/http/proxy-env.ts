@@ -1,14 +1,14 @@
 import { BlockList, isIP } from 'node:net';
 
 // Which proxy, if any, a request of kiln's own goes through. The rules are those of the proxy
-// variables as curl, Go and undici read them:
+// variables as curl and Go read them:
 //  - `HTTPS_PROXY` for https URLs, `HTTP_PROXY` for http URLs; the upper-case name wins over the
 //    lower-case one (as Go does); a value without a scheme is an http:// proxy;
 //  - `NO_PROXY` (either case) is a comma- or space-separated list: `*` bypasses every host; an IP
 //    address or a CIDR range matches IP-literal hosts in it; a domain name, with or without a
 //    leading `.`, matches that name and every name under it; `*.example.com` matches only names
 //    under it; any entry may end in `:port`, and then matches only that port.
-// Loopback hosts are not exempt unless NO_PROXY names them, as with curl and undici: the user's
+// Loopback hosts are not exempt unless NO_PROXY names them, as with curl: the user's
 // variables decide, nothing is bypassed behind their back.
 
 /** The environment variables read here (both cases). */
@@ -133,7 +133,9 @@ function pick(env: ProxyEnv, upper: string): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v.trim();
 }
 
-const PROXY_SCHEMES = new Set(['http:', 'https:', 'socks5:', 'socks:']);
+// SOCKS proxies are not spoken by kiln's own client: a socks5:// value fails here, by name,
+// rather than being ignored.
+const PROXY_SCHEMES = new Set(['http:', 'https:']);
 
 function proxyUrl(name: string, value: string | undefined): URL | undefined {
   if (value === undefined) return undefined;
@@ -145,6 +147,6 @@ function proxyUrl(name: string, value: string | undefined): URL | undefined {
     throw new Error(`${name}: not a proxy URL (expected http://host:port)`);
   }
   if (!PROXY_SCHEMES.has(u.protocol))
-    throw new Error(`${name}: proxy scheme ${u.protocol} is not supported (expected http, https or socks5)`);
+    throw new Error(`${name}: proxy scheme ${u.protocol} is not supported (expected http or https)`);
   return u;
 }
