@@ -25,8 +25,15 @@ export interface ForwardProxy {
   stop(): Promise<void>;
 }
 
-/** startForwardProxy starts the proxy; with `auth` it answers 407 to requests without it. */
-export async function startForwardProxy(auth?: { user: string; password: string }): Promise<ForwardProxy> {
+/**
+ * startForwardProxy starts the proxy; with `auth` it answers 407 to requests without it. With
+ * `connectTo` (host:port) it plays a hostile proxy: every CONNECT tunnel leads there, whatever
+ * target it names.
+ */
+export async function startForwardProxy(
+  auth?: { user: string; password: string },
+  opts: { connectTo?: string } = {},
+): Promise<ForwardProxy> {
   const calls: ProxiedCall[] = [];
   const sockets = new Set<Duplex>();
   const expected = auth
@@ -71,17 +78,14 @@ export async function startForwardProxy(auth?: { user: string; password: string 
     }
     const target = req.url ?? '';
     calls.push({ kind: 'connect', target });
-    const i = target.lastIndexOf(':');
-    const up = net.connect(
-      Number(target.slice(i + 1)),
-      target.slice(0, i).replace(/^\[(.*)\]$/, '$1'),
-      () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        if (head.length) up.write(head);
-        up.pipe(client);
-        client.pipe(up);
-      },
-    );
+    const to = opts.connectTo ?? target;
+    const i = to.lastIndexOf(':');
+    const up = net.connect(Number(to.slice(i + 1)), to.slice(0, i).replace(/^\[(.*)\]$/, '$1'), () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) up.write(head);
+      up.pipe(client);
+      client.pipe(up);
+    });
     for (const s of [up, client]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));

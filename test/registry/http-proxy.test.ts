@@ -17,7 +17,8 @@ import { gzipSync } from 'node:zlib';
 import { loadSuite } from '../../src/debian/archive.ts';
 import { DebCache } from '../../src/debian/deb-cache.ts';
 import { readKeyring } from '../../src/debian/release.ts';
-import { HttpClient } from '../../src/internal/http/client.ts';
+import { HttpClient, readBody } from '../../src/internal/http/client.ts';
+import { isTransient } from '../../src/internal/http/retry.ts';
 import { MediaType } from '../../src/oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../src/oci/memory.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
@@ -42,6 +43,7 @@ function image(seed: string) {
 let reg: RegistryHandle;
 let proxy: ForwardProxy;
 let authProxy: ForwardProxy;
+let hostileProxy: ForwardProxy;
 let ca: TestCa;
 let archive: http.Server;
 let secureArchive: https.Server;
@@ -66,7 +68,15 @@ before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'kiln-http-proxy-'));
   const inRelease = await readFile(`${testdata}bookworm-security_InRelease`);
   const serve = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (req.url === '/pool/main/t/tiny/tiny_1.0_all.deb') res.end(deb);
+    if (req.method === 'PUT' && req.url === '/upload') {
+      const h = createHash('sha256');
+      let n = 0;
+      req.on('data', (c: Buffer) => {
+        h.update(c);
+        n += c.length;
+      });
+      req.on('end', () => res.end(`${n} ${h.digest('hex')}`));
+    } else if (req.url === '/pool/main/t/tiny/tiny_1.0_all.deb') res.end(deb);
     else if (req.url === '/dists/bookworm-security/InRelease') res.end(inRelease);
     else if (req.url === '/dists/bookworm-security/main/binary-amd64/Packages.xz') res.end('Package: x\n');
     else res.writeHead(404).end();
@@ -77,6 +87,7 @@ before(async () => {
   await new Promise<void>((r) => secureArchive.listen(0, '127.0.0.1', r));
   archiveUrl = `http://127.0.0.1:${(archive.address() as AddressInfo).port}`;
   secureUrl = `https://127.0.0.1:${(secureArchive.address() as AddressInfo).port}`;
+  hostileProxy = await startForwardProxy(undefined, { connectTo: secureUrl.slice(8) });
 });
 
 after(async () => {
@@ -87,6 +98,7 @@ after(async () => {
   await new Promise((r) => secureArchive.close(r));
   await proxy.stop();
   await authProxy.stop();
+  await hostileProxy.stop();
   await reg.stop();
   await ca.cleanup();
   await rm(work, { recursive: true, force: true });
@@ -234,5 +246,82 @@ describe('Debian downloads', () => {
       /response body larger than 100 bytes/,
     );
     assert.equal(await cache.has(debSha), false);
+  });
+});
+
+describe('https through a CONNECT tunnel', () => {
+  const securePort = () => secureUrl.slice(secureUrl.lastIndexOf(':') + 1);
+
+  test('requests to one origin share one tunnel, opened with the proxy credentials; uploads stream through it', async () => {
+    const before = authProxy.calls.length;
+    const client = httpWith({ HTTPS_PROXY: authProxy.url }, [ca.caFile]);
+    // By name: TLS inside the tunnel checks the certificate against "localhost".
+    const base = `https://localhost:${securePort()}`;
+    const inRelease = await readFile(`${testdata}bookworm-security_InRelease`);
+    for (let i = 0; i < 3; i++) {
+      const res = await client.get(`${base}/dists/bookworm-security/InRelease`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await readBody(res, 1 << 20, 'InRelease'), inRelease);
+    }
+    const chunk = randomBytes(1 << 20);
+    async function* body() {
+      for (let i = 0; i < 5; i++) yield chunk;
+    }
+    const up = await client.request(`${base}/upload`, { method: 'PUT', body: body() });
+    const sha = createHash('sha256');
+    for (let i = 0; i < 5; i++) sha.update(chunk);
+    assert.equal((await readBody(up, 1024, 'upload')).toString(), `${5 << 20} ${sha.digest('hex')}`);
+    assert.deepEqual(authProxy.calls.slice(before), [
+      { kind: 'connect', target: `localhost:${securePort()}` },
+    ]);
+  });
+
+  test('a proxy that answers CONNECT with 407 fails the download at once, naming the proxy and not its password', async () => {
+    const http = httpWith({ HTTPS_PROXY: proxyWithWrongPassword() }, [ca.caFile]);
+    const e = await http.request(`${secureUrl}/dists/bookworm-security/InRelease`).then(
+      () => assert.fail('the request went through'),
+      (err: Error) => err,
+    );
+    assert.match(
+      e.message,
+      /^proxy 127\.0\.0\.1:\d+ refused CONNECT 127\.0\.0\.1:\d+: 407 Proxy Authentication Required$/,
+    );
+    assert.equal(isTransient(e), false);
+    const cache = new DebCache(path.join(work, 'debs-407'));
+    await assert.rejects(
+      cache.fetchAll(
+        [
+          {
+            name: 'tiny',
+            version: '1.0',
+            url: `${secureUrl}/pool/main/t/tiny/tiny_1.0_all.deb`,
+            sha256: debSha,
+            size: deb.length,
+          },
+        ],
+        { http },
+      ),
+      (err: Error) => {
+        assert.match(err.message, /failed: proxy 127\.0\.0\.1:\d+ refused CONNECT .*: 407/);
+        assert.ok(!err.message.includes('wrong-pass-0815'), err.message);
+        return true;
+      },
+    );
+  });
+
+  test('a proxy cannot pass off another server as the target: the certificate must name the target', async () => {
+    // The hostile proxy sends every tunnel to the test archive, whose certificate (trusted CA)
+    // names only localhost and 127.0.0.1.
+    const client = httpWith({ HTTPS_PROXY: hostileProxy.url }, [ca.caFile]);
+    await assert.rejects(
+      client.request(`https://kiln-target.invalid:${securePort()}/dists/bookworm-security/InRelease`),
+      (e: NodeJS.ErrnoException) => {
+        assert.equal(e.code, 'ERR_TLS_CERT_ALTNAME_INVALID');
+        return true;
+      },
+    );
+    assert.deepEqual(hostileProxy.calls, [
+      { kind: 'connect', target: `kiln-target.invalid:${securePort()}` },
+    ]);
   });
 });

@@ -21,14 +21,15 @@ export interface TunnelOptions {
 
 /** ProxyRefused is a proxy's answer other than 200 to CONNECT (407: credentials, 502: target down). */
 export class ProxyRefused extends Error {
-  readonly status: number;
+  /** The proxy's status; not `status`, which callers read as the server's answer. */
+  readonly proxyStatus: number;
   /** 408, 429, 5xx: the proxy or the target may answer next time (read by isTransient). */
   readonly temporary: boolean;
   constructor(proxy: URL, target: string, status: number, statusText: string) {
     // proxy.host never holds the proxy's user info, so the message carries no password.
     super(`proxy ${proxy.host} refused CONNECT ${target}: ${status} ${statusText}`.trim());
     this.name = 'ProxyRefused';
-    this.status = status;
+    this.proxyStatus = status;
     this.temporary = isRetryableStatus(status);
   }
 }
