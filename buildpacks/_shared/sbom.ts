@@ -1,4 +1,12 @@
 import { createHash } from 'node:crypto';
+import {
+  cyclonedxHeader,
+  cyclonedxTools,
+  sbomText,
+  spdxCreationInfo,
+  spdxHeader,
+  spdxPurlRef,
+} from '../../src/sbom/document.ts';
 import { contentUuid } from '../../src/sbom/uuid.ts';
 import { writeFileAtomic } from './fsutil.ts';
 
@@ -57,13 +65,8 @@ function sortComponents(components: readonly Component[]): Component[] {
 export function cycloneDx(components: readonly Component[], tool: Tool): Record<string, unknown> {
   const sorted = sortComponents(components);
   return {
-    bomFormat: 'CycloneDX',
-    specVersion: '1.6',
-    serialNumber: `urn:uuid:${uuidFrom(JSON.stringify(sorted))}`,
-    version: 1,
-    metadata: {
-      tools: { components: [{ type: 'application', name: tool.name, version: tool.version }] },
-    },
+    ...cyclonedxHeader(`urn:uuid:${uuidFrom(JSON.stringify(sorted))}`),
+    metadata: { tools: cyclonedxTools(tool) },
     components: sorted.map((c) => {
       const expr = licenseExpression(c.license);
       const hashes = [
@@ -97,12 +100,9 @@ export function spdx(
   const sorted = sortComponents(components);
   const ids = sorted.map((c, i) => spdxId(i, c));
   return {
-    spdxVersion: 'SPDX-2.3',
-    dataLicense: 'CC0-1.0',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name,
+    ...spdxHeader(name),
     documentNamespace: `urn:uuid:${uuidFrom(`${name}\n${JSON.stringify(sorted)}`)}`,
-    creationInfo: { created: created(env), creators: [`Tool: ${tool.name}-${tool.version}`] },
+    creationInfo: spdxCreationInfo(created(env), tool),
     packages: sorted.map((c, i) => {
       const checksums = [
         ...(c.sha512 ? [{ algorithm: 'SHA512', checksumValue: c.sha512 }] : []),
@@ -118,9 +118,7 @@ export function spdx(
         licenseDeclared: licenseExpression(c.license) ?? 'NOASSERTION',
         copyrightText: 'NOASSERTION',
         ...(checksums.length ? { checksums } : {}),
-        externalRefs: [
-          { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: c.purl },
-        ],
+        externalRefs: [spdxPurlRef(c.purl)],
       };
     }),
     relationships: ids.map((id) => ({
@@ -174,15 +172,9 @@ export async function writeSboms(
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   const name = prefix.split('/').slice(-2).join('/');
-  await writeFileAtomic(
-    `${prefix}.sbom.cdx.json`,
-    `${JSON.stringify(cycloneDx(components, tool), null, 2)}\n`,
-  );
-  await writeFileAtomic(
-    `${prefix}.sbom.spdx.json`,
-    `${JSON.stringify(spdx(components, tool, env, name), null, 2)}\n`,
-  );
-  await writeFileAtomic(`${prefix}.sbom.syft.json`, `${JSON.stringify(syft(components, tool), null, 2)}\n`);
+  await writeFileAtomic(`${prefix}.sbom.cdx.json`, sbomText(cycloneDx(components, tool)));
+  await writeFileAtomic(`${prefix}.sbom.spdx.json`, sbomText(spdx(components, tool, env, name)));
+  await writeFileAtomic(`${prefix}.sbom.syft.json`, sbomText(syft(components, tool)));
 }
 
 /** npmPurl is the package URL of an npm package (`@scope` is percent-encoded as the purl spec requires). */

@@ -8,6 +8,14 @@
  */
 import path from 'node:path';
 import { writeFileAtomic } from '../layout/layout.ts';
+import {
+  cyclonedxHeader,
+  cyclonedxTools,
+  sbomText,
+  spdxCreationInfo,
+  spdxHeader,
+  spdxPurlRef,
+} from '../sbom/document.ts';
 import { contentUuid } from '../sbom/uuid.ts';
 import type { LauncherInfo } from './index.ts';
 
@@ -33,13 +41,11 @@ function muslPurl(i: LauncherInfo): string {
 export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
   const lp = launcherPurl(launcher);
   const mp = muslPurl(launcher);
+  const tool = { name: 'kiln', version: launcher.version };
   const cdx = {
-    bomFormat: 'CycloneDX',
-    specVersion: '1.6',
-    serialNumber: `urn:uuid:${contentUuid(launcher.sha256, 4)}`,
-    version: 1,
+    ...cyclonedxHeader(`urn:uuid:${contentUuid(launcher.sha256, 4)}`),
     metadata: {
-      tools: { components: [{ type: 'application', name: 'kiln', version: launcher.version }] },
+      tools: cyclonedxTools(tool),
       component: {
         'bom-ref': lp,
         type: 'application',
@@ -78,12 +84,9 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
   };
 
   const spdx = {
-    spdxVersion: 'SPDX-2.3',
-    dataLicense: 'CC0-1.0',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name: `kiln-launcher-${launcher.version}`,
+    ...spdxHeader(`kiln-launcher-${launcher.version}`),
     documentNamespace: `https://kiln.invalid/spdx/kiln-launcher/${launcher.sha256}`,
-    creationInfo: { created: FIXED_TIME, creators: [`Tool: kiln-${launcher.version}`] },
+    creationInfo: spdxCreationInfo(FIXED_TIME, tool),
     packages: [
       {
         SPDXID: 'SPDXRef-Package-kiln-launcher',
@@ -96,7 +99,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
         licenseDeclared: 'Apache-2.0',
         copyrightText: 'NOASSERTION',
         primaryPackagePurpose: 'APPLICATION',
-        externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: lp }],
+        externalRefs: [spdxPurlRef(lp)],
       },
       {
         SPDXID: 'SPDXRef-Package-musl',
@@ -109,7 +112,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
         licenseDeclared: 'MIT',
         copyrightText: 'NOASSERTION',
         primaryPackagePurpose: 'LIBRARY',
-        externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: mp }],
+        externalRefs: [spdxPurlRef(mp)],
       },
     ],
     relationships: [
@@ -171,8 +174,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
     },
   };
 
-  const text = (o: unknown) => `${JSON.stringify(o, null, 2)}\n`;
-  return { cdx: text(cdx), spdx: text(spdx), syft: text(syft) };
+  return { cdx: sbomText(cdx), spdx: sbomText(spdx), syft: sbomText(syft) };
 }
 
 /** The launcher's SBOM folder under a layers directory. */

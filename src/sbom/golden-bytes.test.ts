@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { cycloneDx, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
 import { launcherSbom } from '../launcher/sbom.ts';
+import { caSbom } from '../platform/ca-certs.ts';
 import { cyclonedxDocument } from './cyclonedx.ts';
 import { debPurl, type SbomComponent, type SbomMeta } from './model.ts';
 import { spdxDocument } from './spdx.ts';
@@ -89,7 +90,16 @@ test('buildpack layer SBOM documents keep their bytes', () => {
   );
 });
 
+test('the --ca-certs-launch layer SBOM keeps its bytes', () => {
+  const certs = [
+    { pem: 'x', fingerprint: '9a'.repeat(32), subject: 'CN=Corp Root CA,O=Corp', source: '/a.pem' },
+    { pem: 'y', fingerprint: '1b'.repeat(32), subject: 'CN=Proxy CA', source: '/b.pem' },
+  ];
+  assert.equal(sha(text(caSbom(certs))), GOLDEN.caCerts);
+});
+
 const GOLDEN = {
+  caCerts: 'a23015c5a6543fa268df7df9479ff05550cf4ee81c053d1190a3b81e4ca72bd1',
   stackCdx: '0272b396ed9240141cc0975cf455e791aca4a3fc5ca233eb3c7a2e5c8f7d0bda',
   stackSpdx: 'ca92f957bf882064783cb6379c2d6dbd8febb6ecf71c514d882d32038a44e609',
   launcher: [
