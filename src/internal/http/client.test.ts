@@ -14,7 +14,7 @@ import { HttpClient, readBody } from './client.ts';
 const run = promisify(execFile);
 const src = new URL('../../', import.meta.url).pathname;
 
-test('node:http, node:https and node:tls load with the first request, not with the modules or the client', async () => {
+test('node:http loads with the first request, node:https and node:tls with the first https one, not before', async () => {
   const script = `
     const loaded = () => process.moduleLoadList
       .filter((m) => /^NativeModule (http|https|tls)$/.test(m)).map((m) => m.slice(13)).sort().join(',');
@@ -26,13 +26,16 @@ test('node:http, node:https and node:tls load with the first request, not with t
     const client = new HttpClient({ env: { HTTPS_PROXY: 'http://127.0.0.1:9', NO_PROXY: '10.0.0.0/8' } });
     new RegistryClient({ http: client });
     const before = loaded();
-    // Port 9 (discard) is closed here: the request fails, but it had to load the modules.
+    // Port 9 (discard) is closed here: the requests fail, but they had to load the modules.
     await client.request('http://127.0.0.1:9/').catch(() => {});
-    console.log(JSON.stringify({ before, after: loaded() }));
+    const plain = loaded();
+    await client.request('https://127.0.0.1:9/').catch(() => {});
+    console.log(JSON.stringify({ before, plain, after: loaded() }));
   `;
   const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 });
-  const { before, after } = JSON.parse(stdout) as { before: string; after: string };
+  const { before, plain, after } = JSON.parse(stdout) as { before: string; plain: string; after: string };
   assert.equal(before, '');
+  assert.equal(plain, 'http');
   assert.equal(after, 'http,https,tls');
 });
 

@@ -162,14 +162,13 @@ export class HttpClient {
     const buffered = typeof body === 'string' || body instanceof Uint8Array;
     if (buffered && hdrs['content-length'] === undefined)
       hdrs['content-length'] = String(Buffer.byteLength(body));
-    const req = await this.#transport.open({
-      url,
-      proxy: this.#proxies.proxyFor(url),
-      method,
-      headers: hdrs,
-    });
+    const transport = this.#transport;
+    const proxy = this.#proxies.proxyFor(url);
+    await transport.ready(url, proxy);
     return new Promise<HttpResponse>((resolve, reject) => {
       let settled = false;
+      // Opened and listened to in one go: no error of the request can go unheard.
+      const req = transport.open({ url, proxy, method, headers: hdrs });
       req.setTimeout(idle, () =>
         req.destroy(Object.assign(new Error(`no data for ${idle} ms`), { code: 'ETIMEDOUT' })),
       );

@@ -11,22 +11,36 @@ export interface NodeNet {
   readonly tls: typeof import('node:tls');
 }
 
-let loaded: NodeNet | undefined;
+let require: NodeJS.Require | undefined;
+const cache: { http?: NodeNet['http']; https?: NodeNet['https']; tls?: NodeNet['tls'] } = {};
+const load = (id: string): unknown => {
+  require ??= createRequire(import.meta.url);
+  return require(id);
+};
 
-/** nodeNet loads node:http, node:https and node:tls once, on first use. */
+// Each module loads when first used: a plain-http request (a loopback registry, an http mirror)
+// does not load TLS.
+const lazy: NodeNet = {
+  get http() {
+    cache.http ??= load('node:http') as NodeNet['http'];
+    return cache.http;
+  },
+  get https() {
+    cache.https ??= load('node:https') as NodeNet['https'];
+    return cache.https;
+  },
+  get tls() {
+    cache.tls ??= load('node:tls') as NodeNet['tls'];
+    return cache.tls;
+  },
+};
+
+/** nodeNet gives node:http, node:https and node:tls, each loaded on first use. */
 export function nodeNet(): NodeNet {
-  if (loaded === undefined) {
-    const load = createRequire(import.meta.url);
-    loaded = {
-      http: load('node:http') as typeof import('node:http'),
-      https: load('node:https') as typeof import('node:https'),
-      tls: load('node:tls') as typeof import('node:tls'),
-    };
-  }
-  return loaded;
+  return lazy;
 }
 
 /** statusText is the standard reason phrase of an HTTP status ('' for an unknown one). */
 export function statusText(status: number): string {
-  return nodeNet().http.STATUS_CODES[status] ?? '';
+  return lazy.http.STATUS_CODES[status] ?? '';
 }

@@ -38,17 +38,32 @@ export class Transport {
   readonly #o: TransportOptions;
   readonly #agents = new Map<string, Agent>();
   #trust: Promise<SecureContext | undefined> | undefined;
+  /** The secure context once built (undefined inside: Node's defaults). */
+  #trusted: { readonly context: SecureContext | undefined } | undefined;
 
   constructor(o: TransportOptions) {
     this.#o = o;
   }
 
-  /** open starts a request (the caller writes and ends it); it fails when a CA file is unreadable. */
-  async open(r: Outgoing): Promise<ClientRequest> {
+  /**
+   * ready prepares what a request along this route needs before it can be opened: the trusted
+   * CAs when it speaks TLS (it fails when a CA file is unreadable).
+   */
+  async ready(url: URL, proxy: URL | undefined): Promise<void> {
+    if (this.#trusted !== undefined || (url.protocol !== 'https:' && proxy?.protocol !== 'https:')) return;
+    this.#trusted = { context: await this.#secureContext(nodeNet()) };
+  }
+
+  /**
+   * open starts a request after `ready` (the caller writes and ends it). It is synchronous, so the
+   * caller listens for the request's errors before any can be emitted.
+   */
+  open(r: Outgoing): ClientRequest {
     const n = nodeNet();
     const { url, proxy, method } = r;
     const tls = url.protocol === 'https:' || proxy?.protocol === 'https:';
-    const secureContext = tls ? await this.#secureContext(n) : undefined;
+    if (tls && this.#trusted === undefined) throw new Error('Transport.open before ready');
+    const secureContext = tls ? this.#trusted?.context : undefined;
     const pool = {
       keepAlive: true,
       maxSockets: this.#o.connections,
