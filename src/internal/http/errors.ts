@@ -1,6 +1,6 @@
 /**
  * describeNetError turns a network failure's nested errors into one line
- * (`connect ECONNREFUSED 127.0.0.1:5000`, `other side closed (UND_ERR_SOCKET)`).
+ * (`connect ECONNREFUSED 127.0.0.1:5000`, `socket hang up (ECONNRESET)`).
  */
 export function describeNetError(e: unknown): string {
   const parts: string[] = [];

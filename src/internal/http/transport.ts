@@ -12,9 +12,11 @@ import { bareHost, defaultPort, proxyAuthorization, type TunnelOptions, tunnelAg
 //    pool per proxy;
 //  - an https:// target through a proxy: a CONNECT tunnel (tunnel.ts) with TLS to the server
 //    inside it; one Agent per proxy, pooling tunnels per origin.
-// node:http rather than fetch/undici, for measured reasons: a pipe into a ClientRequest streams an
-// upload with backpressure (a few socket buffers live, not a whole PATCH chunk), the first request
-// of a process costs ~25 ms instead of 150-250 ms, and a push's peak RSS and CPU stay lower.
+// node:http rather than undici, for measured reasons (bench/push.ts and a cold `kiln image
+// inspect`, side by side): with undici a push held ~25-30 MB more peak RSS and ~15-35% more CPU, and
+// the first request of a process took ~40 ms more (loading it), which a CLI command that checks a
+// few blobs (a second push, a rebase) pays every time. A pipe into a ClientRequest streams an
+// upload with backpressure just as well (a few socket buffers live, never a whole PATCH chunk).
 
 /** What a Transport is built from; the HTTP client fills in the defaults. */
 export interface TransportOptions {
