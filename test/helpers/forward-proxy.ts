@@ -4,6 +4,7 @@
 // can demand Proxy-Authorization. Every byte goes on to the real target.
 
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -28,18 +29,18 @@ export interface ForwardProxy {
 /**
  * startForwardProxy starts the proxy; with `auth` it answers 407 to requests without it. With
  * `connectTo` (host:port) it plays a hostile proxy: every CONNECT tunnel leads there, whatever
- * target it names.
+ * target it names. With `tls` (a certificate and key) clients speak TLS to the proxy itself.
  */
 export async function startForwardProxy(
   auth?: { user: string; password: string },
-  opts: { connectTo?: string } = {},
+  opts: { connectTo?: string; tls?: { cert: string; key: string } } = {},
 ): Promise<ForwardProxy> {
   const calls: ProxiedCall[] = [];
   const sockets = new Set<Duplex>();
   const expected = auth
     ? `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`
     : undefined;
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (expected && req.headers['proxy-authorization'] !== expected) {
       res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"' }).end();
       return;
@@ -70,7 +71,8 @@ export async function startForwardProxy(
     );
     up.on('error', () => res.destroy());
     req.pipe(up);
-  });
+  };
+  const server = opts.tls ? https.createServer(opts.tls, handler) : http.createServer(handler);
   server.on('connect', (req, client, head) => {
     if (expected && req.headers['proxy-authorization'] !== expected) {
       client.end('HTTP/1.1 407 Proxy Authentication Required\r\n\r\n');
@@ -95,7 +97,7 @@ export async function startForwardProxy(
       });
     }
   });
-  server.on('connection', (s) => {
+  server.on('connection', (s: Duplex) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -103,7 +105,7 @@ export async function startForwardProxy(
   const port = (server.address() as AddressInfo).port;
   const cred = auth ? `${auth.user}:${auth.password}@` : '';
   return {
-    url: `http://${cred}127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${cred}127.0.0.1:${port}`,
     port,
     calls,
     async stop() {

@@ -309,6 +309,28 @@ describe('https through a CONNECT tunnel', () => {
     );
   });
 
+  test('an https:// proxy (TLS to the proxy, trusted through the extra CA) forwards http and tunnels https', async () => {
+    const tlsProxy = await startForwardProxy(
+      { user: 'corp', password: 'tls-pass-2202' },
+      { tls: { cert: ca.serverCert, key: ca.serverKey } },
+    );
+    try {
+      const client = httpWith({ HTTP_PROXY: tlsProxy.url, HTTPS_PROXY: tlsProxy.url }, [ca.caFile]);
+      const plain = await client.get(`${archiveUrl}/pool/main/t/tiny/tiny_1.0_all.deb`);
+      assert.deepEqual(await readBody(plain, 1 << 20, 'deb'), deb);
+      // TLS to the server inside the TLS connection to the proxy.
+      const secure = await client.get(`${secureUrl}/pool/main/t/tiny/tiny_1.0_all.deb`);
+      assert.deepEqual(await readBody(secure, 1 << 20, 'deb'), deb);
+      assert.deepEqual(
+        tlsProxy.calls.map((c) => c.kind),
+        ['forward', 'connect'],
+      );
+      await client.close();
+    } finally {
+      await tlsProxy.stop();
+    }
+  });
+
   test('a proxy cannot pass off another server as the target: the certificate must name the target', async () => {
     // The hostile proxy sends every tunnel to the test archive, whose certificate (trusted CA)
     // names only localhost and 127.0.0.1.
