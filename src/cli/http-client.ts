@@ -27,7 +27,12 @@ export function httpClient(
     if (existsSync(host)) caFiles.push(host);
   }
   caFiles.push(...config.caCerts, ...extraCaFiles);
-  const key = JSON.stringify(caFiles);
+  // Keyed by what decides a route too: in-process runs (tests) may differ in their proxy variables.
+  const proxyVars = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'].flatMap((n) => [
+    settings.env[n],
+    settings.env[n.toLowerCase()],
+  ]);
+  const key = JSON.stringify([caFiles, proxyVars]);
   let c = clients.get(key);
   if (c === undefined) {
     // Proxy passwords never reach an error message or a debug line.

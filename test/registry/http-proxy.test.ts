@@ -19,12 +19,14 @@ import { DebCache } from '../../src/debian/deb-cache.ts';
 import { readKeyring } from '../../src/debian/release.ts';
 import { HttpClient, readBody } from '../../src/internal/http/client.ts';
 import { isTransient } from '../../src/internal/http/retry.ts';
+import { Layout } from '../../src/layout/layout.ts';
 import { MediaType } from '../../src/oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../src/oci/memory.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { runMain } from '../helpers/cli.ts';
 import { type ForwardProxy, startForwardProxy } from '../helpers/forward-proxy.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
 import { makeTestCa, type TestCa } from '../helpers/test-ca.ts';
@@ -173,6 +175,37 @@ describe('registry push and pull', () => {
     const noProxy = `127.0.0.2,10.0.0.0/8,127.0.0.1:1,.example.com,host,::1`;
     await pushPull(httpWith({ HTTP_PROXY: proxy.url, no_proxy: noProxy }), reg.host, 'still/proxied');
     assert.ok(proxy.calls.length > before);
+  });
+});
+
+describe('the CLI', () => {
+  test('kiln image copy pushes through HTTP_PROXY from its environment, and goes direct per NO_PROXY', async () => {
+    const dir = path.join(work, 'cli-layout');
+    const layout = await Layout.init(dir);
+    await layout.writeImage(image('cli'), 'v1');
+    const env = {
+      HOME: work,
+      KILN_HOME: path.join(work, 'kiln-home'),
+      KILN_CONFIG: path.join(work, 'none.toml'),
+    };
+    const before = proxy.calls.length;
+    const viaProxy = await runMain(['-q', 'image', 'copy', `oci:${dir}:v1`, `${reg.host}/cli/app:1`], {
+      ...env,
+      http_proxy: proxy.url,
+    });
+    assert.equal(viaProxy.code, 0, viaProxy.err);
+    const seen = proxy.calls.slice(before).map((c) => `${c.kind} ${c.method} ${c.path}`);
+    assert.ok(seen.includes('forward PUT /v2/cli/app/manifests/1'), seen.join(', '));
+    const direct = await runMain(['-q', 'image', 'copy', `oci:${dir}:v1`, `${reg.host}/cli/app:2`], {
+      ...env,
+      HTTP_PROXY: proxy.url,
+      NO_PROXY: '127.0.0.0/8',
+    });
+    assert.equal(direct.code, 0, direct.err);
+    assert.ok(
+      !proxy.calls.some((c) => c.path === '/v2/cli/app/manifests/2'),
+      'the NO_PROXY push went through the proxy',
+    );
   });
 });
 
