@@ -1,4 +1,13 @@
 import { createHash } from 'node:crypto';
+import {
+  cyclonedxHeader,
+  cyclonedxTools,
+  sbomText,
+  spdxCreationInfo,
+  spdxHeader,
+  spdxPurlRef,
+} from '../../src/sbom/document.ts';
+import { contentUuid } from '../../src/sbom/uuid.ts';
 import { writeFileAtomic } from './fsutil.ts';
 
 /**
@@ -35,13 +44,9 @@ function created(env: NodeJS.ProcessEnv): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** uuidFrom derives a stable RFC 4122 (v5-style) UUID from content, so documents are reproducible. */
+/** uuidFrom derives a stable UUID from content (SHA-1, as the documents have always used). */
 function uuidFrom(text: string): string {
-  const h = createHash('sha1').update(text).digest();
-  h[6] = (h[6]! & 0x0f) | 0x50;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  const hex = h.subarray(0, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  return contentUuid(createHash('sha1').update(text).digest('hex'));
 }
 
 // A licence is only passed on as an SPDX expression when it looks like one (npm allows free text
@@ -60,13 +65,8 @@ function sortComponents(components: readonly Component[]): Component[] {
 export function cycloneDx(components: readonly Component[], tool: Tool): Record<string, unknown> {
   const sorted = sortComponents(components);
   return {
-    bomFormat: 'CycloneDX',
-    specVersion: '1.6',
-    serialNumber: `urn:uuid:${uuidFrom(JSON.stringify(sorted))}`,
-    version: 1,
-    metadata: {
-      tools: { components: [{ type: 'application', name: tool.name, version: tool.version }] },
-    },
+    ...cyclonedxHeader(`urn:uuid:${uuidFrom(JSON.stringify(sorted))}`),
+    metadata: { tools: cyclonedxTools(tool) },
     components: sorted.map((c) => {
       const expr = licenseExpression(c.license);
       const hashes = [
@@ -100,12 +100,9 @@ export function spdx(
   const sorted = sortComponents(components);
   const ids = sorted.map((c, i) => spdxId(i, c));
   return {
-    spdxVersion: 'SPDX-2.3',
-    dataLicense: 'CC0-1.0',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name,
+    ...spdxHeader(name),
     documentNamespace: `urn:uuid:${uuidFrom(`${name}\n${JSON.stringify(sorted)}`)}`,
-    creationInfo: { created: created(env), creators: [`Tool: ${tool.name}-${tool.version}`] },
+    creationInfo: spdxCreationInfo(created(env), tool),
     packages: sorted.map((c, i) => {
       const checksums = [
         ...(c.sha512 ? [{ algorithm: 'SHA512', checksumValue: c.sha512 }] : []),
@@ -121,9 +118,7 @@ export function spdx(
         licenseDeclared: licenseExpression(c.license) ?? 'NOASSERTION',
         copyrightText: 'NOASSERTION',
         ...(checksums.length ? { checksums } : {}),
-        externalRefs: [
-          { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: c.purl },
-        ],
+        externalRefs: [spdxPurlRef(c.purl)],
       };
     }),
     relationships: ids.map((id) => ({
@@ -177,15 +172,9 @@ export async function writeSboms(
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   const name = prefix.split('/').slice(-2).join('/');
-  await writeFileAtomic(
-    `${prefix}.sbom.cdx.json`,
-    `${JSON.stringify(cycloneDx(components, tool), null, 2)}\n`,
-  );
-  await writeFileAtomic(
-    `${prefix}.sbom.spdx.json`,
-    `${JSON.stringify(spdx(components, tool, env, name), null, 2)}\n`,
-  );
-  await writeFileAtomic(`${prefix}.sbom.syft.json`, `${JSON.stringify(syft(components, tool), null, 2)}\n`);
+  await writeFileAtomic(`${prefix}.sbom.cdx.json`, sbomText(cycloneDx(components, tool)));
+  await writeFileAtomic(`${prefix}.sbom.spdx.json`, sbomText(spdx(components, tool, env, name)));
+  await writeFileAtomic(`${prefix}.sbom.syft.json`, sbomText(syft(components, tool)));
 }
 
 /** npmPurl is the package URL of an npm package (`@scope` is percent-encoded as the purl spec requires). */

@@ -13,6 +13,7 @@ import { parseReference, type Reference, referenceString, repositoryString } fro
 import { remoteImage, remoteManifest } from '../registry/remote.ts';
 import { writeImage as pushImage, writeIndex as pushIndex } from '../registry/write.ts';
 import { ImageStore, storeNameOf } from '../store/store.ts';
+import { httpClient } from './http-client.ts';
 import type { Logger } from './logger.ts';
 import type { Settings } from './settings.ts';
 
@@ -204,6 +205,7 @@ export function registryClient(
   return new RegistryClient({
     keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
     insecure: [...settings.insecureRegistries, ...config.insecureRegistries],
+    http: httpClient(settings, config, log.redactor),
     debug: (m) => log.debug(m),
     redactor: log.redactor,
   });

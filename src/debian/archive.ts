@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
+import { HttpClient, type HttpResponse, limitBody, readBody } from '../internal/http/client.ts';
+import { describeNetError } from '../internal/http/errors.ts';
+import { statusText } from '../internal/http/node-net.ts';
 import { KilnError } from '../internal/kiln-error.ts';
 import { tempSibling } from '../internal/temp-name.ts';
 import { parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress } from './decompress.ts';
-import { type Fetcher, httpGet, httpGetText } from './http.ts';
 import { type PackageRecord, packageFromParagraph } from './package.ts';
 import { type Keyring, type Release, verifyInRelease } from './release.ts';
 
@@ -33,7 +34,53 @@ export interface ArchiveOptions {
   readonly arch: string;
   /** Directory for verified index files, named by their sha256 (shared across runs). */
   readonly cacheDir: string;
-  readonly fetcher?: Fetcher;
+  /** The HTTP client (proxies, extra CAs); default: direct. */
+  readonly http?: HttpClient;
+}
+
+/** The most an InRelease file may hold (Debian's main suites have ~200 KB). */
+const IN_RELEASE_MAX = 16 * 1024 * 1024;
+
+let directClient: HttpClient | undefined;
+function clientOf(http: HttpClient | undefined): HttpClient {
+  if (http) return http;
+  directClient ??= new HttpClient();
+  return directClient;
+}
+
+/**
+ * archiveGet GETs `url` from a Debian archive, retrying connection errors and 408/429/5xx answers
+ * with backoff. A 404 or other status throws a KilnError naming the URL at once.
+ */
+export async function archiveGet(url: string, http?: HttpClient): Promise<HttpResponse> {
+  const client = clientOf(http);
+  let res: HttpResponse;
+  try {
+    res = await client.get(url);
+  } catch (e) {
+    const status = (e as { status?: unknown }).status;
+    const why =
+      typeof status === 'number' ? `HTTP ${status} ${statusText(status)}`.trim() : describeNetError(e);
+    throw new KilnError(client.redact(`GET ${url} failed: ${why}`), undefined, { cause: e });
+  }
+  if (!res.ok) {
+    await res.discard();
+    throw new KilnError(
+      client.redact(`GET ${url} failed: HTTP ${res.status} ${statusText(res.status)}`.trim()),
+    );
+  }
+  return res;
+}
+
+/** archiveGetText GETs a small text document (InRelease), bounded. */
+async function archiveGetText(url: string, http?: HttpClient): Promise<string> {
+  const res = await archiveGet(url, http);
+  const bytes = await readBody(res, IN_RELEASE_MAX, url).catch((e: unknown) => {
+    throw new KilnError(clientOf(http).redact(`GET ${url} failed: ${describeNetError(e)}`), undefined, {
+      cause: e,
+    });
+  });
+  return bytes.toString('utf8');
 }
 
 /** joinUrl joins a mirror base and a path under it with exactly one slash. */
@@ -47,7 +94,7 @@ export function joinUrl(base: string, path: string): string {
  */
 export async function loadSuite(src: SuiteSource, opts: ArchiveOptions): Promise<SuiteIndex> {
   const url = joinUrl(src.mirror, `dists/${src.suite}/InRelease`);
-  const text = await httpGetText(url, opts.fetcher);
+  const text = await archiveGetText(url, opts.http);
   const release = await verifyInRelease(text, opts.keyring, url);
   const packages: PackageRecord[] = [];
   for (const comp of src.components) {
@@ -58,6 +105,7 @@ export async function loadSuite(src: SuiteSource, opts: ArchiveOptions): Promise
     const file = await cachedIndexFile(
       joinUrl(src.mirror, `dists/${src.suite}/${entry.path}`),
       entry.sha256,
+      entry.size,
       opts,
     );
     const index = await streamText(decompress(compressionOfName(entry.path), createReadStream(file)));
@@ -70,7 +118,12 @@ export async function loadSuite(src: SuiteSource, opts: ArchiveOptions): Promise
 }
 
 /** cachedIndexFile returns the path of the verified index file, downloading it when absent. */
-async function cachedIndexFile(url: string, sha256: string, opts: ArchiveOptions): Promise<string> {
+async function cachedIndexFile(
+  url: string,
+  sha256: string,
+  size: number,
+  opts: ArchiveOptions,
+): Promise<string> {
   const dir = join(opts.cacheDir, 'indexes');
   const path = join(dir, sha256);
   if (
@@ -81,40 +134,47 @@ async function cachedIndexFile(url: string, sha256: string, opts: ArchiveOptions
   )
     return path;
   await mkdir(dir, { recursive: true });
-  await downloadVerified(url, sha256, path, opts.fetcher);
+  await downloadVerified(url, sha256, size, path, opts.http);
   return path;
 }
 
 /**
  * downloadVerified streams `url` to `dest`, hashing as it goes; the file appears under `dest`
  * (by rename) only when its sha256 matches, so interrupted or tampered downloads leave nothing.
- * Returns the number of bytes written.
+ * A body longer than `size` (what the signed index says) is cut off and fails. Returns the number
+ * of bytes written.
  */
 export async function downloadVerified(
   url: string,
   sha256: string,
+  size: number,
   dest: string,
-  fetcher?: Fetcher,
+  http?: HttpClient,
   onBytes?: (n: number) => void,
 ): Promise<number> {
   const tmp = tempSibling(dest);
   try {
     const hash = createHash('sha256');
-    let size = 0;
-    const body = await httpGet(url, fetcher);
-    const counter = async function* (src: Readable) {
-      for await (const c of src) {
-        hash.update(c as Buffer);
-        size += (c as Buffer).length;
-        onBytes?.((c as Buffer).length);
+    let written = 0;
+    const { body } = await archiveGet(url, http);
+    const counter = async function* (src: AsyncIterable<Uint8Array>) {
+      for await (const c of limitBody(src, size, url)) {
+        hash.update(c);
+        written += c.length;
+        onBytes?.(c.length);
         yield c;
       }
     };
-    await pipeline(body, counter, createWriteStream(tmp));
+    await pipeline(body, counter, createWriteStream(tmp)).catch((e: unknown) => {
+      if (e instanceof KilnError) throw e;
+      throw new KilnError(clientOf(http).redact(`GET ${url} failed: ${describeNetError(e)}`), undefined, {
+        cause: e,
+      });
+    });
     const got = hash.digest('hex');
     if (got !== sha256) throw new KilnError(`${url}: sha256 mismatch: expected ${sha256}, got ${got}`);
     await rename(tmp, dest);
-    return size;
+    return written;
   } finally {
     await rm(tmp, { force: true });
   }

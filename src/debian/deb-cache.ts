@@ -1,9 +1,9 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapBounded } from '../internal/bounded.ts';
+import type { HttpClient } from '../internal/http/client.ts';
 import { KilnError } from '../internal/kiln-error.ts';
 import { downloadVerified } from './archive.ts';
-import type { Fetcher } from './http.ts';
 
 /** DebRef names one .deb to fetch: where from and what its sha256 must be. */
 export interface DebRef {
@@ -51,7 +51,7 @@ export class DebCache {
    */
   async fetchAll(
     refs: readonly DebRef[],
-    opts: { parallel?: number; fetcher?: Fetcher; progress?: DownloadProgress } = {},
+    opts: { parallel?: number; http?: HttpClient; progress?: DownloadProgress } = {},
   ): Promise<string[]> {
     await mkdir(this.dir, { recursive: true });
     // mapBounded waits for every running download, not just the first failure, so that none is
@@ -66,8 +66,9 @@ export class DebCache {
         await downloadVerified(
           ref.url,
           ref.sha256,
+          ref.size,
           this.pathOf(ref.sha256),
-          opts.fetcher,
+          opts.http,
           onBytes ? (n) => onBytes(n, ref) : undefined,
         );
       } catch (e) {

@@ -8,6 +8,15 @@
  */
 import path from 'node:path';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import {
+  cyclonedxHeader,
+  cyclonedxTools,
+  sbomText,
+  spdxCreationInfo,
+  spdxHeader,
+  spdxPurlRef,
+} from '../sbom/document.ts';
+import { contentUuid } from '../sbom/uuid.ts';
 import type { LauncherInfo } from './index.ts';
 
 /** The three documents, as JSON text. */
@@ -28,25 +37,15 @@ function muslPurl(i: LauncherInfo): string {
   return `pkg:deb/debian/${m.source}@${encodeURIComponent(m.version)}?arch=${m.arch}&distro=${m.distro}`;
 }
 
-/** A UUID (v4 layout) derived from the binary's hash, so the serial number is stable. */
-function stableUuid(hex: string): string {
-  const h = hex.padEnd(32, '0');
-  const v = `4${h.slice(13, 16)}`;
-  const r = ((Number.parseInt(h[16] ?? '0', 16) & 0x3) | 0x8).toString(16) + h.slice(17, 20);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${v}-${r}-${h.slice(20, 32)}`;
-}
-
 /** launcherSbom renders the CycloneDX 1.6, SPDX 2.3 and Syft JSON documents for `launcher`. */
 export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
   const lp = launcherPurl(launcher);
   const mp = muslPurl(launcher);
+  const tool = { name: 'kiln', version: launcher.version };
   const cdx = {
-    bomFormat: 'CycloneDX',
-    specVersion: '1.6',
-    serialNumber: `urn:uuid:${stableUuid(launcher.sha256)}`,
-    version: 1,
+    ...cyclonedxHeader(`urn:uuid:${contentUuid(launcher.sha256, 4)}`),
     metadata: {
-      tools: { components: [{ type: 'application', name: 'kiln', version: launcher.version }] },
+      tools: cyclonedxTools(tool),
       component: {
         'bom-ref': lp,
         type: 'application',
@@ -85,12 +84,9 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
   };
 
   const spdx = {
-    spdxVersion: 'SPDX-2.3',
-    dataLicense: 'CC0-1.0',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name: `kiln-launcher-${launcher.version}`,
+    ...spdxHeader(`kiln-launcher-${launcher.version}`),
     documentNamespace: `https://kiln.invalid/spdx/kiln-launcher/${launcher.sha256}`,
-    creationInfo: { created: FIXED_TIME, creators: [`Tool: kiln-${launcher.version}`] },
+    creationInfo: spdxCreationInfo(FIXED_TIME, tool),
     packages: [
       {
         SPDXID: 'SPDXRef-Package-kiln-launcher',
@@ -103,7 +99,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
         licenseDeclared: 'Apache-2.0',
         copyrightText: 'NOASSERTION',
         primaryPackagePurpose: 'APPLICATION',
-        externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: lp }],
+        externalRefs: [spdxPurlRef(lp)],
       },
       {
         SPDXID: 'SPDXRef-Package-musl',
@@ -116,7 +112,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
         licenseDeclared: 'MIT',
         copyrightText: 'NOASSERTION',
         primaryPackagePurpose: 'LIBRARY',
-        externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: mp }],
+        externalRefs: [spdxPurlRef(mp)],
       },
     ],
     relationships: [
@@ -178,8 +174,7 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
     },
   };
 
-  const text = (o: unknown) => `${JSON.stringify(o, null, 2)}\n`;
-  return { cdx: text(cdx), spdx: text(spdx), syft: text(syft) };
+  return { cdx: sbomText(cdx), spdx: sbomText(spdx), syft: sbomText(syft) };
 }
 
 /** The launcher's SBOM folder under a layers directory. */

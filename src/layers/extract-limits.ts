@@ -11,8 +11,9 @@
  * written and every RESERVE_CHECK_ENTRIES entries, with the same reserve the build's disk watcher
  * keeps (sandbox/disk-budget.ts).
  */
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+
 import { DEFAULT_DISK_RESERVE_BYTES, formatBytes, freeSpace, inodeReserve } from '../internal/disk-space.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 const GiB = 1024 ** 3;
 

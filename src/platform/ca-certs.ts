@@ -5,6 +5,7 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { toTomlText } from '../cnb/toml-file.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import type { Mount } from '../sandbox/executor.ts';
+import { cyclonedxHeader, sbomText } from '../sbom/document.ts';
 import { type Binding, bindingOf } from './bindings.ts';
 
 // Extra CA certificates for builds. Builds behind a TLS-intercepting proxy need its CA;
@@ -312,15 +313,13 @@ export async function writeCaLaunchLayer(dir: string, opts: CaLaunchLayerOptions
       await writeFile(path.join(dir, 'env.launch', `${k}.override`), v);
   }
   await writeFile(`${dir}.toml`, toTomlText({ types: { launch: true, build: false, cache: false } }));
-  await writeFile(`${dir}.sbom.cdx.json`, `${JSON.stringify(caSbom(certs), null, 2)}\n`);
+  await writeFile(`${dir}.sbom.cdx.json`, sbomText(caSbom(certs)));
 }
 
 /** caSbom is a CycloneDX 1.6 document listing certificates as cryptographic assets. */
 export function caSbom(certs: readonly CaCert[]): object {
   return {
-    bomFormat: 'CycloneDX',
-    specVersion: '1.6',
-    version: 1,
+    ...cyclonedxHeader(),
     metadata: {
       component: {
         type: 'data',

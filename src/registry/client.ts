@@ -1,12 +1,4 @@
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
-import type { Redactor } from '../internal/redactor.ts';
-import { type Challenge, parseChallenges } from './challenge.ts';
-import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
-import { readLimited } from './errors.ts';
-import { type HttpResponse, httpRequest } from './http.ts';
-import { apiHost, isLoopback, type Repository } from './reference.ts';
-import { RepositoryClient } from './repository.ts';
-import { describeNetError, errorFrom, isRetryable, retryReason } from './response.ts';
+import { HttpClient, type HttpResponse } from '../internal/http/client.ts';
 import {
   DEFAULT_RETRY,
   isTransient,
@@ -14,7 +6,15 @@ import {
   type RetryPolicy,
   retryAfter,
   withRetry,
-} from './retry.ts';
+} from '../internal/http/retry.ts';
+import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import type { Redactor } from '../internal/redactor.ts';
+import { type Challenge, parseChallenges } from './challenge.ts';
+import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
+import { readLimited } from './errors.ts';
+import { apiHost, isLoopback, type Repository } from './reference.ts';
+import { RepositoryClient } from './repository.ts';
+import { describeNetError, errorFrom, isRetryable, retryReason } from './response.ts';
 
 // Kept here so that callers importing from client.ts keep working after the split.
 export { type FetchedManifest, RepositoryClient, referrersTag, type UploadResult } from './repository.ts';
@@ -41,6 +41,8 @@ export interface ClientOptions {
   /** Parallel blob transfers per image write (default 6, as containers/image). */
   readonly jobs?: number;
   readonly userAgent?: string;
+  /** The HTTP client (proxies, extra CAs, timeouts); default: direct, Node's CAs. */
+  readonly http?: HttpClient;
   /** Debug lines (retries, auth steps). Never given secrets. */
   readonly debug?: (msg: string) => void;
   /** Learns every credential the keychain resolves and every token received, so output never shows them. */
@@ -77,8 +79,10 @@ export class RegistryClient {
   readonly #ua: string;
   readonly #debug: (msg: string) => void;
   readonly #redactor: Redactor | undefined;
+  readonly http: HttpClient;
 
   constructor(opts: ClientOptions = {}) {
+    this.http = opts.http ?? new HttpClient();
     this.#keychain = opts.keychain ?? anonymousKeychain;
     this.#redactor = opts.redactor;
     this.#insecure = new Set(opts.insecure ?? []);
@@ -133,7 +137,10 @@ export class RegistryClient {
       async () => {
         let r: HttpResponse;
         try {
-          r = await httpRequest(`${base}/v2/`, { headers: { 'user-agent': this.#ua }, timeoutMs: 30_000 });
+          r = await this.http.request(`${base}/v2/`, {
+            headers: { 'user-agent': this.#ua },
+            timeoutMs: 30_000,
+          });
         } catch (e) {
           if (isTransient(e)) throw e;
           throw new KilnError(
@@ -246,7 +253,7 @@ export class RegistryClient {
           });
           if (service) form.set('service', service);
           if (scopes.length) form.set('scope', scopes.join(' '));
-          r = await httpRequest(realm, {
+          r = await this.http.request(realm, {
             method: 'POST',
             headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': this.#ua },
             body: form.toString(),
@@ -259,7 +266,7 @@ export class RegistryClient {
           const headers: Record<string, string> = { 'user-agent': this.#ua };
           if (cred.kind === 'basic')
             headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
-          r = await httpRequest(u, { headers, timeoutMs: 30_000 });
+          r = await this.http.request(u, { headers, timeoutMs: 30_000 });
         }
         if (isRetryable(r.status))
           throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
@@ -318,7 +325,7 @@ export class RegistryClient {
     if (auth) headers.authorization = auth;
     const streamed = typeof init.body === 'object' && Symbol.asyncIterator in init.body;
     const go = () =>
-      httpRequest(url, {
+      this.http.request(url, {
         ...(init.method ? { method: init.method } : {}),
         headers,
         ...(init.body !== undefined ? { body: init.body } : {}),

@@ -1,6 +1,7 @@
+import type { HttpResponse } from '../internal/http/client.ts';
+import { isRetryableStatus } from '../internal/http/retry.ts';
 import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { redactPatterns } from '../internal/redactor.ts';
-import type { HttpResponse } from './http.ts';
 
 /** One entry of a registry's `{"errors":[…]}` body (distribution spec error codes). */
 export interface RegistryErrorEntry {
@@ -38,10 +39,7 @@ export class RegistryError extends KilnError {
   }
 }
 
-/** isRetryableStatus: 408, 429 and 5xx other than 501/505 are worth another try. */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
-}
+export { isRetryableStatus };
 
 /**
  * readErrorBody reads at most ERROR_BODY_LIMIT bytes of a failed response and parses

@@ -1,15 +1,15 @@
 import type { Readable } from 'node:stream';
+import type { HttpResponse } from '../internal/http/client.ts';
+import { isTransient, withRetry } from '../internal/http/retry.ts';
 import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
 import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';
 import type { RegistryClient, SendInit } from './client.ts';
 import { RegistryError, readErrorBody, readLimited } from './errors.ts';
-import type { HttpResponse } from './http.ts';
 import { noProgress, type ProgressSink } from './progress.ts';
 import { apiHost, type Repository, repositoryString } from './reference.ts';
 import { describeNetError, expectStatus, retryReason } from './response.ts';
-import { isTransient, withRetry } from './retry.ts';
 import { VerifyingStream, verifyBytes } from './verify.ts';
 
 /** Result of uploadBlob. */

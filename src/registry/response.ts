@@ -1,6 +1,7 @@
+import type { HttpResponse } from '../internal/http/client.ts';
+import { describeNetError } from '../internal/http/errors.ts';
+import { RetryableStatus, retryAfter } from '../internal/http/retry.ts';
 import { isRetryableStatus, RegistryError, readErrorBody } from './errors.ts';
-import type { HttpResponse } from './http.ts';
-import { RetryableStatus, retryAfter } from './retry.ts';
 
 // Turning registry responses and network failures into retries or one-line errors; shared by
 // RegistryClient (auth, ping) and RepositoryClient (manifests, blobs).
@@ -42,17 +43,4 @@ export function retryReason(e: unknown): string {
   return describeNetError(e);
 }
 
-/** describeNetError turns fetch's nested errors into one line (`ECONNRESET`, `other side closed`). */
-export function describeNetError(e: unknown): string {
-  const parts: string[] = [];
-  let cur: unknown = e;
-  for (let i = 0; i < 4 && cur && typeof cur === 'object'; i++) {
-    const o = cur as { message?: unknown; code?: unknown; cause?: unknown };
-    const m = typeof o.message === 'string' ? o.message : '';
-    const c = typeof o.code === 'string' ? o.code : '';
-    const text = c && !m.includes(c) ? `${m} (${c})` : m;
-    if (text && !parts.includes(text)) parts.push(text);
-    cur = o.cause;
-  }
-  return parts.join(': ') || String(e);
-}
+export { describeNetError };

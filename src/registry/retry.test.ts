@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { mapBounded, Semaphore } from '../internal/bounded.ts';
+import { isTransient, RetryableStatus, retryAfter, withRetry } from '../internal/http/retry.ts';
 import { RegistryError } from './errors.ts';
-import { isTransient, RetryableStatus, retryAfter, withRetry } from './retry.ts';
 
 const FAST = { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 };
 

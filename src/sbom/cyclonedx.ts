@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { spdxIdOf } from './dep5.ts';
-import { type SbomComponent, type SbomMeta, sortComponents, uuidFromHex } from './model.ts';
+import { cyclonedxHeader, cyclonedxTools } from './document.ts';
+import { type SbomComponent, type SbomMeta, sortComponents } from './model.ts';
+import { contentUuid } from './uuid.ts';
 
-/** CycloneDX media type, used for files and OCI referrer artifacts. */
-export const CYCLONEDX_MEDIA_TYPE = 'application/vnd.cyclonedx+json';
+export { CYCLONEDX_MEDIA_TYPE } from './document.ts';
 
 type CdxLicense = { license: { id: string } | { name: string } };
 
@@ -54,12 +55,12 @@ export function cyclonedxDocument(
   const body = {
     metadata: {
       timestamp: isoOfEpoch(meta.epoch),
-      tools: { components: [{ type: 'application', name: meta.tool.name, version: meta.tool.version }] },
+      tools: cyclonedxTools(meta.tool),
       component: subject,
     },
     components: comps,
     dependencies: [{ ref: subject['bom-ref'], dependsOn: comps.map((c) => c['bom-ref'] as string) }],
   };
-  const serial = `urn:uuid:${uuidFromHex(createHash('sha256').update(JSON.stringify(body)).digest('hex'))}`;
-  return { bomFormat: 'CycloneDX', specVersion: '1.6', serialNumber: serial, version: 1, ...body };
+  const serial = `urn:uuid:${contentUuid(createHash('sha256').update(JSON.stringify(body)).digest('hex'))}`;
+  return { ...cyclonedxHeader(serial), ...body };
 }

@@ -54,15 +54,6 @@ export function debPurl(
   return new PackageURL('deb', namespace, name, version, { arch, distro }, undefined).toString();
 }
 
-/** uuidFromHex formats 32 hex digits as an RFC 4122 version-5-style UUID (stable for the same input). */
-export function uuidFromHex(hex: string): string {
-  const h = hex.slice(0, 32).split('');
-  h[12] = '5';
-  h[16] = ((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
-  const s = h.join('');
-  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20, 32)}`;
-}
-
 /** sortComponents orders components by purl (the writers' output order). */
 export function sortComponents(c: readonly SbomComponent[]): SbomComponent[] {
   return [...c].sort((a, b) => (a.purl < b.purl ? -1 : a.purl > b.purl ? 1 : 0));

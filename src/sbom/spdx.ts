@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { spdxIdOf } from './dep5.ts';
-import { type SbomComponent, type SbomMeta, sortComponents, uuidFromHex } from './model.ts';
+import { spdxCreationInfo, spdxHeader, spdxPurlRef } from './document.ts';
+import { type SbomComponent, type SbomMeta, sortComponents } from './model.ts';
+import { contentUuid } from './uuid.ts';
 
-/** SPDX JSON media type, used for files and OCI referrer artifacts. */
-export const SPDX_MEDIA_TYPE = 'application/spdx+json';
+export { SPDX_MEDIA_TYPE } from './document.ts';
 
 const SPDX_ID_SAFE = /[^A-Za-z0-9.-]/g;
 
@@ -61,9 +62,7 @@ export function spdxDocument(components: readonly SbomComponent[], meta: SbomMet
       licenseDeclared:
         terms.length === 0 ? 'NOASSERTION' : terms.length === 1 ? terms[0] : terms.join(' AND '),
       copyrightText: 'NOASSERTION',
-      externalRefs: [
-        { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: c.purl },
-      ],
+      externalRefs: [spdxPurlRef(c.purl)],
       primaryPackagePurpose: 'LIBRARY',
     };
     if (c.supplier)
@@ -84,14 +83,8 @@ export function spdxDocument(components: readonly SbomComponent[], meta: SbomMet
     })),
   ];
   const body: Record<string, unknown> = {
-    spdxVersion: 'SPDX-2.3',
-    dataLicense: 'CC0-1.0',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name: meta.subject.name,
-    creationInfo: {
-      created: isoOfEpoch(meta.epoch),
-      creators: [`Tool: ${meta.tool.name}-${meta.tool.version}`],
-    },
+    ...spdxHeader(meta.subject.name),
+    creationInfo: spdxCreationInfo(isoOfEpoch(meta.epoch), meta.tool),
     packages,
     relationships,
   };
@@ -104,6 +97,6 @@ export function spdxDocument(components: readonly SbomComponent[], meta: SbomMet
         extractedText: `Licence "${name}" as named in the package's debian/copyright file`,
       }));
   }
-  const ns = uuidFromHex(createHash('sha256').update(JSON.stringify(body)).digest('hex'));
+  const ns = contentUuid(createHash('sha256').update(JSON.stringify(body)).digest('hex'));
   return { ...body, documentNamespace: `urn:uuid:${ns}`, documentDescribes: [rootId] };
 }

@@ -1,10 +1,10 @@
 import { KilnError } from '../cnb/exit-codes.ts';
 import { joinUrl, loadSuite, type SuiteSource } from '../debian/archive.ts';
 import { DebCache, type DebRef, type DownloadProgress } from '../debian/deb-cache.ts';
-import type { Fetcher } from '../debian/http.ts';
 import { readKeyring } from '../debian/release.ts';
 import { resolve, Universe } from '../debian/resolver.ts';
 import { type AptSource, mirrorForSuite } from '../debian/sources.ts';
+import type { HttpClient } from '../internal/http/client.ts';
 import { runFlavours, type StackConfig } from './config.ts';
 import { inputsDigest, type LockedPackage, lockedFrom, type StackLock } from './lock.ts';
 
@@ -47,7 +47,8 @@ export interface AccessOptions {
   readonly keyring: string;
   /** kiln's cache directory: indexes under debian/, .debs under debs/. */
   readonly cacheDir: string;
-  readonly fetcher?: Fetcher;
+  /** The HTTP client (proxies, extra CAs); default: direct. */
+  readonly http?: HttpClient;
   readonly parallel?: number;
   readonly progress?: DownloadProgress;
 }
@@ -69,7 +70,7 @@ export async function resolveStack(config: StackConfig, opts: AccessOptions): Pr
         keyring,
         arch: config.archive.arch,
         cacheDir: `${opts.cacheDir}/debian`,
-        ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
+        ...(opts.http ? { http: opts.http } : {}),
       }),
     ),
   );
@@ -120,7 +121,7 @@ export async function fetchPackages(pkgs: readonly LockedPackage[], opts: Access
   try {
     return await debCacheOf(opts.cacheDir).fetchAll(refs, {
       parallel: opts.parallel ?? 6,
-      ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
+      ...(opts.http ? { http: opts.http } : {}),
       ...(opts.progress ? { progress: opts.progress } : {}),
     });
   } catch (e) {

@@ -38,7 +38,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   cnb: ['layers'],
   // The rootfs cache unpacks image layers.
   sandbox: ['layers'],
-  launcher: ['cnb', 'layers', 'layout'],
+  launcher: ['cnb', 'layers', 'layout', 'sbom'],
   // The exporter adds the launcher layer; the layer cache is a BlobStore, the cache image a
   // registry image (until it is read through transport/).
   lifecycle: ['sandbox', 'cnb', 'layers', 'launcher', 'layout', 'registry', 'transport'],

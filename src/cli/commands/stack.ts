@@ -19,6 +19,7 @@ import { diffLocks, inputsDigest, readLock, type StackLock, writeLock } from '..
 import { readArtifact, referrersOf, sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
+import { httpClient } from '../http-client.ts';
 import { registryClient } from '../image-ref.ts';
 import { formatBytes } from '../logger.ts';
 
@@ -204,10 +205,8 @@ async function setup(
   const config = await readStackConfig(configFile);
   const env = ctx.settings.env;
   // flag > env > kiln config `debian-mirror` (kiln config debian-mirror URL) > stack.toml > apt.
-  const mirror =
-    flags.mirror ??
-    nonEmpty(env.KILN_DEBIAN_MIRROR) ??
-    (await loadConfig(ctx.settings.configFile)).debianMirror;
+  const kilnConfig = await loadConfig(ctx.settings.configFile);
+  const mirror = flags.mirror ?? nonEmpty(env.KILN_DEBIAN_MIRROR) ?? kilnConfig.debianMirror;
   const securityMirror = flags.securityMirror ?? nonEmpty(env.KILN_DEBIAN_SECURITY_MIRROR);
   const mirrors = mirrorsOf(config, {
     apt: await readAptSources(),
@@ -222,6 +221,7 @@ async function setup(
       mirrors,
       keyring: flags.keyring ?? config.archive.keyring,
       cacheDir: ctx.settings.cacheDir,
+      http: httpClient(ctx.settings, kilnConfig, ctx.redactor),
       ...(progress ? { progress } : {}),
     },
   };

@@ -1,4 +1,5 @@
-import { RegistryError } from './errors.ts';
+// Retries of idempotent requests: bounded attempts, exponential backoff with jitter, a server's
+// Retry-After honoured up to the cap. Shared by every caller of the HTTP client.
 
 /** Retry policy: bounded attempts with exponential, jittered backoff. */
 export interface RetryPolicy {
@@ -13,13 +14,15 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 250, maxDelayMs: 10_000 };
 
 /**
- * isTransient tells whether an error is worth retrying: a temporary registry status, or a network
- * failure (connection reset or refused, socket closed mid-body, timeout).
+ * isTransient tells whether an error is worth retrying: an error that says it is `temporary` (a
+ * registry's 429 or 5xx), or a network failure (connection reset or refused, socket closed
+ * mid-body, timeout).
  */
 export function isTransient(e: unknown): boolean {
   if (typeof e === 'object' && e !== null && (e as { retriesExhausted?: boolean }).retriesExhausted)
     return false;
-  if (e instanceof RegistryError) return e.temporary;
+  const temporary = (e as { temporary?: unknown } | null)?.temporary;
+  if (typeof temporary === 'boolean') return temporary;
   if (e instanceof RetryableStatus) return true;
   const codes = new Set<string>();
   let cur: unknown = e;
@@ -44,6 +47,11 @@ export function isTransient(e: unknown): boolean {
       return true;
   }
   return false;
+}
+
+/** isRetryableStatus: 408, 429 and 5xx other than 501/505 are worth another try. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
 }
 
 /** RetryableStatus is thrown inside a retried step to ask for another attempt after a status. */
