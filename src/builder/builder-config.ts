@@ -3,8 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { parseTomlText } from '../cnb/toml-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 
 const ImageEntry = z.object({ image: z.string().min(1), mirrors: z.array(z.string()).optional() }).loose();
 
@@ -97,9 +97,8 @@ function resolveUri(uri: string, base: string, file: string): { dir: string; ima
   const local = uri.startsWith('file://') ? fileURLToPath(uri) : uri;
   const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(local);
   if (m || local.startsWith('docker:') || local.startsWith('urn:')) {
-    throw new KilnError(
+    throw new UsageError(
       `${file}: buildpack uri ${JSON.stringify(uri)}: expected a buildpack directory (relative, absolute or file://), a .cnb file, docker://REF or oci:DIR[:TAG]`,
-      ExitCode.InvalidArgs,
     );
   }
   const abs = path.resolve(base, local);

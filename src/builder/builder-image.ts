@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { bytesEntry } from '../archive/tar-file.ts';
 import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
 import { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { formatKey, toTomlText } from '../cnb/toml-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
@@ -82,15 +82,13 @@ export function resolveOrder(order: Order, buildpacks: readonly BuildpackSource[
     group: g.group.map((e, ei) => {
       const candidates = buildpacks.filter((b) => b.id === e.id && (!e.version || b.version === e.version));
       if (candidates.length === 0) {
-        throw new KilnError(
+        throw new UsageError(
           `${file}: order[${gi}].group[${ei}]: buildpack ${e.id}${e.version ? `@${e.version}` : ''} is not in [[buildpacks]]`,
-          ExitCode.InvalidArgs,
         );
       }
       if (!e.version && candidates.length > 1) {
-        throw new KilnError(
+        throw new UsageError(
           `${file}: order[${gi}].group[${ei}]: buildpack ${e.id} has several versions; name one`,
-          ExitCode.InvalidArgs,
         );
       }
       return {
@@ -150,9 +148,8 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
       const found: BuildpackSource[] = [];
       for (const dir of await opts.buildpackages(b.image)) found.push(await readBuildpackSource(dir));
       if (b.id && !found.some((s) => s.id === b.id && (!b.version || s.version === b.version)))
-        throw new KilnError(
+        throw new UsageError(
           `${config.file}: buildpackage ${b.image} holds no ${b.id}${b.version ? `@${b.version}` : ''}`,
-          ExitCode.InvalidArgs,
         );
       // Components a composite package shares with another entry are the same buildpack: keep one.
       for (const s of found)
@@ -161,10 +158,7 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
     }
     const src = await readBuildpackSource(b.dir, b);
     if (sources.some((s) => s.id === src.id && s.version === src.version)) {
-      throw new KilnError(
-        `${config.file}: buildpack ${src.id}@${src.version} is listed twice`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`${config.file}: buildpack ${src.id}@${src.version} is listed twice`);
     }
     sources.push(src);
   }

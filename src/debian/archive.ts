@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import { KilnError } from '../internal/kiln-error.ts';
+import { DigestMismatchError, KilnError } from '../internal/errors.ts';
 import { tempSibling } from '../internal/temp-name.ts';
 import { parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress } from './decompress.ts';
@@ -112,7 +112,11 @@ export async function downloadVerified(
     };
     await pipeline(body, counter, createWriteStream(tmp));
     const got = hash.digest('hex');
-    if (got !== sha256) throw new KilnError(`${url}: sha256 mismatch: expected ${sha256}, got ${got}`);
+    if (got !== sha256)
+      throw new DigestMismatchError(`${url}: sha256 mismatch: expected ${sha256}, got ${got}`, {
+        expected: sha256,
+        actual: got,
+      });
     await rename(tmp, dest);
     return size;
   } finally {

@@ -1,7 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapBounded } from '../internal/bounded.ts';
-import { KilnError } from '../internal/kiln-error.ts';
+import { DigestMismatchError } from '../internal/errors.ts';
 import { downloadVerified } from './archive.ts';
 import type { Fetcher } from './http.ts';
 
@@ -71,9 +71,8 @@ export class DebCache {
           onBytes ? (n) => onBytes(n, ref) : undefined,
         );
       } catch (e) {
-        if (e instanceof KilnError && e.message.includes('sha256 mismatch')) {
-          throw new KilnError(`package ${ref.name} ${ref.version}: ${e.message}`, e.exitCode);
-        }
+        if (e instanceof DigestMismatchError)
+          throw new DigestMismatchError(`package ${ref.name} ${ref.version}: ${e.message}`, e);
         throw e;
       }
       opts.progress?.onDone?.(ref, false);

@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import type { z } from 'zod';
 import { writeFileAtomic } from './atomic-write.ts';
-import { ExitCode, KilnError } from './kiln-error.ts';
+import { KilnError } from './errors.ts';
 import { oneLine } from './one-line.ts';
 
 // Reading, validating and writing the TOML and JSON files kiln itself owns (its config, caches'
@@ -16,18 +16,20 @@ import { oneLine } from './one-line.ts';
 /** DataFileError is a file that could not be read or did not match its schema; `path` names it. */
 export class DataFileError extends KilnError {
   readonly path: string;
-  constructor(path: string, message: string, exitCode: number = ExitCode.Failed, options?: ErrorOptions) {
-    super(`${path}: ${message}`, exitCode, options);
+  /** The file is the user's input (a config file, project.toml): a bad one is a usage error. */
+  readonly userInput: boolean;
+  constructor(path: string, message: string, options?: ErrorOptions & { readonly userInput?: boolean }) {
+    super(`${path}: ${message}`, options);
     this.name = 'DataFileError';
     this.path = path;
+    this.userInput = options?.userInput ?? false;
   }
 }
 
 /** Makes the error for a bad file (a caller may want its own subclass of DataFileError). */
 export type FileErrorOf = (path: string, message: string, options?: ErrorOptions) => Error;
 
-const dataFileError: FileErrorOf = (path, message, options) =>
-  new DataFileError(path, message, ExitCode.Failed, options);
+const dataFileError: FileErrorOf = (path, message, options) => new DataFileError(path, message, options);
 
 /** formatKey renders a zod issue path as `a.b[0].c`. */
 export function formatKey(path: readonly PropertyKey[]): string {

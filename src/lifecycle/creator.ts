@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
 import { type ReportToml, writeReportToml } from '../cnb/report-toml.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import { type Digest, sha256 } from '../oci/digest.ts';
@@ -202,7 +202,7 @@ async function analyzeStep(
   try {
     image = await o.source.runImage(run.name);
   } catch (e) {
-    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, ExitCode.AnalyzeError, {
+    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, {
       cause: e,
     });
   }

@@ -1,7 +1,7 @@
 /** Guards for kiln's root-side writes into directories the build user owns. */
 import { lstat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 
 /**
  * assertNoLinks throws unless every component of `path` below `root` that exists is a real
@@ -11,14 +11,10 @@ import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
  * no buildpack process runs: the build user's host ids are leased to this build and its sandboxes'
  * processes end with each run, so nothing can swap the path between the check and the write.
  */
-export async function assertNoLinks(
-  root: string,
-  path: string,
-  exitCode: number = ExitCode.BuildError,
-): Promise<void> {
+export async function assertNoLinks(root: string, path: string): Promise<void> {
   const rel = relative(root, path);
   if (rel.startsWith('..') || isAbsolute(rel)) {
-    throw new KilnError(`${path} is outside ${root}`, exitCode);
+    throw new KilnError(`${path} is outside ${root}`);
   }
   const parts = rel === '' ? [] : rel.split(sep);
   let cur = root;
@@ -30,7 +26,6 @@ export async function assertNoLinks(
     if (st.isSymbolicLink() || (!last && !st.isDirectory())) {
       throw new KilnError(
         `${cur} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}: kiln writes below it, so it must be a directory of the layers dir`,
-        exitCode,
       );
     }
   }

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { readOrderToml } from '../cnb/order-toml.ts';
 import { readRunToml } from '../cnb/run-toml.ts';
+import { UsageError } from '../internal/errors.ts';
 import { inRoot, isDirInRoot, UntrustedFileError } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { Image } from '../oci/image.ts';
@@ -19,7 +19,6 @@ import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 export const BUILDER = {
   what: "the builder's root filesystem",
   shown: '/',
-  exitCode: ExitCode.Failed,
 } as const;
 
 /** The builder to build with. */
@@ -52,9 +51,8 @@ export async function readBuilderConfig(builder: BuilderInput): Promise<BuilderC
   const uid = Number(env.CNB_USER_ID ?? '1000');
   const gid = Number(env.CNB_GROUP_ID ?? '1000');
   if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0)
-    throw new KilnError(
+    throw new UsageError(
       `builder ${builder.name}: CNB_USER_ID/CNB_GROUP_ID must name a non-root build user (got ${env.CNB_USER_ID}:${env.CNB_GROUP_ID})`,
-      ExitCode.InvalidArgs,
     );
   return { uid, gid, env };
 }
@@ -88,10 +86,7 @@ export async function runImageOf(
   const run = await readRunToml(inRoot(rootfs, 'cnb/run.toml', BUILDER)).catch(rethrowUntrusted);
   const name = flag ?? run?.images?.[0]?.image;
   if (!name)
-    throw new KilnError(
-      `builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`);
   const entry = run?.images?.find((i) => i.image === name || (i.mirrors ?? []).includes(name));
   return { name, mirrors: entry ? [...(entry.mirrors ?? [])] : [] };
 }

@@ -1,4 +1,4 @@
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Redactor } from '../internal/redactor.ts';
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
@@ -136,13 +136,9 @@ export class RegistryClient {
           r = await httpRequest(`${base}/v2/`, { headers: { 'user-agent': this.#ua }, timeoutMs: 30_000 });
         } catch (e) {
           if (isTransient(e)) throw e;
-          throw new KilnError(
-            `cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`,
-            ExitCode.Failed,
-            {
-              cause: e,
-            },
-          );
+          throw new KilnError(`cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`, {
+            cause: e,
+          });
         }
         if (r.status !== 200 && r.status !== 401 && isRetryable(r.status))
           throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
@@ -154,13 +150,9 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`ping ${registry}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(
-        `cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`,
-        ExitCode.Failed,
-        {
-          cause: e,
-        },
-      );
+      throw new KilnError(`cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`, {
+        cause: e,
+      });
     });
     let challenge: Challenge | undefined;
     if (res.status === 401) {
@@ -380,7 +372,7 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`${action}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(`${action}: connection failed: ${describeNetError(e)}`, ExitCode.Failed, {
+      throw new KilnError(`${action}: connection failed: ${describeNetError(e)}`, {
         cause: e,
       });
     });

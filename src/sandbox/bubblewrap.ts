@@ -17,7 +17,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { EXTRA_FD_BASE, type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
@@ -207,7 +207,6 @@ export class BubblewrapExecutor implements Executor {
     if (range && o.hostUid !== 0) {
       throw new KilnError(
         'sandbox: an id range needs kiln to run as root (only root can map a range of host ids)',
-        ExitCode.Failed,
       );
     }
     if (range) return { uid: range.hostUid, gid: range.hostGid };
@@ -260,10 +259,7 @@ export class BubblewrapExecutor implements Executor {
       const hint = /Permission denied/.test(msg)
         ? ` (every directory above a mount source and the rootfs must be searchable by host uid ${cmd.uid ?? spec.uid}; kiln drops root before starting bwrap)`
         : '';
-      throw new KilnError(
-        `sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`,
-        ExitCode.Failed,
-      );
+      throw new KilnError(`sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`);
     }
     return result;
   }

@@ -1,10 +1,11 @@
+import { UsageError } from '../internal/errors.ts';
+
 /**
  * The resource limits of a build, in the words users see: sizes (`10GiB`, `64MiB`, `4g`),
  * durations (`90s`, `30m`, `1h`), the defaults, and for each limit the one line that says it was
  * hit and how to raise it. The enforcement lives elsewhere (cgroup.ts, disk-budget.ts,
  * run-guard.ts, prlimit in _child.ts); this module only names things consistently.
  */
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -62,13 +63,11 @@ export function parseSize(text: string, what: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
   if (!m || unit === undefined)
-    throw new KilnError(
+    throw new UsageError(
       `${what} "${text}" is not a size: expected a number with an optional unit such as 512MiB, 4GiB or 10g`,
-      ExitCode.InvalidArgs,
     );
   const n = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new KilnError(`${what} "${text}" must be a positive size`, ExitCode.InvalidArgs);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${what} "${text}" must be a positive size`);
   return n;
 }
 
@@ -90,9 +89,8 @@ export function parseDuration(text: string, what: string): number | undefined {
     total += m[2] === 'h' ? n * 3_600_000 : m[2] === 'm' ? n * 60_000 : m[2] === 's' ? n * 1000 : n;
   }
   if (t === '' || consumed !== t.length || !Number.isFinite(total) || total <= 0)
-    throw new KilnError(
+    throw new UsageError(
       `${what} "${text}" is not a duration: expected e.g. 90s, 30m, 1h or 1h30m (0 or none: no limit)`,
-      ExitCode.InvalidArgs,
     );
   return Math.round(total);
 }

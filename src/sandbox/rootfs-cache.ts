@@ -41,8 +41,8 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { KilnError } from '../internal/errors.ts';
 import { exists } from '../internal/fs.ts';
-import { KilnError } from '../internal/kiln-error.ts';
 import { acquireLock, tryLock } from '../internal/lock.ts';
 import { pidAlive } from '../internal/process.ts';
 import { tempSibling } from '../internal/temp-name.ts';

@@ -1,10 +1,10 @@
-import { KilnError } from '../cnb/exit-codes.ts';
 import { joinUrl, loadSuite, type SuiteSource } from '../debian/archive.ts';
 import { DebCache, type DebRef, type DownloadProgress } from '../debian/deb-cache.ts';
-import type { Fetcher } from '../debian/http.ts';
+import { type Fetcher, HttpError } from '../debian/http.ts';
 import { readKeyring } from '../debian/release.ts';
 import { resolve, Universe } from '../debian/resolver.ts';
 import { type AptSource, mirrorForSuite } from '../debian/sources.ts';
+import { KilnError } from '../internal/errors.ts';
 import { runFlavours, type StackConfig } from './config.ts';
 import { inputsDigest, type LockedPackage, lockedFrom, type StackLock } from './lock.ts';
 
@@ -125,12 +125,11 @@ export async function fetchPackages(pkgs: readonly LockedPackage[], opts: Access
     });
   } catch (e) {
     // The archive is live: superseded versions (security updates above all) leave the mirror.
-    const m = e instanceof KilnError ? /GET (\S+) failed: HTTP (404|410)/.exec(e.message) : null;
-    const p = m ? pkgs.find((x) => m[1]!.endsWith(`/${x.filename}`)) : undefined;
+    const gone = e instanceof HttpError && (e.status === 404 || e.status === 410) ? e.url : undefined;
+    const p = gone === undefined ? undefined : pkgs.find((x) => gone.endsWith(`/${x.filename}`));
     if (p) {
       throw new KilnError(
-        `package ${p.name} ${p.version} of the lock is no longer on the mirror (${m![1]}): run kiln stack update`,
-        (e as KilnError).exitCode,
+        `package ${p.name} ${p.version} of the lock is no longer on the mirror (${gone}): run kiln stack update`,
         { cause: e },
       );
     }

@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { parseCacheMetadata, parseLifecycleMetadata } from '../../src/cnb/lifecycle-metadata.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
 
 const asRoot = (process.getuid?.() ?? 0) === 0;
@@ -147,6 +148,6 @@ sys.stdout.buffer.write(b.getvalue())`,
     );
     assert.ok(err instanceof KilnError, String(err));
     assert.match(err.message, /^layers\/hostile_dot\/\.\.toml: layer name "\.": expected one path component/);
-    assert.equal(err.exitCode, 62);
+    assert.equal(exitCodeOf(err), 62);
   });
 });

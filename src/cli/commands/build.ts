@@ -6,8 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../../builder/run-flavour.ts';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
+import { KilnError, UsageError } from '../../internal/errors.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
@@ -92,7 +92,7 @@ export async function parseEnvFlags(
     const eq = item.indexOf('=');
     const name = eq < 0 ? item : item.slice(0, eq);
     if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(name))
-      throw new KilnError(`${where}: "${item}" is not NAME=VALUE`, ExitCode.InvalidArgs);
+      throw new UsageError(`${where}: "${item}" is not NAME=VALUE`);
     if (eq >= 0) out[name] = item.slice(eq + 1);
     else if (kilnEnv[name] !== undefined) out[name] = kilnEnv[name]!;
   };
@@ -101,7 +101,7 @@ export async function parseEnvFlags(
     try {
       text = await readFile(f, 'utf8');
     } catch (e) {
-      throw new KilnError(`--env-file ${f}: ${(e as Error).message}`, ExitCode.InvalidArgs);
+      throw new UsageError(`--env-file ${f}: ${(e as Error).message}`);
     }
     for (const line of text.split(/\r?\n/)) {
       const l = line.trim();
@@ -279,7 +279,7 @@ export function register(program: Command, ctx: CliContext): void {
   cmd.action(async (imageArg: string, flags: BuildFlags) => {
     const { settings, log } = ctx;
     if (flags.cacheImage && flags.cacheDir)
-      throw new KilnError('--cache-image and --cache-dir exclude each other: pick one', ExitCode.InvalidArgs);
+      throw new UsageError('--cache-image and --cache-dir exclude each other: pick one');
     // Limits first: a bad value fails before anything is pulled. The deadline starts now.
     const bounds = resolveBuildLimits(flags, await loadConfig(settings.configFile), settings);
     const deadline = bounds.timeoutMs !== undefined ? Deadline.after(bounds.timeoutMs) : undefined;
@@ -288,10 +288,7 @@ export function register(program: Command, ctx: CliContext): void {
     const network: NetworkMode = flags.network ?? (flags.executor === 'host' ? 'host' : 'isolated');
     const allowHosts = flags.allowHost.map((h) => parseAllowHost(h));
     if (allowHosts.length > 0 && network !== 'isolated')
-      throw new KilnError(
-        `--allow-host applies to --network isolated only (the network is "${network}")`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`--allow-host applies to --network isolated only (the network is "${network}")`);
     if (flags.network === 'host') log.warn(HOST_NETWORK_WARNING);
     const progress = log.progress();
     const io = imageIO(settings, log, { progress });
@@ -409,7 +406,7 @@ export function register(program: Command, ctx: CliContext): void {
       }).catch((e: unknown) => {
         const hint = tls.hint();
         if (hint === undefined || !(e instanceof KilnError)) throw e;
-        throw new KilnError(`${e.message}: ${hint}`, e.exitCode, { cause: e });
+        throw new KilnError(`${e.message}: ${hint}`, { cause: e });
       });
       progress.end();
       log.info(
@@ -425,8 +422,7 @@ export function register(program: Command, ctx: CliContext): void {
 
 function cacheImageRef(ref: string): Reference {
   const loc = parseImageLocation(ref);
-  if (loc.kind !== 'registry')
-    throw new KilnError(`--cache-image ${ref}: must be a registry reference`, ExitCode.InvalidArgs);
+  if (loc.kind !== 'registry') throw new UsageError(`--cache-image ${ref}: must be a registry reference`);
   return loc.ref;
 }
 
@@ -447,15 +443,11 @@ export async function projectRefs(entries: readonly GroupEntry[], scratch: strin
       if (uri.startsWith('docker://')) out.push(uri.slice('docker://'.length));
       else if (uri.startsWith('file://')) out.push(fileURLToPath(uri));
       else if (/^[a-z][a-z0-9+.-]*:/.test(uri))
-        throw new KilnError(
-          `project.toml buildpack uri "${e.uri}": unsupported scheme`,
-          ExitCode.InvalidArgs,
-        );
+        throw new UsageError(`project.toml buildpack uri "${e.uri}": unsupported scheme`);
       else out.push(uri);
       continue;
     }
-    if (!e.id)
-      throw new KilnError('project.toml group entry without id, uri or script', ExitCode.InvalidArgs);
+    if (!e.id) throw new UsageError('project.toml group entry without id, uri or script');
     out.push(e.version ? `${e.id}@${e.version}` : e.id);
   }
   return out;
