@@ -4,7 +4,7 @@ import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { type BuildpackToml, readBuildpackToml, targetsOf } from '../cnb/buildpack-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
-import { KilnError, UsageError } from '../internal/errors.ts';
+import { isAbsent, KilnError, UsageError } from '../internal/errors.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { walk } from '../layers/walk.ts';
@@ -32,7 +32,7 @@ export async function readBuildpackSource(
   try {
     descriptor = await readBuildpackToml(path.join(dir, 'buildpack.toml'));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT/.test((e as Error).message)) {
+    if (isAbsent(e)) {
       throw new KilnError(
         `buildpack ${expect.id ?? dir}: ${path.join(dir, 'buildpack.toml')} not found` +
           (dir.includes(`${path.sep}dist${path.sep}`)

@@ -95,9 +95,14 @@ export function errnoOf(e: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** isAbsent: the one failure that means "this optional file is not there". */
+/**
+ * isAbsent: the one failure that means "this optional file is not there": ENOENT, raised here or
+ * kept as the cause of the error that names the file.
+ */
 export function isAbsent(e: unknown): boolean {
-  return errnoOf(e) === 'ENOENT';
+  for (let i = 0, c = e; i < 4 && c !== undefined && c !== null; i++, c = (c as Error).cause)
+    if (errnoOf(c) === 'ENOENT') return true;
+  return false;
 }
 
 /** DigestMismatchError is content whose digest (or size) is not the one it was asked for by. */

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { readOrderToml } from '../cnb/order-toml.ts';
-import { readRunToml } from '../cnb/run-toml.ts';
+import { readRunTomlIfExists } from '../cnb/run-toml.ts';
 import { UsageError } from '../internal/errors.ts';
-import { inRoot, isDirInRoot, UntrustedFileError } from '../internal/safe-read.ts';
+import { inRoot, isDirInRoot, } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { Image } from '../oci/image.ts';
 import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
@@ -68,12 +68,6 @@ export async function unpackBuilder(image: Image, cacheDir: string, bound?: Prun
   });
 }
 
-/** rethrowUntrusted lets a refused builder file fail the build; other read errors read as absent. */
-function rethrowUntrusted(e: unknown): undefined {
-  if (e instanceof UntrustedFileError) throw e;
-  return undefined;
-}
-
 /**
  * runImageOf names the run image to build on (`--run-image`, else the builder's first) and the
  * mirrors run.toml lists for it (recorded in the label so rebase can accept them).
@@ -83,7 +77,8 @@ export async function runImageOf(
   builder: BuilderInput,
   flag: string | undefined,
 ): Promise<{ name: string; mirrors: string[] }> {
-  const run = await readRunToml(inRoot(rootfs, 'cnb/run.toml', BUILDER)).catch(rethrowUntrusted);
+  // Only an absent run.toml names no run image; a broken one is an error naming it.
+  const run = await readRunTomlIfExists(inRoot(rootfs, 'cnb/run.toml', BUILDER));
   const name = flag ?? run?.images?.[0]?.image;
   if (!name)
     throw new UsageError(`builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`);

@@ -9,6 +9,23 @@ import { runFlavours, type StackConfig } from './config.ts';
 import { inputsDigest, type LockedPackage, lockedFrom, type StackLock } from './lock.ts';
 
 /** MirrorChoice is what the CLI resolved from --mirror / KILN_DEBIAN_MIRROR and friends. */
+/** A package the lock names that the archive no longer serves (superseded versions leave it). */
+export class PackageGoneError extends KilnError {
+  readonly package: string;
+  readonly version: string;
+  readonly url: string;
+  constructor(
+    message: string,
+    o: { readonly package: string; readonly version: string; readonly url: string; readonly cause?: unknown },
+  ) {
+    super(message, { cause: o.cause });
+    this.name = 'PackageGoneError';
+    this.package = o.package;
+    this.version = o.version;
+    this.url = o.url;
+  }
+}
+
 export interface MirrorChoice {
   /** Overrides the mirror of every non-security suite. */
   readonly mirror?: string;
@@ -128,9 +145,9 @@ export async function fetchPackages(pkgs: readonly LockedPackage[], opts: Access
     const gone = e instanceof HttpError && (e.status === 404 || e.status === 410) ? e.url : undefined;
     const p = gone === undefined ? undefined : pkgs.find((x) => gone.endsWith(`/${x.filename}`));
     if (p) {
-      throw new KilnError(
+      throw new PackageGoneError(
         `package ${p.name} ${p.version} of the lock is no longer on the mirror (${gone}): run kiln stack update`,
-        { cause: e },
+        { package: p.name, version: p.version, url: gone!, cause: e },
       );
     }
     throw e;

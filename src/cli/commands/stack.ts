@@ -11,7 +11,7 @@ import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { writeImage as pushImage } from '../../registry/write.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
-import { type AccessOptions, mirrorsOf, resolveStack } from '../../stack/archive-access.ts';
+import { type AccessOptions, mirrorsOf, PackageGoneError, resolveStack } from '../../stack/archive-access.ts';
 import { DEFAULT_FLAVOUR, readStackConfig, runFlavours, type StackConfig } from '../../stack/config.ts';
 import { type CreatedImage, createStack, type Role } from '../../stack/create.ts';
 import { StackLabel } from '../../stack/image.ts';
@@ -341,8 +341,7 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
     try {
       made = await createStack(s.config, options);
     } catch (e) {
-      if (!flags.fallbackLock || !(e instanceof KilnError) || !/no longer on the mirror/.test(e.message))
-        throw e;
+      if (!flags.fallbackLock || !(e instanceof PackageGoneError)) throw e;
       log.warn(`${e.message}; resolving the stack anew into ${flags.fallbackLock}`);
       const fresh = await resolveStack(s.config, s.access);
       await mkdir(path.dirname(flags.fallbackLock), { recursive: true });
