@@ -11,7 +11,7 @@ import type { HostIds } from '../sandbox/identity.ts';
 import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from './analyze.ts';
 import { build } from './build.ts';
 import { BuildpackStore } from './buildpack-store.ts';
-import type { CacheSnapshot, LayerCache } from './cache.ts';
+import { type CacheSnapshot, CacheStateError, type LayerCache } from './cache.ts';
 import { saveCache } from './cache-save.ts';
 import type { Deadline } from './deadline.ts';
 import { type DetectResult, detect } from './detect.ts';
@@ -265,7 +265,9 @@ async function restoreStep(
   try {
     snapshot = await o.cache.snapshot({ clear: o.clearCache });
   } catch (e) {
-    // The cache is an accelerator: an unreadable one means a cold build, not a failed one.
+    // A broken state file fails the restore naming it; other trouble with an accelerator (a lock,
+    // an unreadable directory) means a cold build, not a failed one.
+    if (e instanceof CacheStateError) throw e;
     o.log.warn(`Cache ${o.cache.name} unreadable (${(e as Error).message}): building without it`);
     snapshot = await o.cache.snapshot({ clear: true });
   }

@@ -3,7 +3,7 @@ import type { Order } from '../cnb/buildpack-toml.ts';
 import { readOrderToml } from '../cnb/order-toml.ts';
 import { readRunTomlIfExists } from '../cnb/run-toml.ts';
 import { UsageError } from '../internal/errors.ts';
-import { inRoot, isDirInRoot, } from '../internal/safe-read.ts';
+import { inRoot, isDirInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { Image } from '../oci/image.ts';
 import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
