@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../../builder/run-flavour.ts';
+import { platformApi } from '../../cnb/api.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { loadLauncher } from '../../launcher/index.ts';
@@ -278,6 +279,9 @@ export function register(program: Command, ctx: CliContext): void {
   addPlatformOptions(cmd);
   cmd.action(async (imageArg: string, flags: BuildFlags) => {
     const { settings, log } = ctx;
+    // A platform that asks for a Platform API kiln does not speak is refused before anything runs.
+    const api = settings.env.CNB_PLATFORM_API;
+    if (api !== undefined && api !== '') platformApi(api);
     if (flags.cacheImage && flags.cacheDir)
       throw new UsageError('--cache-image and --cache-dir exclude each other: pick one');
     // Limits first: a bad value fails before anything is pulled. The deadline starts now.
