@@ -1,7 +1,7 @@
 /** Guards for kiln's root-side writes into directories the build user owns. */
-import { lstat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { KilnError } from '../internal/errors.ts';
+import { lstatIfExists } from '../internal/fs.ts';
 
 /**
  * assertNoLinks throws unless every component of `path` below `root` that exists is a real
@@ -20,7 +20,7 @@ export async function assertNoLinks(root: string, path: string): Promise<void> {
   let cur = root;
   for (const [i, part] of parts.entries()) {
     cur = join(cur, part);
-    const st = await lstat(cur).catch(() => undefined);
+    const st = await lstatIfExists(cur);
     if (st === undefined) return;
     const last = i === parts.length - 1;
     if (st.isSymbolicLink() || (!last && !st.isDirectory())) {

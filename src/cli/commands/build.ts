@@ -458,11 +458,8 @@ export async function projectRefs(entries: readonly GroupEntry[], scratch: strin
 }
 
 async function configuredBuilder(settings: CliContext['settings']): Promise<string | undefined> {
-  try {
-    return (await loadConfig(settings.configFile)).defaultBuilder;
-  } catch {
-    return undefined;
-  }
+  // An absent config file names no builder (loadConfig); a broken one is an error naming it.
+  return (await loadConfig(settings.configFile)).defaultBuilder;
 }
 
 /** The embedded default builder: made locally from builders/bookworm on first use (needs the stack). */

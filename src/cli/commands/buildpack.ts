@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
@@ -12,6 +12,7 @@ import {
 } from '../../buildpackage/package-config.ts';
 import { parseTarget, scaffoldBuildpack } from '../../buildpackage/scaffold.ts';
 import { UsageError } from '../../internal/errors.ts';
+import { statIfExists } from '../../internal/fs.ts';
 import { BlobStore } from '../../layout/blob-store.ts';
 import { Layout } from '../../layout/layout.ts';
 import type { Image } from '../../oci/image.ts';
@@ -41,7 +42,7 @@ import {
  * port, or is localhost) — pack's rule for telling images from ids.
  */
 export async function openBuildpackageImage(ref: string, io: ImageIO): Promise<Image | undefined> {
-  const st = await stat(ref).catch(() => undefined);
+  const st = await statIfExists(ref);
   if (st?.isFile()) return readOciArchive(path.resolve(ref), io.platform ? { platform: io.platform } : {});
   if (st?.isDirectory()) return undefined;
   if (/^(oci|docker-archive|local):/.test(ref) || ref.startsWith('docker://'))
