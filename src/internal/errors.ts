@@ -71,24 +71,6 @@ export class UsageError extends KilnError {
   }
 }
 
-/**
- * IoError is a host file operation that failed for a reason other than the file being absent:
- * `path` names the file, `code` is the errno code (`EACCES`, `ENOSPC`, `EISDIR`…).
- */
-export class IoError extends KilnError {
-  readonly path: string;
-  readonly code: string | undefined;
-  constructor(path: string, cause: unknown, what = 'cannot read') {
-    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
-    super(`${path}: ${what}${code ? ` (${code})` : `: ${(cause as Error)?.message ?? String(cause)}`}`, {
-      cause,
-    });
-    this.name = 'IoError';
-    this.path = path;
-    this.code = code;
-  }
-}
-
 /** errnoOf is the errno code of a Node.js system error (`ENOENT`…), undefined for anything else. */
 export function errnoOf(e: unknown): string | undefined {
   const code = (e as NodeJS.ErrnoException | null)?.code;
