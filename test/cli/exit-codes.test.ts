@@ -5,14 +5,15 @@
 // whether the registry or the disk failed inside it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { imageAccess } from '../../src/cli/commands/build.ts';
-import { exitCodeOf } from '../../src/cli/exit-codes.ts';
+import { exitCodeOf, ProcessExit } from '../../src/cli/exit-codes.ts';
 import { type ImageIO, parseImageLocation } from '../../src/cli/image-ref.ts';
-import { KilnError } from '../../src/internal/errors.ts';
+import { inPhase, KilnError, UsageError } from '../../src/internal/errors.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
+import { BuildpackFailure } from '../../src/lifecycle/errors.ts';
 import { appendLayers } from '../../src/oci/mutate.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
@@ -185,5 +186,39 @@ describe('exit codes of the platform spec, from real failures', { skip: !asRoot 
     const missing = await runMain(['run', 'oci:/nonexistent/layout:x'], env);
     assert.equal(missing.code, 82, missing.err);
     assert.match(missing.err, /^ERROR: not an OCI image layout: /m);
+  });
+});
+
+describe('the table itself', () => {
+  test('what happened decides first, then the step, then 1; causes are followed', () => {
+    const inExport = (e: unknown) => inPhase('export', e, 'export');
+    assert.equal(exitCodeOf(new Error('x')), 1, 'outside any step');
+    assert.equal(exitCodeOf(inExport(Object.assign(new Error('disk'), { code: 'ENOSPC' }))), 62);
+    assert.equal(exitCodeOf(inExport(new KilnError('registry said 500'))), 62);
+    assert.equal(exitCodeOf(inExport(new UsageError('--tag "x": bad'))), 3, 'a usage error stays one');
+    assert.equal(exitCodeOf(new KilnError('wrapped', { cause: new UsageError('--flag') })), 3);
+    assert.equal(exitCodeOf(new BuildpackFailure('bp failed', { buildpack: 'a@1', phase: 'build' })), 51);
+    assert.equal(exitCodeOf(new BuildpackFailure('bp failed', { buildpack: 'a@1', phase: 'detect' })), 22);
+    assert.equal(exitCodeOf(inPhase('build', new KilnError('a layer dir is a link'))), 52);
+    assert.equal(exitCodeOf(new ProcessExit(7)), 7);
+    // The prefix is added to foreign errors only; kiln's own keep their one line.
+    assert.equal(inExport(new Error('EIO')).message, 'export: EIO');
+    assert.equal(inExport(new KilnError('mine')).message, 'mine');
+    assert.equal(new UsageError('--cache-image x: must be a registry reference').argument, '--cache-image');
+  });
+
+  test('no error is classified by its message text in src/', async () => {
+    const src = path.resolve(import.meta.dirname, '../../src');
+    const bad =
+      /(\.test\(\s*(String\(\s*(e|err|error)\s*\)|\(?(e|err|error)( as \w+\))?\)?\.message))|((e|err|error)\)?\.message\.(includes|startsWith|match)\()/;
+    const hits: string[] = [];
+    for (const f of await readdir(src, { recursive: true })) {
+      if (!f.endsWith('.ts') || f.endsWith('.test.ts')) continue;
+      const lines = (await readFile(path.join(src, f), 'utf8')).split('\n');
+      lines.forEach((l, i) => {
+        if (bad.test(l)) hits.push(`src/${f}:${i + 1}: ${l.trim()}`);
+      });
+    }
+    assert.deepEqual(hits, []);
   });
 });
