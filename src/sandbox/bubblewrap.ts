@@ -26,6 +26,17 @@ import { enterPrefix } from './network.ts';
 import { type SeccompSetting, seccompArgs, seccompFilterOf, withSeccompFilter } from './seccomp.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
+/** bubblewrap refused to set the sandbox up (a mount, a namespace): nothing of the process ran. */
+export class SandboxSetupError extends KilnError {
+  /** bubblewrap's own line. */
+  readonly detail: string;
+  constructor(message: string, detail: string) {
+    super(message);
+    this.name = 'SandboxSetupError';
+    this.detail = detail;
+  }
+}
+
 export interface BubblewrapOptions {
   readonly bwrap?: string;
   readonly prlimit?: string;
@@ -259,7 +270,7 @@ export class BubblewrapExecutor implements Executor {
       const hint = /Permission denied/.test(msg)
         ? ` (every directory above a mount source and the rootfs must be searchable by host uid ${cmd.uid ?? spec.uid}; kiln drops root before starting bwrap)`
         : '';
-      throw new KilnError(`sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`);
+      throw new SandboxSetupError(`sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`, msg);
     }
     return result;
   }
