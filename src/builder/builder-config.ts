@@ -3,8 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { parseTomlText } from '../cnb/toml-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 
 const ImageEntry = z.object({ image: z.string().min(1), mirrors: z.array(z.string()).optional() }).loose();
 
@@ -110,9 +110,8 @@ function resolveUri(uri: string, base: string, file: string): { dir: string; ima
   const local = uri.startsWith('file://') ? fileURLToPath(uri) : uri;
   const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(local);
   if (m || local.startsWith('docker:') || local.startsWith('urn:')) {
-    throw new KilnError(
+    throw new UsageError(
       `${file}: buildpack uri ${JSON.stringify(uri)}: expected a buildpack directory (relative, absolute or file://), a .cnb file, docker://REF or oci:DIR[:TAG]`,
-      ExitCode.InvalidArgs,
     );
   }
   const abs = path.resolve(base, local);
@@ -135,9 +134,8 @@ export function parseBuilderConfig(text: string, file: string): BuilderConfig {
   const extensions = doc.extensions.map((x) => {
     const r = resolveUri(x.uri, base, file);
     if (r.image)
-      throw new KilnError(
+      throw new UsageError(
         `${file}: extension uri ${JSON.stringify(x.uri)}: expected an extension directory (relative, absolute or file://)`,
-        ExitCode.InvalidArgs,
       );
     return { dir: r.dir, ...(x.id ? { id: x.id } : {}), ...(x.version ? { version: x.version } : {}) };
   });

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { bytesEntry } from '../archive/tar-file.ts';
 import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
 import { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { formatKey, toTomlText } from '../cnb/toml-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
@@ -93,15 +93,13 @@ export function resolveOrder(
     group: g.group.map((e, ei) => {
       const candidates = buildpacks.filter((b) => b.id === e.id && (!e.version || b.version === e.version));
       if (candidates.length === 0) {
-        throw new KilnError(
+        throw new UsageError(
           `${file}: ${key}[${gi}].group[${ei}]: ${kind} ${e.id}${e.version ? `@${e.version}` : ''} is not in ${list}`,
-          ExitCode.InvalidArgs,
         );
       }
       if (!e.version && candidates.length > 1) {
-        throw new KilnError(
+        throw new UsageError(
           `${file}: ${key}[${gi}].group[${ei}]: ${kind} ${e.id} has several versions; name one`,
-          ExitCode.InvalidArgs,
         );
       }
       return {
@@ -165,9 +163,8 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
       const found: BuildpackSource[] = [];
       for (const dir of await opts.buildpackages(b.image)) found.push(await readBuildpackSource(dir));
       if (b.id && !found.some((s) => s.id === b.id && (!b.version || s.version === b.version)))
-        throw new KilnError(
+        throw new UsageError(
           `${config.file}: buildpackage ${b.image} holds no ${b.id}${b.version ? `@${b.version}` : ''}`,
-          ExitCode.InvalidArgs,
         );
       // Components a composite package shares with another entry are the same buildpack: keep one.
       for (const s of found)
@@ -176,10 +173,7 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
     }
     const src = await readBuildpackSource(b.dir, b);
     if (sources.some((s) => s.id === src.id && s.version === src.version)) {
-      throw new KilnError(
-        `${config.file}: buildpack ${src.id}@${src.version} is listed twice`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`${config.file}: buildpack ${src.id}@${src.version} is listed twice`);
     }
     sources.push(src);
   }
@@ -189,10 +183,7 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
   for (const x of config.extensions) {
     const src = await readExtensionSource(x.dir, x);
     if (extensions.some((e) => e.id === src.id && e.version === src.version))
-      throw new KilnError(
-        `${config.file}: extension ${src.id}@${src.version} is listed twice`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`${config.file}: extension ${src.id}@${src.version} is listed twice`);
     extensions.push(src);
   }
   extensions.sort((a, b) => (a.id === b.id ? (a.version < b.version ? -1 : 1) : a.id < b.id ? -1 : 1));

@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { type BuildpackToml, readBuildpackToml, targetsOf } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
+import { isAbsent, KilnError, UsageError } from '../internal/errors.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { walk } from '../layers/walk.ts';
@@ -32,7 +32,7 @@ export async function readBuildpackSource(
   try {
     descriptor = await readBuildpackToml(path.join(dir, 'buildpack.toml'));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT/.test((e as Error).message)) {
+    if (isAbsent(e)) {
       throw new KilnError(
         `buildpack ${expect.id ?? dir}: ${path.join(dir, 'buildpack.toml')} not found` +
           (dir.includes(`${path.sep}dist${path.sep}`)
@@ -44,15 +44,11 @@ export async function readBuildpackSource(
   }
   const { id, version } = descriptor.buildpack;
   if (expect.id && expect.id !== id) {
-    throw new KilnError(
-      `buildpack at ${dir}: id is "${id}", builder config expects "${expect.id}"`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`buildpack at ${dir}: id is "${id}", builder config expects "${expect.id}"`);
   }
   if (expect.version && expect.version !== version) {
-    throw new KilnError(
+    throw new UsageError(
       `buildpack ${id} at ${dir}: version is ${version}, builder config expects ${expect.version}`,
-      ExitCode.InvalidArgs,
     );
   }
   if (!descriptor.order?.length) {

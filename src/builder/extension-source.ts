@@ -1,9 +1,9 @@
 import { access, constants, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { parseTomlText } from '../cnb/toml-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { walk } from '../layers/walk.ts';
@@ -48,17 +48,13 @@ export async function readExtensionSource(
 ): Promise<ExtensionSource> {
   const file = path.join(dir, 'extension.toml');
   const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    throw new KilnError(
-      `extension ${expect.id ?? dir}: cannot read ${file} (${e.code})`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`extension ${expect.id ?? dir}: cannot read ${file} (${e.code})`);
   });
   const descriptor = parseTomlText(text, ExtensionToml, file);
   const { id, version } = descriptor.extension;
   if ((expect.id && expect.id !== id) || (expect.version && expect.version !== version))
-    throw new KilnError(
+    throw new UsageError(
       `extension at ${dir} is ${id}@${version}, builder config expects ${expect.id}${expect.version ? `@${expect.version}` : ''}`,
-      ExitCode.InvalidArgs,
     );
   try {
     await access(path.join(dir, 'bin', 'generate'), constants.X_OK);

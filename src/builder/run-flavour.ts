@@ -1,4 +1,4 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { UsageError } from '../internal/errors.ts';
 import type { Image } from '../oci/image.ts';
 
 /**
@@ -58,10 +58,9 @@ export async function resolveRunImageChoice(
     if (flavour === choice) return { image: name, flavour };
     if (flavour && !seen.includes(flavour)) seen.push(flavour);
   }
-  throw new KilnError(
+  throw new UsageError(
     `${what.source} "${choice}": no run image of builder ${what.builder} has the flavour "${choice}" (${
       seen.length ? `flavours: ${seen.join(', ')}` : 'its run images name no flavours'
     }); an image is named with a registry, a path or a tag (e.g. ${choice}:latest)`,
-    ExitCode.InvalidArgs,
   );
 }

@@ -10,7 +10,6 @@ import {
   readBuildpackSource,
 } from '../builder/buildpack-source.ts';
 import { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   BUILDPACK_ID_EXPECTED,
   BUILDPACK_ID_PATTERN,
@@ -18,6 +17,7 @@ import {
   BUILDPACK_VERSION_PATTERN,
 } from '../cnb/ids.ts';
 import { formatKey } from '../cnb/toml-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { exists } from '../internal/fs.ts';
 import { lstatInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
@@ -118,29 +118,24 @@ export async function readBuildpackageLabels(
   const labels = (await image.configFile()).config?.Labels ?? {};
   const parse = (key: string): unknown => {
     const raw = labels[key];
-    if (raw === undefined)
-      throw new KilnError(`${what}: not a buildpackage: label ${key} missing`, ExitCode.InvalidArgs);
+    if (raw === undefined) throw new UsageError(`${what}: not a buildpackage: label ${key} missing`);
     try {
       return JSON.parse(raw);
     } catch {
-      throw new KilnError(`${what}: label ${key} is not valid JSON`, ExitCode.InvalidArgs);
+      throw new UsageError(`${what}: label ${key} is not valid JSON`);
     }
   };
   // Both labels come from whoever published the package: check the shapes kiln relies on.
   const metadata = parse(BuildpackageLabel.Metadata) as BuildpackageMetadata | null;
   if (typeof metadata?.id !== 'string' || typeof metadata.version !== 'string')
-    throw new KilnError(
-      `${what}: label ${BuildpackageLabel.Metadata} has no id and version`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`${what}: label ${BuildpackageLabel.Metadata} has no id and version`);
   const r = LayersLabelSchema.safeParse(parse(BuildpackageLabel.Layers));
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    throw new KilnError(
+    throw new UsageError(
       oneLine(
         `${what}: label ${BuildpackageLabel.Layers}: ${formatKey(issue.path) || '(document)'}: ${issue.message}`,
       ),
-      ExitCode.InvalidArgs,
     );
   }
   return { metadata, layers: r.data };
@@ -159,15 +154,13 @@ async function modulesOfImage(
   for (const [id, versions] of Object.entries(label)) {
     // Ids and versions become directories (`/cnb/buildpacks/<id>/<version>`) on the host.
     if (!BUILDPACK_ID_PATTERN.test(id))
-      throw new KilnError(
+      throw new UsageError(
         `${what}: label ${BuildpackageLabel.Layers}: buildpack id ${JSON.stringify(id)}: expected ${BUILDPACK_ID_EXPECTED}`,
-        ExitCode.InvalidArgs,
       );
     for (const [version, entry] of Object.entries(versions ?? {})) {
       if (!BUILDPACK_VERSION_PATTERN.test(version))
-        throw new KilnError(
+        throw new UsageError(
           `${what}: label ${BuildpackageLabel.Layers}: buildpack ${id} version ${JSON.stringify(version)}: expected ${BUILDPACK_VERSION_EXPECTED}`,
-          ExitCode.InvalidArgs,
         );
       const layer = byDiffID.get(entry?.layerDiffID);
       if (!layer)
@@ -199,9 +192,8 @@ export async function createBuildpackage(
     const key = `${m.id}@${m.version}`;
     const have = modules.get(key);
     if (have && have.entry.layerDiffID !== m.entry.layerDiffID)
-      throw new KilnError(
+      throw new UsageError(
         `${config.file}: ${where}: buildpack ${key} is already in the package with different content`,
-        ExitCode.InvalidArgs,
       );
     if (!have) modules.set(key, m);
   };
@@ -216,10 +208,7 @@ export async function createBuildpackage(
       });
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
-      throw new KilnError(
-        `${config.file}: ${where}: cannot unpack ${file}: ${(e as Error).message}`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`${config.file}: ${where}: cannot unpack ${file}: ${(e as Error).message}`);
     }
     return dir;
   };
@@ -231,11 +220,11 @@ export async function createBuildpackage(
     if (uri.kind === 'dir' || uri.kind === 'tgz') {
       const dir = uri.kind === 'dir' ? uri.dir : await unpackTgz(uri.file, where);
       if (uri.kind === 'dir' && !(await exists(uri.dir)))
-        throw new KilnError(`${config.file}: ${where}: ${uri.dir} does not exist`, ExitCode.InvalidArgs);
+        throw new UsageError(`${config.file}: ${where}: ${uri.dir} does not exist`);
       return { source: await readBuildpackSource(dir) };
     }
     if (uri.kind === 'cnb' && !(await exists(uri.file)))
-      throw new KilnError(`${config.file}: ${where}: ${uri.file} does not exist`, ExitCode.InvalidArgs);
+      throw new UsageError(`${config.file}: ${where}: ${uri.file} does not exist`);
     const what = uri.kind === 'cnb' ? uri.file : uri.ref;
     return modulesOfImage(await opts.openImage(uri), `${config.file}: ${where}: ${what}`);
   };
@@ -329,9 +318,8 @@ function checkOrder(top: Module, modules: ReadonlyMap<string, Module>, file: str
   for (const [gi, g] of (top.entry.order ?? []).entries()) {
     for (const [ei, e] of g.group.entries()) {
       if (!findModule(modules, e))
-        throw new KilnError(
+        throw new UsageError(
           `${file}: buildpack ${top.id}@${top.version}: order[${gi}].group[${ei}]: ${e.id}${e.version ? `@${e.version}` : ''} is not in the package: add it to [[dependencies]]`,
-          ExitCode.InvalidArgs,
         );
     }
   }

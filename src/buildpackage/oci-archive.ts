@@ -9,7 +9,7 @@ import {
   tarMembers,
   writeTarFile,
 } from '../archive/tar-file.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { DigestVerifier } from '../layout/blob-store.ts';
 import { REF_NAME } from '../layout/layout.ts';
@@ -73,7 +73,7 @@ export async function writeOciArchive(file: string, image: Image, tag?: string):
 
 async function indexTar(file: string): Promise<Map<string, TarMember>> {
   if ((await compressionAt(file)) !== 'none')
-    throw new KilnError(`${file}: compressed; expected an uncompressed OCI layout tar`, ExitCode.InvalidArgs);
+    throw new UsageError(`${file}: compressed; expected an uncompressed OCI layout tar`);
   return tarMembers(file);
 }
 
@@ -94,22 +94,19 @@ export async function readOciArchive(
     members = await indexTar(file);
   } catch (e) {
     if (e instanceof KilnError) throw e;
-    throw new KilnError(`${file}: not a readable tar (${(e as Error).message})`, ExitCode.InvalidArgs);
+    throw new UsageError(`${file}: not a readable tar (${(e as Error).message})`);
   }
   const range = (m: TarMember): Readable => memberStream(file, m);
   const member = (d: string): TarMember => {
     const m = members.get(`blobs/sha256/${hexOf(d as Digest)}`);
-    if (!m) throw new KilnError(`${file}: blob ${d} is missing`, ExitCode.InvalidArgs);
+    if (!m) throw new UsageError(`${file}: blob ${d} is missing`);
     return m;
   };
   // index.json, manifests and configs are read whole: bounded, and checked against the digest
   // that named them (the layers are verified as they stream).
   const readBytes = async (m: TarMember, what: string, digest?: string): Promise<Buffer> => {
     if (m.size > MAX_METADATA_BYTES)
-      throw new KilnError(
-        `${file}: ${what} is ${m.size} bytes; refusing more than ${MAX_METADATA_BYTES}`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`${file}: ${what} is ${m.size} bytes; refusing more than ${MAX_METADATA_BYTES}`);
     const chunks: Buffer[] = [];
     for await (const c of range(m)) chunks.push(c as Buffer);
     const b = Buffer.concat(chunks);
@@ -118,10 +115,7 @@ export async function readOciArchive(
   };
   const indexMember = members.get('index.json');
   if (!indexMember || !members.has('oci-layout'))
-    throw new KilnError(
-      `${file}: not an OCI layout archive (no oci-layout or index.json)`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`${file}: not an OCI layout archive (no oci-layout or index.json)`);
   let index = parseJson(IndexSchema, await readBytes(indexMember, 'index.json'), `index.json of ${file}`);
   let desc: Descriptor | undefined =
     opts.tag !== undefined
@@ -130,9 +124,8 @@ export async function readOciArchive(
         ? index.manifests[0]
         : index.manifests.find((d) => d.annotations?.[REF_NAME] === 'latest');
   if (!desc)
-    throw new KilnError(
+    throw new UsageError(
       `${file}: ${opts.tag !== undefined ? `no image tagged "${opts.tag}"` : `${index.manifests.length} images and none tagged "latest"`}`,
-      ExitCode.InvalidArgs,
     );
   const want = opts.platform ?? { os: 'linux', architecture: 'amd64' };
   for (let depth = 0; isIndexMediaType(desc.mediaType); depth++) {

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, parseTomlText } from '../cnb/toml-file.ts';
+import { UsageError } from '../internal/errors.ts';
 
 // pack's package.toml: `[buildpack] uri`, `[[dependencies]] uri | image`, `[platform] os`.
 // A uri is a buildpack directory, a .tgz of one, a .cnb buildpackage file, or an image
@@ -69,16 +69,12 @@ export interface PackageConfig {
 export function parseBuildpackUri(uri: string, base: string, where: string): BuildpackUri {
   if (uri.startsWith('docker://') || uri.startsWith('oci:')) return { kind: 'image', ref: uri };
   if (uri.startsWith('urn:cnb:registry:'))
-    throw new KilnError(
-      `${where}: ${JSON.stringify(uri)}: buildpack registry urns are not supported`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`${where}: ${JSON.stringify(uri)}: buildpack registry urns are not supported`);
   let p = uri;
   if (uri.startsWith('file://')) p = fileURLToPath(uri);
   else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri))
-    throw new KilnError(
+    throw new UsageError(
       `${where}: ${JSON.stringify(uri)}: expected a directory, a .tgz or .cnb file, docker://REF or oci:DIR[:TAG]`,
-      ExitCode.InvalidArgs,
     );
   const abs = path.resolve(base, p);
   if (/\.(tgz|tar\.gz)$/i.test(abs)) return { kind: 'tgz', file: abs };
@@ -112,7 +108,7 @@ export async function readPackageConfig(file: string): Promise<PackageConfig> {
     throw new CnbFileError(
       file,
       `cannot read package config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      ExitCode.InvalidArgs,
+      { userInput: true },
     );
   }
   return parsePackageConfig(text, file);

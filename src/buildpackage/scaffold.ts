@@ -1,9 +1,9 @@
 import { chmod, mkdir, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SUPPORTED_BUILDPACK_APIS } from '../cnb/api.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { BUILDPACK_ID_PATTERN, escapeId, RESERVED_BUILDPACK_IDS } from '../cnb/ids.ts';
 import { toTomlText } from '../cnb/toml-file.ts';
+import { UsageError } from '../internal/errors.ts';
 import { tempSibling } from '../internal/temp-name.ts';
 
 /** A target of a new buildpack: `os/arch[/variant]`. */
@@ -27,10 +27,7 @@ export interface ScaffoldOptions {
 export function parseTarget(s: string): ScaffoldTarget {
   const [os, arch, variant, ...rest] = s.split('/');
   if (!os || rest.length > 0 || arch === '' || variant === '')
-    throw new KilnError(
-      `--targets "${s}": expected os[/arch[/variant]], e.g. linux/amd64`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`--targets "${s}": expected os[/arch[/variant]], e.g. linux/amd64`);
   return { os, ...(arch ? { arch } : {}), ...(variant ? { variant } : {}) };
 }
 
@@ -83,22 +80,18 @@ Try it: \`kiln build my-app --path ./app --buildpack path/to/this/dir\`; package
 export async function scaffoldBuildpack(opts: ScaffoldOptions): Promise<string[]> {
   const { id, api } = opts;
   if (!BUILDPACK_ID_PATTERN.test(id) || RESERVED_BUILDPACK_IDS.includes(id.toLowerCase()))
-    throw new KilnError(
+    throw new UsageError(
       `buildpack id "${id}": may only contain letters, digits, ".", "/" and "-" and must not be a reserved id`,
-      ExitCode.InvalidArgs,
     );
   if (!SUPPORTED_BUILDPACK_APIS.includes(api))
-    throw new KilnError(
-      `--api ${api}: expected one of ${SUPPORTED_BUILDPACK_APIS.join(', ')}`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`--api ${api}: expected one of ${SUPPORTED_BUILDPACK_APIS.join(', ')}`);
   const dir = path.resolve(opts.dir);
   const existing = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [];
-    throw new KilnError(`${dir}: ${e.code ?? e.message}`, ExitCode.InvalidArgs);
+    throw new UsageError(`${dir}: ${e.code ?? e.message}`);
   });
   if (existing.length > 0)
-    throw new KilnError(`${dir} already exists and is not empty: pick another --path`, ExitCode.InvalidArgs);
+    throw new UsageError(`${dir} already exists and is not empty: pick another --path`);
 
   const descriptor = {
     api,

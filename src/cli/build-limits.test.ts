@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KilnError } from '../cnb/exit-codes.ts';
 import { emptyConfig } from '../config/config-file.ts';
+import { KilnError } from '../internal/errors.ts';
 import { resolveBuildLimits } from './build-limits.ts';
+import { exitCodeOf } from './exit-codes.ts';
 
 const GiB = 2 ** 30;
 const onTerminal = { ci: false, tty: true };
@@ -64,7 +65,7 @@ describe('resolveBuildLimits: flag > config > default', () => {
     ] as const)
       assert.throws(
         () => resolveBuildLimits(flags, emptyConfig(), onTerminal),
-        (e: unknown) => e instanceof KilnError && e.exitCode === 3 && e.message.startsWith(name),
+        (e: unknown) => e instanceof KilnError && exitCodeOf(e) === 3 && e.message.startsWith(name),
       );
   });
 });
@@ -73,7 +74,8 @@ test('a limit in the config file that does not parse is refused when the file is
   const { parseConfig } = await import('../config/config-file.ts');
   assert.throws(
     () => parseConfig('memory-limit = "plenty"\n', '/etc/kiln.toml'),
-    (e: unknown) => e instanceof KilnError && e.exitCode === 3 && /kiln\.toml.*memory-limit/.test(e.message),
+    (e: unknown) =>
+      e instanceof KilnError && exitCodeOf(e) === 3 && /kiln\.toml.*memory-limit/.test(e.message),
   );
   assert.equal(parseConfig('timeout = "30m"\ndisk-budget = "20GiB"\n', 'f').diskBudget, '20GiB');
 });

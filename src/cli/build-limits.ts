@@ -1,5 +1,5 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { KilnConfig } from '../config/config-file.ts';
+import { UsageError } from '../internal/errors.ts';
 import { DEFAULT_LIMITS } from '../sandbox/bubblewrap.ts';
 import type { Limits } from '../sandbox/executor.ts';
 import { BUILD_LIMIT_DEFAULTS, parseDuration, parseSize } from '../sandbox/limits.ts';
@@ -53,9 +53,8 @@ export function resolveBuildLimits(
   if (flags.processLimit !== undefined) {
     processes = Number(flags.processLimit);
     if (!/^\d+$/.test(flags.processLimit) || processes < 1)
-      throw new KilnError(
+      throw new UsageError(
         `--process-limit "${flags.processLimit}" is not a number of processes: expected a positive whole number`,
-        ExitCode.InvalidArgs,
       );
   } else if (config.processLimit !== undefined) processes = config.processLimit;
   const unattended = attended.ci || !attended.tty;

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { KilnConfig } from '../config/config-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { HttpClient } from '../internal/http/client.ts';
 import type { Redactor } from '../internal/redactor.ts';
 import { hostCaBundlePath } from '../platform/platform-inputs.ts';
@@ -42,7 +42,7 @@ export function httpClient(
       c = new HttpClient({ env: settings.env, caFiles, redact: (text) => redactor.redact(text) });
     } catch (e) {
       // A proxy variable that is not a URL: the message names the variable, never its value.
-      throw new KilnError((e as Error).message, ExitCode.InvalidArgs);
+      throw new UsageError((e as Error).message);
     }
     clients.set(key, c);
   }

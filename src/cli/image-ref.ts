@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type KilnConfig, loadConfigSync, mirrorFor } from '../config/config-file.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
@@ -37,7 +37,7 @@ export type ImageLocation =
  */
 export function parseImageLocation(arg: string): ImageLocation {
   const bad = (why: string): never => {
-    throw new KilnError(`invalid image "${arg}": ${why}`, ExitCode.InvalidArgs);
+    throw new UsageError(`invalid image "${arg}": ${why}`);
   };
   const split = (rest: string): [string, string | undefined] => {
     const i = rest.indexOf(':');
@@ -125,7 +125,6 @@ export function explainUnreachable(arg: string, loc: ImageLocation, storeDir: st
   if (!m) return e;
   return new KilnError(
     `image ${arg} not found in the local store (${storeDir}) and registry ${loc.ref.registry} unreachable: ${m[1]}`,
-    ExitCode.Failed,
     { cause: e },
   );
 }
@@ -264,9 +263,7 @@ export async function readImage(loc: ImageLocation, io: ImageIO): Promise<Image>
       return (await import('../archive/docker-archive.ts'))
         .readDockerArchive(loc.file, loc.tag ? { tag: loc.tag } : {})
         .catch((e: unknown) => {
-          throw e instanceof KilnError
-            ? e
-            : new KilnError((e as Error).message, ExitCode.Failed, { cause: e });
+          throw e instanceof KilnError ? e : new KilnError((e as Error).message, { cause: e });
         });
   }
 }

@@ -1,13 +1,16 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { inPhase, type Phase } from '../internal/errors.ts';
 import { type CliIO, createContext, KILN_VERSION, type MutableContext } from './context.ts';
+import { exitCodeOf, ProcessExit } from './exit-codes.ts';
 import type { GlobalFlags } from './settings.ts';
 
 /** A command module: `register(program, ctx)` adds its command(s) to the program. */
 export interface CommandModule {
   register(program: Command, ctx: MutableContext): void;
+  /** The platform spec's step the whole command is (`rebase`, `launch`): its failures carry it. */
+  readonly step?: Phase;
 }
 
 /**
@@ -44,6 +47,14 @@ function commandOf(argv: readonly string[]): string | undefined {
   return undefined;
 }
 
+// The step of the command argv runs, read from its module (loaded already by buildProgram).
+const steps = new Map<string, Phase | undefined>();
+
+function stepOf(argv: readonly string[]): Phase | undefined {
+  const name = commandOf(argv);
+  return name === undefined ? undefined : steps.get(name);
+}
+
 /**
  * buildProgram creates the commander program with global flags and the commands `argv` needs
  * registered (every command when argv names none, as for help).
@@ -69,7 +80,9 @@ export async function buildProgram(ctx: MutableContext, argv: readonly string[] 
   program.hook('preAction', (_this, action) => ctx.init(action.optsWithGlobals() as GlobalFlags));
   const name = commandOf(argv);
   if (name !== undefined && Object.hasOwn(COMMANDS, name)) {
-    (await COMMANDS[name]!()).register(program, ctx);
+    const module = await COMMANDS[name]!();
+    steps.set(name, module.step);
+    module.register(program, ctx);
     return program;
   }
   for (const [n, load] of Object.entries(COMMANDS)) {
@@ -85,15 +98,20 @@ export async function buildProgram(ctx: MutableContext, argv: readonly string[] 
 }
 
 /**
- * main runs the CLI over `argv` (without node and script) and returns the exit code: a KilnError
- * leaves with its own code and a one-line message; anything else with 1 (stack with --verbose or
- * KILN_DEBUG).
+ * main runs the CLI over `argv` (without node and script) and returns the exit code: every error
+ * is one ERROR line (stack with --verbose or KILN_DEBUG) and the code exitCodeOf gives it.
  */
 export async function main(argv: readonly string[], io: CliIO): Promise<number> {
   const ctx = createContext(io);
   try {
     const program = await buildProgram(ctx, argv);
-    await program.parseAsync([...argv], { from: 'user' });
+    try {
+      await program.parseAsync([...argv], { from: 'user' });
+    } catch (e) {
+      const step = stepOf(argv);
+      // A flag commander refused is a usage error whatever the command.
+      throw step === undefined || e instanceof CommanderError ? e : inPhase(step, e);
+    }
     return 0;
   } catch (e) {
     return reportError(e, ctx, argv, io);
@@ -101,13 +119,8 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
 }
 
 function reportError(e: unknown, ctx: MutableContext, argv: readonly string[], io: CliIO): number {
-  // `kiln run` ends with the app's own exit code (ProcessExit in commands/run.ts), no ERROR line.
-  if (
-    e instanceof Error &&
-    e.name === 'ProcessExit' &&
-    typeof (e as { exitCode?: unknown }).exitCode === 'number'
-  )
-    return (e as Error & { exitCode: number }).exitCode;
+  // `kiln run` ends with the app's own exit status (ProcessExit), no ERROR line.
+  if (e instanceof ProcessExit) return exitCodeOf(e);
   if (e instanceof CommanderError) {
     if (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
     io.stderr.write(`ERROR: ${ctx.redactor.redact(e.message.replace(/^error: /, ''))} (see kiln --help)\n`);
@@ -117,7 +130,7 @@ function reportError(e: unknown, ctx: MutableContext, argv: readonly string[], i
   const err = e instanceof Error ? e : new Error(String(e));
   ctx.log.error(oneLine(err.message));
   if (debug && err.stack) io.stderr.write(ctx.redactor.redact(err.stack) + '\n');
-  return err instanceof KilnError ? err.exitCode : 1;
+  return exitCodeOf(err);
 }
 
 function oneLine(s: string): string {

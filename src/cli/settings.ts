@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { configFilePath } from '../config/config-file.ts';
+import { UsageError } from '../internal/errors.ts';
 
 /**
  * Settings are the global flags and environment resolved once at the CLI edge. Library code never
@@ -105,9 +105,6 @@ function nonEmpty(s: string | undefined): string | undefined {
 function parseEpoch(s: string | undefined): number | undefined {
   if (s === undefined || s === '') return undefined;
   if (!/^\d+$/.test(s))
-    throw new KilnError(
-      `invalid SOURCE_DATE_EPOCH "${s}": expected whole seconds since 1970`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`invalid SOURCE_DATE_EPOCH "${s}": expected whole seconds since 1970`);
   return Number(s);
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { exitCodeOf } from '../cli/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import { ApiVersion, buildpackApi, platformApi } from './api.ts';
-import { ExitCode, KilnError } from './exit-codes.ts';
+import { ExitCode } from './exit-codes.ts';
 
 describe('ApiVersion', () => {
   test('parse() reads major.minor and a bare major', () => {
@@ -24,12 +26,12 @@ describe('ApiVersion', () => {
       () => buildpackApi('0.2', 'bp/buildpack.toml'),
       (e: unknown) =>
         e instanceof KilnError &&
-        e.exitCode === ExitCode.BuildpackApiUnsupported &&
+        exitCodeOf(e) === ExitCode.BuildpackApiUnsupported &&
         /bp\/buildpack.toml/.test(e.message),
     );
     assert.throws(
       () => buildpackApi('0.13', 'x'),
-      (e: unknown) => (e as KilnError).exitCode === 12,
+      (e: unknown) => exitCodeOf(e) === 12,
     );
   });
 
@@ -37,7 +39,7 @@ describe('ApiVersion', () => {
     assert.equal(platformApi('0.15').toString(), '0.15');
     assert.throws(
       () => platformApi('0.3'),
-      (e: unknown) => (e as KilnError).exitCode === 11,
+      (e: unknown) => exitCodeOf(e) === 11,
     );
   });
 });

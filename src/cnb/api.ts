@@ -1,4 +1,26 @@
-import { ExitCode, KilnError } from './exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
+
+/** BuildpackApiError is a buildpack declaring an API kiln does not support (platform spec: 12). */
+export class BuildpackApiError extends KilnError {
+  /** The API as declared. */
+  readonly api: string;
+  constructor(message: string, api: string) {
+    super(message);
+    this.name = 'BuildpackApiError';
+    this.api = api;
+  }
+}
+
+/** PlatformApiError is a platform API kiln does not support (platform spec: 11). */
+export class PlatformApiError extends KilnError {
+  /** The API as asked for. */
+  readonly api: string;
+  constructor(message: string, api: string) {
+    super(message);
+    this.name = 'PlatformApiError';
+    this.api = api;
+  }
+}
 
 /**
  * ApiVersion is a CNB API version `<major>.<minor>` (a bare `<major>` means `.0`). Behaviour that
@@ -61,12 +83,12 @@ export function buildpackApi(text: string, where: string): ApiVersion {
   try {
     v = ApiVersion.parse(text);
   } catch {
-    throw new KilnError(`${where}: invalid buildpack API "${text}"`, ExitCode.BuildpackApiUnsupported);
+    throw new BuildpackApiError(`${where}: invalid buildpack API "${text}"`, text);
   }
   if (!SUPPORTED_BUILDPACK_APIS.some((s) => v.equals(s))) {
-    throw new KilnError(
+    throw new BuildpackApiError(
       `${where}: buildpack API ${v} is not supported (supported: ${SUPPORTED_BUILDPACK_APIS.join(', ')})`,
-      ExitCode.BuildpackApiUnsupported,
+      text,
     );
   }
   return v;
@@ -78,12 +100,12 @@ export function platformApi(text: string): ApiVersion {
   try {
     v = ApiVersion.parse(text);
   } catch {
-    throw new KilnError(`invalid platform API "${text}"`, ExitCode.PlatformApiUnsupported);
+    throw new PlatformApiError(`invalid platform API "${text}"`, text);
   }
   if (!SUPPORTED_PLATFORM_APIS.some((s) => v.equals(s))) {
-    throw new KilnError(
+    throw new PlatformApiError(
       `platform API ${v} is not supported (supported: ${SUPPORTED_PLATFORM_APIS.join(', ')})`,
-      ExitCode.PlatformApiUnsupported,
+      text,
     );
   }
   return v;

@@ -11,7 +11,6 @@ import {
   validateData,
 } from '../internal/data-file.ts';
 import { type InRootFile, readTextInRootIfExists, shownPath } from '../internal/safe-read.ts';
-import { ExitCode } from './exit-codes.ts';
 
 /**
  * TomlSource is where a spec file is read from: a host path kiln itself owns, or a file inside an
@@ -30,14 +29,13 @@ export function nameOf(src: TomlSource): string {
  * names the file and the offending key, e.g. `layers/a/launch.toml: processes[0].command: expected array`.
  */
 export class CnbFileError extends DataFileError {
-  constructor(path: string, message: string, exitCode: number = ExitCode.Failed, options?: ErrorOptions) {
-    super(path, message, exitCode, options);
+  constructor(path: string, message: string, options?: ErrorOptions & { readonly userInput?: boolean }) {
+    super(path, message, options);
     this.name = 'CnbFileError';
   }
 }
 
-const cnbFileError: FileErrorOf = (path, message, options) =>
-  new CnbFileError(path, message, ExitCode.Failed, options);
+const cnbFileError: FileErrorOf = (path, message, options) => new CnbFileError(path, message, options);
 
 export { formatKey, toTomlText };
 
@@ -58,8 +56,7 @@ export function validate<S extends z.ZodType>(raw: unknown, schema: S, path: str
 export async function readTomlFile<S extends z.ZodType>(path: TomlSource, schema: S): Promise<z.output<S>> {
   if (typeof path !== 'string') {
     const text = readTextInRootIfExists(path.root, path.rel, path);
-    if (text === undefined)
-      throw new CnbFileError(nameOf(path), 'file not found', path.exitCode ?? ExitCode.Failed);
+    if (text === undefined) throw new CnbFileError(nameOf(path), 'file not found');
     return parseTomlText(text, schema, nameOf(path));
   }
   return readDataFile(path, schema, cnbFileError);

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { CnbFileError, toTomlText } from '../cnb/toml-file.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { type FileErrorOf, parseTomlData } from '../internal/data-file.ts';
+import { KilnError } from '../internal/errors.ts';
 import { checkOwnedFile, ensureOwnedDir } from '../internal/owned-dir.ts';
 import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
 import { parseByteSize, parseDuration } from './units.ts';
@@ -184,7 +184,7 @@ export function configFilePath(env: Readonly<Record<string, string | undefined>>
 export function parseConfig(text: string, file: string): KilnConfig {
   // Every error about the config file is a usage error (exit 3), naming the file and the key.
   const configError: FileErrorOf = (f, message, options) =>
-    new CnbFileError(f, message, ExitCode.InvalidArgs, options);
+    new CnbFileError(f, message, { ...options, userInput: true });
   const d = parseTomlData(text, Schema, file, configError);
   const mirrorsRaw = d['registry-mirrors'];
   let registryMirrors: RegistryMirror[] = [];
@@ -193,17 +193,13 @@ export function parseConfig(text: string, file: string): KilnConfig {
   else if (mirrorsRaw) {
     for (const [registry, mirror] of Object.entries(mirrorsRaw)) {
       if (registry !== '*' && !HOST.test(registry))
-        throw new CnbFileError(
-          file,
-          `registry-mirrors: "${registry}" is not a registry host`,
-          ExitCode.InvalidArgs,
-        );
+        throw new CnbFileError(file, `registry-mirrors: "${registry}" is not a registry host`, {
+          userInput: true,
+        });
       if (!HOST.test(mirror))
-        throw new CnbFileError(
-          file,
-          `registry-mirrors.${registry}: "${mirror}" is not a registry host`,
-          ExitCode.InvalidArgs,
-        );
+        throw new CnbFileError(file, `registry-mirrors.${registry}: "${mirror}" is not a registry host`, {
+          userInput: true,
+        });
       registryMirrors.push({ registry, mirror });
     }
   }
@@ -212,7 +208,7 @@ export function parseConfig(text: string, file: string): KilnConfig {
     try {
       return fn();
     } catch (err) {
-      throw new CnbFileError(file, `${key}: ${(err as Error).message}`, ExitCode.InvalidArgs);
+      throw new CnbFileError(file, `${key}: ${(err as Error).message}`, { userInput: true });
     }
   };
   for (const key of ['disk-budget', 'disk-reserve', 'file-size-limit', 'memory-limit'] as const) {
@@ -290,7 +286,7 @@ export function loadConfigSync(file: string): KilnConfig {
 function missingConfig(file: string, err: unknown): KilnConfig {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return emptyConfig();
-  throw new KilnError(`${file}: cannot read kiln config (${code})`, ExitCode.Failed, { cause: err });
+  throw new KilnError(`${file}: cannot read kiln config (${code})`, { cause: err });
 }
 
 /** configToToml encodes a configuration as the file's TOML (defaults left out). */

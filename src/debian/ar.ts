@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 
 /** ArMember is one member of an `ar` archive: its name and where its bytes sit in the file. */
 export interface ArMember {

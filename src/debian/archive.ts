@@ -4,10 +4,10 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { text as streamText } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
+import { DigestMismatchError, KilnError } from '../internal/errors.ts';
 import { HttpClient, type HttpResponse, limitBody, readBody } from '../internal/http/client.ts';
 import { describeNetError } from '../internal/http/errors.ts';
 import { statusText } from '../internal/http/node-net.ts';
-import { KilnError } from '../internal/kiln-error.ts';
 import { tempSibling } from '../internal/temp-name.ts';
 import { parseDeb822 } from './deb822.ts';
 import { compressionOfName, decompress } from './decompress.ts';
@@ -48,6 +48,18 @@ function clientOf(http: HttpClient | undefined): HttpClient {
   return directClient;
 }
 
+/** HttpError is a GET the archive answered with an error status (after retries where they help). */
+export class HttpError extends KilnError {
+  readonly url: string;
+  readonly status: number;
+  constructor(url: string, status: number, message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'HttpError';
+    this.url = url;
+    this.status = status;
+  }
+}
+
 /**
  * archiveGet GETs `url` from a Debian archive, retrying connection errors and 408/429/5xx answers
  * with backoff. A 404 or other status throws a KilnError naming the URL at once.
@@ -59,13 +71,20 @@ export async function archiveGet(url: string, http?: HttpClient): Promise<HttpRe
     res = await client.get(url);
   } catch (e) {
     const status = (e as { status?: unknown }).status;
-    const why =
-      typeof status === 'number' ? `HTTP ${status} ${statusText(status)}`.trim() : describeNetError(e);
-    throw new KilnError(client.redact(`GET ${url} failed: ${why}`), undefined, { cause: e });
+    if (typeof status === 'number')
+      throw new HttpError(
+        url,
+        status,
+        client.redact(`GET ${url} failed: HTTP ${status} ${statusText(status)}`.trim()),
+        e,
+      );
+    throw new KilnError(client.redact(`GET ${url} failed: ${describeNetError(e)}`), { cause: e });
   }
   if (!res.ok) {
     await res.discard();
-    throw new KilnError(
+    throw new HttpError(
+      url,
+      res.status,
       client.redact(`GET ${url} failed: HTTP ${res.status} ${statusText(res.status)}`.trim()),
     );
   }
@@ -76,7 +95,7 @@ export async function archiveGet(url: string, http?: HttpClient): Promise<HttpRe
 async function archiveGetText(url: string, http?: HttpClient): Promise<string> {
   const res = await archiveGet(url, http);
   const bytes = await readBody(res, IN_RELEASE_MAX, url).catch((e: unknown) => {
-    throw new KilnError(clientOf(http).redact(`GET ${url} failed: ${describeNetError(e)}`), undefined, {
+    throw new KilnError(clientOf(http).redact(`GET ${url} failed: ${describeNetError(e)}`), {
       cause: e,
     });
   });
@@ -167,12 +186,16 @@ export async function downloadVerified(
     };
     await pipeline(body, counter, createWriteStream(tmp)).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(clientOf(http).redact(`GET ${url} failed: ${describeNetError(e)}`), undefined, {
+      throw new KilnError(clientOf(http).redact(`GET ${url} failed: ${describeNetError(e)}`), {
         cause: e,
       });
     });
     const got = hash.digest('hex');
-    if (got !== sha256) throw new KilnError(`${url}: sha256 mismatch: expected ${sha256}, got ${got}`);
+    if (got !== sha256)
+      throw new DigestMismatchError(`${url}: sha256 mismatch: expected ${sha256}, got ${got}`, {
+        expected: sha256,
+        actual: got,
+      });
     await rename(tmp, dest);
     return written;
   } finally {

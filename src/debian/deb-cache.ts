@@ -1,8 +1,8 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapBounded } from '../internal/bounded.ts';
+import { DigestMismatchError, KilnError } from '../internal/errors.ts';
 import type { HttpClient } from '../internal/http/client.ts';
-import { KilnError } from '../internal/kiln-error.ts';
 import { downloadVerified } from './archive.ts';
 
 /** DebRef names one .deb to fetch: where from and what its sha256 must be. */
@@ -72,9 +72,8 @@ export class DebCache {
           onBytes ? (n) => onBytes(n, ref) : undefined,
         );
       } catch (e) {
-        if (e instanceof KilnError && e.message.includes('sha256 mismatch')) {
-          throw new KilnError(`package ${ref.name} ${ref.version}: ${e.message}`, e.exitCode);
-        }
+        if (e instanceof DigestMismatchError)
+          throw new DigestMismatchError(`package ${ref.name} ${ref.version}: ${e.message}`, e);
         throw e;
       }
       opts.progress?.onDone?.(ref, false);

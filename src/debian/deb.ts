@@ -12,7 +12,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { posix } from 'node:path';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import { type ArMember, readArIndex } from './ar.ts';
 import { type Paragraph, parseDeb822 } from './deb822.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { readKeyring, verifyInRelease } from './release.ts';
 
 const dir = new URL('./testdata/', import.meta.url).pathname;

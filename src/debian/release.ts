@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type * as OpenPgp from 'openpgp';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { field, parseDeb822 } from './deb822.ts';
 
 /** IndexFile is one entry of a Release file's SHA256 list: a path under dists/<suite>/. */
@@ -78,10 +78,7 @@ export async function verifyInRelease(text: string, keyring: Keyring, what: stri
   }
   if (!signedBy) {
     const why = failures.length ? failures.join('; ') : 'no signatures';
-    throw new KilnError(
-      `InRelease ${what}: no valid signature by a key in ${keyring.source} (${why})`,
-      ExitCode.Failed,
-    );
+    throw new KilnError(`InRelease ${what}: no valid signature by a key in ${keyring.source} (${why})`);
   }
   // Only the signed text is parsed: result.data is what the signature covers.
   const signed = String(result.data);

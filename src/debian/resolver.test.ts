@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { PackageRecord } from './package.ts';
 import { parseRelations } from './package.ts';
 import { resolve, Universe } from './resolver.ts';

@@ -1,4 +1,4 @@
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { type Atom, type Clause, formatAtom, type PackageRecord, parseRelations } from './package.ts';
 import { compareVersions, satisfies } from './version.ts';
 

@@ -1,6 +1,5 @@
 import { gunzipSync } from 'node:zlib';
 import { FLAVOUR_LABEL } from '../builder/run-flavour.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   BUILD_METADATA_LABEL,
   BUILD_USER_LABEL,
@@ -10,6 +9,7 @@ import {
   parseLifecycleMetadata,
   parseProjectMetadata,
 } from '../cnb/lifecycle-metadata.ts';
+import { KilnError } from '../internal/errors.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { Image, Layer } from '../oci/image.ts';
 
@@ -117,7 +117,6 @@ export async function inspectImage(image: Image, opts: InspectOptions): Promise<
   if (rawLifecycle === undefined)
     throw new KilnError(
       `${opts.reference} is not a buildpacks app image (no ${LIFECYCLE_METADATA_LABEL} label); for builders use kiln builder inspect`,
-      ExitCode.Failed,
     );
   const md = parseLifecycleMetadata(rawLifecycle);
   const build = labels[BUILD_METADATA_LABEL] ? parseBuildMetadata(labels[BUILD_METADATA_LABEL]) : undefined;

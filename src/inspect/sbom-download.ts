@@ -1,11 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   LIFECYCLE_METADATA_LABEL,
   parseLifecycleMetadata,
   RUN_IMAGE_SBOM_DIR,
 } from '../cnb/lifecycle-metadata.ts';
+import { KilnError } from '../internal/errors.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { Image } from '../oci/image.ts';
 import { cyclonedxDocument } from '../sbom/cyclonedx.ts';
@@ -67,11 +67,7 @@ export async function downloadSbom(o: SbomDownloadOptions): Promise<SbomDownload
   const byDir = new Map<string, Map<SbomFormat, unknown>>();
   if (md.sbom?.sha) {
     const i = cfg.rootfs.diff_ids.indexOf(md.sbom.sha as (typeof cfg.rootfs.diff_ids)[number]);
-    if (i < 0)
-      throw new KilnError(
-        `${o.name}: its SBOM layer ${md.sbom.sha} is not among its layers`,
-        ExitCode.Failed,
-      );
+    if (i < 0) throw new KilnError(`${o.name}: its SBOM layer ${md.sbom.sha} is not among its layers`);
     const layer = (await o.image.layers())[i]!;
     for await (const e of readTar(await layer.uncompressed())) {
       const rel = safeSbomPath(e.header.path);

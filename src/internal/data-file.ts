@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import type { z } from 'zod';
 import { writeFileAtomic } from './atomic-write.ts';
-import { ExitCode, KilnError } from './kiln-error.ts';
+import { isAbsent, KilnError } from './errors.ts';
 import { oneLine } from './one-line.ts';
 
 // Reading, validating and writing the TOML and JSON files kiln itself owns (its config, caches'
@@ -16,18 +16,20 @@ import { oneLine } from './one-line.ts';
 /** DataFileError is a file that could not be read or did not match its schema; `path` names it. */
 export class DataFileError extends KilnError {
   readonly path: string;
-  constructor(path: string, message: string, exitCode: number = ExitCode.Failed, options?: ErrorOptions) {
-    super(`${path}: ${message}`, exitCode, options);
+  /** The file is the user's input (a config file, project.toml): a bad one is a usage error. */
+  readonly userInput: boolean;
+  constructor(path: string, message: string, options?: ErrorOptions & { readonly userInput?: boolean }) {
+    super(`${path}: ${message}`, options);
     this.name = 'DataFileError';
     this.path = path;
+    this.userInput = options?.userInput ?? false;
   }
 }
 
 /** Makes the error for a bad file (a caller may want its own subclass of DataFileError). */
 export type FileErrorOf = (path: string, message: string, options?: ErrorOptions) => Error;
 
-const dataFileError: FileErrorOf = (path, message, options) =>
-  new DataFileError(path, message, ExitCode.Failed, options);
+const dataFileError: FileErrorOf = (path, message, options) => new DataFileError(path, message, options);
 
 /** formatKey renders a zod issue path as `a.b[0].c`. */
 export function formatKey(path: readonly PropertyKey[]): string {
@@ -104,14 +106,8 @@ export async function readDataFileIfExists<S extends z.ZodType>(
   schema: S,
   errorOf: FileErrorOf = dataFileError,
 ): Promise<z.output<S> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    throw errorOf(path, `cannot read: ${code}`, { cause: err });
-  }
+  const text = await readText(path, errorOf);
+  if (typeof text !== 'string') return undefined;
   return isJson(path)
     ? parseJsonData(text, schema, path, errorOf)
     : parseTomlData(text, schema, path, errorOf);
@@ -123,9 +119,22 @@ export async function readDataFile<S extends z.ZodType>(
   schema: S,
   errorOf: FileErrorOf = dataFileError,
 ): Promise<z.output<S>> {
-  const v = await readDataFileIfExists(path, schema, errorOf);
-  if (v === undefined) throw errorOf(path, 'file not found');
-  return v;
+  const text = await readText(path, errorOf);
+  // The ENOENT stays the cause: callers tell "absent" from "broken" by it (isAbsent), never by text.
+  if (typeof text !== 'string') throw errorOf(path, 'file not found', { cause: text });
+  return isJson(path)
+    ? parseJsonData(text, schema, path, errorOf)
+    : parseTomlData(text, schema, path, errorOf);
+}
+
+/** readText reads a file's text; its ENOENT error when it is absent; any other failure is an error naming it. */
+async function readText(path: string, errorOf: FileErrorOf): Promise<string | NodeJS.ErrnoException> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (isAbsent(err)) return err as NodeJS.ErrnoException;
+    throw errorOf(path, `cannot read: ${(err as NodeJS.ErrnoException).code}`, { cause: err });
+  }
 }
 
 /** stripUndefined drops undefined values so that TOML can encode the value. */

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { lstat, stat } from 'node:fs/promises';
 
 // Absent means ENOENT (or ENOTDIR: a parent is a file). Any other failure (EACCES, EIO, ELOOP) is
@@ -25,6 +26,26 @@ export async function isDir(p: string): Promise<boolean> {
     return (await stat(p)).isDirectory();
   } catch (e) {
     if (absent(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return false;
+    throw e;
+  }
+}
+
+/** lstatIfExists is lstat, undefined only when `p` is absent (ENOENT, ENOTDIR); other failures throw. */
+export async function lstatIfExists(p: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch (e) {
+    if (absent(e)) return undefined;
+    throw e;
+  }
+}
+
+/** statIfExists is stat (links followed), undefined only when `p` is absent; other failures throw. */
+export async function statIfExists(p: string): Promise<Stats | undefined> {
+  try {
+    return await stat(p);
+  } catch (e) {
+    if (absent(e)) return undefined;
     throw e;
   }
 }

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { link, lstat, open, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExitCode, KilnError } from './kiln-error.ts';
+import { KilnError } from './errors.ts';
 import { pidAlive, processStart, sameProcessAlive } from './process.ts';
 import { tempSibling } from './temp-name.ts';
 
@@ -235,7 +235,6 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
     if (Date.now() > deadline) {
       throw new KilnError(
         `timed out waiting for lock ${file}: held by ${describe(r.holder)} (waited ${Math.round(timeoutMs / 1000)} s)`,
-        ExitCode.Failed,
       );
     }
     if (!told) {

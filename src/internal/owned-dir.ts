@@ -11,7 +11,7 @@
  */
 import { chmodSync, lstatSync, mkdirSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { ExitCode, KilnError } from './kiln-error.ts';
+import { KilnError, UsageError } from './errors.ts';
 
 export interface OwnedDirOptions {
   /** What the directory is, for messages: "the build cache". */
@@ -161,6 +161,5 @@ function refuse(dir: string, o: OwnedDirOptions, why: string, fix?: string): nev
   const subject = why.startsWith(`${dir} `) ? why : `${dir}: ${why}`;
   throw new KilnError(
     `${o.what} ${subject}: kiln refuses to use it (another user could change what kiln does)${fix ? `; ${fix}` : ''}`,
-    ExitCode.Failed,
   );
 }

@@ -10,7 +10,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { parse } from 'smol-toml';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from './errors.ts';
 
 // The one way kiln (running as root on the host) reads a tree that untrusted parties wrote or
 // shipped: a buildpack's layers, the app directory, an unpacked builder or stack root filesystem,
@@ -56,8 +56,11 @@ export class UntrustedFileError extends KilnError {
   /** The file as shown in the message (relative to its root, with the root's display prefix). */
   readonly file: string;
   readonly reason: UntrustedFileReason;
-  constructor(file: string, reason: UntrustedFileReason, message: string, exitCode: number) {
-    super(message, exitCode);
+  /** The tree is the user's input (the app's project.toml, a --buildpack package): a usage error. */
+  readonly userInput: boolean;
+  constructor(file: string, reason: UntrustedFileReason, message: string, userInput = false) {
+    super(message);
+    this.userInput = userInput;
     this.name = 'UntrustedFileError';
     this.file = file;
     this.reason = reason;
@@ -76,8 +79,8 @@ export interface InRootOptions {
   readonly follow?: FollowMode;
   /** Files larger than this are refused (the size is counted while reading, not trusted from stat). */
   readonly maxBytes?: number;
-  /** Exit code of the error (the phase's). */
-  readonly exitCode?: number;
+  /** The tree is the user's input (the app, a --buildpack package): what it holds is a usage error. */
+  readonly userInput?: boolean;
 }
 
 type Want = 'file' | 'dir' | 'any';
@@ -110,7 +113,7 @@ function refuse(
     reason === 'invalid-toml' || reason === 'too-large' || reason === 'unreadable'
       ? `${subject} ${what}`
       : `${subject} ${what}: expected ${expected} inside ${inside}`;
-  throw new UntrustedFileError(file, reason, message, o.exitCode ?? ExitCode.Failed);
+  throw new UntrustedFileError(file, reason, message, o.userInput);
 }
 
 function kindOf(st: Stats): string {

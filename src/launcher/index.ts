@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 import { hexOf } from '../oci/digest.ts';
 import { digestStream } from '../oci/validate.ts';
@@ -62,14 +62,13 @@ export async function loadLauncher(dir: string = DEFAULT_LAUNCHER_DIR): Promise<
   try {
     raw = await readFile(path.join(dir, 'build-info.json'), 'utf8');
   } catch {
-    throw new KilnError(`launcher not built: ${bin} is missing (run scripts/build.sh)`, ExitCode.ExportError);
+    throw new KilnError(`launcher not built: ${bin} is missing (run scripts/build.sh)`);
   }
   const info = JSON.parse(raw) as Omit<LauncherInfo, 'path'>;
   const actual = hexOf((await digestStream(createReadStream(bin))).digest);
   if (actual !== info.sha256) {
     throw new KilnError(
       `launcher ${bin} has sha256 ${actual}, expected ${info.sha256} from build-info.json: rebuild it`,
-      ExitCode.ExportError,
     );
   }
   return { ...info, path: bin };
@@ -108,7 +107,7 @@ export function processTypesLayerEntries(types: readonly string[]): TarEntry[] {
   ];
   for (const t of [...new Set(types)].sort()) {
     if (!/^[A-Za-z0-9._-]+$/.test(t) || t === '.' || t === '..') {
-      throw new KilnError(`process type "${t}" must match [A-Za-z0-9._-]+`, ExitCode.ExportError);
+      throw new KilnError(`process type "${t}" must match [A-Za-z0-9._-]+`);
     }
     entries.push({
       path: `cnb/process/${t}`,

@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import { ApiVersion } from '../cnb/api.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { KilnError } from '../internal/errors.ts';
 
 /** The first field of the file; bump the number on incompatible changes (the launcher checks it). */
 export const LAUNCH_FILE_MAGIC = 'kiln-launch 2';
@@ -61,8 +61,7 @@ export interface LaunchConfig {
 }
 
 function field(name: string, value: string): string {
-  if (value.includes('\0'))
-    throw new KilnError(`launch config: ${name} contains a NUL byte`, ExitCode.ExportError);
+  if (value.includes('\0')) throw new KilnError(`launch config: ${name} contains a NUL byte`);
   return `${value}\0`;
 }
 
@@ -80,7 +79,6 @@ export function encodeLaunchConfig(cfg: LaunchConfig): Buffer {
     if (!cfg.processes.some((p) => p.type === cfg.defaultProcessType)) {
       throw new KilnError(
         `launch config: default process type "${cfg.defaultProcessType}" is not among the processes`,
-        ExitCode.ExportError,
       );
     }
     out += `default\0${field('default process type', cfg.defaultProcessType)}`;
@@ -88,23 +86,17 @@ export function encodeLaunchConfig(cfg: LaunchConfig): Buffer {
   const seen = new Set<string>();
   for (const p of cfg.processes) {
     if (!/^[A-Za-z0-9._-]+$/.test(p.type)) {
-      throw new KilnError(
-        `launch config: process type "${p.type}" must match [A-Za-z0-9._-]+`,
-        ExitCode.ExportError,
-      );
+      throw new KilnError(`launch config: process type "${p.type}" must match [A-Za-z0-9._-]+`);
     }
-    if (seen.has(p.type))
-      throw new KilnError(`launch config: process type "${p.type}" is listed twice`, ExitCode.ExportError);
+    if (seen.has(p.type)) throw new KilnError(`launch config: process type "${p.type}" is listed twice`);
     seen.add(p.type);
-    if (p.command.length === 0)
-      throw new KilnError(`launch config: process "${p.type}" has no command`, ExitCode.ExportError);
+    if (p.command.length === 0) throw new KilnError(`launch config: process "${p.type}" has no command`);
     const api = apis.get(p.buildpackId);
     const append = api !== undefined && ApiVersion.parse(api).lessThan('0.9');
     out += `proc\0${field('type', p.type)}${field('working-dir', p.workingDir ?? '')}${append ? 'append' : 'replace'}\0`;
     out += `${processNeedsShell(p) ? 'shell' : 'direct'}\0`;
     for (const e of p.execEnv ?? []) {
-      if (e.includes(','))
-        throw new KilnError(`launch config: exec-env "${e}" contains a comma`, ExitCode.ExportError);
+      if (e.includes(',')) throw new KilnError(`launch config: exec-env "${e}" contains a comma`);
     }
     out += field('exec-env', (p.execEnv ?? []).join(','));
     out += `${p.command.length}\0${p.command.map((c) => field('command', c)).join('')}`;

@@ -13,7 +13,7 @@
  */
 
 import { DEFAULT_DISK_RESERVE_BYTES, formatBytes, freeSpace, inodeReserve } from '../internal/disk-space.ts';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 
 const GiB = 1024 ** 3;
 
@@ -63,7 +63,7 @@ const RESERVE_CHECK_ENTRIES = 4096;
 /** ExtractLimitError: an extraction crossed a limit; the message is the one line users see. */
 export class ExtractLimitError extends KilnError {
   constructor(message: string) {
-    super(message, ExitCode.Failed);
+    super(message);
     this.name = 'ExtractLimitError';
   }
 }

@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
-import { exists } from '../internal/fs.ts';
+import { isAbsent } from '../internal/errors.ts';
+import { exists, lstatIfExists } from '../internal/fs.ts';
 import { withLock as withFileLock } from '../internal/lock.ts';
 import { readFileInRoot, readTextInRootIfExists } from '../internal/safe-read.ts';
 import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
@@ -54,11 +55,17 @@ export class Layout {
 
   /** open opens an existing layout (it must have an `oci-layout` file). */
   static async open(dir: string): Promise<Layout> {
+    // Only an absent oci-layout (or dir) means "not a layout"; a link, a FIFO or a huge one is
+    // refused naming it.
     let text: string | undefined;
     try {
-      text = readTextInRootIfExists(dir, 'oci-layout', { maxBytes: 64 * 1024 });
-    } catch {
-      text = undefined; // a link, a FIFO, a huge file: not a layout
+      text = readTextInRootIfExists(dir, 'oci-layout', {
+        maxBytes: 64 * 1024,
+        what: 'the layout',
+        shown: dir,
+      });
+    } catch (e) {
+      if (!isAbsent(e)) throw e;
     }
     if (text === undefined) throw new Error(`not an OCI image layout: ${dir} (no oci-layout file)`);
     let version: unknown;
@@ -342,7 +349,7 @@ export class Layout {
           const digest = `${alg}:${hex}`;
           if (keep.has(digest)) continue;
           const f = path.join(p, hex);
-          const fst = await fs.lstat(f).catch(() => undefined);
+          const fst = await lstatIfExists(f);
           if (!fst || now - fst.mtimeMs <= grace) continue;
           await fs.rm(f, { force: true });
           removed.push(digest);

@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { type AnalyzedToml, type TargetMetadata, writeAnalyzedToml } from '../cnb/analyzed-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   emptyLifecycleMetadata,
   LIFECYCLE_METADATA_LABEL,
   type LifecycleMetadata,
   parseLifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import type { Image, Layer } from '../oci/image.ts';
 
@@ -111,10 +111,7 @@ export async function analyze(o: AnalyzeOptions): Promise<Analysis> {
   try {
     target = await targetOf(o.runImage.image);
   } catch (e) {
-    throw new KilnError(
-      `analyze: cannot read run image ${o.runImage.name}: ${(e as Error).message}`,
-      ExitCode.AnalyzeError,
-    );
+    throw new KilnError(`analyze: cannot read run image ${o.runImage.name}: ${(e as Error).message}`);
   }
   const analyzed: AnalyzedToml = {
     'run-image': { image: o.runImage.name, reference: o.runImage.reference, target },

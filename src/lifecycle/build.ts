@@ -4,7 +4,6 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { readBuildToml } from '../cnb/build-toml.ts';
 import { writeBuildpackPlan } from '../cnb/buildpack-plan.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { GroupElement } from '../cnb/group-toml.ts';
 import { escapeId, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
 import { type Process, readLaunchToml } from '../cnb/launch-toml.ts';
@@ -12,6 +11,7 @@ import { type LayerMetadataFile, readLayerToml } from '../cnb/layer-toml.ts';
 import { type BuildMetadata, type MetadataProcess, writeMetadataToml } from '../cnb/metadata.ts';
 import { type PlanToml, planFor, withoutMet } from '../cnb/plan-toml.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { KilnError } from '../internal/errors.ts';
 import {
   childOf,
   type InRootFile,
@@ -25,6 +25,7 @@ import {
 import { mkdirReadable } from '../layout/blob-store.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { BuildEnv } from './env.ts';
+import { BuildpackFailure } from './errors.ts';
 import {
   buildpackDirInSandbox,
   chownToUser,
@@ -42,7 +43,7 @@ import {
 import { assertNoLinks } from './safe-fs.ts';
 
 /** How a buildpack's outputs are named in errors: `layers/<bp>/store.toml`. */
-const LAYERS = { what: 'the layers directory', shown: 'layers', exitCode: ExitCode.BuildError } as const;
+const LAYERS = { what: 'the layers directory', shown: 'layers' } as const;
 
 /** Inputs of the build phase. */
 export interface BuildOptions extends PhaseOptions {
@@ -85,14 +86,14 @@ export interface BuildpackOutputs {
  * files (declared formats only, copied under `<layers>/sbom/{launch,build,cache}`), launch.toml
  * processes, labels and slices. Finally it writes `<layers>/config/metadata.toml` and returns it.
  *
- * A failing `bin/build` is KilnError exit 51 naming the buildpack; other errors exit 52.
+ * A failing `bin/build` is a BuildpackFailure naming the buildpack; other errors are the phase's.
  */
 export async function build(o: BuildOptions): Promise<BuildMetadata> {
-  const scratch = await startPhase(o, 'build', ExitCode.BuildError);
+  const scratch = await startPhase(o, 'build');
   try {
     return await runBuild(o, scratch);
   } catch (err) {
-    throw phaseError('build', ExitCode.BuildError, err);
+    throw phaseError('build', err);
   } finally {
     await removeScratch(scratch.dir);
   }
@@ -148,8 +149,7 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
       // Opened now, with every buildpack finished (a later buildpack may have swapped the file),
       // through safe-read: a link is refused, never followed. Copied as a stream, no size limit.
       const fd = openFileInRootIfExists(f.file.root, f.file.rel, f.file);
-      if (fd === undefined)
-        throw new KilnError(`${shownPath(f.file)} disappeared during the build`, ExitCode.BuildError);
+      if (fd === undefined) throw new KilnError(`${shownPath(f.file)} disappeared during the build`);
       const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
       // 0755 whatever kiln's umask: these directories are tarred into the SBOM layers.
       await mkdirReadable(dir);
@@ -209,7 +209,6 @@ async function buildOne(
   if (lstatInRoot(o.layersDir, escapeId(bp.id), LAYERS)?.isSymbolicLink()) {
     throw new KilnError(
       `${shownPath(out)} is a symbolic link: expected a directory for the layers of ${key}`,
-      ExitCode.BuildError,
     );
   }
   await mkdir(bpLayers, { recursive: true });
@@ -220,7 +219,10 @@ async function buildOne(
 
   const bin = join(bp.dir, 'bin', 'build');
   if (!isExecutable(bp, 'build')) {
-    throw new KilnError(`buildpack ${key}: ${bin} is missing or not executable`, ExitCode.BuildFailed);
+    throw new BuildpackFailure(`buildpack ${key}: ${bin} is missing or not executable`, {
+      buildpack: key,
+      phase: 'build',
+    });
   }
   const layersSandbox = layersPathInSandbox(o, bpLayers);
   const planSandbox = join(scratch.sandboxDir, escapeId(bp.id), 'plan.toml');
@@ -257,13 +259,19 @@ async function buildOne(
         ? `was killed by ${result.signal}`
         : `exited with status ${result.exitCode}`;
     const notes = result.notes.length ? ` (${result.notes.join('; ')})` : '';
-    throw new KilnError(`buildpack ${key} failed: bin/build ${why}${notes}`, ExitCode.BuildFailed);
+    throw new BuildpackFailure(`buildpack ${key} failed: bin/build ${why}${notes}`, {
+      buildpack: key,
+      phase: 'build',
+      status: result.exitCode,
+      signal: result.signal,
+      notes: result.notes,
+    });
   }
 
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = new Map<string, LayerMetadataFile>();
   // kiln renames, removes and chowns below it: the buildpack may not have swapped it for a link.
-  await assertNoLinks(o.layersDir, bpLayers, ExitCode.BuildError);
+  await assertNoLinks(o.layersDir, bpLayers);
   for (const name of layerTomlNames(out)) {
     const meta = await readLayerToml(at(`${name}.toml`));
     if (!meta.types.launch && !meta.types.build && !meta.types.cache) {
@@ -290,7 +298,6 @@ async function buildOne(
     if (!entries.some((e) => e.name === u.name)) {
       throw new KilnError(
         `buildpack ${key}: ${shownPath(at('build.toml'))}: unmet.name '${u.name}' must match a requested dependency`,
-        ExitCode.BuildError,
       );
     }
   }
@@ -306,7 +313,6 @@ async function buildOne(
       if (p.startsWith('/') || p.split('/').includes('..')) {
         throw new KilnError(
           `buildpack ${key}: ${shownPath(at('launch.toml'))}: slices path "${p}" must stay inside the app directory`,
-          ExitCode.BuildError,
         );
       }
     }
@@ -358,15 +364,11 @@ function sbomFiles(
     if (layer !== 'launch' && layer !== 'build' && !meta) continue;
     const type = SBOM_TYPES.find(([ext]) => name.endsWith(`.${ext}`));
     if (!type) {
-      throw new KilnError(
-        `buildpack ${bp.id}@${bp.version}: unsupported SBOM file format: '${path}'`,
-        ExitCode.BuildError,
-      );
+      throw new KilnError(`buildpack ${bp.id}@${bp.version}: unsupported SBOM file format: '${path}'`);
     }
     if (!declared.includes(type[1])) {
       throw new KilnError(
         `buildpack ${bp.id}@${bp.version}: undeclared SBOM media type '${type[1]}' of '${path}': add it to sbom-formats in buildpack.toml`,
-        ExitCode.BuildError,
       );
     }
     const ext = type[0];
@@ -409,7 +411,6 @@ function checkLaunchScripts(
         if (st && !st.isSymbolicLink() && (!st.isFile() || (st.mode & 0o111) === 0)) {
           throw new KilnError(
             `buildpack ${bp.id}@${bp.version}: ${shownPath(f)} is not executable: exec.d programs are run by the launcher`,
-            ExitCode.BuildError,
           );
         }
       }
@@ -449,7 +450,6 @@ function legacyBom(
     if (e.version !== undefined && e.version !== '') {
       throw new KilnError(
         `buildpack ${bp.id}@${bp.version}: bom[${i}] '${String(e.name)}' has a top level version which is not allowed: set metadata.version`,
-        ExitCode.BuildError,
       );
     }
     return { ...e, buildpack: { id: bp.id, version: bp.version } };

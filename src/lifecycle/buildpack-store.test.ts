@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { KilnError } from '../cnb/exit-codes.ts';
+import { exitCodeOf } from '../cli/exit-codes.ts';
 import { BuildpackStore } from './buildpack-store.ts';
 
 let root: string;
@@ -58,7 +58,7 @@ describe('BuildpackStore', () => {
       false,
     );
     const store = new BuildpackStore(root);
-    await assert.rejects(store.lookup('old', '1.0.0'), (e: unknown) => (e as KilnError).exitCode === 12);
+    await assert.rejects(store.lookup('old', '1.0.0'), (e: unknown) => exitCodeOf(e) === 12);
     const comp = await store.lookup('comp', '1.0.0');
     assert.equal(comp.order?.[0]?.group[0]?.id, 'old');
     assert.deepEqual(comp.targets, []);

@@ -7,8 +7,8 @@ import {
   type Target,
   targetsOf,
 } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
+import { KilnError } from '../internal/errors.ts';
 import {
   existsInRoot,
   inRoot,
@@ -96,7 +96,6 @@ export class BuildpackStore {
     if (toml.buildpack.id !== id || toml.buildpack.version !== version) {
       throw new KilnError(
         `${path}: declares ${toml.buildpack.id}@${toml.buildpack.version}, expected ${id}@${version}`,
-        ExitCode.Failed,
       );
     }
     const hasBinBuild = existsInRoot(this.root, `${relativeDir}/bin/build`, STORE);

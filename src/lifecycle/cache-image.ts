@@ -16,7 +16,14 @@ import { RegistryError } from '../registry/errors.ts';
 import { type Reference, referenceString } from '../registry/reference.ts';
 import { remoteImage } from '../registry/remote.ts';
 import { writeImage } from '../registry/write.ts';
-import type { CachedLayer, CacheSnapshot, CommitInput, CommitResult, LayerCache } from './cache.ts';
+import {
+  type CachedLayer,
+  type CacheSnapshot,
+  CacheStateError,
+  type CommitInput,
+  type CommitResult,
+  type LayerCache,
+} from './cache.ts';
 
 // The cache image (`--cache-image`): the same state as the volume cache, kept in a registry as an
 // image whose layers are the cache layers (keyed by diffID through the config's diff_ids) and whose
@@ -110,8 +117,9 @@ export class ImageCache implements LayerCache {
         if (labels[CACHE_METADATA_LABEL]) metadata = parseCacheMetadata(labels[CACHE_METADATA_LABEL]);
         if (labels[CACHE_FINGERPRINTS_LABEL])
           fingerprints = parseFingerprints(labels[CACHE_FINGERPRINTS_LABEL]);
-      } catch {
-        metadata = CacheMetadataSchema.parse({}); // a cache is disposable
+      } catch (e) {
+        // Broken is not absent: the restore fails naming the image (--clear-cache starts afresh).
+        throw new CacheStateError(`cache image ${this.name}: label ${CACHE_METADATA_LABEL}`, e);
       }
       const list = await image.layers();
       for (let i = 0; i < list.length; i++) {

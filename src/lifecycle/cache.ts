@@ -5,7 +5,9 @@ import path from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type CacheMetadata, CacheMetadataSchema, parseCacheMetadata } from '../cnb/lifecycle-metadata.ts';
+import { KilnError } from '../internal/errors.ts';
 import { acquireLock, type LockOptions } from '../internal/lock.ts';
+import { oneLine } from '../internal/one-line.ts';
 import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import { pidAlive } from '../internal/process.ts';
 import { isAbandonedTemp, tempOwner, tempSibling } from '../internal/temp-name.ts';
@@ -31,6 +33,19 @@ import { type Digest, isDigest } from '../oci/digest.ts';
 // unlink) never pulls content from under an extraction.
 
 /** CachedLayer records one stored layer blob. */
+/** The cache's state file is there but broken: the build says so (and how to start afresh). */
+export class CacheStateError extends KilnError {
+  readonly path: string;
+  constructor(file: string, cause: unknown) {
+    super(
+      `${file}: not a valid cache state (${oneLine((cause as Error).message ?? String(cause))}): rebuild with --clear-cache`,
+      { cause },
+    );
+    this.name = 'CacheStateError';
+    this.path = file;
+  }
+}
+
 export interface CachedLayer {
   readonly diffID: Digest;
   readonly digest: Digest;
@@ -187,8 +202,12 @@ export class VolumeCache implements LayerCache {
     return (await this.#readStateText()).state;
   }
 
-  /** The committed state and the text it was parsed from ('' when there is none). */
-  async #readStateText(): Promise<{ state: CacheState; text: string }> {
+  /**
+   * The committed state and the text it was parsed from ('' when there is none). Only an absent
+   * state file is an empty cache; a broken one is a CacheStateError naming it (unless
+   * `brokenIsEmpty`: commit replaces the state anyway).
+   */
+  async #readStateText(brokenIsEmpty = false): Promise<{ state: CacheState; text: string }> {
     let text: string;
     try {
       text = await fs.readFile(path.join(this.dir, STATE_FILE), 'utf8');
@@ -208,9 +227,9 @@ export class VolumeCache implements LayerCache {
         fingerprints: raw.fingerprints ?? {},
       };
       return { state, text };
-    } catch {
-      // A cache is disposable: an unreadable state means an empty cache, not a failed build.
-      return { state: emptyState(), text: '' };
+    } catch (e) {
+      if (brokenIsEmpty) return { state: emptyState(), text: '' };
+      throw new CacheStateError(path.join(this.dir, STATE_FILE), e);
     }
   }
 
@@ -240,7 +259,7 @@ export class VolumeCache implements LayerCache {
    */
   async commit(input: CommitInput): Promise<CommitResult> {
     return this.#withLock(async () => {
-      const { state: old, text: oldText } = await this.#readStateText();
+      const { state: old, text: oldText } = await this.#readStateText(true);
       const next = emptyState();
       next.metadata = CacheMetadataSchema.parse(input.metadata);
       let added = 0;

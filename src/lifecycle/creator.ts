@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
 import { type ReportToml, writeReportToml } from '../cnb/report-toml.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import { type Digest, sha256 } from '../oci/digest.ts';
@@ -11,7 +11,7 @@ import type { HostIds } from '../sandbox/identity.ts';
 import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from './analyze.ts';
 import { build } from './build.ts';
 import { BuildpackStore } from './buildpack-store.ts';
-import type { CacheSnapshot, LayerCache } from './cache.ts';
+import { type CacheSnapshot, CacheStateError, type LayerCache } from './cache.ts';
 import { saveCache } from './cache-save.ts';
 import type { Deadline } from './deadline.ts';
 import { type DetectResult, detect } from './detect.ts';
@@ -204,7 +204,7 @@ async function analyzeStep(
   try {
     image = await o.source.runImage(run.name);
   } catch (e) {
-    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, ExitCode.AnalyzeError, {
+    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, {
       cause: e,
     });
   }
@@ -267,7 +267,9 @@ async function restoreStep(
   try {
     snapshot = await o.cache.snapshot({ clear: o.clearCache });
   } catch (e) {
-    // The cache is an accelerator: an unreadable one means a cold build, not a failed one.
+    // A broken state file fails the restore naming it; other trouble with an accelerator (a lock,
+    // an unreadable directory) means a cold build, not a failed one.
+    if (e instanceof CacheStateError) throw e;
     o.log.warn(`Cache ${o.cache.name} unreadable (${(e as Error).message}): building without it`);
     snapshot = await o.cache.snapshot({ clear: true });
   }

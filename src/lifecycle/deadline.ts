@@ -4,17 +4,23 @@
  * pid namespace, which also ends stopped or signal-ignoring processes) when that runs out; kiln's
  * own phases check it between steps.
  *
- * LimitError is how a limit hit ends a phase: a KilnError with the phase's exit code (detect 22,
- * build 51) and one line naming the buildpack, the limit and how to raise it.
+ * LimitError is how a limit hit ends a phase: one line naming the buildpack, the limit and how to
+ * raise it; the CLI's table gives it the phase's exit code (a limit hit in build is a failed
+ * buildpack, 51).
  */
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+
+import { KilnError } from '../internal/errors.ts';
 import { formatDuration, RAISE } from '../sandbox/limits.ts';
 
 /** A limit stopped a buildpack process, or the build's time ran out: the build ends. */
 export class LimitError extends KilnError {
-  constructor(message: string, exitCode: number) {
-    super(message, exitCode);
+  /** The buildpack process it stopped (none when the deadline passed between steps). */
+  readonly process: ProcessLabel | undefined;
+  constructor(message: string, process?: ProcessLabel) {
+    super(message);
     this.name = 'LimitError';
+    this.process = process;
+    if (process) this.inPhase(process.phase);
   }
 }
 
@@ -22,11 +28,6 @@ export class LimitError extends KilnError {
 export interface ProcessLabel {
   readonly buildpack: string;
   readonly phase: 'detect' | 'build';
-}
-
-/** The exit code a limit hit in a buildpack phase ends the build with (platform spec). */
-export function limitExitCode(phase: ProcessLabel['phase']): number {
-  return phase === 'detect' ? ExitCode.DetectError : ExitCode.BuildFailed;
 }
 
 export class Deadline {
@@ -61,21 +62,17 @@ export class Deadline {
 
   /** The one line for a buildpack process killed at the deadline. */
   stopped(p: ProcessLabel): LimitError {
-    return new LimitError(
-      `buildpack ${p.buildpack} (${p.phase}) was stopped after the ${this.label}`,
-      limitExitCode(p.phase),
-    );
+    return new LimitError(`buildpack ${p.buildpack} (${p.phase}) was stopped after the ${this.label}`, p);
   }
 
   /**
-   * check throws, with `exitCode`, when the deadline has passed: kiln's own steps call it between
-   * phases (`during` names where the build was).
+   * check throws a LimitError when the deadline has passed: kiln's own steps call it between
+   * phases (`during` names where the build was; the step's wrapper adds the phase).
    */
-  check(during: string, exitCode: number): void {
+  check(during: string): void {
     if (this.expired())
       throw new LimitError(
         `the build was stopped during ${during}: the ${this.label} passed; raise it with ${RAISE.timeout}`,
-        exitCode,
       );
   }
 }

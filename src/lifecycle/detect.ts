@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { PLATFORM_API } from '../cnb/api.ts';
 import { type DetectPlan, parseDetectPlan, topLevelVersionOf } from '../cnb/build-plan.ts';
 import type { Order, OrderElement } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { type GroupElement, writeGroupToml } from '../cnb/group-toml.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { type PlanEntry, type PlanToml, writePlanToml } from '../cnb/plan-toml.ts';
@@ -13,6 +12,7 @@ import { readTextInRoot } from '../internal/safe-read.ts';
 import { type BuildpackDescriptor, isExecutable } from './buildpack-store.ts';
 import { LimitError } from './deadline.ts';
 import { BuildEnv } from './env.ts';
+import { DetectFailedError, DetectNoGroupError } from './errors.ts';
 import {
   buildpackDirInSandbox,
   chownToUser,
@@ -85,11 +85,11 @@ const BUILDPACK_ERROR = Symbol('buildpack error');
  * provides forward, `[[or]]` alternatives depth-first, optional buildpacks dropped until stable)
  * and writes group.toml and plan.toml for the first group that passes.
  *
- * Fails with KilnError exit 20 when no group passed, 21 when none passed and a buildpack errored,
- * 22 for other errors; the message lists what each buildpack reported.
+ * Fails with DetectNoGroupError when no group passed, DetectFailedError when none passed and a
+ * buildpack errored, any other error of the phase otherwise; the message lists what each buildpack reported.
  */
 export async function detect(o: DetectOptions): Promise<DetectResult> {
-  const scratch = await startPhase(o, 'detect', ExitCode.DetectError);
+  const scratch = await startPhase(o, 'detect');
   const d = new Detector(o, scratch);
   try {
     let resolved: { group: DoneElement[]; plan: PlanEntry[] };
@@ -100,12 +100,16 @@ export async function detect(o: DetectOptions): Promise<DetectResult> {
       if (err === FAILED || err === BUILDPACK_ERROR) {
         const runs = await d.settledRuns();
         reportFailure(runs, o.logger);
-        throw new KilnError(
-          `${err === FAILED ? 'no buildpack group passed detection' : 'no buildpack group passed detection and a buildpack failed with an error'}: ${summarize(runs)}${planFailures(d.planFailures)}`,
-          err === FAILED ? ExitCode.DetectNoGroup : ExitCode.DetectFailedWithErrors,
-        );
+        const why = `${summarize(runs)}${planFailures(d.planFailures)}`;
+        throw (
+          err === FAILED
+            ? new DetectNoGroupError(`no buildpack group passed detection: ${why}`)
+            : new DetectFailedError(
+                `no buildpack group passed detection and a buildpack failed with an error: ${why}`,
+              )
+        ).inPhase('detect');
       }
-      throw phaseError('detect', ExitCode.DetectError, err);
+      throw phaseError('detect', err);
     }
     if (d.fatal) throw d.fatal;
     const group: GroupElement[] = resolved.group.map((e) => ({

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { BuildMetadata } from '../cnb/metadata.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
 import type { History } from '../oci/schema.ts';
@@ -20,7 +20,6 @@ export function entrypointFor(md: BuildMetadata, userDefault: string | undefined
     if (!md.processes.some((p) => p.type === userDefault))
       throw new KilnError(
         `default process "${userDefault}" is not defined: buildpacks defined ${md.processes.map((p) => `"${p.type}"`).join(', ') || 'no processes'}`,
-        ExitCode.ExportError,
       );
     return `${PROCESS_DIR}/${userDefault}`;
   }

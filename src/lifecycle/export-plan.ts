@@ -1,6 +1,5 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId, LAYER_NAME_EXPECTED, LAYER_NAME_PATTERN, RESERVED_LAYER_NAMES } from '../cnb/ids.ts';
 import { readLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -12,6 +11,7 @@ import type { BuildMetadata } from '../cnb/metadata.ts';
 import { readStoreToml } from '../cnb/store-toml.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { Semaphore } from '../internal/bounded.ts';
+import { KilnError } from '../internal/errors.ts';
 import { inRoot, readdirInRootIfExists, statInRoot } from '../internal/safe-read.ts';
 import {
   encodeLaunchConfig,
@@ -55,7 +55,7 @@ const CREATED_BY = {
 } as const;
 
 /** How buildpack outputs are named in the exporter's errors (`layers/<bp>/<layer>.toml`). */
-const LAYERS = { what: 'the layers directory', shown: 'layers', exitCode: ExitCode.ExportError } as const;
+const LAYERS = { what: 'the layers directory', shown: 'layers' } as const;
 
 /** LayerDir is one `<layers>/<bp>/<name>` with its layer.toml. */
 export interface LayerDir {
@@ -82,7 +82,6 @@ export async function readLayerDirs(layersDir: string, bpDir: string): Promise<L
     if (!LAYER_NAME_PATTERN.test(name))
       throw new KilnError(
         `layers/${bpDir}/${file}: layer name ${JSON.stringify(name)}: expected ${LAYER_NAME_EXPECTED}`,
-        ExitCode.ExportError,
       );
     const toml = await readLayerToml(inRoot(layersDir, `${bpDir}/${file}`, LAYERS));
     const st = statInRoot(layersDir, `${bpDir}/${name}`, LAYERS);
@@ -206,14 +205,12 @@ async function planLaunchLayer(c: PlanContext, bp: ExportBuildpack, l: LayerDir)
     );
     return entry;
   }
-  if (l.types.cache)
-    throw new KilnError(`layer '${id}' is cache=true but has no contents`, ExitCode.ExportError);
+  if (l.types.cache) throw new KilnError(`layer '${id}' is cache=true but has no contents`);
   // launch = true with no directory: keep the previous image's layer.
   const layer = prev?.sha ? c.resolver.previousLayer(prev.sha) : undefined;
   if (!prev?.sha || !layer)
     throw new KilnError(
       `cannot reuse '${id}': the previous image has no layer '${id}' (launch = true with no directory means "keep the previous layer")`,
-      ExitCode.ExportError,
     );
   await touchBlob(c.resolver.blobs, await layer.digest());
   const diffID = prev.sha as Digest;

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { TarEntry } from '../layers/tar-writer.ts';
 
 // App slices (Buildpack API `[[slices]]` of launch.toml): which app files go into which layer.
@@ -15,7 +15,7 @@ function globToRegExp(glob: string): RegExp {
     else if (c === '\\' && i + 1 < glob.length) re += escapeRe(glob[++i]!);
     else if (c === '[') {
       const end = glob.indexOf(']', i + 1);
-      if (end < 0) throw new KilnError(`invalid slice pattern "${glob}": unclosed "["`, ExitCode.ExportError);
+      if (end < 0) throw new KilnError(`invalid slice pattern "${glob}": unclosed "["`);
       let cls = glob.slice(i + 1, end);
       if (cls.startsWith('^')) cls = `^${cls.slice(1)}`;
       re += `[${cls.replaceAll('\\', '\\\\')}]`;
@@ -43,7 +43,7 @@ export function splitSlices(
     s.paths.map((p) => {
       const clean = path.posix.normalize(p).replace(/^\.\//, '').replace(/\/$/, '');
       if (clean.startsWith('..') || path.posix.isAbsolute(clean))
-        throw new KilnError(`slice path "${p}" escapes the app directory`, ExitCode.ExportError);
+        throw new KilnError(`slice path "${p}" escapes the app directory`);
       return globToRegExp(clean);
     }),
   );

@@ -1,11 +1,11 @@
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type {
   BuildMetadata as BuildMetadataLabel,
   LifecycleMetadata,
   ProjectMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { type BuildMetadata, readMetadataToml } from '../cnb/metadata.ts';
+import { isAbsent, KilnError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import type { Image } from '../oci/image.ts';
@@ -102,8 +102,7 @@ export interface ExportResult {
 async function readBuildMetadata(layersDir: string): Promise<BuildMetadata> {
   const file = path.join(layersDir, 'config', 'metadata.toml');
   return readMetadataToml(file).catch((e) => {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT|not found/.test(String(e)))
-      throw new KilnError(`export: ${file} is missing: did the build phase run?`, ExitCode.ExportError);
+    if (isAbsent(e)) throw new KilnError(`export: ${file} is missing: did the build phase run?`);
     throw e;
   });
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { MetadataProcess } from '../cnb/metadata.ts';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { LAUNCH_SHELLS, processNeedsShell } from '../launcher/index.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { Image } from '../oci/image.ts';
@@ -105,6 +105,5 @@ export async function checkLaunchShell(
   const p = needy[0]!;
   throw new KilnError(
     `process "${p.type}" of buildpack ${p['buildpack-id']} has direct = false (a command line for a shell, with profile.d scripts): the launcher runs it with /bin/sh, which the run image${runImageName ? ` ${runImageName}` : ''} does not have; build with --run-image shell (a run image with a shell), or have the buildpack declare direct = true`,
-    ExitCode.ExportError,
-  );
+  ).inPhase('export');
 }

@@ -2,11 +2,11 @@ import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import type { ApiVersion } from '../cnb/api.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { inPhase, KilnError, UsageError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import type { Executor, Limits, Mount, RunResult, RunSpec } from '../sandbox/executor.ts';
 import type { BuildpackDescriptor, BuildpackStore } from './buildpack-store.ts';
-import { type Deadline, LimitError, limitExitCode, type ProcessLabel } from './deadline.ts';
+import { type Deadline, LimitError, type ProcessLabel } from './deadline.ts';
 import type { BuildEnv } from './env.ts';
 import { type RunTarget, targetEnv } from './target.ts';
 
@@ -188,13 +188,10 @@ export async function runInSandbox(
   const more = also.length > 0 ? ` (${also.join('; ')})` : '';
   if (r.timedOut && byDeadline && o.deadline) {
     const e = o.deadline.stopped(who);
-    throw new LimitError(`${e.message}${more}`, e.exitCode);
+    throw new LimitError(`${e.message}${more}`, who);
   }
   if (r.limit !== undefined)
-    throw new LimitError(
-      `buildpack ${who.buildpack} (${who.phase}) was stopped: ${r.limit}${more}`,
-      limitExitCode(who.phase),
-    );
+    throw new LimitError(`buildpack ${who.buildpack} (${who.phase}) was stopped: ${r.limit}${more}`, who);
   return r;
 }
 
@@ -220,30 +217,24 @@ export async function makeScratch(o: PhaseOptions, phase: string): Promise<Scrat
 }
 
 /**
- * startPhase begins detect or build: it refuses a root build user (exit `exitCode`) and an
- * invalid CNB_EXEC_ENV (exit 3) before anything runs, then makes the phase's scratch dir.
+ * startPhase begins detect or build: it refuses a root build user (a failure of the phase) and an
+ * invalid CNB_EXEC_ENV (a usage error) before anything runs, then makes the phase's scratch dir.
  */
-export async function startPhase(
-  o: PhaseOptions,
-  phase: 'detect' | 'build',
-  exitCode: number,
-): Promise<Scratch> {
+export async function startPhase(o: PhaseOptions, phase: 'detect' | 'build'): Promise<Scratch> {
   if (o.uid === 0)
     throw new KilnError(
       `${phase}: refusing to run buildpacks as root (uid 0): set a non-root build user`,
-      exitCode,
-    );
+    ).inPhase(phase);
   execEnvOf(o);
   return makeScratch(o, phase);
 }
 
 /**
- * phaseError is what an unexpected failure of a phase becomes: a KilnError that already carries
- * its own exit code stays as it is; anything else gets the phase's exit code and name.
+ * phaseError is what a failure of a phase becomes: a KilnError keeps its message and gets the
+ * phase; anything else (an fs error, a bug) is wrapped with the phase's name before its message.
  */
-export function phaseError(phase: string, exitCode: number, err: unknown): KilnError {
-  if (err instanceof KilnError && err.exitCode !== ExitCode.Failed) return err;
-  return new KilnError(`${phase}: ${(err as Error).message}`, exitCode, { cause: err });
+export function phaseError(phase: 'detect' | 'build', err: unknown): KilnError {
+  return inPhase(phase, err, phase);
 }
 
 /** removeScratch deletes a scratch dir. */
@@ -259,6 +250,6 @@ export async function chownToUser(o: PhaseOptions, path: string): Promise<void> 
 /** execEnvOf returns CNB_EXEC_ENV (default `production`); a `/` in it is an invalid argument (exit 3). */
 export function execEnvOf(o: PhaseOptions): string {
   const v = o.execEnv || 'production';
-  if (v.includes('/')) throw new KilnError(`exec-env "${v}" must not contain "/"`, ExitCode.InvalidArgs);
+  if (v.includes('/')) throw new UsageError(`exec-env "${v}" must not contain "/"`);
   return v;
 }

@@ -1,9 +1,10 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { inPhase, type Phase } from '../internal/errors.ts';
 import type { Deadline } from './deadline.ts';
 
 // The one wrapper every step of the creator runs in: the header line, timing, the deadline check,
 // the test hook and error wrapping happen here and nowhere else, so this is the one place that
-// attaches a phase to what went wrong.
+// attaches a phase to what went wrong. Which exit code a phase ends with is the CLI's business
+// (src/cli/exit-codes.ts): every failure inside a step carries that step's phase.
 
 /** One step of the creator. */
 export interface PhaseStep {
@@ -13,13 +14,12 @@ export interface PhaseStep {
   readonly header?: string;
   /** The key of its time in the timings (default `name`; the same key adds up). */
   readonly timing?: string;
-  /**
-   * An unexpected failure (not a KilnError) becomes `<prefix>: <message>` with this exit code;
-   * without it, errors pass through as they are.
-   */
-  readonly wrap?: { readonly prefix: string; readonly exitCode: number };
-  /** The exit code a passed deadline ends the build with after this step (none: never cut short). */
-  readonly deadlineExit?: number;
+  /** The platform spec's phase the step belongs to: every failure inside it carries this phase. */
+  readonly phase: Phase;
+  /** A failure that is not a KilnError gets `<prefix>: ` before its message (none: as it is). */
+  readonly prefix?: string;
+  /** Whether a passed deadline ends the build after this step (false: never cut short). */
+  readonly deadline?: boolean;
 }
 
 /** Where the header line goes (the CLI's logger fits). */
@@ -38,29 +38,22 @@ export interface PhasesOptions {
 
 /** The steps the creator runs, in order, and how each is wrapped. */
 export const STEPS = {
-  analyze: { name: 'analyze', header: 'ANALYZING', deadlineExit: ExitCode.AnalyzeError },
-  detect: { name: 'detect', header: 'DETECTING', deadlineExit: ExitCode.DetectError },
-  restore: {
-    name: 'restore',
-    header: 'RESTORING',
-    wrap: { prefix: 'restore', exitCode: ExitCode.RestoreError },
-    deadlineExit: ExitCode.RestoreError,
-  },
-  build: { name: 'build', header: 'BUILDING', deadlineExit: ExitCode.BuildFailed },
+  analyze: { name: 'analyze', phase: 'analyze', header: 'ANALYZING', deadline: true },
+  detect: { name: 'detect', phase: 'detect', header: 'DETECTING', deadline: true },
+  restore: { name: 'restore', phase: 'restore', header: 'RESTORING', prefix: 'restore', deadline: true },
+  build: { name: 'build', phase: 'build', header: 'BUILDING', deadline: true },
   exportLayers: {
     name: 'export-layers',
+    phase: 'export',
     header: 'EXPORTING',
     timing: 'export',
-    wrap: { prefix: 'export', exitCode: ExitCode.ExportError },
-    deadlineExit: ExitCode.ExportError,
+    prefix: 'export',
+    deadline: true,
   },
   // Writing the image is never cut short by the deadline: the image is nearly done.
-  write: {
-    name: 'export',
-    timing: 'write',
-    wrap: { prefix: 'export: writing the image', exitCode: ExitCode.ExportError },
-  },
-  cache: { name: 'cache' },
+  write: { name: 'export', phase: 'export', timing: 'write', prefix: 'export: writing the image' },
+  // The exporter saves the cache (platform spec): its failures are export failures.
+  cache: { name: 'cache', phase: 'export' },
 } as const satisfies Record<string, PhaseStep>;
 
 /** Phases runs the creator's steps through one wrapper and keeps their timings. */
@@ -76,14 +69,13 @@ export class Phases {
   /** phase runs one step: header, timing, error wrapping, then the deadline check and the hook. */
   async phase<T>(step: PhaseStep, fn: () => Promise<T>): Promise<T> {
     if (step.header) this.#o.log.phase(step.header);
-    let out: T;
     try {
-      out = await this.time(step.timing ?? step.name, fn);
+      const out = await this.time(step.timing ?? step.name, fn);
+      await this.done(step.name, step.deadline);
+      return out;
     } catch (e) {
-      throw wrapError(step, e);
+      throw inPhase(step.phase, e, step.prefix);
     }
-    await this.done(step.name, step.deadlineExit);
-    return out;
   }
 
   /** time runs `fn` and adds its duration to `timings[key]` (steps outside the phases: copy, unpack). */
@@ -96,15 +88,10 @@ export class Phases {
     }
   }
 
-  /** done checks the deadline (when `deadlineExit` is given) and calls the hook for `name`. */
-  async done(name: string, deadlineExit?: number): Promise<void> {
+  /** done checks the deadline (when `deadline` is set) and calls the hook for `name`. */
+  async done(name: string, deadline = false): Promise<void> {
     // The deadline spans every phase: kiln's own steps end the build too once it has passed.
-    if (deadlineExit !== undefined) this.#o.deadline?.check(name.replace('-layers', ''), deadlineExit);
+    if (deadline) this.#o.deadline?.check(name.replace('-layers', ''));
     await this.#o.onPhase?.(name);
   }
-}
-
-function wrapError(step: PhaseStep, e: unknown): unknown {
-  if (!step.wrap || e instanceof KilnError) return e;
-  return new KilnError(`${step.wrap.prefix}: ${(e as Error).message}`, step.wrap.exitCode, { cause: e });
 }

@@ -2,7 +2,6 @@ import { lstatSync, renameSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
 import { writeLayerToml } from '../cnb/layer-toml.ts';
 import {
@@ -11,6 +10,7 @@ import {
   type LifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { writeStoreToml } from '../cnb/store-toml.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import { lstatInRoot } from '../internal/safe-read.ts';
 import { tempIn, tempSibling } from '../internal/temp-name.ts';
@@ -136,7 +136,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     for (const { bp, fromImage, plan } of plans) {
       const bpDir = path.join(o.layersDir, escapeId(bp.id));
       // Root writes below it (tomls, extracted layers, rm of stale ones): never through a link.
-      await assertNoLinks(o.layersDir, bpDir, ExitCode.RestoreError);
+      await assertNoLinks(o.layersDir, bpDir);
       await fs.mkdir(bpDir, { recursive: true, mode: 0o755 });
       if (fromImage?.store)
         await writeStoreToml(path.join(bpDir, 'store.toml'), { metadata: fromImage.store.metadata ?? {} });

@@ -13,7 +13,7 @@ import {
   symlink,
 } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { type KilnError, UsageError } from '../internal/errors.ts';
 import type { SourceListing } from '../layers/source-listing.ts';
 import type { SourceFilter } from './source-filter.ts';
 
@@ -64,9 +64,8 @@ export async function copyAppSource(
       throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new KilnError(
+    throw new UsageError(
       `app directory ${src}: ${code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot read (${code})`}`,
-      ExitCode.InvalidArgs,
       { cause: err },
     );
   }
@@ -119,9 +118,8 @@ export async function copyAppSource(
       const childRel = rel === '' ? name : `${rel}/${name}`;
       // Linux paths stop at PATH_MAX: say so in one line instead of an ENAMETOOLONG with the path.
       if (Buffer.byteLength(childRel) > MAX_REL_PATH)
-        throw new KilnError(
+        throw new UsageError(
           `app directory ${src}: ${JSON.stringify(`${childRel.slice(0, 60)}…`)} is nested deeper than kiln copies (paths up to ${MAX_REL_PATH} bytes)`,
-          ExitCode.InvalidArgs,
         );
       const childAt = at(dirFd, name);
       const st = await lstat(childAt).catch((e: NodeJS.ErrnoException) => {
@@ -201,9 +199,8 @@ export async function copyAppSource(
 const MAX_REL_PATH = 3072;
 
 function changed(rel: string, code?: string, expected = 'the regular file listed'): KilnError {
-  return new KilnError(
+  return new UsageError(
     `app directory: ${JSON.stringify(rel)} changed while it was copied${code ? ` (${code})` : ''}: expected ${expected}`,
-    ExitCode.InvalidArgs,
   );
 }
 
@@ -233,9 +230,8 @@ function openDirAt(dirFd: number, name: string, st: Stats, rel: string): number 
 }
 
 function changedDir(rel: string, code?: string): KilnError {
-  return new KilnError(
+  return new UsageError(
     `app directory: ${JSON.stringify(rel)} changed while it was copied${code ? ` (${code})` : ''}: expected the directory listed`,
-    ExitCode.InvalidArgs,
   );
 }
 

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { UsageError } from '../internal/errors.ts';
 import type { Redactor } from '../internal/redactor.ts';
 
 // Service bindings (CNB platform spec `<platform>/bindings/<name>/`, and the Kubernetes
@@ -39,8 +39,7 @@ export interface Binding {
 /** parseBindingFlag splits `--binding NAME=DIR`; DIR is resolved against `cwd`. */
 export function parseBindingFlag(flag: string, cwd: string): { name: string; dir: string } {
   const eq = flag.indexOf('=');
-  if (eq <= 0 || eq === flag.length - 1)
-    throw new KilnError(`--binding "${flag}": expected NAME=DIR`, ExitCode.InvalidArgs);
+  if (eq <= 0 || eq === flag.length - 1) throw new UsageError(`--binding "${flag}": expected NAME=DIR`);
   const name = flag.slice(0, eq);
   checkName(name, `--binding "${flag}": binding name "${name}"`);
   return { name, dir: path.resolve(cwd, flag.slice(eq + 1)) };
@@ -48,18 +47,12 @@ export function parseBindingFlag(flag: string, cwd: string): { name: string; dir
 
 function checkName(name: string, what: string): void {
   if (!NAME.test(name) || name.length > 253)
-    throw new KilnError(
-      `${what}: expected letters, digits, ".", "_" and "-" (not starting with ".")`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`${what}: expected letters, digits, ".", "_" and "-" (not starting with ".")`);
 }
 
 function checkEntry(name: string, what: string): void {
   if (!ENTRY.test(name) || name.startsWith('..') || name === '.' || name.length > 253)
-    throw new KilnError(
-      `${what}: expected letters, digits, ".", "_" and "-" (not "." or "..")`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`${what}: expected letters, digits, ".", "_" and "-" (not "." or "..")`);
 }
 
 /**
@@ -75,9 +68,8 @@ export async function readBindingDir(name: string, dir: string): Promise<Binding
     names = await readdir(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new KilnError(
+    throw new UsageError(
       `${what}: ${code === 'ENOENT' ? 'directory does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot read (${code})`}`,
-      ExitCode.InvalidArgs,
       { cause: err },
     );
   }
@@ -88,14 +80,12 @@ export async function readBindingDir(name: string, dir: string): Promise<Binding
     checkEntry(entry, `${what}: entry "${entry}"`);
     const file = path.join(dir, entry);
     const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
-      throw new KilnError(`${what}: entry "${entry}" cannot be read (${err.code})`, ExitCode.InvalidArgs);
+      throw new UsageError(`${what}: entry "${entry}" cannot be read (${err.code})`);
     });
-    if (!st.isFile()) throw new KilnError(`${what}: entry "${entry}" is not a file`, ExitCode.InvalidArgs);
-    if (st.size > MAX_ENTRY_BYTES)
-      throw new KilnError(`${what}: entry "${entry}" is larger than 1 MiB`, ExitCode.InvalidArgs);
+    if (!st.isFile()) throw new UsageError(`${what}: entry "${entry}" is not a file`);
+    if (st.size > MAX_ENTRY_BYTES) throw new UsageError(`${what}: entry "${entry}" is larger than 1 MiB`);
     total += st.size;
-    if (total > MAX_BINDING_BYTES)
-      throw new KilnError(`${what}: more than 16 MiB of entries`, ExitCode.InvalidArgs);
+    if (total > MAX_BINDING_BYTES) throw new UsageError(`${what}: more than 16 MiB of entries`);
     entries.push({ name: entry, content: await readFile(file) });
   }
   return makeBinding(name, entries, what);
@@ -128,7 +118,7 @@ function makeBinding(name: string, entries: BindingEntry[], what: string): Bindi
     .find((e) => e.name === 'type')
     ?.content.toString('utf8')
     .trim();
-  if (!type) throw new KilnError(`${what}: needs a non-empty "type" file`, ExitCode.InvalidArgs);
+  if (!type) throw new UsageError(`${what}: needs a non-empty "type" file`);
   const provider =
     entries
       .find((e) => e.name === 'provider')
@@ -151,7 +141,7 @@ export function registerBindingSecrets(binding: Binding, redactor: Redactor): vo
 export function checkUniqueNames(bindings: readonly Binding[]): void {
   const seen = new Set<string>();
   for (const b of bindings) {
-    if (seen.has(b.name)) throw new KilnError(`binding "${b.name}" is given twice`, ExitCode.InvalidArgs);
+    if (seen.has(b.name)) throw new UsageError(`binding "${b.name}" is given twice`);
     seen.add(b.name);
   }
 }

@@ -1,9 +1,9 @@
 import { chown, cp, mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../cnb/report-toml.ts';
+import { UsageError } from '../internal/errors.ts';
 import { isDir } from '../internal/fs.ts';
 import type { Logger } from '../internal/log.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
@@ -166,14 +166,12 @@ function checkExecutor(r: BuildRequest): void {
   // An executor that mounts nothing needs the phase directories to be the real ones, in place.
   // Say so up front, not as a detect error of every buildpack.
   if (!r.executor.capabilities.mounts && !r.hostDirs)
-    throw new KilnError(
+    throw new UsageError(
       'kiln build with the host executor needs the real CNB directories (hostDirs): the temp layout exists only for the bubblewrap sandbox',
-      ExitCode.InvalidArgs,
     );
   if (!r.executor.capabilities.isolatesNetwork && r.network === 'isolated')
-    throw new KilnError(
+    throw new UsageError(
       'the host executor cannot isolate the network (kiln already runs inside the build image): use --network host there, or --executor bwrap',
-      ExitCode.InvalidArgs,
     );
 }
 
@@ -260,9 +258,8 @@ async function sandboxInputs(
   const mounts = [...(r.extraMounts ?? []), ...platform.mounts, ...(home.mount ? [home.mount] : [])];
   const moved = r.hostDirs ? mounts.find((m) => m.src !== m.dst) : undefined;
   if (moved)
-    throw new KilnError(
+    throw new UsageError(
       `--executor host: ${moved.dst} would need ${moved.src} mounted over it (extra CA certificates, bindings) and in place kiln mounts nothing: put it in the build image, or use --executor bwrap`,
-      ExitCode.InvalidArgs,
     );
   const baseEnv = home.home ? { ...cfg.env, HOME: home.home } : { ...cfg.env };
   return { env, mounts, baseEnv };
@@ -277,9 +274,8 @@ async function buildpacksOf(r: BuildRequest, rootfs: string, work: string): Prom
     work,
   );
   if (hostDirs && resolved.root !== hostDirs.buildpacks)
-    throw new KilnError(
+    throw new UsageError(
       `--executor host: buildpacks run from ${hostDirs.buildpacks} in place, so --buildpack directories, buildpackages and inline buildpacks cannot be added; use buildpacks the build image has (by id)`,
-      ExitCode.InvalidArgs,
     );
   return resolved;
 }

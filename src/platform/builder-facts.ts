@@ -1,10 +1,10 @@
 import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { OrderToml, readOrderToml } from '../cnb/order-toml.ts';
-import { readRunToml } from '../cnb/run-toml.ts';
+import { readRunTomlIfExists } from '../cnb/run-toml.ts';
 import { readTomlFileIfExists } from '../cnb/toml-file.ts';
-import { inRoot, isDirInRoot, UntrustedFileError } from '../internal/safe-read.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
+import { inRoot, isDirInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { Image } from '../oci/image.ts';
@@ -21,7 +21,6 @@ import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 export const BUILDER = {
   what: "the builder's root filesystem",
   shown: '/',
-  exitCode: ExitCode.Failed,
 } as const;
 
 /** The builder to build with. */
@@ -54,9 +53,8 @@ export async function readBuilderConfig(builder: BuilderInput): Promise<BuilderC
   const uid = Number(env.CNB_USER_ID ?? '1000');
   const gid = Number(env.CNB_GROUP_ID ?? '1000');
   if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0)
-    throw new KilnError(
+    throw new UsageError(
       `builder ${builder.name}: CNB_USER_ID/CNB_GROUP_ID must name a non-root build user (got ${env.CNB_USER_ID}:${env.CNB_GROUP_ID})`,
-      ExitCode.InvalidArgs,
     );
   return { uid, gid, env };
 }
@@ -80,12 +78,6 @@ export async function unpackBuilder(
   });
 }
 
-/** rethrowUntrusted lets a refused builder file fail the build; other read errors read as absent. */
-function rethrowUntrusted(e: unknown): undefined {
-  if (e instanceof UntrustedFileError) throw e;
-  return undefined;
-}
-
 /**
  * runImageOf names the run image to build on (`--run-image`, else the builder's first) and the
  * mirrors run.toml lists for it (recorded in the label so rebase can accept them).
@@ -95,13 +87,11 @@ export async function runImageOf(
   builder: BuilderInput,
   flag: string | undefined,
 ): Promise<{ name: string; mirrors: string[] }> {
-  const run = await readRunToml(inRoot(rootfs, 'cnb/run.toml', BUILDER)).catch(rethrowUntrusted);
+  // Only an absent run.toml names no run image; a broken one is an error naming it.
+  const run = await readRunTomlIfExists(inRoot(rootfs, 'cnb/run.toml', BUILDER));
   const name = flag ?? run?.images?.[0]?.image;
   if (!name)
-    throw new KilnError(
-      `builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`);
   const entry = run?.images?.find((i) => i.image === name || (i.mirrors ?? []).includes(name));
   return { name, mirrors: entry ? [...(entry.mirrors ?? [])] : [] };
 }
@@ -130,10 +120,10 @@ function checkExtensions(orderExtensions: Order | undefined, policy: ExtensionPo
   if (ids.length === 0) return;
   const what = `image extensions ${ids.join(', ')} ([[order-extensions]] in /cnb/order.toml)`;
   if (!policy.skip)
+    // Extensions are part of detection (the spec's order-extensions): refusing them is a detect error.
     throw new KilnError(
       `builder ${policy.builder} has ${what}: kiln does not run Dockerfile extensions; pass --skip-extensions to build without them`,
-      ExitCode.DetectError,
-    );
+    ).inPhase('detect');
   policy.warn(
     `skipping ${what} of builder ${policy.builder}: kiln does not run Dockerfile extensions (--skip-extensions)`,
   );

@@ -1,8 +1,8 @@
 import { chmod, cp, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { readBuildpackToml } from '../cnb/buildpack-toml.ts';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { escapeId } from '../cnb/ids.ts';
+import { UsageError } from '../internal/errors.ts';
 import { isDir } from '../internal/fs.ts';
 import { lstatInRoot, statInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
@@ -117,9 +117,8 @@ class BuildpacksDir {
     const isRefDir = await isDir(ref);
     if (isRefDir || /^(\.{0,2}\/|~)/.test(ref)) {
       const what = isRefDir ? `no buildpack.toml in ${ref}` : 'no such directory or buildpackage';
-      throw new KilnError(
+      throw new UsageError(
         `--buildpack ${ref}: ${what} (expected a buildpack directory, id[@version], a .cnb file or a buildpackage image)`,
-        ExitCode.InvalidArgs,
       );
     }
     return asId; // detect reports it as not found, naming it
@@ -150,16 +149,15 @@ class BuildpacksDir {
     const label = (await image.configFile()).config?.Labels?.['io.buildpacks.buildpackage.metadata'];
     const md = label ? (JSON.parse(label) as { id?: string; version?: string }) : {};
     if (!md.id)
-      throw new KilnError(
+      throw new UsageError(
         `--buildpack ${ref}: not a buildpackage (no io.buildpacks.buildpackage.metadata label)`,
-        ExitCode.InvalidArgs,
       );
     // cp follows links on the way to its source: cnb/ or cnb/buildpacks of the package's layers
     // must be directories of the package, not links to a host directory.
     statInRoot(tmp, 'cnb/buildpacks', {
       what: 'the buildpackage',
       shown: ref,
-      exitCode: ExitCode.InvalidArgs,
+      userInput: true,
     });
     await cp(path.join(tmp, 'cnb', 'buildpacks'), await this.#own(), {
       recursive: true,

@@ -1,9 +1,9 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { toTomlText } from '../cnb/toml-file.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { UsageError } from '../internal/errors.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import { cyclonedxHeader, sbomText } from '../sbom/document.ts';
 import { type Binding, bindingOf } from './bindings.ts';
@@ -68,9 +68,8 @@ export function parsePemCertificates(text: string, source: string, known?: Reado
     try {
       cert = new X509Certificate(pem);
     } catch (err) {
-      throw new KilnError(
+      throw new UsageError(
         `CA certificate file ${source}: certificate #${n} is not a valid X.509 certificate (${(err as Error).message})`,
-        ExitCode.InvalidArgs,
       );
     }
     out.push({
@@ -81,9 +80,8 @@ export function parsePemCertificates(text: string, source: string, known?: Reado
     });
   }
   if (out.length === 0)
-    throw new KilnError(
+    throw new UsageError(
       `CA certificate file ${source}: no PEM certificate found (expected a "-----BEGIN CERTIFICATE-----" block)`,
-      ExitCode.InvalidArgs,
     );
   return out;
 }
@@ -148,9 +146,8 @@ async function readCaText(file: string): Promise<string> {
     return await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new KilnError(
+    throw new UsageError(
       `CA certificate file ${file}: ${code === 'ENOENT' ? 'does not exist' : `cannot read (${code})`}`,
-      ExitCode.InvalidArgs,
       { cause: err },
     );
   }

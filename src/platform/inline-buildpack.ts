@@ -1,8 +1,8 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import { BUILDPACK_ID_PATTERN } from '../cnb/ids.ts';
 import { toTomlText } from '../cnb/toml-file.ts';
+import { UsageError } from '../internal/errors.ts';
 import type { GroupEntry } from './project-descriptor.ts';
 
 /**
@@ -15,9 +15,8 @@ export async function writeInlineBuildpack(entry: GroupEntry, dir: string): Prom
   const script = entry.script;
   if (!script || !entry.id) throw new TypeError('writeInlineBuildpack: entry has no script or no id');
   if (!BUILDPACK_ID_PATTERN.test(entry.id))
-    throw new KilnError(
+    throw new UsageError(
       `inline buildpack id "${entry.id}": may only contain letters, digits, ".", "/" and "-"`,
-      ExitCode.InvalidArgs,
     );
   await mkdir(path.join(dir, 'bin'), { recursive: true });
   const toml = toTomlText({

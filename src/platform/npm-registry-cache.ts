@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { access, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { statIfExists } from '../internal/fs.ts';
 import { readText } from './npm-registry.ts';
 
 // `npm config get registry` costs a Node.js start plus npm's config loading (~0.15-0.3 s) on every
@@ -167,7 +168,7 @@ async function fingerprint(
     put(`real:${bin}`, real);
     for (const p of [found, real]) {
       if (p === undefined) continue;
-      const s = await stat(p).catch(() => undefined);
+      const s = await statIfExists(p);
       put(`stat:${p}`, s ? `${s.size}:${s.mtimeMs}:${s.ino}` : undefined);
       if (s) newest = Math.max(newest, s.mtimeMs, s.ctimeMs);
     }
@@ -178,7 +179,7 @@ async function fingerprint(
     const text = await readText(f);
     put(`file:${f}`, text === undefined ? undefined : createHash('sha256').update(text).digest('hex'));
     if (text !== undefined) {
-      const s = await stat(f).catch(() => undefined);
+      const s = await statIfExists(f);
       if (s) newest = Math.max(newest, s.mtimeMs, s.ctimeMs);
       for (const m of text.matchAll(/\$\{([^}]+)\}/g)) envKeys.add(m[1]!);
     }

@@ -1,7 +1,7 @@
 import { lchownSync, writeFileSync } from 'node:fs';
 import { chmod, copyFile, lchown, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { UsageError } from '../internal/errors.ts';
 import type { Binding } from './bindings.ts';
 
 /** Options of writePlatformDir. */
@@ -31,7 +31,7 @@ export async function writePlatformDir(dir: string, opts: PlatformDirOptions): P
   await mkdir(path.join(dir, 'env'), { recursive: true, mode: 0o755 });
   for (const [name, value] of Object.entries(opts.env)) {
     if (!ENV_FILE.test(name))
-      throw new KilnError(`build env "${name}": not a valid environment variable name`, ExitCode.InvalidArgs);
+      throw new UsageError(`build env "${name}": not a valid environment variable name`);
     await writeFile(path.join(dir, 'env', name), value, { mode: 0o644 });
   }
   const own = async (p: string) => {

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { exitCodeOf } from '../cli/exit-codes.ts';
 import { ExitCode } from '../cnb/exit-codes.ts';
 import { writeInlineBuildpack } from './inline-buildpack.ts';
 import { parseProjectDescriptor, readProjectDescriptor } from './project-descriptor.ts';
@@ -15,7 +16,7 @@ function rejects(text: string, pattern: RegExp) {
     (err: Error & { exitCode?: number }) => {
       assert.match(err.message, pattern);
       assert.ok(err.message.startsWith(`${FILE}: `), `names the file: ${err.message}`);
-      assert.equal(err.exitCode, ExitCode.InvalidArgs);
+      assert.equal(exitCodeOf(err), ExitCode.InvalidArgs);
       return true;
     },
   );

@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'smol-toml';
 import { z } from 'zod';
-import { ExitCode } from '../cnb/exit-codes.ts';
 import { CnbFileError, validate } from '../cnb/toml-file.ts';
 import { readTextInRootIfExists } from '../internal/safe-read.ts';
 import { type SourceFilter, sourceFilter } from './source-filter.ts';
@@ -214,7 +213,7 @@ export async function readProjectDescriptor(appDir: string, file?: string): Prom
     // named project.toml): read inside the app dir, a link refused. A --descriptor is the user's.
     const text = readTextInRootIfExists(appDir, 'project.toml', {
       what: 'the app directory',
-      exitCode: ExitCode.InvalidArgs,
+      userInput: true,
     });
     return text === undefined ? emptyProjectDescriptor() : parseProjectDescriptor(text, target);
   }
@@ -227,8 +226,7 @@ export async function readProjectDescriptor(appDir: string, file?: string): Prom
     throw new CnbFileError(
       target,
       code === 'ENOENT' ? 'project descriptor not found' : `cannot read: ${code}`,
-      ExitCode.InvalidArgs,
-      { cause: err },
+      { cause: err, userInput: true },
     );
   }
   return parseProjectDescriptor(text, target);
@@ -244,22 +242,20 @@ export function parseProjectDescriptor(text: string, file: string): ProjectDescr
     raw = parse(text);
   } catch (err) {
     const first = String((err as Error).message).split('\n')[0];
-    throw new CnbFileError(file, `invalid TOML: ${first}`, ExitCode.InvalidArgs, { cause: err });
+    throw new CnbFileError(file, `invalid TOML: ${first}`, { cause: err, userInput: true });
   }
   const doc = raw as Record<string, unknown>;
   const underscore = doc._;
   let version = '0.1';
   if (underscore !== undefined) {
     if (typeof underscore !== 'object' || underscore === null || Array.isArray(underscore))
-      throw new CnbFileError(file, '_: expected a table', ExitCode.InvalidArgs);
+      throw new CnbFileError(file, '_: expected a table', { userInput: true });
     const sv = (underscore as Record<string, unknown>)['schema-version'];
     if (sv !== undefined) {
       if (typeof sv !== 'string')
-        throw new CnbFileError(
-          file,
-          '_.schema-version: expected a string such as "0.2"',
-          ExitCode.InvalidArgs,
-        );
+        throw new CnbFileError(file, '_.schema-version: expected a string such as "0.2"', {
+          userInput: true,
+        });
       version = sv;
     }
   }
@@ -267,7 +263,7 @@ export function parseProjectDescriptor(text: string, file: string): ProjectDescr
     throw new CnbFileError(
       file,
       `_.schema-version: unsupported project descriptor schema ${JSON.stringify(version)} (supported: ${SUPPORTED.join(', ')})`,
-      ExitCode.InvalidArgs,
+      { userInput: true },
     );
   const projectDir = path.dirname(file);
   return version === '0.1' ? fromV01(doc, file, projectDir) : fromV02(doc, file, projectDir, version);
@@ -279,7 +275,7 @@ function check<S extends z.ZodType>(raw: unknown, schema: S, file: string): z.ou
   } catch (err) {
     // Re-raise as invalid arguments: a bad project.toml is the user's input, not a build failure.
     if (err instanceof CnbFileError)
-      throw new CnbFileError(file, err.message.slice(file.length + 2), ExitCode.InvalidArgs);
+      throw new CnbFileError(file, err.message.slice(file.length + 2), { userInput: true });
     throw err;
   }
 }
@@ -387,7 +383,7 @@ interface Parts {
 function finish(file: string, p: Parts): ProjectDescriptor {
   const key = p.schemaVersion === '0.1' ? 'build' : 'io.buildpacks';
   if (p.include !== undefined && p.exclude !== undefined)
-    throw new CnbFileError(file, `${key}: include and exclude cannot both be set`, ExitCode.InvalidArgs);
+    throw new CnbFileError(file, `${key}: include and exclude cannot both be set`, { userInput: true });
   const env: Record<string, string> = {};
   for (const e of p.envEntries) env[e.name] = e.value;
   return {

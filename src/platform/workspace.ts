@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, chmod, chown, mkdir, mkdtemp, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { UsageError } from '../internal/errors.ts';
 import { isDirInRoot, readTextInRootIfExists, UntrustedFileError } from '../internal/safe-read.ts';
 import type { SourceListing } from '../layers/source-listing.ts';
 import { chownTree } from '../lifecycle/restore.ts';
@@ -190,9 +190,8 @@ export async function checkHostDirs(d: HostDirs): Promise<void> {
           : `not writable (${(e as NodeJS.ErrnoException).code})`;
     }
     if (why)
-      throw new KilnError(
+      throw new UsageError(
         `--executor host: ${dir} (${name}) ${why}: kiln builds in place inside the build image and needs ${writable ? 'a writable directory' : "the builder's buildpacks"} there (set ${name} to another one)`,
-        ExitCode.InvalidArgs,
       );
   }
 }

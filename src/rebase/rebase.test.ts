@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { appImage, runImage } from '../../test/helpers/cnb-images.ts';
+import { exitCodeOf } from '../cli/exit-codes.ts';
 import { parseLifecycleMetadata } from '../cnb/lifecycle-metadata.ts';
 import type { Image } from '../oci/image.ts';
 import { setConfig } from '../oci/mutate.ts';
@@ -153,7 +154,7 @@ describe('rebase()', () => {
         assert.match(e.message, /^cannot rebase my-app: /);
         assert.match(e.message, pattern);
         assert.match(e.message, /--force/);
-        assert.equal(e.exitCode, 72);
+        assert.equal(exitCodeOf(e), 72);
         return true;
       });
       const forced = await onto(app, c.run, { ...over, force: true });

@@ -1,9 +1,9 @@
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import {
   LIFECYCLE_METADATA_LABEL,
   type LifecycleMetadata,
   parseLifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
+import { inStep, KilnError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { replaceBaseLayers, setConfig } from '../oci/mutate.ts';
@@ -91,11 +91,13 @@ function labelsOf(cfg: ConfigFile): Record<string, string> {
 }
 
 /**
- * rebase validates and builds the rebased image. Errors (KilnError, exit 72) say what does not
+ * rebase validates and builds the rebased image. Errors (in the `rebase` phase) say what does not
  * match; those marked overridable are skipped with `force`.
  */
-export async function rebase(o: RebaseOptions): Promise<RebaseResult> {
-  const fail = (msg: string) => new KilnError(`cannot rebase ${o.imageName}: ${msg}`, ExitCode.RebaseError);
+export const rebase: (o: RebaseOptions) => Promise<RebaseResult> = inStep('rebase', rebaseImage);
+
+async function rebaseImage(o: RebaseOptions): Promise<RebaseResult> {
+  const fail = (msg: string) => new KilnError(`cannot rebase ${o.imageName}: ${msg}`);
   const appCfg = await o.image.configFile();
   const runCfg = await o.runImage.configFile();
   const appLabels = labelsOf(appCfg);

@@ -1,3 +1,4 @@
+import { KilnError } from '../internal/errors.ts';
 import { HttpClient, type HttpResponse } from '../internal/http/client.ts';
 import {
   DEFAULT_RETRY,
@@ -7,7 +8,6 @@ import {
   retryAfter,
   withRetry,
 } from '../internal/http/retry.ts';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import type { Redactor } from '../internal/redactor.ts';
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
@@ -143,13 +143,9 @@ export class RegistryClient {
           });
         } catch (e) {
           if (isTransient(e)) throw e;
-          throw new KilnError(
-            `cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`,
-            ExitCode.Failed,
-            {
-              cause: e,
-            },
-          );
+          throw new KilnError(`cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`, {
+            cause: e,
+          });
         }
         if (r.status !== 200 && r.status !== 401 && isRetryable(r.status))
           throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
@@ -161,13 +157,9 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`ping ${registry}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(
-        `cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`,
-        ExitCode.Failed,
-        {
-          cause: e,
-        },
-      );
+      throw new KilnError(`cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`, {
+        cause: e,
+      });
     });
     let challenge: Challenge | undefined;
     if (res.status === 401) {
@@ -387,7 +379,7 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`${action}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(`${action}: connection failed: ${describeNetError(e)}`, ExitCode.Failed, {
+      throw new KilnError(`${action}: connection failed: ${describeNetError(e)}`, {
         cause: e,
       });
     });

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { oneLine } from '../oci/schema.ts';
 import { DOCKER_HUB } from './reference.ts';
 

@@ -1,6 +1,6 @@
+import { KilnError } from '../internal/errors.ts';
 import type { HttpResponse } from '../internal/http/client.ts';
 import { isRetryableStatus } from '../internal/http/retry.ts';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { redactPatterns } from '../internal/redactor.ts';
 
 /** One entry of a registry's `{"errors":[…]}` body (distribution spec error codes). */
@@ -17,13 +17,16 @@ export const ERROR_BODY_LIMIT = 64 * 1024;
  * registry's own error codes. Its message never contains credentials or tokens.
  */
 export class RegistryError extends KilnError {
+  /** What kiln asked of the registry, with the repository (`push manifest to host/repo:tag`). */
+  readonly operation: string;
   readonly status: number;
   readonly errors: readonly RegistryErrorEntry[];
   constructor(action: string, status: number, errors: readonly RegistryErrorEntry[], detail?: string) {
     const codes = errors.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join('; ');
     const why = codes || detail || statusText(status);
-    super(redactPatterns(`${action}: ${status} ${why}`.replace(/\s+/g, ' ').trim()), ExitCode.Failed);
+    super(redactPatterns(`${action}: ${status} ${why}`.replace(/\s+/g, ' ').trim()));
     this.name = 'RegistryError';
+    this.operation = action;
     this.status = status;
     this.errors = errors;
   }

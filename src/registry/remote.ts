@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { decompress } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
+import { KilnError } from '../internal/errors.ts';
 import type { HttpResponse } from '../internal/http/client.ts';
 import { isTransient, withRetry } from '../internal/http/retry.ts';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
 import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';
@@ -185,13 +185,9 @@ export class RepositoryClient {
       verifier.destroy(
         e instanceof KilnError
           ? e
-          : new KilnError(
-              `get ${what}: connection failed after ${offset} bytes: ${describeNetError(e)}`,
-              ExitCode.Failed,
-              {
-                cause: e,
-              },
-            ),
+          : new KilnError(`get ${what}: connection failed after ${offset} bytes: ${describeNetError(e)}`, {
+              cause: e,
+            }),
       );
     };
     verifier.on('drain', () => current?.resume());
@@ -351,7 +347,7 @@ export class RepositoryClient {
         this.client.debugLine(`${what}: ${retryReason(e)}; restarting upload (${n}) in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(`${what}: ${describeNetError(e)}`, ExitCode.Failed, { cause: e });
+      throw new KilnError(`${what}: ${describeNetError(e)}`, { cause: e });
     });
     return 'uploaded';
   }

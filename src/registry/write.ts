@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { mapBounded } from '../internal/bounded.ts';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isIndexMediaType, MediaType } from '../oci/media-types.ts';

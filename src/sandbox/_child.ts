@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Limits, OutputSink, RunResult, RunSpec } from './executor.ts';
 import { formatBytes, limitMessages, RAISE } from './limits.ts';
 import { RunGuard } from './run-guard.ts';
@@ -99,7 +99,7 @@ export function prlimitArgs(limits: Limits): string[] {
 /** Rejects specs that cannot be honoured exactly, before anything starts. */
 export function validateSpec(spec: RunSpec): void {
   if (spec.argv.length === 0 || spec.argv[0] === '') {
-    throw new KilnError('sandbox: argv is empty: expected at least the program to run', ExitCode.Failed);
+    throw new KilnError('sandbox: argv is empty: expected at least the program to run');
   }
   if (!Number.isInteger(spec.uid) || spec.uid < 0 || !Number.isInteger(spec.gid) || spec.gid < 0) {
     throw new KilnError(
@@ -134,7 +134,6 @@ export function validateSpec(spec: RunSpec): void {
   if (spec.uid === 0 && !spec.allowRoot) {
     throw new KilnError(
       `sandbox: refusing to run ${spec.argv[0]} as uid 0: buildpack code must run as the non-root build user (CNB_USER_ID)`,
-      ExitCode.Failed,
     );
   }
   if (!spec.cwd.startsWith('/')) {
@@ -275,7 +274,7 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
         ...(cmd.gid !== undefined ? { gid: cmd.gid } : {}),
       });
     } catch (err) {
-      reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${(err as Error).message}`, ExitCode.Failed));
+      reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${(err as Error).message}`));
       return;
     }
 
@@ -405,7 +404,7 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       if (timeout) clearTimeout(timeout);
       spec.signal?.removeEventListener('abort', onAbort);
       void guard.finished({ signal: null });
-      reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${err.message}`, ExitCode.Failed));
+      reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${err.message}`));
     });
     child.on('exit', (code, signal) => {
       exited = true;
@@ -422,7 +421,7 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       if (signal) exitCode = 128 + (constants.signals[signal] ?? 0);
       void Promise.all([outputsDone, guard.finished({ signal: sig })]).then(([, guarded]) => {
         if (mapError) {
-          reject(new KilnError(`sandbox: cannot map the id range: ${mapError.message}`, ExitCode.Failed));
+          reject(new KilnError(`sandbox: cannot map the id range: ${mapError.message}`));
           return;
         }
         const notes = [...new Set([...guarded.notes, ...notesFrom(recent, spec, sig)])];

@@ -3,7 +3,7 @@ import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type HostRootfs, makeHostRootfs } from '../../test/helpers/sandbox-rootfs.ts';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { BubblewrapExecutor } from './bubblewrap.ts';
 import type { RunSpec } from './executor.ts';
 

@@ -17,7 +17,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { EXTRA_FD_BASE, type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
@@ -27,6 +27,17 @@ import { DEFAULT_INIT, INIT_PATH, type InitSetting, initArgs, openInitFor, withF
 import { type SeccompSetting, seccompArgs, seccompFilterOf, withSeccompFilter } from './seccomp.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
+/** bubblewrap refused to set the sandbox up (a mount, a namespace): nothing of the process ran. */
+export class SandboxSetupError extends KilnError {
+  /** bubblewrap's own line. */
+  readonly detail: string;
+  constructor(message: string, detail: string) {
+    super(message);
+    this.name = 'SandboxSetupError';
+    this.detail = detail;
+  }
+}
+
 export interface BubblewrapOptions {
   readonly bwrap?: string;
   readonly prlimit?: string;
@@ -220,7 +231,6 @@ export class BubblewrapExecutor implements Executor {
     if (range && o.hostUid !== 0) {
       throw new KilnError(
         'sandbox: an id range needs kiln to run as root (only root can map a range of host ids)',
-        ExitCode.Failed,
       );
     }
     if (range) return { uid: range.hostUid, gid: range.hostGid };
@@ -275,10 +285,7 @@ export class BubblewrapExecutor implements Executor {
       const hint = /Permission denied/.test(msg)
         ? ` (every directory above a mount source and the rootfs must be searchable by host uid ${cmd.uid ?? spec.uid}; kiln drops root before starting bwrap)`
         : '';
-      throw new KilnError(
-        `sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`,
-        ExitCode.Failed,
-      );
+      throw new SandboxSetupError(`sandbox could not be set up: ${msg.slice('bwrap: '.length)}${hint}`, msg);
     }
     return result;
   }

@@ -10,7 +10,7 @@
  * silently ignored.
  */
 import { existsSync } from 'node:fs';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import type { Executor, RunResult, RunSpec } from './executor.ts';
 
@@ -37,35 +37,30 @@ export class HostExecutor implements Executor {
     if (spec.rootfs !== '/') {
       throw new KilnError(
         `host executor: rootfs must be "/" (kiln runs inside the build image), got "${spec.rootfs}"`,
-        ExitCode.Failed,
       );
     }
     for (const m of spec.mounts) {
       if (m.src !== m.dst) {
         throw new KilnError(
           `host executor: ${m.dst} must be the directory itself, not a mount of ${m.src}: lay out the job's directories at their sandbox paths`,
-          ExitCode.Failed,
         );
       }
-      if (!existsSync(m.dst)) throw new KilnError(`host executor: ${m.dst} does not exist`, ExitCode.Failed);
+      if (!existsSync(m.dst)) throw new KilnError(`host executor: ${m.dst} does not exist`);
     }
     if (spec.network === 'none') {
       throw new KilnError(
         'host executor: network "none" cannot be enforced without a sandbox: use the bubblewrap executor or run the job without network',
-        ExitCode.Failed,
       );
     }
     if (spec.idRange || spec.capabilities?.length) {
       throw new KilnError(
         'host executor: an id range and namespace capabilities need a user namespace: use the bubblewrap executor',
-        ExitCode.Failed,
       );
     }
     const o = this.#opts;
     if (o.hostUid !== 0 && o.hostUid !== spec.uid) {
       throw new KilnError(
         `host executor: kiln runs as uid ${o.hostUid} and cannot switch to uid ${spec.uid}: run the job as that user`,
-        ExitCode.Failed,
       );
     }
     const limits = spec.limits ?? {};

@@ -21,7 +21,7 @@
 
 import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { tryLock } from '../internal/lock.ts';
 import { ensureOwnedDir } from '../internal/owned-dir.ts';
 
@@ -106,7 +106,6 @@ async function subEntries(file: string): Promise<SubEntry[]> {
       if (name !== 'kiln') continue; // another tool's business
       throw new KilnError(
         `${file} line ${i + 1}: "${line}" is not a valid kiln range: expected kiln:<start>:<count> with ids up to ${MAX_ID}`,
-        ExitCode.Failed,
       );
     }
     out.push({ name, start: s, count: c, line: i + 1 });
@@ -136,7 +135,6 @@ export async function kilnIdRange(files: Partial<IdentityFiles> = {}): Promise<I
     const [has, lacks] = mine.uid ? [f.subuid, f.subgid] : [f.subgid, f.subuid];
     throw new KilnError(
       `${has} has a kiln range but ${lacks} has none: expected a kiln:<start>:<count> line in both`,
-      ExitCode.Failed,
     );
   }
   const range: IdRange =
@@ -155,20 +153,18 @@ export async function kilnIdRange(files: Partial<IdentityFiles> = {}): Promise<I
   for (const c of checks) {
     const end = c.start + range.count - 1;
     if (c.start < 1 || end > MAX_ID) {
-      throw new KilnError(`kiln's ${c.kind} range ${c.start}-${end} is outside 1-${MAX_ID}`, ExitCode.Failed);
+      throw new KilnError(`kiln's ${c.kind} range ${c.start}-${end} is outside 1-${MAX_ID}`);
     }
     const clash = (await accountIds(c.file)).find((a) => a.id >= c.start && a.id <= end);
     if (clash) {
       throw new KilnError(
         `kiln's ${c.kind} range ${c.start}-${end} (${range.source}) contains ${c.what} ${clash.name} (${clash.id}) of ${c.file}: expected ids no host ${c.what} uses (set kiln:<start>:<count> in ${c.subFile})`,
-        ExitCode.Failed,
       );
     }
     const other = c.subs.find((e) => e.name !== 'kiln' && e.start <= end && e.start + e.count - 1 >= c.start);
     if (other) {
       throw new KilnError(
         `kiln's ${c.kind} range ${c.start}-${end} (${range.source}) overlaps ${other.name}'s range on line ${other.line} of ${c.subFile}: expected a range of kiln's own`,
-        ExitCode.Failed,
       );
     }
   }
@@ -193,7 +189,6 @@ async function leaseDir(dir: string): Promise<string> {
   if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
     throw new KilnError(
       `${dir}: expected a directory owned by root and writable only by it (kiln's id leases)`,
-      ExitCode.Failed,
     );
   }
   return dir;
@@ -209,10 +204,7 @@ async function lease(
     const held = await tryLock(path.join(dir, `${prefix}-${slot}`));
     if (held) return { slot, release: () => held.release() };
   }
-  throw new KilnError(
-    `all ${slots} ${what} of kiln's id range are in use by running builds`,
-    ExitCode.Failed,
-  );
+  throw new KilnError(`all ${slots} ${what} of kiln's id range are in use by running builds`);
 }
 
 /** Options of the lease functions. */
@@ -240,14 +232,13 @@ export async function leaseHostIds(opts: LeaseOptions = {}): Promise<IdLease> {
  */
 export async function leaseIdBlock(count: number, opts: LeaseOptions = {}): Promise<IdBlockLease> {
   if (!Number.isInteger(count) || count < 1 || count > BLOCK_SIZE) {
-    throw new KilnError(`id block of ${count} ids: expected 1 to ${BLOCK_SIZE}`, ExitCode.Failed);
+    throw new KilnError(`id block of ${count} ids: expected 1 to ${BLOCK_SIZE}`);
   }
   const range = opts.range ?? (await kilnIdRange(opts.files));
   const blocks = Math.floor(range.count / BLOCK_SIZE) - 1;
   if (blocks < 1) {
     throw new KilnError(
       `kiln's id range (${range.source}) holds ${range.count} ids: a block of ${count} needs at least ${2 * BLOCK_SIZE}`,
-      ExitCode.Failed,
     );
   }
   const dir = await leaseDir(opts.files?.leaseDir ?? DEFAULT_LEASE_DIR);

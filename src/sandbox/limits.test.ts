@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KilnError } from '../internal/kiln-error.ts';
+import { exitCodeOf } from '../cli/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import { formatBytes, formatDuration, parseDuration, parseSize } from './limits.ts';
 
 describe('limits: sizes and durations as users write them', () => {
@@ -17,7 +18,8 @@ describe('limits: sizes and durations as users write them', () => {
     for (const bad of ['', 'lots', '-1G', '0', '5 parsecs', '1e9']) {
       assert.throws(
         () => parseSize(bad, '--disk-budget'),
-        (e: unknown) => e instanceof KilnError && e.exitCode === 3 && e.message.startsWith('--disk-budget "'),
+        (e: unknown) =>
+          e instanceof KilnError && exitCodeOf(e) === 3 && e.message.startsWith('--disk-budget "'),
       );
     }
   });
@@ -34,7 +36,9 @@ describe('limits: sizes and durations as users write them', () => {
       assert.throws(
         () => parseDuration(bad, '--timeout'),
         (e: unknown) =>
-          e instanceof KilnError && e.exitCode === 3 && /^--timeout ".*" is not a duration/.test(e.message),
+          e instanceof KilnError &&
+          exitCodeOf(e) === 3 &&
+          /^--timeout ".*" is not a duration/.test(e.message),
       );
   });
 

@@ -1,3 +1,5 @@
+import { UsageError } from '../internal/errors.ts';
+
 /**
  * The resource limits of a build, in the words users see: sizes (`10GiB`, `64MiB`, `4g`),
  * durations (`90s`, `30m`, `1h`), the defaults, and for each limit the one line that says it was
@@ -6,7 +8,6 @@
  */
 
 import { DEFAULT_DISK_RESERVE_BYTES, formatBytes } from '../internal/disk-space.ts';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -64,13 +65,11 @@ export function parseSize(text: string, what: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
   if (!m || unit === undefined)
-    throw new KilnError(
+    throw new UsageError(
       `${what} "${text}" is not a size: expected a number with an optional unit such as 512MiB, 4GiB or 10g`,
-      ExitCode.InvalidArgs,
     );
   const n = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new KilnError(`${what} "${text}" must be a positive size`, ExitCode.InvalidArgs);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${what} "${text}" must be a positive size`);
   return n;
 }
 
@@ -92,9 +91,8 @@ export function parseDuration(text: string, what: string): number | undefined {
     total += m[2] === 'h' ? n * 3_600_000 : m[2] === 'm' ? n * 60_000 : m[2] === 's' ? n * 1000 : n;
   }
   if (t === '' || consumed !== t.length || !Number.isFinite(total) || total <= 0)
-    throw new KilnError(
+    throw new UsageError(
       `${what} "${text}" is not a duration: expected e.g. 90s, 30m, 1h or 1h30m (0 or none: no limit)`,
-      ExitCode.InvalidArgs,
     );
   return Math.round(total);
 }

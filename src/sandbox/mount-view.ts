@@ -24,9 +24,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { statIfExists } from '../internal/fs.ts';
 import { type HostCommand, nextFd } from './_child.ts';
 import { searchableByOthers } from './rootfs-cache.ts';
 
@@ -176,7 +177,7 @@ export async function neutralView(
   const workDirs: string[] = [];
   for (const [src, mode] of [...sources].sort((a, b) => a[0].length - b[0].length)) {
     if (src === '/' || covered.some((c) => src.startsWith(`${c}/`))) continue;
-    const st = await stat(src).catch(() => undefined);
+    const st = await statIfExists(src);
     if (!st?.isDirectory()) continue;
     let work = '-';
     if (mode === 'rw') {
@@ -246,7 +247,7 @@ let helperProbe: Promise<string | null> | undefined;
  */
 function defaultHelper(): Promise<string | null> {
   helperProbe ??= (async () => {
-    const st = await stat(DEFAULT_HELPER).catch(() => undefined);
+    const st = await statIfExists(DEFAULT_HELPER);
     if (!st?.isFile() || (st.mode & 0o001) === 0) return null;
     return (await searchableByOthers(path.dirname(DEFAULT_HELPER))) ? DEFAULT_HELPER : null;
   })();

@@ -38,7 +38,7 @@ import { access, chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 
 /** How buildpacks and `kiln run` reach the network. */
 export type NetworkMode = 'isolated' | 'none' | 'host';
@@ -106,25 +106,22 @@ export function parseAllowHost(
   const m = /^(.+):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : Number.NaN;
   if (!m || port < 1 || port > 65535) {
-    throw new KilnError(
+    throw new UsageError(
       `--allow-host "${value}": expected HOST:PORT with a port 1-65535 (e.g. 127.0.0.1:4873)`,
-      ExitCode.InvalidArgs,
     );
   }
   const host = m[1]!;
   if (host === 'localhost' || (IPV4.test(host) && host.startsWith('127.'))) {
     if (host !== 'localhost' && host !== '127.0.0.1') {
-      throw new KilnError(
+      throw new UsageError(
         `--allow-host "${value}": only 127.0.0.1 of the loopback network can be reached from the sandbox`,
-        ExitCode.InvalidArgs,
       );
     }
     return { host, port, loopback: true, address: '127.0.0.1' };
   }
   if (IPV4.test(host) && ownAddresses.includes(host)) return { host, port, loopback: false, address: host };
-  throw new KilnError(
+  throw new UsageError(
     `--allow-host "${value}": expected 127.0.0.1, localhost or one of this host's addresses (${ownAddresses.join(', ') || 'none'}); other hosts are reachable without it`,
-    ExitCode.InvalidArgs,
   );
 }
 
@@ -232,16 +229,13 @@ function runHelper(file: string, args: string[], input?: string): Promise<void> 
     child.stderr.on('data', (b: Buffer) => {
       if (err.length < 2000) err += b.toString('utf8');
     });
-    child.on('error', (e) =>
-      reject(new KilnError(`isolated network: cannot start ${file}: ${e.message}`, ExitCode.Failed)),
-    );
+    child.on('error', (e) => reject(new KilnError(`isolated network: cannot start ${file}: ${e.message}`)));
     child.on('exit', (code) => {
       if (code === 0) resolve();
       else
         reject(
           new KilnError(
             `isolated network: ${file} ${args.slice(-1)[0] ?? ''} failed (exit ${code}): ${err.trim().split('\n')[0] ?? ''}`,
-            ExitCode.Failed,
           ),
         );
     });
@@ -315,7 +309,6 @@ export class SandboxNetwork {
       )
         throw new KilnError(
           `--network isolated: kiln is not root and /dev/net/tun is not usable by uid ${o.hostUid} (slirp4netns needs it): run kiln as root, make /dev/net/tun mode 0666 (Debian's udev default), or pass --network none`,
-          ExitCode.Failed,
         );
       const ns = await newNamespace(root);
       fds.push(...ns.fds);
@@ -383,13 +376,12 @@ export class SandboxNetwork {
         const ready = child.stdio[3] as NodeJS.ReadableStream | null;
         ready?.once('data', () => resolve());
         child.once('error', (e) =>
-          reject(new KilnError(`isolated network: cannot start slirp4netns: ${e.message}`, ExitCode.Failed)),
+          reject(new KilnError(`isolated network: cannot start slirp4netns: ${e.message}`)),
         );
         child.once('exit', (code) =>
           reject(
             new KilnError(
               `isolated network: slirp4netns exited (${code}) before it was ready: ${err.trim().split('\n').slice(-3).join(' / ')}`,
-              ExitCode.Failed,
             ),
           ),
         );
@@ -442,14 +434,11 @@ export class SandboxNetwork {
       sock.on('end', () => resolve(text));
       sock.on('error', reject);
     }).catch((e: Error) => {
-      throw new KilnError(`isolated network: publishing port ${hostPort}: ${e.message}`, ExitCode.Failed);
+      throw new KilnError(`isolated network: publishing port ${hostPort}: ${e.message}`);
     });
     if (!/"return"/.test(reply)) {
       const why = /"desc"\s*:\s*"([^"]*)"/.exec(reply)?.[1] ?? reply.trim();
-      throw new KilnError(
-        `port ${hostPort} could not be published on 127.0.0.1: ${why} (is it in use?)`,
-        ExitCode.Failed,
-      );
+      throw new KilnError(`port ${hostPort} could not be published on 127.0.0.1: ${why} (is it in use?)`);
     }
   }
 
@@ -504,13 +493,12 @@ async function newNamespace(root: boolean): Promise<{ netFd: number; userFd?: nu
     await new Promise<void>((resolve, reject) => {
       child.stdout.once('data', () => resolve());
       child.once('error', (e) =>
-        reject(new KilnError(`isolated network: cannot start unshare: ${e.message}`, ExitCode.Failed)),
+        reject(new KilnError(`isolated network: cannot start unshare: ${e.message}`)),
       );
       child.once('exit', (code) =>
         reject(
           new KilnError(
             `isolated network: cannot create a network namespace (unshare exit ${code}): ${lastLine(err)}${root ? '' : ' (kiln is not root: unprivileged user namespaces must be enabled)'}`,
-            ExitCode.Failed,
           ),
         ),
       );
@@ -576,10 +564,7 @@ export async function openNetwork(
   const env = { ...(o.env ?? {}) };
   if (mode !== 'isolated') {
     if ((o.allow ?? []).length > 0)
-      throw new KilnError(
-        `--allow-host applies to --network isolated only (the network is "${mode}")`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`--allow-host applies to --network isolated only (the network is "${mode}")`);
     return {
       network: mode,
       env,

@@ -27,22 +27,11 @@
  * or pruned). ensure() applies the cache's bound after each new unpack.
  */
 import fsSync from 'node:fs';
-import {
-  chmod,
-  lstat,
-  mkdir,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  utimes,
-  writeFile,
-} from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { exists } from '../internal/fs.ts';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
+import { exists, lstatIfExists, statIfExists } from '../internal/fs.ts';
 import { acquireLock, tryLock } from '../internal/lock.ts';
 import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import { pidAlive } from '../internal/process.ts';
@@ -213,7 +202,7 @@ export class RootfsCache {
     for (const name of names) {
       if (!ENTRY.test(name)) continue;
       const p = path.join(this.dir, name);
-      const st = await lstat(p).catch(() => undefined);
+      const st = await lstatIfExists(p);
       if (!st?.isDirectory()) continue;
       const stamp = await readStamp(p);
       entries.push({ path: p, used: st.mtimeMs, bytes: stamp?.bytes ?? treeBytes(p), legacy: !stamp });
@@ -337,7 +326,7 @@ export class RootfsCache {
       let cur = root;
       for (const part of parts) {
         cur = path.join(cur, part);
-        const st = await lstat(cur).catch(() => undefined);
+        const st = await lstatIfExists(cur);
         if (st?.isSymbolicLink()) {
           // e.g. /tmp -> /var/tmp in some images: bwrap follows it inside the rootfs; leave it.
           break;
@@ -428,10 +417,7 @@ function dropLeases(): void {
 
 /** A published entry: the directory and its stamp. */
 async function isReady(final: string): Promise<boolean> {
-  const [dir, stamp] = await Promise.all([
-    lstat(final).catch(() => undefined),
-    lstat(`${final}.json`).catch(() => undefined),
-  ]);
+  const [dir, stamp] = await Promise.all([lstatIfExists(final), lstatIfExists(`${final}.json`)]);
   return dir?.isDirectory() === true && stamp?.isFile() === true;
 }
 
@@ -486,7 +472,7 @@ export async function sandboxCacheDir(cacheDir: string, hostUid: number): Promis
 export async function searchableByOthers(dir: string): Promise<boolean> {
   let cur = path.resolve(dir);
   for (;;) {
-    const st = await stat(cur).catch(() => undefined);
+    const st = await statIfExists(cur);
     if (st && (st.mode & 0o001) === 0) return false;
     const parent = path.dirname(cur);
     if (parent === cur) return true;

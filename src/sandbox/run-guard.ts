@@ -17,7 +17,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { type HostCommand, nextFd } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
 import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';
@@ -64,7 +64,6 @@ export class RunGuard {
       // The hierarchy is usable but refused this cgroup: fail rather than run unbounded.
       throw new KilnError(
         `sandbox: cannot create the cgroup that bounds memory and processes (${(e as Error).message})`,
-        ExitCode.Failed,
       );
     }
     let wrapped = cmd;

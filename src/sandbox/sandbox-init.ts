@@ -13,7 +13,7 @@
  */
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import type { HostCommand } from './_child.ts';
 
 /** The repository's build of init.c. */
@@ -42,7 +42,6 @@ export function openInit(file: string): number {
     const code = (err as NodeJS.ErrnoException).code;
     throw new KilnError(
       `sandbox init ${file} ${code === 'ENOENT' ? 'is missing' : `cannot be opened (${code})`}: build it with scripts/build.sh; sandboxes do not start without it`,
-      ExitCode.Failed,
     );
   }
   const st = fstatSync(fd);
@@ -50,7 +49,6 @@ export function openInit(file: string): number {
     closeSync(fd);
     throw new KilnError(
       `sandbox init ${file} is not a usable program (expected a static executable): rebuild it with scripts/build.sh`,
-      ExitCode.Failed,
     );
   }
   return fd;

@@ -10,7 +10,7 @@
  */
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import { EXTRA_FD_BASE, type HostCommand } from './_child.ts';
 
 /** The build step's output (scripts/build.d/seccomp.sh). */
@@ -45,7 +45,7 @@ export function seccompFilterOf(
   const value = env[SECCOMP_ENV];
   if (value === undefined || value === '' || value === 'on') return DEFAULT_SECCOMP_FILTER;
   if (value === 'off') return false;
-  throw new KilnError(`${SECCOMP_ENV}=${value} is not understood: expected "on" or "off"`, ExitCode.Failed);
+  throw new KilnError(`${SECCOMP_ENV}=${value} is not understood: expected "on" or "off"`);
 }
 
 /** The bwrap arguments that load the filter from SECCOMP_FD (none when it is switched off). */
@@ -67,7 +67,6 @@ export function openSeccompFilter(file: string): number {
     const why = code === 'ENOENT' ? 'is missing' : `cannot be opened (${code ?? String(err)})`;
     throw new KilnError(
       `seccomp filter ${file} ${why}: build it with scripts/build.sh (it needs libseccomp-dev); sandboxes do not start without it`,
-      ExitCode.Failed,
     );
   }
   const st = fstatSync(fd);
@@ -80,7 +79,6 @@ export function openSeccompFilter(file: string): number {
     closeSync(fd);
     throw new KilnError(
       `seccomp filter ${file} is not a BPF program (${st.isFile() ? `${st.size} bytes` : 'not a regular file'}; expected 1 to ${MAX_INSTRUCTIONS} instructions of ${INSTRUCTION_BYTES} bytes): rebuild it with scripts/build.sh`,
-      ExitCode.Failed,
     );
   }
   return fd;

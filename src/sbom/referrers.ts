@@ -1,7 +1,7 @@
 // An image's SBOM documents, attached as OCI referrer artifacts: the one serialisation, and the
 // readers for a layout and a registry.
 import { json } from 'node:stream/consumers';
-import { KilnError } from '../internal/kiln-error.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Layout } from '../layout/layout.ts';
 import { REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';

@@ -1,14 +1,31 @@
-import { KilnError } from '../cnb/exit-codes.ts';
-import { joinUrl, loadSuite, type SuiteSource } from '../debian/archive.ts';
+import { HttpError, joinUrl, loadSuite, type SuiteSource } from '../debian/archive.ts';
 import { DebCache, type DebRef, type DownloadProgress } from '../debian/deb-cache.ts';
 import { readKeyring } from '../debian/release.ts';
 import { resolve, Universe } from '../debian/resolver.ts';
 import { type AptSource, mirrorForSuite } from '../debian/sources.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { HttpClient } from '../internal/http/client.ts';
 import { runFlavours, type StackConfig } from './config.ts';
 import { inputsDigest, type LockedPackage, lockedFrom, type StackLock } from './lock.ts';
 
 /** MirrorChoice is what the CLI resolved from --mirror / KILN_DEBIAN_MIRROR and friends. */
+/** A package the lock names that the archive no longer serves (superseded versions leave it). */
+export class PackageGoneError extends KilnError {
+  readonly package: string;
+  readonly version: string;
+  readonly url: string;
+  constructor(
+    message: string,
+    o: { readonly package: string; readonly version: string; readonly url: string; readonly cause?: unknown },
+  ) {
+    super(message, { cause: o.cause });
+    this.name = 'PackageGoneError';
+    this.package = o.package;
+    this.version = o.version;
+    this.url = o.url;
+  }
+}
+
 export interface MirrorChoice {
   /** Overrides the mirror of every non-security suite. */
   readonly mirror?: string;
@@ -126,13 +143,12 @@ export async function fetchPackages(pkgs: readonly LockedPackage[], opts: Access
     });
   } catch (e) {
     // The archive is live: superseded versions (security updates above all) leave the mirror.
-    const m = e instanceof KilnError ? /GET (\S+) failed: HTTP (404|410)/.exec(e.message) : null;
-    const p = m ? pkgs.find((x) => m[1]!.endsWith(`/${x.filename}`)) : undefined;
+    const gone = e instanceof HttpError && (e.status === 404 || e.status === 410) ? e.url : undefined;
+    const p = gone === undefined ? undefined : pkgs.find((x) => gone.endsWith(`/${x.filename}`));
     if (p) {
-      throw new KilnError(
-        `package ${p.name} ${p.version} of the lock is no longer on the mirror (${m![1]}): run kiln stack update`,
-        (e as KilnError).exitCode,
-        { cause: e },
+      throw new PackageGoneError(
+        `package ${p.name} ${p.version} of the lock is no longer on the mirror (${gone}): run kiln stack update`,
+        { package: p.name, version: p.version, url: gone!, cause: e },
       );
     }
     throw e;

@@ -1,7 +1,7 @@
 import { chmodSync, constants, lchownSync, lstatSync, readdirSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import { BubblewrapExecutor } from '../sandbox/bubblewrap.ts';
 import type { Executor, RunResult } from '../sandbox/executor.ts';
 import { leaseIdBlock } from '../sandbox/identity.ts';

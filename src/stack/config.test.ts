@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import { parseStackConfig, readStackConfig, userOf } from './config.ts';
 import { diffLocks, formatLock, inputsDigest, parseLock, type StackLock } from './lock.ts';
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
+import { UsageError } from '../internal/errors.ts';
 
 const pkgName = z
   .string()
@@ -150,9 +150,8 @@ export function flavourOf(config: StackConfig, flavour: string): RunFlavour {
   const all = runFlavours(config);
   const f = all.find((x) => x.flavour === flavour);
   if (!f)
-    throw new KilnError(
+    throw new UsageError(
       `stack ${config.id} has no run-image flavour "${flavour}" (flavours: ${all.map((x) => x.flavour).join(', ')})`,
-      ExitCode.InvalidArgs,
     );
   return f;
 }
@@ -163,10 +162,7 @@ export function parseStackConfig(text: string, file: string): StackConfig {
   try {
     raw = parseToml(text);
   } catch (e) {
-    throw new KilnError(
-      `invalid stack file ${file}: ${(e as Error).message.split('\n')[0]}`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`invalid stack file ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
   const r = StackConfigSchema.safeParse(raw);
   if (!r.success) {
@@ -174,7 +170,7 @@ export function parseStackConfig(text: string, file: string): StackConfig {
     const key = issue.path.length ? issue.path.join('.') : '(document)';
     const msg =
       issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
-    throw new KilnError(`invalid stack file ${file}: key "${key}": ${msg}`, ExitCode.InvalidArgs);
+    throw new UsageError(`invalid stack file ${file}: key "${key}": ${msg}`);
   }
   return r.data;
 }
@@ -185,7 +181,7 @@ export async function readStackConfig(file: string): Promise<StackConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new KilnError(`cannot read stack file ${file}: ${(e as Error).message}`, ExitCode.InvalidArgs);
+    throw new UsageError(`cannot read stack file ${file}: ${(e as Error).message}`);
   }
   return parseStackConfig(text, file);
 }

@@ -1,6 +1,6 @@
 import { chmod, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { KilnError } from '../cnb/exit-codes.ts';
+import { KilnError } from '../internal/errors.ts';
 import { pidAlive } from '../internal/process.ts';
 import { tempOwner, tempSibling } from '../internal/temp-name.ts';
 import type { Layout } from '../layout/layout.ts';

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { z } from 'zod';
-import { ExitCode, KilnError } from '../cnb/exit-codes.ts';
 import type { PackageRecord } from '../debian/package.ts';
 import { compareVersions } from '../debian/version.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
 import { sha256 } from '../oci/digest.ts';
 import { DEFAULT_FLAVOUR, type ImageSpec, runFlavours, type StackConfig } from './config.ts';
 
@@ -118,18 +118,12 @@ export function parseLock(text: string, file: string): StackLock {
   try {
     raw = parseToml(text);
   } catch (e) {
-    throw new KilnError(
-      `invalid lock file ${file}: ${(e as Error).message.split('\n')[0]}`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`invalid lock file ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
   const r = LockSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    throw new KilnError(
-      `invalid lock file ${file}: key "${issue.path.join('.')}": ${issue.message}`,
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError(`invalid lock file ${file}: key "${issue.path.join('.')}": ${issue.message}`);
   }
   return r.data;
 }

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { statIfExists } from '../internal/fs.ts';
 import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
@@ -93,7 +94,7 @@ export class ImageStore {
    */
   async maybeGc(intervalMs = 3_600_000): Promise<string[] | undefined> {
     const marker = path.join(this.dir, '.kiln-gc');
-    const st = await fs.stat(marker).catch(() => undefined);
+    const st = await statIfExists(marker);
     if (st && Date.now() - st.mtimeMs < intervalMs) return undefined;
     await fs.writeFile(marker, `${process.pid}\n`);
     return this.layout.gc();

@@ -13,7 +13,7 @@ import {
   DEFAULT_BUILDER_CONFIG,
   ensureDefaultBuilder,
 } from '../../src/builder/default-builder.ts';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image, Layer } from '../../src/oci/image.ts';

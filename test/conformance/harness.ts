@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { chmod, chown, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import type { Order } from '../../src/cnb/buildpack-toml.ts';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { escapeId } from '../../src/cnb/ids.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { loggerFrom } from '../../src/internal/log.ts';
 import { build } from '../../src/lifecycle/build.ts';
 import { BuildpackStore } from '../../src/lifecycle/buildpack-store.ts';
@@ -216,7 +217,7 @@ export async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<vo
 export function rejectsWith(p: Promise<unknown>, code: number, re?: RegExp): Promise<void> {
   return assert.rejects(p, (e: unknown) => {
     assert.ok(e instanceof KilnError, `expected KilnError, got ${e}`);
-    assert.equal(e.exitCode, code, `exit code of: ${e.message}`);
+    assert.equal(exitCodeOf(e), code, `exit code of: ${e.message}`);
     if (re) assert.match(e.message, re);
     return true;
   });

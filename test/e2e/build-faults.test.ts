@@ -5,6 +5,7 @@ import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { VolumeCache } from '../../src/lifecycle/cache.ts';
 import { type E2E, makeE2E } from './build-fixture.ts';
 
@@ -121,7 +122,7 @@ describe('kiln build under faults', () => {
     );
     await assert.rejects(
       w.build(app, 'e2e-fails', { buildpacks: ['e2e/runtime', bad, 'e2e/process'] }),
-      (e: unknown) => (e as { exitCode?: number }).exitCode === 51 && /e2e\/bad/.test(String(e)),
+      (e: unknown) => exitCodeOf(e) === 51 && /e2e\/bad/.test(String(e)),
     );
     assert.equal(await w.store.digestOf('e2e-fails'), first.digest);
     assert.equal(await fs.readFile(path.join(cacheOf('e2e-fails'), 'cache.json'), 'utf8'), cacheBefore);

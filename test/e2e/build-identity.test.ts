@@ -9,6 +9,7 @@ import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { kilnIdRange } from '../../src/sandbox/identity.ts';
 import { type E2E, makeE2E } from './build-fixture.ts';
 
@@ -120,7 +121,7 @@ describe('build identity', { skip: !root && 'needs root (leases host ids)' }, ()
       w.build(app, 'e2e-planter', { buildpacks: ['e2e/runtime', bp, 'e2e/process@0.0.1'] }),
       (e: unknown) => {
         assert.match(String(e), /layers\/test_planter is a symlink: kiln writes below it/);
-        assert.equal((e as { exitCode?: number }).exitCode, 42, 'the restore phase exit code');
+        assert.equal(exitCodeOf(e), 42, 'the restore phase exit code');
         return true;
       },
     );

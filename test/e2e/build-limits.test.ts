@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ExitCode, KilnError } from '../../src/cnb/exit-codes.ts';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
+import { ExitCode } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { Deadline } from '../../src/lifecycle/deadline.ts';
 import { type E2E, makeE2E } from './build-fixture.ts';
 
@@ -53,7 +55,7 @@ describe('limits of a whole build', { skip: !asRoot && 'needs root (build as uid
     const e = await failure(
       w.build(app, 'e2e-slow', { buildpacks: ['e2e/runtime', slow], deadline: Deadline.after(4000) }),
     );
-    assert.equal(e.exitCode, ExitCode.BuildFailed);
+    assert.equal(exitCodeOf(e), ExitCode.BuildFailed);
     assert.equal(
       e.message,
       'buildpack acme/slow@1.0 (build) was stopped after the 4s build timeout (--timeout)',
@@ -72,7 +74,7 @@ describe('limits of a whole build', { skip: !asRoot && 'needs root (build as uid
         limits: { diskBytes: 64 << 20 },
       }),
     );
-    assert.equal(e.exitCode, ExitCode.BuildFailed);
+    assert.equal(exitCodeOf(e), ExitCode.BuildFailed);
     assert.match(
       e.message,
       /^buildpack acme\/filler@1\.0 \(build\) was stopped: the build's disk budget of 64 MiB for .* was exceeded .*--disk-budget/,
@@ -83,7 +85,7 @@ describe('limits of a whole build', { skip: !asRoot && 'needs root (build as uid
   test('the deadline spans the platform phases: passed during analyze, the build ends there (exit 32)', async () => {
     const app = await w.app('late', 'first');
     const e = await failure(w.build(app, 'e2e-late', { deadline: Deadline.after(1) }));
-    assert.equal(e.exitCode, ExitCode.AnalyzeError);
+    assert.equal(exitCodeOf(e), ExitCode.AnalyzeError);
     assert.match(
       e.message,
       /^the build was stopped during analyze: the 1ms build timeout \(--timeout\) passed; raise it with --timeout/,

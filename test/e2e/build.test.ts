@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
 import { type E2E, E2E_BUILDPACKS, makeE2E, podmanRunRetrying } from './build-fixture.ts';
@@ -166,8 +167,7 @@ describe('kiln build end to end', () => {
     for (const ref of [path.join(w.root, 'no-such-dir'), w.root]) {
       await assert.rejects(
         w.build(app, 'e2e-bad-bp-path', { buildpacks: [ref] }),
-        (e: unknown) =>
-          (e as { exitCode?: number }).exitCode === 3 && String(e).includes(`--buildpack ${ref}: no `),
+        (e: unknown) => exitCodeOf(e) === 3 && String(e).includes(`--buildpack ${ref}: no `),
       );
     }
     assert.equal(await w.store.find('e2e-bad-bp-path'), undefined);
@@ -179,14 +179,14 @@ describe('kiln build end to end', () => {
     const app = await w.app('host-executor', 'never built');
     await assert.rejects(
       w.build(app, 'e2e-host-executor', { executor }),
-      (e: unknown) => (e as { exitCode?: number }).exitCode === 3 && /host executor/.test(String(e)),
+      (e: unknown) => exitCodeOf(e) === 3 && /host executor/.test(String(e)),
     );
     const missing = path.join(w.root, 'no-such-layers');
     const hostDirs = { app: w.root, layers: missing, platform: w.root, buildpacks: w.root };
     await assert.rejects(
       w.build(app, 'e2e-host-executor', { executor, hostDirs }),
       (e: unknown) =>
-        (e as { exitCode?: number }).exitCode === 3 &&
+        exitCodeOf(e) === 3 &&
         String(e).includes(`--executor host: ${missing} (CNB_LAYERS_DIR) does not exist`),
     );
     assert.equal(await w.store.find('e2e-host-executor'), undefined);

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { BuilderLabel, readBuilder } from '../../src/builder/builder-image.ts';
 import { BuildpackageLabel, readBuildpackageLabels } from '../../src/buildpackage/buildpackage.ts';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { imageFrom } from '../../src/oci/memory.ts';
 import { expectCleanError, mutatedJson, nastyString, params } from './fuzz.ts';
 

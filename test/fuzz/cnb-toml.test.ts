@@ -10,7 +10,6 @@ import { DetectPlan, parseDetectPlan } from '../../src/cnb/build-plan.ts';
 import { BuildToml } from '../../src/cnb/build-toml.ts';
 import { BuildpackPlan } from '../../src/cnb/buildpack-plan.ts';
 import { BuildpackToml } from '../../src/cnb/buildpack-toml.ts';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { GroupToml } from '../../src/cnb/group-toml.ts';
 import { LaunchToml } from '../../src/cnb/launch-toml.ts';
 import { LayerToml } from '../../src/cnb/layer-toml.ts';
@@ -23,6 +22,7 @@ import { RunToml } from '../../src/cnb/run-toml.ts';
 import { StoreToml } from '../../src/cnb/store-toml.ts';
 import { SystemToml } from '../../src/cnb/system-toml.ts';
 import { CnbFileError, parseTomlText, toTomlText } from '../../src/cnb/toml-file.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { parseProjectDescriptor } from '../../src/platform/project-descriptor.ts';
 import { expectCleanError, nastyString, params } from './fuzz.ts';
 

@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readArIndex } from '../../src/debian/ar.ts';
 import { canonicalName, formatParagraph, parseDeb822 } from '../../src/debian/deb822.ts';
 import { packageFromParagraph, parseRelations } from '../../src/debian/package.ts';
 import { compareVersions, parseVersion } from '../../src/debian/version.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { expectCleanError, nastyString, params } from './fuzz.ts';
 
 // Property-based fuzzing of what kiln reads from the Debian archive and from .deb files: deb822

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { parseChallenges } from '../../src/registry/challenge.ts';
 import { dockerConfigKeychain } from '../../src/registry/credentials.ts';
 import { parseReference, referenceString } from '../../src/registry/reference.ts';

@@ -21,8 +21,8 @@ import { chmod, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promise
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { readAptSources } from '../../src/debian/sources.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { extract } from '../../src/layers/extract.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';

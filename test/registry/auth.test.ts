@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { Redactor } from '../../src/internal/redactor.ts';
 import { MediaType } from '../../src/oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../../src/oci/memory.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { type Fixture, makeFixture } from '../conformance/harness.ts';
 import { listenLoopback, plantSetuidEuidProbe } from './hostile-harness.ts';
 

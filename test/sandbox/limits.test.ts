@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { ExitCode, KilnError } from '../../src/cnb/exit-codes.ts';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
+import { ExitCode } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { Deadline } from '../../src/lifecycle/deadline.ts';
 import { SandboxCgroup } from '../../src/sandbox/cgroup.ts';
 import { type Fixture, makeFixture } from '../conformance/harness.ts';
@@ -22,7 +24,7 @@ async function failure(p: Promise<unknown>): Promise<{ message: string; exitCode
     await p;
   } catch (e) {
     assert.ok(e instanceof KilnError, String(e));
-    return { message: e.message, exitCode: e.exitCode };
+    return { message: e.message, exitCode: exitCodeOf(e) };
   }
   assert.fail('the build was expected to fail');
 }

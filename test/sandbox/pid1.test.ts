@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import type { Mount, RunSpec } from '../../src/sandbox/executor.ts';
 import { RootfsCache } from '../../src/sandbox/rootfs-cache.ts';

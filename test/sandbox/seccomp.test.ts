@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../src/sandbox/executor.ts';
 import { DEFAULT_SECCOMP_FILTER, SECCOMP_FD, seccompFilterOf } from '../../src/sandbox/seccomp.ts';

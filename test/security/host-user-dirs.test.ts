@@ -11,8 +11,8 @@ import { chmod, chown, lstat, mkdir, mkdtemp, rm, symlink, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
 import { loadConfig } from '../../src/config/config-file.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { ensureOwnedDir } from '../../src/internal/owned-dir.ts';
 import { VolumeCache } from '../../src/lifecycle/cache.ts';
 import { leaseHostIds } from '../../src/sandbox/identity.ts';

@@ -11,7 +11,7 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { copyAppSource } from '../../src/platform/app-source.ts';
 import { type SourceFilter, sourceFilter } from '../../src/platform/source-filter.ts';
 

@@ -11,7 +11,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { copyAppSource } from '../../src/platform/app-source.ts';
 import { type SourceFilter, sourceFilter } from '../../src/platform/source-filter.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
@@ -88,7 +89,7 @@ describe('hostile app directory', { skip: !asRoot && 'needs root' }, () => {
       (x: unknown) => x,
     );
     assert.ok(err instanceof KilnError, String(err));
-    assert.equal(err.exitCode, 3);
+    assert.equal(exitCodeOf(err), 3);
     assert.match(
       err.message,
       /^app directory .*deep: "d\/d\/d.*…" is nested deeper than kiln copies \(paths up to 3072 bytes\)$/,

@@ -2,8 +2,8 @@
 // io.buildpacks.lifecycle.metadata label naming layers with "..". Layer names become paths on
 // restore (`<layers>/<bp>/<name>` is removed, replaced and chowned; `<name>.toml` is written), so
 // a name climbing out would have kiln, as root, delete, overwrite or chown host directories.
-// Such a document is refused where it is parsed (a cache is disposable: it reads as empty), and
-// a buildpack cannot make a layer named "." either.
+// Such a document is refused where it is parsed (a broken cache.json fails the restore naming
+// the file, never read as "no cache"), and a buildpack cannot make a layer named "." either.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { parseCacheMetadata, parseLifecycleMetadata } from '../../src/cnb/lifecycle-metadata.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
 
 const asRoot = (process.getuid?.() ?? 0) === 0;
@@ -59,13 +60,21 @@ describe('hostile cache and layer names', { skip: !asRoot && 'needs root' }, () 
     layers[climb] = layers.c;
     delete layers.c;
     await writeFile(file, JSON.stringify(state));
-    const r = await e.build(app, image, { buildpacks: [bp] });
+    const err = await e.build(app, image, { buildpacks: [bp] }).then(
+      () => assert.fail('expected the restore to fail'),
+      (x: unknown) => x,
+    );
+    assert.ok(err instanceof KilnError, String(err));
+    assert.match(
+      err.message,
+      /cache\.json: not a valid cache state \(.*layer name .*expected one path component/,
+    );
+    assert.equal(exitCodeOf(err), 42, 'the restore step');
     assert.deepEqual(await readdir(victim), ['precious'], 'the host directory was not replaced');
     const st = await stat(victim);
     assert.equal(st.uid, 0, 'the host directory was not chowned to the build user');
     assert.equal(st.mode & 0o777, 0o700);
     assert.ok(!(await readdir(e.root)).includes('victim.toml'), 'no layer toml written next to it');
-    assert.ok(!r.log.lines.some((l) => l.includes('Restoring data')), r.log.lines.join('\n'));
   });
 
   test('a cached layer tar whose layers/<bp> is a link to a host directory does not move or chown it', async () => {
@@ -147,6 +156,6 @@ sys.stdout.buffer.write(b.getvalue())`,
     );
     assert.ok(err instanceof KilnError, String(err));
     assert.match(err.message, /^layers\/hostile_dot\/\.\.toml: layer name "\.": expected one path component/);
-    assert.equal(err.exitCode, 62);
+    assert.equal(exitCodeOf(err), 62);
   });
 });

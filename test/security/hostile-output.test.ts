@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../src/cnb/lifecycle-metadata.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
 
 const asRoot = (process.getuid?.() ?? 0) === 0;
@@ -107,7 +108,7 @@ EOF`;
       assert.ok(err instanceof KilnError, String(err));
       assert.match(err.message, expected);
       assert.doesNotMatch(err.message, /\n/);
-      assert.equal(err.exitCode, code);
+      assert.equal(exitCodeOf(err), code);
     });
   }
 });

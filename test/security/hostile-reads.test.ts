@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { resolveUser } from '../../src/cli/commands/run.ts';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
 import type { Image } from '../../src/oci/image.ts';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { KilnError } from '../../src/cnb/exit-codes.ts';
+import { KilnError } from '../../src/internal/errors.ts';
 import { RegistryClient, realmMayGetCredentials } from '../../src/registry/client.ts';
 import { staticKeychain } from '../../src/registry/credentials.ts';
 import { parseReference } from '../../src/registry/reference.ts';

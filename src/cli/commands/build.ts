@@ -6,8 +6,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../../builder/run-flavour.ts';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { platformApi } from '../../cnb/api.ts';
 import { loadConfig } from '../../config/config-file.ts';
+import { KilnError, UsageError } from '../../internal/errors.ts';
 import { loadLauncher } from '../../launcher/index.ts';
 import { Layout } from '../../layout/layout.ts';
 import { keptByInclude } from '../../lifecycle/app-export-filter.ts';
@@ -94,7 +95,7 @@ export async function parseEnvFlags(
     const eq = item.indexOf('=');
     const name = eq < 0 ? item : item.slice(0, eq);
     if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(name))
-      throw new KilnError(`${where}: "${item}" is not NAME=VALUE`, ExitCode.InvalidArgs);
+      throw new UsageError(`${where}: "${item}" is not NAME=VALUE`);
     if (eq >= 0) out[name] = item.slice(eq + 1);
     else if (kilnEnv[name] !== undefined) out[name] = kilnEnv[name]!;
   };
@@ -103,7 +104,7 @@ export async function parseEnvFlags(
     try {
       text = await readFile(f, 'utf8');
     } catch (e) {
-      throw new KilnError(`--env-file ${f}: ${(e as Error).message}`, ExitCode.InvalidArgs);
+      throw new UsageError(`--env-file ${f}: ${(e as Error).message}`);
     }
     for (const line of text.split(/\r?\n/)) {
       const l = line.trim();
@@ -284,8 +285,11 @@ export function register(program: Command, ctx: CliContext): void {
   addPlatformOptions(cmd);
   cmd.action(async (imageArg: string, flags: BuildFlags) => {
     const { settings, log } = ctx;
+    // A platform that asks for a Platform API kiln does not speak is refused before anything runs.
+    const api = settings.env.CNB_PLATFORM_API;
+    if (api !== undefined && api !== '') platformApi(api);
     if (flags.cacheImage && flags.cacheDir)
-      throw new KilnError('--cache-image and --cache-dir exclude each other: pick one', ExitCode.InvalidArgs);
+      throw new UsageError('--cache-image and --cache-dir exclude each other: pick one');
     // Limits first: a bad value fails before anything is pulled. The deadline starts now.
     const bounds = resolveBuildLimits(flags, await loadConfig(settings.configFile), settings);
     const deadline = bounds.timeoutMs !== undefined ? Deadline.after(bounds.timeoutMs) : undefined;
@@ -294,10 +298,7 @@ export function register(program: Command, ctx: CliContext): void {
     const network: NetworkMode = flags.network ?? (flags.executor === 'host' ? 'host' : 'isolated');
     const allowHosts = flags.allowHost.map((h) => parseAllowHost(h));
     if (allowHosts.length > 0 && network !== 'isolated')
-      throw new KilnError(
-        `--allow-host applies to --network isolated only (the network is "${network}")`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`--allow-host applies to --network isolated only (the network is "${network}")`);
     if (flags.network === 'host') log.warn(HOST_NETWORK_WARNING);
     const progress = log.progress();
     const io = imageIO(settings, log, { progress });
@@ -418,7 +419,7 @@ export function register(program: Command, ctx: CliContext): void {
       }).catch((e: unknown) => {
         const hint = tls.hint();
         if (hint === undefined || !(e instanceof KilnError)) throw e;
-        throw new KilnError(`${e.message}: ${hint}`, e.exitCode, { cause: e });
+        throw new KilnError(`${e.message}: ${hint}`, { cause: e });
       });
       progress.end();
       log.info(
@@ -434,8 +435,7 @@ export function register(program: Command, ctx: CliContext): void {
 
 function cacheImageRef(ref: string): Reference {
   const loc = parseImageLocation(ref);
-  if (loc.kind !== 'registry')
-    throw new KilnError(`--cache-image ${ref}: must be a registry reference`, ExitCode.InvalidArgs);
+  if (loc.kind !== 'registry') throw new UsageError(`--cache-image ${ref}: must be a registry reference`);
   return loc.ref;
 }
 
@@ -456,26 +456,19 @@ export async function projectRefs(entries: readonly GroupEntry[], scratch: strin
       if (uri.startsWith('docker://')) out.push(uri.slice('docker://'.length));
       else if (uri.startsWith('file://')) out.push(fileURLToPath(uri));
       else if (/^[a-z][a-z0-9+.-]*:/.test(uri))
-        throw new KilnError(
-          `project.toml buildpack uri "${e.uri}": unsupported scheme`,
-          ExitCode.InvalidArgs,
-        );
+        throw new UsageError(`project.toml buildpack uri "${e.uri}": unsupported scheme`);
       else out.push(uri);
       continue;
     }
-    if (!e.id)
-      throw new KilnError('project.toml group entry without id, uri or script', ExitCode.InvalidArgs);
+    if (!e.id) throw new UsageError('project.toml group entry without id, uri or script');
     out.push(e.version ? `${e.id}@${e.version}` : e.id);
   }
   return out;
 }
 
 async function configuredBuilder(settings: CliContext['settings']): Promise<string | undefined> {
-  try {
-    return (await loadConfig(settings.configFile)).defaultBuilder;
-  } catch {
-    return undefined;
-  }
+  // An absent config file names no builder (loadConfig); a broken one is an error naming it.
+  return (await loadConfig(settings.configFile)).defaultBuilder;
 }
 
 /** The embedded default builder: made locally from builders/bookworm on first use (needs the stack). */

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { readBuilderConfig } from '../../builder/builder-config.ts';
 import { type BuilderInfo, createBuilder, readBuilder } from '../../builder/builder-image.ts';
 import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
 import { ImageStore } from '../../store/store.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
@@ -44,18 +44,14 @@ export function register(program: Command, ctx: CliContext): void {
       if (opts.publish) dests.push(parseImageLocation(opts.publish));
       if (opts.output) dests.push(parseImageLocation(opts.output));
       if (dests.length === 0) {
-        throw new KilnError(
+        throw new UsageError(
           'builder create: name a destination: NAME (local store), --publish REF or --output oci:DIR',
-          ExitCode.InvalidArgs,
         );
       }
       const log = ctx.log;
       const config = await readBuilderConfig(opts.config);
       if (!config.buildImage)
-        throw new KilnError(
-          `${opts.config}: build image missing: expected [build] image`,
-          ExitCode.InvalidArgs,
-        );
+        throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
       const progress = log.progress();
       const io = imageIO(ctx.settings, log, { progress });
       // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
@@ -96,10 +92,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-o, --output <format>', 'human or json', 'human')
     .action(async (ref: string, opts: { output: string }) => {
       if (opts.output !== 'human' && opts.output !== 'json') {
-        throw new KilnError(
-          `invalid --output "${opts.output}": expected human or json`,
-          ExitCode.InvalidArgs,
-        );
+        throw new UsageError(`invalid --output "${opts.output}": expected human or json`);
       }
       const io = imageIO(ctx.settings, ctx.log);
       const { image, where } = await resolveImage(ref, io);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
@@ -11,7 +11,8 @@ import {
   readPackageConfig,
 } from '../../buildpackage/package-config.ts';
 import { parseTarget, scaffoldBuildpack } from '../../buildpackage/scaffold.ts';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { UsageError } from '../../internal/errors.ts';
+import { statIfExists } from '../../internal/fs.ts';
 import { BlobStore } from '../../layout/blob-store.ts';
 import { Layout } from '../../layout/layout.ts';
 import type { Image } from '../../oci/image.ts';
@@ -41,7 +42,7 @@ import {
  * port, or is localhost) — pack's rule for telling images from ids.
  */
 export async function openBuildpackageImage(ref: string, io: ImageIO): Promise<Image | undefined> {
-  const st = await stat(ref).catch(() => undefined);
+  const st = await statIfExists(ref);
   if (st?.isFile()) return readOciArchive(path.resolve(ref), io.platform ? { platform: io.platform } : {});
   if (st?.isDirectory()) return undefined;
   if (/^(oci|docker-archive|local):/.test(ref) || ref.startsWith('docker://'))
@@ -106,11 +107,11 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (name: string, flags: PackageFlags) => {
       const { settings, log } = ctx;
       if (flags.config && flags.path)
-        throw new KilnError('--config and --path exclude each other: pick one', ExitCode.InvalidArgs);
+        throw new UsageError('--config and --path exclude each other: pick one');
       if (flags.publish && flags.format === 'file')
-        throw new KilnError('--publish and --format file exclude each other', ExitCode.InvalidArgs);
+        throw new UsageError('--publish and --format file exclude each other');
       if (flags.pathToOutput && flags.format !== 'file')
-        throw new KilnError('--path-to-output needs --format file', ExitCode.InvalidArgs);
+        throw new UsageError('--path-to-output needs --format file');
       const config: PackageConfig = flags.config
         ? await readPackageConfig(path.resolve(flags.config))
         : {
@@ -212,11 +213,7 @@ export function buildpackageUnpacker(
     async open(uri) {
       root ??= await mkdtemp(path.join(tmpParent, 'kiln-buildpackages-'));
       const image = await openBuildpackageImage(uri, io);
-      if (!image)
-        throw new KilnError(
-          `buildpack uri ${uri}: not a buildpackage image or .cnb file`,
-          ExitCode.InvalidArgs,
-        );
+      if (!image) throw new UsageError(`buildpack uri ${uri}: not a buildpackage image or .cnb file`);
       const { extractBuildpackage } = await import('../../buildpackage/buildpackage.ts');
       return (await extractBuildpackage(image, path.join(root, String(n++)), uri)).dirs;
     },

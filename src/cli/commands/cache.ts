@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { formatBytes, parseByteSize, parseDuration } from '../../config/units.ts';
+import { UsageError } from '../../internal/errors.ts';
 import { type ExtractLimits, ROOTFS_LIMITS } from '../../layers/extract-limits.ts';
 import {
   DEFAULT_ROOTFS_BOUND,
@@ -55,19 +55,13 @@ export function policyOf(flags: PruneFlags, bound: PrunePolicy): PrunePolicy {
   if (flags.keepStorage !== undefined) {
     maxBytes = parseByteSize(flags.keepStorage);
     if (maxBytes === undefined)
-      throw new KilnError(
-        `--keep-storage "${flags.keepStorage}": expected a size such as 10GiB or 500MB`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`--keep-storage "${flags.keepStorage}": expected a size such as 10GiB or 500MB`);
   }
   for (const f of flags.filter) {
     const m = /^until=(.*)$/.exec(f);
     maxAgeMs = m ? parseDuration(m[1]!) : undefined;
     if (maxAgeMs === undefined)
-      throw new KilnError(
-        `--filter "${f}": expected until=DURATION such as until=24h or until=30d`,
-        ExitCode.InvalidArgs,
-      );
+      throw new UsageError(`--filter "${f}": expected until=DURATION such as until=24h or until=30d`);
   }
   const dryRun = Boolean(flags.dryRun);
   if (flags.all) return { all: true, dryRun };

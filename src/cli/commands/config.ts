@@ -1,6 +1,5 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import {
   configToToml,
   isHost,
@@ -9,6 +8,7 @@ import {
   type RegistryMirror,
   updateConfig,
 } from '../../config/config-file.ts';
+import { KilnError, UsageError } from '../../internal/errors.ts';
 import { readCaCertFile } from '../../platform/ca-certs.ts';
 import { parseDuration, parseSize } from '../../sandbox/limits.ts';
 import type { CliContext } from '../context.ts';
@@ -109,7 +109,7 @@ export function register(program: Command, ctx: CliContext): void {
         return;
       }
       if (value !== 'true' && value !== 'false')
-        throw new KilnError(`trust-host-ca-certs "${value}": expected true or false`, ExitCode.InvalidArgs);
+        throw new UsageError(`trust-host-ca-certs "${value}": expected true or false`);
       await change((c) => ({ ...c, trustHostCaCerts: value === 'true' }), `trust-host-ca-certs = ${value}`);
     });
 
@@ -118,11 +118,7 @@ export function register(program: Command, ctx: CliContext): void {
     out,
     change,
     normalize: async (v) => {
-      if (!isHost(v))
-        throw new KilnError(
-          `"${v}": expected a registry host such as "localhost:5000"`,
-          ExitCode.InvalidArgs,
-        );
+      if (!isHost(v)) throw new UsageError(`"${v}": expected a registry host such as "localhost:5000"`);
       return v;
     },
   });
@@ -165,9 +161,8 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption('-m, --mirror <mirror>', 'mirror registry host')
     .action(async (registry: string, opts: { mirror: string }) => {
       if (registry !== '*' && !isHost(registry))
-        throw new KilnError(`registry "${registry}": expected a registry host or "*"`, ExitCode.InvalidArgs);
-      if (!isHost(opts.mirror))
-        throw new KilnError(`mirror "${opts.mirror}": expected a registry host`, ExitCode.InvalidArgs);
+        throw new UsageError(`registry "${registry}": expected a registry host or "*"`);
+      if (!isHost(opts.mirror)) throw new UsageError(`mirror "${opts.mirror}": expected a registry host`);
       const entry: RegistryMirror = { registry, mirror: opts.mirror };
       await change(
         (c) => ({
@@ -184,7 +179,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (registry: string) => {
       const c = await loadConfig(file());
       if (!c.registryMirrors.some((m) => m.registry === registry))
-        throw new KilnError(`registry-mirrors: no mirror for "${registry}"`, ExitCode.InvalidArgs);
+        throw new UsageError(`registry-mirrors: no mirror for "${registry}"`);
       await change(
         (x) => ({ ...x, registryMirrors: x.registryMirrors.filter((m) => m.registry !== registry) }),
         `removed the mirror of ${registry}`,
@@ -229,7 +224,7 @@ function scalar(
       }
       if (value === undefined) {
         const v = (await loadConfig(io.file()))[key];
-        if (v === undefined) throw new KilnError(`${name} is not set`, ExitCode.Failed);
+        if (v === undefined) throw new KilnError(`${name} is not set`);
         io.out(v);
         return;
       }
@@ -271,13 +266,11 @@ function list(
     .action(async (raw: string) => {
       const v = io.normalizeRemove ? io.normalizeRemove(raw) : raw;
       const c = await loadConfig(io.file());
-      if (!c[key].includes(v))
-        throw new KilnError(`${name}: "${v}" is not in the list`, ExitCode.InvalidArgs);
+      if (!c[key].includes(v)) throw new UsageError(`${name}: "${v}" is not in the list`);
       await io.change((x) => ({ ...x, [key]: x[key].filter((e) => e !== v) }), `${name}: removed ${v}`);
     });
 }
 
 function checkUrl(v: string): void {
-  if (!/^https?:\/\/\S+$/.test(v))
-    throw new KilnError(`"${v}": expected an http(s) URL`, ExitCode.InvalidArgs);
+  if (!/^https?:\/\/\S+$/.test(v)) throw new UsageError(`"${v}": expected an http(s) URL`);
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { UsageError } from '../../internal/errors.ts';
 import type { Image, ImageIndex } from '../../oci/image.ts';
 import type { Platform } from '../../oci/schema.ts';
 import type { CliContext } from '../context.ts';
@@ -89,7 +89,7 @@ export function platformOption(value: string | undefined): { platform?: Platform
 export function parsePlatform(s: string): Platform {
   const parts = s.split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === ''))
-    throw new KilnError(`invalid platform "${s}": expected os/arch[/variant]`, ExitCode.InvalidArgs);
+    throw new UsageError(`invalid platform "${s}": expected os/arch[/variant]`);
   const p: Platform = { os: parts[0]!, architecture: parts[1]! };
   if (parts[2]) p.variant = parts[2];
   return p;

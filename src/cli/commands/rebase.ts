@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
+import { KilnError, UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
 import { rebase } from '../../rebase/rebase.ts';
 import type { CliContext } from '../context.ts';
@@ -20,6 +20,9 @@ import {
 } from '../image-ref.ts';
 
 /** register adds `kiln rebase IMAGE`. */
+/** The whole command is the platform spec's rebase step: whatever fails in it ends with 72. */
+export const step = 'rebase';
+
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('rebase')
@@ -61,10 +64,7 @@ export function register(program: Command, ctx: CliContext): void {
           });
         const target = await locate(arg);
         if (opts.publish && target.kind !== 'registry')
-          throw new KilnError(
-            `--publish needs a registry reference, not ${describeLocation(target)}`,
-            ExitCode.InvalidArgs,
-          );
+          throw new UsageError(`--publish needs a registry reference, not ${describeLocation(target)}`);
         const source = opts.previousImage ? await locate(opts.previousImage) : target;
         const app = await read(opts.previousImage ?? arg, source, io0);
         const appCfg = await app.configFile();
@@ -132,15 +132,10 @@ async function recordedRunImage(app: Image, target: ImageLocation, what: string)
   if (raw === undefined)
     throw new KilnError(
       `cannot rebase ${what}: not a buildpacks app image (no ${LIFECYCLE_METADATA_LABEL} label)`,
-      ExitCode.RebaseError,
     );
   const md = parseLifecycleMetadata(raw);
   const image = md.runImage.image ?? md.stack?.runImage?.image;
-  if (!image)
-    throw new KilnError(
-      `cannot rebase ${what}: it records no run image name; pass --run-image`,
-      ExitCode.InvalidArgs,
-    );
+  if (!image) throw new UsageError(`cannot rebase ${what}: it records no run image name; pass --run-image`);
   const candidates = [image, ...(md.runImage.mirrors ?? md.stack?.runImage?.mirrors ?? [])];
   if (target.kind === 'registry') {
     const same = candidates.find((c) => {

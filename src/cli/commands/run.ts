@@ -1,7 +1,5 @@
-import { lstat, readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { type Command, Option } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
+import { KilnError, UsageError } from '../../internal/errors.ts';
 import { lstatInRoot, readdirInRootIfExists, readTextInRootIfExists } from '../../internal/safe-read.ts';
 import { extract } from '../../layers/extract.ts';
 import type { Image } from '../../oci/image.ts';
@@ -18,21 +16,11 @@ import {
 } from '../../sandbox/network.ts';
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { CliContext } from '../context.ts';
+import { ProcessExit } from '../exit-codes.ts';
 import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
 
-/**
- * ProcessExit ends the CLI with the exit code of the process `kiln run` ran, without an error
- * line (the process already said what it had to say).
- */
-export class ProcessExit extends Error {
-  readonly exitCode: number;
-  constructor(exitCode: number) {
-    super(`process exited with ${exitCode}`);
-    this.name = 'ProcessExit';
-    this.exitCode = exitCode;
-  }
-}
+export { ProcessExit } from '../exit-codes.ts';
 
 interface RunOptions {
   process?: string;
@@ -54,6 +42,12 @@ interface RunOptions {
  * host` nothing is mapped: the app's ports are this machine's.
  * The rootfs comes from the content-addressed rootfs cache (one unpack per image digest).
  */
+/**
+ * The whole command is the platform spec's launch step: whatever kiln itself fails at ends with 82;
+ * the app's own exit status ends the CLI as it is (ProcessExit).
+ */
+export const step = 'launch';
+
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('run')
@@ -197,13 +191,12 @@ export async function runSpecFor(
   let cmd = [...(cfg.Cmd ?? [])];
   if (req.process !== undefined) {
     if (!/^[A-Za-z0-9._-]+$/.test(req.process)) {
-      throw new KilnError(`invalid process type "${req.process}"`, ExitCode.InvalidArgs);
+      throw new UsageError(`invalid process type "${req.process}"`);
     }
     if (!lstatInRoot(rootfs, `cnb/process/${req.process}`, IMAGE)) {
       const types = listProcessTypes(rootfs);
-      throw new KilnError(
+      throw new UsageError(
         `process type "${req.process}" not found in the image: it has ${types.length > 0 ? types.join(', ') : 'no /cnb/process entries'}`,
-        ExitCode.InvalidArgs,
       );
     }
     entrypoint = [`/cnb/process/${req.process}`];
@@ -212,10 +205,7 @@ export async function runSpecFor(
   if (req.args.length > 0) cmd = [...req.args];
   const argv = [...entrypoint, ...cmd];
   if (argv.length === 0) {
-    throw new KilnError(
-      'the image has no Entrypoint or Cmd: pass the command after --',
-      ExitCode.InvalidArgs,
-    );
+    throw new UsageError('the image has no Entrypoint or Cmd: pass the command after --');
   }
 
   const env: Record<string, string> = {};
@@ -225,7 +215,7 @@ export async function runSpecFor(
   }
   for (const e of req.env) {
     const i = e.indexOf('=');
-    if (i === 0) throw new KilnError(`invalid -e "${e}": expected NAME=VALUE or NAME`, ExitCode.InvalidArgs);
+    if (i === 0) throw new UsageError(`invalid -e "${e}": expected NAME=VALUE or NAME`);
     if (i < 0) {
       const v = req.hostEnv[e];
       if (v !== undefined) env[e] = v;
@@ -233,7 +223,7 @@ export async function runSpecFor(
   }
   if (req.port !== undefined) {
     if (!/^\d{1,5}$/.test(req.port) || Number(req.port) > 65535 || Number(req.port) === 0) {
-      throw new KilnError(`invalid port "${req.port}": expected 1-65535`, ExitCode.InvalidArgs);
+      throw new UsageError(`invalid port "${req.port}": expected 1-65535`);
     }
     env.PORT ??= req.port;
   }
@@ -285,7 +275,7 @@ export async function resolveUser(
   else if (/^\d+$/.test(u)) uid = Number(u);
   else {
     const row = passwd.find((r) => r[0] === u);
-    if (!row) throw new KilnError(`image user "${u}" is not in the image's /etc/passwd`, ExitCode.Failed);
+    if (!row) throw new KilnError(`image user "${u}" is not in the image's /etc/passwd`);
     uid = Number(row[2]);
   }
   const prow = passwd.find((r) => Number(r[2]) === uid);
@@ -297,7 +287,7 @@ export async function resolveUser(
     if (/^\d+$/.test(g)) gid = Number(g);
     else {
       const row = group.find((r) => r[0] === g);
-      if (!row) throw new KilnError(`image group "${g}" is not in the image's /etc/group`, ExitCode.Failed);
+      if (!row) throw new KilnError(`image group "${g}" is not in the image's /etc/group`);
       gid = Number(row[2]);
     }
   }

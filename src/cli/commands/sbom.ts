@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { downloadSbom, SBOM_FORMATS, type SbomFormat } from '../../inspect/sbom-download.ts';
+import { UsageError } from '../../internal/errors.ts';
 import { isDigest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
@@ -34,10 +34,7 @@ export function register(program: Command, ctx: CliContext): void {
       const formats = opts.format.split(',').map((f) => f.trim()) as SbomFormat[];
       for (const f of formats)
         if (!SBOM_FORMATS.includes(f))
-          throw new KilnError(
-            `--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`,
-            ExitCode.InvalidArgs,
-          );
+          throw new UsageError(`--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`);
       const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
       const { loc, image } = await openImage(arg, io);
       const baseSbom = await runImageSbom(image, io, (m) => ctx.log.debug(m));

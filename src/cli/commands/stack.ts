@@ -2,16 +2,16 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { ExitCode, KilnError } from '../../cnb/exit-codes.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import type { DebRef } from '../../debian/deb-cache.ts';
 import { readAptSources } from '../../debian/sources.ts';
+import { KilnError, UsageError } from '../../internal/errors.ts';
 import { Layout } from '../../layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { writeImage as pushImage } from '../../registry/write.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
-import { type AccessOptions, mirrorsOf, resolveStack } from '../../stack/archive-access.ts';
+import { type AccessOptions, mirrorsOf, PackageGoneError, resolveStack } from '../../stack/archive-access.ts';
 import { DEFAULT_FLAVOUR, readStackConfig, runFlavours, type StackConfig } from '../../stack/config.ts';
 import { type CreatedImage, createStack, type Role } from '../../stack/create.ts';
 import { StackLabel } from '../../stack/image.ts';
@@ -241,7 +241,7 @@ async function target(
   const flavours = runFlavours(config).slice(1);
   if (output !== undefined) {
     if (!output.startsWith('oci:') || output.length <= 4)
-      throw new KilnError(`invalid --output "${output}": expected oci:DIR`, ExitCode.InvalidArgs);
+      throw new UsageError(`invalid --output "${output}": expected oci:DIR`);
     const dir = path.resolve(output.slice(4));
     return {
       layout: await (opts.open ? Layout.open(dir) : Layout.init(dir)),
@@ -274,7 +274,7 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
   const log = ctx.log;
 
   if (flags.publish !== undefined && flags.output !== undefined)
-    throw new KilnError('--publish and --output exclude each other', ExitCode.InvalidArgs);
+    throw new UsageError('--publish and --output exclude each other');
   const sink = log.progress();
   const seen = new Map<string, number>();
   const progress = {
@@ -296,9 +296,8 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
     const flavourNames = runFlavours(s.config).map((f) => f.flavour);
     const only = flags.only;
     if (only !== undefined && only !== 'run' && only !== 'build' && !flavourNames.includes(only))
-      throw new KilnError(
+      throw new UsageError(
         `invalid --only "${only}": expected run, build or a run-image flavour (${flavourNames.join(', ')})`,
-        ExitCode.InvalidArgs,
       );
     if (flags.fallbackLock) {
       const own = await readLock(flags.fallbackLock);
@@ -342,8 +341,7 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
     try {
       made = await createStack(s.config, options);
     } catch (e) {
-      if (!flags.fallbackLock || !(e instanceof KilnError) || !/no longer on the mirror/.test(e.message))
-        throw e;
+      if (!flags.fallbackLock || !(e instanceof PackageGoneError)) throw e;
       log.warn(`${e.message}; resolving the stack anew into ${flags.fallbackLock}`);
       const fresh = await resolveStack(s.config, s.access);
       await mkdir(path.dirname(flags.fallbackLock), { recursive: true });
