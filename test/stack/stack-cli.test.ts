@@ -88,7 +88,10 @@ describe('kiln stack', () => {
     assert.equal(r.code, 0, r.stderr);
     const expected = await (await Layout.open(stack.layoutDir)).resolve('run');
     assert.match(r.stdout, new RegExp(`^run\\trun\\t${expected.digest}$`, 'm'));
+    // `--only run` makes every run-image flavour: the default and `shell`.
     assert.deepEqual((await readdir(path.join(out, 'sbom'))).sort(), [
+      'run-shell.sbom.cdx.json',
+      'run-shell.sbom.spdx.json',
       'run.sbom.cdx.json',
       'run.sbom.spdx.json',
     ]);
