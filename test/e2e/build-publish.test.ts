@@ -4,11 +4,10 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { readDockerArchive } from '../../src/archive/docker-archive.ts';
 import { imageAccess } from '../../src/cli/commands/build.ts';
-import type { ImageIO } from '../../src/cli/image-ref.ts';
-import { parseImageLocation } from '../../src/cli/image-ref.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { remoteImage } from '../../src/registry/remote.ts';
+import { Transports } from '../../src/transport/transports.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
 import { type ProxyHandle, type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
 import { type E2E, makeE2E, podmanRunRetrying } from './build-fixture.ts';
@@ -28,16 +27,17 @@ after(async () => {
   await w?.cleanup();
 });
 
-function io(): ImageIO {
-  return { client: new RegistryClient({}), storeDir: w.store.dir };
+function transports(): Transports {
+  return new Transports({ client: new RegistryClient({}), storeDir: w.store.dir }, w.store);
 }
 
 test('--publish pushes to a registry; the rebuild reuses the remote previous image and uploads no layer bytes', async () => {
   const name = `${proxy.host}/e2e/published:v1`;
-  const dest = parseImageLocation(name);
-  const tag = parseImageLocation(`${proxy.host}/e2e/published:extra`);
+  const t = transports();
+  const dest = t.parse(name);
+  const tag = t.parse(`${proxy.host}/e2e/published:extra`);
   const app = await w.app('publish', 'published');
-  const access = () => imageAccess(dest, [tag], dest, io());
+  const access = () => imageAccess(t.fanOut([dest, tag]), dest, t);
   const first = await w.build(app, name, { images: access() });
   assert.ok(proxy.stats.uploadBytes > 0);
   const remote = await remoteImage(new RegistryClient({}), parseReference(name));
