@@ -28,7 +28,6 @@ import {
   parseAllowHost,
 } from '../../sandbox/network.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
-import type { ImageStore } from '../../store/store.ts';
 import type { ImageTarget } from '../../transport/image-target.ts';
 import type { Transports } from '../../transport/transports.ts';
 import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
