@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { KilnConfig } from '../config/config-file.ts';
-import { KilnError, UsageError } from '../internal/errors.ts';
+import { UsageError } from '../internal/errors.ts';
 import { HttpClient } from '../internal/http/client.ts';
 import type { Redactor } from '../internal/redactor.ts';
 import { hostCaBundlePath } from '../platform/platform-inputs.ts';

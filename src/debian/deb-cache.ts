@@ -1,7 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapBounded } from '../internal/bounded.ts';
-import { DigestMismatchError, KilnError } from '../internal/errors.ts';
+import { DigestMismatchError } from '../internal/errors.ts';
 import type { HttpClient } from '../internal/http/client.ts';
 import { downloadVerified } from './archive.ts';
 

@@ -11,7 +11,7 @@
  */
 import { chmodSync, lstatSync, mkdirSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { KilnError, UsageError } from './errors.ts';
+import { KilnError } from './errors.ts';
 
 export interface OwnedDirOptions {
   /** What the directory is, for messages: "the build cache". */

@@ -13,7 +13,7 @@
  */
 
 import { DEFAULT_DISK_RESERVE_BYTES, formatBytes, freeSpace, inodeReserve } from '../internal/disk-space.ts';
-import { KilnError, UsageError } from '../internal/errors.ts';
+import { KilnError } from '../internal/errors.ts';
 
 const GiB = 1024 ** 3;
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { MetadataProcess } from '../cnb/metadata.ts';
-import { KilnError, UsageError } from '../internal/errors.ts';
+import { KilnError } from '../internal/errors.ts';
 import { LAUNCH_SHELLS, processNeedsShell } from '../launcher/index.ts';
 import { readTar } from '../layers/tar-reader.ts';
 import type { Image } from '../oci/image.ts';

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { SOURCE_OPEN_FLAGS, type TarEntry, tarChunks } from '../layers/tar-writer.ts';
 import { type DirListings, scan, type WalkOptions, walk } from '../layers/walk.ts';
-import { StoredLayer } from '../layout/blob-layer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Compression } from '../oci/media-types.ts';

@@ -341,7 +341,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
       umask: BUILD_UMASK,
       ...(r.limits ? { limits: r.limits } : {}),
     },
-    source: imageSource(r.images, r.store, r.previousImage ?? r.imageName),
+    source: imageSource(r.images, r.previousImage ?? r.imageName),
     sink: imageSink(r.images),
     cache,
     clearCache: r.clearCache,

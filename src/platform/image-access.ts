@@ -3,50 +3,90 @@ import type { RunImageSboms } from '../lifecycle/export.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
-import { sbomBytes, sbomsOfImage } from '../sbom/referrers.ts';
+import { sbomBytes } from '../sbom/referrers.ts';
 import { SPDX_MEDIA_TYPE } from '../sbom/spdx.ts';
-import type { ImageStore } from '../store/store.ts';
+import type { ImageTarget } from '../transport/image-target.ts';
 
-// The creator's image source and sink over what the CLI resolved (ImageAccess, the local store).
+// The creator's image source and sink over the targets the CLI parsed: where the previous image
+// is, where the app image goes (a fan-out for --tag), and how run images are found by name.
 
-/** Where images come from and go to: implemented by the CLI over its transports. */
+/** Where a build's images come from and go to. */
 export interface ImageAccess {
-  /** Reads an image; undefined when it does not exist (first build). */
-  findImage(name: string): Promise<ImageRef | undefined>;
-  /** Reads the run image (store first, then registry). Throws when it cannot be read. */
-  runImage(name: string): Promise<ImageRef>;
-  /** Writes the app image to the destination and every extra tag; returns the names written. */
-  writeImage(image: Image): Promise<{ digest: Digest; names: readonly string[] }>;
-}
-
-/** imageSource reads the previous image named `previousName`, run images, and their SBOMs from `store`. */
-export function imageSource(access: ImageAccess, store: ImageStore, previousName: string): ImageSource {
-  return {
-    previousName,
-    previous: () => access.findImage(previousName),
-    runImage: (name) => access.runImage(name),
-    runImageSboms: (image) => runImageSbomsOf(store, image),
-  };
-}
-
-/** imageSink writes through `access`. */
-export function imageSink(access: ImageAccess): ImageSink {
-  return { write: (image) => access.writeImage(image) };
+  /** The image to reuse layers from (`--previous-image`, default the destination). */
+  readonly previous: ImageTarget;
+  /** Where the app image is written (the destination and every extra tag). */
+  readonly destination: ImageTarget;
+  /** Where a run image (or builder) named by a user or a builder is read from. */
+  locate(name: string): Promise<ImageTarget>;
 }
 
 /**
- * runImageSbomsOf reads the OS-package SBOM documents `kiln stack create` attached to the run image
- * as referrers in the local store; undefined when there are none (e.g. a registry run image).
+ * imageSource reads the previous image, run images by name (each read once), and a run image's
+ * SBOM documents from the referrers of the location it was read from (store, layout or registry).
  */
-async function runImageSbomsOf(store: ImageStore, image: Image): Promise<RunImageSboms | undefined> {
+export function imageSource(access: ImageAccess, previousName: string): ImageSource {
+  const runs = new Map<string, Promise<ImageRef & { target: ImageTarget }>>();
+  const readFrom = new Map<Digest, ImageTarget>();
+  return {
+    previousName,
+    previous: async () => {
+      const image = await access.previous.find();
+      if (!image) return undefined;
+      return { image, reference: access.previous.digestReference(await image.digest()) };
+    },
+    runImage: (name) => {
+      let p = runs.get(name);
+      if (!p) {
+        p = (async () => {
+          const target = await access.locate(name);
+          const image = await target.read();
+          const digest = await image.digest();
+          readFrom.set(digest, target);
+          return { image, reference: target.digestReference(digest), target };
+        })();
+        runs.set(name, p);
+      }
+      return p;
+    },
+    runImageSboms: async (image) => {
+      const target = readFrom.get(await image.digest());
+      return target ? runImageSbomsOf(target, image) : undefined;
+    },
+  };
+}
+
+/** imageSink writes to the destination. */
+export function imageSink(access: ImageAccess): ImageSink {
+  return { write: (image) => access.destination.write(image) };
+}
+
+/**
+ * runImageSbomsOf reads the OS-package SBOM documents attached to the run image as OCI referrers
+ * (`kiln stack create` attaches them in the store or layout, and pushes them with the image);
+ * undefined when there are none.
+ */
+async function runImageSbomsOf(target: ImageTarget, image: Image): Promise<RunImageSboms | undefined> {
   try {
     const digest = await image.digest();
-    const docs = await sbomsOfImage(store.layout, digest, [CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE]);
-    const cdx = docs.get(CYCLONEDX_MEDIA_TYPE);
-    const spdx = docs.get(SPDX_MEDIA_TYPE);
+    const cdx = await firstDocument(target, digest, CYCLONEDX_MEDIA_TYPE);
+    const spdx = await firstDocument(target, digest, SPDX_MEDIA_TYPE);
     if (!cdx && !spdx) return undefined;
-    return { ...(cdx ? { cdx: sbomBytes(cdx) } : {}), ...(spdx ? { spdx: sbomBytes(spdx) } : {}) };
+    return { ...(cdx ? { cdx } : {}), ...(spdx ? { spdx } : {}) };
   } catch {
     return undefined;
   }
+}
+
+// The first referrer of `mediaType` that carries a document of that type, in kiln's one
+// serialisation (the bytes, and so the SBOM layer's digest, do not depend on where it was read).
+async function firstDocument(
+  target: ImageTarget,
+  digest: Digest,
+  mediaType: string,
+): Promise<Uint8Array | undefined> {
+  for (const r of await target.referrers.list(digest, mediaType)) {
+    const blob = r.manifest.layers.find((l) => l.mediaType === mediaType);
+    if (blob) return sbomBytes(JSON.parse(new TextDecoder().decode(await r.blob(blob))));
+  }
+  return undefined;
 }

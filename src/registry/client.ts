@@ -11,7 +11,7 @@ import {
 import type { Redactor } from '../internal/redactor.ts';
 import { type Challenge, parseChallenges } from './challenge.ts';
 import { anonymousKeychain, type Credential, type Keychain } from './credentials.ts';
-import { readLimited } from './errors.ts';
+import { RegistryUnreachableError, readLimited } from './errors.ts';
 import { apiHost, isLoopback, type Repository } from './reference.ts';
 import { RepositoryClient } from './repository.ts';
 import { describeNetError, errorFrom, isRetryable, retryReason } from './response.ts';
@@ -143,9 +143,7 @@ export class RegistryClient {
           });
         } catch (e) {
           if (isTransient(e)) throw e;
-          throw new KilnError(`cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`, {
-            cause: e,
-          });
+          throw new RegistryUnreachableError(registry, base, describeNetError(e), e);
         }
         if (r.status !== 200 && r.status !== 401 && isRetryable(r.status))
           throw new RetryableStatus(r.status, retryAfter(r.headers.get('retry-after')), async () =>
@@ -157,9 +155,7 @@ export class RegistryClient {
       (e, n, d) => this.#debug(`ping ${registry}: ${retryReason(e)}; retry ${n} in ${Math.round(d)} ms`),
     ).catch((e: unknown) => {
       if (e instanceof KilnError) throw e;
-      throw new KilnError(`cannot reach registry ${registry} at ${base}: ${describeNetError(e)}`, {
-        cause: e,
-      });
+      throw new RegistryUnreachableError(registry, base, describeNetError(e), e);
     });
     let challenge: Challenge | undefined;
     if (res.status === 401) {

@@ -12,6 +12,19 @@ export interface RegistryErrorEntry {
 /** How much of an error body is read: enough for any real error, bounded against hostile servers. */
 export const ERROR_BODY_LIMIT = 64 * 1024;
 
+/** RegistryUnreachableError is a registry kiln could not connect to at all (no HTTP answer). */
+export class RegistryUnreachableError extends KilnError {
+  readonly registry: string;
+  /** Why, in words (connection refused, name not resolved, TLS failure, …). */
+  readonly reason: string;
+  constructor(registry: string, base: string, reason: string, cause: unknown) {
+    super(`cannot reach registry ${registry} at ${base}: ${reason}`, { cause });
+    this.name = 'RegistryUnreachableError';
+    this.registry = registry;
+    this.reason = reason;
+  }
+}
+
 /**
  * RegistryError is a failed registry request: the action, the registry, the HTTP status and the
  * registry's own error codes. Its message never contains credentials or tokens.

@@ -13,7 +13,7 @@
  */
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { KilnError, UsageError } from '../internal/errors.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { HostCommand } from './_child.ts';
 
 /** The repository's build of init.c. */

@@ -8,14 +8,11 @@ import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { imageAccess } from '../../src/cli/commands/build.ts';
 import { exitCodeOf, ProcessExit } from '../../src/cli/exit-codes.ts';
-import { type ImageIO, parseImageLocation } from '../../src/cli/image-ref.ts';
 import { inPhase, KilnError, UsageError } from '../../src/internal/errors.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import { BuildpackFailure } from '../../src/lifecycle/errors.ts';
 import { appendLayers } from '../../src/oci/mutate.ts';
-import { RegistryClient } from '../../src/registry/client.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
 import { runMain } from '../helpers/cli.ts';
 import { type ProxyHandle, type RegistryHandle, startProxy, startRegistry } from '../helpers/registry.ts';
@@ -141,14 +138,12 @@ describe('exit codes of the platform spec, from real failures', { skip: !asRoot 
   });
 
   test('the export step ends with 62 whether the registry (500 on the manifest PUT) or the disk failed', async (t) => {
-    const io: ImageIO = { client: new RegistryClient({}), storeDir: e.store.dir };
     const app = await e.app('export', 'exported');
 
     proxy.setFault((r) =>
       r.method === 'PUT' && r.path.includes('/manifests/') ? { status: 500, body: 'boom' } : undefined,
     );
-    const dest = parseImageLocation(`${proxy.host}/codes/pushed:v1`);
-    const pushed = await failure(e.build(app, 'codes/pushed', { images: imageAccess(dest, [], dest, io) }));
+    const pushed = await failure(e.build(app, 'codes/pushed', { dest: `${proxy.host}/codes/pushed:v1` }));
     proxy.setFault(undefined);
     assert.match(pushed.message, /500/);
     assert.equal(pushed.phase, 'export');

@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { locateImage } from '../../src/cli/image-ref.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
 import { Layout } from '../../src/layout/layout.ts';
@@ -18,6 +17,7 @@ import { imageFrom } from '../../src/oci/memory.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { writeImage } from '../../src/registry/write.ts';
+import { Transports } from '../../src/transport/transports.ts';
 import { runMain } from '../helpers/cli.ts';
 import {
   type ProxyHandle,
@@ -183,16 +183,18 @@ describe('kiln image copy / inspect', () => {
     assert.equal(JSON.parse(stdout).Digest, p.stdout.trim());
   });
 
-  test('locateImage: bare names the store holds are local, explicit transports win', async () => {
-    const storeDir = path.join(home.KILN_HOME!, 'images');
-    assert.deepEqual(await locateImage('my-app', storeDir), { kind: 'local', name: 'my-app' });
-    const reg1 = await locateImage('docker://my-app', storeDir);
-    assert.equal(reg1.kind, 'registry');
-    const other = await locateImage('other-app:v2', storeDir);
-    assert.equal(other.kind, 'registry');
-    const none = await locateImage('my-app', path.join(work, 'no-store'));
-    assert.equal(none.kind, 'registry');
-    assert.equal((await locateImage(`oci:${work}/src:v1`, storeDir)).kind, 'oci');
+  test('locate: bare names the store holds are local, explicit transports win', async () => {
+    const at = (storeDir: string) => new Transports({ client: new RegistryClient({}), storeDir });
+    const images = at(path.join(home.KILN_HOME!, 'images'));
+    assert.equal((await images.locate('my-app')).name, 'local:docker.io/library/my-app:latest');
+    const reg1 = await images.locate('docker://my-app');
+    assert.equal(reg1.registry, 'index.docker.io');
+    const other = await images.locate('other-app:v2');
+    assert.equal(other.registry, 'index.docker.io');
+    const none = await at(path.join(work, 'no-store')).locate('my-app');
+    assert.equal(none.registry, 'index.docker.io');
+    await assert.rejects(stat(path.join(work, 'no-store')), /ENOENT/, 'locating creates no store');
+    assert.equal((await images.locate(`oci:${work}/src:v1`)).name, `oci:${work}/src:v1`);
   });
 
   test('inspect prints digest, platform, layers and the config summary', async () => {

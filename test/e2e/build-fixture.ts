@@ -13,7 +13,6 @@ import { promisify } from 'node:util';
 import { readBuilderConfig } from '../../src/builder/builder-config.ts';
 import { createBuilder } from '../../src/builder/builder-image.ts';
 import { imageAccess } from '../../src/cli/commands/build.ts';
-import type { ImageIO } from '../../src/cli/image-ref.ts';
 import { type LauncherInfo, loadLauncher } from '../../src/launcher/index.ts';
 import { writeLayer } from '../../src/layers/layer-writer.ts';
 import type { TarEntry } from '../../src/layers/tar-writer.ts';
@@ -25,6 +24,7 @@ import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import { MOUNT_POINTS } from '../../src/sandbox/executor.ts';
 import { attachSbom } from '../../src/stack/sbom.ts';
 import { ImageStore } from '../../src/store/store.ts';
+import { Transports } from '../../src/transport/transports.ts';
 import type { Podman, PodmanResult } from '../helpers/podman.ts';
 import { fileEntry } from '../helpers/tar-entries.ts';
 
@@ -259,7 +259,8 @@ export async function openE2E(root: string): Promise<E2E> {
   if (!builder) throw new Error(`${root}: no e2e/builder in the fixture store`);
   const created = { image: builder };
   const launcher = await loadLauncher();
-  const io: ImageIO = { client: new RegistryClient({}), storeDir: store.dir };
+  // The fixture's one store, shared by every target (as a CLI command shares its own).
+  const images = new Transports({ client: new RegistryClient({}), storeDir: store.dir }, store);
   const executor = new BubblewrapExecutor({ hostUid: process.getuid?.() ?? 0 });
 
   return {
@@ -279,8 +280,7 @@ export async function openE2E(root: string): Promise<E2E> {
       return d;
     },
     async build(appDir, image, over = {}) {
-      const { parseImageLocation } = await import('../../src/cli/image-ref.ts');
-      const dest = over.dest ? parseImageLocation(over.dest) : ({ kind: 'local', name: image } as const);
+      const dest = over.dest ? images.parse(over.dest) : images.local(image);
       const log = captureLog();
       const outcome = await runBuild({
         imageName: image,
@@ -298,7 +298,7 @@ export async function openE2E(root: string): Promise<E2E> {
         rootfsCacheDir: path.join(root, 'rootfs'),
         launcher,
         store,
-        images: imageAccess(dest, [], dest, io),
+        images: imageAccess(dest, dest, images),
         epoch: DEFAULT_EPOCH,
         compression: 'gzip',
         tmpDir: path.join(root, 'tmp'),

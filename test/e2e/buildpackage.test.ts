@@ -9,11 +9,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openBuildpackageImage } from '../../src/cli/commands/buildpack.ts';
-import type { ImageIO } from '../../src/cli/image-ref.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { ImageStore } from '../../src/store/store.ts';
+import { Transports } from '../../src/transport/transports.ts';
 import { runMain } from '../helpers/cli.ts';
 import { type Podman, startPodman } from '../helpers/podman.ts';
 import { type RegistryHandle, startRegistry } from '../helpers/registry.ts';
@@ -23,7 +23,7 @@ let w: E2E;
 let podman: Podman;
 let registry: RegistryHandle;
 let home: string;
-let io: ImageIO;
+let images: Transports;
 
 before(async () => {
   w = await makeE2E();
@@ -31,10 +31,10 @@ before(async () => {
   registry = await startRegistry();
   home = path.join(w.root, 'kiln-home');
   await mkdir(home);
-  io = {
+  images = new Transports({
     client: new RegistryClient({ insecure: [registry.host] }),
     storeDir: ImageStore.defaultDir(home),
-  };
+  });
 });
 after(async () => {
   await registry?.stop();
@@ -67,7 +67,7 @@ async function buildWith(name: string, ref: string, message: string) {
   const app = await w.app(name, message);
   return w.build(app, name, {
     buildpacks: ['e2e/runtime', ref, 'e2e/process@0.0.1'],
-    openBuildpackage: (r) => openBuildpackageImage(r, io),
+    openBuildpackage: (r) => openBuildpackageImage(r, images),
   });
 }
 

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
-import { destinationOf } from '../image-ref.ts';
+import { RegistryClient } from '../../registry/client.ts';
+import { Transports } from '../../transport/transports.ts';
 import { main } from '../main.ts';
 import { defaultCacheDir, parseEnvFlags, projectRefs } from './build.ts';
 
@@ -26,11 +27,13 @@ describe('kiln build flags', () => {
     await assert.rejects(parseEnvFlags([], [path.join(d, 'nope')], {}), /--env-file .*nope/);
   });
 
-  test('destinationOf() sends plain names to the local store unless --publish', () => {
-    assert.deepEqual(destinationOf('my-app', false), { kind: 'local', name: 'my-app' });
-    assert.equal(destinationOf('localhost:5000/app', true).kind, 'registry');
-    assert.equal(destinationOf('oci:/tmp/x:app', false).kind, 'oci');
-    assert.equal(destinationOf('docker-archive:/tmp/x.tar', false).kind, 'docker-archive');
+  test('a destination sends plain names to the local store unless --publish', () => {
+    const t = new Transports({ client: new RegistryClient({}), storeDir: '/nonexistent/store' });
+    assert.equal(t.destination('my-app', false).name, 'local:docker.io/library/my-app:latest');
+    assert.equal(t.destination('my-app', false).imageName, 'docker.io/library/my-app:latest');
+    assert.equal(t.destination('localhost:5000/app', true).registry, 'localhost:5000');
+    assert.equal(t.destination('oci:/tmp/x:app', false).name, 'oci:/tmp/x:app');
+    assert.equal(t.destination('docker-archive:/tmp/x.tar', false).name, 'docker-archive:/tmp/x.tar');
   });
 
   test('defaultCacheDir() is per image and safe as a file name', () => {

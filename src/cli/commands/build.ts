@@ -10,11 +10,9 @@ import { platformApi } from '../../cnb/api.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { loadLauncher } from '../../launcher/index.ts';
-import { Layout } from '../../layout/layout.ts';
 import { keptByInclude } from '../../lifecycle/app-export-filter.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
-import type { Digest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { type ImageAccess, runBuild } from '../../platform/build.ts';
@@ -22,9 +20,6 @@ import { writeInlineBuildpack } from '../../platform/inline-buildpack.ts';
 import { type GroupEntry, readProjectDescriptor } from '../../platform/project-descriptor.ts';
 import { projectMetadata } from '../../platform/project-metadata.ts';
 import { TlsFailureDetector } from '../../platform/tls-hint.ts';
-import { RegistryError } from '../../registry/errors.ts';
-import type { Reference } from '../../registry/reference.ts';
-import { remoteImage } from '../../registry/remote.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
@@ -35,20 +30,11 @@ import {
   parseAllowHost,
 } from '../../sandbox/network.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
-import { ImageStore, storeNameOf } from '../../store/store.ts';
+import type { ImageTarget } from '../../transport/image-target.ts';
+import type { Transports } from '../../transport/transports.ts';
 import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
-import {
-  describeLocation,
-  destinationOf,
-  digestReference,
-  type ImageIO,
-  type ImageLocation,
-  imageIO,
-  openImage,
-  parseImageLocation,
-  writeImageTo,
-} from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
 
@@ -128,84 +114,23 @@ export function defaultCacheDir(cacheDir: string, image: string): string {
  * used as given; a bare name is looked up in the local store first (where `kiln stack create` and
  * `kiln builder create` put images), then in its registry. Returns the image and a digest reference.
  */
-async function openNamed(ref: string, io: ImageIO): Promise<{ image: Image; reference: string }> {
-  const { loc, image } = await openImage(ref, io);
-  return { image, reference: digestReference(loc, await image.digest()) };
-}
-
-/** findPrevious reads the image at `loc`, or undefined when it does not exist (a first build). */
-async function findPrevious(
-  loc: ImageLocation,
-  io: ImageIO,
-): Promise<{ image: Image; reference: string } | undefined> {
-  switch (loc.kind) {
-    case 'local': {
-      const store = await ImageStore.open(io.storeDir);
-      const img = await store.find(loc.name);
-      return img ? { image: img, reference: digestReference(loc, await img.digest()) } : undefined;
-    }
-    case 'registry':
-      try {
-        const img = await remoteImage(io.client, loc.ref);
-        return { image: img, reference: digestReference(loc, await img.digest()) };
-      } catch (e) {
-        if (e instanceof RegistryError && (e.status === 404 || e.status === 401 || e.status === 403))
-          return undefined;
-        throw e;
-      }
-    case 'oci': {
-      const layout = await Layout.open(loc.dir).catch(() => undefined);
-      if (!layout) return undefined;
-      const img = await layout.image(loc.tag ?? 'latest').catch(() => undefined);
-      return img ? { image: img, reference: digestReference(loc, await img.digest()) } : undefined;
-    }
-    case 'docker-archive':
-      // An archive is rewritten whole; its previous content is not read for reuse.
-      return undefined;
-  }
-}
-
-async function writeTo(
-  loc: ImageLocation,
-  tags: readonly ImageLocation[],
-  image: Image,
-  io: ImageIO,
-): Promise<{ digest: Digest; names: string[] }> {
-  const names: string[] = [];
-  let digest: Digest | undefined;
-  for (const l of [loc, ...tags]) {
-    digest = await writeImageTo(l, image, io);
-    names.push(l.kind === 'local' ? storeNameOf(l.name) : describeLocation(l));
-    // Old layers of rebuilt images go away (hourly at most; in-flight blobs are spared).
-    if (l.kind === 'local') await (await ImageStore.open(io.storeDir)).maybeGc().catch(() => undefined);
-  }
-  return { digest: digest!, names };
+async function openNamed(ref: string, images: Transports): Promise<{ image: Image; reference: string }> {
+  const target = await images.locate(ref);
+  const image = await target.read();
+  return { image, reference: target.digestReference(await image.digest()) };
 }
 
 /**
  * imageAccess is how a build reads and writes images: the previous image at `previous` (absent
- * is a first build), run images by name (store first, then registry; read once each), and the
- * result to `dest` plus every extra tag.
+ * is a first build), run images by name (store first, then registry), and the result to
+ * `destination` (a fan-out when there are extra tags).
  */
 export function imageAccess(
-  dest: ImageLocation,
-  tags: readonly ImageLocation[],
-  previous: ImageLocation,
-  io: ImageIO,
+  destination: ImageTarget,
+  previous: ImageTarget,
+  images: Transports,
 ): ImageAccess {
-  const runCache = new Map<string, Promise<{ image: Image; reference: string }>>();
-  return {
-    findImage: () => findPrevious(previous, io),
-    runImage: (n) => {
-      let p = runCache.get(n);
-      if (!p) {
-        p = openNamed(n, io);
-        runCache.set(n, p);
-      }
-      return p;
-    },
-    writeImage: (image) => writeTo(dest, tags, image, io),
-  };
+  return { previous, destination, locate: (name) => images.locate(name) };
 }
 
 /** register adds `kiln build`. */
@@ -301,12 +226,12 @@ export function register(program: Command, ctx: CliContext): void {
       throw new UsageError(`--allow-host applies to --network isolated only (the network is "${network}")`);
     if (flags.network === 'host') log.warn(HOST_NETWORK_WARNING);
     const progress = log.progress();
-    const io = imageIO(settings, log, { progress });
+    const images = imageTransports(settings, log, { progress });
     const started = performance.now();
     const cleanups: (() => Promise<void>)[] = [];
     try {
-      const dest = destinationOf(imageArg, Boolean(flags.publish));
-      const tags = flags.tag.map((t) => destinationOf(t, Boolean(flags.publish)));
+      const dest = images.destination(imageArg, Boolean(flags.publish));
+      const tags = flags.tag.map((t) => images.destination(t, Boolean(flags.publish)));
       const appDir = path.resolve(flags.path);
       const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
       // Inline buildpacks (project.toml scripts) are written to a private dir removed at the end.
@@ -327,8 +252,8 @@ export function register(program: Command, ctx: CliContext): void {
 
       const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
       const builder = builderRef
-        ? { ...(await openNamed(builderRef, io)), name: builderRef }
-        : await embeddedBuilder(ctx, io);
+        ? { ...(await openNamed(builderRef, images)), name: builderRef }
+        : await embeddedBuilder(ctx, images);
 
       // --run-image, else project.toml's: an image, or a flavour name of the builder's run images.
       const runChoice = flags.runImage ?? descriptor.runImage;
@@ -339,18 +264,19 @@ export function register(program: Command, ctx: CliContext): void {
               runChoice,
               flags.runImage !== undefined ? '--run-image' : `${descriptor.file}: run-image`,
               builder,
-              io,
+              images,
             );
       if (runImage?.flavour) log.info(`Run image ${runImage.image} (flavour ${runImage.flavour})`);
 
-      const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
+      // The one open of the local store in this build: layer blobs, the cache image, reads, writes.
+      const store = await images.store();
       const hostUid = process.getuid?.() ?? 0;
       const executor: Executor =
         flags.executor === 'host' ? new HostExecutor({ hostUid }) : new BubblewrapExecutor({ hostUid });
-      const previousLoc = flags.previousImage
-        ? destinationOf(flags.previousImage, Boolean(flags.publish))
+      const previous = flags.previousImage
+        ? images.destination(flags.previousImage, Boolean(flags.publish))
         : dest;
-      const name = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
+      const name = dest.imageName;
       log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
       // Every line the phases log (buildpack output included) is watched for a
       // certificate-verification failure; a failed build then says how to trust the CA.
@@ -376,7 +302,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(descriptor.pre.length ? { preBuildpacks: await projectRefs(descriptor.pre, scratch()) } : {}),
         ...(descriptor.post.length ? { postBuildpacks: await projectRefs(descriptor.post, scratch()) } : {}),
         // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
-        openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, io),
+        openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, images),
         ...(runImage ? { runImage: runImage.image } : {}),
         env,
         preparePlatform: (dir, uid, gid, rootfs, stage) => platform.prepare(dir, uid, gid, rootfs, stage),
@@ -386,8 +312,8 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.cacheImage
           ? {
               layerCache: new ImageCache({
-                ref: cacheImageRef(flags.cacheImage),
-                client: io.client,
+                ref: images.registryReference(flags.cacheImage, '--cache-image'),
+                client: images.client,
                 blobs: store.blobs,
               }),
             }
@@ -411,7 +337,7 @@ export function register(program: Command, ctx: CliContext): void {
         rootfsLimits: await rootfsLimits(settings),
         launcher: await loadLauncher(),
         store,
-        images: imageAccess(dest, tags, previousLoc, io),
+        images: imageAccess(images.fanOut([dest, ...tags]), previous, images),
         epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
         compression: flags.compression,
         tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
@@ -431,12 +357,6 @@ export function register(program: Command, ctx: CliContext): void {
       for (const c of cleanups) await c();
     }
   });
-}
-
-function cacheImageRef(ref: string): Reference {
-  const loc = parseImageLocation(ref);
-  if (loc.kind !== 'registry') throw new UsageError(`--cache-image ${ref}: must be a registry reference`);
-  return loc.ref;
 }
 
 /**
@@ -477,13 +397,13 @@ async function chooseRunImage(
   choice: string,
   source: string,
   builder: { image: Image; name: string },
-  io: ImageIO,
+  images: Transports,
 ): Promise<RunImageChoice> {
   if (!isFlavourName(choice)) return { image: choice };
   const { readBuilder } = await import('../../builder/builder-image.ts');
   const info = await readBuilder(builder.image, builder.name);
   const names = info.runImages.flatMap((r) => [r.image, ...r.mirrors]);
-  return resolveRunImageChoice(choice, names, async (n) => (await openNamed(n, io)).image, {
+  return resolveRunImageChoice(choice, names, async (n) => (await openNamed(n, images)).image, {
     source,
     builder: builder.name,
   });
@@ -491,12 +411,12 @@ async function chooseRunImage(
 
 async function embeddedBuilder(
   ctx: CliContext,
-  io: ImageIO,
+  images: Transports,
 ): Promise<{ image: Image; reference: string; name: string }> {
   const { settings, log } = ctx;
   const { ensureDefaultBuilder, DEFAULT_BUILDER_CONFIG } = await import('../../builder/default-builder.ts');
   const { readBuilderConfig } = await import('../../builder/builder-config.ts');
-  const store = await ImageStore.open(ImageStore.defaultDir(settings.dataDir));
+  const store = await images.store();
   const cfg = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
   const buildName = cfg.buildImage;
   const b = await ensureDefaultBuilder({
@@ -508,7 +428,7 @@ async function embeddedBuilder(
     buildImage: async () => {
       if (!buildName) throw new KilnError(`${DEFAULT_BUILDER_CONFIG}: no [build] image`);
       try {
-        const build = (await openNamed(buildName, io)).image;
+        const build = (await openNamed(buildName, images)).image;
         // Every run image the builder lists (the flavours too) must be there: a store made before
         // a flavour was added to the stack gets it now (the images already there are no-ops).
         for (const r of cfg.runImages) if (!(await store.find(r.image))) throw new Error('missing');
@@ -519,11 +439,11 @@ async function embeddedBuilder(
           `The default builder needs the stack's images (${[buildName, ...cfg.runImages.map((r) => r.image)].join(', ')}): creating the stack (kiln stack create --locked)`,
         );
         const { createDefaultStack } = await import('./stack.ts');
-        await createDefaultStack(ctx);
-        return (await openNamed(buildName, io)).image;
+        await createDefaultStack(ctx, store);
+        return (await openNamed(buildName, images)).image;
       }
     },
   });
-  const reference = digestReference({ kind: 'local', name: b.name }, await b.image.digest());
+  const reference = images.local(b.name).digestReference(await b.image.digest());
   return { image: b.image, reference, name: b.name };
 }

@@ -4,17 +4,10 @@ import { type BuilderInfo, createBuilder, readBuilder } from '../../builder/buil
 import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
 import { UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
-import { ImageStore } from '../../store/store.ts';
+import type { ImageTarget } from '../../transport/image-target.ts';
+import type { Transports } from '../../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
-import {
-  describeLocation,
-  type ImageIO,
-  type ImageLocation,
-  imageIO,
-  openImage,
-  parseImageLocation,
-  writeImageTo,
-} from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { terminalSafe } from '../terminal-text.ts';
 
 /**
@@ -22,9 +15,9 @@ import { terminalSafe } from '../terminal-text.ts';
  * (oci:, local:, docker-archive:, docker://) is used as given; a bare name is looked up in the
  * local store first (where `kiln stack create` puts the stack images), then in its registry.
  */
-async function resolveImage(ref: string, io: ImageIO): Promise<{ image: Image; where: string }> {
-  const { loc, image } = await openImage(ref, io);
-  return { image, where: describeLocation(loc) };
+async function resolveImage(ref: string, images: Transports): Promise<{ image: Image; where: string }> {
+  const target = await images.locate(ref);
+  return { image: await target.read(), where: target.name };
 }
 
 /** register adds `kiln builder create` and `kiln builder inspect`. */
@@ -39,11 +32,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--publish <ref>', 'push the builder to this registry reference')
     .option('--output <location>', 'write the builder to oci:DIR[:TAG] (or another image location)')
     .action(async (name: string | undefined, opts: { config: string; publish?: string; output?: string }) => {
-      const dests: ImageLocation[] = [];
-      if (name) dests.push({ kind: 'local', name });
-      if (opts.publish) dests.push(parseImageLocation(opts.publish));
-      if (opts.output) dests.push(parseImageLocation(opts.output));
-      if (dests.length === 0) {
+      if (!name && !opts.publish && !opts.output) {
         throw new UsageError(
           'builder create: name a destination: NAME (local store), --publish REF or --output oci:DIR',
         );
@@ -53,14 +42,18 @@ export function register(program: Command, ctx: CliContext): void {
       if (!config.buildImage)
         throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
       const progress = log.progress();
-      const io = imageIO(ctx.settings, log, { progress });
+      const images = imageTransports(ctx.settings, log, { progress });
+      const dests: ImageTarget[] = [];
+      if (name) dests.push(images.local(name));
+      if (opts.publish) dests.push(images.parse(opts.publish));
+      if (opts.output) dests.push(images.parse(opts.output));
       // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
-      const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(io, ctx.settings.env.TMPDIR);
+      const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(images, ctx.settings.env.TMPDIR);
       try {
-        const { image: buildImage, where } = await resolveImage(config.buildImage, io);
+        const { image: buildImage, where } = await resolveImage(config.buildImage, images);
         log.info(`Creating builder from ${opts.config} on build image ${where}`);
         // New layers are written to the local store first; it doubles as the staging area for pushes.
-        const store = await ImageStore.open(io.storeDir);
+        const store = await images.store();
         const epoch = ctx.settings.sourceDateEpoch;
         const created = await createBuilder(config, {
           buildImage,
@@ -71,8 +64,8 @@ export function register(program: Command, ctx: CliContext): void {
         });
         for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
         for (const dest of dests) {
-          const digest = await writeImageTo(dest, created.image, io);
-          log.info(`Wrote builder ${describeLocation(dest)}@${digest}`);
+          const { digest } = await dest.write(created.image);
+          log.info(`Wrote builder ${dest.name}@${digest}`);
           ctx.stdout.write(`${digest}\n`);
         }
       } finally {
@@ -94,8 +87,7 @@ export function register(program: Command, ctx: CliContext): void {
       if (opts.output !== 'human' && opts.output !== 'json') {
         throw new UsageError(`invalid --output "${opts.output}": expected human or json`);
       }
-      const io = imageIO(ctx.settings, ctx.log);
-      const { image, where } = await resolveImage(ref, io);
+      const { image, where } = await resolveImage(ref, imageTransports(ctx.settings, ctx.log));
       const info = await readBuilder(image, where);
       const digest = await image.digest();
       ctx.stdout.write(

@@ -14,22 +14,10 @@ import { parseTarget, scaffoldBuildpack } from '../../buildpackage/scaffold.ts';
 import { UsageError } from '../../internal/errors.ts';
 import { statIfExists } from '../../internal/fs.ts';
 import { BlobStore } from '../../layout/blob-store.ts';
-import { Layout } from '../../layout/layout.ts';
 import type { Image } from '../../oci/image.ts';
-import { ImageStore, storeNameOf } from '../../store/store.ts';
+import { isBareName, type Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
-import {
-  describeLocation,
-  destinationOf,
-  type ImageIO,
-  type ImageLocation,
-  imageIO,
-  isBareName,
-  locateImage,
-  parseImageLocation,
-  readImage,
-  writeImageTo,
-} from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 
 // `kiln buildpack package` and `kiln buildpack new`, plus the one place where a buildpackage
 // named by a user (`--buildpack`, builder.toml `uri`, package.toml dependencies) is opened.
@@ -41,30 +29,34 @@ import {
  * store's image, else a registry image when its first part is a registry host (has a dot or a
  * port, or is localhost) — pack's rule for telling images from ids.
  */
-export async function openBuildpackageImage(ref: string, io: ImageIO): Promise<Image | undefined> {
+export async function openBuildpackageImage(ref: string, images: Transports): Promise<Image | undefined> {
   const st = await statIfExists(ref);
-  if (st?.isFile()) return readOciArchive(path.resolve(ref), io.platform ? { platform: io.platform } : {});
+  const platform = images.options.platform;
+  if (st?.isFile()) return readOciArchive(path.resolve(ref), platform ? { platform } : {});
   if (st?.isDirectory()) return undefined;
   if (/^(oci|docker-archive|local):/.test(ref) || ref.startsWith('docker://'))
-    return readImage(parseImageLocation(ref), io);
+    return images.parse(ref).read();
   if (/^[A-Za-z0-9./-]+@[^@/]+$/.test(ref) && !ref.includes(':')) return undefined; // id@version
-  let loc: ImageLocation;
+  let held: Awaited<ReturnType<Transports['held']>>;
   try {
-    loc = await locateImage(ref, io.storeDir);
+    held = await images.held(ref);
+    if (!held && isBareName(ref)) return undefined;
+    if (!held) images.parse(ref);
   } catch {
     return undefined;
   }
-  if (loc.kind === 'local') return readImage(loc, io);
-  if (loc.kind !== 'registry') return undefined;
-  return isBareName(ref) ? undefined : readImage(loc, io);
+  return (held ?? images.parse(ref)).read();
 }
 
 /** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
-async function openPackageUri(uri: BuildpackUri & { kind: 'image' | 'cnb' }, io: ImageIO): Promise<Image> {
+async function openPackageUri(
+  uri: BuildpackUri & { kind: 'image' | 'cnb' },
+  images: Transports,
+): Promise<Image> {
   if (uri.kind === 'cnb') return readOciArchive(uri.file);
-  const img = await openBuildpackageImage(uri.ref, io);
+  const img = await openBuildpackageImage(uri.ref, images);
   if (img) return img;
-  return readImage(parseImageLocation(uri.ref), io); // names its failure
+  return images.parse(uri.ref).read(); // names its failure
 }
 
 interface PackageFlags {
@@ -122,37 +114,34 @@ export function register(program: Command, ctx: CliContext): void {
           };
       const arch = flags.target ? (parseTarget(flags.target).arch ?? hostArch()) : hostArch();
       const progress = log.progress();
-      const io = imageIO(settings, log, { progress });
+      const images = imageTransports(settings, log, { progress });
       const tmp = await mkdtemp(path.join(settings.env.TMPDIR ?? tmpdir(), 'kiln-package-'));
       try {
         // Where new layers are written: straight into the destination's blobs when it has some.
-        let dest: ImageLocation | { kind: 'file'; file: string };
-        if (flags.format === 'file') {
-          const out = path.resolve(flags.pathToOutput ?? (path.extname(name) ? name : `${name}.cnb`));
-          dest = { kind: 'file', file: out };
-        } else dest = destinationOf(name, Boolean(flags.publish));
-        const blobs =
-          dest.kind === 'local'
-            ? (await ImageStore.open(io.storeDir)).blobs
-            : dest.kind === 'oci'
-              ? (await Layout.init(dest.dir)).blobs
-              : new BlobStore(path.join(tmp, 'blobs-root'));
+        // --format file writes a .cnb (an OCI layout tar), which is a file, not an image location.
+        const file =
+          flags.format === 'file'
+            ? path.resolve(flags.pathToOutput ?? (path.extname(name) ? name : `${name}.cnb`))
+            : undefined;
+        const dest = file === undefined ? images.destination(name, Boolean(flags.publish)) : undefined;
+        const blobs = (await dest?.stagingBlobs()) ?? new BlobStore(path.join(tmp, 'blobs-root'));
         const pkg = await createBuildpackage(config, {
           store: blobs,
-          openImage: (uri) => openPackageUri(uri, io),
+          openImage: (uri) => openPackageUri(uri, images),
           tmpDir: tmp,
           arch,
           ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
         });
         let digest: string;
         let where: string;
-        if (dest.kind === 'file') {
-          const { writeOciArchive } = await import('../../buildpackage/oci-archive.ts');
-          digest = await writeOciArchive(dest.file, pkg.image);
-          where = dest.file;
+        if (dest) {
+          const written = await dest.write(pkg.image);
+          digest = written.digest;
+          where = written.names[0]!;
         } else {
-          digest = await writeImageTo(dest, pkg.image, io);
-          where = dest.kind === 'local' ? storeNameOf(dest.name) : describeLocation(dest);
+          const { writeOciArchive } = await import('../../buildpackage/oci-archive.ts');
+          digest = await writeOciArchive(file!, pkg.image);
+          where = file!;
         }
         progress.end();
         log.info(
@@ -204,7 +193,7 @@ export function register(program: Command, ctx: CliContext): void {
  * `dispose` removes it (after the builder's layers are written).
  */
 export function buildpackageUnpacker(
-  io: ImageIO,
+  images: Transports,
   tmpParent: string = tmpdir(),
 ): { open(uri: string): Promise<readonly string[]>; dispose(): Promise<void> } {
   let root: string | undefined;
@@ -212,7 +201,7 @@ export function buildpackageUnpacker(
   return {
     async open(uri) {
       root ??= await mkdtemp(path.join(tmpParent, 'kiln-buildpackages-'));
-      const image = await openBuildpackageImage(uri, io);
+      const image = await openBuildpackageImage(uri, images);
       if (!image) throw new UsageError(`buildpack uri ${uri}: not a buildpackage image or .cnb file`);
       const { extractBuildpackage } = await import('../../buildpackage/buildpackage.ts');
       return (await extractBuildpackage(image, path.join(root, String(n++)), uri)).dirs;

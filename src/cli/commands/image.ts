@@ -2,18 +2,9 @@ import type { Command } from 'commander';
 import { UsageError } from '../../internal/errors.ts';
 import type { Image, ImageIndex } from '../../oci/image.ts';
 import type { Platform } from '../../oci/schema.ts';
+import { isIndex } from '../../transport/image-target.ts';
 import type { CliContext } from '../context.ts';
-import {
-  describeLocation,
-  explainUnreachable,
-  imageIO,
-  isIndex,
-  locateImage,
-  parseImageLocation,
-  readAny,
-  readImage,
-  writeImageTo,
-} from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { formatBytes } from '../logger.ts';
 import { terminalSafe } from '../terminal-text.ts';
 
@@ -31,25 +22,19 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform source')
     .option('--all', 'copy a whole multi-platform index (registry to registry)')
     .action(async (src: string, dst: string, opts: { platform?: string; all?: boolean }) => {
-      const to = parseImageLocation(dst);
       const log = ctx.log;
       const platform = platformOption(opts.platform);
       const progress = log.progress();
-      const io = imageIO(ctx.settings, log, { progress, ...platform });
-      const from = await locateImage(src, io.storeDir);
-      log.info(`Copying ${describeLocation(from)} to ${describeLocation(to)}`);
+      const images = imageTransports(ctx.settings, log, { progress, ...platform });
+      const to = images.parse(dst);
+      const from = await images.locate(src);
+      log.info(`Copying ${from.name} to ${to.name}`);
       const started = Date.now();
       try {
-        const value: Image | ImageIndex = await (opts.all ? readAny(from, io) : readImage(from, io)).catch(
-          (e: unknown) => {
-            throw explainUnreachable(src, from, io.storeDir, e);
-          },
-        );
-        const digest = await writeImageTo(to, value, io);
+        const value: Image | ImageIndex = await (opts.all ? from.readAny() : from.read());
+        const { digest } = await to.write(value);
         progress.end();
-        log.info(
-          `Copied ${describeLocation(to)}@${digest} in ${((Date.now() - started) / 1000).toFixed(2)} s`,
-        );
+        log.info(`Copied ${to.name}@${digest} in ${((Date.now() - started) / 1000).toFixed(2)} s`);
         ctx.stdout.write(`${digest}\n`);
       } finally {
         progress.end();
@@ -63,24 +48,22 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--json', 'print JSON')
     .option('--platform <os/arch[/variant]>', 'platform to show from a multi-platform index')
     .action(async (ref: string, opts: { json?: boolean; platform?: string }) => {
-      const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
-      const loc = await locateImage(ref, io.storeDir);
-      const top = await readAny(loc, io).catch((e: unknown) => {
-        throw explainUnreachable(ref, loc, io.storeDir, e);
-      });
+      const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
+      const target = await images.locate(ref);
+      const top = await target.readAny();
       let index: Awaited<ReturnType<typeof summariseIndex>> | undefined;
       let img: Image;
       if (isIndex(top)) {
         index = await summariseIndex(top);
-        img = await readImage(loc, io);
+        img = await target.read();
       } else img = top;
       const summary = await summariseImage(img);
-      const out = { reference: describeLocation(loc), ...(index ? { index } : {}), ...summary };
+      const out = { reference: target.name, ...(index ? { index } : {}), ...summary };
       ctx.stdout.write(opts.json ? `${JSON.stringify(out, null, 2)}\n` : terminalSafe(humanInspect(out)));
     });
 }
 
-/** platformOption is imageIO's platform for a `--platform` value (nothing when not given). */
+/** platformOption is imageTransports' platform for a `--platform` value (nothing when not given). */
 export function platformOption(value: string | undefined): { platform?: Platform } {
   return value ? { platform: parsePlatform(value) } : {};
 }

@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { formatReport, OUTPUT_FORMATS, type OutputFormat } from '../../inspect/format.ts';
 import { inspectImage } from '../../inspect/inspect.ts';
 import type { CliContext } from '../context.ts';
-import { imageIO, openImage } from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { terminalSafe } from '../terminal-text.ts';
 import { platformOption } from './image.ts';
 
@@ -26,8 +26,8 @@ export function register(program: Command, ctx: CliContext): void {
         arg: string,
         opts: { output: OutputFormat; bom?: boolean; sbom: boolean; platform?: string },
       ) => {
-        const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
-        const { image } = await openImage(arg, io);
+        const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
+        const image = await (await images.locate(arg)).read();
         const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: opts.bom ?? false });
         ctx.stdout.write(terminalSafe(formatReport(report, opts.output)));
       },

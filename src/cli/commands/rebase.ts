@@ -5,19 +5,10 @@ import { writeReportToml } from '../../cnb/report-toml.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
 import { rebase } from '../../rebase/rebase.ts';
+import type { ImageTarget } from '../../transport/image-target.ts';
+import type { Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
-import {
-  describeLocation,
-  digestReference,
-  explainUnreachable,
-  type ImageIO,
-  type ImageLocation,
-  imageIO,
-  locateImage,
-  parseImageLocation,
-  readImage,
-  writeImageTo,
-} from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 
 /** register adds `kiln rebase IMAGE`. */
 /** The whole command is the platform spec's rebase step: whatever fails in it ends with 72. */
@@ -54,94 +45,95 @@ export function register(program: Command, ctx: CliContext): void {
       ) => {
         const log = ctx.log;
         const started = Date.now();
-        const io0 = imageIO(ctx.settings, log);
-        const locate = async (s: string) =>
-          opts.publish ? parseImageLocation(s) : locateImage(s, io0.storeDir);
-        // A bare name locateImage sent to its registry: a failure says the local store was searched too.
-        const read = (s: string, loc: ImageLocation, io: ImageIO) =>
-          readImage(loc, io).catch((e: unknown) => {
-            throw opts.publish ? e : explainUnreachable(s, loc, io.storeDir, e);
-          });
-        const target = await locate(arg);
-        if (opts.publish && target.kind !== 'registry')
-          throw new UsageError(`--publish needs a registry reference, not ${describeLocation(target)}`);
-        const source = opts.previousImage ? await locate(opts.previousImage) : target;
-        const app = await read(opts.previousImage ?? arg, source, io0);
-        const appCfg = await app.configFile();
-        const platform = {
-          os: appCfg.os,
-          architecture: appCfg.architecture,
-          ...(appCfg.variant ? { variant: appCfg.variant } : {}),
-        };
-        // The same client (its token cache) and config, now choosing the app's platform in indexes.
-        const io: ImageIO = { ...io0, platform };
-
-        const chosen = opts.runImage ?? (await recordedRunImage(app, target, describeLocation(source)));
-        // Registry mirrors (kiln config registry-mirrors) apply in readImage; the name recorded
-        // in the image stays the real one.
-        const runLoc = await locate(chosen);
-        log.info(`Rebasing ${describeLocation(source)} onto ${chosen}`);
-        const run = await read(chosen, runLoc, io);
-        const runDigest = await run.digest();
-        const result = await rebase({
-          image: app,
-          imageName: describeLocation(source),
-          runImage: run,
-          runImageName: chosen,
-          // The repository as the user names it (never a pull-through mirror) at the digest.
-          runImageReference: digestReference(runLoc, runDigest),
-          explicitRunImage: opts.runImage !== undefined,
-          force: opts.force ?? false,
-        });
-        for (const o of result.overridden) log.warn(`--force: ${o}`);
-        if (result.user.kept !== result.user.runImage)
-          log.info(
-            `The image keeps running as user ${result.user.kept || 'root'} (chosen when it was built); the run image's user is ${result.user.runImage || 'root'}: rebuild to adopt it`,
-          );
+        // Uploads show progress; reading needs none (rebase touches manifests only).
         const progress = log.progress();
-        let digest: string;
+        const images0 = imageTransports(ctx.settings, log, { progress });
         try {
-          const wio: ImageIO = { ...io, progress };
-          digest = await writeImageTo(target, result.image, wio);
-          for (const t of opts.tag ?? []) await writeImageTo(await locate(t), result.image, wio);
+          // A bare name is the local store's image when it holds it (pack's rule), unless --publish;
+          // a failure to read a bare name from its registry then says the local store was searched too.
+          const locate = (s: string) => (opts.publish ? images0.parse(s) : images0.locate(s));
+          const target = await locate(arg);
+          if (opts.publish && target.registry === undefined)
+            throw new UsageError(`--publish needs a registry reference, not ${target.name}`);
+          const source = opts.previousImage ? await locate(opts.previousImage) : target;
+          const app = await source.read();
+          const appCfg = await app.configFile();
+          const platform = {
+            os: appCfg.os,
+            architecture: appCfg.architecture,
+            ...(appCfg.variant ? { variant: appCfg.variant } : {}),
+          };
+          // The same client (its token cache) and store, now choosing the app's platform in indexes.
+          const images = images0.with({ platform });
+
+          const chosen = opts.runImage ?? (await recordedRunImage(app, target, source.name, images));
+          // Registry mirrors (kiln config registry-mirrors) apply when reading; the name recorded
+          // in the image stays the real one.
+          const runTarget = await (opts.publish ? images.parse(chosen) : images.locate(chosen));
+          log.info(`Rebasing ${source.name} onto ${chosen}`);
+          const run = await runTarget.read();
+          const runDigest = await run.digest();
+          const result = await rebase({
+            image: app,
+            imageName: source.name,
+            runImage: run,
+            runImageName: chosen,
+            // The repository as the user names it (never a pull-through mirror) at the digest.
+            runImageReference: runTarget.digestReference(runDigest),
+            explicitRunImage: opts.runImage !== undefined,
+            force: opts.force ?? false,
+          });
+          for (const o of result.overridden) log.warn(`--force: ${o}`);
+          if (result.user.kept !== result.user.runImage)
+            log.info(
+              `The image keeps running as user ${result.user.kept || 'root'} (chosen when it was built); the run image's user is ${result.user.runImage || 'root'}: rebuild to adopt it`,
+            );
+          // --tag: the same image under more names, blobs written once.
+          const tags = await Promise.all((opts.tag ?? []).map((t) => locate(t)));
+          const digest = (await images.fanOut([target, ...tags]).write(result.image)).digest;
+          progress.end();
+          log.info(
+            `Rebased ${target.name}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept, in ${((Date.now() - started) / 1000).toFixed(2)} s`,
+          );
+          if (opts.reportOutputDir) {
+            const raw = await result.image.rawManifest();
+            await writeReportToml(path.join(path.resolve(opts.reportOutputDir), 'report.toml'), {
+              image: {
+                tags: [target.name, ...(opts.tag ?? [])],
+                digest,
+                'manifest-size': raw.length,
+              },
+            });
+          }
+          ctx.stdout.write(`${digest}\n`);
         } finally {
           progress.end();
         }
-        log.info(
-          `Rebased ${describeLocation(target)}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept, in ${((Date.now() - started) / 1000).toFixed(2)} s`,
-        );
-        if (opts.reportOutputDir) {
-          const raw = await result.image.rawManifest();
-          await writeReportToml(path.join(path.resolve(opts.reportOutputDir), 'report.toml'), {
-            image: {
-              tags: [describeLocation(target), ...(opts.tag ?? [])],
-              digest,
-              'manifest-size': raw.length,
-            },
-          });
-        }
-        ctx.stdout.write(`${digest}\n`);
       },
     );
 }
 
 // The run image the app was built on: runImage.image (or the deprecated stack.runImage), with a
 // mirror on the app image's own registry preferred, as the platform spec resolves run images.
-async function recordedRunImage(app: Image, target: ImageLocation, what: string): Promise<string> {
+async function recordedRunImage(
+  app: Image,
+  target: ImageTarget,
+  what: string,
+  images: Transports,
+): Promise<string> {
   const raw = (await app.configFile()).config?.Labels?.[LIFECYCLE_METADATA_LABEL];
   if (raw === undefined)
     throw new KilnError(
       `cannot rebase ${what}: not a buildpacks app image (no ${LIFECYCLE_METADATA_LABEL} label)`,
-    );
+    ).inPhase('rebase');
   const md = parseLifecycleMetadata(raw);
   const image = md.runImage.image ?? md.stack?.runImage?.image;
   if (!image) throw new UsageError(`cannot rebase ${what}: it records no run image name; pass --run-image`);
   const candidates = [image, ...(md.runImage.mirrors ?? md.stack?.runImage?.mirrors ?? [])];
-  if (target.kind === 'registry') {
+  if (target.registry !== undefined) {
     const same = candidates.find((c) => {
       try {
-        const l = parseImageLocation(c);
-        return l.kind === 'registry' && l.ref.registry === target.ref.registry;
+        return images.parse(c).registry === target.registry;
       } catch {
         return false;
       }

@@ -17,7 +17,7 @@ import {
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { CliContext } from '../context.ts';
 import { ProcessExit } from '../exit-codes.ts';
-import { describeLocation, explainUnreachable, imageIO, locateImage, readImage } from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
 
 export { ProcessExit } from '../exit-codes.ts';
@@ -82,12 +82,10 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (imageArg: string, args: string[], opts: RunOptions) => {
       const log = ctx.log;
       const settings = ctx.settings;
-      const io = await imageIO(settings, log, { progress: log.progress() });
-      const loc = await locateImage(imageArg, io.storeDir);
-      log.info(`Resolving ${describeLocation(loc)}`);
-      const image = await readImage(loc, io).catch((e: unknown) => {
-        throw explainUnreachable(imageArg, loc, io.storeDir, e);
-      });
+      const images = imageTransports(settings, log, { progress: log.progress() });
+      const target = await images.locate(imageArg);
+      log.info(`Resolving ${target.name}`);
+      const image = await target.read();
       const config = await image.configFile();
       const hostUid = process.getuid?.() ?? 0;
 

@@ -2,15 +2,15 @@ import type { Command } from 'commander';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { downloadSbom, SBOM_FORMATS, type SbomFormat } from '../../inspect/sbom-download.ts';
 import { UsageError } from '../../internal/errors.ts';
-import { isDigest } from '../../oci/digest.ts';
+import { type Digest, isDigest } from '../../oci/digest.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
-import { parseReference } from '../../registry/reference.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
-import { KILN_TOOL, sbomOfImage, sbomOfRemoteImage } from '../../stack/sbom.ts';
-import { ImageStore } from '../../store/store.ts';
+import { KILN_TOOL } from '../../stack/sbom.ts';
+import type { Referrers } from '../../transport/image-target.ts';
+import type { Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
-import { describeLocation, type ImageIO, imageIO, openImage } from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { platformOption } from './image.ts';
 
 /** register adds `kiln sbom download`. */
@@ -35,12 +35,13 @@ export function register(program: Command, ctx: CliContext): void {
       for (const f of formats)
         if (!SBOM_FORMATS.includes(f))
           throw new UsageError(`--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`);
-      const io = imageIO(ctx.settings, ctx.log, platformOption(opts.platform));
-      const { loc, image } = await openImage(arg, io);
-      const baseSbom = await runImageSbom(image, io, (m) => ctx.log.debug(m));
+      const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
+      const target = await images.locate(arg);
+      const image = await target.read();
+      const baseSbom = await runImageSbom(image, images, (m) => ctx.log.debug(m));
       const r = await downloadSbom({
         image,
-        name: describeLocation(loc),
+        name: target.name,
         outputDir: opts.outputDir,
         formats,
         ...(baseSbom ? { baseSbom } : {}),
@@ -65,11 +66,11 @@ export function register(program: Command, ctx: CliContext): void {
 /**
  * runImageSbom finds the CycloneDX SBOM of the run image an app image was built on (its
  * runImage.reference `name@digest`): a referrer in kiln's local store (where `kiln stack create`
- * attaches it), else the registry's referrers of that digest.
+ * attaches it), else a referrer of that digest where the reference points (its registry).
  */
 async function runImageSbom(
   image: Image,
-  io: ImageIO,
+  images: Transports,
   debug: (m: string) => void,
 ): Promise<Record<string, unknown> | undefined> {
   const raw = (await image.configFile()).config?.Labels?.[LIFECYCLE_METADATA_LABEL];
@@ -78,18 +79,29 @@ async function runImageSbom(
   const at = ref.lastIndexOf('@');
   const digest = at >= 0 ? ref.slice(at + 1) : '';
   if (!isDigest(digest)) return undefined;
-  try {
-    const store = await ImageStore.open(io.storeDir);
-    const doc = await sbomOfImage(store.layout, digest, CYCLONEDX_MEDIA_TYPE);
-    if (doc) return doc;
-  } catch (e) {
-    debug(`run image SBOM: local store: ${(e as Error).message}`);
+  const places: [string, () => Referrers][] = [
+    ['local store', () => images.storeReferrers()],
+    ['registry', () => images.parse(ref).referrers],
+  ];
+  for (const [where, referrers] of places) {
+    try {
+      const doc = await documentOf(referrers(), digest);
+      if (doc) return doc;
+    } catch (e) {
+      debug(`run image SBOM: ${where}: ${(e as Error).message}`);
+    }
   }
-  try {
-    const r = parseReference(ref);
-    return await sbomOfRemoteImage(io.client.repository(r), digest, CYCLONEDX_MEDIA_TYPE);
-  } catch (e) {
-    debug(`run image SBOM: registry: ${(e as Error).message}`);
-    return undefined;
+  return undefined;
+}
+
+// The first CycloneDX document attached to `digest`.
+async function documentOf(
+  referrers: Referrers,
+  digest: Digest,
+): Promise<Record<string, unknown> | undefined> {
+  for (const r of await referrers.list(digest, CYCLONEDX_MEDIA_TYPE)) {
+    const blob = r.manifest.layers.find((l) => l.mediaType === CYCLONEDX_MEDIA_TYPE);
+    if (blob) return JSON.parse(new TextDecoder().decode(await r.blob(blob))) as Record<string, unknown>;
   }
+  return undefined;
 }

@@ -8,8 +8,6 @@ import { readAptSources } from '../../debian/sources.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { Layout } from '../../layout/layout.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
-import { parseReference } from '../../registry/reference.ts';
-import { writeImage as pushImage } from '../../registry/write.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { type AccessOptions, mirrorsOf, PackageGoneError, resolveStack } from '../../stack/archive-access.ts';
 import { DEFAULT_FLAVOUR, readStackConfig, runFlavours, type StackConfig } from '../../stack/config.ts';
@@ -20,7 +18,7 @@ import { readArtifact, referrersOf, sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
 import { httpClient } from '../http-client.ts';
-import { registryClient } from '../image-ref.ts';
+import { imageTransports } from '../image-ref.ts';
 import { formatBytes } from '../logger.ts';
 
 /** The stack kiln ships: stacks/bookworm/stack.toml of this installation. */
@@ -237,6 +235,7 @@ async function target(
   config: StackConfig,
   output: string | undefined,
   opts: { open?: boolean } = {},
+  opened?: ImageStore,
 ): Promise<{ layout: Layout; tags: Record<Role, string>; flavourTags: Record<string, string> }> {
   const flavours = runFlavours(config).slice(1);
   if (output !== undefined) {
@@ -249,7 +248,7 @@ async function target(
       flavourTags: Object.fromEntries(flavours.map((f) => [f.flavour, `run-${f.flavour}`])),
     };
   }
-  const store = await ImageStore.open(ImageStore.defaultDir(ctx.settings.dataDir));
+  const store = opened ?? (await ImageStore.open(ImageStore.defaultDir(ctx.settings.dataDir)));
   return {
     layout: store.layout,
     tags: { run: storeNameOf(config.run.name), build: storeNameOf(config.build.name) },
@@ -263,14 +262,16 @@ async function target(
  * the embedded default builder needs the stack on first use; its report lines go to stderr so
  * that build's stdout stays the image digest.
  */
-export async function createDefaultStack(ctx: CliContext): Promise<void> {
+export async function createDefaultStack(ctx: CliContext, store: ImageStore): Promise<void> {
   await create(
     { settings: ctx.settings, log: ctx.log, redactor: ctx.redactor, stdout: ctx.stderr, stderr: ctx.stderr },
     { locked: true, fallbackLock: path.join(ctx.settings.cacheDir, 'stacks', 'bookworm', 'stack.lock') },
+    store,
   );
 }
 
-async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
+/** create makes the stack's images; `store` is the command's local store when it is open already. */
+async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): Promise<void> {
   const log = ctx.log;
 
   if (flags.publish !== undefined && flags.output !== undefined)
@@ -317,7 +318,7 @@ async function create(ctx: CliContext, flags: CreateFlags): Promise<void> {
       await writeLock(s.lockFile, lock);
       log.info(`Wrote ${s.lockFile}`);
     }
-    const { layout, tags, flavourTags } = await target(ctx, s.config, flags.output);
+    const { layout, tags, flavourTags } = await target(ctx, s.config, flags.output, {}, store);
     const started = Date.now();
     // --only <flavour>: the run role with that flavour only (the default run image is always made
     // alongside: it is what the flavour extends, and a no-op when up to date).
@@ -367,32 +368,21 @@ async function publish(
   made: Awaited<ReturnType<typeof createStack>>,
   repo: string,
 ): Promise<void> {
-  const client = registryClient(ctx.settings, ctx.log);
   const progress = ctx.log.progress();
+  const images = imageTransports(ctx.settings, ctx.log, { progress });
   const base = repo.replace(/\/+$/, '');
   try {
     for (const img of imagesOf(made)) {
       // Flavours go to REPO/run-<flavour>:latest next to REPO/run:latest.
       const repoName = img.flavour && img.flavour !== DEFAULT_FLAVOUR ? `run-${img.flavour}` : img.role;
-      const ref = parseReference(`${base}/${repoName}:latest`);
-      const r = await pushImage(client, ref, img.image, { progress });
+      const target = images.parse(`${base}/${repoName}:latest`);
+      const r = await target.write(img.image);
       ctx.log.info(`Published ${repoName} image ${base}/${repoName}:latest@${r.digest}`);
       // SBOM referrers: the same artifacts as in the layout, pushed by digest and registered as
       // referrers of the image (the referrers API, or the tag-schema index where the registry
       // has no such API).
-      for (const ref of await referrersOf(layout, img.descriptor.digest)) {
-        const art = await readArtifact(layout, ref);
-        const artRef = parseReference(`${base}/${repoName}@${ref.descriptor.digest}`);
-        await pushImage(client, artRef, art, { progress });
-        await client
-          .repository(artRef, { push: true })
-          .putReferrer(
-            await art.rawManifest(),
-            await art.mediaType(),
-            ref.manifest.artifactType ? { artifactType: ref.manifest.artifactType } : {},
-            img.descriptor.digest,
-          );
-      }
+      for (const ref of await referrersOf(layout, img.descriptor.digest))
+        await target.referrers.attach(await readArtifact(layout, ref));
     }
   } finally {
     progress.end();

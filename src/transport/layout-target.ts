@@ -1,0 +1,93 @@
+import { KilnError } from '../internal/errors.ts';
+import type { BlobStore } from '../layout/blob-store.ts';
+import { Layout, REF_NAME } from '../layout/layout.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { Image, ImageIndex } from '../oci/image.ts';
+import { isIndexMediaType } from '../oci/media-types.ts';
+import {
+  type Description,
+  describeValue,
+  type ImageTarget,
+  isIndex,
+  noIndexes,
+  type ReadOptions,
+  type Referrers,
+  type Written,
+} from './image-target.ts';
+import { layoutReferrers } from './layout-referrers.ts';
+
+// An OCI image layout directory as an ImageTarget (`oci:DIR[:TAG]`, skopeo's syntax). Reading
+// never creates the directory; writing creates it when missing.
+
+/** LayoutTarget is one image (by tag) of an OCI image layout. */
+export class LayoutTarget implements ImageTarget {
+  readonly name: string;
+  readonly imageName: string;
+  readonly referrers: Referrers;
+  readonly dir: string;
+  readonly tag: string | undefined;
+
+  constructor(dir: string, tag: string | undefined) {
+    this.dir = dir;
+    this.tag = tag;
+    this.name = `oci:${dir}${tag ? `:${tag}` : ''}`;
+    this.imageName = this.name;
+    this.referrers = layoutReferrers(() => this.#open());
+  }
+
+  async read(opts: ReadOptions = {}): Promise<Image> {
+    const layout = await this.#open();
+    return layout.image(await this.#ref(layout), opts.platform ? { platform: opts.platform } : {});
+  }
+
+  readAny(): Promise<Image | ImageIndex> {
+    return this.read();
+  }
+
+  async find(): Promise<Image | undefined> {
+    // A missing layout or tag is a first build; the tag defaults to "latest" as written.
+    const layout = await Layout.open(this.dir).catch(() => undefined);
+    if (!layout) return undefined;
+    return layout.image(this.tag ?? 'latest').catch(() => undefined);
+  }
+
+  async write(value: Image | ImageIndex): Promise<Written> {
+    if (isIndex(value)) throw noIndexes(this.name);
+    const layout = await Layout.init(this.dir);
+    const desc = await layout.writeImage(value, this.tag ?? 'latest');
+    return { digest: desc.digest as Digest, names: [this.imageName] };
+  }
+
+  async describe(): Promise<Description> {
+    const layout = await this.#open();
+    const desc = await layout.resolve(await this.#ref(layout));
+    const value = isIndexMediaType(desc.mediaType)
+      ? await layout.indexByDigest(desc.digest as Digest)
+      : await layout.imageByDigest(desc.digest as Digest);
+    return describeValue(value);
+  }
+
+  digestReference(digest: string): string {
+    return `oci:${this.dir}@${digest}`;
+  }
+
+  async stagingBlobs(): Promise<BlobStore> {
+    return (await Layout.init(this.dir)).blobs;
+  }
+
+  async #open(): Promise<Layout> {
+    try {
+      return await Layout.open(this.dir);
+    } catch (e) {
+      throw new KilnError((e as Error).message);
+    }
+  }
+
+  // Without a tag, a layout holding exactly one image means that image (skopeo's rule); else "latest".
+  async #ref(layout: Layout): Promise<string> {
+    if (this.tag) return this.tag;
+    const manifests = (await layout.index()).manifests;
+    if (manifests.length === 1) return manifests[0]!.annotations?.[REF_NAME] ?? manifests[0]!.digest;
+    return 'latest';
+  }
+}

@@ -1,0 +1,88 @@
+import { KilnError } from '../internal/errors.ts';
+import type { BlobStore } from '../layout/blob-store.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { Image, ImageIndex } from '../oci/image.ts';
+import { parseReference, repositoryString } from '../registry/reference.ts';
+import { type ImageStore, storeNameOf } from '../store/store.ts';
+import {
+  type Description,
+  describeValue,
+  type ImageTarget,
+  isIndex,
+  noIndexes,
+  type Referrers,
+  type Written,
+} from './image-target.ts';
+import { layoutReferrers } from './layout-referrers.ts';
+
+// kiln's local image store as an ImageTarget: one name in the store. The store itself is opened
+// once per command by Transports and shared by every target of it.
+
+/** StoreTarget is the image stored under one name in kiln's local store. */
+export class StoreTarget implements ImageTarget {
+  readonly name: string;
+  readonly imageName: string;
+  readonly referrers: Referrers;
+  /** The name as the user gave it (any spelling of the reference). */
+  readonly storeName: string;
+  readonly #store: () => Promise<ImageStore>;
+
+  constructor(storeName: string, store: () => Promise<ImageStore>) {
+    this.storeName = storeName;
+    this.imageName = storeNameOf(storeName);
+    this.name = `local:${this.imageName}`;
+    this.#store = store;
+    this.referrers = layoutReferrers(async () => (await store()).layout);
+  }
+
+  async read(): Promise<Image> {
+    const store = await this.#store();
+    const img = await store.find(this.storeName);
+    if (!img) throw new KilnError(`image ${this.imageName} not found in the local store (${store.dir})`);
+    return img;
+  }
+
+  readAny(): Promise<Image | ImageIndex> {
+    return this.read();
+  }
+
+  async find(): Promise<Image | undefined> {
+    return (await this.#store()).find(this.storeName);
+  }
+
+  async write(value: Image | ImageIndex): Promise<Written> {
+    return writeToStore(await this.#store(), [this], value);
+  }
+
+  async describe(): Promise<Description> {
+    return describeValue(await this.read());
+  }
+
+  digestReference(digest: string): string {
+    // A store name is a registry name: recorded as lifecycle and pack record registry images.
+    return `${repositoryString(parseReference(this.storeName))}@${digest}`;
+  }
+
+  async stagingBlobs(): Promise<BlobStore> {
+    return (await this.#store()).blobs;
+  }
+}
+
+/**
+ * writeToStore stores `value` under the names of `targets` (one write: blobs once, each name
+ * pointed at the manifest atomically), then lets the store drop blobs no image reaches any more
+ * (hourly at most; blobs of builds in flight are spared).
+ */
+export async function writeToStore(
+  store: ImageStore,
+  targets: readonly StoreTarget[],
+  value: Image | ImageIndex,
+): Promise<Written> {
+  if (isIndex(value)) throw noIndexes(targets[0]!.name);
+  const desc = await store.write(
+    value,
+    targets.map((t) => t.storeName),
+  );
+  await store.maybeGc().catch(() => undefined);
+  return { digest: desc.digest as Digest, names: targets.map((t) => t.imageName) };
+}
