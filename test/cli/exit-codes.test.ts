@@ -26,16 +26,19 @@ describe('exit codes of the platform spec, from real failures', { skip: !asRoot 
   let proxy: ProxyHandle;
   let n = 0;
   let env: Record<string, string | undefined>;
+  let home: string | undefined;
   before(async () => {
     [e, reg] = await Promise.all([makeE2E(), startRegistry()]);
     proxy = await startProxy(reg.host);
-    // The CLI's store (KILN_HOME/images) is the fixture's.
-    const home = path.join(e.root, 'kiln-home');
-    await mkdir(home, { recursive: true });
-    await symlink(e.store.dir, path.join(home, 'images'));
+    // The CLI's store (KILN_HOME/images) is the fixture's: bind-mounted, since kiln refuses a
+    // store that is a symbolic link (another user could point it elsewhere).
+    home = path.join(e.root, 'kiln-home');
+    await mkdir(path.join(home, 'images'), { recursive: true });
+    execFileSync('mount', ['--bind', e.store.dir, path.join(home, 'images')]);
     env = { HOME: home, KILN_HOME: home, PATH: process.env.PATH };
   });
   after(async () => {
+    if (home) execFileSync('umount', [path.join(home, 'images')]);
     await proxy?.stop();
     await reg?.stop();
     await e?.cleanup();
