@@ -96,6 +96,14 @@ export async function runImageOf(
   return { name, mirrors: entry ? [...(entry.mirrors ?? [])] : [] };
 }
 
+/** runImagesOf lists every run image the builder's run.toml names (each flavour); none when it has no run.toml. */
+export async function runImagesOf(rootfs: string): Promise<string[]> {
+  const run = await readRunToml(inRoot(rootfs, 'cnb/run.toml', BUILDER)).catch(() => undefined);
+  return (run?.images ?? [])
+    .map((i) => i.image)
+    .filter((i): i is string => typeof i === 'string' && i !== '');
+}
+
 /** The order to detect: `--buildpack`'s group or the builder's order, with pre/post groups around each. */
 export async function orderOf(
   rootfs: string,
