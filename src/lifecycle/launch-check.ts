@@ -146,7 +146,8 @@ export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
   for (const p of o.processes) checker.process(p);
   for (const l of layers) checker.layer(l, scans.get(l.mount)!);
   const misses = checker.misses;
-  for (const m of misses) o.log.debug(`launch check: ${missLine(m, { runImage: o.runImage.name, shellFree: false })}`);
+  for (const m of misses)
+    o.log.debug(`launch check: ${missLine(m, { runImage: o.runImage.name, shellFree: false })}`);
   for (const s of checker.skipped) o.log.debug(`launch check: skipped ${s}`);
   if (misses.length === 0) {
     await o.cache.put('pass', key, true);
