@@ -36,7 +36,7 @@ import type { LayerContent } from './layer-reuse.ts';
 // to load (the stack made them together); a result is cached by the digests it depends on.
 
 /** Bump when the check's rules change: cached passes of older rules no longer count. */
-const RULES_VERSION = 'launch-check-1';
+const RULES_VERSION = 'launch-check-2';
 
 /** The shell `direct = false` processes run through (Buildpack API < 0.9); see processNeedsShell. */
 export const PROCESS_SHELL = '/bin/sh';
@@ -75,7 +75,8 @@ export interface LaunchCheckOptions {
   readonly contents: ReadonlyMap<string, LayerContent>;
   /** A layer the previous image had, by diffID (a launch layer kept without a directory). */
   readonly previousLayer: (diffID: string) => Layer | undefined;
-  readonly processes: readonly MetadataProcess[];
+  /** The processes (metadata.toml), read only when the check runs. */
+  readonly processes: () => Promise<readonly MetadataProcess[]>;
   /** The app image's config env (the run image's, with the launcher's PATH). */
   readonly imageEnv: readonly string[];
   readonly runImage: { readonly image: Image; readonly name: string };
@@ -103,27 +104,29 @@ export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
     return;
   }
   const layers = launchLayers(o);
-  const lbps = launchBuildpacks(o, layers);
-  const envOps = new Map<string, Awaited<ReturnType<typeof launchEnvOps>>>();
-  envOps.set('', await launchEnvOps(lbps));
-  for (const p of o.processes) envOps.set(p.type, await launchEnvOps(lbps, p.type));
-  const runDigest = await o.runImage.image.digest();
-  const key = sha256Hex(
-    JSON.stringify({
-      v: RULES_VERSION,
-      run: runDigest,
-      arch: cfg.architecture,
-      layers: layers.map((l) => [l.mount, l.diffID]),
-      app: o.metadata.app.map((a) => a.sha),
-      processes: o.processes,
-      env: o.imageEnv,
-      ops: [...envOps],
-    }),
-  );
-  if (await o.cache.get('pass', key, (v): v is true => v === true)) {
+  // The config layer holds metadata.toml (processes, buildpacks) and env files live in the
+  // layers: these digests name everything the check reads, except the app, which only matters
+  // when a lookup went into /workspace (a command or library there); then the app's digests count.
+  const base = {
+    v: RULES_VERSION,
+    run: await o.runImage.image.digest(),
+    arch: cfg.architecture,
+    layers: layers.map((l) => [l.mount, l.diffID]),
+    config: o.metadata.config.sha,
+    env: o.imageEnv,
+  };
+  const key = sha256Hex(JSON.stringify(base));
+  const appKey = sha256Hex(JSON.stringify({ ...base, app: o.metadata.app.map((a) => a.sha) }));
+  const passed = await o.cache.get('pass', key, isPass);
+  if (passed && (!passed.app || (await o.cache.get('pass', appKey, isPass)))) {
     o.log.debug('launch check: passed before with these layers and this run image');
     return;
   }
+  const processes = await o.processes();
+  const lbps = launchBuildpacks(o, layers);
+  const envOps = new Map<string, Awaited<ReturnType<typeof launchEnvOps>>>();
+  envOps.set('', await launchEnvOps(lbps));
+  for (const p of processes) envOps.set(p.type, await launchEnvOps(lbps, p.type));
   const index = await runImageIndex(o.runImage.image, o.cache);
   const mounts = new Map<string, FileTree>();
   const scans = new Map<string, IndexedScan>();
@@ -132,7 +135,8 @@ export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
     scans.set(l.mount, indexScan(scan));
     mounts.set(l.mount, new ListedTree(scan.nodes));
   }
-  mounts.set(APP_DIR.slice(1), new HostTree(o.appDir));
+  const app = new HostTree(o.appDir);
+  mounts.set(APP_DIR.slice(1), app);
   const view = new ImageView(new ListedTree(index.nodes), mounts);
   const defaultDirs = [`/lib/${arch.triplet}`, `/usr/lib/${arch.triplet}`, '/lib', '/usr/lib'];
   const checker = new Checker({
@@ -143,14 +147,15 @@ export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
     systemDirs: [...(index.ldCache ? index.ldConf : []), ...defaultDirs],
     envOf: (type) => searchEnv(o.imageEnv, envOps.get(type) ?? []),
   });
-  for (const p of o.processes) checker.process(p);
+  for (const p of processes) checker.process(p);
   for (const l of layers) checker.layer(l, scans.get(l.mount)!);
   const misses = checker.misses;
   for (const m of misses)
     o.log.debug(`launch check: ${missLine(m, { runImage: o.runImage.name, shellFree: false })}`);
   for (const s of checker.skipped) o.log.debug(`launch check: skipped ${s}`);
   if (misses.length === 0) {
-    await o.cache.put('pass', key, true);
+    await o.cache.put('pass', key, { app: app.touched });
+    if (app.touched) await o.cache.put('pass', appKey, { app: true });
     return;
   }
   const hints = await runImageHints(
@@ -234,6 +239,10 @@ async function layerScan(o: LaunchCheckOptions, l: LaunchLayer): Promise<LayerSc
   }
   await o.cache.put('layer', key, scan);
   return scan;
+}
+
+function isPass(v: unknown): v is { readonly app: boolean } {
+  return typeof v === 'object' && v !== null && typeof (v as { app?: unknown }).app === 'boolean';
 }
 
 function isLayerScan(v: unknown): v is LayerScan {
@@ -508,7 +517,6 @@ export interface ExportedImageCheck {
 /** checkExportedImage runs checkLaunch over what the export phase produced. */
 export async function checkExportedImage(x: ExportedImageCheck): Promise<void> {
   const started = performance.now();
-  const md = await readMetadataToml(path.join(x.layersDir, 'config', 'metadata.toml'));
   const cfg = await x.exported.image.configFile();
   await checkLaunch({
     layersDir: x.layersDir,
@@ -517,7 +525,8 @@ export async function checkExportedImage(x: ExportedImageCheck): Promise<void> {
     metadata: x.exported.metadata,
     contents: x.exported.contents,
     previousLayer: x.previousLayer,
-    processes: md.processes,
+    processes: async () =>
+      (await readMetadataToml(path.join(x.layersDir, 'config', 'metadata.toml'))).processes,
     imageEnv: cfg.config?.Env ?? [],
     runImage: x.runImage,
     ...(x.hints ? { hints: x.hints } : {}),

@@ -71,11 +71,14 @@ export class ListedTree implements FileTree {
 /** HostTree is a directory on the host (the app dir), looked up without following any link. */
 export class HostTree implements FileTree {
   readonly root: string;
+  /** Whether anything inside the root was looked up (a result then depends on the tree's content). */
+  touched = false;
   constructor(root: string) {
     this.root = root;
   }
   lookup(rel: string): FsNode | undefined {
     if (rel === '') return DIR;
+    this.touched = true;
     try {
       // The resolver asks for every parent first, so none of them is a link here.
       const st = lstatInRoot(this.root, rel);

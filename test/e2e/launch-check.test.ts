@@ -208,6 +208,23 @@ describe('launch check', () => {
     assert.match(warnings[0]!, /Launch check skipped/);
   });
 
+  test('a passed check is not reused once the app file a process runs changed', async () => {
+    const app = path.join(tmp, 'app-static');
+    await cp(path.join(ROOT, 'samples', 'static-binary'), app, { recursive: true });
+    execFileSync('sh', [path.join(app, 'build.sh')]);
+    const image = 'kiln-e2e-lc-static';
+    const cacheDir = path.join(tmp, 'cache-static');
+    await kilnOk(['build', image, '--path', app, '--cache-dir', cacheDir, '--network', 'none']);
+    // The same process command, now a script for a shell the run image does not have.
+    await writeFile(path.join(app, 'hello-server'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+    const res = await kiln(['build', image, '--path', app, '--cache-dir', cacheDir, '--network', 'none']);
+    assert.equal(res.code, 62, res.stdout + res.stderr);
+    assert.match(
+      res.stderr + res.stdout,
+      /process "web": \/workspace\/hello-server needs \/bin\/sh, which the shell-free run image kiln\/stacks\/bookworm\/run lacks/,
+    );
+  });
+
   test('every sample passes the check on the default run image', async () => {
     const samples = path.join(ROOT, 'samples');
     execFileSync('sh', [path.join(samples, 'static-binary', 'build.sh')]);
