@@ -148,7 +148,7 @@ export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
     envOf: (type) => searchEnv(o.imageEnv, envOps.get(type) ?? []),
   });
   for (const p of processes) checker.process(p);
-  for (const l of layers) checker.layer(l, scans.get(l.mount)!);
+  checker.layers(layers);
   const misses = checker.misses;
   for (const m of misses)
     o.log.debug(`launch check: ${missLine(m, { runImage: o.runImage.name, shellFree: false })}`);
@@ -250,7 +250,7 @@ function isLayerScan(v: unknown): v is LayerScan {
   return (
     typeof v === 'object' &&
     v !== null &&
-    s.v === 1 &&
+    s.v === 2 &&
     Array.isArray(s.nodes) &&
     Array.isArray(s.elves) &&
     Array.isArray(s.scripts) &&
@@ -299,6 +299,8 @@ class Checker {
   readonly #s: CheckerSetup;
   readonly #appFacts = new Map<string, Facts>();
   readonly #done = new Set<string>();
+  /** Libraries found for some loader (their real paths). */
+  readonly #loaded = new Set<string>();
 
   constructor(s: CheckerSetup) {
     this.#s = s;
@@ -333,26 +335,37 @@ class Checker {
     this.#exec(subject, found, env, cwd, 0);
   }
 
-  /** layer checks every ELF file of a launch layer with the launch env no process type adds to. */
-  layer(l: LaunchLayer, s: IndexedScan): void {
+  /**
+   * layers checks every ELF file of the launch layers with the launch env no process type adds
+   * to: executables first, then the libraries none of them loaded (a library loaded by an
+   * executable was checked with that executable's inherited RPATH, as the loader would load it).
+   */
+  layers(layers: readonly LaunchLayer[]): void {
     const env = this.#s.envOf('');
-    for (const e of s.scan.elves) {
-      const file = `/${l.mount}/${e.p}`;
-      if (e.machine !== this.#s.machine) {
-        this.skipped.push(`${file}: built for another machine (${e.machine})`);
-        continue;
+    for (const pass of ['executables', 'libraries'] as const)
+      for (const l of layers) {
+        const s = this.#s.scans.get(l.mount)!;
+        for (const e of s.scan.elves) {
+          if ((e.interp !== undefined) !== (pass === 'executables')) continue;
+          const file = `/${l.mount}/${e.p}`;
+          if (e.machine !== this.#s.machine) {
+            this.skipped.push(`${file}: built for another machine (${e.machine})`);
+            continue;
+          }
+          if (e.type !== 2 && e.type !== 3) continue;
+          // A prebuilt for musl next to the glibc one (npm packages ship both) is never loaded here.
+          if (e.interp === undefined && e.needed.some((x) => /^libc\.musl-/.test(x))) {
+            this.skipped.push(`${file}: a library for musl`);
+            continue;
+          }
+          const r = this.#s.view.resolve(file);
+          if (r && !this.#loaded.has(r.path))
+            this.#elf(`launch layer ${l.bp}:${l.name}`, r.path, e, env, APP_DIR, []);
+        }
+        if (pass === 'libraries')
+          for (const m of s.scan.malformed)
+            this.skipped.push(`/${l.mount}/${m.p}: not a well-formed ELF file (${m.why})`);
       }
-      if (e.type !== 2 && e.type !== 3) continue;
-      // A prebuilt for musl next to the glibc one (npm packages ship both) is never loaded here.
-      if (e.interp === undefined && e.needed.some((n) => /^libc\.musl-/.test(n))) {
-        this.skipped.push(`${file}: a library for musl`);
-        continue;
-      }
-      const r = this.#s.view.resolve(file);
-      if (r) this.#elf(`launch layer ${l.bp}:${l.name}`, r.path, e, env, APP_DIR, []);
-    }
-    for (const m of s.scan.malformed)
-      this.skipped.push(`/${l.mount}/${m.p}: not a well-formed ELF file (${m.why})`);
   }
 
   #command(cmd: string, env: SearchEnv, cwd: string): Resolved | undefined {
@@ -458,6 +471,7 @@ class Checker {
         this.#miss({ subject, file, needs: name, kind: 'library' });
         continue;
       }
+      if (lib.real) this.#loaded.add(lib.real);
       if (lib.elf) this.#elf(subject, lib.path, lib.elf, env, cwd, [...rpath, ...inherited]);
     }
   }
@@ -468,7 +482,7 @@ class Checker {
     dirs: readonly string[],
     by: ElfRecord,
     cwd: string,
-  ): { path: string; elf?: ElfRecord } | undefined {
+  ): { path: string; real?: string; elf?: ElfRecord } | undefined {
     const candidates = name.includes('/')
       ? [name]
       : dirs.map((d) => path.posix.join(d === '' ? '.' : d, name));
@@ -479,7 +493,7 @@ class Checker {
       if (f.kind === 'trusted') return { path: c };
       // ld.so passes over a file of the wrong class or machine and keeps looking.
       if (f.kind === 'elf' && f.elf.bits === by.bits && f.elf.machine === by.machine)
-        return { path: c, elf: f.elf };
+        return { path: c, real: r.path, elf: f.elf };
     }
     return undefined;
   }

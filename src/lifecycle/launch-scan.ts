@@ -37,7 +37,7 @@ export interface ScriptRecord {
 
 /** A layer's scan, as kept in the launch check's cache. */
 export interface LayerScan {
-  readonly v: 1;
+  readonly v: 2;
   readonly nodes: readonly [string, FsKind, string?][];
   readonly elves: readonly ElfRecord[];
   readonly scripts: readonly ScriptRecord[];
@@ -100,8 +100,17 @@ class ScanBuilder {
     if (s) this.scripts.push({ p, ...s });
   }
 
+  /** hardLink gives a hard link the records of the file it links to (`target` inside the layer). */
+  readonly links: [string, string][] = [];
+
   done(): LayerScan {
-    return { v: 1, nodes: this.nodes, elves: this.elves, scripts: this.scripts, malformed: this.malformed };
+    for (const [p, target] of this.links) {
+      const e = this.elves.find((x) => x.p === target);
+      if (e) this.elves.push({ ...e, p });
+      const sc = this.scripts.find((x) => x.p === target);
+      if (sc) this.scripts.push({ ...sc, p });
+    }
+    return { v: 2, nodes: this.nodes, elves: this.elves, scripts: this.scripts, malformed: this.malformed };
   }
 }
 
@@ -119,6 +128,8 @@ export function scanEntries(entries: readonly TarEntry[], prefix: string): Layer
     if (p === '') continue;
     const t = kindOf(e.type, e.mode);
     s.nodes.push(t === 'l' ? [p, t, e.linkname ?? ''] : [p, t]);
+    const target = e.type === 'link' ? normalEntryPath(e.linkname ?? '') : undefined;
+    if (target?.startsWith(`${prefix}/`)) s.links.push([p, target.slice(prefix.length + 1)]);
     if (e.type !== 'file' || !e.source || !candidate(p, e.mode, e.size ?? 0)) continue;
     let fd: number;
     try {
@@ -144,6 +155,8 @@ export async function scanTar(tar: Readable, prefix: string): Promise<LayerScan>
     const h = e.header;
     const t = kindOf(h.type, h.mode);
     s.nodes.push(t === 'l' ? [p, t, h.linkname] : [p, t]);
+    const target = h.type === 'link' ? normalEntryPath(h.linkname) : undefined;
+    if (target?.startsWith(`${prefix}/`)) s.links.push([p, target.slice(prefix.length + 1)]);
     if (h.type !== 'file' || h.size > MAX_BUFFERED || !candidate(p, h.mode, h.size)) continue;
     const chunks: Buffer[] = [];
     for await (const c of e.body) chunks.push(Buffer.from(c));
