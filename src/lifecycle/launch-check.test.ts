@@ -258,6 +258,20 @@ describe('launch check loader rules', () => {
     );
   });
 
+  test('an exec.d script needs its interpreter too', async () => {
+    const m = await missOf(
+      {
+        files: { 'bin/tool': [ELF(), 0o755], 'exec.d/setup': ['#!/bin/bash\necho x\n', 0o755] },
+        command: ['tool'],
+      },
+      await runImage(),
+    );
+    assert.equal(
+      m,
+      'launch layer test/bp:tool (exec.d): /layers/test_bp/tool/exec.d/setup needs /bin/bash, which the shell-free run image test/run lacks',
+    );
+  });
+
   test('direct = false needs /bin/sh', async () => {
     const m = await missOf({ files: {}, command: ['echo hi'], direct: false }, await runImage());
     assert.equal(

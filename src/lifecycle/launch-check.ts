@@ -36,7 +36,7 @@ import type { LayerContent } from './layer-reuse.ts';
 // to load (the stack made them together); a result is cached by the digests it depends on.
 
 /** Bump when the check's rules change: cached passes of older rules no longer count. */
-const RULES_VERSION = 'launch-check-2';
+const RULES_VERSION = 'launch-check-3';
 
 /** The shell `direct = false` processes run through (Buildpack API < 0.9); see processNeedsShell. */
 export const PROCESS_SHELL = '/bin/sh';
@@ -362,6 +362,19 @@ class Checker {
           if (r && !this.#loaded.has(r.path))
             this.#elf(`launch layer ${l.bp}:${l.name}`, r.path, e, env, APP_DIR, []);
         }
+        // exec.d programs run before every process (or before one type's): scripts among them
+        // need their interpreter as much as a process command does.
+        if (pass === 'executables')
+          for (const sc of s.scan.scripts)
+            if (/^exec\.d\/[^/]+(\/[^/]+)?$/.test(sc.p))
+              this.#script(
+                `launch layer ${l.bp}:${l.name} (exec.d)`,
+                `/${l.mount}/${sc.p}`,
+                sc,
+                env,
+                APP_DIR,
+                0,
+              );
         if (pass === 'libraries')
           for (const m of s.scan.malformed)
             this.skipped.push(`/${l.mount}/${m.p}: not a well-formed ELF file (${m.why})`);

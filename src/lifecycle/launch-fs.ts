@@ -185,6 +185,8 @@ const CAPTURED = [
   /^var\/lib\/dpkg\/info\/[^/]+\.(list|md5sums)$/,
 ];
 const MAX_CAPTURED = 4 * 1024 * 1024;
+/** All captured files together (a full Debian image's dpkg lists are a few MB). */
+const MAX_CAPTURED_TOTAL = 64 * 1024 * 1024;
 
 /**
  * indexImage reads an image's layers (bottom first, whiteouts applied) into a RunImageIndex. The
@@ -194,6 +196,7 @@ const MAX_CAPTURED = 4 * 1024 * 1024;
 export async function indexImage(image: Image): Promise<RunImageIndex> {
   const nodes = new Map<string, FsNode>();
   const texts = new Map<string, string>();
+  let captured = 0;
   for (const layer of await image.layers()) {
     const added = new Set<string>();
     for await (const e of readTar(await layer.uncompressed())) {
@@ -215,7 +218,14 @@ export async function indexImage(image: Image): Promise<RunImageIndex> {
       added.add(p);
       const t = kindOf(e.header.type, e.header.mode);
       nodes.set(p, t === 'l' ? { t, link: e.header.linkname } : { t });
-      if (e.header.type === 'file' && e.header.size <= MAX_CAPTURED && CAPTURED.some((r) => r.test(p))) {
+      const size = e.header.size;
+      if (
+        e.header.type === 'file' &&
+        size <= MAX_CAPTURED &&
+        captured + size <= MAX_CAPTURED_TOTAL &&
+        CAPTURED.some((r) => r.test(p))
+      ) {
+        captured += size;
         const chunks: Buffer[] = [];
         for await (const c of e.body) chunks.push(Buffer.from(c));
         texts.set(p, Buffer.concat(chunks).toString('utf8'));
