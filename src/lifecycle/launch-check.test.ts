@@ -159,7 +159,7 @@ describe('launch check loader rules', () => {
     );
     assert.equal(
       m,
-      `process "web": ${TOOL} needs /lib/ld-musl-x86_64.so.1, which the shell-free run image test/run lacks`,
+      `process "web": ${TOOL} needs /lib/ld-musl-x86_64.so.1, which the run image test/run lacks`,
     );
   });
 
@@ -248,7 +248,7 @@ describe('launch check loader rules', () => {
     };
     assert.equal(
       await missOf(f, await runImage()),
-      'process "web": /layers/test_bp/tool/bin/run.js needs /usr/bin/env, which the shell-free run image test/run lacks',
+      'process "web": /layers/test_bp/tool/bin/run.js needs /usr/bin/env, which the shell-free run image lacks',
     );
     await check(f, await runImage({ env: true }));
     const noNode = { ...f, files: { 'bin/run.js': f.files['bin/run.js'] } };
@@ -268,7 +268,7 @@ describe('launch check loader rules', () => {
     );
     assert.equal(
       m,
-      'launch layer test/bp:tool (exec.d): /layers/test_bp/tool/exec.d/setup needs /bin/bash, which the shell-free run image test/run lacks',
+      'launch layer test/bp:tool (exec.d): /layers/test_bp/tool/exec.d/setup needs /bin/bash, which the shell-free run image lacks',
     );
   });
 
@@ -276,7 +276,7 @@ describe('launch check loader rules', () => {
     const m = await missOf({ files: {}, command: ['echo hi'], direct: false }, await runImage());
     assert.equal(
       m,
-      'process "web": its command (direct = false: run through a shell) needs /bin/sh, which the shell-free run image test/run lacks',
+      'process "web": its command (direct = false: run through a shell) needs /bin/sh, which the shell-free run image lacks',
     );
   });
 

@@ -474,7 +474,7 @@ class Checker {
     if (this.#done.has(key)) return;
     this.#done.add(key);
     if (e.interp !== undefined && !this.#s.view.resolve(e.interp, cwd))
-      this.#miss({ subject, file, needs: e.interp, kind: 'interpreter' });
+      this.#miss({ subject, file, needs: e.interp, kind: 'interpreter', loader: true });
     const origin = path.posix.dirname(file);
     const rpath = e.runpath.length ? [] : expand(e.rpath, origin);
     const dirs = [...rpath, ...inherited, ...env.ldPath, ...expand(e.runpath, origin), ...this.#s.systemDirs];

@@ -18,6 +18,8 @@ export interface Miss {
   /** A library name, an interpreter path, or a command name. */
   readonly needs: string;
   readonly kind: 'library' | 'interpreter' | 'command';
+  /** An ELF file's PT_INTERP (the dynamic loader), not a script's interpreter. */
+  readonly loader?: boolean;
   /** For a command: the `env` that looks it up, and the PATH searched. */
   readonly via?: string;
   readonly searched?: readonly string[];
@@ -163,14 +165,16 @@ function debianOwner(rootfs: string, m: Miss, triplet: string): string | undefin
 
 /** missLine is the one line a failed check prints. */
 export function missLine(m: Miss, h: Hints): string {
-  const image = `${h.shellFree && m.kind !== 'library' ? 'shell-free ' : ''}run image ${h.runImage}`;
+  // A program missing from a shell-free image is the common case: the flavour is the news there.
+  const program = m.kind !== 'library' && !m.loader;
+  const image = h.shellFree && program ? 'shell-free run image' : `run image ${h.runImage}`;
   const pkg = h.pkg ? ` (Debian package ${h.pkg})` : '';
   const flavour = h.flavour ? `; the "${h.flavour}" flavour has it: --run-image ${h.flavour}` : '';
   if (m.kind === 'command') {
     const where = `the launch PATH${m.searched?.length ? ` (${m.searched.join(':')})` : ''}`;
-    const lacks = `neither a launch layer nor the ${image} has it${pkg}${flavour}`;
+    const lacks = `neither a launch layer nor the ${image} has it${flavour}${pkg}`;
     if (m.via) return `${m.subject}: ${m.file} needs "${m.needs}" (through ${m.via}) on ${where}: ${lacks}`;
     return `${m.subject}: ${m.file} is on no directory of ${where}: ${lacks}`;
   }
-  return `${m.subject}: ${m.file} needs ${m.needs}, which the ${image} lacks${pkg}${flavour}`;
+  return `${m.subject}: ${m.file} needs ${m.needs}, which the ${image} lacks${flavour}${pkg}`;
 }
