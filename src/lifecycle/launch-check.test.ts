@@ -82,6 +82,8 @@ interface Fixture {
   readonly hardLinks?: Record<string, string>;
   readonly command: readonly string[];
   readonly direct?: boolean;
+  /** The layer as the previous image's (a tar, no directory to walk at export). */
+  readonly fromTar?: boolean;
 }
 
 let n = 0;
@@ -105,6 +107,7 @@ async function check(f: Fixture, image: Image, cache = new LaunchCheckCache()): 
   for (const [p, target] of Object.entries(f.hardLinks ?? {}))
     await link(path.join(layer, target), path.join(layer, p));
   const entries = await walk(layer, { prefix: 'layers/test_bp/tool' });
+  const tarLayer = await layerOf(entries);
   const metadata = {
     app: [],
     config: { sha: sha256(JSON.stringify(f)) },
@@ -122,8 +125,8 @@ async function check(f: Fixture, image: Image, cache = new LaunchCheckCache()): 
     appDir,
     buildpacks: [{ id: 'test/bp', api: '0.10' }],
     metadata,
-    contents: new Map([[layer, { entries: async () => entries, fingerprint: '' }]]),
-    previousLayer: () => undefined,
+    contents: f.fromTar ? new Map() : new Map([[layer, { entries: async () => entries, fingerprint: '' }]]),
+    previousLayer: (d) => (f.fromTar && d === sha256(`${n}`) ? tarLayer : undefined),
     processes: async () => [process],
     imageEnv: ['PATH=/cnb/process:/cnb/lifecycle:/usr/bin:/bin'],
     runImage: { image, name: 'test/run' },
@@ -269,6 +272,18 @@ describe('launch check loader rules', () => {
     assert.equal(
       m,
       'launch layer test/bp:tool (exec.d): /layers/test_bp/tool/exec.d/setup needs /bin/bash, which the shell-free run image lacks',
+    );
+  });
+
+  test('a launch layer kept from the previous image is scanned from its tar', async () => {
+    const files = { 'bin/tool': [ELF({ needed: ['liba.so.1'] }), 0o755] as const };
+    assert.match(
+      await missOf({ files, command: ['tool'], fromTar: true }, await runImage()),
+      /tool needs liba\.so\.1/,
+    );
+    await check(
+      { files: { ...files, 'lib/liba.so.1': [LIB(), 0o644] }, command: ['tool'], fromTar: true },
+      await runImage(),
     );
   });
 
