@@ -94,7 +94,7 @@ interface SearchEnv {
 
 /**
  * checkLaunch runs the check; it throws a KilnError (the export phase's exit code) naming the
- * first miss, and returns the milliseconds it took.
+ * first miss (the others go to debug lines).
  */
 export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
   const cfg = await o.runImage.image.configFile();
