@@ -39,7 +39,7 @@ export interface LaunchProcess {
 /**
  * The shells the launcher runs a `direct = false` process with, in order: bash (the reference
  * launcher's, which profile.d scripts are written for), else a POSIX sh. A run image needs one of
- * them for such a process (the export checks it: src/lifecycle/launch-shell-check.ts).
+ * them for such a process (the export's launch check fails the build without it: src/lifecycle/launch-check.ts).
  */
 export const LAUNCH_SHELLS: readonly string[] = ['/bin/bash', '/bin/sh'];
 

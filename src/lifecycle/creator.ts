@@ -17,6 +17,7 @@ import type { Deadline } from './deadline.ts';
 import { type DetectResult, detect } from './detect.ts';
 import type { DetectMemo, DetectMemoInputs } from './detect-memo.ts';
 import { type ExportResult, exportImage, type RunImageSboms } from './export.ts';
+import { checkExportedImage } from './launch-check.ts';
 import type { LayerResolver, ReuseStats } from './layer-resolver.ts';
 import { Phases, STEPS } from './phase.ts';
 import type { PhaseOptions, SandboxPaths } from './phase-context.ts';
@@ -81,6 +82,8 @@ export interface BuilderFacts {
   readonly buildConfigDir?: string;
   /** The environment buildpacks start from (the build image's, HOME set). */
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** Every run image the builder lists (each flavour), for the launch check's hints. */
+  runImages?(): Promise<readonly string[]>;
 }
 
 /** Who buildpacks run as: the build user, and its ids on the host. */
@@ -115,6 +118,11 @@ export interface ExportInputs {
    * buildpack's, and returns that pseudo-buildpack's id; undefined when there is none.
    */
   readonly launchLayer?: (layersDir: string) => Promise<{ readonly id: string } | undefined>;
+  /**
+   * The launch-time dependency check (launch-check.ts): on unless `false`; `cacheDir` keeps its
+   * results between builds (default: in memory only).
+   */
+  readonly launchCheck?: false | { readonly cacheDir?: string };
 }
 
 /** Everything one run of the creator works with. */
@@ -319,7 +327,7 @@ async function exportStep(
   // kiln's own launch layer is exported (and launched) like a buildpack's.
   const extra = kilnLayer ? [{ id: kilnLayer.id, version: '0.0.0', api: '0.12' }] : [];
   const x = o.export;
-  return exportImage({
+  const exported = await exportImage({
     ...(runImageSboms ? { runImageSboms } : {}),
     layersDir: o.workspace.layersDir,
     appDir: o.workspace.appDir,
@@ -341,6 +349,30 @@ async function exportStep(
     resolver: o.resolver,
     log: o.log,
   });
+  if (x.launchCheck !== false)
+    await checkExportedImage({
+      layersDir: o.workspace.layersDir,
+      appDir: o.workspace.appDir,
+      buildpacks: [...detected.group, ...extra],
+      exported,
+      runImage: { image: runImage.image, name: run.image! },
+      previousLayer: (d) => o.resolver.previousLayer(d),
+      hints: { runImages: () => runImagesOf(o), buildRootfs: o.builder.rootfs },
+      ...(x.launchCheck?.cacheDir ? { cacheDir: x.launchCheck.cacheDir } : {}),
+      log: o.log,
+    });
+  return exported;
+}
+
+/** runImagesOf opens the builder's run images (for the launch check's hints); unreadable ones are left out. */
+async function runImagesOf(o: CreatorOptions): Promise<{ name: string; image: Image }[]> {
+  const out: { name: string; image: Image }[] = [];
+  for (const name of (await o.builder.runImages?.()) ?? [])
+    await o.source.runImage(name).then(
+      (r) => out.push({ name, image: r.image }),
+      () => {},
+    );
+  return out;
 }
 
 /** writeStep writes the image to the sink, then `<layers>/report.toml`. */

@@ -25,7 +25,6 @@ import {
   type RunImageSboms,
   stackLayers,
 } from './export-plan.ts';
-import { checkLaunchShell } from './launch-shell-check.ts';
 import type { LayerResolver } from './layer-resolver.ts';
 import type { LayerContent } from './layer-reuse.ts';
 
@@ -115,7 +114,6 @@ async function readBuildMetadata(layersDir: string): Promise<BuildMetadata> {
 export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   const created = isoOfEpoch(opts.resolver.settings.epoch);
   const md = await readBuildMetadata(opts.layersDir);
-  await checkLaunchShell(md.processes, opts.runImage, opts.runImageName);
   const extra = opts.extraBuildpacks ?? [];
   const c: PlanContext = {
     layersDir: opts.layersDir,

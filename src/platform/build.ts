@@ -29,6 +29,7 @@ import {
   orderOf,
   readBuilderConfig,
   runImageOf,
+  runImagesOf,
   unpackBuilder,
 } from './builder-facts.ts';
 import { type BuildpackRefs, type ResolvedBuildpacks, resolveBuildpacks } from './buildpack-refs.ts';
@@ -96,6 +97,11 @@ export interface BuildRequest extends BuildpackRefs {
   ) => Promise<
     { readonly env: Readonly<Record<string, string>>; readonly mounts: readonly Mount[] } | undefined
   >;
+  /**
+   * The launch-time dependency check: on unless `false` (`--no-launch-check`); `cacheDir` keeps
+   * its results between builds (default: in memory only).
+   */
+  readonly launchCheck?: false | { readonly cacheDir?: string };
   /** A launch layer kiln itself contributes after the build phase (e.g. `--ca-certs-launch`). */
   readonly launchLayer?: (layersDir: string) => Promise<{ readonly id: string } | undefined>;
   readonly cacheDir: string;
@@ -306,6 +312,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
         warn: (line) => r.log.warn(line),
       }),
     runImage: () => runImageOf(p.rootfs, r.builder, r.runImage),
+    runImages: () => runImagesOf(p.rootfs),
     ...(buildConfigDirOf(p.rootfs) ? { buildConfigDir: buildConfigDirOf(p.rootfs)! } : {}),
     env: p.sandbox.baseEnv,
   };
@@ -357,6 +364,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
       ...(r.defaultProcess ? { defaultProcess: r.defaultProcess } : {}),
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       ...(r.launchLayer ? { launchLayer: r.launchLayer } : {}),
+      ...(r.launchCheck !== undefined ? { launchCheck: r.launchCheck } : {}),
     },
     ...(r.deadline ? { deadline: r.deadline } : {}),
     log: r.log,

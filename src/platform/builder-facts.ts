@@ -129,6 +129,14 @@ function checkExtensions(orderExtensions: Order | undefined, policy: ExtensionPo
   );
 }
 
+/** runImagesOf lists every run image the builder's run.toml names (each flavour); none when it has no run.toml. */
+export async function runImagesOf(rootfs: string): Promise<string[]> {
+  const run = await readRunTomlIfExists(inRoot(rootfs, 'cnb/run.toml', BUILDER));
+  return (run?.images ?? [])
+    .map((i) => i.image)
+    .filter((i): i is string => typeof i === 'string' && i !== '');
+}
+
 /** The order to detect: `--buildpack`'s group or the builder's order, with pre/post groups around each. */
 export async function orderOf(
   rootfs: string,

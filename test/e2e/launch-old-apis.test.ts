@@ -184,7 +184,7 @@ describe('older buildpack APIs launch as the spec says', () => {
     assert.equal(res.code, 62, res.stdout + res.stderr);
     assert.match(
       res.stderr,
-      /process "web0[78]" of buildpack test\/api0[78] has direct = false .*does not have; build with --run-image shell/,
+      /process "web0[78]": .*needs \/bin\/sh, which the shell-free run image lacks; the "shell" flavour has it: --run-image shell/,
     );
     assert.equal((await storedImage(`${IMAGE}-default`).catch(() => undefined)) === undefined, true);
   });

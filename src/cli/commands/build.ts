@@ -60,6 +60,8 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   allowHost: string[];
   sbomOutputDir?: string;
   reportOutputDir?: string;
+  /** false with `--no-launch-check`. */
+  launchCheck?: boolean;
   executor: 'bwrap' | 'host';
   descriptor?: string;
   compression: 'gzip' | 'zstd';
@@ -185,6 +187,10 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--sbom-output-dir <dir>', "copy the build's SBOM files here")
     .option('--report-output-dir <dir>', 'write report.toml here')
+    .option(
+      '--no-launch-check',
+      'skip checking that every process can load its libraries and interpreters on the run image',
+    )
     .addOption(
       new Option(
         '--executor <name>',
@@ -225,6 +231,10 @@ export function register(program: Command, ctx: CliContext): void {
     if (allowHosts.length > 0 && network !== 'isolated')
       throw new UsageError(`--allow-host applies to --network isolated only (the network is "${network}")`);
     if (flags.network === 'host') log.warn(HOST_NETWORK_WARNING);
+    if (flags.launchCheck === false)
+      log.warn(
+        'Launch check skipped (--no-launch-check): nothing checks that the processes can load their libraries and interpreters on the run image; the image may fail to start',
+      );
     const progress = log.progress();
     const images = imageTransports(settings, log, { progress });
     const started = performance.now();
@@ -306,6 +316,8 @@ export function register(program: Command, ctx: CliContext): void {
         ...(runImage ? { runImage: runImage.image } : {}),
         env,
         preparePlatform: (dir, uid, gid, rootfs, stage) => platform.prepare(dir, uid, gid, rootfs, stage),
+        launchCheck:
+          flags.launchCheck === false ? false : { cacheDir: path.join(settings.cacheDir, 'launch-check') },
         launchLayer: async (layersDir) =>
           (await platform.launchLayer(layersDir)) ? { id: 'kiln/ca-certificates' } : undefined,
         cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
