@@ -184,7 +184,7 @@ describe('older buildpack APIs launch as the spec says', () => {
     assert.equal(res.code, 62, res.stdout + res.stderr);
     assert.match(
       res.stderr,
-      /process "web0[78]": .*needs \/bin\/sh, which the shell-free run image lacks; the "shell" flavour has it: --run-image shell/,
+      /process "(web|direct)0[78]": .*the shell-free run image (lacks|has it); the "shell" flavour has it: --run-image shell/,
     );
     assert.equal((await storedImage(`${IMAGE}-default`).catch(() => undefined)) === undefined, true);
   });
