@@ -78,6 +78,7 @@ function parseOwner(text: string): Owner | undefined {
         ...(typeof o.since === 'string' ? { since: o.since } : {}),
       };
   } catch {}
+  // A torn or foreign lock file has no owner to report.
   return undefined;
 }
 
@@ -142,6 +143,7 @@ async function breakStale(file: string, seen: Seen): Promise<boolean> {
     const st = await lstat(token).catch(() => undefined);
     if (st && Date.now() - st.ctimeMs > ABANDONED_MS) {
       const aside = tempSibling(token);
+      // Another breaker moved the abandoned token first: nothing left to move.
       await rename(token, aside).catch(() => {});
       await rm(aside, { force: true });
     }

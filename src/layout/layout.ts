@@ -321,6 +321,7 @@ export class Layout {
       if (keep.has(d.digest)) return;
       keep.add(d.digest);
       if (!(isIndexMediaType(d.mediaType) || isImageMediaType(d.mediaType))) return;
+      // Garbage collection only marks what it can read: an unreadable blob has no children to keep.
       const raw = await this.blobs.readBytes(d.digest).catch(() => undefined);
       if (!raw) return;
       const doc = JSON.parse(raw.toString('utf8')) as {
