@@ -77,8 +77,9 @@ function parseOwner(text: string): Owner | undefined {
         ...(typeof o.nonce === 'string' && /^[0-9a-f]{8,64}$/.test(o.nonce) ? { nonce: o.nonce } : {}),
         ...(typeof o.since === 'string' ? { since: o.since } : {}),
       };
-  } catch {}
-  // A torn or foreign lock file has no owner to report.
+  } catch {
+    // A torn record (a writer mid-write) or a foreign one names no owner; TORN_MS decides when it is stale.
+  }
   return undefined;
 }
 

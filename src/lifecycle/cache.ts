@@ -318,8 +318,9 @@ export class VolumeCache implements LayerCache {
       let kept: string | undefined;
       try {
         kept = readFileSync(json, 'utf8');
-      } catch {}
-      // Only skips an identical write: anything unreadable is rewritten.
+      } catch {
+        // Only skips an identical write: anything unreadable is rewritten.
+      }
       if (kept !== body) writeFileSync(json, body);
       renameSync(w.dir, path.join(warm, hex));
     } catch {
@@ -471,7 +472,7 @@ function snapshotOf(
               handedOut = true;
               return expected;
             } catch {
-              // Best-effort: an entry that cannot be moved into place is not handed out (no warm copy).
+              // A warm copy that changed or cannot be moved into place is not used: the layer comes from its blob.
               return undefined;
             } finally {
               if (!handedOut) await fs.rm(claimed, { recursive: true, force: true });

@@ -321,8 +321,9 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
         for (const p of [pid, child.pid !== undefined ? -child.pid : undefined]) {
           try {
             if (p !== undefined) process.kill(p, 'SIGKILL');
-          } catch {}
-          // The process may already be gone (ESRCH): nothing left to kill.
+          } catch {
+            // The process may already be gone (ESRCH): nothing left to kill.
+          }
         }
       }
     };
