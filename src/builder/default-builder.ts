@@ -87,6 +87,7 @@ export async function ensureDefaultBuilder(opts: DefaultBuilderOptions): Promise
   const key = await cachedBuilderKey(configFile, buildImage, opts.epoch, opts.keyCacheFile);
   const existing = await opts.store.find(name);
   if (existing) {
+    // A builder that cannot be read is rebuilt, as a stale one is.
     const info = await readBuilder(existing, name).catch(() => undefined);
     if (info?.key === key) return { image: existing, name, key, created: false };
   }
@@ -123,6 +124,7 @@ export async function cachedBuilderKey(
   try {
     memo = JSON.parse(await readFile(cacheFile, 'utf8'));
   } catch {
+    // The key memo is a cache: unreadable or corrupt, the key is computed again.
     memo = undefined;
   }
   if (
@@ -140,6 +142,7 @@ export async function cachedBuilderKey(
   const key = await keyOf(config, buildImage, epoch);
   if (config.buildpacks.every((b) => b.image === undefined) && inputStamp(paths, digest, epoch) === before) {
     const text = JSON.stringify({ version: KEY_CACHE_VERSION, stamp: before, key, paths });
+    // The key memo is a cache: failing to write it only costs the next run a recomputation.
     await writeFileAtomic(cacheFile, `${text}\n`).catch(() => {});
   }
   return key;
@@ -154,6 +157,7 @@ function inputStamp(paths: readonly string[], digest: string, epoch: number | un
     try {
       st = lstatSync(p);
     } catch {
+      // A missing input is part of the stamp, so adding it later changes the key.
       hash.update(`${p}\0missing\n`);
       return;
     }

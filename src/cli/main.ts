@@ -143,6 +143,7 @@ function isEntryPoint(): boolean {
   try {
     return realpathSync(argv1) === realpathSync(fileURLToPath(import.meta.url));
   } catch {
+    // A probe: a path that does not resolve is not this module.
     return false;
   }
 }

@@ -195,6 +195,7 @@ async function isFile(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isFile();
   } catch {
+    // A probe: a host bundle that is not a readable file is not used (the caller says so).
     return false;
   }
 }

@@ -13,6 +13,8 @@ export function licensesFromCopyright(text: string): string[] {
   try {
     paragraphs = parseDeb822(text);
   } catch {
+    // A package's copyright file that claims the machine-readable format but does not parse names
+    // no licenses, like a free-form one: the SBOM lists the package without them.
     return [];
   }
   const names = new Set<string>();

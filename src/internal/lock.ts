@@ -77,7 +77,9 @@ function parseOwner(text: string): Owner | undefined {
         ...(typeof o.nonce === 'string' && /^[0-9a-f]{8,64}$/.test(o.nonce) ? { nonce: o.nonce } : {}),
         ...(typeof o.since === 'string' ? { since: o.since } : {}),
       };
-  } catch {}
+  } catch {
+    // A torn record (a writer mid-write) or a foreign one names no owner; TORN_MS decides when it is stale.
+  }
   return undefined;
 }
 
@@ -142,6 +144,7 @@ async function breakStale(file: string, seen: Seen): Promise<boolean> {
     const st = await lstat(token).catch(() => undefined);
     if (st && Date.now() - st.ctimeMs > ABANDONED_MS) {
       const aside = tempSibling(token);
+      // Another breaker moved the abandoned token first: nothing left to move.
       await rename(token, aside).catch(() => {});
       await rm(aside, { force: true });
     }

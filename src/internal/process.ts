@@ -27,6 +27,7 @@ export function processStart(pid: number): string {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return s.slice(s.lastIndexOf(')') + 2).split(' ')[19] ?? '';
   } catch {
+    // A probe: a process that is gone has no start time.
     return '';
   }
 }

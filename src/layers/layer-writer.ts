@@ -73,6 +73,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
     });
     head = sink;
   }
+  // Observed here so an early failure is not an unhandled rejection; it is awaited below.
   done.catch(() => {});
   const pass = !comp;
   const write = (b: Buffer) =>
@@ -102,6 +103,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
     );
   } catch (e) {
     head.destroy(e as Error);
+    // The error that destroyed the stream is the one rethrown below.
     await done.catch(() => {});
     await fs.rm(temp, { force: true });
     throw e;

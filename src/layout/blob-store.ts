@@ -105,6 +105,7 @@ export class BlobStore {
     try {
       return (await fs.lstat(this.path(d))).isFile();
     } catch {
+      // A probe: a blob that cannot be stat'ed is not held and is fetched again.
       return false;
     }
   }

@@ -72,6 +72,7 @@ export class Layout {
     try {
       version = (JSON.parse(text) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
     } catch {
+      // Not JSON: reported just below as an unsupported layout, naming the directory.
       version = undefined;
     }
     if (typeof version !== 'string' || !version.startsWith('1.'))
@@ -321,7 +322,12 @@ export class Layout {
       if (keep.has(d.digest)) return;
       keep.add(d.digest);
       if (!(isIndexMediaType(d.mediaType) || isImageMediaType(d.mediaType))) return;
-      const raw = await this.blobs.readBytes(d.digest).catch(() => undefined);
+      // A manifest that is not there has no children to keep; one that is there but cannot be read
+      // or fails its digest stops the collection (naming the blob) rather than drop its layers.
+      const raw = await this.blobs.readBytes(d.digest).catch(async (e: unknown) => {
+        if (!(await this.blobs.has(d.digest))) return undefined;
+        throw e;
+      });
       if (!raw) return;
       const doc = JSON.parse(raw.toString('utf8')) as {
         manifests?: Descriptor[];

@@ -103,11 +103,7 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
   const env = BuildEnv.fromBase(o.baseEnv, o.extraEnv);
   let plan = o.plan;
-  const sboms: { bp: string; files: SbomFile[] }[] = [];
-  const labels: { key: string; value: string }[] = [];
-  const slices: { paths: string[] }[] = [];
-  const launchBom: unknown[] = [];
-  const buildBom: unknown[] = [];
+  const outputs: { bp: string; out: OneOutputs }[] = [];
   const processes = new Map<string, MetadataProcess>();
   let defaultType: string | undefined;
 
@@ -116,41 +112,69 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
     o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
     const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch);
     plan = withoutMet(plan, out.metRequires);
-    sboms.push({ bp: bp.id, files: out.sboms });
-    labels.push(...out.labels);
-    slices.push(...out.slices.map((s) => ({ paths: [...s.paths] })));
-    launchBom.push(...out.launchBom);
-    buildBom.push(...out.buildBom);
-    for (const p of out.processes) {
-      if (p.default) {
-        defaultType = p.type;
-      } else if (p.type === defaultType) {
-        defaultType = undefined;
-        o.logger.warn(`redefining the default process type ${p.type} with a process not marked as default`);
-      }
-      processes.set(p.type, {
-        type: p.type,
-        command: [...p.command],
-        args: [...p.args],
-        direct: p.direct,
-        ...(p.workingDir ? { 'working-dir': p.workingDir } : {}),
-        ...(p.execEnv?.length ? { 'exec-env': [...p.execEnv] } : {}),
-        'buildpack-id': bp.id,
-      });
-    }
+    outputs.push({ bp: bp.id, out });
+    defaultType = addProcesses(o, bp.id, out.processes, processes, defaultType);
   }
 
   // Buildpacks have no business in <layers>/sbom or <layers>/config: whatever they left there
   // (maybe a symlink out of the layers dir) goes before kiln writes.
   await rm(join(o.layersDir, 'sbom'), { recursive: true, force: true });
   await rm(join(o.layersDir, 'config'), { recursive: true, force: true });
-  for (const { bp, files } of sboms) {
-    for (const f of files) {
+  await copySbomFiles(o.layersDir, outputs);
+  await writeLegacyBoms(o.layersDir, outputs);
+
+  const metadata = buildMetadataOf(o.group, defaultType, processes, outputs);
+  const metadataPath = o.metadataPath ?? join(o.layersDir, 'config', 'metadata.toml');
+  // 0755 whatever kiln's umask: <layers>/config is the root of the config layer.
+  await mkdirReadable(dirname(metadataPath));
+  await writeMetadataToml(metadataPath, metadata);
+  return metadata;
+}
+
+/**
+ * addProcesses records one buildpack's launch.toml processes (a later buildpack's process of the
+ * same type replaces an earlier one) and returns the default process type after them.
+ */
+function addProcesses(
+  o: BuildOptions,
+  bpId: string,
+  declared: readonly Process[],
+  processes: Map<string, MetadataProcess>,
+  defaultType: string | undefined,
+): string | undefined {
+  let result = defaultType;
+  for (const p of declared) {
+    if (p.default) {
+      result = p.type;
+    } else if (p.type === result) {
+      result = undefined;
+      o.logger.warn(`redefining the default process type ${p.type} with a process not marked as default`);
+    }
+    processes.set(p.type, {
+      type: p.type,
+      command: [...p.command],
+      args: [...p.args],
+      direct: p.direct,
+      ...(p.workingDir ? { 'working-dir': p.workingDir } : {}),
+      ...(p.execEnv?.length ? { 'exec-env': [...p.execEnv] } : {}),
+      'buildpack-id': bpId,
+    });
+  }
+  return result;
+}
+
+/** copySbomFiles copies every buildpack's declared SBOM files under `<layers>/sbom/<kind>/<bp>/<layer>`. */
+async function copySbomFiles(
+  layersDir: string,
+  outputs: readonly { bp: string; out: OneOutputs }[],
+): Promise<void> {
+  for (const { bp, out } of outputs) {
+    for (const f of out.sboms) {
       // Opened now, with every buildpack finished (a later buildpack may have swapped the file),
       // through safe-read: a link is refused, never followed. Copied as a stream, no size limit.
       const fd = openFileInRootIfExists(f.file.root, f.file.rel, f.file);
       if (fd === undefined) throw new KilnError(`${shownPath(f.file)} disappeared during the build`);
-      const dir = join(o.layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
+      const dir = join(layersDir, 'sbom', f.kind, escapeId(bp), f.layer);
       // 0755 whatever kiln's umask: these directories are tarred into the SBOM layers.
       await mkdirReadable(dir);
       await pipeline(createReadStream('', { fd }), createWriteStream(join(dir, f.ext), { mode: 0o644 }));
@@ -158,28 +182,39 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
       await chmod(join(dir, f.ext), 0o644);
     }
   }
-  // Legacy `bom` arrays become sbom.legacy.json (Platform 0.9+); only written when a buildpack used them.
-  if (launchBom.length) await writeJson(join(o.layersDir, 'sbom', 'launch', 'sbom.legacy.json'), launchBom);
-  if (buildBom.length) await writeJson(join(o.layersDir, 'sbom', 'build', 'sbom.legacy.json'), buildBom);
+}
 
-  const metadata: BuildMetadata = {
+/** writeLegacyBoms writes legacy `bom` arrays as sbom.legacy.json (Platform 0.9+), only when a buildpack used them. */
+async function writeLegacyBoms(
+  layersDir: string,
+  outputs: readonly { bp: string; out: OneOutputs }[],
+): Promise<void> {
+  const launchBom = outputs.flatMap(({ out }) => out.launchBom);
+  const buildBom = outputs.flatMap(({ out }) => out.buildBom);
+  if (launchBom.length) await writeJson(join(layersDir, 'sbom', 'launch', 'sbom.legacy.json'), launchBom);
+  if (buildBom.length) await writeJson(join(layersDir, 'sbom', 'build', 'sbom.legacy.json'), buildBom);
+}
+
+/** buildMetadataOf is the content of metadata.toml: the group, processes sorted by type, slices and labels. */
+function buildMetadataOf(
+  group: BuildOptions['group'],
+  defaultType: string | undefined,
+  processes: ReadonlyMap<string, MetadataProcess>,
+  outputs: readonly { bp: string; out: OneOutputs }[],
+): BuildMetadata {
+  return {
     ...(defaultType ? { 'buildpack-default-process-type': defaultType } : {}),
-    buildpacks: o.group.map((g) => ({
+    buildpacks: group.map((g) => ({
       id: g.id,
       version: g.version,
       api: g.api,
       ...(g.homepage ? { homepage: g.homepage } : {}),
     })),
     processes: [...processes.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)),
-    slices,
-    labels,
+    slices: outputs.flatMap(({ out }) => out.slices.map((s) => ({ paths: [...s.paths] }))),
+    labels: outputs.flatMap(({ out }) => [...out.labels]),
     bom: [],
   };
-  const metadataPath = o.metadataPath ?? join(o.layersDir, 'config', 'metadata.toml');
-  // 0755 whatever kiln's umask: <layers>/config is the root of the config layer.
-  await mkdirReadable(dirname(metadataPath));
-  await writeMetadataToml(metadataPath, metadata);
-  return metadata;
 }
 
 interface OneOutputs {
@@ -192,11 +227,17 @@ interface OneOutputs {
   readonly buildBom: readonly unknown[];
 }
 
+type PlanEntries = { name: string; metadata?: Record<string, unknown> }[];
+
+/**
+ * buildOne runs one buildpack's bin/build and reads back what it declared: layer tomls, build
+ * layers for the next buildpacks' environment, build.toml's unmet entries, SBOM files, launch.toml.
+ */
 async function buildOne(
   o: BuildOptions,
   bp: BuildpackDescriptor,
   env: BuildEnv,
-  entries: { name: string; metadata?: Record<string, unknown> }[],
+  entries: PlanEntries,
   scratch: Scratch,
 ): Promise<OneOutputs> {
   const key = `${bp.id}@${bp.version}`;
@@ -205,14 +246,66 @@ async function buildOne(
   // layers dir: a link out of it is refused, never followed.
   const out = inRoot(o.layersDir, escapeId(bp.id), LAYERS);
   const at = (name: string) => childOf(out, name);
+  await prepareLayersDir(o, bpLayers, out, key);
+  await runBuildBinary(o, bp, env, entries, scratch, bpLayers, key);
+
+  // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
+  const layers = await readLayerTomls(o.layersDir, bpLayers, out);
+  checkLaunchScripts(o, bp, out, layers);
+  // 2. build layers feed later buildpacks: root dirs, then env/ and env.build/ (no suffix = override).
+  for (const [name, meta] of layers) {
+    if (!meta.types.build) continue;
+    await env.addRootDir(at(name), layersPathInSandbox(o, join(bpLayers, name)));
+    await env.addEnvDir(at(`${name}/env`), 'override');
+    await env.addEnvDir(at(`${name}/env.build`), 'override');
+  }
+  // 3. build.toml: every unmet name must be in this buildpack's plan.
+  const buildToml = await readBuildToml(at('build.toml'));
+  const metRequires = metRequiresOf(key, at('build.toml'), entries, buildToml.unmet ?? []);
+  // 4. SBOM files.
+  const sboms = sbomFiles(bp, out, layers);
+  // 5. launch.toml.
+  const launch = await readLaunchToml(at('launch.toml'), bp.api);
+  for (const w of launch?.warnings ?? []) o.logger.warn(`buildpack ${key}: ${w}`);
+  checkSlicePaths(key, at('launch.toml'), launch?.slices ?? []);
+  return {
+    metRequires,
+    sboms,
+    processes: launch?.processes ?? [],
+    labels: launch?.labels ?? [],
+    slices: launch?.slices ?? [],
+    launchBom: legacyBom(o, bp, launch?.bom ?? [], sboms.length > 0),
+    buildBom: legacyBom(o, bp, buildToml.bom ?? [], sboms.length > 0),
+  };
+}
+
+/** prepareLayersDir creates the buildpack's layers dir, owned by the build user. */
+async function prepareLayersDir(
+  o: BuildOptions,
+  bpLayers: string,
+  out: InRootFile,
+  key: string,
+): Promise<void> {
   // An earlier buildpack may have planted a symlink here; kiln must not chown through it.
-  if (lstatInRoot(o.layersDir, escapeId(bp.id), LAYERS)?.isSymbolicLink()) {
+  if (lstatInRoot(out.root, out.rel, LAYERS)?.isSymbolicLink()) {
     throw new KilnError(
       `${shownPath(out)} is a symbolic link: expected a directory for the layers of ${key}`,
     );
   }
   await mkdir(bpLayers, { recursive: true });
   await chownToUser(o, bpLayers);
+}
+
+/** runBuildBinary writes the Buildpack Plan and runs bin/build in the sandbox; a failure is a BuildpackFailure. */
+async function runBuildBinary(
+  o: BuildOptions,
+  bp: BuildpackDescriptor,
+  env: BuildEnv,
+  entries: PlanEntries,
+  scratch: Scratch,
+  bpLayers: string,
+  key: string,
+): Promise<void> {
   // The Buildpack Plan is read-only input: root-owned, in a dir only kiln writes, mounted read-only.
   const planPath = join(scratch.dir, escapeId(bp.id), 'plan.toml');
   await writeBuildpackPlan(planPath, { entries });
@@ -267,13 +360,19 @@ async function buildOne(
       notes: result.notes,
     });
   }
+}
 
-  // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
+/** readLayerTomls reads every `<layer>.toml`; a layer with no type flag set is renamed `<layer>.ignore`. */
+async function readLayerTomls(
+  layersDir: string,
+  bpLayers: string,
+  out: InRootFile,
+): Promise<Map<string, LayerMetadataFile>> {
   const layers = new Map<string, LayerMetadataFile>();
   // kiln renames, removes and chowns below it: the buildpack may not have swapped it for a link.
-  await assertNoLinks(o.layersDir, bpLayers);
+  await assertNoLinks(layersDir, bpLayers);
   for (const name of layerTomlNames(out)) {
-    const meta = await readLayerToml(at(`${name}.toml`));
+    const meta = await readLayerToml(childOf(out, `${name}.toml`));
     if (!meta.types.launch && !meta.types.build && !meta.types.cache) {
       await rm(join(bpLayers, `${name}.ignore`), { recursive: true, force: true });
       await rename(join(bpLayers, name), join(bpLayers, `${name}.ignore`)).catch(
@@ -284,48 +383,42 @@ async function buildOne(
     }
     layers.set(name, meta);
   }
-  checkLaunchScripts(o, bp, out, layers);
-  // 2. build layers feed later buildpacks: root dirs, then env/ and env.build/ (no suffix = override).
-  for (const [name, meta] of layers) {
-    if (!meta.types.build) continue;
-    await env.addRootDir(at(name), layersPathInSandbox(o, join(bpLayers, name)));
-    await env.addEnvDir(at(`${name}/env`), 'override');
-    await env.addEnvDir(at(`${name}/env.build`), 'override');
-  }
-  // 3. build.toml: every unmet name must be in this buildpack's plan.
-  const buildToml = await readBuildToml(at('build.toml'));
-  for (const u of buildToml.unmet ?? []) {
+  return layers;
+}
+
+/** metRequiresOf is the plan entries build.toml does not list as unmet; an unmet name must be one of them. */
+function metRequiresOf(
+  key: string,
+  buildToml: InRootFile,
+  entries: PlanEntries,
+  unmetEntries: readonly { name: string }[],
+): string[] {
+  for (const u of unmetEntries) {
     if (!entries.some((e) => e.name === u.name)) {
       throw new KilnError(
-        `buildpack ${key}: ${shownPath(at('build.toml'))}: unmet.name '${u.name}' must match a requested dependency`,
+        `buildpack ${key}: ${shownPath(buildToml)}: unmet.name '${u.name}' must match a requested dependency`,
       );
     }
   }
-  const unmet = new Set((buildToml.unmet ?? []).map((u) => u.name));
-  const metRequires = entries.filter((e) => !unmet.has(e.name)).map((e) => e.name);
-  // 4. SBOM files.
-  const sboms = sbomFiles(bp, out, layers);
-  // 5. launch.toml.
-  const launch = await readLaunchToml(at('launch.toml'), bp.api);
-  for (const w of launch?.warnings ?? []) o.logger.warn(`buildpack ${key}: ${w}`);
-  for (const s of launch?.slices ?? []) {
+  const unmet = new Set(unmetEntries.map((u) => u.name));
+  return entries.filter((e) => !unmet.has(e.name)).map((e) => e.name);
+}
+
+/** checkSlicePaths refuses a launch.toml slice path that is absolute or climbs out of the app directory. */
+function checkSlicePaths(
+  key: string,
+  launchToml: InRootFile,
+  slices: readonly { readonly paths: readonly string[] }[],
+): void {
+  for (const s of slices) {
     for (const p of s.paths) {
       if (p.startsWith('/') || p.split('/').includes('..')) {
         throw new KilnError(
-          `buildpack ${key}: ${shownPath(at('launch.toml'))}: slices path "${p}" must stay inside the app directory`,
+          `buildpack ${key}: ${shownPath(launchToml)}: slices path "${p}" must stay inside the app directory`,
         );
       }
     }
   }
-  return {
-    metRequires,
-    sboms,
-    processes: launch?.processes ?? [],
-    labels: launch?.labels ?? [],
-    slices: launch?.slices ?? [],
-    launchBom: legacyBom(o, bp, launch?.bom ?? [], sboms.length > 0),
-    buildBom: legacyBom(o, bp, buildToml.bom ?? [], sboms.length > 0),
-  };
 }
 
 /** layerTomlNames lists `<name>.toml` files of a buildpack's layers dir that describe layers, sorted. */

@@ -318,7 +318,9 @@ export class VolumeCache implements LayerCache {
       let kept: string | undefined;
       try {
         kept = readFileSync(json, 'utf8');
-      } catch {}
+      } catch {
+        // Only skips an identical write: anything unreadable is rewritten.
+      }
       if (kept !== body) writeFileSync(json, body);
       renameSync(w.dir, path.join(warm, hex));
     } catch {
@@ -334,6 +336,7 @@ export class VolumeCache implements LayerCache {
       await fs.link(file, temp);
       linked = true;
     } catch {
+      // Hard links fail across file systems (EXDEV) or where forbidden: copy instead.
       await fs.copyFile(file, temp);
     }
     // A hard link to a blob-store file named by this very digest shares bytes whose digest was
@@ -469,6 +472,7 @@ function snapshotOf(
               handedOut = true;
               return expected;
             } catch {
+              // A warm copy that changed or cannot be moved into place is not used: the layer comes from its blob.
               return undefined;
             } finally {
               if (!handedOut) await fs.rm(claimed, { recursive: true, force: true });
@@ -477,6 +481,7 @@ function snapshotOf(
         }
       : {}),
     async close() {
+      // Closing read handles at the end: a close error changes nothing already read.
       for (const h of handles.values()) await h.close().catch(() => {});
       handles.clear();
     },

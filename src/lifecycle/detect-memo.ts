@@ -135,6 +135,7 @@ export class DetectMemo {
     try {
       doc = JSON.parse(await readFile(this.#file, 'utf8')) as MemoDocument;
     } catch {
+      // The detect memo is a cache: unreadable or corrupt, detection simply runs.
       return undefined;
     }
     if (doc.key !== key || typeof doc.groupToml !== 'string' || typeof doc.planToml !== 'string')
@@ -185,6 +186,7 @@ async function fileDigest(file: string): Promise<string | undefined> {
     await pipeline(createReadStream(file), h);
     return h.digest('hex');
   } catch {
+    // A file that cannot be hashed makes no memo key: detection runs.
     return undefined;
   }
 }
@@ -218,6 +220,7 @@ async function treeDigest(root: string): Promise<string | undefined> {
     }
     return h.digest('hex');
   } catch {
+    // A tree that cannot be hashed makes no memo key: detection runs.
     return undefined;
   }
 }

@@ -225,6 +225,7 @@ async function planLaunchLayer(c: PlanContext, bp: ExportBuildpack, l: LayerDir)
  */
 async function writeIfChanged(file: string, body: string | Uint8Array): Promise<void> {
   const want = Buffer.from(body);
+  // Only skips an identical write: anything unreadable is rewritten.
   const have = await fs.readFile(file).catch(() => undefined);
   if (have?.equals(want)) return;
   // 0755 whatever kiln's umask: the directories are tarred into the SBOM layer.

@@ -206,6 +206,7 @@ async function recordOf(layer: Layer, diffID: Digest): Promise<CachedLayer | und
   try {
     return { diffID, digest: await layer.digest(), size: await layer.size(), mediaType: layer.mediaType };
   } catch {
+    // A layer whose record cannot be made is simply not offered for reuse.
     return undefined;
   }
 }

@@ -195,5 +195,6 @@ export async function diffIDOf(entries: readonly TarEntry[], epoch: number): Pro
  */
 export async function touchBlob(blobs: BlobStore, digest: string): Promise<void> {
   const now = new Date();
+  // Best-effort: the mtime only orders eviction; a blob it cannot touch is evicted earlier.
   await fs.utimes(blobs.path(digest as Digest), now, now).catch(() => {});
 }

@@ -102,23 +102,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   const scratch = tempSibling(path.join(o.layersDir, 'kiln-restore'));
   try {
     // What comes back, per buildpack (the restore matrix above).
-    const plans = o.group.map((bp) => {
-      const fromImage = buildpackMetadataFor(o.previousMetadata, bp.id);
-      const fromCache = o.cache ? buildpackMetadataFor(o.cache.metadata, bp.id) : undefined;
-      const plan = new Map<string, { md: BuildpackLayerMetadata; contents: boolean }>();
-      for (const [name, md] of Object.entries(fromImage?.layers ?? {})) {
-        if (md.cache) {
-          // Launch+cache: restorable only if the cache holds the very same layer.
-          if (o.cache?.layer(md.sha)) plan.set(name, { md, contents: true });
-        } else if (md.launch && !md.build) plan.set(name, { md, contents: false });
-      }
-      for (const [name, md] of Object.entries(fromCache?.layers ?? {})) {
-        if (!md.cache || plan.get(name)?.contents) continue;
-        if (o.cache?.layer(md.sha)) plan.set(name, { md, contents: true });
-        else o.log.debug?.(`Cached layer '${bp.id}:${name}' is missing from the cache; not restoring it`);
-      }
-      return { bp, fromImage, plan: [...plan].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
-    });
+    const plans = o.group.map((bp) => restorePlanOf(o, bp));
     // The SBOM layers are read while the layer contents are restored (their reads and inflating
     // run on the thread pool while the walks checking warm dirs run here).
     const sboms = readSboms(
@@ -127,7 +111,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     );
     // Layer tomls are written (on the thread pool) while the next layers are checked (here), and
     // awaited at the end; a layer whose toml cannot be written is left out as before.
-    const tomls: { id: string; dir?: string; error: Promise<Error | undefined> }[] = [];
+    const tomls: LayerToml[] = [];
     const writing = (p: Promise<void>) =>
       p.then(
         () => undefined,
@@ -160,19 +144,55 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
         }
       }
     }
-    for (const t of tomls) {
-      const e = await t.error;
-      if (!e) continue;
-      if (!t.dir) throw e;
-      restored.splice(restored.indexOf(t.id), 1);
-      await fs.rm(t.dir, { recursive: true, force: true });
-      o.log.warn?.(`Skipping restore of '${t.id}': ${e.message}`);
-    }
+    await settleLayerTomls(o, tomls, restored);
     await writeSboms(o, await sboms, [...restored, ...metadataOnly], scratch);
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
   }
   return { restored, metadataOnly };
+}
+
+type LayerToml = { id: string; dir?: string; error: Promise<Error | undefined> };
+
+/**
+ * restorePlanOf is what comes back for one buildpack (the restore matrix above): each layer name,
+ * sorted, with its metadata and whether its contents come from the cache.
+ */
+function restorePlanOf(o: RestoreOptions, bp: RestoreOptions['group'][number]) {
+  const fromImage = buildpackMetadataFor(o.previousMetadata, bp.id);
+  const fromCache = o.cache ? buildpackMetadataFor(o.cache.metadata, bp.id) : undefined;
+  const plan = new Map<string, { md: BuildpackLayerMetadata; contents: boolean }>();
+  for (const [name, md] of Object.entries(fromImage?.layers ?? {})) {
+    if (md.cache) {
+      // Launch+cache: restorable only if the cache holds the very same layer.
+      if (o.cache?.layer(md.sha)) plan.set(name, { md, contents: true });
+    } else if (md.launch && !md.build) plan.set(name, { md, contents: false });
+  }
+  for (const [name, md] of Object.entries(fromCache?.layers ?? {})) {
+    if (!md.cache || plan.get(name)?.contents) continue;
+    if (o.cache?.layer(md.sha)) plan.set(name, { md, contents: true });
+    else o.log.debug?.(`Cached layer '${bp.id}:${name}' is missing from the cache; not restoring it`);
+  }
+  return { bp, fromImage, plan: [...plan].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+}
+
+/**
+ * settleLayerTomls awaits the layer toml writes: a restored layer whose toml could not be written
+ * is removed and left out of `restored` (with a warning); a metadata-only one fails the restore.
+ */
+async function settleLayerTomls(
+  o: RestoreOptions,
+  tomls: readonly LayerToml[],
+  restored: string[],
+): Promise<void> {
+  for (const t of tomls) {
+    const e = await t.error;
+    if (!e) continue;
+    if (!t.dir) throw e;
+    restored.splice(restored.indexOf(t.id), 1);
+    await fs.rm(t.dir, { recursive: true, force: true });
+    o.log.warn?.(`Skipping restore of '${t.id}': ${e.message}`);
+  }
 }
 
 /** `<bp>/<layer>` (escaped buildpack id) of a `<bp id>:<layer>`. */

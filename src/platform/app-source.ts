@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, type Stats } from 'node:fs';
 import {
   chmod,
@@ -57,11 +57,46 @@ export async function copyAppSource(
   filter: SourceFilter,
   opts: CopyAppSourceOptions = {},
 ): Promise<CopyAppSourceResult> {
-  let root: string;
+  const root = await appRoot(src);
+  await mkdir(dst, { recursive: true });
+  const dstReal = await realpath(dst);
+  const run: CopyRun = {
+    src,
+    dstReal,
+    dstStat: await stat(dstReal),
+    filter,
+    opts,
+    stats: { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] },
+    dirModes: [],
+    made: new Set<string>(['']),
+    modes: new Map<string, number>(),
+    pool: new Pool(opts.concurrency ?? 16),
+    started: Date.now(),
+    listing: createHash('sha256').update('kiln-source-listing-1\n'),
+    recent: [],
+  };
+  // The root is the user's choice of directory: opened by its real path.
+  const rootFd = openSync(root, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    root = await realpath(src);
+    await walk(run, '', rootFd);
+  } finally {
+    await run.pool.drain();
+    closeSync(rootFd);
+  }
+  for (const [dir, mode] of run.dirModes.reverse()) await chmod(dir, mode);
+  return {
+    ...run.stats,
+    listing: { fingerprint: `sha256:${run.listing.digest('hex')}`, recent: run.recent },
+  };
+}
+
+/** appRoot is the real path of the app directory; missing or not a directory is a usage error. */
+async function appRoot(src: string): Promise<string> {
+  try {
+    const root = await realpath(src);
     if (!(await lstat(root)).isDirectory())
       throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    return root;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(
@@ -69,130 +104,152 @@ export async function copyAppSource(
       { cause: err },
     );
   }
-  await mkdir(dst, { recursive: true });
-  const dstReal = await realpath(dst);
-  const dstStat = await stat(dstReal);
-  const stats = { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] as string[] };
-  const dirModes: Array<[string, number]> = [];
-  const made = new Set<string>(['']);
-  const pool = new Pool(opts.concurrency ?? 16);
-  const started = Date.now();
-  const listing = createHash('sha256').update('kiln-source-listing-1\n');
-  const recent: string[] = [];
-  // Directories count by name and mode only: entries coming and going change their times, and
-  // the listing already shows what was copied.
-  const list = (rel: string, st: Stats, link = '') => {
-    if (st.isDirectory()) return void listing.update(`${rel}/\0${st.mode}\n`);
-    listing.update(
-      `${rel}\0${st.mode}\0${st.size}\0${link}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.dev}\0${st.ino}\n`,
-    );
-    if (Math.max(st.mtimeMs, st.ctimeMs) > started - RECENT_MS) recent.push(rel);
-  };
+}
 
-  const own = async (p: string) => {
-    if (opts.uid !== undefined || opts.gid !== undefined) await lchown(p, opts.uid ?? -1, opts.gid ?? -1);
-  };
-  // Directories are made when first needed (include mode creates only the parents of included
-  // files), writable while copying; their real modes are applied at the end, deepest first.
-  // (The modes are those listed by the walk, which reaches a directory before its children.)
-  const modes = new Map<string, number>();
-  const ensureDir = async (rel: string) => {
-    if (made.has(rel)) return;
-    await ensureDir(parentOf(rel));
-    const out = path.join(dstReal, rel);
-    await mkdir(out, { mode: 0o700 });
-    await own(out);
-    dirModes.push([out, modes.get(rel) ?? 0o755]);
-    made.add(rel);
-    stats.dirs++;
-  };
+/** CopyRun is one copy's inputs and what it has done so far; it lives only as long as copyAppSource. */
+interface CopyRun {
+  readonly src: string;
+  readonly dstReal: string;
+  readonly dstStat: Stats;
+  readonly filter: SourceFilter;
+  readonly opts: CopyAppSourceOptions;
+  readonly stats: { files: number; dirs: number; symlinks: number; bytes: number; skipped: string[] };
+  /** Directories made, with the mode each gets once the copy is done (deepest last). */
+  readonly dirModes: Array<[string, number]>;
+  readonly made: Set<string>;
+  /** Source modes of the directories the walk has reached. */
+  readonly modes: Map<string, number>;
+  readonly pool: Pool;
+  readonly started: number;
+  readonly listing: Hash;
+  readonly recent: string[];
+}
 
-  // The walk is descriptor-relative, as safe-read.ts resolves paths: each directory is opened
-  // through its parent's fd (`/proc/self/fd/<fd>/<name>`, O_NOFOLLOW|O_DIRECTORY) and checked to
-  // be the directory listed, and every entry is listed, read and opened through the fd of its
-  // directory. A directory (or any parent) swapped for a link to a host directory while the copy
-  // runs is therefore never followed: the swap is seen as a link (copied as a link) or refused.
-  const walk = async (rel: string, dirFd: number): Promise<void> => {
-    const names = (await readdir(at(dirFd))).sort(byBytes);
-    for (const name of names) {
-      const childRel = rel === '' ? name : `${rel}/${name}`;
-      // Linux paths stop at PATH_MAX: say so in one line instead of an ENAMETOOLONG with the path.
-      if (Buffer.byteLength(childRel) > MAX_REL_PATH)
-        throw new UsageError(
-          `app directory ${src}: ${JSON.stringify(`${childRel.slice(0, 60)}…`)} is nested deeper than kiln copies (paths up to ${MAX_REL_PATH} bytes)`,
-        );
-      const childAt = at(dirFd, name);
-      const st = await lstat(childAt).catch((e: NodeJS.ErrnoException) => {
-        throw changed(childRel, e.code, 'the entry listed');
-      });
-      if (st.isDirectory()) {
-        if (st.dev === dstStat.dev && st.ino === dstStat.ino) continue;
-        modes.set(childRel, st.mode & 0o777);
-        if (filter.includes(childRel, true)) {
-          await ensureDir(childRel);
-          list(childRel, st);
-        }
-        if (filter.mayContain(childRel)) {
-          const fd = openDirAt(dirFd, name, st, childRel);
-          try {
-            await walk(childRel, fd);
-          } finally {
-            closeSync(fd);
-          }
-        }
-        continue;
-      }
-      if (!filter.includes(childRel, false)) continue;
-      await ensureDir(rel);
-      const out = path.join(dstReal, childRel);
-      if (st.isFile()) {
-        list(childRel, st);
-        stats.files++;
-        stats.bytes += st.size;
-        await pool.run(async () => {
-          // Opened through the directory's fd (synchronously: before the walk closes it), without
-          // following a link and without blocking, then checked to be the file listed: a file
-          // swapped for a link to a host file, or for a FIFO, is never read.
-          let fd: number;
-          try {
-            fd = openSync(childAt, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-          } catch (e) {
-            throw changed(childRel, (e as NodeJS.ErrnoException).code);
-          }
-          try {
-            const now = fstatSync(fd);
-            if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw changed(childRel);
-            await copyFile(at(fd), out, constants.COPYFILE_FICLONE);
-          } finally {
-            closeSync(fd);
-          }
-          await chmod(out, st.mode & 0o777);
-          await own(out);
-        });
-      } else if (st.isSymbolicLink()) {
-        stats.symlinks++;
-        const target = await readlink(childAt).catch((e: NodeJS.ErrnoException) => {
-          throw changed(childRel, e.code, 'the symbolic link listed');
-        });
-        list(childRel, st, target);
-        await symlink(target, out);
-        await own(out);
-      } else {
-        stats.skipped.push(childRel);
-      }
+// Directories count by name and mode only: entries coming and going change their times, and
+// the listing already shows what was copied.
+function list(run: CopyRun, rel: string, st: Stats, link = ''): void {
+  if (st.isDirectory()) return void run.listing.update(`${rel}/\0${st.mode}\n`);
+  run.listing.update(
+    `${rel}\0${st.mode}\0${st.size}\0${link}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.dev}\0${st.ino}\n`,
+  );
+  if (Math.max(st.mtimeMs, st.ctimeMs) > run.started - RECENT_MS) run.recent.push(rel);
+}
+
+async function own(opts: CopyAppSourceOptions, p: string): Promise<void> {
+  if (opts.uid !== undefined || opts.gid !== undefined) await lchown(p, opts.uid ?? -1, opts.gid ?? -1);
+}
+
+// Directories are made when first needed (include mode creates only the parents of included
+// files), writable while copying; their real modes are applied at the end, deepest first.
+// (The modes are those listed by the walk, which reaches a directory before its children.)
+async function ensureDir(run: CopyRun, rel: string): Promise<void> {
+  if (run.made.has(rel)) return;
+  await ensureDir(run, parentOf(rel));
+  const out = path.join(run.dstReal, rel);
+  await mkdir(out, { mode: 0o700 });
+  await own(run.opts, out);
+  run.dirModes.push([out, run.modes.get(rel) ?? 0o755]);
+  run.made.add(rel);
+  run.stats.dirs++;
+}
+
+// The walk is descriptor-relative, as safe-read.ts resolves paths: each directory is opened
+// through its parent's fd (`/proc/self/fd/<fd>/<name>`, O_NOFOLLOW|O_DIRECTORY) and checked to
+// be the directory listed, and every entry is listed, read and opened through the fd of its
+// directory. A directory (or any parent) swapped for a link to a host directory while the copy
+// runs is therefore never followed: the swap is seen as a link (copied as a link) or refused.
+async function walk(run: CopyRun, rel: string, dirFd: number): Promise<void> {
+  const names = (await readdir(at(dirFd))).sort(byBytes);
+  for (const name of names) {
+    const childRel = rel === '' ? name : `${rel}/${name}`;
+    // Linux paths stop at PATH_MAX: say so in one line instead of an ENAMETOOLONG with the path.
+    if (Buffer.byteLength(childRel) > MAX_REL_PATH)
+      throw new UsageError(
+        `app directory ${run.src}: ${JSON.stringify(`${childRel.slice(0, 60)}…`)} is nested deeper than kiln copies (paths up to ${MAX_REL_PATH} bytes)`,
+      );
+    const childAt = at(dirFd, name);
+    const st = await lstat(childAt).catch((e: NodeJS.ErrnoException) => {
+      throw changed(childRel, e.code, 'the entry listed');
+    });
+    if (st.isDirectory()) {
+      await walkDir(run, dirFd, name, childRel, st);
+      continue;
     }
-  };
-
-  // The root is the user's choice of directory: opened by its real path.
-  const rootFd = openSync(root, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await walk('', rootFd);
-  } finally {
-    await pool.drain();
-    closeSync(rootFd);
+    if (!run.filter.includes(childRel, false)) continue;
+    await ensureDir(run, rel);
+    const out = path.join(run.dstReal, childRel);
+    if (st.isFile()) {
+      list(run, childRel, st);
+      run.stats.files++;
+      run.stats.bytes += st.size;
+      await run.pool.run(() => copyFileEntry(run, childAt, childRel, st, out));
+    } else if (st.isSymbolicLink()) {
+      run.stats.symlinks++;
+      const target = await readlink(childAt).catch((e: NodeJS.ErrnoException) => {
+        throw changed(childRel, e.code, 'the symbolic link listed');
+      });
+      list(run, childRel, st, target);
+      await symlink(target, out);
+      await own(run.opts, out);
+    } else {
+      run.stats.skipped.push(childRel);
+    }
   }
-  for (const [dir, mode] of dirModes.reverse()) await chmod(dir, mode);
-  return { ...stats, listing: { fingerprint: `sha256:${listing.digest('hex')}`, recent } };
+}
+
+/** walkDir makes an included directory and walks into it through its parent's fd; the destination is skipped. */
+async function walkDir(
+  run: CopyRun,
+  dirFd: number,
+  name: string,
+  childRel: string,
+  st: Stats,
+): Promise<void> {
+  if (st.dev === run.dstStat.dev && st.ino === run.dstStat.ino) return;
+  run.modes.set(childRel, st.mode & 0o777);
+  if (run.filter.includes(childRel, true)) {
+    await ensureDir(run, childRel);
+    list(run, childRel, st);
+  }
+  if (run.filter.mayContain(childRel)) {
+    const fd = openDirAt(dirFd, name, st, childRel);
+    try {
+      await walk(run, childRel, fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/**
+ * copyFileEntry copies one regular file listed by the walk. It opens the file synchronously, before
+ * its first await, so the directory's fd is still open (the walk closes it once it moves on).
+ */
+async function copyFileEntry(
+  run: CopyRun,
+  childAt: string,
+  childRel: string,
+  st: Stats,
+  out: string,
+): Promise<void> {
+  // Opened through the directory's fd without following a link and without blocking, then
+  // checked to be the file listed: a file swapped for a link to a host file, or for a FIFO,
+  // is never read.
+  let fd: number;
+  try {
+    fd = openSync(childAt, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    throw changed(childRel, (e as NodeJS.ErrnoException).code);
+  }
+  try {
+    const now = fstatSync(fd);
+    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw changed(childRel);
+    await copyFile(at(fd), out, constants.COPYFILE_FICLONE);
+  } finally {
+    closeSync(fd);
+  }
+  await chmod(out, st.mode & 0o777);
+  await own(run.opts, out);
 }
 
 /** Longest app-relative path copied: the copy lives a few hundred bytes deep, PATH_MAX is 4096. */

@@ -121,6 +121,7 @@ function subjectOf(pem: string): string {
   try {
     return new X509Certificate(pem).subject.replace(/\n/g, ', ');
   } catch {
+    // Only for the message: an unparsable certificate is named as such.
     return 'unparsable certificate';
   }
 }

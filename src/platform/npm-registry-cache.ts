@@ -212,6 +212,7 @@ async function realpathOf(p: string | undefined): Promise<string | undefined> {
   try {
     return await realpath(p);
   } catch {
+    // A probe: a configured cache dir that does not resolve is not used.
     return undefined;
   }
 }

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { errnoOf, isAbsent, KilnError } from '../internal/errors.ts';
 import { stripCredentials } from './project-metadata.ts';
 
 // The npm registry builds use. kiln's Node.js buildpacks run npm inside the sandbox,
@@ -117,12 +118,13 @@ function lookupCaseless(env: Readonly<Record<string, string | undefined>>, name:
   return undefined;
 }
 
-/** readText is a file's text, or undefined when it cannot be read (absent, unreadable). */
+/** readText is a file's text, or undefined when it is absent; an unreadable file is an error naming it. */
 export async function readText(file: string): Promise<string | undefined> {
   try {
     return await readFile(file, 'utf8');
-  } catch {
-    return undefined;
+  } catch (e) {
+    if (isAbsent(e)) return undefined;
+    throw new KilnError(`cannot read ${file} (${errnoOf(e) ?? (e as Error).message})`, { cause: e });
   }
 }
 

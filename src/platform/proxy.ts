@@ -68,6 +68,7 @@ function safeDecode(s: string): string {
   try {
     return decodeURIComponent(s);
   } catch {
+    // A malformed %-escape is kept as typed, as curl does.
     return s;
   }
 }

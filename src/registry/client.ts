@@ -204,6 +204,7 @@ export class RegistryClient {
     const key = [...scopes].sort().join(' ');
     let t = h.tokens.get(key);
     if (t && !fresh) {
+      // A failed token request is not cached: a new one is asked for below.
       const tok = await t.catch(() => undefined);
       if (tok && tok.expiresAt > Date.now()) return `Bearer ${tok.value}`;
     }

@@ -289,6 +289,7 @@ export class RepositoryClient {
         await this.client
           .send(this.repo.registry, this.scopes, new URL(loc, u), { method: 'DELETE' })
           .then((r) => r.discard())
+          // Cleanup of an abandoned upload: the registry expires it anyway.
           .catch(() => {});
     }
     await withRetry(
@@ -476,6 +477,7 @@ function manifestMediaType(contentType: string | null, bytes: Uint8Array): strin
     if (typeof j.mediaType === 'string') return j.mediaType;
     return Array.isArray(j.manifests) ? MediaType.OciIndex : MediaType.OciManifest;
   } catch {
+    // Sniffing only: bytes that are not JSON fall back to the Content-Type.
     return ct || MediaType.OciManifest;
   }
 }

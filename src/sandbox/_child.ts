@@ -63,6 +63,7 @@ function ownUmask(): number | undefined {
     const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
     return m ? Number.parseInt(m[1]!, 8) : undefined;
   } catch {
+    // A probe: without /proc the umask is simply not reported.
     return undefined;
   }
 }
@@ -230,6 +231,7 @@ function commandPid(initPid: number): number | undefined {
     const first = children.split(' ')[0];
     return first ? Number(first) : undefined;
   } catch {
+    // A probe: the init may have no child yet or be gone already.
     return undefined;
   }
 }
@@ -319,7 +321,9 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
         for (const p of [pid, child.pid !== undefined ? -child.pid : undefined]) {
           try {
             if (p !== undefined) process.kill(p, 'SIGKILL');
-          } catch {}
+          } catch {
+            // The process may already be gone (ESRCH): nothing left to kill.
+          }
         }
       }
     };

@@ -54,6 +54,7 @@ function hierarchies(): Map<Controller, Hierarchy> {
     selfCg = readFileSync('/proc/self/cgroup', 'utf8');
     mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
   } catch {
+    // A probe: without these files there is no cgroup to discover.
     return discovered;
   }
   // v1: "4:memory:/some/path"; v2: "0::/some/path".
@@ -116,6 +117,7 @@ function usable(dir: string): boolean {
     mkdirSync(probe);
     rmdirSync(probe);
   } catch {
+    // A probe: failing to make the test directory means the cgroup is not writable.
     return false;
   }
   for (const name of safeReaddir(dir)) {
@@ -134,6 +136,7 @@ function safeReaddir(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch {
+    // A probe: an unreadable cgroup dir lists nothing.
     return [];
   }
 }
@@ -152,6 +155,7 @@ function readCounter(file: string, key: string): number {
     const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync(file, 'utf8'));
     return m ? Number(m[1]) : 0;
   } catch {
+    // A probe: a counter the kernel does not expose reads as 0.
     return 0;
   }
 }

@@ -62,6 +62,7 @@ export async function treeUsage(roots: readonly string[]): Promise<{ bytes: numb
     try {
       st = await lstat(root);
     } catch {
+      // A root that no longer exists holds nothing to budget.
       continue;
     }
     if (!st.isDirectory()) continue;
@@ -105,6 +106,7 @@ export function preflight(o: DiskBudgetOptions): string | undefined {
     try {
       f = freeSpace(r.host);
     } catch {
+      // A probe: a file system whose free space cannot be read is not budgeted.
       continue;
     }
     if (o.reserveBytes !== undefined && f.bytes < o.reserveBytes)

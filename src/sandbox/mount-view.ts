@@ -231,6 +231,7 @@ export async function neutralView(
       dataFds: [...(cmd.dataFds ?? []), data],
     },
     async cleanup() {
+      // Cleanup of kiln's own work dirs: a failure must not hide the command's result.
       for (const d of workDirs) await rm(d, { recursive: true, force: true }).catch(() => {});
     },
   };

@@ -280,6 +280,7 @@ export class RootfsCache {
   /** Marks a rootfs as used now (its directory mtime), for prune(). */
   async #touch(final: string): Promise<string> {
     const now = new Date();
+    // Best-effort: the mtime only orders prune(); a rootfs it cannot touch is pruned earlier, never misused.
     await utimes(final, now, now).catch(() => {});
     return final;
   }
@@ -315,6 +316,7 @@ export class RootfsCache {
   async #ensureMountPoints(root: string): Promise<void> {
     for (const f of NETWORK_FILES) {
       const file = path.join(root, f);
+      // A probe: a missing or unreadable parent means there is no mount point to prepare.
       const dir = await lstat(path.dirname(file)).catch(() => undefined);
       if (dir?.isDirectory() && !(await exists(file))) {
         await writeFile(file, '');
@@ -422,12 +424,14 @@ async function isReady(final: string): Promise<boolean> {
 }
 
 async function readStamp(final: string): Promise<{ bytes: number } | undefined> {
+  // The stamp is a cache marker: without a readable one the rootfs is built again.
   const text = await readFile(`${final}.json`, 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
   try {
     const v = JSON.parse(text) as { inert?: unknown; bytes?: unknown };
     return v.inert === true && typeof v.bytes === 'number' ? { bytes: v.bytes } : undefined;
   } catch {
+    // A corrupt stamp means the same as none: the rootfs is rebuilt.
     return undefined;
   }
 }

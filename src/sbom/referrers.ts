@@ -29,6 +29,8 @@ export async function referrersOf(
     try {
       m = parseJson(ManifestSchema, await layout.blobs.readBytes(d.digest), `manifest ${d.digest}`);
     } catch {
+      // Every manifest of the layout is read to find referrers: a broken one that is not asked
+      // about must not hide the others (it names no subject kiln can trust anyway).
       continue;
     }
     if (m.subject?.digest === digest) out.push({ descriptor: d, manifest: m });

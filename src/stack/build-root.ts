@@ -1,7 +1,7 @@
 import { chmodSync, constants, lchownSync, lstatSync, readdirSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KilnError } from '../internal/errors.ts';
+import { errnoOf, isAbsent, KilnError } from '../internal/errors.ts';
 import { BubblewrapExecutor } from '../sandbox/bubblewrap.ts';
 import type { Executor, RunResult } from '../sandbox/executor.ts';
 import { leaseIdBlock } from '../sandbox/identity.ts';
@@ -237,8 +237,16 @@ async function finishAfterScripts(root: string, config: StackConfig): Promise<vo
  */
 async function addUser(root: string, config: StackConfig): Promise<void> {
   const u = config.user;
+  // Absent (ENOENT) only: an unreadable file is not one the user may be added to as if new.
   const lines = async (file: string) =>
-    (await readFile(stagedPath(root, file), 'utf8').catch(() => undefined))?.split('\n');
+    (
+      await readFile(stagedPath(root, file), 'utf8').catch((e: unknown) => {
+        if (isAbsent(e)) return undefined;
+        throw new KilnError(`cannot read ${file} of the stack root (${errnoOf(e) ?? (e as Error).message})`, {
+          cause: e,
+        });
+      })
+    )?.split('\n');
   const add = async (file: string, line: string, create: boolean) => {
     const have = await lines(file);
     if (have === undefined && !create) return;

@@ -106,6 +106,7 @@ async function existingRecipe(
     const recipe = cfg.config?.Labels?.[StackLabel.Recipe];
     return recipe ? { image, recipe } : undefined;
   } catch {
+    // An image that is missing or cannot be read is made again, as one with another recipe is.
     return undefined;
   }
 }

@@ -50,6 +50,7 @@ export async function packageComponents(
     let doc = `usr/share/doc/${u.pkg.name}`;
     let text = copyrights.get(`${doc}/copyright`);
     if (text === undefined) {
+      // A probe: a doc dir that is not a link has no other package's copyright to borrow.
       const link = await readlink(join(root, doc)).catch(() => undefined);
       if (link) {
         doc = posix.normalize(posix.join(posix.dirname(doc), link)).replace(/^\/+/, '');

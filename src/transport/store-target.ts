@@ -83,6 +83,7 @@ export async function writeToStore(
     value,
     targets.map((t) => t.storeName),
   );
+  // Garbage collection is best-effort: the image is written whatever it finds.
   await store.maybeGc().catch(() => undefined);
   return { digest: desc.digest as Digest, names: targets.map((t) => t.imageName) };
 }

@@ -43,6 +43,7 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
     if (!held && isBareName(ref)) return undefined;
     if (!held) images.parse(ref);
   } catch {
+    // Neither held nor parsable as an image reference: the argument is a buildpack id.
     return undefined;
   }
   return (held ?? images.parse(ref)).read();

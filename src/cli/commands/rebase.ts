@@ -135,6 +135,7 @@ async function recordedRunImage(
       try {
         return images.parse(c).registry === target.registry;
       } catch {
+        // An unparsable candidate is simply not on the same registry.
         return false;
       }
     });

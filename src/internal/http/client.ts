@@ -283,6 +283,7 @@ function wrap(m: IncomingMessage, url: URL): HttpResponse {
       const len = Number(m.headers['content-length'] ?? '-1');
       if (len >= 0 && len <= 64 * 1024) {
         m.resume();
+        // Draining a small body only keeps the connection reusable.
         await finished(m).catch(() => {});
       } else m.destroy();
     },
