@@ -2,7 +2,7 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { compressionOfMagic, decompress } from '../oci/compression.ts';
-import { readTar, type TarHeader } from './tar-reader.ts';
+import { type TarBodySink, type TarHeader, TarParser } from './tar-reader.ts';
 
 /** UnsafeTarError is a refusal to extract an entry; `entry` is the offending path as written. */
 export class UnsafeTarError extends Error {
@@ -125,6 +125,41 @@ function lstatOrUndefined(p: string): fsSync.Stats | undefined {
   return fsSync.lstatSync(p, { throwIfNoEntry: false });
 }
 
+/** mkdirFresh makes a directory, or returns false when something is already at `p`. */
+function mkdirFresh(p: string): boolean {
+  try {
+    fsSync.mkdirSync(p, { mode: 0o700 });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+/**
+ * replaceWith runs `make` (a call that fails with EEXIST when something is at `p`: symlink,
+ * link) and, when something is in the way, removes it and runs `make` once more. Trying first
+ * saves an lstat per entry in the common case, an empty destination.
+ */
+function replaceWith(p: string, remove: (p: string) => void, make: () => void): void {
+  try {
+    make();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    remove(p);
+    make();
+  }
+}
+
+/** createExclusive creates `p` with O_CREAT|O_EXCL (mode 0600), replacing what is in the way. */
+function createExclusive(p: string, remove: (p: string) => void): number {
+  let fd = -1;
+  replaceWith(p, remove, () => {
+    fd = fsSync.openSync(p, 'wx', 0o600);
+  });
+  return fd;
+}
+
 function removeAny(p: string): void {
   fsSync.rmSync(p, { recursive: true, force: true });
 }
@@ -198,18 +233,29 @@ export async function extract(
   const owners = opts.owners === true && opts.inert !== true;
   const modeOf = (h: TarHeader) => (opts.inert ? inertMode(h.mode, h.uid) : h.mode & 0o7777);
 
-  for await (const { header: h, body } of readTar(tar)) {
+  // Entries are handled synchronously as the parser meets them; the only await is one per
+  // decompressed chunk. After each chunk the event loop gets a turn (setImmediate), so that the
+  // decompressor and the blob read, which finish on other threads but need this one to start
+  // their next step, keep working while this thread makes files.
+  let fd: number | undefined; // the file being written, if any
+  const closeFile = () => {
+    if (fd === undefined) return;
+    const f = fd;
+    fd = undefined;
+    fsSync.closeSync(f);
+  };
+  const entry = (h: TarHeader): TarBodySink | undefined => {
     entries++;
     const parts = components(h.path);
     if (parts.length === 0) {
-      if (h.type === 'dir') continue; // "./": the root itself
+      if (h.type === 'dir') return undefined; // "./": the root itself
       throw new UnsafeTarError(h.path, 'empty path');
     }
     const name = parts[parts.length - 1]!;
     if (h.type === 'char' || h.type === 'block' || h.type === 'fifo') {
       if (opts.special === 'skip') {
         skipped.push(h.path);
-        continue;
+        return undefined;
       }
       throw new UnsafeTarError(
         h.path,
@@ -230,40 +276,47 @@ export async function extract(
           throw new UnsafeTarError(h.path, 'bad whiteout');
         remove(path.join(parentDir, victim));
       }
-      continue;
+      return undefined;
     }
     const target = path.join(parentDir, name);
-    const existing = lstatOrUndefined(target);
+    let sink: TarBodySink | undefined;
     switch (h.type) {
       case 'dir': {
-        if (existing && !existing.isDirectory()) remove(target);
-        if (!existing?.isDirectory()) fsSync.mkdirSync(target, { mode: 0o700 });
+        // mkdir first: an existing directory (the common case when stacking layers) costs no
+        // extra lstat, and anything else in the way is replaced.
+        if (!mkdirFresh(target)) {
+          if (!lstatOrUndefined(target)?.isDirectory()) {
+            remove(target);
+            fsSync.mkdirSync(target, { mode: 0o700 });
+          }
+        }
         // Modes of directories are applied at the end: a read-only directory must still
         // receive its children first.
         dirs.push({ p: target, h });
         break;
       }
       case 'file': {
-        if (existing) remove(target);
-        // 'wx' = O_CREAT|O_EXCL: never follows a symlink someone raced into place.
-        const fd = fsSync.openSync(target, 'wx', 0o600);
-        try {
-          for await (const chunk of body) {
+        // O_CREAT|O_EXCL never follows a symlink someone raced into place; whatever is in the
+        // way (file, link, directory) is removed first and the create tried once more.
+        fd = createExclusive(target, remove);
+        const f = fd;
+        sink = {
+          write: (chunk) => {
             for (let off = 0; off < chunk.length; )
-              off += fsSync.writeSync(fd, chunk, off, chunk.length - off);
-          }
-          if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
-          fsSync.fchmodSync(fd, modeOf(h));
-          if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
-        } finally {
-          fsSync.closeSync(fd);
-        }
-        bytes += h.size;
+              off += fsSync.writeSync(f, chunk, off, chunk.length - off);
+          },
+          end: () => {
+            if (owners) fsSync.fchownSync(f, h.uid, h.gid);
+            fsSync.fchmodSync(f, modeOf(h));
+            if (opts.times !== false) fsSync.futimesSync(f, h.mtime, h.mtime);
+            closeFile();
+            bytes += h.size;
+          },
+        };
         break;
       }
       case 'symlink': {
-        if (existing) remove(target);
-        fsSync.symlinkSync(h.linkname, target);
+        replaceWith(target, remove, () => fsSync.symlinkSync(h.linkname, target));
         resolved.clear();
         break;
       }
@@ -286,8 +339,7 @@ export async function extract(
         if (!st) throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" does not exist`);
         if (st.isDirectory())
           throw new UnsafeTarError(h.path, `hard link target "${h.linkname}" is a directory`);
-        if (existing) remove(target);
-        fsSync.linkSync(src, target);
+        replaceWith(target, remove, () => fsSync.linkSync(src, target));
         break;
       }
     }
@@ -296,6 +348,18 @@ export async function extract(
       if (owners) fsSync.lchownSync(target, h.uid, h.gid);
       if (opts.times !== false) fsSync.lutimesSync(target, h.mtime, h.mtime);
     } else if (h.type === 'link' && owners) fsSync.lchownSync(target, h.uid, h.gid);
+    return sink;
+  };
+  const parser = new TarParser(entry);
+  try {
+    for await (const chunk of tar) {
+      parser.push(chunk as Buffer);
+      if (parser.done) break;
+      await new Promise(setImmediate);
+    }
+    parser.end();
+  } finally {
+    closeFile();
   }
   // Deepest first, so a parent's mtime is set after its children were written.
   for (const { p, h } of dirs.reverse()) {
