@@ -1,9 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import fsSync, { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { algorithmOf, type Digest, hexOf, sha256 } from '../oci/digest.ts';
 
 /** Result of storing a blob. */
@@ -14,25 +13,7 @@ export interface PutResult {
   readonly added: boolean;
 }
 
-/** HashCounter passes bytes through while hashing them (sha256) and counting them. */
-export class HashCounter extends Transform {
-  readonly hash = createHash('sha256');
-  count = 0;
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
-    this.hash.update(chunk);
-    this.count += chunk.length;
-    cb(null, chunk);
-  }
-}
-
-/** Counter passes bytes through while counting them. */
-class Counter extends Transform {
-  count = 0;
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
-    this.count += chunk.length;
-    cb(null, chunk);
-  }
-}
+const WRITE_BUFFER = 1 << 20;
 
 /**
  * A stream that errors before its end unless its bytes hash to `verifies` (DigestVerifier, the
@@ -195,20 +176,53 @@ export class BlobStore {
       return { digest: expected, size: await this.size(expected), added: false };
     }
     const temp = await this.tempPath();
+    // A stream that checks `expected` itself fails before its end on a mismatch, so before
+    // anything is committed; hashing it here as well would only cost CPU.
+    const checked = expected !== undefined && (content as Partial<SelfVerifying>).verifies === expected;
+    const hash = checked ? undefined : createHash('sha256');
+    // Chunks (a socket's are ~64 KiB) are gathered into one reused buffer and written with plain
+    // synchronous writes: a write stream costs a thread hand-off per write and a fresh buffer
+    // per chunk for the garbage collector.
+    const fd = fsSync.openSync(temp, 'wx', 0o644);
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      fsSync.closeSync(fd);
+    };
     try {
-      // A stream that checks `expected` itself fails the pipeline on a mismatch, before
-      // anything is committed; hashing it here as well would only cost CPU.
-      const checked = expected !== undefined && (content as Partial<SelfVerifying>).verifies === expected;
-      const tap = checked ? new Counter() : new HashCounter();
-      await pipeline(content, tap, createWriteStream(temp, { mode: 0o644, highWaterMark: 1 << 20 }));
-      const digest: Digest = tap instanceof HashCounter ? `sha256:${tap.hash.digest('hex')}` : expected!;
+      const buf = Buffer.allocUnsafe(WRITE_BUFFER);
+      let used = 0;
+      let count = 0;
+      const flush = () => {
+        for (let o = 0; o < used; ) o += fsSync.writeSync(fd, buf, o, used - o);
+        used = 0;
+      };
+      for await (const c of content) {
+        const chunk = c as Uint8Array;
+        hash?.update(chunk);
+        count += chunk.length;
+        if (chunk.length >= WRITE_BUFFER) {
+          flush();
+          for (let o = 0; o < chunk.length; ) o += fsSync.writeSync(fd, chunk, o, chunk.length - o);
+          continue;
+        }
+        if (used + chunk.length > WRITE_BUFFER) flush();
+        buf.set(chunk, used);
+        used += chunk.length;
+      }
+      flush();
+      close();
+      const digest: Digest = hash ? `sha256:${hash.digest('hex')}` : expected!;
       if (expected && expected !== digest)
         throw new Error(`blob ${expected}: digest mismatch: got ${digest}`);
-      if (size !== undefined && size !== tap.count)
-        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${tap.count}`);
+      if (size !== undefined && size !== count)
+        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${count}`);
       const added = await this.commit(temp, digest);
-      return { digest, size: tap.count, added };
+      return { digest, size: count, added };
     } catch (e) {
+      close();
+      if (content instanceof Readable) content.destroy();
       await fs.rm(temp, { force: true });
       throw e;
     }
