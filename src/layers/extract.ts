@@ -151,13 +151,26 @@ function replaceWith(p: string, remove: (p: string) => void, make: () => void): 
   }
 }
 
-/** createExclusive creates `p` with O_CREAT|O_EXCL (mode 0600), replacing what is in the way. */
-function createExclusive(p: string, remove: (p: string) => void): number {
+/** createExclusive creates `p` with O_CREAT|O_EXCL and `mode`, replacing what is in the way. */
+function createExclusive(p: string, mode: number, remove: (p: string) => void): number {
   let fd = -1;
   replaceWith(p, remove, () => {
-    fd = fsSync.openSync(p, 'wx', 0o600);
+    fd = fsSync.openSync(p, 'wx', mode);
   });
   return fd;
+}
+
+/**
+ * The process's umask, read without changing it (process.umask() sets it to 0 for a moment,
+ * which other threads creating files would see); undefined when the kernel does not say.
+ */
+function currentUmask(): number | undefined {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(fsSync.readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number.parseInt(m[1]!, 8) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function removeAny(p: string): void {
@@ -231,6 +244,7 @@ export async function extract(
     resolved.clear();
   };
   const owners = opts.owners === true && opts.inert !== true;
+  const umask = currentUmask();
   const modeOf = (h: TarHeader) => (opts.inert ? inertMode(h.mode, h.uid) : h.mode & 0o7777);
 
   // Entries are handled synchronously as the parser meets them; the only await is one per
@@ -298,7 +312,12 @@ export async function extract(
       case 'file': {
         // O_CREAT|O_EXCL never follows a symlink someone raced into place; whatever is in the
         // way (file, link, directory) is removed first and the create tried once more.
-        fd = createExclusive(target, remove);
+        // A plain mode the umask leaves alone is given at create time and needs no fchmod (one
+        // syscall less per file); anything else (setuid/setgid/sticky, bits the umask clears)
+        // is created 0600 and set once written.
+        const mode = modeOf(h);
+        const direct = umask !== undefined && (mode & 0o7000) === 0 && (mode & ~umask) === mode;
+        fd = createExclusive(target, direct ? mode : 0o600, remove);
         const f = fd;
         sink = {
           write: (chunk) => {
@@ -307,7 +326,7 @@ export async function extract(
           },
           end: () => {
             if (owners) fsSync.fchownSync(f, h.uid, h.gid);
-            fsSync.fchmodSync(f, modeOf(h));
+            if (!direct) fsSync.fchmodSync(f, mode);
             if (opts.times !== false) fsSync.futimesSync(f, h.mtime, h.mtime);
             closeFile();
             bytes += h.size;
