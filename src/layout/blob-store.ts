@@ -119,13 +119,16 @@ export class BlobStore {
     return (await fs.stat(this.path(d))).size;
   }
 
-  /** open streams a blob; with `verify` (default) the stream errors at its end on a mismatch. */
-  async open(d: Digest, opts: { verify?: boolean } = {}): Promise<Readable> {
+  /**
+   * open streams a blob; with `verify` (default) the stream errors at its end on a mismatch.
+   * `chunkSize` (default 1 MiB) is the size of each read.
+   */
+  async open(d: Digest, opts: { verify?: boolean; chunkSize?: number } = {}): Promise<Readable> {
     const p = this.path(d);
     await fs.access(p).catch(() => {
       throw new Error(`blob ${d} not found in ${this.root}`);
     });
-    const s = createReadStream(p, { highWaterMark: 1 << 20 });
+    const s = createReadStream(p, { highWaterMark: opts.chunkSize ?? 1 << 20 });
     if (opts.verify === false) return s;
     const v = new DigestVerifier(d, `blob ${d} in ${this.root}`);
     s.on('error', (e) => v.destroy(e));
