@@ -2,7 +2,8 @@
 // `kiln image copy oci:… host/…` and with `skopeo copy --dest-tls-verify=false oci:… docker://…`,
 // side by side in one run, each into a fresh registry (so neither can mount or skip), alternating
 // the order. Then a second kiln push of the same image through a counting proxy: blob bytes
-// uploaded must be 0. Also reports kiln's peak RSS (GNU time) during the push.
+// uploaded must be 0. Also reports kiln's peak RSS (GNU time) during the push, and a pull back into
+// fresh OCI layouts, kiln against `skopeo copy docker://… oci:…`, side by side.
 // Run: `node bench/push.ts [--size-mb 300] [--rounds 3] [--keep]`.
 
 import { execFile } from 'node:child_process';
@@ -146,6 +147,9 @@ try {
   let firstBytes = -1;
   const pullKiln: number[] = [];
   const pullSkopeo: number[] = [];
+  const pullKilnCpu: number[] = [];
+  const pullSkopeoCpu: number[] = [];
+  let pullKilnRss = 0;
   try {
     await run(kilnBin, ['-q', 'image', 'copy', src, `${proxy.host}/bench/app:v1`], { env });
     firstBytes = proxy.stats.uploadBytes;
@@ -154,26 +158,52 @@ try {
       run(kilnBin, ['-q', 'image', 'copy', src, `${proxy.host}/bench/app:v1`], { env }),
     );
     secondBytes = proxy.stats.uploadBytes;
-    // Pull back into fresh layouts (registry -> oci:), both tools, for context.
+    // Pull into fresh layouts (registry -> oci:), both tools side by side, alternating the order.
     for (let r = 0; r < Math.max(1, rounds); r++) {
       const kdir = path.join(work, `pull-kiln-${r}`);
       const sdir = path.join(work, `pull-skopeo-${r}`);
-      pullKiln.push(
-        await timed(() =>
-          run(kilnBin, ['-q', 'image', 'copy', `${reg.host}/bench/app:v1`, `oci:${kdir}:v1`], { env }),
-        ),
-      );
-      pullSkopeo.push(
-        await timed(() =>
-          run('skopeo', [
-            'copy',
-            '-q',
-            '--src-tls-verify=false',
-            `docker://${reg.host}/bench/app:v1`,
-            `oci:${sdir}:v1`,
-          ]),
-        ),
-      );
+      for (const tool of r % 2 === 0 ? ['kiln', 'skopeo'] : ['skopeo', 'kiln']) {
+        let out = '';
+        const t = await timed(async () => {
+          const res =
+            tool === 'kiln'
+              ? await run(
+                  '/usr/bin/time',
+                  [
+                    '-f',
+                    TIME_FMT,
+                    kilnBin,
+                    '-q',
+                    'image',
+                    'copy',
+                    `${reg.host}/bench/app:v1`,
+                    `oci:${kdir}:v1`,
+                  ],
+                  { env },
+                )
+              : await run('/usr/bin/time', [
+                  '-f',
+                  TIME_FMT,
+                  'skopeo',
+                  'copy',
+                  '-q',
+                  '--src-tls-verify=false',
+                  `docker://${reg.host}/bench/app:v1`,
+                  `oci:${sdir}:v1`,
+                ]);
+          out = res.stdout + res.stderr;
+        });
+        const u = usage(out);
+        if (tool === 'kiln') {
+          if (!out.includes(digest)) throw new Error(`kiln pulled something else: ${out}`);
+          pullKiln.push(t);
+          pullKilnCpu.push(u.cpu);
+          pullKilnRss = Math.max(pullKilnRss, u.rss);
+        } else {
+          pullSkopeo.push(t);
+          pullSkopeoCpu.push(u.cpu);
+        }
+      }
       await fs.rm(kdir, { recursive: true, force: true });
       await fs.rm(sdir, { recursive: true, force: true });
     }
@@ -202,7 +232,9 @@ try {
   console.log(
     `  CPU seconds (user+sys, median): kiln ${kc.toFixed(2)}, skopeo ${sc.toFixed(2)}, ratio ${(kc / sc).toFixed(2)}x`,
   );
-  console.log(`  peak RSS: kiln ${(rss / 1024).toFixed(0)} MiB, skopeo ${(skopeoRss / 1024).toFixed(0)} MiB`);
+  console.log(
+    `  peak RSS: kiln ${(rss / 1024).toFixed(0)} MiB, skopeo ${(skopeoRss / 1024).toFixed(0)} MiB (target <= 100 MiB)`,
+  );
   console.log(
     `  machine load average at the end: ${os
       .loadavg()
@@ -210,7 +242,7 @@ try {
       .join(' ')}`,
   );
   console.log(
-    `pull registry -> oci layout, median: kiln ${median(pullKiln).toFixed(2)} s, skopeo ${median(pullSkopeo).toFixed(2)} s, ratio ${(median(pullKiln) / median(pullSkopeo)).toFixed(2)}x`,
+    `pull registry -> oci layout, median: kiln ${median(pullKiln).toFixed(2)} s, skopeo ${median(pullSkopeo).toFixed(2)} s, ratio kiln/skopeo ${(median(pullKiln) / median(pullSkopeo)).toFixed(2)}x (target <= 1.0); CPU kiln ${median(pullKilnCpu).toFixed(2)}, skopeo ${median(pullSkopeoCpu).toFixed(2)}; peak RSS kiln ${(pullKilnRss / 1024).toFixed(0)} MiB`,
   );
   console.log(`first push blob bytes uploaded: ${firstBytes}`);
   console.log(`second push: ${second.toFixed(2)} s, blob bytes uploaded: ${secondBytes} (target 0)`);

@@ -64,6 +64,41 @@ async function tree(dir: string): Promise<string[]> {
 }
 
 describe('extract()', () => {
+  test('modes come out as written whatever the umask, and a file in the way is replaced', async () => {
+    const spec: Spec = [
+      { name: 'plain', type: 'file', data: 'p', mode: 0o644 },
+      { name: 'exec', type: 'file', data: 'e', mode: 0o755 },
+      { name: 'group-writable', type: 'file', data: 'g', mode: 0o664 },
+      { name: 'private', type: 'file', data: 'x', mode: 0o600 },
+      { name: 'setuid', type: 'file', data: 's', mode: 0o4755 },
+      { name: 'sticky-dir', type: 'dir', mode: 0o1777 },
+      { name: 'read-only', type: 'file', data: 'r', mode: 0o444 },
+    ];
+    const want = [
+      'exec 755',
+      'group-writable 664',
+      'plain 644',
+      'private 600',
+      'read-only 444',
+      'setuid 4755',
+      'sticky-dir 1777',
+    ];
+    const f = await hostile(spec);
+    for (const umask of [0o022, 0o077, 0o002, 0]) {
+      const old = process.umask(umask);
+      try {
+        const { root } = await sandbox();
+        // Something already where a file goes: replaced, never written through.
+        await fs.symlink('/etc/hostname', path.join(root, 'plain'));
+        await extract(createReadStream(f), root);
+        assert.deepEqual(await tree(root), want, `umask ${umask.toString(8)}`);
+        assert.equal(await fs.readFile(path.join(root, 'plain'), 'utf8'), 'p');
+      } finally {
+        process.umask(old);
+      }
+    }
+  });
+
   const cases: [string, Spec, string, RegExp][] = [
     ['a ../ path', [{ name: '../evil', type: 'file', data: 'x' }], '../evil', /"\.\." in path/],
     ['an absolute path', [{ name: '/abs-evil', type: 'file', data: 'x' }], '/abs-evil', /absolute path/],

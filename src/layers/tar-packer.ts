@@ -6,16 +6,15 @@ import { entryHeader, SOURCE_OPEN_FLAGS, sortEntries, type TarEntry, type TarOpt
 
 // The layer writer's hot path. It writes the same bytes as tarChunks() (same sorting, same
 // headers) but with almost no garbage: the tar is assembled in a ring of a few 1 MiB buffers
-// that are handed to the consumer and reused once it says it is done with them; files with a
-// `source` path are read straight into those buffers; small files are read ahead (several
-// in flight, so their open/read/close round trips overlap) into one reusable arena. Memory
-// stays flat whatever the layer size, and the garbage collector has little to do.
+// that are handed to the consumer and reused once it says it is done with them. Files with a
+// `source` path are read with plain synchronous calls straight into those buffers, as tar does:
+// for files in the page cache an open/fstat/read/close costs a few microseconds, while the same
+// calls through the thread pool cost a promise and a thread hand-off each, and the main thread's
+// CPU is what the compressor thread competes with. The only awaits left are one per buffer
+// handed on. Memory stays flat whatever the layer size.
 
 const CHUNK = 1 << 20;
-const RING = 3;
-const ARENA = 8 << 20;
-const AHEAD = 32;
-const SMALL = 256 * 1024;
+const RING = 4;
 
 /** Result of packTar: the uncompressed tar's size and digest (the diffID). */
 export interface PackResult {
@@ -23,71 +22,27 @@ export interface PackResult {
   readonly diffID: Digest;
 }
 
-/** A circular arena with in-order release, for read-ahead of small files. */
-class Arena {
-  readonly buf = Buffer.allocUnsafe(ARENA);
-  #head = 0;
-  #used = 0;
-  readonly #queue: { size: number; waste: number }[] = [];
-  alloc(size: number): number | undefined {
-    if (this.#queue.length === 0) {
-      this.#head = 0;
-      this.#used = 0;
-    }
-    let off = this.#head;
-    let waste = 0;
-    if (off + size > ARENA) {
-      waste = ARENA - off;
-      off = 0;
-    }
-    if (this.#used + waste + size > ARENA) return undefined;
-    this.#used += waste + size;
-    this.#head = off + size;
-    this.#queue.push({ size, waste });
-    return off;
-  }
-  release(): void {
-    const r = this.#queue.shift()!;
-    this.#used -= r.size + r.waste;
-  }
-}
-
 function changed(path: string, size: number, got: number | string): Error {
   return new Error(`file "${path}" changed while being archived: expected ${size} bytes, read ${got}`);
 }
 
-// Plain fd calls rather than FileHandle: thousands of small files make FileHandle objects
-// (and their finalizers) a measurable share of the garbage collector's work.
-// The walk lstat'ed each entry as a regular file; opening with O_NOFOLLOW|O_NONBLOCK keeps a
-// file swapped for a link (or a FIFO) since then from being followed (or blocking) on the host.
-const openFd = (p: string) =>
-  new Promise<number>((res, rej) => fs.open(p, SOURCE_OPEN_FLAGS, (e, fd) => (e ? rej(e) : res(fd))));
-const sizeOfFd = (fd: number) =>
-  new Promise<number>((res, rej) => fs.fstat(fd, (e, st) => (e ? rej(e) : res(st.size))));
-const readFd = (fd: number, buf: Buffer, off: number, len: number, pos: number) =>
-  new Promise<number>((res, rej) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? rej(e) : res(n))));
-const closeFd = (fd: number) => new Promise<void>((res) => fs.close(fd, () => res()));
-
-/** Reads a whole small file at `source` into `buf` at `off`, checking its size. */
-async function readSmall(
+/**
+ * Opens the regular file at `source` without following links (see SOURCE_OPEN_FLAGS), checks
+ * that it still has the size the walk saw, and hands the descriptor to `read`.
+ */
+async function withSource<T>(
   source: string,
   path: string,
   size: number,
-  buf: Buffer,
-  off: number,
-): Promise<void> {
-  const fd = await openFd(source);
+  read: (fd: number) => T | Promise<T>,
+): Promise<T> {
+  const fd = fs.openSync(source, SOURCE_OPEN_FLAGS);
   try {
-    const actual = await sizeOfFd(fd);
+    const actual = fs.fstatSync(fd).size;
     if (actual !== size) throw changed(path, size, actual);
-    let pos = 0;
-    while (pos < size) {
-      const n = await readFd(fd, buf, off + pos, size - pos, pos);
-      if (n === 0) throw changed(path, size, pos);
-      pos += n;
-    }
+    return await read(fd);
   } finally {
-    await closeFd(fd);
+    fs.closeSync(fd);
   }
 }
 
@@ -145,82 +100,49 @@ export async function packTar(
     }
   };
 
-  // Read-ahead of small files into the arena, in entry order.
-  const arena = new Arena();
-  const ahead = new Map<number, { off: number; done: Promise<void> }>();
-  let next = 0;
-  const prefetch = (from: number): void => {
-    if (next < from) next = from;
-    while (next < sorted.length && next < from + AHEAD) {
-      const { entry, path } = sorted[next]!;
-      if (entry.type === 'file' && entry.source && (entry.size ?? 0) <= SMALL && (entry.size ?? 0) > 0) {
-        const at = arena.alloc(entry.size!);
-        if (at === undefined) return; // arena full: continue once earlier entries are consumed
-        const done = readSmall(entry.source, path, entry.size!, arena.buf, at);
-        done.catch(() => {});
-        ahead.set(next, { off: at, done });
-      }
-      next++;
+  // Reads `size` bytes of `fd` into the ring, flushing each full buffer. A file that fits in
+  // what is left of the buffer (most files) waits for nothing.
+  const readAll = async (fd: number, path: string, size: number): Promise<void> => {
+    let pos = 0;
+    while (pos < size) {
+      const n = fs.readSync(fd, cur, off, Math.min(size - pos, CHUNK - off), pos);
+      if (n === 0) throw changed(path, size, pos);
+      off += n;
+      pos += n;
+      if (off === CHUNK) await flush();
     }
   };
 
-  try {
-    for (let i = 0; i < sorted.length; i++) {
-      const { entry, path } = sorted[i]!;
-      prefetch(i);
-      await put(entryHeader(entry, path, epoch));
-      if (entry.type !== 'file') continue;
-      const size = entry.size!;
-      const pre = ahead.get(i);
-      if (pre) {
-        ahead.delete(i);
-        await pre.done;
-        await put(arena.buf.subarray(pre.off, pre.off + size));
-        arena.release();
-      } else if (entry.source && size > 0) {
-        const fd = await openFd(entry.source);
-        try {
-          const actual = await sizeOfFd(fd);
-          if (actual !== size) throw changed(path, size, actual);
-          let pos = 0;
-          while (pos < size) {
-            const n = await readFd(fd, cur, off, Math.min(size - pos, CHUNK - off), pos);
-            if (n === 0) throw changed(path, size, pos);
-            off += n;
-            pos += n;
-            if (off === CHUNK) await flush();
-          }
-        } finally {
-          await closeFd(fd);
+  for (let i = 0; i < sorted.length; i++) {
+    const { entry, path } = sorted[i]!;
+    await put(entryHeader(entry, path, epoch));
+    if (entry.type !== 'file') continue;
+    const size = entry.size!;
+    if (entry.source && size > 0) {
+      await withSource(entry.source, path, size, (fd) => readAll(fd, path, size));
+    } else if (entry.read) {
+      const b = await entry.read();
+      if (b.length !== size) throw changed(path, size, b.length);
+      await put(b);
+    } else if (entry.open) {
+      const stream = await entry.open();
+      let read = 0;
+      try {
+        for await (const chunk of stream) {
+          read += (chunk as Buffer).length;
+          if (read > size) throw changed(path, size, 'more');
+          await put(chunk as Buffer);
         }
-      } else if (entry.read) {
-        const b = await entry.read();
-        if (b.length !== size) throw changed(path, size, b.length);
-        await put(b);
-      } else if (entry.open) {
-        const stream = await entry.open();
-        let read = 0;
-        try {
-          for await (const chunk of stream) {
-            read += (chunk as Buffer).length;
-            if (read > size) throw changed(path, size, 'more');
-            await put(chunk as Buffer);
-          }
-        } finally {
-          stream.destroy();
-        }
-        if (read !== size) throw changed(path, size, read);
-      } else if (size !== 0) throw changed(path, size, 0);
-      const pad = size % 512;
-      if (pad) await zeros(512 - pad);
-    }
-    await zeros(1024);
-    await flush();
-    await Promise.all(busy);
-  } finally {
-    // Let read-ahead finish before the arena goes away (its errors were already surfaced or
-    // do not matter any more).
-    await Promise.allSettled([...ahead.values()].map((a) => a.done));
+      } finally {
+        stream.destroy();
+      }
+      if (read !== size) throw changed(path, size, read);
+    } else if (size !== 0) throw changed(path, size, 0);
+    const pad = size % 512;
+    if (pad) await zeros(512 - pad);
   }
+  await zeros(1024);
+  await flush();
+  await Promise.all(busy);
   return { size: total, diffID: `sha256:${hash.digest('hex')}` };
 }

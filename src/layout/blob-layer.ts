@@ -58,8 +58,8 @@ export class StoredLayer implements Layer {
   size(): Promise<number> {
     return this.#size();
   }
-  compressed(): Promise<Readable> {
-    return this.store.open(this.#digest);
+  compressed(opts: { readonly chunkSize?: number } = {}): Promise<Readable> {
+    return this.store.open(this.#digest, opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {});
   }
   async uncompressed(): Promise<Readable> {
     return decompress(await this.compressed(), compressionOf(this.mediaType));

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import fsSync, { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { lstatInRoot, openFileInRootIfExists, readFileInRootIfExists } from '../internal/safe-read.ts';
 import { tempIn } from '../internal/temp-name.ts';
 import { algorithmOf, type Digest, hexOf, sha256 } from '../oci/digest.ts';
@@ -19,15 +18,30 @@ export interface PutResult {
   readonly added: boolean;
 }
 
-/** HashCounter passes bytes through while hashing them (sha256) and counting them. */
-export class HashCounter extends Transform {
-  readonly hash = createHash('sha256');
-  count = 0;
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
-    this.hash.update(chunk);
-    this.count += chunk.length;
-    cb(null, chunk);
-  }
+const WRITE_BUFFER = 1 << 20;
+const WRITE_RING = 3;
+
+/** Writes `len` bytes of `buf` to `fd` at `pos`, however many write calls that takes. */
+function writeAt(fd: number, buf: Buffer, len: number, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (off: number) =>
+      fsSync.write(fd, buf, off, len - off, pos + off, (e, n) => {
+        if (e) reject(e);
+        else if (n === 0) reject(new Error(`write to ${fd} made no progress`));
+        else if (off + n < len) step(off + n);
+        else resolve();
+      });
+    step(0);
+  });
+}
+
+/**
+ * A stream that errors before its end unless its bytes hash to `verifies` (DigestVerifier, the
+ * registry's VerifyingStream). BlobStore.put does not hash such a stream a second time when it
+ * verifies the digest put expects: on a pull, every layer byte was hashed twice.
+ */
+export interface SelfVerifying {
+  readonly verifies: Digest;
 }
 
 /**
@@ -35,16 +49,18 @@ export class HashCounter extends Transform {
  * the bytes do not hash to `expected` (or their count differs from `size`), so a consumer never
  * sees a clean end of a corrupt blob.
  */
-export class DigestVerifier extends Transform {
+export class DigestVerifier extends Transform implements SelfVerifying {
   readonly #hash;
   readonly #expected: Digest;
   readonly #size: number | undefined;
   readonly #what: string;
+  readonly verifies: Digest;
   #count = 0;
   constructor(expected: Digest, what: string, size?: number) {
     super();
     this.#hash = createHash(algorithmOf(expected));
     this.#expected = expected;
+    this.verifies = expected;
     this.#size = size;
     this.#what = what;
   }
@@ -117,11 +133,15 @@ export class BlobStore {
     return st.size;
   }
 
-  /** open streams a blob; with `verify` (default) the stream errors at its end on a mismatch. */
-  async open(d: Digest, opts: { verify?: boolean } = {}): Promise<Readable> {
+  /**
+   * open streams a blob; with `verify` (default) the stream errors at its end on a mismatch.
+   * `chunkSize` (default 1 MiB) is the size of each read. The blob is opened without following a
+   * link (a blob linked to a device or a host file is refused, never read).
+   */
+  async open(d: Digest, opts: { verify?: boolean; chunkSize?: number } = {}): Promise<Readable> {
     const fd = openFileInRootIfExists(this.root, this.#rel(d), { what: 'the blob store', shown: this.root });
     if (fd === undefined) throw new Error(`blob ${d} not found in ${this.root}`);
-    const s = createReadStream('', { fd, highWaterMark: 1 << 20 });
+    const s = createReadStream('', { fd, highWaterMark: opts.chunkSize ?? 1 << 20 });
     if (opts.verify === false) return s;
     const v = new DigestVerifier(d, `blob ${d} in ${this.root}`);
     s.on('error', (e) => v.destroy(e));
@@ -190,17 +210,61 @@ export class BlobStore {
       return { digest: expected, size: await this.size(expected), added: false };
     }
     const temp = await this.tempPath();
+    // A stream that checks `expected` itself fails before its end on a mismatch, so before
+    // anything is committed; hashing it here as well would only cost CPU.
+    const checked = expected !== undefined && (content as Partial<SelfVerifying>).verifies === expected;
+    const hash = checked ? undefined : createHash('sha256');
+    // Chunks (a socket's are ~64 KiB) are gathered into a few reused 1 MiB buffers, each written
+    // at its offset while the next one fills: a write stream costs a thread hand-off per chunk
+    // and a transform per stage, and leaves a buffer per chunk to the garbage collector.
+    const fd = fsSync.openSync(temp, 'wx', 0o644);
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      fsSync.closeSync(fd);
+    };
+    const writing: (Promise<void> | undefined)[] = [];
     try {
-      const tap = new HashCounter();
-      await pipeline(content, tap, createWriteStream(temp, { mode: 0o644 }));
-      const digest: Digest = `sha256:${tap.hash.digest('hex')}`;
+      const ring = Array.from({ length: WRITE_RING }, () => Buffer.allocUnsafe(WRITE_BUFFER));
+      let slot = 0;
+      let used = 0;
+      let count = 0;
+      const flush = async () => {
+        if (used === 0) return;
+        const p = writeAt(fd, ring[slot]!, used, count - used);
+        p.catch(() => {}); // awaited before the buffer is reused, or at the end
+        writing[slot] = p;
+        slot = (slot + 1) % WRITE_RING;
+        used = 0;
+        await writing[slot];
+      };
+      for await (const c of content) {
+        const chunk = c as Uint8Array;
+        hash?.update(chunk);
+        for (let o = 0; o < chunk.length; ) {
+          const n = Math.min(chunk.length - o, WRITE_BUFFER - used);
+          ring[slot]!.set(chunk.subarray(o, o + n), used);
+          used += n;
+          count += n;
+          o += n;
+          if (used === WRITE_BUFFER) await flush();
+        }
+      }
+      await flush();
+      await Promise.all(writing);
+      close();
+      const digest: Digest = hash ? `sha256:${hash.digest('hex')}` : expected!;
       if (expected && expected !== digest)
         throw new Error(`blob ${expected}: digest mismatch: got ${digest}`);
-      if (size !== undefined && size !== tap.count)
-        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${tap.count}`);
+      if (size !== undefined && size !== count)
+        throw new Error(`blob ${digest}: size mismatch: expected ${size} bytes, got ${count}`);
       const added = await this.commit(temp, digest);
-      return { digest, size: tap.count, added };
+      return { digest, size: count, added };
     } catch (e) {
+      await Promise.allSettled(writing);
+      close();
+      if (content instanceof Readable) content.destroy();
       await fs.rm(temp, { force: true });
       throw e;
     }

@@ -11,6 +11,7 @@ import { MediaType } from '../oci/media-types.ts';
 import { bytesLayer, emptyImage } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
 import { validateImage } from '../oci/validate.ts';
+import { BlobStore } from './blob-store.ts';
 import { Layout, listTags, readImage, writeImage } from './layout.ts';
 
 let tmp: string;
@@ -141,6 +142,27 @@ describe('Layout', () => {
       l.image('multi', { platform: { os: 'linux', architecture: 's390x' } }),
       /no manifest for platform/,
     );
+  });
+
+  test('a store-to-store copy is hashed once, and a tampered source blob still stores nothing', async () => {
+    const a = new BlobStore(path.join(tmp, 'sv-a'));
+    const b = new BlobStore(path.join(tmp, 'sv-b'));
+    // Bigger than the streams' buffers, so the source cannot end (and fail) before put reads it.
+    const bytes = (c: string) => Buffer.alloc(1 << 20, c);
+    const good = await a.putBytes(bytes('g'));
+    const copy = await b.put(await a.open(good.digest), good.digest, good.size);
+    assert.deepEqual(copy, good);
+    assert.ok((await fs.readFile(b.path(good.digest))).equals(bytes('g')));
+    // Same length, other bytes: only the source's own verification can catch it now.
+    await fs.writeFile(a.path(good.digest), bytes('e'));
+    const c = new BlobStore(path.join(tmp, 'sv-c'));
+    await assert.rejects(c.put(await a.open(good.digest), good.digest, good.size), /digest mismatch/);
+    assert.equal(await c.has(good.digest), false);
+    assert.deepEqual(await files(c.root), []);
+    // A stream that only claims to check another digest is hashed by the store itself.
+    const claims = Object.assign(Readable.from([bytes('e')]), { verifies: 'sha256:0' });
+    await assert.rejects(c.put(claims, good.digest), /digest mismatch/);
+    assert.deepEqual(await files(c.root), []);
   });
 
   test('a blob that does not match its digest is refused on read', async () => {

@@ -39,6 +39,9 @@ export interface ImageSelect {
   readonly platform?: Platform;
 }
 
+/** How many layer blobs a write stores at once (see #putLayers). */
+const PUT_LAYERS_AT_ONCE = 4;
+
 /**
  * Layout is an OCI image layout directory: `oci-layout`, `index.json` and `blobs/`. Several
  * tagged images share blobs; index.json is replaced atomically under a lock; blobs are only
@@ -285,8 +288,10 @@ export class Layout {
     return digest;
   }
 
+  // Four at a time: a pull waits on the network as much as on this machine, and two streams
+  // left the link idle between them (a 300 MB pull from a local registry: 1.53 s with two,
+  // 1.27 s with four, skopeo 0.96 s with six).
   async #putLayers(items: { desc: Descriptor; layer: Layer }[], added: Digest[]): Promise<void> {
-    // Two at a time: enough to overlap reading one blob with hashing another on two cores.
     let next = 0;
     let failed = false;
     const worker = async () => {
@@ -304,7 +309,7 @@ export class Layout {
       }
     };
     // Wait for every worker (not just the first failure) so that cleanup sees all it added.
-    const results = await Promise.allSettled([worker(), worker()]);
+    const results = await Promise.allSettled(Array.from({ length: PUT_LAYERS_AT_ONCE }, worker));
     const bad = results.find((r) => r.status === 'rejected');
     if (bad) throw (bad as PromiseRejectedResult).reason;
   }

@@ -15,8 +15,11 @@ export interface Layer {
   diffID(): Promise<Digest>;
   /** Size in bytes of the blob as stored. */
   size(): Promise<number>;
-  /** The blob as stored, verified against digest() while read where the source is untrusted. */
-  compressed(): Promise<Readable>;
+  /**
+   * The blob as stored, verified against digest() while read where the source is untrusted.
+   * `chunkSize` is a hint for sources that read from disk: the most bytes one read hands over.
+   */
+  compressed(opts?: { readonly chunkSize?: number }): Promise<Readable>;
   /** The uncompressed tar stream. */
   uncompressed(): Promise<Readable>;
   /** Annotations to carry on this layer's descriptor, if any. */

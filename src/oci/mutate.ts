@@ -143,7 +143,7 @@ export function withLayerAnnotations(layer: Layer, annotations: Readonly<Record<
     digest: () => layer.digest(),
     diffID: () => layer.diffID(),
     size: () => layer.size(),
-    compressed: () => layer.compressed(),
+    compressed: (opts) => layer.compressed(opts),
     uncompressed: () => layer.uncompressed(),
     annotations: { ...(layer.annotations ?? {}), ...annotations },
   };

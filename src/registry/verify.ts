@@ -13,12 +13,15 @@ export class VerifyingStream extends Transform {
   readonly #digest: Digest;
   readonly #size: number | undefined;
   readonly #what: string;
+  /** The digest this stream checks (a blob store need not hash the bytes again). */
+  readonly verifies: Digest;
   #n = 0;
 
   constructor(digest: Digest, size: number | undefined, what: string) {
     super();
     this.#hash = createHash(algorithmOf(digest));
     this.#digest = digest;
+    this.verifies = digest;
     this.#size = size !== undefined && size >= 0 ? size : undefined;
     this.#what = what;
   }

@@ -9,6 +9,13 @@ import type { ProgressSink } from './progress.ts';
 import { type Reference, type Repository, referenceString } from './reference.ts';
 import { hasOrigin } from './remote.ts';
 
+// Local blobs are read for upload in small pieces. Every piece is a fresh buffer that lives
+// until the socket has sent it, and the garbage collector frees such buffers only every so
+// many young-generation allocations: with 1 MiB reads a 300 MB push held ~80 MB of sent
+// buffers at its peak (RSS 155-165 MB), with 32 KiB reads ~95 MB in all, for ~0.1 s more CPU
+// (still faster than skopeo; bench/push.ts).
+const UPLOAD_READ = 32 * 1024;
+
 /** Options of writeImage / writeIndex. */
 export interface WriteOptions {
   /** Progress of blob uploads. */
@@ -118,11 +125,15 @@ async function pushImage(
   });
   await mapBounded(work, client.jobs, async (w) => {
     const from = [...(hasOrigin(w.layer) ? [w.layer.origin] : []), ...mountFrom];
-    const r = await repo.uploadBlob({ digest: w.digest, size: w.size }, () => w.layer.compressed(), {
-      mountFrom: from,
-      label: w.label,
-      ...(opts.progress ? { progress: opts.progress } : {}),
-    });
+    const r = await repo.uploadBlob(
+      { digest: w.digest, size: w.size },
+      () => w.layer.compressed({ chunkSize: UPLOAD_READ }),
+      {
+        mountFrom: from,
+        label: w.label,
+        ...(opts.progress ? { progress: opts.progress } : {}),
+      },
+    );
     blobs.set(w.digest, r);
   });
   const rawConfig = await image.rawConfig();
