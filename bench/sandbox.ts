@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { BubblewrapExecutor } from '../src/sandbox/bubblewrap.ts';
 import type { Executor, RunSpec } from '../src/sandbox/executor.ts';
 import { HostExecutor } from '../src/sandbox/host.ts';
+import { DEFAULT_INIT } from '../src/sandbox/sandbox-init.ts';
 import { DEFAULT_SECCOMP_FILTER, SECCOMP_FD } from '../src/sandbox/seccomp.ts';
 import { makeHostRootfs } from '../test/helpers/sandbox-rootfs.ts';
 
@@ -86,8 +87,8 @@ try {
     .filter((a, i, all) => !(a === '--info-fd' || all[i - 1] === '--info-fd'))
     .map((a) => `'${a}'`);
   const drop = hostUid === 0 ? 'setpriv --reuid=1000 --regid=1000 --clear-groups ' : '';
-  // The filter goes in on the fd the executor would hand it through.
-  const loop = `for i in $(seq ${N}); do ${drop}${quoted.join(' ')} ${SECCOMP_FD}<'${DEFAULT_SECCOMP_FILTER}' || exit 1; done`;
+  // The filter and kiln-init go in on the fds the executor would hand them through (4, then 5).
+  const loop = `for i in $(seq ${N}); do ${drop}${quoted.join(' ')} ${SECCOMP_FD}<'${DEFAULT_SECCOMP_FILTER}' ${SECCOMP_FD + 1}<'${DEFAULT_INIT}' || exit 1; done`;
   const cpu0 = childCpuMs();
   const t0 = process.hrtime.bigint();
   await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { inPhase, type Phase } from '../internal/errors.ts';
+import { settleCgroups } from '../sandbox/cgroup.ts';
 import { type CliIO, createContext, KILN_VERSION, type MutableContext } from './context.ts';
 import { exitCodeOf, ProcessExit } from './exit-codes.ts';
 import type { GlobalFlags } from './settings.ts';
@@ -159,6 +160,8 @@ export async function runProcess(): Promise<void> {
     env: process.env,
     isTTY: Boolean(process.stderr.isTTY),
   });
+  // Sandbox cgroups are removed in the background as their last processes are reaped: leave none.
+  await settleCgroups();
 }
 
 if (isEntryPoint()) await runProcess();

@@ -236,8 +236,8 @@ async function buildWith(
     await writeReports(r, ws.layersDir, outcome.report);
     return finish(r, outcome);
   } finally {
-    await net?.close();
-    await ws.remove();
+    // Both take a while (slirp4netns's exit, removing the work dir's tree): at the same time.
+    await Promise.all([net?.close(), ws.remove()]);
   }
 }
 

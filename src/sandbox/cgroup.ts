@@ -160,6 +160,18 @@ function readCounter(file: string, key: string): number {
   }
 }
 
+/** Removals still in progress (a run's processes are reaped by the kernel after its init exits). */
+const removing = new Set<Promise<void>>();
+
+/**
+ * settleCgroups waits for every cgroup removal started so far: runs do not wait for theirs (the
+ * kernel reaping a sandbox's last processes took ~10 ms of every buildpack process), so whoever
+ * needs them gone (a test, a process about to exit) waits here.
+ */
+export async function settleCgroups(): Promise<void> {
+  while (removing.size > 0) await Promise.all([...removing]);
+}
+
 export class SandboxCgroup {
   /** The controller directories of this sandbox's cgroup (one per v1 hierarchy; v2 may share). */
   readonly #dirs: ReadonlyMap<Controller, { dir: string; v2: boolean }>;
@@ -292,6 +304,12 @@ export class SandboxCgroup {
    * the kernel; wait a little for them, then SIGKILL what is left, then give up quietly (a later
    * kiln sweeps it).
    */
+  /** removeLater starts remove() without waiting for it (settleCgroups waits). */
+  removeLater(): void {
+    const p = this.remove().finally(() => removing.delete(p));
+    removing.add(p);
+  }
+
   async remove(): Promise<void> {
     const dirs = [...new Set([...this.#dirs.values()].map((d) => d.dir))];
     for (let attempt = 0; attempt < 50 && dirs.length > 0; attempt++) {

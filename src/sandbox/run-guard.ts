@@ -156,7 +156,8 @@ export class RunGuard {
       const r = this.#cgroup.report();
       if (r.oomKilled && l.memoryBytes !== undefined) this.#limit ??= limitMessages.memory(l.memoryBytes);
       if (r.processLimitHit && l.processes !== undefined) notes.push(limitMessages.processes(l.processes));
-      await this.#cgroup.remove();
+      // The counters are read; the directory goes once the kernel has reaped the last process.
+      this.#cgroup.removeLater();
     }
     if (how.signal === 'SIGXFSZ' && l.fileSizeBytes !== undefined)
       notes.push(limitMessages.fileSize(l.fileSizeBytes));

@@ -12,7 +12,7 @@ import { exitCodeOf } from '../../src/cli/exit-codes.ts';
 import { ExitCode } from '../../src/cnb/exit-codes.ts';
 import { KilnError } from '../../src/internal/errors.ts';
 import { Deadline } from '../../src/lifecycle/deadline.ts';
-import { SandboxCgroup } from '../../src/sandbox/cgroup.ts';
+import { SandboxCgroup, settleCgroups } from '../../src/sandbox/cgroup.ts';
 import { type Fixture, makeFixture } from '../conformance/harness.ts';
 
 const asRoot = (process.getuid?.() ?? 0) === 0;
@@ -30,7 +30,8 @@ async function failure(p: Promise<unknown>): Promise<{ message: string; exitCode
 }
 
 /** No kiln cgroup of this process is left behind (the sandbox's processes are all gone). */
-function assertNoCgroupsLeft(): void {
+async function assertNoCgroupsLeft(): Promise<void> {
+  await settleCgroups();
   for (const root of ['/sys/fs/cgroup/pids', '/sys/fs/cgroup/memory']) {
     if (!existsSync(root)) continue;
     const stack = [root];
@@ -86,7 +87,7 @@ describe('build limits', { skip: !asRoot && 'needs root (build as uid 1000, cgro
     assert.match(message, /the process limit of 64 processes was reached.*--process-limit/);
     assert.equal(message.split('\n').length, 1);
     assert.equal(spawnSync('/bin/true').status, 0);
-    assertNoCgroupsLeft();
+    await assertNoCgroupsLeft();
   });
 
   test('a disk filler is stopped at the disk budget of /layers and /workspace', async () => {
@@ -109,7 +110,7 @@ describe('build limits', { skip: !asRoot && 'needs root (build as uid 1000, cgro
     assert.ok(written > 64 * MiB, `only ${written} bytes written`);
     assert.ok(written < 2048 * MiB, `the filler wrote ${written} bytes before it was stopped`);
     assert.ok(Date.now() - t0 < 15_000);
-    assertNoCgroupsLeft();
+    await assertNoCgroupsLeft();
   });
 
   test('a file over the per-file size limit fails the build, naming the limit', async () => {
@@ -144,7 +145,7 @@ describe('build limits', { skip: !asRoot && 'needs root (build as uid 1000, cgro
       );
     // Without a memory cgroup, RLIMIT_DATA makes the allocation fail (MemoryError) instead.
     else assert.match(message, /memory ran out \(the limit is 96 MiB\); raise it with --memory-limit/);
-    assertNoCgroupsLeft();
+    await assertNoCgroupsLeft();
   });
 
   test('a memory hog in detect ends the detect phase with exit 22', async () => {
@@ -230,7 +231,7 @@ describe('build limits', { skip: !asRoot && 'needs root (build as uid 1000, cgro
       'buildpack limits/stopped@1.0 (build) was stopped after the 2s build timeout (--timeout)',
     );
     assert.ok(Date.now() - t0 < 6000);
-    assertNoCgroupsLeft();
+    await assertNoCgroupsLeft();
   });
 
   test('a hung detect ends the detect phase with exit 22 at the timeout', async () => {
