@@ -19,7 +19,12 @@ import { Phases } from '../lifecycle/phase.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Executor, Limits, Mount } from '../sandbox/executor.ts';
 import { type HostIds, type IdLease, leaseHostIds } from '../sandbox/identity.ts';
-import { type AllowedHostPort, type NetworkMode, type OpenNetwork, openNetwork } from '../sandbox/network.ts';
+import {
+  type AllowedHostPort,
+  type NetworkMode,
+  type OpenNetwork,
+  startNetwork,
+} from '../sandbox/network.ts';
 import type { PrunePolicy } from '../sandbox/rootfs-cache.ts';
 import type { ImageStore } from '../store/store.ts';
 import {
@@ -223,21 +228,23 @@ async function buildWith(
     const appListing = await phases.time('copy-app', () => copyApp(ws, r.appDir, r.filter, id, !!r.hostDirs));
     if (id.root) await chown(ws.layersDir, id.owner.uid, id.owner.gid);
     const sandbox = await sandboxInputs(r, cfg, id, ws, rootfs);
-    const refs = await buildpacksOf(r, rootfs, ws.work);
     // One network for every buildpack process of this build (detect and build), torn down below.
-    net = await openNetwork(r.network, {
+    // It is made while kiln resolves buildpacks, analyzes and restores; the first sandboxed
+    // process waits for it (and fails the build if it could not be made).
+    net = startNetwork(r.network, {
       allow: r.allowHosts ?? [],
       env: sandbox.env,
       hostUid: host.uid,
       tmpDir: ws.work,
     });
+    const refs = await buildpacksOf(r, rootfs, ws.work);
     r.log.info(`Network: ${net.description}`);
     const outcome = await runCreator(r, { cfg, id, ws, rootfs, refs, appListing, sandbox, net, phases });
     await writeReports(r, ws.layersDir, outcome.report);
     return finish(r, outcome);
   } finally {
-    // Both take a while (slirp4netns's exit, removing the work dir's tree): at the same time.
-    await Promise.all([net?.close(), ws.remove()]);
+    // slirp4netns is killed, not waited for (the kernel finishes its teardown).
+    await Promise.all([net?.close({ wait: false }), ws.remove()]);
   }
 }
 

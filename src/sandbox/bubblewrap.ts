@@ -241,6 +241,8 @@ export class BubblewrapExecutor implements Executor {
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
+    // A build's isolated network may still be being made (startNetwork): enter it once it is.
+    if (typeof spec.network === 'object') await spec.network.ready;
     const cmd = this.commandFor(spec);
     const owner = this.#hostIdsOf(spec);
     // bwrap's own setup errors ("bwrap: Can't ...") come before the command runs; catch them to explain.
