@@ -75,7 +75,15 @@ describe('sandbox host identity', { skip: !root && 'needs root to switch ids' },
         ...over,
       }),
     );
-    await started;
+    // A run that ends before it printed (refused, failed) must fail the test, not hang it.
+    await Promise.race([
+      started,
+      run.then((r) => {
+        throw new Error(
+          `the sandbox ended before it was ready: exit ${r.exitCode}${r.limit ? ` (${r.limit})` : ''}`,
+        );
+      }),
+    ]);
     let pids: number[] = [];
     for (let i = 0; i < 100 && pids.length === 0; i++) {
       pids = await pidsWith(marker);
