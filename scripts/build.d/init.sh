@@ -4,21 +4,6 @@
 # Sandboxes do not start without it. Rebuilt only when its source or this script changed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-src="$root/src/sandbox/init/init.c"
-out="${KILN_INIT_OUT:-$root/dist/init}"
-cc="${MUSL_GCC:-musl-gcc}"
-command -v "$cc" >/dev/null 2>&1 || cc=gcc
-mkdir -p "$out"
-flags=(-static -Os -std=c11 -Wall -Wextra -Werror -fno-ident -ffile-prefix-map="$root"=. -Wl,--build-id=none -s)
-inputs_hash="$( { cat "$src" "$0"; printf '%s\n' "$cc" "${flags[*]}"; } | sha256sum | cut -d' ' -f1)"
-if [ -x "$out/kiln-init" ] && [ "$(cat "$out/.inputs" 2>/dev/null)" = "$inputs_hash" ]; then
-  exit 0
-fi
-tmp="$(mktemp "$out/.kiln-init.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-(cd "$root" && "$cc" "${flags[@]}" -o "$tmp" src/sandbox/init/init.c)
-chmod 0755 "$tmp"
-mv "$tmp" "$out/kiln-init"
-trap - EXIT
-printf '%s\n' "$inputs_hash" > "$out/.inputs"
-echo "==> kiln-init built: $out/kiln-init"
+# shellcheck source=scripts/build.d/static-helper.bash
+. "$root/scripts/build.d/static-helper.bash"
+build_static_helper kiln-init src/sandbox/init/init.c "${KILN_INIT_OUT:-$root/dist/init}"

@@ -5,21 +5,6 @@
 # its source or this script changed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-src="$root/src/sandbox/mountview/mountview.c"
-out="${KILN_MOUNTVIEW_OUT:-$root/dist/mountview}"
-cc="${MUSL_GCC:-musl-gcc}"
-command -v "$cc" >/dev/null 2>&1 || cc=gcc
-mkdir -p "$out"
-flags=(-static -Os -std=c11 -Wall -Wextra -Werror -fno-ident -ffile-prefix-map="$root"=. -Wl,--build-id=none -s)
-inputs_hash="$( { cat "$src" "$0"; printf '%s\n' "$cc" "${flags[*]}"; } | sha256sum | cut -d' ' -f1)"
-if [ -x "$out/kiln-mountview" ] && [ "$(cat "$out/.inputs" 2>/dev/null)" = "$inputs_hash" ]; then
-  exit 0
-fi
-tmp="$(mktemp "$out/.kiln-mountview.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-(cd "$root" && "$cc" "${flags[@]}" -o "$tmp" src/sandbox/mountview/mountview.c)
-chmod 0755 "$tmp"
-mv "$tmp" "$out/kiln-mountview"
-trap - EXIT
-printf '%s\n' "$inputs_hash" > "$out/.inputs"
-echo "==> kiln-mountview built: $out/kiln-mountview"
+# shellcheck source=scripts/build.d/static-helper.bash
+. "$root/scripts/build.d/static-helper.bash"
+build_static_helper kiln-mountview src/sandbox/mountview/mountview.c "${KILN_MOUNTVIEW_OUT:-$root/dist/mountview}"
