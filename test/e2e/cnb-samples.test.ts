@@ -6,12 +6,12 @@
 // the stack's build image, because these processes are bash scripts and the run image has no shell.
 
 import assert from 'node:assert/strict';
-import { chmod, cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Podman, startPodman } from '../helpers/podman.ts';
-import { KILN_HOME, kiln, kilnOk, prepareHome, ROOT, storedImage } from './samples-harness.ts';
+import type { Podman } from '../helpers/podman.ts';
+import { kiln, kilnOk, podmanOnKilnStore, ROOT, storedImage } from './samples-harness.ts';
 
 const SAMPLES = path.join(ROOT, 'test', 'e2e', 'cnb-samples');
 const RUN_IMAGE = 'kiln/stacks/bookworm/build';
@@ -21,10 +21,7 @@ let podmanStore: string;
 let tmp: string;
 
 before(async () => {
-  await prepareHome();
-  podman = await startPodman();
-  podmanStore = path.join(podman.dir, 'store');
-  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  ({ podman, store: podmanStore } = await podmanOnKilnStore());
   tmp = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-cnb-samples-'));
 });
 after(async () => {

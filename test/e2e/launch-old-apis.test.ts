@@ -6,12 +6,12 @@
 // and no profile sourced. On the shell-free default run image such a build fails at export (62)
 // saying to use --run-image shell. The public sample apps/bash-script runs on the shell flavour.
 import assert from 'node:assert/strict';
-import { chmod, cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Podman, startPodman } from '../helpers/podman.ts';
-import { KILN_HOME, kiln, kilnOk, prepareHome, ROOT, storedImage } from './samples-harness.ts';
+import type { Podman } from '../helpers/podman.ts';
+import { kiln, kilnOk, podmanOnKilnStore, ROOT, storedImage } from './samples-harness.ts';
 
 const IMAGE = 'kiln-e2e-old-apis';
 
@@ -39,10 +39,7 @@ async function oldBuildpack(name: string, api: string, build: string): Promise<s
 }
 
 before(async () => {
-  await prepareHome();
-  podman = await startPodman();
-  podmanStore = path.join(podman.dir, 'store');
-  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  ({ podman, store: podmanStore } = await podmanOnKilnStore());
   tmp = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-old-apis-'));
   app = path.join(tmp, 'app');
   await mkdir(app);

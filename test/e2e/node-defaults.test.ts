@@ -4,19 +4,18 @@
 // online and offline (`--network none`, empty cache: the build image's Node.js with one warning);
 // offline, a range that Node.js cannot meet fails naming the range and the version there is.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Podman, startPodman } from '../helpers/podman.ts';
+import type { Podman } from '../helpers/podman.ts';
 import {
   copySample,
   freePort,
   httpGet,
-  KILN_HOME,
   kiln,
   kilnOk,
-  prepareHome,
+  podmanOnKilnStore,
   runKiln,
 } from './samples-harness.ts';
 
@@ -25,10 +24,7 @@ let podmanStore: string;
 let tmp: string;
 
 before(async () => {
-  await prepareHome();
-  podman = await startPodman();
-  podmanStore = path.join(podman.dir, 'store');
-  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  ({ podman, store: podmanStore } = await podmanOnKilnStore());
   tmp = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-node-defaults-'));
 });
 after(async () => {

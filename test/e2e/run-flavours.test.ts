@@ -3,14 +3,14 @@
 // with `kiln run` and podman; `kiln inspect` names the flavour; `kiln rebase` stays within it; a
 // flavour the builder does not have is a clear error.
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setConfig } from '../../src/oci/mutate.ts';
 import { ImageStore } from '../../src/store/store.ts';
-import { type Podman, startPodman } from '../helpers/podman.ts';
-import { KILN_HOME, kiln, kilnOk, prepareHome, ROOT, storedImage } from './samples-harness.ts';
+import type { Podman } from '../helpers/podman.ts';
+import { KILN_HOME, kiln, kilnOk, podmanOnKilnStore, ROOT, storedImage } from './samples-harness.ts';
 
 const SHELL_IMAGE = 'kiln/stacks/bookworm/run-shell';
 const HELLO_PROCESSES = path.join(ROOT, 'test', 'e2e', 'cnb-samples', 'hello-processes');
@@ -20,10 +20,7 @@ let podmanStore: string;
 let tmp: string;
 
 before(async () => {
-  await prepareHome();
-  podman = await startPodman();
-  podmanStore = path.join(podman.dir, 'store');
-  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  ({ podman, store: podmanStore } = await podmanOnKilnStore());
   tmp = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-flavours-'));
 });
 after(async () => {

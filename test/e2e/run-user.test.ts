@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,9 +8,9 @@ import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
 import { readStackConfig } from '../../src/stack/config.ts';
 import { createStack } from '../../src/stack/create.ts';
 import { readLock } from '../../src/stack/lock.ts';
-import { type Podman, startPodman } from '../helpers/podman.ts';
+import type { Podman } from '../helpers/podman.ts';
 import { TEST_STACK_FILE, TEST_STACK_LOCK, testAccess } from '../helpers/stack.ts';
-import { copySample, KILN_HOME, kiln, kilnOk, prepareHome, storedImage } from './samples-harness.ts';
+import { copySample, kiln, kilnOk, podmanOnKilnStore, storedImage } from './samples-harness.ts';
 
 // Separate build and run users, end to end: an app built with the default builder runs as the
 // stack's run user (1001:1000), not as the build user (1000:1000) that owns its layers; it reads and
@@ -75,10 +75,7 @@ let podmanStore = '';
 let oldRunLayout = '';
 
 before(async () => {
-  await prepareHome();
-  podman = await startPodman();
-  podmanStore = path.join(podman.dir, 'store');
-  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  ({ podman, store: podmanStore } = await podmanOnKilnStore());
   work = await mkdtemp(path.join(tmpdir(), 'kiln-run-user-'));
   await chmod(work, 0o755);
   const config = await readStackConfig(TEST_STACK_FILE);

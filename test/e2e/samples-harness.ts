@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ImageStore } from '../../src/store/store.ts';
+import { type Podman, startPodman } from '../helpers/podman.ts';
 
 // Shared by the samples end-to-end tests: the kiln CLI as a user runs it, with its own KILN_HOME.
 // The home persists under .kiln-test/ (git-ignored) so the stack (about 2 minutes to create) and
@@ -170,4 +171,16 @@ export async function layerShas(
     }
   }
   return { layers, app: (meta.app ?? []).map((a) => a.sha), metadata };
+}
+
+/**
+ * podmanOnKilnStore prepares the e2e home and starts a podman that reads kiln's local store (an
+ * OCI layout) at `store`, so a test runs what kiln built as `oci:<store>:<name>`.
+ */
+export async function podmanOnKilnStore(): Promise<{ podman: Podman; store: string }> {
+  await prepareHome();
+  const podman = await startPodman();
+  const store = path.join(podman.dir, 'store');
+  await symlink(path.join(KILN_HOME, 'images'), store);
+  return { podman, store };
 }

@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Podman, startPodman } from '../helpers/podman.ts';
+import type { Podman } from '../helpers/podman.ts';
 import {
   copySample,
   freePort,
   httpGet,
-  KILN_HOME,
   kilnOk,
-  prepareHome,
+  podmanOnKilnStore,
   ROOT,
   runKiln,
   storedImage,
@@ -25,10 +23,7 @@ let podman: Podman;
 let podmanStore: string;
 
 before(async () => {
-  await prepareHome();
-  podman = await startPodman();
-  podmanStore = path.join(podman.dir, 'store');
-  await symlink(path.join(KILN_HOME, 'images'), podmanStore);
+  ({ podman, store: podmanStore } = await podmanOnKilnStore());
 });
 after(async () => {
   await podman?.cleanup();
