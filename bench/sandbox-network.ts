@@ -1,19 +1,9 @@
-// Sandbox start per buildpack process with the isolated network (target: isolated <= 40 ms
-// over plain spawn). N x /bin/true, side by side in one run, interleaved in rounds (best round kept):
-//   plain spawn              node's child_process, no isolation (the floor)
-//   bwrap, no netns          the BubblewrapExecutor sharing kiln's network (`--network host`)
-//   bwrap, network none      with --unshare-net (a fresh, empty network namespace per process)
-//   bwrap, isolated          joining the build's SandboxNetwork (nsenter + bwrap --share-net)
-// plus the once-per-build cost of the isolated network itself (netns, iptables-restore,
-// slirp4netns ready, teardown), which is not per process.
-// Usage: node bench/sandbox-network.ts [--n 50] [--rounds 3]
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { BubblewrapExecutor } from '../src/sandbox/bubblewrap.ts';
 import type { RunSpec } from '../src/sandbox/executor.ts';
 import { SandboxNetwork } from '../src/sandbox/network.ts';
 import { makeHostRootfs } from '../test/helpers/sandbox-rootfs.ts';
 import { opt } from './lib/args.ts';
+import { childCpuMs, plainSpawn } from './lib/process-cost.ts';
 
 const N = Number(opt('--n', '50'));
 const ROUNDS = Number(opt('--rounds', '3'));
@@ -23,20 +13,6 @@ if (hostUid !== 0) {
   process.exit(0);
 }
 const fs = await makeHostRootfs();
-
-function plainSpawn(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('/bin/true', [], { stdio: 'ignore', env: {} });
-    c.on('error', reject);
-    c.on('exit', () => resolve());
-  });
-}
-
-// CPU time of waited-for descendants (10 ms ticks) plus kiln's own: hardly depends on the load.
-function childCpuMs(): number {
-  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[13]) + Number(fields[14])) * 10;
-}
 
 interface Figure {
   wall: number;

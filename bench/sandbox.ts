@@ -10,32 +10,17 @@
 // plus a system-call-heavy run (dd, 1 byte per read/write) with and without the filter.
 // Usage: node bench/sandbox.ts [N]
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { BubblewrapExecutor } from '../src/sandbox/bubblewrap.ts';
 import type { Executor, RunSpec } from '../src/sandbox/executor.ts';
 import { HostExecutor } from '../src/sandbox/host.ts';
 import { DEFAULT_INIT } from '../src/sandbox/sandbox-init.ts';
 import { DEFAULT_SECCOMP_FILTER, SECCOMP_FD } from '../src/sandbox/seccomp.ts';
 import { makeHostRootfs } from '../test/helpers/sandbox-rootfs.ts';
+import { childCpuMs, plainSpawn } from './lib/process-cost.ts';
 
 const N = Number(process.argv[2] ?? 50);
 const hostUid = process.getuid?.() ?? 0;
 const fs = await makeHostRootfs();
-
-function plainSpawn(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('/bin/true', [], { stdio: 'ignore', env: {} });
-    c.on('error', reject);
-    c.on('exit', () => resolve());
-  });
-}
-
-// CPU time of waited-for descendants (cutime + cstime, 10 ms ticks) plus kiln's own: unlike wall
-// time it hardly depends on how busy the machine is (other agents share these 2 cores).
-function childCpuMs(): number {
-  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[13]) + Number(fields[14])) * 10;
-}
 
 function report(label: string, wallMs: number, cpuMs: number): void {
   console.log(
