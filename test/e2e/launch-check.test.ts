@@ -53,6 +53,11 @@ printf '[[processes]]\\ntype = "web"\\ncommand = ["${exe}"]\\ndefault = true\\n'
 }
 
 /** appWith makes an app dir whose `ship/` holds what the tool buildpack puts in its layer. */
+/** buildArgs is `kiln build IMAGE --path APP --buildpack BP --network none`, then `extra`. */
+function buildArgs(image: string, app: string, bp: string, ...extra: string[]): string[] {
+  return ['build', image, '--path', app, '--buildpack', bp, '--network', 'none', ...extra];
+}
+
 async function appWith(name: string, files: (ship: string) => Promise<void>): Promise<string> {
   const app = path.join(tmp, name);
   const ship = path.join(app, 'ship');
@@ -86,16 +91,7 @@ describe('launch check', () => {
     });
     const bp = path.join(tmp, 'bp-ffi');
     await toolBuildpack(bp, 'tool');
-    const res = await kiln([
-      'build',
-      'kiln-e2e-lc-ffi',
-      '--path',
-      app,
-      '--buildpack',
-      bp,
-      '--network',
-      'none',
-    ]);
+    const res = await kiln(buildArgs('kiln-e2e-lc-ffi', app, bp));
     assert.equal(res.code, 62, res.stdout + res.stderr);
     const lines = (res.stdout + res.stderr).split('\n').filter((l) => /needs libffi\.so\.8/.test(l));
     assert.equal(lines.length, 1, res.stderr);
@@ -119,7 +115,7 @@ describe('launch check', () => {
       const bp = path.join(tmp, `bp-own-${name}`);
       await toolBuildpack(bp, 'tool');
       const image = `kiln-e2e-lc-own-${name}`;
-      const res = await kilnOk(['-v', 'build', image, '--path', app, '--buildpack', bp, '--network', 'none']);
+      const res = await kilnOk(['-v', ...buildArgs(image, app, bp)]);
       assert.match(res.stdout + res.stderr, /launch check: passed/);
       const run = await kiln(['run', image, '--network', 'none'], { timeoutMs: 60_000 });
       assert.equal(run.code, 0, run.stderr);
@@ -132,16 +128,7 @@ describe('launch check', () => {
     });
     const bp = path.join(tmp, 'bp-own-missing');
     await toolBuildpack(bp, 'tool');
-    const res = await kiln([
-      'build',
-      'kiln-e2e-lc-own-missing',
-      '--path',
-      app,
-      '--buildpack',
-      bp,
-      '--network',
-      'none',
-    ]);
+    const res = await kiln(buildArgs('kiln-e2e-lc-own-missing', app, bp));
     assert.equal(res.code, 62, res.stdout + res.stderr);
     assert.match(
       res.stderr + res.stdout,
@@ -159,50 +146,20 @@ describe('launch check', () => {
   test('a script whose interpreter the shell-free run image lacks fails, naming the flavour that has it', async () => {
     const bp = path.join(tmp, 'bp-script');
     await toolBuildpack(bp, 'hello.sh');
-    const res = await kiln([
-      'build',
-      'kiln-e2e-lc-script',
-      '--path',
-      await scriptApp(),
-      '--buildpack',
-      bp,
-      '--network',
-      'none',
-    ]);
+    const res = await kiln(buildArgs('kiln-e2e-lc-script', await scriptApp(), bp));
     assert.equal(res.code, 62, res.stdout + res.stderr);
     assert.match(
       res.stderr + res.stdout,
       /process "web": \/layers\/test_hello\.sh\/tool\/bin\/hello\.sh needs \/bin\/sh, which the shell-free run image lacks; the "shell" flavour has it: --run-image shell \(Debian package dash\)/,
     );
     // On the shell flavour the same build passes the check.
-    await kilnOk([
-      'build',
-      'kiln-e2e-lc-script-shell',
-      '--path',
-      await scriptApp(),
-      '--buildpack',
-      bp,
-      '--network',
-      'none',
-      '--run-image',
-      'shell',
-    ]);
+    await kilnOk(buildArgs('kiln-e2e-lc-script-shell', await scriptApp(), bp, '--run-image', 'shell'));
   });
 
   test('--no-launch-check warns and builds', async () => {
     const bp = path.join(tmp, 'bp-script-nocheck');
     await toolBuildpack(bp, 'hello.sh');
-    const res = await kilnOk([
-      'build',
-      'kiln-e2e-lc-nocheck',
-      '--path',
-      await scriptApp(),
-      '--buildpack',
-      bp,
-      '--network',
-      'none',
-      '--no-launch-check',
-    ]);
+    const res = await kilnOk(buildArgs('kiln-e2e-lc-nocheck', await scriptApp(), bp, '--no-launch-check'));
     const warnings = (res.stdout + res.stderr).split('\n').filter((l) => /--no-launch-check/.test(l));
     assert.equal(warnings.length, 1, res.stderr);
     assert.match(warnings[0]!, /Launch check skipped/);
