@@ -10,7 +10,7 @@
  * Why a watcher and not a hard limit (README.md, "Limits"): the host is ext4 without quotas, and a
  * loop-mounted filesystem per build would need root, a loop device and a copy of the restored
  * layers into it on every build (a no-op rebuild must stay under a second). The cost is an
- * overshoot while a process runs: at most one poll interval (250 ms) times the write rate, since a
+ * overshoot while a process runs: at most one poll interval (100 ms) times the write rate, since a
  * growth of the filesystem that could put the trees over budget triggers a walk at the next poll.
  */
 import { type Stats, statfsSync } from 'node:fs';
@@ -34,7 +34,7 @@ export interface DiskBudgetOptions {
 }
 
 /** Shortest time between two walks (and between two statfs checks). */
-export const POLL_MS = 250;
+export const POLL_MS = 100;
 /** A walk may take this share of the time at most (interval = walk time / share). */
 const WALK_SHARE = 0.1;
 /**
@@ -129,7 +129,9 @@ export interface DiskWatch {
  */
 const measured = new Map<string, { tree: number | undefined; usedAtWalk: number; lastWalkAt: number }>();
 /** Even when free space says nothing grew, walk at least this often (frees elsewhere can mask growth). */
-const SAFETY_WALK_MS = 5000;
+// Deletions elsewhere on the same filesystem (a concurrent build removing its work dir) hide growth from
+// the statfs check; this walk is what then bounds the overshoot.
+const SAFETY_WALK_MS = 1000;
 
 /**
  * watch polls the free space and, when it could matter, the trees while a run goes on, and calls
