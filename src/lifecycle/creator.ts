@@ -20,7 +20,7 @@ import { type ExportResult, exportImage, type RunImageSboms } from './export.ts'
 import { checkExportedImage } from './launch-check.ts';
 import type { LayerResolver, ReuseStats } from './layer-resolver.ts';
 import { Phases, STEPS } from './phase.ts';
-import type { PhaseOptions, SandboxPaths } from './phase-context.ts';
+import { type PhaseOptions, prepareSandbox, type SandboxPaths } from './phase-context.ts';
 import { chownTree, restore } from './restore.ts';
 import { resolveRunTarget } from './target.ts';
 
@@ -171,6 +171,8 @@ export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
     const { analysis, runMirrors } = await phases.phase(STEPS.analyze, () => analyzeStep(o));
     o.resolver.usePrevious(analysis.previousLayers);
     const phase = await phaseOptions(o, analysis);
+    // The first buildpack process's sandbox gets ready while detect's memo and restore run.
+    prepareSandbox(phase);
     const detected = await phases.phase(STEPS.detect, () => detectStep(o, phase));
     snapshot = await phases.phase(STEPS.restore, () => restoreStep(o, analysis, detected));
     const kilnLayer = await phases.phase(STEPS.build, () => buildStep(o, phase, detected));

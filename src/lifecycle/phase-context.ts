@@ -145,6 +145,40 @@ export async function processEnv(
   return Object.fromEntries(vars);
 }
 
+/** specOf is the sandbox run of one buildpack executable, but for its time limit. */
+function specOf(
+  o: PhaseOptions,
+  argv: string[],
+  env: Record<string, string>,
+  appWritable: boolean,
+  onLine: (line: string) => void,
+  scratch?: Mount,
+): RunSpec {
+  return {
+    argv,
+    env,
+    cwd: sandboxPathsOf(o).app,
+    uid: o.uid,
+    gid: o.gid,
+    ...(o.hostIds ? { hostIds: o.hostIds } : {}),
+    rootfs: o.rootfs,
+    mounts: mountsFor(o, appWritable, scratch),
+    network: o.network,
+    ...(o.umask !== undefined ? { umask: o.umask } : {}),
+    stdout: onLine,
+    stderr: onLine,
+    ...(o.limits ? { limits: o.limits } : {}),
+  };
+}
+
+/**
+ * prepareSandbox lets the executor get ready for the phases' first buildpack process while kiln
+ * does other work (restore): best effort, in the background; nothing runs.
+ */
+export function prepareSandbox(o: PhaseOptions): void {
+  void o.executor.prepare?.(specOf(o, ['/bin/true'], {}, true, () => {}));
+}
+
 /**
  * runInSandbox runs one buildpack executable with the phase's mounts, user and limits, and says at
  * debug level how long it took (where a slow build's time goes, `kiln -v build`). A limit that
@@ -167,19 +201,7 @@ export async function runInSandbox(
   if (o.deadline && left === 0) throw o.deadline.stopped(who);
   const byDeadline = left !== undefined && (o.timeoutMs === undefined || left < o.timeoutMs);
   const r = await o.executor.run({
-    argv,
-    env,
-    cwd: sandboxPathsOf(o).app,
-    uid: o.uid,
-    gid: o.gid,
-    ...(o.hostIds ? { hostIds: o.hostIds } : {}),
-    rootfs: o.rootfs,
-    mounts: mountsFor(o, appWritable, scratch),
-    network: o.network,
-    ...(o.umask !== undefined ? { umask: o.umask } : {}),
-    stdout: onLine,
-    stderr: onLine,
-    limits: o.limits,
+    ...specOf(o, argv, env, appWritable, onLine, scratch),
     ...(byDeadline ? { timeoutMs: left, graceMs: 0 } : { timeoutMs: o.timeoutMs }),
   });
   o.logger.debug(`${argv[0]}: exit ${r.exitCode} after ${(performance.now() - t0).toFixed(0)} ms`);

@@ -11,6 +11,7 @@ import { KilnError } from '../internal/errors.ts';
 import type { Limits, OutputSink, RunResult, RunSpec } from './executor.ts';
 import { formatBytes, limitMessages, RAISE } from './limits.ts';
 import { RunGuard } from './run-guard.ts';
+import { prepareStandby } from './standby.ts';
 
 /** What to spawn on the host and how to find the process to signal. */
 export interface HostCommand {
@@ -176,7 +177,7 @@ function lineSplitter(sink: (line: string) => void): { write(chunk: Buffer): voi
   };
 }
 
-function stdioFor(sink: OutputSink | undefined): 'pipe' | 'inherit' | 'ignore' {
+export function stdioFor(sink: OutputSink | undefined): 'pipe' | 'inherit' | 'ignore' {
   if (sink === 'inherit') return 'inherit';
   if (sink === undefined || sink === 'ignore') return 'ignore';
   return 'pipe';
@@ -266,15 +267,17 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
   return new Promise<RunResult>((resolve, reject) => {
     let child: ChildProcess;
     try {
-      child = spawn(cmd.file, cmd.args as string[], {
-        env: cmd.env,
-        cwd: cmd.cwd,
-        stdio,
-        // Its own process group: a terminal's Ctrl-C reaches kiln only, which then decides what to forward.
-        detached: true,
-        ...(cmd.uid !== undefined ? { uid: cmd.uid } : {}),
-        ...(cmd.gid !== undefined ? { gid: cmd.gid } : {}),
-      });
+      child =
+        guard.standby?.child ??
+        spawn(cmd.file, cmd.args as string[], {
+          env: cmd.env,
+          cwd: cmd.cwd,
+          stdio,
+          // Its own process group: a terminal's Ctrl-C reaches kiln only, which then decides what to forward.
+          detached: true,
+          ...(cmd.uid !== undefined ? { uid: cmd.uid } : {}),
+          ...(cmd.gid !== undefined ? { gid: cmd.gid } : {}),
+        });
     } catch (err) {
       reject(new KilnError(`sandbox: cannot start ${cmd.file}: ${(err as Error).message}`));
       return;
@@ -361,6 +364,9 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       }
     };
     guard.started(child, killAll);
+    // The next run's first process, made and placed while this one runs (standby.ts); the extra
+    // fds it inherits are still open here.
+    if (guard.facts) prepareStandby(guard.facts);
     const signalCommand = (sig: NodeJS.Signals, tries = 0): void => {
       if (exited) return;
       if (cmd.infoFd && initPid === undefined) {

@@ -23,8 +23,15 @@ import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './ex
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
 import { neutralView } from './mount-view.ts';
 import { enterPrefix } from './network.ts';
+import { prepareRun } from './run-guard.ts';
 import { DEFAULT_INIT, INIT_PATH, type InitSetting, initArgs, openInitFor, withFd } from './sandbox-init.ts';
-import { type SeccompSetting, seccompArgs, seccompFilterOf, withSeccompFilter } from './seccomp.ts';
+import {
+  openSeccompFilter,
+  type SeccompSetting,
+  seccompArgs,
+  seccompFilterOf,
+  withSeccompFilter,
+} from './seccomp.ts';
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 /** bubblewrap refused to set the sandbox up (a mount, a namespace): nothing of the process ran. */
@@ -238,6 +245,35 @@ export class BubblewrapExecutor implements Executor {
     if (spec.hostIds) return { ...spec.hostIds };
     const uid = spec.uid === 0 ? (o.rootMapsTo ?? 65534) : spec.uid;
     return { uid, gid: spec.uid === 0 ? uid : spec.gid };
+  }
+
+  /**
+   * prepare starts the first process of a later run like `spec` and places it in that run's own
+   * fresh cgroup now (standby.ts, run-guard.ts prepareRun): moving a process into a cgroup waits
+   * for the kernel (10-25 ms), and a build knows its next sandbox long before it starts it.
+   */
+  async prepare(spec: RunSpec): Promise<void> {
+    try {
+      if (typeof spec.network === 'object') await spec.network.ready;
+      const cmd = this.commandFor(spec);
+      const init = openInitFor(this.#init);
+      const filter = this.#seccomp === false ? undefined : openSeccompFilter(this.#seccomp);
+      try {
+        // The fds as run() places them: the filter's first, then the init's; the neutral view adds
+        // its `--args` pipe (nothing is written to it: the run that takes the standby does that).
+        const placed = withFd(withFd(cmd, init), filter);
+        const viewed =
+          this.#opts.neutralView === false || cmd.idMap !== undefined
+            ? placed
+            : { ...placed, dataFds: [...(placed.dataFds ?? []), Buffer.alloc(0)] };
+        prepareRun(viewed, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits } });
+      } finally {
+        if (filter !== undefined) closeSync(filter);
+        if (init !== undefined) closeSync(init);
+      }
+    } catch {
+      // Best effort: the run itself reports whatever stops it.
+    }
   }
 
   async run(spec: RunSpec): Promise<RunResult> {

@@ -12,6 +12,7 @@
  * back to rlimits (README.md, "Limits").
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -163,12 +164,21 @@ function readCounter(file: string, key: string): number {
 /** Removals still in progress (a run's processes are reaped by the kernel after its init exits). */
 const removing = new Set<Promise<void>>();
 
+/** What settleCgroups does first (standby.ts: discard a standby, whose cgroup is then removed). */
+const settling = new Set<() => void>();
+
+/** beforeSettling registers `f` to run at the start of every settleCgroups. */
+export function beforeSettling(f: () => void): void {
+  settling.add(f);
+}
+
 /**
  * settleCgroups waits for every cgroup removal started so far: runs do not wait for theirs (the
  * kernel reaping a sandbox's last processes took ~10 ms of every buildpack process), so whoever
  * needs them gone (a test, a process about to exit) waits here.
  */
 export async function settleCgroups(): Promise<void> {
+  for (const f of settling) f();
   while (removing.size > 0) await Promise.all([...removing]);
 }
 
@@ -256,6 +266,19 @@ export class SandboxCgroup {
     for (const { dir } of this.#dirs.values()) {
       if (done.has(dir)) continue;
       writeFileSync(path.join(dir, 'cgroup.procs'), String(pid));
+      done.add(dir);
+    }
+  }
+
+  /**
+   * joinInBackground is join() off kiln's main thread: the write waits for an RCU grace period in
+   * the kernel (10-25 ms), which is why standby.ts places processes ahead of need.
+   */
+  async joinInBackground(pid: number): Promise<void> {
+    const done = new Set<string>();
+    for (const { dir } of this.#dirs.values()) {
+      if (done.has(dir)) continue;
+      await writeFile(path.join(dir, 'cgroup.procs'), String(pid));
       done.add(dir);
     }
   }

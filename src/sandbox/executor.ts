@@ -132,6 +132,12 @@ export interface Executor {
   /** What this executor can do for a run; callers ask here, never by the executor's class. */
   readonly capabilities: ExecutorCapabilities;
   run(spec: RunSpec): Promise<RunResult>;
+  /**
+   * Optional, best effort: get ready ahead of need for a later run with `spec`'s identity, stdio,
+   * network and limits (argv, env and mounts do not matter), so that run starts sooner; nothing of
+   * `spec` runs. Never fails (a later run that finds nothing ready starts on its own path).
+   */
+  prepare?(spec: RunSpec): Promise<void>;
 }
 
 /**

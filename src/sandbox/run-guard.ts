@@ -18,15 +18,54 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { KilnError } from '../internal/errors.ts';
-import { type HostCommand, nextFd } from './_child.ts';
+import { type HostCommand, nextFd, stdioFor } from './_child.ts';
 import { SandboxCgroup } from './cgroup.ts';
 import { type DiskWatch, preflight, type WatchedRoot, watch } from './disk-budget.ts';
 import type { RunSpec } from './executor.ts';
 import { limitMessages } from './limits.ts';
+import { prepareStandby, type SpawnFacts, type Standby, takeStandby } from './standby.ts';
 
 /** The gate's fd: after everything else the command places (see _child.ts). */
 function gateFdOf(cmd: HostCommand): number {
   return nextFd(cmd);
+}
+
+/** The spawn facts of `cmd` behind a gate (the stdio layout runChild makes, see _child.ts). */
+function spawnFactsOf(cmd: HostCommand, spec: RunSpec, limits: SpawnFacts['limits']): SpawnFacts {
+  const gateFd = gateFdOf(cmd);
+  const stdio: SpawnFacts['stdio'][number][] = [
+    spec.stdin === 'inherit' ? 'inherit' : 'ignore',
+    stdioFor(spec.stdout),
+    stdioFor(spec.stderr),
+    cmd.infoFd ? 'pipe' : 'ignore',
+    ...(cmd.extraFds ?? []),
+    ...(cmd.dataFds ?? []).map(() => 'pipe' as const),
+  ];
+  stdio[gateFd] = 'pipe';
+  return { env: cmd.env, cwd: cmd.cwd, uid: cmd.uid, gid: cmd.gid, stdio, gateFd, limits };
+}
+
+/** Whether a run of `cmd` can have a standby: no id map, no argument the gate message cannot carry. */
+function standbyFits(cmd: HostCommand): boolean {
+  return !cmd.idMap && ![cmd.file, ...cmd.args].some((a) => a.includes('\0'));
+}
+
+/** cgroupLimitsOf: what a run's cgroup bounds. */
+function cgroupLimitsOf(spec: RunSpec): SpawnFacts['limits'] {
+  const l = spec.limits ?? {};
+  return {
+    ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
+    ...(l.processes !== undefined ? { processes: l.processes } : {}),
+  };
+}
+
+/**
+ * prepareRun starts the standby (standby.ts) a later run of a command like `cmd` for `spec` will
+ * take: same spawn facts, a fresh cgroup with the same limits. Best effort. The host fds of
+ * `cmd.extraFds` must be open while it is called (the standby gets its own copies).
+ */
+export function prepareRun(cmd: HostCommand, spec: RunSpec): void {
+  if (standbyFits(cmd)) prepareStandby(spawnFactsOf(cmd, spec, cgroupLimitsOf(spec)));
 }
 
 export class RunGuard {
@@ -36,6 +75,10 @@ export class RunGuard {
   readonly gateFd: number | undefined;
   /** Why the run must not start at all (host disk below the reserve). */
   readonly refused: string | undefined;
+  /** The run's process already started and being placed (standby.ts), when one fitted. */
+  readonly standby: Standby | undefined;
+  /** What this run's first process is spawned with (undefined: no standby can stand in for it). */
+  readonly facts: SpawnFacts | undefined;
   readonly #spec: RunSpec;
   readonly #cgroup: SandboxCgroup | undefined;
   readonly #roots: readonly WatchedRoot[];
@@ -53,13 +96,17 @@ export class RunGuard {
       this.cmd = cmd;
       this.gateFd = undefined;
       this.#cgroup = undefined;
+      this.standby = undefined;
+      this.facts = undefined;
       return;
     }
+    const cgLimits = cgroupLimitsOf(spec);
+    // The run's first process, started and placed in a fresh cgroup ahead of need (standby.ts),
+    // when one with these spawn facts is waiting.
+    this.facts = standbyFits(cmd) ? spawnFactsOf(cmd, spec, cgLimits) : undefined;
+    this.standby = this.facts ? takeStandby(this.facts) : undefined;
     try {
-      this.#cgroup = SandboxCgroup.create({
-        ...(l.memoryBytes !== undefined ? { memoryBytes: l.memoryBytes } : {}),
-        ...(l.processes !== undefined ? { processes: l.processes } : {}),
-      });
+      this.#cgroup = this.standby?.cgroup ?? SandboxCgroup.create(cgLimits);
     } catch (e) {
       // The hierarchy is usable but refused this cgroup: fail rather than run unbounded.
       throw new KilnError(
@@ -76,7 +123,10 @@ export class RunGuard {
         args: [`--data=${l.memoryBytes}:${l.memoryBytes}`, '--', wrapped.file, ...wrapped.args],
       };
     }
-    if (this.#cgroup) {
+    if (this.standby) {
+      // kiln-gate is the gate: it gets the command through the gate pipe once it is placed.
+      this.gateFd = this.standby.gateFd;
+    } else if (this.#cgroup) {
       const fd = gateFdOf(cmd);
       this.gateFd = fd;
       // dash takes single-digit fds in redirections; the gate fd stays below 10.
@@ -105,16 +155,23 @@ export class RunGuard {
       this.#cgroup?.kill();
       kill();
     };
+    const standby = this.standby;
     // Whatever else holds memory (kiln, the host), the OOM killer picks the sandbox first; children
     // inherit it. Before the gate opens, so nothing escapes it (without a gate: right after spawn).
-    if (child.pid !== undefined) {
+    if (child.pid !== undefined && !standby) {
       try {
         writeFileSync(`/proc/${child.pid}/oom_score_adj`, '1000');
       } catch {
         // Gone already, or not permitted: the cgroup/rlimit still bound it.
       }
     }
-    if (this.#cgroup && this.gateFd !== undefined) {
+    if (standby) {
+      // Placed ahead of need (its OOM score too): the command goes through once the move is done.
+      standby.placed.then(
+        () => standby.start([this.cmd.file, ...this.cmd.args]),
+        (e: Error) => stopAll(`the sandbox could not be placed in its cgroup (${e.message})`),
+      );
+    } else if (this.#cgroup && this.gateFd !== undefined) {
       const gate = child.stdio[this.gateFd] as Writable | null | undefined;
       try {
         if (child.pid === undefined) throw new Error('no pid');

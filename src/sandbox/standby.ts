@@ -1,0 +1,249 @@
+/**
+ * Standby: the next sandbox run's first process, started and placed in its cgroup ahead of need.
+ *
+ * Every run gets a cgroup of its own (memory and pids bounds, run-guard.ts), and its first process
+ * must be inside before anything forks. Moving a process into a cgroup (a write to cgroup.procs)
+ * takes the kernel's cgroup threadgroup lock for writing, which waits for an RCU grace period:
+ * 11-24 ms per run measured on this 2-core host (cgroup v1 memory), a third of a no-op rebuild's
+ * sandbox cost. So while one run goes on, the next one's first process is made ahead: a fresh
+ * cgroup with the same limits, `kiln-gate` (gate/gate.c) spawned with the same identity, working
+ * directory, environment and stdio layout as the run's command, its OOM score set and moved into
+ * the cgroup in the background. The next run whose spawn facts are the same takes it and sends
+ * the command through the gate pipe, once the move is complete; nothing runs before. Each run
+ * still has its own cgroup (created fresh, never reused) and the same process chain, limits and
+ * namespaces as a run started on its own path: only the waiting moved.
+ *
+ * At most one standby exists at a time. One that does not fit the next run, or waits longer than
+ * IDLE_MS, is discarded (its gate closed empty: kiln-gate exits 125 without running anything; its
+ * cgroup removed); settleCgroups (cgroup.ts) discards it too, at CLI exit and in tests.
+ */
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { closeSync, fstatSync, openSync, statSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { beforeSettling, type CgroupLimits, SandboxCgroup } from './cgroup.ts';
+
+/** The repository's build of gate/gate.c (scripts/build.d/gate.sh). */
+export const DEFAULT_GATE = fileURLToPath(new URL('../../dist/gate/kiln-gate', import.meta.url));
+
+/** A standby unused this long is discarded (a build's runs follow each other within seconds). */
+export const IDLE_MS = 30_000;
+
+/** What a run's first process is spawned with: a standby fits a run only when all of it is equal. */
+export interface SpawnFacts {
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string | undefined;
+  readonly uid: number | undefined;
+  readonly gid: number | undefined;
+  /** The child's fds: 'pipe' | 'inherit' | 'ignore', or an open host fd (the filter, kiln-init). */
+  readonly stdio: readonly ('pipe' | 'inherit' | 'ignore' | number)[];
+  /** The fd the gate pipe is on (the last one). */
+  readonly gateFd: number;
+  readonly limits: CgroupLimits;
+}
+
+/**
+ * keyOf identifies spawn facts: host fds by the file they are open on (device, inode, size and
+ * change time), since a later run opens the same files again under other numbers.
+ */
+function keyOf(f: SpawnFacts): string | undefined {
+  const stdio: string[] = [];
+  for (const s of f.stdio) {
+    if (typeof s !== 'number') {
+      stdio.push(s);
+      continue;
+    }
+    try {
+      const st = fstatSync(s);
+      stdio.push(`fd:${st.dev}:${st.ino}:${st.size}:${st.ctimeMs}`);
+    } catch {
+      // A probe: an fd that cannot be identified gets no standby.
+      return undefined;
+    }
+  }
+  const { env, cwd, uid, gid, gateFd, limits } = f;
+  return JSON.stringify({ env, cwd, uid, gid, stdio, gateFd, limits });
+}
+
+/** One started, not yet used first process of a run (see above). */
+export class Standby {
+  readonly child: ChildProcess;
+  readonly cgroup: SandboxCgroup;
+  readonly gateFd: number;
+  readonly key: string;
+  /** Resolves once the process is in its cgroup; rejects when it could not be placed. */
+  readonly placed: Promise<void>;
+  #failed = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(child: ChildProcess, cgroup: SandboxCgroup, gateFd: number, key: string) {
+    this.child = child;
+    this.cgroup = cgroup;
+    this.gateFd = gateFd;
+    this.key = key;
+    child.on('error', () => {
+      this.#failed = true;
+    });
+    this.#gate()?.on('error', () => {});
+    const pid = child.pid;
+    if (pid !== undefined) {
+      try {
+        // As on the run's own path (run-guard.ts): the OOM killer picks the sandbox first.
+        writeFileSync(`/proc/${pid}/oom_score_adj`, '1000');
+      } catch {
+        // Gone already, or not permitted: the cgroup still bounds it.
+      }
+    }
+    this.placed = pid === undefined ? Promise.reject(new Error('no pid')) : cgroup.joinInBackground(pid);
+    this.placed.catch(() => {
+      this.#failed = true;
+    });
+    // Idle, it keeps neither kiln's event loop nor kiln alive.
+    this.#handles(false);
+    this.#timer = setTimeout(() => {
+      if (spare === this) spare = undefined;
+      this.discard();
+    }, IDLE_MS);
+    this.#timer.unref();
+  }
+
+  /** usable: not failed, not exited. */
+  get usable(): boolean {
+    return !this.#failed && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  #gate(): Writable | null | undefined {
+    return this.child.stdio[this.gateFd] as Writable | null | undefined;
+  }
+
+  #handles(ref: boolean): void {
+    if (ref) this.child.ref();
+    else this.child.unref();
+    for (const s of this.child.stdio) {
+      const sock = s as Partial<Socket> | null;
+      if (ref) sock?.ref?.();
+      else sock?.unref?.();
+    }
+  }
+
+  /** take makes it the run's process (kiln waits for it again as for any child). */
+  take(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#handles(true);
+  }
+
+  /** start sends the command (its argv; no argument may contain a NUL byte): kiln-gate execs it. */
+  start(argv: readonly string[]): void {
+    this.#gate()?.end(Buffer.from(argv.map((a) => `${a}\0`).join('')));
+  }
+
+  /** discard closes the gate empty (kiln-gate exits 125 running nothing) and removes the cgroup. */
+  discard(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#gate()?.end();
+    // Kills what is left once the process has had a moment to exit, then removes the directory.
+    this.cgroup.removeLater();
+  }
+}
+
+let spare: Standby | undefined;
+beforeSettling(() => {
+  spare?.discard();
+  spare = undefined;
+});
+
+/** take returns the standby when it fits `facts` (and drops it either way). */
+export function takeStandby(facts: SpawnFacts): Standby | undefined {
+  const s = spare;
+  if (s === undefined) return undefined;
+  spare = undefined;
+  if (s.usable && s.key === keyOf(facts)) {
+    s.take();
+    return s;
+  }
+  s.discard();
+  return undefined;
+}
+
+/**
+ * prepareStandby starts the standby for a run with `facts`, unless one is waiting already, the
+ * helper is not there, or no cgroup is made for these limits. Best effort: a failure only means
+ * the next run is placed on its own path.
+ */
+export function prepareStandby(facts: SpawnFacts): void {
+  if (spare !== undefined) return;
+  const gate = gateHelper();
+  const key = gate === null ? undefined : keyOf(facts);
+  if (gate === null || key === undefined) return;
+  let cgroup: SandboxCgroup | undefined;
+  try {
+    cgroup = SandboxCgroup.create(facts.limits);
+  } catch {
+    // The run's own path reports a cgroup that cannot be made.
+    return;
+  }
+  if (cgroup === undefined) return;
+  // Its own open file of each host fd: a dup would share the run's file offset, which the run's
+  // bwrap moves to the end when it reads its seccomp program.
+  const reopened: number[] = [];
+  let stdio: StdioOptions;
+  try {
+    stdio = facts.stdio.map((s) => {
+      if (typeof s !== 'number') return s;
+      const fd = openSync(`/proc/self/fd/${s}`, 'r');
+      reopened.push(fd);
+      return fd;
+    });
+  } catch {
+    // A probe: an fd that cannot be opened again gets no standby.
+    for (const fd of reopened) closeSync(fd);
+    cgroup.removeLater();
+    return;
+  }
+  let child: ChildProcess;
+  try {
+    child = spawn(gate, [String(facts.gateFd)], {
+      env: { ...facts.env },
+      ...(facts.cwd !== undefined ? { cwd: facts.cwd } : {}),
+      stdio,
+      detached: true,
+      ...(facts.uid !== undefined ? { uid: facts.uid } : {}),
+      ...(facts.gid !== undefined ? { gid: facts.gid } : {}),
+    });
+  } catch {
+    // Not startable now (e.g. out of processes): the run's own path will say so.
+    cgroup.removeLater();
+    return;
+  } finally {
+    // The child has its copies.
+    for (const fd of reopened) closeSync(fd);
+  }
+  spare = new Standby(child, cgroup, facts.gateFd, key);
+}
+
+let gateProbe: string | null | undefined;
+
+/**
+ * The helper when it exists and any uid can run it (it is started as the sandbox's host uid when
+ * the network is not isolated); else null: every run is placed on its own path. Synchronous, so
+ * that the run's fds are still open when the standby inherits them.
+ */
+function gateHelper(): string | null {
+  if (gateProbe !== undefined) return gateProbe;
+  gateProbe = null;
+  try {
+    const st = statSync(DEFAULT_GATE);
+    if (!st.isFile() || (st.mode & 0o001) === 0) return gateProbe;
+    for (let dir = path.dirname(DEFAULT_GATE); ; dir = path.dirname(dir)) {
+      if ((statSync(dir).mode & 0o001) === 0) return gateProbe;
+      if (path.dirname(dir) === dir) break;
+    }
+  } catch {
+    // A probe: a helper that cannot be looked at is not used.
+    return gateProbe;
+  }
+  gateProbe = DEFAULT_GATE;
+  return gateProbe;
+}
