@@ -29,12 +29,11 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const base = opt('--base', process.env.KILN_BENCH_NOOP_BASE ?? '');
 const rounds = Number(opt('--rounds', '8'));
 const keep = args.includes('--keep');
-const E2E_STORE = path.join(
-  process.env.KILN_E2E_HOME ?? path.join(ROOT, '.kiln-test', 'e2e-home'),
-  'images',
-);
+const E2E_STORE = path.join(process.env.KILN_E2E_HOME ?? path.join(ROOT, '.kiln-test', 'e2e-home'), 'images');
 if (base === '') {
-  console.error('bench/noop-rebuild.ts needs --base DIR: a built checkout of the baseline commit (see its header)');
+  console.error(
+    'bench/noop-rebuild.ts needs --base DIR: a built checkout of the baseline commit (see its header)',
+  );
   process.exit(2);
 }
 
@@ -156,7 +155,12 @@ try {
     console.log(`| phase ${k} ms | ${p[0]} | ${p[1]} | | |`);
   }
   for (const s of sides)
-    console.log(`${s.name} wall: ${runs.get(s.name)!.map((r) => r.ms.toFixed(0)).join(' ')}`);
+    console.log(
+      `${s.name} wall: ${runs
+        .get(s.name)!
+        .map((r) => r.ms.toFixed(0))
+        .join(' ')}`,
+    );
   for (const s of sides)
     console.log(`${s.name}: every no-op rebuild gave the same digest: ${digests.get(s.name)!.size === 1}`);
 } finally {

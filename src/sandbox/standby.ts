@@ -149,6 +149,12 @@ export class Standby {
 }
 
 let spare: Standby | undefined;
+let taken = 0;
+
+/** How many runs started from a standby in this process (for tests and benchmarks). */
+export function standbysTaken(): number {
+  return taken;
+}
 beforeSettling(() => {
   spare?.discard();
   spare = undefined;
@@ -161,6 +167,7 @@ export function takeStandby(facts: SpawnFacts): Standby | undefined {
   spare = undefined;
   if (s.usable && s.key === keyOf(facts)) {
     s.take();
+    taken++;
     return s;
   }
   s.discard();
