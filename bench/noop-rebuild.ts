@@ -93,6 +93,9 @@ function kiln(side: Side, argv: readonly string[]): Promise<Timed> {
 /** prepare gives `side` its stack images (copied from the e2e store when there) and its builder. */
 async function prepare(side: Side): Promise<void> {
   await fs.mkdir(side.home, { recursive: true });
+  // bin/kiln runs the sources instead of dist/cli when a source is newer than the bundle: build
+  // first, so that both sides run what a user runs.
+  await exec('bash', ['scripts/build.sh'], { cwd: side.root, maxBuffer: 1 << 26 });
   const haveStore = await fs.stat(path.join(E2E_STORE, 'index.json')).catch(() => undefined);
   const env = { ...process.env, KILN_HOME: side.home };
   const bin = path.join(side.root, 'bin', 'kiln');

@@ -14,7 +14,7 @@
  * When kiln is not root it cannot switch users: inside-U then maps to kiln's own uid.
  */
 
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { closeSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { KilnError } from '../internal/errors.ts';
@@ -32,6 +32,26 @@ import {
   seccompFilterOf,
   withSeccompFilter,
 } from './seccomp.ts';
+
+/**
+ * probeInBackground fills the cache bwrapSupportsDisableUserns reads, without blocking kiln's
+ * main thread on `bwrap --version` (a spawnSync cost ~5 ms before the first sandbox).
+ */
+function probeInBackground(bwrap = 'bwrap'): Promise<void> {
+  if (probed.has(bwrap)) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    execFile(bwrap, ['--version'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }, (err, stdout) => {
+      // A failed probe is left to the synchronous one (which then reports the same as before).
+      if (!err && !probed.has(bwrap)) probed.set(bwrap, supportsDisableUserns(stdout));
+      resolve();
+    });
+  });
+}
+
+function supportsDisableUserns(version: string): boolean {
+  const m = /(\d+)\.(\d+)/.exec(version);
+  return m !== null && (Number(m[1]) > 0 || Number(m[2]) >= 8);
+}
 
 /** Where the helper programs are and who kiln runs as (resolved once by the CLI). */
 /** bubblewrap refused to set the sandbox up (a mount, a namespace): nothing of the process ran. */
@@ -85,8 +105,7 @@ export function bwrapSupportsDisableUserns(bwrap = 'bwrap'): boolean {
       encoding: 'utf8',
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
-    const m = /(\d+)\.(\d+)/.exec(out.stdout ?? '');
-    ok = m !== null && (Number(m[1]) > 0 || Number(m[2]) >= 8);
+    ok = supportsDisableUserns(out.stdout ?? '');
     probed.set(bwrap, ok);
   }
   return ok;
@@ -135,10 +154,14 @@ export class BubblewrapExecutor implements Executor {
   readonly #seccomp: SeccompSetting;
   readonly #init: InitSetting;
 
+  /** The `bwrap --version` probe, started at construction (nothing to wait for when known). */
+  readonly #probe: Promise<void>;
+
   constructor(opts: BubblewrapOptions) {
     this.#opts = opts;
     this.#seccomp = seccompFilterOf(opts.seccomp);
     this.#init = opts.init ?? DEFAULT_INIT;
+    this.#probe = opts.disableUserns === undefined ? probeInBackground(opts.bwrap) : Promise.resolve();
   }
 
   /** The host command line for `spec` (exposed for tests and `--dry-run` style diagnostics). */
@@ -255,6 +278,7 @@ export class BubblewrapExecutor implements Executor {
   async prepare(spec: RunSpec): Promise<void> {
     try {
       if (typeof spec.network === 'object') await spec.network.ready;
+      await this.#probe;
       const cmd = this.commandFor(spec);
       const init = openInitFor(this.#init);
       const filter = this.#seccomp === false ? undefined : openSeccompFilter(this.#seccomp);
@@ -279,6 +303,7 @@ export class BubblewrapExecutor implements Executor {
   async run(spec: RunSpec): Promise<RunResult> {
     // A build's isolated network may still be being made (startNetwork): enter it once it is.
     if (typeof spec.network === 'object') await spec.network.ready;
+    await this.#probe;
     const cmd = this.commandFor(spec);
     const owner = this.#hostIdsOf(spec);
     // bwrap's own setup errors ("bwrap: Can't ...") come before the command runs; catch them to explain.
