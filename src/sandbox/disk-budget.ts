@@ -13,8 +13,7 @@
  * overshoot while a process runs: at most one poll interval (100 ms) times the write rate, since a
  * growth of the filesystem that could put the trees over budget triggers a walk at the next poll.
  */
-import { type Stats, statfsSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstatSync, readdirSync, type Stats, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { freeSpace, inodeReserve } from '../internal/disk-space.ts';
 import { limitMessages } from './limits.ts';
@@ -52,20 +51,29 @@ export async function treeBytes(roots: readonly string[]): Promise<number> {
   return (await treeUsage(roots)).bytes;
 }
 
+/**
+ * Entries a walk looks at between two yields to the event loop. The walk uses synchronous calls in
+ * slices: an lstat through the thread pool and a promise per entry cost 3-5x the CPU (135-280 ms
+ * vs 45 ms for 7k entries, a Node.js app's layers), and a run that ends waits for a walk underway.
+ */
+const WALK_SLICE = 512;
+
 /** treeUsage is treeBytes plus the number of entries; the walk stops past MAX_ENTRIES. */
 export async function treeUsage(roots: readonly string[]): Promise<{ bytes: number; entries: number }> {
   const seen = new Set<string>();
   let total = 0;
   let entries = 0;
+  let sliceLeft = WALK_SLICE;
   for (const root of roots) {
-    let st: Stats;
+    let st: Stats | undefined;
     try {
-      st = await lstat(root);
+      st = lstatSync(root, { throwIfNoEntry: false });
     } catch {
-      // A root that no longer exists holds nothing to budget.
+      // Unreachable (ENOTDIR, EACCES): as a root that no longer exists, it holds nothing to budget.
       continue;
     }
-    if (!st.isDirectory()) continue;
+    // A root that no longer exists holds nothing to budget.
+    if (!st?.isDirectory()) continue;
     const dev = st.dev;
     total += st.blocks * 512;
     const stack: string[] = [root];
@@ -74,13 +82,22 @@ export async function treeUsage(roots: readonly string[]): Promise<{ bytes: numb
       const dir = stack.pop()!;
       let names: string[];
       try {
-        names = await readdir(dir);
+        names = readdirSync(dir);
       } catch {
         continue; // Removed or replaced while walking.
       }
-      const stats = await Promise.all(names.map((n) => lstat(path.join(dir, n)).catch(() => undefined)));
       for (let i = 0; i < names.length; i++) {
-        const s = stats[i];
+        if (--sliceLeft <= 0) {
+          sliceLeft = WALK_SLICE;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        let s: Stats | undefined;
+        try {
+          s = lstatSync(path.join(dir, names[i]!), { throwIfNoEntry: false });
+        } catch {
+          // Removed or replaced while walking (ENOTDIR: a parent became a file).
+          continue;
+        }
         if (!s || s.dev !== dev) continue;
         if (++entries > MAX_ENTRIES) return { bytes: total, entries };
         if (s.isDirectory() || s.nlink > 1) {
