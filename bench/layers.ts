@@ -1,8 +1,10 @@
 // Layer creation benchmark: kiln's layer writer against
 // `tar --sort=name -c | gzip -6` on the same ~500 MB tree of mixed files, kiln zstd-3 against
 // kiln gzip-6, and kiln's peak RSS while writing a 1 GB layer (measured in a child process
-// through getrusage maxRSS), and kiln's extractor against `zstd -dc | tar -x`. Run: `node bench/layers.ts [--size-mb 500] [--keep]`.
-// Peers run side by side in one run; figures are MB of uncompressed tar per second.
+// through getrusage maxRSS), and kiln's extractor against `zstd -dc | tar -x`.
+// Run: `node bench/layers.ts [--size-mb 500] [--runs 3] [--only write,extract] [--no-rss]
+// [--before DIR] [--tree DIR] [--keep]`. Peers run side by side in one run, in alternating
+// rounds; figures are MB of uncompressed tar per second.
 
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,11 +12,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { extract } from '../src/layers/extract.ts';
-import { layerFromDirectory, writeLayer } from '../src/layers/layer-writer.ts';
+import { writeLayer } from '../src/layers/layer-writer.ts';
 import { walk } from '../src/layers/walk.ts';
 import { BlobStore } from '../src/layout/blob-store.ts';
 import { args, opt } from './lib/args.ts';
+import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 
@@ -80,6 +82,28 @@ async function makeTree(dir: string, totalMB: number): Promise<number> {
   return written;
 }
 
+type Row = { name: string; wall: number; cpu: number; out: number };
+
+/** The parts of a checkout's src/ the bench runs (this one, or `--before DIR`). */
+interface Impl {
+  readonly tag: string;
+  readonly mod: {
+    BlobStore: typeof BlobStore;
+    layerFromDirectory: typeof import('../src/layers/layer-writer.ts').layerFromDirectory;
+    extract: typeof import('../src/layers/extract.ts').extract;
+  };
+}
+
+async function loadImpl(root: string): Promise<Impl['mod']> {
+  const src = path.resolve(root, 'src');
+  const [w, x, b] = await Promise.all([
+    import(path.join(src, 'layers/layer-writer.ts')),
+    import(path.join(src, 'layers/extract.ts')),
+    import(path.join(src, 'layout/blob-store.ts')),
+  ]);
+  return { layerFromDirectory: w.layerFromDirectory, extract: x.extract, BlobStore: b.BlobStore };
+}
+
 async function time<T>(fn: () => Promise<T>): Promise<{ s: number; v: T }> {
   const t = process.hrtime.bigint();
   const v = await fn();
@@ -124,110 +148,131 @@ async function main(): Promise<void> {
     // Warm the page cache so that the first contender is not penalised.
     await run('tar', ['-cf', '/dev/null', '-C', tree, '.']);
 
-    // Side by side, interleaved, best of `--runs`: this machine is shared, so wall times are
-    // noisy; CPU seconds (all threads of kiln; tar + compressor for the peers) are reported too.
-    const runs = Number(opt('--runs', '2'));
-    const store = new BlobStore(path.join(work, 'store'));
-    type Row = { name: string; wall: number; cpu: number; out: number };
-    const best = new Map<string, Row>();
-    const keep = (r: Row) => {
-      const b = best.get(r.name);
-      if (!b || r.wall < b.wall) best.set(r.name, { ...r, cpu: Math.min(r.cpu, b?.cpu ?? r.cpu) });
-      else best.set(r.name, { ...b, cpu: Math.min(r.cpu, b.cpu) });
-    };
-    const peer = async (name: string, cmd: string, out: string) => {
+    // Side by side, interleaved: every round runs each contender once, in turn, so that load
+    // from other work on this shared machine falls on all of them alike. Reported: the median
+    // and best wall time, CPU seconds (all threads of kiln; tar + compressor for the peers),
+    // and the median of each round's ratio (the steadiest figure under changing load).
+    // `--before DIR` adds the same rows for another checkout's src/ (DIR/src/layers/...), run in
+    // the same rounds: before and after side by side.
+    const runs = Number(opt('--runs', '3'));
+    const only = opt('--only', 'write,extract').split(',');
+    const impls: Impl[] = [{ tag: '', mod: await loadImpl(path.join(import.meta.dirname, '..')) }];
+    if (opt('--before', '')) impls.push({ tag: ' (before)', mod: await loadImpl(opt('--before', '')) });
+    const rows = new Map<string, Row[]>();
+    const add = (r: Row) => rows.set(r.name, [...(rows.get(r.name) ?? []), r]);
+    const peer = async (name: string, cmd: string, out?: string) => {
       const t = await time(() =>
         run('/usr/bin/time', ['-f', '%U %S', 'bash', '-c', cmd], { maxBuffer: 1 << 20 }),
       );
       const [user, sys] = t.v.stderr.trim().split('\n').pop()!.split(' ').map(Number);
-      keep({ name, wall: t.s, cpu: user! + sys!, out: (await fs.stat(out)).size / 1e6 });
+      add({ name, wall: t.s, cpu: user! + sys!, out: out ? (await fs.stat(out)).size / 1e6 : 0 });
     };
-    const kiln = async (name: string, compression: 'gzip' | 'zstd', level: number) => {
+    const kiln = async (impl: Impl, compression: 'gzip' | 'zstd', level: number) => {
+      const store = new impl.mod.BlobStore(path.join(work, 'store'));
       const c0 = process.cpuUsage();
-      const t = await time(() => layerFromDirectory(tree, { store, compression, level, uid: 0, gid: 0 }));
+      const t = await time(() =>
+        impl.mod.layerFromDirectory(tree, { store, compression, level, uid: 0, gid: 0 }),
+      );
       const c = process.cpuUsage(c0);
-      keep({ name, wall: t.s, cpu: (c.user + c.system) / 1e6, out: (await t.v.size()) / 1e6 });
+      const out = (await t.v.size()) / 1e6;
+      add({
+        name: `kiln ${compression}-${level}${impl.tag}`,
+        wall: t.s,
+        cpu: (c.user + c.system) / 1e6,
+        out,
+      });
+      digests.add(`${compression} ${await t.v.digest()} ${await t.v.diffID()}`);
       await fs.rm(t.v.path);
       return t.v;
     };
+    const digests = new Set<string>();
     let u = 0;
-    for (let i = 0; i < (args.includes('--rss-only') ? 0 : runs); i++) {
-      await peer(
-        'tar --sort=name | gzip -6',
-        `tar --sort=name -cf - -C ${tree} . | gzip -6 > ${work}/peer.tar.gz`,
-        `${work}/peer.tar.gz`,
-      );
-      u = (await kiln('kiln gzip-6', 'gzip', 6)).uncompressedSize! / 1e6;
-      await peer(
-        'tar --sort=name | zstd -3',
-        `tar --sort=name -cf - -C ${tree} . | zstd -q -3 > ${work}/peer.tar.zst`,
-        `${work}/peer.tar.zst`,
-      );
-      await kiln('kiln zstd-3', 'zstd', 3);
-    }
-    if (u > 0)
-      console.log(
-        `\nlayer of ${u.toFixed(0)} MB uncompressed tar (${os.cpus().length} cores, node ${process.version}, best of ${runs}, load ${os.loadavg()[0]!.toFixed(1)})`,
-      );
-    for (const r of u > 0 ? best.values() : [])
-      console.log(
-        `  ${r.name.padEnd(28)} wall ${r.wall.toFixed(2).padStart(6)} s ${(u / r.wall).toFixed(1).padStart(6)} MB/s   cpu ${r.cpu.toFixed(2).padStart(6)} s ${(u / r.cpu).toFixed(1).padStart(6)} MB/cpu-s  -> ${r.out.toFixed(1)} MB`,
-      );
-    const g = (n: string) => best.get(n)!;
-    if (u > 0)
-      console.log(
-        `  kiln gzip-6 vs tar|gzip -6 throughput: wall ${(g('tar --sort=name | gzip -6').wall / g('kiln gzip-6').wall).toFixed(2)}x, cpu ${(g('tar --sort=name | gzip -6').cpu / g('kiln gzip-6').cpu).toFixed(2)}x (target >= 0.9)`,
-      );
-    if (u > 0)
-      console.log(
-        `  kiln zstd-3 vs tar|zstd -3 throughput: wall ${(g('tar --sort=name | zstd -3').wall / g('kiln zstd-3').wall).toFixed(2)}x, cpu ${(g('tar --sort=name | zstd -3').cpu / g('kiln zstd-3').cpu).toFixed(2)}x (target >= 0.8)`,
-      );
-    if (u > 0)
-      console.log(
-        `  kiln zstd-3 vs kiln gzip-6 speed: wall ${(g('kiln gzip-6').wall / g('kiln zstd-3').wall).toFixed(2)}x, cpu ${(g('kiln gzip-6').cpu / g('kiln zstd-3').cpu).toFixed(2)}x (target >= 2)`,
-      );
+    let layerPath = '';
+    if (only.includes('write'))
+      for (let i = 0; i < runs; i++) {
+        await peer(
+          'tar --sort=name | gzip -6',
+          `tar --sort=name -cf - -C ${tree} . | gzip -6 > ${work}/peer.tar.gz`,
+          `${work}/peer.tar.gz`,
+        );
+        for (const impl of impls) u = (await kiln(impl, 'gzip', 6)).uncompressedSize! / 1e6;
+        await peer(
+          'tar --sort=name | zstd -3',
+          `tar --sort=name -cf - -C ${tree} . | zstd -q -3 > ${work}/peer.tar.zst`,
+          `${work}/peer.tar.zst`,
+        );
+        for (const impl of impls) await kiln(impl, 'zstd', 3);
+      }
     // Extraction (the sandbox unpacks build images with it): kiln extract vs `zstd -dc | tar -x`
     // of the same zstd layer.
-    if (u > 0) {
-      const layer = await layerFromDirectory(tree, { store, compression: 'zstd', level: 3, uid: 0, gid: 0 });
-      const xs: Row[] = [];
+    if (only.includes('extract')) {
+      const store = new impls[0]!.mod.BlobStore(path.join(work, 'store'));
+      const layer = await impls[0]!.mod.layerFromDirectory(tree, {
+        store,
+        compression: 'zstd',
+        level: 3,
+        uid: 0,
+        gid: 0,
+      });
+      u = layer.uncompressedSize! / 1e6;
+      layerPath = layer.path;
       for (let i = 0; i < runs; i++) {
-        const out = path.join(work, 'x-peer');
-        await fs.mkdir(out);
-        const t = await time(() =>
-          run('/usr/bin/time', ['-f', '%U %S', 'bash', '-c', `zstd -dc ${layer.path} | tar -x -C ${out}`]),
-        );
-        const [user, sys] = t.v.stderr.trim().split('\n').pop()!.split(' ').map(Number);
-        xs.push({ name: 'zstd -dc | tar -x', wall: t.s, cpu: user! + sys!, out: 0 });
+        const out = path.join(work, 'x-out');
+        await peer('zstd -dc | tar -x', `mkdir ${out} && zstd -dc ${layerPath} | tar -x -C ${out}`);
         await fs.rm(out, { recursive: true, force: true });
-        const c0 = process.cpuUsage();
-        const k = await time(async () => extract(await layer.compressed(), path.join(work, 'x-kiln')));
-        const c = process.cpuUsage(c0);
-        xs.push({ name: 'kiln extract', wall: k.s, cpu: (c.user + c.system) / 1e6, out: 0 });
-        await fs.rm(path.join(work, 'x-kiln'), { recursive: true, force: true });
+        for (const impl of impls) {
+          const c0 = process.cpuUsage();
+          const k = await time(async () =>
+            impl.mod.extract((await import('node:fs')).createReadStream(layerPath), out),
+          );
+          const c = process.cpuUsage(c0);
+          add({ name: `kiln extract${impl.tag}`, wall: k.s, cpu: (c.user + c.system) / 1e6, out: 0 });
+          await fs.rm(out, { recursive: true, force: true });
+        }
       }
-      const bestOf = (n: string) => {
-        const rows = xs.filter((x) => x.name === n);
-        return { wall: Math.min(...rows.map((r) => r.wall)), cpu: Math.min(...rows.map((r) => r.cpu)) };
-      };
-      console.log(`\nextraction of that layer (zstd), best of ${runs}`);
-      for (const n of ['zstd -dc | tar -x', 'kiln extract']) {
-        const r = bestOf(n);
-        console.log(
-          `  ${n.padEnd(28)} wall ${r.wall.toFixed(2).padStart(6)} s ${(u / r.wall).toFixed(1).padStart(6)} MB/s   cpu ${r.cpu.toFixed(2).padStart(6)} s`,
-        );
-      }
+    }
+    console.log(
+      `\nlayer of ${u.toFixed(0)} MB uncompressed tar (${os.cpus().length} cores, node ${process.version}, ${runs} alternating rounds, load ${os.loadavg()[0]!.toFixed(1)})`,
+    );
+    for (const [name, rs] of rows) {
+      const w = median(rs.map((r) => r.wall));
       console.log(
-        `  kiln extract vs zstd -dc | tar -x: wall ${(bestOf('zstd -dc | tar -x').wall / bestOf('kiln extract').wall).toFixed(2)}x, cpu ${(bestOf('zstd -dc | tar -x').cpu / bestOf('kiln extract').cpu).toFixed(2)}x (target >= 0.9)`,
+        `  ${name.padEnd(30)} wall median ${w.toFixed(2).padStart(6)} s ${(u / w).toFixed(1).padStart(6)} MB/s (best ${Math.min(...rs.map((r) => r.wall)).toFixed(2)} s)   cpu ${median(
+          rs.map((r) => r.cpu),
+        )
+          .toFixed(2)
+          .padStart(6)} s${rs[0]!.out ? `  -> ${rs[0]!.out.toFixed(1)} MB` : ''}`,
       );
     }
+    // kiln/peer throughput ratio: per round, then the median; and of the medians.
+    const ratio = (peerName: string, kilnName: string, target: string) => {
+      const p = rows.get(peerName);
+      const k = rows.get(kilnName);
+      if (!p || !k) return;
+      const perRound = median(k.map((r, i) => p[i]!.wall / r.wall));
+      const med = median(p.map((r) => r.wall)) / median(k.map((r) => r.wall));
+      const cpu = median(p.map((r) => r.cpu)) / median(k.map((r) => r.cpu));
+      console.log(
+        `  ${kilnName} vs ${peerName}: ${perRound.toFixed(2)}x (median of rounds), ${med.toFixed(2)}x (of medians), cpu ${cpu.toFixed(2)}x (target >= ${target})`,
+      );
+    };
+    for (const { tag } of impls) {
+      ratio('tar --sort=name | gzip -6', `kiln gzip-6${tag}`, '0.9');
+      ratio('tar --sort=name | zstd -3', `kiln zstd-3${tag}`, '0.8');
+      ratio('zstd -dc | tar -x', `kiln extract${tag}`, '0.9');
+    }
+    // Every implementation must write the same bytes: one digest per compression.
+    const kinds = [...digests].map((d) => d.split(' ')[0]);
+    console.log(
+      `  digests: ${new Set(kinds).size === kinds.length ? 'same for every implementation and round' : `DIFFER: ${[...digests].join(', ')}`}`,
+    );
     await fs.rm(path.join(work, 'store'), { recursive: true, force: true });
     await fs.rm(`${work}/peer.tar.gz`, { force: true });
     await fs.rm(`${work}/peer.tar.zst`, { force: true });
 
     // Node flags as bin/kiln passes them (a small young generation keeps the garbage of a
     // streaming pass from inflating RSS), and Node's defaults for comparison.
-    for (const flags of [['--max-semi-space-size=2'], []]) {
+    for (const flags of args.includes('--no-rss') ? [] : [['--max-semi-space-size=2'], []]) {
       const rss = await time(
         () =>
           new Promise<string>((resolve, reject) => {

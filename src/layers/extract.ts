@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { compressionOfMagic, decompress } from '../oci/compression.ts';
 import { ExtractBudget, type ExtractLimits } from './extract-limits.ts';
-import { readTar, type TarHeader } from './tar-reader.ts';
+import { type TarBodySink, type TarHeader, TarParser } from './tar-reader.ts';
 
 /**
  * quoteName renders a name from an archive for a one-line message: quoted, with control and
@@ -187,6 +187,35 @@ function removeAny(p: string): void {
   fsSync.rmSync(p, { recursive: true, force: true });
 }
 
+/**
+ * replaceWith runs `make` (a call that fails with EEXIST when something is at `p`: open with
+ * O_CREAT|O_EXCL, symlink, mkdir) and, when something is in the way, removes it and runs `make`
+ * once more. Trying first saves an lstat per entry in the common case, a fresh destination;
+ * neither call ever follows a link at `p`.
+ */
+function replaceWith<T>(p: string, remove: (p: string) => void, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    remove(p);
+    return make();
+  }
+}
+
+/**
+ * The process's umask, read without changing it (process.umask() sets it to 0 for a moment,
+ * which other threads creating files would see); undefined when the kernel does not say.
+ */
+function currentUmask(): number | undefined {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(fsSync.readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number.parseInt(m[1]!, 8) : undefined;
+  } catch {
+    return undefined; // no /proc: every file gets an explicit fchmod
+  }
+}
+
 /** Opens `source`, detects gzip/zstd/plain from the magic bytes and returns the tar stream. */
 export async function autoDecompress(source: Readable): Promise<Readable> {
   const it = source[Symbol.asyncIterator]();
@@ -217,29 +246,93 @@ export async function extract(
   dest: string,
   opts: ExtractOptions = {},
 ): Promise<ExtractResult> {
-  // File system calls are synchronous on purpose (as tar's are): a layer has thousands of small
-  // entries, and a thread-pool round trip per lstat/open/chmod/close costs more than the calls.
   fsSync.mkdirSync(dest, { recursive: true });
-  const root = fsSync.realpathSync(dest);
+  const unpacker = new Unpacker(fsSync.realpathSync(dest), dest, opts);
   const tar = await autoDecompress(source);
-  const dirs: { p: string; h: TarHeader; st: fsSync.Stats }[] = [];
-  const created = new Set<string>(); // real paths this layer made (opaque whiteouts keep them)
-  const skipped: string[] = [];
-  // Parent directories already resolved to real, symlink-free directories. Anything that can
-  // change a resolution (a symlink made, something removed) clears it.
-  const resolved = new Map<string, string>();
-  let entries = 0;
-  let bytes = 0;
-  const budget =
-    opts.limits === undefined || opts.limits instanceof ExtractBudget
-      ? opts.limits
-      : new ExtractBudget(`layer unpacked into ${dest}`, opts.limits);
+  // Entries are handled synchronously as the parser meets them; the only await is one per
+  // decompressed chunk. After each chunk the event loop gets a turn (setImmediate), so that the
+  // decompressor and the blob read, which run on other threads but need this one to start
+  // their next step, keep working while this thread makes files.
+  const parser = new TarParser((h) => unpacker.entry(h));
+  try {
+    for await (const chunk of tar) {
+      parser.push(chunk as Buffer);
+      if (parser.done) break;
+      await new Promise(setImmediate);
+    }
+    parser.end();
+  } finally {
+    unpacker.closeFile();
+  }
+  unpacker.applyDirectories();
+  return unpacker.result();
+}
 
-  const parentOf = (parts: string[], entry: string): string => {
+/**
+ * Unpacker makes the entries of one layer under `root`, one synchronous call per entry. File
+ * system calls are synchronous on purpose (as tar's are): a layer has thousands of small
+ * entries, and a thread-pool round trip per lstat/open/chmod/close costs more than the calls.
+ */
+class Unpacker {
+  readonly #root: string;
+  readonly #opts: ExtractOptions;
+  readonly #budget: ExtractBudget | undefined;
+  readonly #owners: boolean;
+  readonly #umask = currentUmask();
+  /** Directories made or met, with the inode seen then: modes, owners and times are set last. */
+  readonly #dirs: { p: string; h: TarHeader; st: fsSync.Stats }[] = [];
+  /** Real paths this layer made (an opaque whiteout keeps them); kept only with whiteouts. */
+  readonly #created = new Set<string>();
+  readonly #skipped: string[] = [];
+  /**
+   * Parent directories already resolved to real, symlink-free directories. Anything that can
+   * change a resolution (a symlink made, something removed) clears it.
+   */
+  readonly #resolved = new Map<string, string>();
+  #entries = 0;
+  #bytes = 0;
+  /** The file being written, if any. */
+  #fd: number | undefined;
+
+  constructor(root: string, dest: string, opts: ExtractOptions) {
+    this.#root = root;
+    this.#opts = opts;
+    this.#owners = opts.owners === true && opts.inert !== true;
+    this.#budget =
+      opts.limits === undefined || opts.limits instanceof ExtractBudget
+        ? opts.limits
+        : new ExtractBudget(`layer unpacked into ${dest}`, opts.limits);
+  }
+
+  result(): ExtractResult {
+    return { entries: this.#entries, bytes: this.#bytes, skipped: this.#skipped };
+  }
+
+  closeFile(): void {
+    if (this.#fd === undefined) return;
+    const fd = this.#fd;
+    this.#fd = undefined;
+    fsSync.closeSync(fd);
+  }
+
+  #modeOf(h: TarHeader): number {
+    return this.#opts.inert ? inertMode(h.mode, h.uid) : h.mode & 0o7777;
+  }
+
+  #created_(p: string): void {
+    if (this.#opts.whiteouts) this.#created.add(p);
+  }
+
+  readonly #remove = (p: string): void => {
+    removeAny(p);
+    this.#resolved.clear();
+  };
+
+  #parentOf(parts: string[], entry: string): string {
     const key = parts.join('/');
-    const hit = resolved.get(key);
+    const hit = this.#resolved.get(key);
     if (hit !== undefined) return hit;
-    const parent = resolveParent(root, parts, entry);
+    const parent = resolveParent(this.#root, parts, entry);
     let d = parent.dir;
     for (const m of parent.missing) {
       d = path.join(d, m);
@@ -248,31 +341,26 @@ export async function extract(
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
-      created.add(d);
+      this.#created_(d);
     }
-    resolved.set(key, d);
+    this.#resolved.set(key, d);
     return d;
-  };
-  const remove = (p: string) => {
-    removeAny(p);
-    resolved.clear();
-  };
-  const owners = opts.owners === true && opts.inert !== true;
-  const modeOf = (h: TarHeader) => (opts.inert ? inertMode(h.mode, h.uid) : h.mode & 0o7777);
+  }
 
-  for await (const { header: h, body } of readTar(tar)) {
-    entries++;
-    budget?.entry(root);
+  /** Makes one entry; returns where a file's content goes. */
+  entry(h: TarHeader): TarBodySink | undefined {
+    this.#entries++;
+    this.#budget?.entry(this.#root);
     const parts = components(h.path);
     if (parts.length === 0) {
-      if (h.type === 'dir') continue; // "./": the root itself
+      if (h.type === 'dir') return undefined; // "./": the root itself
       throw new UnsafeTarError(h.path, 'empty path');
     }
     const name = parts[parts.length - 1]!;
     if (h.type === 'char' || h.type === 'block' || h.type === 'fifo') {
-      if (opts.special === 'skip') {
-        skipped.push(h.path);
-        continue;
+      if (this.#opts.special === 'skip') {
+        this.#skipped.push(h.path);
+        return undefined;
       }
       throw new UnsafeTarError(
         h.path,
@@ -281,119 +369,159 @@ export async function extract(
     }
     if (h.type === 'other')
       throw new UnsafeTarError(h.path, `unsupported tar entry type ${quoteName(h.typeflag)}`);
-    const parentDir = parentOf(parts.slice(0, -1), h.path);
-    if (opts.whiteouts && name.startsWith(WHITEOUT)) {
-      if (name === OPAQUE) {
-        for (const child of fsSync.readdirSync(parentDir)) {
-          const p = path.join(parentDir, child);
-          if (!created.has(p)) remove(p);
-        }
-      } else {
-        const victim = name.slice(WHITEOUT.length);
-        if (victim === '' || victim === '.' || victim === '..')
-          throw new UnsafeTarError(h.path, 'bad whiteout');
-        remove(path.join(parentDir, victim));
-      }
-      continue;
+    const parentDir = this.#parentOf(parts.slice(0, -1), h.path);
+    if (this.#opts.whiteouts && name.startsWith(WHITEOUT)) {
+      this.#whiteout(h, parentDir, name);
+      return undefined;
     }
     const target = checkLength(path.join(parentDir, name), h.path);
-    const existing = lstatOrUndefined(target);
+    let sink: TarBodySink | undefined;
     switch (h.type) {
-      case 'dir': {
-        if (existing && !existing.isDirectory()) remove(target);
-        if (!existing?.isDirectory()) fsSync.mkdirSync(target, { mode: 0o700 });
-        // Modes of directories are applied at the end: a read-only directory must still
-        // receive its children first. Its inode is kept to find the same directory then.
-        dirs.push({ p: target, h, st: fsSync.lstatSync(target) });
+      case 'dir':
+        this.#dir(h, target);
         break;
-      }
-      case 'file': {
-        if (existing) remove(target);
-        budget?.expect(h.size);
-        // 'wx' = O_CREAT|O_EXCL: never follows a symlink someone raced into place.
-        const fd = fsSync.openSync(target, 'wx', 0o600);
-        try {
-          for await (const chunk of body) {
-            budget?.write(chunk.length, root);
-            for (let off = 0; off < chunk.length; )
-              off += fsSync.writeSync(fd, chunk, off, chunk.length - off);
-          }
-          if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
-          fsSync.fchmodSync(fd, modeOf(h));
-          if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
-        } finally {
-          fsSync.closeSync(fd);
-        }
-        bytes += h.size;
+      case 'file':
+        sink = this.#file(h, target);
         break;
-      }
-      case 'symlink': {
-        // symlink(2) refuses these; say so instead of failing with a bare errno or TypeError.
-        if (h.linkname === '' || h.linkname.includes('\0') || Buffer.byteLength(h.linkname) > PATH_MAX)
-          throw new UnsafeTarError(
-            h.path,
-            `symlink target ${quoteName(h.linkname)} is empty, too long or holds NUL`,
-          );
-        if (existing) remove(target);
-        fsSync.symlinkSync(h.linkname, target);
-        resolved.clear();
+      case 'symlink':
+        this.#symlink(h, target);
         break;
-      }
-      case 'link': {
-        let lparts: string[];
-        try {
-          lparts = components(h.linkname);
-        } catch (e) {
-          throw new UnsafeTarError(
-            h.path,
-            `hard link target ${quoteName(h.linkname)}: ${e instanceof UnsafeTarError ? e.reason : (e as Error).message}`,
-          );
-        }
-        if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to ${quoteName(h.linkname)}`);
-        const ldir = resolveParent(root, lparts.slice(0, -1), h.path);
-        if (ldir.missing.length > 0)
-          throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
-        const src = checkLength(path.join(ldir.dir, lparts[lparts.length - 1]!), h.path);
-        const st = lstatOrUndefined(src);
-        if (!st) throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
-        if (st.isDirectory())
-          throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} is a directory`);
-        // Already that file (a link to itself, or through a symlinked parent): removing the
-        // target first would remove the source too.
-        if (existing && existing.ino === st.ino && existing.dev === st.dev) break;
-        if (existing) remove(target);
-        if (!lstatOrUndefined(src))
-          throw new UnsafeTarError(
-            h.path,
-            `hard link target ${quoteName(h.linkname)} was inside the entry it replaces`,
-          );
-        fsSync.linkSync(src, target);
+      case 'link':
+        this.#link(h, target);
         break;
-      }
     }
-    created.add(target);
-    if (h.type === 'symlink') {
-      if (owners) fsSync.lchownSync(target, h.uid, h.gid);
-      if (opts.times !== false) fsSync.lutimesSync(target, h.mtime, h.mtime);
-    } else if (h.type === 'link' && owners) fsSync.lchownSync(target, h.uid, h.gid);
+    this.#created_(target);
+    return sink;
   }
-  // Deepest first, so a parent's mtime is set after its children were written.
-  for (const { p, h, st } of dirs.reverse()) {
-    // A later entry may have replaced the directory, or one of its parents, with a symlink (to a
-    // host directory, say), and chmod/chown/utimes would follow it. So only the directory this
-    // extraction made is touched: its path must still be free of symlinks, and it is opened
-    // without following one and checked to be the same inode before anything is changed.
-    const fd = openDirInPlace(p);
-    if (fd === undefined) continue;
+
+  #whiteout(h: TarHeader, parentDir: string, name: string): void {
+    if (name === OPAQUE) {
+      for (const child of fsSync.readdirSync(parentDir)) {
+        const p = path.join(parentDir, child);
+        if (!this.#created.has(p)) this.#remove(p);
+      }
+      return;
+    }
+    const victim = name.slice(WHITEOUT.length);
+    if (victim === '' || victim === '.' || victim === '..') throw new UnsafeTarError(h.path, 'bad whiteout');
+    this.#remove(path.join(parentDir, victim));
+  }
+
+  #dir(h: TarHeader, target: string): void {
+    // mkdir first: a fresh directory costs no lstat beforehand, and anything else in the way
+    // is replaced (an existing directory, the common case when stacking layers, is kept).
+    let st: fsSync.Stats | undefined;
     try {
-      const now = fsSync.fstatSync(fd);
-      if (now.ino !== st.ino || now.dev !== st.dev) continue;
-      if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
-      fsSync.fchmodSync(fd, modeOf(h));
-      if (opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
-    } finally {
-      fsSync.closeSync(fd);
+      fsSync.mkdirSync(target, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      st = fsSync.lstatSync(target);
+      if (!st.isDirectory()) {
+        this.#remove(target);
+        fsSync.mkdirSync(target, { mode: 0o700 });
+        st = undefined;
+      }
+    }
+    // Modes of directories are applied at the end: a read-only directory must still receive
+    // its children first. Its inode is kept to find the same directory then.
+    this.#dirs.push({ p: target, h, st: st ?? fsSync.lstatSync(target) });
+  }
+
+  #file(h: TarHeader, target: string): TarBodySink {
+    const budget = this.#budget;
+    const root = this.#root;
+    budget?.expect(h.size);
+    // O_CREAT|O_EXCL never follows a symlink someone raced into place; whatever is in the way
+    // (file, link, directory) is removed first and the create tried once more. A plain mode
+    // the umask leaves alone is given at create time and needs no fchmod (one syscall less per
+    // file); anything else (setuid/setgid/sticky, bits the umask clears) is created 0600 and
+    // set once written.
+    const mode = this.#modeOf(h);
+    const direct = this.#umask !== undefined && (mode & 0o7000) === 0 && (mode & ~this.#umask) === mode;
+    const fd = replaceWith(target, this.#remove, () => fsSync.openSync(target, 'wx', direct ? mode : 0o600));
+    this.#fd = fd;
+    return {
+      write: (chunk) => {
+        budget?.write(chunk.length, root);
+        for (let off = 0; off < chunk.length; ) off += fsSync.writeSync(fd, chunk, off, chunk.length - off);
+      },
+      end: () => {
+        if (this.#owners) fsSync.fchownSync(fd, h.uid, h.gid);
+        if (!direct) fsSync.fchmodSync(fd, mode);
+        if (this.#opts.times !== false) fsSync.futimesSync(fd, h.mtime, h.mtime);
+        this.closeFile();
+        this.#bytes += h.size;
+      },
+    };
+  }
+
+  #symlink(h: TarHeader, target: string): void {
+    // symlink(2) refuses these; say so instead of failing with a bare errno or TypeError.
+    if (h.linkname === '' || h.linkname.includes('\0') || Buffer.byteLength(h.linkname) > PATH_MAX)
+      throw new UnsafeTarError(
+        h.path,
+        `symlink target ${quoteName(h.linkname)} is empty, too long or holds NUL`,
+      );
+    replaceWith(target, this.#remove, () => fsSync.symlinkSync(h.linkname, target));
+    this.#resolved.clear();
+    if (this.#owners) fsSync.lchownSync(target, h.uid, h.gid);
+    if (this.#opts.times !== false) fsSync.lutimesSync(target, h.mtime, h.mtime);
+  }
+
+  #link(h: TarHeader, target: string): void {
+    let lparts: string[];
+    try {
+      lparts = components(h.linkname);
+    } catch (e) {
+      throw new UnsafeTarError(
+        h.path,
+        `hard link target ${quoteName(h.linkname)}: ${e instanceof UnsafeTarError ? e.reason : (e as Error).message}`,
+      );
+    }
+    if (lparts.length === 0) throw new UnsafeTarError(h.path, `hard link to ${quoteName(h.linkname)}`);
+    const ldir = resolveParent(this.#root, lparts.slice(0, -1), h.path);
+    if (ldir.missing.length > 0)
+      throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
+    const src = checkLength(path.join(ldir.dir, lparts[lparts.length - 1]!), h.path);
+    const st = lstatOrUndefined(src);
+    if (!st) throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} does not exist`);
+    if (st.isDirectory())
+      throw new UnsafeTarError(h.path, `hard link target ${quoteName(h.linkname)} is a directory`);
+    // Hard links are rare: the lstat of what is in the way stays, for the checks below.
+    const existing = lstatOrUndefined(target);
+    // Already that file (a link to itself, or through a symlinked parent): removing the
+    // target first would remove the source too.
+    if (existing && existing.ino === st.ino && existing.dev === st.dev) return;
+    if (existing) this.#remove(target);
+    if (!lstatOrUndefined(src))
+      throw new UnsafeTarError(
+        h.path,
+        `hard link target ${quoteName(h.linkname)} was inside the entry it replaces`,
+      );
+    fsSync.linkSync(src, target);
+    if (this.#owners) fsSync.lchownSync(target, h.uid, h.gid);
+  }
+
+  /** Sets directories' modes, owners and times, deepest first (after their children were written). */
+  applyDirectories(): void {
+    const owners = this.#owners;
+    const times = this.#opts.times !== false;
+    for (const { p, h, st } of this.#dirs.reverse()) {
+      // A later entry may have replaced the directory, or one of its parents, with a symlink (to
+      // a host directory, say), and chmod/chown/utimes would follow it. So only the directory
+      // this extraction made is touched: its path must still be free of symlinks, and it is
+      // opened without following one and checked to be the same inode before anything changes.
+      const fd = openDirInPlace(p);
+      if (fd === undefined) continue;
+      try {
+        const now = fsSync.fstatSync(fd);
+        if (now.ino !== st.ino || now.dev !== st.dev) continue;
+        if (owners) fsSync.fchownSync(fd, h.uid, h.gid);
+        fsSync.fchmodSync(fd, this.#modeOf(h));
+        if (times) fsSync.futimesSync(fd, h.mtime, h.mtime);
+      } finally {
+        fsSync.closeSync(fd);
+      }
     }
   }
-  return { entries, bytes, skipped };
 }

@@ -215,6 +215,88 @@ const TYPES: Record<string, TarReadType> = {
   '6': 'fifo',
 };
 
+/** What a header block said: the end of the archive, an extension record to read, or an entry. */
+type Decoded =
+  | { readonly kind: 'end' }
+  | { readonly kind: 'meta'; readonly typeflag: string; readonly size: number; readonly what: string }
+  | { readonly kind: 'entry'; readonly header: TarHeader; readonly what: string };
+
+/**
+ * HeaderDecoder turns header blocks into entries, carrying PAX (global and per-entry) and GNU
+ * long-name records over to the entry they apply to. readTar and TarParser share it, so an
+ * archive means the same thing, with the same checks and messages, whichever of them reads it.
+ */
+class HeaderDecoder {
+  #global: Record<string, string> = {};
+  #local: Record<string, string> = {};
+  #longName: string | undefined;
+  #longLink: string | undefined;
+  /** Header blocks decoded so far (for messages; 0 means nothing was read yet). */
+  index = 0;
+
+  decode(h: Buffer): Decoded {
+    if (isZero(h)) return { kind: 'end' };
+    this.index++;
+    if (!checksumOk(h))
+      throw new TarFormatError(`tar header ${this.index} has a bad checksum (not a tar archive, or corrupt)`);
+    const typeflag = String.fromCharCode(h[156]!);
+    const size = num(h, 124, 12, 'size');
+    const magic = h.subarray(257, 263).toString('latin1');
+    let name = str(h, 0, 100);
+    if (magic.startsWith('ustar')) {
+      const prefix = str(h, 345, 155);
+      if (prefix && magic === 'ustar\0') name = `${prefix}/${name}`;
+    }
+    const what = `tar entry ${this.index} (${JSON.stringify(name)})`;
+    if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
+      if (size > 1 << 20) throw new TarFormatError(`${what}: extended header of ${size} bytes is too large`);
+      return { kind: 'meta', typeflag, size, what };
+    }
+    const pax = { ...this.#global, ...this.#local };
+    const path = pax.path ?? this.#longName ?? name;
+    let type = TYPES[typeflag] ?? 'other';
+    if (type === 'file' && typeflag !== '7' && path.endsWith('/')) type = 'dir';
+    const header: TarHeader = {
+      path,
+      type,
+      typeflag,
+      mode: num(h, 100, 8, 'mode'),
+      uid: pax.uid !== undefined ? paxNumber(pax.uid, 'uid', what, MAX_ID) : idField(h, 108, 'uid'),
+      gid: pax.gid !== undefined ? paxNumber(pax.gid, 'gid', what, MAX_ID) : idField(h, 116, 'gid'),
+      size: pax.size !== undefined ? paxNumber(pax.size, 'size', what, Number.MAX_SAFE_INTEGER) : size,
+      mtime:
+        pax.mtime !== undefined
+          ? paxNumber(pax.mtime, 'mtime', what, MAX_MTIME, true)
+          : Math.min(num(h, 136, 12, 'mtime'), MAX_MTIME),
+      linkname: pax.linkpath ?? this.#longLink ?? str(h, 157, 100),
+      uname: pax.uname ?? str(h, 265, 32),
+      gname: pax.gname ?? str(h, 297, 32),
+      devmajor: num(h, 329, 8, 'devmajor'),
+      devminor: num(h, 337, 8, 'devminor'),
+      pax,
+    };
+    this.#local = {};
+    this.#longName = undefined;
+    this.#longLink = undefined;
+    return { kind: 'entry', header, what };
+  }
+
+  /** Applies the content (`size` bytes, padding removed) of a 'meta' header. */
+  meta(typeflag: string, data: Buffer, what: string): void {
+    if (typeflag === 'x') this.#local = { ...this.#local, ...parsePax(data, what) };
+    else if (typeflag === 'g') this.#global = { ...this.#global, ...parsePax(data, what) };
+    else if (typeflag === 'L') this.#longName = str(data, 0, data.length);
+    else this.#longLink = str(data, 0, data.length);
+  }
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+const padOf = (n: number) => Math.ceil(n / BLOCK) * BLOCK - n;
+
 /**
  * readTar parses an uncompressed tar stream. Headers are checked (checksum, octal fields) and
  * a truncated archive is an error, never a short read that looks like success.
@@ -223,75 +305,26 @@ export async function* readTar(
   source: Readable | AsyncIterable<Buffer | Uint8Array>,
 ): AsyncGenerator<TarReadEntry> {
   const src = new ByteSource(source as AsyncIterable<Buffer>);
-  let global: Record<string, string> = {};
-  let local: Record<string, string> = {};
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  let index = 0;
+  const dec = new HeaderDecoder();
   try {
     for (;;) {
       if (!(await src.fill(BLOCK))) {
-        if (index === 0) return; // empty input: an empty archive
+        if (dec.index === 0) return; // empty input: an empty archive
         throw new TarFormatError('tar archive truncated: no end-of-archive marker');
       }
-      const h = src.take(BLOCK);
-      if (h.every((x) => x === 0)) return;
-      index++;
-      if (!checksumOk(h))
-        throw new TarFormatError(`tar header ${index} has a bad checksum (not a tar archive, or corrupt)`);
-      const typeflag = String.fromCharCode(h[156]!);
-      const size = num(h, 124, 12, 'size');
-      const magic = h.subarray(257, 263).toString('latin1');
-      let name = str(h, 0, 100);
-      if (magic.startsWith('ustar')) {
-        const prefix = str(h, 345, 155);
-        if (prefix && magic === 'ustar\0') name = `${prefix}/${name}`;
-      }
-      const what = `tar entry ${index} (${JSON.stringify(name)})`;
-      const padded = Math.ceil(size / BLOCK) * BLOCK;
-      if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-        if (size > 1 << 20)
-          throw new TarFormatError(`${what}: extended header of ${size} bytes is too large`);
+      const d = dec.decode(src.take(BLOCK));
+      if (d.kind === 'end') return;
+      const { what } = d;
+      if (d.kind === 'meta') {
         const chunks: Buffer[] = [];
-        for await (const c of src.stream(padded, what)) chunks.push(c);
-        const data = Buffer.concat(chunks).subarray(0, size);
-        if (typeflag === 'x') local = { ...local, ...parsePax(data, what) };
-        else if (typeflag === 'g') global = { ...global, ...parsePax(data, what) };
-        else if (typeflag === 'L') longName = str(data, 0, data.length);
-        else longLink = str(data, 0, data.length);
+        for await (const c of src.stream(d.size + padOf(d.size), what)) chunks.push(c);
+        dec.meta(d.typeflag, Buffer.concat(chunks).subarray(0, d.size), what);
         continue;
       }
-      const pax = { ...global, ...local };
-      const path = pax.path ?? longName ?? name;
-      let type = TYPES[typeflag] ?? 'other';
-      if (type === 'file' && typeflag !== '7' && path.endsWith('/')) type = 'dir';
-      const realSize =
-        pax.size !== undefined ? paxNumber(pax.size, 'size', what, Number.MAX_SAFE_INTEGER) : size;
-      const header: TarHeader = {
-        path,
-        type,
-        typeflag,
-        mode: num(h, 100, 8, 'mode'),
-        uid: pax.uid !== undefined ? paxNumber(pax.uid, 'uid', what, MAX_ID) : idField(h, 108, 'uid'),
-        gid: pax.gid !== undefined ? paxNumber(pax.gid, 'gid', what, MAX_ID) : idField(h, 116, 'gid'),
-        size: realSize,
-        mtime:
-          pax.mtime !== undefined
-            ? paxNumber(pax.mtime, 'mtime', what, MAX_MTIME, true)
-            : Math.min(num(h, 136, 12, 'mtime'), MAX_MTIME),
-        linkname: pax.linkpath ?? longLink ?? str(h, 157, 100),
-        uname: pax.uname ?? str(h, 265, 32),
-        gname: pax.gname ?? str(h, 297, 32),
-        devmajor: num(h, 329, 8, 'devmajor'),
-        devminor: num(h, 337, 8, 'devminor'),
-        pax,
-      };
-      local = {};
-      longName = undefined;
-      longLink = undefined;
+      const { header } = d;
       // Whatever the type, `size` bytes follow the header (hard links from some archivers carry
       // a size); they are skipped when not read, so they are never mistaken for a header.
-      const contentSize = realSize;
+      const contentSize = header.size;
       let consumed = false;
       let remaining = contentSize;
       const body: AsyncIterable<Buffer> = {
@@ -309,10 +342,143 @@ export async function* readTar(
       };
       yield { header, body, offset: src.taken };
       if (remaining > 0) await src.skip(remaining, what);
-      const pad = Math.ceil(contentSize / BLOCK) * BLOCK - contentSize;
+      const pad = padOf(contentSize);
       if (pad > 0) await src.skip(pad, what);
     }
   } finally {
     await src.return();
+  }
+}
+
+/** Receives a file entry's content from a TarParser, in order, then its end. */
+export interface TarBodySink {
+  /** A view of the pushed chunk: use it (write it out) before returning, never keep it. */
+  write(chunk: Buffer): void;
+  end(): void;
+}
+
+const HEADER = 0;
+const META = 1;
+const BODY = 2;
+const PAD = 3;
+const DONE = 4;
+
+/**
+ * TarParser is readTar turned around: bytes are pushed in as they arrive and entries come out
+ * through `onEntry` synchronously, with no promise per entry or per body chunk. Bodies are
+ * handed on as views of the pushed chunks, and only a header split across two chunks is
+ * copied. For consumers doing synchronous work per entry (extraction) this takes the
+ * per-entry await churn off the path. Same checks and messages as readTar: the two share the
+ * header decoder (tar-reader.test.ts checks they agree on archives cut anywhere).
+ */
+export class TarParser {
+  readonly #dec = new HeaderDecoder();
+  readonly #onEntry: (header: TarHeader) => TarBodySink | undefined;
+  readonly #hdr = Buffer.alloc(BLOCK);
+  #hdrLen = 0;
+  #state = HEADER;
+  /** Bytes left of the current meta record, body or padding. */
+  #left = 0;
+  #size = 0;
+  #what = '';
+  #metaType = '';
+  #meta: Buffer[] = [];
+  #sink: TarBodySink | undefined;
+  #pad = 0;
+
+  /** `onEntry` returns where an entry's content goes, or undefined to skip it. */
+  constructor(onEntry: (header: TarHeader) => TarBodySink | undefined) {
+    this.#onEntry = onEntry;
+  }
+
+  /** True once the end-of-archive marker was read (later bytes are ignored). */
+  get done(): boolean {
+    return this.#state === DONE;
+  }
+
+  push(chunk: Buffer): void {
+    let p = 0;
+    while (p < chunk.length && this.#state !== DONE) {
+      const rest = chunk.length - p;
+      if (this.#state === HEADER) {
+        if (this.#hdrLen === 0 && rest >= BLOCK) {
+          p += BLOCK;
+          this.#header(chunk.subarray(p - BLOCK, p));
+        } else {
+          const n = Math.min(BLOCK - this.#hdrLen, rest);
+          chunk.copy(this.#hdr, this.#hdrLen, p, p + n);
+          this.#hdrLen += n;
+          p += n;
+          if (this.#hdrLen === BLOCK) {
+            this.#hdrLen = 0;
+            this.#header(this.#hdr);
+          }
+        }
+        continue;
+      }
+      const n = Math.min(this.#left, rest);
+      const part = chunk.subarray(p, p + n);
+      p += n;
+      this.#left -= n;
+      if (this.#state === META) this.#meta.push(Buffer.from(part));
+      else if (this.#state === BODY) this.#sink?.write(part);
+      if (this.#left === 0) this.#next();
+    }
+  }
+
+  /** Checks that the archive ended where it should (call after the last push). */
+  end(): void {
+    if (this.#state === DONE) return;
+    if (this.#state === HEADER) {
+      // Nothing, or less than one block: an empty archive (as readTar reads it).
+      if (this.#dec.index === 0) return;
+      throw new TarFormatError('tar archive truncated: no end-of-archive marker');
+    }
+    const n =
+      this.#state === META ? this.#size + padOf(this.#size) : this.#state === BODY ? this.#size : this.#pad;
+    throw new TarFormatError(`tar archive truncated in ${this.#what}: ${this.#left} of ${n} bytes missing`);
+  }
+
+  #header(block: Buffer): void {
+    const d = this.#dec.decode(block);
+    if (d.kind === 'end') {
+      this.#state = DONE;
+      return;
+    }
+    this.#what = d.what;
+    if (d.kind === 'meta') {
+      this.#state = META;
+      this.#metaType = d.typeflag;
+      this.#size = d.size;
+      this.#left = d.size + padOf(d.size);
+      this.#meta = [];
+      if (this.#left === 0) this.#next();
+      return;
+    }
+    // Whatever the type, `size` bytes follow the header; a skipped entry's are dropped.
+    this.#sink = this.#onEntry(d.header);
+    this.#state = BODY;
+    this.#size = d.header.size;
+    this.#left = d.header.size;
+    if (this.#left === 0) this.#next();
+  }
+
+  #next(): void {
+    if (this.#state === META) {
+      this.#dec.meta(this.#metaType, Buffer.concat(this.#meta).subarray(0, this.#size), this.#what);
+      this.#meta = [];
+      this.#state = HEADER;
+      return;
+    }
+    if (this.#state === BODY) {
+      const sink = this.#sink;
+      this.#sink = undefined;
+      sink?.end();
+      this.#pad = padOf(this.#size);
+      this.#left = this.#pad;
+      this.#state = this.#pad > 0 ? PAD : HEADER;
+      return;
+    }
+    this.#state = HEADER;
   }
 }
