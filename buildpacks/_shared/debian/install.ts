@@ -1,0 +1,274 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { lstat, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { join, posix, relative } from 'node:path';
+import {
+  type ArchiveOptions,
+  archiveGet,
+  joinUrl,
+  loadSuite,
+  type SuiteIndex,
+} from '../../../src/debian/archive.ts';
+import { extractDebData } from '../../../src/debian/deb.ts';
+import { DebCache, type DebRef } from '../../../src/debian/deb-cache.ts';
+import type { PackageRecord } from '../../../src/debian/package.ts';
+import { readKeyring } from '../../../src/debian/release.ts';
+import { resolve, Universe } from '../../../src/debian/resolver.ts';
+import { HttpClient, readBody } from '../../../src/internal/http/client.ts';
+import { type LayerTypes, previousLayer, resetLayer, writeLayerToml } from '../layer.ts';
+import { BuildpackFailure, log } from '../main.ts';
+import { type Component, type Tool, writeSboms } from '../sbom.ts';
+import { installedPackages } from './dpkg-status.ts';
+import { type DebianSource, debianSource } from './source.ts';
+
+/** DebLayerRequest asks for Debian packages (and what they depend on) unpacked into one layer. */
+export interface DebLayerRequest {
+  /** `<layers>/<buildpack>` of the calling buildpack. */
+  readonly layersDir: string;
+  /** Layer name, e.g. `go`; the .debs and indexes are cached in `<name>-debs` (cache only). */
+  readonly layer: string;
+  /**
+   * Package names (optionally `name=version`), resolved against the configured suites; or a
+   * function choosing them from what the suites offer (e.g. the newest `golang-1.N-go`).
+   */
+  readonly packages: readonly string[] | ((universe: Universe) => readonly string[]);
+  readonly types: LayerTypes;
+  /** The build environment (proxies, CA files, KILN_DEBIAN_*). */
+  readonly env: NodeJS.ProcessEnv;
+  readonly tool: Tool;
+  /**
+   * Packages already present where the layer is used: name → version. Default: the build
+   * image's dpkg status (right for build layers; a launch layer should pass the run image's set).
+   */
+  readonly installed?: ReadonlyMap<string, string>;
+  /** Paths (no leading "/") not to unpack; default: documentation, man pages, locales. */
+  readonly skip?: (path: string) => boolean;
+  /** Extra metadata stored in the layer TOML. */
+  readonly metadata?: Record<string, unknown>;
+}
+
+/** DebLayer is the unpacked layer: its directory (package paths below it, e.g. `<dir>/usr/bin`) and contents. */
+export interface DebLayer {
+  readonly dir: string;
+  readonly packages: readonly { readonly name: string; readonly version: string; readonly arch: string }[];
+  /** True when the layer from the previous build was kept (same package versions). */
+  readonly reused: boolean;
+}
+
+const DEFAULT_SKIP = (p: string) =>
+  /^usr\/share\/(doc|man|info|locale|lintian|bug)\//.test(p) || p.startsWith('etc/');
+
+/**
+ * installDebLayer resolves `packages` against the platform's Debian archive (InRelease verified
+ * with the keyring, Packages indexes and every .deb checked against the signed hashes), leaves out
+ * what the image already has, and unpacks the rest into layer `layer`. The layer is keyed on the
+ * resolved set of name=version/arch: the same set keeps the previous layer untouched; a moved
+ * suite (a security update) rebuilds it. Unreachable archive + a previous layer: reused with a
+ * warning (offline rebuilds). The layer's SBOM lists `pkg:deb` purls.
+ */
+export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
+  const source = debianSource(req.env);
+  const cacheLayer = `${req.layer}-debs`;
+  const cacheDir = join(req.layersDir, cacheLayer);
+  const prev = await previousLayer(req.layersDir, req.layer);
+  const http = httpClient(req.env);
+  const installed = req.installed ?? (await installedPackages());
+  let indexes: SuiteIndex[];
+  let inputs: string;
+  try {
+    // The same signed InRelease files, request and image packages give the same resolution: the
+    // previous layer is kept without reading the (large) Packages indexes again.
+    inputs = await resolutionInputs(source, http, req, installed);
+    if (prev?.hasContents && prev.metadata.inputs === inputs && Array.isArray(prev.metadata.packages)) {
+      log(`  reusing the ${req.layer} layer (Debian archive unchanged)`);
+      await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
+      await writeLayerToml(req.layersDir, req.layer, req.types, { ...prev.metadata, ...req.metadata });
+      const packages = prev.metadata.packages as DebLayer['packages'];
+      return { dir: join(req.layersDir, req.layer), packages, reused: true };
+    }
+    indexes = await loadIndexes(source, cacheDir, http);
+  } catch (e) {
+    const reusable = prev?.hasContents && Array.isArray(prev.metadata.packages);
+    if (!reusable || (e as Error).message.includes('signature')) throw failure(e);
+    log(
+      `  WARNING: Debian archive unreachable (${(e as Error).message}); reusing the previous ${req.layer} layer`,
+    );
+    await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
+    await writeLayerToml(req.layersDir, req.layer, req.types, prev!.metadata);
+    return {
+      dir: join(req.layersDir, req.layer),
+      packages: prev!.metadata.packages as DebLayer['packages'],
+      reused: true,
+    };
+  }
+  const universe = new Universe(
+    indexes.map((i) => i.packages),
+    indexes.map((i) => i.source.suite),
+  );
+  let chosen: readonly PackageRecord[];
+  try {
+    const names = typeof req.packages === 'function' ? req.packages(universe) : req.packages;
+    chosen = resolve(universe, names, { exclude: [...installed.keys()] }).packages;
+  } catch (e) {
+    throw failure(e);
+  }
+  const packages = chosen.map((p) => ({ name: p.name, version: p.version, arch: p.arch }));
+  const key = createHash('sha256')
+    .update(packages.map((p) => `${p.name}=${p.version}/${p.arch}`).join('\n'))
+    .digest('hex');
+  const metadata = { ...req.metadata, key, inputs, packages };
+  if (prev?.hasContents && prev.metadata.key === key) {
+    log(`  reusing the ${req.layer} layer (${packages.length} Debian packages unchanged)`);
+  } else {
+    await unpack(req, source, chosen, cacheDir, http);
+    await writeSboms(join(req.layersDir, req.layer), packages.map(purlComponent(source)), req.tool, req.env);
+  }
+  await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
+  await writeLayerToml(req.layersDir, req.layer, req.types, metadata);
+  return { dir: join(req.layersDir, req.layer), packages, reused: prev?.metadata.key === key };
+}
+
+/** resolutionInputs digests every suite's InRelease bytes, the request and the image's packages. */
+async function resolutionInputs(
+  source: DebianSource,
+  http: HttpClient,
+  req: DebLayerRequest,
+  installed: ReadonlyMap<string, string>,
+): Promise<string> {
+  const hash = createHash('sha256');
+  const texts = await Promise.all(
+    source.suites.map(async (s) => {
+      const url = joinUrl(s.mirror, `dists/${s.suite}/InRelease`);
+      return readBody(await archiveGet(url, http), 16 * 1024 * 1024, url);
+    }),
+  );
+  for (const t of texts) hash.update(createHash('sha256').update(t).digest('hex'));
+  const request =
+    typeof req.packages === 'function' ? `fn:${req.packages.toString()}` : req.packages.join(' ');
+  hash.update(`\n${source.arch} ${source.components.join(' ')}\n${request}\n`);
+  for (const [n, v] of [...installed].sort()) hash.update(`${n}=${v}\n`);
+  return hash.digest('hex');
+}
+
+async function loadIndexes(source: DebianSource, cacheDir: string, http: HttpClient): Promise<SuiteIndex[]> {
+  quietEd25519Warning();
+  const opts: ArchiveOptions = {
+    keyring: await readKeyring(source.keyring),
+    arch: source.arch,
+    cacheDir,
+    http,
+  };
+  return Promise.all(
+    source.suites.map((s) =>
+      loadSuite({ suite: s.suite, mirror: s.mirror, components: source.components }, opts),
+    ),
+  );
+}
+
+async function unpack(
+  req: DebLayerRequest,
+  source: DebianSource,
+  chosen: readonly PackageRecord[],
+  cacheDir: string,
+  http: HttpClient,
+): Promise<void> {
+  const mirrors = new Map(source.suites.map((s) => [s.suite, s.mirror]));
+  const refs: DebRef[] = chosen.map((p) => ({
+    name: p.name,
+    version: p.version,
+    url: joinUrl(mirrors.get(p.suite)!, p.filename),
+    sha256: p.sha256,
+    size: p.size,
+  }));
+  const debs = new DebCache(join(cacheDir, 'debs'));
+  let fetched = 0;
+  const paths = await debs
+    .fetchAll(refs, { http, parallel: 4, progress: { onDone: (_r, cached) => void (cached || fetched++) } })
+    .catch((e: unknown) => {
+      throw failure(e);
+    });
+  log(
+    `  ${req.layer}: ${chosen.length} Debian packages (${fetched} downloaded): ${chosen.map((p) => `${p.name} ${p.version}`).join(', ')}`,
+  );
+  const dir = await resetLayer(req.layersDir, req.layer);
+  const skip = req.skip ?? DEFAULT_SKIP;
+  // A fixed order decides who wins a path two packages ship.
+  for (const [i, deb] of paths.entries()) {
+    try {
+      await extractDebData(deb, dir, { skip });
+    } catch (e) {
+      throw new BuildpackFailure(
+        `cannot unpack ${chosen[i]!.name} ${chosen[i]!.version}: ${(e as Error).message}`,
+      );
+    }
+  }
+  await relativizeLinks(dir, dir);
+  // Only the current set stays in the cache layer: superseded versions would pile up.
+  const keep = new Set(refs.map((r) => `${r.sha256}.deb`));
+  for (const f of await readdir(debs.dir)) if (!keep.has(f)) await rm(join(debs.dir, f), { force: true });
+}
+
+/**
+ * relativizeLinks rewrites absolute symlinks (Debian ships some, e.g. into /usr/lib) to point into
+ * the layer, so the tree works wherever the layer is mounted and never reaches the image's files.
+ */
+async function relativizeLinks(root: string, dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await relativizeLinks(root, p);
+    else if (e.isSymbolicLink()) {
+      const target = await readlink(p);
+      if (!target.startsWith('/')) continue;
+      const inLayer = join(root, posix.normalize(target));
+      await rm(p);
+      await symlink(relative(dir, inLayer) || '.', p);
+      await lstat(p);
+    }
+  }
+}
+
+function purlComponent(source: DebianSource) {
+  return (p: { name: string; version: string; arch: string }): Component => ({
+    name: p.name,
+    version: p.version,
+    purl: `pkg:deb/debian/${p.name}@${encodeURIComponent(p.version)}?arch=${p.arch}&distro=debian-${codename(source)}`,
+    type: 'library',
+    ecosystem: 'deb',
+  });
+}
+
+function codename(_source: DebianSource): string {
+  // purls name the distro as the stack's SBOM does: debian-<VERSION_ID of the build image>.
+  const text = (() => {
+    try {
+      return readFileSync('/etc/os-release', 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  return /^VERSION_ID="?([0-9.]+)"?$/m.exec(text)?.[1] ?? '12';
+}
+
+/**
+ * Debian's Node.js 18 calls Web Crypto's Ed25519 "experimental" when openpgp probes it: a
+ * warning on every build that says nothing about the build. Other warnings still show.
+ */
+function quietEd25519Warning(): void {
+  const emit = process.emitWarning.bind(process) as (w: string | Error, ...rest: unknown[]) => void;
+  process.emitWarning = ((w: string | Error, ...rest: unknown[]) => {
+    if (String(w instanceof Error ? w.message : w).includes('Ed25519')) return;
+    emit(w, ...rest);
+  }) as typeof process.emitWarning;
+}
+
+/** httpClient routes archive requests through the build's proxies and trusts its extra CAs. */
+function httpClient(env: NodeJS.ProcessEnv): HttpClient {
+  const caFiles = [env.SSL_CERT_FILE, env.NODE_EXTRA_CA_CERTS].filter((f): f is string => !!f);
+  return new HttpClient({ env, caFiles });
+}
+
+function failure(e: unknown): BuildpackFailure {
+  return new BuildpackFailure(`Debian packages: ${(e as Error).message}`);
+}
+
+export type { Universe } from '../../../src/debian/resolver.ts';
