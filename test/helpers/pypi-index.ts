@@ -71,8 +71,11 @@ export async function startPypiIndex(dists: readonly Dist[]): Promise<PypiIndex>
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     requests.push(path);
     const html = (body: string) =>
-      res.writeHead(200, { 'content-type': 'text/html' }).end(`<!DOCTYPE html><html><body>${body}</body></html>`);
-    if (path === '/simple/') return html([...projects.keys()].map((p) => `<a href="${p}/">${p}</a>`).join('\n'));
+      res
+        .writeHead(200, { 'content-type': 'text/html' })
+        .end(`<!DOCTYPE html><html><body>${body}</body></html>`);
+    if (path === '/simple/')
+      return html([...projects.keys()].map((p) => `<a href="${p}/">${p}</a>`).join('\n'));
     const project = /^\/simple\/([^/]+)\/$/.exec(path)?.[1];
     if (project !== undefined) {
       const links = projects.get(normalize(project));
