@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { lstat, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { createReadStream, readFileSync } from 'node:fs';
+import { lstat, readdir, readFile, readlink, rm, symlink } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import {
   type ArchiveOptions,
@@ -56,7 +56,7 @@ export interface DebLayer {
 }
 
 const DEFAULT_SKIP = (p: string) =>
-  /^usr\/share\/(doc|man|info|locale|lintian|bug)\//.test(p) || p.startsWith('etc/');
+  /^usr\/share\/(doc|man|info|locale|lintian|bug)(\/|$)/.test(p) || /^etc(\/|$)/.test(p);
 
 /**
  * installDebLayer resolves `packages` against the platform's Debian archive (InRelease verified
@@ -73,33 +73,34 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const prev = await previousLayer(req.layersDir, req.layer);
   const http = httpClient(req.env);
   const installed = req.installed ?? (await installedPackages());
-  let indexes: SuiteIndex[];
   let inputs: string;
+  const keep = async (why: string): Promise<DebLayer> => {
+    log(`  ${why}`);
+    await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
+    await writeLayerToml(req.layersDir, req.layer, req.types, { ...prev!.metadata, ...req.metadata });
+    const packages = prev!.metadata.packages as DebLayer['packages'];
+    return { dir: join(req.layersDir, req.layer), packages, reused: true };
+  };
+  const reusable = prev?.hasContents === true && Array.isArray(prev.metadata.packages);
   try {
     // The same signed InRelease files, request and image packages give the same resolution: the
     // previous layer is kept without reading the (large) Packages indexes again.
     inputs = await resolutionInputs(source, http, req, installed);
-    if (prev?.hasContents && prev.metadata.inputs === inputs && Array.isArray(prev.metadata.packages)) {
-      log(`  reusing the ${req.layer} layer (Debian archive unchanged)`);
-      await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
-      await writeLayerToml(req.layersDir, req.layer, req.types, { ...prev.metadata, ...req.metadata });
-      const packages = prev.metadata.packages as DebLayer['packages'];
-      return { dir: join(req.layersDir, req.layer), packages, reused: true };
-    }
+  } catch (e) {
+    // Only fetching failed here (nothing was verified yet): offline, the previous layer is all
+    // there is, and it was verified when it was made.
+    if (!reusable) throw failure(e);
+    return keep(
+      `WARNING: Debian archive unreachable (${(e as Error).message}); reusing the previous ${req.layer} layer`,
+    );
+  }
+  if (reusable && prev!.metadata.inputs === inputs)
+    return keep(`reusing the ${req.layer} layer (Debian archive unchanged)`);
+  let indexes: SuiteIndex[];
+  try {
     indexes = await loadIndexes(source, cacheDir, http);
   } catch (e) {
-    const reusable = prev?.hasContents && Array.isArray(prev.metadata.packages);
-    if (!reusable || (e as Error).message.includes('signature')) throw failure(e);
-    log(
-      `  WARNING: Debian archive unreachable (${(e as Error).message}); reusing the previous ${req.layer} layer`,
-    );
-    await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
-    await writeLayerToml(req.layersDir, req.layer, req.types, prev!.metadata);
-    return {
-      dir: join(req.layersDir, req.layer),
-      packages: prev!.metadata.packages as DebLayer['packages'],
-      reused: true,
-    };
+    throw failure(e);
   }
   const universe = new Universe(
     indexes.map((i) => i.packages),
@@ -117,7 +118,8 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
     .update(packages.map((p) => `${p.name}=${p.version}/${p.arch}`).join('\n'))
     .digest('hex');
   const metadata = { ...req.metadata, key, inputs, packages };
-  if (prev?.hasContents && prev.metadata.key === key) {
+  const reused = prev?.hasContents === true && prev.metadata.key === key;
+  if (reused) {
     log(`  reusing the ${req.layer} layer (${packages.length} Debian packages unchanged)`);
   } else {
     await unpack(req, source, chosen, cacheDir, http);
@@ -125,7 +127,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   }
   await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
   await writeLayerToml(req.layersDir, req.layer, req.types, metadata);
-  return { dir: join(req.layersDir, req.layer), packages, reused: prev?.metadata.key === key };
+  return { dir: join(req.layersDir, req.layer), packages, reused };
 }
 
 /** resolutionInputs digests every suite's InRelease bytes, the request and the image's packages. */
@@ -143,6 +145,12 @@ async function resolutionInputs(
     }),
   );
   for (const t of texts) hash.update(createHash('sha256').update(t).digest('hex'));
+  // Another keyring must verify the archive again.
+  hash.update(
+    createHash('sha256')
+      .update(await readFile(source.keyring).catch(() => ''))
+      .digest('hex'),
+  );
   const request =
     typeof req.packages === 'function' ? `fn:${req.packages.toString()}` : req.packages.join(' ');
   hash.update(`\n${source.arch} ${source.components.join(' ')}\n${request}\n`);
@@ -152,6 +160,10 @@ async function resolutionInputs(
 
 async function loadIndexes(source: DebianSource, cacheDir: string, http: HttpClient): Promise<SuiteIndex[]> {
   quietEd25519Warning();
+  // Index files are cached by their sha256 (src/debian/archive.ts trusts the name): check the bytes.
+  const indexDir = join(cacheDir, 'indexes');
+  for (const f of await readdir(indexDir).catch(() => [] as string[]))
+    await dropIfAltered(join(indexDir, f), f);
   const opts: ArchiveOptions = {
     keyring: await readKeyring(source.keyring),
     arch: source.arch,
@@ -181,6 +193,9 @@ async function unpack(
     size: p.size,
   }));
   const debs = new DebCache(join(cacheDir, 'debs'));
+  // The cache layer is writable by everything that runs in the build: a cached file counts only
+  // when its bytes still have the hash the signed index gives (else it is fetched again).
+  for (const r of refs) await dropIfAltered(debs.pathOf(r.sha256), r.sha256);
   let fetched = 0;
   const paths = await debs
     .fetchAll(refs, { http, parallel: 4, progress: { onDone: (_r, cached) => void (cached || fetched++) } })
@@ -206,6 +221,21 @@ async function unpack(
   // Only the current set stays in the cache layer: superseded versions would pile up.
   const keep = new Set(refs.map((r) => `${r.sha256}.deb`));
   for (const f of await readdir(debs.dir)) if (!keep.has(f)) await rm(join(debs.dir, f), { force: true });
+}
+
+/** dropIfAltered removes `file` unless its sha256 is `sha256` (absent: nothing to do). */
+async function dropIfAltered(file: string, sha256: string): Promise<void> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  } catch {
+    await rm(file, { force: true, recursive: true });
+    return;
+  }
+  if (hash.digest('hex') !== sha256) {
+    log(`  WARNING: cached ${file} does not match its sha256; fetching it again`);
+    await rm(file, { force: true });
+  }
 }
 
 /**
