@@ -29,7 +29,8 @@ export interface DebLayerRequest {
   readonly layer: string;
   /**
    * Package names (optionally `name=version`), resolved against the configured suites; or a
-   * function choosing them from what the suites offer (e.g. the newest `golang-1.N-go`).
+   * function choosing them from what the suites offer (e.g. the newest `golang-1.N-go`); a
+   * function returning [] asks for nothing: no layer is made (`packages` comes back empty).
    */
   readonly packages: readonly string[] | ((universe: Universe) => readonly string[]);
   readonly types: LayerTypes;
@@ -106,9 +107,15 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
     indexes.map((i) => i.packages),
     indexes.map((i) => i.source.suite),
   );
+  // A chooser's own failure is the caller's message, not the archive's.
+  const names = typeof req.packages === 'function' ? req.packages(universe) : req.packages;
+  if (names.length === 0) {
+    // Nothing wanted (the chooser found a better source): no layer, the indexes stay cached.
+    await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
+    return { dir: join(req.layersDir, req.layer), packages: [], reused: false };
+  }
   let chosen: readonly PackageRecord[];
   try {
-    const names = typeof req.packages === 'function' ? req.packages(universe) : req.packages;
     chosen = resolve(universe, names, { exclude: [...installed.keys()] }).packages;
   } catch (e) {
     throw failure(e);

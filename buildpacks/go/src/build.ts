@@ -72,17 +72,19 @@ async function toolchain(
   env: NodeJS.ProcessEnv,
   request: ReturnType<typeof goModRequest>,
 ): Promise<Toolchain> {
-  const debian = await debianToolchain(layersDir, env);
   const wanted = request.toolchain ?? request.go;
-  if (!wanted || compareGo(wanted, debian.version) <= 0) return debian;
   const site = env.BP_GO_DOWNLOAD_URL?.trim();
-  const what = request.toolchain ? `toolchain go${formatGo(wanted)}` : `go ${formatGo(wanted)}`;
-  if (!site)
+  const debian = await debianToolchain(layersDir, env, wanted, !!site);
+  if ('goroot' in debian) {
+    if (!wanted || compareGo(wanted, debian.version) <= 0) return debian;
+    const what = request.toolchain ? `toolchain go${formatGo(wanted)}` : `go ${formatGo(wanted)}`;
     throw fail(
       'toolchain',
       `go.mod asks for ${what}, newer than Debian's Go ${formatGo(debian.version)}, and no Go download site is configured (set BP_GO_DOWNLOAD_URL, e.g. to a mirror of the official download page)`,
     );
-  return downloadedToolchain(layersDir, env, site, wanted, request.toolchain !== undefined);
+  }
+  log(`  go.mod asks for Go ${formatGo(wanted!)}; Debian has ${formatGo(debian.tooOld)}`);
+  return downloadedToolchain(layersDir, env, site!, wanted!, request.toolchain !== undefined);
 }
 
 function goEnv(base: NodeJS.ProcessEnv, layersDir: string, tc: Toolchain): NodeJS.ProcessEnv {

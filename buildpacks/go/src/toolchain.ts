@@ -22,31 +22,57 @@ export interface Toolchain {
 }
 
 /** newestDebianGo picks the newest `golang-1.N-go` the configured suites offer. */
-export function newestDebianGo(universe: Universe): readonly string[] {
+export function newestDebianGo(universe: Universe): { name: string; version: GoVersion } {
   let best: { minor: number; name: string } | undefined;
   for (const name of universe.byName.keys()) {
     const m = /^golang-1\.(\d+)-go$/.exec(name);
     if (m && (!best || Number(m[1]) > best.minor)) best = { minor: Number(m[1]), name };
   }
-  if (!best) throw new BuildpackFailure('the configured Debian suites offer no golang-1.N-go package');
-  return [best.name];
+  if (!best)
+    throw new BuildpackFailure('kiln/go: the configured Debian suites offer no golang-1.N-go package');
+  const deb = universe.byName.get(best.name)![0]!.version;
+  return { name: best.name, version: debianGoVersion(best.name, deb) };
 }
 
-/** debianToolchain installs Debian's newest Go into the build layer `go`. */
-export async function debianToolchain(layersDir: string, env: NodeJS.ProcessEnv): Promise<Toolchain> {
+function debianGoVersion(name: string, deb: string): GoVersion {
+  const version = parseGoVersion(deb.replace(/^\d+:/, '').replace(/[-~+].*$/, ''));
+  if (!version) throw new BuildpackFailure(`kiln/go: cannot read a Go version from ${name} ${deb}`);
+  return version;
+}
+
+/**
+ * debianToolchain installs Debian's newest Go into the build layer `go`, unless `wanted` is newer
+ * and `canDownload`: then it returns the Debian version only (no layer), for the caller to fetch
+ * the wanted release instead.
+ */
+export async function debianToolchain(
+  layersDir: string,
+  env: NodeJS.ProcessEnv,
+  wanted: GoVersion | undefined,
+  canDownload: boolean,
+): Promise<Toolchain | { readonly tooOld: GoVersion }> {
+  let tooOld: GoVersion | undefined;
   const layer = await installDebLayer({
     layersDir,
     layer: 'go',
-    packages: newestDebianGo,
+    packages: (universe) => {
+      const newest = newestDebianGo(universe);
+      if (wanted && canDownload && compareGo(wanted, newest.version) > 0) {
+        tooOld = newest.version;
+        return [];
+      }
+      return [newest.name];
+    },
     types: { build: true, cache: true },
     env,
     tool: TOOL,
   });
+  if (tooOld) return { tooOld };
   const go = layer.packages.find((p) => /^golang-1\.\d+-go$/.test(p.name));
-  if (!go) throw new BuildpackFailure('the go layer holds no golang-1.N-go package');
+  if (!go) throw new BuildpackFailure('kiln/go: the go layer holds no golang-1.N-go package');
   const minor = /^golang-1\.(\d+)-go$/.exec(go.name)![1]!;
-  const version = parseGoVersion(go.version.replace(/^\d+:/, '').replace(/[-~+].*$/, ''));
-  if (!version) throw new BuildpackFailure(`cannot read a Go version from ${go.name} ${go.version}`);
+  const version = debianGoVersion(go.name, go.version);
+  if (wanted && canDownload && compareGo(wanted, version) > 0) return { tooOld: version };
   return {
     goroot: join(layer.dir, `usr/lib/go-1.${minor}`),
     version,
