@@ -62,6 +62,11 @@ export async function removeSource(appDir: string, patterns: readonly string[]):
       const st = await lstat(path);
       if (st.isDirectory() && holdsKept(rel)) {
         await walk(path, rel);
+        // A directory left empty held nothing worth keeping.
+        if ((await readdir(path)).length === 0) {
+          await rm(path, { recursive: true, force: true });
+          removed++;
+        }
         continue;
       }
       await rm(path, { recursive: true, force: true });

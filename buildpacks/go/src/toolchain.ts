@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
@@ -11,6 +10,7 @@ import { previousLayer, resetLayer, writeLayerToml } from '../../_shared/layer.t
 import { BuildpackFailure, log } from '../../_shared/main.ts';
 import { writeSboms } from '../../_shared/sbom.ts';
 import { compareGo, formatGo, type GoVersion, parseGoVersion } from './gomod.ts';
+import { untarGz } from './untar.ts';
 
 export const TOOL = { name: 'kiln/go', version: '0.1.0' };
 
@@ -139,11 +139,14 @@ export async function downloadedToolchain(
     const dir = await resetLayer(layersDir, 'go-dl');
     const archive = join(dir, file.filename);
     await fetchChecked(`${base}${file.filename}`, archive, file.sha256, env);
-    const tar = spawnSync('tar', ['-xzf', archive, '-C', dir, '--no-same-owner', '--no-same-permissions'], {
-      encoding: 'utf8',
-    });
-    await rm(archive, { force: true });
-    if (tar.status !== 0) throw new BuildpackFailure(`cannot unpack ${file.filename}: ${tar.stderr.trim()}`);
+    try {
+      await untarGz(archive, dir);
+    } catch (e) {
+      if (e instanceof BuildpackFailure) throw e;
+      throw new BuildpackFailure(`kiln/go: cannot unpack ${file.filename}: ${(e as Error).message}`);
+    } finally {
+      await rm(archive, { force: true });
+    }
     await writeSboms(
       join(layersDir, 'go-dl'),
       [
