@@ -161,7 +161,8 @@ describe('kiln/go', () => {
 
     // Offline: Debian's Go comes from the build cache, the modules from vendor/.
     await writeFile(path.join(dir, 'main.go'), main('offline'));
-    const res = await kilnOk([...args, '--network', 'none']);
+    // BP_DEBIAN_INDEX_MAX_AGE=0: look at the archive now (unreachable), not trust the last check.
+    const res = await kilnOk([...args, '--network', 'none', '--env', 'BP_DEBIAN_INDEX_MAX_AGE=0']);
     assert.match(output(res), /Debian archive unreachable .*reusing the previous go layer/);
     assert.equal(await serveAndGet(podman, store, IMAGE, await freePort()), 'offline 36\n');
     const files = await imageFiles(IMAGE);

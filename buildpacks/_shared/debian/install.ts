@@ -44,6 +44,11 @@ export interface DebLayerRequest {
   readonly installed?: ReadonlyMap<string, string>;
   /** Paths (no leading "/") not to unpack; default: documentation, man pages, locales. */
   readonly skip?: (path: string) => boolean;
+  /**
+   * Names what the caller's `skip` (and other unpack choices) leave out: part of the layer key,
+   * so a buildpack that changes them gets a fresh layer. Default: the library's rules.
+   */
+  readonly contents?: string;
   /** Extra metadata stored in the layer TOML. */
   readonly metadata?: Record<string, unknown>;
 }
@@ -56,7 +61,8 @@ export interface DebLayer {
   readonly reused: boolean;
 }
 
-const DEFAULT_SKIP = (p: string) =>
+/** DEFAULT_SKIP leaves out documentation, man pages, locales and /etc (combine it with your own). */
+export const DEFAULT_SKIP = (p: string): boolean =>
   /^usr\/share\/(doc|man|info|locale|lintian|bug)(\/|$)/.test(p) || /^etc(\/|$)/.test(p);
 
 /**
@@ -74,19 +80,30 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const prev = await previousLayer(req.layersDir, req.layer);
   const http = httpClient(req.env);
   const installed = req.installed ?? (await installedPackages());
-  let inputs: string;
-  const keep = async (why: string): Promise<DebLayer> => {
+  const keep = async (why: string, update: Record<string, unknown> = {}): Promise<DebLayer> => {
     log(`  ${why}`);
     await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
-    await writeLayerToml(req.layersDir, req.layer, req.types, { ...prev!.metadata, ...req.metadata });
+    await writeLayerToml(req.layersDir, req.layer, req.types, {
+      ...prev!.metadata,
+      ...req.metadata,
+      ...update,
+    });
     const packages = prev!.metadata.packages as DebLayer['packages'];
     return { dir: join(req.layersDir, req.layer), packages, reused: true };
   };
   const reusable = prev?.hasContents === true && Array.isArray(prev.metadata.packages);
+  const local = await localInputs(source, req, installed);
+  // Within the freshness window the previous check stands: no request at all (the archive moves
+  // a few times a day; BP_DEBIAN_INDEX_MAX_AGE=0 checks every build).
+  const maxAge = Number(req.env.BP_DEBIAN_INDEX_MAX_AGE ?? 300);
+  const age = (Date.now() - Number(prev?.metadata.checked ?? 0)) / 1000;
+  if (reusable && prev!.metadata.local === local && age >= 0 && age < maxAge)
+    return keep(`reusing the ${req.layer} layer (Debian archive checked ${Math.round(age)} s ago)`);
+  let inputs: string;
   try {
     // The same signed InRelease files, request and image packages give the same resolution: the
     // previous layer is kept without reading the (large) Packages indexes again.
-    inputs = await resolutionInputs(source, http, req, installed);
+    inputs = await resolutionInputs(source, http, local);
   } catch (e) {
     // Only fetching failed here (nothing was verified yet): offline, the previous layer is all
     // there is, and it was verified when it was made.
@@ -95,8 +112,9 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
       `WARNING: Debian archive unreachable (${(e as Error).message}); reusing the previous ${req.layer} layer`,
     );
   }
+  const checked = Date.now();
   if (reusable && prev!.metadata.inputs === inputs)
-    return keep(`reusing the ${req.layer} layer (Debian archive unchanged)`);
+    return keep(`reusing the ${req.layer} layer (Debian archive unchanged)`, { local, checked });
   let indexes: SuiteIndex[];
   try {
     indexes = await loadIndexes(source, cacheDir, http);
@@ -123,8 +141,9 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const packages = chosen.map((p) => ({ name: p.name, version: p.version, arch: p.arch }));
   const key = createHash('sha256')
     .update(packages.map((p) => `${p.name}=${p.version}/${p.arch}`).join('\n'))
+    .update(`\n${req.contents ?? 'default-1'}`)
     .digest('hex');
-  const metadata = { ...req.metadata, key, inputs, packages };
+  const metadata = { ...req.metadata, key, inputs, local, checked, packages };
   const reused = prev?.hasContents === true && prev.metadata.key === key;
   if (reused) {
     log(`  reusing the ${req.layer} layer (${packages.length} Debian packages unchanged)`);
@@ -137,21 +156,14 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   return { dir: join(req.layersDir, req.layer), packages, reused };
 }
 
-/** resolutionInputs digests every suite's InRelease bytes, the request and the image's packages. */
-async function resolutionInputs(
+/** localInputs digests what decides the resolution besides the archive: source, keyring, request, image packages. */
+async function localInputs(
   source: DebianSource,
-  http: HttpClient,
   req: DebLayerRequest,
   installed: ReadonlyMap<string, string>,
 ): Promise<string> {
   const hash = createHash('sha256');
-  const texts = await Promise.all(
-    source.suites.map(async (s) => {
-      const url = joinUrl(s.mirror, `dists/${s.suite}/InRelease`);
-      return readBody(await archiveGet(url, http), 16 * 1024 * 1024, url);
-    }),
-  );
-  for (const t of texts) hash.update(createHash('sha256').update(t).digest('hex'));
+  for (const s of source.suites) hash.update(`${s.suite}=${s.mirror}\n`);
   // Another keyring must verify the archive again.
   hash.update(
     createHash('sha256')
@@ -160,8 +172,23 @@ async function resolutionInputs(
   );
   const request =
     typeof req.packages === 'function' ? `fn:${req.packages.toString()}` : req.packages.join(' ');
-  hash.update(`\n${source.arch} ${source.components.join(' ')}\n${request}\n`);
+  hash.update(
+    `\n${source.arch} ${source.components.join(' ')}\n${request}\n${req.contents ?? 'default-1'}\n`,
+  );
   for (const [n, v] of [...installed].sort()) hash.update(`${n}=${v}\n`);
+  return hash.digest('hex');
+}
+
+/** resolutionInputs adds every suite's InRelease bytes (fetched now) to the local inputs. */
+async function resolutionInputs(source: DebianSource, http: HttpClient, local: string): Promise<string> {
+  const hash = createHash('sha256').update(local);
+  const texts = await Promise.all(
+    source.suites.map(async (s) => {
+      const url = joinUrl(s.mirror, `dists/${s.suite}/InRelease`);
+      return readBody(await archiveGet(url, http), 16 * 1024 * 1024, url);
+    }),
+  );
+  for (const t of texts) hash.update(createHash('sha256').update(t).digest('hex'));
   return hash.digest('hex');
 }
 

@@ -4,7 +4,7 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { installDebLayer, type Universe } from '../../_shared/debian/install.ts';
+import { DEFAULT_SKIP, installDebLayer, type Universe } from '../../_shared/debian/install.ts';
 import { get, getJsonConditional } from '../../_shared/http.ts';
 import { previousLayer, resetLayer, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log } from '../../_shared/main.ts';
@@ -13,6 +13,26 @@ import { compareGo, formatGo, type GoVersion, parseGoVersion } from './gomod.ts'
 import { untarGz } from './untar.ts';
 
 export const TOOL = { name: 'kiln/go', version: '0.1.0' };
+
+/**
+ * notForBuilding matches what a Go toolchain carries but building an app never reads: Go's own
+ * test suite (test/), the toolchain's sources (src/cmd: its binaries are in pkg/tool), misc/,
+ * testdata and *_test.go files of the standard library. Half the files of the layer: every
+ * rebuild restores and fingerprints the layer, so they cost time each build.
+ */
+export function notForBuilding(goroot: string): (p: string) => boolean {
+  const prefix = `${goroot}/`;
+  return (p) => {
+    if (!p.startsWith(prefix)) return false;
+    const rel = p.slice(prefix.length);
+    return (
+      /^(test|misc)(\/|$)/.test(rel) ||
+      /^src\/cmd(\/|$)/.test(rel) ||
+      /(^|\/)testdata(\/|$)/.test(rel) ||
+      (rel.startsWith('src/') && rel.endsWith('_test.go'))
+    );
+  };
+}
 
 /** Toolchain is a Go installation usable for the build: its GOROOT and version. */
 export interface Toolchain {
@@ -66,6 +86,9 @@ export async function debianToolchain(
     types: { build: true, cache: true },
     env,
     tool: TOOL,
+    // Debian splits GOROOT: usr/lib/go-1.N (binaries, links) and usr/share/go-1.N (sources).
+    contents: 'go-build-only-1',
+    skip: (p) => DEFAULT_SKIP(p) || notForBuilding(p.replace(/^(usr\/share\/go-1\.\d+).*$/, '$1'))(p),
   });
   if (tooOld) return { tooOld };
   const go = layer.packages.find((p) => /^golang-1\.\d+-go$/.test(p.name));
@@ -140,7 +163,7 @@ export async function downloadedToolchain(
     const archive = join(dir, file.filename);
     await fetchChecked(`${base}${file.filename}`, archive, file.sha256, env);
     try {
-      await untarGz(archive, dir);
+      await untarGz(archive, dir, notForBuilding('go'));
     } catch (e) {
       if (e instanceof BuildpackFailure) throw e;
       throw new BuildpackFailure(`kiln/go: cannot unpack ${file.filename}: ${(e as Error).message}`);

@@ -18,9 +18,13 @@ import { BuildpackFailure } from '../../_shared/main.ts';
  * for .deb data: no absolute paths, no `..`, nothing written through a symlink the archive made,
  * symlinks that stay inside, no hard links out of the tree, no devices or fifos; only the
  * permission bits are kept. Its sha256 checked out against the index, but the site is still a
- * source of input, not of trust.
+ * source of input, not of trust. Entries `skip` matches (paths like `go/src/x`) are left out.
  */
-export async function untarGz(file: string, root: string): Promise<number> {
+export async function untarGz(
+  file: string,
+  root: string,
+  skip: (path: string) => boolean = () => false,
+): Promise<number> {
   const symlinks = new Set<string>();
   let files = 0;
   const fail = (name: string, why: string): never => {
@@ -41,6 +45,10 @@ export async function untarGz(file: string, root: string): Promise<number> {
     }
     for (let d = posix.dirname(rel); d !== '.'; d = posix.dirname(d))
       if (symlinks.has(d)) fail(h.path, 'path goes through a symlink');
+    if (skip(rel)) {
+      for await (const _ of e.body);
+      continue;
+    }
     const dest = posix.join(root, rel);
     const mode = h.mode & 0o777;
     if (h.type === 'dir') {
