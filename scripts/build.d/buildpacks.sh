@@ -29,9 +29,11 @@ for dir in buildpacks/*/; do
   cp "$dir/buildpack.toml" "$tmp/$name/buildpack.toml"
   # bin/* are CommonJS; this pins that even when the buildpack sits under a "type": "module" tree.
   printf '{"type":"commonjs","private":true}\n' > "$tmp/$name/package.json"
+  # Shared kiln code (src/internal, src/debian) passes import.meta.url to createRequire, which
+  # CommonJS lacks; __filename is what createRequire needs there.
   for phase in detect build; do
     esbuild "$dir/src/$phase.ts" --bundle --platform=node --target=node18 --format=cjs \
-      --banner:js='#!/usr/bin/env node' --legal-comments=eof --log-level=warning \
+      --banner:js='#!/usr/bin/env node' --define:import.meta.url=__filename --legal-comments=eof --log-level=warning \
       --metafile="$tmp/.meta-$name-$phase.json" --outfile="$tmp/$name/bin/$phase"
     chmod 0755 "$tmp/$name/bin/$phase"
   done

@@ -2,6 +2,7 @@ import { copyFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config-file.ts';
+import { mirrorForSuite, readAptSources } from '../debian/sources.ts';
 import type { Redactor } from '../internal/redactor.ts';
 import { type Binding, checkUniqueNames, parseBindingFlag, readBindingDir } from '../platform/bindings.ts';
 import { type CaCert, readCaCertFile, readSystemCaBundle, writeCaLaunchLayer } from '../platform/ca-certs.ts';
@@ -127,6 +128,17 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
   });
   if (npmRegistry.env.npm_config_registry)
     o.log.debug(`npm registry for builds: ${npmRegistry.registry} (from ${npmRegistry.source})`);
+  // The stack's Debian archive for buildpacks that install Debian packages (the same overrides
+  // as `kiln stack create`: KILN_DEBIAN_MIRROR / config debian-mirror, KILN_DEBIAN_SECURITY_MIRROR,
+  // else the machine's apt sources; the keyring the stack verifies with).
+  const apt = await readAptSources().catch(() => []);
+  const nonEmpty = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
+  const debianArchive = {
+    mirror: nonEmpty(o.settings.env.KILN_DEBIAN_MIRROR) ?? config.debianMirror,
+    securityMirror: nonEmpty(o.settings.env.KILN_DEBIAN_SECURITY_MIRROR),
+    aptMirror: (suite: string) => mirrorForSuite(apt, suite),
+    keyring: nonEmpty(o.settings.env.KILN_DEBIAN_KEYRING) ?? '/usr/share/keyrings/debian-archive-keyring.gpg',
+  };
   if (bindings.length) o.log.debug(`bindings: ${bindings.map((b) => `${b.name} (${b.type})`).join(', ')}`);
   let inputs: PlatformInputs | undefined;
   return {
@@ -153,6 +165,7 @@ export async function platformSetup(o: PlatformSetupOptions): Promise<PlatformSe
         userCerts,
         ...(hostCaBundle !== undefined && { hostCaBundle, hostCerts }),
         npmRegistry,
+        debianArchive,
         redactor,
         ...(process.getuid?.() === 0 && { uid, gid }),
       });

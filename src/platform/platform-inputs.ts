@@ -10,6 +10,7 @@ import {
   readSystemCaBundle,
   STANDARD_BUNDLE,
 } from './ca-certs.ts';
+import { type DebianArchiveChoice, debianArchiveEnv } from './debian-archive.ts';
 import type { NpmRegistry } from './npm-registry.ts';
 import { writePlatformDir } from './platform-dir.ts';
 import { PROXY_VARS, proxyEnv, registerProxySecrets } from './proxy.ts';
@@ -40,6 +41,8 @@ export interface PlatformInputsOptions {
   readonly hostCerts?: readonly CaCert[];
   /** From resolveNpmRegistry. */
   readonly npmRegistry?: NpmRegistry;
+  /** The Debian archive buildpacks install packages from (the stack's); none: not passed. */
+  readonly debianArchive?: DebianArchiveChoice;
   readonly redactor: Redactor;
   /** The build user (owner of binding files). */
   readonly uid?: number;
@@ -105,6 +108,12 @@ export async function preparePlatformInputs(o: PlatformInputsOptions): Promise<P
   }
   checkUniqueNames(bindings);
   if (bindings.length > 0) env.SERVICE_BINDING_ROOT = `${platformMount}/bindings`;
+
+  if (o.debianArchive) {
+    const debian = await debianArchiveEnv(o.debianArchive, o.buildRootfs, o.platformDir, platformMount);
+    // The user's own KILN_DEBIAN_* (--env) win, as with npm_config_registry.
+    for (const [k, v] of Object.entries(debian.env)) if (o.userEnv[k] === undefined) env[k] = v;
+  }
 
   // Proxy settings travel in the process env only (one route, and passwords stay out of files).
   const platformEnv: Record<string, string> = {};

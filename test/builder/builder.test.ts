@@ -95,7 +95,7 @@ describe('createBuilder()', () => {
     await layout.writeImage(image, 'builder');
 
     const layers = await image.layers();
-    assert.equal(layers.length, 1 + 5 + 1);
+    assert.equal(layers.length, 1 + 6 + 1);
     const cfg = await image.configFile();
     assert.equal(cfg.config?.WorkingDir, '/layers');
     assert.equal(cfg.config?.User, '1000:1000');
@@ -103,8 +103,15 @@ describe('createBuilder()', () => {
     const labels = cfg.config?.Labels ?? {};
     assert.equal(labels[BuilderLabel.StackId], 'io.kiln.stacks.bookworm');
 
-    // Buildpack layers, sorted by id: node-start, nodejs-engine, npm-install, procfile.
-    const ids = ['kiln/node-start', 'kiln/nodejs-engine', 'kiln/npm-install', 'kiln/procfile', 'kiln/python'];
+    // Buildpack layers, sorted by id: go, node-start, nodejs-engine, npm-install, procfile, python.
+    const ids = [
+      'kiln/go',
+      'kiln/node-start',
+      'kiln/nodejs-engine',
+      'kiln/npm-install',
+      'kiln/procfile',
+      'kiln/python',
+    ];
     const layersLabel = JSON.parse(labels[BuilderLabel.Layers]!) as Record<
       string,
       Record<string, { api: string; layerDiffID: string }>
@@ -122,7 +129,7 @@ describe('createBuilder()', () => {
       assert.equal(layersLabel[id]?.['0.1.0']?.layerDiffID, await layer.diffID());
     }
 
-    const own = await entriesOf(layers[6]!);
+    const own = await entriesOf(layers[7]!);
     const order = parse(own.get('cnb/order.toml')!.text!) as {
       order: { group: { id: string; optional?: boolean }[] }[];
     };
@@ -131,6 +138,7 @@ describe('createBuilder()', () => {
       [
         ['kiln/nodejs-engine', 'kiln/npm-install', 'kiln/node-start?', 'kiln/procfile?'],
         ['kiln/nodejs-engine', 'kiln/node-start?', 'kiln/procfile?'],
+        ['kiln/go', 'kiln/procfile?'],
         ['kiln/python', 'kiln/procfile?'],
         ['kiln/procfile'],
       ],
@@ -159,7 +167,7 @@ describe('createBuilder()', () => {
     ]);
     assert.equal(info.createdBy.name, 'kiln');
     assert.ok(info.lifecycle.buildpackApis.includes('0.12'));
-    assert.equal(info.order.length, 4);
+    assert.equal(info.order.length, 5);
 
     // Another tool reads it: skopeo sees the labels in the layout kiln wrote.
     const inspected = JSON.parse(
@@ -168,7 +176,7 @@ describe('createBuilder()', () => {
       Labels: Record<string, string>;
       Layers: string[];
     };
-    assert.equal(inspected.Layers.length, 7);
+    assert.equal(inspected.Layers.length, 8);
     assert.ok(inspected.Labels[BuilderLabel.Metadata]);
   });
 

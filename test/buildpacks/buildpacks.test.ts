@@ -148,7 +148,7 @@ describe('detect', () => {
     const o = await workdir('detect-nothing');
     await writeFile(path.join(o.app, 'README.md'), 'nothing to build\n');
     const said: string[] = [];
-    for (const bp of ['nodejs-engine', 'npm-install', 'node-start', 'procfile']) {
+    for (const bp of ['nodejs-engine', 'npm-install', 'node-start', 'procfile', 'go']) {
       const res = await detect(bp, o);
       assert.equal(res.code, 100, bp);
       said.push(res.stdout.trim());
@@ -158,6 +158,7 @@ describe('detect', () => {
       'kiln/npm-install: looked for package.json: not found',
       'kiln/node-start: looked for package.json: not found',
       'kiln/procfile: looked for a Procfile with at least one "type: command" line: none found',
+      'kiln/go: looked for go.mod or *.go files: none found',
     ]);
   });
 });

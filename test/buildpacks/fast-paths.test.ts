@@ -85,6 +85,7 @@ describe('detect prechecks write the same Build Plan as detect.js', () => {
     ['npm-install', express],
     ['node-start', express],
     ['nodejs-engine', { 'package.json': JSON.stringify({ name: 'no-engines', main: 'x.js' }) }],
+    ['go', { 'go.mod': 'module example.com/x\n', 'main.go': 'package main\n' }],
   ] as const) {
     test(`${name}: answered by the shell, same plan`, async () => {
       const o = await app(files);

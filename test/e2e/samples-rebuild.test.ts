@@ -185,6 +185,7 @@ describe('a project nothing detects', () => {
         'kiln/node-start: looked for package.json: not found',
         'kiln/procfile: looked for a Procfile with at least one "type: command" line: none found',
         'kiln/python: looked for requirements.txt, pyproject.toml, setup.py, Pipfile, runtime.txt, .python-version: none found',
+        'kiln/go: looked for go.mod or *.go files: none found',
       ]) {
         assert.ok(out.includes(said), `missing: ${said}\n${out}`);
       }

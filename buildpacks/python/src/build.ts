@@ -1,14 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildContext } from '../../_shared/context.ts';
-import { run } from '../../_shared/exec.ts';
 import { exists } from '../../_shared/fsutil.ts';
 import { writeLaunchToml } from '../../_shared/launch.ts';
-import { prependPath, previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
-import { BuildpackFailure, log, main } from '../../_shared/main.ts';
+import { previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
+import { log, main } from '../../_shared/main.ts';
 import { writeSboms } from '../../_shared/sbom.ts';
 import { entryFile, requirements } from './project.ts';
 import { fileSha256, installRuntime, probe } from './runtime.ts';
+import { installVenv, pipInput } from './venv.ts';
 
 const TOOL = { name: 'kiln/python', version: '0.1.0' };
 const TYPES = { build: true, launch: true, cache: true };
@@ -55,63 +55,28 @@ main(async () => {
   await writeLayerToml(ctx.layersDir, 'python', TYPES, key);
 
   const reqs = await requirements(ctx.appDir);
-  if (reqs.length > 0) await installRequirements(ctx.layersDir, ctx.appDir, ctx.env, reqs.length);
+  const input = await pipInput(ctx.appDir, reqs.length > 0);
+  let venv: string | undefined;
+  if (input)
+    venv = await installVenv({
+      layersDir: ctx.layersDir,
+      appDir: ctx.appDir,
+      platformDir: ctx.platformDir,
+      env: ctx.env,
+      python: join(ctx.layersDir, 'python', 'bin', 'python3'),
+      pythonKey: `${key.version} ${key.binary}`,
+      input,
+      tool: TOOL,
+    });
 
   if (!(await exists(join(ctx.appDir, 'Procfile')))) {
     const entry = await entryFile(ctx.appDir);
     if (entry) {
-      log(`  web: python ${entry}`);
-      await writeLaunchToml(ctx.layersDir, [{ type: 'web', command: ['python', entry], default: true }]);
+      log(`  web: python ${entry}${venv ? ' (the venv interpreter)' : ''}`);
+      // The venv's interpreter by path: it finds the installed packages whatever PATH says.
+      const python = venv ? join(venv, 'bin', 'python') : 'python';
+      await writeLaunchToml(ctx.layersDir, [{ type: 'web', command: [python, entry], default: true }]);
     }
   }
   return 0;
 });
-
-/** installRequirements runs pip into a `packages` layer on PYTHONPATH (build and launch). */
-async function installRequirements(
-  layersDir: string,
-  appDir: string,
-  env: NodeJS.ProcessEnv,
-  count: number,
-): Promise<void> {
-  const pip = spawnSync('python3', ['-m', 'pip', '--version'], { env, encoding: 'utf8' });
-  if (pip.status !== 0) {
-    throw new BuildpackFailure(
-      `requirements.txt lists ${count} package(s), but the build image has no pip (Debian's python3-pip), so they cannot be installed`,
-    );
-  }
-  const dir = await resetLayer(layersDir, 'packages');
-  const site = join(dir, 'site-packages');
-  const res = await run(
-    'python3',
-    [
-      '-m',
-      'pip',
-      'install',
-      '--no-input',
-      '--disable-pip-version-check',
-      '--target',
-      site,
-      '-r',
-      'requirements.txt',
-    ],
-    {
-      cwd: appDir,
-      env,
-    },
-  );
-  if (res.code !== 0) {
-    if (
-      /Could not find a version|NewConnectionError|Max retries exceeded|Temporary failure in name resolution/.test(
-        res.tail,
-      )
-    ) {
-      throw new BuildpackFailure(
-        'pip install: the Python package index is unreachable from this build (set PIP_INDEX_URL to a reachable index)',
-      );
-    }
-    throw new BuildpackFailure('pip install failed (see its output above)');
-  }
-  await prependPath(dir, 'env', 'PYTHONPATH', site);
-  await writeLayerToml(layersDir, 'packages', { build: true, launch: true }, {});
-}

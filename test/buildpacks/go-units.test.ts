@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { compareGo, goModRequest, parseGoVersion } from '../../buildpacks/go/src/gomod.ts';
+import { globRegExp, removeSource } from '../../buildpacks/go/src/source.ts';
+import { untarGz } from '../../buildpacks/go/src/untar.ts';
+import { entryHeader, type TarEntry } from '../../src/layers/tar-writer.ts';
+import { goSumLines, hash1 } from '../helpers/go-proxy.ts';
+
+let tmp: string;
+before(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'kiln-go-units-'));
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('go.mod and Go versions', () => {
+  test('goModRequest reads the module, go and toolchain lines (comments and quotes allowed)', () => {
+    const r = goModRequest(
+      '// x\nmodule "example.com/a" // c\n\ngo 1.22\ntoolchain go1.22.3\nrequire x v1\n',
+    );
+    assert.equal(r.module, 'example.com/a');
+    assert.deepEqual(r.go, { major: 1, minor: 22, patch: 0, pre: '' });
+    assert.deepEqual(r.toolchain, { major: 1, minor: 22, patch: 3, pre: '' });
+    assert.equal(goModRequest('module x\ntoolchain default\n').toolchain, undefined);
+  });
+  test('compareGo orders releases and pre-releases', () => {
+    const v = (s: string) => parseGoVersion(s)!;
+    assert.ok(compareGo(v('1.22'), v('1.19.8')) > 0);
+    assert.ok(compareGo(v('1.22rc1'), v('1.22.0')) < 0);
+    assert.ok(compareGo(v('go1.21.13'), v('1.21.2')) > 0);
+    assert.equal(parseGoVersion('2.0'), undefined);
+  });
+});
+
+describe('no source in the image', () => {
+  test('removeSource empties the workspace except kept globs, never following links', async () => {
+    const app = path.join(tmp, 'app');
+    const outside = path.join(tmp, 'outside');
+    await mkdir(path.join(app, 'cmd/web'), { recursive: true });
+    await mkdir(path.join(app, 'static/css'), { recursive: true });
+    await mkdir(outside);
+    await writeFile(path.join(outside, 'keep-me'), 'x');
+    for (const f of ['main.go', 'go.mod', 'cmd/web/main.go', 'static/css/a.css', 'static/x.go', 'README.md'])
+      await writeFile(path.join(app, f), 'x');
+    await symlink(outside, path.join(app, 'link'));
+    const removed = await removeSource(app, ['static/**/*.css', 'README.md']);
+    assert.ok(removed >= 4);
+    assert.deepEqual((await readdir(app)).sort(), ['README.md', 'static']);
+    assert.deepEqual(await readdir(path.join(app, 'static')), ['css']);
+    assert.deepEqual(await readdir(outside), ['keep-me'], 'the link was removed, not followed');
+    assert.ok(globRegExp('static').test('static/css/a.css'));
+    assert.ok(!globRegExp('*.md').test('docs/a.md'));
+  });
+});
+
+function tarGz(entries: (TarEntry & { data?: string })[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    blocks.push(entryHeader(e, e.path, 0));
+    if (e.data !== undefined) {
+      const b = Buffer.from(e.data);
+      blocks.push(b, Buffer.alloc((512 - (b.length % 512)) % 512));
+    }
+  }
+  blocks.push(Buffer.alloc(1024));
+  return gzipSync(Buffer.concat(blocks));
+}
+const file = (p: string, data: string): TarEntry & { data: string } => ({
+  path: p,
+  type: 'file',
+  mode: 0o755,
+  uid: 0,
+  gid: 0,
+  size: Buffer.byteLength(data),
+  data,
+});
+const link = (p: string, to: string): TarEntry => ({
+  path: p,
+  type: 'symlink',
+  mode: 0o777,
+  uid: 0,
+  gid: 0,
+  linkname: to,
+});
+
+describe('untarGz() (toolchain archives)', () => {
+  test('unpacks files and inner symlinks', async () => {
+    const a = path.join(tmp, 'ok.tar.gz');
+    await writeFile(a, tarGz([file('go/bin/go', 'ELF'), link('go/bin/go2', 'go')]));
+    const dir = path.join(tmp, 'ok');
+    await mkdir(dir);
+    assert.equal(await untarGz(a, dir), 1);
+    assert.equal(await readFile(path.join(dir, 'go/bin/go'), 'utf8'), 'ELF');
+    assert.equal(await readlink(path.join(dir, 'go/bin/go2')), 'go');
+    assert.equal((await lstat(path.join(dir, 'go/bin/go'))).mode & 0o777, 0o755);
+  });
+  for (const [name, entries, why] of [
+    ['dotdot', [file('go/../../evil', 'x')], /path contains \.\./],
+    ['absolute', [file('/etc/evil', 'x')], /absolute path/],
+    ['link out', [link('go/l', '../../etc')], /leaves the tree/],
+    ['through a link', [link('go/l', '.'), file('go/l/x', 'x')], /goes through a symlink/],
+    [
+      'hard link',
+      [{ path: 'go/h', type: 'link', mode: 0o644, uid: 0, gid: 0, linkname: '/etc/passwd' } as TarEntry],
+      /link entries are not allowed/,
+    ],
+  ] as const) {
+    test(`refuses ${name}`, async () => {
+      const a = path.join(tmp, `${name.replace(/ /g, '-')}.tar.gz`);
+      await writeFile(a, tarGz([...entries]));
+      const dir = path.join(tmp, name.replace(/ /g, '-'));
+      await mkdir(dir);
+      await assert.rejects(untarGz(a, dir), why);
+    });
+  }
+});
+
+describe('Go module hashes (test helper)', () => {
+  test("hash1 gives go.sum's h1: for a known go.mod (github.com/google/uuid v1.6.0)", () => {
+    assert.equal(
+      hash1([{ name: 'go.mod', data: Buffer.from('module github.com/google/uuid\n') }]),
+      'h1:TIyPZe4MgqvfeYDBFedMoGGpEw/LqOeaOT+nhxU+yHo=',
+    );
+    assert.match(
+      goSumLines({ path: 'a.example/m', version: 'v1.0.0', files: { 'go.mod': 'module a.example/m\n' } }),
+      /^a\.example\/m v1\.0\.0 h1:\S+=\na\.example\/m v1\.0\.0\/go\.mod h1:\S+=\n$/,
+    );
+  });
+});
