@@ -126,7 +126,7 @@ describe('state and queue (SQLite)', () => {
   test('apply adds, changes and removes; removed images stop being managed', async () => {
     assert.deepEqual(await state.apply(fleet), { added: ['api', 'web'], changed: [], removed: [] });
     assert.deepEqual(await state.apply(fleet), { added: [], changed: [], removed: [] });
-    const fewer = parseFleet(FILE.replace(/\[images\.web\][^]*$/, ''), 'f');
+    const fewer = parseFleet(FILE.replace(/\[images\.web\][\s\S]*$/, ''), 'f');
     assert.deepEqual(await state.apply(fewer), { added: [], changed: [], removed: ['web'] });
     assert.equal((await state.image('web'))?.managed, false);
     assert.deepEqual(
@@ -202,7 +202,7 @@ describe('state and queue (SQLite)', () => {
     const failed = await state.job(job!.id);
     assert.equal(failed?.state, 'failed');
     assert.equal(failed?.error, 'boom 4');
-    assert.match(failed!.log, /try 1\n[^]*try 4\n/);
+    assert.match(failed!.log, /try 1\n[\s\S]*try 4\n/);
     // The same inputs are not queued again; new inputs are.
     assert.equal(
       await state.enqueue({
