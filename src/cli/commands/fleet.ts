@@ -1,7 +1,7 @@
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import { readFleetFile } from '../../fleet/declarations.ts';
 import { Git } from '../../fleet/git.ts';
 import { statusRows } from '../../fleet/page.ts';
@@ -14,8 +14,9 @@ import { Worker } from '../../fleet/worker.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { parseReference } from '../../registry/reference.ts';
 import type { Transports } from '../../transport/transports.ts';
-import type { CliContext } from '../context.ts';
+import { type CliContext, createContext } from '../context.ts';
 import { imageTransports, registryClient } from '../image-ref.ts';
+import type { GlobalFlags } from '../settings.ts';
 
 // `kiln fleet`: declarations (apply), the scheduler and embedded worker (serve), workers that
 // scale out on PostgreSQL (worker), and what the fleet looks like (status, history, logs).
@@ -78,13 +79,14 @@ function machinery(ctx: CliContext, state: FleetState) {
 }
 
 /**
- * buildInProcess runs `kiln build IMAGE --publish …` through the CLI's own entry point in this
- * process: the same flags, checks, sandbox and publishing as a user's build, its output captured
- * as the job's log. (A subprocess would add a Node start-up per build and a second place that
- * knows where the CLI lives; the build's own deadline and sandbox limits bound it either way.)
+ * buildInProcess runs `kiln build IMAGE --publish …` in this process: the build command's own
+ * action (flags, checks, sandbox, publishing) on a program of its own with a context whose output
+ * is the job's log. (A subprocess would add a Node start-up per build and a second place that
+ * knows where the CLI lives; the build's own deadline and sandbox limits bound it either way.
+ * main() itself cannot be imported here: when main.ts is the entry point it is still being
+ * evaluated while serve runs.)
  */
 async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ digest: string }> {
-  const { main } = await import('../main.ts');
   const d = r.decl;
   const args = [
     ...ctx.settings.insecureRegistries.flatMap((h) => ['--insecure-registry', h]),
@@ -115,12 +117,28 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
       cb();
     },
   });
-  const env = { ...ctx.settings.env, CI: '1', NO_COLOR: '1' };
-  const code = await main(args, { stdout, stderr, env, isTTY: false });
-  if (partial) r.log(partial);
+  const io = { stdout, stderr, env: { ...ctx.settings.env, CI: '1', NO_COLOR: '1' }, isTTY: false };
+  const bctx = createContext(io);
+  const program = new Command('kiln')
+    .option('--insecure-registry <host>', 'plain HTTP registry', (v: string, p: string[] = []) => [...p, v])
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => stdout.write(s),
+      writeErr: (s) => stderr.write(s),
+      outputError: () => {},
+    });
+  program.hook('preAction', (_this, action) => bctx.init(action.optsWithGlobals() as GlobalFlags));
+  (await import('./build.ts')).register(program, bctx);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    r.log(`ERROR: ${bctx.redactor.redact((e as Error).message)}`);
+    throw new KilnError(`kiln build of ${d.name} failed: ${(e as Error).message}`, { cause: e });
+  } finally {
+    if (partial) r.log(partial);
+  }
   const digest = /sha256:[0-9a-f]{64}/.exec(out)?.[0];
-  if (code !== 0 || digest === undefined)
-    throw new KilnError(`kiln build of ${d.name} failed (exit ${code})`);
+  if (digest === undefined) throw new KilnError(`kiln build of ${d.name} printed no digest`);
   return { digest };
 }
 
@@ -295,7 +313,7 @@ async function readSecret(
     throw new UsageError(`${what} ${file}: ${(e as Error).message}`);
   }
   if (s.length < 8) throw new UsageError(`${what} ${file}: expected a secret of at least 8 characters`);
-  ctx.redactor.add?.(s);
+  ctx.redactor.add(s);
   return s;
 }
 
