@@ -56,7 +56,8 @@ export function statusRows(
   now: number,
 ): StatusRow[] {
   return images.map((i) => {
-    const run = i.decl.watchedRunImage ? obs.get(keys.run(i.decl.watchedRunImage)) : undefined;
+    const seen = i.decl.watchedRunImage ? obs.get(keys.run(i.decl.watchedRunImage)) : undefined;
+    const run = seen?.value ? seen : undefined;
     const on = i.inputs?.runImage;
     return {
       name: i.name,
@@ -66,7 +67,12 @@ export function statusRows(
       ...(on ? { runImage: on } : {}),
       ...(on && run ? { runImageNewest: on === run.value } : {}),
       ...(i.last
-        ? { lastReasons: i.last.reasons, lastResult: i.last.state, lastBuild: i.last.finished }
+        ? {
+            lastReasons: i.last.reasons,
+            // A failed job waiting for its next attempt.
+            lastResult: i.last.state === 'queued' ? 'retrying' : i.last.state,
+            ...(i.last.finished !== undefined ? { lastBuild: i.last.finished } : {}),
+          }
         : {}),
       ...(i.last?.error ? { lastError: i.last.error } : {}),
       // The patch level's age: since the newest run image appeared when the image is on it,

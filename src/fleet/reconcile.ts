@@ -147,8 +147,10 @@ export function sameRepository(ref: string, repository: string): boolean {
 /** desiredInputs are the inputs an image should have now; undefined while something is unknown. */
 export function desiredInputs(
   d: ImageDeclaration,
-  obs: ReadonlyMap<string, Observation>,
+  all: ReadonlyMap<string, Observation>,
 ): Inputs | undefined {
+  // A thing whose checks have only failed so far is recorded with an empty value: not known.
+  const obs = { get: (k: string) => ((v) => (v?.value ? v : undefined))(all.get(k)) };
   const run = d.watchedRunImage ? obs.get(keys.run(d.watchedRunImage)) : undefined;
   if (d.watchedRunImage && run === undefined) return undefined;
   const watchBuilder = d.builder !== undefined && isWatchedBuilder(d.builder);

@@ -219,10 +219,25 @@ export class FleetServer {
       return [400, { error: 'expected a notification envelope (JSON)' }];
     }
     this.#hooks.registry++;
-    const changed: string[] = [];
-    for (const r of repos)
-      changed.push(...(await this.#react((f) => this.#o.observer.checkImage(f, r))).changed);
-    return [202, { repositories: repos, changed }];
+    // Answered at once (the registry holds its other events until we answer), checked after: the
+    // registry sends the event before it moves the tag, so a check that sees no change yet is
+    // repeated a few times.
+    for (const r of repos) void this.#recheck(r, [0, 300, 1000, 3000]);
+    return [202, { repositories: repos }];
+  }
+
+  async #recheck(repository: string, delays: readonly number[]): Promise<void> {
+    for (const ms of delays) {
+      if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+      if (this.#timers.length === 0) return; // stopping
+      try {
+        const c = await this.#react((f) => this.#o.observer.checkImage(f, repository));
+        if (c.changed.length > 0 || c.errors.length > 0) return;
+      } catch (e) {
+        this.#o.log.warn(`fleet: checking ${repository}: ${(e as Error).message}`);
+        return;
+      }
+    }
   }
 
   async #gitHook(req: http.IncomingMessage, body: Buffer): Promise<[number, unknown]> {

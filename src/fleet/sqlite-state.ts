@@ -174,7 +174,8 @@ export class SqliteState implements FleetState {
 
   #imageOf(r: Row): ImageState {
     const last = this.#get(
-      "SELECT id, reasons, kind, state, finished, error FROM jobs WHERE image = ? AND state IN ('succeeded', 'failed') ORDER BY finished DESC, id DESC LIMIT 1",
+      // The newest job with a result: finished, or waiting for a retry after a failure.
+      "SELECT id, reasons, kind, state, finished, error FROM jobs WHERE image = ? AND (state IN ('succeeded', 'failed') OR (state = 'queued' AND error IS NOT NULL)) ORDER BY id DESC LIMIT 1",
       String(r.name),
     );
     return imageStateOf(r, last);
@@ -189,8 +190,16 @@ export class SqliteState implements FleetState {
     return this.#tx(() => {
       const old = this.#get('SELECT value FROM observations WHERE key = ?', key);
       if (value === undefined) {
+        // A failed check keeps the last value seen; a thing never seen is recorded as unknown ('').
         if (old !== undefined)
           this.#run('UPDATE observations SET checked = ?, error = ? WHERE key = ?', now, error ?? null, key);
+        else
+          this.#run(
+            "INSERT INTO observations (key, value, since, checked, error) VALUES (?, '', 0, ?, ?)",
+            key,
+            now,
+            error ?? 'unknown',
+          );
         return false;
       }
       if (old !== undefined && String(old.value) === value) {

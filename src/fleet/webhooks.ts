@@ -104,8 +104,18 @@ export function registryPushes(payload: unknown): string[] {
   if (!Array.isArray(events)) return [];
   const out = new Set<string>();
   for (const e of events.slice(0, 1000)) {
-    const ev = e as { action?: unknown; target?: { repository?: unknown } };
+    const ev = e as {
+      action?: unknown;
+      target?: { repository?: unknown; mediaType?: unknown; url?: unknown };
+    };
     if (ev?.action !== 'push' || typeof ev.target?.repository !== 'string') continue;
+    // Blob pushes come first and change no tag: only manifest pushes name a new image.
+    const t = ev.target;
+    if (
+      t.mediaType === 'application/octet-stream' ||
+      (typeof t.url === 'string' && t.url.includes('/blobs/'))
+    )
+      continue;
     if (ev.target.repository.length < 512) out.add(ev.target.repository);
   }
   return [...out];

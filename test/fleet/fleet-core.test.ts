@@ -328,6 +328,7 @@ describe('hooks', () => {
       registryPushes({
         events: [
           { action: 'pull', target: { repository: 'a' } },
+          { action: 'push', target: { repository: 'blob', mediaType: 'application/octet-stream' } },
           {
             action: 'push',
             target: { repository: 'stack/run', url: 'http://127.0.0.1:5000/v2/stack/run/manifests/sha256:x' },
