@@ -28,10 +28,12 @@ interface StateFlags {
 /** openState opens the fleet's state: --database (a postgres:// URL or a file), else the data dir's file. */
 async function openState(ctx: CliContext, flags: StateFlags): Promise<FleetState> {
   const db = flags.database;
+  if (db !== undefined && /^postgres(ql)?:\/\//.test(db)) {
+    const { PgState } = await import('../../fleet/pg-state.ts');
+    return PgState.connect(db);
+  }
   if (db !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(db))
-    throw new UsageError(
-      `--database ${db.replace(/\/\/[^@/]*@/, '//…@')}: only a state file path is supported so far`,
-    );
+    throw new UsageError(`--database: expected postgres://… or a state file path`);
   return SqliteState.open(db ?? path.join(ctx.settings.dataDir, 'fleet', 'state.db'));
 }
 
@@ -50,7 +52,7 @@ async function withState<T>(
 
 const dbOption = [
   '--database <url>',
-  'fleet state file (default: fleet/state.db under the kiln data dir)',
+  'fleet state: postgres://… (scale out with kiln fleet worker), or a state file (default: fleet/state.db under the kiln data dir)',
 ] as const;
 
 /** The collaborators of serve and worker. */
@@ -268,10 +270,18 @@ export function register(program: Command, ctx: CliContext): void {
 
   fleet
     .command('worker')
-    .description('take jobs from the fleet state and run them (serve --workers 0 then only schedules)')
+    .description('take jobs from the fleet state (PostgreSQL) and run them; any number may run, anywhere')
     .option(...dbOption)
     .option('--workers <n>', 'jobs this process runs at once', '1')
-    .action(async (flags: StateFlags & { workers: string }) => {
+    .option(
+      '--lease <seconds>',
+      "how long a job stays this worker's without a sign of life (renewed every third of it)",
+      '60',
+    )
+    .action(async (flags: StateFlags & { workers: string; lease: string }) => {
+      const lease = Number(flags.lease);
+      if (!Number.isFinite(lease) || lease < 1)
+        throw new UsageError(`--lease ${flags.lease}: expected seconds >= 1`);
       const state = await openState(ctx, flags);
       const { runner } = machinery(ctx, state);
       const worker = new Worker({
@@ -280,6 +290,7 @@ export function register(program: Command, ctx: CliContext): void {
         id: `${hostname()}:${process.pid}`,
         log: ctx.log,
         concurrency: Math.max(1, Number(flags.workers) || 1),
+        leaseMs: lease * 1000,
       });
       worker.start();
       ctx.log.info(`fleet: worker ${hostname()}:${process.pid} started`);
