@@ -11,12 +11,13 @@
 //  5. with hooks off (a second serve, polling every second), the poll catches all three.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { parseLifecycleMetadata } from '../../src/cnb/lifecycle-metadata.ts';
 import type { StatusRow } from '../../src/fleet/page.ts';
 import type { Image } from '../../src/oci/image.ts';
@@ -42,6 +43,7 @@ import {
   runKiln,
 } from './samples-harness.ts';
 
+const execFileP = promisify(execFile);
 const ANSWER = 'Hello from kiln: static-binary\n';
 const SECRET = `hook-${randomBytes(8).toString('hex')}`;
 const REG_TOKEN = `notify-${randomBytes(8).toString('hex')}`;
@@ -181,6 +183,24 @@ async function push(image: Image, ref: string): Promise<string> {
   return (await transports.parse(ref.replace(proxy.host, registry.host)).write(image)).digest;
 }
 
+/**
+ * browse renders `url` in headless Chromium and returns the DOM it built (asynchronously: the
+ * counting proxy the page's server reads through runs in this process).
+ */
+async function browse(url: string): Promise<string> {
+  const profile = await mkdtemp(path.join(work, 'chromium-'));
+  try {
+    const { stdout } = await execFileP(
+      'chromium',
+      ['--headless', '--no-sandbox', '--disable-gpu', `--user-data-dir=${profile}`, '--dump-dom', url],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    return stdout;
+  } finally {
+    await rm(profile, { recursive: true, force: true });
+  }
+}
+
 async function answers(ref: string): Promise<string> {
   const port = await freePort();
   const served = runKiln([ref, '-p', String(port)]);
@@ -289,8 +309,10 @@ source = { path = "${path.join(work, 'nothing')}" }
     ]);
     const built = await settled({ a: 'CONFIG', b: 'CONFIG', c: 'CONFIG' }, {});
     for (const i of ['a', 'b', 'c']) assert.equal(built[i]!.kind, 'build');
-    for (const i of ['a', 'b', 'c'])
-      assert.equal(await answers(`${ref(`apps/${i}`)}@${built[i]!.digest}`), ANSWER);
+    // Each distinct image runs (a and b come from the same source: reproducible, one digest).
+    const distinct = new Map(['a', 'b', 'c'].map((i) => [built[i]!.digest, i]));
+    assert.equal(built.a!.digest, built.b!.digest, 'same source, same image');
+    for (const [digest, i] of distinct) assert.equal(await answers(`${ref(`apps/${i}`)}@${digest}`), ANSWER);
     const d = await until('d reported', async () => {
       const r = (await status()).get('d');
       return r?.lastResult === 'retrying' || r?.lastResult === 'failed' ? r : undefined;
@@ -350,8 +372,18 @@ source = { path = "${path.join(work, 'nothing')}" }
       assert.match(md.runImage.reference ?? '', new RegExp(`@${runDigest}$`));
     }
     assert.equal(await answers(`${ref('apps/a')}@${done.a!.digest}`), ANSWER);
-    const page = await (await fetch(`http://127.0.0.1:${servePort}/`)).text();
-    assert.match(page, /<td class="reason">STACK<\/td>/);
+    // The page as a real browser renders it (headless Chromium from Debian).
+    const dom = await browse(`http://127.0.0.1:${servePort}/`);
+    for (const i of ['a', 'b', 'c']) {
+      const row = new RegExp(`<tr data-image="${i}">.*?</tr>`).exec(dom)?.[0] ?? '';
+      assert.match(row, /<td class="reason">STACK<\/td>/, `${i}: the page shows the rebase`);
+      assert.ok(row.includes(done[i]!.digest.slice(7, 19)), `${i}: the page shows the new digest`);
+      assert.match(row, /\(newest\)/);
+    }
+    assert.match(
+      await browse(`http://127.0.0.1:${servePort}/images/a`),
+      /<td>rebase<\/td><td class="reason">STACK/,
+    );
     const metrics = await (await fetch(`http://127.0.0.1:${servePort}/metrics`)).text();
     assert.match(metrics, /kiln_fleet_stack_rollout_seconds \d/);
   });
