@@ -15,6 +15,8 @@ say() { printf '==> %s\n' "$*"; }
 # and python3, which tests call (absent from minimal images).
 pkgs=(bubblewrap slirp4netns iptables libseccomp-dev podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
       ca-certificates debian-archive-keyring git jq apache2-utils openssl curl python3)
+pkgs+=(postgresql)  # kiln fleet's scale-out tests start a throw-away PostgreSQL server
+pkgs+=(chromium)  # kiln fleet's page is checked in a real (headless) browser
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()

@@ -29,6 +29,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   run: () => import('./commands/run.ts'),
   inspect: () => import('./commands/inspect.ts'),
   rebase: () => import('./commands/rebase.ts'),
+  fleet: () => import('./commands/fleet.ts'),
   sbom: () => import('./commands/sbom.ts'),
   stack: () => import('./commands/stack.ts'),
 };

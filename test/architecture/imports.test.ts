@@ -67,7 +67,11 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   rebase: ['cnb', 'layers', 'layout', 'registry', 'store', 'transport'],
   // The config file's limits use the sandbox's size and duration syntax.
   config: ['cnb', 'sandbox'],
+  // The fleet rebases through rebase/ and reads durations with config/'s syntax; builds go through
+  // the CLI's own `kiln build` (passed in), never lifecycle/ directly.
   fleet: [
+    'rebase',
+    'config',
     'platform',
     'lifecycle',
     'transport',

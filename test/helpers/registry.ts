@@ -42,6 +42,11 @@ export interface StartRegistryOptions {
   users?: Readonly<Record<string, string>>;
   /** Let anonymous callers get pull tokens (token auth only). Default false. */
   anonymousPull?: boolean;
+  /**
+   * Send Docker Distribution notifications (the JSON event envelope) to `url` on every push and
+   * pull, with `Authorization: Bearer <token>` when a token is given.
+   */
+  notifications?: { readonly url: string; readonly token?: string };
 }
 
 // Children we started, killed if the test process exits without stopping them.
@@ -86,7 +91,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     }
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
-      const config = registryConfig(dir, port, tokenServer, htpasswd);
+      const config = registryConfig(dir, port, tokenServer, htpasswd, opts.notifications);
       await writeFile(path.join(dir, 'config.yml'), config);
       const child = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], {
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -134,6 +139,7 @@ function registryConfig(
   port: number,
   tk: TokenServerHandle | undefined,
   htpasswd: string | undefined,
+  notify?: StartRegistryOptions['notifications'],
 ): string {
   const lines = [
     'version: 0.1',
@@ -163,6 +169,11 @@ function registryConfig(
     );
   }
   if (htpasswd) lines.push('auth:', '  htpasswd:', '    realm: kiln-test', `    path: ${htpasswd}`);
+  if (notify) {
+    lines.push('notifications:', '  endpoints:', '    - name: test', `      url: ${notify.url}`);
+    if (notify.token) lines.push('      headers:', `        Authorization: [Bearer ${notify.token}]`);
+    lines.push('      timeout: 2s', '      threshold: 3', '      backoff: 1s');
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -1,0 +1,137 @@
+import { mkdtemp, realpath, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { KilnError } from '../internal/errors.ts';
+import { rebase } from '../rebase/rebase.ts';
+import { parseReference } from '../registry/reference.ts';
+import type { Transports } from '../transport/transports.ts';
+import type { ImageDeclaration } from './declarations.ts';
+import type { Git } from './git.ts';
+import type { Job, JobKind } from './state.ts';
+
+// How one job is done. A rebase happens here, in process, through src/rebase/ exactly as
+// `kiln rebase --publish` does it (manifests only: the app layers and the new run image's layers
+// are already in the registry, so nothing but a config and a manifest is uploaded). A build is
+// handed to `build`, which the CLI implements by running `kiln build --publish` in process
+// (src/cli/commands/fleet.ts): one code path for every build, whoever starts it.
+
+/** One build as `kiln build --publish` takes it. */
+export interface BuildRequest {
+  readonly decl: ImageDeclaration;
+  readonly appDir: string;
+  /** The builder to use, pinned by digest when it is watched. */
+  readonly builder: string | undefined;
+  readonly log: (line: string) => void;
+}
+
+/** Runs one build; resolves with the published manifest digest. */
+export type BuildFn = (r: BuildRequest) => Promise<{ digest: string }>;
+
+export interface RunnerOptions {
+  readonly transports: Transports;
+  readonly build: BuildFn;
+  readonly git: Git;
+  /** Where source checkouts go (removed after each build). */
+  readonly tmpDir: string;
+}
+
+export class JobRunner {
+  readonly #o: RunnerOptions;
+  constructor(o: RunnerOptions) {
+    this.#o = o;
+  }
+
+  /** run does `job` for `decl`; resolves with the digest published and what was done. */
+  async run(
+    job: Job,
+    decl: ImageDeclaration,
+    log: (line: string) => void,
+  ): Promise<{ digest: string; kind: JobKind }> {
+    if (job.kind === 'rebase') {
+      try {
+        return { digest: await this.#rebase(job, decl, log), kind: 'rebase' };
+      } catch (e) {
+        // Not rebasable (no metadata, marked not rebasable, another base): a rebuild instead.
+        if (!(e instanceof KilnError) || !/^cannot rebase/.test(e.message)) throw e;
+        log(`${e.message}: rebuilding instead`);
+      }
+    }
+    return { digest: await this.#build(job, decl, log), kind: 'build' };
+  }
+
+  async #rebase(job: Job, decl: ImageDeclaration, log: (line: string) => void): Promise<string> {
+    const runName = decl.watchedRunImage;
+    const runDigest = job.inputs.runImage;
+    if (runName === undefined || runDigest === undefined)
+      throw new KilnError(`cannot rebase ${decl.name}: no watched run image`);
+    const images0 = this.#o.transports;
+    const target = images0.parse(decl.tag);
+    if (target.registry === undefined)
+      throw new KilnError(`${decl.name}: tag ${decl.tag} is not a registry reference`);
+    const app = await target.read();
+    const cfg = await app.configFile();
+    const images = images0.with({
+      platform: {
+        os: cfg.os,
+        architecture: cfg.architecture,
+        ...(cfg.variant ? { variant: cfg.variant } : {}),
+      },
+    });
+    // The run image exactly as observed (by digest), so a retried job rebases onto the same base.
+    const runTarget = images.parse(pinned(runName, runDigest));
+    const run = await runTarget.read();
+    log(`Rebasing ${decl.tag} onto ${runName}@${runDigest}`);
+    const result = await rebase({
+      image: app,
+      imageName: decl.tag,
+      runImage: run,
+      runImageName: runName,
+      runImageReference: runTarget.digestReference(await run.digest()),
+      explicitRunImage: true,
+      force: false,
+    });
+    const written = await target.write(result.image);
+    log(
+      `Rebased ${decl.tag}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept: ${written.digest}`,
+    );
+    return written.digest;
+  }
+
+  async #build(job: Job, decl: ImageDeclaration, log: (line: string) => void): Promise<string> {
+    let scratch: string | undefined;
+    try {
+      let appDir: string;
+      if ('git' in decl.source) {
+        const commit = job.inputs.commit;
+        if (commit === undefined)
+          throw new KilnError(`${decl.name}: no commit observed for ${decl.source.git}`);
+        scratch = await mkdtemp(path.join(this.#o.tmpDir, 'kiln-fleet-src-'));
+        const root = path.join(scratch, 'src');
+        log(`Checking out ${decl.source.git} ${decl.source.ref} at ${commit}`);
+        await this.#o.git.checkout(decl.source.git, commit, root);
+        appDir = root;
+        if (decl.source.subdir !== undefined) {
+          // The repository is untrusted: its subdir must not be a link out of the checkout.
+          appDir = await realpath(path.join(root, decl.source.subdir));
+          if (!appDir.startsWith(`${await realpath(root)}${path.sep}`))
+            throw new KilnError(
+              `${decl.name}: source.subdir ${decl.source.subdir} leads out of the repository`,
+            );
+        }
+      } else appDir = decl.source.path;
+      const builder =
+        decl.builder !== undefined && job.inputs.builder !== undefined
+          ? pinned(decl.builder, job.inputs.builder)
+          : decl.builder;
+      const { digest } = await this.#o.build({ decl, appDir, builder, log });
+      return digest;
+    } finally {
+      if (scratch) await rm(scratch, { recursive: true, force: true });
+    }
+  }
+}
+
+/** pinned is `ref`'s repository at `digest` (`host/repo@sha256:…`). */
+export function pinned(ref: string, digest: string): string {
+  const r = parseReference(ref);
+  return `${r.registry}/${r.repository}@${digest}`;
+}
