@@ -68,7 +68,7 @@ export function register(program: Command, ctx: CliContext): void {
  * runImage.reference `name@digest`): a referrer in kiln's local store (where `kiln stack create`
  * attaches it), else a referrer of that digest where the reference points (its registry).
  */
-async function runImageSbom(
+export async function runImageSbom(
   image: Image,
   images: Transports,
   debug: (m: string) => void,

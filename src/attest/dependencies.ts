@@ -1,0 +1,104 @@
+import {
+  BUILD_METADATA_LABEL,
+  LIFECYCLE_METADATA_LABEL,
+  parseBuildMetadata,
+  parseLifecycleMetadata,
+} from '../cnb/lifecycle-metadata.ts';
+import { KilnError } from '../internal/errors.ts';
+import { isDigest } from '../oci/digest.ts';
+import type { Image } from '../oci/image.ts';
+import { digestSet, type ResourceDescriptor } from './statement.ts';
+
+// The resolvedDependencies of a build, read from what the build recorded: the app image's labels
+// (run image, buildpacks, launcher) and the builder's buildpack layers label (each buildpack's
+// layer diffID, the digest pack records for a buildpack in a builder).
+
+/** The label of a builder that maps buildpack id -> version -> { layerDiffID }. */
+const BUILDPACK_LAYERS_LABEL = 'io.buildpacks.buildpack.layers';
+
+/** The resource name of each dependency kind (verify and the policy look them up by name). */
+export const DependencyName = {
+  Builder: 'builder',
+  RunImage: 'run-image',
+  Launcher: 'launcher',
+  Lifecycle: 'lifecycle',
+} as const;
+
+/** buildpackUri names a buildpack in resolvedDependencies. */
+export function buildpackUri(id: string, version: string): string {
+  return `urn:cnb:buildpack:${id}@${version}`;
+}
+
+function layerDiffIds(labels: Readonly<Record<string, string>>): Map<string, string> {
+  const out = new Map<string, string>();
+  const raw = labels[BUILDPACK_LAYERS_LABEL];
+  if (!raw) return out;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return out; // a broken label names no digest: the buildpack is listed without one
+  }
+  if (!v || typeof v !== 'object') return out;
+  for (const [id, versions] of Object.entries(v as Record<string, unknown>)) {
+    if (!versions || typeof versions !== 'object') continue;
+    for (const [version, info] of Object.entries(versions as Record<string, unknown>)) {
+      const d = (info as { layerDiffID?: unknown } | null)?.layerDiffID;
+      if (typeof d === 'string' && isDigest(d)) out.set(`${id}@${version}`, d);
+    }
+  }
+  return out;
+}
+
+/**
+ * buildDependencies lists what the build of `app` resolved: the builder (`builderRef` at its
+ * digest), the run image, every buildpack of the group with its layer digest, the launcher.
+ */
+export async function buildDependencies(
+  app: Image,
+  builder: { readonly reference: string; readonly image: Image },
+  kilnVersion: string,
+): Promise<ResourceDescriptor[]> {
+  const [appCfg, builderCfg, builderDigest] = await Promise.all([
+    app.configFile(),
+    builder.image.configFile(),
+    builder.image.digest(),
+  ]);
+  const labels = appCfg.config?.Labels ?? {};
+  const lc = labels[LIFECYCLE_METADATA_LABEL];
+  const bm = labels[BUILD_METADATA_LABEL];
+  if (!lc || !bm)
+    throw new KilnError('provenance: the image has no buildpacks labels to read its inputs from');
+  const life = parseLifecycleMetadata(lc);
+  const build = parseBuildMetadata(bm);
+  const out: ResourceDescriptor[] = [
+    { name: DependencyName.Builder, uri: builder.reference, digest: digestSet(builderDigest) },
+  ];
+  const runRef = life.runImage.reference;
+  const at = runRef.lastIndexOf('@');
+  const runDigest = at >= 0 ? runRef.slice(at + 1) : '';
+  out.push({
+    name: DependencyName.RunImage,
+    uri: life.runImage.image || runRef,
+    ...(isDigest(runDigest) ? { digest: digestSet(runDigest) } : {}),
+    ...(life.runImage.topLayer ? { annotations: { topLayer: life.runImage.topLayer } } : {}),
+  });
+  const diffIds = layerDiffIds(builderCfg.config?.Labels ?? {});
+  for (const bp of build.buildpacks ?? []) {
+    const d = diffIds.get(`${bp.id}@${bp.version}`);
+    out.push({
+      name: `buildpack:${bp.id}`,
+      uri: buildpackUri(bp.id, bp.version),
+      ...(d ? { digest: digestSet(d) } : {}),
+      annotations: { id: bp.id, version: bp.version },
+    });
+  }
+  const launcherSha = life.launcher.sha;
+  out.push({
+    name: DependencyName.Launcher,
+    uri: `urn:kiln:launcher@${build.launcher?.version ?? ''}`,
+    ...(isDigest(launcherSha) ? { digest: digestSet(launcherSha) } : {}),
+  });
+  out.push({ name: DependencyName.Lifecycle, uri: `urn:kiln:lifecycle@${kilnVersion}` });
+  return out;
+}

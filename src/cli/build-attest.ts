@@ -1,0 +1,76 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { buildDependencies } from '../attest/dependencies.ts';
+import { buildProvenance } from '../attest/provenance.ts';
+import type { Signer } from '../attest/signer.ts';
+import { sourceFacts, type TreeFilter } from '../attest/source.ts';
+import { PLATFORM_API } from '../cnb/api.ts';
+import { sha256 } from '../oci/digest.ts';
+import type { Image } from '../oci/image.ts';
+import type { ImageTarget } from '../transport/image-target.ts';
+import type { Transports } from '../transport/transports.ts';
+import { type CliContext, KILN_VERSION } from './context.ts';
+import { attestImage, runStart, type SupplyChainFlags } from './supply-chain.ts';
+
+/** What `kiln build` knows of its inputs, for the provenance. */
+export interface BuildInputs {
+  readonly appDir: string;
+  readonly filter?: TreeFilter;
+  readonly descriptorFile?: string;
+  readonly builder: { readonly name: string; readonly reference: string; readonly image: Image };
+  readonly runImage?: string;
+  readonly buildpacks: readonly string[];
+  readonly envNames: readonly string[];
+  readonly options: Readonly<Record<string, string | boolean | number>>;
+}
+
+/**
+ * startBuildAttestation is `kiln build`'s supply-chain step: it starts before the build (the app
+ * tree is hashed as the build copies it) and finishes after the image is written. undefined when
+ * no supply-chain output is asked for and the build does not publish.
+ */
+export function startBuildAttestation(
+  ctx: CliContext,
+  flags: SupplyChainFlags,
+  publish: boolean,
+  inputs: BuildInputs,
+  signer: Signer | undefined,
+): { finish(targets: readonly ImageTarget[], images: Transports): Promise<void> } | undefined {
+  const wanted =
+    flags.provenanceOutput !== undefined ||
+    flags.attest === true ||
+    signer !== undefined ||
+    (publish && flags.attest !== false);
+  if (!wanted) return undefined;
+  const run = runStart();
+  // The source digest is taken from the app dir now, before anything of the build runs.
+  const source = sourceFacts(inputs.appDir, inputs.filter);
+  source.catch(() => {}); // awaited in finish; an early failure must not be unhandled
+  return {
+    async finish(targets, images) {
+      const target = targets[0]!;
+      const image = await target.read();
+      const digest = await image.digest();
+      const descriptor = inputs.descriptorFile
+        ? {
+            path: path.relative(inputs.appDir, inputs.descriptorFile) || path.basename(inputs.descriptorFile),
+            digest: sha256(await readFile(inputs.descriptorFile)),
+          }
+        : undefined;
+      const provenance = buildProvenance({
+        image: { name: target.imageName, digest },
+        source: await source,
+        ...(descriptor ? { projectDescriptor: descriptor } : {}),
+        builder: inputs.builder.name,
+        ...(inputs.runImage ? { runImage: inputs.runImage } : {}),
+        buildpacks: inputs.buildpacks,
+        envNames: inputs.envNames,
+        options: inputs.options,
+        platformApi: PLATFORM_API.toString(),
+        dependencies: await buildDependencies(image, inputs.builder, KILN_VERSION),
+        run: { ...run, finishedOn: new Date(), kilnVersion: KILN_VERSION },
+      });
+      await attestImage({ ctx, images, targets, image, provenance, flags, signer, attachByDefault: publish });
+    },
+  };
+}

@@ -1,0 +1,215 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { type Attestations, attestations } from '../attest/artifacts.ts';
+import { cosignSignatureTag } from '../attest/cosign-signature.ts';
+import { needsPassphrase, readPrivateKey } from '../attest/keys.ts';
+import type { Provenance } from '../attest/provenance.ts';
+import { keySigner, type Signer } from '../attest/signer.ts';
+import { statementBytes } from '../attest/statement.ts';
+import { downloadSbom } from '../inspect/sbom-download.ts';
+import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { KilnError, UsageError } from '../internal/errors.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { Image } from '../oci/image.ts';
+import { DEFAULT_EPOCH } from '../oci/memory.ts';
+import { repositoryString } from '../registry/reference.ts';
+import { KILN_TOOL } from '../stack/sbom.ts';
+import type { ImageTarget } from '../transport/image-target.ts';
+import type { Transports } from '../transport/transports.ts';
+import type { CliContext } from './context.ts';
+
+// The supply-chain steps commands share: load the signing key (in kiln's process only; its
+// passphrase from KILN_PASSWORD / COSIGN_PASSWORD or a prompt), write the provenance file, and
+// attach SBOMs, provenance and signatures to the image as referrers (plus cosign's `.sig` tag in
+// registries). build, rebase and sign call these.
+
+/** Flags of the supply-chain options of build and rebase. */
+export interface SupplyChainFlags {
+  provenanceOutput?: string;
+  signKey?: string;
+  /** true: --attest, false: --no-attest, undefined: attach when publishing. */
+  attest?: boolean;
+}
+
+/** addSupplyChainOptions adds --provenance-output, --sign-key and --attest/--no-attest. */
+export function addSupplyChainOptions(cmd: Command): void {
+  cmd
+    .option(
+      '--provenance-output <file>',
+      'write the SLSA v1 provenance (an in-toto statement) of the image here',
+    )
+    .option(
+      '--sign-key <file>',
+      'sign the image (cosign-compatible) and its attestations with this ECDSA P-256 private key (passphrase: KILN_PASSWORD or COSIGN_PASSWORD, else asked)',
+    )
+    .option('--attest', 'attach SBOM and provenance as OCI referrers (default when publishing)')
+    .option('--no-attest', 'attach nothing, even when publishing');
+}
+
+/** promptPassphrase reads a passphrase from the terminal without echoing it. */
+async function promptPassphrase(ctx: CliContext, what: string): Promise<string> {
+  if (!process.stdin.isTTY)
+    throw new UsageError(`${what} is encrypted: set KILN_PASSWORD (or COSIGN_PASSWORD) to its passphrase`);
+  ctx.stderr.write(`Passphrase for ${what}: `);
+  process.stdin.setRawMode(true);
+  process.stdin.resume();
+  let text = '';
+  try {
+    for await (const chunk of process.stdin) {
+      const s = String(chunk);
+      if (s === '\u0003') throw new UsageError('passphrase prompt interrupted');
+      const end = s.search(/[\r\n]/);
+      text += end < 0 ? s : s.slice(0, end);
+      if (end >= 0) break;
+    }
+  } finally {
+    process.stdin.setRawMode(false);
+    process.stdin.pause();
+    ctx.stderr.write('\n');
+  }
+  return text;
+}
+
+/** passphraseOf is the key passphrase from the environment, else asked for. */
+export function passphraseOf(ctx: CliContext, what: string): () => Promise<string> {
+  return async () => {
+    const p = ctx.settings.signingPassphrase ?? (await promptPassphrase(ctx, what));
+    ctx.redactor.add(p);
+    return p;
+  };
+}
+
+/**
+ * loadSigner reads `keyFile` into a signer. A key inside the app directory is refused: the build
+ * copies that directory into the sandbox and, maybe, the image.
+ */
+export async function loadSigner(ctx: CliContext, keyFile: string, appDir?: string): Promise<Signer> {
+  const file = path.resolve(keyFile);
+  if (appDir) {
+    const rel = path.relative(path.resolve(appDir), file);
+    if (!rel.startsWith('..') && !path.isAbsolute(rel))
+      throw new UsageError(
+        `--sign-key ${keyFile} is inside the app directory ${appDir}: the build would copy it into the sandbox; keep keys elsewhere`,
+      );
+  }
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--sign-key ${keyFile}: ${(e as Error).message}`);
+  }
+  ctx.redactor.add(text);
+  const ask = needsPassphrase(text) ? passphraseOf(ctx, keyFile) : async () => '';
+  return keySigner(await readPrivateKey(text, ask, keyFile));
+}
+
+/** mergedSboms are the image's merged CycloneDX and SPDX documents, as `kiln sbom download` writes them. */
+export async function mergedSboms(
+  ctx: CliContext,
+  image: Image,
+  name: string,
+  images: Transports,
+): Promise<{ cyclonedx?: Uint8Array; spdx?: Uint8Array }> {
+  const { runImageSbom } = await import('./commands/sbom.ts');
+  const dir = await mkdtemp(path.join(ctx.settings.env.TMPDIR ?? tmpdir(), 'kiln-sbom-'));
+  try {
+    const baseSbom = await runImageSbom(image, images, (m) => ctx.log.debug(m));
+    const r = await downloadSbom({
+      image,
+      name,
+      outputDir: dir,
+      formats: ['cyclonedx', 'spdx'],
+      ...(baseSbom ? { baseSbom } : {}),
+      epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+      tool: KILN_TOOL,
+    });
+    const out: { cyclonedx?: Uint8Array; spdx?: Uint8Array } = {};
+    if (r.merged.includes('sbom.cdx.json')) out.cyclonedx = await readFile(path.join(dir, 'sbom.cdx.json'));
+    if (r.merged.includes('sbom.spdx.json')) out.spdx = await readFile(path.join(dir, 'sbom.spdx.json'));
+    return out;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** writeProvenance writes the statement to `file` (whole or not at all). */
+export async function writeProvenance(file: string, p: Provenance): Promise<void> {
+  await writeFileAtomic(
+    path.resolve(file),
+    Buffer.from(`${JSON.stringify(JSON.parse(new TextDecoder().decode(statementBytes(p))), null, 2)}\n`),
+  );
+}
+
+/** repositoryOf is the repository an image target names (for the simple-signing payload). */
+export function repositoryOf(target: ImageTarget, images: Transports): string {
+  if (target.registry === undefined) return target.imageName;
+  return repositoryString(images.registryReference(target.name, 'image'));
+}
+
+/**
+ * attachAll writes the artifacts as referrers of the image at each target, and the signature
+ * under cosign's `.sig` tag where the target is a registry (what `cosign verify` reads).
+ */
+export async function attachAll(
+  targets: readonly ImageTarget[],
+  a: Attestations,
+  digest: Digest,
+  images: Transports,
+): Promise<void> {
+  for (const t of targets) {
+    // One at a time: without a referrers API each attach rewrites the same `sha256-<hex>` index.
+    for (const r of a.referrers) await t.referrers.attach(r);
+    if (a.signature && t.registry !== undefined) {
+      const repo = repositoryString(images.registryReference(t.name, 'image'));
+      await images.parse(`${repo}:${cosignSignatureTag(digest)}`).write(a.signature);
+    }
+  }
+}
+
+/** The whole step after an image was written: provenance file, artifacts, attach. */
+export async function attestImage(o: {
+  ctx: CliContext;
+  images: Transports;
+  targets: readonly ImageTarget[];
+  image: Image;
+  provenance: Provenance;
+  flags: SupplyChainFlags;
+  signer: Signer | undefined;
+  /** Attach when the flags say nothing (build: when publishing). */
+  attachByDefault: boolean;
+  /** The SBOM documents to attach; default: the image's merged documents. */
+  sboms?: { cyclonedx?: Uint8Array; spdx?: Uint8Array };
+}): Promise<void> {
+  const { ctx, images, targets, image, provenance, flags, signer } = o;
+  if (flags.provenanceOutput) await writeProvenance(flags.provenanceOutput, provenance);
+  const attach = flags.attest ?? (o.attachByDefault || signer !== undefined);
+  if (!attach) return;
+  if (flags.attest === false && signer)
+    throw new UsageError('--sign-key and --no-attest exclude each other: signatures are attached');
+  const first = targets[0];
+  if (!first) throw new KilnError('no image to attach attestations to');
+  const digest = (await image.digest()) as Digest;
+  const raw = await image.rawManifest();
+  const subject = { mediaType: await image.mediaType(), digest, size: raw.length };
+  const sboms = o.sboms ?? (await mergedSboms(ctx, image, first.imageName, images));
+  const a = await attestations({
+    subject,
+    name: first.imageName,
+    repository: repositoryOf(first, images),
+    provenance,
+    ...sboms,
+    ...(signer ? { signer } : {}),
+  });
+  await attachAll(targets, a, digest, images);
+  ctx.log.info(
+    `Attached ${a.referrers.length} artifacts to ${first.name}@${digest}${signer ? ` (signed, key ${signer.keyId.slice(0, 12)})` : ''}`,
+  );
+}
+
+/** newRun starts the run facts of a provenance. */
+export function runStart(): { invocationId: string; startedOn: Date } {
+  return { invocationId: `urn:uuid:${randomUUID()}`, startedOn: new Date() };
+}
