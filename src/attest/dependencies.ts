@@ -7,7 +7,7 @@ import {
 import { KilnError } from '../internal/errors.ts';
 import { isDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
-import { digestSet, type ResourceDescriptor } from './statement.ts';
+import { digestSet, imageUri, type ResourceDescriptor } from './statement.ts';
 
 // The resolvedDependencies of a build, read from what the build recorded: the app image's labels
 // (run image, buildpacks, launcher) and the builder's buildpack layers label (each buildpack's
@@ -72,14 +72,14 @@ export async function buildDependencies(
   const life = parseLifecycleMetadata(lc);
   const build = parseBuildMetadata(bm);
   const out: ResourceDescriptor[] = [
-    { name: DependencyName.Builder, uri: builder.reference, digest: digestSet(builderDigest) },
+    { name: DependencyName.Builder, uri: imageUri(builder.reference), digest: digestSet(builderDigest) },
   ];
   const runRef = life.runImage.reference;
   const at = runRef.lastIndexOf('@');
   const runDigest = at >= 0 ? runRef.slice(at + 1) : '';
   out.push({
     name: DependencyName.RunImage,
-    uri: life.runImage.image || runRef,
+    uri: imageUri(runRef || life.runImage.image || ''),
     ...(isDigest(runDigest) ? { digest: digestSet(runDigest) } : {}),
     ...(life.runImage.topLayer ? { annotations: { topLayer: life.runImage.topLayer } } : {}),
   });

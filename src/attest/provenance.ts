@@ -1,5 +1,5 @@
 import type { Digest } from '../oci/digest.ts';
-import { imageSubject, type ResourceDescriptor, type Statement, statement } from './statement.ts';
+import { imageSubject, imageUri, type ResourceDescriptor, type Statement, statement } from './statement.ts';
 
 // SLSA Provenance v1 (https://slsa.dev/spec/v1.0/provenance) for kiln builds and rebases. The
 // build types are kiln's own and documented in docs/supply-chain.md ("Build types"): what
@@ -151,12 +151,12 @@ export interface RebaseFacts {
 /** rebaseProvenance is the in-toto statement of one `kiln rebase`. */
 export function rebaseProvenance(f: RebaseFacts): Provenance {
   const input: ResourceDescriptor = {
-    uri: f.input.reference,
+    uri: imageUri(f.input.reference),
     name: 'app-image',
     digest: { sha256: f.input.digest.slice('sha256:'.length) },
   };
   const newRun: ResourceDescriptor = {
-    uri: f.newRunImage.reference,
+    uri: imageUri(f.newRunImage.reference),
     name: 'run-image',
     digest: { sha256: f.newRunImage.digest.slice('sha256:'.length) },
   };

@@ -44,3 +44,13 @@ export function statement<P>(subject: ResourceDescriptor, predicateType: string,
 export function statementBytes(s: Statement): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(s));
 }
+
+/** imageUri names an image reference as a URI (`docker://registry/repo@digest`), as BuildKit does. */
+export function imageUri(reference: string): string {
+  return reference.startsWith('docker://') ? reference : `docker://${reference}`;
+}
+
+/** referenceOfUri is the image reference an imageUri names (other URIs unchanged). */
+export function referenceOfUri(uri: string): string {
+  return uri.startsWith('docker://') ? uri.slice('docker://'.length) : uri;
+}

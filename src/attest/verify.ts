@@ -18,7 +18,12 @@ import {
   SLSA_PROVENANCE_V1,
 } from './provenance.ts';
 import type { SignatureCheck } from './signer.ts';
-import { IN_TOTO_PAYLOAD_TYPE, type ResourceDescriptor, STATEMENT_TYPE } from './statement.ts';
+import {
+  IN_TOTO_PAYLOAD_TYPE,
+  type ResourceDescriptor,
+  referenceOfUri,
+  STATEMENT_TYPE,
+} from './statement.ts';
 
 // `kiln verify`: everything found about an image (its referrers, and cosign's `.sig` tag where the
 // location has tags) is untrusted until a signature by one of the given keys says otherwise. The
@@ -143,14 +148,17 @@ async function checkBundles(req: VerifyRequest, violations: string[]): Promise<V
 function candidates(d: ResourceDescriptor | undefined): string[] {
   if (!d) return [];
   const digests = Object.entries(d.digest ?? {}).map(([a, h]) => `${a}:${h}`);
-  const names = [d.uri, ...(d.uri ? [d.uri.replace(/@sha256:[0-9a-f]+$/, '')] : [])].filter(
+  const ref = d.uri ? referenceOfUri(d.uri) : undefined;
+  const names = [ref, ...(ref ? [ref.replace(/@sha256:[0-9a-f]+$/, '')] : [])].filter(
     (x): x is string => typeof x === 'string' && x !== '',
   );
   return [...names, ...digests, ...names.flatMap((n) => digests.map((g) => `${n}@${g}`))];
 }
 
 const describe = (d: ResourceDescriptor | undefined) =>
-  d ? `${d.uri ?? '(unnamed)'}${d.digest?.sha256 ? `@sha256:${d.digest.sha256}` : ''}` : '(none)';
+  d
+    ? `${d.uri ? referenceOfUri(d.uri).replace(/@sha256:[0-9a-f]+$/, '') : '(unnamed)'}${d.digest?.sha256 ? `@sha256:${d.digest.sha256}` : ''}`
+    : '(none)';
 
 /** checkPolicy applies the policy to the verified statements. */
 function checkPolicy(p: Policy, statements: readonly VerifiedStatement[], violations: string[]): void {
