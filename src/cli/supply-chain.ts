@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { type Attestations, attestations } from '../attest/artifacts.ts';
-import { cosignSignatureTag } from '../attest/cosign-signature.ts';
+import { COSIGN_SIG_ARTIFACT_TYPE, cosignSignatureTag } from '../attest/cosign-signature.ts';
 import { needsPassphrase, readPrivateKey } from '../attest/keys.ts';
 import type { Provenance } from '../attest/provenance.ts';
+import { referrerImage } from '../attest/referrer-image.ts';
 import { keySigner, type Signer } from '../attest/signer.ts';
 import { statementBytes } from '../attest/statement.ts';
 import { downloadSbom } from '../inspect/sbom-download.ts';
@@ -212,4 +213,26 @@ export async function attestImage(o: {
 /** newRun starts the run facts of a provenance. */
 export function runStart(): { invocationId: string; startedOn: Date } {
   return { invocationId: `urn:uuid:${randomUUID()}`, startedOn: new Date() };
+}
+
+/**
+ * copyReferrers attaches every referrer of `digest` at `from` (SBOMs, provenance, signatures) to
+ * `to`, unchanged; a cosign signature also goes under its `.sig` tag in a registry. Returns how many.
+ */
+export async function copyReferrers(
+  from: ImageTarget,
+  to: ImageTarget,
+  digest: Digest,
+  images: Transports,
+): Promise<number> {
+  const found = await from.referrers.list(digest);
+  const all: Image[] = [];
+  let signature: Image | undefined;
+  for (const r of found) {
+    const img = await referrerImage(r);
+    all.push(img);
+    if (r.descriptor.artifactType === COSIGN_SIG_ARTIFACT_TYPE) signature = img;
+  }
+  await attachAll([to], { referrers: all, ...(signature ? { signature } : {}) }, digest, images);
+  return found.length;
 }

@@ -36,6 +36,8 @@ export interface Referrer {
   /** The artifact manifest's descriptor (with its artifactType). */
   readonly descriptor: Descriptor;
   readonly manifest: Manifest;
+  /** The manifest's bytes as stored (its digest is the descriptor's): copies keep them exactly. */
+  readonly raw: Uint8Array;
   /** Reads one of the artifact's blobs, verified against its digest. */
   blob(d: Descriptor): Promise<Uint8Array>;
 }
@@ -110,7 +112,7 @@ export function referrerOf(
   if (manifest.subject?.digest !== subject) return undefined;
   const type = manifest.artifactType ?? manifest.config.mediaType;
   if (artifactType !== undefined && type !== artifactType) return undefined;
-  return { descriptor: { ...descriptor, artifactType: type }, manifest, blob };
+  return { descriptor: { ...descriptor, artifactType: type }, manifest, raw, blob };
 }
 
 /** The write error of locations that take single images only. */

@@ -338,6 +338,67 @@ describe('kiln verify', () => {
     assert.match(r.out, /cyclonedx/);
   });
 
+  test('referrers survive kiln image copy to another registry and into an OCI layout; --no-referrers leaves them', async () => {
+    const reg2 = await startRegistry();
+    try {
+      const to = `${reg2.host}/copied/app:v1`;
+      const c = await runMain(
+        ['--insecure-registry', reg.host, '--insecure-registry', reg2.host, 'image', 'copy', signedRef, to],
+        env,
+      );
+      assert.equal(c.code, 0, c.err);
+      assert.match(c.err, /Copied 6 referrer\(s\)/);
+      const r = await runMain(['--insecure-registry', reg2.host, 'verify', to, '--key', pub], env);
+      assert.equal(r.code, 0, r.out + r.err);
+      // cosign's own place for the signature: the `.sig` tag next to the image.
+      const sig = await fetch(`${reg2.url}/v2/copied/app/manifests/sha256-${signedDigest.slice(7)}.sig`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      assert.equal(sig.status, 200);
+      const layer = (
+        (await sig.json()) as { layers: { mediaType: string; annotations: Record<string, string> }[] }
+      ).layers[0]!;
+      assert.equal(layer.mediaType, 'application/vnd.dev.cosign.simplesigning.v1+json');
+      assert.ok(layer.annotations['dev.cosignproject.cosign/signature']);
+
+      const dir = path.join(work, 'copied-layout');
+      const l = await runMain(['--insecure-registry', reg2.host, 'image', 'copy', to, `oci:${dir}:app`], env);
+      assert.equal(l.code, 0, l.err);
+      const rl = await kiln('verify', `oci:${dir}:app`, '--key', pub);
+      assert.equal(rl.code, 0, rl.out + rl.err);
+
+      // The local store (kiln's own layout) keeps them the same way.
+      const st = await runMain(
+        ['--insecure-registry', reg2.host, 'image', 'copy', to, 'local:copied/app:v1'],
+        env,
+      );
+      assert.equal(st.code, 0, st.err);
+      const rs = await kiln('verify', 'local:copied/app:v1', '--key', pub);
+      assert.equal(rs.code, 0, rs.out + rs.err);
+
+      const bare = `${reg2.host}/copied/bare:v1`;
+      const n = await runMain(
+        [
+          '--insecure-registry',
+          reg.host,
+          '--insecure-registry',
+          reg2.host,
+          'image',
+          'copy',
+          '--no-referrers',
+          signedRef,
+          bare,
+        ],
+        env,
+      );
+      assert.equal(n.code, 0, n.err);
+      const rn = await runMain(['--insecure-registry', reg2.host, 'verify', bare, '--key', pub], env);
+      assert.equal(rn.out, `signature: ${signedDigest} has no cosign signature\n`);
+    } finally {
+      await reg2.stop();
+    }
+  });
+
   test('the key never shows in logs: a wrong passphrase is one clear line', async () => {
     const r = await runMain(['sign', signedRef, '--key', key], {
       ...env,
