@@ -399,6 +399,37 @@ describe('kiln verify', () => {
     }
   });
 
+  test('kiln rebase --sign-key: a rebase provenance naming the input image and both run images; verify passes', async () => {
+    const ref = `${reg.host}/e2e/rebased:v1`;
+    await t.parse(ref).write(await t.parse(signedRef).read());
+    const run = `${reg.host}/e2e/run:latest`;
+    const runDigest = (await t.parse(run).write(await w.store.find('e2e/run').then((i) => i!))).digest;
+    const out = path.join(work, 'rebase-provenance.json');
+    const r = await kiln(
+      'rebase',
+      ref,
+      '--publish',
+      '--force',
+      '--run-image',
+      run,
+      '--sign-key',
+      key,
+      '--provenance-output',
+      out,
+    );
+    assert.equal(r.code, 0, r.err);
+    const p = JSON.parse(await readFile(out, 'utf8')) as Provenance;
+    assert.equal(p.predicate.buildDefinition.buildType, 'https://kiln.invalid/buildtypes/cnb-rebase/v1');
+    const deps = p.predicate.buildDefinition.resolvedDependencies ?? [];
+    assert.equal(deps.find((d) => d.name === 'app-image')?.digest?.sha256, signedDigest.slice(7));
+    assert.equal(deps.find((d) => d.name === 'run-image')?.digest?.sha256, runDigest.slice(7));
+    assert.ok(deps.find((d) => d.name === 'previous-run-image')?.digest?.sha256);
+    const rebased = (await t.parse(ref).describe()).digest;
+    assert.deepEqual(p.subject[0]?.digest, { sha256: rebased.slice(7) });
+    const v = await kiln('verify', ref, '--key', pub);
+    assert.equal(v.code, 0, v.out + v.err);
+  });
+
   test('the key never shows in logs: a wrong passphrase is one clear line', async () => {
     const r = await runMain(['sign', signedRef, '--key', key], {
       ...env,
