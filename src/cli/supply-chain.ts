@@ -3,13 +3,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { type Attestations, attestations } from '../attest/artifacts.ts';
+import { type Attestations, attestations, IN_TOTO_PREDICATE_ANNOTATION } from '../attest/artifacts.ts';
+import { PREDICATE_TYPE_ANNOTATION } from '../attest/bundle.ts';
 import { COSIGN_SIG_ARTIFACT_TYPE, cosignSignatureTag } from '../attest/cosign-signature.ts';
 import { needsPassphrase, readPrivateKey } from '../attest/keys.ts';
 import type { Provenance } from '../attest/provenance.ts';
 import { referrerImage } from '../attest/referrer-image.ts';
 import { keySigner, type Signer } from '../attest/signer.ts';
 import { statementBytes } from '../attest/statement.ts';
+import type { InspectReferrer } from '../inspect/inspect.ts';
 import { downloadSbom } from '../inspect/sbom-download.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
@@ -17,6 +19,7 @@ import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { DEFAULT_EPOCH } from '../oci/memory.ts';
 import { repositoryString } from '../registry/reference.ts';
+import { CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE } from '../sbom/document.ts';
 import { KILN_TOOL } from '../stack/sbom.ts';
 import type { ImageTarget } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
@@ -235,4 +238,55 @@ export async function copyReferrers(
   }
   await attachAll([to], { referrers: all, ...(signature ? { signature } : {}) }, digest, images);
   return found.length;
+}
+
+/**
+ * attachedTo lists the referrers of `digest` at `target` for `kiln inspect` (undefined when the
+ * location cannot be asked; inspect still shows the image).
+ */
+export async function attachedTo(
+  target: ImageTarget,
+  digest: string,
+  debug: (m: string) => void,
+): Promise<InspectReferrer[] | undefined> {
+  try {
+    const rs = await target.referrers.list(digest as Digest);
+    return rs.map((r) => {
+      const a = r.manifest.annotations ?? {};
+      const predicateType = a[PREDICATE_TYPE_ANNOTATION] ?? a[IN_TOTO_PREDICATE_ANNOTATION];
+      return {
+        digest: r.descriptor.digest,
+        artifactType: r.descriptor.artifactType ?? '',
+        ...(predicateType ? { predicateType } : {}),
+      };
+    });
+  } catch (e) {
+    debug(`referrers of ${target.name}: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * writeAttachedSboms writes the image's SBOM referrers (the first CycloneDX and SPDX document
+ * attached) to `<dir>/attached/sbom.cdx.json` and `sbom.spdx.json`; returns the relative paths.
+ */
+export async function writeAttachedSboms(
+  target: ImageTarget,
+  digest: string,
+  dir: string,
+  formats: readonly string[],
+): Promise<string[]> {
+  const out: string[] = [];
+  const kinds = [
+    { format: 'cyclonedx', type: CYCLONEDX_MEDIA_TYPE, file: 'attached/sbom.cdx.json' },
+    { format: 'spdx', type: SPDX_MEDIA_TYPE, file: 'attached/sbom.spdx.json' },
+  ].filter((k) => formats.includes(k.format));
+  for (const k of kinds) {
+    const r = (await target.referrers.list(digest as Digest, k.type))[0];
+    const l = r?.manifest.layers.find((x) => x.mediaType === k.type);
+    if (!r || !l) continue;
+    await writeFileAtomic(path.join(dir, k.file), await r.blob(l));
+    out.push(k.file);
+  }
+  return out;
 }

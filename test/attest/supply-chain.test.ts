@@ -430,6 +430,24 @@ describe('kiln verify', () => {
     assert.equal(v.code, 0, v.out + v.err);
   });
 
+  test('kiln inspect lists the referrers; kiln sbom download writes the attached SBOMs', async () => {
+    const i = await kiln('inspect', signedRef, '--no-sbom');
+    assert.equal(i.code, 0, i.err);
+    assert.match(
+      i.out,
+      /^ {2}application\/vnd\.dev\.sigstore\.bundle\.v0\.3\+json \(https:\/\/slsa\.dev\/provenance\/v1\) {2}sha256:/m,
+    );
+    assert.match(i.out, /^ {2}application\/vnd\.dev\.cosign\.artifact\.sig\.v1\+json {2}sha256:/m);
+    const dir = path.join(work, 'sbom-out');
+    const d = await kiln('sbom', 'download', signedRef, '-o', dir);
+    assert.equal(d.code, 0, d.err);
+    const cdx = JSON.parse(await readFile(path.join(dir, 'attached', 'sbom.cdx.json'), 'utf8'));
+    assert.equal(cdx.bomFormat, 'CycloneDX');
+    assert.equal(cdx.metadata.component.name.includes('e2e/signed'), true);
+    const spdx = JSON.parse(await readFile(path.join(dir, 'attached', 'sbom.spdx.json'), 'utf8'));
+    assert.equal(spdx.spdxVersion, 'SPDX-2.3');
+  });
+
   test('the key never shows in logs: a wrong passphrase is one clear line', async () => {
     const r = await runMain(['sign', signedRef, '--key', key], {
       ...env,
