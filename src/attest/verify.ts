@@ -57,7 +57,8 @@ export interface Verdict {
 async function blobOf(r: Referrer, i: number): Promise<Uint8Array | undefined> {
   const d = r.manifest.layers[i];
   if (!d || d.size > MAX_EVIDENCE_BLOB) return undefined;
-  return r.blob(d);
+  // A blob that cannot be read is evidence of nothing (never a reason to trust the rest less).
+  return r.blob(d).catch(() => undefined);
 }
 
 /** checkSignatures finds the cosign signatures over the image digest that verify with a key. */
@@ -207,6 +208,24 @@ function checkPolicy(p: Policy, statements: readonly VerifiedStatement[], violat
 
 /** verifyImage checks the image's signature, its attestations and the policy. */
 export async function verifyImage(req: VerifyRequest): Promise<Verdict> {
+  // Every blob read once, all at once (a registry round trip each); the checks then read memory.
+  const cached = await Promise.all(
+    req.evidence.map(async (r) => {
+      const blobs = await Promise.all(
+        r.manifest.layers.map((l) =>
+          l.size <= MAX_EVIDENCE_BLOB ? r.blob(l).catch(() => undefined) : undefined,
+        ),
+      );
+      const blob = async (d: { digest: string }) => {
+        const i = r.manifest.layers.findIndex((l) => l.digest === d.digest);
+        const b = i >= 0 ? blobs[i] : undefined;
+        if (!b) throw new KilnError(`referrer ${r.descriptor.digest}: blob ${d.digest} could not be read`);
+        return b;
+      };
+      return { ...r, blob };
+    }),
+  );
+  req = { ...req, evidence: cached };
   const violations: string[] = [];
   const signedBy = await checkSignatures(req, violations);
   const statements = await checkBundles(req, violations);
