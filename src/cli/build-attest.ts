@@ -4,13 +4,33 @@ import { buildDependencies } from '../attest/dependencies.ts';
 import { buildProvenance } from '../attest/provenance.ts';
 import type { Signer } from '../attest/signer.ts';
 import { sourceFacts, type TreeFilter } from '../attest/source.ts';
+import type { ResourceDescriptor } from '../attest/statement.ts';
 import { PLATFORM_API } from '../cnb/api.ts';
 import { sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
+import { LIFECYCLE_SBOM_DIR, type LifecycleFacts, lifecycleSbom } from '../platform/lifecycle-sbom.ts';
 import type { ImageTarget } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from './context.ts';
 import { attestImage, runStart, type SupplyChainFlags } from './supply-chain.ts';
+
+/** lifecycleFacts is kiln's version and its pinned npm dependencies (package.json), for its own SBOM. */
+export async function lifecycleFacts(): Promise<LifecycleFacts> {
+  let deps: Record<string, string> = {};
+  try {
+    // src/cli/ and the bundle's dist/cli/ are both two levels below the package root.
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    deps = pkg.dependencies ?? {};
+  } catch {
+    // An install without package.json lists kiln alone.
+  }
+  return {
+    version: KILN_VERSION,
+    dependencies: Object.entries(deps).map(([name, version]) => ({ name, version })),
+  };
+}
 
 /** What `kiln build` knows of its inputs, for the provenance. */
 export interface BuildInputs {
@@ -69,10 +89,26 @@ export function startBuildAttestation(
         options: inputs.options,
         platformApi: PLATFORM_API.toString(),
         dependencies: await buildDependencies(image, inputs.builder, KILN_VERSION),
+        byproducts: lifecycleByproducts(await lifecycleFacts()),
         run: { ...run, finishedOn: new Date(), kilnVersion: KILN_VERSION },
       });
       ctx.log.debug(`Provenance: ${(performance.now() - t0).toFixed(0)} ms`);
       await attestImage({ ctx, images, targets, image, provenance, flags, signer, attachByDefault: publish });
     },
   };
+}
+
+/** The lifecycle's own SBOM documents as provenance byproducts (name = path under <layers>). */
+function lifecycleByproducts(f: LifecycleFacts): ResourceDescriptor[] {
+  const docs = lifecycleSbom(f);
+  const types = {
+    cdx: 'application/vnd.cyclonedx+json',
+    spdx: 'application/spdx+json',
+    syft: 'application/vnd.syft+json',
+  };
+  return (Object.keys(types) as (keyof typeof types)[]).map((ext) => ({
+    name: `${LIFECYCLE_SBOM_DIR}/sbom.${ext}.json`,
+    digest: { sha256: sha256(docs[ext]).slice('sha256:'.length) },
+    mediaType: types[ext],
+  }));
 }

@@ -368,6 +368,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(allowHosts.length ? { allowHosts } : {}),
         ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
+        lifecycle: await (await import('../build-attest.ts')).lifecycleFacts(),
         project: await projectMetadata(descriptor, appDir),
         appKeep: keptByInclude(descriptor.include),
         executor,
