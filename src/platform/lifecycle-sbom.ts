@@ -126,7 +126,7 @@ export async function writeLifecycleSbom(sbomDir: string, f: LifecycleFacts): Pr
     dir = path.join(dir, part);
     const st = await lstat(dir).catch(() => undefined);
     if (st && !st.isDirectory()) await rm(dir, { force: true });
-    if (!st || !st.isDirectory()) await mkdir(dir);
+    if (!st?.isDirectory()) await mkdir(dir);
   }
   const docs = lifecycleSbom(f);
   for (const [ext, body] of Object.entries(docs))
