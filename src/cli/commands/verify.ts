@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { readPublicKey } from '../../attest/keys.ts';
 import { type Policy, parsePolicy } from '../../attest/policy.ts';
+import { KILN_BUILD_TYPE, type ProvenancePredicate, SLSA_PROVENANCE_V1 } from '../../attest/provenance.ts';
 import { keyCheck, type SignatureCheck } from '../../attest/signer.ts';
 import { VerificationFailed, verifyImage } from '../../attest/verify.ts';
 import { UsageError } from '../../internal/errors.ts';
@@ -58,27 +59,61 @@ export function register(program: Command, ctx: CliContext): void {
       'policy (TOML): required provenance, allowed builders, run images, sources, SBOM, keys',
     )
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform index')
-    .action(async (arg: string, opts: { key: string[]; policy?: string; platform?: string }) => {
-      const policy = opts.policy
-        ? parsePolicy(await readText(opts.policy, '--policy'), opts.policy)
-        : undefined;
-      const keys = await keysOf(opts.key, policy, opts.policy);
-      if (keys.length === 0)
-        throw new UsageError('kiln verify needs a key: --key FILE, or keys in the policy');
-      const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
-      const target = await images.locate(arg);
-      const image = await target.read();
-      const digest = (await image.digest()) as Digest;
-      const evidence = await target.referrers.list(digest);
-      const verdict = await verifyImage({ digest, evidence, keys, ...(policy ? { policy } : {}) });
-      for (const v of verdict.violations) ctx.stdout.write(`${v}\n`);
-      if (verdict.violations.length > 0)
-        throw new VerificationFailed(
-          `${target.name}@${digest}: ${verdict.violations.length} verification failure(s)`,
+    .option(
+      '--rebuild',
+      'build the image again from its verified provenance (clean workspace, empty cache) and compare digests; a mismatch names the first differing layer and its files',
+    )
+    .option(
+      '--path <dir>',
+      'with --rebuild: the source tree (checked against the provenance), instead of cloning its git source',
+    )
+    .action(
+      async (
+        arg: string,
+        opts: { key: string[]; policy?: string; platform?: string; rebuild?: boolean; path?: string },
+      ) => {
+        const policy = opts.policy
+          ? parsePolicy(await readText(opts.policy, '--policy'), opts.policy)
+          : undefined;
+        const keys = await keysOf(opts.key, policy, opts.policy);
+        if (keys.length === 0)
+          throw new UsageError('kiln verify needs a key: --key FILE, or keys in the policy');
+        const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
+        const target = await images.locate(arg);
+        const image = await target.read();
+        const digest = (await image.digest()) as Digest;
+        const evidence = await target.referrers.list(digest);
+        const verdict = await verifyImage({ digest, evidence, keys, ...(policy ? { policy } : {}) });
+        const violations = [...verdict.violations];
+        if (opts.rebuild && violations.length === 0) {
+          const prov = verdict.statements.find(
+            (s) =>
+              s.predicateType === SLSA_PROVENANCE_V1 &&
+              (s.predicate as ProvenancePredicate)?.buildDefinition?.buildType === KILN_BUILD_TYPE,
+          );
+          if (!prov) violations.push('rebuild: no signed build provenance of the image to rebuild from');
+          else {
+            const { rebuildCheck } = await import('../verify-rebuild.ts');
+            violations.push(
+              ...(await rebuildCheck({
+                ctx,
+                images,
+                image,
+                provenance: prov.predicate as ProvenancePredicate,
+                ...(opts.path ? { path: opts.path } : {}),
+              })),
+            );
+          }
+        }
+        for (const v of violations) ctx.stdout.write(`${v}\n`);
+        if (violations.length > 0)
+          throw new VerificationFailed(
+            `${target.name}@${digest}: ${verdict.violations.length} verification failure(s)`,
+          );
+        const types = [...new Set(verdict.statements.map((s) => s.predicateType))];
+        ctx.stdout.write(
+          `Verified ${target.name}@${digest}: signed by ${verdict.signedBy.map((k) => k.slice(0, 12)).join(', ')}; attestations: ${types.join(', ') || 'none'}${opts.rebuild ? '; rebuilt to the same digest' : ''}\n`,
         );
-      const types = [...new Set(verdict.statements.map((s) => s.predicateType))];
-      ctx.stdout.write(
-        `Verified ${target.name}@${digest}: signed by ${verdict.signedBy.map((k) => k.slice(0, 12)).join(', ')}; attestations: ${types.join(', ') || 'none'}\n`,
-      );
-    });
+      },
+    );
 }
