@@ -29,6 +29,12 @@ export const SPDX_PREDICATE = 'https://spdx.dev/Document';
 /** artifactType of an unsigned in-toto statement referrer. */
 export const IN_TOTO_ARTIFACT_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_PREDICATE_ANNOTATION = 'in-toto.io/predicate-type';
+/**
+ * Who made an attestation (a key id, or `none` unsigned): a newer attestation of the same kind by
+ * the same signer replaces the older one in a registry's referrers index, so rebuilds of one
+ * image do not pile up provenance and signatures.
+ */
+export const SIGNER_ANNOTATION = 'dev.kiln.attestation.signer';
 
 /** What is attested about one image. */
 export interface AttestationInputs {
@@ -61,6 +67,7 @@ async function bundleArtifact(subject: Descriptor, signer: Signer, s: Statement)
     annotations: {
       [PREDICATE_TYPE_ANNOTATION]: s.predicateType,
       [BUNDLE_CONTENT_ANNOTATION]: 'dsse-envelope',
+      [SIGNER_ANNOTATION]: signer.keyId,
     },
   });
 }
@@ -102,7 +109,10 @@ export async function attestations(a: AttestationInputs): Promise<Attestations> 
               title: 'provenance.intoto.json',
             },
           ],
-          annotations: { [IN_TOTO_PREDICATE_ANNOTATION]: a.provenance.predicateType },
+          annotations: {
+            [IN_TOTO_PREDICATE_ANNOTATION]: a.provenance.predicateType,
+            [SIGNER_ANNOTATION]: 'none',
+          },
         }),
       );
     return { referrers: out };
@@ -114,6 +124,8 @@ export async function attestations(a: AttestationInputs): Promise<Attestations> 
   if (a.spdx) statements.push(statement(who, SPDX_PREDICATE, jsonOf(a.spdx)));
   for (const s of statements) out.push(await bundleArtifact(subject, a.signer, s));
   const payload = simpleSigningPayload(a.repository, subject.digest as `sha256:${string}`);
-  const signature = signatureImage(subject, payload, await a.signer.sign(payload));
+  const signature = signatureImage(subject, payload, await a.signer.sign(payload), {
+    [SIGNER_ANNOTATION]: a.signer.keyId,
+  });
   return { referrers: [...out, signature], signature };
 }

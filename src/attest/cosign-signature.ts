@@ -37,7 +37,12 @@ export function cosignSignatureTag(digest: Digest): string {
 }
 
 /** signatureImage is the manifest carrying one signature over `payload` for `subject`. */
-export function signatureImage(subject: Descriptor, payload: Uint8Array, signature: Uint8Array): Image {
+export function signatureImage(
+  subject: Descriptor,
+  payload: Uint8Array,
+  signature: Uint8Array,
+  manifestAnnotations?: Readonly<Record<string, string>>,
+): Image {
   const payloadDigest = sha256(payload);
   const annotations = { [SIGNATURE_ANNOTATION]: Buffer.from(signature).toString('base64') };
   // The config ggcr's empty image gets for one layer: what cosign itself writes.
@@ -65,6 +70,7 @@ export function signatureImage(subject: Descriptor, payload: Uint8Array, signatu
       { mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: payloadDigest, size: payload.length, annotations },
     ],
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    ...(manifestAnnotations ? { annotations: { ...manifestAnnotations } } : {}),
   };
   const raw = new TextEncoder().encode(JSON.stringify(manifest));
   const digest = sha256(raw);

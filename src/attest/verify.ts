@@ -114,6 +114,10 @@ async function checkBundles(req: VerifyRequest, violations: string[]): Promise<V
       const bytes = await blobOf(r, 0);
       if (!bytes) throw new Error(`${what}: no bundle blob within ${MAX_EVIDENCE_BLOB} bytes`);
       const env = parseBundle(bytes, what).dsseEnvelope;
+      // A bundle signed only by keys the verifier was not given (another signer's) is not
+      // evidence either way; one that names a given key, or no key, must verify.
+      const ids = env.signatures.map((x) => x.keyid);
+      if (ids.every((k) => k !== '') && !ids.some((k) => req.keys.some((c) => c.keyId === k))) continue;
       if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE)
         throw new Error(`${what}: payload is ${env.payloadType}, not in-toto`);
       const { payload, keyId } = openEnvelope(env, req.keys, what);
@@ -209,8 +213,14 @@ function checkPolicy(p: Policy, statements: readonly VerifiedStatement[], violat
 /** verifyImage checks the image's signature, its attestations and the policy. */
 export async function verifyImage(req: VerifyRequest): Promise<Verdict> {
   // Every blob read once, all at once (a registry round trip each); the checks then read memory.
+  // Only signatures and bundles are evidence; plain SBOMs and statements are not read at all.
+  const relevant = req.evidence.filter(
+    (r) =>
+      r.descriptor.artifactType === BUNDLE_V03_MEDIA_TYPE ||
+      r.manifest.layers.some((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE),
+  );
   const cached = await Promise.all(
-    req.evidence.map(async (r) => {
+    relevant.map(async (r) => {
       const blobs = await Promise.all(
         r.manifest.layers.map((l) =>
           l.size <= MAX_EVIDENCE_BLOB ? r.blob(l).catch(() => undefined) : undefined,

@@ -3,7 +3,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { type Attestations, attestations, IN_TOTO_PREDICATE_ANNOTATION } from '../attest/artifacts.ts';
+import {
+  type Attestations,
+  attestations,
+  IN_TOTO_PREDICATE_ANNOTATION,
+  SIGNER_ANNOTATION,
+} from '../attest/artifacts.ts';
 import { PREDICATE_TYPE_ANNOTATION } from '../attest/bundle.ts';
 import { COSIGN_SIG_ARTIFACT_TYPE, cosignSignatureTag } from '../attest/cosign-signature.ts';
 import { needsPassphrase, readPrivateKey } from '../attest/keys.ts';
@@ -18,6 +23,7 @@ import { KilnError, UsageError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { DEFAULT_EPOCH } from '../oci/memory.ts';
+import type { Descriptor } from '../oci/schema.ts';
 import { repositoryString } from '../registry/reference.ts';
 import { CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE } from '../sbom/document.ts';
 import { KILN_TOOL } from '../stack/sbom.ts';
@@ -171,7 +177,7 @@ export async function attachAll(
             `${repositoryString(images.registryReference(t.name, 'image'))}:${cosignSignatureTag(digest)}`,
           )
         : undefined;
-    if (t.referrers.attachAll) await t.referrers.attachAll(digest, a.referrers);
+    if (t.referrers.attachAll) await t.referrers.attachAll(digest, a.referrers, supersedes);
     // One at a time: without a referrers API each attach rewrites the same `sha256-<hex>` index.
     else for (const r of a.referrers) await t.referrers.attach(r);
     if (tag && sig) await tag.write(sig);
@@ -298,4 +304,16 @@ export async function writeAttachedSboms(
     out.push(k.file);
   }
   return out;
+}
+
+/**
+ * supersedes: a newer attestation of the same kind (artifact type and predicate type) by the
+ * same kiln signer replaces an older one in the referrers index; others' entries stay.
+ */
+function supersedes(old: Descriptor, added: Descriptor): boolean {
+  const signer = added.annotations?.[SIGNER_ANNOTATION];
+  if (!signer || old.annotations?.[SIGNER_ANNOTATION] !== signer) return false;
+  const predicate = (d: Descriptor) =>
+    d.annotations?.[PREDICATE_TYPE_ANNOTATION] ?? d.annotations?.[IN_TOTO_PREDICATE_ANNOTATION];
+  return old.artifactType === added.artifactType && predicate(old) === predicate(added);
 }

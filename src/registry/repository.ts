@@ -418,7 +418,11 @@ export class RepositoryClient {
    * step: nothing when the registry has the referrers API (it indexes subjects itself), else one
    * read and one write of the tag-schema index (`putReferrer` does that once per manifest).
    */
-  async indexReferrers(subject: Digest, entries: readonly Descriptor[]): Promise<void> {
+  async indexReferrers(
+    subject: Digest,
+    entries: readonly Descriptor[],
+    replaces: (old: Descriptor, added: Descriptor) => boolean = () => false,
+  ): Promise<void> {
     const res = await this.#req(
       `list referrers of ${this.#name}@${subject}`,
       this.#url(`referrers/${subject}`),
@@ -429,7 +433,9 @@ export class RepositoryClient {
     if (res.status === 200 && (res.headers.get('content-type') ?? '').startsWith(MediaType.OciIndex)) return;
     const current = await this.#fallbackReferrers(subject);
     const added = new Set(entries.map((e) => e.digest));
-    const manifests = current.manifests.filter((m) => !added.has(m.digest)).concat(entries);
+    const manifests = current.manifests
+      .filter((m) => !added.has(m.digest) && !entries.some((e) => replaces(m, e)))
+      .concat(entries);
     const next = JSON.stringify({ ...current, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests });
     await this.putManifest(referrersTag(subject), Buffer.from(next), MediaType.OciIndex);
   }

@@ -48,8 +48,15 @@ export interface Referrers {
   list(subject: Digest, artifactType?: string): Promise<Referrer[]>;
   /** Writes `artifact` (a manifest with a `subject`) so that it is listed as its subject's referrer. */
   attach(artifact: Image): Promise<Digest>;
-  /** Attaches several artifacts of one subject at once, where the location can do it faster. */
-  attachAll?(subject: Digest, artifacts: readonly Image[]): Promise<void>;
+  /**
+   * Attaches several artifacts of one subject at once, where the location can do it faster; an
+   * entry of the referrers index for which `replaces(old, added)` holds is dropped from it.
+   */
+  attachAll?(
+    subject: Digest,
+    artifacts: readonly Image[],
+    replaces?: (old: Descriptor, added: Descriptor) => boolean,
+  ): Promise<void>;
 }
 
 /** ImageTarget is one place images are read from and written to. */

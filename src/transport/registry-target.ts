@@ -2,7 +2,7 @@ import { buffer } from 'node:stream/consumers';
 import { KilnError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
-import type { Platform } from '../oci/schema.ts';
+import type { Descriptor, Platform } from '../oci/schema.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { RegistryError } from '../registry/errors.ts';
 import type { ProgressSink } from '../registry/progress.ts';
@@ -160,7 +160,11 @@ function registryReferrers(t: RegistryTarget): Referrers {
       }
       return out;
     },
-    async attachAll(subject: Digest, artifacts: readonly Image[]): Promise<void> {
+    async attachAll(
+      subject: Digest,
+      artifacts: readonly Image[],
+      replaces?: (old: Descriptor, added: Descriptor) => boolean,
+    ): Promise<void> {
       // Blobs and manifests by digest, at once; then the referrers index updated once. Artifacts
       // share blobs (the empty config): the first with each config goes first, so no two uploads
       // of one blob race (the registry refuses a manifest whose blob is still being committed).
@@ -189,11 +193,13 @@ function registryReferrers(t: RegistryTarget): Referrers {
               digest,
               size: raw.length,
               ...(m.artifactType ? { artifactType: m.artifactType } : {}),
+              // The referrers API lists a manifest's annotations with it; the fallback index too.
+              ...(m.annotations ? { annotations: m.annotations } : {}),
             };
           }),
         );
       const entries = [...(await push(leaders)), ...(await push(rest))];
-      await t.client.repository(t.ref, { push: true }).indexReferrers(subject, entries);
+      await t.client.repository(t.ref, { push: true }).indexReferrers(subject, entries, replaces);
     },
     async attach(artifact: Image): Promise<Digest> {
       const manifest = await artifact.manifest();
