@@ -48,7 +48,7 @@ export function needsPassphrase(text: string): boolean {
 
 /**
  * readPrivateKey reads a P-256 private key: encrypted PKCS#8 (kiln key generate, OpenSSL),
- * unencrypted PKCS#8 or SEC1 PEM.
+ * unencrypted PKCS#8 or SEC1 PEM, or cosign's `ENCRYPTED SIGSTORE PRIVATE KEY` (cosign-key.ts).
  */
 export async function readPrivateKey(
   text: string,
@@ -58,10 +58,8 @@ export async function readPrivateKey(
   const label = pemLabel(text);
   if (!label) throw new KilnError(`${what}: not a PEM private key`);
   if (label === 'ENCRYPTED SIGSTORE PRIVATE KEY' || label === 'ENCRYPTED COSIGN PRIVATE KEY') {
-    // nacl/secretbox (XSalsa20-Poly1305) is not in node:crypto; kiln does not read this format.
-    throw new KilnError(
-      `${what}: cosign's encrypted key format is not supported: convert it to PKCS#8 (openssl pkcs8 -topk8) or use kiln key generate`,
-    );
+    const { decryptCosignKey } = await import('./cosign-key.ts');
+    return checkCurve(await decryptCosignKey(text, await passphrase(), what), what);
   }
   let key: KeyObject;
   try {
