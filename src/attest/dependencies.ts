@@ -102,3 +102,46 @@ export async function buildDependencies(
   out.push({ name: DependencyName.Lifecycle, uri: `urn:kiln:lifecycle@${kilnVersion}` });
   return out;
 }
+
+/** CycloneDX hash algorithm names as in-toto DigestSet keys. */
+const HASH_ALGS: Readonly<Record<string, string>> = {
+  'SHA-1': 'sha1',
+  'SHA-256': 'sha256',
+  'SHA-384': 'sha384',
+  'SHA-512': 'sha512',
+};
+/** A provenance lists at most this many reported packages (the SBOM has them all). */
+const MAX_REPORTED = 10_000;
+
+/**
+ * reportedDependencies are the packages with digests in the image's merged CycloneDX SBOM: what
+ * buildpacks report having downloaded (the Node.js build with its integrity, npm packages from the
+ * lock file, Debian packages), as resolvedDependencies named `package:<name>` with the purl.
+ */
+export function reportedDependencies(cyclonedx: Uint8Array): ResourceDescriptor[] {
+  let doc: { components?: unknown };
+  try {
+    doc = JSON.parse(new TextDecoder().decode(cyclonedx)) as { components?: unknown };
+  } catch {
+    return [];
+  }
+  const out: ResourceDescriptor[] = [];
+  for (const c of Array.isArray(doc.components) ? doc.components : []) {
+    const comp = c as { name?: unknown; purl?: unknown; hashes?: unknown };
+    if (typeof comp.name !== 'string' || typeof comp.purl !== 'string' || !Array.isArray(comp.hashes))
+      continue;
+    const digest: Record<string, string> = {};
+    for (const h of comp.hashes as { alg?: unknown; content?: unknown }[]) {
+      const alg = typeof h.alg === 'string' ? HASH_ALGS[h.alg] : undefined;
+      if (alg && typeof h.content === 'string' && /^[0-9a-f]+$/.test(h.content)) digest[alg] = h.content;
+    }
+    if (Object.keys(digest).length === 0) continue;
+    out.push({
+      name: `package:${comp.name}`,
+      ...(typeof comp.purl === 'string' ? { uri: comp.purl } : {}),
+      digest,
+    });
+    if (out.length >= MAX_REPORTED) break;
+  }
+  return out;
+}

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildDependencies } from '../attest/dependencies.ts';
+import { buildDependencies, reportedDependencies } from '../attest/dependencies.ts';
 import { buildProvenance } from '../attest/provenance.ts';
 import type { Signer } from '../attest/signer.ts';
 import { sourceFacts, type TreeFilter } from '../attest/source.ts';
@@ -12,7 +12,7 @@ import { LIFECYCLE_SBOM_DIR, type LifecycleFacts, lifecycleSbom } from '../platf
 import type { ImageTarget } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from './context.ts';
-import { attestImage, runStart, type SupplyChainFlags } from './supply-chain.ts';
+import { attestImage, mergedSboms, runStart, type SupplyChainFlags } from './supply-chain.ts';
 
 /** lifecycleFacts is kiln's version and its pinned npm dependencies (package.json), for its own SBOM. */
 export async function lifecycleFacts(): Promise<LifecycleFacts> {
@@ -78,6 +78,8 @@ export function startBuildAttestation(
             digest: sha256(await readFile(inputs.descriptorFile)),
           }
         : undefined;
+      // The merged SBOM: attached below, and what buildpacks downloaded goes into the provenance.
+      const sboms = await mergedSboms(ctx, image, target.imageName, images);
       const provenance = buildProvenance({
         image: { name: target.imageName, digest },
         source: await source,
@@ -88,12 +90,25 @@ export function startBuildAttestation(
         envNames: inputs.envNames,
         options: inputs.options,
         platformApi: PLATFORM_API.toString(),
-        dependencies: await buildDependencies(image, inputs.builder, KILN_VERSION),
+        dependencies: [
+          ...(await buildDependencies(image, inputs.builder, KILN_VERSION)),
+          ...(sboms.cyclonedx ? reportedDependencies(sboms.cyclonedx) : []),
+        ],
         byproducts: lifecycleByproducts(await lifecycleFacts()),
         run: { ...run, finishedOn: new Date(), kilnVersion: KILN_VERSION },
       });
       ctx.log.debug(`Provenance: ${(performance.now() - t0).toFixed(0)} ms`);
-      await attestImage({ ctx, images, targets, image, provenance, flags, signer, attachByDefault: publish });
+      await attestImage({
+        ctx,
+        images,
+        targets,
+        image,
+        provenance,
+        flags,
+        signer,
+        attachByDefault: publish,
+        sboms,
+      });
     },
   };
 }
