@@ -114,16 +114,31 @@ const HASH_ALGS: Readonly<Record<string, string>> = {
 const MAX_REPORTED = 10_000;
 
 /**
- * reportedDependencies are the packages with digests in the image's merged CycloneDX SBOM: what
- * buildpacks report having downloaded (the Node.js build with its integrity, npm packages from the
- * lock file, Debian packages), as resolvedDependencies named `package:<name>` with the purl.
+ * reportedDependencies are the packages with digests in the image's per-layer CycloneDX SBOMs:
+ * what buildpacks report having downloaded (the Node.js build with its integrity, npm packages
+ * from the lock file, Debian packages), as resolvedDependencies named `package:<name>` with the
+ * purl; one entry per name and digest.
  */
-export function reportedDependencies(cyclonedx: Uint8Array): ResourceDescriptor[] {
+export function reportedDependencies(cyclonedx: readonly Uint8Array[]): ResourceDescriptor[] {
+  const out: ResourceDescriptor[] = [];
+  const seen = new Set<string>();
+  for (const bytes of cyclonedx) {
+    for (const d of reportedIn(bytes)) {
+      const key = `${d.name} ${JSON.stringify(d.digest)}`;
+      if (seen.has(key) || out.length >= MAX_REPORTED) continue;
+      seen.add(key);
+      out.push(d);
+    }
+  }
+  return out;
+}
+
+function reportedIn(cyclonedx: Uint8Array): ResourceDescriptor[] {
   let doc: { components?: unknown };
   try {
     doc = JSON.parse(new TextDecoder().decode(cyclonedx)) as { components?: unknown };
   } catch {
-    return [];
+    return []; // a buildpack's broken document names nothing
   }
   const out: ResourceDescriptor[] = [];
   for (const c of Array.isArray(doc.components) ? doc.components : []) {

@@ -92,7 +92,7 @@ export function startBuildAttestation(
         platformApi: PLATFORM_API.toString(),
         dependencies: [
           ...(await buildDependencies(image, inputs.builder, KILN_VERSION)),
-          ...(sboms.cyclonedx ? reportedDependencies(sboms.cyclonedx) : []),
+          ...reportedDependencies(sboms.layers),
         ],
         byproducts: lifecycleByproducts(await lifecycleFacts()),
         run: { ...run, finishedOn: new Date(), kilnVersion: KILN_VERSION },

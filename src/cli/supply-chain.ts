@@ -116,13 +116,20 @@ export async function loadSigner(ctx: CliContext, keyFile: string, appDir?: stri
   return keySigner(await readPrivateKey(text, ask, keyFile));
 }
 
+/** An image's merged SBOM documents, and the per-layer CycloneDX documents buildpacks wrote. */
+export interface MergedSboms {
+  cyclonedx?: Uint8Array;
+  spdx?: Uint8Array;
+  layers: Uint8Array[];
+}
+
 /** mergedSboms are the image's merged CycloneDX and SPDX documents, as `kiln sbom download` writes them. */
 export async function mergedSboms(
   ctx: CliContext,
   image: Image,
   name: string,
   images: Transports,
-): Promise<{ cyclonedx?: Uint8Array; spdx?: Uint8Array }> {
+): Promise<MergedSboms> {
   const { runImageSbom } = await import('./commands/sbom.ts');
   const dir = await mkdtemp(path.join(ctx.settings.env.TMPDIR ?? tmpdir(), 'kiln-sbom-'));
   try {
@@ -136,7 +143,11 @@ export async function mergedSboms(
       epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
       tool: KILN_TOOL,
     });
-    const out: { cyclonedx?: Uint8Array; spdx?: Uint8Array } = {};
+    const out: MergedSboms = {
+      layers: await Promise.all(
+        r.files.filter((f) => f.endsWith('/sbom.cdx.json')).map((f) => readFile(path.join(dir, f))),
+      ),
+    };
     if (r.merged.includes('sbom.cdx.json')) out.cyclonedx = await readFile(path.join(dir, 'sbom.cdx.json'));
     if (r.merged.includes('sbom.spdx.json')) out.spdx = await readFile(path.join(dir, 'sbom.spdx.json'));
     return out;
