@@ -23,6 +23,7 @@ test('reportedDependencies: packages with digests from buildpack SBOMs, once eac
     doc([node, { name: 'hello', hashes: [{ alg: 'SHA-256', content: 'cd'.repeat(32) }] }]),
     new TextEncoder().encode('{not json'),
     doc('not a list'),
+    doc([null, 7, { name: 'n', hashes: [null, 'x'] }]),
   ]);
   assert.deepEqual(deps, [
     { name: 'package:node', uri: 'pkg:generic/node@22.23.5', digest: { sha512: 'ab'.repeat(64) } },

@@ -142,11 +142,12 @@ function reportedIn(cyclonedx: Uint8Array): ResourceDescriptor[] {
   }
   const out: ResourceDescriptor[] = [];
   for (const c of Array.isArray(doc.components) ? doc.components : []) {
+    if (!c || typeof c !== 'object') continue;
     const comp = c as { name?: unknown; purl?: unknown; hashes?: unknown };
-    if (typeof comp.name !== 'string' || typeof comp.purl !== 'string' || !Array.isArray(comp.hashes))
-      continue;
+    if (typeof comp.name !== 'string' || !Array.isArray(comp.hashes)) continue;
     const digest: Record<string, string> = {};
-    for (const h of comp.hashes as { alg?: unknown; content?: unknown }[]) {
+    for (const h of comp.hashes as ({ alg?: unknown; content?: unknown } | null)[]) {
+      if (!h || typeof h !== 'object') continue;
       const alg = typeof h.alg === 'string' ? HASH_ALGS[h.alg] : undefined;
       if (alg && typeof h.content === 'string' && /^[0-9a-f]+$/.test(h.content)) digest[alg] = h.content;
     }
@@ -156,7 +157,6 @@ function reportedIn(cyclonedx: Uint8Array): ResourceDescriptor[] {
       ...(typeof comp.purl === 'string' ? { uri: comp.purl } : {}),
       digest,
     });
-    if (out.length >= MAX_REPORTED) break;
   }
   return out;
 }
