@@ -153,7 +153,7 @@ async function checkBundles(req: VerifyRequest, violations: string[]): Promise<V
 function candidates(d: ResourceDescriptor | undefined): string[] {
   if (!d) return [];
   const digests = Object.entries(d.digest ?? {}).map(([a, h]) => `${a}:${h}`);
-  const ref = d.uri ? referenceOfUri(d.uri) : undefined;
+  const ref = typeof d.uri === 'string' ? referenceOfUri(d.uri) : undefined;
   const names = [ref, ...(ref ? [ref.replace(/@sha256:[0-9a-f]+$/, '')] : [])].filter(
     (x): x is string => typeof x === 'string' && x !== '',
   );
@@ -162,7 +162,7 @@ function candidates(d: ResourceDescriptor | undefined): string[] {
 
 const describe = (d: ResourceDescriptor | undefined) =>
   d
-    ? `${d.uri ? referenceOfUri(d.uri).replace(/@sha256:[0-9a-f]+$/, '') : '(unnamed)'}${d.digest?.sha256 ? `@sha256:${d.digest.sha256}` : ''}`
+    ? `${typeof d.uri === 'string' ? referenceOfUri(d.uri).replace(/@sha256:[0-9a-f]+$/, '') : '(unnamed)'}${d.digest?.sha256 ? `@sha256:${d.digest.sha256}` : ''}`
     : '(none)';
 
 /** checkPolicy applies the policy to the verified statements. */
@@ -185,7 +185,11 @@ function checkPolicy(p: Policy, statements: readonly VerifiedStatement[], violat
     violations.push('policy: no signed SLSA v1 provenance from kiln of the image');
     return;
   }
-  const deps = (x: ProvenancePredicate | undefined) => x?.buildDefinition.resolvedDependencies ?? [];
+  // Signed by a given key, yet still only JSON: shapes are checked where they are read.
+  const deps = (x: ProvenancePredicate | undefined) => {
+    const d = x?.buildDefinition.resolvedDependencies;
+    return Array.isArray(d) ? d.filter((e) => e && typeof e === 'object') : [];
+  };
   const dep = (x: ProvenancePredicate | undefined, name: string) => deps(x).find((d) => d.name === name);
   if (p.builders) {
     const b = dep(build, DependencyName.Builder);
@@ -200,9 +204,10 @@ function checkPolicy(p: Policy, statements: readonly VerifiedStatement[], violat
   }
   if (p.sourceRepositories) {
     const git = (
-      build?.buildDefinition.externalParameters.source as { git?: { repository?: string } } | undefined
+      build?.buildDefinition.externalParameters?.source as { git?: { repository?: string } } | undefined
     )?.git;
-    if (!git?.repository) violations.push('policy: source: the provenance names no git repository');
+    if (typeof git?.repository !== 'string')
+      violations.push('policy: source: the provenance names no git repository');
     else if (!matchesAny(p.sourceRepositories, [git.repository]))
       violations.push(
         `policy: source repository ${git.repository} is not allowed (allowed: ${p.sourceRepositories.join(', ')})`,
