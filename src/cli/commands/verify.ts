@@ -10,6 +10,7 @@ import { UsageError } from '../../internal/errors.ts';
 import type { Digest } from '../../oci/digest.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
+import { terminalSafe } from '../terminal-text.ts';
 import { platformOption } from './image.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -105,7 +106,8 @@ export function register(program: Command, ctx: CliContext): void {
             );
           }
         }
-        for (const v of violations) ctx.stdout.write(`${v}\n`);
+        // One line each, whatever a registry put into the strings a line quotes.
+        for (const v of violations) ctx.stdout.write(`${terminalSafe(v.replace(/[\r\n]+/g, ' '))}\n`);
         if (violations.length > 0)
           throw new VerificationFailed(
             `${target.name}@${digest}: ${verdict.violations.length} verification failure(s)`,
