@@ -68,49 +68,61 @@ export function startBuildAttestation(
   source.catch(() => {}); // awaited in finish; an early failure must not be unhandled
   return {
     async finish(targets, images) {
-      const target = targets[0]!;
-      const t0 = performance.now();
-      const image = await target.read();
-      const digest = await image.digest();
-      const descriptor = inputs.descriptorFile
-        ? {
-            path: path.relative(inputs.appDir, inputs.descriptorFile) || path.basename(inputs.descriptorFile),
-            digest: sha256(await readFile(inputs.descriptorFile)),
-          }
-        : undefined;
-      // The merged SBOM: attached below, and what buildpacks downloaded goes into the provenance.
-      const sboms = await mergedSboms(ctx, image, target.imageName, images);
-      const provenance = buildProvenance({
-        image: { name: target.imageName, digest },
-        source: await source,
-        ...(descriptor ? { projectDescriptor: descriptor } : {}),
-        builder: inputs.builder.name,
-        ...(inputs.runImage ? { runImage: inputs.runImage } : {}),
-        buildpacks: inputs.buildpacks,
-        envNames: inputs.envNames,
-        options: inputs.options,
-        platformApi: PLATFORM_API.toString(),
-        dependencies: [
-          ...(await buildDependencies(image, inputs.builder, KILN_VERSION)),
-          ...reportedDependencies(sboms.layers),
-        ],
-        byproducts: lifecycleByproducts(await lifecycleFacts()),
-        run: { ...run, finishedOn: new Date(), kilnVersion: KILN_VERSION },
-      });
-      ctx.log.debug(`Provenance: ${(performance.now() - t0).toFixed(0)} ms`);
-      await attestImage({
-        ctx,
-        images,
-        targets,
-        image,
-        provenance,
-        flags,
-        signer,
-        attachByDefault: publish,
-        sboms,
-      });
+      // Asked for (a key, --attest, --provenance-output): a failure fails the build. Only the
+      // default of --publish: the image is pushed already; a registry that refuses artifacts
+      // gets a warning, not a failed build.
+      const asked = flags.provenanceOutput !== undefined || flags.attest === true || signer !== undefined;
+      try {
+        await finishWith(targets, images);
+      } catch (e) {
+        if (asked) throw e;
+        ctx.log.warn(`SBOM and provenance not attached (--no-attest skips them): ${(e as Error).message}`);
+      }
     },
   };
+  async function finishWith(targets: readonly ImageTarget[], images: Transports): Promise<void> {
+    const target = targets[0]!;
+    const t0 = performance.now();
+    const image = await target.read();
+    const digest = await image.digest();
+    const descriptor = inputs.descriptorFile
+      ? {
+          path: path.relative(inputs.appDir, inputs.descriptorFile) || path.basename(inputs.descriptorFile),
+          digest: sha256(await readFile(inputs.descriptorFile)),
+        }
+      : undefined;
+    // The merged SBOM: attached below, and what buildpacks downloaded goes into the provenance.
+    const sboms = await mergedSboms(ctx, image, target.imageName, images);
+    const provenance = buildProvenance({
+      image: { name: target.imageName, digest },
+      source: await source,
+      ...(descriptor ? { projectDescriptor: descriptor } : {}),
+      builder: inputs.builder.name,
+      ...(inputs.runImage ? { runImage: inputs.runImage } : {}),
+      buildpacks: inputs.buildpacks,
+      envNames: inputs.envNames,
+      options: inputs.options,
+      platformApi: PLATFORM_API.toString(),
+      dependencies: [
+        ...(await buildDependencies(image, inputs.builder, KILN_VERSION)),
+        ...reportedDependencies(sboms.layers),
+      ],
+      byproducts: lifecycleByproducts(await lifecycleFacts()),
+      run: { ...run, finishedOn: new Date(), kilnVersion: KILN_VERSION },
+    });
+    ctx.log.debug(`Provenance: ${(performance.now() - t0).toFixed(0)} ms`);
+    await attestImage({
+      ctx,
+      images,
+      targets,
+      image,
+      provenance,
+      flags,
+      signer,
+      attachByDefault: publish,
+      sboms,
+    });
+  }
 }
 
 /** The lifecycle's own SBOM documents as provenance byproducts (name = path under <layers>). */

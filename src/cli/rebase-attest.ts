@@ -27,15 +27,12 @@ export interface RebaseInputs {
 export function startRebaseAttestation(
   ctx: CliContext,
   flags: SupplyChainFlags,
-  publish: boolean,
   inputs: RebaseInputs,
   signer: Signer | undefined,
 ): { finish(targets: readonly ImageTarget[], result: Image, images: Transports): Promise<void> } | undefined {
-  const wanted =
-    flags.provenanceOutput !== undefined ||
-    flags.attest === true ||
-    signer !== undefined ||
-    (publish && flags.attest !== false);
+  // Only on request: a rebase is a manifest-only operation (what registries and tests expect of
+  // `kiln rebase --publish`); --attest, --sign-key or --provenance-output ask for more.
+  const wanted = flags.provenanceOutput !== undefined || flags.attest === true || signer !== undefined;
   if (!wanted) return undefined;
   const run = runStart();
   return {
@@ -63,7 +60,7 @@ export function startRebaseAttestation(
         provenance,
         flags,
         signer,
-        attachByDefault: publish,
+        attachByDefault: false,
       });
     },
   };

@@ -89,7 +89,6 @@ export function register(program: Command, ctx: CliContext): void {
           const attestation = (await import('../rebase-attest.ts')).startRebaseAttestation(
             ctx,
             opts,
-            Boolean(opts.publish),
             {
               app,
               appName: source.digestReference(await app.digest()),
