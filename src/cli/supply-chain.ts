@@ -27,7 +27,7 @@ import type { Descriptor } from '../oci/schema.ts';
 import { repositoryString } from '../registry/reference.ts';
 import { CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE } from '../sbom/document.ts';
 import { KILN_TOOL } from '../stack/sbom.ts';
-import type { ImageTarget } from '../transport/image-target.ts';
+import type { ImageTarget, Referrer } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import type { CliContext } from './context.ts';
 
@@ -327,4 +327,41 @@ function supersedes(old: Descriptor, added: Descriptor): boolean {
   const predicate = (d: Descriptor) =>
     d.annotations?.[PREDICATE_TYPE_ANNOTATION] ?? d.annotations?.[IN_TOTO_PREDICATE_ANNOTATION];
   return old.artifactType === added.artifactType && predicate(old) === predicate(added);
+}
+
+/**
+ * cosignTagSignature reads the manifest under cosign's `sha256-<hex>.sig` tag next to a registry
+ * image as a Referrer (cosign's own signatures carry no subject, so no referrers list names them);
+ * undefined when there is none.
+ */
+export async function cosignTagSignature(
+  target: ImageTarget,
+  digest: Digest,
+  images: Transports,
+  debug: (m: string) => void,
+): Promise<Referrer | undefined> {
+  try {
+    const repo = repositoryString(images.registryReference(target.name, 'image'));
+    const img = await images.parse(`${repo}:${cosignSignatureTag(digest)}`).read();
+    const [manifest, raw, layers] = await Promise.all([img.manifest(), img.rawManifest(), img.layers()]);
+    return {
+      descriptor: {
+        mediaType: await img.mediaType(),
+        digest: await img.digest(),
+        size: raw.length,
+        artifactType: COSIGN_SIG_ARTIFACT_TYPE,
+      },
+      manifest,
+      raw,
+      blob: async (d) => {
+        const i = manifest.layers.findIndex((l) => l.digest === d.digest);
+        const layer = layers[i];
+        if (!layer || d.size > 16 << 20) throw new KilnError(`signature blob ${d.digest} cannot be read`);
+        return new Uint8Array(await new Response(await layer.compressed()).arrayBuffer());
+      },
+    };
+  } catch (e) {
+    debug(`cosign signature tag of ${target.name}: ${(e as Error).message}`);
+    return undefined;
+  }
 }

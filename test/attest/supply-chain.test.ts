@@ -29,7 +29,7 @@ import {
   parseBuildMetadata,
   parseLifecycleMetadata,
 } from '../../src/cnb/lifecycle-metadata.ts';
-import type { Digest } from '../../src/oci/digest.ts';
+import { type Digest, sha256 } from '../../src/oci/digest.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { Transports } from '../../src/transport/transports.ts';
@@ -470,6 +470,38 @@ describe('kiln verify', () => {
     }
     const both = await kiln('verify', ref, '--key', pub, '--key', otherPub);
     assert.equal(both.code, 0, both.out + both.err);
+  });
+
+  test('a signature cosign itself made (no subject, only under the .sig tag) verifies', async () => {
+    const ref = `${reg.host}/e2e/cosigned:v1`;
+    const c = await kiln('image', 'copy', '--no-referrers', signedRef, ref);
+    assert.equal(c.code, 0, c.err);
+    const signer = keySigner(await readPrivateKey(await readFile(key, 'utf8'), async () => PASS, key));
+    const img = await t.parse(ref).read();
+    const subject = {
+      mediaType: await img.mediaType(),
+      digest: signedDigest,
+      size: (await img.rawManifest()).length,
+    };
+    const payload = simpleSigningPayload(`${reg.host}/e2e/cosigned`, signedDigest);
+    const withSubject = signatureImage(subject, payload, await signer.sign(payload));
+    // cosign's manifest: the same layer and config, no subject, no artifactType.
+    const { subject: _s, artifactType: _a, ...plain } = await withSubject.manifest();
+    const raw = new TextEncoder().encode(JSON.stringify(plain));
+    const cosignMade: Image = {
+      ...withSubject,
+      manifest: async () => plain,
+      rawManifest: async () => raw,
+      digest: async () => sha256(raw),
+    };
+    await t.parse(`${reg.host}/e2e/cosigned:${signedDigest.replace(':', '-')}.sig`).write(cosignMade);
+    const r = await kiln('verify', ref, '--key', pub);
+    assert.equal(r.code, 0, r.out + r.err);
+    const wrong = await kiln('verify', ref, '--key', otherPub);
+    assert.equal(
+      wrong.out,
+      `signature: none of the 1 signatures of ${signedDigest} verifies with the given key(s)\n`,
+    );
   });
 
   test('the key never shows in logs: a wrong passphrase is one clear line', async () => {

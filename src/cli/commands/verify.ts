@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { COSIGN_SIG_ARTIFACT_TYPE } from '../../attest/cosign-signature.ts';
 import { readPublicKey } from '../../attest/keys.ts';
 import { type Policy, parsePolicy } from '../../attest/policy.ts';
 import { KILN_BUILD_TYPE, type ProvenancePredicate, SLSA_PROVENANCE_V1 } from '../../attest/provenance.ts';
@@ -84,6 +85,15 @@ export function register(program: Command, ctx: CliContext): void {
         const image = await target.read();
         const digest = (await image.digest()) as Digest;
         const evidence = await target.referrers.list(digest);
+        // Signatures cosign itself made have no subject: in a registry they are only under the tag.
+        if (
+          target.registry !== undefined &&
+          !evidence.some((r) => r.descriptor.artifactType === COSIGN_SIG_ARTIFACT_TYPE)
+        ) {
+          const { cosignTagSignature } = await import('../supply-chain.ts');
+          const sig = await cosignTagSignature(target, digest, images, (m) => ctx.log.debug(m));
+          if (sig) evidence.push(sig);
+        }
         const verdict = await verifyImage({ digest, evidence, keys, ...(policy ? { policy } : {}) });
         const violations = [...verdict.violations];
         if (opts.rebuild && violations.length === 0) {
