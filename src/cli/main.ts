@@ -32,6 +32,9 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   fleet: () => import('./commands/fleet.ts'),
   sbom: () => import('./commands/sbom.ts'),
   stack: () => import('./commands/stack.ts'),
+  key: () => import('./commands/key.ts'),
+  sign: () => import('./commands/sign.ts'),
+  verify: () => import('./commands/verify.ts'),
 };
 
 // The first word of argv that is not a global option (or its value): the command to load.

@@ -38,6 +38,8 @@ export interface Settings {
    * CNB_APP_DIR, CNB_LAYERS_DIR, CNB_PLATFORM_DIR, CNB_BUILDPACKS_DIR, else the spec's defaults.
    */
   readonly cnbDirs: CnbDirs;
+  /** The signing key's passphrase: KILN_PASSWORD, else COSIGN_PASSWORD (kiln sign, --sign-key). */
+  readonly signingPassphrase: string | undefined;
   /** The environment the settings were resolved from (for commands that pass parts on, explicitly). */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
@@ -94,6 +96,7 @@ export function resolveSettings(
       platform: path.resolve(nonEmpty(env.CNB_PLATFORM_DIR) ?? '/platform'),
       buildpacks: path.resolve(nonEmpty(env.CNB_BUILDPACKS_DIR) ?? '/cnb/buildpacks'),
     },
+    signingPassphrase: env.KILN_PASSWORD ?? env.COSIGN_PASSWORD,
     env,
   };
 }

@@ -145,6 +145,12 @@ function human(r: ImageReport): string {
       for (const p of f.packages) out.push(`    ${p || '(no purl)'}`);
     }
   }
+  if (r.referrers) {
+    out.push('', 'Attached (OCI referrers):');
+    if (r.referrers.length === 0) out.push('  (none)');
+    for (const a of r.referrers)
+      out.push(`  ${a.artifactType}${a.predicateType ? ` (${a.predicateType})` : ''}  ${a.digest}`);
+  }
   out.push('', 'Labels:');
   const labels = Object.entries(r.labels);
   if (labels.length === 0) out.push('  (none)');

@@ -90,7 +90,17 @@ export interface ImageReport {
   readonly processes: readonly InspectProcess[];
   readonly project?: Readonly<Record<string, unknown>>;
   readonly sbom?: InspectSbom;
+  /** Artifacts attached to the image as OCI referrers (SBOMs, provenance, signatures), when read. */
+  readonly referrers?: readonly InspectReferrer[];
   readonly labels: Readonly<Record<string, string>>;
+}
+
+/** One OCI referrer of the image. */
+export interface InspectReferrer {
+  readonly digest: string;
+  readonly artifactType: string;
+  /** The attested predicate type of a sigstore bundle or in-toto statement, when annotated. */
+  readonly predicateType?: string;
 }
 
 /** Labels shown in their own sections (and too large to list). */

@@ -39,6 +39,7 @@ import {
 } from './builder-facts.ts';
 import { type BuildpackRefs, type ResolvedBuildpacks, resolveBuildpacks } from './buildpack-refs.ts';
 import { type ImageAccess, imageSink, imageSource } from './image-access.ts';
+import { type LifecycleFacts, writeLifecycleSbom } from './lifecycle-sbom.ts';
 import { writePlatformDir } from './platform-dir.ts';
 import type { SourceFilter } from './source-filter.ts';
 import {
@@ -122,6 +123,8 @@ export interface BuildRequest extends BuildpackRefs {
   readonly allowHosts?: readonly AllowedHostPort[];
   readonly sbomOutputDir?: string;
   readonly reportOutputDir?: string;
+  /** kiln's own SBOM, written under `<layers>/sbom/build/buildpacksio_lifecycle/` (saved with the others). */
+  readonly lifecycle?: LifecycleFacts;
   readonly project?: ProjectMetadata;
   /** VCS metadata / junk names project.toml `include` names: exported (all others never are). */
   readonly appKeep?: readonly string[];
@@ -389,6 +392,8 @@ async function writeReports(r: BuildRequest, layersDir: string, report: ImageRep
     await rm(r.sbomOutputDir, { recursive: true, force: true });
     await cp(path.join(layersDir, 'sbom'), r.sbomOutputDir, { recursive: true });
   }
+  // kiln's own SBOM goes straight to the output dir (never through <layers>, which buildpacks own).
+  if (r.lifecycle && r.sbomOutputDir) await writeLifecycleSbom(r.sbomOutputDir, r.lifecycle);
 }
 
 function finish(r: BuildRequest, o: CreatorOutcome): BuildOutcome {

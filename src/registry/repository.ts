@@ -413,6 +413,33 @@ export class RepositoryClient {
     return index;
   }
 
+  /**
+   * indexReferrers registers manifests already pushed by digest as referrers of `subject` in one
+   * step: nothing when the registry has the referrers API (it indexes subjects itself), else one
+   * read and one write of the tag-schema index (`putReferrer` does that once per manifest).
+   */
+  async indexReferrers(
+    subject: Digest,
+    entries: readonly Descriptor[],
+    replaces: (old: Descriptor, added: Descriptor) => boolean = () => false,
+  ): Promise<void> {
+    const res = await this.#req(
+      `list referrers of ${this.#name}@${subject}`,
+      this.#url(`referrers/${subject}`),
+      { headers: { accept: MediaType.OciIndex } },
+      [200, 404],
+    );
+    await res.discard();
+    if (res.status === 200 && (res.headers.get('content-type') ?? '').startsWith(MediaType.OciIndex)) return;
+    const current = await this.#fallbackReferrers(subject);
+    const added = new Set(entries.map((e) => e.digest));
+    const manifests = current.manifests
+      .filter((m) => !added.has(m.digest) && !entries.some((e) => replaces(m, e)))
+      .concat(entries);
+    const next = JSON.stringify({ ...current, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests });
+    await this.putManifest(referrersTag(subject), Buffer.from(next), MediaType.OciIndex);
+  }
+
   async #fallbackReferrers(digest: Digest): Promise<Index> {
     const tag = referrersTag(digest);
     try {

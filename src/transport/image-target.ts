@@ -36,6 +36,8 @@ export interface Referrer {
   /** The artifact manifest's descriptor (with its artifactType). */
   readonly descriptor: Descriptor;
   readonly manifest: Manifest;
+  /** The manifest's bytes as stored (its digest is the descriptor's): copies keep them exactly. */
+  readonly raw: Uint8Array;
   /** Reads one of the artifact's blobs, verified against its digest. */
   blob(d: Descriptor): Promise<Uint8Array>;
 }
@@ -46,6 +48,15 @@ export interface Referrers {
   list(subject: Digest, artifactType?: string): Promise<Referrer[]>;
   /** Writes `artifact` (a manifest with a `subject`) so that it is listed as its subject's referrer. */
   attach(artifact: Image): Promise<Digest>;
+  /**
+   * Attaches several artifacts of one subject at once, where the location can do it faster; an
+   * entry of the referrers index for which `replaces(old, added)` holds is dropped from it.
+   */
+  attachAll?(
+    subject: Digest,
+    artifacts: readonly Image[],
+    replaces?: (old: Descriptor, added: Descriptor) => boolean,
+  ): Promise<void>;
 }
 
 /** ImageTarget is one place images are read from and written to. */
@@ -110,7 +121,7 @@ export function referrerOf(
   if (manifest.subject?.digest !== subject) return undefined;
   const type = manifest.artifactType ?? manifest.config.mediaType;
   if (artifactType !== undefined && type !== artifactType) return undefined;
-  return { descriptor: { ...descriptor, artifactType: type }, manifest, blob };
+  return { descriptor: { ...descriptor, artifactType: type }, manifest, raw, blob };
 }
 
 /** The write error of locations that take single images only. */

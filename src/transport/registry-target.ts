@@ -2,7 +2,7 @@ import { buffer } from 'node:stream/consumers';
 import { KilnError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
-import type { Platform } from '../oci/schema.ts';
+import type { Descriptor, Platform } from '../oci/schema.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { RegistryError } from '../registry/errors.ts';
 import type { ProgressSink } from '../registry/progress.ts';
@@ -142,9 +142,12 @@ function registryReferrers(t: RegistryTarget): Referrers {
   return {
     async list(subject: Digest, artifactType?: string): Promise<Referrer[]> {
       const repo = t.client.repository(t.ref);
+      // The manifests are fetched at once (a signed image has half a dozen referrers or more).
+      const listed = (await repo.referrers(subject, artifactType)).manifests;
+      const fetched = await Promise.all(listed.map((d) => repo.getManifest(d.digest)));
       const out: Referrer[] = [];
-      for (const d of (await repo.referrers(subject, artifactType)).manifests) {
-        const m = await repo.getManifest(d.digest);
+      for (const [i, d] of listed.entries()) {
+        const m = fetched[i]!;
         const blob = async (b: { digest: string; size: number }) => {
           if (b.size > REFERRER_BLOB_LIMIT)
             throw new KilnError(
@@ -156,6 +159,47 @@ function registryReferrers(t: RegistryTarget): Referrers {
         if (r) out.push(r);
       }
       return out;
+    },
+    async attachAll(
+      subject: Digest,
+      artifacts: readonly Image[],
+      replaces?: (old: Descriptor, added: Descriptor) => boolean,
+    ): Promise<void> {
+      // Blobs and manifests by digest, at once; then the referrers index updated once. Artifacts
+      // share blobs (the empty config): the first with each config goes first, so no two uploads
+      // of one blob race (the registry refuses a manifest whose blob is still being committed).
+      const seen = new Set<string>();
+      const leaders: Image[] = [];
+      const rest: Image[] = [];
+      for (const a of artifacts) {
+        const c = (await a.manifest()).config.digest;
+        (seen.has(c) ? rest : leaders).push(a);
+        seen.add(c);
+      }
+      const push = (list: readonly Image[]) =>
+        Promise.all(
+          list.map(async (a) => {
+            const [m, digest, raw, mediaType] = await Promise.all([
+              a.manifest(),
+              a.digest(),
+              a.rawManifest(),
+              a.mediaType(),
+            ]);
+            if (m.subject?.digest !== subject)
+              throw new KilnError(`${t.name}: artifact ${digest} is not a referrer of ${subject}`);
+            await writeImage(t.client, { ...t.ref, tag: undefined, digest }, a, t.pushOptions);
+            return {
+              mediaType,
+              digest,
+              size: raw.length,
+              ...(m.artifactType ? { artifactType: m.artifactType } : {}),
+              // The referrers API lists a manifest's annotations with it; the fallback index too.
+              ...(m.annotations ? { annotations: m.annotations } : {}),
+            };
+          }),
+        );
+      const entries = [...(await push(leaders)), ...(await push(rest))];
+      await t.client.repository(t.ref, { push: true }).indexReferrers(subject, entries, replaces);
     },
     async attach(artifact: Image): Promise<Digest> {
       const manifest = await artifact.manifest();

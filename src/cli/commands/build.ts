@@ -36,10 +36,11 @@ import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
+import { addSupplyChainOptions, loadSigner, type SupplyChainFlags } from '../supply-chain.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
 
 /** Flags of `kiln build`, as commander parses them. */
-export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
+export interface BuildFlags extends PlatformFlags, BuildLimitFlags, SupplyChainFlags {
   path: string;
   builder?: string;
   buildpack: string[];
@@ -214,6 +215,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--file-size-limit <size>', 'largest single file a buildpack may write (default 4GiB)')
     .option('--process-limit <n>', 'processes of each buildpack process tree (default 4096)');
   addPlatformOptions(cmd);
+  addSupplyChainOptions(cmd);
   cmd.action(async (imageArg: string, flags: BuildFlags) => {
     const { settings, log } = ctx;
     // A platform that asks for a Platform API kiln does not speak is refused before anything runs.
@@ -277,6 +279,34 @@ export function register(program: Command, ctx: CliContext): void {
               images,
             );
       if (runImage?.flavour) log.info(`Run image ${runImage.image} (flavour ${runImage.flavour})`);
+      // Provenance, SBOM referrers, signature: the key is read here, in kiln's process, never later.
+      const signer = flags.signKey ? await loadSigner(ctx, flags.signKey, appDir) : undefined;
+      const attestation = (await import('../build-attest.ts')).startBuildAttestation(
+        ctx,
+        flags,
+        Boolean(flags.publish),
+        {
+          appDir,
+          filter: descriptor.filter,
+          ...(descriptor.file ? { descriptorFile: descriptor.file } : {}),
+          builder,
+          ...(runImage ? { runImage: runImage.image } : {}),
+          buildpacks: flags.buildpack.length
+            ? flags.buildpack
+            : descriptor.group.map((g) =>
+                g.id ? `${g.id}${g.version ? `@${g.version}` : ''}` : (g.uri ?? 'inline'),
+              ),
+          envNames: Object.keys(env),
+          options: {
+            compression: flags.compression,
+            sourceDateEpoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+            ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+            ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
+            ...(flags.skipExtensions ? { skipExtensions: true } : {}),
+          },
+        },
+        signer,
+      );
 
       // The one open of the local store in this build: layer blobs, the cache image, reads, writes.
       const store = await images.store();
@@ -338,6 +368,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(allowHosts.length ? { allowHosts } : {}),
         ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
         ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
+        lifecycle: await (await import('../build-attest.ts')).lifecycleFacts(),
         project: await projectMetadata(descriptor, appDir),
         appKeep: keptByInclude(descriptor.include),
         executor,
@@ -359,6 +390,7 @@ export function register(program: Command, ctx: CliContext): void {
         if (hint === undefined || !(e instanceof KilnError)) throw e;
         throw new KilnError(`${e.message}: ${hint}`, { cause: e });
       });
+      await attestation?.finish([dest, ...tags], images);
       progress.end();
       log.info(
         `Successfully built image ${outcome.names[0]} in ${((performance.now() - started) / 1000).toFixed(2)} s`,

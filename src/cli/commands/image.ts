@@ -21,25 +21,34 @@ export function register(program: Command, ctx: CliContext): void {
     .argument('<dst>', 'destination image')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform source')
     .option('--all', 'copy a whole multi-platform index (registry to registry)')
-    .action(async (src: string, dst: string, opts: { platform?: string; all?: boolean }) => {
-      const log = ctx.log;
-      const platform = platformOption(opts.platform);
-      const progress = log.progress();
-      const images = imageTransports(ctx.settings, log, { progress, ...platform });
-      const to = images.parse(dst);
-      const from = await images.locate(src);
-      log.info(`Copying ${from.name} to ${to.name}`);
-      const started = Date.now();
-      try {
-        const value: Image | ImageIndex = await (opts.all ? from.readAny() : from.read());
-        const { digest } = await to.write(value);
-        progress.end();
-        log.info(`Copied ${to.name}@${digest} in ${((Date.now() - started) / 1000).toFixed(2)} s`);
-        ctx.stdout.write(`${digest}\n`);
-      } finally {
-        progress.end();
-      }
-    });
+    .option('--no-referrers', "leave the image's referrers (SBOMs, provenance, signatures) behind")
+    .action(
+      async (src: string, dst: string, opts: { platform?: string; all?: boolean; referrers: boolean }) => {
+        const log = ctx.log;
+        const platform = platformOption(opts.platform);
+        const progress = log.progress();
+        const images = imageTransports(ctx.settings, log, { progress, ...platform });
+        const to = images.parse(dst);
+        const from = await images.locate(src);
+        log.info(`Copying ${from.name} to ${to.name}`);
+        const started = Date.now();
+        try {
+          const value: Image | ImageIndex = await (opts.all ? from.readAny() : from.read());
+          const { digest } = await to.write(value);
+          // The referrers of the image copied (for an index: of the index), kept byte for byte.
+          if (opts.referrers) {
+            const { copyReferrers } = await import('../supply-chain.ts');
+            const n = await copyReferrers(from, to, digest, images);
+            if (n > 0) log.info(`Copied ${n} referrer(s) (SBOMs, provenance, signatures)`);
+          }
+          progress.end();
+          log.info(`Copied ${to.name}@${digest} in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+          ctx.stdout.write(`${digest}\n`);
+        } finally {
+          progress.end();
+        }
+      },
+    );
 
   image
     .command('inspect')

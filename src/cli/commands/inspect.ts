@@ -27,9 +27,15 @@ export function register(program: Command, ctx: CliContext): void {
         opts: { output: OutputFormat; bom?: boolean; sbom: boolean; platform?: string },
       ) => {
         const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
-        const image = await (await images.locate(arg)).read();
+        const target = await images.locate(arg);
+        const image = await target.read();
         const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: opts.bom ?? false });
-        ctx.stdout.write(terminalSafe(formatReport(report, opts.output)));
+        // The referrers (SBOMs, provenance, signatures) where the location keeps them.
+        const { attachedTo } = await import('../supply-chain.ts');
+        const referrers = await attachedTo(target, await image.digest(), (m) => ctx.log.debug(m));
+        ctx.stdout.write(
+          terminalSafe(formatReport(referrers ? { ...report, referrers } : report, opts.output)),
+        );
       },
     );
 }

@@ -9,6 +9,7 @@ import type { ImageTarget } from '../../transport/image-target.ts';
 import type { Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
+import { addSupplyChainOptions, loadSigner, type SupplyChainFlags } from '../supply-chain.ts';
 
 /** register adds `kiln rebase IMAGE`. */
 /** The whole command is the platform spec's rebase step: whatever fails in it ends with 72. */
@@ -41,7 +42,7 @@ export function register(program: Command, ctx: CliContext): void {
           tag?: string[];
           force?: boolean;
           reportOutputDir?: string;
-        },
+        } & SupplyChainFlags,
       ) => {
         const log = ctx.log;
         const started = Date.now();
@@ -84,6 +85,18 @@ export function register(program: Command, ctx: CliContext): void {
             force: opts.force ?? false,
           });
           for (const o of result.overridden) log.warn(`--force: ${o}`);
+          const signer = opts.signKey ? await loadSigner(ctx, opts.signKey) : undefined;
+          const attestation = (await import('../rebase-attest.ts')).startRebaseAttestation(
+            ctx,
+            opts,
+            {
+              app,
+              appName: source.digestReference(await app.digest()),
+              runImage: { reference: runTarget.digestReference(runDigest), digest: runDigest },
+              force: opts.force ?? false,
+            },
+            signer,
+          );
           if (result.user.kept !== result.user.runImage)
             log.info(
               `The image keeps running as user ${result.user.kept || 'root'} (chosen when it was built); the run image's user is ${result.user.runImage || 'root'}: rebuild to adopt it`,
@@ -91,6 +104,7 @@ export function register(program: Command, ctx: CliContext): void {
           // --tag: the same image under more names, blobs written once.
           const tags = await Promise.all((opts.tag ?? []).map((t) => locate(t)));
           const digest = (await images.fanOut([target, ...tags]).write(result.image)).digest;
+          await attestation?.finish([target, ...tags], result.image, images);
           progress.end();
           log.info(
             `Rebased ${target.name}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept, in ${((Date.now() - started) / 1000).toFixed(2)} s`,
@@ -111,6 +125,8 @@ export function register(program: Command, ctx: CliContext): void {
         }
       },
     );
+  // --provenance-output, --sign-key, --attest (the command just registered is the last one).
+  addSupplyChainOptions(program.commands.at(-1)!);
 }
 
 // The run image the app was built on: runImage.image (or the deprecated stack.runImage), with a

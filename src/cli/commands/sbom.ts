@@ -59,7 +59,11 @@ export function register(program: Command, ctx: CliContext): void {
       ctx.log.info(
         `Wrote ${r.files.length} SBOM files and ${r.merged.join(', ') || 'no merged document'} to ${opts.outputDir}: ${r.components} packages (${r.osPackages} from the run image)`,
       );
-      for (const f of [...r.files, ...r.merged]) ctx.stdout.write(`${f}\n`);
+      // The merged documents attached to the image as referrers (kiln build --attest/--publish),
+      // as attached: what scanners reading referrers see.
+      const { writeAttachedSboms } = await import('../supply-chain.ts');
+      const attached = await writeAttachedSboms(target, await image.digest(), opts.outputDir, formats);
+      for (const f of [...r.files, ...r.merged, ...attached]) ctx.stdout.write(`${f}\n`);
     });
 }
 
@@ -68,7 +72,7 @@ export function register(program: Command, ctx: CliContext): void {
  * runImage.reference `name@digest`): a referrer in kiln's local store (where `kiln stack create`
  * attaches it), else a referrer of that digest where the reference points (its registry).
  */
-async function runImageSbom(
+export async function runImageSbom(
   image: Image,
   images: Transports,
   debug: (m: string) => void,
