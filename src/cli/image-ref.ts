@@ -1,4 +1,5 @@
 import { type KilnConfig, loadConfigSync, mirrorFor } from '../config/config-file.ts';
+import { DaemonClient } from '../daemon/client.ts';
 import type { Platform } from '../oci/schema.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { dockerConfigKeychain } from '../registry/credentials.ts';
@@ -38,11 +39,17 @@ export function registryClient(
 export function imageTransports(
   settings: Settings,
   log: Logger,
-  extra: { platform?: Platform; progress?: ProgressSink } = {},
+  extra: { platform?: Platform; progress?: ProgressSink; preferDaemon?: boolean } = {},
 ): Transports {
   const config = loadConfigSync(settings.configFile);
   return new Transports({
     client: registryClient(settings, log, config),
+    // Found only when a `docker-daemon:` image or --daemon asks for it.
+    daemon: new DaemonClient({
+      ...(settings.daemonHost ? { host: settings.daemonHost } : {}),
+      sockets: settings.daemonSockets,
+      debug: (m) => log.debug(m),
+    }),
     storeDir: ImageStore.defaultDir(settings.dataDir),
     ...(config.registryMirrors.length ? { mirrorFor: (r: string) => mirrorFor(config, r) } : {}),
     debug: (m) => log.debug(m),

@@ -38,6 +38,10 @@ export interface Settings {
    * CNB_APP_DIR, CNB_LAYERS_DIR, CNB_PLATFORM_DIR, CNB_BUILDPACKS_DIR, else the spec's defaults.
    */
   readonly cnbDirs: CnbDirs;
+  /** DOCKER_HOST, when set: the one Docker Engine API `docker-daemon:` and `--daemon` use. */
+  readonly daemonHost: string | undefined;
+  /** Sockets tried in order without DOCKER_HOST: Docker's, then Podman's (rootless, then rootful). */
+  readonly daemonSockets: readonly string[];
   /** The environment the settings were resolved from (for commands that pass parts on, explicitly). */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
@@ -94,6 +98,12 @@ export function resolveSettings(
       platform: path.resolve(nonEmpty(env.CNB_PLATFORM_DIR) ?? '/platform'),
       buildpacks: path.resolve(nonEmpty(env.CNB_BUILDPACKS_DIR) ?? '/cnb/buildpacks'),
     },
+    daemonHost: nonEmpty(env.DOCKER_HOST),
+    daemonSockets: [
+      '/var/run/docker.sock',
+      ...(nonEmpty(env.XDG_RUNTIME_DIR) ? [path.join(env.XDG_RUNTIME_DIR!, 'podman', 'podman.sock')] : []),
+      '/run/podman/podman.sock',
+    ],
     env,
   };
 }

@@ -15,6 +15,7 @@ import {
   startRegistry,
 } from '../../test/helpers/registry.ts';
 import { fileEntry } from '../../test/helpers/tar-entries.ts';
+import { DaemonClient } from '../daemon/client.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
@@ -132,6 +133,31 @@ describe('parse', () => {
     );
     assert.equal(t.parse('oci:/x/layout:run').digestReference(d), `oci:/x/layout@${d}`);
     assert.equal(t.parse('docker-archive:/x/a.tar').digestReference(d), `docker-archive:/x/a.tar@${d}`);
+    const daemon = new Transports({
+      client: new RegistryClient({}),
+      storeDir: path.join(root, 'never'),
+      daemon: new DaemonClient({ sockets: [] }),
+    });
+    assert.equal(
+      daemon.parse('docker-daemon:run:v1').digestReference(d),
+      `docker-daemon:docker.io/library/run@${d}`,
+    );
+  });
+
+  test('docker-daemon: names, and --daemon sends bare names there', () => {
+    const dc = new DaemonClient({ sockets: [] });
+    const opts = { client: new RegistryClient({}), storeDir: path.join(root, 'never'), daemon: dc };
+    const t = new Transports(opts);
+    assert.equal(t.parse('docker-daemon:my-app').name, 'docker-daemon:docker.io/library/my-app:latest');
+    assert.equal(t.parse('docker-daemon:localhost/a/b:2').imageName, 'localhost/a/b:2');
+    assert.throws(() => t.parse('docker-daemon:'), /docker-daemon: needs an image name/);
+    assert.equal(t.destination('my-app', false).name, 'local:docker.io/library/my-app:latest');
+    const pack = new Transports({ ...opts, preferDaemon: true });
+    assert.equal(pack.destination('my-app', false).name, 'docker-daemon:docker.io/library/my-app:latest');
+    assert.equal(pack.destination('oci:/x:y', false).name, 'oci:/x:y');
+    assert.equal(pack.destination('my-app', true).registry, 'index.docker.io');
+    const none = new Transports({ client: new RegistryClient({}), storeDir: path.join(root, 'never') });
+    assert.throws(() => none.parse('docker-daemon:x'), /not available/);
   });
 });
 

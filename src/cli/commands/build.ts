@@ -51,6 +51,7 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   clearCache?: boolean;
   skipExtensions?: boolean;
   publish?: boolean;
+  daemon?: boolean;
   previousImage?: string;
   tag: string[];
   defaultProcess?: string;
@@ -142,7 +143,7 @@ export function register(program: Command, ctx: CliContext): void {
     .description('build an app image from source with Cloud Native Buildpacks')
     .argument(
       '<image>',
-      'image name (local store; with --publish a registry), oci:DIR[:TAG] or docker-archive:FILE',
+      'image name (local store; with --publish a registry, with --daemon the daemon), oci:DIR[:TAG], docker-archive:FILE or docker-daemon:NAME',
     )
     .option('-p, --path <dir>', 'app directory', '.')
     .option(
@@ -169,6 +170,10 @@ export function register(program: Command, ctx: CliContext): void {
       "build without the builder's image extensions ([[order-extensions]]: Dockerfiles kiln does not run); without it such a builder fails detection",
     )
     .option('--publish', 'push the image to its registry instead of the local store')
+    .option(
+      '--daemon',
+      'write the image to the Docker or Podman daemon (DOCKER_HOST, else its default socket) and read builder, run and previous images from it when the local store lacks them',
+    )
     .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
     .option('-t, --tag <image>', 'additional name for the image (repeatable)', collect, [])
     .option('-D, --default-process <type>', 'process type the image runs by default')
@@ -236,7 +241,12 @@ export function register(program: Command, ctx: CliContext): void {
         'Launch check skipped (--no-launch-check): nothing checks that the processes can load their libraries and interpreters on the run image; the image may fail to start',
       );
     const progress = log.progress();
-    const images = imageTransports(settings, log, { progress });
+    if (flags.daemon && flags.publish)
+      throw new UsageError('--daemon and --publish exclude each other: pick one');
+    const images = imageTransports(settings, log, {
+      progress,
+      ...(flags.daemon ? { preferDaemon: true } : {}),
+    });
     const started = performance.now();
     const cleanups: (() => Promise<void>)[] = [];
     try {
