@@ -2,7 +2,7 @@ import { type KilnConfig, loadConfigSync, mirrorFor } from '../config/config-fil
 import { DaemonClient } from '../daemon/client.ts';
 import type { Platform } from '../oci/schema.ts';
 import { RegistryClient } from '../registry/client.ts';
-import { dockerConfigKeychain } from '../registry/credentials.ts';
+import { dockerConfigKeychain, registryAuthKeychain } from '../registry/credentials.ts';
 import type { ProgressSink } from '../registry/progress.ts';
 import { ImageStore } from '../store/store.ts';
 import { Transports } from '../transport/transports.ts';
@@ -23,8 +23,12 @@ export function registryClient(
   log: Logger,
   config: KilnConfig = loadConfigSync(settings.configFile),
 ): RegistryClient {
+  // CNB_REGISTRY_AUTH first (the platform spec's CI credentials), then the docker config.
+  const dockerConfig = dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env });
   return new RegistryClient({
-    keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
+    keychain: settings.registryAuth
+      ? registryAuthKeychain(settings.registryAuth, dockerConfig)
+      : dockerConfig,
     insecure: [...settings.insecureRegistries, ...config.insecureRegistries],
     http: httpClient(settings, config, log.redactor),
     debug: (m) => log.debug(m),

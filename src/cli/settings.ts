@@ -38,6 +38,12 @@ export interface Settings {
    * CNB_APP_DIR, CNB_LAYERS_DIR, CNB_PLATFORM_DIR, CNB_BUILDPACKS_DIR, else the spec's defaults.
    */
   readonly cnbDirs: CnbDirs;
+  /**
+   * CNB_REGISTRY_AUTH (JSON: registry → Authorization header value), when set. Its registries take
+   * precedence over the docker config (credHelpers, auths, credsStore), which serves the others.
+   * A secret: never logged, never passed to buildpacks.
+   */
+  readonly registryAuth: string | undefined;
   /** DOCKER_HOST, when set: the one Docker Engine API `docker-daemon:` and `--daemon` use. */
   readonly daemonHost: string | undefined;
   /** Sockets tried in order without DOCKER_HOST: Docker's, then Podman's (rootless, then rootful). */
@@ -98,6 +104,7 @@ export function resolveSettings(
       platform: path.resolve(nonEmpty(env.CNB_PLATFORM_DIR) ?? '/platform'),
       buildpacks: path.resolve(nonEmpty(env.CNB_BUILDPACKS_DIR) ?? '/cnb/buildpacks'),
     },
+    registryAuth: nonEmpty(env.CNB_REGISTRY_AUTH),
     daemonHost: nonEmpty(env.DOCKER_HOST),
     daemonSockets: [
       '/var/run/docker.sock',
