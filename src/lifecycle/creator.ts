@@ -112,6 +112,8 @@ export interface ExportInputs {
   /** VCS metadata / junk names project.toml includes explicitly (exported; all others never are). */
   readonly appKeep?: readonly string[];
   readonly defaultProcess?: string;
+  /** `--creation-time`: the image's `created` (seconds); default the layers' epoch. */
+  readonly createdAt?: number;
   readonly execEnv?: string;
   /**
    * Called after the build phase: writes a launch layer kiln itself contributes, laid out like a
@@ -342,6 +344,7 @@ async function exportStep(
     ...(x.project ? { project: x.project } : {}),
     ...(x.appKeep?.length ? { appKeep: x.appKeep } : {}),
     ...(x.defaultProcess ? { defaultProcess: x.defaultProcess } : {}),
+    ...(x.createdAt !== undefined ? { createdAt: x.createdAt } : {}),
     ...(x.execEnv ? { execEnv: x.execEnv } : {}),
     platformApi: '0.15',
     uid: o.user.uid,

@@ -44,7 +44,18 @@ export interface TransportOptions {
    * when the local store does not hold it and the daemon does.
    */
   readonly preferDaemon?: boolean;
+  /** Reading images a build uses (locate): see PullPolicy; default if-not-present. */
+  readonly pullPolicy?: PullPolicy;
 }
+
+/**
+ * pack's `--pull-policy` as kiln reads images (kiln keeps no pulled copies: a registry read is
+ * always fresh). `always`: a name with a registry host comes from its registry even when the
+ * local store (or daemon) holds it; a bare name stays local-first, since the store holds images no
+ * registry has (kiln stack create, builder create). `if-not-present`: a local copy first, then the
+ * registry. `never`: no registry is asked; an image found nowhere local fails.
+ */
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
 
 /** The one store (and daemon session) of a command, opened when first needed. */
 interface StoreSlot {
@@ -77,7 +88,12 @@ export class Transports {
   }
 
   /** with returns Transports over the same client and store with other read/write options. */
-  with(o: { platform?: Platform; progress?: ProgressSink; preferDaemon?: boolean }): Transports {
+  with(o: {
+    platform?: Platform;
+    progress?: ProgressSink;
+    preferDaemon?: boolean;
+    pullPolicy?: PullPolicy;
+  }): Transports {
     const t = new Transports({ ...this.options, ...o });
     t.#slot = this.#slot;
     return t;
@@ -143,12 +159,24 @@ export class Transports {
    */
   async locate(arg: string): Promise<ImageTarget> {
     const t = this.parse(arg);
-    if (!(t instanceof RegistryTarget) || arg.startsWith('docker://')) return t;
-    if (await this.held(arg)) return this.local(arg);
-    if (this.options.preferDaemon) {
-      const d = this.daemon(t.ref);
-      if (await this.options.daemon!.inspect(d.imageName)) return d;
+    const policy = this.options.pullPolicy ?? 'if-not-present';
+    const never = () =>
+      new KilnError(
+        `image ${arg} is not in the local store${this.options.preferDaemon ? ' or the daemon' : ''} and --pull-policy is never (no registry is asked)`,
+      );
+    if (!(t instanceof RegistryTarget)) return t;
+    if (arg.startsWith('docker://')) {
+      if (policy === 'never') throw never();
+      return t;
     }
+    if (policy !== 'always' || isBareName(arg)) {
+      if (await this.held(arg)) return this.local(arg);
+      if (this.options.preferDaemon) {
+        const d = this.daemon(t.ref);
+        if (await this.options.daemon!.inspect(d.imageName)) return d;
+      }
+    }
+    if (policy === 'never') throw never();
     if (!isBareName(arg)) return t;
     return new RegistryTarget(t.ref, this.#registryAccess(), (e) =>
       explainUnreachable(arg, t.ref.registry, this.storeDir, e),

@@ -34,8 +34,8 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
   const platform = images.options.platform;
   if (st?.isFile()) return readOciArchive(path.resolve(ref), platform ? { platform } : {});
   if (st?.isDirectory()) return undefined;
-  if (/^(oci|docker-archive|local):/.test(ref) || ref.startsWith('docker://'))
-    return images.parse(ref).read();
+  if (/^(oci|docker-archive|docker-daemon|local):/.test(ref) || ref.startsWith('docker://'))
+    return (await images.locate(ref)).read();
   if (/^[A-Za-z0-9./-]+@[^@/]+$/.test(ref) && !ref.includes(':')) return undefined; // id@version
   let held: Awaited<ReturnType<Transports['held']>>;
   try {
@@ -46,7 +46,7 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
     // Neither held nor parsable as an image reference: the argument is a buildpack id.
     return undefined;
   }
-  return (held ?? images.parse(ref)).read();
+  return (held ?? (await images.locate(ref))).read();
 }
 
 /** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
