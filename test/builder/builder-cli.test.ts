@@ -79,11 +79,21 @@ describe('kiln builder create / inspect', () => {
       path.join(work, 'builder.toml'),
       '--output',
       `oci:${path.join(work, 'out')}:builder`,
-      '--publish',
-      ref,
     ]);
     assert.equal(res.code, 0, res.stderr);
-    const digests = res.stdout.trim().split('\n');
+    // pack's `builder create REF --publish`: the same (reproducible) builder, pushed instead.
+    const pub = await kiln([
+      '--insecure-registry',
+      reg.host,
+      'builder',
+      'create',
+      ref,
+      '--config',
+      path.join(work, 'builder.toml'),
+      '--publish',
+    ]);
+    assert.equal(pub.code, 0, pub.stderr);
+    const digests = [...res.stdout.trim().split('\n'), pub.stdout.trim()];
     assert.equal(digests.length, 3);
     assert.equal(new Set(digests).size, 1, 'one image, three destinations');
     assert.match(res.stderr, /buildpack kiln\/nodejs-engine@0\.1\.0/);

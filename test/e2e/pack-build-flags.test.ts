@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -263,6 +263,37 @@ describe('pack build flags', () => {
     assert.notEqual(missing.code, 0);
     assert.match(missing.log, /download answered 404/);
     await runs(b.layout, /message=url app/);
+  });
+
+  test("sbom download writes ./layers/sbom by default; inspect --bom prints pack's shape", async () => {
+    const app = await w.app('sbom', 'sbom app');
+    const b = await build('sbom', app, []);
+    assert.equal(b.code, 0, b.log);
+    await runs(b.layout, /message=sbom app/);
+    const cwd = path.join(w.root, 'sbom-cwd');
+    await mkdir(cwd);
+    const before = process.cwd();
+    process.chdir(cwd);
+    try {
+      const env = { HOME: home, PATH: process.env.PATH, KILN_HOME: home };
+      const dl = await runMain(['sbom', 'download', `oci:${b.layout}:app`], env);
+      assert.equal(dl.code, 0, dl.err);
+      const cdx = path.join(cwd, 'layers', 'sbom', 'launch', 'e2e_runtime', 'runtime', 'sbom.cdx.json');
+      assert.match(await readFile(cdx, 'utf8'), /"name":"hello"/);
+      const bom = await runMain(['inspect', `oci:${b.layout}:app`, '--bom'], env);
+      assert.equal(bom.code, 0, bom.err);
+      const shown = JSON.parse(bom.out) as {
+        remote: unknown;
+        local: { name: string; buildpacks: { id: string } }[];
+      };
+      assert.equal(shown.remote, null);
+      assert.ok(
+        shown.local.some((e) => e.name === 'hello' && e.buildpacks.id === 'e2e/runtime'),
+        JSON.stringify(shown),
+      );
+    } finally {
+      process.chdir(before);
+    }
   });
 
   test("-r is pack's --buildpack-registry: refused clearly, never taken as a run image", async () => {

@@ -27,52 +27,61 @@ export function register(program: Command, ctx: CliContext): void {
   builder
     .command('create')
     .description('create a builder image from a builder.toml (build image + buildpacks + order)')
-    .argument('[name]', 'save the builder in the local store under this name')
+    .argument(
+      '[name]',
+      'the builder image: saved in the local store, or with --publish pushed to its registry',
+    )
     .requiredOption('-c, --config <file>', 'builder configuration (pack builder.toml format)')
-    .option('--publish <ref>', 'push the builder to this registry reference')
+    .option('--publish', "push the builder to NAME's registry instead of the local store (pack's switch)")
     .option('--output <location>', 'write the builder to oci:DIR[:TAG] (or another image location)')
-    .action(async (name: string | undefined, opts: { config: string; publish?: string; output?: string }) => {
-      if (!name && !opts.publish && !opts.output) {
-        throw new UsageError(
-          'builder create: name a destination: NAME (local store), --publish REF or --output oci:DIR',
-        );
-      }
-      const log = ctx.log;
-      const config = await readBuilderConfig(opts.config);
-      if (!config.buildImage)
-        throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
-      const progress = log.progress();
-      const images = imageTransports(ctx.settings, log, { progress });
-      const dests: ImageTarget[] = [];
-      if (name) dests.push(images.local(name));
-      if (opts.publish) dests.push(images.parse(opts.publish));
-      if (opts.output) dests.push(images.parse(opts.output));
-      // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
-      const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(images, ctx.settings.env.TMPDIR);
-      try {
-        const { image: buildImage, where } = await resolveImage(config.buildImage, images);
-        log.info(`Creating builder from ${opts.config} on build image ${where}`);
-        // New layers are written to the local store first; it doubles as the staging area for pushes.
-        const store = await images.store();
-        const epoch = ctx.settings.sourceDateEpoch;
-        const created = await createBuilder(config, {
-          buildImage,
-          store: store.blobs,
-          kilnVersion: KILN_VERSION,
-          ...(epoch === undefined ? {} : { epoch }),
-          buildpackages: (uri) => unpacker.open(uri),
-        });
-        for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
-        for (const dest of dests) {
-          const { digest } = await dest.write(created.image);
-          log.info(`Wrote builder ${dest.name}@${digest}`);
-          ctx.stdout.write(`${digest}\n`);
+    .action(
+      async (name: string | undefined, opts: { config: string; publish?: boolean; output?: string }) => {
+        if (!name && !opts.output) {
+          throw new UsageError(
+            'builder create: name a destination: NAME (local store; with --publish its registry) or --output oci:DIR',
+          );
         }
-      } finally {
-        progress.end();
-        await unpacker.dispose();
-      }
-    });
+        if (opts.publish && !name)
+          throw new UsageError('builder create --publish: name the registry image (NAME)');
+        const log = ctx.log;
+        const config = await readBuilderConfig(opts.config);
+        if (!config.buildImage)
+          throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
+        const progress = log.progress();
+        const images = imageTransports(ctx.settings, log, { progress });
+        const dests: ImageTarget[] = [];
+        if (name) dests.push(images.destination(name, Boolean(opts.publish)));
+        if (opts.output) dests.push(images.parse(opts.output));
+        // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
+        const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(
+          images,
+          ctx.settings.env.TMPDIR,
+        );
+        try {
+          const { image: buildImage, where } = await resolveImage(config.buildImage, images);
+          log.info(`Creating builder from ${opts.config} on build image ${where}`);
+          // New layers are written to the local store first; it doubles as the staging area for pushes.
+          const store = await images.store();
+          const epoch = ctx.settings.sourceDateEpoch;
+          const created = await createBuilder(config, {
+            buildImage,
+            store: store.blobs,
+            kilnVersion: KILN_VERSION,
+            ...(epoch === undefined ? {} : { epoch }),
+            buildpackages: (uri) => unpacker.open(uri),
+          });
+          for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
+          for (const dest of dests) {
+            const { digest } = await dest.write(created.image);
+            log.info(`Wrote builder ${dest.name}@${digest}`);
+            ctx.stdout.write(`${digest}\n`);
+          }
+        } finally {
+          progress.end();
+          await unpacker.dispose();
+        }
+      },
+    );
 
   builder
     .command('inspect')
