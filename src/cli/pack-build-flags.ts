@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { UsageError } from '../internal/errors.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import { parseVolume } from './build-volumes.ts';
@@ -57,4 +58,51 @@ function id(flag: string, v: string): number {
   if (!/^\d{1,10}$/.test(v) || Number(v) > 2 ** 31 - 1)
     throw new UsageError(`${flag} ${v}: expected a whole number`);
   return Number(v);
+}
+
+/** Where `--cache` puts the build cache: an image, or a directory (a named volume or a bind). */
+export type CacheChoice = { readonly image: string } | { readonly dir: string };
+
+/**
+ * parseCacheFlag reads pack's `--cache 'type=build;format=image|volume|bind;name=…|source=…'`.
+ * A `volume` is a directory named `name` under kiln's cache (`volumesDir`); a `bind` is the
+ * host directory `source`. `type=launch` is refused: kiln reuses launch layers from the previous
+ * image (in a daemon too) and keeps no separate launch cache.
+ */
+export function parseCacheFlag(v: string, volumesDir: string, cwd: string): CacheChoice {
+  const bad = (why: string): never => {
+    throw new UsageError(`--cache ${v}: ${why}`);
+  };
+  const kv: Record<string, string> = {};
+  for (const part of v.split(';')) {
+    if (part.trim() === '') continue;
+    const i = part.indexOf('=');
+    if (i <= 0) bad(`"${part}" is not key=value`);
+    const k = part.slice(0, i).trim();
+    if (!['type', 'format', 'name', 'source'].includes(k))
+      bad(`unknown key "${k}" (type, format, name, source)`);
+    kv[k] = part.slice(i + 1).trim();
+  }
+  const type = kv.type ?? 'build';
+  if (type === 'launch')
+    bad(
+      'type=launch: kiln keeps no launch cache (launch layers are reused from the previous image, in a daemon too)',
+    );
+  if (type !== 'build') bad(`type=${type}: expected build`);
+  const format = kv.format ?? 'volume';
+  if (format === 'image') {
+    if (!kv.name) bad('format=image needs name=<image reference>');
+    return { image: kv.name! };
+  }
+  if (format === 'volume') {
+    const name = kv.name ?? bad('format=volume needs name=<volume name>');
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name))
+      bad(`volume name "${name}": letters, digits, _ . - only`);
+    return { dir: path.join(volumesDir, name) };
+  }
+  if (format === 'bind') {
+    const source = kv.source ?? bad('format=bind needs source=<host directory>');
+    return { dir: path.resolve(cwd, source) };
+  }
+  return bad(`format=${format}: expected image, volume or bind`);
 }

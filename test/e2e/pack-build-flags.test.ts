@@ -296,6 +296,41 @@ describe('pack build flags', () => {
     }
   });
 
+  test("--cache 'type=build;format=bind|volume;…' keeps the build cache there; type=launch is refused", async () => {
+    const app = await w.app('cache', 'cache app');
+    const dir = path.join(w.root, 'bind-cache');
+    const bind = `type=build;format=bind;source=${dir}`;
+    const first = await build('cache', app, ['--cache', bind]);
+    assert.equal(first.code, 0, first.log);
+    assert.ok((await readdir(dir)).length > 0, 'the cache went to the bind directory');
+    // Another image name, the same cache: the cached layer is reused.
+    const second = await build('cache-2', app, ['--cache', bind]);
+    assert.equal(second.code, 0, second.log);
+    assert.match(second.log, /runtime: reusing cached layer/);
+    await runs(second.layout, /message=cache app/);
+    const vol = await build('cache-vol', app, ['--cache', 'type=build;format=volume;name=my-cache']);
+    assert.equal(vol.code, 0, vol.log);
+    assert.ok((await readdir(path.join(home, 'cache', 'volumes', 'my-cache'))).length > 0);
+    const launch = await build('cache-launch', app, ['--cache', 'type=launch;format=volume;name=x']);
+    assert.equal(launch.code, 3);
+    assert.match(launch.log, /type=launch: kiln keeps no launch cache/);
+  });
+
+  test("--extension is refused as a builder's extensions are; --skip-extensions leaves it out", async () => {
+    const app = await w.app('ext', 'ext app');
+    const refused = await build('ext', app, ['--extension', 'acme/curl']);
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.log,
+      /image extensions acme\/curl \(--extension\): kiln does not run Dockerfile extensions/,
+    );
+    assert.doesNotMatch(refused.log, /DETECTING/);
+    const skipped = await build('ext-skip', app, ['--extension', 'acme/curl', '--skip-extensions']);
+    assert.equal(skipped.code, 0, skipped.log);
+    assert.match(skipped.log, /skipping image extensions acme\/curl/);
+    await runs(skipped.layout, /message=ext app/);
+  });
+
   test("-r is pack's --buildpack-registry: refused clearly, never taken as a run image", async () => {
     const app = await w.app('r', 'r app');
     const b = await build('r', app, ['-r', 'e2e/run']);

@@ -37,7 +37,7 @@ import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
 import { localBuildpackRef } from '../buildpack-fetch.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
-import { resolvePackBuildFlags } from '../pack-build-flags.ts';
+import { parseCacheFlag, resolvePackBuildFlags } from '../pack-build-flags.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
 
@@ -78,6 +78,8 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   preBuildpack: string[];
   postBuildpack: string[];
   buildpackRegistry?: string;
+  cache?: string;
+  extension: string[];
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -194,12 +196,22 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--uid <uid>', "the build user's uid (default: the builder's CNB_USER_ID; never 0)")
     .option('--gid <gid>', "the build user's gid (default: the builder's CNB_GROUP_ID)")
+    .option(
+      '--extension <ref>',
+      "image extension to run (repeatable): refused like a builder's extensions (kiln runs no Dockerfile extensions); with --skip-extensions left out with a warning",
+      collect,
+      [],
+    )
     .option('--pre-buildpack <ref>', 'buildpack to run before every group (repeatable)', collect, [])
     .option('--post-buildpack <ref>', 'buildpack to run after every group (repeatable)', collect, [])
     .option('-e, --env <NAME=VALUE>', 'build-time environment variable (repeatable)', collect, [])
     .option('--env-file <file>', 'file of NAME=VALUE lines (repeatable)', collect, [])
     .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
     .option('--cache-image <ref>', 'keep the layer cache as an image in a registry instead of a directory')
+    .option(
+      '--cache <spec>',
+      "pack's cache option: 'type=build;format=image;name=REF' (like --cache-image), 'type=build;format=volume;name=NAME' (a named cache directory) or 'type=build;format=bind;source=DIR'",
+    )
     .option('--clear-cache', 'ignore the cache for this build (it is replaced afterwards)')
     .option(
       '--skip-extensions',
@@ -260,8 +272,13 @@ export function register(program: Command, ctx: CliContext): void {
     // A platform that asks for a Platform API kiln does not speak is refused before anything runs.
     const api = settings.env.CNB_PLATFORM_API;
     if (api !== undefined && api !== '') platformApi(api);
-    if (flags.cacheImage && flags.cacheDir)
-      throw new UsageError('--cache-image and --cache-dir exclude each other: pick one');
+    if ([flags.cacheImage, flags.cacheDir, flags.cache].filter(Boolean).length > 1)
+      throw new UsageError('--cache, --cache-image and --cache-dir exclude each other: pick one');
+    const cacheChoice = flags.cache
+      ? parseCacheFlag(flags.cache, path.join(settings.cacheDir, 'volumes'), process.cwd())
+      : undefined;
+    if (cacheChoice && 'image' in cacheChoice) flags.cacheImage = cacheChoice.image;
+    if (cacheChoice && 'dir' in cacheChoice) flags.cacheDir = cacheChoice.dir;
     // Limits first: a bad value fails before anything is pulled. The deadline starts now.
     const bounds = resolveBuildLimits(flags, await loadConfig(settings.configFile), settings);
     const deadline = bounds.timeoutMs !== undefined ? Deadline.after(bounds.timeoutMs) : undefined;
@@ -278,6 +295,15 @@ export function register(program: Command, ctx: CliContext): void {
       );
     const progress = log.progress();
     const pack = resolvePackBuildFlags(flags, { cwd: process.cwd(), now: Date.now() });
+    // --extension: the same answer as a builder's [[order-extensions]] (builder-facts.ts).
+    if (flags.extension.length) {
+      const what = `image extensions ${flags.extension.join(', ')} (--extension)`;
+      if (!flags.skipExtensions)
+        throw new KilnError(
+          `${what}: kiln does not run Dockerfile extensions; pass --skip-extensions to build without them`,
+        ).inPhase('detect');
+      log.warn(`skipping ${what}: kiln does not run Dockerfile extensions (--skip-extensions)`);
+    }
     if (flags.daemon && flags.publish)
       throw new UsageError('--daemon and --publish exclude each other: pick one');
     const images = imageTransports(settings, log, {
