@@ -154,6 +154,8 @@ export interface BuildRequest extends BuildpackRefs {
   readonly epoch: number;
   /** `--uid`/`--gid`: the build user instead of the builder's CNB_USER_ID/CNB_GROUP_ID (never 0). */
   readonly buildUser?: { readonly uid?: number; readonly gid?: number };
+  /** `--disable-system-buildpacks`: ignore the builder's /cnb/system.toml. */
+  readonly disableSystemBuildpacks?: boolean;
   /** `--creation-time` in seconds: the image's `created` only (layer times stay `epoch`). */
   readonly createdAt?: number;
   readonly compression: 'gzip' | 'zstd';
@@ -322,11 +324,12 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
     digest: () => r.builder.image.digest(),
     buildpacksDir: p.refs.root,
     order: () =>
-      orderOf(p.rootfs, p.refs, {
-        builder: r.builder.name,
-        skip: r.skipExtensions === true,
-        warn: (line) => r.log.warn(line),
-      }),
+      orderOf(
+        p.rootfs,
+        p.refs,
+        { builder: r.builder.name, skip: r.skipExtensions === true, warn: (line) => r.log.warn(line) },
+        { system: r.disableSystemBuildpacks !== true },
+      ),
     runImage: () => runImageOf(p.rootfs, r.builder, r.runImage),
     runImages: () => runImagesOf(p.rootfs),
     ...(buildConfigDirOf(p.rootfs) ? { buildConfigDir: buildConfigDirOf(p.rootfs)! } : {}),

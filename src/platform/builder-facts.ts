@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { OrderToml, readOrderToml } from '../cnb/order-toml.ts';
 import { readRunTomlIfExists } from '../cnb/run-toml.ts';
+import { readSystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
 import { readTomlFileIfExists } from '../cnb/toml-file.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
 import { inRoot, isDirInRoot } from '../internal/safe-read.ts';
@@ -146,6 +147,7 @@ export async function orderOf(
     readonly post: readonly { id: string; version?: string }[];
   },
   extensions?: ExtensionPolicy,
+  opts: { readonly system?: boolean } = {},
 ): Promise<Order> {
   // The builder's order.toml is read even for a --buildpack group: its extensions would apply too.
   const file = inRoot(rootfs, 'cnb/order.toml', BUILDER);
@@ -155,9 +157,13 @@ export async function orderOf(
     ? [{ group: refs.group.map((b) => ({ ...b, optional: false })) }]
     : (toml?.order ?? []);
   // project.toml pre/post groups go around every group of the order.
-  return refs.pre.length || refs.post.length
-    ? base.map((g) => ({ ...g, group: [...refs.pre, ...g.group, ...refs.post] }))
-    : base;
+  const grouped =
+    refs.pre.length || refs.post.length
+      ? base.map((g) => ({ ...g, group: [...refs.pre, ...g.group, ...refs.post] }))
+      : base;
+  // The builder's system buildpacks (/cnb/system.toml) around those, unless disabled.
+  if (opts.system === false) return grouped;
+  return withSystemBuildpacks(grouped, await readSystemToml(inRoot(rootfs, 'cnb/system.toml', BUILDER)));
 }
 
 /** buildConfigDirOf is the rootfs's /cnb/build-config, when it is a directory there. */

@@ -80,6 +80,7 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   buildpackRegistry?: string;
   cache?: string;
   extension: string[];
+  disableSystemBuildpacks?: boolean;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -202,6 +203,7 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
       [],
     )
+    .option('--disable-system-buildpacks', "do not run the builder's system buildpacks (/cnb/system.toml)")
     .option('--pre-buildpack <ref>', 'buildpack to run before every group (repeatable)', collect, [])
     .option('--post-buildpack <ref>', 'buildpack to run after every group (repeatable)', collect, [])
     .option('-e, --env <NAME=VALUE>', 'build-time environment variable (repeatable)', collect, [])
@@ -409,6 +411,7 @@ export function register(program: Command, ctx: CliContext): void {
           : {}),
         ...(pack.volumes.length ? { extraMounts: pack.volumes } : {}),
         ...(pack.createdAt !== undefined ? { createdAt: pack.createdAt } : {}),
+        ...(flags.disableSystemBuildpacks ? { disableSystemBuildpacks: true } : {}),
         ...(pack.buildUser ? { buildUser: pack.buildUser } : {}),
         // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
         openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, images),
