@@ -209,15 +209,23 @@ async function analyzeStep(
       `Previous image ${o.source.previousName} could not be read (${(e as Error).message}): building without it`,
     );
   }
-  const run = await o.builder.runImage();
-  let image: ImageRef;
-  try {
-    image = await o.source.runImage(run.name);
-  } catch (e) {
-    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, {
-      cause: e,
-    });
+  let run = await o.builder.runImage();
+  let image: ImageRef | undefined;
+  // The first of the run image and its mirrors that can be read (the platform spec's choice).
+  for (const name of [run.name, ...run.mirrors]) {
+    try {
+      image = await o.source.runImage(name);
+      if (name !== run.name) {
+        o.log.warn(`Run image ${run.name} could not be read: using its mirror ${name}`);
+        run = { name, mirrors: [run.name, ...run.mirrors.filter((m) => m !== name)] };
+      }
+      break;
+    } catch (e) {
+      if (run.mirrors.length === 0 || name === run.mirrors[run.mirrors.length - 1])
+        throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, { cause: e });
+    }
   }
+  if (!image) throw new KilnError(`run image ${run.name}: not readable`);
   const analysis = await analyze({
     ...(previous ? { previous } : {}),
     runImage: { image: image.image, reference: image.reference, name: run.name },

@@ -330,7 +330,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
         { builder: r.builder.name, skip: r.skipExtensions === true, warn: (line) => r.log.warn(line) },
         { system: r.disableSystemBuildpacks !== true },
       ),
-    runImage: () => runImageOf(p.rootfs, r.builder, r.runImage),
+    runImage: () => runImageOf(p.rootfs, r.builder, r.runImage, r.images.destination.registry),
     runImages: () => runImagesOf(p.rootfs),
     ...(buildConfigDirOf(p.rootfs) ? { buildConfigDir: buildConfigDirOf(p.rootfs)! } : {}),
     env: p.sandbox.baseEnv,

@@ -9,6 +9,7 @@ import { inRoot, isDirInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { Image } from '../oci/image.ts';
+import { parseReference } from '../registry/reference.ts';
 import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 
 // What the platform reads from the builder, once per build: its config (the build user, the
@@ -87,14 +88,31 @@ export async function runImageOf(
   rootfs: string,
   builder: BuilderInput,
   flag: string | undefined,
+  destRegistry?: string,
 ): Promise<{ name: string; mirrors: string[] }> {
   // Only an absent run.toml names no run image; a broken one is an error naming it.
   const run = await readRunTomlIfExists(inRoot(rootfs, 'cnb/run.toml', BUILDER));
-  const name = flag ?? run?.images?.[0]?.image;
+  if (flag === undefined && run?.images?.[0]?.image) {
+    // The platform spec: of the run image and its mirrors, the one on the app image's registry.
+    const first = run.images[0];
+    const all = [first.image, ...(first.mirrors ?? [])];
+    const name = all.find((c) => destRegistry !== undefined && registryOf(c) === destRegistry) ?? first.image;
+    return { name, mirrors: all.filter((c) => c !== name) };
+  }
+  const name = flag;
   if (!name)
     throw new UsageError(`builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`);
   const entry = run?.images?.find((i) => i.image === name || (i.mirrors ?? []).includes(name));
   return { name, mirrors: entry ? [...(entry.mirrors ?? [])] : [] };
+}
+
+/** registryOf is the registry host of an image name; undefined for what is no registry reference. */
+function registryOf(name: string): string | undefined {
+  try {
+    return parseReference(name).registry;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What to do about the builder's image extensions (`[[order-extensions]]` in /cnb/order.toml). */
