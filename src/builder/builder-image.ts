@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { bytesEntry } from '../archive/tar-file.ts';
-import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
 import { Order } from '../cnb/buildpack-toml.ts';
 import type { SystemToml } from '../cnb/system-toml.ts';
 import { formatKey, toTomlText } from '../cnb/toml-file.ts';
@@ -257,14 +256,9 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
     extensions: extensions.map((x) => ({ id: x.id, version: x.version })),
     stack: { runImage: { image: run.image, mirrors: [...run.mirrors] } },
     images: config.runImages.map((i) => ({ image: i.image, mirrors: [...i.mirrors] })),
-    lifecycle: {
-      version: config.lifecycleVersion ?? opts.kilnVersion,
-      api: { buildpack: '0.12', platform: '0.15' },
-      apis: {
-        buildpack: { deprecated: [], supported: [...SUPPORTED_BUILDPACK_APIS] },
-        platform: { deprecated: [], supported: [...SUPPORTED_PLATFORM_APIS] },
-      },
-    },
+    // No `lifecycle`: the builder holds no /cnb/lifecycle (kiln runs the lifecycle itself), and a
+    // label listing lifecycle APIs would let pack or kpack accept it and fail late, when they run
+    // /cnb/lifecycle/creator. Without it they refuse the builder up front.
     createdBy: { name: 'kiln', version: opts.kilnVersion },
   };
   const env = [...baseEnv];

@@ -115,7 +115,9 @@ export function humanBuilder(where: string, digest: string, info: BuilderInfo): 
     `Description: ${info.description || '(none)'}`,
     `Created By: ${info.createdBy.name} ${info.createdBy.version}`,
     `Stack: ${info.stackId ?? '(none)'}`,
-    `Lifecycle: version ${info.lifecycle.version || '(unknown)'}; Buildpack APIs ${info.lifecycle.buildpackApis.join(', ')}; Platform APIs ${info.lifecycle.platformApis.join(', ')}`,
+    info.lifecycle.platformApis.length || info.lifecycle.version
+      ? `Lifecycle: version ${info.lifecycle.version || '(unknown)'}; Buildpack APIs ${info.lifecycle.buildpackApis.join(', ')}; Platform APIs ${info.lifecycle.platformApis.join(', ')}`
+      : 'Lifecycle: none in the image (kiln runs the lifecycle itself; other platforms cannot use this builder)',
     '',
     'Run Images:',
     ...info.runImages.flatMap((r) => [`  ${r.image}`, ...r.mirrors.map((m) => `  ${m} (mirror)`)]),
