@@ -15,7 +15,9 @@ import { writeDockerArchive } from '../../src/archive/docker-archive.ts';
 import { imageAccess } from '../../src/cli/commands/build.ts';
 import { DaemonClient } from '../../src/daemon/client.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
+import { ImageStore } from '../../src/store/store.ts';
 import { Transports } from '../../src/transport/transports.ts';
+import { runMain } from '../helpers/cli.ts';
 import { type Podman, type PodmanService, startPodman } from '../helpers/podman.ts';
 import { freePort } from '../helpers/registry.ts';
 import { type E2E, makeE2E } from './build-fixture.ts';
@@ -193,6 +195,47 @@ describe('docker-daemon: against a Podman Docker-compatible service', () => {
     );
     assert.ok(b.digest);
     assert.match(await askOverHttp('e2e-daemon-run-app'), /on a daemon run image/);
+  });
+
+  test('kiln build NAME --daemon: the builder is read from the daemon, the image loaded into it', async () => {
+    // The builder only in the daemon (loaded by podman), the build and run images in kiln's store.
+    const home = path.join(w.root, 'cli-home');
+    const store = await ImageStore.open(ImageStore.defaultDir(home));
+    for (const n of ['e2e/build', 'e2e/run']) await store.write((await w.store.find(n))!, [n]);
+    const file = path.join(w.root, 'builder.tar');
+    await writeDockerArchive(file, { image: w.builder, tags: ['docker.io/e2e/daemon-builder:latest'] });
+    assert.equal((await podman.load(file)).code, 0);
+    const app = await httpApp('daemon-cli', 'hello from kiln build --daemon');
+    const r = await runMain(
+      [
+        '-v',
+        'build',
+        'e2e-cli-app',
+        '--daemon',
+        '--builder',
+        'e2e/daemon-builder',
+        '--path',
+        app,
+        '--network',
+        'none',
+        '--volume',
+        '/usr:/usr',
+        '--volume',
+        '/etc:/etc',
+      ],
+      { HOME: home, PATH: process.env.PATH, KILN_HOME: home, CI: '1', DOCKER_HOST: `unix://${svc.socket}` },
+    );
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.err, /with builder e2e\/daemon-builder/);
+    assert.match(r.err, /daemon load docker\.io\/library\/e2e-cli-app:latest/);
+    assert.match(await askOverHttp('e2e-cli-app'), /hello from kiln build --daemon/);
+    // --daemon and --publish exclude each other.
+    const both = await runMain(['build', 'x', '--daemon', '--publish'], {
+      HOME: home,
+      PATH: process.env.PATH,
+      KILN_HOME: home,
+    });
+    assert.equal(both.code, 3);
   });
 
   test('a missing daemon image is one clear error', async () => {
