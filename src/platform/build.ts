@@ -6,7 +6,7 @@ import { writeReportToml } from '../cnb/report-toml.ts';
 import { UsageError } from '../internal/errors.ts';
 import { isDir } from '../internal/fs.ts';
 import type { Logger } from '../internal/log.ts';
-import { statInRoot } from '../internal/safe-read.ts';
+import { statInRoot, UntrustedFileError } from '../internal/safe-read.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { SourceListing } from '../layers/source-listing.ts';
@@ -429,7 +429,17 @@ function checkMountTargets(rootfs: string, mounts: readonly Mount[], homeDst: st
   for (const m of mounts) {
     const under = (dir: string | undefined) => dir !== undefined && m.dst.startsWith(`${dir}/`);
     if (under('/tmp') || under(homeDst)) continue;
-    if (statInRoot(rootfs, m.dst.slice(1), { follow: 'in-root', what: 'the build image' }) === undefined)
+    let found: ReturnType<typeof statInRoot>;
+    try {
+      // No link of the builder's is followed: a link could aim the mount anywhere in the sandbox.
+      found = statInRoot(rootfs, m.dst.slice(1), { what: 'the build image', shown: '/' });
+    } catch (e) {
+      if (!(e instanceof UntrustedFileError)) throw e;
+      throw new UsageError(
+        `volume target ${m.dst}: the build image has a symbolic link on that path (a volume never follows the builder's links)`,
+      );
+    }
+    if (found === undefined)
       throw new UsageError(
         `volume target ${m.dst}: no such path in the build image (its root is read-only); mount it at an existing path, below /tmp or below the build user's home`,
       );
