@@ -114,7 +114,12 @@ export class DaemonClient {
     const res = await this.request(method, apiPath);
     const text = await readBody(res);
     if ((res.statusCode ?? 500) >= 300) throw this.#failure(what, res.statusCode, text);
-    return text === '' ? undefined : JSON.parse(text);
+    // Some answers (tag: 201) carry no JSON body.
+    try {
+      return text.trim() === '' ? undefined : JSON.parse(text);
+    } catch {
+      return undefined;
+    }
   }
 
   /** inspect is what the daemon knows of `name`; undefined when it has no such image. */

@@ -71,10 +71,14 @@ export class DaemonSession {
   }
 }
 
+/** daemonRepository is how the daemon names `ref`'s repository (Docker Hub as docker.io). */
+function daemonRepository(ref: Reference): string {
+  return `${ref.registry === DOCKER_HUB ? 'docker.io' : ref.registry}/${ref.repository}`;
+}
+
 /** daemonName is how the daemon names `ref` (Docker Hub as docker.io, a tag always). */
 export function daemonName(ref: Reference): string {
-  const registry = ref.registry === DOCKER_HUB ? 'docker.io' : ref.registry;
-  const base = `${registry}/${ref.repository}`;
+  const base = daemonRepository(ref);
   if (ref.digest && ref.tag === undefined) return `${base}@${ref.digest}`;
   return `${base}:${ref.tag ?? 'latest'}`;
 }
@@ -135,6 +139,16 @@ export class DaemonTarget implements ImageTarget {
     if (isIndex(value)) throw noIndexes(this.name);
     const s = this.#session;
     const names = targets.map((t) => t.imageName);
+    for (const t of targets)
+      if (t.ref.digest) throw new KilnError(`${t.name}: a daemon image is written under a tag, not a digest`);
+    const configDigest = (await value.manifest()).config.digest;
+    // The daemon has this very image (same config, so same layers): naming it is all there is to do.
+    if (await s.client.inspect(configDigest)) {
+      for (const t of targets)
+        await s.client.tag(configDigest, daemonRepository(t.ref), t.ref.tag ?? 'latest');
+      s.debug(`daemon already holds ${configDigest}: tagged ${names.join(', ')} (nothing loaded)`);
+      return { digest: await value.digest(), names };
+    }
     const diffIDs = (await value.configFile()).rootfs.diff_ids;
     const present = await s.presence(names, diffIDs);
     const omitted = present.filter(Boolean).length;
@@ -155,7 +169,6 @@ export class DaemonTarget implements ImageTarget {
       s.debug(`daemon refused the slim archive (${(e as Error).message}); sending every layer`);
       await load(false);
     }
-    const configDigest = (await value.manifest()).config.digest;
     for (const n of names) {
       const info = await s.client.inspect(n);
       if (info?.id !== configDigest)

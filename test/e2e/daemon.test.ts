@@ -238,6 +238,24 @@ describe('docker-daemon: against a Podman Docker-compatible service', () => {
     assert.equal(both.code, 3);
   });
 
+  test('an image the daemon already holds is only tagged (image copy within the daemon, no-op rebuilds)', async () => {
+    const img = await images.parse(NAME).read();
+    const before = relay.sent();
+    const w2 = await images.parse('docker-daemon:localhost/copied/app:2').write(img);
+    const sent = relay.sent() - before;
+    assert.equal(w2.digest, await img.digest());
+    assert.ok(sent < 16 * 1024, `tagging sent ${sent} bytes, no archive`);
+    assert.ok(
+      debug.some((m) => /daemon already holds sha256:[0-9a-f]{64}: tagged localhost\/copied\/app:2/.test(m)),
+    );
+    const listed = await podman.exec(['images', '--format', '{{.Repository}}:{{.Tag}}']);
+    assert.match(listed.stdout, /localhost\/copied\/app:2/);
+    await assert.rejects(
+      images.parse(`docker-daemon:localhost/copied/app@sha256:${'a'.repeat(64)}`).write(img),
+      /written under a tag, not a digest/,
+    );
+  });
+
   test('a missing daemon image is one clear error', async () => {
     await assert.rejects(
       images.parse('docker-daemon:localhost/nothing/here:1').read(),
