@@ -1,11 +1,11 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { readBuilderConfig } from '../../builder/builder-config.ts';
 import { type BuilderInfo, createBuilder, readBuilder } from '../../builder/builder-image.ts';
 import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
 import { UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
 import type { ImageTarget } from '../../transport/image-target.ts';
-import type { Transports } from '../../transport/transports.ts';
+import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { terminalSafe } from '../terminal-text.ts';
@@ -34,8 +34,17 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption('-c, --config <file>', 'builder configuration (pack builder.toml format)')
     .option('--publish', "push the builder to NAME's registry instead of the local store (pack's switch)")
     .option('--output <location>', 'write the builder to oci:DIR[:TAG] (or another image location)')
+    .addOption(
+      new Option(
+        '--pull-policy <policy>',
+        'reading the build image and buildpackages (as kiln build)',
+      ).choices(['always', 'if-not-present', 'never']),
+    )
     .action(
-      async (name: string | undefined, opts: { config: string; publish?: boolean; output?: string }) => {
+      async (
+        name: string | undefined,
+        opts: { config: string; publish?: boolean; output?: string; pullPolicy?: PullPolicy },
+      ) => {
         if (!name && !opts.output) {
           throw new UsageError(
             'builder create: name a destination: NAME (local store; with --publish its registry) or --output oci:DIR',
@@ -48,7 +57,10 @@ export function register(program: Command, ctx: CliContext): void {
         if (!config.buildImage)
           throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
         const progress = log.progress();
-        const images = imageTransports(ctx.settings, log, { progress });
+        const images = imageTransports(ctx.settings, log, {
+          progress,
+          ...(opts.pullPolicy ? { pullPolicy: opts.pullPolicy } : {}),
+        });
         const dests: ImageTarget[] = [];
         if (name) dests.push(images.destination(name, Boolean(opts.publish)));
         if (opts.output) dests.push(images.parse(opts.output));
