@@ -27,7 +27,7 @@ import { remoteImage } from '../registry/remote.ts';
 import { artifactImage } from '../sbom/artifact.ts';
 import { ImageStore } from '../store/store.ts';
 import type { ImageTarget } from './image-target.ts';
-import { explainUnreachable, Transports } from './transports.ts';
+import { explainUnreachable, type PullPolicy, Transports } from './transports.ts';
 
 let root: string;
 let reg: RegistryHandle;
@@ -158,6 +158,29 @@ describe('parse', () => {
     assert.equal(pack.destination('my-app', true).registry, 'index.docker.io');
     const none = new Transports({ client: new RegistryClient({}), storeDir: path.join(root, 'never') });
     assert.throws(() => none.parse('docker-daemon:x'), /not available/);
+  });
+});
+
+describe('pull policy (--pull-policy)', () => {
+  test('always reads a registry name from its registry; if-not-present and never take the local copy', async () => {
+    const storeDir = path.join(root, 'pull-store');
+    const name = `${reg.host}/pull/app:1`;
+    const local = imageFrom({ config: { architecture: 'amd64', os: 'linux', config: { User: 'local' } } });
+    const remote = imageFrom({ config: { architecture: 'amd64', os: 'linux', config: { User: 'remote' } } });
+    const t = (pullPolicy?: PullPolicy) =>
+      new Transports({ client: new RegistryClient({}), storeDir, ...(pullPolicy ? { pullPolicy } : {}) });
+    await t().parse(name).write(remote);
+    await t().local(name).write(local);
+    const user = async (p?: PullPolicy) => (await (await t(p).locate(name)).read()).configFile();
+    assert.equal((await user('always')).config?.User, 'remote');
+    assert.equal((await user('if-not-present')).config?.User, 'local');
+    assert.equal((await user()).config?.User, 'local');
+    assert.equal((await user('never')).config?.User, 'local');
+    await assert.rejects(
+      t('never').locate(`${reg.host}/pull/only-remote:1`),
+      /is not in the local store and --pull-policy is never \(no registry is asked\)/,
+    );
+    await assert.rejects(t('never').locate(`docker://${name}`), /--pull-policy is never/);
   });
 });
 
