@@ -181,7 +181,10 @@ describe('pack build flags', () => {
     // A link of the build image (its /bin -> usr/bin) is never followed to place a volume.
     const linked = await build('vol-link', app, ['--volume', `${vol}:/bin/kiln-vol`]);
     assert.equal(linked.code, 3, linked.log);
-    assert.match(linked.log, /volume target \/bin\/kiln-vol: the build image has a symbolic link on that path/);
+    assert.match(
+      linked.log,
+      /volume target \/bin\/kiln-vol: the build image has a symbolic link on that path/,
+    );
   });
 
   test('--pull-policy never: a run image found nowhere local fails clearly; local images still work', async () => {
