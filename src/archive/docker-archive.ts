@@ -1,14 +1,15 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { z } from 'zod';
-import type { TarEntry } from '../layers/tar-writer.ts';
+import { type TarEntry, tarChunks } from '../layers/tar-writer.ts';
 import { DigestVerifier } from '../layout/blob-store.ts';
 import { decompress } from '../oci/compression.ts';
 import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
 import { type Compression, layerMediaType, MediaType } from '../oci/media-types.ts';
-import { descriptorOfLayer, LazyImage } from '../oci/memory.ts';
+import { DEFAULT_EPOCH, descriptorOfLayer, LazyImage } from '../oci/memory.ts';
 import { ConfigFileSchema, parseJson } from '../oci/schema.ts';
 import { digestStream } from '../oci/validate.ts';
 import {
@@ -54,21 +55,28 @@ function splitTag(ref: string): { repo: string; tag: string } {
   return { repo: ref, tag: 'latest' };
 }
 
+/** Options of dockerArchiveEntries. */
+export interface ArchiveEntryOptions {
+  /**
+   * Layers (by diffID) the loader already has: written as empty members, which Docker and Podman
+   * do not read when they hold the layer (`docker load` of a slim archive; see src/daemon).
+   */
+  readonly present?: (image: Image, index: number, diffID: Digest) => boolean;
+}
+
 /**
- * writeDockerArchive writes `images` as one docker-archive tarball at `file` (temp + rename, so a
- * failure leaves nothing). Layers shared between images are stored once. Deterministic: same
- * images and tags, same bytes.
+ * dockerArchiveEntries are the tar members of a docker-archive holding `images` (layers shared
+ * between images stored once).
  */
-export async function writeDockerArchive(
-  file: string,
-  images: readonly ArchiveImage[] | ArchiveImage,
-): Promise<void> {
-  const list = Array.isArray(images) ? images : [images as ArchiveImage];
+export async function dockerArchiveEntries(
+  images: readonly ArchiveImage[],
+  opts: ArchiveEntryOptions = {},
+): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];
   const seen = new Set<string>();
   const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
   const repositories: Record<string, Record<string, string>> = {};
-  for (const { image, tags } of list) {
+  for (const { image, tags } of images) {
     const [cfg, rawConfig, layers] = await Promise.all([
       image.configFile(),
       image.rawConfig(),
@@ -86,6 +94,10 @@ export async function writeDockerArchive(
       names.push(name);
       if (seen.has(name)) continue;
       seen.add(name);
+      if (opts.present?.(image, i, diffID)) {
+        entries.push(bytesEntry(name, new Uint8Array(0)));
+        continue;
+      }
       const size = await uncompressedSize(layer);
       // The diffID is verified while the layer is copied in: an archive never holds a layer
       // that disagrees with its config.
@@ -106,6 +118,28 @@ export async function writeDockerArchive(
   const meta = (name: string, value: unknown): TarEntry =>
     bytesEntry(name, Buffer.from(JSON.stringify(value)));
   entries.push(meta('manifest.json', manifest), meta('repositories', repositories));
+  return entries;
+}
+
+/** dockerArchiveStream streams a docker-archive of `images` (for `docker load` over the API). */
+export async function dockerArchiveStream(
+  images: readonly ArchiveImage[],
+  opts: ArchiveEntryOptions = {},
+): Promise<Readable> {
+  return Readable.from(tarChunks(await dockerArchiveEntries(images, opts), { epoch: DEFAULT_EPOCH }));
+}
+
+/**
+ * writeDockerArchive writes `images` as one docker-archive tarball at `file` (temp + rename, so a
+ * failure leaves nothing). Layers shared between images are stored once. Deterministic: same
+ * images and tags, same bytes.
+ */
+export async function writeDockerArchive(
+  file: string,
+  images: readonly ArchiveImage[] | ArchiveImage,
+): Promise<void> {
+  const list = Array.isArray(images) ? images : [images as ArchiveImage];
+  const entries = await dockerArchiveEntries(list);
   try {
     await writeTarFile(file, entries);
   } catch (e) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { Order } from '../cnb/buildpack-toml.ts';
+import { SystemToml } from '../cnb/system-toml.ts';
 import { parseTomlText } from '../cnb/toml-file.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
 
@@ -29,6 +30,8 @@ export const BuilderToml = z
       )
       .default([]),
     'order-extensions': Order.default([]),
+    // System buildpacks (pack 0.38+, Platform API 0.13+): written to /cnb/system.toml.
+    system: SystemToml.shape.system,
     build: z
       .object({
         image: z.string().optional(),
@@ -86,6 +89,8 @@ export interface BuilderConfig {
   readonly extensions: readonly { readonly dir: string; readonly id?: string; readonly version?: string }[];
   /** `[[order-extensions]]`: written to /cnb/order.toml (builds with kiln refuse it). */
   readonly orderExtensions: Order;
+  /** `[system.pre]` / `[system.post]` buildpacks: run before / after every group (/cnb/system.toml). */
+  readonly system?: SystemToml;
   readonly buildImage: string | undefined;
   readonly buildEnv: NonNullable<NonNullable<BuilderToml['build']>['env']>;
   readonly runImages: readonly { readonly image: string; readonly mirrors: readonly string[] }[];
@@ -150,6 +155,7 @@ export function parseBuilderConfig(text: string, file: string): BuilderConfig {
     order: doc.order,
     extensions,
     orderExtensions: doc['order-extensions'],
+    ...(doc.system ? { system: { system: doc.system } } : {}),
     buildImage: doc.build?.image ?? doc.stack?.['build-image'],
     buildEnv: doc.build?.env ?? [],
     runImages,

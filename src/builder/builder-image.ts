@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { bytesEntry } from '../archive/tar-file.ts';
-import { SUPPORTED_BUILDPACK_APIS, SUPPORTED_PLATFORM_APIS } from '../cnb/api.ts';
 import { Order } from '../cnb/buildpack-toml.ts';
+import type { SystemToml } from '../cnb/system-toml.ts';
 import { formatKey, toTomlText } from '../cnb/toml-file.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
@@ -120,9 +120,11 @@ export function configEntries(
   order: Order,
   user: { uid: number; gid: number },
   orderExtensions: Order = [],
+  system?: SystemToml,
 ): TarEntry[] {
   const run = config.runImages[0]!;
   const entries: TarEntry[] = [
+    ...(system ? [fileEntry('cnb/system.toml', toTomlText(system))] : []),
     dirEntry('cnb'),
     fileEntry(
       'cnb/order.toml',
@@ -188,6 +190,7 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
   }
   extensions.sort((a, b) => (a.id === b.id ? (a.version < b.version ? -1 : 1) : a.id < b.id ? -1 : 1));
   const orderExtensions = resolveOrder(config.orderExtensions, extensions, config.file, 'extension');
+  const system = resolveSystem(config, sources);
 
   const base = await opts.buildImage.configFile();
   const baseEnv = base.config?.Env ?? [];
@@ -232,7 +235,10 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
       ...(src.descriptor.extension.name ? { name: src.descriptor.extension.name } : {}),
     };
   }
-  const configLayer = await writeLayer(configEntries(config, order, { uid, gid }, orderExtensions), write);
+  const configLayer = await writeLayer(
+    configEntries(config, order, { uid, gid }, orderExtensions, system),
+    write,
+  );
   layers.push({
     layer: configLayer,
     history: { created, created_by: 'kiln builder create: order, run images, build config' },
@@ -250,14 +256,9 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
     extensions: extensions.map((x) => ({ id: x.id, version: x.version })),
     stack: { runImage: { image: run.image, mirrors: [...run.mirrors] } },
     images: config.runImages.map((i) => ({ image: i.image, mirrors: [...i.mirrors] })),
-    lifecycle: {
-      version: config.lifecycleVersion ?? opts.kilnVersion,
-      api: { buildpack: '0.12', platform: '0.15' },
-      apis: {
-        buildpack: { deprecated: [], supported: [...SUPPORTED_BUILDPACK_APIS] },
-        platform: { deprecated: [], supported: [...SUPPORTED_PLATFORM_APIS] },
-      },
-    },
+    // No `lifecycle`: the builder holds no /cnb/lifecycle (kiln runs the lifecycle itself), and a
+    // label listing lifecycle APIs would let pack or kpack accept it and fail late, when they run
+    // /cnb/lifecycle/creator. Without it they refuse the builder up front.
     createdBy: { name: 'kiln', version: opts.kilnVersion },
   };
   const env = [...baseEnv];
@@ -398,4 +399,26 @@ export async function readBuilder(image: Image, what: string): Promise<BuilderIn
     createdBy: { name: meta.createdBy?.name ?? '', version: meta.createdBy?.version ?? '' },
     key: labels[BuilderLabel.Key],
   };
+}
+
+/**
+ * resolveSystem checks `[system]` against the builder's buildpacks (each must be one of them, a
+ * version filled in as for [[order]]) and returns /cnb/system.toml's content, or undefined.
+ */
+function resolveSystem(
+  config: BuilderConfig,
+  sources: readonly { readonly id: string; readonly version: string }[],
+): SystemToml | undefined {
+  const pre = config.system?.system?.pre?.buildpacks ?? [];
+  const post = config.system?.system?.post?.buildpacks ?? [];
+  if (pre.length === 0 && post.length === 0) return undefined;
+  const one = (list: typeof pre, key: 'pre' | 'post') => {
+    if (list.length === 0) return [];
+    try {
+      return resolveOrder([{ group: list }], sources, config.file)[0]!.group;
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace('order[0].group', `system.${key}.buildpacks`));
+    }
+  };
+  return { system: { pre: { buildpacks: one(pre, 'pre') }, post: { buildpacks: one(post, 'post') } } };
 }

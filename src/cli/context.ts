@@ -32,6 +32,8 @@ export interface CliIO {
 /** MutableContext is the CLI's own handle: `init` fills settings and logger from parsed flags. */
 export interface MutableContext extends CliContext {
   init(flags: GlobalFlags): void;
+  /** The program with every command registered (`kiln completion`); set by main. */
+  allCommands?: () => Promise<import('commander').Command>;
 }
 
 /** createContext builds an uninitialised context over `io`. */

@@ -1,7 +1,8 @@
 import { type KilnConfig, loadConfigSync, mirrorFor } from '../config/config-file.ts';
+import { DaemonClient } from '../daemon/client.ts';
 import type { Platform } from '../oci/schema.ts';
 import { RegistryClient } from '../registry/client.ts';
-import { dockerConfigKeychain } from '../registry/credentials.ts';
+import { dockerConfigKeychain, registryAuthKeychain } from '../registry/credentials.ts';
 import type { ProgressSink } from '../registry/progress.ts';
 import { ImageStore } from '../store/store.ts';
 import { Transports } from '../transport/transports.ts';
@@ -22,8 +23,12 @@ export function registryClient(
   log: Logger,
   config: KilnConfig = loadConfigSync(settings.configFile),
 ): RegistryClient {
+  // CNB_REGISTRY_AUTH first (the platform spec's CI credentials), then the docker config.
+  const dockerConfig = dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env });
   return new RegistryClient({
-    keychain: dockerConfigKeychain({ dir: settings.dockerConfigDir, env: settings.env }),
+    keychain: settings.registryAuth
+      ? registryAuthKeychain(settings.registryAuth, dockerConfig)
+      : dockerConfig,
     insecure: [...settings.insecureRegistries, ...config.insecureRegistries],
     http: httpClient(settings, config, log.redactor),
     debug: (m) => log.debug(m),
@@ -38,11 +43,17 @@ export function registryClient(
 export function imageTransports(
   settings: Settings,
   log: Logger,
-  extra: { platform?: Platform; progress?: ProgressSink } = {},
+  extra: { platform?: Platform; progress?: ProgressSink; preferDaemon?: boolean } = {},
 ): Transports {
   const config = loadConfigSync(settings.configFile);
   return new Transports({
     client: registryClient(settings, log, config),
+    // Found only when a `docker-daemon:` image or --daemon asks for it.
+    daemon: new DaemonClient({
+      ...(settings.daemonHost ? { host: settings.daemonHost } : {}),
+      sockets: settings.daemonSockets,
+      debug: (m) => log.debug(m),
+    }),
     storeDir: ImageStore.defaultDir(settings.dataDir),
     ...(config.registryMirrors.length ? { mirrorFor: (r: string) => mirrorFor(config, r) } : {}),
     debug: (m) => log.debug(m),

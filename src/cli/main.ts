@@ -35,6 +35,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   key: () => import('./commands/key.ts'),
   sign: () => import('./commands/sign.ts'),
   verify: () => import('./commands/verify.ts'),
+  completion: () => import('./commands/completion.ts'),
+  report: () => import('./commands/report.ts'),
 };
 
 // The first word of argv that is not a global option (or its value): the command to load.
@@ -83,6 +85,7 @@ export async function buildProgram(ctx: MutableContext, argv: readonly string[] 
       outputError: () => {}, // reported by main() as one ERROR line
     });
   program.hook('preAction', (_this, action) => ctx.init(action.optsWithGlobals() as GlobalFlags));
+  ctx.allCommands ??= () => buildProgram(ctx, []);
   const name = commandOf(argv);
   if (name !== undefined && Object.hasOwn(COMMANDS, name)) {
     const module = await COMMANDS[name]!();

@@ -40,6 +40,16 @@ export interface Settings {
   readonly cnbDirs: CnbDirs;
   /** The signing key's passphrase: KILN_PASSWORD, else COSIGN_PASSWORD (kiln sign, --sign-key). */
   readonly signingPassphrase: string | undefined;
+  /**
+   * CNB_REGISTRY_AUTH (JSON: registry → Authorization header value), when set. Its registries take
+   * precedence over the docker config (credHelpers, auths, credsStore), which serves the others.
+   * A secret: never logged, never passed to buildpacks.
+   */
+  readonly registryAuth: string | undefined;
+  /** DOCKER_HOST, when set: the one Docker Engine API `docker-daemon:` and `--daemon` use. */
+  readonly daemonHost: string | undefined;
+  /** Sockets tried in order without DOCKER_HOST: Docker's, then Podman's (rootless, then rootful). */
+  readonly daemonSockets: readonly string[];
   /** The environment the settings were resolved from (for commands that pass parts on, explicitly). */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
@@ -97,6 +107,13 @@ export function resolveSettings(
       buildpacks: path.resolve(nonEmpty(env.CNB_BUILDPACKS_DIR) ?? '/cnb/buildpacks'),
     },
     signingPassphrase: env.KILN_PASSWORD ?? env.COSIGN_PASSWORD,
+    registryAuth: nonEmpty(env.CNB_REGISTRY_AUTH),
+    daemonHost: nonEmpty(env.DOCKER_HOST),
+    daemonSockets: [
+      '/var/run/docker.sock',
+      ...(nonEmpty(env.XDG_RUNTIME_DIR) ? [path.join(env.XDG_RUNTIME_DIR!, 'podman', 'podman.sock')] : []),
+      '/run/podman/podman.sock',
+    ],
     env,
   };
 }

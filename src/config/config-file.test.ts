@@ -6,7 +6,6 @@ import { after, before, describe, test } from 'node:test';
 import {
   configFilePath,
   emptyConfig,
-  isTrustedBuilder,
   loadConfig,
   mirrorFor,
   parseConfig,
@@ -61,7 +60,8 @@ mirror = "catchall.example.com"
     assert.equal(c.debianMirror, 'http://deb.example.com/debian');
     assert.equal(mirrorFor(c, 'index.docker.io'), 'mirror.example.com:5000');
     assert.equal(mirrorFor(c, 'ghcr.io'), 'catchall.example.com');
-    assert.deepEqual(Object.keys(c.extra), ['future-key']);
+    // trusted-builders (pack's) means nothing to kiln: kept in the file as an unknown key.
+    assert.deepEqual(Object.keys(c.extra), ['trusted-builders', 'future-key']);
   });
 
   test("reads pack's table spelling of registry-mirrors", () => {
@@ -112,8 +112,8 @@ describe('loadConfig() / saveConfig() / updateConfig()', () => {
     assert.equal(back.defaultBuilder, 'b:1');
     assert.equal(back.trustHostCaCerts, true);
     assert.deepEqual(back.extra, { 'x-other': 'kept' });
-    await updateConfig(file, (c) => ({ ...c, trustedBuilders: [...c.trustedBuilders, 'b'] }));
-    assert.deepEqual((await loadConfig(file)).trustedBuilders, ['b']);
+    await updateConfig(file, (c) => ({ ...c, insecureRegistries: [...c.insecureRegistries, 'b:5000'] }));
+    assert.deepEqual((await loadConfig(file)).insecureRegistries, ['b:5000']);
     assert.deepEqual(await readdir(path.dirname(file)), ['config.toml']);
   });
 
@@ -130,13 +130,4 @@ describe('loadConfig() / saveConfig() / updateConfig()', () => {
       [],
     );
   });
-});
-
-test('isTrustedBuilder() matches the reference or its repository', () => {
-  const c = { ...emptyConfig(), trustedBuilders: ['reg.io/builders/bookworm', 'other.io/b:2'] };
-  assert.equal(isTrustedBuilder(c, 'reg.io/builders/bookworm:1'), true);
-  assert.equal(isTrustedBuilder(c, 'reg.io/builders/bookworm@sha256:' + 'a'.repeat(64)), true);
-  assert.equal(isTrustedBuilder(c, 'other.io/b:2'), true);
-  assert.equal(isTrustedBuilder(c, 'other.io/b:3'), false);
-  assert.equal(isTrustedBuilder(c, 'localhost:5000/x'), false);
 });

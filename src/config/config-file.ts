@@ -17,7 +17,6 @@ import { parseByteSize, parseDuration } from './units.ts';
 //
 //   default-builder = "registry.example.com/builders/bookworm:1"
 //   insecure-registries = ["localhost:5000"]
-//   trusted-builders = ["registry.example.com/builders/bookworm"]
 //   trust-host-ca-certs = false       # default true: builds trust the host's CA bundle
 //   ca-certs = ["/etc/corp/root-ca.pem"]
 //   npm-registry = "https://npm.example.com/"
@@ -56,7 +55,6 @@ const Schema = z.looseObject({
   // pack writes a table `[registry-mirrors] "index.docker.io" = "mirror"`; both spellings are read.
   'registry-mirrors': z.union([z.array(mirrorEntry), z.record(z.string(), z.string())]).optional(),
   'insecure-registries': z.array(host).optional(),
-  'trusted-builders': z.array(z.string().min(1)).optional(),
   'trust-host-ca-certs': z.boolean().optional(),
   'ca-certs': z.array(z.string().min(1)).optional(),
   'npm-registry': url.optional(),
@@ -97,7 +95,6 @@ export interface KilnConfig {
   readonly defaultBuilder: string | undefined;
   readonly registryMirrors: readonly RegistryMirror[];
   readonly insecureRegistries: readonly string[];
-  readonly trustedBuilders: readonly string[];
   /**
    * Add the host's CA bundle to every build; default true. kiln runs on the host, so
    * builds trust what the user's own npm, curl and git already trust (behind a TLS-intercepting
@@ -133,7 +130,6 @@ const KNOWN = [
   'default-builder',
   'registry-mirrors',
   'insecure-registries',
-  'trusted-builders',
   'trust-host-ca-certs',
   'ca-certs',
   'npm-registry',
@@ -153,7 +149,6 @@ export function emptyConfig(): KilnConfig {
     defaultBuilder: undefined,
     registryMirrors: [],
     insecureRegistries: [],
-    trustedBuilders: [],
     trustHostCaCerts: true,
     caCerts: [],
     npmRegistry: undefined,
@@ -222,7 +217,6 @@ export function parseConfig(text: string, file: string): KilnConfig {
     defaultBuilder: d['default-builder'],
     registryMirrors,
     insecureRegistries: d['insecure-registries'] ?? [],
-    trustedBuilders: d['trusted-builders'] ?? [],
     trustHostCaCerts: d['trust-host-ca-certs'] ?? true,
     caCerts: d['ca-certs'] ?? [],
     npmRegistry: d['npm-registry'],
@@ -294,7 +288,6 @@ export function configToToml(c: KilnConfig): string {
   const doc: Record<string, unknown> = { ...c.extra };
   if (c.defaultBuilder !== undefined) doc['default-builder'] = c.defaultBuilder;
   if (c.insecureRegistries.length) doc['insecure-registries'] = [...c.insecureRegistries];
-  if (c.trustedBuilders.length) doc['trusted-builders'] = [...c.trustedBuilders];
   if (!c.trustHostCaCerts) doc['trust-host-ca-certs'] = false;
   if (c.caCerts.length) doc['ca-certs'] = [...c.caCerts];
   if (c.npmRegistry !== undefined) doc['npm-registry'] = c.npmRegistry;
@@ -342,22 +335,6 @@ export function mirrorFor(c: KilnConfig, registry: string): string | undefined {
     c.registryMirrors.find((m) => m.registry === registry)?.mirror ??
     c.registryMirrors.find((m) => m.registry === '*')?.mirror
   );
-}
-
-/**
- * isTrustedBuilder says whether a builder reference is trusted: an entry matches the reference
- * exactly or is its repository (an entry without tag or digest trusts every tag of it).
- */
-export function isTrustedBuilder(c: KilnConfig, ref: string): boolean {
-  const repo = repositoryOf(ref);
-  return c.trustedBuilders.some((t) => t === ref || t === repo);
-}
-
-function repositoryOf(ref: string): string {
-  const at = ref.indexOf('@');
-  const noDigest = at >= 0 ? ref.slice(0, at) : ref;
-  const colon = noDigest.lastIndexOf(':');
-  return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
 }
 
 /** isHost says whether a string is a registry host[:port] as the config accepts it. */

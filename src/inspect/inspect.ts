@@ -58,6 +58,15 @@ export interface InspectSbomFile {
   readonly components: number;
   /** Package names (`ecosystem:name@version`), only with `bom: true`. */
   readonly packages?: readonly string[];
+  /** Each package's name, version and purl, only with `bom: true` (`kiln inspect --bom`). */
+  readonly items?: readonly SbomItem[];
+}
+
+/** One package of an SBOM file. */
+export interface SbomItem {
+  readonly name: string;
+  readonly version?: string;
+  readonly purl?: string;
 }
 
 /** The SBOM summary: counts by ecosystem (purl type), one format per buildpack layer. */
@@ -254,7 +263,7 @@ const MAX_SBOM_FILE = 64 << 20;
 async function summarizeSbom(image: Image, diffID: string, bom: boolean): Promise<InspectSbom | undefined> {
   const layer = await layerByDiffID(image, diffID);
   if (!layer) return undefined;
-  const files: Array<InspectSbomFile & { dir: string; purls: string[] }> = [];
+  const files: Array<InspectSbomFile & { dir: string; purls: string[]; all?: SbomItem[] }> = [];
   for await (const e of readTar(await layer.uncompressed())) {
     const p = e.header.path.replace(/^\.?\/+/, '');
     const m = /^(.*)\/([^/]*\.(cdx|spdx|syft)\.json)$/.exec(p);
@@ -275,7 +284,14 @@ async function summarizeSbom(image: Image, diffID: string, bom: boolean): Promis
     }
     const format = m[3] === 'cdx' ? 'cyclonedx' : m[3] === 'spdx' ? 'spdx' : 'syft';
     const purls = purlsOf(doc, format);
-    files.push({ path: p, dir: m[1]!, format, components: purls.length, purls });
+    files.push({
+      path: p,
+      dir: m[1]!,
+      format,
+      components: purls.length,
+      purls,
+      ...(bom ? { all: itemsOf(doc, format) } : {}),
+    });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   // Buildpacks usually write the same packages in all three formats: count one per directory,
@@ -300,7 +316,7 @@ async function summarizeSbom(image: Image, diffID: string, bom: boolean): Promis
       path: f.path,
       format: f.format,
       components: f.components,
-      ...(bom && { packages: f.purls }),
+      ...(bom && { packages: f.purls, items: f.all ?? [] }),
     })),
     ecosystems: sorted,
   };
@@ -328,6 +344,37 @@ function purlsOf(doc: unknown, format: 'cyclonedx' | 'spdx' | 'syft'): string[] 
   } else {
     for (const a of (Array.isArray(d.artifacts) ? d.artifacts : []) as Array<Record<string, unknown>>)
       out.push(typeof a.purl === 'string' ? a.purl : '');
+  }
+  return out;
+}
+
+/** itemsOf lists each package's name, version and purl (as purlsOf walks them). */
+function itemsOf(doc: unknown, format: 'cyclonedx' | 'spdx' | 'syft'): SbomItem[] {
+  const d = doc as Record<string, unknown>;
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const item = (name: unknown, version: unknown, purl: unknown): SbomItem => {
+    const v = str(version);
+    const p = str(purl);
+    return { name: str(name) ?? '', ...(v ? { version: v } : {}), ...(p ? { purl: p } : {}) };
+  };
+  const out: SbomItem[] = [];
+  if (format === 'cyclonedx') {
+    const walk = (list: unknown) => {
+      if (!Array.isArray(list)) return;
+      for (const c of list as Array<Record<string, unknown>>) {
+        out.push(item(c.name, c.version, c.purl));
+        walk(c.components);
+      }
+    };
+    walk(d.components);
+  } else if (format === 'spdx') {
+    for (const p of (Array.isArray(d.packages) ? d.packages : []) as Array<Record<string, unknown>>) {
+      const refs = (Array.isArray(p.externalRefs) ? p.externalRefs : []) as Array<Record<string, unknown>>;
+      out.push(item(p.name, p.versionInfo, refs.find((r) => r.referenceType === 'purl')?.referenceLocator));
+    }
+  } else {
+    for (const a of (Array.isArray(d.artifacts) ? d.artifacts : []) as Array<Record<string, unknown>>)
+      out.push(item(a.name, a.version, a.purl));
   }
   return out;
 }

@@ -112,6 +112,8 @@ export interface ExportInputs {
   /** VCS metadata / junk names project.toml includes explicitly (exported; all others never are). */
   readonly appKeep?: readonly string[];
   readonly defaultProcess?: string;
+  /** `--creation-time`: the image's `created` (seconds); default the layers' epoch. */
+  readonly createdAt?: number;
   readonly execEnv?: string;
   /**
    * Called after the build phase: writes a launch layer kiln itself contributes, laid out like a
@@ -209,15 +211,23 @@ async function analyzeStep(
       `Previous image ${o.source.previousName} could not be read (${(e as Error).message}): building without it`,
     );
   }
-  const run = await o.builder.runImage();
-  let image: ImageRef;
-  try {
-    image = await o.source.runImage(run.name);
-  } catch (e) {
-    throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, {
-      cause: e,
-    });
+  let run = await o.builder.runImage();
+  let image: ImageRef | undefined;
+  // The first of the run image and its mirrors that can be read (the platform spec's choice).
+  for (const name of [run.name, ...run.mirrors]) {
+    try {
+      image = await o.source.runImage(name);
+      if (name !== run.name) {
+        o.log.warn(`Run image ${run.name} could not be read: using its mirror ${name}`);
+        run = { name, mirrors: [run.name, ...run.mirrors.filter((m) => m !== name)] };
+      }
+      break;
+    } catch (e) {
+      if (run.mirrors.length === 0 || name === run.mirrors[run.mirrors.length - 1])
+        throw new KilnError(`run image ${run.name}: ${(e as Error).message}`, { cause: e });
+    }
   }
+  if (!image) throw new KilnError(`run image ${run.name}: not readable`);
   const analysis = await analyze({
     ...(previous ? { previous } : {}),
     runImage: { image: image.image, reference: image.reference, name: run.name },
@@ -344,6 +354,7 @@ async function exportStep(
     ...(x.project ? { project: x.project } : {}),
     ...(x.appKeep?.length ? { appKeep: x.appKeep } : {}),
     ...(x.defaultProcess ? { defaultProcess: x.defaultProcess } : {}),
+    ...(x.createdAt !== undefined ? { createdAt: x.createdAt } : {}),
     ...(x.execEnv ? { execEnv: x.execEnv } : {}),
     platformApi: '0.15',
     uid: o.user.uid,

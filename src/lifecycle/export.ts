@@ -73,6 +73,8 @@ export interface ExportOptions {
   readonly appKeep?: readonly string[];
   /** `--default-process`. */
   readonly defaultProcess?: string;
+  /** `--creation-time`: the config's `created` in seconds (layers keep the epoch); default the epoch. */
+  readonly createdAt?: number;
   /** CNB_EXEC_ENV the build ran with, recorded as `io.buildpacks.exec-env` (Platform 0.15). */
   readonly execEnv?: string;
   readonly platformApi: string;
@@ -112,7 +114,7 @@ async function readBuildMetadata(layersDir: string): Promise<BuildMetadata> {
  * image (not yet written anywhere) with the metadata for the label, the report and the cache.
  */
 export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
-  const created = isoOfEpoch(opts.resolver.settings.epoch);
+  const created = isoOfEpoch(opts.createdAt ?? opts.resolver.settings.epoch);
   const md = await readBuildMetadata(opts.layersDir);
   const extra = opts.extraBuildpacks ?? [];
   const c: PlanContext = {

@@ -6,6 +6,7 @@ import { writeReportToml } from '../cnb/report-toml.ts';
 import { UsageError } from '../internal/errors.ts';
 import { isDir } from '../internal/fs.ts';
 import type { Logger } from '../internal/log.ts';
+import { statInRoot, UntrustedFileError } from '../internal/safe-read.ts';
 import type { LauncherInfo } from '../launcher/index.ts';
 import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { SourceListing } from '../layers/source-listing.ts';
@@ -154,6 +155,12 @@ export interface BuildRequest extends BuildpackRefs {
   readonly previousImage?: string;
   /** SOURCE_DATE_EPOCH or the default. */
   readonly epoch: number;
+  /** `--uid`/`--gid`: the build user instead of the builder's CNB_USER_ID/CNB_GROUP_ID (never 0). */
+  readonly buildUser?: { readonly uid?: number; readonly gid?: number };
+  /** `--disable-system-buildpacks`: ignore the builder's /cnb/system.toml. */
+  readonly disableSystemBuildpacks?: boolean;
+  /** `--creation-time` in seconds: the image's `created` only (layer times stay `epoch`). */
+  readonly createdAt?: number;
   readonly compression: 'gzip' | 'zstd';
   /** Parent of the temp build directory. */
   readonly tmpDir: string;
@@ -199,7 +206,9 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
     ...(r.deadline ? { deadline: r.deadline } : {}),
     ...(r.onPhase ? { onPhase: r.onPhase } : {}),
   });
-  const cfg = await readBuilderConfig(r.builder);
+  const builderCfg = await readBuilderConfig(r.builder);
+  const cfg = { ...builderCfg, ...r.buildUser };
+  if (cfg.uid === 0) throw new UsageError('the build user may not be uid 0 (root)');
   // The build user's host identity: leased for this build when kiln is root and sandboxes it.
   let lease: IdLease | undefined;
   try {
@@ -271,7 +280,9 @@ async function sandboxInputs(
   else await writePlatformDir(ws.platformDir, { env: r.env, bindings: [] });
   const env = { ...platform.env, ...(r.processEnv ?? {}) };
   const home = await buildHome(rootfs, cfg.env, cfg.uid, id, ws.work, r.executor.capabilities.mounts);
-  const mounts = [...(r.extraMounts ?? []), ...platform.mounts, ...(home.mount ? [home.mount] : [])];
+  // Extra mounts (--volume) last: one below the build user's home must not be hidden by it.
+  checkMountTargets(rootfs, r.extraMounts ?? [], home.mount?.dst);
+  const mounts = [...platform.mounts, ...(home.mount ? [home.mount] : []), ...(r.extraMounts ?? [])];
   const moved = r.hostDirs ? mounts.find((m) => m.src !== m.dst) : undefined;
   if (moved)
     throw new UsageError(
@@ -316,12 +327,13 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
     digest: () => r.builder.image.digest(),
     buildpacksDir: p.refs.root,
     order: () =>
-      orderOf(p.rootfs, p.refs, {
-        builder: r.builder.name,
-        skip: r.skipExtensions === true,
-        warn: (line) => r.log.warn(line),
-      }),
-    runImage: () => runImageOf(p.rootfs, r.builder, r.runImage),
+      orderOf(
+        p.rootfs,
+        p.refs,
+        { builder: r.builder.name, skip: r.skipExtensions === true, warn: (line) => r.log.warn(line) },
+        { system: r.disableSystemBuildpacks !== true },
+      ),
+    runImage: () => runImageOf(p.rootfs, r.builder, r.runImage, r.images.destination.registry),
     runImages: () => runImagesOf(p.rootfs),
     ...(buildConfigDirOf(p.rootfs) ? { buildConfigDir: buildConfigDirOf(p.rootfs)! } : {}),
     env: p.sandbox.baseEnv,
@@ -372,6 +384,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
       ...(r.project ? { project: r.project } : {}),
       ...(r.appKeep?.length ? { appKeep: r.appKeep } : {}),
       ...(r.defaultProcess ? { defaultProcess: r.defaultProcess } : {}),
+      ...(r.createdAt !== undefined ? { createdAt: r.createdAt } : {}),
       ...(r.execEnv ? { execEnv: r.execEnv } : {}),
       ...(r.launchLayer ? { launchLayer: r.launchLayer } : {}),
       ...(r.launchCheck !== undefined ? { launchCheck: r.launchCheck } : {}),
@@ -410,4 +423,30 @@ function finish(r: BuildRequest, o: CreatorOutcome): BuildOutcome {
     added: o.added,
     timings: o.timings,
   };
+}
+
+/**
+ * checkMountTargets refuses, before any phase, an extra mount (`--volume`) the sandbox cannot
+ * make: the build image's root is read-only, so a target must exist in it, or lie in the
+ * sandbox's own /tmp or below the build user's home (both writable mounts of the sandbox).
+ */
+function checkMountTargets(rootfs: string, mounts: readonly Mount[], homeDst: string | undefined): void {
+  for (const m of mounts) {
+    const under = (dir: string | undefined) => dir !== undefined && m.dst.startsWith(`${dir}/`);
+    if (under('/tmp') || under(homeDst)) continue;
+    let found: ReturnType<typeof statInRoot>;
+    try {
+      // No link of the builder's is followed: a link could aim the mount anywhere in the sandbox.
+      found = statInRoot(rootfs, m.dst.slice(1), { what: 'the build image', shown: '/' });
+    } catch (e) {
+      if (!(e instanceof UntrustedFileError)) throw e;
+      throw new UsageError(
+        `volume target ${m.dst}: the build image has a symbolic link on that path (a volume never follows the builder's links)`,
+      );
+    }
+    if (found === undefined)
+      throw new UsageError(
+        `volume target ${m.dst}: no such path in the build image (its root is read-only); mount it at an existing path, below /tmp or below the build user's home`,
+      );
+  }
 }

@@ -2,12 +2,14 @@ import path from 'node:path';
 import type { Order } from '../cnb/buildpack-toml.ts';
 import { OrderToml, readOrderToml } from '../cnb/order-toml.ts';
 import { readRunTomlIfExists } from '../cnb/run-toml.ts';
+import { readSystemToml, withSystemBuildpacks } from '../cnb/system-toml.ts';
 import { readTomlFileIfExists } from '../cnb/toml-file.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
 import { inRoot, isDirInRoot } from '../internal/safe-read.ts';
 import { extract } from '../layers/extract.ts';
 import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { Image } from '../oci/image.ts';
+import { parseReference } from '../registry/reference.ts';
 import { type PrunePolicy, RootfsCache } from '../sandbox/rootfs-cache.ts';
 
 // What the platform reads from the builder, once per build: its config (the build user, the
@@ -86,14 +88,31 @@ export async function runImageOf(
   rootfs: string,
   builder: BuilderInput,
   flag: string | undefined,
+  destRegistry?: string,
 ): Promise<{ name: string; mirrors: string[] }> {
   // Only an absent run.toml names no run image; a broken one is an error naming it.
   const run = await readRunTomlIfExists(inRoot(rootfs, 'cnb/run.toml', BUILDER));
-  const name = flag ?? run?.images?.[0]?.image;
+  if (flag === undefined && run?.images?.[0]?.image) {
+    // The platform spec: of the run image and its mirrors, the one on the app image's registry.
+    const first = run.images[0];
+    const all = [first.image, ...(first.mirrors ?? [])];
+    const name = all.find((c) => destRegistry !== undefined && registryOf(c) === destRegistry) ?? first.image;
+    return { name, mirrors: all.filter((c) => c !== name) };
+  }
+  const name = flag;
   if (!name)
     throw new UsageError(`builder ${builder.name} names no run image (/cnb/run.toml): pass --run-image`);
   const entry = run?.images?.find((i) => i.image === name || (i.mirrors ?? []).includes(name));
   return { name, mirrors: entry ? [...(entry.mirrors ?? [])] : [] };
+}
+
+/** registryOf is the registry host of an image name; undefined for what is no registry reference. */
+function registryOf(name: string): string | undefined {
+  try {
+    return parseReference(name).registry;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What to do about the builder's image extensions (`[[order-extensions]]` in /cnb/order.toml). */
@@ -146,6 +165,7 @@ export async function orderOf(
     readonly post: readonly { id: string; version?: string }[];
   },
   extensions?: ExtensionPolicy,
+  opts: { readonly system?: boolean } = {},
 ): Promise<Order> {
   // The builder's order.toml is read even for a --buildpack group: its extensions would apply too.
   const file = inRoot(rootfs, 'cnb/order.toml', BUILDER);
@@ -155,9 +175,13 @@ export async function orderOf(
     ? [{ group: refs.group.map((b) => ({ ...b, optional: false })) }]
     : (toml?.order ?? []);
   // project.toml pre/post groups go around every group of the order.
-  return refs.pre.length || refs.post.length
-    ? base.map((g) => ({ ...g, group: [...refs.pre, ...g.group, ...refs.post] }))
-    : base;
+  const grouped =
+    refs.pre.length || refs.post.length
+      ? base.map((g) => ({ ...g, group: [...refs.pre, ...g.group, ...refs.post] }))
+      : base;
+  // The builder's system buildpacks (/cnb/system.toml) around those, unless disabled.
+  if (opts.system === false) return grouped;
+  return withSystemBuildpacks(grouped, await readSystemToml(inRoot(rootfs, 'cnb/system.toml', BUILDER)));
 }
 
 /** buildConfigDirOf is the rootfs's /cnb/build-config, when it is a directory there. */

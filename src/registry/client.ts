@@ -176,8 +176,11 @@ export class RegistryClient {
   async #credential(registry: string, h: HostState): Promise<Credential> {
     if (!h.credential) {
       const c = await this.#keychain.resolve(registry);
-      if (c.kind === 'basic') this.#redactor?.add(c.password);
-      else if (c.kind === 'identityToken' || c.kind === 'registryToken') this.#redactor?.add(c.token);
+      if (c.kind === 'basic') {
+        // The password, and the header made of it (CNB_REGISTRY_AUTH hands kiln that value).
+        this.#redactor?.add(c.password);
+        this.#redactor?.add(Buffer.from(`${c.username}:${c.password}`).toString('base64'));
+      } else if (c.kind === 'identityToken' || c.kind === 'registryToken') this.#redactor?.add(c.token);
       h.credential = c;
     }
     return h.credential;

@@ -223,3 +223,43 @@ async function runHelper(
   if (username === '<token>') return { kind: 'identityToken', username, token: secret };
   return { kind: 'basic', username, password: secret };
 }
+
+/**
+ * registryAuthKeychain reads the platform spec's `CNB_REGISTRY_AUTH`: a JSON object of registry →
+ * Authorization header value (`Basic <base64 user:password>` or `Bearer <token>`), as CI systems
+ * (GitHub Actions, GitLab CI, Tekton) set it. A registry it names gets that credential; any other
+ * goes to `fallback` (the docker config and its credential helpers), so CNB_REGISTRY_AUTH wins,
+ * as in the lifecycle. Errors name the registry, never the value.
+ */
+export function registryAuthKeychain(json: string, fallback: Keychain): Keychain {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    throw new KilnError('CNB_REGISTRY_AUTH is not JSON: expected {"registry": "Basic …" | "Bearer …"}');
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new KilnError('CNB_REGISTRY_AUTH: expected a JSON object of registry → Authorization header');
+  const byRegistry = new Map<string, Credential>();
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const host = normaliseConfigKey(key);
+    const registry = host === 'docker.io' || host === 'registry-1.docker.io' ? DOCKER_HUB : host;
+    byRegistry.set(registry, headerCredential(value, host));
+  }
+  return { resolve: (r) => Promise.resolve(byRegistry.get(r) ?? fallback.resolve(r)) };
+}
+
+/** headerCredential turns an Authorization header value into a Credential (the value is never shown). */
+function headerCredential(value: unknown, registry: string): Credential {
+  const bad = (why: string) => new KilnError(`CNB_REGISTRY_AUTH entry for ${registry}: ${why}`);
+  if (typeof value !== 'string') throw bad('expected a string (an Authorization header value)');
+  const m = /^(\S+)\s+(\S+)$/.exec(value.trim());
+  if (!m) throw bad('expected "Basic <base64>" or "Bearer <token>"');
+  const scheme = m[1]!.toLowerCase();
+  if (scheme === 'bearer') return { kind: 'registryToken', token: m[2]! };
+  if (scheme !== 'basic') throw bad(`unsupported scheme (expected Basic or Bearer)`);
+  const decoded = Buffer.from(m[2]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 1) throw bad('the Basic value is not base64 of user:password');
+  return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}

@@ -3,6 +3,7 @@ import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
 import { repositoryString } from '../registry/reference.ts';
 import type { ImageStore } from '../store/store.ts';
+import { DaemonTarget } from './daemon-target.ts';
 import type { Description, ImageTarget, ReadOptions, Referrers, Written } from './image-target.ts';
 import { RegistryTarget } from './registry-target.ts';
 import { StoreTarget, writeToStore } from './store-target.ts';
@@ -83,8 +84,12 @@ export class FanOut implements ImageTarget {
       );
       record(group, { digest: w.digest, names: group.map((t) => t.imageName) });
     }
-    for (const t of this.targets)
-      if (!(t instanceof StoreTarget || t instanceof RegistryTarget)) record([t], await t.write(value));
+    // Names in the daemon share one load.
+    const daemons = this.targets.filter((t) => t instanceof DaemonTarget);
+    if (daemons.length) record(daemons, await daemons[0]!.writeNames(value, daemons));
+    const handled = (t: ImageTarget) =>
+      t instanceof StoreTarget || t instanceof RegistryTarget || t instanceof DaemonTarget;
+    for (const t of this.targets) if (!handled(t)) record([t], await t.write(value));
     return { digest: digest!, names: this.targets.flatMap((t) => names.get(t) ?? []) };
   }
 }

@@ -15,6 +15,7 @@ import {
   startRegistry,
 } from '../../test/helpers/registry.ts';
 import { fileEntry } from '../../test/helpers/tar-entries.ts';
+import { DaemonClient } from '../daemon/client.ts';
 import { writeLayer } from '../layers/layer-writer.ts';
 import { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
@@ -26,7 +27,7 @@ import { remoteImage } from '../registry/remote.ts';
 import { artifactImage } from '../sbom/artifact.ts';
 import { ImageStore } from '../store/store.ts';
 import type { ImageTarget } from './image-target.ts';
-import { explainUnreachable, Transports } from './transports.ts';
+import { explainUnreachable, type PullPolicy, Transports } from './transports.ts';
 
 let root: string;
 let reg: RegistryHandle;
@@ -132,6 +133,54 @@ describe('parse', () => {
     );
     assert.equal(t.parse('oci:/x/layout:run').digestReference(d), `oci:/x/layout@${d}`);
     assert.equal(t.parse('docker-archive:/x/a.tar').digestReference(d), `docker-archive:/x/a.tar@${d}`);
+    const daemon = new Transports({
+      client: new RegistryClient({}),
+      storeDir: path.join(root, 'never'),
+      daemon: new DaemonClient({ sockets: [] }),
+    });
+    assert.equal(
+      daemon.parse('docker-daemon:run:v1').digestReference(d),
+      `docker-daemon:docker.io/library/run@${d}`,
+    );
+  });
+
+  test('docker-daemon: names, and --daemon sends bare names there', () => {
+    const dc = new DaemonClient({ sockets: [] });
+    const opts = { client: new RegistryClient({}), storeDir: path.join(root, 'never'), daemon: dc };
+    const t = new Transports(opts);
+    assert.equal(t.parse('docker-daemon:my-app').name, 'docker-daemon:docker.io/library/my-app:latest');
+    assert.equal(t.parse('docker-daemon:localhost/a/b:2').imageName, 'localhost/a/b:2');
+    assert.throws(() => t.parse('docker-daemon:'), /docker-daemon: needs an image name/);
+    assert.equal(t.destination('my-app', false).name, 'local:docker.io/library/my-app:latest');
+    const pack = new Transports({ ...opts, preferDaemon: true });
+    assert.equal(pack.destination('my-app', false).name, 'docker-daemon:docker.io/library/my-app:latest');
+    assert.equal(pack.destination('oci:/x:y', false).name, 'oci:/x:y');
+    assert.equal(pack.destination('my-app', true).registry, 'index.docker.io');
+    const none = new Transports({ client: new RegistryClient({}), storeDir: path.join(root, 'never') });
+    assert.throws(() => none.parse('docker-daemon:x'), /not available/);
+  });
+});
+
+describe('pull policy (--pull-policy)', () => {
+  test('always reads a registry name from its registry; if-not-present and never take the local copy', async () => {
+    const storeDir = path.join(root, 'pull-store');
+    const name = `${reg.host}/pull/app:1`;
+    const local = imageFrom({ config: { architecture: 'amd64', os: 'linux', config: { User: 'local' } } });
+    const remote = imageFrom({ config: { architecture: 'amd64', os: 'linux', config: { User: 'remote' } } });
+    const t = (pullPolicy?: PullPolicy) =>
+      new Transports({ client: new RegistryClient({}), storeDir, ...(pullPolicy ? { pullPolicy } : {}) });
+    await t().parse(name).write(remote);
+    await t().local(name).write(local);
+    const user = async (p?: PullPolicy) => (await (await t(p).locate(name)).read()).configFile();
+    assert.equal((await user('always')).config?.User, 'remote');
+    assert.equal((await user('if-not-present')).config?.User, 'local');
+    assert.equal((await user()).config?.User, 'local');
+    assert.equal((await user('never')).config?.User, 'local');
+    await assert.rejects(
+      t('never').locate(`${reg.host}/pull/only-remote:1`),
+      /is not in the local store and --pull-policy is never \(no registry is asked\)/,
+    );
+    await assert.rejects(t('never').locate(`docker://${name}`), /--pull-policy is never/);
   });
 });
 

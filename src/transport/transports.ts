@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { DaemonClient } from '../daemon/client.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
 import type { Platform } from '../oci/schema.ts';
 import type { RegistryClient } from '../registry/client.ts';
@@ -8,6 +9,7 @@ import type { ProgressSink } from '../registry/progress.ts';
 import { parseReference, type Reference } from '../registry/reference.ts';
 import { ImageStore, storeNameOf } from '../store/store.ts';
 import { DockerArchiveTarget } from './archive-target.ts';
+import { DaemonSession, DaemonTarget } from './daemon-target.ts';
 import { FanOut } from './fan-out.ts';
 import type { ImageTarget, Referrers } from './image-target.ts';
 import { layoutReferrers } from './layout-referrers.ts';
@@ -19,6 +21,7 @@ import { StoreTarget } from './store-target.ts';
 //   oci:DIR[:TAG]                  an OCI image layout directory (skopeo's syntax; first ':' splits)
 //   docker-archive:FILE[:NAME:TAG] a `docker save` tarball (the name it is loaded under)
 //   local:NAME                     kiln's local image store (an OCI layout under the data dir)
+//   docker-daemon:NAME[:TAG]       an image in a Docker or Podman daemon (skopeo's syntax)
 //   [docker://]REGISTRY/REPO[:TAG][@DIGEST]   a registry
 // A bare name (no transport) is pack's: the local store's image when reading and the store holds
 // it, or when writing without --publish; otherwise its registry. Add new transports here.
@@ -34,11 +37,30 @@ export interface TransportOptions {
   /** The pull mirror of a registry (kiln config registry-mirrors); writes never use mirrors. */
   readonly mirrorFor?: (registry: string) => string | undefined;
   readonly debug?: (msg: string) => void;
+  /** The Docker Engine API client (`docker-daemon:`), when the command may use a daemon. */
+  readonly daemon?: DaemonClient;
+  /**
+   * `--daemon` (pack's default flow): a bare name is written to the daemon, and read from it
+   * when the local store does not hold it and the daemon does.
+   */
+  readonly preferDaemon?: boolean;
+  /** Reading images a build uses (locate): see PullPolicy; default if-not-present. */
+  readonly pullPolicy?: PullPolicy;
 }
 
-/** The one store of a command, opened when first needed. */
+/**
+ * pack's `--pull-policy` as kiln reads images (kiln keeps no pulled copies: a registry read is
+ * always fresh). `always`: a name with a registry host comes from its registry even when the
+ * local store (or daemon) holds it; a bare name stays local-first, since the store holds images no
+ * registry has (kiln stack create, builder create). `if-not-present`: a local copy first, then the
+ * registry. `never`: no registry is asked; an image found nowhere local fails.
+ */
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
+
+/** The one store (and daemon session) of a command, opened when first needed. */
 interface StoreSlot {
   opened?: Promise<ImageStore>;
+  daemon?: DaemonSession;
 }
 
 /** Transports parses image arguments into targets that share one registry client and one store. */
@@ -66,7 +88,12 @@ export class Transports {
   }
 
   /** with returns Transports over the same client and store with other read/write options. */
-  with(o: { platform?: Platform; progress?: ProgressSink }): Transports {
+  with(o: {
+    platform?: Platform;
+    progress?: ProgressSink;
+    preferDaemon?: boolean;
+    pullPolicy?: PullPolicy;
+  }): Transports {
     const t = new Transports({ ...this.options, ...o });
     t.#slot = this.#slot;
     return t;
@@ -93,6 +120,11 @@ export class Transports {
       if (!file) bad('docker-archive: needs a file (docker-archive:FILE[:TAG])');
       return new DockerArchiveTarget(path.resolve(file), tag);
     }
+    if (arg.startsWith('docker-daemon:')) {
+      const rest = arg.slice('docker-daemon:'.length);
+      if (!rest) bad('docker-daemon: needs an image name (docker-daemon:NAME[:TAG])');
+      return this.daemon(this.#reference(rest, bad));
+    }
     if (arg.startsWith('local:')) {
       const name = arg.slice('local:'.length);
       if (!name) bad('local: needs an image name');
@@ -104,6 +136,14 @@ export class Transports {
       return this.local(name);
     }
     return new RegistryTarget(this.#reference(arg, bad), this.#registryAccess());
+  }
+
+  /** daemon is the image `ref` in the Docker or Podman daemon. */
+  daemon(ref: Reference): ImageTarget {
+    const client = this.options.daemon;
+    if (!client) throw new UsageError(`docker-daemon: images are not available to this command`);
+    this.#slot.daemon ??= new DaemonSession(client, this.#openStore, this.options.debug);
+    return new DaemonTarget(ref, this.#slot.daemon);
   }
 
   /** local is the image stored under `name` in kiln's local store. */
@@ -119,8 +159,24 @@ export class Transports {
    */
   async locate(arg: string): Promise<ImageTarget> {
     const t = this.parse(arg);
-    if (!(t instanceof RegistryTarget) || arg.startsWith('docker://')) return t;
-    if (await this.held(arg)) return this.local(arg);
+    const policy = this.options.pullPolicy ?? 'if-not-present';
+    const never = () =>
+      new KilnError(
+        `image ${arg} is not in the local store${this.options.preferDaemon ? ' or the daemon' : ''} and --pull-policy is never (no registry is asked)`,
+      );
+    if (!(t instanceof RegistryTarget)) return t;
+    if (arg.startsWith('docker://')) {
+      if (policy === 'never') throw never();
+      return t;
+    }
+    if (policy !== 'always' || isBareName(arg)) {
+      if (await this.held(arg)) return this.local(arg);
+      if (this.options.preferDaemon) {
+        const d = this.daemon(t.ref);
+        if (await this.options.daemon!.inspect(d.imageName)) return d;
+      }
+    }
+    if (policy === 'never') throw never();
     if (!isBareName(arg)) return t;
     return new RegistryTarget(t.ref, this.#registryAccess(), (e) =>
       explainUnreachable(arg, t.ref.registry, this.storeDir, e),
@@ -132,7 +188,8 @@ export class Transports {
    * undefined otherwise (and when there is no store yet: it is not created).
    */
   async held(arg: string): Promise<ImageTarget | undefined> {
-    if (/^(oci|docker-archive|local):/.test(arg) || arg.startsWith('docker://')) return undefined;
+    if (/^(oci|docker-archive|docker-daemon|local):/.test(arg) || arg.startsWith('docker://'))
+      return undefined;
     if (!this.#slot.opened && !existsSync(path.join(this.storeDir, 'index.json'))) return undefined;
     const store = await this.#openStore();
     return (await store.digestOf(arg)) ? this.local(arg) : undefined;
@@ -145,7 +202,8 @@ export class Transports {
    */
   destination(arg: string, publish: boolean): ImageTarget {
     const t = this.parse(arg);
-    if (t instanceof RegistryTarget && !publish && !arg.startsWith('docker://')) return this.local(arg);
+    if (t instanceof RegistryTarget && !publish && !arg.startsWith('docker://'))
+      return this.options.preferDaemon ? this.daemon(t.ref) : this.local(arg);
     return t;
   }
 
@@ -180,7 +238,7 @@ export class Transports {
   #reference(arg: string, bad: (why: string) => never): Reference {
     const m = /^([a-z][a-z0-9+.-]*):\/\//.exec(arg);
     if (m && m[1] !== 'docker')
-      bad(`unknown transport "${m[1]}://" (use oci:, docker-archive:, local: or docker://)`);
+      bad(`unknown transport "${m[1]}://" (use oci:, docker-archive:, docker-daemon:, local: or docker://)`);
     try {
       return parseReference(arg);
     } catch (e) {

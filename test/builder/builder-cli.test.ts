@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -79,11 +79,21 @@ describe('kiln builder create / inspect', () => {
       path.join(work, 'builder.toml'),
       '--output',
       `oci:${path.join(work, 'out')}:builder`,
-      '--publish',
-      ref,
     ]);
     assert.equal(res.code, 0, res.stderr);
-    const digests = res.stdout.trim().split('\n');
+    // pack's `builder create REF --publish`: the same (reproducible) builder, pushed instead.
+    const pub = await kiln([
+      '--insecure-registry',
+      reg.host,
+      'builder',
+      'create',
+      ref,
+      '--config',
+      path.join(work, 'builder.toml'),
+      '--publish',
+    ]);
+    assert.equal(pub.code, 0, pub.stderr);
+    const digests = [...res.stdout.trim().split('\n'), pub.stdout.trim()];
     assert.equal(digests.length, 3);
     assert.equal(new Set(digests).size, 1, 'one image, three destinations');
     assert.match(res.stderr, /buildpack kiln\/nodejs-engine@0\.1\.0/);
@@ -93,6 +103,23 @@ describe('kiln builder create / inspect', () => {
     ) as { Digest: string; Labels: Record<string, string> };
     assert.equal(pushed.Digest, digests[0]);
     assert.ok(pushed.Labels['io.buildpacks.builder.metadata']);
+  });
+
+  test('--pull-policy never: a build image only in a registry is refused without asking it', async () => {
+    const toml = path.join(work, 'never.toml');
+    await writeFile(
+      toml,
+      (await readFile(path.join(work, 'builder.toml'), 'utf8')).replace(
+        /image = "oci:[^"]*"/,
+        `image = "${reg.host}/none/build:1"`,
+      ),
+    );
+    const r = await kiln(['builder', 'create', 'never-builder', '--config', toml, '--pull-policy', 'never']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /image 127\.0\.0\.1:\d+\/none\/build:1 is not in the local store and --pull-policy is never/,
+    );
   });
 
   test('inspect prints the builder for people and as JSON', async () => {

@@ -166,7 +166,13 @@ describe('createBuilder()', () => {
       { image: 'kiln/stacks/bookworm/run-shell', mirrors: [] },
     ]);
     assert.equal(info.createdBy.name, 'kiln');
-    assert.ok(info.lifecycle.buildpackApis.includes('0.12'));
+    // No /cnb/lifecycle in a kiln builder, so its label lists no lifecycle APIs (pack refuses it up front).
+    assert.deepEqual(info.lifecycle, { version: '', buildpackApis: [], platformApis: [] });
+    const layerPaths: string[] = [];
+    for (const l of await image.layers())
+      for await (const e of readTar(await l.uncompressed()))
+        layerPaths.push(e.header.path.replace(/^\.?\//, ''));
+    assert.ok(!layerPaths.some((p) => p.startsWith('cnb/lifecycle')), 'no /cnb/lifecycle');
     assert.equal(info.order.length, 5);
 
     // Another tool reads it: skopeo sees the labels in the layout kiln wrote.

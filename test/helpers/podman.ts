@@ -4,8 +4,9 @@
 // every podman call runs in a private mount namespace with /sys/fs/cgroup/unified unmounted;
 // the missing CAP_SYS_RESOURCE needs low default ulimits, set through a containers.conf.
 
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,7 +42,19 @@ export interface Podman {
   run(image: string, args?: readonly string[], opts?: PodmanRunOptions): Promise<PodmanResult>;
   /** `podman load -i file`; returns the names it loaded. */
   load(file: string): Promise<PodmanResult>;
+  /**
+   * serve starts `podman system service` (the Docker-compatible API) over this storage on a unix
+   * socket in the podman's directory; `stop` ends it (cleanup does too).
+   */
+  serve(): Promise<PodmanService>;
   cleanup(): Promise<void>;
+}
+
+/** A running `podman system service`. */
+export interface PodmanService {
+  /** The socket's path (`DOCKER_HOST=unix://<socket>`). */
+  readonly socket: string;
+  stop(): Promise<void>;
 }
 
 function sh(s: string): string {
@@ -93,9 +106,38 @@ export async function startPodman(): Promise<Podman> {
         },
       );
     });
+  const services: ChildProcess[] = [];
+  const env = { ...process.env, CONTAINERS_CONF: conf, TMPDIR: path.join(dir, 'tmp') };
   return {
     dir,
     exec,
+    async serve() {
+      const socket = path.join(dir, `podman-${services.length}.sock`);
+      const script = `umount /sys/fs/cgroup/unified 2>/dev/null; exec ${[...base, 'system', 'service', '--time=0', `unix://${socket}`].map(sh).join(' ')}`;
+      const child = spawn('unshare', ['-m', 'sh', '-c', script], {
+        env,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr?.on('data', (c: Buffer) => {
+        stderr += c.toString();
+      });
+      services.push(child);
+      const until = Date.now() + 30_000;
+      while (!existsSync(socket)) {
+        if (child.exitCode !== null || Date.now() > until)
+          throw new Error(`podman system service did not start: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const stop = async () => {
+        if (child.exitCode !== null) return;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      };
+      return { socket, stop };
+    },
     async run(image, args = [], opts = {}) {
       const flags = ['run', '--rm', '--network', opts.network ?? 'none'];
       if (opts.user) flags.push('--user', opts.user);
@@ -111,6 +153,13 @@ export async function startPodman(): Promise<Podman> {
       // command's own mount namespace. A container a test started detached may still be exiting
       // (its conmon writes into the overlay store), so remove what is left first and let rm retry
       // the directories that are still being emptied (ENOTEMPTY/EBUSY) instead of failing the file.
+      for (const c of services) {
+        if (c.exitCode !== null) continue;
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+        if (c.exitCode === null) c.kill('SIGKILL');
+      }
       await exec(['rm', '--all', '--force', '--time', '0'], 30_000);
       await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },

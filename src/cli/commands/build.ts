@@ -15,6 +15,7 @@ import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import { extractAppZip, isAppArchive } from '../../platform/app-zip.ts';
 import { type ImageAccess, runBuild } from '../../platform/build.ts';
 import { writeInlineBuildpack } from '../../platform/inline-buildpack.ts';
 import { type GroupEntry, readProjectDescriptor } from '../../platform/project-descriptor.ts';
@@ -31,10 +32,12 @@ import {
 } from '../../sandbox/network.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
 import type { ImageTarget } from '../../transport/image-target.ts';
-import type { Transports } from '../../transport/transports.ts';
+import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
+import { localBuildpackRef } from '../buildpack-fetch.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
+import { parseCacheFlag, resolvePackBuildFlags } from '../pack-build-flags.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
 import { addSupplyChainOptions, loadSigner, type SupplyChainFlags } from '../supply-chain.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
@@ -52,6 +55,7 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags, SupplyChainF
   clearCache?: boolean;
   skipExtensions?: boolean;
   publish?: boolean;
+  daemon?: boolean;
   previousImage?: string;
   tag: string[];
   defaultProcess?: string;
@@ -66,6 +70,18 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags, SupplyChainF
   executor: 'bwrap' | 'host';
   descriptor?: string;
   compression: 'gzip' | 'zstd';
+  /** pack's build flags (src/cli/pack-build-flags.ts). */
+  volume: string[];
+  pullPolicy?: PullPolicy;
+  creationTime?: string;
+  uid?: string;
+  gid?: string;
+  preBuildpack: string[];
+  postBuildpack: string[];
+  buildpackRegistry?: string;
+  cache?: string;
+  extension: string[];
+  disableSystemBuildpacks?: boolean;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -143,9 +159,9 @@ export function register(program: Command, ctx: CliContext): void {
     .description('build an app image from source with Cloud Native Buildpacks')
     .argument(
       '<image>',
-      'image name (local store; with --publish a registry), oci:DIR[:TAG] or docker-archive:FILE',
+      'image name (local store; with --publish a registry, with --daemon the daemon), oci:DIR[:TAG], docker-archive:FILE or docker-daemon:NAME',
     )
-    .option('-p, --path <dir>', 'app directory', '.')
+    .option('-p, --path <dir>', 'app directory, or a zip or jar file of it', '.')
     .option(
       '-B, --builder <image>',
       'builder image (default: kiln config default-builder, else the embedded bookworm builder)',
@@ -157,19 +173,58 @@ export function register(program: Command, ctx: CliContext): void {
       [],
     )
     .option(
-      '-r, --run-image <image>',
+      '--run-image <image>',
       "run image, or a run-image flavour of the builder (e.g. shell: the run image with a POSIX shell, bash and coreutils); default: project.toml [io.kiln] run-image, else the builder's first",
     )
+    .option(
+      '-r, --buildpack-registry <name>',
+      "pack's buildpack registry for urn:cnb:registry buildpacks (kiln has none: refused; use an image, a .cnb, a directory or a URL)",
+    )
+    .option(
+      '--volume <host:target[:ro|rw]>',
+      'mount a host file or directory into detect and build, read-only unless rw; never part of the image (repeatable)',
+      collect,
+      [],
+    )
+    .addOption(
+      new Option(
+        '--pull-policy <policy>',
+        'reading builder, run image and buildpackages: always (names with a registry host come from the registry), if-not-present (a local copy first; the default) or never (no registry)',
+      ).choices(['always', 'if-not-present', 'never']),
+    )
+    .option(
+      '--creation-time <time>',
+      "the image's creation time: now or seconds since 1970 (default: the reproducible epoch)",
+    )
+    .option('--uid <uid>', "the build user's uid (default: the builder's CNB_USER_ID; never 0)")
+    .option('--gid <gid>', "the build user's gid (default: the builder's CNB_GROUP_ID)")
+    .option(
+      '--extension <ref>',
+      "image extension to run (repeatable): refused like a builder's extensions (kiln runs no Dockerfile extensions); with --skip-extensions left out with a warning",
+      collect,
+      [],
+    )
+    .option('--disable-system-buildpacks', "do not run the builder's system buildpacks (/cnb/system.toml)")
+    .option('--pre-buildpack <ref>', 'buildpack to run before every group (repeatable)', collect, [])
+    .option('--post-buildpack <ref>', 'buildpack to run after every group (repeatable)', collect, [])
     .option('-e, --env <NAME=VALUE>', 'build-time environment variable (repeatable)', collect, [])
     .option('--env-file <file>', 'file of NAME=VALUE lines (repeatable)', collect, [])
     .option('--cache-dir <dir>', 'layer cache directory (default: per image under the kiln cache dir)')
     .option('--cache-image <ref>', 'keep the layer cache as an image in a registry instead of a directory')
+    .option(
+      '--cache <spec>',
+      "pack's cache option: 'type=build;format=image;name=REF' (like --cache-image), 'type=build;format=volume;name=NAME' (a named cache directory) or 'type=build;format=bind;source=DIR'",
+    )
     .option('--clear-cache', 'ignore the cache for this build (it is replaced afterwards)')
     .option(
       '--skip-extensions',
       "build without the builder's image extensions ([[order-extensions]]: Dockerfiles kiln does not run); without it such a builder fails detection",
     )
     .option('--publish', 'push the image to its registry instead of the local store')
+    .option(
+      '--daemon',
+      'write the image to the Docker or Podman daemon (DOCKER_HOST, else its default socket) and read builder, run and previous images from it when the local store lacks them',
+    )
     .option('--previous-image <image>', 'image to reuse layers from (default: the image itself)')
     .option('-t, --tag <image>', 'additional name for the image (repeatable)', collect, [])
     .option('-D, --default-process <type>', 'process type the image runs by default')
@@ -221,8 +276,13 @@ export function register(program: Command, ctx: CliContext): void {
     // A platform that asks for a Platform API kiln does not speak is refused before anything runs.
     const api = settings.env.CNB_PLATFORM_API;
     if (api !== undefined && api !== '') platformApi(api);
-    if (flags.cacheImage && flags.cacheDir)
-      throw new UsageError('--cache-image and --cache-dir exclude each other: pick one');
+    if ([flags.cacheImage, flags.cacheDir, flags.cache].filter(Boolean).length > 1)
+      throw new UsageError('--cache, --cache-image and --cache-dir exclude each other: pick one');
+    const cacheChoice = flags.cache
+      ? parseCacheFlag(flags.cache, path.join(settings.cacheDir, 'volumes'), process.cwd())
+      : undefined;
+    if (cacheChoice && 'image' in cacheChoice) flags.cacheImage = cacheChoice.image;
+    if (cacheChoice && 'dir' in cacheChoice) flags.cacheDir = cacheChoice.dir;
     // Limits first: a bad value fails before anything is pulled. The deadline starts now.
     const bounds = resolveBuildLimits(flags, await loadConfig(settings.configFile), settings);
     const deadline = bounds.timeoutMs !== undefined ? Deadline.after(bounds.timeoutMs) : undefined;
@@ -238,15 +298,30 @@ export function register(program: Command, ctx: CliContext): void {
         'Launch check skipped (--no-launch-check): nothing checks that the processes can load their libraries and interpreters on the run image; the image may fail to start',
       );
     const progress = log.progress();
-    const images = imageTransports(settings, log, { progress });
+    const pack = resolvePackBuildFlags(flags, { cwd: process.cwd(), now: Date.now() });
+    // --extension: the same answer as a builder's [[order-extensions]] (builder-facts.ts).
+    if (flags.extension.length) {
+      const what = `image extensions ${flags.extension.join(', ')} (--extension)`;
+      if (!flags.skipExtensions)
+        throw new KilnError(
+          `${what}: kiln does not run Dockerfile extensions; pass --skip-extensions to build without them`,
+        ).inPhase('detect');
+      log.warn(`skipping ${what}: kiln does not run Dockerfile extensions (--skip-extensions)`);
+    }
+    if (flags.daemon && flags.publish)
+      throw new UsageError('--daemon and --publish exclude each other: pick one');
+    const images = imageTransports(settings, log, {
+      progress,
+      ...(flags.daemon ? { preferDaemon: true } : {}),
+      ...(flags.pullPolicy ? { pullPolicy: flags.pullPolicy } : {}),
+    });
     const started = performance.now();
     const cleanups: (() => Promise<void>)[] = [];
     try {
       const dest = images.destination(imageArg, Boolean(flags.publish));
       const tags = flags.tag.map((t) => images.destination(t, Boolean(flags.publish)));
-      const appDir = path.resolve(flags.path);
-      const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
-      // Inline buildpacks (project.toml scripts) are written to a private dir removed at the end.
+      // Inline buildpacks (project.toml scripts) and an unpacked --path archive are written to a
+      // private dir removed at the end.
       let scratchDir: string | undefined;
       const scratch = () => {
         scratchDir ??= mkdtempSync(path.join(tmpdir(), 'kiln-inline-'));
@@ -255,6 +330,15 @@ export function register(program: Command, ctx: CliContext): void {
       cleanups.push(async () => {
         if (scratchDir) await rm(scratchDir, { recursive: true, force: true });
       });
+      // Buildpacks by http(s) URL or .tgz (pack's): downloaded / unpacked into the scratch dir.
+      const fetched = (refs: readonly string[]) =>
+        Promise.all(refs.map((r) => localBuildpackRef(r, { http: images.client.http, scratch })));
+      // --path may name a zip or jar file (pack's): its files are the app.
+      const appPath = path.resolve(flags.path);
+      const appDir = (await isAppArchive(appPath))
+        ? await extractAppZip(appPath, path.join(scratch(), 'app'))
+        : appPath;
+      const descriptor = await readProjectDescriptor(appDir, flags.descriptor);
       for (const w of descriptor.warnings) log.warn(w);
       const userEnv = await parseEnvFlags(flags.env, flags.envFile, settings.env);
       const env = { ...descriptor.env, ...userEnv };
@@ -335,12 +419,30 @@ export function register(program: Command, ctx: CliContext): void {
         builder: { image: builder.image, name: builder.name },
         // --buildpack wins over project.toml's group; pre/post groups apply either way.
         ...(flags.buildpack.length
-          ? { buildpacks: flags.buildpack }
+          ? { buildpacks: await fetched(flags.buildpack) }
           : descriptor.group.length
-            ? { buildpacks: await projectRefs(descriptor.group, scratch()) }
+            ? { buildpacks: await fetched(await projectRefs(descriptor.group, scratch())) }
             : {}),
-        ...(descriptor.pre.length ? { preBuildpacks: await projectRefs(descriptor.pre, scratch()) } : {}),
-        ...(descriptor.post.length ? { postBuildpacks: await projectRefs(descriptor.post, scratch()) } : {}),
+        ...(descriptor.pre.length || flags.preBuildpack.length
+          ? {
+              preBuildpacks: await fetched([
+                ...(await projectRefs(descriptor.pre, scratch())),
+                ...flags.preBuildpack,
+              ]),
+            }
+          : {}),
+        ...(descriptor.post.length || flags.postBuildpack.length
+          ? {
+              postBuildpacks: await fetched([
+                ...(await projectRefs(descriptor.post, scratch())),
+                ...flags.postBuildpack,
+              ]),
+            }
+          : {}),
+        ...(pack.volumes.length ? { extraMounts: pack.volumes } : {}),
+        ...(pack.createdAt !== undefined ? { createdAt: pack.createdAt } : {}),
+        ...(flags.disableSystemBuildpacks ? { disableSystemBuildpacks: true } : {}),
+        ...(pack.buildUser ? { buildUser: pack.buildUser } : {}),
         // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
         openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, images),
         ...(runImage ? { runImage: runImage.image } : {}),
@@ -418,6 +520,8 @@ export async function projectRefs(entries: readonly GroupEntry[], scratch: strin
     const uri = e.resolvedUri;
     if (uri) {
       if (uri.startsWith('docker://')) out.push(uri.slice('docker://'.length));
+      else if (/^https?:\/\/|^urn:cnb:builder:/.test(uri))
+        out.push(uri); // downloaded by the build (buildpack-fetch.ts)
       else if (uri.startsWith('file://')) out.push(fileURLToPath(uri));
       else if (/^[a-z][a-z0-9+.-]*:/.test(uri))
         throw new UsageError(`project.toml buildpack uri "${e.uri}": unsupported scheme`);

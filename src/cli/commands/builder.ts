@@ -1,11 +1,11 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { readBuilderConfig } from '../../builder/builder-config.ts';
 import { type BuilderInfo, createBuilder, readBuilder } from '../../builder/builder-image.ts';
 import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
 import { UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
 import type { ImageTarget } from '../../transport/image-target.ts';
-import type { Transports } from '../../transport/transports.ts';
+import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { terminalSafe } from '../terminal-text.ts';
@@ -27,52 +27,73 @@ export function register(program: Command, ctx: CliContext): void {
   builder
     .command('create')
     .description('create a builder image from a builder.toml (build image + buildpacks + order)')
-    .argument('[name]', 'save the builder in the local store under this name')
+    .argument(
+      '[name]',
+      'the builder image: saved in the local store, or with --publish pushed to its registry',
+    )
     .requiredOption('-c, --config <file>', 'builder configuration (pack builder.toml format)')
-    .option('--publish <ref>', 'push the builder to this registry reference')
+    .option('--publish', "push the builder to NAME's registry instead of the local store (pack's switch)")
     .option('--output <location>', 'write the builder to oci:DIR[:TAG] (or another image location)')
-    .action(async (name: string | undefined, opts: { config: string; publish?: string; output?: string }) => {
-      if (!name && !opts.publish && !opts.output) {
-        throw new UsageError(
-          'builder create: name a destination: NAME (local store), --publish REF or --output oci:DIR',
-        );
-      }
-      const log = ctx.log;
-      const config = await readBuilderConfig(opts.config);
-      if (!config.buildImage)
-        throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
-      const progress = log.progress();
-      const images = imageTransports(ctx.settings, log, { progress });
-      const dests: ImageTarget[] = [];
-      if (name) dests.push(images.local(name));
-      if (opts.publish) dests.push(images.parse(opts.publish));
-      if (opts.output) dests.push(images.parse(opts.output));
-      // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
-      const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(images, ctx.settings.env.TMPDIR);
-      try {
-        const { image: buildImage, where } = await resolveImage(config.buildImage, images);
-        log.info(`Creating builder from ${opts.config} on build image ${where}`);
-        // New layers are written to the local store first; it doubles as the staging area for pushes.
-        const store = await images.store();
-        const epoch = ctx.settings.sourceDateEpoch;
-        const created = await createBuilder(config, {
-          buildImage,
-          store: store.blobs,
-          kilnVersion: KILN_VERSION,
-          ...(epoch === undefined ? {} : { epoch }),
-          buildpackages: (uri) => unpacker.open(uri),
-        });
-        for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
-        for (const dest of dests) {
-          const { digest } = await dest.write(created.image);
-          log.info(`Wrote builder ${dest.name}@${digest}`);
-          ctx.stdout.write(`${digest}\n`);
+    .addOption(
+      new Option(
+        '--pull-policy <policy>',
+        'reading the build image and buildpackages (as kiln build)',
+      ).choices(['always', 'if-not-present', 'never']),
+    )
+    .action(
+      async (
+        name: string | undefined,
+        opts: { config: string; publish?: boolean; output?: string; pullPolicy?: PullPolicy },
+      ) => {
+        if (!name && !opts.output) {
+          throw new UsageError(
+            'builder create: name a destination: NAME (local store; with --publish its registry) or --output oci:DIR',
+          );
         }
-      } finally {
-        progress.end();
-        await unpacker.dispose();
-      }
-    });
+        if (opts.publish && !name)
+          throw new UsageError('builder create --publish: name the registry image (NAME)');
+        const log = ctx.log;
+        const config = await readBuilderConfig(opts.config);
+        if (!config.buildImage)
+          throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
+        const progress = log.progress();
+        const images = imageTransports(ctx.settings, log, {
+          progress,
+          ...(opts.pullPolicy ? { pullPolicy: opts.pullPolicy } : {}),
+        });
+        const dests: ImageTarget[] = [];
+        if (name) dests.push(images.destination(name, Boolean(opts.publish)));
+        if (opts.output) dests.push(images.parse(opts.output));
+        // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
+        const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(
+          images,
+          ctx.settings.env.TMPDIR,
+        );
+        try {
+          const { image: buildImage, where } = await resolveImage(config.buildImage, images);
+          log.info(`Creating builder from ${opts.config} on build image ${where}`);
+          // New layers are written to the local store first; it doubles as the staging area for pushes.
+          const store = await images.store();
+          const epoch = ctx.settings.sourceDateEpoch;
+          const created = await createBuilder(config, {
+            buildImage,
+            store: store.blobs,
+            kilnVersion: KILN_VERSION,
+            ...(epoch === undefined ? {} : { epoch }),
+            buildpackages: (uri) => unpacker.open(uri),
+          });
+          for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
+          for (const dest of dests) {
+            const { digest } = await dest.write(created.image);
+            log.info(`Wrote builder ${dest.name}@${digest}`);
+            ctx.stdout.write(`${digest}\n`);
+          }
+        } finally {
+          progress.end();
+          await unpacker.dispose();
+        }
+      },
+    );
 
   builder
     .command('inspect')
@@ -106,7 +127,9 @@ export function humanBuilder(where: string, digest: string, info: BuilderInfo): 
     `Description: ${info.description || '(none)'}`,
     `Created By: ${info.createdBy.name} ${info.createdBy.version}`,
     `Stack: ${info.stackId ?? '(none)'}`,
-    `Lifecycle: version ${info.lifecycle.version || '(unknown)'}; Buildpack APIs ${info.lifecycle.buildpackApis.join(', ')}; Platform APIs ${info.lifecycle.platformApis.join(', ')}`,
+    info.lifecycle.platformApis.length || info.lifecycle.version
+      ? `Lifecycle: version ${info.lifecycle.version || '(unknown)'}; Buildpack APIs ${info.lifecycle.buildpackApis.join(', ')}; Platform APIs ${info.lifecycle.platformApis.join(', ')}`
+      : 'Lifecycle: none in the image (kiln runs the lifecycle itself; other platforms cannot use this builder)',
     '',
     'Run Images:',
     ...info.runImages.flatMap((r) => [`  ${r.image}`, ...r.mirrors.map((m) => `  ${m} (mirror)`)]),

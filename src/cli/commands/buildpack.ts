@@ -18,6 +18,7 @@ import type { Image } from '../../oci/image.ts';
 import { isBareName, type Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
+import { registerInspect } from './buildpack-inspect.ts';
 
 // `kiln buildpack package` and `kiln buildpack new`, plus the one place where a buildpackage
 // named by a user (`--buildpack`, builder.toml `uri`, package.toml dependencies) is opened.
@@ -34,8 +35,8 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
   const platform = images.options.platform;
   if (st?.isFile()) return readOciArchive(path.resolve(ref), platform ? { platform } : {});
   if (st?.isDirectory()) return undefined;
-  if (/^(oci|docker-archive|local):/.test(ref) || ref.startsWith('docker://'))
-    return images.parse(ref).read();
+  if (/^(oci|docker-archive|docker-daemon|local):/.test(ref) || ref.startsWith('docker://'))
+    return (await images.locate(ref)).read();
   if (/^[A-Za-z0-9./-]+@[^@/]+$/.test(ref) && !ref.includes(':')) return undefined; // id@version
   let held: Awaited<ReturnType<Transports['held']>>;
   try {
@@ -46,7 +47,7 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
     // Neither held nor parsable as an image reference: the argument is a buildpack id.
     return undefined;
   }
-  return (held ?? images.parse(ref)).read();
+  return (held ?? (await images.locate(ref))).read();
 }
 
 /** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
@@ -76,7 +77,7 @@ function hostArch(): string {
 
 /** register adds `kiln buildpack package` and `kiln buildpack new`. */
 export function register(program: Command, ctx: CliContext): void {
-  const bp = program.command('buildpack').description('package and scaffold buildpacks');
+  const bp = program.command('buildpack').description('package, inspect and scaffold buildpacks');
 
   bp.command('package')
     .description('package a buildpack (and a composite with its components) as a buildpackage')
@@ -156,6 +157,8 @@ export function register(program: Command, ctx: CliContext): void {
         await rm(tmp, { recursive: true, force: true });
       }
     });
+
+  registerInspect(bp, ctx);
 
   bp.command('new')
     .description('scaffold a bash buildpack (buildpack.toml, bin/detect, bin/build, README.md, package.toml)')

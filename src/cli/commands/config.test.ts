@@ -54,18 +54,16 @@ describe('kiln config', () => {
     assert.equal((await kiln('config', 'registry-mirrors', 'remove', 'ghcr.io')).code, 3);
   });
 
-  test('insecure-registries and trusted-builders add / list / remove', async () => {
+  test('insecure-registries add / list / remove; trusted-builders is refused with the reason', async () => {
     await kiln('config', 'insecure-registries', 'add', 'localhost:5000');
     await kiln('config', 'insecure-registries', 'add', 'localhost:5000'); // no duplicate
     assert.equal((await kiln('config', 'insecure-registries', 'list')).out, 'localhost:5000\n');
     assert.equal((await kiln('config', 'insecure-registries', 'add', 'http://x')).code, 3);
     await kiln('config', 'insecure-registries', 'remove', 'localhost:5000');
     assert.equal((await kiln('config', 'insecure-registries', 'list')).out, '');
-    await kiln('config', 'trusted-builders', 'add', 'reg.example.com/builders/bookworm');
-    assert.equal(
-      (await kiln('config', 'trusted-builders', 'list')).out,
-      'reg.example.com/builders/bookworm\n',
-    );
+    const trusted = await kiln('config', 'trusted-builders', 'add', 'reg.example.com/builders/bookworm');
+    assert.equal(trusted.code, 3);
+    assert.match(trusted.err, /kiln has no trusted builders: every builder's buildpacks run in the sandbox/);
   });
 
   test('trust-host-ca-certs and ca-certs (validated PEM, stored absolute)', async () => {

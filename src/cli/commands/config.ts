@@ -122,19 +122,20 @@ export function register(program: Command, ctx: CliContext): void {
       return v;
     },
   });
-  list(
-    config,
-    'trusted-builders',
-    'BUILDER',
-    'builders trusted to run with registry access',
-    'trustedBuilders',
-    {
-      file,
-      out,
-      change,
-      normalize: async (v) => v,
-    },
-  );
+  // pack's trusted builders run its lifecycle with the registry credentials inside the build
+  // container. kiln never hands credentials to a builder: every builder's buildpacks run in the
+  // sandbox and kiln does all registry work itself, so trust would change nothing. The command
+  // says so instead of storing a list nothing reads.
+  config
+    .command('trusted-builders')
+    .description('(pack) not used by kiln: every builder runs sandboxed and never sees registry credentials')
+    .argument('[args...]')
+    .allowUnknownOption()
+    .action(() => {
+      throw new UsageError(
+        "config trusted-builders: kiln has no trusted builders: every builder's buildpacks run in the sandbox and none ever gets registry credentials (pack trusts a builder to run its lifecycle with them), so trust would change nothing",
+      );
+    });
   list(config, 'ca-certs', 'FILE', 'extra CA certificate files for every build', 'caCerts', {
     file,
     out,
@@ -202,7 +203,7 @@ type ScalarKey =
   | 'fileSizeLimit'
   | 'memoryLimit'
   | 'timeout';
-type ListKey = 'insecureRegistries' | 'trustedBuilders' | 'caCerts';
+type ListKey = 'insecureRegistries' | 'caCerts';
 
 function scalar(
   config: Command,

@@ -1,6 +1,8 @@
 import { type Command, Option } from 'commander';
+import { BUILD_METADATA_LABEL, parseBuildMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { formatReport, OUTPUT_FORMATS, type OutputFormat } from '../../inspect/format.ts';
 import { inspectImage } from '../../inspect/inspect.ts';
+import { packBom } from '../../inspect/pack-bom.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { terminalSafe } from '../terminal-text.ts';
@@ -18,18 +20,36 @@ export function register(program: Command, ctx: CliContext): void {
     .addOption(
       new Option('-o, --output <format>', 'output format').choices([...OUTPUT_FORMATS]).default('human'),
     )
-    .option('--bom', 'list the packages of each SBOM file')
+    .option(
+      '--bom',
+      'print the bill of materials as pack does: JSON {remote, local} of {name, version, metadata, buildpacks}',
+    )
+    .option('--sbom-packages', "list the packages of each SBOM file (kiln's own view)")
     .option('--no-sbom', 'do not read the SBOM layer (no download)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform index')
     .action(
       async (
         arg: string,
-        opts: { output: OutputFormat; bom?: boolean; sbom: boolean; platform?: string },
+        opts: {
+          output: OutputFormat;
+          bom?: boolean;
+          sbomPackages?: boolean;
+          sbom: boolean;
+          platform?: string;
+        },
       ) => {
         const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
         const target = await images.locate(arg);
         const image = await target.read();
-        const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: opts.bom ?? false });
+        const packages = Boolean(opts.bom || opts.sbomPackages);
+        const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: packages });
+        if (opts.bom) {
+          const raw = (await image.configFile()).config?.Labels?.[BUILD_METADATA_LABEL];
+          const build = parseBuildMetadata(raw ?? '{}');
+          const side = target.registry !== undefined ? 'remote' : 'local';
+          ctx.stdout.write(`${terminalSafe(JSON.stringify(packBom(build, report.sbom, side), null, 2))}\n`);
+          return;
+        }
         // The referrers (SBOMs, provenance, signatures) where the location keeps them.
         const { attachedTo } = await import('../supply-chain.ts');
         const referrers = await attachedTo(target, await image.digest(), (m) => ctx.log.debug(m));

@@ -20,51 +20,58 @@ export function register(program: Command, ctx: CliContext): void {
     .command('download')
     .description('write the per-layer SBOM files and merged CycloneDX and SPDX documents of an image')
     .argument('<image>', 'app image (local store name, registry reference, oci:DIR[:TAG])')
-    .requiredOption(
+    .option(
       '-o, --output-dir <dir>',
-      'where to write (layers/sbom/... and sbom.cdx.json, sbom.spdx.json)',
+      "where to write (layers/sbom/... and sbom.cdx.json, sbom.spdx.json); pack's default: the current directory, so ./layers/sbom/...",
+      '.',
     )
+    .option('--remote', 'read the image from its registry, never a local copy (pack: not from the daemon)')
     .option(
       '--format <list>',
       `formats to write: ${SBOM_FORMATS.join(',')} (comma-separated)`,
       SBOM_FORMATS.join(','),
     )
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform index')
-    .action(async (arg: string, opts: { outputDir: string; format: string; platform?: string }) => {
-      const formats = opts.format.split(',').map((f) => f.trim()) as SbomFormat[];
-      for (const f of formats)
-        if (!SBOM_FORMATS.includes(f))
-          throw new UsageError(`--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`);
-      const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
-      const target = await images.locate(arg);
-      const image = await target.read();
-      const baseSbom = await runImageSbom(image, images, (m) => ctx.log.debug(m));
-      const r = await downloadSbom({
-        image,
-        name: target.name,
-        outputDir: opts.outputDir,
-        formats,
-        ...(baseSbom ? { baseSbom } : {}),
-        epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-        tool: KILN_TOOL,
-      });
-      if (r.staleRunImageSbom)
-        ctx.log.warn(
-          "the image was rebased and its new run image's SBOM was not found (local store or registry referrers): OS packages are not listed (the SBOM layer's run image document describes the previous run image)",
+    .action(
+      async (
+        arg: string,
+        opts: { outputDir: string; format: string; platform?: string; remote?: boolean },
+      ) => {
+        const formats = opts.format.split(',').map((f) => f.trim()) as SbomFormat[];
+        for (const f of formats)
+          if (!SBOM_FORMATS.includes(f))
+            throw new UsageError(`--format "${f}": expected one of ${SBOM_FORMATS.join(', ')}`);
+        const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
+        const target = opts.remote ? images.parse(arg) : await images.locate(arg);
+        const image = await target.read();
+        const baseSbom = await runImageSbom(image, images, (m) => ctx.log.debug(m));
+        const r = await downloadSbom({
+          image,
+          name: target.name,
+          outputDir: opts.outputDir,
+          formats,
+          ...(baseSbom ? { baseSbom } : {}),
+          epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+          tool: KILN_TOOL,
+        });
+        if (r.staleRunImageSbom)
+          ctx.log.warn(
+            "the image was rebased and its new run image's SBOM was not found (local store or registry referrers): OS packages are not listed (the SBOM layer's run image document describes the previous run image)",
+          );
+        else if (!baseSbom && r.osPackages === 0)
+          ctx.log.warn(
+            'the run image SBOM was not found (local store or registry referrers): OS packages are not listed',
+          );
+        ctx.log.info(
+          `Wrote ${r.files.length} SBOM files and ${r.merged.join(', ') || 'no merged document'} to ${opts.outputDir}: ${r.components} packages (${r.osPackages} from the run image)`,
         );
-      else if (!baseSbom && r.osPackages === 0)
-        ctx.log.warn(
-          'the run image SBOM was not found (local store or registry referrers): OS packages are not listed',
-        );
-      ctx.log.info(
-        `Wrote ${r.files.length} SBOM files and ${r.merged.join(', ') || 'no merged document'} to ${opts.outputDir}: ${r.components} packages (${r.osPackages} from the run image)`,
-      );
-      // The merged documents attached to the image as referrers (kiln build --attest/--publish),
-      // as attached: what scanners reading referrers see.
-      const { writeAttachedSboms } = await import('../supply-chain.ts');
-      const attached = await writeAttachedSboms(target, await image.digest(), opts.outputDir, formats);
-      for (const f of [...r.files, ...r.merged, ...attached]) ctx.stdout.write(`${f}\n`);
-    });
+        // The merged documents attached to the image as referrers (kiln build --attest/--publish),
+        // as attached: what scanners reading referrers see.
+        const { writeAttachedSboms } = await import('../supply-chain.ts');
+        const attached = await writeAttachedSboms(target, await image.digest(), opts.outputDir, formats);
+        for (const f of [...r.files, ...r.merged, ...attached]) ctx.stdout.write(`${f}\n`);
+      },
+    );
 }
 
 /**
