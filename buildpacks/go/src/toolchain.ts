@@ -87,7 +87,7 @@ export async function debianToolchain(
     env,
     tool: TOOL,
     // Debian splits GOROOT: usr/lib/go-1.N (binaries, links) and usr/share/go-1.N (sources).
-    contents: 'go-build-only-1',
+    contents: 'go-build-only-2',
     skip: (p) => DEFAULT_SKIP(p) || notForBuilding(p.replace(/^(usr\/share\/go-1\.\d+).*$/, '$1'))(p),
   });
   if (tooOld) return { tooOld };
