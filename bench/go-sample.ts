@@ -19,6 +19,7 @@ import { access, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/pro
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { readImage } from '../src/layout/layout.ts';
 import { ImageStore } from '../src/store/store.ts';
 import { goSumLines, startGoProxy } from '../test/helpers/go-proxy.ts';
 import { opt } from './lib/args.ts';
@@ -163,10 +164,10 @@ try {
   const store = await ImageStore.open(path.join(KILN_HOME, 'images'));
   const kimg = (await store.find(IMAGE))!;
   const kilnBytes = (await kimg.manifest()).layers.reduce((n, l) => n + l.size, 0);
-  const inspected = JSON.parse((await exec('skopeo', ['inspect', `oci:${layout}:app`])).stdout) as {
-    LayersData: { Size: number }[];
-  };
-  const peerBytes = inspected.LayersData.reduce((n, l) => n + l.Size, 0);
+  const peerBytes = (await (await readImage(layout, 'app')).manifest()).layers.reduce(
+    (n, l) => n + l.size,
+    0,
+  );
 
   const mk = median(kiln);
   const mko = median(ko);

@@ -113,6 +113,11 @@ export async function preparePlatformInputs(o: PlatformInputsOptions): Promise<P
     const debian = await debianArchiveEnv(o.debianArchive, o.buildRootfs, o.platformDir, platformMount);
     // The user's own KILN_DEBIAN_* (--env) win, as with npm_config_registry.
     for (const [k, v] of Object.entries(debian.env)) if (o.userEnv[k] === undefined) env[k] = v;
+    // A mirror URL may carry a login: never in a log line.
+    for (const m of (debian.env.KILN_DEBIAN_SUITES ?? '').matchAll(/=[a-z]+:\/\/([^/@\s]+)@/g)) {
+      const password = m[1]!.slice(m[1]!.indexOf(':') + 1);
+      for (const secret of [m[1]!, password]) if (secret !== '') o.redactor.add(secret);
+    }
   }
 
   // Proxy settings travel in the process env only (one route, and passwords stay out of files).

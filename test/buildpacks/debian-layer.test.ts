@@ -1,10 +1,21 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { access, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  access,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { installDebLayer } from '../../buildpacks/_shared/debian/install.ts';
+import { installDebLayer, relativizeLinks } from '../../buildpacks/_shared/debian/install.ts';
 import { debianSource } from '../../buildpacks/_shared/debian/source.ts';
 import { mirrorForSuite, readAptSources } from '../../src/debian/sources.ts';
 import { trustEnv } from './harness.ts';
@@ -156,5 +167,27 @@ describe('debianSource()', () => {
       () => debianSource({ KILN_DEBIAN_SUITES: '../x=http://m/', KILN_DEBIAN_KEYRING: '/k' }),
       /is not suite=http/,
     );
+  });
+});
+
+describe('relativizeLinks()', () => {
+  test('absolute links and links climbing above the layer point into the layer; others stay', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'kiln-deb-links-'));
+    try {
+      await mkdir(path.join(root, 'usr/bin'), { recursive: true });
+      await symlink('/usr/lib/go/bin/go', path.join(root, 'usr/bin/abs'));
+      await symlink('../../../../etc/passwd', path.join(root, 'usr/bin/climb'));
+      await symlink('hello', path.join(root, 'usr/bin/plain'));
+      await symlink('../share/x', path.join(root, 'usr/bin/up'));
+      await relativizeLinks(root, root);
+      const at = async (n: string) =>
+        path.resolve(path.join(root, 'usr/bin'), await readlink(path.join(root, 'usr/bin', n)));
+      assert.equal(await at('abs'), path.join(root, 'usr/lib/go/bin/go'));
+      assert.equal(await at('climb'), path.join(root, 'etc/passwd'));
+      assert.equal(await readlink(path.join(root, 'usr/bin/plain')), 'hello');
+      assert.equal(await readlink(path.join(root, 'usr/bin/up')), '../share/x');
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

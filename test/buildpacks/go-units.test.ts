@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { compareGo, goModRequest, parseGoVersion } from '../../buildpacks/go/src/gomod.ts';
 import { globRegExp, removeSource } from '../../buildpacks/go/src/source.ts';
+import { downloadSite } from '../../buildpacks/go/src/toolchain.ts';
 import { untarGz } from '../../buildpacks/go/src/untar.ts';
 import { entryHeader, type TarEntry } from '../../src/layers/tar-writer.ts';
 import { goSumLines, hash1 } from '../helpers/go-proxy.ts';
@@ -34,6 +35,17 @@ describe('go.mod and Go versions', () => {
     assert.ok(compareGo(v('1.22rc1'), v('1.22.0')) < 0);
     assert.ok(compareGo(v('go1.21.13'), v('1.21.2')) > 0);
     assert.equal(parseGoVersion('2.0'), undefined);
+  });
+});
+
+describe('BP_GO_DOWNLOAD_URL', () => {
+  test('https anywhere, plain http only to this machine, no credentials', () => {
+    assert.equal(downloadSite('https://go.example/dl'), 'https://go.example/dl/');
+    assert.equal(downloadSite('http://127.0.0.1:8080/'), 'http://127.0.0.1:8080/');
+    assert.throws(() => downloadSite('http://go.example/dl/'), /must be an https URL/);
+    assert.throws(() => downloadSite('file:///etc/'), /must be an https URL/);
+    assert.throws(() => downloadSite('https://u:p@go.example/'), /must not carry credentials/);
+    assert.throws(() => downloadSite('not a url'), /is not a URL/);
   });
 });
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { lstat, readdir, readFile, readlink, rm, symlink } from 'node:fs/promises';
+import { readdir, readFile, readlink, rm, symlink } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import {
   type ArchiveOptions,
@@ -141,7 +141,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const packages = chosen.map((p) => ({ name: p.name, version: p.version, arch: p.arch }));
   const key = createHash('sha256')
     .update(packages.map((p) => `${p.name}=${p.version}/${p.arch}`).join('\n'))
-    .update(`\n${req.contents ?? 'default-1'}`)
+    .update(`\n${req.contents ?? 'default-2'}`)
     .digest('hex');
   const metadata = { ...req.metadata, key, inputs, local, checked, packages };
   const reused = prev?.hasContents === true && prev.metadata.key === key;
@@ -173,7 +173,7 @@ async function localInputs(
   const request =
     typeof req.packages === 'function' ? `fn:${req.packages.toString()}` : req.packages.join(' ');
   hash.update(
-    `\n${source.arch} ${source.components.join(' ')}\n${request}\n${req.contents ?? 'default-1'}\n`,
+    `\n${source.arch} ${source.components.join(' ')}\n${request}\n${req.contents ?? 'default-2'}\n`,
   );
   for (const [n, v] of [...installed].sort()) hash.update(`${n}=${v}\n`);
   return hash.digest('hex');
@@ -273,20 +273,27 @@ async function dropIfAltered(file: string, sha256: string): Promise<void> {
 }
 
 /**
- * relativizeLinks rewrites absolute symlinks (Debian ships some, e.g. into /usr/lib) to point into
- * the layer, so the tree works wherever the layer is mounted and never reaches the image's files.
+ * relativizeLinks makes every symlink point into the layer, read as a root filesystem would read
+ * it: absolute targets (Debian ships some, e.g. into /usr/lib) and relative ones with more `..`
+ * than the path is deep (a root's `/..` is `/` itself) are rewritten relative to the layer, so the
+ * tree works wherever the layer is mounted and never reaches another layer or the image's files.
  */
-async function relativizeLinks(root: string, dir: string): Promise<void> {
+export async function relativizeLinks(root: string, dir: string): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) await relativizeLinks(root, p);
     else if (e.isSymbolicLink()) {
       const target = await readlink(p);
-      if (!target.startsWith('/')) continue;
-      const inLayer = join(root, posix.normalize(target));
+      const from = relative(root, dir);
+      const plain = posix.normalize(posix.join(from, target));
+      if (!target.startsWith('/') && plain !== '..' && !plain.startsWith('../')) continue;
+      // As the kernel resolves it in a root: `..` above `/` stays at `/`.
+      const inRoot = target.startsWith('/')
+        ? posix.normalize(target)
+        : posix.normalize(posix.join('/', from, target));
+      const inLayer = join(root, inRoot);
       await rm(p);
       await symlink(relative(dir, inLayer) || '.', p);
-      await lstat(p);
     }
   }
 }

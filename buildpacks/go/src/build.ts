@@ -29,31 +29,24 @@ main(async () => {
     await mkdir(join(ctx.layersDir, layer), { recursive: true });
     await writeLayerToml(ctx.layersDir, layer, types, {});
   }
-  if (goModText !== undefined) {
-    // go's own parser judges go.mod; its message is what the user needs.
-    const edit = spawnSync('go', ['mod', 'edit', '-json'], {
-      cwd: ctx.appDir,
-      env: { ...env, GOFLAGS: '' },
-      encoding: 'utf8',
-    });
-    if (edit.status !== 0) {
-      process.stderr.write(edit.stderr ?? '');
-      throw fail('read go.mod', "go.mod does not parse (go's error above)");
-    }
-  }
-  const targets = await buildTargets(ctx.appDir, env, goModText !== undefined);
   const binDir = join(await resetLayer(ctx.layersDir, 'app'), 'bin');
   await mkdir(binDir, { recursive: true });
   const args = ['build', '-trimpath', '-buildvcs=false', '-ldflags=-s -w', '-o', `${binDir}/`];
+  const chosen = chosenTargets(ctx.env, request.module);
   const files = goModText === undefined ? await mainFiles(ctx.appDir) : [];
-  log(`  go ${args.slice(0, 4).join(' ')} ${targets.map((t) => t.pkg).join(' ')}`);
-  const res = await run('go', [...args, ...(files.length ? files : targets.map((t) => t.pkg))], {
-    cwd: ctx.appDir,
-    env,
-  });
-  if (res.code !== 0) throw fail('go build');
-  if (files.length)
-    spawnSync('mv', [join(binDir, files[0]!.replace(/\.go$/, '')), join(binDir, targets[0]!.name)]);
+  // One go command: `-o dir/` writes a binary per main package (./... finds them all).
+  const pkgs = files.length ? files : (chosen?.map((t) => t.pkg) ?? ['./...']);
+  log(`  go ${args.slice(0, 4).join(' ')} ${pkgs.join(' ')}`);
+  const res = await run('go', [...args, ...pkgs], { cwd: ctx.appDir, env });
+  if (res.code !== 0) {
+    // go's own parser judges go.mod; its message (above) is what the user needs.
+    if (/errors parsing go\.mod|go\.mod:\d+:/.test(res.tail))
+      throw fail('read go.mod', "go.mod does not parse (go's error above)");
+    throw fail('go build');
+  }
+  if (files.length) spawnSync('mv', [join(binDir, files[0]!.replace(/\.go$/, '')), join(binDir, 'app')]);
+  const targets = chosen ?? (await builtTargets(binDir, request.module));
+  if (targets.length === 0) throw fail('targets', 'no main package in this module (set BP_GO_TARGETS)');
   await writeSboms(join(ctx.layersDir, 'app'), await modules(binDir, env), TOOL, ctx.env);
   await writeLayerToml(ctx.layersDir, 'app', { launch: true }, { targets: targets.map((t) => t.pkg) });
   await writeLaunchToml(
@@ -118,41 +111,28 @@ function binaryName(importPath: string, module: string | undefined): string {
   return /^[A-Za-z0-9_.-]+$/.test(name) && name !== '.' && name !== '..' ? name : 'app';
 }
 
-/** buildTargets: BP_GO_TARGETS (colon-separated packages), else every `main` package of the module. */
-async function buildTargets(appDir: string, env: NodeJS.ProcessEnv, hasModule: boolean): Promise<Target[]> {
-  const module = hasModule
-    ? spawnSync('go', ['list', '-m'], { cwd: appDir, env, encoding: 'utf8' }).stdout.trim()
-    : undefined;
+/** chosenTargets: BP_GO_TARGETS (colon-separated relative packages), or undefined for every main package. */
+function chosenTargets(env: NodeJS.ProcessEnv, module: string | undefined): Target[] | undefined {
   const chosen = env.BP_GO_TARGETS?.split(':')
     .map((t) => t.trim())
     .filter(Boolean);
-  if (chosen?.length) {
-    for (const t of chosen)
-      if (!/^\.(\/[A-Za-z0-9_.-]+)*$/.test(t) || t.split('/').includes('..'))
-        throw fail('targets', `BP_GO_TARGETS entry "${t}" is not a relative package path like ./cmd/web`);
-    return chosen.map((pkg) => ({ pkg, name: binaryName(pkg === '.' ? (module ?? 'app') : pkg, module) }));
-  }
-  if (!hasModule) return [{ pkg: '.', name: 'app' }];
-  const list = await listMains(appDir, env);
-  if (list.length === 0) throw fail('targets', 'no main package in this module (set BP_GO_TARGETS)');
-  return list.map((pkg) => ({ pkg, name: binaryName(pkg, module) }));
+  if (!chosen?.length) return undefined;
+  for (const t of chosen)
+    if (!/^\.(\/[A-Za-z0-9_.-]+)*$/.test(t) || t.split('/').includes('..'))
+      throw fail('targets', `BP_GO_TARGETS entry "${t}" is not a relative package path like ./cmd/web`);
+  return chosen.map((pkg) => ({ pkg, name: binaryName(pkg === '.' ? (module ?? 'app') : pkg, module) }));
 }
 
-async function listMains(appDir: string, env: NodeJS.ProcessEnv): Promise<string[]> {
-  const out = spawnSync('go', ['list', '-f', '{{if eq .Name "main"}}{{.ImportPath}}{{end}}', './...'], {
-    cwd: appDir,
-    env,
-    encoding: 'utf8',
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  if (out.status !== 0) {
-    process.stderr.write(out.stderr);
-    throw fail('list packages');
-  }
-  return out.stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
+/**
+ * builtTargets names what `go build -o dir/ ./...` wrote: the module's root package first (its
+ * binary is named after the module), then the others by name.
+ */
+async function builtTargets(binDir: string, module: string | undefined): Promise<Target[]> {
+  const root = binaryName(module ?? 'app', module);
+  const names = (await readdir(binDir)).sort((a, b) =>
+    a === root ? -1 : b === root ? 1 : a < b ? -1 : a > b ? 1 : 0,
+  );
+  return names.map((name) => ({ pkg: name === root ? '.' : name, name }));
 }
 
 async function mainFiles(appDir: string): Promise<string[]> {

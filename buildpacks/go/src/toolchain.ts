@@ -87,7 +87,7 @@ export async function debianToolchain(
     env,
     tool: TOOL,
     // Debian splits GOROOT: usr/lib/go-1.N (binaries, links) and usr/share/go-1.N (sources).
-    contents: 'go-build-only-1',
+    contents: 'go-build-only-2',
     skip: (p) => DEFAULT_SKIP(p) || notForBuilding(p.replace(/^(usr\/share\/go-1\.\d+).*$/, '$1'))(p),
   });
   if (tooOld) return { tooOld };
@@ -101,6 +101,29 @@ export async function debianToolchain(
     version,
     source: `Debian ${go.name} ${go.version}`,
   };
+}
+
+/**
+ * downloadSite checks BP_GO_DOWNLOAD_URL: https, or http to this machine only (a local mirror) —
+ * over plain http elsewhere, whoever sits in between could change the index and the archive alike.
+ */
+export function downloadSite(site: string): string {
+  let url: URL;
+  try {
+    url = new URL(site);
+  } catch {
+    throw new BuildpackFailure(`kiln/go: BP_GO_DOWNLOAD_URL "${site}" is not a URL`);
+  }
+  const local = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && local))
+    throw new BuildpackFailure(
+      `kiln/go: BP_GO_DOWNLOAD_URL must be an https URL (plain http only to 127.0.0.1), not ${url.protocol}//${url.host}`,
+    );
+  if (url.username || url.password || url.search || url.hash)
+    throw new BuildpackFailure(
+      'kiln/go: BP_GO_DOWNLOAD_URL must not carry credentials, a query or a fragment',
+    );
+  return url.href.endsWith('/') ? url.href : `${url.href}/`;
 }
 
 interface DlFile {
@@ -129,7 +152,7 @@ export async function downloadedToolchain(
   atLeast: GoVersion,
   exact: boolean,
 ): Promise<Toolchain> {
-  const base = site.endsWith('/') ? site : `${site}/`;
+  const base = downloadSite(site);
   let releases: DlRelease[];
   try {
     const answer = await getJsonConditional(`${base}?mode=json&include=all`, { env });
