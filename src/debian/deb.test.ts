@@ -5,7 +5,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeF
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readArIndex } from './ar.ts';
 import { extractDebData, readDebControl } from './deb.ts';
@@ -83,6 +83,50 @@ describe('.deb reading', { skip: !hasDpkgDeb && 'dpkg-deb not installed' }, () =
       assert.equal(await readFile(join(root, `usr/share/${'d'.repeat(120)}/f`), 'utf8'), 'long');
     });
   }
+
+  test('a link an earlier package left never lets a later entry out of the root', async () => {
+    const outside = join(work, 'outside');
+    await mkdir(outside);
+    // Package one leaves an absolute link and one with more `..` than its depth (a root clamps
+    // both; the host would not). Package two writes a file, a directory and a hard link through them.
+    const one = join(work, 'links-src');
+    await mkdir(join(one, 'DEBIAN'), { recursive: true });
+    await mkdir(join(one, 'usr'), { recursive: true });
+    await writeFile(
+      join(one, 'DEBIAN/control'),
+      'Package: links\nVersion: 1\nArchitecture: all\nMaintainer: k <k@example.org>\nDescription: t\n',
+    );
+    await symlink(outside, join(one, 'usr/abs'));
+    await symlink(relative(join(work, 'root-links', 'usr'), outside), join(one, 'usr/up'));
+    const oneDeb = join(work, 'links.deb');
+    execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', one, oneDeb], { stdio: 'ignore' });
+    const root = join(work, 'root-links');
+    await mkdir(root);
+    await extractDebData(oneDeb, root);
+    for (const [name, entry] of [
+      ['file-abs', 'usr/abs/planted'],
+      ['file-up', 'usr/up/planted'],
+      ['dir-abs', 'usr/abs/sub/'],
+      ['dir-itself', 'usr/abs/'],
+    ] as const) {
+      const two = join(work, `two-${name}`);
+      await mkdir(join(two, 'DEBIAN'), { recursive: true });
+      await writeFile(
+        join(two, 'DEBIAN/control'),
+        `Package: two\nVersion: 1\nArchitecture: all\nMaintainer: k <k@example.org>\nDescription: t\n`,
+      );
+      // dpkg-deb would follow a link in its own tree: the entry is made as a real path there.
+      if (entry.endsWith('/')) await mkdir(join(two, entry), { recursive: true });
+      else {
+        await mkdir(join(two, entry, '..'), { recursive: true });
+        await writeFile(join(two, entry), 'planted');
+      }
+      const twoDeb = join(work, `two-${name}.deb`);
+      execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', two, twoDeb], { stdio: 'ignore' });
+      await assert.rejects(extractDebData(twoDeb, root), /leads out of the root/, name);
+      assert.deepEqual(await readdir(outside), [], name);
+    }
+  });
 
   test('refuses a file that is not a .deb', async () => {
     const f = join(work, 'not.deb');

@@ -6,6 +6,7 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  realpathSync,
   symlinkSync,
   unlinkSync,
   utimesSync,
@@ -132,6 +133,27 @@ export async function extractDebData(
   const fail = (name: string, why: string): never => {
     throw new KilnError(`${path}: refusing data entry "${name}": ${why}`);
   };
+  // Several packages unpack into one root: a link an earlier package made (absolute, or with more
+  // `..` than its depth) would let a later entry be written outside the root. Every directory an
+  // entry is created in is resolved first and must stay inside.
+  const realRoot = realpathSync(root);
+  const inside = new Set<string>();
+  const staysInside = (name: string, dir: string): void => {
+    if (inside.has(dir)) return;
+    for (let d = dir; ; d = posix.dirname(d)) {
+      if (lstatSync(d, { throwIfNoEntry: false }) === undefined && d !== posix.dirname(d)) continue;
+      let real: string;
+      try {
+        real = realpathSync(d);
+      } catch {
+        return fail(name, `${d.slice(root.length) || '/'} is a link that does not resolve inside the root`);
+      }
+      if (real !== realRoot && !real.startsWith(`${realRoot}/`))
+        fail(name, `${d.slice(root.length) || '/'} is a link that leads out of the root`);
+      break;
+    }
+    if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) inside.add(dir);
+  };
   for await (const e of readTar(memberStream(path, m, opts.xz ?? 'process'))) {
     const h = e.header;
     const mode = h.mode & 0o7777;
@@ -150,6 +172,7 @@ export async function extractDebData(
     if (skipIt && !captureIt) continue;
     if (h.type === 'dir') {
       if (skipIt) continue;
+      staysInside(h.path, dest);
       ensureDir(dest);
       // Always set the mode: the directory may exist already, made as the parent of an earlier entry.
       if (opts.claim?.(target) !== false) chmodSync(dest, mode);
@@ -161,6 +184,7 @@ export async function extractDebData(
       captured.set(rel, Buffer.concat(chunks));
       continue;
     }
+    staysInside(h.path, posix.dirname(dest));
     ensureDir(posix.dirname(dest));
     if (opts.claim?.(target) === false) {
       if (captureIt) {
@@ -198,8 +222,10 @@ export async function extractDebData(
       const lt = clean(h.linkname);
       if (h.linkname.startsWith('/') || lt.split('/').includes('..'))
         fail(h.path, `hard link target ${h.linkname} leaves the root`);
+      const source = posix.join(root, opts.rewrite ? opts.rewrite(lt) : lt);
+      staysInside(h.path, posix.dirname(source));
       removeExisting(dest);
-      linkSync(posix.join(root, opts.rewrite ? opts.rewrite(lt) : lt), dest);
+      linkSync(source, dest);
     } else {
       fail(h.path, 'device nodes, fifos and other special files are not allowed');
     }
