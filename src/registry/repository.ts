@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { KilnError } from '../internal/errors.ts';
 import type { HttpResponse } from '../internal/http/client.ts';
 import { isTransient, withRetry } from '../internal/http/retry.ts';
+import { youngGcPacer } from '../internal/young-gc.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
 import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';
@@ -11,6 +12,9 @@ import { noProgress, type ProgressSink } from './progress.ts';
 import { apiHost, type Repository, repositoryString } from './reference.ts';
 import { describeNetError, expectStatus, retryReason } from './response.ts';
 import { VerifyingStream, verifyBytes } from './verify.ts';
+
+/** Blob bodies free their chunks every 4 MiB received (see young-gc.ts): all downloads together. */
+const collectYoung = youngGcPacer(4 << 20);
 
 /** Result of uploadBlob. */
 export type UploadResult = 'exists' | 'mounted' | 'uploaded';
@@ -210,6 +214,7 @@ export class RepositoryClient {
           skip = 0;
         }
         offset += c.length;
+        collectYoung(c.length);
         emit(offset, 'running');
         if (!verifier.write(c)) body.pause();
       });
