@@ -29,8 +29,9 @@ function collector(): Gc | undefined {
 }
 
 /**
- * youngGcPacer returns a function to call with the size of each network chunk received: every
- * `everyBytes` bytes (all callers of one pacer together) it runs a young-generation collection.
+ * youngGcPacer returns a function to call with the size of each chunk a transfer moves (received,
+ * or read to be sent): every `everyBytes` bytes (all callers of one pacer together) it runs a
+ * young-generation collection.
  */
 export function youngGcPacer(everyBytes: number): (bytes: number) => void {
   let since = 0;

@@ -13,7 +13,10 @@ import { apiHost, type Repository, repositoryString } from './reference.ts';
 import { describeNetError, expectStatus, retryReason } from './response.ts';
 import { VerifyingStream, verifyBytes } from './verify.ts';
 
-/** Blob bodies free their chunks every 4 MiB received (see young-gc.ts): all downloads together. */
+/**
+ * Blob transfers free their dead chunks every 4 MiB moved, downloads and uploads together (see
+ * young-gc.ts; a file read stream also allocates a buffer per read).
+ */
 const collectYoung = youngGcPacer(4 << 20);
 
 /** Result of uploadBlob. */
@@ -534,6 +537,7 @@ class ChunkReader {
           throw new KilnError(`upload: source ended ${left} bytes early`);
         }
         c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+        collectYoung(c.length);
       }
       if (c.length > left) {
         this.#rest = c.subarray(left);
