@@ -8,7 +8,10 @@ async function minorGcsDuring(fn: () => void): Promise<number> {
   let n = 0;
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries())
-      if ((e.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MINOR) n++;
+      if (
+        (e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR
+      )
+        n++;
   });
   obs.observe({ entryTypes: ['gc'] });
   try {
@@ -21,12 +24,18 @@ async function minorGcsDuring(fn: () => void): Promise<number> {
   return n;
 }
 
+// Counts are compared with wide margins: the test runner itself may cause a collection or two.
 test('the pacer collects the young generation once per budget of bytes, not before', async () => {
-  const pace = youngGcPacer(1 << 20);
-  assert.equal(await minorGcsDuring(() => pace(512 * 1024)), 0, 'half the budget: no collection');
-  assert.equal(await minorGcsDuring(() => pace(600 * 1024)), 1, 'budget reached: one collection');
-  assert.equal(await minorGcsDuring(() => pace(900 * 1024)), 0, 'the count starts again');
-  assert.equal(await minorGcsDuring(() => pace(200 * 1024)), 1);
+  const budget = 1 << 20;
+  const pace = youngGcPacer(budget);
+  const under = await minorGcsDuring(() => {
+    for (let i = 0; i < 1000; i++) pace((budget - 1) / 1000);
+  });
+  assert.ok(under < 5, `1000 calls within one budget: ${under} collections`);
+  const over = await minorGcsDuring(() => {
+    for (let i = 0; i < 20 * 16; i++) pace(budget / 16);
+  });
+  assert.ok(over >= 20 && over < 30, `20 budgets: ${over} collections`);
 });
 
 test('the main context gets no gc global from it', () => {
