@@ -63,6 +63,14 @@ async function makeLayout(dir: string): Promise<{ digest: string; bytes: number 
   return { digest: desc.digest, bytes: manifest.layers.reduce((n, d) => n + d.size, 0) };
 }
 
+// Written data the previous run left in the page cache is flushed before each timed run, so no run
+// pays for another's writeback: kiln does not fsync blobs (their digests are checked on every
+// read), skopeo syncs each blob before exiting, and a layout deleted only at the end of a round
+// made whichever tool ran after a kiln run write back its 300 MB as well.
+async function settle(): Promise<void> {
+  await run('sync', []);
+}
+
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t = process.hrtime.bigint();
   await fn();
@@ -105,6 +113,7 @@ try {
         if (tool === 'kiln' || tool === 'before') {
           let out = '';
           const bin = tool === 'kiln' ? kilnBin : beforeBin!;
+          await settle();
           const t = await timed(async () => {
             const res = await run(
               '/usr/bin/time',
@@ -126,6 +135,7 @@ try {
           kilnTimes.push(t);
         } else {
           let out = '';
+          await settle();
           const t = await timed(async () => {
             const res = await run('/usr/bin/time', [
               '-f',
@@ -182,6 +192,7 @@ try {
       const bdir = path.join(work, `pull-before-${r}`);
       for (const tool of toolOrder(r)) {
         let out = '';
+        await settle();
         const t = await timed(async () => {
           const res =
             tool !== 'skopeo'
@@ -278,6 +289,10 @@ try {
       `  pull: ${median(before.pull).toFixed(2)} s, ratio before/skopeo ${ratio(before.pull, pullSkopeo)}x (after ${ratio(pullKiln, pullSkopeo)}x); CPU ${median(pullBeforeCpu).toFixed(2)}; peak RSS ${(pullBeforeRss / 1024).toFixed(0)} MiB (after ${(pullKilnRss / 1024).toFixed(0)})`,
     );
   }
+  const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+  console.log(
+    `  pull runs: kiln ${runs(pullKiln)} (CPU ${runs(pullKilnCpu)}); skopeo ${runs(pullSkopeo)}${beforeBin ? `; before ${runs(before.pull)} (CPU ${runs(pullBeforeCpu)})` : ''}`,
+  );
   console.log(`first push blob bytes uploaded: ${firstBytes}`);
   console.log(`second push: ${second.toFixed(2)} s, blob bytes uploaded: ${secondBytes} (target 0)`);
 } finally {
