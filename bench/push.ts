@@ -4,7 +4,9 @@
 // the order. Then a second kiln push of the same image through a counting proxy: blob bytes
 // uploaded must be 0. Also reports kiln's peak RSS (GNU time) during the push, and a pull back into
 // fresh OCI layouts, kiln against `skopeo copy docker://… oci:…`, side by side.
-// Run: `node bench/push.ts [--size-mb 300] [--rounds 3] [--keep]`.
+// `--kiln-before BIN` adds another kiln (e.g. `/path/to/main-checkout/bin/kiln`) to every round of
+// the push and the pull, for before/after figures from the same run.
+// Run: `node bench/push.ts [--size-mb 300] [--rounds 3] [--kiln-before BIN] [--keep]`.
 
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -26,6 +28,8 @@ const rounds = Number(opt('--rounds', '3'));
 const keep = args.includes('--keep');
 const root = path.resolve(import.meta.dirname, '..');
 const kilnBin = path.join(root, 'bin', 'kiln');
+const beforeArg = opt('--kiln-before', '');
+const beforeBin = beforeArg ? path.resolve(beforeArg) : undefined;
 
 // Layers of mostly incompressible data (like real binaries and assets), a few files each.
 async function makeLayout(dir: string): Promise<{ digest: string; bytes: number }> {
@@ -59,6 +63,14 @@ async function makeLayout(dir: string): Promise<{ digest: string; bytes: number 
   return { digest: desc.digest, bytes: manifest.layers.reduce((n, d) => n + d.size, 0) };
 }
 
+// Written data the previous run left in the page cache is flushed before each timed run, so no run
+// pays for another's writeback: kiln does not fsync blobs (their digests are checked on every
+// read), skopeo syncs each blob before exiting, and a layout deleted only at the end of a round
+// made whichever tool ran after a kiln run write back its 300 MB as well.
+async function settle(): Promise<void> {
+  await run('sync', []);
+}
+
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t = process.hrtime.bigint();
   await fn();
@@ -88,27 +100,42 @@ try {
     return m ? { cpu: Number(m[1]) + Number(m[2]), rss: Number(m[3]) } : { cpu: Number.NaN, rss: 0 };
   };
   const TIME_FMT = 'CPU=%U+%S MAXRSS_KB=%M';
+  // Each round starts with the next tool, so no tool always runs first.
+  const tools = beforeBin ? ['kiln', 'skopeo', 'before'] : ['kiln', 'skopeo'];
+  const toolOrder = (r: number) => tools.map((_, i) => tools[(i + r) % tools.length]!);
+  const before = { push: [] as number[], pushCpu: [] as number[], pushRss: 0, pull: [] as number[] };
+  const pullBeforeCpu: number[] = [];
+  let pullBeforeRss = 0;
   for (let r = 0; r < rounds; r++) {
-    for (const tool of r % 2 === 0 ? ['kiln', 'skopeo'] : ['skopeo', 'kiln']) {
+    for (const tool of toolOrder(r)) {
       const reg = await startRegistry();
       try {
-        if (tool === 'kiln') {
+        if (tool === 'kiln' || tool === 'before') {
           let out = '';
+          const bin = tool === 'kiln' ? kilnBin : beforeBin!;
+          await settle();
           const t = await timed(async () => {
             const res = await run(
               '/usr/bin/time',
-              ['-f', TIME_FMT, kilnBin, '-q', 'image', 'copy', src, `${reg.host}/bench/app:v1`],
+              ['-f', TIME_FMT, bin, '-q', 'image', 'copy', src, `${reg.host}/bench/app:v1`],
               { env },
             );
             out = res.stdout + res.stderr;
           });
-          if (!out.includes(digest)) throw new Error(`kiln pushed something else: ${out}`);
+          if (!out.includes(digest)) throw new Error(`${tool} kiln pushed something else: ${out}`);
           const u = usage(out);
+          if (tool === 'before') {
+            before.pushRss = Math.max(before.pushRss, u.rss);
+            before.pushCpu.push(u.cpu);
+            before.push.push(t);
+            continue;
+          }
           rss = Math.max(rss, u.rss);
           kilnCpu.push(u.cpu);
           kilnTimes.push(t);
         } else {
           let out = '';
+          await settle();
           const t = await timed(async () => {
             const res = await run('/usr/bin/time', [
               '-f',
@@ -162,22 +189,24 @@ try {
     for (let r = 0; r < Math.max(1, rounds); r++) {
       const kdir = path.join(work, `pull-kiln-${r}`);
       const sdir = path.join(work, `pull-skopeo-${r}`);
-      for (const tool of r % 2 === 0 ? ['kiln', 'skopeo'] : ['skopeo', 'kiln']) {
+      const bdir = path.join(work, `pull-before-${r}`);
+      for (const tool of toolOrder(r)) {
         let out = '';
+        await settle();
         const t = await timed(async () => {
           const res =
-            tool === 'kiln'
+            tool !== 'skopeo'
               ? await run(
                   '/usr/bin/time',
                   [
                     '-f',
                     TIME_FMT,
-                    kilnBin,
+                    tool === 'kiln' ? kilnBin : beforeBin!,
                     '-q',
                     'image',
                     'copy',
                     `${reg.host}/bench/app:v1`,
-                    `oci:${kdir}:v1`,
+                    `oci:${tool === 'kiln' ? kdir : bdir}:v1`,
                   ],
                   { env },
                 )
@@ -194,7 +223,12 @@ try {
           out = res.stdout + res.stderr;
         });
         const u = usage(out);
-        if (tool === 'kiln') {
+        if (tool === 'before') {
+          if (!out.includes(digest)) throw new Error(`before kiln pulled something else: ${out}`);
+          before.pull.push(t);
+          pullBeforeCpu.push(u.cpu);
+          pullBeforeRss = Math.max(pullBeforeRss, u.rss);
+        } else if (tool === 'kiln') {
           if (!out.includes(digest)) throw new Error(`kiln pulled something else: ${out}`);
           pullKiln.push(t);
           pullKilnCpu.push(u.cpu);
@@ -206,6 +240,7 @@ try {
       }
       await fs.rm(kdir, { recursive: true, force: true });
       await fs.rm(sdir, { recursive: true, force: true });
+      await fs.rm(bdir, { recursive: true, force: true });
     }
   } finally {
     await proxy.stop();
@@ -243,6 +278,20 @@ try {
   );
   console.log(
     `pull registry -> oci layout, median: kiln ${median(pullKiln).toFixed(2)} s, skopeo ${median(pullSkopeo).toFixed(2)} s, ratio kiln/skopeo ${(median(pullKiln) / median(pullSkopeo)).toFixed(2)}x (target <= 1.0); CPU kiln ${median(pullKilnCpu).toFixed(2)}, skopeo ${median(pullSkopeoCpu).toFixed(2)}; peak RSS kiln ${(pullKilnRss / 1024).toFixed(0)} MiB`,
+  );
+  if (beforeBin) {
+    const ratio = (a: number[], b: number[]) => (median(a) / median(b)).toFixed(2);
+    console.log(`kiln before (${beforeBin}), same rounds:`);
+    console.log(
+      `  push: ${median(before.push).toFixed(2)} s, ratio before/skopeo ${ratio(before.push, skopeoTimes)}x (after ${ratio(kilnTimes, skopeoTimes)}x); CPU ${median(before.pushCpu).toFixed(2)}; peak RSS ${(before.pushRss / 1024).toFixed(0)} MiB (after ${(rss / 1024).toFixed(0)})`,
+    );
+    console.log(
+      `  pull: ${median(before.pull).toFixed(2)} s, ratio before/skopeo ${ratio(before.pull, pullSkopeo)}x (after ${ratio(pullKiln, pullSkopeo)}x); CPU ${median(pullBeforeCpu).toFixed(2)}; peak RSS ${(pullBeforeRss / 1024).toFixed(0)} MiB (after ${(pullKilnRss / 1024).toFixed(0)})`,
+    );
+  }
+  const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+  console.log(
+    `  pull runs: kiln ${runs(pullKiln)} (CPU ${runs(pullKilnCpu)}); skopeo ${runs(pullSkopeo)}${beforeBin ? `; before ${runs(before.pull)} (CPU ${runs(pullBeforeCpu)})` : ''}`,
   );
   console.log(`first push blob bytes uploaded: ${firstBytes}`);
   console.log(`second push: ${second.toFixed(2)} s, blob bytes uploaded: ${secondBytes} (target 0)`);

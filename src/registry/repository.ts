@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { KilnError } from '../internal/errors.ts';
 import type { HttpResponse } from '../internal/http/client.ts';
 import { isTransient, withRetry } from '../internal/http/retry.ts';
+import { youngGcPacer } from '../internal/young-gc.ts';
 import { type Digest, hexOf, isDigest, sha256 } from '../oci/digest.ts';
 import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
 import { type Descriptor, type Index, IndexSchema, parseJson } from '../oci/schema.ts';
@@ -11,6 +12,12 @@ import { noProgress, type ProgressSink } from './progress.ts';
 import { apiHost, type Repository, repositoryString } from './reference.ts';
 import { describeNetError, expectStatus, retryReason } from './response.ts';
 import { VerifyingStream, verifyBytes } from './verify.ts';
+
+/**
+ * Blob transfers free their dead chunks every 4 MiB moved, downloads and uploads together (see
+ * young-gc.ts; a file read stream also allocates a buffer per read).
+ */
+const collectYoung = youngGcPacer(4 << 20);
 
 /** Result of uploadBlob. */
 export type UploadResult = 'exists' | 'mounted' | 'uploaded';
@@ -210,6 +217,7 @@ export class RepositoryClient {
           skip = 0;
         }
         offset += c.length;
+        collectYoung(c.length);
         emit(offset, 'running');
         if (!verifier.write(c)) body.pause();
       });
@@ -556,6 +564,7 @@ class ChunkReader {
           throw new KilnError(`upload: source ended ${left} bytes early`);
         }
         c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+        collectYoung(c.length);
       }
       if (c.length > left) {
         this.#rest = c.subarray(left);
