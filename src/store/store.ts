@@ -5,7 +5,7 @@ import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Image } from '../oci/image.ts';
-import type { Descriptor } from '../oci/schema.ts';
+import type { Descriptor, Platform } from '../oci/schema.ts';
 import { parseReference, referenceString } from '../registry/reference.ts';
 
 // kiln's local image store: one OCI image layout under the data directory (by default
@@ -54,12 +54,15 @@ export class ImageStore {
     return this.layout.blobs;
   }
 
-  /** find returns the image stored under `name` (any spelling of its reference), if any. */
-  async find(name: string): Promise<Image | undefined> {
+  /**
+   * find returns the image stored under `name` (any spelling of its reference), if any; an index
+   * is resolved to `platform` (MissingPlatformError when it has none for it).
+   */
+  async find(name: string, platform?: Platform): Promise<Image | undefined> {
     const canonical = storeNameOf(name);
     const tags = await this.layout.tags();
     if (!tags.includes(canonical)) return undefined;
-    return this.layout.image(canonical);
+    return this.layout.image(canonical, platform ? { platform } : {});
   }
 
   /** digestOf returns the manifest digest stored under `name`, if any. */

@@ -4,12 +4,15 @@ import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
+import type { Platform } from '../oci/schema.ts';
 import {
   type Description,
   describeValue,
+  foundOnPlatform,
   type ImageTarget,
   isIndex,
   noIndexes,
+  onPlatform,
   type ReadOptions,
   type Referrers,
   type Written,
@@ -26,10 +29,13 @@ export class LayoutTarget implements ImageTarget {
   readonly referrers: Referrers;
   readonly dir: string;
   readonly tag: string | undefined;
+  /** The platform reads pick from an index, and that single images must be for. */
+  readonly platform: Platform | undefined;
 
-  constructor(dir: string, tag: string | undefined) {
+  constructor(dir: string, tag: string | undefined, platform?: Platform) {
     this.dir = dir;
     this.tag = tag;
+    this.platform = platform;
     this.name = `oci:${dir}${tag ? `:${tag}` : ''}`;
     this.imageName = this.name;
     this.referrers = layoutReferrers(() => this.#open());
@@ -37,18 +43,24 @@ export class LayoutTarget implements ImageTarget {
 
   async read(opts: ReadOptions = {}): Promise<Image> {
     const layout = await this.#open();
-    return layout.image(await this.#ref(layout), opts.platform ? { platform: opts.platform } : {});
+    const platform = opts.platform ?? this.platform;
+    const image = await layout.image(await this.#ref(layout), platform ? { platform } : {});
+    return onPlatform(image, platform, this.name);
   }
 
-  readAny(): Promise<Image | ImageIndex> {
-    return this.read();
+  async readAny(): Promise<Image | ImageIndex> {
+    const layout = await this.#open();
+    const desc = await layout.resolve(await this.#ref(layout));
+    return isIndexMediaType(desc.mediaType) ? layout.indexByDigest(desc.digest as Digest) : this.read();
   }
 
   async find(): Promise<Image | undefined> {
     // A missing layout or tag is a first build; the tag defaults to "latest" as written.
     const layout = await Layout.open(this.dir).catch(() => undefined);
     if (!layout) return undefined;
-    return layout.image(this.tag ?? 'latest').catch(() => undefined);
+    const platform = this.platform ? { platform: this.platform } : {};
+    const found = await layout.image(this.tag ?? 'latest', platform).catch(() => undefined);
+    return foundOnPlatform(found, this.platform);
   }
 
   async write(value: Image | ImageIndex): Promise<Written> {

@@ -15,6 +15,14 @@ import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
 import type { Image } from '../../oci/image.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import {
+  DEFAULT_PLATFORM,
+  hostPlatform,
+  parsePlatforms,
+  platformMatches,
+  platformString,
+} from '../../oci/platform.ts';
+import type { Platform } from '../../oci/schema.ts';
 import { type ImageAccess, runBuild } from '../../platform/build.ts';
 import { writeInlineBuildpack } from '../../platform/inline-buildpack.ts';
 import { type GroupEntry, readProjectDescriptor } from '../../platform/project-descriptor.ts';
@@ -65,6 +73,8 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags {
   executor: 'bwrap' | 'host';
   descriptor?: string;
   compression: 'gzip' | 'zstd';
+  /** `os/arch[/variant]`, comma-separated; default: this machine's. */
+  platform?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -199,6 +209,10 @@ export function register(program: Command, ctx: CliContext): void {
         .choices(['bwrap', 'host'])
         .default('bwrap'),
     )
+    .option(
+      '--platform <os/arch[/variant]>',
+      "platform to build for, e.g. linux/arm64; the builder, run image, previous image and buildpackages are read for it (default: this machine's)",
+    )
     .option('-d, --descriptor <file>', 'project descriptor (default: <path>/project.toml)')
     .addOption(new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'))
     .option(
@@ -235,8 +249,13 @@ export function register(program: Command, ctx: CliContext): void {
       log.warn(
         'Launch check skipped (--no-launch-check): nothing checks that the processes can load their libraries and interpreters on the run image; the image may fail to start',
       );
+    // The platform, resolved once: every image this build reads is read for it.
+    const platforms = flags.platform ? parsePlatforms(flags.platform) : [hostPlatform(process.arch)];
+    if (platforms.length > 1)
+      throw new UsageError(`--platform ${flags.platform}: one platform per build (give one of them)`);
+    const target = platforms[0]!;
     const progress = log.progress();
-    const images = imageTransports(settings, log, { progress });
+    const images = imageTransports(settings, log, { progress, platform: target });
     const started = performance.now();
     const cleanups: (() => Promise<void>)[] = [];
     try {
@@ -263,7 +282,7 @@ export function register(program: Command, ctx: CliContext): void {
       const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
       const builder = builderRef
         ? { ...(await openNamed(builderRef, images)), name: builderRef }
-        : await embeddedBuilder(ctx, images);
+        : await embeddedBuilder(ctx, images, target);
 
       // --run-image, else project.toml's: an image, or a flavour name of the builder's run images.
       const runChoice = flags.runImage ?? descriptor.runImage;
@@ -424,8 +443,13 @@ async function chooseRunImage(
 async function embeddedBuilder(
   ctx: CliContext,
   images: Transports,
+  target: Platform,
 ): Promise<{ image: Image; reference: string; name: string }> {
   const { settings, log } = ctx;
+  if (!platformMatches(target, DEFAULT_PLATFORM))
+    throw new UsageError(
+      `the embedded builder is made for ${platformString(DEFAULT_PLATFORM)} only, not ${platformString(target)}: pass --builder with a ${platformString(target)} builder`,
+    );
   const { ensureDefaultBuilder, DEFAULT_BUILDER_CONFIG } = await import('../../builder/default-builder.ts');
   const { readBuilderConfig } = await import('../../builder/builder-config.ts');
   const store = await images.store();

@@ -15,6 +15,7 @@ import { UsageError } from '../../internal/errors.ts';
 import { statIfExists } from '../../internal/fs.ts';
 import { BlobStore } from '../../layout/blob-store.ts';
 import type { Image } from '../../oci/image.ts';
+import { hostPlatform } from '../../oci/platform.ts';
 import { isBareName, type Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
@@ -54,7 +55,8 @@ async function openPackageUri(
   uri: BuildpackUri & { kind: 'image' | 'cnb' },
   images: Transports,
 ): Promise<Image> {
-  if (uri.kind === 'cnb') return readOciArchive(uri.file);
+  const platform = images.options.platform;
+  if (uri.kind === 'cnb') return readOciArchive(uri.file, platform ? { platform } : {});
   const img = await openBuildpackageImage(uri.ref, images);
   if (img) return img;
   return images.parse(uri.ref).read(); // names its failure
@@ -69,9 +71,9 @@ interface PackageFlags {
   target?: string;
 }
 
-/** archOf maps Node's process.arch to an OCI architecture. */
+/** hostArch is this machine's OCI architecture. */
 function hostArch(): string {
-  return process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
+  return hostPlatform(process.arch).architecture;
 }
 
 /** register adds `kiln buildpack package` and `kiln buildpack new`. */
@@ -115,7 +117,9 @@ export function register(program: Command, ctx: CliContext): void {
           };
       const arch = flags.target ? (parseTarget(flags.target).arch ?? hostArch()) : hostArch();
       const progress = log.progress();
-      const images = imageTransports(settings, log, { progress });
+      // Dependencies are read for the package's own platform.
+      const platform = { os: config.os, architecture: arch };
+      const images = imageTransports(settings, log, { progress, platform });
       const tmp = await mkdtemp(path.join(settings.env.TMPDIR ?? tmpdir(), 'kiln-package-'));
       try {
         // Where new layers are written: straight into the destination's blobs when it has some.
