@@ -9,7 +9,7 @@ import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../..
 import { platformApi } from '../../cnb/api.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
-import { loadLauncher } from '../../launcher/index.ts';
+import { launcherDirFor, loadLauncher } from '../../launcher/index.ts';
 import { keptByInclude } from '../../lifecycle/app-export-filter.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
@@ -29,6 +29,7 @@ import { type GroupEntry, readProjectDescriptor } from '../../platform/project-d
 import { projectMetadata } from '../../platform/project-metadata.ts';
 import { TlsFailureDetector } from '../../platform/tls-hint.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
+import { checkEmulation } from '../../sandbox/emulation.ts';
 import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import {
@@ -254,6 +255,9 @@ export function register(program: Command, ctx: CliContext): void {
     if (platforms.length > 1)
       throw new UsageError(`--platform ${flags.platform}: one platform per build (give one of them)`);
     const target = platforms[0]!;
+    const host = hostPlatform(process.arch);
+    // Another architecture's build steps run under qemu-user: checked before anything is pulled.
+    if (flags.executor !== 'host') checkEmulation(target.architecture, host.architecture);
     const progress = log.progress();
     const images = imageTransports(settings, log, { progress, platform: target });
     const started = performance.now();
@@ -366,7 +370,10 @@ export function register(program: Command, ctx: CliContext): void {
         rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
         rootfsCacheBound: await rootfsBound(settings),
         rootfsLimits: await rootfsLimits(settings),
-        launcher: await loadLauncher(),
+        launcher: await loadLauncher(
+          launcherDirFor(target.architecture, host.architecture),
+          target.architecture,
+        ),
         store,
         images: imageAccess(images.fanOut([dest, ...tags]), previous, images),
         epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
