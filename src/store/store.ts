@@ -4,7 +4,7 @@ import { statIfExists } from '../internal/fs.ts';
 import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
-import type { Image } from '../oci/image.ts';
+import type { Image, ImageIndex } from '../oci/image.ts';
 import type { Descriptor, Platform } from '../oci/schema.ts';
 import { parseReference, referenceString } from '../registry/reference.ts';
 
@@ -73,13 +73,18 @@ export class ImageStore {
   }
 
   /**
-   * write stores `image` under every name in `names` (the first is the primary). The index is
+   * write stores `image` (or an index) under every name in `names` (the first is the primary). The index is
    * updated atomically per name, so a crash leaves each name pointing at the old or the new image.
    */
-  async write(image: Image, names: readonly string[]): Promise<Descriptor> {
+  async write(image: Image | ImageIndex, names: readonly string[]): Promise<Descriptor> {
     if (names.length === 0) throw new TypeError('ImageStore.write: at least one name is required');
     let desc: Descriptor | undefined;
-    for (const n of names) desc = await this.layout.writeImage(image, storeNameOf(n));
+    // A multi-platform index is stored whole (its images too): reads pick a platform from it.
+    for (const n of names)
+      desc =
+        'indexManifest' in image
+          ? await this.layout.writeIndex(image, storeNameOf(n))
+          : await this.layout.writeImage(image, storeNameOf(n));
     return desc!;
   }
 

@@ -134,5 +134,5 @@ export function referrerOf(
 
 /** The write error of locations that take single images only. */
 export function noIndexes(name: string): KilnError {
-  return new KilnError(`${name}: only registries take whole image indexes (drop --all)`);
+  return new KilnError(`${name}: a docker-archive holds one platform's image, not an index (pick one with --platform)`);
 }

@@ -11,7 +11,6 @@ import {
   foundOnPlatform,
   type ImageTarget,
   isIndex,
-  noIndexes,
   onPlatform,
   type ReadOptions,
   type Referrers,
@@ -64,9 +63,9 @@ export class LayoutTarget implements ImageTarget {
   }
 
   async write(value: Image | ImageIndex): Promise<Written> {
-    if (isIndex(value)) throw noIndexes(this.name);
     const layout = await Layout.init(this.dir);
-    const desc = await layout.writeImage(value, this.tag ?? 'latest');
+    const tag = this.tag ?? 'latest';
+    const desc = isIndex(value) ? await layout.writeIndex(value, tag) : await layout.writeImage(value, tag);
     return { digest: desc.digest as Digest, names: [this.imageName] };
   }
 

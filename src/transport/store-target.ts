@@ -12,8 +12,6 @@ import {
   describeValue,
   foundOnPlatform,
   type ImageTarget,
-  isIndex,
-  noIndexes,
   onPlatform,
   type ReadOptions,
   type Referrers,
@@ -97,7 +95,6 @@ export async function writeToStore(
   targets: readonly StoreTarget[],
   value: Image | ImageIndex,
 ): Promise<Written> {
-  if (isIndex(value)) throw noIndexes(targets[0]!.name);
   const desc = await store.write(
     value,
     targets.map((t) => t.storeName),
