@@ -58,6 +58,15 @@ export function platformString(p: Platform): string {
   return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
 }
 
+/**
+ * platformTag is the name of one platform's image next to the index named `tag` (`run` ->
+ * `run-linux-arm64`, `app:latest` -> `app:latest-linux-arm64`): per-platform tags, caches and
+ * builders.
+ */
+export function platformTag(tag: string, p: Platform): string {
+  return `${tag}-${p.os}-${p.architecture}${p.variant ? `-${p.variant}` : ''}`;
+}
+
 /** configPlatform is the platform an image config declares. */
 export function configPlatform(cfg: Pick<ConfigFile, 'os' | 'architecture' | 'variant'>): Platform {
   return { os: cfg.os, architecture: cfg.architecture, ...(cfg.variant ? { variant: cfg.variant } : {}) };

@@ -10,7 +10,7 @@ import { Layout } from '../../layout/layout.ts';
 import type { ImageIndex } from '../../oci/image.ts';
 import { indexFrom } from '../../oci/index.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
-import { hostPlatform, parsePlatforms, platformString } from '../../oci/platform.ts';
+import { hostPlatform, parsePlatforms, platformString, platformTag } from '../../oci/platform.ts';
 import type { Platform } from '../../oci/schema.ts';
 import { checkEmulation } from '../../sandbox/emulation.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
@@ -423,11 +423,6 @@ function stackArches(config: StackConfig, platforms: readonly Platform[]): strin
       );
     return p.architecture;
   });
-}
-
-/** The tag of one platform's image next to the index tag `tag` (`run` -> `run-linux-arm64`). */
-export function platformTag(tag: string, p: Platform): string {
-  return `${tag}-${p.os}-${p.architecture}${p.variant ? `-${p.variant}` : ''}`;
 }
 
 /**
