@@ -186,8 +186,8 @@ describe('kiln build --platform linux/amd64,linux/arm64', { skip: unavailable() 
       'none',
     ];
     const cold = await timed('build both platforms (cold)', args);
-    assert.match(cold.stderr, /test\/static-arch: detect for linux\/arm64 on aarch64/);
-    assert.match(cold.stderr, /test\/static-arch: detect for linux\/amd64 on x86_64/);
+    assert.match(cold.stderr, /\[linux\/arm64\] test\/static-arch: build for arm64 on aarch64/);
+    assert.match(cold.stderr, /\[linux\/amd64\] test\/static-arch: build for amd64 on x86_64/);
 
     const client = new RegistryClient({});
     const top = await remoteManifest(client, parseReference(ref));
