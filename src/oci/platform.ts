@@ -86,6 +86,8 @@ export function platformMatches(have: Platform | undefined, want: Platform): boo
 /** MissingPlatformError: an image or index has nothing for the platform asked for. */
 export class MissingPlatformError extends KilnError {
   readonly platform: Platform;
+  /** What the image or index has instead (`os/arch[/variant]`). */
+  readonly has: readonly string[];
   constructor(what: string, want: Platform, has: readonly string[]) {
     super(
       oneLine(
@@ -94,6 +96,7 @@ export class MissingPlatformError extends KilnError {
     );
     this.name = 'MissingPlatformError';
     this.platform = want;
+    this.has = has;
   }
 }
 

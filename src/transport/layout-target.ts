@@ -4,6 +4,7 @@ import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
+import { MissingPlatformError } from '../oci/platform.ts';
 import type { Platform } from '../oci/schema.ts';
 import {
   type Description,
@@ -43,7 +44,12 @@ export class LayoutTarget implements ImageTarget {
   async read(opts: ReadOptions = {}): Promise<Image> {
     const layout = await this.#open();
     const platform = opts.platform ?? this.platform;
-    const image = await layout.image(await this.#ref(layout), platform ? { platform } : {});
+    const image = await layout
+      .image(await this.#ref(layout), platform ? { platform } : {})
+      .catch((e: unknown) => {
+        // Named as the user wrote it (oci:DIR:TAG), not by the layout's directory.
+        throw e instanceof MissingPlatformError ? new MissingPlatformError(this.name, e.platform, e.has) : e;
+      });
     return onPlatform(image, platform, this.name);
   }
 

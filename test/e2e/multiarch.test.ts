@@ -19,8 +19,10 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { bufferReader, parseElf } from '../../src/layers/elf.ts';
 import { readTar } from '../../src/layers/tar-reader.ts';
+import { Layout } from '../../src/layout/layout.ts';
 import type { Digest } from '../../src/oci/digest.ts';
 import type { Image } from '../../src/oci/image.ts';
+import { IndexSchema, parseJson } from '../../src/oci/schema.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { parseReference } from '../../src/registry/reference.ts';
 import { RemoteIndex, remoteManifest } from '../../src/registry/remote.ts';
@@ -154,11 +156,13 @@ describe('kiln build --platform linux/amd64,linux/arm64', { skip: unavailable() 
         path.join(app, 'hello.c'),
       ]);
     }
-    // The builder: an index of both platforms from the stack's build image index.
+    // The builder: an index of both platforms from the stack's build image index (a copy of the
+    // cached stack, blobs hard-linked: the rebase below patches its run image).
+    await execFileP('cp', ['-al', path.join(stackDir, 'oci'), path.join(work, 'stack')]);
     await writeFile(
       path.join(work, 'builder.toml'),
       `[[buildpacks]]\nuri = "${path.join(ROOT, 'test/e2e/multiarch/static-arch')}"\n[[order]]\n[[order.group]]\nid = "test/static-arch"\n` +
-        `[build]\nimage = "oci:${stackDir}/oci:build"\n[[run.images]]\nimage = "oci:${stackDir}/oci:run"\n`,
+        `[build]\nimage = "oci:${work}/stack:build"\n[[run.images]]\nimage = "oci:${work}/stack:run"\n`,
     );
     await ok([
       'builder',
@@ -264,5 +268,81 @@ describe('kiln build --platform linux/amd64,linux/arm64', { skip: unavailable() 
     // Warm: each platform's cache, nothing rebuilt; the same index.
     const warm = await timed('build both platforms (warm)', args);
     assert.equal(warm.stdout.trim(), cold.stdout.trim(), 'the same index when nothing changed');
+
+    // Rebase the index onto a patched run-image index (the same packages made at another time):
+    // every platform moves to its own new run image and keeps every app layer.
+    const patch = (out: string, platforms: string) =>
+      kiln(
+        [
+          'stack',
+          'create',
+          '--config',
+          path.join(stackDir, 'stack.toml'),
+          '--only',
+          'run',
+          '--platform',
+          platforms,
+          '--output',
+          `oci:${out}`,
+        ],
+        { env: { KILN_HOME: home, SOURCE_DATE_EPOCH: '1700000000' } },
+      );
+    assert.equal((await patch(path.join(work, 'stack'), 'linux/amd64,linux/arm64')).code, 0);
+    const patched = await Layout.open(path.join(work, 'stack'));
+    const runIndex = parseJson(
+      IndexSchema,
+      await patched.blobs.readBytes((await patched.resolve('run')).digest),
+      'run index',
+    );
+    // The run image recorded in the app (oci:…/stack:run) now names the patched index.
+    const rebased = await timed('rebase of the index', ['rebase', ref, '--publish']);
+    const after = await remoteManifest(client, parseReference(ref));
+    assert.ok(after instanceof RemoteIndex);
+    assert.equal(rebased.stdout.trim(), await after.digest());
+    assert.notEqual(await after.digest(), await top.digest());
+    const was = await top.indexManifest();
+    const now = await after.indexManifest();
+    assert.deepEqual(
+      now.manifests.map((m) => m.platform),
+      was.manifests.map((m) => m.platform),
+    );
+    for (const [i, m] of now.manifests.entries()) {
+      const arch = m.platform!.architecture;
+      const oldImg: Image = await top.image(was.manifests[i]!.digest as Digest);
+      const newImg: Image = await after.image(m.digest as Digest);
+      const oldL: string[] = (await oldImg.manifest()).layers.map((l) => l.digest);
+      const newL: string[] = (await newImg.manifest()).layers.map((l) => l.digest);
+      const run = await patched.imageByDigest(
+        runIndex.manifests.find((r) => r.platform?.architecture === arch)!.digest as Digest,
+      );
+      const runL = (await run.manifest()).layers.map((l) => l.digest);
+      assert.deepEqual(newL.slice(0, runL.length), runL, `${arch}: on its own patched run image`);
+      assert.deepEqual(
+        newL.slice(runL.length),
+        oldL.slice(oldL.length - (newL.length - runL.length)),
+        `${arch}: every app layer kept`,
+      );
+      assert.equal(
+        newL.length - runL.length,
+        oldL.length - 1,
+        `${arch}: the one run-image layer replaced, nothing else`,
+      );
+      assert.equal((await newImg.configFile()).architecture, arch);
+    }
+    // A run-image index without arm64 fails in one line naming what is missing.
+    assert.equal((await patch(path.join(work, 'amd-only'), 'linux/amd64')).code, 0);
+    const missing = await k([
+      'rebase',
+      ref,
+      '--publish',
+      '--force',
+      '--run-image',
+      `oci:${work}/amd-only:run`,
+    ]);
+    assert.notEqual(missing.code, 0);
+    assert.match(
+      missing.stderr,
+      /^ERROR: oci:.*amd-only:run has no linux\/arm64 image \(it has linux\/amd64\)$/m,
+    );
   });
 });
