@@ -134,5 +134,7 @@ export function referrerOf(
 
 /** The write error of locations that take single images only. */
 export function noIndexes(name: string): KilnError {
-  return new KilnError(`${name}: a docker-archive holds one platform's image, not an index (pick one with --platform)`);
+  return new KilnError(
+    `${name}: a docker-archive holds one platform's image, not an index (pick one with --platform)`,
+  );
 }

@@ -56,7 +56,10 @@ export class LayoutTarget implements ImageTarget {
   async readAny(): Promise<Image | ImageIndex> {
     const layout = await this.#open();
     const desc = await layout.resolve(await this.#ref(layout));
-    return isIndexMediaType(desc.mediaType) ? layout.indexByDigest(desc.digest as Digest) : this.read();
+    // As it is: an index whole, a single image whatever its platform (read() is the checked pick).
+    return isIndexMediaType(desc.mediaType)
+      ? layout.indexByDigest(desc.digest as Digest)
+      : layout.imageByDigest(desc.digest as Digest);
   }
 
   async find(): Promise<Image | undefined> {

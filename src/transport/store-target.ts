@@ -55,7 +55,10 @@ export class StoreTarget implements ImageTarget {
     const digest = await store.digestOf(this.storeName);
     const desc = (await store.layout.index()).manifests.find((d) => d.digest === digest);
     if (desc && isIndexMediaType(desc.mediaType)) return store.layout.indexByDigest(desc.digest as Digest);
-    return this.read();
+    // A single image as it is, whatever its platform (read() is the checked pick).
+    const img = await store.find(this.storeName);
+    if (!img) throw new KilnError(`image ${this.imageName} not found in the local store (${store.dir})`);
+    return img;
   }
 
   async find(): Promise<Image | undefined> {

@@ -84,8 +84,10 @@ export function register(program: Command, ctx: CliContext): void {
             // in the image stays the real one.
             const runTarget = await (opts.publish ? images.parse(chosen) : images.locate(chosen));
             log.info(`Rebasing ${source.name}${on} onto ${chosen}`);
-            // An index of run images without this platform fails here, naming it.
-            const run = await runTarget.read();
+            // An index of run images without this platform fails here, naming it; a single run
+            // image of another platform is the rebase's own safety check (--force overrides it).
+            const runAny = await runTarget.readAny();
+            const run = isIndex(runAny) ? await runTarget.read() : runAny;
             const runDigest = await run.digest();
             const result = await rebase({
               image: app,
