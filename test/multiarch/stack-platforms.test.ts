@@ -155,6 +155,26 @@ test('run images for amd64 and arm64 from one recipe: an index, lock sections, S
   }
 });
 
+test("images made before without --platform are reused for the stack file's own architecture", async () => {
+  const out = path.join(work, 'single-first');
+  const single = await kiln(
+    'stack',
+    'create',
+    '--config',
+    path.join(work, 'stack.toml'),
+    '--only',
+    'run',
+    '--output',
+    `oci:${out}`,
+  );
+  assert.equal(single.code, 0, single.err);
+  const r = await create(out);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /run linux\/amd64 image run-linux-amd64@\S+ \(up to date\)/);
+  // And the other way round: a single-architecture create keeps the lock's arm64 section.
+  assert.ok((await readLock(path.join(work, 'stack.lock')))?.platforms?.arm64);
+});
+
 test('--locked without a fresh arm64 lock section fails in one line; a bad platform is a usage error', async () => {
   await writeFile(path.join(work, 'other.toml'), STACK.replace('"tzdata", ', ''));
   const r = await kiln(

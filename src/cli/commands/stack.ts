@@ -7,8 +7,10 @@ import type { DebRef } from '../../debian/deb-cache.ts';
 import { readAptSources } from '../../debian/sources.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { Layout } from '../../layout/layout.ts';
+import type { Digest } from '../../oci/digest.ts';
 import type { ImageIndex } from '../../oci/image.ts';
 import { indexFrom } from '../../oci/index.ts';
+import { isImageMediaType } from '../../oci/media-types.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
 import { hostPlatform, parsePlatforms, platformString, platformTag } from '../../oci/platform.ts';
 import type { Platform } from '../../oci/schema.ts';
@@ -365,7 +367,8 @@ async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): 
         );
     } else if (!fresh) {
       log.info(`Resolving packages (${lock ? 'the lock is stale' : 'no lock yet'})`);
-      lock = await resolveStack(s.config, s.access);
+      // Other architectures' sections of the file are kept.
+      lock = withArchLock(lock, s.config, s.config.archive.arch, await resolveStack(s.config, s.access));
       await writeLock(s.lockFile, lock);
       log.info(`Wrote ${s.lockFile}`);
     }
@@ -376,7 +379,8 @@ async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): 
     const roles: Role[] | undefined = only === undefined ? undefined : only === 'build' ? ['build'] : ['run'];
     const flavours = only !== undefined && only !== 'run' && only !== 'build' ? [only] : undefined;
     const options = {
-      lock: lock!,
+      // This architecture's packages only: other sections do not change these images' recipe.
+      lock: lockForArch(lock, s.config, s.config.archive.arch)!,
       access: s.access,
       layout,
       tags,
@@ -487,6 +491,10 @@ async function createForPlatforms(
     const arch = arches[i]!;
     const config = forArch(s.config, arch);
     const suffix = (t: string) => platformTag(t, p);
+    // The stack file's own architecture made before as single images (kiln stack create without
+    // --platform, kiln build's first use): tagged for this platform, reused when the recipe matches.
+    if (arch === s.config.archive.arch)
+      await adoptSingleImages(layout, [tags.run, tags.build, ...Object.values(flavourTags)], suffix);
     const options = {
       lock: await archLock(ctx, s, flags, arch),
       access: s.access,
@@ -539,6 +547,21 @@ async function createForPlatforms(
   }
   log.info(`Done in ${((Date.now() - started) / 1000).toFixed(2)} s`);
   if (flags.publish) await publishIndexes(ctx, layout, indexes, flags.publish);
+}
+
+/** adoptSingleImages tags each single image under `tags` also as `suffix(tag)` when that tag is missing. */
+async function adoptSingleImages(
+  layout: Layout,
+  tags: readonly string[],
+  suffix: (t: string) => string,
+): Promise<void> {
+  const known = new Set(await layout.tags());
+  for (const t of tags) {
+    if (!known.has(t) || known.has(suffix(t))) continue;
+    const desc = await layout.resolve(t);
+    if (isImageMediaType(desc.mediaType))
+      await layout.writeImage(await layout.imageByDigest(desc.digest as Digest), suffix(t));
+  }
 }
 
 /** publishIndexes pushes each index to REPO/<what>:latest with every platform image's SBOM referrers. */
