@@ -17,6 +17,10 @@ pkgs=(bubblewrap slirp4netns iptables libseccomp-dev podman crun runc uidmap sko
       ca-certificates debian-archive-keyring git jq apache2-utils openssl curl python3)
 pkgs+=(postgresql)  # kiln fleet's scale-out tests start a throw-away PostgreSQL server
 pkgs+=(chromium)  # kiln fleet's page is checked in a real (headless) browser
+# arm64 on amd64: the cross compiler and arm64 musl for the launcher and helpers (scripts/build.d/cross.sh),
+# qemu-user-static + binfmt-support to run arm64 build steps under emulation (musl-dev:arm64 needs
+# dpkg's arm64 architecture, added below before apt reads its lists).
+[ "$(dpkg --print-architecture)" = amd64 ] && pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl-dev:arm64 qemu-user-static binfmt-support)  # multi-arch
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
@@ -25,6 +29,9 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
+  if [[ " ${missing[*]} " == *":arm64 "* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -61,6 +68,13 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   # The lock lists every platform's optional packages (esbuild's and Biome's native binaries); npm
   # fetches only this machine's.
   npm ci --loglevel=error --no-fund --no-audit
+fi
+
+# arm64 emulation: binfmt_misc mounted and qemu-aarch64 registered (machine-wide; kiln explains the
+# same two commands when an arm64 build finds them missing). Best effort: a container may not allow it.
+if [ -x /usr/bin/qemu-aarch64-static ] && [ "$(dpkg --print-architecture)" = amd64 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  { mountpoint -q /proc/sys/fs/binfmt_misc || $sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; } 2>/dev/null &&
+    $sudo update-binfmts --enable qemu-aarch64 2>/dev/null || say "arm64 emulation not registered (binfmt_misc cannot be mounted here)"
 fi
 
 bash "$root/scripts/build.sh"

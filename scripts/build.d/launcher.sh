@@ -3,6 +3,8 @@
 # and dist/launcher/build-info.json (version, sha256 and the musl it links, for its SBOM).
 # Reproducible: fixed flags, no timestamps or build paths in the binary, no build id, stripped.
 # Rebuilds only when the sources or this script changed (a hash of them is kept in the output dir).
+# KILN_TARGET_ARCH (a Debian architecture, default this machine's) with MUSL_GCC and
+# KILN_LAUNCHER_OUT builds another architecture's launcher (cross.sh: arm64 on amd64).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 src="$root/src/launcher/launcher.c"
@@ -11,8 +13,8 @@ cc="${MUSL_GCC:-musl-gcc}"
 mkdir -p "$out"
 
 version="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$root/package.json" | head -n1)"
-musl_version="$(dpkg-query -W -f='${Version}' musl-dev 2>/dev/null || echo unknown)"
-arch="$(dpkg --print-architecture 2>/dev/null || uname -m)"
+arch="${KILN_TARGET_ARCH:-$(dpkg --print-architecture 2>/dev/null || uname -m)}"
+musl_version="$(dpkg-query -W -f='${Version}' "musl-dev:$arch" 2>/dev/null || dpkg-query -W -f='${Version}' musl-dev 2>/dev/null || echo unknown)"
 distro="$(. /etc/os-release && echo "${ID:-linux}-${VERSION_ID:-unknown}")"
 flags=(-static -Os -std=c11 -Wall -Wextra -Werror -fno-ident -ffile-prefix-map="$root"=. -fno-asynchronous-unwind-tables
        -ffunction-sections -fdata-sections -Wl,--gc-sections -Wl,--build-id=none -s)

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { bytesEntry } from '../archive/tar-file.ts';
-import { Order } from '../cnb/buildpack-toml.ts';
+import { Order, targetsOf } from '../cnb/buildpack-toml.ts';
 import type { SystemToml } from '../cnb/system-toml.ts';
 import { formatKey, toTomlText } from '../cnb/toml-file.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
@@ -11,7 +11,8 @@ import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import { appendLayers, setConfig } from '../oci/mutate.ts';
-import { jsonTooDeep, oneLine } from '../oci/schema.ts';
+import { platformString } from '../oci/platform.ts';
+import { jsonTooDeep, oneLine, type Platform } from '../oci/schema.ts';
 import type { BuilderConfig } from './builder-config.ts';
 import {
   type BuildpackSource,
@@ -54,6 +55,44 @@ export interface CreateBuilderOptions {
    * layers come out identical to the package's, as both are made by buildpackLayer.
    */
   readonly buildpackages?: (uri: string) => Promise<readonly string[]>;
+  /**
+   * The platform this builder is for (`--platform`): buildpacks whose `[[targets]]` exclude it
+   * are left out, with the order groups that need them (optional entries are just dropped).
+   */
+  readonly platform?: Platform;
+}
+
+/**
+ * forPlatform keeps the buildpacks whose targets accept `p` (a composite, or one declaring no
+ * targets, accepts any) and the order groups they can still run; fails when no group is left.
+ */
+export function forPlatform(
+  sources: readonly BuildpackSource[],
+  order: Order,
+  p: Platform,
+  file: string,
+): { sources: BuildpackSource[]; order: Order } {
+  // An empty field on either side matches (the lifecycle's rule); distros are checked at detect.
+  const m = (a: string | undefined, b: string | undefined) => !a || !b || a === b;
+  const kept = sources.filter((s) => {
+    if (s.descriptor.order?.length) return true;
+    const targets = targetsOf(s.descriptor, true);
+    return (
+      targets.length === 0 ||
+      targets.some((t) => m(t.os, p.os) && m(t.arch, p.architecture) && m(t.variant, p.variant))
+    );
+  });
+  const has = (id: string, version?: string) =>
+    kept.some((s) => s.id === id && (!version || s.version === version));
+  const groups = order.flatMap((g) => {
+    if (g.group.some((e) => !e.optional && !has(e.id, e.version))) return [];
+    return [{ ...g, group: g.group.filter((e) => has(e.id, e.version)) }];
+  });
+  if (groups.length === 0)
+    throw new UsageError(
+      `${file}: no order group can run on ${platformString(p)}: its buildpacks' [[targets]] leave out ${p.architecture}`,
+    );
+  return { sources: kept, order: groups };
 }
 
 /** Builder is a created builder image with what went into it. */
@@ -180,7 +219,13 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
     sources.push(src);
   }
   sources.sort((a, b) => (a.id === b.id ? (a.version < b.version ? -1 : 1) : a.id < b.id ? -1 : 1));
-  const order = resolveOrder(config.order, sources, config.file);
+  let configOrder = config.order;
+  if (opts.platform) {
+    const f = forPlatform(sources, configOrder, opts.platform, config.file);
+    sources.splice(0, sources.length, ...f.sources);
+    configOrder = f.order;
+  }
+  const order = resolveOrder(configOrder, sources, config.file);
   const extensions: ExtensionSource[] = [];
   for (const x of config.extensions) {
     const src = await readExtensionSource(x.dir, x);

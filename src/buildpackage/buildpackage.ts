@@ -26,7 +26,8 @@ import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import type { Compression } from '../oci/media-types.ts';
 import { DEFAULT_EPOCH, imageFrom, isoOfEpoch } from '../oci/memory.ts';
-import { type History, oneLine } from '../oci/schema.ts';
+import { platformString } from '../oci/platform.ts';
+import { type History, oneLine, type Platform } from '../oci/schema.ts';
 import type { BuildpackUri, PackageConfig } from './package-config.ts';
 
 /** Label keys of a buildpackage (CNB distribution spec). */
@@ -94,6 +95,11 @@ export interface CreateBuildpackageOptions {
   readonly compression?: Compression;
   /** Architecture of the config when the buildpack does not pin one (default amd64). */
   readonly arch?: string;
+  /**
+   * The platform of this package (`--platform`): the buildpack's `[[targets]]` must accept it,
+   * and it is the config's platform whatever the targets pin.
+   */
+  readonly platform?: Platform;
 }
 
 /** Buildpackage is a created buildpackage image and what it holds. */
@@ -259,6 +265,7 @@ export async function createBuildpackage(
     }
 
     const top = modules.get(`${entry.id}@${entry.version}`)!;
+    if (opts.platform) checkTargets(top.entry.targets, opts.platform, `${entry.id}@${entry.version}`);
     checkOrder(top, modules, config.file);
     const stacks = top.entry.stacks ?? (top.entry.order ? compositeStacks(top, modules) : undefined);
     const metadata: BuildpackageMetadata = {
@@ -279,8 +286,9 @@ export async function createBuildpackage(
     }));
     const image = imageFrom({
       config: {
-        architecture: archOf(top.entry.targets) ?? opts.arch ?? 'amd64',
-        os: config.os,
+        architecture: opts.platform?.architecture ?? archOf(top.entry.targets) ?? opts.arch ?? 'amd64',
+        ...(opts.platform?.variant ? { variant: opts.platform.variant } : {}),
+        os: opts.platform?.os ?? config.os,
         created,
         config: {
           Labels: {
@@ -296,6 +304,18 @@ export async function createBuildpackage(
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** checkTargets fails when declared `[[targets]]` leave out `p` (an empty field matches anything). */
+function checkTargets(targets: readonly unknown[] | undefined, p: Platform, what: string): void {
+  if (!targets?.length) return;
+  const m = (a: string | undefined, b: string | undefined) => !a || !b || a === b;
+  const ts = targets as readonly { os?: string; arch?: string; variant?: string }[];
+  if (ts.some((t) => m(t.os, p.os) && m(t.arch, p.architecture) && m(t.variant, p.variant))) return;
+  const named = ts.map((t) => [t.os || '*', t.arch || '*', ...(t.variant ? [t.variant] : [])].join('/'));
+  throw new UsageError(
+    `buildpack ${what} cannot be packaged for ${platformString(p)}: its [[targets]] are ${named.join(', ')}`,
+  );
 }
 
 // The config architecture: the one every declared target names, if they agree.

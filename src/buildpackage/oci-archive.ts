@@ -18,6 +18,7 @@ import { type Digest, hexOf } from '../oci/digest.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { compressionOf, isIndexMediaType, MediaType } from '../oci/media-types.ts';
 import { StoredImage } from '../oci/memory.ts';
+import { DEFAULT_PLATFORM, pickManifest } from '../oci/platform.ts';
 import { type Descriptor, IndexSchema, type Platform, parseJson } from '../oci/schema.ts';
 import { verifyBytes } from '../registry/verify.ts';
 
@@ -80,7 +81,7 @@ async function indexTar(file: string): Promise<Map<string, TarMember>> {
 /**
  * readOciArchive opens the image in an OCI layout tar (a `.cnb` file) without unpacking it: the
  * manifest is the only one in index.json, or the one tagged `tag`; an index is resolved to
- * `platform` (default linux/amd64). Blobs are read by offset and verified against their digests.
+ * `platform` (default DEFAULT_PLATFORM). Blobs are read by offset and verified against their digests.
  */
 /** Largest index, manifest or config read into memory (as the registry client and layouts). */
 const MAX_METADATA_BYTES = 32 * 1024 * 1024;
@@ -127,7 +128,7 @@ export async function readOciArchive(
     throw new UsageError(
       `${file}: ${opts.tag !== undefined ? `no image tagged "${opts.tag}"` : `${index.manifests.length} images and none tagged "latest"`}`,
     );
-  const want = opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  const want = opts.platform ?? DEFAULT_PLATFORM;
   for (let depth = 0; isIndexMediaType(desc.mediaType); depth++) {
     if (depth > 4) throw new KilnError(`${file}: image indexes nested too deep`);
     index = parseJson(
@@ -135,10 +136,7 @@ export async function readOciArchive(
       await readBytes(member(desc.digest), `index ${desc.digest}`, desc.digest),
       `index ${desc.digest} of ${file}`,
     );
-    desc = index.manifests.find(
-      (d) => d.platform?.os === want.os && d.platform.architecture === want.architecture,
-    );
-    if (!desc) throw new KilnError(`${file}: no image for ${want.os}/${want.architecture}`);
+    desc = pickManifest(index.manifests, want, file);
   }
   const rawManifest = await readBytes(member(desc.digest), `manifest ${desc.digest}`, desc.digest);
   return new StoredImage({

@@ -28,6 +28,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CommandModule>>> = {
   config: () => import('./commands/config.ts'),
   run: () => import('./commands/run.ts'),
   inspect: () => import('./commands/inspect.ts'),
+  manifest: () => import('./commands/manifest.ts'),
   rebase: () => import('./commands/rebase.ts'),
   fleet: () => import('./commands/fleet.ts'),
   sbom: () => import('./commands/sbom.ts'),

@@ -19,6 +19,42 @@ export function formatReport(r: ImageReport, format: OutputFormat): string {
   }
 }
 
+/** The index an IndexReport is of. */
+export interface IndexSummary {
+  readonly reference: string;
+  readonly digest: string;
+  readonly mediaType: string;
+}
+
+/**
+ * formatIndexReport renders `kiln inspect` of an image index: the index, then each platform's
+ * report (`images`, in the index's order) in the same format as a single image's.
+ */
+export function formatIndexReport(
+  index: IndexSummary,
+  reports: readonly ImageReport[],
+  format: OutputFormat,
+): string {
+  const doc = { index: { ...index, platforms: reports.map((r) => r.image.platform) }, images: reports };
+  switch (format) {
+    case 'json':
+      return `${JSON.stringify(doc, null, 2)}\n`;
+    case 'toml':
+      return tomlStringify(plain(doc) as Record<string, unknown>);
+    case 'yaml':
+      return `${yaml(plain(doc), 0).join('\n')}\n`;
+    case 'human': {
+      const head = [
+        `Index: ${index.reference}`,
+        `Digest: ${index.digest}`,
+        `Platforms: ${reports.map((r) => r.image.platform).join(', ') || '(none)'}`,
+      ];
+      const parts = reports.map((r) => `\n=== ${r.image.platform} ===\n${human(r)}`);
+      return `${head.join('\n')}\n${parts.join('')}`;
+    }
+  }
+}
+
 // JSON-safe copy without undefined (TOML has no null/undefined; YAML keeps output small).
 function plain(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(plain);

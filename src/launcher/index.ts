@@ -53,18 +53,36 @@ export interface LauncherInfo {
 }
 
 /**
- * loadLauncher reads build-info.json and checks the binary's sha256 against it, so an image never
- * ships a launcher other than the one its SBOM describes.
+ * launcherDirFor is where the build step put the launcher for `arch` (an OCI architecture):
+ * dist/launcher for this machine's (`hostArch`), dist/<arch>/launcher for a cross-compiled one
+ * (scripts/build.d/cross.sh).
  */
-export async function loadLauncher(dir: string = DEFAULT_LAUNCHER_DIR): Promise<LauncherInfo> {
+export function launcherDirFor(arch: string, hostArch: string): string {
+  return arch === hostArch ? DEFAULT_LAUNCHER_DIR : path.join(DEFAULT_LAUNCHER_DIR, '..', arch, 'launcher');
+}
+
+/**
+ * loadLauncher reads build-info.json and checks the binary's sha256 against it, so an image never
+ * ships a launcher other than the one its SBOM describes; with `arch`, the binary must be built
+ * for that architecture (an image of another one would fail with "exec format error").
+ */
+export async function loadLauncher(dir: string = DEFAULT_LAUNCHER_DIR, arch?: string): Promise<LauncherInfo> {
   const bin = path.join(dir, 'launcher');
   let raw: string;
   try {
     raw = await readFile(path.join(dir, 'build-info.json'), 'utf8');
   } catch {
-    throw new KilnError(`launcher not built: ${bin} is missing (run scripts/build.sh)`);
+    const cross =
+      arch === 'arm64'
+        ? ' after apt-get install gcc-aarch64-linux-gnu and, with dpkg --add-architecture arm64, musl-dev:arm64 (scripts/bootstrap.sh does both)'
+        : '';
+    throw new KilnError(
+      `${arch ?? 'the'} launcher not built: ${bin} is missing (run scripts/build.sh${cross})`,
+    );
   }
   const info = JSON.parse(raw) as Omit<LauncherInfo, 'path'>;
+  if (arch !== undefined && info.arch !== arch)
+    throw new KilnError(`launcher ${bin} is built for ${info.arch}, not ${arch}: run scripts/build.sh`);
   const actual = hexOf((await digestStream(createReadStream(bin))).digest);
   if (actual !== info.sha256) {
     throw new KilnError(

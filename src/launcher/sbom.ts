@@ -29,7 +29,8 @@ export interface LauncherSbomFiles {
 const FIXED_TIME = '1980-01-01T00:00:01Z';
 
 function launcherPurl(i: LauncherInfo): string {
-  return `pkg:generic/kiln-launcher@${encodeURIComponent(i.version)}?checksum=sha256:${i.sha256}`;
+  // The architecture is part of what the binary is: the arm64 and amd64 launchers are two packages.
+  return `pkg:generic/kiln-launcher@${encodeURIComponent(i.version)}?arch=${i.arch}&checksum=sha256:${i.sha256}`;
 }
 
 function muslPurl(i: LauncherInfo): string {

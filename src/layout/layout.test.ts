@@ -140,7 +140,7 @@ describe('Layout', () => {
     await validateImage(child);
     await assert.rejects(
       l.image('multi', { platform: { os: 'linux', architecture: 's390x' } }),
-      /no manifest for platform/,
+      /has no linux\/s390x image/,
     );
   });
 

@@ -9,6 +9,7 @@ import { type Digest, isDigest, sha256 } from '../oci/digest.ts';
 import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { isImageMediaType, isIndexMediaType, MediaType } from '../oci/media-types.ts';
 import { StoredImage } from '../oci/memory.ts';
+import { DEFAULT_PLATFORM, pickManifest } from '../oci/platform.ts';
 import {
   type Descriptor,
   type Index,
@@ -35,7 +36,7 @@ function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
 
 /** Options of Layout.image. */
 export interface ImageSelect {
-  /** Platform to pick when the reference names an index (default linux/amd64). */
+  /** Platform to pick when the reference names an index (default DEFAULT_PLATFORM, src/oci/platform.ts). */
   readonly platform?: Platform;
 }
 
@@ -142,15 +143,7 @@ export class Layout {
         await this.blobs.readBytes(desc.digest),
         `index ${desc.digest} of ${what}`,
       );
-      const want = select.platform ?? { os: 'linux', architecture: 'amd64' };
-      const pick = index.manifests.find(
-        (d) =>
-          d.platform?.os === want.os &&
-          d.platform.architecture === want.architecture &&
-          (!want.variant || d.platform.variant === want.variant),
-      );
-      if (!pick)
-        throw new Error(`${what}: no manifest for platform ${want.os}/${want.architecture} in the index`);
+      const pick = pickManifest(index.manifests, select.platform ?? DEFAULT_PLATFORM, what);
       desc = pick;
     }
     if (desc.mediaType && !isImageMediaType(desc.mediaType))

@@ -8,12 +8,12 @@ import type { Image, ImageIndex, Layer } from '../oci/image.ts';
 import { once } from '../oci/lazy.ts';
 import { compressionOf, isImageMediaType, isIndexMediaType } from '../oci/media-types.ts';
 import { StoredImage } from '../oci/memory.ts';
+import { DEFAULT_PLATFORM, pickManifest } from '../oci/platform.ts';
 import {
   type Descriptor,
   type Index,
   IndexSchema,
   ManifestSchema,
-  oneLine,
   type Platform,
   parseJson,
 } from '../oci/schema.ts';
@@ -104,7 +104,7 @@ export class RemoteLayer implements Layer, HasOrigin {
 
 /** Options for reading images from a registry. */
 export interface RemoteOptions {
-  /** Platform to pick when a reference names an index (default linux/amd64). */
+  /** Platform to pick when a reference names an index (default DEFAULT_PLATFORM, src/oci/platform.ts). */
   readonly platform?: Platform;
   /** Progress of layer downloads. */
   readonly progress?: ProgressSink;
@@ -209,7 +209,7 @@ export async function remoteManifest(
 
 /**
  * remoteImage reads a single-platform image; a reference to an index is resolved to `platform`
- * (default linux/amd64).
+ * (default DEFAULT_PLATFORM, src/oci/platform.ts).
  */
 export async function remoteImage(
   client: RegistryClient,
@@ -219,19 +219,8 @@ export async function remoteImage(
   let found = await remoteManifest(client, ref, opts);
   for (let depth = 0; found instanceof RemoteIndex; depth++) {
     if (depth > 4) throw new KilnError(`${referenceString(ref)}: image indexes nested too deep`);
-    const want = opts.platform ?? { os: 'linux', architecture: 'amd64' };
     const idx = await found.indexManifest();
-    const pick = idx.manifests.find((d) => platformMatches(d.platform, want));
-    if (!pick) {
-      const have = idx.manifests
-        .slice(0, 10)
-        .map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}` : '?'));
-      throw new KilnError(
-        oneLine(
-          `${referenceString(ref)}: no image for ${want.os}/${want.architecture} in the index (has ${have.join(', ') || 'none'})`,
-        ),
-      );
-    }
+    const pick = pickManifest(idx.manifests, opts.platform ?? DEFAULT_PLATFORM, referenceString(ref));
     const repo = client.repository(ref);
     const m = await repo.getManifest(pick.digest);
     found = isIndexMediaType(m.mediaType)
@@ -239,16 +228,6 @@ export async function remoteImage(
       : new RemoteImage(repo, { ...ref, digest: pick.digest as Digest }, m, opts);
   }
   return found;
-}
-
-/** platformMatches compares os, architecture and (when wanted) variant. */
-export function platformMatches(have: Platform | undefined, want: Platform): boolean {
-  return (
-    have !== undefined &&
-    have.os === want.os &&
-    have.architecture === want.architecture &&
-    (!want.variant || have.variant === want.variant)
-  );
 }
 
 // Reads a small blob (a config) fully; openBlob verifies its digest and size as it streams.

@@ -104,6 +104,9 @@ export class RepositoryClient {
       { method: 'HEAD', headers: { accept } },
       [200, 404],
     );
+    // A HEAD answer has no body, but the connection goes back to the pool only once it is read:
+    // left alone, it keeps the process alive until the registry drops it (a minute).
+    await res.discard();
     if (res.status === 404) return undefined;
     const d = res.headers.get('docker-content-digest');
     const size = Number(res.headers.get('content-length') ?? '-1');

@@ -21,8 +21,7 @@ const LockedPackageSchema = z.strictObject({
 /** LockedPackage is one exact package of an image in stack.lock. */
 export type LockedPackage = z.infer<typeof LockedPackageSchema>;
 
-const LockSchema = z.strictObject({
-  version: z.literal(1),
+const ArchLockSchema = z.strictObject({
   /** Digest of the resolution inputs (suites, arch, package lists): a changed config makes the lock stale. */
   inputs: z.string(),
   run: z.strictObject({ packages: z.array(LockedPackageSchema) }),
@@ -30,8 +29,63 @@ const LockSchema = z.strictObject({
   /** One section per run-image flavour other than the default (`[[flavours.<name>.packages]]`). */
   flavours: z.record(z.string(), z.strictObject({ packages: z.array(LockedPackageSchema) })).optional(),
 });
-/** StackLock is a parsed stack.lock. */
+
+const LockSchema = z.strictObject({
+  version: z.literal(1),
+  ...ArchLockSchema.shape,
+  /**
+   * The other architectures' packages, one section each (`[platforms.arm64]`, with its own
+   * `inputs`, `[[platforms.arm64.run.packages]]`, ...): the top level is the stack file's
+   * `[archive] arch`, so a single-architecture lock reads as before.
+   */
+  platforms: z.record(z.string(), ArchLockSchema).optional(),
+});
+/** StackLock is a parsed stack.lock (one architecture's view: `platforms` holds the others). */
 export type StackLock = z.infer<typeof LockSchema>;
+
+/**
+ * forArch is `config` for another architecture: the same recipe with `[archive] arch` replaced
+ * (Debian serves every architecture from the same signed indexes).
+ */
+export function forArch(config: StackConfig, arch: string): StackConfig {
+  return arch === config.archive.arch ? config : { ...config, archive: { ...config.archive, arch } };
+}
+
+/**
+ * lockForArch is the lock of one architecture: the top level for the stack file's own, else its
+ * `[platforms.<arch>]` section (undefined when the lock has none).
+ */
+export function lockForArch(
+  lock: StackLock | undefined,
+  config: StackConfig,
+  arch: string,
+): StackLock | undefined {
+  if (!lock) return undefined;
+  if (arch === config.archive.arch) {
+    // Without the other sections: adding arm64 must not change the amd64 images' recipe.
+    const { platforms: _, ...own } = lock;
+    return own;
+  }
+  const s = lock.platforms?.[arch];
+  return s ? { version: 1, ...s } : undefined;
+}
+
+/**
+ * withArchLock is `lock` with `archLock` (resolved for `arch`) put in its place: the top level for
+ * the stack file's own architecture (other sections kept), else `[platforms.<arch>]`.
+ */
+export function withArchLock(
+  lock: StackLock | undefined,
+  config: StackConfig,
+  arch: string,
+  archLock: StackLock,
+): StackLock {
+  const { version: _v, platforms: _p, ...section } = archLock;
+  if (arch === config.archive.arch)
+    return { ...archLock, ...(lock?.platforms ? { platforms: lock.platforms } : {}) };
+  if (!lock) throw new KilnError(`stack lock: resolve ${config.archive.arch} before ${arch}`);
+  return { ...lock, platforms: { ...lock.platforms, [arch]: section } };
+}
 
 /** inputsDigest is the digest of what resolution depends on in `config` (not the mirror). */
 export function inputsDigest(config: StackConfig): string {
@@ -94,17 +148,30 @@ export function lockedFrom(pkgs: readonly PackageRecord[]): LockedPackage[] {
 export function formatLock(lock: StackLock): string {
   const sorted = (l: readonly LockedPackage[]) =>
     [...l].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const body = stringifyToml({
-    version: lock.version,
-    inputs: lock.inputs,
-    run: { packages: sorted(lock.run.packages) },
-    build: { packages: sorted(lock.build.packages) },
-    ...(lock.flavours && Object.keys(lock.flavours).length
+  const section = (l: z.infer<typeof ArchLockSchema>) => ({
+    inputs: l.inputs,
+    run: { packages: sorted(l.run.packages) },
+    build: { packages: sorted(l.build.packages) },
+    ...(l.flavours && Object.keys(l.flavours).length
       ? {
           flavours: Object.fromEntries(
-            Object.keys(lock.flavours)
+            Object.keys(l.flavours)
               .sort()
-              .map((k) => [k, { packages: sorted(lock.flavours![k]!.packages) }]),
+              .map((k) => [k, { packages: sorted(l.flavours![k]!.packages) }]),
+          ),
+        }
+      : {}),
+  });
+  const platforms = lock.platforms ?? {};
+  const body = stringifyToml({
+    version: lock.version,
+    ...section(lock),
+    ...(Object.keys(platforms).length
+      ? {
+          platforms: Object.fromEntries(
+            Object.keys(platforms)
+              .sort()
+              .map((a) => [a, section(platforms[a]!)]),
           ),
         }
       : {}),

@@ -4,8 +4,8 @@ import { statIfExists } from '../internal/fs.ts';
 import { ensureOwnedDir } from '../internal/owned-dir.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import { Layout, REF_NAME } from '../layout/layout.ts';
-import type { Image } from '../oci/image.ts';
-import type { Descriptor } from '../oci/schema.ts';
+import type { Image, ImageIndex } from '../oci/image.ts';
+import type { Descriptor, Platform } from '../oci/schema.ts';
 import { parseReference, referenceString } from '../registry/reference.ts';
 
 // kiln's local image store: one OCI image layout under the data directory (by default
@@ -54,12 +54,15 @@ export class ImageStore {
     return this.layout.blobs;
   }
 
-  /** find returns the image stored under `name` (any spelling of its reference), if any. */
-  async find(name: string): Promise<Image | undefined> {
+  /**
+   * find returns the image stored under `name` (any spelling of its reference), if any; an index
+   * is resolved to `platform` (MissingPlatformError when it has none for it).
+   */
+  async find(name: string, platform?: Platform): Promise<Image | undefined> {
     const canonical = storeNameOf(name);
     const tags = await this.layout.tags();
     if (!tags.includes(canonical)) return undefined;
-    return this.layout.image(canonical);
+    return this.layout.image(canonical, platform ? { platform } : {});
   }
 
   /** digestOf returns the manifest digest stored under `name`, if any. */
@@ -70,13 +73,18 @@ export class ImageStore {
   }
 
   /**
-   * write stores `image` under every name in `names` (the first is the primary). The index is
+   * write stores `image` (or an index) under every name in `names` (the first is the primary). The index is
    * updated atomically per name, so a crash leaves each name pointing at the old or the new image.
    */
-  async write(image: Image, names: readonly string[]): Promise<Descriptor> {
+  async write(image: Image | ImageIndex, names: readonly string[]): Promise<Descriptor> {
     if (names.length === 0) throw new TypeError('ImageStore.write: at least one name is required');
     let desc: Descriptor | undefined;
-    for (const n of names) desc = await this.layout.writeImage(image, storeNameOf(n));
+    // A multi-platform index is stored whole (its images too): reads pick a platform from it.
+    for (const n of names)
+      desc =
+        'indexManifest' in image
+          ? await this.layout.writeIndex(image, storeNameOf(n))
+          : await this.layout.writeImage(image, storeNameOf(n));
     return desc!;
   }
 

@@ -1,11 +1,14 @@
 import { KilnError } from '../internal/errors.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
+import type { Platform } from '../oci/schema.ts';
 import {
   type Description,
   describeValue,
   type ImageTarget,
   isIndex,
   noIndexes,
+  onPlatform,
+  type ReadOptions,
   type Referrer,
   type Referrers,
   type Written,
@@ -23,9 +26,12 @@ export class DockerArchiveTarget implements ImageTarget {
   readonly file: string;
   readonly tag: string | undefined;
   readonly referrers: Referrers;
+  /** The platform the archive's image must be for, when one is asked for. */
+  readonly platform: Platform | undefined;
 
-  constructor(file: string, tag: string | undefined) {
+  constructor(file: string, tag: string | undefined, platform?: Platform) {
     this.file = file;
+    this.platform = platform;
     this.tag = tag;
     this.name = `docker-archive:${file}${tag ? `:${tag}` : ''}`;
     this.imageName = this.name;
@@ -39,12 +45,13 @@ export class DockerArchiveTarget implements ImageTarget {
     };
   }
 
-  async read(): Promise<Image> {
-    return (await archive())
+  async read(opts: ReadOptions = {}): Promise<Image> {
+    const image = await (await archive())
       .readDockerArchive(this.file, this.tag ? { tag: this.tag } : {})
       .catch((e: unknown) => {
         throw e instanceof KilnError ? e : new KilnError((e as Error).message, { cause: e });
       });
+    return onPlatform(image, opts.platform ?? this.platform, this.name);
   }
 
   readAny(): Promise<Image | ImageIndex> {

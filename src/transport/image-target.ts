@@ -3,6 +3,7 @@ import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
+import { checkPlatform, configPlatform, platformMatches } from '../oci/platform.ts';
 import { type Descriptor, type Manifest, ManifestSchema, type Platform, parseJson } from '../oci/schema.ts';
 
 // Where images live, as one interface: kiln's local store, a registry, an OCI layout and a
@@ -11,8 +12,26 @@ import { type Descriptor, type Manifest, ManifestSchema, type Platform, parseJso
 
 /** How a read picks one image out of an index. */
 export interface ReadOptions {
-  /** Platform to pick when the location holds an index (default linux/amd64). */
+  /** Platform to pick when the location holds an index (default: the target's, else DEFAULT_PLATFORM). */
   readonly platform?: Platform;
+}
+
+/**
+ * onPlatform is `image` when it is for `want` (or nothing was asked for); a single image of
+ * another platform fails with one line naming `what`, what was asked for and what it is.
+ */
+export async function onPlatform(image: Image, want: Platform | undefined, what: string): Promise<Image> {
+  if (want) checkPlatform(await image.configFile(), want, what);
+  return image;
+}
+
+/** foundOnPlatform is `image` when it is for `want`; another platform's image is none (nothing to reuse). */
+export async function foundOnPlatform(
+  image: Image | undefined,
+  want: Platform | undefined,
+): Promise<Image | undefined> {
+  if (!image || !want) return image;
+  return platformMatches(configPlatform(await image.configFile()), want) ? image : undefined;
 }
 
 /** What a write did. */
@@ -126,5 +145,7 @@ export function referrerOf(
 
 /** The write error of locations that take single images only. */
 export function noIndexes(name: string): KilnError {
-  return new KilnError(`${name}: only registries take whole image indexes (drop --all)`);
+  return new KilnError(
+    `${name}: a docker-archive holds one platform's image, not an index (pick one with --platform)`,
+  );
 }

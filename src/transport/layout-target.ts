@@ -4,12 +4,15 @@ import { Layout, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
+import { MissingPlatformError } from '../oci/platform.ts';
+import type { Platform } from '../oci/schema.ts';
 import {
   type Description,
   describeValue,
+  foundOnPlatform,
   type ImageTarget,
   isIndex,
-  noIndexes,
+  onPlatform,
   type ReadOptions,
   type Referrers,
   type Written,
@@ -26,10 +29,13 @@ export class LayoutTarget implements ImageTarget {
   readonly referrers: Referrers;
   readonly dir: string;
   readonly tag: string | undefined;
+  /** The platform reads pick from an index, and that single images must be for. */
+  readonly platform: Platform | undefined;
 
-  constructor(dir: string, tag: string | undefined) {
+  constructor(dir: string, tag: string | undefined, platform?: Platform) {
     this.dir = dir;
     this.tag = tag;
+    this.platform = platform;
     this.name = `oci:${dir}${tag ? `:${tag}` : ''}`;
     this.imageName = this.name;
     this.referrers = layoutReferrers(() => this.#open());
@@ -37,24 +43,38 @@ export class LayoutTarget implements ImageTarget {
 
   async read(opts: ReadOptions = {}): Promise<Image> {
     const layout = await this.#open();
-    return layout.image(await this.#ref(layout), opts.platform ? { platform: opts.platform } : {});
+    const platform = opts.platform ?? this.platform;
+    const image = await layout
+      .image(await this.#ref(layout), platform ? { platform } : {})
+      .catch((e: unknown) => {
+        // Named as the user wrote it (oci:DIR:TAG), not by the layout's directory.
+        throw e instanceof MissingPlatformError ? new MissingPlatformError(this.name, e.platform, e.has) : e;
+      });
+    return onPlatform(image, platform, this.name);
   }
 
-  readAny(): Promise<Image | ImageIndex> {
-    return this.read();
+  async readAny(): Promise<Image | ImageIndex> {
+    const layout = await this.#open();
+    const desc = await layout.resolve(await this.#ref(layout));
+    // As it is: an index whole, a single image whatever its platform (read() is the checked pick).
+    return isIndexMediaType(desc.mediaType)
+      ? layout.indexByDigest(desc.digest as Digest)
+      : layout.imageByDigest(desc.digest as Digest);
   }
 
   async find(): Promise<Image | undefined> {
     // A missing layout or tag is a first build; the tag defaults to "latest" as written.
     const layout = await Layout.open(this.dir).catch(() => undefined);
     if (!layout) return undefined;
-    return layout.image(this.tag ?? 'latest').catch(() => undefined);
+    const platform = this.platform ? { platform: this.platform } : {};
+    const found = await layout.image(this.tag ?? 'latest', platform).catch(() => undefined);
+    return foundOnPlatform(found, this.platform);
   }
 
   async write(value: Image | ImageIndex): Promise<Written> {
-    if (isIndex(value)) throw noIndexes(this.name);
     const layout = await Layout.init(this.dir);
-    const desc = await layout.writeImage(value, this.tag ?? 'latest');
+    const tag = this.tag ?? 'latest';
+    const desc = isIndex(value) ? await layout.writeIndex(value, tag) : await layout.writeImage(value, tag);
     return { digest: desc.digest as Digest, names: [this.imageName] };
   }
 

@@ -2,6 +2,7 @@ import { buffer } from 'node:stream/consumers';
 import { KilnError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
+import { MissingPlatformError } from '../oci/platform.ts';
 import type { Descriptor, Platform } from '../oci/schema.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import { RegistryError } from '../registry/errors.ts';
@@ -12,8 +13,10 @@ import { writeImage, writeIndex } from '../registry/write.ts';
 import {
   type Description,
   describeValue,
+  foundOnPlatform,
   type ImageTarget,
   isIndex,
+  onPlatform,
   type ReadOptions,
   type Referrer,
   type Referrers,
@@ -72,16 +75,21 @@ export class RegistryTarget implements ImageTarget {
     const mirror = this.#io.mirrorFor?.(this.ref.registry);
     if (mirror && mirror !== this.ref.registry) {
       try {
-        return await remoteImage(this.#io.client, { ...this.ref, registry: mirror }, o);
+        return await onPlatform(
+          await remoteImage(this.#io.client, { ...this.ref, registry: mirror }, o),
+          platform,
+          this.name,
+        );
       } catch (e) {
         this.#io.debug?.(
           `mirror ${mirror} of ${this.ref.registry}: ${(e as Error).message}; using the registry itself`,
         );
       }
     }
-    return remoteImage(this.#io.client, this.ref, o).catch((e: unknown) => {
+    const image = await remoteImage(this.#io.client, this.ref, o).catch((e: unknown) => {
       throw this.#explain ? this.#explain(e) : e;
     });
+    return onPlatform(image, platform, this.name);
   }
 
   async readAny(): Promise<Image | ImageIndex> {
@@ -92,8 +100,12 @@ export class RegistryTarget implements ImageTarget {
 
   async find(): Promise<Image | undefined> {
     try {
-      return await remoteImage(this.#io.client, this.ref);
+      const platform = this.#io.platform;
+      const found = await remoteImage(this.#io.client, this.ref, platform ? { platform } : {});
+      return await foundOnPlatform(found, platform);
     } catch (e) {
+      // An index without this platform holds nothing to reuse for it.
+      if (e instanceof MissingPlatformError) return undefined;
       // Absent, or not ours to see: a first build.
       if (e instanceof RegistryError && (e.status === 404 || e.status === 401 || e.status === 403))
         return undefined;

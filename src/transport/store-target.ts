@@ -2,14 +2,18 @@ import { KilnError } from '../internal/errors.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image, ImageIndex } from '../oci/image.ts';
+import { isIndexMediaType } from '../oci/media-types.ts';
+import { MissingPlatformError } from '../oci/platform.ts';
+import type { Platform } from '../oci/schema.ts';
 import { parseReference, repositoryString } from '../registry/reference.ts';
 import { type ImageStore, storeNameOf } from '../store/store.ts';
 import {
   type Description,
   describeValue,
+  foundOnPlatform,
   type ImageTarget,
-  isIndex,
-  noIndexes,
+  onPlatform,
+  type ReadOptions,
   type Referrers,
   type Written,
 } from './image-target.ts';
@@ -26,28 +30,44 @@ export class StoreTarget implements ImageTarget {
   /** The name as the user gave it (any spelling of the reference). */
   readonly storeName: string;
   readonly #store: () => Promise<ImageStore>;
+  /** The platform reads pick from an index, and that single images must be for. */
+  readonly platform: Platform | undefined;
 
-  constructor(storeName: string, store: () => Promise<ImageStore>) {
+  constructor(storeName: string, store: () => Promise<ImageStore>, platform?: Platform) {
     this.storeName = storeName;
+    this.platform = platform;
     this.imageName = storeNameOf(storeName);
     this.name = `local:${this.imageName}`;
     this.#store = store;
     this.referrers = layoutReferrers(async () => (await store()).layout);
   }
 
-  async read(): Promise<Image> {
+  async read(opts: ReadOptions = {}): Promise<Image> {
     const store = await this.#store();
+    const platform = opts.platform ?? this.platform;
+    const img = await store.find(this.storeName, platform);
+    if (!img) throw new KilnError(`image ${this.imageName} not found in the local store (${store.dir})`);
+    return onPlatform(img, platform, this.name);
+  }
+
+  async readAny(): Promise<Image | ImageIndex> {
+    const store = await this.#store();
+    const digest = await store.digestOf(this.storeName);
+    const desc = (await store.layout.index()).manifests.find((d) => d.digest === digest);
+    if (desc && isIndexMediaType(desc.mediaType)) return store.layout.indexByDigest(desc.digest as Digest);
+    // A single image as it is, whatever its platform (read() is the checked pick).
     const img = await store.find(this.storeName);
     if (!img) throw new KilnError(`image ${this.imageName} not found in the local store (${store.dir})`);
     return img;
   }
 
-  readAny(): Promise<Image | ImageIndex> {
-    return this.read();
-  }
-
   async find(): Promise<Image | undefined> {
-    return (await this.#store()).find(this.storeName);
+    const found = await (await this.#store()).find(this.storeName, this.platform).catch((e: unknown) => {
+      // An index without this platform holds nothing to reuse for it.
+      if (e instanceof MissingPlatformError) return undefined;
+      throw e;
+    });
+    return foundOnPlatform(found, this.platform);
   }
 
   async write(value: Image | ImageIndex): Promise<Written> {
@@ -78,7 +98,6 @@ export async function writeToStore(
   targets: readonly StoreTarget[],
   value: Image | ImageIndex,
 ): Promise<Written> {
-  if (isIndex(value)) throw noIndexes(targets[0]!.name);
   const desc = await store.write(
     value,
     targets.map((t) => t.storeName),

@@ -31,7 +31,10 @@ export interface TransportOptions {
   readonly client: RegistryClient;
   /** Directory of kiln's local image store (opened at most once, when first needed). */
   readonly storeDir: string;
-  /** Platform to pick from indexes (default linux/amd64). */
+  /**
+   * The platform every read is for: picked from indexes, and a single image of another platform is
+   * refused (none given: indexes resolve to DEFAULT_PLATFORM and single images are taken as they are).
+   */
   readonly platform?: Platform;
   readonly progress?: ProgressSink;
   /** The pull mirror of a registry (kiln config registry-mirrors); writes never use mirrors. */
@@ -113,12 +116,12 @@ export class Transports {
     if (arg.startsWith('oci:')) {
       const [dir, tag] = split(arg.slice(4));
       if (!dir) bad('oci: needs a directory (oci:DIR[:TAG])');
-      return new LayoutTarget(path.resolve(dir), tag);
+      return new LayoutTarget(path.resolve(dir), tag, this.options.platform);
     }
     if (arg.startsWith('docker-archive:')) {
       const [file, tag] = split(arg.slice('docker-archive:'.length));
       if (!file) bad('docker-archive: needs a file (docker-archive:FILE[:TAG])');
-      return new DockerArchiveTarget(path.resolve(file), tag);
+      return new DockerArchiveTarget(path.resolve(file), tag, this.options.platform);
     }
     if (arg.startsWith('docker-daemon:')) {
       const rest = arg.slice('docker-daemon:'.length);
@@ -148,7 +151,7 @@ export class Transports {
 
   /** local is the image stored under `name` in kiln's local store. */
   local(name: string): ImageTarget {
-    return new StoreTarget(name, this.#openStore);
+    return new StoreTarget(name, this.#openStore, this.options.platform);
   }
 
   /**

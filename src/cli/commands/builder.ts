@@ -4,6 +4,9 @@ import { type BuilderInfo, createBuilder, readBuilder } from '../../builder/buil
 import { DEFAULT_BUILDER_NAME } from '../../builder/default-builder.ts';
 import { UsageError } from '../../internal/errors.ts';
 import type { Image } from '../../oci/image.ts';
+import { indexFrom } from '../../oci/index.ts';
+import { parsePlatforms, platformString } from '../../oci/platform.ts';
+import type { Platform } from '../../oci/schema.ts';
 import type { ImageTarget } from '../../transport/image-target.ts';
 import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
@@ -40,10 +43,20 @@ export function register(program: Command, ctx: CliContext): void {
         'reading the build image and buildpackages (as kiln build)',
       ).choices(['always', 'if-not-present', 'never']),
     )
+    .option(
+      '--platform <os/arch,...>',
+      'make a builder per platform (e.g. linux/amd64,linux/arm64) from the build image index, buildpacks chosen by their [[targets]], and write an image index of them (default: the build image as it is)',
+    )
     .action(
       async (
         name: string | undefined,
-        opts: { config: string; publish?: boolean; output?: string; pullPolicy?: PullPolicy },
+        opts: {
+          config: string;
+          publish?: boolean;
+          output?: string;
+          pullPolicy?: PullPolicy;
+          platform?: string;
+        },
       ) => {
         if (!name && !opts.output) {
           throw new UsageError(
@@ -56,6 +69,7 @@ export function register(program: Command, ctx: CliContext): void {
         const config = await readBuilderConfig(opts.config);
         if (!config.buildImage)
           throw new UsageError(`${opts.config}: build image missing: expected [build] image`);
+        const platforms = opts.platform ? parsePlatforms(opts.platform) : undefined;
         const progress = log.progress();
         const images = imageTransports(ctx.settings, log, {
           progress,
@@ -65,32 +79,43 @@ export function register(program: Command, ctx: CliContext): void {
         if (name) dests.push(images.destination(name, Boolean(opts.publish)));
         if (opts.output) dests.push(images.parse(opts.output));
         // [[buildpacks]] uri = docker://…, oci:…, a .cnb file (commands/buildpack.ts unpacks them)
-        const unpacker = (await import('./buildpack.ts')).buildpackageUnpacker(
-          images,
-          ctx.settings.env.TMPDIR,
-        );
+        const { buildpackageUnpacker } = await import('./buildpack.ts');
+        const unpackers: ReturnType<typeof buildpackageUnpacker>[] = [];
         try {
-          const { image: buildImage, where } = await resolveImage(config.buildImage, images);
-          log.info(`Creating builder from ${opts.config} on build image ${where}`);
           // New layers are written to the local store first; it doubles as the staging area for pushes.
           const store = await images.store();
           const epoch = ctx.settings.sourceDateEpoch;
-          const created = await createBuilder(config, {
-            buildImage,
-            store: store.blobs,
-            kilnVersion: KILN_VERSION,
-            ...(epoch === undefined ? {} : { epoch }),
-            buildpackages: (uri) => unpacker.open(uri),
-          });
-          for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}`);
+          const made: { image: Image; platform?: Platform }[] = [];
+          // Each platform reads its own build image and buildpackages (from their indexes).
+          for (const platform of platforms ?? [undefined]) {
+            const ip = platform ? images.with({ platform }) : images;
+            const unpacker = buildpackageUnpacker(ip, ctx.settings.env.TMPDIR);
+            unpackers.push(unpacker);
+            const { image: buildImage, where } = await resolveImage(config.buildImage, ip);
+            const on = platform ? ` (${platformString(platform)})` : '';
+            log.info(`Creating builder from ${opts.config} on build image ${where}${on}`);
+            const created = await createBuilder(config, {
+              buildImage,
+              store: store.blobs,
+              kilnVersion: KILN_VERSION,
+              ...(epoch === undefined ? {} : { epoch }),
+              buildpackages: (uri) => unpacker.open(uri),
+              ...(platform ? { platform } : {}),
+            });
+            for (const b of created.buildpacks) log.info(`  buildpack ${b.id}@${b.version}${on}`);
+            made.push({ image: created.image, ...(platform ? { platform } : {}) });
+          }
+          const value = platforms
+            ? indexFrom(made.map((m) => ({ image: m.image, platform: m.platform! })))
+            : made[0]!.image;
           for (const dest of dests) {
-            const { digest } = await dest.write(created.image);
+            const { digest } = await dest.write(value);
             log.info(`Wrote builder ${dest.name}@${digest}`);
             ctx.stdout.write(`${digest}\n`);
           }
         } finally {
           progress.end();
-          await unpacker.dispose();
+          for (const u of unpackers) await u.dispose();
         }
       },
     );

@@ -15,6 +15,8 @@ import { UsageError } from '../../internal/errors.ts';
 import { statIfExists } from '../../internal/fs.ts';
 import { BlobStore } from '../../layout/blob-store.ts';
 import type { Image } from '../../oci/image.ts';
+import { indexFrom } from '../../oci/index.ts';
+import { hostPlatform, parsePlatforms } from '../../oci/platform.ts';
 import { isBareName, type Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
@@ -55,7 +57,8 @@ async function openPackageUri(
   uri: BuildpackUri & { kind: 'image' | 'cnb' },
   images: Transports,
 ): Promise<Image> {
-  if (uri.kind === 'cnb') return readOciArchive(uri.file);
+  const platform = images.options.platform;
+  if (uri.kind === 'cnb') return readOciArchive(uri.file, platform ? { platform } : {});
   const img = await openBuildpackageImage(uri.ref, images);
   if (img) return img;
   return images.parse(uri.ref).read(); // names its failure
@@ -68,11 +71,12 @@ interface PackageFlags {
   format: 'image' | 'file';
   pathToOutput?: string;
   target?: string;
+  platform?: string;
 }
 
-/** archOf maps Node's process.arch to an OCI architecture. */
+/** hostArch is this machine's OCI architecture. */
 function hostArch(): string {
-  return process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
+  return hostPlatform(process.arch).architecture;
 }
 
 /** register adds `kiln buildpack package` and `kiln buildpack new`. */
@@ -98,6 +102,10 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--path-to-output <file>', 'with --format file: where to write the .cnb (default: NAME)')
     .option('--target <os/arch>', 'architecture of the package config when the buildpack does not pin one')
+    .option(
+      '--platform <os/arch,...>',
+      "one package per platform (e.g. linux/amd64,linux/arm64) as an image index; each must be one of the buildpack's [[targets]]",
+    )
     .action(async (name: string, flags: PackageFlags) => {
       const { settings, log } = ctx;
       if (flags.config && flags.path)
@@ -115,8 +123,14 @@ export function register(program: Command, ctx: CliContext): void {
             os: 'linux',
           };
       const arch = flags.target ? (parseTarget(flags.target).arch ?? hostArch()) : hostArch();
+      const platforms = flags.platform ? parsePlatforms(flags.platform) : undefined;
+      if (platforms && flags.target) throw new UsageError('--platform and --target exclude each other');
+      if (platforms && platforms.length > 1 && flags.format === 'file')
+        throw new UsageError('--format file holds one platform: give one --platform, or write an image');
       const progress = log.progress();
-      const images = imageTransports(settings, log, { progress });
+      // Dependencies are read for the package's own platform.
+      const platform = { os: config.os, architecture: arch };
+      const images = imageTransports(settings, log, { progress, platform });
       const tmp = await mkdtemp(path.join(settings.env.TMPDIR ?? tmpdir(), 'kiln-package-'));
       try {
         // Where new layers are written: straight into the destination's blobs when it has some.
@@ -127,17 +141,29 @@ export function register(program: Command, ctx: CliContext): void {
             : undefined;
         const dest = file === undefined ? images.destination(name, Boolean(flags.publish)) : undefined;
         const blobs = (await dest?.stagingBlobs()) ?? new BlobStore(path.join(tmp, 'blobs-root'));
-        const pkg = await createBuildpackage(config, {
-          store: blobs,
-          openImage: (uri) => openPackageUri(uri, images),
-          tmpDir: tmp,
-          arch,
-          ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
-        });
+        // --platform: one package per platform (its dependencies read for it), in an index.
+        const made: Awaited<ReturnType<typeof createBuildpackage>>[] = [];
+        for (const p of platforms ?? [undefined]) {
+          const ip = p ? images.with({ platform: p }) : images;
+          made.push(
+            await createBuildpackage(config, {
+              store: blobs,
+              openImage: (uri) => openPackageUri(uri, ip),
+              tmpDir: tmp,
+              arch: p?.architecture ?? arch,
+              ...(p ? { platform: p } : {}),
+              ...(settings.sourceDateEpoch !== undefined ? { epoch: settings.sourceDateEpoch } : {}),
+            }),
+          );
+        }
+        const pkg = made[0]!;
+        const value = platforms
+          ? indexFrom(made.map((m, i) => ({ image: m.image, platform: platforms[i]! })))
+          : pkg.image;
         let digest: string;
         let where: string;
         if (dest) {
-          const written = await dest.write(pkg.image);
+          const written = await dest.write(value);
           digest = written.digest;
           where = written.names[0]!;
         } else {

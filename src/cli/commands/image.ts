@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { UsageError } from '../../internal/errors.ts';
 import type { Image, ImageIndex } from '../../oci/image.ts';
+import { parsePlatform, platformString } from '../../oci/platform.ts';
 import type { Platform } from '../../oci/schema.ts';
 import { isIndex } from '../../transport/image-target.ts';
 import type { CliContext } from '../context.ts';
@@ -77,16 +77,6 @@ export function platformOption(value: string | undefined): { platform?: Platform
   return value ? { platform: parsePlatform(value) } : {};
 }
 
-/** parsePlatform parses `os/arch[/variant]`. */
-export function parsePlatform(s: string): Platform {
-  const parts = s.split('/');
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === ''))
-    throw new UsageError(`invalid platform "${s}": expected os/arch[/variant]`);
-  const p: Platform = { os: parts[0]!, architecture: parts[1]! };
-  if (parts[2]) p.variant = parts[2];
-  return p;
-}
-
 async function summariseIndex(idx: ImageIndex) {
   const m = await idx.indexManifest();
   return {
@@ -136,10 +126,6 @@ async function summariseImage(img: Image) {
     })),
     size: manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0),
   };
-}
-
-function platformString(p: Platform): string {
-  return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
 }
 
 function humanInspect(

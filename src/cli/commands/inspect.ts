@@ -1,8 +1,11 @@
 import { type Command, Option } from 'commander';
 import { BUILD_METADATA_LABEL, parseBuildMetadata } from '../../cnb/lifecycle-metadata.ts';
-import { formatReport, OUTPUT_FORMATS, type OutputFormat } from '../../inspect/format.ts';
+import { formatIndexReport, formatReport, OUTPUT_FORMATS, type OutputFormat } from '../../inspect/format.ts';
 import { inspectImage } from '../../inspect/inspect.ts';
 import { packBom } from '../../inspect/pack-bom.ts';
+import type { Digest } from '../../oci/digest.ts';
+import { isImageMediaType } from '../../oci/media-types.ts';
+import { isIndex } from '../../transport/image-target.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { terminalSafe } from '../terminal-text.ts';
@@ -40,9 +43,23 @@ export function register(program: Command, ctx: CliContext): void {
       ) => {
         const images = imageTransports(ctx.settings, ctx.log, platformOption(opts.platform));
         const target = await images.locate(arg);
-        const image = await target.read();
         const packages = Boolean(opts.bom || opts.sbomPackages);
-        const report = await inspectImage(image, { reference: arg, sbom: opts.sbom, bom: packages });
+        const o = { reference: arg, sbom: opts.sbom, bom: packages };
+        // An index without --platform: every platform's image, in the index's order.
+        const top = opts.platform || opts.bom ? undefined : await target.readAny();
+        if (top && isIndex(top)) {
+          const m = await top.indexManifest();
+          const reports = [];
+          for (const d of m.manifests) {
+            if (!d.platform || !isImageMediaType(d.mediaType)) continue;
+            reports.push(await inspectImage(await top.image(d.digest as Digest), o));
+          }
+          const index = { reference: arg, digest: await top.digest(), mediaType: await top.mediaType() };
+          ctx.stdout.write(terminalSafe(formatIndexReport(index, reports, opts.output)));
+          return;
+        }
+        const image = await target.read();
+        const report = await inspectImage(image, o);
         if (opts.bom) {
           const raw = (await image.configFile()).config?.Labels?.[BUILD_METADATA_LABEL];
           const build = parseBuildMetadata(raw ?? '{}');

@@ -3,9 +3,14 @@ import type { Command } from 'commander';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
-import type { Image } from '../../oci/image.ts';
+import type { Digest } from '../../oci/digest.ts';
+import type { Image, ImageIndex } from '../../oci/image.ts';
+import { indexFrom } from '../../oci/index.ts';
+import { isImageMediaType } from '../../oci/media-types.ts';
+import { configPlatform, platformString } from '../../oci/platform.ts';
+import type { Platform } from '../../oci/schema.ts';
 import { rebase } from '../../rebase/rebase.ts';
-import type { ImageTarget } from '../../transport/image-target.ts';
+import { type ImageTarget, isIndex } from '../../transport/image-target.ts';
 import type { Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
@@ -57,57 +62,96 @@ export function register(program: Command, ctx: CliContext): void {
           if (opts.publish && target.registry === undefined)
             throw new UsageError(`--publish needs a registry reference, not ${target.name}`);
           const source = opts.previousImage ? await locate(opts.previousImage) : target;
-          const app = await source.read();
-          const appCfg = await app.configFile();
-          const platform = {
-            os: appCfg.os,
-            architecture: appCfg.architecture,
-            ...(appCfg.variant ? { variant: appCfg.variant } : {}),
-          };
-          // The same client (its token cache) and store, now choosing the app's platform in indexes.
-          const images = images0.with({ platform });
-
-          const chosen = opts.runImage ?? (await recordedRunImage(app, target, source.name, images));
-          // Registry mirrors (kiln config registry-mirrors) apply when reading; the name recorded
-          // in the image stays the real one.
-          const runTarget = await (opts.publish ? images.parse(chosen) : images.locate(chosen));
-          log.info(`Rebasing ${source.name} onto ${chosen}`);
-          const run = await runTarget.read();
-          const runDigest = await run.digest();
-          const result = await rebase({
-            image: app,
-            imageName: source.name,
-            runImage: run,
-            runImageName: chosen,
-            // The repository as the user names it (never a pull-through mirror) at the digest.
-            runImageReference: runTarget.digestReference(runDigest),
-            explicitRunImage: opts.runImage !== undefined,
-            force: opts.force ?? false,
-          });
-          for (const o of result.overridden) log.warn(`--force: ${o}`);
+          // One image, or an index: each platform rebased onto the same run image's entry for it.
+          const top = await source.readAny();
+          const apps: { app: Image; platform?: Platform }[] = isIndex(top)
+            ? await platformImages(top, source.name)
+            : [{ app: top }];
+          const rebased: {
+            image: Image;
+            platform?: Platform;
+            appLayers: number;
+            removed: number;
+            added: number;
+          }[] = [];
+          // Provenance, SBOM, signature of the rebased image (one platform; the key read here).
           const signer = opts.signKey ? await loadSigner(ctx, opts.signKey) : undefined;
-          const attestation = (await import('../rebase-attest.ts')).startRebaseAttestation(
-            ctx,
-            opts,
-            {
-              app,
-              appName: source.digestReference(await app.digest()),
-              runImage: { reference: runTarget.digestReference(runDigest), digest: runDigest },
-              force: opts.force ?? false,
-            },
-            signer,
-          );
-          if (result.user.kept !== result.user.runImage)
-            log.info(
-              `The image keeps running as user ${result.user.kept || 'root'} (chosen when it was built); the run image's user is ${result.user.runImage || 'root'}: rebuild to adopt it`,
+          if (isIndex(top) && (signer || opts.provenanceOutput !== undefined || opts.attest === true))
+            throw new UsageError(
+              `${source.name} is an index: --sign-key, --provenance-output and --attest apply to one platform image`,
             );
+          let attestation: ReturnType<typeof startRebaseAttestation>;
+          let attestImages: Transports = images0;
+          const { startRebaseAttestation } = await import('../rebase-attest.ts');
+          for (const { app, platform: listed } of apps) {
+            const appCfg = await app.configFile();
+            const platform = listed ?? configPlatform(appCfg);
+            // The same client (its token cache) and store, now choosing the app's platform in indexes.
+            const images = images0.with({ platform });
+            const on = listed ? ` (${platformString(platform)})` : '';
+            const chosen = opts.runImage ?? (await recordedRunImage(app, target, source.name, images));
+            // Registry mirrors (kiln config registry-mirrors) apply when reading; the name recorded
+            // in the image stays the real one.
+            const runTarget = await (opts.publish ? images.parse(chosen) : images.locate(chosen));
+            log.info(`Rebasing ${source.name}${on} onto ${chosen}`);
+            // An index of run images without this platform fails here, naming it; a single run
+            // image of another platform is the rebase's own safety check (--force overrides it).
+            const runAny = await runTarget.readAny();
+            const run = isIndex(runAny) ? await runTarget.read() : runAny;
+            const runDigest = await run.digest();
+            const result = await rebase({
+              image: app,
+              imageName: `${source.name}${on}`,
+              runImage: run,
+              runImageName: chosen,
+              // The repository as the user names it (never a pull-through mirror) at the digest.
+              runImageReference: runTarget.digestReference(runDigest),
+              explicitRunImage: opts.runImage !== undefined,
+              force: opts.force ?? false,
+            });
+            for (const o of result.overridden) log.warn(`--force: ${o}`);
+            if (!isIndex(top)) {
+              attestImages = images;
+              attestation = startRebaseAttestation(
+                ctx,
+                opts,
+                {
+                  app,
+                  appName: source.digestReference(await app.digest()),
+                  runImage: { reference: runTarget.digestReference(runDigest), digest: runDigest },
+                  force: opts.force ?? false,
+                },
+                signer,
+              );
+            }
+            if (result.user.kept !== result.user.runImage)
+              log.info(
+                `The image keeps running as user ${result.user.kept || 'root'} (chosen when it was built); the run image's user is ${result.user.runImage || 'root'}: rebuild to adopt it`,
+              );
+            rebased.push({
+              image: result.image,
+              ...(listed ? { platform: listed } : {}),
+              appLayers: result.appLayers,
+              removed: result.removedBaseLayers,
+              added: result.addedBaseLayers,
+            });
+          }
+          const value = isIndex(top)
+            ? indexFrom(rebased.map((r) => ({ image: r.image, platform: r.platform! })))
+            : rebased[0]!.image;
           // --tag: the same image under more names, blobs written once.
           const tags = await Promise.all((opts.tag ?? []).map((t) => locate(t)));
-          const digest = (await images.fanOut([target, ...tags]).write(result.image)).digest;
-          await attestation?.finish([target, ...tags], result.image, images);
+          const digest = (await images0.fanOut([target, ...tags]).write(value)).digest;
+          if (!isIndex(top)) await attestation?.finish([target, ...tags], value as Image, attestImages);
+          const result = {
+            removedBaseLayers: rebased.reduce((n, r) => n + r.removed, 0),
+            addedBaseLayers: rebased.reduce((n, r) => n + r.added, 0),
+            appLayers: rebased.reduce((n, r) => n + r.appLayers, 0),
+            image: value,
+          };
           progress.end();
           log.info(
-            `Rebased ${target.name}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept, in ${((Date.now() - started) / 1000).toFixed(2)} s`,
+            `Rebased ${target.name}${isIndex(top) ? ` (${rebased.length} platforms)` : ''}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept, in ${((Date.now() - started) / 1000).toFixed(2)} s`,
           );
           if (opts.reportOutputDir) {
             const raw = await result.image.rawManifest();
@@ -127,6 +171,21 @@ export function register(program: Command, ctx: CliContext): void {
     );
   // --provenance-output, --sign-key, --attest (the command just registered is the last one).
   addSupplyChainOptions(program.commands.at(-1)!);
+}
+
+/** platformImages are the single-platform images of an index with their listed platforms. */
+async function platformImages(
+  index: ImageIndex,
+  what: string,
+): Promise<{ app: Image; platform: Platform }[]> {
+  const out: { app: Image; platform: Platform }[] = [];
+  for (const d of (await index.indexManifest()).manifests) {
+    // Referrers and attestations listed in an index carry no platform: they are not rebased.
+    if (!d.platform || !isImageMediaType(d.mediaType)) continue;
+    out.push({ app: await index.image(d.digest as Digest), platform: d.platform });
+  }
+  if (out.length === 0) throw new KilnError(`cannot rebase ${what}: the index lists no platform image`);
+  return out;
 }
 
 // The run image the app was built on: runImage.image (or the deprecated stack.runImage), with a

@@ -3,6 +3,7 @@ import { KilnError, UsageError } from '../../internal/errors.ts';
 import { lstatInRoot, readdirInRootIfExists, readTextInRootIfExists } from '../../internal/safe-read.ts';
 import { extract } from '../../layers/extract.ts';
 import type { Image } from '../../oci/image.ts';
+import { hostPlatform } from '../../oci/platform.ts';
 import type { ConfigFile } from '../../oci/schema.ts';
 import { BubblewrapExecutor } from '../../sandbox/bubblewrap.ts';
 import type { RunSpec } from '../../sandbox/executor.ts';
@@ -15,6 +16,7 @@ import {
   parseAllowHost,
 } from '../../sandbox/network.ts';
 import { RootfsCache, sandboxCacheDir } from '../../sandbox/rootfs-cache.ts';
+import { isIndex } from '../../transport/image-target.ts';
 import type { CliContext } from '../context.ts';
 import { ProcessExit } from '../exit-codes.ts';
 import { imageTransports } from '../image-ref.ts';
@@ -85,7 +87,10 @@ export function register(program: Command, ctx: CliContext): void {
       const images = imageTransports(settings, log, { progress: log.progress() });
       const target = await images.locate(imageArg);
       log.info(`Resolving ${target.name}`);
-      const image = await target.read();
+      // An index runs as this machine's platform; a single image of another one runs as it is
+      // (under emulation where binfmt_misc has it registered).
+      const top = await target.readAny();
+      const image = isIndex(top) ? await target.read({ platform: hostPlatform(process.arch) }) : top;
       const config = await image.configFile();
       const hostUid = process.getuid?.() ?? 0;
 

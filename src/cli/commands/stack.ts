@@ -7,13 +7,29 @@ import type { DebRef } from '../../debian/deb-cache.ts';
 import { readAptSources } from '../../debian/sources.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { Layout } from '../../layout/layout.ts';
+import type { Digest } from '../../oci/digest.ts';
+import type { ImageIndex } from '../../oci/image.ts';
+import { indexFrom } from '../../oci/index.ts';
+import { isImageMediaType } from '../../oci/media-types.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
+import { hostPlatform, parsePlatforms, platformString, platformTag } from '../../oci/platform.ts';
+import type { Platform } from '../../oci/schema.ts';
+import { checkEmulation } from '../../sandbox/emulation.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
 import { type AccessOptions, mirrorsOf, PackageGoneError, resolveStack } from '../../stack/archive-access.ts';
 import { DEFAULT_FLAVOUR, readStackConfig, runFlavours, type StackConfig } from '../../stack/config.ts';
-import { type CreatedImage, createStack, type Role } from '../../stack/create.ts';
+import { type CreatedImage, createStack, type Role, type StackImages } from '../../stack/create.ts';
 import { StackLabel } from '../../stack/image.ts';
-import { diffLocks, inputsDigest, readLock, type StackLock, writeLock } from '../../stack/lock.ts';
+import {
+  diffLocks,
+  forArch,
+  inputsDigest,
+  lockForArch,
+  readLock,
+  type StackLock,
+  withArchLock,
+  writeLock,
+} from '../../stack/lock.ts';
 import { readArtifact, referrersOf, sbomOfImage } from '../../stack/sbom.ts';
 import { ImageStore, storeNameOf } from '../../store/store.ts';
 import type { CliContext } from '../context.ts';
@@ -46,6 +62,10 @@ interface CreateFlags extends CommonFlags {
   only?: string;
   sbomDir?: string;
   force?: boolean;
+  /** `os/arch[,...]`: one image per platform under `<tag>-<os>-<arch>`, and an index under the tag. */
+  platform?: string;
+  /** Not a flag: the parsed platforms (createDefaultStack's). */
+  platforms?: readonly Platform[];
 }
 
 function common(cmd: Command): Command {
@@ -86,6 +106,10 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--sbom-dir <dir>', 'write the SBOM files here (default: <layout>/sbom)')
     .option('--force', 'rebuild even when the images are up to date')
+    .option(
+      '--platform <os/arch,...>',
+      "make the images for these platforms (e.g. linux/amd64,linux/arm64) from the same recipe, one lock section per architecture, and tag an image index of them (default: the stack file's architecture, single images)",
+    )
     .action(async (flags: CreateFlags) => {
       await create(ctx, flags);
     });
@@ -96,14 +120,31 @@ export function register(program: Command, ctx: CliContext): void {
       .description('re-resolve the packages to their newest versions and rewrite stack.lock'),
   )
     .option('--dry-run', 'print what would change without writing the lock')
-    .action(async (flags: CommonFlags & { dryRun?: boolean }) => {
+    .option(
+      '--platform <os/arch,...>',
+      "re-resolve these platforms' lock sections (default: the stack file's architecture)",
+    )
+    .action(async (flags: CommonFlags & { dryRun?: boolean; platform?: string }) => {
       const s = await setup(ctx, flags);
-      const before = await readLock(s.lockFile);
+      const all = await readLock(s.lockFile);
       ctx.log.info(
         `Resolving ${path.basename(s.configFile)} against ${[...s.access.mirrors.values()].join(', ')}`,
       );
-      const after = await resolveStack(s.config, s.access);
-      const changes = diffLocks(before, after);
+      const arches = flags.platform
+        ? stackArches(s.config, parsePlatforms(flags.platform))
+        : [s.config.archive.arch];
+      let next = all;
+      const changes: ReturnType<typeof diffLocks> = [];
+      let inputsChanged = false;
+      for (const arch of arches) {
+        const before = lockForArch(all, s.config, arch);
+        const after = await resolveStack(forArch(s.config, arch), s.access);
+        const prefix = arch === s.config.archive.arch ? '' : `${arch}/`;
+        changes.push(...diffLocks(before, after).map((c) => ({ ...c, image: `${prefix}${c.image}` })));
+        if (!before || before.inputs !== after.inputs) inputsChanged = true;
+        next = withArchLock(next, s.config, arch, after);
+      }
+      const after = next!;
       for (const c of changes) {
         const what =
           c.kind === 'added'
@@ -113,8 +154,7 @@ export function register(program: Command, ctx: CliContext): void {
               : `${c.kind === 'upgraded' ? '↑' : '↓'} ${c.name} ${c.from} -> ${c.to}`;
         ctx.stdout.write(`${c.image}\t${c.kind}\t${what}\n`);
       }
-      if (changes.length === 0 && before && before.inputs === after.inputs)
-        ctx.log.info('stack.lock is up to date');
+      if (changes.length === 0 && !inputsChanged) ctx.log.info('stack.lock is up to date');
       else if (!flags.dryRun) {
         await writeLock(s.lockFile, after);
         ctx.log.info(`Wrote ${s.lockFile} (${changes.length} change(s))`);
@@ -262,10 +302,18 @@ async function target(
  * the embedded default builder needs the stack on first use; its report lines go to stderr so
  * that build's stdout stays the image digest.
  */
-export async function createDefaultStack(ctx: CliContext, store: ImageStore): Promise<void> {
+export async function createDefaultStack(
+  ctx: CliContext,
+  store: ImageStore,
+  platforms?: readonly Platform[],
+): Promise<void> {
   await create(
     { settings: ctx.settings, log: ctx.log, redactor: ctx.redactor, stdout: ctx.stderr, stderr: ctx.stderr },
-    { locked: true, fallbackLock: path.join(ctx.settings.cacheDir, 'stacks', 'bookworm', 'stack.lock') },
+    {
+      locked: true,
+      fallbackLock: path.join(ctx.settings.cacheDir, 'stacks', 'bookworm', 'stack.lock'),
+      ...(platforms ? { platforms } : {}),
+    },
     store,
   );
 }
@@ -300,6 +348,11 @@ async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): 
       throw new UsageError(
         `invalid --only "${only}": expected run, build or a run-image flavour (${flavourNames.join(', ')})`,
       );
+    const platforms = flags.platforms ?? (flags.platform ? parsePlatforms(flags.platform) : undefined);
+    if (platforms) {
+      await createForPlatforms(ctx, s, flags, platforms, store);
+      return;
+    }
     if (flags.fallbackLock) {
       const own = await readLock(flags.fallbackLock);
       if (own && own.inputs === inputsDigest(s.config)) s = { ...s, lockFile: flags.fallbackLock };
@@ -314,7 +367,8 @@ async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): 
         );
     } else if (!fresh) {
       log.info(`Resolving packages (${lock ? 'the lock is stale' : 'no lock yet'})`);
-      lock = await resolveStack(s.config, s.access);
+      // Other architectures' sections of the file are kept.
+      lock = withArchLock(lock, s.config, s.config.archive.arch, await resolveStack(s.config, s.access));
       await writeLock(s.lockFile, lock);
       log.info(`Wrote ${s.lockFile}`);
     }
@@ -325,7 +379,8 @@ async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): 
     const roles: Role[] | undefined = only === undefined ? undefined : only === 'build' ? ['build'] : ['run'];
     const flavours = only !== undefined && only !== 'run' && only !== 'build' ? [only] : undefined;
     const options = {
-      lock: lock!,
+      // This architecture's packages only: other sections do not change these images' recipe.
+      lock: lockForArch(lock, s.config, s.config.archive.arch)!,
       access: s.access,
       layout,
       tags,
@@ -359,6 +414,177 @@ async function create(ctx: CliContext, flags: CreateFlags, store?: ImageStore): 
     if (flags.publish) await publish(ctx, layout, made, flags.publish);
   } finally {
     sink.end();
+  }
+}
+
+/** stackArches are the Debian architectures of `platforms` (linux only; OCI and Debian names agree for these). */
+function stackArches(config: StackConfig, platforms: readonly Platform[]): string[] {
+  return platforms.map((p) => {
+    if (p.os !== 'linux') throw new UsageError(`--platform ${platformString(p)}: stacks are linux only`);
+    if (!/^(amd64|arm64)$/.test(p.architecture))
+      throw new UsageError(
+        `--platform ${platformString(p)}: kiln makes ${config.id} for linux/amd64 and linux/arm64`,
+      );
+    return p.architecture;
+  });
+}
+
+/**
+ * archLock is the lock of one architecture: from the default stack's own lock or the lock file
+ * when fresh, else (without --locked, or for the default stack, whose shipped lock may lack the
+ * architecture) resolved and written into that file's section for it.
+ */
+async function archLock(ctx: CliContext, s: Setup, flags: CreateFlags, arch: string): Promise<StackLock> {
+  const want = inputsDigest(forArch(s.config, arch));
+  for (const file of [flags.fallbackLock, s.lockFile]) {
+    if (!file) continue;
+    const l = lockForArch(await readLock(file), s.config, arch);
+    if (l?.inputs === want) return l;
+  }
+  if (flags.locked && !flags.fallbackLock)
+    throw new KilnError(
+      `--locked: ${s.lockFile} has no fresh ${arch} section (run kiln stack update --platform linux/${arch})`,
+    );
+  return resolveArch(ctx, s, flags, arch);
+}
+
+async function resolveArch(ctx: CliContext, s: Setup, flags: CreateFlags, arch: string): Promise<StackLock> {
+  const file = flags.fallbackLock ?? s.lockFile;
+  ctx.log.info(`Resolving the ${arch} packages into ${file}`);
+  const resolved = await resolveStack(forArch(s.config, arch), s.access);
+  // A new file for another architecture starts from the stack file's own lock (the top level).
+  const base =
+    (await readLock(file)) ?? (arch === s.config.archive.arch ? undefined : await readLock(s.lockFile));
+  const whole =
+    base || arch === s.config.archive.arch
+      ? withArchLock(base, s.config, arch, resolved)
+      : withArchLock(await resolveStack(s.config, s.access), s.config, arch, resolved);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeLock(file, whole);
+  return resolved;
+}
+
+/**
+ * createForPlatforms makes the stack's images for each platform from the same recipe (each under
+ * `<tag>-<os>-<arch>`, with its SBOM referrers) and tags an image index of them under each image's
+ * tag. Build images of another architecture run their maintainer scripts under qemu-user.
+ */
+async function createForPlatforms(
+  ctx: CliContext,
+  s: Setup,
+  flags: CreateFlags,
+  platforms: readonly Platform[],
+  store: ImageStore | undefined,
+): Promise<void> {
+  const log = ctx.log;
+  const arches = stackArches(s.config, platforms);
+  const only = flags.only;
+  const roles: Role[] | undefined = only === undefined ? undefined : only === 'build' ? ['build'] : ['run'];
+  const flavours = only !== undefined && only !== 'run' && only !== 'build' ? [only] : undefined;
+  const host = hostPlatform(process.arch).architecture;
+  if (!roles || roles.includes('build')) for (const a of arches) checkEmulation(a, host);
+  const { layout, tags, flavourTags } = await target(ctx, s.config, flags.output, {}, store);
+  const started = Date.now();
+  const perKey = new Map<string, { what: string; tag: string; made: CreatedImage[] }>();
+  const madeAll: { platform: Platform; made: StackImages }[] = [];
+  for (const [i, p] of platforms.entries()) {
+    const arch = arches[i]!;
+    const config = forArch(s.config, arch);
+    const suffix = (t: string) => platformTag(t, p);
+    // The stack file's own architecture made before as single images (kiln stack create without
+    // --platform, kiln build's first use): tagged for this platform, reused when the recipe matches.
+    if (arch === s.config.archive.arch)
+      await adoptSingleImages(layout, [tags.run, tags.build, ...Object.values(flavourTags)], suffix);
+    const options = {
+      lock: await archLock(ctx, s, flags, arch),
+      access: s.access,
+      layout,
+      tags: { run: suffix(tags.run), build: suffix(tags.build) },
+      flavourTags: Object.fromEntries(Object.entries(flavourTags).map(([k, t]) => [k, suffix(t)])),
+      epoch: ctx.settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+      ...(roles ? { roles } : {}),
+      ...(flavours ? { flavours } : {}),
+      ...(flags.force ? { force: true } : {}),
+      sbomDir: path.join(flags.sbomDir ?? path.join(layout.dir, 'sbom'), `${p.os}-${arch}`),
+      sandbox: { onOutput: (l: string) => log.debug(l) },
+      log: (l: string) => log.info(`[${platformString(p)}] ${l}`),
+    };
+    let made: StackImages;
+    try {
+      made = await createStack(config, options);
+    } catch (e) {
+      if (!flags.fallbackLock || !(e instanceof PackageGoneError)) throw e;
+      log.warn(`${e.message}; resolving the ${arch} packages anew`);
+      made = await createStack(config, { ...options, lock: await resolveArch(ctx, s, flags, arch) });
+    }
+    madeAll.push({ platform: p, made });
+    for (const img of imagesOf(made)) {
+      const what = img.flavour && img.flavour !== DEFAULT_FLAVOUR ? `run-${img.flavour}` : img.role;
+      const tag =
+        img.role === 'build'
+          ? tags.build
+          : img.flavour && img.flavour !== DEFAULT_FLAVOUR
+            ? flavourTags[img.flavour]!
+            : tags.run;
+      const e = perKey.get(what) ?? { what, tag, made: [] };
+      e.made.push(img);
+      perKey.set(what, e);
+      log.info(
+        `${what} ${platformString(p)} image ${img.tag}@${img.descriptor.digest}${img.reused ? ' (up to date)' : ''}`,
+      );
+      ctx.stdout.write(`${what}	${img.tag}	${img.descriptor.digest}	${platformString(p)}
+`);
+    }
+  }
+  const indexes: { what: string; index: ImageIndex; children: CreatedImage[] }[] = [];
+  for (const { what, tag, made } of perKey.values()) {
+    const index = indexFrom(made.map((m, i) => ({ image: m.image, platform: platforms[i]! })));
+    const d = await layout.writeIndex(index, tag);
+    indexes.push({ what, index, children: made });
+    log.info(`${what} index ${tag}@${d.digest} (${platforms.map(platformString).join(', ')})`);
+    ctx.stdout.write(`${what}	${tag}	${d.digest}
+`);
+  }
+  log.info(`Done in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+  if (flags.publish) await publishIndexes(ctx, layout, indexes, flags.publish);
+}
+
+/** adoptSingleImages tags each single image under `tags` also as `suffix(tag)` when that tag is missing. */
+async function adoptSingleImages(
+  layout: Layout,
+  tags: readonly string[],
+  suffix: (t: string) => string,
+): Promise<void> {
+  const known = new Set(await layout.tags());
+  for (const t of tags) {
+    if (!known.has(t) || known.has(suffix(t))) continue;
+    const desc = await layout.resolve(t);
+    if (isImageMediaType(desc.mediaType))
+      await layout.writeImage(await layout.imageByDigest(desc.digest as Digest), suffix(t));
+  }
+}
+
+/** publishIndexes pushes each index to REPO/<what>:latest with every platform image's SBOM referrers. */
+async function publishIndexes(
+  ctx: CliContext,
+  layout: Layout,
+  indexes: readonly { what: string; index: ImageIndex; children: readonly CreatedImage[] }[],
+  repo: string,
+): Promise<void> {
+  const progress = ctx.log.progress();
+  const images = imageTransports(ctx.settings, ctx.log, { progress });
+  const base = repo.replace(/\/+$/, '');
+  try {
+    for (const { what, index, children } of indexes) {
+      const target = images.parse(`${base}/${what}:latest`);
+      const r = await target.write(index);
+      ctx.log.info(`Published ${what} index ${base}/${what}:latest@${r.digest}`);
+      for (const c of children)
+        for (const ref of await referrersOf(layout, c.descriptor.digest))
+          await target.referrers.attach(await readArtifact(layout, ref));
+    }
+  } finally {
+    progress.end();
   }
 }
 
