@@ -150,7 +150,9 @@ export class FleetServer {
 
   #authorized(req: http.IncomingMessage, url: URL): boolean {
     const token = this.#o.pageToken;
-    if (token === undefined) return isLoopback(this.#o.host);
+    // Without a token only this machine may read the page, and only by a loopback name: a Host
+    // of any other name is a web page in a browser here that rebound its DNS to 127.0.0.1.
+    if (token === undefined) return isLoopback(this.#o.host) && isLoopback(hostOf(req.headers.host ?? ''));
     const given =
       url.searchParams.get('token') ?? /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     return safeEqual(given, token);
@@ -329,6 +331,12 @@ export class FleetServer {
     ]);
     return `${lines.join('\n')}\n`;
   }
+}
+
+/** hostOf is the name of a Host header (`127.0.0.1:8088` → `127.0.0.1`, `[::1]:80` → `::1`). */
+function hostOf(h: string): string {
+  const v6 = /^\[([^\]]+)\](?::\d+)?$/.exec(h);
+  return v6 ? v6[1]! : h.replace(/:\d+$/, '');
 }
 
 function safeEqual(a: string, b: string): boolean {

@@ -17,6 +17,7 @@ import type { Transports } from '../../transport/transports.ts';
 import { type CliContext, createContext } from '../context.ts';
 import { imageTransports, registryClient } from '../image-ref.ts';
 import type { GlobalFlags } from '../settings.ts';
+import { terminalSafe } from '../terminal-text.ts';
 
 // `kiln fleet`: declarations (apply), the scheduler and embedded worker (serve), workers that
 // scale out on PostgreSQL (worker), and what the fleet looks like (status, history, logs).
@@ -152,6 +153,8 @@ const ms = (v: string) => {
 
 /** register adds `kiln fleet …`. */
 export function register(program: Command, ctx: CliContext): void {
+  // Names, errors and logs come from files, registries and buildpacks: no control sequences.
+  const out = (s: string) => ctx.stdout.write(terminalSafe(s));
   const fleet = program
     .command('fleet')
     .description('keep a fleet of app images built and patched (declarations, scheduler, workers)');
@@ -186,7 +189,7 @@ export function register(program: Command, ctx: CliContext): void {
           return;
         }
         for (const r of rows)
-          ctx.stdout.write(
+          out(
             `${r.name}\t${r.digest ?? '-'}\trun ${r.runImage ?? '-'}${r.runImageNewest === false ? ' (behind)' : ''}\t${(r.lastReasons ?? []).join(',') || '-'}\t${r.lastResult ?? '-'}${r.lastError ? `: ${r.lastError}` : ''}\n`,
           );
       });
@@ -208,7 +211,7 @@ export function register(program: Command, ctx: CliContext): void {
           return;
         }
         for (const j of jobs)
-          ctx.stdout.write(
+          out(
             `${j.id}\t${j.kind}\t${j.reasons.join(',')}\t${j.state}\t${j.digest ?? '-'}\t${j.started && j.finished ? `${((j.finished - j.started) / 1000).toFixed(1)}s` : '-'}${j.error ? `\t${j.error}` : ''}\n`,
           );
       });
@@ -224,7 +227,7 @@ export function register(program: Command, ctx: CliContext): void {
       await withState(ctx, flags, async (s) => {
         const job = await s.job(Number(build));
         if (job === undefined) throw new UsageError(`fleet: no build ${build}`);
-        ctx.stdout.write(job.log);
+        ctx.stdout.write(terminalSafe(job.log, true));
       });
     });
 
