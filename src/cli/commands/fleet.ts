@@ -12,6 +12,7 @@ import { SqliteState } from '../../fleet/sqlite-state.ts';
 import type { FleetState } from '../../fleet/state.ts';
 import { Worker } from '../../fleet/worker.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
+import type { Logger } from '../../internal/log.ts';
 import { parseReference } from '../../registry/reference.ts';
 import type { Transports } from '../../transport/transports.ts';
 import { type CliContext, createContext } from '../context.ts';
@@ -57,10 +58,11 @@ const dbOption = [
 ] as const;
 
 /** The collaborators of serve and worker. */
-function machinery(ctx: CliContext, state: FleetState) {
-  const { settings, log } = ctx;
-  const transports: Transports = imageTransports(settings, log);
-  const client = registryClient(settings, log);
+function machinery(ctx: CliContext, state: FleetState, log: Logger) {
+  const { settings } = ctx;
+  // The registry client's own debug lines go to the CLI's logger; the fleet's lines to `log`.
+  const transports: Transports = imageTransports(settings, ctx.log);
+  const client = registryClient(settings, ctx.log);
   const git = new Git({ env: settings.env });
   const head = async (ref: string) => {
     const r = parseReference(ref);
@@ -267,6 +269,7 @@ export function register(program: Command, ctx: CliContext): void {
       ms,
     )
     .option('--workers <n>', 'jobs this process runs at once (0: schedule only)', '1')
+    .option('--log-format <format>', 'text, or json: one JSON object per line', 'text')
     .action(async (flags: StateFlags & ServeFlags) => {
       await serve(ctx, flags);
     });
@@ -281,24 +284,25 @@ export function register(program: Command, ctx: CliContext): void {
       "how long a job stays this worker's without a sign of life (renewed every third of it)",
       '60',
     )
-    .action(async (flags: StateFlags & { workers: string; lease: string }) => {
+    .action(async (flags: StateFlags & { workers: string; lease: string; logFormat?: string }) => {
+      const log = serviceLog(ctx, flags.logFormat);
       const lease = Number(flags.lease);
       if (!Number.isFinite(lease) || lease < 1)
         throw new UsageError(`--lease ${flags.lease}: expected seconds >= 1`);
       const state = await openState(ctx, flags);
-      const { runner } = machinery(ctx, state);
+      const { runner } = machinery(ctx, state, log);
       const worker = new Worker({
         state,
         runner,
         id: `${hostname()}:${process.pid}`,
-        log: ctx.log,
+        log,
         concurrency: Math.max(1, Number(flags.workers) || 1),
         leaseMs: lease * 1000,
       });
       worker.start();
-      ctx.log.info(`fleet: worker ${hostname()}:${process.pid} started`);
+      log.info(`fleet: worker ${hostname()}:${process.pid} started`);
       await untilSignal();
-      ctx.log.info('fleet: stopping: finishing or handing back running jobs');
+      log.info('fleet: stopping: finishing or handing back running jobs');
       await worker.stop();
       await state.close();
     });
@@ -306,6 +310,7 @@ export function register(program: Command, ctx: CliContext): void {
 
 interface ServeFlags {
   listen: string;
+  logFormat?: string;
   webhookSecretFile?: string;
   registryTokenFile?: string;
   tokenFile?: string;
@@ -338,8 +343,9 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
   const pageToken = await readSecret(flags.tokenFile, '--token-file', ctx);
   if (pageToken === undefined && !isLoopback(host))
     throw new UsageError(`--listen ${flags.listen} is not loopback: the page needs --token-file`);
+  const log = serviceLog(ctx, flags.logFormat);
   const state = await openState(ctx, flags);
-  const { observer, runner, transports } = machinery(ctx, state);
+  const { observer, runner, transports } = machinery(ctx, state, log);
   const n = Number(flags.workers);
   if (!Number.isInteger(n) || n < 0)
     throw new UsageError(`--workers ${flags.workers}: expected a whole number`);
@@ -350,7 +356,7 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
           state,
           runner,
           id: `${hostname()}:${process.pid}`,
-          log: ctx.log,
+          log,
           concurrency: n,
           onFinished: (job, ok, t) => server?.finished(job, ok, t),
         })
@@ -360,7 +366,7 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
   server = new FleetServer({
     state,
     observer,
-    log: ctx.log,
+    log,
     ...(worker ? { worker } : {}),
     host,
     port: Number(m[2]),
@@ -374,10 +380,10 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
     sbom: (tag, digest) => sbomSummary(transports, tag, digest),
   });
   const port = await server.start();
-  ctx.log.info(`fleet: serving on http://${host.includes(':') ? `[${host}]` : host}:${port}/`);
+  log.info(`fleet: serving on http://${host.includes(':') ? `[${host}]` : host}:${port}/`);
   ctx.stdout.write(`listening ${host}:${port}\n`);
   await untilSignal();
-  ctx.log.info('fleet: stopping: finishing or handing back running jobs');
+  log.info('fleet: stopping: finishing or handing back running jobs');
   await server.stop();
   await state.close();
 }
@@ -401,6 +407,28 @@ async function sbomSummary(transports: Transports, tag: string, digest: string):
     out.push('(build metadata label unreadable)');
   }
   return out;
+}
+
+/**
+ * serviceLog is the log of a long-running fleet process: the CLI's own lines, or with
+ * `--log-format json` one JSON object per line (time, level, msg) for log collectors; redacted either way.
+ */
+function serviceLog(ctx: CliContext, format: string | undefined): Logger {
+  if (format === undefined || format === 'text') return ctx.log;
+  if (format !== 'json') throw new UsageError(`--log-format ${format}: expected text or json`);
+  const line = (level: string) => (msg: string) => {
+    if (level === 'debug' && !ctx.settings.verbose) return;
+    ctx.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level, msg: ctx.redactor.redact(msg) })}\n`,
+    );
+  };
+  return {
+    debug: line('debug'),
+    info: line('info'),
+    warn: line('warn'),
+    error: line('error'),
+    phase: line('info'),
+  };
 }
 
 function untilSignal(): Promise<void> {
