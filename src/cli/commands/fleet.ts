@@ -187,13 +187,21 @@ export function register(program: Command, ctx: CliContext): void {
         const now = Date.now();
         const rows = statusRows(await s.images(), await s.observations(), now).filter((r) => r.managed);
         if (flags.json) {
-          ctx.stdout.write(`${JSON.stringify({ images: rows, queue: await s.queueDepth() }, null, 2)}\n`);
+          // Watched things whose last check failed (an unreachable registry, a missing ref).
+          const watch = [...(await s.observations()).values()]
+            .filter((o) => o.error !== undefined && !o.key.startsWith('trigger:'))
+            .map((o) => ({ key: o.key, error: o.error, checked: o.checked }));
+          ctx.stdout.write(
+            `${JSON.stringify({ images: rows, queue: await s.queueDepth(), watch }, null, 2)}\n`,
+          );
           return;
         }
         for (const r of rows)
           out(
             `${r.name}\t${r.digest ?? '-'}\trun ${r.runImage ?? '-'}${r.runImageNewest === false ? ' (behind)' : ''}\t${(r.lastReasons ?? []).join(',') || '-'}\t${r.lastResult ?? '-'}${r.lastError ? `: ${r.lastError}` : ''}\n`,
           );
+        for (const o of (await s.observations()).values())
+          if (o.error !== undefined && !o.key.startsWith('trigger:')) out(`watch ${o.key}: ${o.error}\n`);
       });
     });
 
@@ -388,26 +396,34 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
   await state.close();
 }
 
-/** sbomSummary lists an image's buildpacks and base from its labels (config only, no layers). */
+/**
+ * sbomSummary is an image's software for its page, as `kiln inspect` reports it: base, buildpacks
+ * and the SBOM layer's counts by ecosystem (config and the small SBOM layer only; remembered by
+ * digest, which never changes).
+ */
 async function sbomSummary(transports: Transports, tag: string, digest: string): Promise<string[]> {
+  const cached = summaries.get(digest);
+  if (cached) return cached;
+  const { inspectImage } = await import('../../inspect/inspect.ts');
   const r = parseReference(tag);
-  const img = await transports.parse(`${r.registry}/${r.repository}@${digest}`).read();
-  const labels = (await img.configFile()).config?.Labels ?? {};
-  const out: string[] = [];
-  const distro = labels['io.buildpacks.base.distro.name'];
-  if (distro) out.push(`base: ${distro} ${labels['io.buildpacks.base.distro.version'] ?? ''}`.trim());
-  try {
-    const md = JSON.parse(labels['io.buildpacks.build.metadata'] ?? '{}') as {
-      buildpacks?: { id?: string; version?: string }[];
-      bom?: { name?: string; version?: string }[];
-    };
-    for (const b of md.buildpacks ?? []) out.push(`buildpack: ${b.id}@${b.version}`);
-    for (const b of md.bom ?? []) out.push(`package: ${b.name}${b.version ? `@${b.version}` : ''}`);
-  } catch {
-    out.push('(build metadata label unreadable)');
-  }
+  const ref = `${r.registry}/${r.repository}@${digest}`;
+  const report = await inspectImage(await transports.parse(ref).read(), { reference: ref, sbom: true });
+  const out = [
+    `base: ${report.base.distro ?? report.base.id ?? '?'} (${report.base.reference})`,
+    ...report.buildpacks.map((b) => `buildpack: ${b.id}@${b.version}`),
+    ...(report.sbom
+      ? [
+          `SBOM: ${report.sbom.files.length} files, ${report.sbom.files.reduce((n, f) => n + f.components, 0)} components`,
+          ...Object.entries(report.sbom.ecosystems).map(([e, n]) => `SBOM ${e}: ${n} packages`),
+        ]
+      : ['SBOM: none in the image']),
+  ];
+  if (summaries.size >= 256) summaries.clear();
+  summaries.set(digest, out);
   return out;
 }
+
+const summaries = new Map<string, string[]>();
 
 /**
  * serviceLog is the log of a long-running fleet process: the CLI's own lines, or with
