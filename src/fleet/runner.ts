@@ -2,7 +2,7 @@ import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { KilnError } from '../internal/errors.ts';
 import type { Image } from '../oci/image.ts';
-import { rebase } from '../rebase/rebase.ts';
+import { RebaseRefusedError, rebase } from '../rebase/rebase.ts';
 import { parseReference } from '../registry/reference.ts';
 import type { Transports } from '../transport/transports.ts';
 import type { ImageDeclaration } from './declarations.ts';
@@ -53,7 +53,7 @@ export class JobRunner {
         return { digest: await this.#rebase(job, decl, log), kind: 'rebase' };
       } catch (e) {
         // Not rebasable (no metadata, marked not rebasable, another base): a rebuild instead.
-        if (!(e instanceof KilnError) || !/^cannot rebase/.test(e.message)) throw e;
+        if (!(e instanceof RebaseRefusedError)) throw e;
         log(`${e.message}: rebuilding instead`);
       }
     }
