@@ -2,6 +2,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
+import { parseDuration } from '../../config/units.ts';
 import { readFleetFile } from '../../fleet/declarations.ts';
 import { Git } from '../../fleet/git.ts';
 import { statusRows } from '../../fleet/page.ts';
@@ -147,9 +148,12 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
   return { digest };
 }
 
+// A duration as the fleet file writes it (30s, 5m), or milliseconds (500, 500ms).
 const ms = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`expected a positive number, got "${v}"`);
+  const m = /^(\d+)(?:ms)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) : parseDuration(v);
+  if (n === undefined || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`--poll-interval ${v}: expected a duration such as 30s or 5m, or milliseconds`);
   return n;
 };
 
@@ -272,8 +276,8 @@ export function register(program: Command, ctx: CliContext): void {
       'file holding the token of the page (required unless listening on loopback)',
     )
     .option(
-      '--poll-interval <ms>',
-      'poll interval in milliseconds (default: the fleet file poll-interval)',
+      '--poll-interval <duration>',
+      'poll interval, e.g. 30s, 5m or 1000 (milliseconds) (default: the fleet file poll-interval)',
       ms,
     )
     .option('--workers <n>', 'jobs this process runs at once (0: schedule only)', '1')
