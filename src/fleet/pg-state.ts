@@ -357,8 +357,14 @@ export class PgState implements FleetState {
   }
 
   async close(): Promise<void> {
-    this.#lockClient?.release();
+    // Hand the scheduler's lock on at once (another serve takes over on its next tick), not when
+    // the server notices the connection is gone.
+    const c = this.#lockClient;
     this.#lockClient = undefined;
+    if (c) {
+      await c.query('SELECT pg_advisory_unlock($1)', [SCHEDULER_LOCK]).catch(() => {});
+      c.release(true);
+    }
     await this.#pool.end();
   }
 }
