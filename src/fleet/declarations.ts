@@ -89,15 +89,30 @@ const imageDecl = z.strictObject({
 
 const watched = z.strictObject({ image: imageRef });
 
+// `[[images]]` with `name = "api"` is accepted as well as `[images.api]`: an array of tables
+// with unique names becomes the table by name (anything else stays as it is, and is refused).
+const byName = (v: unknown): unknown => {
+  if (!Array.isArray(v)) return v;
+  const out: Record<string, unknown> = {};
+  for (const e of v) {
+    const n = (e as { name?: unknown } | null)?.name;
+    if (typeof n !== 'string' || Object.hasOwn(out, n)) return v;
+    const { name: _n, ...rest } = e as Record<string, unknown>;
+    out[n] = rest;
+  }
+  return out;
+};
+const named = <T extends z.ZodType>(item: T) => z.preprocess(byName, z.record(name, item));
+
 export const fleetFileSchema = z.strictObject({
   'schema-version': z.literal(FLEET_SCHEMA_VERSION, {
     error: `expected ${FLEET_SCHEMA_VERSION} (the fleet file versions this kiln reads)`,
   }),
   'poll-interval': duration.optional(),
   'history-limit': z.number().int().min(1).max(10_000).optional(),
-  builders: z.record(name, watched).optional(),
-  'run-images': z.record(name, watched).optional(),
-  images: z.record(name, imageDecl).optional(),
+  builders: named(watched).optional(),
+  'run-images': named(watched).optional(),
+  images: named(imageDecl).optional(),
 });
 
 export type FleetFile = z.output<typeof fleetFileSchema>;

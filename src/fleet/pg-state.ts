@@ -45,6 +45,9 @@ const SCHEDULER_LOCK = 0x6b696c6e; // "kiln"
 
 type Row = Record<string, string | number | null>;
 
+const BUMP =
+  "INSERT INTO fleet_meta (k, v) VALUES ('generation', '1') ON CONFLICT (k) DO UPDATE SET v = (fleet_meta.v::bigint + 1)::text";
+
 export class PgState implements FleetState {
   readonly #pool: pg.Pool;
   #lockClient: pg.PoolClient | undefined;
@@ -118,8 +121,14 @@ export class PgState implements FleetState {
     }
   }
 
+  async generation(): Promise<string> {
+    const [r] = await this.#q("SELECT v FROM fleet_meta WHERE k = 'generation'");
+    return String(r?.v ?? '0');
+  }
+
   async apply(fleet: Fleet): Promise<Applied> {
     return this.#tx(async (q) => {
+      await q(BUMP);
       await q('LOCK TABLE fleet_images IN EXCLUSIVE MODE');
       const before = new Map(
         (await q('SELECT name, decl, managed FROM fleet_images')).map((r) => [String(r.name), r]),
@@ -161,7 +170,9 @@ export class PgState implements FleetState {
   async fleet(): Promise<Fleet | undefined> {
     const [row] = await this.#q("SELECT v FROM fleet_meta WHERE k = 'fleet'");
     if (row === undefined) return undefined;
-    const images = (await this.images()).filter((i) => i.managed).map((i) => i.decl);
+    const images = (await this.#q('SELECT decl FROM fleet_images WHERE managed = 1 ORDER BY name')).map(
+      (r) => JSON.parse(String(r.decl)) as ImageDeclaration,
+    );
     return { ...(JSON.parse(String(row.v)) as Omit<Fleet, 'images'>), images };
   }
 
@@ -202,7 +213,9 @@ export class PgState implements FleetState {
        RETURNING (SELECT value FROM old) AS old`,
       [key, value],
     );
-    return rows[0]?.old !== value;
+    const changed = rows[0]?.old !== value;
+    if (changed) await this.#q(BUMP);
+    return changed;
   }
 
   async enqueue(job: NewJob): Promise<boolean> {
@@ -264,6 +277,7 @@ export class PgState implements FleetState {
         [id, worker],
       );
       if (r === undefined) return; // taken over: the other worker's result counts
+      await q(BUMP);
       const logText = tailOf(String(r.log) + log);
       if (outcome.ok) {
         await q(
@@ -343,8 +357,14 @@ export class PgState implements FleetState {
   }
 
   async close(): Promise<void> {
-    this.#lockClient?.release();
+    // Hand the scheduler's lock on at once (another serve takes over on its next tick), not when
+    // the server notices the connection is gone.
+    const c = this.#lockClient;
     this.#lockClient = undefined;
+    if (c) {
+      await c.query('SELECT pg_advisory_unlock($1)', [SCHEDULER_LOCK]).catch(() => {});
+      c.release(true);
+    }
     await this.#pool.end();
   }
 }

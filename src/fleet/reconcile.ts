@@ -129,6 +129,16 @@ export class Observer {
   }
 }
 
+/** watchedRefs lists the image references the fleet watches (run images and builders). */
+export function watchedRefs(fleet: Fleet): string[] {
+  const out = new Set([...Object.values(fleet.runImages), ...Object.values(fleet.builders)]);
+  for (const d of fleet.images) {
+    if (d.watchedRunImage) out.add(d.watchedRunImage);
+    if (d.builder && isWatchedBuilder(d.builder)) out.add(d.builder);
+  }
+  return [...out];
+}
+
 /** A builder is watched when it is a registry reference (the default embedded builder is not). */
 export function isWatchedBuilder(ref: string): boolean {
   return /[/:@]/.test(ref) && !ref.startsWith('oci:') && !ref.startsWith('docker-archive:');

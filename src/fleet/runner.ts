@@ -1,7 +1,8 @@
 import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { KilnError } from '../internal/errors.ts';
-import { rebase } from '../rebase/rebase.ts';
+import type { Image } from '../oci/image.ts';
+import { RebaseRefusedError, rebase } from '../rebase/rebase.ts';
 import { parseReference } from '../registry/reference.ts';
 import type { Transports } from '../transport/transports.ts';
 import type { ImageDeclaration } from './declarations.ts';
@@ -36,6 +37,7 @@ export interface RunnerOptions {
 
 export class JobRunner {
   readonly #o: RunnerOptions;
+  readonly #runImages = new Map<string, Promise<Image>>();
   constructor(o: RunnerOptions) {
     this.#o = o;
   }
@@ -51,7 +53,7 @@ export class JobRunner {
         return { digest: await this.#rebase(job, decl, log), kind: 'rebase' };
       } catch (e) {
         // Not rebasable (no metadata, marked not rebasable, another base): a rebuild instead.
-        if (!(e instanceof KilnError) || !/^cannot rebase/.test(e.message)) throw e;
+        if (!(e instanceof RebaseRefusedError)) throw e;
         log(`${e.message}: rebuilding instead`);
       }
     }
@@ -76,9 +78,18 @@ export class JobRunner {
         ...(cfg.variant ? { variant: cfg.variant } : {}),
       },
     });
-    // The run image exactly as observed (by digest), so a retried job rebases onto the same base.
+    // The run image exactly as observed (by digest), so a retried job rebases onto the same base;
+    // read once for all the images that move onto it (a digest never changes).
     const runTarget = images.parse(pinned(runName, runDigest));
-    const run = await runTarget.read();
+    const key = `${pinned(runName, runDigest)} ${cfg.os}/${cfg.architecture}/${cfg.variant ?? ''}`;
+    let reading = this.#runImages.get(key);
+    if (reading === undefined) {
+      reading = runTarget.read();
+      reading.catch(() => this.#runImages.delete(key));
+      if (this.#runImages.size >= 8) this.#runImages.clear();
+      this.#runImages.set(key, reading);
+    }
+    const run = await reading;
     log(`Rebasing ${decl.tag} onto ${runName}@${runDigest}`);
     const result = await rebase({
       image: app,

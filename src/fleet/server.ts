@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '../internal/log.ts';
 import type { Fleet } from './declarations.ts';
 import { fleetPage, imagePage, logPage, statusRows } from './page.ts';
-import { type Checked, type Observer, reconcile } from './reconcile.ts';
+import { type Checked, type Observer, reconcile, sameRepository, watchedRefs } from './reconcile.ts';
 import type { FleetState, Job } from './state.ts';
 import { gitHookRepositories, normalizeRepoUrl, registryPushes, verifyGitHook } from './webhooks.ts';
 import type { Worker } from './worker.ts';
@@ -44,6 +44,10 @@ export class FleetServer {
   #server: http.Server | undefined;
   #timers: NodeJS.Timeout[] = [];
   #lastPoll = 0;
+  readonly #rechecking = new Set<string>();
+  #pollEvery = 60_000;
+  #gen = '';
+  #lastReconcile = 0;
   #busy: Promise<unknown> = Promise.resolve();
   #hooks = { registry: 0, git: 0, refused: 0 };
   /** Seconds from the newest run-image change to the last image patched on it. */
@@ -105,17 +109,27 @@ export class FleetServer {
     return (await this.#o.isScheduler?.()) ?? true;
   }
 
+  // An idle tick reads one value (the state's generation); the fleet is re-read and reconciled
+  // only when something changed (an apply, a rebuild request, an observation, a finished job),
+  // when a poll is due, or once a minute.
   async #tick(): Promise<void> {
     await this.#serial(async () => {
       if (!(await this.#scheduler())) return;
-      const fleet = await this.#o.state.fleet();
+      const { state } = this.#o;
+      const now = Date.now();
+      const pollDue = now - this.#lastPoll >= (this.#o.pollMs ?? this.#pollEvery);
+      const gen = await state.generation();
+      if (!pollDue && gen === this.#gen && now - this.#lastReconcile < 60_000) return;
+      const fleet = await state.fleet();
       if (fleet === undefined) return;
-      const every = this.#o.pollMs ?? fleet.pollIntervalMs;
-      if (Date.now() - this.#lastPoll >= every) {
-        this.#lastPoll = Date.now();
+      this.#pollEvery = fleet.pollIntervalMs;
+      if (pollDue) {
+        this.#lastPoll = now;
         await this.#o.observer.checkAll(fleet);
       }
       await this.#queue();
+      this.#lastReconcile = now;
+      this.#gen = await state.generation();
     }).catch((e: unknown) => this.#o.log.error(`fleet: scheduling: ${(e as Error).message}`));
   }
 
@@ -136,7 +150,9 @@ export class FleetServer {
 
   #authorized(req: http.IncomingMessage, url: URL): boolean {
     const token = this.#o.pageToken;
-    if (token === undefined) return isLoopback(this.#o.host);
+    // Without a token only this machine may read the page, and only by a loopback name: a Host
+    // of any other name is a web page in a browser here that rebound its DNS to 127.0.0.1.
+    if (token === undefined) return isLoopback(this.#o.host) && isLoopback(hostOf(req.headers.host ?? ''));
     const given =
       url.searchParams.get('token') ?? /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     return safeEqual(given, token);
@@ -222,7 +238,15 @@ export class FleetServer {
     // Answered at once (the registry holds its other events until we answer), checked after: the
     // registry sends the event before it moves the tag, so a check that sees no change yet is
     // repeated a few times.
-    for (const r of repos) void this.#recheck(r, [0, 300, 1000, 3000]);
+    // Only repositories the fleet watches (its own pushes of app images notify too), one
+    // re-check per repository at a time.
+    const fleet = await this.#o.state.fleet();
+    const watched = fleet === undefined ? [] : watchedRefs(fleet);
+    for (const r of repos)
+      if (!this.#rechecking.has(r) && watched.some((w) => sameRepository(w, r))) {
+        this.#rechecking.add(r);
+        void this.#recheck(r, [0, 300, 1000, 3000]).finally(() => this.#rechecking.delete(r));
+      }
     return [202, { repositories: repos }];
   }
 
@@ -307,6 +331,12 @@ export class FleetServer {
     ]);
     return `${lines.join('\n')}\n`;
   }
+}
+
+/** hostOf is the name of a Host header (`127.0.0.1:8088` → `127.0.0.1`, `[::1]:80` → `::1`). */
+function hostOf(h: string): string {
+  const v6 = /^\[([^\]]+)\](?::\d+)?$/.exec(h);
+  return v6 ? v6[1]! : h.replace(/:\d+$/, '');
 }
 
 function safeEqual(a: string, b: string): boolean {

@@ -113,8 +113,19 @@ export class SqliteState implements FleetState {
     return Number(this.#db.prepare(sql).run(...args).changes);
   }
 
+  #bump(): void {
+    this.#run(
+      "INSERT INTO meta (k, v) VALUES ('generation', '1') ON CONFLICT (k) DO UPDATE SET v = CAST(v AS INTEGER) + 1",
+    );
+  }
+
+  async generation(): Promise<string> {
+    return String(this.#get("SELECT v FROM meta WHERE k = 'generation'")?.v ?? '0');
+  }
+
   async apply(fleet: Fleet): Promise<Applied> {
     return this.#tx(() => {
+      this.#bump();
       const before = new Map(
         this.#all('SELECT name, decl, managed FROM images').map((r) => [String(r.name), r]),
       );
@@ -159,7 +170,9 @@ export class SqliteState implements FleetState {
     const row = this.#get("SELECT v FROM meta WHERE k = 'fleet'");
     if (row === undefined) return undefined;
     const settings = JSON.parse(String(row.v)) as Omit<Fleet, 'images'>;
-    const images = (await this.images()).filter((i) => i.managed).map((i) => i.decl);
+    const images = this.#all('SELECT decl FROM images WHERE managed = 1 ORDER BY name').map(
+      (r) => JSON.parse(String(r.decl)) as ImageDeclaration,
+    );
     return { ...settings, images };
   }
 
@@ -213,6 +226,7 @@ export class SqliteState implements FleetState {
         now,
         now,
       );
+      this.#bump();
       return true;
     });
   }
@@ -283,6 +297,7 @@ export class SqliteState implements FleetState {
     this.#tx(() => {
       const r = this.#get("SELECT * FROM jobs WHERE id = ? AND worker = ? AND state = 'running'", id, worker);
       if (r === undefined) return; // taken over by another worker: its result counts
+      this.#bump();
       const logText = tailOf(String(r.log) + log);
       if (outcome.ok) {
         this.#run(

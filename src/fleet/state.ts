@@ -96,6 +96,11 @@ export type Outcome =
   | { readonly ok: false; readonly error: string; readonly retryAt?: number };
 
 export interface FleetState {
+  /**
+   * A value that changes whenever something the scheduler decides on changes (an apply, a new
+   * observation, a finished job), from any process: an idle scheduler reads only this.
+   */
+  generation(): Promise<string>;
   /** Records the declarations; images no longer declared stop being managed (history stays). */
   apply(fleet: Fleet): Promise<Applied>;
   /** The applied fleet (undefined before the first apply). */

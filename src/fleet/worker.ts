@@ -25,7 +25,7 @@ export interface WorkerOptions {
 export class Worker {
   readonly #o: WorkerOptions;
   #stopping = false;
-  #wake: (() => void) | undefined;
+  readonly #waiting = new Set<() => void>();
   readonly #slots: Promise<void>[] = [];
   readonly #running = new Map<number, Job>();
 
@@ -38,14 +38,15 @@ export class Worker {
   }
 
   start(): void {
-    for (let i = 0; i < (this.#o.concurrency ?? 1); i++) this.#slots.push(this.#loop(`${this.#o.id}:${i}`));
+    for (let i = 0; i < (this.#o.concurrency ?? 1); i++)
+      this.#slots.push(this.#loop(`${this.#o.id}:${i}`, i));
   }
 
   /** wake makes idle slots look for work now (the scheduler queued some). */
   wake(): void {
-    const w = this.#wake;
-    this.#wake = undefined;
-    w?.();
+    const all = [...this.#waiting];
+    this.#waiting.clear();
+    for (const w of all) w();
   }
 
   /**
@@ -67,7 +68,9 @@ export class Worker {
       }
   }
 
-  async #loop(owner: string): Promise<void> {
+  // An idle worker asks the queue once per pollMs (slot 0 only: the others sleep until a slot that
+  // found work wakes them, so an idle worker costs one small query per interval, not one per slot).
+  async #loop(owner: string, slot: number): Promise<void> {
     while (!this.#stopping) {
       let job: Job | undefined;
       try {
@@ -75,15 +78,16 @@ export class Worker {
       } catch (e) {
         this.#o.log.error(`fleet: taking work: ${(e as Error).message}`);
       }
+      if (job !== undefined) this.wake(); // there may be more: let the idle slots look too
       if (job === undefined) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, this.#o.pollMs ?? 1000);
-          const prev = this.#wake;
-          this.#wake = () => {
+          const done = () => {
             clearTimeout(t);
-            prev?.();
+            this.#waiting.delete(done);
             resolve();
           };
+          const t = setTimeout(done, slot === 0 ? (this.#o.pollMs ?? 1000) : 30_000);
+          this.#waiting.add(done);
         });
         continue;
       }

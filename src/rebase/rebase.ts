@@ -25,6 +25,18 @@ import { parseReference, repositoryString } from '../registry/reference.ts';
 // separate run user (owning its layers, as before), and an app built with a separate run user keeps
 // it on an older run image (its layers are group-readable); a rebuild adopts the run image's user.
 
+/**
+ * RebaseRefusedError is an image that cannot be rebased as asked: not a buildpacks app image, or a
+ * safety check failed (marked not rebasable, another base, platform or distribution). A caller
+ * with another way (the fleet rebuilds) tells it from a failure to read or write by its class.
+ */
+export class RebaseRefusedError extends KilnError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RebaseRefusedError';
+  }
+}
+
 /** Inputs of rebase. */
 export interface RebaseOptions {
   /** The app image to rebase (the previous image). */
@@ -97,7 +109,7 @@ function labelsOf(cfg: ConfigFile): Record<string, string> {
 export const rebase: (o: RebaseOptions) => Promise<RebaseResult> = inStep('rebase', rebaseImage);
 
 async function rebaseImage(o: RebaseOptions): Promise<RebaseResult> {
-  const fail = (msg: string) => new KilnError(`cannot rebase ${o.imageName}: ${msg}`);
+  const fail = (msg: string) => new RebaseRefusedError(`cannot rebase ${o.imageName}: ${msg}`);
   const appCfg = await o.image.configFile();
   const runCfg = await o.runImage.configFile();
   const appLabels = labelsOf(appCfg);

@@ -334,6 +334,11 @@ source = { path = "${path.join(work, 'nothing')}" }
     const metrics = await (await fetch(`http://127.0.0.1:${servePort}/metrics`)).text();
     assert.match(metrics, /kiln_fleet_builds_total\{reason="CONFIG",result="succeeded"\} 3/);
     assert.match(metrics, /kiln_fleet_watch_errors [1-9]/, 'the unreachable registry is reported');
+    const watch = (st as unknown as { watch: { key: string; error: string }[] }).watch;
+    assert.ok(
+      watch.some((w) => w.key.includes('127.0.0.1:1/nowhere') && /127\.0\.0\.1:1/.test(w.error)),
+      'status names the unreachable registry',
+    );
   });
 
   test('a new run image rebases every image within seconds of the notification, zero layer bytes uploaded', async () => {
@@ -380,10 +385,14 @@ source = { path = "${path.join(work, 'nothing')}" }
       assert.ok(row.includes(done[i]!.digest.slice(7, 19)), `${i}: the page shows the new digest`);
       assert.match(row, /\(newest\)/);
     }
+    const imagePage = await browse(`http://127.0.0.1:${servePort}/images/a`);
+    assert.match(imagePage, /<td>rebase<\/td><td class="reason">STACK/);
     assert.match(
-      await browse(`http://127.0.0.1:${servePort}/images/a`),
-      /<td>rebase<\/td><td class="reason">STACK/,
+      imagePage,
+      /<li>buildpack: kiln\/procfile@[^<]+<\/li>/,
+      'the software summary (kiln inspect)',
     );
+    assert.match(imagePage, /<li>base: debian 12[^<]*<\/li>/);
     const metrics = await (await fetch(`http://127.0.0.1:${servePort}/metrics`)).text();
     assert.match(metrics, /kiln_fleet_stack_rollout_seconds \d/);
   });

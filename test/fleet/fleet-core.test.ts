@@ -69,6 +69,19 @@ describe('fleet file', () => {
     assert.notEqual(parseFleet(FILE.replace('debug', 'info'), 'f').images[0]!.hash, api.hash);
   });
 
+  test('[[images]] with name is the same as [images.NAME]', () => {
+    const arr = parseFleet(
+      'schema-version = 1\n[[run-images]]\nname = "base"\nimage = "r/run:1"\n[[images]]\nname = "web"\ntag = "r/web:1"\nrun-image = "base"\nsource = { path = "/srv/web" }\n',
+      'f',
+    );
+    assert.equal(arr.images[0]!.name, 'web');
+    assert.equal(arr.images[0]!.watchedRunImage, 'r/run:1');
+    assert.throws(
+      () => parseFleet('schema-version = 1\n[[images]]\ntag = "r/web:1"\nsource = { path = "/x" }\n', 'f'),
+      /f: images: /,
+    );
+  });
+
   const bad: [string, string, RegExp][] = [
     [
       'version',

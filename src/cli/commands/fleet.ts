@@ -2,6 +2,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
+import { parseDuration } from '../../config/units.ts';
 import { readFleetFile } from '../../fleet/declarations.ts';
 import { Git } from '../../fleet/git.ts';
 import { statusRows } from '../../fleet/page.ts';
@@ -12,11 +13,13 @@ import { SqliteState } from '../../fleet/sqlite-state.ts';
 import type { FleetState } from '../../fleet/state.ts';
 import { Worker } from '../../fleet/worker.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
+import type { Logger } from '../../internal/log.ts';
 import { parseReference } from '../../registry/reference.ts';
 import type { Transports } from '../../transport/transports.ts';
 import { type CliContext, createContext } from '../context.ts';
 import { imageTransports, registryClient } from '../image-ref.ts';
 import type { GlobalFlags } from '../settings.ts';
+import { terminalSafe } from '../terminal-text.ts';
 
 // `kiln fleet`: declarations (apply), the scheduler and embedded worker (serve), workers that
 // scale out on PostgreSQL (worker), and what the fleet looks like (status, history, logs).
@@ -56,10 +59,11 @@ const dbOption = [
 ] as const;
 
 /** The collaborators of serve and worker. */
-function machinery(ctx: CliContext, state: FleetState) {
-  const { settings, log } = ctx;
-  const transports: Transports = imageTransports(settings, log);
-  const client = registryClient(settings, log);
+function machinery(ctx: CliContext, state: FleetState, log: Logger) {
+  const { settings } = ctx;
+  // The registry client's own debug lines go to the CLI's logger; the fleet's lines to `log`.
+  const transports: Transports = imageTransports(settings, ctx.log);
+  const client = registryClient(settings, ctx.log);
   const git = new Git({ env: settings.env });
   const head = async (ref: string) => {
     const r = parseReference(ref);
@@ -144,14 +148,19 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
   return { digest };
 }
 
+// A duration as the fleet file writes it (30s, 5m), or milliseconds (500, 500ms).
 const ms = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`expected a positive number, got "${v}"`);
+  const m = /^(\d+)(?:ms)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) : parseDuration(v);
+  if (n === undefined || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`--poll-interval ${v}: expected a duration such as 30s or 5m, or milliseconds`);
   return n;
 };
 
 /** register adds `kiln fleet …`. */
 export function register(program: Command, ctx: CliContext): void {
+  // Names, errors and logs come from files, registries and buildpacks: no control sequences.
+  const out = (s: string) => ctx.stdout.write(terminalSafe(s));
   const fleet = program
     .command('fleet')
     .description('keep a fleet of app images built and patched (declarations, scheduler, workers)');
@@ -182,13 +191,21 @@ export function register(program: Command, ctx: CliContext): void {
         const now = Date.now();
         const rows = statusRows(await s.images(), await s.observations(), now).filter((r) => r.managed);
         if (flags.json) {
-          ctx.stdout.write(`${JSON.stringify({ images: rows, queue: await s.queueDepth() }, null, 2)}\n`);
+          // Watched things whose last check failed (an unreachable registry, a missing ref).
+          const watch = [...(await s.observations()).values()]
+            .filter((o) => o.error !== undefined && !o.key.startsWith('trigger:'))
+            .map((o) => ({ key: o.key, error: o.error, checked: o.checked }));
+          ctx.stdout.write(
+            `${JSON.stringify({ images: rows, queue: await s.queueDepth(), watch }, null, 2)}\n`,
+          );
           return;
         }
         for (const r of rows)
-          ctx.stdout.write(
+          out(
             `${r.name}\t${r.digest ?? '-'}\trun ${r.runImage ?? '-'}${r.runImageNewest === false ? ' (behind)' : ''}\t${(r.lastReasons ?? []).join(',') || '-'}\t${r.lastResult ?? '-'}${r.lastError ? `: ${r.lastError}` : ''}\n`,
           );
+        for (const o of (await s.observations()).values())
+          if (o.error !== undefined && !o.key.startsWith('trigger:')) out(`watch ${o.key}: ${o.error}\n`);
       });
     });
 
@@ -208,7 +225,7 @@ export function register(program: Command, ctx: CliContext): void {
           return;
         }
         for (const j of jobs)
-          ctx.stdout.write(
+          out(
             `${j.id}\t${j.kind}\t${j.reasons.join(',')}\t${j.state}\t${j.digest ?? '-'}\t${j.started && j.finished ? `${((j.finished - j.started) / 1000).toFixed(1)}s` : '-'}${j.error ? `\t${j.error}` : ''}\n`,
           );
       });
@@ -224,7 +241,7 @@ export function register(program: Command, ctx: CliContext): void {
       await withState(ctx, flags, async (s) => {
         const job = await s.job(Number(build));
         if (job === undefined) throw new UsageError(`fleet: no build ${build}`);
-        ctx.stdout.write(job.log);
+        ctx.stdout.write(terminalSafe(job.log, true));
       });
     });
 
@@ -259,11 +276,12 @@ export function register(program: Command, ctx: CliContext): void {
       'file holding the token of the page (required unless listening on loopback)',
     )
     .option(
-      '--poll-interval <ms>',
-      'poll interval in milliseconds (default: the fleet file poll-interval)',
+      '--poll-interval <duration>',
+      'poll interval, e.g. 30s, 5m or 1000 (milliseconds) (default: the fleet file poll-interval)',
       ms,
     )
     .option('--workers <n>', 'jobs this process runs at once (0: schedule only)', '1')
+    .option('--log-format <format>', 'text, or json: one JSON object per line', 'text')
     .action(async (flags: StateFlags & ServeFlags) => {
       await serve(ctx, flags);
     });
@@ -278,24 +296,25 @@ export function register(program: Command, ctx: CliContext): void {
       "how long a job stays this worker's without a sign of life (renewed every third of it)",
       '60',
     )
-    .action(async (flags: StateFlags & { workers: string; lease: string }) => {
+    .action(async (flags: StateFlags & { workers: string; lease: string; logFormat?: string }) => {
+      const log = serviceLog(ctx, flags.logFormat);
       const lease = Number(flags.lease);
       if (!Number.isFinite(lease) || lease < 1)
         throw new UsageError(`--lease ${flags.lease}: expected seconds >= 1`);
       const state = await openState(ctx, flags);
-      const { runner } = machinery(ctx, state);
+      const { runner } = machinery(ctx, state, log);
       const worker = new Worker({
         state,
         runner,
         id: `${hostname()}:${process.pid}`,
-        log: ctx.log,
+        log,
         concurrency: Math.max(1, Number(flags.workers) || 1),
         leaseMs: lease * 1000,
       });
       worker.start();
-      ctx.log.info(`fleet: worker ${hostname()}:${process.pid} started`);
+      log.info(`fleet: worker ${hostname()}:${process.pid} started`);
       await untilSignal();
-      ctx.log.info('fleet: stopping: finishing or handing back running jobs');
+      log.info('fleet: stopping: finishing or handing back running jobs');
       await worker.stop();
       await state.close();
     });
@@ -303,6 +322,7 @@ export function register(program: Command, ctx: CliContext): void {
 
 interface ServeFlags {
   listen: string;
+  logFormat?: string;
   webhookSecretFile?: string;
   registryTokenFile?: string;
   tokenFile?: string;
@@ -335,8 +355,9 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
   const pageToken = await readSecret(flags.tokenFile, '--token-file', ctx);
   if (pageToken === undefined && !isLoopback(host))
     throw new UsageError(`--listen ${flags.listen} is not loopback: the page needs --token-file`);
+  const log = serviceLog(ctx, flags.logFormat);
   const state = await openState(ctx, flags);
-  const { observer, runner, transports } = machinery(ctx, state);
+  const { observer, runner, transports } = machinery(ctx, state, log);
   const n = Number(flags.workers);
   if (!Number.isInteger(n) || n < 0)
     throw new UsageError(`--workers ${flags.workers}: expected a whole number`);
@@ -347,7 +368,7 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
           state,
           runner,
           id: `${hostname()}:${process.pid}`,
-          log: ctx.log,
+          log,
           concurrency: n,
           onFinished: (job, ok, t) => server?.finished(job, ok, t),
         })
@@ -357,7 +378,7 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
   server = new FleetServer({
     state,
     observer,
-    log: ctx.log,
+    log,
     ...(worker ? { worker } : {}),
     host,
     port: Number(m[2]),
@@ -371,33 +392,63 @@ async function serve(ctx: CliContext, flags: StateFlags & ServeFlags): Promise<v
     sbom: (tag, digest) => sbomSummary(transports, tag, digest),
   });
   const port = await server.start();
-  ctx.log.info(`fleet: serving on http://${host.includes(':') ? `[${host}]` : host}:${port}/`);
+  log.info(`fleet: serving on http://${host.includes(':') ? `[${host}]` : host}:${port}/`);
   ctx.stdout.write(`listening ${host}:${port}\n`);
   await untilSignal();
-  ctx.log.info('fleet: stopping: finishing or handing back running jobs');
+  log.info('fleet: stopping: finishing or handing back running jobs');
   await server.stop();
   await state.close();
 }
 
-/** sbomSummary lists an image's buildpacks and base from its labels (config only, no layers). */
+/**
+ * sbomSummary is an image's software for its page, as `kiln inspect` reports it: base, buildpacks
+ * and the SBOM layer's counts by ecosystem (config and the small SBOM layer only; remembered by
+ * digest, which never changes).
+ */
 async function sbomSummary(transports: Transports, tag: string, digest: string): Promise<string[]> {
+  const cached = summaries.get(digest);
+  if (cached) return cached;
+  const { inspectImage } = await import('../../inspect/inspect.ts');
   const r = parseReference(tag);
-  const img = await transports.parse(`${r.registry}/${r.repository}@${digest}`).read();
-  const labels = (await img.configFile()).config?.Labels ?? {};
-  const out: string[] = [];
-  const distro = labels['io.buildpacks.base.distro.name'];
-  if (distro) out.push(`base: ${distro} ${labels['io.buildpacks.base.distro.version'] ?? ''}`.trim());
-  try {
-    const md = JSON.parse(labels['io.buildpacks.build.metadata'] ?? '{}') as {
-      buildpacks?: { id?: string; version?: string }[];
-      bom?: { name?: string; version?: string }[];
-    };
-    for (const b of md.buildpacks ?? []) out.push(`buildpack: ${b.id}@${b.version}`);
-    for (const b of md.bom ?? []) out.push(`package: ${b.name}${b.version ? `@${b.version}` : ''}`);
-  } catch {
-    out.push('(build metadata label unreadable)');
-  }
+  const ref = `${r.registry}/${r.repository}@${digest}`;
+  const report = await inspectImage(await transports.parse(ref).read(), { reference: ref, sbom: true });
+  const out = [
+    `base: ${report.base.distro ?? report.base.id ?? '?'} (${report.base.reference})`,
+    ...report.buildpacks.map((b) => `buildpack: ${b.id}@${b.version}`),
+    ...(report.sbom
+      ? [
+          `SBOM: ${report.sbom.files.length} files, ${report.sbom.files.reduce((n, f) => n + f.components, 0)} components`,
+          ...Object.entries(report.sbom.ecosystems).map(([e, n]) => `SBOM ${e}: ${n} packages`),
+        ]
+      : ['SBOM: none in the image']),
+  ];
+  if (summaries.size >= 256) summaries.clear();
+  summaries.set(digest, out);
   return out;
+}
+
+const summaries = new Map<string, string[]>();
+
+/**
+ * serviceLog is the log of a long-running fleet process: the CLI's own lines, or with
+ * `--log-format json` one JSON object per line (time, level, msg) for log collectors; redacted either way.
+ */
+function serviceLog(ctx: CliContext, format: string | undefined): Logger {
+  if (format === undefined || format === 'text') return ctx.log;
+  if (format !== 'json') throw new UsageError(`--log-format ${format}: expected text or json`);
+  const line = (level: string) => (msg: string) => {
+    if (level === 'debug' && !ctx.settings.verbose) return;
+    ctx.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level, msg: ctx.redactor.redact(msg) })}\n`,
+    );
+  };
+  return {
+    debug: line('debug'),
+    info: line('info'),
+    warn: line('warn'),
+    error: line('error'),
+    phase: line('info'),
+  };
 }
 
 function untilSignal(): Promise<void> {
