@@ -69,6 +69,14 @@ export class RegistryTarget implements ImageTarget {
     return this.#io.client;
   }
 
+  /** Where reads go: the registry's pull mirror first (when configured), then the registry. */
+  get readRefs(): readonly Reference[] {
+    const mirror = this.#io.mirrorFor?.(this.ref.registry);
+    return mirror && mirror !== this.ref.registry
+      ? [{ ...this.ref, registry: mirror }, this.ref]
+      : [this.ref];
+  }
+
   async read(opts: ReadOptions = {}): Promise<Image> {
     const platform = opts.platform ?? this.#io.platform;
     const o = { ...(platform ? { platform } : {}), ...this.#progress() };
@@ -93,6 +101,15 @@ export class RegistryTarget implements ImageTarget {
   }
 
   async readAny(): Promise<Image | ImageIndex> {
+    const refs = this.readRefs;
+    if (refs.length > 1)
+      try {
+        return await remoteManifest(this.#io.client, refs[0]!, this.#progress());
+      } catch (e) {
+        this.#io.debug?.(
+          `mirror ${refs[0]!.registry} of ${this.ref.registry}: ${(e as Error).message}; using the registry itself`,
+        );
+      }
     return remoteManifest(this.#io.client, this.ref, this.#progress()).catch((e: unknown) => {
       throw this.#explain ? this.#explain(e) : e;
     });
@@ -151,26 +168,38 @@ export class RegistryTarget implements ImageTarget {
 
 // The referrers API (or the tag-schema fallback) of the target's repository.
 function registryReferrers(t: RegistryTarget): Referrers {
+  async function listAt(ref: Reference, subject: Digest, artifactType?: string): Promise<Referrer[]> {
+    const repo = t.client.repository(ref);
+
+    // The manifests are fetched at once (a signed image has half a dozen referrers or more).
+    const listed = (await repo.referrers(subject, artifactType)).manifests;
+    const fetched = await Promise.all(listed.map((d) => repo.getManifest(d.digest)));
+    const out: Referrer[] = [];
+    for (const [i, d] of listed.entries()) {
+      const m = fetched[i]!;
+      const blob = async (b: { digest: string; size: number }) => {
+        if (b.size > REFERRER_BLOB_LIMIT)
+          throw new KilnError(
+            `referrer blob ${b.digest} of ${t.name} is ${b.size} bytes; refusing more than ${REFERRER_BLOB_LIMIT}`,
+          );
+        return new Uint8Array(await buffer(await repo.openBlob(b.digest as Digest, b.size)));
+      };
+      const r = referrerOf({ ...d, mediaType: m.mediaType }, m.bytes, subject, artifactType, blob);
+      if (r) out.push(r);
+    }
+    return out;
+  }
   return {
     async list(subject: Digest, artifactType?: string): Promise<Referrer[]> {
-      const repo = t.client.repository(t.ref);
-      // The manifests are fetched at once (a signed image has half a dozen referrers or more).
-      const listed = (await repo.referrers(subject, artifactType)).manifests;
-      const fetched = await Promise.all(listed.map((d) => repo.getManifest(d.digest)));
-      const out: Referrer[] = [];
-      for (const [i, d] of listed.entries()) {
-        const m = fetched[i]!;
-        const blob = async (b: { digest: string; size: number }) => {
-          if (b.size > REFERRER_BLOB_LIMIT)
-            throw new KilnError(
-              `referrer blob ${b.digest} of ${t.name} is ${b.size} bytes; refusing more than ${REFERRER_BLOB_LIMIT}`,
-            );
-          return new Uint8Array(await buffer(await repo.openBlob(b.digest as Digest, b.size)));
-        };
-        const r = referrerOf({ ...d, mediaType: m.mediaType }, m.bytes, subject, artifactType, blob);
-        if (r) out.push(r);
-      }
-      return out;
+      // Read where the image is read: the mirror first, the registry when the mirror fails.
+      const refs = t.readRefs;
+      if (refs.length > 1)
+        try {
+          return await listAt(refs[0]!, subject, artifactType);
+        } catch {
+          // the mirror could not answer: the registry itself
+        }
+      return listAt(refs[refs.length - 1]!, subject, artifactType);
     },
     async attachAll(
       subject: Digest,
