@@ -255,6 +255,8 @@ export async function copyReferrers(
   images: Transports,
 ): Promise<number> {
   const found = await from.referrers.list(digest);
+  // Nothing to carry: the destination gets no (empty) referrers index or tag either.
+  if (found.length === 0) return 0;
   const all: Image[] = [];
   let signature: Image | undefined;
   for (const r of found) {
