@@ -15,7 +15,7 @@ import { UsageError } from '../../internal/errors.ts';
 import { statIfExists } from '../../internal/fs.ts';
 import { BlobStore } from '../../layout/blob-store.ts';
 import type { Image } from '../../oci/image.ts';
-import { isBareName, type Transports } from '../../transport/transports.ts';
+import { isBareName, type PullPolicy, type Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { registerInspect } from './buildpack-inspect.ts';
@@ -47,7 +47,8 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
     // Neither held nor parsable as an image reference: the argument is a buildpack id.
     return undefined;
   }
-  return (held ?? (await images.locate(ref))).read();
+  // locate applies --pull-policy (a held copy first unless `always` asks the registry).
+  return (await images.locate(ref)).read();
 }
 
 /** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
@@ -68,6 +69,7 @@ interface PackageFlags {
   format: 'image' | 'file';
   pathToOutput?: string;
   target?: string;
+  pullPolicy?: PullPolicy;
 }
 
 /** archOf maps Node's process.arch to an OCI architecture. */
@@ -98,6 +100,12 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--path-to-output <file>', 'with --format file: where to write the .cnb (default: NAME)')
     .option('--target <os/arch>', 'architecture of the package config when the buildpack does not pin one')
+    .addOption(
+      new Option(
+        '--pull-policy <policy>',
+        'reading dependency buildpackages given as images (as kiln build): always, if-not-present (default) or never',
+      ).choices(['always', 'if-not-present', 'never']),
+    )
     .action(async (name: string, flags: PackageFlags) => {
       const { settings, log } = ctx;
       if (flags.config && flags.path)
@@ -116,7 +124,10 @@ export function register(program: Command, ctx: CliContext): void {
           };
       const arch = flags.target ? (parseTarget(flags.target).arch ?? hostArch()) : hostArch();
       const progress = log.progress();
-      const images = imageTransports(settings, log, { progress });
+      const images = imageTransports(settings, log, {
+        progress,
+        ...(flags.pullPolicy ? { pullPolicy: flags.pullPolicy } : {}),
+      });
       const tmp = await mkdtemp(path.join(settings.env.TMPDIR ?? tmpdir(), 'kiln-package-'));
       try {
         // Where new layers are written: straight into the destination's blobs when it has some.
