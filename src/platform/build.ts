@@ -415,6 +415,18 @@ function innermostMount(mounts: readonly Mount[], dst: string): Mount | undefine
   return best;
 }
 
+/** inBuildImage stats `dst` in the build image (no link of the builder's followed); undefined when absent. */
+function inBuildImage(rootfs: string, dst: string, what: string): ReturnType<typeof statInRoot> {
+  try {
+    return statInRoot(rootfs, dst.slice(1), { what: 'the build image', shown: '/' });
+  } catch (e) {
+    if (!(e instanceof UntrustedFileError)) throw e;
+    throw new UsageError(
+      `${what}: the build image has a symbolic link on that path (a mount never follows the builder's links)`,
+    );
+  }
+}
+
 /** inHostVolume stats `rel` inside a volume's host directory (no link followed); undefined when absent. */
 function inHostVolume(src: string, rel: string, what: string): ReturnType<typeof statInRoot> {
   try {
@@ -511,23 +523,16 @@ async function prepareMountTargets(
     // Below another volume, the target is in that host directory: it must exist there (kiln
     // never creates anything in a host directory).
     const outer = innermostMount(r.extraMounts ?? [], t.dst);
-    if (outer) {
-      const rel = path.posix.relative(outer.dst, t.dst);
-      if (inHostVolume(outer.src, rel, t.what) === undefined)
-        throw new UsageError(
-          `${t.what}: no such path in the volume ${outer.dst} (${path.join(outer.src, rel)}); kiln creates no mount point in a host directory`,
-        );
-      continue;
-    }
-    let found: ReturnType<typeof statInRoot>;
-    try {
-      found = statInRoot(rootfs, t.dst.slice(1), { what: 'the build image', shown: '/' });
-    } catch (e) {
-      if (!(e instanceof UntrustedFileError)) throw e;
+    const rel = outer ? path.posix.relative(outer.dst, t.dst) : '';
+    const found = outer ? inHostVolume(outer.src, rel, t.what) : inBuildImage(rootfs, t.dst, t.what);
+    if (outer && found === undefined)
       throw new UsageError(
-        `${t.what}: the build image has a symbolic link on that path (a mount never follows the builder's links)`,
+        `${t.what}: no such path in the volume ${outer.dst} (${path.join(outer.src, rel)}); kiln creates no mount point in a host directory`,
       );
-    }
+    if (found !== undefined && found.isDirectory() !== (t.kind === 'dir'))
+      throw new UsageError(
+        `${t.what}: there is a ${found.isDirectory() ? 'directory' : 'file'} at that path, and a ${t.kind === 'dir' ? 'directory' : 'file'} cannot be mounted on it`,
+      );
     if (found !== undefined || r.hostDirs) continue;
     await addMountPoint(rootfs, t.dst, t.kind).catch((e: Error) => {
       throw new UsageError(`${t.what}: ${e.message}`);

@@ -204,6 +204,13 @@ describe('pack build flags', () => {
       /volume target \/etc\/kiln-no-such-dir: no such path in the volume \/etc \(\/etc\/kiln-no-such-dir\)/,
     );
     assert.doesNotMatch(nested.log, /DETECTING/);
+    // A file cannot be mounted on a directory (here one of the /usr volume's).
+    const fileOnDir = await build('vol-file-dir', app, ['--volume', `${vol}/secret.txt:/usr/bin`]);
+    assert.equal(fileOnDir.code, 3, fileOnDir.log);
+    assert.match(
+      fileOnDir.log,
+      /volume target \/usr\/bin: there is a directory at that path, and a file cannot be mounted on it/,
+    );
     // A link of the build image (its /bin -> usr/bin) is never followed to place a volume.
     const linked = await build('vol-link', app, ['--volume', `${vol}:/bin/kiln-vol`]);
     assert.equal(linked.code, 3, linked.log);
