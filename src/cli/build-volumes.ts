@@ -15,8 +15,11 @@ const FORBIDDEN_TREES = ['/cnb', '/layers', '/workspace', '/platform', '/proc', 
 /** Targets that may hold a volume below them but not be one (the sandbox mounts them itself). */
 const FORBIDDEN_EXACT = ['/', '/tmp', '/home', '/run'];
 
-/** parseVolume turns one `--volume` value into a sandbox mount; `cwd` resolves a relative host path. */
-export function parseVolume(spec: string, cwd: string): Mount {
+/**
+ * parseVolume turns one `--volume` value into a sandbox mount; `cwd` resolves a relative host
+ * path, `workspace` is where the app is mounted (`--workspace`, default /workspace).
+ */
+export function parseVolume(spec: string, cwd: string, workspace = '/workspace'): Mount {
   const bad = (why: string): never => {
     throw new UsageError(`--volume ${spec}: ${why}`);
   };
@@ -33,7 +36,7 @@ export function parseVolume(spec: string, cwd: string): Mount {
   if (!/^\//.test(target) || target.split('/').some((s) => s === '..' || s === '.'))
     bad('the target must be an absolute path without "." or ".." parts');
   const dst = path.posix.normalize(target).replace(/(.)\/+$/, '$1');
-  for (const t of FORBIDDEN_TREES)
+  for (const t of [...FORBIDDEN_TREES, ...(workspace === '/workspace' ? [] : [workspace])])
     if (dst === t || dst.startsWith(`${t}/`) || t.startsWith(`${dst}/`))
       bad(`the target ${dst} would cover ${t}, which the platform mounts itself`);
   if (FORBIDDEN_EXACT.includes(dst))

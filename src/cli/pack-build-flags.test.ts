@@ -86,3 +86,27 @@ describe('other flags', () => {
     );
   });
 });
+
+describe('--workspace with --volume', () => {
+  test('a volume may not cover the workspace; /workspace stays refused by default', () => {
+    assert.throws(() => parseVolume(`${dir}:/srv/app/data`, '/', '/srv/app'), /would cover \/srv\/app/);
+    assert.throws(() => parseVolume(`${dir}:/srv`, '/', '/srv/app'), /would cover \/srv\/app/);
+    assert.equal(parseVolume(`${dir}:/srv/other`, '/', '/srv/app').dst, '/srv/other');
+    assert.throws(() => parseVolume(`${dir}:/workspace/x`, '/'), /would cover \/workspace/);
+  });
+
+  test('resolvePackBuildFlags: the default is no workspace at all; another is checked', () => {
+    const io = { cwd: dir, now: 0 };
+    assert.equal(resolvePackBuildFlags({ volume: [] }, io).workspace, undefined);
+    assert.equal(resolvePackBuildFlags({ volume: [], workspace: '/workspace' }, io).workspace, undefined);
+    assert.equal(resolvePackBuildFlags({ volume: [], workspace: '/srv/app' }, io).workspace, '/srv/app');
+    assert.throws(
+      () => resolvePackBuildFlags({ volume: [], workspace: '/etc/app' }, io),
+      /--workspace "\/etc\/app"/,
+    );
+    assert.throws(
+      () => resolvePackBuildFlags({ volume: [`${dir}:/app/x`], workspace: '/app' }, io),
+      /would cover \/app/,
+    );
+  });
+});

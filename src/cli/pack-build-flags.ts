@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { UsageError } from '../internal/errors.ts';
+import { checkWorkspace, DEFAULT_WORKSPACE } from '../platform/workspace-path.ts';
 import type { Mount } from '../sandbox/executor.ts';
 import { parseVolume } from './build-volumes.ts';
 
@@ -13,6 +14,7 @@ export interface PackBuildFlagValues {
   readonly uid?: string;
   readonly gid?: string;
   readonly buildpackRegistry?: string;
+  readonly workspace?: string;
 }
 
 /** What they resolve to. */
@@ -21,6 +23,8 @@ export interface PackBuildFlags {
   /** `--creation-time` in seconds. */
   readonly createdAt?: number;
   readonly buildUser?: { readonly uid?: number; readonly gid?: number };
+  /** `--workspace`, when it is not the default `/workspace`. */
+  readonly workspace?: string;
 }
 
 /** resolvePackBuildFlags checks and resolves pack's build flags; `now` is in milliseconds. */
@@ -32,7 +36,8 @@ export function resolvePackBuildFlags(
     throw new UsageError(
       `--buildpack-registry ${f.buildpackRegistry}: kiln resolves no buildpack registry (urn:cnb:registry); name a buildpack by image, .cnb file, directory or URL (-r is no longer --run-image: use --run-image)`,
     );
-  const volumes = f.volume.map((v) => parseVolume(v, io.cwd));
+  const workspace = f.workspace === undefined ? DEFAULT_WORKSPACE : checkWorkspace(f.workspace);
+  const volumes = f.volume.map((v) => parseVolume(v, io.cwd, workspace));
   const createdAt = f.creationTime === undefined ? undefined : creationTime(f.creationTime, io.now);
   const uid = f.uid === undefined ? undefined : id('--uid', f.uid);
   const gid = f.gid === undefined ? undefined : id('--gid', f.gid);
@@ -40,6 +45,7 @@ export function resolvePackBuildFlags(
     throw new UsageError('--uid 0: buildpacks never run as root in kiln (its sandbox refuses uid 0)');
   return {
     volumes,
+    ...(workspace !== DEFAULT_WORKSPACE ? { workspace } : {}),
     ...(createdAt !== undefined ? { createdAt } : {}),
     ...(uid !== undefined || gid !== undefined
       ? { buildUser: { ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}) } }

@@ -62,6 +62,8 @@ export interface CreatorWorkspace {
   readonly appListing?: DetectMemoInputs['app'];
   /** Where the sandbox sees the directories (default the spec's paths). */
   readonly sandboxPaths?: SandboxPaths;
+  /** Where the app sits in the image (`--workspace`, its CNB_APP_DIR and working dir); default `/workspace`. */
+  readonly appPath?: string;
   /** Host directory for the phases' scratch files (default the OS temp dir). */
   readonly scratchRoot?: string;
 }
@@ -343,6 +345,7 @@ async function exportStep(
     ...(runImageSboms ? { runImageSboms } : {}),
     layersDir: o.workspace.layersDir,
     appDir: o.workspace.appDir,
+    ...(o.workspace.appPath ? { appPath: o.workspace.appPath } : {}),
     group: detected.group,
     ...(extra.length ? { extraBuildpacks: extra } : {}),
     runImage: runImage.image,
@@ -366,6 +369,7 @@ async function exportStep(
     await checkExportedImage({
       layersDir: o.workspace.layersDir,
       appDir: o.workspace.appDir,
+      ...(o.workspace.appPath ? { appPath: o.workspace.appPath } : {}),
       buildpacks: [...detected.group, ...extra],
       exported,
       runImage: { image: runImage.image, name: run.image! },

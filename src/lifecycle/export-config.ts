@@ -8,7 +8,10 @@ import type { History } from '../oci/schema.ts';
 // The app image's config as the reference exporter writes it: where the build's directories sit
 // in the image, the entrypoint, the environment the launcher expects, one history entry per layer.
 
-/** Where the build's directories sit inside the image (and the build sandbox). */
+/**
+ * Where the build's directories sit inside the image (and the build sandbox). APP_DIR is the
+ * default of the app's place (`--workspace`); the build passes its own as `appPath`.
+ */
 export const LAYERS_DIR = '/layers';
 export const APP_DIR = '/workspace';
 export const LAUNCHER_PATH = '/cnb/lifecycle/launcher';
@@ -40,10 +43,13 @@ function envValue(env: readonly string[], name: string): string | undefined {
   return e === undefined ? undefined : e.slice(name.length + 1);
 }
 
-/** imageEnv is the run image's env with the CNB directories, Platform API and the launcher on PATH. */
-export function imageEnv(runEnv: readonly string[], platformApi: string): string[] {
+/**
+ * imageEnv is the run image's env with the CNB directories (the app at `appPath`, where the
+ * launcher changes to), Platform API and the launcher on PATH.
+ */
+export function imageEnv(runEnv: readonly string[], platformApi: string, appPath = APP_DIR): string[] {
   let env = setEnv(runEnv, 'CNB_LAYERS_DIR', LAYERS_DIR);
-  env = setEnv(env, 'CNB_APP_DIR', APP_DIR);
+  env = setEnv(env, 'CNB_APP_DIR', appPath);
   env = setEnv(env, 'CNB_PLATFORM_API', platformApi);
   env = setEnv(env, 'CNB_DEPRECATION_MODE', 'quiet');
   const runPath = envValue(runEnv, 'PATH');
@@ -61,6 +67,8 @@ export interface AppImageConfig {
   readonly labels: Readonly<Record<string, string>>;
   /** SOURCE_DATE_EPOCH as an ISO date. */
   readonly created: string;
+  /** The app's place in the image (the working dir); default APP_DIR. */
+  readonly appPath?: string;
 }
 
 /** appImage stacks `appended` on the run image and sets the app image's config. */
@@ -82,7 +90,7 @@ export function appImage(
     env: [...cfg.env],
     entrypoint: [cfg.entrypoint],
     cmd: null,
-    workingDir: APP_DIR,
+    workingDir: cfg.appPath ?? APP_DIR,
     labels: { ...cfg.labels },
     created: cfg.created,
   });

@@ -135,6 +135,8 @@ export class LayerQueue {
 export interface PlanContext {
   readonly layersDir: string;
   readonly appDir: string;
+  /** Where the app sits in the image; default APP_DIR. */
+  readonly appPath?: string;
   readonly uid: number;
   readonly gid: number;
   readonly resolver: LayerResolver;
@@ -273,7 +275,7 @@ export async function planSbomLayer(
 
 /** appContents is the app dir as one layer, or as its slices plus the rest. */
 async function appContents(c: PlanContext, slices: BuildMetadata['slices']): Promise<LayerContent[]> {
-  const prefix = APP_DIR.slice(1);
+  const prefix = (c.appPath ?? APP_DIR).slice(1);
   // VCS data and editor junk stay in <app> for buildpacks but never reach the image.
   const app = await c.resolver.dirContent(c.appDir, {
     prefix,

@@ -11,7 +11,7 @@ import type { LauncherInfo } from '../launcher/index.ts';
 import type { Image } from '../oci/image.ts';
 import { isoOfEpoch } from '../oci/memory.ts';
 import type { CachedLayer } from './cache.ts';
-import { appImage, entrypointFor, imageEnv } from './export-config.ts';
+import { APP_DIR, appImage, entrypointFor, imageEnv } from './export-config.ts';
 import { appLabels, buildMetadata, lifecycleMetadata } from './export-labels.ts';
 import {
   type ExportBuildpack,
@@ -48,6 +48,8 @@ export interface ExportOptions {
   readonly layersDir: string;
   /** Host path of `<app>`. */
   readonly appDir: string;
+  /** Where the app sits in the image (`--workspace`); default APP_DIR (`/workspace`). */
+  readonly appPath?: string;
   readonly group: readonly ExportBuildpack[];
   /** Layers kiln contributes itself (e.g. trusted CA certificates), exported after the group's. */
   readonly extraBuildpacks?: readonly KilnBuildpack[];
@@ -120,6 +122,7 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
   const c: PlanContext = {
     layersDir: opts.layersDir,
     appDir: opts.appDir,
+    ...(opts.appPath ? { appPath: opts.appPath } : {}),
     uid: opts.uid,
     gid: opts.gid,
     resolver: opts.resolver,
@@ -164,8 +167,9 @@ export async function exportImage(opts: ExportOptions): Promise<ExportResult> {
     warn: (line) => opts.log.warn?.(line),
   });
   const entrypoint = entrypointFor(md, opts.defaultProcess);
-  const env = imageEnv(runCfg.config?.Env ?? [], opts.platformApi);
-  const image = appImage(opts.runImage, stacked.appended, { env, entrypoint, labels, created });
+  const appPath = opts.appPath ?? APP_DIR;
+  const env = imageEnv(runCfg.config?.Env ?? [], opts.platformApi, appPath);
+  const image = appImage(opts.runImage, stacked.appended, { env, entrypoint, labels, created, appPath });
   opts.log.info(`Setting default process type: ${entrypoint}`);
   const { records: layers, added, reused } = stacked;
   return { image, metadata, buildMetadata: buildMd, layers, contents: c.contents, added, reused };

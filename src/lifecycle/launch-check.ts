@@ -64,6 +64,8 @@ const MAX_INTERP_DEPTH = 4;
 export interface LaunchCheckOptions {
   readonly layersDir: string;
   readonly appDir: string;
+  /** Where the app sits in the image (`--workspace`); default APP_DIR. */
+  readonly appPath?: string;
   /** The group (and kiln's own pseudo-buildpacks) in export order, with their Buildpack API. */
   readonly buildpacks: readonly { readonly id: string; readonly api?: string }[];
   /** The exported lifecycle metadata: launch layers and their diffIDs, the app layers. */
@@ -133,13 +135,15 @@ export async function checkLaunch(o: LaunchCheckOptions): Promise<void> {
     mounts.set(l.mount, new ListedTree(scan.nodes));
   }
   const app = new HostTree(o.appDir);
-  mounts.set(APP_DIR.slice(1), app);
+  const appPath = o.appPath ?? APP_DIR;
+  mounts.set(appPath.slice(1), app);
   const view = new ImageView(new ListedTree(index.nodes), mounts);
   const defaultDirs = [`/lib/${arch.triplet}`, `/usr/lib/${arch.triplet}`, '/lib', '/usr/lib'];
   const checker = new Checker({
     view,
     scans,
     appDir: o.appDir,
+    appPath,
     machine: arch.machine,
     systemDirs: [...(index.ldCache ? index.ldConf : []), ...defaultDirs],
     envOf: (type) => searchEnv(o.imageEnv, envOps.get(type) ?? []),
@@ -283,6 +287,8 @@ interface CheckerSetup {
   readonly view: ImageView;
   readonly scans: ReadonlyMap<string, IndexedScan>;
   readonly appDir: string;
+  /** The app's place in the image. */
+  readonly appPath: string;
   readonly machine: number;
   readonly systemDirs: readonly string[];
   readonly envOf: (type: string) => SearchEnv;
@@ -310,7 +316,7 @@ class Checker {
   process(p: MetadataProcess): void {
     const subject = `process "${p.type}"`;
     const env = this.#s.envOf(p.type);
-    const cwd = p['working-dir'] ?? APP_DIR;
+    const cwd = p['working-dir'] ?? this.#s.appPath;
     if (processNeedsShell(p)) {
       if (!this.#s.view.resolve(PROCESS_SHELL))
         this.#miss({
@@ -356,7 +362,7 @@ class Checker {
           }
           const r = this.#s.view.resolve(file);
           if (r && !this.#loaded.has(r.path))
-            this.#elf(`launch layer ${l.bp}:${l.name}`, r.path, e, env, APP_DIR, []);
+            this.#elf(`launch layer ${l.bp}:${l.name}`, r.path, e, env, this.#s.appPath, []);
         }
         // exec.d programs run before every process (or before one type's): scripts among them
         // need their interpreter as much as a process command does.
@@ -368,7 +374,7 @@ class Checker {
                 `/${l.mount}/${sc.p}`,
                 sc,
                 env,
-                APP_DIR,
+                this.#s.appPath,
                 0,
               );
         if (pass === 'libraries')
@@ -389,7 +395,7 @@ class Checker {
 
   #facts(r: Resolved): Facts {
     if (r.mount === '') return { kind: 'trusted' };
-    if (r.mount === APP_DIR.slice(1)) return this.#appFile(r.rel);
+    if (r.mount === this.#s.appPath.slice(1)) return this.#appFile(r.rel);
     const s = this.#s.scans.get(r.mount);
     const elf = s?.elves.get(r.rel);
     if (elf) return { kind: 'elf', elf };
@@ -527,6 +533,7 @@ function envTarget(arg: string): string | undefined {
 export interface ExportedImageCheck {
   readonly layersDir: string;
   readonly appDir: string;
+  readonly appPath?: string;
   readonly buildpacks: LaunchCheckOptions['buildpacks'];
   readonly exported: ExportResult;
   readonly runImage: { readonly image: Image; readonly name: string };
@@ -544,6 +551,7 @@ export async function checkExportedImage(x: ExportedImageCheck): Promise<void> {
   await checkLaunch({
     layersDir: x.layersDir,
     appDir: x.appDir,
+    ...(x.appPath ? { appPath: x.appPath } : {}),
     buildpacks: x.buildpacks,
     metadata: x.exported.metadata,
     contents: x.exported.contents,

@@ -1,4 +1,4 @@
-import { chown, cp, mkdir, rm } from 'node:fs/promises';
+import { chown, cp, mkdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { ProjectMetadata } from '../cnb/lifecycle-metadata.ts';
@@ -12,11 +12,18 @@ import type { ExtractLimits } from '../layers/extract-limits.ts';
 import type { SourceListing } from '../layers/source-listing.ts';
 import type { LayerCache } from '../lifecycle/cache.ts';
 import { VolumeCache } from '../lifecycle/cache.ts';
-import { type BuilderFacts, type CreatorOutcome, create, type ImageReport } from '../lifecycle/creator.ts';
+import {
+  type BuilderFacts,
+  type CreatorOptions,
+  type CreatorOutcome,
+  create,
+  type ImageReport,
+} from '../lifecycle/creator.ts';
 import type { Deadline } from '../lifecycle/deadline.ts';
 import { DetectMemo } from '../lifecycle/detect-memo.ts';
 import { LayerResolver, type ReuseStats } from '../lifecycle/layer-resolver.ts';
 import { Phases } from '../lifecycle/phase.ts';
+import { DEFAULT_SANDBOX_PATHS } from '../lifecycle/phase-context.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Executor, Limits, Mount } from '../sandbox/executor.ts';
 import { type HostIds, type IdLease, leaseHostIds } from '../sandbox/identity.ts';
@@ -26,7 +33,7 @@ import {
   type OpenNetwork,
   startNetwork,
 } from '../sandbox/network.ts';
-import type { PrunePolicy } from '../sandbox/rootfs-cache.ts';
+import { addMountPoint, type PrunePolicy } from '../sandbox/rootfs-cache.ts';
 import type { ImageStore } from '../store/store.ts';
 import {
   type BuilderConfig,
@@ -52,6 +59,7 @@ import {
   type Workspace,
   type WorkspaceIdentity,
 } from './workspace.ts';
+import { checkWorkspace, DEFAULT_WORKSPACE } from './workspace-path.ts';
 
 // The platform side of `kiln build` (what pack does around the lifecycle): the workspace, the
 // builder read once, `--buildpack` references, the build user's host identity and the sandbox's
@@ -159,6 +167,11 @@ export interface BuildRequest extends BuildpackRefs {
   readonly buildUser?: { readonly uid?: number; readonly gid?: number };
   /** `--disable-system-buildpacks`: ignore the builder's /cnb/system.toml. */
   readonly disableSystemBuildpacks?: boolean;
+  /**
+   * `--workspace`: where the app sits in the sandbox and the image (working dir, CNB_APP_DIR);
+   * default `/workspace`. In place (hostDirs) it must be the real app dir.
+   */
+  readonly workspace?: string;
   /** `--creation-time` in seconds: the image's `created` only (layer times stay `epoch`). */
   readonly createdAt?: number;
   readonly compression: 'gzip' | 'zstd';
@@ -281,8 +294,11 @@ async function sandboxInputs(
   const env = { ...platform.env, ...(r.processEnv ?? {}) };
   const home = await buildHome(rootfs, cfg.env, cfg.uid, id, ws.work, r.executor.capabilities.mounts);
   // Extra mounts (--volume) last: one below the build user's home must not be hidden by it.
-  checkMountTargets(rootfs, r.extraMounts ?? [], home.mount?.dst);
-  const mounts = [...platform.mounts, ...(home.mount ? [home.mount] : []), ...(r.extraMounts ?? [])];
+  await prepareMountTargets(r, rootfs, home.mount?.dst);
+  // Outer volumes before the ones inside them, whatever order they were given in.
+  const depth = (m: Mount) => m.dst.split('/').length;
+  const volumes = [...(r.extraMounts ?? [])].sort((a, b) => depth(a) - depth(b));
+  const mounts = [...platform.mounts, ...(home.mount ? [home.mount] : []), ...volumes];
   const moved = r.hostDirs ? mounts.find((m) => m.src !== m.dst) : undefined;
   if (moved)
     throw new UsageError(
@@ -357,8 +373,7 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
       layersDir: p.ws.layersDir,
       platformDir: p.ws.platformDir,
       ...(p.appListing !== undefined ? { appListing: p.appListing } : {}),
-      // In place, sandbox paths are the host paths and the plans go under the real /tmp.
-      ...(r.hostDirs ? { sandboxPaths: r.hostDirs, scratchRoot: '/tmp' } : {}),
+      ...workspacePaths(r),
     },
     builder,
     user: { uid: p.cfg.uid, gid: p.cfg.gid, hostIds: p.id.owner },
@@ -395,6 +410,52 @@ function runCreator(r: BuildRequest, p: Prepared): Promise<CreatorOutcome> {
   });
 }
 
+/** innermostMount is the extra mount whose target holds `dst` most closely, if any. */
+function innermostMount(mounts: readonly Mount[], dst: string): Mount | undefined {
+  let best: Mount | undefined;
+  for (const m of mounts)
+    if (dst.startsWith(`${m.dst}/`) && (!best || m.dst.length > best.dst.length)) best = m;
+  return best;
+}
+
+/** inBuildImage stats `dst` in the build image (no link of the builder's followed); undefined when absent. */
+function inBuildImage(rootfs: string, dst: string, what: string): ReturnType<typeof statInRoot> {
+  try {
+    return statInRoot(rootfs, dst.slice(1), { what: 'the build image', shown: '/' });
+  } catch (e) {
+    if (!(e instanceof UntrustedFileError)) throw e;
+    throw new UsageError(
+      `${what}: the build image has a symbolic link on that path (a mount never follows the builder's links)`,
+    );
+  }
+}
+
+/** inHostVolume stats `rel` inside a volume's host directory (no link followed); undefined when absent. */
+function inHostVolume(src: string, rel: string, what: string): ReturnType<typeof statInRoot> {
+  try {
+    return statInRoot(src, rel, { what: 'the volume', shown: '/' });
+  } catch (e) {
+    if (e instanceof UntrustedFileError)
+      throw new UsageError(`${what}: the volume ${src} has a symbolic link on that path`);
+    if (['ENOTDIR', 'ENOENT'].includes((e as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw e;
+  }
+}
+
+/** workspacePaths is where the sandbox sees the build's directories and the app's place in the image. */
+function workspacePaths(
+  r: BuildRequest,
+): Pick<CreatorOptions['workspace'], 'sandboxPaths' | 'scratchRoot' | 'appPath'> {
+  // In place, sandbox paths are the host paths and the plans go under the real /tmp.
+  if (r.hostDirs) return { sandboxPaths: r.hostDirs, scratchRoot: '/tmp', ...appPathOf(r) };
+  const w = workspaceOf(r);
+  return w === DEFAULT_WORKSPACE ? {} : { sandboxPaths: { ...DEFAULT_SANDBOX_PATHS, app: w }, appPath: w };
+}
+
+function appPathOf(r: BuildRequest): { appPath?: string } {
+  return r.workspace !== undefined && r.workspace !== DEFAULT_WORKSPACE ? { appPath: r.workspace } : {};
+}
+
 /** writeReports copies report.toml to `--report-output-dir` and the SBOM files to `--sbom-output-dir`. */
 async function writeReports(r: BuildRequest, layersDir: string, report: ImageReport): Promise<void> {
   if (r.reportOutputDir) {
@@ -425,28 +486,61 @@ function finish(r: BuildRequest, o: CreatorOutcome): BuildOutcome {
   };
 }
 
+/** workspaceOf is the app's place in the sandbox and the image (`--workspace`, checked again here). */
+function workspaceOf(r: BuildRequest): string {
+  const w = r.workspace === undefined ? DEFAULT_WORKSPACE : checkWorkspace(r.workspace);
+  if (r.hostDirs && r.workspace !== undefined && w !== r.hostDirs.app)
+    throw new UsageError(
+      `--workspace ${w} with --executor host: the app is built in place at ${r.hostDirs.app} (CNB_APP_DIR); set that instead`,
+    );
+  return w;
+}
+
 /**
- * checkMountTargets refuses, before any phase, an extra mount (`--volume`) the sandbox cannot
- * make: the build image's root is read-only, so a target must exist in it, or lie in the
- * sandbox's own /tmp or below the build user's home (both writable mounts of the sandbox).
+ * prepareMountTargets makes, before any phase, the places the sandbox mounts the app
+ * (`--workspace`) and the extra mounts (`--volume`) on. The build image's root is read-only, so a
+ * target it lacks gets an empty mount point in the unpacked image (rootfs-cache addMountPoint);
+ * targets in the sandbox's own /tmp or below the build user's home (both writable mounts) need
+ * none. No link of the builder's is followed: a link could aim a mount anywhere in the sandbox.
+ * In place (hostDirs) nothing is created: the root is the real one.
  */
-function checkMountTargets(rootfs: string, mounts: readonly Mount[], homeDst: string | undefined): void {
-  for (const m of mounts) {
+async function prepareMountTargets(
+  r: BuildRequest,
+  rootfs: string,
+  homeDst: string | undefined,
+): Promise<void> {
+  const workspace = workspaceOf(r);
+  const overlaps = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+  if (homeDst !== undefined && overlaps(workspace, homeDst))
+    throw new UsageError(
+      `--workspace ${workspace}: the build user's home ${homeDst} is mounted there by the sandbox; pick a path outside it`,
+    );
+  const targets: { dst: string; kind: 'dir' | 'file'; what: string }[] = [];
+  if (!r.hostDirs && workspace !== DEFAULT_WORKSPACE)
+    targets.push({ dst: workspace, kind: 'dir', what: `--workspace ${workspace}` });
+  for (const m of r.extraMounts ?? []) {
     const under = (dir: string | undefined) => dir !== undefined && m.dst.startsWith(`${dir}/`);
     if (under('/tmp') || under(homeDst)) continue;
-    let found: ReturnType<typeof statInRoot>;
-    try {
-      // No link of the builder's is followed: a link could aim the mount anywhere in the sandbox.
-      found = statInRoot(rootfs, m.dst.slice(1), { what: 'the build image', shown: '/' });
-    } catch (e) {
-      if (!(e instanceof UntrustedFileError)) throw e;
+    const kind = (await stat(m.src)).isDirectory() ? 'dir' : 'file';
+    targets.push({ dst: m.dst, kind, what: `volume target ${m.dst}` });
+  }
+  for (const t of targets) {
+    // Below another volume, the target is in that host directory: it must exist there (kiln
+    // never creates anything in a host directory).
+    const outer = innermostMount(r.extraMounts ?? [], t.dst);
+    const rel = outer ? path.posix.relative(outer.dst, t.dst) : '';
+    const found = outer ? inHostVolume(outer.src, rel, t.what) : inBuildImage(rootfs, t.dst, t.what);
+    if (outer && found === undefined)
       throw new UsageError(
-        `volume target ${m.dst}: the build image has a symbolic link on that path (a volume never follows the builder's links)`,
+        `${t.what}: no such path in the volume ${outer.dst} (${path.join(outer.src, rel)}); kiln creates no mount point in a host directory`,
       );
-    }
-    if (found === undefined)
+    if (found !== undefined && found.isDirectory() !== (t.kind === 'dir'))
       throw new UsageError(
-        `volume target ${m.dst}: no such path in the build image (its root is read-only); mount it at an existing path, below /tmp or below the build user's home`,
+        `${t.what}: there is a ${found.isDirectory() ? 'directory' : 'file'} at that path, and a ${t.kind === 'dir' ? 'directory' : 'file'} cannot be mounted on it`,
       );
+    if (found !== undefined || r.hostDirs) continue;
+    await addMountPoint(rootfs, t.dst, t.kind).catch((e: Error) => {
+      throw new UsageError(`${t.what}: ${e.message}`);
+    });
   }
 }

@@ -110,6 +110,20 @@ describe('rebase()', () => {
     await validateImage(down.image);
   });
 
+  test("keeps the app's place (--workspace): its working dir and CNB_APP_DIR, whatever the run image says", async () => {
+    const { app } = await built();
+    const env = [
+      'CNB_LAYERS_DIR=/layers',
+      'CNB_APP_DIR=/srv/app',
+      'PATH=/cnb/process:/cnb/lifecycle:/usr/bin',
+    ];
+    const atSrv = setConfig(app, { workingDir: '/srv/app', env });
+    const run = setConfig(await runImage({ patch: '2' }), { workingDir: '/', env: ['PATH=/usr/bin'] });
+    const cfg = (await (await onto(atSrv, run)).image.configFile()).config!;
+    assert.equal(cfg.WorkingDir, '/srv/app');
+    assert.deepEqual(cfg.Env, env);
+  });
+
   test('is deterministic: the same inputs give the same digest', async () => {
     const { app } = await built();
     const v2 = await runImage({ patch: '2' });

@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -11,7 +22,7 @@ import { type TarEntry, tarStream } from '../layers/tar-writer.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { bytesLayer, imageFrom } from '../oci/memory.ts';
 import { BubblewrapExecutor } from './bubblewrap.ts';
-import { RootfsCache } from './rootfs-cache.ts';
+import { addMountPoint, RootfsCache } from './rootfs-cache.ts';
 
 const DIGEST = `sha256:${'1'.repeat(64)}` as const;
 
@@ -244,5 +255,37 @@ describe('RootfsCache', () => {
     });
     assert.equal(r.exitCode, 0);
     assert.deepEqual(out, ['ID=kiln-test']);
+  });
+});
+
+describe('addMountPoint', () => {
+  test('makes only the missing parts (0755 dirs, a 0644 file); links and files on the way are refused', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'kiln-mountpoint-'));
+    try {
+      await mkdir(path.join(root, 'srv'), { mode: 0o700 });
+      await writeFile(path.join(root, 'file'), 'x');
+      await symlink('/etc', path.join(root, 'linked'));
+      await addMountPoint(root, '/srv/app/deep', 'dir');
+      assert.equal(
+        (await lstat(path.join(root, 'srv'))).mode & 0o777,
+        0o700,
+        'an existing dir is left as it is',
+      );
+      for (const d of ['srv/app', 'srv/app/deep'])
+        assert.equal((await lstat(path.join(root, d))).mode & 0o7777, 0o755, d);
+      await addMountPoint(root, '/srv/app/deep', 'dir'); // again: nothing to do
+      await addMountPoint(root, '/data/one.txt', 'file');
+      const f = await lstat(path.join(root, 'data', 'one.txt'));
+      assert.ok(f.isFile() && f.size === 0 && (f.mode & 0o7777) === 0o644);
+      await addMountPoint(root, '/file', 'file'); // an existing file is a file mount point
+      await assert.rejects(addMountPoint(root, '/linked/x', 'dir'), /symbolic link at \/linked/);
+      await assert.rejects(addMountPoint(root, '/file/x', 'dir'), /\/file is not a directory/);
+      await assert.rejects(addMountPoint(root, '/file', 'dir'), /\/file is not a directory/);
+      await assert.rejects(addMountPoint(root, '/', 'dir'), /expected an absolute, normalised path/);
+      await assert.rejects(addMountPoint(root, '/srv/../x', 'dir'), /expected an absolute, normalised path/);
+      assert.deepEqual(await readdir(path.join(root, 'linked')).then((e) => e.includes('x')), false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * RootfsCache keeps one unpacked root filesystem per image manifest digest under
  * `<dir>/<algorithm>-<hex>/`, shared read-only by every build that uses that image (the sandbox
- * mounts it with --ro-bind; nothing ever writes into it after it is published).
+ * mounts it with --ro-bind; after it is published nothing writes into it but addMountPoint, which
+ * only adds empty root-owned directories or files where a build mounts something the image lacks).
  *
  * Publication is atomic: layers are unpacked into a temporary sibling (mode 0700: no other user
  * reaches a half-made tree), the tree is made inert, the sandbox mount points are created, and
@@ -482,4 +483,44 @@ export async function searchableByOthers(dir: string): Promise<boolean> {
     if (parent === cur) return true;
     cur = parent;
   }
+}
+
+/**
+ * addMountPoint makes `target` (absolute, normalised) exist in the published rootfs `root` as an
+ * empty directory (or an empty file, for a file mount) so the sandbox can mount on it: the
+ * sandbox's root is read-only, so bwrap cannot create it. Only missing components are made (0755
+ * directories, a 0644 file, owned by kiln); a symbolic link or a non-directory on the way is
+ * refused (a mount never follows the image's links). What exists already is left as it is.
+ */
+export async function addMountPoint(root: string, target: string, kind: 'dir' | 'file'): Promise<void> {
+  const parts = target.split('/').filter(Boolean);
+  if (parts.length === 0 || parts.some((p) => p === '.' || p === '..'))
+    throw new KilnError(`mount point ${target}: expected an absolute, normalised path below /`);
+  let cur = root;
+  for (const [i, part] of parts.entries()) {
+    cur = path.join(cur, part);
+    const last = i === parts.length - 1;
+    const st = await lstatIfExists(cur);
+    if (st?.isSymbolicLink())
+      throw new KilnError(
+        `mount point ${target}: the image has a symbolic link at /${parts.slice(0, i + 1).join('/')}`,
+      );
+    if (st && !st.isDirectory() && !(last && kind === 'file' && st.isFile()))
+      throw new KilnError(
+        `mount point ${target}: /${parts.slice(0, i + 1).join('/')} is not a directory in the image`,
+      );
+    if (st) continue;
+    // Explicit chmod: the modes must not depend on kiln's umask. EEXIST: another build made it.
+    if (last && kind === 'file') {
+      await writeFile(cur, '', { flag: 'wx', mode: 0o644 }).catch(existsAlready);
+      await chmod(cur, 0o644);
+    } else {
+      await mkdir(cur).catch(existsAlready);
+      await chmod(cur, 0o755);
+    }
+  }
+}
+
+function existsAlready(e: unknown): void {
+  if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
 }

@@ -42,11 +42,26 @@ grep -q volume-content-42 /tmp/kiln-vol/secret.txt || exit 100
 exit 0
 `;
 
+/** The workspace probe: detect needs the volume at /data/kiln; build reports where it runs. */
+const WSPROBE_DETECT = `#!/usr/bin/env bash
+grep -q volume-content-42 /data/kiln/secret.txt || exit 100
+exit 0
+`;
+const WSPROBE_BUILD = `#!/usr/bin/env bash
+set -u
+echo "wsprobe-build: pwd=$(pwd) message=$(cat message.txt)"
+if ( echo x > /data/kiln/written ) 2>/dev/null; then rw=writable; else rw=read-only; fi
+echo "wsprobe-build: volume says $(cat /data/kiln/secret.txt), $rw"
+[ -e /workspace/message.txt ] && echo "wsprobe-build: app at /workspace" || echo "wsprobe-build: no app at /workspace"
+exit 0
+`;
+
 let w: E2E;
 let podman: Podman;
 let home: string;
 let probe: string;
 let volprobe: string;
+let wsprobe: string;
 let vol: string;
 let server: http.Server;
 let serverUrl: string;
@@ -70,6 +85,12 @@ before(async () => {
   await writeFile(path.join(volprobe, 'bin', 'detect'), VOLPROBE_DETECT);
   await writeFile(path.join(volprobe, 'bin', 'build'), PROBE_SCRIPT('build'));
   for (const p of ['detect', 'build']) await chmod(path.join(volprobe, 'bin', p), 0o755);
+  wsprobe = path.join(w.root, 'wsprobe');
+  await mkdir(path.join(wsprobe, 'bin'), { recursive: true });
+  await writeFile(path.join(wsprobe, 'buildpack.toml'), PROBE_TOML.replace('e2e/probe', 'e2e/wsprobe'));
+  await writeFile(path.join(wsprobe, 'bin', 'detect'), WSPROBE_DETECT);
+  await writeFile(path.join(wsprobe, 'bin', 'build'), WSPROBE_BUILD);
+  for (const p of ['detect', 'build']) await chmod(path.join(wsprobe, 'bin', p), 0o755);
   vol = path.join(w.root, 'vol');
   await mkdir(vol, { mode: 0o755 });
   await writeFile(path.join(vol, 'secret.txt'), 'volume-content-42\n', { mode: 0o644 });
@@ -173,11 +194,23 @@ describe('pack build flags', () => {
       assert.equal(bad.code, 3, `${target}: ${bad.log}`);
       assert.match(bad.log, /--volume .*: the target/);
     }
-    // A target the read-only build image lacks is one clear error, before any buildpack runs.
-    const missing = await build('vol-missing', app, ['--volume', `${vol}:/opt/kiln-vol`]);
-    assert.equal(missing.code, 3, missing.log);
-    assert.match(missing.log, /volume target \/opt\/kiln-vol: no such path in the build image/);
-    assert.doesNotMatch(missing.log, /DETECTING/);
+    // A target below another volume must exist in that host directory (kiln creates nothing
+    // there): one clear error before any buildpack runs. A target the build image lacks gets a
+    // mount point (see the --workspace test).
+    const nested = await build('vol-nested', app, ['--volume', `${vol}:/etc/kiln-no-such-dir`]);
+    assert.equal(nested.code, 3, nested.log);
+    assert.match(
+      nested.log,
+      /volume target \/etc\/kiln-no-such-dir: no such path in the volume \/etc \(\/etc\/kiln-no-such-dir\)/,
+    );
+    assert.doesNotMatch(nested.log, /DETECTING/);
+    // A file cannot be mounted on a directory (here one of the /usr volume's).
+    const fileOnDir = await build('vol-file-dir', app, ['--volume', `${vol}/secret.txt:/usr/bin`]);
+    assert.equal(fileOnDir.code, 3, fileOnDir.log);
+    assert.match(
+      fileOnDir.log,
+      /volume target \/usr\/bin: there is a directory at that path, and a file cannot be mounted on it/,
+    );
     // A link of the build image (its /bin -> usr/bin) is never followed to place a volume.
     const linked = await build('vol-link', app, ['--volume', `${vol}:/bin/kiln-vol`]);
     assert.equal(linked.code, 3, linked.log);
@@ -185,6 +218,64 @@ describe('pack build flags', () => {
       linked.log,
       /volume target \/bin\/kiln-vol: the build image has a symbolic link on that path/,
     );
+  });
+
+  test('--workspace /srv/app and a --volume target the build image lacks: the app is built and runs there', async () => {
+    const app = await w.app('ws', 'workspace app');
+    const b = await build('ws', app, [
+      '--workspace',
+      '/srv/app',
+      '--volume',
+      `${vol}:/data/kiln`,
+      '--post-buildpack',
+      wsprobe,
+    ]);
+    assert.equal(b.code, 0, b.log);
+    // Detect passed only when it read the volume; build ran in the workspace and saw the app there.
+    assert.match(b.log, /e2e\/wsprobe\s+0\.0\.1/, 'detect read the volume at /data/kiln');
+    assert.match(b.log, /wsprobe-build: pwd=\/srv\/app message=workspace app/);
+    assert.match(b.log, /wsprobe-build: volume says volume-content-42, read-only/);
+    assert.match(b.log, /wsprobe-build: no app at \/workspace/);
+    const cfg = (await config(b.layout)).config!;
+    assert.equal(cfg.WorkingDir, '/srv/app');
+    assert.ok(cfg.Env?.includes('CNB_APP_DIR=/srv/app'), String(cfg.Env));
+    const files = await imageFiles(b.layout);
+    assert.ok(files.paths.includes('srv/app/message.txt'), 'the app layer is at /srv/app');
+    assert.ok(!files.paths.some((p) => p.startsWith('workspace')), 'nothing at /workspace');
+    assert.ok(!files.paths.some((p) => p.startsWith('data')), 'no volume path in the image');
+    // Through the launcher (CNB_APP_DIR) and without it (the config's WorkingDir): a relative
+    // path opens the app's file, so the process's cwd is /srv/app.
+    const launched = await podmanRunRetrying(podman, `oci:${b.layout}:app`, ['--', 'hello', 'message.txt'], {
+      user: '1000:1000',
+    });
+    assert.equal(launched.code, 0, launched.stderr);
+    assert.match(launched.stdout, /message=workspace app/);
+    const direct = await podmanRunRetrying(podman, `oci:${b.layout}:app`, ['message.txt'], {
+      user: '1000:1000',
+      entrypoint: '/srv/app/hello',
+    });
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.match(direct.stdout, /message=workspace app/);
+    // Unusable places are refused in one line before anything runs.
+    for (const bad of [
+      'srv/app',
+      '/',
+      '/usr/app',
+      '/layers/x',
+      '/srv/../etc',
+      '/cnb',
+      '/tmp/app',
+      '/srv/app/',
+    ]) {
+      const r = await build('ws-bad', app, ['--workspace', bad]);
+      assert.equal(r.code, 3, `${bad}: ${r.log}`);
+      assert.match(r.log, /--workspace "[^"]*": /);
+      assert.doesNotMatch(r.log, /DETECTING/);
+    }
+    // A volume may not cover the workspace.
+    const over = await build('ws-vol', app, ['--workspace', '/srv/app', '--volume', `${vol}:/srv/app/x`]);
+    assert.equal(over.code, 3, over.log);
+    assert.match(over.log, /would cover \/srv\/app/);
   });
 
   test('--pull-policy never: a run image found nowhere local fails clearly; local images still work', async () => {

@@ -87,6 +87,7 @@ export interface BuildFlags extends PlatformFlags, BuildLimitFlags, SupplyChainF
   creationTime?: string;
   uid?: string;
   gid?: string;
+  workspace?: string;
   preBuildpack: string[];
   postBuildpack: string[];
   buildpackRegistry?: string;
@@ -250,6 +251,10 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--uid <uid>', "the build user's uid (default: the builder's CNB_USER_ID; never 0)")
     .option('--gid <gid>', "the build user's gid (default: the builder's CNB_GROUP_ID)")
+    .option(
+      '--workspace <dir>',
+      "where the app sits in the build and the image (its working dir and CNB_APP_DIR): an absolute path outside the platform's and the system's directories (default /workspace)",
+    )
     .option(
       '--extension <ref>',
       "image extension to run (repeatable): refused like a builder's extensions (kiln runs no Dockerfile extensions); with --skip-extensions left out with a warning",
@@ -531,6 +536,7 @@ export function register(program: Command, ctx: CliContext): void {
           ...(pack.createdAt !== undefined ? { createdAt: pack.createdAt } : {}),
           ...(flags.disableSystemBuildpacks ? { disableSystemBuildpacks: true } : {}),
           ...(pack.buildUser ? { buildUser: pack.buildUser } : {}),
+          ...(pack.workspace ? { workspace: pack.workspace } : {}),
           // buildpackages by reference or .cnb path (src/cli/commands/buildpack.ts)
           openBuildpackage: async (ref) => (await import('./buildpack.ts')).openBuildpackageImage(ref, ip),
           ...(runImage ? { runImage: runImage.image } : {}),

@@ -17,7 +17,7 @@ import { BlobStore } from '../../layout/blob-store.ts';
 import type { Image } from '../../oci/image.ts';
 import { indexFrom } from '../../oci/index.ts';
 import { hostPlatform, parsePlatforms } from '../../oci/platform.ts';
-import { isBareName, type Transports } from '../../transport/transports.ts';
+import { isBareName, type PullPolicy, type Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { registerInspect } from './buildpack-inspect.ts';
@@ -49,7 +49,8 @@ export async function openBuildpackageImage(ref: string, images: Transports): Pr
     // Neither held nor parsable as an image reference: the argument is a buildpack id.
     return undefined;
   }
-  return (held ?? (await images.locate(ref))).read();
+  // locate applies --pull-policy (a held copy first unless `always` asks the registry).
+  return (await images.locate(ref)).read();
 }
 
 /** openPackageUri opens a `[[dependencies]]`/`[buildpack]` image or `.cnb` uri of package.toml. */
@@ -72,6 +73,7 @@ interface PackageFlags {
   pathToOutput?: string;
   target?: string;
   platform?: string;
+  pullPolicy?: PullPolicy;
 }
 
 /** hostArch is this machine's OCI architecture. */
@@ -102,6 +104,12 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--path-to-output <file>', 'with --format file: where to write the .cnb (default: NAME)')
     .option('--target <os/arch>', 'architecture of the package config when the buildpack does not pin one')
+    .addOption(
+      new Option(
+        '--pull-policy <policy>',
+        'reading dependency buildpackages given as images (as kiln build): always, if-not-present (default) or never',
+      ).choices(['always', 'if-not-present', 'never']),
+    )
     .option(
       '--platform <os/arch,...>',
       "one package per platform (e.g. linux/amd64,linux/arm64) as an image index; each must be one of the buildpack's [[targets]]",
@@ -130,7 +138,11 @@ export function register(program: Command, ctx: CliContext): void {
       const progress = log.progress();
       // Dependencies are read for the package's own platform.
       const platform = { os: config.os, architecture: arch };
-      const images = imageTransports(settings, log, { progress, platform });
+      const images = imageTransports(settings, log, {
+        progress,
+        platform,
+        ...(flags.pullPolicy ? { pullPolicy: flags.pullPolicy } : {}),
+      });
       const tmp = await mkdtemp(path.join(settings.env.TMPDIR ?? tmpdir(), 'kiln-package-'));
       try {
         // Where new layers are written: straight into the destination's blobs when it has some.

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { LIFECYCLE_METADATA_LABEL, parseLifecycleMetadata } from '../../cnb/lifecycle-metadata.ts';
 import { writeReportToml } from '../../cnb/report-toml.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
@@ -11,7 +11,7 @@ import { configPlatform, platformString } from '../../oci/platform.ts';
 import type { Platform } from '../../oci/schema.ts';
 import { rebase } from '../../rebase/rebase.ts';
 import { type ImageTarget, isIndex } from '../../transport/image-target.ts';
-import type { Transports } from '../../transport/transports.ts';
+import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
 import { addSupplyChainOptions, loadSigner, type SupplyChainFlags } from '../supply-chain.ts';
@@ -37,6 +37,12 @@ export function register(program: Command, ctx: CliContext): void {
     ])
     .option('--force', 'rebase even when the safety checks fail (another base, platform, distribution)')
     .option('--report-output-dir <dir>', 'write report.toml here')
+    .addOption(
+      new Option(
+        '--pull-policy <policy>',
+        'reading the app and run images (as kiln build): always, if-not-present (default) or never',
+      ).choices(['always', 'if-not-present', 'never']),
+    )
     .action(
       async (
         arg: string,
@@ -47,13 +53,20 @@ export function register(program: Command, ctx: CliContext): void {
           tag?: string[];
           force?: boolean;
           reportOutputDir?: string;
+          pullPolicy?: PullPolicy;
         } & SupplyChainFlags,
       ) => {
         const log = ctx.log;
         const started = Date.now();
         // Uploads show progress; reading needs none (rebase touches manifests only).
         const progress = log.progress();
-        const images0 = imageTransports(ctx.settings, log, { progress });
+        // --publish reads and writes the registry itself: refusing registries cannot go with it.
+        if (opts.publish && opts.pullPolicy === 'never')
+          throw new UsageError('--publish reads the registry, which --pull-policy never forbids: drop one');
+        const images0 = imageTransports(ctx.settings, log, {
+          progress,
+          ...(opts.pullPolicy ? { pullPolicy: opts.pullPolicy } : {}),
+        });
         try {
           // A bare name is the local store's image when it holds it (pack's rule), unless --publish;
           // a failure to read a bare name from its registry then says the local store was searched too.
