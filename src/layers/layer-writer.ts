@@ -34,7 +34,10 @@ function compressor(c: Compression, level: number | undefined): Transform | unde
   if (c === 'zstd') {
     if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
     return zlib.createZstdCompress({
-      chunkSize,
+      // Each output buffer filled is a round trip through this thread; on a loaded machine
+      // waking it takes milliseconds, so zstd (some 500 MB/s) gets large ones. zstd's output
+      // does not depend on how its input and output are cut.
+      chunkSize: 8 << 20,
       params: { [zlib.constants.ZSTD_c_compressionLevel]: level ?? 3 },
     });
   }

@@ -22,6 +22,8 @@ const RING = 4;
  * with a zstd compressor.
  */
 export const THREAD_HASH_BYTES = 64 << 20;
+/** Buffer size then: fewer, larger hand-offs to the compressor and the hashing thread. */
+const THREAD_CHUNK = 8 << 20;
 
 /** Result of packTar: the uncompressed tar's size and digest (the diffID). */
 export interface PackResult {
@@ -70,7 +72,7 @@ export async function packTar(
   for (const { entry } of sorted) content += entry.type === 'file' ? (entry.size ?? 0) : 0;
   const hasher = content >= THREAD_HASH_BYTES ? new ThreadHasher() : undefined;
   try {
-    return await packSorted(sorted, write, epoch, hasher);
+    return await packSorted(sorted, write, epoch, hasher, hasher ? THREAD_CHUNK : CHUNK);
   } finally {
     await hasher?.close();
   }
@@ -81,10 +83,11 @@ async function packSorted(
   write: (chunk: Buffer) => Promise<void>,
   epoch: number,
   hasher: ThreadHasher | undefined,
+  chunkSize: number,
 ): Promise<PackResult> {
   const hash = hasher ? undefined : createHash('sha256');
   let total = 0;
-  const ring = Array.from({ length: RING }, () => hasher?.buffer(CHUNK) ?? Buffer.allocUnsafe(CHUNK));
+  const ring = Array.from({ length: RING }, () => hasher?.buffer(chunkSize) ?? Buffer.allocUnsafe(chunkSize));
   const busy: (Promise<unknown> | undefined)[] = new Array(RING).fill(undefined);
   let slot = 0;
   let cur = ring[0]!;
@@ -107,20 +110,20 @@ async function packSorted(
   const put = async (b: Uint8Array): Promise<void> => {
     let p = 0;
     while (p < b.length) {
-      const n = Math.min(b.length - p, CHUNK - off);
+      const n = Math.min(b.length - p, chunkSize - off);
       cur.set(b.subarray(p, p + n), off);
       off += n;
       p += n;
-      if (off === CHUNK) await flush();
+      if (off === chunkSize) await flush();
     }
   };
   const zeros = async (n: number): Promise<void> => {
     while (n > 0) {
-      const k = Math.min(n, CHUNK - off);
+      const k = Math.min(n, chunkSize - off);
       cur.fill(0, off, off + k);
       off += k;
       n -= k;
-      if (off === CHUNK) await flush();
+      if (off === chunkSize) await flush();
     }
   };
 
@@ -129,11 +132,11 @@ async function packSorted(
   const readAll = async (fd: number, path: string, size: number): Promise<void> => {
     let pos = 0;
     while (pos < size) {
-      const n = fs.readSync(fd, cur, off, Math.min(size - pos, CHUNK - off), pos);
+      const n = fs.readSync(fd, cur, off, Math.min(size - pos, chunkSize - off), pos);
       if (n === 0) throw changed(path, size, pos);
       off += n;
       pos += n;
-      if (off === CHUNK) await flush();
+      if (off === chunkSize) await flush();
     }
   };
 

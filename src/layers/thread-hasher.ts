@@ -11,14 +11,17 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 let hash = createHash('sha256');
+const buffers = [];
 parentPort.on('message', (m) => {
   if (m === 'digest') {
     parentPort.postMessage({ digest: hash.digest('hex') });
     hash = createHash('sha256');
-    return;
+  } else if (m instanceof SharedArrayBuffer) {
+    buffers.push(m);
+  } else {
+    hash.update(new Uint8Array(buffers[m[0]], m[1], m[2]));
+    parentPort.postMessage({ done: true });
   }
-  hash.update(m);
-  parentPort.postMessage({ done: true });
 });
 `;
 
@@ -29,6 +32,8 @@ export class ThreadHasher {
   readonly #pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
   #digest: { resolve: (hex: string) => void; reject: (e: Error) => void } | undefined;
   #failed: Error | undefined;
+  /** The shared buffers the worker knows, by the index it knows them by. */
+  readonly #buffers: ArrayBufferLike[] = [];
 
   constructor() {
     this.#worker = new Worker(WORKER_SOURCE, { eval: true });
@@ -45,9 +50,15 @@ export class ThreadHasher {
     this.#worker.on('exit', (code) => fail(new Error(`hashing thread exited (code ${code})`)));
   }
 
-  /** A buffer in shared memory, for update(). */
+  /**
+   * A buffer in shared memory, for update(). The worker is given it once; updates then name it
+   * by number (cloning a shared buffer into every message cost more than hashing it).
+   */
   buffer(size: number): Buffer {
-    return Buffer.from(new SharedArrayBuffer(size));
+    const sab = new SharedArrayBuffer(size);
+    this.#buffers.push(sab);
+    this.#worker.postMessage(sab);
+    return Buffer.from(sab);
   }
 
   /**
@@ -56,9 +67,11 @@ export class ThreadHasher {
    */
   update(chunk: Buffer): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
+    const i = this.#buffers.indexOf(chunk.buffer);
+    if (i === -1) return Promise.reject(new Error('ThreadHasher.update: not a buffer from buffer()'));
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ resolve, reject });
-      this.#worker.postMessage(chunk);
+      this.#worker.postMessage([i, chunk.byteOffset, chunk.byteLength]);
     });
   }
 
