@@ -34,10 +34,7 @@ function compressor(c: Compression, level: number | undefined): Transform | unde
   if (c === 'zstd') {
     if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
     return zlib.createZstdCompress({
-      // Each output buffer filled is a round trip through this thread; on a loaded machine
-      // waking it takes milliseconds, so zstd (some 500 MB/s) gets large ones. zstd's output
-      // does not depend on how its input and output are cut.
-      chunkSize: 8 << 20,
+      chunkSize,
       params: { [zlib.constants.ZSTD_c_compressionLevel]: level ?? 3 },
     });
   }
@@ -45,7 +42,7 @@ function compressor(c: Compression, level: number | undefined): Transform | unde
 }
 
 /** Bytes of compressed output queued for the disk before the compressor is paused. */
-const APPEND_QUEUE = 16 << 20;
+const APPEND_QUEUE = 4 << 20;
 
 /**
  * BlobAppender appends buffers to `fd` on the thread pool, in order, gathering what queued up

@@ -23,7 +23,7 @@ const RING = 4;
  */
 export const THREAD_HASH_BYTES = 64 << 20;
 /** Buffer size then: fewer, larger hand-offs to the compressor and the hashing thread. */
-const THREAD_CHUNK = 8 << 20;
+const THREAD_CHUNK = 2 << 20;
 
 /** Result of packTar: the uncompressed tar's size and digest (the diffID). */
 export interface PackResult {
