@@ -2,7 +2,7 @@
 // `tar --sort=name -c | gzip -6` on the same ~500 MB tree of mixed files, kiln zstd-3 against
 // kiln gzip-6, and kiln's peak RSS while writing a 1 GB layer (measured in a child process
 // through getrusage maxRSS), and kiln's extractor against `zstd -dc | tar -x`.
-// Run: `node bench/layers.ts [--size-mb 500] [--runs 3] [--only write,extract] [--no-rss]
+// Run: `node bench/layers.ts [--size-mb 500] [--runs 3] [--only write|gzip|zstd,extract] [--no-rss]
 // [--before DIR] [--tree DIR] [--keep]`. Peers run side by side in one run, in alternating
 // rounds; figures are MB of uncompressed tar per second.
 
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     // `--before DIR` adds the same rows for another checkout's src/ (DIR/src/layers/...), run in
     // the same rounds: before and after side by side.
     const runs = Number(opt('--runs', '3'));
-    const only = opt('--only', 'write,extract').split(',');
+    const only = args.includes('--rss-only') ? [] : opt('--only', 'write,extract').split(',');
     const impls: Impl[] = [{ tag: '', mod: await loadImpl(path.join(import.meta.dirname, '..')) }];
     if (opt('--before', '')) impls.push({ tag: ' (before)', mod: await loadImpl(opt('--before', '')) });
     const rows = new Map<string, Row[]>();
@@ -188,21 +188,26 @@ async function main(): Promise<void> {
     const digests = new Set<string>();
     let u = 0;
     let layerPath = '';
-    if (only.includes('write'))
-      for (let i = 0; i < runs; i++) {
+    const gzip = only.includes('write') || only.includes('gzip');
+    const zstd = only.includes('write') || only.includes('zstd');
+    for (let i = 0; i < (gzip || zstd ? runs : 0); i++) {
+      if (gzip) {
         await peer(
           'tar --sort=name | gzip -6',
           `tar --sort=name -cf - -C ${tree} . | gzip -6 > ${work}/peer.tar.gz`,
           `${work}/peer.tar.gz`,
         );
         for (const impl of impls) u = (await kiln(impl, 'gzip', 6)).uncompressedSize! / 1e6;
+      }
+      if (zstd) {
         await peer(
           'tar --sort=name | zstd -3',
           `tar --sort=name -cf - -C ${tree} . | zstd -q -3 > ${work}/peer.tar.zst`,
           `${work}/peer.tar.zst`,
         );
-        for (const impl of impls) await kiln(impl, 'zstd', 3);
+        for (const impl of impls) u = (await kiln(impl, 'zstd', 3)).uncompressedSize! / 1e6;
       }
+    }
     // Extraction (the sandbox unpacks build images with it): kiln extract vs `zstd -dc | tar -x`
     // of the same zstd layer.
     if (only.includes('extract')) {
@@ -222,18 +227,17 @@ async function main(): Promise<void> {
         await fs.rm(out, { recursive: true, force: true });
         for (const impl of impls) {
           const c0 = process.cpuUsage();
-          const k = await time(async () =>
-            impl.mod.extract((await import('node:fs')).createReadStream(layerPath), out),
-          );
+          const k = await time(async () => impl.mod.extract(await layer.compressed(), out));
           const c = process.cpuUsage(c0);
           add({ name: `kiln extract${impl.tag}`, wall: k.s, cpu: (c.user + c.system) / 1e6, out: 0 });
           await fs.rm(out, { recursive: true, force: true });
         }
       }
     }
-    console.log(
-      `\nlayer of ${u.toFixed(0)} MB uncompressed tar (${os.cpus().length} cores, node ${process.version}, ${runs} alternating rounds, load ${os.loadavg()[0]!.toFixed(1)})`,
-    );
+    if (rows.size > 0)
+      console.log(
+        `\nlayer of ${u.toFixed(0)} MB uncompressed tar (${os.cpus().length} cores, node ${process.version}, ${runs} alternating rounds, load ${os.loadavg()[0]!.toFixed(1)})`,
+      );
     for (const [name, rs] of rows) {
       const w = median(rs.map((r) => r.wall));
       console.log(
@@ -263,9 +267,10 @@ async function main(): Promise<void> {
     }
     // Every implementation must write the same bytes: one digest per compression.
     const kinds = [...digests].map((d) => d.split(' ')[0]);
-    console.log(
-      `  digests: ${new Set(kinds).size === kinds.length ? 'same for every implementation and round' : `DIFFER: ${[...digests].join(', ')}`}`,
-    );
+    if (digests.size > 0)
+      console.log(
+        `  digests: ${new Set(kinds).size === kinds.length ? 'same for every implementation and round' : `DIFFER: ${[...digests].join(', ')}`}`,
+      );
     await fs.rm(path.join(work, 'store'), { recursive: true, force: true });
     await fs.rm(`${work}/peer.tar.gz`, { force: true });
     await fs.rm(`${work}/peer.tar.zst`, { force: true });

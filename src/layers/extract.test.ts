@@ -195,6 +195,71 @@ describe('extract()', () => {
     assert.ok((await fs.lstat(path.join(root, 'f'))).isFile());
   });
 
+  test('whatever is in the way of an entry is replaced, never followed, and a directory already there is kept', async () => {
+    const { root, outside } = await sandbox();
+    await fs.writeFile(path.join(outside, 'keep'), 'host');
+    // On disk before the layer: each kind of thing where the layer puts another kind.
+    await fs.mkdir(path.join(root, 'dir-for-file/sub'), { recursive: true });
+    await fs.writeFile(path.join(root, 'dir-for-file/sub/x'), 'x');
+    await fs.writeFile(path.join(root, 'file-for-dir'), 'f');
+    await fs.symlink(outside, path.join(root, 'link-for-dir'));
+    await fs.mkdir(path.join(root, 'dir-for-link'));
+    await fs.symlink(path.join(outside, 'keep'), path.join(root, 'link-for-link'));
+    await fs.writeFile(path.join(root, 'file-for-hardlink'), 'old');
+    await fs.mkdir(path.join(root, 'kept'));
+    await fs.writeFile(path.join(root, 'kept/lower'), 'lower');
+    const f = await hostile([
+      { name: 'dir-for-file', type: 'file', data: 'now a file', mode: 0o640 },
+      { name: 'file-for-dir', type: 'dir', mode: 0o750 },
+      { name: 'link-for-dir', type: 'dir', mode: 0o700 },
+      { name: 'link-for-dir/inside', type: 'file', data: 'in root' },
+      { name: 'dir-for-link', type: 'sym', link: 'kept' },
+      { name: 'link-for-link', type: 'sym', link: 'elsewhere' },
+      { name: 'file-for-hardlink', type: 'link', link: 'dir-for-file' },
+      { name: 'kept', type: 'dir', mode: 0o711 },
+      { name: 'kept/upper', type: 'file', data: 'upper' },
+    ]);
+    await extract(createReadStream(f), root);
+    assert.deepEqual(await tree(root), [
+      'dir-for-file 640',
+      'dir-for-link 777 -> kept',
+      'file-for-dir 750',
+      'file-for-hardlink 640',
+      'kept 711',
+      'kept/lower 644',
+      'kept/upper 644',
+      'link-for-dir 700',
+      'link-for-dir/inside 644',
+      'link-for-link 777 -> elsewhere',
+    ]);
+    assert.equal(await fs.readFile(path.join(root, 'file-for-hardlink'), 'utf8'), 'now a file');
+    assert.deepEqual(await fs.readdir(outside), ['keep'], 'nothing written through the links');
+    assert.equal(await fs.readFile(path.join(outside, 'keep'), 'utf8'), 'host');
+  });
+
+  test('a layer that fails in the middle of a file leaves no descriptor open (the half-written file, the layer source)', async () => {
+    const { root } = await sandbox();
+    const fds = async () => (await fs.readdir('/proc/self/fd')).length;
+    const before = await fds();
+    const big = 'x'.repeat(50_000);
+    const f = await hostile([
+      { name: 'a', type: 'file', data: big },
+      { name: 'b', type: 'file', data: big },
+    ]);
+    for (let i = 0; i < 5; i++) {
+      // Cut inside the body of "b": the archive ends while that file is being written.
+      const cut = (await fs.readFile(f)).subarray(0, 512 + 50_176 + 512 + 10_000);
+      await assert.rejects(extract(Readable.from([cut]), path.join(root, `t${i}`)), /truncated/);
+      await assert.rejects(
+        extract(createReadStream(f), path.join(root, `l${i}`), {
+          limits: { maxBytes: 70_000, maxEntries: 10 },
+        }),
+        /more than/,
+      );
+    }
+    assert.ok((await fds()) <= before + 1, 'descriptors of half-written files are closed');
+  });
+
   test('a layer kiln wrote (gzip, zstd, plain) extracts to the same tree', async () => {
     const src = path.join(tmp, 'src');
     await fs.mkdir(path.join(src, 'bin'), { recursive: true });

@@ -261,6 +261,11 @@ export async function extract(
       await new Promise(setImmediate);
     }
     parser.end();
+  } catch (e) {
+    // A refused or broken layer is read no further: its source (a blob's descriptor) is
+    // released now, not when the collector gets to it.
+    source.destroy();
+    throw e;
   } finally {
     unpacker.closeFile();
   }

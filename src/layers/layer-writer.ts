@@ -41,6 +41,90 @@ function compressor(c: Compression, level: number | undefined): Transform | unde
   return undefined;
 }
 
+/** Bytes of compressed output queued for the disk before the compressor is paused. */
+const APPEND_QUEUE = 4 << 20;
+
+/**
+ * BlobAppender appends buffers to `fd` on the thread pool, in order, gathering what queued up
+ * behind a write into one writev. push() says false once APPEND_QUEUE bytes are queued; `drained`
+ * runs when the queue is below half of that again. A failed write is reported to `failed` once
+ * (and fails flush()); what is pushed after it is dropped.
+ */
+class BlobAppender {
+  readonly #fd: number;
+  readonly #drained: () => void;
+  readonly #failed: (e: Error) => void;
+  #queue: Buffer[] = [];
+  #queued = 0;
+  #position = 0;
+  #writing = false;
+  #full = false;
+  #error: Error | undefined;
+  #idle: (() => void)[] = [];
+
+  constructor(fd: number, drained: () => void, failed: (e: Error) => void) {
+    this.#fd = fd;
+    this.#drained = drained;
+    this.#failed = failed;
+  }
+
+  push(b: Buffer): boolean {
+    if (this.#error) return true;
+    this.#queue.push(b);
+    this.#queued += b.length;
+    if (!this.#writing) this.#next();
+    if (this.#queued >= APPEND_QUEUE) this.#full = true;
+    return !this.#full;
+  }
+
+  /** Resolves once everything pushed is written (or rejects with the first write error). */
+  flush(): Promise<void> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (!this.#writing) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idle.push(resolve)).then(() => {
+      if (this.#error) throw this.#error;
+    });
+  }
+
+  #next(): void {
+    if (this.#error || this.#queue.length === 0) {
+      this.#writing = false;
+      for (const f of this.#idle.splice(0)) f();
+      return;
+    }
+    this.#writing = true;
+    const bufs = this.#queue;
+    this.#queue = [];
+    fs.writev(this.#fd, bufs, this.#position, (e, n) => {
+      if (e) {
+        this.#error = e;
+        this.#queue = [];
+        this.#queued = 0;
+        this.#failed(e);
+      } else {
+        this.#position += n;
+        this.#queued -= n;
+        // A short write: what is left goes first in the next one.
+        let skip = n;
+        const rest: Buffer[] = [];
+        for (const b of bufs) {
+          if (skip >= b.length) skip -= b.length;
+          else {
+            rest.push(b.subarray(skip));
+            skip = 0;
+          }
+        }
+        this.#queue = [...rest, ...this.#queue];
+      }
+      if (this.#full && this.#queued < APPEND_QUEUE / 2) {
+        this.#full = false;
+        this.#drained();
+      }
+      this.#next();
+    });
+  }
+}
+
 /**
  * writeLayer streams `entries` through the normalizing tar writer and the compressor into the
  * blob store, hashing the tar (diffID) and the blob (digest) and counting both sizes in the same
@@ -50,9 +134,6 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
   const compression = opts.compression ?? 'gzip';
   const comp = compressor(compression, opts.level);
   const temp = await opts.store.tempPath();
-  // The blob is appended with synchronous writes as the compressor hands out its output: to
-  // the page cache these cost microseconds, where a write stream adds a thread hand-off and a
-  // pipeline of transforms per chunk, all on the thread that also feeds the compressor.
   const fd = fs.openSync(temp, 'wx', 0o644);
   let closed = false;
   const close = () => {
@@ -62,29 +143,37 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
   };
   const outHash = createHash('sha256');
   let outSize = 0;
-  const append = (b: Uint8Array) => {
-    outHash.update(b);
-    outSize += b.length;
-    for (let o = 0; o < b.length; ) o += fs.writeSync(fd, b, o, b.length - o);
-  };
   // packTar reuses each buffer once `write` resolves, so `write` must resolve only when the
   // bytes are no longer referenced: a compressor's write callback fires once it consumed its
-  // input (its output is fresh memory); an append has copied them once it returns.
+  // input; an uncompressed buffer is written out before `write` returns.
   let done: Promise<void> = Promise.resolve();
   let write: (b: Buffer) => Promise<void>;
+  let appender: BlobAppender | undefined;
   if (comp) {
+    // The compressor's output (fresh memory, never reused) is written on the thread pool, so
+    // that a write the kernel holds back (dirty-page throttling on a busy disk) stalls neither
+    // this thread nor the compressor it feeds. Past APPEND_QUEUE bytes queued, the compressor
+    // is paused until the disk catches up.
+    const a = new BlobAppender(
+      fd,
+      () => comp.resume(),
+      (e) => comp.destroy(e),
+    );
+    appender = a;
     comp.on('data', (b: Buffer) => {
-      try {
-        append(b);
-      } catch (e) {
-        comp.destroy(e as Error);
-      }
+      outHash.update(b);
+      outSize += b.length;
+      if (!a.push(b)) comp.pause();
     });
-    done = finished(comp);
+    done = finished(comp).then(() => a.flush());
     done.catch(() => {});
     write = (b) => new Promise<void>((resolve, reject) => comp.write(b, (e) => (e ? reject(e) : resolve())));
   } else {
-    write = async (b) => append(b);
+    write = async (b) => {
+      outHash.update(b);
+      outSize += b.length;
+      for (let o = 0; o < b.length; ) o += fs.writeSync(fd, b, o, b.length - o);
+    };
   }
   try {
     const tar = await packTar(entries, write, opts.epoch === undefined ? {} : { epoch: opts.epoch });
@@ -107,6 +196,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
   } catch (e) {
     comp?.destroy(e as Error);
     await done.catch(() => {});
+    await appender?.flush().catch(() => {});
     close();
     await fsp.rm(temp, { force: true });
     throw e;

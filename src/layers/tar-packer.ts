@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import type { Digest } from '../oci/digest.ts';
 import { DEFAULT_EPOCH } from '../oci/memory.ts';
 import { entryHeader, SOURCE_OPEN_FLAGS, sortEntries, type TarEntry, type TarOptions } from './tar-writer.ts';
+import { ThreadHasher } from './thread-hasher.ts';
 
 // The layer writer's hot path. It writes the same bytes as tarChunks() (same sorting, same
 // headers) but with almost no garbage: the tar is assembled in a ring of a few 1 MiB buffers
@@ -15,6 +16,14 @@ import { entryHeader, SOURCE_OPEN_FLAGS, sortEntries, type TarEntry, type TarOpt
 
 const CHUNK = 1 << 20;
 const RING = 4;
+/**
+ * From this much file content on, the tar is hashed on a worker thread (see ThreadHasher): the
+ * thread's start-up (some 20 ms) is then a small part of the time, and this thread keeps up
+ * with a zstd compressor.
+ */
+export const THREAD_HASH_BYTES = 64 << 20;
+/** Buffer size then: fewer, larger hand-offs to the compressor and the hashing thread. */
+const THREAD_CHUNK = 2 << 20;
 
 /** Result of packTar: the uncompressed tar's size and digest (the diffID). */
 export interface PackResult {
@@ -59,10 +68,27 @@ export async function packTar(
   const epoch = opts.epoch ?? DEFAULT_EPOCH;
   if (!Number.isInteger(epoch) || epoch < 0) throw new RangeError(`invalid tar epoch ${epoch}`);
   const sorted = sortEntries(entries);
-  const hash = createHash('sha256');
+  let content = 0;
+  for (const { entry } of sorted) content += entry.type === 'file' ? (entry.size ?? 0) : 0;
+  const hasher = content >= THREAD_HASH_BYTES ? new ThreadHasher() : undefined;
+  try {
+    return await packSorted(sorted, write, epoch, hasher, hasher ? THREAD_CHUNK : CHUNK);
+  } finally {
+    await hasher?.close();
+  }
+}
+
+async function packSorted(
+  sorted: { entry: TarEntry; path: string }[],
+  write: (chunk: Buffer) => Promise<void>,
+  epoch: number,
+  hasher: ThreadHasher | undefined,
+  chunkSize: number,
+): Promise<PackResult> {
+  const hash = hasher ? undefined : createHash('sha256');
   let total = 0;
-  const ring = Array.from({ length: RING }, () => Buffer.allocUnsafe(CHUNK));
-  const busy: (Promise<void> | undefined)[] = new Array(RING).fill(undefined);
+  const ring = Array.from({ length: RING }, () => hasher?.buffer(chunkSize) ?? Buffer.allocUnsafe(chunkSize));
+  const busy: (Promise<unknown> | undefined)[] = new Array(RING).fill(undefined);
   let slot = 0;
   let cur = ring[0]!;
   let off = 0;
@@ -70,9 +96,10 @@ export async function packTar(
   const flush = async (): Promise<void> => {
     if (off === 0) return;
     const chunk = cur.subarray(0, off);
-    hash.update(chunk);
+    hash?.update(chunk);
     total += off;
-    const p = write(chunk);
+    // The buffer is free again once both the consumer and the hashing thread are done with it.
+    const p = hasher ? Promise.all([write(chunk), hasher.update(chunk)]) : write(chunk);
     p.catch(() => {}); // awaited below or at the end
     busy[slot] = p;
     slot = (slot + 1) % RING;
@@ -83,20 +110,20 @@ export async function packTar(
   const put = async (b: Uint8Array): Promise<void> => {
     let p = 0;
     while (p < b.length) {
-      const n = Math.min(b.length - p, CHUNK - off);
+      const n = Math.min(b.length - p, chunkSize - off);
       cur.set(b.subarray(p, p + n), off);
       off += n;
       p += n;
-      if (off === CHUNK) await flush();
+      if (off === chunkSize) await flush();
     }
   };
   const zeros = async (n: number): Promise<void> => {
     while (n > 0) {
-      const k = Math.min(n, CHUNK - off);
+      const k = Math.min(n, chunkSize - off);
       cur.fill(0, off, off + k);
       off += k;
       n -= k;
-      if (off === CHUNK) await flush();
+      if (off === chunkSize) await flush();
     }
   };
 
@@ -105,11 +132,11 @@ export async function packTar(
   const readAll = async (fd: number, path: string, size: number): Promise<void> => {
     let pos = 0;
     while (pos < size) {
-      const n = fs.readSync(fd, cur, off, Math.min(size - pos, CHUNK - off), pos);
+      const n = fs.readSync(fd, cur, off, Math.min(size - pos, chunkSize - off), pos);
       if (n === 0) throw changed(path, size, pos);
       off += n;
       pos += n;
-      if (off === CHUNK) await flush();
+      if (off === chunkSize) await flush();
     }
   };
 
@@ -144,5 +171,6 @@ export async function packTar(
   await zeros(1024);
   await flush();
   await Promise.all(busy);
-  return { size: total, diffID: `sha256:${hash.digest('hex')}` };
+  const hex = hasher ? await hasher.digest() : hash!.digest('hex');
+  return { size: total, diffID: `sha256:${hex}` };
 }
