@@ -70,17 +70,18 @@ function keyOf(f: SpawnFacts): string | undefined {
 /** One started, not yet used first process of a run (see above). */
 export class Standby {
   readonly child: ChildProcess;
-  readonly cgroup: SandboxCgroup;
+  /** Its cgroup, once made (in the background: making a memory cgroup can take tens of ms). */
+  cgroup: SandboxCgroup | undefined;
   readonly gateFd: number;
   readonly key: string;
   /** Resolves once the process is in its cgroup; rejects when it could not be placed. */
   readonly placed: Promise<void>;
   #failed = false;
+  #discarded = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(child: ChildProcess, cgroup: SandboxCgroup, gateFd: number, key: string) {
+  constructor(child: ChildProcess, limits: CgroupLimits, gateFd: number, key: string) {
     this.child = child;
-    this.cgroup = cgroup;
     this.gateFd = gateFd;
     this.key = key;
     child.on('error', () => {
@@ -96,7 +97,15 @@ export class Standby {
         // Gone already, or not permitted: the cgroup still bounds it.
       }
     }
-    this.placed = pid === undefined ? Promise.reject(new Error('no pid')) : cgroup.joinInBackground(pid);
+    this.placed = (async () => {
+      if (pid === undefined) throw new Error('no pid');
+      const cgroup = await SandboxCgroup.createInBackground(limits);
+      if (cgroup === undefined) throw new Error('no cgroup for these limits');
+      this.cgroup = cgroup;
+      // Discarded meanwhile: discard() found no cgroup to remove.
+      if (this.#discarded) cgroup.removeLater();
+      else await cgroup.joinInBackground(pid);
+    })();
     this.placed.catch(() => {
       this.#failed = true;
     });
@@ -111,7 +120,12 @@ export class Standby {
 
   /** usable: not failed, not exited. */
   get usable(): boolean {
-    return !this.#failed && this.child.exitCode === null && this.child.signalCode === null;
+    return (
+      !this.#failed &&
+      this.cgroup !== undefined &&
+      this.child.exitCode === null &&
+      this.child.signalCode === null
+    );
   }
 
   #gate(): Writable | null | undefined {
@@ -142,9 +156,10 @@ export class Standby {
   /** discard closes the gate empty (kiln-gate exits 125 running nothing) and removes the cgroup. */
   discard(): void {
     if (this.#timer) clearTimeout(this.#timer);
+    this.#discarded = true;
     this.#gate()?.end();
     // Kills what is left once the process has had a moment to exit, then removes the directory.
-    this.cgroup.removeLater();
+    this.cgroup?.removeLater();
   }
 }
 
@@ -184,14 +199,13 @@ export function prepareStandby(facts: SpawnFacts): void {
   const gate = gateHelper();
   const key = gate === null ? undefined : keyOf(facts);
   if (gate === null || key === undefined) return;
-  let cgroup: SandboxCgroup | undefined;
-  try {
-    cgroup = SandboxCgroup.create(facts.limits);
-  } catch {
-    // The run's own path reports a cgroup that cannot be made.
+  if (SandboxCgroup.disabled) return;
+  const can = SandboxCgroup.available();
+  if (
+    !(facts.limits.memoryBytes !== undefined && can.memory) &&
+    !(facts.limits.processes !== undefined && can.pids)
+  )
     return;
-  }
-  if (cgroup === undefined) return;
   // Its own open file of each host fd: a dup would share the run's file offset, which the run's
   // bwrap moves to the end when it reads its seccomp program.
   const reopened: number[] = [];
@@ -206,7 +220,6 @@ export function prepareStandby(facts: SpawnFacts): void {
   } catch {
     // A probe: an fd that cannot be opened again gets no standby.
     for (const fd of reopened) closeSync(fd);
-    cgroup.removeLater();
     return;
   }
   let child: ChildProcess;
@@ -221,13 +234,12 @@ export function prepareStandby(facts: SpawnFacts): void {
     });
   } catch {
     // Not startable now (e.g. out of processes): the run's own path will say so.
-    cgroup.removeLater();
     return;
   } finally {
     // The child has its copies.
     for (const fd of reopened) closeSync(fd);
   }
-  spare = new Standby(child, cgroup, facts.gateFd, key);
+  spare = new Standby(child, facts.limits, facts.gateFd, key);
 }
 
 let gateProbe: string | null | undefined;

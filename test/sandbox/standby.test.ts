@@ -122,7 +122,7 @@ describe('sandbox standby', { skip }, () => {
     );
   });
 
-  test('settling discards the waiting standby: its process ends, no cgroup is left', async () => {
+  test('settling discards the waiting standby: its process ends, no cgroup or overlay work dir is left', async () => {
     assert.equal((await bw.run(spec('true', { processes: 50 }))).exitCode, 0);
     assert.ok(
       ownCgroups('pids').some((d) => procs(d).length > 0),
@@ -131,5 +131,8 @@ describe('sandbox standby', { skip }, () => {
     await settleCgroups();
     assert.deepEqual(ownCgroups('pids'), []);
     assert.deepEqual(ownCgroups('memory'), []);
+    // The neutral view's overlay work dirs (next to the writable mounts) are gone too.
+    const left = readdirSync(path.dirname(fs.workspace)).filter((n) => n.startsWith('.kiln-ovl-'));
+    assert.deepEqual(left, []);
   });
 });
