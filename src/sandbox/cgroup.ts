@@ -256,9 +256,7 @@ export class SandboxCgroup {
   }
 
   /** The directories and limit files of a new cgroup for `limits`, in the order to make them. */
-  static #plan(
-    limits: CgroupLimits,
-  ):
+  static #plan(limits: CgroupLimits):
     | {
         cgroup: SandboxCgroup;
         steps: (
