@@ -13,6 +13,9 @@
  * still has its own cgroup (created fresh, never reused) and the same process chain, limits and
  * namespaces as a run started on its own path: only the waiting moved.
  *
+ * Only for runs whose first process starts as kiln itself (the isolated network, the default: its
+ * nsenter drops to the sandbox's ids), never one that would wait as a sandbox's host ids.
+ *
  * At most one standby exists at a time. One that does not fit the next run, or waits longer than
  * IDLE_MS, is discarded (its gate closed empty: kiln-gate exits 125 without running anything; its
  * cgroup removed); settleCgroups (cgroup.ts) discards it too, at CLI exit and in tests.
@@ -195,7 +198,10 @@ export function takeStandby(facts: SpawnFacts): Standby | undefined {
  * the next run is placed on its own path.
  */
 export function prepareStandby(facts: SpawnFacts): void {
-  if (spare !== undefined) return;
+  // Only a first process that starts as kiln itself (as root: an isolated network's nsenter drops
+  // to the sandbox ids): one waiting as a sandbox's host ids would be a process of that identity
+  // outside any sandbox, possibly after its lease has ended.
+  if (spare !== undefined || facts.uid !== undefined || facts.gid !== undefined) return;
   const gate = gateHelper();
   const key = gate === null ? undefined : keyOf(facts);
   if (gate === null || key === undefined) return;
