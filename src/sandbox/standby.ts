@@ -16,9 +16,11 @@
  * Only for runs whose first process starts as kiln itself (the isolated network, the default: its
  * nsenter drops to the sandbox's ids), never one that would wait as a sandbox's host ids.
  *
- * At most one standby exists at a time. One that does not fit the next run, or waits longer than
- * IDLE_MS, is discarded (its gate closed empty: kiln-gate exits 125 without running anything; its
- * cgroup removed); settleCgroups (cgroup.ts) discards it too, at CLI exit and in tests.
+ * They are made when asked (Executor.prepare): a build prepares one for its first build process
+ * after restore, and one for the next buildpack when it starts each one but the last, so none is
+ * made for nothing. At most two wait at a time. One that waits longer than IDLE_MS is discarded
+ * (its gate closed empty: kiln-gate exits 125 without running anything; its cgroup removed), as
+ * are those still waiting at settleCgroups (cgroup.ts), at CLI exit and in tests.
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { closeSync, fstatSync, openSync, statSync, writeFileSync } from 'node:fs';
@@ -115,20 +117,20 @@ export class Standby {
     // Idle, it keeps neither kiln's event loop nor kiln alive.
     this.#handles(false);
     this.#timer = setTimeout(() => {
-      if (spare === this) spare = undefined;
+      dropSpare(this);
       this.discard();
     }, IDLE_MS);
     this.#timer.unref();
   }
 
-  /** usable: not failed, not exited. */
-  get usable(): boolean {
-    return (
-      !this.#failed &&
-      this.cgroup !== undefined &&
-      this.child.exitCode === null &&
-      this.child.signalCode === null
-    );
+  /** Failed to start or be placed, or exited: of no use any more. */
+  get broken(): boolean {
+    return this.#failed || this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Its cgroup exists (it may still be being moved in; the run waits for `placed`). */
+  get ready(): boolean {
+    return !this.broken && this.cgroup !== undefined;
   }
 
   #gate(): Writable | null | undefined {
@@ -166,7 +168,12 @@ export class Standby {
   }
 }
 
-let spare: Standby | undefined;
+/**
+ * The standbys waiting, oldest first: at most MAX_WAITING (the one for the next run and the one
+ * for the run after it, made while the next one runs).
+ */
+let spares: Standby[] = [];
+const MAX_WAITING = 2;
 let taken = 0;
 
 /** How many runs started from a standby in this process (for tests and benchmarks). */
@@ -174,34 +181,48 @@ export function standbysTaken(): number {
   return taken;
 }
 beforeSettling(() => {
-  spare?.discard();
-  spare = undefined;
+  for (const s of spares) s.discard();
+  spares = [];
 });
 
-/** take returns the standby when it fits `facts` (and drops it either way). */
+/** dropSpare forgets `s` (an idle one discarded by its timer). */
+function dropSpare(s: Standby): void {
+  spares = spares.filter((x) => x !== s);
+}
+
+/**
+ * take returns the oldest waiting standby that fits `facts` (made for a run like this one and
+ * placed or being placed); unusable ones (exited, failed) are discarded on the way.
+ */
 export function takeStandby(facts: SpawnFacts): Standby | undefined {
-  const s = spare;
-  if (s === undefined) return undefined;
-  spare = undefined;
-  if (s.usable && s.key === keyOf(facts)) {
+  if (spares.length === 0) return undefined;
+  const key = keyOf(facts);
+  for (const s of [...spares]) {
+    if (s.broken) {
+      dropSpare(s);
+      s.discard();
+      continue;
+    }
+    // One whose cgroup is still being made stays for a later run.
+    if (!s.ready || s.key !== key) continue;
+    dropSpare(s);
     s.take();
     taken++;
     return s;
   }
-  s.discard();
   return undefined;
 }
 
 /**
- * prepareStandby starts the standby for a run with `facts`, unless one is waiting already, the
- * helper is not there, or no cgroup is made for these limits. Best effort: a failure only means
+ * prepareStandby starts a standby for a run with `facts` (the oldest waiting one goes when
+ * MAX_WAITING wait), unless the helper is not there or no cgroup is made for these limits. Best effort: a failure only means
  * the next run is placed on its own path.
  */
 export function prepareStandby(facts: SpawnFacts): void {
   // Only a first process that starts as kiln itself (as root: an isolated network's nsenter drops
   // to the sandbox ids): one waiting as a sandbox's host ids would be a process of that identity
   // outside any sandbox, possibly after its lease has ended.
-  if (spare !== undefined || facts.uid !== undefined || facts.gid !== undefined) return;
+  if (facts.uid !== undefined || facts.gid !== undefined) return;
   const gate = gateHelper();
   const key = gate === null ? undefined : keyOf(facts);
   if (gate === null || key === undefined) return;
@@ -245,7 +266,9 @@ export function prepareStandby(facts: SpawnFacts): void {
     // The child has its copies.
     for (const fd of reopened) closeSync(fd);
   }
-  spare = new Standby(child, facts.limits, facts.gateFd, key);
+  // The newest are for the runs coming next: the oldest goes when too many wait.
+  while (spares.length >= MAX_WAITING) spares.shift()?.discard();
+  spares.push(new Standby(child, facts.limits, facts.gateFd, key));
 }
 
 let gateProbe: string | null | undefined;

@@ -84,9 +84,9 @@ describe('sandbox standby', { skip }, () => {
     limits,
   });
 
-  test('the next run takes the standby: its own fresh cgroup, with its own limits, placed before it runs', async () => {
+  test('a run takes the standby prepared for it: its own fresh cgroup, with its own limits, placed before it runs', async () => {
     const limits = { processes: 77, memoryBytes: 300 << 20 };
-    assert.equal((await bw.run(spec('true', limits))).exitCode, 0);
+    await bw.prepare(spec('true', limits));
     // The standby waits in a cgroup of its own with the limits of the run it was made for.
     const waiting = await waitingCgroups();
     assert.equal(waiting.length, 1, `one standby cgroup with a process: ${waiting}`);
@@ -110,7 +110,9 @@ describe('sandbox standby', { skip }, () => {
   });
 
   test('a standby made for other limits is not taken: the run gets a cgroup with its own', async () => {
-    assert.equal((await bw.run(spec('true', { processes: 60 }))).exitCode, 0);
+    await settleCgroups();
+    await bw.prepare(spec('true', { processes: 60 }));
+    assert.equal((await waitingCgroups()).length, 1, 'a standby is waiting');
     const taken = standbysTaken();
     const running = bw.run(spec('sleep 1', { processes: 61 }));
     await new Promise((r) => setTimeout(r, 500));
@@ -122,8 +124,9 @@ describe('sandbox standby', { skip }, () => {
   });
 
   test('a fork bomb in a run started from a standby is held by the process limit', async () => {
+    await settleCgroups();
     const limits = { processes: 40 };
-    assert.equal((await bw.run(spec('true', limits))).exitCode, 0);
+    await bw.prepare(spec('true', limits));
     assert.equal((await waitingCgroups()).length, 1, 'a standby is waiting');
     const taken = standbysTaken();
     const out: string[] = [];
@@ -142,7 +145,7 @@ describe('sandbox standby', { skip }, () => {
   test('no standby waits as a sandbox identity: a run that starts as its host ids (network none) gets none', async () => {
     await settleCgroups();
     const limits = { processes: 55 };
-    assert.equal((await bw.run({ ...spec('true', limits), network: 'none' })).exitCode, 0);
+    await bw.prepare({ ...spec('true', limits), network: 'none' });
     // A standby would be placed by now (the other tests wait for it this long at most).
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(
@@ -156,11 +159,10 @@ describe('sandbox standby', { skip }, () => {
   });
 
   test('settling discards the waiting standby: its process ends, no cgroup or overlay work dir is left', async () => {
+    // A run (its overlay work dirs are removed in the background), then a standby waiting.
     assert.equal((await bw.run(spec('true', { processes: 50 }))).exitCode, 0);
-    assert.ok(
-      ownCgroups('pids').some((d) => procs(d).length > 0),
-      'a standby is waiting',
-    );
+    await bw.prepare(spec('true', { processes: 50 }));
+    assert.ok((await waitingCgroups()).length > 0, 'a standby is waiting');
     await settleCgroups();
     assert.deepEqual(ownCgroups('pids'), []);
     assert.deepEqual(ownCgroups('memory'), []);
