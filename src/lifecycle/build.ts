@@ -33,6 +33,7 @@ import {
   layersPathInSandbox,
   type PhaseOptions,
   phaseError,
+  prepareSandbox,
   processEnv,
   removeScratch,
   runInSandbox,
@@ -107,9 +108,11 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   const processes = new Map<string, MetadataProcess>();
   let defaultType: string | undefined;
 
-  for (const el of o.group) {
+  for (const [i, el] of o.group.entries()) {
     const bp = await o.buildpackStore.lookup(el.id, el.version);
     o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
+    // The next buildpack's sandbox gets ready while this one runs (this one's was prepared before).
+    if (i + 1 < o.group.length) prepareSandbox(o);
     const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch);
     plan = withoutMet(plan, out.metRequires);
     outputs.push({ bp: bp.id, out });

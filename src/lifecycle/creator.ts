@@ -175,10 +175,12 @@ export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
     const { analysis, runMirrors } = await phases.phase(STEPS.analyze, () => analyzeStep(o));
     o.resolver.usePrevious(analysis.previousLayers);
     const phase = await phaseOptions(o, analysis);
-    // The first buildpack process's sandbox gets ready while detect's memo and restore run.
-    prepareSandbox(phase);
     const detected = await phases.phase(STEPS.detect, () => detectStep(o, phase));
     snapshot = await phases.phase(STEPS.restore, () => restoreStep(o, analysis, detected));
+    // The first build process's sandbox gets ready while the build phase sets up (after restore:
+    // moving it into its cgroup holds a thread-pool thread for an RCU grace period, which restore's
+    // file work would wait for).
+    prepareSandbox(phase);
     const kilnLayer = await phases.phase(STEPS.build, () => buildStep(o, phase, detected));
     const exported = await phases.phase(STEPS.exportLayers, () =>
       exportStep(o, analysis, detected, kilnLayer, runMirrors),

@@ -1,3 +1,4 @@
+import { lstatSync, readdirSync } from 'node:fs';
 import { chown, cp, mkdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -225,12 +226,34 @@ export async function runBuild(r: BuildRequest): Promise<BuildOutcome> {
   // The build user's host identity: leased for this build when kiln is root and sandboxes it.
   let lease: IdLease | undefined;
   try {
-    if (!r.hostIds && host.uid === 0 && r.executor.capabilities.mounts) lease = await leaseHostIds();
+    if (!r.hostIds && host.uid === 0 && r.executor.capabilities.mounts) {
+      const prefer = r.layerCache ? undefined : warmOwner(r.cacheDir);
+      lease = await leaseHostIds(prefer ? { prefer } : {});
+    }
     const owner: HostIds = r.hostIds ?? lease ?? { uid: cfg.uid, gid: cfg.gid };
     return await buildWith(r, cfg, { root: host.uid === 0, owner }, host, phases);
   } finally {
     await lease?.release();
   }
+}
+
+/**
+ * warmOwner is the owner of a layer directory the previous build of this volume cache kept
+ * unpacked (`<cache>/warm/<hex>`, VolumeCache): this build leases those ids when they are free, so
+ * the kept layers are restored without a chown of every file (a slot taken by a concurrent build
+ * meanwhile costs that chown, as before). Undefined when there is none.
+ */
+function warmOwner(cacheDir: string): HostIds | undefined {
+  try {
+    const warm = path.join(cacheDir, 'warm');
+    for (const name of readdirSync(warm)) {
+      const st = lstatSync(path.join(warm, name));
+      if (st.isDirectory()) return { uid: st.uid, gid: st.gid };
+    }
+  } catch {
+    // No cache yet (or unreadable): the lowest free slot, as for a first build.
+  }
+  return undefined;
 }
 
 /** buildWith sets up the workspace and the sandbox's network, runs the creator, then the reports. */

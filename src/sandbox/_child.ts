@@ -11,7 +11,6 @@ import { KilnError } from '../internal/errors.ts';
 import type { Limits, OutputSink, RunResult, RunSpec } from './executor.ts';
 import { formatBytes, limitMessages, RAISE } from './limits.ts';
 import { RunGuard } from './run-guard.ts';
-import { prepareStandby } from './standby.ts';
 
 /** What to spawn on the host and how to find the process to signal. */
 export interface HostCommand {
@@ -364,9 +363,6 @@ export function runChild(unguarded: HostCommand, spec: RunSpec): Promise<RunResu
       }
     };
     guard.started(child, killAll);
-    // The next run's first process, made and placed while this one runs (standby.ts); the extra
-    // fds it inherits are still open here.
-    if (guard.facts) prepareStandby(guard.facts);
     const signalCommand = (sig: NodeJS.Signals, tries = 0): void => {
       if (exited) return;
       if (cmd.infoFd && initPid === undefined) {

@@ -12,7 +12,7 @@
  * back to rlimits (README.md, "Limits").
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -164,21 +164,25 @@ function readCounter(file: string, key: string): number {
 /** Removals still in progress (a run's processes are reaped by the kernel after its init exits). */
 const removing = new Set<Promise<void>>();
 
-/** What settleCgroups does first (standby.ts: discard a standby, whose cgroup is then removed). */
-const settling = new Set<() => void>();
+/**
+ * What settleCgroups does too: standby.ts discards a waiting standby (whose cgroup is then
+ * removed), mount-view.ts waits for the removal of overlay work dirs.
+ */
+const settling = new Set<() => void | Promise<void>>();
 
-/** beforeSettling registers `f` to run at the start of every settleCgroups. */
-export function beforeSettling(f: () => void): void {
+/** beforeSettling registers `f` to run (and be waited for) in every settleCgroups. */
+export function beforeSettling(f: () => void | Promise<void>): void {
   settling.add(f);
 }
 
 /**
  * settleCgroups waits for every cgroup removal started so far: runs do not wait for theirs (the
  * kernel reaping a sandbox's last processes took ~10 ms of every buildpack process), so whoever
- * needs them gone (a test, a process about to exit) waits here.
+ * needs them gone (a test, a process about to exit) waits here. Also for what other sandbox
+ * parts left to finish in the background (beforeSettling).
  */
 export async function settleCgroups(): Promise<void> {
-  for (const f of settling) f();
+  await Promise.all([...settling].map((f) => f()));
   while (removing.size > 0) await Promise.all([...removing]);
 }
 
@@ -211,6 +215,56 @@ export class SandboxCgroup {
    * Throws when a controller that is available refuses the limit (never silently unbounded).
    */
   static create(limits: CgroupLimits): SandboxCgroup | undefined {
+    const p = SandboxCgroup.#plan(limits);
+    if (p === undefined) return undefined;
+    try {
+      for (const step of p.steps) {
+        if (step.mkdir) mkdirSync(step.path);
+        else if (!step.ifExists || existsSync(step.path)) writeFileSync(step.path, step.value);
+      }
+    } catch (e) {
+      void p.cgroup.remove();
+      throw e;
+    }
+    return p.cgroup;
+  }
+
+  /**
+   * createInBackground is create() through the thread pool: making a memory cgroup took 10-35 ms
+   * of kiln's main thread on a loaded host (standby.ts makes them while a buildpack runs).
+   */
+  static async createInBackground(limits: CgroupLimits): Promise<SandboxCgroup | undefined> {
+    const p = SandboxCgroup.#plan(limits);
+    if (p === undefined) return undefined;
+    try {
+      for (const step of p.steps) {
+        if (step.mkdir) await mkdir(step.path);
+        else if (
+          !step.ifExists ||
+          (await access(step.path).then(
+            () => true,
+            () => false,
+          ))
+        )
+          await writeFile(step.path, step.value);
+      }
+    } catch (e) {
+      void p.cgroup.remove();
+      throw e;
+    }
+    return p.cgroup;
+  }
+
+  /** The directories and limit files of a new cgroup for `limits`, in the order to make them. */
+  static #plan(limits: CgroupLimits):
+    | {
+        cgroup: SandboxCgroup;
+        steps: (
+          | { mkdir: true; path: string }
+          | { mkdir?: false; path: string; value: string; ifExists?: boolean }
+        )[];
+      }
+    | undefined {
     if (SandboxCgroup.disabled) return undefined;
     const h = hierarchies();
     const wanted: Controller[] = [];
@@ -219,37 +273,32 @@ export class SandboxCgroup {
     if (wanted.length === 0) return undefined;
     const name = `${PREFIX}${process.pid}-${++seq}`;
     const dirs = new Map<Controller, { dir: string; v2: boolean }>();
-    const cg = new SandboxCgroup(dirs, limits);
-    try {
-      for (const c of wanted) {
-        const parent = h.get(c)!;
-        const dir = path.join(parent.dir, name);
-        if (![...dirs.values()].some((d) => d.dir === dir)) mkdirSync(dir);
-        dirs.set(c, { dir, v2: parent.v2 });
-        if (c === 'memory') {
-          const n = String(limits.memoryBytes);
-          if (parent.v2) {
-            writeFileSync(path.join(dir, 'memory.max'), n);
-            // Swap would let the sandbox grow past the bound; and the whole tree dies together.
-            if (existsSync(path.join(dir, 'memory.swap.max')))
-              writeFileSync(path.join(dir, 'memory.swap.max'), '0');
-            if (existsSync(path.join(dir, 'memory.oom.group')))
-              writeFileSync(path.join(dir, 'memory.oom.group'), '1');
-          } else {
-            writeFileSync(path.join(dir, 'memory.limit_in_bytes'), n);
-            // memory+swap: without it the sandbox could swap out past the bound (when swap exists).
-            const memsw = path.join(dir, 'memory.memsw.limit_in_bytes');
-            if (existsSync(memsw)) writeFileSync(memsw, n);
-          }
+    const steps: (
+      | { mkdir: true; path: string }
+      | { mkdir?: false; path: string; value: string; ifExists?: boolean }
+    )[] = [];
+    for (const c of wanted) {
+      const parent = h.get(c)!;
+      const dir = path.join(parent.dir, name);
+      if (![...dirs.values()].some((d) => d.dir === dir)) steps.push({ mkdir: true, path: dir });
+      dirs.set(c, { dir, v2: parent.v2 });
+      if (c === 'memory') {
+        const n = String(limits.memoryBytes);
+        if (parent.v2) {
+          steps.push({ path: path.join(dir, 'memory.max'), value: n });
+          // Swap would let the sandbox grow past the bound; and the whole tree dies together.
+          steps.push({ path: path.join(dir, 'memory.swap.max'), value: '0', ifExists: true });
+          steps.push({ path: path.join(dir, 'memory.oom.group'), value: '1', ifExists: true });
         } else {
-          writeFileSync(path.join(dir, 'pids.max'), String(limits.processes));
+          steps.push({ path: path.join(dir, 'memory.limit_in_bytes'), value: n });
+          // memory+swap: without it the sandbox could swap out past the bound (when swap exists).
+          steps.push({ path: path.join(dir, 'memory.memsw.limit_in_bytes'), value: n, ifExists: true });
         }
+      } else {
+        steps.push({ path: path.join(dir, 'pids.max'), value: String(limits.processes) });
       }
-    } catch (e) {
-      void cg.remove();
-      throw e;
     }
-    return cg;
+    return { cgroup: new SandboxCgroup(dirs, limits), steps };
   }
 
   /** Whether this cgroup bounds memory / processes. */

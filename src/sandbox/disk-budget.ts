@@ -144,7 +144,7 @@ export interface DiskWatch {
  * that moment (or when the roots were first watched). Growth since then accumulates across runs,
  * so many short runs cannot each add a little unnoticed.
  */
-const measured = new Map<string, { tree: number | undefined; usedAtWalk: number; lastWalkAt: number }>();
+const measured = new Map<string, { tree: number | undefined; usedAtWalk: number; watchedMs: number }>();
 /** Even when free space says nothing grew, walk at least this often (frees elsewhere can mask growth). */
 // Deletions elsewhere on the same filesystem (a concurrent build removing its work dir) hide growth from
 // the statfs check; this walk is what then bounds the overshoot.
@@ -155,8 +155,8 @@ const SAFETY_WALK_MS = 1000;
  * `onExceeded` once, with the one-line reason, when the budget or the reserve is crossed.
  *
  * Cheap by construction: every POLL_MS one statfs per root. A walk happens only when the
- * filesystem grew enough since the last walk that the trees could be over budget, or every
- * SAFETY_WALK_MS (stretched so walks take at most 10% of the time). A no-op rebuild whose
+ * filesystem grew enough since the last walk that the trees could be over budget, or after every
+ * SAFETY_WALK_MS of watched run time (stretched so walks take at most 10% of it). A no-op rebuild whose
  * buildpacks write nothing walks nothing.
  */
 export function watch(o: DiskBudgetOptions, onExceeded: (why: string) => void): DiskWatch {
@@ -167,11 +167,12 @@ export function watch(o: DiskBudgetOptions, onExceeded: (why: string) => void): 
   const key = hosts.join('\0');
   let state = measured.get(key);
   if (!state) {
-    state = { tree: undefined, usedAtWalk: usedBytes(hosts), lastWalkAt: Date.now() };
+    state = { tree: undefined, usedAtWalk: usedBytes(hosts), watchedMs: 0 };
     measured.set(key, state);
   }
   const m = state;
   let walkEvery = SAFETY_WALK_MS;
+  let seenAt = Date.now();
   let busy: Promise<void> | undefined;
 
   const check = async (final: boolean): Promise<string | undefined> => {
@@ -190,13 +191,19 @@ export function watch(o: DiskBudgetOptions, onExceeded: (why: string) => void): 
     if (o.budgetBytes === undefined) return undefined;
     const usedNow = usedBytes(hosts);
     const mayBeOver = (m.tree ?? 0) + (usedNow - m.usedAtWalk) > o.budgetBytes;
-    if (!mayBeOver && (final || Date.now() - m.lastWalkAt < walkEvery)) return undefined;
+    // Time counts only while a watched run goes on: between runs no sandboxed process exists to
+    // write (each sandbox's processes end with it), so kiln's own work between buildpacks on a
+    // loaded host does not bring the next walk closer.
+    const now = Date.now();
+    m.watchedMs += now - seenAt;
+    seenAt = now;
+    if (!mayBeOver && (final || m.watchedMs < walkEvery)) return undefined;
     const t0 = performance.now();
     const { bytes: used, entries } = await treeUsage(hosts);
     const took = performance.now() - t0;
     m.tree = used;
     m.usedAtWalk = usedNow;
-    m.lastWalkAt = Date.now();
+    m.watchedMs = 0;
     walkEvery = Math.max(SAFETY_WALK_MS, took / WALK_SHARE);
     const names = o.roots.map((r) => r.name);
     if (entries > MAX_ENTRIES) return limitMessages.entries(MAX_ENTRIES, names);

@@ -199,8 +199,11 @@ async function lease(
   prefix: string,
   slots: number,
   what: string,
+  first?: number,
 ): Promise<{ slot: number; release(): Promise<void> }> {
-  for (let slot = 0; slot < slots; slot++) {
+  const order = first === undefined ? [] : [first];
+  for (let slot = 0; slot < slots; slot++) if (slot !== first) order.push(slot);
+  for (const slot of order) {
     const held = await tryLock(path.join(dir, `${prefix}-${slot}`));
     if (held) return { slot, release: () => held.release() };
   }
@@ -212,6 +215,12 @@ export interface LeaseOptions {
   /** Default: kilnIdRange() of the system files. */
   readonly range?: IdRange;
   readonly files?: Partial<IdentityFiles>;
+  /**
+   * The slot to take when it is free (leaseHostIds: its host ids), else the lowest free one as
+   * always: e.g. the owner of the layers the previous build of the same cache kept, which then
+   * need no chown (and no new fingerprint). Ids outside the range or of no slot are ignored.
+   */
+  readonly prefer?: HostIds;
 }
 
 /**
@@ -221,7 +230,11 @@ export interface LeaseOptions {
 export async function leaseHostIds(opts: LeaseOptions = {}): Promise<IdLease> {
   const range = opts.range ?? (await kilnIdRange(opts.files));
   const dir = await leaseDir(opts.files?.leaseDir ?? DEFAULT_LEASE_DIR);
-  const l = await lease(dir, `${range.uidStart}-id`, Math.min(range.count, BLOCK_SIZE), 'build identities');
+  const slots = Math.min(range.count, BLOCK_SIZE);
+  const p = opts.prefer;
+  const slot = p ? p.uid - range.uidStart : -1;
+  const first = p && slot >= 0 && slot < slots && p.gid - range.gidStart === slot ? slot : undefined;
+  const l = await lease(dir, `${range.uidStart}-id`, slots, 'build identities', first);
   return { uid: range.uidStart + l.slot, gid: range.gidStart + l.slot, release: l.release };
 }
 

@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { tempDirs } from '../../test/helpers/temp-dirs.ts';
 import { runChild } from './_child.ts';
 import { BubblewrapExecutor } from './bubblewrap.ts';
+import { settleCgroups } from './cgroup.ts';
 import type { Mount, RunResult, RunSpec } from './executor.ts';
 import { DEFAULT_HELPER, neutralView } from './mount-view.ts';
 import { RootfsCache } from './rootfs-cache.ts';
@@ -122,10 +123,12 @@ describe('the sandbox shows no host paths', () => {
       const pids = seen.pids.trim().split(' ').map(Number);
       assert.ok(pids.length <= 6 && Math.max(...pids) < 100, `host processes visible: ${seen.pids}`);
 
-      // Writes went to the real directories, as the build user; the overlay work dirs are gone.
+      // Writes went to the real directories, as the build user; the overlay work dirs are gone
+      // once the background removals are settled (they are not on the run's path).
       assert.equal(await readFile(path.join(s.work, 'layers/out.txt'), 'utf8'), 'written\n');
       assert.equal((await lstat(path.join(s.work, 'layers/out.txt'))).uid, 1000);
       assert.ok((await lstat(path.join(s.work, 'workspace/moved/e'))).isDirectory());
+      await settleCgroups();
       assert.deepEqual((await readdir(s.work)).sort(), ['layers', 'platform', 'workspace']);
     });
 

@@ -23,11 +23,13 @@
  * argv, which would otherwise list every host path it binds. Measured cost: see bench/sandbox.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { statIfExists } from '../internal/fs.ts';
 import { type HostCommand, nextFd } from './_child.ts';
+import { beforeSettling } from './cgroup.ts';
 import { searchableByOthers } from './rootfs-cache.ts';
 
 /** bwrap options by how many values follow them (bubblewrap 0.8); anything else: left as is. */
@@ -232,18 +234,26 @@ export async function neutralView(
       dataFds: [...(cmd.dataFds ?? []), data],
     },
     async cleanup() {
-      // Cleanup of kiln's own work dirs (each holds overlayfs's empty `work` dir), synchronous
-      // as above: a failure must not hide the command's result.
+      // kiln's own work dirs (each holds overlayfs's empty `work` dir) go in the background: their
+      // removal right after the sandbox took 1-40 ms on a loaded host (the overlay's teardown),
+      // on every buildpack process's path. settleCgroups waits for them.
       for (const d of workDirs) {
-        try {
-          rmSync(d, { recursive: true, force: true });
-        } catch {
-          // Left for the removal of the directory it is in (a build's work dir).
-        }
+        const p = rm(d, { recursive: true, force: true })
+          // A failure must not hide a command's result; the directory it is in (a build's work
+          // dir) is removed anyway.
+          .catch(() => {})
+          .finally(() => removingWorkDirs.delete(p));
+        removingWorkDirs.add(p);
       }
     },
   };
 }
+
+/** Work dir removals in progress (cleanup does not wait for them; settleCgroups does). */
+const removingWorkDirs = new Set<Promise<void>>();
+beforeSettling(async () => {
+  while (removingWorkDirs.size > 0) await Promise.all([...removingWorkDirs]);
+});
 
 /** The repository's build of src/sandbox/mountview/mountview.c (scripts/build.d/mountview.sh). */
 export const DEFAULT_HELPER = fileURLToPath(new URL('../../dist/mountview/kiln-mountview', import.meta.url));

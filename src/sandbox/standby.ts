@@ -13,9 +13,14 @@
  * still has its own cgroup (created fresh, never reused) and the same process chain, limits and
  * namespaces as a run started on its own path: only the waiting moved.
  *
- * At most one standby exists at a time. One that does not fit the next run, or waits longer than
- * IDLE_MS, is discarded (its gate closed empty: kiln-gate exits 125 without running anything; its
- * cgroup removed); settleCgroups (cgroup.ts) discards it too, at CLI exit and in tests.
+ * Only for runs whose first process starts as kiln itself (the isolated network, the default: its
+ * nsenter drops to the sandbox's ids), never one that would wait as a sandbox's host ids.
+ *
+ * They are made when asked (Executor.prepare): a build prepares one for its first build process
+ * after restore, and one for the next buildpack when it starts each one but the last, so none is
+ * made for nothing. At most two wait at a time. One that waits longer than IDLE_MS is discarded
+ * (its gate closed empty: kiln-gate exits 125 without running anything; its cgroup removed), as
+ * are those still waiting at settleCgroups (cgroup.ts), at CLI exit and in tests.
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
 import { closeSync, fstatSync, openSync, statSync, writeFileSync } from 'node:fs';
@@ -70,17 +75,18 @@ function keyOf(f: SpawnFacts): string | undefined {
 /** One started, not yet used first process of a run (see above). */
 export class Standby {
   readonly child: ChildProcess;
-  readonly cgroup: SandboxCgroup;
+  /** Its cgroup, once made (in the background: making a memory cgroup can take tens of ms). */
+  cgroup: SandboxCgroup | undefined;
   readonly gateFd: number;
   readonly key: string;
   /** Resolves once the process is in its cgroup; rejects when it could not be placed. */
   readonly placed: Promise<void>;
   #failed = false;
+  #discarded = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(child: ChildProcess, cgroup: SandboxCgroup, gateFd: number, key: string) {
+  constructor(child: ChildProcess, limits: CgroupLimits, gateFd: number, key: string) {
     this.child = child;
-    this.cgroup = cgroup;
     this.gateFd = gateFd;
     this.key = key;
     child.on('error', () => {
@@ -96,22 +102,35 @@ export class Standby {
         // Gone already, or not permitted: the cgroup still bounds it.
       }
     }
-    this.placed = pid === undefined ? Promise.reject(new Error('no pid')) : cgroup.joinInBackground(pid);
+    this.placed = (async () => {
+      if (pid === undefined) throw new Error('no pid');
+      const cgroup = await SandboxCgroup.createInBackground(limits);
+      if (cgroup === undefined) throw new Error('no cgroup for these limits');
+      this.cgroup = cgroup;
+      // Discarded meanwhile: discard() found no cgroup to remove.
+      if (this.#discarded) cgroup.removeLater();
+      else await cgroup.joinInBackground(pid);
+    })();
     this.placed.catch(() => {
       this.#failed = true;
     });
     // Idle, it keeps neither kiln's event loop nor kiln alive.
     this.#handles(false);
     this.#timer = setTimeout(() => {
-      if (spare === this) spare = undefined;
+      dropSpare(this);
       this.discard();
     }, IDLE_MS);
     this.#timer.unref();
   }
 
-  /** usable: not failed, not exited. */
-  get usable(): boolean {
-    return !this.#failed && this.child.exitCode === null && this.child.signalCode === null;
+  /** Failed to start or be placed, or exited: of no use any more. */
+  get broken(): boolean {
+    return this.#failed || this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Its cgroup exists (it may still be being moved in; the run waits for `placed`). */
+  get ready(): boolean {
+    return !this.broken && this.cgroup !== undefined;
   }
 
   #gate(): Writable | null | undefined {
@@ -142,13 +161,19 @@ export class Standby {
   /** discard closes the gate empty (kiln-gate exits 125 running nothing) and removes the cgroup. */
   discard(): void {
     if (this.#timer) clearTimeout(this.#timer);
+    this.#discarded = true;
     this.#gate()?.end();
     // Kills what is left once the process has had a moment to exit, then removes the directory.
-    this.cgroup.removeLater();
+    this.cgroup?.removeLater();
   }
 }
 
-let spare: Standby | undefined;
+/**
+ * The standbys waiting, oldest first: at most MAX_WAITING (the one for the next run and the one
+ * for the run after it, made while the next one runs).
+ */
+let spares: Standby[] = [];
+const MAX_WAITING = 2;
 let taken = 0;
 
 /** How many runs started from a standby in this process (for tests and benchmarks). */
@@ -156,42 +181,58 @@ export function standbysTaken(): number {
   return taken;
 }
 beforeSettling(() => {
-  spare?.discard();
-  spare = undefined;
+  for (const s of spares) s.discard();
+  spares = [];
 });
 
-/** take returns the standby when it fits `facts` (and drops it either way). */
+/** dropSpare forgets `s` (an idle one discarded by its timer). */
+function dropSpare(s: Standby): void {
+  spares = spares.filter((x) => x !== s);
+}
+
+/**
+ * take returns the oldest waiting standby that fits `facts` (made for a run like this one and
+ * placed or being placed); unusable ones (exited, failed) are discarded on the way.
+ */
 export function takeStandby(facts: SpawnFacts): Standby | undefined {
-  const s = spare;
-  if (s === undefined) return undefined;
-  spare = undefined;
-  if (s.usable && s.key === keyOf(facts)) {
+  if (spares.length === 0) return undefined;
+  const key = keyOf(facts);
+  for (const s of [...spares]) {
+    if (s.broken) {
+      dropSpare(s);
+      s.discard();
+      continue;
+    }
+    // One whose cgroup is still being made stays for a later run.
+    if (!s.ready || s.key !== key) continue;
+    dropSpare(s);
     s.take();
     taken++;
     return s;
   }
-  s.discard();
   return undefined;
 }
 
 /**
- * prepareStandby starts the standby for a run with `facts`, unless one is waiting already, the
- * helper is not there, or no cgroup is made for these limits. Best effort: a failure only means
+ * prepareStandby starts a standby for a run with `facts` (the oldest waiting one goes when
+ * MAX_WAITING wait), unless the helper is not there or no cgroup is made for these limits. Best effort: a failure only means
  * the next run is placed on its own path.
  */
 export function prepareStandby(facts: SpawnFacts): void {
-  if (spare !== undefined) return;
+  // Only a first process that starts as kiln itself (as root: an isolated network's nsenter drops
+  // to the sandbox ids): one waiting as a sandbox's host ids would be a process of that identity
+  // outside any sandbox, possibly after its lease has ended.
+  if (facts.uid !== undefined || facts.gid !== undefined) return;
   const gate = gateHelper();
   const key = gate === null ? undefined : keyOf(facts);
   if (gate === null || key === undefined) return;
-  let cgroup: SandboxCgroup | undefined;
-  try {
-    cgroup = SandboxCgroup.create(facts.limits);
-  } catch {
-    // The run's own path reports a cgroup that cannot be made.
+  if (SandboxCgroup.disabled) return;
+  const can = SandboxCgroup.available();
+  if (
+    !(facts.limits.memoryBytes !== undefined && can.memory) &&
+    !(facts.limits.processes !== undefined && can.pids)
+  )
     return;
-  }
-  if (cgroup === undefined) return;
   // Its own open file of each host fd: a dup would share the run's file offset, which the run's
   // bwrap moves to the end when it reads its seccomp program.
   const reopened: number[] = [];
@@ -206,7 +247,6 @@ export function prepareStandby(facts: SpawnFacts): void {
   } catch {
     // A probe: an fd that cannot be opened again gets no standby.
     for (const fd of reopened) closeSync(fd);
-    cgroup.removeLater();
     return;
   }
   let child: ChildProcess;
@@ -221,13 +261,14 @@ export function prepareStandby(facts: SpawnFacts): void {
     });
   } catch {
     // Not startable now (e.g. out of processes): the run's own path will say so.
-    cgroup.removeLater();
     return;
   } finally {
     // The child has its copies.
     for (const fd of reopened) closeSync(fd);
   }
-  spare = new Standby(child, cgroup, facts.gateFd, key);
+  // The newest are for the runs coming next: the oldest goes when too many wait.
+  while (spares.length >= MAX_WAITING) spares.shift()?.discard();
+  spares.push(new Standby(child, facts.limits, facts.gateFd, key));
 }
 
 let gateProbe: string | null | undefined;

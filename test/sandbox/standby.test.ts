@@ -1,7 +1,8 @@
 // A run started from a standby (src/sandbox/standby.ts: the next run's first process made and
 // moved into a fresh cgroup ahead of need) is bounded exactly as one started on its own path:
 // its own cgroup with its own limits, a fork bomb held by the process limit, nothing run before
-// it is placed, nothing left behind. Real bubblewrap sandboxes, real cgroups (v1 here).
+// it is placed, nothing left behind; never a standby waiting as a sandbox's host ids. Real
+// bubblewrap sandboxes in a real isolated network (slirp4netns), real cgroups (v1 here).
 
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { BubblewrapExecutor } from '../../src/sandbox/bubblewrap.ts';
 import { SandboxCgroup, settleCgroups } from '../../src/sandbox/cgroup.ts';
 import type { Limits, RunSpec } from '../../src/sandbox/executor.ts';
+import { type OpenNetwork, openNetwork } from '../../src/sandbox/network.ts';
 import { DEFAULT_GATE, standbysTaken } from '../../src/sandbox/standby.ts';
 import { type HostRootfs, makeHostRootfs } from '../helpers/sandbox-rootfs.ts';
 
@@ -43,14 +45,28 @@ const procs = (dir: string) =>
     .split('\n')
     .filter((l) => l !== '');
 
+/** The cgroups of ours holding a process, once there are some (a standby is placed in the background). */
+async function waitingCgroups(): Promise<string[]> {
+  for (let i = 0; i < 100; i++) {
+    const found = ownCgroups('pids').filter((d) => procs(d).length > 0);
+    if (found.length > 0) return found;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return [];
+}
+
 describe('sandbox standby', { skip }, () => {
   let fs: HostRootfs;
+  let net: OpenNetwork;
   const bw = new BubblewrapExecutor({ hostUid: 0 });
   before(async () => {
     fs = await makeHostRootfs();
+    // Builds' default: the first process starts as root, nsenter drops to the sandbox's ids.
+    net = await openNetwork('isolated', { hostUid: 0 });
   });
   after(async () => {
     await settleCgroups();
+    await net?.close();
     await fs?.cleanup();
   });
   const spec = (script: string, limits: Limits, out: string[] = []): RunSpec => ({
@@ -62,17 +78,17 @@ describe('sandbox standby', { skip }, () => {
     hostIds: { uid: 1000, gid: 1000 },
     rootfs: fs.rootfs,
     mounts: fs.mounts,
-    network: 'none',
+    network: net.network,
     stdout: (l) => out.push(l),
     stderr: (l) => out.push(l),
     limits,
   });
 
-  test('the next run takes the standby: its own fresh cgroup, with its own limits, placed before it runs', async () => {
+  test('a run takes the standby prepared for it: its own fresh cgroup, with its own limits, placed before it runs', async () => {
     const limits = { processes: 77, memoryBytes: 300 << 20 };
-    assert.equal((await bw.run(spec('true', limits))).exitCode, 0);
+    await bw.prepare(spec('true', limits));
     // The standby waits in a cgroup of its own with the limits of the run it was made for.
-    const waiting = ownCgroups('pids').filter((d) => procs(d).length > 0);
+    const waiting = await waitingCgroups();
     assert.equal(waiting.length, 1, `one standby cgroup with a process: ${waiting}`);
     assert.equal(readFileSync(path.join(waiting[0]!, 'pids.max'), 'utf8').trim(), '77');
     const taken = standbysTaken();
@@ -94,7 +110,9 @@ describe('sandbox standby', { skip }, () => {
   });
 
   test('a standby made for other limits is not taken: the run gets a cgroup with its own', async () => {
-    assert.equal((await bw.run(spec('true', { processes: 60 }))).exitCode, 0);
+    await settleCgroups();
+    await bw.prepare(spec('true', { processes: 60 }));
+    assert.equal((await waitingCgroups()).length, 1, 'a standby is waiting');
     const taken = standbysTaken();
     const running = bw.run(spec('sleep 1', { processes: 61 }));
     await new Promise((r) => setTimeout(r, 500));
@@ -106,8 +124,10 @@ describe('sandbox standby', { skip }, () => {
   });
 
   test('a fork bomb in a run started from a standby is held by the process limit', async () => {
+    await settleCgroups();
     const limits = { processes: 40 };
-    assert.equal((await bw.run(spec('true', limits))).exitCode, 0);
+    await bw.prepare(spec('true', limits));
+    assert.equal((await waitingCgroups()).length, 1, 'a standby is waiting');
     const taken = standbysTaken();
     const out: string[] = [];
     const r = await bw.run({
@@ -122,14 +142,32 @@ describe('sandbox standby', { skip }, () => {
     );
   });
 
-  test('settling discards the waiting standby: its process ends, no cgroup is left', async () => {
-    assert.equal((await bw.run(spec('true', { processes: 50 }))).exitCode, 0);
-    assert.ok(
-      ownCgroups('pids').some((d) => procs(d).length > 0),
-      'a standby is waiting',
+  test('no standby waits as a sandbox identity: a run that starts as its host ids (network none) gets none', async () => {
+    await settleCgroups();
+    const limits = { processes: 55 };
+    await bw.prepare({ ...spec('true', limits), network: 'none' });
+    // A standby would be placed by now (the other tests wait for it this long at most).
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(
+      ownCgroups('pids').filter((d) => procs(d).length > 0),
+      [],
+      'a standby was made for a run that starts as uid 1000',
     );
+    const taken = standbysTaken();
+    assert.equal((await bw.run({ ...spec('true', limits), network: 'none' })).exitCode, 0);
+    assert.equal(standbysTaken(), taken);
+  });
+
+  test('settling discards the waiting standby: its process ends, no cgroup or overlay work dir is left', async () => {
+    // A run (its overlay work dirs are removed in the background), then a standby waiting.
+    assert.equal((await bw.run(spec('true', { processes: 50 }))).exitCode, 0);
+    await bw.prepare(spec('true', { processes: 50 }));
+    assert.ok((await waitingCgroups()).length > 0, 'a standby is waiting');
     await settleCgroups();
     assert.deepEqual(ownCgroups('pids'), []);
     assert.deepEqual(ownCgroups('memory'), []);
+    // The neutral view's overlay work dirs (next to the writable mounts) are gone too.
+    const left = readdirSync(path.dirname(fs.workspace)).filter((n) => n.startsWith('.kiln-ovl-'));
+    assert.deepEqual(left, []);
   });
 });

@@ -8,10 +8,11 @@
 // their CPU seconds (user + system, children included: the load-independent figure) and the
 // medians of kiln's own per-phase timings (`-v` "Timings (ms)" line).
 //
-//   node bench/noop-rebuild.ts --base DIR [--rounds 8] [--homes DIR] [--keep]
+//   node bench/noop.ts --base DIR [--rounds 8] [--homes DIR] [--keep]
 // DIR: a built worktree of the baseline, e.g.
 //   git worktree add /var/tmp/kiln-base 7c7c3eb && ln -s "$PWD/node_modules" /var/tmp/kiln-base/
 //   (cd /var/tmp/kiln-base && . scripts/node.sh && bash scripts/build.sh)
+// In bench/run-all.sh: KILN_BENCH_NOOP_BASE=DIR (or KILN_BENCH_NOOP_ARGS="--base DIR ...").
 // --homes: where the two kiln homes go (default a temp dir; kept with --keep so a later run skips
 // the warm-up). Stack images come from the e2e tests' home when there (else `kiln stack create
 // --locked`). Env: KILN_BENCH_NOOP_BASE instead of --base.
@@ -31,9 +32,7 @@ const rounds = Number(opt('--rounds', '8'));
 const keep = args.includes('--keep');
 const E2E_STORE = path.join(process.env.KILN_E2E_HOME ?? path.join(ROOT, '.kiln-test', 'e2e-home'), 'images');
 if (base === '') {
-  console.error(
-    'bench/noop-rebuild.ts needs --base DIR: a built checkout of the baseline commit (see its header)',
-  );
+  console.error('bench/noop.ts needs --base DIR: a built checkout of the baseline commit (see its header)');
   process.exit(2);
 }
 
