@@ -32,6 +32,7 @@ import {
 import { type Digest, sha256 } from '../../src/oci/digest.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
+import { ImageStore } from '../../src/store/store.ts';
 import { Transports } from '../../src/transport/transports.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
 import { runMain } from '../helpers/cli.ts';
@@ -470,6 +471,33 @@ describe('kiln verify', () => {
     }
     const both = await kiln('verify', ref, '--key', pub, '--key', otherPub);
     assert.equal(both.code, 0, both.out + both.err);
+  });
+
+  test("re-signing in an OCI layout and the local store replaces the signer's earlier referrers there too", async () => {
+    const layoutDir = path.join(work, 'resign-layout');
+    for (const dest of [`oci:${layoutDir}:app`, 'local:e2e/resigned']) {
+      const c = await kiln('image', 'copy', signedRef, dest);
+      assert.equal(c.code, 0, c.err);
+      // What the CLI's store is (KILN_HOME's), opened afresh for each look.
+      const listed = async () => {
+        const home = new Transports({
+          client: new RegistryClient({}),
+          storeDir: ImageStore.defaultDir(env.KILN_HOME!),
+        });
+        const rs = await home.parse(dest).referrers.list(signedDigest);
+        return rs.map((r) => r.descriptor.digest).sort();
+      };
+      const copied = await listed();
+      assert.equal(copied.length, 6, dest);
+      assert.equal((await kiln('sign', dest, '--key', key)).code, 0);
+      const resigned = await listed();
+      assert.equal(resigned.length, 6, `${dest}: a re-sign by the same key replaces, not piles up`);
+      assert.notDeepEqual(resigned, copied, `${dest}: the new signature and bundles are the ones listed`);
+      assert.equal((await kiln('sign', dest, '--key', path.join(work, 'other.key'))).code, 0);
+      assert.equal((await listed()).length, 9, `${dest}: another key's referrers are added`);
+      const both = await kiln('verify', dest, '--key', pub, '--key', otherPub);
+      assert.equal(both.code, 0, both.out + both.err);
+    }
   });
 
   test('a signature cosign itself made (no subject, only under the .sig tag) verifies', async () => {
