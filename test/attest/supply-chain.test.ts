@@ -158,6 +158,11 @@ describe('provenance', () => {
     const runDigest = life.runImage.reference.slice(life.runImage.reference.lastIndexOf('@') + 8);
     assert.equal(byName('run-image')?.digest?.sha256, runDigest);
     assert.equal(byName('launcher')?.digest?.sha256, life.launcher.sha.slice(7));
+    // The build image the (kiln-made) builder was made from, and its top layer in the builder.
+    const buildImage = (await w.store.find('e2e/build'))!;
+    assert.equal(byName('build-image')?.digest?.sha256, (await buildImage.digest()).slice(7));
+    const buildLayers = (await buildImage.configFile()).rootfs.diff_ids;
+    assert.equal(byName('build-image')?.annotations?.topLayer, buildLayers.at(-1));
     const layers = JSON.parse(
       (await w.builder.configFile()).config!.Labels!['io.buildpacks.buildpack.layers']!,
     );

@@ -57,6 +57,7 @@ export function register(program: Command, ctx: CliContext): void {
         const epoch = ctx.settings.sourceDateEpoch;
         const created = await createBuilder(config, {
           buildImage,
+          buildImageName: config.buildImage,
           store: store.blobs,
           kilnVersion: KILN_VERSION,
           ...(epoch === undefined ? {} : { epoch }),
