@@ -8,6 +8,7 @@
 // the digests the image's own labels and the builder's record.
 
 import assert from 'node:assert/strict';
+import { verify as cryptoVerify } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -503,6 +504,64 @@ describe('kiln verify', () => {
       const both = await kiln('verify', dest, '--key', pub, '--key', otherPub);
       assert.equal(both.code, 0, both.out + both.err);
     }
+  });
+
+  test("cosign's classic .att tag: one DSSE envelope layer per signed statement, in cosign's layout; re-signing replaces, another key adds; image copy carries it", async () => {
+    const att = async (ref: string) => {
+      const repo = ref.slice(0, ref.lastIndexOf(':'));
+      const img = await t.parse(`${repo}:${signedDigest.replace(':', '-')}.att`).read();
+      const [m, cfg, layers] = await Promise.all([img.manifest(), img.configFile(), img.layers()]);
+      const blobs = await Promise.all(
+        layers.map(async (l) => Buffer.from(await new Response(await l.compressed()).arrayBuffer())),
+      );
+      return { m, cfg, blobs };
+    };
+    const { m, cfg, blobs } = await att(signedRef);
+    assert.equal(m.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(m.subject, undefined, "cosign's classic form names the image by its tag only");
+    assert.equal(m.config.mediaType, 'application/vnd.oci.image.config.v1+json');
+    assert.deepEqual(
+      cfg.rootfs.diff_ids,
+      m.layers.map((l) => l.digest),
+    );
+    const keyPem = await readFile(pub, 'utf8');
+    const predicates: string[] = [];
+    for (const [i, l] of m.layers.entries()) {
+      assert.equal(l.mediaType, 'application/vnd.dsse.envelope.v1+json');
+      assert.equal(l.annotations?.['dev.cosignproject.cosign/signature'], '');
+      const env = JSON.parse(blobs[i]!.toString('utf8'));
+      assert.equal(env.payloadType, 'application/vnd.in-toto+json');
+      const payload = Buffer.from(env.payload, 'base64');
+      // DSSE v1 PAE, recomputed here; the signature is ECDSA-SHA256 (DER), as cosign checks it.
+      const paeBytes = Buffer.concat([
+        Buffer.from(`DSSEv1 ${env.payloadType.length} ${env.payloadType} ${payload.length} `),
+        payload,
+      ]);
+      assert.equal(
+        cryptoVerify('sha256', paeBytes, keyPem, Buffer.from(env.signatures[0].sig, 'base64')),
+        true,
+        `layer ${i} verifies`,
+      );
+      const st = JSON.parse(payload.toString('utf8'));
+      assert.equal(st._type, 'https://in-toto.io/Statement/v1');
+      assert.equal(st.subject[0].digest.sha256, signedDigest.slice(7));
+      assert.equal(l.annotations?.predicateType, st.predicateType);
+      predicates.push(st.predicateType);
+    }
+    assert.deepEqual(predicates.sort(), [
+      'https://cyclonedx.org/bom',
+      'https://slsa.dev/provenance/v1',
+      'https://spdx.dev/Document',
+    ]);
+    // The re-signed copy of the previous test: copied, re-signed by the same key, then by another.
+    const resigned = await att(`${reg.host}/e2e/resigned:v1`);
+    // The first key's three statements once (the re-sign replaced them), the other key's SBOMs
+    // (kiln sign signs what is attached unsigned: the SBOMs; the provenance came signed).
+    assert.equal(resigned.m.layers.length, 5, 'three statements by one key, two by the other');
+    assert.deepEqual(
+      [...new Set(resigned.m.layers.map((l) => l.annotations?.['dev.kiln.attestation.signer']))].length,
+      2,
+    );
   });
 
   test('a signature cosign itself made (no subject, only under the .sig tag) verifies', async () => {
