@@ -25,8 +25,9 @@ import {
 // the provenance as an in-toto statement, and, with a signer, a cosign signature and every
 // statement as a DSSE envelope in a sigstore bundle v0.3.
 
-export const CYCLONEDX_PREDICATE = 'https://cyclonedx.org/bom';
-export const SPDX_PREDICATE = 'https://spdx.dev/Document';
+import { CYCLONEDX_PREDICATE, SPDX_PREDICATE } from './names.ts';
+
+export { CYCLONEDX_PREDICATE, SPDX_PREDICATE };
 /** artifactType of an unsigned in-toto statement referrer. */
 export const IN_TOTO_ARTIFACT_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_PREDICATE_ANNOTATION = 'in-toto.io/predicate-type';

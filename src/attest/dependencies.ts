@@ -8,6 +8,7 @@ import { KilnError } from '../internal/errors.ts';
 import { type Digest, isDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import type { ConfigFile } from '../oci/schema.ts';
+import { DependencyName } from './names.ts';
 import { digestSet, imageUri, type ResourceDescriptor } from './statement.ts';
 
 // The resolvedDependencies of a build, read from what the build recorded: the app image's labels
@@ -22,14 +23,7 @@ const BASE_NAME_LABEL = 'org.opencontainers.image.base.name';
 const BASE_DIGEST_LABEL = 'org.opencontainers.image.base.digest';
 const BUILDER_METADATA_LABEL = 'io.buildpacks.builder.metadata';
 
-/** The resource name of each dependency kind (verify and the policy look them up by name). */
-export const DependencyName = {
-  Builder: 'builder',
-  BuildImage: 'build-image',
-  RunImage: 'run-image',
-  Launcher: 'launcher',
-  Lifecycle: 'lifecycle',
-} as const;
+export { DependencyName };
 
 /** buildpackUri names a buildpack in resolvedDependencies. */
 export function buildpackUri(id: string, version: string): string {
