@@ -8,8 +8,9 @@ import {
   bundleOf,
   PREDICATE_TYPE_ANNOTATION,
 } from './bundle.ts';
+import { type AttestationLayer, attestationLayer } from './cosign-attestation.ts';
 import { signatureImage, simpleSigningPayload } from './cosign-signature.ts';
-import { signEnvelope } from './dsse.ts';
+import { type Envelope, signEnvelope } from './dsse.ts';
 import type { Signer } from './signer.ts';
 import {
   IN_TOTO_PAYLOAD_TYPE,
@@ -24,8 +25,9 @@ import {
 // the provenance as an in-toto statement, and, with a signer, a cosign signature and every
 // statement as a DSSE envelope in a sigstore bundle v0.3.
 
-export const CYCLONEDX_PREDICATE = 'https://cyclonedx.org/bom';
-export const SPDX_PREDICATE = 'https://spdx.dev/Document';
+import { CYCLONEDX_PREDICATE, SPDX_PREDICATE } from './names.ts';
+
+export { CYCLONEDX_PREDICATE, SPDX_PREDICATE };
 /** artifactType of an unsigned in-toto statement referrer. */
 export const IN_TOTO_ARTIFACT_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_PREDICATE_ANNOTATION = 'in-toto.io/predicate-type';
@@ -51,14 +53,22 @@ export interface AttestationInputs {
   readonly signer?: Signer;
 }
 
-/** The referrer artifacts of one image; `signature` also goes under cosign's `.sig` tag. */
+/**
+ * The referrer artifacts of one image; `signature` also goes under cosign's `.sig` tag, and
+ * `cosignAttestations` (the same signed statements as DSSE envelopes) under its `.att` tag.
+ */
 export interface Attestations {
   readonly referrers: readonly Image[];
   readonly signature?: Image;
+  readonly cosignAttestations?: readonly AttestationLayer[];
 }
 
-async function bundleArtifact(subject: Descriptor, signer: Signer, s: Statement): Promise<Image> {
-  const env = await signEnvelope(signer, IN_TOTO_PAYLOAD_TYPE, statementBytes(s));
+async function bundleArtifact(
+  subject: Descriptor,
+  signer: Signer,
+  env: Envelope,
+  s: Statement,
+): Promise<Image> {
   const bundle = new TextEncoder().encode(JSON.stringify(bundleOf(env, signer.material)));
   return artifactImage({
     artifactType: BUNDLE_V03_MEDIA_TYPE,
@@ -122,10 +132,19 @@ export async function attestations(a: AttestationInputs): Promise<Attestations> 
   const who = imageSubject(a.name, subject.digest as `sha256:${string}`);
   if (a.cyclonedx) statements.push(statement(who, CYCLONEDX_PREDICATE, jsonOf(a.cyclonedx)));
   if (a.spdx) statements.push(statement(who, SPDX_PREDICATE, jsonOf(a.spdx)));
-  for (const s of statements) out.push(await bundleArtifact(subject, a.signer, s));
+  const cosignAttestations: AttestationLayer[] = [];
+  for (const s of statements) {
+    const env = await signEnvelope(a.signer, IN_TOTO_PAYLOAD_TYPE, statementBytes(s));
+    out.push(await bundleArtifact(subject, a.signer, env, s));
+    cosignAttestations.push(
+      attestationLayer(new TextEncoder().encode(JSON.stringify(env)), s.predicateType, {
+        [SIGNER_ANNOTATION]: a.signer.keyId,
+      }),
+    );
+  }
   const payload = simpleSigningPayload(a.repository, subject.digest as `sha256:${string}`);
   const signature = signatureImage(subject, payload, await a.signer.sign(payload), {
     [SIGNER_ANNOTATION]: a.signer.keyId,
   });
-  return { referrers: [...out, signature], signature };
+  return { referrers: [...out, signature], signature, cosignAttestations };
 }

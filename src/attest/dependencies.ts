@@ -5,8 +5,10 @@ import {
   parseLifecycleMetadata,
 } from '../cnb/lifecycle-metadata.ts';
 import { KilnError } from '../internal/errors.ts';
-import { isDigest } from '../oci/digest.ts';
+import { type Digest, isDigest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
+import type { ConfigFile } from '../oci/schema.ts';
+import { DependencyName } from './names.ts';
 import { digestSet, imageUri, type ResourceDescriptor } from './statement.ts';
 
 // The resolvedDependencies of a build, read from what the build recorded: the app image's labels
@@ -16,13 +18,12 @@ import { digestSet, imageUri, type ResourceDescriptor } from './statement.ts';
 /** The label of a builder that maps buildpack id -> version -> { layerDiffID }. */
 const BUILDPACK_LAYERS_LABEL = 'io.buildpacks.buildpack.layers';
 
-/** The resource name of each dependency kind (verify and the policy look them up by name). */
-export const DependencyName = {
-  Builder: 'builder',
-  RunImage: 'run-image',
-  Launcher: 'launcher',
-  Lifecycle: 'lifecycle',
-} as const;
+/** The OCI pre-defined labels a kiln-made builder names its base (the build image) with. */
+const BASE_NAME_LABEL = 'org.opencontainers.image.base.name';
+const BASE_DIGEST_LABEL = 'org.opencontainers.image.base.digest';
+const BUILDER_METADATA_LABEL = 'io.buildpacks.builder.metadata';
+
+export { DependencyName };
 
 /** buildpackUri names a buildpack in resolvedDependencies. */
 export function buildpackUri(id: string, version: string): string {
@@ -74,6 +75,8 @@ export async function buildDependencies(
   const out: ResourceDescriptor[] = [
     { name: DependencyName.Builder, uri: imageUri(builder.reference), digest: digestSet(builderDigest) },
   ];
+  const buildImage = buildImageOf(builderCfg);
+  if (buildImage) out.push(buildImage);
   const runRef = life.runImage.reference;
   const at = runRef.lastIndexOf('@');
   const runDigest = at >= 0 ? runRef.slice(at + 1) : '';
@@ -103,6 +106,56 @@ export async function buildDependencies(
   return out;
 }
 
+function madeByKiln(labels: Readonly<Record<string, string>>): boolean {
+  try {
+    const m = JSON.parse(labels[BUILDER_METADATA_LABEL] ?? '') as { createdBy?: { name?: unknown } } | null;
+    return m?.createdBy?.name === 'kiln';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * buildImageOf names the build image a builder was made from. Only a kiln-made builder says so
+ * (it records the build image's name and digest as its OCI base labels, and appends one layer
+ * per buildpack and extension plus one config layer, so the build image's top layer is known
+ * too); other tools record no build image, so for their builders only the builder's digest
+ * (which covers the build image's layers) is known, and no entry is made. The labels are part
+ * of the builder's config, so the builder digest pins them.
+ */
+export function buildImageOf(builderCfg: ConfigFile): ResourceDescriptor | undefined {
+  const labels = builderCfg.config?.Labels ?? {};
+  const digest = labels[BASE_DIGEST_LABEL];
+  if (!madeByKiln(labels) || !digest || !isDigest(digest)) return undefined;
+  const name = labels[BASE_NAME_LABEL];
+  const diffIds = builderCfg.rootfs?.diff_ids ?? [];
+  const appended = layerDiffIds(labels).size + countVersions(labels[EXTENSION_LAYERS_LABEL]) + 1;
+  const top = diffIds[diffIds.length - appended - 1];
+  return {
+    name: DependencyName.BuildImage,
+    ...(name ? { uri: imageUri(name.includes('@') ? name : `${name}@${digest}`) } : {}),
+    digest: digestSet(digest as Digest),
+    ...(top && isDigest(top) ? { annotations: { topLayer: top } } : {}),
+  };
+}
+
+/** The extension layers label of a builder (id -> version -> { layerDiffID }). */
+const EXTENSION_LAYERS_LABEL = 'io.buildpacks.extension.layers';
+
+function countVersions(raw: string | undefined): number {
+  if (!raw) return 0;
+  try {
+    const v = JSON.parse(raw) as unknown;
+    if (!v || typeof v !== 'object') return 0;
+    let n = 0;
+    for (const versions of Object.values(v as Record<string, unknown>))
+      if (versions && typeof versions === 'object') n += Object.keys(versions).length;
+    return n;
+  } catch {
+    return 0;
+  }
+}
+
 /** CycloneDX hash algorithm names as in-toto DigestSet keys. */
 const HASH_ALGS: Readonly<Record<string, string>> = {
   'SHA-1': 'sha1',
@@ -116,15 +169,16 @@ const MAX_REPORTED = 10_000;
 /**
  * reportedDependencies are the packages with digests in the image's per-layer CycloneDX SBOMs:
  * what buildpacks report having downloaded (the Node.js build with its integrity, npm packages
- * from the lock file, Debian packages), as resolvedDependencies named `package:<name>` with the
- * purl; one entry per name and digest.
+ * from the lock file), and the Debian packages they installed (`pkg:deb` purls with a version,
+ * digest or not), as resolvedDependencies named `package:<name>` with the purl; one entry per
+ * name, purl and digest.
  */
 export function reportedDependencies(cyclonedx: readonly Uint8Array[]): ResourceDescriptor[] {
   const out: ResourceDescriptor[] = [];
   const seen = new Set<string>();
   for (const bytes of cyclonedx) {
     for (const d of reportedIn(bytes)) {
-      const key = `${d.name} ${JSON.stringify(d.digest)}`;
+      const key = `${d.name} ${d.uri ?? ''} ${JSON.stringify(d.digest ?? {})}`;
       if (seen.has(key) || out.length >= MAX_REPORTED) continue;
       seen.add(key);
       out.push(d);
@@ -144,18 +198,24 @@ function reportedIn(cyclonedx: Uint8Array): ResourceDescriptor[] {
   for (const c of Array.isArray(doc.components) ? doc.components : []) {
     if (!c || typeof c !== 'object') continue;
     const comp = c as { name?: unknown; purl?: unknown; hashes?: unknown };
-    if (typeof comp.name !== 'string' || !Array.isArray(comp.hashes)) continue;
+    if (typeof comp.name !== 'string') continue;
     const digest: Record<string, string> = {};
-    for (const h of comp.hashes as ({ alg?: unknown; content?: unknown } | null)[]) {
+    for (const h of (Array.isArray(comp.hashes) ? comp.hashes : []) as ({
+      alg?: unknown;
+      content?: unknown;
+    } | null)[]) {
       if (!h || typeof h !== 'object') continue;
       const alg = typeof h.alg === 'string' ? HASH_ALGS[h.alg] : undefined;
       if (alg && typeof h.content === 'string' && /^[0-9a-f]+$/.test(h.content)) digest[alg] = h.content;
     }
-    if (Object.keys(digest).length === 0) continue;
+    // A Debian package is pinned by its purl's version (the archive's signed index holds its
+    // hash; buildpacks report name, version and arch): listed with or without a digest.
+    const deb = typeof comp.purl === 'string' && /^pkg:deb\/[^@\s]+@[^@\s]+$/.test(comp.purl);
+    if (Object.keys(digest).length === 0 && !deb) continue;
     out.push({
       name: `package:${comp.name}`,
       ...(typeof comp.purl === 'string' ? { uri: comp.purl } : {}),
-      digest,
+      ...(Object.keys(digest).length ? { digest } : {}),
     });
   }
   return out;

@@ -1,15 +1,14 @@
 import { KilnError } from '../internal/errors.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Referrer } from '../transport/image-target.ts';
-import { CYCLONEDX_PREDICATE, SPDX_PREDICATE } from './artifacts.ts';
 import { BUNDLE_V03_MEDIA_TYPE, parseBundle } from './bundle.ts';
 import {
   COSIGN_SIGNATURE_TYPE,
   SIGNATURE_ANNOTATION,
   SIMPLE_SIGNING_MEDIA_TYPE,
 } from './cosign-signature.ts';
-import { DependencyName } from './dependencies.ts';
 import { openEnvelope } from './dsse.ts';
+import { CYCLONEDX_PREDICATE, DependencyName, SPDX_PREDICATE } from './names.ts';
 import { matchesAny, type Policy } from './policy.ts';
 import {
   KILN_BUILD_TYPE,

@@ -32,6 +32,9 @@ export const BuilderLabel = {
   OrderExtensions: 'io.buildpacks.buildpack.order-extensions',
   StackId: 'io.buildpacks.stack.id',
   BaseId: 'io.buildpacks.base.id',
+  /** The OCI pre-defined labels naming the builder's base, its build image (for provenance). */
+  BaseName: 'org.opencontainers.image.base.name',
+  BaseDigest: 'org.opencontainers.image.base.digest',
   /** kiln: the default builder's input digest (see default-builder.ts). */
   Key: 'io.kiln.builder.key',
 } as const;
@@ -47,6 +50,8 @@ export interface CreateBuilderOptions {
   readonly compression?: Compression;
   /** Version of kiln, recorded as createdBy and lifecycle version. */
   readonly kilnVersion: string;
+  /** How the build image was named (recorded with its digest as the builder's base). */
+  readonly buildImageName?: string;
   /** Extra labels (e.g. the default builder's key). */
   readonly labels?: Readonly<Record<string, string>>;
   /**
@@ -309,8 +314,9 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
   const env = [...baseEnv];
   if (envValue(env, 'CNB_USER_ID') === undefined) env.push(`CNB_USER_ID=${uid}`);
   if (envValue(env, 'CNB_GROUP_ID') === undefined) env.push(`CNB_GROUP_ID=${gid}`);
+  const { [BuilderLabel.BaseName]: _baseName, ...ownBaseLabels } = baseLabels;
   const labels: Record<string, string> = {
-    ...baseLabels,
+    ...ownBaseLabels,
     [BuilderLabel.Metadata]: JSON.stringify(metadata),
     [BuilderLabel.Layers]: JSON.stringify(layerLabel),
     [BuilderLabel.Order]: JSON.stringify(order),
@@ -321,6 +327,9 @@ export async function createBuilder(config: BuilderConfig, opts: CreateBuilderOp
         }
       : {}),
     ...(stackId ? { [BuilderLabel.StackId]: stackId } : {}),
+    // The build image's own base labels (if any) name its base, not this builder's: replaced.
+    [BuilderLabel.BaseDigest]: await opts.buildImage.digest(),
+    ...(opts.buildImageName ? { [BuilderLabel.BaseName]: opts.buildImageName } : {}),
     ...(opts.labels ?? {}),
   };
   const image = setConfig(appendLayers(opts.buildImage, ...layers), (cfg) => ({

@@ -66,7 +66,7 @@ export async function builderKey(
 /** keyOf is builderKey of a config already read. */
 async function keyOf(config: BuilderConfig, buildImage: Image, epoch: number | undefined): Promise<string> {
   const hash = createHash('sha256');
-  hash.update(`kiln builder key v1\nbuild ${await buildImage.digest()}\nepoch ${epoch ?? ''}\n`);
+  hash.update(`kiln builder key v2\nbuild ${await buildImage.digest()}\nepoch ${epoch ?? ''}\n`);
   hash.update(config.text);
   for (const b of config.buildpacks) {
     const src = await readBuildpackSource(b.dir, b);
@@ -95,6 +95,7 @@ export async function ensureDefaultBuilder(opts: DefaultBuilderOptions): Promise
   const config = await readBuilderConfig(configFile);
   const { image } = await createBuilder(config, {
     buildImage,
+    ...(config.buildImage ? { buildImageName: config.buildImage } : {}),
     store: opts.store.blobs,
     kilnVersion: opts.kilnVersion,
     labels: { [BuilderLabel.Key]: key },
@@ -104,7 +105,7 @@ export async function ensureDefaultBuilder(opts: DefaultBuilderOptions): Promise
   return { image: (await opts.store.find(name)) ?? image, name, key, created: true };
 }
 
-const KEY_CACHE_VERSION = 'kiln-builder-key-v1';
+const KEY_CACHE_VERSION = 'kiln-builder-key-v2';
 
 /**
  * cachedBuilderKey is builderKey, remembered in `cacheFile` together with a stamp of its inputs:

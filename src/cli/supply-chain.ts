@@ -10,6 +10,14 @@ import {
   SIGNER_ANNOTATION,
 } from '../attest/artifacts.ts';
 import { PREDICATE_TYPE_ANNOTATION } from '../attest/bundle.ts';
+import {
+  type AttestationLayer,
+  attestationImage,
+  cosignAttestationTag,
+  DSSE_ENVELOPE_MEDIA_TYPE,
+  MAX_ATTESTATION_LAYERS,
+  mergeAttestations,
+} from '../attest/cosign-attestation.ts';
 import { COSIGN_SIG_ARTIFACT_TYPE, cosignSignatureTag } from '../attest/cosign-signature.ts';
 import { needsPassphrase, readPrivateKey } from '../attest/keys.ts';
 import type { Provenance } from '../attest/provenance.ts';
@@ -20,7 +28,7 @@ import type { InspectReferrer } from '../inspect/inspect.ts';
 import { downloadSbom } from '../inspect/sbom-download.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import { KilnError, UsageError } from '../internal/errors.ts';
-import type { Digest } from '../oci/digest.ts';
+import { type Digest, sha256 } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { DEFAULT_EPOCH } from '../oci/memory.ts';
 import type { Descriptor } from '../oci/schema.ts';
@@ -192,7 +200,59 @@ export async function attachAll(
     // One at a time: without a referrers API each attach rewrites the same `sha256-<hex>` index.
     else for (const r of a.referrers) await t.referrers.attach(r);
     if (tag && sig) await tag.write(sig);
+    if (a.cosignAttestations?.length && t.registry !== undefined)
+      await writeAttestationTag(t, digest, a.cosignAttestations, images);
   }
+}
+
+function attestationTag(target: ImageTarget, digest: Digest, images: Transports): ImageTarget {
+  const repo = repositoryString(images.registryReference(target.name, 'image'));
+  return images.parse(`${repo}:${cosignAttestationTag(digest)}`);
+}
+
+/**
+ * readAttestationTag reads the DSSE layers under cosign's `sha256-<hex>.att` tag next to a
+ * registry image ([] when there is none). The registry is untrusted: at most
+ * MAX_ATTESTATION_LAYERS layers of at most 16 MiB each, checked against their digests.
+ */
+async function readAttestationTag(
+  target: ImageTarget,
+  digest: Digest,
+  images: Transports,
+): Promise<AttestationLayer[]> {
+  let img: Image;
+  try {
+    img = await attestationTag(target, digest, images).read();
+  } catch {
+    return []; // no attestations yet (a missing tag is the usual case)
+  }
+  const [manifest, layers] = await Promise.all([img.manifest(), img.layers()]);
+  if (manifest.layers.length > MAX_ATTESTATION_LAYERS)
+    throw new KilnError(
+      `${target.name}: cosign attestation tag of ${digest} has ${manifest.layers.length} layers; refusing more than ${MAX_ATTESTATION_LAYERS}`,
+    );
+  const out: AttestationLayer[] = [];
+  for (const [i, d] of manifest.layers.entries()) {
+    if (d.mediaType !== DSSE_ENVELOPE_MEDIA_TYPE) continue;
+    if (d.size > 16 << 20) throw new KilnError(`${target.name}: attestation layer ${d.digest} is too large`);
+    const bytes = new Uint8Array(await new Response(await layers[i]!.compressed()).arrayBuffer());
+    if (sha256(bytes) !== d.digest)
+      throw new KilnError(`${target.name}: attestation layer ${d.digest} does not match its digest`);
+    out.push({ envelope: bytes, annotations: { ...(d.annotations ?? {}) } });
+  }
+  return out;
+}
+
+/** writeAttestationTag adds `added` to the `.att` tag, replacing the same signer's earlier ones. */
+async function writeAttestationTag(
+  target: ImageTarget,
+  digest: Digest,
+  added: readonly AttestationLayer[],
+  images: Transports,
+): Promise<void> {
+  const existing = await readAttestationTag(target, digest, images);
+  const layers = mergeAttestations(existing, added, SIGNER_ANNOTATION);
+  await attestationTag(target, digest, images).write(attestationImage(layers));
 }
 
 /** The whole step after an image was written: provenance file, artifacts, attach. */
@@ -265,6 +325,11 @@ export async function copyReferrers(
     if (r.descriptor.artifactType === COSIGN_SIG_ARTIFACT_TYPE) signature = img;
   }
   await attachAll([to], { referrers: all, ...(signature ? { signature } : {}) }, digest, images);
+  // cosign's `.att` tag is no referrer: copied (merged into the destination's) between registries.
+  if (from.registry !== undefined && to.registry !== undefined) {
+    const att = await readAttestationTag(from, digest, images);
+    if (att.length) await writeAttestationTag(to, digest, att, images);
+  }
   return found.length;
 }
 

@@ -363,6 +363,13 @@ export class Layout {
     return removed;
   }
 
+  /** dropUntagged drops the untagged entries (referrers) with these digests from index.json (blobs stay; see gc). */
+  async dropUntagged(digests: ReadonlySet<string>): Promise<void> {
+    await this.#updateIndex((m) =>
+      m.filter((d) => d.annotations?.[REF_NAME] !== undefined || !digests.has(d.digest)),
+    );
+  }
+
   /** removeTag drops a tag from index.json (blobs stay; see gc). */
   async removeTag(tag: string): Promise<void> {
     await this.#updateIndex((m) => m.filter((d) => d.annotations?.[REF_NAME] !== tag));

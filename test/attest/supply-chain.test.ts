@@ -8,6 +8,7 @@
 // the digests the image's own labels and the builder's record.
 
 import assert from 'node:assert/strict';
+import { verify as cryptoVerify } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -32,6 +33,7 @@ import {
 import { type Digest, sha256 } from '../../src/oci/digest.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
+import { ImageStore } from '../../src/store/store.ts';
 import { Transports } from '../../src/transport/transports.ts';
 import { type E2E, makeE2E } from '../e2e/build-fixture.ts';
 import { runMain } from '../helpers/cli.ts';
@@ -157,6 +159,11 @@ describe('provenance', () => {
     const runDigest = life.runImage.reference.slice(life.runImage.reference.lastIndexOf('@') + 8);
     assert.equal(byName('run-image')?.digest?.sha256, runDigest);
     assert.equal(byName('launcher')?.digest?.sha256, life.launcher.sha.slice(7));
+    // The build image the (kiln-made) builder was made from, and its top layer in the builder.
+    const buildImage = (await w.store.find('e2e/build'))!;
+    assert.equal(byName('build-image')?.digest?.sha256, (await buildImage.digest()).slice(7));
+    const buildLayers = (await buildImage.configFile()).rootfs.diff_ids;
+    assert.equal(byName('build-image')?.annotations?.topLayer, buildLayers.at(-1));
     const layers = JSON.parse(
       (await w.builder.configFile()).config!.Labels!['io.buildpacks.buildpack.layers']!,
     );
@@ -470,6 +477,91 @@ describe('kiln verify', () => {
     }
     const both = await kiln('verify', ref, '--key', pub, '--key', otherPub);
     assert.equal(both.code, 0, both.out + both.err);
+  });
+
+  test("re-signing in an OCI layout and the local store replaces the signer's earlier referrers there too", async () => {
+    const layoutDir = path.join(work, 'resign-layout');
+    for (const dest of [`oci:${layoutDir}:app`, 'local:e2e/resigned']) {
+      const c = await kiln('image', 'copy', signedRef, dest);
+      assert.equal(c.code, 0, c.err);
+      // What the CLI's store is (KILN_HOME's), opened afresh for each look.
+      const listed = async () => {
+        const home = new Transports({
+          client: new RegistryClient({}),
+          storeDir: ImageStore.defaultDir(env.KILN_HOME!),
+        });
+        const rs = await home.parse(dest).referrers.list(signedDigest);
+        return rs.map((r) => r.descriptor.digest).sort();
+      };
+      const copied = await listed();
+      assert.equal(copied.length, 6, dest);
+      assert.equal((await kiln('sign', dest, '--key', key)).code, 0);
+      const resigned = await listed();
+      assert.equal(resigned.length, 6, `${dest}: a re-sign by the same key replaces, not piles up`);
+      assert.notDeepEqual(resigned, copied, `${dest}: the new signature and bundles are the ones listed`);
+      assert.equal((await kiln('sign', dest, '--key', path.join(work, 'other.key'))).code, 0);
+      assert.equal((await listed()).length, 9, `${dest}: another key's referrers are added`);
+      const both = await kiln('verify', dest, '--key', pub, '--key', otherPub);
+      assert.equal(both.code, 0, both.out + both.err);
+    }
+  });
+
+  test("cosign's classic .att tag: one DSSE envelope layer per signed statement, in cosign's layout; re-signing replaces, another key adds; image copy carries it", async () => {
+    const att = async (ref: string) => {
+      const repo = ref.slice(0, ref.lastIndexOf(':'));
+      const img = await t.parse(`${repo}:${signedDigest.replace(':', '-')}.att`).read();
+      const [m, cfg, layers] = await Promise.all([img.manifest(), img.configFile(), img.layers()]);
+      const blobs = await Promise.all(
+        layers.map(async (l) => Buffer.from(await new Response(await l.compressed()).arrayBuffer())),
+      );
+      return { m, cfg, blobs };
+    };
+    const { m, cfg, blobs } = await att(signedRef);
+    assert.equal(m.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(m.subject, undefined, "cosign's classic form names the image by its tag only");
+    assert.equal(m.config.mediaType, 'application/vnd.oci.image.config.v1+json');
+    assert.deepEqual(
+      cfg.rootfs.diff_ids,
+      m.layers.map((l) => l.digest),
+    );
+    const keyPem = await readFile(pub, 'utf8');
+    const predicates: string[] = [];
+    for (const [i, l] of m.layers.entries()) {
+      assert.equal(l.mediaType, 'application/vnd.dsse.envelope.v1+json');
+      assert.equal(l.annotations?.['dev.cosignproject.cosign/signature'], '');
+      const env = JSON.parse(blobs[i]!.toString('utf8'));
+      assert.equal(env.payloadType, 'application/vnd.in-toto+json');
+      const payload = Buffer.from(env.payload, 'base64');
+      // DSSE v1 PAE, recomputed here; the signature is ECDSA-SHA256 (DER), as cosign checks it.
+      const paeBytes = Buffer.concat([
+        Buffer.from(`DSSEv1 ${env.payloadType.length} ${env.payloadType} ${payload.length} `),
+        payload,
+      ]);
+      assert.equal(
+        cryptoVerify('sha256', paeBytes, keyPem, Buffer.from(env.signatures[0].sig, 'base64')),
+        true,
+        `layer ${i} verifies`,
+      );
+      const st = JSON.parse(payload.toString('utf8'));
+      assert.equal(st._type, 'https://in-toto.io/Statement/v1');
+      assert.equal(st.subject[0].digest.sha256, signedDigest.slice(7));
+      assert.equal(l.annotations?.predicateType, st.predicateType);
+      predicates.push(st.predicateType);
+    }
+    assert.deepEqual(predicates.sort(), [
+      'https://cyclonedx.org/bom',
+      'https://slsa.dev/provenance/v1',
+      'https://spdx.dev/Document',
+    ]);
+    // The re-signed copy of the previous test: copied, re-signed by the same key, then by another.
+    const resigned = await att(`${reg.host}/e2e/resigned:v1`);
+    // The first key's three statements once (the re-sign replaced them), the other key's SBOMs
+    // (kiln sign signs what is attached unsigned: the SBOMs; the provenance came signed).
+    assert.equal(resigned.m.layers.length, 5, 'three statements by one key, two by the other');
+    assert.deepEqual(
+      [...new Set(resigned.m.layers.map((l) => l.annotations?.['dev.kiln.attestation.signer']))].length,
+      2,
+    );
   });
 
   test('a signature cosign itself made (no subject, only under the .sig tag) verifies', async () => {

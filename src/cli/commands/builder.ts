@@ -96,6 +96,7 @@ export function register(program: Command, ctx: CliContext): void {
             log.info(`Creating builder from ${opts.config} on build image ${where}${on}`);
             const created = await createBuilder(config, {
               buildImage,
+              buildImageName: config.buildImage,
               store: store.blobs,
               kilnVersion: KILN_VERSION,
               ...(epoch === undefined ? {} : { epoch }),
