@@ -72,9 +72,13 @@ describe('THIRD-PARTY-NOTICES', () => {
       const listed = [...notices.matchAll(/^ {2}(\S+) (\S+) \((.+)\)$/gm)].map(
         (m) => `${m[1]}@${m[2]} ${m[3]}`,
       );
+      // Buildpacks that install Debian packages bundle the InRelease check (openpgp) and xz.
+      const debian = ['go', 'python', 'java'].includes(name);
       const expected = [
+        ...(debian ? [`openpgp@${await version('openpgp')} LGPL-3.0+`] : []),
         ...(name === 'nodejs-engine' ? [`semver@${semver} ISC`] : []),
         `smol-toml@${smol} BSD-3-Clause`,
+        ...(debian ? [`xz-decompress@${await version('xz-decompress')} MIT`] : []),
       ];
       assert.deepEqual(listed, expected, name);
       assert.match(notices, /Redistribution and use in source and binary forms/);

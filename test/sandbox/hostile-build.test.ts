@@ -115,9 +115,11 @@ describe('hostile buildpacks in a build', { skip: !asRoot && 'needs root (build 
     const bp = await f.inline({
       id: 'hostile/forkbomb',
       detect: DETECT,
-      build: ':(){ :|:& };:; wait; exit 1',
+      // The bomb's first generation ends at once (each forks and returns): `wait` alone let the
+      // step end before a loaded machine had made 200 processes. It runs on until the limit bites.
+      build: ':(){ :|:& };:; sleep 4; exit 1',
     });
-    const msg = await failure(f.detectAndBuild([bp.id], { limits: { processes: 200 }, timeoutMs: 5000 }));
+    const msg = await failure(f.detectAndBuild([bp.id], { limits: { processes: 200 }, timeoutMs: 30000 }));
     assert.match(msg, /hostile\/forkbomb@0\.0\.1 failed: bin\/build/);
     assert.match(msg, /the process limit of 200 processes was reached/);
   });
