@@ -15,6 +15,7 @@ say() { printf '==> %s\n' "$*"; }
 # and python3, which tests call (absent from minimal images).
 pkgs=(bubblewrap slirp4netns iptables libseccomp-dev podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
       ca-certificates debian-archive-keyring git jq apache2-utils openssl curl python3)
+pkgs+=(libmaven-compiler-plugin-java libmaven-jar-plugin-java libmaven-resources-plugin-java libsurefire-java libmaven-dependency-plugin-java libcommons-lang3-java)  # the Maven repository test/e2e/java-maven.test.ts serves (Debian's /usr/share/maven-repo)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
