@@ -108,6 +108,16 @@ describe('kiln/java', {
         [...(web?.command ?? []), ...(web?.args ?? [])].includes('-XX:MaxRAMPercentage=75.0'),
         JSON.stringify(web),
       );
+      // Java's trusted CAs: a keystore made from the CA bundle (ca-certificates-java's maintainer
+      // script never runs), where the JRE's cacerts link points.
+      assert.match(output(res), /Java CA keystore: \d{3} certificates from /);
+      assert.ok(files.has('layers/kiln_java/jre/etc/ssl/certs/java/cacerts'));
+      const keytool = await podman.run(
+        `oci:${store}:docker.io/library/${IMAGE}:latest`,
+        ['-list', '-cacerts', '-storepass', 'changeit'],
+        { entrypoint: '/layers/kiln_java/jre/usr/lib/jvm/java-17-openjdk-amd64/bin/keytool' },
+      );
+      assert.match(keytool.stdout, /Your keystore contains \d{3} entries/, keytool.stdout + keytool.stderr);
       const sbom = files.get('layers/sbom/launch/kiln_java/jre/sbom.cdx.json') ?? '';
       assert.match(sbom, /pkg:deb\/debian\/openjdk-17-jre-headless@/);
       const before = (await layerShas(IMAGE)).layers;

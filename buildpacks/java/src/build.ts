@@ -9,6 +9,7 @@ import { resetLayer, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import { keepPatterns, removeSource } from '../../go/src/source.ts';
 import { findArtifact, shipArtifact } from './artifact.ts';
+import { caBundle, writeCacerts } from './cacerts.ts';
 import { installJdk, installJre } from './jdk.ts';
 import { javaRelease, parseRelease } from './pom.ts';
 import { mavenSettings } from './settings.ts';
@@ -37,6 +38,8 @@ main(async () => {
   const wrapper = await exists(join(ctx.appDir, 'mvnw'));
   const jdk = await installJdk(ctx.layersDir, ctx.env, wanted, why, !wrapper);
   log(`  OpenJDK ${jdk.major} (Debian ${jdk.version})${wanted ? ` for Java ${wanted} (${why})` : ''}`);
+  const jdkJava = join(jdk.javaHome, 'bin', 'java');
+  await writeCacerts(jdk.layerDir, jdkJava, caBundle(ctx.env), ctx.env);
   const m2 = join(ctx.layersDir, 'm2');
   await mkdir(join(m2, 'repository'), { recursive: true });
   await writeLayerToml(ctx.layersDir, 'm2', { cache: true }, {});
@@ -65,6 +68,7 @@ main(async () => {
   );
 
   const jre = await installJre(ctx.layersDir, ctx.env, jdk.major);
+  await writeCacerts(jre.layerDir, jdkJava, caBundle(ctx.env), ctx.env);
   const java = join(jre.javaHome, 'bin', 'java');
   await writeLaunchToml(ctx.layersDir, [
     { type: 'web', command: [java, ...MEMORY_FLAGS, '-jar', jar], default: true },

@@ -39,6 +39,7 @@ export function chooseMajor(offered: readonly number[], wanted: number | undefin
 /** Jdk is the build toolchain: JAVA_HOME and, unless the project's mvnw is used, Maven's home. */
 export interface Jdk {
   readonly major: number;
+  readonly layerDir: string;
   readonly javaHome: string;
   readonly mavenHome: string | undefined;
   readonly version: string;
@@ -76,6 +77,7 @@ export async function installJdk(
   const maven = layer.packages.some((p) => p.name === 'maven');
   return {
     major,
+    layerDir: layer.dir,
     javaHome: join(layer.dir, `usr/lib/jvm/java-${major}-openjdk-${debArch(env)}`),
     mavenHome: withMaven && maven ? join(layer.dir, 'usr/share/maven') : undefined,
     version: jdk.version,
@@ -119,6 +121,7 @@ const NOT_SHIPPED = [
 
 /** Jre is the launch layer: where `java` is. */
 export interface Jre {
+  readonly layerDir: string;
   readonly javaHome: string;
   readonly reused: boolean;
   readonly version: string;
@@ -153,7 +156,7 @@ export async function installJre(layersDir: string, env: NodeJS.ProcessEnv, majo
   await prependPath(layer.dir, 'env.launch', 'LD_LIBRARY_PATH', libs.join(':'));
   await writeEnv(layer.dir, 'env.launch', 'JAVA_HOME', 'override', javaHome);
   const jre = layer.packages.find((p) => p.name === `openjdk-${major}-jre-headless`);
-  return { javaHome, reused: layer.reused, version: jre?.version ?? '' };
+  return { layerDir: layer.dir, javaHome, reused: layer.reused, version: jre?.version ?? '' };
 }
 
 /**
