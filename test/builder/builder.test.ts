@@ -178,7 +178,7 @@ describe('createBuilder()', () => {
       Labels: Record<string, string>;
       Layers: string[];
     };
-    assert.equal(inspected.Layers.length, 8);
+    assert.equal(inspected.Layers.length, 9);
     assert.ok(inspected.Labels[BuilderLabel.Metadata]);
   });
 
