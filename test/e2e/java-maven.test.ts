@@ -110,7 +110,7 @@ describe('kiln/java', {
       );
       // Java's trusted CAs: a keystore made from the CA bundle (ca-certificates-java's maintainer
       // script never runs), where the JRE's cacerts link points.
-      assert.match(output(res), /Java CA keystore: \d{3} certificates from /);
+      assert.match(output(res), /Java CA keystore: (\d{3} certificates from|kept \()/);
       assert.ok(files.has('layers/kiln_java/jre/etc/ssl/certs/java/cacerts'));
       const keytool = await podman.run(
         `oci:${store}:docker.io/library/${IMAGE}:latest`,
@@ -118,6 +118,17 @@ describe('kiln/java', {
         { entrypoint: '/layers/kiln_java/jre/usr/lib/jvm/java-17-openjdk-amd64/bin/keytool' },
       );
       assert.match(keytool.stdout, /Your keystore contains \d{3} entries/, keytool.stdout + keytool.stderr);
+      // The JVM sizes its heap from the container's memory limit (75% of 512 MiB).
+      const vm = await podman.run(
+        `oci:${store}:docker.io/library/${IMAGE}:latest`,
+        ['-XX:MaxRAMPercentage=75.0', '-XshowSettings:vm', '-version'],
+        {
+          entrypoint: '/layers/kiln_java/jre/usr/lib/jvm/java-17-openjdk-amd64/bin/java',
+          flags: ['--memory', '512m'],
+        },
+      );
+      const heap = /Max\. Heap Size \(Estimated\): (\d+(?:\.\d+)?)M/.exec(vm.stdout + vm.stderr);
+      assert.ok(heap && Number(heap[1]) > 300 && Number(heap[1]) <= 384, vm.stdout + vm.stderr);
       const sbom = files.get('layers/sbom/launch/kiln_java/jre/sbom.cdx.json') ?? '';
       assert.match(sbom, /pkg:deb\/debian\/openjdk-17-jre-headless@/);
       const before = (await layerShas(IMAGE)).layers;
@@ -136,13 +147,27 @@ describe('kiln/java', {
     }
   });
 
-  test("a pom.xml whose source does not compile fails with javac's error and the failed step", async () => {
+  test("a pom.xml whose source does not compile fails with javac's error and the failed step (repository from BP_MAVEN_REPOSITORY_URL)", async () => {
     const { dir, cleanup } = await copySample('java-maven');
     try {
       const app = path.join(dir, 'src/main/java/dev/kiln/sample/App.java');
       await writeFile(app, (await readFile(app, 'utf8')).replace('server.start();', 'server.start()'));
-      const res = await kiln(build(dir));
+      // The repository from BP_MAVEN_REPOSITORY_URL this time (no binding): a mirror of everything.
+      const res = await kiln([
+        'build',
+        IMAGE,
+        '--path',
+        dir,
+        '--env',
+        `BP_MAVEN_REPOSITORY_URL=${repo.url}`,
+        '--allow-host',
+        `127.0.0.1:${repo.port}`,
+      ]);
       assert.notEqual(res.code, 0);
+      assert.ok(
+        output(res).includes(`Maven repositories: mirror ${repo.url} (BP_MAVEN_REPOSITORY_URL)`),
+        output(res),
+      );
       assert.match(output(res), /App\.java:\[\d+,\d+\] ';' expected/, "javac's own message");
       assert.match(output(res), /kiln\/java failed at step "mvn package": see the output above/);
     } finally {

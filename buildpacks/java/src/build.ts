@@ -49,7 +49,9 @@ main(async () => {
   const userArgs = splitCommand(ctx.env.BP_MAVEN_BUILD_ARGUMENTS?.trim() || DEFAULT_ARGS);
   if (!userArgs) throw fail('arguments', 'BP_MAVEN_BUILD_ARGUMENTS needs a shell (quotes do not close)');
   const args = [`-Dmaven.repo.local=${join(m2, 'repository')}`, ...settings.args, ...userArgs];
-  const command = wrapper ? join(ctx.appDir, 'mvnw') : join(jdk.mavenHome!, 'bin', 'mvn');
+  const command = wrapper
+    ? join(ctx.appDir, 'mvnw')
+    : join(jdk.mavenHome ?? '/usr/share/maven', 'bin', 'mvn');
   if (wrapper) log("  using the project's Maven wrapper (mvnw)");
   log(`  ${wrapper ? './mvnw' : 'mvn'} ${userArgs.join(' ')}`);
   const env = mavenEnv(ctx.env, jdk.javaHome, jdk.mavenHome, m2);

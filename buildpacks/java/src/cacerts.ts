@@ -61,7 +61,10 @@ export async function writeCacerts(
   const dest = join(layerDir, 'etc/ssl/certs/java/cacerts');
   const stamp = `${dest}.sha256`;
   const digest = createHash('sha256').update(pem).digest('hex');
-  if ((await readFile(stamp, 'utf8').catch(() => '')) === digest) return;
+  if ((await readFile(stamp, 'utf8').catch(() => '')) === digest) {
+    log(`  Java CA keystore: kept (${bundle} unchanged)`);
+    return;
+  }
   const dir = await mkdtemp(join(tmpdir(), 'kiln-cacerts-'));
   try {
     await writeFile(join(dir, 'Cacerts.java'), PROGRAM);

@@ -71,16 +71,27 @@ export async function installJdk(
     contents: 'jdk-1',
     skip: (p) => DEFAULT_SKIP(p) && !keepEtc(p),
   });
-  const jdk = layer.packages.find((p) => /^openjdk-\d+-jdk-headless$/.test(p.name));
-  if (!jdk) throw new BuildpackFailure('kiln/java: the jdk layer holds no openjdk-N-jdk-headless package');
-  major = Number(/^openjdk-(\d+)-/.exec(jdk.name)![1]);
-  const maven = layer.packages.some((p) => p.name === 'maven');
+  // A kept layer was not resolved again (the chooser did not run): its packages say which JDK.
+  if (major === 0) {
+    const pkg = layer.packages.find((p) => /^openjdk-\d+-/.test(p.name));
+    if (!pkg) throw new BuildpackFailure('kiln/java: the jdk layer holds no openjdk-N package');
+    major = Number(/^openjdk-(\d+)-/.exec(pkg.name)![1]);
+  }
+  // A package the build image already has is not in the layer: it is used from the image.
+  const image = await installedPackages();
+  const inLayer = (name: string) => layer.packages.some((p) => p.name === name);
+  const jdkName = `openjdk-${major}-jdk-headless`;
+  const root = (name: string) => (inLayer(name) ? layer.dir : '/');
+  if (!inLayer(jdkName) && !image.has(jdkName))
+    throw new BuildpackFailure(`kiln/java: the jdk layer holds no ${jdkName} package`);
+  if (withMaven && !inLayer('maven') && !image.has('maven'))
+    throw new BuildpackFailure('kiln/java: the jdk layer holds no maven package');
   return {
     major,
     layerDir: layer.dir,
-    javaHome: join(layer.dir, `usr/lib/jvm/java-${major}-openjdk-${debArch(env)}`),
-    mavenHome: withMaven && maven ? join(layer.dir, 'usr/share/maven') : undefined,
-    version: jdk.version,
+    javaHome: join(root(jdkName), `usr/lib/jvm/java-${major}-openjdk-${debArch(env)}`),
+    mavenHome: withMaven ? join(root('maven'), 'usr/share/maven') : undefined,
+    version: layer.packages.find((p) => p.name === jdkName)?.version ?? image.get(jdkName) ?? '',
   };
 }
 
