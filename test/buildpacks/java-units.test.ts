@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -106,12 +106,13 @@ describe('Maven settings', () => {
     await mkdir(path.join(root, 'corp'), { recursive: true });
     await writeFile(path.join(root, 'corp/type'), 'maven');
     await assert.rejects(
-      mavenSettings({ SERVICE_BINDING_ROOT: root }, tmp),
+      mavenSettings({ SERVICE_BINDING_ROOT: root }, tmp, tmp),
       /the maven binding corp has no settings\.xml/,
     );
     await writeFile(path.join(root, 'corp/settings.xml'), '<settings/>');
     const s = await mavenSettings(
       { SERVICE_BINDING_ROOT: root, BP_MAVEN_REPOSITORY_URL: 'https://m.example/' },
+      tmp,
       tmp,
     );
     assert.deepEqual(s.args, ['--settings', path.join(root, 'corp/settings.xml')]);
@@ -119,8 +120,13 @@ describe('Maven settings', () => {
     const m = await mavenSettings(
       { SERVICE_BINDING_ROOT: path.join(tmp, 'none'), BP_MAVEN_REPOSITORY_URL: 'https://m.example/maven2' },
       tmp,
+      tmp,
     );
-    assert.equal(m.args[0], '--settings');
+    assert.deepEqual(m.args, ['--settings', path.join(tmp, 'kiln-mirror-settings.xml')]);
+    assert.match(
+      await readFile(m.args[1]!, 'utf8'),
+      /<mirrorOf>\*<\/mirrorOf>\s*<url>https:\/\/m\.example\/maven2<\/url>/,
+    );
     assert.match(m.describe, /mirror https:\/\/m\.example\/maven2/);
     assert.throws(() => repositoryUrl('https://u:p@m.example/'), /must not carry credentials/);
     assert.throws(() => repositoryUrl('http://m.example/'), /must be an https URL/);

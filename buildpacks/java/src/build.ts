@@ -44,7 +44,8 @@ main(async () => {
   await mkdir(join(m2, 'repository'), { recursive: true });
   await writeLayerToml(ctx.layersDir, 'm2', { cache: true }, {});
 
-  const settings = await mavenSettings(ctx.env, ctx.platformDir);
+  // The m2 cache layer holds the generated mirror settings (a URL, no credentials) if any.
+  const settings = await mavenSettings(ctx.env, ctx.platformDir, m2);
   log(`  Maven repositories: ${settings.describe}`);
   const userArgs = splitCommand(ctx.env.BP_MAVEN_BUILD_ARGUMENTS?.trim() || DEFAULT_ARGS);
   if (!userArgs) throw fail('arguments', 'BP_MAVEN_BUILD_ARGUMENTS needs a shell (quotes do not close)');

@@ -1,5 +1,3 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bindingRoot, bindingsOfType } from '../../_shared/bindings.ts';
 import { exists, writeFileAtomic } from '../../_shared/fsutil.ts';
@@ -11,7 +9,8 @@ import { BuildpackFailure } from '../../_shared/main.ts';
 //  2. BP_MAVEN_REPOSITORY_URL: a mirror of every repository (`<mirrorOf>*</mirrorOf>`), without
 //     credentials (https, or plain http to this machine);
 //  3. neither: Maven's own default (Maven Central).
-// The settings file stays where it is (the binding) or in a temporary directory: never in a layer.
+// The binding's settings file is read where it is mounted (it may hold credentials: never copied);
+// the one made from BP_MAVEN_REPOSITORY_URL (a URL without credentials) goes to `scratchDir`.
 
 /** MavenSettings is what the mvn command line gets, and a description for the log (no secrets). */
 export interface MavenSettings {
@@ -19,7 +18,11 @@ export interface MavenSettings {
   readonly describe: string;
 }
 
-export async function mavenSettings(env: NodeJS.ProcessEnv, platformDir: string): Promise<MavenSettings> {
+export async function mavenSettings(
+  env: NodeJS.ProcessEnv,
+  platformDir: string,
+  scratchDir: string,
+): Promise<MavenSettings> {
   const bindings = await bindingsOfType(bindingRoot(env, platformDir), 'maven');
   if (bindings.length > 1)
     throw new BuildpackFailure(
@@ -38,8 +41,7 @@ export async function mavenSettings(env: NodeJS.ProcessEnv, platformDir: string)
   const url = env.BP_MAVEN_REPOSITORY_URL?.trim();
   if (url) {
     const checked = repositoryUrl(url);
-    const dir = await mkdtemp(join(tmpdir(), 'kiln-maven-'));
-    const file = join(dir, 'settings.xml');
+    const file = join(scratchDir, 'kiln-mirror-settings.xml');
     await writeFileAtomic(file, mirrorSettings(checked));
     return { args: ['--settings', file], describe: `mirror ${checked} (BP_MAVEN_REPOSITORY_URL)` };
   }
