@@ -175,6 +175,25 @@ describe('kiln/java', {
     }
   });
 
+  test("a pom.xml asking for a newer Java than Debian's fails clearly", async () => {
+    const { dir, cleanup } = await copySample('java-maven');
+    try {
+      const pom = path.join(dir, 'pom.xml');
+      await writeFile(
+        pom,
+        (await readFile(pom, 'utf8')).replace('<maven.compiler.release>17<', '<maven.compiler.release>99<'),
+      );
+      const res = await kiln(build(dir));
+      assert.notEqual(res.code, 0);
+      assert.match(
+        output(res),
+        /kiln\/java: pom\.xml asks for Java 99; the configured Debian suites offer OpenJDK 17/,
+      );
+    } finally {
+      await cleanup();
+    }
+  });
+
   test('a Gradle project fails with "Gradle is not supported yet"', async () => {
     const dir = path.join(scratch, 'gradle');
     await mkdir(dir, { recursive: true });

@@ -68,7 +68,9 @@ export async function installJdk(
     types: { build: true, cache: true },
     env,
     tool: TOOL,
-    contents: 'jdk-1',
+    // The chooser's inputs: a function's request is known by its text only, and another Java
+    // release or the wrapper instead of Maven must not keep the previous layer.
+    contents: `jdk-1 java=${wanted ?? 'default'} ${withMaven ? 'maven' : 'mvnw'}`,
     skip: (p) => DEFAULT_SKIP(p) && !keepEtc(p),
   });
   // A kept layer was not resolved again (the chooser did not run): its packages say which JDK.
