@@ -95,7 +95,7 @@ describe('createBuilder()', () => {
     await layout.writeImage(image, 'builder');
 
     const layers = await image.layers();
-    assert.equal(layers.length, 1 + 6 + 1);
+    assert.equal(layers.length, 1 + 7 + 1);
     const cfg = await image.configFile();
     assert.equal(cfg.config?.WorkingDir, '/layers');
     assert.equal(cfg.config?.User, '1000:1000');
@@ -103,9 +103,10 @@ describe('createBuilder()', () => {
     const labels = cfg.config?.Labels ?? {};
     assert.equal(labels[BuilderLabel.StackId], 'io.kiln.stacks.bookworm');
 
-    // Buildpack layers, sorted by id: go, node-start, nodejs-engine, npm-install, procfile, python.
+    // Buildpack layers, sorted by id: go, java, node-start, nodejs-engine, npm-install, procfile, python.
     const ids = [
       'kiln/go',
+      'kiln/java',
       'kiln/node-start',
       'kiln/nodejs-engine',
       'kiln/npm-install',
@@ -129,7 +130,7 @@ describe('createBuilder()', () => {
       assert.equal(layersLabel[id]?.['0.1.0']?.layerDiffID, await layer.diffID());
     }
 
-    const own = await entriesOf(layers[7]!);
+    const own = await entriesOf(layers[8]!);
     const order = parse(own.get('cnb/order.toml')!.text!) as {
       order: { group: { id: string; optional?: boolean }[] }[];
     };
@@ -139,6 +140,7 @@ describe('createBuilder()', () => {
         ['kiln/nodejs-engine', 'kiln/npm-install', 'kiln/node-start?', 'kiln/procfile?'],
         ['kiln/nodejs-engine', 'kiln/node-start?', 'kiln/procfile?'],
         ['kiln/go', 'kiln/procfile?'],
+        ['kiln/java', 'kiln/procfile?'],
         ['kiln/python', 'kiln/procfile?'],
         ['kiln/procfile'],
       ],
@@ -173,7 +175,7 @@ describe('createBuilder()', () => {
       for await (const e of readTar(await l.uncompressed()))
         layerPaths.push(e.header.path.replace(/^\.?\//, ''));
     assert.ok(!layerPaths.some((p) => p.startsWith('cnb/lifecycle')), 'no /cnb/lifecycle');
-    assert.equal(info.order.length, 5);
+    assert.equal(info.order.length, 6);
 
     // Another tool reads it: skopeo sees the labels in the layout kiln wrote.
     const inspected = JSON.parse(
@@ -182,7 +184,7 @@ describe('createBuilder()', () => {
       Labels: Record<string, string>;
       Layers: string[];
     };
-    assert.equal(inspected.Layers.length, 8);
+    assert.equal(inspected.Layers.length, 9);
     assert.ok(inspected.Labels[BuilderLabel.Metadata]);
   });
 

@@ -148,7 +148,7 @@ describe('detect', () => {
     const o = await workdir('detect-nothing');
     await writeFile(path.join(o.app, 'README.md'), 'nothing to build\n');
     const said: string[] = [];
-    for (const bp of ['nodejs-engine', 'npm-install', 'node-start', 'procfile', 'go']) {
+    for (const bp of ['nodejs-engine', 'npm-install', 'node-start', 'procfile', 'go', 'java']) {
       const res = await detect(bp, o);
       assert.equal(res.code, 100, bp);
       said.push(res.stdout.trim());
@@ -159,6 +159,7 @@ describe('detect', () => {
       'kiln/node-start: looked for package.json: not found',
       'kiln/procfile: looked for a Procfile with at least one "type: command" line: none found',
       'kiln/go: looked for go.mod or *.go files: none found',
+      'kiln/java: looked for pom.xml, mvnw, build.gradle or build.gradle.kts: none found',
     ]);
   });
 });

@@ -86,6 +86,8 @@ describe('detect prechecks write the same Build Plan as detect.js', () => {
     ['node-start', express],
     ['nodejs-engine', { 'package.json': JSON.stringify({ name: 'no-engines', main: 'x.js' }) }],
     ['go', { 'go.mod': 'module example.com/x\n', 'main.go': 'package main\n' }],
+    ['java', { 'pom.xml': '<project/>\n' }],
+    ['java', { 'build.gradle.kts': 'plugins { java }\n' }],
   ] as const) {
     test(`${name}: answered by the shell, same plan`, async () => {
       const o = await app(files);

@@ -186,6 +186,7 @@ describe('a project nothing detects', () => {
         'kiln/procfile: looked for a Procfile with at least one "type: command" line: none found',
         'kiln/python: looked for requirements.txt, pyproject.toml, setup.py, Pipfile, runtime.txt, .python-version: none found',
         'kiln/go: looked for go.mod or *.go files: none found',
+        'kiln/java: looked for pom.xml, mvnw, build.gradle or build.gradle.kts: none found',
       ]) {
         assert.ok(out.includes(said), `missing: ${said}\n${out}`);
       }

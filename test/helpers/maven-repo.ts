@@ -1,0 +1,70 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+
+// A Maven repository over HTTP on 127.0.0.1, serving a directory laid out as one (groupId as
+// directories / artifactId / version / files): Debian's /usr/share/maven-repo, where the packaged
+// Maven plugins and libraries install their poms and jars. Debian's files are symlinks into
+// /usr/share/java; a path is served when its real path stays below one of `roots`.
+
+export const DEBIAN_MAVEN_REPO = '/usr/share/maven-repo';
+
+/** MavenRepo is a running repository; `url` goes into a settings.xml mirror. */
+export interface MavenRepo {
+  readonly url: string;
+  readonly port: number;
+  /** Paths asked for (GET and HEAD), in order. */
+  readonly requests: string[];
+  close(): Promise<void>;
+}
+
+export async function startMavenRepo(
+  dir = DEBIAN_MAVEN_REPO,
+  roots: readonly string[] = [DEBIAN_MAVEN_REPO, '/usr/share/java'],
+): Promise<MavenRepo> {
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const rel = decodeURIComponent(url.pathname).replace(/^\/+/, '');
+      requests.push(`/${rel}`);
+      const inside = (p: string) => roots.some((r) => p === r || p.startsWith(`${r}/`));
+      // Debian's repository has no checksum files: they are made here, so Maven checks every download.
+      const sha1 = rel.endsWith('.sha1');
+      const file = path.join(dir, path.posix.normalize(`/${sha1 ? rel.slice(0, -5) : rel}`));
+      const real = await realpath(file).catch(() => undefined);
+      const st = real && inside(real) ? await stat(real).catch(() => undefined) : undefined;
+      if ((req.method !== 'GET' && req.method !== 'HEAD') || !st?.isFile()) {
+        res.writeHead(404).end();
+        return;
+      }
+      if (sha1) {
+        const hash = createHash('sha1');
+        for await (const chunk of createReadStream(real!)) hash.update(chunk as Buffer);
+        const body = hash.digest('hex');
+        res.writeHead(200, { 'content-length': body.length, 'content-type': 'text/plain' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+      res.writeHead(200, { 'content-length': st.size, 'content-type': 'application/octet-stream' });
+      if (req.method === 'HEAD') res.end();
+      else createReadStream(real!).pipe(res);
+    })().catch(() => res.writeHead(500).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    port,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** mirrorSettingsXml is a settings.xml that sends every repository to `url`. */
+export function mirrorSettingsXml(url: string): string {
+  return `<settings><mirrors><mirror><id>test</id><mirrorOf>*</mirrorOf><url>${url}</url></mirror></mirrors></settings>\n`;
+}
