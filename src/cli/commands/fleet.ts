@@ -7,7 +7,7 @@ import { readFleetFile } from '../../fleet/declarations.ts';
 import { Git } from '../../fleet/git.ts';
 import { statusRows } from '../../fleet/page.ts';
 import { buildpacksOfLabel, keys, Observer } from '../../fleet/reconcile.ts';
-import { type BuildRequest, JobRunner } from '../../fleet/runner.ts';
+import { type BuildRequest, JobRunner, type RebaseAttestFn } from '../../fleet/runner.ts';
 import { FleetServer, isLoopback } from '../../fleet/server.ts';
 import { SqliteState } from '../../fleet/sqlite-state.ts';
 import type { FleetState } from '../../fleet/state.ts';
@@ -61,6 +61,8 @@ const dbOption = [
 /** The collaborators of serve and worker. */
 function machinery(ctx: CliContext, state: FleetState, log: Logger) {
   const { settings } = ctx;
+  // Signing keys' passphrase (KILN_PASSWORD / COSIGN_PASSWORD) never reaches a log of serve or worker.
+  if (settings.signingPassphrase) ctx.redactor.add(settings.signingPassphrase);
   // The registry client's own debug lines go to the CLI's logger; the fleet's lines to `log`.
   const transports: Transports = imageTransports(settings, ctx.log);
   const client = registryClient(settings, ctx.log);
@@ -80,6 +82,7 @@ function machinery(ctx: CliContext, state: FleetState, log: Logger) {
     git,
     tmpDir: settings.env.TMPDIR ?? tmpdir(),
     build: (r) => buildInProcess(ctx, r),
+    attestRebase: attestRebase(ctx),
   });
   return { observer, runner, transports };
 }
@@ -106,14 +109,48 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
     ...Object.entries(d.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
     ...d.bindings.flatMap((b) => ['--binding', b]),
     ...(d.cacheImage ? ['--cache-image', d.cacheImage] : []),
+    // Signed, with provenance and SBOM referrers; the passphrase comes from this process's env.
+    ...(d.signingKey ? ['--sign-key', d.signingKey] : []),
   ];
+  const job = jobContext(ctx, r.log);
+  const bctx = job.ctx;
+  const program = new Command('kiln')
+    .option('--insecure-registry <host>', 'plain HTTP registry', (v: string, p: string[] = []) => [...p, v])
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => bctx.stdout.write(s),
+      writeErr: (s) => bctx.stderr.write(s),
+      outputError: () => {},
+    });
+  program.hook('preAction', (_this, action) => bctx.init(action.optsWithGlobals() as GlobalFlags));
+  (await import('./build.ts')).register(program, bctx);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    const msg = bctx.redactor.redact((e as Error).message);
+    r.log(`ERROR: ${msg}`);
+    throw new KilnError(`kiln build of ${d.name} failed: ${msg}`, { cause: e });
+  } finally {
+    job.flush();
+  }
+  const digest = /sha256:[0-9a-f]{64}/.exec(job.output())?.[0];
+  if (digest === undefined) throw new KilnError(`kiln build of ${d.name} printed no digest`);
+  return { digest };
+}
+
+/**
+ * jobContext is a CLI context for one job: its log lines go to the job's log (through the
+ * context's own redactor, which learns the key and passphrase when they are read), its output is
+ * kept for the caller.
+ */
+function jobContext(ctx: CliContext, log: (line: string) => void) {
   let out = '';
   let partial = '';
   const stderr = new Writable({
     write(chunk: Buffer, _enc, cb) {
       const lines = (partial + chunk.toString('utf8')).split('\n');
       partial = lines.pop() ?? '';
-      for (const l of lines) r.log(l);
+      for (const l of lines) log(l);
       cb();
     },
   });
@@ -124,29 +161,57 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
     },
   });
   const io = { stdout, stderr, env: { ...ctx.settings.env, CI: '1', NO_COLOR: '1' }, isTTY: false };
-  const bctx = createContext(io);
-  const program = new Command('kiln')
-    .option('--insecure-registry <host>', 'plain HTTP registry', (v: string, p: string[] = []) => [...p, v])
-    .exitOverride()
-    .configureOutput({
-      writeOut: (s) => stdout.write(s),
-      writeErr: (s) => stderr.write(s),
-      outputError: () => {},
-    });
-  program.hook('preAction', (_this, action) => bctx.init(action.optsWithGlobals() as GlobalFlags));
-  (await import('./build.ts')).register(program, bctx);
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (e) {
-    r.log(`ERROR: ${bctx.redactor.redact((e as Error).message)}`);
-    throw new KilnError(`kiln build of ${d.name} failed: ${(e as Error).message}`, { cause: e });
-  } finally {
-    if (partial) r.log(partial);
-  }
-  const digest = /sha256:[0-9a-f]{64}/.exec(out)?.[0];
-  if (digest === undefined) throw new KilnError(`kiln build of ${d.name} printed no digest`);
-  return { digest };
+  return {
+    ctx: createContext(io),
+    output: () => out,
+    flush: () => {
+      if (partial) log(partial);
+      partial = '';
+    },
+  };
 }
+
+/**
+ * attestRebase is `kiln rebase --sign-key`'s supply-chain step for a fleet rebase: the key is
+ * read (and its passphrase taken from this process's environment) before the rebased image is
+ * written; `finish` attaches the rebase provenance, the merged SBOM and the signatures.
+ */
+const attestRebase =
+  (ctx: CliContext): RebaseAttestFn =>
+  async (r) => {
+    const job = jobContext(ctx, r.log);
+    job.ctx.init({ insecureRegistry: [...ctx.settings.insecureRegistries] });
+    const { loadSigner } = await import('../supply-chain.ts');
+    const { startRebaseAttestation } = await import('../rebase-attest.ts');
+    const fail = (e: unknown, what: string) =>
+      new KilnError(
+        `${what} of ${r.decl.name} (signing-key ${r.decl.signingKey}) failed: ${job.ctx.redactor.redact((e as Error).message)}`,
+        { cause: e },
+      );
+    let signer: Awaited<ReturnType<typeof loadSigner>>;
+    try {
+      signer = await loadSigner(job.ctx, r.decl.signingKey);
+    } catch (e) {
+      throw fail(e, 'reading the signing key');
+    }
+    const attestation = startRebaseAttestation(
+      job.ctx,
+      { signKey: r.decl.signingKey },
+      { app: r.app, appName: r.appName, runImage: r.runImage, force: false },
+      signer,
+    )!;
+    return {
+      async finish(target, result, images) {
+        try {
+          await attestation.finish([target], result, images);
+        } catch (e) {
+          throw fail(e, 'signing the rebase');
+        } finally {
+          job.flush();
+        }
+      },
+    };
+  };
 
 // A duration as the fleet file writes it (30s, 5m), or milliseconds (500, 500ms).
 const ms = (v: string) => {
