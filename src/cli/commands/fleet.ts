@@ -1,9 +1,12 @@
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
+import { needsPassphrase } from '../../attest/keys.ts';
 import { parseDuration } from '../../config/units.ts';
-import { readFleetFile } from '../../fleet/declarations.ts';
+import { type ImageDeclaration, readFleetFile } from '../../fleet/declarations.ts';
 import { Git } from '../../fleet/git.ts';
 import { statusRows } from '../../fleet/page.ts';
 import { buildpacksOfLabel, keys, Observer } from '../../fleet/reconcile.ts';
@@ -112,6 +115,7 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
     // Signed, with provenance and SBOM referrers; the passphrase comes from this process's env.
     ...(d.signingKey ? ['--sign-key', d.signingKey] : []),
   ];
+  await signingKeyUsable(ctx, d);
   const job = jobContext(ctx, r.log);
   const bctx = job.ctx;
   const program = new Command('kiln')
@@ -136,6 +140,24 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
   const digest = /sha256:[0-9a-f]{64}/.exec(job.output())?.[0];
   if (digest === undefined) throw new KilnError(`kiln build of ${d.name} printed no digest`);
   return { digest };
+}
+
+/**
+ * signingKeyUsable refuses a job whose declared key is encrypted while serve or the worker has no
+ * passphrase in its environment: a service must fail the job, never prompt on its terminal.
+ */
+async function signingKeyUsable(ctx: CliContext, d: ImageDeclaration): Promise<void> {
+  if (d.signingKey === undefined || ctx.settings.signingPassphrase !== undefined) return;
+  let text: string;
+  try {
+    text = await readFile(d.signingKey, 'utf8');
+  } catch (e) {
+    throw new KilnError(`images.${d.name}.signing-key ${d.signingKey}: ${(e as Error).message}`);
+  }
+  if (needsPassphrase(text))
+    throw new KilnError(
+      `images.${d.name}.signing-key ${d.signingKey} is encrypted: set KILN_PASSWORD (or COSIGN_PASSWORD) in the environment of kiln fleet serve and workers`,
+    );
 }
 
 /**
@@ -179,6 +201,7 @@ function jobContext(ctx: CliContext, log: (line: string) => void) {
 const attestRebase =
   (ctx: CliContext): RebaseAttestFn =>
   async (r) => {
+    await signingKeyUsable(ctx, r.decl);
     const job = jobContext(ctx, r.log);
     job.ctx.init({ insecureRegistry: [...ctx.settings.insecureRegistries] });
     const { loadSigner } = await import('../supply-chain.ts');
@@ -238,6 +261,14 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (file: string, flags: StateFlags) => {
       const decl = await readFleetFile(path.resolve(file));
       const applied = await withState(ctx, flags, (s) => s.apply(decl));
+      // serve and the workers read the keys (maybe on other machines): a warning, not an error.
+      for (const d of decl.images)
+        if (d.signingKey !== undefined)
+          await access(d.signingKey, constants.R_OK).catch((e: Error) =>
+            ctx.log.warn(
+              `fleet: images.${d.name}.signing-key ${d.signingKey} is not readable here (serve and workers need it): ${e.message}`,
+            ),
+          );
       for (const n of applied.added) ctx.log.info(`fleet: managing ${n}`);
       for (const n of applied.changed) ctx.log.info(`fleet: declaration of ${n} changed`);
       for (const n of applied.removed) ctx.log.info(`fleet: no longer managing ${n}`);
@@ -401,7 +432,6 @@ async function readSecret(
   ctx: CliContext,
 ): Promise<string | undefined> {
   if (file === undefined) return undefined;
-  const { readFile } = await import('node:fs/promises');
   let s: string;
   try {
     s = (await readFile(file, 'utf8')).trim();
