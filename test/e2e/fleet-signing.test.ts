@@ -84,13 +84,17 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-function startServe(port: number): NonNullable<typeof serve> {
+function startServe(port: number, withPassphrase = true): NonNullable<typeof serve> {
+  const env: Record<string, string | undefined> = { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' };
+  delete env.KILN_PASSWORD;
+  delete env.COSIGN_PASSWORD;
+  if (withPassphrase) env.KILN_PASSWORD = PASSPHRASE;
   const child = spawn(
     path.join(ROOT, 'bin', 'kiln'),
     ['fleet', 'serve', '--listen', `127.0.0.1:${port}`, '--database', db, '--poll-interval', '500'],
     {
       // The passphrase reaches serve through its environment, as docs/fleet.md says.
-      env: { ...process.env, KILN_HOME, KILN_PASSWORD: PASSPHRASE, NO_COLOR: '1', CI: '1' },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -209,4 +213,29 @@ test('fleet builds and rebases are signed and attested; the key and passphrase s
     assert.ok(!text.includes(PASSPHRASE), `${what} holds the passphrase`);
     for (const line of keyBody) assert.ok(!text.includes(line), `${what} holds the private key`);
   }
+});
+
+test('without a passphrase in its environment, serve fails the job naming the key and publishes nothing', {
+  timeout: 120_000,
+}, async () => {
+  const before = (await history())[0]!;
+  const tag = `${registry.host}/apps/app:latest`;
+  const client = new RegistryClient({});
+  const transports = new Transports({ client, storeDir: path.join(work, 'store') });
+  const published = await (await transports.parse(tag).read()).digest();
+  serve = startServe(await freePort(), false);
+  await kilnOk(['fleet', 'rebuild', 'app', '--database', db]);
+  const end = Date.now() + 60_000;
+  let failed: Hist | undefined;
+  while (failed === undefined) {
+    const j = (await history()).find((h) => h.id > before.id);
+    if (j?.error !== undefined) failed = j;
+    else if (Date.now() > end) throw new Error(`no failed job\n${serve.output().slice(-3000)}`);
+    else await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.deepEqual(failed.reasons, ['TRIGGER']);
+  assert.match(failed.error!, /images\.app\.signing-key .*release\.key is encrypted: set KILN_PASSWORD/);
+  assert.equal(await (await transports.parse(tag).read()).digest(), published, 'nothing published');
+  await serve.stop();
+  serve = undefined;
 });
