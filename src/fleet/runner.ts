@@ -126,9 +126,15 @@ export class JobRunner {
       explicitRunImage: true,
       force: false,
     });
+    if (attest !== undefined) {
+      // Signed: the image by digest, then its referrers and signature, and only then the tag
+      // moves, so whoever pulls the tag never gets an unsigned image (`kiln rebase --sign-key`
+      // tags first; a retry after a failure here rewrites the same digest).
+      const byDigest = images.parse(pinned(decl.tag, await result.image.digest()));
+      await byDigest.write(result.image);
+      await attest.finish(target, result.image, images);
+    }
     const written = await target.write(result.image);
-    // Like `kiln rebase --publish --sign-key`: the image first, then its referrers and signature.
-    await attest?.finish(target, result.image, images);
     log(
       `Rebased ${decl.tag}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept: ${written.digest}`,
     );

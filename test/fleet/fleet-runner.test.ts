@@ -115,6 +115,7 @@ describe('JobRunner', () => {
       /cannot sign a rebase here/,
     );
     const calls: string[] = [];
+    let tagAtFinish: string | undefined;
     const signing = new JobRunner({
       transports,
       git: new Git({ env: { PATH: process.env.PATH } }),
@@ -126,6 +127,9 @@ describe('JobRunner', () => {
         return {
           finish: async (target, result) => {
             calls.push(`finish ${target.imageName} ${await result.digest()}`);
+            // The rebased image is in the registry by digest, the tag not moved yet.
+            await transports.parse(`${host}/apps/yes@${await result.digest()}`).read();
+            tagAtFinish = await (await target.read()).digest();
           },
         };
       },
@@ -144,5 +148,7 @@ describe('JobRunner', () => {
     assert.equal(calls.length, 3);
     assert.equal(calls[1], `start /nonexistent/k.key ${d2} ${host}/apps/yes@${tagBefore}`);
     assert.match(calls[2]!, new RegExp(`^finish ${host}/apps/yes:latest ${ok.digest}$`));
+    assert.equal(tagAtFinish, tagBefore, 'the tag moves only after the attestation');
+    assert.equal(await (await transports.parse(`${host}/apps/yes:latest`).read()).digest(), ok.digest);
   });
 });
