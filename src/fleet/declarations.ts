@@ -16,6 +16,7 @@ import { errnoOf } from '../internal/errors.ts';
 //   [builders.default]    image = "registry:5000/stack/builder:latest"
 //   [images.api]          tag = "registry:5000/apps/api:latest", builder = "default", run-image = "base"
 //                         source = { git = "https://…/api.git", branch = "main" }  (or tag = "v1", or path = "/src")
+//                         signing-key = "/etc/kiln/release.key"  (passphrase: KILN_PASSWORD in serve's env)
 
 /** The schema versions this kiln reads. */
 export const FLEET_SCHEMA_VERSION = 1;
@@ -83,6 +84,17 @@ const imageDecl = z.strictObject({
   /** The build cache: a registry image (`cache-image`) or the default per-image directory. */
   'cache-image': imageRef.optional(),
   'history-limit': z.number().int().min(1).max(10_000).optional(),
+  /**
+   * The private key (a kiln or cosign key file) every build and rebase of this image is signed
+   * with, as `kiln build --sign-key`: a path only; its passphrase comes from KILN_PASSWORD or
+   * COSIGN_PASSWORD in the environment of serve and the workers, never from the fleet file.
+   */
+  'signing-key': z
+    .string()
+    .max(4096)
+    .regex(/^[^\x00-\x1f]+$/, 'expected a key file path')
+    .refine((p) => path.isAbsolute(p), 'expected the absolute path of a private key file')
+    .optional(),
   /** Rebuilds only: never rebase (a STACK change then rebuilds). */
   rebase: z.boolean().optional(),
 });
@@ -134,6 +146,8 @@ export interface ImageDeclaration {
   readonly env: Readonly<Record<string, string>>;
   readonly bindings: readonly string[];
   readonly cacheImage: string | undefined;
+  /** The private key file builds and rebases are signed with (undefined: not signed). */
+  readonly signingKey: string | undefined;
   readonly historyLimit: number;
   readonly rebase: boolean;
   /** sha256 of the declaration: a change is reason CONFIG. */
@@ -185,6 +199,13 @@ export function parseFleet(text: string, file: string): Fleet {
         ...(s.subdir !== undefined ? { subdir: s.subdir } : {}),
       };
     } else source = { path: d.source.path };
+    const signingKey = d['signing-key'];
+    // The build copies a path source into its sandbox (and maybe the image): never the key.
+    if (signingKey !== undefined && 'path' in source && isInside(signingKey, source.path))
+      throw errorOf(
+        file,
+        `${key}.signing-key: ${signingKey} is inside source.path ${source.path}; keep keys out of the app directory`,
+      );
     const builder = d.builder === undefined ? undefined : (builders[d.builder] ?? d.builder);
     if (d.builder !== undefined && builders[d.builder] === undefined && !/[/:@]/.test(d.builder))
       throw errorOf(
@@ -202,6 +223,7 @@ export function parseFleet(text: string, file: string): Fleet {
       env: d.env ?? {},
       bindings: d.bindings ?? [],
       cacheImage: d['cache-image'],
+      signingKey,
       historyLimit: d['history-limit'] ?? raw['history-limit'] ?? DEFAULT_HISTORY,
       rebase: d.rebase ?? true,
     };
@@ -214,6 +236,12 @@ export function parseFleet(text: string, file: string): Fleet {
     runImages,
     images,
   };
+}
+
+/** isInside tells whether absolute path `p` is `dir` or below it (lexically). */
+function isInside(p: string, dir: string): boolean {
+  const rel = path.relative(path.resolve(dir), path.resolve(p));
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 /** readFleetFile reads and validates a fleet file. */

@@ -1,9 +1,11 @@
 import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { KilnError } from '../internal/errors.ts';
+import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { RebaseRefusedError, rebase } from '../rebase/rebase.ts';
 import { parseReference } from '../registry/reference.ts';
+import type { ImageTarget } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import type { ImageDeclaration } from './declarations.ts';
 import type { Git } from './git.ts';
@@ -27,9 +29,30 @@ export interface BuildRequest {
 /** Runs one build; resolves with the published manifest digest. */
 export type BuildFn = (r: BuildRequest) => Promise<{ digest: string }>;
 
+/** What a rebase of an image with a signing key knows before it writes (as `kiln rebase`). */
+export interface RebaseAttestRequest {
+  readonly decl: ImageDeclaration & { readonly signingKey: string };
+  /** The app image as read, and its digest reference. */
+  readonly app: Image;
+  readonly appName: string;
+  readonly runImage: { readonly reference: string; readonly digest: Digest };
+  readonly log: (line: string) => void;
+}
+
+/**
+ * Starts the supply-chain step of a signed rebase: loads the key (a bad key fails the job before
+ * anything is written) and resolves with `finish`, which attaches provenance, SBOM and signatures
+ * to the written image.
+ */
+export type RebaseAttestFn = (
+  r: RebaseAttestRequest,
+) => Promise<{ finish(target: ImageTarget, result: Image, images: Transports): Promise<void> }>;
+
 export interface RunnerOptions {
   readonly transports: Transports;
   readonly build: BuildFn;
+  /** Signs and attests rebases of images that declare a signing key (required for them). */
+  readonly attestRebase?: RebaseAttestFn;
   readonly git: Git;
   /** Where source checkouts go (removed after each build). */
   readonly tmpDir: string;
@@ -90,21 +113,53 @@ export class JobRunner {
       this.#runImages.set(key, reading);
     }
     const run = await reading;
+    const readDigest = await run.digest();
+    const runReference = runTarget.digestReference(readDigest);
+    const attest = await this.#startAttestation(decl, app, target, runReference, readDigest, log);
     log(`Rebasing ${decl.tag} onto ${runName}@${runDigest}`);
     const result = await rebase({
       image: app,
       imageName: decl.tag,
       runImage: run,
       runImageName: runName,
-      runImageReference: runTarget.digestReference(await run.digest()),
+      runImageReference: runReference,
       explicitRunImage: true,
       force: false,
     });
+    if (attest !== undefined) {
+      // Signed: the image by digest, then its referrers and signature, and only then the tag
+      // moves, so whoever pulls the tag never gets an unsigned image (`kiln rebase --sign-key`
+      // tags first; a retry after a failure here rewrites the same digest).
+      const byDigest = images.parse(pinned(decl.tag, await result.image.digest()));
+      await byDigest.write(result.image);
+      await attest.finish(target, result.image, images);
+    }
     const written = await target.write(result.image);
     log(
       `Rebased ${decl.tag}: ${result.removedBaseLayers} base layers replaced by ${result.addedBaseLayers}, ${result.appLayers} app layers kept: ${written.digest}`,
     );
     return written.digest;
+  }
+
+  async #startAttestation(
+    decl: ImageDeclaration,
+    app: Image,
+    target: ImageTarget,
+    runReference: string,
+    runDigest: Digest,
+    log: (line: string) => void,
+  ) {
+    const signingKey = decl.signingKey;
+    if (signingKey === undefined) return undefined;
+    if (this.#o.attestRebase === undefined)
+      throw new KilnError(`${decl.name}: cannot sign a rebase here (no signer configured)`);
+    return this.#o.attestRebase({
+      decl: { ...decl, signingKey },
+      app,
+      appName: target.digestReference(await app.digest()),
+      runImage: { reference: runReference, digest: runDigest },
+      log,
+    });
   }
 
   async #build(job: Job, decl: ImageDeclaration, log: (line: string) => void): Promise<string> {

@@ -167,6 +167,13 @@ async function gitRepo(name: string): Promise<string> {
     ],
     {
       cwd: s.dir,
+      // One commit date for every repository: the same tree is then the same commit (the image
+      // records the commit), whichever second each repository was made in.
+      env: {
+        ...process.env,
+        GIT_AUTHOR_DATE: '2024-01-01T00:00:00Z',
+        GIT_COMMITTER_DATE: '2024-01-01T00:00:00Z',
+      },
     },
   );
   await s.cleanup();

@@ -69,6 +69,17 @@ describe('fleet file', () => {
     assert.notEqual(parseFleet(FILE.replace('debug', 'info'), 'f').images[0]!.hash, api.hash);
   });
 
+  test('signing-key is a path, part of the declaration (a change is CONFIG)', () => {
+    const f = parseFleet(FILE, 'f');
+    assert.equal(f.images[0]!.signingKey, undefined);
+    const signed = parseFleet(FILE.replace('env = {', 'signing-key = "/etc/kiln/a.key"\nenv = {'), 'f');
+    assert.equal(signed.images[0]!.signingKey, '/etc/kiln/a.key');
+    assert.notEqual(signed.images[0]!.hash, f.images[0]!.hash);
+    const other = parseFleet(FILE.replace('env = {', 'signing-key = "/etc/kiln/b.key"\nenv = {'), 'f');
+    assert.notEqual(other.images[0]!.hash, signed.images[0]!.hash);
+    assert.equal(signed.images[1]!.hash, f.images[1]!.hash, 'other images unchanged');
+  });
+
   test('[[images]] with name is the same as [images.NAME]', () => {
     const arr = parseFleet(
       'schema-version = 1\n[[run-images]]\nname = "base"\nimage = "r/run:1"\n[[images]]\nname = "web"\ntag = "r/web:1"\nrun-image = "base"\nsource = { path = "/srv/web" }\n',
@@ -111,6 +122,16 @@ describe('fleet file', () => {
     ['toml', `${FILE}\n[[[`, /fleet\.toml: invalid TOML/],
     ['poll', FILE.replace('"30s"', '"soon"'), /poll-interval: expected a duration/],
     ['binding', FILE.replace('env = {', 'bindings = ["x=rel"]\nenv = {'), /images\.api\.bindings\[0\]/],
+    [
+      'relative signing key',
+      FILE.replace('env = {', 'signing-key = "keys/a.key"\nenv = {'),
+      /images\.api\.signing-key: expected the absolute path/,
+    ],
+    [
+      'signing key in the app',
+      FILE.replace('history-limit = 2', 'signing-key = "/srv/web/k.key"'),
+      /images\.web\.signing-key: \/srv\/web\/k\.key is inside source\.path/,
+    ],
   ];
   for (const [what, text, re] of bad)
     test(`refuses a bad file (${what}), naming the key`, () => {

@@ -101,5 +101,54 @@ describe('JobRunner', () => {
       /gone/,
     );
     assert.equal(builds.length, 1, 'a missing image is an error, not a rebuild');
+
+    // A declared signing key: the key is read before the rebase is written (a bad key publishes
+    // nothing), and the attestation is finished on the written image.
+    const signedFleet = parseFleet(
+      `schema-version = 1\n[run-images.base]\nimage = "${runRef}"\n[images.yes]\ntag = "${host}/apps/yes:latest"\nrun-image = "base"\nsource = { path = "${dir}" }\nsigning-key = "/nonexistent/k.key"\n`,
+      'f',
+    );
+    const signed = signedFleet.images[0]!;
+    const tagBefore = await (await transports.parse(`${host}/apps/yes:latest`).read()).digest();
+    await assert.rejects(
+      runner.run(job('yes'), signed, () => {}),
+      /cannot sign a rebase here/,
+    );
+    const calls: string[] = [];
+    let tagAtFinish: string | undefined;
+    const signing = new JobRunner({
+      transports,
+      git: new Git({ env: { PATH: process.env.PATH } }),
+      tmpDir: dir,
+      build: async () => ({ digest: 'sha256:built' }),
+      attestRebase: async (r) => {
+        calls.push(`start ${r.decl.signingKey} ${r.runImage.digest} ${r.appName}`);
+        if (calls.length === 1) throw new Error('bad passphrase for /nonexistent/k.key');
+        return {
+          finish: async (target, result) => {
+            calls.push(`finish ${target.imageName} ${await result.digest()}`);
+            // The rebased image is in the registry by digest, the tag not moved yet.
+            await transports.parse(`${host}/apps/yes@${await result.digest()}`).read();
+            tagAtFinish = await (await target.read()).digest();
+          },
+        };
+      },
+    });
+    await assert.rejects(
+      signing.run(job('yes'), signed, () => {}),
+      /bad passphrase/,
+    );
+    assert.equal(
+      await (await transports.parse(`${host}/apps/yes:latest`).read()).digest(),
+      tagBefore,
+      'nothing published when the key cannot be read',
+    );
+    const ok = await signing.run(job('yes'), signed, () => {});
+    assert.equal(ok.kind, 'rebase');
+    assert.equal(calls.length, 3);
+    assert.equal(calls[1], `start /nonexistent/k.key ${d2} ${host}/apps/yes@${tagBefore}`);
+    assert.match(calls[2]!, new RegExp(`^finish ${host}/apps/yes:latest ${ok.digest}$`));
+    assert.equal(tagAtFinish, tagBefore, 'the tag moves only after the attestation');
+    assert.equal(await (await transports.parse(`${host}/apps/yes:latest`).read()).digest(), ok.digest);
   });
 });

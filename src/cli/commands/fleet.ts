@@ -1,13 +1,16 @@
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
+import { needsPassphrase } from '../../attest/keys.ts';
 import { parseDuration } from '../../config/units.ts';
-import { readFleetFile } from '../../fleet/declarations.ts';
+import { type ImageDeclaration, readFleetFile } from '../../fleet/declarations.ts';
 import { Git } from '../../fleet/git.ts';
 import { statusRows } from '../../fleet/page.ts';
 import { buildpacksOfLabel, keys, Observer } from '../../fleet/reconcile.ts';
-import { type BuildRequest, JobRunner } from '../../fleet/runner.ts';
+import { type BuildRequest, JobRunner, type RebaseAttestFn } from '../../fleet/runner.ts';
 import { FleetServer, isLoopback } from '../../fleet/server.ts';
 import { SqliteState } from '../../fleet/sqlite-state.ts';
 import type { FleetState } from '../../fleet/state.ts';
@@ -61,6 +64,8 @@ const dbOption = [
 /** The collaborators of serve and worker. */
 function machinery(ctx: CliContext, state: FleetState, log: Logger) {
   const { settings } = ctx;
+  // Signing keys' passphrase (KILN_PASSWORD / COSIGN_PASSWORD) never reaches a log of serve or worker.
+  if (settings.signingPassphrase) ctx.redactor.add(settings.signingPassphrase);
   // The registry client's own debug lines go to the CLI's logger; the fleet's lines to `log`.
   const transports: Transports = imageTransports(settings, ctx.log);
   const client = registryClient(settings, ctx.log);
@@ -80,6 +85,7 @@ function machinery(ctx: CliContext, state: FleetState, log: Logger) {
     git,
     tmpDir: settings.env.TMPDIR ?? tmpdir(),
     build: (r) => buildInProcess(ctx, r),
+    attestRebase: attestRebase(ctx),
   });
   return { observer, runner, transports };
 }
@@ -106,14 +112,67 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
     ...Object.entries(d.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
     ...d.bindings.flatMap((b) => ['--binding', b]),
     ...(d.cacheImage ? ['--cache-image', d.cacheImage] : []),
+    // Signed, with provenance and SBOM referrers; the passphrase comes from this process's env.
+    ...(d.signingKey ? ['--sign-key', d.signingKey] : []),
   ];
+  await signingKeyUsable(ctx, d);
+  const job = jobContext(ctx, r.log);
+  const bctx = job.ctx;
+  const program = new Command('kiln')
+    .option('--insecure-registry <host>', 'plain HTTP registry', (v: string, p: string[] = []) => [...p, v])
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => bctx.stdout.write(s),
+      writeErr: (s) => bctx.stderr.write(s),
+      outputError: () => {},
+    });
+  program.hook('preAction', (_this, action) => bctx.init(action.optsWithGlobals() as GlobalFlags));
+  (await import('./build.ts')).register(program, bctx);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    const msg = bctx.redactor.redact((e as Error).message);
+    r.log(`ERROR: ${msg}`);
+    throw new KilnError(`kiln build of ${d.name} failed: ${msg}`, { cause: e });
+  } finally {
+    job.flush();
+  }
+  const digest = /sha256:[0-9a-f]{64}/.exec(job.output())?.[0];
+  if (digest === undefined) throw new KilnError(`kiln build of ${d.name} printed no digest`);
+  return { digest };
+}
+
+/**
+ * signingKeyUsable refuses a job whose declared key is encrypted while serve or the worker has no
+ * passphrase in its environment: a service must fail the job, never prompt on its terminal.
+ */
+async function signingKeyUsable(ctx: CliContext, d: ImageDeclaration): Promise<void> {
+  if (d.signingKey === undefined || ctx.settings.signingPassphrase !== undefined) return;
+  let text: string;
+  try {
+    text = await readFile(d.signingKey, 'utf8');
+  } catch (e) {
+    throw new KilnError(`images.${d.name}.signing-key ${d.signingKey}: ${(e as Error).message}`);
+  }
+  if (needsPassphrase(text))
+    throw new KilnError(
+      `images.${d.name}.signing-key ${d.signingKey} is encrypted: set KILN_PASSWORD (or COSIGN_PASSWORD) in the environment of kiln fleet serve and workers`,
+    );
+}
+
+/**
+ * jobContext is a CLI context for one job: its log lines go to the job's log (through the
+ * context's own redactor, which learns the key and passphrase when they are read), its output is
+ * kept for the caller.
+ */
+function jobContext(ctx: CliContext, log: (line: string) => void) {
   let out = '';
   let partial = '';
   const stderr = new Writable({
     write(chunk: Buffer, _enc, cb) {
       const lines = (partial + chunk.toString('utf8')).split('\n');
       partial = lines.pop() ?? '';
-      for (const l of lines) r.log(l);
+      for (const l of lines) log(l);
       cb();
     },
   });
@@ -124,29 +183,58 @@ async function buildInProcess(ctx: CliContext, r: BuildRequest): Promise<{ diges
     },
   });
   const io = { stdout, stderr, env: { ...ctx.settings.env, CI: '1', NO_COLOR: '1' }, isTTY: false };
-  const bctx = createContext(io);
-  const program = new Command('kiln')
-    .option('--insecure-registry <host>', 'plain HTTP registry', (v: string, p: string[] = []) => [...p, v])
-    .exitOverride()
-    .configureOutput({
-      writeOut: (s) => stdout.write(s),
-      writeErr: (s) => stderr.write(s),
-      outputError: () => {},
-    });
-  program.hook('preAction', (_this, action) => bctx.init(action.optsWithGlobals() as GlobalFlags));
-  (await import('./build.ts')).register(program, bctx);
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (e) {
-    r.log(`ERROR: ${bctx.redactor.redact((e as Error).message)}`);
-    throw new KilnError(`kiln build of ${d.name} failed: ${(e as Error).message}`, { cause: e });
-  } finally {
-    if (partial) r.log(partial);
-  }
-  const digest = /sha256:[0-9a-f]{64}/.exec(out)?.[0];
-  if (digest === undefined) throw new KilnError(`kiln build of ${d.name} printed no digest`);
-  return { digest };
+  return {
+    ctx: createContext(io),
+    output: () => out,
+    flush: () => {
+      if (partial) log(partial);
+      partial = '';
+    },
+  };
 }
+
+/**
+ * attestRebase is `kiln rebase --sign-key`'s supply-chain step for a fleet rebase: the key is
+ * read (and its passphrase taken from this process's environment) before the rebased image is
+ * written; `finish` attaches the rebase provenance, the merged SBOM and the signatures.
+ */
+const attestRebase =
+  (ctx: CliContext): RebaseAttestFn =>
+  async (r) => {
+    await signingKeyUsable(ctx, r.decl);
+    const job = jobContext(ctx, r.log);
+    job.ctx.init({ insecureRegistry: [...ctx.settings.insecureRegistries] });
+    const { loadSigner } = await import('../supply-chain.ts');
+    const { startRebaseAttestation } = await import('../rebase-attest.ts');
+    const fail = (e: unknown, what: string) =>
+      new KilnError(
+        `${what} of ${r.decl.name} (signing-key ${r.decl.signingKey}) failed: ${job.ctx.redactor.redact((e as Error).message)}`,
+        { cause: e },
+      );
+    let signer: Awaited<ReturnType<typeof loadSigner>>;
+    try {
+      signer = await loadSigner(job.ctx, r.decl.signingKey);
+    } catch (e) {
+      throw fail(e, 'reading the signing key');
+    }
+    const attestation = startRebaseAttestation(
+      job.ctx,
+      { signKey: r.decl.signingKey },
+      { app: r.app, appName: r.appName, runImage: r.runImage, force: false },
+      signer,
+    )!;
+    return {
+      async finish(target, result, images) {
+        try {
+          await attestation.finish([target], result, images);
+        } catch (e) {
+          throw fail(e, 'signing the rebase');
+        } finally {
+          job.flush();
+        }
+      },
+    };
+  };
 
 // A duration as the fleet file writes it (30s, 5m), or milliseconds (500, 500ms).
 const ms = (v: string) => {
@@ -173,6 +261,14 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (file: string, flags: StateFlags) => {
       const decl = await readFleetFile(path.resolve(file));
       const applied = await withState(ctx, flags, (s) => s.apply(decl));
+      // serve and the workers read the keys (maybe on other machines): a warning, not an error.
+      for (const d of decl.images)
+        if (d.signingKey !== undefined)
+          await access(d.signingKey, constants.R_OK).catch((e: Error) =>
+            ctx.log.warn(
+              `fleet: images.${d.name}.signing-key ${d.signingKey} is not readable here (serve and workers need it): ${e.message}`,
+            ),
+          );
       for (const n of applied.added) ctx.log.info(`fleet: managing ${n}`);
       for (const n of applied.changed) ctx.log.info(`fleet: declaration of ${n} changed`);
       for (const n of applied.removed) ctx.log.info(`fleet: no longer managing ${n}`);
@@ -336,7 +432,6 @@ async function readSecret(
   ctx: CliContext,
 ): Promise<string | undefined> {
   if (file === undefined) return undefined;
-  const { readFile } = await import('node:fs/promises');
   let s: string;
   try {
     s = (await readFile(file, 'utf8')).trim();
