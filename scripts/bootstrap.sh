@@ -15,6 +15,7 @@ say() { printf '==> %s\n' "$*"; }
 # and python3, which tests call (absent from minimal images).
 pkgs=(bubblewrap slirp4netns iptables libseccomp-dev podman crun runc uidmap skopeo umoci docker-registry xz-utils zstd gcc libc6-dev musl-tools
       ca-certificates debian-archive-keyring git jq apache2-utils openssl curl python3)
+pkgs+=(golang-1.19-go)  # Debian's Go on the host: kiln/go's build-cache test and bench/go-sample.ts (the peer side)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
