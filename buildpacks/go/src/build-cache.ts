@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 
 // Go's build cache (GOCACHE) in two cache layers. `go-cache` holds what builds keep needing (the
@@ -7,11 +7,18 @@ import { join } from 'node:path';
 // those written into `go-cache`, the whole layer would be tarred, hashed and compressed again on
 // every build. So they live in the small `go-cache-recent` layer: moved into GOCACHE for the build
 // and moved out again after it (renames: the files of `go-cache` keep their inodes and times, so
-// the platform recognises the layer unchanged by its fingerprint and stores nothing). When the
-// recent entries outgrow RECENT_LIMIT they are merged into `go-cache` (one rewrite of it).
+// the platform recognises the layer unchanged by its fingerprint and stores nothing). Recent
+// entries this build did not use are dropped (they belong to source that changed since): they go
+// in dated two hours back, and Go re-dates every entry it reads that is older than an hour. When
+// the recent entries outgrow RECENT_LIMIT or RECENT_ENTRIES (a new toolchain, new modules) they
+// are merged into `go-cache` instead (one rewrite of it).
 
 /** Above this many bytes of recent entries, they join `go-cache` (which is then stored anew). */
 export const RECENT_LIMIT = 8 * 1024 * 1024;
+/** Above this many recent entries (each costs two renames a build), they join `go-cache`. */
+export const RECENT_ENTRIES = 128;
+/** How far back recent entries are dated: past Go's one-hour threshold for re-dating what it reads. */
+const UNUSED_AGE_MS = 2 * 60 * 60 * 1000;
 
 /** Go's cache keeps its entries in 256 directories named by the entry's first hash byte. */
 const BUCKET = /^[0-9a-f]{2}$/;
@@ -19,8 +26,8 @@ const BUCKET = /^[0-9a-f]{2}$/;
 const ENTRY = /^[0-9a-f]{64}-[ad]$/;
 
 /** entries lists the cache entries under `dir` as `<bucket>/<name>` (regular files only). */
-export function entries(dir: string): Map<string, number> {
-  const out = new Map<string, number>();
+export function entries(dir: string): Map<string, { readonly size: number; readonly mtimeMs: number }> {
+  const out = new Map<string, { size: number; mtimeMs: number }>();
   let buckets: string[];
   try {
     buckets = readdirSync(dir);
@@ -38,7 +45,7 @@ export function entries(dir: string): Map<string, number> {
     for (const n of names) {
       if (!ENTRY.test(n)) continue;
       const st = lstatSync(join(dir, b, n), { throwIfNoEntry: false });
-      if (st?.isFile()) out.set(`${b}/${n}`, st.size);
+      if (st?.isFile()) out.set(`${b}/${n}`, { size: st.size, mtimeMs: st.mtimeMs });
     }
   }
   return out;
@@ -54,43 +61,57 @@ export interface CacheSplit {
   readonly base: ReadonlySet<string>;
   /** True when `go-cache` was empty: this build's entries all stay in it. */
   readonly fresh: boolean;
+  /** Entries that came from `go-cache-recent`, dated UNUSED_AGE_MS back. */
+  readonly moved: ReadonlySet<string>;
+  /** Any entry dated at or after this (ms) was written or read by the build. */
+  readonly since: number;
 }
 
 /**
  * beforeBuild moves the recent entries (`recentDir`) into GOCACHE (`cacheDir`) for the build and
  * returns what GOCACHE held before.
  */
-export function beforeBuild(cacheDir: string, recentDir: string): CacheSplit {
+export function beforeBuild(cacheDir: string, recentDir: string, now = Date.now()): CacheSplit {
   const base = new Set(entries(cacheDir).keys());
+  const moved = new Set<string>();
+  const past = new Date(now - UNUSED_AGE_MS);
   for (const rel of entries(recentDir).keys()) {
     if (base.has(rel)) continue;
     try {
+      utimesSync(join(recentDir, rel), past, past);
       move(recentDir, cacheDir, rel);
+      moved.add(rel);
     } catch {
       // A recent entry that cannot be moved is only a cache miss.
     }
   }
-  return { base, fresh: base.size === 0 };
+  // A minute's slack: clocks with coarse timestamps, and the entries are dated two hours back.
+  return { base, fresh: base.size === 0, moved, since: now - 60_000 };
 }
 
 /**
- * afterBuild moves every entry GOCACHE did not hold before the build (the recent ones and this
- * build's) out to `recentDir`, unless the cache was empty or they add up to more than `limit`
- * bytes: then they stay in GOCACHE (merged) and `recentDir` is emptied. Returns what it did.
+ * afterBuild moves the entries GOCACHE did not hold before the build out to `recentDir`: this
+ * build's, and the recent ones it used (the others are deleted). When the cache was empty, or
+ * these add up to more than `limit` bytes or `maxEntries` entries, they all stay in GOCACHE
+ * (merged) and `recentDir` is emptied. Returns what it did.
  */
 export function afterBuild(
   cacheDir: string,
   recentDir: string,
   split: CacheSplit,
   limit = RECENT_LIMIT,
-): { readonly recent: number; readonly merged: number } {
+  maxEntries = RECENT_ENTRIES,
+): { readonly recent: number; readonly merged: number; readonly dropped: number } {
   const added = [...entries(cacheDir)].filter(([rel]) => !split.base.has(rel));
-  const bytes = added.reduce((n, [, size]) => n + size, 0);
+  const unused = (rel: string, mtimeMs: number) => split.moved.has(rel) && mtimeMs < split.since;
+  const kept = added.filter(([rel, e]) => !unused(rel, e.mtimeMs));
+  const bytes = kept.reduce((n, [, e]) => n + e.size, 0);
   rmSync(recentDir, { recursive: true, force: true });
   mkdirSync(recentDir, { recursive: true });
-  if (split.fresh || bytes > limit) return { recent: 0, merged: added.length };
+  if (split.fresh || bytes > limit || kept.length > maxEntries)
+    return { recent: 0, merged: added.length, dropped: 0 };
   let moved = 0;
-  for (const [rel] of added) {
+  for (const [rel] of kept) {
     try {
       move(cacheDir, recentDir, rel);
       moved++;
@@ -98,5 +119,6 @@ export function afterBuild(
       // Left in GOCACHE: merged, which costs a rewrite of go-cache and nothing else.
     }
   }
-  return { recent: moved, merged: added.length - moved };
+  for (const [rel, e] of added) if (unused(rel, e.mtimeMs)) rmSync(join(cacheDir, rel), { force: true });
+  return { recent: moved, merged: kept.length - moved, dropped: added.length - kept.length };
 }
