@@ -25,9 +25,9 @@ const BUCKET = /^[0-9a-f]{2}$/;
 /** Entry file names: `<sha256 hex>-a` (action) or `-d` (output). */
 const ENTRY = /^[0-9a-f]{64}-[ad]$/;
 
-/** entries lists the cache entries under `dir` as `<bucket>/<name>` (regular files only). */
-export function entries(dir: string): Map<string, { readonly size: number; readonly mtimeMs: number }> {
-  const out = new Map<string, { size: number; mtimeMs: number }>();
+/** names lists the cache entries under `dir` as `<bucket>/<name>` (regular files only, no stat). */
+export function names(dir: string): Set<string> {
+  const out = new Set<string>();
   let buckets: string[];
   try {
     buckets = readdirSync(dir);
@@ -36,17 +36,26 @@ export function entries(dir: string): Map<string, { readonly size: number; reado
   }
   for (const b of buckets) {
     if (!BUCKET.test(b)) continue;
-    let names: string[];
     try {
-      names = readdirSync(join(dir, b));
+      for (const d of readdirSync(join(dir, b), { withFileTypes: true }))
+        if (d.isFile() && ENTRY.test(d.name)) out.add(`${b}/${d.name}`);
     } catch {
-      continue; // not a directory
+      // not a directory
     }
-    for (const n of names) {
-      if (!ENTRY.test(n)) continue;
-      const st = lstatSync(join(dir, b, n), { throwIfNoEntry: false });
-      if (st?.isFile()) out.set(`${b}/${n}`, { size: st.size, mtimeMs: st.mtimeMs });
-    }
+  }
+  return out;
+}
+
+/** entries is `names` with each entry's size and mtime, leaving out those in `skip` (not stat'ed). */
+export function entries(
+  dir: string,
+  skip: ReadonlySet<string> = new Set(),
+): Map<string, { readonly size: number; readonly mtimeMs: number }> {
+  const out = new Map<string, { size: number; mtimeMs: number }>();
+  for (const rel of names(dir)) {
+    if (skip.has(rel)) continue;
+    const st = lstatSync(join(dir, rel), { throwIfNoEntry: false });
+    if (st?.isFile()) out.set(rel, { size: st.size, mtimeMs: st.mtimeMs });
   }
   return out;
 }
@@ -72,10 +81,10 @@ export interface CacheSplit {
  * returns what GOCACHE held before.
  */
 export function beforeBuild(cacheDir: string, recentDir: string, now = Date.now()): CacheSplit {
-  const base = new Set(entries(cacheDir).keys());
+  const base = names(cacheDir);
   const moved = new Set<string>();
   const past = new Date(now - UNUSED_AGE_MS);
-  for (const rel of entries(recentDir).keys()) {
+  for (const rel of names(recentDir)) {
     if (base.has(rel)) continue;
     try {
       utimesSync(join(recentDir, rel), past, past);
@@ -102,7 +111,7 @@ export function afterBuild(
   limit = RECENT_LIMIT,
   maxEntries = RECENT_ENTRIES,
 ): { readonly recent: number; readonly merged: number; readonly dropped: number } {
-  const added = [...entries(cacheDir)].filter(([rel]) => !split.base.has(rel));
+  const added = [...entries(cacheDir, split.base)];
   const unused = (rel: string, mtimeMs: number) => split.moved.has(rel) && mtimeMs < split.since;
   const kept = added.filter(([rel, e]) => !unused(rel, e.mtimeMs));
   const bytes = kept.reduce((n, [, e]) => n + e.size, 0);
