@@ -23,6 +23,7 @@ import { readImage } from '../src/layout/layout.ts';
 import { ImageStore } from '../src/store/store.ts';
 import { goSumLines, startGoProxy } from '../test/helpers/go-proxy.ts';
 import { opt } from './lib/args.ts';
+import { childCpuMs } from './lib/process-cost.ts';
 import { median } from './lib/stats.ts';
 
 const exec = promisify(execFile);
@@ -59,6 +60,9 @@ const UUID = {
   },
 };
 
+/** CPU ms (user + system) of the commands `timed` ran, by command: less load-dependent than wall time. */
+const cpuOf = new Map<string, number[]>();
+
 async function timed(
   cmd: string,
   argv: readonly string[],
@@ -66,6 +70,7 @@ async function timed(
   cwd?: string,
 ): Promise<number> {
   const t0 = performance.now();
+  const c0 = childCpuMs();
   await new Promise<void>((resolve, reject) => {
     const child = spawn(cmd, [...argv], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -78,7 +83,9 @@ async function timed(
         : reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}\n${out.slice(-3000)}`)),
     );
   });
-  return performance.now() - t0;
+  const wall = performance.now() - t0;
+  cpuOf.set(cmd, [...(cpuOf.get(cmd) ?? []), childCpuMs() - c0]);
+  return wall;
 }
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-go-'));
@@ -134,6 +141,7 @@ try {
   await timed(KILN, kilnBuild, kilnEnv);
   await timed(GO, goBuild, goEnv, app);
   await koImage();
+  cpuOf.clear();
 
   const kiln: number[] = [];
   const ko: number[] = [];
@@ -181,6 +189,11 @@ try {
   );
   console.log(
     `  go build alone (floor)        ${(mf / 1000).toFixed(2)} s   kiln/floor ${(mk / mf).toFixed(2)}x`,
+  );
+  const cpu = (cmd: string) => median(cpuOf.get(cmd) ?? [0]) / 1000;
+  const peerCpu = cpu(GO) + cpu('umoci');
+  console.log(
+    `  CPU seconds (user+system, medians): kiln ${cpu(KILN).toFixed(2)} s, go build + layer ${peerCpu.toFixed(2)} s (go build ${cpu(GO).toFixed(2)} s)   kiln/peer ${(cpu(KILN) / peerCpu).toFixed(2)}x`,
   );
   console.log('\nImage size (compressed layers)');
   console.log(`  kiln image                    ${(kilnBytes / 1e6).toFixed(2)} MB`);

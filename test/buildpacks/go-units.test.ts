@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { compareGo, goModRequest, parseGoVersion } from '../../buildpacks/go/src/gomod.ts';
 import { globRegExp, removeSource } from '../../buildpacks/go/src/source.ts';
-import { downloadSite } from '../../buildpacks/go/src/toolchain.ts';
+import { downloadSite, notForBuilding } from '../../buildpacks/go/src/toolchain.ts';
 import { untarGz } from '../../buildpacks/go/src/untar.ts';
 import { entryHeader, type TarEntry } from '../../src/layers/tar-writer.ts';
 import { goSumLines, hash1 } from '../helpers/go-proxy.ts';
@@ -35,6 +35,29 @@ describe('go.mod and Go versions', () => {
     assert.ok(compareGo(v('1.22rc1'), v('1.22.0')) < 0);
     assert.ok(compareGo(v('go1.21.13'), v('1.21.2')) > 0);
     assert.equal(parseGoVersion('2.0'), undefined);
+  });
+});
+
+describe('toolchain contents', () => {
+  test('notForBuilding leaves out the precompiled standard library, tests and tool sources, never the tools or headers', () => {
+    const skip = notForBuilding('usr/lib/go-1.19');
+    for (const p of [
+      'usr/lib/go-1.19/pkg/linux_amd64',
+      'usr/lib/go-1.19/pkg/linux_amd64/fmt.a',
+      'usr/lib/go-1.19/pkg/linux_amd64_race/net.a',
+      'usr/lib/go-1.19/test/x.go',
+      'usr/lib/go-1.19/src/cmd/go/main.go',
+      'usr/lib/go-1.19/src/fmt/print_test.go',
+    ])
+      assert.equal(skip(p), true, p);
+    for (const p of [
+      'usr/lib/go-1.19/pkg/tool/linux_amd64/compile',
+      'usr/lib/go-1.19/pkg/include/textflag.h',
+      'usr/lib/go-1.19/bin/go',
+      'usr/lib/go-1.19/src/fmt/print.go',
+      'usr/lib/go-1.190/pkg/linux_amd64/fmt.a',
+    ])
+      assert.equal(skip(p), false, p);
   });
 });
 

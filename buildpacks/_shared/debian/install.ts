@@ -61,6 +61,9 @@ export interface DebLayer {
   readonly reused: boolean;
 }
 
+/** The build image's dpkg database: what a build layer need not carry. */
+const DPKG_STATUS = '/var/lib/dpkg/status';
+
 /** DEFAULT_SKIP leaves out documentation, man pages, locales and /etc (combine it with your own). */
 export const DEFAULT_SKIP = (p: string): boolean =>
   /^usr\/share\/(doc|man|info|locale|lintian|bug)(\/|$)/.test(p) || /^etc(\/|$)/.test(p);
@@ -79,7 +82,9 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const cacheDir = join(req.layersDir, cacheLayer);
   const prev = await previousLayer(req.layersDir, req.layer);
   const http = httpClient(req.env);
-  const installed = req.installed ?? (await installedPackages());
+  // The image's dpkg status counts by its bytes here; it is parsed only when resolving (parsing
+  // it is most of the work of a rebuild that keeps the layer).
+  const image = req.installed ? undefined : await readFile(DPKG_STATUS).catch(() => Buffer.alloc(0));
   const keep = async (why: string, update: Record<string, unknown> = {}): Promise<DebLayer> => {
     log(`  ${why}`);
     await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
@@ -92,7 +97,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
     return { dir: join(req.layersDir, req.layer), packages, reused: true };
   };
   const reusable = prev?.hasContents === true && Array.isArray(prev.metadata.packages);
-  const local = await localInputs(source, req, installed);
+  const local = await localInputs(source, req, image);
   // Within the freshness window the previous check stands: no request at all (the archive moves
   // a few times a day; BP_DEBIAN_INDEX_MAX_AGE=0 checks every build).
   const maxAge = Number(req.env.BP_DEBIAN_INDEX_MAX_AGE ?? 300);
@@ -132,6 +137,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
     await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
     return { dir: join(req.layersDir, req.layer), packages: [], reused: false };
   }
+  const installed = req.installed ?? (await installedPackages(DPKG_STATUS));
   let chosen: readonly PackageRecord[];
   try {
     chosen = resolve(universe, names, { exclude: [...installed.keys()] }).packages;
@@ -160,7 +166,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
 async function localInputs(
   source: DebianSource,
   req: DebLayerRequest,
-  installed: ReadonlyMap<string, string>,
+  imageStatus: Buffer | undefined,
 ): Promise<string> {
   const hash = createHash('sha256');
   for (const s of source.suites) hash.update(`${s.suite}=${s.mirror}\n`);
@@ -175,7 +181,8 @@ async function localInputs(
   hash.update(
     `\n${source.arch} ${source.components.join(' ')}\n${request}\n${req.contents ?? 'default-2'}\n`,
   );
-  for (const [n, v] of [...installed].sort()) hash.update(`${n}=${v}\n`);
+  if (imageStatus) hash.update(`dpkg-status ${createHash('sha256').update(imageStatus).digest('hex')}\n`);
+  else for (const [n, v] of [...req.installed!].sort()) hash.update(`${n}=${v}\n`);
   return hash.digest('hex');
 }
 

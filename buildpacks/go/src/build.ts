@@ -7,6 +7,7 @@ import { writeLaunchToml } from '../../_shared/launch.ts';
 import { resetLayer, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import { type Component, writeSboms } from '../../_shared/sbom.ts';
+import { afterBuild, beforeBuild } from './build-cache.ts';
 import { compareGo, formatGo, goModRequest } from './gomod.ts';
 import { keepPatterns, removeSource } from './source.ts';
 import { debianToolchain, downloadedToolchain, TOOL, type Toolchain } from './toolchain.ts';
@@ -24,11 +25,14 @@ main(async () => {
   const env = goEnv(ctx.env, ctx.layersDir, tc);
   for (const [layer, types] of [
     ['go-cache', { cache: true }],
+    ['go-cache-recent', { cache: true }],
     ['go-mod', { cache: true }],
   ] as const) {
     await mkdir(join(ctx.layersDir, layer), { recursive: true });
     await writeLayerToml(ctx.layersDir, layer, types, {});
   }
+  const recentDir = join(ctx.layersDir, 'go-cache-recent');
+  const split = beforeBuild(env.GOCACHE!, recentDir);
   const binDir = join(await resetLayer(ctx.layersDir, 'app'), 'bin');
   await mkdir(binDir, { recursive: true });
   const args = ['build', '-trimpath', '-buildvcs=false', '-ldflags=-s -w', '-o', `${binDir}/`];
@@ -38,6 +42,8 @@ main(async () => {
   const pkgs = files.length ? files : (chosen?.map((t) => t.pkg) ?? ['./...']);
   log(`  go ${args.slice(0, 4).join(' ')} ${pkgs.join(' ')}`);
   const res = await run('go', [...args, ...pkgs], { cwd: ctx.appDir, env });
+  const kept = afterBuild(env.GOCACHE!, recentDir, split);
+  if (kept.merged && !split.fresh) log(`  build cache: ${kept.merged} entries merged into go-cache`);
   if (res.code !== 0) {
     // go's own parser judges go.mod; its message (above) is what the user needs.
     if (/errors parsing go\.mod|go\.mod:\d+:/.test(res.tail))

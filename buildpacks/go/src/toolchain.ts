@@ -17,8 +17,11 @@ export const TOOL = { name: 'kiln/go', version: '0.1.0' };
 /**
  * notForBuilding matches what a Go toolchain carries but building an app never reads: Go's own
  * test suite (test/), the toolchain's sources (src/cmd: its binaries are in pkg/tool), misc/,
- * testdata and *_test.go files of the standard library. Half the files of the layer: every
- * rebuild restores and fingerprints the layer, so they cost time each build.
+ * testdata and *_test.go files of the standard library, and the standard library compiled for
+ * the host (pkg/linux_amd64, 240 MB in Debian's Go 1.19): built without -trimpath, which this
+ * buildpack always passes, so Go never uses it and compiles what it needs into GOCACHE (Go 1.20+
+ * ships none). Half the files of the layer and most of its bytes: every rebuild restores and
+ * fingerprints the layer, and a cold build unpacks and stores it.
  */
 export function notForBuilding(goroot: string): (p: string) => boolean {
   const prefix = `${goroot}/`;
@@ -28,6 +31,7 @@ export function notForBuilding(goroot: string): (p: string) => boolean {
     return (
       /^(test|misc)(\/|$)/.test(rel) ||
       /^src\/cmd(\/|$)/.test(rel) ||
+      /^pkg\/[a-z0-9]+_[a-z0-9]+(_[a-z0-9]+)?(\/|$)/.test(rel) ||
       /(^|\/)testdata(\/|$)/.test(rel) ||
       (rel.startsWith('src/') && rel.endsWith('_test.go'))
     );
@@ -87,8 +91,8 @@ export async function debianToolchain(
     env,
     tool: TOOL,
     // Debian splits GOROOT: usr/lib/go-1.N (binaries, links) and usr/share/go-1.N (sources).
-    contents: 'go-build-only-2',
-    skip: (p) => DEFAULT_SKIP(p) || notForBuilding(p.replace(/^(usr\/share\/go-1\.\d+).*$/, '$1'))(p),
+    contents: 'go-build-only-3',
+    skip: (p) => DEFAULT_SKIP(p) || notForBuilding(p.replace(/^(usr\/(share|lib)\/go-1\.\d+).*$/, '$1'))(p),
   });
   if (tooOld) return { tooOld };
   const go = layer.packages.find((p) => /^golang-1\.\d+-go$/.test(p.name));
