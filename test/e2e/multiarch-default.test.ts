@@ -4,10 +4,13 @@
 // qemu-user: about 7 minutes on 2 loaded cores), builds both platforms in one command, and writes
 // one index to the store. Checked: two manifests with their platform fields; each platform's
 // Node.js binary (the nodejs-engine layer) is ELF for that machine; the arm64 image runs under
-// podman with emulation and answers HTTP. Runs when the e2e home already holds the arm64 default
-// stack, or with KILN_TEST_ARM64_DEFAULT=1 (which makes it); skips otherwise.
+// podman with emulation and answers HTTP. The static-binary Procfile app holds one prebuilt
+// binary: built for both platforms, the arm64 build refuses its amd64 binary in one line; built
+// for arm64 from an arm64 binary, it answers under podman. Runs when the e2e home already holds
+// the arm64 default stack, or with KILN_TEST_ARM64_DEFAULT=1 (which makes it); skips otherwise.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readTar } from '../../src/layers/tar-reader.ts';
@@ -160,6 +163,64 @@ describe('kiln build --platform linux/amd64,linux/arm64 with the default builder
       assert.equal(warm.stdout.trim(), first.stdout.trim(), 'the same index when nothing changed');
     } finally {
       console.log(`# timings\n# ${timings.join('\n# ')}`);
+      await cleanup();
+    }
+  });
+
+  test('the static-binary Procfile app: an amd64 binary in an arm64 build fails in one line; an arm64 one answers under podman', {
+    skip: existsSync('/usr/bin/aarch64-linux-musl-gcc')
+      ? false
+      : 'aarch64-linux-musl-gcc missing: run scripts/bootstrap.sh',
+  }, async () => {
+    const { dir, cleanup } = await copySample('static-binary');
+    try {
+      // The default builder copies the app's one binary into every platform's image: the
+      // procfile buildpack refuses one of another architecture than the image's.
+      execFileSync('sh', [path.join(dir, 'build.sh')]);
+      const both = await kiln([
+        'build',
+        'kiln-e2e-static-multiarch',
+        '--path',
+        dir,
+        '--platform',
+        'linux/amd64,linux/arm64',
+      ]);
+      assert.notEqual(both.code, 0);
+      assert.match(
+        both.stderr,
+        /^\[linux\/arm64\] ERROR: Procfile web: \.\/hello-server is a program for amd64, this image is for arm64: build it for arm64 \(a multi-platform build needs one per platform\)$/m,
+      );
+      // Built for arm64, it runs under podman with emulation and answers HTTP.
+      execFileSync('aarch64-linux-musl-gcc', [
+        '-static',
+        '-Os',
+        '-s',
+        '-o',
+        path.join(dir, 'hello-server'),
+        path.join(dir, 'hello.c'),
+      ]);
+      const name = 'kiln-e2e-static-arm64';
+      const arm = await kiln(['build', name, '--path', dir, '--platform', 'linux/arm64']);
+      assert.equal(arm.code, 0, arm.stderr);
+      const stored = await (await ImageStore.open(path.join(KILN_HOME, 'images'))).find(name);
+      assert.equal((await stored!.configFile()).architecture, 'arm64');
+      const port = await freePort();
+      const container = `kiln-e2e-static-arm64-${port}`;
+      const running = podman.run(`oci:${podmanStore}:docker.io/library/${name}:latest`, [], {
+        network: 'host',
+        env: { PORT: String(port) },
+        flags: ['--name', container, '--platform', 'linux/arm64'],
+        timeoutMs: 120_000,
+      });
+      try {
+        assert.equal(await httpGet(port, 60_000), 'Hello from kiln: static-binary\n');
+      } finally {
+        const stopped = await podman.exec(['stop', '-t', '2', container]);
+        if (stopped.code !== 0) await podman.exec(['kill', container]);
+        await podman.exec(['rm', '-f', container]);
+        await running;
+      }
+    } finally {
       await cleanup();
     }
   });
