@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +16,7 @@ import { defaultVersion, newestForNode, resolveVersion } from '../../buildpacks/
 import { lockDigest } from '../../buildpacks/npm-install/src/lock-digest.ts';
 import { installedPackages } from '../../buildpacks/npm-install/src/sbom.ts';
 import { parseProcfile, runsNode, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
+import { foreignProgram } from '../../buildpacks/procfile/src/program-arch.ts';
 
 let tmp: string;
 before(async () => {
@@ -353,5 +354,43 @@ describe('procfile: which processes start Node.js', () => {
     const no = ['./server', 'npm start', 'python app.py', 'nodemon web.js', 'echo node'];
     for (const line of yes) assert.ok(runsNode({ type: 'web', line }), line);
     for (const line of no) assert.ok(!runsNode({ type: 'web', line }), line);
+  });
+});
+
+describe('procfile: a prebuilt program of another architecture than the image', () => {
+  test('an ELF file in the app is checked against CNB_TARGET_ARCH; links, scripts and PATH programs are not', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kiln-procfile-arch-'));
+    try {
+      const elf = (machine: number) => {
+        const b = Buffer.alloc(64);
+        b.write('\x7fELF', 0, 'latin1');
+        b[4] = 2; // 64-bit
+        b[5] = 1; // little-endian
+        b.writeUInt16LE(machine, 18);
+        return b;
+      };
+      await mkdir(path.join(dir, 'bin'));
+      await writeFile(path.join(dir, 'hello-server'), elf(62));
+      await writeFile(path.join(dir, 'bin', 'arm-server'), elf(183));
+      await writeFile(path.join(dir, 'run.sh'), '#!/bin/sh\nexec true\n');
+      await symlink(path.join(dir, 'hello-server'), path.join(dir, 'link'));
+      assert.equal(await foreignProgram(dir, './hello-server', 'arm64'), 'amd64');
+      assert.equal(await foreignProgram(dir, './hello-server', 'amd64'), undefined);
+      assert.equal(await foreignProgram(dir, 'bin/arm-server', 'amd64'), 'arm64');
+      assert.equal(await foreignProgram(dir, 'bin/arm-server', 'arm64'), undefined);
+      assert.equal(
+        await foreignProgram(dir, './hello-server', undefined),
+        undefined,
+        'no target: not checked',
+      );
+      assert.equal(await foreignProgram(dir, './link', 'arm64'), undefined, 'a link is not followed');
+      assert.equal(await foreignProgram(dir, './run.sh', 'arm64'), undefined, 'not ELF');
+      assert.equal(await foreignProgram(dir, 'hello-server', 'arm64'), undefined, 'a PATH lookup');
+      assert.equal(await foreignProgram(dir, `${dir}/hello-server`, 'arm64'), undefined, 'absolute');
+      assert.equal(await foreignProgram(dir, '../x/hello-server', 'arm64'), undefined, 'outside the app');
+      assert.equal(await foreignProgram(dir, './missing', 'arm64'), undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
