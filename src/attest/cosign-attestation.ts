@@ -1,9 +1,6 @@
-import { type Digest, sha256 } from '../oci/digest.ts';
-import type { Image, Layer } from '../oci/image.ts';
-import { MediaType } from '../oci/media-types.ts';
-import { bytesLayer } from '../oci/memory.ts';
-import type { ConfigFile, Manifest } from '../oci/schema.ts';
-import { SIGNATURE_ANNOTATION } from './cosign-signature.ts';
+import type { Digest } from '../oci/digest.ts';
+import type { Image } from '../oci/image.ts';
+import { cosignImage, SIGNATURE_ANNOTATION } from './cosign-signature.ts';
 
 // cosign's classic attestations (https://github.com/sigstore/cosign/blob/main/specs/ATTESTATION_SPEC.md):
 // a manifest tagged `sha256-<hex>.att` next to the image, one layer per attestation, each layer
@@ -43,48 +40,13 @@ export function attestationLayer(
 
 /** attestationImage is the `.att` manifest holding `layers` in order (cosign's form: no subject). */
 export function attestationImage(layers: readonly AttestationLayer[]): Image {
-  const created = '0001-01-01T00:00:00Z';
-  const diffIds = layers.map((l) => sha256(l.envelope));
-  // The config ggcr's empty image gets for these layers: what cosign itself writes.
-  const config = {
-    architecture: '',
-    os: '',
-    created,
-    config: {},
-    rootfs: { type: 'layers', diff_ids: diffIds },
-    history: layers.map(() => ({ created })),
-  } as unknown as ConfigFile;
-  const rawConfig = new TextEncoder().encode(JSON.stringify(config));
-  const ociLayers: Layer[] = layers.map((l) =>
-    bytesLayer({
-      blob: l.envelope,
-      tar: l.envelope,
+  return cosignImage(
+    layers.map((l) => ({
+      data: l.envelope,
       mediaType: DSSE_ENVELOPE_MEDIA_TYPE,
       annotations: l.annotations,
-    }),
-  );
-  const manifest: Manifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.OciManifest,
-    config: { mediaType: MediaType.OciConfig, digest: sha256(rawConfig), size: rawConfig.length },
-    layers: layers.map((l, i) => ({
-      mediaType: DSSE_ENVELOPE_MEDIA_TYPE,
-      digest: diffIds[i]!,
-      size: l.envelope.length,
-      annotations: { ...l.annotations },
     })),
-  };
-  const raw = new TextEncoder().encode(JSON.stringify(manifest));
-  const digest = sha256(raw);
-  return {
-    mediaType: async () => MediaType.OciManifest,
-    rawManifest: async () => raw,
-    manifest: async () => manifest,
-    digest: async () => digest,
-    rawConfig: async () => rawConfig,
-    configFile: async () => config,
-    layers: async () => ociLayers,
-  };
+  );
 }
 
 /**

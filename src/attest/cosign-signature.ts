@@ -43,34 +43,53 @@ export function signatureImage(
   signature: Uint8Array,
   manifestAnnotations?: Readonly<Record<string, string>>,
 ): Image {
-  const payloadDigest = sha256(payload);
   const annotations = { [SIGNATURE_ANNOTATION]: Buffer.from(signature).toString('base64') };
-  // The config ggcr's empty image gets for one layer: what cosign itself writes.
-  const config: ConfigFile = {
+  return cosignImage([{ data: payload, mediaType: SIMPLE_SIGNING_MEDIA_TYPE, annotations }], {
+    artifactType: COSIGN_SIG_ARTIFACT_TYPE,
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    ...(manifestAnnotations ? { annotations: manifestAnnotations } : {}),
+  });
+}
+
+/**
+ * cosignImage is a manifest as cosign writes its `.sig` and `.att` images: the config ggcr's empty
+ * image gets for these layers, and each blob stored as it is (its own uncompressed form).
+ */
+export function cosignImage(
+  blobs: readonly { data: Uint8Array; mediaType: string; annotations: Readonly<Record<string, string>> }[],
+  extra: {
+    artifactType?: string;
+    subject?: Descriptor;
+    annotations?: Readonly<Record<string, string>>;
+  } = {},
+): Image {
+  const created = '0001-01-01T00:00:00Z';
+  const diffIds = blobs.map((b) => sha256(b.data));
+  const config = {
     architecture: '',
     os: '',
-    created: '0001-01-01T00:00:00Z',
+    created,
     config: {},
-    rootfs: { type: 'layers', diff_ids: [payloadDigest] },
-    history: [{ created: '0001-01-01T00:00:00Z' }],
-  } as ConfigFile;
+    rootfs: { type: 'layers', diff_ids: diffIds },
+    history: blobs.map(() => ({ created })),
+  } as unknown as ConfigFile;
   const rawConfig = new TextEncoder().encode(JSON.stringify(config));
-  const layer = bytesLayer({
-    blob: payload,
-    tar: payload,
-    mediaType: SIMPLE_SIGNING_MEDIA_TYPE,
-    annotations,
-  });
+  const layers = blobs.map((b) =>
+    bytesLayer({ blob: b.data, tar: b.data, mediaType: b.mediaType, annotations: b.annotations }),
+  );
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MediaType.OciManifest,
-    artifactType: COSIGN_SIG_ARTIFACT_TYPE,
+    ...(extra.artifactType ? { artifactType: extra.artifactType } : {}),
     config: { mediaType: MediaType.OciConfig, digest: sha256(rawConfig), size: rawConfig.length },
-    layers: [
-      { mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: payloadDigest, size: payload.length, annotations },
-    ],
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-    ...(manifestAnnotations ? { annotations: { ...manifestAnnotations } } : {}),
+    layers: blobs.map((b, i) => ({
+      mediaType: b.mediaType,
+      digest: diffIds[i]!,
+      size: b.data.length,
+      annotations: { ...b.annotations },
+    })),
+    ...(extra.subject ? { subject: extra.subject } : {}),
+    ...(extra.annotations ? { annotations: { ...extra.annotations } } : {}),
   };
   const raw = new TextEncoder().encode(JSON.stringify(manifest));
   const digest = sha256(raw);
@@ -81,6 +100,6 @@ export function signatureImage(
     digest: async () => digest,
     rawConfig: async () => rawConfig,
     configFile: async () => config,
-    layers: async () => [layer],
+    layers: async () => layers,
   };
 }

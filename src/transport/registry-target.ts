@@ -69,50 +69,37 @@ export class RegistryTarget implements ImageTarget {
     return this.#io.client;
   }
 
-  /** Where reads go: the registry's pull mirror first (when configured), then the registry. */
-  get readRefs(): readonly Reference[] {
-    const mirror = this.#io.mirrorFor?.(this.ref.registry);
-    return mirror && mirror !== this.ref.registry
-      ? [{ ...this.ref, registry: mirror }, this.ref]
-      : [this.ref];
-  }
-
-  async read(opts: ReadOptions = {}): Promise<Image> {
-    const platform = opts.platform ?? this.#io.platform;
-    const o = { ...(platform ? { platform } : {}), ...this.#progress() };
+  /**
+   * viaMirror reads with `f` where reads go: the registry's pull mirror first (kiln config
+   * registry-mirrors), the registry itself when there is none or the mirror fails. A failure at
+   * the registry is explained (a bare name also searched the local store) unless `explain` is off.
+   */
+  async viaMirror<T>(f: (ref: Reference) => Promise<T>, explain = true): Promise<T> {
     const mirror = this.#io.mirrorFor?.(this.ref.registry);
     if (mirror && mirror !== this.ref.registry) {
       try {
-        return await onPlatform(
-          await remoteImage(this.#io.client, { ...this.ref, registry: mirror }, o),
-          platform,
-          this.name,
-        );
+        return await f({ ...this.ref, registry: mirror });
       } catch (e) {
         this.#io.debug?.(
           `mirror ${mirror} of ${this.ref.registry}: ${(e as Error).message}; using the registry itself`,
         );
       }
     }
-    const image = await remoteImage(this.#io.client, this.ref, o).catch((e: unknown) => {
-      throw this.#explain ? this.#explain(e) : e;
+    return f(this.ref).catch((e: unknown) => {
+      throw explain && this.#explain ? this.#explain(e) : e;
     });
-    return onPlatform(image, platform, this.name);
+  }
+
+  async read(opts: ReadOptions = {}): Promise<Image> {
+    const platform = opts.platform ?? this.#io.platform;
+    const o = { ...(platform ? { platform } : {}), ...this.#progress() };
+    return this.viaMirror(async (ref) =>
+      onPlatform(await remoteImage(this.#io.client, ref, o), platform, this.name),
+    );
   }
 
   async readAny(): Promise<Image | ImageIndex> {
-    const refs = this.readRefs;
-    if (refs.length > 1)
-      try {
-        return await remoteManifest(this.#io.client, refs[0]!, this.#progress());
-      } catch (e) {
-        this.#io.debug?.(
-          `mirror ${refs[0]!.registry} of ${this.ref.registry}: ${(e as Error).message}; using the registry itself`,
-        );
-      }
-    return remoteManifest(this.#io.client, this.ref, this.#progress()).catch((e: unknown) => {
-      throw this.#explain ? this.#explain(e) : e;
-    });
+    return this.viaMirror((ref) => remoteManifest(this.#io.client, ref, this.#progress()));
   }
 
   async find(): Promise<Image | undefined> {
@@ -192,14 +179,7 @@ function registryReferrers(t: RegistryTarget): Referrers {
   return {
     async list(subject: Digest, artifactType?: string): Promise<Referrer[]> {
       // Read where the image is read: the mirror first, the registry when the mirror fails.
-      const refs = t.readRefs;
-      if (refs.length > 1)
-        try {
-          return await listAt(refs[0]!, subject, artifactType);
-        } catch {
-          // the mirror could not answer: the registry itself
-        }
-      return listAt(refs[refs.length - 1]!, subject, artifactType);
+      return t.viaMirror((ref) => listAt(ref, subject, artifactType), false);
     },
     async attachAll(
       subject: Digest,

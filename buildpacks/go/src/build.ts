@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { keepPatterns, removeSource } from '../../_shared/app-source.ts';
 import { buildContext } from '../../_shared/context.ts';
 import { run } from '../../_shared/exec.ts';
 import { writeLaunchToml } from '../../_shared/launch.ts';
@@ -9,7 +10,6 @@ import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import { type Component, writeSboms } from '../../_shared/sbom.ts';
 import { afterBuild, beforeBuild } from './build-cache.ts';
 import { compareGo, formatGo, goModRequest } from './gomod.ts';
-import { keepPatterns, removeSource } from './source.ts';
 import { debianToolchain, downloadedToolchain, TOOL, type Toolchain } from './toolchain.ts';
 
 function fail(step: string, detail = 'see the output above'): BuildpackFailure {

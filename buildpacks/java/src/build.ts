@@ -1,5 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { keepPatterns, removeSource } from '../../_shared/app-source.ts';
 import { splitCommand } from '../../_shared/command.ts';
 import { buildContext } from '../../_shared/context.ts';
 import { run } from '../../_shared/exec.ts';
@@ -7,7 +8,6 @@ import { exists } from '../../_shared/fsutil.ts';
 import { writeLaunchToml } from '../../_shared/launch.ts';
 import { resetLayer, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
-import { keepPatterns, removeSource } from '../../go/src/source.ts';
 import { findArtifact, shipArtifact } from './artifact.ts';
 import { caBundle, writeCacerts } from './cacerts.ts';
 import { installJdk, installJre } from './jdk.ts';

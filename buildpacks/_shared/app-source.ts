@@ -1,8 +1,8 @@
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readToml } from '../../_shared/toml.ts';
+import { readToml } from './toml.ts';
 
-// A compiled Go app ships its binaries, not its source: after the build the workspace is emptied
+// A compiled app (Go, Java) ships its binaries, not its source: after the build the workspace is emptied
 // except for what the user keeps on purpose — BP_KEEP_FILES (colon-separated globs, Paketo's
 // name) and the `include` list of project.toml's build table.
 
