@@ -12,25 +12,9 @@ import { LIFECYCLE_SBOM_DIR, type LifecycleFacts, lifecycleSbom } from '../platf
 import type { ImageTarget } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from './context.ts';
-import { attestImage, mergedSboms, runStart, type SupplyChainFlags } from './supply-chain.ts';
-
-/** lifecycleFacts is kiln's version and its pinned npm dependencies (package.json), for its own SBOM. */
-export async function lifecycleFacts(): Promise<LifecycleFacts> {
-  let deps: Record<string, string> = {};
-  try {
-    // src/cli/ and the bundle's dist/cli/ are both two levels below the package root.
-    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      dependencies?: Record<string, string>;
-    };
-    deps = pkg.dependencies ?? {};
-  } catch {
-    // An install without package.json lists kiln alone.
-  }
-  return {
-    version: KILN_VERSION,
-    dependencies: Object.entries(deps).map(([name, version]) => ({ name, version })),
-  };
-}
+import { lifecycleFacts } from './lifecycle-facts.ts';
+import { attestImage, mergedSboms, runStart } from './supply-chain.ts';
+import { attestationWanted, type SupplyChainFlags } from './supply-chain-options.ts';
 
 /** What `kiln build` knows of its inputs, for the provenance. */
 export interface BuildInputs {
@@ -56,12 +40,7 @@ export function startBuildAttestation(
   inputs: BuildInputs,
   signer: Signer | undefined,
 ): { finish(targets: readonly ImageTarget[], images: Transports): Promise<void> } | undefined {
-  const wanted =
-    flags.provenanceOutput !== undefined ||
-    flags.attest === true ||
-    signer !== undefined ||
-    (publish && flags.attest !== false);
-  if (!wanted) return undefined;
+  if (!attestationWanted(flags, publish, signer !== undefined)) return undefined;
   const run = runStart();
   // The source digest is taken from the app dir now, before anything of the build runs.
   const source = sourceFacts(inputs.appDir, inputs.filter);

@@ -8,7 +8,8 @@ import type { Image } from '../oci/image.ts';
 import type { ImageTarget } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import { type CliContext, KILN_VERSION } from './context.ts';
-import { attestImage, runStart, type SupplyChainFlags } from './supply-chain.ts';
+import { attestImage, runStart } from './supply-chain.ts';
+import { attestationWanted, type SupplyChainFlags } from './supply-chain-options.ts';
 
 /** What `kiln rebase` knows for its provenance. */
 export interface RebaseInputs {
@@ -32,8 +33,7 @@ export function startRebaseAttestation(
 ): { finish(targets: readonly ImageTarget[], result: Image, images: Transports): Promise<void> } | undefined {
   // Only on request: a rebase is a manifest-only operation (what registries and tests expect of
   // `kiln rebase --publish`); --attest, --sign-key or --provenance-output ask for more.
-  const wanted = flags.provenanceOutput !== undefined || flags.attest === true || signer !== undefined;
-  if (!wanted) return undefined;
+  if (!attestationWanted(flags, false, signer !== undefined)) return undefined;
   const run = runStart();
   return {
     async finish(targets, result, images) {

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Command } from 'commander';
 import {
   type Attestations,
   attestations,
@@ -38,6 +37,7 @@ import { KILN_TOOL } from '../stack/sbom.ts';
 import type { ImageTarget, Referrer } from '../transport/image-target.ts';
 import type { Transports } from '../transport/transports.ts';
 import type { CliContext } from './context.ts';
+import type { SupplyChainFlags } from './supply-chain-options.ts';
 
 // The supply-chain steps commands share: load the signing key (in kiln's process only; its
 // passphrase from KILN_PASSWORD / COSIGN_PASSWORD or a prompt), write the provenance file, and
@@ -45,28 +45,6 @@ import type { CliContext } from './context.ts';
 // registries). build, rebase and sign call these.
 
 /** Flags of the supply-chain options of build and rebase. */
-export interface SupplyChainFlags {
-  provenanceOutput?: string;
-  signKey?: string;
-  /** true: --attest, false: --no-attest, undefined: attach when publishing. */
-  attest?: boolean;
-}
-
-/** addSupplyChainOptions adds --provenance-output, --sign-key and --attest/--no-attest. */
-export function addSupplyChainOptions(cmd: Command): void {
-  cmd
-    .option(
-      '--provenance-output <file>',
-      'write the SLSA v1 provenance (an in-toto statement) of the image here',
-    )
-    .option(
-      '--sign-key <file>',
-      'sign the image (cosign-compatible) and its attestations with this ECDSA P-256 private key (passphrase: KILN_PASSWORD or COSIGN_PASSWORD, else asked)',
-    )
-    .option('--attest', 'attach SBOM and provenance as OCI referrers (default when publishing)')
-    .option('--no-attest', 'attach nothing, even when publishing');
-}
-
 /** promptPassphrase reads a passphrase from the terminal without echoing it. */
 async function promptPassphrase(ctx: CliContext, what: string): Promise<string> {
   if (!process.stdin.isTTY)

@@ -48,9 +48,10 @@ import { type BuildLimitFlags, resolveBuildLimits } from '../build-limits.ts';
 import { localBuildpackRef } from '../buildpack-fetch.ts';
 import { type CliContext, KILN_VERSION } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
+import { lifecycleFacts } from '../lifecycle-facts.ts';
 import { parseCacheFlag, resolvePackBuildFlags } from '../pack-build-flags.ts';
 import { addPlatformOptions, type PlatformFlags, platformSetup } from '../platform-options.ts';
-import { addSupplyChainOptions, loadSigner, type SupplyChainFlags } from '../supply-chain.ts';
+import { addSupplyChainOptions, attestationWanted, type SupplyChainFlags } from '../supply-chain-options.ts';
 import { rootfsBound, rootfsLimits } from './cache.ts';
 
 /** Flags of `kiln build`, as commander parses them. */
@@ -423,7 +424,9 @@ export function register(program: Command, ctx: CliContext): void {
 
       const builderRef = flags.builder ?? descriptor.builder ?? (await configuredBuilder(settings));
       // Provenance, SBOM referrers, signature: the key is read here, in kiln's process, never later.
-      const signer = flags.signKey ? await loadSigner(ctx, flags.signKey, appDir) : undefined;
+      const signer = flags.signKey
+        ? await (await import('../supply-chain.ts')).loadSigner(ctx, flags.signKey, appDir)
+        : undefined;
       if (multi && (signer || flags.provenanceOutput !== undefined || flags.attest === true))
         throw new UsageError(
           '--sign-key, --provenance-output and --attest apply to one platform: build and sign each --platform on its own',
@@ -475,34 +478,36 @@ export function register(program: Command, ctx: CliContext): void {
         log.info(
           `Building ${name}${multi || !native ? ` for ${platformString(p)}` : ''} from ${appDir} with builder ${builder.name}`,
         );
-        attestation = multi
-          ? undefined
-          : (await import('../build-attest.ts')).startBuildAttestation(
-              ctx,
-              flags,
-              Boolean(flags.publish),
-              {
-                appDir,
-                filter: descriptor.filter,
-                ...(descriptor.file ? { descriptorFile: descriptor.file } : {}),
-                builder,
-                ...(runImage ? { runImage: runImage.image } : {}),
-                buildpacks: flags.buildpack.length
-                  ? flags.buildpack
-                  : descriptor.group.map((g) =>
-                      g.id ? `${g.id}${g.version ? `@${g.version}` : ''}` : (g.uri ?? 'inline'),
-                    ),
-                envNames: Object.keys(env),
-                options: {
-                  compression: flags.compression,
-                  sourceDateEpoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
-                  ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
-                  ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
-                  ...(flags.skipExtensions ? { skipExtensions: true } : {}),
+        // The attestation code loads only for a build that attests.
+        attestation =
+          multi || !attestationWanted(flags, Boolean(flags.publish), signer !== undefined)
+            ? undefined
+            : (await import('../build-attest.ts')).startBuildAttestation(
+                ctx,
+                flags,
+                Boolean(flags.publish),
+                {
+                  appDir,
+                  filter: descriptor.filter,
+                  ...(descriptor.file ? { descriptorFile: descriptor.file } : {}),
+                  builder,
+                  ...(runImage ? { runImage: runImage.image } : {}),
+                  buildpacks: flags.buildpack.length
+                    ? flags.buildpack
+                    : descriptor.group.map((g) =>
+                        g.id ? `${g.id}${g.version ? `@${g.version}` : ''}` : (g.uri ?? 'inline'),
+                      ),
+                  envNames: Object.keys(env),
+                  options: {
+                    compression: flags.compression,
+                    sourceDateEpoch: settings.sourceDateEpoch ?? DEFAULT_EPOCH,
+                    ...(flags.defaultProcess ? { defaultProcess: flags.defaultProcess } : {}),
+                    ...(flags.execEnv ? { execEnv: flags.execEnv } : {}),
+                    ...(flags.skipExtensions ? { skipExtensions: true } : {}),
+                  },
                 },
-              },
-              signer,
-            );
+                signer,
+              );
         // Several platforms: each image is kept here and the index of them written at the end.
         const sink: ImageTarget = multi ? collectInto(built, p, name) : images.fanOut([dest, ...tags]);
         outcome = await runBuild({
@@ -570,7 +575,7 @@ export function register(program: Command, ctx: CliContext): void {
           ...(flags.reportOutputDir
             ? { reportOutputDir: path.join(path.resolve(flags.reportOutputDir), suffix.slice(1)) }
             : {}),
-          lifecycle: await (await import('../build-attest.ts')).lifecycleFacts(),
+          lifecycle: await lifecycleFacts(),
           project: await projectMetadata(descriptor, appDir),
           appKeep: keptByInclude(descriptor.include),
           executor,

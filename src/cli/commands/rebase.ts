@@ -14,7 +14,7 @@ import { type ImageTarget, isIndex } from '../../transport/image-target.ts';
 import type { PullPolicy, Transports } from '../../transport/transports.ts';
 import type { CliContext } from '../context.ts';
 import { imageTransports } from '../image-ref.ts';
-import { addSupplyChainOptions, loadSigner, type SupplyChainFlags } from '../supply-chain.ts';
+import { addSupplyChainOptions, attestationWanted, type SupplyChainFlags } from '../supply-chain-options.ts';
 
 /** register adds `kiln rebase IMAGE`. */
 /** The whole command is the platform spec's rebase step: whatever fails in it ends with 72. */
@@ -88,14 +88,17 @@ export function register(program: Command, ctx: CliContext): void {
             added: number;
           }[] = [];
           // Provenance, SBOM, signature of the rebased image (one platform; the key read here).
-          const signer = opts.signKey ? await loadSigner(ctx, opts.signKey) : undefined;
-          if (isIndex(top) && (signer || opts.provenanceOutput !== undefined || opts.attest === true))
+          const signer = opts.signKey
+            ? await (await import('../supply-chain.ts')).loadSigner(ctx, opts.signKey)
+            : undefined;
+          // A rebase attaches only when asked (publishing alone does not: it uploads just a config).
+          const attests = attestationWanted(opts, false, signer !== undefined);
+          if (isIndex(top) && attests)
             throw new UsageError(
               `${source.name} is an index: --sign-key, --provenance-output and --attest apply to one platform image`,
             );
-          let attestation: ReturnType<typeof startRebaseAttestation>;
+          let attestation: Awaited<ReturnType<typeof import('../rebase-attest.ts').startRebaseAttestation>>;
           let attestImages: Transports = images0;
-          const { startRebaseAttestation } = await import('../rebase-attest.ts');
           for (const { app, platform: listed } of apps) {
             const appCfg = await app.configFile();
             const platform = listed ?? configPlatform(appCfg);
@@ -123,9 +126,9 @@ export function register(program: Command, ctx: CliContext): void {
               force: opts.force ?? false,
             });
             for (const o of result.overridden) log.warn(`--force: ${o}`);
-            if (!isIndex(top)) {
+            if (!isIndex(top) && attests) {
               attestImages = images;
-              attestation = startRebaseAttestation(
+              attestation = (await import('../rebase-attest.ts')).startRebaseAttestation(
                 ctx,
                 opts,
                 {
