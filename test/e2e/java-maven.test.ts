@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   DEBIAN_MAVEN_REPO,
   type MavenRepo,
+  mavenDistributionZip,
   mirrorSettingsXml,
   startMavenRepo,
 } from '../helpers/maven-repo.ts';
@@ -29,6 +30,35 @@ import {
 // shell-free run image as the run user, holds the jar and the JRE but no source and no ~/.m2.
 
 const IMAGE = 'kiln-e2e-java';
+// Where the project's Maven wrapper finds its Maven: the repository serves the host's Debian Maven
+// packed as the distribution zip; the properties name an unreachable host, so only MVNW_REPOURL works.
+const DIST = 'org/apache/maven/apache-maven/3.8.7/apache-maven-3.8.7-bin.zip';
+const WRAPPER_PROPERTIES = `distributionUrl=https://maven.example.invalid/maven2/${DIST}\n`;
+// A wrapper in the shape of Apache's script-only mvnw: the distribution named in
+// .mvn/wrapper/maven-wrapper.properties (its repository part replaced by MVNW_REPOURL), downloaded
+// once below MAVEN_USER_HOME, then run.
+const MVNW = `#!/bin/sh
+set -eu
+dir=$(cd "$(dirname "$0")" && pwd)
+url=$(sed -n 's/^distributionUrl=//p' "$dir/.mvn/wrapper/maven-wrapper.properties" | tr -d '\\r')
+[ -z "\${MVNW_REPOURL:-}" ] || url="\${MVNW_REPOURL%/}/org/apache/maven/\${url#*/org/apache/maven/}"
+name=\${url##*/}
+name=\${name%-bin.zip}
+home="\${MAVEN_USER_HOME:-$HOME/.m2}/wrapper/dists/$name-bin/$(printf %s "$url" | md5sum | cut -c1-8)"
+if [ ! -d "$home/$name" ]; then
+  echo "mvnw: downloading $url" >&2
+  tmp=$(mktemp -d)
+  curl -fsS -o "$tmp/dist.zip" "$url"
+  unzip -q "$tmp/dist.zip" -d "$tmp"
+  chmod +x "$tmp/$name/bin/mvn"
+  mkdir -p "$home"
+  mv "$tmp/$name" "$home/$name"
+  rm -rf "$tmp"
+fi
+MAVEN_HOME="$home/$name"
+export MAVEN_HOME
+exec "$MAVEN_HOME/bin/mvn" "$@"
+`;
 
 let podman: Podman;
 let store: string;
@@ -38,7 +68,7 @@ let binding: string;
 
 before(async () => {
   ({ podman, store } = await podmanOnKilnStore());
-  repo = await startMavenRepo();
+  repo = await startMavenRepo(undefined, undefined, new Map([[DIST, await mavenDistributionZip('3.8.7')]]));
   scratch = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-java-'));
   binding = path.join(scratch, 'maven-binding');
   await mkdir(binding, { recursive: true });
@@ -142,6 +172,54 @@ describe('kiln/java', {
       assert.equal(afterShas.get('kiln/java:jre'), before.get('kiln/java:jre'));
       assert.notEqual(afterShas.get('kiln/java:app'), before.get('kiln/java:app'));
       assert.equal(await serveAndGet(podman, store, IMAGE, await freePort()), 'Hello again\n');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("the project's mvnw: Maven downloaded from the configured mirror (MVNW_REPOURL) into the m2 cache layer, never into the image", async () => {
+    const { dir, cleanup } = await copySample('java-maven');
+    try {
+      await writeFile(path.join(dir, 'mvnw'), MVNW, { mode: 0o755 });
+      await mkdir(path.join(dir, '.mvn/wrapper'), { recursive: true });
+      await writeFile(path.join(dir, '.mvn/wrapper/maven-wrapper.properties'), WRAPPER_PROPERTIES);
+      const mirrored = [
+        'build',
+        IMAGE,
+        '--path',
+        dir,
+        '--env',
+        `BP_MAVEN_REPOSITORY_URL=${repo.url}`,
+        '--allow-host',
+        `127.0.0.1:${repo.port}`,
+      ];
+      const downloads = () => repo.requests.filter((r) => r === `/${DIST}`).length;
+      const res = await kilnOk(mirrored);
+      assert.match(output(res), /using the project's Maven wrapper \(mvnw\)/);
+      assert.ok(
+        output(res).includes(`mvnw downloads Maven from ${repo.url.replace(/\/$/, '')} (MVNW_REPOURL)`),
+        output(res),
+      );
+      assert.match(
+        output(res),
+        /mvnw: downloading http:\/\/127\.0\.0\.1:\d+\/org\/apache\/maven\/apache-maven/,
+      );
+      assert.equal(downloads(), 1);
+      assert.equal(await serveAndGet(podman, store, IMAGE, await freePort()), 'Hello from kiln/java\n');
+      const paths = [...(await imageFiles(IMAGE)).keys()];
+      assert.deepEqual(
+        paths.filter((p) => /wrapper\/dists|apache-maven|usr\/share\/maven\/|(^|\/)mvnw$|\.mvn\//.test(p)),
+        [],
+        'neither the wrapper nor the Maven it downloaded is in the image',
+      );
+
+      // The downloaded Maven is kept in the m2 cache layer: a source-only rebuild does not fetch it.
+      const app = path.join(dir, 'src/main/java/dev/kiln/sample/App.java');
+      await writeFile(app, (await readFile(app, 'utf8')).replace('hello from kiln/java', 'hello mvnw'));
+      const again = await kilnOk(mirrored);
+      assert.doesNotMatch(output(again), /mvnw: downloading/);
+      assert.equal(downloads(), 1);
+      assert.equal(await serveAndGet(podman, store, IMAGE, await freePort()), 'Hello mvnw\n');
     } finally {
       await cleanup();
     }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { zipStore } from './go-proxy.ts';
 
 // A Maven repository over HTTP on 127.0.0.1, serving a directory laid out as one (groupId as
 // directories / artifactId / version / files): Debian's /usr/share/maven-repo, where the packaged
@@ -21,9 +22,11 @@ export interface MavenRepo {
   close(): Promise<void>;
 }
 
+/** `extra`: more files by repository path (e.g. a Maven distribution for mvnw), served as given. */
 export async function startMavenRepo(
   dir = DEBIAN_MAVEN_REPO,
   roots: readonly string[] = [DEBIAN_MAVEN_REPO, '/usr/share/java'],
+  extra: ReadonlyMap<string, Buffer> = new Map(),
 ): Promise<MavenRepo> {
   const requests: string[] = [];
   const server = createServer((req, res) => {
@@ -31,6 +34,12 @@ export async function startMavenRepo(
       const url = new URL(req.url ?? '/', 'http://x');
       const rel = decodeURIComponent(url.pathname).replace(/^\/+/, '');
       requests.push(`/${rel}`);
+      const body = extra.get(rel);
+      if (body && (req.method === 'GET' || req.method === 'HEAD')) {
+        res.writeHead(200, { 'content-length': body.length, 'content-type': 'application/zip' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
       const inside = (p: string) => roots.some((r) => p === r || p.startsWith(`${r}/`));
       // Debian's repository has no checksum files: they are made here, so Maven checks every download.
       const sha1 = rel.endsWith('.sha1');
@@ -67,4 +76,23 @@ export async function startMavenRepo(
 /** mirrorSettingsXml is a settings.xml that sends every repository to `url`. */
 export function mirrorSettingsXml(url: string): string {
   return `<settings><mirrors><mirror><id>test</id><mirrorOf>*</mirrorOf><url>${url}</url></mirror></mirrors></settings>\n`;
+}
+
+/**
+ * mavenDistributionZip packs the host's Debian Maven (/usr/share/maven, links followed) as the
+ * `apache-maven-<version>-bin.zip` a Maven wrapper downloads: `apache-maven-<version>/bin/mvn` etc.
+ */
+export async function mavenDistributionZip(version: string, home = '/usr/share/maven'): Promise<Buffer> {
+  const entries: { name: string; data: Buffer }[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(path.join(home, rel))).sort()) {
+      const r = path.posix.join(rel, name);
+      const st = await stat(path.join(home, r));
+      if (st.isDirectory()) await walk(r);
+      else if (st.isFile())
+        entries.push({ name: `apache-maven-${version}/${r}`, data: await readFile(path.join(home, r)) });
+    }
+  };
+  for (const top of ['bin', 'boot', 'conf', 'lib']) await walk(top);
+  return zipStore(entries);
 }

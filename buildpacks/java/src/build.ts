@@ -56,6 +56,11 @@ main(async () => {
   if (wrapper) log("  using the project's Maven wrapper (mvnw)");
   log(`  ${wrapper ? './mvnw' : 'mvn'} ${userArgs.join(' ')}`);
   const env = mavenEnv(ctx.env, jdk.javaHome, jdk.mavenHome, m2);
+  if (wrapper && settings.mirror && !env.MVNW_REPOURL) {
+    // mvnw downloads Maven itself from Maven Central unless told where: the same mirror.
+    env.MVNW_REPOURL = settings.mirror.replace(/\/+$/, '');
+    log(`  mvnw downloads Maven from ${env.MVNW_REPOURL} (MVNW_REPOURL)`);
+  }
   const res = await run(wrapper ? 'sh' : command, wrapper ? [command, ...args] : args, {
     cwd: ctx.appDir,
     env,

@@ -16,6 +16,8 @@ import { BuildpackFailure } from '../../_shared/main.ts';
 export interface MavenSettings {
   readonly args: readonly string[];
   readonly describe: string;
+  /** The mirror of every repository when kiln made the settings (BP_MAVEN_REPOSITORY_URL). */
+  readonly mirror?: string;
 }
 
 export async function mavenSettings(
@@ -43,7 +45,11 @@ export async function mavenSettings(
     const checked = repositoryUrl(url);
     const file = join(scratchDir, 'kiln-mirror-settings.xml');
     await writeFileAtomic(file, mirrorSettings(checked));
-    return { args: ['--settings', file], describe: `mirror ${checked} (BP_MAVEN_REPOSITORY_URL)` };
+    return {
+      args: ['--settings', file],
+      describe: `mirror ${checked} (BP_MAVEN_REPOSITORY_URL)`,
+      mirror: checked,
+    };
   }
   return {
     args: [],
