@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,13 @@ const HUMANIZE: Dist = {
 };
 const COLORWORD: Dist = { name: 'colorword', version: '0.2', files: { 'colorword.py': 'WORD = "blue"\n' } };
 
+// A build backend for pyproject.toml projects: Debian's setuptools and wheel as the wheels they
+// ship (python3-setuptools-whl, python3-wheel-whl), served by the index like any other project.
+const BACKEND_WHEELS = [
+  '/usr/share/python-wheels/setuptools-66.1.1-py3-none-any.whl',
+  '/usr/share/python-wheels/wheel-0.38.4-py3-none-any.whl',
+];
+
 const IMAGE = 'kiln-e2e-python-deps';
 const ANSWER = 'Hello from kiln: python-app (123.5 MB)\n';
 
@@ -41,7 +49,10 @@ let scratch: string;
 
 before(async () => {
   ({ podman, store } = await podmanOnKilnStore());
-  index = await startPypiIndex([HUMANIZE, COLORWORD]);
+  index = await startPypiIndex(
+    [HUMANIZE, COLORWORD],
+    BACKEND_WHEELS.filter((w) => existsSync(w)),
+  );
   sample = await copySample('python-app');
   scratch = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-pydeps-'));
 });
@@ -139,5 +150,80 @@ describe('kiln/python with requirements.txt', () => {
       out,
       /kiln\/python failed at step "pip install -r requirements\.txt": see pip's error above/,
     );
+  });
+});
+
+describe('kiln/python with pyproject.toml', {
+  skip: BACKEND_WHEELS.every((w) => existsSync(w))
+    ? false
+    : "Debian's setuptools/wheel wheels missing: run scripts/bootstrap.sh",
+}, () => {
+  test('a setuptools project: pip builds it with the backend from the index, its console script is the web process', async () => {
+    const app = path.join(scratch, 'pyproject');
+    await mkdir(path.join(app, 'greeter'), { recursive: true });
+    await writeFile(
+      path.join(app, 'pyproject.toml'),
+      [
+        '[build-system]',
+        'requires = ["setuptools>=61", "wheel"]',
+        'build-backend = "setuptools.build_meta"',
+        '',
+        '[project]',
+        'name = "greeter"',
+        'version = "1.2.0"',
+        'dependencies = ["colorword==0.2"]',
+        '',
+        '[project.scripts]',
+        'greeter-serve = "greeter:main"',
+        '',
+      ].join('\n'),
+    );
+    await writeFile(
+      path.join(app, 'greeter/__init__.py'),
+      [
+        'import os',
+        'from http.server import BaseHTTPRequestHandler, HTTPServer',
+        '',
+        'import colorword',
+        '',
+        '',
+        'class Handler(BaseHTTPRequestHandler):',
+        '    def do_GET(self):',
+        '        body = f"Hello from greeter ({colorword.WORD})\\n".encode()',
+        '        self.send_response(200)',
+        '        self.send_header("Content-Length", str(len(body)))',
+        '        self.end_headers()',
+        '        self.wfile.write(body)',
+        '',
+        '',
+        'def main():',
+        '    HTTPServer(("", int(os.environ.get("PORT", "8080"))), Handler).serve_forever()',
+        '',
+      ].join('\n'),
+    );
+    await writeFile(path.join(app, 'Procfile'), 'web: greeter-serve\n');
+    index.requests.length = 0;
+    const image = `${IMAGE}-pyproject`;
+    const res = await kilnOk(withIndex(image, app));
+    assert.match(res.stdout + res.stderr, /pip install \. \(Debian pip /);
+    assert.match(res.stdout + res.stderr, /Successfully installed colorword-0\.2 greeter-1\.2\.0/);
+    assert.ok(
+      index.requests.includes('/files/setuptools-66.1.1-py3-none-any.whl'),
+      `the build backend came from the index: ${index.requests.join(' ')}`,
+    );
+    assert.equal(await serveAndGet(podman, store, image, await freePort()), 'Hello from greeter (blue)\n');
+    await assertRunUserNoShell(podman, store, image);
+    const files = await imageFiles(image);
+    const paths = [...files.keys()];
+    assert.ok(
+      paths.some((p) =>
+        /^layers\/kiln_python\/venv\/lib\/python3\.\d+\/site-packages\/greeter\/__init__\.py$/.test(p),
+      ),
+      'the project is installed in the venv',
+    );
+    assert.ok(files.has('layers/kiln_python/venv/bin/greeter-serve'));
+    const sbom = files.get('layers/sbom/launch/kiln_python/venv/sbom.cdx.json') ?? '';
+    assert.match(sbom, /"purl": ?"pkg:pypi\/greeter@1\.2\.0"/);
+    assert.match(sbom, /"purl": ?"pkg:pypi\/colorword@0\.2"/);
   });
 });

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { basename } from 'node:path';
 import { zipStore } from './go-proxy.ts';
 
 // A PEP 503 "simple" package index on 127.0.0.1 serving pure-Python wheels the test describes:
@@ -54,17 +56,25 @@ export interface PypiIndex {
   close(): Promise<void>;
 }
 
-/** startPypiIndex serves `dists` on a random port of 127.0.0.1. */
-export async function startPypiIndex(dists: readonly Dist[]): Promise<PypiIndex> {
+/**
+ * startPypiIndex serves `dists` on a random port of 127.0.0.1, and the wheel files `wheels` names
+ * as they are (e.g. Debian's setuptools and wheel from /usr/share/python-wheels, for build backends).
+ */
+export async function startPypiIndex(
+  dists: readonly Dist[],
+  wheels: readonly string[] = [],
+): Promise<PypiIndex> {
   const files = new Map<string, Buffer>();
   const projects = new Map<string, string[]>();
-  for (const d of dists) {
-    const w = buildWheel(d);
+  const built = dists.map((d) => ({ name: d.name, ...buildWheel(d) }));
+  for (const file of wheels)
+    built.push({ name: basename(file).split('-')[0]!, file: basename(file), data: await readFile(file) });
+  for (const w of built) {
     files.set(w.file, w.data);
     const sha = createHash('sha256').update(w.data).digest('hex');
-    const list = projects.get(normalize(d.name)) ?? [];
+    const list = projects.get(normalize(w.name)) ?? [];
     list.push(`<a href="../../files/${w.file}#sha256=${sha}">${w.file}</a>`);
-    projects.set(normalize(d.name), list);
+    projects.set(normalize(w.name), list);
   }
   const requests: string[] = [];
   const server = createServer((req, res) => {
