@@ -95,7 +95,7 @@ describe('createBuilder()', () => {
     await layout.writeImage(image, 'builder');
 
     const layers = await image.layers();
-    assert.equal(layers.length, 1 + 7 + 1);
+    assert.equal(layers.length, 1 + 8 + 1);
     const cfg = await image.configFile();
     assert.equal(cfg.config?.WorkingDir, '/layers');
     assert.equal(cfg.config?.User, '1000:1000');
@@ -103,7 +103,7 @@ describe('createBuilder()', () => {
     const labels = cfg.config?.Labels ?? {};
     assert.equal(labels[BuilderLabel.StackId], 'io.kiln.stacks.bookworm');
 
-    // Buildpack layers, sorted by id: go, java, node-start, nodejs-engine, npm-install, procfile, python.
+    // Buildpack layers, sorted by id: go, java, node-start, nodejs-engine, npm-install, procfile, python, ruby.
     const ids = [
       'kiln/go',
       'kiln/java',
@@ -112,6 +112,7 @@ describe('createBuilder()', () => {
       'kiln/npm-install',
       'kiln/procfile',
       'kiln/python',
+      'kiln/ruby',
     ];
     const layersLabel = JSON.parse(labels[BuilderLabel.Layers]!) as Record<
       string,
@@ -130,7 +131,7 @@ describe('createBuilder()', () => {
       assert.equal(layersLabel[id]?.['0.1.0']?.layerDiffID, await layer.diffID());
     }
 
-    const own = await entriesOf(layers[8]!);
+    const own = await entriesOf(layers[9]!);
     const order = parse(own.get('cnb/order.toml')!.text!) as {
       order: { group: { id: string; optional?: boolean }[] }[];
     };
@@ -142,6 +143,7 @@ describe('createBuilder()', () => {
         ['kiln/go', 'kiln/procfile?'],
         ['kiln/java', 'kiln/procfile?'],
         ['kiln/python', 'kiln/procfile?'],
+        ['kiln/ruby', 'kiln/procfile?'],
         ['kiln/procfile'],
       ],
     );
