@@ -96,6 +96,8 @@ export interface GemServer {
   readonly url: string;
   readonly port: number;
   readonly requests: string[];
+  /** The Authorization headers received (credentials from a bundler binding reach the source). */
+  readonly authorizations: string[];
   close(): Promise<void>;
 }
 
@@ -106,9 +108,11 @@ export async function startGemServer(gems: readonly GemDef[]): Promise<GemServer
   for (const g of gems) await buildGem(g, path.join(root, 'gems'));
   await exec('gem', ['generate_index', '--directory', root]);
   const requests: string[] = [];
+  const authorizations: string[] = [];
   const server = createServer((req, res) => {
     const p = new URL(req.url ?? '/', 'http://x').pathname;
     requests.push(p);
+    if (req.headers.authorization) authorizations.push(req.headers.authorization);
     const rel = path.posix.normalize(p).replace(/^\/+/, '');
     if (rel.startsWith('..') || rel === '') return void res.writeHead(404).end('not found');
     readFile(path.join(root, rel)).then(
@@ -122,6 +126,7 @@ export async function startGemServer(gems: readonly GemDef[]): Promise<GemServer
     url: `http://127.0.0.1:${port}/`,
     port,
     requests,
+    authorizations,
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(root, { recursive: true, force: true });
