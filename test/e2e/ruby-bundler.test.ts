@@ -22,6 +22,16 @@ const COLORWORD = {
   files: { 'colorword.rb': 'module Colorword\n  WORD = "blue"\nend\n' },
 };
 const SECRET = 'kiln-ruby-s3cret-token';
+// A gem with a C extension: kiln/ruby does not compile native extensions (yet).
+const NATIVE = {
+  name: 'nativeword',
+  version: '1.0',
+  files: { 'nativeword.rb': 'require "nativeword/nativeword"\n' },
+  ext: {
+    'nativeword/extconf.rb': 'require "mkmf"\ncreate_makefile("nativeword/nativeword")\n',
+    'nativeword/nativeword.c': '#include <ruby.h>\nvoid Init_nativeword(void) {}\n',
+  },
+};
 
 const skip =
   !(await gemAvailable()) || !(await debianWebrick())
@@ -37,7 +47,7 @@ let scratch: string;
 before(async () => {
   if (skip) return;
   ({ podman, store } = await podmanOnKilnStore());
-  server = await startGemServer([(await debianWebrick())!, COLORWORD]);
+  server = await startGemServer([(await debianWebrick())!, COLORWORD, NATIVE]);
   sample = await copySample('ruby-app');
   scratch = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-ruby-'));
 });
@@ -176,6 +186,21 @@ describe('kiln/ruby with bundler', { skip }, () => {
     const out = res.stdout + res.stderr;
     assert.match(out, /Could not find gem 'no-such-gem \(= 1\.0\)' in rubygems repository/);
     assert.match(out, /kiln\/ruby failed at step "bundle install": see bundler's error above/);
+  });
+
+  test('a gem with a native extension fails with one line saying so', async () => {
+    const app = path.join(scratch, 'native');
+    await mkdir(app, { recursive: true });
+    await writeFile(path.join(app, 'Gemfile'), 'source "https://rubygems.org"\ngem "nativeword", "1.0"\n');
+    await writeFile(path.join(app, 'app.rb'), 'require "nativeword"\n');
+    const res = await kiln(withMirror(`${IMAGE}-native`, app));
+    assert.notEqual(res.code, 0);
+    const out = res.stdout + res.stderr;
+    assert.match(out, /Failed to build gem native extension/);
+    assert.match(
+      out,
+      /kiln\/ruby failed at step "bundle install": a gem needs its native extension compiled, which kiln\/ruby does not support yet/,
+    );
   });
 
   test('a mirror URL with credentials is refused in one line before any download', async () => {

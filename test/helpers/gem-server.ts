@@ -21,6 +21,8 @@ export interface GemDef {
   readonly files: Readonly<Record<string, string>>;
   readonly licenses?: readonly string[];
   readonly dependencies?: readonly (readonly [string, string])[];
+  /** Files below ext/ (path → source); an `extconf.rb` among them makes a native-extension gem. */
+  readonly ext?: Readonly<Record<string, string>>;
 }
 
 /** gemAvailable is true when `gem` (RubyGems, from scripts/bootstrap.sh) is on PATH. */
@@ -36,12 +38,17 @@ export async function buildGem(g: GemDef, outDir: string): Promise<string> {
   const work = await mkdtemp(path.join(tmpdir(), `kiln-gem-${g.name}-`));
   try {
     const files: string[] = [];
-    for (const [rel, text] of Object.entries(g.files)) {
-      const file = path.join(work, 'lib', rel);
+    const entries = [
+      ...Object.entries(g.files).map(([rel, text]) => [`lib/${rel}`, text] as const),
+      ...Object.entries(g.ext ?? {}).map(([rel, text]) => [`ext/${rel}`, text] as const),
+    ];
+    for (const [rel, text] of entries) {
+      const file = path.join(work, rel);
       await mkdir(path.dirname(file), { recursive: true });
       await writeFile(file, text);
-      files.push(`lib/${rel}`);
+      files.push(rel);
     }
+    const extensions = files.filter((f) => f.startsWith('ext/') && f.endsWith('/extconf.rb'));
     const spec = [
       'Gem::Specification.new do |s|',
       `  s.name = ${JSON.stringify(g.name)}`,
@@ -50,6 +57,7 @@ export async function buildGem(g: GemDef, outDir: string): Promise<string> {
       '  s.authors = ["kiln"]',
       `  s.licenses = ${JSON.stringify(g.licenses ?? ['MIT'])}`,
       `  s.files = ${JSON.stringify(files.sort())}`,
+      `  s.extensions = ${JSON.stringify(extensions)}`,
       ...(g.dependencies ?? []).map(
         ([n, r]) => `  s.add_runtime_dependency ${JSON.stringify(n)}, ${JSON.stringify(r)}`,
       ),
