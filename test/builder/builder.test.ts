@@ -177,7 +177,7 @@ describe('createBuilder()', () => {
       for await (const e of readTar(await l.uncompressed()))
         layerPaths.push(e.header.path.replace(/^\.?\//, ''));
     assert.ok(!layerPaths.some((p) => p.startsWith('cnb/lifecycle')), 'no /cnb/lifecycle');
-    assert.equal(info.order.length, 6);
+    assert.equal(info.order.length, 7);
 
     // Another tool reads it: skopeo sees the labels in the layout kiln wrote.
     const inspected = JSON.parse(
