@@ -186,7 +186,7 @@ describe('createBuilder()', () => {
       Labels: Record<string, string>;
       Layers: string[];
     };
-    assert.equal(inspected.Layers.length, 9);
+    assert.equal(inspected.Layers.length, 10);
     assert.ok(inspected.Labels[BuilderLabel.Metadata]);
   });
 
