@@ -152,6 +152,9 @@ describe('kiln/ruby with bundler', { skip }, () => {
     await mkdir(app, { recursive: true });
     await writeFile(path.join(app, 'Gemfile'), 'source "https://rubygems.org"\ngem "colorword"\n');
     await writeFile(path.join(app, 'main.rb'), 'require "colorword"\nputs Colorword::WORD\n');
+    // The app's own bundler settings would send bundler elsewhere; kiln/ruby's layer wins.
+    await mkdir(path.join(app, '.bundle'));
+    await writeFile(path.join(app, '.bundle', 'config'), '---\nBUNDLE_PATH: "vendor/bundle"\n');
     server.requests.length = 0;
     server.authorizations.length = 0;
     const res = await kilnOk([

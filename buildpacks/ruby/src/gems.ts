@@ -46,6 +46,9 @@ export async function installGems(o: GemsRequest): Promise<string> {
   const prev = await previousLayer(o.layersDir, 'gems');
   const common: Record<string, string> = {
     BUNDLE_PATH: dir,
+    // An empty directory: an app's own .bundle/config (say BUNDLE_PATH: vendor/bundle) would
+    // outrank these settings at launch (bundler: local config > env > global config).
+    BUNDLE_APP_CONFIG: join(dir, 'kiln-app-config'),
     BUNDLE_GEMFILE: gemfile,
     BUNDLE_WITHOUT: without,
     ...(locked && { BUNDLE_FROZEN: 'true' }),
@@ -62,7 +65,7 @@ export async function installGems(o: GemsRequest): Promise<string> {
       ...o.ruby.env,
       ...common,
       ...o.source.env,
-      // The app's .bundle/config would outrank these settings (bundler: local > env > global).
+      // Where bundler may write its settings during the install (never shipped).
       BUNDLE_APP_CONFIG: join(home, 'app-config'),
       BUNDLE_USER_HOME: home,
       BUNDLE_SILENCE_ROOT_WARNING: 'true',
@@ -75,6 +78,7 @@ export async function installGems(o: GemsRequest): Promise<string> {
     await rm(join(dir, 'ruby', o.ruby.api, 'cache'), { recursive: true, force: true });
     await writeSboms(dir, await installedGems(join(dir, 'ruby', o.ruby.api)), o.tool, o.env);
   }
+  await mkdir(common.BUNDLE_APP_CONFIG!, { recursive: true });
   for (const [name, value] of Object.entries(common)) await writeEnv(dir, 'env', name, 'override', value);
   await writeLayerToml(o.layersDir, 'gems', { build: true, launch: true, cache: true }, { key });
   return dir;
