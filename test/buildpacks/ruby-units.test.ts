@@ -3,8 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { installedGems } from '../../buildpacks/ruby/src/gems.ts';
+import { installedGems, installFailure } from '../../buildpacks/ruby/src/gems.ts';
 import { webProcess } from '../../buildpacks/ruby/src/process.ts';
+import { hasCompiler } from '../../buildpacks/ruby/src/ruby-dev.ts';
 import { gemSource, mirrorUrl } from '../../buildpacks/ruby/src/source.ts';
 
 // kiln/ruby's pure parts: the default process, the gem source settings, the SBOM of installed
@@ -100,5 +101,24 @@ describe('installedGems', () => {
         ['pkg:gem/webrick@1.8.1', 'Ruby OR BSD-2-Clause'],
       ],
     );
+  });
+});
+
+describe('native extensions', () => {
+  test('without cc a native extension failure says so in one line; otherwise bundler said it all', async () => {
+    const tail = 'Gem::Ext::BuildError: ERROR: Failed to build gem native extension.\n';
+    assert.match(
+      installFailure(tail, false).message,
+      /a gem has a native extension and the build image has no C compiler/,
+    );
+    assert.equal(
+      installFailure(tail, true).message,
+      'kiln/ruby failed at step "bundle install": see bundler\'s error above',
+    );
+    assert.equal(await hasCompiler({ PATH: path.join(dir, 'nothing-here') }), false);
+    const bin = path.join(dir, 'bin');
+    await mkdir(bin, { recursive: true });
+    for (const t of ['cc', 'make']) await writeFile(path.join(bin, t), '', { mode: 0o755 });
+    assert.equal(await hasCompiler({ PATH: bin }), true);
   });
 });

@@ -22,14 +22,22 @@ const COLORWORD = {
   files: { 'colorword.rb': 'module Colorword\n  WORD = "blue"\nend\n' },
 };
 const SECRET = 'kiln-ruby-s3cret-token';
-// A gem with a C extension: kiln/ruby does not compile native extensions (yet).
+// A gem with a C extension, compiled during the build (the build image has build-essential; Ruby's
+// headers come from a build-only layer) and loaded from the gems layer at run time.
 const NATIVE = {
   name: 'nativeword',
   version: '1.0',
   files: { 'nativeword.rb': 'require "nativeword/nativeword"\n' },
   ext: {
     'nativeword/extconf.rb': 'require "mkmf"\ncreate_makefile("nativeword/nativeword")\n',
-    'nativeword/nativeword.c': '#include <ruby.h>\nvoid Init_nativeword(void) {}\n',
+    'nativeword/nativeword.c': [
+      '#include <ruby.h>',
+      'static VALUE word(VALUE self) { return rb_str_new_cstr("compiled"); }',
+      'void Init_nativeword(void) {',
+      '  rb_define_module_function(rb_define_module("Nativeword"), "word", word, 0);',
+      '}',
+      '',
+    ].join('\n'),
   },
 };
 
@@ -191,18 +199,24 @@ describe('kiln/ruby with bundler', { skip }, () => {
     assert.match(out, /kiln\/ruby failed at step "bundle install": see bundler's error above/);
   });
 
-  test('a gem with a native extension fails with one line saying so', async () => {
+  test('a gem with a native extension is compiled and loads on the run image; no headers shipped', async () => {
     const app = path.join(scratch, 'native');
     await mkdir(app, { recursive: true });
     await writeFile(path.join(app, 'Gemfile'), 'source "https://rubygems.org"\ngem "nativeword", "1.0"\n');
-    await writeFile(path.join(app, 'app.rb'), 'require "nativeword"\n');
-    const res = await kiln(withMirror(`${IMAGE}-native`, app));
-    assert.notEqual(res.code, 0);
-    const out = res.stdout + res.stderr;
-    assert.match(out, /Failed to build gem native extension/);
-    assert.match(
-      out,
-      /kiln\/ruby failed at step "bundle install": a gem needs its native extension compiled, which kiln\/ruby does not support yet/,
+    await writeFile(path.join(app, 'main.rb'), 'require "nativeword"\nputs Nativeword.word\n');
+    const res = await kilnOk(withMirror(`${IMAGE}-native`, app));
+    assert.match(res.stdout + res.stderr, /Installing nativeword 1\.0 with native extensions/);
+    const run = await podman.run(`oci:${store}:docker.io/library/${IMAGE}-native:latest`);
+    assert.equal(run.stdout, 'compiled\n', run.stderr);
+    const paths = [...(await imageFiles(`${IMAGE}-native`)).keys()];
+    assert.ok(
+      paths.some((p) => /kiln_ruby\/gems\/.*nativeword\.so$/.test(p)),
+      'the compiled extension',
+    );
+    assert.deepEqual(
+      paths.filter((p) => /ruby-dev|\/ruby\.h$|kiln-mkmf/.test(p)),
+      [],
+      'no Ruby headers in the image',
     );
   });
 

@@ -6,6 +6,7 @@ import { exists } from '../../_shared/fsutil.ts';
 import { previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log } from '../../_shared/main.ts';
 import { type Component, type Tool, writeSboms } from '../../_shared/sbom.ts';
+import { hasCompiler, installRubyDev } from './ruby-dev.ts';
 import type { Ruby } from './runtime.ts';
 import type { GemSource } from './source.ts';
 
@@ -60,9 +61,12 @@ export async function installGems(o: GemsRequest): Promise<string> {
     const home = join(o.layersDir, 'bundle-home');
     await mkdir(join(home, 'app-config'), { recursive: true });
     await writeLayerToml(o.layersDir, 'bundle-home', { cache: true }, {});
+    const compiler = await hasCompiler(o.env);
+    const dev = compiler ? await installRubyDev(o.layersDir, o.env, o.ruby, home, o.tool) : {};
     const env: NodeJS.ProcessEnv = {
       ...o.env,
       ...o.ruby.env,
+      ...dev,
       ...common,
       ...o.source.env,
       // Where bundler may write its settings during the install (never shipped).
@@ -73,7 +77,7 @@ export async function installGems(o: GemsRequest): Promise<string> {
     };
     log(`  bundle install (Debian bundler ${o.ruby.bundlerVersion}) from ${o.source.describe}`);
     const res = await run(o.ruby.ruby, [o.ruby.bundle, 'install'], { cwd: o.appDir, env });
-    if (res.code !== 0) throw installFailure(res.tail);
+    if (res.code !== 0) throw installFailure(res.tail, compiler);
     // Bundler keeps each .gem it installed: not needed to run, not shipped.
     await rm(join(dir, 'ruby', o.ruby.api, 'cache'), { recursive: true, force: true });
     await writeSboms(dir, await installedGems(join(dir, 'ruby', o.ruby.api)), o.tool, o.env);
@@ -84,10 +88,11 @@ export async function installGems(o: GemsRequest): Promise<string> {
   return dir;
 }
 
-function installFailure(tail: string): BuildpackFailure {
-  if (/Failed to build gem native extension/.test(tail))
+/** installFailure is the line after bundler's own error; a missing compiler is named as such. */
+export function installFailure(tail: string, compiler: boolean): BuildpackFailure {
+  if (!compiler && /Failed to build gem native extension/.test(tail))
     return new BuildpackFailure(
-      'kiln/ruby failed at step "bundle install": a gem needs its native extension compiled, which kiln/ruby does not support yet (no Ruby headers in the build); use a pure-Ruby gem or a precompiled platform gem',
+      'kiln/ruby failed at step "bundle install": a gem has a native extension and the build image has no C compiler (cc, make); use a builder whose build image has build-essential, or a precompiled platform gem',
     );
   return new BuildpackFailure('kiln/ruby failed at step "bundle install": see bundler\'s error above');
 }

@@ -29,6 +29,8 @@ export interface Ruby {
   readonly version: string;
   readonly bundlerVersion: string;
   readonly reused: boolean;
+  /** The Debian packages in the layer (a ruby-dev layer needs not carry them again). */
+  readonly packages: readonly { readonly name: string; readonly version: string }[];
   /** The variables the layer's env files set, for running ruby in this build step. */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -90,6 +92,7 @@ export async function installRuby(layersDir: string, env: NodeJS.ProcessEnv, too
     version: rubyPkg?.version ?? bin,
     bundlerVersion,
     reused: layer.reused,
+    packages: layer.packages,
     env: {
       RUBYLIB: [...rubylib, env.RUBYLIB].filter(Boolean).join(':'),
       PATH: [join(dir, 'usr/bin'), env.PATH].filter(Boolean).join(':'),
