@@ -79,8 +79,9 @@ const withMirror = (image: string, dir: string) => [
 
 describe('kiln/ruby with bundler', { skip }, () => {
   test('the ruby-app sample: Debian Ruby, its gem from the local source, pkg:gem in the SBOM', async () => {
-    const res = await kilnOk(withMirror(IMAGE, sample.dir));
+    const res = await kilnOk(['-v', ...withMirror(IMAGE, sample.dir)]);
     const out = res.stdout + res.stderr;
+    assert.match(out, /launch check: passed/);
     assert.match(
       out,
       /bundle install \(Debian bundler 2\.\d+\.\d+\) from http:\/\/127\.0\.0\.1:\d+\/ \(BUNDLE_MIRROR__ALL\)/,
