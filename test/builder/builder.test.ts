@@ -95,7 +95,7 @@ describe('createBuilder()', () => {
     await layout.writeImage(image, 'builder');
 
     const layers = await image.layers();
-    assert.equal(layers.length, 1 + 7 + 1);
+    assert.equal(layers.length, 1 + 8 + 1);
     const cfg = await image.configFile();
     assert.equal(cfg.config?.WorkingDir, '/layers');
     assert.equal(cfg.config?.User, '1000:1000');
@@ -103,7 +103,7 @@ describe('createBuilder()', () => {
     const labels = cfg.config?.Labels ?? {};
     assert.equal(labels[BuilderLabel.StackId], 'io.kiln.stacks.bookworm');
 
-    // Buildpack layers, sorted by id: go, java, node-start, nodejs-engine, npm-install, procfile, python.
+    // Buildpack layers, sorted by id: go, java, node-start, nodejs-engine, npm-install, procfile, python, ruby.
     const ids = [
       'kiln/go',
       'kiln/java',
@@ -112,6 +112,7 @@ describe('createBuilder()', () => {
       'kiln/npm-install',
       'kiln/procfile',
       'kiln/python',
+      'kiln/ruby',
     ];
     const layersLabel = JSON.parse(labels[BuilderLabel.Layers]!) as Record<
       string,
@@ -130,7 +131,7 @@ describe('createBuilder()', () => {
       assert.equal(layersLabel[id]?.['0.1.0']?.layerDiffID, await layer.diffID());
     }
 
-    const own = await entriesOf(layers[8]!);
+    const own = await entriesOf(layers[9]!);
     const order = parse(own.get('cnb/order.toml')!.text!) as {
       order: { group: { id: string; optional?: boolean }[] }[];
     };
@@ -142,6 +143,7 @@ describe('createBuilder()', () => {
         ['kiln/go', 'kiln/procfile?'],
         ['kiln/java', 'kiln/procfile?'],
         ['kiln/python', 'kiln/procfile?'],
+        ['kiln/ruby', 'kiln/procfile?'],
         ['kiln/procfile'],
       ],
     );
@@ -175,7 +177,7 @@ describe('createBuilder()', () => {
       for await (const e of readTar(await l.uncompressed()))
         layerPaths.push(e.header.path.replace(/^\.?\//, ''));
     assert.ok(!layerPaths.some((p) => p.startsWith('cnb/lifecycle')), 'no /cnb/lifecycle');
-    assert.equal(info.order.length, 6);
+    assert.equal(info.order.length, 7);
 
     // Another tool reads it: skopeo sees the labels in the layout kiln wrote.
     const inspected = JSON.parse(
@@ -184,7 +186,7 @@ describe('createBuilder()', () => {
       Labels: Record<string, string>;
       Layers: string[];
     };
-    assert.equal(inspected.Layers.length, 9);
+    assert.equal(inspected.Layers.length, 10);
     assert.ok(inspected.Labels[BuilderLabel.Metadata]);
   });
 

@@ -187,6 +187,7 @@ describe('a project nothing detects', () => {
         'kiln/python: looked for requirements.txt, pyproject.toml, setup.py, Pipfile, runtime.txt, .python-version: none found',
         'kiln/go: looked for go.mod or *.go files: none found',
         'kiln/java: looked for pom.xml, mvnw, build.gradle or build.gradle.kts: none found',
+        'kiln/ruby: looked for Gemfile: none found',
       ]) {
         assert.ok(out.includes(said), `missing: ${said}\n${out}`);
       }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { installedPackages } from '../../_shared/debian/dpkg-status.ts';
 import { DEFAULT_SKIP, installDebLayer, type Universe } from '../../_shared/debian/install.ts';
+import { runImageInstalled } from '../../_shared/debian/run-image.ts';
 import { prependPath, writeEnv } from '../../_shared/layer.ts';
 import { BuildpackFailure } from '../../_shared/main.ts';
 
@@ -101,21 +102,6 @@ function debArch(env: NodeJS.ProcessEnv): string {
   return env.KILN_DEBIAN_ARCH?.trim() || 'amd64';
 }
 
-// What the default run image has (stacks/bookworm/stack.toml [run]): a launch layer must not carry
-// another libc. Versions are the build image's: both images come from the same stack lock.
-const RUN_IMAGE = [
-  'base-files',
-  'netbase',
-  'tzdata',
-  'ca-certificates',
-  'libc6',
-  'libgcc-s1',
-  'gcc-12-base',
-  'libstdc++6',
-  'libatomic1',
-  'libssl3',
-  'zlib1g',
-];
 // Dependencies of openjdk-N-jre-headless a headless server does not need: ca-certificates-java
 // and java-common only work through maintainer scripts (which never run), util-linux is for
 // the package's scripts, CUPS, NSS and fontconfig are loaded with dlopen only when printing,
@@ -142,10 +128,7 @@ export interface Jre {
 
 /** installJre installs openjdk-N-jre-headless (and its libraries the run image lacks) as the launch layer `jre`. */
 export async function installJre(layersDir: string, env: NodeJS.ProcessEnv, major: number): Promise<Jre> {
-  const image = await installedPackages();
-  const installed = new Map<string, string>();
-  for (const n of RUN_IMAGE) installed.set(n, image.get(n) ?? '0');
-  for (const n of NOT_SHIPPED) installed.set(n, '0');
+  const installed = await runImageInstalled(NOT_SHIPPED);
   const layer = await installDebLayer({
     layersDir,
     layer: 'jre',

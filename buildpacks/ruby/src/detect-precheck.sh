@@ -1,0 +1,4 @@
+[ -f Gemfile ] || {
+  echo 'kiln/ruby: looked for Gemfile: none found'
+  exit 100
+}
