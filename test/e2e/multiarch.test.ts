@@ -138,6 +138,39 @@ describe('kiln build --platform linux/amd64,linux/arm64', { skip: unavailable() 
     if (work) await rm(work, { recursive: true, force: true });
   });
 
+  test('kiln stack inspect lists every platform of the stack, each with its own packages', async () => {
+    const r = await ok([
+      'stack',
+      'inspect',
+      '--config',
+      path.join(stackDir, 'stack.toml'),
+      '--output',
+      `oci:${stackDir}/oci`,
+      '--json',
+    ]);
+    const rows = JSON.parse(r.stdout) as {
+      role: string;
+      platform?: string;
+      packages: { name: string; version: string }[];
+    }[];
+    for (const role of ['run', 'build'])
+      assert.deepEqual(
+        rows.filter((x) => x.role === role).map((x) => x.platform),
+        ['linux/amd64', 'linux/arm64'],
+        r.stdout,
+      );
+    assert.ok(rows.every((x) => x.packages.some((p) => p.name === 'libc6')));
+    const human = await ok([
+      'stack',
+      'inspect',
+      '--config',
+      path.join(stackDir, 'stack.toml'),
+      '--output',
+      `oci:${stackDir}/oci`,
+    ]);
+    assert.match(human.stdout, /^build linux\/arm64: build$/m);
+  });
+
   test('one command: an index of both platforms, each of its architecture, the arm64 one answering HTTP under emulation', async () => {
     // The app: the static-binary sample, its server built for each architecture.
     const app = path.join(work, 'app');

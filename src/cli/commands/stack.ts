@@ -10,9 +10,15 @@ import { Layout } from '../../layout/layout.ts';
 import type { Digest } from '../../oci/digest.ts';
 import type { ImageIndex } from '../../oci/image.ts';
 import { indexFrom } from '../../oci/index.ts';
-import { isImageMediaType } from '../../oci/media-types.ts';
+import { isImageMediaType, isIndexMediaType } from '../../oci/media-types.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
-import { hostPlatform, parsePlatforms, platformString, platformTag } from '../../oci/platform.ts';
+import {
+  configPlatform,
+  hostPlatform,
+  parsePlatforms,
+  platformString,
+  platformTag,
+} from '../../oci/platform.ts';
 import type { Platform } from '../../oci/schema.ts';
 import { checkEmulation } from '../../sandbox/emulation.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../../sbom/cyclonedx.ts';
@@ -188,30 +194,42 @@ export function register(program: Command, ctx: CliContext): void {
           continue;
         }
         const desc = await layout.resolve(tag);
-        const img = await layout.image(tag);
-        const cfg = await img.configFile();
-        const layers = await img.layers();
-        let size = 0;
-        for (const l of layers) size += await l.size();
-        // The packages come from the SBOM that `stack create` attaches as a referrer.
-        const sbom = await sbomOfImage(layout, desc.digest, CYCLONEDX_MEDIA_TYPE);
-        const components = (sbom?.components ?? []) as { name?: string; version?: string }[];
-        rows.push({
-          ...which,
-          tag,
-          digest: desc.digest,
-          size,
-          user: cfg.config?.User,
-          labels: cfg.config?.Labels ?? {},
-          packages: components.map((c) => ({ name: c.name ?? '', version: c.version ?? '' })),
-        });
+        // A multi-platform stack is an index: one row per platform, each with its own SBOM.
+        const entries = isIndexMediaType(desc.mediaType)
+          ? (await (await layout.imageIndex(tag)).indexManifest()).manifests.filter(
+              (m) => !isIndexMediaType(m.mediaType),
+            )
+          : [desc];
+        for (const entry of entries) {
+          const img = await layout.imageByDigest(entry.digest, `${tag}@${entry.digest}`);
+          const cfg = await img.configFile();
+          let size = 0;
+          for (const l of await img.layers()) size += await l.size();
+          // The packages come from the SBOM that `stack create` attaches as a referrer.
+          const sbom = await sbomOfImage(layout, entry.digest, CYCLONEDX_MEDIA_TYPE);
+          const components = (sbom?.components ?? []) as { name?: string; version?: string }[];
+          rows.push({
+            ...which,
+            tag,
+            ...(entry !== desc && { platform: platformString(configPlatform(cfg)), index: desc.digest }),
+            digest: entry.digest,
+            size,
+            user: cfg.config?.User,
+            labels: cfg.config?.Labels ?? {},
+            packages: components.map((c) => ({ name: c.name ?? '', version: c.version ?? '' })),
+          });
+        }
       }
       if (flags.json) {
         ctx.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         return;
       }
       for (const r of rows) {
-        const head = r.flavour !== undefined ? `${r.role} (flavour ${r.flavour})` : `${r.role}`;
+        const head = [
+          r.role,
+          r.flavour !== undefined ? ` (flavour ${r.flavour})` : '',
+          r.platform !== undefined ? ` ${r.platform}` : '',
+        ].join('');
         if (r.missing) {
           ctx.stdout.write(`${head}: ${r.tag} not created yet (kiln stack create)\n`);
           continue;
