@@ -24,7 +24,7 @@ pkgs+=(chromium)  # kiln fleet's page is checked in a real (headless) browser
 pkgs+=(libmaven-compiler-plugin-java libmaven-jar-plugin-java libmaven-resources-plugin-java libsurefire-java libmaven-dependency-plugin-java libcommons-lang3-java maven)  # the Maven repository (and the Maven an mvnw downloads) test/e2e/java-maven.test.ts serves (Debian's /usr/share/maven-repo)
 pkgs+=(python3-setuptools-whl python3-wheel-whl)  # the build backend test/e2e/python-deps.test.ts serves to pip for a pyproject.toml project
 pkgs+=(golang-1.19-go)  # Debian's Go on the host: kiln/go's build-cache test and bench/go-sample.ts (the peer side)
-pkgs+=(ruby ruby-webrick)  # test/e2e/ruby-bundler.test.ts builds gems (gem build, gem generate_index), webrick from Debian's ruby-webrick
+pkgs+=(ruby ruby-webrick ruby-rack)  # test/e2e/ruby-bundler.test.ts builds gems (gem build, gem generate_index), webrick and rack from Debian's ruby-webrick and ruby-rack
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { installedGems, installFailure } from '../../buildpacks/ruby/src/gems.ts';
 import { webProcess } from '../../buildpacks/ruby/src/process.ts';
 import { hasCompiler } from '../../buildpacks/ruby/src/ruby-dev.ts';
+import { rewriteRubyShebangs, rubyShebang } from '../../buildpacks/ruby/src/shebang.ts';
 import { gemSource, mirrorUrl } from '../../buildpacks/ruby/src/source.ts';
 
 // kiln/ruby's pure parts: the default process, the gem source settings, the SBOM of installed
@@ -29,26 +30,60 @@ async function app(name: string, files: Record<string, string>): Promise<string>
 describe('webProcess', () => {
   test('Procfile: none (kiln/procfile owns it); config.ru: rackup; else app.rb with bundler/setup', async () => {
     const both = await app('procfile', { Gemfile: '', Procfile: 'web: x\n', 'config.ru': '' });
-    assert.equal(await webProcess(both, '/r', '/b'), undefined);
+    assert.equal(await webProcess(both, '/r', '/l.rb'), undefined);
     const rack = await app('rack', { Gemfile: '', 'config.ru': '', 'app.rb': '' });
-    assert.deepEqual((await webProcess(rack, '/r', '/b'))?.process.command, [
-      '/r',
-      '/b',
-      'exec',
-      'rackup',
-      '--host',
-      '0.0.0.0',
-      '--port',
-      '8080',
-      'config.ru',
-    ]);
+    const web = await webProcess(rack, '/r', '/l.rb');
+    assert.deepEqual(web?.process.command, ['/r', '/l.rb']);
+    assert.equal(web?.rack, true);
     const plain = await app('plain', { Gemfile: '', 'server.rb': '', 'main.rb': '' });
-    assert.deepEqual((await webProcess(plain, '/r', '/b'))?.process.command, [
+    assert.deepEqual((await webProcess(plain, '/r', '/l.rb'))?.process.command, [
       '/r',
       '-rbundler/setup',
       'main.rb',
     ]);
-    assert.equal(await webProcess(await app('none', { Gemfile: '' }), '/r', '/b'), undefined);
+    assert.equal(await webProcess(await app('none', { Gemfile: '' }), '/r', '/l.rb'), undefined);
+  });
+});
+
+describe('ruby shebangs', () => {
+  const R = '/layers/kiln_ruby/ruby/usr/bin/ruby3.1';
+  test('lines that start Ruby name the layer interpreter; others are left alone', () => {
+    assert.equal(rubyShebang('#!/usr/bin/ruby', R), `#!${R}`);
+    assert.equal(rubyShebang('#!/usr/bin/ruby3.1 -w', R), `#!${R} -w`);
+    assert.equal(rubyShebang('#!/usr/bin/env ruby', R), `#!${R}`);
+    assert.equal(rubyShebang('#! /usr/bin/env ruby3.1 ', R), `#!${R}`);
+    assert.equal(rubyShebang('#!/tmp/build/ruby/usr/bin/ruby3.1', R), `#!${R}`);
+    assert.equal(rubyShebang(`#!${R}`, R), undefined, 'already rewritten');
+    for (const other of [
+      '#!/bin/sh',
+      '#!/usr/bin/env python3',
+      '#!/usr/bin/rubyish',
+      '# ruby',
+      '#!/usr/bin/env',
+    ])
+      assert.equal(rubyShebang(other, R), undefined, other);
+  });
+
+  test('rewrites regular Ruby scripts of a bin dir in place, keeps modes, follows no link', async () => {
+    const bin = path.join(dir, 'shebang-bin');
+    await mkdir(bin, { recursive: true });
+    const outside = path.join(dir, 'outside.rb');
+    await writeFile(outside, '#!/usr/bin/ruby\nputs 1\n');
+    await writeFile(path.join(bin, 'bundle'), '#!/usr/bin/ruby\nload "x"\n', { mode: 0o755 });
+    await writeFile(path.join(bin, 'rackup'), '#!/usr/bin/env ruby\n', { mode: 0o750 });
+    await writeFile(path.join(bin, 'tool'), '#!/bin/sh\necho\n', { mode: 0o755 });
+    await symlink(outside, path.join(bin, 'linked'));
+    assert.equal(await rewriteRubyShebangs([bin, path.join(dir, 'no-such-dir')], R), 2);
+    assert.equal(await readFile(path.join(bin, 'bundle'), 'utf8'), `#!${R}\nload "x"\n`);
+    assert.equal(await readFile(path.join(bin, 'rackup'), 'utf8'), `#!${R}\n`);
+    assert.equal((await stat(path.join(bin, 'rackup'))).mode & 0o777, 0o750);
+    assert.equal(await readFile(path.join(bin, 'tool'), 'utf8'), '#!/bin/sh\necho\n');
+    assert.equal(
+      await readFile(outside, 'utf8'),
+      '#!/usr/bin/ruby\nputs 1\n',
+      'the link target is untouched',
+    );
+    assert.equal(await rewriteRubyShebangs([bin], R), 0, 'idempotent');
   });
 });
 

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { debianWebrick, type GemServer, gemAvailable, startGemServer } from '../helpers/gem-server.ts';
+import {
+  debianRack,
+  debianWebrick,
+  type GemServer,
+  gemAvailable,
+  startGemServer,
+} from '../helpers/gem-server.ts';
 import type { Podman } from '../helpers/podman.ts';
 import { assertRunUserNoShell, imageFiles, serveAndGet } from './lang-harness.ts';
 import { copySample, freePort, kiln, kilnOk, layerShas, podmanOnKilnStore } from './samples-harness.ts';
@@ -11,8 +17,9 @@ import { copySample, freePort, kiln, kilnOk, layerShas, podmanOnKilnStore } from
 // kiln/ruby through `kiln build`: Debian's Ruby and bundler (from the stack's archive) shipped as
 // a layer, the Gemfile's gems installed by bundler into a gems launch layer from a gem source this
 // test runs on 127.0.0.1 (`gem build` + `gem generate_index`, served over HTTP). The webrick gem
-// is built from the files of Debian's ruby-webrick on this host (scripts/bootstrap.sh installs
-// it); the image runs under podman on the shell-free run image as the run user.
+// and rack gems are built from the files of Debian's ruby-webrick and ruby-rack on this host
+// (scripts/bootstrap.sh installs them); the images run under podman on the shell-free run image
+// (no /bin/sh, no /usr/bin/ruby, no /usr/bin/env) as the run user.
 
 const IMAGE = 'kiln-e2e-ruby';
 const ANSWER = /^Hello from kiln: ruby-app \(Ruby 3\.\d+\.\d+, WEBrick 1\.8\.1\)\n$/;
@@ -42,8 +49,8 @@ const NATIVE = {
 };
 
 const skip =
-  !(await gemAvailable()) || !(await debianWebrick())
-    ? 'gem and ruby-webrick are not installed (scripts/bootstrap.sh installs them)'
+  !(await gemAvailable()) || !(await debianWebrick()) || !(await debianRack())
+    ? 'gem, ruby-webrick and ruby-rack are not installed (scripts/bootstrap.sh installs them)'
     : false;
 
 let podman: Podman;
@@ -55,7 +62,7 @@ let scratch: string;
 before(async () => {
   if (skip) return;
   ({ podman, store } = await podmanOnKilnStore());
-  server = await startGemServer([(await debianWebrick())!, COLORWORD, NATIVE]);
+  server = await startGemServer([(await debianWebrick())!, (await debianRack())!, COLORWORD, NATIVE]);
   sample = await copySample('ruby-app');
   scratch = await mkdtemp(path.join(tmpdir(), 'kiln-e2e-ruby-'));
 });
@@ -219,6 +226,54 @@ describe('kiln/ruby with bundler', { skip }, () => {
       [],
       'no Ruby headers in the image',
     );
+  });
+
+  test('config.ru: rackup on the PORT given at run time, without a shell; bundle and gem executables start', async () => {
+    const app = path.join(scratch, 'rack');
+    await mkdir(app, { recursive: true });
+    await writeFile(
+      path.join(app, 'Gemfile'),
+      'source "https://rubygems.org"\ngem "rack", "~> 2.2"\ngem "webrick", "~> 1.8"\n',
+    );
+    await writeFile(
+      path.join(app, 'config.ru'),
+      'run ->(env) { [200, { "content-type" => "text/plain" }, ["rack on #{env["SERVER_PORT"]} (Rack #{Rack.release})\\n"]] }\n',
+    );
+    const res = await kilnOk(['-v', ...withMirror(`${IMAGE}-rack`, app)]);
+    const out = res.stdout + res.stderr;
+    assert.match(out, /Installing rack 2\.2\.\d+/);
+    assert.match(out, /web: rackup config\.ru on 0\.0\.0\.0 and \$PORT \(default 8080\)/);
+    assert.match(out, /launch check: passed/);
+    // serveAndGet sets PORT to a free port (not 8080): the app answers there.
+    const port = await freePort();
+    assert.notEqual(port, 8080);
+    assert.match(
+      await serveAndGet(podman, store, `${IMAGE}-rack`, port),
+      new RegExp(`^rack on ${port} \\(Rack 2\\.2\\.\\d+\\)\\n$`),
+    );
+    // The Procfile idioms: `bundle exec rackup` (Debian's bundle script) and a bare gem executable.
+    const ref = `oci:${store}:docker.io/library/${IMAGE}-rack:latest`;
+    for (const cmd of [
+      ['bundle', 'exec', 'rackup', '--version'],
+      ['rackup', '--version'],
+    ]) {
+      const run = await podman.run(ref, cmd, { entrypoint: '/cnb/lifecycle/launcher' });
+      assert.equal(run.code, 0, `${cmd.join(' ')}: ${run.stderr}`);
+      assert.match(run.stdout, /Rack 1\.\d+ \(Release: 2\.2\.\d+\)/, cmd.join(' '));
+    }
+  });
+
+  test('a Procfile `web: bundle exec ruby app.rb` runs on the shell-free run image', async () => {
+    const app = path.join(scratch, 'procfile');
+    await mkdir(app, { recursive: true });
+    for (const f of ['Gemfile', 'Gemfile.lock', 'app.rb'])
+      await cp(path.join(import.meta.dirname, '../../samples/ruby-app', f), path.join(app, f));
+    await writeFile(path.join(app, 'Procfile'), 'web: bundle exec ruby app.rb\n');
+    const res = await kilnOk(['-v', ...withMirror(`${IMAGE}-procfile`, app)]);
+    const out = res.stdout + res.stderr;
+    assert.match(out, /web \(default\): bundle exec ruby app\.rb/);
+    assert.match(out, /launch check: passed/);
+    assert.match(await serveAndGet(podman, store, `${IMAGE}-procfile`, await freePort()), ANSWER);
   });
 
   test('a mirror URL with credentials is refused in one line before any download', async () => {

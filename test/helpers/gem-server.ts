@@ -23,6 +23,8 @@ export interface GemDef {
   readonly dependencies?: readonly (readonly [string, string])[];
   /** Files below ext/ (path → source); an `extconf.rb` among them makes a native-extension gem. */
   readonly ext?: Readonly<Record<string, string>>;
+  /** Executables below bin/ (name → source). */
+  readonly bin?: Readonly<Record<string, string>>;
 }
 
 /** gemAvailable is true when `gem` (RubyGems, from scripts/bootstrap.sh) is on PATH. */
@@ -41,6 +43,7 @@ export async function buildGem(g: GemDef, outDir: string): Promise<string> {
     const entries = [
       ...Object.entries(g.files).map(([rel, text]) => [`lib/${rel}`, text] as const),
       ...Object.entries(g.ext ?? {}).map(([rel, text]) => [`ext/${rel}`, text] as const),
+      ...Object.entries(g.bin ?? {}).map(([rel, text]) => [`bin/${rel}`, text] as const),
     ];
     for (const [rel, text] of entries) {
       const file = path.join(work, rel);
@@ -58,6 +61,8 @@ export async function buildGem(g: GemDef, outDir: string): Promise<string> {
       `  s.licenses = ${JSON.stringify(g.licenses ?? ['MIT'])}`,
       `  s.files = ${JSON.stringify(files.sort())}`,
       `  s.extensions = ${JSON.stringify(extensions)}`,
+      '  s.bindir = "bin"',
+      `  s.executables = ${JSON.stringify(Object.keys(g.bin ?? {}).sort())}`,
       ...(g.dependencies ?? []).map(
         ([n, r]) => `  s.add_runtime_dependency ${JSON.stringify(n)}, ${JSON.stringify(r)}`,
       ),
@@ -77,10 +82,15 @@ export async function buildGem(g: GemDef, outDir: string): Promise<string> {
   }
 }
 
-/** debianWebrick describes the webrick gem from the files of Debian's ruby-webrick on this host. */
-export async function debianWebrick(): Promise<GemDef | undefined> {
+/**
+ * debianGem describes the gem `name` from the files Debian's ruby-<name> installed on this host
+ * (/usr/share/rubygems-integration): its lib/**.rb and its executables.
+ */
+export async function debianGem(name: string, licenses: readonly string[]): Promise<GemDef | undefined> {
   const base = '/usr/share/rubygems-integration/all/gems';
-  const dir = (await readdir(base).catch(() => [] as string[])).find((d) => /^webrick-\d/.test(d));
+  const dir = (await readdir(base).catch(() => [] as string[])).find((d) =>
+    new RegExp(`^${name}-\\d`).test(d),
+  );
   if (!dir) return undefined;
   const files: Record<string, string> = {};
   const walk = async (rel: string): Promise<void> => {
@@ -91,12 +101,20 @@ export async function debianWebrick(): Promise<GemDef | undefined> {
     }
   };
   await walk('');
-  return {
-    name: 'webrick',
-    version: dir.slice('webrick-'.length),
-    files,
-    licenses: ['Ruby', 'BSD-2-Clause'],
-  };
+  const bin: Record<string, string> = {};
+  for (const e of await readdir(path.join(base, dir, 'bin')).catch(() => [] as string[]))
+    bin[e] = await readFile(path.join(base, dir, 'bin', e), 'utf8');
+  return { name, version: dir.slice(name.length + 1), files, licenses, bin };
+}
+
+/** debianWebrick describes the webrick gem from the files of Debian's ruby-webrick on this host. */
+export function debianWebrick(): Promise<GemDef | undefined> {
+  return debianGem('webrick', ['Ruby', 'BSD-2-Clause']);
+}
+
+/** debianRack describes the rack gem (rack 2 has rackup) from Debian's ruby-rack on this host. */
+export function debianRack(): Promise<GemDef | undefined> {
+  return debianGem('rack', ['MIT']);
 }
 
 /** GemServer is a running gem source; `url` is what BUNDLE_MIRROR__ALL or a Gemfile `source` takes. */

@@ -1,9 +1,12 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { buildContext } from '../../_shared/context.ts';
 import { writeLaunchToml } from '../../_shared/launch.ts';
 import { writeEnv } from '../../_shared/layer.ts';
 import { log, main } from '../../_shared/main.ts';
 import { installGems } from './gems.ts';
 import { webProcess } from './process.ts';
+import { RACKUP_LAUNCHER, writeRackupLauncher } from './rackup.ts';
 import { installRuby } from './runtime.ts';
 import { gemSource } from './source.ts';
 
@@ -23,12 +26,15 @@ main(async () => {
     source,
     tool: TOOL,
   });
-  const web = await webProcess(ctx.appDir, ruby.ruby, ruby.bundle);
+  const web = await webProcess(ctx.appDir, ruby.ruby, join(gems, RACKUP_LAUNCHER));
   if (web) {
     log(`  web: ${web.describe}`);
+    if (web.rack) await writeRackupLauncher(gems);
     await writeEnv(gems, 'env.launch', 'PORT', 'default', '8080');
     await writeEnv(gems, 'env.launch', 'RACK_ENV', 'default', 'production');
     await writeLaunchToml(ctx.layersDir, [web.process]);
   }
+  // A reused gems layer may hold the launcher of a config.ru the app no longer has.
+  if (!web?.rack) await rm(join(gems, RACKUP_LAUNCHER), { force: true });
   return 0;
 });

@@ -3,11 +3,12 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../_shared/exec.ts';
 import { exists } from '../../_shared/fsutil.ts';
-import { previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
+import { prependPath, previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log } from '../../_shared/main.ts';
 import { type Component, type Tool, writeSboms } from '../../_shared/sbom.ts';
 import { hasCompiler, installRubyDev } from './ruby-dev.ts';
 import type { Ruby } from './runtime.ts';
+import { rewriteRubyShebangs } from './shebang.ts';
 import type { GemSource } from './source.ts';
 
 // The Gemfile's gems go into the layer `gems` (build + launch + cache) as bundler's BUNDLE_PATH,
@@ -84,6 +85,12 @@ export async function installGems(o: GemsRequest): Promise<string> {
   }
   await mkdir(common.BUNDLE_APP_CONFIG!, { recursive: true });
   for (const [name, value] of Object.entries(common)) await writeEnv(dir, 'env', name, 'override', value);
+  // The gems' executables (`rackup`, `puma`, ...): on PATH, their #! lines the layer's ruby, and
+  // their gems found without `bundle exec` (GEM_PATH; the trailing ":" keeps RubyGems' defaults).
+  const bin = join(dir, 'ruby', o.ruby.api, 'bin');
+  await rewriteRubyShebangs([bin], o.ruby.ruby);
+  await prependPath(dir, 'env', 'PATH', bin);
+  await writeEnv(dir, 'env', 'GEM_PATH', 'default', `${join(dir, 'ruby', o.ruby.api)}:`);
   await writeLayerToml(o.layersDir, 'gems', { build: true, launch: true, cache: true }, { key });
   return dir;
 }

@@ -7,25 +7,22 @@ export const ENTRY_FILES = ['app.rb', 'main.rb', 'server.rb'];
 
 /**
  * webProcess picks the default process the way Paketo's Ruby buildpacks do, without a shell (the
- * run image has none): a Procfile is kiln/procfile's (nothing here); config.ru runs
- * `bundle exec rackup` on 0.0.0.0:8080; else app.rb/main.rb/server.rb runs as
- * `ruby -rbundler/setup <file>` (`bundle exec ruby <file>` in one process). Interpreter and bundler
- * are named by path: the run image has no /usr/bin/ruby for their #! lines.
+ * run image has none): a Procfile is kiln/procfile's (nothing here); config.ru runs the rackup
+ * launcher (`rack: true`: the caller writes it) on 0.0.0.0 and $PORT; else app.rb/main.rb/server.rb
+ * runs as `ruby -rbundler/setup <file>` (`bundle exec ruby <file>` in one process). The interpreter
+ * is named by path.
  */
 export async function webProcess(
   appDir: string,
   ruby: string,
-  bundle: string,
-): Promise<{ process: Process; describe: string } | undefined> {
+  rackupLauncher: string,
+): Promise<{ process: Process; describe: string; rack?: true } | undefined> {
   if (await exists(join(appDir, 'Procfile'))) return undefined;
   if (await exists(join(appDir, 'config.ru')))
     return {
-      process: {
-        type: 'web',
-        command: [ruby, bundle, 'exec', 'rackup', '--host', '0.0.0.0', '--port', '8080', 'config.ru'],
-        default: true,
-      },
-      describe: 'bundle exec rackup config.ru (port 8080)',
+      process: { type: 'web', command: [ruby, rackupLauncher], default: true },
+      describe: 'rackup config.ru on 0.0.0.0 and $PORT (default 8080)',
+      rack: true,
     };
   for (const f of ENTRY_FILES)
     if (await exists(join(appDir, f)))

@@ -5,6 +5,7 @@ import { runImageInstalled } from '../../_shared/debian/run-image.ts';
 import { prependPath, writeEnv } from '../../_shared/layer.ts';
 import { BuildpackFailure } from '../../_shared/main.ts';
 import type { Tool } from '../../_shared/sbom.ts';
+import { rewriteRubyShebangs } from './shebang.ts';
 
 // Debian's Ruby (`ruby`, i.e. ruby3.1 + libruby3.1 + Debian's rubygems) and bundler
 // (`ruby-bundler`) unpacked by _shared/debian into the layer `ruby` (build + launch + cache): the
@@ -22,7 +23,7 @@ export interface Ruby {
   readonly layerDir: string;
   /** The interpreter binary, e.g. <layer>/usr/bin/ruby3.1. */
   readonly ruby: string;
-  /** bundler's `bundle` script (run with `ruby`: its #! line names /usr/bin/ruby). */
+  /** bundler's `bundle` script (run with `ruby`: its #! line names /usr/bin/env). */
   readonly bundle: string;
   /** The RUBY_API_VERSION directory name, e.g. 3.1.0. */
   readonly api: string;
@@ -80,13 +81,16 @@ export async function installRuby(layersDir: string, env: NodeJS.ProcessEnv, too
     'LD_LIBRARY_PATH',
     [join(dir, 'usr/lib', arch), join(dir, 'lib', arch)].join(':'),
   );
+  const ruby = join(dir, 'usr/bin', bin);
+  // `bundle`, `gem`, `irb`... name /usr/bin/ruby, which the run image lacks.
+  await rewriteRubyShebangs([join(dir, 'usr/bin')], ruby);
   const bundlerVersion = bundler.slice('bundler-'.length);
   // Bundler 2.3 would otherwise try to download and switch to the version in BUNDLED WITH.
   await writeEnv(dir, 'env', 'BUNDLER_VERSION', 'override', bundlerVersion);
   const rubyPkg = layer.packages.find((p) => /^ruby\d+\.\d+$/.test(p.name));
   return {
     layerDir: dir,
-    ruby: join(dir, 'usr/bin', bin),
+    ruby,
     bundle: join(gems, bundler, 'exe/bundle'),
     api,
     version: rubyPkg?.version ?? bin,
