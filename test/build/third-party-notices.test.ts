@@ -84,13 +84,24 @@ describe('THIRD-PARTY-NOTICES', () => {
       assert.match(notices, /Redistribution and use in source and binary forms/);
       if (name === 'nodejs-engine')
         assert.match(notices, /Permission to use, copy, modify, and\/or distribute/);
-      // No metafile or other build residue beside the buildpack.
+      // No metafile or other build residue beside the buildpack; openpgp, kept out of the Debian
+      // buildpacks' bundles (loaded only to check a signature), in their own node_modules.
       assert.deepEqual((await readdir(path.join(out, name))).sort(), [
         'THIRD-PARTY-NOTICES',
         'bin',
         'buildpack.toml',
+        ...(debian ? ['node_modules'] : []),
         'package.json',
       ]);
+      if (debian) {
+        assert.deepEqual((await readdir(path.join(out, name, 'node_modules', 'openpgp'))).sort(), [
+          'index.mjs',
+          'package.json',
+        ]);
+        const bundle = await readFile(path.join(out, name, 'bin', 'build'), 'utf8');
+        assert.match(bundle, /import\("openpgp"\)/);
+        assert.doesNotMatch(bundle, /OpenPGP\.js v/, 'openpgp is not in bin/build');
+      }
       // The legal comment of smol-toml's sources stays in the bundled code.
       const bin = await readdir(path.join(out, name, 'bin'));
       const code = (await Promise.all(bin.map((f) => readFile(path.join(out, name, 'bin', f), 'utf8')))).join(

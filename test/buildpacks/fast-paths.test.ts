@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -168,4 +168,61 @@ test('the bundles keep semver and the HTTP client out of detect', async () => {
   const detectJsText = await readFile(path.join(DIST, 'nodejs-engine', 'bin', 'detect.js'), 'utf8');
   assert.doesNotMatch(detectJsText, /node_modules\/semver/);
   assert.doesNotMatch(detectJsText, /node:https/);
+});
+
+describe('a build image without /bin/sh', () => {
+  const hasBwrap = spawnSync('bwrap', ['--version']).status === 0;
+  const NAMES = ['go', 'java', 'node-start', 'nodejs-engine', 'npm-install', 'procfile', 'python'];
+
+  /** inSandbox runs `<bp>/bin/detect` in a bubblewrap root holding only the buildpack, the app and, with `sh`, the host's /usr. */
+  function inSandbox(name: string, appDir: string, sh: boolean): { code: number; out: string } {
+    const usr = sh
+      ? ['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib']
+      : [];
+    const lib64 = sh ? ['--symlink', 'usr/lib64', '/lib64'] : [];
+    const r = spawnSync(
+      'bwrap',
+      [
+        '--tmpfs',
+        '/',
+        ...usr,
+        ...lib64,
+        '--ro-bind',
+        path.join(DIST, name),
+        '/bp',
+        '--bind',
+        appDir,
+        '/workspace',
+        '--dir',
+        '/platform',
+        '--chdir',
+        '/workspace',
+        '--proc',
+        '/proc',
+        '--dev',
+        '/dev',
+        '--unshare-all',
+        '--die-with-parent',
+        '/bp/bin/detect',
+        '/platform',
+        '/workspace/plan.toml',
+      ],
+      { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } },
+    );
+    return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
+  }
+
+  test('every bin/detect is an error naming itself (never exit 100, "does not apply"); with a shell the precheck answers', {
+    skip: hasBwrap ? false : 'needs bubblewrap (apt-get install bubblewrap)',
+  }, async () => {
+    const o = await app({});
+    for (const name of NAMES) {
+      const without = inSandbox(name, o.app, false);
+      assert.ok(without.code !== 0 && without.code !== 100, `${name} without sh: exit ${without.code}`);
+      assert.match(without.out, /\/bp\/bin\/detect: No such file or directory/, name);
+      const withSh = inSandbox(name, o.app, true);
+      assert.equal(withSh.code, 100, `${name} with sh: ${withSh.out}`);
+      assert.match(withSh.out, new RegExp(`^kiln/${name}: looked for `), name);
+    }
+  });
 });

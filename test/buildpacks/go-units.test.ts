@@ -1,15 +1,21 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { globRegExp, removeSource } from '../../buildpacks/_shared/app-source.ts';
+import { goModInfo } from '../../buildpacks/go/src/buildinfo.ts';
 import { compareGo, goModRequest, parseGoVersion } from '../../buildpacks/go/src/gomod.ts';
 import { downloadSite, notForBuilding } from '../../buildpacks/go/src/toolchain.ts';
 import { untarGz } from '../../buildpacks/go/src/untar.ts';
 import { entryHeader, type TarEntry } from '../../src/layers/tar-writer.ts';
 import { goSumLines, hash1 } from '../helpers/go-proxy.ts';
+
+const execFileP = promisify(execFile);
 
 let tmp: string;
 before(async () => {
@@ -165,5 +171,79 @@ describe('Go module hashes (test helper)', () => {
       goSumLines({ path: 'a.example/m', version: 'v1.0.0', files: { 'go.mod': 'module a.example/m\n' } }),
       /^a\.example\/m v1\.0\.0 h1:\S+=\na\.example\/m v1\.0\.0\/go\.mod h1:\S+=\n$/,
     );
+  });
+});
+
+describe('build info read from the binary', () => {
+  const GOROOT = '/usr/lib/go-1.19';
+  const goBin = path.join(GOROOT, 'bin', 'go');
+  const hasGo = existsSync(goBin);
+  const modLines = (text: string) =>
+    text
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((w) => w[0] === 'mod' || w[0] === 'dep' || w[0] === '=>')
+      .map((w) => w.slice(0, 3).join(' '));
+
+  test('goModInfo gives the module lines `go version -m` prints (main module, a replaced dependency)', {
+    skip: hasGo ? false : `needs ${GOROOT} (apt-get install golang-1.19-go)`,
+  }, async () => {
+    const app = path.join(tmp, 'bi-app');
+    const dep = path.join(tmp, 'bi-dep');
+    await mkdir(app, { recursive: true });
+    await mkdir(dep, { recursive: true });
+    await writeFile(path.join(dep, 'go.mod'), 'module example.com/dep\n\ngo 1.19\n');
+    await writeFile(path.join(dep, 'dep.go'), 'package dep\n\nfunc Hello() string { return "hi" }\n');
+    await writeFile(
+      path.join(app, 'go.mod'),
+      `module example.com/app\n\ngo 1.19\n\nrequire example.com/dep v1.2.3\n\nreplace example.com/dep v1.2.3 => ${dep}\n`,
+    );
+    await writeFile(
+      path.join(app, 'main.go'),
+      'package main\n\nimport "example.com/dep"\n\nfunc main() { println(dep.Hello()) }\n',
+    );
+    const env = {
+      PATH: process.env.PATH,
+      HOME: tmp,
+      GOROOT,
+      GOCACHE: path.join(tmp, 'bi-cache'),
+      GOPATH: path.join(tmp, 'bi-gopath'),
+      CGO_ENABLED: '0',
+      GOENV: 'off',
+      GOFLAGS: '-mod=mod',
+      GOPROXY: 'off',
+      GOTOOLCHAIN: 'local',
+    };
+    const bin = path.join(tmp, 'bi-out', 'app');
+    await execFileP(goBin, ['build', '-trimpath', '-buildvcs=false', '-ldflags=-s -w', '-o', bin, '.'], {
+      cwd: app,
+      env,
+    });
+    const info = goModInfo(bin);
+    assert.ok(info !== undefined, 'build info found in a stripped static binary');
+    const { stdout } = await execFileP(goBin, ['version', '-m', bin], { env });
+    assert.deepEqual(modLines(info), modLines(stdout));
+    assert.ok(modLines(info).includes('dep example.com/dep v1.2.3'), info);
+  });
+
+  test('goModInfo answers undefined (the caller asks go) for what is not a Go ELF binary', async () => {
+    const write = async (name: string, bytes: Buffer) => {
+      const f = path.join(tmp, name);
+      await writeFile(f, bytes);
+      return f;
+    };
+    assert.equal(goModInfo(path.join(tmp, 'absent')), undefined);
+    assert.equal(goModInfo(await write('script', Buffer.from('#!/bin/sh\necho hi\n'))), undefined);
+    // An ELF64 header whose section table points past the end of the file.
+    const elf = Buffer.alloc(64);
+    elf.writeUInt32BE(0x7f454c46, 0);
+    elf[4] = 2;
+    elf[5] = 1;
+    elf.writeBigUInt64LE(1n << 40n, 0x28);
+    elf.writeUInt16LE(64, 0x3a);
+    elf.writeUInt16LE(3, 0x3c);
+    elf.writeUInt16LE(1, 0x3e);
+    assert.equal(goModInfo(await write('bad-elf', elf)), undefined);
+    assert.equal(goModInfo('/bin/ls'), undefined, 'an ELF binary without Go build info');
   });
 });

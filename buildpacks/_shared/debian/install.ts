@@ -2,24 +2,23 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { readdir, readFile, readlink, rm, symlink } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
-import {
-  type ArchiveOptions,
-  archiveGet,
-  joinUrl,
-  loadSuite,
-  type SuiteIndex,
-} from '../../../src/debian/archive.ts';
-import { extractDebData } from '../../../src/debian/deb.ts';
-import { DebCache, type DebRef } from '../../../src/debian/deb-cache.ts';
+import type { ArchiveOptions, SuiteIndex } from '../../../src/debian/archive.ts';
+import type { DebRef } from '../../../src/debian/deb-cache.ts';
 import type { PackageRecord } from '../../../src/debian/package.ts';
-import { readKeyring } from '../../../src/debian/release.ts';
-import { resolve, Universe } from '../../../src/debian/resolver.ts';
-import { HttpClient, readBody } from '../../../src/internal/http/client.ts';
+import type { Universe } from '../../../src/debian/resolver.ts';
+import type { HttpClient } from '../../../src/internal/http/client.ts';
 import { type LayerTypes, previousLayer, resetLayer, writeLayerToml } from '../layer.ts';
 import { BuildpackFailure, log } from '../main.ts';
-import { type Component, type Tool, writeSboms } from '../sbom.ts';
+import type { Component, Tool } from '../sbom.ts';
 import { installedPackages } from './dpkg-status.ts';
 import { type DebianSource, debianSource } from './source.ts';
+
+// The archive code (HTTP client with TLS, OpenPGP, index parsing, resolver, .deb unpacking) and
+// the SBOM writer load only past the fast path: a rebuild that keeps the layer within the
+// freshness window needs none of it, and on Debian's Node.js 18 (no startup snapshot, no code
+// cache for its own modules) loading them is a good share of a short bin/build.
+const archiveCode = () => import('../../../src/debian/archive.ts');
+const resolverCode = () => import('../../../src/debian/resolver.ts');
 
 /** DebLayerRequest asks for Debian packages (and what they depend on) unpacked into one layer. */
 export interface DebLayerRequest {
@@ -81,7 +80,6 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const cacheLayer = `${req.layer}-debs`;
   const cacheDir = join(req.layersDir, cacheLayer);
   const prev = await previousLayer(req.layersDir, req.layer);
-  const http = httpClient(req.env);
   // The image's dpkg status counts by its bytes here; it is parsed only when resolving (parsing
   // it is most of the work of a rebuild that keeps the layer).
   const image = req.installed ? undefined : await readFile(DPKG_STATUS).catch(() => Buffer.alloc(0));
@@ -104,6 +102,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   const age = (Date.now() - Number(prev?.metadata.checked ?? 0)) / 1000;
   if (reusable && prev!.metadata.local === local && age >= 0 && age < maxAge)
     return keep(`reusing the ${req.layer} layer (Debian archive checked ${Math.round(age)} s ago)`);
+  const http = await httpClient(req.env);
   let inputs: string;
   try {
     // The same signed InRelease files, request and image packages give the same resolution: the
@@ -126,6 +125,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
   } catch (e) {
     throw failure(e);
   }
+  const { resolve, Universe } = await resolverCode();
   const universe = new Universe(
     indexes.map((i) => i.packages),
     indexes.map((i) => i.source.suite),
@@ -155,6 +155,7 @@ export async function installDebLayer(req: DebLayerRequest): Promise<DebLayer> {
     log(`  reusing the ${req.layer} layer (${packages.length} Debian packages unchanged)`);
   } else {
     await unpack(req, source, chosen, cacheDir, http);
+    const { writeSboms } = await import('../sbom.ts');
     await writeSboms(join(req.layersDir, req.layer), packages.map(purlComponent(source)), req.tool, req.env);
   }
   await writeLayerToml(req.layersDir, cacheLayer, { cache: true }, {});
@@ -188,6 +189,8 @@ async function localInputs(
 
 /** resolutionInputs adds every suite's InRelease bytes (fetched now) to the local inputs. */
 async function resolutionInputs(source: DebianSource, http: HttpClient, local: string): Promise<string> {
+  const { archiveGet, joinUrl } = await archiveCode();
+  const { readBody } = await import('../../../src/internal/http/client.ts');
   const hash = createHash('sha256').update(local);
   const texts = await Promise.all(
     source.suites.map(async (s) => {
@@ -201,6 +204,10 @@ async function resolutionInputs(source: DebianSource, http: HttpClient, local: s
 
 async function loadIndexes(source: DebianSource, cacheDir: string, http: HttpClient): Promise<SuiteIndex[]> {
   quietEd25519Warning();
+  const [{ loadSuite }, { readKeyring }] = await Promise.all([
+    archiveCode(),
+    import('../../../src/debian/release.ts'),
+  ]);
   // Index files are cached by their sha256 (src/debian/archive.ts trusts the name): check the bytes.
   const indexDir = join(cacheDir, 'indexes');
   for (const f of await readdir(indexDir).catch(() => [] as string[]))
@@ -225,6 +232,11 @@ async function unpack(
   cacheDir: string,
   http: HttpClient,
 ): Promise<void> {
+  const [{ joinUrl }, { DebCache }, { extractDebData }] = await Promise.all([
+    archiveCode(),
+    import('../../../src/debian/deb-cache.ts'),
+    import('../../../src/debian/deb.ts'),
+  ]);
   const mirrors = new Map(source.suites.map((s) => [s.suite, s.mirror]));
   const refs: DebRef[] = chosen.map((p) => ({
     name: p.name,
@@ -340,7 +352,8 @@ function quietEd25519Warning(): void {
 }
 
 /** httpClient routes archive requests through the build's proxies and trusts its extra CAs. */
-function httpClient(env: NodeJS.ProcessEnv): HttpClient {
+async function httpClient(env: NodeJS.ProcessEnv): Promise<HttpClient> {
+  const { HttpClient } = await import('../../../src/internal/http/client.ts');
   const caFiles = [env.SSL_CERT_FILE, env.NODE_EXTRA_CA_CERTS].filter((f): f is string => !!f);
   return new HttpClient({ env, caFiles });
 }

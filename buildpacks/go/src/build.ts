@@ -9,6 +9,7 @@ import { resetLayer, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import { type Component, writeSboms } from '../../_shared/sbom.ts';
 import { afterBuild, beforeBuild } from './build-cache.ts';
+import { goModInfo } from './buildinfo.ts';
 import { compareGo, formatGo, goModRequest } from './gomod.ts';
 import { debianToolchain, downloadedToolchain, TOOL, type Toolchain } from './toolchain.ts';
 
@@ -145,13 +146,19 @@ async function mainFiles(appDir: string): Promise<string[]> {
   return (await readdir(appDir)).filter((f) => f.endsWith('.go') && !f.endsWith('_test.go')).sort();
 }
 
-/** modules lists the Go modules compiled into the binaries (`go version -m`), as pkg:golang purls. */
+/**
+ * modules lists the Go modules compiled into the binaries (their build info, read in-process;
+ * `go version -m` when that fails), as pkg:golang purls.
+ */
 async function modules(binDir: string, env: NodeJS.ProcessEnv): Promise<Component[]> {
   const seen = new Map<string, Component>();
   for (const f of await readdir(binDir)) {
-    const out = spawnSync('go', ['version', '-m', join(binDir, f)], { env, encoding: 'utf8' });
-    for (const line of (out.stdout ?? '').split('\n')) {
-      const m = /^\s+(mod|dep)\s+(\S+)\s+(v\S+)/.exec(line);
+    const info =
+      goModInfo(join(binDir, f)) ??
+      spawnSync('go', ['version', '-m', join(binDir, f)], { env, encoding: 'utf8' }).stdout ??
+      '';
+    for (const line of info.split('\n')) {
+      const m = /^\s*(mod|dep)\s+(\S+)\s+(v\S+)/.exec(line);
       if (!m || m[3] === '(devel)') continue;
       const [, , path, version] = m as unknown as [string, string, string, string];
       seen.set(`${path}@${version}`, {

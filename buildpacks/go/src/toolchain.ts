@@ -1,16 +1,13 @@
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { DEFAULT_SKIP, installDebLayer, type Universe } from '../../_shared/debian/install.ts';
-import { get, getJsonConditional } from '../../_shared/http.ts';
 import { previousLayer, resetLayer, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log } from '../../_shared/main.ts';
-import { writeSboms } from '../../_shared/sbom.ts';
 import { compareGo, formatGo, type GoVersion, parseGoVersion } from './gomod.ts';
-import { untarGz } from './untar.ts';
+
+// The download path (HTTP client with TLS, gunzip, tar reader, SBOM writer) loads only when
+// go.mod asks for a newer Go than Debian's: on Debian's Node.js 18, which starts every bin/build,
+// loading those modules costs more than the rest of a rebuild's own work.
 
 export const TOOL = { name: 'kiln/go', version: '0.1.0' };
 
@@ -157,6 +154,7 @@ export async function downloadedToolchain(
   exact: boolean,
 ): Promise<Toolchain> {
   const base = downloadSite(site);
+  const { getJsonConditional } = await import('../../_shared/http.ts');
   let releases: DlRelease[];
   try {
     const answer = await getJsonConditional(`${base}?mode=json&include=all`, { env });
@@ -188,6 +186,10 @@ export async function downloadedToolchain(
     log(`  Go ${formatGo(pick.v)} from ${base}${file.filename}`);
     const dir = await resetLayer(layersDir, 'go-dl');
     const archive = join(dir, file.filename);
+    const [{ untarGz }, { writeSboms }] = await Promise.all([
+      import('./untar.ts'),
+      import('../../_shared/sbom.ts'),
+    ]);
     await fetchChecked(`${base}${file.filename}`, archive, file.sha256, env);
     try {
       await untarGz(archive, dir, notForBuilding('go'));
@@ -229,6 +231,13 @@ async function fetchChecked(
   sha256: string,
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
+  const [{ createHash }, { createWriteStream }, { Transform }, { pipeline }, { get }] = await Promise.all([
+    import('node:crypto'),
+    import('node:fs'),
+    import('node:stream'),
+    import('node:stream/promises'),
+    import('../../_shared/http.ts'),
+  ]);
   await mkdir(join(dest, '..'), { recursive: true });
   const tmp = `${dest}.partial`;
   const hash = createHash('sha256');

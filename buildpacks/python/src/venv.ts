@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bindingRoot, bindingsOfType } from '../../_shared/bindings.ts';
 import { installDebLayer } from '../../_shared/debian/install.ts';
@@ -123,7 +123,8 @@ export async function installVenv(o: {
 }
 
 async function mkPipCache(layersDir: string): Promise<void> {
-  spawnSync('mkdir', ['-p', join(layersDir, 'pip-cache')]);
+  // No process for this (it was `mkdir -p`); a cache it cannot make is pip's warning, not a failure.
+  await mkdir(join(layersDir, 'pip-cache'), { recursive: true }).catch(() => undefined);
   await writeLayerToml(layersDir, 'pip-cache', { cache: true }, {});
 }
 
