@@ -12,7 +12,7 @@ import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from './an
 import { build } from './build.ts';
 import { BuildpackStore } from './buildpack-store.ts';
 import { type CacheSnapshot, CacheStateError, type LayerCache } from './cache.ts';
-import { saveCache } from './cache-save.ts';
+import { type CacheSaveBase, EarlyCacheWork, saveCache } from './cache-save.ts';
 import type { Deadline } from './deadline.ts';
 import { type DetectResult, detect } from './detect.ts';
 import type { DetectMemo, DetectMemoInputs } from './detect-memo.ts';
@@ -182,11 +182,21 @@ export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
     // file work would wait for).
     prepareSandbox(phase);
     const kilnLayer = await phases.phase(STEPS.build, () => buildStep(o, phase, detected));
-    const exported = await phases.phase(STEPS.exportLayers, () =>
-      exportStep(o, analysis, detected, kilnLayer, runMirrors),
-    );
-    const report = await phases.phase(STEPS.write, () => writeStep(o, exported));
-    await phases.phase(STEPS.cache, () => cacheStep(o, detected, snapshot!, exported));
+    // Cache-only layers are checked (and compressed when changed) while the exporter runs; the
+    // cache is still committed only once the image is written.
+    const early = new EarlyCacheWork(cacheSaveBase(o, detected, snapshot));
+    let exported: ExportResult;
+    let report: ImageReport;
+    try {
+      exported = await phases.phase(STEPS.exportLayers, () =>
+        exportStep(o, analysis, detected, kilnLayer, runMirrors),
+      );
+      report = await phases.phase(STEPS.write, () => writeStep(o, exported));
+    } catch (e) {
+      await early.abandon();
+      throw e;
+    }
+    await phases.phase(STEPS.cache, () => cacheStep(o, exported, early));
     const stats = o.resolver.stats;
     o.log.info(
       `Layers: ${exported.added.length} added, ${exported.reused.length} reused; ${stats.compressed} compressed`,
@@ -414,27 +424,28 @@ async function writeStep(o: CreatorOptions, exported: ExportResult): Promise<Ima
   return report;
 }
 
+/** What the cache phase starts from, known once the build phase is over. */
+function cacheSaveBase(o: CreatorOptions, detected: DetectResult, snapshot: CacheSnapshot): CacheSaveBase {
+  return {
+    layersDir: o.workspace.layersDir,
+    group: detected.group,
+    cache: o.cache,
+    snapshot,
+    resolver: o.resolver,
+    keepWarm: true,
+    uid: o.user.uid,
+    gid: o.user.gid,
+    log: o.log,
+  };
+}
+
 /** cacheStep saves the cache; a failure is a warning (the image is done), as in the lifecycle. */
-async function cacheStep(
-  o: CreatorOptions,
-  detected: DetectResult,
-  snapshot: CacheSnapshot,
-  exported: ExportResult,
-): Promise<void> {
+async function cacheStep(o: CreatorOptions, exported: ExportResult, early: EarlyCacheWork): Promise<void> {
   try {
-    const c = await saveCache({
-      layersDir: o.workspace.layersDir,
-      group: detected.group,
-      cache: o.cache,
-      snapshot,
-      resolver: o.resolver,
-      exported: exported.layers,
-      contents: exported.contents,
-      keepWarm: true,
-      uid: o.user.uid,
-      gid: o.user.gid,
-      log: o.log,
-    });
+    const c = await saveCache(
+      { ...early.base, exported: exported.layers, contents: exported.contents },
+      early,
+    );
     o.log.info(`Cache ${o.cache.name}: ${c.added} layer(s) added, ${c.reused} reused, ${c.pruned} pruned`);
   } catch (e) {
     o.log.warn(`Failed to save the cache: ${(e as Error).message}`);
