@@ -206,7 +206,33 @@ function compressedSink(
  * blob store, hashing the tar (diffID) and the blob (digest) and counting both sizes in the same
  * single pass. Nothing is buffered beyond stream chunks; a failure leaves no file behind.
  */
-export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOptions): Promise<StoredLayer> {
+export function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOptions): Promise<StoredLayer> {
+  return storeLayer(
+    (write) => packTar(entries, write, opts.epoch === undefined ? {} : { epoch: opts.epoch }),
+    opts,
+  );
+}
+
+/**
+ * writeTarLayer stores a tar already in memory (`chunks`, whose size and digest an earlier pass
+ * over the same bytes computed) as a layer blob: compressed and hashed, never tarred again.
+ */
+export function writeTarLayer(
+  chunks: readonly Uint8Array[],
+  tar: { readonly diffID: Digest; readonly size: number },
+  opts: WriteLayerOptions,
+): Promise<StoredLayer> {
+  return storeLayer(async (write) => {
+    for (const c of chunks) await write(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+    return tar;
+  }, opts);
+}
+
+/** storeLayer sends the tar `pack` writes through the compressor into the blob store. */
+async function storeLayer(
+  pack: (write: (b: Buffer) => Promise<void>) => Promise<{ readonly diffID: Digest; readonly size: number }>,
+  opts: WriteLayerOptions,
+): Promise<StoredLayer> {
   const compression = opts.compression ?? 'gzip';
   const temp = await opts.store.tempPath();
   const fd = fs.openSync(temp, 'wx', 0o644);
@@ -236,7 +262,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
             abort: async () => {},
           }
         : compressedSink(fd, compression, opts, count);
-    const tar = await packTar(entries, sink.write, opts.epoch === undefined ? {} : { epoch: opts.epoch });
+    const tar = await pack(sink.write);
     await sink.end();
     close();
     const digest: Digest = `sha256:${outHash.digest('hex')}`;

@@ -21,7 +21,7 @@ import type {
 } from './cache.ts';
 import { LAYERS_DIR, type LayerDir, readLayerDirs } from './export.ts';
 import type { LayerResolver } from './layer-resolver.ts';
-import { dirContent, type LayerContent } from './layer-reuse.ts';
+import { dirContent, type HashedTar, type LayerContent } from './layer-reuse.ts';
 
 // The cache phase (after export): every `cache = true` layer with contents goes into the cache,
 // keyed by diffID. A layer the cache already holds (same diffID, found by fingerprint or by hashing
@@ -177,21 +177,27 @@ class CacheSaver {
   }
 
   /** Writes a layer's blob afresh (a changed layer, or one a concurrent build pruned from the cache). */
-  async #produce(content: LayerContent): Promise<ProducedBlob> {
-    const r = await this.#cacheOnly.compress(content);
+  async #produce(content: LayerContent, tar?: HashedTar): Promise<ProducedBlob> {
+    const r = await this.#cacheOnly.compress(content, tar);
     this.#staged.push(r.record!.digest);
     return { ...r.record!, file: this.#o.resolver.blobs.path(r.record!.digest) };
   }
 
-  async #fresh(content: LayerContent): Promise<CacheEntry> {
-    const { file, ...blob } = await this.#produce(content);
+  async #fresh(content: LayerContent, tar?: HashedTar): Promise<CacheEntry> {
+    const { file, ...blob } = await this.#produce(content, tar);
     return { ...blob, source: file };
   }
 
-  /** The diffID of `content`, hashed only when the cache holds the layer it had last time. */
-  async #diffIdOf(content: LayerContent, previous: string | undefined): Promise<Digest | undefined> {
+  /**
+   * The diffID of `content`, hashed only when the cache holds the layer it had last time (with the
+   * tar's bytes when small: a changed layer is then compressed from them).
+   */
+  async #diffIdOf(
+    content: LayerContent,
+    previous: string | undefined,
+  ): Promise<{ diffID?: Digest; tar?: HashedTar }> {
     const hash = previous !== undefined && this.#o.snapshot.layer(previous) !== undefined;
-    return (await this.#o.resolver.identify(content, hash)).diffID;
+    return this.#o.resolver.identify(content, hash);
   }
 
   /**
@@ -223,7 +229,10 @@ class CacheSaver {
     const content =
       contents?.get(l.path) ??
       (await o.resolver.dirContent(l.path, { prefix: rel, uid: o.uid, gid: o.gid, runUserModes: true }));
-    const diffID = await this.#diffIdOf(content, layerMetadataFor(o.snapshot.metadata, bpId, l.name)?.sha);
+    const { diffID, tar } = await this.#diffIdOf(
+      content,
+      layerMetadataFor(o.snapshot.metadata, bpId, l.name)?.sha,
+    );
     const inCache = this.#kept(diffID, content);
     if (inCache) {
       if (!quiet) o.log.info(`Reusing cache layer '${id}'`);
@@ -233,7 +242,7 @@ class CacheSaver {
     const entry =
       justExported && (await o.resolver.blobs.has(justExported.digest))
         ? { ...justExported, source: o.resolver.blobs.path(justExported.digest) }
-        : await this.#fresh(content);
+        : await this.#fresh(content, tar);
     if (!quiet) o.log.info(`Adding cache layer '${id}'`);
     return { entry, content, reused: false };
   }
@@ -248,8 +257,8 @@ class CacheSaver {
       { prefix: `${LAYERS_DIR.slice(1)}/sbom/cache`, uid: o.uid, gid: o.gid, runUserModes: true },
       o.resolver.settings,
     );
-    const diffID = await this.#diffIdOf(content, o.snapshot.metadata.sbom?.sha);
-    return this.#kept(diffID, content) ?? (await this.#fresh(content));
+    const { diffID, tar } = await this.#diffIdOf(content, o.snapshot.metadata.sbom?.sha);
+    return this.#kept(diffID, content) ?? (await this.#fresh(content, tar));
   }
 
   /**

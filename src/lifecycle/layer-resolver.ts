@@ -1,4 +1,4 @@
-import { writeLayer } from '../layers/layer-writer.ts';
+import { writeLayer, writeTarLayer } from '../layers/layer-writer.ts';
 import type { DirListings, WalkOptions } from '../layers/walk.ts';
 import { StoredLayer } from '../layout/blob-layer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
@@ -6,9 +6,10 @@ import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer } from './cache.ts';
 import {
-  diffIDOf,
   dirCheck,
   dirContent,
+  type HashedTar,
+  hashTar,
   type LayerContent,
   type TarSettings,
   touchBlob,
@@ -28,6 +29,12 @@ export interface ReuseStats {
   /** Layers whose diffID came from a fingerprint (nothing read). */
   fingerprinted: number;
 }
+
+/**
+ * Tars up to this size are kept in memory by a hash pass (see identify): a changed layer of that
+ * size (a compiled binary, a build cache's latest entries) is then read and tarred once.
+ */
+const KEEP_TAR_BYTES = 32 << 20;
 
 /** What resolve() found. */
 export interface ResolvedLayer {
@@ -133,12 +140,12 @@ export class LayerResolver {
   async resolve(content: LayerContent, candidate?: string): Promise<ResolvedLayer> {
     const s = this.#state;
     const worthHashing = candidate !== undefined && (s.previous.has(candidate) || s.known.has(candidate));
-    const { diffID, hit } = await this.identify(content, worthHashing);
+    const { diffID, hit, tar } = await this.identify(content, worthHashing);
     if (diffID) {
       const found = await this.#existing(content.fingerprint, diffID, hit);
       if (found) return found;
     }
-    return this.compress(content);
+    return this.compress(content, tar);
   }
 
   /** The layer already holding `diffID` (a store blob, else the previous image's), if any. */
@@ -163,9 +170,14 @@ export class LayerResolver {
 
   /**
    * identify finds a content's diffID without compressing: from its fingerprint, or (when `hash`)
-   * by tarring it through sha256. Returns no diffID when neither applies.
+   * by tarring it through sha256. Returns no diffID when neither applies. A hashed tar of up to
+   * KEEP_TAR_BYTES comes back with its bytes: should the layer turn out changed, compress() takes
+   * them instead of reading and tarring its files a second time.
    */
-  async identify(content: LayerContent, hash: boolean): Promise<{ diffID?: Digest; hit?: CachedLayer }> {
+  async identify(
+    content: LayerContent,
+    hash: boolean,
+  ): Promise<{ diffID?: Digest; hit?: CachedLayer; tar?: HashedTar }> {
     const s = this.#state;
     const hit = content.fingerprint ? s.fingerprints.get(content.fingerprint) : undefined;
     if (hit) {
@@ -174,20 +186,24 @@ export class LayerResolver {
     }
     if (!hash) return {};
     s.stats.hashed++;
-    return { diffID: await diffIDOf(await content.entries(), this.settings.epoch) };
+    const tar = await hashTar(await content.entries(), this.settings.epoch, KEEP_TAR_BYTES);
+    return { diffID: tar.diffID, tar };
   }
 
-  /** compress writes content as a new layer blob (the one expensive path) and records it. */
-  async compress(content: LayerContent): Promise<ResolvedLayer> {
-    const opts: Parameters<typeof writeLayer>[1] = {
+  /**
+   * compress writes content as a new layer blob (the one expensive path) and records it; from
+   * `tar` when identify() kept the bytes of the same content (same entries, same epoch).
+   */
+  async compress(content: LayerContent, tar?: HashedTar): Promise<ResolvedLayer> {
+    const base: Parameters<typeof writeLayer>[1] = {
       store: this.blobs,
       compression: this.settings.compression,
       epoch: this.settings.epoch,
     };
-    const layer = await writeLayer(
-      await content.entries(),
-      this.settings.level === undefined ? opts : { ...opts, level: this.settings.level },
-    );
+    const opts = this.settings.level === undefined ? base : { ...base, level: this.settings.level };
+    const layer = tar?.chunks
+      ? await writeTarLayer(tar.chunks, tar, opts)
+      : await writeLayer(await content.entries(), opts);
     this.#state.stats.compressed++;
     const info = await layer.info();
     const record: CachedLayer = {
