@@ -69,15 +69,19 @@ export class EarlyCacheWork {
   readonly #layers = new Map<string, Promise<LayerResult>>();
   readonly #started: Promise<void>;
 
-  /** Starts on every cache-only layer with contents of `o.group`. */
-  constructor(o: CacheSaveBase) {
+  /**
+   * Starts on every cache-only layer with contents of `o.group` once `after` resolves (the
+   * exporter's compression running: its own walks and hashing then go first).
+   */
+  constructor(o: CacheSaveBase, after: Promise<unknown> = Promise.resolve()) {
     this.base = o;
     this.#saver = new CacheSaver(o);
-    this.#started = this.#start(o);
+    this.#started = this.#start(o, after);
     this.#started.catch(() => {});
   }
 
-  async #start(o: CacheSaveBase): Promise<void> {
+  async #start(o: CacheSaveBase, after: Promise<unknown>): Promise<void> {
+    await after;
     for (const bp of o.group)
       for (const l of await readLayerDirs(o.layersDir, escapeId(bp.id))) {
         if (!l.types.cache || l.types.launch || !l.hasContents) continue;

@@ -181,16 +181,25 @@ export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
     // moving it into its cgroup holds a thread-pool thread for an RCU grace period, which restore's
     // file work would wait for).
     prepareSandbox(phase);
+    // What the exporter needs of the run image (nothing the build can change) is read while the
+    // buildpacks build: the SBOM documents' referrer lookup reads every untagged manifest of the
+    // store, which the export phase then no longer waits for.
+    const runBase = runImageInputs(o, analysis);
+    runBase.catch(() => {}); // awaited (and thrown) by the export phase
     const kilnLayer = await phases.phase(STEPS.build, () => buildStep(o, phase, detected));
-    // Cache-only layers are checked (and compressed when changed) while the exporter runs; the
-    // cache is still committed only once the image is written.
-    const early = new EarlyCacheWork(cacheSaveBase(o, detected, snapshot));
+    // Cache-only layers are checked (and compressed when changed) while the exporter compresses;
+    // the cache is still committed only once the image is written.
+    const exporting = phases.phase(STEPS.exportLayers, () =>
+      exportStep(o, analysis, detected, kilnLayer, runMirrors, runBase),
+    );
+    const early = new EarlyCacheWork(
+      cacheSaveBase(o, detected, snapshot),
+      Promise.race([o.resolver.compressing, exporting.catch(() => {})]),
+    );
     let exported: ExportResult;
     let report: ImageReport;
     try {
-      exported = await phases.phase(STEPS.exportLayers, () =>
-        exportStep(o, analysis, detected, kilnLayer, runMirrors),
-      );
+      exported = await exporting;
       report = await phases.phase(STEPS.write, () => writeStep(o, exported));
     } catch (e) {
       await early.abandon();
@@ -339,6 +348,15 @@ async function buildStep(
   return o.export.launchLayer?.(o.workspace.layersDir);
 }
 
+/** The run image and its OS-package SBOM documents, as the exporter takes them. */
+async function runImageInputs(
+  o: CreatorOptions,
+  analysis: Analysis,
+): Promise<{ runImage: { readonly image: Image }; runImageSboms: RunImageSboms | undefined }> {
+  const runImage = await o.source.runImage(analysis.analyzed['run-image']!.image!);
+  return { runImage, runImageSboms: await o.source.runImageSboms(runImage.image) };
+}
+
 /** exportStep assembles the app image (not yet written). */
 async function exportStep(
   o: CreatorOptions,
@@ -346,10 +364,10 @@ async function exportStep(
   detected: DetectResult,
   kilnLayer: { readonly id: string } | undefined,
   runMirrors: readonly string[],
+  runBase: ReturnType<typeof runImageInputs>,
 ): Promise<ExportResult> {
   const run = analysis.analyzed['run-image']!;
-  const runImage = await o.source.runImage(run.image!);
-  const runImageSboms = await o.source.runImageSboms(runImage.image);
+  const { runImage, runImageSboms } = await runBase;
   // kiln's own launch layer is exported (and launched) like a buildpack's.
   const extra = kilnLayer ? [{ id: kilnLayer.id, version: '0.0.0', api: '0.12' }] : [];
   const x = o.export;

@@ -70,6 +70,8 @@ interface ReuseState {
   readonly listings: Map<string, DirListings>;
   readonly previous: Map<string, Layer>;
   readonly stats: ReuseStats;
+  /** Resolves when the first compression starts (see compressing). */
+  readonly compressing: { readonly started: Promise<void>; readonly start: () => void };
 }
 
 /** LayerResolver turns layer content into layers, reusing whatever already holds the same bytes. */
@@ -88,12 +90,25 @@ export class LayerResolver {
       listings: new Map(),
       previous: new Map(o.previous ?? []),
       stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
+      compressing: (() => {
+        let start!: () => void;
+        const started = new Promise<void>((r) => (start = r));
+        return { started, start };
+      })(),
     };
   }
 
   /** withSettings is this resolver (same state) writing blobs with other tar settings. */
   withSettings(settings: TarSettings): LayerResolver {
     return new LayerResolver({ blobs: this.blobs, settings }, this.#state);
+  }
+
+  /**
+   * Resolves once a compression has started on the thread pool: from then on this thread mostly
+   * waits, and other work (the cache phase's early checks) costs the exporter nothing.
+   */
+  get compressing(): Promise<void> {
+    return this.#state.compressing.started;
   }
 
   /** A copy of the counters so far. */
@@ -201,9 +216,11 @@ export class LayerResolver {
       epoch: this.settings.epoch,
     };
     const opts = this.settings.level === undefined ? base : { ...base, level: this.settings.level };
-    const layer = tar?.chunks
-      ? await writeTarLayer(tar.chunks, tar, opts)
-      : await writeLayer(await content.entries(), opts);
+    const writing = tar?.chunks
+      ? writeTarLayer(tar.chunks, tar, opts)
+      : writeLayer(await content.entries(), opts);
+    this.#state.compressing.start();
+    const layer = await writing;
     this.#state.stats.compressed++;
     const info = await layer.info();
     const record: CachedLayer = {
