@@ -36,6 +36,9 @@ export interface ReuseStats {
  */
 const KEEP_TAR_BYTES = 32 << 20;
 
+/** A compression at least this large keeps the thread pool busy for a while (see compressing). */
+const LONG_COMPRESSION_BYTES = 1 << 20;
+
 /** What resolve() found. */
 export interface ResolvedLayer {
   readonly layer: Layer;
@@ -70,7 +73,7 @@ interface ReuseState {
   readonly listings: Map<string, DirListings>;
   readonly previous: Map<string, Layer>;
   readonly stats: ReuseStats;
-  /** Resolves when the first compression starts (see compressing). */
+  /** Resolves when the first long compression starts (see compressing). */
   readonly compressing: { readonly started: Promise<void>; readonly start: () => void };
 }
 
@@ -104,8 +107,10 @@ export class LayerResolver {
   }
 
   /**
-   * Resolves once a compression has started on the thread pool: from then on this thread mostly
-   * waits, and other work (the cache phase's early checks) costs the exporter nothing.
+   * Resolves once a compression of at least LONG_COMPRESSION_BYTES has started on the thread pool:
+   * this thread then mostly waits for it, and other work (the cache phase's early checks) costs
+   * the exporter little. A small layer's compression does not count: work started then would hold
+   * this thread while the exporter still reads and hashes its large layers.
    */
   get compressing(): Promise<void> {
     return this.#state.compressing.started;
@@ -216,10 +221,10 @@ export class LayerResolver {
       epoch: this.settings.epoch,
     };
     const opts = this.settings.level === undefined ? base : { ...base, level: this.settings.level };
-    const writing = tar?.chunks
-      ? writeTarLayer(tar.chunks, tar, opts)
-      : writeLayer(await content.entries(), opts);
-    this.#state.compressing.start();
+    const entries = tar?.chunks ? undefined : await content.entries();
+    const writing = entries ? writeLayer(entries, opts) : writeTarLayer(tar!.chunks!, tar!, opts);
+    const bytes = tar?.size ?? entries!.reduce((n, e) => n + (e.type === 'file' ? (e.size ?? 0) : 0), 0);
+    if (bytes >= LONG_COMPRESSION_BYTES) this.#state.compressing.start();
     const layer = await writing;
     this.#state.stats.compressed++;
     const info = await layer.info();
