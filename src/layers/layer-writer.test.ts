@@ -67,7 +67,7 @@ describe('writeLayer()', () => {
     const store = new BlobStore(path.join(tmp, 'golden-store'));
     const diffID = 'sha256:e4fa65537169651b0c4c04ac7f7b7546bd9b5c671ce8d0da39fb11cb139baa36';
     const want = {
-      gzip: 'sha256:8d01d02b29eebc231aab42fa3180de7d5f3d4997a8b19e907a5f544406774c5d',
+      gzip: 'sha256:9a064b508910e83054a4d1386e55bdaeb704d6dd296ca61fc5222a185f262483',
       zstd: 'sha256:455b88c433fa7f5fc8e3f871c896e6e9515cbbbb9ecbf86fea3a08eb0743cffc',
       none: diffID,
     };

@@ -15,7 +15,7 @@ import zlib from 'node:zlib';
 // deflate call without dictionary or flush), so small layers keep the bytes they always had.
 
 /** Input bytes per block. Part of the output format: changing it changes every large layer's digest. */
-export const GZIP_BLOCK = 256 << 10;
+export const GZIP_BLOCK = 512 << 10;
 /** deflate's window: what a block's dictionary holds. */
 const WINDOW = 32 << 10;
 
