@@ -9,6 +9,7 @@ import type { BlobStore } from '../layout/blob-store.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type Compression, layerMediaType } from '../oci/media-types.ts';
+import { ParallelGzip } from './parallel-gzip.ts';
 import { packTar } from './tar-packer.ts';
 import type { TarEntry } from './tar-writer.ts';
 import { type WalkOptions, walk } from './walk.ts';
@@ -25,20 +26,17 @@ export interface WriteLayerOptions {
   readonly epoch?: number;
   /** Annotations for the layer's manifest descriptor. */
   readonly annotations?: Readonly<Record<string, string>>;
+  /** gzip blocks deflated at once (see parallel-gzip.ts; never changes the bytes); default per core. */
+  readonly gzipWorkers?: number;
 }
 
-function compressor(c: Compression, level: number | undefined): Transform | undefined {
-  // Big chunks keep the per-call overhead of the thread pool small.
-  const chunkSize = 1 << 20;
-  if (c === 'gzip') return zlib.createGzip({ level: level ?? 6, chunkSize }); // header: mtime 0, OS 3, fixed
-  if (c === 'zstd') {
-    if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
-    return zlib.createZstdCompress({
-      chunkSize,
-      params: { [zlib.constants.ZSTD_c_compressionLevel]: level ?? 3 },
-    });
-  }
-  return undefined;
+function zstdCompressor(level: number | undefined): Transform {
+  if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
+  return zlib.createZstdCompress({
+    // Big chunks keep the per-call overhead of the thread pool small.
+    chunkSize: 1 << 20,
+    params: { [zlib.constants.ZSTD_c_compressionLevel]: level ?? 3 },
+  });
 }
 
 /** Bytes of compressed output queued for the disk before the compressor is paused. */
@@ -126,13 +124,116 @@ class BlobAppender {
 }
 
 /**
+ * Where the tar goes: `write` resolves once the buffer may be reused (packTar reuses it), `end`
+ * once every byte is on disk, `abort` stops whatever is still running.
+ */
+interface LayerSink {
+  write(b: Buffer): Promise<void>;
+  end(): Promise<void>;
+  abort(e: Error): Promise<void>;
+}
+
+/**
+ * The compressed output (fresh memory, never reused) is written on the thread pool, so that a
+ * write the kernel holds back (dirty-page throttling on a busy disk) stalls neither this thread
+ * nor the compressor it feeds. Past APPEND_QUEUE bytes queued, the compressor is paused until the
+ * disk catches up. `count` sees every output byte, in order (the blob's digest and size).
+ */
+function compressedSink(
+  fd: number,
+  compression: 'gzip' | 'zstd',
+  opts: WriteLayerOptions,
+  count: (b: Buffer) => void,
+): LayerSink {
+  if (compression === 'gzip') {
+    // Several blocks at once on the thread pool, same bytes whatever their number (parallel-gzip.ts).
+    const a = new BlobAppender(
+      fd,
+      () => gz.resume(),
+      (e) => gz.destroy(e),
+    );
+    const gz: ParallelGzip = new ParallelGzip(
+      (b) => {
+        count(b);
+        return a.push(b);
+      },
+      {
+        ...(opts.level === undefined ? {} : { level: opts.level }),
+        ...(opts.gzipWorkers === undefined ? {} : { workers: opts.gzipWorkers }),
+      },
+    );
+    return {
+      write: (b) => gz.write(b),
+      end: async () => {
+        await gz.end();
+        await a.flush();
+      },
+      abort: async (e) => {
+        gz.destroy(e);
+        await a.flush().catch(() => {});
+      },
+    };
+  }
+  const comp = zstdCompressor(opts.level);
+  const a = new BlobAppender(
+    fd,
+    () => comp.resume(),
+    (e) => comp.destroy(e),
+  );
+  comp.on('data', (b: Buffer) => {
+    count(b);
+    if (!a.push(b)) comp.pause();
+  });
+  const done = finished(comp).then(() => a.flush());
+  done.catch(() => {});
+  return {
+    // The compressor's write callback fires once it consumed its input.
+    write: (b) => new Promise<void>((resolve, reject) => comp.write(b, (e) => (e ? reject(e) : resolve()))),
+    end: () => {
+      comp.end();
+      return done;
+    },
+    abort: async (e) => {
+      comp.destroy(e);
+      await done.catch(() => {});
+      await a.flush().catch(() => {});
+    },
+  };
+}
+
+/**
  * writeLayer streams `entries` through the normalizing tar writer and the compressor into the
  * blob store, hashing the tar (diffID) and the blob (digest) and counting both sizes in the same
  * single pass. Nothing is buffered beyond stream chunks; a failure leaves no file behind.
  */
-export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOptions): Promise<StoredLayer> {
+export function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOptions): Promise<StoredLayer> {
+  return storeLayer(
+    (write) => packTar(entries, write, opts.epoch === undefined ? {} : { epoch: opts.epoch }),
+    opts,
+  );
+}
+
+/**
+ * writeTarLayer stores a tar already in memory (`chunks`, whose size and digest an earlier pass
+ * over the same bytes computed) as a layer blob: compressed and hashed, never tarred again.
+ */
+export function writeTarLayer(
+  chunks: readonly Uint8Array[],
+  tar: { readonly diffID: Digest; readonly size: number },
+  opts: WriteLayerOptions,
+): Promise<StoredLayer> {
+  return storeLayer(async (write) => {
+    for (const c of chunks) await write(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+    return tar;
+  }, opts);
+}
+
+/** storeLayer sends the tar `pack` writes through the compressor into the blob store. */
+async function storeLayer(
+  pack: (write: (b: Buffer) => Promise<void>) => Promise<{ readonly diffID: Digest; readonly size: number }>,
+  opts: WriteLayerOptions,
+): Promise<StoredLayer> {
   const compression = opts.compression ?? 'gzip';
-  const comp = compressor(compression, opts.level);
   const temp = await opts.store.tempPath();
   const fd = fs.openSync(temp, 'wx', 0o644);
   let closed = false;
@@ -143,42 +244,26 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
   };
   const outHash = createHash('sha256');
   let outSize = 0;
-  // packTar reuses each buffer once `write` resolves, so `write` must resolve only when the
-  // bytes are no longer referenced: a compressor's write callback fires once it consumed its
-  // input; an uncompressed buffer is written out before `write` returns.
-  let done: Promise<void> = Promise.resolve();
-  let write: (b: Buffer) => Promise<void>;
-  let appender: BlobAppender | undefined;
-  if (comp) {
-    // The compressor's output (fresh memory, never reused) is written on the thread pool, so
-    // that a write the kernel holds back (dirty-page throttling on a busy disk) stalls neither
-    // this thread nor the compressor it feeds. Past APPEND_QUEUE bytes queued, the compressor
-    // is paused until the disk catches up.
-    const a = new BlobAppender(
-      fd,
-      () => comp.resume(),
-      (e) => comp.destroy(e),
-    );
-    appender = a;
-    comp.on('data', (b: Buffer) => {
-      outHash.update(b);
-      outSize += b.length;
-      if (!a.push(b)) comp.pause();
-    });
-    done = finished(comp).then(() => a.flush());
-    done.catch(() => {});
-    write = (b) => new Promise<void>((resolve, reject) => comp.write(b, (e) => (e ? reject(e) : resolve())));
-  } else {
-    write = async (b) => {
-      outHash.update(b);
-      outSize += b.length;
-      for (let o = 0; o < b.length; ) o += fs.writeSync(fd, b, o, b.length - o);
-    };
-  }
+  const count = (b: Buffer) => {
+    outHash.update(b);
+    outSize += b.length;
+  };
+  let sink: LayerSink | undefined;
   try {
-    const tar = await packTar(entries, write, opts.epoch === undefined ? {} : { epoch: opts.epoch });
-    comp?.end();
-    await done;
+    // An uncompressed buffer is written out before `write` returns.
+    sink =
+      compression === 'none'
+        ? {
+            write: async (b) => {
+              count(b);
+              for (let o = 0; o < b.length; ) o += fs.writeSync(fd, b, o, b.length - o);
+            },
+            end: async () => {},
+            abort: async () => {},
+          }
+        : compressedSink(fd, compression, opts, count);
+    const tar = await pack(sink.write);
+    await sink.end();
     close();
     const digest: Digest = `sha256:${outHash.digest('hex')}`;
     await opts.store.commit(temp, digest);
@@ -194,9 +279,7 @@ export async function writeLayer(entries: Iterable<TarEntry>, opts: WriteLayerOp
       opts.annotations,
     );
   } catch (e) {
-    comp?.destroy(e as Error);
-    await done.catch(() => {});
-    await appender?.flush().catch(() => {});
+    await sink?.abort(e as Error);
     close();
     await fsp.rm(temp, { force: true });
     throw e;

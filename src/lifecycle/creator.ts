@@ -12,7 +12,7 @@ import { type Analysis, analyze, analyzedPathIn, type PreviousImage } from './an
 import { build } from './build.ts';
 import { BuildpackStore } from './buildpack-store.ts';
 import { type CacheSnapshot, CacheStateError, type LayerCache } from './cache.ts';
-import { saveCache } from './cache-save.ts';
+import { type CacheSaveBase, EarlyCacheWork, saveCache } from './cache-save.ts';
 import type { Deadline } from './deadline.ts';
 import { type DetectResult, detect } from './detect.ts';
 import type { DetectMemo, DetectMemoInputs } from './detect-memo.ts';
@@ -181,12 +181,31 @@ export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
     // moving it into its cgroup holds a thread-pool thread for an RCU grace period, which restore's
     // file work would wait for).
     prepareSandbox(phase);
+    // What the exporter needs of the run image (nothing the build can change) is read while the
+    // buildpacks build: the SBOM documents' referrer lookup reads every untagged manifest of the
+    // store, which the export phase then no longer waits for.
+    const runBase = runImageInputs(o, analysis);
+    runBase.catch(() => {}); // awaited (and thrown) by the export phase
     const kilnLayer = await phases.phase(STEPS.build, () => buildStep(o, phase, detected));
-    const exported = await phases.phase(STEPS.exportLayers, () =>
-      exportStep(o, analysis, detected, kilnLayer, runMirrors),
+    // Cache-only layers are checked (and compressed when changed) while the exporter compresses;
+    // the cache is still committed only once the image is written.
+    const exporting = phases.phase(STEPS.exportLayers, () =>
+      exportStep(o, analysis, detected, kilnLayer, runMirrors, runBase),
     );
-    const report = await phases.phase(STEPS.write, () => writeStep(o, exported));
-    await phases.phase(STEPS.cache, () => cacheStep(o, detected, snapshot!, exported));
+    const early = new EarlyCacheWork(
+      cacheSaveBase(o, detected, snapshot),
+      Promise.race([o.resolver.compressing, exporting.catch(() => {})]),
+    );
+    let exported: ExportResult;
+    let report: ImageReport;
+    try {
+      exported = await exporting;
+      report = await phases.phase(STEPS.write, () => writeStep(o, exported));
+    } catch (e) {
+      await early.abandon();
+      throw e;
+    }
+    await phases.phase(STEPS.cache, () => cacheStep(o, exported, early));
     const stats = o.resolver.stats;
     o.log.info(
       `Layers: ${exported.added.length} added, ${exported.reused.length} reused; ${stats.compressed} compressed`,
@@ -329,6 +348,15 @@ async function buildStep(
   return o.export.launchLayer?.(o.workspace.layersDir);
 }
 
+/** The run image and its OS-package SBOM documents, as the exporter takes them. */
+async function runImageInputs(
+  o: CreatorOptions,
+  analysis: Analysis,
+): Promise<{ runImage: { readonly image: Image }; runImageSboms: RunImageSboms | undefined }> {
+  const runImage = await o.source.runImage(analysis.analyzed['run-image']!.image!);
+  return { runImage, runImageSboms: await o.source.runImageSboms(runImage.image) };
+}
+
 /** exportStep assembles the app image (not yet written). */
 async function exportStep(
   o: CreatorOptions,
@@ -336,10 +364,10 @@ async function exportStep(
   detected: DetectResult,
   kilnLayer: { readonly id: string } | undefined,
   runMirrors: readonly string[],
+  runBase: ReturnType<typeof runImageInputs>,
 ): Promise<ExportResult> {
   const run = analysis.analyzed['run-image']!;
-  const runImage = await o.source.runImage(run.image!);
-  const runImageSboms = await o.source.runImageSboms(runImage.image);
+  const { runImage, runImageSboms } = await runBase;
   // kiln's own launch layer is exported (and launched) like a buildpack's.
   const extra = kilnLayer ? [{ id: kilnLayer.id, version: '0.0.0', api: '0.12' }] : [];
   const x = o.export;
@@ -414,27 +442,28 @@ async function writeStep(o: CreatorOptions, exported: ExportResult): Promise<Ima
   return report;
 }
 
+/** What the cache phase starts from, known once the build phase is over. */
+function cacheSaveBase(o: CreatorOptions, detected: DetectResult, snapshot: CacheSnapshot): CacheSaveBase {
+  return {
+    layersDir: o.workspace.layersDir,
+    group: detected.group,
+    cache: o.cache,
+    snapshot,
+    resolver: o.resolver,
+    keepWarm: true,
+    uid: o.user.uid,
+    gid: o.user.gid,
+    log: o.log,
+  };
+}
+
 /** cacheStep saves the cache; a failure is a warning (the image is done), as in the lifecycle. */
-async function cacheStep(
-  o: CreatorOptions,
-  detected: DetectResult,
-  snapshot: CacheSnapshot,
-  exported: ExportResult,
-): Promise<void> {
+async function cacheStep(o: CreatorOptions, exported: ExportResult, early: EarlyCacheWork): Promise<void> {
   try {
-    const c = await saveCache({
-      layersDir: o.workspace.layersDir,
-      group: detected.group,
-      cache: o.cache,
-      snapshot,
-      resolver: o.resolver,
-      exported: exported.layers,
-      contents: exported.contents,
-      keepWarm: true,
-      uid: o.user.uid,
-      gid: o.user.gid,
-      log: o.log,
-    });
+    const c = await saveCache(
+      { ...early.base, exported: exported.layers, contents: exported.contents },
+      early,
+    );
     o.log.info(`Cache ${o.cache.name}: ${c.added} layer(s) added, ${c.reused} reused, ${c.pruned} pruned`);
   } catch (e) {
     o.log.warn(`Failed to save the cache: ${(e as Error).message}`);

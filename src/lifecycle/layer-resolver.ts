@@ -1,4 +1,4 @@
-import { writeLayer } from '../layers/layer-writer.ts';
+import { writeLayer, writeTarLayer } from '../layers/layer-writer.ts';
 import type { DirListings, WalkOptions } from '../layers/walk.ts';
 import { StoredLayer } from '../layout/blob-layer.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
@@ -6,9 +6,10 @@ import type { Digest } from '../oci/digest.ts';
 import type { Layer } from '../oci/image.ts';
 import type { CachedLayer } from './cache.ts';
 import {
-  diffIDOf,
   dirCheck,
   dirContent,
+  type HashedTar,
+  hashTar,
   type LayerContent,
   type TarSettings,
   touchBlob,
@@ -28,6 +29,15 @@ export interface ReuseStats {
   /** Layers whose diffID came from a fingerprint (nothing read). */
   fingerprinted: number;
 }
+
+/**
+ * Tars up to this size are kept in memory by a hash pass (see identify): a changed layer of that
+ * size (a compiled binary, a build cache's latest entries) is then read and tarred once.
+ */
+const KEEP_TAR_BYTES = 32 << 20;
+
+/** A compression at least this large keeps the thread pool busy for a while (see compressing). */
+const LONG_COMPRESSION_BYTES = 1 << 20;
 
 /** What resolve() found. */
 export interface ResolvedLayer {
@@ -63,6 +73,8 @@ interface ReuseState {
   readonly listings: Map<string, DirListings>;
   readonly previous: Map<string, Layer>;
   readonly stats: ReuseStats;
+  /** Resolves when the first long compression starts (see compressing). */
+  readonly compressing: { readonly started: Promise<void>; readonly start: () => void };
 }
 
 /** LayerResolver turns layer content into layers, reusing whatever already holds the same bytes. */
@@ -81,12 +93,27 @@ export class LayerResolver {
       listings: new Map(),
       previous: new Map(o.previous ?? []),
       stats: { compressed: 0, hashed: 0, fingerprinted: 0 },
+      compressing: (() => {
+        let start!: () => void;
+        const started = new Promise<void>((r) => (start = r));
+        return { started, start };
+      })(),
     };
   }
 
   /** withSettings is this resolver (same state) writing blobs with other tar settings. */
   withSettings(settings: TarSettings): LayerResolver {
     return new LayerResolver({ blobs: this.blobs, settings }, this.#state);
+  }
+
+  /**
+   * Resolves once a compression of at least LONG_COMPRESSION_BYTES has started on the thread pool:
+   * this thread then mostly waits for it, and other work (the cache phase's early checks) costs
+   * the exporter little. A small layer's compression does not count: work started then would hold
+   * this thread while the exporter still reads and hashes its large layers.
+   */
+  get compressing(): Promise<void> {
+    return this.#state.compressing.started;
   }
 
   /** A copy of the counters so far. */
@@ -133,12 +160,12 @@ export class LayerResolver {
   async resolve(content: LayerContent, candidate?: string): Promise<ResolvedLayer> {
     const s = this.#state;
     const worthHashing = candidate !== undefined && (s.previous.has(candidate) || s.known.has(candidate));
-    const { diffID, hit } = await this.identify(content, worthHashing);
+    const { diffID, hit, tar } = await this.identify(content, worthHashing);
     if (diffID) {
       const found = await this.#existing(content.fingerprint, diffID, hit);
       if (found) return found;
     }
-    return this.compress(content);
+    return this.compress(content, tar);
   }
 
   /** The layer already holding `diffID` (a store blob, else the previous image's), if any. */
@@ -163,9 +190,14 @@ export class LayerResolver {
 
   /**
    * identify finds a content's diffID without compressing: from its fingerprint, or (when `hash`)
-   * by tarring it through sha256. Returns no diffID when neither applies.
+   * by tarring it through sha256. Returns no diffID when neither applies. A hashed tar of up to
+   * KEEP_TAR_BYTES comes back with its bytes: should the layer turn out changed, compress() takes
+   * them instead of reading and tarring its files a second time.
    */
-  async identify(content: LayerContent, hash: boolean): Promise<{ diffID?: Digest; hit?: CachedLayer }> {
+  async identify(
+    content: LayerContent,
+    hash: boolean,
+  ): Promise<{ diffID?: Digest; hit?: CachedLayer; tar?: HashedTar }> {
     const s = this.#state;
     const hit = content.fingerprint ? s.fingerprints.get(content.fingerprint) : undefined;
     if (hit) {
@@ -174,20 +206,26 @@ export class LayerResolver {
     }
     if (!hash) return {};
     s.stats.hashed++;
-    return { diffID: await diffIDOf(await content.entries(), this.settings.epoch) };
+    const tar = await hashTar(await content.entries(), this.settings.epoch, KEEP_TAR_BYTES);
+    return { diffID: tar.diffID, tar };
   }
 
-  /** compress writes content as a new layer blob (the one expensive path) and records it. */
-  async compress(content: LayerContent): Promise<ResolvedLayer> {
-    const opts: Parameters<typeof writeLayer>[1] = {
+  /**
+   * compress writes content as a new layer blob (the one expensive path) and records it; from
+   * `tar` when identify() kept the bytes of the same content (same entries, same epoch).
+   */
+  async compress(content: LayerContent, tar?: HashedTar): Promise<ResolvedLayer> {
+    const base: Parameters<typeof writeLayer>[1] = {
       store: this.blobs,
       compression: this.settings.compression,
       epoch: this.settings.epoch,
     };
-    const layer = await writeLayer(
-      await content.entries(),
-      this.settings.level === undefined ? opts : { ...opts, level: this.settings.level },
-    );
+    const opts = this.settings.level === undefined ? base : { ...base, level: this.settings.level };
+    const entries = tar?.chunks ? undefined : await content.entries();
+    const writing = entries ? writeLayer(entries, opts) : writeTarLayer(tar!.chunks!, tar!, opts);
+    const bytes = tar?.size ?? entries!.reduce((n, e) => n + (e.type === 'file' ? (e.size ?? 0) : 0), 0);
+    if (bytes >= LONG_COMPRESSION_BYTES) this.#state.compressing.start();
+    const layer = await writing;
     this.#state.stats.compressed++;
     const info = await layer.info();
     const record: CachedLayer = {

@@ -140,3 +140,57 @@ describe('dirCheck()', () => {
     await assert.rejects(stale.entries(), /changed while being exported/);
   });
 });
+
+describe('a changed layer with a candidate', () => {
+  /** Content whose files count their reads: the layer's bytes are read once or twice. */
+  function counted(sizes: readonly number[], seed: string) {
+    const reads = { n: 0 };
+    const entries = sizes.map((size, i) => ({
+      path: `layers/bp/l/f${i}`,
+      type: 'file' as const,
+      mode: 0o644,
+      uid: 1000,
+      gid: 1000,
+      size,
+      read: async () => {
+        reads.n++;
+        return Buffer.alloc(size, `${seed}${i}`);
+      },
+    }));
+    return { reads, content: { entries: async () => entries, fingerprint: '' } };
+  }
+
+  test('is read and tarred once: hashed against the candidate, then compressed from the same tar', async () => {
+    const d = await tempDir();
+    const c = ctx(new BlobStore(path.join(d, 'blobs')));
+    const before = await c.resolve(counted([1000, 700_000, 3], 'old').content);
+    c.usePrevious(new Map([[before.diffID, before.layer]]));
+    const now = counted([1000, 700_000, 3], 'new');
+    const r = await c.resolve(now.content, before.diffID);
+    assert.equal(r.how, 'new');
+    assert.equal(now.reads.n, 3, 'each file read once');
+    assert.equal(c.stats.hashed, 1);
+    // The blob is the layer of those bytes: its decompressed digest is the diffID, and it is the
+    // very blob writing the entries afresh gives.
+    const chunks: Buffer[] = [];
+    for await (const b of await r.layer.uncompressed()) chunks.push(b as Buffer);
+    const tar = Buffer.concat(chunks);
+    assert.equal(`sha256:${createHash('sha256').update(tar).digest('hex')}`, r.diffID);
+    const fresh = await ctx(new BlobStore(path.join(d, 'fresh'))).resolve(
+      counted([1000, 700_000, 3], 'new').content,
+    );
+    assert.equal(await fresh.layer.digest(), await r.layer.digest());
+  });
+
+  test('past the size kept in memory, is read again to compress (memory stays bounded)', async () => {
+    const d = await tempDir();
+    const c = ctx(new BlobStore(path.join(d, 'blobs')));
+    const sizes = [20 << 20, 20 << 20];
+    const before = await c.resolve(counted(sizes, 'a').content);
+    c.usePrevious(new Map([[before.diffID, before.layer]]));
+    const now = counted(sizes, 'b');
+    const r = await c.resolve(now.content, before.diffID);
+    assert.equal(r.how, 'new');
+    assert.equal(now.reads.n, 4);
+  });
+});

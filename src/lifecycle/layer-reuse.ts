@@ -14,7 +14,8 @@ import type { Compression } from '../oci/media-types.ts';
 //      known without reading a byte of content;
 //   2. tar-and-hash (no compression) when there is a candidate to match (the previous image's layer
 //      of the same name): equal diffID -> reuse;
-//   3. only then the single-pass tar+compress into the blob store.
+//   3. only then the single-pass tar+compress into the blob store (from the tar step 2 kept in
+//      memory when it was small enough: a changed layer is never read and tarred twice).
 // A no-op rebuild therefore compresses nothing. The fingerprint is git's index check: besides the
 // listing it covers each file's mtime, ctime and inode. A buildpack can set mtimes (tar does when
 // it unpacks) but not ctimes: any write, chmod or replacement of a file changes its ctime, so a
@@ -178,14 +179,43 @@ const SYNC_READ_MAX = 256 * 1024;
  * fs.promises): a layer of a thousand small files hashes in a fraction of the time.
  */
 export async function diffIDOf(entries: readonly TarEntry[], epoch: number): Promise<Digest> {
+  return (await hashTar(entries, epoch, 0)).diffID;
+}
+
+/** A layer's tar as the hash pass saw it: its digest and size, and its bytes when they were kept. */
+export interface HashedTar {
+  readonly diffID: Digest;
+  readonly size: number;
+  /** The tar's bytes, when it was no larger than asked (a changed layer is compressed from them). */
+  readonly chunks?: readonly Buffer[];
+}
+
+/**
+ * hashTar is diffIDOf that also keeps the tar's bytes (the chunks tarChunks made, no copy) when
+ * the tar is at most `keepBytes` long, so that a layer found changed is compressed from them
+ * instead of being read and tarred a second time.
+ */
+export async function hashTar(
+  entries: readonly TarEntry[],
+  epoch: number,
+  keepBytes: number,
+): Promise<HashedTar> {
   const h = createHash('sha256');
   const fast = entries.map((e): TarEntry => {
     const src = e.source;
     if (e.type !== 'file' || !src || e.open || e.read || (e.size ?? 0) > SYNC_READ_MAX) return e;
     return { ...e, read: async () => readFileSync(src, { flag: SOURCE_OPEN_FLAGS }) };
   });
-  for await (const chunk of tarChunks(fast, { epoch })) h.update(chunk);
-  return `sha256:${h.digest('hex')}`;
+  let kept: Buffer[] | undefined = keepBytes > 0 ? [] : undefined;
+  let size = 0;
+  for await (const chunk of tarChunks(fast, { epoch })) {
+    h.update(chunk);
+    size += chunk.length;
+    if (kept && size > keepBytes) kept = undefined;
+    kept?.push(chunk);
+  }
+  const diffID: Digest = `sha256:${h.digest('hex')}`;
+  return kept ? { diffID, size, chunks: kept } : { diffID, size };
 }
 
 /**
