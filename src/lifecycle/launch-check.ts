@@ -5,7 +5,7 @@ import { escapeId } from '../cnb/ids.ts';
 import { applyEnvOp, type LaunchBuildpack, launchEnvOps } from '../cnb/launch-env.ts';
 import type { LifecycleMetadata } from '../cnb/lifecycle-metadata.ts';
 import { type MetadataProcess, readMetadataToml } from '../cnb/metadata.ts';
-import { KilnError, UsageError } from '../internal/errors.ts';
+import { KilnError } from '../internal/errors.ts';
 import type { Logger } from '../internal/log.ts';
 import { openFileInRootIfExists } from '../internal/safe-read.ts';
 import { processNeedsShell } from '../launcher/index.ts';

@@ -5,7 +5,7 @@
 // whether the registry or the disk failed inside it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { exitCodeOf, ProcessExit } from '../../src/cli/exit-codes.ts';

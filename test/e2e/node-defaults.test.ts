@@ -70,6 +70,7 @@ async function procfileApp(dir: string, pkg: Record<string, unknown>): Promise<v
   );
   await writeFile(
     path.join(dir, 'web.js'),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source for the app, not a template here
     "require('node:http').createServer((q, s) => s.end(`web.js on ${process.version}\\n`)).listen(Number(process.env.PORT || 8080));\n",
   );
   await writeFile(path.join(dir, 'Procfile'), 'web: node web.js\n');
