@@ -146,7 +146,8 @@ export async function extractDebData(
       try {
         real = realpathSync(d);
       } catch {
-        return fail(name, `${d.slice(root.length) || '/'} is a link that does not resolve inside the root`);
+        fail(name, `${d.slice(root.length) || '/'} is a link that does not resolve inside the root`);
+        return;
       }
       if (real !== realRoot && !real.startsWith(`${realRoot}/`))
         fail(name, `${d.slice(root.length) || '/'} is a link that leads out of the root`);
