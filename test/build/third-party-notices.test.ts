@@ -73,7 +73,7 @@ describe('THIRD-PARTY-NOTICES', () => {
         (m) => `${m[1]}@${m[2]} ${m[3]}`,
       );
       // Buildpacks that install Debian packages bundle the InRelease check (openpgp) and xz.
-      const debian = ['go', 'python', 'java'].includes(name);
+      const debian = ['go', 'python', 'java', 'ruby'].includes(name);
       const expected = [
         ...(debian ? [`openpgp@${await version('openpgp')} LGPL-3.0+`] : []),
         ...(name === 'nodejs-engine' ? [`semver@${semver} ISC`] : []),
