@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -91,6 +91,12 @@ async function probe(spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' 
   return { text, mountinfo: section('mountinfo'), cmdline: section('cmdline'), pids: section('pids') };
 }
 
+/** Undoes PROBE's writes, so that it can run again over the same directories. */
+async function rmWritten(work: string): Promise<void> {
+  await rm(path.join(work, 'layers/out.txt'));
+  await rm(path.join(work, 'workspace/moved'), { recursive: true });
+}
+
 describe('the sandbox shows no host paths', () => {
   for (const [name, helper] of [
     ['compiled helper', undefined],
@@ -131,6 +137,31 @@ describe('the sandbox shows no host paths', () => {
       await settleCgroups();
       assert.deepEqual((await readdir(s.work)).sort(), ['layers', 'platform', 'workspace']);
     });
+
+  test('consecutive runs reuse the overlay work dirs: every run still overlays, writes and hides host paths', async (t) => {
+    if (!asRoot) return t.skip('needs root (bwrap is started as the build uid)');
+    if (!existsSync(DEFAULT_HELPER)) return t.skip('dist/mountview not built');
+    const s = await setup();
+    const workDirs = async () => (await readdir(s.work)).filter((n) => n.startsWith('.kiln-ovl-')).sort();
+    let first: string[] | undefined;
+    for (let i = 0; i < 3; i++) {
+      const seen = await probe({ rootfs: s.rootfs, mounts: s.mounts });
+      for (const p of [s.base, s.work, '/tmp/'])
+        assert.ok(!seen.text.includes(p), `run ${i}: host path ${p} visible:\n${seen.text}`);
+      // The writable mounts are overlays in every run (a work dir overlayfs refused would leave a
+      // plain bind, whose root names the host path: caught above), and writable ones.
+      assert.ok((seen.mountinfo.match(/ - overlay .* rw,/g) ?? []).length >= 2, seen.mountinfo);
+      assert.equal(await readFile(path.join(s.work, 'layers/out.txt'), 'utf8'), 'written\n');
+      await rmWritten(s.work);
+      // One work dir per writable source, the same ones run after run.
+      const now = await workDirs();
+      assert.equal(now.length, 2, `work dirs: ${now}`);
+      first ??= now;
+      assert.deepEqual(now, first, `run ${i} made new work dirs`);
+    }
+    await settleCgroups();
+    assert.deepEqual(await workDirs(), []);
+  });
 
   test('without the neutral view the same probe does see host paths (the test can fail)', async (t) => {
     if (!asRoot) return t.skip('needs root (bwrap is started as the build uid)');

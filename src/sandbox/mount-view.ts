@@ -23,7 +23,7 @@
  * argv, which would otherwise list every host path it binds. Measured cost: see bench/sandbox.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,7 +175,7 @@ export async function neutralView(
   if (emptyAt === undefined) sources.clear();
   const covered: string[] = [];
   const triples: string[] = [];
-  const workDirs: string[] = [];
+  const workDirs: WorkDir[] = [];
   for (const [src, mode] of [...sources].sort((a, b) => a[0].length - b[0].length)) {
     if (src === '/' || covered.some((c) => src.startsWith(`${c}/`))) continue;
     // Synchronous: a few system calls each, cheaper than a round trip through the thread pool
@@ -183,17 +183,12 @@ export async function neutralView(
     if (!statSync(src, { throwIfNoEntry: false })?.isDirectory()) continue;
     let work = '-';
     if (mode === 'rw') {
-      // overlayfs needs an empty work dir on the upper's filesystem, owned by the mounter.
-      work = `.kiln-ovl-${randomBytes(6).toString('hex')}`;
-      const dir = path.join(path.dirname(src), work);
-      try {
-        mkdirSync(dir, { mode: 0o700 });
-      } catch {
-        // That source keeps its plain bind (as when the overlay cannot be mounted).
-        continue;
-      }
-      workDirs.push(dir);
-      if (opts.owner) chownSync(dir, opts.owner.uid, opts.owner.gid);
+      // overlayfs needs a work dir on the upper's filesystem, owned by the mounter.
+      const taken = takeWorkDir(path.dirname(src), opts.owner);
+      // None: that source keeps its plain bind (as when the overlay cannot be mounted).
+      if (taken === undefined) continue;
+      workDirs.push(taken);
+      work = path.basename(taken.dir);
     }
     covered.push(src);
     triples.push(mode, src, work);
@@ -234,25 +229,66 @@ export async function neutralView(
       dataFds: [...(cmd.dataFds ?? []), data],
     },
     async cleanup() {
-      // kiln's own work dirs (each holds overlayfs's empty `work` dir) go in the background: their
-      // removal right after the sandbox took 1-40 ms on a loaded host (the overlay's teardown),
-      // on every buildpack process's path. settleCgroups waits for them.
-      for (const d of workDirs) {
-        const p = rm(d, { recursive: true, force: true })
-          // A failure must not hide a command's result; the directory it is in (a build's work
-          // dir) is removed anyway.
-          .catch(() => {})
-          .finally(() => removingWorkDirs.delete(p));
-        removingWorkDirs.add(p);
-      }
+      // The run is over (its namespaces, and with them its overlays, are gone): its work dirs
+      // serve the next run's overlays of sources beside them (settleCgroups removes them).
+      for (const d of workDirs) releaseWorkDir(d);
     },
   };
 }
 
-/** Work dir removals in progress (cleanup does not wait for them; settleCgroups does). */
-const removingWorkDirs = new Set<Promise<void>>();
+/** An overlay work dir of kiln's: `dir` beside the sources it serves, owned by `owner`. */
+interface WorkDir {
+  readonly dir: string;
+  readonly key: string;
+}
+
+/**
+ * Work dirs no run uses, by parent directory and owner. A build's buildpack processes mount the
+ * same writable sources one after the other: each reuses a work dir the previous run released
+ * instead of making one and removing it (a mkdir and chown on kiln's main thread before every
+ * sandbox, and a recursive removal after it; on ext4 without a journal each new inode also scans
+ * past the recently deleted ones). overlayfs empties its `work` dir itself at every mount. A work
+ * dir is only ever in one run's hands (taken here, released after that run's processes and
+ * namespaces are gone), so no two mounted overlays share one.
+ */
+const spareWorkDirs = new Map<string, string[]>();
+
+/** takeWorkDir hands out a work dir beside `parent`'s sources for `owner`: a spare one or a new one. */
+function takeWorkDir(parent: string, owner: { uid: number; gid: number } | undefined): WorkDir | undefined {
+  const key = `${owner ? `${owner.uid}:${owner.gid}` : '-'}\0${parent}`;
+  const spare = spareWorkDirs.get(key) ?? [];
+  for (let dir = spare.pop(); dir !== undefined; dir = spare.pop()) {
+    // Still as kiln made it (a build's directory removed since takes its work dirs along).
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    if (
+      st?.isDirectory() &&
+      (st.mode & 0o7777) === 0o700 &&
+      (owner === undefined || (st.uid === owner.uid && st.gid === owner.gid))
+    )
+      return { dir, key };
+  }
+  const dir = path.join(parent, `.kiln-ovl-${randomBytes(6).toString('hex')}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch {
+    return undefined;
+  }
+  if (owner) chownSync(dir, owner.uid, owner.gid);
+  return { dir, key };
+}
+
+function releaseWorkDir(w: WorkDir): void {
+  const spare = spareWorkDirs.get(w.key);
+  if (spare) spare.push(w.dir);
+  else spareWorkDirs.set(w.key, [w.dir]);
+}
+
+/** settleCgroups removes the spare work dirs (each holds overlayfs's empty `work` dir). */
 beforeSettling(async () => {
-  while (removingWorkDirs.size > 0) await Promise.all([...removingWorkDirs]);
+  const dirs = [...spareWorkDirs.values()].flat();
+  spareWorkDirs.clear();
+  // A failure must not hide a result; the directory they are in (a build's) is removed anyway.
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }).catch(() => {})));
 });
 
 /** The repository's build of src/sandbox/mountview/mountview.c (scripts/build.d/mountview.sh). */
