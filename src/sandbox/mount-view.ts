@@ -243,19 +243,48 @@ interface WorkDir {
 }
 
 /**
- * Work dirs no run uses, by parent directory and owner. A build's buildpack processes mount the
- * same writable sources one after the other: each reuses a work dir the previous run released
- * instead of making one and removing it (a mkdir and chown on kiln's main thread before every
- * sandbox, and a recursive removal after it; on ext4 without a journal each new inode also scans
- * past the recently deleted ones). overlayfs empties its `work` dir itself at every mount. A work
- * dir is only ever in one run's hands (taken here, released after that run's processes and
- * namespaces are gone), so no two mounted overlays share one.
+ * Work dirs kept for a run that is known to come (Executor.prepare), by parent directory and owner.
+ * A build's buildpack processes mount the same writable sources one after the other (/workspace,
+ * the build HOME, and /layers/<id> beside the other buildpacks' layer dirs): the next run reuses
+ * the work dirs the previous one released instead of making new ones and removing the old (a mkdir
+ * and chown on kiln's main thread before every sandbox, and a recursive removal after it; on ext4
+ * without a journal each new inode also scans past the recently deleted ones). Only as many as the
+ * prepared runs will take are kept; every other work dir is removed right after its run, as before.
+ * overlayfs empties its `work` dir itself at every mount, and a work dir is only ever in one run's
+ * hands (taken, then released once that run's processes and namespaces are gone), so no two
+ * mounted overlays share one.
  */
 const spareWorkDirs = new Map<string, string[]>();
+/** How many work dirs per key the prepared runs will take (bounded: a prepared run may never come). */
+const expectedWorkDirs = new Map<string, number>();
+const MAX_EXPECTED = 16;
+/** Work dir removals in progress (cleanup does not wait for them; settleCgroups does). */
+const removingWorkDirs = new Set<Promise<void>>();
+
+function workDirKey(parent: string, owner: { uid: number; gid: number } | undefined): string {
+  return `${owner ? `${owner.uid}:${owner.gid}` : '-'}\0${parent}`;
+}
+
+/**
+ * expectWorkDirs notes that a run with these writable mount sources, run as `owner`, is coming
+ * (BubblewrapExecutor.prepare): work dirs released meanwhile for the same places are kept for it.
+ */
+export function expectWorkDirs(
+  writableSources: readonly string[],
+  owner?: { uid: number; gid: number },
+): void {
+  for (const src of writableSources) {
+    const key = workDirKey(path.dirname(path.resolve(src)), owner);
+    expectedWorkDirs.set(key, Math.min(MAX_EXPECTED, (expectedWorkDirs.get(key) ?? 0) + 1));
+  }
+}
 
 /** takeWorkDir hands out a work dir beside `parent`'s sources for `owner`: a spare one or a new one. */
 function takeWorkDir(parent: string, owner: { uid: number; gid: number } | undefined): WorkDir | undefined {
-  const key = `${owner ? `${owner.uid}:${owner.gid}` : '-'}\0${parent}`;
+  const key = workDirKey(parent, owner);
+  const expected = expectedWorkDirs.get(key) ?? 0;
+  if (expected > 1) expectedWorkDirs.set(key, expected - 1);
+  else expectedWorkDirs.delete(key);
   const spare = spareWorkDirs.get(key) ?? [];
   for (let dir = spare.pop(); dir !== undefined; dir = spare.pop()) {
     // Still as kiln made it (a build's directory removed since takes its work dirs along).
@@ -277,18 +306,30 @@ function takeWorkDir(parent: string, owner: { uid: number; gid: number } | undef
   return { dir, key };
 }
 
+/** releaseWorkDir keeps `w` for a prepared run that will want one there, else removes it. */
 function releaseWorkDir(w: WorkDir): void {
-  const spare = spareWorkDirs.get(w.key);
-  if (spare) spare.push(w.dir);
-  else spareWorkDirs.set(w.key, [w.dir]);
+  const spare = spareWorkDirs.get(w.key) ?? [];
+  if (spare.length < (expectedWorkDirs.get(w.key) ?? 0)) {
+    spare.push(w.dir);
+    spareWorkDirs.set(w.key, spare);
+    return;
+  }
+  // In the background: right after a sandbox the removal took 1-40 ms on a loaded host (the
+  // overlay's teardown), on every buildpack process's path. A failure must not hide a command's
+  // result; the directory it is in (a build's work dir) is removed anyway.
+  const p = rm(w.dir, { recursive: true, force: true })
+    .catch(() => {})
+    .finally(() => removingWorkDirs.delete(p));
+  removingWorkDirs.add(p);
 }
 
-/** settleCgroups removes the spare work dirs (each holds overlayfs's empty `work` dir). */
+/** settleCgroups removes the spare work dirs and waits for the removals under way. */
 beforeSettling(async () => {
-  const dirs = [...spareWorkDirs.values()].flat();
+  expectedWorkDirs.clear();
+  const spare = [...spareWorkDirs.values()].flat();
   spareWorkDirs.clear();
-  // A failure must not hide a result; the directory they are in (a build's) is removed anyway.
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }).catch(() => {})));
+  for (const dir of spare) releaseWorkDir({ dir, key: '' });
+  while (removingWorkDirs.size > 0) await Promise.all([...removingWorkDirs]);
 });
 
 /** The repository's build of src/sandbox/mountview/mountview.c (scripts/build.d/mountview.sh). */
