@@ -111,9 +111,10 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   for (const [i, el] of o.group.entries()) {
     const bp = await o.buildpackStore.lookup(el.id, el.version);
     o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
-    // The next buildpack's sandbox gets ready while this one runs (this one's was prepared before).
-    if (i + 1 < o.group.length) prepareSandbox(o);
-    const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch);
+    // The next buildpack's sandbox gets ready while this one runs (this one's was prepared before),
+    // once this one has started: preparing forks kiln, which would otherwise delay this start.
+    const next = i + 1 < o.group.length ? () => prepareSandbox(o) : undefined;
+    const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch, next);
     plan = withoutMet(plan, out.metRequires);
     outputs.push({ bp: bp.id, out });
     defaultType = addProcesses(o, bp.id, out.processes, processes, defaultType);
@@ -242,6 +243,7 @@ async function buildOne(
   env: BuildEnv,
   entries: PlanEntries,
   scratch: Scratch,
+  onStart?: () => void,
 ): Promise<OneOutputs> {
   const key = `${bp.id}@${bp.version}`;
   const bpLayers = join(o.layersDir, escapeId(bp.id));
@@ -250,7 +252,7 @@ async function buildOne(
   const out = inRoot(o.layersDir, escapeId(bp.id), LAYERS);
   const at = (name: string) => childOf(out, name);
   await prepareLayersDir(o, bpLayers, out, key);
-  await runBuildBinary(o, bp, env, entries, scratch, bpLayers, key);
+  await runBuildBinary(o, bp, env, entries, scratch, bpLayers, key, onStart);
 
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = await readLayerTomls(o.layersDir, bpLayers, out);
@@ -308,6 +310,7 @@ async function runBuildBinary(
   scratch: Scratch,
   bpLayers: string,
   key: string,
+  onStart?: () => void,
 ): Promise<void> {
   // The Buildpack Plan is read-only input: root-owned, in a dir only kiln writes, mounted read-only.
   const planPath = join(scratch.dir, escapeId(bp.id), 'plan.toml');
@@ -347,6 +350,7 @@ async function runBuildBinary(
     },
     scratch.mount,
     { buildpack: key, phase: 'build' },
+    onStart,
   );
   if (result.exitCode !== 0 || result.timedOut) {
     const why = result.timedOut

@@ -347,7 +347,14 @@ export class BubblewrapExecutor implements Executor {
               ...(owner !== undefined ? { owner } : {}),
             });
       try {
-        return await runChild(view.cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
+        const running = runChild(view.cmd, {
+          ...spec,
+          limits: { ...DEFAULT_LIMITS, ...spec.limits },
+          stderr,
+        });
+        // runChild has spawned (or taken the standby) before it returns.
+        spec.onStart?.();
+        return await running;
       } finally {
         await view.cleanup();
       }

@@ -80,6 +80,8 @@ export class HostExecutor implements Executor {
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
-    return runChild(this.commandFor(spec), spec);
+    const running = runChild(this.commandFor(spec), spec);
+    spec.onStart?.();
+    return running;
   }
 }
