@@ -111,10 +111,9 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   for (const [i, el] of o.group.entries()) {
     const bp = await o.buildpackStore.lookup(el.id, el.version);
     o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
-    // The next buildpack's sandbox gets ready while this one runs (this one's was prepared before),
-    // once this one has started: preparing forks kiln, which would otherwise delay this start.
-    const next = i + 1 < o.group.length ? () => prepareSandbox(o) : undefined;
-    const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch, next);
+    // The next buildpack's sandbox gets ready while this one runs (this one's was prepared before).
+    if (i + 1 < o.group.length) prepareSandbox(o);
+    const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch);
     plan = withoutMet(plan, out.metRequires);
     outputs.push({ bp: bp.id, out });
     defaultType = addProcesses(o, bp.id, out.processes, processes, defaultType);
@@ -243,7 +242,6 @@ async function buildOne(
   env: BuildEnv,
   entries: PlanEntries,
   scratch: Scratch,
-  onStart?: () => void,
 ): Promise<OneOutputs> {
   const key = `${bp.id}@${bp.version}`;
   const bpLayers = join(o.layersDir, escapeId(bp.id));
@@ -252,7 +250,7 @@ async function buildOne(
   const out = inRoot(o.layersDir, escapeId(bp.id), LAYERS);
   const at = (name: string) => childOf(out, name);
   await prepareLayersDir(o, bpLayers, out, key);
-  await runBuildBinary(o, bp, env, entries, scratch, bpLayers, key, onStart);
+  await runBuildBinary(o, bp, env, entries, scratch, bpLayers, key);
 
   // 1. layer tomls: flags only under [types]; all-false layers are set aside as <layer>.ignore.
   const layers = await readLayerTomls(o.layersDir, bpLayers, out);
@@ -310,7 +308,6 @@ async function runBuildBinary(
   scratch: Scratch,
   bpLayers: string,
   key: string,
-  onStart?: () => void,
 ): Promise<void> {
   // The Buildpack Plan is read-only input: root-owned, in a dir only kiln writes, mounted read-only.
   const planPath = join(scratch.dir, escapeId(bp.id), 'plan.toml');
@@ -350,7 +347,6 @@ async function runBuildBinary(
     },
     scratch.mount,
     { buildpack: key, phase: 'build' },
-    onStart,
   );
   if (result.exitCode !== 0 || result.timedOut) {
     const why = result.timedOut

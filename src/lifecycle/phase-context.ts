@@ -192,7 +192,6 @@ export async function runInSandbox(
   onLine: (line: string) => void,
   scratch?: Mount,
   label?: ProcessLabel,
-  onStart?: () => void,
 ): Promise<RunResult> {
   const t0 = performance.now();
   const who = label ?? { buildpack: argv[0] ?? '?', phase: appWritable ? 'build' : 'detect' };
@@ -204,7 +203,6 @@ export async function runInSandbox(
   const r = await o.executor.run({
     ...specOf(o, argv, env, appWritable, onLine, scratch),
     ...(byDeadline ? { timeoutMs: left, graceMs: 0 } : { timeoutMs: o.timeoutMs }),
-    ...(onStart ? { onStart } : {}),
   });
   o.logger.debug(`${argv[0]}: exit ${r.exitCode} after ${(performance.now() - t0).toFixed(0)} ms`);
   // Other limits it ran into on the way (e.g. a fork bomb's process limit) go on the same line.

@@ -347,14 +347,7 @@ export class BubblewrapExecutor implements Executor {
               ...(owner !== undefined ? { owner } : {}),
             });
       try {
-        const running = runChild(view.cmd, {
-          ...spec,
-          limits: { ...DEFAULT_LIMITS, ...spec.limits },
-          stderr,
-        });
-        // runChild has spawned (or taken the standby) before it returns.
-        spec.onStart?.();
-        return await running;
+        return await runChild(view.cmd, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits }, stderr });
       } finally {
         await view.cleanup();
       }

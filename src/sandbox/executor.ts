@@ -63,11 +63,6 @@ export interface RunSpec {
   readonly stderr?: OutputSink;
   /** Stop the process (SIGTERM, then SIGKILL after `graceMs`) after this long. */
   readonly timeoutMs?: number;
-  /**
-   * Called once the process has been started (spawned, or handed to the run's prepared first
-   * process): the moment to get the next run ready (Executor.prepare) without delaying this one.
-   */
-  readonly onStart?: () => void;
   /** Abort stops the process; a reason that is a signal name (e.g. 'SIGINT') is forwarded as is. */
   readonly signal?: AbortSignal;
   /** How long a stopped process gets between the polite signal and SIGKILL (default 5000). */

@@ -80,8 +80,6 @@ export class HostExecutor implements Executor {
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
-    const running = runChild(this.commandFor(spec), spec);
-    spec.onStart?.();
-    return running;
+    return runChild(this.commandFor(spec), spec);
   }
 }

@@ -111,31 +111,6 @@ describe('sandbox standby', { skip }, () => {
     assert.equal(r.exitCode, 0);
   });
 
-  test('onStart comes once the process has started; a standby prepared then is taken by the next run', async () => {
-    await settleCgroups();
-    const limits = { processes: 66 };
-    const events: string[] = [];
-    const taken = standbysTaken();
-    // As a build does: the next run's standby is made from this run's onStart, off its path.
-    let ended = false;
-    const r = await bw
-      .run({
-        ...spec('echo started; sleep 0.3', limits, events),
-        onStart: () => {
-          events.push(ended ? 'onStart after the end' : 'onStart');
-          void bw.prepare(spec('true', limits));
-        },
-      })
-      .finally(() => {
-        ended = true;
-      });
-    assert.equal(r.exitCode, 0);
-    assert.deepEqual(events.sort(), ['onStart', 'started'], 'onStart once, while the run went on');
-    assert.equal((await waitingCgroups()).length, 1, 'the standby prepared from onStart is waiting');
-    assert.equal((await bw.run(spec('true', limits))).exitCode, 0);
-    assert.equal(standbysTaken(), taken + 1, 'the second run did not start from that standby');
-  });
-
   test('a standby made for other limits is not taken: the run gets a cgroup with its own', async () => {
     await settleCgroups();
     await bw.prepare(spec('true', { processes: 60 }));
