@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import type { Readable } from 'node:stream';
 import { KilnError } from '../internal/errors.ts';
 
@@ -89,8 +89,11 @@ export class DaemonClient {
     opts: { body?: Readable; headers?: Record<string, string> } = {},
   ): Promise<http.IncomingMessage> {
     const ep = this.endpoint();
+    // node:http is loaded here, when kiln talks to a daemon: imported at the top it cost every
+    // command that names an image ~2.5 ms of CPU at start-up.
+    const { request } = process.getBuiltinModule('node:http');
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = request(
         {
           method,
           path: `${API}${apiPath}`,

@@ -1,5 +1,4 @@
 import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 
 // Node's HTTP parser copies every response body chunk (up to 64 KiB) into an ArrayBuffer of its
 // own, freed only when V8 collects the young generation. V8 paces those collections by JS-heap
@@ -19,7 +18,8 @@ function collector(): Gc | undefined {
   if (gc === undefined) {
     try {
       setFlagsFromString('--expose-gc');
-      const f = runInNewContext('gc') as unknown;
+      // node:vm is loaded only here (on the first paced collection, not at every start-up).
+      const f = process.getBuiltinModule('node:vm').runInNewContext('gc') as unknown;
       gc = typeof f === 'function' ? (f as Gc) : null;
     } catch {
       gc = null; // a runtime without it only keeps the dead chunks longer

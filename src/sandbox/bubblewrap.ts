@@ -21,7 +21,7 @@ import { KilnError } from '../internal/errors.ts';
 import { EXTRA_FD_BASE, type HostCommand, prlimitArgs, runChild, validateSpec } from './_child.ts';
 import { type Executor, NETWORK_FILES, type RunResult, type RunSpec } from './executor.ts';
 import { BUILD_LIMIT_DEFAULTS } from './limits.ts';
-import { neutralView } from './mount-view.ts';
+import { expectWorkDirs, neutralView } from './mount-view.ts';
 import { enterPrefix } from './network.ts';
 import { prepareRun } from './run-guard.ts';
 import { DEFAULT_INIT, INIT_PATH, type InitSetting, initArgs, openInitFor, withFd } from './sandbox-init.ts';
@@ -280,6 +280,15 @@ export class BubblewrapExecutor implements Executor {
       if (typeof spec.network === 'object') await spec.network.ready;
       await this.#probe;
       const cmd = this.commandFor(spec);
+      // The neutral view's work dirs for this run's writable mounts: the run before it leaves its
+      // own for it instead of removing them (mount-view.ts).
+      if (this.#opts.neutralView !== false && cmd.idMap === undefined) {
+        const owner = this.#hostIdsOf(spec);
+        expectWorkDirs(
+          spec.mounts.filter((m) => !m.readonly).map((m) => m.src),
+          owner,
+        );
+      }
       const init = openInitFor(this.#init);
       const filter = this.#seccomp === false ? undefined : openSeccompFilter(this.#seccomp);
       try {

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -57,7 +57,12 @@ async function setup() {
   return { base, rootfs, cacheDir: cache.dir, work, mounts };
 }
 
-async function probe(spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' | 'network'>, helper?: null) {
+async function probe(
+  spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' | 'network'>,
+  helper?: null,
+  /** How many runs like this one to announce (Executor.prepare) before it starts, as a build does. */
+  announce = 0,
+) {
   const out: string[] = [];
   const full: RunSpec = {
     ...spec,
@@ -84,11 +89,21 @@ async function probe(spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' 
     } finally {
       await view.cleanup();
     }
-  } else r = await new BubblewrapExecutor({ hostUid: 0 }).run(full);
+  } else {
+    const bw = new BubblewrapExecutor({ hostUid: 0 });
+    for (let i = 0; i < announce; i++) await bw.prepare(full);
+    r = await bw.run(full);
+  }
   assert.equal(r.exitCode, 0, out.join('\n'));
   const text = out.join('\n');
   const section = (name: string) => text.split(`== ${name}\n`)[1]?.split('\n== ')[0] ?? '';
   return { text, mountinfo: section('mountinfo'), cmdline: section('cmdline'), pids: section('pids') };
+}
+
+/** Undoes PROBE's writes, so that it can run again over the same directories. */
+async function rmWritten(work: string): Promise<void> {
+  await rm(path.join(work, 'layers/out.txt'));
+  await rm(path.join(work, 'workspace/moved'), { recursive: true });
 }
 
 describe('the sandbox shows no host paths', () => {
@@ -131,6 +146,44 @@ describe('the sandbox shows no host paths', () => {
       await settleCgroups();
       assert.deepEqual((await readdir(s.work)).sort(), ['layers', 'platform', 'workspace']);
     });
+
+  test('a run announced by prepare reuses the overlay work dirs of the run before it; nothing else keeps any', async (t) => {
+    if (!asRoot) return t.skip('needs root (bwrap is started as the build uid)');
+    if (!existsSync(DEFAULT_HELPER)) return t.skip('dist/mountview not built');
+    const s = await setup();
+    const workDirs = async () => (await readdir(s.work)).filter((n) => n.startsWith('.kiln-ovl-')).sort();
+    let first: string[] | undefined;
+    for (let i = 0; i < 3; i++) {
+      // As a build: run 0 was announced before it (after restore), and runs 0 and 1 each announce
+      // the one after them as they start; run 2 is the last.
+      const seen = await probe(
+        { rootfs: s.rootfs, mounts: s.mounts },
+        undefined,
+        (i === 0 ? 1 : 0) + (i < 2 ? 1 : 0),
+      );
+      for (const p of [s.base, s.work, '/tmp/'])
+        assert.ok(!seen.text.includes(p), `run ${i}: host path ${p} visible:\n${seen.text}`);
+      // The writable mounts are overlays in every run (a work dir overlayfs refused would leave a
+      // plain bind, whose root names the host path: caught above).
+      assert.ok((seen.mountinfo.match(/ - overlay .* rw,/g) ?? []).length >= 2, seen.mountinfo);
+      assert.equal(await readFile(path.join(s.work, 'layers/out.txt'), 'utf8'), 'written\n');
+      await rmWritten(s.work);
+      if (i < 2) {
+        // Kept for the announced run: one per writable source, the same ones run after run.
+        const now = await workDirs();
+        assert.equal(now.length, 2, `work dirs: ${now}`);
+        first ??= now;
+        assert.deepEqual(now, first, `run ${i} made new work dirs`);
+      }
+    }
+    // The last run's work dirs were not kept: once the removals under way are done, none is left.
+    await settleCgroups();
+    assert.deepEqual(await workDirs(), []);
+    // And a run nobody announced keeps none either (the same as before work dirs were reused).
+    await probe({ rootfs: s.rootfs, mounts: s.mounts });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await workDirs(), []);
+  });
 
   test('without the neutral view the same probe does see host paths (the test can fail)', async (t) => {
     if (!asRoot) return t.skip('needs root (bwrap is started as the build uid)');

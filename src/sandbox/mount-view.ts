@@ -23,7 +23,7 @@
  * argv, which would otherwise list every host path it binds. Measured cost: see bench/sandbox.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,7 +175,7 @@ export async function neutralView(
   if (emptyAt === undefined) sources.clear();
   const covered: string[] = [];
   const triples: string[] = [];
-  const workDirs: string[] = [];
+  const workDirs: WorkDir[] = [];
   for (const [src, mode] of [...sources].sort((a, b) => a[0].length - b[0].length)) {
     if (src === '/' || covered.some((c) => src.startsWith(`${c}/`))) continue;
     // Synchronous: a few system calls each, cheaper than a round trip through the thread pool
@@ -183,17 +183,12 @@ export async function neutralView(
     if (!statSync(src, { throwIfNoEntry: false })?.isDirectory()) continue;
     let work = '-';
     if (mode === 'rw') {
-      // overlayfs needs an empty work dir on the upper's filesystem, owned by the mounter.
-      work = `.kiln-ovl-${randomBytes(6).toString('hex')}`;
-      const dir = path.join(path.dirname(src), work);
-      try {
-        mkdirSync(dir, { mode: 0o700 });
-      } catch {
-        // That source keeps its plain bind (as when the overlay cannot be mounted).
-        continue;
-      }
-      workDirs.push(dir);
-      if (opts.owner) chownSync(dir, opts.owner.uid, opts.owner.gid);
+      // overlayfs needs a work dir on the upper's filesystem, owned by the mounter.
+      const taken = takeWorkDir(path.dirname(src), opts.owner);
+      // None: that source keeps its plain bind (as when the overlay cannot be mounted).
+      if (taken === undefined) continue;
+      workDirs.push(taken);
+      work = path.basename(taken.dir);
     }
     covered.push(src);
     triples.push(mode, src, work);
@@ -234,24 +229,106 @@ export async function neutralView(
       dataFds: [...(cmd.dataFds ?? []), data],
     },
     async cleanup() {
-      // kiln's own work dirs (each holds overlayfs's empty `work` dir) go in the background: their
-      // removal right after the sandbox took 1-40 ms on a loaded host (the overlay's teardown),
-      // on every buildpack process's path. settleCgroups waits for them.
-      for (const d of workDirs) {
-        const p = rm(d, { recursive: true, force: true })
-          // A failure must not hide a command's result; the directory it is in (a build's work
-          // dir) is removed anyway.
-          .catch(() => {})
-          .finally(() => removingWorkDirs.delete(p));
-        removingWorkDirs.add(p);
-      }
+      // The run is over (its namespaces, and with them its overlays, are gone): its work dirs
+      // serve the next run's overlays of sources beside them (settleCgroups removes them).
+      for (const d of workDirs) releaseWorkDir(d);
     },
   };
 }
 
+/** An overlay work dir of kiln's: `dir` beside the sources it serves, owned by `owner`. */
+interface WorkDir {
+  readonly dir: string;
+  readonly key: string;
+}
+
+/**
+ * Work dirs kept for a run that is known to come (Executor.prepare), by parent directory and owner.
+ * A build's buildpack processes mount the same writable sources one after the other (/workspace,
+ * the build HOME, and /layers/<id> beside the other buildpacks' layer dirs): the next run reuses
+ * the work dirs the previous one released instead of making new ones and removing the old (a mkdir
+ * and chown on kiln's main thread before every sandbox, and a recursive removal after it; on ext4
+ * without a journal each new inode also scans past the recently deleted ones). Only as many as the
+ * prepared runs will take are kept; every other work dir is removed right after its run, as before.
+ * overlayfs empties its `work` dir itself at every mount, and a work dir is only ever in one run's
+ * hands (taken, then released once that run's processes and namespaces are gone), so no two
+ * mounted overlays share one.
+ */
+const spareWorkDirs = new Map<string, string[]>();
+/** How many work dirs per key the prepared runs will take (bounded: a prepared run may never come). */
+const expectedWorkDirs = new Map<string, number>();
+const MAX_EXPECTED = 16;
 /** Work dir removals in progress (cleanup does not wait for them; settleCgroups does). */
 const removingWorkDirs = new Set<Promise<void>>();
+
+function workDirKey(parent: string, owner: { uid: number; gid: number } | undefined): string {
+  return `${owner ? `${owner.uid}:${owner.gid}` : '-'}\0${parent}`;
+}
+
+/**
+ * expectWorkDirs notes that a run with these writable mount sources, run as `owner`, is coming
+ * (BubblewrapExecutor.prepare): work dirs released meanwhile for the same places are kept for it.
+ */
+export function expectWorkDirs(
+  writableSources: readonly string[],
+  owner?: { uid: number; gid: number },
+): void {
+  for (const src of writableSources) {
+    const key = workDirKey(path.dirname(path.resolve(src)), owner);
+    expectedWorkDirs.set(key, Math.min(MAX_EXPECTED, (expectedWorkDirs.get(key) ?? 0) + 1));
+  }
+}
+
+/** takeWorkDir hands out a work dir beside `parent`'s sources for `owner`: a spare one or a new one. */
+function takeWorkDir(parent: string, owner: { uid: number; gid: number } | undefined): WorkDir | undefined {
+  const key = workDirKey(parent, owner);
+  const expected = expectedWorkDirs.get(key) ?? 0;
+  if (expected > 1) expectedWorkDirs.set(key, expected - 1);
+  else expectedWorkDirs.delete(key);
+  const spare = spareWorkDirs.get(key) ?? [];
+  for (let dir = spare.pop(); dir !== undefined; dir = spare.pop()) {
+    // Still as kiln made it (a build's directory removed since takes its work dirs along).
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    if (
+      st?.isDirectory() &&
+      (st.mode & 0o7777) === 0o700 &&
+      (owner === undefined || (st.uid === owner.uid && st.gid === owner.gid))
+    )
+      return { dir, key };
+  }
+  const dir = path.join(parent, `.kiln-ovl-${randomBytes(6).toString('hex')}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch {
+    return undefined;
+  }
+  if (owner) chownSync(dir, owner.uid, owner.gid);
+  return { dir, key };
+}
+
+/** releaseWorkDir keeps `w` for a prepared run that will want one there, else removes it. */
+function releaseWorkDir(w: WorkDir): void {
+  const spare = spareWorkDirs.get(w.key) ?? [];
+  if (spare.length < (expectedWorkDirs.get(w.key) ?? 0)) {
+    spare.push(w.dir);
+    spareWorkDirs.set(w.key, spare);
+    return;
+  }
+  // In the background: right after a sandbox the removal took 1-40 ms on a loaded host (the
+  // overlay's teardown), on every buildpack process's path. A failure must not hide a command's
+  // result; the directory it is in (a build's work dir) is removed anyway.
+  const p = rm(w.dir, { recursive: true, force: true })
+    .catch(() => {})
+    .finally(() => removingWorkDirs.delete(p));
+  removingWorkDirs.add(p);
+}
+
+/** settleCgroups removes the spare work dirs and waits for the removals under way. */
 beforeSettling(async () => {
+  expectedWorkDirs.clear();
+  const spare = [...spareWorkDirs.values()].flat();
+  spareWorkDirs.clear();
+  for (const dir of spare) releaseWorkDir({ dir, key: '' });
   while (removingWorkDirs.size > 0) await Promise.all([...removingWorkDirs]);
 });
 

@@ -8,11 +8,13 @@
  *   sandboxed process (in a user namespace of its own, no capabilities) cannot change its
  *   addresses, routes or firewall rules. kiln holds it through an open fd (`/proc/<kiln>/fd/<n>`):
  *   no bind mount or holder process to leak when kiln is killed.
- * - Every sandboxed process enters it with `nsenter --net=… -S U -G G -- bwrap --share-net …` (one
- *   exec more than today, ~1 ms), instead of attaching a helper per process (+30 ms and a race
- *   with bwrap's loopback setup, see machine notes).
- * - Firewall rules are applied by root inside the namespace (one `iptables-restore`) before
- *   slirp4netns and any sandboxed process start. slirp forwards guest connections to any address
+ * - Every sandboxed process enters it with `nsenter --net=… -S U -G G -- bwrap --share-net …` (or
+ *   kiln-gate's `+netns`/`+ids`, which do the same, for a run from a standby), instead of
+ *   attaching a helper per process (+30 ms and a race with bwrap's loopback setup, see machine
+ *   notes).
+ * - Firewall rules are applied by root inside the namespace (one `iptables-restore`, run by the
+ *   `unshare` child that creates the namespace, before it reports it ready) before kiln even
+ *   opens the namespace, so before slirp4netns and any sandboxed process start. slirp forwards guest connections to any address
  *   as host sockets, so it would otherwise reach host services bound to 0.0.0.0 through the host's
  *   own addresses; the rules reject the host's addresses, slirp's host-loopback gateway 10.0.2.2
  *   (except the allowed ports), the rest of slirp's subnet except DNS, and link-local
@@ -226,30 +228,6 @@ export interface SandboxNetworkOptions {
   readonly slirp4netns?: string;
 }
 
-/** Runs a helper to its end; a failure becomes one KilnError line naming it. */
-function runHelper(file: string, args: string[], input?: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: HELPER_ENV, stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (b: Buffer) => {
-      if (err.length < 2000) err += b.toString('utf8');
-    });
-    child.on('error', (e) => reject(new KilnError(`isolated network: cannot start ${file}: ${e.message}`)));
-    child.on('exit', (code) => {
-      if (code === 0) resolve();
-      else
-        reject(
-          new KilnError(
-            `isolated network: ${file} ${args.slice(-1)[0] ?? ''} failed (exit ${code}): ${err.trim().split('\n')[0] ?? ''}`,
-          ),
-        );
-    });
-    // A helper that fails early closes its stdin: the exit code and stderr tell why.
-    child.stdin.on('error', () => {});
-    child.stdin.end(input ?? '');
-  });
-}
-
 /**
  * SandboxNetwork is one isolated network: create it before the first sandboxed process, pass
  * `attachment` as RunSpec.network, `close()` it afterwards (slirp4netns also exits on its own
@@ -315,34 +293,14 @@ export class SandboxNetwork {
         throw new KilnError(
           `--network isolated: kiln is not root and /dev/net/tun is not usable by uid ${o.hostUid} (slirp4netns needs it): run kiln as root, make /dev/net/tun mode 0666 (Debian's udev default), or pass --network none`,
         );
-      const ns = await newNamespace(root);
+      // Rules before anything else runs in the namespace: the child that creates it applies them
+      // before it reports the namespace ready (kiln opens it only then). route_localnet lets the
+      // DNAT of 127.0.0.1:PORT (allowed loopback ports) leave through the tap device.
+      const loopback = allow.some((a) => a.loopback);
+      const ns = await newNamespace(root, { rules: firewallRules(allow, hostAddresses()), loopback });
       fds.push(...ns.fds);
       const netns = `/proc/${process.pid}/fd/${ns.netFd}`;
       const userns = ns.userFd !== undefined ? `/proc/${process.pid}/fd/${ns.userFd}` : undefined;
-      const enter = [
-        'nsenter',
-        ...(userns ? [`--user=${userns}`, '--preserve-credentials'] : []),
-        `--net=${netns}`,
-        '--',
-      ];
-
-      // Rules before anything else runs in the namespace. route_localnet lets the DNAT of
-      // 127.0.0.1:PORT (allowed loopback ports) leave through the tap device.
-      const loopback = allow.some((a) => a.loopback);
-      const rules = firewallRules(allow, hostAddresses());
-      const [file, ...args] = enter as [string, ...string[]];
-      await runHelper(
-        file,
-        loopback
-          ? [
-              ...args,
-              'sh',
-              '-c',
-              'echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet && exec iptables-restore',
-            ]
-          : [...args, 'iptables-restore'],
-        rules,
-      );
 
       const apiSocket = path.join(dir, 'slirp.sock');
       const slirpArgs = [
@@ -479,26 +437,60 @@ function lastLine(text: string): string {
   return lines[lines.length - 1] ?? '';
 }
 
+/** The firewall newNamespace applies: iptables-restore input, and whether loopback ports are allowed. */
+interface Firewall {
+  readonly rules: string;
+  readonly loopback: boolean;
+}
+
 /**
- * newNamespace creates a network namespace (and, not root, a user namespace owning it) and
- * returns kiln-held fds to them. A short-lived `unshare` child creates them and waits until kiln
- * has opened its /proc/<pid>/ns files, then exits: after that only kiln's fds (and later
- * slirp4netns's tap device) keep the namespace alive, so nothing outlives kiln.
+ * The shell the namespace's creator runs inside it: the firewall first (the rules on fd 3), then
+ * "ready" on stdout, then it waits for kiln to have opened the namespace. A failing step names
+ * itself on stderr and exits, so nothing is reported ready that has no firewall.
  */
-async function newNamespace(root: boolean): Promise<{ netFd: number; userFd?: number; fds: number[] }> {
+function creatorScript(loopback: boolean): string {
+  return [
+    ...(loopback
+      ? [
+          'echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet || { echo "kiln: route_localnet failed" >&2; exit 97; }',
+        ]
+      : []),
+    'iptables-restore <&3 || { echo "kiln: iptables-restore failed (exit $?)" >&2; exit 98; }',
+    'exec 3<&-',
+    'echo ready',
+    'read _',
+  ].join('\n');
+}
+
+/**
+ * newNamespace creates a network namespace (and, not root, a user namespace owning it) with
+ * `firewall` applied, and returns kiln-held fds to them. A short-lived `unshare` child creates
+ * them, applies the rules inside (as the namespace's root: the same iptables-restore an nsenter
+ * into it would run, one node spawn and one exec fewer), reports ready and waits until kiln has
+ * opened its /proc/<pid>/ns files, then exits: after that only kiln's fds (and later slirp4netns's
+ * tap device) keep the namespace alive, so nothing outlives kiln.
+ */
+async function newNamespace(
+  root: boolean,
+  firewall: Firewall,
+): Promise<{ netFd: number; userFd?: number; fds: number[] }> {
   const args = [
     ...(root ? [] : ['--user', '--map-root-user']),
     '--net',
     '--',
     'sh',
     '-c',
-    'echo ready; read _',
+    creatorScript(firewall.loopback),
   ];
-  const child = spawn('unshare', args, { env: HELPER_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('unshare', args, { env: HELPER_ENV, stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (b: Buffer) => {
-    err += b.toString('utf8');
+    if (err.length < 4000) err += b.toString('utf8');
   });
+  const rulesIn = child.stdio[3] as NodeJS.WritableStream & { on(e: 'error', f: () => void): unknown };
+  // A child that fails early closes the pipe: its exit code and stderr tell why.
+  rulesIn.on('error', () => {});
+  rulesIn.end(firewall.rules);
   const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -506,13 +498,16 @@ async function newNamespace(root: boolean): Promise<{ netFd: number; userFd?: nu
       child.once('error', (e) =>
         reject(new KilnError(`isolated network: cannot start unshare: ${e.message}`)),
       );
-      child.once('exit', (code) =>
+      child.once('exit', (code) => {
+        const failed = /^kiln: (.*)$/m.exec(err)?.[1];
         reject(
           new KilnError(
-            `isolated network: cannot create a network namespace (unshare exit ${code}): ${lastLine(err)}${root ? '' : ' (kiln is not root: unprivileged user namespaces must be enabled)'}`,
+            failed !== undefined
+              ? `isolated network: ${failed}: ${firstOther(err)}`
+              : `isolated network: cannot create a network namespace (unshare exit ${code}): ${lastLine(err)}${root ? '' : ' (kiln is not root: unprivileged user namespaces must be enabled)'}`,
           ),
-        ),
-      );
+        );
+      });
     });
     const fds: number[] = [];
     const netFd = openSync(`/proc/${child.pid}/ns/net`, 'r');
@@ -527,6 +522,16 @@ async function newNamespace(root: boolean): Promise<{ netFd: number; userFd?: nu
     child.stdin.end();
     await ended;
   }
+}
+
+/** The first stderr line that is not the creator script's own (the failing tool's reason). */
+function firstOther(text: string): string {
+  return (
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '' && !l.startsWith('kiln: ')) ?? ''
+  );
 }
 
 /**

@@ -153,9 +153,18 @@ export class Standby {
     this.#handles(true);
   }
 
-  /** start sends the command (its argv; no argument may contain a NUL byte): kiln-gate execs it. */
+  /**
+   * start sends the command (its argv; no argument may contain a NUL byte): kiln-gate applies the
+   * wrappers it can do itself (gateMessage) and execs the rest.
+   */
   start(argv: readonly string[]): void {
-    this.#gate()?.end(Buffer.from(argv.map((a) => `${a}\0`).join('')));
+    this.#gate()?.end(
+      Buffer.from(
+        gateMessage(argv)
+          .map((a) => `${a}\0`)
+          .join(''),
+      ),
+    );
   }
 
   /** discard closes the gate empty (kiln-gate exits 125 running nothing) and removes the cgroup. */
@@ -166,6 +175,50 @@ export class Standby {
     // Kills what is left once the process has had a moment to exit, then removes the directory.
     this.cgroup?.removeLater();
   }
+}
+
+const RLIMIT_OPTION = /^--(nproc|nofile|fsize|data|as)=(\d+):(\d+)$/;
+
+/** A leading `prlimit --RES=SOFT:HARD… --` (as _child.ts and run-guard.ts write it) as directives. */
+function prlimitDirectives(argv: readonly string[]): { directives: string[]; rest: string[] } | undefined {
+  if (argv[0] !== 'prlimit' && argv[0] !== '/usr/bin/prlimit') return undefined;
+  const directives: string[] = [];
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return directives.length > 0 ? { directives, rest: argv.slice(i + 1) } : undefined;
+    const m = RLIMIT_OPTION.exec(a);
+    if (!m) return undefined;
+    directives.push(`+rlimit=${m[1]}:${m[2]}:${m[3]}`);
+  }
+  return undefined;
+}
+
+/** A leading `nsenter --net=PATH -S UID -G GID --` (network.ts enterPrefix, as root) as directives. */
+function nsenterDirectives(argv: readonly string[]): { directives: string[]; rest: string[] } | undefined {
+  const [cmd, net, s, uid, g, gid, end] = argv;
+  if (cmd !== 'nsenter' || !net?.startsWith('--net=/') || s !== '-S' || g !== '-G' || end !== '--')
+    return undefined;
+  if (!/^[1-9]\d*$/.test(uid ?? '') || !/^[1-9]\d*$/.test(gid ?? '')) return undefined;
+  return { directives: [`+netns=${net.slice('--net='.length)}`, `+ids=${uid}:${gid}`], rest: argv.slice(7) };
+}
+
+/**
+ * gateMessage is what kiln-gate gets for a run's command line: the leading wrappers it does itself
+ * (gate.c: `prlimit` becomes `+rlimit=…`, `nsenter --net=… -S U -G G` becomes `+netns=…` and
+ * `+ids=U:G`), in their order, then the rest as it is. The same limits, namespace and identity as
+ * exec'ing the wrappers, two execs fewer per sandboxed process. Anything it does not recognise
+ * exactly is left to exec as before.
+ */
+export function gateMessage(argv: readonly string[]): string[] {
+  const directives: string[] = [];
+  let rest = [...argv];
+  for (;;) {
+    const step = prlimitDirectives(rest) ?? nsenterDirectives(rest);
+    if (!step) break;
+    directives.push(...step.directives);
+    rest = step.rest;
+  }
+  return [...directives, ...rest];
 }
 
 /**

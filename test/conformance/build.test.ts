@@ -597,6 +597,19 @@ describe('build: outputs', () => {
       assert.equal(await exists(join(sbom, 'build/conformance_sbom/notalayer')), false);
     }));
 
+  test('SBOM files are copied whole (beyond one 64 KiB chunk), mode 0644', () =>
+    withFixture(async (f) => {
+      await f.install('sbom');
+      await f.platformEnv('SBOM_MODE', 'large');
+      await f.detectAndBuild(['conformance/sbom']);
+      const copy = join(f.layers, 'sbom', 'launch', 'conformance_sbom', 'sbom.cdx.json');
+      const original = await readFile(join(f.layers, 'conformance_sbom', 'launch.sbom.cdx.json'));
+      assert.ok(original.length > 200_000);
+      assert.ok((await readFile(copy)).equals(original));
+      for (const p of [copy, join(f.layers, 'sbom', 'launch', 'conformance_sbom', 'deps', 'sbom.cdx.json')])
+        assert.equal((await stat(p)).mode & 0o7777, 0o644, p);
+    }));
+
   test('an SBOM format missing from sbom-formats is an error (→ 52)', () =>
     withFixture(async (f) => {
       await f.install('sbom');

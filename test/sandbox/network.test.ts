@@ -314,6 +314,31 @@ describe('isolated network (real netns, slirp4netns, bwrap)', {
     }
   });
 
+  test('the namespace kiln gets already holds the firewall (made by the child that creates it)', async () => {
+    // What root sees in the namespace right after create(): the rules firewallRules wrote, and
+    // route_localnet on exactly when a loopback port is allowed (its DNAT needs it).
+    const inNs = (n: SandboxNetwork, cmd: string) =>
+      execFileSync('nsenter', [`--net=${n.attachment.netns}`, '--', 'sh', '-c', cmd], { encoding: 'utf8' });
+    const rejects = (text: string) => text.split('\n').filter((l) => /-j REJECT/.test(l)).length;
+    const plain = inNs(net, 'iptables-save; cat /proc/sys/net/ipv4/conf/all/route_localnet');
+    assert.match(plain, /-A OUTPUT -d 169\.254\.0\.0\/16 -p tcp -j REJECT --reject-with tcp-reset/);
+    assert.match(plain, /-A OUTPUT -d 10\.0\.2\.0\/24 -j REJECT/);
+    assert.ok(rejects(plain) >= 4, plain);
+    assert.match(plain, /\n0\n$/);
+    const own = await SandboxNetwork.create({ hostUid, allow: [parseAllowHost('127.0.0.1:4873')] });
+    try {
+      const lo = inNs(own, 'iptables-save; cat /proc/sys/net/ipv4/conf/all/route_localnet');
+      assert.match(lo, /-A OUTPUT -d 10\.0\.2\.2\/32 -p tcp -m tcp --dport 4873 -j ACCEPT/);
+      assert.match(
+        lo,
+        /-A OUTPUT -d 127\.0\.0\.1\/32 -p tcp -m tcp --dport 4873 -j DNAT --to-destination 10\.0\.2\.2:4873/,
+      );
+      assert.match(lo, /\n1\n$/);
+    } finally {
+      await own.close();
+    }
+  });
+
   test('--allow-host reaches exactly the named host port, not its neighbour', async () => {
     const [allowed, neighbour] = await neighbourListeners();
     const own = await SandboxNetwork.create({
