@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, type Stats } from 'node:fs';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import {
+  constants,
+  createReadStream,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  type Stats,
+} from 'node:fs';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PLATFORM_API } from '../cnb/api.ts';
@@ -197,25 +205,27 @@ async function fileDigest(file: string): Promise<string | undefined> {
  * directory mounted into the sandbox), found out by listing before any content is read.
  */
 async function treeDigest(root: string): Promise<string | undefined> {
+  // Synchronous calls: these trees are small (a platform dir, a CA bundle) and kiln waits for the
+  // key anyway; a thread-pool round trip per lstat, readdir and read cost more than the work.
   const entries: { abs: string; rel: string; st: Stats }[] = [];
   let bytes = 0;
-  const list = async (abs: string, rel: string): Promise<boolean> => {
-    const st = await lstat(abs);
+  const list = (abs: string, rel: string): boolean => {
+    const st = lstatSync(abs);
     entries.push({ abs, rel, st });
     if (st.isFile()) bytes += st.size;
     if (entries.length > MAX_HASHED_ENTRIES || bytes > MAX_HASHED_BYTES) return false;
     if (st.isDirectory())
-      for (const name of (await readdir(abs)).sort())
-        if (!(await list(path.join(abs, name), `${rel}/${name}`))) return false;
+      for (const name of readdirSync(abs).sort())
+        if (!list(path.join(abs, name), `${rel}/${name}`)) return false;
     return true;
   };
   try {
-    if (!(await list(root, ''))) return undefined;
+    if (!list(root, '')) return undefined;
     const h = createHash('sha256');
     for (const { abs, rel, st } of entries) {
       h.update(`${rel}\0${st.mode}\0`);
-      if (st.isSymbolicLink()) h.update(await readlink(abs));
-      else if (st.isFile()) h.update(await readFile(abs));
+      if (st.isSymbolicLink()) h.update(readlinkSync(abs));
+      else if (st.isFile()) h.update(readFileSync(abs, { flag: constants.O_RDONLY | constants.O_NOFOLLOW }));
       h.update('\n');
     }
     return h.digest('hex');
