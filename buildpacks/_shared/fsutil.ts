@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -50,4 +51,14 @@ export async function readJsonIfExists(path: string): Promise<unknown> {
   } catch (err) {
     throw new Error(`${path}: not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/**
+ * filesDigest is the sha256 of the files' names and contents in order (a missing file counts as
+ * empty): the key of a layer made from them (requirements, lock files).
+ */
+export async function filesDigest(files: readonly string[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of files) h.update(`${f}\n`).update(await readFile(f).catch(() => Buffer.alloc(0)));
+  return h.digest('hex');
 }

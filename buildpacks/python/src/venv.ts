@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { bindingRoot, bindingsOfType } from '../../_shared/bindings.ts';
 import { installDebLayer } from '../../_shared/debian/install.ts';
 import { run } from '../../_shared/exec.ts';
-import { exists } from '../../_shared/fsutil.ts';
+import { exists, filesDigest } from '../../_shared/fsutil.ts';
 import { prependPath, previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log } from '../../_shared/main.ts';
 import { type Component, type Tool, writeSboms } from '../../_shared/sbom.ts';
@@ -30,12 +30,6 @@ export async function pipInput(appDir: string, hasRequirements: boolean): Promis
   if (/^\[build-system\]/m.test(pyproject)) return { kind: 'project', file: 'pyproject.toml' };
   if (await exists(join(appDir, 'setup.py'))) return { kind: 'project', file: 'setup.py' };
   return undefined;
-}
-
-async function sha256Of(files: readonly string[]): Promise<string> {
-  const h = createHash('sha256');
-  for (const f of files) h.update(`${f}\n`).update(await readFile(f).catch(() => Buffer.alloc(0)));
-  return h.digest('hex');
 }
 
 /** installVenv fills (or keeps) the `venv` layer and returns its directory. */
@@ -70,11 +64,11 @@ export async function installVenv(o: {
   // The index settings count (another index may serve other files), the binding's contents do not
   // go into metadata: only a digest of them.
   const key = createHash('sha256')
-    .update(await sha256Of(inputFiles))
+    .update(await filesDigest(inputFiles))
     .update(
       `\n${o.pythonKey}\n${pipVersion}\n${o.env.PIP_INDEX_URL ?? ''}\n${o.env.PIP_EXTRA_INDEX_URL ?? ''}\n`,
     )
-    .update(pipConf ? await sha256Of([pipConf]) : '')
+    .update(pipConf ? await filesDigest([pipConf]) : '')
     .digest('hex');
   const prev = await previousLayer(o.layersDir, 'venv');
   const dir = join(o.layersDir, 'venv');

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../_shared/exec.ts';
-import { exists } from '../../_shared/fsutil.ts';
+import { exists, filesDigest } from '../../_shared/fsutil.ts';
 import { prependPath, previousLayer, resetLayer, writeEnv, writeLayerToml } from '../../_shared/layer.ts';
 import { BuildpackFailure, log } from '../../_shared/main.ts';
 import { type Component, type Tool, writeSboms } from '../../_shared/sbom.ts';
@@ -17,12 +17,6 @@ import type { GemSource } from './source.ts';
 // source anything. With a Gemfile.lock bundler runs frozen: the lock is the truth.
 // Bundler's own state stays out of the image: its app config dir and user home (compact index
 // cache) are the cache-only layer `bundle-home`, and the .gem copies bundler keeps are removed.
-
-async function sha256Of(files: readonly string[]): Promise<string> {
-  const h = createHash('sha256');
-  for (const f of files) h.update(`${f}\n`).update(await readFile(f).catch(() => Buffer.alloc(0)));
-  return h.digest('hex');
-}
 
 /** GemsRequest is what installGems needs from the build. */
 export interface GemsRequest {
@@ -41,7 +35,7 @@ export async function installGems(o: GemsRequest): Promise<string> {
   const locked = await exists(lock);
   const without = o.env.BUNDLE_WITHOUT?.trim() || 'development:test';
   const key = createHash('sha256')
-    .update(await sha256Of([gemfile, lock]))
+    .update(await filesDigest([gemfile, lock]))
     .update(`\n${o.ruby.version}\n${o.ruby.bundlerVersion}\n${without}\n${o.source.digest}\n`)
     .digest('hex');
   const dir = join(o.layersDir, 'gems');
