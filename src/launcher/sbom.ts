@@ -15,6 +15,7 @@ import {
   spdxCreationInfo,
   spdxHeader,
   spdxPurlRef,
+  syftDocument,
 } from '../sbom/document.ts';
 import { contentUuid } from '../sbom/uuid.ts';
 import type { LauncherInfo } from './index.ts';
@@ -130,8 +131,8 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
     ],
   };
 
-  const syft = {
-    artifacts: [
+  const syft = syftDocument(
+    [
       {
         id: launcher.sha256.slice(0, 16),
         name: 'kiln-launcher',
@@ -157,23 +158,15 @@ export function launcherSbom(launcher: LauncherInfo): LauncherSbomFiles {
         purl: mp,
       },
     ],
-    artifactRelationships: [
-      { parent: launcher.sha256.slice(0, 16), child: `musl-${launcher.musl.version}`, type: 'dependency-of' },
-    ],
-    source: {
+    [{ parent: launcher.sha256.slice(0, 16), child: `musl-${launcher.musl.version}`, type: 'dependency-of' }],
+    {
       id: launcher.sha256,
       name: 'kiln-launcher',
       version: launcher.version,
-      type: 'file',
-      metadata: { path: '/cnb/lifecycle/launcher' },
+      path: '/cnb/lifecycle/launcher',
     },
-    distro: {},
-    descriptor: { name: 'kiln', version: launcher.version },
-    schema: {
-      version: '16.0.0',
-      url: 'https://raw.githubusercontent.com/anchore/syft/main/schema/json/schema-16.0.0.json',
-    },
-  };
+    launcher.version,
+  );
 
   return { cdx: sbomText(cdx), spdx: sbomText(spdx), syft: sbomText(syft) };
 }

@@ -16,6 +16,7 @@ import {
   spdxCreationInfo,
   spdxHeader,
   spdxPurlRef,
+  syftDocument,
 } from '../sbom/document.ts';
 import { contentUuid } from '../sbom/uuid.ts';
 
@@ -83,8 +84,8 @@ export function lifecycleSbom(f: LifecycleFacts): { cdx: string; spdx: string; s
       })),
     ],
   };
-  const syft = {
-    artifacts: [{ name: 'kiln', version: f.version }, ...deps].map((d) => ({
+  const syft = syftDocument(
+    [{ name: 'kiln', version: f.version }, ...deps].map((d) => ({
       id: createHash('sha256').update(`${d.name}@${d.version}`).digest('hex').slice(0, 16),
       name: d.name,
       version: d.version,
@@ -96,21 +97,10 @@ export function lifecycleSbom(f: LifecycleFacts): { cdx: string; spdx: string; s
       cpes: [],
       purl: npmPurl(d.name, d.version),
     })),
-    artifactRelationships: [],
-    source: {
-      id: seed,
-      name: 'kiln',
-      version: f.version,
-      type: 'file',
-      metadata: { path: '/cnb/lifecycle' },
-    },
-    distro: {},
-    descriptor: { name: 'kiln', version: f.version },
-    schema: {
-      version: '16.0.0',
-      url: 'https://raw.githubusercontent.com/anchore/syft/main/schema/json/schema-16.0.0.json',
-    },
-  };
+    [],
+    { id: seed, name: 'kiln', version: f.version, path: '/cnb/lifecycle' },
+    f.version,
+  );
   return { cdx: sbomText(cdx), spdx: sbomText(spdx), syft: sbomText(syft) };
 }
 

@@ -51,6 +51,44 @@ export function spdxPurlRef(purl: string): Record<string, string> {
   return { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: purl };
 }
 
+/** What a Syft JSON document says about the file it describes (its `source`). */
+export interface SyftSource {
+  readonly id: string;
+  readonly name: string;
+  readonly version: string;
+  /** Where the file is in the image. */
+  readonly path: string;
+}
+
+/**
+ * syftDocument is a Syft JSON (schema 16) document of `artifacts` found in one file written by
+ * kiln `version`: the keys in the order kiln's documents have always had them.
+ */
+export function syftDocument(
+  artifacts: readonly unknown[],
+  relationships: readonly unknown[],
+  source: SyftSource,
+  version: string,
+): Record<string, unknown> {
+  return {
+    artifacts,
+    artifactRelationships: relationships,
+    source: {
+      id: source.id,
+      name: source.name,
+      version: source.version,
+      type: 'file',
+      metadata: { path: source.path },
+    },
+    distro: {},
+    descriptor: { name: 'kiln', version },
+    schema: {
+      version: '16.0.0',
+      url: 'https://raw.githubusercontent.com/anchore/syft/main/schema/json/schema-16.0.0.json',
+    },
+  };
+}
+
 /** sbomText is a document as written to a file or blob: two-space JSON and a final newline. */
 export function sbomText(doc: unknown): string {
   return `${JSON.stringify(doc, null, 2)}\n`;
