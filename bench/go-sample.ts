@@ -14,7 +14,7 @@
 // Needs root, umoci, skopeo and golang-1.19-go (apt-get install -y golang-1.19-go umoci skopeo).
 // Env: KILN_BENCH_HOME (default: the e2e home, whose stack images exist after the e2e tests).
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { access, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +24,7 @@ import { ImageStore } from '../src/store/store.ts';
 import { goSumLines, startGoProxy } from '../test/helpers/go-proxy.ts';
 import { opt } from './lib/args.ts';
 import { childCpuMs } from './lib/process-cost.ts';
+import { runToEnd } from './lib/run.ts';
 import { median } from './lib/stats.ts';
 
 const exec = promisify(execFile);
@@ -69,23 +70,10 @@ async function timed(
   env: NodeJS.ProcessEnv,
   cwd?: string,
 ): Promise<number> {
-  const t0 = performance.now();
   const c0 = childCpuMs();
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(cmd, [...argv], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}\n${out.slice(-3000)}`)),
-    );
-  });
-  const wall = performance.now() - t0;
+  const { ms } = await runToEnd(cmd, argv, { env, ...(cwd ? { cwd } : {}) });
   cpuOf.set(cmd, [...(cpuOf.get(cmd) ?? []), childCpuMs() - c0]);
-  return wall;
+  return ms;
 }
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'kiln-bench-go-'));

@@ -18,13 +18,14 @@
 // (apt-get install -y buildah skopeo mmdebstrap). Env: KILN_BENCH_HOME (default: the e2e home,
 // whose stack images exist after the e2e tests).
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { access, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { readImage } from '../src/layout/layout.ts';
 import { mirrorSettingsXml, startMavenRepo } from '../test/helpers/maven-repo.ts';
 import { opt } from './lib/args.ts';
+import { runToEnd } from './lib/run.ts';
 import { median } from './lib/stats.ts';
 
 const exec = promisify(execFile);
@@ -76,20 +77,7 @@ async function timed(
   env: NodeJS.ProcessEnv,
   cwd?: string,
 ): Promise<number> {
-  const t0 = performance.now();
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(cmd, [...argv], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}\n${out.slice(-3000)}`)),
-    );
-  });
-  return performance.now() - t0;
+  return (await runToEnd(cmd, argv, { env, ...(cwd ? { cwd } : {}) })).ms;
 }
 
 /** uncompressedBytes sums the uncompressed tar sizes of an OCI layout image's layers. */

@@ -18,12 +18,13 @@
 // the warm-up). Stack images come from the e2e tests' home when there (else `kiln stack create
 // --locked`). Env: KILN_BENCH_NOOP_BASE instead of --base.
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { args, opt } from './lib/args.ts';
+import { runToEnd, timeCpuMs } from './lib/run.ts';
 import { median } from './lib/stats.ts';
 import { treeCpuArgv, treeCpuAvailable, treeCpuMs } from './lib/tree-cpu.ts';
 
@@ -58,13 +59,12 @@ interface Timed {
 let seq = 0;
 
 /** kiln runs one CLI command of `side` and returns its wall and CPU time and what -v printed. */
-function kiln(side: Side, argv: readonly string[]): Promise<Timed> {
+async function kiln(side: Side, argv: readonly string[]): Promise<Timed> {
   const timeFile = path.join(os.tmpdir(), `kiln-bench-noop-time-${process.pid}-${seq}`);
   const perfFile = path.join(os.tmpdir(), `kiln-bench-noop-perf-${process.pid}-${seq++}`);
   const env = { ...process.env, KILN_HOME: side.home, NO_COLOR: '1', CI: '1' };
-  return new Promise<Timed>((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(
+  try {
+    const { ms, out } = await runToEnd(
       '/usr/bin/time',
       [
         '-f',
@@ -73,32 +73,17 @@ function kiln(side: Side, argv: readonly string[]): Promise<Timed> {
         timeFile,
         ...treeCpuArgv([path.join(side.root, 'bin', 'kiln'), ...argv], perfFile),
       ],
-      { env, cwd: side.root, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env, cwd: side.root, what: `${side.name}: kiln ${argv.join(' ')}` },
     );
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const ms = performance.now() - t0;
-      if (code !== 0) {
-        reject(new Error(`${side.name}: kiln ${argv.join(' ')} exited ${code}\n${out.slice(-4000)}`));
-        return;
-      }
-      const phases: Record<string, number> = {};
-      for (const m of /^Timings \(ms\): (.*)$/m.exec(out)?.[1]?.matchAll(/(\S+)=(\d+)/g) ?? [])
-        phases[m[1]!] = Number(m[2]);
-      const digest = /^(sha256:[0-9a-f]{64})$/m.exec(out)?.[1] ?? '';
-      Promise.all([fs.readFile(timeFile, 'utf8'), treeCpuMs(perfFile)]).then(([t, tree]) => {
-        const [u, s] = t.trim().split('\n').pop()!.split(' ').map(Number);
-        resolve({ ms, cpuMs: ((u ?? 0) + (s ?? 0)) * 1000, treeCpuMs: tree ?? Number.NaN, digest, phases });
-      }, reject);
-    });
-  }).finally(() => Promise.all([fs.rm(timeFile, { force: true }), fs.rm(perfFile, { force: true })]));
+    const phases: Record<string, number> = {};
+    for (const m of /^Timings \(ms\): (.*)$/m.exec(out)?.[1]?.matchAll(/(\S+)=(\d+)/g) ?? [])
+      phases[m[1]!] = Number(m[2]);
+    const digest = /^(sha256:[0-9a-f]{64})$/m.exec(out)?.[1] ?? '';
+    const [t, tree] = await Promise.all([fs.readFile(timeFile, 'utf8'), treeCpuMs(perfFile)]);
+    return { ms, cpuMs: timeCpuMs(t), treeCpuMs: tree ?? Number.NaN, digest, phases };
+  } finally {
+    await Promise.all([fs.rm(timeFile, { force: true }), fs.rm(perfFile, { force: true })]);
+  }
 }
 
 /** prepare gives `side` its stack images (copied from the e2e store when there) and its builder. */

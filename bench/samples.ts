@@ -31,7 +31,7 @@
 // The default builder is keyed on dist/buildpacks: a kiln run that had to re-create it (someone
 // rebuilt the buildpacks meanwhile) is run again and counted in "builder re-created".
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -42,6 +42,7 @@ import { readImage } from '../src/layout/layout.ts';
 import type { Image } from '../src/oci/image.ts';
 import { ImageStore } from '../src/store/store.ts';
 import { args, opt } from './lib/args.ts';
+import { runToEnd, timeCpuMs } from './lib/run.ts';
 import { median } from './lib/stats.ts';
 
 const exec = promisify(execFile);
@@ -87,32 +88,21 @@ let timeSeq = 0;
  * timed runs a command to completion and returns its wall and CPU time; fails with its output.
  * CPU time matters on a shared, loaded machine, where wall times mostly measure the neighbours.
  */
-function timed(cmd: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
+async function timed(
+  cmd: string,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Timed> {
   const timeFile = path.join(os.tmpdir(), `kiln-bench-samples-time-${process.pid}-${timeSeq++}`);
-  return new Promise<Timed>((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-f', '%U %S', '-o', timeFile, cmd, ...argv], {
+  try {
+    const { ms, out } = await runToEnd('/usr/bin/time', ['-f', '%U %S', '-o', timeFile, cmd, ...argv], {
       env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      what: `${cmd} ${argv.join(' ')}`,
     });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const ms = performance.now() - t0;
-      if (code !== 0) reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}\n${out.slice(-4000)}`));
-      else
-        fs.readFile(timeFile, 'utf8').then((t) => {
-          const [u, sys] = t.trim().split('\n').pop()!.split(' ').map(Number);
-          resolve({ ms, cpuMs: ((u ?? 0) + (sys ?? 0)) * 1000, out });
-        }, reject);
-    });
-  }).finally(() => fs.rm(timeFile, { force: true }));
+    return { ms, cpuMs: timeCpuMs(await fs.readFile(timeFile, 'utf8')), out };
+  } finally {
+    await fs.rm(timeFile, { force: true });
+  }
 }
 
 const kilnEnv = { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' };
