@@ -8,7 +8,7 @@ import { readAptSources } from '../../debian/sources.ts';
 import { KilnError, UsageError } from '../../internal/errors.ts';
 import { Layout } from '../../layout/layout.ts';
 import type { Digest } from '../../oci/digest.ts';
-import type { ImageIndex } from '../../oci/image.ts';
+import type { Image, ImageIndex } from '../../oci/image.ts';
 import { indexFrom } from '../../oci/index.ts';
 import { isImageMediaType, isIndexMediaType } from '../../oci/media-types.ts';
 import { DEFAULT_EPOCH } from '../../oci/memory.ts';
@@ -589,21 +589,17 @@ async function publishIndexes(
   indexes: readonly { what: string; index: ImageIndex; children: readonly CreatedImage[] }[],
   repo: string,
 ): Promise<void> {
-  const progress = ctx.log.progress();
-  const images = imageTransports(ctx.settings, ctx.log, { progress });
-  const base = repo.replace(/\/+$/, '');
-  try {
-    for (const { what, index, children } of indexes) {
-      const target = images.parse(`${base}/${what}:latest`);
-      const r = await target.write(index);
-      ctx.log.info(`Published ${what} index ${base}/${what}:latest@${r.digest}`);
-      for (const c of children)
-        for (const ref of await referrersOf(layout, c.descriptor.digest))
-          await target.referrers.attach(await readArtifact(layout, ref));
-    }
-  } finally {
-    progress.end();
-  }
+  await publishAll(
+    ctx,
+    layout,
+    repo,
+    indexes.map(({ what, index, children }) => ({
+      name: what,
+      kind: 'index',
+      value: index,
+      subjects: children.map((c) => c.descriptor.digest as Digest),
+    })),
+  );
 }
 
 async function publish(
@@ -612,21 +608,42 @@ async function publish(
   made: Awaited<ReturnType<typeof createStack>>,
   repo: string,
 ): Promise<void> {
+  await publishAll(
+    ctx,
+    layout,
+    repo,
+    imagesOf(made).map((img) => ({
+      // Flavours go to REPO/run-<flavour>:latest next to REPO/run:latest.
+      name: img.flavour && img.flavour !== DEFAULT_FLAVOUR ? `run-${img.flavour}` : img.role,
+      kind: 'image',
+      value: img.image,
+      subjects: [img.descriptor.digest as Digest],
+    })),
+  );
+}
+
+/**
+ * publishAll pushes each value to REPO/<name>:latest, then the SBOM referrers of its subjects: the
+ * same artifacts as in the layout, pushed by digest and registered as referrers (the referrers
+ * API, or the tag-schema index where the registry has no such API).
+ */
+async function publishAll(
+  ctx: CliContext,
+  layout: Layout,
+  repo: string,
+  items: readonly { name: string; kind: string; value: Image | ImageIndex; subjects: readonly Digest[] }[],
+): Promise<void> {
   const progress = ctx.log.progress();
   const images = imageTransports(ctx.settings, ctx.log, { progress });
   const base = repo.replace(/\/+$/, '');
   try {
-    for (const img of imagesOf(made)) {
-      // Flavours go to REPO/run-<flavour>:latest next to REPO/run:latest.
-      const repoName = img.flavour && img.flavour !== DEFAULT_FLAVOUR ? `run-${img.flavour}` : img.role;
-      const target = images.parse(`${base}/${repoName}:latest`);
-      const r = await target.write(img.image);
-      ctx.log.info(`Published ${repoName} image ${base}/${repoName}:latest@${r.digest}`);
-      // SBOM referrers: the same artifacts as in the layout, pushed by digest and registered as
-      // referrers of the image (the referrers API, or the tag-schema index where the registry
-      // has no such API).
-      for (const ref of await referrersOf(layout, img.descriptor.digest))
-        await target.referrers.attach(await readArtifact(layout, ref));
+    for (const { name, kind, value, subjects } of items) {
+      const target = images.parse(`${base}/${name}:latest`);
+      const r = await target.write(value);
+      ctx.log.info(`Published ${name} ${kind} ${base}/${name}:latest@${r.digest}`);
+      for (const subject of subjects)
+        for (const ref of await referrersOf(layout, subject))
+          await target.referrers.attach(await readArtifact(layout, ref));
     }
   } finally {
     progress.end();
