@@ -23,6 +23,23 @@ import { BlobStore, mkdirReadable } from './blob-store.ts';
 
 /** Annotation naming an image in a layout's index.json (what `oci:DIR:TAG` refers to). */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
+/**
+ * On an untagged index.json entry kiln writes: the digest of the image its manifest refers to
+ * (its `subject`), so that a referrers lookup reads only the manifests that may be one. A hint:
+ * entries without it (or from other tools) are read as before, and a match is still checked
+ * against the manifest itself.
+ */
+export const SUBJECT_HINT = 'dev.kiln.referrer.subject';
+
+/**
+ * mayReferTo tells whether an index.json entry can be a referrer of `subject` and is worth
+ * reading: untagged, and not noted by kiln as another image's referrer.
+ */
+export function mayReferTo(d: Descriptor, subject: string): boolean {
+  if (d.annotations?.[REF_NAME]) return false;
+  const hint = d.annotations?.[SUBJECT_HINT];
+  return hint === undefined || hint === subject;
+}
 
 const LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}';
 
@@ -246,6 +263,10 @@ export class Layout {
       const [rawManifest, mediaType] = await Promise.all([top.rawManifest(), top.mediaType()]);
       const desc: Descriptor = { mediaType, digest, size: rawManifest.length };
       if (tag !== undefined) desc.annotations = { [REF_NAME]: tag };
+      else if ('manifest' in top) {
+        const subject = (await top.manifest()).subject?.digest;
+        if (subject !== undefined) desc.annotations = { [SUBJECT_HINT]: subject };
+      }
       // A tag moves to the new image; an untagged image (e.g. a referrer) is listed once.
       await this.#updateIndex((manifests) => [
         ...manifests.filter((m) =>

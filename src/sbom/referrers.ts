@@ -3,7 +3,7 @@
 import { json } from 'node:stream/consumers';
 import { KilnError } from '../internal/errors.ts';
 import type { Layout } from '../layout/layout.ts';
-import { REF_NAME } from '../layout/layout.ts';
+import { mayReferTo } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import { type Descriptor, type Manifest, ManifestSchema, parseJson } from '../oci/schema.ts';
@@ -24,7 +24,7 @@ export async function referrersOf(
 ): Promise<{ descriptor: Descriptor; manifest: Manifest }[]> {
   const out: { descriptor: Descriptor; manifest: Manifest }[] = [];
   for (const d of (await layout.index()).manifests) {
-    if (d.annotations?.[REF_NAME]) continue;
+    if (!mayReferTo(d, digest)) continue;
     let m: Manifest;
     try {
       m = parseJson(ManifestSchema, await layout.blobs.readBytes(d.digest), `manifest ${d.digest}`);

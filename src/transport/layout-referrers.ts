@@ -1,6 +1,6 @@
 import { KilnError } from '../internal/errors.ts';
 import type { Layout } from '../layout/layout.ts';
-import { REF_NAME } from '../layout/layout.ts';
+import { mayReferTo, REF_NAME } from '../layout/layout.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
@@ -15,7 +15,7 @@ export function layoutReferrers(open: () => Promise<Layout>): Referrers {
     const layout = await open();
     const out: Referrer[] = [];
     for (const d of (await layout.index()).manifests) {
-      if (d.annotations?.[REF_NAME]) continue;
+      if (!mayReferTo(d, subject)) continue;
       let r: Referrer | undefined;
       try {
         r = referrerOf(d, await layout.blobs.readBytes(d.digest as Digest), subject, artifactType, (b) =>
