@@ -6,7 +6,6 @@ import type { Fleet, ImageDeclaration } from './declarations.ts';
 
 /** Why an image is (re)built, as kpack names them. */
 export type Reason = 'CONFIG' | 'COMMIT' | 'BUILDPACK' | 'BUILDER' | 'STACK' | 'TRIGGER';
-export const REASONS: readonly Reason[] = ['CONFIG', 'COMMIT', 'BUILDPACK', 'BUILDER', 'STACK', 'TRIGGER'];
 
 /** What an image was (or is to be) made from: equal inputs give the same image. */
 export interface Inputs {

@@ -22,14 +22,6 @@ export interface DebianArchiveChoice {
   readonly arch?: string;
 }
 
-/** The variables the buildpacks read (buildpacks/_shared/debian/source.ts). */
-export const DEBIAN_VARS = [
-  'KILN_DEBIAN_SUITES',
-  'KILN_DEBIAN_COMPONENTS',
-  'KILN_DEBIAN_ARCH',
-  'KILN_DEBIAN_KEYRING',
-];
-
 /**
  * debianArchiveEnv returns the KILN_DEBIAN_* variables for one build and copies the keyring into
  * the platform dir; {} (with `why`) when the build image names no release, no mirror serves it or
