@@ -43,6 +43,7 @@ export interface ByteReader {
 const MAGIC = [0x7f, 0x45, 0x4c, 0x46];
 /** Caps no real file comes near: they bound the work a hostile header can ask for. */
 const MAX_PHNUM = 4096;
+const MAX_SECTIONS = 65535;
 const MAX_DYN_ENTRIES = 65536;
 const MAX_STRING = 4096;
 const MAX_NEEDED = 1024;
@@ -119,8 +120,8 @@ interface Segment {
   readonly filesz: number;
 }
 
-/** parseElf reads an ELF file's loader facts; ElfFormatError when it is not well-formed ELF. */
-export function parseElf(src: ByteReader): ElfInfo {
+/** openElf checks the identification and reads the ELF header in the file's class and byte order. */
+function openElf(src: ByteReader): { r: Reader; eh: DataView; bits: 32 | 64; little: boolean } {
   if (src.size < 52) throw new ElfFormatError(`too small for an ELF header (${src.size} bytes)`);
   const ident = src.read(0, 16);
   if (!isElfMagic(ident)) throw new ElfFormatError('no ELF magic');
@@ -129,7 +130,48 @@ export function parseElf(src: ByteReader): ElfInfo {
   if (bits === undefined) throw new ElfFormatError(`unknown ELF class ${ident[4]}`);
   if (little === undefined) throw new ElfFormatError(`unknown ELF data encoding ${ident[5]}`);
   const r = new Reader(src, little, bits);
-  const eh = r.bytes(0, bits === 64 ? 64 : 52, 'ELF header');
+  return { r, eh: r.bytes(0, bits === 64 ? 64 : 52, 'ELF header'), bits, little };
+}
+
+/**
+ * elfSection returns the bytes of the section named `name` when the file has one of at most
+ * `maxSize` bytes (undefined otherwise); ElfFormatError when the headers do not hold together.
+ */
+export function elfSection(src: ByteReader, name: string, maxSize: number): Uint8Array | undefined {
+  const { r, eh, bits, little } = openElf(src);
+  const shoff = r.word(eh, bits === 64 ? 0x28 : 0x20, 'e_shoff');
+  const shentsize = eh.getUint16(bits === 64 ? 0x3a : 0x2e, little);
+  const shnum = eh.getUint16(bits === 64 ? 0x3c : 0x30, little);
+  const shstrndx = eh.getUint16(bits === 64 ? 0x3e : 0x32, little);
+  if (shnum === 0) return undefined;
+  const minEnt = bits === 64 ? 64 : 40;
+  if (shnum > MAX_SECTIONS) throw new ElfFormatError(`${shnum} section headers (at most ${MAX_SECTIONS})`);
+  if (shentsize < minEnt || shentsize > 256)
+    throw new ElfFormatError(`section header size ${shentsize}: expected ${minEnt} to 256 bytes`);
+  if (shstrndx >= shnum) throw new ElfFormatError(`section name table ${shstrndx} of ${shnum} sections`);
+  const table = r.bytes(shoff, shentsize * shnum, 'section header table');
+  const header = (i: number) => ({
+    name: table.getUint32(i * shentsize, little),
+    offset: r.word(table, i * shentsize + (bits === 64 ? 0x18 : 0x10), 'sh_offset'),
+    size: r.word(table, i * shentsize + (bits === 64 ? 0x20 : 0x14), 'sh_size'),
+  });
+  const names = header(shstrndx);
+  const wanted = Buffer.from(`${name}\0`, 'latin1');
+  const v = r.bytes(names.offset, Math.min(names.size, MAX_STRING * 16), 'section name table');
+  const nameTable = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  for (let i = 0; i < shnum; i++) {
+    const h = header(i);
+    if (!nameTable.subarray(h.name, h.name + wanted.length).equals(wanted)) continue;
+    if (h.size > maxSize) return undefined;
+    const b = r.bytes(h.offset, h.size, name);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+  return undefined;
+}
+
+/** parseElf reads an ELF file's loader facts; ElfFormatError when it is not well-formed ELF. */
+export function parseElf(src: ByteReader): ElfInfo {
+  const { r, eh, bits, little } = openElf(src);
   const type = eh.getUint16(16, little);
   const machine = eh.getUint16(18, little);
   const phoff = r.word(eh, bits === 64 ? 32 : 28, 'e_phoff');
