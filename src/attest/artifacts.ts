@@ -1,6 +1,6 @@
 import type { Image } from '../oci/image.ts';
 import type { Descriptor } from '../oci/schema.ts';
-import { artifactImage } from '../sbom/artifact.ts';
+import { artifactImage, sbomArtifact } from '../sbom/artifact.ts';
 import { CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE } from '../sbom/document.ts';
 import {
   BUNDLE_CONTENT_ANNOTATION,
@@ -90,22 +90,8 @@ function jsonOf(bytes: Uint8Array): unknown {
 export async function attestations(a: AttestationInputs): Promise<Attestations> {
   const out: Image[] = [];
   const subject = a.subject;
-  if (a.cyclonedx)
-    out.push(
-      artifactImage({
-        artifactType: CYCLONEDX_MEDIA_TYPE,
-        subject,
-        files: [{ mediaType: CYCLONEDX_MEDIA_TYPE, data: a.cyclonedx, title: 'sbom.cdx.json' }],
-      }),
-    );
-  if (a.spdx)
-    out.push(
-      artifactImage({
-        artifactType: SPDX_MEDIA_TYPE,
-        subject,
-        files: [{ mediaType: SPDX_MEDIA_TYPE, data: a.spdx, title: 'sbom.spdx.json' }],
-      }),
-    );
+  if (a.cyclonedx) out.push(sbomArtifact(subject, CYCLONEDX_MEDIA_TYPE, a.cyclonedx));
+  if (a.spdx) out.push(sbomArtifact(subject, SPDX_MEDIA_TYPE, a.spdx));
   if (!a.signer) {
     if (a.provenance)
       out.push(

@@ -3,6 +3,7 @@ import type { Image, Layer } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { bytesLayer } from '../oci/memory.ts';
 import type { ConfigFile, Descriptor, Manifest } from '../oci/schema.ts';
+import { CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE } from './document.ts';
 
 const EMPTY_CONFIG = new TextEncoder().encode('{}');
 
@@ -57,4 +58,20 @@ export function artifactImage(opts: {
     },
     layers: async () => layers,
   };
+}
+
+/** The file name an SBOM document has inside its referrer artifact. */
+const SBOM_TITLE = { [CYCLONEDX_MEDIA_TYPE]: 'sbom.cdx.json', [SPDX_MEDIA_TYPE]: 'sbom.spdx.json' } as const;
+
+/** sbomArtifact is the referrer artifact of one SBOM document (CycloneDX or SPDX JSON) of `subject`. */
+export function sbomArtifact(
+  subject: Descriptor,
+  mediaType: keyof typeof SBOM_TITLE,
+  data: Uint8Array,
+): Image {
+  return artifactImage({
+    artifactType: mediaType,
+    subject,
+    files: [{ mediaType, data, title: SBOM_TITLE[mediaType] }],
+  });
 }

@@ -4,7 +4,7 @@ import { licensesFromCopyright } from '../debian/copyright.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
 import type { Layout } from '../layout/layout.ts';
 import type { Descriptor } from '../oci/schema.ts';
-import { artifactImage } from '../sbom/artifact.ts';
+import { sbomArtifact } from '../sbom/artifact.ts';
 import { CYCLONEDX_MEDIA_TYPE, cyclonedxDocument } from '../sbom/cyclonedx.ts';
 import { debPurl, type SbomComponent, type SbomMeta } from '../sbom/model.ts';
 import { sbomBytes } from '../sbom/referrers.ts';
@@ -107,15 +107,11 @@ export async function writeSbomFiles(dir: string, base: string, docs: SbomDocs):
 export async function attachSbom(layout: Layout, subject: Descriptor, docs: SbomDocs): Promise<Descriptor[]> {
   const out: Descriptor[] = [];
   const present = new Set((await layout.index()).manifests.map((m) => m.digest));
-  for (const [mediaType, doc, title] of [
-    [CYCLONEDX_MEDIA_TYPE, docs.cyclonedx, 'sbom.cdx.json'],
-    [SPDX_MEDIA_TYPE, docs.spdx, 'sbom.spdx.json'],
+  for (const [mediaType, doc] of [
+    [CYCLONEDX_MEDIA_TYPE, docs.cyclonedx],
+    [SPDX_MEDIA_TYPE, docs.spdx],
   ] as const) {
-    const art = artifactImage({
-      artifactType: mediaType,
-      subject,
-      files: [{ mediaType, data: sbomBytes(doc), title }],
-    });
+    const art = sbomArtifact(subject, mediaType, sbomBytes(doc));
     const digest = await art.digest();
     if (present.has(digest)) {
       // Already attached by an earlier run (same image, same packages): nothing to add.
