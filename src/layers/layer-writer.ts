@@ -9,7 +9,6 @@ import type { BlobStore } from '../layout/blob-store.ts';
 import { hasZstd } from '../oci/compression.ts';
 import type { Digest } from '../oci/digest.ts';
 import { type Compression, layerMediaType } from '../oci/media-types.ts';
-import { ParallelGzip } from './parallel-gzip.ts';
 import { packTar } from './tar-packer.ts';
 import type { TarEntry } from './tar-writer.ts';
 import { type WalkOptions, walk } from './walk.ts';
@@ -26,15 +25,17 @@ export interface WriteLayerOptions {
   readonly epoch?: number;
   /** Annotations for the layer's manifest descriptor. */
   readonly annotations?: Readonly<Record<string, string>>;
-  /** gzip blocks deflated at once (see parallel-gzip.ts; never changes the bytes); default per core. */
-  readonly gzipWorkers?: number;
 }
 
-function zstdCompressor(level: number | undefined): Transform {
+function compressor(compression: 'gzip' | 'zstd', level: number | undefined): Transform {
+  // Big chunks keep the per-call overhead of the thread pool small.
+  const chunkSize = 1 << 20;
+  // One deflate stream, as every earlier kiln wrote it: the layer's bytes (and so the digests of
+  // images and caches already pushed) stay what they were. Header: mtime 0, OS 3, fixed.
+  if (compression === 'gzip') return zlib.createGzip({ level: level ?? 6, chunkSize });
   if (!hasZstd) throw new Error('zstd layers need Node.js >= 22.15 (node:zlib zstd)');
   return zlib.createZstdCompress({
-    // Big chunks keep the per-call overhead of the thread pool small.
-    chunkSize: 1 << 20,
+    chunkSize,
     params: { [zlib.constants.ZSTD_c_compressionLevel]: level ?? 3 },
   });
 }
@@ -145,36 +146,7 @@ function compressedSink(
   opts: WriteLayerOptions,
   count: (b: Buffer) => void,
 ): LayerSink {
-  if (compression === 'gzip') {
-    // Several blocks at once on the thread pool, same bytes whatever their number (parallel-gzip.ts).
-    const a = new BlobAppender(
-      fd,
-      () => gz.resume(),
-      (e) => gz.destroy(e),
-    );
-    const gz: ParallelGzip = new ParallelGzip(
-      (b) => {
-        count(b);
-        return a.push(b);
-      },
-      {
-        ...(opts.level === undefined ? {} : { level: opts.level }),
-        ...(opts.gzipWorkers === undefined ? {} : { workers: opts.gzipWorkers }),
-      },
-    );
-    return {
-      write: (b) => gz.write(b),
-      end: async () => {
-        await gz.end();
-        await a.flush();
-      },
-      abort: async (e) => {
-        gz.destroy(e);
-        await a.flush().catch(() => {});
-      },
-    };
-  }
-  const comp = zstdCompressor(opts.level);
+  const comp = compressor(compression, opts.level);
   const a = new BlobAppender(
     fd,
     () => comp.resume(),

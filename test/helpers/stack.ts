@@ -24,7 +24,6 @@ import { fileURLToPath } from 'node:url';
 import { readAptSources } from '../../src/debian/sources.ts';
 import { KilnError } from '../../src/internal/errors.ts';
 import { extract } from '../../src/layers/extract.ts';
-import { GZIP_BLOCK } from '../../src/layers/parallel-gzip.ts';
 import { Layout } from '../../src/layout/layout.ts';
 import type { Image } from '../../src/oci/image.ts';
 import { DEFAULT_EPOCH } from '../../src/oci/memory.ts';
@@ -159,13 +158,8 @@ export async function ensureTestStack(opts: { roles?: readonly Role[] } = {}): P
   const { lock, file: lockFile } = await usableLock(config, access);
   const parent = process.env.KILN_TEST_STACK_DIR || path.join(testCacheDir(), 'test-stack');
   // Keyed by the stack file too (users, labels): branches with different stack files sharing one
-  // cache must not rebuild each other's images back and forth. And by the gzip block size, part of
-  // the layer bytes: images a kiln with another one made are not what this one makes.
-  const configKey = createHash('sha256')
-    .update(JSON.stringify(config))
-    .update(`\ngzip-block ${GZIP_BLOCK}`)
-    .digest('hex')
-    .slice(0, 8);
+  // cache must not rebuild each other's images back and forth.
+  const configKey = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 8);
   const dir = path.join(
     parent,
     `${lockDigest(lock).slice('sha256:'.length, 'sha256:'.length + 16)}-${configKey}`,
