@@ -77,9 +77,14 @@ export function recipeOf(
   epoch: number,
   flavour: string = DEFAULT_FLAVOUR,
 ): string {
-  // The default flavour's recipe is the run image's as before flavours existed.
+  // The default flavour's recipe, and that of a stack without flavours, is what it was before
+  // flavours existed: the same stack file keeps making the same images.
   const which = role === 'run' && flavour !== DEFAULT_FLAVOUR ? `run:${flavour}` : role;
-  return sha256(JSON.stringify({ v: ASSEMBLY_VERSION, role: which, config, lock: lockDigest(lock), epoch }));
+  const { flavours, ...run } = config.run;
+  const recipeConfig = Object.keys(flavours).length > 0 ? config : { ...config, run };
+  return sha256(
+    JSON.stringify({ v: ASSEMBLY_VERSION, role: which, config: recipeConfig, lock: lockDigest(lock), epoch }),
+  );
 }
 
 /** flavourTag is the tag of a run-image flavour's image in `opts`' layout. */

@@ -18,7 +18,7 @@ export const StackLabel = {
   /** Which of the pair: "run" or "build". */
   Role: 'io.kiln.stack.role',
   /**
-   * The run-image flavour ("default", "shell", ...; run images only). App images inherit it from
+   * The run-image flavour ("default", "shell", ...; run images of stacks with flavours only). App images inherit it from
    * their run image: `kiln inspect` shows it, `kiln build --run-image <flavour>` selects by it.
    */
   Flavour: 'io.kiln.stack.flavour',
@@ -72,7 +72,10 @@ export function stackLabels(
     [StackLabel.Lock]: extra.lockDigest,
     [StackLabel.Recipe]: extra.recipe,
     [StackLabel.Role]: role,
-    ...(flavour !== undefined ? { [StackLabel.Flavour]: flavour } : {}),
+    // A stack without flavours labels none: its run image is byte for byte what it was before.
+    ...(flavour !== undefined && Object.keys(config.run.flavours).length > 0
+      ? { [StackLabel.Flavour]: flavour }
+      : {}),
   };
 }
 
