@@ -231,28 +231,35 @@ export class SandboxCgroup {
 
   /**
    * createInBackground is create() through the thread pool: making a memory cgroup took 10-35 ms
-   * of kiln's main thread on a loaded host (standby.ts makes them while a buildpack runs).
+   * of kiln's main thread on a loaded host. The cgroup (what it bounds is known from the plan) is
+   * returned at once; `made` settles once its directories and limits are written (and rejects,
+   * having removed what was made, when they could not be). Undefined: nothing to bound.
    */
-  static async createInBackground(limits: CgroupLimits): Promise<SandboxCgroup | undefined> {
+  static createInBackground(
+    limits: CgroupLimits,
+  ): { cgroup: SandboxCgroup; made: Promise<void> } | undefined {
     const p = SandboxCgroup.#plan(limits);
     if (p === undefined) return undefined;
-    try {
-      for (const step of p.steps) {
-        if (step.mkdir) await mkdir(step.path);
-        else if (
-          !step.ifExists ||
-          (await access(step.path).then(
-            () => true,
-            () => false,
-          ))
-        )
-          await writeFile(step.path, step.value);
+    const made = (async () => {
+      try {
+        for (const step of p.steps) {
+          if (step.mkdir) await mkdir(step.path);
+          else if (
+            !step.ifExists ||
+            (await access(step.path).then(
+              () => true,
+              () => false,
+            ))
+          )
+            await writeFile(step.path, step.value);
+        }
+      } catch (e) {
+        void p.cgroup.remove();
+        throw e;
       }
-    } catch (e) {
-      void p.cgroup.remove();
-      throw e;
-    }
-    return p.cgroup;
+    })();
+    made.catch(() => {});
+    return { cgroup: p.cgroup, made };
   }
 
   /** The directories and limit files of a new cgroup for `limits`, in the order to make them. */
@@ -309,19 +316,10 @@ export class SandboxCgroup {
     return this.#dirs.has('pids');
   }
 
-  /** join moves a process (and so everything it starts afterwards) into the cgroup. */
-  join(pid: number): void {
-    const done = new Set<string>();
-    for (const { dir } of this.#dirs.values()) {
-      if (done.has(dir)) continue;
-      writeFileSync(path.join(dir, 'cgroup.procs'), String(pid));
-      done.add(dir);
-    }
-  }
-
   /**
-   * joinInBackground is join() off kiln's main thread: the write waits for an RCU grace period in
-   * the kernel (10-25 ms), which is why standby.ts places processes ahead of need.
+   * joinInBackground moves a process (and so everything it starts afterwards) into the cgroup, off
+   * kiln's main thread: the write waits for an RCU grace period in the kernel (10-25 ms), which is
+   * why standby.ts places processes ahead of need.
    */
   async joinInBackground(pid: number): Promise<void> {
     const done = new Set<string>();

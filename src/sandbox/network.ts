@@ -491,7 +491,6 @@ async function newNamespace(
   // A child that fails early closes the pipe: its exit code and stderr tell why.
   rulesIn.on('error', () => {});
   rulesIn.end(firewall.rules);
-  const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   try {
     await new Promise<void>((resolve, reject) => {
       child.stdout.once('data', () => resolve());
@@ -519,8 +518,9 @@ async function newNamespace(
     }
     return { netFd, ...(userFd !== undefined ? { userFd } : {}), fds };
   } finally {
+    // Its stdin's end lets it exit; nothing waits for that: the namespace is kiln's once the fds
+    // are open (or the child failed, and said so above).
     child.stdin.end();
-    await ended;
   }
 }
 

@@ -64,8 +64,8 @@ function cgroupLimitsOf(spec: RunSpec): SpawnFacts['limits'] {
  * take: same spawn facts, a fresh cgroup with the same limits. Best effort. The host fds of
  * `cmd.extraFds` must be open while it is called (the standby gets its own copies).
  */
-export function prepareRun(cmd: HostCommand, spec: RunSpec): void {
-  if (standbyFits(cmd)) prepareStandby(spawnFactsOf(cmd, spec, cgroupLimitsOf(spec)));
+export function prepareRun(cmd: HostCommand, spec: RunSpec, runs = 1): void {
+  if (standbyFits(cmd)) prepareStandby(spawnFactsOf(cmd, spec, cgroupLimitsOf(spec)), runs);
 }
 
 export class RunGuard {
@@ -173,17 +173,20 @@ export class RunGuard {
       );
     } else if (this.#cgroup && this.gateFd !== undefined) {
       const gate = child.stdio[this.gateFd] as Writable | null | undefined;
-      try {
-        if (child.pid === undefined) throw new Error('no pid');
-        this.#cgroup.join(child.pid);
-        gate?.on('error', () => {});
-        gate?.end('\n');
-      } catch (e) {
-        // Never run unbounded: a process that could not be placed does not start.
-        gate?.destroy();
-        stopAll(`the sandbox could not be placed in its cgroup (${(e as Error).message})`);
-        return;
-      }
+      gate?.on('error', () => {});
+      // Off the main thread: the move waits for an RCU grace period (10-25 ms); the process waits
+      // behind its gate meanwhile.
+      (child.pid === undefined
+        ? Promise.reject(new Error('no pid'))
+        : this.#cgroup.joinInBackground(child.pid)
+      ).then(
+        () => gate?.end('\n'),
+        (e: Error) => {
+          // Never run unbounded: a process that could not be placed does not start.
+          gate?.destroy();
+          stopAll(`the sandbox could not be placed in its cgroup (${e.message})`);
+        },
+      );
     }
     const l = this.#spec.limits ?? {};
     if (this.#roots.length > 0 && (l.diskBytes !== undefined || l.diskReserveBytes !== undefined)) {

@@ -16,9 +16,10 @@
  * Only for runs whose first process starts as kiln itself (the isolated network, the default: its
  * nsenter drops to the sandbox's ids), never one that would wait as a sandbox's host ids.
  *
- * They are made when asked (Executor.prepare): a build prepares one for its first build process
- * after restore, and one for the next buildpack when it starts each one but the last, so none is
- * made for nothing. At most two wait at a time. One that waits longer than IDLE_MS is discarded
+ * They are made when asked (Executor.prepare, for the next run or two): a build asks for its first
+ * build process before it detects (and again after restore, which makes one only if detection
+ * took it), and for the next two when it starts each buildpack but the last (the one it is about
+ * to take counts), so none is made for nothing. At most two wait at a time. One that waits longer than IDLE_MS is discarded
  * (its gate closed empty: kiln-gate exits 125 without running anything; its cgroup removed), as
  * are those still waiting at settleCgroups (cgroup.ts), at CLI exit and in tests.
  */
@@ -83,6 +84,8 @@ export class Standby {
   readonly placed: Promise<void>;
   #failed = false;
   #discarded = false;
+  /** Its cgroup's directories exist. */
+  #made = false;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(child: ChildProcess, limits: CgroupLimits, gateFd: number, key: string) {
@@ -102,14 +105,16 @@ export class Standby {
         // Gone already, or not permitted: the cgroup still bounds it.
       }
     }
+    const planned = SandboxCgroup.createInBackground(limits);
+    this.cgroup = planned?.cgroup;
     this.placed = (async () => {
       if (pid === undefined) throw new Error('no pid');
-      const cgroup = await SandboxCgroup.createInBackground(limits);
-      if (cgroup === undefined) throw new Error('no cgroup for these limits');
-      this.cgroup = cgroup;
-      // Discarded meanwhile: discard() found no cgroup to remove.
-      if (this.#discarded) cgroup.removeLater();
-      else await cgroup.joinInBackground(pid);
+      if (planned === undefined) throw new Error('no cgroup for these limits');
+      await planned.made;
+      this.#made = true;
+      // Discarded meanwhile: discard() left the directories being made to this.
+      if (this.#discarded) planned.cgroup.removeLater();
+      else await planned.cgroup.joinInBackground(pid);
     })();
     this.placed.catch(() => {
       this.#failed = true;
@@ -128,7 +133,10 @@ export class Standby {
     return this.#failed || this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
-  /** Its cgroup exists (it may still be being moved in; the run waits for `placed`). */
+  /**
+   * It has a cgroup: made and moved in, or still being made or moved in (the run that takes it
+   * sends its command once `placed` settles, so it waits for the kernel there, off the main thread).
+   */
   get ready(): boolean {
     return !this.broken && this.cgroup !== undefined;
   }
@@ -172,8 +180,9 @@ export class Standby {
     if (this.#timer) clearTimeout(this.#timer);
     this.#discarded = true;
     this.#gate()?.end();
-    // Kills what is left once the process has had a moment to exit, then removes the directory.
-    this.cgroup?.removeLater();
+    // Kills what is left once the process has had a moment to exit, then removes the directory
+    // (once made: the placing removes one still being made).
+    if (this.#made) this.cgroup?.removeLater();
   }
 }
 
@@ -256,7 +265,6 @@ export function takeStandby(facts: SpawnFacts): Standby | undefined {
       s.discard();
       continue;
     }
-    // One whose cgroup is still being made stays for a later run.
     if (!s.ready || s.key !== key) continue;
     dropSpare(s);
     s.take();
@@ -267,11 +275,12 @@ export function takeStandby(facts: SpawnFacts): Standby | undefined {
 }
 
 /**
- * prepareStandby starts a standby for a run with `facts` (the oldest waiting one goes when
- * MAX_WAITING wait), unless the helper is not there or no cgroup is made for these limits. Best effort: a failure only means
+ * prepareStandby makes standbys for the next `runs` runs with `facts` (at most MAX_WAITING; those
+ * already waiting for such runs count; the oldest waiting one goes when MAX_WAITING wait), unless
+ * the helper is not there or no cgroup is made for these limits. Best effort: a failure only means
  * the next run is placed on its own path.
  */
-export function prepareStandby(facts: SpawnFacts): void {
+export function prepareStandby(facts: SpawnFacts, runs = 1): void {
   // Only a first process that starts as kiln itself (as root: an isolated network's nsenter drops
   // to the sandbox ids): one waiting as a sandbox's host ids would be a process of that identity
   // outside any sandbox, possibly after its lease has ended.
@@ -286,6 +295,18 @@ export function prepareStandby(facts: SpawnFacts): void {
     !(facts.limits.processes !== undefined && can.pids)
   )
     return;
+  const waiting = spares.filter((s) => s.key === key && !s.broken).length;
+  for (let i = waiting; i < Math.min(runs, MAX_WAITING); i++) {
+    const child = spawnGate(gate, facts);
+    if (child === undefined) return;
+    // The newest are for the runs coming next: the oldest goes when too many wait.
+    while (spares.length >= MAX_WAITING) spares.shift()?.discard();
+    spares.push(new Standby(child, facts.limits, facts.gateFd, key));
+  }
+}
+
+/** spawnGate starts kiln-gate as a run with `facts` would start; undefined when it cannot be. */
+function spawnGate(gate: string, facts: SpawnFacts): ChildProcess | undefined {
   // Its own open file of each host fd: a dup would share the run's file offset, which the run's
   // bwrap moves to the end when it reads its seccomp program.
   const reopened: number[] = [];
@@ -300,11 +321,10 @@ export function prepareStandby(facts: SpawnFacts): void {
   } catch {
     // A probe: an fd that cannot be opened again gets no standby.
     for (const fd of reopened) closeSync(fd);
-    return;
+    return undefined;
   }
-  let child: ChildProcess;
   try {
-    child = spawn(gate, [String(facts.gateFd)], {
+    return spawn(gate, [String(facts.gateFd)], {
       env: { ...facts.env },
       ...(facts.cwd !== undefined ? { cwd: facts.cwd } : {}),
       stdio,
@@ -314,14 +334,11 @@ export function prepareStandby(facts: SpawnFacts): void {
     });
   } catch {
     // Not startable now (e.g. out of processes): the run's own path will say so.
-    return;
+    return undefined;
   } finally {
     // The child has its copies.
     for (const fd of reopened) closeSync(fd);
   }
-  // The newest are for the runs coming next: the oldest goes when too many wait.
-  while (spares.length >= MAX_WAITING) spares.shift()?.discard();
-  spares.push(new Standby(child, facts.limits, facts.gateFd, key));
 }
 
 let gateProbe: string | null | undefined;
