@@ -198,12 +198,11 @@ describe('node-express through nodejs-engine, npm-install and node-start', () =>
       execFileSync(path.join(bp, 'node', 'bin', 'node'), ['--version'], { encoding: 'utf8' }).trim(),
       `v${version}`,
     );
-    // Headers and npm are build-only layers, so they stay out of the app image.
-    assert.deepEqual(plain(await readFile(path.join(bp, 'node-headers.toml'), 'utf8')).types, {
-      build: true,
-      cache: true,
-      launch: false,
-    });
+    // No package of the lock file has an install script: no headers (node-gyp never runs), neither
+    // in a layer of their own nor in the node layer. npm is a build-only layer, out of the image.
+    await assert.rejects(stat(path.join(bp, 'node-headers.toml')), { code: 'ENOENT' });
+    await assert.rejects(stat(path.join(bp, 'node-headers')), { code: 'ENOENT' });
+    await assert.rejects(stat(path.join(bp, 'node', 'include')), { code: 'ENOENT' });
     assert.deepEqual(plain(await readFile(path.join(bp, 'npm.toml'), 'utf8')).types, {
       build: true,
       cache: true,
@@ -386,6 +385,93 @@ describe('npm-install with a build script', () => {
       stat(path.join(np, 'modules', 'package.json')),
       'no copies of the app files are left in the layer',
     );
+  });
+});
+
+describe('npm-install with a native addon', () => {
+  test('a dependency with a binding.gyp gets the headers layer; node-gyp compiles against it', async () => {
+    const o = await workdir('native-addon');
+    // The addon as a packed dependency (what npm installs from a registry is a tarball too).
+    const pkg = path.join(tmp, 'native-addon-pkg', 'package');
+    await mkdir(pkg, { recursive: true });
+    const files: Record<string, string> = {
+      'package.json': '{"name":"hello-addon","version":"1.0.0","main":"index.js"}\n',
+      'binding.gyp': '{ "targets": [ { "target_name": "hello", "sources": ["hello.c"] } ] }\n',
+      'index.js': "module.exports = require('./build/Release/hello.node');\n",
+      'hello.c': [
+        '#include <node_api.h>',
+        'static napi_value Hello(napi_env env, napi_callback_info info) {',
+        '  napi_value s;',
+        '  napi_create_string_utf8(env, "hello from a native addon", NAPI_AUTO_LENGTH, &s);',
+        '  return s;',
+        '}',
+        'static napi_value Init(napi_env env, napi_value exports) {',
+        '  napi_value fn;',
+        '  napi_create_function(env, NULL, 0, Hello, NULL, &fn);',
+        '  napi_set_named_property(env, exports, "hello", fn);',
+        '  return exports;',
+        '}',
+        'NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)',
+        '',
+      ].join('\n'),
+    };
+    for (const [name, text] of Object.entries(files)) await writeFile(path.join(pkg, name), text);
+    const tgz = path.join(o.app, 'hello-addon-1.0.0.tgz');
+    execFileSync('tar', ['-czf', tgz, '-C', path.dirname(pkg), 'package']);
+    const integrity = `sha512-${createHash('sha512')
+      .update(await readFile(tgz))
+      .digest('base64')}`;
+    const dep = { 'hello-addon': 'file:hello-addon-1.0.0.tgz' };
+    await writeFile(
+      path.join(o.app, 'package.json'),
+      JSON.stringify({ name: 'native-app', version: '1.0.0', private: true, dependencies: dep }),
+    );
+    // As npm writes it for a registry package with a binding.gyp (npm publish makes that an install
+    // script); npm ci runs the install scripts of exactly the packages marked so.
+    await writeFile(
+      path.join(o.app, 'package-lock.json'),
+      JSON.stringify({
+        name: 'native-app',
+        version: '1.0.0',
+        lockfileVersion: 3,
+        requires: true,
+        packages: {
+          '': { name: 'native-app', version: '1.0.0', dependencies: dep },
+          'node_modules/hello-addon': {
+            version: '1.0.0',
+            resolved: 'file:hello-addon-1.0.0.tgz',
+            integrity,
+            hasInstallScript: true,
+          },
+        },
+      }),
+    );
+    // npm 10: npm 12 runs no dependency's install script the app has not approved (allowScripts).
+    const env: Record<string, string> = { ...registryEnv, BP_NPM_VERSION: '10' };
+    const engine = await build('nodejs-engine', { ...o, env, plan: ['node', 'npm'] });
+    assert.equal(engine.code, 0, engine.stdout + engine.stderr);
+    // What a platform adds for later buildpacks: the npm layer's env.build (node-gyp's nodedir).
+    const envDir = path.join(o.layers, 'kiln_nodejs-engine', 'npm', 'env.build');
+    for (const f of await readdir(envDir))
+      env[f.replace(/\.override$/, '')] = await readFile(path.join(envDir, f), 'utf8');
+    const npm = await build('npm-install', { ...o, env, path: buildPath(o), plan: ['node', 'npm'] });
+    assert.equal(npm.code, 0, npm.stdout + npm.stderr);
+    const bp = path.join(o.layers, 'kiln_nodejs-engine');
+    assert.deepEqual(plain(await readFile(path.join(bp, 'node-headers.toml'), 'utf8')).types, {
+      build: true,
+      cache: true,
+      launch: false,
+    });
+    await stat(path.join(bp, 'node-headers', 'include', 'node', 'node_api.h'));
+    await assert.rejects(stat(path.join(bp, 'node', 'include')), { code: 'ENOENT' });
+    // Compiled against those headers (node-gyp downloads none: the network would be refused in a
+    // sandbox), and it loads.
+    const out = execFileSync(
+      path.join(bp, 'node', 'bin', 'node'),
+      ['-e', "process.stdout.write(require('hello-addon').hello())"],
+      { cwd: o.app, encoding: 'utf8' },
+    );
+    assert.equal(out, 'hello from a native addon');
   });
 });
 

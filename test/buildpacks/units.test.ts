@@ -9,6 +9,7 @@ import { proxyFor } from '../../buildpacks/_shared/http.ts';
 import { npmRegistry, parseNpmrc } from '../../buildpacks/_shared/npm-registry.ts';
 import { cycloneDx, integrityHex, npmPurl, spdx, syft } from '../../buildpacks/_shared/sbom.ts';
 import { startCommand } from '../../buildpacks/node-start/src/start.ts';
+import { mayBuildNativeAddons } from '../../buildpacks/nodejs-engine/src/native-addons.ts';
 import { quickForm, quickPinned, quickResolve } from '../../buildpacks/nodejs-engine/src/quick-version.ts';
 import { normalizeRange } from '../../buildpacks/nodejs-engine/src/request.ts';
 import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.ts';
@@ -393,4 +394,96 @@ describe('procfile: a prebuilt program of another architecture than the image', 
       await rm(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('mayBuildNativeAddons()', () => {
+  const lock = (packages: Record<string, unknown>, lockfileVersion = 3) =>
+    JSON.stringify({ name: 'a', lockfileVersion, requires: true, packages });
+  const cases: [string, Record<string, string>, boolean][] = [
+    ['no lockfile', { 'package.json': '{"name":"a"}' }, true],
+    [
+      'a v3 lockfile without install scripts',
+      {
+        'package.json': '{"name":"a"}',
+        'package-lock.json': lock({ '': { name: 'a' }, 'node_modules/x': { version: '1.0.0' } }),
+      },
+      false,
+    ],
+    [
+      'a package with an install script (binding.gyp counts)',
+      {
+        'package-lock.json': lock({
+          '': {},
+          'node_modules/x': { version: '1.0.0' },
+          'node_modules/y': { hasInstallScript: true },
+        }),
+      },
+      true,
+    ],
+    [
+      'a linked package (npm does not look into it)',
+      { 'package-lock.json': lock({ '': {}, 'node_modules/l': { resolved: 'l', link: true } }) },
+      true,
+    ],
+    [
+      'a package from a file: tarball (not normalized by a registry)',
+      {
+        'package-lock.json': lock({
+          '': {},
+          'node_modules/t': { version: '1.0.0', resolved: 'file:t-1.0.0.tgz' },
+        }),
+      },
+      true,
+    ],
+    [
+      'a package from git',
+      {
+        'package-lock.json': lock({
+          '': {},
+          'node_modules/g': { resolved: 'git+ssh://git@example.invalid/g.git#0123' },
+        }),
+      },
+      true,
+    ],
+    [
+      'registry packages with a resolved URL',
+      {
+        'package-lock.json': lock({
+          '': {},
+          'node_modules/r': { version: '1.0.0', resolved: 'https://registry.example/r/-/r-1.0.0.tgz' },
+        }),
+      },
+      false,
+    ],
+    [
+      'a v1 lockfile (no hasInstallScript)',
+      { 'package-lock.json': JSON.stringify({ lockfileVersion: 1, dependencies: {} }) },
+      true,
+    ],
+    ['a lockfile that is not JSON', { 'package-lock.json': '{' }, true],
+    [
+      "the app's own install script",
+      { 'package.json': '{"scripts":{"postinstall":"x"}}', 'package-lock.json': lock({ '': {} }) },
+      true,
+    ],
+    ["the app's own binding.gyp", { 'binding.gyp': '{}', 'package-lock.json': lock({ '': {} }) }, true],
+    [
+      'npm-shrinkwrap.json first',
+      {
+        'npm-shrinkwrap.json': lock({ '': {} }),
+        'package-lock.json': lock({ '': {}, 'node_modules/y': { hasInstallScript: true } }),
+      },
+      false,
+    ],
+  ];
+  for (const [what, files, want] of cases)
+    test(`${what}: ${want ? 'headers' : 'no headers'}`, async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'kiln-native-'));
+      try {
+        for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+        assert.equal(await mayBuildNativeAddons(dir), want);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
 });

@@ -1,4 +1,4 @@
-import { rename } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildContext } from '../../_shared/context.ts';
 import { exists } from '../../_shared/fsutil.ts';
@@ -19,6 +19,7 @@ import {
 } from '../../_shared/packument-cache.ts';
 import { readBuildpackPlan } from '../../_shared/plan.ts';
 import { readToml } from '../../_shared/toml.ts';
+import { mayBuildNativeAddons } from './native-addons.ts';
 import { nodePackageFor } from './node-package.ts';
 import { quickForm, quickPinned, quickResolve } from './quick-version.ts';
 import type { VersionRequest } from './request.ts';
@@ -32,6 +33,7 @@ main(async () => {
   const nodePackage = nodePackageFor(descriptor?.metadata, ctx.env.CNB_TARGET_ARCH);
   const plan = await readBuildpackPlan(ctx.planPath);
   const wantsNpm = plan.some((e) => e.name === 'npm');
+  const wantsHeaders = await mayBuildNativeAddons(ctx.appDir);
 
   const registry = await npmRegistry(ctx.env, ctx.platformDir, ctx.appDir);
   if (!registry) throw new BuildpackFailure(NO_REGISTRY);
@@ -74,7 +76,10 @@ main(async () => {
     // Offline (e.g. --network none): a cached Node.js that still satisfies the request is used.
     // Not on TLS failures: those are reported (an untrusted certificate needs the user's attention).
     const why = (err as Error).message;
-    if (why.includes('network unavailable') && (await reuseOffline(ctx.layersDir, request, wantsNpm, why))) {
+    if (
+      why.includes('network unavailable') &&
+      (await reuseOffline(ctx.layersDir, request, { npm: wantsNpm, headers: wantsHeaders }, why))
+    ) {
       await metadata.keep();
       return 0;
     }
@@ -97,7 +102,7 @@ main(async () => {
   const meta = found.packument.versions[version]!;
   log(`Node.js ${version} (${request.source}: ${request.range ?? 'newest LTS'})`);
 
-  await contributeNode(ctx.layersDir, registry, nodePackage, meta, ctx.env);
+  await contributeNode(ctx.layersDir, registry, nodePackage, meta, ctx.env, wantsHeaders);
   if (wantsNpm) await contributeNpm(ctx.layersDir, registry, version, metadata, ctx.env);
   await metadata.keep();
   return 0;
@@ -144,23 +149,24 @@ const NPM_TYPES = { build: true, cache: true, launch: false };
 async function reuseOffline(
   layersDir: string,
   request: VersionRequest,
-  wantsNpm: boolean,
+  wants: { readonly npm: boolean; readonly headers: boolean },
   why: string,
 ): Promise<boolean> {
   const node = await previousLayer(layersDir, 'node');
   const headers = await previousLayer(layersDir, 'node-headers');
   const npm = await previousLayer(layersDir, 'npm');
   const version = String(node?.metadata.version ?? '');
-  if (!node?.hasContents || !headers?.hasContents || !version) return false;
+  if (!node?.hasContents || (wants.headers && !headers?.hasContents) || !version) return false;
   if (request.range !== undefined) {
     const { default: semver } = await import('semver');
     if (!semver.satisfies(version, request.range)) return false;
   }
-  if (wantsNpm && !npm?.hasContents) return false;
+  if (wants.npm && !npm?.hasContents) return false;
   log(`  the registry is unreachable (${why}); reusing the cached Node.js ${version}`);
   await writeLayerToml(layersDir, 'node', NODE_TYPES, node.metadata);
-  await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, headers.metadata);
-  if (wantsNpm && npm) await writeLayerToml(layersDir, 'npm', NPM_TYPES, npm.metadata);
+  if (wants.headers && headers)
+    await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, headers.metadata);
+  if (wants.npm && npm) await writeLayerToml(layersDir, 'npm', NPM_TYPES, npm.metadata);
   return true;
 }
 
@@ -170,18 +176,21 @@ async function contributeNode(
   nodePackage: string,
   meta: PackumentVersion,
   env: NodeJS.ProcessEnv,
+  wantsHeaders: boolean,
 ): Promise<void> {
   const metadata = { version: meta.version, integrity: meta.dist.integrity ?? '' };
   // The headers (include/, 65 MB, mostly OpenSSL) are only needed to compile native addons: they
-  // live in a build + cache layer (HEADER_TYPES) that node-gyp finds through the npm layer's env.
+  // live in a build + cache layer (HEADER_TYPES) that node-gyp finds through the npm layer's env,
+  // made only for an app that may compile one (native-addons.ts); otherwise there is none, and
+  // an undeclared cached one is dropped after the build.
   const prev = await previousLayer(layersDir, 'node');
   const prevHeaders = await previousLayer(layersDir, 'node-headers');
   const same = (p: typeof prev) =>
     p?.hasContents && p.metadata.version === metadata.version && p.metadata.integrity === metadata.integrity;
-  if (same(prev) && same(prevHeaders)) {
+  if (same(prev) && (!wantsHeaders || same(prevHeaders))) {
     log(`  reusing the cached Node.js ${meta.version} layer`);
     await writeLayerToml(layersDir, 'node', NODE_TYPES, metadata);
-    await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, metadata);
+    if (wantsHeaders) await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, metadata);
     return;
   }
   log(`  downloading ${nodePackage}@${meta.version}`);
@@ -189,10 +198,13 @@ async function contributeNode(
   const { installNode } = await import('./install.ts');
   const { integrityHex, writeSboms } = await import('../../_shared/sbom.ts');
   const dir = await resetLayer(layersDir, 'node');
-  const headers = await resetLayer(layersDir, 'node-headers');
   await installNode(registry, nodePackage, meta, dir, env);
-  if (await exists(join(dir, 'include'))) await rename(join(dir, 'include'), join(headers, 'include'));
-  await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, metadata);
+  // Never in the node layer (a launch layer): moved to their own layer, or removed.
+  if (wantsHeaders) {
+    const headers = await resetLayer(layersDir, 'node-headers');
+    if (await exists(join(dir, 'include'))) await rename(join(dir, 'include'), join(headers, 'include'));
+    await writeLayerToml(layersDir, 'node-headers', HEADER_TYPES, metadata);
+  } else await rm(join(dir, 'include'), { recursive: true, force: true });
   const sha512 = integrityHex(meta.dist.integrity);
   await writeSboms(
     join(layersDir, 'node'),
