@@ -110,9 +110,8 @@ async function runBuild(o: BuildOptions, scratch: Scratch): Promise<BuildMetadat
   for (const [i, el] of o.group.entries()) {
     const bp = await o.buildpackStore.lookup(el.id, el.version);
     o.logger.debug(`Running build for buildpack ${bp.id}@${bp.version}`);
-    // The next buildpack's sandbox gets ready while this one runs (this one's, prepared before,
-    // counts: it is taken when this one starts).
-    if (i + 1 < o.group.length) prepareSandbox(o, 2);
+    // The next buildpack's sandbox gets ready while this one runs (this one's was prepared before).
+    if (i + 1 < o.group.length) prepareSandbox(o);
     const out = await buildOne(o, bp, env, planFor(plan, bp.id), scratch);
     plan = withoutMet(plan, out.metRequires);
     outputs.push({ bp: bp.id, out });

@@ -175,12 +175,11 @@ export async function create(o: CreatorOptions): Promise<CreatorOutcome> {
     const { analysis, runMirrors } = await phases.phase(STEPS.analyze, () => analyzeStep(o));
     o.resolver.usePrevious(analysis.previousLayers);
     const phase = await phaseOptions(o, analysis);
-    // The first buildpack process's sandbox gets ready while kiln detects and restores: its first
-    // process is spawned and moved into a fresh cgroup (10-25 ms of kernel waiting) meanwhile.
-    prepareSandbox(phase);
     const detected = await phases.phase(STEPS.detect, () => detectStep(o, phase));
     snapshot = await phases.phase(STEPS.restore, () => restoreStep(o, analysis, detected));
-    // Again, in case detection's processes took the one made above (nothing when it still waits).
+    // The first build process's sandbox gets ready while the build phase sets up (after restore:
+    // moving it into its cgroup holds a thread-pool thread for an RCU grace period, which restore's
+    // file work would wait for).
     prepareSandbox(phase);
     // What the exporter needs of the run image (nothing the build can change) is read while the
     // buildpacks build: the SBOM documents' referrer lookup reads every untagged manifest of the

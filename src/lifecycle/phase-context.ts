@@ -172,14 +172,11 @@ function specOf(
 }
 
 /**
- * prepareSandbox lets the executor get ready for the phases' next `runs` buildpack processes (what
- * is ready already counts) while kiln does other work: best effort, in the background; nothing runs.
+ * prepareSandbox lets the executor get ready for the phases' first buildpack process while kiln
+ * does other work (restore): best effort, in the background; nothing runs.
  */
-export function prepareSandbox(o: PhaseOptions, runs = 1): void {
-  void o.executor.prepare?.(
-    specOf(o, ['/bin/true'], {}, true, () => {}),
-    runs,
-  );
+export function prepareSandbox(o: PhaseOptions): void {
+  void o.executor.prepare?.(specOf(o, ['/bin/true'], {}, true, () => {}));
 }
 
 /**

@@ -275,7 +275,7 @@ export class BubblewrapExecutor implements Executor {
    * fresh cgroup now (standby.ts, run-guard.ts prepareRun): moving a process into a cgroup waits
    * for the kernel (10-25 ms), and a build knows its next sandbox long before it starts it.
    */
-  async prepare(spec: RunSpec, runs = 1): Promise<void> {
+  async prepare(spec: RunSpec): Promise<void> {
     try {
       if (typeof spec.network === 'object') await spec.network.ready;
       await this.#probe;
@@ -287,7 +287,6 @@ export class BubblewrapExecutor implements Executor {
         expectWorkDirs(
           spec.mounts.filter((m) => !m.readonly).map((m) => m.src),
           owner,
-          runs,
         );
       }
       const init = openInitFor(this.#init);
@@ -300,7 +299,7 @@ export class BubblewrapExecutor implements Executor {
           this.#opts.neutralView === false || cmd.idMap !== undefined
             ? placed
             : { ...placed, dataFds: [...(placed.dataFds ?? []), Buffer.alloc(0)] };
-        prepareRun(viewed, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits } }, runs);
+        prepareRun(viewed, { ...spec, limits: { ...DEFAULT_LIMITS, ...spec.limits } });
       } finally {
         if (filter !== undefined) closeSync(filter);
         if (init !== undefined) closeSync(init);

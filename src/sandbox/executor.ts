@@ -133,12 +133,11 @@ export interface Executor {
   readonly capabilities: ExecutorCapabilities;
   run(spec: RunSpec): Promise<RunResult>;
   /**
-   * Optional, best effort: get ready ahead of need for the next `runs` (default 1, at most 2) later
-   * runs with `spec`'s identity, stdio, network and limits (argv, env and mounts do not matter), so
-   * that they start sooner; nothing of `spec` runs, and what is already ready counts. Never fails (a
-   * later run that finds nothing ready starts on its own path).
+   * Optional, best effort: get ready ahead of need for a later run with `spec`'s identity, stdio,
+   * network and limits (argv, env and mounts do not matter), so that run starts sooner; nothing of
+   * `spec` runs. Never fails (a later run that finds nothing ready starts on its own path).
    */
-  prepare?(spec: RunSpec, runs?: number): Promise<void>;
+  prepare?(spec: RunSpec): Promise<void>;
 }
 
 /**

@@ -60,7 +60,7 @@ async function setup() {
 async function probe(
   spec: Omit<RunSpec, 'argv' | 'env' | 'cwd' | 'uid' | 'gid' | 'network'>,
   helper?: null,
-  /** How many runs like this one (itself included) to announce (Executor.prepare) before it starts, as a build does. */
+  /** How many runs like this one to announce (Executor.prepare) before it starts, as a build does. */
   announce = 0,
 ) {
   const out: string[] = [];
@@ -91,7 +91,7 @@ async function probe(
     }
   } else {
     const bw = new BubblewrapExecutor({ hostUid: 0 });
-    if (announce > 0) await bw.prepare(full, announce);
+    for (let i = 0; i < announce; i++) await bw.prepare(full);
     r = await bw.run(full);
   }
   assert.equal(r.exitCode, 0, out.join('\n'));
@@ -154,9 +154,13 @@ describe('the sandbox shows no host paths', () => {
     const workDirs = async () => (await readdir(s.work)).filter((n) => n.startsWith('.kiln-ovl-')).sort();
     let first: string[] | undefined;
     for (let i = 0; i < 3; i++) {
-      // As a build: runs 0 and 1 each announce themselves and the one after them as they start
-      // (what was announced before counts); run 2 is the last.
-      const seen = await probe({ rootfs: s.rootfs, mounts: s.mounts }, undefined, i < 2 ? 2 : 0);
+      // As a build: run 0 was announced before it (after restore), and runs 0 and 1 each announce
+      // the one after them as they start; run 2 is the last.
+      const seen = await probe(
+        { rootfs: s.rootfs, mounts: s.mounts },
+        undefined,
+        (i === 0 ? 1 : 0) + (i < 2 ? 1 : 0),
+      );
       for (const p of [s.base, s.work, '/tmp/'])
         assert.ok(!seen.text.includes(p), `run ${i}: host path ${p} visible:\n${seen.text}`);
       // The writable mounts are overlays in every run (a work dir overlayfs refused would leave a

@@ -266,23 +266,17 @@ function workDirKey(parent: string, owner: { uid: number; gid: number } | undefi
 }
 
 /**
- * expectWorkDirs notes that `runs` runs with these writable mount sources, run as `owner`, are
- * coming (BubblewrapExecutor.prepare; those already expected count): work dirs released meanwhile
- * for the same places are kept for them.
+ * expectWorkDirs notes that a run with these writable mount sources, run as `owner`, is coming
+ * (BubblewrapExecutor.prepare): work dirs released meanwhile for the same places are kept for it.
  */
 export function expectWorkDirs(
   writableSources: readonly string[],
   owner?: { uid: number; gid: number },
-  runs = 1,
 ): void {
-  // A run takes one work dir per writable source: count them per place.
-  const perRun = new Map<string, number>();
   for (const src of writableSources) {
     const key = workDirKey(path.dirname(path.resolve(src)), owner);
-    perRun.set(key, (perRun.get(key) ?? 0) + 1);
+    expectedWorkDirs.set(key, Math.min(MAX_EXPECTED, (expectedWorkDirs.get(key) ?? 0) + 1));
   }
-  for (const [key, n] of perRun)
-    expectedWorkDirs.set(key, Math.min(MAX_EXPECTED, Math.max(expectedWorkDirs.get(key) ?? 0, runs * n)));
 }
 
 /** takeWorkDir hands out a work dir beside `parent`'s sources for `owner`: a spare one or a new one. */

@@ -64,8 +64,8 @@ function cgroupLimitsOf(spec: RunSpec): SpawnFacts['limits'] {
  * take: same spawn facts, a fresh cgroup with the same limits. Best effort. The host fds of
  * `cmd.extraFds` must be open while it is called (the standby gets its own copies).
  */
-export function prepareRun(cmd: HostCommand, spec: RunSpec, runs = 1): void {
-  if (standbyFits(cmd)) prepareStandby(spawnFactsOf(cmd, spec, cgroupLimitsOf(spec)), runs);
+export function prepareRun(cmd: HostCommand, spec: RunSpec): void {
+  if (standbyFits(cmd)) prepareStandby(spawnFactsOf(cmd, spec, cgroupLimitsOf(spec)));
 }
 
 export class RunGuard {

@@ -16,10 +16,9 @@
  * Only for runs whose first process starts as kiln itself (the isolated network, the default: its
  * nsenter drops to the sandbox's ids), never one that would wait as a sandbox's host ids.
  *
- * They are made when asked (Executor.prepare, for the next run or two): a build asks for its first
- * build process before it detects (and again after restore, which makes one only if detection
- * took it), and for the next two when it starts each buildpack but the last (the one it is about
- * to take counts), so none is made for nothing. At most two wait at a time. One that waits longer than IDLE_MS is discarded
+ * They are made when asked (Executor.prepare): a build prepares one for its first build process
+ * after restore, and one for the next buildpack when it starts each one but the last, so none is
+ * made for nothing. At most two wait at a time. One that waits longer than IDLE_MS is discarded
  * (its gate closed empty: kiln-gate exits 125 without running anything; its cgroup removed), as
  * are those still waiting at settleCgroups (cgroup.ts), at CLI exit and in tests.
  */
@@ -275,12 +274,11 @@ export function takeStandby(facts: SpawnFacts): Standby | undefined {
 }
 
 /**
- * prepareStandby makes standbys for the next `runs` runs with `facts` (at most MAX_WAITING; those
- * already waiting for such runs count; the oldest waiting one goes when MAX_WAITING wait), unless
- * the helper is not there or no cgroup is made for these limits. Best effort: a failure only means
+ * prepareStandby starts a standby for a run with `facts` (the oldest waiting one goes when
+ * MAX_WAITING wait), unless the helper is not there or no cgroup is made for these limits. Best effort: a failure only means
  * the next run is placed on its own path.
  */
-export function prepareStandby(facts: SpawnFacts, runs = 1): void {
+export function prepareStandby(facts: SpawnFacts): void {
   // Only a first process that starts as kiln itself (as root: an isolated network's nsenter drops
   // to the sandbox ids): one waiting as a sandbox's host ids would be a process of that identity
   // outside any sandbox, possibly after its lease has ended.
@@ -295,18 +293,6 @@ export function prepareStandby(facts: SpawnFacts, runs = 1): void {
     !(facts.limits.processes !== undefined && can.pids)
   )
     return;
-  const waiting = spares.filter((s) => s.key === key && !s.broken).length;
-  for (let i = waiting; i < Math.min(runs, MAX_WAITING); i++) {
-    const child = spawnGate(gate, facts);
-    if (child === undefined) return;
-    // The newest are for the runs coming next: the oldest goes when too many wait.
-    while (spares.length >= MAX_WAITING) spares.shift()?.discard();
-    spares.push(new Standby(child, facts.limits, facts.gateFd, key));
-  }
-}
-
-/** spawnGate starts kiln-gate as a run with `facts` would start; undefined when it cannot be. */
-function spawnGate(gate: string, facts: SpawnFacts): ChildProcess | undefined {
   // Its own open file of each host fd: a dup would share the run's file offset, which the run's
   // bwrap moves to the end when it reads its seccomp program.
   const reopened: number[] = [];
@@ -321,10 +307,11 @@ function spawnGate(gate: string, facts: SpawnFacts): ChildProcess | undefined {
   } catch {
     // A probe: an fd that cannot be opened again gets no standby.
     for (const fd of reopened) closeSync(fd);
-    return undefined;
+    return;
   }
+  let child: ChildProcess;
   try {
-    return spawn(gate, [String(facts.gateFd)], {
+    child = spawn(gate, [String(facts.gateFd)], {
       env: { ...facts.env },
       ...(facts.cwd !== undefined ? { cwd: facts.cwd } : {}),
       stdio,
@@ -334,11 +321,14 @@ function spawnGate(gate: string, facts: SpawnFacts): ChildProcess | undefined {
     });
   } catch {
     // Not startable now (e.g. out of processes): the run's own path will say so.
-    return undefined;
+    return;
   } finally {
     // The child has its copies.
     for (const fd of reopened) closeSync(fd);
   }
+  // The newest are for the runs coming next: the oldest goes when too many wait.
+  while (spares.length >= MAX_WAITING) spares.shift()?.discard();
+  spares.push(new Standby(child, facts.limits, facts.gateFd, key));
 }
 
 let gateProbe: string | null | undefined;
