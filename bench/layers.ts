@@ -269,8 +269,7 @@ async function main(): Promise<void> {
     }
     // Every round of an implementation writes the same bytes (one digest per compression and
     // implementation), and every implementation the same tar (one diffID per compression). The
-    // compressed bytes may differ between implementations on purpose (gzip past one block is
-    // deflated block by block since the parallel writer).
+    // compressed bytes may differ between implementations (another zlib, another writer).
     const kinds = [...digests].map((d) => d.split(' ')[0]);
     const tars = new Set(
       [...digests].map((d) => `${d.split(' ')[0]!.replace(/\(.*$/, '')} ${d.split(' ')[2]}`),
