@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import {
   appendFile,
   cp,
+  mkdir,
   mkdtemp,
   readdir,
   readFile,
@@ -145,5 +146,46 @@ describe('bin/kiln and the bundled CLI', () => {
     // Only what the bundle holds: test-only and build-only packages are not listed.
     for (const absent of ['fast-check', 'esbuild', 'typescript', 'ajv'])
       assert.ok(!notices.includes(`\n${absent} `));
+  });
+  test("the bundle carries zod's English messages only, and they read as from the sources", async () => {
+    const dir = path.join(root, 'dist', 'cli');
+    const chunks = (await readdir(dir)).filter((f) => f.endsWith('.js'));
+    const code = (await Promise.all(chunks.map((f) => readFile(path.join(dir, f), 'utf8')))).join('\n');
+    // esbuild names each bundled file in a `// <path>` comment (the path through node_modules).
+    const locales = [...code.matchAll(/^\/\/ \S*node_modules\/zod\/v4\/locales\/(\S+)$/gm)].map((m) => m[1]);
+    // English and the index the build replaces with one exporting English only.
+    assert.deepEqual([...new Set(locales)].sort(), ['en.js', 'index.js']);
+    const app = path.join(root, 'bad-app');
+    await rm(app, { recursive: true, force: true });
+    await mkdir(app);
+    await writeFile(
+      path.join(app, 'project.toml'),
+      '[_]\nschema-version = "0.2"\n[io.buildpacks]\nexclude = "x"\n',
+    );
+    const run = async () => {
+      const e = await kiln('build', 'bad-app', '--path', app).then(
+        () => assert.fail('an invalid project.toml must fail the build'),
+        (err: { stderr: string }) => err,
+      );
+      return e.stderr;
+    };
+    // The bundle runs (the mark the first test appended) while it is newer than every source.
+    const future = new Date(Date.now() + 60_000);
+    await utimes(path.join(dir, 'main.js'), future, future);
+    const fromBundle = await run();
+    assert.match(fromBundle, /kiln-from-bundle/);
+    const line = /^ERROR: .*$/m.exec(fromBundle)?.[0];
+    assert.equal(
+      line,
+      `ERROR: ${app}/project.toml: io.buildpacks.exclude: Invalid input: expected array, received string`,
+    );
+    const fromSources = await execFileP(path.join(root, 'bin', 'kiln'), ['build', 'bad-app', '--path', app], {
+      env: { PATH: process.env.PATH, HOME: home, KILN_HOME: path.join(home, 'kiln'), KILN_FROM_SOURCE: '1' },
+    }).then(
+      () => assert.fail('an invalid project.toml must fail the build'),
+      (err: { stderr: string }) => err.stderr,
+    );
+    assert.doesNotMatch(fromSources, /kiln-from-bundle/);
+    assert.equal(/^ERROR: .*$/m.exec(fromSources)?.[0], line);
   });
 });
