@@ -81,6 +81,30 @@ const zodEnglishOnly: Plugin = {
   },
 };
 
+/**
+ * zod compiles a parser per object schema (`new Function`) on its first parse: worth it for a
+ * schema parsed thousands of times, ~0.1-0.3 ms each for kiln's, which parses most of its schemas
+ * a few times per command (a no-op rebuild compiled dozens before its first phase). zod's
+ * documented `jitless` setting makes every schema use its interpreted parser (the same results,
+ * the same messages); it must hold before the first schema is built, so the bundle's zod starts
+ * with it. The build fails if zod's code no longer has the line this relies on.
+ */
+const ZOD_CONFIG_INIT = '(_a.__zod_globalConfig = {})';
+const zodJitless: Plugin = {
+  name: 'zod-jitless',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]core[\\/]core\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes(ZOD_CONFIG_INIT))
+        throw new Error(`${args.path}: no ${ZOD_CONFIG_INIT} to start jitless`);
+      return {
+        contents: text.replace(ZOD_CONFIG_INIT, '(_a.__zod_globalConfig = { jitless: true })'),
+        loader: 'js',
+      };
+    });
+  },
+};
+
 // The entry: what main.ts does when it is run as a script.
 const entry = `import { runProcess } from './src/cli/main.ts';
 await runProcess();
@@ -103,7 +127,7 @@ const result = await build({
   legalComments: 'eof',
   metafile: true,
   logLevel: 'warning',
-  plugins: [sourceUrls, builtinsByRequire, zodEnglishOnly],
+  plugins: [sourceUrls, builtinsByRequire, zodEnglishOnly, zodJitless],
 });
 await writeNotices(
   path.join(out, 'THIRD-PARTY-NOTICES'),

@@ -147,7 +147,7 @@ describe('bin/kiln and the bundled CLI', () => {
     for (const absent of ['fast-check', 'esbuild', 'typescript', 'ajv'])
       assert.ok(!notices.includes(`\n${absent} `));
   });
-  test("the bundle carries zod's English messages only, and they read as from the sources", async () => {
+  test("the bundle carries zod's English messages only, starts zod jitless, and reads as the sources", async () => {
     const dir = path.join(root, 'dist', 'cli');
     const chunks = (await readdir(dir)).filter((f) => f.endsWith('.js'));
     const code = (await Promise.all(chunks.map((f) => readFile(path.join(dir, f), 'utf8')))).join('\n');
@@ -155,6 +155,8 @@ describe('bin/kiln and the bundled CLI', () => {
     const locales = [...code.matchAll(/^\/\/ \S*node_modules\/zod\/v4\/locales\/(\S+)$/gm)].map((m) => m[1]);
     // English and the index the build replaces with one exporting English only.
     assert.deepEqual([...new Set(locales)].sort(), ['en.js', 'index.js']);
+    // Interpreted parsers (no per-schema compile): set before the first schema is built.
+    assert.match(code, /\.__zod_globalConfig = \{ jitless: true \}\)/);
     const app = path.join(root, 'bad-app');
     await rm(app, { recursive: true, force: true });
     await mkdir(app);
