@@ -190,4 +190,25 @@ describe('bin/kiln and the bundled CLI', () => {
     assert.doesNotMatch(fromSources, /kiln-from-bundle/);
     assert.equal(/^ERROR: .*$/m.exec(fromSources)?.[0], line);
   });
+
+  test("the bundle runs without node re-resolving its chunks' real paths; the sources with node's default", async () => {
+    const bundle = path.join(root, 'dist', 'cli', 'main.js');
+    const { mtime } = await stat(bundle);
+    await appendFile(
+      bundle,
+      "\nprocess.stderr.write('kiln-exec-argv ' + JSON.stringify(process.execArgv) + '\\n');\n",
+    );
+    await utimes(bundle, mtime, mtime);
+    const argvOf = (stderr: string) =>
+      JSON.parse(/^kiln-exec-argv (.*)$/m.exec(stderr)?.[1] ?? 'null') as string[];
+    const fromBundle = await kiln('--version');
+    assert.equal(fromBundle.stdout.trim(), '0.1.0');
+    assert.ok(argvOf(fromBundle.stderr).includes('--preserve-symlinks'), fromBundle.stderr);
+    const fromSources = await execFileP(path.join(root, 'bin', 'kiln'), ['--version'], {
+      env: { PATH: process.env.PATH, HOME: home, KILN_HOME: path.join(home, 'kiln'), KILN_FROM_SOURCE: '1' },
+    });
+    assert.equal(fromSources.stdout.trim(), '0.1.0');
+    assert.doesNotMatch(fromSources.stderr, /kiln-exec-argv/);
+    assert.doesNotMatch(fromSources.stderr, /preserve-symlinks/);
+  });
 });
