@@ -211,4 +211,29 @@ describe('bin/kiln and the bundled CLI', () => {
     assert.doesNotMatch(fromSources.stderr, /kiln-exec-argv/);
     assert.doesNotMatch(fromSources.stderr, /preserve-symlinks/);
   });
+
+  test('only the chunks that name `require` create one, and every chunk loads', async () => {
+    const dir = path.join(root, 'dist', 'cli');
+    const banner = "import { createRequire as __kilnRequire } from 'node:module';\n";
+    let without = 0;
+    for (const f of (await readdir(dir)).filter((n) => n.endsWith('.js'))) {
+      const text = await readFile(path.join(dir, f), 'utf8');
+      const has = text.startsWith(banner);
+      const body = has ? text.slice(text.indexOf('\n', banner.length) + 1) : text;
+      if (/\brequire\b/.test(body)) assert.ok(has, `${f} uses require without creating it`);
+      if (!has) without++;
+    }
+    assert.ok(without > 10, `chunks without a require of their own: ${without}`);
+    // Every chunk evaluates (the command modules among them): nothing refers to a missing require.
+    const { stdout } = await execFileP(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `const fs = await import('node:fs');
+       const dir = ${JSON.stringify(dir)};
+       let n = 0;
+       for (const f of fs.readdirSync(dir)) if (f.startsWith('chunk-') && f.endsWith('.js')) { await import(dir + '/' + f); n++; }
+       console.log(n);`,
+    ]);
+    assert.ok(Number(stdout) > 20, stdout);
+  });
 });
