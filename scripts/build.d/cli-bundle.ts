@@ -9,7 +9,7 @@
 // of that code (openpgp's LGPL among it), and its licenses travel with it.
 //
 // Usage: node scripts/build.d/cli-bundle.ts <outdir> <start time in ms>
-import { readFile, utimes } from 'node:fs/promises';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -66,6 +66,69 @@ const builtinsByRequire: Plugin = {
   },
 };
 
+/**
+ * zod re-exports every locale it ships (`z.locales`, ~60 languages, ~0.3 MB of the bundle that
+ * every command parsing a CNB file loads); kiln only uses English, zod's default, which its
+ * schemas module imports directly. zod's locales index becomes a module exporting only `en`.
+ */
+const zodEnglishOnly: Plugin = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, () => ({
+      contents: "export { default as en } from './en.js';",
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * zod compiles a parser per object schema (`new Function`) on its first parse: worth it for a
+ * schema parsed thousands of times, ~0.1-0.3 ms each for kiln's, which parses most of its schemas
+ * a few times per command (a no-op rebuild compiled dozens before its first phase). zod's
+ * documented `jitless` setting makes every schema use its interpreted parser (the same results,
+ * the same messages); it must hold before the first schema is built, so the bundle's zod starts
+ * with it. The build fails if zod's code no longer has the line this relies on.
+ */
+const ZOD_CONFIG_INIT = '(_a.__zod_globalConfig = {})';
+const zodJitless: Plugin = {
+  name: 'zod-jitless',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]core[\\/]core\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes(ZOD_CONFIG_INIT))
+        throw new Error(`${args.path}: no ${ZOD_CONFIG_INIT} to start jitless`);
+      return {
+        contents: text.replace(ZOD_CONFIG_INIT, '(_a.__zod_globalConfig = { jitless: true })'),
+        loader: 'js',
+      };
+    });
+  },
+};
+
+/**
+ * The banner gives every chunk a `require` (CommonJS dependencies call it for Node.js built-ins),
+ * but only the chunks that name `require` need one: each createRequire costs every start ~40 µs,
+ * and a no-op rebuild loads ~55 chunks. Chunks whose code never mentions `require` (nothing else
+ * can reach a module-scoped binding) lose the banner once written.
+ */
+const requireOnlyWhereUsed: Plugin = {
+  name: 'require-only-where-used',
+  setup(b) {
+    const banner = b.initialOptions.banner?.js;
+    b.onEnd(async (result) => {
+      if (!banner || result.errors.length > 0 || !result.metafile) return;
+      for (const file of Object.keys(result.metafile.outputs)) {
+        if (!file.endsWith('.js')) continue;
+        const abs = path.resolve(file); // metafile paths are relative to the working directory
+        const text = await readFile(abs, 'utf8');
+        if (!text.startsWith(`${banner}\n`)) throw new Error(`${abs}: does not start with the banner`);
+        const body = text.slice(banner.length + 1);
+        if (!/\brequire\b/.test(body)) await writeFile(abs, body);
+      }
+    });
+  },
+};
+
 // The entry: what main.ts does when it is run as a script.
 const entry = `import { runProcess } from './src/cli/main.ts';
 await runProcess();
@@ -88,7 +151,7 @@ const result = await build({
   legalComments: 'eof',
   metafile: true,
   logLevel: 'warning',
-  plugins: [sourceUrls, builtinsByRequire],
+  plugins: [sourceUrls, builtinsByRequire, zodEnglishOnly, zodJitless, requireOnlyWhereUsed],
 });
 await writeNotices(
   path.join(out, 'THIRD-PARTY-NOTICES'),

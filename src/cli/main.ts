@@ -88,6 +88,8 @@ export async function buildProgram(ctx: MutableContext, argv: readonly string[] 
   program.hook('preAction', (_this, action) => ctx.init(action.optsWithGlobals() as GlobalFlags));
   ctx.allCommands ??= () => buildProgram(ctx, []);
   const name = commandOf(argv);
+  // `kiln --version` prints the version and exits in commander before any command would run.
+  if (name === undefined && argv.includes('--version')) return program;
   if (name !== undefined && Object.hasOwn(COMMANDS, name)) {
     const module = await COMMANDS[name]!();
     steps.set(name, module.step);

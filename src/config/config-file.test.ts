@@ -7,6 +7,7 @@ import {
   configFilePath,
   emptyConfig,
   loadConfig,
+  loadConfigSync,
   mirrorFor,
   parseConfig,
   saveConfig,
@@ -94,6 +95,20 @@ describe('loadConfig() / saveConfig() / updateConfig()', () => {
     await saveConfig(file, { ...emptyConfig(), trustHostCaCerts: false });
     assert.equal(await readFile(file, 'utf8'), 'trust-host-ca-certs = false\n');
     assert.equal((await loadConfig(file)).trustHostCaCerts, false);
+  });
+
+  test('the same text is parsed once per file (a frozen, shared value); a change is read', async () => {
+    const file = path.join(dir, 'memo', 'config.toml');
+    await saveConfig(file, { ...emptyConfig(), defaultBuilder: 'a/b', caCerts: ['/x.pem'] });
+    const first = await loadConfig(file);
+    assert.equal(await loadConfig(file), first);
+    assert.equal(loadConfigSync(file), first);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.caCerts));
+    const other = path.join(dir, 'memo', 'other.toml');
+    await saveConfig(other, { ...emptyConfig(), defaultBuilder: 'a/b', caCerts: ['/x.pem'] });
+    assert.notEqual(await loadConfig(other), first, 'another file is parsed (its errors name it)');
+    await updateConfig(file, (c) => ({ ...c, defaultBuilder: 'c/d' }));
+    assert.equal((await loadConfig(file)).defaultBuilder, 'c/d');
   });
 
   test('round-trips, keeps unknown keys and leaves no temp file', async () => {

@@ -258,7 +258,7 @@ export async function loadConfig(file: string): Promise<KilnConfig> {
   } catch (err) {
     return missingConfig(file, err);
   }
-  return parseConfig(text, file);
+  return parsedConfig(text, file);
 }
 
 /**
@@ -273,7 +273,29 @@ export function loadConfigSync(file: string): KilnConfig {
   } catch (err) {
     return missingConfig(file, err);
   }
-  return parseConfig(text, file);
+  return parsedConfig(text, file);
+}
+
+/**
+ * The last config text parsed and its result: one `kiln build` loads the config five or six
+ * times (limits, platform setup, builder, registry client, rootfs cache), always the same text.
+ * Still read each time; frozen, as it is shared.
+ */
+let lastParsed: { readonly file: string; readonly text: string; readonly config: KilnConfig } | undefined;
+
+function parsedConfig(text: string, file: string): KilnConfig {
+  if (lastParsed?.file === file && lastParsed.text === text) return lastParsed.config;
+  const config = deepFreeze(parseConfig(text, file));
+  lastParsed = { file, text, config };
+  return config;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 // A missing file is the empty configuration; any other read failure names the file.

@@ -64,6 +64,22 @@ describe('Layout', () => {
     await assert.rejects(readImage(dir, 'nope'), /image "nope" not found in layout .* \(tags: b, a\)/);
   });
 
+  test('index() parses the same bytes once, and always reads what index.json holds now', async () => {
+    const dir = path.join(tmp, 'l-index');
+    const l = await Layout.init(dir);
+    await l.writeImage(await appendLayers(emptyImage(), layer('a')), 'a');
+    const first = await l.index();
+    assert.equal(await l.index(), first, 'unchanged bytes: the same parse');
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.manifests[0]), 'shared, so frozen');
+    // Another writer (another Layout over the same directory, e.g. another kiln process).
+    await (await Layout.open(dir)).writeImage(await appendLayers(emptyImage(), layer('b')), 'b');
+    assert.deepEqual(await l.tags(), ['a', 'b']);
+    // Bytes written behind kiln's back (same length, another tag) are read, not remembered.
+    const file = path.join(dir, 'index.json');
+    await fs.writeFile(file, (await fs.readFile(file, 'utf8')).replace('"b"', '"c"'));
+    assert.deepEqual(await l.tags(), ['a', 'c']);
+  });
+
   test('a failed write leaves no orphan blob and index.json untouched', async () => {
     const dir = path.join(tmp, 'l2');
     const good = layer('good');

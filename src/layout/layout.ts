@@ -116,7 +116,13 @@ export class Layout {
     return Layout.open(dir);
   }
 
-  /** index returns the parsed index.json. */
+  /**
+   * The last index.json read and its parse: a build reads index.json a dozen times and it rarely
+   * changes in between, so the same bytes are not parsed and validated again. Frozen: shared.
+   */
+  #lastIndex: { readonly raw: Buffer; readonly index: Index } | undefined;
+
+  /** index returns the parsed index.json (read each time; a value not to be modified). */
   async index(): Promise<Index> {
     // Not through a link, not a FIFO, not unbounded: an oci:DIR layout may be anyone's.
     const raw = readFileInRoot(this.dir, 'index.json', {
@@ -124,7 +130,10 @@ export class Layout {
       shown: this.dir,
       maxBytes: 32 << 20,
     });
-    return parseJson(IndexSchema, raw, `index.json of ${this.dir}`);
+    if (this.#lastIndex?.raw.equals(raw)) return this.#lastIndex.index;
+    const index = deepFreeze(parseJson(IndexSchema, raw, `index.json of ${this.dir}`));
+    this.#lastIndex = { raw, index };
+    return index;
   }
 
   /** tags lists the ref names in index.json in order. */
@@ -409,6 +418,15 @@ export class Layout {
       await writeFileAtomic(file, `${JSON.stringify(next)}`);
     });
   }
+}
+
+/** deepFreeze freezes a parsed JSON value and everything in it. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function emptyIndexBytes(): string {

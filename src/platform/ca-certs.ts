@@ -34,14 +34,17 @@ export interface CaCert {
 
 const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
 
-/** One CERTIFICATE block: its base64 body and PEM text re-wrapped at 64 columns. */
-function* certificateBlocks(text: string): Generator<{ readonly body: string; readonly pem: string }> {
+/** The base64 body of every CERTIFICATE block, whitespace removed. */
+function* certificateBlocks(text: string): Generator<string> {
   for (const m of text.matchAll(BLOCK)) {
     if (m[1] !== 'CERTIFICATE') continue;
-    const body = m[2]!.replace(/\s+/g, '');
-    const pem = `-----BEGIN CERTIFICATE-----\n${body.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
-    yield { body, pem };
+    yield m[2]!.replace(/\s+/g, '');
   }
+}
+
+/** pemOf is the PEM text of a certificate body, re-wrapped at 64 columns. */
+function pemOf(body: string): string {
+  return `-----BEGIN CERTIFICATE-----\n${body.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
 }
 
 /**
@@ -55,15 +58,16 @@ function* certificateBlocks(text: string): Generator<{ readonly body: string; re
 export function parsePemCertificates(text: string, source: string, known?: ReadonlySet<string>): CaCert[] {
   const out: CaCert[] = [];
   let n = 0;
-  for (const { body, pem } of certificateBlocks(text)) {
+  for (const body of certificateBlocks(text)) {
     n++;
     if (known !== undefined && known.size > 0) {
-      const light = lightCert(body, pem, source);
+      const light = lightCert(body, source);
       if (light !== undefined && known.has(light.fingerprint)) {
         out.push(light);
         continue;
       }
     }
+    const pem = pemOf(body);
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(pem);
@@ -94,27 +98,54 @@ export function parsePemCertificates(text: string, source: string, known?: Reado
  */
 export function splitPemCertificates(text: string, source: string): CaCert[] {
   const out: CaCert[] = [];
-  for (const { body, pem } of certificateBlocks(text)) {
-    const c = lightCert(body, pem, source);
+  for (const body of certificateBlocks(text)) {
+    const c = lightCert(body, source);
     if (c !== undefined) out.push(c);
   }
   return out;
 }
 
-/** lightCert fingerprints a block without parsing it; the subject is parsed on first use. */
-function lightCert(body: string, pem: string, source: string): CaCert | undefined {
-  const der = Buffer.from(body, 'base64');
-  if (der.length === 0) return undefined;
+/**
+ * lightCert fingerprints a block without parsing it; its PEM text and subject are made on first
+ * use (a system bundle's certificates are mostly only compared by fingerprint).
+ */
+function lightCert(body: string, source: string): CaCert | undefined {
+  const fingerprint = fingerprintOf(body);
+  if (fingerprint === undefined) return undefined;
+  let pem: string | undefined;
   let subject: string | undefined;
   return {
-    pem,
-    fingerprint: createHash('sha256').update(der).digest('hex'),
+    get pem() {
+      pem ??= pemOf(body);
+      return pem;
+    },
+    fingerprint,
     get subject() {
-      subject ??= subjectOf(pem);
+      subject ??= subjectOf(this.pem);
       return subject;
     },
     source,
   };
+}
+
+/**
+ * Fingerprints by base64 body, remembered: a build splits the host's bundle and then the build
+ * image's, which mostly hold the same certificates (a map lookup instead of a base64 decode and a
+ * SHA-256 each). Bounded: cleared when full.
+ */
+const fingerprints = new Map<string, string>();
+const FINGERPRINTS_KEPT = 4096;
+
+/** fingerprintOf is the SHA-256 of a body's DER bytes (undefined when it decodes to nothing). */
+function fingerprintOf(body: string): string | undefined {
+  const known = fingerprints.get(body);
+  if (known !== undefined) return known;
+  const der = Buffer.from(body, 'base64');
+  if (der.length === 0) return undefined;
+  const fingerprint = createHash('sha256').update(der).digest('hex');
+  if (fingerprints.size >= FINGERPRINTS_KEPT) fingerprints.clear();
+  fingerprints.set(body, fingerprint);
+  return fingerprint;
 }
 
 function subjectOf(pem: string): string {

@@ -266,6 +266,13 @@ describe('CA certificates', () => {
     assert.equal(sys[1]!.subject, 'unparsable certificate');
     assert.deepEqual(splitPemCertificates('', 'empty.pem'), []);
     await assert.rejects(readSystemCaBundle(path.join(dir, 'missing.pem')), /missing\.pem: does not exist/);
+    // The same certificates again (another bundle, CRLF line ends): the same fingerprints and PEM
+    // text, this bundle named as their source.
+    const again = splitPemCertificates(`${ca2.caPem}${ca.caPem}`.replaceAll('\n', '\r\n'), 'image.pem');
+    assert.deepEqual(
+      again.map((c) => [c.fingerprint, c.pem, c.subject, c.source]),
+      [...full].reverse().map((c) => [c.fingerprint, c.pem, c.subject, 'image.pem']),
+    );
   });
 
   test('parsePemCertificates() takes certificates of the known (system) bundle as they are', () => {

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import {
   appendFile,
   cp,
+  mkdir,
   mkdtemp,
   readdir,
   readFile,
@@ -145,5 +146,94 @@ describe('bin/kiln and the bundled CLI', () => {
     // Only what the bundle holds: test-only and build-only packages are not listed.
     for (const absent of ['fast-check', 'esbuild', 'typescript', 'ajv'])
       assert.ok(!notices.includes(`\n${absent} `));
+  });
+  test("the bundle carries zod's English messages only, starts zod jitless, and reads as the sources", async () => {
+    const dir = path.join(root, 'dist', 'cli');
+    const chunks = (await readdir(dir)).filter((f) => f.endsWith('.js'));
+    const code = (await Promise.all(chunks.map((f) => readFile(path.join(dir, f), 'utf8')))).join('\n');
+    // esbuild names each bundled file in a `// <path>` comment (the path through node_modules).
+    const locales = [...code.matchAll(/^\/\/ \S*node_modules\/zod\/v4\/locales\/(\S+)$/gm)].map((m) => m[1]);
+    // English and the index the build replaces with one exporting English only.
+    assert.deepEqual([...new Set(locales)].sort(), ['en.js', 'index.js']);
+    // Interpreted parsers (no per-schema compile): set before the first schema is built.
+    assert.match(code, /\.__zod_globalConfig = \{ jitless: true \}\)/);
+    const app = path.join(root, 'bad-app');
+    await rm(app, { recursive: true, force: true });
+    await mkdir(app);
+    await writeFile(
+      path.join(app, 'project.toml'),
+      '[_]\nschema-version = "0.2"\n[io.buildpacks]\nexclude = "x"\n',
+    );
+    const run = async () => {
+      const e = await kiln('build', 'bad-app', '--path', app).then(
+        () => assert.fail('an invalid project.toml must fail the build'),
+        (err: { stderr: string }) => err,
+      );
+      return e.stderr;
+    };
+    // The bundle runs (the mark the first test appended) while it is newer than every source.
+    const future = new Date(Date.now() + 60_000);
+    await utimes(path.join(dir, 'main.js'), future, future);
+    const fromBundle = await run();
+    assert.match(fromBundle, /kiln-from-bundle/);
+    const line = /^ERROR: .*$/m.exec(fromBundle)?.[0];
+    assert.equal(
+      line,
+      `ERROR: ${app}/project.toml: io.buildpacks.exclude: Invalid input: expected array, received string`,
+    );
+    const fromSources = await execFileP(path.join(root, 'bin', 'kiln'), ['build', 'bad-app', '--path', app], {
+      env: { PATH: process.env.PATH, HOME: home, KILN_HOME: path.join(home, 'kiln'), KILN_FROM_SOURCE: '1' },
+    }).then(
+      () => assert.fail('an invalid project.toml must fail the build'),
+      (err: { stderr: string }) => err.stderr,
+    );
+    assert.doesNotMatch(fromSources, /kiln-from-bundle/);
+    assert.equal(/^ERROR: .*$/m.exec(fromSources)?.[0], line);
+  });
+
+  test("the bundle runs without node re-resolving its chunks' real paths; the sources with node's default", async () => {
+    const bundle = path.join(root, 'dist', 'cli', 'main.js');
+    const { mtime } = await stat(bundle);
+    await appendFile(
+      bundle,
+      "\nprocess.stderr.write('kiln-exec-argv ' + JSON.stringify(process.execArgv) + '\\n');\n",
+    );
+    await utimes(bundle, mtime, mtime);
+    const argvOf = (stderr: string) =>
+      JSON.parse(/^kiln-exec-argv (.*)$/m.exec(stderr)?.[1] ?? 'null') as string[];
+    const fromBundle = await kiln('--version');
+    assert.equal(fromBundle.stdout.trim(), '0.1.0');
+    assert.ok(argvOf(fromBundle.stderr).includes('--preserve-symlinks'), fromBundle.stderr);
+    const fromSources = await execFileP(path.join(root, 'bin', 'kiln'), ['--version'], {
+      env: { PATH: process.env.PATH, HOME: home, KILN_HOME: path.join(home, 'kiln'), KILN_FROM_SOURCE: '1' },
+    });
+    assert.equal(fromSources.stdout.trim(), '0.1.0');
+    assert.doesNotMatch(fromSources.stderr, /kiln-exec-argv/);
+    assert.doesNotMatch(fromSources.stderr, /preserve-symlinks/);
+  });
+
+  test('only the chunks that name `require` create one, and every chunk loads', async () => {
+    const dir = path.join(root, 'dist', 'cli');
+    const banner = "import { createRequire as __kilnRequire } from 'node:module';\n";
+    let without = 0;
+    for (const f of (await readdir(dir)).filter((n) => n.endsWith('.js'))) {
+      const text = await readFile(path.join(dir, f), 'utf8');
+      const has = text.startsWith(banner);
+      const body = has ? text.slice(text.indexOf('\n', banner.length) + 1) : text;
+      if (/\brequire\b/.test(body)) assert.ok(has, `${f} uses require without creating it`);
+      if (!has) without++;
+    }
+    assert.ok(without > 10, `chunks without a require of their own: ${without}`);
+    // Every chunk evaluates (the command modules among them): nothing refers to a missing require.
+    const { stdout } = await execFileP(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `const fs = await import('node:fs');
+       const dir = ${JSON.stringify(dir)};
+       let n = 0;
+       for (const f of fs.readdirSync(dir)) if (f.startsWith('chunk-') && f.endsWith('.js')) { await import(dir + '/' + f); n++; }
+       console.log(n);`,
+    ]);
+    assert.ok(Number(stdout) > 20, stdout);
   });
 });

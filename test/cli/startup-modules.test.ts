@@ -50,3 +50,46 @@ describe('start-up of the commands a no-op rebuild runs', () => {
     assert.ok(loaded.includes('http'), loaded.join(' '));
   });
 });
+
+/**
+ * The kiln source files (repo-relative) a fresh process has loaded after running `script` (an ES
+ * module body with `repo` bound to the repository's file URL): every resolution is recorded.
+ */
+async function sourcesAfter(script: string): Promise<string[]> {
+  const prelude = `import { registerHooks } from 'node:module';
+const seen = new Set();
+registerHooks({ resolve(s, c, next) { const r = next(s, c); seen.add(r.url); return r; } });
+const repo = ${JSON.stringify(pathToFileURL(repo).href)};
+`;
+  const tail = `\nprocess.stdout.write('\\n' + JSON.stringify([...seen]));`;
+  const { stdout } = await execFileP(
+    process.execPath,
+    ['--disable-warning=ExperimentalWarning', '--input-type=module', '-e', prelude + script + tail],
+    { cwd: repo, maxBuffer: 1 << 24 },
+  );
+  const urls = JSON.parse(stdout.trim().split('\n').pop() ?? '[]') as string[];
+  const root = `${pathToFileURL(repo).href}/`;
+  return urls.filter((u) => u.startsWith(root)).map((u) => u.slice(root.length));
+}
+
+describe('what `kiln --version` loads', () => {
+  test('no command module: the version is printed before any command would run', async () => {
+    const loaded = await sourcesAfter(`const { main } = await import(repo + '/src/cli/main.ts');
+const out = [];
+const io = { stdout: { write: (s) => out.push(s) }, stderr: { write: (s) => out.push(s) }, env: {}, isTTY: false };
+const code = await main(['--version'], io);
+if (code !== 0 || out.join('').trim() !== '0.1.0') throw new Error('kiln --version: ' + code + ' ' + out.join(''));`);
+    assert.ok(loaded.includes('src/cli/main.ts'), `the probe sees kiln's modules: ${loaded.join(' ')}`);
+    assert.deepEqual(
+      loaded.filter((m) => m.startsWith('src/cli/commands/')),
+      [],
+    );
+  });
+
+  test('the probe can fail: `kiln build --help` loads the build command', async () => {
+    const loaded = await sourcesAfter(`const { main } = await import(repo + '/src/cli/main.ts');
+const io = { stdout: { write: () => {} }, stderr: { write: () => {} }, env: {}, isTTY: false };
+await main(['build', '--help'], io);`);
+    assert.ok(loaded.includes('src/cli/commands/build.ts'), loaded.join(' '));
+  });
+});
