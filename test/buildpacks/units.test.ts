@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,7 @@ import { quickForm, quickPinned, quickResolve } from '../../buildpacks/nodejs-en
 import { normalizeRange } from '../../buildpacks/nodejs-engine/src/request.ts';
 import { readVersionSources } from '../../buildpacks/nodejs-engine/src/sources.ts';
 import { defaultVersion, newestForNode, resolveVersion } from '../../buildpacks/nodejs-engine/src/version.ts';
+import { anchorAppLinks } from '../../buildpacks/npm-install/src/app-links.ts';
 import { lockDigest } from '../../buildpacks/npm-install/src/lock-digest.ts';
 import { installedPackages } from '../../buildpacks/npm-install/src/sbom.ts';
 import { parseProcfile, runsNode, toProcesses } from '../../buildpacks/procfile/src/procfile.ts';
@@ -486,4 +487,36 @@ describe('mayBuildNativeAddons()', () => {
         await rm(dir, { recursive: true, force: true });
       }
     });
+});
+
+describe('anchorAppLinks()', () => {
+  test('links to packages inside the app keep pointing there once node_modules moves into a layer', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'kiln-links-'));
+    try {
+      const app = path.join(root, 'workspace');
+      const nm = path.join(app, 'node_modules');
+      await mkdir(path.join(nm, '@s'), { recursive: true });
+      await mkdir(path.join(nm, 'real', 'sub'), { recursive: true });
+      await mkdir(path.join(app, 'lib'), { recursive: true });
+      await mkdir(path.join(app, 'packages', 'y'), { recursive: true });
+      await symlink('../lib', path.join(nm, 'greet')); // "greet": "file:lib"
+      await symlink('../../packages/y', path.join(nm, '@s', 'y')); // a scoped workspace
+      await symlink('real/sub', path.join(nm, 'inner')); // into node_modules: stays relative
+      await symlink('/opt/elsewhere', path.join(nm, 'abs')); // absolute: left alone
+      await symlink('../../../etc', path.join(nm, 'out')); // out of the app: left alone
+      const layer = path.join(root, 'layers', 'modules', 'node_modules');
+      await mkdir(path.dirname(layer), { recursive: true });
+      await rename(nm, layer);
+      assert.equal(await anchorAppLinks(nm, layer, app), 2);
+      assert.equal(await readlink(path.join(layer, 'greet')), path.join(app, 'lib'));
+      assert.equal(await readlink(path.join(layer, '@s', 'y')), path.join(app, 'packages', 'y'));
+      assert.equal(await readlink(path.join(layer, 'inner')), 'real/sub');
+      assert.equal(await readlink(path.join(layer, 'abs')), '/opt/elsewhere');
+      assert.equal(await readlink(path.join(layer, 'out')), '../../../etc');
+      // Again (a reused layer): nothing left to do.
+      assert.equal(await anchorAppLinks(nm, layer, app), 0);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });

@@ -96,6 +96,37 @@ describe('Node.js apps on the default run image', () => {
     }
   });
 
+  test('an app whose dependency is a package inside it ("file:lib") launches (kiln run, podman)', async () => {
+    const app = path.join(tmp, 'file-dep');
+    await mkdir(path.join(app, 'lib'), { recursive: true });
+    const files: Record<string, string> = {
+      'package.json': `${JSON.stringify({ name: 'file-dep', version: '1.0.0', private: true, main: 'server.js', dependencies: { greet: 'file:lib' } })}\n`,
+      // As npm writes it: the local package is a link, not a copy.
+      'package-lock.json': `${JSON.stringify({
+        name: 'file-dep',
+        version: '1.0.0',
+        lockfileVersion: 3,
+        requires: true,
+        packages: {
+          '': { name: 'file-dep', version: '1.0.0', dependencies: { greet: 'file:lib' } },
+          lib: { name: 'greet', version: '1.0.0' },
+          'node_modules/greet': { resolved: 'lib', link: true },
+        },
+      })}\n`,
+      'lib/package.json': '{"name":"greet","version":"1.0.0","main":"index.js"}\n',
+      'lib/index.js': "module.exports = (who) => 'greetings from ' + who + '\\n';\n",
+      'server.js':
+        "require('node:http').createServer((q, s) => s.end(require('greet')('lib'))).listen(Number(process.env.PORT || 8080));\n",
+    };
+    for (const [name, text] of Object.entries(files)) await writeFile(path.join(app, name), text);
+    const image = 'kiln-e2e-node-file-dep';
+    // From scratch: a modules layer cached by an earlier run must not stand in for this build's.
+    await kilnOk(['build', image, '--path', app, '--clear-cache']);
+    const [a, b] = await serveBoth(image);
+    assert.equal(a, 'greetings from lib\n');
+    assert.equal(a, b);
+  });
+
   test('a Procfile-only app (web: node web.js, no deps) gets Node.js online', async () => {
     const app = path.join(tmp, 'procfile-online');
     await procfileApp(app, {});

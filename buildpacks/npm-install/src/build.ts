@@ -14,6 +14,7 @@ import {
 } from '../../_shared/layer.ts';
 import { BuildpackFailure, log, main } from '../../_shared/main.ts';
 import { npmRegistry } from '../../_shared/npm-registry.ts';
+import { anchorAppLinks } from './app-links.ts';
 import { lockDigest } from './lock-digest.ts';
 import { type Project, readProject } from './project.ts';
 
@@ -145,6 +146,8 @@ main(async () => {
         await moveDir(appModules, dest);
       },
     ));
+    // Also in a reused layer: one an earlier kiln left with links into the layer is mended.
+    await anchorAppLinks(appModules, full, ctx.appDir);
     await replaceWithSymlink(appModules, full);
     log(`  running the build script: ${project.buildScript}`);
     await installer.runBuild();
@@ -166,6 +169,7 @@ main(async () => {
       }
     },
   );
+  await anchorAppLinks(appModules, prod, ctx.appDir);
   await replaceWithSymlink(appModules, prod);
   const modulesLayer = layerDir(ctx.layersDir, 'modules');
   await prependPath(modulesLayer, 'env.launch', 'PATH', join(prod, '.bin'));
