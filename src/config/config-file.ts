@@ -4,7 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { CnbFileError, toTomlText } from '../cnb/toml-file.ts';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
-import { type FileErrorOf, parseTomlData } from '../internal/data-file.ts';
+import { deepFreeze, type FileErrorOf, parseTomlData } from '../internal/data-file.ts';
 import { KilnError } from '../internal/errors.ts';
 import { checkOwnedFile, ensureOwnedDir } from '../internal/owned-dir.ts';
 import { parseDuration as parseLimitDuration, parseSize } from '../sandbox/limits.ts';
@@ -288,14 +288,6 @@ function parsedConfig(text: string, file: string): KilnConfig {
   const config = deepFreeze(parseConfig(text, file));
   lastParsed = { file, text, config };
   return config;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 // A missing file is the empty configuration; any other read failure names the file.

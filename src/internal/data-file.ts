@@ -157,6 +157,18 @@ function stripUndefined(value: unknown): unknown {
   return value;
 }
 
+/**
+ * deepFreeze freezes a parsed value and everything in it: for a parse kept and handed to several
+ * callers, none of which may change what the others see.
+ */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /** toTomlText encodes a value as TOML (undefined fields are left out). */
 export function toTomlText(value: object): string {
   return stringifyToml(stripUndefined(value));

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../internal/atomic-write.ts';
+import { deepFreeze } from '../internal/data-file.ts';
 import { isAbsent } from '../internal/errors.ts';
 import { exists, lstatIfExists } from '../internal/fs.ts';
 import { withLock as withFileLock } from '../internal/lock.ts';
@@ -418,15 +419,6 @@ export class Layout {
       await writeFileAtomic(file, `${JSON.stringify(next)}`);
     });
   }
-}
-
-/** deepFreeze freezes a parsed JSON value and everything in it. */
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 function emptyIndexBytes(): string {

@@ -104,6 +104,11 @@ export type ImageSpec = z.infer<typeof ImageSpecSchema>;
 /** FlavourSpec is one [run.flavours.<name>] table. */
 export type FlavourSpec = z.infer<typeof FlavourSchema>;
 
+/** hasFlavours says whether the stack has run-image flavours besides [run] itself. */
+export function hasFlavours(config: StackConfig): boolean {
+  return Object.keys(config.run.flavours).length > 0;
+}
+
 /** RunFlavour is one run image of the stack with what it is resolved from. */
 export interface RunFlavour {
   /** DEFAULT_FLAVOUR for [run], else the key under [run.flavours]. */

@@ -11,7 +11,7 @@ import { searchableByOthers } from '../sandbox/rootfs-cache.ts';
 import type { SbomComponent } from '../sbom/model.ts';
 import { type AccessOptions, fetchPackages } from './archive-access.ts';
 import { finishBuildRoot, type SandboxOptions } from './build-root.ts';
-import { DEFAULT_FLAVOUR, runFlavours, type StackConfig } from './config.ts';
+import { DEFAULT_FLAVOUR, hasFlavours, runFlavours, type StackConfig } from './config.ts';
 import { writeStatusD } from './dpkg-db.ts';
 import { finishRunRoot } from './finish.ts';
 import { rootLayer, StackLabel, stackImage, stackLabels } from './image.ts';
@@ -81,7 +81,7 @@ export function recipeOf(
   // flavours existed: the same stack file keeps making the same images.
   const which = role === 'run' && flavour !== DEFAULT_FLAVOUR ? `run:${flavour}` : role;
   const { flavours, ...run } = config.run;
-  const recipeConfig = Object.keys(flavours).length > 0 ? config : { ...config, run };
+  const recipeConfig = hasFlavours(config) ? config : { ...config, run };
   return sha256(
     JSON.stringify({ v: ASSEMBLY_VERSION, role: which, config: recipeConfig, lock: lockDigest(lock), epoch }),
   );

@@ -4,7 +4,7 @@ import { walk } from '../layers/walk.ts';
 import type { BlobStore } from '../layout/blob-store.ts';
 import type { Image, Layer } from '../oci/image.ts';
 import { imageFrom, isoOfEpoch } from '../oci/memory.ts';
-import { DEFAULT_FLAVOUR, flavourOf, type StackConfig, userOf } from './config.ts';
+import { DEFAULT_FLAVOUR, flavourOf, hasFlavours, type StackConfig, userOf } from './config.ts';
 
 /** PATH of both images (Debian's default for root, which covers every user's tools). */
 export const STACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -18,8 +18,9 @@ export const StackLabel = {
   /** Which of the pair: "run" or "build". */
   Role: 'io.kiln.stack.role',
   /**
-   * The run-image flavour ("default", "shell", ...; run images of stacks with flavours only). App images inherit it from
-   * their run image: `kiln inspect` shows it, `kiln build --run-image <flavour>` selects by it.
+   * The run-image flavour ("default", "shell", ...; run images of stacks with flavours only). App
+   * images inherit it from their run image: `kiln inspect` shows it, `kiln build --run-image
+   * <flavour>` selects by it.
    */
   Flavour: 'io.kiln.stack.flavour',
 } as const;
@@ -73,9 +74,7 @@ export function stackLabels(
     [StackLabel.Recipe]: extra.recipe,
     [StackLabel.Role]: role,
     // A stack without flavours labels none: its run image is byte for byte what it was before.
-    ...(flavour !== undefined && Object.keys(config.run.flavours).length > 0
-      ? { [StackLabel.Flavour]: flavour }
-      : {}),
+    ...(flavour !== undefined && hasFlavours(config) ? { [StackLabel.Flavour]: flavour } : {}),
   };
 }
 
