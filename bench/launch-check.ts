@@ -15,11 +15,11 @@
 //   node bench/launch-check.ts [--rounds 5] [--keep]
 // Env: KILN_BENCH_HOME (default: the e2e tests' home, .kiln-test/e2e-home, which has the stack).
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { args, opt } from './lib/args.ts';
+import { runToEnd } from './lib/run.ts';
 import { median } from './lib/stats.ts';
 
 const rounds = Number(opt('--rounds', '5'));
@@ -38,21 +38,10 @@ interface Run {
 }
 
 async function kiln(argv: readonly string[]): Promise<Run> {
-  const started = performance.now();
-  const child = spawn(KILN, ['-v', ...argv], {
+  const { ms, out } = await runToEnd(KILN, ['-v', ...argv], {
     env: { ...process.env, KILN_HOME, NO_COLOR: '1', CI: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    what: `kiln ${argv.join(' ')}`,
   });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-  const ms = performance.now() - started;
-  if (code !== 0) throw new Error(`kiln ${argv.join(' ')} exited ${code}\n${out}`);
   const check = /launch check: passed in ([0-9.]+) ms/.exec(out);
   const digest = /^(sha256:[0-9a-f]{64})$/m.exec(out)?.[1] ?? '';
   return { ms, ...(check ? { checkMs: Number(check[1]) } : {}), digest };
