@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { listenOnLoopback } from './loopback-server.ts';
 
 // A RubyGems source on 127.0.0.1 serving gems the test builds with `gem build`: the directory
 // `gem generate_index` writes (specs.4.8.gz, latest_specs.4.8.gz, prerelease_specs.4.8.gz,
@@ -146,15 +146,14 @@ export async function startGemServer(gems: readonly GemDef[]): Promise<GemServer
       () => res.writeHead(404).end('not found'),
     );
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/`,
     port,
     requests,
     authorizations,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await close();
       await rm(root, { recursive: true, force: true });
     },
   };

@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, lstat, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { joinUrl, loadSuite } from '../../src/debian/archive.ts';
 import { extractDebData } from '../../src/debian/deb.ts';
@@ -11,6 +10,7 @@ import { DebCache } from '../../src/debian/deb-cache.ts';
 import { readKeyring } from '../../src/debian/release.ts';
 import { compareVersions } from '../../src/debian/version.ts';
 import { HttpClient } from '../../src/internal/http/client.ts';
+import { listenOnLoopback } from './loopback-server.ts';
 
 // A Go download site (the go.dev/dl layout: `?mode=json&include=all` and the archives) on
 // 127.0.0.1, filled with a real Go toolchain newer than bookworm's golang-1.19: Debian's
@@ -148,12 +148,11 @@ export async function startGoDownloadSite(archives: readonly GoArchive[]): Promi
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
     createReadStream(a.file).pipe(res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/`,
     port,
     requests,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close,
   };
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
+import { listenOnLoopback } from './loopback-server.ts';
 
 // A Go module proxy (the GOPROXY protocol: <module>/@v/list, <version>.info, .mod, .zip) serving
 // modules the test writes, with the go.sum lines (h1: dirhash) Go checks them against.
@@ -112,12 +112,11 @@ export async function startGoProxy(modules: readonly GoModule[]): Promise<GoProx
     }
     res.writeHead(200, { 'content-type': r.type, 'content-length': r.body.length }).end(r.body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     requests,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close,
   };
 }

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { zipStore } from './go-proxy.ts';
+import { listenOnLoopback } from './loopback-server.ts';
 
 // A Maven repository over HTTP on 127.0.0.1, serving a directory laid out as one (groupId as
 // directories / artifactId / version / files): Debian's /usr/share/maven-repo, where the packaged
@@ -63,13 +63,12 @@ export async function startMavenRepo(
       else createReadStream(real!).pipe(res);
     })().catch(() => res.writeHead(500).end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/`,
     port,
     requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close,
   };
 }
 

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { basename } from 'node:path';
 import { zipStore } from './go-proxy.ts';
+import { listenOnLoopback } from './loopback-server.ts';
 
 // A PEP 503 "simple" package index on 127.0.0.1 serving pure-Python wheels the test describes:
 // /simple/ lists projects, /simple/<name>/ links each wheel with its #sha256= (pip checks it),
@@ -96,12 +96,11 @@ export async function startPypiIndex(
     if (data) return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(data);
     res.writeHead(404).end('not found');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/simple/`,
     port,
     requests,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close,
   };
 }
