@@ -63,6 +63,18 @@ exec "$MAVEN_HOME/bin/mvn" "$@"
 let podman: Podman;
 let store: string;
 let repo: MavenRepo;
+
+/** `kiln build` of `dir` with the test's repository as BP_MAVEN_REPOSITORY_URL (and reachable). */
+const buildFromMirror = (dir: string) => [
+  'build',
+  IMAGE,
+  '--path',
+  dir,
+  '--env',
+  `BP_MAVEN_REPOSITORY_URL=${repo.url}`,
+  '--allow-host',
+  `127.0.0.1:${repo.port}`,
+];
 let scratch: string;
 let binding: string;
 
@@ -183,16 +195,7 @@ describe('kiln/java', {
       await writeFile(path.join(dir, 'mvnw'), MVNW, { mode: 0o755 });
       await mkdir(path.join(dir, '.mvn/wrapper'), { recursive: true });
       await writeFile(path.join(dir, '.mvn/wrapper/maven-wrapper.properties'), WRAPPER_PROPERTIES);
-      const mirrored = [
-        'build',
-        IMAGE,
-        '--path',
-        dir,
-        '--env',
-        `BP_MAVEN_REPOSITORY_URL=${repo.url}`,
-        '--allow-host',
-        `127.0.0.1:${repo.port}`,
-      ];
+      const mirrored = buildFromMirror(dir);
       const downloads = () => repo.requests.filter((r) => r === `/${DIST}`).length;
       const res = await kilnOk(mirrored);
       assert.match(output(res), /using the project's Maven wrapper \(mvnw\)/);
@@ -231,16 +234,7 @@ describe('kiln/java', {
       const app = path.join(dir, 'src/main/java/dev/kiln/sample/App.java');
       await writeFile(app, (await readFile(app, 'utf8')).replace('server.start();', 'server.start()'));
       // The repository from BP_MAVEN_REPOSITORY_URL this time (no binding): a mirror of everything.
-      const res = await kiln([
-        'build',
-        IMAGE,
-        '--path',
-        dir,
-        '--env',
-        `BP_MAVEN_REPOSITORY_URL=${repo.url}`,
-        '--allow-host',
-        `127.0.0.1:${repo.port}`,
-      ]);
+      const res = await kiln(buildFromMirror(dir));
       assert.notEqual(res.code, 0);
       assert.ok(
         output(res).includes(`Maven repositories: mirror ${repo.url} (BP_MAVEN_REPOSITORY_URL)`),

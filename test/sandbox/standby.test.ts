@@ -57,13 +57,16 @@ async function waitingCgroups(): Promise<string[]> {
   return [];
 }
 
-describe('sandbox standby', { skip }, () => {
-  let fs: HostRootfs;
-  let net: OpenNetwork;
-  const bw = new BubblewrapExecutor({ hostUid: 0 });
+/**
+ * isolatedSandbox gives the tests of a suite a host rootfs and an isolated network, made before
+ * them and removed (with every cgroup left) after them: the builds' default, where the first
+ * process starts as root and nsenter drops to the sandbox's ids.
+ */
+function isolatedSandbox(): { fs: () => HostRootfs; net: () => OpenNetwork } {
+  let fs: HostRootfs | undefined;
+  let net: OpenNetwork | undefined;
   before(async () => {
     fs = await makeHostRootfs();
-    // Builds' default: the first process starts as root, nsenter drops to the sandbox's ids.
     net = await openNetwork('isolated', { hostUid: 0 });
   });
   after(async () => {
@@ -71,6 +74,12 @@ describe('sandbox standby', { skip }, () => {
     await net?.close();
     await fs?.cleanup();
   });
+  return { fs: () => fs!, net: () => net! };
+}
+
+describe('sandbox standby', { skip }, () => {
+  const { fs, net } = isolatedSandbox();
+  const bw = new BubblewrapExecutor({ hostUid: 0 });
   const spec = (script: string, limits: Limits, out: string[] = []): RunSpec => ({
     argv: ['/bin/sh', '-c', script],
     env: { PATH: '/usr/bin:/bin' },
@@ -78,9 +87,9 @@ describe('sandbox standby', { skip }, () => {
     uid: 1000,
     gid: 1000,
     hostIds: { uid: 1000, gid: 1000 },
-    rootfs: fs.rootfs,
-    mounts: fs.mounts,
-    network: net.network,
+    rootfs: fs().rootfs,
+    mounts: fs().mounts,
+    network: net().network,
     stdout: (l) => out.push(l),
     stderr: (l) => out.push(l),
     limits,
@@ -169,7 +178,7 @@ describe('sandbox standby', { skip }, () => {
     assert.deepEqual(ownCgroups('pids'), []);
     assert.deepEqual(ownCgroups('memory'), []);
     // The neutral view's overlay work dirs (next to the writable mounts) are gone too.
-    const left = readdirSync(path.dirname(fs.workspace)).filter((n) => n.startsWith('.kiln-ovl-'));
+    const left = readdirSync(path.dirname(fs().workspace)).filter((n) => n.startsWith('.kiln-ovl-'));
     assert.deepEqual(left, []);
   });
 });
@@ -187,18 +196,8 @@ const PROBE = [
 ].join('; ');
 
 describe('sandbox standby: kiln-gate applies the wrappers itself', { skip }, () => {
-  let fs: HostRootfs;
-  let net: OpenNetwork;
+  const { fs, net } = isolatedSandbox();
   const bw = new BubblewrapExecutor({ hostUid: 0 });
-  before(async () => {
-    fs = await makeHostRootfs();
-    net = await openNetwork('isolated', { hostUid: 0 });
-  });
-  after(async () => {
-    await settleCgroups();
-    await net?.close();
-    await fs?.cleanup();
-  });
   const probe = (out: string[]): RunSpec => ({
     argv: ['/bin/sh', '-c', PROBE],
     env: { PATH: '/usr/bin:/bin' },
@@ -206,9 +205,9 @@ describe('sandbox standby: kiln-gate applies the wrappers itself', { skip }, () 
     uid: 1000,
     gid: 1000,
     hostIds: { uid: 1000, gid: 1000 },
-    rootfs: fs.rootfs,
-    mounts: fs.mounts,
-    network: net.network,
+    rootfs: fs().rootfs,
+    mounts: fs().mounts,
+    network: net().network,
     stdout: (l) => out.push(l),
     stderr: (l) => out.push(`stderr: ${l}`),
     limits: { processes: 91, openFiles: 1234, fileSizeBytes: 5 << 20, memoryBytes: 400 << 20 },
@@ -235,7 +234,7 @@ describe('sandbox standby: kiln-gate applies the wrappers itself', { skip }, () 
     assert.match(text, /^CapEff:\s+0+$/m);
     assert.match(text, /^NoNewPrivs:\s+1$/m);
     // What it writes is owned by the host ids asked for (nsenter's -S/-G, the gate's +ids).
-    const st = statSync(path.join(fs.workspace, 'probe-owner'));
+    const st = statSync(path.join(fs().workspace, 'probe-owner'));
     assert.deepEqual([st.uid, st.gid], [1000, 1000]);
     assert.ok(
       gated.some((l) => l.trim() === 'tap0'),
