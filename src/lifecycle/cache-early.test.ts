@@ -58,8 +58,8 @@ async function buildOutput(root: string): Promise<{ layersDir: string; app: stri
   return { layersDir, app, launcher };
 }
 
-/** One export + cache save of `root`'s build output into `cacheDir`, with or without early work. */
-async function exportAndSave(root: string, cacheDir: string, early: boolean) {
+/** `root`'s build output, the volume cache at `cacheDir` and what the cache phase starts from. */
+async function cacheSaveSetup(root: string, cacheDir: string) {
   const { layersDir, app, launcher } = await buildOutput(root);
   const cache = new VolumeCache(cacheDir);
   const snapshot = await cache.snapshot();
@@ -67,7 +67,6 @@ async function exportAndSave(root: string, cacheDir: string, early: boolean) {
     blobs: new BlobStore(path.join(root, 'store')),
     settings: { epoch: 315532801, compression: 'gzip' },
   });
-  const log = loggerFrom({});
   const base: CacheSaveBase = {
     layersDir,
     group: GROUP,
@@ -76,8 +75,14 @@ async function exportAndSave(root: string, cacheDir: string, early: boolean) {
     resolver,
     uid: 1000,
     gid: 1000,
-    log,
+    log: loggerFrom({}),
   };
+  return { layersDir, app, launcher, snapshot, resolver, base };
+}
+
+/** One export + cache save of `root`'s build output into `cacheDir`, with or without early work. */
+async function exportAndSave(root: string, cacheDir: string, early: boolean) {
+  const { layersDir, app, launcher, snapshot, resolver, base } = await cacheSaveSetup(root, cacheDir);
   const work = early ? new EarlyCacheWork(base) : undefined;
   const ex = await exportImage({
     layersDir,
@@ -91,7 +96,7 @@ async function exportAndSave(root: string, cacheDir: string, early: boolean) {
     uid: 1000,
     gid: 1000,
     resolver,
-    log,
+    log: base.log,
   });
   const result = await saveCache({ ...base, exported: ex.layers, contents: ex.contents }, work);
   await snapshot.close();
@@ -119,25 +124,10 @@ test('early work on cache-only layers gives the very cache the cache phase alone
 test('an export that fails abandons the early work: nothing committed, no staged blob left in the store', async () => {
   const d = await tempDir('abandon-');
   const root = path.join(d, 'b');
-  const { layersDir } = await buildOutput(root);
   const cacheDir = path.join(d, 'cache');
-  const cache = new VolumeCache(cacheDir);
-  const snapshot = await cache.snapshot();
+  const { layersDir, snapshot, resolver, base } = await cacheSaveSetup(root, cacheDir);
   const store = path.join(root, 'store');
-  const resolver = new LayerResolver({
-    blobs: new BlobStore(store),
-    settings: { epoch: 315532801, compression: 'gzip' },
-  });
-  const work = new EarlyCacheWork({
-    layersDir,
-    group: GROUP,
-    cache,
-    snapshot,
-    resolver,
-    uid: 1000,
-    gid: 1000,
-    log: loggerFrom({}),
-  });
+  const work = new EarlyCacheWork(base);
   // Let the work produce its blobs before the "export" fails.
   const staged = await work.take(path.join(layersDir, 'test_a', 'gocache'));
   assert.ok(staged && !staged.reused);
