@@ -139,15 +139,17 @@ describe('kiln build --platform linux/amd64,linux/arm64', { skip: unavailable() 
   });
 
   test('kiln stack inspect lists every platform of the stack, each with its own packages', async () => {
-    const r = await ok([
-      'stack',
-      'inspect',
-      '--config',
-      path.join(stackDir, 'stack.toml'),
-      '--output',
-      `oci:${stackDir}/oci`,
-      '--json',
-    ]);
+    const inspect = (...extra: string[]) =>
+      ok([
+        'stack',
+        'inspect',
+        '--config',
+        path.join(stackDir, 'stack.toml'),
+        '--output',
+        `oci:${stackDir}/oci`,
+        ...extra,
+      ]);
+    const r = await inspect('--json');
     const rows = JSON.parse(r.stdout) as {
       role: string;
       platform?: string;
@@ -160,14 +162,7 @@ describe('kiln build --platform linux/amd64,linux/arm64', { skip: unavailable() 
         r.stdout,
       );
     assert.ok(rows.every((x) => x.packages.some((p) => p.name === 'libc6')));
-    const human = await ok([
-      'stack',
-      'inspect',
-      '--config',
-      path.join(stackDir, 'stack.toml'),
-      '--output',
-      `oci:${stackDir}/oci`,
-    ]);
+    const human = await inspect();
     assert.match(human.stdout, /^build linux\/arm64: build$/m);
   });
 
