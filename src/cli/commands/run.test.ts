@@ -317,7 +317,9 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
         .map((p) => p.pid),
     );
     let reply = '';
-    const r = await kilnRun([ref, '-p', String(free), '--', 'serve'], (line) => {
+    let kilnPid: number | undefined;
+    const r = await kilnRun([ref, '-p', String(free), '--', 'serve'], (line, child) => {
+      kilnPid = child.pid;
       if (line !== 'listening') return;
       const c = connect(free, '127.0.0.1');
       c.on('data', (b: Buffer) => {
@@ -330,7 +332,13 @@ describe('kiln run', { skip: (process.getuid?.() ?? 0) !== 0 && 'needs root (san
     assert.equal(r.code, 0, r.err);
     assert.equal(reply, 'hello from the app\n');
     assert.match(r.err, new RegExp(`published at http://127\\.0\\.0\\.1:${free}/`));
-    const left = listProcs().filter((p) => p.cmd.startsWith('slirp4netns') && !slirpBefore.has(p.pid));
+    // This run's helper names its namespace by kiln's pid (builds of other test files running
+    // meanwhile start their own).
+    const left = listProcs().filter(
+      (p) =>
+        p.cmd.startsWith('slirp4netns') && !slirpBefore.has(p.pid) && p.cmd.includes(`/proc/${kilnPid}/`),
+    );
+    assert.ok(kilnPid !== undefined);
     assert.deepEqual(left, [], 'no slirp4netns left behind');
   });
 
